@@ -1,0 +1,59 @@
+"""Train/validation/test splits and the normalisation helpers shared by the density loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nodebench.errors import UserError
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A density data set split into training, validation and test arrays of shape ``(N_i, D)``."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        """The number of features ``D``."""
+        return self.train.shape[1]
+
+
+def split_tail(data: np.ndarray) -> Splits:
+    """Split as the MAF loaders do: the last 10% is the test set, the last 10% of the rest validation.
+
+    No shuffling happens here (Papamakarios et al. 2017, arXiv 1705.07057; POWER shuffles beforehand).
+    """
+    n_test = int(0.1 * len(data))
+    rest, test = data[: len(data) - n_test], data[len(data) - n_test :]
+    n_val = int(0.1 * len(rest))
+    return Splits(rest[: len(rest) - n_val], rest[len(rest) - n_val :], test)
+
+
+def split_permuted(data: np.ndarray, rng: np.random.Generator) -> Splits:
+    """Split 80/10/10 after a random permutation of the rows (validation and test get ``int(0.1·N)``)."""
+    n_hold = int(0.1 * len(data))
+    data = data[rng.permutation(len(data))]
+    return Splits(data[2 * n_hold :], data[:n_hold], data[n_hold : 2 * n_hold])
+
+
+def standardize(splits: Splits) -> Splits:
+    """Z-score every split with the mean and (population) standard deviation of train+validation.
+
+    This is the MAF normalisation of POWER and MINIBOONE (``np.std``, i.e. ``ddof=0``).
+    """
+    both = np.vstack([splits.train, splits.val])
+    mean, std = both.mean(axis=0), both.std(axis=0)
+    return Splits(*((part - mean) / std for part in (splits.train, splits.val, splits.test)))
+
+
+def require_finite(splits: Splits, what: str) -> Splits:
+    """Raise :class:`UserError` if any split of ``what`` holds NaN or infinity."""
+    for part, array in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+        if not np.isfinite(array).all():
+            raise UserError(f"{what}: the {part} split contains NaN or infinite values; the data file is malformed")
+    return splits

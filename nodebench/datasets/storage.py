@@ -1,0 +1,206 @@
+"""Where density data files live, their checksums, and how to fetch them.
+
+The files of the five MAF data sets (Papamakarios et al. 2017, arXiv 1705.07057) come from one archive,
+Zenodo record 1161203. ``datasets/manifest.toml`` in the repository lists each file with its path
+relative to the data directory, its source URL and its sha256. An empty sha256 means "not yet pinned":
+the file is then used without verification and a warning is logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tarfile
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlparse
+
+import numpy as np
+
+from nodebench.errors import UserError
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA_DIR = REPO_ROOT / "datasets"
+DEFAULT_MANIFEST = DEFAULT_DATA_DIR / "manifest.toml"
+ENV_VAR = "NODEBENCH_DATA"
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    """One data file: its data set, path relative to the data directory, source URL and sha256."""
+
+    dataset: str
+    path: str
+    url: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed manifest: data files and the checksums of the archives they come from (by URL)."""
+
+    files: tuple[ManifestFile, ...]
+    archives: dict[str, str]
+
+    def files_of(self, dataset: str) -> tuple[ManifestFile, ...]:
+        """The files of ``dataset``; :class:`UserError` if the manifest lists none."""
+        files = tuple(f for f in self.files if f.dataset == dataset)
+        if not files:
+            known = sorted({f.dataset for f in self.files})
+            raise UserError(f"no files for data set {dataset!r} in the manifest; known: {', '.join(known)}")
+        return files
+
+
+def data_root(root: Optional[str | os.PathLike] = None) -> Path:
+    """The data directory: ``root`` if given, else ``$NODEBENCH_DATA``, else ``<repo>/datasets``."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return DEFAULT_DATA_DIR
+
+
+def read_manifest(path: Optional[str | os.PathLike] = None) -> Manifest:
+    """Parse the manifest (default ``<repo>/datasets/manifest.toml``); :class:`UserError` if unusable."""
+    path = Path(path) if path is not None else DEFAULT_MANIFEST
+    try:
+        raw = tomllib.loads(path.read_text())
+        files = tuple(
+            ManifestFile(str(f["dataset"]), str(f["path"]), str(f["url"]), str(f["sha256"])) for f in raw["files"]
+        )
+        archives = {str(url): str(sha) for url, sha in raw.get("archives", {}).items()}
+    except FileNotFoundError:
+        raise UserError(f"data manifest not found at {path}") from None
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, OSError) as exc:
+        raise UserError(f"malformed data manifest {path}: {exc}") from None
+    return Manifest(files, archives)
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """Read a ``.npy`` array without unpickling; :class:`UserError` if the file is not one."""
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            raise UserError(f"{path} is not a .npy file (no NumPy header); write arrays with numpy.save")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"{path} is not a readable .npy array: {exc}") from None
+
+
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_checksum(path: Path, expected: str) -> None:
+    """Check ``path`` against ``expected``; an empty ``expected`` logs a warning and skips the check."""
+    if not expected:
+        log.warning("no sha256 pinned for %s in the data manifest; using it unverified", path)
+        return
+    actual = sha256_of(path)
+    if actual != expected.lower():
+        raise UserError(
+            f"checksum mismatch for {path}: sha256 {actual}, manifest expects {expected}; "
+            "delete the file and download it again"
+        )
+
+
+def dataset_files(
+    dataset: str, root: Optional[str | os.PathLike] = None, manifest: Optional[str | os.PathLike] = None
+) -> dict[str, Path]:
+    """Locate and verify the files of ``dataset``; returns ``{relative path: absolute path}``.
+
+    Raises:
+        UserError: A file is missing (the message names the expected path and how to get it) or its
+            checksum does not match the manifest.
+    """
+    directory = data_root(root)
+    found = {}
+    for entry in read_manifest(manifest).files_of(dataset):
+        path = directory / entry.path
+        if not path.is_file():
+            raise UserError(
+                f"{dataset} data file not found: expected {path}; fetch it with "
+                f"`python -c \"from nodebench.datasets import download; download('{dataset}')\"` "
+                f"or set {ENV_VAR} to a folder holding {entry.path}"
+            )
+        verify_checksum(path, entry.sha256)
+        found[entry.path] = path
+    return found
+
+
+def download(
+    dataset: str, root: Optional[str | os.PathLike] = None, *, manifest: Optional[str | os.PathLike] = None
+) -> list[Path]:
+    """Fetch the archive holding ``dataset`` (once) and extract that data set's files into the data directory.
+
+    The archive is kept next to the data (``<root>/data.tar.gz``) so other data sets extract without a
+    second download. Archive members are matched by their path suffix (the Zenodo archive nests everything
+    under ``data/``).
+
+    Returns:
+        The extracted file paths.
+    """
+    directory = data_root(root)
+    parsed = read_manifest(manifest)
+    entries = parsed.files_of(dataset)
+    extracted = []
+    for url in sorted({e.url for e in entries}):
+        archive = directory / Path(urlparse(url).path).name
+        if not archive.is_file():
+            _fetch(url, archive)
+        verify_checksum(archive, parsed.archives.get(url, ""))
+        wanted = [e for e in entries if e.url == url]
+        extracted += _extract(archive, wanted, directory)
+    for entry in entries:
+        verify_checksum(directory / entry.path, entry.sha256)
+    return extracted
+
+
+def _fetch(url: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    log.info("downloading %s to %s", url, target)
+    try:
+        with urllib.request.urlopen(url) as response, open(partial, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+    except (urllib.error.URLError, OSError) as exc:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"could not download {url}: {exc}") from None
+    partial.replace(target)
+
+
+def _extract(archive: Path, entries: list[ManifestFile], directory: Path) -> list[Path]:
+    pending = {e.path: e for e in entries}
+    written = []
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                match = next((p for p in pending if member.name == p or member.name.endswith("/" + p)), None)
+                if match is None or not member.isfile():
+                    continue
+                target = directory / match
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as source, open(target, "wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+                written.append(target)
+                del pending[match]
+                if not pending:
+                    break
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UserError(f"could not read archive {archive}: {exc}; delete it and download again") from None
+    if pending:
+        raise UserError(f"archive {archive} lacks {', '.join(sorted(pending))}")
+    return written

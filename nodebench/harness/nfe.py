@@ -1,0 +1,65 @@
+"""Counting function evaluations and solver steps, per phase, in the harness rather than in each model.
+
+:class:`CountingField` wraps any vector field ``f(t, y)`` (an ``nn.Module``, torchdiffeq's call
+convention, tuple states included). The harness sets :attr:`CountingField.phase` to ``"forward"``
+before the loss is computed and to ``"backward"`` before ``loss.backward()``, so evaluations made by an
+adjoint solve land in the backward count and backprop through a solver's graph adds none.
+
+Steps come from torchdiffeq's solver callbacks: ``callback_step`` for every attempted step (fixed-grid
+and adaptive solvers) and ``callback_accept_step`` for accepted adaptive steps; their ``_adjoint``
+variants are called by ``odeint_adjoint``'s backward solve. Rejected steps are attempted minus accepted.
+Known conventions (torchdiffeq FAQ, shared/MEASURING.md §4): dopri5 makes 2 evaluations to select its
+first step, 1 for the first stage, then 6 per attempted step; fixed-step RK4 makes 4 per step.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from torch import nn
+
+PHASES = ("forward", "backward")
+
+# torchdiffeq warns, on every solve, that fixed-grid solvers ignore accept/reject callbacks; we know.
+warnings.filterwarnings("ignore", message=r"Solver '.*' does not support callbacks")
+
+
+class CountingField(nn.Module):
+    """A vector field that counts its own evaluations and its solver's steps per phase.
+
+    Args:
+        field: the vector field ``f(t, y)``; its parameters stay reachable through this module.
+
+    Attributes:
+        phase: the phase the next evaluations are counted under, ``"forward"`` or ``"backward"``.
+        nfe, steps, accepted: dicts from phase to count since the last :meth:`reset`.
+    """
+
+    def __init__(self, field: nn.Module):
+        super().__init__()
+        self.field = field
+        self.phase = "forward"
+        self.reset()
+
+    def reset(self) -> None:
+        self.nfe = dict.fromkeys(PHASES, 0)
+        self.steps = dict.fromkeys(PHASES, 0)
+        self.accepted = dict.fromkeys(PHASES, 0)
+
+    def forward(self, t, y):
+        self.nfe[self.phase] += 1
+        return self.field(t, y)
+
+    def callback_step(self, t0, y0, dt):
+        self.steps[self.phase] += 1
+
+    def callback_accept_step(self, t0, y0, dt):
+        self.accepted[self.phase] += 1
+
+    callback_step_adjoint = callback_step
+    callback_accept_step_adjoint = callback_accept_step
+
+
+def count_nfe(field: nn.Module) -> CountingField:
+    """Wrap ``field`` in a :class:`CountingField` (returned unchanged if it already is one)."""
+    return field if isinstance(field, CountingField) else CountingField(field)

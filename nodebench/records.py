@@ -1,0 +1,76 @@
+"""Tidy records: one row per case in ``records.parquet``, per-iteration curves in ``curves.parquet``.
+
+Each case is first written on its own into ``RUN_DIR/cases/`` (``<case_id>.json`` and
+``<case_id>.curves.parquet``), each file atomically (written to a temporary name, then renamed), so a
+killed sweep never leaves a half-written case and never loses a finished one. :func:`merge` then
+gathers them into the two Parquet files, again atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from nodebench.errors import UserError
+
+RECORDS = "records.parquet"
+CURVES = "curves.parquet"
+CASES = "cases"
+CURVE_KEYS = ("case_id", "task", "method", "seed", "experiment")
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_case(cases_dir: Path, case_id: str, row: dict, curves: dict[str, list]) -> None:
+    """Write one finished case (its row and its curves) atomically; curves first, so a row implies both."""
+    cases_dir.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(curves)
+    for key in reversed(CURVE_KEYS):
+        frame.insert(0, key, row[key])
+    _atomic_write(cases_dir / f"{case_id}.curves.parquet", lambda p: frame.to_parquet(p, index=False))
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+    _atomic_write(cases_dir / f"{case_id}.json", lambda p: p.write_text(json.dumps(clean, default=str)))
+
+
+def finished_case_ids(run_dir: Path) -> set[str]:
+    """Ids of the cases whose results are already in ``run_dir``."""
+    folder = Path(run_dir) / CASES
+    return {p.name[: -len(".json")] for p in folder.glob("*.json")} if folder.is_dir() else set()
+
+
+def merge(run_dir: Path, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Gather every case in ``run_dir/cases`` into ``records.parquet`` and ``curves.parquet``."""
+    run_dir = Path(run_dir)
+    folder = run_dir / CASES
+    rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    records = pd.DataFrame(rows)
+    if not records.empty:
+        records.insert(0, "run_id", run_id)
+    curve_files = sorted(folder.glob("*.curves.parquet"))
+    curves = pd.concat([pd.read_parquet(p) for p in curve_files], ignore_index=True) if curve_files else pd.DataFrame()
+    _atomic_write(run_dir / RECORDS, lambda p: records.to_parquet(p, index=False))
+    _atomic_write(run_dir / CURVES, lambda p: curves.to_parquet(p, index=False))
+    return records, curves
+
+
+def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(records, curves)`` of a run directory, as pandas DataFrames."""
+    run_dir = Path(run_dir)
+    path = run_dir / RECORDS
+    if not path.is_file():
+        raise UserError(f"{str(run_dir)!r} holds no {RECORDS}; give a directory written by "
+                        "'nodebench run' or 'nodebench reproduce'")
+    try:
+        records = pd.read_parquet(path)
+        curves = pd.read_parquet(run_dir / CURVES) if (run_dir / CURVES).is_file() else pd.DataFrame()
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+        raise UserError(f"cannot read the records in {str(run_dir)!r}: {' '.join(str(err).split())[:200]}") from None
+    return records, curves

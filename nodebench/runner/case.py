@@ -1,0 +1,80 @@
+"""Cases: one training run, named by (paper, experiment, task, method, hyper-parameters, seed, device, preset).
+
+A case is a pure, picklable, JSON-serialisable config; its :attr:`Case.case_id` is a hash of that config
+and names its result files, which is how a resumed sweep recognises finished work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping
+
+
+@dataclass(frozen=True)
+class Case:
+    """One training run.
+
+    Attributes:
+        task: task id (``cubic_spiral``, ``trajectories:PATH``...).
+        method: training-method id.
+        seed: seeds the model initialisation and the data draws.
+        device: ``cpu``, ``cuda``, ``cuda:1``...
+        hparams: task hyper-parameters and solver options (``rtol``, ``atol``, ``step_size``...).
+        iters, budget_s: stop after this many iterations or this much summed step time.
+        warmup: untimed warm-up passes.
+        paper, experiment, preset: where the case comes from (empty for ``nodebench run``).
+    """
+
+    task: str
+    method: str
+    seed: int = 0
+    device: str = "cpu"
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    iters: int | None = None
+    budget_s: float | None = None
+    warmup: int = 1
+    paper: str = ""
+    experiment: str = ""
+    preset: str = ""
+
+    @property
+    def case_id(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"hparams": dict(self.hparams)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Case":
+        return cls(**data)
+
+    def identity(self) -> dict[str, Any]:
+        """The columns that identify this case in a record row."""
+        return {"case_id": self.case_id, "paper": self.paper, "experiment": self.experiment, "task": self.task,
+                "method": self.method, "seed": self.seed, "device": self.device, "preset": self.preset,
+                "hparams": json.dumps(dict(self.hparams), sort_keys=True)}
+
+
+def expand_grid(*, tasks: Iterable[str], methods: Iterable[str], seeds: Iterable[int],
+                grid: Mapping[str, Iterable[Any]] | None = None, method_hparams: Mapping[str, Mapping] | None = None,
+                **common) -> list[Case]:
+    """All cases of tasks × methods × hyper-parameter grid × seeds.
+
+    Args:
+        grid: hyper-parameter name → list of values; the Cartesian product is taken.
+        method_hparams: per-method fixed hyper-parameters (e.g. tolerances only the adaptive methods use).
+        **common: other :class:`Case` fields shared by all cases (``device``, ``iters``, ``hparams``...).
+    """
+    grid = dict(grid or {})
+    base = dict(common.pop("hparams", {}) or {})
+    names = list(grid)
+    cases = []
+    for task, method, values in itertools.product(tasks, methods, itertools.product(*grid.values())):
+        hparams = base | dict((method_hparams or {}).get(method, {})) | dict(zip(names, values))
+        for seed in seeds:
+            cases.append(Case(task=task, method=method, seed=seed, hparams=hparams, **common))
+    return cases

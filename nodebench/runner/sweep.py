@@ -1,0 +1,144 @@
+"""Runs a list of cases, each in a fresh process, with a time limit, resume and a progress bar.
+
+Every case runs as ``python -m nodebench.runner.worker`` so that its memory figure starts clean (the
+CPU high-water mark and the CUDA allocator are per process) and a crash stays isolated. Up to ``jobs``
+cases run at once (state it when comparing times: parallel cases share the machine). A case that
+passes ``timeout_s`` is killed and recorded with status ``timeout``; a worker that dies without writing
+its result (killed by the kernel's out-of-memory killer, a segfault) is recorded as ``oom`` or
+``error``. Cases already in ``RUN_DIR/cases`` are skipped, so rerunning a killed sweep with the same
+output directory resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from nodebench.harness import environment
+from nodebench.records import CASES, finished_case_ids, merge, write_case
+from nodebench.runner.case import Case
+
+RUN_INFO = "run.json"
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@dataclass
+class _Running:
+    case: Case
+    process: subprocess.Popen
+    started: float
+    log: Path
+
+
+def run_id_for(run_dir: Path) -> str:
+    """The run id stored in ``run_dir/run.json``, created on first use (kept on resume)."""
+    info = run_dir / RUN_INFO
+    if info.is_file():
+        return json.loads(info.read_text())["run_id"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    info.write_text(json.dumps({"run_id": run_id}))
+    return run_id
+
+
+def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_s: float = 3600.0,
+              threads: int = 1, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run the cases not yet finished in ``run_dir`` and merge all results there.
+
+    Args:
+        cases: the grid (see :func:`~nodebench.runner.case.expand_grid`).
+        run_dir: output directory; finished cases in it are kept and skipped.
+        jobs: cases run at once.
+        timeout_s: per-case wall-clock limit, process start-up included.
+        threads: torch threads per case (also exported as OMP/MKL/OpenBLAS thread counts).
+        progress: show a progress bar on stderr.
+
+    Returns:
+        ``(records, curves)`` DataFrames of every case in ``run_dir``.
+    """
+    run_dir = Path(run_dir)
+    run_id = run_id_for(run_dir)
+    cases_dir = run_dir / CASES
+    cases_dir.mkdir(parents=True, exist_ok=True)
+    done = finished_case_ids(run_dir)
+    todo = list({c.case_id: c for c in cases if c.case_id not in done}.values())
+    env = os.environ | {var: str(threads) for var in THREAD_VARS} | {"PYTHONUNBUFFERED": "1"}
+    bar = tqdm(total=len(todo), desc="cases", unit="case", disable=not progress or not todo, file=sys.stderr,
+               mininterval=1.0)
+    running: list[_Running] = []
+    postfix = ""
+    with tempfile.TemporaryDirectory(prefix="nodebench-") as scratch:
+        while todo or running:
+            while todo and len(running) < jobs:
+                running.append(_start(todo.pop(0), cases_dir, Path(scratch), env, threads))
+            time.sleep(0.05)
+            for job in list(running):
+                code = job.process.poll()
+                over = time.monotonic() - job.started > timeout_s
+                if code is None and not over:
+                    continue
+                if code is None:
+                    _kill(job.process)
+                    _record_failure(job.case, cases_dir, "timeout", f"exceeded the {timeout_s:g} s case time limit")
+                elif not (cases_dir / f"{job.case.case_id}.json").is_file():
+                    _record_failure(job.case, cases_dir, *_failure_of(code, job.log))
+                running.remove(job)
+                (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
+                bar.update(1)
+            if running and _postfix(running, cases_dir) != postfix:
+                postfix = _postfix(running, cases_dir)
+                bar.set_postfix_str(postfix, refresh=False)
+                bar.update(0)
+    bar.close()
+    return merge(run_dir, run_id)
+
+
+def _start(case: Case, cases_dir: Path, scratch: Path, env: dict, threads: int) -> _Running:
+    spec = scratch / f"{case.case_id}.case.json"
+    spec.write_text(json.dumps(case.to_dict()))
+    log = scratch / f"{case.case_id}.log"
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nodebench.runner.worker", str(spec), str(cases_dir), str(threads)],
+            stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return _Running(case, process, time.monotonic(), log)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def _failure_of(code: int, log: Path) -> tuple[str, str]:
+    if code == -signal.SIGKILL:
+        return "oom", "worker killed by SIGKILL (most likely the out-of-memory killer)"
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return "error", f"worker exited with code {code}: {lines[-1] if lines else 'no output'}"[:300]
+
+
+def _record_failure(case: Case, cases_dir: Path, status: str, reason: str) -> None:
+    row = case.identity() | environment("cpu") | {"status": status, "reason": reason}
+    write_case(cases_dir, case.case_id, row, {})
+
+
+def _postfix(running: list[_Running], cases_dir: Path) -> str:
+    parts = []
+    for job in running:
+        note = cases_dir / f"{job.case.case_id}.progress"
+        status = note.read_text() if note.is_file() else "starting"
+        parts.append(f"{job.case.task}/{job.case.method}/s{job.case.seed}: {status}")
+    return "; ".join(parts)

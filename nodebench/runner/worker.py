@@ -1,0 +1,78 @@
+"""Runs one case in its own process: ``python -m nodebench.runner.worker CASE.json OUT_DIR``.
+
+Writes ``OUT_DIR/<case_id>.json`` (the record row) and ``OUT_DIR/<case_id>.curves.parquet`` atomically
+when the case ends, whatever its status: ``ok``, ``diverged`` (non-finite loss or metric), ``oom`` or
+``error`` (with a one-line reason). While training it rewrites ``<case_id>.progress`` about once a
+second with the iteration and loss, which the sweep shows in its progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from nodebench.harness import environment
+from nodebench.methods import SOLVER_OPTIONS, get_method
+from nodebench.records import write_case
+from nodebench.runner.case import Case
+from nodebench.tasks import get_task
+from nodebench.training import Diverged, TrainResult, train
+
+
+def run_case(case: Case, out_dir: Path) -> dict:
+    """Run ``case`` in this process and write its row and curves into ``out_dir``; return the row."""
+    device = torch.device(case.device)
+    row = case.identity() | environment(device)
+    progress = out_dir / f"{case.case_id}.progress"
+    last = [0.0]
+
+    def report(iteration: int, loss: float) -> None:
+        now = time.monotonic()
+        if now - last[0] > 1.0:
+            last[0] = now
+            progress.write_text(f"iter {iteration} loss {loss:.4g}")
+
+    result = TrainResult()
+    status, reason = "ok", ""
+    try:
+        torch.manual_seed(case.seed)
+        task = get_task(case.task)
+        solver_options = {k: v for k, v in case.hparams.items() if k in SOLVER_OPTIONS}
+        task_hparams = {k: v for k, v in case.hparams.items() if k not in SOLVER_OPTIONS}
+        problem = task.build(seed=case.seed, device=device, hparams=task_hparams)
+        result = train(problem, get_method(case.method), device=device, iters=case.iters, budget_s=case.budget_s,
+                       warmup=case.warmup, solver_options=solver_options, on_iteration=report)
+    except Diverged as err:
+        status, reason, result = "diverged", str(err), err.result
+    except (torch.cuda.OutOfMemoryError, MemoryError) as err:
+        status, reason = "oom", _one_line(err)
+    except Exception as err:  # noqa: BLE001 - a failed case is a recorded row, and the sweep goes on
+        status, reason = "error", _one_line(err)
+        traceback.print_exc()
+    row |= {"status": status, "reason": reason} | result.summary() | result.metrics
+    curves = dict(result.curves)
+    write_case(out_dir, case.case_id, row, curves)
+    progress.unlink(missing_ok=True)
+    return row
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}"[:300]
+
+
+def main(argv: list[str]) -> int:
+    case = Case.from_dict(json.loads(Path(argv[0]).read_text()))
+    threads = int(argv[2]) if len(argv) > 2 else 1
+    torch.set_num_threads(threads)
+    run_case(case, Path(argv[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

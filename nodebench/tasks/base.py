@@ -1,0 +1,82 @@
+"""Tasks: the learning problems that training methods are compared on.
+
+A :class:`Task` is a named, seedable recipe. ``task.build(seed=..., device=..., hparams=...)`` returns
+a :class:`Problem`: a model, the vector field its solves call, a loss for one training iteration given a
+method's ``solve``, and an untimed evaluation returning named metrics. The harness wraps
+``problem.field`` in a :class:`~nodebench.harness.CountingField` before training, so problems must call
+``self.field`` for every evaluation of the dynamics.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+from nodebench.errors import UserError
+
+
+class Problem(abc.ABC):
+    """A built task instance.
+
+    Attributes:
+        model: the module whose parameters are trained (it contains ``field``).
+        field: the vector field ``f(t, y)`` that every solve evaluates.
+        lr: learning rate for Adam, the harness's optimiser.
+    """
+
+    model: nn.Module
+    field: nn.Module
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+    @abc.abstractmethod
+    def loss(self, solve: Callable) -> torch.Tensor:
+        """The training loss of one iteration (one mini-batch), solving with ``solve(func, y0, t)``."""
+
+    @abc.abstractmethod
+    def evaluate(self) -> dict[str, float]:
+        """Test metrics, computed without gradients and outside the timed region."""
+
+
+class Task(abc.ABC):
+    """A learning problem with named metrics and default hyper-parameters.
+
+    Attributes:
+        name: registry id used on the command line.
+        paper: the paper package it comes from, or ``None`` for generic tasks.
+        metrics: names of the metrics :meth:`Problem.evaluate` returns; the first is the headline.
+        defaults: default hyper-parameters (learning rate, solver tolerances, sizes...).
+        description: one line for ``nodebench list``.
+    """
+
+    name: ClassVar[str]
+    paper: ClassVar[str | None] = None
+    metrics: ClassVar[tuple[str, ...]]
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    description: ClassVar[str] = ""
+
+    def hparams(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults updated by ``overrides``; an unknown key is a :class:`UserError`."""
+        merged = dict(self.defaults)
+        for key, value in (overrides or {}).items():
+            if key not in merged:
+                raise UserError(f"task {self.name!r} has no hyper-parameter {key!r}; "
+                                f"valid: {', '.join(sorted(merged)) or 'none'}")
+            merged[key] = value
+        return merged
+
+    @abc.abstractmethod
+    def build(self, *, seed: int, device: torch.device, hparams: Mapping[str, Any]) -> Problem:
+        """A fresh problem: data, model initialised from ``seed``, on ``device``."""
+
+
+def dtype_from_name(name: str) -> torch.dtype:
+    """``"float32"`` or ``"float64"`` to the torch dtype; anything else is a :class:`UserError`."""
+    dtypes = {"float32": torch.float32, "float64": torch.float64}
+    try:
+        return dtypes[name]
+    except KeyError:
+        raise UserError(f"unknown dtype {name!r}; valid: {', '.join(dtypes)}") from None

@@ -1,0 +1,86 @@
+"""Bring your own system-identification data: ``--task trajectories:PATH.npz``.
+
+The file holds ``t`` (T,) strictly increasing, ``y`` (N, T, D) and optionally controls ``u`` (N, T, M),
+all finite. Trajectories are split into train and test sets by a seeded permutation (``test_fraction``,
+at least one of each); the model is an MLP field ``f(x, u)``; ``test_mse`` is measured by simulating the
+learned model from the test initial conditions (see :mod:`nodebench.tasks.trajectory`).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nodebench.errors import UserError
+from nodebench.tasks.base import Task, dtype_from_name
+from nodebench.tasks.trajectory import MLPField, TrajectoryProblem
+
+
+def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
+    """Read and validate a trajectories ``.npz``; any problem is a one-line :class:`UserError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"trajectory file {str(path)!r} does not exist; expected an .npz with arrays t (T,), "
+                        "y (N, T, D) and optional u (N, T, M)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: np.asarray(data[k]) for k in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+        raise UserError(f"{str(path)!r} is not a readable .npz file ({err}); "
+                        "expected arrays t (T,), y (N, T, D), optional u (N, T, M)") from None
+    if "t" not in arrays or "y" not in arrays:
+        raise UserError(f"{str(path)!r} holds arrays {sorted(arrays)}; it needs 't' (T,) and 'y' (N, T, D)")
+    t, y, u = arrays["t"], arrays["y"], arrays.get("u")
+    for name, arr in (("t", t), ("y", y), ("u", u)):
+        if arr is not None and not np.issubdtype(arr.dtype, np.number):
+            raise UserError(f"array {name!r} in {str(path)!r} has dtype {arr.dtype}; it must be numeric")
+    if t.ndim != 1 or t.shape[0] < 2:
+        raise UserError(f"array 't' has shape {t.shape}; it must be 1-D with at least 2 times")
+    if y.ndim != 3 or y.shape[1] != t.shape[0]:
+        raise UserError(f"array 'y' has shape {y.shape}; it must be (N, T, D) with T = len(t) = {t.shape[0]}")
+    if y.shape[0] < 2:
+        raise UserError(f"array 'y' holds {y.shape[0]} trajectory; at least 2 are needed to split train/test")
+    if u is not None and (u.ndim != 3 or u.shape[:2] != y.shape[:2]):
+        raise UserError(f"array 'u' has shape {u.shape}; it must be (N, T, M) with N, T = {y.shape[:2]}")
+    for name, arr in (("t", t), ("y", y), ("u", u)):
+        if arr is not None and not np.all(np.isfinite(arr)):
+            raise UserError(f"array {name!r} in {str(path)!r} contains NaN or inf values; all must be finite")
+    if np.any(np.diff(t) <= 0):
+        raise UserError(f"array 't' in {str(path)!r} must be strictly increasing")
+    return {"t": t, "y": y, "u": u}
+
+
+class TrajectoryFile(Task):
+    """Trajectories from a user's .npz file (see module docstring)."""
+
+    paper = None
+    metrics = ("test_mse", "train_mse")
+    description = "your own data: trajectories:PATH.npz with t (T,), y (N, T, D), optional u (N, T, M)"
+    defaults = {"hidden": 64, "lr": 1e-2, "dtype": "float32", "test_fraction": 0.2, "batch_size": None}
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.name = f"trajectories:{path}"
+        self.data = load_trajectories(self.path)
+
+    def build(self, *, seed, device, hparams):
+        hp = self.hparams(hparams)
+        fraction = float(hp["test_fraction"])
+        if not 0.0 < fraction < 1.0:
+            raise UserError(f"test_fraction must lie in (0, 1), got {fraction}")
+        t, y, u = self.data["t"], self.data["y"], self.data["u"]
+        n = y.shape[0]
+        n_test = min(max(1, round(fraction * n)), n - 1)
+        order = np.random.default_rng(seed).permutation(n)
+        test, train = order[:n_test], order[n_test:]
+        move = dict(device=device, dtype=dtype_from_name(hp["dtype"]))
+        as_tensor = lambda a: None if a is None else torch.as_tensor(a).to(**move)  # noqa: E731
+        torch.manual_seed(seed)
+        field = MLPField(y.shape[2], int(hp["hidden"]), control_dim=0 if u is None else u.shape[2]).to(**move)
+        batch = hp["batch_size"]
+        return TrajectoryProblem(field, as_tensor(t), as_tensor(y[train]), as_tensor(y[test]),
+                                 None if u is None else as_tensor(u[train]), None if u is None else as_tensor(u[test]),
+                                 batch_size=None if batch is None else int(batch), seed=seed, lr=float(hp["lr"]))

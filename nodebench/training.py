@@ -1,0 +1,173 @@
+"""The measured training loop shared by every task and method.
+
+One iteration is: forward (the task's loss through the method's solve), backward, optimiser step. For
+every iteration the harness records, with the device synchronised at each boundary:
+
+- the step's wall time (and CUDA-event time), the forward part's wall time;
+- peak memory of the forward phase and of forward + backward, both above the memory held before the
+  step (one reset per step; the forward reading is taken when forward ends);
+- NFE forward and backward, attempted and accepted solver steps, from :class:`CountingField`.
+
+Warm-up iterations run forward and backward but no optimiser step, so they leave the parameters and the
+optimiser state untouched; their time is reported apart. Evaluation runs after training, untimed.
+Training stops after ``iters`` iterations or once the summed step time passes ``budget_s``. A non-finite
+loss stops it with status ``diverged``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from nodebench.harness import PeakMemory, Stopwatch, count_nfe
+from nodebench.methods import Method
+from nodebench.tasks import Problem
+
+
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss or metric."""
+
+
+@dataclass
+class TrainResult:
+    """Per-iteration curves and summary figures of one training run."""
+
+    curves: dict[str, list] = field(default_factory=lambda: {k: [] for k in CURVE_COLUMNS})
+    warmup_s: float = 0.0
+    peak_mem_forward_bytes: int = 0
+    peak_mem_bytes: int = 0
+    peak_reserved_bytes: int | None = None
+    mem_source: str = ""
+    event_s: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def iters(self) -> int:
+        return len(self.curves["iteration"])
+
+    def summary(self) -> dict[str, object]:
+        c = self.curves
+        steps = c["time_s"]
+        return {
+            "iters": self.iters,
+            "train_wall_s": sum(steps),
+            "time_per_iter_s": statistics.median(steps) if steps else math.nan,
+            "forward_time_per_iter_s": statistics.median(c["forward_s"]) if steps else math.nan,
+            "train_event_s": self.event_s,
+            "warmup_s": self.warmup_s,
+            "peak_mem_forward_bytes": self.peak_mem_forward_bytes,
+            "peak_mem_bytes": self.peak_mem_bytes,
+            "peak_reserved_bytes": self.peak_reserved_bytes,
+            "mem_source": self.mem_source,
+            "nfe_forward": sum(c["nfe_forward"]),
+            "nfe_backward": sum(c["nfe_backward"]),
+            "nfe_forward_per_iter": statistics.fmean(c["nfe_forward"]) if steps else math.nan,
+            "nfe_backward_per_iter": statistics.fmean(c["nfe_backward"]) if steps else math.nan,
+            "steps_forward": sum(c["steps_forward"]),
+            "steps_backward": sum(c["steps_backward"]),
+            "accepted_forward": sum(c["accepted_forward"]),
+            "accepted_backward": sum(c["accepted_backward"]),
+            "final_loss": c["loss"][-1] if steps else math.nan,
+        }
+
+
+CURVE_COLUMNS = ("iteration", "elapsed_s", "time_s", "forward_s", "loss", "nfe_forward", "nfe_backward",
+                 "steps_forward", "steps_backward", "accepted_forward", "accepted_backward")
+
+
+def train(problem: Problem, method: Method, *, device: torch.device, iters: int | None = None,
+          budget_s: float | None = None, warmup: int = 1, solver_options: dict | None = None,
+          on_iteration: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train ``problem`` with ``method`` and measure every iteration.
+
+    Args:
+        problem: a freshly built task problem.
+        method: the gradient strategy.
+        device: where the problem lives.
+        iters: iteration limit; ``budget_s``: limit on summed step time. At least one must be given.
+        warmup: untimed forward+backward passes without optimiser steps.
+        solver_options: ``rtol``, ``atol``, ``step_size``... passed to :meth:`Method.make_solve`.
+        on_iteration: called with ``(iteration, loss)`` after each timed iteration (progress reporting).
+
+    Raises:
+        Diverged: on a non-finite loss (the partial result is attached as ``err.result``).
+    """
+    if iters is None and budget_s is None:
+        raise ValueError("give iters or budget_s")
+    counter = count_nfe(problem.field)
+    problem.field = counter
+    params = [p for p in problem.model.parameters() if p.requires_grad]
+    solve = method.make_solve(params, **(solver_options or {}))
+    optimizer = torch.optim.Adam(params, lr=problem.lr, weight_decay=problem.weight_decay)
+    clock, memory = Stopwatch(device), PeakMemory(device)
+    result = TrainResult(mem_source=memory.source)
+
+    clock.start()
+    for _ in range(warmup):
+        optimizer.zero_grad(set_to_none=True)
+        problem.loss(solve).backward()
+    optimizer.zero_grad(set_to_none=True)
+    result.warmup_s = clock.stop()[0]
+
+    elapsed, event_total = 0.0, 0.0
+    iteration = 0
+    while (iters is None or iteration < iters) and (budget_s is None or elapsed < budget_s):
+        counter.reset()
+        counter.phase = "forward"
+        memory.reset()
+        clock.start()
+        loss = problem.loss(solve)
+        forward_s = clock.lap()
+        peak_forward = memory.peak_bytes()
+        counter.phase = "backward"
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step_s, event_s = clock.stop()
+        peak = memory.peak_bytes()
+        reserved = memory.peak_reserved_bytes()
+        iteration += 1
+        elapsed += step_s
+        loss_value = float(loss.detach())
+        _append(result.curves, iteration=iteration, elapsed_s=elapsed, time_s=step_s, forward_s=forward_s,
+                loss=loss_value, **_counts(counter))
+        result.peak_mem_forward_bytes = max(result.peak_mem_forward_bytes, peak_forward)
+        result.peak_mem_bytes = max(result.peak_mem_bytes, peak)
+        if reserved is not None:
+            result.peak_reserved_bytes = max(result.peak_reserved_bytes or 0, reserved)
+        if event_s is not None:
+            event_total += event_s
+            result.event_s = event_total
+        if not math.isfinite(loss_value):
+            err = Diverged(f"loss became {loss_value} at iteration {iteration}")
+            err.result = result
+            raise err
+        if on_iteration is not None:
+            on_iteration(iteration, loss_value)
+
+    problem.model.eval()
+    result.metrics = problem.evaluate()
+    bad = [k for k, v in result.metrics.items() if not math.isfinite(v)]
+    if bad:
+        err = Diverged(f"non-finite test metric(s) {', '.join(bad)} after {iteration} iterations")
+        err.result = result
+        raise err
+    return result
+
+
+def _counts(counter) -> dict[str, int]:
+    out = {}
+    for phase in ("forward", "backward"):
+        out[f"nfe_{phase}"] = counter.nfe[phase]
+        out[f"steps_{phase}"] = counter.steps[phase]
+        out[f"accepted_{phase}"] = counter.accepted[phase]
+    return out
+
+
+def _append(curves: dict[str, list], **values) -> None:
+    for key, value in values.items():
+        curves[key].append(value)
