@@ -29,9 +29,15 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def write_case(cases_dir: Path, case_id: str, row: dict, curves: dict[str, list]) -> None:
-    """Write one finished case (its row and its curves) atomically; curves first, so a row implies both."""
+def write_case(cases_dir: Path, case_id: str, row: dict, curves: dict[str, list],
+               tables: dict[str, list[dict]] | None = None) -> None:
+    """Write one finished case atomically: its extra tables and curves first, then its row, so a row
+    implies the rest. ``tables`` maps a name to tidy rows, merged into ``<name>.parquet``."""
     cases_dir.mkdir(parents=True, exist_ok=True)
+    for name, rows in (tables or {}).items():
+        extra = pd.DataFrame(rows)
+        extra.insert(0, "case_id", case_id)
+        _atomic_write(cases_dir / f"{case_id}.{name}.table.parquet", lambda p: extra.to_parquet(p, index=False))
     frame = pd.DataFrame(curves)
     for key in reversed(CURVE_KEYS):
         frame.insert(0, key, row[key])
@@ -57,8 +63,20 @@ def merge(run_dir: Path, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     curve_files = sorted(folder.glob("*.curves.parquet"))
     curves = pd.concat([pd.read_parquet(p) for p in curve_files], ignore_index=True) if curve_files else pd.DataFrame()
     _atomic_write(run_dir / RECORDS, lambda p: records.to_parquet(p, index=False))
+    tables: dict[str, list[Path]] = {}
+    for path in sorted(folder.glob("*.table.parquet")):
+        tables.setdefault(path.name.split(".")[1], []).append(path)
+    for name, paths in tables.items():
+        frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+        _atomic_write(run_dir / f"{name}.parquet", lambda p: frame.to_parquet(p, index=False))
     _atomic_write(run_dir / CURVES, lambda p: curves.to_parquet(p, index=False))
     return records, curves
+
+
+def load_table(run_dir: str | Path, name: str) -> pd.DataFrame:
+    """An extra per-case table of a run (e.g. ``rediscretisation``); empty when the run has none."""
+    path = Path(run_dir) / f"{name}.parquet"
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
 
 
 def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -44,6 +44,7 @@ class TrainResult:
     mem_source: str = ""
     event_s: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    tables: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
     def iters(self) -> int:
@@ -150,7 +151,8 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
             on_iteration(iteration, loss_value)
 
     problem.model.eval()
-    result.metrics = problem.evaluate()
+    result.metrics = problem.evaluate(solve)
+    result.tables = problem.tables
     bad = [k for k, v in result.metrics.items() if not math.isfinite(v)]
     if bad:
         err = Diverged(f"non-finite test metric(s) {', '.join(bad)} after {iteration} iterations")

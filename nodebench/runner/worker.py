@@ -56,7 +56,7 @@ def run_case(case: Case, out_dir: Path) -> dict:
         traceback.print_exc()
     row |= {"status": status, "reason": reason} | result.summary() | result.metrics
     curves = dict(result.curves)
-    write_case(out_dir, case.case_id, row, curves)
+    write_case(out_dir, case.case_id, row, curves, result.tables)
     progress.unlink(missing_ok=True)
     return row
 

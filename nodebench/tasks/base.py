@@ -37,8 +37,16 @@ class Problem(abc.ABC):
         """The training loss of one iteration (one mini-batch), solving with ``solve(func, y0, t)``."""
 
     @abc.abstractmethod
-    def evaluate(self) -> dict[str, float]:
-        """Test metrics, computed without gradients and outside the timed region."""
+    def evaluate(self, solve: Callable) -> dict[str, float]:
+        """Test metrics, computed outside the timed region.
+
+        ``solve`` is the training method's own solve, for metrics of the training discretisation
+        (re-discretisation studies); headline metrics should use a reference solver so that methods are
+        compared on the learned model. A problem may also fill :attr:`tables` with extra tidy rows.
+        """
+
+    #: Extra per-case tables (name → list of row dicts), stored as ``<name>.parquet`` in the run directory.
+    tables: dict[str, list[dict]] = {}
 
 
 class Task(abc.ABC):

@@ -97,7 +97,7 @@ class TrajectoryProblem(Problem):
         return torch.mean((self._simulate(solve, self.t, y, u) - y) ** 2)
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, solve) -> dict[str, float]:
         def reference(func, y0, t):
             return odeint(func, y0, t, **REFERENCE_SOLVER)
 
