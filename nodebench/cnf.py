@@ -162,6 +162,11 @@ class CNF(Transform):
         seed: Seed of the CNF's own probe generator; ``None`` seeds it from OS entropy.
         generator: A CPU ``torch.Generator`` to draw probes from instead (takes precedence over ``seed``).
             The global RNG is never used.
+        augment: Optional ``augment(noise) -> func``, called once per solve with that solve's probe
+            (``None`` for the exact trace); the returned module is what the solver integrates. The default
+            builds a fresh :class:`AugmentedDynamics` per solve. A training harness that wraps the
+            integrated field (e.g. to count evaluations) supplies a hook that sets the probe on one shared
+            :class:`AugmentedDynamics` and returns the wrapper (see :mod:`nodebench.tasks.density`).
     """
 
     def __init__(
@@ -179,6 +184,7 @@ class CNF(Transform):
         solve: Optional[SolveFn] = None,
         seed: Optional[int] = None,
         generator: Optional[torch.Generator] = None,
+        augment: Optional[Callable[[Optional[torch.Tensor]], nn.Module]] = None,
     ):
         super().__init__()
         if not t1 > 0:
@@ -202,6 +208,7 @@ class CNF(Transform):
             else:
                 generator.manual_seed(seed)
         self.generator = generator
+        self.augment = augment
 
     @property
     def trace(self) -> str:
@@ -254,7 +261,8 @@ class CNF(Transform):
         t = torch.stack([torch.zeros_like(t1), t1])
         if reverse:
             t = t.flip(0)
-        func = AugmentedDynamics(self.dynamics, self._draw_noise(z) if self.trace == "hutchinson" else None)
+        noise = self._draw_noise(z) if self.trace == "hutchinson" else None
+        func = AugmentedDynamics(self.dynamics, noise) if self.augment is None else self.augment(noise)
         logdet0 = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
         zs, logdets = self.solve(func, (z, logdet0), t)
         return zs[-1], logdets[-1]

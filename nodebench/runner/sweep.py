@@ -41,15 +41,20 @@ class _Running:
     log: Path
 
 
-def run_id_for(run_dir: Path) -> str:
-    """The run id stored in ``run_dir/run.json``, created on first use (kept on resume)."""
-    info = run_dir / RUN_INFO
-    if info.is_file():
-        return json.loads(info.read_text())["run_id"]
+def read_run_info(run_dir: str | Path) -> dict:
+    """``run_dir/run.json``: the run id and what produced the run (command, paper, preset); may be empty."""
+    info = Path(run_dir) / RUN_INFO
+    return json.loads(info.read_text()) if info.is_file() else {}
+
+
+def write_run_info(run_dir: str | Path, **meta) -> dict:
+    """Create or update ``run_dir/run.json``; the run id is made once and kept when a run resumes."""
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    info.write_text(json.dumps({"run_id": run_id}))
-    return run_id
+    info = read_run_info(run_dir)
+    info = {"run_id": time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]} | info | meta
+    (run_dir / RUN_INFO).write_text(json.dumps(info, indent=1))
+    return info
 
 
 def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_s: float = 3600.0,
@@ -68,7 +73,7 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
         ``(records, curves)`` DataFrames of every case in ``run_dir``.
     """
     run_dir = Path(run_dir)
-    run_id = run_id_for(run_dir)
+    run_id = write_run_info(run_dir)["run_id"]
     cases_dir = run_dir / CASES
     cases_dir.mkdir(parents=True, exist_ok=True)
     done = finished_case_ids(run_dir)

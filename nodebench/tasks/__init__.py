@@ -6,13 +6,14 @@ from typing import Callable
 
 from nodebench.errors import UserError
 from nodebench.tasks.base import Problem, Task
+from nodebench.tasks.density import DENSITY_TASKS, DensityFile
 from nodebench.tasks.spiral import CubicSpiral
 from nodebench.tasks.trajectory_file import TrajectoryFile
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in [CubicSpiral]}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in [CubicSpiral, *DENSITY_TASKS]}
 
 # Tasks built from a user's file: "<prefix>:PATH".
-FILE_TASKS: dict[str, Callable[[str], Task]] = {"trajectories": TrajectoryFile}
+FILE_TASKS: dict[str, Callable[[str], Task]] = {"trajectories": TrajectoryFile, "density": DensityFile}
 
 
 def register_task(cls: type[Task]) -> type[Task]:

@@ -1,0 +1,237 @@
+"""The ``nodebench`` command line: list, run, reproduce, report.
+
+Bad input (unknown names, invalid values, missing or malformed files) prints one line,
+``nodebench: error: ...``, naming what is wrong and what is valid, and exits with code 2 before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from nodebench.errors import UserError
+
+EXAMPLES = """examples:
+  nodebench list
+  nodebench run --task cubic_spiral --method rk4,adjoint --seeds 2 --iters 100 --out results/spiral
+  nodebench run --task trajectories:my_data.npz --method rk4,direct --budget-s 60
+  nodebench reproduce do_vs_od --preset smoke --out results/do_vs_od-smoke
+  nodebench report results/do_vs_od-smoke
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit code 2, no usage dump
+        raise UserError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _hparam(text: str) -> tuple[str, object]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def _device(text: str) -> str:
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"unknown device {text!r}; valid: cpu, cuda, cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device {text!r}; valid: cpu, cuda, cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {text!r} requested but CUDA is not available on this machine; use --device cpu")
+    return str(device)
+
+
+def _add_sweep_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="cases run at once (default 1: clean timings)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per case (default 1)")
+    p.add_argument("--timeout-s", type=_positive_float, default=3600.0, help="per-case time limit (default 3600)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nodebench", description="Benchmark and reproduce methods that make neural ODEs "
+                     "cheaper to train.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="papers, experiments, tasks and methods")
+
+    run = sub.add_parser("run", help="run a grid of tasks × methods × seeds")
+    run.add_argument("--task", required=True, help="a task id, or trajectories:PATH.npz / density:PATH.npy")
+    run.add_argument("--method", required=True, help="comma-separated method ids, e.g. rk4,adjoint")
+    run.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 (default 1)")
+    limit = run.add_mutually_exclusive_group()
+    limit.add_argument("--iters", type=_positive_int, help="training iterations per case (default 100)")
+    limit.add_argument("--budget-s", type=_positive_float, help="training-time budget per case, in seconds")
+    run.add_argument("--hparam", type=_hparam, action="append", default=[], metavar="KEY=VALUE",
+                     help="task hyper-parameter or solver option (rtol, atol, step_size...), repeatable")
+    run.add_argument("--out", type=Path, help="output directory (default results/runs/<time>); reuse it to resume")
+    _add_sweep_options(run)
+
+    rep = sub.add_parser("reproduce", help="run a paper package and write its report")
+    rep.add_argument("paper", help="paper id (see `nodebench list`)")
+    rep.add_argument("--preset", default="smoke", help="smoke (default, minutes on CPU), quick or paper")
+    rep.add_argument("--out", type=Path, help="output directory (default results/<paper>-<preset>)")
+    _add_sweep_options(rep)
+
+    report = sub.add_parser("report", help="rebuild figures and report.md from a run directory")
+    report.add_argument("run_dir", type=Path)
+    return parser
+
+
+def cmd_list(args) -> int:
+    from nodebench.experiments import available_papers, load_paper
+    from nodebench.methods import METHODS
+    from nodebench.tasks import FILE_TASKS, TASKS
+
+    print("papers (nodebench reproduce PAPER):")
+    for name in available_papers():
+        spec = load_paper(name)
+        print(f"  {name:<12} {spec.title}")
+        for exp in spec.experiments:
+            print(f"    - {exp.name:<22} task {exp.task}; methods {', '.join(exp.methods)}; presets "
+                  f"{', '.join(exp.presets)}")
+    print("tasks (--task):")
+    for name, cls in sorted(TASKS.items()):
+        print(f"  {name:<24} {cls.description}")
+    for prefix in FILE_TASKS:
+        print(f"  {prefix + ':PATH':<24} {FILE_TASKS[prefix].description}")
+    print("methods (--method):")
+    for name, method in METHODS.items():
+        print(f"  {name:<10} [{method.family}] {method.description}")
+    return 0
+
+
+def _validate(cases) -> None:
+    """Check every name and hyper-parameter before anything runs or is written."""
+    from nodebench.methods import SOLVER_OPTIONS, get_method
+    from nodebench.tasks import get_task
+
+    tasks = {}
+    for case in cases:
+        get_method(case.method)
+        task = tasks.setdefault(case.task, get_task(case.task))
+        task.hparams({k: v for k, v in case.hparams.items() if k not in SOLVER_OPTIONS})
+        for key in SOLVER_OPTIONS:
+            value = case.hparams.get(key)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise UserError(f"solver option {key} must be a positive number, got {value!r}")
+
+
+def _finish(run_dir: Path, records, curves, *, spec=None, preset: str = "") -> Path:
+    from nodebench.analyses import run_analyses
+    from nodebench.plots import plot_run
+    from nodebench.records import load_table
+    from nodebench.report import write_report
+
+    figures = plot_run(records, curves, run_dir / "figures") if not records.empty else []
+    sections, tables = [], {}
+    if spec is not None:
+        sections, more = run_analyses(spec, run_dir, records, preset=preset)
+        figures += more
+        tables = {name: load_table(run_dir, name) for name in ("rediscretisation", "taylor", "gradient_error")}
+    report = write_report(run_dir, records, figures, spec=spec, tables=tables, preset=preset, sections=sections)
+    print(f"wrote {run_dir}/records.parquet, curves.parquet, figures/ and {report}")
+    return report
+
+
+def cmd_run(args) -> int:
+    from nodebench.runner.case import expand_grid
+    from nodebench.runner.sweep import run_cases, write_run_info
+
+    device = _device(args.device)
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    if not methods:
+        raise UserError("--method names no method; give e.g. --method rk4,adjoint")
+    iters = args.iters if args.iters or args.budget_s else 100
+    cases = expand_grid(tasks=[args.task], methods=methods, seeds=range(args.seeds), hparams=dict(args.hparam),
+                        device=device, iters=iters, budget_s=args.budget_s)
+    _validate(cases)
+    out = args.out or Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    write_run_info(out, command="run")
+    print(f"running {len(cases)} case(s) into {out} (rerun with --out {out} to resume)", file=sys.stderr)
+    records, curves = run_cases(cases, out, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
+                                progress=not args.no_progress)
+    _finish(out, records, curves)
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from nodebench.experiments import load_paper
+    from nodebench.runner.sweep import run_cases, write_run_info
+
+    spec = load_paper(args.paper)
+    device = _device(args.device)
+    cases = spec.cases(args.preset, device)
+    _validate(cases)
+    out = args.out or Path("results") / f"{args.paper}-{args.preset}"
+    write_run_info(out, command="reproduce", paper=args.paper, preset=args.preset, device=device)
+    print(f"reproducing {args.paper} at preset {args.preset}: {len(cases)} case(s) into {out}", file=sys.stderr)
+    records, curves = run_cases(cases, out, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
+                                progress=not args.no_progress)
+    _finish(out, records, curves, spec=spec, preset=args.preset)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from nodebench.experiments import load_paper
+    from nodebench.records import load_run
+    from nodebench.runner.sweep import read_run_info
+
+    records, curves = load_run(args.run_dir)
+    info = read_run_info(args.run_dir)
+    spec = load_paper(info["paper"]) if info.get("paper") else None
+    _finish(args.run_dir, records, curves, spec=spec, preset=info.get("preset", ""))
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce, "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        print(f"nodebench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nodebench: interrupted; finished cases are kept, rerun with the same --out to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Comparison figures from records and curves, written as PNG and PDF.
+
+Every figure is drawn per task (one file per task and figure kind), one colour per method, one line per
+seed. Loss-against-time curves use the method's own summed step time: the clock is paused for
+evaluation and logging (benchopt's convention), so the x-axis is training time only.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+FIGURE_KINDS = ("loss_vs_time", "loss_vs_iteration", "nfe_per_iteration", "time_memory_bars", "work_precision")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:80]
+
+
+def _colors(methods) -> dict[str, str]:
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {m: cycle[i % len(cycle)] for i, m in enumerate(sorted(methods))}
+
+
+def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.{ext}" for ext in ("png", "pdf")]
+    fig.tight_layout()
+    for path in paths:
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def _curve_figure(curves: pd.DataFrame, x: str, y: str, *, xlabel: str, ylabel: str, title: str,
+                  logy: bool = True):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colors = _colors(curves["method"].unique())
+    for (method, seed), group in curves.groupby(["method", "seed"], sort=True):
+        ax.plot(group[x], group[y], color=colors[method], alpha=0.85, lw=1.2,
+                label=method if seed == curves[curves.method == method].seed.min() else None)
+    if logy and (curves[y] > 0).all():
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_run(records: pd.DataFrame, curves: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Draw every figure kind for every task of a run into ``out_dir``; returns the written PNG paths."""
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    ok = records[records["status"] == "ok"] if "status" in records else records
+    for task, task_records in ok.groupby("task", sort=True):
+        slug = _slug(task)
+        task_curves = curves[curves["task"] == task] if not curves.empty else curves
+        if not task_curves.empty:
+            written += _save(_curve_figure(task_curves, "elapsed_s", "loss", xlabel="training time [s] (clock paused for evaluation)",
+                                           ylabel="training loss", title=f"{task}: loss vs wall time"),
+                             out_dir, f"{slug}_loss_vs_time")[:1]
+            written += _save(_curve_figure(task_curves, "iteration", "loss", xlabel="iteration", ylabel="training loss",
+                                           title=f"{task}: loss vs iteration"), out_dir, f"{slug}_loss_vs_iteration")[:1]
+            nfe = task_curves.assign(nfe_total=task_curves["nfe_forward"] + task_curves["nfe_backward"])
+            written += _save(_curve_figure(nfe, "iteration", "nfe_total", xlabel="iteration",
+                                           ylabel="NFE per iteration (forward + backward)",
+                                           title=f"{task}: NFE per iteration", logy=False),
+                             out_dir, f"{slug}_nfe_per_iteration")[:1]
+        written += _save(_bars(task_records, task), out_dir, f"{slug}_time_memory_bars")[:1]
+        metric = headline_metric(task_records)
+        if metric is not None:
+            written += _save(_work_precision(task_records, task, metric), out_dir, f"{slug}_work_precision")[:1]
+    return written
+
+
+def headline_metric(records: pd.DataFrame) -> str | None:
+    """The task's headline metric column present in ``records`` (``test_mse``, ``test_nll``...)."""
+    for name in ("test_mse", "test_nll", "test_kl", "test_accuracy"):
+        if name in records and records[name].notna().any():
+            return name
+    return None
+
+
+def _bars(records: pd.DataFrame, task: str):
+    summary = records.groupby("method").agg(time=("train_wall_s", "median"), mem=("peak_mem_bytes", "median"))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
+    colors = _colors(summary.index)
+    bar_colors = [colors[m] for m in summary.index]
+    axes[0].bar(summary.index, summary["time"], color=bar_colors)
+    axes[0].set(ylabel="training time [s] (median over seeds)", title=f"{task}: time")
+    axes[1].bar(summary.index, summary["mem"] / 2**20, color=bar_colors)
+    axes[1].set(ylabel="peak memory added [MiB] (median)", title=f"{task}: memory")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=30)
+        ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def _work_precision(records: pd.DataFrame, task: str, metric: str):
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    colors = _colors(records["method"].unique())
+    nfe = records["nfe_forward"] + records["nfe_backward"]
+    for method, group in records.groupby("method"):
+        axes[0].scatter(group["train_wall_s"], group[metric], color=colors[method], label=method)
+        axes[1].scatter(nfe[group.index], group[metric], color=colors[method], label=method)
+    axes[0].set(xlabel="training time [s]", ylabel=metric, title=f"{task}: {metric} vs time")
+    axes[1].set(xlabel="total NFE (forward + backward)", ylabel=metric, title=f"{task}: {metric} vs NFE")
+    for ax in axes:
+        if (records[metric] > 0).all():
+            ax.set_yscale("log")
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,102 @@
+"""``report.md``: what was run, what was measured, and each published claim beside our figure."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from nodebench.claims import check_claims
+from nodebench.experiments import PaperSpec
+from nodebench.plots import headline_metric
+
+SUMMARY_COLUMNS = [
+    ("train_wall_s", "train time [s]", "{:.3g}"),
+    ("time_per_iter_s", "time/iter [ms]", "ms"),
+    ("iters", "iters", "{:.0f}"),
+    ("nfe_forward_per_iter", "NFE fwd/iter", "{:.1f}"),
+    ("nfe_backward_per_iter", "NFE bwd/iter", "{:.1f}"),
+    ("peak_mem_bytes", "peak mem [MiB]", "mib"),
+]
+
+
+def _fmt(value, style: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if style == "ms":
+        return f"{value * 1e3:.3g}"
+    if style == "mib":
+        return f"{value / 2**20:.3g}"
+    return style.format(value)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary_table(records: pd.DataFrame) -> str:
+    """Per method: medians over successful seeds of time, NFE, memory and the metrics."""
+    metrics = [c for c in ("test_mse", "extrap_mse", "test_nll", "inverse_error") if c in records and records[c].notna().any()]
+    header = ["method", "ok/seeds"] + [label for _, label, _ in SUMMARY_COLUMNS] + metrics
+    rows = []
+    for method, group in records.groupby("method", sort=False):
+        ok = group[group["status"] == "ok"]
+        row = [method, f"{len(ok)}/{len(group)}"]
+        row += [_fmt(ok[col].median() if col in ok and len(ok) else None, style) for col, _, style in SUMMARY_COLUMNS]
+        row += [_fmt(ok[m].median() if len(ok) else None, "{:.4g}") for m in metrics]
+        rows.append(row)
+    return markdown_table(header, rows)
+
+
+def failures_table(records: pd.DataFrame) -> str:
+    failed = records[records["status"] != "ok"]
+    if failed.empty:
+        return ""
+    rows = [[r.task, r.method, r.seed, r.status, r.reason] for r in failed.itertuples()]
+    return "\n\n**Failed cases** (recorded, not retried):\n\n" + markdown_table(
+        ["task", "method", "seed", "status", "reason"], rows)
+
+
+def environment_line(records: pd.DataFrame) -> str:
+    first = records.iloc[0]
+    gpu = first.get("gpu_model") or "none"
+    return (f"git `{first.get('git_sha')}` · torch {first.get('version_torch')} · torchdiffeq "
+            f"{first.get('version_torchdiffeq')} · CPU {first.get('cpu_model')} ({first.get('cpu_count')} cores, "
+            f"{first.get('num_threads')} torch thread(s) per case) · GPU {gpu} · started {first.get('started_at')}")
+
+
+def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path], *, spec: PaperSpec | None = None,
+                 tables: dict[str, pd.DataFrame] | None = None, preset: str = "", sections: list[str] = ()) -> Path:
+    """Write ``run_dir/report.md`` and return its path."""
+    run_dir = Path(run_dir)
+    title = f"{spec.title} — nodebench reproduction" if spec else "nodebench run"
+    lines = [f"# {title}", ""]
+    if spec:
+        lines += [f"Paper: {spec.reference}. Preset: **{preset or '–'}**.", ""]
+        if spec.notes:
+            lines += [spec.notes.strip(), ""]
+    if records.empty:
+        lines += ["No cases were recorded."]
+    else:
+        lines += [f"Environment: {environment_line(records)}", "",
+                  "Times are the sum of synchronised per-iteration step times (warm-up excluded, clock paused "
+                  "for evaluation); memory is the peak added above what was held before each step; medians over "
+                  "successful seeds.", ""]
+        for experiment, group in records.groupby("experiment", sort=False):
+            name = experiment or group["task"].iloc[0]
+            lines += [f"## {name}", "", f"Task `{group['task'].iloc[0]}`. Headline metric: "
+                      f"`{headline_metric(group) or 'none'}`.", "", summary_table(group) + failures_table(group), ""]
+    lines += list(sections)
+    if spec and spec.claims:
+        verdicts = check_claims(spec.claims, records, tables)
+        lines += ["## Claims", "", markdown_table(
+            ["id", "claim", "source", "scope", "our measurement", "verdict"],
+            [[v.claim_id, v.claim, v.source, v.scope, v.measured, f"**{v.verdict}**"] for v in verdicts]), ""]
+    if figures:
+        lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures if p.suffix == ".png"]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
