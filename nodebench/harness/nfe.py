@@ -50,6 +50,10 @@ class CountingField(nn.Module):
         self.nfe[self.phase] += 1
         return self.field(t, y)
 
+    # Solvers call the field hundreds of times per iteration: skip nn.Module's hook dispatch (about
+    # 5 µs a call) so the counting costs well under 1 % of a small step. Hooks belong on ``field``.
+    __call__ = forward
+
     def callback_step(self, t0, y0, dt):
         self.steps[self.phase] += 1
 

@@ -67,13 +67,20 @@ class Task(abc.ABC):
     description: ClassVar[str] = ""
 
     def hparams(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults updated by ``overrides``; an unknown key is a :class:`UserError`."""
+        """Defaults updated by ``overrides``; an unknown key or an invalid dtype, ``lr`` or ``batch_size``
+        is a :class:`UserError`."""
         merged = dict(self.defaults)
         for key, value in (overrides or {}).items():
             if key not in merged:
                 raise UserError(f"task {self.name!r} has no hyper-parameter {key!r}; "
                                 f"valid: {', '.join(sorted(merged)) or 'none'}")
             merged[key] = value
+        if "dtype" in merged:
+            dtype_from_name(merged["dtype"])
+        for key in ("lr", "batch_size"):
+            value = merged.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+                raise UserError(f"hyper-parameter {key} must be a positive number, got {value!r}")
         return merged
 
     @abc.abstractmethod

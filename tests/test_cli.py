@@ -1,0 +1,152 @@
+"""The command line: every kind of bad input gets one line, exit code 2, no traceback, nothing lost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from nodebench.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("nodebench: error: ")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture
+def npz_files(tmp_path):
+    t = np.linspace(0, 1, 5)
+    good = tmp_path / "good.npz"
+    np.savez(good, t=t, y=np.random.default_rng(0).normal(size=(4, 5, 2)))
+    nan = tmp_path / "nan.npz"
+    y = np.zeros((4, 5, 2))
+    y[1, 2, 0] = np.nan
+    np.savez(nan, t=t, y=y)
+    shape = tmp_path / "shape.npz"
+    np.savez(shape, t=t, y=np.zeros((4, 6, 2)))
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"this is not a zip archive")
+    return {"good": good, "nan": nan, "shape": shape, "garbage": garbage, "missing": tmp_path / "nope.npz"}
+
+
+BAD_RUNS = [
+    (["--task", "no_such_task", "--method", "rk4"], ["unknown task", "cubic_spiral"]),
+    (["--task", "cubic_spiral", "--method", "rk5"], ["unknown method", "rk4", "adjoint"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--iters", "0"], ["--iters", "positive integer"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--iters", "ten"], ["--iters"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--budget-s", "-3"], ["--budget-s", "positive"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--budget-s", "nan"], ["--budget-s"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--seeds", "x"], ["--seeds"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--hparam", "lr"], ["KEY=VALUE"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--hparam", "learning_rate=1"], ["learning_rate", "valid", "lr"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--hparam", "rtol=-1"], ["rtol", "positive"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--hparam", "dtype=float16"], ["float16", "float32"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--hparam", "lr=0"], ["lr", "positive"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--device", "tpu"], ["device", "cpu"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--budget-s", "3"], ["not allowed"]),
+    (["--task", "cubic_spiral", "--method", ","], ["--method"]),
+]
+
+
+@pytest.mark.parametrize("argv,fragments", BAD_RUNS, ids=[" ".join(a[2:]) for a, _ in BAD_RUNS])
+def test_bad_run_arguments(capsys, tmp_path, argv, fragments):
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "run", *argv, "--out", str(out))
+    assert_one_line_error(code, err, *fragments)
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is absent")
+def test_cuda_requested_without_cuda(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "run", "--task", "cubic_spiral", "--method", "rk4", "--device", "cuda",
+                           "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "CUDA is not available")
+
+
+@pytest.mark.parametrize("kind,fragment", [("missing", "does not exist"), ("garbage", "not a readable .npz"),
+                                           ("nan", "NaN"), ("shape", "(N, T, D)")])
+def test_bad_trajectory_files(capsys, tmp_path, npz_files, kind, fragment):
+    code, _, err = run_cli(capsys, "run", "--task", f"trajectories:{npz_files[kind]}", "--method", "rk4",
+                           "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, fragment)
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_reproduce_arguments(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "reproduce", "no_such_paper", "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "unknown paper", "do_vs_od")
+    code, _, err = run_cli(capsys, "reproduce", "do_vs_od", "--preset", "huge", "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err, "unknown preset", "smoke")
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_report_arguments(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "report", str(tmp_path / "missing"))
+    assert_one_line_error(code, err, "records.parquet")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "records.parquet").write_bytes(b"PAR1 garbage")
+    code, _, err = run_cli(capsys, "report", str(corrupt))
+    assert_one_line_error(code, err, "cannot read")
+    assert (corrupt / "records.parquet").read_bytes() == b"PAR1 garbage"
+
+
+def test_unknown_subcommand_and_option(capsys):
+    code, _, err = run_cli(capsys, "frobnicate")
+    assert_one_line_error(code, err, "invalid choice")
+    code, _, err = run_cli(capsys, "run", "--task", "cubic_spiral", "--method", "rk4", "--colour", "red")
+    assert_one_line_error(code, err, "--colour")
+
+
+def test_list(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    for name in ("do_vs_od", "cubic_spiral", "trajectories:PATH", "rk4", "rk4_38", "adjoint", "seminorm", "direct"):
+        assert name in out
+
+
+@pytest.mark.slow
+def test_run_then_report_end_to_end(tmp_path, npz_files):
+    """The console script runs a real grid, writes records, curves and figures; bad input keeps them."""
+    out = tmp_path / "run"
+    exe = [sys.executable, "-m", "nodebench.cli"]
+    done = subprocess.run(exe + ["run", "--task", f"trajectories:{npz_files['good']}", "--method", "rk4,euler",
+                                 "--iters", "3", "--out", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    records = pd.read_parquet(out / "records.parquet")
+    assert sorted(records["method"]) == ["euler", "rk4"]
+    assert (records["status"] == "ok").all() and records["test_mse"].notna().all()
+    assert len(pd.read_parquet(out / "curves.parquet")) == 6
+    pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert any(name.endswith("loss_vs_time.png") for name in pngs)
+    assert any(name.endswith("work_precision.png") for name in pngs)
+    before = (out / "records.parquet").read_bytes()
+
+    bad = subprocess.run(exe + ["run", "--task", f"trajectories:{npz_files['nan']}", "--method", "rk4",
+                                "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert (out / "records.parquet").read_bytes() == before
+
+    (out / "report.md").unlink()
+    rebuilt = subprocess.run(exe + ["report", str(out)], capture_output=True, text=True, timeout=120)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "| rk4 |" in (out / "report.md").read_text()

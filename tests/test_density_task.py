@@ -1,0 +1,205 @@
+"""Tests for the CNF density tasks (nodebench.tasks.density) trained through the measured harness."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torchdiffeq import odeint
+
+from nodebench.errors import UserError
+from nodebench.methods import get_method
+from nodebench.tasks import FILE_TASKS, TASKS, get_task
+from nodebench.tasks.density import DensityFile, inverse_errors
+from nodebench.training import train
+
+CPU = torch.device("cpu")
+SMALL_TOY = {"hidden_dims": [16, 16], "n_train": 512, "n_val": 16, "n_test": 128, "batch_size": 128,
+             "eval_size": 128, "test_batch_size": 64, "test_step_sizes": [0.25, 0.1]}
+SMALL_TAB = {"hidden_dims": [16, 16], "batch_size": 64, "eval_size": 64, "test_step_sizes": [0.5, 0.25]}
+METRICS = ("test_nll", "test_nll_train_solver", "inverse_error", "inverse_error_frob")
+
+
+def build(name, seed=0, **hparams):
+    return get_task(name).build(seed=seed, device=CPU, hparams=hparams)
+
+
+def check_table(result, step_sizes):
+    rows = result.tables["rediscretisation"]
+    assert [r["solver"] for r in rows] == ["reference"] + ["rk4_classic"] * len(step_sizes)
+    assert math.isnan(rows[0]["step_size"])
+    assert [r["step_size"] for r in rows[1:]] == step_sizes
+    for row in rows:
+        assert all(math.isfinite(row[k]) for k in ("test_nll", "inverse_error", "inverse_error_frob"))
+    assert rows[0]["test_nll"] == result.metrics["test_nll"]
+
+
+def test_registry_names():
+    for name in ("cnf_toy_8gaussians", "cnf_toy_moons", "cnf_toy_checkerboard", "cnf_toy_rings", "cnf_power",
+                 "cnf_gas", "cnf_hepmass", "cnf_miniboone", "cnf_bsds300", "cnf_sklearn_wine",
+                 "cnf_sklearn_digits", "cnf_sklearn_breast_cancer"):
+        assert name in TASKS
+        assert TASKS[name]().metrics[0] == "test_nll"
+    assert FILE_TASKS["density"] is DensityFile
+    toy = TASKS["cnf_toy_moons"]()
+    assert toy.defaults["hidden_dims"] == [64, 64, 64] and toy.defaults["trace"] == "exact"
+    assert toy.defaults["t1"] == 0.5 and toy.defaults["train_t1"] is False
+    maf = TASKS["cnf_miniboone"]()
+    assert (maf.defaults["hdim_factor"], maf.defaults["nhidden"], maf.defaults["activation"]) == (20, 2, "softplus")
+    assert maf.defaults["trace"] == "hutchinson" and maf.defaults["batch_size"] == 1000
+
+
+def test_toy_rk4_trains_with_exact_nfe_and_rediscretisation_table():
+    problem = build("cnf_toy_moons", **SMALL_TOY)
+    result = train(problem, get_method("rk4"), device=CPU, iters=3, solver_options={"step_size": 0.25})
+    # classic RK4, T = 0.5, h = 0.25: 2 steps × 4 evaluations of the augmented field; backprop adds none
+    assert result.curves["nfe_forward"] == [8, 8, 8]
+    assert result.curves["nfe_backward"] == [0, 0, 0]
+    assert result.curves["steps_forward"] == [2, 2, 2]
+    for key in METRICS:
+        assert math.isfinite(result.metrics[key]), key
+    assert result.metrics["inverse_error"] >= result.metrics["inverse_error_frob"] > 0
+    assert result.metrics["t1"] == 0.5
+    check_table(result, [0.25, 0.1])
+    # the training solve is classic RK4 at h = 0.25, so the first re-discretisation row reproduces it
+    assert result.tables["rediscretisation"][1]["test_nll"] == pytest.approx(result.metrics["test_nll_train_solver"],
+                                                                             rel=1e-5)
+    assert result.tables["rediscretisation"][1]["nfe_per_solve"] == 8
+    assert result.tables["rediscretisation"][2]["nfe_per_solve"] == 20
+
+
+def test_toy_adjoint_counts_backward_evaluations():
+    problem = build("cnf_toy_moons", **SMALL_TOY)
+    result = train(problem, get_method("adjoint"), device=CPU, iters=3,
+                   solver_options={"rtol": 1e-4, "atol": 1e-4})
+    assert all(n > 0 for n in result.curves["nfe_forward"])
+    assert all(n > 0 for n in result.curves["nfe_backward"])
+    for key in METRICS:
+        assert math.isfinite(result.metrics[key]), key
+    check_table(result, [0.25, 0.1])
+
+
+def test_loss_is_mean_nll_under_standard_normal():
+    problem = build("cnf_toy_moons", **SMALL_TOY)
+    solve = get_method("rk4").make_solve(step_size=0.25)
+    loss = problem.loss(solve)  # the first batch of the first epoch permutation
+    idx = problem._order[: problem.batch_size]
+    x = problem.data.train[idx]
+    z, logdet = problem.cnf(x)
+    log_p = -0.5 * (z**2).sum(1) - math.log(2 * math.pi) + logdet
+    torch.testing.assert_close(loss, -log_p.mean())
+
+
+def test_hutchinson_probe_drawn_once_per_solve():
+    problem = build("cnf_sklearn_iris", **SMALL_TAB)
+    assert problem.train_trace == "hutchinson"
+    seen = []
+
+    class Spy(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, t, y):
+            seen.append(problem.augmented.noise)
+            return self.inner(t, y)
+
+    problem.field = Spy(problem.field)
+    solve = get_method("rk4").make_solve(step_size=0.25)
+    problem.loss(solve)
+    first = list(seen)
+    assert len(first) == 16  # T = 1, h = 0.25: 4 steps × 4 stages
+    assert all(noise is first[0] for noise in first)
+    seen.clear()
+    problem.loss(solve)
+    assert all(noise is seen[0] for noise in seen) and seen[0] is not first[0]
+
+
+def test_sklearn_task_trains_and_evaluates():
+    problem = build("cnf_sklearn_iris", **SMALL_TAB)
+    result = train(problem, get_method("rk4"), device=CPU, iters=2, solver_options={"step_size": 0.5})
+    assert result.curves["nfe_forward"] == [8, 8]  # T = 1, h = 0.5
+    for key in METRICS:
+        assert math.isfinite(result.metrics[key]), key
+    check_table(result, [0.5, 0.25])
+
+
+def test_inverse_error_definitions():
+    x = torch.zeros(4, 2)
+    x_hat = torch.tensor([[3.0, 4.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    mean_l2, frob = inverse_errors(x, x_hat)
+    assert mean_l2 == pytest.approx(5.0 / 4)
+    assert frob == pytest.approx(5.0 / 4)
+    x_hat = torch.full((4, 2), 1.0)
+    mean_l2, frob = inverse_errors(x, x_hat)
+    assert mean_l2 == pytest.approx(math.sqrt(2))
+    assert frob == pytest.approx(math.sqrt(8) / 4)  # √n smaller than the per-sample mean
+
+
+def test_density_file_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        get_task(f"density:{tmp_path / 'missing.npy'}")
+    np.save(tmp_path / "cube.npy", np.zeros((20, 2, 2)))
+    with pytest.raises(UserError, match="2-D"):
+        get_task(f"density:{tmp_path / 'cube.npy'}")
+    bad = np.ones((20, 2))
+    bad[3, 1] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(UserError, match="NaN"):
+        get_task(f"density:{tmp_path / 'nan.npy'}")
+    (tmp_path / "text.npy").write_text("not an array")
+    with pytest.raises(UserError):
+        get_task(f"density:{tmp_path / 'text.npy'}")
+    with pytest.raises(UserError, match="names no file"):
+        get_task("density:")
+
+
+def test_density_file_nll_in_data_units(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(200, 3)) @ np.array([[1.0, 0.3, 0.0], [0.0, 1.0, 0.5], [0.0, 0.0, 2.0]])
+    np.save(tmp_path / "a.npy", data)
+    np.save(tmp_path / "b.npy", 10.0 * data)
+    hp = {"hidden_dims": [8], "eval_size": 64, "test_step_sizes": [0.5]}
+    solve = get_method("rk4").make_solve(step_size=0.5)
+    a = get_task(f"density:{tmp_path / 'a.npy'}").build(seed=1, device=CPU, hparams=hp)
+    b = get_task(f"density:{tmp_path / 'b.npy'}").build(seed=1, device=CPU, hparams=hp)
+    assert a.train_trace == "hutchinson"
+    nll_a, nll_b = a.evaluate(solve)["test_nll"], b.evaluate(solve)["test_nll"]
+    assert nll_b - nll_a == pytest.approx(3 * math.log(10.0), rel=1e-4)
+    # a file task trains through the harness
+    result = train(a, get_method("rk4"), device=CPU, iters=1, solver_options={"step_size": 0.5})
+    assert math.isfinite(result.metrics["test_nll"])
+
+
+def test_missing_maf_data_is_user_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("NODEBENCH_DATA", str(tmp_path))
+    with pytest.raises(UserError):
+        build("cnf_miniboone")
+
+
+def test_unknown_hparam_and_bad_values():
+    with pytest.raises(UserError, match="no hyper-parameter"):
+        build("cnf_toy_moons", width=3)
+    with pytest.raises(UserError, match="test_step_sizes"):
+        build("cnf_toy_moons", **(SMALL_TOY | {"test_step_sizes": [0.1, 0.0]}))
+    with pytest.raises(UserError, match="dtype"):
+        build("cnf_toy_moons", **(SMALL_TOY | {"dtype": "float16"}))
+
+
+def test_reference_solver_is_tight_for_float64():
+    problem = build("cnf_toy_moons", **(SMALL_TOY | {"dtype": "float64", "eval_tol": 1e-9}))
+    solve = get_method("rk4").make_solve(step_size=0.025)
+    metrics = problem.evaluate(solve)
+    assert metrics["test_nll_train_solver"] == pytest.approx(metrics["test_nll"], abs=1e-6)
+    assert metrics["inverse_error_reference"] < 1e-6
+    # evaluation never changes the training trace or leaves the model on the evaluation solver
+    assert problem.cnf.trace == problem.train_trace
+    assert problem.cnf.solve is solve
+    tight = lambda f, y0, t: odeint(f, y0, t, method="dopri5", rtol=1e-10, atol=1e-10)  # noqa: E731
+    problem.cnf.solve = tight
+    problem.cnf.trace = "exact"
+    with torch.no_grad():
+        x = problem.data.test[: problem.eval_size]
+        nll = float(-problem.flow.log_prob(x).mean())
+    assert nll == pytest.approx(metrics["test_nll"], abs=1e-6)
