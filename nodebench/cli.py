@@ -126,9 +126,9 @@ def cmd_list(args) -> int:
                   f"{', '.join(exp.presets)}")
     print("tasks (--task):")
     for name, cls in sorted(TASKS.items()):
-        print(f"  {name:<24} {cls.description}")
+        print(f"  {name:<26} {cls.description}")
     for prefix in FILE_TASKS:
-        print(f"  {prefix + ':PATH':<24} {FILE_TASKS[prefix].description}")
+        print(f"  {prefix + ':PATH':<26} {FILE_TASKS[prefix].description}")
     print("methods (--method):")
     for name, method in METHODS.items():
         print(f"  {name:<10} [{method.family}] {method.description}")
@@ -154,7 +154,7 @@ def _validate(cases) -> None:
 def _finish(run_dir: Path, records, curves, *, spec=None, preset: str = "") -> Path:
     from nodebench.analyses import run_analyses
     from nodebench.plots import plot_run
-    from nodebench.records import load_table
+    from nodebench.records import CURVES, RECORDS, load_table
     from nodebench.report import write_report
 
     figures = plot_run(records, curves, run_dir / "figures") if not records.empty else []
@@ -162,7 +162,8 @@ def _finish(run_dir: Path, records, curves, *, spec=None, preset: str = "") -> P
     if spec is not None:
         sections, more = run_analyses(spec, run_dir, records, preset=preset)
         figures += more
-        tables = {name: load_table(run_dir, name) for name in ("rediscretisation", "taylor", "gradient_error")}
+        tables = {p.stem: load_table(run_dir, p.stem) for p in run_dir.glob("*.parquet")
+                  if p.name not in (RECORDS, CURVES)}
     report = write_report(run_dir, records, figures, spec=spec, tables=tables, preset=preset, sections=sections)
     print(f"wrote {run_dir}/records.parquet, curves.parquet, figures/ and {report}")
     return report
@@ -228,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"nodebench: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("nodebench: interrupted; finished cases are kept, rerun with the same --out to resume", file=sys.stderr)
         return 130

@@ -100,8 +100,22 @@ def load_paper(name: str) -> PaperSpec:
     try:
         raw = tomllib.loads(path.read_text())
         experiments = [Experiment(**exp) for exp in raw.get("experiment", [])]
+        _check_kinds(path, raw)
         return PaperSpec(paper=raw["paper"], title=raw["title"], reference=raw["reference"],
                          experiments=experiments, claims=raw.get("claim", []),
                          analyses=raw.get("analysis", []), notes=raw.get("notes", ""), path=path)
     except (tomllib.TOMLDecodeError, KeyError, TypeError) as err:
         raise UserError(f"malformed experiment file {str(path)!r}: {err}") from None
+
+
+def _check_kinds(path: Path, raw: dict[str, Any]) -> None:
+    from nodebench.analyses import ANALYSES
+    from nodebench.claims import CHECKS
+
+    for claim in raw.get("claim", []):
+        if claim.get("check") is not None and claim["check"] not in CHECKS:
+            raise UserError(f"{str(path)!r}: claim {claim.get('id')!r} uses unknown check {claim['check']!r}; "
+                            f"valid: {', '.join(CHECKS)}")
+    for analysis in raw.get("analysis", []):
+        if analysis.get("kind") not in ANALYSES:
+            raise UserError(f"{str(path)!r}: unknown analysis kind {analysis.get('kind')!r}; valid: {', '.join(ANALYSES)}")

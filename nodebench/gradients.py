@@ -178,6 +178,28 @@ def _build(task_name: str, seed: int, device, hparams: Mapping | None) -> Proble
     return task.build(seed=seed, device=torch.device(device), hparams=hp)
 
 
+class _Rebuilder:
+    """Builds the task problem once and hands it back reset to its initial parameters and field.
+
+    Building can be costly (the spiral's ground truth is a tight solve), so configs share one problem whose
+    parameters are restored from a snapshot, and whose field is unwrapped again, before each use.
+    """
+
+    def __init__(self, task_name: str, seed: int, device, hparams: Mapping | None):
+        self.problem = _build(task_name, seed, device, hparams)
+        self.field = self.problem.field
+        self.state = {k: v.detach().clone() for k, v in self.problem.model.state_dict(keep_vars=True).items()}
+
+    def __call__(self) -> Problem:
+        self.problem.field = self.field
+        with torch.no_grad():
+            for k, v in self.problem.model.state_dict(keep_vars=True).items():
+                v.copy_(self.state[k])
+        for p in self.problem.model.parameters():
+            p.grad = None
+        return self.problem
+
+
 def _problem_loss(problem: Problem, solve) -> torch.Tensor:
     """The problem's deterministic loss when it has one (``loss_fixed``), else ``loss``."""
     fixed = getattr(problem, "loss_fixed", None)
@@ -196,18 +218,20 @@ def gradient_taylor_table(task_name: str = "cubic_spiral", methods: Iterable[str
 
     Adaptive methods (``adjoint``, ``seminorm``, ``direct``) run at ``rtol = atol = tol`` for every
     ``tol`` in ``tolerances`` (adjoint tolerances equal to the forward ones); fixed-step methods (``rk4``,
-    ...) at every ``step_size`` (``None``: the task's own grid, e.g. the spiral's observation times). Every
-    config builds the problem anew from ``seed``, so all start from the same ``θ``, and uses the same
-    unit-norm direction (seeded by ``seed``). The loss is the problem's ``loss_fixed`` where it has one
-    (density tasks: a fixed batch and fixed probes), else ``loss`` (deterministic for ``cubic_spiral``).
+    ...) at every ``step_size`` (``None``: the task's own grid, e.g. the spiral's observation times). The
+    problem is built once from ``seed`` and reset to its initial parameters before every config, so all
+    start from the same ``θ``; all use the same unit-norm direction (seeded by ``seed``). The loss is the
+    problem's ``loss_fixed`` where it has one (density tasks: a fixed batch and fixed probes), else
+    ``loss`` (deterministic for ``cubic_spiral``).
 
     Returns:
         Tidy rows: ``task``, ``method``, ``family`` (DO/OD), ``tol``, ``step_size`` (NaN where not
         applicable), ``h``, ``E0``, ``E1``, ``E0_order``, ``E1_order``, ``J0``, ``dJ``.
     """
     frames = []
+    fresh = _Rebuilder(task_name, seed, device, hparams)
     for method, tol, step, opts in _configs(methods, tolerances, step_sizes):
-        problem = _build(task_name, seed, device, hparams)
+        problem = fresh()
         params = _params(problem)
         solve = method.make_solve(params, **opts)
         df = taylor_test(lambda _: _problem_loss(problem, solve), params, hs=hs, seed=seed)
@@ -268,13 +292,13 @@ def gradient_error_vs_reference(task_name: str = "cubic_spiral", methods: Iterab
         ``grad_cosine``, ``nfe_forward``, ``nfe_backward`` (of the one evaluation), ``reference_tol``,
         ``reference_nfe`` (forward evaluations of the reference solve).
     """
-    ref_problem = _build(task_name, seed, device, hparams)
-    ref_loss, ref_grads, ref_nfe = _loss_and_grad(ref_problem, get_method("direct"),
-                                            {"rtol": reference_tol, "atol": reference_tol})
+    fresh = _Rebuilder(task_name, seed, device, hparams)
+    ref_loss, ref_grads, ref_nfe = _loss_and_grad(fresh(), get_method("direct"),
+                                                  {"rtol": reference_tol, "atol": reference_tol})
     g_ref = _flat(ref_grads)
     rows = []
     for method, tol, step, opts in _configs(methods, tolerances, step_sizes):
-        problem = _build(task_name, seed, device, hparams)
+        problem = fresh()
         loss, grads, nfe = _loss_and_grad(problem, method, opts)
         g = _flat(grads)
         rows.append({"task": task_name, "method": method.name, "family": method.family, "tol": tol,

@@ -85,6 +85,11 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
                   "Times are the sum of synchronised per-iteration step times (warm-up excluded, clock paused "
                   "for evaluation); memory is the peak added above what was held before each step; medians over "
                   "successful seeds.", ""]
+        if spec:
+            order = {exp.name: i for i, exp in enumerate(spec.experiments)}
+            methods = {m: i for exp in reversed(spec.experiments) for i, m in enumerate(exp.methods)}
+            records = records.sort_values(["experiment", "method"], key=lambda col: col.map(
+                order if col.name == "experiment" else methods).fillna(len(order) + len(methods)))
         for experiment, group in records.groupby("experiment", sort=False):
             name = experiment or group["task"].iloc[0]
             lines += [f"## {name}", "", f"Task `{group['task'].iloc[0]}`. Headline metric: "

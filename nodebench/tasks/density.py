@@ -112,7 +112,7 @@ FILE_DEFAULTS: dict[str, Any] = COMMON_DEFAULTS | {"hdim_factor": 10, "trace": "
 
 
 def inverse_errors(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[float, float]:
-    """``(mean_i ‖x̂ᵢ − xᵢ‖₂, ‖X̂ − X‖_F / n)``: OT-Flow's corrected and the DOvsOD repository's definitions."""
+    """``(mean_i ‖x̂ᵢ − xᵢ‖₂, ‖X̂ − X‖_F / n)``: OT-Flow's corrected and the DOvsOD repo's definitions."""
     diff = (x_hat - x).double()
     n = x.shape[0]
     return float(diff.norm(dim=1).mean()), float(diff.norm() / n)
