@@ -151,7 +151,7 @@ def _validate(cases) -> None:
                 raise UserError(f"solver option {key} must be a positive number, got {value!r}")
 
 
-def _finish(run_dir: Path, records, curves, *, spec=None, preset: str = "") -> Path:
+def _finish(run_dir: Path, records, curves, *, spec=None, preset: str = "", rebuilt: bool = False) -> Path:
     from nodebench.analyses import run_analyses
     from nodebench.plots import plot_run
     from nodebench.records import CURVES, RECORDS, load_table
@@ -165,7 +165,8 @@ def _finish(run_dir: Path, records, curves, *, spec=None, preset: str = "") -> P
         tables = {p.stem: load_table(run_dir, p.stem) for p in run_dir.glob("*.parquet")
                   if p.name not in (RECORDS, CURVES)}
     report = write_report(run_dir, records, figures, spec=spec, tables=tables, preset=preset, sections=sections)
-    print(f"wrote {run_dir}/records.parquet, curves.parquet, figures/ and {report}")
+    wrote = "" if rebuilt else f"{run_dir}/records.parquet, curves.parquet, "
+    print(f"wrote {wrote}{run_dir}/figures/ and {report}")
     return report
 
 
@@ -215,7 +216,7 @@ def cmd_report(args) -> int:
     records, curves = load_run(args.run_dir)
     info = read_run_info(args.run_dir)
     spec = load_paper(info["paper"]) if info.get("paper") else None
-    _finish(args.run_dir, records, curves, spec=spec, preset=info.get("preset", ""))
+    _finish(args.run_dir, records, curves, spec=spec, preset=info.get("preset", ""), rebuilt=True)
     return 0
 
 
