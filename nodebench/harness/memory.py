@@ -4,14 +4,15 @@ CUDA: ``torch.cuda.reset_peak_memory_stats`` then ``max_memory_allocated`` (tens
 ``max_memory_reserved`` (the caching allocator's peak), both relative to their values at the reset.
 
 CPU: the kernel's resident-set high-water mark. On Linux the mark (VmHWM) is reset by writing ``5`` to
-``/proc/self/clear_refs``, so each phase gets its own peak. Where that is not possible the meter falls
-back to ``ru_maxrss``, which never goes down: it is only a per-phase figure in a fresh process, which is
-why the runner gives every case its own process. ``tracemalloc`` is not used: it does not see tensors.
-See shared/MEASURING.md §3.
+``/proc/self/clear_refs``, so each phase gets its own peak; it is then read through ``ru_maxrss``, which
+follows the reset (see :class:`_ProcStatus`). Where the reset is not possible the meter uses plain
+``ru_maxrss``, which never goes down: a per-phase figure only in a fresh process, which is why the
+runner gives every case its own process. ``tracemalloc`` is not used: it does not see tensors.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 
@@ -19,24 +20,44 @@ import torch
 
 
 class _ProcStatus:
-    """Reads VmRSS/VmHWM and resets VmHWM through file descriptors kept open (about 10 µs a reading)."""
+    """Resets the resident-set high-water mark and reads the resident set, through descriptors kept open.
+
+    After ``clear_refs`` the kernel's mark equals the current resident set, and ``getrusage``'s
+    ``ru_maxrss`` follows it (about 1 µs a reading, against tens of µs for ``/proc/self/status`` in a
+    large process). ``ru_maxrss`` also keeps the mark of exited threads, which no reset clears; then it
+    stays above the resident set after a reset, and the reader falls back to VmHWM from the status file.
+    """
 
     def __init__(self):
         self._status = os.open("/proc/self/status", os.O_RDONLY)
+        self._statm = os.open("/proc/self/statm", os.O_RDONLY)
         self._clear_refs = os.open("/proc/self/clear_refs", os.O_WRONLY)
+        self._page = os.sysconf("SC_PAGE_SIZE")
         self.reset_hwm()
-        self.kib(b"VmHWM:")
+        self.hwm_bytes()
 
-    def kib(self, field: bytes) -> int:
-        text = os.pread(self._status, 16384, 0)
-        start = text.index(field) + len(field)
-        return int(text[start:text.index(b"kB", start)])
-
-    def reset_hwm(self) -> None:
+    def reset_hwm(self) -> int:
+        """Reset the mark; return the resident set in bytes, the baseline of the new phase."""
         os.write(self._clear_refs, b"5")
+        rss = int(os.pread(self._statm, 256, 0).split()[1]) * self._page
+        self._use_rusage = _max_rss() <= rss + self._page * 16
+        return rss
+
+    def hwm_bytes(self) -> int:
+        if self._use_rusage:
+            return _max_rss()
+        text = os.pread(self._status, 16384, 0)
+        start = text.index(b"VmHWM:") + len(b"VmHWM:")
+        return int(text[start:text.index(b"kB", start)]) * 1024
 
 
+def _max_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+@functools.lru_cache(maxsize=1)
 def _proc_status() -> _ProcStatus | None:
+    """The process's one reader (its descriptors stay open for the life of the process), or None."""
     try:
         return _ProcStatus()
     except (OSError, ValueError):
@@ -71,10 +92,9 @@ class PeakMemory:
             self._base = torch.cuda.memory_allocated(self.device)
             self._base_reserved = torch.cuda.memory_reserved(self.device)
         elif self.source == "vmhwm":
-            self._proc.reset_hwm()
-            self._base = self._proc.kib(b"VmRSS:") * 1024
+            self._base = self._proc.reset_hwm()
         else:
-            self._base = self._max_rss()
+            self._base = _max_rss()
 
     def peak_bytes(self) -> int:
         """Peak bytes added since :meth:`reset` (allocated tensor memory on CUDA, resident set on CPU)."""
@@ -82,15 +102,11 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             return torch.cuda.max_memory_allocated(self.device) - self._base
         if self.source == "vmhwm":
-            return self._proc.kib(b"VmHWM:") * 1024 - self._base
-        return self._max_rss() - self._base
+            return self._proc.hwm_bytes() - self._base
+        return _max_rss() - self._base
 
     def peak_reserved_bytes(self) -> int | None:
         """Peak of the CUDA caching allocator's reserved memory added since the reset; None on CPU."""
         if not self.cuda:
             return None
         return torch.cuda.max_memory_reserved(self.device) - self._base_reserved
-
-    @staticmethod
-    def _max_rss() -> int:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux

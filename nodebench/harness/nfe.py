@@ -37,7 +37,8 @@ class CountingField(nn.Module):
 
     def __init__(self, field: nn.Module):
         super().__init__()
-        self.field = field
+        self.field = field  # registered, so parameters() and odeint_adjoint see the field's parameters
+        object.__setattr__(self, "_field", field)  # plain attribute: skips Module.__getattr__ per call
         self.phase = "forward"
         self.reset()
 
@@ -48,7 +49,7 @@ class CountingField(nn.Module):
 
     def forward(self, t, y):
         self.nfe[self.phase] += 1
-        return self.field(t, y)
+        return self._field(t, y)
 
     # Solvers call the field hundreds of times per iteration: skip nn.Module's hook dispatch (about
     # 5 µs a call) so the counting costs well under 1 % of a small step. Hooks belong on ``field``.
