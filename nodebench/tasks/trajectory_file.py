@@ -25,12 +25,15 @@ def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise UserError(f"trajectory file {str(path)!r} does not exist; expected an .npz with arrays t (T,), "
                         "y (N, T, D) and optional u (N, T, M)")
+    expected = "expected an .npz with arrays t (T,), y (N, T, D), optional u (N, T, M)"
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: np.asarray(data[k]) for k in data.files}
+        data = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
-        raise UserError(f"{str(path)!r} is not a readable .npz file ({err}); "
-                        "expected arrays t (T,), y (N, T, D), optional u (N, T, M)") from None
+        raise UserError(f"{str(path)!r} is not a readable .npz file ({err}); {expected}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise UserError(f"{str(path)!r} holds a single array (an .npy), not an .npz archive; {expected}")
+    with data:
+        arrays = {k: np.asarray(data[k]) for k in data.files}
     if "t" not in arrays or "y" not in arrays:
         raise UserError(f"{str(path)!r} holds arrays {sorted(arrays)}; it needs 't' (T,) and 'y' (N, T, D)")
     t, y, u = arrays["t"], arrays["y"], arrays.get("u")

@@ -1,0 +1,288 @@
+"""Tests for nodebench.harness: time of known workloads, peak memory of known allocations, NFE against
+analytic counts, per-phase resets, and a CUDA smoke test."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+import torch
+from torch import nn
+from torchdiffeq import odeint
+
+from nodebench.harness import CountingField, PeakMemory, Stopwatch, count_nfe, environment, measure
+from nodebench.methods import get_method
+
+F64 = torch.float64
+
+
+# --------------------------------------------------------------------------------------------- time
+
+
+def test_sleep_is_timed_within_a_few_percent():
+    # Sleep never undershoots; overshoot is ~0.1 ms on a quiet machine. A busy shared machine can add a
+    # few ms now and then, so a bad attempt is retried, but the tolerance itself stays tight.
+    errors = []
+    for _ in range(3):
+        m = measure(lambda: time.sleep(0.05), repeats=5)
+        assert len(m.times_s) == 5
+        assert m.wall_s == statistics.median(m.times_s)
+        assert min(m.times_s) >= 0.05  # a clock that loses time is a bug, whatever the load
+        errors.append(abs(m.wall_s - 0.05))
+        if errors[-1] <= 0.03 * 0.05 + 0.001:
+            break
+    assert min(errors) <= 0.03 * 0.05 + 0.001, f"median sleep errors {errors}"
+
+
+def test_matmul_loop_agrees_with_a_bare_perf_counter_loop(single_thread):
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(192, 192, generator=gen), torch.randn(192, 192, generator=gen)
+
+    def work():
+        for _ in range(30):
+            a @ b
+
+    def bare():
+        t0 = time.perf_counter()
+        work()
+        return time.perf_counter() - t0
+
+    work()
+    # On a shared 2-core machine a call's speed depends on who else holds the core right then. Pairing
+    # each harness call with a bare call taken just before it exposes both to the same conditions; the
+    # median of the paired ratios is then a fair comparison, retried in case a round was disturbed.
+    rounds = []
+    for _ in range(3):
+        ratios = []
+        for _ in range(9):
+            reference = bare()
+            ratios.append(measure(work, warmup=0, repeats=1).wall_s / reference)
+        rounds.append(statistics.median(ratios))
+        if abs(rounds[-1] - 1) < 0.05:
+            break
+    assert bare() > 1e-3, "the workload is too small to time meaningfully"
+    assert abs(rounds[-1] - 1) < 0.05, f"median ratios harness / perf_counter per round: {rounds}"
+
+
+def test_warmup_calls_are_excluded_from_timed_calls():
+    calls = []
+
+    def first_call_slow():
+        calls.append(None)
+        time.sleep(0.25 if len(calls) == 1 else 0.01)
+
+    m = measure(first_call_slow, warmup=1, repeats=3)
+    assert len(calls) == 4
+    assert len(m.times_s) == 3
+    assert max(m.times_s) < 0.1
+    assert m.warmup_s >= 0.25
+
+    calls.clear()
+    m = measure(first_call_slow, warmup=0, repeats=3)  # the same function, first call timed this time
+    assert m.times_s[0] >= 0.25 and m.warmup_s < 0.01
+
+    calls.clear()
+    m = measure(first_call_slow, warmup=2, repeats=1)
+    assert m.warmup_s >= 0.26 and m.times_s[0] < 0.1
+
+
+def test_measure_rejects_bad_counts():
+    with pytest.raises(ValueError):
+        measure(lambda: None, repeats=0)
+    with pytest.raises(ValueError):
+        measure(lambda: None, warmup=-1)
+
+
+def test_stopwatch_lap_and_stop_on_cpu():
+    clock = Stopwatch("cpu")
+    clock.start()
+    time.sleep(0.02)
+    lap = clock.lap()
+    time.sleep(0.02)
+    wall, event = clock.stop()
+    assert event is None
+    assert 0.02 <= lap < wall
+    assert 0.04 <= wall < 0.04 + 0.05
+
+
+# ------------------------------------------------------------------------------------------- memory
+
+
+def _cpu_meter_or_skip() -> PeakMemory:
+    meter = PeakMemory("cpu")
+    if meter.source != "vmhwm":
+        pytest.skip(f"per-phase CPU peaks need a resettable VmHWM; this system gives {meter.source}")
+    return meter
+
+
+def _allocate(n_bytes: int):
+    def fn():
+        x = torch.empty(n_bytes // 4, dtype=torch.float32)
+        x.fill_(1.0)  # touch every page, so it is resident
+        del x
+    return fn
+
+
+def test_cpu_peak_of_a_known_allocation_within_5_percent():
+    _cpu_meter_or_skip()
+    m = measure(_allocate(200_000_000), repeats=2)
+    assert m.mem_source == "vmhwm"
+    assert m.peak_reserved_bytes is None and m.event_times_s == []
+    assert abs(m.peak_mem_bytes - 200e6) <= 0.05 * 200e6, m.peak_mem_bytes
+
+
+def test_cpu_peak_is_reset_between_measurements():
+    _cpu_meter_or_skip()
+    big = measure(_allocate(200_000_000), repeats=1)
+    small = measure(_allocate(50_000_000), repeats=1)
+    nothing = measure(lambda: torch.ones(10), repeats=1)
+    assert abs(big.peak_mem_bytes - 200e6) <= 0.05 * 200e6
+    assert abs(small.peak_mem_bytes - 50e6) <= 0.05 * 50e6, small.peak_mem_bytes
+    assert nothing.peak_mem_bytes < 5e6, nothing.peak_mem_bytes
+
+
+def test_peak_memory_meter_phases():
+    meter = _cpu_meter_or_skip()
+    meter.reset()
+    held = torch.ones(25_000_000)  # 100 MB, kept alive across the reading
+    assert abs(meter.peak_bytes() - 100e6) <= 0.05 * 100e6
+    meter.reset()  # new phase: what is already held does not count
+    assert meter.peak_bytes() < 5e6
+    del held
+    meter.reset()
+    _allocate(150_000_000)()
+    assert abs(meter.peak_bytes() - 150e6) <= 0.05 * 150e6
+    meter.reset()  # the same meter, a new phase: the freed 150 MB peak is gone
+    assert meter.peak_bytes() < 5e6
+
+
+# ---------------------------------------------------------------------------------------------- NFE
+
+
+class Decay(nn.Module):
+    def forward(self, t, z):
+        return -z
+
+
+class DrivenPendulum(nn.Module):
+    """A nonlinear, forced field on which dopri5 rejects steps."""
+
+    def forward(self, t, y):
+        return torch.cat([y[..., 1:2], -100 * torch.sin(y[..., 0:1]) + 5 * torch.cos(20 * t) * y[..., 1:2]], -1)
+
+
+class RejectCounting(CountingField):
+    """Also counts rejected steps, from torchdiffeq's own reject callback."""
+
+    def reset(self):
+        super().reset()
+        self.rejected = 0
+
+    def callback_reject_step(self, t0, y0, dt):
+        self.rejected += 1
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-6, 1e-8])
+def test_dopri5_nfe_is_two_plus_six_per_attempted_step(tol):
+    field = RejectCounting(DrivenPendulum())
+    y0 = torch.tensor([1.0, 0.0], dtype=F64)
+    odeint(field, y0, torch.tensor([0.0, 2.0], dtype=F64), rtol=tol, atol=tol, method="dopri5")
+    attempted, accepted = field.steps["forward"], field.accepted["forward"]
+    # f(t0, y0) once, once more to select the first step, then 6 per attempted step (FSAL), rejected
+    # steps included (torchdiffeq 0.2.5 rk_common._before_integrate / _adaptive_step).
+    assert field.nfe["forward"] == 2 + 6 * attempted
+    assert field.rejected > 0, "the field should make dopri5 reject steps"
+    assert accepted + field.rejected == attempted
+    assert field.nfe["backward"] == 0
+
+
+@pytest.mark.parametrize("method, per_step", [("rk4", 4), ("rk4_38", 4), ("euler", 1), ("midpoint", 2)])
+def test_fixed_step_nfe(method, per_step):
+    field = CountingField(Decay())
+    y0 = torch.ones(1, dtype=F64, requires_grad=True)
+    t = torch.linspace(0, 1, 9, dtype=F64)
+    solve = get_method(method).make_solve()
+    ys = solve(field, y0, t)
+    assert field.nfe["forward"] == per_step * 8
+    assert field.steps["forward"] == 8
+    field.phase = "backward"
+    ys[-1].sum().backward()
+    assert field.nfe["backward"] == 0  # backprop through the solver's graph evaluates nothing
+    assert y0.grad is not None
+
+
+def test_direct_backprop_adds_no_backward_nfe():
+    field = CountingField(Decay())
+    y0 = torch.ones(1, dtype=F64, requires_grad=True)
+    ys = get_method("direct").make_solve()(field, y0, torch.linspace(0, 1, 9, dtype=F64))
+    forward = dict(field.nfe)
+    field.phase = "backward"
+    ys[-1].sum().backward()
+    assert forward["forward"] == 2 + 6 * field.steps["forward"]
+    assert field.nfe == {"forward": forward["forward"], "backward": 0}
+
+
+@pytest.mark.parametrize("method", ["adjoint", "seminorm"])
+def test_adjoint_backward_nfe_is_counted_under_backward(method, linear_field):
+    field = CountingField(linear_field(-1.0))
+    y0 = torch.ones(1, dtype=F64)
+    t = torch.linspace(0, 1, 9, dtype=F64)
+    solve = get_method(method).make_solve(list(field.parameters()), rtol=1e-6, atol=1e-8)
+    ys = solve(field, y0, t)
+    forward_nfe = field.nfe["forward"]
+    assert forward_nfe == 2 + 6 * field.steps["forward"]
+    field.phase = "backward"
+    ys[-1].sum().backward()
+    assert field.nfe["forward"] == forward_nfe  # nothing of the backward solve leaks into forward
+    # odeint_adjoint solves the adjoint once per output interval, each with its own 2-evaluation start
+    assert field.steps["backward"] > 0
+    assert field.nfe["backward"] == 2 * (len(t) - 1) + 6 * field.steps["backward"]
+    assert field.accepted["backward"] <= field.steps["backward"]
+    assert field.field.a.grad is not None
+
+
+def test_measure_reports_nfe_per_timed_call():
+    field = CountingField(Decay())
+    y0, t = torch.ones(1, dtype=F64), torch.linspace(0, 1, 9, dtype=F64)
+    m = measure(lambda: odeint(field, y0, t, method="rk4"), warmup=2, repeats=3, counter=field)
+    assert m.nfe == {"forward": 32, "backward": 0}  # warm-up calls not counted, counts per call
+
+
+def test_counting_field_wraps_once_and_exposes_parameters(linear_field):
+    inner = linear_field(0.5)
+    counted = count_nfe(inner)
+    assert isinstance(counted, CountingField) and counted.field is inner
+    assert count_nfe(counted) is counted
+    assert [p for p in counted.parameters()] == [inner.a]
+    counted(torch.tensor(0.0), torch.ones(1, dtype=F64))
+    counted.reset()
+    assert counted.nfe == counted.steps == counted.accepted == {"forward": 0, "backward": 0}
+
+
+def test_environment_metadata():
+    env = environment("cpu")
+    assert env["version_torch"] == torch.__version__
+    assert env["num_threads"] == torch.get_num_threads()
+    assert env["gpu_model"] is None
+    for key in ("git_sha", "cpu_model", "started_at", "version_torchdiffeq"):
+        assert env[key], key
+
+
+# --------------------------------------------------------------------------------------------- CUDA
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_measure_reports_event_times_and_reserved_peak():
+    a = torch.randn(2048, 2048, device="cuda")
+
+    def work():
+        b = a @ a  # 16 MB result, allocated inside the call
+        return b.sum()
+
+    m = measure(work, device="cuda", warmup=1, repeats=3)
+    assert m.mem_source == "cuda_allocated" and m.device.startswith("cuda")
+    assert len(m.event_times_s) == 3 and all(e > 0 for e in m.event_times_s)
+    assert all(e <= w * 1.05 + 1e-4 for e, w in zip(m.event_times_s, m.times_s))  # device time ≤ wall
+    assert m.peak_mem_bytes >= 2048 * 2048 * 4
+    assert m.peak_reserved_bytes is not None and m.peak_reserved_bytes >= 0

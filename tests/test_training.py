@@ -1,0 +1,141 @@
+"""Tests for nodebench.training.train on the cubic spiral and on tiny custom problems."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nodebench.methods import get_method
+from nodebench.tasks import get_task
+from nodebench.training import CURVE_COLUMNS, Diverged, train
+
+CPU = torch.device("cpu")
+
+
+# The spiral's ground truth is solved at rtol 1e-10 when the task is built, and the default extrapolation
+# to t = 6 dominates evaluation: build each seed once, with a short extrapolation, and hand out copies.
+FAST = {"extrap_t_end": 2.0, "extrap_points": 20}
+
+
+@functools.lru_cache(maxsize=None)
+def _spiral_prototype(seed):
+    return get_task("cubic_spiral").build(seed=seed, device=CPU, hparams=FAST)
+
+
+def spiral(seed=0):
+    return copy.deepcopy(_spiral_prototype(seed))
+
+
+def test_spiral_rk4_curves_nfe_and_summary():
+    seen = []
+    result = train(spiral(), get_method("rk4"), device=CPU, iters=3, warmup=1,
+                   on_iteration=lambda i, loss: seen.append((i, loss)))
+    c = result.curves
+    assert set(c) == set(CURVE_COLUMNS)
+    assert all(len(v) == 3 for v in c.values())
+    assert c["iteration"] == [1, 2, 3]
+    assert seen == list(zip(c["iteration"], c["loss"]))
+    # elapsed time is the running sum of the step times and strictly increases
+    np.testing.assert_allclose(c["elapsed_s"], np.cumsum(c["time_s"]), rtol=1e-12)
+    assert all(b > a for a, b in zip(c["elapsed_s"], c["elapsed_s"][1:]))
+    assert all(0 < f < s for f, s in zip(c["forward_s"], c["time_s"]))
+    # classic RK4 stepping on the 30 observation times: 29 steps of 4 evaluations, no backward solve
+    assert c["nfe_forward"] == [4 * 29] * 3
+    assert c["steps_forward"] == [29] * 3
+    assert c["nfe_backward"] == [0] * 3 and c["steps_backward"] == [0] * 3
+    assert c["loss"][2] < c["loss"][0]  # lr 0.1 makes quick progress on the spiral
+    assert result.warmup_s > 0
+    s = result.summary()
+    assert s["iters"] == 3 and s["nfe_forward"] == 3 * 116 and s["nfe_forward_per_iter"] == 116
+    assert s["train_wall_s"] == pytest.approx(c["elapsed_s"][-1])
+    assert s["time_per_iter_s"] == sorted(c["time_s"])[1]
+    assert s["final_loss"] == c["loss"][-1]
+    assert s["peak_mem_bytes"] >= s["peak_mem_forward_bytes"] >= 0
+    assert set(result.metrics) == {"test_mse", "extrap_mse", "train_mse"}
+    assert all(math.isfinite(v) and v >= 0 for v in result.metrics.values())
+
+
+def test_spiral_adjoint_counts_forward_and_backward_solves():
+    result = train(spiral(), get_method("adjoint"), device=CPU, iters=1, warmup=0,
+                   solver_options={"rtol": 1e-5, "atol": 1e-7})
+    c = result.curves
+    assert c["nfe_forward"][0] == 2 + 6 * c["steps_forward"][0]
+    # the adjoint is solved once per interval between the 30 observation times
+    assert c["steps_backward"][0] > 0
+    assert c["nfe_backward"][0] == 2 * 29 + 6 * c["steps_backward"][0]
+    assert c["accepted_forward"][0] <= c["steps_forward"][0]
+
+
+def test_warmup_leaves_the_parameters_untouched():
+    with_warmup = train(spiral(), get_method("euler"), device=CPU, iters=2, warmup=2)
+    without = train(spiral(), get_method("euler"), device=CPU, iters=2, warmup=0)
+    assert with_warmup.curves["loss"] == without.curves["loss"]
+    assert with_warmup.metrics == without.metrics
+    assert with_warmup.warmup_s > 0 and without.warmup_s < with_warmup.warmup_s
+
+
+def test_same_seed_same_run_different_seed_different_init():
+    a = train(spiral(seed=1), get_method("euler"), device=CPU, iters=1, warmup=0)
+    b = train(spiral(seed=1), get_method("euler"), device=CPU, iters=1, warmup=0)
+    c = train(spiral(seed=2), get_method("euler"), device=CPU, iters=1, warmup=0)
+    assert a.curves["loss"] == b.curves["loss"] != c.curves["loss"]
+
+
+def test_budget_stops_training():
+    budget = 0.15
+    result = train(spiral(), get_method("euler"), device=CPU, budget_s=budget, warmup=0)
+    elapsed = result.curves["elapsed_s"]
+    assert result.iters >= 2
+    assert elapsed[-1] >= budget > elapsed[-2]  # stops at the first iteration that crosses the budget
+    capped = train(spiral(), get_method("euler"), device=CPU, iters=2, budget_s=100.0, warmup=0)
+    assert capped.iters == 2
+
+
+def test_needs_a_stopping_rule():
+    with pytest.raises(ValueError):
+        train(spiral(), get_method("euler"), device=CPU)
+
+
+def test_non_finite_loss_raises_diverged_with_the_partial_result(linear_problem):
+    # a = 0 at first; Adam's first step moves a by about lr = 1e4, and RK4 with h = 1/8 then overflows
+    problem = linear_problem(lr=1e4, dtype=torch.float32)
+    with pytest.raises(Diverged, match="iteration 2") as info:
+        train(problem, get_method("rk4"), device=CPU, iters=10, warmup=0)
+    partial = info.value.result
+    assert partial.iters == 2
+    assert math.isfinite(partial.curves["loss"][0])
+    assert not math.isfinite(partial.curves["loss"][1])
+    assert partial.metrics == {}
+
+
+def test_same_problem_with_a_sane_lr_trains(linear_problem):
+    problem = linear_problem(lr=0.1, dtype=torch.float32)
+    result = train(problem, get_method("rk4"), device=CPU, iters=10, warmup=0)
+    assert result.iters == 10 and result.curves["loss"][-1] < result.curves["loss"][0]
+    assert result.curves["nfe_forward"] == [4 * 8] * 10
+
+
+def test_non_finite_metric_raises_diverged_after_training(linear_problem):
+    problem = linear_problem(lr=0.1)
+    problem.evaluate_result = {"test_mse": float("nan")}
+    with pytest.raises(Diverged, match="test_mse") as info:
+        train(problem, get_method("euler"), device=CPU, iters=3, warmup=0)
+    assert info.value.result.iters == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_train_on_cuda_smoke():
+    cuda = torch.device("cuda")
+    problem = get_task("cubic_spiral").build(seed=0, device=cuda, hparams={})
+    result = train(problem, get_method("rk4"), device=cuda, iters=2, warmup=1)
+    assert result.iters == 2
+    assert result.mem_source == "cuda_allocated"
+    assert result.event_s is not None and result.event_s > 0
+    assert result.peak_mem_bytes > 0 and result.peak_reserved_bytes is not None
+    assert result.curves["nfe_forward"] == [116, 116]
+    assert math.isfinite(result.metrics["test_mse"])
