@@ -39,8 +39,8 @@ def test_matmul_loop_agrees_with_a_bare_perf_counter_loop(single_thread):
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(192, 192, generator=gen), torch.randn(192, 192, generator=gen)
 
-    def work():
-        for _ in range(30):
+    def work():  # about 20 ms on one core: long enough for percent-level timing
+        for _ in range(200):
             a @ b
 
     def bare():
@@ -50,19 +50,18 @@ def test_matmul_loop_agrees_with_a_bare_perf_counter_loop(single_thread):
 
     work()
     # On a shared 2-core machine a call's speed depends on who else holds the core right then. Pairing
-    # each harness call with a bare call taken just before it exposes both to the same conditions; the
-    # median of the paired ratios is then a fair comparison, retried in case a round was disturbed.
-    rounds = []
-    for _ in range(3):
-        ratios = []
+    # each harness call with a bare call taken just before it exposes both to the same conditions, and
+    # the median of the paired ratios is then a fair comparison. If the first round was disturbed, two
+    # more are pooled with it (a larger sample, not more chances at the same size).
+    ratios = []
+    for round_ in range(3):
         for _ in range(9):
             reference = bare()
             ratios.append(measure(work, warmup=0, repeats=1).wall_s / reference)
-        rounds.append(statistics.median(ratios))
-        if abs(rounds[-1] - 1) < 0.05:
+        if round_ == 0 and abs(statistics.median(ratios) - 1) < 0.04:
             break
-    assert bare() > 1e-3, "the workload is too small to time meaningfully"
-    assert abs(rounds[-1] - 1) < 0.05, f"median ratios harness / perf_counter per round: {rounds}"
+    assert bare() > 5e-3, "the workload is too small to time meaningfully"
+    assert abs(statistics.median(ratios) - 1) < 0.04, f"harness / perf_counter ratios: {sorted(ratios)}"
 
 
 def test_warmup_calls_are_excluded_from_timed_calls():
