@@ -53,15 +53,21 @@ def test_matmul_loop_agrees_with_a_bare_perf_counter_loop(single_thread):
     # each harness call with a bare call taken just before it exposes both to the same conditions, and
     # the median of the paired ratios is then a fair comparison. If the first round was disturbed, two
     # more are pooled with it (a larger sample, not more chances at the same size).
-    ratios = []
+    ratios, references = [], []
     for round_ in range(3):
         for _ in range(9):
-            reference = bare()
-            ratios.append(measure(work, warmup=0, repeats=1).wall_s / reference)
+            references.append(bare())
+            ratios.append(measure(work, warmup=0, repeats=1).wall_s / references[-1])
         if round_ == 0 and abs(statistics.median(ratios) - 1) < 0.04:
             break
-    assert bare() > 5e-3, "the workload is too small to time meaningfully"
-    assert abs(statistics.median(ratios) - 1) < 0.04, f"harness / perf_counter ratios: {sorted(ratios)}"
+    assert min(references) > 5e-3, "the workload is too small to time meaningfully"
+    ok = abs(statistics.median(ratios) - 1) < 0.04
+    q1, _, q3 = statistics.quantiles(references, n=4)
+    if not ok and (q3 - q1) / statistics.median(references) > 0.15:
+        # the bare loop alone varies by more than 15 % (every core busy): percent-level timing cannot be
+        # checked here, and a wider tolerance would make the test meaningless
+        pytest.skip(f"machine too noisy: bare loop times {sorted(references)}")
+    assert ok, f"harness / perf_counter ratios: {sorted(ratios)}"
 
 
 def test_warmup_calls_are_excluded_from_timed_calls():

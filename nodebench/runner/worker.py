@@ -3,7 +3,7 @@
 Writes ``OUT_DIR/<case_id>.json`` (the record row) and ``OUT_DIR/<case_id>.curves.parquet`` atomically
 when the case ends, whatever its status: ``ok``, ``diverged`` (non-finite loss or metric), ``oom`` or
 ``error`` (with a one-line reason). While training it rewrites ``<case_id>.progress`` about once a
-second with the iteration and loss, which the sweep shows in its progress bar.
+second with the iteration and loss, which the sweep shows in its progress bar (and removes at the end).
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def run_case(case: Case, out_dir: Path) -> dict:
         now = time.monotonic()
         if now - last[0] > 1.0:
             last[0] = now
-            progress.write_text(f"iter {iteration} loss {loss:.4g}")
+            tmp = progress.with_suffix(".progress-tmp")
+            tmp.write_text(f"iter {iteration} loss {loss:.4g}")
+            tmp.replace(progress)
 
     result = TrainResult()
     status, reason = "ok", ""
@@ -57,7 +59,6 @@ def run_case(case: Case, out_dir: Path) -> dict:
     row |= {"status": status, "reason": reason} | result.summary() | result.metrics
     curves = dict(result.curves)
     write_case(out_dir, case.case_id, row, curves, result.tables)
-    progress.unlink(missing_ok=True)
     return row
 
 
