@@ -79,6 +79,8 @@ def _add_sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=_positive_int, default=1, help="cases run at once (default 1: clean timings)")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per case (default 1)")
     p.add_argument("--timeout-s", type=_positive_float, default=3600.0, help="per-case time limit (default 3600)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="on resume, rerun cases recorded as diverged, oom, timeout or error")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -186,7 +188,7 @@ def cmd_run(args) -> int:
     write_run_info(out, command="run")
     print(f"running {len(cases)} case(s) into {out} (rerun with --out {out} to resume)", file=sys.stderr)
     records, curves = run_cases(cases, out, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, retry_failed=args.retry_failed)
     _finish(out, records, curves)
     return 0
 
@@ -203,7 +205,7 @@ def cmd_reproduce(args) -> int:
     write_run_info(out, command="reproduce", paper=args.paper, preset=args.preset, device=device)
     print(f"reproducing {args.paper} at preset {args.preset}: {len(cases)} case(s) into {out}", file=sys.stderr)
     records, curves = run_cases(cases, out, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, retry_failed=args.retry_failed)
     _finish(out, records, curves, spec=spec, preset=args.preset)
     return 0
 

@@ -46,10 +46,17 @@ def write_case(cases_dir: Path, case_id: str, row: dict, curves: dict[str, list]
     _atomic_write(cases_dir / f"{case_id}.json", lambda p: p.write_text(json.dumps(clean, default=str)))
 
 
-def finished_case_ids(run_dir: Path) -> set[str]:
-    """Ids of the cases whose results are already in ``run_dir``."""
+def finished_case_ids(run_dir: Path, *, include_failed: bool = True) -> set[str]:
+    """Ids of the cases whose results are already in ``run_dir`` (only the ``ok`` ones unless
+    ``include_failed``)."""
     folder = Path(run_dir) / CASES
-    return {p.name[: -len(".json")] for p in folder.glob("*.json")} if folder.is_dir() else set()
+    if not folder.is_dir():
+        return set()
+    ids = set()
+    for path in folder.glob("*.json"):
+        if include_failed or json.loads(path.read_text()).get("status") == "ok":
+            ids.add(path.name[: -len(".json")])
+    return ids
 
 
 def merge(run_dir: Path, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -11,7 +11,8 @@ every iteration the harness records, with the device synchronised at each bounda
 Warm-up iterations run forward and backward but no optimiser step, so they leave the parameters and the
 optimiser state untouched; their time is reported apart. Evaluation runs after training, untimed.
 Training stops after ``iters`` iterations or once the summed step time passes ``budget_s``. A non-finite
-loss stops it with status ``diverged``.
+loss, a non-finite metric, or an evaluation solve that exceeds its step limit stops it with status
+``diverged``.
 """
 
 from __future__ import annotations
@@ -151,7 +152,15 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
             on_iteration(iteration, loss_value)
 
     problem.model.eval()
-    result.metrics = problem.evaluate(solve)
+    counter.phase = "forward"
+    try:
+        result.metrics = problem.evaluate(solve)
+    except AssertionError as err:  # torchdiffeq's step limit: the learned dynamics are too stiff to solve
+        if "max_num_steps" not in str(err):
+            raise
+        err = Diverged(f"evaluation solve exceeded its step limit after {iteration} iterations ({err})")
+        err.result = result
+        raise err from None
     result.tables = problem.tables
     bad = [k for k, v in result.metrics.items() if not math.isfinite(v)]
     if bad:

@@ -143,6 +143,15 @@ def test_sweep_records_ok_diverged_and_timeout(tmp_path):
     assert row["status"] == "timeout" and "0.5 s" in row["reason"]
     assert len(records) == 3 and records["run_id"].nunique() == 1
     assert slow.case_id not in set(curves["case_id"])
+    assert row["started_at"] and (out / "logs" / f"{slow.case_id}.case.json").is_file()
+
+    # a plain resume keeps the timeout row; retry_failed reruns the failed cases only
+    records, _ = run_cases([ok, bad, slow], out, timeout_s=0.5, progress=False)
+    assert records.set_index("case_id").loc[slow.case_id, "status"] == "timeout"
+    records, _ = run_cases([ok, bad, slow], out, timeout_s=300, progress=False, retry_failed=True)
+    status = dict(zip(records["case_id"], records["status"]))
+    assert status == {ok.case_id: "ok", bad.case_id: "diverged", slow.case_id: "ok"}
+    assert (out / "cases" / f"{ok.case_id}.json").stat().st_mtime_ns == before[f"{ok.case_id}.json"]
 
 
 def _children(pid: int) -> list[int]:
@@ -155,6 +164,15 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             kids.append(int(stat.parent.name))
     return kids
+
+
+def _alive(pid: int) -> bool:
+    """Running or sleeping, not gone and not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
 
 
 @pytest.mark.slow
@@ -176,15 +194,17 @@ def test_resume_after_a_killed_sweep(tmp_path):
             assert sweep.poll() is None, "the sweep ended before its first case did"
             assert time.monotonic() < deadline, "no case finished in time"
             time.sleep(0.05)
-        # freeze the sweep so it starts no new worker, then kill it and the worker it is running
+        # freeze the sweep so it starts no new worker, then kill it: its running worker must die with it
         os.kill(sweep.pid, signal.SIGSTOP)
         workers = _children(sweep.pid)
         os.killpg(sweep.pid, signal.SIGKILL)
-        for worker in workers:
-            try:
-                os.killpg(worker, signal.SIGKILL)  # workers run in their own sessions
-            except ProcessLookupError:
-                pass
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        orphans = [w for w in workers if _alive(w)]
+        for worker in orphans:
+            os.killpg(worker, signal.SIGKILL)
+        assert not orphans, "a worker outlived its killed sweep"
     finally:
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
@@ -203,3 +223,38 @@ def test_resume_after_a_killed_sweep(tmp_path):
         assert (out / "cases" / name).stat().st_mtime_ns == mtime
         assert records.set_index("case_id").loc[name[: -len(".json")], "started_at"] == started_at
     assert curves.groupby("case_id").size().to_dict() == {c.case_id: 1 for c in cases}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["interrupted", "killed"])
+def test_workers_die_with_their_sweep(tmp_path, signum):
+    """An interrupted sweep kills its worker itself; a killed one takes it along (parent-death signal)."""
+    out = tmp_path / "run"
+    long_case = Case(task="cubic_spiral", method="euler", iters=10**6, hparams=SPIRAL_FAST)
+    script = textwrap.dedent("""
+        import json, sys
+        from nodebench.runner.case import Case
+        from nodebench.runner.sweep import run_cases
+        run_cases([Case.from_dict(json.loads(sys.argv[1]))], sys.argv[2], progress=False)
+    """)
+    sweep = subprocess.Popen([sys.executable, "-c", script, json.dumps(long_case.to_dict()), str(out)],
+                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "cases" / f"{long_case.case_id}.progress").is_file():  # the worker is training
+            assert sweep.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        workers = _children(sweep.pid)
+        assert workers
+        os.kill(sweep.pid, signum)
+        sweep.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(w) for w in workers), "the worker outlived its sweep"
+    finally:
+        for pid in [sweep.pid] + workers:
+            if _alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        sweep.wait()

@@ -131,7 +131,7 @@ def test_non_finite_metric_raises_diverged_after_training(linear_problem):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_train_on_cuda_smoke():
     cuda = torch.device("cuda")
-    problem = get_task("cubic_spiral").build(seed=0, device=cuda, hparams={})
+    problem = get_task("cubic_spiral").build(seed=0, device=cuda, hparams=FAST)
     result = train(problem, get_method("rk4"), device=cuda, iters=2, warmup=1)
     assert result.iters == 2
     assert result.mem_source == "cuda_allocated"

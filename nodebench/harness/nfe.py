@@ -8,8 +8,9 @@ adjoint solve land in the backward count and backprop through a solver's graph a
 Steps come from torchdiffeq's solver callbacks: ``callback_step`` for every attempted step (fixed-grid
 and adaptive solvers) and ``callback_accept_step`` for accepted adaptive steps; their ``_adjoint``
 variants are called by ``odeint_adjoint``'s backward solve. Rejected steps are attempted minus accepted.
-Known conventions (torchdiffeq FAQ, shared/MEASURING.md §4): dopri5 makes 2 evaluations to select its
-first step, 1 for the first stage, then 6 per attempted step; fixed-step RK4 makes 4 per step.
+Known conventions (torchdiffeq FAQ, shared/MEASURING.md §4): dopri5 makes 2 evaluations before its first
+step (f(t0, y0), reused as the first stage, and one to select the initial step size), then 6 per
+attempted step, rejected ones included (FSAL); fixed-step RK4 makes 4 per step.
 """
 
 from __future__ import annotations

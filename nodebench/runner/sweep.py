@@ -6,17 +6,19 @@ cases run at once (state it when comparing times: parallel cases share the machi
 passes ``timeout_s`` is killed and recorded with status ``timeout``; a worker that dies without writing
 its result (killed by the kernel's out-of-memory killer, a segfault) is recorded as ``oom`` or
 ``error``. Cases already in ``RUN_DIR/cases`` are skipped, so rerunning a killed sweep with the same
-output directory resumes it.
+output directory resumes it; ``retry_failed`` reruns the cases recorded with a failure status. Each
+worker's output (tracebacks included) is kept in ``RUN_DIR/logs/<case_id>.log``. Workers die with the
+sweep: an interrupted sweep kills them, and a killed one takes them along (Linux parent-death signal).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ from tqdm import tqdm
 
 from nodebench.harness import environment
 from nodebench.records import CASES, finished_case_ids, merge, write_case
+
+LOGS = "logs"
 from nodebench.runner.case import Case
 
 RUN_INFO = "run.json"
@@ -38,6 +42,7 @@ class _Running:
     case: Case
     process: subprocess.Popen
     started: float
+    started_at: str
     log: Path
 
 
@@ -58,7 +63,7 @@ def write_run_info(run_dir: str | Path, **meta) -> dict:
 
 
 def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_s: float = 3600.0,
-              threads: int = 1, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+              threads: int = 1, progress: bool = True, retry_failed: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the cases not yet finished in ``run_dir`` and merge all results there.
 
     Args:
@@ -68,25 +73,27 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
         timeout_s: per-case wall-clock limit, process start-up included.
         threads: torch threads per case (also exported as OMP/MKL/OpenBLAS thread counts).
         progress: show a progress bar on stderr.
+        retry_failed: rerun cases recorded as ``diverged``, ``oom``, ``timeout`` or ``error``.
 
     Returns:
         ``(records, curves)`` DataFrames of every case in ``run_dir``.
     """
     run_dir = Path(run_dir)
     run_id = write_run_info(run_dir)["run_id"]
-    cases_dir = run_dir / CASES
+    cases_dir, logs_dir = run_dir / CASES, run_dir / LOGS
     cases_dir.mkdir(parents=True, exist_ok=True)
-    done = finished_case_ids(run_dir)
+    logs_dir.mkdir(exist_ok=True)
+    done = finished_case_ids(run_dir, include_failed=not retry_failed)
     todo = list({c.case_id: c for c in cases if c.case_id not in done}.values())
     env = os.environ | {var: str(threads) for var in THREAD_VARS} | {"PYTHONUNBUFFERED": "1"}
     bar = tqdm(total=len(todo), desc="cases", unit="case", disable=not progress or not todo, file=sys.stderr,
                mininterval=1.0)
     running: list[_Running] = []
     postfix = ""
-    with tempfile.TemporaryDirectory(prefix="nodebench-") as scratch:
+    try:
         while todo or running:
             while todo and len(running) < jobs:
-                running.append(_start(todo.pop(0), cases_dir, Path(scratch), env, threads))
+                running.append(_start(todo.pop(0), cases_dir, logs_dir, env, threads))
             time.sleep(0.05)
             for job in list(running):
                 code = job.process.poll()
@@ -95,9 +102,9 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
                     continue
                 if code is None:
                     _kill(job.process)
-                    _record_failure(job.case, cases_dir, "timeout", f"exceeded the {timeout_s:g} s case time limit")
+                    _record_failure(job, cases_dir, "timeout", f"exceeded the {timeout_s:g} s case time limit")
                 elif not (cases_dir / f"{job.case.case_id}.json").is_file():
-                    _record_failure(job.case, cases_dir, *_failure_of(code, job.log))
+                    _record_failure(job, cases_dir, *_failure_of(code, job.log))
                 running.remove(job)
                 (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
                 bar.update(1)
@@ -105,19 +112,24 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
                 postfix = _postfix(running, cases_dir)
                 bar.set_postfix_str(postfix, refresh=False)
                 bar.update(0)
-    bar.close()
+    finally:
+        for job in running:  # interrupted: no orphan keeps computing and writing
+            _kill(job.process)
+            (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
+        bar.close()
     return merge(run_dir, run_id)
 
 
-def _start(case: Case, cases_dir: Path, scratch: Path, env: dict, threads: int) -> _Running:
-    spec = scratch / f"{case.case_id}.case.json"
+def _start(case: Case, cases_dir: Path, logs_dir: Path, env: dict, threads: int) -> _Running:
+    spec = logs_dir / f"{case.case_id}.case.json"
     spec.write_text(json.dumps(case.to_dict()))
-    log = scratch / f"{case.case_id}.log"
+    log = logs_dir / f"{case.case_id}.log"
+    started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     with log.open("w") as handle:
         process = subprocess.Popen(
             [sys.executable, "-m", "nodebench.runner.worker", str(spec), str(cases_dir), str(threads)],
             stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    return _Running(case, process, time.monotonic(), log)
+    return _Running(case, process, time.monotonic(), started_at, log)
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -135,9 +147,12 @@ def _failure_of(code: int, log: Path) -> tuple[str, str]:
     return "error", f"worker exited with code {code}: {lines[-1] if lines else 'no output'}"[:300]
 
 
-def _record_failure(case: Case, cases_dir: Path, status: str, reason: str) -> None:
-    row = case.identity() | environment("cpu") | {"status": status, "reason": reason}
-    write_case(cases_dir, case.case_id, row, {})
+def _record_failure(job: _Running, cases_dir: Path, status: str, reason: str) -> None:
+    """Row for a worker that wrote none; the environment is read here, in the parent, for the case's device
+    (the parent sees the same machine), and ``started_at`` is when the worker was started."""
+    row = job.case.identity() | environment(job.case.device) | {"status": status, "reason": reason,
+                                                                 "started_at": job.started_at}
+    write_case(cases_dir, job.case.case_id, row, {})
 
 
 def _postfix(running: list[_Running], cases_dir: Path) -> str:

@@ -8,7 +8,10 @@ second with the iteration and loss, which the sweep shows in its progress bar (a
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import sys
 import time
 import traceback
@@ -67,7 +70,19 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"[:300]
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the sweep that started it dies (``PR_SET_PDEATHSIG``)."""
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: an interrupted sweep still kills its workers itself
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def main(argv: list[str]) -> int:
+    _die_with_parent()
     case = Case.from_dict(json.loads(Path(argv[0]).read_text()))
     threads = int(argv[2]) if len(argv) > 2 else 1
     torch.set_num_threads(threads)

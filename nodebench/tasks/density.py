@@ -246,7 +246,8 @@ class DensityProblem(Problem):
         self.cnf.trace = "exact"
         try:
             counts: list[int] = []
-            reference = _counting_solve(REFERENCE_METHOD, counts, rtol=self.eval_tol, atol=self.eval_tol)
+            reference = _counting_solve(REFERENCE_METHOD, counts, rtol=self.eval_tol, atol=self.eval_tol,
+                                        options={"max_num_steps": 100_000})
             ref_inv = self._inverse_errors(reference, first)
             reference_nfe = counts[0]  # the forward solve of the first test batch
             metrics = {

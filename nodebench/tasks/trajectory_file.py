@@ -38,8 +38,8 @@ def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"{str(path)!r} holds arrays {sorted(arrays)}; it needs 't' (T,) and 'y' (N, T, D)")
     t, y, u = arrays["t"], arrays["y"], arrays.get("u")
     for name, arr in (("t", t), ("y", y), ("u", u)):
-        if arr is not None and not np.issubdtype(arr.dtype, np.number):
-            raise UserError(f"array {name!r} in {str(path)!r} has dtype {arr.dtype}; it must be numeric")
+        if arr is not None and not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+            raise UserError(f"array {name!r} in {str(path)!r} has dtype {arr.dtype}; it must be real (int or float)")
     if t.ndim != 1 or t.shape[0] < 2:
         raise UserError(f"array 't' has shape {t.shape}; it must be 1-D with at least 2 times")
     if y.ndim != 3 or y.shape[1] != t.shape[0]:
