@@ -12,7 +12,8 @@ Kinds:
   slopes, stored as ``taylor.parquet`` and ``taylor_slopes.parquet``;
 - ``gradient_error``: :func:`nodebench.gradients.gradient_error_vs_reference`;
 - ``rediscretisation``: figures of the per-case ``rediscretisation`` table the density tasks write
-  (test NLL and inverse error against the RK4 test step size).
+  (test NLL and inverse error against the RK4 test step size);
+- ``density``: the learned 2-D densities from the per-case ``density_grid`` table.
 """
 
 from __future__ import annotations
@@ -97,8 +98,20 @@ def rediscretisation(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, l
     return section, plots.plot_rediscretisation(table, run_dir / "figures")
 
 
+def density(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
+    table = load_table(run_dir, "density_grid")
+    if table.empty or records.empty:
+        return "", []
+    table = table.merge(records[["case_id", "task", "method", "seed"]], on="case_id")
+    figures = plots.plot_density_grid(table, run_dir / "figures")
+    section = "\n".join(["## Learned densities (2-D)", "",
+                         "Log-density of each trained CNF on a grid over the test data (reference solver, exact trace); "
+                         "first seed of each method: " + ", ".join(f"`figures/{p.name}`" for p in figures) + "."]) + "\n"
+    return section, figures
+
+
 ANALYSES: dict[str, Callable] = {"taylor": taylor, "gradient_error": gradient_error,
-                                 "rediscretisation": rediscretisation}
+                                 "rediscretisation": rediscretisation, "density": density}
 
 
 def run_analyses(spec, run_dir: Path, records: pd.DataFrame, *, preset: str) -> tuple[list[str], list[Path]]:

@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 FIGURE_KINDS = ("loss_vs_time", "loss_vs_iteration", "nfe_per_iteration", "time_memory_bars", "work_precision")
@@ -178,4 +179,21 @@ def plot_rediscretisation(table: pd.DataFrame, out_dir: str | Path) -> list[Path
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         written += _save(fig, Path(out_dir), f"{_slug(task)}_rediscretisation")[:1]
+    return written
+
+
+def plot_density_grid(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Learned 2-D densities, one panel per method (first seed), one figure per task."""
+    written = []
+    for task, rows in table.groupby("task", sort=True):
+        first_seed = rows[rows["seed"] == rows["seed"].min()]
+        methods = sorted(first_seed["method"].unique())
+        fig, axes = plt.subplots(1, len(methods), figsize=(4 * len(methods), 4), squeeze=False)
+        for ax, method in zip(axes[0], methods):
+            grid = first_seed[first_seed["method"] == method].pivot(index="y", columns="x", values="log_prob")
+            ax.imshow(np.exp(grid.to_numpy()), origin="lower", cmap="magma", interpolation="nearest",
+                      extent=(grid.columns.min(), grid.columns.max(), grid.index.min(), grid.index.max()))
+            ax.set(title=f"{method}: learned density p(x)", xticks=[], yticks=[])
+        fig.suptitle(f"{task} (reference solver, exact trace)")
+        written += _save(fig, Path(out_dir), f"{_slug(task)}_density")[:1]
     return written

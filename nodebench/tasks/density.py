@@ -34,7 +34,8 @@ The table ``rediscretisation`` gets, for every method, one row per test step siz
 one row with ``step_size = NaN`` and ``solver = "reference"``; each row holds ``test_nll``,
 ``inverse_error``, ``inverse_error_frob`` and ``nfe_per_solve``. Onken & Ruthotto evaluate their
 Disc-Opt models with RK4 at a finer ``test_step_size`` than the training step; the rows give that
-curve for any trained model.
+curve for any trained model. For 2-D data the table ``density_grid`` holds the learned log-density
+(reference solver, exact trace) on a ``density_grid`` × ``density_grid`` grid covering the test data.
 
 **Recommended solver options** (they are case hyper-parameters passed by the harness, not task ones):
 
@@ -91,6 +92,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "eval_size": 1000,
     "test_batch_size": 1000,
     "test_step_sizes": list(DEFAULT_TEST_STEP_SIZES),
+    "density_grid": 64,  # 2-D data only: log-density on a grid of this many points per side (0: none)
 }
 
 TOY_DEFAULTS: dict[str, Any] = COMMON_DEFAULTS | {
@@ -153,13 +155,15 @@ class DensityProblem(Problem):
         eval_size: test rows used by :meth:`evaluate`.
         test_batch_size: evaluation batch size; the inverse error uses the first test batch.
         test_step_sizes: classic-RK4 step sizes of the ``rediscretisation`` table.
+        density_grid: for 2-D data, points per side of the ``density_grid`` table (0: no table).
         nll_offset: added to every reported NLL (``Σ log σ_j`` when the data were standardised by the task,
             so that NLLs are in the units of the user's data); the training loss does not include it.
     """
 
     def __init__(self, data: Splits, dynamics: nn.Module, *, t1: float, train_t1: bool, trace: str, noise: str,
                  batch_size: int, lr: float, weight_decay: float, seed: int, eval_tol: float, eval_size: int,
-                 test_batch_size: int, test_step_sizes: Sequence[float], nll_offset: float = 0.0):
+                 test_batch_size: int, test_step_sizes: Sequence[float], density_grid: int = 0,
+                 nll_offset: float = 0.0):
         self.data = data
         self.dim = data.train.shape[1]
         self.augmented = AugmentedDynamics(dynamics)
@@ -179,6 +183,7 @@ class DensityProblem(Problem):
         if any(not h > 0 for h in self.test_step_sizes):
             raise UserError(f"test_step_sizes must be positive, got {list(test_step_sizes)}")
         self.nll_offset = float(nll_offset)
+        self.density_grid = int(density_grid) if self.dim == 2 else 0
         self.tables = {}
         self._generator = torch.Generator().manual_seed(seed)
         self._order = torch.empty(0, dtype=torch.long)
@@ -238,6 +243,18 @@ class DensityProblem(Problem):
         x_hat, _ = self.cnf.inverse(z)
         return inverse_errors(x, x_hat)
 
+    def _density_grid(self, solve: Callable) -> list[dict]:
+        """Learned log-density on a square grid covering the test data, with ``solve`` and the exact trace."""
+        test = self.data.test
+        lo, hi = float(test.min()) - 0.5, float(test.max()) + 0.5
+        axis = torch.linspace(lo, hi, self.density_grid, dtype=test.dtype, device=test.device)
+        xx, yy = torch.meshgrid(axis, axis, indexing="xy")
+        points = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+        self.cnf.solve = solve
+        logp = torch.cat([self.flow.log_prob(x) for x in torch.split(points, self.test_batch_size)])
+        return [{"x": float(a), "y": float(b), "log_prob": float(v) - self.nll_offset}
+                for (a, b), v in zip(points.tolist(), logp.tolist())]
+
     @torch.no_grad()
     def evaluate(self, solve: Callable) -> dict[str, float]:
         """Test metrics with the exact trace; fills the ``rediscretisation`` table (see module docstring)."""
@@ -270,6 +287,8 @@ class DensityProblem(Problem):
                              "inverse_error": inv[0], "inverse_error_frob": inv[1],
                              "nfe_per_solve": float(counts[0])})
             self.tables = {"rediscretisation": rows}
+            if self.density_grid:
+                self.tables["density_grid"] = self._density_grid(reference)
         finally:
             self.cnf.solve = solve
             self.cnf.trace = self.train_trace
@@ -302,7 +321,7 @@ def build_density_problem(splits: Splits, hp: Mapping[str, Any], *, seed: int, d
         data, dynamics, t1=float(hp["t1"]), train_t1=bool(hp["train_t1"]), trace=trace, noise=hp["noise"],
         batch_size=int(hp["batch_size"]), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]), seed=seed,
         eval_tol=float(hp["eval_tol"]), eval_size=int(hp["eval_size"]), test_batch_size=int(hp["test_batch_size"]),
-        test_step_sizes=hp["test_step_sizes"], nll_offset=nll_offset)
+        test_step_sizes=hp["test_step_sizes"], density_grid=hp["density_grid"], nll_offset=nll_offset)
     problem.cnf.to(**move)
     return problem
 
