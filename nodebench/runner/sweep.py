@@ -89,7 +89,7 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
     bar = tqdm(total=len(todo), desc="cases", unit="case", disable=not progress or not todo, file=sys.stderr,
                mininterval=1.0)
     running: list[_Running] = []
-    postfix = ""
+    postfix, shown = "", 0.0
     try:
         while todo or running:
             while todo and len(running) < jobs:
@@ -108,10 +108,9 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
                 running.remove(job)
                 (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
                 bar.update(1)
-            if running and _postfix(running, cases_dir) != postfix:
-                postfix = _postfix(running, cases_dir)
-                bar.set_postfix_str(postfix, refresh=False)
-                bar.update(0)
+            if running and time.monotonic() - shown > 1.0 and _postfix(running, cases_dir) != postfix:
+                postfix, shown = _postfix(running, cases_dir), time.monotonic()
+                bar.set_postfix_str(postfix)  # redraws, at most once a second
     finally:
         for job in running:  # interrupted: no orphan keeps computing and writing
             _kill(job.process)
