@@ -97,7 +97,12 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
     lines += list(sections)
     if spec and spec.claims:
         verdicts = check_claims(spec.claims, records, tables)
-        lines += ["## Claims", "", markdown_table(
+        lines += ["## Claims", ""]
+        if preset == "smoke":
+            lines += ["*Smoke preset: every run lasts seconds to a minute on a CPU. The verdicts describe these "
+                      "short runs (early training, before adaptive solvers' NFE grows), not converged training; "
+                      "use `--preset quick` or `--preset paper` to judge the claims.*", ""]
+        lines += [ markdown_table(
             ["id", "claim", "source", "scope", "our measurement", "verdict"],
             [[v.claim_id, v.claim, v.source, v.scope, v.measured, f"**{v.verdict}**"] for v in verdicts]), ""]
     if figures:
