@@ -6,7 +6,8 @@ every iteration the harness records, with the device synchronised at each bounda
 - the step's wall time (and CUDA-event time), the forward part's wall time;
 - peak memory of the forward phase and of forward + backward, both above the memory held before the
   step (one reset per step; the forward reading is taken when forward ends);
-- NFE forward and backward, attempted and accepted solver steps, from :class:`CountingField`.
+- NFE forward and backward, attempted and accepted solver steps, from :class:`CountingField` (a
+  fixed-step solver accepts every step it makes).
 
 Warm-up iterations run forward and backward but no optimiser step, so they leave the parameters and the
 optimiser state untouched; their time is reported apart. Evaluation runs after training, untimed.
@@ -136,7 +137,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         elapsed += step_s
         loss_value = float(loss.detach())
         _append(result.curves, iteration=iteration, elapsed_s=elapsed, time_s=step_s, forward_s=forward_s,
-                loss=loss_value, **_counts(counter))
+                loss=loss_value, **_counts(counter, method.adaptive))
         result.peak_mem_forward_bytes = max(result.peak_mem_forward_bytes, peak_forward)
         result.peak_mem_bytes = max(result.peak_mem_bytes, peak)
         if reserved is not None:
@@ -170,12 +171,12 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     return result
 
 
-def _counts(counter) -> dict[str, int]:
+def _counts(counter, adaptive: bool) -> dict[str, int]:
     out = {}
     for phase in ("forward", "backward"):
         out[f"nfe_{phase}"] = counter.nfe[phase]
         out[f"steps_{phase}"] = counter.steps[phase]
-        out[f"accepted_{phase}"] = counter.accepted[phase]
+        out[f"accepted_{phase}"] = counter.accepted[phase] if adaptive else counter.steps[phase]
     return out
 
 

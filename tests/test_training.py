@@ -47,6 +47,7 @@ def test_spiral_rk4_curves_nfe_and_summary():
     # classic RK4 stepping on the 30 observation times: 29 steps of 4 evaluations, no backward solve
     assert c["nfe_forward"] == [4 * 29] * 3
     assert c["steps_forward"] == [29] * 3
+    assert c["accepted_forward"] == [29] * 3  # a fixed-step solver accepts every step
     assert c["nfe_backward"] == [0] * 3 and c["steps_backward"] == [0] * 3
     assert c["loss"][2] < c["loss"][0]  # lr 0.1 makes quick progress on the spiral
     assert result.warmup_s > 0
