@@ -77,11 +77,18 @@ def gradient_error(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
     return section, plots.plot_gradient_error(table, run_dir / "figures")
 
 
-def rediscretisation(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
-    table = load_table(run_dir, "rediscretisation")
+def _case_table(run_dir: Path, name: str, records: pd.DataFrame) -> pd.DataFrame:
+    """A per-case table joined with each case's task, method and seed (empty when there is none)."""
+    table = load_table(run_dir, name)
     if table.empty or records.empty:
+        return pd.DataFrame()
+    return table.merge(records[["case_id", "task", "method", "seed"]], on="case_id")
+
+
+def rediscretisation(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
+    table = _case_table(run_dir, "rediscretisation", records)
+    if table.empty:
         return "## Re-discretisation and invertibility\n\nNo density case finished at this preset.\n", []
-    table = table.merge(records[["case_id", "task", "method", "seed"]], on="case_id")
     rows = []
     for (task, method, step), group in table.groupby(["task", "method", "step_size"], dropna=False, sort=True):
         rows.append([task, method, "dopri5 reference" if pd.isna(step) else f"RK4 h={step:g}",
@@ -99,10 +106,9 @@ def rediscretisation(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, l
 
 
 def density(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
-    table = load_table(run_dir, "density_grid")
-    if table.empty or records.empty:
+    table = _case_table(run_dir, "density_grid", records)
+    if table.empty:
         return "", []
-    table = table.merge(records[["case_id", "task", "method", "seed"]], on="case_id")
     figures = plots.plot_density_grid(table, run_dir / "figures")
     section = "\n".join(["## Learned densities (2-D)", "",
                          "Log-density of each trained CNF on a grid over the test data (reference solver, exact trace); "
