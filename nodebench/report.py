@@ -32,9 +32,10 @@ def _fmt(value, style: str) -> str:
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    def cells(values) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in values) + " |"
+
+    return "\n".join([cells(header), "|" + "---|" * len(header)] + [cells(row) for row in rows])
 
 
 def summary_table(records: pd.DataFrame) -> str:
