@@ -14,7 +14,8 @@ Checks:
 - ``metric_parity``: per experiment, the median ``metric`` of ``method`` is no worse than the
   baseline's by more than ``rel_tol`` (relative) or ``abs_tol`` (absolute); lower is better.
 - ``table_threshold``: a value read from an extra table (``table``, ``column``, rows selected by
-  ``where``) is compared with ``max`` or ``min``, per experiment.
+  ``where`` and, for per-case tables, ``experiments``) is compared with ``max`` or ``min``, per
+  experiment.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ def table_threshold(records, tables, claim) -> list[tuple[str, str, str]]:
         table = table.merge(records[["case_id", "experiment", "method"]], on="case_id", how="left")
     for key, value in claim.get("where", {}).items():
         table = table[table[key] == value]
+    if claim.get("experiments") and "experiment" in table:
+        table = table[table["experiment"].isin(claim["experiments"])]
     out = []
     groups = table.groupby("experiment") if "experiment" in table else [("all", table)]
     for exp, rows in groups:

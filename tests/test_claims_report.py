@@ -1,0 +1,97 @@
+"""Claim checks, paper spec parsing and the report, on hand-made records."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
+from nodebench.errors import UserError
+from nodebench.experiments import load_paper
+from nodebench.report import write_report
+
+
+def records_of(rows):
+    base = {"status": "ok", "seed": 0, "task": "t", "case_id": None}
+    frame = pd.DataFrame([base | row for row in rows])
+    frame["case_id"] = [f"c{i}" for i in range(len(frame))]
+    return frame
+
+
+RECORDS = records_of([
+    {"experiment": "fast", "method": "rk4", "train_wall_s": 1.0, "test_nll": 3.00},
+    {"experiment": "fast", "method": "adjoint", "train_wall_s": 10.0, "test_nll": 2.95},
+    {"experiment": "slow", "method": "rk4", "train_wall_s": 8.0, "test_nll": 3.50},
+    {"experiment": "slow", "method": "adjoint", "train_wall_s": 10.0, "test_nll": 3.00},
+    {"experiment": "slow", "method": "adjoint", "train_wall_s": 99.0, "test_nll": 0.0, "status": "error"},
+])
+
+
+def verdicts(claim, records=RECORDS, tables=None):
+    claim = {"id": "X", "text": "claim"} | claim
+    return {v.scope: (v.verdict, v.measured) for v in check_claims([claim], records, tables)}
+
+
+def test_time_reduction_per_experiment_and_failed_rows_ignored():
+    out = verdicts({"check": "time_reduction", "method": "rk4", "baseline": "adjoint", "min": 0.39, "max": 0.97})
+    assert out["fast"][0] == HOLDS and "90.0%" in out["fast"][1]
+    assert out["slow"][0] == FAILS and "20.0%" in out["slow"][1]  # the error row (99 s) is not a baseline time
+
+
+def test_wins_and_metric_parity():
+    out = verdicts({"check": "wins", "method": "rk4", "baseline": "adjoint", "fraction": 0.857})
+    assert out["all"][0] == HOLDS and "2 of 2" in out["all"][1]
+    out = verdicts({"check": "metric_parity", "method": "rk4", "baseline": "adjoint", "metric": "test_nll",
+                    "abs_tol": 0.1})
+    assert out == {"fast": (HOLDS, out["fast"][1]), "slow": (FAILS, out["slow"][1])}
+    out = verdicts({"check": "metric_parity", "method": "rk4", "baseline": "adjoint", "metric": "test_mse",
+                    "rel_tol": 0.5})
+    assert {v for v, _ in out.values()} == {NOT_MEASURED}
+
+
+def test_table_threshold_selects_rows_and_experiments():
+    table = pd.DataFrame({"case_id": ["c0", "c0", "c2", "c2"], "step_size": [0.1, 0.25, 0.1, 0.25],
+                          "inverse_error": [1e-5, 5e-3, 2e-3, 9e-3]})
+    claim = {"check": "table_threshold", "table": "redisc", "column": "inverse_error", "agg": "max", "max": 1e-3,
+             "where": {"method": "rk4", "step_size": 0.1}}
+    out = verdicts(claim, tables={"redisc": table})
+    assert out["fast"][0] == HOLDS and out["slow"][0] == FAILS
+    out = verdicts(claim | {"experiments": ["fast"]}, tables={"redisc": table})
+    assert set(out) == {"fast"}
+    assert verdicts(claim, tables={})["all"][0] == NOT_MEASURED
+
+
+def test_claim_without_check_is_not_measured():
+    out = verdicts({"why_not_measured": "needs BSDS300"})
+    assert out == {"all": (NOT_MEASURED, "needs BSDS300")}
+
+
+def test_report_lists_methods_failures_and_claims(tmp_path):
+    spec = load_paper("do_vs_od")
+    path = write_report(tmp_path, RECORDS.assign(reason=["", "", "", "", "boom"]), [], spec=spec, preset="smoke")
+    text = path.read_text()
+    assert "| rk4 | 1/1 |" in text and "| adjoint | 1/2 |" in text
+    assert "boom" in text and "Smoke preset" in text and "## Claims" in text
+
+
+def test_paper_spec_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("NODEBENCH_REPRODUCE", str(tmp_path))
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / "experiments.toml").write_text(
+        'paper = "good"\ntitle = "T"\nreference = "R"\n[[experiment]]\nname = "e"\ntask = "cubic_spiral"\n'
+        'methods = ["rk4"]\npresets.smoke = { iters = 2, seeds = 2 }\n')
+    cases = load_paper("good").cases("smoke", "cpu")
+    assert [(c.seed, c.iters, c.experiment, c.preset) for c in cases] == [(0, 2, "e", "smoke"), (1, 2, "e", "smoke")]
+    with pytest.raises(UserError, match="no experiment at preset 'paper'"):
+        load_paper("good").cases("paper", "cpu")
+    with pytest.raises(UserError, match="unknown paper 'nope'; valid papers: good"):
+        load_paper("nope")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "experiments.toml").write_text("paper = [unclosed")
+    with pytest.raises(UserError, match="malformed experiment file"):
+        load_paper("broken")
+    (tmp_path / "badcheck").mkdir()
+    (tmp_path / "badcheck" / "experiments.toml").write_text(
+        'paper = "b"\ntitle = "T"\nreference = "R"\n[[claim]]\nid = "C"\ntext = "t"\ncheck = "vibes"\n')
+    with pytest.raises(UserError, match="unknown check 'vibes'"):
+        load_paper("badcheck")
