@@ -162,7 +162,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         err = Diverged(f"evaluation solve exceeded its step limit after {iteration} iterations ({err})")
         err.result = result
         raise err from None
-    result.tables = problem.tables
+    result.tables = dict(problem.tables)
     bad = [k for k, v in result.metrics.items() if not math.isfinite(v)]
     if bad:
         err = Diverged(f"non-finite test metric(s) {', '.join(bad)} after {iteration} iterations")

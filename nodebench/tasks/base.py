@@ -10,6 +10,7 @@ method's ``solve``, and an untimed evaluation returning named metrics. The harne
 from __future__ import annotations
 
 import abc
+from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Mapping
 
 import torch
@@ -46,7 +47,8 @@ class Problem(abc.ABC):
         """
 
     #: Extra per-case tables (name → list of row dicts), stored as ``<name>.parquet`` in the run directory.
-    tables: dict[str, list[dict]] = {}
+    #: Read-only empty default; a problem that fills tables assigns its own dict.
+    tables: Mapping[str, list[dict]] = MappingProxyType({})
 
 
 class Task(abc.ABC):
