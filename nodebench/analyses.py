@@ -13,18 +13,35 @@ Kinds:
 - ``gradient_error``: :func:`nodebench.gradients.gradient_error_vs_reference`;
 - ``rediscretisation``: figures of the per-case ``rediscretisation`` table the density tasks write
   (test NLL and inverse error against the RK4 test step size);
-- ``density``: the learned 2-D densities from the per-case ``density_grid`` table.
+- ``density``: the learned 2-D densities from the per-case ``density_grid`` table;
+- ``toy_gradient`` (GQ paper, toy problem): dz/dt = a·z, z0 = ``z0`` (10), a = ``a`` (0.2), L = z(T)²
+  with the end time T learnable, solved by each of ``methods`` (default gq, gq_batched, adjoint,
+  seminorm, direct) at ``rtol`` (1e-6), ``atol`` (1e-7), ``gtol`` (0.4) in ``dtype`` ("float64"), for T
+  in ``T_values`` or ``T_start``:``T_stop`` (inclusive) step ``T_step`` (default 19.0:29.0 step 0.5; the
+  paper: 19.00:29.04 step 0.02). Stores ``toy_gradient.parquet`` (method, T, wrt ∈ {z0, a, T}, value,
+  analytic, rel_error, status; a failed solve is a row with NaN values and its error as status), draws
+  the relative error against T and reports its median and max per method and wrt;
+- ``scaling``: from the run's records (successful rows), for each experiment (``experiments``, default
+  all) with more than one value of hyper-parameter ``param`` (e.g. "width", read from the records'
+  ``hparams`` JSON): figures of training time (log–log), final ``metric`` (default the experiment's
+  headline metric: the first of test_mse, test_nll, test_kl, test_accuracy present) and peak memory
+  against ``param``, and ``metric`` against training time; a table per experiment of param × method
+  with medians over seeds and the speed-up t(``reference``)/t(method) (``reference`` default "adjoint").
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
+import torch
+from torch import nn
 
 from nodebench import gradients, plots
-from nodebench.records import load_table
+from nodebench.records import expand_hparams, load_table
 from nodebench.report import markdown_table
 
 PARAMS = ("task", "methods", "tolerances", "step_sizes", "seed", "hparams")
@@ -57,9 +74,9 @@ def taylor(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]
              f"{r.E0_slope:.2f}", f"{r.E1_slope:.2f}", f"{r.E1_min:.2g}"] for r in slopes.itertuples()]
     section = "\n".join([
         f"## Gradient consistency: Taylor test ({spec.get('task', 'cubic_spiral')}, float64)", "",
-        "E0 = |J(θ+h·dθ) − J(θ)|, E1 = |J(θ+h·dθ) − J(θ) − h·∇Jᵀdθ| for h = 2^−1…2^−20 along one random unit "
+        ("E0 = |J(θ+h·dθ) − J(θ)|, E1 = |J(θ+h·dθ) − J(θ) − h·∇Jᵀdθ| for h = 2^−1…2^−20 along one random unit "
         "direction, ∇J from the method's own backward pass. E1 falls with slope 2 only when ∇J is the "
-        "gradient of the J being evaluated. Slopes are least-squares fits over the points above round-off.", "",
+        "gradient of the J being evaluated. Slopes are least-squares fits over the points above round-off."), "",
         markdown_table(["method", "family", "tol", "step", "E0 slope", "E1 slope", "min E1"], rows), ""])
     return section, plots.plot_taylor(table, run_dir / "figures")
 
@@ -71,8 +88,8 @@ def gradient_error(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
             for r in table.itertuples()]
     section = "\n".join([
         "## Gradient error against a tight reference", "",
-        "Relative error of each method's gradient against backprop through dopri5 at rtol = atol = 1e-12 "
-        "(float64). For DO this is the discretisation error of the discrete model, not a gradient error.", "",
+        ("Relative error of each method's gradient against backprop through dopri5 at rtol = atol = 1e-12 "
+        "(float64). For DO this is the discretisation error of the discrete model, not a gradient error."), "",
         markdown_table(["method", "family", "tol", "step", "‖g−g_ref‖/‖g_ref‖", "|J−J_ref|", "NFE fwd/bwd"], rows), ""])
     return section, plots.plot_gradient_error(table, run_dir / "figures")
 
@@ -96,10 +113,10 @@ def rediscretisation(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, l
                      f"{group['inverse_error_frob'].median():.2g}"])
     section = "\n".join([
         "## Re-discretisation and invertibility", "",
-        "Each trained CNF is evaluated again with classic RK4 at several test step sizes, and with the dopri5 "
+        ("Each trained CNF is evaluated again with classic RK4 at several test step sizes, and with the dopri5 "
         "reference. Inverse error: on the first test batch, x̂ = f⁻¹(f(x)) with the same solver both ways; "
         "`inverse_error` is the mean per-sample ‖x̂ᵢ − xᵢ‖₂ (OT-Flow's corrected definition), "
-        "`inverse_error_frob` is ‖X̂ − X‖_F / n (the DOvsOD code's formula, about √n smaller).", "",
+        "`inverse_error_frob` is ‖X̂ − X‖_F / n (the DOvsOD code's formula, about √n smaller)."), "",
         markdown_table(["task", "method", "evaluated with", "test NLL", "inverse error", "inverse error (Frob/n)"], rows),
         ""])
     return section, plots.plot_rediscretisation(table, run_dir / "figures")
@@ -116,8 +133,166 @@ def density(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]
     return section, figures
 
 
+TOY_METHODS = ("gq", "gq_batched", "adjoint", "seminorm", "direct")
+TOY_WRT = ("z0", "a", "T")
+
+
+class _Growth(nn.Module):
+    """dz/dt = a·z with a learnable scalar a."""
+
+    def __init__(self, a: float, dtype: torch.dtype):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(a, dtype=dtype))
+
+    def forward(self, t, z):
+        return self.a * z
+
+
+def toy_analytic(z0: float, a: float, T: float) -> dict[str, float]:
+    """Exact gradients of L = z(T)² = (z0·e^{aT})² with respect to z0, a and T."""
+    growth = math.exp(2 * a * T)
+    return {"z0": 2 * z0 * growth, "a": 2 * T * z0**2 * growth, "T": 2 * a * z0**2 * growth}
+
+
+def toy_T_values(spec: dict[str, Any]) -> list[float]:
+    """The end times of the toy study: ``T_values``, else ``T_start``…``T_stop`` (inclusive) by ``T_step``."""
+    if "T_values" in spec:
+        return [float(T) for T in spec["T_values"]]
+    start, stop, step = float(spec.get("T_start", 19.0)), float(spec.get("T_stop", 29.0)), float(spec.get("T_step", 0.5))
+    count = math.floor((stop - start) / step + 1e-9) + 1
+    return [round(start + i * step, 10) for i in range(count)]
+
+
+def toy_gradient_table(methods=TOY_METHODS, T_values=(19.0, 24.0, 29.0), *, z0: float = 10.0, a: float = 0.2,
+                       rtol: float = 1e-6, atol: float = 1e-7, gtol: float = 0.4, dtype: str = "float64") -> pd.DataFrame:
+    """Gradients of the toy problem (GQ paper): dz/dt = a·z, L = z(T)², t = [0, T] with T learnable, by
+    each method's backward pass, against the analytic values. One row per (method, T, wrt); a solve that
+    raises gives NaN values and ``status`` = the error."""
+    from nodebench.methods import get_method
+
+    torch_dtype = getattr(torch, dtype)
+    rows = []
+    for method in methods:
+        for T in T_values:
+            analytic = toy_analytic(z0, a, T)
+            try:
+                field = _Growth(a, torch_dtype)
+                y0 = torch.tensor([z0], dtype=torch_dtype, requires_grad=True)
+                end = torch.tensor(T, dtype=torch_dtype, requires_grad=True)
+                t = torch.stack([torch.zeros((), dtype=torch_dtype), end])
+                solve = get_method(method).make_solve(list(field.parameters()), rtol=rtol, atol=atol, gtol=gtol)
+                loss = solve(field, y0, t)[-1].pow(2).sum()
+                grads = torch.autograd.grad(loss, [y0, field.a, end], allow_unused=True)
+                values = {w: math.nan if g is None else float(g.sum()) for w, g in zip(TOY_WRT, grads)}
+                status = "ok" if all(math.isfinite(v) for v in values.values()) else "non-finite"
+            except Exception as err:  # noqa: BLE001 - a failing method is a result, not a crash
+                values = dict.fromkeys(TOY_WRT, math.nan)
+                status = f"error: {type(err).__name__}: {' '.join(str(err).split())[:160]}"
+            for wrt in TOY_WRT:
+                exact = analytic[wrt]
+                rows.append({"method": method, "T": float(T), "wrt": wrt, "value": values[wrt], "analytic": exact,
+                             "rel_error": abs(values[wrt] - exact) / abs(exact), "status": status})
+    return pd.DataFrame(rows)
+
+
+def toy_gradient(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
+    methods = list(spec.get("methods", TOY_METHODS))
+    settings = {k: spec[k] for k in ("z0", "a", "rtol", "atol", "gtol", "dtype") if k in spec}
+    table = _stored(run_dir, "toy_gradient", lambda: toy_gradient_table(methods, toy_T_values(spec), **settings))
+    rows = []
+    for method in dict.fromkeys(table["method"]):
+        for wrt in TOY_WRT:
+            group = table[(table["method"] == method) & (table["wrt"] == wrt)]
+            ok = group[group["status"] == "ok"]
+            rows.append([method, f"dL/d{wrt}", f"{ok['rel_error'].median():.2g}" if len(ok) else "–",
+                         f"{ok['rel_error'].max():.2g}" if len(ok) else "–", f"{len(ok)}/{len(group)}"])
+    T = table["T"]
+    failed = table[table["status"] != "ok"].drop_duplicates(["method", "T"])
+    note = "" if failed.empty else "\n\nFailed solves: " + "; ".join(
+        f"{r.method} at T = {r.T:g} ({r.status})" for r in failed.head(10).itertuples()) + (
+        f"; … {len(failed) - 10} more" if len(failed) > 10 else "")
+    section = "\n".join([
+        "## Toy gradient accuracy (dz/dt = a·z, L = z(T)²)", "",
+        (f"z0 = {spec.get('z0', 10.0):g}, a = {spec.get('a', 0.2):g}, t = [0, T] with T learnable, "
+        f"{len(T.unique())} end times T ∈ [{T.min():g}, {T.max():g}]; rtol {spec.get('rtol', 1e-6):g}, "
+        f"atol {spec.get('atol', 1e-7):g}, gtol {spec.get('gtol', 0.4):g}, {spec.get('dtype', 'float64')}. "
+        "Relative error |g − g*|/|g*| of each method's backward pass against the analytic gradients "
+        "dL/dz0 = 2·z0·e^{2aT}, dL/da = 2T·z0²·e^{2aT}, dL/dT = 2a·z0²·e^{2aT}. The paper also runs MALI and "
+        "ACA (TorchDiffEqPack), which nodebench does not have."), "",
+        markdown_table(["method", "gradient", "median rel. error", "max rel. error", "ok/T values"], rows) + note, ""])
+    return section, plots.plot_toy_gradient(table, run_dir / "figures")
+
+
+HEADLINE_METRICS = ("test_mse", "test_nll", "test_kl", "test_accuracy")
+
+
+def _median(rows: pd.DataFrame, column: str) -> float:
+    return float(rows[column].median()) if column in rows and rows[column].notna().any() else math.nan
+
+
+def _fmt_value(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def scaling_table(records: pd.DataFrame, param_col: str, metric: str | None, reference: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (param value × method) of the scaling table of one experiment's records (all
+    statuses; medians over the successful seeds)."""
+    header = ["param", "method", "ok/runs", "train time [s]", "time/iter [ms]", f"speed-up vs {reference}",
+              "peak mem [MiB]", "NFE fwd/iter", "NFE bwd/iter", metric or "metric"]
+    ok = records[records["status"] == "ok"] if "status" in records else records
+    x, _ = plots._param_axis(records[param_col])
+    rows = []
+    for value in sorted(records[param_col].unique(), key=lambda v: x[records[param_col] == v].iloc[0]):
+        at_value = records[records[param_col] == value]
+        ok_value = ok[ok[param_col] == value]
+        t_ref = _median(ok_value[ok_value["method"] == reference], "train_wall_s")
+        for method in dict.fromkeys(at_value["method"]):
+            runs, good = at_value[at_value["method"] == method], ok_value[ok_value["method"] == method]
+            t = _median(good, "train_wall_s")
+            speedup = t_ref / t if t > 0 and not math.isnan(t_ref) else math.nan
+            rows.append([_fmt_value(value), method, f"{len(good)}/{len(runs)}", _fmt(t),
+                         _fmt(_median(good, "time_per_iter_s") * 1e3), "–" if math.isnan(speedup) else f"{speedup:.3g}×",
+                         _fmt(_median(good, "peak_mem_bytes") / 2**20), _fmt(_median(good, "nfe_forward_per_iter")),
+                         _fmt(_median(good, "nfe_backward_per_iter")),
+                         "–" if metric is None else _fmt(_median(good, metric))])
+    return header, rows
+
+
+def scaling(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
+    param, reference = spec["param"], spec.get("reference", "adjoint")
+    title = f"## Scaling with {param}"
+    param_col = f"hp_{param}"
+    records = expand_hparams(records)
+    if not records.empty and param_col not in records and param in records:
+        param_col = param
+    if records.empty or param_col not in records:
+        return f"{title}\n\nNo case of this run records the hyper-parameter `{param}`.\n", []
+    if spec.get("experiments"):
+        records = records[records["experiment"].isin(spec["experiments"])]
+    records = records[records[param_col].notna()]
+    lines = [title, "",
+             (f"Per experiment with more than one value of `{param}`: medians over successful seeds; speed-up = "
+             f"t({reference}) / t(method) at the same `{param}` (above 1: faster than {reference}). Figures: training "
+             f"time, final metric and peak memory against `{param}` (median, min–max whiskers over seeds), and the "
+             "metric against training time (marker size grows with the parameter)."), ""]
+    figures: list[Path] = []
+    for experiment, group in records.groupby("experiment", sort=False):
+        if group[param_col].astype(str).nunique() < 2:
+            continue
+        ok = group[group["status"] == "ok"] if "status" in group else group
+        metric = spec.get("metric") or next((m for m in HEADLINE_METRICS if m in ok and ok[m].notna().any()), None)
+        header, rows = scaling_table(group, param_col, metric, reference)
+        lines += [f"### {experiment}: {param}", "", markdown_table(header, rows), ""]
+        if not ok.empty:
+            figures += plots.plot_scaling(ok, param, metric, run_dir / "figures", name=str(experiment), param_col=param_col)
+    if len(lines) == 5:
+        lines += [f"No experiment of this run has more than one value of `{param}`.", ""]
+    return "\n".join(lines), figures
+
+
 ANALYSES: dict[str, Callable] = {"taylor": taylor, "gradient_error": gradient_error,
-                                 "rediscretisation": rediscretisation, "density": density}
+                                 "rediscretisation": rediscretisation, "density": density,
+                                 "toy_gradient": toy_gradient, "scaling": scaling}
 
 
 def run_analyses(spec, run_dir: Path, records: pd.DataFrame, *, preset: str) -> tuple[list[str], list[Path]]:

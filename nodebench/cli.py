@@ -144,8 +144,8 @@ def _validate(cases) -> None:
 
     tasks = {}
     for case in cases:
-        get_method(case.method)
         task = tasks.setdefault(case.task, get_task(case.task))
+        get_method(case.method).check_task(task)
         task.hparams({k: v for k, v in case.hparams.items() if k not in SOLVER_OPTIONS})
         for key in SOLVER_OPTIONS:
             value = case.hparams.get(key)

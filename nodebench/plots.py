@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+matplotlib.use("Agg")  # pyplot picks its backend lazily, so selecting it after the import still applies
 
 FIGURE_KINDS = ("loss_vs_time", "loss_vs_iteration", "nfe_per_iteration", "time_memory_bars", "work_precision")
 
@@ -196,4 +196,105 @@ def plot_density_grid(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
             ax.set(title=f"{method}: learned density p(x)", xticks=[], yticks=[])
         fig.suptitle(f"{task} (reference solver, exact trace)")
         written += _save(fig, Path(out_dir), f"{_slug(task)}_density")[:1]
+    return written
+
+
+def plot_toy_gradient(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Toy problem (GQ paper): relative gradient error against the end time T, log y, one panel per
+    gradient (``wrt``: z0, a, T), one line per method; failed solves leave gaps."""
+    wrts = [w for w in ("z0", "a", "T") if w in set(table["wrt"])] or sorted(table["wrt"].unique())
+    fig, axes = plt.subplots(1, len(wrts), figsize=(4.2 * len(wrts), 3.8), sharey=True, squeeze=False)
+    colors = _colors(table["method"].unique())
+    for ax, wrt in zip(axes[0], wrts):
+        rows = table[table["wrt"] == wrt]
+        for method, group in rows.groupby("method", sort=True):
+            group = group.sort_values("T")
+            # round-off can make an error exactly 0: floor it so the log axis keeps the point
+            err = group["rel_error"].where(group["rel_error"].isna(), group["rel_error"].clip(lower=1e-17))
+            ax.plot(group["T"], err, color=colors[method], marker=".", ms=3, lw=1, label=method)
+        ax.set_yscale("log")
+        ax.set(xlabel="end time T", title=f"dL/d{wrt}")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("relative error vs analytic")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("toy gradient: dz/dt = a·z, L = z(T)²")
+    return _save(fig, Path(out_dir), "toy_gradient")[:1]
+
+
+def _param_axis(values: pd.Series) -> tuple[pd.Series, bool]:
+    """Numeric x positions for a hyper-parameter's values and whether a log axis fits them."""
+    numeric = values.map(lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan)
+    if numeric.notna().all():
+        return numeric, bool((numeric > 0).all())
+    order = {v: i for i, v in enumerate(sorted(values.astype(str).unique()))}
+    return values.astype(str).map(order).astype(float), False
+
+
+def _scaling_summary(records: pd.DataFrame, param_col: str, column: str) -> pd.DataFrame:
+    """Per (method, param value): median, min and max of ``column`` over seeds, sorted by x."""
+    frame = records.assign(_x=_param_axis(records[param_col])[0])
+    frame = frame[frame[column].notna()] if column in frame else frame.iloc[0:0]
+    if frame.empty:
+        return pd.DataFrame(columns=["method", "_x", "median", "min", "max"])
+    summary = frame.groupby(["method", "_x"])[column].agg(["median", "min", "max"]).reset_index()
+    return summary.sort_values(["method", "_x"])
+
+
+def _scaling_lines(ax, records: pd.DataFrame, param_col: str, column: str, scale: float = 1.0) -> bool:
+    """Median over seeds with min–max whiskers, one line per method; returns whether all values are > 0."""
+    summary = _scaling_summary(records, param_col, column)
+    colors = _colors(records["method"].unique())
+    for method, group in summary.groupby("method", sort=True):
+        med, lo, hi = group["median"] * scale, group["min"] * scale, group["max"] * scale
+        ax.errorbar(group["_x"], med, yerr=[med - lo, hi - med], color=colors[method], marker="o", ms=4,
+                    capsize=3, lw=1.2, label=method)
+    return bool(len(summary)) and bool((summary["min"] > 0).all())
+
+
+def plot_scaling(records: pd.DataFrame, param: str, metric: str | None, out_dir: str | Path, *,
+                 name: str, param_col: str | None = None) -> list[Path]:
+    """Scaling figures of one experiment's successful records against hyper-parameter ``param`` (the
+    values in column ``param_col``, default ``hp_<param>``): training time (log–log), final ``metric``,
+    peak memory (log y), each the median over seeds with min–max whiskers, and ``metric`` against training
+    time (one colour per method, marker size growing with ``param``). Returns the PNG paths."""
+    out_dir, slug = Path(out_dir), _slug(name)
+    param_col = param_col or f"hp_{param}"
+    records = records.reset_index(drop=True)
+    _, logx = _param_axis(records[param_col])
+    written: list[Path] = []
+    panels = [("train_wall_s", "training time [s]", 1.0, True, "time"),
+              (metric, metric or "", 1.0, metric != "test_accuracy", "metric"),
+              ("peak_mem_bytes", "peak memory added [MiB]", 1 / 2**20, True, "memory")]
+    for column, ylabel, scale, logy, kind in panels:
+        if column is None or column not in records or records[column].isna().all():
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4))
+        positive = _scaling_lines(ax, records, param_col, column, scale)
+        if logx:
+            ax.set_xscale("log")
+        if positive and logy:
+            ax.set_yscale("log")
+        ax.set(xlabel=param, ylabel=f"{ylabel} (median, min–max over seeds)", title=f"{name}: {ylabel} vs {param}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        written += _save(fig, out_dir, f"{slug}_scaling_{kind}")[:1]
+    if metric and metric in records and records[metric].notna().any() and records["train_wall_s"].notna().any():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        colors = _colors(records["method"].unique())
+        x, _ = _param_axis(records[param_col])
+        ranks = x.rank(method="dense")
+        sizes = 20 + 180 * (ranks - 1) / max(float(ranks.max()) - 1, 1)
+        for method, group in records.groupby("method", sort=True):
+            ax.scatter(group["train_wall_s"], group[metric], s=sizes[group.index], color=colors[method], alpha=0.75,
+                       edgecolor="k", lw=0.4, label=method)
+        if (records["train_wall_s"] > 0).all():
+            ax.set_xscale("log")
+        if metric != "test_accuracy" and (records[metric].dropna() > 0).all():
+            ax.set_yscale("log")
+        values = sorted(records[param_col].astype(str).unique(), key=lambda v: x[records[param_col].astype(str) == v].iloc[0])
+        ax.set(xlabel="training time [s]", ylabel=metric,
+               title=f"{name}: {metric} vs time (marker size: {param} {values[0]} … {values[-1]})")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        written += _save(fig, out_dir, f"{slug}_scaling_{metric}_vs_time")[:1]
     return written

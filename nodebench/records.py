@@ -99,3 +99,18 @@ def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
         raise UserError(f"cannot read the records in {str(run_dir)!r}: {' '.join(str(err).split())[:200]}") from None
     return records, curves
+
+
+def expand_hparams(records: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``records`` with one ``hp_<name>`` column per hyper-parameter in its ``hparams`` JSON
+    (a value missing from a row's JSON is NaN/None); records without an ``hparams`` column come back
+    unchanged."""
+    records = records.copy()
+    if records.empty or "hparams" not in records:
+        return records
+    parsed = [json.loads(h) if isinstance(h, str) else (dict(h) if isinstance(h, dict) else {})
+              for h in records["hparams"]]
+    names = sorted({name for row in parsed for name in row})
+    for name in names:
+        records[f"hp_{name}"] = [row.get(name) for row in parsed]
+    return records

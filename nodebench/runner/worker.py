@@ -47,10 +47,12 @@ def run_case(case: Case, out_dir: Path) -> dict:
     try:
         torch.manual_seed(case.seed)
         task = get_task(case.task)
+        method = get_method(case.method)
+        method.check_task(task)
         solver_options = {k: v for k, v in case.hparams.items() if k in SOLVER_OPTIONS}
         task_hparams = {k: v for k, v in case.hparams.items() if k not in SOLVER_OPTIONS}
         problem = task.build(seed=case.seed, device=device, hparams=task_hparams)
-        result = train(problem, get_method(case.method), device=device, iters=case.iters, budget_s=case.budget_s,
+        result = train(problem, method, device=device, iters=case.iters, budget_s=case.budget_s,
                        warmup=case.warmup, solver_options=solver_options, on_iteration=report)
     except Diverged as err:
         status, reason, result = "diverged", str(err), err.result

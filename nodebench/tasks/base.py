@@ -60,10 +60,12 @@ class Task(abc.ABC):
         metrics: names of the metrics :meth:`Problem.evaluate` returns; the first is the headline.
         defaults: default hyper-parameters (learning rate, solver tolerances, sizes...).
         description: one line for ``nodebench list``.
+        dynamics: ``"ode"``, or ``"sde"`` for a task whose model is a neural SDE (SDE methods need one).
     """
 
     name: ClassVar[str]
     paper: ClassVar[str | None] = None
+    dynamics: ClassVar[str] = "ode"
     metrics: ClassVar[tuple[str, ...]]
     defaults: ClassVar[Mapping[str, Any]] = {}
     description: ClassVar[str] = ""

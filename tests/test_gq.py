@@ -1,0 +1,282 @@
+"""Tests for nodebench.gq: the Gauss–Legendre quadrature adjoint against closed-form solutions and tight
+direct backprop (constant, linear, sine, and the 2-D cubic of the official gradient tests), for both
+node-VJP variants, including gradients with respect to the output times."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torchdiffeq import odeint
+
+from nodebench.gq import gauss_legendre, node_count, odeint_adjoint_gq
+from nodebench.harness import count_nfe
+from nodebench.methods import get_method
+
+F64 = torch.float64
+QUADRATURES = ["sequential", "batched"]
+TIGHT = dict(rtol=1e-10, atol=1e-12)
+
+
+class Constant(nn.Module):
+    """dy/dt = a + (y − (a t + b))⁵ (torchdiffeq's ConstantODE): y = a t + b when y(0) = b. In general
+    e = y − (a t + b) solves e' = e⁵, so e(t) = e₀ (1 − 4 e₀⁴ (t − t₀))^(−1/4)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(0.2, dtype=F64))
+        self.b = nn.Parameter(torch.tensor(3.0, dtype=F64))
+
+    def forward(self, t, y):
+        return self.a + (y - (self.a * t + self.b)) ** 5
+
+    def exact(self, t, y0):
+        e0 = y0 - (self.a * t[0] + self.b)
+        ts = t.reshape(-1, *([1] * y0.dim()))
+        return self.a * ts + self.b + e0 * (1 - 4 * e0 ** 4 * (ts - t[0])) ** -0.25
+
+
+class Linear(nn.Module):
+    """dy/dt = A y: y(t) = expm(A t) y0."""
+
+    def __init__(self, dim=3, dtype=F64):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.A = nn.Parameter(0.3 * torch.randn(dim, dim, generator=g, dtype=dtype) - 0.2 * torch.eye(dim, dtype=dtype))
+
+    def forward(self, t, y):
+        return y @ self.A.T
+
+    def exact(self, t, y0):
+        return torch.stack([y0 @ torch.linalg.matrix_exp(self.A * (ti - t[0])).T for ti in t])
+
+
+class Oscillator(nn.Module):
+    """x'' = −ω² x as [x, v]' = [v, −ω² x]: x = x0 cos ωt + (v0/ω) sin ωt (the sine problem)."""
+
+    def __init__(self):
+        super().__init__()
+        self.omega = nn.Parameter(torch.tensor(1.3, dtype=F64))
+
+    def forward(self, t, y):
+        return torch.stack([y[..., 1], -self.omega ** 2 * y[..., 0]], dim=-1)
+
+    def exact(self, t, y0):
+        w, x0, v0 = self.omega, y0[..., 0], y0[..., 1]
+        ts = (t - t[0]).reshape(-1, *([1] * x0.dim()))
+        x = x0 * torch.cos(w * ts) + v0 / w * torch.sin(w * ts)
+        v = -x0 * w * torch.sin(w * ts) + v0 * torch.cos(w * ts)
+        return torch.stack([x, v], dim=-1)
+
+
+class Cubic(nn.Module):
+    """dz/dt = (z³) A with A = [[−0.1, 2], [−2, −0.1]], the official code's gradient test."""
+
+    def __init__(self):
+        super().__init__()
+        self.A = nn.Parameter(torch.tensor([[-0.1, 2.0], [-2.0, -0.1]], dtype=F64))
+
+    def forward(self, t, z):
+        return (z ** 3) @ self.A
+
+
+def gradients(field, y0, t, solve, weights):
+    """∇ of L = Σ_i wᵢ · Σ ys[i]² with respect to (y0, t, *params), from ``solve(field, y0, t)``."""
+    params = list(field.parameters())
+    y0 = y0.detach().clone().requires_grad_(True)
+    t = t.detach().clone().requires_grad_(True)
+    ys = solve(field, y0, t)
+    loss = sum(w * (y ** 2).sum() for w, y in zip(weights, ys))
+    return torch.autograd.grad(loss, [y0, t, *params])
+
+
+def gq(quadrature, gtol=0.2, **tols):
+    return lambda f, y0, t: odeint_adjoint_gq(f, y0, t, gtol=gtol, quadrature=quadrature, **(tols or TIGHT))
+
+
+def exact(f, y0, t):
+    return f.exact(t, y0)
+
+
+def assert_close(got, want, rtol, atol=0.0):
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=rtol, atol=atol)
+
+
+T_GRID = torch.tensor([0.0, 0.4, 1.1, 1.5, 2.0], dtype=F64)
+WEIGHTS = [0.5, 1.0, -0.3, 0.7, 1.2]  # every output time enters the loss, the first included
+
+
+@pytest.mark.parametrize("quadrature", QUADRATURES)
+@pytest.mark.parametrize("problem, y0", [
+    (Constant, torch.full((2, 1), 3.0, dtype=F64)),
+    (Linear, torch.tensor([[1.0, -0.5, 0.3], [0.2, 0.4, -1.0]], dtype=F64)),
+    (Oscillator, torch.tensor([[1.0, 0.5], [-0.3, 0.8]], dtype=F64)),
+], ids=["constant", "linear", "sine"])
+def test_gradients_match_the_closed_form_solution(problem, y0, quadrature):
+    field = problem()
+    want = gradients(field, y0, T_GRID, exact, WEIGHTS)
+    got = gradients(field, y0, T_GRID, gq(quadrature), WEIGHTS)
+    assert_close(got, want, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("quadrature", QUADRATURES)
+def test_cubic_gradients_match_tight_direct_backprop(quadrature):
+    """The official gradient test: 10 times on [0, 25]; its tolerances were 3e-4 (y0), 1e-4 (t), 2e-3 (A);
+    at tight solver tolerances and 64-node rules we match far closer."""
+    field = Cubic()
+    y0 = torch.tensor([[2.0, 0.0]], dtype=F64)
+    t = torch.linspace(0, 25, 10, dtype=F64)
+    weights = [1.0] * 10
+    want = gradients(field, y0, t, lambda f, y, s: odeint(f, y, s, **TIGHT), weights)
+    got = gradients(field, y0, t, gq(quadrature), weights)
+    assert_close(got, want, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("quadrature", QUADRATURES)
+def test_float32_gradients(quadrature):
+    field = Linear(dtype=torch.float32)
+    y0 = torch.tensor([[1.0, -0.5, 0.3]])
+    t = T_GRID.float()
+    want = gradients(field, y0, t, exact, WEIGHTS)
+    got = gradients(field, y0, t, gq(quadrature, rtol=1e-6, atol=1e-7), WEIGHTS)
+    assert all(g.dtype == torch.float32 for g in got)
+    assert_close(got, want, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("quadrature", QUADRATURES)
+def test_tuple_states(quadrature):
+    """A tuple state (x, v) gives the same gradients as the stacked state."""
+    osc = Oscillator()
+
+    class TupleField(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.osc = osc
+
+        def forward(self, t, state):
+            x, v = state
+            return v, -self.osc.omega ** 2 * x
+
+    x0 = torch.tensor([1.0, -0.3], dtype=F64, requires_grad=True)
+    v0 = torch.tensor([0.5, 0.8], dtype=F64, requires_grad=True)
+    xs, vs = odeint_adjoint_gq(TupleField(), (x0, v0), T_GRID, quadrature=quadrature, **TIGHT)
+    assert xs.shape == vs.shape == (len(T_GRID), 2)
+    (xs[-1] ** 2 + vs[2]).sum().backward()
+    y0 = torch.stack([x0, v0], dim=-1).detach().requires_grad_(True)
+    ref = osc.exact(T_GRID, y0)
+    grads = torch.autograd.grad((ref[-1, :, 0] ** 2 + ref[2, :, 1]).sum(), [y0, osc.omega])
+    torch.testing.assert_close(torch.stack([x0.grad, v0.grad], -1), grads[0], rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(osc.omega.grad, grads[1], rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("quadrature", QUADRATURES)
+def test_decreasing_times(quadrature):
+    field = Linear()
+    y0 = torch.tensor([[1.0, -0.5, 0.3]], dtype=F64)
+    t = torch.tensor([2.0, 1.2, 0.5], dtype=F64)
+    want = gradients(field, y0, t, exact, [1.0, 0.5, 2.0])
+    got = gradients(field, y0, t, gq(quadrature), [1.0, 0.5, 2.0])
+    assert_close(got, want, rtol=1e-7, atol=1e-9)
+
+
+def test_plain_callable_with_adjoint_params_and_unused_parameters():
+    a = torch.tensor(0.7, dtype=F64, requires_grad=True)
+    unused = torch.tensor(1.0, dtype=F64, requires_grad=True)
+    y0 = torch.tensor([2.0], dtype=F64)
+    ys = odeint_adjoint_gq(lambda t, y: a * y, y0, torch.tensor([0.0, 1.5], dtype=F64), adjoint_params=(a, unused),
+                           **TIGHT)
+    ys[-1].sum().backward()
+    assert float(a.grad) == pytest.approx(2.0 * 1.5 * math.exp(0.7 * 1.5), rel=1e-8)
+    assert unused.grad is None or float(unused.grad) == 0.0
+
+
+def test_bad_arguments_raise_clear_errors():
+    y0, t = torch.ones(1), torch.tensor([0.0, 1.0])
+    with pytest.raises(ValueError, match="nn.Module"):
+        odeint_adjoint_gq(lambda t, y: y, y0, t)
+    with pytest.raises(ValueError, match="quadrature"):
+        odeint_adjoint_gq(Constant(), y0, t, quadrature="parallel")
+    with pytest.raises(ValueError, match="gtol"):
+        odeint_adjoint_gq(Constant(), y0, t, gtol=0)
+    with pytest.raises(ValueError, match="1-D"):
+        odeint_adjoint_gq(Constant(), y0, torch.tensor([0.0]))
+
+
+def test_batched_quadrature_names_the_fix_when_the_field_cannot_be_vmapped():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Parameter(torch.tensor(0.5))
+
+        def forward(self, t, y):
+            return self.a * y if float(t) < 0.5 else -self.a * y  # data-dependent Python control flow
+
+    ys = odeint_adjoint_gq(Branchy(), torch.ones(2), torch.tensor([0.0, 1.0]), quadrature="batched")
+    with pytest.raises(RuntimeError, match="quadrature='sequential'"):
+        ys.sum().backward()
+
+
+def test_gauss_legendre_rule_is_exact_to_degree_2n_minus_1_and_oriented():
+    t0, t1 = torch.tensor(0.3, dtype=F64), torch.tensor(1.7, dtype=F64)
+    for n in (1, 3, 8):
+        taus, w = gauss_legendre(n, t0, t1)
+        for degree in (0, 2 * n - 1):
+            exact = (1.7 ** (degree + 1) - 0.3 ** (degree + 1)) / (degree + 1)
+            assert float((w * taus ** degree).sum()) == pytest.approx(exact, rel=1e-12)
+        backward_taus, backward_w = gauss_legendre(n, t1, t0)
+        assert float(backward_w.sum()) == pytest.approx(-1.4)
+        assert torch.all(torch.diff(backward_taus) < 0) or n == 1
+    assert not np.allclose(float((gauss_legendre(1, t0, t1)[1] * gauss_legendre(1, t0, t1)[0] ** 2).sum()),
+                           (1.7 ** 3 - 0.3 ** 3) / 3)  # one node cannot integrate degree 2
+
+
+def test_node_count_rule():
+    assert node_count(0.1, 26, 0.5, 1.0) == 2  # ceil(1.3)
+    assert node_count(0.1, 26, 0.01, 1.0) == 1  # at least one node per interval
+    assert node_count(0.1, 10_000, 1.0, 1.0) == 64  # capped
+    assert node_count(0.1, 10_000, -1.0, -1.0, max_nodes=8) == 8
+
+
+def test_stats_and_harness_counts_attribute_the_backward_solve():
+    field = count_nfe(Linear())
+    stats = {}
+    field.phase = "forward"
+    ys = odeint_adjoint_gq(field, torch.ones(1, 3, dtype=F64), T_GRID, rtol=1e-6, atol=1e-8, gtol=0.1, stats=stats)
+    nfe_forward = field.nfe["forward"]
+    field.phase = "backward"
+    ys.sum().backward()
+    assert stats["nfe_forward"] == nfe_forward and stats["intervals"] == len(T_GRID) - 1
+    expected = sum(node_count(0.1, nfe_forward, float(b - a), 2.0) for a, b in zip(T_GRID[:-1], T_GRID[1:]))
+    assert stats["nodes"] == expected
+    assert field.steps["forward"] > 0 and field.steps["backward"] > 0
+    assert field.nfe["backward"] > stats["nodes"]  # the [z, a] solve plus one evaluation per node
+
+
+@pytest.mark.parametrize("name", ["gq", "gq_batched"])
+def test_registered_methods_pass_gtol_and_match_the_closed_form(name):
+    field = Linear()
+    stats_nodes = []
+    for gtol in (0.1, 1.0):
+        solve = get_method(name).make_solve(list(field.parameters()), gtol=gtol, **TIGHT)
+        want = gradients(field, torch.ones(1, 3, dtype=F64), T_GRID, exact, WEIGHTS)
+        got = gradients(field, torch.ones(1, 3, dtype=F64), T_GRID, solve, WEIGHTS)
+        assert_close(got, want, rtol=1e-7, atol=1e-9)
+        stats = {}
+        ys = odeint_adjoint_gq(field, torch.ones(1, 3, dtype=F64), T_GRID, gtol=gtol, stats=stats, rtol=1e-4, atol=1e-6)
+        ys.sum().backward()
+        stats_nodes.append(stats["nodes"])
+    assert stats_nodes[1] > stats_nodes[0]  # larger gtol, more nodes
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("quadrature", QUADRATURES)
+def test_cuda_matches_cpu(quadrature):
+    field = Linear()
+    y0 = torch.ones(2, 3, dtype=F64)
+    cpu = gradients(field, y0, T_GRID, gq(quadrature), WEIGHTS)
+    gpu = gradients(field.cuda(), y0.cuda(), T_GRID.cuda(), gq(quadrature), WEIGHTS)
+    assert_close([g.cpu() for g in gpu], cpu, rtol=1e-7, atol=1e-9)
