@@ -67,29 +67,32 @@ def _fmt(value: float) -> str:
     return "–" if pd.isna(value) else f"{value:.3g}"
 
 
+def _step_text(row) -> str:
+    return "data grid" if pd.isna(row.step_size) and row.family == "DO" else _fmt(row.step_size)
+
+
 def taylor(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     table = _stored(run_dir, "taylor", lambda: gradients.gradient_taylor_table(**_gradient_args(spec)))
     slopes = _stored(run_dir, "taylor_slopes", lambda: gradients.taylor_summary(table))
-    rows = [[r.method, r.family, _fmt(r.tol), "data grid" if pd.isna(r.step_size) and r.family == "DO" else _fmt(r.step_size),
-             f"{r.E0_slope:.2f}", f"{r.E1_slope:.2f}", f"{r.E1_min:.2g}"] for r in slopes.itertuples()]
+    rows = [[r.method, r.family, _fmt(r.tol), _step_text(r), f"{r.E0_slope:.2f}", f"{r.E1_slope:.2f}",
+             f"{r.E1_min:.2g}"] for r in slopes.itertuples()]
     section = "\n".join([
         f"## Gradient consistency: Taylor test ({spec.get('task', 'cubic_spiral')}, float64)", "",
         ("E0 = |J(θ+h·dθ) − J(θ)|, E1 = |J(θ+h·dθ) − J(θ) − h·∇Jᵀdθ| for h = 2^−1…2^−20 along one random unit "
-        "direction, ∇J from the method's own backward pass. E1 falls with slope 2 only when ∇J is the "
-        "gradient of the J being evaluated. Slopes are least-squares fits over the points above round-off."), "",
+         "direction, ∇J from the method's own backward pass. E1 falls with slope 2 only when ∇J is the "
+         "gradient of the J being evaluated. Slopes are least-squares fits over the points above round-off."), "",
         markdown_table(["method", "family", "tol", "step", "E0 slope", "E1 slope", "min E1"], rows), ""])
     return section, plots.plot_taylor(table, run_dir / "figures")
 
 
 def gradient_error(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     table = _stored(run_dir, "gradient_error", lambda: gradients.gradient_error_vs_reference(**_gradient_args(spec)))
-    rows = [[r.method, r.family, _fmt(r.tol), "data grid" if pd.isna(r.step_size) and r.family == "DO" else _fmt(r.step_size),
-             f"{r.grad_rel_error:.2g}", f"{r.loss_error:.2g}", f"{r.nfe_forward}/{r.nfe_backward}"]
-            for r in table.itertuples()]
+    rows = [[r.method, r.family, _fmt(r.tol), _step_text(r), f"{r.grad_rel_error:.2g}", f"{r.loss_error:.2g}",
+             f"{r.nfe_forward}/{r.nfe_backward}"] for r in table.itertuples()]
     section = "\n".join([
         "## Gradient error against a tight reference", "",
         ("Relative error of each method's gradient against backprop through dopri5 at rtol = atol = 1e-12 "
-        "(float64). For DO this is the discretisation error of the discrete model, not a gradient error."), "",
+         "(float64). For DO this is the discretisation error of the discrete model, not a gradient error."), "",
         markdown_table(["method", "family", "tol", "step", "‖g−g_ref‖/‖g_ref‖", "|J−J_ref|", "NFE fwd/bwd"], rows), ""])
     return section, plots.plot_gradient_error(table, run_dir / "figures")
 
@@ -114,10 +117,11 @@ def rediscretisation(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, l
     section = "\n".join([
         "## Re-discretisation and invertibility", "",
         ("Each trained CNF is evaluated again with classic RK4 at several test step sizes, and with the dopri5 "
-        "reference. Inverse error: on the first test batch, x̂ = f⁻¹(f(x)) with the same solver both ways; "
-        "`inverse_error` is the mean per-sample ‖x̂ᵢ − xᵢ‖₂ (OT-Flow's corrected definition), "
-        "`inverse_error_frob` is ‖X̂ − X‖_F / n (the DOvsOD code's formula, about √n smaller)."), "",
-        markdown_table(["task", "method", "evaluated with", "test NLL", "inverse error", "inverse error (Frob/n)"], rows),
+         "reference. Inverse error: on the first test batch, x̂ = f⁻¹(f(x)) with the same solver both ways; "
+         "`inverse_error` is the mean per-sample ‖x̂ᵢ − xᵢ‖₂ (OT-Flow's corrected definition), "
+         "`inverse_error_frob` is ‖X̂ − X‖_F / n (the DOvsOD code's formula, about √n smaller)."), "",
+        markdown_table(["task", "method", "evaluated with", "test NLL", "inverse error", "inverse error (Frob/n)"],
+                       rows),
         ""])
     return section, plots.plot_rediscretisation(table, run_dir / "figures")
 
@@ -128,8 +132,9 @@ def density(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]
         return "", []
     figures = plots.plot_density_grid(table, run_dir / "figures")
     section = "\n".join(["## Learned densities (2-D)", "",
-                         "Log-density of each trained CNF on a grid over the test data (reference solver, exact trace); "
-                         "first seed of each method: " + ", ".join(f"`figures/{p.name}`" for p in figures) + "."]) + "\n"
+                         "Log-density of each trained CNF on a grid over the test data (reference solver, exact "
+                         "trace); first seed of each method: "
+                         + ", ".join(f"`figures/{p.name}`" for p in figures) + "."]) + "\n"
     return section, figures
 
 
@@ -158,13 +163,15 @@ def toy_T_values(spec: dict[str, Any]) -> list[float]:
     """The end times of the toy study: ``T_values``, else ``T_start``…``T_stop`` (inclusive) by ``T_step``."""
     if "T_values" in spec:
         return [float(T) for T in spec["T_values"]]
-    start, stop, step = float(spec.get("T_start", 19.0)), float(spec.get("T_stop", 29.0)), float(spec.get("T_step", 0.5))
+    start, stop = float(spec.get("T_start", 19.0)), float(spec.get("T_stop", 29.0))
+    step = float(spec.get("T_step", 0.5))
     count = math.floor((stop - start) / step + 1e-9) + 1
     return [round(start + i * step, 10) for i in range(count)]
 
 
 def toy_gradient_table(methods=TOY_METHODS, T_values=(19.0, 24.0, 29.0), *, z0: float = 10.0, a: float = 0.2,
-                       rtol: float = 1e-6, atol: float = 1e-7, gtol: float = 0.4, dtype: str = "float64") -> pd.DataFrame:
+                       rtol: float = 1e-6, atol: float = 1e-7, gtol: float = 0.4,
+                       dtype: str = "float64") -> pd.DataFrame:
     """Gradients of the toy problem (GQ paper): dz/dt = a·z, L = z(T)², t = [0, T] with T learnable, by
     each method's backward pass, against the analytic values. One row per (method, T, wrt); a solve that
     raises gives NaN values and ``status`` = the error."""
@@ -214,11 +221,11 @@ def toy_gradient(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[
     section = "\n".join([
         "## Toy gradient accuracy (dz/dt = a·z, L = z(T)²)", "",
         (f"z0 = {spec.get('z0', 10.0):g}, a = {spec.get('a', 0.2):g}, t = [0, T] with T learnable, "
-        f"{len(T.unique())} end times T ∈ [{T.min():g}, {T.max():g}]; rtol {spec.get('rtol', 1e-6):g}, "
-        f"atol {spec.get('atol', 1e-7):g}, gtol {spec.get('gtol', 0.4):g}, {spec.get('dtype', 'float64')}. "
-        "Relative error |g − g*|/|g*| of each method's backward pass against the analytic gradients "
-        "dL/dz0 = 2·z0·e^{2aT}, dL/da = 2T·z0²·e^{2aT}, dL/dT = 2a·z0²·e^{2aT}. The paper also runs MALI and "
-        "ACA (TorchDiffEqPack), which nodebench does not have."), "",
+         f"{len(T.unique())} end times T ∈ [{T.min():g}, {T.max():g}]; rtol {spec.get('rtol', 1e-6):g}, "
+         f"atol {spec.get('atol', 1e-7):g}, gtol {spec.get('gtol', 0.4):g}, {spec.get('dtype', 'float64')}. "
+         "Relative error |g − g*|/|g*| of each method's backward pass against the analytic gradients "
+         "dL/dz0 = 2·z0·e^{2aT}, dL/da = 2T·z0²·e^{2aT}, dL/dT = 2a·z0²·e^{2aT}. The paper also runs MALI and "
+         "ACA (TorchDiffEqPack), which nodebench does not have."), "",
         markdown_table(["method", "gradient", "median rel. error", "max rel. error", "ok/T values"], rows) + note, ""])
     return section, plots.plot_toy_gradient(table, run_dir / "figures")
 
@@ -230,15 +237,20 @@ def _median(rows: pd.DataFrame, column: str) -> float:
     return float(rows[column].median()) if column in rows and rows[column].notna().any() else math.nan
 
 
+def _fmt4(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.4g}"
+
+
 def _fmt_value(value) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-def scaling_table(records: pd.DataFrame, param_col: str, metric: str | None, reference: str) -> tuple[list[str], list[list[str]]]:
+def scaling_table(records: pd.DataFrame, param_col: str, metric: str | None,
+                  reference: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows (param value × method) of the scaling table of one experiment's records (all
     statuses; medians over the successful seeds)."""
-    header = ["param", "method", "ok/runs", "train time [s]", "time/iter [ms]", f"speed-up vs {reference}",
-              "peak mem [MiB]", "NFE fwd/iter", "NFE bwd/iter", metric or "metric"]
+    header = [param_col.removeprefix("hp_"), "method", "ok/runs", "train time [s]", "time/iter [ms]",
+              f"speed-up vs {reference}", "peak mem [MiB]", "NFE fwd/iter", "NFE bwd/iter", metric or "metric"]
     ok = records[records["status"] == "ok"] if "status" in records else records
     x, _ = plots._param_axis(records[param_col])
     rows = []
@@ -246,15 +258,16 @@ def scaling_table(records: pd.DataFrame, param_col: str, metric: str | None, ref
         at_value = records[records[param_col] == value]
         ok_value = ok[ok[param_col] == value]
         t_ref = _median(ok_value[ok_value["method"] == reference], "train_wall_s")
-        for method in dict.fromkeys(at_value["method"]):
+        for method in [m for m in dict.fromkeys(records["method"]) if m in set(at_value["method"])]:
             runs, good = at_value[at_value["method"] == method], ok_value[ok_value["method"] == method]
             t = _median(good, "train_wall_s")
             speedup = t_ref / t if t > 0 and not math.isnan(t_ref) else math.nan
-            rows.append([_fmt_value(value), method, f"{len(good)}/{len(runs)}", _fmt(t),
-                         _fmt(_median(good, "time_per_iter_s") * 1e3), "–" if math.isnan(speedup) else f"{speedup:.3g}×",
-                         _fmt(_median(good, "peak_mem_bytes") / 2**20), _fmt(_median(good, "nfe_forward_per_iter")),
-                         _fmt(_median(good, "nfe_backward_per_iter")),
-                         "–" if metric is None else _fmt(_median(good, metric))])
+            rows.append([_fmt_value(value), method, f"{len(good)}/{len(runs)}", _fmt4(t),
+                         _fmt4(_median(good, "time_per_iter_s") * 1e3),
+                         "–" if math.isnan(speedup) else f"{speedup:.3g}×",
+                         _fmt4(_median(good, "peak_mem_bytes") / 2**20), _fmt4(_median(good, "nfe_forward_per_iter")),
+                         _fmt4(_median(good, "nfe_backward_per_iter")),
+                         "–" if metric is None else _fmt4(_median(good, metric))])
     return header, rows
 
 
@@ -284,7 +297,8 @@ def scaling(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]
         header, rows = scaling_table(group, param_col, metric, reference)
         lines += [f"### {experiment}: {param}", "", markdown_table(header, rows), ""]
         if not ok.empty:
-            figures += plots.plot_scaling(ok, param, metric, run_dir / "figures", name=str(experiment), param_col=param_col)
+            figures += plots.plot_scaling(ok, param, metric, run_dir / "figures", name=str(experiment),
+                                          param_col=param_col)
     if len(lines) == 5:
         lines += [f"No experiment of this run has more than one value of `{param}`.", ""]
     return "\n".join(lines), figures

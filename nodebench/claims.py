@@ -161,7 +161,8 @@ def _equals(series: pd.Series, value) -> pd.Series:
 
 def _values(rows: pd.DataFrame, column: str) -> list:
     """The distinct values of ``column`` in ``rows``, numbers sorted first."""
-    distinct = list(dict.fromkeys(v for v in rows[column] if v is not None and not (isinstance(v, float) and pd.isna(v))))
+    distinct = list(dict.fromkeys(v for v in rows[column]
+                                  if v is not None and not (isinstance(v, float) and pd.isna(v))))
     return sorted(distinct, key=lambda v: (_number(v) is None, _number(v) or 0.0, str(v)))
 
 
@@ -243,7 +244,8 @@ def ratio(records, tables, claim) -> list[tuple[str, str, str]]:
             continue
         unit = _unit(column)
         needs = " and ".join(f"{op} {bound:g}" for op, bound in (("≥", low), ("≤", high)) if bound is not None)
-        notes = "; ".join(x for x in (f"{base} {b:.3g}{unit}, {method} {m:.3g}{unit}", f"needs {needs}", published) if x)
+        medians = f"{base} {b:.3g}{unit}, {method} {m:.3g}{unit}"
+        notes = "; ".join(x for x in (medians, f"needs {needs}", published) if x)
         ok = (low is None or value >= low) and (high is None or value <= high)
         out.append((exp, f"{label}{where}: {value:.3g}× ({notes})", HOLDS if ok else FAILS))
     return out or [("all", f"no successful run of {method} or {base}", NOT_MEASURED)]

@@ -63,11 +63,13 @@ def plot_run(records: pd.DataFrame, curves: pd.DataFrame, out_dir: str | Path) -
         slug = _slug(task)
         task_curves = curves[curves["task"] == task] if not curves.empty else curves
         if not task_curves.empty:
-            written += _save(_curve_figure(task_curves, "elapsed_s", "loss", xlabel="training time [s] (clock paused for evaluation)",
+            written += _save(_curve_figure(task_curves, "elapsed_s", "loss",
+                                           xlabel="training time [s] (clock paused for evaluation)",
                                            ylabel="training loss", title=f"{task}: loss vs wall time"),
                              out_dir, f"{slug}_loss_vs_time")[:1]
             written += _save(_curve_figure(task_curves, "iteration", "loss", xlabel="iteration", ylabel="training loss",
-                                           title=f"{task}: loss vs iteration"), out_dir, f"{slug}_loss_vs_iteration")[:1]
+                                           title=f"{task}: loss vs iteration"),
+                             out_dir, f"{slug}_loss_vs_iteration")[:1]
             nfe = task_curves.assign(nfe_total=task_curves["nfe_forward"] + task_curves["nfe_backward"])
             written += _save(_curve_figure(nfe, "iteration", "nfe_total", xlabel="iteration",
                                            ylabel="NFE per iteration (forward + backward)",
@@ -127,7 +129,8 @@ def plot_taylor(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     for ax, (family, rows) in zip(axes, table.groupby("family", sort=True)):
         for key, group in rows.groupby(["method", "tol", "step_size"], dropna=False, sort=False):
             method, tol, step = key
-            label = f"{method} tol {tol:g}" if pd.notna(tol) else f"{method} h={'grid' if pd.isna(step) else f'{step:g}'}"
+            step_text = "grid" if pd.isna(step) else f"{step:g}"
+            label = f"{method} tol {tol:g}" if pd.notna(tol) else f"{method} h={step_text}"
             line, = ax.loglog(group["h"], group["E1"], marker=".", label=f"E1 {label}")
             ax.loglog(group["h"], group["E0"], ls=":", color=line.get_color(), lw=0.8)
         h = rows["h"].to_numpy()
@@ -172,7 +175,8 @@ def plot_rediscretisation(table: pd.DataFrame, out_dir: str | Path) -> list[Path
                 if not ref.empty:
                     ax.axhline(float(ref[column].iloc[0]), color=colors[method], ls=":", lw=1,
                                label=f"{method} (dopri5 reference)" if seed == rows.seed.min() else None)
-        axes[0].set(xscale="log", xlabel="test step size h", ylabel="test NLL [nats]", title=f"{task}: re-discretisation")
+        axes[0].set(xscale="log", xlabel="test step size h", ylabel="test NLL [nats]",
+                    title=f"{task}: re-discretisation")
         axes[1].set(xscale="log", yscale="log", xlabel="test step size h",
                     ylabel="inverse error, mean ‖x̂ − x‖₂", title=f"{task}: invertibility")
         for ax in axes:
@@ -291,10 +295,12 @@ def plot_scaling(records: pd.DataFrame, param: str, metric: str | None, out_dir:
             ax.set_xscale("log")
         if metric != "test_accuracy" and (records[metric].dropna() > 0).all():
             ax.set_yscale("log")
-        values = sorted(records[param_col].astype(str).unique(), key=lambda v: x[records[param_col].astype(str) == v].iloc[0])
+        labels = records[param_col].astype(str)
+        values = sorted(labels.unique(), key=lambda v: x[labels == v].iloc[0])
         ax.set(xlabel="training time [s]", ylabel=metric,
                title=f"{name}: {metric} vs time (marker size: {param} {values[0]} … {values[-1]})")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        for handle in ax.legend(fontsize=8).legend_handles:
+            handle.set_sizes([40])
         written += _save(fig, out_dir, f"{slug}_scaling_{metric}_vs_time")[:1]
     return written

@@ -33,9 +33,9 @@ import gzip
 import math
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ import torch
 from nodebench.datasets.storage import ENV_VAR, data_root
 from nodebench.errors import UserError
 
-PathArg = Optional[str | os.PathLike]
+PathArg = str | os.PathLike | None
 
 IMAGE_NAMES = ("mnist", "cifar10", "svhn", "digits")
 README_HINT = "see datasets/README.md for where to get the files and where to put them"
@@ -142,7 +142,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def _find_mnist_file(directory: Path, name: str) -> Optional[Path]:
+def _find_mnist_file(directory: Path, name: str) -> Path | None:
     for folder in MNIST_DIRS:
         for candidate in (name, name + ".gz"):
             path = directory / folder / candidate
@@ -186,6 +186,9 @@ def load_mnist(root: PathArg = None) -> ImageSplits:
 
 # -- CIFAR-10: python pickles -------------------------------------------------------------------------------
 
+#: What unpickling a corrupt or foreign file can raise; all of them mean "not a CIFAR batch".
+_CORRUPT_PICKLE = (pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+                   KeyError, ImportError)
 _NUMPY_CORE = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
 
 
@@ -193,12 +196,12 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles plain containers and NumPy arrays only (what the CIFAR-10 batches hold); any other global
     (a function, a class from another module) is refused, so loading a file cannot execute code."""
 
-    ALLOWED = {
+    ALLOWED = frozenset({
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
         ("_codecs", "encode"),
-    }
+    })
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -221,7 +224,7 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as handle:
             batch = _ArrayUnpickler(handle, encoding="bytes").load()
-    except Exception as exc:  # a corrupt pickle can fail in many ways; all mean "not a CIFAR batch"
+    except _CORRUPT_PICKLE as exc:
         raise UserError(f"cannot read CIFAR batch {path}: {exc}; expected a CIFAR-10 python-version batch "
                         "(a pickled dict of NumPy arrays)") from None
     if not isinstance(batch, dict):
@@ -272,7 +275,7 @@ def read_svhn_mat(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         mat = scipy.io.loadmat(path, variable_names=("X", "y"))
     except NotImplementedError as exc:  # MATLAB v7.3 (HDF5) files
         raise UserError(f"cannot read {path}: {exc}; expected the MATLAB v5 file from the SVHN site") from None
-    except Exception as exc:  # scipy raises ValueError, TypeError, OSError... on a corrupt file
+    except (scipy.io.matlab.MatReadError, OSError, EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
         raise UserError(f"cannot read {path}: {exc}; expected an SVHN MATLAB file with X and y") from None
     if "X" not in mat or "y" not in mat:
         raise UserError(f"{path}: expected variables X and y, found {', '.join(sorted(mat)) or 'none'}")

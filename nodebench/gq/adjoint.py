@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint
 
-from nodebench.gq.quadrature import MAX_NODES, NODE_VJPS, gauss_legendre, node_count
+from nodebench.gq.quadrature import MAX_NODES, NODE_VJPS, add_grads, gauss_legendre, node_count
 
 CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
 
@@ -128,7 +128,7 @@ class _GQAdjoint(torch.autograd.Function):
                                   method=s["adjoint_method"], options=s["adjoint_options"])
             if wanted:
                 sums = node_vjps(field, wanted, taus.flip(0), zs[1:-1], adjoints[1:-1], weights.flip(0))
-                grad_params = [g if acc is None else (acc if g is None else acc + g) for acc, g in zip(grad_params, sums)]
+                grad_params = add_grads(grad_params, sums)
             nodes_total += n
             a = adjoints[-1]
         grad_t = None

@@ -53,22 +53,28 @@ def gauss_legendre(n: int, t0: torch.Tensor, t1: torch.Tensor) -> tuple[torch.Te
 
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Grads = list[torch.Tensor | None]
+
+
+def add_grads(total: Grads, grads: Sequence[torch.Tensor | None]) -> Grads:
+    """Element-wise sum of two gradient lists, where ``None`` means zero (an unused parameter)."""
+    return [g if acc is None else (acc if g is None else acc + g) for acc, g in zip(total, grads)]
 
 
 def node_vjps_sequential(field: Field, params: Sequence[torch.Tensor], taus: torch.Tensor, zs: torch.Tensor,
-                         adjoints: torch.Tensor, weights: torch.Tensor) -> list[torch.Tensor | None]:
+                         adjoints: torch.Tensor, weights: torch.Tensor) -> Grads:
     """Σ_k w_k · a_kᵀ ∂f/∂θ(τ_k, z_k), one VJP per node (the graph is re-traced at every node)."""
-    total: list[torch.Tensor | None] = [None] * len(params)
+    total: Grads = [None] * len(params)
     for tau, z, a, w in zip(taus, zs, adjoints, weights):
         with torch.enable_grad():
             f = field(tau, z)
             grads = torch.autograd.grad(f, params, a * w, allow_unused=True)
-        total = [g if acc is None else (acc if g is None else acc + g) for acc, g in zip(total, grads)]
+        total = add_grads(total, grads)
     return total
 
 
 def node_vjps_batched(field: Field, params: Sequence[torch.Tensor], taus: torch.Tensor, zs: torch.Tensor,
-                      adjoints: torch.Tensor, weights: torch.Tensor) -> list[torch.Tensor | None]:
+                      adjoints: torch.Tensor, weights: torch.Tensor) -> Grads:
     """The same sum as :func:`node_vjps_sequential` from one vmapped evaluation and one VJP.
 
     Raises:

@@ -101,9 +101,10 @@ class PeakMemory:
         if self.cuda:
             torch.cuda.synchronize(self.device)
             return torch.cuda.max_memory_allocated(self.device) - self._base
+        # The resident-set mark is read in KiB and the baseline in pages: clamp the rounding below zero.
         if self.source == "vmhwm":
-            return self._proc.hwm_bytes() - self._base
-        return _max_rss() - self._base
+            return max(0, self._proc.hwm_bytes() - self._base)
+        return max(0, _max_rss() - self._base)
 
     def peak_reserved_bytes(self) -> int | None:
         """Peak of the CUDA caching allocator's reserved memory added since the reset; None on CPU."""

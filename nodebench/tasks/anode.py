@@ -18,7 +18,7 @@ class 0 if r < 0.4, class 1 if 0.7 < r < 0.9; ``n_train`` = 1000 and ``n_test`` 
 class*. The state is x augmented with 3 zeros (dimension 5); the dynamics are an MLP over [z, t] (t
 concatenated as a feature; ``mlp_t``), 2 hidden Softplus layers of width w, output 5; a linear head
 5→2 on z(T) gives the logits. Cross-entropy loss, mini-batches of 200, Adam lr 1e-2, w = 20
-(w² + 11w + 17 parameters with the head). The head is trained with the field (it is part of
+(w² + 13w + 17 parameters with the head). The head is trained with the field (it is part of
 ``problem.model``) but is not part of ``problem.field``, the dynamics every solve evaluates.
 
 **Metrics.** Headline metrics use the reference solver of :mod:`nodebench.tasks.trajectory` (dopri5,
@@ -41,7 +41,8 @@ model rather than on their training discretisation:
   field first, then the head), as the official code does under its own seed.
 - One harness iteration is one mini-batch: batches are consecutive slices of a per-epoch permutation
   (a local generator seeded with ``seed``), like a shuffled ``DataLoader``; a last partial batch is
-  dropped so every iteration costs the same (2000 / 200 divides exactly, so the default loses nothing).
+  dropped so every iteration costs the same (2000 / 200 divides exactly, so the default loses nothing);
+  ``batch_size = None`` trains full batch.
 - Solver tolerances are solver options of the experiment (the paper uses dopri5 with rtol = atol = 1e-3
   and C = ``gtol`` = 0.1), not task hyper-parameters. Fixed-step methods without ``step_size`` take a
   single step over [0, T]: give them a ``step_size``.
@@ -49,7 +50,10 @@ model rather than on their training discretisation:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -68,7 +72,8 @@ INNER_RADIUS, RING_INNER, RING_OUTER = 0.4, 0.7, 0.9
 def int_hparam(hp: Mapping[str, Any], key: str, minimum: int) -> int:
     """``hp[key]`` as an int ≥ ``minimum``; a bool, a non-integral number or a smaller value is a UserError."""
     value = hp[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < minimum:
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or value != int(value) or value < minimum):
         raise UserError(f"hyper-parameter {key} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
@@ -76,7 +81,7 @@ def int_hparam(hp: Mapping[str, Any], key: str, minimum: int) -> int:
 def positive_hparam(hp: Mapping[str, Any], key: str) -> float:
     """``hp[key]`` as a float > 0 (finite); anything else is a UserError."""
     value = hp[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
         raise UserError(f"hyper-parameter {key} must be a positive number, got {value!r}")
     return float(value)
 
@@ -86,9 +91,9 @@ def data_seed(hp: Mapping[str, Any], seed: int) -> int:
     value = hp.get("data_seed")
     if value is None:
         return int(seed)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise UserError(f"hyper-parameter data_seed must be None or a non-negative integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def reference_solve(func: Callable, y0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -169,7 +174,7 @@ class G1D(Task):
     paper = "gq_adjoint"
     metrics = ("test_mse", "train_mse")
     description = "ANODE 1-D toy: -1→1, 1→-1, 3 augmented zeros, Softplus MLP width w (Norcliffe & Deisenroth §6)"
-    defaults = {"width": 20, "augment": 3, "t_end": 1.0, "lr": 1e-2, "dtype": "float32"}
+    defaults: ClassVar[dict[str, Any]] = {"width": 20, "augment": 3, "t_end": 1.0, "lr": 1e-2, "dtype": "float32"}
 
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
@@ -177,7 +182,7 @@ class G1D(Task):
         width = int_hparam(hp, "width", 1)
         augment = int_hparam(hp, "augment", 0)
         t_end = positive_hparam(hp, "t_end")
-        move = dict(device=torch.device(device), dtype=dtype)
+        move = {"device": torch.device(device), "dtype": dtype}
         x = torch.tensor([[-1.0], [1.0]], **move)
         t = torch.tensor([0.0, t_end], **move)
         torch.manual_seed(seed)
@@ -225,7 +230,7 @@ class NestedSpheresProblem(Problem):
         x_train, y_train, x_test, y_test: points (N, 2) and labels (N,).
         augment: zeros appended to the state.
         t: the solve's times [0, T].
-        batch_size: points per iteration (capped by the training-set size).
+        batch_size: points per iteration (capped by the training-set size: full batch).
         lr: Adam learning rate.
         seed: seeds the local generator of the batch order.
     """
@@ -284,8 +289,8 @@ class NestedSpheres(Task):
     metrics = ("test_accuracy", "test_loss", "train_accuracy")
     description = ("ANODE nested spheres: r<0.4 vs 0.7<r<0.9 in 2-D, 3 augmented zeros, MLP over [z, t] width w, "
                    "linear head (Norcliffe & Deisenroth §6)")
-    defaults = {"width": 20, "augment": 3, "n_train": 1000, "n_test": 50, "batch_size": 200, "t_end": 1.0,
-                "lr": 1e-2, "dtype": "float32", "data_seed": None}
+    defaults: ClassVar[dict[str, Any]] = {"width": 20, "augment": 3, "n_train": 1000, "n_test": 50, "batch_size": 200,
+                                          "t_end": 1.0, "lr": 1e-2, "dtype": "float32", "data_seed": None}
 
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
@@ -294,13 +299,13 @@ class NestedSpheres(Task):
         augment = int_hparam(hp, "augment", 0)
         n_train = int_hparam(hp, "n_train", 1)
         n_test = int_hparam(hp, "n_test", 1)
-        batch_size = int_hparam(hp, "batch_size", 1)
+        batch_size = 2 * n_train if hp["batch_size"] is None else int_hparam(hp, "batch_size", 1)  # None: full batch
         t_end = positive_hparam(hp, "t_end")
         generator = torch.Generator().manual_seed(data_seed(hp, seed))
         x_train, y_train = nested_spheres_data(n_train, generator)
         x_test, y_test = nested_spheres_data(n_test, generator)
         device = torch.device(device)
-        move = dict(device=device, dtype=dtype)
+        move = {"device": device, "dtype": dtype}
         torch.manual_seed(seed)
         dim = 2 + augment
         model = Classifier(SoftplusMLP(dim, width, time_input=True), nn.Linear(dim, 2)).to(**move)

@@ -51,7 +51,8 @@ scikit-learn's 8×8 digits, not part of the paper.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -1,0 +1,155 @@
+"""Per-iteration gradient cost of the GQ adjoint against the adjoint, seminorm and direct backprop, over
+hidden widths: the regime Norcliffe & Deisenroth (TMLR 2023) target, a small state and many parameters.
+
+Every method computes the loss gradient of the same initial model of a task (``g1d`` by default: the
+ANODE toy augmented to dimension 4, f an MLP with two hidden layers of width w, full batch), with dopri5
+at rtol = atol = 1e-3 and gtol 0.1 as in the official notebook. One gradient is forward + backward,
+no optimiser step, so all methods see identical parameters. Rounds interleave the methods (rotating the
+order every round) so that machine noise hits all of them alike; each round times one gradient per
+method, synchronised (CUDA events too on a GPU), with the peak memory reset before it and read after.
+Ratios are taken per round and their median reported, with the interquartile range.
+
+    python benchmarks/gq_gradient_cost.py --widths 5 20 100 500 1000 2000 3000 --rounds 7
+    python benchmarks/gq_gradient_cost.py --device cuda --out results/benchmarks/gq_gradient_cost-cuda
+
+Writes ``samples.parquet`` (one row per width, method and round), ``summary.md`` and the figures
+``time_vs_width`` and ``memory_vs_width`` (PNG and PDF) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from nodebench.harness import PeakMemory, Stopwatch, count_nfe, environment
+from nodebench.methods import get_method
+from nodebench.plots import _colors, _save, plt
+from nodebench.report import markdown_table
+from nodebench.tasks import get_task
+
+METHODS = ("gq", "gq_batched", "adjoint", "seminorm", "direct")
+RATIOS = (("adjoint", "gq"), ("seminorm", "gq"), ("direct", "gq"), ("gq", "gq_batched"), ("adjoint", "gq_batched"),
+          ("direct", "gq_batched"))
+
+
+def gradient_runner(task: str, method: str, width: int, device: torch.device, options: dict):
+    """A zero-argument function computing one loss gradient, its counting field, and its solve."""
+    problem = get_task(task).build(seed=0, device=device, hparams={"width": width})
+    counter = count_nfe(problem.field)
+    problem.field = counter
+    params = [p for p in problem.model.parameters() if p.requires_grad]
+    solve = get_method(method).make_solve(params, **options)
+
+    def gradient() -> None:
+        counter.reset()
+        counter.phase = "forward"
+        loss = problem.loss(solve)
+        counter.phase = "backward"
+        grads = torch.autograd.grad(loss, params)
+        del grads
+    return gradient, counter, solve
+
+
+def run(args) -> pd.DataFrame:
+    device = torch.device(args.device)
+    options = dict(rtol=args.tol, atol=args.tol, gtol=args.gtol)
+    clock, memory = Stopwatch(device), PeakMemory(device)
+    rows = []
+    for width in args.widths:
+        runners = {m: gradient_runner(args.task, m, width, device, options) for m in args.methods}
+        for gradient, _, _ in runners.values():
+            gradient()  # warm-up: lazy initialisation, allocator growth
+        for round_ in range(args.rounds):
+            order = list(args.methods[round_ % len(args.methods):]) + list(args.methods[:round_ % len(args.methods)])
+            for method in order:
+                gradient, counter, solve = runners[method]
+                memory.reset()
+                clock.start()
+                gradient()
+                wall, event = clock.stop()
+                rows.append(dict(width=width, method=method, round=round_, time_s=wall, event_s=event,
+                                 peak_mem_bytes=memory.peak_bytes(), nfe_forward=counter.nfe["forward"],
+                                 nfe_backward=counter.nfe["backward"], nodes=solve.stats.get("nodes")))
+        done = pd.DataFrame([r for r in rows if r["width"] == width]).groupby("method")["time_s"].median()
+        print(f"width {width:>5}: " + "  ".join(f"{m} {done[m] * 1e3:.1f} ms" for m in args.methods), flush=True)
+        del runners
+    return pd.DataFrame(rows)
+
+
+def ratio_stats(samples: pd.DataFrame, width: int, slow: str, fast: str) -> tuple[float, float, float] | None:
+    rows = samples[samples.width == width].pivot(index="round", columns="method", values="time_s")
+    if slow not in rows or fast not in rows:
+        return None
+    ratios = list(rows[slow] / rows[fast])
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return statistics.median(ratios), q[0], q[2]
+
+
+def summary(samples: pd.DataFrame, env: dict, args) -> str:
+    med = samples.groupby(["width", "method"]).median(numeric_only=True)
+    rows = []
+    for (width, method), r in med.iterrows():
+        nodes = "–" if pd.isna(r.nodes) else f"{r.nodes:.0f}"
+        rows.append([width, method, f"{r.time_s * 1e3:.1f}", f"{r.peak_mem_bytes / 2**20:.1f}",
+                     f"{r.nfe_forward:.0f}/{r.nfe_backward:.0f}", nodes])
+    ratio_rows = []
+    for width in sorted(samples.width.unique()):
+        cells = []
+        for slow, fast in RATIOS:
+            stats = ratio_stats(samples, width, slow, fast)
+            cells.append("–" if stats is None else f"{stats[0]:.2f} ({stats[1]:.2f}–{stats[2]:.2f})")
+        ratio_rows.append([width] + cells)
+    return "\n".join([
+        f"# GQ gradient cost: task {args.task}, dopri5 rtol = atol = {args.tol:g}, gtol {args.gtol:g}", "",
+        f"Device {env.get('gpu_model') or env.get('cpu_model')} ({args.device}), {torch.get_num_threads()} torch "
+        f"thread(s), torch {env.get('version_torch')}, git `{env.get('git_sha')}`; {args.rounds} interleaved rounds.",
+        "", "Median over rounds of one gradient (forward + backward):", "",
+        markdown_table(["width", "method", "time [ms]", "peak mem [MiB]", "NFE fwd/bwd", "GQ nodes"], rows), "",
+        "Speed-up ratios t(slow)/t(fast), median of per-round ratios (IQR):", "",
+        markdown_table(["width"] + [f"{s}/{f}" for s, f in RATIOS], ratio_rows), ""])
+
+
+def plot(samples: pd.DataFrame, out: Path) -> None:
+    med = samples.groupby(["method", "width"]).median(numeric_only=True).reset_index()
+    colors = _colors(med.method.unique())
+    for column, label, name, scale in (("time_s", "gradient time [s]", "time_vs_width", 1.0),
+                                       ("peak_mem_bytes", "peak memory [MiB]", "memory_vs_width", 2.0**-20)):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for method, rows in med.groupby("method"):
+            values = rows[column] * scale
+            ax.plot(rows.width, values.clip(lower=1e-3), "o-", color=colors[method], label=method)
+        ax.set(xscale="log", yscale="log", xlabel="hidden width", ylabel=label, title=name.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        _save(fig, out, name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="g1d")
+    parser.add_argument("--widths", type=int, nargs="+", default=[5, 20, 100, 500, 1000, 2000, 3000])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--tol", type=float, default=1e-3)
+    parser.add_argument("--gtol", type=float, default=0.1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/gq_gradient_cost-cpu"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    samples = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    samples.to_parquet(args.out / "samples.parquet", index=False)
+    text = summary(samples, environment(torch.device(args.device)), args)
+    (args.out / "summary.md").write_text(text)
+    plot(samples, args.out)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
