@@ -49,7 +49,7 @@ metrics of SDE tasks (a Gaussian fitted to the sample paths at each time).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -87,7 +87,7 @@ class KarhunenLoeveNoise:
         self.omegas = (torch.arange(1, ncosines + 1, dtype=dtype, device=self.device) - 0.5) * math.pi
         self.eta: torch.Tensor | None = None
 
-    def resample(self, shape: Sequence[int], generator: torch.Generator | None = None) -> "KarhunenLoeveNoise":
+    def resample(self, shape: Sequence[int], generator: torch.Generator | None = None) -> KarhunenLoeveNoise:
         """Draw new η_n ~ N(0, 1), shape (K, *shape), from ``generator`` (a local ``torch.Generator``;
         ``None`` draws from the global RNG, which is advanced but never reseeded). Returns ``self``."""
         gen_device = generator.device if generator is not None else self.device
