@@ -230,8 +230,8 @@ def test_sample_kl_direction_and_initial_time():
     true[..., 0] = pred[..., 0] = 1.0  # point masses at the initial time: left out, so no 0/0
     mt, st = fit_gaussian(true[..., 1:], dim=1)
     mp, sp = fit_gaussian(pred[..., 1:], dim=1)
-    assert float(sample_kl(pred, true)) == pytest.approx(float(gaussian_kl(mt, st, mp, sp).mean()), rel=1e-12)
-    assert float(sample_kl(pred, true, "pred||true")) == pytest.approx(float(gaussian_kl(mp, sp, mt, st).mean()))
+    assert float(sample_kl(pred, true)) == pytest.approx(float(gaussian_kl(mp, sp, mt, st).mean()), rel=1e-12)
+    assert float(sample_kl(pred, true, "true||pred")) == pytest.approx(float(gaussian_kl(mt, st, mp, sp).mean()))
     assert float(sample_kl(true, true)) == pytest.approx(0.0, abs=1e-12)
 
 
