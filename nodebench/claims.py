@@ -178,10 +178,14 @@ def _select(rows: pd.DataFrame, filters: dict, methods: tuple[str, str]) -> tupl
     ordered = sorted(filters.items(), key=lambda item: item[1] in SELECTORS)
     for name, value in ordered:
         column = _hp_column(rows, name)
+        compared = rows[rows["method"].isin(methods)]
+        if value in SELECTORS and (column is None or compared[column].isna().all()):
+            chosen.append(f"the task's default {name}")  # not varied here: the single measured setting
+            continue
         if column is None:
             return rows.iloc[0:0], chosen, f"hyper-parameter {name!r} not recorded"
         if value in SELECTORS:
-            values = [v for v in _values(rows[rows["method"].isin(methods)], column) if _number(v) is not None]
+            values = [v for v in _values(compared, column) if _number(v) is not None]
             if not values:
                 return rows.iloc[0:0], chosen, f"no successful run of {' or '.join(methods)} with a numeric {name}"
             value = values[-1] if value == "max" else values[0]

@@ -56,6 +56,8 @@ class Solve:
 
     method: "Method"
     fn: Callable[..., torch.Tensor]
+    #: Filled by GQ methods after each backward pass: ``nfe_forward``, ``nodes``, ``intervals``.
+    stats: dict = field(default_factory=dict)
 
     def __call__(self, func, y0, t, **kwargs) -> torch.Tensor:
         return self.fn(func, y0, t, **kwargs)
@@ -118,6 +120,7 @@ class Method:
         solver_options = {"step_size": float(step_size)} if not self.adaptive and step_size is not None else {}
         params = tuple(params) or None
         method = self.solver
+        stats: dict = {}
 
         if self.kind == "backprop":
             def solve(func, y0, t):
@@ -133,10 +136,10 @@ class Method:
             def solve(func, y0, t):
                 return odeint_adjoint_gq(func, y0, t, rtol=rtol, atol=atol, method=method, options=solver_options,
                                          gtol=gtol, adjoint_params=params, quadrature=self.quadrature,
-                                         **adjoint_tols)
+                                         stats=stats, **adjoint_tols)
         else:
             solve = self._make_sde_solve(params, float(step_size or SDE_DEFAULT_DT))
-        return Solve(self, solve)
+        return Solve(self, solve, stats)
 
     def _make_sde_solve(self, params, dt: float):
         import torchsde

@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from nodebench.records import config_labels
+
 matplotlib.use("Agg")  # pyplot picks its backend lazily, so selecting it after the import still applies
 
 FIGURE_KINDS = ("loss_vs_time", "loss_vs_iteration", "nfe_per_iteration", "time_memory_bars", "work_precision")
@@ -55,30 +57,35 @@ def _curve_figure(curves: pd.DataFrame, x: str, y: str, *, xlabel: str, ylabel: 
 
 
 def plot_run(records: pd.DataFrame, curves: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Draw every figure kind for every task of a run into ``out_dir``; returns the written PNG paths."""
+    """Draw every figure kind for every experiment of a run (every task for ``nodebench run``) into
+    ``out_dir``; returns the written PNG paths. Within an experiment, configurations that differ in a
+    hyper-parameter (a width sweep) are told apart: each line or bar is labelled ``method name=value``."""
     out_dir = Path(out_dir)
     written: list[Path] = []
     ok = records[records["status"] == "ok"] if "status" in records else records
-    for task, task_records in ok.groupby("task", sort=True):
-        slug = _slug(task)
-        task_curves = curves[curves["task"] == task] if not curves.empty else curves
-        if not task_curves.empty:
-            written += _save(_curve_figure(task_curves, "elapsed_s", "loss",
+    by = "experiment" if "experiment" in ok and (ok["experiment"].fillna("") != "").all() else "task"
+    for name, group in ok.groupby(by, sort=True):
+        slug, group = _slug(name), group.assign(method=config_labels(group).values)
+        label_of = dict(zip(group["case_id"], group["method"]))
+        group_curves = curves[curves["case_id"].isin(label_of)] if not curves.empty else curves
+        if not group_curves.empty:
+            group_curves = group_curves.assign(method=group_curves["case_id"].map(label_of))
+            written += _save(_curve_figure(group_curves, "elapsed_s", "loss",
                                            xlabel="training time [s] (clock paused for evaluation)",
-                                           ylabel="training loss", title=f"{task}: loss vs wall time"),
+                                           ylabel="training loss", title=f"{name}: loss vs wall time"),
                              out_dir, f"{slug}_loss_vs_time")[:1]
-            written += _save(_curve_figure(task_curves, "iteration", "loss", xlabel="iteration", ylabel="training loss",
-                                           title=f"{task}: loss vs iteration"),
+            written += _save(_curve_figure(group_curves, "iteration", "loss", xlabel="iteration",
+                                           ylabel="training loss", title=f"{name}: loss vs iteration"),
                              out_dir, f"{slug}_loss_vs_iteration")[:1]
-            nfe = task_curves.assign(nfe_total=task_curves["nfe_forward"] + task_curves["nfe_backward"])
+            nfe = group_curves.assign(nfe_total=group_curves["nfe_forward"] + group_curves["nfe_backward"])
             written += _save(_curve_figure(nfe, "iteration", "nfe_total", xlabel="iteration",
                                            ylabel="NFE per iteration (forward + backward)",
-                                           title=f"{task}: NFE per iteration", logy=False),
+                                           title=f"{name}: NFE per iteration", logy=False),
                              out_dir, f"{slug}_nfe_per_iteration")[:1]
-        written += _save(_bars(task_records, task), out_dir, f"{slug}_time_memory_bars")[:1]
-        metric = headline_metric(task_records)
+        written += _save(_bars(group, name), out_dir, f"{slug}_time_memory_bars")[:1]
+        metric = headline_metric(group)
         if metric is not None:
-            written += _save(_work_precision(task_records, task, metric), out_dir, f"{slug}_work_precision")[:1]
+            written += _save(_work_precision(group, name, metric), out_dir, f"{slug}_work_precision")[:1]
     return written
 
 

@@ -114,3 +114,15 @@ def expand_hparams(records: pd.DataFrame) -> pd.DataFrame:
     for name in names:
         records[f"hp_{name}"] = [row.get(name) for row in parsed]
     return records
+
+
+def config_labels(records: pd.DataFrame) -> pd.Series:
+    """One label per row: the method, followed by the hyper-parameters that vary within ``records``
+    (``gq width=3000``), so that a width sweep's configurations stay apart in tables and figures."""
+    expanded = expand_hparams(records)
+    varying = [c for c in expanded if c.startswith("hp_") and expanded[c].astype(str).nunique() > 1]
+    labels = expanded["method"].astype(str)
+    for column in varying:
+        labels = labels + " " + column[3:] + "=" + expanded[column].map(lambda v: "–" if v is None else f"{v:g}"
+                                                                            if isinstance(v, float) else str(v))
+    return labels

@@ -10,6 +10,7 @@ import pandas as pd
 from nodebench.claims import check_claims
 from nodebench.experiments import PaperSpec
 from nodebench.plots import headline_metric
+from nodebench.records import config_labels, expand_hparams
 
 SUMMARY_COLUMNS = [
     ("train_wall_s", "train time [s]", "{:.3g}"),
@@ -38,18 +39,34 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([cells(header), "|" + "---|" * len(header)] + [cells(row) for row in rows])
 
 
+METRICS = ("test_mse", "extrap_mse", "test_nll", "inverse_error", "test_accuracy", "test_kl", "test_logprob")
+
+
 def summary_table(records: pd.DataFrame) -> str:
-    """Per method: medians over successful seeds of time, NFE, memory and the metrics."""
-    metrics = [c for c in ("test_mse", "extrap_mse", "test_nll", "inverse_error") if c in records and records[c].notna().any()]
+    """Per method (and per value of each hyper-parameter that varies, e.g. ``gq width=500``): medians over
+    successful seeds of time, NFE, memory and the metrics."""
+    metrics = [c for c in METRICS if c in records and records[c].notna().any()]
     header = ["method", "ok/seeds"] + [label for _, label, _ in SUMMARY_COLUMNS] + metrics
     rows = []
-    for method, group in records.groupby("method", sort=False):
+    records = _by_method_then_hparams(records)
+    for method, group in records.groupby(config_labels(records), sort=False):
         ok = group[group["status"] == "ok"]
         row = [method, f"{len(ok)}/{len(group)}"]
         row += [_fmt(ok[col].median() if col in ok and len(ok) else None, style) for col, _, style in SUMMARY_COLUMNS]
         row += [_fmt(ok[m].median() if len(ok) else None, "{:.4g}") for m in metrics]
         rows.append(row)
     return markdown_table(header, rows)
+
+
+def _by_method_then_hparams(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` with methods in their order of first appearance, then by hyper-parameter values."""
+    expanded = expand_hparams(records)
+    first = {m: i for i, m in enumerate(dict.fromkeys(records["method"]))}
+    keys = expanded.assign(_method=expanded["method"].map(first))
+    columns = ["_method"] + [c for c in keys if c.startswith("hp_")]
+    for column in columns[1:]:
+        keys[column] = pd.to_numeric(keys[column], errors="coerce")
+    return records.loc[keys.sort_values(columns, kind="stable").index]
 
 
 def failures_table(records: pd.DataFrame) -> str:

@@ -163,3 +163,11 @@ def test_ratio_trend_claim():
     assert out["spheres"][0] == FAILS and "3× at width 20 → 1.5× at width 1000" in out["spheres"][1]
     assert out["single"][0] == NOT_MEASURED and "two width values" in out["single"][1]
     assert verdicts(claim | {"param": "depth"})["g1d"][0] == NOT_MEASURED
+
+
+def test_ratio_claim_selector_on_an_experiment_that_does_not_vary_the_hparam():
+    rows = [record("fixed", m, None, 0, t) | {"hparams": json.dumps({"rtol": 1e-3})}
+            for m, t in (("adjoint", 6.0), ("gq", 2.0))]
+    out = verdicts({"check": "ratio", "method": "gq", "baseline": "adjoint", "hparams": {"width": "max"}},
+                   records=pd.DataFrame(rows))
+    assert out["fixed"][0] == HOLDS and "at the task's default width" in out["fixed"][1] and "3×" in out["fixed"][1]
