@@ -283,6 +283,7 @@ def plot_scaling(records: pd.DataFrame, param: str, metric: str | None, out_dir:
         positive = _scaling_lines(ax, records, param_col, column, scale)
         if logx:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # label the decades only
         if positive and logy:
             ax.set_yscale("log")
         ax.set(xlabel=param, ylabel=f"{ylabel} (median, min–max over seeds)", title=f"{name}: {ylabel} vs {param}")
