@@ -54,9 +54,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-#: torchdiffeq's step callbacks (looked up as attributes of the vector field) and their adjoint variants.
-CALLBACKS = tuple(name + suffix for suffix in ("", "_adjoint")
-                  for name in ("callback_step", "callback_accept_step", "callback_reject_step"))
+from nodebench.harness.nfe import ForwardsCallbacks
 
 
 class KarhunenLoeveNoise:
@@ -136,7 +134,7 @@ class DriftDiffusion(nn.Module):
         return self.drift(t, z), self.diffusion(t, z)
 
 
-class WongZakaiField(nn.Module):
+class WongZakaiField(ForwardsCallbacks):
     """The Wong–Zakai ODE field ``forward(t, z) = f + g ⊙ ξ(t)`` with ``(f, g) = field(t, z)``.
 
     Args:
@@ -144,9 +142,8 @@ class WongZakaiField(nn.Module):
             registered as a submodule, so this module's ``parameters()`` are the field's.
         noise: a :class:`KarhunenLoeveNoise` with a drawn path of z's shape.
 
-    torchdiffeq's step callbacks (:data:`CALLBACKS`) are forwarded to ``field`` when it has them, so a
-    counting wrapper inside still sees every solver step; absent ones raise ``AttributeError`` as
-    torchdiffeq expects.
+    torchdiffeq's step callbacks are forwarded to ``field`` (:class:`~nodebench.harness.nfe.ForwardsCallbacks`),
+    so a counting wrapper inside still sees every solver step.
     """
 
     def __init__(self, field: nn.Module, noise: KarhunenLoeveNoise):
@@ -157,11 +154,6 @@ class WongZakaiField(nn.Module):
     def forward(self, t, z):
         f, g = self.field(t, z)
         return f + g * self.noise(t)
-
-    def __getattr__(self, name: str):
-        if name in CALLBACKS:
-            return getattr(self._modules["field"], name)
-        return super().__getattr__(name)
 
 
 class StratonovichSDE(nn.Module):
@@ -214,5 +206,5 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) ->
     return -0.5 * ((x - mean) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)
 
 
-__all__ = ["CALLBACKS", "DriftDiffusion", "KarhunenLoeveNoise", "StratonovichSDE", "WongZakaiField",
+__all__ = ["DriftDiffusion", "KarhunenLoeveNoise", "StratonovichSDE", "WongZakaiField",
            "fit_gaussian", "gaussian_kl", "gaussian_log_prob", "kl_brownian_variance"]

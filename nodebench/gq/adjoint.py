@@ -35,8 +35,7 @@ from torch import nn
 from torchdiffeq import odeint
 
 from nodebench.gq.quadrature import MAX_NODES, NODE_VJPS, add_grads, gauss_legendre, node_count
-
-CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
+from nodebench.harness.nfe import STEP_CALLBACKS
 
 
 class _FlatField:
@@ -62,7 +61,7 @@ class _FlatField:
 
     def callbacks(self, suffix: str = "") -> dict[str, Any]:
         found = {}
-        for name in CALLBACKS:
+        for name in STEP_CALLBACKS:
             callback = getattr(self.func, name + suffix, None)
             if callback is not None:
                 found[name] = callback

@@ -21,6 +21,11 @@ from torch import nn
 
 PHASES = ("forward", "backward")
 
+#: torchdiffeq's step callbacks, looked up as attributes of the vector field: the forward solve's, then
+#: the ``_adjoint`` variants ``odeint_adjoint`` calls during its backward solve.
+STEP_CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
+CALLBACKS = STEP_CALLBACKS + tuple(name + "_adjoint" for name in STEP_CALLBACKS)
+
 # torchdiffeq warns, on every solve, that fixed-grid solvers ignore accept/reject callbacks; we know.
 warnings.filterwarnings("ignore", message=r"Solver '.*' does not support callbacks")
 
@@ -64,6 +69,17 @@ class CountingField(nn.Module):
 
     callback_step_adjoint = callback_step
     callback_accept_step_adjoint = callback_accept_step
+
+
+class ForwardsCallbacks(nn.Module):
+    """Base for a module that wraps a vector field registered as ``self.field``: torchdiffeq's step
+    callbacks (:data:`CALLBACKS`) are forwarded to it, so a :class:`CountingField` inside still counts
+    every solver step; absent ones raise ``AttributeError``, as torchdiffeq expects."""
+
+    def __getattr__(self, name: str):
+        if name in CALLBACKS:
+            return getattr(self._modules["field"], name)
+        return super().__getattr__(name)
 
 
 def count_nfe(field: nn.Module) -> CountingField:
