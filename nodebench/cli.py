@@ -140,13 +140,15 @@ def cmd_list(args) -> int:
 def _validate(cases) -> None:
     """Check every name and hyper-parameter before anything runs or is written."""
     from nodebench.methods import SOLVER_OPTIONS, get_method
+    from nodebench.runner.worker import split_hparams
     from nodebench.tasks import get_task
 
     tasks = {}
     for case in cases:
         task = tasks.setdefault(case.task, get_task(case.task))
         get_method(case.method).check_task(task)
-        task.hparams({k: v for k, v in case.hparams.items() if k not in SOLVER_OPTIONS})
+        _, _, task_hparams = split_hparams(case.hparams)
+        task.hparams(task_hparams)
         for key in SOLVER_OPTIONS:
             value = case.hparams.get(key)
             if value is not None and not (isinstance(value, (int, float)) and value > 0):

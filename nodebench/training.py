@@ -12,12 +12,13 @@ every iteration the harness records, with the device synchronised at each bounda
 Warm-up iterations run forward and backward but no optimiser step, so they leave the parameters and the
 optimiser state untouched; their time is reported apart. Evaluation runs after training, untimed.
 Training stops after ``iters`` iterations or once the summed step time passes ``budget_s``. A non-finite
-loss, a non-finite metric, or an evaluation solve that exceeds its step limit stops it with status
-``diverged``.
+loss, a non-finite metric, or a solve (training or evaluation) that exceeds its step limit or whose step
+size underflows stops it with status ``diverged``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import torch
 
 from nodebench.harness import PeakMemory, Stopwatch, count_nfe
 from nodebench.methods import Method
+from nodebench.regularizers import RegularizedSolve, Regularizer
 from nodebench.tasks import Problem
 
 
@@ -78,13 +80,14 @@ class TrainResult:
         }
 
 
-CURVE_COLUMNS = ("iteration", "elapsed_s", "time_s", "forward_s", "loss", "nfe_forward", "nfe_backward",
-                 "steps_forward", "steps_backward", "accepted_forward", "accepted_backward")
+CURVE_COLUMNS = ("iteration", "elapsed_s", "time_s", "forward_s", "loss", "regularizer", "nfe_forward",
+                 "nfe_backward", "steps_forward", "steps_backward", "accepted_forward", "accepted_backward")
 
 
 def train(problem: Problem, method: Method, *, device: torch.device, iters: int | None = None,
           budget_s: float | None = None, warmup: int = 1, solver_options: dict | None = None,
-          on_iteration: Callable[[int, float], None] | None = None) -> TrainResult:
+          on_iteration: Callable[[int, float], None] | None = None,
+          regularizer: Regularizer | None = None) -> TrainResult:
     """Train ``problem`` with ``method`` and measure every iteration.
 
     Args:
@@ -95,6 +98,8 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         warmup: untimed forward+backward passes without optimiser steps.
         solver_options: ``rtol``, ``atol``, ``step_size``... passed to :meth:`Method.make_solve`.
         on_iteration: called with ``(iteration, loss)`` after each timed iteration (progress reporting).
+        regularizer: a running-cost regulariser (:mod:`nodebench.regularizers`); the loss is the task's plus
+            its penalty, and the curves' ``regularizer`` column is R (mean over the batch of r(t1)).
 
     Raises:
         Diverged: on a non-finite loss (the partial result is attached as ``err.result``).
@@ -105,6 +110,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     problem.field = counter
     params = [p for p in problem.model.parameters() if p.requires_grad]
     solve = method.make_solve(params, **(solver_options or {}))
+    train_solve = solve if regularizer is None else regularizer.wrap(solve)
     optimizer = torch.optim.Adam(params, lr=problem.lr, weight_decay=problem.weight_decay)
     clock, memory = Stopwatch(device), PeakMemory(device)
     result = TrainResult(mem_source=memory.source)
@@ -112,7 +118,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     clock.start()
     for _ in range(warmup):
         optimizer.zero_grad(set_to_none=True)
-        problem.loss(solve).backward()
+        _loss(problem, train_solve).backward()
     optimizer.zero_grad(set_to_none=True)
     result.warmup_s = clock.stop()[0]
 
@@ -123,12 +129,13 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         counter.phase = "forward"
         memory.reset()
         clock.start()
-        loss = problem.loss(solve)
-        forward_s = clock.lap()
-        peak_forward = memory.peak_bytes()
-        counter.phase = "backward"
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with _solver_failure_is_divergence(result, f"iteration {iteration + 1}"):
+            loss = _loss(problem, train_solve)
+            forward_s = clock.lap()
+            peak_forward = memory.peak_bytes()
+            counter.phase = "backward"
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         optimizer.step()
         step_s, event_s = clock.stop()
         peak = memory.peak_bytes()
@@ -137,7 +144,8 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         elapsed += step_s
         loss_value = float(loss.detach())
         _append(result.curves, iteration=iteration, elapsed_s=elapsed, time_s=step_s, forward_s=forward_s,
-                loss=loss_value, **_counts(counter, method.adaptive))
+                loss=loss_value, regularizer=getattr(train_solve, "value", math.nan),
+                **_counts(counter, method.adaptive))
         result.peak_mem_forward_bytes = max(result.peak_mem_forward_bytes, peak_forward)
         result.peak_mem_bytes = max(result.peak_mem_bytes, peak)
         if reserved is not None:
@@ -154,14 +162,8 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
 
     problem.model.eval()
     counter.phase = "forward"
-    try:
+    with _solver_failure_is_divergence(result, f"evaluation after {iteration} iterations"):
         result.metrics = problem.evaluate(solve)
-    except AssertionError as err:  # torchdiffeq's step limit: the learned dynamics are too stiff to solve
-        if "max_num_steps" not in str(err):
-            raise
-        err = Diverged(f"evaluation solve exceeded its step limit after {iteration} iterations ({err})")
-        err.result = result
-        raise err from None
     result.tables = dict(problem.tables)
     bad = [k for k, v in result.metrics.items() if not math.isfinite(v)]
     if bad:
@@ -169,6 +171,31 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         err.result = result
         raise err
     return result
+
+
+#: torchdiffeq's assertion messages when the dynamics have become too stiff to solve.
+SOLVER_FAILURES = ("max_num_steps", "underflow in dt")
+
+
+@contextlib.contextmanager
+def _solver_failure_is_divergence(result: TrainResult, when: str):
+    """Turn torchdiffeq's step-limit and step-underflow assertions into :class:`Diverged`."""
+    try:
+        yield
+    except AssertionError as err:
+        if not any(message in str(err) for message in SOLVER_FAILURES):
+            raise
+        diverged = Diverged(f"{when}: the solver failed, the learned dynamics are too stiff ({err})")
+        diverged.result = result
+        raise diverged from None
+
+
+def _loss(problem: Problem, solve) -> torch.Tensor:
+    """The task loss through ``solve``, plus a regularised solve's penalty."""
+    if isinstance(solve, RegularizedSolve):
+        solve.reset()
+        return problem.loss(solve) + solve.penalty
+    return problem.loss(solve)
 
 
 def _counts(counter, adaptive: bool) -> dict[str, int]:

@@ -121,6 +121,26 @@ def test_same_problem_with_a_sane_lr_trains(linear_problem):
     assert result.curves["nfe_forward"] == [4 * 8] * 10
 
 
+def test_solver_step_underflow_during_training_is_divergence_other_assertions_are_not(linear_problem):
+    problem = linear_problem(lr=0.1)
+    calls = []
+    loss = problem.loss
+
+    def failing_loss(solve):
+        calls.append(1)
+        if len(calls) == 3:  # warm-up, iteration 1, then the solver gives up in iteration 2
+            raise AssertionError("underflow in dt 0.0")
+        return loss(solve)
+    problem.loss = failing_loss
+    with pytest.raises(Diverged, match="iteration 2: the solver failed") as info:
+        train(problem, get_method("direct"), device=CPU, iters=5)
+    assert info.value.result.iters == 1
+    calls.clear()
+    problem.loss = lambda solve: (_ for _ in ()).throw(AssertionError("a bug"))
+    with pytest.raises(AssertionError, match="a bug"):
+        train(problem, get_method("direct"), device=CPU, iters=5)
+
+
 def test_non_finite_metric_raises_diverged_after_training(linear_problem):
     problem = linear_problem(lr=0.1)
     problem.evaluate_result = {"test_mse": float("nan")}

@@ -22,6 +22,7 @@ import torch
 from nodebench.harness import environment
 from nodebench.methods import SOLVER_OPTIONS, get_method
 from nodebench.records import write_case
+from nodebench.regularizers import REGULARIZER_OPTIONS, regularizer_from_hparams
 from nodebench.runner.case import Case
 from nodebench.tasks import get_task
 from nodebench.training import Diverged, TrainResult, train
@@ -49,11 +50,11 @@ def run_case(case: Case, out_dir: Path) -> dict:
         task = get_task(case.task)
         method = get_method(case.method)
         method.check_task(task)
-        solver_options = {k: v for k, v in case.hparams.items() if k in SOLVER_OPTIONS}
-        task_hparams = {k: v for k, v in case.hparams.items() if k not in SOLVER_OPTIONS}
+        solver_options, regularizer, task_hparams = split_hparams(case.hparams, case.seed)
         problem = task.build(seed=case.seed, device=device, hparams=task_hparams)
         result = train(problem, method, device=device, iters=case.iters, budget_s=case.budget_s,
-                       warmup=case.warmup, solver_options=solver_options, on_iteration=report)
+                       warmup=case.warmup, solver_options=solver_options, on_iteration=report,
+                       regularizer=regularizer)
     except Diverged as err:
         status, reason, result = "diverged", str(err), err.result
     except (torch.cuda.OutOfMemoryError, MemoryError) as err:
@@ -65,6 +66,14 @@ def run_case(case: Case, out_dir: Path) -> dict:
     curves = dict(result.curves)
     write_case(out_dir, case.case_id, row, curves, result.tables)
     return row
+
+
+def split_hparams(hparams, seed: int = 0):
+    """A case's hyper-parameters as (solver options, regulariser or None, task hyper-parameters)."""
+    solver_options = {k: v for k, v in hparams.items() if k in SOLVER_OPTIONS}
+    regularizer = regularizer_from_hparams({k: v for k, v in hparams.items() if k in REGULARIZER_OPTIONS}, seed)
+    task_hparams = {k: v for k, v in hparams.items() if k not in SOLVER_OPTIONS + REGULARIZER_OPTIONS}
+    return solver_options, regularizer, task_hparams
 
 
 def _one_line(err: BaseException) -> str:

@@ -1,0 +1,179 @@
+"""Solver-cost regularisers as running costs of the ODE solve: TayNODE's R_K and RNODE.
+
+- **R_K** (Kelly, Bettencourt, Johnson, Duvenaud, "Learning Differential Equations that are Easy to
+  Solve", NeurIPS 2020, §3): R_K(θ) = ∫_{t0}^{t1} mean over state dimensions of ‖d^K z/dt^K‖² dt, the
+  K-th *total* time derivative of the solution (not divided by K!), from Taylor-mode AD
+  (:func:`nodebench.taylor.ode_derivatives`). The official code integrates the mean over dimensions,
+  per example, and averages over the batch; so do we.
+- **RNODE** (Finlay, Jacobsen, Nurbekyan, Oberman, "How to train your neural ODE", ICLR 2020): kinetic
+  energy ½·mean(f²) plus the Jacobian Frobenius estimate mean((εᵀ∂f/∂z)²), ε Gaussian and fixed within
+  a solve (both weighted by the same λ, as in RNODE's MNIST script).
+
+The cost c(t, z) is integrated as one extra state per example, r' = c, next to z; the training loss
+becomes task loss + λ · mean over the batch of r(t1) (summed over the solves of one iteration). Two
+variants:
+
+- ``forward``: the augmented state is solved in the forward pass with the training method, so with an
+  adaptive solver the R-state is inside the forward error control (the official latent-ODE script);
+- ``adjoint_only``: the cost is evaluated only while autograd records, i.e. inside an adjoint's backward
+  solve (``adjoint``, ``seminorm``, ``gq``...): the forward pass sees c = 0, so the forward step sizes
+  and NFE are those of the unregularised dynamics, and the R-state's adjoint is the constant λ/B, which
+  puts λ·∂R/∂θ into the parameter gradient (the "Finlay trick" of the official MNIST and FFJORD
+  scripts). With a backprop method the forward pass records autograd, so this variant is the ``forward``
+  one there. Its logged penalty is 0; :func:`penalty_value` evaluates R separately.
+
+The derivatives are taken through the wrapped field's *inner* module, so a harness
+:class:`~nodebench.harness.CountingField` counts only the dynamics evaluations of the solve itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from nodebench.errors import UserError
+from nodebench.harness.nfe import CountingField, ForwardsCallbacks
+
+KINDS = ("none", "speed", "rnode")
+VARIANTS = ("forward", "adjoint_only")
+#: Case hyper-parameters read by :func:`regularizer_from_hparams` (the harness splits them off).
+REGULARIZER_OPTIONS = ("reg", "reg_order", "reg_lambda", "reg_variant")
+
+
+def _batch_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean over every dimension but the first (the batch)."""
+    return x.reshape(x.shape[0], -1).mean(dim=1)
+
+
+def speed_cost(order: int, derivative_method: str = "taylor") -> Callable:
+    """c(t, z) = mean over dimensions of (d^K z/dt^K)², K = ``order``, per example."""
+    from nodebench.taylor import ode_derivatives
+
+    def cost(func, t, z, f):
+        return _batch_mean(ode_derivatives(func, t, z, order, method=derivative_method)[-1] ** 2)
+    return cost
+
+
+def rnode_cost(noise: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
+    """c(t, z) = ½·mean(f²) + mean((εᵀ∂f/∂z)²), ε = ``noise(z)`` fixed within a solve (RNODE, §3)."""
+    def cost(func, t, z, f):
+        with torch.enable_grad():
+            z_ = z if z.requires_grad else z.detach().requires_grad_(True)
+            f_ = func(t, z_)
+            eps = noise(z)
+            (vjp,) = torch.autograd.grad(f_, z_, eps, create_graph=True)
+        return 0.5 * _batch_mean(f ** 2) + _batch_mean(vjp ** 2)
+    return cost
+
+
+class RunningCostField(ForwardsCallbacks):
+    """Augmented dynamics ``(z, r)' = (f(t, z), c(t, z))`` for a per-example running cost ``c``.
+
+    Args:
+        field: the vector field (possibly the harness's counting wrapper; its step callbacks are
+            forwarded). The cost differentiates its inner module, uncounted.
+        cost: ``cost(func, t, z, f) -> (B,)``.
+        only_when_recording: evaluate the cost only while autograd records (the ``adjoint_only``
+            variant); otherwise return zeros.
+    """
+
+    def __init__(self, field: nn.Module, cost: Callable, only_when_recording: bool):
+        super().__init__()
+        self.field = field
+        self.cost = cost
+        self.only_when_recording = only_when_recording
+
+    def forward(self, t, state):
+        z, _ = state
+        f = self.field(t, z)
+        if self.only_when_recording and not torch.is_grad_enabled():
+            return f, torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+        inner = self.field.field if isinstance(self.field, CountingField) else self.field
+        return f, self.cost(inner, t, z, f)
+
+
+@dataclass
+class Regularizer:
+    """A running-cost regulariser of weight ``lam`` (see the module docstring).
+
+    Attributes:
+        kind: ``"speed"`` (R_K) or ``"rnode"``.
+        order: K for ``speed``.
+        lam: the weight λ.
+        variant: ``"forward"`` or ``"adjoint_only"``.
+        derivative_method: ``"taylor"`` or ``"jvp"`` (nested ``torch.func.jvp``) for R_K.
+        seed: seeds the local generator of RNODE's Hutchinson noise.
+    """
+
+    kind: str
+    order: int = 2
+    lam: float = 0.0
+    variant: str = "forward"
+    derivative_method: str = "taylor"
+    seed: int = 0
+    _generator: torch.Generator = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if self.kind not in KINDS[1:]:
+            raise UserError(f"unknown regulariser {self.kind!r}; valid: {', '.join(KINDS)}")
+        if self.variant not in VARIANTS:
+            raise UserError(f"unknown regulariser variant {self.variant!r}; valid: {', '.join(VARIANTS)}")
+        if isinstance(self.order, bool) or not isinstance(self.order, int) or self.order < 1:
+            raise UserError(f"reg_order must be an integer ≥ 1, got {self.order!r}")
+        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not self.lam >= 0:
+            raise UserError(f"reg_lambda must be a number ≥ 0, got {self.lam!r}")
+        self._generator = torch.Generator().manual_seed(self.seed)
+
+    def wrap(self, solve: Callable) -> "RegularizedSolve":
+        """``solve`` with this regulariser's running cost added to every solve it makes."""
+        return RegularizedSolve(solve, self)
+
+    def running_cost(self) -> Callable:
+        if self.kind == "speed":
+            return speed_cost(self.order, self.derivative_method)
+        drawn = {}
+
+        def noise(z):  # one ε per solve: drawn at the first evaluation, reused after
+            if "eps" not in drawn or drawn["eps"].shape != z.shape:
+                drawn["eps"] = torch.randn(z.shape, generator=self._generator, dtype=z.dtype).to(z.device)
+            return drawn["eps"]
+        return rnode_cost(noise)
+
+
+class RegularizedSolve:
+    """Calls the wrapped ``solve(func, y0, t)`` on the augmented state and returns the z-part; the
+    penalty λ·mean_batch r(t1) of every call since :meth:`reset` is in :attr:`penalty`."""
+
+    def __init__(self, solve: Callable, regularizer: Regularizer):
+        self.solve, self.regularizer = solve, regularizer
+        self.method = getattr(solve, "method", None)
+        self.stats = getattr(solve, "stats", {})
+        self.reset()
+
+    def reset(self) -> None:
+        self.penalty: torch.Tensor | float = 0.0
+        self.value: float = 0.0
+
+    def __call__(self, func, y0, t, **kwargs):
+        if not torch.is_tensor(y0) or y0.dim() < 1:
+            raise UserError("regularisers need a tensor state with a batch dimension first")
+        reg = self.regularizer
+        augmented = RunningCostField(func, reg.running_cost(), only_when_recording=reg.variant == "adjoint_only")
+        r0 = torch.zeros(y0.shape[0], dtype=y0.dtype, device=y0.device)
+        ys, rs = self.solve(augmented, (y0, r0), t, **kwargs)
+        r = rs[-1].mean()
+        self.penalty = self.penalty + reg.lam * r
+        self.value += float(r.detach())
+        return ys
+
+
+def regularizer_from_hparams(hparams: dict, seed: int = 0) -> Regularizer | None:
+    """The regulariser a case's ``reg*`` hyper-parameters ask for, or ``None`` (``reg = "none"`` or unset)."""
+    kind = hparams.get("reg", "none")
+    if kind == "none":
+        return None
+    return Regularizer(kind=kind, order=hparams.get("reg_order", 2), lam=hparams.get("reg_lambda", 0.0),
+                       variant=hparams.get("reg_variant", "forward"), seed=seed)
