@@ -7,15 +7,18 @@ from typing import Callable
 from nodebench.errors import UserError
 from nodebench.tasks.anode import G1D, NestedSpheres
 from nodebench.tasks.base import Problem, Task
+from nodebench.tasks.classification import CLASSIFICATION_TASKS
 from nodebench.tasks.density import DENSITY_TASKS, DensityFile
 from nodebench.tasks.images import IMAGE_TASKS
+from nodebench.tasks.latent_ode import LATENT_ODE_TASKS
 from nodebench.tasks.ou import OrnsteinUhlenbeck
 from nodebench.tasks.sines import Sines
 from nodebench.tasks.spiral import CubicSpiral
 from nodebench.tasks.trajectory_file import TrajectoryFile
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in [CubicSpiral, *DENSITY_TASKS, *IMAGE_TASKS, OrnsteinUhlenbeck,
-                                                          G1D, NestedSpheres, Sines]}
+                                                          G1D, NestedSpheres, Sines, *CLASSIFICATION_TASKS,
+                                                          *LATENT_ODE_TASKS]}
 
 # Tasks built from a user's file: "<prefix>:PATH".
 FILE_TASKS: dict[str, Callable[[str], Task]] = {"trajectories": TrajectoryFile, "density": DensityFile}

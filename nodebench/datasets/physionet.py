@@ -1,0 +1,274 @@
+"""PhysioNet/Computing in Cardiology Challenge 2012 records for the latent ODE of Kelly et al., "Learning
+Differential Equations that are Easy to Solve" (NeurIPS 2020; paper sheet ``shared/papers/taynode.md``
+§7, "latent ODE, PhysioNet 2012" column).
+
+The official code (``jacobjinkelly/easy-neural-ode``: ``physionet_data.py``/``timeseries.py``, adapted
+from Rubanova et al.'s ``latent_ode`` repository) downloads the challenge's ``set-a`` and ``set-b`` and
+processes every record file like this, which :func:`parse_record` repeats:
+
+- a record file ``<RecordID>.txt`` starts with the header line ``Time,Parameter,Value``; each further line
+  is one measurement, ``Time`` as ``HH:MM`` since ICU admission (hours may exceed 24), e.g.
+  ``00:51,HR,84``;
+- the general descriptors ``RecordID``, ``Age``, ``Gender``, ``Height`` and ``ICUType`` (given at
+  ``00:00``) are dropped; the 37 time series of :data:`PARAMETERS` are kept, in that fixed order (the
+  official list without its four static entries). ``Weight`` is both a descriptor and a time series:
+  its ``00:00`` value is kept as an observation at t = 0, as in the official code (including the
+  challenge's ``-1`` "unknown" marker, which the official code does not filter either);
+- times are quantised to ``quantization`` hours (1 h in the official runs) with Python's ``round``
+  (halves go to the even hour, as in the official code); several measurements of one parameter in one
+  bin are averaged; every record gets a row at t = 0 (its mask may be all zeros), as the official
+  parser starts every record with one;
+- the result is, per record, the sorted quantised times, a (T, 37) value array and a (T, 37) 0/1 mask.
+
+Normalisation and the time scale are applied by :func:`normalise` and :func:`to_series`:
+
+- values are min–max normalised per channel, ``(x − min)/(max − min)``, with min and max over the
+  observed values of the given records (the task passes the **training split**; our choice). The
+  official code divides by ``max`` instead of ``max − min`` and takes both over all records, train and
+  test (``mode="official"`` reproduces that). Unobserved entries stay 0;
+- times are divided by 48 h, so the challenge's 48-hour window maps onto [0, 1] (the official code
+  divides by the largest time of its union grid, which is 48 h for the full data set).
+
+**Files.** ``<data>/physionet/set-a/*.txt`` and ``<data>/physionet/set-b/*.txt`` (the data directory is
+``$NODEBENCH_DATA``, default ``<repo>/datasets``), i.e. the two challenge archives extracted inside
+``physionet/``; ``datasets/README.md`` says where to get them. Nothing is downloaded. Files are read in
+sorted order, set by set, so ``n_records`` keeps a reproducible prefix. A missing folder, an empty
+folder, or a malformed line is a one-line :class:`~nodebench.errors.UserError` naming the file (and line)
+and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nodebench.datasets.storage import ENV_VAR, data_root
+from nodebench.errors import UserError
+
+PathArg = str | os.PathLike | None
+
+FOLDER = "physionet"
+SETS = ("set-a", "set-b")
+HEADER = "Time,Parameter,Value"
+README_HINT = "see datasets/README.md for where to get the files and where to put them"
+#: The 37 time-series parameters, in the official code's order (its 41-entry list without Age, Gender,
+#: Height and ICUType); channel ``i`` of every array is ``PARAMETERS[i]``.
+PARAMETERS: tuple[str, ...] = (
+    "Weight", "Albumin", "ALP", "ALT", "AST", "Bilirubin", "BUN", "Cholesterol", "Creatinine", "DiasABP",
+    "FiO2", "GCS", "Glucose", "HCO3", "HCT", "HR", "K", "Lactate", "Mg", "MAP", "MechVent", "Na", "NIDiasABP",
+    "NIMAP", "NISysABP", "PaCO2", "PaO2", "pH", "Platelets", "RespRate", "SaO2", "SysABP", "Temp", "TroponinI",
+    "TroponinT", "Urine", "WBC",
+)
+#: General descriptors, dropped (``Weight`` is kept as a time series, see the module docstring).
+STATIC_DESCRIPTORS = ("RecordID", "Age", "Gender", "Height", "ICUType")
+CHANNEL = {name: i for i, name in enumerate(PARAMETERS)}
+#: Length of the challenge's observation window: times are divided by this to lie in [0, 1].
+WINDOW_HOURS = 48.0
+NORMALISATIONS = ("minmax", "official")
+
+_TIME = re.compile(r"^(\d+):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One ICU stay: quantised times in hours (T,), sorted, unique, ``times[0] == 0``; ``values`` (T, D)
+    (0 where unobserved) and ``mask`` (T, D) of 0/1, float64."""
+
+    record_id: str
+    times: np.ndarray
+    values: np.ndarray
+    mask: np.ndarray
+
+
+def _bad_line(path: Path, lineno: int, line: str, why: str) -> UserError:
+    shown = line if len(line) <= 60 else line[:57] + "..."
+    return UserError(f"{path}:{lineno}: malformed PhysioNet record line {shown!r} ({why}); expected "
+                     f"'HH:MM,Parameter,Value' with a parameter among the 37 time series or "
+                     f"{'/'.join(STATIC_DESCRIPTORS)} and a finite number")
+
+
+def parse_record(path: str | os.PathLike, quantization: float = 1.0) -> Record:
+    """Parse one challenge record file (see the module docstring for the rules).
+
+    Args:
+        path: a ``<RecordID>.txt`` file.
+        quantization: bin width in hours (0: no quantisation, times kept to the minute).
+
+    Raises:
+        UserError: the file cannot be read, lacks the header, or has a malformed line (wrong field
+            count, a time not ``HH:MM``, an unknown parameter, a value that is not a finite number, a
+            time beyond 48:00).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read PhysioNet record {path}: {exc}; expected a text file "
+                        f"starting with {HEADER!r}") from None
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != HEADER:
+        first = lines[0].strip() if lines else ""
+        raise UserError(f"{path} is not a PhysioNet 2012 record: first line {first[:60]!r}, expected {HEADER!r}")
+    sums: dict[float, np.ndarray] = {0.0: np.zeros(len(PARAMETERS))}
+    counts: dict[float, np.ndarray] = {0.0: np.zeros(len(PARAMETERS))}
+    for lineno, raw in enumerate(lines[1:], start=2):
+        line = raw.strip()
+        if not line:
+            continue
+        fields = line.split(",")
+        if len(fields) != 3:
+            raise _bad_line(path, lineno, line, f"{len(fields)} comma-separated fields")
+        time, name, value = (f.strip() for f in fields)
+        match = _TIME.match(time)
+        if match is None:
+            raise _bad_line(path, lineno, line, f"time {time!r} is not HH:MM")
+        hours = int(match.group(1)) + int(match.group(2)) / 60.0
+        if hours > WINDOW_HOURS:
+            raise _bad_line(path, lineno, line, f"time {time} is after 48:00")
+        try:
+            number = float(value)
+        except ValueError:
+            raise _bad_line(path, lineno, line, f"value {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise _bad_line(path, lineno, line, f"value {value!r} is not finite")
+        if name in STATIC_DESCRIPTORS:
+            continue
+        channel = CHANNEL.get(name)
+        if channel is None:
+            raise _bad_line(path, lineno, line, f"unknown parameter {name!r}")
+        if quantization > 0:
+            hours = round(hours / quantization) * quantization
+        if hours not in sums:
+            sums[hours] = np.zeros(len(PARAMETERS))
+            counts[hours] = np.zeros(len(PARAMETERS))
+        sums[hours][channel] += number
+        counts[hours][channel] += 1
+    times = np.array(sorted(sums), dtype=np.float64)
+    total = np.stack([sums[t] for t in times])
+    n = np.stack([counts[t] for t in times])
+    mask = (n > 0).astype(np.float64)
+    values = np.divide(total, n, out=np.zeros_like(total), where=n > 0)  # the mean of a bin's measurements
+    return Record(path.stem, times, values, mask)
+
+
+def record_files(root: PathArg = None, sets: Sequence[str] = SETS) -> list[Path]:
+    """The record files of ``sets`` under ``<data>/physionet/``, each set's files sorted by name.
+
+    Raises:
+        UserError: a set folder is missing or holds no ``.txt`` file (naming the expected paths).
+    """
+    directory = data_root(root)
+    if isinstance(sets, str) or not sets:
+        raise UserError(f"PhysioNet sets must be a non-empty list of folder names such as {list(SETS)}, "
+                        f"got {sets!r}")
+    files: list[Path] = []
+    for name in sets:
+        folder = directory / FOLDER / str(name)
+        found = sorted(folder.glob("*.txt")) if folder.is_dir() else []
+        if not found:
+            state = "holds no .txt record files" if folder.is_dir() else "not found"
+            raise UserError(f"PhysioNet 2012 data {state}: expected {FOLDER}/{name}/<RecordID>.txt in the data "
+                            f"directory {directory} (set {ENV_VAR} to use another); nothing is downloaded, "
+                            f"{README_HINT}")
+        files.extend(found)
+    return files
+
+
+def load_physionet(root: PathArg = None, *, sets: Sequence[str] = SETS, n_records: int | None = None,
+                   quantization: float = 1.0) -> list[Record]:
+    """The parsed records of ``sets`` (default set-a then set-b), at most ``n_records`` of them (the first
+    in sorted order; ``None``: all).
+
+    Raises:
+        UserError: missing folders or malformed files (see :func:`record_files`, :func:`parse_record`),
+            or a bad ``n_records``/``quantization``.
+    """
+    if n_records is not None and (isinstance(n_records, bool) or not isinstance(n_records, int) or n_records < 1):
+        raise UserError(f"n_records must be a positive integer or None (all), got {n_records!r}")
+    if isinstance(quantization, bool) or not isinstance(quantization, (int, float)) or not 0 <= quantization < 48:
+        raise UserError(f"quantization must be a number of hours in [0, 48), got {quantization!r}")
+    files = record_files(root, sets)
+    if n_records is not None:
+        files = files[:n_records]
+    return [parse_record(path, float(quantization)) for path in files]
+
+
+def channel_range(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel min and max over the observed values of ``records``; a channel never observed gets
+    min 0 and max 1."""
+    if not records:
+        raise UserError("no records to compute the normalisation from")
+    dim = records[0].values.shape[1]
+    lo, hi = np.full(dim, np.inf), np.full(dim, -np.inf)
+    for r in records:
+        observed = r.mask > 0
+        lo = np.minimum(lo, np.where(observed, r.values, np.inf).min(axis=0))
+        hi = np.maximum(hi, np.where(observed, r.values, -np.inf).max(axis=0))
+    never = ~np.isfinite(lo)
+    lo[never], hi[never] = 0.0, 1.0
+    return lo, hi
+
+
+def normalise(records: Sequence[Record], lo: np.ndarray, hi: np.ndarray, mode: str = "minmax") -> list[Record]:
+    """``records`` with values scaled per channel; unobserved entries stay 0.
+
+    Args:
+        lo, hi: per-channel min and max (:func:`channel_range`).
+        mode: ``"minmax"``: ``(x − lo)/(hi − lo)`` (a constant channel: divided by 1); ``"official"``:
+            ``(x − lo)/hi`` (``hi == 0``: divided by 1), the official code's formula.
+    """
+    if mode not in NORMALISATIONS:
+        raise UserError(f"unknown normalisation {mode!r}; valid: {', '.join(NORMALISATIONS)}")
+    scale = (hi - lo) if mode == "minmax" else hi.copy()
+    scale = np.where(scale == 0, 1.0, scale)
+    return [Record(r.record_id, r.times, np.where(r.mask > 0, (r.values - lo) / scale, 0.0), r.mask)
+            for r in records]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One irregularly sampled record as tensors: ``times`` (T,) in [0, 1], ``values``/``mask`` (T, D)."""
+
+    times: torch.Tensor
+    values: torch.Tensor
+    mask: torch.Tensor
+
+
+def to_series(record: Record, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
+              window: float = WINDOW_HOURS) -> Series:
+    """A :class:`Record` as tensors, times divided by ``window`` hours."""
+    return Series(torch.as_tensor(record.times / window, dtype=dtype, device=device),
+                  torch.as_tensor(record.values, dtype=dtype, device=device),
+                  torch.as_tensor(record.mask, dtype=dtype, device=device))
+
+
+def collate(series: Sequence[Series]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch on the union of its time points (the official ``process_batch``).
+
+    Returns:
+        ``grid`` (T,) sorted unique times; ``values`` and ``mask`` (B, T, D), zero where a record has no
+        time point or no observation.
+    """
+    times = torch.cat([s.times for s in series])
+    grid, inverse = torch.unique(times, sorted=True, return_inverse=True)
+    first = series[0].values
+    values = first.new_zeros(len(series), len(grid), first.shape[1])
+    mask = torch.zeros_like(values)
+    offset = 0
+    for b, s in enumerate(series):
+        index = inverse[offset:offset + len(s.times)]
+        offset += len(s.times)
+        values[b, index] = s.values
+        mask[b, index] = s.mask
+    return grid, values, mask
+
+
+__all__ = ["NORMALISATIONS", "PARAMETERS", "Record", "SETS", "STATIC_DESCRIPTORS", "Series", "WINDOW_HOURS",
+           "channel_range", "collate", "load_physionet", "normalise", "parse_record", "record_files", "to_series"]

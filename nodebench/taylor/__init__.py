@@ -1,0 +1,16 @@
+"""Taylor-mode automatic differentiation in PyTorch and the total time derivatives d^K z/dt^K behind
+TayNODE's speed regulariser R_K (Kelly et al., "Learning Differential Equations that are Easy to Solve",
+NeurIPS 2020, arXiv 2007.04504).
+
+>>> from nodebench.taylor import ode_derivatives
+>>> dz = ode_derivatives(field, t, z, order=3)                  # [z', z'', z'''], Taylor mode
+>>> ref = ode_derivatives(field, t, z, order=3, method="jvp")   # nested torch.func.jvp reference
+>>> y, (dy, ddy) = jet(torch.tanh, (x,), ([v, w],))             # JAX-jet-like series propagation
+"""
+
+from nodebench.taylor import rules as _rules  # noqa: F401  (registers the Taylor rules)
+from nodebench.taylor.ode import METHODS, jvp_derivatives, ode_derivatives, taylor_derivatives
+from nodebench.taylor.series import Tape, TaylorModeError, TaylorTensor, jet, supported_ops
+
+__all__ = ["METHODS", "Tape", "TaylorModeError", "TaylorTensor", "jet", "jvp_derivatives", "ode_derivatives",
+           "supported_ops", "taylor_derivatives"]

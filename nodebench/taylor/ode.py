@@ -1,0 +1,114 @@
+"""Total time derivatives d^k z/dt^k, k = 1..K, of the solution of dz/dt = f(t, z) through (t, z): the
+quantity TayNODE's regulariser R_K = ∫ ‖d^K z/dt^K‖² dt integrates (Kelly, Bettencourt, Johnson &
+Duvenaud, "Learning Differential Equations that are Easy to Solve", NeurIPS 2020, arXiv 2007.04504,
+§3 and App. A.2; shared/papers/taynode.md §4).
+
+Time enters through the autonomous system y = (z, t), g(y) = (f(z, t), 1), so the time series is
+t + s (t_1 = 1, t_k = 0 after) and ∂f/∂t terms appear in every total derivative.
+
+Two methods, both returning the derivatives themselves (not divided by k!), as JAX ``jet`` and the
+official code do, and both differentiable with ordinary autograd (``.backward()`` reaches ``func``'s
+parameters, ``z`` and ``t``):
+
+- ``"taylor"`` (:func:`taylor_derivatives`): Taylor mode. With normalised coefficients z_k = z^{(k)}/k!,
+  z_{k+1} = [f(t(·), z(·))]_k / (k+1), where [·]_k is the k-th coefficient of f along the series. ``func``
+  is called **once**, on series holding only z_0: the call records every operation on a tape
+  (:mod:`nodebench.taylor.series`); then for k = 1..K−1 the new coefficient z_k = [f]_{k−1}/k is appended
+  to the input series and the tape computes coefficient k of every operation from the lower ones. Level k
+  costs one application of each linear operation and an O(k) Cauchy sum for each non-linear one, so
+  d^K z costs O(K²) element-wise work and O(K) matrix products per operation in total (not the O(K³) of
+  re-evaluating f on the series truncated at each order, nor the exponential cost of nested JVPs).
+- ``"jvp"`` (:func:`jvp_derivatives`): the reference, nested ``torch.func.jvp`` (``torch.autograd.forward_ad``
+  cannot nest). H_1(y) = g(y), H_k(y) = (g(y), tangent of jvp(H_{k−1}, (y,), (g(y),))) = (y', y'', …,
+  y^{(k)}). Cost grows about 3× per order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from nodebench.taylor.series import Tape, is_taylor
+
+Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def taylor_derivatives(func: Field, t: torch.Tensor, z: torch.Tensor, order: int) -> list[torch.Tensor]:
+    """[z', z'', …, z^{(order)}] at (t, z) by Taylor mode (see the module docstring); ``func`` is called once."""
+    tape = Tape()
+    z_series = tape.leaf([z])
+    time_series = tape.leaf([t, torch.ones_like(t)] + [torch.zeros_like(t)] * max(order - 2, 0))
+    out = func(time_series, z_series)
+    if not is_taylor(out):  # f depends on neither t nor z: z' is that constant, every later derivative 0
+        first = torch.as_tensor(out, dtype=z.dtype, device=z.device).expand(z.shape)
+        return [first] + [torch.zeros_like(z) for _ in range(order - 1)]
+    if tuple(out.shape) != tuple(z.shape):
+        raise ValueError(f"func returned shape {tuple(out.shape)} for a state of shape {tuple(z.shape)}")
+    tape.keep_only([out])
+    f = out.coeffs
+    for k in range(1, order):
+        z_series.coeffs.append(f[k - 1] / k)  # z_k = [f]_{k-1} / k
+        tape.advance(k)
+    # d^k z/dt^k = k! z_k = (k-1)! [f]_{k-1}
+    return [f[k - 1] if k <= 2 else f[k - 1] * math.factorial(k - 1) for k in range(1, order + 1)]
+
+
+def jvp_derivatives(func: Field, t: torch.Tensor, z: torch.Tensor, order: int) -> list[torch.Tensor]:
+    """[z', …, z^{(order)}] at (t, z) by nested ``torch.func.jvp`` (the reference; exponential in order)."""
+
+    def nest(k: int):
+        if k == 1:
+            return lambda z_, t_: (func(t_, z_), torch.ones_like(t_))
+        inner = nest(k - 1)
+
+        def derivatives(z_, t_):
+            velocity = (func(t_, z_), torch.ones_like(t_))
+            _, tangents = torch.func.jvp(inner, (z_, t_), velocity)
+            return velocity + tuple(tangents)
+
+        return derivatives
+
+    return list(nest(order)(z, t)[0::2])
+
+
+METHODS = {"taylor": taylor_derivatives, "jvp": jvp_derivatives}
+
+
+def ode_derivatives(func: Field, t: torch.Tensor | float, z: torch.Tensor, order: int, *,
+                    method: str = "taylor") -> list[torch.Tensor]:
+    """The total time derivatives d^k z/dt^k, k = 1..``order``, of the solution of dz/dt = func(t, z)
+    through (t, z).
+
+    Args:
+        func: the vector field ``f(t, z)`` (torchdiffeq's argument order), any callable built from the
+            operations :func:`nodebench.taylor.supported_ops` lists for ``method="taylor"``; it may
+            depend on t (concat-t layers: ``torch.cat([z, t.expand(B, 1)], -1)``).
+        t: the time, a 0-d tensor (a float is converted with z's dtype).
+        z: the state, any shape ((B, D), (B, C, H, W), …); f(t, z) must have the same shape.
+        order: K ≥ 1.
+        method: ``"taylor"`` (Taylor mode, O(K²)) or ``"jvp"`` (nested ``torch.func.jvp``, reference).
+
+    Returns:
+        ``[z', z'', …, z^{(K)}]``, each of z's shape: element k−1 is the k-th derivative, **not** divided
+        by k! (JAX ``jet``'s convention, the official code's). Differentiable with ordinary autograd.
+
+    Raises:
+        TaylorModeError: ``func`` uses an operation without a Taylor rule (``method="taylor"``), named in
+            the message.
+
+    Example:
+        >>> dz = ode_derivatives(field, torch.tensor(0.0), z, order=3)
+        >>> integrand = dz[-1].pow(2).flatten(1).mean(1)   # R_3's integrand per example, as the official code
+        >>> integrand.mean().backward()                    # gradients for field.parameters() and z
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    if not (isinstance(order, int) and order >= 1):
+        raise ValueError(f"order must be an integer ≥ 1, got {order!r}")
+    if not torch.is_tensor(t):
+        t = torch.tensor(float(t), dtype=z.dtype, device=z.device)
+    if t.dim() != 0:
+        raise ValueError(f"t must be a 0-d tensor, got shape {tuple(t.shape)}")
+    return METHODS[method](func, t, z, order)

@@ -1,0 +1,329 @@
+"""Taylor-mode AD (:mod:`nodebench.taylor`): closed-form ODE derivatives, Taylor mode against nested
+``torch.func.jvp``, parameter gradients against finite differences, every elementary rule against nested
+jvp of the scalar function, and the error for unsupported operations. All in float64."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nodebench.taylor import TaylorModeError, jet, ode_derivatives, supported_ops
+
+DTYPE = torch.float64
+# torch.func.jvp scripts its decompositions on first use, which warns on torch 2.13
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(DTYPE)
+    yield
+    torch.set_default_dtype(before)
+
+
+def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
+    got, want = got.detach(), want.detach()
+    return float((got - want).abs().max() / want.abs().max().clamp_min(1e-300))
+
+
+def nested_derivatives(phi, s: torch.Tensor, order: int) -> list[torch.Tensor]:
+    """d^k φ/ds^k at s, k = 1..order, by nested torch.func.jvp (independent of the ODE code)."""
+    fns = [phi]
+    for _ in range(order):
+        fns.append(lambda s_, prev=fns[-1]: torch.func.jvp(prev, (s_,), (torch.ones_like(s_),))[1])
+    return [fn(s) for fn in fns[1:]]
+
+
+# --- closed forms ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["taylor", "jvp"])
+def test_linear_field_gives_matrix_powers(method):
+    torch.manual_seed(0)
+    A, z = torch.randn(3, 3) / 2, torch.randn(5, 3)
+    top = 6 if method == "taylor" else 4
+    derivatives = ode_derivatives(lambda t, z: z @ A.T, torch.tensor(0.4), z, top, method=method)
+    assert len(derivatives) == top
+    for k, dk in enumerate(derivatives, start=1):
+        assert rel_err(dk, z @ torch.linalg.matrix_power(A, k).T) < 1e-10, k
+
+
+@pytest.mark.parametrize("method", ["taylor", "jvp"])
+def test_quadratic_field_gives_factorial_powers(method):
+    """z' = z²: z(t) = z0/(1 − z0 t), so d^k z/dt^k = k! z^{k+1} (the derivative, not divided by k!)."""
+    z = torch.linspace(-1.2, 0.9, 7).reshape(7, 1)
+    top = 6 if method == "taylor" else 4
+    derivatives = ode_derivatives(lambda t, z: z * z, torch.tensor(0.0), z, top, method=method)
+    for k, dk in enumerate(derivatives, start=1):
+        assert rel_err(dk, math.factorial(k) * z ** (k + 1)) < 1e-10, k
+
+
+@pytest.mark.parametrize("method", ["taylor", "jvp"])
+def test_time_dependent_sine_field(method):
+    """f(z, t) = sin(t)·z: z'' = (cos t + sin² t) z, z''' = (−sin t + 3 sin t cos t + sin³ t) z."""
+    t, z = torch.tensor(0.7), torch.tensor([[0.5, -1.5], [2.0, 0.25]])
+    s, c = torch.sin(t), torch.cos(t)
+    d1, d2, d3 = ode_derivatives(lambda t, z: torch.sin(t) * z, t, z, 3, method=method)
+    assert rel_err(d1, s * z) < 1e-10
+    assert rel_err(d2, (c + s**2) * z) < 1e-10
+    assert rel_err(d3, (-s + 3 * s * c + s**3) * z) < 1e-10
+
+
+@pytest.mark.parametrize("method", ["taylor", "jvp"])
+def test_polynomial_in_time_fields(method):
+    t, z = torch.tensor(1.3), torch.tensor([[0.5, -2.0, 1.0]])
+    derivatives = ode_derivatives(lambda t, z: (2 * t**3 - t + 1) * torch.ones_like(z), t, z, 5, method=method)
+    expected = [2 * t**3 - t + 1, 6 * t**2 - 1, 12 * t, torch.tensor(12.0), torch.tensor(0.0)]
+    for k, (dk, want) in enumerate(zip(derivatives, expected), start=1):
+        assert torch.allclose(dk, want.expand_as(z), rtol=1e-10, atol=1e-10), k
+    d1, d2, d3 = ode_derivatives(lambda t, z: t**2 * z, t, z, 3, method=method)  # z' = t² z
+    assert rel_err(d1, t**2 * z) < 1e-10
+    assert rel_err(d2, (2 * t + t**4) * z) < 1e-10
+    assert rel_err(d3, (2 + 6 * t**3 + t**6) * z) < 1e-10
+
+
+# --- fields for the Taylor-vs-jvp comparisons -------------------------------------------------------------
+class ConcatMLP(nn.Module):
+    """tanh, sigmoid and softplus layers, with t concatenated to the input of the first two."""
+
+    def __init__(self, dim: int = 3, hidden: int = 5):
+        super().__init__()
+        self.l1, self.l2 = nn.Linear(dim + 1, hidden), nn.Linear(hidden + 1, hidden)
+        self.out = nn.Sequential(nn.Softplus(beta=2.0), nn.Linear(hidden, dim))
+
+    def forward(self, t, z):
+        h = torch.tanh(self.l1(torch.cat([z, t.expand(z.shape[0], 1)], -1)))
+        h = torch.sigmoid(self.l2(torch.cat([h, t * torch.ones_like(h[:, :1])], dim=1)))
+        return self.out(h)
+
+
+class SequentialField(nn.Module):
+    def __init__(self, dim: int = 3, hidden: int = 5):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Sigmoid(),
+                                 nn.Linear(hidden, hidden), nn.Softplus(), nn.Linear(hidden, dim))
+
+    def forward(self, t, z):
+        return self.net(z)
+
+
+class ConvField(nn.Module):
+    """A concat-t conv field on (B, C, H, W) states."""
+
+    def __init__(self, channels: int = 2, hidden: int = 3):
+        super().__init__()
+        self.c1 = nn.Conv2d(channels + 1, hidden, 3, padding=1)
+        self.c2 = nn.Conv2d(hidden, channels, 3, padding=1)
+
+    def forward(self, t, z):
+        b, _, h, w = z.shape
+        x = torch.tanh(self.c1(torch.cat([z, t.expand(b, 1, h, w)], 1)))
+        return self.c2(F.softplus(x))
+
+
+def ops_field(t, z):
+    """cat, slicing, pow (integer, fractional), div, rdiv, exp, log, sin, cos, sum and mean; z is (B, 4)."""
+    a, b = z[:, :2], z[..., 2:]
+    s = torch.exp(0.3 * a) / (1.5 + b**2)
+    r = torch.log(1 + z.pow(2).sum(-1, keepdim=True))
+    m = z.mean(dim=0, keepdim=True)
+    q = (2.0 + torch.sin(t) * a) ** 2.5 - 1 / (2 + b.square())
+    return torch.cat([s * r - m[:, :2], q + torch.cos(a * b) - t], dim=-1)
+
+
+M = torch.tensor([[0.5, -1.0, 0.3], [0.2, 0.1, -0.7], [1.1, 0.4, 0.0]], dtype=DTYPE)
+
+
+def structural_field(t, z):
+    """reshape/transpose/(un)squeeze/flatten, chunk/split, stack, matmul both ways, where, expand_as,
+    sqrt/rsqrt/reciprocal, sub/rsub; z is (B, 6)."""
+    w = z.reshape(-1, 2, 3).transpose(1, 2)
+    u = w.unsqueeze(1).squeeze(1).flatten(1)
+    p, q = u.chunk(2, dim=-1)
+    left, right = torch.split(p, [1, 2], dim=1)
+    stacked = torch.stack([q, torch.cat([right, left], 1)], dim=0).sum(0)
+    mixed = stacked @ M + (M @ stacked.unsqueeze(-1)).squeeze(-1)
+    gated = torch.where(torch.arange(3) % 2 == 0, mixed, -mixed)
+    scale = torch.sqrt(2 + q * q) * torch.rsqrt(3 + p * p) + torch.reciprocal(2 + torch.tanh(p))
+    return torch.cat([gated - t.expand_as(gated), 1 - scale * t], dim=1)
+
+
+FIELDS = {
+    "concat_mlp": (ConcatMLP, (4, 3)),
+    "sequential_mlp": (SequentialField, (4, 3)),
+    "conv2d": (ConvField, (2, 2, 4, 4)),
+    "ops": (lambda: ops_field, (3, 4)),
+    "structural": (lambda: structural_field, (3, 6)),
+}
+
+
+def make_field(name: str):
+    torch.manual_seed(1)
+    build, shape = FIELDS[name]
+    return build(), 0.5 * torch.randn(*shape), torch.tensor(0.3)
+
+
+@pytest.mark.parametrize("name", list(FIELDS))
+def test_taylor_matches_nested_jvp(name):
+    func, z, t = make_field(name)
+    with torch.no_grad():
+        taylor = ode_derivatives(func, t, z, 5)
+        reference = ode_derivatives(func, t, z, 5, method="jvp")
+    assert all(d.shape == z.shape for d in taylor)
+    for k, (got, want) in enumerate(zip(taylor, reference), start=1):
+        assert rel_err(got, want) < 1e-8, (name, k)
+    for order in range(1, 5):  # a lower order gives the prefix of the same derivatives
+        prefix = ode_derivatives(func, t, z, order)
+        assert len(prefix) == order and all(rel_err(a, b) < 1e-12 for a, b in zip(prefix, taylor))
+
+
+# --- gradients ---------------------------------------------------------------------------------------------
+def _loss(func, t, z, order, method):
+    return ode_derivatives(func, t, z, order, method=method)[-1].pow(2).mean()
+
+
+@pytest.mark.parametrize("method", ["taylor", "jvp"])
+def test_parameter_gradients_match_finite_differences(method):
+    torch.manual_seed(2)
+    func, z, t, order = ConcatMLP(dim=2, hidden=3), 0.5 * torch.randn(3, 2), torch.tensor(0.2), 3
+    params = list(func.parameters())
+    grads = torch.autograd.grad(_loss(func, t, z, order, method), params)
+    eps = 1e-6
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            fd = torch.empty_like(p)
+            for i in range(p.numel()):
+                flat = p.view(-1)
+                old = flat[i].item()
+                flat[i] = old + eps
+                up = _loss(func, t, z, order, method)
+                flat[i] = old - eps
+                down = _loss(func, t, z, order, method)
+                flat[i] = old
+                fd.view(-1)[i] = (up - down) / (2 * eps)
+            assert rel_err(g, fd) < 1e-6
+
+
+def test_gradients_agree_between_methods_for_parameters_state_and_time():
+    func, z, t = make_field("concat_mlp")
+    z.requires_grad_(True)
+    t.requires_grad_(True)
+    inputs = [z, t, *func.parameters()]
+    taylor = torch.autograd.grad(_loss(func, t, z, 4, "taylor"), inputs)
+    reference = torch.autograd.grad(_loss(func, t, z, 4, "jvp"), inputs)
+    for got, want in zip(taylor, reference):
+        assert rel_err(got, want) < 1e-8
+
+
+# --- elementary rules against nested jvp of the scalar function -------------------------------------------
+POS = [0.4, 1.3, 2.2]
+ANY = [-1.1, 0.2, 0.9]
+ELEMENTARY = {
+    "exp": (torch.exp, [ANY]),
+    "log": (torch.log, [POS]),
+    "sin": (torch.sin, [ANY]),
+    "cos": (torch.cos, [ANY]),
+    "tanh": (torch.tanh, [ANY]),
+    "sigmoid": (torch.sigmoid, [ANY]),
+    "softplus": (F.softplus, [ANY]),
+    "softplus_beta": (lambda x: F.softplus(x, beta=2.0, threshold=5.0), [ANY]),
+    "softplus_linear_branch": (lambda x: F.softplus(x, beta=1.0, threshold=1.0), [[2.5, 0.2, 3.0]]),
+    "pow_2.5": (lambda x: x**2.5, [POS]),
+    "pow_-1.5": (lambda x: torch.pow(x, -1.5), [POS]),
+    "pow_3_through_zero": (lambda x: x**3, [[-1.0, 0.0, 0.7]]),
+    "pow_tensor_exponent": (lambda x: x ** torch.tensor([0.5, 1.5, 2.5]), [POS]),
+    "sqrt": (torch.sqrt, [POS]),
+    "rsqrt": (lambda x: x.rsqrt(), [POS]),
+    "square": (torch.square, [ANY]),
+    "reciprocal": (lambda x: 1 / x, [POS]),
+    "div": (lambda x, y: x / y, [ANY, POS]),
+    "div_constant": (lambda x: x / torch.tensor([2.0, -3.0, 0.5]), [ANY]),
+    "mul": (lambda x, y: x * y, [ANY, POS]),
+    "add_sub": (lambda x, y: 2.0 - x + torch.sub(y, x, alpha=0.5) + torch.add(3, y, alpha=2), [ANY, POS]),
+    "series_pow_series": (lambda x, y: x**y, [POS, ANY]),
+    "constant_pow_series": (lambda x: torch.tensor(2.0) ** x + 3.0**x, [ANY]),
+    "matmul": (lambda x, y: (torch.ones(2, 1) @ x.unsqueeze(0)) @ (y.unsqueeze(1) * torch.eye(3)), [ANY, POS]),
+    "neg": (lambda x: -torch.neg(x), [ANY]),
+    "cat_stack_constant": (lambda x: torch.cat([x[:2], torch.tensor([1.5])])
+                           * torch.stack([x[1], x[2], torch.tensor(2.0)]), [ANY]),
+}
+
+
+@pytest.mark.parametrize("name", list(ELEMENTARY))
+def test_elementary_rule_matches_nested_jvp(name):
+    fn, values = ELEMENTARY[name]
+    torch.manual_seed(3)
+    order = 4
+    primals = [torch.tensor(v) for v in values]
+    series = [[0.3 * torch.randn(3) for _ in range(order)] for _ in primals]
+
+    def along_curve(s):
+        return fn(*[p + sum(d * s**k / math.factorial(k) for k, d in enumerate(ds, start=1))
+                    for p, ds in zip(primals, series)])
+
+    primal_out, derivatives = jet(fn, primals, series)
+    assert torch.allclose(primal_out, fn(*primals), rtol=1e-14, atol=1e-14)
+    reference = nested_derivatives(along_curve, torch.tensor(0.0), order)
+    for k, (got, want) in enumerate(zip(derivatives, reference), start=1):
+        assert rel_err(got, want) < 1e-10, (name, k)
+
+
+def test_jet_uses_the_derivative_convention():
+    x = torch.tensor([0.3, -1.0])
+    y, (d1, d2, d3) = jet(torch.sin, (x,), ([torch.ones(2), torch.zeros(2), torch.zeros(2)],))
+    assert torch.allclose(y, torch.sin(x))
+    assert torch.allclose(d1, torch.cos(x)) and torch.allclose(d2, -torch.sin(x))
+    assert torch.allclose(d3, -torch.cos(x))
+    (a, b), (da, db) = jet(lambda x: (x * 2, torch.ones(3)), (x,), ([torch.ones(2)],))
+    assert torch.equal(da[0], 2 * torch.ones(2)) and torch.equal(db[0], torch.zeros(3))
+
+
+# --- errors and contract -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("field, name", [
+    (lambda t, z: torch.relu(z), "torch.relu"),
+    (lambda t, z: nn.ReLU()(z), "torch.nn.functional.relu"),
+    (lambda t, z: z.abs(), "Tensor.abs"),
+    (lambda t, z: torch.abs(z), "torch.abs"),
+    (lambda t, z: F.gelu(z), "torch.nn.functional.gelu"),
+    (lambda t, z: z if z > 0 else -z, "comparison"),
+])
+def test_unsupported_operation_names_itself(field, name):
+    with pytest.raises(TaylorModeError, match="not supported in Taylor mode; supported: ") as info:
+        ode_derivatives(field, torch.tensor(0.0), torch.randn(2, 3), 2)
+    assert str(info.value).startswith(name)
+    assert "tanh" in str(info.value) and "tanh" in supported_ops()
+
+
+def test_taylor_mode_calls_the_field_once():
+    calls = []
+    net = SequentialField()
+
+    def field(t, z):
+        calls.append(1)
+        return net(t, z)
+
+    ode_derivatives(field, torch.tensor(0.0), torch.randn(2, 3), 6)
+    assert len(calls) == 1
+
+
+def test_constant_and_time_only_fields():
+    z = torch.randn(2, 3)
+    d = ode_derivatives(lambda t, z: torch.full((2, 3), 1.5), torch.tensor(0.0), z, 3)
+    assert torch.equal(d[0], torch.full((2, 3), 1.5)) and torch.equal(d[2], torch.zeros(2, 3))
+    d = ode_derivatives(lambda t, z: torch.sin(t).expand(2, 3), 0.5, z, 3)
+    assert torch.allclose(d[2], -torch.sin(torch.tensor(0.5)).expand(2, 3))
+
+
+def test_invalid_arguments():
+    z = torch.randn(2, 3)
+    with pytest.raises(ValueError, match="unknown method"):
+        ode_derivatives(lambda t, z: z, torch.tensor(0.0), z, 2, method="jet")
+    with pytest.raises(ValueError, match="order"):
+        ode_derivatives(lambda t, z: z, torch.tensor(0.0), z, 0)
+    with pytest.raises(ValueError, match="0-d"):
+        ode_derivatives(lambda t, z: z, torch.zeros(1), z, 2)
+    with pytest.raises(ValueError, match="shape"):
+        ode_derivatives(lambda t, z: z.sum(-1), torch.tensor(0.0), z, 2)
