@@ -1,0 +1,121 @@
+"""Tests for nodebench.regularizers: R_K and RNODE as running costs, the forward and adjoint-only
+variants, and their wiring into training."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torchdiffeq import odeint
+
+from nodebench.errors import UserError
+from nodebench.harness import count_nfe
+from nodebench.methods import get_method
+from nodebench.regularizers import Regularizer, regularizer_from_hparams
+from nodebench.runner.worker import split_hparams
+from nodebench.training import train
+
+F64 = torch.float64
+TIGHT = dict(rtol=1e-10, atol=1e-12)
+
+
+class Linear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.A = nn.Parameter(torch.tensor([[-0.3, 1.0], [-1.0, -0.2]], dtype=F64))
+
+    def forward(self, t, z):
+        return z @ self.A.T
+
+
+def exact_speed_penalty(field, z0, order, t1=1.0, n=4001):
+    """∫₀^t1 mean_dims (A^K z(t))² dt, batch-averaged, z(t) = expm(At) z0, by Simpson's rule."""
+    ts = torch.linspace(0, t1, n, dtype=F64)
+    ak = torch.linalg.matrix_power(field.A, order)
+    values = torch.stack([((z0 @ torch.linalg.matrix_exp(field.A * s).T @ ak.T) ** 2).mean(dim=1).mean() for s in ts])
+    h = t1 / (n - 1)
+    return h / 3 * (values[0].detach() + values[-1] + 4 * values[1:-1:2].sum() + 2 * values[2:-1:2].sum())
+
+
+Z0 = torch.tensor([[1.0, 0.5], [-0.2, 0.8]], dtype=F64)
+T = torch.tensor([0.0, 0.5, 1.0], dtype=F64)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_forward_speed_penalty_is_the_integral_of_the_kth_derivative(order):
+    field = Linear()
+    reg = Regularizer("speed", order=order, lam=2.0)
+    solve = reg.wrap(get_method("direct").make_solve(list(field.parameters()), **TIGHT))
+    ys = solve(field, Z0, T)
+    torch.testing.assert_close(ys, odeint(field, Z0, T, **TIGHT))
+    want = exact_speed_penalty(field, Z0, order).detach()
+    assert solve.value == pytest.approx(float(want), rel=1e-8)
+    assert float(solve.penalty.detach()) == pytest.approx(2.0 * float(want), rel=1e-8)
+
+
+def _gradient(method, variant, field):
+    reg = Regularizer("speed", order=2, lam=0.7, variant=variant)
+    solve = reg.wrap(get_method(method).make_solve(list(field.parameters()), **TIGHT))
+    loss = (solve(field, Z0, T)[-1] ** 2).sum() + solve.penalty
+    return torch.autograd.grad(loss, list(field.parameters()))[0], solve
+
+
+@pytest.mark.parametrize("method", ["adjoint", "gq"])
+def test_adjoint_only_gradient_matches_the_forward_variant_and_leaves_the_forward_solve_alone(method):
+    field = Linear()
+    want, _ = _gradient("direct", "forward", field)
+    got, solve = _gradient(method, "adjoint_only", field)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-9)
+    assert solve.value == 0.0  # never computed forward: the penalty lives only in the backward pass
+
+    counted = count_nfe(field)
+    plain = get_method(method).make_solve(list(field.parameters()), rtol=1e-6, atol=1e-8)
+    plain(counted, Z0, T)
+    nfe_plain = counted.nfe["forward"]
+    counted.reset()
+    reg = Regularizer("speed", order=3, lam=1.0, variant="adjoint_only")
+    reg.wrap(plain)(counted, Z0, T)
+    assert counted.nfe["forward"] == nfe_plain  # same steps as the unregularised dynamics
+    counted.reset()
+    Regularizer("speed", order=3, lam=1.0, variant="forward").wrap(plain)(counted, Z0, T)
+    assert counted.nfe["forward"] != nfe_plain  # the R-state is inside the forward error control
+
+
+def test_rnode_penalty_on_a_linear_field():
+    """c = ½ mean(f²) + mean((εᵀA)²) with ε fixed within a solve."""
+    field = Linear()
+    reg = Regularizer("rnode", lam=1.0, seed=3)
+    solve = reg.wrap(get_method("direct").make_solve(list(field.parameters()), **TIGHT))
+    solve(field, Z0, T)
+    eps = torch.randn(Z0.shape, generator=torch.Generator().manual_seed(3), dtype=F64)
+    frobenius = ((eps @ field.A) ** 2).mean(dim=1).mean()  # εᵀ∂f/∂z per example, z-independent here
+    ts = torch.linspace(0, 1, 2001, dtype=F64)
+    kinetic = torch.stack([0.5 * ((Z0 @ torch.linalg.matrix_exp(field.A * s).T @ field.A.T) ** 2).mean(1).mean()
+                           for s in ts])
+    kinetic = float(torch.trapezoid(kinetic, ts))
+    assert solve.value == pytest.approx(kinetic + float(frobenius), rel=1e-5)
+
+
+def test_training_adds_the_penalty_and_records_it(linear_problem):
+    problem = linear_problem(lr=0.05, dtype=F64, a0=0.5)
+    plain = train(linear_problem(lr=0.05, dtype=F64, a0=0.5), get_method("rk4"), device=torch.device("cpu"), iters=3)
+    reg = train(problem, get_method("rk4"), device=torch.device("cpu"), iters=3,
+                regularizer=Regularizer("speed", order=2, lam=10.0))
+    assert all(math.isnan(v) for v in plain.curves["regularizer"])
+    assert all(v > 0 for v in reg.curves["regularizer"])
+    assert reg.curves["loss"][0] == pytest.approx(plain.curves["loss"][0] + 10.0 * reg.curves["regularizer"][0])
+
+
+def test_hyperparameters_and_validation():
+    assert regularizer_from_hparams({}) is None and regularizer_from_hparams({"reg": "none"}) is None
+    reg = regularizer_from_hparams({"reg": "speed", "reg_order": 3, "reg_lambda": 0.1, "reg_variant": "adjoint_only"})
+    assert (reg.kind, reg.order, reg.lam, reg.variant) == ("speed", 3, 0.1, "adjoint_only")
+    options, reg, task = split_hparams({"rtol": 1e-3, "reg": "rnode", "reg_lambda": 0.01, "width": 5})
+    assert options == {"rtol": 1e-3} and reg.kind == "rnode" and task == {"width": 5}
+    for bad, match in [({"reg": "fast"}, "unknown regulariser"), ({"reg": "speed", "reg_order": 0}, "reg_order"),
+                       ({"reg": "speed", "reg_order": 2.5}, "reg_order"), ({"reg": "speed", "reg_lambda": -1}, "reg_lambda"),
+                       ({"reg": "speed", "reg_variant": "both"}, "variant")]:
+        with pytest.raises(UserError, match=match):
+            regularizer_from_hparams(bad)
