@@ -3,22 +3,24 @@
 A method turns the problem's vector field, initial state and output times into predicted states with a
 gradient path, using torchdiffeq's call convention ``solve(func, y0, t) -> ys``. The registry holds:
 
-=========== ==================================================================================
-id           what it does
-=========== ==================================================================================
-direct       backprop through dopri5 (discretise-then-optimise with an adaptive solver)
-adjoint      torchdiffeq ``odeint_adjoint`` with dopri5 (optimise-then-discretise; Chen et al. 2018)
-seminorm     ``odeint_adjoint`` with ``adjoint_options=dict(norm="seminorm")`` (Kidger et al. 2021)
-gq           :func:`nodebench.gq.odeint_adjoint_gq`, dopri5: Gauss–Legendre quadrature adjoint, one
-             parameter VJP per node (Norcliffe & Deisenroth 2023, the paper's algorithm)
-gq_batched   the same with each interval's node VJPs evaluated as one vectorised VJP (nodebench variant)
-rk4          Disc-Opt: backprop through fixed-step **classic** RK4 (Onken & Ruthotto 2020, §DO)
-rk4_38       backprop through torchdiffeq's fixed-step ``rk4``, the **3/8 rule**
-euler        backprop through fixed-step forward Euler
-midpoint     backprop through fixed-step explicit midpoint
-sde_direct   torchsde ``sdeint``, reversible Heun, backprop through the solver (SDE tasks only)
-sde_adjoint  torchsde ``sdeint_adjoint``, reversible Heun and its adjoint (SDE tasks only)
-=========== ==================================================================================
+============= ==================================================================================
+id            what it does
+============= ==================================================================================
+direct        backprop through dopri5 (discretise-then-optimise with an adaptive solver)
+bosh3         backprop through adaptive Bogacki–Shampine 3(2)
+adaptive_heun backprop through adaptive Heun 2(1)
+adjoint       torchdiffeq ``odeint_adjoint`` with dopri5 (optimise-then-discretise; Chen et al. 2018)
+seminorm      ``odeint_adjoint`` with ``adjoint_options=dict(norm="seminorm")`` (Kidger et al. 2021)
+gq            :func:`nodebench.gq.odeint_adjoint_gq`, dopri5: Gauss–Legendre quadrature adjoint, one
+              parameter VJP per node (Norcliffe & Deisenroth 2023, the paper's algorithm)
+gq_batched    the same with each interval's node VJPs evaluated as one vectorised VJP (nodebench variant)
+rk4           Disc-Opt: backprop through fixed-step **classic** RK4 (Onken & Ruthotto 2020, §DO)
+rk4_38        backprop through torchdiffeq's fixed-step ``rk4``, the **3/8 rule**
+euler         backprop through fixed-step forward Euler
+midpoint      backprop through fixed-step explicit midpoint
+sde_direct    torchsde ``sdeint``, reversible Heun, backprop through the solver (SDE tasks only)
+sde_adjoint   torchsde ``sdeint_adjoint``, reversible Heun and its adjoint (SDE tasks only)
+============= ==================================================================================
 
 Options every method takes (``hparams`` of a case): ``rtol``/``atol`` for adaptive solvers,
 ``adjoint_rtol``/``adjoint_atol`` for adjoints (default: the forward values), ``step_size`` for
@@ -165,6 +167,10 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            description="Gauss–Legendre quadrature adjoint, dopri5, one VJP per node (Norcliffe & Deisenroth 2023)"),
     Method("gq_batched", "dopri5", "gq", adaptive=True, quadrature="batched",
            description="GQ adjoint with each interval's node VJPs as one vmapped VJP (nodebench variant)"),
+    Method("bosh3", "bosh3", "backprop", adaptive=True,
+           description="backprop through adaptive Bogacki–Shampine 3(2) (order-matching studies)"),
+    Method("adaptive_heun", "adaptive_heun", "backprop", adaptive=True,
+           description="backprop through adaptive Heun 2(1) (order-matching studies)"),
     Method("rk4", solvers.CLASSIC_RK4, "backprop", adaptive=False,
            description="Disc-Opt: backprop through fixed-step classic RK4 (1/6, 1/3, 1/3, 1/6)"),
     Method("rk4_38", solvers.RK4_38, "backprop", adaptive=False,

@@ -110,6 +110,7 @@ def test_training_adds_the_penalty_and_records_it(linear_problem):
 
 def test_hyperparameters_and_validation():
     assert regularizer_from_hparams({}) is None and regularizer_from_hparams({"reg": "none"}) is None
+    assert regularizer_from_hparams({"reg": "speed", "reg_lambda": 0.0}) is None  # λ = 0: the baseline
     reg = regularizer_from_hparams({"reg": "speed", "reg_order": 3, "reg_lambda": 0.1, "reg_variant": "adjoint_only"})
     assert (reg.kind, reg.order, reg.lam, reg.variant) == ("speed", 3, 0.1, "adjoint_only")
     options, reg, task = split_hparams({"rtol": 1e-3, "reg": "rnode", "reg_lambda": 0.01, "width": 5})
