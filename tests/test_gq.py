@@ -206,18 +206,38 @@ def test_bad_arguments_raise_clear_errors():
         odeint_adjoint_gq(Constant(), y0, torch.tensor([0.0]))
 
 
-def test_batched_quadrature_names_the_fix_when_the_field_cannot_be_vmapped():
+@pytest.mark.parametrize("kind", ["python_branch", "autograd_inside"])
+def test_batched_quadrature_falls_back_to_stacked_evaluations_when_vmap_cannot_run_the_field(kind):
     class Branchy(nn.Module):
+        """Data-dependent Python control flow, or an inner autograd.grad (as a CNF's divergence)."""
+
         def __init__(self):
             super().__init__()
-            self.a = nn.Parameter(torch.tensor(0.5))
+            self.a = nn.Parameter(torch.tensor(0.5, dtype=F64))
 
         def forward(self, t, y):
-            return self.a * y if float(t) < 0.5 else -self.a * y  # data-dependent Python control flow
+            if kind == "python_branch":
+                return self.a * y if float(t) < 0.5 else -self.a * y
+            with torch.enable_grad():
+                y_ = y if y.requires_grad else y.detach().requires_grad_(True)
+                (g,) = torch.autograd.grad((self.a * y_ ** 2).sum() / 2, y_, create_graph=True)
+            return g  # = a·y
 
-    ys = odeint_adjoint_gq(Branchy(), torch.ones(2), torch.tensor([0.0, 1.0]), quadrature="batched")
-    with pytest.raises(RuntimeError, match="quadrature='sequential'"):
-        ys.sum().backward()
+    grads = {}
+    for quadrature in QUADRATURES:
+        field, stats = Branchy(), {}
+        ys = odeint_adjoint_gq(field, torch.ones(2, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64),
+                               quadrature=quadrature, stats=stats, **TIGHT)
+        ys[-1].sum().backward()
+        grads[quadrature] = field.a.grad
+    assert stats["batching"] == "stacked"
+    torch.testing.assert_close(grads["batched"], grads["sequential"], rtol=1e-10, atol=1e-12)
+
+
+def test_batched_quadrature_uses_vmap_where_it_can():
+    stats = {}
+    odeint_adjoint_gq(Linear(), torch.ones(3, dtype=F64), T_GRID, quadrature="batched", stats=stats).sum().backward()
+    assert stats["batching"] == "vmap"
 
 
 def test_gauss_legendre_rule_is_exact_to_degree_2n_minus_1_and_oriented():

@@ -126,7 +126,7 @@ class _GQAdjoint(torch.autograd.Function):
             zs, adjoints = odeint(dynamics, (ys[i], a), grid, rtol=s["adjoint_rtol"], atol=s["adjoint_atol"],
                                   method=s["adjoint_method"], options=s["adjoint_options"])
             if wanted:
-                sums = node_vjps(field, wanted, taus.flip(0), zs[1:-1], adjoints[1:-1], weights.flip(0))
+                sums = node_vjps(field, wanted, taus.flip(0), zs[1:-1], adjoints[1:-1], weights.flip(0), s["stats"])
                 grad_params = add_grads(grad_params, sums)
             nodes_total += n
             a = adjoints[-1]
@@ -164,11 +164,11 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
         adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options: the backward [z, a] solve (default:
             the forward's).
         adjoint_params: the tensors to return gradients for (default ``tuple(func.parameters())``).
-        quadrature: ``"sequential"`` (the paper's: one VJP per node) or ``"batched"`` (one vmapped VJP per
-            interval; needs ``func`` to run under ``torch.func.vmap``).
+        quadrature: ``"sequential"`` (the paper's: one VJP per node) or ``"batched"`` (one VJP per interval,
+            the nodes evaluated by ``torch.func.vmap``, or one by one where ``func`` cannot run under vmap).
         max_nodes: cap on the nodes per interval (64 in the official code).
-        stats: optional dict, filled by each backward pass with ``nfe_forward``, ``nodes`` (total) and
-            ``intervals``.
+        stats: optional dict, filled by each backward pass with ``nfe_forward``, ``nodes`` (total),
+            ``intervals``, and for ``quadrature="batched"`` ``batching`` (``"vmap"`` or ``"stacked"``).
 
     Returns:
         The solution at ``t``: shape ``(len(t), *y0.shape)``, or a tuple of such for a tuple ``y0``.

@@ -13,8 +13,9 @@ Two ways to evaluate the node VJPs are provided:
 - :func:`node_vjps_sequential`: one ``f`` evaluation and one VJP per node, in turn, as the paper's
   official code does;
 - :func:`node_vjps_batched`: all nodes of an interval at once, ``torch.func.vmap`` over (τ_k, z_k) and a
-  single VJP with the weighted adjoints as cotangents. This is a nodebench variant, not the paper's
-  method: same sums, fewer kernel launches and Python round trips, memory n× one evaluation's.
+  single VJP with the weighted adjoints as cotangents (fields vmap cannot run are evaluated node by node
+  and their stacked outputs get the single VJP). This is a nodebench variant, not the paper's method:
+  same sums, fewer kernel launches and Python round trips, memory n× one evaluation's.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def add_grads(total: Grads, grads: Sequence[torch.Tensor | None]) -> Grads:
 
 
 def node_vjps_sequential(field: Field, params: Sequence[torch.Tensor], taus: torch.Tensor, zs: torch.Tensor,
-                         adjoints: torch.Tensor, weights: torch.Tensor) -> Grads:
+                         adjoints: torch.Tensor, weights: torch.Tensor, stats: dict | None = None) -> Grads:
     """Σ_k w_k · a_kᵀ ∂f/∂θ(τ_k, z_k), one VJP per node (the graph is re-traced at every node)."""
     total: Grads = [None] * len(params)
     for tau, z, a, w in zip(taus, zs, adjoints, weights):
@@ -74,20 +75,24 @@ def node_vjps_sequential(field: Field, params: Sequence[torch.Tensor], taus: tor
 
 
 def node_vjps_batched(field: Field, params: Sequence[torch.Tensor], taus: torch.Tensor, zs: torch.Tensor,
-                      adjoints: torch.Tensor, weights: torch.Tensor) -> Grads:
-    """The same sum as :func:`node_vjps_sequential` from one vmapped evaluation and one VJP.
+                      adjoints: torch.Tensor, weights: torch.Tensor, stats: dict | None = None) -> Grads:
+    """The same sum as :func:`node_vjps_sequential` from one VJP over all nodes.
 
-    Raises:
-        RuntimeError: naming the cause when ``field`` cannot run under ``torch.func.vmap`` (data-dependent
-            Python control flow, ``.item()``, in-place updates of captured tensors...).
+    The nodes are evaluated as one ``torch.func.vmap`` call. A field that cannot run under vmap (one
+    that calls ``torch.autograd.grad`` itself, as a CNF's divergence does; data-dependent Python control
+    flow; ``.item()``) is evaluated node by node instead, and the stacked outputs still get a single VJP.
+    ``stats["batching"]`` records which happened: ``"vmap"`` or ``"stacked"``.
     """
     cotangent = adjoints * weights.reshape(-1, *([1] * (adjoints.dim() - 1)))
     with torch.enable_grad():
         try:
             f = torch.func.vmap(field)(taus, zs)
-        except (RuntimeError, ValueError) as err:
-            raise RuntimeError(f"quadrature='batched' could not vmap the vector field over the quadrature nodes "
-                               f"({type(err).__name__}: {err}); use quadrature='sequential'") from err
+            mode = "vmap"
+        except (RuntimeError, ValueError):
+            f = torch.stack([field(tau, z) for tau, z in zip(taus, zs)])
+            mode = "stacked"
+        if stats is not None:
+            stats["batching"] = mode
         return list(torch.autograd.grad(f, params, cotangent, allow_unused=True))
 
 
