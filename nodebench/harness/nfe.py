@@ -71,6 +71,22 @@ class CountingField(nn.Module):
     callback_accept_step_adjoint = callback_accept_step
 
 
+class CallCounter:
+    """A plain callable wrapping ``func`` for one solve outside the harness (evaluation solves, NFE
+    protocols): counts its evaluations (``nfe``) and the solver's attempted steps (``steps``, from
+    torchdiffeq's ``callback_step``). Not an ``nn.Module``, so it adds nothing to parameter lists."""
+
+    def __init__(self, func):
+        self.func, self.nfe, self.steps = func, 0, 0
+
+    def __call__(self, t, y):
+        self.nfe += 1
+        return self.func(t, y)
+
+    def callback_step(self, t0, y0, dt):
+        self.steps += 1
+
+
 class ForwardsCallbacks(nn.Module):
     """Base for a module that wraps a vector field registered as ``self.field``: torchdiffeq's step
     callbacks (:data:`CALLBACKS`) are forwarded to it, so a :class:`CountingField` inside still counts

@@ -61,6 +61,7 @@ from torchdiffeq import odeint
 
 from nodebench.datasets.images import ImageSplits, load_images
 from nodebench.errors import UserError
+from nodebench.harness.nfe import CallCounter
 from nodebench.tasks.anode import int_hparam, positive_hparam
 from nodebench.tasks.base import Problem, Task, dtype_from_name
 
@@ -69,21 +70,6 @@ N_CLASSES = 10
 
 
 # -- NFE with the official convention -------------------------------------------------------------------------
-
-class StepCounter:
-    """Wraps a vector field for one solve: counts its evaluations (``nfe``) and the solver's attempted steps
-    (``steps``, from torchdiffeq's ``callback_step``)."""
-
-    def __init__(self, func: Callable):
-        self.func, self.nfe, self.steps = func, 0, 0
-
-    def __call__(self, t, y):
-        self.nfe += 1
-        return self.func(t, y)
-
-    def callback_step(self, t0, y0, dt):
-        self.steps += 1
-
 
 def counted_dopri5(func: Callable, y0: torch.Tensor, t: torch.Tensor, *, rtol: float, atol: float,
                    max_steps: int) -> tuple[torch.Tensor, int]:
@@ -96,7 +82,7 @@ def counted_dopri5(func: Callable, y0: torch.Tensor, t: torch.Tensor, *, rtol: f
         AssertionError: torchdiffeq's ``max_num_steps exceeded`` (the harness reports it as diverged).
         RuntimeError: the counted evaluations differ from 2 + 6 × steps.
     """
-    counter = StepCounter(func)
+    counter = CallCounter(func)
     ys = odeint(counter, y0, t, method="dopri5", rtol=rtol, atol=atol, options={"max_num_steps": int(max_steps)})
     nfe = 2 + 6 * counter.steps
     if counter.nfe != nfe:
@@ -321,4 +307,4 @@ class DigitsODE(ClassificationTask):
 CLASSIFICATION_TASKS: list[type[ClassificationTask]] = [MNISTODE, DigitsODE]
 
 __all__ = ["CLASSIFICATION_TASKS", "ClassificationProblem", "ClassificationTask", "ConcatSigmoidMLP", "DigitsODE",
-           "MNISTODE", "ODEClassifier", "StepCounter", "counted_dopri5", "haiku_init_"]
+           "MNISTODE", "ODEClassifier", "counted_dopri5", "haiku_init_"]

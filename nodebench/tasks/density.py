@@ -69,6 +69,7 @@ from nodebench import solvers
 from nodebench.cnf import CNF, AugmentedDynamics, ConcatSquashMLP
 from nodebench.datasets import MAF_NAMES, SKLEARN_NAMES, TOY_NAMES, Splits, load_density, load_npy
 from nodebench.errors import UserError
+from nodebench.harness.nfe import CallCounter
 from nodebench.tasks.base import Problem, Task, dtype_from_name
 
 REFERENCE_METHOD = "dopri5"
@@ -120,20 +121,9 @@ def inverse_errors(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[float, float]:
     return float(diff.norm(dim=1).mean()), float(diff.norm() / n)
 
 
-class _CountCalls:
-    """Counts the evaluations a plain ``odeint`` solve makes (evaluation only; not an ``nn.Module``)."""
-
-    def __init__(self, func: Callable):
-        self.func, self.nfe = func, 0
-
-    def __call__(self, t, y):
-        self.nfe += 1
-        return self.func(t, y)
-
-
 def _counting_solve(method: str, counts: list[int], **kwargs) -> Callable:
     def solve(func, y0, t):
-        counted = _CountCalls(func)
+        counted = CallCounter(func)
         out = odeint(counted, y0, t, method=method, **kwargs)
         counts.append(counted.nfe)
         return out

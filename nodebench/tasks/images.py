@@ -61,6 +61,7 @@ from torchdiffeq import odeint
 
 from nodebench.datasets.images import ImageSplits, load_images
 from nodebench.errors import UserError
+from nodebench.harness.nfe import CallCounter
 from nodebench.tasks.base import Problem, Task, dtype_from_name
 
 REFERENCE_METHOD = "dopri5"
@@ -154,17 +155,6 @@ class ImageODEModel(nn.Module):
         return self.decoder(zs[-1])
 
 
-class _CountCalls:
-    """Counts the evaluations a plain ``odeint`` solve makes (evaluation only)."""
-
-    def __init__(self, func: Callable):
-        self.func, self.nfe = func, 0
-
-    def __call__(self, t, y):
-        self.nfe += 1
-        return self.func(t, y)
-
-
 class ImageProblem(Problem):
     """A convolutional neural ODE classifier on image data (tensors already on the device).
 
@@ -219,7 +209,7 @@ class ImageProblem(Problem):
         counts: list[int] = []
 
         def reference(func, y0, t):
-            counted = _CountCalls(func)
+            counted = CallCounter(func)
             out = odeint(counted, y0, t, method=REFERENCE_METHOD, rtol=self.eval_tol, atol=self.eval_tol,
                          options={"max_num_steps": self.eval_max_steps})
             counts.append(counted.nfe)
