@@ -11,7 +11,9 @@ Per dimension, order and method, each round times
 with :class:`nodebench.harness.Stopwatch` (synchronised on CUDA). Rounds interleave the two methods,
 alternating which runs first, after one untimed warm-up call each; ratios are medians of per-round ratios.
 Nested jvp grows about 3× per order, so once its warm-up call (forward + backward) exceeds ``--cap``
-seconds it is skipped at that and every higher order, and reported as skipped.
+seconds it is skipped at that and every higher order, and reported as skipped. The measurement itself is
+:func:`nodebench.taylor.cost.measure_cost` (also run by the ``taylor_cost`` analysis of
+``nodebench reproduce taynode``); this script adds the Markdown summary.
 
     python benchmarks/taylor_cost.py --threads 1                  # the issue's setting
     python benchmarks/taylor_cost.py --dims 2 --orders 1 2 3 4 --rounds 3
@@ -24,107 +26,21 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
-from nodebench.harness import Stopwatch, environment
-from nodebench.plots import _colors, _save, plt
+from nodebench.harness import environment
+from nodebench.plots import plot_taylor_cost
 from nodebench.report import markdown_table
-from nodebench.taylor import ode_derivatives
-
-METHODS = ("taylor", "jvp")
-
-
-def make_field(dim: int, hidden: int, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
-                        nn.Linear(hidden, dim)).to(device=device, dtype=dtype)
-    return net
-
-
-def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, method: str, clock: Stopwatch):
-    """(forward s, backward s, d^K z) of one call."""
-    params = list(net.parameters())
-    clock.start()
-    derivatives = ode_derivatives(lambda t_, z_: net(z_), t, z, order, method=method)
-    forward, _ = clock.stop()
-    clock.start()
-    grads = torch.autograd.grad(derivatives[-1].pow(2).mean(), params)
-    backward, _ = clock.stop()
-    del grads
-    return forward, backward, derivatives[-1].detach()
+from nodebench.taylor.cost import METHODS, growth, measure_cost, ratio
 
 
 def run(args) -> tuple[pd.DataFrame, dict]:
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    clock = Stopwatch(device)
-    rows, agreement = [], {}
-    tiny = torch.zeros(1, 1, device=device, dtype=dtype)  # torch.func.jvp's first call loads its decompositions
-    ode_derivatives(lambda t_, z_: torch.tanh(z_), tiny[0, 0], tiny, 2, method="jvp")
-    for dim in args.dims:
-        net = make_field(dim, args.hidden, device, dtype, args.seed)
-        z = torch.randn(args.batch, dim, device=device, dtype=dtype)
-        t = torch.zeros((), device=device, dtype=dtype)
-        active = list(args.methods)
-        for order in args.orders:
-            values = {}
-            for method in list(active):  # untimed warm-up; the cap check
-                forward, backward, values[method] = one_call(net, t, z, order, method, clock)
-                if method != "taylor" and forward + backward > args.cap:
-                    active.remove(method)
-                    print(f"dim {dim:>3} K {order}: {method} took {forward + backward:.2f} s > cap {args.cap:g} s; "
-                          f"skipped from here on", flush=True)
-            if len(values) == 2:
-                a, b = values.values()
-                agreement[(dim, order)] = float((a - b).abs().max() / b.abs().max())
-            for method in args.methods:
-                if method not in active:
-                    rows.append(dict(dim=dim, K=order, method=method, round=-1, forward_s=math.nan,
-                                     backward_s=math.nan, skipped=True))
-            for round_ in range(args.rounds):
-                order_of_methods = active if round_ % 2 == 0 else active[::-1]
-                for method in order_of_methods:
-                    forward, backward, _ = one_call(net, t, z, order, method, clock)
-                    rows.append(dict(dim=dim, K=order, method=method, round=round_, forward_s=forward,
-                                     backward_s=backward, skipped=False))
-            done = pd.DataFrame([r for r in rows if r["dim"] == dim and r["K"] == order and not r["skipped"]])
-            med = done.groupby("method")[["forward_s", "backward_s"]].median()
-            print(f"dim {dim:>3} K {order}: " + "  ".join(
-                f"{m} {med.loc[m, 'forward_s'] * 1e3:.2f}+{med.loc[m, 'backward_s'] * 1e3:.2f} ms" for m in med.index),
-                flush=True)
-    samples = pd.DataFrame(rows)
-    samples["total_s"] = samples.forward_s + samples.backward_s
-    return samples, agreement
-
-
-def ratio(samples: pd.DataFrame, dim: int, order: int, column: str) -> tuple[float, float, float] | None:
-    """Median and IQR over rounds of t_jvp / t_taylor."""
-    rows = samples[(samples.dim == dim) & (samples.K == order) & ~samples.skipped]
-    table = rows.pivot(index="round", columns="method", values=column)
-    if "jvp" not in table or "taylor" not in table:
-        return None
-    ratios = list((table["jvp"] / table["taylor"]).dropna())
-    if not ratios:
-        return None
-    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    return statistics.median(ratios), q[0], q[2]
-
-
-def growth(samples: pd.DataFrame, dim: int, method: str, column: str) -> tuple[float, float] | None:
-    """(exponent p of t ∝ K^p, factor r of t ∝ r^K), least-squares fits of the medians over K ≥ 2."""
-    med = samples[(samples.dim == dim) & (samples.method == method) & ~samples.skipped & (samples.K >= 2)]
-    med = med.groupby("K")[column].median()
-    if len(med) < 3:
-        return None
-    ks, ts = np.asarray(med.index, dtype=float), np.log(med.to_numpy())
-    power = np.polyfit(np.log(ks), ts, 1)[0]
-    factor = math.exp(np.polyfit(ks, ts, 1)[0])
-    return float(power), float(factor)
+    return measure_cost(args.dims, args.orders, methods=args.methods, hidden=args.hidden, batch=args.batch,
+                        rounds=args.rounds, cap=args.cap, dtype=args.dtype, device=args.device, seed=args.seed,
+                        log=lambda line: print(line, flush=True))
 
 
 def _fmt(seconds: float) -> str:
@@ -177,19 +93,7 @@ def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
 
 
 def plot(samples: pd.DataFrame, out: Path, dims) -> None:
-    med = samples[~samples.skipped].groupby(["dim", "method", "K"])[["forward_s", "backward_s"]].median()
-    med = med.reset_index()
-    colors = _colors(METHODS)
-    fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False)
-    for ax, dim in zip(axes[0], dims):
-        for method in METHODS:
-            rows = med[(med.dim == dim) & (med.method == method)]
-            ax.plot(rows.K, rows.forward_s * 1e3, "o-", color=colors[method], label=f"{method} forward")
-            ax.plot(rows.K, rows.backward_s * 1e3, "s--", color=colors[method], label=f"{method} backward")
-        ax.set(yscale="log", xlabel="order K", ylabel="time [ms]", title=f"d^K z/dt^K, MLP, D = {dim}")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    _save(fig, out, "cost_vs_k")
+    plot_taylor_cost(samples, out, dims)
 
 
 def main() -> None:

@@ -26,6 +26,25 @@ Checks:
 - ``ratio_trend``: per experiment, the same ratio at the smallest and at the largest value of ``param``
   where both methods have successful rows (after the ``hparams`` filter); holds when the ratio at the
   largest value is at least the ratio at the smallest ("especially for large models").
+- ``hparam_ratio``: per experiment (and per value of hyper-parameter ``by``, e.g. "reg_order", if given),
+  ratio = median ``column`` (default ``test_nfe``) at the ``reference`` hyper-parameters / median at the
+  ``at`` hyper-parameters, for ``method`` (default: each method of the experiment). Both are name → value
+  maps as ``ratio``'s ``hparams`` ("max"/"min" pick the extreme value among the method's successful rows);
+  a hyper-parameter missing from a row's record counts as unset (None), so ``reg = "none"`` also matches a
+  run without ``reg``. Holds when the ratio is within ``min``/``max`` (neither: ``min`` = 1); with ``metric``
+  also when the metric at ``at`` is no worse than at ``reference`` by more than ``abs_tol`` + ``rel_tol``·|ref|
+  (higher is better for accuracies, lower otherwise);
+- ``tradeoff``: per experiment and method, among the runs matching ``where`` (e.g. every R_K setting), the
+  best ratio ``column``(reference)/``column``(setting) of the settings whose ``metric`` is within
+  ``abs_tol``/``rel_tol`` of the reference's ("fewer NFE while nearly as accurate"); holds when it is at
+  least ``min``. Settings are told apart by their hyper-parameters; medians over seeds;
+- ``order_matching``: per experiment, per solver (``orders``: method → order, default
+  :data:`nodebench.analyses.SOLVER_ORDERS`) with a λ = 0 run and at least two K of R_K: the K that
+  minimises ``column`` (default ``test_nfe``) relative to λ = 0; the solver matches when K = its order is
+  within ``tolerance`` (relative, default 0) of the best, is a reduction (below 1), and the values over K
+  differ by more than ``tolerance`` (a flat curve has no peak, so it does not match). Holds when at least
+  ``fraction`` (default 1) of the solvers measured match; a solver whose order was not among the K run is
+  listed as not measured.
 """
 
 from __future__ import annotations
@@ -291,9 +310,212 @@ def ratio_trend(records, tables, claim) -> list[tuple[str, str, str]]:
     return out or [("all", f"no successful run of {method} or {base}", NOT_MEASURED)]
 
 
+def _unset(value) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
+
+
+def _select_hparams(rows: pd.DataFrame, filters: dict) -> tuple[pd.DataFrame, list[str], str | None]:
+    """Rows matching ``filters`` (hyper-parameter name → value; "max"/"min" pick the extreme numeric value
+    among ``rows`` after the fixed filters; the value "none" also matches an unset hyper-parameter), the
+    chosen settings as text, and why nothing matched (or None)."""
+    chosen: list[str] = []
+    for name, value in sorted(filters.items(), key=lambda item: item[1] in SELECTORS):
+        column = _hp_column(rows, name)
+        if column is None:
+            if value == "none":
+                chosen.append(f"{name} none")
+                continue
+            return rows.iloc[0:0], chosen, f"hyper-parameter {name!r} not recorded"
+        if value in SELECTORS:
+            values = [v for v in _values(rows, column) if _number(v) is not None]
+            if not values:
+                return rows.iloc[0:0], chosen, f"no run with a numeric {name}"
+            value = values[-1] if value == "max" else values[0]
+        mask = _equals(rows[column], value)
+        if value == "none":
+            mask = mask | rows[column].map(_unset)
+        chosen.append(f"{name} {_show(value)}")
+        if not mask.any():
+            measured = _values_text(rows, column, name)
+            return rows.iloc[0:0], chosen, f"{name} {_show(value)} not measured (measured: {measured})"
+        rows = rows[mask]
+    return rows, chosen, None
+
+
+def _higher_better(metric: str) -> bool:
+    return "accuracy" in metric or "logprob" in metric
+
+
+def _worse_by(metric: str, value: float, reference: float) -> float:
+    """How much worse ``value`` is than ``reference`` (positive: worse)."""
+    return reference - value if _higher_better(metric) else value - reference
+
+
+def _col_median(rows: pd.DataFrame, column: str) -> float | None:
+    if rows.empty or column not in rows or rows[column].isna().all():
+        return None
+    return float(rows[column].median())
+
+
+def _methods_of(rows: pd.DataFrame, claim: dict) -> list[str]:
+    return [claim["method"]] if claim.get("method") else list(dict.fromkeys(rows["method"]))
+
+
+def hparam_ratio(records, tables, claim) -> list[tuple[str, str, str]]:
+    column = claim.get("column", "test_nfe")
+    low, high = _bounds(claim)
+    metric = claim.get("metric")
+    records = expand_hparams(records)
+    out = []
+    for exp in _experiments(records, claim):
+        exp_rows = records[records["experiment"] == exp]
+        if exp_rows.empty:
+            out.append((exp, "no successful run", NOT_MEASURED))
+            continue
+        for method in _methods_of(exp_rows, claim):
+            rows = exp_rows[exp_rows["method"] == method]
+            by = claim.get("by")
+            by_col = _hp_column(rows, by) if by else None
+            groups = [(None, rows)] if by_col is None else [
+                (v, rows[_equals(rows[by_col], v) | rows[by_col].map(_unset)]) for v in _values(rows, by_col)]
+            for value, group in groups:
+                scope = exp + ("" if claim.get("method") or exp_rows["method"].nunique() == 1 else f", {method}") + \
+                    ("" if value is None else f", {by} {_show(value)}")
+                at, at_text, problem = _select_hparams(group, dict(claim.get("at", {})))
+                ref, ref_text, problem_ref = _select_hparams(group, dict(claim.get("reference", {})))
+                label = f"{column} ({', '.join(ref_text)}) / ({', '.join(at_text)})"
+                problem = problem or problem_ref
+                a, r = _col_median(at, column), _col_median(ref, column)
+                if problem is None and (a is None or r is None or a == 0):
+                    problem = f"{column} missing"
+                if problem is not None:
+                    out.append((scope, f"{label}: {problem}", NOT_MEASURED))
+                    continue
+                value_ = r / a
+                ok = (low is None or value_ >= low) and (high is None or value_ <= high)
+                needs = " and ".join(f"{op} {bound:g}" for op, bound in (("≥", low), ("≤", high)) if bound is not None)
+                parts = [f"{r:.4g} vs {a:.4g}", f"needs {needs}"]
+                if metric:
+                    ma, mr = _col_median(at, metric), _col_median(ref, metric)
+                    if ma is None or mr is None:
+                        out.append((scope, f"{label}: {value_:.3g}×; {metric} missing", NOT_MEASURED))
+                        continue
+                    allowed = claim.get("abs_tol", 0.0) + claim.get("rel_tol", 0.0) * abs(mr)
+                    parts.append(f"{metric} {ma:.4g} vs {mr:.4g} (allowed loss {allowed:.3g})")
+                    ok = ok and _worse_by(metric, ma, mr) <= allowed
+                published = _published(claim)
+                if published:
+                    parts.append(published)
+                out.append((scope, f"{label}: {value_:.3g}× ({'; '.join(parts)})", HOLDS if ok else FAILS))
+    return out or [("all", "no experiment measured", NOT_MEASURED)]
+
+
+def _setting_text(row: pd.Series, names: list[str]) -> str:
+    return ", ".join(f"{n[3:]} {_show(row[n])}" for n in names if not _unset(row[n])) or "default"
+
+
+def tradeoff(records, tables, claim) -> list[tuple[str, str, str]]:
+    column, metric = claim.get("column", "test_nfe"), claim["metric"]
+    low = claim.get("min", 1.0)
+    records = expand_hparams(records)
+    out = []
+    for exp in _experiments(records, claim):
+        exp_rows = records[records["experiment"] == exp]
+        if exp_rows.empty:
+            out.append((exp, "no successful run", NOT_MEASURED))
+            continue
+        for method in _methods_of(exp_rows, claim):
+            rows = exp_rows[exp_rows["method"] == method]
+            scope = exp if claim.get("method") or exp_rows["method"].nunique() == 1 else f"{exp}, {method}"
+            ref, ref_text, problem = _select_hparams(rows, dict(claim.get("reference", {})))
+            cand, _, problem_c = _select_hparams(rows, dict(claim.get("where", {})))
+            problem = problem or problem_c
+            r, mr = _col_median(ref, column), _col_median(ref, metric)
+            if problem is None and (r is None or mr is None):
+                problem = f"{column} or {metric} missing at the reference"
+            if problem is None and cand.empty:
+                problem = "no candidate setting"
+            if problem is not None:
+                out.append((scope, f"reference {', '.join(ref_text)}: {problem}", NOT_MEASURED))
+                continue
+            names = [c for c in cand if c.startswith("hp_") and cand[c].astype(str).nunique() > 1] or \
+                [c for c in cand if c.startswith("hp_reg")]
+            keys = cand[names].astype(str).agg("|".join, axis=1) if names else pd.Series("", index=cand.index)
+            allowed = claim.get("abs_tol", 0.0) + claim.get("rel_tol", 0.0) * abs(mr)
+            best, best_any = None, None
+            for _, group in cand.groupby(keys, sort=False):
+                c, mc = _col_median(group, column), _col_median(group, metric)
+                if c is None or mc is None or c == 0:
+                    continue
+                entry = (r / c, mc, _setting_text(group.iloc[0], names))
+                if best_any is None or entry[0] > best_any[0]:
+                    best_any = entry
+                if _worse_by(metric, mc, mr) <= allowed and (best is None or entry[0] > best[0]):
+                    best = entry
+            if best_any is None:
+                out.append((scope, f"{column} or {metric} missing for every candidate", NOT_MEASURED))
+                continue
+            published = _published(claim)
+            ref_part = f"reference ({', '.join(ref_text)}): {column} {r:.4g}, {metric} {mr:.4g}"
+            if best is None:
+                text = (f"no setting within the allowed {metric} loss {allowed:.3g}; largest {column} reduction "
+                        f"{best_any[0]:.3g}× at {best_any[2]} with {metric} {best_any[1]:.4g}")
+                ok = False
+            else:
+                text = (f"best {column} reduction within the allowed {metric} loss {allowed:.3g}: {best[0]:.3g}× at "
+                        f"{best[2]} ({metric} {best[1]:.4g})")
+                ok = best[0] >= low
+            text += f"; {ref_part}; needs ≥ {low:g}" + (f"; {published}" if published else "")
+            out.append((scope, text, HOLDS if ok else FAILS))
+    return out or [("all", "no experiment measured", NOT_MEASURED)]
+
+
+def order_matching(records, tables, claim) -> list[tuple[str, str, str]]:
+    from nodebench.analyses import order_matching_table
+
+    column = claim.get("column", "test_nfe")
+    tolerance, fraction = claim.get("tolerance", 0.0), claim.get("fraction", 1.0)
+    out = []
+    for exp in _experiments(records, claim):
+        exp_rows = records[records["experiment"] == exp] if not records.empty else records
+        table = order_matching_table(exp_rows, claim.get("orders"), column) if not exp_rows.empty else pd.DataFrame()
+        if table.empty:
+            out.append((exp, "no R_K run finished", NOT_MEASURED))
+            continue
+        parts, matched, measured = [], 0, 0
+        for method, rows in table.groupby("method", sort=False):
+            rows = rows[rows["relative_nfe"].notna()]
+            order = rows["solver_order"].iloc[0] if len(rows) else None
+            if len(rows) < 2 or order is None or pd.isna(order):
+                parts.append(f"{method}: needs λ = 0 and two K")
+                continue
+            best = rows.loc[rows["relative_nfe"].idxmin()]
+            at_order = rows[rows["K"] == int(order)]
+            text = f"{method} (order {int(order)}): best K {int(best['K'])} ({best['relative_nfe']:.3g}×)"
+            if at_order.empty:
+                parts.append(text + f", K {int(order)} not run")
+                continue
+            value = float(at_order["relative_nfe"].iloc[0])
+            measured += 1
+            worst = float(rows["relative_nfe"].max())
+            flat = worst - float(best["relative_nfe"]) <= tolerance * float(best["relative_nfe"])
+            hit = not flat and value < 1.0 and value <= best["relative_nfe"] * (1 + tolerance)
+            matched += hit
+            parts.append(text + f", K {int(order)} {value:.3g}×" + (" ✓" if hit else "")
+                         + (" (no peak: flat over K)" if flat else ""))
+        summary = "; ".join(parts) + (f" (relative test NFE vs λ = 0; tolerance {tolerance:g})")
+        if measured == 0:
+            out.append((exp, summary, NOT_MEASURED))
+        else:
+            verdict = HOLDS if matched / measured >= fraction else FAILS
+            out.append((exp, f"{matched} of {measured} solvers best at K = order: {summary}", verdict))
+    return out or [("all", "no experiment measured", NOT_MEASURED)]
+
+
 CHECKS: dict[str, Callable[[pd.DataFrame, dict, dict], list[tuple[str, str, str]]]] = {
     "time_reduction": time_reduction, "wins": wins, "metric_parity": metric_parity,
     "table_threshold": table_threshold, "ratio": ratio, "ratio_trend": ratio_trend,
+    "hparam_ratio": hparam_ratio, "tradeoff": tradeoff, "order_matching": order_matching,
 }
 
 

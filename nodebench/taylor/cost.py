@@ -1,0 +1,149 @@
+"""Cost of the total time derivatives d^K z/dt^K behind TayNODE's R_K: Taylor mode
+(:func:`nodebench.taylor.ode_derivatives`, ``method="taylor"``) against nested ``torch.func.jvp``
+(``method="jvp"``), shared by ``benchmarks/taylor_cost.py`` and the ``taylor_cost`` analysis.
+
+The field is the paper sheet's (§10): autonomous z' = f(z), an MLP D → hidden → hidden → D with tanh. Per
+dimension, order and method, each round times
+
+- forward: ``ode_derivatives(f, t, z, K)``, i.e. z', …, d^K z/dt^K;
+- backward: ``torch.autograd.grad(mean((d^K z)²), f.parameters())``, the R_K integrand's gradient,
+
+with :class:`nodebench.harness.Stopwatch` (synchronised on CUDA). Rounds interleave the two methods,
+alternating which runs first, after one untimed warm-up call each; ratios are medians of per-round ratios.
+Nested jvp grows about 3× per order, so once its warm-up call (forward + backward) exceeds ``cap`` seconds
+it is skipped at that and every higher order (rows with ``skipped=True``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from nodebench.harness import Stopwatch
+from nodebench.taylor import ode_derivatives
+
+METHODS = ("taylor", "jvp")
+
+
+def make_field(dim: int, hidden: int, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+                         nn.Linear(hidden, dim)).to(device=device, dtype=dtype)
+
+
+def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, method: str, clock: Stopwatch):
+    """(forward s, backward s, d^K z) of one call."""
+    params = list(net.parameters())
+    clock.start()
+    derivatives = ode_derivatives(lambda t_, z_: net(z_), t, z, order, method=method)
+    forward, _ = clock.stop()
+    clock.start()
+    grads = torch.autograd.grad(derivatives[-1].pow(2).mean(), params)
+    backward, _ = clock.stop()
+    del grads
+    return forward, backward, derivatives[-1].detach()
+
+
+def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(range(1, 9)), *,
+                 methods: Sequence[str] = METHODS, hidden: int = 64, batch: int = 256, rounds: int = 7,
+                 cap: float = 2.0, dtype: str = "float32", device: str = "cpu", seed: int = 0,
+                 log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Samples (one row per dim, K, method and round: forward_s, backward_s, total_s, skipped) and the
+    agreement max|Δ|/max|d^K z| between the methods per (dim, K)."""
+    device_, dtype_ = torch.device(device), getattr(torch, dtype)
+    clock = Stopwatch(device_)
+    rows, agreement = [], {}
+    tiny = torch.zeros(1, 1, device=device_, dtype=dtype_)  # torch.func.jvp's first call loads its decompositions
+    ode_derivatives(lambda t_, z_: torch.tanh(z_), tiny[0, 0], tiny, 2, method="jvp")
+    for dim in dims:
+        net = make_field(dim, hidden, device_, dtype_, seed)
+        z = torch.randn(batch, dim, device=device_, dtype=dtype_)
+        t = torch.zeros((), device=device_, dtype=dtype_)
+        active = list(methods)
+        for order in orders:
+            values = {}
+            for method in list(active):  # untimed warm-up; the cap check
+                forward, backward, values[method] = one_call(net, t, z, order, method, clock)
+                if method != "taylor" and forward + backward > cap:
+                    active.remove(method)
+                    if log:
+                        log(f"dim {dim:>3} K {order}: {method} took {forward + backward:.2f} s > cap {cap:g} s; "
+                            "skipped from here on")
+            if len(values) == 2:
+                a, b = values.values()
+                agreement[(dim, order)] = float((a - b).abs().max() / b.abs().max())
+            for method in methods:
+                if method not in active:
+                    rows.append(dict(dim=dim, K=order, method=method, round=-1, forward_s=math.nan,
+                                     backward_s=math.nan, skipped=True))
+            for round_ in range(rounds):
+                for method in (active if round_ % 2 == 0 else active[::-1]):
+                    forward, backward, _ = one_call(net, t, z, order, method, clock)
+                    rows.append(dict(dim=dim, K=order, method=method, round=round_, forward_s=forward,
+                                     backward_s=backward, skipped=False))
+            if log:
+                done = pd.DataFrame([r for r in rows if r["dim"] == dim and r["K"] == order and not r["skipped"]])
+                med = done.groupby("method")[["forward_s", "backward_s"]].median() if len(done) else done
+                log(f"dim {dim:>3} K {order}: " + "  ".join(
+                    f"{m} {med.loc[m, 'forward_s'] * 1e3:.2f}+{med.loc[m, 'backward_s'] * 1e3:.2f} ms"
+                    for m in med.index))
+    samples = pd.DataFrame(rows)
+    samples["total_s"] = samples.forward_s + samples.backward_s
+    return samples, agreement
+
+
+def ratio(samples: pd.DataFrame, dim: int, order: int, column: str) -> tuple[float, float, float] | None:
+    """Median and IQR over rounds of t_jvp / t_taylor."""
+    rows = samples[(samples.dim == dim) & (samples.K == order) & ~samples.skipped]
+    table = rows.pivot(index="round", columns="method", values=column)
+    if "jvp" not in table or "taylor" not in table:
+        return None
+    ratios = list((table["jvp"] / table["taylor"]).dropna())
+    if not ratios:
+        return None
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return statistics.median(ratios), q[0], q[2]
+
+
+def growth(samples: pd.DataFrame, dim: int, method: str, column: str) -> tuple[float, float] | None:
+    """(exponent p of t ∝ K^p, factor r of t ∝ r^K), least-squares fits of the medians over K ≥ 2."""
+    med = samples[(samples.dim == dim) & (samples.method == method) & ~samples.skipped & (samples.K >= 2)]
+    med = med.groupby("K")[column].median()
+    if len(med) < 3:
+        return None
+    ks, ts = np.asarray(med.index, dtype=float), np.log(med.to_numpy())
+    power = np.polyfit(np.log(ks), ts, 1)[0]
+    factor = math.exp(np.polyfit(ks, ts, 1)[0])
+    return float(power), float(factor)
+
+
+def cost_table(samples: pd.DataFrame, agreement: dict | None = None) -> pd.DataFrame:
+    """One row per (dim, K): median forward/backward seconds of each method (NaN where skipped), the speed-ups
+    t_jvp/t_taylor (median of per-round ratios; forward and forward+backward) and the agreement."""
+    agreement = agreement or {}
+    ok = samples[~samples.skipped]
+    medians = ok.groupby(["dim", "K", "method"])[["forward_s", "backward_s"]].median()
+    rows = []
+    for (dim, order), _ in samples.groupby(["dim", "K"], sort=True):
+        row = {"dim": int(dim), "K": int(order)}
+        for method in METHODS:
+            for column in ("forward_s", "backward_s"):
+                key = (dim, order, method)
+                row[f"{method}_{column}"] = float(medians.loc[key, column]) if key in medians.index else math.nan
+        for name, column in (("speedup_forward", "forward_s"), ("speedup_total", "total_s")):
+            stats = ratio(samples, dim, order, column)
+            row[name] = math.nan if stats is None else stats[0]
+        row["jvp_skipped"] = bool(samples[(samples.dim == dim) & (samples.K == order) & (samples.method == "jvp")]
+                                  .skipped.any())
+        row["agreement"] = agreement.get((dim, order), math.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+__all__ = ["METHODS", "cost_table", "growth", "make_field", "measure_cost", "one_call", "ratio"]

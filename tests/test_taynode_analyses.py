@@ -1,0 +1,189 @@
+"""TayNODE paper package: the pareto / order_matching / taylor_cost analyses on synthetic records, the
+hparam_ratio / tradeoff / order_matching claim checks, and the experiments file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nodebench import analyses, claims
+from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
+from nodebench.plots import pareto_front
+
+
+def _row(experiment, method, hp, *, nfe, acc=None, mse=None, wall=1.0, status="ok", seed=0):
+    row = {"case_id": f"{experiment}-{method}-{json.dumps(hp, sort_keys=True)}-{seed}", "experiment": experiment,
+           "task": "digits_ode", "method": method, "seed": seed, "status": status,
+           "hparams": json.dumps(hp, sort_keys=True), "test_nfe": nfe, "nfe_forward_per_iter": nfe - 2,
+           "nfe_backward_per_iter": 2 * nfe, "train_wall_s": wall, "time_per_iter_s": wall / 10}
+    if acc is not None:
+        row["test_accuracy"] = acc
+    if mse is not None:
+        row["test_mse"] = mse
+    return row
+
+
+def lambda_records() -> pd.DataFrame:
+    """digits_lambda: λ = 0 at 40 NFE / 0.90; K = 2 and 3 over λ; RNODE at 30 NFE / 0.88."""
+    rows = [_row("digits_lambda", "adjoint", {"reg": "none", "reg_lambda": 0.0}, nfe=40, acc=0.90, wall=10.0)]
+    for K, points in {2: [(1.0, 30, 0.895, 8.0), (100.0, 16, 0.85, 6.0)],
+                      3: [(1.0, 25, 0.89, 7.0), (100.0, 18, 0.89, 5.0)]}.items():
+        for lam, nfe, acc, wall in points:
+            rows.append(_row("digits_lambda", "adjoint", {"reg": "speed", "reg_order": K, "reg_lambda": lam},
+                             nfe=nfe, acc=acc, wall=wall))
+    rows.append(_row("digits_lambda", "adjoint", {"reg": "rnode", "reg_lambda": 1.0}, nfe=30, acc=0.88))
+    rows.append(_row("digits_lambda", "adjoint", {"reg": "speed", "reg_order": 2, "reg_lambda": 1e4}, nfe=1,
+                     acc=0.1, status="diverged"))
+    return pd.DataFrame(rows)
+
+
+def order_records(best: dict[str, int]) -> pd.DataFrame:
+    """digits_order: per solver, λ = 0 at 40 NFE and K = 2..5 with the fewest NFE at ``best[solver]``."""
+    rows = []
+    for method in ("adaptive_heun", "bosh3", "direct"):
+        rows.append(_row("digits_order", method, {"reg": "none", "reg_lambda": 0.0}, nfe=40, acc=0.9))
+        for K in (2, 3, 4, 5):
+            nfe = 20 if K == best[method] else 30
+            rows.append(_row("digits_order", method, {"reg": "speed", "reg_order": K, "reg_lambda": 100.0},
+                             nfe=nfe, acc=0.9))
+    return pd.DataFrame(rows)
+
+
+def test_pareto_front_mask():
+    cost = np.array([10, 20, 30, 15, np.nan])
+    quality = np.array([0.5, 0.9, 0.8, 0.4, 1.0])
+    assert pareto_front(cost, quality).tolist() == [True, True, False, False, False]
+
+
+def test_pareto_table_and_analysis(tmp_path):
+    records = lambda_records()
+    table = analyses.pareto_table(records)
+    assert set(table["series"]) == {"λ = 0", "K = 2", "K = 3", "RNODE"}
+    base = table[table["series"] == "λ = 0"].iloc[0]
+    assert base["nfe_reduction"] == pytest.approx(1.0) and base["metric"] == "test_accuracy"
+    k3 = table[(table["series"] == "K = 3") & (table["reg_lambda"] == 100.0)].iloc[0]
+    assert k3["nfe_reduction"] == pytest.approx(40 / 18) and k3["metric_change"] == pytest.approx(-0.01)
+    assert k3["on_front"]
+    rnode = table[table["series"] == "RNODE"].iloc[0]
+    assert not rnode["on_front"]  # K = 2, λ = 1: as many NFE (30), more accurate
+    diverged = table[(table["series"] == "K = 2") & (table["reg_lambda"] == 1e4)].iloc[0]
+    assert diverged["ok"] == 0 and diverged["runs"] == 1 and np.isnan(diverged["test_nfe"])
+
+    (tmp_path / "figures").mkdir()
+    section, figures = analyses.ANALYSES["pareto"]({"experiments": ["digits_lambda"]}, tmp_path, records)
+    assert "digits_lambda" in section and "2.22×" in section
+    assert (tmp_path / "pareto.parquet").is_file()
+    assert [p.name for p in figures] == ["digits_lambda_pareto.png"]
+    empty, none = analyses.ANALYSES["pareto"]({"experiments": ["nothing"]}, tmp_path, records)
+    assert "No case" in empty and none == []
+
+
+def test_order_matching_analysis(tmp_path):
+    records = order_records({"adaptive_heun": 2, "bosh3": 3, "direct": 5})
+    table = analyses.order_matching_table(records)
+    best = table[table["best"]].set_index("method")["K"].to_dict()
+    assert best == {"adaptive_heun": 2, "bosh3": 3, "direct": 5}
+    assert table["relative_nfe"].min() == pytest.approx(0.5)
+    section, figures = analyses.ANALYSES["order_matching"]({}, tmp_path, records)
+    assert "bosh3 (order 3): best K = 3" in section
+    assert [p.name for p in figures] == ["digits_order_order_matching.png"]
+
+
+def test_taylor_cost_analysis(tmp_path):
+    spec = {"dims": [2], "orders": [1, 2, 3], "rounds": 1, "batch": 4, "hidden": 8, "cap": 5.0}
+    section, figures = analyses.ANALYSES["taylor_cost"](spec, tmp_path, pd.DataFrame())
+    table = pd.read_parquet(tmp_path / "taylor_cost.parquet")
+    assert table["K"].tolist() == [1, 2, 3]
+    assert table["speedup_forward"].notna().all() and (table["agreement"] < 1e-3).all()
+    assert (tmp_path / "taylor_cost_samples.parquet").is_file() and "speed-up fwd" in section
+    assert figures[0].name == "taylor_cost_vs_k.png"
+    again, _ = analyses.ANALYSES["taylor_cost"](spec, tmp_path, pd.DataFrame())  # stored: not measured again
+    assert again == section
+    verdict = check_claims([{"id": "T4", "text": "t", "check": "table_threshold", "table": "taylor_cost",
+                             "column": "speedup_forward", "where": {"K": 3}, "agg": "min", "min": 0.0}],
+                           pd.DataFrame(columns=["status"]), {"taylor_cost": table})
+    assert verdict[0].verdict == HOLDS
+
+
+TRADEOFF = {"id": "T1", "text": "t", "check": "tradeoff", "where": {"reg": "speed"}, "reference": {"reg": "none"},
+            "column": "test_nfe", "metric": "test_accuracy", "abs_tol": 0.02, "min": 2.0, "published": 2.0}
+
+
+def test_tradeoff_check():
+    records = lambda_records()
+    (v,) = check_claims([TRADEOFF], records)
+    assert v.verdict == HOLDS and "2.22×" in v.measured and "reg_lambda 100, reg_order 3" in v.measured
+    (v,) = check_claims([TRADEOFF | {"abs_tol": 0.006}], records)  # only K = 2, λ = 1 (1.33×) is accurate enough
+    assert v.verdict == FAILS and "1.33×" in v.measured
+    (v,) = check_claims([TRADEOFF | {"abs_tol": 0.0}], records)
+    assert v.verdict == FAILS and "no setting within" in v.measured
+    (v,) = check_claims([TRADEOFF | {"experiments": ["mnist"]}], records)
+    assert v.verdict == NOT_MEASURED
+    rnode = TRADEOFF | {"reference": {"reg": "rnode"}, "abs_tol": 0.01, "min": 1.0}
+    (v,) = check_claims([rnode], records)
+    assert v.verdict == HOLDS and "30" in v.measured
+
+
+def test_hparam_ratio_check():
+    claim = {"id": "T3", "text": "t", "check": "hparam_ratio", "experiments": ["digits_lambda"], "by": "reg_order",
+             "at": {"reg": "speed", "reg_lambda": "max"}, "reference": {"reg": "none"}, "min": 1.0}
+    verdicts = check_claims([claim], lambda_records())
+    assert [(v.scope, v.verdict) for v in verdicts] == [("digits_lambda, reg_order 2", HOLDS),
+                                                         ("digits_lambda, reg_order 3", HOLDS)]
+    assert "2.5×" in verdicts[0].measured  # 40 / 16 at λ = 100 (the diverged λ = 1e4 run is not successful)
+    verdicts = check_claims([claim | {"min": 2.4}], lambda_records())
+    assert [v.verdict for v in verdicts] == [HOLDS, FAILS]
+    with_metric = claim | {"by": None, "at": {"reg": "speed", "reg_order": 2, "reg_lambda": "max"},
+                           "metric": "test_accuracy", "abs_tol": 0.01}
+    (v,) = check_claims([with_metric], lambda_records())
+    assert v.verdict == FAILS and "0.85" in v.measured
+    (v,) = check_claims([claim | {"by": None, "at": {"reg": "speed", "reg_lambda": 5.0}}], lambda_records())
+    assert v.verdict == NOT_MEASURED and "not measured" in v.measured
+
+
+def test_order_matching_check():
+    claim = {"id": "T6", "text": "t", "check": "order_matching", "experiments": ["digits_order"],
+             "orders": {"adaptive_heun": 2, "bosh3": 3, "direct": 5}}
+    (v,) = check_claims([claim], order_records({"adaptive_heun": 2, "bosh3": 3, "direct": 5}))
+    assert v.verdict == HOLDS and "3 of 3" in v.measured
+    (v,) = check_claims([claim], order_records({"adaptive_heun": 2, "bosh3": 2, "direct": 5}))
+    assert v.verdict == FAILS and "bosh3 (order 3): best K 2" in v.measured
+    (v,) = check_claims([claim | {"fraction": 0.6}], order_records({"adaptive_heun": 2, "bosh3": 2, "direct": 5}))
+    assert v.verdict == HOLDS
+    only_low = order_records({"adaptive_heun": 2, "bosh3": 3, "direct": 3})
+    only_low = only_low[~only_low["hparams"].str.contains('"reg_order": [45]', regex=True)]
+    (v,) = check_claims([claim], only_low[only_low["method"] == "direct"])
+    assert v.verdict == NOT_MEASURED and "K 5 not run" in v.measured
+    (v,) = check_claims([claim], lambda_records())
+    assert v.verdict == NOT_MEASURED
+    flat = order_records({"adaptive_heun": 2, "bosh3": 3, "direct": 5})
+    flat["test_nfe"] = 40.0  # no K changes the NFE: no peak, so no match
+    (v,) = check_claims([claim], flat)
+    assert v.verdict == FAILS and "flat over K" in v.measured
+
+
+def test_checks_registered():
+    assert {"hparam_ratio", "tradeoff", "order_matching"} <= set(claims.CHECKS)
+    assert {"pareto", "order_matching", "taylor_cost"} <= set(analyses.ANALYSES)
+
+
+def test_experiments_file_parses_and_expands():
+    from nodebench.cli import _validate
+    from nodebench.experiments import load_paper
+
+    spec = load_paper("taynode")
+    assert {c["id"] for c in spec.claims} >= {"T1a", "T3", "T4", "T6", "T7", "T8"}
+    assert all(c.get("check") in claims.CHECKS or c.get("why_not_measured") for c in spec.claims)
+    smoke = spec.cases("smoke", "cpu")
+    _validate(smoke)
+    assert {c.experiment for c in smoke} == {"digits_lambda", "digits_order", "latent_synthetic"}
+    regs = {c.hparams.get("reg") for c in smoke if c.experiment == "digits_lambda"}
+    assert regs == {"none", "speed", "rnode"}
+    assert all(c.hparams["nfe_rtol"] == c.hparams["rtol"] for c in smoke)  # NFE at the training tolerance
+    paper = spec.cases("paper", "cpu")
+    assert {"mnist", "physionet"} <= {c.experiment for c in paper}
+    orders = {c.hparams.get("reg_order") for c in paper if c.experiment == "digits_lambda"}
+    assert {2, 3, 4, 5} <= orders
