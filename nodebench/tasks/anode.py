@@ -50,9 +50,7 @@ model rather than on their training discretisation:
 
 from __future__ import annotations
 
-import math
-import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -60,40 +58,10 @@ from torch import nn
 from torch.nn import functional as F
 from torchdiffeq import odeint
 
-from nodebench.errors import UserError
-from nodebench.tasks.base import Problem, Task, dtype_from_name
+from nodebench.tasks.base import Problem, Task, data_seed, dtype_from_name, int_hparam, positive_hparam
 from nodebench.tasks.trajectory import REFERENCE_SOLVER
 
 INNER_RADIUS, RING_INNER, RING_OUTER = 0.4, 0.7, 0.9
-
-
-# -- hyper-parameter checks (shared with nodebench.tasks.sines) -------------------------------------------
-
-def int_hparam(hp: Mapping[str, Any], key: str, minimum: int) -> int:
-    """``hp[key]`` as an int ≥ ``minimum``; a bool, a non-integral number or a smaller value is a UserError."""
-    value = hp[key]
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-            or value != int(value) or value < minimum):
-        raise UserError(f"hyper-parameter {key} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def positive_hparam(hp: Mapping[str, Any], key: str) -> float:
-    """``hp[key]`` as a float > 0 (finite); anything else is a UserError."""
-    value = hp[key]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
-        raise UserError(f"hyper-parameter {key} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def data_seed(hp: Mapping[str, Any], seed: int) -> int:
-    """The seed of the data generator: ``hp["data_seed"]``, or the run's ``seed`` when it is None."""
-    value = hp.get("data_seed")
-    if value is None:
-        return int(seed)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise UserError(f"hyper-parameter data_seed must be None or a non-negative integer, got {value!r}")
-    return int(value)
 
 
 def reference_solve(func: Callable, y0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

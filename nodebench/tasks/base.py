@@ -10,6 +10,8 @@ method's ``solve``, and an untimed evaluation returning named metrics. The harne
 from __future__ import annotations
 
 import abc
+import math
+import numbers
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Mapping
 
@@ -99,3 +101,32 @@ def dtype_from_name(name: str) -> torch.dtype:
         return dtypes[name]
     except KeyError:
         raise UserError(f"unknown dtype {name!r}; valid: {', '.join(dtypes)}") from None
+
+
+# -- hyper-parameter checks shared by the tasks ------------------------------------------------------------
+
+def int_hparam(hp: Mapping[str, Any], key: str, minimum: int) -> int:
+    """``hp[key]`` as an int ≥ ``minimum``; a bool, a non-integral number or a smaller value is a UserError."""
+    value = hp[key]
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or value != int(value) or value < minimum):
+        raise UserError(f"hyper-parameter {key} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def positive_hparam(hp: Mapping[str, Any], key: str) -> float:
+    """``hp[key]`` as a float > 0 (finite); anything else is a UserError."""
+    value = hp[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        raise UserError(f"hyper-parameter {key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def data_seed(hp: Mapping[str, Any], seed: int) -> int:
+    """The seed of the data generator: ``hp["data_seed"]``, or the run's ``seed`` when it is None."""
+    value = hp.get("data_seed")
+    if value is None:
+        return int(seed)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise UserError(f"hyper-parameter data_seed must be None or a non-negative integer, got {value!r}")
+    return int(value)

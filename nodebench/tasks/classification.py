@@ -62,8 +62,7 @@ from torchdiffeq import odeint
 from nodebench.datasets.images import ImageSplits, load_images
 from nodebench.errors import UserError
 from nodebench.harness.nfe import CallCounter
-from nodebench.tasks.anode import int_hparam, positive_hparam
-from nodebench.tasks.base import Problem, Task, dtype_from_name
+from nodebench.tasks.base import Problem, Task, dtype_from_name, int_hparam, positive_hparam
 
 T_SPAN = (0.0, 1.0)
 N_CLASSES = 10

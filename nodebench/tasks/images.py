@@ -51,7 +51,7 @@ scikit-learn's 8×8 digits, not part of the paper.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -62,7 +62,7 @@ from torchdiffeq import odeint
 from nodebench.datasets.images import ImageSplits, load_images
 from nodebench.errors import UserError
 from nodebench.harness.nfe import CallCounter
-from nodebench.tasks.base import Problem, Task, dtype_from_name
+from nodebench.tasks.base import Problem, Task, dtype_from_name, int_hparam
 
 REFERENCE_METHOD = "dopri5"
 T_SPAN = (0.0, 1.0)
@@ -235,13 +235,6 @@ def _cap(x: torch.Tensor, y: torch.Tensor, n: int | None, what: str) -> tuple[to
     return x[:n], y[:n]
 
 
-def _positive_int(hp: Mapping[str, Any], key: str) -> int:
-    value = hp[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"hyper-parameter {key} must be a positive integer, got {value!r}")
-    return value
-
-
 class ImageTask(Task):
     """A convolutional neural-ODE classifier on one image data set (see the module docstring)."""
 
@@ -257,7 +250,7 @@ class ImageTask(Task):
         hp = self.hparams(hparams)
         device = torch.device(device)
         dtype = dtype_from_name(hp["dtype"])
-        sizes = {key: _positive_int(hp, key) for key in ("width", "state_channels", "decoder_hidden",
+        sizes = {key: int_hparam(hp, key, 1) for key in ("width", "state_channels", "decoder_hidden",
                                                           "eval_batch_size", "eval_max_steps")}
         if not float(hp["eval_tol"]) > 0:
             raise UserError(f"hyper-parameter eval_tol must be positive, got {hp['eval_tol']!r}")

@@ -89,10 +89,8 @@ from torch import nn
 from nodebench.datasets import physionet
 from nodebench.datasets.physionet import Record, Series
 from nodebench.errors import UserError
-from nodebench.tasks.anode import data_seed, int_hparam, positive_hparam
-from nodebench.tasks.base import Problem, Task, dtype_from_name
+from nodebench.tasks.base import Problem, Task, data_seed, dtype_from_name, int_hparam, positive_hparam
 from nodebench.tasks.classification import counted_dopri5, haiku_init_
-
 
 # -- modules ---------------------------------------------------------------------------------------------------
 

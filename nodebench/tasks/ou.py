@@ -65,7 +65,7 @@ from nodebench.sde import (
     gaussian_kl,
     gaussian_log_prob,
 )
-from nodebench.tasks.base import Problem, Task, dtype_from_name
+from nodebench.tasks.base import Problem, Task, dtype_from_name, int_hparam, positive_hparam
 
 OU_PARAMS = {"mu": 0.2, "theta": 0.1, "sigma": 0.6, "phi": 0.15}
 KL_DIRECTIONS = ("true||pred", "pred||true")
@@ -251,13 +251,9 @@ class OrnsteinUhlenbeck(Task):
         hp = super().hparams(overrides)
         for key, low in (("n_train", 1), ("n_test", 1), ("paths", 2), ("n_times", 2), ("width", 1),
                          ("ncosines", 0), ("batch_size", 1)):
-            value = hp[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise UserError(f"hyper-parameter {key} must be an integer ≥ {low}, got {value!r}")
+            int_hparam(hp, key, low)
         for key in ("t_end", "data_dt", "eval_dt"):
-            value = hp[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise UserError(f"hyper-parameter {key} must be a positive number, got {value!r}")
+            positive_hparam(hp, key)
         if hp["kl_direction"] not in KL_DIRECTIONS:
             raise UserError(f"kl_direction must be one of {', '.join(KL_DIRECTIONS)}, got {hp['kl_direction']!r}")
         return hp

@@ -52,8 +52,8 @@ import torch
 from torch import nn
 
 from nodebench.errors import UserError
-from nodebench.tasks.anode import data_seed, int_hparam, reference_solve
-from nodebench.tasks.base import Problem, Task, dtype_from_name
+from nodebench.tasks.anode import reference_solve
+from nodebench.tasks.base import Problem, Task, data_seed, dtype_from_name, int_hparam
 
 T_END = 2 * math.pi
 
