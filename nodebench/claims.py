@@ -438,9 +438,9 @@ def tradeoff(records, tables, claim) -> list[tuple[str, str, str]]:
             if problem is not None:
                 out.append((scope, f"reference {', '.join(ref_text)}: {problem}", NOT_MEASURED))
                 continue
-            names = [c for c in cand if c.startswith("hp_") and cand[c].astype(str).nunique() > 1] or \
+            names = [c for c in cand if c.startswith("hp_") and cand[c].map(str).nunique() > 1] or \
                 [c for c in cand if c.startswith("hp_reg")]
-            keys = cand[names].astype(str).agg("|".join, axis=1) if names else pd.Series("", index=cand.index)
+            keys = cand[names].map(str).agg("|".join, axis=1) if names else pd.Series("", index=cand.index)
             allowed = claim.get("abs_tol", 0.0) + claim.get("rel_tol", 0.0) * abs(mr)
             best, best_any = None, None
             for _, group in cand.groupby(keys, sort=False):

@@ -118,11 +118,17 @@ def expand_hparams(records: pd.DataFrame) -> pd.DataFrame:
 
 def config_labels(records: pd.DataFrame) -> pd.Series:
     """One label per row: the method, followed by the hyper-parameters that vary within ``records``
-    (``gq width=3000``), so that a width sweep's configurations stay apart in tables and figures."""
+    (``gq width=3000``), so that a width sweep's configurations stay apart in tables and figures. A
+    hyper-parameter a row does not set is left out of its label."""
     expanded = expand_hparams(records)
-    varying = [c for c in expanded if c.startswith("hp_") and expanded[c].astype(str).nunique() > 1]
-    labels = expanded["method"].astype(str)
-    for column in varying:
-        labels = labels + " " + column[3:] + "=" + expanded[column].map(lambda v: "–" if v is None else f"{v:g}"
-                                                                            if isinstance(v, float) else str(v))
-    return labels
+    varying = [c for c in expanded if c.startswith("hp_") and expanded[c].map(str).nunique() > 1]
+
+    def label(row) -> str:
+        parts = [str(row["method"])]
+        for column in varying:
+            value = row[column]
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            parts.append(f"{column[3:]}={value:g}" if isinstance(value, float) else f"{column[3:]}={value}")
+        return " ".join(parts)
+    return expanded.apply(label, axis=1) if len(expanded) else expanded["method"].astype(str)

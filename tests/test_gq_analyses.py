@@ -171,3 +171,12 @@ def test_ratio_claim_selector_on_an_experiment_that_does_not_vary_the_hparam():
     out = verdicts({"check": "ratio", "method": "gq", "baseline": "adjoint", "hparams": {"width": "max"}},
                    records=pd.DataFrame(rows))
     assert out["fixed"][0] == HOLDS and "at the task's default width" in out["fixed"][1] and "3×" in out["fixed"][1]
+
+
+def test_config_labels_name_the_varying_hparams_and_skip_unset_ones():
+    from nodebench.records import config_labels
+    rows = pd.DataFrame([{"method": "adjoint", "hparams": json.dumps({"reg": "none", "steps": [1, 2]})},
+                         {"method": "adjoint", "hparams": json.dumps({"reg": "speed", "reg_order": 2, "steps": [1, 2]})},
+                         {"method": "adjoint", "hparams": json.dumps({"reg": "speed", "reg_order": 3, "steps": [1, 2]})}])
+    assert list(config_labels(rows)) == ["adjoint reg=none", "adjoint reg=speed reg_order=2",
+                                         "adjoint reg=speed reg_order=3"]
