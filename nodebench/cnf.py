@@ -58,7 +58,9 @@ class ConcatSquashLinear(nn.Module):
 
     def forward(self, t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer to ``x`` of shape ``(B, dim_in)`` at the scalar time ``t``."""
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(1, 1)
+        if isinstance(t, (int, float)):
+            t = torch.tensor(float(t))
+        t = t.to(dtype=x.dtype, device=x.device).reshape(1, 1)  # .to, not as_tensor: Taylor-mode series pass
         return self.linear(x) * torch.sigmoid(self.gate(t)) + self.shift(t)
 
 
@@ -108,6 +110,11 @@ class AugmentedDynamics(nn.Module):
         super().__init__()
         self.dynamics = dynamics
         self.noise = noise
+
+    @property
+    def state_field(self) -> nn.Module:
+        """f(t, z) alone: what a regulariser of the CNF's state differentiates (:mod:`nodebench.regularizers`)."""
+        return self.dynamics
 
     def forward(self, t: torch.Tensor, state: Tuple[torch.Tensor, torch.Tensor]):
         """Return ``(dz/dt, dΔ/dt)``; differentiable when gradients are enabled by the caller."""

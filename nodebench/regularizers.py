@@ -24,6 +24,10 @@ variants:
 
 The derivatives are taken through the wrapped field's *inner* module, so a harness
 :class:`~nodebench.harness.CountingField` counts only the dynamics evaluations of the solve itself.
+
+Tuple states (a CNF's ``(z, log-det)``) are regularised on their first component: the field must then
+expose ``state_field``, the dynamics of that component alone (``AugmentedDynamics.state_field`` is the
+CNF's f(t, z), so R_K is computed on f as in the official FFJORD scripts).
 """
 
 from __future__ import annotations
@@ -69,8 +73,21 @@ def rnode_cost(noise: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
     return cost
 
 
+def _state_field(func: nn.Module, tuple_state: bool):
+    """The uncounted field of the regularised state component (see the module docstring)."""
+    inner = func.field if isinstance(func, CountingField) else func
+    if not tuple_state:
+        return inner
+    state_field = getattr(inner, "state_field", None)
+    if state_field is None:
+        raise UserError(f"a regulariser on a tuple state needs the field ({type(inner).__name__}) to expose "
+                        "state_field, the dynamics of the first state component")
+    return state_field
+
+
 class RunningCostField(ForwardsCallbacks):
-    """Augmented dynamics ``(z, r)' = (f(t, z), c(t, z))`` for a per-example running cost ``c``.
+    """Augmented dynamics ``(y, r)' = (f(t, y), c(t, z))`` for a per-example running cost ``c``, where z is
+    ``y`` or, for a tuple state, its first component.
 
     Args:
         field: the vector field (possibly the harness's counting wrapper; its step callbacks are
@@ -78,21 +95,26 @@ class RunningCostField(ForwardsCallbacks):
         cost: ``cost(func, t, z, f) -> (B,)``.
         only_when_recording: evaluate the cost only while autograd records (the ``adjoint_only``
             variant); otherwise return zeros.
+        parts: the number of tensors of a tuple state ``y`` (``None`` for a tensor state). torchdiffeq
+            takes flat tuples only, so the augmented state is ``(*y, r)``.
     """
 
-    def __init__(self, field: nn.Module, cost: Callable, only_when_recording: bool):
+    def __init__(self, field: nn.Module, cost: Callable, only_when_recording: bool, parts: int | None = None):
         super().__init__()
         self.field = field
         self.cost = cost
         self.only_when_recording = only_when_recording
+        self.parts = parts
 
     def forward(self, t, state):
-        z, _ = state
-        f = self.field(t, z)
+        y = state[0] if self.parts is None else tuple(state[:self.parts])
+        f = self.field(t, y)
+        z, fz = (y, f) if self.parts is None else (y[0], f[0])
         if self.only_when_recording and not torch.is_grad_enabled():
-            return f, torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
-        inner = self.field.field if isinstance(self.field, CountingField) else self.field
-        return f, self.cost(inner, t, z, f)
+            cost = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+        else:
+            cost = self.cost(_state_field(self.field, self.parts is not None), t, z, fz)
+        return (f, cost) if self.parts is None else (*f, cost)
 
 
 @dataclass
@@ -158,12 +180,16 @@ class RegularizedSolve:
         self.value: float = 0.0
 
     def __call__(self, func, y0, t, **kwargs):
-        if not torch.is_tensor(y0) or y0.dim() < 1:
-            raise UserError("regularisers need a tensor state with a batch dimension first")
+        z0 = y0[0] if isinstance(y0, tuple) else y0
+        if not torch.is_tensor(z0) or z0.dim() < 1:
+            raise UserError("regularisers need a state with a batch dimension first")
         reg = self.regularizer
-        augmented = RunningCostField(func, reg.running_cost(), only_when_recording=reg.variant == "adjoint_only")
-        r0 = torch.zeros(y0.shape[0], dtype=y0.dtype, device=y0.device)
-        ys, rs = self.solve(augmented, (y0, r0), t, **kwargs)
+        parts = len(y0) if isinstance(y0, tuple) else None
+        augmented = RunningCostField(func, reg.running_cost(), only_when_recording=reg.variant == "adjoint_only",
+                                     parts=parts)
+        r0 = torch.zeros(z0.shape[0], dtype=z0.dtype, device=z0.device)
+        out = self.solve(augmented, (y0, r0) if parts is None else (*y0, r0), t, **kwargs)
+        ys, rs = (out[0], out[1]) if parts is None else (tuple(out[:-1]), out[-1])
         r = rs[-1].mean()
         self.penalty = self.penalty + reg.lam * r
         self.value += float(r.detach())

@@ -121,3 +121,28 @@ def test_hyperparameters_and_validation():
                        ({"reg": "speed", "reg_variant": "both"}, "variant")]:
         with pytest.raises(UserError, match=match):
             regularizer_from_hparams(bad)
+
+
+@pytest.mark.parametrize("kind", ["speed", "rnode"])
+def test_cnf_tuple_state_is_regularised_on_its_dynamics(kind):
+    """On a CNF's (z, log-det) state the cost is that of f(t, z) alone: the same R as regularising a plain
+    solve of f from the same z."""
+    from nodebench.cnf import AugmentedDynamics
+
+    field = Linear()
+    plain = Regularizer(kind, order=2, lam=1.0, seed=1).wrap(get_method("direct").make_solve(**TIGHT))
+    plain(field, Z0, T)
+    cnf = Regularizer(kind, order=2, lam=1.0, seed=1).wrap(get_method("direct").make_solve(**TIGHT))
+    zs, logdets = cnf(count_nfe(AugmentedDynamics(field)), (Z0, torch.zeros(2, dtype=F64)), T)
+    torch.testing.assert_close(zs, odeint(field, Z0, T, **TIGHT))
+    assert cnf.value == pytest.approx(plain.value, rel=1e-8)
+
+
+def test_tuple_state_without_a_state_field_is_a_clear_error():
+    class Pair(nn.Module):
+        def forward(self, t, state):
+            return state[1], -state[0]
+
+    solve = Regularizer("speed", lam=1.0).wrap(get_method("direct").make_solve())
+    with pytest.raises(UserError, match="state_field"):
+        solve(Pair(), (Z0, Z0), T)
