@@ -220,3 +220,14 @@ def test_density_grid_is_a_normalised_2d_density():
     tabular = build("cnf_sklearn_iris", eval_size=50, test_step_sizes=[0.5])
     tabular.evaluate(get_method("rk4").make_solve(step_size=0.5))
     assert "density_grid" not in tabular.tables
+
+
+def test_test_nfe_is_a_dopri5_solve_at_nfe_tol_and_grows_as_it_tightens():
+    nfes = []
+    for tol in (1e-2, 1e-6):
+        problem = get_task("cnf_toy_8gaussians").build(seed=0, device=torch.device("cpu"),
+                                                      hparams={"eval_size": 64, "nfe_tol": tol, "density_grid": 0,
+                                                               "test_step_sizes": []})
+        nfes.append(problem.evaluate(get_method("rk4").make_solve(step_size=0.25))["test_nfe"])
+    assert all((n - 2) % 6 == 0 for n in nfes)  # 2 + 6 × attempted steps
+    assert nfes[1] > nfes[0]

@@ -27,7 +27,10 @@ in FFJORD's toy script). Evaluation always uses the exact trace.
 - ``inverse_error_reference`` / ``inverse_error_frob_reference``: the same with the reference solver;
 - ``t1``: the end time ``T`` after training (it moves only when ``train_t1``);
 - ``reference_nfe``: evaluations of the augmented field per reference forward solve of the first test
-  batch, a measure of how stiff the learned dynamics are.
+  batch, a measure of how stiff the learned dynamics are;
+- ``test_nfe``: evaluations of a dopri5 forward solve of the first test batch at ``rtol = atol = nfe_tol``
+  with the training trace estimator, i.e. 2 + 6 × attempted steps: Kelly et al.'s test-time NFE
+  protocol (TayNODE FFJORD scripts), set ``nfe_tol`` to the training tolerance.
 
 The table ``rediscretisation`` gets, for every method, one row per test step size ``h`` in
 ``test_step_sizes`` with the model solved by classic RK4 at step ``h`` (``solver = "rk4_classic"``), and
@@ -70,7 +73,7 @@ from nodebench.cnf import CNF, AugmentedDynamics, ConcatSquashMLP
 from nodebench.datasets import MAF_NAMES, SKLEARN_NAMES, TOY_NAMES, Splits, load_density, load_npy
 from nodebench.errors import UserError
 from nodebench.harness.nfe import CallCounter
-from nodebench.tasks.base import Problem, Task, dtype_from_name
+from nodebench.tasks.base import Problem, Task, dtype_from_name, positive_hparam
 
 REFERENCE_METHOD = "dopri5"
 REDISCRETISATION_SOLVER = solvers.CLASSIC_RK4
@@ -90,6 +93,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "weight_decay": 1e-6,
     "dtype": "float32",
     "eval_tol": 1e-5,
+    "nfe_tol": 1e-5,
     "eval_size": 1000,
     "test_batch_size": 1000,
     "test_step_sizes": list(DEFAULT_TEST_STEP_SIZES),
@@ -142,6 +146,7 @@ class DensityProblem(Problem):
         lr, weight_decay: Adam settings used by the harness.
         seed: seeds the batch order and the Hutchinson probes.
         eval_tol: reference-solver tolerance (``rtol = atol``).
+        nfe_tol: tolerance of the ``test_nfe`` solve.
         eval_size: test rows used by :meth:`evaluate`.
         test_batch_size: evaluation batch size; the inverse error uses the first test batch.
         test_step_sizes: classic-RK4 step sizes of the ``rediscretisation`` table.
@@ -153,7 +158,7 @@ class DensityProblem(Problem):
     def __init__(self, data: Splits, dynamics: nn.Module, *, t1: float, train_t1: bool, trace: str, noise: str,
                  batch_size: int, lr: float, weight_decay: float, seed: int, eval_tol: float, eval_size: int,
                  test_batch_size: int, test_step_sizes: Sequence[float], density_grid: int = 0,
-                 nll_offset: float = 0.0):
+                 nll_offset: float = 0.0, nfe_tol: float = 1e-5):
         self.data = data
         self.dim = data.train.shape[1]
         self.augmented = AugmentedDynamics(dynamics)
@@ -167,6 +172,7 @@ class DensityProblem(Problem):
         self.lr, self.weight_decay = lr, weight_decay
         self.batch_size = max(1, min(int(batch_size), data.train.shape[0]))
         self.eval_tol = float(eval_tol)
+        self.nfe_tol = float(nfe_tol)
         self.eval_size = max(1, int(eval_size))
         self.test_batch_size = max(1, int(test_batch_size))
         self.test_step_sizes = [float(h) for h in test_step_sizes]
@@ -250,8 +256,13 @@ class DensityProblem(Problem):
         """Test metrics with the exact trace; fills the ``rediscretisation`` table (see module docstring)."""
         batches = self._test_batches()
         first = batches[0]
-        self.cnf.trace = "exact"
         try:
+            counts: list[int] = []
+            self.cnf.solve = _counting_solve("dopri5", counts, rtol=self.nfe_tol, atol=self.nfe_tol,
+                                             options={"max_num_steps": 100_000})
+            self.flow.log_prob(first)
+            test_nfe = counts[0]
+            self.cnf.trace = "exact"
             counts: list[int] = []
             reference = _counting_solve(REFERENCE_METHOD, counts, rtol=self.eval_tol, atol=self.eval_tol,
                                         options={"max_num_steps": 100_000})
@@ -265,6 +276,7 @@ class DensityProblem(Problem):
             metrics["inverse_error_reference"], metrics["inverse_error_frob_reference"] = ref_inv
             metrics["t1"] = float(self.cnf.t1)
             metrics["reference_nfe"] = float(reference_nfe)
+            metrics["test_nfe"] = float(test_nfe)
             rows = [{"solver": "reference", "step_size": math.nan, "test_nll": metrics["test_nll"],
                      "inverse_error": ref_inv[0], "inverse_error_frob": ref_inv[1],
                      "nfe_per_solve": float(reference_nfe)}]
@@ -310,7 +322,8 @@ def build_density_problem(splits: Splits, hp: Mapping[str, Any], *, seed: int, d
     problem = DensityProblem(
         data, dynamics, t1=float(hp["t1"]), train_t1=bool(hp["train_t1"]), trace=trace, noise=hp["noise"],
         batch_size=int(hp["batch_size"]), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]), seed=seed,
-        eval_tol=float(hp["eval_tol"]), eval_size=int(hp["eval_size"]), test_batch_size=int(hp["test_batch_size"]),
+        eval_tol=positive_hparam(hp, "eval_tol"), nfe_tol=positive_hparam(hp, "nfe_tol"),
+        eval_size=int(hp["eval_size"]), test_batch_size=int(hp["test_batch_size"]),
         test_step_sizes=hp["test_step_sizes"], density_grid=hp["density_grid"], nll_offset=nll_offset)
     problem.cnf.to(**move)
     return problem
@@ -325,7 +338,7 @@ class DensityTask(Task):
 
     paper = "do_vs_od"
     metrics = ("test_nll", "test_nll_train_solver", "inverse_error", "inverse_error_frob",
-               "inverse_error_reference", "inverse_error_frob_reference", "t1", "reference_nfe")
+               "inverse_error_reference", "inverse_error_frob_reference", "t1", "reference_nfe", "test_nfe")
     defaults = COMMON_DEFAULTS
     dataset: str = ""
 
