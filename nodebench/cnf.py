@@ -93,6 +93,79 @@ class ConcatSquashMLP(nn.Module):
         return z
 
 
+class ConcatConv2d(nn.Module):
+    """FFJORD's time-conditioned convolution: ``conv([t, x])``, the time as an extra constant input channel.
+
+    The ``ConcatConv2d`` of FFJORD's released code (Grathwohl et al. 2019, arXiv 1810.01367), also the
+    ``ConcatConv2D`` of the FFJORD MNIST script of Kelly et al. 2020 (arXiv 2007.04504): the channel
+    ``t · 1`` is prepended to the input and a ``ksize × ksize`` convolution (stride 1, "same" padding)
+    is applied.
+
+    Args:
+        c_in: Input channels (without the time channel).
+        c_out: Output channels.
+        ksize: Kernel size (odd; padding ``ksize // 2`` keeps the spatial size).
+    """
+
+    def __init__(self, c_in: int, c_out: int, ksize: int = 3):
+        super().__init__()
+        if ksize < 1 or ksize % 2 == 0:
+            raise UserError(f"ConcatConv2d kernel size must be a positive odd integer, got {ksize}")
+        self.conv = nn.Conv2d(c_in + 1, c_out, ksize, padding=ksize // 2)
+
+    def forward(self, t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+        """Apply the layer to ``x`` of shape ``(B, c_in, H, W)`` at the scalar time ``t``."""
+        if isinstance(t, (int, float)):
+            t = torch.tensor(float(t))
+        t = t.to(dtype=x.dtype, device=x.device).reshape(1, 1, 1, 1)  # .to, not as_tensor: Taylor-mode series pass
+        tt = t.expand(x.shape[0], 1, x.shape[2], x.shape[3])
+        return self.conv(torch.cat([tt, x], dim=1))
+
+
+class ConcatConvNet(nn.Module):
+    """A convolutional vector field ``f(t, z)`` on flattened images, for CNFs of image densities.
+
+    The FFJORD MNIST dynamics of Kelly et al. 2020 (paper sheet ``taynode`` §7): ``z`` of shape
+    ``(B, C·H·W)`` is reshaped to ``(B, C, H, W)``, passed through ``[ConcatConv2d → activation] ×
+    len(hidden_channels)`` and a last :class:`ConcatConv2d` back to ``C`` channels, and flattened again.
+    The last layer's weight and bias start at zero (so ``f ≡ 0`` and the flow is the identity at
+    initialisation, as in the official script). Built only from operations that Taylor mode supports
+    (``cat``, ``expand``, ``reshape``, ``conv2d``, ``softplus``/``tanh``), with no in-place operation, so
+    :func:`nodebench.taylor.ode_derivatives` can differentiate it.
+
+    Args:
+        shape: ``(C, H, W)`` of one image.
+        hidden_channels: Channels of the hidden layers, e.g. ``(64, 64, 64)``.
+        activation: ``"softplus"`` (the paper's) or ``"tanh"``.
+        ksize: Kernel size of every layer.
+    """
+
+    def __init__(self, shape: Sequence[int], hidden_channels: Sequence[int] = (64, 64, 64),
+                 activation: str = "softplus", ksize: int = 3):
+        super().__init__()
+        _check_choice("activation", activation, tuple(ACTIVATIONS))
+        if len(shape) != 3 or any(int(s) < 1 for s in shape):
+            raise UserError(f"ConcatConvNet shape must be (C, H, W) of positive integers, got {tuple(shape)}")
+        self.shape = tuple(int(s) for s in shape)
+        widths = (self.shape[0], *(int(c) for c in hidden_channels), self.shape[0])
+        if any(c < 1 for c in widths):
+            raise UserError(f"ConcatConvNet channels must be positive, got {tuple(hidden_channels)}")
+        self.layers = nn.ModuleList(ConcatConv2d(a, b, ksize) for a, b in zip(widths[:-1], widths[1:]))
+        self.activation = ACTIVATIONS[activation]()
+        with torch.no_grad():
+            self.layers[-1].conv.weight.zero_()
+            self.layers[-1].conv.bias.zero_()
+
+    def forward(self, t: torch.Tensor | float, z: torch.Tensor) -> torch.Tensor:
+        """Return ``dz/dt`` for flat ``z`` of shape ``(B, C·H·W)``."""
+        x = z.reshape(z.shape[0], *self.shape)
+        for i, layer in enumerate(self.layers):
+            x = layer(t, x)
+            if i < len(self.layers) - 1:
+                x = self.activation(x)
+        return x.reshape(z.shape[0], -1)
+
+
 class AugmentedDynamics(nn.Module):
     """The augmented field ``(z, Δ) ↦ (f(t, z), tr ∂f/∂z)`` that a CNF integrates.
 

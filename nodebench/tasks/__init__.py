@@ -9,6 +9,7 @@ from nodebench.tasks.anode import G1D, NestedSpheres
 from nodebench.tasks.base import Problem, Task
 from nodebench.tasks.classification import CLASSIFICATION_TASKS
 from nodebench.tasks.density import DENSITY_TASKS, DensityFile
+from nodebench.tasks.image_density import IMAGE_DENSITY_TASKS
 from nodebench.tasks.images import IMAGE_TASKS
 from nodebench.tasks.latent_ode import LATENT_ODE_TASKS
 from nodebench.tasks.ou import OrnsteinUhlenbeck
@@ -18,7 +19,7 @@ from nodebench.tasks.trajectory_file import TrajectoryFile
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in [CubicSpiral, *DENSITY_TASKS, *IMAGE_TASKS, OrnsteinUhlenbeck,
                                                           G1D, NestedSpheres, Sines, *CLASSIFICATION_TASKS,
-                                                          *LATENT_ODE_TASKS]}
+                                                          *LATENT_ODE_TASKS, *IMAGE_DENSITY_TASKS]}
 
 # Tasks built from a user's file: "<prefix>:PATH".
 FILE_TASKS: dict[str, Callable[[str], Task]] = {"trajectories": TrajectoryFile, "density": DensityFile}

@@ -308,8 +308,15 @@ def _hidden_dims(hp: Mapping[str, Any], dim: int) -> tuple[int, ...]:
 
 
 def build_density_problem(splits: Splits, hp: Mapping[str, Any], *, seed: int, device: torch.device,
-                          nll_offset: float = 0.0) -> DensityProblem:
-    """Move ``splits`` to ``device`` in ``hp["dtype"]``, initialise the CNF from ``seed``, wrap it in a problem."""
+                          nll_offset: float = 0.0, dynamics: Callable[[int], nn.Module] | None = None,
+                          problem_cls: type[DensityProblem] | None = None, **problem_kwargs) -> DensityProblem:
+    """Move ``splits`` to ``device`` in ``hp["dtype"]``, initialise the CNF from ``seed``, wrap it in a problem.
+
+    ``dynamics(D)`` builds the field instead of the default :class:`ConcatSquashMLP` (from ``hp``'s
+    ``hidden_dims``/``hdim_factor``/``nhidden``/``activation``); ``problem_cls`` (a :class:`DensityProblem`
+    subclass) receives ``problem_kwargs`` besides the usual arguments. ``test_step_sizes`` and
+    ``density_grid`` default to none when ``hp`` lacks them.
+    """
     dtype = dtype_from_name(hp["dtype"])
     move = dict(device=device, dtype=dtype)
     data = Splits(*(torch.as_tensor(np.asarray(part)).to(**move) for part in (splits.train, splits.val, splits.test)))
@@ -318,13 +325,17 @@ def build_density_problem(splits: Splits, hp: Mapping[str, Any], *, seed: int, d
     if trace == "auto":
         trace = "exact" if dim <= 2 else "hutchinson"
     torch.manual_seed(seed)
-    dynamics = ConcatSquashMLP(dim, _hidden_dims(hp, dim), hp["activation"]).to(**move)
-    problem = DensityProblem(
-        data, dynamics, t1=float(hp["t1"]), train_t1=bool(hp["train_t1"]), trace=trace, noise=hp["noise"],
+    if dynamics is None:
+        field = ConcatSquashMLP(dim, _hidden_dims(hp, dim), hp["activation"])
+    else:
+        field = dynamics(dim)
+    problem = (problem_cls or DensityProblem)(
+        data, field.to(**move), t1=float(hp["t1"]), train_t1=bool(hp["train_t1"]), trace=trace, noise=hp["noise"],
         batch_size=int(hp["batch_size"]), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]), seed=seed,
         eval_tol=positive_hparam(hp, "eval_tol"), nfe_tol=positive_hparam(hp, "nfe_tol"),
         eval_size=int(hp["eval_size"]), test_batch_size=int(hp["test_batch_size"]),
-        test_step_sizes=hp["test_step_sizes"], density_grid=hp["density_grid"], nll_offset=nll_offset)
+        test_step_sizes=hp.get("test_step_sizes", ()), density_grid=hp.get("density_grid", 0), nll_offset=nll_offset,
+        **problem_kwargs)
     problem.cnf.to(**move)
     return problem
 
