@@ -204,7 +204,11 @@ def _select(rows: pd.DataFrame, filters: dict, methods: tuple[str, str]) -> tupl
         if column is None:
             return rows.iloc[0:0], chosen, f"hyper-parameter {name!r} not recorded"
         if value in SELECTORS:
-            values = [v for v in _values(compared, column) if _number(v) is not None]
+            shared = [set(_values(compared[compared["method"] == m], column)) for m in methods]
+            both = set.intersection(*shared) if all(shared) else set()
+            # the largest (smallest) value both methods ran; else any, so that the reason names what is missing
+            candidates = [v for v in _values(compared, column) if _number(v) is not None and (not both or v in both)]
+            values = sorted(candidates, key=_number)
             if not values:
                 return rows.iloc[0:0], chosen, f"no successful run of {' or '.join(methods)} with a numeric {name}"
             value = values[-1] if value == "max" else values[0]

@@ -133,10 +133,14 @@ def test_ratio_claim_fixed_value_max_selector_and_bounds():
     assert verdicts(claim | {"max": 6})["g1d"][0] == FAILS
     assert verdicts(claim | {"hparams": {"width": 5}})["g1d"][0] == FAILS  # 2× < 5
 
-    # "max": the largest width each experiment measured; spheres' adjoint OOMed at 2000
+    # "max": the largest width both methods ran; spheres' adjoint OOMed at 2000, so width 1000 (3 s / 2 s)
     out = verdicts({"check": "ratio", "method": "gq", "baseline": "adjoint", "hparams": {"width": "max"},
                     "experiments": ["g1d", "spheres"]})
     assert out["g1d"][0] == HOLDS and "width 3000: 8×" in out["g1d"][1]
+    assert out["spheres"][0] == HOLDS and "width 1000: 1.5×" in out["spheres"][1]
+    # a fixed width only one of them ran says which widths the other has
+    out = verdicts({"check": "ratio", "method": "gq", "baseline": "adjoint", "hparams": {"width": 2000},
+                    "experiments": ["spheres"]})
     assert out["spheres"][0] == NOT_MEASURED and "no successful adjoint run at width 2000" in out["spheres"][1]
     assert "adjoint measured at width 20, 1000" in out["spheres"][1]
     out = verdicts({"check": "ratio", "method": "gq", "baseline": "adjoint", "hparams": {"width": "min"}})

@@ -179,7 +179,7 @@ def test_experiments_file_parses_and_expands():
     assert all(c.get("check") in claims.CHECKS or c.get("why_not_measured") for c in spec.claims)
     smoke = spec.cases("smoke", "cpu")
     _validate(smoke)
-    assert {c.experiment for c in smoke} == {"digits_lambda", "digits_order", "latent_synthetic"}
+    assert {c.experiment for c in smoke} == {"digits_lambda", "digits_order", "latent_synthetic", "ffjord_toy"}
     regs = {c.hparams.get("reg") for c in smoke if c.experiment == "digits_lambda"}
     assert regs == {"none", "speed", "rnode"}
     assert all(c.hparams["nfe_rtol"] == c.hparams["rtol"] for c in smoke)  # NFE at the training tolerance
