@@ -49,6 +49,7 @@ Checks:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -146,6 +147,9 @@ def table_threshold(records, tables, claim) -> list[tuple[str, str, str]]:
     groups = table.groupby("experiment") if "experiment" in table else [("all", table)]
     for exp, rows in groups:
         value = float(rows[claim["column"]].agg(claim.get("agg", "median")))
+        if math.isnan(value):
+            out.append((str(exp), f"{claim['column']} not measured (NaN)", NOT_MEASURED))
+            continue
         if "max" in claim:
             ok, bound = value <= claim["max"], f"≤ {claim['max']:g}"
         else:

@@ -95,3 +95,12 @@ def test_paper_spec_errors(tmp_path, monkeypatch):
         'paper = "b"\ntitle = "T"\nreference = "R"\n[[claim]]\nid = "C"\ntext = "t"\ncheck = "vibes"\n')
     with pytest.raises(UserError, match="unknown check 'vibes'"):
         load_paper("badcheck")
+
+
+def test_table_threshold_on_a_nan_value_is_not_measured():
+    import pandas as pd
+
+    from nodebench.claims import NOT_MEASURED, table_threshold
+    table = pd.DataFrame({"K": [6], "speedup": [float("nan")]})
+    out = table_threshold(pd.DataFrame(), {"cost": table}, {"table": "cost", "column": "speedup", "min": 10})
+    assert out[0][2] == NOT_MEASURED and "NaN" in out[0][1]
