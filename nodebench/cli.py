@@ -146,8 +146,11 @@ def _validate(cases) -> None:
     tasks = {}
     for case in cases:
         task = tasks.setdefault(case.task, get_task(case.task))
-        get_method(case.method).check_task(task)
-        _, _, task_hparams = split_hparams(case.hparams)
+        method = get_method(case.method)
+        method.check_task(task)
+        _, regularizer, task_hparams = split_hparams(case.hparams)
+        if regularizer is not None:
+            regularizer.check_method(method)
         task.hparams(task_hparams)
         for key in SOLVER_OPTIONS:
             value = case.hparams.get(key)

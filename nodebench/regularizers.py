@@ -149,6 +149,12 @@ class Regularizer:
             raise UserError(f"reg_lambda must be a number ≥ 0, got {self.lam!r}")
         self._generator = torch.Generator().manual_seed(self.seed)
 
+    def check_method(self, method) -> None:
+        """A :class:`UserError` for a method the running cost cannot ride on (torchsde's SDE solvers)."""
+        if getattr(method, "sde", False):
+            raise UserError(f"regulariser {self.kind!r} needs an ODE method; {method.name!r} integrates an SDE "
+                            "(on an SDE task use an ODE method such as gq, which trains the Wong–Zakai ODE)")
+
     def wrap(self, solve: Callable) -> "RegularizedSolve":
         """``solve`` with this regulariser's running cost added to every solve it makes."""
         return RegularizedSolve(solve, self)

@@ -61,6 +61,13 @@ BAD_RUNS = [
     (["--task", "cubic_spiral", "--method", "rk4", "--device", "tpu"], ["device", "cpu"]),
     (["--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--budget-s", "3"], ["not allowed"]),
     (["--task", "cubic_spiral", "--method", ","], ["--method"]),
+    (["--task", "cubic_spiral", "--method", "sde_direct"], ["sde_direct", "ODE task"]),
+    (["--task", "cubic_spiral", "--method", "gq", "--hparam", "gtol=0"], ["gtol", "positive"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--hparam", "reg=fast"], ["unknown regulariser", "speed"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--hparam", "reg=speed", "--hparam", "reg_order=0"],
+     ["reg_order"]),
+    (["--task", "ou_sde", "--method", "sde_adjoint", "--hparam", "reg=speed", "--hparam", "reg_lambda=1"],
+     ["needs an ODE method", "sde_adjoint"]),
 ]
 
 

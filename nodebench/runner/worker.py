@@ -51,6 +51,8 @@ def run_case(case: Case, out_dir: Path) -> dict:
         method = get_method(case.method)
         method.check_task(task)
         solver_options, regularizer, task_hparams = split_hparams(case.hparams, case.seed)
+        if regularizer is not None:
+            regularizer.check_method(method)
         problem = task.build(seed=case.seed, device=device, hparams=task_hparams)
         result = train(problem, method, device=device, iters=case.iters, budget_s=case.budget_s,
                        warmup=case.warmup, solver_options=solver_options, on_iteration=report,
