@@ -369,52 +369,59 @@ def _methods_of(rows: pd.DataFrame, claim: dict) -> list[str]:
     return [claim["method"]] if claim.get("method") else list(dict.fromkeys(rows["method"]))
 
 
-def hparam_ratio(records, tables, claim) -> list[tuple[str, str, str]]:
-    column = claim.get("column", "test_nfe")
-    low, high = _bounds(claim)
-    metric = claim.get("metric")
+def _per_method(records: pd.DataFrame, claim: dict, out: list):
+    """(scope, rows) per experiment and method of a claim, with hyper-parameter columns; an experiment with
+    no successful run is reported in ``out`` as not measured. The scope names the method only when the
+    claim does not fix it and the experiment ran several."""
     records = expand_hparams(records)
-    out = []
     for exp in _experiments(records, claim):
         exp_rows = records[records["experiment"] == exp]
         if exp_rows.empty:
             out.append((exp, "no successful run", NOT_MEASURED))
             continue
         for method in _methods_of(exp_rows, claim):
-            rows = exp_rows[exp_rows["method"] == method]
-            by = claim.get("by")
-            by_col = _hp_column(rows, by) if by else None
-            groups = [(None, rows)] if by_col is None else [
-                (v, rows[_equals(rows[by_col], v) | rows[by_col].map(_unset)]) for v in _values(rows, by_col)]
-            for value, group in groups:
-                scope = exp + ("" if claim.get("method") or exp_rows["method"].nunique() == 1 else f", {method}") + \
-                    ("" if value is None else f", {by} {_show(value)}")
-                at, at_text, problem = _select_hparams(group, dict(claim.get("at", {})))
-                ref, ref_text, problem_ref = _select_hparams(group, dict(claim.get("reference", {})))
-                label = f"{column} ({', '.join(ref_text)}) / ({', '.join(at_text)})"
-                problem = problem or problem_ref
-                a, r = _col_median(at, column), _col_median(ref, column)
-                if problem is None and (a is None or r is None or a == 0):
-                    problem = f"{column} missing"
-                if problem is not None:
-                    out.append((scope, f"{label}: {problem}", NOT_MEASURED))
+            named = claim.get("method") or exp_rows["method"].nunique() == 1
+            yield (exp if named else f"{exp}, {method}"), exp_rows[exp_rows["method"] == method]
+
+
+def hparam_ratio(records, tables, claim) -> list[tuple[str, str, str]]:
+    column = claim.get("column", "test_nfe")
+    low, high = _bounds(claim)
+    metric = claim.get("metric")
+    out = []
+    for base_scope, rows in _per_method(records, claim, out):
+        by = claim.get("by")
+        by_col = _hp_column(rows, by) if by else None
+        groups = [(None, rows)] if by_col is None else [
+            (v, rows[_equals(rows[by_col], v) | rows[by_col].map(_unset)]) for v in _values(rows, by_col)]
+        for value, group in groups:
+            scope = base_scope + ("" if value is None else f", {by} {_show(value)}")
+            at, at_text, problem = _select_hparams(group, dict(claim.get("at", {})))
+            ref, ref_text, problem_ref = _select_hparams(group, dict(claim.get("reference", {})))
+            label = f"{column} ({', '.join(ref_text)}) / ({', '.join(at_text)})"
+            problem = problem or problem_ref
+            a, r = _col_median(at, column), _col_median(ref, column)
+            if problem is None and (a is None or r is None or a == 0):
+                problem = f"{column} missing"
+            if problem is not None:
+                out.append((scope, f"{label}: {problem}", NOT_MEASURED))
+                continue
+            value_ = r / a
+            ok = (low is None or value_ >= low) and (high is None or value_ <= high)
+            needs = " and ".join(f"{op} {bound:g}" for op, bound in (("≥", low), ("≤", high)) if bound is not None)
+            parts = [f"{r:.4g} vs {a:.4g}", f"needs {needs}"]
+            if metric:
+                ma, mr = _col_median(at, metric), _col_median(ref, metric)
+                if ma is None or mr is None:
+                    out.append((scope, f"{label}: {value_:.3g}×; {metric} missing", NOT_MEASURED))
                     continue
-                value_ = r / a
-                ok = (low is None or value_ >= low) and (high is None or value_ <= high)
-                needs = " and ".join(f"{op} {bound:g}" for op, bound in (("≥", low), ("≤", high)) if bound is not None)
-                parts = [f"{r:.4g} vs {a:.4g}", f"needs {needs}"]
-                if metric:
-                    ma, mr = _col_median(at, metric), _col_median(ref, metric)
-                    if ma is None or mr is None:
-                        out.append((scope, f"{label}: {value_:.3g}×; {metric} missing", NOT_MEASURED))
-                        continue
-                    allowed = claim.get("abs_tol", 0.0) + claim.get("rel_tol", 0.0) * abs(mr)
-                    parts.append(f"{metric} {ma:.4g} vs {mr:.4g} (allowed loss {allowed:.3g})")
-                    ok = ok and _worse_by(metric, ma, mr) <= allowed
-                published = _published(claim)
-                if published:
-                    parts.append(published)
-                out.append((scope, f"{label}: {value_:.3g}× ({'; '.join(parts)})", HOLDS if ok else FAILS))
+                allowed = claim.get("abs_tol", 0.0) + claim.get("rel_tol", 0.0) * abs(mr)
+                parts.append(f"{metric} {ma:.4g} vs {mr:.4g} (allowed loss {allowed:.3g})")
+                ok = ok and _worse_by(metric, ma, mr) <= allowed
+            published = _published(claim)
+            if published:
+                parts.append(published)
+            out.append((scope, f"{label}: {value_:.3g}× ({'; '.join(parts)})", HOLDS if ok else FAILS))
     return out or [("all", "no experiment measured", NOT_MEASURED)]
 
 
@@ -425,56 +432,48 @@ def _setting_text(row: pd.Series, names: list[str]) -> str:
 def tradeoff(records, tables, claim) -> list[tuple[str, str, str]]:
     column, metric = claim.get("column", "test_nfe"), claim["metric"]
     low = claim.get("min", 1.0)
-    records = expand_hparams(records)
     out = []
-    for exp in _experiments(records, claim):
-        exp_rows = records[records["experiment"] == exp]
-        if exp_rows.empty:
-            out.append((exp, "no successful run", NOT_MEASURED))
+    for scope, rows in _per_method(records, claim, out):
+        ref, ref_text, problem = _select_hparams(rows, dict(claim.get("reference", {})))
+        cand, _, problem_c = _select_hparams(rows, dict(claim.get("where", {})))
+        problem = problem or problem_c
+        r, mr = _col_median(ref, column), _col_median(ref, metric)
+        if problem is None and (r is None or mr is None):
+            problem = f"{column} or {metric} missing at the reference"
+        if problem is None and cand.empty:
+            problem = "no candidate setting"
+        if problem is not None:
+            out.append((scope, f"reference {', '.join(ref_text)}: {problem}", NOT_MEASURED))
             continue
-        for method in _methods_of(exp_rows, claim):
-            rows = exp_rows[exp_rows["method"] == method]
-            scope = exp if claim.get("method") or exp_rows["method"].nunique() == 1 else f"{exp}, {method}"
-            ref, ref_text, problem = _select_hparams(rows, dict(claim.get("reference", {})))
-            cand, _, problem_c = _select_hparams(rows, dict(claim.get("where", {})))
-            problem = problem or problem_c
-            r, mr = _col_median(ref, column), _col_median(ref, metric)
-            if problem is None and (r is None or mr is None):
-                problem = f"{column} or {metric} missing at the reference"
-            if problem is None and cand.empty:
-                problem = "no candidate setting"
-            if problem is not None:
-                out.append((scope, f"reference {', '.join(ref_text)}: {problem}", NOT_MEASURED))
+        names = [c for c in cand if c.startswith("hp_") and cand[c].map(str).nunique() > 1] or \
+            [c for c in cand if c.startswith("hp_reg")]
+        keys = cand[names].map(str).agg("|".join, axis=1) if names else pd.Series("", index=cand.index)
+        allowed = claim.get("abs_tol", 0.0) + claim.get("rel_tol", 0.0) * abs(mr)
+        best, best_any = None, None
+        for _, group in cand.groupby(keys, sort=False):
+            c, mc = _col_median(group, column), _col_median(group, metric)
+            if c is None or mc is None or c == 0:
                 continue
-            names = [c for c in cand if c.startswith("hp_") and cand[c].map(str).nunique() > 1] or \
-                [c for c in cand if c.startswith("hp_reg")]
-            keys = cand[names].map(str).agg("|".join, axis=1) if names else pd.Series("", index=cand.index)
-            allowed = claim.get("abs_tol", 0.0) + claim.get("rel_tol", 0.0) * abs(mr)
-            best, best_any = None, None
-            for _, group in cand.groupby(keys, sort=False):
-                c, mc = _col_median(group, column), _col_median(group, metric)
-                if c is None or mc is None or c == 0:
-                    continue
-                entry = (r / c, mc, _setting_text(group.iloc[0], names))
-                if best_any is None or entry[0] > best_any[0]:
-                    best_any = entry
-                if _worse_by(metric, mc, mr) <= allowed and (best is None or entry[0] > best[0]):
-                    best = entry
-            if best_any is None:
-                out.append((scope, f"{column} or {metric} missing for every candidate", NOT_MEASURED))
-                continue
-            published = _published(claim)
-            ref_part = f"reference ({', '.join(ref_text)}): {column} {r:.4g}, {metric} {mr:.4g}"
-            if best is None:
-                text = (f"no setting within the allowed {metric} loss {allowed:.3g}; largest {column} reduction "
-                        f"{best_any[0]:.3g}× at {best_any[2]} with {metric} {best_any[1]:.4g}")
-                ok = False
-            else:
-                text = (f"best {column} reduction within the allowed {metric} loss {allowed:.3g}: {best[0]:.3g}× at "
-                        f"{best[2]} ({metric} {best[1]:.4g})")
-                ok = best[0] >= low
-            text += f"; {ref_part}; needs ≥ {low:g}" + (f"; {published}" if published else "")
-            out.append((scope, text, HOLDS if ok else FAILS))
+            entry = (r / c, mc, _setting_text(group.iloc[0], names))
+            if best_any is None or entry[0] > best_any[0]:
+                best_any = entry
+            if _worse_by(metric, mc, mr) <= allowed and (best is None or entry[0] > best[0]):
+                best = entry
+        if best_any is None:
+            out.append((scope, f"{column} or {metric} missing for every candidate", NOT_MEASURED))
+            continue
+        published = _published(claim)
+        ref_part = f"reference ({', '.join(ref_text)}): {column} {r:.4g}, {metric} {mr:.4g}"
+        if best is None:
+            text = (f"no setting within the allowed {metric} loss {allowed:.3g}; largest {column} reduction "
+                    f"{best_any[0]:.3g}× at {best_any[2]} with {metric} {best_any[1]:.4g}")
+            ok = False
+        else:
+            text = (f"best {column} reduction within the allowed {metric} loss {allowed:.3g}: {best[0]:.3g}× at "
+                    f"{best[2]} ({metric} {best[1]:.4g})")
+            ok = best[0] >= low
+        text += f"; {ref_part}; needs ≥ {low:g}" + (f"; {published}" if published else "")
+        out.append((scope, text, HOLDS if ok else FAILS))
     return out or [("all", "no experiment measured", NOT_MEASURED)]
 
 
