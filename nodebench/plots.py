@@ -99,7 +99,8 @@ def headline_metric(records: pd.DataFrame) -> str | None:
 
 def _bars(records: pd.DataFrame, task: str):
     summary = records.groupby("method").agg(time=("train_wall_s", "median"), mem=("peak_mem_bytes", "median"))
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
+    longest = max((len(str(m)) for m in summary.index), default=0)  # sweep labels ("gq width=3000") need room
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.45 * len(summary)), 3.5 + 0.07 * longest))
     colors = _colors(summary.index)
     bar_colors = [colors[m] for m in summary.index]
     axes[0].bar(summary.index, summary["time"], color=bar_colors)
@@ -107,7 +108,7 @@ def _bars(records: pd.DataFrame, task: str):
     axes[1].bar(summary.index, summary["mem"] / 2**20, color=bar_colors)
     axes[1].set(ylabel="peak memory added [MiB] (median)", title=f"{task}: memory")
     for ax in axes:
-        ax.tick_params(axis="x", rotation=30)
+        ax.tick_params(axis="x", rotation=30 if len(summary) <= 8 else 90, labelsize=8 if len(summary) > 8 else 10)
         ax.grid(alpha=0.3, axis="y")
     return fig
 
