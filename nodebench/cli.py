@@ -132,8 +132,9 @@ def cmd_list(args) -> int:
     for prefix in FILE_TASKS:
         print(f"  {prefix + ':PATH':<26} {FILE_TASKS[prefix].description}")
     print("methods (--method):")
+    width = max(map(len, METHODS))
     for name, method in METHODS.items():
-        print(f"  {name:<10} [{method.family}] {method.description}")
+        print(f"  {name:<{width}} [{method.family}] {method.description}")
     return 0
 
 

@@ -166,7 +166,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("gq", "dopri5", "gq", adaptive=True, quadrature="sequential",
            description="Gauss–Legendre quadrature adjoint, dopri5, one VJP per node (Norcliffe & Deisenroth 2023)"),
     Method("gq_batched", "dopri5", "gq", adaptive=True, quadrature="batched",
-           description="GQ adjoint with each interval's node VJPs as one vmapped VJP (nodebench variant)"),
+           description="GQ adjoint, each interval's node VJPs as one VJP, nodes vmapped where possible "
+                       "(nodebench variant)"),
     Method("bosh3", "bosh3", "backprop", adaptive=True,
            description="backprop through adaptive Bogacki–Shampine 3(2) (order-matching studies)"),
     Method("adaptive_heun", "adaptive_heun", "backprop", adaptive=True,
