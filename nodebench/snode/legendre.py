@@ -1,0 +1,317 @@
+"""Legendre-series trajectories and Gauss quadrature rules: the spectral groundwork of SNODE.
+
+Paper: Quaglino, Gallieri, Masci, Koutník, "SNODE: Spectral Discretization of Neural ODEs for System
+Identification", ICLR 2020 (arXiv 1906.07038). The paper released no code, so everything here is a
+nodebench reimplementation from the paper text (see ``/work/shared/papers/snode.md``):
+
+* §4 of the paper (reconstruction in snode.md §4.2): on an interval [t0, t1] the state is a truncated
+  Legendre series x(t) = Σ_{k=0..p} c_k P_k(τ), τ = 2(t − t0)/(t1 − t0) − 1, with the analytic derivative
+  ẋ(t) = (2/(t1 − t0)) Σ_k c_k P_k'(τ). Those formulas are standard spectral-method material.
+* nodebench choices (not taken from the paper): the least-squares initial fit of the coefficients
+  (``LegendreSeries.fit``, optional ridge), the equal-width split in ``SpectralElements`` with continuity
+  *not* enforced, and offering both Gauss–Legendre and Gauss–Lobatto rules (which rule and how many nodes
+  the paper uses is UNVERIFIED).
+
+All functions work in torch, default to float64, and broadcast over leading (trajectory) dimensions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["LegendreSeries", "SpectralElements", "gauss_legendre_nodes", "gauss_lobatto_nodes",
+           "legendre_basis", "legendre_basis_derivative"]
+
+_DTYPE = torch.float64
+
+
+def _legendre_np(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P_n(x) and P_n'(x) in numpy float64 (three-term recurrence; derivative via P'_{k+1} = P'_{k-1} +
+    (2k+1)P_k). Used only to polish quadrature nodes by Newton's method."""
+    p_prev, p = np.ones_like(x), x.copy()
+    d_prev, d = np.zeros_like(x), np.ones_like(x)
+    if n == 0:
+        return p_prev, d_prev
+    for k in range(1, n):
+        p_next = ((2 * k + 1) * x * p - k * p_prev) / (k + 1)
+        d_next = d_prev + (2 * k + 1) * p
+        p_prev, p, d_prev, d = p, p_next, d, d_next
+    return p, d
+
+
+def gauss_legendre_nodes(n: int, dtype: torch.dtype = _DTYPE, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """n-point Gauss–Legendre rule on [−1, 1]: ``(nodes, weights)``, nodes ascending, end points excluded.
+
+    Exact for polynomials of degree ≤ 2n − 1 (snode.md §4.3). Nodes come from the Golub–Welsch eigenvalue
+    problem (numpy ``leggauss``) and are polished by two Newton steps on P_n; weights are
+    2 / ((1 − x²) P_n'(x)²).
+    """
+    if n < 1:
+        raise ValueError(f"gauss_legendre_nodes needs n >= 1, got {n}")
+    x, _ = np.polynomial.legendre.leggauss(n)
+    for _ in range(2):
+        p, d = _legendre_np(x, n)
+        x = x - p / d
+    _, d = _legendre_np(x, n)
+    w = 2.0 / ((1.0 - x ** 2) * d ** 2)
+    return torch.as_tensor(x, dtype=dtype, device=device), torch.as_tensor(w, dtype=dtype, device=device)
+
+
+def gauss_lobatto_nodes(n: int, dtype: torch.dtype = _DTYPE, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """n-point Gauss–Lobatto(–Legendre) rule on [−1, 1]: ``(nodes, weights)``, nodes ascending.
+
+    The nodes are ±1 and the n − 2 roots of P'_{n−1}; the weights are 2 / (n(n − 1) P_{n−1}(x)²). Exact for
+    polynomials of degree ≤ 2n − 3. Interior nodes: companion-matrix roots of P'_{n−1} (numpy), polished by
+    Newton steps using (1 − x²)P''_{n−1} = 2xP'_{n−1} − (n−1)n P_{n−1}.
+    """
+    if n < 2:
+        raise ValueError(f"gauss_lobatto_nodes needs n >= 2, got {n}")
+    m = n - 1
+    if n == 2:
+        interior = np.zeros(0)
+    else:
+        coef = np.zeros(m + 1)
+        coef[m] = 1.0
+        interior = np.sort(np.real(np.polynomial.legendre.legroots(np.polynomial.legendre.legder(coef))))
+        for _ in range(3):
+            p, d = _legendre_np(interior, m)
+            dd = (2 * interior * d - m * (m + 1) * p) / (1 - interior ** 2)
+            interior = interior - d / dd
+    x = np.concatenate([[-1.0], interior, [1.0]])
+    p, _ = _legendre_np(x, m)
+    w = 2.0 / (n * m * p ** 2)
+    return torch.as_tensor(x, dtype=dtype, device=device), torch.as_tensor(w, dtype=dtype, device=device)
+
+
+def _as_points(tau, dtype, device) -> torch.Tensor:
+    tau = torch.as_tensor(tau, dtype=dtype, device=device)
+    if tau.dim() == 0:
+        tau = tau.reshape(1)
+    return tau
+
+
+def legendre_basis(tau, degree: int) -> torch.Tensor:
+    """P_0..P_degree at points ``tau`` via (k+1)P_{k+1} = (2k+1)τP_k − kP_{k−1}.
+
+    ``tau`` has shape (..., T) (a 0-d value counts as T = 1); returns shape (..., T, degree + 1). Float
+    tensors keep their dtype; anything else becomes float64. Differentiable in ``tau``.
+    """
+    if degree < 0:
+        raise ValueError(f"degree must be >= 0, got {degree}")
+    tau = tau if torch.is_tensor(tau) and tau.is_floating_point() else _as_points(tau, _DTYPE, None)
+    tau = tau.reshape(1) if tau.dim() == 0 else tau
+    cols = [torch.ones_like(tau)]
+    if degree >= 1:
+        cols.append(tau)
+    for k in range(1, degree):
+        cols.append(((2 * k + 1) * tau * cols[k] - k * cols[k - 1]) / (k + 1))
+    return torch.stack(cols, dim=-1)
+
+
+def legendre_basis_derivative(tau, degree: int) -> torch.Tensor:
+    """dP_k/dτ for k = 0..degree at ``tau``, shape (..., T, degree + 1).
+
+    Uses P'_0 = 0, P'_1 = 1, P'_{k+1} = P'_{k−1} + (2k+1)P_k, which (unlike (1 − τ²)P_k' = k(P_{k−1} − τP_k))
+    has no 0/0 at τ = ±1; there it gives P_k'(1) = k(k+1)/2 and P_k'(−1) = (−1)^{k+1} k(k+1)/2.
+    """
+    basis = legendre_basis(tau, degree)
+    zero = torch.zeros_like(basis[..., 0])
+    cols = [zero]
+    if degree >= 1:
+        cols.append(torch.ones_like(zero))
+    for k in range(1, degree):
+        cols.append(cols[k - 1] + (2 * k + 1) * basis[..., k])
+    return torch.stack(cols, dim=-1)
+
+
+def _lstsq(basis: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.Tensor:
+    """Solve min_c ‖basis c − y‖² + ridge ‖c‖², batched; ridge enters as extra rows √ridge·I (no normal
+    equations, so conditioning is that of the Legendre Vandermonde matrix, not its square)."""
+    n_obs, n_coef = basis.shape[-2], basis.shape[-1]
+    if ridge < 0:
+        raise ValueError(f"ridge must be >= 0, got {ridge}")
+    if ridge > 0:
+        eye = (ridge ** 0.5) * torch.eye(n_coef, dtype=basis.dtype, device=basis.device)
+        basis = torch.cat([basis, eye.expand(*basis.shape[:-2], n_coef, n_coef)], dim=-2)
+        y = torch.cat([y, y.new_zeros(*y.shape[:-2], n_coef, y.shape[-1])], dim=-2)
+    elif n_obs < n_coef:
+        raise ValueError(f"{n_obs} observations cannot determine {n_coef} coefficients without ridge > 0")
+    batch = torch.broadcast_shapes(basis.shape[:-2], y.shape[:-2])
+    basis = basis.expand(*batch, *basis.shape[-2:])
+    y = y.expand(*batch, *y.shape[-2:])
+    # QR-based solve (full column rank is guaranteed by the checks above for distinct observation times).
+    return torch.linalg.lstsq(basis, y, driver="gels" if basis.device.type != "cpu" else "gelsd").solution
+
+
+class LegendreSeries:
+    """x(t) = Σ_{k=0..degree} c_k P_k(τ(t)) on [t0, t1], τ = 2(t − t0)/(t1 − t0) − 1 (paper §4; snode.md §4.2).
+
+    ``coeffs`` has shape (..., degree + 1, D): leading dims index trajectories, D is the state dimension.
+    Evaluation outside [t0, t1] is allowed (polynomial extrapolation) but is not what the series is for.
+    The coefficients are a plain tensor, so they can be made ``requires_grad`` for SNODE's coefficient step.
+    """
+
+    def __init__(self, coeffs: torch.Tensor, t0: float = -1.0, t1: float = 1.0):
+        if coeffs.dim() < 2:
+            raise ValueError(f"coeffs must have shape (..., degree + 1, D), got {tuple(coeffs.shape)}")
+        if not t1 > t0:
+            raise ValueError(f"need t1 > t0, got [{t0}, {t1}]")
+        self.coeffs = coeffs
+        self.t0, self.t1 = float(t0), float(t1)
+
+    @property
+    def degree(self) -> int:
+        return self.coeffs.shape[-2] - 1
+
+    @property
+    def dim(self) -> int:
+        return self.coeffs.shape[-1]
+
+    @property
+    def scale(self) -> float:
+        """dτ/dt = 2/(t1 − t0), the chain-rule factor of ``derivative``."""
+        return 2.0 / (self.t1 - self.t0)
+
+    def to_tau(self, t) -> torch.Tensor:
+        t = _as_points(t, self.coeffs.dtype, self.coeffs.device)
+        return self.scale * (t - self.t0) - 1.0
+
+    def __call__(self, t) -> torch.Tensor:
+        """x(t) for times ``t`` of shape (T,): returns (..., T, D)."""
+        return legendre_basis(self.to_tau(t), self.degree) @ self.coeffs
+
+    def derivative(self, t) -> torch.Tensor:
+        """dx/dt = (2/(t1 − t0)) Σ_k c_k P_k'(τ) for times ``t`` of shape (T,): returns (..., T, D)."""
+        return self.scale * (legendre_basis_derivative(self.to_tau(t), self.degree) @ self.coeffs)
+
+    @classmethod
+    def fit(cls, t_obs, y_obs: torch.Tensor, degree: int, t0: float | None = None, t1: float | None = None,
+            ridge: float = 0.0) -> "LegendreSeries":
+        """Least-squares fit of the coefficients to observations (nodebench's initialisation of c; snode.md §4.4).
+
+        Solves min_c Σ_j ‖x(t_j; c) − y_j‖² + ridge ‖c‖² independently for every leading index and state
+        dimension. ``t_obs``: shape (N,) shared by all trajectories, or (..., N) per trajectory (broadcast
+        against ``y_obs``'s leading dims). ``y_obs``: shape (..., N, D). ``t0``/``t1`` default to the
+        min/max observation time. Needs N ≥ degree + 1 distinct times unless ``ridge > 0``; with
+        N = degree + 1 the fit interpolates. Returns a series with coefficients (..., degree + 1, D).
+        """
+        if y_obs.dim() < 2:
+            raise ValueError(f"y_obs must have shape (..., N, D), got {tuple(y_obs.shape)}")
+        dtype = y_obs.dtype if y_obs.is_floating_point() else _DTYPE
+        y_obs = y_obs.to(dtype)
+        t_obs = _as_points(t_obs, dtype, y_obs.device)
+        if t_obs.shape[-1] != y_obs.shape[-2]:
+            raise ValueError(f"t_obs has {t_obs.shape[-1]} times but y_obs has {y_obs.shape[-2]} observations")
+        t0 = float(t_obs.min()) if t0 is None else float(t0)
+        t1 = float(t_obs.max()) if t1 is None else float(t1)
+        if not t1 > t0:
+            raise ValueError(f"need t1 > t0, got [{t0}, {t1}]")
+        tau = 2.0 * (t_obs - t0) / (t1 - t0) - 1.0
+        coeffs = _lstsq(legendre_basis(tau, degree), y_obs, ridge)
+        return cls(coeffs, t0, t1)
+
+
+class SpectralElements:
+    """E equal-width elements on [t0, t1], each carrying its own Legendre series (snode.md §4.2).
+
+    ``coeffs`` has shape (..., E, degree + 1, D). A time t belongs to element e = floor((t − t0)/h),
+    h = (t1 − t0)/E, clamped to [0, E − 1] (so t1 belongs to the last element and times outside [t0, t1]
+    extrapolate the first/last element). nodebench choice: equal widths and **no continuity enforced** at
+    element boundaries — how the paper couples elements is UNVERIFIED; ``continuity_gap`` reports the jumps
+    so a caller can penalise or check them.
+    """
+
+    def __init__(self, coeffs: torch.Tensor, t0: float, t1: float):
+        if coeffs.dim() < 3:
+            raise ValueError(f"coeffs must have shape (..., E, degree + 1, D), got {tuple(coeffs.shape)}")
+        if not t1 > t0:
+            raise ValueError(f"need t1 > t0, got [{t0}, {t1}]")
+        self.coeffs = coeffs
+        self.t0, self.t1 = float(t0), float(t1)
+
+    @property
+    def n_elements(self) -> int:
+        return self.coeffs.shape[-3]
+
+    @property
+    def degree(self) -> int:
+        return self.coeffs.shape[-2] - 1
+
+    @property
+    def width(self) -> float:
+        return (self.t1 - self.t0) / self.n_elements
+
+    def boundaries(self) -> torch.Tensor:
+        return torch.linspace(self.t0, self.t1, self.n_elements + 1, dtype=self.coeffs.dtype,
+                              device=self.coeffs.device)
+
+    def element(self, e: int) -> LegendreSeries:
+        """The series of element e on its own interval."""
+        a = self.t0 + e * self.width
+        return LegendreSeries(self.coeffs[..., e, :, :], a, a + self.width)
+
+    def _locate(self, t) -> tuple[torch.Tensor, torch.Tensor]:
+        t = _as_points(t, self.coeffs.dtype, self.coeffs.device)
+        if t.dim() != 1:
+            raise ValueError(f"t must have shape (T,), got {tuple(t.shape)}")
+        idx = torch.floor((t - self.t0) / self.width).long().clamp(0, self.n_elements - 1)
+        tau = 2.0 * (t - (self.t0 + idx.to(t.dtype) * self.width)) / self.width - 1.0
+        return idx, tau
+
+    def _eval(self, basis: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        c = self.coeffs[..., idx, :, :]  # (..., T, K, D)
+        return torch.einsum("tk,...tkd->...td", basis, c)
+
+    def __call__(self, t) -> torch.Tensor:
+        """x(t) for times ``t`` of shape (T,): returns (..., T, D)."""
+        idx, tau = self._locate(t)
+        return self._eval(legendre_basis(tau, self.degree), idx)
+
+    def derivative(self, t) -> torch.Tensor:
+        """dx/dt (per element, chain-rule factor 2/h) for times ``t`` of shape (T,): returns (..., T, D)."""
+        idx, tau = self._locate(t)
+        return (2.0 / self.width) * self._eval(legendre_basis_derivative(tau, self.degree), idx)
+
+    def continuity_gap(self) -> torch.Tensor:
+        """x_{e+1}(left end) − x_e(right end) at the E − 1 interior boundaries: shape (..., E − 1, D)."""
+        ones = torch.ones(self.degree + 1, dtype=self.coeffs.dtype, device=self.coeffs.device)
+        alt = ones.clone()
+        alt[1::2] = -1.0
+        right = torch.einsum("k,...ekd->...ed", ones, self.coeffs[..., :-1, :, :])  # P_k(1) = 1
+        left = torch.einsum("k,...ekd->...ed", alt, self.coeffs[..., 1:, :, :])  # P_k(−1) = (−1)^k
+        return left - right
+
+    @classmethod
+    def fit(cls, t_obs, y_obs: torch.Tensor, degree: int, n_elements: int, t0: float | None = None,
+            t1: float | None = None, ridge: float = 0.0) -> "SpectralElements":
+        """Per-element least-squares fit (``LegendreSeries.fit`` on each element's observations).
+
+        ``t_obs``: shape (N,) shared by all trajectories; ``y_obs``: (..., N, D). Each element uses the
+        observations in its *closed* interval, so a boundary observation informs both neighbours (a mild
+        nodebench nudge towards continuity; nothing is enforced). Each element needs ≥ degree + 1
+        observations unless ``ridge > 0``.
+        """
+        if y_obs.dim() < 2:
+            raise ValueError(f"y_obs must have shape (..., N, D), got {tuple(y_obs.shape)}")
+        dtype = y_obs.dtype if y_obs.is_floating_point() else _DTYPE
+        y_obs = y_obs.to(dtype)
+        t_obs = _as_points(t_obs, dtype, y_obs.device)
+        if t_obs.dim() != 1 or t_obs.shape[0] != y_obs.shape[-2]:
+            raise ValueError("t_obs must have shape (N,) matching y_obs (..., N, D)")
+        t0 = float(t_obs.min()) if t0 is None else float(t0)
+        t1 = float(t_obs.max()) if t1 is None else float(t1)
+        if n_elements < 1 or not t1 > t0:
+            raise ValueError(f"need n_elements >= 1 and t1 > t0, got {n_elements}, [{t0}, {t1}]")
+        h = (t1 - t0) / n_elements
+        tol = 1e-12 * max(1.0, abs(t0), abs(t1))
+        coeffs = []
+        for e in range(n_elements):
+            a, b = t0 + e * h, t0 + (e + 1) * h
+            mask = (t_obs >= a - tol) & (t_obs <= b + tol)
+            try:
+                series = LegendreSeries.fit(t_obs[mask], y_obs[..., mask, :], degree, a, b, ridge)
+            except ValueError as err:
+                raise ValueError(f"element {e} on [{a}, {b}]: {err}") from err
+            coeffs.append(series.coeffs)
+        return cls(torch.stack(coeffs, dim=-3), t0, t1)
