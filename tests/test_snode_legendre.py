@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from nodebench.snode import (LegendreSeries, SpectralElements, gauss_legendre_nodes, gauss_lobatto_nodes,
-                             legendre_basis, legendre_basis_derivative)
+from nodebench.snode import (
+    LegendreSeries,
+    SpectralElements,
+    gauss_legendre_nodes,
+    gauss_lobatto_nodes,
+    legendre_basis,
+    legendre_basis_derivative,
+)
 
 D64 = torch.float64
 

@@ -8,8 +8,14 @@ paper text (no official code was released).
 >>> tau, w = gauss_legendre_nodes(16)                          # quadrature on [-1, 1]
 """
 
-from nodebench.snode.legendre import (LegendreSeries, SpectralElements, gauss_legendre_nodes, gauss_lobatto_nodes,
-                                      legendre_basis, legendre_basis_derivative)
+from nodebench.snode.legendre import (
+                                      LegendreSeries,
+                                      SpectralElements,
+                                      gauss_legendre_nodes,
+                                      gauss_lobatto_nodes,
+                                      legendre_basis,
+                                      legendre_basis_derivative,
+)
 
 __all__ = ["LegendreSeries", "SpectralElements", "gauss_legendre_nodes", "gauss_lobatto_nodes", "legendre_basis",
            "legendre_basis_derivative"]
