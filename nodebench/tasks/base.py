@@ -130,3 +130,11 @@ def data_seed(hp: Mapping[str, Any], seed: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise UserError(f"hyper-parameter data_seed must be None or a non-negative integer, got {value!r}")
     return int(value)
+
+
+def optional_count(hp: Mapping[str, Any], key: str) -> int | None:
+    """``hp[key]`` as a positive int, or ``None`` (meaning "all"); anything else is a UserError."""
+    value = hp[key]
+    if value is None:
+        return None
+    return int_hparam(hp, key, 1)

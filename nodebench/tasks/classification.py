@@ -60,9 +60,8 @@ from torch import nn
 from torchdiffeq import odeint
 
 from nodebench.datasets.images import ImageSplits, load_images
-from nodebench.errors import UserError
 from nodebench.harness.nfe import CallCounter
-from nodebench.tasks.base import Problem, Task, dtype_from_name, int_hparam, positive_hparam
+from nodebench.tasks.base import Problem, Task, dtype_from_name, int_hparam, optional_count, positive_hparam
 
 T_SPAN = (0.0, 1.0)
 N_CLASSES = 10
@@ -234,14 +233,6 @@ class ClassificationProblem(Problem):
 
 # -- tasks -----------------------------------------------------------------------------------------------------
 
-def _cap(n: Any, what: str) -> int | None:
-    if n is None:
-        return None
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UserError(f"{what} must be a positive integer or None (all), got {n!r}")
-    return n
-
-
 class ClassificationTask(Task):
     """The TayNODE MNIST classifier on one image data set, flattened (see the module docstring)."""
 
@@ -274,7 +265,7 @@ class ClassificationTask(Task):
         eval_batch_size = int_hparam(hp, "eval_batch_size", 1)
         eval_max_steps = int_hparam(hp, "eval_max_steps", 1)
         tols = {key: positive_hparam(hp, key) for key in ("eval_tol", "nfe_rtol", "nfe_atol")}
-        n_train, n_test = _cap(hp["n_train"], "n_train"), _cap(hp["n_test"], "n_test")
+        n_train, n_test = optional_count(hp, "n_train"), optional_count(hp, "n_test")
         raw = self.load(seed)
         train_x, test_x = raw.train_x.flatten(1)[:n_train], raw.test_x.flatten(1)[:n_test]
         train_y, test_y = raw.train_y[:n_train], raw.test_y[:n_test]

@@ -62,7 +62,7 @@ from torchdiffeq import odeint
 from nodebench.datasets.images import ImageSplits, load_images
 from nodebench.errors import UserError
 from nodebench.harness.nfe import CallCounter
-from nodebench.tasks.base import Problem, Task, dtype_from_name, int_hparam
+from nodebench.tasks.base import Problem, Task, dtype_from_name, int_hparam, optional_count
 
 REFERENCE_METHOD = "dopri5"
 T_SPAN = (0.0, 1.0)
@@ -227,14 +227,6 @@ class ImageProblem(Problem):
                 "reference_nfe": sum(counts) / len(counts)}
 
 
-def _cap(x: torch.Tensor, y: torch.Tensor, n: int | None, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if n is None:
-        return x, y
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UserError(f"{what} must be a positive integer or None (all), got {n!r}")
-    return x[:n], y[:n]
-
-
 class ImageTask(Task):
     """A convolutional neural-ODE classifier on one image data set (see the module docstring)."""
 
@@ -255,8 +247,9 @@ class ImageTask(Task):
         if not float(hp["eval_tol"]) > 0:
             raise UserError(f"hyper-parameter eval_tol must be positive, got {hp['eval_tol']!r}")
         raw = self.load(seed)
-        train_x, train_y = _cap(raw.train_x, raw.train_y, hp["n_train"], "n_train")
-        test_x, test_y = _cap(raw.test_x, raw.test_y, hp["n_test"], "n_test")
+        n_train, n_test = optional_count(hp, "n_train"), optional_count(hp, "n_test")
+        train_x, train_y = raw.train_x[:n_train], raw.train_y[:n_train]
+        test_x, test_y = raw.test_x[:n_test], raw.test_y[:n_test]
         data = ImageSplits(train_x.to(device), train_y.to(device), test_x.to(device), test_y.to(device),
                            raw.n_classes)
         with torch.random.fork_rng(devices=[]):  # initialise from the seed without touching the global RNG
