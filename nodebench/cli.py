@@ -74,8 +74,8 @@ def _device(text: str) -> str:
     return str(device)
 
 
-def _add_sweep_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -> None:
+    p.add_argument("--device", default=device, help=f"cpu, cuda or cuda:N (default {device or 'the suite device'})")
     p.add_argument("--jobs", type=_positive_int, default=1, help="cases run at once (default 1: clean timings)")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per case (default 1)")
     p.add_argument("--timeout-s", type=_positive_float, default=3600.0, help="per-case time limit (default 3600)")
@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild figures and report.md from a run directory")
     report.add_argument("run_dir", type=Path)
+
+    bench = sub.add_parser("bench", help="run a benchmark suite, append it to the history store, gate it")
+    bench.add_argument("--suite", required=True, help="suite name (benchmarks/suites/NAME.toml), e.g. nightly")
+    bench.add_argument("--out", type=Path, help="history store (default results/history)")
+    bench.add_argument("--machine", help="machine key in the store (default $NODEBENCH_MACHINE or the host name)")
+    _add_sweep_options(bench, device=None)
     return parser
 
 
@@ -228,7 +234,25 @@ def cmd_report(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce, "report": cmd_report}
+def cmd_bench(args) -> int:
+    from nodebench.bench.history import DEFAULT_STORE, machine_name, new_run
+    from nodebench.bench.suites import load_suite
+    from nodebench.runner.sweep import run_cases
+
+    suite = load_suite(args.suite)
+    device = _device(args.device or suite.device)
+    cases = suite.cases(device)
+    _validate(cases)
+    run_dir = new_run(args.out or DEFAULT_STORE, machine_name(args.machine), suite.name, device=device)
+    print(f"bench {suite.name}: {len(cases)} case(s) into {run_dir}", file=sys.stderr)
+    run_cases(cases, run_dir, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
+              progress=not args.no_progress, retry_failed=args.retry_failed)
+    print(f"wrote {run_dir}/records.parquet, curves.parquet")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce, "report": cmd_report,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

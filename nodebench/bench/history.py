@@ -1,0 +1,70 @@
+"""The history store: one folder per suite run, keyed by (machine, suite, date, git sha), no server.
+
+Layout under the store root (default ``results/history/``)::
+
+    <machine>/<suite>/<YYYYmmddTHHMMSSZ>-<sha12>/   records.parquet, curves.parquet, run.json, compare.md
+
+Each run writes only its own folder, so several machines can share one store on a shared filesystem
+without locking, and histories from different machines never mix. The machine name defaults to the host
+name; set ``--machine`` or ``NODEBENCH_MACHINE`` where host names change between jobs (CI, containers).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from nodebench.errors import UserError
+from nodebench.harness.environment import git_sha
+from nodebench.records import RECORDS
+from nodebench.runner.sweep import read_run_info, write_run_info
+
+DEFAULT_STORE = Path("results") / "history"
+
+
+def machine_name(name: str | None = None) -> str:
+    """The store's machine key: ``name``, else ``$NODEBENCH_MACHINE``, else the host name; made path-safe."""
+    raw = name or os.environ.get("NODEBENCH_MACHINE") or platform.node() or "unknown"
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", raw).strip("._")
+    if not safe:
+        raise UserError(f"machine name {raw!r} has no letters or digits; give e.g. --machine ci-cpu")
+    return safe
+
+
+def new_run(store: str | Path, machine: str, suite: str, **meta) -> Path:
+    """Create the folder of a new run in the store and its ``run.json``; return the folder."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    sha = git_sha()
+    run_dir = Path(store) / machine / suite / f"{now:%Y%m%dT%H%M%SZ}-{sha[:12]}"
+    if run_dir.exists():
+        raise UserError(f"{str(run_dir)!r} exists already; wait a second and rerun")
+    write_run_info(run_dir, command="bench", suite=suite, machine=machine, git_sha=sha,
+                   date=now.isoformat(timespec="seconds"), **meta)
+    return run_dir
+
+
+def list_runs(store: str | Path, machine: str | None = None, suite: str | None = None) -> pd.DataFrame:
+    """Finished runs in the store (those with records), oldest first: columns ``machine, suite, date,
+    git_sha, run_dir``."""
+    rows = []
+    for records in sorted(Path(store).glob(f"{machine or '*'}/{suite or '*'}/*/{RECORDS}")):
+        run_dir = records.parent
+        info = read_run_info(run_dir)
+        rows.append({"machine": run_dir.parent.parent.name, "suite": run_dir.parent.name,
+                     "date": info.get("date", run_dir.name.split("-")[0]),
+                     "git_sha": info.get("git_sha", run_dir.name.partition("-")[2]), "run_dir": run_dir})
+    frame = pd.DataFrame(rows, columns=["machine", "suite", "date", "git_sha", "run_dir"])
+    return frame.sort_values(["date", "run_dir"], kind="stable").reset_index(drop=True)
+
+
+def previous_run(store: str | Path, run_dir: Path) -> Path | None:
+    """The latest finished run of the same machine and suite before ``run_dir``, or None."""
+    run_dir = Path(run_dir)
+    runs = list_runs(store, run_dir.parent.parent.name, run_dir.parent.name)
+    earlier = [Path(p) for p in runs["run_dir"] if Path(p).name < run_dir.name]
+    return earlier[-1] if earlier else None

@@ -1,0 +1,131 @@
+"""Benchmark suites: declarative files ``benchmarks/suites/<name>.toml`` of short, fixed-budget cases.
+
+A suite file lists entries; each entry is one task with its methods, like an experiment of a paper
+package, at one fixed budget::
+
+    suite = "nightly"
+    description = "short fixed-budget cases across the paper packages"
+    device = "cpu"                     # or "cuda" for a GPU suite
+    seeds = 3                          # seeds 0..N-1 of every case: the repeats of the noise estimate
+
+    [[entry]]
+    name = "spiral"                    # unique in the suite; the records' ``experiment`` column
+    paper = "do_vs_od"                 # the paper package the entry comes from
+    task = "cubic_spiral"
+    methods = ["rk4", "adjoint"]
+    hparams = { lr = 0.1 }             # task hyper-parameters and solver options of every method
+    method_hparams.adjoint = { rtol = 1e-5, atol = 1e-7 }
+    iters = 20                         # or budget_s = 5.0
+    seeds = 3                          # optional: overrides the suite's
+    target = 0.05                      # optional: the leaderboard's time-to-target value for this task
+
+The cases carry the suite's name as their ``preset``. The folder is ``benchmarks/suites/`` of the source
+checkout, or where ``NODEBENCH_SUITES`` points.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nodebench.errors import UserError
+from nodebench.runner.case import Case, expand_grid
+
+SUITE_SUFFIX = ".toml"
+
+
+def suites_root() -> Path:
+    """The folder of suite files."""
+    env = os.environ.get("NODEBENCH_SUITES")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+
+
+@dataclass
+class SuiteEntry:
+    """One task with its methods at a fixed budget (see the module docstring for the fields)."""
+
+    name: str
+    paper: str
+    task: str
+    methods: list[str]
+    hparams: dict[str, Any] = field(default_factory=dict)
+    method_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    iters: int | None = None
+    budget_s: float | None = None
+    seeds: int | None = None
+    target: float | None = None
+    description: str = ""
+
+
+@dataclass
+class Suite:
+    """A named list of entries, run on one device with ``seeds`` repeats per case."""
+
+    name: str
+    description: str
+    device: str
+    seeds: int
+    entries: list[SuiteEntry]
+    path: Path | None = None
+
+    def cases(self, device: str | None = None) -> list[Case]:
+        """Every case of the suite, on ``device`` (default: the suite's)."""
+        cases: list[Case] = []
+        for entry in self.entries:
+            cases += expand_grid(tasks=[entry.task], methods=entry.methods, seeds=range(entry.seeds or self.seeds),
+                                 hparams=entry.hparams, method_hparams=entry.method_hparams,
+                                 device=device or self.device, iters=entry.iters, budget_s=entry.budget_s,
+                                 paper=entry.paper, experiment=entry.name, preset=self.name)
+        return cases
+
+    def targets(self) -> dict[str, float]:
+        """Task → the time-to-target value declared by an entry (tasks without one are left out)."""
+        return {e.task: float(e.target) for e in self.entries if e.target is not None}
+
+
+def available_suites() -> list[str]:
+    root = suites_root()
+    return sorted(p.stem for p in root.glob(f"*{SUITE_SUFFIX}")) if root.is_dir() else []
+
+
+def load_suite(name: str) -> Suite:
+    """Parse ``<suites_root>/<name>.toml``; an unknown suite or a malformed file is a :class:`UserError`."""
+    suites = available_suites()
+    if name not in suites:
+        raise UserError(f"unknown suite {name!r}; valid suites: {', '.join(suites) or 'none in ' + str(suites_root())}")
+    path = suites_root() / f"{name}{SUITE_SUFFIX}"
+    try:
+        raw = tomllib.loads(path.read_text())
+        entries = [SuiteEntry(**entry) for entry in raw.get("entry", [])]
+        suite = Suite(name=raw.get("suite", name), description=raw.get("description", ""),
+                      device=raw.get("device", "cpu"), seeds=int(raw.get("seeds", 1)), entries=entries, path=path)
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as err:
+        raise UserError(f"malformed suite file {str(path)!r}: {err}") from None
+    _check(suite)
+    return suite
+
+
+def _check(suite: Suite) -> None:
+    where = f"suite file {str(suite.path)!r}"
+    if not suite.entries:
+        raise UserError(f"{where} declares no [[entry]]")
+    names = [e.name for e in suite.entries]
+    if len(set(names)) != len(names):
+        raise UserError(f"{where}: entry names must be unique, got {', '.join(names)}")
+    for entry in suite.entries:
+        if (entry.iters is None) == (entry.budget_s is None):
+            raise UserError(f"{where}: entry {entry.name!r} needs exactly one of iters or budget_s")
+        for key in ("seeds", "iters"):
+            value = getattr(entry, key)
+            if value is not None and not (isinstance(value, int) and value >= 1):
+                raise UserError(f"{where}: entry {entry.name!r} has {key} = {value!r}; expected a positive integer")
+        for key in ("budget_s", "target"):
+            value = getattr(entry, key)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise UserError(f"{where}: entry {entry.name!r} has {key} = {value!r}; expected a finite number")
+    if suite.seeds < 1:
+        raise UserError(f"{where}: seeds must be a positive integer, got {suite.seeds}")
