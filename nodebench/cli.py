@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,17 @@ def _hparam(text: str) -> tuple[str, object]:
     return key, value
 
 
+def _threshold(text: str) -> tuple[str, float]:
+    key, sep, raw = text.partition("=")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not sep or not key or not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected NAME=POSITIVE_NUMBER (e.g. time=0.2), got {text!r}")
+    return key, value
+
+
 def _device(text: str) -> str:
     import torch
 
@@ -82,6 +94,10 @@ def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -
     p.add_argument("--retry-failed", action="store_true",
                    help="on resume, rerun cases recorded as diverged, oom, timeout or error")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--executor", default="local", choices=("local", "submitit", "dask"),
+                   help="local: worker processes here (default); submitit: SLURM job arrays (submitit's local "
+                        "executor without SLURM); dask: a dask.distributed scheduler (--scheduler)")
+    p.add_argument("--scheduler", metavar="ADDR", help="dask scheduler address, e.g. tcp://10.0.0.1:8786")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +133,28 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="history store (default results/history)")
     bench.add_argument("--machine", help="machine key in the store (default $NODEBENCH_MACHINE or the host name)")
     _add_sweep_options(bench, device=None)
+
+    compare = sub.add_parser("compare", help="gate CURRENT against BASELINE: ratios and noise-aware verdicts")
+    compare.add_argument("baseline", type=Path, help="run directory or records .parquet file")
+    compare.add_argument("current", type=Path, help="run directory or records .parquet file")
+    compare.add_argument("--threshold", type=_threshold, action="append", default=[], metavar="METRIC=VALUE",
+                         help="replace a threshold: time=0.2 (relative), test_nll=0.1 (absolute)...; repeatable")
+    compare.add_argument("--out", type=Path, help="Markdown file (default compare.md beside CURRENT's records)")
+
+    history = sub.add_parser("history", help="plot each metric over the runs in the history store")
+    history.add_argument("--store", type=Path, help="history store (default results/history)")
+    history.add_argument("--machine", help="machine key (default $NODEBENCH_MACHINE or the host name)")
+    history.add_argument("--suite", default="nightly", help="suite name (default nightly)")
+    history.add_argument("--out", type=Path, help="output folder (default STORE/MACHINE/SUITE/)")
+
+    board = sub.add_parser("leaderboard", help="rank methods per task and across tasks: leaderboard.md and .html")
+    board.add_argument("run_dirs", type=Path, nargs="*",
+                       help="run directories or records files (default: this machine's latest nightly run)")
+    board.add_argument("--out", type=Path, required=True, help="output folder")
+    board.add_argument("--reference", default="adjoint", help="method of the speed-up column (default adjoint)")
+    board.add_argument("--target", type=_threshold, action="append", default=[], metavar="TASK=VALUE",
+                       help="time-to-target value of a task (default: a suite's declared target, else the "
+                            "largest of the methods' best values); repeatable")
     return parser
 
 
@@ -165,6 +203,14 @@ def _validate(cases) -> None:
                 raise UserError(f"solver option {key} must be a positive number, got {value!r}")
 
 
+def _engine(args) -> dict:
+    """The sweep's engine options, checked before anything is written."""
+    from nodebench.runner.executors import check_executor
+
+    check_executor(args.executor, args.scheduler)
+    return {"executor": args.executor, "scheduler": args.scheduler}
+
+
 def _finish(run_dir: Path, records, curves, *, spec=None, preset: str = "", rebuilt: bool = False) -> Path:
     from nodebench.analyses import run_analyses
     from nodebench.plots import plot_run
@@ -196,11 +242,12 @@ def cmd_run(args) -> int:
     cases = expand_grid(tasks=[args.task], methods=methods, seeds=range(args.seeds), hparams=dict(args.hparam),
                         device=device, iters=iters, budget_s=args.budget_s)
     _validate(cases)
+    engine = _engine(args)
     out = args.out or Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
     write_run_info(out, command="run")
     print(f"running {len(cases)} case(s) into {out} (rerun with --out {out} to resume)", file=sys.stderr)
     records, curves = run_cases(cases, out, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
-                                progress=not args.no_progress, retry_failed=args.retry_failed)
+                                progress=not args.no_progress, retry_failed=args.retry_failed, **engine)
     _finish(out, records, curves)
     return 0
 
@@ -213,11 +260,12 @@ def cmd_reproduce(args) -> int:
     device = _device(args.device)
     cases = spec.cases(args.preset, device)
     _validate(cases)
+    engine = _engine(args)
     out = args.out or Path("results") / f"{args.paper}-{args.preset}"
     write_run_info(out, command="reproduce", paper=args.paper, preset=args.preset, device=device)
     print(f"reproducing {args.paper} at preset {args.preset}: {len(cases)} case(s) into {out}", file=sys.stderr)
     records, curves = run_cases(cases, out, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
-                                progress=not args.no_progress, retry_failed=args.retry_failed)
+                                progress=not args.no_progress, retry_failed=args.retry_failed, **engine)
     _finish(out, records, curves, spec=spec, preset=args.preset)
     return 0
 
@@ -235,7 +283,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from nodebench.bench.history import DEFAULT_STORE, machine_name, new_run
+    from nodebench.bench.history import DEFAULT_STORE, machine_name, new_run, previous_run
     from nodebench.bench.suites import load_suite
     from nodebench.runner.sweep import run_cases
 
@@ -243,16 +291,88 @@ def cmd_bench(args) -> int:
     device = _device(args.device or suite.device)
     cases = suite.cases(device)
     _validate(cases)
-    run_dir = new_run(args.out or DEFAULT_STORE, machine_name(args.machine), suite.name, device=device)
+    engine = _engine(args)
+    store = args.out or DEFAULT_STORE
+    run_dir = new_run(store, machine_name(args.machine), suite.name, device=device)
     print(f"bench {suite.name}: {len(cases)} case(s) into {run_dir}", file=sys.stderr)
     run_cases(cases, run_dir, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
-              progress=not args.no_progress, retry_failed=args.retry_failed)
+              progress=not args.no_progress, retry_failed=args.retry_failed, **engine)
     print(f"wrote {run_dir}/records.parquet, curves.parquet")
+    baseline = previous_run(store, run_dir)
+    if baseline is None:
+        print("first run of this suite on this machine: nothing to compare against")
+        return 0
+    code = _gate(baseline, run_dir, run_dir / "compare.md")
+    _draw_history(store, run_dir.parent.parent.name, suite.name, run_dir.parent)
+    return code
+
+
+def _gate(baseline: Path, current: Path, out: Path, thresholds: dict | None = None) -> int:
+    """Compare two runs, print the table, write the Markdown; 1 on a regression, else 0."""
+    from nodebench.bench import compare as gate
+
+    rules = gate.rules_with(thresholds)
+    result = gate.compare(gate.load_records(baseline), gate.load_records(current), rules)
+    print(gate.table(result, rules).to_markdown(index=False, tablefmt="simple"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(gate.markdown(result, str(baseline), str(current), rules))
+    failed = gate.regressed(result)
+    print(f"{'REGRESSION' if failed else 'no regression'} against {baseline}; wrote {out}")
+    return 1 if failed else 0
+
+
+def _draw_history(store: Path, machine: str, suite: str, out: Path) -> None:
+    from nodebench.bench.history import list_runs
+    from nodebench.bench.history_plots import history_markdown, history_table, plot_history
+
+    runs = list_runs(store, machine, suite)
+    if runs.empty:
+        raise UserError(f"no finished run of suite {suite!r} on machine {machine!r} in {str(store)!r}")
+    table = history_table(runs)
+    figures = plot_history(table, out / "figures")
+    (out / "history.md").write_text(history_markdown(table, figures, out))
+    print(f"wrote {out}/history.md and {len(figures)} figure(s) in {out}/figures/")
+
+
+def cmd_compare(args) -> int:
+    out = args.out or (args.current if args.current.is_dir() else args.current.parent) / "compare.md"
+    return _gate(args.baseline, args.current, out, dict(args.threshold))
+
+
+def cmd_history(args) -> int:
+    from nodebench.bench.history import DEFAULT_STORE, machine_name
+
+    store, machine = args.store or DEFAULT_STORE, machine_name(args.machine)
+    _draw_history(store, machine, args.suite, args.out or store / machine / args.suite)
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from nodebench.bench import leaderboard
+    from nodebench.bench.history import DEFAULT_STORE, list_runs, machine_name
+    from nodebench.bench.suites import available_suites, load_suite
+    from nodebench.runner.sweep import read_run_info
+
+    run_dirs = list(args.run_dirs)
+    if not run_dirs:
+        runs = list_runs(DEFAULT_STORE, machine_name(), "nightly")
+        if runs.empty:
+            raise UserError(f"no nightly run of this machine in {DEFAULT_STORE}; give run directories")
+        run_dirs = [Path(runs["run_dir"].iloc[-1])]
+    targets = {}
+    for path in run_dirs:
+        suite = read_run_info(path if path.is_dir() else path.parent).get("suite")
+        if suite in available_suites():
+            targets |= load_suite(suite).targets()
+    targets |= dict(args.target)
+    md, page = leaderboard.write(run_dirs, args.out, reference=args.reference, targets=targets)
+    print(f"wrote {md} and {page}")
     return 0
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce, "report": cmd_report,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "compare": cmd_compare, "history": cmd_history,
+            "leaderboard": cmd_leaderboard}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from nodebench.errors import UserError
 from nodebench.runner.case import Case, expand_grid
@@ -73,14 +74,16 @@ class Suite:
     path: Path | None = None
 
     def cases(self, device: str | None = None) -> list[Case]:
-        """Every case of the suite, on ``device`` (default: the suite's)."""
+        """Every case of the suite, on ``device`` (default: the suite's), in rounds: seed 0 of every
+        configuration, then seed 1, and so on (asv's rounds), so that a burst of load on the machine hits at
+        most one or two seeds of a configuration rather than all of them."""
         cases: list[Case] = []
         for entry in self.entries:
             cases += expand_grid(tasks=[entry.task], methods=entry.methods, seeds=range(entry.seeds or self.seeds),
                                  hparams=entry.hparams, method_hparams=entry.method_hparams,
                                  device=device or self.device, iters=entry.iters, budget_s=entry.budget_s,
                                  paper=entry.paper, experiment=entry.name, preset=self.name)
-        return cases
+        return sorted(cases, key=lambda case: case.seed)
 
     def targets(self) -> dict[str, float]:
         """Task → the time-to-target value declared by an entry (tasks without one are left out)."""

@@ -5,7 +5,9 @@ CPU high-water mark and the CUDA allocator are per process) and a crash stays is
 cases run at once (state it when comparing times: parallel cases share the machine). A case that
 passes ``timeout_s`` is killed and recorded with status ``timeout``; a worker that dies without writing
 its result (killed by the kernel's out-of-memory killer, a segfault) is recorded as ``oom`` or
-``error``. Cases already in ``RUN_DIR/cases`` are skipped, so rerunning a killed sweep with the same
+``error``. With ``executor="submitit"`` or ``"dask"`` the cases go to a cluster engine instead
+(:mod:`nodebench.runner.executors`); each remote task runs :func:`run_case_process`, which is the same fresh
+worker process, waited for. Cases already in ``RUN_DIR/cases`` are skipped, so rerunning a killed sweep with the same
 output directory resumes it; ``retry_failed`` reruns the cases recorded with a failure status. Each
 worker's output (tracebacks included) is kept in ``RUN_DIR/logs/<case_id>.log``. Workers die with the
 sweep: an interrupted sweep kills them, and a killed one takes them along (Linux parent-death signal).
@@ -29,10 +31,9 @@ from tqdm import tqdm
 
 from nodebench.harness import environment
 from nodebench.records import CASES, finished_case_ids, merge, write_case
-
-LOGS = "logs"
 from nodebench.runner.case import Case
 
+LOGS = "logs"
 RUN_INFO = "run.json"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -63,7 +64,8 @@ def write_run_info(run_dir: str | Path, **meta) -> dict:
 
 
 def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_s: float = 3600.0,
-              threads: int = 1, progress: bool = True, retry_failed: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+              threads: int = 1, progress: bool = True, retry_failed: bool = False, executor: str = "local",
+              scheduler: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the cases not yet finished in ``run_dir`` and merge all results there.
 
     Args:
@@ -74,6 +76,9 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
         threads: torch threads per case (also exported as OMP/MKL/OpenBLAS thread counts).
         progress: show a progress bar on stderr.
         retry_failed: rerun cases recorded as ``diverged``, ``oom``, ``timeout`` or ``error``.
+        executor: ``local`` (worker processes on this machine), ``submitit`` (SLURM job arrays, or submitit's
+            local executor without SLURM) or ``dask`` (a dask.distributed scheduler at ``scheduler``).
+            ``run_dir`` must be on storage that the cluster's workers share.
 
     Returns:
         ``(records, curves)`` DataFrames of every case in ``run_dir``.
@@ -85,7 +90,13 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
     logs_dir.mkdir(exist_ok=True)
     done = finished_case_ids(run_dir, include_failed=not retry_failed)
     todo = list({c.case_id: c for c in cases if c.case_id not in done}.values())
-    env = os.environ | {var: str(threads) for var in THREAD_VARS} | {"PYTHONUNBUFFERED": "1"}
+    if executor != "local":
+        from nodebench.runner.executors import run_remote
+
+        run_remote(todo, run_dir, executor=executor, scheduler=scheduler, jobs=jobs, threads=threads,
+                   timeout_s=timeout_s, progress=progress)
+        return merge(run_dir, run_id)
+    env = _worker_env(threads)
     bar = tqdm(total=len(todo), desc="cases", unit="case", disable=not progress or not todo, file=sys.stderr,
                mininterval=1.0)
     running: list[_Running] = []
@@ -97,16 +108,10 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
             time.sleep(0.05)
             for job in list(running):
                 code = job.process.poll()
-                over = time.monotonic() - job.started > timeout_s
-                if code is None and not over:
+                if code is None and time.monotonic() - job.started <= timeout_s:
                     continue
-                if code is None:
-                    _kill(job.process)
-                    _record_failure(job, cases_dir, "timeout", f"exceeded the {timeout_s:g} s case time limit")
-                elif not (cases_dir / f"{job.case.case_id}.json").is_file():
-                    _record_failure(job, cases_dir, *_failure_of(code, job.log))
+                _settle(job, cases_dir, code, timeout_s)
                 running.remove(job)
-                (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
                 bar.update(1)
             if running and time.monotonic() - shown > 1.0 and _postfix(running, cases_dir) != postfix:
                 postfix, shown = _postfix(running, cases_dir), time.monotonic()
@@ -117,6 +122,49 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
             (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
         bar.close()
     return merge(run_dir, run_id)
+
+
+def run_case_process(case: Case | dict, run_dir: str | Path, *, threads: int = 1, timeout_s: float = 3600.0) -> str:
+    """Run one case in a fresh worker process, wait for it, and record it in ``run_dir/cases``; return its
+    status. The unit of work that cluster engines run: a pure function of the case's config, whose only
+    effect is the case's own files in the shared ``run_dir``."""
+    case = case if isinstance(case, Case) else Case.from_dict(case)
+    cases_dir, logs_dir = Path(run_dir) / CASES, Path(run_dir) / LOGS
+    cases_dir.mkdir(parents=True, exist_ok=True)
+    logs_dir.mkdir(exist_ok=True)
+    job = _start(case, cases_dir, logs_dir, _worker_env(threads), threads)
+    try:
+        code = job.process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        code = None
+    except BaseException:  # interrupted: no orphan keeps computing
+        _kill(job.process)
+        raise
+    _settle(job, cases_dir, code, timeout_s)
+    return json.loads((cases_dir / f"{case.case_id}.json").read_text()).get("status", "error")
+
+
+def record_failure(case: Case, run_dir: str | Path, status: str, reason: str, started_at: str = "") -> None:
+    """Record ``case`` as failed in ``run_dir`` (when a cluster engine lost its task), unless it has a row."""
+    cases_dir = Path(run_dir) / CASES
+    if not (cases_dir / f"{case.case_id}.json").is_file():
+        started_at = started_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        _record_failure(case, cases_dir, status, reason, started_at)
+
+
+def _worker_env(threads: int) -> dict:
+    return os.environ | {var: str(threads) for var in THREAD_VARS} | {"PYTHONUNBUFFERED": "1"}
+
+
+def _settle(job: _Running, cases_dir: Path, code: int | None, timeout_s: float) -> None:
+    """After a worker ended (``code``) or ran out of time (``None``): record what it did not."""
+    if code is None:
+        _kill(job.process)
+        _record_failure(job.case, cases_dir, "timeout", f"exceeded the {timeout_s:g} s case time limit",
+                        job.started_at)
+    elif not (cases_dir / f"{job.case.case_id}.json").is_file():
+        _record_failure(job.case, cases_dir, *_failure_of(code, job.log), job.started_at)
+    (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
 
 
 def _start(case: Case, cases_dir: Path, logs_dir: Path, env: dict, threads: int) -> _Running:
@@ -146,12 +194,11 @@ def _failure_of(code: int, log: Path) -> tuple[str, str]:
     return "error", f"worker exited with code {code}: {lines[-1] if lines else 'no output'}"[:300]
 
 
-def _record_failure(job: _Running, cases_dir: Path, status: str, reason: str) -> None:
+def _record_failure(case: Case, cases_dir: Path, status: str, reason: str, started_at: str) -> None:
     """Row for a worker that wrote none; the environment is read here, in the parent, for the case's device
     (the parent sees the same machine), and ``started_at`` is when the worker was started."""
-    row = job.case.identity() | environment(job.case.device) | {"status": status, "reason": reason,
-                                                                 "started_at": job.started_at}
-    write_case(cases_dir, job.case.case_id, row, {})
+    row = case.identity() | environment(case.device) | {"status": status, "reason": reason, "started_at": started_at}
+    write_case(cases_dir, case.case_id, row, {})
 
 
 def _postfix(running: list[_Running], cases_dir: Path) -> str:

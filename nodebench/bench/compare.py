@@ -1,0 +1,262 @@
+"""The regression gate: per case and metric, the ratio of CURRENT to BASELINE and a noise-aware verdict.
+
+A change is flagged only when it passes the metric's threshold **and** a one-sided Mann–Whitney U test
+(``scipy.stats.mannwhitneyu``) on the repeat samples says CURRENT is worse, at p ≤ α (asv's rule: a
+factor of 1.1 and p < 0.002). The samples of a case (a configuration, over its seeds) are:
+
+- **time**: every timed training step of every seed (the curves' ``time_s``; warm-up excluded), so a
+  20-iteration case with 3 seeds gives 60 samples; threshold 10 %, α = 0.002;
+- **NFE**: forward + backward evaluations of every step (curves), threshold 5 %, α = 0.002; NFE is
+  deterministic for a fixed seed and code, so an A/A comparison gives exactly 1.00;
+- **memory**: the peak memory of each seed (one sample per seed), threshold 5 %, α = 0.05;
+- **final metrics**: one sample per seed; a relative tolerance for errors (``test_mse``, ``test_kl``...:
+  10 %) and an absolute one where a ratio means nothing (``test_nll``: 0.05 nats; ``test_accuracy``:
+  0.02), α = 0.05.
+
+The ratio compares robust centres: the median over seeds of each seed's median (for per-seed metrics,
+simply the median over seeds), so a burst of load during one seed's process does not move it; suites
+run their cases in rounds (every configuration's seed 0, then seed 1...), so such a burst rarely hits
+more than one seed of a configuration. With one sample per seed, the one-sided exact test cannot go
+below 1/C(2n, n): 0.05 with 3 seeds, 0.004 with 5, so per-seed metrics use α = 0.05; with a single seed
+no per-seed change can be confirmed, and the verdict says ``noise``. Per-step time samples within one
+process are correlated, which makes the test over-confident; the robust ratio and its threshold are the
+guard against that, and the A/A false-alarm rate is measured (README). A case that was ``ok`` in
+BASELINE and fails in CURRENT is a regression (``failed``).
+
+Verdicts: ``regression``, ``improved``, ``same`` (within the threshold), ``noise`` (beyond the threshold
+but not confirmed by the test), ``failed``, ``new`` and ``missing`` (a case in one run only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import mannwhitneyu
+
+from nodebench.errors import UserError
+from nodebench.records import CURVES, RECORDS, config_labels, load_run
+
+REGRESSION, FAILED = "regression", "failed"
+CASE_KEYS = ("experiment", "task", "method", "hparams")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one metric is gated.
+
+    Attributes:
+        metric: ``time``, ``memory``, ``nfe`` or a metric column (``test_mse``...).
+        label, unit, scale: how values are shown (value × scale, in unit).
+        threshold: the change that counts: relative (0.1 = 10 %) or, when ``absolute``, in the metric's units.
+        alpha: the rank test's significance level.
+        higher_is_better: accuracy-like metrics.
+    """
+
+    metric: str
+    label: str
+    threshold: float
+    alpha: float
+    absolute: bool = False
+    higher_is_better: bool = False
+    unit: str = ""
+    scale: float = 1.0
+
+
+RULES = {rule.metric: rule for rule in (
+    Rule("time", "time/iter", 0.10, 0.002, unit="ms", scale=1e3),
+    Rule("nfe", "NFE/iter", 0.05, 0.002),
+    Rule("memory", "peak memory", 0.05, 0.05, unit="MiB", scale=2.0**-20),
+    Rule("test_mse", "test_mse", 0.10, 0.05),
+    Rule("extrap_mse", "extrap_mse", 0.10, 0.05),
+    Rule("test_kl", "test_kl", 0.10, 0.05),
+    Rule("inverse_error", "inverse_error", 0.10, 0.05),
+    Rule("test_nll", "test_nll", 0.05, 0.05, absolute=True),
+    Rule("test_logprob", "test_logprob", 0.05, 0.05, absolute=True, higher_is_better=True),
+    Rule("test_accuracy", "test_accuracy", 0.02, 0.05, absolute=True, higher_is_better=True),
+)}
+
+
+def rules_with(thresholds: dict[str, float] | None = None) -> dict[str, Rule]:
+    """The default rules with some thresholds replaced (``{"time": 0.2}``); unknown metrics are refused."""
+    rules = dict(RULES)
+    for metric, value in (thresholds or {}).items():
+        if metric not in rules:
+            raise UserError(f"unknown metric {metric!r} in --threshold; valid: {', '.join(rules)}")
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise UserError(f"threshold for {metric} must be a positive finite number, got {value!r}")
+        rules[metric] = replace(rules[metric], threshold=float(value))
+    return rules
+
+
+def load_records(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(records, curves)`` from a run directory or a records Parquet file (curves: the file's sibling
+    ``curves.parquet`` when there is one, else empty)."""
+    path = Path(path)
+    if path.is_dir() or path.name == RECORDS:
+        records, curves = load_run(path if path.is_dir() else path.parent)
+    elif not path.is_file():
+        raise UserError(f"{str(path)!r} does not exist; give a run directory or a records .parquet file")
+    else:
+        try:
+            records = pd.read_parquet(path)
+            sibling = path.parent / CURVES
+            curves = pd.read_parquet(sibling) if sibling.is_file() else pd.DataFrame()
+        except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+            raise UserError(f"cannot read {str(path)!r} as records: {' '.join(str(err).split())[:200]}") from None
+    missing = [c for c in ("task", "method", "status") if c not in records]
+    if missing:
+        raise UserError(f"{str(path)!r} has no {', '.join(missing)} column(s); give records written by nodebench")
+    if not curves.empty and "case_id" in records:
+        curves = curves[curves["case_id"].isin(records["case_id"])]
+    return records, curves
+
+
+def _keyed(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` with a ``key`` column naming the configuration (seed left out) and a readable ``case``."""
+    records = records.copy()
+    for column in CASE_KEYS:
+        if column not in records:
+            records[column] = ""
+    records[list(CASE_KEYS)] = records[list(CASE_KEYS)].fillna("").astype(str)
+    records["key"] = records[list(CASE_KEYS)].agg("\x1f".join, axis=1)
+    labels = pd.Series(index=records.index, dtype=object)
+    for experiment, group in records.groupby(["experiment", "task"], sort=False):
+        name = experiment[0] or experiment[1]
+        labels[group.index] = [f"{name}: {label}" for label in config_labels(group)]
+    records["case"] = labels
+    return records
+
+
+def samples(records: pd.DataFrame, curves: pd.DataFrame, metric: str) -> pd.Series:
+    """The repeat samples of one configuration's ``metric`` (see the module docstring), finite values only,
+    indexed by case id (one case per seed)."""
+    ok = records[records["status"] == "ok"]
+    steps = curves[curves["case_id"].isin(ok["case_id"])] if not curves.empty and "case_id" in ok else curves.iloc[:0]
+    per_step = len(steps) > 0
+    ok = ok.set_index("case_id") if "case_id" in ok else ok
+    steps = steps.set_index("case_id") if per_step else steps
+    if metric == "time":
+        values = steps["time_s"] if per_step and "time_s" in steps else ok.get("time_per_iter_s")
+    elif metric == "nfe":
+        if per_step and {"nfe_forward", "nfe_backward"} <= set(steps):
+            values = steps["nfe_forward"] + steps["nfe_backward"]
+        elif {"nfe_forward_per_iter", "nfe_backward_per_iter"} <= set(ok):
+            values = ok["nfe_forward_per_iter"] + ok["nfe_backward_per_iter"]
+        else:
+            values = None
+    else:
+        values = ok.get("peak_mem_bytes" if metric == "memory" else metric)
+    if values is None:
+        return pd.Series(dtype=float)
+    values = pd.to_numeric(values, errors="coerce").astype(float)
+    return values[np.isfinite(values)]
+
+
+def centre(values: pd.Series) -> float:
+    """The median over cases (seeds) of each case's median."""
+    return float(values.groupby(level=0).median().median())
+
+
+def judge(base: pd.Series, cur: pd.Series, rule: Rule) -> dict:
+    """Ratio and change of the centres, the one-sided rank test and the verdict for one metric of one
+    configuration; the samples are indexed by case (seed), see :func:`centre`."""
+    base, cur = pd.Series(base), pd.Series(cur)
+    b, c = centre(base), centre(cur)
+    ratio = c / b if b != 0 else (1.0 if c == 0 else math.inf)
+    sign = -1.0 if rule.higher_is_better else 1.0
+    worse_by = sign * ((c - b) if rule.absolute else (ratio - 1.0))
+    verdict, p = "same", math.nan
+    if abs(worse_by) > rule.threshold:
+        worse = worse_by > 0
+        alternative = "greater" if worse != rule.higher_is_better else "less"
+        p = float(mannwhitneyu(cur.to_numpy(), base.to_numpy(), alternative=alternative).pvalue)
+        verdict = ("regression" if worse else "improved") if p <= rule.alpha else "noise"
+    return {"baseline": b, "current": c, "ratio": ratio, "change": c - b, "p": p, "verdict": verdict,
+            "n_baseline": len(base), "n_current": len(cur)}
+
+
+def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataFrame, pd.DataFrame],
+            rules: dict[str, Rule] | None = None) -> pd.DataFrame:
+    """One row per (configuration, metric) present in both runs, plus ``failed``/``new``/``missing`` rows.
+
+    Args:
+        baseline, current: ``(records, curves)`` pairs (see :func:`load_records`).
+        rules: the gate's rules (default :data:`RULES`).
+    """
+    rules = rules or RULES
+    base_rec, cur_rec = _keyed(baseline[0]), _keyed(current[0])
+    rows = []
+    cur_by_key = dict(list(cur_rec.groupby("key", sort=False)))
+    base_by_key = dict(list(base_rec.groupby("key", sort=False)))
+    for key, cur in cur_by_key.items():
+        case = cur["case"].iloc[0]
+        base = base_by_key.get(key)
+        if base is None:
+            rows.append({"case": case, "metric": "", "verdict": "new"})
+            continue
+        cur_failed = (cur["status"] != "ok").sum()
+        if cur_failed > (base["status"] != "ok").sum():
+            reasons = "; ".join(sorted(set(cur.loc[cur["status"] != "ok", "status"])))
+            rows.append({"case": case, "metric": "status", "verdict": FAILED, "note": reasons})
+        for metric, rule in rules.items():
+            b, c = samples(base, baseline[1], metric), samples(cur, current[1], metric)
+            if len(b) and len(c):
+                rows.append({"case": case, "metric": metric} | judge(b, c, rule))
+    for key, base in base_by_key.items():
+        if key not in cur_by_key:
+            rows.append({"case": base["case"].iloc[0], "metric": "", "verdict": "missing"})
+    columns = ["case", "metric", "baseline", "current", "ratio", "change", "p", "verdict", "n_baseline",
+               "n_current", "note"]
+    order = {metric: i for i, metric in enumerate(["status", *rules])}
+    result = pd.DataFrame(rows, columns=columns)
+    return result.sort_values(["case", "metric"], key=lambda col: col.map(order) if col.name == "metric" else col,
+                              kind="stable", ignore_index=True)
+
+
+def regressed(result: pd.DataFrame) -> bool:
+    """Whether the comparison holds a regression or a newly failing case (the gate's exit code 1)."""
+    return bool(result["verdict"].isin([REGRESSION, FAILED]).any())
+
+
+def _value(value: float, rule: Rule | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    scaled = value * (rule.scale if rule else 1.0)
+    return f"{scaled:.4g} {rule.unit}".strip() if rule else f"{scaled:.4g}"
+
+
+def table(result: pd.DataFrame, rules: dict[str, Rule] | None = None) -> pd.DataFrame:
+    """The comparison as display strings: case, metric, baseline, current, change, p, verdict."""
+    rules = rules or RULES
+    rows = []
+    for row in result.itertuples():
+        rule = rules.get(row.metric)
+        if rule is None:  # status, new, missing
+            rows.append([row.case, row.metric, "", "", row.note if isinstance(row.note, str) else "", "", row.verdict])
+            continue
+        change = (f"{row.change * rule.scale:+.3g}" if rule.absolute else
+                  (f"×{row.ratio:.3f}" if math.isfinite(row.ratio) else "×inf"))
+        p = "" if math.isnan(row.p) else f"{row.p:.2g}"
+        verdict = f"**{row.verdict}**" if row.verdict == REGRESSION else row.verdict
+        rows.append([row.case, rule.label, _value(row.baseline, rule), _value(row.current, rule), change, p, verdict])
+    return pd.DataFrame(rows, columns=["case", "metric", "baseline", "current", "change", "p", "verdict"])
+
+
+def markdown(result: pd.DataFrame, baseline: str, current: str, rules: dict[str, Rule] | None = None) -> str:
+    """The comparison as a Markdown document: the verdict, the rules and the table."""
+    rules = rules or RULES
+    flagged = result[result["verdict"].isin([REGRESSION, FAILED])]
+    headline = (f"**{len(flagged)} regression(s)** in {flagged['case'].nunique()} case(s)" if len(flagged)
+                else "No regression.")
+    rule_text = "; ".join(
+        f"{r.label} {'±' + format(r.threshold, 'g') if r.absolute else format(r.threshold * 100, 'g') + ' %'}"
+        f" (α = {r.alpha:g})" for r in rules.values())
+    return "\n".join([
+        "# nodebench compare", "", f"Baseline: `{baseline}`", "", f"Current: `{current}`", "", headline, "",
+        f"A change is a regression when it passes the threshold and a one-sided Mann–Whitney U test on the "
+        f"repeat samples gives p ≤ α. Thresholds: {rule_text}.", "",
+        table(result, rules).to_markdown(index=False), ""])

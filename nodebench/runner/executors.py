@@ -1,0 +1,103 @@
+"""Cluster engines for a sweep: SLURM job arrays through submitit, and dask.distributed.
+
+Every case is one remote task running :func:`nodebench.runner.sweep.run_case_process`: a pure function of
+the case's config that starts the usual fresh worker process and writes the case's files into the shared
+run directory. The sweep then merges those files, exactly as after a local run, so a run can be resumed
+with any engine. A task the engine loses (a job killed by SLURM, a dask worker that died) is recorded as
+an ``error`` row with the engine's message.
+
+- ``submitit``: ``submitit.AutoExecutor`` submits one job array per sweep to SLURM (``jobs`` is the array's
+  ``slurm_array_parallelism``; the time limit is 1.5 × the case time limit, as benchopt does) and, where
+  there is no SLURM, runs the same tasks with submitit's local executor, ``jobs`` at a time. Its pickles
+  and logs go to ``RUN_DIR/submitit/``.
+- ``dask``: the tasks are submitted to the dask.distributed scheduler at ``scheduler`` (``tcp://host:8786``;
+  start workers with ``--nthreads 1`` for clean timings); ``dask_jobqueue`` can provide one on a cluster.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from nodebench.errors import UserError
+from nodebench.runner.case import Case
+from nodebench.runner.sweep import record_failure, run_case_process
+
+EXECUTORS = ("local", "submitit", "dask")
+EXTRAS = {"submitit": "slurm", "dask": "dask"}
+
+
+def check_executor(executor: str, scheduler: str | None) -> None:
+    """Refuse an unknown engine, a dask run without a scheduler and an engine that is not installed."""
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    if executor == "dask" and not scheduler:
+        raise UserError("--executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.1:8786)")
+    if executor != "dask" and scheduler:
+        raise UserError(f"--scheduler applies to --executor dask only, not {executor!r}")
+    module = {"submitit": "submitit", "dask": "distributed"}.get(executor)
+    if module:
+        try:
+            __import__(module)
+        except ImportError:
+            raise UserError(f"--executor {executor} needs {module}: pip install 'nodebench[{EXTRAS[executor]}]'"
+                            ) from None
+
+
+def run_remote(cases: list[Case], run_dir: Path, *, executor: str, scheduler: str | None, jobs: int, threads: int,
+               timeout_s: float, progress: bool) -> None:
+    """Run ``cases`` on ``executor``, each case's files landing in ``run_dir``; returns when all have ended."""
+    check_executor(executor, scheduler)
+    task = functools.partial(run_case_process, run_dir=str(Path(run_dir).resolve()), threads=threads,
+                             timeout_s=timeout_s)
+    bar = tqdm(total=len(cases), desc=f"cases ({executor})", unit="case", disable=not progress or not cases,
+               file=sys.stderr)
+    try:
+        engine = _submitit if executor == "submitit" else _dask
+        engine(cases, run_dir, task, jobs=jobs, threads=threads, timeout_s=timeout_s, scheduler=scheduler,
+               done=lambda: bar.update(1))
+    finally:
+        bar.close()
+
+
+def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done) -> None:
+    import submitit
+
+    pool = submitit.AutoExecutor(folder=Path(run_dir) / "submitit")
+    pool.update_parameters(timeout_min=math.ceil(1.5 * timeout_s / 60), cpus_per_task=threads,
+                           slurm_array_parallelism=jobs, name="nodebench")
+    batch = len(cases) if pool.cluster == "slurm" else jobs  # the local executor has no concurrency cap
+    for start in range(0, len(cases), batch):
+        chunk = cases[start:start + batch]
+        submitted = pool.map_array(task, [c.to_dict() for c in chunk])
+        for case, job in zip(chunk, submitted):
+            try:
+                job.result()
+            except Exception as err:  # noqa: BLE001 - a lost job is a recorded failure, the sweep goes on
+                record_failure(case, run_dir, "error", f"submitit job {job.job_id}: {_one_line(err)}")
+            done()
+
+
+def _dask(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done) -> None:
+    from distributed import Client, as_completed
+
+    try:
+        client = Client(scheduler, timeout=30)
+    except (OSError, TimeoutError) as err:
+        raise UserError(f"cannot reach the dask scheduler at {scheduler!r}: {_one_line(err)}") from None
+    with client:
+        futures = {client.submit(task, c.to_dict(), pure=False): c for c in cases}
+        for future in as_completed(futures):
+            try:
+                future.result()
+            except Exception as err:  # noqa: BLE001 - a lost task is a recorded failure, the sweep goes on
+                record_failure(futures[future], run_dir, "error", f"dask task: {_one_line(err)}")
+            done()
+
+
+def _one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:300]
