@@ -2,13 +2,19 @@
 
 A change is flagged only when it passes the metric's threshold **and** a one-sided Mann–Whitney U test
 (``scipy.stats.mannwhitneyu``) on the repeat samples says CURRENT is worse, at p ≤ α (asv's rule: a
-factor of 1.1 and p < 0.002). The samples of a case (a configuration, over its seeds) are:
+factor of 1.1 and p < 0.002). Per-step samples are matched by seed and iteration, which do the same work
+in both runs (the work per step varies several-fold over a run as adaptive solvers change their step
+counts), and tested with the paired form of the rank test, Wilcoxon's signed-rank test
+(``scipy.stats.wilcoxon``) on the differences; per-seed samples with Mann–Whitney U. The samples of a
+case (a configuration, over its seeds) are:
 
 - **time**: every timed training step of every seed (the curves' ``time_s``; warm-up excluded), so a
   20-iteration case with 3 seeds gives 60 samples; threshold 10 %, α = 0.002;
 - **NFE**: forward + backward evaluations of every step (curves), threshold 5 %, α = 0.002; NFE is
   deterministic for a fixed seed and code, so an A/A comparison gives exactly 1.00;
-- **memory**: the peak memory of each seed (one sample per seed), threshold 5 %, α = 0.05;
+- **memory**: the peak memory of each seed (one sample per seed), threshold 5 % and at least 1 MiB,
+  α = 0.05 (on CPU the resident-set peak of these small cases moves by up to about 1 MiB between
+  identical runs, measured over A/A runs, so smaller growth is not gated);
 - **final metrics**: one sample per seed; a relative tolerance for errors (``test_mse``, ``test_kl``...:
   10 %) and an absolute one where a ratio means nothing (``test_nll``: 0.05 nats; ``test_accuracy``:
   0.02), α = 0.05.
@@ -35,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import mannwhitneyu
+from scipy.stats import mannwhitneyu, wilcoxon
 
 from nodebench.errors import UserError
 from nodebench.records import CURVES, RECORDS, config_labels, load_run
@@ -54,6 +60,7 @@ class Rule:
         threshold: the change that counts: relative (0.1 = 10 %) or, when ``absolute``, in the metric's units.
         alpha: the rank test's significance level.
         higher_is_better: accuracy-like metrics.
+        floor: the smallest absolute change (in the metric's raw units) that can count.
     """
 
     metric: str
@@ -64,12 +71,13 @@ class Rule:
     higher_is_better: bool = False
     unit: str = ""
     scale: float = 1.0
+    floor: float = 0.0
 
 
 RULES = {rule.metric: rule for rule in (
     Rule("time", "time/iter", 0.10, 0.002, unit="ms", scale=1e3),
     Rule("nfe", "NFE/iter", 0.05, 0.002),
-    Rule("memory", "peak memory", 0.05, 0.05, unit="MiB", scale=2.0**-20),
+    Rule("memory", "peak memory", 0.05, 0.05, unit="MiB", scale=2.0**-20, floor=2.0**20),
     Rule("test_mse", "test_mse", 0.10, 0.05),
     Rule("extrap_mse", "extrap_mse", 0.10, 0.05),
     Rule("test_kl", "test_kl", 0.10, 0.05),
@@ -133,12 +141,12 @@ def _keyed(records: pd.DataFrame) -> pd.DataFrame:
 
 def samples(records: pd.DataFrame, curves: pd.DataFrame, metric: str) -> pd.Series:
     """The repeat samples of one configuration's ``metric`` (see the module docstring), finite values only,
-    indexed by case id (one case per seed)."""
+    indexed by (seed, iteration) for per-step samples and by seed for per-seed ones."""
     ok = records[records["status"] == "ok"]
     steps = curves[curves["case_id"].isin(ok["case_id"])] if not curves.empty and "case_id" in ok else curves.iloc[:0]
     per_step = len(steps) > 0
-    ok = ok.set_index("case_id") if "case_id" in ok else ok
-    steps = steps.set_index("case_id") if per_step else steps
+    steps = steps.assign(seed=steps["case_id"].map(dict(zip(ok["case_id"], ok["seed"])))) if per_step else steps
+    ok, steps = ok.set_index("seed"), (steps.set_index(["seed", "iteration"]) if per_step else steps)
     if metric == "time":
         values = steps["time_s"] if per_step and "time_s" in steps else ok.get("time_per_iter_s")
     elif metric == "nfe":
@@ -157,8 +165,21 @@ def samples(records: pd.DataFrame, curves: pd.DataFrame, metric: str) -> pd.Seri
 
 
 def centre(values: pd.Series) -> float:
-    """The median over cases (seeds) of each case's median."""
+    """The median over seeds of each seed's median."""
     return float(values.groupby(level=0).median().median())
+
+
+def rank_test(base: pd.Series, cur: pd.Series, alternative: str) -> float:
+    """One-sided p-value that ``cur`` is ``alternative`` ("greater"/"less") than ``base``: Wilcoxon's
+    signed-rank test on the matched (seed, iteration) pairs of per-step samples, Mann–Whitney U otherwise."""
+    if base.index.nlevels == 2 and cur.index.nlevels == 2:
+        pairs = pd.concat({"base": base, "cur": cur}, axis=1, join="inner")
+        diff = (pairs["cur"] - pairs["base"]).to_numpy()
+        if len(diff) and diff.any():
+            return float(wilcoxon(diff, alternative=alternative).pvalue)
+        if len(diff):
+            return 1.0
+    return float(mannwhitneyu(cur.to_numpy(), base.to_numpy(), alternative=alternative).pvalue)
 
 
 def judge(base: pd.Series, cur: pd.Series, rule: Rule) -> dict:
@@ -170,10 +191,10 @@ def judge(base: pd.Series, cur: pd.Series, rule: Rule) -> dict:
     sign = -1.0 if rule.higher_is_better else 1.0
     worse_by = sign * ((c - b) if rule.absolute else (ratio - 1.0))
     verdict, p = "same", math.nan
-    if abs(worse_by) > rule.threshold:
+    if abs(worse_by) > rule.threshold and abs(c - b) >= rule.floor:
         worse = worse_by > 0
         alternative = "greater" if worse != rule.higher_is_better else "less"
-        p = float(mannwhitneyu(cur.to_numpy(), base.to_numpy(), alternative=alternative).pvalue)
+        p = rank_test(base, cur, alternative)
         verdict = ("regression" if worse else "improved") if p <= rule.alpha else "noise"
     return {"baseline": b, "current": c, "ratio": ratio, "change": c - b, "p": p, "verdict": verdict,
             "n_baseline": len(base), "n_current": len(cur)}

@@ -262,8 +262,8 @@ def write(run_dirs: list[Path], out: str | Path, *, reference: str = "adjoint",
           targets: dict[str, float] | None = None) -> tuple[Path, Path]:
     """Write ``out/leaderboard.md`` (figures in ``out/figures/``) and a self-contained ``leaderboard.html``."""
     out = Path(out)
+    records, tasks, infos = build(run_dirs, targets)  # bad input is refused before anything is written
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    records, tasks, infos = build(run_dirs, targets)
     scores = overall(tasks, reference)
     figures = [plot_profile(scores, out / "figures" / "performance_profile.png"),
                plot_times(tasks, out / "figures" / "time_to_target.png")]

@@ -1,0 +1,153 @@
+"""The regression gate on recorded nightly runs: A/A passes, a planted slowdown fails, bad input is one line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nodebench.bench.compare import RULES, compare, judge, load_records, regressed, rules_with
+from nodebench.bench.history import list_runs
+from nodebench.cli import main
+
+STORE = Path(__file__).resolve().parents[1] / "results" / "history"
+AA_RUNS = list_runs(STORE, "dev-2core-cpu1", "nightly")["run_dir"].tolist()
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def plant_slowdown(source: Path, target: Path, factor: float) -> str:
+    """Copy a run and multiply every step time of one configuration (all its seeds) by ``factor``;
+    return the slowed configuration's experiment and method."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("cases", "logs"))
+    records = pd.read_parquet(target / "records.parquet")
+    curves = pd.read_parquet(target / "curves.parquet")
+    victim = records[(records["experiment"] == "g1d") & (records["method"] == "gq")]
+    slowed = curves["case_id"].isin(victim["case_id"])
+    curves.loc[slowed, "time_s"] *= factor
+    records.loc[victim.index, "time_per_iter_s"] *= factor
+    curves.to_parquet(target / "curves.parquet", index=False)
+    records.to_parquet(target / "records.parquet", index=False)
+    return "g1d: gq"
+
+
+needs_runs = pytest.mark.skipif(len(AA_RUNS) < 2, reason="the recorded A/A nightly runs are not in results/history")
+
+
+@needs_runs
+def test_aa_comparison_of_recorded_runs_reports_no_regression(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "compare", AA_RUNS[0], AA_RUNS[1], "--out", tmp_path / "aa.md")
+    assert code == 0, out + err
+    assert "no regression" in out
+    text = (tmp_path / "aa.md").read_text()
+    assert "No regression." in text and "| case" in text
+    result = compare(load_records(AA_RUNS[0]), load_records(AA_RUNS[1]))
+    nfe = result[result["metric"] == "nfe"]
+    assert len(nfe) == 6 and (nfe["ratio"] == 1.0).all()  # NFE is deterministic for a fixed seed and code
+
+
+@needs_runs
+def test_planted_20_percent_slowdown_is_flagged_with_exit_code_1(capsys, tmp_path):
+    victim = plant_slowdown(Path(AA_RUNS[0]), tmp_path / "slow", 1.2)
+    code, out, err = run_cli(capsys, "compare", AA_RUNS[0], tmp_path / "slow")
+    assert code == 1, out
+    assert "REGRESSION" in out
+    result = compare(load_records(AA_RUNS[0]), load_records(tmp_path / "slow"))
+    flagged = result[result["verdict"] == "regression"]
+    assert flagged[["case", "metric"]].values.tolist() == [[victim, "time"]]
+    assert flagged["ratio"].iloc[0] == pytest.approx(1.2) and flagged["p"].iloc[0] <= RULES["time"].alpha
+    assert set(result["verdict"]) == {"same", "regression"}  # nothing else moved
+    assert "**regression**" in (tmp_path / "slow" / "compare.md").read_text()
+
+
+def test_a_change_beyond_the_threshold_without_significance_is_noise():
+    rng = np.random.default_rng(0)
+    base = rng.normal(1.0, 0.3, size=4)
+    verdict = judge(base, base * 1.15 + rng.normal(0, 0.3, size=4), RULES["time"])
+    assert verdict["verdict"] in ("noise", "same")  # 4 noisy samples cannot give p <= 0.002
+    clear = judge(np.full(60, 1.0) + rng.normal(0, 0.01, 60), np.full(60, 1.3) + rng.normal(0, 0.01, 60),
+                  RULES["time"])
+    assert clear["verdict"] == "regression" and clear["ratio"] == pytest.approx(1.3, rel=0.02)
+    faster = judge(np.full(60, 1.3) + rng.normal(0, 0.01, 60), np.full(60, 1.0) + rng.normal(0, 0.01, 60),
+                   RULES["time"])
+    assert faster["verdict"] == "improved"
+
+
+def test_accuracy_is_gated_on_an_absolute_tolerance_in_its_own_direction():
+    rule = RULES["test_accuracy"]
+    worse = judge(np.array([0.90, 0.91, 0.92]), np.array([0.80, 0.81, 0.82]), rule)
+    assert worse["verdict"] == "regression" and worse["change"] == pytest.approx(-0.1)
+    better = judge(np.array([0.80, 0.81, 0.82]), np.array([0.90, 0.91, 0.92]), rule)
+    assert better["verdict"] == "improved"
+    within = judge(np.array([0.90, 0.91, 0.92]), np.array([0.89, 0.90, 0.91]), rule)
+    assert within["verdict"] == "same"
+
+
+def _records(status="ok", time=0.01, mem=8 * 2.0**20, seeds=3):
+    rows = [{"case_id": f"c{s}", "experiment": "e", "task": "t", "method": "m", "hparams": "{}", "seed": s,
+             "status": status, "time_per_iter_s": time, "peak_mem_bytes": mem * (1 + 0.01 * s),
+             "nfe_forward_per_iter": 10.0, "nfe_backward_per_iter": 0.0, "test_mse": 0.5} for s in range(seeds)]
+    return pd.DataFrame(rows), pd.DataFrame()
+
+
+def test_memory_growth_is_flagged_from_per_seed_samples_without_curves():
+    result = compare(_records(), _records(mem=1.2 * 8 * 2**20))
+    memory = result[result["metric"] == "memory"].iloc[0]
+    assert memory["verdict"] == "regression" and memory["n_current"] == 3
+    assert regressed(result)
+    assert result[result["metric"] == "time"]["verdict"].iloc[0] == "same"
+    small = compare(_records(mem=2**20), _records(mem=1.3 * 2**20))  # +30 % but only 0.3 MiB: under the floor
+    assert small[small["metric"] == "memory"]["verdict"].tolist() == ["same"] and not regressed(small)
+
+
+def test_a_newly_failing_case_is_a_regression_and_new_or_missing_cases_are_listed():
+    result = compare(_records(), _records(status="error"))
+    assert result[result["metric"] == "status"]["verdict"].tolist() == ["failed"]
+    assert regressed(result)
+    other, _ = _records()
+    other["experiment"] = "other"
+    result = compare(_records(), (other, pd.DataFrame()))
+    assert sorted(result["verdict"]) == ["missing", "new"] and not regressed(result)
+
+
+def test_threshold_overrides_are_checked():
+    assert rules_with({"time": 0.25})["time"].threshold == 0.25
+    with pytest.raises(Exception, match="unknown metric 'speed'"):
+        rules_with({"speed": 0.1})
+
+
+BAD = [
+    (["compare", "nope_a", "nope_b"], ["does not exist"]),
+    (["compare", "BASE", "BASE", "--threshold", "time"], ["NAME=POSITIVE_NUMBER"]),
+    (["compare", "BASE", "BASE", "--threshold", "time=nan"], ["POSITIVE"]),
+    (["compare", "BASE", "BASE", "--threshold", "time=-1"], ["POSITIVE"]),
+    (["compare", "BASE", "BASE", "--threshold", "wallclock=0.1"], ["unknown metric", "time"]),
+    (["compare", "GARBAGE", "BASE"], ["cannot read"]),
+    (["compare", "EMPTYDIR", "BASE"], ["holds no records.parquet"]),
+]
+
+
+@pytest.mark.parametrize("argv, fragments", BAD)
+def test_bad_compare_input_is_one_line_with_exit_code_2(capsys, tmp_path, argv, fragments):
+    base = tmp_path / "base"
+    base.mkdir()
+    records, _ = _records()
+    records.to_parquet(base / "records.parquet")
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"not parquet")
+    (tmp_path / "empty").mkdir()
+    paths = {"BASE": base, "GARBAGE": garbage, "EMPTYDIR": tmp_path / "empty"}
+    code, out, err = run_cli(capsys, *[paths.get(a, a) for a in argv])
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("nodebench: error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert not list(base.glob("compare.md"))  # nothing written on bad input

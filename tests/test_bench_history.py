@@ -1,0 +1,113 @@
+"""Suites, the history store, `nodebench bench` and the history plots."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_bench_compare import AA_RUNS, needs_runs, plant_slowdown
+
+from nodebench.bench import history
+from nodebench.bench.history_plots import history_table, plot_history
+from nodebench.bench.suites import load_suite
+from nodebench.cli import main
+
+TINY = """
+suite = "tiny"
+seeds = 2
+[[entry]]
+name = "spiral"
+paper = "do_vs_od"
+task = "cubic_spiral"
+methods = ["rk4"]
+iters = 2
+target = 0.5
+"""
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_nightly_suite_covers_the_paper_packages_in_rounds_of_seeds():
+    suite = load_suite("nightly")
+    cases = suite.cases()
+    assert {c.paper for c in cases} >= {"do_vs_od", "gq_adjoint", "taynode"}
+    assert all(c.preset == "nightly" and c.device == "cpu" for c in cases)
+    seeds = [c.seed for c in cases]
+    assert seeds == sorted(seeds) and set(seeds) == {0, 1, 2}  # every configuration's seed 0 first
+    assert len({c.case_id for c in cases}) == len(cases)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("suite = 'x'\n", "declares no [[entry]]"),
+    ("[[entry]]\nname='a'\npaper='p'\ntask='cubic_spiral'\nmethods=['rk4']\n", "exactly one of iters or budget_s"),
+    ("[[entry]]\nname='a'\npaper='p'\ntask='t'\nmethods=['rk4']\niters=0\n", "positive integer"),
+    ("[[entry]]\nname='a'\npaper='p'\ntask='t'\nmethods=['rk4']\niters=2\ncolour='red'\n", "colour"),
+    ("[[entry]\n", "malformed suite file"),
+    ("[[entry]]\nname='a'\npaper='p'\ntask='t'\nmethods=['rk4']\niters=2\ntarget=nan\n", "finite number"),
+])
+def test_bad_suite_files_are_one_line_errors(capsys, tmp_path, monkeypatch, text, fragment):
+    (tmp_path / "bad.toml").write_text(text)
+    monkeypatch.setenv("NODEBENCH_SUITES", str(tmp_path))
+    code, out, err = run_cli(capsys, "bench", "--suite", "bad", "--out", tmp_path / "store")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and fragment in lines[0], err
+    assert not (tmp_path / "store").exists()
+
+
+def test_unknown_suite_lists_the_valid_ones(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "bench", "--suite", "weekly", "--out", tmp_path)
+    assert code == 2 and "unknown suite 'weekly'" in err and "nightly" in err
+
+
+@pytest.mark.slow
+def test_bench_appends_keyed_runs_and_gates_the_second_against_the_first(capsys, tmp_path, monkeypatch):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    monkeypatch.setenv("NODEBENCH_SUITES", str(tmp_path))
+    store = tmp_path / "store"
+    code, out, err = run_cli(capsys, "bench", "--suite", "tiny", "--out", store, "--machine", "box 1", "--no-progress")
+    assert code == 0 and "nothing to compare against" in out, err
+    code, out, err = run_cli(capsys, "bench", "--suite", "tiny", "--out", store, "--machine", "box 1", "--no-progress")
+    runs = history.list_runs(store)
+    assert len(runs) == 2 and set(runs["machine"]) == {"box_1"} and set(runs["suite"]) == {"tiny"}
+    first, second = (Path(p) for p in runs["run_dir"])
+    assert second.name.endswith(history.git_sha()[:12]) and history.previous_run(store, second) == first
+    assert code == 0, out  # two samples a side can never confirm a time change at p <= 0.002
+    assert (second / "compare.md").is_file() and (second.parent / "history.md").is_file()
+    assert (second.parent / "figures" / "history_time.png").is_file()
+
+
+@needs_runs
+def test_history_marks_a_planted_regression_on_its_run(capsys, tmp_path):
+    store = tmp_path / "store"
+    folder = store / "m" / "nightly"
+    for index, source in enumerate(AA_RUNS[:2]):
+        shutil.copytree(source, folder / f"2026010{index}T000000Z-aaaa", ignore=shutil.ignore_patterns("cases", "logs"))
+    plant_slowdown(Path(AA_RUNS[1]), folder / "20260102T000000Z-bbbb", 1.3)
+    runs = history.list_runs(store, "m", "nightly")
+    table = history_table(runs)
+    flagged = table[table["verdict"] == "regression"]
+    assert flagged[["run", "case", "metric"]].values.tolist() == [[2, "g1d: gq", "time"]]
+    figures = plot_history(table, tmp_path / "figures")
+    assert {p.name for p in figures} >= {"history_time.png", "history_memory.png", "history_nfe.png"}
+    code, out, err = run_cli(capsys, "history", "--store", store, "--machine", "m", "--out", tmp_path / "h")
+    assert code == 0, err
+    assert "g1d: gq (time/iter)" in (tmp_path / "h" / "history.md").read_text()
+
+
+def test_history_of_an_empty_store_is_a_one_line_error(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "history", "--store", tmp_path, "--machine", "m")
+    assert code == 2 and "no finished run of suite 'nightly' on machine 'm'" in err
+
+
+def test_gpu_suite_declares_cuda_cases_with_valid_names():
+    from nodebench.cli import _validate
+
+    suite = load_suite("nightly_gpu")
+    assert {c.device for c in suite.cases()} == {"cuda"}
+    assert {c.paper for c in suite.cases()} >= {"do_vs_od", "gq_adjoint", "taynode"}
+    _validate(suite.cases("cpu"))  # every task, method and hyper-parameter name is valid

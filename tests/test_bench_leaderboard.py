@@ -1,0 +1,118 @@
+"""The leaderboard: time to target, seed aggregation, the AlgoPerf score, and the Markdown and HTML forms."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nodebench.bench import leaderboard
+from nodebench.cli import main
+
+BASELINES = Path(__file__).resolve().parents[1] / "results" / "baselines"
+RUNS = [BASELINES / name for name in ("do_vs_od-quick-cpu", "gq_adjoint-quick-cpu", "taynode-quick-cpu")]
+
+
+def test_seed_aggregate_is_the_median_below_five_seeds_and_the_olympic_mean_from_five():
+    assert leaderboard.seed_aggregate([3.0, 1.0, 2.0]) == 2.0
+    assert leaderboard.seed_aggregate([1.0, 2.0, 3.0, 4.0, 100.0]) == 3.0  # drops 1 and 100
+    assert leaderboard.seed_aggregate([1.0, math.inf, 2.0, 3.0, 4.0]) == 3.0  # one non-converging run is dropped
+    assert leaderboard.seed_aggregate([1.0, math.inf, math.inf, 3.0, 4.0]) == math.inf  # two are not
+
+
+def test_profile_score_is_algoperfs_area_under_the_profile():
+    assert leaderboard.profile_score(np.array([1.0, 2.0, math.inf])) == pytest.approx((3 + 2 + 0) / 3 / 3)
+    assert leaderboard.profile_score(np.array([1.0, 1.0])) == 1.0
+    assert leaderboard.profile_score(np.array([5.0])) == 0.0
+    taus = np.linspace(1, 4, 30001)  # the exact formula against a numerical integral of rho(tau)
+    ratios = np.array([1.0, 1.7, 3.2, 9.0])
+    rho = [(ratios <= tau).mean() for tau in taus]
+    assert leaderboard.profile_score(ratios) == pytest.approx(np.trapezoid(rho, taus) / 3, abs=1e-3)
+
+
+def _synthetic(monitor: bool):
+    """Two tasks; on each, methods a (slow to improve) and adjoint, two seeds, with known curves."""
+    rows, curves = [], []
+    for task, speed in (("t1", 1.0), ("t2", 2.0)):
+        for method, losses in (("a", [1.0, 0.8, 0.6]), ("adjoint", [1.0, 0.5, 0.3])):
+            for seed in range(2):
+                case = f"{task}-{method}-{seed}"
+                rows.append({"case_id": case, "run_id": "r", "task": task, "method": method, "seed": seed,
+                             "hparams": "{}", "status": "ok", "peak_mem_bytes": 2.0**20, "nfe_forward_per_iter": 8.0,
+                             "nfe_backward_per_iter": 4.0, "test_mse": losses[-1]})
+                for i, loss in enumerate(losses):
+                    curves.append({"case_id": case, "task": task, "method": method, "seed": seed,
+                                   "iteration": i, "elapsed_s": speed * (i + 1) * (2 if method == "a" else 1),
+                                   "loss": 10 * loss, "monitor": loss if monitor else math.nan})
+    return pd.DataFrame(rows), pd.DataFrame(curves)
+
+
+@pytest.mark.parametrize("monitor", [True, False])
+def test_time_to_target_uses_the_monitor_where_recorded_and_the_common_largest_best(monitor):
+    records, curves = _synthetic(monitor)
+    table, info = leaderboard.task_table(records[records.task == "t1"], curves)
+    assert info["column"] == ("monitor" if monitor else "loss")
+    assert info["target"] == pytest.approx(0.6 if monitor else 6.0)  # the larger of the two methods' bests
+    times = dict(zip(table["config"], table["time_to_target_s"]))
+    assert times == {"adjoint": 2.0, "a": 6.0}  # adjoint reaches 0.5 <= 0.6 at its 2nd step; a at its 3rd
+    assert table["config"].tolist() == ["adjoint", "a"]  # ranked by time to target
+    declared, _ = leaderboard.task_table(records[records.task == "t1"], curves, target=0.1 if monitor else 1.0)
+    assert np.isinf(declared["time_to_target_s"]).all()  # nobody reaches a declared target of 0.1: "not reached"
+
+
+def test_overall_score_and_speedup_against_the_reference():
+    records, curves = _synthetic(True)
+    tasks = {t: leaderboard.task_table(records[records.task == t], curves)[0] for t in ("t1", "t2")}
+    scores = leaderboard.overall(tasks, "adjoint").set_index("entrant")
+    assert scores.loc["adjoint", "score"] == 1.0  # fastest on every task
+    assert scores.loc["a", "score"] == pytest.approx((4 - 3) / 3)  # r = 3 on both tasks
+    assert scores.loc["a", "speedup"] == pytest.approx(1 / 3) and scores.loc["a", "speedup_tasks"] == 2
+
+
+def test_leaderboard_of_recorded_runs_writes_markdown_and_self_contained_html(capsys, tmp_path):
+    code = main(["leaderboard", *map(str, RUNS), "--out", str(tmp_path / "board")])
+    assert code == 0, capsys.readouterr().err
+    md = (tmp_path / "board" / "leaderboard.md").read_text()
+    for task in ("cubic_spiral", "g1d", "digits_ode", "## Overall", "## Environment"):
+        assert task in md
+    # every Markdown table is aligned: all its lines have the same width, so it reads well in a terminal
+    for block in re.findall(r"((?:^\|.*\|\n)+)", md, flags=re.M):
+        assert len({len(line) for line in block.splitlines()}) == 1, block[:300]
+    environment = md.split("## Environment")[1]
+    assert sum(line.startswith("| ") for line in environment.splitlines()) == 1 + 3  # header + one row per run
+    page = (tmp_path / "board" / "leaderboard.html").read_text()
+    assert page.count("<img") == 2 and page.count("data:image/png;base64,") == 2
+    assert not re.search(r"src=['\"](?!data:)", page)  # nothing outside the file is needed
+
+
+CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome", "headless_shell")
+                 if shutil.which(name)), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium on this machine")
+def test_leaderboard_html_renders_in_headless_chromium(tmp_path):
+    md, page = leaderboard.write(RUNS[:1], tmp_path / "board")
+    shot = tmp_path / "shot.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,3000"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert "<table" in dom.stdout and "cubic_spiral" in dom.stdout
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["leaderboard", "no/such/run", "--out", "OUT"], "does not exist"),
+    (["leaderboard", str(RUNS[0]), "--out", "OUT", "--target", "cubic_spiral=zero"], "POSITIVE_NUMBER"),
+])
+def test_bad_leaderboard_input_is_one_line(capsys, tmp_path, argv, fragment):
+    code = main([tmp_path.joinpath("out").as_posix() if a == "OUT" else a for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and fragment in lines[0], err
+    assert not (tmp_path / "out").exists()
