@@ -14,8 +14,11 @@ Checks:
 - ``metric_parity``: per experiment, the median ``metric`` of ``method`` is no worse than the
   baseline's by more than ``rel_tol`` (relative) or ``abs_tol`` (absolute); lower is better.
 - ``table_threshold``: a value read from an extra table (``table``, ``column``, rows selected by
-  ``where`` and, for per-case tables, ``experiments``) is compared with ``max`` or ``min``, per
-  experiment;
+  ``where`` and, for per-case tables, ``experiments``; ``table = "records"`` reads the successful
+  records) is compared with ``max`` or ``min``, per experiment;
+- ``time_to_target``: per experiment and setting, ratio = median over seeds of the baseline's time to the
+  common target / the method's, from the ``time_to_target`` table (:mod:`nodebench.target`); holds when
+  at least ``min`` (default 1). Not measured where either method has no case reaching the target.
 - ``ratio``: per experiment, ratio = median(baseline ``column``)/median(method ``column``) over seeds
   (``column`` default ``train_wall_s``, so above 1 means ``method`` is faster), on the rows selected by
   ``hparams`` (name → value; the value ``"max"``/``"min"`` means the largest/smallest value of that
@@ -134,7 +137,7 @@ def metric_parity(records, tables, claim) -> list[tuple[str, str, str]]:
 
 
 def table_threshold(records, tables, claim) -> list[tuple[str, str, str]]:
-    table = tables.get(claim["table"], pd.DataFrame())
+    table = records if claim["table"] == "records" else tables.get(claim["table"], pd.DataFrame())
     if table.empty:
         return [("all", f"no {claim['table']} table in this run", NOT_MEASURED)]
     if "experiment" not in table and "case_id" in table and not records.empty:
@@ -519,10 +522,37 @@ def order_matching(records, tables, claim) -> list[tuple[str, str, str]]:
     return out or [("all", "no experiment measured", NOT_MEASURED)]
 
 
+def time_to_target(records, tables, claim) -> list[tuple[str, str, str]]:
+    method, base = claim["method"], claim["baseline"]
+    table = tables.get("time_to_target", pd.DataFrame())
+    if table.empty:
+        return [("all", "no time_to_target table in this run (no monitored curves)", NOT_MEASURED)]
+    if claim.get("experiments"):
+        table = table[table["experiment"].isin(claim["experiments"])]
+    out = []
+    for (exp, config), rows in table.groupby(["experiment", "config"], sort=False):
+        scope = f"{exp} {config}".strip()
+        times = {m: rows.loc[rows["method"] == m, "time_to_target_s"].dropna() for m in (method, base)}
+        target = float(rows["target"].iloc[0])
+        missing = [m for m, t in times.items() if t.empty]
+        if missing:
+            out.append((scope, f"{', '.join(missing)} never reached the target {target:.3g}", NOT_MEASURED))
+            continue
+        t_method, t_base = float(times[method].median()), float(times[base].median())
+        value = t_base / t_method if t_method > 0 else math.inf
+        low = claim.get("min", 1.0)
+        published = _published(claim)
+        text = (f"{base}/{method} time to target {target:.3g}: {t_base:.3g} s / {t_method:.3g} s = {value:.3g}× "
+                f"(needs ≥ {low:g}" + (f"; {published}" if published else "") + ")")
+        out.append((scope, text, HOLDS if value >= low else FAILS))
+    return out or [("all", f"no time_to_target rows for {method} or {base}", NOT_MEASURED)]
+
+
 CHECKS: dict[str, Callable[[pd.DataFrame, dict, dict], list[tuple[str, str, str]]]] = {
     "time_reduction": time_reduction, "wins": wins, "metric_parity": metric_parity,
     "table_threshold": table_threshold, "ratio": ratio, "ratio_trend": ratio_trend,
     "hparam_ratio": hparam_ratio, "tradeoff": tradeoff, "order_matching": order_matching,
+    "time_to_target": time_to_target,
 }
 
 

@@ -20,6 +20,8 @@ euler         backprop through fixed-step forward Euler
 midpoint      backprop through fixed-step explicit midpoint
 sde_direct    torchsde ``sdeint``, reversible Heun, backprop through the solver (SDE tasks only)
 sde_adjoint   torchsde ``sdeint_adjoint``, reversible Heun and its adjoint (SDE tasks only)
+snode         SNODE (Quaglino et al. 2020): Legendre spectral elements and coordinate descent, no ODE
+              solve while training (full-state trajectory tasks only; :mod:`nodebench.snode`)
 ============= ==================================================================================
 
 Options every method takes (``hparams`` of a case): ``rtol``/``atol`` for adaptive solvers,
@@ -28,7 +30,9 @@ fixed-step solvers (default: step exactly on the output times ``t``; SDE methods
 the quadrature constant C of the GQ methods (default 0.1; larger means more nodes).
 
 ODE methods work on SDE tasks too: the task then trains its Wong–Zakai ODE
-(:mod:`nodebench.sde`). SDE methods need an SDE task (``Task.dynamics == "sde"``).
+(:mod:`nodebench.sde`). SDE methods need an SDE task (``Task.dynamics == "sde"``). ``snode`` takes its
+own ``snode_*`` options (:mod:`nodebench.snode.options`) and needs a full-state trajectory task
+(``Task.full_state``); its solve, used only by evaluation, is dopri5.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ from nodebench.gq import odeint_adjoint_gq
 SOLVER_OPTIONS = ("rtol", "atol", "adjoint_rtol", "adjoint_atol", "step_size", "gtol")
 
 #: How a method obtains the gradient: backprop through an ODE solver, torchdiffeq's adjoint, the
-#: Gauss–Legendre quadrature adjoint, or torchsde's backprop / adjoint through an SDE solver.
-KINDS = ("backprop", "adjoint", "gq", "sde_backprop", "sde_adjoint")
+#: Gauss–Legendre quadrature adjoint, torchsde's backprop / adjoint through an SDE solver, or SNODE's
+#: spectral coordinate descent (no solve while training).
+KINDS = ("backprop", "adjoint", "gq", "sde_backprop", "sde_adjoint", "spectral")
 SDE_DEFAULT_DT = 0.01
 
 
@@ -89,7 +94,10 @@ class Method:
 
     @property
     def family(self) -> str:
-        """``OD`` (optimise-discretise: a continuous adjoint) or ``DO`` (discretise-optimise: backprop)."""
+        """``OD`` (optimise-discretise: a continuous adjoint), ``DO`` (discretise-optimise: backprop) or
+        ``SP`` (spectral: SNODE's relaxation, no solve while training)."""
+        if self.kind == "spectral":
+            return "SP"
         return "OD" if self.kind in ("adjoint", "gq", "sde_adjoint") else "DO"
 
     @property
@@ -102,6 +110,9 @@ class Method:
         if self.sde and getattr(task, "dynamics", "ode") != "sde":
             raise UserError(f"method {self.name!r} integrates an SDE, but task {task.name!r} is an ODE task; "
                             f"use it on an SDE task (ou_sde) or pick an ODE method")
+        if self.kind == "spectral" and not getattr(task, "full_state", False):
+            raise UserError(f"method {self.name!r} needs fully observed trajectories, which task {task.name!r} "
+                            "does not have; use it on cubic_spiral, vehicle, multi_agent or trajectories:PATH")
 
     def make_solve(self, params: Iterable[torch.Tensor] = (), **options) -> Solve:
         """Build ``solve(func, y0, t)`` with this method's gradient path.
@@ -124,7 +135,7 @@ class Method:
         method = self.solver
         stats: dict = {}
 
-        if self.kind == "backprop":
+        if self.kind in ("backprop", "spectral"):
             def solve(func, y0, t):
                 return odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=solver_options)
         elif self.kind == "adjoint":
@@ -183,6 +194,9 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            description="torchsde sdeint, reversible Heun (Stratonovich), backprop through the solver"),
     Method("sde_adjoint", "reversible_heun", "sde_adjoint", adaptive=False,
            description="torchsde sdeint_adjoint, reversible Heun with its adjoint"),
+    Method("snode", "dopri5", "spectral", adaptive=False,
+           description="SNODE: Legendre spectral elements + coordinate descent, no solve while training "
+                       "(Quaglino et al. 2020; full-state trajectory tasks)"),
 ]}
 
 

@@ -42,7 +42,7 @@ def _save(fig, out_dir: Path, name: str) -> list[Path]:
 
 
 def _curve_figure(curves: pd.DataFrame, x: str, y: str, *, xlabel: str, ylabel: str, title: str,
-                  logy: bool = True):
+                  logy: bool = True, logx: bool = False):
     fig, ax = plt.subplots(figsize=(6, 4))
     colors = _colors(curves["method"].unique())
     for (method, seed), group in curves.groupby(["method", "seed"], sort=True):
@@ -50,6 +50,8 @@ def _curve_figure(curves: pd.DataFrame, x: str, y: str, *, xlabel: str, ylabel: 
                 label=method if seed == curves[curves.method == method].seed.min() else None)
     if logy and (curves[y] > 0).all():
         ax.set_yscale("log")
+    if logx and (curves[x] > 0).all():
+        ax.set_xscale("log")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -74,6 +76,9 @@ def plot_run(records: pd.DataFrame, curves: pd.DataFrame, out_dir: str | Path) -
                                            xlabel="training time [s] (clock paused for evaluation)",
                                            ylabel="training loss", title=f"{name}: loss vs wall time"),
                              out_dir, f"{slug}_loss_vs_time")[:1]
+            monitored = group_curves.dropna(subset=["monitor"]) if "monitor" in group_curves else group_curves[:0]
+            if not monitored.empty:
+                written += _save(_monitor_figure(monitored, name), out_dir, f"{slug}_monitor_vs_time")[:1]
             written += _save(_curve_figure(group_curves, "iteration", "loss", xlabel="iteration",
                                            ylabel="training loss", title=f"{name}: loss vs iteration"),
                              out_dir, f"{slug}_loss_vs_iteration")[:1]
@@ -87,6 +92,67 @@ def plot_run(records: pd.DataFrame, curves: pd.DataFrame, out_dir: str | Path) -
         if metric is not None:
             written += _save(_work_precision(group, name, metric), out_dir, f"{slug}_work_precision")[:1]
     return written
+
+
+def _monitor_figure(curves: pd.DataFrame, name: str, target: float | None = None):
+    """The monitored training quality (simulation MSE on the training data) against wall time, log–log."""
+    fig = _curve_figure(curves, "elapsed_s", "monitor", xlabel="training time [s] (clock paused for evaluation)",
+                        ylabel="training simulation MSE (monitor)", title=f"{name}: monitor vs wall time", logx=True)
+    if target is not None:
+        fig.axes[0].axhline(target, color="k", ls="--", lw=1, label=f"target {target:.3g}")
+        fig.axes[0].legend(fontsize=8)
+    return fig
+
+
+def plot_monitor(records: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Per experiment and setting of a time-to-target ``table`` (:mod:`nodebench.target`): the monitored
+    quality of every case against wall time, with the common target drawn."""
+    written: list[Path] = []
+    methods = dict(zip(records["case_id"], records["method"]))
+    for (exp, config), group in table.groupby(["experiment", "config"], sort=False):
+        part = curves[curves["case_id"].isin(group["case_id"])].dropna(subset=["monitor"])
+        part = part.assign(method=part["case_id"].map(methods))
+        name = f"{exp} {config}".strip()
+        written += _save(_monitor_figure(part, name, float(group["target"].iloc[0])), Path(out_dir),
+                         f"{_slug(name)}_time_to_target")[:1]
+    return written
+
+
+def plot_metric_by_experiment(records: pd.DataFrame, out_dir: str | Path, *, name: str,
+                              metric: str = "test_mse") -> list[Path]:
+    """Grouped bars: the median ``metric`` of each method in each experiment (e.g. data regimes), log scale,
+    min–max over seeds as whiskers."""
+    ok = records[(records["status"] == "ok") & records[metric].notna()] if metric in records else records[:0]
+    if ok.empty:
+        return []
+    stats = ok.groupby(["experiment", "method"], sort=False)[metric].agg(["median", "min", "max"]).reset_index()
+    experiments, methods = list(dict.fromkeys(stats["experiment"])), list(dict.fromkeys(stats["method"]))
+    colors, width = _colors(methods), 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(experiments) * max(1, len(methods) / 3)), 4.2))
+    for j, method in enumerate(methods):
+        rows = stats[stats["method"] == method].set_index("experiment").reindex(experiments)
+        x = np.arange(len(experiments)) + (j - (len(methods) - 1) / 2) * width
+        err = [rows["median"] - rows["min"], rows["max"] - rows["median"]]
+        ax.bar(x, rows["median"], width, color=colors[method], label=method, yerr=err, capsize=2)
+    ax.set_xticks(np.arange(len(experiments)), experiments, rotation=20, fontsize=8)
+    if (stats["median"] > 0).all():
+        ax.set_yscale("log")
+    ax.set(ylabel=f"{metric} (median, min–max over seeds)", title=f"{metric} per method and experiment")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, ncol=2)
+    return _save(fig, Path(out_dir), name)[:1]
+
+
+def plot_spectral_convergence(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Max Legendre-fit error against degree per system, semi-log (a straight line: exponential convergence)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for system, group in table.groupby("system", sort=False):
+        ax.semilogy(group["degree"], group["max_error"], "o-", label=system)
+    ax.set(xlabel="Legendre degree p (one element)", ylabel="max |fit − trajectory|",
+           title="spectral convergence of the Legendre fit")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, Path(out_dir), "spectral_convergence")[:1]
 
 
 def headline_metric(records: pd.DataFrame) -> str | None:
@@ -275,6 +341,7 @@ def plot_scaling(records: pd.DataFrame, param: str, metric: str | None, out_dir:
     _, logx = _param_axis(records[param_col])
     written: list[Path] = []
     panels = [("train_wall_s", "training time [s]", 1.0, True, "time"),
+              ("time_per_iter_s", "time per iteration [ms]", 1e3, True, "time_per_iter"),
               (metric, metric or "", 1.0, metric != "test_accuracy", "metric"),
               ("peak_mem_bytes", "peak memory added [MiB]", 1 / 2**20, True, "memory")]
     for column, ylabel, scale, logy, kind in panels:

@@ -150,7 +150,11 @@ class Regularizer:
         self._generator = torch.Generator().manual_seed(self.seed)
 
     def check_method(self, method) -> None:
-        """A :class:`UserError` for a method the running cost cannot ride on (torchsde's SDE solvers)."""
+        """A :class:`UserError` for a method the running cost cannot ride on (torchsde's SDE solvers, and
+        SNODE, which solves no ODE while training)."""
+        if getattr(method, "kind", "") == "spectral":
+            raise UserError(f"regulariser {self.kind!r} rides on an ODE solve; method {method.name!r} trains "
+                            "without one; pick a solver-based method")
         if getattr(method, "sde", False):
             raise UserError(f"regulariser {self.kind!r} needs an ODE method; {method.name!r} integrates an SDE "
                             "(on an SDE task use an ODE method such as gq, which trains the Wong–Zakai ODE)")

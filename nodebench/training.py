@@ -1,7 +1,10 @@
 """The measured training loop shared by every task and method.
 
-One iteration is: forward (the task's loss through the method's solve), backward, optimiser step. For
-every iteration the harness records, with the device synchronised at each boundary:
+One iteration of a solver-based method is: forward (the task's loss through the method's solve), backward,
+optimiser step (:class:`GradientStep`). One iteration of SNODE is a coordinate-descent round
+(:class:`~nodebench.snode.coordinate_descent.CoordinateDescent`): its coefficient block is measured as
+the forward phase, its weight block as the backward phase. For every iteration the harness records, with
+the device synchronised at each boundary:
 
 - the step's wall time (and CUDA-event time), the forward part's wall time;
 - peak memory of the forward phase and of forward + backward, both above the memory held before the
@@ -10,7 +13,9 @@ every iteration the harness records, with the device synchronised at each bounda
   fixed-step solver accepts every step it makes).
 
 Warm-up iterations run forward and backward but no optimiser step, so they leave the parameters and the
-optimiser state untouched; their time is reported apart. Evaluation runs after training, untimed.
+optimiser state untouched; their time is reported apart. Evaluation runs after training, untimed, and so
+does the optional per-iteration monitor (``monitor_every``): a method-independent training quality, e.g.
+the simulation MSE on the training trajectories, that time-to-target figures are read from.
 Training stops after ``iters`` iterations or once the summed step time passes ``budget_s``. A non-finite
 loss, a non-finite metric, or a solve (training or evaluation) that exceeds its step limit or whose step
 size underflows stops it with status ``diverged``.
@@ -29,6 +34,8 @@ import torch
 from nodebench.harness import PeakMemory, Stopwatch, count_nfe
 from nodebench.methods import Method
 from nodebench.regularizers import RegularizedSolve, Regularizer
+from nodebench.snode.coordinate_descent import CoordinateDescent
+from nodebench.snode.options import SnodeOptions
 from nodebench.tasks import Problem
 
 
@@ -80,14 +87,49 @@ class TrainResult:
         }
 
 
-CURVE_COLUMNS = ("iteration", "elapsed_s", "time_s", "forward_s", "loss", "regularizer", "nfe_forward",
+CURVE_COLUMNS = ("iteration", "elapsed_s", "time_s", "forward_s", "loss", "regularizer", "monitor", "nfe_forward",
                  "nfe_backward", "steps_forward", "steps_backward", "accepted_forward", "accepted_backward")
+
+
+class GradientStep:
+    """One iteration of a solver-based method: the task loss through ``solve``, backward, an Adam step.
+
+    Warm-up passes run forward and backward without the optimiser step, leaving parameters and optimiser
+    state untouched.
+    """
+
+    def __init__(self, problem: Problem, solve, params: list[torch.Tensor]):
+        self.problem, self.solve = problem, solve
+        self.optimizer = torch.optim.Adam(params, lr=problem.lr, weight_decay=problem.weight_decay)
+
+    @property
+    def regularizer_value(self) -> float:
+        """R of the last regularised solve (NaN without a regulariser)."""
+        return getattr(self.solve, "value", math.nan)
+
+    def warmup(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        _loss(self.problem, self.solve).backward()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self, boundary: Callable[[], None]) -> torch.Tensor:
+        """Forward, ``boundary()``, backward, optimiser step; returns the loss."""
+        loss = _loss(self.problem, self.solve)
+        boundary()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+    def metrics(self) -> dict[str, float]:
+        return {}
 
 
 def train(problem: Problem, method: Method, *, device: torch.device, iters: int | None = None,
           budget_s: float | None = None, warmup: int = 1, solver_options: dict | None = None,
           on_iteration: Callable[[int, float], None] | None = None,
-          regularizer: Regularizer | None = None) -> TrainResult:
+          regularizer: Regularizer | None = None, spectral: SnodeOptions | None = None,
+          monitor_every: int | None = None) -> TrainResult:
     """Train ``problem`` with ``method`` and measure every iteration.
 
     Args:
@@ -100,6 +142,10 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         on_iteration: called with ``(iteration, loss)`` after each timed iteration (progress reporting).
         regularizer: a running-cost regulariser (:mod:`nodebench.regularizers`); the loss is the task's plus
             its penalty, and the curves' ``regularizer`` column is R (mean over the batch of r(t1)).
+        spectral: SNODE's settings, for the ``snode`` method (default :class:`SnodeOptions`).
+        monitor_every: every this many iterations (and after the first), record the problem's
+            method-independent training quality :meth:`Problem.monitor` in the curves' ``monitor``
+            column, untimed (NaN elsewhere); time to a target is read from it.
 
     Raises:
         Diverged: on a non-finite loss (the partial result is attached as ``err.result``).
@@ -110,43 +156,44 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     problem.field = counter
     params = [p for p in problem.model.parameters() if p.requires_grad]
     solve = method.make_solve(params, **(solver_options or {}))
-    train_solve = solve if regularizer is None else regularizer.wrap(solve)
-    optimizer = torch.optim.Adam(params, lr=problem.lr, weight_decay=problem.weight_decay)
+    if method.kind == "spectral":
+        stepper = CoordinateDescent(problem, params, spectral or SnodeOptions())
+    else:
+        stepper = GradientStep(problem, solve if regularizer is None else regularizer.wrap(solve), params)
     clock, memory = Stopwatch(device), PeakMemory(device)
     result = TrainResult(mem_source=memory.source)
 
     clock.start()
     for _ in range(warmup):
-        optimizer.zero_grad(set_to_none=True)
-        _loss(problem, train_solve).backward()
-    optimizer.zero_grad(set_to_none=True)
+        stepper.warmup()
     result.warmup_s = clock.stop()[0]
 
     elapsed, event_total = 0.0, 0.0
     iteration = 0
+    forward = {}
+
+    def boundary() -> None:
+        forward["s"], forward["peak"] = clock.lap(), memory.peak_bytes()
+        counter.phase = "backward"
+
     while (iters is None or iteration < iters) and (budget_s is None or elapsed < budget_s):
         counter.reset()
         counter.phase = "forward"
         memory.reset()
         clock.start()
         with _solver_failure_is_divergence(result, f"iteration {iteration + 1}"):
-            loss = _loss(problem, train_solve)
-            forward_s = clock.lap()
-            peak_forward = memory.peak_bytes()
-            counter.phase = "backward"
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        optimizer.step()
+            loss = stepper.step(boundary)
         step_s, event_s = clock.stop()
         peak = memory.peak_bytes()
         reserved = memory.peak_reserved_bytes()
         iteration += 1
         elapsed += step_s
         loss_value = float(loss.detach())
-        _append(result.curves, iteration=iteration, elapsed_s=elapsed, time_s=step_s, forward_s=forward_s,
-                loss=loss_value, regularizer=getattr(train_solve, "value", math.nan),
-                **_counts(counter, method.adaptive))
-        result.peak_mem_forward_bytes = max(result.peak_mem_forward_bytes, peak_forward)
+        counts = _counts(counter, method.adaptive)  # before the monitor, whose evaluations are not training's
+        _append(result.curves, iteration=iteration, elapsed_s=elapsed, time_s=step_s, forward_s=forward["s"],
+                loss=loss_value, regularizer=getattr(stepper, "regularizer_value", math.nan),
+                monitor=_monitor(problem, iteration, monitor_every), **counts)
+        result.peak_mem_forward_bytes = max(result.peak_mem_forward_bytes, forward["peak"])
         result.peak_mem_bytes = max(result.peak_mem_bytes, peak)
         if reserved is not None:
             result.peak_reserved_bytes = max(result.peak_reserved_bytes or 0, reserved)
@@ -163,7 +210,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     problem.model.eval()
     counter.phase = "forward"
     with _solver_failure_is_divergence(result, f"evaluation after {iteration} iterations"):
-        result.metrics = problem.evaluate(solve)
+        result.metrics = problem.evaluate(solve) | stepper.metrics()
     result.tables = dict(problem.tables)
     bad = [k for k, v in result.metrics.items() if not math.isfinite(v)]
     if bad:
@@ -188,6 +235,14 @@ def _solver_failure_is_divergence(result: TrainResult, when: str):
         diverged = Diverged(f"{when}: the solver failed, the learned dynamics are too stiff ({err})")
         diverged.result = result
         raise diverged from None
+
+
+def _monitor(problem: Problem, iteration: int, every: int | None) -> float:
+    """``problem.monitor()`` on the first and every ``every``-th iteration, NaN otherwise (and when off)."""
+    if not every or (iteration != 1 and iteration % every):
+        return math.nan
+    with torch.no_grad():
+        return problem.monitor()
 
 
 def _loss(problem: Problem, solve) -> torch.Tensor:

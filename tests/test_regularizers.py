@@ -14,7 +14,7 @@ from nodebench.errors import UserError
 from nodebench.harness import count_nfe
 from nodebench.methods import get_method
 from nodebench.regularizers import Regularizer, regularizer_from_hparams
-from nodebench.runner.worker import split_hparams
+from nodebench.runner.settings import case_settings
 from nodebench.training import train
 
 F64 = torch.float64
@@ -114,8 +114,9 @@ def test_hyperparameters_and_validation():
     assert regularizer_from_hparams({"reg": "speed", "reg_lambda": 0.0}) is None  # λ = 0: the baseline
     reg = regularizer_from_hparams({"reg": "speed", "reg_order": 3, "reg_lambda": 0.1, "reg_variant": "adjoint_only"})
     assert (reg.kind, reg.order, reg.lam, reg.variant) == ("speed", 3, 0.1, "adjoint_only")
-    options, reg, task = split_hparams({"rtol": 1e-3, "reg": "rnode", "reg_lambda": 0.01, "width": 5})
-    assert options == {"rtol": 1e-3} and reg.kind == "rnode" and task == {"width": 5}
+    settings = case_settings({"rtol": 1e-3, "reg": "rnode", "reg_lambda": 0.01, "width": 5}, get_method("direct"))
+    assert settings.solver_options == {"rtol": 1e-3} and settings.regularizer.kind == "rnode"
+    assert settings.task_hparams == {"width": 5} and settings.spectral is None
     for bad, match in [({"reg": "fast"}, "unknown regulariser"), ({"reg": "speed", "reg_order": 0}, "reg_order"),
                        ({"reg": "speed", "reg_order": 2.5}, "reg_order"), ({"reg": "speed", "reg_lambda": -1}, "reg_lambda"),
                        ({"reg": "speed", "reg_variant": "both"}, "variant")]:

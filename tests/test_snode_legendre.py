@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from nodebench.snode import (
+    ElementBasis,
     LegendreSeries,
-    SpectralElements,
     gauss_legendre_nodes,
     gauss_lobatto_nodes,
     legendre_basis,
@@ -160,24 +160,29 @@ def test_quadrature_integrates_series_and_grad_flows():
     assert c.grad is not None and torch.isfinite(c.grad).all()
 
 
-def test_spectral_elements():
+def test_continuous_elements():
     t = torch.linspace(0, 6, 241, dtype=D64)
     y = torch.stack([torch.sin(3 * t), torch.cos(t)], dim=-1).expand(2, -1, -1)
-    se = SpectralElements.fit(t, y, degree=12, n_elements=3)
-    assert se.coeffs.shape == (2, 3, 13, 2) and se.n_elements == 3
+    basis = ElementBasis(0.0, 6.0, degree=12, elements=3)
+    z = basis.fit(t, y)
+    assert z.shape == (2, 1 + 3 * 12, 2) and basis.n_free == 37
     tt = torch.linspace(0, 6, 601, dtype=D64)
     ref = torch.stack([torch.sin(3 * tt), torch.cos(tt)], dim=-1)
-    assert se(tt).shape == (2, 601, 2)
-    assert (se(tt) - ref).abs().max() < 1e-6
+    assert (basis.values(tt) @ z - ref).abs().max() < 1e-6
     dref = torch.stack([3 * torch.cos(3 * tt), -torch.sin(tt)], dim=-1)
-    assert (se.derivative(tt) - dref).abs().max() < 1e-4
-    gap = se.continuity_gap()
-    assert gap.shape == (2, 2, 2) and gap.abs().max() < 1e-6
-    # element view agrees with the global evaluation
-    e1 = se.element(1)
-    t_mid = torch.linspace(2.1, 3.9, 5, dtype=D64)
-    assert torch.allclose(e1(t_mid), se(t_mid), atol=1e-14)
-    # a single-element fit equals the LegendreSeries fit
-    one = SpectralElements.fit(t, y, degree=8, n_elements=1)
-    ls = LegendreSeries.fit(t, y, 8)
-    assert torch.allclose(one.coeffs[..., 0, :, :], ls.coeffs, atol=1e-12)
+    assert (basis.slopes(tt) @ z - dref).abs().max() < 1e-4
+    # continuity holds exactly, for any free coefficients: x_e(τ=1) = x_{e+1}(τ=−1)
+    c = basis.coefficients(torch.randn(4, basis.n_free, 3, dtype=D64))
+    alt = torch.tensor([(-1.0) ** k for k in range(13)], dtype=D64)
+    right = c[:, :-1].sum(dim=2)
+    left = torch.einsum("k,nekd->ned", alt, c[:, 1:])
+    assert torch.allclose(left, right, atol=1e-12)
+    # one element is the plain Legendre series fit
+    one = ElementBasis(0.0, 6.0, degree=8, elements=1)
+    assert torch.allclose(one.coefficients(one.fit(t, y))[:, 0], LegendreSeries.fit(t, y, 8).coeffs, atol=1e-10)
+    # the composite rule's weights average: Σ w g(t_q) = (1/6)∫ g for a smooth g
+    tq, w = basis.quadrature(10)
+    assert abs(float(w.sum()) - 1.0) < 1e-14
+    assert abs(float((w * torch.sin(tq)).sum()) - (1 - math.cos(6.0)) / 6) < 1e-12
+    tq, w = basis.quadrature(10, "lobatto")
+    assert abs(float((w * torch.sin(tq)).sum()) - (1 - math.cos(6.0)) / 6) < 1e-12

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from nodebench.harness import environment
-from nodebench.methods import SOLVER_OPTIONS, get_method
+from nodebench.methods import get_method
 from nodebench.records import write_case
-from nodebench.regularizers import REGULARIZER_OPTIONS, regularizer_from_hparams
 from nodebench.runner.case import Case
+from nodebench.runner.settings import case_settings
 from nodebench.tasks import get_task
 from nodebench.training import Diverged, TrainResult, train
 
@@ -50,13 +50,12 @@ def run_case(case: Case, out_dir: Path) -> dict:
         task = get_task(case.task)
         method = get_method(case.method)
         method.check_task(task)
-        solver_options, regularizer, task_hparams = split_hparams(case.hparams, case.seed)
-        if regularizer is not None:
-            regularizer.check_method(method)
-        problem = task.build(seed=case.seed, device=device, hparams=task_hparams)
+        settings = case_settings(case.hparams, method, case.seed)
+        problem = task.build(seed=case.seed, device=device, hparams=settings.task_hparams)
         result = train(problem, method, device=device, iters=case.iters, budget_s=case.budget_s,
-                       warmup=case.warmup, solver_options=solver_options, on_iteration=report,
-                       regularizer=regularizer)
+                       warmup=case.warmup, solver_options=settings.solver_options, on_iteration=report,
+                       regularizer=settings.regularizer, spectral=settings.spectral,
+                       monitor_every=settings.monitor_every)
     except Diverged as err:
         status, reason, result = "diverged", str(err), err.result
     except (torch.cuda.OutOfMemoryError, MemoryError) as err:
@@ -68,14 +67,6 @@ def run_case(case: Case, out_dir: Path) -> dict:
     curves = dict(result.curves)
     write_case(out_dir, case.case_id, row, curves, result.tables)
     return row
-
-
-def split_hparams(hparams, seed: int = 0):
-    """A case's hyper-parameters as (solver options, regulariser or None, task hyper-parameters)."""
-    solver_options = {k: v for k, v in hparams.items() if k in SOLVER_OPTIONS}
-    regularizer = regularizer_from_hparams({k: v for k, v in hparams.items() if k in REGULARIZER_OPTIONS}, seed)
-    task_hparams = {k: v for k, v in hparams.items() if k not in SOLVER_OPTIONS + REGULARIZER_OPTIONS}
-    return solver_options, regularizer, task_hparams
 
 
 def _one_line(err: BaseException) -> str:

@@ -8,9 +8,9 @@ nodebench reimplementation from the paper text (see ``/work/shared/papers/snode.
   Legendre series x(t) = Σ_{k=0..p} c_k P_k(τ), τ = 2(t − t0)/(t1 − t0) − 1, with the analytic derivative
   ẋ(t) = (2/(t1 − t0)) Σ_k c_k P_k'(τ). Those formulas are standard spectral-method material.
 * nodebench choices (not taken from the paper): the least-squares initial fit of the coefficients
-  (``LegendreSeries.fit``, optional ridge), the equal-width split in ``SpectralElements`` with continuity
-  *not* enforced, and offering both Gauss–Legendre and Gauss–Lobatto rules (which rule and how many nodes
-  the paper uses is UNVERIFIED).
+  (``LegendreSeries.fit``, optional ridge) and offering both Gauss–Legendre and Gauss–Lobatto rules (which
+  rule and how many nodes the paper uses is UNVERIFIED). Several elements joined continuously are in
+  :mod:`nodebench.snode.elements`.
 
 All functions work in torch, default to float64, and broadcast over leading (trajectory) dimensions.
 """
@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["LegendreSeries", "SpectralElements", "gauss_legendre_nodes", "gauss_lobatto_nodes",
-           "legendre_basis", "legendre_basis_derivative"]
+__all__ = ["LegendreSeries", "gauss_legendre_nodes", "gauss_lobatto_nodes", "least_squares", "legendre_basis",
+           "legendre_basis_derivative"]
 
 _DTYPE = torch.float64
 
@@ -125,7 +125,7 @@ def legendre_basis_derivative(tau, degree: int) -> torch.Tensor:
     return torch.stack(cols, dim=-1)
 
 
-def _lstsq(basis: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.Tensor:
+def least_squares(basis: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.Tensor:
     """Solve min_c ‖basis c − y‖² + ridge ‖c‖², batched; ridge enters as extra rows √ridge·I (no normal
     equations, so conditioning is that of the Legendre Vandermonde matrix, not its square)."""
     n_obs, n_coef = basis.shape[-2], basis.shape[-1]
@@ -208,110 +208,5 @@ class LegendreSeries:
         if not t1 > t0:
             raise ValueError(f"need t1 > t0, got [{t0}, {t1}]")
         tau = 2.0 * (t_obs - t0) / (t1 - t0) - 1.0
-        coeffs = _lstsq(legendre_basis(tau, degree), y_obs, ridge)
+        coeffs = least_squares(legendre_basis(tau, degree), y_obs, ridge)
         return cls(coeffs, t0, t1)
-
-
-class SpectralElements:
-    """E equal-width elements on [t0, t1], each carrying its own Legendre series (snode.md §4.2).
-
-    ``coeffs`` has shape (..., E, degree + 1, D). A time t belongs to element e = floor((t − t0)/h),
-    h = (t1 − t0)/E, clamped to [0, E − 1] (so t1 belongs to the last element and times outside [t0, t1]
-    extrapolate the first/last element). nodebench choice: equal widths and **no continuity enforced** at
-    element boundaries — how the paper couples elements is UNVERIFIED; ``continuity_gap`` reports the jumps
-    so a caller can penalise or check them.
-    """
-
-    def __init__(self, coeffs: torch.Tensor, t0: float, t1: float):
-        if coeffs.dim() < 3:
-            raise ValueError(f"coeffs must have shape (..., E, degree + 1, D), got {tuple(coeffs.shape)}")
-        if not t1 > t0:
-            raise ValueError(f"need t1 > t0, got [{t0}, {t1}]")
-        self.coeffs = coeffs
-        self.t0, self.t1 = float(t0), float(t1)
-
-    @property
-    def n_elements(self) -> int:
-        return self.coeffs.shape[-3]
-
-    @property
-    def degree(self) -> int:
-        return self.coeffs.shape[-2] - 1
-
-    @property
-    def width(self) -> float:
-        return (self.t1 - self.t0) / self.n_elements
-
-    def boundaries(self) -> torch.Tensor:
-        return torch.linspace(self.t0, self.t1, self.n_elements + 1, dtype=self.coeffs.dtype,
-                              device=self.coeffs.device)
-
-    def element(self, e: int) -> LegendreSeries:
-        """The series of element e on its own interval."""
-        a = self.t0 + e * self.width
-        return LegendreSeries(self.coeffs[..., e, :, :], a, a + self.width)
-
-    def _locate(self, t) -> tuple[torch.Tensor, torch.Tensor]:
-        t = _as_points(t, self.coeffs.dtype, self.coeffs.device)
-        if t.dim() != 1:
-            raise ValueError(f"t must have shape (T,), got {tuple(t.shape)}")
-        idx = torch.floor((t - self.t0) / self.width).long().clamp(0, self.n_elements - 1)
-        tau = 2.0 * (t - (self.t0 + idx.to(t.dtype) * self.width)) / self.width - 1.0
-        return idx, tau
-
-    def _eval(self, basis: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        c = self.coeffs[..., idx, :, :]  # (..., T, K, D)
-        return torch.einsum("tk,...tkd->...td", basis, c)
-
-    def __call__(self, t) -> torch.Tensor:
-        """x(t) for times ``t`` of shape (T,): returns (..., T, D)."""
-        idx, tau = self._locate(t)
-        return self._eval(legendre_basis(tau, self.degree), idx)
-
-    def derivative(self, t) -> torch.Tensor:
-        """dx/dt (per element, chain-rule factor 2/h) for times ``t`` of shape (T,): returns (..., T, D)."""
-        idx, tau = self._locate(t)
-        return (2.0 / self.width) * self._eval(legendre_basis_derivative(tau, self.degree), idx)
-
-    def continuity_gap(self) -> torch.Tensor:
-        """x_{e+1}(left end) − x_e(right end) at the E − 1 interior boundaries: shape (..., E − 1, D)."""
-        ones = torch.ones(self.degree + 1, dtype=self.coeffs.dtype, device=self.coeffs.device)
-        alt = ones.clone()
-        alt[1::2] = -1.0
-        right = torch.einsum("k,...ekd->...ed", ones, self.coeffs[..., :-1, :, :])  # P_k(1) = 1
-        left = torch.einsum("k,...ekd->...ed", alt, self.coeffs[..., 1:, :, :])  # P_k(−1) = (−1)^k
-        return left - right
-
-    @classmethod
-    def fit(cls, t_obs, y_obs: torch.Tensor, degree: int, n_elements: int, t0: float | None = None,
-            t1: float | None = None, ridge: float = 0.0) -> "SpectralElements":
-        """Per-element least-squares fit (``LegendreSeries.fit`` on each element's observations).
-
-        ``t_obs``: shape (N,) shared by all trajectories; ``y_obs``: (..., N, D). Each element uses the
-        observations in its *closed* interval, so a boundary observation informs both neighbours (a mild
-        nodebench nudge towards continuity; nothing is enforced). Each element needs ≥ degree + 1
-        observations unless ``ridge > 0``.
-        """
-        if y_obs.dim() < 2:
-            raise ValueError(f"y_obs must have shape (..., N, D), got {tuple(y_obs.shape)}")
-        dtype = y_obs.dtype if y_obs.is_floating_point() else _DTYPE
-        y_obs = y_obs.to(dtype)
-        t_obs = _as_points(t_obs, dtype, y_obs.device)
-        if t_obs.dim() != 1 or t_obs.shape[0] != y_obs.shape[-2]:
-            raise ValueError("t_obs must have shape (N,) matching y_obs (..., N, D)")
-        t0 = float(t_obs.min()) if t0 is None else float(t0)
-        t1 = float(t_obs.max()) if t1 is None else float(t1)
-        if n_elements < 1 or not t1 > t0:
-            raise ValueError(f"need n_elements >= 1 and t1 > t0, got {n_elements}, [{t0}, {t1}]")
-        h = (t1 - t0) / n_elements
-        tol = 1e-12 * max(1.0, abs(t0), abs(t1))
-        coeffs = []
-        for e in range(n_elements):
-            a, b = t0 + e * h, t0 + (e + 1) * h
-            mask = (t_obs >= a - tol) & (t_obs <= b + tol)
-            try:
-                series = LegendreSeries.fit(t_obs[mask], y_obs[..., mask, :], degree, a, b, ridge)
-            except ValueError as err:
-                raise ValueError(f"element {e} on [{a}, {b}]: {err}") from err
-            coeffs.append(series.coeffs)
-        return cls(torch.stack(coeffs, dim=-3), t0, t1)

@@ -15,11 +15,13 @@ from nodebench.tasks.latent_ode import LATENT_ODE_TASKS
 from nodebench.tasks.ou import OrnsteinUhlenbeck
 from nodebench.tasks.sines import Sines
 from nodebench.tasks.spiral import CubicSpiral
+from nodebench.tasks.systems import SYSTEM_TASKS
 from nodebench.tasks.trajectory_file import TrajectoryFile
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in [CubicSpiral, *DENSITY_TASKS, *IMAGE_TASKS, OrnsteinUhlenbeck,
                                                           G1D, NestedSpheres, Sines, *CLASSIFICATION_TASKS,
-                                                          *LATENT_ODE_TASKS, *IMAGE_DENSITY_TASKS]}
+                                                          *LATENT_ODE_TASKS, *IMAGE_DENSITY_TASKS,
+                                                          *SYSTEM_TASKS]}
 
 # Tasks built from a user's file: "<prefix>:PATH".
 FILE_TASKS: dict[str, Callable[[str], Task]] = {"trajectories": TrajectoryFile, "density": DensityFile}

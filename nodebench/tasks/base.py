@@ -48,6 +48,12 @@ class Problem(abc.ABC):
         compared on the learned model. A problem may also fill :attr:`tables` with extra tidy rows.
         """
 
+    def monitor(self) -> float:
+        """A method-independent training quality measured during training, untimed (``monitor_every``);
+        lower is better. Problems that support time-to-target measurement override it."""
+        raise UserError(f"{type(self).__name__} has no training monitor; monitor_every applies to trajectory "
+                        "tasks (cubic_spiral, vehicle, multi_agent, trajectories:PATH)")
+
     #: Extra per-case tables (name → list of row dicts), stored as ``<name>.parquet`` in the run directory.
     #: Read-only empty default; a problem that fills tables assigns its own dict.
     tables: Mapping[str, list[dict]] = MappingProxyType({})
@@ -63,11 +69,14 @@ class Task(abc.ABC):
         defaults: default hyper-parameters (learning rate, solver tolerances, sizes...).
         description: one line for ``nodebench list``.
         dynamics: ``"ode"``, or ``"sde"`` for a task whose model is a neural SDE (SDE methods need one).
+        full_state: the task fits fully observed trajectories (a :class:`TrajectoryProblem`), which SNODE
+            needs.
     """
 
     name: ClassVar[str]
     paper: ClassVar[str | None] = None
     dynamics: ClassVar[str] = "ode"
+    full_state: ClassVar[bool] = False
     metrics: ClassVar[tuple[str, ...]]
     defaults: ClassVar[Mapping[str, Any]] = {}
     description: ClassVar[str] = ""

@@ -35,6 +35,7 @@ def spiral_truth(t: torch.Tensor) -> torch.Tensor:
 class CubicSpiral(Task):
     name = "cubic_spiral"
     paper = "do_vs_od"
+    full_state = True
     metrics = ("test_mse", "extrap_mse", "train_mse")
     description = "Chen et al.'s cubic spiral, 30 points on [0, 1.5], MLP 2-50-2 on u³ (Onken & Ruthotto §TS)"
     defaults = {"n_points": 30, "t_end": 1.5, "hidden": 50, "lr": 0.1, "dtype": "float64",

@@ -60,6 +60,7 @@ class TrajectoryFile(Task):
     """Trajectories from a user's .npz file (see module docstring)."""
 
     paper = None
+    full_state = True
     metrics = ("test_mse", "train_mse")
     description = "your own data: trajectories:PATH.npz with t (T,), y (N, T, D), optional u (N, T, M)"
     defaults = {"hidden": 64, "lr": 1e-2, "dtype": "float32", "test_fraction": 0.2, "batch_size": None}

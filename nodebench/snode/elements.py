@@ -1,0 +1,114 @@
+"""Continuous spectral elements: a trajectory on [t0, t1] as E Legendre series joined without jumps.
+
+Paper: Quaglino et al., SNODE (ICLR 2020, arXiv 1906.07038), §4: the trajectory is a truncated Legendre
+series, optionally split into elements (reconstruction in ``/work/shared/papers/snode.md`` §4.2). How the
+paper couples elements is UNVERIFIED; **nodebench's choice** is exact C⁰ continuity by construction:
+
+* element e ∈ {0..E−1} covers [t0 + e·h, t0 + (e+1)·h], h = (t1 − t0)/E, local τ = 2(t − t_e)/h − 1, and
+  carries x_e(τ) = Σ_{k=0..p} c_{e,k} P_k(τ);
+* the free coefficients are a = c_{0,0} and c_{e,k} for every e and k ≥ 1, so P = 1 + E·p per state
+  dimension; the remaining constants follow from x_e(τ=1) = x_{e+1}(τ=−1), using P_k(1) = 1 and
+  P_k(−1) = (−1)^k: c_{e+1,0} = c_{e,0} + Σ_{k≥1} c_{e,k} − Σ_{k≥1} (−1)^k c_{e+1,k}.
+
+Every quantity SNODE needs is therefore *linear* in the free coefficients z ∈ R^{P×D}: the states and the
+slopes ẋ = (2/h) Σ_k c_{e,k} P_k'(τ) at any fixed set of times are matrix products ``M @ z`` with
+matrices computed once (:meth:`ElementBasis.values`, :meth:`ElementBasis.slopes`). With E = 1 this is a
+plain Legendre series (:class:`~nodebench.snode.legendre.LegendreSeries`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nodebench.snode.legendre import (
+    gauss_legendre_nodes,
+    gauss_lobatto_nodes,
+    least_squares,
+    legendre_basis,
+    legendre_basis_derivative,
+)
+
+QUADRATURE_RULES = {"legendre": gauss_legendre_nodes, "lobatto": gauss_lobatto_nodes}
+
+
+class ElementBasis:
+    """E equal C⁰-continuous Legendre elements of degree p on [t0, t1] (see the module docstring).
+
+    Args:
+        t0, t1: the horizon.
+        degree: p ≥ 1, the Legendre degree of every element.
+        elements: E ≥ 1.
+        dtype, device: of every matrix this basis returns.
+    """
+
+    def __init__(self, t0: float, t1: float, degree: int, elements: int = 1, *, dtype=torch.float64,
+                 device=None):
+        if degree < 1 or elements < 1:
+            raise ValueError(f"need degree >= 1 and elements >= 1, got {degree}, {elements}")
+        if not t1 > t0:
+            raise ValueError(f"need t1 > t0, got [{t0}, {t1}]")
+        self.t0, self.t1 = float(t0), float(t1)
+        self.degree, self.elements = int(degree), int(elements)
+        self.dtype, self.device = dtype, device
+        self.coefficient_map = self._coefficient_map()
+
+    @property
+    def n_free(self) -> int:
+        """P = 1 + E·p free coefficients per state dimension."""
+        return 1 + self.elements * self.degree
+
+    @property
+    def width(self) -> float:
+        return (self.t1 - self.t0) / self.elements
+
+    def _coefficient_map(self) -> torch.Tensor:
+        """G of shape (E, p + 1, P) with c_{e,k} = Σ_j G[e, k, j] z_j (continuity eliminates c_{e,0}, e ≥ 1)."""
+        p, n_elem = self.degree, self.elements
+        g = torch.zeros(n_elem, p + 1, self.n_free, dtype=self.dtype, device=self.device)
+        g[0, 0, 0] = 1.0
+        for e in range(n_elem):
+            for k in range(1, p + 1):
+                g[e, k, 1 + e * p + (k - 1)] = 1.0
+        signs = torch.tensor([(-1.0) ** k for k in range(1, p + 1)], dtype=self.dtype, device=self.device)
+        for e in range(n_elem - 1):
+            g[e + 1, 0] = g[e, 0] + g[e, 1:].sum(0) - (signs[:, None] * g[e + 1, 1:]).sum(0)
+        return g
+
+    def locate(self, t) -> tuple[torch.Tensor, torch.Tensor]:
+        """Element index and local τ of times ``t`` (T,); t1 belongs to the last element."""
+        t = torch.as_tensor(t, dtype=self.dtype, device=self.device).reshape(-1)
+        idx = torch.floor((t - self.t0) / self.width).long().clamp(0, self.elements - 1)
+        tau = 2.0 * (t - (self.t0 + idx.to(self.dtype) * self.width)) / self.width - 1.0
+        return idx, tau
+
+    def values(self, t) -> torch.Tensor:
+        """M (T, P) with x(t) = M @ z."""
+        idx, tau = self.locate(t)
+        return torch.einsum("tk,tkp->tp", legendre_basis(tau, self.degree), self.coefficient_map[idx])
+
+    def slopes(self, t) -> torch.Tensor:
+        """M' (T, P) with ẋ(t) = M' @ z (chain-rule factor 2/h included)."""
+        idx, tau = self.locate(t)
+        basis = legendre_basis_derivative(tau, self.degree)
+        return (2.0 / self.width) * torch.einsum("tk,tkp->tp", basis, self.coefficient_map[idx])
+
+    def coefficients(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-element Legendre coefficients (..., E, p + 1, D) of free coefficients z (..., P, D)."""
+        return torch.einsum("ekp,...pd->...ekd", self.coefficient_map, z)
+
+    def quadrature(self, nodes_per_element: int, rule: str = "legendre") -> tuple[torch.Tensor, torch.Tensor]:
+        """Node times (E·Q,) and weights (E·Q,) of a composite Gauss rule; the weights sum to 1, so
+        Σ_q w_q g(t_q) approximates the time average (1/(t1 − t0)) ∫ g dt."""
+        if rule not in QUADRATURE_RULES:
+            raise ValueError(f"unknown quadrature rule {rule!r}; valid: {', '.join(QUADRATURE_RULES)}")
+        tau, w = QUADRATURE_RULES[rule](nodes_per_element, dtype=self.dtype, device=self.device)
+        starts = self.t0 + self.width * torch.arange(self.elements, dtype=self.dtype, device=self.device)
+        times = starts[:, None] + (tau[None, :] + 1.0) * (self.width / 2)
+        weights = (w / (2.0 * self.elements)).expand(self.elements, -1)
+        return times.reshape(-1), weights.reshape(-1)
+
+    def fit(self, t_obs, y_obs: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:
+        """Least-squares free coefficients z (..., P, D) of observations y_obs (..., T, D) at times t_obs (T,):
+        min_z ‖M z − y‖² + ridge ‖z‖² (nodebench's initialisation of SNODE's coefficients; snode.md §4.4).
+        Fewer observations than coefficients need ``ridge > 0``."""
+        return least_squares(self.values(t_obs), y_obs.to(self.dtype), ridge)

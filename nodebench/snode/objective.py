@@ -1,0 +1,79 @@
+"""SNODE's relaxed objective J(z, θ) (Quaglino et al., ICLR 2020, §3; reconstruction in snode.md §4.3).
+
+For N fully observed trajectories y_n(t_j) on a shared time grid, each represented by free spectral
+coefficients z_n (:class:`~nodebench.snode.elements.ElementBasis`):
+
+* data loss   L(z) = mean over n, j, d of (x_n(t_j; z) − y_n(t_j))², the same scale as the baselines' MSE;
+* residual    r_n(t_q) = ẋ_n(t_q; z) − f(t_q, x_n(t_q; z), u_n(t_q); θ) at the quadrature nodes t_q;
+* violation   R(z, θ) = Σ_q w_q · mean over n, d of r_n(t_q)² ≈ (1/T)∫ mean‖ẋ − f‖² dt, the weights w_q of a
+  composite Gauss rule normalised to sum to 1 (a time average: nodebench's normalisation);
+* penalty variant:              J = L + γ R;
+* augmented-Lagrangian variant: J = L + γ R + Σ_q w_q · mean over n, d of λ_n(t_q)·r_n(t_q), with
+  multipliers λ updated by dual ascent, λ ← λ + 2γ r (the stationarity condition of the penalty term).
+
+The network is evaluated **once per objective**, on all N × (E·Q) nodes as one batch: the time-parallel
+part of the method. ``field(t_nodes, x)`` receives the node times (E·Q,) and states (N, E·Q, D), so the
+field must broadcast over those leading dimensions (nodebench's MLP fields do).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nodebench.snode.elements import ElementBasis
+
+
+class SpectralObjective:
+    """The matrices and terms of J for one set of trajectories.
+
+    Args:
+        field: ``f(t, x)``, called as ``field(t_nodes, x_nodes)``.
+        basis: the element basis on the observation horizon.
+        t_obs: observation times (T,); y_obs: observations (N, T, D).
+        nodes_per_element, rule: the quadrature (``legendre`` or ``lobatto``).
+    """
+
+    def __init__(self, field, basis: ElementBasis, t_obs: torch.Tensor, y_obs: torch.Tensor, *,
+                 nodes_per_element: int, rule: str = "legendre"):
+        dtype = y_obs.dtype
+        self.field, self.basis, self.y_obs = field, basis, y_obs
+        self.obs_map = basis.values(t_obs).to(dtype)
+        t_nodes, weights = basis.quadrature(nodes_per_element, rule)
+        self.node_values = basis.values(t_nodes).to(dtype)
+        self.node_slopes = basis.slopes(t_nodes).to(dtype)
+        self.t_nodes, self.weights = t_nodes.to(dtype), weights.to(dtype)
+
+    @property
+    def n_nodes(self) -> int:
+        """Nodes per trajectory (E·Q)."""
+        return self.t_nodes.shape[0]
+
+    def data_loss(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.mean((self.obs_map @ z - self.y_obs) ** 2)
+
+    def residual(self, z: torch.Tensor) -> torch.Tensor:
+        """r (N, E·Q, D) = ẋ − f at every node (one batched field call)."""
+        return self.node_slopes @ z - self.field(self.t_nodes, self.node_values @ z)
+
+    def residual_given(self, states: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+        """r for fixed node states and slopes (the weight step, where z is constant)."""
+        return slopes - self.field(self.t_nodes, states)
+
+    def nodes(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Node states and slopes (N, E·Q, D) each."""
+        return self.node_values @ z, self.node_slopes @ z
+
+    def violation(self, r: torch.Tensor) -> torch.Tensor:
+        """R = Σ_q w_q mean_{n,d} r²."""
+        return self.weighted_mean(r * r)
+
+    def weighted_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Σ_q w_q mean over trajectories and dimensions of ``values`` (N, E·Q, D)."""
+        return torch.einsum("q,nqd->", self.weights, values) / (values.shape[0] * values.shape[2])
+
+    def penalty(self, r: torch.Tensor, gamma: float, multipliers: torch.Tensor | None) -> torch.Tensor:
+        """γR, plus the multiplier term Σ w mean(λ·r) when ``multipliers`` is given (augmented variant)."""
+        value = gamma * self.violation(r)
+        if multipliers is not None:
+            value = value + self.weighted_mean(multipliers * r)
+        return value

@@ -1,0 +1,118 @@
+"""SNODE's hyper-parameters, as a case's ``snode_*`` hyper-parameters (``--hparam snode_degree=8``).
+
+Every default is a nodebench choice: the paper's settings are not transcribed (snode.md §12).
+
+=================== ========= ==========================================================================
+key                 default   meaning
+=================== ========= ==========================================================================
+snode_degree        6         Legendre degree p of every element
+snode_elements      auto      number of elements E; auto = max(1, round((T − 1)/p)) for T observation
+                              times, so each element spans about p observation intervals
+snode_nodes         p + 1     quadrature nodes per element
+snode_quadrature    legendre  ``legendre`` (Gauss–Legendre) or ``lobatto`` (Gauss–Lobatto)
+snode_variant       penalty   ``penalty`` (J = L + γR) or ``augmented`` (augmented Lagrangian, multipliers
+                              updated by dual ascent after every iteration)
+snode_gamma         1.0       the penalty weight γ at the start
+snode_gamma_growth  1.0       γ ← min(γ·growth, gamma_max) after every iteration (continuation)
+snode_gamma_max     none      upper limit of the continuation (none: no limit)
+snode_coef_steps    1         Adam steps on the coefficients per iteration (θ fixed)
+snode_weight_steps  1         Adam steps on the weights θ per iteration (coefficients fixed); their
+                              learning rate is the task's ``lr``
+snode_coef_lr       0.01      Adam learning rate of the coefficient steps
+snode_ridge         1e-8      ridge of the initial least-squares fit (needed when an element has
+                              fewer observations than coefficients)
+=================== ========= ==========================================================================
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from nodebench.errors import UserError
+
+PREFIX = "snode_"
+VARIANTS = ("penalty", "augmented")
+RULES = ("legendre", "lobatto")
+
+
+@dataclass(frozen=True)
+class SnodeOptions:
+    """Validated SNODE settings (see the module docstring for each field)."""
+
+    degree: int = 6
+    elements: int | None = None
+    nodes: int | None = None
+    quadrature: str = "legendre"
+    variant: str = "penalty"
+    gamma: float = 1.0
+    gamma_growth: float = 1.0
+    gamma_max: float | None = None
+    coef_steps: int = 1
+    weight_steps: int = 1
+    coef_lr: float = 0.01
+    ridge: float = 1e-8
+
+    def __post_init__(self):
+        _integer("degree", self.degree, 1)
+        _integer("coef_steps", self.coef_steps, 1)
+        _integer("weight_steps", self.weight_steps, 1)
+        if self.elements is not None:
+            _integer("elements", self.elements, 1)
+        if self.nodes is not None:
+            _integer("nodes", self.nodes, 2 if self.quadrature == "lobatto" else 1)
+        _choice("quadrature", self.quadrature, RULES)
+        _choice("variant", self.variant, VARIANTS)
+        _number("gamma", self.gamma, minimum=0.0, strict=True)
+        _number("gamma_growth", self.gamma_growth, minimum=1.0, strict=False)
+        if self.gamma_max is not None:
+            _number("gamma_max", self.gamma_max, minimum=self.gamma, strict=False)
+        _number("coef_lr", self.coef_lr, minimum=0.0, strict=True)
+        _number("ridge", self.ridge, minimum=0.0, strict=False)
+        for name in ("degree", "elements", "nodes", "coef_steps", "weight_steps"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, int(getattr(self, name)))
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any]) -> "SnodeOptions":
+        """Options from a case's ``snode_*`` hyper-parameters; an unknown key is a :class:`UserError`."""
+        known = {f.name for f in fields(cls)}
+        values = {}
+        for key, value in hparams.items():
+            name = key[len(PREFIX):]
+            if not key.startswith(PREFIX) or name not in known:
+                raise UserError(f"unknown SNODE option {key!r}; valid: {', '.join(PREFIX + k for k in sorted(known))}")
+            values[name] = value
+        return cls(**values)
+
+    def elements_for(self, n_times: int) -> int:
+        """E for ``n_times`` observation times (``elements`` if set, else about p intervals per element)."""
+        return self.elements if self.elements is not None else max(1, round((n_times - 1) / self.degree))
+
+    @property
+    def nodes_per_element(self) -> int:
+        return self.nodes if self.nodes is not None else self.degree + 1
+
+
+def is_snode_option(key: str) -> bool:
+    return key.startswith(PREFIX)
+
+
+def _integer(name: str, value, minimum: int) -> None:
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or value != int(value) or value < minimum):
+        raise UserError(f"SNODE option {PREFIX}{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _number(name: str, value, *, minimum: float, strict: bool) -> None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < minimum or (strict and value == minimum):
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise UserError(f"SNODE option {PREFIX}{name} must be a finite number {bound}, got {value!r}")
+
+
+def _choice(name: str, value, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise UserError(f"SNODE option {PREFIX}{name} must be one of {', '.join(valid)}, got {value!r}")
