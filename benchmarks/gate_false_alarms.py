@@ -3,10 +3,12 @@
 Every pair of runs in one machine's suite folder of the history store is compared with
 ``nodebench.bench.compare`` (each run against every later one, and each against the next, the pairs a
 nightly gate sees). Any ``regression`` or ``failed`` verdict between runs of the same code is a false alarm.
-Writes ``summary.md`` (per metric: comparisons, false alarms, rate; per run pair: gated runs that failed)
-into the folder, or ``--out``::
+With ``--plant F`` it also measures the gate's power: for every consecutive pair and every configuration,
+the later run's step times of that configuration are multiplied by F, and the share of these planted
+slowdowns that the gate flags is reported. Writes ``summary.md`` (per metric: comparisons, false alarms,
+rate; gated runs that would fail) into the folder, or ``--out``::
 
-    .venv/bin/python benchmarks/gate_false_alarms.py results/history/dev-2core-cpu1/nightly
+    .venv/bin/python benchmarks/gate_false_alarms.py results/history/dev-2core-cpu1/nightly --plant 1.2
 """
 
 from __future__ import annotations
@@ -17,12 +19,26 @@ from pathlib import Path
 
 import pandas as pd
 
-from nodebench.bench.compare import FAILED, REGRESSION, RULES, compare, load_records
+from nodebench.bench.compare import FAILED, REGRESSION, RULES, compare, keyed, load_records
 from nodebench.bench.history import list_runs
 
 
-def pair_verdicts(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(rows, runs)``: every (pair, configuration, metric) verdict, and the runs compared."""
+def detection(loaded: list, factor: float) -> pd.DataFrame:
+    """For each consecutive pair and configuration: the time verdict with the later run's steps × ``factor``."""
+    rows = []
+    for i in range(len(loaded) - 1):
+        (records, curves), keys = loaded[i + 1], keyed(loaded[i + 1][0])
+        for case, group in keys.groupby("case"):
+            slowed = curves.assign(time_s=curves["time_s"].where(~curves["case_id"].isin(group["case_id"]),
+                                                                  curves["time_s"] * factor))
+            result = compare(loaded[i], (records, slowed))
+            verdict = result[(result["case"] == case) & (result["metric"] == "time")]["verdict"].iloc[0]
+            rows.append({"baseline": i, "case": case, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def pair_verdicts(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+    """``(rows, runs, loaded)``: every (pair, configuration, metric) verdict, the runs and their records."""
     runs = list_runs(folder.parent.parent, folder.parent.name, folder.name)
     loaded = [load_records(path) for path in runs["run_dir"]]
     shas = {str(sha).removesuffix("-dirty") for sha in runs["git_sha"]}
@@ -32,7 +48,7 @@ def pair_verdicts(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     for i, j in itertools.combinations(range(len(loaded)), 2):
         result = compare(loaded[i], loaded[j])
         frames.append(result.assign(baseline=i, current=j, consecutive=j == i + 1))
-    return pd.concat(frames, ignore_index=True), runs
+    return pd.concat(frames, ignore_index=True), runs, loaded
 
 
 def summary(rows: pd.DataFrame, runs: pd.DataFrame) -> str:
@@ -67,9 +83,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="STORE/MACHINE/SUITE folder of A/A runs")
     parser.add_argument("--out", type=Path, help="summary file (default FOLDER/summary.md)")
+    parser.add_argument("--plant", type=float, help="also measure the detection of a planted slowdown by this factor")
     args = parser.parse_args()
-    rows, runs = pair_verdicts(args.folder)
+    rows, runs, loaded = pair_verdicts(args.folder)
     text = summary(rows, runs)
+    if args.plant:
+        found = detection(loaded, args.plant)
+        flagged = (found["verdict"] == REGRESSION)
+        per_case = found.assign(flagged=flagged).groupby("case")["flagged"].agg(["sum", "count"])
+        text += (f"\n## Planted slowdown × {args.plant:g}\n\nFlagged in {int(flagged.sum())} of {len(found)} "
+                 f"(configuration × consecutive pair) cases ({flagged.mean():.1%}):\n\n"
+                 + per_case.rename(columns={"sum": "flagged", "count": "pairs"}).to_markdown() + "\n")
     out = args.out or args.folder / "summary.md"
     out.write_text(text)
     print(text)

@@ -6,12 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_bench_compare import AA_RUNS, needs_runs, plant_slowdown
+from test_bench_compare import AA_RUNS, needs_runs, plant_slowdown, run_cli
 
 from nodebench.bench import history
 from nodebench.bench.history_plots import history_table, plot_history
 from nodebench.bench.suites import load_suite
-from nodebench.cli import main
 
 TINY = """
 suite = "tiny"
@@ -24,12 +23,6 @@ methods = ["rk4"]
 iters = 2
 target = 0.5
 """
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_nightly_suite_covers_the_paper_packages_in_rounds_of_seeds():

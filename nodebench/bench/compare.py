@@ -123,7 +123,7 @@ def load_records(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return records, curves
 
 
-def _keyed(records: pd.DataFrame) -> pd.DataFrame:
+def keyed(records: pd.DataFrame) -> pd.DataFrame:
     """``records`` with a ``key`` column naming the configuration (seed left out) and a readable ``case``."""
     records = records.copy()
     for column in CASE_KEYS:
@@ -209,7 +209,7 @@ def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataF
         rules: the gate's rules (default :data:`RULES`).
     """
     rules = rules or RULES
-    base_rec, cur_rec = _keyed(baseline[0]), _keyed(current[0])
+    base_rec, cur_rec = keyed(baseline[0]), keyed(current[0])
     rows = []
     cur_by_key = dict(list(cur_rec.groupby("key", sort=False)))
     base_by_key = dict(list(base_rec.groupby("key", sort=False)))
@@ -275,9 +275,10 @@ def markdown(result: pd.DataFrame, baseline: str, current: str, rules: dict[str,
                 else "No regression.")
     rule_text = "; ".join(
         f"{r.label} {'±' + format(r.threshold, 'g') if r.absolute else format(r.threshold * 100, 'g') + ' %'}"
-        f" (α = {r.alpha:g})" for r in rules.values())
+        f"{f' and ≥ {r.floor * r.scale:g} {r.unit}' if r.floor else ''} (α = {r.alpha:g})" for r in rules.values())
     return "\n".join([
         "# nodebench compare", "", f"Baseline: `{baseline}`", "", f"Current: `{current}`", "", headline, "",
-        f"A change is a regression when it passes the threshold and a one-sided Mann–Whitney U test on the "
-        f"repeat samples gives p ≤ α. Thresholds: {rule_text}.", "",
+        "A change is a regression when the ratio of the seeds' medians passes the threshold and a one-sided rank "
+        "test on the repeat samples gives p ≤ α (Wilcoxon signed-rank on steps matched by seed and iteration; "
+        f"Mann–Whitney U on per-seed values). Thresholds: {rule_text}.", "",
         table(result, rules).to_markdown(index=False), ""])

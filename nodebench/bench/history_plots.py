@@ -45,7 +45,7 @@ def plot_history(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     ticks = table.drop_duplicates("run").sort_values("run")
-    labels = [f"{str(d)[:10]}\n{sha}" for d, sha in zip(ticks["date"], ticks["git_sha"])]
+    labels = [f"{str(d)[:16].replace('T', ' ')}\n{sha}" for d, sha in zip(ticks["date"], ticks["git_sha"])]
     for metric, group in table.groupby("metric", sort=False):
         rule = RULES[metric]
         fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(ticks) + 3), 4.2))
