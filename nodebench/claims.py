@@ -17,8 +17,9 @@ Checks:
   ``where`` and, for per-case tables, ``experiments``; ``table = "records"`` reads the successful
   records) is compared with ``max`` or ``min``, per experiment;
 - ``time_to_target``: per experiment and setting, ratio = median over seeds of the baseline's time to the
-  common target / the method's, from the ``time_to_target`` table (:mod:`nodebench.target`); holds when
-  at least ``min`` (default 1). Not measured where either method has no case reaching the target.
+  target / the method's, from the ``time_to_target`` table (:mod:`nodebench.target`; with pairwise
+  targets, the pair's); holds when at least ``min`` (default 1). Not measured where either method has no
+  case reaching the target.
 - ``ratio``: per experiment, ratio = median(baseline ``column``)/median(method ``column``) over seeds
   (``column`` default ``train_wall_s``, so above 1 means ``method`` is faster), on the rows selected by
   ``hparams`` (name → value; the value ``"max"``/``"min"`` means the largest/smallest value of that
@@ -529,6 +530,8 @@ def time_to_target(records, tables, claim) -> list[tuple[str, str, str]]:
         return [("all", "no time_to_target table in this run (no monitored curves)", NOT_MEASURED)]
     if claim.get("experiments"):
         table = table[table["experiment"].isin(claim["experiments"])]
+    if (table["versus"] != "").any():  # pairwise targets: the rows of this pair
+        table = table[table["versus"].isin([base, method])]
     out = []
     for (exp, config), rows in table.groupby(["experiment", "config"], sort=False):
         scope = f"{exp} {config}".strip()

@@ -94,27 +94,27 @@ def plot_run(records: pd.DataFrame, curves: pd.DataFrame, out_dir: str | Path) -
     return written
 
 
-def _monitor_figure(curves: pd.DataFrame, name: str, target: float | None = None):
+def _monitor_figure(curves: pd.DataFrame, name: str):
     """The monitored training quality (simulation MSE on the training data) against wall time, log–log."""
-    fig = _curve_figure(curves, "elapsed_s", "monitor", xlabel="training time [s] (clock paused for evaluation)",
-                        ylabel="training simulation MSE (monitor)", title=f"{name}: monitor vs wall time", logx=True)
-    if target is not None:
-        fig.axes[0].axhline(target, color="k", ls="--", lw=1, label=f"target {target:.3g}")
-        fig.axes[0].legend(fontsize=8)
-    return fig
+    return _curve_figure(curves, "elapsed_s", "monitor", xlabel="training time [s] (clock paused for evaluation)",
+                         ylabel="training simulation MSE (monitor)", title=f"{name}: monitor vs wall time", logx=True)
 
 
 def plot_monitor(records: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Per experiment and setting of a time-to-target ``table`` (:mod:`nodebench.target`): the monitored
     quality of every case against wall time, with the common target drawn."""
     written: list[Path] = []
-    methods = dict(zip(records["case_id"], records["method"]))
+    methods, seeds = (dict(zip(records["case_id"], records[c])) for c in ("method", "seed"))
     for (exp, config), group in table.groupby(["experiment", "config"], sort=False):
         part = curves[curves["case_id"].isin(group["case_id"])].dropna(subset=["monitor"])
-        part = part.assign(method=part["case_id"].map(methods))
+        part = part.assign(method=part["case_id"].map(methods), seed=part["case_id"].map(seeds))
         name = f"{exp} {config}".strip()
-        written += _save(_monitor_figure(part, name, float(group["target"].iloc[0])), Path(out_dir),
-                         f"{_slug(name)}_time_to_target")[:1]
+        fig = _monitor_figure(part, name)
+        for versus, rows in group.groupby("versus", sort=False):
+            fig.axes[0].axhline(float(rows["target"].iloc[0]), color=_colors(part["method"].unique()).get(versus, "k"),
+                                ls="--", lw=1, label=f"target vs {versus}" if versus else "target")
+        fig.axes[0].legend(fontsize=7)
+        written += _save(fig, Path(out_dir), f"{_slug(name)}_time_to_target")[:1]
     return written
 
 

@@ -7,7 +7,9 @@ tasks the simulation MSE on the training trajectories, by the same reference sol
 
 * The **target** of a group of cases (one experiment at one setting) is ``target`` when given, else the
   largest over methods of the method's best monitored value (median over seeds): the best quality that
-  every method reaches, i.e. "a comparable value of the loss".
+  every method reaches, i.e. "a comparable value of the loss". With ``pair_with`` (a method), the target
+  is set per pair instead: for each other method m, the larger of the two methods' best values, and the
+  rows of that pair carry ``versus = m`` (so a slow third method does not lower the bar of the others).
 * A case's **time to target** is the summed timed step time (``elapsed_s``) at the first monitored
   iteration whose value is at or below the target; NaN ("not reached") otherwise. Its resolution is
   ``monitor_every`` iterations.
@@ -27,8 +29,8 @@ from nodebench.snode.options import is_snode_option
 
 METHOD_KEYS = frozenset(SOLVER_OPTIONS) | frozenset(REGULARIZER_OPTIONS) | frozenset(TRAINING_OPTIONS)
 
-COLUMNS = ["experiment", "config", "method", "seed", "case_id", "target", "best_monitor", "time_to_target_s",
-           "iters_to_target", "reached"]
+COLUMNS = ["experiment", "config", "versus", "method", "seed", "case_id", "target", "best_monitor",
+           "time_to_target_s", "iters_to_target", "reached"]
 
 
 def first_reach(curve: pd.DataFrame, target: float) -> tuple[float, float]:
@@ -41,13 +43,15 @@ def first_reach(curve: pd.DataFrame, target: float) -> tuple[float, float]:
 
 
 def time_to_target_table(records: pd.DataFrame, curves: pd.DataFrame, *, target: float | None = None,
-                         group_by: str = "experiment") -> pd.DataFrame:
+                         pair_with: str | None = None, group_by: str = "experiment") -> pd.DataFrame:
     """One row per successful case with monitored curves (see the module docstring for the rules).
 
     Args:
         records: a run's records (``case_id``, ``method``, ``seed``, ``status``, ``hparams``...).
         curves: the run's curves with a ``monitor`` column.
         target: a fixed target for every group; default: each group's common reachable level.
+        pair_with: set targets per pair of this method and each other one (``versus`` column); else one
+            target per group (``versus`` empty).
         group_by: the records column naming a group besides its hyper-parameters (cases of one group that
             differ in task hyper-parameters, e.g. a horizon sweep, form separate groups).
     """
@@ -64,13 +68,19 @@ def time_to_target_table(records: pd.DataFrame, curves: pd.DataFrame, *, target:
         best = {cid: float(c["monitor"].min()) for cid, c in monitored[monitored["case_id"].isin(cases["case_id"])]
                 .groupby("case_id")}
         cases = cases.assign(best=cases["case_id"].map(best))
-        level = target if target is not None else float(cases.groupby("method")["best"].median().max())
-        for case in cases.itertuples():
-            elapsed, iteration = first_reach(monitored[monitored["case_id"] == case.case_id], level)
-            rows.append({"experiment": group, "config": config, "method": case.method, "seed": case.seed,
-                         "case_id": case.case_id, "target": level, "best_monitor": case.best,
-                         "time_to_target_s": elapsed, "iters_to_target": iteration,
-                         "reached": not math.isnan(elapsed)})
+        if pair_with is None:
+            comparisons = [("", cases)]
+        else:
+            comparisons = [(other, cases[cases["method"].isin([pair_with, other])])
+                           for other in dict.fromkeys(cases["method"]) if other != pair_with]
+        for versus, compared in comparisons:
+            level = target if target is not None else float(compared.groupby("method")["best"].median().max())
+            for case in compared.itertuples():
+                elapsed, iteration = first_reach(monitored[monitored["case_id"] == case.case_id], level)
+                rows.append({"experiment": group, "config": config, "versus": versus, "method": case.method,
+                             "seed": case.seed, "case_id": case.case_id, "target": level, "best_monitor": case.best,
+                             "time_to_target_s": elapsed, "iters_to_target": iteration,
+                             "reached": not math.isnan(elapsed)})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

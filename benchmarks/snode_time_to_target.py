@@ -1,0 +1,150 @@
+"""Time to a common target training quality: SNODE against backprop through dopri5 and the adjoint, on
+the 6-state vehicle stand-in (Quaglino et al., ICLR 2020, claims S1–S3).
+
+Every method trains the same model (the task's MLP field, same initial weights per seed) on the same data
+for the same wall-clock budget of timed steps, in one process. Seeds are rounds; the method order rotates
+every round so machine noise hits all methods alike. The training quality is the simulation MSE on the
+training trajectories (the harness's untimed ``monitor``), the same quantity for every method; the target
+is the best level every method reaches (:mod:`nodebench.target`) unless ``--target`` fixes it. Per seed
+the benchmark takes the ratios time-to-target(baseline)/time-to-target(snode), test MSE(baseline)/test
+MSE(snode) and time-per-iteration(baseline)/time-per-iteration(snode); it reports their medians and
+ranges over seeds.
+
+    python benchmarks/snode_time_to_target.py --budget-s 60 --seeds 3 --threads 1
+    python benchmarks/snode_time_to_target.py --device cuda --out results/benchmarks/snode_time_to_target-cuda
+
+Writes ``records.parquet``, ``curves.parquet``, ``time_to_target.parquet``, ``summary.md`` and the
+figure of the monitored quality against wall time into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from nodebench.harness import environment
+from nodebench.methods import get_method
+from nodebench.plots import plot_monitor
+from nodebench.report import markdown_table
+from nodebench.runner.settings import case_settings
+from nodebench.target import time_to_target_table
+from nodebench.tasks import get_task
+from nodebench.training import Diverged, train
+
+#: Per-method hyper-parameters: the snode paper package's settings.
+HPARAMS = {
+    "snode": {"snode_gamma": 0.1, "snode_weight_steps": 10, "monitor_every": 25},
+    "direct": {"rtol": 1e-4, "atol": 1e-6, "monitor_every": 5},
+    "adjoint": {"rtol": 1e-4, "atol": 1e-6, "monitor_every": 2},
+    "gq": {"rtol": 1e-4, "atol": 1e-6, "gtol": 0.1, "monitor_every": 2},
+    "rk4": {"monitor_every": 5}, "midpoint": {"monitor_every": 5}, "euler": {"monitor_every": 5},
+}
+
+
+def run(args) -> tuple[pd.DataFrame, pd.DataFrame]:
+    device = torch.device(args.device)
+    task = get_task(args.task)
+    rows, curves = [], []
+    for seed in range(args.seeds):
+        order = args.methods[seed % len(args.methods):] + args.methods[:seed % len(args.methods)]
+        for name in order:
+            method = get_method(name)
+            hparams = HPARAMS.get(name, {}) | dict(args.hparam)
+            settings = case_settings(hparams, method, seed)
+            problem = task.build(seed=seed, device=device, hparams=settings.task_hparams)
+            case_id = f"{name}-{seed}"
+            status = "ok"
+            try:
+                result = train(problem, method, device=device, budget_s=args.budget_s,
+                               solver_options=settings.solver_options, spectral=settings.spectral,
+                               monitor_every=settings.monitor_every)
+            except Diverged as err:
+                status, result = "diverged", err.result
+            summary = result.summary()
+            rows.append({"case_id": case_id, "experiment": args.task, "method": name, "seed": seed, "status": status,
+                         "hparams": json.dumps(hparams, sort_keys=True), **summary, **result.metrics})
+            curves.append(pd.DataFrame(result.curves).assign(case_id=case_id))
+            print(f"seed {seed} {name:<8} {status} {summary['iters']:>6} iters, "
+                  f"{summary['time_per_iter_s'] * 1e3:8.2f} ms/iter, test_mse {result.metrics.get('test_mse', float('nan')):.4g}",
+                  flush=True)
+    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+
+
+def _ratios(per_seed: pd.DataFrame, column: str, base: str, method: str = "snode") -> list[float]:
+    table = per_seed.pivot_table(index="seed", columns="method", values=column)
+    if base not in table or method not in table:
+        return []
+    return [b / m for b, m in zip(table[base], table[method]) if pd.notna(b) and pd.notna(m) and m > 0]
+
+
+def _show(values: list[float]) -> str:
+    if not values:
+        return "not measured"
+    return f"{statistics.median(values):.3g}× (range {min(values):.3g}–{max(values):.3g}, {len(values)} seeds)"
+
+
+def summary(records: pd.DataFrame, table: pd.DataFrame, env: dict, args) -> str:
+    per_seed = records[["seed", "method", "test_mse", "time_per_iter_s"]]
+    header = ["baseline", "target", "time to target: baseline/snode", "test MSE: baseline/snode",
+              "time per iter: baseline/snode"]
+    rows = []
+    for base in [m for m in args.methods if m != "snode"]:
+        pair = table[table["versus"] == base]
+        rows.append([base, ", ".join(f"{v:.3g}" for v in sorted(set(pair["target"]))),
+                     _show(_ratios(pair, "time_to_target_s", base)), _show(_ratios(per_seed, "test_mse", base)),
+                     _show(_ratios(per_seed, "time_per_iter_s", base))])
+    methods = records.groupby("method", sort=False).agg(
+        iters=("iters", "median"), ms_per_iter=("time_per_iter_s", lambda s: 1e3 * s.median()),
+        test_mse=("test_mse", "median"), train_mse=("train_mse", "median"),
+        peak_mem_mib=("peak_mem_bytes", lambda s: s.median() / 2**20)).reset_index()
+    return "\n".join([
+        f"# SNODE time to target on {args.task}", "",
+        f"Budget {args.budget_s:g} s of timed steps per method and seed, {args.seeds} seeds, device {args.device} "
+        f"({env['gpu_model'] or env['cpu_model']}), torch {env['version_torch']}, threads {torch.get_num_threads()}, "
+        f"git {env['git_sha'][:12]}. The target of each pair is the training simulation MSE both methods reach "
+        "(the larger of their best values, median over seeds). Ratios above 1 favour SNODE.", "",
+        markdown_table(header, rows), "",
+        markdown_table(list(methods.columns), [[_fmt(v) for v in r] for r in methods.itertuples(index=False)]), ""])
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="vehicle")
+    parser.add_argument("--methods", nargs="+", default=["snode", "direct", "adjoint"])
+    parser.add_argument("--budget-s", type=float, default=60.0, help="timed training seconds per method and seed")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--target", type=float, default=None, help="fixed target (default: the common level)")
+    parser.add_argument("--hparam", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        type=str, help="extra hyper-parameter for every method (value parsed as JSON)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/snode_time_to_target-cpu"))
+    args = parser.parse_args()
+    args.hparam = [(k, json.loads(v)) for k, v in args.hparam]
+    if "snode" not in args.methods:
+        parser.error("--methods must include snode")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    records, curves = run(args)
+    table = time_to_target_table(records, curves, target=args.target, pair_with="snode")
+    args.out.mkdir(parents=True, exist_ok=True)
+    records.to_parquet(args.out / "records.parquet", index=False)
+    curves.to_parquet(args.out / "curves.parquet", index=False)
+    table.to_parquet(args.out / "time_to_target.parquet", index=False)
+    text = summary(records, table, environment(torch.device(args.device)), args)
+    (args.out / "summary.md").write_text(text)
+    plot_monitor(records, curves, table, args.out)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""SNODE: continuous elements, the relaxed objective, coordinate descent, the harness method and the systems."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torchdiffeq import odeint
+
+from nodebench.claims import check_claims
+from nodebench.errors import UserError
+from nodebench.methods import get_method
+from nodebench.runner.case import Case
+from nodebench.runner.settings import case_settings
+from nodebench.runner.worker import run_case
+from nodebench.snode import CoordinateDescent, ElementBasis, SnodeOptions, SpectralObjective
+from nodebench.target import time_to_target_table
+from nodebench.tasks import get_task
+from nodebench.tasks.systems import swarm_data, swarm_dynamics, vehicle_dynamics
+from nodebench.tasks.trajectory import PiecewiseLinearControls
+from nodebench.training import train
+
+D64 = torch.float64
+CPU = torch.device("cpu")
+A = torch.tensor([[-0.1, 2.0], [-2.0, -0.1]], dtype=D64)
+
+
+def _linear_truth(t):
+    x0 = torch.tensor([[1.0, 0.5], [-0.3, 2.0]], dtype=D64)
+    return torch.stack([x0 @ torch.linalg.matrix_exp(A.T * float(s)) for s in t], dim=1)  # (2, T, 2)
+
+
+def test_element_slopes_match_finite_differences():
+    basis = ElementBasis(0.0, 3.0, degree=5, elements=4)
+    z = torch.randn(2, basis.n_free, 3, dtype=D64)
+    t = torch.tensor([0.1, 0.7, 1.3, 2.2, 2.9], dtype=D64)  # inside elements (the slope jumps at boundaries)
+    h = 1e-6
+    fd = (basis.values(t + h) @ z - basis.values(t - h) @ z) / (2 * h)
+    assert torch.allclose(basis.slopes(t) @ z, fd, rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("rule", ["legendre", "lobatto"])
+def test_residual_vanishes_on_the_exact_solution(rule):
+    """With f fixed to the true dynamics, the residual of a fit of the exact solution is at round-off level
+    (linear system: closed form via the matrix exponential), and it is large for wrong dynamics."""
+    t = torch.linspace(0.0, 2.0, 201, dtype=D64)
+    y = _linear_truth(t)
+    basis = ElementBasis(0.0, 2.0, degree=14, elements=2)
+    truth = SpectralObjective(lambda _, x: x @ A.T, basis, t, y, nodes_per_element=16, rule=rule)
+    z = basis.fit(t, y)
+    assert float(truth.data_loss(z)) < 1e-20
+    assert float(truth.violation(truth.residual(z))) < 1e-16
+    wrong = SpectralObjective(lambda _, x: x @ (1.1 * A).T, basis, t, y, nodes_per_element=16, rule=rule)
+    assert float(wrong.violation(wrong.residual(z))) > 1e-3
+
+
+def test_residual_vanishes_for_the_nonlinear_swarm():
+    """True nonlinear dynamics: the residual of the fitted exact solution falls spectrally with the degree."""
+    t = torch.linspace(0.0, 3.0, 601, dtype=D64)
+    y = swarm_data(2, 4, t, torch.Generator().manual_seed(1))
+    violations = []
+    for degree in (8, 12, 16):
+        basis = ElementBasis(0.0, 3.0, degree=degree, elements=12)
+        objective = SpectralObjective(lambda _, x: swarm_dynamics(x), basis, t, y, nodes_per_element=degree + 1)
+        violations.append(float(objective.violation(objective.residual(basis.fit(t, y)))))
+    assert violations[0] > 1e3 * violations[2] and violations[2] < 1e-12
+
+
+class _Field(nn.Module):
+    def __init__(self, dim=2, hidden=16):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, dim))
+
+    def forward(self, t, x):
+        return self.net(x)
+
+
+def test_objective_gradients_match_finite_differences():
+    torch.manual_seed(0)
+    field = _Field().double()
+    t = torch.linspace(0.0, 1.0, 21, dtype=D64)
+    y = _linear_truth(t)
+    basis = ElementBasis(0.0, 1.0, degree=4, elements=2)
+    objective = SpectralObjective(field, basis, t, y, nodes_per_element=5)
+    z = basis.fit(t, y).requires_grad_(True)
+    lam = torch.randn(2, objective.n_nodes, 2, dtype=D64)
+    names = [name for name, _ in field.named_parameters()]
+
+    def j(z, *theta):
+        objective.field = lambda t, x: torch.func.functional_call(field, dict(zip(names, theta)), (t, x))
+        return objective.data_loss(z) + objective.penalty(objective.residual(z), 0.7, lam)
+
+    theta = [p.detach().clone().requires_grad_(True) for p in field.parameters()]
+    assert torch.autograd.gradcheck(j, (z, *theta), atol=1e-6)
+
+
+def _problem(task="cubic_spiral", **hp):
+    return get_task(task).build(seed=0, device=CPU, hparams=hp)
+
+
+def test_coordinate_descent_decreases_j():
+    problem = _problem()
+    from nodebench.harness import count_nfe
+
+    problem.field = count_nfe(problem.field)
+    for variant in ("penalty", "augmented"):
+        cd = CoordinateDescent(problem, list(problem.model.parameters()),
+                               SnodeOptions(variant=variant, weight_steps=5, gamma=1.0))
+        values = [float(cd.step(lambda: None)) for _ in range(60)]
+        assert values[-1] < 0.5 * values[0], variant
+        assert all(math.isfinite(v) for v in values)
+    # one coefficient step with a small rate decreases J at fixed θ
+    cd = CoordinateDescent(problem, list(problem.model.parameters()), SnodeOptions(coef_lr=1e-4))
+    cd.setup()
+    before = cd.objective.data_loss(cd.z) + cd.objective.penalty(cd.objective.residual(cd.z), cd.gamma, None)
+    cd.weight_optimizer = torch.optim.SGD(cd.params, lr=0.0)  # freeze θ
+    cd.step(lambda: None)
+    after = cd.objective.data_loss(cd.z) + cd.objective.penalty(cd.objective.residual(cd.z), cd.gamma, None)
+    assert float(after.detach()) < float(before.detach())
+
+
+def test_snode_through_the_harness_counts_and_monitors():
+    problem = _problem()
+    method = get_method("snode")
+    settings = case_settings({"snode_weight_steps": 3, "snode_coef_steps": 2, "monitor_every": 10}, method)
+    result = train(problem, method, device=CPU, iters=20, spectral=settings.spectral,
+                   monitor_every=settings.monitor_every)
+    curves = pd.DataFrame(result.curves)
+    assert (curves["nfe_forward"] == 2).all() and (curves["nfe_backward"] == 3).all()
+    assert (curves["steps_forward"] == 0).all() and (curves["steps_backward"] == 0).all()
+    monitored = curves.dropna(subset=["monitor"])
+    assert list(monitored["iteration"]) == [1, 10, 20]
+    assert monitored["monitor"].iloc[-1] < monitored["monitor"].iloc[0]
+    assert {"test_mse", "snode_violation", "snode_fit_mse", "snode_gamma"} <= set(result.metrics)
+    assert result.metrics["snode_gamma"] == 1.0
+
+
+def test_snode_on_a_trajectory_file_with_controls(tmp_path):
+    t = np.linspace(0, 2, 21)
+    u = np.random.default_rng(0).normal(size=(6, 21, 1))
+    y = np.cumsum(np.concatenate([np.ones((6, 21, 1)), u], axis=-1), axis=1) * 0.1
+    path = tmp_path / "data.npz"
+    np.savez(path, t=t, y=y, u=u)
+    case = Case(task=f"trajectories:{path}", method="snode", iters=5,
+                hparams={"snode_degree": 4, "snode_variant": "augmented", "monitor_every": 2})
+    (tmp_path / "out").mkdir()
+    row = run_case(case, tmp_path / "out")
+    assert row["status"] == "ok", row["reason"]
+    assert math.isfinite(row["test_mse"]) and row["steps_forward"] == 0
+
+
+def test_vector_controls_equal_scalar_calls():
+    t = torch.linspace(0, 1, 6, dtype=D64)
+    u = torch.randn(3, 6, 2, dtype=D64)
+    controls = PiecewiseLinearControls(t, u)
+    times = torch.tensor([0.0, 0.13, 0.5, 0.99, 1.0, 1.2], dtype=D64)
+    batched = controls(times)
+    assert batched.shape == (3, 6, 2)
+    for q, s in enumerate(times):
+        assert torch.allclose(batched[:, q], controls(s))
+
+
+@pytest.mark.parametrize("hparams, method, match", [
+    ({}, "snode", "fully observed"),
+    ({"snode_degree": 4}, "rk4", "apply only to method snode"),
+    ({"snode_degree": 0}, "snode", "snode_degree"),
+    ({"snode_variant": "exact"}, "snode", "snode_variant"),
+    ({"snode_gamma": float("nan")}, "snode", "snode_gamma"),
+    ({"snode_speed": 1}, "snode", "unknown SNODE option"),
+    ({"reg": "speed", "reg_lambda": 0.1}, "snode", "trains without one"),
+    ({"monitor_every": 0}, "snode", "monitor_every"),
+])
+def test_invalid_snode_settings(hparams, method, match):
+    m = get_method(method)
+    with pytest.raises(UserError, match=match):
+        if match == "fully observed":
+            m.check_task(get_task("g1d"))
+        else:
+            case_settings(hparams, m)
+
+
+def test_cli_rejects_snode_on_a_task_without_trajectories(capsys):
+    from nodebench.cli import main
+
+    assert main(["run", "--task", "g1d", "--method", "snode", "--iters", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "fully observed" in err and "Traceback" not in err
+
+
+def test_vehicle_dynamics_straight_line_and_swarm_symmetry():
+    s = torch.tensor([[0.0, 0.0, 0.3, 2.0, 0.0, 0.0]], dtype=D64)
+    ds = vehicle_dynamics(s, torch.tensor([[0.0, 0.3]], dtype=D64))
+    assert torch.allclose(ds[0, :2], 2.0 * torch.tensor([math.cos(0.3), math.sin(0.3)], dtype=D64))
+    assert torch.allclose(ds[0, 2:], torch.tensor([0.0, 0.3 - 0.15 * 2.0, 0.0, 0.0], dtype=D64))
+    # two agents mirrored through the origin at rest: accelerations mirror too
+    s = torch.tensor([[1.0, 0.5, -1.0, -0.5, 0.0, 0.0, 0.0, 0.0]], dtype=D64)
+    acc = swarm_dynamics(s)[0, 4:].reshape(2, 2)
+    assert torch.allclose(acc[0], -acc[1])
+
+
+def test_system_tasks_build():
+    for name, dim in (("vehicle", 6), ("multi_agent", 16)):
+        extra = {"agents": 4} if name == "multi_agent" else {}
+        p = _problem(name, n_train=3, n_test=2, horizon=1.0, dt=0.25, **extra)
+        assert p.y_train.shape == (3, 5, dim) and p.y_test.shape == (2, 5, dim)
+        q = _problem(name, n_train=3, n_test=2, horizon=1.0, dt=0.25, noise=0.0, **extra)
+        assert 0 < float((p.y_train - q.y_train).std()) < 0.02  # noise 0.01 on training data only
+        assert torch.equal(p.y_test, q.y_test)
+    with pytest.raises(UserError, match="noise"):
+        _problem("vehicle", noise=-1.0)
+
+
+def test_time_to_target_rules_and_claim():
+    records = pd.DataFrame({"case_id": ["a", "b"], "method": ["snode", "direct"], "seed": [0, 0],
+                            "status": ["ok", "ok"], "experiment": ["e", "e"], "hparams": ['{"n_train": 4}'] * 2})
+    nan = math.nan
+    curves = pd.DataFrame({"case_id": ["a"] * 3 + ["b"] * 3, "iteration": [1, 2, 3] * 2,
+                           "elapsed_s": [0.1, 0.2, 0.3, 1.0, 2.0, 3.0], "monitor": [5.0, 0.5, 0.1, 5.0, nan, 1.0]})
+    table = time_to_target_table(records, curves)
+    assert set(table["target"]) == {1.0}  # the worse method's best
+    times = dict(zip(table["method"], table["time_to_target_s"]))
+    assert times == {"snode": 0.2, "direct": 3.0}
+    verdict = check_claims([{"id": "S1", "text": "t", "check": "time_to_target", "method": "snode",
+                             "baseline": "direct", "min": 10}], records, {"time_to_target": table})[0]
+    assert verdict.verdict == "holds" and "15×" in verdict.measured
+    fixed = time_to_target_table(records, curves, target=0.3)
+    assert fixed.set_index("method").loc["direct", "reached"] == False  # noqa: E712
+    # pairwise targets: a third, slow method does not lower the bar between the other two
+    slow = pd.DataFrame({"case_id": ["c"] * 2, "iteration": [1, 2], "elapsed_s": [5.0, 9.0], "monitor": [9.0, 4.0]})
+    records3 = pd.concat([records, records.iloc[[1]].assign(case_id="c", method="adjoint")], ignore_index=True)
+    common = time_to_target_table(records3, pd.concat([curves, slow]))
+    assert set(common["target"]) == {4.0}
+    pairs = time_to_target_table(records3, pd.concat([curves, slow]), pair_with="snode")
+    assert dict(zip(pairs["versus"], pairs["target"])) == {"direct": 1.0, "adjoint": 4.0}
+    verdict = check_claims([{"id": "S1", "text": "t", "check": "time_to_target", "method": "snode",
+                             "baseline": "adjoint", "min": 10}], records3, {"time_to_target": pairs})[0]
+    assert "adjoint/snode" in verdict.measured and "9 s / 0.2 s" in verdict.measured
