@@ -69,9 +69,9 @@ def run(args) -> tuple[pd.DataFrame, pd.DataFrame]:
             rows.append({"case_id": case_id, "experiment": args.task, "method": name, "seed": seed, "status": status,
                          "hparams": json.dumps(hparams, sort_keys=True), **summary, **result.metrics})
             curves.append(pd.DataFrame(result.curves).assign(case_id=case_id))
+            test_mse = result.metrics.get("test_mse", float("nan"))
             print(f"seed {seed} {name:<8} {status} {summary['iters']:>6} iters, "
-                  f"{summary['time_per_iter_s'] * 1e3:8.2f} ms/iter, test_mse {result.metrics.get('test_mse', float('nan')):.4g}",
-                  flush=True)
+                  f"{summary['time_per_iter_s'] * 1e3:8.2f} ms/iter, test_mse {test_mse:.4g}", flush=True)
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
 
 

@@ -15,7 +15,8 @@ velocities, yaw rate) and 2 inputs u = (δ, a) (steering angle, throttle acceler
     ψ̇  = r                               ṙ  = (l_f F_f cos δ − l_r F_r)/I_z
 
 with saturating tyre forces F = c·tanh(α) at slip angles α_f = δ − atan2(v_y + l_f r, v_x) and
-α_r = −atan2(v_y − l_r r, v_x), and m = 1, I_z = 1.2, l_f = 1.0, l_r = 1.2, c_f = c_r = 4, k_d = 0.15 (the mean throttle keeps v_x near 2).
+α_r = −atan2(v_y − l_r r, v_x), and m = 1, I_z = 1.2, l_f = 1.0, l_r = 1.2, c_f = c_r = 4, k_d = 0.15
+(the mean throttle keeps v_x near 2).
 Each trajectory starts at the origin with heading ψ₀ ~ U(−π, π), v_x ~ U(1.5, 3), v_y = r = 0; its inputs
 are δ(t) = 0.3 sin(ω₁t + φ₁) + 0.1 sin(ω₂t + φ₂), a(t) = 0.3 + 0.5 sin(ω₃t + φ₃) with ω ~ U(0.5, 2),
 φ ~ U(0, 2π), sampled at the observation times and interpolated piecewise linearly (for the ground
@@ -112,7 +113,8 @@ class _IdentificationTask(Task):
                 "dtype": "float32", "data_seed": None}
 
     @abc.abstractmethod
-    def _draw(self, n: int, t: torch.Tensor, generator: torch.Generator, hp) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _draw(self, n: int, t: torch.Tensor, generator: torch.Generator,
+              hp) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``n`` clean trajectories (n, T, D) at times ``t`` and their inputs (n, T, M) or None, float64."""
 
     def build(self, *, seed, device, hparams):
