@@ -184,8 +184,8 @@ def cmd_list(args) -> int:
 
 def _validate(cases) -> None:
     """Check every name and hyper-parameter before anything runs or is written."""
-    from nodebench.methods import SOLVER_OPTIONS, get_method
-    from nodebench.runner.worker import split_hparams
+    from nodebench.methods import get_method
+    from nodebench.runner.settings import case_settings
     from nodebench.tasks import get_task
 
     tasks = {}
@@ -193,14 +193,7 @@ def _validate(cases) -> None:
         task = tasks.setdefault(case.task, get_task(case.task))
         method = get_method(case.method)
         method.check_task(task)
-        _, regularizer, task_hparams = split_hparams(case.hparams)
-        if regularizer is not None:
-            regularizer.check_method(method)
-        task.hparams(task_hparams)
-        for key in SOLVER_OPTIONS:
-            value = case.hparams.get(key)
-            if value is not None and not (isinstance(value, (int, float)) and value > 0):
-                raise UserError(f"solver option {key} must be a positive number, got {value!r}")
+        task.hparams(case_settings(case.hparams, method).task_hparams)
 
 
 def _engine(args) -> dict:

@@ -221,6 +221,7 @@ def display_task(table: pd.DataFrame, info: dict) -> pd.DataFrame:
 
 
 def display_overall(scores: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """The overall scores as display strings, best first."""
     rows = [[i + 1, r.entrant, f"{r.tasks_reached}/{r.tasks_run}", f"{r.score:.3f}",
              f"{_fmt(r.speedup)}× ({r.speedup_tasks})" if r.speedup_tasks else "–"]
             for i, r in enumerate(scores.itertuples())]

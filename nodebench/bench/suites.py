@@ -91,6 +91,7 @@ class Suite:
 
 
 def available_suites() -> list[str]:
+    """Names of the suite files in :func:`suites_root`."""
     root = suites_root()
     return sorted(p.stem for p in root.glob(f"*{SUITE_SUFFIX}")) if root.is_dir() else []
 
