@@ -14,7 +14,7 @@ from nodebench.bench.suites import load_suite
 
 TINY = """
 suite = "tiny"
-seeds = 2
+seeds = 1
 [[entry]]
 name = "spiral"
 paper = "do_vs_od"
@@ -28,7 +28,7 @@ target = 0.5
 def test_nightly_suite_covers_the_paper_packages_in_rounds_of_seeds():
     suite = load_suite("nightly")
     cases = suite.cases()
-    assert {c.paper for c in cases} >= {"do_vs_od", "gq_adjoint", "taynode"}
+    assert {c.paper for c in cases} == {"do_vs_od", "gq_adjoint", "taynode", "snode"}
     assert all(c.preset == "nightly" and c.device == "cpu" for c in cases)
     seeds = [c.seed for c in cases]
     assert seeds == sorted(seeds) and set(seeds) == {0, 1, 2}  # every configuration's seed 0 first
@@ -69,7 +69,7 @@ def test_bench_appends_keyed_runs_and_gates_the_second_against_the_first(capsys,
     assert len(runs) == 2 and set(runs["machine"]) == {"box_1"} and set(runs["suite"]) == {"tiny"}
     first, second = (Path(p) for p in runs["run_dir"])
     assert second.name.endswith(history.git_sha()[:12]) and history.previous_run(store, second) == first
-    assert code == 0, out  # two samples a side can never confirm a time change at p <= 0.002
+    assert code == 0, out  # two steps a side can never confirm a time change at p <= 0.002
     assert (second / "compare.md").is_file() and (second.parent / "history.md").is_file()
     assert (second.parent / "figures" / "history_time.png").is_file()
 
@@ -102,5 +102,5 @@ def test_gpu_suite_declares_cuda_cases_with_valid_names():
 
     suite = load_suite("nightly_gpu")
     assert {c.device for c in suite.cases()} == {"cuda"}
-    assert {c.paper for c in suite.cases()} >= {"do_vs_od", "gq_adjoint", "taynode"}
+    assert {c.paper for c in suite.cases()} == {"do_vs_od", "gq_adjoint", "taynode", "snode"}
     _validate(suite.cases("cpu"))  # every task, method and hyper-parameter name is valid
