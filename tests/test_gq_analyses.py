@@ -98,7 +98,8 @@ def test_scaling_analysis_figures_and_speedups(tmp_path):
     spec = {"kind": "scaling", "param": "width", "experiments": ["g1d", "single"]}
     section, figures = analyses.ANALYSES["scaling"](spec, tmp_path, scaling_records())
     names = {p.name for p in figures}
-    assert names == {f"g1d_scaling_{k}.png" for k in ("time", "metric", "memory", "test_mse_vs_time")}
+    assert names == {f"g1d_scaling_{k}.png" for k in ("time", "time_per_iter", "metric", "memory",
+                                                            "test_mse_vs_time")}
     assert all(p.is_file() and (p.with_suffix(".pdf")).is_file() for p in figures)
     assert "### g1d: width" in section and "single" not in section and "spheres" not in section
     lines = {tuple(c.strip() for c in line.strip("|").split("|")[:6]) for line in section.splitlines()}

@@ -189,12 +189,13 @@ def test_unknown_method_and_option_are_user_errors():
 
 def test_registry_families():
     assert set(METHODS) == {"direct", "adjoint", "seminorm", "gq", "gq_batched", "bosh3", "adaptive_heun", "rk4",
-                            "rk4_38", "euler", "midpoint", "sde_direct", "sde_adjoint"}
+                            "rk4_38", "euler", "midpoint", "sde_direct", "sde_adjoint", "snode"}
     assert {m.name for m in METHODS.values() if m.family == "OD"} == {"adjoint", "seminorm", "gq", "gq_batched",
                                                                        "sde_adjoint"}
     assert {m.name for m in METHODS.values() if m.adaptive} == {"direct", "adjoint", "seminorm", "gq", "gq_batched",
                                                                  "bosh3", "adaptive_heun"}
     assert {m.name for m in METHODS.values() if m.sde} == {"sde_direct", "sde_adjoint"}
+    assert {m.name for m in METHODS.values() if m.family == "SP"} == {"snode"}
 
 
 

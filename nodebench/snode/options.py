@@ -1,6 +1,8 @@
 """SNODE's hyper-parameters, as a case's ``snode_*`` hyper-parameters (``--hparam snode_degree=8``).
 
-Every default is a nodebench choice: the paper's settings are not transcribed (snode.md §12).
+Every default is a nodebench choice: the paper's settings are not transcribed (snode.md §12). γ = 0.1
+and 10 weight steps per iteration were the best of a short search on the vehicle task
+(``reproduce/snode/README.md``).
 
 =================== ========= ==========================================================================
 key                 default   meaning
@@ -12,11 +14,11 @@ snode_nodes         p + 1     quadrature nodes per element
 snode_quadrature    legendre  ``legendre`` (Gauss–Legendre) or ``lobatto`` (Gauss–Lobatto)
 snode_variant       penalty   ``penalty`` (J = L + γR) or ``augmented`` (augmented Lagrangian, multipliers
                               updated by dual ascent after every iteration)
-snode_gamma         1.0       the penalty weight γ at the start
+snode_gamma         0.1       the penalty weight γ at the start
 snode_gamma_growth  1.0       γ ← min(γ·growth, gamma_max) after every iteration (continuation)
 snode_gamma_max     none      upper limit of the continuation (none: no limit)
 snode_coef_steps    1         Adam steps on the coefficients per iteration (θ fixed)
-snode_weight_steps  1         Adam steps on the weights θ per iteration (coefficients fixed); their
+snode_weight_steps  10        Adam steps on the weights θ per iteration (coefficients fixed); their
                               learning rate is the task's ``lr``
 snode_coef_lr       0.01      Adam learning rate of the coefficient steps
 snode_ridge         1e-8      ridge of the initial least-squares fit (needed when an element has
@@ -47,11 +49,11 @@ class SnodeOptions:
     nodes: int | None = None
     quadrature: str = "legendre"
     variant: str = "penalty"
-    gamma: float = 1.0
+    gamma: float = 0.1
     gamma_growth: float = 1.0
     gamma_max: float | None = None
     coef_steps: int = 1
-    weight_steps: int = 1
+    weight_steps: int = 10
     coef_lr: float = 0.01
     ridge: float = 1e-8
 
