@@ -84,13 +84,20 @@ class ElementBasis:
     def values(self, t) -> torch.Tensor:
         """M (T, P) with x(t) = M @ z."""
         idx, tau = self.locate(t)
-        return torch.einsum("tk,tkp->tp", legendre_basis(tau, self.degree), self.coefficient_map[idx])
+        return self._assemble(legendre_basis(tau, self.degree), idx)
 
     def slopes(self, t) -> torch.Tensor:
         """M' (T, P) with ẋ(t) = M' @ z (chain-rule factor 2/h included)."""
         idx, tau = self.locate(t)
-        basis = legendre_basis_derivative(tau, self.degree)
-        return (2.0 / self.width) * torch.einsum("tk,tkp->tp", basis, self.coefficient_map[idx])
+        return (2.0 / self.width) * self._assemble(legendre_basis_derivative(tau, self.degree), idx)
+
+    def _assemble(self, basis: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Rows basis[t] @ G[idx[t]], element by element (memory O(T·P), not O(T·(p+1)·P))."""
+        out = basis.new_zeros(basis.shape[0], self.n_free)
+        for e in torch.unique(idx).tolist():
+            rows = idx == e
+            out[rows] = basis[rows] @ self.coefficient_map[e]
+        return out
 
     def coefficients(self, z: torch.Tensor) -> torch.Tensor:
         """Per-element Legendre coefficients (..., E, p + 1, D) of free coefficients z (..., P, D)."""

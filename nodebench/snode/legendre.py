@@ -137,11 +137,19 @@ def least_squares(basis: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.T
         y = torch.cat([y, y.new_zeros(*y.shape[:-2], n_coef, y.shape[-1])], dim=-2)
     elif n_obs < n_coef:
         raise ValueError(f"{n_obs} observations cannot determine {n_coef} coefficients without ridge > 0")
+    driver = "gels" if basis.device.type != "cpu" else "gelsd"
+    if basis.dim() == 2 and y.dim() > 2:
+        # One basis shared by every trajectory: fold the trajectories into columns, so the basis is not
+        # copied per trajectory (memory O(T·P + T·N·D) instead of O(N·T·P)).
+        lead, dim = y.shape[:-2], y.shape[-1]
+        folded = y.movedim(-2, 0).reshape(y.shape[-2], -1)
+        solution = torch.linalg.lstsq(basis, folded, driver=driver).solution
+        return solution.reshape(n_coef, *lead, dim).movedim(0, -2)
     batch = torch.broadcast_shapes(basis.shape[:-2], y.shape[:-2])
     basis = basis.expand(*batch, *basis.shape[-2:])
     y = y.expand(*batch, *y.shape[-2:])
     # QR-based solve (full column rank is guaranteed by the checks above for distinct observation times).
-    return torch.linalg.lstsq(basis, y, driver="gels" if basis.device.type != "cpu" else "gelsd").solution
+    return torch.linalg.lstsq(basis, y, driver=driver).solution
 
 
 class LegendreSeries:
