@@ -180,8 +180,11 @@ def _alive(pid: int) -> bool:
 def test_resume_after_a_killed_sweep(tmp_path):
     out = tmp_path / "run"
     cases = [Case(task="cubic_spiral", method="euler", iters=1, seed=s, hparams=SPIRAL_FAST) for s in range(3)]
+    # A shell that starts the test run in the background sets SIGINT to "ignore", and children inherit it;
+    # the sweep under test must see Ctrl-C, so it restores Python's default handler first.
     script = textwrap.dedent("""
-        import json, sys
+        import json, signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from nodebench.runner.case import Case
         from nodebench.runner.sweep import run_cases
         run_cases([Case.from_dict(d) for d in json.loads(sys.argv[1])], sys.argv[2], jobs=1, progress=False)
@@ -231,8 +234,11 @@ def test_workers_die_with_their_sweep(tmp_path, signum):
     """An interrupted sweep kills its worker itself; a killed one takes it along (parent-death signal)."""
     out = tmp_path / "run"
     long_case = Case(task="cubic_spiral", method="euler", iters=10**6, hparams=SPIRAL_FAST)
+    # A shell that starts the test run in the background sets SIGINT to "ignore", and children inherit it;
+    # the sweep under test must see Ctrl-C, so it restores Python's default handler first.
     script = textwrap.dedent("""
-        import json, sys
+        import json, signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from nodebench.runner.case import Case
         from nodebench.runner.sweep import run_cases
         run_cases([Case.from_dict(json.loads(sys.argv[1]))], sys.argv[2], progress=False)
