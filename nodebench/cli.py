@@ -187,13 +187,17 @@ def _validate(cases) -> None:
     from nodebench.methods import get_method
     from nodebench.runner.settings import case_settings
     from nodebench.tasks import get_task
+    from nodebench.tasks.base import MONITOR_TASKS
 
     tasks = {}
     for case in cases:
         task = tasks.setdefault(case.task, get_task(case.task))
         method = get_method(case.method)
         method.check_task(task)
-        task.hparams(case_settings(case.hparams, method).task_hparams)
+        settings = case_settings(case.hparams, method)
+        task.hparams(settings.task_hparams)
+        if settings.monitor_every and not task.full_state:
+            raise UserError(f"task {task.name!r} has no training monitor; {MONITOR_TASKS}")
 
 
 def _engine(args) -> dict:

@@ -180,12 +180,17 @@ def test_invalid_snode_settings(hparams, method, match):
             case_settings(hparams, m)
 
 
-def test_cli_rejects_snode_on_a_task_without_trajectories(capsys):
+def test_cli_rejects_snode_and_the_monitor_on_a_task_without_trajectories(capsys, tmp_path):
     from nodebench.cli import main
 
     assert main(["run", "--task", "g1d", "--method", "snode", "--iters", "1"]) == 2
     err = capsys.readouterr().err
     assert "fully observed" in err and "Traceback" not in err
+    out = tmp_path / "run"
+    assert main(["run", "--task", "g1d", "--method", "rk4", "--iters", "1", "--hparam", "monitor_every=5",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no training monitor" in err and "Traceback" not in err and not out.exists()
 
 
 def test_vehicle_dynamics_straight_line_and_swarm_symmetry():

@@ -20,6 +20,8 @@ from torch import nn
 
 from nodebench.errors import UserError
 
+MONITOR_TASKS = "monitor_every applies to trajectory tasks (cubic_spiral, vehicle, multi_agent, trajectories:PATH)"
+
 
 class Problem(abc.ABC):
     """A built task instance.
@@ -51,8 +53,7 @@ class Problem(abc.ABC):
     def monitor(self) -> float:
         """A method-independent training quality measured during training, untimed (``monitor_every``);
         lower is better. Problems that support time-to-target measurement override it."""
-        raise UserError(f"{type(self).__name__} has no training monitor; monitor_every applies to trajectory "
-                        "tasks (cubic_spiral, vehicle, multi_agent, trajectories:PATH)")
+        raise UserError(f"{type(self).__name__} has no training monitor; {MONITOR_TASKS}")
 
     #: Extra per-case tables (name → list of row dicts), stored as ``<name>.parquet`` in the run directory.
     #: Read-only empty default; a problem that fills tables assigns its own dict.
