@@ -27,8 +27,10 @@ import torch
 
 from nodebench.harness import PeakMemory, Stopwatch, count_nfe, environment
 from nodebench.methods import get_method
-from nodebench.plots import _colors, _save, plt
-from nodebench.report import markdown_table
+import matplotlib.pyplot as plt
+
+from nodebench.plots import method_colors, save_figure
+from nodebench.markdown import markdown_table
 from nodebench.tasks import get_task
 
 METHODS = ("gq", "gq_batched", "adjoint", "seminorm", "direct")
@@ -115,7 +117,7 @@ def summary(samples: pd.DataFrame, env: dict, args) -> str:
 
 def plot(samples: pd.DataFrame, out: Path) -> None:
     med = samples.groupby(["method", "width"]).median(numeric_only=True).reset_index()
-    colors = _colors(med.method.unique())
+    colors = method_colors(med.method.unique())
     for column, label, name, scale in (("time_s", "gradient time [s]", "time_vs_width", 1.0),
                                        ("peak_mem_bytes", "peak memory [MiB]", "memory_vs_width", 2.0**-20)):
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -125,7 +127,7 @@ def plot(samples: pd.DataFrame, out: Path) -> None:
         ax.set(xscale="log", yscale="log", xlabel="hidden width", ylabel=label, title=name.replace("_", " "))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        _save(fig, out, name)
+        save_figure(fig, out, name)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ import torch
 from nodebench.harness import environment
 from nodebench.methods import get_method
 from nodebench.plots import plot_monitor
-from nodebench.report import markdown_table
+from nodebench.markdown import markdown_table
 from nodebench.runner.settings import case_settings
 from nodebench.target import time_to_target_table
 from nodebench.tasks import get_task

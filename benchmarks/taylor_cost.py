@@ -12,7 +12,7 @@ with :class:`nodebench.harness.Stopwatch` (synchronised on CUDA). Rounds interle
 alternating which runs first, after one untimed warm-up call each; ratios are medians of per-round ratios.
 Nested jvp grows about 3× per order, so once its warm-up call (forward + backward) exceeds ``--cap``
 seconds it is skipped at that and every higher order, and reported as skipped. The measurement itself is
-:func:`nodebench.taylor.cost.measure_cost` (also run by the ``taylor_cost`` analysis of
+:func:`nodebench.papers.taynode.cost.measure_cost` (also run by the ``taylor_cost`` analysis of
 ``nodebench reproduce taynode``); this script adds the Markdown summary.
 
     python benchmarks/taylor_cost.py --threads 1                  # the setting
@@ -33,8 +33,8 @@ import torch
 
 from nodebench.harness import environment
 from nodebench.plots import plot_taylor_cost
-from nodebench.report import markdown_table
-from nodebench.taylor.cost import METHODS, growth, measure_cost, ratio
+from nodebench.markdown import markdown_table
+from nodebench.papers.taynode.cost import METHODS, growth, measure_cost, ratio
 
 
 def run(args) -> tuple[pd.DataFrame, dict]:

@@ -1,6 +1,6 @@
 """Published claims checked against measured records, each with a verdict.
 
-A claim in ``reproduce/<paper>/experiments.toml`` names a ``check`` from :data:`CHECKS` and its
+A claim in a paper's ``experiments.toml`` names a ``check`` registered in :data:`CHECKS` and its
 parameters; the check returns one :class:`Verdict` per experiment (or one for the whole paper). Verdicts
 are ``holds``, ``does not hold`` or ``not measured at this preset``; the measured figure always comes
 with it, so a reader can disagree with the threshold.
@@ -12,7 +12,8 @@ Checks:
 - ``wins``: the number of experiments where ``method`` trains faster than ``baseline``; holds when
   the fraction is at least ``fraction``.
 - ``metric_parity``: per experiment, the median ``metric`` of ``method`` is no worse than the
-  baseline's by more than ``rel_tol`` (relative) or ``abs_tol`` (absolute); lower is better.
+  baseline's by more than ``rel_tol`` (relative) or ``abs_tol`` (absolute), in the metric's direction
+  (:mod:`nodebench.metrics`).
 - ``table_threshold``: a value read from an extra table (``table``, ``column``, rows selected by
   ``where`` and, for per-case tables, ``experiments``; ``table = "records"`` reads the successful
   records) is compared with ``max`` or ``min``, per experiment;
@@ -42,13 +43,10 @@ Checks:
   best ratio ``column``(reference)/``column``(setting) of the settings whose ``metric`` is within
   ``abs_tol``/``rel_tol`` of the reference's ("fewer NFE while nearly as accurate"); holds when it is at
   least ``min``. Settings are told apart by their hyper-parameters; medians over seeds;
-- ``order_matching``: per experiment, per solver (``orders``: method → order, default
-  :data:`nodebench.analyses.SOLVER_ORDERS`) with a λ = 0 run and at least two K of R_K: the K that
-  minimises ``column`` (default ``test_nfe``) relative to λ = 0; the solver matches when K = its order is
-  within ``tolerance`` (relative, default 0) of the best, is a reduction (below 1), and the values over K
-  differ by more than ``tolerance`` (a flat curve has no peak, so it does not match). Holds when at least
-  ``fraction`` (default 1) of the solvers measured match; a solver whose order was not among the K run is
-  listed as not measured.
+
+Paper packages register checks of their own with :func:`register_check` (e.g. TayNODE's
+``order_matching``). Each check declares the parameters it reads, so a misspelled parameter is refused
+when the paper is loaded, before any case runs.
 """
 
 from __future__ import annotations
@@ -60,7 +58,36 @@ from typing import Any
 
 import pandas as pd
 
+from nodebench.metrics import metric as metric_info
 from nodebench.records import expand_hparams
+from nodebench.registry import Registry
+
+#: Keys every ``[[claim]]`` may have besides its check's parameters.
+COMMON_KEYS = ("id", "text", "source", "check", "published_text", "why_not_measured", "note")
+
+CheckFn = Callable[[pd.DataFrame, dict, dict], "list[tuple[str, str, str]]"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A registered claim check: ``fn(records, tables, claim) -> [(scope, measured, verdict)]`` and the
+    parameters a claim using it may set."""
+
+    name: str
+    fn: CheckFn
+    params: tuple[str, ...] = ()
+
+
+CHECKS: Registry[Check] = Registry("claim check")
+
+
+def register_check(name: str, params: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
+    """Decorator registering ``fn`` as claim check ``name`` accepting ``params``."""
+    def add(fn: CheckFn) -> CheckFn:
+        CHECKS.register(name, Check(name, fn, tuple(params)))
+        return fn
+    return add
+
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured at this preset"
 
@@ -86,16 +113,17 @@ def _median(records: pd.DataFrame, experiment: str, method: str, column: str) ->
     return float(rows[column].median())
 
 
-def _experiments(records: pd.DataFrame, claim: dict) -> list[str]:
+def experiments_of(records: pd.DataFrame, claim: dict) -> list[str]:
     if claim.get("experiments"):
         return list(claim["experiments"])
     return sorted(records["experiment"].unique()) if not records.empty else []
 
 
+@register_check("time_reduction", params=('baseline', 'experiments', 'max', 'method', 'min'))
 def time_reduction(records, tables, claim) -> list[tuple[str, str, str]]:
     out = []
     method, base = claim["method"], claim["baseline"]
-    for exp in _experiments(records, claim):
+    for exp in experiments_of(records, claim):
         t_m, t_b = _median(records, exp, method, "train_wall_s"), _median(records, exp, base, "train_wall_s")
         if t_m is None or t_b is None:
             out.append((exp, f"{method} or {base} has no successful run", NOT_MEASURED))
@@ -108,10 +136,11 @@ def time_reduction(records, tables, claim) -> list[tuple[str, str, str]]:
     return out
 
 
+@register_check("wins", params=('baseline', 'experiments', 'fraction', 'method'))
 def wins(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base = claim["method"], claim["baseline"]
     measured = []
-    for exp in _experiments(records, claim):
+    for exp in experiments_of(records, claim):
         t_m, t_b = _median(records, exp, method, "train_wall_s"), _median(records, exp, base, "train_wall_s")
         if t_m is not None and t_b is not None:
             measured.append((exp, t_m < t_b))
@@ -123,20 +152,22 @@ def wins(records, tables, claim) -> list[tuple[str, str, str]]:
     return [("all", text, HOLDS if fraction >= claim["fraction"] else FAILS)]
 
 
+@register_check("metric_parity", params=('abs_tol', 'baseline', 'experiments', 'method', 'metric', 'rel_tol'))
 def metric_parity(records, tables, claim) -> list[tuple[str, str, str]]:
     out = []
     method, base, metric = claim["method"], claim["baseline"], claim["metric"]
-    for exp in _experiments(records, claim):
+    for exp in experiments_of(records, claim):
         m, b = _median(records, exp, method, metric), _median(records, exp, base, metric)
         if m is None or b is None:
             out.append((exp, f"{metric} missing for {method} or {base}", NOT_MEASURED))
             continue
         allowed = claim.get("abs_tol", 0.0) + claim.get("rel_tol", 0.0) * abs(b)
         text = f"{metric}: {method} {m:.4g} vs {base} {b:.4g} (allowed excess {allowed:.3g})"
-        out.append((exp, text, HOLDS if m - b <= allowed else FAILS))
+        out.append((exp, text, HOLDS if metric_info(metric).worse_by(m, b) <= allowed else FAILS))
     return out
 
 
+@register_check("table_threshold", params=('agg', 'column', 'experiments', 'max', 'min', 'table', 'where'))
 def table_threshold(records, tables, claim) -> list[tuple[str, str, str]]:
     table = records if claim["table"] == "records" else tables.get(claim["table"], pd.DataFrame())
     if table.empty:
@@ -254,13 +285,14 @@ def _unit(column: str) -> str:
     return " s" if column.endswith("_s") else ""
 
 
+@register_check("ratio", params=('baseline', 'column', 'experiments', 'hparams', 'max', 'method', 'min', 'published'))
 def ratio(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base, column = claim["method"], claim["baseline"], claim.get("column", "train_wall_s")
     label = f"{base}/{method}" + ("" if column == "train_wall_s" else f" {column}")
     low, high = _bounds(claim)
     records = expand_hparams(records)
     out = []
-    for exp in _experiments(records, claim):
+    for exp in experiments_of(records, claim):
         exp_rows = records[records["experiment"] == exp]
         filters = dict(claim.get("hparams", {}))
         rows, chosen, problem = _select(exp_rows, filters, (method, base))
@@ -286,13 +318,14 @@ def ratio(records, tables, claim) -> list[tuple[str, str, str]]:
     return out or [("all", f"no successful run of {method} or {base}", NOT_MEASURED)]
 
 
+@register_check("ratio_trend", params=('baseline', 'column', 'experiments', 'hparams', 'method', 'param', 'published'))
 def ratio_trend(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base, param = claim["method"], claim["baseline"], claim["param"]
     column = claim.get("column", "train_wall_s")
     label = f"{base}/{method}" + ("" if column == "train_wall_s" else f" {column}")
     records = expand_hparams(records)
     out = []
-    for exp in _experiments(records, claim):
+    for exp in experiments_of(records, claim):
         rows, chosen, problem = _select(records[records["experiment"] == exp], dict(claim.get("hparams", {})),
                                         (method, base))
         where = f" at {', '.join(chosen)}" if chosen else ""
@@ -354,15 +387,6 @@ def _select_hparams(rows: pd.DataFrame, filters: dict) -> tuple[pd.DataFrame, li
     return rows, chosen, None
 
 
-def _higher_better(metric: str) -> bool:
-    return "accuracy" in metric or "logprob" in metric
-
-
-def _worse_by(metric: str, value: float, reference: float) -> float:
-    """How much worse ``value`` is than ``reference`` (positive: worse)."""
-    return reference - value if _higher_better(metric) else value - reference
-
-
 def _col_median(rows: pd.DataFrame, column: str) -> float | None:
     if rows.empty or column not in rows or rows[column].isna().all():
         return None
@@ -378,7 +402,7 @@ def _per_method(records: pd.DataFrame, claim: dict, out: list):
     no successful run is reported in ``out`` as not measured. The scope names the method only when the
     claim does not fix it and the experiment ran several."""
     records = expand_hparams(records)
-    for exp in _experiments(records, claim):
+    for exp in experiments_of(records, claim):
         exp_rows = records[records["experiment"] == exp]
         if exp_rows.empty:
             out.append((exp, "no successful run", NOT_MEASURED))
@@ -388,6 +412,8 @@ def _per_method(records: pd.DataFrame, claim: dict, out: list):
             yield (exp if named else f"{exp}, {method}"), exp_rows[exp_rows["method"] == method]
 
 
+@register_check("hparam_ratio", params=('abs_tol', 'at', 'by', 'column', 'experiments', 'max', 'method', 'metric',
+                                        'min', 'published', 'reference', 'rel_tol'))
 def hparam_ratio(records, tables, claim) -> list[tuple[str, str, str]]:
     column = claim.get("column", "test_nfe")
     low, high = _bounds(claim)
@@ -421,7 +447,7 @@ def hparam_ratio(records, tables, claim) -> list[tuple[str, str, str]]:
                     continue
                 allowed = claim.get("abs_tol", 0.0) + claim.get("rel_tol", 0.0) * abs(mr)
                 parts.append(f"{metric} {ma:.4g} vs {mr:.4g} (allowed loss {allowed:.3g})")
-                ok = ok and _worse_by(metric, ma, mr) <= allowed
+                ok = ok and metric_info(metric).worse_by(ma, mr) <= allowed
             published = _published(claim)
             if published:
                 parts.append(published)
@@ -433,6 +459,8 @@ def _setting_text(row: pd.Series, names: list[str]) -> str:
     return ", ".join(f"{n[3:]} {_show(row[n])}" for n in names if not _unset(row[n])) or "default"
 
 
+@register_check("tradeoff", params=('abs_tol', 'column', 'experiments', 'method', 'metric', 'min', 'published',
+                                    'reference', 'rel_tol', 'where'))
 def tradeoff(records, tables, claim) -> list[tuple[str, str, str]]:
     column, metric = claim.get("column", "test_nfe"), claim["metric"]
     low = claim.get("min", 1.0)
@@ -461,7 +489,7 @@ def tradeoff(records, tables, claim) -> list[tuple[str, str, str]]:
             entry = (r / c, mc, _setting_text(group.iloc[0], names))
             if best_any is None or entry[0] > best_any[0]:
                 best_any = entry
-            if _worse_by(metric, mc, mr) <= allowed and (best is None or entry[0] > best[0]):
+            if metric_info(metric).worse_by(mc, mr) <= allowed and (best is None or entry[0] > best[0]):
                 best = entry
         if best_any is None:
             out.append((scope, f"{column} or {metric} missing for every candidate", NOT_MEASURED))
@@ -481,48 +509,7 @@ def tradeoff(records, tables, claim) -> list[tuple[str, str, str]]:
     return out or [("all", "no experiment measured", NOT_MEASURED)]
 
 
-def order_matching(records, tables, claim) -> list[tuple[str, str, str]]:
-    from nodebench.analyses import order_matching_table
-
-    column = claim.get("column", "test_nfe")
-    tolerance, fraction = claim.get("tolerance", 0.0), claim.get("fraction", 1.0)
-    out = []
-    for exp in _experiments(records, claim):
-        exp_rows = records[records["experiment"] == exp] if not records.empty else records
-        table = order_matching_table(exp_rows, claim.get("orders"), column) if not exp_rows.empty else pd.DataFrame()
-        if table.empty:
-            out.append((exp, "no R_K run finished", NOT_MEASURED))
-            continue
-        parts, matched, measured = [], 0, 0
-        for method, rows in table.groupby("method", sort=False):
-            rows = rows[rows["relative_nfe"].notna()]
-            order = rows["solver_order"].iloc[0] if len(rows) else None
-            if len(rows) < 2 or order is None or pd.isna(order):
-                parts.append(f"{method}: needs λ = 0 and two K")
-                continue
-            best = rows.loc[rows["relative_nfe"].idxmin()]
-            at_order = rows[rows["K"] == int(order)]
-            text = f"{method} (order {int(order)}): best K {int(best['K'])} ({best['relative_nfe']:.3g}×)"
-            if at_order.empty:
-                parts.append(text + f", K {int(order)} not run")
-                continue
-            value = float(at_order["relative_nfe"].iloc[0])
-            measured += 1
-            worst = float(rows["relative_nfe"].max())
-            flat = worst - float(best["relative_nfe"]) <= tolerance * float(best["relative_nfe"])
-            hit = not flat and value < 1.0 and value <= best["relative_nfe"] * (1 + tolerance)
-            matched += hit
-            parts.append(text + f", K {int(order)} {value:.3g}×" + (" ✓" if hit else "")
-                         + (" (no peak: flat over K)" if flat else ""))
-        summary = "; ".join(parts) + (f" (relative test NFE vs λ = 0; tolerance {tolerance:g})")
-        if measured == 0:
-            out.append((exp, summary, NOT_MEASURED))
-        else:
-            verdict = HOLDS if matched / measured >= fraction else FAILS
-            out.append((exp, f"{matched} of {measured} solvers best at K = order: {summary}", verdict))
-    return out or [("all", "no experiment measured", NOT_MEASURED)]
-
-
+@register_check("time_to_target", params=('baseline', 'experiments', 'method', 'min', 'published'))
 def time_to_target(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base = claim["method"], claim["baseline"]
     table = tables.get("time_to_target", pd.DataFrame())
@@ -551,14 +538,6 @@ def time_to_target(records, tables, claim) -> list[tuple[str, str, str]]:
     return out or [("all", f"no time_to_target rows for {method} or {base}", NOT_MEASURED)]
 
 
-CHECKS: dict[str, Callable[[pd.DataFrame, dict, dict], list[tuple[str, str, str]]]] = {
-    "time_reduction": time_reduction, "wins": wins, "metric_parity": metric_parity,
-    "table_threshold": table_threshold, "ratio": ratio, "ratio_trend": ratio_trend,
-    "hparam_ratio": hparam_ratio, "tradeoff": tradeoff, "order_matching": order_matching,
-    "time_to_target": time_to_target,
-}
-
-
 def check_claims(claims: list[dict[str, Any]], records: pd.DataFrame,
                  tables: dict[str, pd.DataFrame] | None = None) -> list[Verdict]:
     """Verdicts for every claim; a claim whose check is not computable here is reported as such."""
@@ -566,10 +545,10 @@ def check_claims(claims: list[dict[str, Any]], records: pd.DataFrame,
     ok = _ok(records)
     for claim in claims:
         check = claim.get("check")
-        if check not in CHECKS:
+        if check is None:
             results = [("all", claim.get("why_not_measured", "no automatic check"), NOT_MEASURED)]
         else:
-            results = CHECKS[check](ok, tables or {}, claim)
+            results = CHECKS.lookup(check).fn(ok, tables or {}, claim)
         verdicts += [Verdict(claim["id"], claim["text"], claim.get("source", ""), scope, measured, verdict)
                      for scope, measured, verdict in results]
     return verdicts

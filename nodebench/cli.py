@@ -1,4 +1,4 @@
-"""The ``nodebench`` command line: list, run, reproduce, report.
+"""The ``nodebench`` command line: a thin layer over the Python API (:mod:`nodebench.api`).
 
 Bad input (unknown names, invalid values, missing or malformed files) prints one line,
 ``nodebench: error: ...``, naming what is wrong and what is valid, and exits with code 2 before
@@ -11,7 +11,6 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 from nodebench.errors import UserError
@@ -21,6 +20,7 @@ EXAMPLES = """examples:
   nodebench run --task cubic_spiral --method rk4,adjoint --seeds 2 --iters 100 --out results/spiral
   nodebench run --task trajectories:my_data.npz --method rk4,direct --budget-s 60
   nodebench reproduce do_vs_od --preset smoke --out results/do_vs_od-smoke
+  nodebench reproduce snode --preset quick --dry-run
   nodebench report results/do_vs_od-smoke
 """
 
@@ -72,20 +72,6 @@ def _threshold(text: str) -> tuple[str, float]:
     return key, value
 
 
-def _device(text: str) -> str:
-    import torch
-
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise UserError(f"unknown device {text!r}; valid: cpu, cuda, cuda:N") from None
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"unsupported device {text!r}; valid: cpu, cuda, cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {text!r} requested but CUDA is not available on this machine; use --device cpu")
-    return str(device)
-
-
 def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -> None:
     p.add_argument("--device", default=device, help=f"cpu, cuda or cuda:N (default {device or 'the suite device'})")
     p.add_argument("--jobs", type=_positive_int, default=1, help="cases run at once (default 1: clean timings)")
@@ -115,14 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     limit.add_argument("--iters", type=_positive_int, help="training iterations per case (default 100)")
     limit.add_argument("--budget-s", type=_positive_float, help="training-time budget per case, in seconds")
     run.add_argument("--hparam", type=_hparam, action="append", default=[], metavar="KEY=VALUE",
-                     help="task hyper-parameter or solver option (rtol, atol, step_size...), repeatable")
+                     help="task hyper-parameter or method option (rtol, atol, step_size...), repeatable; "
+                          "see `nodebench list` for each task's")
     run.add_argument("--out", type=Path, help="output directory (default results/runs/<time>); reuse it to resume")
+    run.add_argument("--dry-run", action="store_true", help="print the cases with their settings and exit")
     _add_sweep_options(run)
 
     rep = sub.add_parser("reproduce", help="run a paper package and write its report")
     rep.add_argument("paper", help="paper id (see `nodebench list`)")
     rep.add_argument("--preset", default="smoke", help="smoke (default, minutes on CPU), quick or paper")
     rep.add_argument("--out", type=Path, help="output directory (default results/<paper>-<preset>)")
+    rep.add_argument("--experiment", action="append", default=[], metavar="NAME",
+                     help="run only this experiment of the paper (repeatable; default: all at the preset)")
+    rep.add_argument("--dry-run", action="store_true", help="print the cases with their settings and exit")
     _add_sweep_options(rep)
 
     report = sub.add_parser("report", help="rebuild figures and report.md from a run directory")
@@ -132,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--suite", required=True, help="suite name (benchmarks/suites/NAME.toml), e.g. nightly")
     bench.add_argument("--out", type=Path, help="history store (default results/history)")
     bench.add_argument("--machine", help="machine key in the store (default $NODEBENCH_MACHINE or the host name)")
+    bench.add_argument("--dry-run", action="store_true", help="print the cases with their settings and exit")
     _add_sweep_options(bench, device=None)
 
     compare = sub.add_parser("compare", help="gate CURRENT against BASELINE: ratios and noise-aware verdicts")
@@ -158,21 +150,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _engine(args) -> dict:
+    return dict(jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads, progress=not args.no_progress,
+                retry_failed=args.retry_failed, executor=args.executor, scheduler=args.scheduler)
+
+
+def _print_cases(result) -> int:
+    from nodebench.api import describe_cases
+
+    table = describe_cases(result.cases)
+    print(table.to_markdown(index=False, tablefmt="simple"))
+    print(f"{len(result.cases)} case(s); nothing was run (--dry-run)")
+    return 0
+
+
+def _wrote(result) -> int:
+    print(f"wrote {result.out}/records.parquet, curves.parquet, {result.out}/figures/ and {result.report}")
+    return 0
+
+
 def cmd_list(args) -> int:
-    from nodebench.experiments import available_papers, load_paper
+    from nodebench.api import list_papers
     from nodebench.methods import METHODS
     from nodebench.tasks import FILE_TASKS, TASKS
 
-    print("papers (nodebench reproduce PAPER):")
-    for name in available_papers():
-        spec = load_paper(name)
-        print(f"  {name:<12} {spec.title}")
-        for exp in spec.experiments:
-            print(f"    - {exp.name:<22} task {exp.task}; methods {', '.join(exp.methods)}; presets "
-                  f"{', '.join(exp.presets)}")
-    print("tasks (--task):")
+    print("papers (nodebench reproduce PAPER --preset smoke|quick|paper):")
+    for name, spec in list_papers().items():
+        print(f"  {name:<12} {spec.title} (presets: {', '.join(spec.presets())})")
+        for exp in dict.fromkeys(e.name for e in spec.experiments):
+            blocks = [e for e in spec.experiments if e.name == exp]
+            methods = list(dict.fromkeys(m for e in blocks for m in e.methods))
+            presets = list(dict.fromkeys(p for e in blocks for p in e.presets))
+            print(f"    - {exp:<22} task {blocks[0].task}; methods {', '.join(methods)}; presets {', '.join(presets)}")
+    print("tasks (--task; --hparam KEY=VALUE sets a hyper-parameter):")
     for name, cls in sorted(TASKS.items()):
         print(f"  {name:<26} {cls.description}")
+        print(f"  {'':<26}   hyper-parameters: {', '.join(f'{k}={v}' for k, v in cls.defaults.items())}")
     for prefix in FILE_TASKS:
         print(f"  {prefix + ':PATH':<26} {FILE_TASKS[prefix].description}")
     print("methods (--method):")
@@ -182,173 +195,55 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _validate(cases) -> None:
-    """Check every name and hyper-parameter before anything runs or is written."""
-    from nodebench.methods import get_method
-    from nodebench.runner.settings import case_settings
-    from nodebench.tasks import get_task
-    from nodebench.tasks.base import MONITOR_TASKS
-
-    tasks = {}
-    for case in cases:
-        task = tasks.setdefault(case.task, get_task(case.task))
-        method = get_method(case.method)
-        method.check_task(task)
-        settings = case_settings(case.hparams, method)
-        task.hparams(settings.task_hparams)
-        if settings.monitor_every and not task.full_state:
-            raise UserError(f"task {task.name!r} has no training monitor; {MONITOR_TASKS}")
-
-
-def _engine(args) -> dict:
-    """The sweep's engine options, checked before anything is written."""
-    from nodebench.runner.executors import check_executor
-
-    check_executor(args.executor, args.scheduler)
-    return {"executor": args.executor, "scheduler": args.scheduler}
-
-
-def _finish(run_dir: Path, records, curves, *, spec=None, preset: str = "", rebuilt: bool = False) -> Path:
-    from nodebench.analyses import run_analyses
-    from nodebench.plots import plot_run
-    from nodebench.records import CURVES, RECORDS, load_table
-    from nodebench.report import write_report
-
-    figures = plot_run(records, curves, run_dir / "figures") if not records.empty else []
-    sections, tables = [], {}
-    if spec is not None:
-        sections, more = run_analyses(spec, run_dir, records, preset=preset)
-        figures += more
-        tables = {p.stem: load_table(run_dir, p.stem) for p in run_dir.glob("*.parquet")
-                  if p.name not in (RECORDS, CURVES)}
-    report = write_report(run_dir, records, figures, spec=spec, tables=tables, preset=preset, sections=sections)
-    wrote = "" if rebuilt else f"{run_dir}/records.parquet, curves.parquet, "
-    print(f"wrote {wrote}{run_dir}/figures/ and {report}")
-    return report
-
-
 def cmd_run(args) -> int:
-    from nodebench.runner.case import expand_grid
-    from nodebench.runner.sweep import run_cases, write_run_info
+    from nodebench import api
 
-    device = _device(args.device)
-    methods = [m.strip() for m in args.method.split(",") if m.strip()]
-    if not methods:
-        raise UserError("--method names no method; give e.g. --method rk4,adjoint")
-    iters = args.iters if args.iters or args.budget_s else 100
-    cases = expand_grid(tasks=[args.task], methods=methods, seeds=range(args.seeds), hparams=dict(args.hparam),
-                        device=device, iters=iters, budget_s=args.budget_s)
-    _validate(cases)
-    engine = _engine(args)
-    out = args.out or Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
-    write_run_info(out, command="run")
-    print(f"running {len(cases)} case(s) into {out} (rerun with --out {out} to resume)", file=sys.stderr)
-    records, curves = run_cases(cases, out, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
-                                progress=not args.no_progress, retry_failed=args.retry_failed, **engine)
-    _finish(out, records, curves)
-    return 0
+    result = api.run(args.task, args.method, seeds=args.seeds, iters=args.iters, budget_s=args.budget_s,
+                     hparams=dict(args.hparam), out=args.out, device=args.device, dry_run=args.dry_run,
+                     **_engine(args))
+    return _print_cases(result) if args.dry_run else _wrote(result)
 
 
 def cmd_reproduce(args) -> int:
-    from nodebench.experiments import load_paper
-    from nodebench.runner.sweep import run_cases, write_run_info
+    from nodebench import api
 
-    spec = load_paper(args.paper)
-    device = _device(args.device)
-    cases = spec.cases(args.preset, device)
-    _validate(cases)
-    engine = _engine(args)
-    out = args.out or Path("results") / f"{args.paper}-{args.preset}"
-    write_run_info(out, command="reproduce", paper=args.paper, preset=args.preset, device=device)
-    print(f"reproducing {args.paper} at preset {args.preset}: {len(cases)} case(s) into {out}", file=sys.stderr)
-    records, curves = run_cases(cases, out, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
-                                progress=not args.no_progress, retry_failed=args.retry_failed, **engine)
-    _finish(out, records, curves, spec=spec, preset=args.preset)
-    return 0
+    result = api.reproduce(args.paper, args.preset, out=args.out, experiments=args.experiment, device=args.device,
+                           dry_run=args.dry_run, **_engine(args))
+    return _print_cases(result) if args.dry_run else _wrote(result)
 
 
 def cmd_report(args) -> int:
-    from nodebench.experiments import load_paper
-    from nodebench.records import load_run
-    from nodebench.runner.sweep import read_run_info
+    from nodebench import api
 
-    records, curves = load_run(args.run_dir)
-    info = read_run_info(args.run_dir)
-    spec = load_paper(info["paper"]) if info.get("paper") else None
-    _finish(args.run_dir, records, curves, spec=spec, preset=info.get("preset", ""), rebuilt=True)
+    report = api.report(args.run_dir)
+    print(f"wrote {args.run_dir}/figures/ and {report}")
     return 0
 
 
 def cmd_bench(args) -> int:
-    from nodebench.bench.history import DEFAULT_STORE, machine_name, new_run, previous_run
-    from nodebench.bench.suites import load_suite
-    from nodebench.runner.sweep import run_cases
+    from nodebench import api
 
-    suite = load_suite(args.suite)
-    device = _device(args.device or suite.device)
-    cases = suite.cases(device)
-    _validate(cases)
-    engine = _engine(args)
-    store = args.out or DEFAULT_STORE
-    run_dir = new_run(store, machine_name(args.machine), suite.name, device=device)
-    print(f"bench {suite.name}: {len(cases)} case(s) into {run_dir}", file=sys.stderr)
-    run_cases(cases, run_dir, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
-              progress=not args.no_progress, retry_failed=args.retry_failed, **engine)
-    print(f"wrote {run_dir}/records.parquet, curves.parquet")
-    baseline = previous_run(store, run_dir)
-    if baseline is None:
-        print("first run of this suite on this machine: nothing to compare against")
-        return 0
-    code = _gate(baseline, run_dir, run_dir / "compare.md")
-    _draw_history(store, run_dir.parent.parent.name, suite.name, run_dir.parent)
-    return code
-
-
-def _gate(baseline: Path, current: Path, out: Path, thresholds: dict | None = None) -> int:
-    """Compare two runs, print the table, write the Markdown; 1 on a regression, else 0."""
-    from nodebench.bench import compare as gate
-
-    rules = gate.rules_with(thresholds)
-    result = gate.compare(gate.load_records(baseline), gate.load_records(current), rules)
-    print(gate.table(result, rules).to_markdown(index=False, tablefmt="simple"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(gate.markdown(result, str(baseline), str(current), rules))
-    failed = gate.regressed(result)
-    print(f"{'REGRESSION' if failed else 'no regression'} against {baseline}; wrote {out}")
-    return 1 if failed else 0
-
-
-def _draw_history(store: Path, machine: str, suite: str, out: Path) -> None:
-    from nodebench.bench.history import list_runs
-    from nodebench.bench.history_plots import history_markdown, history_table, plot_history
-
-    runs = list_runs(store, machine, suite)
-    if runs.empty:
-        raise UserError(f"no finished run of suite {suite!r} on machine {machine!r} in {str(store)!r}")
-    table = history_table(runs)
-    figures = plot_history(table, out / "figures")
-    (out / "history.md").write_text(history_markdown(table, figures, out))
-    print(f"wrote {out}/history.md and {len(figures)} figure(s) in {out}/figures/")
+    result = api.bench(args.suite, out=args.out, machine=args.machine, device=args.device, dry_run=args.dry_run,
+                       **_engine(args))
+    return _print_cases(result) if args.dry_run else result.exit_code
 
 
 def cmd_compare(args) -> int:
-    out = args.out or (args.current if args.current.is_dir() else args.current.parent) / "compare.md"
-    return _gate(args.baseline, args.current, out, dict(args.threshold))
+    from nodebench import api
+
+    return api.compare(args.baseline, args.current, thresholds=dict(args.threshold), out=args.out)
 
 
 def cmd_history(args) -> int:
-    from nodebench.bench.history import DEFAULT_STORE, machine_name
+    from nodebench import api
 
-    store, machine = args.store or DEFAULT_STORE, machine_name(args.machine)
-    _draw_history(store, machine, args.suite, args.out or store / machine / args.suite)
+    api.history(args.store, args.machine, args.suite, args.out)
     return 0
 
 
 def cmd_leaderboard(args) -> int:
-    from nodebench.bench import leaderboard
+    from nodebench import api
     from nodebench.bench.history import DEFAULT_STORE, list_runs, machine_name
-    from nodebench.bench.suites import available_suites, load_suite
-    from nodebench.runner.sweep import read_run_info
 
     run_dirs = list(args.run_dirs)
     if not run_dirs:
@@ -356,13 +251,7 @@ def cmd_leaderboard(args) -> int:
         if runs.empty:
             raise UserError(f"no nightly run of this machine in {DEFAULT_STORE}; give run directories")
         run_dirs = [Path(runs["run_dir"].iloc[-1])]
-    targets = {}
-    for path in run_dirs:
-        suite = read_run_info(path if path.is_dir() else path.parent).get("suite")
-        if suite in available_suites():
-            targets |= load_suite(suite).targets()
-    targets |= dict(args.target)
-    md, page = leaderboard.write(run_dirs, args.out, reference=args.reference, targets=targets)
+    md, page = api.leaderboard(run_dirs, args.out, reference=args.reference, targets=dict(args.target))
     print(f"wrote {md} and {page}")
     return 0
 

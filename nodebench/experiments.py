@@ -1,47 +1,53 @@
-"""Paper packages: the declarative experiment files under ``reproduce/<paper>/experiments.toml``.
+"""Paper specs: the declarative ``experiments.toml`` of each paper package, fully validated when loaded.
 
-A file declares the paper, its experiments and its claims::
+A file declares the paper, its experiments, analyses and claims::
 
     paper = "do_vs_od"
     title = "Discretize-Optimize vs Optimize-Discretize"
     reference = "Onken & Ruthotto, arXiv 2005.13420"
 
     [[experiment]]
-    name = "spiral"                      # unique within the paper
+    name = "spiral"                      # blocks with one name form one experiment
     task = "cubic_spiral"                # a task id (see `nodebench list`)
     methods = ["rk4", "adjoint"]
-    hparams = { lr = 0.1 }               # task hyper-parameters and solver options for every method
+    hparams = { lr = 0.1 }               # task hyper-parameters and method options for every method
     method_hparams.adjoint = { rtol = 1e-7, atol = 1e-9 }
     presets.smoke = { iters = 60, seeds = 1 }          # an experiment runs only at the presets it lists
     presets.paper = { iters = 300, seeds = 5, hparams = { lr = 0.1 } }
 
-    [[claim]]                            # see nodebench.claims for the checks
+    [[analysis]]                         # a kind registered in nodebench.analyses.ANALYSES
+    kind = "scaling"
+    presets = ["quick"]
+    param = "width"
+
+    [[claim]]                            # a check registered in nodebench.claims.CHECKS
     id = "D2"
     ...
 
-The folder is found next to the installed package (an editable install or a source checkout), or
-where ``NODEBENCH_REPRODUCE`` points.
+Loading checks everything before a case runs: unknown keys (with the nearest valid one), preset settings,
+task and method names, every case's hyper-parameters (:func:`nodebench.runner.settings.check_cases`),
+analysis kinds and their parameters, claim checks and their parameters, and claim ids.
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nodebench.analyses import ANALYSES
+from nodebench.analyses import COMMON_KEYS as ANALYSIS_KEYS
+from nodebench.claims import CHECKS
+from nodebench.claims import COMMON_KEYS as CLAIM_KEYS
+from nodebench.config import check_keys, from_mapping
 from nodebench.errors import UserError
+from nodebench.methods import METHODS
 from nodebench.runner.case import Case, expand_grid
 
 PRESETS = ("smoke", "quick", "paper")
-SPEC_FILE = "experiments.toml"
-
-
-def reproduce_root() -> Path:
-    """The ``reproduce/`` folder holding one sub-folder per paper."""
-    env = os.environ.get("NODEBENCH_REPRODUCE")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "reproduce"
+#: What a preset of an experiment may set.
+PRESET_KEYS = ("iters", "budget_s", "seeds", "warmup", "hparams", "methods", "grid")
 
 
 @dataclass
@@ -64,15 +70,19 @@ class PaperSpec:
     claims: list[dict[str, Any]]
     analyses: list[dict[str, Any]] = field(default_factory=list)
     notes: str = ""
-    path: Path | None = None
+    path: str = ""
 
-    def cases(self, preset: str, device: str) -> list[Case]:
-        """Every case of this paper at ``preset`` on ``device``."""
+    def cases(self, preset: str, device: str, experiments: list[str] | None = None) -> list[Case]:
+        """Every case of this paper at ``preset`` on ``device`` (only ``experiments`` when given)."""
         if preset not in PRESETS:
             raise UserError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+        names = [exp.name for exp in self.experiments]
+        for name in experiments or []:
+            if name not in names:
+                raise UserError(f"paper {self.paper!r} has no experiment {name!r}; valid: {', '.join(names)}")
         cases: list[Case] = []
         for exp in self.experiments:
-            if preset not in exp.presets:
+            if preset not in exp.presets or (experiments and exp.name not in experiments):
                 continue
             settings = dict(exp.presets[preset])
             seeds = int(settings.pop("seeds", 1))
@@ -85,37 +95,107 @@ class PaperSpec:
             raise UserError(f"paper {self.paper!r} has no experiment at preset {preset!r}")
         return cases
 
-
-def available_papers() -> list[str]:
-    root = reproduce_root()
-    return sorted(p.parent.name for p in root.glob(f"*/{SPEC_FILE}")) if root.is_dir() else []
+    def presets(self) -> list[str]:
+        """The presets at which at least one experiment runs, in :data:`PRESETS` order."""
+        return [p for p in PRESETS if any(p in exp.presets for exp in self.experiments)]
 
 
 def load_paper(name: str) -> PaperSpec:
-    """Parse ``reproduce/<name>/experiments.toml``; unknown papers and malformed files are UserErrors."""
-    papers = available_papers()
-    if name not in papers:
-        raise UserError(f"unknown paper {name!r}; valid papers: {', '.join(papers) or 'none found in ' + str(reproduce_root())}")
-    path = reproduce_root() / name / SPEC_FILE
+    """The validated spec of the installed paper ``name`` (:func:`nodebench.papers.get_paper`)."""
+    from nodebench.papers import get_paper
+
+    paper = get_paper(name)
+    spec = parse_spec(paper.spec_file.read_text(), where=f"{paper.module}/experiments.toml")
+    if spec.paper != name:
+        raise UserError(f"{spec.path}: declares paper = {spec.paper!r}, but it is installed as {name!r}")
+    return spec
+
+
+def load_spec_file(path: str | Path) -> PaperSpec:
+    """The validated spec in an ``experiments.toml`` file (for a paper under development)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no experiment file at {str(path)!r}")
+    return parse_spec(path.read_text(), where=str(path))
+
+
+def parse_spec(text: str, where: str) -> PaperSpec:
+    """Parse and validate an ``experiments.toml``; any problem is a one-line :class:`UserError`."""
     try:
-        raw = tomllib.loads(path.read_text())
-        experiments = [Experiment(**exp) for exp in raw.get("experiment", [])]
-        _check_kinds(path, raw)
-        return PaperSpec(paper=raw["paper"], title=raw["title"], reference=raw["reference"],
-                         experiments=experiments, claims=raw.get("claim", []),
-                         analyses=raw.get("analysis", []), notes=raw.get("notes", ""), path=path)
-    except (tomllib.TOMLDecodeError, KeyError, TypeError) as err:
-        raise UserError(f"malformed experiment file {str(path)!r}: {err}") from None
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"malformed experiment file {where!r}: {err}") from None
+    check_keys(raw, ("paper", "title", "reference", "notes", "experiment", "analysis", "claim"), where)
+    for key in ("paper", "title", "reference"):
+        if not isinstance(raw.get(key), str):
+            raise UserError(f"{where}: needs a string {key!r}")
+    experiments = [from_mapping(Experiment, exp, f"{where}: experiment {exp.get('name', i)!r}")
+                   for i, exp in enumerate(raw.get("experiment", []))]
+    spec = PaperSpec(paper=raw["paper"], title=raw["title"], reference=raw["reference"], experiments=experiments,
+                     claims=raw.get("claim", []), analyses=raw.get("analysis", []), notes=raw.get("notes", ""),
+                     path=where)
+    _check_experiments(spec, where)
+    _check_analyses(spec, where)
+    _check_claims(spec, where)
+    return spec
 
 
-def _check_kinds(path: Path, raw: dict[str, Any]) -> None:
-    from nodebench.analyses import ANALYSES
-    from nodebench.claims import CHECKS
+def _check_experiments(spec: PaperSpec, where: str) -> None:
+    from nodebench.runner.settings import check_cases
 
-    for claim in raw.get("claim", []):
-        if claim.get("check") is not None and claim["check"] not in CHECKS:
-            raise UserError(f"{str(path)!r}: claim {claim.get('id')!r} uses unknown check {claim['check']!r}; "
-                            f"valid: {', '.join(CHECKS)}")
-    for analysis in raw.get("analysis", []):
-        if analysis.get("kind") not in ANALYSES:
-            raise UserError(f"{str(path)!r}: unknown analysis kind {analysis.get('kind')!r}; valid: {', '.join(ANALYSES)}")
+    for exp in spec.experiments:
+        at = f"{where}: experiment {exp.name!r}"
+        for method in [*exp.methods, *exp.method_hparams]:
+            METHODS.lookup(method)
+        for preset, settings in exp.presets.items():
+            if preset not in PRESETS:
+                raise UserError(f"{at}: unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+            check_keys(settings, PRESET_KEYS, f"{at}, preset {preset}")
+            try:
+                cases = spec.cases(preset, "cpu", experiments=[exp.name])
+                check_cases(cases)
+            except (UserError, TypeError, ValueError) as err:
+                raise UserError(f"{at}, preset {preset}: {err}") from None
+
+
+def _check_analyses(spec: PaperSpec, where: str) -> None:
+    for declared in spec.analyses:
+        analysis = ANALYSES.lookup(declared.get("kind"))
+        check_keys(declared, (*ANALYSIS_KEYS, *analysis.params), f"{where}: analysis {analysis.name!r}")
+        _check_presets(declared.get("presets", []), f"{where}: analysis {analysis.name!r}")
+        _check_experiment_names(spec, declared, f"{where}: analysis {analysis.name!r}")
+
+
+def _check_claims(spec: PaperSpec, where: str) -> None:
+    ids = []
+    for claim in spec.claims:
+        at = f"{where}: claim {claim.get('id')!r}"
+        for key in ("id", "text"):
+            if not isinstance(claim.get(key), str):
+                raise UserError(f"{at}: needs a string {key!r}")
+        ids.append(claim["id"])
+        if claim.get("check") is None:
+            check_keys(claim, CLAIM_KEYS, at)
+            continue
+        check = CHECKS.lookup(claim["check"])
+        check_keys(claim, (*CLAIM_KEYS, *check.params), at)
+        for key in ("method", "baseline"):
+            if key in claim and claim[key] not in METHODS:
+                raise UserError(f"{at}: {key} {claim[key]!r} is not a method; valid: {', '.join(METHODS)}")
+        _check_experiment_names(spec, claim, at)
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise UserError(f"{where}: claim ids must be unique; repeated: {', '.join(duplicated)}")
+
+
+def _check_presets(presets: list[str], at: str) -> None:
+    for preset in presets:
+        if preset not in PRESETS:
+            raise UserError(f"{at}: unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+
+
+def _check_experiment_names(spec: PaperSpec, block: dict, at: str) -> None:
+    names = [exp.name for exp in spec.experiments]
+    for name in block.get("experiments", []):
+        if name not in names:
+            raise UserError(f"{at}: unknown experiment {name!r}; valid: {', '.join(names)}")

@@ -24,10 +24,14 @@ snode         SNODE (Quaglino et al. 2020): Legendre spectral elements and coord
               solve while training (full-state trajectory tasks only; :mod:`nodebench.snode`)
 ============= ==================================================================================
 
-Options every method takes (``hparams`` of a case): ``rtol``/``atol`` for adaptive solvers,
-``adjoint_rtol``/``adjoint_atol`` for adjoints (default: the forward values), ``step_size`` for
-fixed-step solvers (default: step exactly on the output times ``t``; SDE methods: 0.01) and ``gtol``,
-the quadrature constant C of the GQ methods (default 0.1; larger means more nodes).
+Each method is an object of a :class:`Method` subclass — :class:`Backprop`, :class:`Adjoint`,
+:class:`GaussQuadrature`, :class:`SDEBackprop`, :class:`SDEAdjoint`, :class:`Spectral` — that says which
+solver options it accepts (:attr:`Method.accepts`) and how it builds its solve. The options (``hparams``
+of a case, typed by :data:`SOLVER_PARAMS`): ``rtol``/``atol`` for adaptive solvers, ``adjoint_rtol``/
+``adjoint_atol`` for adjoints (default: the forward values), ``step_size`` for fixed-step solvers (default:
+step exactly on the output times ``t``; SDE methods: 0.01) and ``gtol``, the quadrature constant C of the
+GQ methods (default 0.1; larger means more nodes). ``nodebench run`` warns about an option a method
+does not use (:meth:`Method.ignored_options`).
 
 ODE methods work on SDE tasks too: the task then trains its Wong–Zakai ODE
 (:mod:`nodebench.sde`). SDE methods need an SDE task (``Task.dynamics == "sde"``). ``snode`` takes its
@@ -37,23 +41,38 @@ own ``snode_*`` options (:mod:`nodebench.snode.options`) and needs a full-state 
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import torch
 from torchdiffeq import odeint, odeint_adjoint
 
 from nodebench import solvers
+from nodebench.config import Param
 from nodebench.errors import UserError
 from nodebench.gq import odeint_adjoint_gq
+from nodebench.registry import Registry
 
-SOLVER_OPTIONS = ("rtol", "atol", "adjoint_rtol", "adjoint_atol", "step_size", "gtol")
-
-#: How a method obtains the gradient: backprop through an ODE solver, torchdiffeq's adjoint, the
-#: Gauss–Legendre quadrature adjoint, torchsde's backprop / adjoint through an SDE solver, or SNODE's
-#: spectral coordinate descent (no solve while training).
-KINDS = ("backprop", "adjoint", "gq", "sde_backprop", "sde_adjoint", "spectral")
+#: The typed solver options (:mod:`nodebench.config`).
+SOLVER_PARAMS = {p.name: p for p in (
+    Param("rtol", "float", positive=True), Param("atol", "float", positive=True),
+    Param("adjoint_rtol", "float", positive=True, optional=True),
+    Param("adjoint_atol", "float", positive=True, optional=True),
+    Param("step_size", "float", positive=True, optional=True), Param("gtol", "float", positive=True),
+)}
+SOLVER_OPTIONS = tuple(SOLVER_PARAMS)
 SDE_DEFAULT_DT = 0.01
+ADAPTIVE_OPTIONS = ("rtol", "atol")
+ADJOINT_OPTIONS = ("adjoint_rtol", "adjoint_atol")
+
+
+def solver_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` checked against :data:`SOLVER_PARAMS`; an unknown key or a bad value is a UserError."""
+    unknown = set(options) - set(SOLVER_PARAMS)
+    if unknown:
+        raise UserError(f"unknown solver option(s) {sorted(unknown)}; valid: {', '.join(SOLVER_OPTIONS)}")
+    return {k: SOLVER_PARAMS[k].check(v, "solver option") for k, v in options.items()}
 
 
 @dataclass(frozen=True)
@@ -71,48 +90,43 @@ class Solve:
 
 
 @dataclass(frozen=True)
-class Method:
+class Method(abc.ABC):
     """A gradient strategy over a torchdiffeq (or torchsde) solver.
 
     Attributes:
         name: registry id.
-        solver: torchdiffeq method string (torchsde's for SDE kinds).
-        kind: one of :data:`KINDS`.
+        solver: torchdiffeq method string (torchsde's for SDE methods).
         adaptive: the solver controls its step size (tolerances apply), else it uses a fixed grid.
         description: one line for ``nodebench list``.
-        adjoint_options: extra ``adjoint_options`` for ``odeint_adjoint``.
-        quadrature: for ``gq``: ``"sequential"`` (one VJP per node) or ``"batched"`` (one per interval).
     """
 
     name: str
     solver: str
-    kind: str
     adaptive: bool
     description: str
-    adjoint_options: Mapping[str, str] = field(default_factory=dict)
-    quadrature: str = "sequential"
+
+    #: ``DO`` (discretise-optimise: backprop), ``OD`` (optimise-discretise: a continuous adjoint) or ``SP``
+    #: (spectral: SNODE's relaxation, no solve while training).
+    family: ClassVar[str] = "DO"
+    #: The method integrates an SDE with torchsde (and so needs an SDE task).
+    sde: ClassVar[bool] = False
+    #: The method trains without solving (SNODE): the harness steps it with its own coordinate descent.
+    spectral: ClassVar[bool] = False
 
     @property
-    def family(self) -> str:
-        """``OD`` (optimise-discretise: a continuous adjoint), ``DO`` (discretise-optimise: backprop) or
-        ``SP`` (spectral: SNODE's relaxation, no solve while training)."""
-        if self.kind == "spectral":
-            return "SP"
-        return "OD" if self.kind in ("adjoint", "gq", "sde_adjoint") else "DO"
-
-    @property
-    def sde(self) -> bool:
-        """Whether the method integrates an SDE with torchsde (and so needs an SDE task)."""
-        return self.kind.startswith("sde_")
+    def accepts(self) -> tuple[str, ...]:
+        """The solver options this method reads."""
+        return ADAPTIVE_OPTIONS if self.adaptive else ("step_size",)
 
     def check_task(self, task: Any) -> None:
         """A :class:`UserError` if this method cannot train ``task`` (an SDE method on an ODE task)."""
         if self.sde and getattr(task, "dynamics", "ode") != "sde":
             raise UserError(f"method {self.name!r} integrates an SDE, but task {task.name!r} is an ODE task; "
                             f"use it on an SDE task (ou_sde) or pick an ODE method")
-        if self.kind == "spectral" and not getattr(task, "full_state", False):
-            raise UserError(f"method {self.name!r} needs fully observed trajectories, which task {task.name!r} "
-                            "does not have; use it on cubic_spiral, vehicle, multi_agent or trajectories:PATH")
+
+    def ignored_options(self, options: Mapping[str, Any]) -> list[str]:
+        """The options in ``options`` this method does not use (``rtol`` for fixed-step RK4)."""
+        return sorted(set(options) - set(self.accepts))
 
     def make_solve(self, params: Iterable[torch.Tensor] = (), **options) -> Solve:
         """Build ``solve(func, y0, t)`` with this method's gradient path.
@@ -120,89 +134,175 @@ class Method:
         Args:
             params: the parameters the adjoint must return gradients for (``adjoint_params``); all
                 trainable parameters of the model, not only the field's.
-            **options: ``rtol``, ``atol``, ``adjoint_rtol``, ``adjoint_atol``, ``step_size``, ``gtol``.
+            **options: ``rtol``, ``atol``, ``adjoint_rtol``, ``adjoint_atol``, ``step_size``, ``gtol``
+                (:data:`SOLVER_PARAMS`); options the method does not use are ignored.
         """
-        unknown = set(options) - set(SOLVER_OPTIONS)
-        if unknown:
-            raise UserError(f"unknown solver option(s) {sorted(unknown)}; valid: {', '.join(SOLVER_OPTIONS)}")
-        rtol = float(options.get("rtol", 1e-7))
-        atol = float(options.get("atol", 1e-9))
-        adjoint_tols = dict(adjoint_rtol=float(options.get("adjoint_rtol", rtol)),
-                            adjoint_atol=float(options.get("adjoint_atol", atol)))
-        step_size = options.get("step_size")
-        solver_options = {"step_size": float(step_size)} if not self.adaptive and step_size is not None else {}
-        params = tuple(params) or None
-        method = self.solver
+        options = solver_options(options)
         stats: dict = {}
+        return Solve(self, self._solve_fn(tuple(params) or None, options, stats), stats)
 
-        if self.kind in ("backprop", "spectral"):
-            def solve(func, y0, t):
-                return odeint(func, y0, t, rtol=rtol, atol=atol, method=method, options=solver_options)
-        elif self.kind == "adjoint":
-            def solve(func, y0, t):
-                return odeint_adjoint(func, y0, t, rtol=rtol, atol=atol, method=method, options=solver_options,
-                                      adjoint_params=params, adjoint_options=dict(self.adjoint_options),
-                                      **adjoint_tols)
-        elif self.kind == "gq":
-            gtol = float(options.get("gtol", 0.1))
+    @staticmethod
+    def _tolerances(options: Mapping[str, Any]) -> dict[str, float]:
+        rtol, atol = options.get("rtol", 1e-7), options.get("atol", 1e-9)
+        return dict(rtol=rtol, atol=atol, adjoint_rtol=options.get("adjoint_rtol") or rtol,
+                    adjoint_atol=options.get("adjoint_atol") or atol)
 
-            def solve(func, y0, t):
-                return odeint_adjoint_gq(func, y0, t, rtol=rtol, atol=atol, method=method, options=solver_options,
-                                         gtol=gtol, adjoint_params=params, quadrature=self.quadrature,
-                                         stats=stats, **adjoint_tols)
-        else:
-            solve = self._make_sde_solve(params, float(step_size or SDE_DEFAULT_DT))
-        return Solve(self, solve, stats)
+    def _grid(self, options: Mapping[str, Any]) -> dict[str, float]:
+        step = options.get("step_size")
+        return {"step_size": step} if not self.adaptive and step is not None else {}
 
-    def _make_sde_solve(self, params, dt: float):
-        import torchsde
+    @abc.abstractmethod
+    def _solve_fn(self, params, options: Mapping[str, Any], stats: dict) -> Callable[..., torch.Tensor]:
+        """The solve function of this method for checked ``options``."""
 
-        def solve(sde, y0, t, *, entropy: int):
-            # An explicit Brownian interval over the solve's span avoids torchsde's hidden per-call cost
-            # with float32 times (a tiny last step that rebuilds the Brownian tree; ENVIRONMENT.md).
-            bm = torchsde.BrownianInterval(t0=float(t[0]), t1=float(t[-1]), size=y0.shape, dtype=y0.dtype,
-                                           device=y0.device, entropy=entropy, dt=dt)
-            if self.kind == "sde_backprop":
-                return torchsde.sdeint(sde, y0, t, bm=bm, method=self.solver, dt=dt)
-            return torchsde.sdeint_adjoint(sde, y0, t, bm=bm, method=self.solver, dt=dt, adjoint_params=params,
-                                           adjoint_method=f"adjoint_{self.solver}")
+
+@dataclass(frozen=True)
+class Backprop(Method):
+    """Discretise-optimise: backprop through the solver's operations (torchdiffeq ``odeint``)."""
+
+    def _solve_fn(self, params, options, stats):
+        tol, grid = self._tolerances(options), self._grid(options)
+
+        def solve(func, y0, t):
+            return odeint(func, y0, t, rtol=tol["rtol"], atol=tol["atol"], method=self.solver, options=grid)
         return solve
 
 
-METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("direct", "dopri5", "backprop", adaptive=True, description="backprop through dopri5"),
-    Method("adjoint", "dopri5", "adjoint", adaptive=True, description="torchdiffeq odeint_adjoint, dopri5"),
-    Method("seminorm", "dopri5", "adjoint", adaptive=True, adjoint_options={"norm": "seminorm"},
-           description="odeint_adjoint, dopri5, seminorm error control on the adjoint (Kidger et al. 2021)"),
-    Method("gq", "dopri5", "gq", adaptive=True, quadrature="sequential",
-           description="Gauss–Legendre quadrature adjoint, dopri5, one VJP per node (Norcliffe & Deisenroth 2023)"),
-    Method("gq_batched", "dopri5", "gq", adaptive=True, quadrature="batched",
-           description="GQ adjoint, each interval's node VJPs as one VJP, nodes vmapped where possible "
-                       "(nodebench variant)"),
-    Method("bosh3", "bosh3", "backprop", adaptive=True,
-           description="backprop through adaptive Bogacki–Shampine 3(2) (order-matching studies)"),
-    Method("adaptive_heun", "adaptive_heun", "backprop", adaptive=True,
-           description="backprop through adaptive Heun 2(1) (order-matching studies)"),
-    Method("rk4", solvers.CLASSIC_RK4, "backprop", adaptive=False,
-           description="Disc-Opt: backprop through fixed-step classic RK4 (1/6, 1/3, 1/3, 1/6)"),
-    Method("rk4_38", solvers.RK4_38, "backprop", adaptive=False,
-           description="backprop through torchdiffeq's fixed-step rk4, the 3/8 rule (1/8, 3/8, 3/8, 1/8)"),
-    Method("euler", "euler", "backprop", adaptive=False, description="backprop through fixed-step Euler"),
-    Method("midpoint", "midpoint", "backprop", adaptive=False,
-           description="backprop through fixed-step explicit midpoint"),
-    Method("sde_direct", "reversible_heun", "sde_backprop", adaptive=False,
-           description="torchsde sdeint, reversible Heun (Stratonovich), backprop through the solver"),
-    Method("sde_adjoint", "reversible_heun", "sde_adjoint", adaptive=False,
-           description="torchsde sdeint_adjoint, reversible Heun with its adjoint"),
-    Method("snode", "dopri5", "spectral", adaptive=False,
-           description="SNODE: Legendre spectral elements + coordinate descent, no solve while training "
-                       "(Quaglino et al. 2020; full-state trajectory tasks)"),
-]}
+@dataclass(frozen=True)
+class Adjoint(Method):
+    """Optimise-discretise: torchdiffeq's ``odeint_adjoint`` (Chen et al. 2018), optionally with
+    ``adjoint_options`` such as the seminorm of Kidger et al. 2021."""
+
+    adjoint_options: Mapping[str, str] = field(default_factory=dict)
+    family: ClassVar[str] = "OD"
+
+    @property
+    def accepts(self) -> tuple[str, ...]:
+        return super().accepts + ADJOINT_OPTIONS
+
+    def _solve_fn(self, params, options, stats):
+        tol, grid = self._tolerances(options), self._grid(options)
+
+        def solve(func, y0, t):
+            return odeint_adjoint(func, y0, t, method=self.solver, options=grid, adjoint_params=params,
+                                  adjoint_options=dict(self.adjoint_options), **tol)
+        return solve
+
+
+@dataclass(frozen=True)
+class GaussQuadrature(Method):
+    """The Gauss–Legendre quadrature adjoint (:func:`nodebench.gq.odeint_adjoint_gq`; Norcliffe & Deisenroth
+    2023, Algorithm 1), ``quadrature`` ``"sequential"`` (one VJP per node) or ``"batched"`` (one per interval)."""
+
+    quadrature: str = "sequential"
+    family: ClassVar[str] = "OD"
+
+    @property
+    def accepts(self) -> tuple[str, ...]:
+        return super().accepts + ADJOINT_OPTIONS + ("gtol",)
+
+    def _solve_fn(self, params, options, stats):
+        tol, grid = self._tolerances(options), self._grid(options)
+        gtol = options.get("gtol", 0.1)
+
+        def solve(func, y0, t):
+            return odeint_adjoint_gq(func, y0, t, method=self.solver, options=grid, gtol=gtol, adjoint_params=params,
+                                     quadrature=self.quadrature, stats=stats, **tol)
+        return solve
+
+
+@dataclass(frozen=True)
+class SDEBackprop(Method):
+    """torchsde ``sdeint`` with an explicit Brownian interval, backprop through the solver."""
+
+    sde: ClassVar[bool] = True
+
+    def _brownian(self, y0, t, entropy: int, dt: float):
+        import torchsde
+
+        # An explicit Brownian interval over the solve's span avoids torchsde's hidden per-call cost with
+        # float32 times (a tiny last step that rebuilds the Brownian tree).
+        return torchsde.BrownianInterval(t0=float(t[0]), t1=float(t[-1]), size=y0.shape, dtype=y0.dtype,
+                                         device=y0.device, entropy=entropy, dt=dt)
+
+    def _solve_fn(self, params, options, stats):
+        import torchsde
+
+        dt = options.get("step_size") or SDE_DEFAULT_DT
+
+        def solve(sde, y0, t, *, entropy: int):
+            return torchsde.sdeint(sde, y0, t, bm=self._brownian(y0, t, entropy, dt), method=self.solver, dt=dt)
+        return solve
+
+
+@dataclass(frozen=True)
+class SDEAdjoint(SDEBackprop):
+    """torchsde ``sdeint_adjoint`` with the solver's own adjoint method (``adjoint_<solver>``)."""
+
+    family: ClassVar[str] = "OD"
+
+    def _solve_fn(self, params, options, stats):
+        import torchsde
+
+        dt = options.get("step_size") or SDE_DEFAULT_DT
+
+        def solve(sde, y0, t, *, entropy: int):
+            return torchsde.sdeint_adjoint(sde, y0, t, bm=self._brownian(y0, t, entropy, dt), method=self.solver,
+                                           dt=dt, adjoint_params=params, adjoint_method=f"adjoint_{self.solver}")
+        return solve
+
+
+@dataclass(frozen=True)
+class Spectral(Backprop):
+    """SNODE (Quaglino et al. 2020): trained by coordinate descent on spectral elements
+    (:mod:`nodebench.snode`), no solve while training; its solve (dopri5) is used only by evaluation."""
+
+    family: ClassVar[str] = "SP"
+    spectral: ClassVar[bool] = True
+
+    @property
+    def accepts(self) -> tuple[str, ...]:
+        return ()
+
+    def check_task(self, task: Any) -> None:
+        if not getattr(task, "full_state", False):
+            raise UserError(f"method {self.name!r} needs fully observed trajectories, which task {task.name!r} "
+                            "does not have; use it on cubic_spiral, vehicle, multi_agent or trajectories:PATH")
+
+
+METHODS: Registry[Method] = Registry("method")
+for _method in (
+    Backprop("direct", "dopri5", adaptive=True, description="backprop through dopri5"),
+    Adjoint("adjoint", "dopri5", adaptive=True, description="torchdiffeq odeint_adjoint, dopri5"),
+    Adjoint("seminorm", "dopri5", adaptive=True, adjoint_options={"norm": "seminorm"},
+            description="odeint_adjoint, dopri5, seminorm error control on the adjoint (Kidger et al. 2021)"),
+    GaussQuadrature("gq", "dopri5", adaptive=True, quadrature="sequential",
+                    description="Gauss–Legendre quadrature adjoint, dopri5, one VJP per node (Norcliffe & "
+                                "Deisenroth 2023)"),
+    GaussQuadrature("gq_batched", "dopri5", adaptive=True, quadrature="batched",
+                    description="GQ adjoint, each interval's node VJPs as one VJP, nodes vmapped where possible "
+                                "(nodebench variant)"),
+    Backprop("bosh3", "bosh3", adaptive=True,
+             description="backprop through adaptive Bogacki–Shampine 3(2) (order-matching studies)"),
+    Backprop("adaptive_heun", "adaptive_heun", adaptive=True,
+             description="backprop through adaptive Heun 2(1) (order-matching studies)"),
+    Backprop("rk4", solvers.CLASSIC_RK4, adaptive=False,
+             description="Disc-Opt: backprop through fixed-step classic RK4 (1/6, 1/3, 1/3, 1/6)"),
+    Backprop("rk4_38", solvers.RK4_38, adaptive=False,
+             description="backprop through torchdiffeq's fixed-step rk4, the 3/8 rule (1/8, 3/8, 3/8, 1/8)"),
+    Backprop("euler", "euler", adaptive=False, description="backprop through fixed-step Euler"),
+    Backprop("midpoint", "midpoint", adaptive=False, description="backprop through fixed-step explicit midpoint"),
+    SDEBackprop("sde_direct", "reversible_heun", adaptive=False,
+                description="torchsde sdeint, reversible Heun (Stratonovich), backprop through the solver"),
+    SDEAdjoint("sde_adjoint", "reversible_heun", adaptive=False,
+               description="torchsde sdeint_adjoint, reversible Heun with its adjoint"),
+    Spectral("snode", "dopri5", adaptive=True,
+             description="SNODE: Legendre spectral elements + coordinate descent, no solve while training "
+                         "(Quaglino et al. 2020; full-state trajectory tasks)"),
+):
+    METHODS.register(obj=_method)
 
 
 def get_method(name: str) -> Method:
     """The registered method ``name``; an unknown name is a :class:`UserError` listing the valid ones."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise UserError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}") from None
+    return METHODS.lookup(name)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from nodebench.errors import UserError
+from nodebench.schema import check_records, check_row
 
 RECORDS = "records.parquet"
 CURVES = "curves.parquet"
@@ -32,7 +33,9 @@ def _atomic_write(path: Path, write) -> None:
 def write_case(cases_dir: Path, case_id: str, row: dict, curves: dict[str, list],
                tables: dict[str, list[dict]] | None = None) -> None:
     """Write one finished case atomically: its extra tables and curves first, then its row, so a row
-    implies the rest. ``tables`` maps a name to tidy rows, merged into ``<name>.parquet``."""
+    implies the rest. ``tables`` maps a name to tidy rows, merged into ``<name>.parquet``. The row is
+    checked against the records schema (:mod:`nodebench.schema`)."""
+    check_row(row)
     cases_dir.mkdir(parents=True, exist_ok=True)
     for name, rows in (tables or {}).items():
         extra = pd.DataFrame(rows)
@@ -98,7 +101,7 @@ def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         curves = pd.read_parquet(run_dir / CURVES) if (run_dir / CURVES).is_file() else pd.DataFrame()
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
         raise UserError(f"cannot read the records in {str(run_dir)!r}: {' '.join(str(err).split())[:200]}") from None
-    return records, curves
+    return check_records(records, str(path), needs_rows=False), curves
 
 
 def expand_hparams(records: pd.DataFrame) -> pd.DataFrame:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from nodebench.claims import check_claims
-from nodebench.experiments import PaperSpec
-from nodebench.plots import headline_metric
+from nodebench.markdown import markdown_table
+from nodebench.metrics import headline_metric
 from nodebench.records import config_labels, expand_hparams
 
 SUMMARY_COLUMNS = [
@@ -30,13 +30,6 @@ def _fmt(value, style: str) -> str:
     if style == "mib":
         return f"{value / 2**20:.3g}"
     return style.format(value)
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    def cells(values) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in values) + " |"
-
-    return "\n".join([cells(header), "|" + "---|" * len(header)] + [cells(row) for row in rows])
 
 
 METRICS = ("test_mse", "extrap_mse", "test_nll", "inverse_error", "test_accuracy", "test_kl", "test_logprob")
@@ -86,7 +79,7 @@ def environment_line(records: pd.DataFrame) -> str:
             f"{first.get('num_threads')} torch thread(s) per case) · GPU {gpu} · started {first.get('started_at')}")
 
 
-def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path], *, spec: PaperSpec | None = None,
+def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path], *, spec=None,
                  tables: dict[str, pd.DataFrame] | None = None, preset: str = "", sections: list[str] = ()) -> Path:
     """Write ``run_dir/report.md`` and return its path."""
     run_dir = Path(run_dir)

@@ -54,7 +54,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nodebench.harness.nfe import ForwardsCallbacks
+from nodebench.callbacks import ForwardsCallbacks
 
 
 class KarhunenLoeveNoise:

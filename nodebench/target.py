@@ -1,7 +1,7 @@
 """Time to a target training quality, read from the curves' ``monitor`` column.
 
 Training losses are not comparable across methods (SNODE's is measured on its polynomial trajectories, a
-solver's on its own discretisation; snode.md §9, pitfall 1). The harness therefore records, untimed, a
+solver's on its own discretisation). The harness therefore records, untimed, a
 method-independent quality every ``monitor_every`` iterations (:meth:`Problem.monitor`: for trajectory
 tasks the simulation MSE on the training trajectories, by the same reference solver for every method).
 
@@ -22,20 +22,27 @@ import math
 
 import pandas as pd
 
-from nodebench.methods import SOLVER_OPTIONS
-from nodebench.regularizers import REGULARIZER_OPTIONS
-from nodebench.runner.settings import TRAINING_OPTIONS
-from nodebench.snode.options import is_snode_option
-
-METHOD_KEYS = frozenset(SOLVER_OPTIONS) | frozenset(REGULARIZER_OPTIONS) | frozenset(TRAINING_OPTIONS)
+from nodebench.runner.settings import is_method_key
 
 COLUMNS = ["experiment", "config", "versus", "method", "seed", "case_id", "target", "best_monitor",
            "time_to_target_s", "iters_to_target", "reached"]
 
 
-def first_reach(curve: pd.DataFrame, target: float) -> tuple[float, float]:
-    """(elapsed_s, iteration) of the first monitored row with ``monitor <= target``; NaNs if none."""
-    hit = curve[curve["monitor"] <= target]
+def quality_column(curves: pd.DataFrame) -> str:
+    """The training-quality column of ``curves``: ``monitor`` where it has values, else ``loss``."""
+    return "monitor" if "monitor" in curves and curves["monitor"].notna().any() else "loss"
+
+
+def common_level(best: pd.Series) -> float:
+    """The common target of a group: the largest of its members' best values (each a median over seeds),
+    i.e. the best quality every member reaches; NaN when none has a value."""
+    return float(best.max()) if best.notna().any() else math.nan
+
+
+def first_reach(curve: pd.DataFrame, target: float, column: str = "monitor") -> tuple[float, float]:
+    """(elapsed_s, iteration) of the first row (by iteration) with ``column <= target``; NaNs if none.
+    This is the one definition of "time to target" that reports, benchmarks and the leaderboard use."""
+    hit = curve[curve[column] <= target]
     if hit.empty:
         return math.nan, math.nan
     row = hit.sort_values("iteration").iloc[0]
@@ -74,7 +81,7 @@ def time_to_target_table(records: pd.DataFrame, curves: pd.DataFrame, *, target:
             comparisons = [(other, cases[cases["method"].isin([pair_with, other])])
                            for other in dict.fromkeys(cases["method"]) if other != pair_with]
         for versus, compared in comparisons:
-            level = target if target is not None else float(compared.groupby("method")["best"].median().max())
+            level = target if target is not None else common_level(compared.groupby("method")["best"].median())
             for case in compared.itertuples():
                 elapsed, iteration = first_reach(monitored[monitored["case_id"] == case.case_id], level)
                 rows.append({"experiment": group, "config": config, "versus": versus, "method": case.method,
@@ -87,5 +94,5 @@ def time_to_target_table(records: pd.DataFrame, curves: pd.DataFrame, *, target:
 def _task_config(hparams_json: str) -> str:
     """The task hyper-parameters of a case as text: method options (solver, ``snode_*``, ``monitor_every``)
     differ between methods of one comparison and are left out."""
-    hp = {k: v for k, v in json.loads(hparams_json or "{}").items() if k not in METHOD_KEYS and not is_snode_option(k)}
+    hp = {k: v for k, v in json.loads(hparams_json or "{}").items() if not is_method_key(k)}
     return " ".join(f"{k}={hp[k]}" for k in sorted(hp))

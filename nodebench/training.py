@@ -156,7 +156,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     problem.field = counter
     params = [p for p in problem.model.parameters() if p.requires_grad]
     solve = method.make_solve(params, **(solver_options or {}))
-    if method.kind == "spectral":
+    if method.spectral:
         stepper = CoordinateDescent(problem, params, spectral or SnodeOptions())
     else:
         stepper = GradientStep(problem, solve if regularizer is None else regularizer.wrap(solve), params)

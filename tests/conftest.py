@@ -7,7 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from nodebench.papers import load_papers
 from nodebench.tasks.base import Problem
+
+load_papers()  # the paper packages register their tasks, analyses and checks
 
 
 class LinearField(nn.Module):

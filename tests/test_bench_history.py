@@ -98,9 +98,9 @@ def test_history_of_an_empty_store_is_a_one_line_error(capsys, tmp_path):
 
 
 def test_gpu_suite_declares_cuda_cases_with_valid_names():
-    from nodebench.cli import _validate
+    from nodebench.runner.settings import check_cases
 
     suite = load_suite("nightly_gpu")
     assert {c.device for c in suite.cases()} == {"cuda"}
     assert {c.paper for c in suite.cases()} == {"do_vs_od", "gq_adjoint", "taynode", "snode"}
-    _validate(suite.cases("cpu"))  # every task, method and hyper-parameter name is valid
+    check_cases(suite.cases("cpu"))  # every task, method and hyper-parameter name is valid

@@ -74,29 +74,6 @@ def test_report_lists_methods_failures_and_claims(tmp_path):
     assert "boom" in text and "Smoke preset" in text and "## Claims" in text
 
 
-def test_paper_spec_errors(tmp_path, monkeypatch):
-    monkeypatch.setenv("NODEBENCH_REPRODUCE", str(tmp_path))
-    (tmp_path / "good").mkdir()
-    (tmp_path / "good" / "experiments.toml").write_text(
-        'paper = "good"\ntitle = "T"\nreference = "R"\n[[experiment]]\nname = "e"\ntask = "cubic_spiral"\n'
-        'methods = ["rk4"]\npresets.smoke = { iters = 2, seeds = 2 }\n')
-    cases = load_paper("good").cases("smoke", "cpu")
-    assert [(c.seed, c.iters, c.experiment, c.preset) for c in cases] == [(0, 2, "e", "smoke"), (1, 2, "e", "smoke")]
-    with pytest.raises(UserError, match="no experiment at preset 'paper'"):
-        load_paper("good").cases("paper", "cpu")
-    with pytest.raises(UserError, match="unknown paper 'nope'; valid papers: good"):
-        load_paper("nope")
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "experiments.toml").write_text("paper = [unclosed")
-    with pytest.raises(UserError, match="malformed experiment file"):
-        load_paper("broken")
-    (tmp_path / "badcheck").mkdir()
-    (tmp_path / "badcheck" / "experiments.toml").write_text(
-        'paper = "b"\ntitle = "T"\nreference = "R"\n[[claim]]\nid = "C"\ntext = "t"\ncheck = "vibes"\n')
-    with pytest.raises(UserError, match="unknown check 'vibes'"):
-        load_paper("badcheck")
-
-
 def test_table_threshold_on_a_nan_value_is_not_measured():
     import pandas as pd
 

@@ -1,4 +1,4 @@
-"""Tests for the image loaders (nodebench.datasets.images) and the GQ image tasks (nodebench.tasks.images).
+"""Tests for the image loaders (nodebench.datasets.images) and the GQ image tasks (nodebench.papers.gq_adjoint.images).
 
 Loader tests write tiny files in the real formats (IDX, CIFAR python pickles, SVHN MATLAB files) into a
 temporary data directory; the training tests use the offline sklearn digits preset.
@@ -26,7 +26,7 @@ from nodebench.datasets.images import (
 from nodebench.errors import UserError
 from nodebench.methods import get_method
 from nodebench.tasks import TASKS, get_task
-from nodebench.tasks.images import ConvDynamics, ImageODEModel
+from nodebench.papers.gq_adjoint.images import ConvDynamics, ImageODEModel
 from nodebench.training import train
 
 CPU = torch.device("cpu")

@@ -25,7 +25,7 @@ from nodebench.sde import (
     kl_brownian_variance,
 )
 from nodebench.tasks import get_task
-from nodebench.tasks.ou import ou_moments, sample_kl
+from nodebench.papers.gq_adjoint.ou import ou_moments, sample_kl
 from nodebench.training import train
 
 CPU = torch.device("cpu")

@@ -17,7 +17,7 @@ from nodebench.runner.worker import run_case
 from nodebench.snode import CoordinateDescent, ElementBasis, SnodeOptions, SpectralObjective
 from nodebench.target import time_to_target_table
 from nodebench.tasks import get_task
-from nodebench.tasks.systems import swarm_data, swarm_dynamics, vehicle_dynamics
+from nodebench.papers.snode.systems import swarm_data, swarm_dynamics, vehicle_dynamics
 from nodebench.tasks.trajectory import PiecewiseLinearControls
 from nodebench.training import train
 

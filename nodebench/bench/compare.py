@@ -44,6 +44,7 @@ import pandas as pd
 from scipy.stats import mannwhitneyu, wilcoxon
 
 from nodebench.errors import UserError
+from nodebench.metrics import METRICS
 from nodebench.records import CURVES, RECORDS, config_labels, load_run
 
 REGRESSION, FAILED = "regression", "failed"
@@ -78,13 +79,9 @@ RULES = {rule.metric: rule for rule in (
     Rule("time", "time/iter", 0.10, 0.002, unit="ms", scale=1e3),
     Rule("nfe", "NFE/iter", 0.05, 0.002),
     Rule("memory", "peak memory", 0.05, 0.05, unit="MiB", scale=2.0**-20, floor=2.0**20),
-    Rule("test_mse", "test_mse", 0.10, 0.05),
-    Rule("extrap_mse", "extrap_mse", 0.10, 0.05),
-    Rule("test_kl", "test_kl", 0.10, 0.05),
-    Rule("inverse_error", "inverse_error", 0.10, 0.05),
-    Rule("test_nll", "test_nll", 0.05, 0.05, absolute=True),
-    Rule("test_logprob", "test_logprob", 0.05, 0.05, absolute=True, higher_is_better=True),
-    Rule("test_accuracy", "test_accuracy", 0.02, 0.05, absolute=True, higher_is_better=True),
+    # the test metrics' tolerances and directions come from the metric registry
+    *(Rule(m.name, m.name, m.gate_tolerance, 0.05, absolute=m.absolute, higher_is_better=m.higher_is_better)
+      for m in METRICS.values() if m.gate_tolerance is not None),
 )}
 
 

@@ -44,9 +44,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import gmean
 
-from nodebench.bench.compare import RULES, load_records
-from nodebench.plots import headline_metric
+from nodebench.bench.compare import load_records
+from nodebench.metrics import headline_metric, higher_is_better
 from nodebench.records import config_labels
+from nodebench.target import common_level, first_reach, quality_column
 
 matplotlib.use("Agg")
 
@@ -65,18 +66,6 @@ def seed_aggregate(values) -> float:
     if len(values) >= OLYMPIC_MIN_SEEDS:
         return float(np.mean(values[1:-1]))
     return float(np.median(values))
-
-
-def quality_column(curves: pd.DataFrame) -> str:
-    """``monitor`` where the curves have one with values, else ``loss``."""
-    return "monitor" if "monitor" in curves and curves["monitor"].notna().any() else "loss"
-
-
-def time_to_target(curve: pd.DataFrame, column: str, target: float) -> float:
-    """``elapsed_s`` at the first iteration whose ``column`` is ≤ ``target``; ∞ if none is."""
-    curve = curve.sort_values("iteration")
-    reached = curve[curve[column] <= target]
-    return float(reached["elapsed_s"].iloc[0]) if len(reached) else math.inf
 
 
 def entrant(method: str, hparams: str | dict | None) -> str:
@@ -102,14 +91,15 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
     column = quality_column(steps) if not steps.empty else "loss"
     best = {case: group[column].min() for case, group in steps.groupby("case_id")} if not steps.empty else {}
     if target is None:
-        config_best = ok.assign(best=ok["case_id"].map(best)).groupby("config")["best"].median()
-        target = float(config_best.max()) if config_best.notna().any() else math.nan
+        target = common_level(ok.assign(best=ok["case_id"].map(best)).groupby("config")["best"].median())
     metric = headline_metric(ok) if not ok.empty else None
     rows = []
     for config, group in records.groupby("config", sort=False):
         good = group[group["status"] == "ok"]
-        times = [time_to_target(steps[steps["case_id"] == case], column, target) if case in best else math.inf
-                 for case in group["case_id"]]  # a failed seed never reaches the target
+        # a failed seed, or one that never reaches the target, counts as infinitely slow
+        times = [first_reach(steps[steps["case_id"] == case], target, column)[0] if case in best else math.nan
+                 for case in group["case_id"]]
+        times = [math.inf if math.isnan(t) else t for t in times]
         nfe = good.get("nfe_forward_per_iter", pd.Series(dtype=float)) + good.get(
             "nfe_backward_per_iter", pd.Series(dtype=float))
         rows.append({"config": config, "entrant": group["entrant"].iloc[0], "method": group["method"].iloc[0],
@@ -117,7 +107,7 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
                      "time_to_target_s": seed_aggregate(times), "peak_mem_bytes": good["peak_mem_bytes"].median(),
                      "nfe_per_iter": nfe.median(), "metric": good[metric].median() if metric else math.nan})
     table = pd.DataFrame(rows)
-    higher = bool(metric and RULES.get(metric) and RULES[metric].higher_is_better)
+    higher = bool(metric and higher_is_better(metric))
     for col, ascending in (("time_to_target_s", True), ("peak_mem_bytes", True), ("nfe_per_iter", True),
                            ("metric", not higher)):
         table[f"rank_{col}"] = table[col].rank(method="min", ascending=ascending, na_option="bottom")

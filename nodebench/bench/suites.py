@@ -42,7 +42,7 @@ SUITE_SUFFIX = ".toml"
 def suites_root() -> Path:
     """The folder of suite files."""
     env = os.environ.get("NODEBENCH_SUITES")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+    return Path(env) if env else Path(__file__).resolve().parent / "suites"
 
 
 @dataclass

@@ -35,7 +35,7 @@ from torch import nn
 from torchdiffeq import odeint
 
 from nodebench.gq.quadrature import MAX_NODES, NODE_VJPS, add_grads, gauss_legendre, node_count
-from nodebench.harness.nfe import STEP_CALLBACKS
+from nodebench.callbacks import STEP_CALLBACKS
 
 
 class _FlatField:

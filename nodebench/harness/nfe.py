@@ -19,12 +19,10 @@ import warnings
 
 from torch import nn
 
+from nodebench.callbacks import CALLBACKS, STEP_CALLBACKS, ForwardsCallbacks  # noqa: F401 (re-exported)
+
 PHASES = ("forward", "backward")
 
-#: torchdiffeq's step callbacks, looked up as attributes of the vector field: the forward solve's, then
-#: the ``_adjoint`` variants ``odeint_adjoint`` calls during its backward solve.
-STEP_CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
-CALLBACKS = STEP_CALLBACKS + tuple(name + "_adjoint" for name in STEP_CALLBACKS)
 
 # torchdiffeq warns, on every solve, that fixed-grid solvers ignore accept/reject callbacks; we know.
 warnings.filterwarnings("ignore", message=r"Solver '.*' does not support callbacks")
@@ -40,6 +38,9 @@ class CountingField(nn.Module):
         phase: the phase the next evaluations are counted under, ``"forward"`` or ``"backward"``.
         nfe, steps, accepted: dicts from phase to count since the last :meth:`reset`.
     """
+
+    #: Marks the wrapper for :func:`nodebench.callbacks.unwrap`.
+    counts_evaluations = True
 
     def __init__(self, field: nn.Module):
         super().__init__()
@@ -85,17 +86,6 @@ class CallCounter:
 
     def callback_step(self, t0, y0, dt):
         self.steps += 1
-
-
-class ForwardsCallbacks(nn.Module):
-    """Base for a module that wraps a vector field registered as ``self.field``: torchdiffeq's step
-    callbacks (:data:`CALLBACKS`) are forwarded to it, so a :class:`CountingField` inside still counts
-    every solver step; absent ones raise ``AttributeError``, as torchdiffeq expects."""
-
-    def __getattr__(self, name: str):
-        if name in CALLBACKS:
-            return getattr(self._modules["field"], name)
-        return super().__getattr__(name)
 
 
 def count_nfe(field: nn.Module) -> CountingField:

@@ -20,12 +20,12 @@ import functools
 import math
 import sys
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
 from nodebench.errors import UserError
 from nodebench.runner.case import Case
-from nodebench.runner.sweep import record_failure, run_case_process
 
 EXECUTORS = ("local", "submitit", "dask")
 EXTRAS = {"submitit": "slurm", "dask": "dask"}
@@ -48,23 +48,27 @@ def check_executor(executor: str, scheduler: str | None) -> None:
                             ) from None
 
 
-def run_remote(cases: list[Case], run_dir: Path, *, executor: str, scheduler: str | None, jobs: int, threads: int,
+def run_remote(cases: list[Case], run_dir: Path, *, run_case: Callable[..., str],
+               record_failure: Callable[..., None], executor: str, scheduler: str | None, jobs: int, threads: int,
                timeout_s: float, progress: bool) -> None:
-    """Run ``cases`` on ``executor``, each case's files landing in ``run_dir``; returns when all have ended."""
+    """Run ``cases`` on ``executor``, each case's files landing in ``run_dir``; returns when all have ended.
+
+    ``run_case(case_dict, run_dir=..., threads=..., timeout_s=...)`` runs one case remotely (the sweep's
+    :func:`~nodebench.runner.sweep.run_case_process`); ``record_failure(case, run_dir, status, reason)``
+    records a lost job. The sweep passes both, so this module does not import it back."""
     check_executor(executor, scheduler)
-    task = functools.partial(run_case_process, run_dir=str(Path(run_dir).resolve()), threads=threads,
-                             timeout_s=timeout_s)
+    task = functools.partial(run_case, run_dir=str(Path(run_dir).resolve()), threads=threads, timeout_s=timeout_s)
     bar = tqdm(total=len(cases), desc=f"cases ({executor})", unit="case", disable=not progress or not cases,
                file=sys.stderr)
     try:
         engine = _submitit if executor == "submitit" else _dask
         engine(cases, run_dir, task, jobs=jobs, threads=threads, timeout_s=timeout_s, scheduler=scheduler,
-               done=lambda: bar.update(1))
+               done=lambda: bar.update(1), record_failure=record_failure)
     finally:
         bar.close()
 
 
-def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done) -> None:
+def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done, record_failure) -> None:
     import submitit
 
     pool = submitit.AutoExecutor(folder=Path(run_dir) / "submitit")
@@ -82,7 +86,7 @@ def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done
             done()
 
 
-def _dask(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done) -> None:
+def _dask(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done, record_failure) -> None:
     from distributed import Client, as_completed
 
     try:

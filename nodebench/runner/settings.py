@@ -1,19 +1,30 @@
-"""A case's hyper-parameters split by who reads them: the solver, a regulariser, SNODE, the harness's
-training monitor, and the task (everything else)."""
+"""A case's flat hyper-parameters routed to their typed blocks (:mod:`nodebench.config`): the method's
+solver options, a regulariser, SNODE's options, the harness's training settings, and the task (the rest).
+
+:func:`check_cases` validates every case of a sweep before anything runs or is written.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from nodebench.config import TrainingOptions
 from nodebench.errors import UserError
-from nodebench.methods import SOLVER_OPTIONS, Method
+from nodebench.methods import SOLVER_OPTIONS, Method, get_method, solver_options
+from nodebench.registry import nearest
 from nodebench.regularizers import REGULARIZER_OPTIONS, Regularizer, regularizer_from_hparams
 from nodebench.snode.options import SnodeOptions, is_snode_option
-from nodebench.tasks.base import int_hparam
+from nodebench.tasks import get_task
+from nodebench.tasks.base import MONITOR_TASKS, Task
 
-#: Hyper-parameters the training loop reads itself.
-TRAINING_OPTIONS = ("monitor_every",)
+#: Keys that configure how a method trains rather than what it trains on.
+METHOD_KEYS = frozenset(SOLVER_OPTIONS) | frozenset(REGULARIZER_OPTIONS) | frozenset(TrainingOptions.keys())
+
+
+def is_method_key(key: str) -> bool:
+    """Whether ``key`` is a method option (solver, regulariser, training or ``snode_*``), not a task's."""
+    return key in METHOD_KEYS or is_snode_option(key)
 
 
 @dataclass
@@ -30,23 +41,46 @@ class CaseSettings:
 def case_settings(hparams: Mapping[str, Any], method: Method, seed: int = 0) -> CaseSettings:
     """Split and validate ``hparams`` for ``method``; a bad value or an option the method cannot take is a
     :class:`UserError`."""
-    for key in SOLVER_OPTIONS:
-        value = hparams.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
-            raise UserError(f"solver option {key} must be a positive number, got {value!r}")
     snode = {k: v for k, v in hparams.items() if is_snode_option(k)}
-    if snode and method.kind != "spectral":
+    if snode and not method.spectral:
         raise UserError(f"{', '.join(sorted(snode))}: snode_* options apply only to method snode, not "
                         f"{method.name!r}; set them in method_hparams.snode")
     regularizer = regularizer_from_hparams({k: v for k, v in hparams.items() if k in REGULARIZER_OPTIONS}, seed)
     if regularizer is not None:
         regularizer.check_method(method)
-    monitor = hparams.get("monitor_every")
-    claimed = SOLVER_OPTIONS + REGULARIZER_OPTIONS + TRAINING_OPTIONS
+    training = TrainingOptions.from_hparams(hparams)
     return CaseSettings(
-        solver_options={k: v for k, v in hparams.items() if k in SOLVER_OPTIONS},
+        solver_options=solver_options({k: v for k, v in hparams.items() if k in SOLVER_OPTIONS}),
         regularizer=regularizer,
-        spectral=SnodeOptions.from_hparams(snode) if method.kind == "spectral" else None,
-        monitor_every=None if monitor is None else int_hparam(hparams, "monitor_every", 1),
-        task_hparams={k: v for k, v in hparams.items() if k not in claimed and not is_snode_option(k)},
+        spectral=SnodeOptions.from_hparams(snode) if method.spectral else None,
+        monitor_every=training.monitor_every,
+        task_hparams={k: v for k, v in hparams.items() if not is_method_key(k)},
     )
+
+
+def check_case(task: Task, method: Method, hparams: Mapping[str, Any]) -> list[str]:
+    """Validate one case's names and values (a problem is a one-line :class:`UserError`); returns the
+    solver options the method does not use."""
+    method.check_task(task)
+    settings = case_settings(hparams, method)
+    params = task.params()
+    for key in settings.task_hparams:
+        if key not in params:
+            valid = sorted([*params, *METHOD_KEYS])
+            raise UserError(f"unknown hyper-parameter {key!r}{nearest(key, valid)} for task {task.name!r} with "
+                            f"method {method.name!r}; valid: {', '.join(valid)}")
+    task.hparams(settings.task_hparams)
+    if settings.monitor_every and not task.full_state:
+        raise UserError(f"task {task.name!r} has no training monitor; {MONITOR_TASKS}")
+    return method.ignored_options(settings.solver_options)
+
+
+def check_cases(cases) -> list[str]:
+    """Check every case's task, method and hyper-parameters before anything runs or is written; returns
+    one warning per method given solver options it does not use."""
+    tasks: dict[str, Task] = {}
+    ignored: dict[str, set[str]] = {}
+    for case in cases:
+        task = tasks.setdefault(case.task, get_task(case.task))
+        ignored.setdefault(case.method, set()).update(check_case(task, get_method(case.method), case.hparams))
+    return [f"method {name} does not use {', '.join(sorted(keys))}; ignored" for name, keys in ignored.items() if keys]

@@ -93,8 +93,8 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
     if executor != "local":
         from nodebench.runner.executors import run_remote
 
-        run_remote(todo, run_dir, executor=executor, scheduler=scheduler, jobs=jobs, threads=threads,
-                   timeout_s=timeout_s, progress=progress)
+        run_remote(todo, run_dir, run_case=run_case_process, record_failure=record_failure, executor=executor,
+                   scheduler=scheduler, jobs=jobs, threads=threads, timeout_s=timeout_s, progress=progress)
         return merge(run_dir, run_id)
     env = _worker_env(threads)
     bar = tqdm(total=len(todo), desc="cases", unit="case", disable=not progress or not todo, file=sys.stderr,

@@ -21,6 +21,7 @@ import torch
 
 from nodebench.harness import environment
 from nodebench.methods import get_method
+from nodebench.papers import load_papers
 from nodebench.records import write_case
 from nodebench.runner.case import Case
 from nodebench.runner.settings import case_settings
@@ -47,7 +48,9 @@ def run_case(case: Case, out_dir: Path) -> dict:
     status, reason = "ok", ""
     try:
         torch.manual_seed(case.seed)
+        load_papers()
         task = get_task(case.task)
+        row["headline_metric"] = task.metrics[0] if task.metrics else None
         method = get_method(case.method)
         method.check_task(task)
         settings = case_settings(case.hparams, method, case.seed)

@@ -18,7 +18,9 @@ from typing import Any, Callable, ClassVar, Mapping
 import torch
 from torch import nn
 
+from nodebench.config import Param, infer_param
 from nodebench.errors import UserError
+from nodebench.registry import nearest
 
 MONITOR_TASKS = "monitor_every applies to trajectory tasks (cubic_spiral, vehicle, multi_agent, trajectories:PATH)"
 
@@ -80,24 +82,30 @@ class Task(abc.ABC):
     full_state: ClassVar[bool] = False
     metrics: ClassVar[tuple[str, ...]]
     defaults: ClassVar[Mapping[str, Any]] = {}
+    #: Typed rules for hyper-parameters whose default value does not say enough (``n_points ≥ 2``).
+    param_rules: ClassVar[Mapping[str, Param]] = {}
     description: ClassVar[str] = ""
 
+    def params(self) -> dict[str, Param]:
+        """The typed hyper-parameters (:mod:`nodebench.config`): each default typed by its value
+        (:func:`~nodebench.config.infer_param`), overridden by :attr:`param_rules`."""
+        return {key: self.param_rules.get(key) or infer_param(key, value) for key, value in self.defaults.items()}
+
     def hparams(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults updated by ``overrides``; an unknown key or an invalid dtype, ``lr`` or ``batch_size``
-        is a :class:`UserError`."""
+        """Defaults updated by ``overrides``, each value checked against :meth:`params` and the task's
+        cross-field rules (:meth:`check_hparams`); anything invalid is a one-line :class:`UserError`."""
+        params = self.params()
         merged = dict(self.defaults)
         for key, value in (overrides or {}).items():
-            if key not in merged:
-                raise UserError(f"task {self.name!r} has no hyper-parameter {key!r}; "
-                                f"valid: {', '.join(sorted(merged)) or 'none'}")
-            merged[key] = value
-        if "dtype" in merged:
-            dtype_from_name(merged["dtype"])
-        for key in ("lr", "batch_size"):
-            value = merged.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
-                raise UserError(f"hyper-parameter {key} must be a positive number, got {value!r}")
+            if key not in params:
+                raise UserError(f"task {self.name!r} has no hyper-parameter {key!r}{nearest(key, params)}; "
+                                f"valid: {', '.join(sorted(params)) or 'none'}")
+            merged[key] = params[key].check(value, f"task {self.name}: hyper-parameter")
+        self.check_hparams(merged)
         return merged
+
+    def check_hparams(self, hp: Mapping[str, Any]) -> None:
+        """Rules that tie several hyper-parameters together; a violation is a :class:`UserError`."""
 
     @abc.abstractmethod
     def build(self, *, seed: int, device: torch.device, hparams: Mapping[str, Any]) -> Problem:

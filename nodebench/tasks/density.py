@@ -71,6 +71,7 @@ from torchdiffeq import odeint
 from nodebench import solvers
 from nodebench.cnf import CNF, AugmentedDynamics, ConcatSquashMLP
 from nodebench.datasets import MAF_NAMES, SKLEARN_NAMES, TOY_NAMES, Splits, load_density, load_npy
+from nodebench.config import Param
 from nodebench.errors import UserError
 from nodebench.harness.nfe import CallCounter
 from nodebench.tasks.base import Problem, Task, dtype_from_name, positive_hparam
@@ -351,6 +352,9 @@ class DensityTask(Task):
     metrics = ("test_nll", "test_nll_train_solver", "inverse_error", "inverse_error_frob",
                "inverse_error_reference", "inverse_error_frob_reference", "t1", "reference_nfe", "test_nfe")
     defaults = COMMON_DEFAULTS
+    param_rules = {"hidden_dims": Param("hidden_dims", "any", optional=True),
+                   "density_grid": Param("density_grid", "int", low=0),
+                   "trace": Param("trace", "str", choices=("exact", "hutchinson", "auto"))}
     dataset: str = ""
 
     def splits(self, hp: Mapping[str, Any], seed: int) -> Splits:

@@ -1,5 +1,5 @@
-"""Tests for the gq_adjoint paper's tasks: g1d, nested spheres (nodebench.tasks.anode) and sines
-(nodebench.tasks.sines)."""
+"""Tests for the gq_adjoint paper's tasks: g1d, nested spheres (nodebench.papers.gq_adjoint.anode) and sines
+(nodebench.papers.gq_adjoint.sines)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torchdiffeq import odeint
 from nodebench.errors import UserError
 from nodebench.methods import get_method
 from nodebench.tasks import TASKS, get_task
-from nodebench.tasks.anode import augment_zeros
+from nodebench.papers.gq_adjoint.anode import augment_zeros
 from nodebench.training import train
 
 CPU = torch.device("cpu")

@@ -1,5 +1,5 @@
-"""Tests for the TayNODE tasks: MNIST-style classification on raw pixels (nodebench.tasks.classification),
-the latent ODE (nodebench.tasks.latent_ode) and the PhysioNet 2012 record reader
+"""Tests for the TayNODE tasks: MNIST-style classification on raw pixels (nodebench.papers.taynode.classification),
+the latent ODE (nodebench.papers.taynode.latent_ode) and the PhysioNet 2012 record reader
 (nodebench.datasets.physionet).
 
 Record files are written in the challenge's format into a temporary data directory; MNIST is a few tiny
@@ -20,8 +20,8 @@ from nodebench.errors import UserError
 from nodebench.harness.nfe import CountingField
 from nodebench.methods import get_method
 from nodebench.tasks import TASKS, get_task
-from nodebench.tasks.classification import ConcatSigmoidMLP, counted_dopri5
-from nodebench.tasks.latent_ode import LatentGRU, TanhMLPDynamics
+from nodebench.papers.taynode.classification import ConcatSigmoidMLP, counted_dopri5
+from nodebench.papers.taynode.latent_ode import LatentGRU, TanhMLPDynamics
 from nodebench.training import train
 
 CPU = torch.device("cpu")

@@ -1,4 +1,4 @@
-"""Tests for the FFJORD image-density tasks (nodebench.tasks.image_density) and ConcatConvNet (nodebench.cnf)."""
+"""Tests for the FFJORD image-density tasks (nodebench.papers.taynode.image_density) and ConcatConvNet (nodebench.cnf)."""
 
 import math
 
@@ -12,7 +12,7 @@ from nodebench.methods import get_method
 from nodebench.regularizers import Regularizer
 from nodebench.taylor import ode_derivatives
 from nodebench.tasks import TASKS, get_task
-from nodebench.tasks.image_density import (
+from nodebench.papers.taynode.image_density import (
     LOGIT_ALPHA,
     ImageDensityProblem,
     LogitTransform,

@@ -8,7 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from nodebench import analyses
+from nodebench.analyses import ANALYSES, scaling
+from nodebench.papers.gq_adjoint import analyses
 from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
 from nodebench.records import expand_hparams
 
@@ -40,7 +41,7 @@ def test_toy_T_grid():
 
 def test_toy_gradient_direct_and_gq_are_accurate_and_failures_are_rows(tmp_path, monkeypatch):
     spec = {"kind": "toy_gradient", "methods": ["direct", "gq"], "T_values": [19.0, 29.0]}
-    section, figures = analyses.ANALYSES["toy_gradient"](spec, tmp_path, pd.DataFrame())
+    section, figures = ANALYSES["toy_gradient"].fn(spec, tmp_path, pd.DataFrame())
     table = pd.read_parquet(tmp_path / "toy_gradient.parquet")
     assert set(table.columns) >= {"method", "T", "wrt", "value", "analytic", "rel_error", "status"}
     assert len(table) == 2 * 2 * 3 and (table["status"] == "ok").all()
@@ -96,7 +97,7 @@ def test_expand_hparams():
 
 def test_scaling_analysis_figures_and_speedups(tmp_path):
     spec = {"kind": "scaling", "param": "width", "experiments": ["g1d", "single"]}
-    section, figures = analyses.ANALYSES["scaling"](spec, tmp_path, scaling_records())
+    section, figures = ANALYSES["scaling"].fn(spec, tmp_path, scaling_records())
     names = {p.name for p in figures}
     assert names == {f"g1d_scaling_{k}.png" for k in ("time", "time_per_iter", "metric", "memory",
                                                             "test_mse_vs_time")}
@@ -109,13 +110,13 @@ def test_scaling_analysis_figures_and_speedups(tmp_path):
     assert "| 3000 | gq | 2/2 | 5 | 50 | 8× | 32 | 26 | 40 | 0.1 |" in section
 
     # another reference and metric; an experiment where the reference failed shows no speed-up
-    section, figures = analyses.scaling({"param": "width", "reference": "gq", "metric": "train_wall_s"}, tmp_path,
+    section, figures = scaling({"param": "width", "reference": "gq", "metric": "train_wall_s"}, tmp_path,
                                         scaling_records())
     assert "speed-up vs gq" in section and "| 3000 | adjoint | 2/3 | 40 | 400 | 0.125× |" in section
     assert "| 2000 | adjoint | 0/1 | – | – | – |" in section
     assert any(p.name == "spheres_scaling_time.png" for p in figures)
 
-    section, figures = analyses.scaling({"param": "depth"}, tmp_path, scaling_records())
+    section, figures = scaling({"param": "depth"}, tmp_path, scaling_records())
     assert figures == [] and "depth" in section
 
 

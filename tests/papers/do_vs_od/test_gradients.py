@@ -1,4 +1,4 @@
-"""Tests for nodebench.gradients: the Taylor test and gradient error against a reference."""
+"""Tests for nodebench.papers.do_vs_od.gradients: the Taylor test and gradient error against a reference."""
 
 import math
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from nodebench.gradients import (
+from nodebench.papers.do_vs_od.gradients import (
     gradient_error_vs_reference,
     gradient_taylor_table,
     random_direction,

@@ -90,7 +90,7 @@ from nodebench.datasets import physionet
 from nodebench.datasets.physionet import Record, Series
 from nodebench.errors import UserError
 from nodebench.tasks.base import Problem, Task, data_seed, dtype_from_name, int_hparam, positive_hparam
-from nodebench.tasks.classification import counted_dopri5, haiku_init_
+from nodebench.papers.taynode.classification import counted_dopri5, haiku_init_
 
 # -- modules ---------------------------------------------------------------------------------------------------
 

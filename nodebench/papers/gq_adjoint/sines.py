@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from nodebench.errors import UserError
-from nodebench.tasks.anode import reference_solve
+from nodebench.papers.gq_adjoint.anode import reference_solve
 from nodebench.tasks.base import Problem, Task, data_seed, dtype_from_name, int_hparam
 
 T_END = 2 * math.pi

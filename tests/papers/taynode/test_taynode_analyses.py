@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nodebench import analyses, claims
+from nodebench.analyses import ANALYSES
+from nodebench.claims import CHECKS
+from nodebench.papers.taynode import analyses
 from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
-from nodebench.plots import pareto_front
+from nodebench.papers.taynode.figures import pareto_front
 
 
 def _row(experiment, method, hp, *, nfe, acc=None, mse=None, wall=1.0, status="ok", seed=0):
@@ -73,11 +75,11 @@ def test_pareto_table_and_analysis(tmp_path):
     assert diverged["ok"] == 0 and diverged["runs"] == 1 and np.isnan(diverged["test_nfe"])
 
     (tmp_path / "figures").mkdir()
-    section, figures = analyses.ANALYSES["pareto"]({"experiments": ["digits_lambda"]}, tmp_path, records)
+    section, figures = ANALYSES["pareto"].fn({"experiments": ["digits_lambda"]}, tmp_path, records)
     assert "digits_lambda" in section and "2.22×" in section
     assert (tmp_path / "pareto.parquet").is_file()
     assert [p.name for p in figures] == ["digits_lambda_pareto.png"]
-    empty, none = analyses.ANALYSES["pareto"]({"experiments": ["nothing"]}, tmp_path, records)
+    empty, none = ANALYSES["pareto"].fn({"experiments": ["nothing"]}, tmp_path, records)
     assert "No case" in empty and none == []
 
 
@@ -87,20 +89,20 @@ def test_order_matching_analysis(tmp_path):
     best = table[table["best"]].set_index("method")["K"].to_dict()
     assert best == {"adaptive_heun": 2, "bosh3": 3, "direct": 5}
     assert table["relative_nfe"].min() == pytest.approx(0.5)
-    section, figures = analyses.ANALYSES["order_matching"]({}, tmp_path, records)
+    section, figures = ANALYSES["order_matching"].fn({}, tmp_path, records)
     assert "bosh3 (order 3): best K = 3" in section
     assert [p.name for p in figures] == ["digits_order_order_matching.png"]
 
 
 def test_taylor_cost_analysis(tmp_path):
     spec = {"dims": [2], "orders": [1, 2, 3], "rounds": 1, "batch": 4, "hidden": 8, "cap": 5.0}
-    section, figures = analyses.ANALYSES["taylor_cost"](spec, tmp_path, pd.DataFrame())
+    section, figures = ANALYSES["taylor_cost"].fn(spec, tmp_path, pd.DataFrame())
     table = pd.read_parquet(tmp_path / "taylor_cost.parquet")
     assert table["K"].tolist() == [1, 2, 3]
     assert table["speedup_forward"].notna().all() and (table["agreement"] < 1e-3).all()
     assert (tmp_path / "taylor_cost_samples.parquet").is_file() and "speed-up fwd" in section
     assert figures[0].name == "taylor_cost_vs_k.png"
-    again, _ = analyses.ANALYSES["taylor_cost"](spec, tmp_path, pd.DataFrame())  # stored: not measured again
+    again, _ = ANALYSES["taylor_cost"].fn(spec, tmp_path, pd.DataFrame())  # stored: not measured again
     assert again == section
     verdict = check_claims([{"id": "T4", "text": "t", "check": "table_threshold", "table": "taylor_cost",
                              "column": "speedup_forward", "where": {"K": 3}, "agg": "min", "min": 0.0}],
@@ -166,19 +168,19 @@ def test_order_matching_check():
 
 
 def test_checks_registered():
-    assert {"hparam_ratio", "tradeoff", "order_matching"} <= set(claims.CHECKS)
-    assert {"pareto", "order_matching", "taylor_cost"} <= set(analyses.ANALYSES)
+    assert {"hparam_ratio", "tradeoff", "order_matching"} <= set(CHECKS)
+    assert {"pareto", "order_matching", "taylor_cost"} <= set(ANALYSES)
 
 
 def test_experiments_file_parses_and_expands():
-    from nodebench.cli import _validate
+    from nodebench.runner.settings import check_cases
     from nodebench.experiments import load_paper
 
     spec = load_paper("taynode")
     assert {c["id"] for c in spec.claims} >= {"T1a", "T3", "T4", "T6", "T7", "T8"}
-    assert all(c.get("check") in claims.CHECKS or c.get("why_not_measured") for c in spec.claims)
+    assert all(c.get("check") in CHECKS or c.get("why_not_measured") for c in spec.claims)
     smoke = spec.cases("smoke", "cpu")
-    _validate(smoke)
+    check_cases(smoke)
     assert {c.experiment for c in smoke} == {"digits_lambda", "digits_order", "latent_synthetic", "ffjord_toy"}
     regs = {c.hparams.get("reg") for c in smoke if c.experiment == "digits_lambda"}
     assert regs == {"none", "speed", "rnode"}

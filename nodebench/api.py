@@ -1,0 +1,284 @@
+"""The Python API and composition root: every command of the ``nodebench`` CLI is a function here.
+
+The framework's registries (:mod:`nodebench.registry`) are filled by the paper packages when
+:func:`nodebench.papers.load_papers` imports them; every function below does that first, so a user never
+has to. Examples::
+
+    import nodebench
+
+    result = nodebench.run("cubic_spiral", ["rk4", "adjoint"], iters=50, out="results/spiral")
+    print(result.records[["method", "train_wall_s", "test_mse"]])
+
+    nodebench.reproduce("do_vs_od", preset="smoke", out="results/do_vs_od-smoke")
+    cases = nodebench.reproduce("snode", preset="quick", dry_run=True).cases   # what would run
+
+Bad input raises :class:`nodebench.errors.UserError` (one line, before anything is written).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from nodebench.errors import UserError
+from nodebench.papers import load_papers
+from nodebench.runner.case import Case, expand_grid
+
+
+@dataclass
+class RunResult:
+    """What :func:`run`, :func:`reproduce` and :func:`bench` return.
+
+    Attributes:
+        out: the run directory.
+        cases: the cases of the sweep (all of them, finished before or now).
+        records, curves: the merged records (one row per case) and per-iteration curves; empty for a dry run.
+        report: ``report.md`` (``None`` for a dry run and for a bench run).
+        exit_code: 0, or 1 when a bench run's gate found a regression.
+    """
+
+    out: Path | None
+    cases: list[Case]
+    records: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    report: Path | None = None
+    exit_code: int = 0
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def get_task(name: str):
+    """The task ``name`` (or ``trajectories:PATH`` / ``density:PATH``), any installed paper's included."""
+    from nodebench.tasks import get_task as lookup
+
+    load_papers()
+    return lookup(name)
+
+
+def get_method(name: str):
+    """The training method ``name`` (:mod:`nodebench.methods`)."""
+    from nodebench.methods import get_method as lookup
+
+    return lookup(name)
+
+
+def list_papers() -> dict[str, Any]:
+    """Paper id → its validated :class:`~nodebench.experiments.PaperSpec`, for every installed paper."""
+    from nodebench.experiments import load_paper
+
+    return {name: load_paper(name) for name in sorted(load_papers())}
+
+
+def check_device(device: str) -> str:
+    """``device`` normalised (``cpu``, ``cuda``, ``cuda:N``); unknown or unavailable is a UserError."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device {device!r}; valid: cpu, cuda, cuda:N")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but CUDA is not available on this machine; use cpu")
+    return str(parsed)
+
+
+def _check(cases: list[Case]) -> None:
+    from nodebench.runner.settings import check_cases
+
+    load_papers()
+    for warning in check_cases(cases):
+        _log(f"nodebench: warning: {warning}")
+
+
+def describe_cases(cases: list[Case]) -> pd.DataFrame:
+    """One row per case with its settings: what ``--dry-run`` prints."""
+    rows = []
+    for case in cases:
+        limit = f"{case.iters} iters" if case.iters else f"{case.budget_s:g} s" if case.budget_s else "100 iters"
+        rows.append({"experiment": case.experiment or "–", "task": case.task, "method": case.method,
+                     "seed": case.seed, "limit": limit, "device": case.device,
+                     "hparams": " ".join(f"{k}={v}" for k, v in sorted(case.hparams.items())) or "–"})
+    return pd.DataFrame(rows)
+
+
+def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], **info) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from nodebench.runner.executors import check_executor
+    from nodebench.runner.sweep import run_cases, write_run_info
+
+    engine = dict(engine)
+    check_executor(engine.get("executor", "local"), engine.get("scheduler"))
+    write_run_info(out, **info)
+    return run_cases(cases, out, **engine)
+
+
+def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=None, preset: str = "") -> Path:
+    from nodebench.analyses import run_analyses
+    from nodebench.plots import plot_run
+    from nodebench.records import CURVES, RECORDS, load_table
+    from nodebench.report import write_report
+
+    figures = plot_run(records, curves, run_dir / "figures") if not records.empty else []
+    sections, tables = [], {}
+    if spec is not None:
+        sections, more = run_analyses(spec, run_dir, records, preset=preset)
+        figures += more
+        tables = {p.stem: load_table(run_dir, p.stem) for p in run_dir.glob("*.parquet")
+                  if p.name not in (RECORDS, CURVES)}
+    return write_report(run_dir, records, figures, spec=spec, tables=tables, preset=preset, sections=sections)
+
+
+def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int | None = None,
+        budget_s: float | None = None, hparams: Mapping[str, Any] | None = None, out: str | Path | None = None,
+        device: str = "cpu", dry_run: bool = False, **engine) -> RunResult:
+    """Train ``task`` with each of ``methods`` for ``seeds`` seeds and write records, figures and a report.
+
+    Args:
+        task: a task id, or ``trajectories:PATH.npz`` / ``density:PATH.npy``.
+        methods: method ids (a list, or a comma-separated string).
+        iters, budget_s: stop each case after this many iterations or this much training time (default 100
+            iterations).
+        hparams: task hyper-parameters and method options, e.g. ``{"lr": 0.1, "rtol": 1e-5}``.
+        out: the run directory (default ``results/runs/<time>``); an existing one is resumed.
+        dry_run: only build and check the cases (returned in ``cases``); nothing runs or is written.
+        **engine: ``jobs``, ``threads``, ``timeout_s``, ``progress``, ``retry_failed``, ``executor``,
+            ``scheduler`` (:func:`nodebench.runner.sweep.run_cases`).
+    """
+    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
+    if not names:
+        raise UserError("no method given; name one or more, e.g. rk4,adjoint")
+    if iters is None and budget_s is None:
+        iters = 100
+    cases = expand_grid(tasks=[task], methods=names, seeds=range(seeds), hparams=dict(hparams or {}),
+                        device=check_device(device), iters=iters, budget_s=budget_s)
+    _check(cases)
+    if dry_run:
+        return RunResult(None, cases)
+    out = Path(out) if out is not None else Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    _log(f"running {len(cases)} case(s) into {out} (rerun with --out {out} to resume)")
+    records, curves = _sweep(cases, out, engine, command="run")
+    return RunResult(out, cases, records, curves, _finish(out, records, curves))
+
+
+def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = None,
+              experiments: Iterable[str] | None = None, device: str = "cpu", dry_run: bool = False,
+              **engine) -> RunResult:
+    """Run a paper package at ``preset`` (``smoke``, ``quick`` or ``paper``) and write its report: every
+    claim beside our figure, with a verdict.
+
+    Args:
+        experiments: only these experiments of the paper (default all at the preset).
+        dry_run: only build and check the cases; nothing runs or is written.
+        **engine: as :func:`run`.
+    """
+    from nodebench.experiments import load_paper
+
+    spec = load_paper(paper)
+    cases = spec.cases(preset, check_device(device), experiments=list(experiments or []))
+    _check(cases)
+    if dry_run:
+        return RunResult(None, cases)
+    out = Path(out) if out is not None else Path("results") / f"{paper}-{preset}"
+    _log(f"reproducing {paper} at preset {preset}: {len(cases)} case(s) into {out}")
+    records, curves = _sweep(cases, out, engine, command="reproduce", paper=paper, preset=preset, device=device)
+    return RunResult(out, cases, records, curves, _finish(out, records, curves, spec=spec, preset=preset))
+
+
+def report(run_dir: str | Path) -> Path:
+    """Rebuild the figures and ``report.md`` of a run directory from its records; returns the report."""
+    from nodebench.experiments import load_paper
+    from nodebench.records import load_run
+    from nodebench.runner.sweep import read_run_info
+
+    run_dir = Path(run_dir)
+    records, curves = load_run(run_dir)
+    info = read_run_info(run_dir)
+    spec = load_paper(info["paper"]) if info.get("paper") else None
+    return _finish(run_dir, records, curves, spec=spec, preset=info.get("preset", ""))
+
+
+def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[str, float] | None = None,
+            out: str | Path | None = None) -> int:
+    """Gate ``current`` against ``baseline`` (run directories or records files): print the table, write the
+    Markdown (default ``compare.md`` beside the current records); 1 on a regression, else 0."""
+    from nodebench.bench import compare as gate
+
+    current = Path(current)
+    out = Path(out) if out is not None else (current if current.is_dir() else current.parent) / "compare.md"
+    rules = gate.rules_with(dict(thresholds or {}))
+    result = gate.compare(gate.load_records(Path(baseline)), gate.load_records(current), rules)
+    print(gate.table(result, rules).to_markdown(index=False, tablefmt="simple"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(gate.markdown(result, str(baseline), str(current), rules))
+    failed = gate.regressed(result)
+    print(f"{'REGRESSION' if failed else 'no regression'} against {baseline}; wrote {out}")
+    return 1 if failed else 0
+
+
+def history(store: str | Path | None = None, machine: str | None = None, suite: str = "nightly",
+            out: str | Path | None = None) -> Path:
+    """Plot each metric of ``suite`` over the runs of ``machine`` in the history store; returns the folder."""
+    from nodebench.bench.history import DEFAULT_STORE, list_runs, machine_name
+    from nodebench.bench.history_plots import history_markdown, history_table, plot_history
+
+    store, machine = Path(store or DEFAULT_STORE), machine_name(machine)
+    out = Path(out) if out is not None else store / machine / suite
+    runs = list_runs(store, machine, suite)
+    if runs.empty:
+        raise UserError(f"no finished run of suite {suite!r} on machine {machine!r} in {str(store)!r}")
+    table = history_table(runs)
+    figures = plot_history(table, out / "figures")
+    (out / "history.md").write_text(history_markdown(table, figures, out))
+    print(f"wrote {out}/history.md and {len(figures)} figure(s) in {out}/figures/")
+    return out
+
+
+def bench(suite: str, *, out: str | Path | None = None, machine: str | None = None, device: str | None = None,
+          dry_run: bool = False, **engine) -> RunResult:
+    """Run a benchmark suite into the history store and gate it against the previous run of this machine;
+    ``exit_code`` is 1 on a regression."""
+    from nodebench.bench.history import DEFAULT_STORE, machine_name, new_run, previous_run
+    from nodebench.bench.suites import load_suite
+
+    spec = load_suite(suite)
+    cases = spec.cases(check_device(device or spec.device))
+    _check(cases)
+    if dry_run:
+        return RunResult(None, cases)
+    store = Path(out or DEFAULT_STORE)
+    run_dir = new_run(store, machine_name(machine), spec.name, device=cases[0].device)
+    _log(f"bench {spec.name}: {len(cases)} case(s) into {run_dir}")
+    records, curves = _sweep(cases, run_dir, engine, command="bench", suite=spec.name)
+    print(f"wrote {run_dir}/records.parquet, curves.parquet")
+    baseline = previous_run(store, run_dir)
+    if baseline is None:
+        print("first run of this suite on this machine: nothing to compare against")
+        return RunResult(run_dir, cases, records, curves)
+    code = compare(baseline, run_dir, out=run_dir / "compare.md")
+    history(store, run_dir.parent.parent.name, spec.name, run_dir.parent)
+    return RunResult(run_dir, cases, records, curves, exit_code=code)
+
+
+def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: str = "adjoint",
+                targets: Mapping[str, float] | None = None) -> tuple[Path, Path]:
+    """Rank methods per task and across tasks over ``run_dirs``: ``leaderboard.md`` and ``.html`` in ``out``.
+    Targets default to a suite's declared ones, then to each task's common reachable level."""
+    from nodebench.bench import leaderboard as board
+    from nodebench.bench.suites import available_suites, load_suite
+    from nodebench.runner.sweep import read_run_info
+
+    run_dirs = [Path(p) for p in run_dirs]
+    declared: dict[str, float] = {}
+    for path in run_dirs:
+        name = read_run_info(path if path.is_dir() else path.parent).get("suite")
+        if name in available_suites():
+            declared |= load_suite(name).targets()
+    return board.write(run_dirs, out, reference=reference, targets=declared | dict(targets or {}))

@@ -1,0 +1,35 @@
+"""torchdiffeq's step callbacks and wrappers that pass them through.
+
+torchdiffeq calls ``callback_step``, ``callback_accept_step`` and ``callback_reject_step`` (and their
+``_adjoint`` variants in ``odeint_adjoint``'s backward solve) as attributes of the vector field. A module
+that wraps a field — a regulariser's augmented state, the Wong–Zakai ODE, the harness's evaluation
+counter — must forward them to the field it wraps, so that whoever listens inside still hears every step.
+The numerics (:mod:`nodebench.gq`, :mod:`nodebench.sde`, :mod:`nodebench.regularizers`) use this module; the
+harness (:mod:`nodebench.harness.nfe`) builds its counters on it.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+#: torchdiffeq's step callbacks, looked up as attributes of the vector field: the forward solve's, then
+#: the ``_adjoint`` variants ``odeint_adjoint`` calls during its backward solve.
+STEP_CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
+CALLBACKS = STEP_CALLBACKS + tuple(name + "_adjoint" for name in STEP_CALLBACKS)
+
+
+class ForwardsCallbacks(nn.Module):
+    """Base for a module that wraps a vector field registered as ``self.field``: torchdiffeq's step
+    callbacks (:data:`CALLBACKS`) are forwarded to it, so a counter inside still counts every solver step;
+    absent ones raise ``AttributeError``, as torchdiffeq expects."""
+
+    def __getattr__(self, name: str):
+        if name in CALLBACKS:
+            return getattr(self._modules["field"], name)
+        return super().__getattr__(name)
+
+
+def unwrap(func: nn.Module) -> nn.Module:
+    """The field inside an evaluation-counting wrapper (one that sets ``counts_evaluations``), else ``func``:
+    derivatives taken through it are not counted as the solve's own evaluations."""
+    return func.field if getattr(func, "counts_evaluations", False) else func

@@ -1,0 +1,161 @@
+"""Typed configuration: every value a case, a paper file or a suite file sets is checked before anything runs.
+
+A case is four blocks, each a dataclass or a parameter table that knows its keys, types, ranges and defaults:
+
+- **task parameters** (:meth:`nodebench.tasks.base.Task.params`): each task's ``defaults`` typed by their
+  default values and the task's own ``param_rules`` (``n_points ≥ 2``...), plus cross-field checks;
+- **method options** (:class:`nodebench.methods.SolverOptions`): tolerances, step size, the GQ constant;
+- **regulariser** (:mod:`nodebench.regularizers`) and **SNODE options** (:class:`nodebench.snode.SnodeOptions`);
+- **training settings** (:class:`TrainingOptions`): the harness's untimed monitor.
+
+:func:`nodebench.runner.settings.case_settings` routes a flat ``KEY=VALUE`` map (the CLI's ``--hparam``, an
+experiment's ``hparams``) to its block; an unknown key gets one line naming the nearest valid key.
+:class:`Param` is the one value checker behind all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from nodebench.errors import UserError
+from nodebench.registry import nearest
+
+
+@dataclass(frozen=True)
+class Param:
+    """One typed value.
+
+    Attributes:
+        name: the key.
+        kind: ``"int"``, ``"float"``, ``"bool"``, ``"str"`` or ``"any"``.
+        low, high: inclusive bounds (``None``: unbounded); ``positive`` demands ``> 0``.
+        choices: the valid values of a ``str`` parameter (``None``: any string).
+        optional: ``None`` is a valid value (e.g. "all the data").
+    """
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    positive: bool = False
+    choices: tuple | None = None
+    optional: bool = False
+
+    def describe(self) -> str:
+        """What a valid value is, in words."""
+        if self.choices:
+            text = "one of " + ", ".join(map(str, self.choices))
+        elif self.kind in ("int", "float"):
+            text = "an integer" if self.kind == "int" else "a finite number"
+            if self.positive:
+                text += " > 0"
+            if self.low is not None:
+                text += f" >= {self.low:g}"
+            if self.high is not None:
+                text += f" <= {self.high:g}"
+        else:
+            text = {"bool": "true or false", "str": "a string", "any": "any value"}[self.kind]
+        return text + (" or null" if self.optional else "")
+
+    def check(self, value: Any, where: str = "hyper-parameter") -> Any:
+        """``value`` converted to the parameter's type; anything invalid is a one-line :class:`UserError`."""
+        if value is None and self.optional:
+            return None
+        bad = UserError(f"{where} {self.name} must be {self.describe()}, got {value!r}")
+        if self.kind == "any":
+            return value
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise bad
+            return value
+        if self.kind == "str":
+            if not isinstance(value, str) or (self.choices and value not in self.choices):
+                raise bad
+            return value
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise bad
+        if self.kind == "int":
+            if value != int(value):
+                raise bad
+            value = int(value)
+        else:
+            value = float(value)
+        if (self.positive and not value > 0) or (self.low is not None and value < self.low) \
+                or (self.high is not None and value > self.high):
+            raise bad
+        return value
+
+
+#: Float hyper-parameters for which 0 is a valid choice whatever their default (no decay, no noise).
+NON_NEGATIVE = ("weight_decay", "noise")
+#: Counts for which ``None`` means "all" (the whole data set, a full batch) whatever their default.
+OPTIONAL_COUNTS = ("batch_size", "n_train", "n_val", "n_test", "n_records", "test_batch_size", "eval_size")
+
+
+def infer_param(name: str, default: Any) -> Param:
+    """A :class:`Param` typed by a default value: an int default → an integer (≥ 1 when the default is,
+    else ≥ 0); a float → a finite number (> 0 when the default is, else ≥ 0 when it is 0); a bool, a
+    string (``dtype``: float32 or float64); ``None`` → an optional non-negative integer (a count or a seed).
+    Tasks override what this cannot know in ``Task.param_rules``."""
+    if isinstance(default, bool):
+        return Param(name, "bool")
+    if isinstance(default, numbers.Integral):
+        return Param(name, "int", low=1 if default >= 1 else 0, optional=name in OPTIONAL_COUNTS)
+    if isinstance(default, numbers.Real):
+        if name in NON_NEGATIVE:
+            return Param(name, "float", low=0.0)
+        return Param(name, "float", positive=default > 0, low=0.0 if default == 0 else None)
+    if name == "dtype":
+        return Param(name, "str", choices=("float32", "float64"))
+    if isinstance(default, str):
+        return Param(name, "str")
+    if default is None:
+        return Param(name, "int", low=1 if name in OPTIONAL_COUNTS else 0, optional=True)
+    return Param(name, "any", optional=True)
+
+
+def check_keys(given: Mapping[str, Any], valid: list[str] | tuple[str, ...], where: str) -> None:
+    """A one-line :class:`UserError` for the first key of ``given`` not in ``valid``, naming the nearest."""
+    for key in given:
+        if key not in valid:
+            raise UserError(f"{where}: unknown key {key!r}{nearest(key, valid)}; valid: {', '.join(sorted(valid))}")
+
+
+def from_mapping(cls, data: Mapping[str, Any], where: str):
+    """``cls(**data)`` for a dataclass ``cls``, with unknown and missing keys as one-line errors."""
+    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    if not isinstance(data, Mapping):
+        raise UserError(f"{where}: expected a table, got {data!r}")
+    check_keys(data, fields, where)
+    required = [f.name for f in dataclasses.fields(cls) if f.init and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING]
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise UserError(f"{where}: missing key(s) {', '.join(missing)}")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """Settings the harness's training loop reads itself.
+
+    Attributes:
+        monitor_every: record the task's method-independent training quality (``Problem.monitor``,
+            untimed) every this many iterations; ``None``: never (time to target needs it).
+    """
+
+    monitor_every: int | None = None
+
+    PARAMS = (Param("monitor_every", "int", low=1, optional=True),)
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(p.name for p in cls.PARAMS)
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any]) -> "TrainingOptions":
+        return cls(**{p.name: p.check(hparams[p.name]) for p in cls.PARAMS if p.name in hparams})

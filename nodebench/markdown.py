@@ -1,0 +1,38 @@
+"""Markdown tables and number formats shared by reports and analyses."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table; ``|`` inside cells is escaped."""
+    def cells(values) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in values) + " |"
+
+    return "\n".join([cells(header), "|" + "---|" * len(header)] + [cells(row) for row in rows])
+
+
+def fmt3(value: float) -> str:
+    """Three significant digits; ``–`` for a missing value."""
+    return "–" if pd.isna(value) else f"{value:.3g}"
+
+
+def fmt4(value: float) -> str:
+    """Four significant digits; ``–`` for a missing value."""
+    return "–" if pd.isna(value) else f"{value:.4g}"
+
+
+def fmt_value(value) -> str:
+    """A hyper-parameter value as text: numbers with ``g``, anything else as ``str``."""
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def fmt_ms(seconds: float) -> str:
+    """Seconds shown in milliseconds, three significant digits."""
+    return "–" if pd.isna(seconds) else f"{seconds * 1e3:.3g}"
+
+
+def fmt_times(value: float) -> str:
+    """A ratio as ``1.23×``."""
+    return "–" if pd.isna(value) else f"{value:.3g}×"
