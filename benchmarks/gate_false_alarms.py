@@ -1,7 +1,7 @@
 """The regression gate's false-alarm rate over A/A runs: the same code run several times on one machine.
 
 Every pair of runs in one machine's suite folder of the history store is compared with
-``nodebench.bench.compare`` (each run against every later one, and each against the next, the pairs a
+``nodebench.benchmarking.compare`` (each run against every later one, and each against the next, the pairs a
 nightly gate sees). Any ``regression`` or ``failed`` verdict between runs of the same code is a false alarm.
 With ``--plant F`` it also measures the gate's power: for every consecutive pair and every configuration,
 the later run's step times of that configuration are multiplied by F, and the share of these planted
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from nodebench.bench.compare import FAILED, REGRESSION, RULES, compare, keyed, load_records
-from nodebench.bench.history import list_runs
+from nodebench.benchmarking.compare import FAILED, REGRESSION, RULES, compare, keyed, load_records
+from nodebench.benchmarking.history import list_runs
 
 
 def detection(loaded: list, factor: float) -> pd.DataFrame:

@@ -3,7 +3,8 @@ the 6-state vehicle stand-in (Quaglino et al., ICLR 2020, claims S1–S3).
 
 Every method trains the same model (the task's MLP field, same initial weights per seed) on the same data
 for the same wall-clock budget of timed steps, in one process. Seeds are rounds; the method order rotates
-every round so machine noise hits all methods alike. The training quality is the simulation MSE on the
+every round so machine noise hits all methods alike; each case is a worker process of the harness
+(:func:`nodebench.run`), with the task's and method's checks. The training quality is the simulation MSE on the
 training trajectories (the harness's untimed ``monitor``), the same quantity for every method; the target
 is the best level every method reaches (:mod:`nodebench.target`) unless ``--target`` fixes it. Per seed
 the benchmark takes the ratios time-to-target(baseline)/time-to-target(snode), test MSE(baseline)/test
@@ -11,6 +12,7 @@ MSE(snode) and time-per-iteration(baseline)/time-per-iteration(snode); it report
 ranges over seeds.
 
     python benchmarks/snode_time_to_target.py --budget-s 60 --seeds 3 --threads 1
+    python benchmarks/snode_time_to_target.py --methods snode rk4 --hparam n_train=4 --budget-s 10
     python benchmarks/snode_time_to_target.py --device cuda --out results/benchmarks/snode_time_to_target-cuda
 
 Writes ``records.parquet``, ``curves.parquet``, ``time_to_target.parquet``, ``summary.md`` and the
@@ -20,21 +22,16 @@ figure of the monitored quality against wall time into ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from nodebench.harness import environment
-from nodebench.methods import get_method
-from nodebench.plots import plot_monitor
+import nodebench
+from nodebench.cli import parse_hparam
 from nodebench.markdown import markdown_table
-from nodebench.runner.settings import case_settings
+from nodebench.plots import plot_monitor
 from nodebench.target import time_to_target_table
-from nodebench.tasks import get_task
-from nodebench.training import Diverged, train
 
 #: Per-method hyper-parameters: the snode paper package's settings.
 HPARAMS = {
@@ -47,32 +44,12 @@ HPARAMS = {
 
 
 def run(args) -> tuple[pd.DataFrame, pd.DataFrame]:
-    device = torch.device(args.device)
-    task = get_task(args.task)
-    rows, curves = [], []
-    for seed in range(args.seeds):
-        order = args.methods[seed % len(args.methods):] + args.methods[:seed % len(args.methods)]
-        for name in order:
-            method = get_method(name)
-            hparams = HPARAMS.get(name, {}) | dict(args.hparam)
-            settings = case_settings(hparams, method, seed)
-            problem = task.build(seed=seed, device=device, hparams=settings.task_hparams)
-            case_id = f"{name}-{seed}"
-            status = "ok"
-            try:
-                result = train(problem, method, device=device, budget_s=args.budget_s,
-                               solver_options=settings.solver_options, spectral=settings.spectral,
-                               monitor_every=settings.monitor_every)
-            except Diverged as err:
-                status, result = "diverged", err.result
-            summary = result.summary()
-            rows.append({"case_id": case_id, "experiment": args.task, "method": name, "seed": seed, "status": status,
-                         "hparams": json.dumps(hparams, sort_keys=True), **summary, **result.metrics})
-            curves.append(pd.DataFrame(result.curves).assign(case_id=case_id))
-            test_mse = result.metrics.get("test_mse", float("nan"))
-            print(f"seed {seed} {name:<8} {status} {summary['iters']:>6} iters, "
-                  f"{summary['time_per_iter_s'] * 1e3:8.2f} ms/iter, test_mse {test_mse:.4g}", flush=True)
-    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+    """The sweep through the Python API: one case per method and seed, in rounds (seed 0 of every method,
+    then seed 1...), each in a fresh worker process with the task's and the regulariser's checks."""
+    result = nodebench.run(args.task, args.methods, seeds=args.seeds, budget_s=args.budget_s,
+                           hparams=dict(args.hparam), method_hparams=HPARAMS, out=args.out / "run", device=args.device,
+                           threads=args.threads)
+    return result.records, result.curves
 
 
 def _ratios(per_seed: pd.DataFrame, column: str, base: str, method: str = "snode") -> list[float]:
@@ -105,7 +82,7 @@ def summary(records: pd.DataFrame, table: pd.DataFrame, env: dict, args) -> str:
     return "\n".join([
         f"# SNODE time to target on {args.task}", "",
         f"Budget {args.budget_s:g} s of timed steps per method and seed, {args.seeds} seeds, device {args.device} "
-        f"({env['gpu_model'] or env['cpu_model']}), torch {env['version_torch']}, threads {torch.get_num_threads()}, "
+        f"({env['gpu_model'] or env['cpu_model']}), torch {env['version_torch']}, threads {env['num_threads']}, "
         f"git {env['git_sha'][:12]}. The target of each pair is the training simulation MSE both methods reach "
         "(the larger of their best values, median over seeds). Ratios above 1 favour SNODE.", "",
         markdown_table(header, rows), "",
@@ -123,24 +100,22 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=60.0, help="timed training seconds per method and seed")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--target", type=float, default=None, help="fixed target (default: the common level)")
-    parser.add_argument("--hparam", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                        type=str, help="extra hyper-parameter for every method (value parsed as JSON)")
+    parser.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra hyper-parameter for every method, as on the CLI (value parsed as JSON)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per case (default 1)")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/snode_time_to_target-cpu"))
     args = parser.parse_args()
-    args.hparam = [(k, json.loads(v)) for k, v in args.hparam]
+    args.hparam = [parse_hparam(text) for text in args.hparam]
     if "snode" not in args.methods:
         parser.error("--methods must include snode")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     records, curves = run(args)
     table = time_to_target_table(records, curves, target=args.target, pair_with="snode")
     args.out.mkdir(parents=True, exist_ok=True)
     records.to_parquet(args.out / "records.parquet", index=False)
     curves.to_parquet(args.out / "curves.parquet", index=False)
     table.to_parquet(args.out / "time_to_target.parquet", index=False)
-    text = summary(records, table, environment(torch.device(args.device)), args)
+    text = summary(records, table, records.iloc[0].to_dict(), args)
     (args.out / "summary.md").write_text(text)
     plot_monitor(records, curves, table, args.out)
     print(text)

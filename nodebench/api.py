@@ -27,7 +27,7 @@ import pandas as pd
 
 from nodebench.errors import UserError
 from nodebench.papers import load_papers
-from nodebench.runner.case import Case, expand_grid
+from nodebench.runner.case import Case, expand_grid, in_rounds
 
 
 @dataclass
@@ -124,7 +124,7 @@ def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=
     from nodebench.analyses import run_analyses
     from nodebench.plots import plot_run
     from nodebench.records import CURVES, RECORDS, load_table
-    from nodebench.report import write_report
+    from nodebench.reporting import write_report
 
     figures = plot_run(records, curves, run_dir / "figures") if not records.empty else []
     sections, tables = [], {}
@@ -137,7 +137,8 @@ def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=
 
 
 def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int | None = None,
-        budget_s: float | None = None, hparams: Mapping[str, Any] | None = None, out: str | Path | None = None,
+        budget_s: float | None = None, hparams: Mapping[str, Any] | None = None,
+        method_hparams: Mapping[str, Mapping[str, Any]] | None = None, out: str | Path | None = None,
         device: str = "cpu", dry_run: bool = False, **engine) -> RunResult:
     """Train ``task`` with each of ``methods`` for ``seeds`` seeds and write records, figures and a report.
 
@@ -147,6 +148,7 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
         iters, budget_s: stop each case after this many iterations or this much training time (default 100
             iterations).
         hparams: task hyper-parameters and method options, e.g. ``{"lr": 0.1, "rtol": 1e-5}``.
+        method_hparams: per-method options, e.g. ``{"adjoint": {"rtol": 1e-5}}``.
         out: the run directory (default ``results/runs/<time>``); an existing one is resumed.
         dry_run: only build and check the cases (returned in ``cases``); nothing runs or is written.
         **engine: ``jobs``, ``threads``, ``timeout_s``, ``progress``, ``retry_failed``, ``executor``,
@@ -157,8 +159,9 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
         raise UserError("no method given; name one or more, e.g. rk4,adjoint")
     if iters is None and budget_s is None:
         iters = 100
-    cases = expand_grid(tasks=[task], methods=names, seeds=range(seeds), hparams=dict(hparams or {}),
-                        device=check_device(device), iters=iters, budget_s=budget_s)
+    cases = in_rounds(expand_grid(tasks=[task], methods=names, seeds=range(seeds), hparams=dict(hparams or {}),
+                                  method_hparams=method_hparams, device=check_device(device), iters=iters,
+                                  budget_s=budget_s))
     _check(cases)
     if dry_run:
         return RunResult(None, cases)
@@ -209,7 +212,7 @@ def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[st
             out: str | Path | None = None) -> int:
     """Gate ``current`` against ``baseline`` (run directories or records files): print the table, write the
     Markdown (default ``compare.md`` beside the current records); 1 on a regression, else 0."""
-    from nodebench.bench import compare as gate
+    from nodebench.benchmarking import compare as gate
 
     current = Path(current)
     out = Path(out) if out is not None else (current if current.is_dir() else current.parent) / "compare.md"
@@ -226,8 +229,8 @@ def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[st
 def history(store: str | Path | None = None, machine: str | None = None, suite: str = "nightly",
             out: str | Path | None = None) -> Path:
     """Plot each metric of ``suite`` over the runs of ``machine`` in the history store; returns the folder."""
-    from nodebench.bench.history import DEFAULT_STORE, list_runs, machine_name
-    from nodebench.bench.history_plots import history_markdown, history_table, plot_history
+    from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name
+    from nodebench.benchmarking.history_plots import history_markdown, history_table, plot_history
 
     store, machine = Path(store or DEFAULT_STORE), machine_name(machine)
     out = Path(out) if out is not None else store / machine / suite
@@ -245,8 +248,8 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
           dry_run: bool = False, **engine) -> RunResult:
     """Run a benchmark suite into the history store and gate it against the previous run of this machine;
     ``exit_code`` is 1 on a regression."""
-    from nodebench.bench.history import DEFAULT_STORE, machine_name, new_run, previous_run
-    from nodebench.bench.suites import load_suite
+    from nodebench.benchmarking.history import DEFAULT_STORE, machine_name, new_run, previous_run
+    from nodebench.benchmarking.suites import load_suite
 
     spec = load_suite(suite)
     cases = spec.cases(check_device(device or spec.device))
@@ -271,8 +274,8 @@ def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: s
                 targets: Mapping[str, float] | None = None) -> tuple[Path, Path]:
     """Rank methods per task and across tasks over ``run_dirs``: ``leaderboard.md`` and ``.html`` in ``out``.
     Targets default to a suite's declared ones, then to each task's common reachable level."""
-    from nodebench.bench import leaderboard as board
-    from nodebench.bench.suites import available_suites, load_suite
+    from nodebench.benchmarking import leaderboard as board
+    from nodebench.benchmarking.suites import available_suites, load_suite
     from nodebench.runner.sweep import read_run_info
 
     run_dirs = [Path(p) for p in run_dirs]

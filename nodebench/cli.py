@@ -50,7 +50,8 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _hparam(text: str) -> tuple[str, object]:
+def parse_hparam(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with the value parsed as JSON (a plain string when it is not JSON)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     limit = run.add_mutually_exclusive_group()
     limit.add_argument("--iters", type=_positive_int, help="training iterations per case (default 100)")
     limit.add_argument("--budget-s", type=_positive_float, help="training-time budget per case, in seconds")
-    run.add_argument("--hparam", type=_hparam, action="append", default=[], metavar="KEY=VALUE",
+    run.add_argument("--hparam", type=parse_hparam, action="append", default=[], metavar="KEY=VALUE",
                      help="task hyper-parameter or method option (rtol, atol, step_size...), repeatable; "
                           "see `nodebench list` for each task's")
     run.add_argument("--out", type=Path, help="output directory (default results/runs/<time>); reuse it to resume")
@@ -243,7 +244,7 @@ def cmd_history(args) -> int:
 
 def cmd_leaderboard(args) -> int:
     from nodebench import api
-    from nodebench.bench.history import DEFAULT_STORE, list_runs, machine_name
+    from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name
 
     run_dirs = list(args.run_dirs)
     if not run_dirs:

@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "nodebench"
 NUMERICS = ("nodebench.gq", "nodebench.taylor", "nodebench.snode", "nodebench.cnf", "nodebench.sde",
             "nodebench.regularizers")
-HARNESS = ("nodebench.harness", "nodebench.runner", "nodebench.tasks", "nodebench.papers", "nodebench.bench",
+HARNESS = ("nodebench.harness", "nodebench.runner", "nodebench.tasks", "nodebench.papers", "nodebench.benchmarking",
            "nodebench.api", "nodebench.cli", "nodebench.training")
 
 

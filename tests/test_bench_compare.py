@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nodebench.bench.compare import RULES, compare, judge, load_records, regressed, rules_with
-from nodebench.bench.history import list_runs
+from nodebench.benchmarking.compare import RULES, compare, judge, load_records, regressed, rules_with
+from nodebench.benchmarking.history import list_runs
 from nodebench.cli import main
 
 STORE = Path(__file__).resolve().parents[1] / "results" / "history"

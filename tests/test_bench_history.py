@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from test_bench_compare import AA_RUNS, needs_runs, plant_slowdown, run_cli
 
-from nodebench.bench import history
-from nodebench.bench.history_plots import history_table, plot_history
-from nodebench.bench.suites import load_suite
+from nodebench.benchmarking import history
+from nodebench.benchmarking.history_plots import history_table, plot_history
+from nodebench.benchmarking.suites import load_suite
 
 TINY = """
 suite = "tiny"

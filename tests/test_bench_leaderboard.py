@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nodebench.bench import leaderboard
+from nodebench.benchmarking import leaderboard
 from nodebench.cli import main
 
 BASELINES = Path(__file__).resolve().parents[1] / "results" / "baselines"

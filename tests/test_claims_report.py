@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
-from nodebench.errors import UserError
 from nodebench.experiments import load_paper
-from nodebench.report import write_report
+from nodebench.reporting import write_report
 
 
 def records_of(rows):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nodebench.bench.suites import available_suites, load_suite
+from nodebench.benchmarking.suites import available_suites, load_suite
 from nodebench.errors import UserError
 from nodebench.experiments import PRESETS, load_paper, load_spec_file, parse_spec
 from nodebench.papers import BUILTIN, get_paper, load_papers
@@ -56,7 +56,7 @@ def test_suites_and_specs_ship_inside_the_package():
 
     package = Path(nodebench.__file__).parent
     assert {p.parent.name for p in package.glob("papers/*/experiments.toml")} >= set(BUILTIN)
-    assert "nightly" in available_suites() and (package / "bench" / "suites" / "nightly.toml").is_file()
+    assert "nightly" in available_suites() and (package / "benchmarking" / "suites" / "nightly.toml").is_file()
 
 
 def test_a_good_spec_builds_its_cases():

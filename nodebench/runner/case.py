@@ -78,3 +78,19 @@ def expand_grid(*, tasks: Iterable[str], methods: Iterable[str], seeds: Iterable
         for seed in seeds:
             cases.append(Case(task=task, method=method, seed=seed, hparams=hparams, **common))
     return cases
+
+
+def in_rounds(cases: list[Case]) -> list[Case]:
+    """``cases`` reordered in rounds: seed 0 of every configuration, then seed 1, and so on, with the order
+    of the configurations rotated by one each round (asv's rounds), so that a burst of load on the machine,
+    or its drift, hits every configuration alike rather than all seeds of one."""
+    by_config: dict[str, list[Case]] = {}
+    for case in sorted(cases, key=lambda c: c.seed):
+        config = json.dumps({k: v for k, v in case.to_dict().items() if k != "seed"}, sort_keys=True, default=str)
+        by_config.setdefault(config, []).append(case)
+    groups = list(by_config.values())
+    ordered: list[Case] = []
+    for round_ in range(max(map(len, groups), default=0)):
+        shift = round_ % len(groups)
+        ordered += [group[round_] for group in groups[shift:] + groups[:shift] if round_ < len(group)]
+    return ordered

@@ -3,7 +3,7 @@ ICLR 2020, arXiv 1906.07038), reimplemented from the paper text (no official cod
 training trajectory is a Legendre spectral-element series, and the series coefficients and the network
 weights are trained by coordinate descent on the data loss plus γ times the ODE violation, with no ODE
 solve while training. The harness method is ``snode``; the formulas and every nodebench choice are in
-``reproduce/snode/README.md``.
+``nodebench/papers/snode/README.md``.
 
 >>> from nodebench.snode import ElementBasis, LegendreSeries, gauss_legendre_nodes
 >>> series = LegendreSeries.fit(t_obs, y_obs, degree=12)       # y_obs: (..., N, D)

@@ -2,7 +2,7 @@
 
 Every default is a nodebench choice: the paper's settings are not transcribed (snode.md §12). γ = 0.1
 and 10 weight steps per iteration were the best of a short search on the vehicle task
-(``reproduce/snode/README.md``).
+(``nodebench/papers/snode/README.md``).
 
 =================== ========= ==========================================================================
 key                 default   meaning

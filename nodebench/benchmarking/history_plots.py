@@ -1,6 +1,6 @@
 """History plots: each gated metric over the runs of one machine and suite, with regressions marked.
 
-Every run is gated against the run before it (:mod:`nodebench.bench.compare`); a point where that gate
+Every run is gated against the run before it (:mod:`nodebench.benchmarking.compare`); a point where that gate
 found a regression is drawn as a red cross. Values are medians of the run's repeat samples, shown
 relative to the case's first run for ratio-gated metrics and as raw values for absolute-gated ones
 (``test_nll``, ``test_accuracy``).
@@ -14,7 +14,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from nodebench.bench.compare import REGRESSION, RULES, compare, load_records
+from nodebench.benchmarking.compare import REGRESSION, RULES, compare, load_records
 
 matplotlib.use("Agg")
 
@@ -23,7 +23,7 @@ def history_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per run, configuration and metric: the median value and the verdict against the previous run.
 
     Args:
-        runs: rows of :func:`nodebench.bench.history.list_runs` for one machine and suite, oldest first.
+        runs: rows of :func:`nodebench.benchmarking.history.list_runs` for one machine and suite, oldest first.
     """
     frames, previous = [], None
     for index, run in enumerate(runs.itertuples()):

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import gmean
 
-from nodebench.bench.compare import load_records
+from nodebench.benchmarking.compare import load_records
 from nodebench.metrics import headline_metric, higher_is_better
 from nodebench.records import config_labels
 from nodebench.target import common_level, first_reach, quality_column

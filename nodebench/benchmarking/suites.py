@@ -34,7 +34,7 @@ from typing import Any
 import tomllib
 
 from nodebench.errors import UserError
-from nodebench.runner.case import Case, expand_grid
+from nodebench.runner.case import Case, expand_grid, in_rounds
 
 SUITE_SUFFIX = ".toml"
 
@@ -74,16 +74,15 @@ class Suite:
     path: Path | None = None
 
     def cases(self, device: str | None = None) -> list[Case]:
-        """Every case of the suite, on ``device`` (default: the suite's), in rounds: seed 0 of every
-        configuration, then seed 1, and so on (asv's rounds), so that a burst of load on the machine hits at
-        most one or two seeds of a configuration rather than all of them."""
+        """Every case of the suite, on ``device`` (default: the suite's), in rounds
+        (:func:`~nodebench.runner.case.in_rounds`)."""
         cases: list[Case] = []
         for entry in self.entries:
             cases += expand_grid(tasks=[entry.task], methods=entry.methods, seeds=range(entry.seeds or self.seeds),
                                  hparams=entry.hparams, method_hparams=entry.method_hparams,
                                  device=device or self.device, iters=entry.iters, budget_s=entry.budget_s,
                                  paper=entry.paper, experiment=entry.name, preset=self.name)
-        return sorted(cases, key=lambda case: case.seed)
+        return in_rounds(cases)
 
     def targets(self) -> dict[str, float]:
         """Task → the time-to-target value declared by an entry (tasks without one are left out)."""
