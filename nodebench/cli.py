@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
+from nodebench import paths
 from nodebench.errors import UserError
+from nodebench.paths import nonempty_path
 
 EXAMPLES = """examples:
   nodebench list
@@ -98,6 +101,10 @@ def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -
                    help="local: worker processes here (default); submitit: SLURM job arrays (submitit's local "
                         "executor without SLURM); dask: a dask.distributed scheduler (--scheduler)")
     p.add_argument("--scheduler", metavar="ADDR", help="dask scheduler address, e.g. tcp://10.0.0.1:8786")
+    p.add_argument("--allow-mixed-commits", action="store_true",
+                   help="add cases to an output directory holding cases of another git commit")
+    p.add_argument("--trust-unverified", action="store_true",
+                   help="unpickle data files whose sha256 the data manifest does not pin (your own copies)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,13 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     limit.add_argument("--budget-s", type=_positive_float, help="training-time budget per case, in seconds")
     run.add_argument("--hparam", type=_hparam, action="append", default=[], metavar="KEY=VALUE",
                      help="task hyper-parameter or solver option (rtol, atol, step_size...), repeatable")
-    run.add_argument("--out", type=Path, help="output directory (default results/runs/<time>); reuse it to resume")
+    run.add_argument("--out", type=nonempty_path, help="output directory (default results/runs/<time>); reuse it to resume")
     _add_sweep_options(run)
 
     rep = sub.add_parser("reproduce", help="run a paper package and write its report")
     rep.add_argument("paper", help="paper id (see `nodebench list`)")
     rep.add_argument("--preset", default="smoke", help="smoke (default, minutes on CPU), quick or paper")
-    rep.add_argument("--out", type=Path, help="output directory (default results/<paper>-<preset>)")
+    rep.add_argument("--out", type=nonempty_path, help="output directory (default results/<paper>-<preset>)")
     _add_sweep_options(rep)
 
     report = sub.add_parser("report", help="rebuild figures and report.md from a run directory")
@@ -130,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run a benchmark suite, append it to the history store, gate it")
     bench.add_argument("--suite", required=True, help="suite name (benchmarks/suites/NAME.toml), e.g. nightly")
-    bench.add_argument("--out", type=Path, help="history store (default results/history)")
+    bench.add_argument("--out", type=nonempty_path, help="history store (default results/history)")
     bench.add_argument("--machine", help="machine key in the store (default $NODEBENCH_MACHINE or the host name)")
     _add_sweep_options(bench, device=None)
 
@@ -139,19 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("current", type=Path, help="run directory or records .parquet file")
     compare.add_argument("--threshold", type=_threshold, action="append", default=[], metavar="METRIC=VALUE",
                          help="replace a threshold: time=0.2 (relative), test_nll=0.1 (absolute)...; repeatable")
-    compare.add_argument("--out", type=Path, help="Markdown file (default compare.md beside CURRENT's records)")
+    compare.add_argument("--out", type=nonempty_path, help="Markdown file (default compare.md beside CURRENT's records)")
 
     history = sub.add_parser("history", help="plot each metric over the runs in the history store")
-    history.add_argument("--store", type=Path, help="history store (default results/history)")
+    history.add_argument("--store", type=nonempty_path, help="history store (default results/history)")
     history.add_argument("--machine", help="machine key (default $NODEBENCH_MACHINE or the host name)")
     history.add_argument("--suite", default="nightly", help="suite name (default nightly)")
-    history.add_argument("--out", type=Path, help="output folder (default STORE/MACHINE/SUITE/)")
+    history.add_argument("--out", type=nonempty_path, help="output folder (default STORE/MACHINE/SUITE/)")
 
     board = sub.add_parser("leaderboard", help="rank methods per task and across tasks: leaderboard.md and .html")
     board.add_argument("run_dirs", type=Path, nargs="*",
                        help="run directories or records files (default: this machine's latest nightly run)")
-    board.add_argument("--out", type=Path, required=True, help="output folder")
-    board.add_argument("--reference", default="adjoint", help="method of the speed-up column (default adjoint)")
+    board.add_argument("--out", type=nonempty_path, required=True, help="output folder")
+    board.add_argument("--reference", help="method of the speed-up column, one of the runs' (default adjoint)")
     board.add_argument("--target", type=_threshold, action="append", default=[], metavar="TASK=VALUE",
                        help="time-to-target value of a task (default: a suite's declared target, else the "
                             "largest of the methods' best values); repeatable")
@@ -202,10 +209,13 @@ def _validate(cases) -> None:
 
 def _engine(args) -> dict:
     """The sweep's engine options, checked before anything is written."""
+    from nodebench.datasets.tabular import TRUST_ENV
     from nodebench.runner.executors import check_executor
 
     check_executor(args.executor, args.scheduler)
-    return {"executor": args.executor, "scheduler": args.scheduler}
+    if args.trust_unverified:
+        os.environ[TRUST_ENV] = "1"  # inherited by the workers
+    return {"executor": args.executor, "scheduler": args.scheduler, "allow_mixed_commits": args.allow_mixed_commits}
 
 
 def _finish(run_dir: Path, records, curves, *, spec=None, preset: str = "", rebuilt: bool = False) -> Path:
@@ -240,7 +250,8 @@ def cmd_run(args) -> int:
                         device=device, iters=iters, budget_s=args.budget_s)
     _validate(cases)
     engine = _engine(args)
-    out = args.out or Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    out = paths.sweep_dir(args.out or Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S"),
+                          allow_mixed_commits=args.allow_mixed_commits)
     write_run_info(out, command="run")
     print(f"running {len(cases)} case(s) into {out} (rerun with --out {out} to resume)", file=sys.stderr)
     records, curves = run_cases(cases, out, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
@@ -258,7 +269,8 @@ def cmd_reproduce(args) -> int:
     cases = spec.cases(args.preset, device)
     _validate(cases)
     engine = _engine(args)
-    out = args.out or Path("results") / f"{args.paper}-{args.preset}"
+    out = paths.sweep_dir(args.out or Path("results") / f"{args.paper}-{args.preset}",
+                          allow_mixed_commits=args.allow_mixed_commits)
     write_run_info(out, command="reproduce", paper=args.paper, preset=args.preset, device=device)
     print(f"reproducing {args.paper} at preset {args.preset}: {len(cases)} case(s) into {out}", file=sys.stderr)
     records, curves = run_cases(cases, out, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
@@ -273,6 +285,7 @@ def cmd_report(args) -> int:
     from nodebench.runner.sweep import read_run_info
 
     records, curves = load_run(args.run_dir)
+    paths.output_dir(args.run_dir, "run folder")
     info = read_run_info(args.run_dir)
     spec = load_paper(info["paper"]) if info.get("paper") else None
     _finish(args.run_dir, records, curves, spec=spec, preset=info.get("preset", ""), rebuilt=True)
@@ -289,7 +302,7 @@ def cmd_bench(args) -> int:
     cases = suite.cases(device)
     _validate(cases)
     engine = _engine(args)
-    store = args.out or DEFAULT_STORE
+    store = paths.output_dir(args.out or DEFAULT_STORE)
     run_dir = new_run(store, machine_name(args.machine), suite.name, device=device)
     print(f"bench {suite.name}: {len(cases)} case(s) into {run_dir}", file=sys.stderr)
     run_cases(cases, run_dir, jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads,
@@ -332,7 +345,7 @@ def _draw_history(store: Path, machine: str, suite: str, out: Path) -> None:
 
 
 def cmd_compare(args) -> int:
-    out = args.out or (args.current if args.current.is_dir() else args.current.parent) / "compare.md"
+    out = paths.output_file(args.out or (args.current if args.current.is_dir() else args.current.parent) / "compare.md")
     return _gate(args.baseline, args.current, out, dict(args.threshold))
 
 
@@ -340,7 +353,8 @@ def cmd_history(args) -> int:
     from nodebench.bench.history import DEFAULT_STORE, machine_name
 
     store, machine = args.store or DEFAULT_STORE, machine_name(args.machine)
-    _draw_history(store, machine, args.suite, args.out or store / machine / args.suite)
+    _draw_history(store, machine, args.suite,
+                  paths.output_dir(args.out or store / machine / paths.plain_name(args.suite, "suite")))
     return 0
 
 
@@ -350,7 +364,8 @@ def cmd_leaderboard(args) -> int:
     from nodebench.bench.suites import available_suites, load_suite
     from nodebench.runner.sweep import read_run_info
 
-    run_dirs = list(args.run_dirs)
+    paths.output_dir(args.out)
+    run_dirs = paths.unique_paths(list(args.run_dirs))
     if not run_dirs:
         runs = list_runs(DEFAULT_STORE, machine_name(), "nightly")
         if runs.empty:
@@ -382,9 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print("nodebench: interrupted; finished cases are kept, rerun with the same --out to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        name, signum = getattr(err, "signal_name", "SIGINT"), getattr(err, "signum", 2)
+        print(f"nodebench: interrupted by {name}; finished cases are kept, rerun with the same --out to resume",
+              file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from nodebench.errors import UserError
+from nodebench.paths import plain_name
 from nodebench.runner.case import Case, expand_grid
 
 PRESETS = ("smoke", "quick", "paper")
@@ -101,6 +102,8 @@ def load_paper(name: str) -> PaperSpec:
         raw = tomllib.loads(path.read_text())
         experiments = [Experiment(**exp) for exp in raw.get("experiment", [])]
         _check_kinds(path, raw)
+        for name_in_file in (raw["paper"], *(e.name for e in experiments)):
+            plain_name(name_in_file, f"{str(path)!r}: name")
         return PaperSpec(paper=raw["paper"], title=raw["title"], reference=raw["reference"],
                          experiments=experiments, claims=raw.get("claim", []),
                          analyses=raw.get("analysis", []), notes=raw.get("notes", ""), path=path)
