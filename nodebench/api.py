@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from nodebench import paths
 from nodebench.errors import UserError
 from nodebench.papers import load_papers
 from nodebench.runner.case import Case, expand_grid, in_rounds
@@ -116,6 +117,7 @@ def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], **info) -> t
 
     engine = dict(engine)
     check_executor(engine.get("executor", "local"), engine.get("scheduler"))
+    paths.sweep_dir(out, allow_mixed_commits=engine.get("allow_mixed_commits", False))
     write_run_info(out, **info)
     return run_cases(cases, out, **engine)
 
@@ -203,6 +205,7 @@ def report(run_dir: str | Path) -> Path:
 
     run_dir = Path(run_dir)
     records, curves = load_run(run_dir)
+    paths.output_dir(run_dir, "run folder")
     info = read_run_info(run_dir)
     spec = load_paper(info["paper"]) if info.get("paper") else None
     return _finish(run_dir, records, curves, spec=spec, preset=info.get("preset", ""))
@@ -215,7 +218,8 @@ def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[st
     from nodebench.benchmarking import compare as gate
 
     current = Path(current)
-    out = Path(out) if out is not None else (current if current.is_dir() else current.parent) / "compare.md"
+    out = paths.output_file(Path(out) if out is not None else
+                            (current if current.is_dir() else current.parent) / "compare.md")
     rules = gate.rules_with(dict(thresholds or {}))
     result = gate.compare(gate.load_records(Path(baseline)), gate.load_records(current), rules)
     print(gate.table(result, rules).to_markdown(index=False, tablefmt="simple"))
@@ -233,7 +237,7 @@ def history(store: str | Path | None = None, machine: str | None = None, suite: 
     from nodebench.benchmarking.history_plots import history_markdown, history_table, plot_history
 
     store, machine = Path(store or DEFAULT_STORE), machine_name(machine)
-    out = Path(out) if out is not None else store / machine / suite
+    out = paths.output_dir(Path(out) if out is not None else store / machine / paths.plain_name(suite, "suite"))
     runs = list_runs(store, machine, suite)
     if runs.empty:
         raise UserError(f"no finished run of suite {suite!r} on machine {machine!r} in {str(store)!r}")
@@ -256,7 +260,7 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     _check(cases)
     if dry_run:
         return RunResult(None, cases)
-    store = Path(out or DEFAULT_STORE)
+    store = paths.output_dir(Path(out or DEFAULT_STORE))
     run_dir = new_run(store, machine_name(machine), spec.name, device=cases[0].device)
     _log(f"bench {spec.name}: {len(cases)} case(s) into {run_dir}")
     records, curves = _sweep(cases, run_dir, engine, command="bench", suite=spec.name)
@@ -270,7 +274,7 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     return RunResult(run_dir, cases, records, curves, exit_code=code)
 
 
-def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: str = "adjoint",
+def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: str | None = None,
                 targets: Mapping[str, float] | None = None) -> tuple[Path, Path]:
     """Rank methods per task and across tasks over ``run_dirs``: ``leaderboard.md`` and ``.html`` in ``out``.
     Targets default to a suite's declared ones, then to each task's common reachable level."""

@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
+from nodebench import paths
 from nodebench.errors import UserError
+from nodebench.paths import nonempty_path
 
 EXAMPLES = """examples:
   nodebench list
@@ -85,6 +88,10 @@ def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -
                    help="local: worker processes here (default); submitit: SLURM job arrays (submitit's local "
                         "executor without SLURM); dask: a dask.distributed scheduler (--scheduler)")
     p.add_argument("--scheduler", metavar="ADDR", help="dask scheduler address, e.g. tcp://10.0.0.1:8786")
+    p.add_argument("--allow-mixed-commits", action="store_true",
+                   help="add cases to an output directory holding cases of another git commit")
+    p.add_argument("--trust-unverified", action="store_true",
+                   help="unpickle data files whose sha256 the data manifest does not pin (your own copies)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,14 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hparam", type=parse_hparam, action="append", default=[], metavar="KEY=VALUE",
                      help="task hyper-parameter or method option (rtol, atol, step_size...), repeatable; "
                           "see `nodebench list` for each task's")
-    run.add_argument("--out", type=Path, help="output directory (default results/runs/<time>); reuse it to resume")
+    run.add_argument("--out", type=nonempty_path, help="output directory (default results/runs/<time>); reuse it to resume")
     run.add_argument("--dry-run", action="store_true", help="print the cases with their settings and exit")
     _add_sweep_options(run)
 
     rep = sub.add_parser("reproduce", help="run a paper package and write its report")
     rep.add_argument("paper", help="paper id (see `nodebench list`)")
     rep.add_argument("--preset", default="smoke", help="smoke (default, minutes on CPU), quick or paper")
-    rep.add_argument("--out", type=Path, help="output directory (default results/<paper>-<preset>)")
+    rep.add_argument("--out", type=nonempty_path, help="output directory (default results/<paper>-<preset>)")
     rep.add_argument("--experiment", action="append", default=[], metavar="NAME",
                      help="run only this experiment of the paper (repeatable; default: all at the preset)")
     rep.add_argument("--dry-run", action="store_true", help="print the cases with their settings and exit")
@@ -122,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run a benchmark suite, append it to the history store, gate it")
     bench.add_argument("--suite", required=True, help="suite name (benchmarks/suites/NAME.toml), e.g. nightly")
-    bench.add_argument("--out", type=Path, help="history store (default results/history)")
+    bench.add_argument("--out", type=nonempty_path, help="history store (default results/history)")
     bench.add_argument("--machine", help="machine key in the store (default $NODEBENCH_MACHINE or the host name)")
     bench.add_argument("--dry-run", action="store_true", help="print the cases with their settings and exit")
     _add_sweep_options(bench, device=None)
@@ -132,19 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("current", type=Path, help="run directory or records .parquet file")
     compare.add_argument("--threshold", type=_threshold, action="append", default=[], metavar="METRIC=VALUE",
                          help="replace a threshold: time=0.2 (relative), test_nll=0.1 (absolute)...; repeatable")
-    compare.add_argument("--out", type=Path, help="Markdown file (default compare.md beside CURRENT's records)")
+    compare.add_argument("--out", type=nonempty_path, help="Markdown file (default compare.md beside CURRENT's records)")
 
     history = sub.add_parser("history", help="plot each metric over the runs in the history store")
-    history.add_argument("--store", type=Path, help="history store (default results/history)")
+    history.add_argument("--store", type=nonempty_path, help="history store (default results/history)")
     history.add_argument("--machine", help="machine key (default $NODEBENCH_MACHINE or the host name)")
     history.add_argument("--suite", default="nightly", help="suite name (default nightly)")
-    history.add_argument("--out", type=Path, help="output folder (default STORE/MACHINE/SUITE/)")
+    history.add_argument("--out", type=nonempty_path, help="output folder (default STORE/MACHINE/SUITE/)")
 
     board = sub.add_parser("leaderboard", help="rank methods per task and across tasks: leaderboard.md and .html")
     board.add_argument("run_dirs", type=Path, nargs="*",
                        help="run directories or records files (default: this machine's latest nightly run)")
-    board.add_argument("--out", type=Path, required=True, help="output folder")
-    board.add_argument("--reference", default="adjoint", help="method of the speed-up column (default adjoint)")
+    board.add_argument("--out", type=nonempty_path, required=True, help="output folder")
+    board.add_argument("--reference", help="method of the speed-up column, one of the runs' (default adjoint)")
     board.add_argument("--target", type=_threshold, action="append", default=[], metavar="TASK=VALUE",
                        help="time-to-target value of a task (default: a suite's declared target, else the "
                             "largest of the methods' best values); repeatable")
@@ -152,8 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _engine(args) -> dict:
+    from nodebench.datasets.tabular import TRUST_ENV
+
+    if args.trust_unverified:
+        os.environ[TRUST_ENV] = "1"  # inherited by the workers
     return dict(jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads, progress=not args.no_progress,
-                retry_failed=args.retry_failed, executor=args.executor, scheduler=args.scheduler)
+                retry_failed=args.retry_failed, executor=args.executor, scheduler=args.scheduler,
+                allow_mixed_commits=args.allow_mixed_commits)
 
 
 def _print_cases(result) -> int:
@@ -199,6 +211,8 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     from nodebench import api
 
+    if not [m for m in args.method.split(",") if m.strip()]:
+        raise UserError("--method names no method; give e.g. --method rk4,adjoint")
     result = api.run(args.task, args.method, seeds=args.seeds, iters=args.iters, budget_s=args.budget_s,
                      hparams=dict(args.hparam), out=args.out, device=args.device, dry_run=args.dry_run,
                      **_engine(args))
@@ -246,7 +260,8 @@ def cmd_leaderboard(args) -> int:
     from nodebench import api
     from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name
 
-    run_dirs = list(args.run_dirs)
+    paths.output_dir(args.out)
+    run_dirs = paths.unique_paths(list(args.run_dirs))
     if not run_dirs:
         runs = list_runs(DEFAULT_STORE, machine_name(), "nightly")
         if runs.empty:
@@ -272,9 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print("nodebench: interrupted; finished cases are kept, rerun with the same --out to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        name, signum = getattr(err, "signal_name", "SIGINT"), getattr(err, "signum", 2)
+        print(f"nodebench: interrupted by {name}; finished cases are kept, rerun with the same --out to resume",
+              file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

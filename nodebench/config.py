@@ -52,7 +52,7 @@ class Param:
         elif self.kind in ("int", "float"):
             text = "an integer" if self.kind == "int" else "a finite number"
             if self.positive:
-                text += " > 0"
+                text = "a positive integer" if self.kind == "int" else "a positive finite number"
             if self.low is not None:
                 text += f" >= {self.low:g}"
             if self.high is not None:

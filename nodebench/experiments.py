@@ -43,6 +43,7 @@ from nodebench.claims import COMMON_KEYS as CLAIM_KEYS
 from nodebench.config import check_keys, from_mapping
 from nodebench.errors import UserError
 from nodebench.methods import METHODS
+from nodebench.paths import plain_name
 from nodebench.runner.case import Case, expand_grid
 
 PRESETS = ("smoke", "quick", "paper")
@@ -131,6 +132,8 @@ def parse_spec(text: str, where: str) -> PaperSpec:
             raise UserError(f"{where}: needs a string {key!r}")
     experiments = [from_mapping(Experiment, exp, f"{where}: experiment {exp.get('name', i)!r}")
                    for i, exp in enumerate(raw.get("experiment", []))]
+    for name in (raw["paper"], *(exp.name for exp in experiments)):
+        plain_name(name, f"{where}: name")  # names become folder and file names
     spec = PaperSpec(paper=raw["paper"], title=raw["title"], reference=raw["reference"], experiments=experiments,
                      claims=raw.get("claim", []), analyses=raw.get("analysis", []), notes=raw.get("notes", ""),
                      path=where)

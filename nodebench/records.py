@@ -1,16 +1,25 @@
 """Tidy records: one row per case in ``records.parquet``, per-iteration curves in ``curves.parquet``.
 
 Each case is first written on its own into ``RUN_DIR/cases/`` (``<case_id>.json`` and
-``<case_id>.curves.parquet``), each file atomically (written to a temporary name, then renamed), so a
-killed sweep never leaves a half-written case and never loses a finished one. :func:`merge` then
-gathers them into the two Parquet files, again atomically.
+``<case_id>.curves.parquet``), each file atomically (written to a temporary name, flushed to disk with
+fsync, then renamed), so a killed sweep or a lost machine never leaves a half-written case and never loses
+a finished one. :func:`merge` then gathers them into the two Parquet files, again atomically.
+
+Before a case counts as finished, :func:`valid_cases` checks it: its row must be a JSON object naming its
+own case id and its curves file must be readable Parquet. A truncated, empty or corrupt row, a row whose
+curves file was deleted, and a copy of a row under another name are moved to ``RUN_DIR/cases/rejected/``
+(nothing is deleted), said in one line each, and the case runs again.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import re
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -21,13 +30,22 @@ from nodebench.schema import check_records, check_row
 RECORDS = "records.parquet"
 CURVES = "curves.parquet"
 CASES = "cases"
+REJECTED = "rejected"
 CURVE_KEYS = ("case_id", "task", "method", "seed", "experiment")
+CASE_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     write(tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def write_case(cases_dir: Path, case_id: str, row: dict, curves: dict[str, list],
@@ -49,33 +67,69 @@ def write_case(cases_dir: Path, case_id: str, row: dict, curves: dict[str, list]
     _atomic_write(cases_dir / f"{case_id}.json", lambda p: p.write_text(json.dumps(clean, default=str)))
 
 
-def finished_case_ids(run_dir: Path, *, include_failed: bool = True) -> set[str]:
-    """Ids of the cases whose results are already in ``run_dir`` (only the ``ok`` ones unless
-    ``include_failed``)."""
+def valid_cases(run_dir: Path) -> dict[str, dict]:
+    """The rows of the valid cases in ``run_dir/cases`` by case id; every invalid one is moved to
+    ``cases/rejected/`` with one line on stderr (see the module docstring)."""
+    import pyarrow.parquet as pq
+
     folder = Path(run_dir) / CASES
-    if not folder.is_dir():
-        return set()
-    ids = set()
-    for path in folder.glob("*.json"):
-        if include_failed or json.loads(path.read_text()).get("status") == "ok":
-            ids.add(path.name[: -len(".json")])
-    return ids
+    rows = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        case_id = path.name[: -len(".json")]
+        try:
+            row = json.loads(path.read_text())
+        except (OSError, ValueError):
+            row = None
+        if not isinstance(row, dict) or "status" not in row:
+            why = "is empty" if path.stat().st_size == 0 else "is truncated or not a case row"
+        elif not CASE_ID.fullmatch(case_id) or row.get("case_id") != case_id:
+            why = f"names case {row.get('case_id')!r}, not its file name (a copy?); not merged"
+        else:
+            try:
+                pq.read_metadata(folder / f"{case_id}.curves.parquet")
+                rows[case_id] = row
+                continue
+            except FileNotFoundError:
+                why = "has no curves file (deleted?)"
+            except Exception:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+                why = "has an unreadable curves file"
+        _reject(folder, case_id, why)
+    return rows
+
+
+def _reject(folder: Path, case_id: str, why: str) -> None:
+    """Move a case's files aside into ``cases/rejected/`` and say so in one line."""
+    rejected = folder / REJECTED
+    rejected.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for path in folder.glob(f"{glob.escape(case_id)}.*"):
+        if path.name.endswith((".json", ".parquet")):
+            os.replace(path, rejected / f"{path.name}.{stamp}")
+    rerun = "" if why.endswith("not merged") else ", the case runs again"
+    print(f"nodebench: case file cases/{case_id}.json {why}: moved to cases/{REJECTED}/{rerun}", file=sys.stderr)
+
+
+def finished_case_ids(run_dir: Path, *, include_failed: bool = True) -> set[str]:
+    """Ids of the valid cases already in ``run_dir`` (only the ``ok`` ones unless ``include_failed``)."""
+    return {case_id for case_id, row in valid_cases(run_dir).items()
+            if include_failed or row.get("status") == "ok"}
 
 
 def merge(run_dir: Path, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Gather every case in ``run_dir/cases`` into ``records.parquet`` and ``curves.parquet``."""
     run_dir = Path(run_dir)
     folder = run_dir / CASES
-    rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    records = pd.DataFrame(rows)
+    valid = valid_cases(run_dir)
+    records = pd.DataFrame(list(valid.values()))
     if not records.empty:
         records.insert(0, "run_id", run_id)
-    curve_files = sorted(folder.glob("*.curves.parquet"))
+    curve_files = [folder / f"{case_id}.curves.parquet" for case_id in valid]
     curves = pd.concat([pd.read_parquet(p) for p in curve_files], ignore_index=True) if curve_files else pd.DataFrame()
     _atomic_write(run_dir / RECORDS, lambda p: records.to_parquet(p, index=False))
     tables: dict[str, list[Path]] = {}
     for path in sorted(folder.glob("*.table.parquet")):
-        tables.setdefault(path.name.split(".")[1], []).append(path)
+        if path.name.split(".")[0] in valid:
+            tables.setdefault(path.name.split(".")[1], []).append(path)
     for name, paths in tables.items():
         frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
         _atomic_write(run_dir / f"{name}.parquet", lambda p: frame.to_parquet(p, index=False))
@@ -101,9 +155,11 @@ def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         curves = pd.read_parquet(run_dir / CURVES) if (run_dir / CURVES).is_file() else pd.DataFrame()
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
         raise UserError(f"cannot read the records in {str(run_dir)!r}: {' '.join(str(err).split())[:200]}") from None
-    return check_records(records, str(path), needs_rows=False), curves
+    check_records(records, str(path))
+    return records, curves
 
 
+#: the columns every records file written by nodebench has, and that every reader needs.
 def expand_hparams(records: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``records`` with one ``hp_<name>`` column per hyper-parameter in its ``hparams`` JSON
     (a value missing from a row's JSON is NaN/None); records without an ``hparams`` column come back

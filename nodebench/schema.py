@@ -19,8 +19,8 @@ from nodebench.errors import UserError
 
 @dataclass(frozen=True)
 class Column:
-    """A records column: ``kind`` is ``str``, ``int``, ``float`` or ``bool``; ``required`` columns are in
-    every row of a run directory (others may be missing, e.g. GPU fields on a CPU)."""
+    """A records column: ``kind`` is ``str``, ``int``, ``float`` or ``bool``; ``required`` columns are what a
+    command needs to read a records file at all (others may be missing, e.g. GPU fields on a CPU)."""
 
     name: str
     kind: str
@@ -30,20 +30,20 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     # identity of the case
-    Column("run_id", "str", "the run the row was merged into", True),
+    Column("run_id", "str", "the run the row was merged into"),
     Column("case_id", "str", "hash of the case's configuration; names its files", True),
-    Column("paper", "str", "paper package, empty for `nodebench run`", True),
-    Column("experiment", "str", "experiment (suite entry) of the paper", True),
+    Column("paper", "str", "paper package, empty for `nodebench run`"),
+    Column("experiment", "str", "experiment (suite entry) of the paper"),
     Column("task", "str", "task id", True),
     Column("method", "str", "training method id", True),
     Column("seed", "int", "seed of the model initialisation and the data draws", True),
-    Column("device", "str", "cpu, cuda or cuda:N", True),
-    Column("preset", "str", "preset (or suite) the case belongs to", True),
-    Column("hparams", "str", "the case's hyper-parameters and method options as JSON", True),
+    Column("device", "str", "cpu, cuda or cuda:N"),
+    Column("preset", "str", "preset (or suite) the case belongs to"),
+    Column("hparams", "str", "the case's hyper-parameters and method options as JSON"),
     Column("headline_metric", "str", "the task's figure of merit (the first of its metrics)"),
     # outcome
     Column("status", "str", "ok, diverged, oom, timeout or error", True),
-    Column("reason", "str", "one line on why a case did not end ok", True),
+    Column("reason", "str", "one line on why a case did not end ok"),
     # training cost
     Column("iters", "int", "training iterations run"),
     Column("train_wall_s", "float", "summed timed step time [s] (synchronised on GPU)"),
@@ -78,13 +78,15 @@ COLUMNS: tuple[Column, ...] = (
 )
 SCHEMA = {column.name: column for column in COLUMNS}
 REQUIRED = tuple(column.name for column in COLUMNS if column.required)
+#: What every row a worker writes holds (``run_id`` is added when the rows are merged).
+ROW_KEYS = ("case_id", "paper", "experiment", "task", "method", "seed", "device", "preset", "hparams", "status")
 _TYPES = {"str": (str,), "int": (numbers.Integral,), "float": (numbers.Real,), "bool": (bool,)}
 
 
 def check_row(row: dict) -> None:
-    """A ``ValueError`` naming a required column missing from ``row`` or a value of the wrong type (a
+    """A ``ValueError`` naming an identity column missing from ``row`` or a value of the wrong type (a
     programming error in a task or the harness, never user input)."""
-    missing = [name for name in REQUIRED if name not in row and name != "run_id"]
+    missing = [name for name in ROW_KEYS if name not in row]
     if missing:
         raise ValueError(f"record row lacks column(s) {', '.join(missing)}")
     for name, value in row.items():
@@ -98,13 +100,12 @@ def check_row(row: dict) -> None:
 def check_records(records: pd.DataFrame, where: str, *, needs_rows: bool = True) -> pd.DataFrame:
     """``records`` if it is a records table: every required column present (and at least one row when
     ``needs_rows``); else a one-line :class:`UserError` naming what is missing and from where."""
-    if records.empty and not needs_rows:
-        return records
     missing = [name for name in REQUIRED if name not in records]
     if missing:
-        raise UserError(f"{where} is not a nodebench records file: it lacks column(s) {', '.join(missing)}")
+        raise UserError(f"{where!r} has no {', '.join(missing)} column(s); give records written by nodebench "
+                        f"(columns {', '.join(REQUIRED)}, ...)")
     if needs_rows and records.empty:
-        raise UserError(f"{where} holds no record rows; nothing to compare or rank")
+        raise UserError(f"{where!r} holds no records (zero rows); give a run with at least one finished case")
     return records
 
 

@@ -37,8 +37,8 @@ nodes) sees the same ξ; the ODE is then an ordinary deterministic ODE and the a
 
 **Difference from the official code.** ``make_sde_func.noise`` calls ``torch.manual_seed(seed)`` and
 redraws the η_n on *every* evaluation (and adds 500 to the seed per batch), which reseeds the global
-torch RNG inside the vector field and so disturbs any other randomness drawn during a solve (paper
-sheet, pitfall 4). Here the η_n are stored tensors drawn from a caller-supplied local
+torch RNG inside the vector field and so disturbs any other randomness drawn during a solve (a side
+effect the official implementation has). Here the η_n are stored tensors drawn from a caller-supplied local
 ``torch.Generator``: same fixed-path semantics, no global side effect, and ξ(t) is pure tensor algebra in
 t (no ``.item()``), so it runs under ``torch.func.vmap`` over t (the ``gq_batched`` method).
 

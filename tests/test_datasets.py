@@ -89,7 +89,7 @@ def test_gas(tmp_path, rng):
     frame["Meth"], frame["Eth"] = rng.uniform(size=300), rng.uniform(size=300)
     (tmp_path / "gas").mkdir()
     frame.to_pickle(tmp_path / "gas" / "ethylene_CO.pickle")
-    splits = load_gas(tmp_path)
+    splits = load_gas(tmp_path, trust_unverified=True)
     check_splits(splits, 243, 27, 30, 7)
     whole = np.vstack([splits.train, splits.val, splits.test])
     np.testing.assert_allclose(whole.std(axis=0, ddof=1), 1, atol=1e-12)
@@ -100,7 +100,33 @@ def test_gas_rejects_non_pickle(tmp_path):
     (tmp_path / "gas").mkdir()
     (tmp_path / "gas" / "ethylene_CO.pickle").write_text("not a pickle")
     with pytest.raises(UserError, match="not a readable pandas pickle"):
-        load_gas(tmp_path)
+        load_gas(tmp_path, trust_unverified=True)
+
+
+def test_gas_unpickles_only_a_verified_or_trusted_file(tmp_path, monkeypatch):
+    """A pickle that would run code (here: create a file) is never loaded unless its sha256 is pinned and
+    matches, or the user vouches for it."""
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    (tmp_path / "gas").mkdir()
+    path = tmp_path / "gas" / "ethylene_CO.pickle"
+    path.write_bytes(pickle.dumps(Payload()))
+    monkeypatch.delenv("NODEBENCH_TRUST_UNVERIFIED", raising=False)
+    unpinned = write_manifest(tmp_path / "m.toml", [("gas", "gas/ethylene_CO.pickle", "")])
+    with pytest.raises(UserError, match="refusing to unpickle .* --trust-unverified"):
+        load_gas(tmp_path, manifest=unpinned)
+    wrong = write_manifest(tmp_path / "wrong.toml", [("gas", "gas/ethylene_CO.pickle", "0" * 64)])
+    with pytest.raises(UserError, match="checksum mismatch"):
+        load_gas(tmp_path, manifest=wrong, trust_unverified=True)
+    assert not (tmp_path / "ran").exists()
+    monkeypatch.setenv("NODEBENCH_TRUST_UNVERIFIED", "1")
+    with pytest.raises(UserError, match="must hold a pandas DataFrame"):
+        load_gas(tmp_path, manifest=unpinned)  # trusted: loaded (and the payload ran)
+    assert (tmp_path / "ran").exists()
 
 
 def hepmass_frame(rng, n):

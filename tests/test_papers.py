@@ -76,7 +76,7 @@ def test_a_good_spec_builds_its_cases():
     (('presets.smoke', 'presets.smok'), r"unknown preset 'smok'"),
     (("seeds = 2 }", "seeds = 2, hparams = { hiden = 3 } }"), r"unknown hyper-parameter 'hiden' \(did you mean 'hidden'\?\)"),
     (("seeds = 2 }", "seeds = 2, hparams = { hidden = -5 } }"), r"hidden must be an integer >= 1, got -5"),
-    (("seeds = 2 }", "seeds = 2, hparams = { rtol = 0.0 } }"), r"rtol must be a finite number > 0"),
+    (("seeds = 2 }", "seeds = 2, hparams = { rtol = 0.0 } }"), r"rtol must be a positive finite number"),
     (('check = "ratio"', 'check = "vibes"'), r"unknown claim check 'vibes'"),
     (('baseline = "rk4"', 'baselin = "rk4"'), r"claim 'C1': unknown key 'baselin' \(did you mean 'baseline'\?\)"),
     (('method = "rk4"\nbaseline', 'method = "nope"\nbaseline'), r"method 'nope' is not a method"),

@@ -46,6 +46,7 @@ from scipy.stats import mannwhitneyu, wilcoxon
 from nodebench.errors import UserError
 from nodebench.metrics import METRICS
 from nodebench.records import CURVES, RECORDS, config_labels, load_run
+from nodebench.schema import check_records
 
 REGRESSION, FAILED = "regression", "failed"
 CASE_KEYS = ("experiment", "task", "method", "hparams")
@@ -112,9 +113,7 @@ def load_records(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             curves = pd.read_parquet(sibling) if sibling.is_file() else pd.DataFrame()
         except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
             raise UserError(f"cannot read {str(path)!r} as records: {' '.join(str(err).split())[:200]}") from None
-    missing = [c for c in ("task", "method", "status") if c not in records]
-    if missing:
-        raise UserError(f"{str(path)!r} has no {', '.join(missing)} column(s); give records written by nodebench")
+    check_records(records, str(path))
     if not curves.empty and "case_id" in records:
         curves = curves[curves["case_id"].isin(records["case_id"])]
     return records, curves

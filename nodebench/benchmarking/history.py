@@ -21,6 +21,7 @@ import pandas as pd
 
 from nodebench.errors import UserError
 from nodebench.harness.environment import git_sha
+from nodebench.paths import plain_name
 from nodebench.records import RECORDS
 from nodebench.runner.sweep import read_run_info, write_run_info
 
@@ -40,7 +41,8 @@ def new_run(store: str | Path, machine: str, suite: str, **meta) -> Path:
     """Create the folder of a new run in the store and its ``run.json``; return the folder."""
     now = _dt.datetime.now(_dt.timezone.utc)
     sha = git_sha()
-    run_dir = Path(store) / machine / suite / f"{now:%Y%m%dT%H%M%SZ}-{sha[:12]}"
+    folder = Path(store) / plain_name(machine, "machine") / plain_name(suite, "suite")
+    run_dir = folder / f"{now:%Y%m%dT%H%M%SZ}-{sha[:12]}"
     if run_dir.exists():
         raise UserError(f"{str(run_dir)!r} exists already; wait a second and rerun")
     write_run_info(run_dir, command="bench", suite=suite, machine=machine, git_sha=sha,

@@ -45,6 +45,7 @@ import pandas as pd
 from scipy.stats import gmean
 
 from nodebench.benchmarking.compare import load_records
+from nodebench.errors import UserError
 from nodebench.metrics import headline_metric, higher_is_better
 from nodebench.records import config_labels
 from nodebench.target import common_level, first_reach, quality_column
@@ -229,6 +230,9 @@ def environment_table(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[label for _, label in present] + ["cases"])
 
 
+DEFAULT_REFERENCE = "adjoint"
+
+
 def build(run_dirs: list[Path], targets: dict[str, float] | None = None):
     """``(records, tasks, infos)`` from ``run_dirs``: all records, and per task its table and target info.
 
@@ -243,17 +247,27 @@ def build(run_dirs: list[Path], targets: dict[str, float] | None = None):
             curve_frames.append(curves.assign(case_id=f"{index}:" + curves["case_id"].astype(str)))
     records = pd.concat(frames, ignore_index=True)
     curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else pd.DataFrame()
+    unknown = sorted(set(targets or {}) - set(records["task"].astype(str)))
+    if unknown:
+        raise UserError(f"target for task(s) {', '.join(unknown)} not in the runs; tasks in the runs: "
+                        f"{', '.join(sorted(records['task'].astype(str).unique()))}")
     tasks, infos = {}, {}
     for task, group in records.groupby("task", sort=True):
         tasks[task], infos[task] = task_table(group, curves, (targets or {}).get(task))
     return records, tasks, infos
 
 
-def write(run_dirs: list[Path], out: str | Path, *, reference: str = "adjoint",
+def write(run_dirs: list[Path], out: str | Path, *, reference: str | None = None,
           targets: dict[str, float] | None = None) -> tuple[Path, Path]:
-    """Write ``out/leaderboard.md`` (figures in ``out/figures/``) and a self-contained ``leaderboard.html``."""
+    """Write ``out/leaderboard.md`` (figures in ``out/figures/``) and a self-contained ``leaderboard.html``.
+    ``reference``: the method of the speed-up column, which must be in the runs (default ``adjoint``, when
+    present or not)."""
     out = Path(out)
     records, tasks, infos = build(run_dirs, targets)  # bad input is refused before anything is written
+    methods = sorted(records["method"].astype(str).unique())
+    if reference is not None and reference not in methods:
+        raise UserError(f"--reference {reference!r} is not a method of the runs; valid: {', '.join(methods)}")
+    reference = reference or DEFAULT_REFERENCE
     (out / "figures").mkdir(parents=True, exist_ok=True)
     scores = overall(tasks, reference)
     figures = [plot_profile(scores, out / "figures" / "performance_profile.png"),

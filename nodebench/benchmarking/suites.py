@@ -34,6 +34,7 @@ from typing import Any
 import tomllib
 
 from nodebench.errors import UserError
+from nodebench.paths import plain_name
 from nodebench.runner.case import Case, expand_grid, in_rounds
 
 SUITE_SUFFIX = ".toml"
@@ -114,6 +115,7 @@ def load_suite(name: str) -> Suite:
 
 def _check(suite: Suite) -> None:
     where = f"suite file {str(suite.path)!r}"
+    plain_name(suite.name, f"{where}: suite")
     if not suite.entries:
         raise UserError(f"{where} declares no [[entry]]")
     names = [e.name for e in suite.entries]

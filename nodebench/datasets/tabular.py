@@ -21,10 +21,12 @@ import numpy as np
 import pandas as pd
 
 from nodebench.datasets.splits import Splits, require_finite, split_tail, standardize
-from nodebench.datasets.storage import dataset_files, read_npy
+from nodebench.datasets.storage import dataset_files, read_manifest, read_npy
 from nodebench.errors import UserError
 
 PathArg = Optional[str | os.PathLike]
+#: set to 1 to unpickle data files whose checksum the manifest does not pin (``--trust-unverified``).
+TRUST_ENV = "NODEBENCH_TRUST_UNVERIFIED"
 
 
 def _read_npy(path: Path, columns: Optional[int] = None) -> np.ndarray:
@@ -62,7 +64,7 @@ def load_power(root: PathArg = None, *, manifest: PathArg = None) -> Splits:
     return require_finite(standardize(split_tail(data)), "POWER")
 
 
-def load_gas(root: PathArg = None, *, manifest: PathArg = None) -> Splits:
+def load_gas(root: PathArg = None, *, manifest: PathArg = None, trust_unverified: bool = False) -> Splits:
     """UCI gas sensor array under dynamic gas mixtures (ethylene + CO), as preprocessed by MAF (8 features).
 
     ``gas/ethylene_CO.pickle`` is a pickled pandas DataFrame. The ``Meth``, ``Eth`` and ``Time`` columns are
@@ -70,10 +72,20 @@ def load_gas(root: PathArg = None, *, manifest: PathArg = None) -> Splits:
     column is removed. The whole set is z-scored (pandas ``std``, ``ddof=1``) before the
     :func:`split_tail` split, so the test statistics leak into the normalisation exactly as in MAF.
 
+    Unpickling runs code from the file, so it is only read when its sha256 matches the one pinned in the
+    data manifest (:func:`~nodebench.datasets.storage.dataset_files` checks it), or when the user vouches for
+    an unpinned copy: ``trust_unverified=True``, ``--trust-unverified`` or ``NODEBENCH_TRUST_UNVERIFIED=1``.
+
     Uncertain: the pickle was written by a 2017 pandas (likely under Python 2); whether current pandas
     still reads it has not been checked here. If it fails, re-save it as a DataFrame with an older pandas.
     """
-    path = dataset_files("gas", root, manifest)["gas/ethylene_CO.pickle"]
+    name = "gas/ethylene_CO.pickle"
+    path = dataset_files("gas", root, manifest)[name]  # a pinned checksum is verified here
+    pinned = any(entry.sha256 for entry in read_manifest(manifest).files_of("gas") if entry.path == name)
+    if not (pinned or trust_unverified or os.environ.get(TRUST_ENV) == "1"):
+        raise UserError(f"refusing to unpickle {path}: the data manifest pins no sha256 for it and a pickle runs "
+                        f"code when loaded; pin its sha256 in the manifest, or pass --trust-unverified "
+                        f"({TRUST_ENV}=1) for a copy you trust")
     try:
         frame = pd.read_pickle(path)
     except Exception as exc:  # an unreadable pickle can fail in many ways; all mean "malformed file"

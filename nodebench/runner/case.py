@@ -42,7 +42,10 @@ class Case:
 
     @property
     def case_id(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """A hash of the config and, for a task read from a file, of that file's content."""
+        from nodebench.runner.guard import data_fingerprint
+
+        blob = json.dumps(self.to_dict() | data_fingerprint(self.task), sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:

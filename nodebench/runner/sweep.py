@@ -4,13 +4,17 @@ Every case runs as ``python -m nodebench.runner.worker`` so that its memory figu
 CPU high-water mark and the CUDA allocator are per process) and a crash stays isolated. Up to ``jobs``
 cases run at once (state it when comparing times: parallel cases share the machine). A case that
 passes ``timeout_s`` is killed and recorded with status ``timeout``; a worker that dies without writing
-its result (killed by the kernel's out-of-memory killer, a segfault) is recorded as ``oom`` or
-``error``. With ``executor="submitit"`` or ``"dask"`` the cases go to a cluster engine instead
+its result is recorded as ``killed`` with the signal's name (SIGKILL: the kernel's out-of-memory killer
+or a user; SIGSEGV...) or ``error``. With ``executor="submitit"`` or ``"dask"`` the cases go to a cluster engine instead
 (:mod:`nodebench.runner.executors`); each remote task runs :func:`run_case_process`, which is the same fresh
 worker process, waited for. Cases already in ``RUN_DIR/cases`` are skipped, so rerunning a killed sweep with the same
-output directory resumes it; ``retry_failed`` reruns the cases recorded with a failure status. Each
-worker's output (tracebacks included) is kept in ``RUN_DIR/logs/<case_id>.log``. Workers die with the
-sweep: an interrupted sweep kills them, and a killed one takes them along (Linux parent-death signal).
+output directory resumes it; ``retry_failed`` reruns the cases recorded with a failure status. A resume
+reruns exactly the cases without a valid finished row: those that were running when the sweep stopped
+(their ``.progress`` notes are removed) and those whose files fail :func:`~nodebench.records.valid_cases`.
+Each worker's output (tracebacks included) is kept in ``RUN_DIR/logs/<case_id>.log``. Workers die with
+the sweep: SIGINT, SIGTERM and SIGHUP stop the sweep, which kills them at once, and a sweep killed outright
+takes them along (Linux parent-death signal). The sweep holds ``RUN_DIR/.lock`` while it runs and refuses a
+directory holding cases of another git commit unless ``allow_mixed_commits`` (:mod:`nodebench.runner.guard`).
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from nodebench.errors import UserError
 from nodebench.harness import environment
-from nodebench.records import CASES, finished_case_ids, merge, write_case
+from nodebench.harness.environment import git_sha
+from nodebench.records import CASES, merge, valid_cases, write_case
 from nodebench.runner.case import Case
+from nodebench.runner.guard import PARENT_PID, SweepLock, check_commit, read_json_object, stop_on_signals
 
 LOGS = "logs"
 RUN_INFO = "run.json"
@@ -50,14 +57,26 @@ class _Running:
 def read_run_info(run_dir: str | Path) -> dict:
     """``run_dir/run.json``: the run id and what produced the run (command, paper, preset); may be empty."""
     info = Path(run_dir) / RUN_INFO
-    return json.loads(info.read_text()) if info.is_file() else {}
+    if not info.is_file():
+        return {}
+    value = read_json_object(info)
+    if value is None:
+        raise UserError(f"{str(info)!r} is corrupt (not a JSON object); move it away to start a new run id")
+    return value
 
 
 def write_run_info(run_dir: str | Path, **meta) -> dict:
     """Create or update ``run_dir/run.json``; the run id is made once and kept when a run resumes."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    info = read_run_info(run_dir)
+    try:
+        info = read_run_info(run_dir)
+    except UserError:
+        aside = run_dir / f"{RUN_INFO}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+        os.replace(run_dir / RUN_INFO, aside)
+        print(f"nodebench: {run_dir / RUN_INFO} was corrupt: moved to {aside.name}, a new run id starts",
+              file=sys.stderr)
+        info = {}
     info = {"run_id": time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]} | info | meta
     (run_dir / RUN_INFO).write_text(json.dumps(info, indent=1))
     return info
@@ -65,7 +84,7 @@ def write_run_info(run_dir: str | Path, **meta) -> dict:
 
 def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_s: float = 3600.0,
               threads: int = 1, progress: bool = True, retry_failed: bool = False, executor: str = "local",
-              scheduler: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+              scheduler: str | None = None, allow_mixed_commits: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the cases not yet finished in ``run_dir`` and merge all results there.
 
     Args:
@@ -75,20 +94,32 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
         timeout_s: per-case wall-clock limit, process start-up included.
         threads: torch threads per case (also exported as OMP/MKL/OpenBLAS thread counts).
         progress: show a progress bar on stderr.
-        retry_failed: rerun cases recorded as ``diverged``, ``oom``, ``timeout`` or ``error``.
+        retry_failed: rerun cases recorded as ``diverged``, ``oom``, ``killed``, ``timeout`` or ``error``.
         executor: ``local`` (worker processes on this machine), ``submitit`` (SLURM job arrays, or submitit's
             local executor without SLURM) or ``dask`` (a dask.distributed scheduler at ``scheduler``).
             ``run_dir`` must be on storage that the cluster's workers share.
+        allow_mixed_commits: add cases to a directory holding cases of another git commit.
 
     Returns:
         ``(records, curves)`` DataFrames of every case in ``run_dir``.
     """
     run_dir = Path(run_dir)
-    run_id = write_run_info(run_dir)["run_id"]
+    with SweepLock(run_dir), stop_on_signals():
+        return _run_locked(cases, run_dir, jobs=jobs, timeout_s=timeout_s, threads=threads, progress=progress,
+                           retry_failed=retry_failed, executor=executor, scheduler=scheduler,
+                           allow_mixed_commits=allow_mixed_commits)
+
+
+def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, retry_failed, executor, scheduler,
+                allow_mixed_commits) -> tuple[pd.DataFrame, pd.DataFrame]:
     cases_dir, logs_dir = run_dir / CASES, run_dir / LOGS
+    finished = valid_cases(run_dir)
+    check_commit(list(finished.values()), git_sha(), run_dir, allow_mixed=allow_mixed_commits)
+    run_id = write_run_info(run_dir)["run_id"]
     cases_dir.mkdir(parents=True, exist_ok=True)
     logs_dir.mkdir(exist_ok=True)
-    done = finished_case_ids(run_dir, include_failed=not retry_failed)
+    _remove_stale_notes(cases_dir)
+    done = {case_id for case_id, row in finished.items() if not retry_failed or row.get("status") == "ok"}
     todo = list({c.case_id: c for c in cases if c.case_id not in done}.values())
     if executor != "local":
         from nodebench.runner.executors import run_remote
@@ -124,6 +155,13 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
     return merge(run_dir, run_id)
 
 
+def _remove_stale_notes(cases_dir: Path) -> None:
+    """Progress notes and temporary files left by a sweep that was killed outright."""
+    for pattern in ("*.progress", "*.progress-tmp", ".*.tmp[0-9]*"):
+        for path in cases_dir.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
 def run_case_process(case: Case | dict, run_dir: str | Path, *, threads: int = 1, timeout_s: float = 3600.0) -> str:
     """Run one case in a fresh worker process, wait for it, and record it in ``run_dir/cases``; return its
     status. The unit of work that cluster engines run: a pure function of the case's config, whose only
@@ -153,7 +191,8 @@ def record_failure(case: Case, run_dir: str | Path, status: str, reason: str, st
 
 
 def _worker_env(threads: int) -> dict:
-    return os.environ | {var: str(threads) for var in THREAD_VARS} | {"PYTHONUNBUFFERED": "1"}
+    return (os.environ | {var: str(threads) for var in THREAD_VARS}
+            | {"PYTHONUNBUFFERED": "1", PARENT_PID: str(os.getpid())})
 
 
 def _settle(job: _Running, cases_dir: Path, code: int | None, timeout_s: float) -> None:
@@ -188,8 +227,10 @@ def _kill(process: subprocess.Popen) -> None:
 
 
 def _failure_of(code: int, log: Path) -> tuple[str, str]:
-    if code == -signal.SIGKILL:
-        return "oom", "worker killed by SIGKILL (most likely the out-of-memory killer)"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        why = " (the kernel's out-of-memory killer or a user)" if code == -signal.SIGKILL else ""
+        return "killed", f"worker killed by {name}{why}"
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     return "error", f"worker exited with code {code}: {lines[-1] if lines else 'no output'}"[:300]
 

@@ -1,32 +1,58 @@
 """Runs one case in its own process: ``python -m nodebench.runner.worker CASE.json OUT_DIR``.
 
 Writes ``OUT_DIR/<case_id>.json`` (the record row) and ``OUT_DIR/<case_id>.curves.parquet`` atomically
-when the case ends, whatever its status: ``ok``, ``diverged`` (non-finite loss or metric), ``oom`` or
-``error`` (with a one-line reason). While training it rewrites ``<case_id>.progress`` about once a
-second with the iteration and loss, which the sweep shows in its progress bar (and removes at the end).
+when the case ends, whatever its status: ``ok``, ``diverged`` (non-finite loss or metric), ``oom`` (the
+CPU or CUDA allocator could not allocate) or ``error`` (with a one-line reason). While training it
+rewrites ``<case_id>.progress`` about once a second with the iteration and loss, which the sweep shows in
+its progress bar (and removes at the end).
+
+The parent-death signal is armed first, before the imports that take seconds (torch), and checked against
+the sweep's PID (``NODEBENCH_PARENT_PID``): a worker whose sweep died while it started exits at once.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import sys
-import time
-import traceback
-from pathlib import Path
 
-import torch
+from nodebench.runner.guard import PARENT_PID  # standard library only: milliseconds
 
-from nodebench.harness import environment
-from nodebench.methods import get_method
-from nodebench.papers import load_papers
-from nodebench.records import write_case
-from nodebench.runner.case import Case
-from nodebench.runner.settings import case_settings
-from nodebench.tasks import get_task
-from nodebench.training import Diverged, TrainResult, train
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the sweep that started it dies (``PR_SET_PDEATHSIG``), then exit
+    if that sweep is already gone (this process was re-parented before the request took effect)."""
+    expected = os.environ.get(PARENT_PID)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: an interrupted sweep still kills its workers itself
+    if expected is not None and os.getppid() != int(expected):
+        os._exit(1)
+
+
+if __name__ == "__main__":
+    _die_with_parent()
+
+import json  # noqa: E402 - after the parent-death signal
+import time  # noqa: E402
+import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from nodebench.harness import environment  # noqa: E402
+from nodebench.methods import get_method  # noqa: E402
+from nodebench.papers import load_papers  # noqa: E402
+from nodebench.records import write_case  # noqa: E402
+from nodebench.runner.case import Case  # noqa: E402
+from nodebench.runner.settings import case_settings  # noqa: E402
+from nodebench.tasks import get_task  # noqa: E402
+from nodebench.training import Diverged, TrainResult, train  # noqa: E402
+
+#: what torch's allocators say when memory runs out (as RuntimeError on the CPU).
+OUT_OF_MEMORY = ("DefaultCPUAllocator: can't allocate memory", "CUDA out of memory")
 
 
 def run_case(case: Case, out_dir: Path) -> dict:
@@ -64,7 +90,7 @@ def run_case(case: Case, out_dir: Path) -> dict:
     except (torch.cuda.OutOfMemoryError, MemoryError) as err:
         status, reason = "oom", _one_line(err)
     except Exception as err:  # noqa: BLE001 - a failed case is a recorded row, and the sweep goes on
-        status, reason = "error", _one_line(err)
+        status, reason = ("oom" if any(text in str(err) for text in OUT_OF_MEMORY) else "error"), _one_line(err)
         traceback.print_exc()
     row |= {"status": status, "reason": reason} | result.summary() | result.metrics
     curves = dict(result.curves)
@@ -77,19 +103,7 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"[:300]
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when the sweep that started it dies (``PR_SET_PDEATHSIG``)."""
-    parent = os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return  # not Linux: an interrupted sweep still kills its workers itself
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
-
-
 def main(argv: list[str]) -> int:
-    _die_with_parent()
     case = Case.from_dict(json.loads(Path(argv[0]).read_text()))
     threads = int(argv[2]) if len(argv) > 2 else 1
     torch.set_num_threads(threads)

@@ -7,7 +7,8 @@ One iteration of :class:`CoordinateDescent`:
 2. **weight block**: ``weight_steps`` Adam steps on θ with z fixed, minimising γR (+ multiplier term):
    a regression of f(t_q, x_q, u_q; θ) onto the fixed slopes ẋ_q, batched over every trajectory and
    every node at once (the time-parallel part);
-3. the augmented variant's dual ascent λ ← λ + 2γ r, then the γ continuation γ ← min(γ·growth, γ_max).
+3. the augmented variant's guarded dual ascent λ ← λ + s·2γ r (:class:`DualAscent`), then the γ
+   continuation γ ← min(γ·growth, γ_max).
 
 No ODE is solved while training (claim S7): the only calls of the dynamics are batched node evaluations.
 The coefficients are initialised by a least-squares fit to the observations (nodebench choice) inside the
@@ -63,6 +64,7 @@ class CoordinateDescent:
         self.gamma = opts.gamma
         self.multipliers = torch.zeros_like(self.objective.nodes(z.detach())[0]) \
             if opts.variant == "augmented" else None
+        self.dual = DualAscent(opts) if opts.variant == "augmented" else None
 
     def warmup(self) -> None:
         """One untimed evaluation of J and of both blocks' gradients, no update; the first timed iteration
@@ -93,9 +95,12 @@ class CoordinateDescent:
             self.weight_optimizer.zero_grad(set_to_none=True)
             objective.penalty(objective.residual_given(states, slopes), self.gamma, self.multipliers).backward()
             self.weight_optimizer.step()
-        if self.multipliers is not None:
+        if self.dual is not None:
             with torch.no_grad():
-                self.multipliers += 2.0 * self.gamma * objective.residual_given(states, slopes)
+                r_new = objective.residual_given(states, slopes)
+                lagrangian = float(objective.data_loss(self.z) + objective.penalty(r_new, self.gamma, self.multipliers))
+                self.multipliers = self.dual.update(self.multipliers, r_new, float(objective.violation(r_new)),
+                                                    lagrangian, self.gamma)
         self.last = {"snode_fit_mse": float(data.detach()), "snode_violation": float(objective.violation(r.detach())),
                      "snode_gamma": self.gamma}
         self.gamma = min(self.gamma * opts.gamma_growth, opts.gamma_max or math.inf)
@@ -104,3 +109,57 @@ class CoordinateDescent:
     def metrics(self) -> dict[str, float]:
         """The last iteration's data loss on the series, its ODE violation R and the γ it used."""
         return dict(self.last)
+
+
+class DualAscent:
+    """The safeguarded multiplier update of the augmented variant (method of multipliers, Hestenes 1969,
+    Powell 1969; safeguards after Nocedal & Wright, Numerical Optimization, Algorithm 17.4).
+
+    With J_A = L + γR + ⟨λ, r⟩, where ⟨a, b⟩ = Σ_q w_q mean_{n,d} a·b and R = ⟨r, r⟩, the stationarity of
+    J_A in r gives the first-order multiplier estimate λ + 2γ r — valid only where (z, θ) minimise J_A for
+    the current λ. Coordinate descent takes a few gradient steps per iteration, so the update is guarded:
+
+    * **outer iterations**: λ is held for ``dual_every`` iterations and updated only when J_A stopped
+      decreasing over the last outer iteration (relative decrease below ``dual_tolerance``): the sub-problem
+      is then approximately solved;
+    * **acceptance**: a dual step is kept only if the violation R at the end of the next outer iteration is
+      not larger than before the step; otherwise λ is restored and the step length s is halved (s ≤ 1,
+      doubled again after an accepted step). The constraint r = 0 of a finite network on N·E·Q·D nodes is
+      generally infeasible, and there unguarded dual ascent drives λ, hence J, to infinity.
+    """
+
+    def __init__(self, options: SnodeOptions):
+        self.every, self.tolerance = options.dual_every, options.dual_tolerance
+        self.iteration, self.step_length = 0, 1.0
+        self.accepted = self.rejected = 0
+        self.previous_lagrangian = math.inf
+        self.trial: tuple[torch.Tensor, float] | None = None  # (λ before the step, R before the step)
+
+    def update(self, multipliers, r, violation: float, lagrangian: float, gamma: float) -> torch.Tensor:
+        """λ after iteration ``self.iteration + 1`` (``r``, R and J_A at its end)."""
+        self.iteration += 1
+        if self.iteration % self.every:
+            return multipliers
+        stalled = lagrangian >= (1.0 - self.tolerance) * self.previous_lagrangian
+        self.previous_lagrangian = lagrangian
+        if self.trial is not None:
+            before, violation_before = self.trial
+            self.trial = None
+            if violation > violation_before:
+                self.step_length /= 2
+                self.rejected += 1
+                self.previous_lagrangian = math.inf
+                return before
+            self.step_length = min(1.0, 2 * self.step_length)
+            self.accepted += 1
+        if not stalled:
+            return multipliers
+        self.trial = (multipliers, violation)
+        return multipliers + self.step_length * (multiplier_estimate(multipliers, r, gamma) - multipliers)
+
+
+def multiplier_estimate(multipliers: torch.Tensor, r: torch.Tensor, gamma: float) -> torch.Tensor:
+    """λ + 2γ r: the multipliers that make the gradient of L + ⟨λ, r⟩ equal that of J_A = L + γR + ⟨λ, r⟩
+    (∂J_A/∂r = λ + 2γ r in the inner product ⟨·,·⟩ of :meth:`SpectralObjective.weighted_mean`), hence exact
+    multipliers when (z, θ) minimise J_A (Nocedal & Wright, eq. 17.39)."""
+    return multipliers + 2.0 * gamma * r

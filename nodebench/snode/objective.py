@@ -9,7 +9,8 @@ coefficients z_n (:class:`~nodebench.snode.elements.ElementBasis`):
   composite Gauss rule normalised to sum to 1 (a time average: nodebench's normalisation);
 * penalty variant:              J = L + γ R;
 * augmented-Lagrangian variant: J = L + γ R + Σ_q w_q · mean over n, d of λ_n(t_q)·r_n(t_q), with
-  multipliers λ updated by dual ascent, λ ← λ + 2γ r (the stationarity condition of the penalty term).
+  multipliers λ updated by guarded dual ascent towards λ + 2γ r (the stationarity condition of the penalty
+  term; :class:`~nodebench.snode.coordinate_descent.DualAscent`).
 
 The network is evaluated **once per objective**, on all N × (E·Q) nodes as one batch: the time-parallel
 part of the method. ``field(t_nodes, x)`` receives the node times (E·Q,) and states (N, E·Q, D), so the

@@ -13,7 +13,7 @@ snode_elements      auto      number of elements E; auto = max(1, round((T − 1
 snode_nodes         p + 1     quadrature nodes per element
 snode_quadrature    legendre  ``legendre`` (Gauss–Legendre) or ``lobatto`` (Gauss–Lobatto)
 snode_variant       penalty   ``penalty`` (J = L + γR) or ``augmented`` (augmented Lagrangian, multipliers
-                              updated by dual ascent after every iteration)
+                              updated by guarded dual ascent, see snode_dual_*)
 snode_gamma         0.1       the penalty weight γ at the start
 snode_gamma_growth  1.0       γ ← min(γ·growth, gamma_max) after every iteration (continuation)
 snode_gamma_max     none      upper limit of the continuation (none: no limit)
@@ -23,6 +23,9 @@ snode_weight_steps  10        Adam steps on the weights θ per iteration (coeffi
 snode_coef_lr       0.01      Adam learning rate of the coefficient steps
 snode_ridge         1e-8      ridge of the initial least-squares fit (needed when an element has
                               fewer observations than coefficients)
+snode_dual_every    10        augmented variant: iterations per outer iteration (λ held fixed)
+snode_dual_tolerance 0.01     augmented variant: λ is updated once J_A fell by less than this fraction
+                              over an outer iteration (the sub-problem is approximately solved)
 =================== ========= ==========================================================================
 """
 
@@ -56,6 +59,8 @@ class SnodeOptions:
     weight_steps: int = 10
     coef_lr: float = 0.01
     ridge: float = 1e-8
+    dual_every: int = 10
+    dual_tolerance: float = 0.01
 
     def __post_init__(self):
         _integer("degree", self.degree, 1)
@@ -73,7 +78,11 @@ class SnodeOptions:
             _number("gamma_max", self.gamma_max, minimum=self.gamma, strict=False)
         _number("coef_lr", self.coef_lr, minimum=0.0, strict=True)
         _number("ridge", self.ridge, minimum=0.0, strict=False)
-        for name in ("degree", "elements", "nodes", "coef_steps", "weight_steps"):
+        _integer("dual_every", self.dual_every, 1)
+        _number("dual_tolerance", self.dual_tolerance, minimum=0.0, strict=False)
+        if self.dual_tolerance >= 1:
+            raise UserError(f"SNODE option {PREFIX}dual_tolerance must be < 1, got {self.dual_tolerance!r}")
+        for name in ("degree", "elements", "nodes", "coef_steps", "weight_steps", "dual_every"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, int(getattr(self, name)))
 

@@ -50,8 +50,8 @@ curve for any trained model. For 2-D data the table ``density_grid`` holds the l
   ``step_size = 0.05`` for the 2-D toys (the released ``8gaussians`` command).
 
 **Departures from FFJORD / the DOvsOD code**, all hyper-parameters: ``train_t1`` defaults to False
-(FFJORD trains ``T = s²``; a trainable ``T`` changes the number of fixed steps during training, pitfall 3
-of the paper sheet); no batch normalisation, one CNF block, no regularisation, no early stopping (the
+(FFJORD trains ``T = s²``; with a fixed-step solver a trainable ``T`` changes the step size during
+training); no batch normalisation, one CNF block, no regularisation, no early stopping (the
 harness runs a fixed number of iterations or a time budget); toy batch 512 instead of 100.
 """
 

@@ -32,8 +32,12 @@ def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"{str(path)!r} is not a readable .npz file ({err}); {expected}") from None
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise UserError(f"{str(path)!r} holds a single array (an .npy), not an .npz archive; {expected}")
-    with data:
-        arrays = {k: np.asarray(data[k]) for k in data.files}
+    try:
+        with data:
+            arrays = {k: np.asarray(data[k]) for k in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:  # object arrays need unpickling: refused
+        raise UserError(f"{str(path)!r} holds an unreadable or object array ({' '.join(str(err).split())}); "
+                        f"{expected}") from None
     if "t" not in arrays or "y" not in arrays:
         raise UserError(f"{str(path)!r} holds arrays {sorted(arrays)}; it needs 't' (T,) and 'y' (N, T, D)")
     t, y, u = arrays["t"], arrays["y"], arrays.get("u")

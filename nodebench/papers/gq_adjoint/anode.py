@@ -3,9 +3,8 @@ Gauß–Legendre Quadrature" (TMLR 2023, arXiv 2308.10644), after Dupont et al. 
 
 Both follow the paper's official code (``a-norcliffe/torch_gq_adjoint``, experiment files
 ``experiments/g1d.py`` and ``experiments/nested_spheres.py``, data from ``datasets/datasets.py`` and
-``datasets/make_nested_spheres_data.py``, modules from ``models/modules.py``); the paper sheet
-``shared/papers/gq_adjoint.md`` §6 lists the settings. The hidden width ``width`` is the swept
-hyper-parameter (5 … 3000 in the paper's runs, §7 of the sheet).
+``datasets/make_nested_spheres_data.py``, modules from ``models/modules.py``); the settings are the official experiment files'.
+The hidden width ``width`` is the swept hyper-parameter (5 … 3000 in the paper's runs).
 
 **g1d** (``g1d``): map x = −1 to 1 and x = 1 to −1 (two points, full batch). The state is x augmented
 with ``augment`` zeros (3: dimension 4), solved on t = [0, ``t_end``] with ``t_end = 1``; the dynamics

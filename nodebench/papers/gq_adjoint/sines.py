@@ -4,8 +4,8 @@ Norcliffe et al. 2020).
 
 Follows the official code (``a-norcliffe/torch_gq_adjoint``: ``experiments/sines.py``, data from
 ``datasets/make_sine_data.py`` and ``datasets/datasets.py``, the model ``mlp_sonode`` in
-``models/modules.py``, the time batching in ``models/neural_de.py``); settings in
-``shared/papers/gq_adjoint.md`` §6. The paper sweeps the width w over 5, 20, 200, 1000, 2000 (§7).
+``models/modules.py``, the time batching in ``models/neural_de.py``); settings are
+the official code's. The paper sweeps the width w over 5, 20, 200, 1000, 2000 (§7).
 
 **Data.** x(t) = A sin t + B cos t with (B, A) ~ U(−1, 1)², observed on [0, 2π] at ``n_obs`` times
 (10 by default; the paper also uses 50); ``n_train`` = 15 training and ``n_test`` = 5 test curves.

@@ -1,7 +1,7 @@
 """System-identification stand-ins for SNODE's experiments (Quaglino et al., ICLR 2020, §5).
 
-The paper's vehicle and multi-agent equations, parameters, horizons and data sizes are not transcribed
-(snode.md §5, §12), so both systems here are **nodebench stand-ins, not the paper's systems**; every
+The paper's vehicle and multi-agent equations, parameters, horizons and data sizes are not given in
+usable detail in the paper's text (§5), so both systems here are **nodebench stand-ins, not the paper's systems**; every
 result table says so. Both are fully observed (SNODE's setting), simulated with dopri5 (rtol 1e-9,
 atol 1e-11) and observed every ``dt`` on [0, ``horizon``]; training observations carry Gaussian noise of
 standard deviation ``noise``, test trajectories are clean. A regime is a choice of hyper-parameters: the

@@ -1,0 +1,99 @@
+"""Checks of the paths and names a command will write to, made before any work starts.
+
+Every check raises :class:`~nodebench.errors.UserError` (one line, exit code 2) naming the path and what is
+wrong with it: an empty path, a file where a folder is needed (or the reverse), a path under a regular
+file, a folder that is not writable, a name read from a file that is not a plain identifier (a suite
+called ``../../x`` must not escape the history store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+
+from nodebench.errors import UserError
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def nonempty_path(text: str) -> Path:
+    """``argparse`` type of an output path: refuses the empty string (which would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text)
+
+
+def plain_name(value, what: str) -> str:
+    """``value`` if it is a plain identifier (letters, digits, ``_ . -``, not starting with a dot), the only
+    names that may become a path component."""
+    if not isinstance(value, str) or not PLAIN_NAME.fullmatch(value) or value in (".", ".."):
+        raise UserError(f"{what} {value!r} is not a plain name; use letters, digits, '_', '.' and '-' only "
+                        "(e.g. nightly)")
+    return value
+
+
+def _writable_parent(path: Path, what: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a writable folder."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{what} {str(path)!r} lies under {str(parent)!r}, which is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UserError(f"{what} {str(path)!r} cannot be created: {str(parent)!r} is not writable")
+            return
+
+
+def output_dir(path: Path, what: str = "--out") -> Path:
+    """A folder the command will create or write into."""
+    if str(path) == "":
+        raise UserError(f"{what} is empty; give a folder")
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"{what} {str(path)!r} is a file; give a folder (new or a previous output folder)")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UserError(f"{what} {str(path)!r} is not writable")
+        return path
+    _writable_parent(path, what)
+    return path
+
+
+def output_file(path: Path, what: str = "--out") -> Path:
+    """A file the command will create or replace."""
+    if str(path) == "":
+        raise UserError(f"{what} is empty; give a file")
+    if path.is_dir():
+        raise UserError(f"{what} {str(path)!r} is a folder; give a file name, e.g. {str(path / 'compare.md')!r}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{what} {str(path)!r} is not writable")
+    _writable_parent(path, what)
+    return path
+
+
+def sweep_dir(path: Path, *, allow_mixed_commits: bool = False) -> Path:
+    """The output folder of a sweep: a writable folder, not in use by a live sweep, and holding no cases of
+    another git commit unless ``allow_mixed_commits``. Reads only: nothing is written or moved."""
+    from nodebench.harness.environment import git_sha
+    from nodebench.records import CASES
+    from nodebench.runner.guard import check_commit, check_not_locked, read_json_object
+
+    output_dir(path)
+    if path.is_dir():
+        check_not_locked(path)
+        rows = [row for row in map(read_json_object, sorted((path / CASES).glob("*.json"))) if row]
+        check_commit(rows, git_sha(), path, allow_mixed=allow_mixed_commits)
+    return path
+
+
+def unique_paths(paths: list[Path]) -> list[Path]:
+    """``paths`` without repeats of the same file or folder (compared resolved), first occurrence kept."""
+    seen, out = set(), []
+    for path in paths:
+        key = path.resolve()
+        if key.is_file() and key.name == "records.parquet":
+            key = key.parent  # a run folder and its records file are one run
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out
