@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torchdiffeq import odeint
 
+from nodebench.config import Param
+from nodebench.errors import UserError
 from nodebench.tasks.base import Task, dtype_from_name
 from nodebench.tasks.trajectory import MLPField, TrajectoryProblem
 
@@ -40,6 +42,12 @@ class CubicSpiral(Task):
     description = "Chen et al.'s cubic spiral, 30 points on [0, 1.5], MLP 2-50-2 on u³ (Onken & Ruthotto §TS)"
     defaults = {"n_points": 30, "t_end": 1.5, "hidden": 50, "lr": 0.1, "dtype": "float64",
                 "extrap_t_end": 6.0, "extrap_points": 120}
+    param_rules = {"n_points": Param("n_points", "int", low=2), "extrap_points": Param("extrap_points", "int", low=2)}
+
+    def check_hparams(self, hp):
+        if hp["extrap_t_end"] < hp["t_end"]:
+            raise UserError(f"task {self.name}: extrap_t_end ({hp['extrap_t_end']:g}) must be at least t_end "
+                            f"({hp['t_end']:g})")
 
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
