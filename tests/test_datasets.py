@@ -119,12 +119,12 @@ def test_gas_unpickles_only_a_verified_or_trusted_file(tmp_path, monkeypatch):
     unpinned = write_manifest(tmp_path / "m.toml", [("gas", "gas/ethylene_CO.pickle", "")])
     with pytest.raises(UserError, match="refusing to unpickle .* --trust-unverified"):
         load_gas(tmp_path, manifest=unpinned)
-    wrong = write_manifest(tmp_path / "m.toml", [("gas", "gas/ethylene_CO.pickle", "0" * 64)])
+    wrong = write_manifest(tmp_path / "wrong.toml", [("gas", "gas/ethylene_CO.pickle", "0" * 64)])
     with pytest.raises(UserError, match="checksum mismatch"):
         load_gas(tmp_path, manifest=wrong, trust_unverified=True)
     assert not (tmp_path / "ran").exists()
     monkeypatch.setenv("NODEBENCH_TRUST_UNVERIFIED", "1")
-    with pytest.raises(UserError, match="must hold a pandas DataFrame"):
+    with pytest.raises(UserError, match="pandas"):
         load_gas(tmp_path, manifest=unpinned)  # trusted: loaded (and the payload ran)
     assert (tmp_path / "ran").exists()
 
