@@ -18,7 +18,9 @@ does the optional per-iteration monitor (``monitor_every``): a method-independen
 the simulation MSE on the training trajectories, that time-to-target figures are read from.
 Training stops after ``iters`` iterations or once the summed step time passes ``budget_s``. A non-finite
 loss, a non-finite metric, or a solve (training or evaluation) that exceeds its step limit or whose step
-size underflows stops it with status ``diverged``.
+size underflows stops it with status ``diverged``; so does an evaluation that runs longer than
+:func:`evaluation_limit_s` (the stiff dynamics of a diverged model can otherwise keep its evaluation
+solving for minutes before the step limit).
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from __future__ import annotations
 import contextlib
 import math
 import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+
+from torch import nn
 
 from nodebench.harness import PeakMemory, Stopwatch, count_nfe
 from nodebench.methods import Method
@@ -209,7 +214,9 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
 
     problem.model.eval()
     counter.phase = "forward"
-    with _solver_failure_is_divergence(result, f"evaluation after {iteration} iterations"):
+    limit = evaluation_limit_s(elapsed + result.warmup_s)
+    with _solver_failure_is_divergence(result, f"evaluation after {iteration} iterations"), \
+            _time_limit(problem, limit):
         result.metrics = problem.evaluate(solve) | stepper.metrics()
     result.tables = dict(problem.tables)
     bad = [k for k, v in result.metrics.items() if not math.isfinite(v)]
@@ -222,13 +229,54 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
 
 #: torchdiffeq's assertion messages when the dynamics have become too stiff to solve.
 SOLVER_FAILURES = ("max_num_steps", "underflow in dt")
+#: the evaluation may take at least this long, and at least EVALUATION_FACTOR × the training time.
+EVALUATION_MIN_S, EVALUATION_FACTOR = 60.0, 10.0
+
+
+def evaluation_limit_s(training_s: float) -> float:
+    """Wall-clock limit of the evaluation after ``training_s`` seconds of training (warm-up included)."""
+    return max(EVALUATION_MIN_S, EVALUATION_FACTOR * training_s)
+
+
+class _OverTime(RuntimeError):
+    """Raised inside a solve past the evaluation's limit: the learned dynamics are too stiff to evaluate."""
+
+
+class _Deadline(nn.Module):
+    """``field`` that raises :class:`_OverTime` once ``deadline`` (``time.monotonic``) has passed."""
+
+    def __init__(self, field: nn.Module, deadline: float, seconds: float):
+        super().__init__()
+        self.field, self.deadline, self.seconds = field, deadline, seconds
+
+    def forward(self, t, y):
+        if time.monotonic() > self.deadline:
+            raise _OverTime(f"the solve ran past the evaluation's {self.seconds:g} s limit, the learned dynamics "
+                            "are too stiff")
+        return self.field(t, y)
+
+
+@contextlib.contextmanager
+def _time_limit(problem: Problem, seconds: float):
+    """Within the block, every evaluation of ``problem.field`` checks the wall-clock limit."""
+    field = problem.field
+    problem.field = _Deadline(field, time.monotonic() + seconds, seconds)
+    try:
+        yield
+    finally:
+        problem.field = field
 
 
 @contextlib.contextmanager
 def _solver_failure_is_divergence(result: TrainResult, when: str):
-    """Turn torchdiffeq's step-limit and step-underflow assertions into :class:`Diverged`."""
+    """Turn torchdiffeq's step-limit and step-underflow assertions, and an evaluation over its time limit,
+    into :class:`Diverged`."""
     try:
         yield
+    except _OverTime as err:
+        diverged = Diverged(f"{when}: {err}")
+        diverged.result = result
+        raise diverged from None
     except AssertionError as err:
         if not any(message in str(err) for message in SOLVER_FAILURES):
             raise

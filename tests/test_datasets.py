@@ -124,7 +124,7 @@ def test_gas_unpickles_only_a_verified_or_trusted_file(tmp_path, monkeypatch):
         load_gas(tmp_path, manifest=wrong, trust_unverified=True)
     assert not (tmp_path / "ran").exists()
     monkeypatch.setenv("NODEBENCH_TRUST_UNVERIFIED", "1")
-    with pytest.raises(UserError, match="must hold a pandas DataFrame"):
+    with pytest.raises(UserError, match="pandas"):
         load_gas(tmp_path, manifest=unpinned)  # trusted: loaded (and the payload ran)
     assert (tmp_path / "ran").exists()
 

@@ -8,11 +8,19 @@ CPU: the kernel's resident-set high-water mark. On Linux the mark (VmHWM) is res
 follows the reset (see :class:`_ProcStatus`). Where the reset is not possible the meter uses plain
 ``ru_maxrss``, which never goes down: a per-phase figure only in a fresh process, which is why the
 runner gives every case its own process. ``tracemalloc`` is not used: it does not see tensors.
+
+The resident set of a small CPU phase moves by megabytes between identical runs (pages the allocator
+keeps, returns or reuses; 0.4–5.7 MiB for the same small case). :class:`TensorPeak` instead counts the
+bytes of tensor storage a phase allocates, from the allocation and free events of torch's profiler (every
+c10 allocation with its size, on any device): it does not depend on which pages the kernel maps, so
+identical runs give identical figures (``benchmarks/memory_spread.py``). It slows the phase down (the
+profiler records every operator), so it is for untimed measurements, beside the timed meter.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import resource
 
@@ -111,3 +119,44 @@ class PeakMemory:
         if not self.cuda:
             return None
         return torch.cuda.max_memory_reserved(self.device) - self._base_reserved
+
+
+class TensorPeak:
+    """Peak bytes of tensor storage allocated within a ``with`` block above what was held when it began,
+    on ``device`` (``cpu``, ``cuda``...), counted from the profiler's allocation events; ``bytes`` after
+    the block (see the module docstring)."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.bytes: int | None = None
+        self._profile = None
+
+    def __enter__(self) -> "TensorPeak":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._profile = torch.autograd.profiler.profile(profile_memory=True, use_device=(
+            "cuda" if self.device.type == "cuda" else None))
+        self._profile.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._profile.__exit__(*exc)
+        events = sorted(_allocations(self._profile.kineto_results.experimental_event_tree()),
+                        key=lambda node: node.start_time_ns)
+        sizes = [node.extra_fields.alloc_size for node in events if self._on_device(node.extra_fields.device)]
+        self.bytes = max(0, max(itertools.accumulate(sizes), default=0))
+
+    def _on_device(self, device: torch.device) -> bool:
+        return device.type == self.device.type and (self.device.index is None or device.index == self.device.index)
+
+
+def _allocations(nodes):
+    """Every allocation and free event in the profiler's event tree (negative ``alloc_size``: a free)."""
+    from torch._C._profiler import _EventType
+
+    for node in nodes:
+        if node.tag == _EventType.Allocation:
+            yield node
+        yield from _allocations(node.children)

@@ -1,0 +1,63 @@
+"""Spread of the CPU peak-memory figures of one training step over identical runs, each in a fresh process.
+
+For each run: build the task, one warm-up pass, then one training step measured by the harness's timed
+meter (:class:`~nodebench.harness.memory.PeakMemory`, the resident-set high-water mark) and the next
+identical step by :class:`~nodebench.harness.memory.TensorPeak` (bytes of tensor storage allocated). Prints
+min, median and max of each over the runs.
+
+    python benchmarks/memory_spread.py --runs 10 --task cubic_spiral --method rk4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+ONE_RUN = """
+import json, sys, torch
+from nodebench.harness.memory import PeakMemory, TensorPeak
+from nodebench.methods import get_method
+from nodebench.runner.settings import case_settings
+from nodebench.tasks import get_task
+from nodebench.training import GradientStep
+torch.set_num_threads(1)
+torch.manual_seed(0)
+task, method = sys.argv[1], get_method(sys.argv[2])
+settings = case_settings(json.loads(sys.argv[3]), method)
+problem = get_task(task).build(seed=0, device=torch.device("cpu"), hparams=settings.task_hparams)
+params = [p for p in problem.model.parameters() if p.requires_grad]
+stepper = GradientStep(problem, method.make_solve(params, **settings.solver_options), params)
+stepper.warmup()
+meter = PeakMemory("cpu")
+meter.reset()
+stepper.step(lambda: None)
+rss = meter.peak_bytes()
+with TensorPeak("cpu") as tensors:
+    stepper.step(lambda: None)
+print(json.dumps({"rss": rss, "tensor": tensors.bytes}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--task", default="cubic_spiral")
+    parser.add_argument("--method", default="rk4")
+    parser.add_argument("--hparams", default="{}", help="task hyper-parameters as JSON")
+    args = parser.parse_args()
+    rows = []
+    for _ in range(args.runs):
+        out = subprocess.run([sys.executable, "-c", ONE_RUN, args.task, args.method, args.hparams],
+                             capture_output=True, text=True, check=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    for key, label in (("rss", "resident-set peak (PeakMemory)"), ("tensor", "tensor storage peak (TensorPeak)")):
+        values = [r[key] / 2**20 for r in rows]
+        print(f"{args.task}/{args.method} {label}: min {min(values):.3f} MiB, median "
+              f"{statistics.median(values):.3f} MiB, max {max(values):.3f} MiB over {len(values)} runs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Sweep robustness: the output lock, resume's checks of case files, commits, data hashes, statuses, the
+worker's parent check and the evaluation's time limit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nodebench.cli import main
+from nodebench.errors import UserError
+from nodebench.records import CASES, REJECTED, merge, valid_cases, write_case
+from nodebench.runner import sweep
+from nodebench.runner.case import Case
+from nodebench.runner.guard import LOCK, PARENT_PID, SweepLock
+from nodebench.runner.sweep import read_run_info, run_cases, write_run_info
+
+SPIRAL = {"n_points": 6, "hidden": 4}
+
+
+def _finished(run_dir: Path, case: Case, **extra) -> None:
+    """Write ``case`` as a finished ``ok`` case, as a worker would."""
+    row = case.identity() | {"status": "ok", "reason": "", "test_mse": 0.5} | extra
+    write_case(run_dir / CASES, case.case_id, row, {"iteration": [1], "loss": [1.0]})
+
+
+def _holder(path: Path) -> subprocess.Popen:
+    """A process that holds ``path``'s sweep lock until killed (prints 'held' once it has it)."""
+    code = ("import sys, time; from nodebench.runner.guard import SweepLock; lock = SweepLock(sys.argv[1]).acquire(); "
+            "print('held', flush=True); time.sleep(600)")
+    process = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_second_sweep_on_a_locked_directory_is_refused_naming_the_holder(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = _holder(out)
+    try:
+        with pytest.raises(UserError, match=f"in use by another sweep \\(PID {holder.pid}\\)"):
+            SweepLock(out).acquire()
+        before = sorted(p.name for p in out.iterdir())
+        code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "1", "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and f"PID {holder.pid}" in err
+        assert sorted(p.name for p in out.iterdir()) == before  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    with SweepLock(out):  # the holder died: its lock is taken over
+        assert (out / LOCK).read_text() == str(os.getpid())
+
+
+def test_a_stale_lock_file_of_a_dead_process_is_taken_over(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / LOCK).write_text(str(dead.pid))
+    with SweepLock(tmp_path):
+        assert (tmp_path / LOCK).read_text() == str(os.getpid())
+
+
+def test_resume_reruns_corrupt_cases_and_ignores_copies(tmp_path, capsys):
+    cases = [Case(task="cubic_spiral", method="rk4", seed=s, iters=1) for s in range(5)]
+    for case in cases:
+        _finished(tmp_path, case)
+    folder = tmp_path / CASES
+    good, truncated, empty, no_curves, corrupt_curves = (c.case_id for c in cases)
+    text = (folder / f"{truncated}.json").read_text()
+    (folder / f"{truncated}.json").write_text(text[: len(text) // 2])
+    (folder / f"{empty}.json").write_text("")
+    (folder / f"{no_curves}.curves.parquet").unlink()
+    (folder / f"{corrupt_curves}.curves.parquet").write_bytes(b"PAR1 not parquet")
+    (folder / f"{good} copy.json").write_text((folder / f"{good}.json").read_text())
+    (folder / f"{good}.progress").write_text("iter 3 loss 1")  # left by a sweep killed outright
+
+    assert set(valid_cases(tmp_path)) == {good}
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 5 and all(line.startswith("nodebench: case file") for line in err)
+    assert sum("runs again" in line for line in err) == 4 and "copy" in "".join(err)
+    assert len(list((folder / REJECTED).iterdir())) == 5 + 3  # rows, and the curves that were there
+    records, curves = merge(tmp_path, "r")
+    assert list(records["case_id"]) == [good] and list(curves["case_id"]) == [good]
+
+    run_cases([cases[0]], tmp_path, progress=False)  # nothing to run: the good case is kept
+    assert not (folder / f"{good}.progress").exists()
+
+
+def test_a_directory_of_another_commit_is_refused_unless_asked(tmp_path, capsys):
+    case = Case(task="cubic_spiral", method="rk4", iters=1)
+    _finished(tmp_path, case, git_sha="0" * 40)
+    with pytest.raises(UserError, match="holds cases of commit 000000000000.*--allow-mixed-commits"):
+        run_cases([case], tmp_path, progress=False)
+    code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "1", "--out", str(tmp_path)])
+    assert code == 2 and "--allow-mixed-commits" in capsys.readouterr().err
+    records, _ = run_cases([case], tmp_path, progress=False, allow_mixed_commits=True)
+    assert len(records) == 1
+
+
+def test_the_case_id_follows_the_data_file_content(tmp_path):
+    path = tmp_path / "data.npz"
+    np.savez(path, t=np.linspace(0, 1, 5), y=np.zeros((2, 5, 1)))
+    case = Case(task=f"trajectories:{path}", method="rk4")
+    first = case.case_id
+    assert Case(task=f"trajectories:{path}", method="rk4").case_id == first
+    np.savez(path, t=np.linspace(0, 1, 5), y=np.ones((2, 5, 1)))
+    assert case.case_id != first
+
+
+def test_a_corrupt_run_json(tmp_path, capsys):
+    (tmp_path / "run.json").write_text('{"run_id": "x"')
+    with pytest.raises(UserError, match="run.json.*corrupt"):
+        read_run_info(tmp_path)
+    info = write_run_info(tmp_path, command="run")  # a sweep moves it aside and starts a new run id
+    assert info["run_id"] != "x" and "was corrupt" in capsys.readouterr().err
+    assert len(list(tmp_path.glob("run.json.corrupt-*"))) == 1
+
+
+def test_failure_statuses(tmp_path, monkeypatch):
+    log = tmp_path / "log"
+    log.write_text("")
+    assert sweep._failure_of(-signal.SIGKILL, log) == (
+        "killed", "worker killed by SIGKILL (the kernel's out-of-memory killer or a user)")
+    assert sweep._failure_of(-signal.SIGSEGV, log) == ("killed", "worker killed by SIGSEGV")
+    from nodebench.runner import worker
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 1099511627776 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(worker, "train", out_of_memory)
+    row = worker.run_case(Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL), tmp_path)
+    assert row["status"] == "oom" and "DefaultCPUAllocator" in row["reason"]
+
+
+def test_a_worker_whose_sweep_is_gone_exits_before_its_imports(tmp_path):
+    spec = tmp_path / "case.json"
+    spec.write_text(json.dumps(Case(task="cubic_spiral", method="rk4", iters=1).to_dict()))
+    code = ("import runpy, sys; sys.argv = ['worker'] + sys.argv[1:]; "
+            "runpy.run_module('nodebench.runner.worker', run_name='__main__')")
+    env = os.environ | {PARENT_PID: "1"}  # not this worker's parent
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code, str(spec), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and not list(tmp_path.glob("*.curves.parquet"))
+    assert "| torch" not in done.stderr  # it left before importing torch
+
+
+def test_the_evaluation_solve_is_capped(monkeypatch):
+    import nodebench.training as training
+    from nodebench.methods import get_method
+    from nodebench.tasks import get_task
+
+    monkeypatch.setattr(training, "EVALUATION_MIN_S", 0.01)
+    monkeypatch.setattr(training, "EVALUATION_FACTOR", 0.0)
+    problem = get_task("cubic_spiral").build(seed=0, device=torch.device("cpu"), hparams=SPIRAL)
+    started = time.monotonic()
+    with pytest.raises(training.Diverged, match="evaluation after 1 iterations: the solve ran past"):
+        training.train(problem, get_method("rk4"), device=torch.device("cpu"), iters=1, warmup=0)
+    assert time.monotonic() - started < 60
