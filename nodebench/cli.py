@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from nodebench.datasets import cli as data_cli
+from nodebench.datasets.catalog import check_case_data
 from nodebench.errors import UserError
 
 EXAMPLES = """examples:
@@ -98,6 +100,7 @@ def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -
                    help="local: worker processes here (default); submitit: SLURM job arrays (submitit's local "
                         "executor without SLURM); dask: a dask.distributed scheduler (--scheduler)")
     p.add_argument("--scheduler", metavar="ADDR", help="dask scheduler address, e.g. tcp://10.0.0.1:8786")
+    p.add_argument("--no-verify", action="store_true", help="run on data files that do not match their checksums")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("list", help="papers, experiments, tasks and methods")
+    data_cli.add_parser(sub)
 
     run = sub.add_parser("run", help="run a grid of tasks × methods × seeds")
     run.add_argument("--task", required=True, help="a task id, or trajectories:PATH.npz / density:PATH.npy")
@@ -239,6 +243,7 @@ def cmd_run(args) -> int:
     cases = expand_grid(tasks=[args.task], methods=methods, seeds=range(args.seeds), hparams=dict(args.hparam),
                         device=device, iters=iters, budget_s=args.budget_s)
     _validate(cases)
+    check_case_data(cases, verify=not args.no_verify)
     engine = _engine(args)
     out = args.out or Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
     write_run_info(out, command="run")
@@ -257,6 +262,7 @@ def cmd_reproduce(args) -> int:
     device = _device(args.device)
     cases = spec.cases(args.preset, device)
     _validate(cases)
+    check_case_data(cases, verify=not args.no_verify)
     engine = _engine(args)
     out = args.out or Path("results") / f"{args.paper}-{args.preset}"
     write_run_info(out, command="reproduce", paper=args.paper, preset=args.preset, device=device)
@@ -288,6 +294,7 @@ def cmd_bench(args) -> int:
     device = _device(args.device or suite.device)
     cases = suite.cases(device)
     _validate(cases)
+    check_case_data(cases, verify=not args.no_verify)
     engine = _engine(args)
     store = args.out or DEFAULT_STORE
     run_dir = new_run(store, machine_name(args.machine), suite.name, device=device)
@@ -369,7 +376,7 @@ def cmd_leaderboard(args) -> int:
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce, "report": cmd_report,
             "bench": cmd_bench, "compare": cmd_compare, "history": cmd_history,
-            "leaderboard": cmd_leaderboard}
+            "leaderboard": cmd_leaderboard, "data": data_cli.run}
 
 
 def main(argv: list[str] | None = None) -> int:

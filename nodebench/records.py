@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import pandas as pd
 
@@ -21,6 +24,16 @@ RECORDS = "records.parquet"
 CURVES = "curves.parquet"
 CASES = "cases"
 CURVE_KEYS = ("case_id", "task", "method", "seed", "experiment")
+#: Provenance columns of every row, with their values for a case whose task reported none (a task that
+#: generates its data, or a case that failed before its data was read): the data set, its split sizes, and
+#: whether its files matched their pinned checksums (:mod:`nodebench.datasets.catalog`).
+PROVENANCE = MappingProxyType({"dataset": "", "n_train": None, "n_val": None, "n_test": None,
+                               "data_verified": False})
+
+
+def provenance_columns(provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The provenance columns of a row: :data:`PROVENANCE` updated by what the task reported."""
+    return dict(PROVENANCE) | {k: v for k, v in (provenance or {}).items() if k in PROVENANCE}
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -67,6 +80,9 @@ def merge(run_dir: Path, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     records = pd.DataFrame(rows)
     if not records.empty:
         records.insert(0, "run_id", run_id)
+        for column, default in PROVENANCE.items():  # rows written by a sweep that lost its worker lack them
+            if column not in records:
+                records[column] = default
     curve_files = sorted(folder.glob("*.curves.parquet"))
     curves = pd.concat([pd.read_parquet(p) for p in curve_files], ignore_index=True) if curve_files else pd.DataFrame()
     _atomic_write(run_dir / RECORDS, lambda p: records.to_parquet(p, index=False))

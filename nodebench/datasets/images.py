@@ -46,6 +46,8 @@ from nodebench.errors import UserError
 PathArg = str | os.PathLike | None
 
 IMAGE_NAMES = ("mnist", "cifar10", "svhn", "digits")
+#: How records name each source (the ``dataset`` column); the stand-in is labelled as one.
+DATASET_LABELS = {"digits": "digits (scikit-learn 8x8, stand-in)"}
 README_HINT = "see datasets/README.md for where to get the files and where to put them"
 
 MNIST_FILES = {
@@ -341,5 +343,5 @@ def load_images(name: str, root: PathArg = None, *, seed: int = 0) -> ImageSplit
     return LOADERS[name](root)
 
 
-__all__ = ["IMAGE_NAMES", "ImageSplits", "load_cifar10", "load_digits", "load_images", "load_mnist", "load_svhn",
+__all__ = ["DATASET_LABELS", "IMAGE_NAMES", "ImageSplits", "load_cifar10", "load_digits", "load_images", "load_mnist", "load_svhn",
            "read_cifar_batch", "read_idx", "read_svhn_mat"]

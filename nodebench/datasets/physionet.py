@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,9 @@ PathArg = str | os.PathLike | None
 
 FOLDER = "physionet"
 SETS = ("set-a", "set-b")
+#: Every set of the challenge; set C (4000 more records, outcomes published after the challenge) is optional.
+ALL_SETS = ("set-a", "set-b", "set-c")
+OUTCOME_COLUMNS = ("RecordID", "SAPS-I", "SOFA", "Length_of_stay", "Survival", "In-hospital_death")
 HEADER = "Time,Parameter,Value"
 README_HINT = "see datasets/README.md for where to get the files and where to put them"
 #: The 37 time-series parameters, in the official code's order (its 41-entry list without Age, Gender,
@@ -87,7 +91,7 @@ class Record:
     mask: np.ndarray
 
 
-def _bad_line(path: Path, lineno: int, line: str, why: str) -> UserError:
+def _bad_line(path: str, lineno: int, line: str, why: str) -> UserError:
     shown = line if len(line) <= 60 else line[:57] + "..."
     return UserError(f"{path}:{lineno}: malformed PhysioNet record line {shown!r} ({why}); expected "
                      f"'HH:MM,Parameter,Value' with a parameter among the 37 time series or "
@@ -112,10 +116,17 @@ def parse_record(path: str | os.PathLike, quantization: float = 1.0) -> Record:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read PhysioNet record {path}: {exc}; expected a text file "
                         f"starting with {HEADER!r}") from None
+    return parse_record_text(text, str(path), quantization)
+
+
+def parse_record_text(text: str, source: str, quantization: float = 1.0) -> Record:
+    """Parse the text of one record file; ``source`` (``…/<RecordID>.txt``) names it in errors and gives
+    the record id. See :func:`parse_record`."""
+    record_id = source.rsplit("/", 1)[-1].removesuffix(".txt")
     lines = text.splitlines()
     if not lines or lines[0].strip() != HEADER:
         first = lines[0].strip() if lines else ""
-        raise UserError(f"{path} is not a PhysioNet 2012 record: first line {first[:60]!r}, expected {HEADER!r}")
+        raise UserError(f"{source} is not a PhysioNet 2012 record: first line {first[:60]!r}, expected {HEADER!r}")
     sums: dict[float, np.ndarray] = {0.0: np.zeros(len(PARAMETERS))}
     counts: dict[float, np.ndarray] = {0.0: np.zeros(len(PARAMETERS))}
     for lineno, raw in enumerate(lines[1:], start=2):
@@ -124,25 +135,25 @@ def parse_record(path: str | os.PathLike, quantization: float = 1.0) -> Record:
             continue
         fields = line.split(",")
         if len(fields) != 3:
-            raise _bad_line(path, lineno, line, f"{len(fields)} comma-separated fields")
+            raise _bad_line(source, lineno, line, f"{len(fields)} comma-separated fields")
         time, name, value = (f.strip() for f in fields)
         match = _TIME.match(time)
         if match is None:
-            raise _bad_line(path, lineno, line, f"time {time!r} is not HH:MM")
+            raise _bad_line(source, lineno, line, f"time {time!r} is not HH:MM")
         hours = int(match.group(1)) + int(match.group(2)) / 60.0
         if hours > WINDOW_HOURS:
-            raise _bad_line(path, lineno, line, f"time {time} is after 48:00")
+            raise _bad_line(source, lineno, line, f"time {time} is after 48:00")
         try:
             number = float(value)
         except ValueError:
-            raise _bad_line(path, lineno, line, f"value {value!r} is not a number") from None
+            raise _bad_line(source, lineno, line, f"value {value!r} is not a number") from None
         if not math.isfinite(number):
-            raise _bad_line(path, lineno, line, f"value {value!r} is not finite")
+            raise _bad_line(source, lineno, line, f"value {value!r} is not finite")
         if name in STATIC_DESCRIPTORS:
             continue
         channel = CHANNEL.get(name)
         if channel is None:
-            raise _bad_line(path, lineno, line, f"unknown parameter {name!r}")
+            raise _bad_line(source, lineno, line, f"unknown parameter {name!r}")
         if quantization > 0:
             hours = round(hours / quantization) * quantization
         if hours not in sums:
@@ -155,49 +166,149 @@ def parse_record(path: str | os.PathLike, quantization: float = 1.0) -> Record:
     n = np.stack([counts[t] for t in times])
     mask = (n > 0).astype(np.float64)
     values = np.divide(total, n, out=np.zeros_like(total), where=n > 0)  # the mean of a bin's measurements
-    return Record(path.stem, times, values, mask)
+    return Record(record_id, times, values, mask)
+
+
+def _check_sets(sets: Sequence[str]) -> None:
+    if isinstance(sets, str) or not sets:
+        raise UserError(f"PhysioNet sets must be a non-empty list of folder names such as {list(SETS)}, "
+                        f"got {sets!r}")
+
+
+def set_source(root: PathArg, name: str) -> Path:
+    """Where set ``name`` is: the folder ``<data>/physionet/<name>/`` when it holds ``.txt`` files, else
+    the tarball ``<data>/physionet/<name>.tar.gz``.
+
+    Raises:
+        UserError: neither exists (naming both expected paths), or the folder holds no ``.txt`` file.
+    """
+    directory = data_root(root)
+    folder = directory / FOLDER / str(name)
+    tarball = directory / FOLDER / f"{name}.tar.gz"
+    if folder.is_dir() and any(folder.glob("*.txt")):
+        return folder
+    if tarball.is_file():
+        return tarball
+    state = "holds no .txt record files" if folder.is_dir() else "not found"
+    raise UserError(f"PhysioNet 2012 data {state}: expected {FOLDER}/{name}/<RecordID>.txt or {FOLDER}/{name}.tar.gz "
+                    f"in the data directory {directory} (set {ENV_VAR} to use another); fetch it with "
+                    f"`nodebench data fetch physionet` or {README_HINT}")
+
+
+def available_sets(root: PathArg = None) -> list[str]:
+    """The sets among :data:`ALL_SETS` present under ``<data>/physionet/`` (as folders or tarballs)."""
+    found = []
+    for name in ALL_SETS:
+        try:
+            set_source(root, name)
+        except UserError:
+            continue
+        found.append(name)
+    return found
+
+
+def read_set(source: Path) -> list[tuple[str, str]]:
+    """``(source name, text)`` of every ``<RecordID>.txt`` of a set folder or tarball, sorted by file name.
+
+    Raises:
+        UserError: the tarball cannot be read, or a file is not UTF-8 text.
+    """
+    items: list[tuple[str, str, bytes]] = []
+    try:
+        if source.is_dir():
+            items = [(p.name, str(p), p.read_bytes()) for p in source.glob("*.txt")]
+        else:
+            with tarfile.open(source, "r:*") as tar:
+                items = [(m.name.rsplit("/", 1)[-1], f"{source}:{m.name}", tar.extractfile(m).read())
+                         for m in tar if m.isfile() and m.name.endswith(".txt")]
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UserError(f"cannot read PhysioNet set {source}: {exc}; expected a folder or a .tar.gz of "
+                        "<RecordID>.txt files") from None
+    if not items:
+        raise UserError(f"PhysioNet set {source} holds no <RecordID>.txt record files")
+    texts = []
+    for _, name, data in sorted(items):
+        try:
+            texts.append((name, data.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            raise UserError(f"cannot read PhysioNet record {name}: {exc}; expected UTF-8 text") from None
+    return texts
 
 
 def record_files(root: PathArg = None, sets: Sequence[str] = SETS) -> list[Path]:
-    """The record files of ``sets`` under ``<data>/physionet/``, each set's files sorted by name.
+    """The record files of extracted ``sets`` under ``<data>/physionet/``, each set's files sorted by name.
 
     Raises:
         UserError: a set folder is missing or holds no ``.txt`` file (naming the expected paths).
     """
-    directory = data_root(root)
-    if isinstance(sets, str) or not sets:
-        raise UserError(f"PhysioNet sets must be a non-empty list of folder names such as {list(SETS)}, "
-                        f"got {sets!r}")
+    _check_sets(sets)
     files: list[Path] = []
     for name in sets:
-        folder = directory / FOLDER / str(name)
-        found = sorted(folder.glob("*.txt")) if folder.is_dir() else []
-        if not found:
-            state = "holds no .txt record files" if folder.is_dir() else "not found"
-            raise UserError(f"PhysioNet 2012 data {state}: expected {FOLDER}/{name}/<RecordID>.txt in the data "
-                            f"directory {directory} (set {ENV_VAR} to use another); nothing is downloaded, "
-                            f"{README_HINT}")
-        files.extend(found)
+        source = set_source(root, name)
+        if not source.is_dir():
+            raise UserError(f"PhysioNet set {name} is a tarball ({source}), not an extracted folder; "
+                            "use load_physionet, which reads both")
+        files.extend(sorted(source.glob("*.txt")))
     return files
 
 
 def load_physionet(root: PathArg = None, *, sets: Sequence[str] = SETS, n_records: int | None = None,
                    quantization: float = 1.0) -> list[Record]:
-    """The parsed records of ``sets`` (default set-a then set-b), at most ``n_records`` of them (the first
-    in sorted order; ``None``: all).
+    """The parsed records of ``sets`` (default set-a then set-b), each set read from its folder or its
+    tarball, at most ``n_records`` of them (the first in sorted order; ``None``: all).
 
     Raises:
-        UserError: missing folders or malformed files (see :func:`record_files`, :func:`parse_record`),
+        UserError: missing sets or malformed files (see :func:`set_source`, :func:`parse_record`),
             or a bad ``n_records``/``quantization``.
     """
     if n_records is not None and (isinstance(n_records, bool) or not isinstance(n_records, int) or n_records < 1):
         raise UserError(f"n_records must be a positive integer or None (all), got {n_records!r}")
     if isinstance(quantization, bool) or not isinstance(quantization, (int, float)) or not 0 <= quantization < 48:
         raise UserError(f"quantization must be a number of hours in [0, 48), got {quantization!r}")
-    files = record_files(root, sets)
-    if n_records is not None:
-        files = files[:n_records]
-    return [parse_record(path, float(quantization)) for path in files]
+    _check_sets(sets)
+    sources = [set_source(root, name) for name in sets]
+    records: list[Record] = []
+    for source in sources:
+        for name, text in read_set(source):
+            if n_records is not None and len(records) >= n_records:
+                return records
+            records.append(parse_record_text(text, name, float(quantization)))
+    return records
+
+
+def load_outcomes(root: PathArg = None, sets: Sequence[str] = SETS) -> dict[str, dict[str, int]]:
+    """The outcomes of ``sets`` (``<data>/physionet/Outcomes-<a|b|c>.txt``): RecordID → {SAPS-I, SOFA,
+    Length_of_stay, Survival, In-hospital_death} as ints (−1 where the challenge marks a value unknown).
+
+    Raises:
+        UserError: a file is missing or not in the challenge's format.
+    """
+    _check_sets(sets)
+    directory = data_root(root)
+    outcomes: dict[str, dict[str, int]] = {}
+    for name in sets:
+        path = directory / FOLDER / f"Outcomes-{str(name).removeprefix('set-')}.txt"
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read PhysioNet outcomes {path}: {exc}; fetch them with "
+                            "`nodebench data fetch physionet`") from None
+        if not lines or lines[0].strip() != ",".join(OUTCOME_COLUMNS):
+            raise UserError(f"{path} is not a PhysioNet 2012 outcomes file: expected the header "
+                            f"{','.join(OUTCOME_COLUMNS)!r}")
+        for lineno, line in enumerate(lines[1:], start=2):
+            if not line.strip():
+                continue
+            fields = line.strip().split(",")
+            try:
+                numbers = [int(f) for f in fields]
+            except ValueError:
+                numbers = []
+            if len(numbers) != len(OUTCOME_COLUMNS):
+                raise UserError(f"{path}:{lineno}: malformed outcomes line {line.strip()[:60]!r}; expected "
+                                f"{len(OUTCOME_COLUMNS)} integers")
+            outcomes[str(numbers[0])] = dict(zip(OUTCOME_COLUMNS[1:], numbers[1:]))
+    return outcomes
 
 
 def channel_range(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
@@ -270,5 +381,6 @@ def collate(series: Sequence[Series]) -> tuple[torch.Tensor, torch.Tensor, torch
     return grid, values, mask
 
 
-__all__ = ["NORMALISATIONS", "PARAMETERS", "Record", "SETS", "STATIC_DESCRIPTORS", "Series", "WINDOW_HOURS",
-           "channel_range", "collate", "load_physionet", "normalise", "parse_record", "record_files", "to_series"]
+__all__ = ["ALL_SETS", "NORMALISATIONS", "OUTCOME_COLUMNS", "PARAMETERS", "Record", "SETS", "STATIC_DESCRIPTORS",
+           "Series", "WINDOW_HOURS", "available_sets", "channel_range", "collate", "load_outcomes", "load_physionet",
+           "normalise", "parse_record", "parse_record_text", "read_set", "record_files", "set_source", "to_series"]

@@ -21,7 +21,7 @@ import torch
 
 from nodebench.harness import environment
 from nodebench.methods import get_method
-from nodebench.records import write_case
+from nodebench.records import provenance_columns, write_case
 from nodebench.runner.case import Case
 from nodebench.runner.settings import case_settings
 from nodebench.tasks import get_task
@@ -31,7 +31,7 @@ from nodebench.training import Diverged, TrainResult, train
 def run_case(case: Case, out_dir: Path) -> dict:
     """Run ``case`` in this process and write its row and curves into ``out_dir``; return the row."""
     device = torch.device(case.device)
-    row = case.identity() | environment(device)
+    row = case.identity() | environment(device) | provenance_columns()
     progress = out_dir / f"{case.case_id}.progress"
     last = [0.0]
 
@@ -52,6 +52,7 @@ def run_case(case: Case, out_dir: Path) -> dict:
         method.check_task(task)
         settings = case_settings(case.hparams, method, case.seed)
         problem = task.build(seed=case.seed, device=device, hparams=settings.task_hparams)
+        row |= provenance_columns(problem.provenance)
         result = train(problem, method, device=device, iters=case.iters, budget_s=case.budget_s,
                        warmup=case.warmup, solver_options=settings.solver_options, on_iteration=report,
                        regularizer=settings.regularizer, spectral=settings.spectral,

@@ -59,7 +59,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchdiffeq import odeint
 
-from nodebench.datasets.images import ImageSplits, load_images
+from nodebench.datasets.catalog import provenance
+from nodebench.datasets.images import DATASET_LABELS, ImageSplits, load_images
 from nodebench.harness.nfe import CallCounter
 from nodebench.tasks.base import Problem, Task, dtype_from_name, int_hparam, optional_count, positive_hparam
 
@@ -273,11 +274,13 @@ class ClassificationTask(Task):
             torch.manual_seed(seed)
             model = ODEClassifier(train_x.shape[1], hidden, raw.n_classes)
         model = model.to(device=device, dtype=dtype)
-        return ClassificationProblem(model, train_x.to(device), train_y.to(device), test_x.to(device),
-                                     test_y.to(device), dtype=dtype, batch_size=batch_size, lr=float(hp["lr"]),
-                                     eval_batch_size=eval_batch_size, eval_tol=tols["eval_tol"],
-                                     eval_max_steps=eval_max_steps, nfe_rtol=tols["nfe_rtol"],
-                                     nfe_atol=tols["nfe_atol"], seed=seed)
+        problem = ClassificationProblem(model, train_x.to(device), train_y.to(device), test_x.to(device),
+                                        test_y.to(device), dtype=dtype, batch_size=batch_size, lr=float(hp["lr"]),
+                                        eval_batch_size=eval_batch_size, eval_tol=tols["eval_tol"],
+                                        eval_max_steps=eval_max_steps, nfe_rtol=tols["nfe_rtol"],
+                                        nfe_atol=tols["nfe_atol"], seed=seed)
+        problem.provenance = provenance(DATASET_LABELS.get(self.dataset, self.dataset), len(train_x), 0, len(test_x))
+        return problem
 
 
 class MNISTODE(ClassificationTask):
