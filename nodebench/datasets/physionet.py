@@ -39,6 +39,7 @@ and what was expected.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -78,6 +79,9 @@ WINDOW_HOURS = 48.0
 NORMALISATIONS = ("minmax", "official")
 
 _TIME = re.compile(r"^(\d+):([0-5]\d)$")
+_TIMES = re.compile(r"\d+:[0-5]\d(?:,\d+:[0-5]\d)*")
+_STATIC, _UNKNOWN = -1, -2
+_CODES = CHANNEL | dict.fromkeys(STATIC_DESCRIPTORS, _STATIC)
 
 
 @dataclass(frozen=True)
@@ -119,16 +123,44 @@ def parse_record(path: str | os.PathLike, quantization: float = 1.0) -> Record:
     return parse_record_text(text, str(path), quantization)
 
 
-def parse_record_text(text: str, source: str, quantization: float = 1.0) -> Record:
-    """Parse the text of one record file; ``source`` (``…/<RecordID>.txt``) names it in errors and gives
-    the record id. See :func:`parse_record`."""
-    record_id = source.rsplit("/", 1)[-1].removesuffix(".txt")
+def _columns_fast(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(hours, channels, values) of the time-series lines of a well-formed record, split and converted in
+    bulk; None when anything is unusual (the line-by-line :func:`_columns_checked` then finds the error)."""
+    head, _, body = text.partition("\n")
+    body = body.rstrip("\n")
+    if head.strip() != HEADER or not body or any(c in body for c in " \t\r"):
+        return None
+    fields = body.replace("\n", ",").split(",")
+    if len(fields) % 3:
+        return None
+    times = ",".join(fields[0::3])
+    if _TIMES.fullmatch(times) is None:
+        return None
+    count = len(fields) // 3
+    try:
+        numbers = np.fromiter(map(float, fields[2::3]), dtype=np.float64, count=count)
+    except ValueError:
+        return None
+    codes = np.fromiter(map(_CODES.get, fields[1::3], itertools.repeat(_UNKNOWN)), dtype=np.int64, count=count)
+    clock = np.fromiter(map(int, times.replace(":", ",").split(",")), dtype=np.float64, count=2 * count)
+    clock = clock.reshape(-1, 2)
+    hours = clock[:, 0] + clock[:, 1] / 60.0
+    if (codes == _UNKNOWN).any() or not np.isfinite(numbers).all() or (hours > WINDOW_HOURS).any():
+        return None
+    keep = codes >= 0
+    return hours[keep], codes[keep], numbers[keep]
+
+
+def _columns_checked(text: str, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hours, channels, values) of the time-series lines, line by line; the first malformed line is a
+    one-line :class:`UserError` naming ``source`` and the line number."""
     lines = text.splitlines()
     if not lines or lines[0].strip() != HEADER:
         first = lines[0].strip() if lines else ""
         raise UserError(f"{source} is not a PhysioNet 2012 record: first line {first[:60]!r}, expected {HEADER!r}")
-    sums: dict[float, np.ndarray] = {0.0: np.zeros(len(PARAMETERS))}
-    counts: dict[float, np.ndarray] = {0.0: np.zeros(len(PARAMETERS))}
+    hours_list: list[float] = []
+    channels: list[int] = []
+    numbers: list[float] = []
     for lineno, raw in enumerate(lines[1:], start=2):
         line = raw.strip()
         if not line:
@@ -154,16 +186,27 @@ def parse_record_text(text: str, source: str, quantization: float = 1.0) -> Reco
         channel = CHANNEL.get(name)
         if channel is None:
             raise _bad_line(source, lineno, line, f"unknown parameter {name!r}")
-        if quantization > 0:
-            hours = round(hours / quantization) * quantization
-        if hours not in sums:
-            sums[hours] = np.zeros(len(PARAMETERS))
-            counts[hours] = np.zeros(len(PARAMETERS))
-        sums[hours][channel] += number
-        counts[hours][channel] += 1
-    times = np.array(sorted(sums), dtype=np.float64)
-    total = np.stack([sums[t] for t in times])
-    n = np.stack([counts[t] for t in times])
+        hours_list.append(hours)
+        channels.append(channel)
+        numbers.append(number)
+    return (np.asarray(hours_list, dtype=np.float64), np.asarray(channels, dtype=np.int64),
+            np.asarray(numbers, dtype=np.float64))
+
+
+def parse_record_text(text: str, source: str, quantization: float = 1.0) -> Record:
+    """Parse the text of one record file; ``source`` (``…/<RecordID>.txt``) names it in errors and gives
+    the record id. See :func:`parse_record`."""
+    record_id = source.rsplit("/", 1)[-1].removesuffix(".txt")
+    columns = _columns_fast(text)
+    hours_all, channels, numbers = columns if columns is not None else _columns_checked(text, source)
+    if quantization > 0:  # np.round rounds halves to even, as Python's round in the official code
+        hours_all = np.round(hours_all / quantization) * quantization
+    times = np.unique(np.concatenate([[0.0], hours_all]))  # every record has a row at t = 0
+    rows = np.searchsorted(times, hours_all)
+    shape = (len(times), len(PARAMETERS))
+    total, n = np.zeros(shape), np.zeros(shape)
+    np.add.at(total, (rows, channels), numbers)
+    np.add.at(n, (rows, channels), 1.0)
     mask = (n > 0).astype(np.float64)
     values = np.divide(total, n, out=np.zeros_like(total), where=n > 0)  # the mean of a bin's measurements
     return Record(record_id, times, values, mask)
