@@ -6,8 +6,10 @@ official code (``a-norcliffe/torch_gq_adjoint``, ``datasets/datasets.py`` and ``
 reads them with torchvision and ``ToTensor()`` only, the standard train/test splits and no
 normalisation. torchvision cannot be used here (ENVIRONMENT.md §4), so this module reads the same files
 itself and returns what ``ToTensor()`` would: float32 in [0, 1] (``uint8 / 255``), shape (N, C, H, W),
-with int64 labels. **Nothing is downloaded**: the files must be in the data directory
-(``$NODEBENCH_DATA``, default ``<repo>/datasets``); ``datasets/README.md`` says where to get them.
+with int64 labels. The loaders never download: the files must be in the data directory
+(``$NODEBENCH_DATA``, default ``<repo>/datasets``); ``nodebench data fetch mnist`` (or ``cifar10``,
+``svhn``) downloads them from the official sources and checks them against the md5 values the sources
+publish (pinned in ``datasets/manifest.toml``), and ``nodebench data verify mnist`` checks a copy.
 
 Files, relative to the data directory (the folders match torchvision's ``root`` layout, so a folder
 torchvision downloaded into works as is):
@@ -101,7 +103,8 @@ def _labels(labels: np.ndarray, what: str, n_classes: int = 10) -> torch.Tensor:
 
 def _missing(dataset: str, directory: Path, paths: list[str]) -> UserError:
     return UserError(f"{dataset} data not found: expected {', '.join(paths)} in the data directory {directory} "
-                     f"(set {ENV_VAR} to use another); nothing is downloaded, {README_HINT}")
+                     f"(set {ENV_VAR} to use another); fetch it with `nodebench data fetch "
+                     f"{dataset.lower().replace('-', '')}` or {README_HINT}")
 
 
 # -- MNIST: IDX files ---------------------------------------------------------------------------------------

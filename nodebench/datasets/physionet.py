@@ -1,40 +1,46 @@
 """PhysioNet/Computing in Cardiology Challenge 2012 records for the latent ODE of Kelly et al., "Learning
-Differential Equations that are Easy to Solve" (NeurIPS 2020; paper sheet ``shared/papers/taynode.md``
-§7, "latent ODE, PhysioNet 2012" column).
+Differential Equations that are Easy to Solve" (NeurIPS 2020, §5.2 "latent ODE, PhysioNet 2012").
 
-The official code (``jacobjinkelly/easy-neural-ode``: ``physionet_data.py``/``timeseries.py``, adapted
-from Rubanova et al.'s ``latent_ode`` repository) downloads the challenge's ``set-a`` and ``set-b`` and
-processes every record file like this, which :func:`parse_record` repeats:
+Kelly et al.'s code (``jacobjinkelly/easy-neural-ode``: ``physionet_data.py``) reuses the preprocessing
+of Rubanova, Chen & Duvenaud's latent ODE (NeurIPS 2019, ``YuliaRubanova/latent_ode``, ``physionet.py``).
+This module follows it where stated and departs from it where stated:
 
-- a record file ``<RecordID>.txt`` starts with the header line ``Time,Parameter,Value``; each further line
-  is one measurement, ``Time`` as ``HH:MM`` since ICU admission (hours may exceed 24), e.g.
-  ``00:51,HR,84``;
-- the general descriptors ``RecordID``, ``Age``, ``Gender``, ``Height`` and ``ICUType`` (given at
-  ``00:00``) are dropped; the 37 time series of :data:`PARAMETERS` are kept, in that fixed order (the
-  official list without its four static entries). ``Weight`` is both a descriptor and a time series:
-  its ``00:00`` value is kept as an observation at t = 0, as in the official code (including the
-  challenge's ``-1`` "unknown" marker, which the official code does not filter either);
-- times are quantised to ``quantization`` hours (1 h in the official runs) with Python's ``round``
-  (halves go to the even hour, as in the official code); several measurements of one parameter in one
-  bin are averaged; every record gets a row at t = 0 (its mask may be all zeros), as the official
-  parser starts every record with one;
-- the result is, per record, the sorted quantised times, a (T, 37) value array and a (T, 37) 0/1 mask.
+- **Sets.** Sets A and B (4000 ICU stays each, 8000 patients) as both codes; set C (4000 more, its outcomes
+  published after the challenge) is read when asked for (``sets``), never by default. A set is read from
+  its extracted folder ``<data>/physionet/set-a/<RecordID>.txt`` or, when there is none, straight from its
+  tarball ``<data>/physionet/set-a.tar.gz`` (no extraction needed). Records are taken in file-name order,
+  set by set, so ``n_records`` keeps a reproducible prefix. :func:`load_outcomes` reads
+  ``Outcomes-a.txt`` … (RecordID, SAPS-I, SOFA, Length_of_stay, Survival, In-hospital_death); the latent
+  ODE does not use them.
+- **Lines.** A record file starts with ``Time,Parameter,Value``; each further line is one measurement,
+  ``HH:MM`` since ICU admission (at most 48:00), e.g. ``00:51,HR,84``.
+- **Parameters (as both codes).** The descriptors ``RecordID``, ``Age``, ``Gender``, ``Height`` and
+  ``ICUType`` are dropped; the 37 time series of :data:`PARAMETERS` are kept in that fixed order (the
+  codes' 41-name list without its four static entries). ``Weight`` is a descriptor and a time series:
+  its ``00:00`` value is kept as an observation at t = 0, **including the challenge's −1 "unknown"
+  marker**, which neither code filters (326 of the 4000 set-A records carry it).
+- **Time (as Kelly et al.).** Times are quantised to ``quantization`` hours, 1 h by default as in Kelly
+  et al.'s runs (Rubanova et al.'s default is 0.1 h); ``round`` sends halves to the even hour, as the
+  codes' Python ``round``. Several measurements of one parameter in one bin are **averaged**, as both
+  codes do: where a record's −1 Weight shares the t = 0 bin with a real weight (16 set-A records), the
+  bin holds their mean, a corrupted value we keep for fidelity (310 set-A records keep a clean −1). Every
+  record gets a row at t = 0 (its mask may be all zeros), as the codes' parser starts every record with
+  one. The result is, per record, the sorted bin times, a (T, 37) value array and a (T, 37) 0/1 mask; at
+  1 h the union grid of the full data is the 49 hours 0…48.
+- **Normalisation (departs).** :func:`normalise` scales each channel by min–max, ``(x − min)/(max −
+  min)``, with min and max over the observed values of the records it is given (the task passes its
+  **training split**). Rubanova et al. compute ``(x − min)/max`` with min and max over all records, train
+  and test (``mode="official"`` reproduces it). Outliers stay in both: pH up to 735, Urine up to
+  19990, Temp down to −17.8, so those channels' typical values are squashed near one end of [0, 1].
+  Unobserved entries stay 0.
+- **Time scale (as the codes on the full data).** :func:`to_series` divides times by 48 h, so the
+  challenge window maps onto [0, 1]; the codes divide by the largest time of their union grid, which is
+  48 h for the full data set.
 
-Normalisation and the time scale are applied by :func:`normalise` and :func:`to_series`:
-
-- values are min–max normalised per channel, ``(x − min)/(max − min)``, with min and max over the
-  observed values of the given records (the task passes the **training split**; our choice). The
-  official code divides by ``max`` instead of ``max − min`` and takes both over all records, train and
-  test (``mode="official"`` reproduces that). Unobserved entries stay 0;
-- times are divided by 48 h, so the challenge's 48-hour window maps onto [0, 1] (the official code
-  divides by the largest time of its union grid, which is 48 h for the full data set).
-
-**Files.** ``<data>/physionet/set-a/*.txt`` and ``<data>/physionet/set-b/*.txt`` (the data directory is
-``$NODEBENCH_DATA``, default ``<repo>/datasets``), i.e. the two challenge archives extracted inside
-``physionet/``; ``datasets/README.md`` says where to get them. Nothing is downloaded. Files are read in
-sorted order, set by set, so ``n_records`` keeps a reproducible prefix. A missing folder, an empty
-folder, or a malformed line is a one-line :class:`~nodebench.errors.UserError` naming the file (and line)
-and what was expected.
+**Parsing** is bulk (one split of the file, one conversion per column); a file that is not clean is
+re-read line by line so that a malformed line becomes a one-line :class:`~nodebench.errors.UserError`
+naming the file and line and what was expected (a missing set names both paths it looked for).
+``nodebench data verify physionet`` checks the record files against their pinned digest.
 """
 
 from __future__ import annotations
