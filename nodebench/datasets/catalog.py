@@ -22,7 +22,6 @@ required file is missing. :func:`check_case_data` is the run-time gate of ``node
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import os
 import tarfile
@@ -83,7 +82,8 @@ class DataSet:
 @dataclass(frozen=True)
 class FileStatus:
     """What was found for one :class:`FileSpec`: ``state`` is ``verified``, ``mismatch``, ``unpinned`` (no
-    checksum pinned), ``unchecked`` (not verified on request) or ``missing``; ``found`` the path (None when missing); ``detail`` a short explanation."""
+    checksum pinned), ``unchecked`` (not verified on request) or ``missing``; ``found`` the path (None when
+    missing); ``detail`` a short explanation."""
 
     spec: FileSpec
     state: str
@@ -174,7 +174,8 @@ def _catalog(path: str) -> dict[str, DataSet]:
         raw = tomllib.loads(Path(path).read_text())
         sets = []
         for entry in raw.get("dataset", []):
-            archives = {str(url): {k: str(v) for k, v in sums.items()} for url, sums in entry.get("archives", {}).items()}
+            archives = {str(url): {k: str(v) for k, v in sums.items()}
+                        for url, sums in entry.get("archives", {}).items()}
             sets.append(DataSet(str(entry["name"]), str(entry.get("title", entry["name"])), str(entry["folder"]),
                                 tuple(_file_spec(f) for f in entry["files"]), _strings(entry.get("tasks", ())),
                                 str(entry.get("note", "")), archives))

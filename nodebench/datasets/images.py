@@ -346,5 +346,5 @@ def load_images(name: str, root: PathArg = None, *, seed: int = 0) -> ImageSplit
     return LOADERS[name](root)
 
 
-__all__ = ["DATASET_LABELS", "IMAGE_NAMES", "ImageSplits", "load_cifar10", "load_digits", "load_images", "load_mnist", "load_svhn",
-           "read_cifar_batch", "read_idx", "read_svhn_mat"]
+__all__ = ["DATASET_LABELS", "IMAGE_NAMES", "ImageSplits", "load_cifar10", "load_digits", "load_images", "load_mnist",
+           "load_svhn", "read_cifar_batch", "read_idx", "read_svhn_mat"]
