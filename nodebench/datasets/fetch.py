@@ -11,7 +11,6 @@ missing or does not verify (see :mod:`nodebench.datasets.catalog` for the forms 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import sys
@@ -23,7 +22,8 @@ from urllib.parse import urlparse
 
 from tqdm import tqdm
 
-from nodebench.datasets.catalog import DataSet, FileSpec, PathArg, check_file, get_dataset, members_digest
+from nodebench.datasets.catalog import (DataSet, FileSpec, PathArg, check_file, file_digest, get_dataset,
+                                        members_digest)
 from nodebench.datasets.storage import data_root
 from nodebench.errors import UserError
 
@@ -81,21 +81,13 @@ def download_file(url: str, target: Path, *, md5: str = "", sha256: str = "", ti
                         f"({part.stat().st_size if part.is_file() else 0} bytes kept in {part})") from None
     algorithm, expected = ("sha256", sha256) if sha256 else ("md5", md5)
     if expected:
-        actual = _digest(part, algorithm)
+        actual = file_digest(part, algorithm)
         if actual != expected.lower():
             part.unlink()
             raise UserError(f"download of {url} has {algorithm} {actual}, expected {expected}; the file was "
                             "deleted: rerun the command, and if it fails again the source has changed")
     os.replace(part, target)
     return target
-
-
-def _digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _download_any(spec: FileSpec, target: Path, *, md5: str = "", sha256: str = "", timeout: float,
@@ -115,18 +107,17 @@ def _download_any(spec: FileSpec, target: Path, *, md5: str = "", sha256: str = 
 def _fetch_tar(spec: FileSpec, where: Path, *, timeout: float, progress: bool) -> Path:
     """A record set, downloaded as its tarball and checked by its members digest (kept as a tarball)."""
     target = where / f"{spec.path}.tar.gz"
-    download_file_path = _download_any(spec, target.with_name(target.name + ".download"), timeout=timeout,
-                                       progress=progress)
-    digest, count = members_digest(download_file_path)
+    downloaded = _download_any(spec, target.with_name(target.name + ".download"), timeout=timeout, progress=progress)
+    digest, count = members_digest(downloaded)
     problems = []
     if spec.members is not None and count != spec.members:
         problems.append(f"{count} record files, expected {spec.members}")
     if spec.members_sha256 and digest != spec.members_sha256:
         problems.append(f"members digest {digest}, expected {spec.members_sha256}")
     if problems:
-        download_file_path.unlink()
+        downloaded.unlink()
         raise UserError(f"the downloaded {spec.path}.tar.gz does not verify ({'; '.join(problems)}); it was deleted")
-    os.replace(download_file_path, target)
+    os.replace(downloaded, target)
     return target
 
 
