@@ -92,12 +92,18 @@ def check_device(device: str) -> str:
     return str(parsed)
 
 
-def _check(cases: list[Case]) -> None:
+def _check(cases: list[Case], engine: dict, dry_run: bool) -> None:
+    """Every case's names and values, then (for a real run) its data: present, and verified against the
+    pinned checksums unless ``verify_data=False``; one-line errors before anything is written."""
+    from nodebench.datasets.catalog import check_case_data
     from nodebench.runner.settings import check_cases
 
     load_papers()
     for warning in check_cases(cases):
         _log(f"nodebench: warning: {warning}")
+    verify = engine.pop("verify_data", True)
+    if not dry_run:
+        check_case_data(cases, verify=verify)
 
 
 def describe_cases(cases: list[Case]) -> pd.DataFrame:
@@ -111,13 +117,16 @@ def describe_cases(cases: list[Case]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], **info) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], message: str,
+           **info) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Check the output folder and the engine, then run the cases (announced by ``message``)."""
     from nodebench.runner.executors import check_executor
     from nodebench.runner.sweep import run_cases, write_run_info
 
     engine = dict(engine)
     check_executor(engine.get("executor", "local"), engine.get("scheduler"))
     paths.sweep_dir(out, allow_mixed_commits=engine.get("allow_mixed_commits", False))
+    _log(message)
     write_run_info(out, **info)
     return run_cases(cases, out, **engine)
 
@@ -154,7 +163,8 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
         out: the run directory (default ``results/runs/<time>``); an existing one is resumed.
         dry_run: only build and check the cases (returned in ``cases``); nothing runs or is written.
         **engine: ``jobs``, ``threads``, ``timeout_s``, ``progress``, ``retry_failed``, ``executor``,
-            ``scheduler`` (:func:`nodebench.runner.sweep.run_cases`).
+            ``scheduler``, ``allow_mixed_commits`` (:func:`nodebench.runner.sweep.run_cases`), and
+            ``verify_data`` (default True: refuse data files that do not match their pinned checksums).
     """
     names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
     if not names:
@@ -164,12 +174,12 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
     cases = in_rounds(expand_grid(tasks=[task], methods=names, seeds=range(seeds), hparams=dict(hparams or {}),
                                   method_hparams=method_hparams, device=check_device(device), iters=iters,
                                   budget_s=budget_s))
-    _check(cases)
+    _check(cases, engine, dry_run)
     if dry_run:
         return RunResult(None, cases)
     out = Path(out) if out is not None else Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
-    _log(f"running {len(cases)} case(s) into {out} (rerun with --out {out} to resume)")
-    records, curves = _sweep(cases, out, engine, command="run")
+    records, curves = _sweep(cases, out, engine, f"running {len(cases)} case(s) into {out} (rerun with --out {out} "
+                             "to resume)", command="run")
     return RunResult(out, cases, records, curves, _finish(out, records, curves))
 
 
@@ -188,12 +198,12 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
 
     spec = load_paper(paper)
     cases = spec.cases(preset, check_device(device), experiments=list(experiments or []))
-    _check(cases)
+    _check(cases, engine, dry_run)
     if dry_run:
         return RunResult(None, cases)
     out = Path(out) if out is not None else Path("results") / f"{paper}-{preset}"
-    _log(f"reproducing {paper} at preset {preset}: {len(cases)} case(s) into {out}")
-    records, curves = _sweep(cases, out, engine, command="reproduce", paper=paper, preset=preset, device=device)
+    records, curves = _sweep(cases, out, engine, f"reproducing {paper} at preset {preset}: {len(cases)} case(s) into "
+                             f"{out}", command="reproduce", paper=paper, preset=preset, device=device)
     return RunResult(out, cases, records, curves, _finish(out, records, curves, spec=spec, preset=preset))
 
 
@@ -257,13 +267,13 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
 
     spec = load_suite(suite)
     cases = spec.cases(check_device(device or spec.device))
-    _check(cases)
+    _check(cases, engine, dry_run)
     if dry_run:
         return RunResult(None, cases)
     store = paths.output_dir(Path(out or DEFAULT_STORE))
     run_dir = new_run(store, machine_name(machine), spec.name, device=cases[0].device)
-    _log(f"bench {spec.name}: {len(cases)} case(s) into {run_dir}")
-    records, curves = _sweep(cases, run_dir, engine, command="bench", suite=spec.name)
+    records, curves = _sweep(cases, run_dir, engine, f"bench {spec.name}: {len(cases)} case(s) into {run_dir}",
+                             command="bench", suite=spec.name)
     print(f"wrote {run_dir}/records.parquet, curves.parquet")
     baseline = previous_run(store, run_dir)
     if baseline is None:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from nodebench import paths
+from nodebench.datasets import cli as data_cli
 from nodebench.errors import UserError
 from nodebench.paths import nonempty_path
 
@@ -92,6 +93,7 @@ def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -
                    help="add cases to an output directory holding cases of another git commit")
     p.add_argument("--trust-unverified", action="store_true",
                    help="unpickle data files whose sha256 the data manifest does not pin (your own copies)")
+    p.add_argument("--no-verify", action="store_true", help="run on data files that do not match their checksums")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("list", help="papers, experiments, tasks and methods")
+    data_cli.add_parser(sub)
 
     run = sub.add_parser("run", help="run a grid of tasks × methods × seeds")
     run.add_argument("--task", required=True, help="a task id, or trajectories:PATH.npz / density:PATH.npy")
@@ -165,7 +168,7 @@ def _engine(args) -> dict:
         os.environ[TRUST_ENV] = "1"  # inherited by the workers
     return dict(jobs=args.jobs, timeout_s=args.timeout_s, threads=args.threads, progress=not args.no_progress,
                 retry_failed=args.retry_failed, executor=args.executor, scheduler=args.scheduler,
-                allow_mixed_commits=args.allow_mixed_commits)
+                allow_mixed_commits=args.allow_mixed_commits, verify_data=not args.no_verify)
 
 
 def _print_cases(result) -> int:
@@ -274,7 +277,7 @@ def cmd_leaderboard(args) -> int:
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce, "report": cmd_report,
             "bench": cmd_bench, "compare": cmd_compare, "history": cmd_history,
-            "leaderboard": cmd_leaderboard}
+            "leaderboard": cmd_leaderboard, "data": data_cli.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,10 @@ import os
 import re
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import pandas as pd
 
@@ -33,6 +36,16 @@ CASES = "cases"
 REJECTED = "rejected"
 CURVE_KEYS = ("case_id", "task", "method", "seed", "experiment")
 CASE_ID = re.compile(r"[0-9a-f]{16}")
+#: Provenance columns of every row, with their values for a case whose task reported none (a task that
+#: generates its data, or a case that failed before its data was read): the data set, its split sizes, and
+#: whether its files matched their pinned checksums (:mod:`nodebench.datasets.catalog`).
+PROVENANCE = MappingProxyType({"dataset": "", "n_train": None, "n_val": None, "n_test": None,
+                               "data_verified": False})
+
+
+def provenance_columns(provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The provenance columns of a row: :data:`PROVENANCE` updated by what the task reported."""
+    return dict(PROVENANCE) | {k: v for k, v in (provenance or {}).items() if k in PROVENANCE}
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -123,6 +136,9 @@ def merge(run_dir: Path, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     records = pd.DataFrame(list(valid.values()))
     if not records.empty:
         records.insert(0, "run_id", run_id)
+        for column, default in PROVENANCE.items():  # rows written by a sweep that lost its worker lack them
+            if column not in records:
+                records[column] = default
     curve_files = [folder / f"{case_id}.curves.parquet" for case_id in valid]
     curves = pd.concat([pd.read_parquet(p) for p in curve_files], ignore_index=True) if curve_files else pd.DataFrame()
     _atomic_write(run_dir / RECORDS, lambda p: records.to_parquet(p, index=False))

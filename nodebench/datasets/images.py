@@ -6,8 +6,10 @@ official code (``a-norcliffe/torch_gq_adjoint``, ``datasets/datasets.py`` and ``
 reads them with torchvision and ``ToTensor()`` only, the standard train/test splits and no
 normalisation. torchvision cannot be used here (ENVIRONMENT.md §4), so this module reads the same files
 itself and returns what ``ToTensor()`` would: float32 in [0, 1] (``uint8 / 255``), shape (N, C, H, W),
-with int64 labels. **Nothing is downloaded**: the files must be in the data directory
-(``$NODEBENCH_DATA``, default ``<repo>/datasets``); ``datasets/README.md`` says where to get them.
+with int64 labels. The loaders never download: the files must be in the data directory
+(``$NODEBENCH_DATA``, default ``<repo>/datasets``); ``nodebench data fetch mnist`` (or ``cifar10``,
+``svhn``) downloads them from the official sources and checks them against the md5 values the sources
+publish (pinned in ``datasets/manifest.toml``), and ``nodebench data verify mnist`` checks a copy.
 
 Files, relative to the data directory (the folders match torchvision's ``root`` layout, so a folder
 torchvision downloaded into works as is):
@@ -46,6 +48,8 @@ from nodebench.errors import UserError
 PathArg = str | os.PathLike | None
 
 IMAGE_NAMES = ("mnist", "cifar10", "svhn", "digits")
+#: How records name each source (the ``dataset`` column); the stand-in is labelled as one.
+DATASET_LABELS = {"digits": "digits (scikit-learn 8x8, stand-in)"}
 README_HINT = "see datasets/README.md for where to get the files and where to put them"
 
 MNIST_FILES = {
@@ -99,7 +103,8 @@ def _labels(labels: np.ndarray, what: str, n_classes: int = 10) -> torch.Tensor:
 
 def _missing(dataset: str, directory: Path, paths: list[str]) -> UserError:
     return UserError(f"{dataset} data not found: expected {', '.join(paths)} in the data directory {directory} "
-                     f"(set {ENV_VAR} to use another); nothing is downloaded, {README_HINT}")
+                     f"(set {ENV_VAR} to use another); fetch it with `nodebench data fetch "
+                     f"{dataset.lower().replace('-', '')}` or {README_HINT}")
 
 
 # -- MNIST: IDX files ---------------------------------------------------------------------------------------
@@ -341,5 +346,5 @@ def load_images(name: str, root: PathArg = None, *, seed: int = 0) -> ImageSplit
     return LOADERS[name](root)
 
 
-__all__ = ["IMAGE_NAMES", "ImageSplits", "load_cifar10", "load_digits", "load_images", "load_mnist", "load_svhn",
-           "read_cifar_batch", "read_idx", "read_svhn_mat"]
+__all__ = ["DATASET_LABELS", "IMAGE_NAMES", "ImageSplits", "load_cifar10", "load_digits", "load_images", "load_mnist",
+           "load_svhn", "read_cifar_batch", "read_idx", "read_svhn_mat"]

@@ -1,47 +1,55 @@
 """PhysioNet/Computing in Cardiology Challenge 2012 records for the latent ODE of Kelly et al., "Learning
-Differential Equations that are Easy to Solve" (NeurIPS 2020; paper sheet ``shared/papers/taynode.md``
-§7, "latent ODE, PhysioNet 2012" column).
+Differential Equations that are Easy to Solve" (NeurIPS 2020, §5.2 "latent ODE, PhysioNet 2012").
 
-The official code (``jacobjinkelly/easy-neural-ode``: ``physionet_data.py``/``timeseries.py``, adapted
-from Rubanova et al.'s ``latent_ode`` repository) downloads the challenge's ``set-a`` and ``set-b`` and
-processes every record file like this, which :func:`parse_record` repeats:
+Kelly et al.'s code (``jacobjinkelly/easy-neural-ode``: ``physionet_data.py``) reuses the preprocessing
+of Rubanova, Chen & Duvenaud's latent ODE (NeurIPS 2019, ``YuliaRubanova/latent_ode``, ``physionet.py``).
+This module follows it where stated and departs from it where stated:
 
-- a record file ``<RecordID>.txt`` starts with the header line ``Time,Parameter,Value``; each further line
-  is one measurement, ``Time`` as ``HH:MM`` since ICU admission (hours may exceed 24), e.g.
-  ``00:51,HR,84``;
-- the general descriptors ``RecordID``, ``Age``, ``Gender``, ``Height`` and ``ICUType`` (given at
-  ``00:00``) are dropped; the 37 time series of :data:`PARAMETERS` are kept, in that fixed order (the
-  official list without its four static entries). ``Weight`` is both a descriptor and a time series:
-  its ``00:00`` value is kept as an observation at t = 0, as in the official code (including the
-  challenge's ``-1`` "unknown" marker, which the official code does not filter either);
-- times are quantised to ``quantization`` hours (1 h in the official runs) with Python's ``round``
-  (halves go to the even hour, as in the official code); several measurements of one parameter in one
-  bin are averaged; every record gets a row at t = 0 (its mask may be all zeros), as the official
-  parser starts every record with one;
-- the result is, per record, the sorted quantised times, a (T, 37) value array and a (T, 37) 0/1 mask.
+- **Sets.** Sets A and B (4000 ICU stays each, 8000 patients) as both codes; set C (4000 more, its outcomes
+  published after the challenge) is read when asked for (``sets``), never by default. A set is read from
+  its extracted folder ``<data>/physionet/set-a/<RecordID>.txt`` or, when there is none, straight from its
+  tarball ``<data>/physionet/set-a.tar.gz`` (no extraction needed). Records are taken in file-name order,
+  set by set, so ``n_records`` keeps a reproducible prefix. :func:`load_outcomes` reads
+  ``Outcomes-a.txt`` … (RecordID, SAPS-I, SOFA, Length_of_stay, Survival, In-hospital_death); the latent
+  ODE does not use them.
+- **Lines.** A record file starts with ``Time,Parameter,Value``; each further line is one measurement,
+  ``HH:MM`` since ICU admission (at most 48:00), e.g. ``00:51,HR,84``.
+- **Parameters (as both codes).** The descriptors ``RecordID``, ``Age``, ``Gender``, ``Height`` and
+  ``ICUType`` are dropped; the 37 time series of :data:`PARAMETERS` are kept in that fixed order (the
+  codes' 41-name list without its four static entries). ``Weight`` is a descriptor and a time series:
+  its ``00:00`` value is kept as an observation at t = 0, **including the challenge's −1 "unknown"
+  marker**, which neither code filters (326 of the 4000 set-A records carry it).
+- **Time (as Kelly et al.).** Times are quantised to ``quantization`` hours, 1 h by default as in Kelly
+  et al.'s runs (Rubanova et al.'s default is 0.1 h); ``round`` sends halves to the even hour, as the
+  codes' Python ``round``. Several measurements of one parameter in one bin are **averaged**, as both
+  codes do: where a record's −1 Weight shares the t = 0 bin with a real weight (16 set-A records), the
+  bin holds their mean, a corrupted value we keep for fidelity (310 set-A records keep a clean −1). Every
+  record gets a row at t = 0 (its mask may be all zeros), as the codes' parser starts every record with
+  one. The result is, per record, the sorted bin times, a (T, 37) value array and a (T, 37) 0/1 mask; at
+  1 h the union grid of the full data is the 49 hours 0…48.
+- **Normalisation (departs).** :func:`normalise` scales each channel by min–max, ``(x − min)/(max −
+  min)``, with min and max over the observed values of the records it is given (the task passes its
+  **training split**). Rubanova et al. compute ``(x − min)/max`` with min and max over all records, train
+  and test (``mode="official"`` reproduces it). Outliers stay in both: pH up to 735, Urine up to
+  19990, Temp down to −17.8, so those channels' typical values are squashed near one end of [0, 1].
+  Unobserved entries stay 0.
+- **Time scale (as the codes on the full data).** :func:`to_series` divides times by 48 h, so the
+  challenge window maps onto [0, 1]; the codes divide by the largest time of their union grid, which is
+  48 h for the full data set.
 
-Normalisation and the time scale are applied by :func:`normalise` and :func:`to_series`:
-
-- values are min–max normalised per channel, ``(x − min)/(max − min)``, with min and max over the
-  observed values of the given records (the task passes the **training split**; our choice). The
-  official code divides by ``max`` instead of ``max − min`` and takes both over all records, train and
-  test (``mode="official"`` reproduces that). Unobserved entries stay 0;
-- times are divided by 48 h, so the challenge's 48-hour window maps onto [0, 1] (the official code
-  divides by the largest time of its union grid, which is 48 h for the full data set).
-
-**Files.** ``<data>/physionet/set-a/*.txt`` and ``<data>/physionet/set-b/*.txt`` (the data directory is
-``$NODEBENCH_DATA``, default ``<repo>/datasets``), i.e. the two challenge archives extracted inside
-``physionet/``; ``datasets/README.md`` says where to get them. Nothing is downloaded. Files are read in
-sorted order, set by set, so ``n_records`` keeps a reproducible prefix. A missing folder, an empty
-folder, or a malformed line is a one-line :class:`~nodebench.errors.UserError` naming the file (and line)
-and what was expected.
+**Parsing** is bulk (one split of the file, one conversion per column); a file that is not clean is
+re-read line by line so that a malformed line becomes a one-line :class:`~nodebench.errors.UserError`
+naming the file and line and what was expected (a missing set names both paths it looked for).
+``nodebench data verify physionet`` checks the record files against their pinned digest.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
+import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +64,9 @@ PathArg = str | os.PathLike | None
 
 FOLDER = "physionet"
 SETS = ("set-a", "set-b")
+#: Every set of the challenge; set C (4000 more records, outcomes published after the challenge) is optional.
+ALL_SETS = ("set-a", "set-b", "set-c")
+OUTCOME_COLUMNS = ("RecordID", "SAPS-I", "SOFA", "Length_of_stay", "Survival", "In-hospital_death")
 HEADER = "Time,Parameter,Value"
 README_HINT = "see datasets/README.md for where to get the files and where to put them"
 #: The 37 time-series parameters, in the official code's order (its 41-entry list without Age, Gender,
@@ -74,6 +85,9 @@ WINDOW_HOURS = 48.0
 NORMALISATIONS = ("minmax", "official")
 
 _TIME = re.compile(r"^(\d+):([0-5]\d)$")
+_TIMES = re.compile(r"\d+:[0-5]\d(?:,\d+:[0-5]\d)*")
+_STATIC, _UNKNOWN = -1, -2
+_CODES = CHANNEL | dict.fromkeys(STATIC_DESCRIPTORS, _STATIC)
 
 
 @dataclass(frozen=True)
@@ -87,7 +101,7 @@ class Record:
     mask: np.ndarray
 
 
-def _bad_line(path: Path, lineno: int, line: str, why: str) -> UserError:
+def _bad_line(path: str, lineno: int, line: str, why: str) -> UserError:
     shown = line if len(line) <= 60 else line[:57] + "..."
     return UserError(f"{path}:{lineno}: malformed PhysioNet record line {shown!r} ({why}); expected "
                      f"'HH:MM,Parameter,Value' with a parameter among the 37 time series or "
@@ -112,92 +126,238 @@ def parse_record(path: str | os.PathLike, quantization: float = 1.0) -> Record:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read PhysioNet record {path}: {exc}; expected a text file "
                         f"starting with {HEADER!r}") from None
+    return parse_record_text(text, str(path), quantization)
+
+
+def _columns_fast(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(hours, channels, values) of the time-series lines of a well-formed record, split and converted in
+    bulk; None when anything is unusual (the line-by-line :func:`_columns_checked` then finds the error)."""
+    head, _, body = text.partition("\n")
+    body = body.rstrip("\n")
+    if head.strip() != HEADER or not body or any(c in body for c in " \t\r"):
+        return None
+    fields = body.replace("\n", ",").split(",")
+    if len(fields) % 3:
+        return None
+    times = ",".join(fields[0::3])
+    if _TIMES.fullmatch(times) is None:
+        return None
+    count = len(fields) // 3
+    try:
+        numbers = np.fromiter(map(float, fields[2::3]), dtype=np.float64, count=count)
+    except ValueError:
+        return None
+    codes = np.fromiter(map(_CODES.get, fields[1::3], itertools.repeat(_UNKNOWN)), dtype=np.int64, count=count)
+    clock = np.fromiter(map(int, times.replace(":", ",").split(",")), dtype=np.float64, count=2 * count)
+    clock = clock.reshape(-1, 2)
+    hours = clock[:, 0] + clock[:, 1] / 60.0
+    if (codes == _UNKNOWN).any() or not np.isfinite(numbers).all() or (hours > WINDOW_HOURS).any():
+        return None
+    keep = codes >= 0
+    return hours[keep], codes[keep], numbers[keep]
+
+
+def _columns_checked(text: str, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hours, channels, values) of the time-series lines, line by line; the first malformed line is a
+    one-line :class:`UserError` naming ``source`` and the line number."""
     lines = text.splitlines()
     if not lines or lines[0].strip() != HEADER:
         first = lines[0].strip() if lines else ""
-        raise UserError(f"{path} is not a PhysioNet 2012 record: first line {first[:60]!r}, expected {HEADER!r}")
-    sums: dict[float, np.ndarray] = {0.0: np.zeros(len(PARAMETERS))}
-    counts: dict[float, np.ndarray] = {0.0: np.zeros(len(PARAMETERS))}
+        raise UserError(f"{source} is not a PhysioNet 2012 record: first line {first[:60]!r}, expected {HEADER!r}")
+    hours_list: list[float] = []
+    channels: list[int] = []
+    numbers: list[float] = []
     for lineno, raw in enumerate(lines[1:], start=2):
         line = raw.strip()
         if not line:
             continue
         fields = line.split(",")
         if len(fields) != 3:
-            raise _bad_line(path, lineno, line, f"{len(fields)} comma-separated fields")
+            raise _bad_line(source, lineno, line, f"{len(fields)} comma-separated fields")
         time, name, value = (f.strip() for f in fields)
         match = _TIME.match(time)
         if match is None:
-            raise _bad_line(path, lineno, line, f"time {time!r} is not HH:MM")
+            raise _bad_line(source, lineno, line, f"time {time!r} is not HH:MM")
         hours = int(match.group(1)) + int(match.group(2)) / 60.0
         if hours > WINDOW_HOURS:
-            raise _bad_line(path, lineno, line, f"time {time} is after 48:00")
+            raise _bad_line(source, lineno, line, f"time {time} is after 48:00")
         try:
             number = float(value)
         except ValueError:
-            raise _bad_line(path, lineno, line, f"value {value!r} is not a number") from None
+            raise _bad_line(source, lineno, line, f"value {value!r} is not a number") from None
         if not math.isfinite(number):
-            raise _bad_line(path, lineno, line, f"value {value!r} is not finite")
+            raise _bad_line(source, lineno, line, f"value {value!r} is not finite")
         if name in STATIC_DESCRIPTORS:
             continue
         channel = CHANNEL.get(name)
         if channel is None:
-            raise _bad_line(path, lineno, line, f"unknown parameter {name!r}")
-        if quantization > 0:
-            hours = round(hours / quantization) * quantization
-        if hours not in sums:
-            sums[hours] = np.zeros(len(PARAMETERS))
-            counts[hours] = np.zeros(len(PARAMETERS))
-        sums[hours][channel] += number
-        counts[hours][channel] += 1
-    times = np.array(sorted(sums), dtype=np.float64)
-    total = np.stack([sums[t] for t in times])
-    n = np.stack([counts[t] for t in times])
+            raise _bad_line(source, lineno, line, f"unknown parameter {name!r}")
+        hours_list.append(hours)
+        channels.append(channel)
+        numbers.append(number)
+    return (np.asarray(hours_list, dtype=np.float64), np.asarray(channels, dtype=np.int64),
+            np.asarray(numbers, dtype=np.float64))
+
+
+def parse_record_text(text: str, source: str, quantization: float = 1.0) -> Record:
+    """Parse the text of one record file; ``source`` (``…/<RecordID>.txt``) names it in errors and gives
+    the record id. See :func:`parse_record`."""
+    record_id = source.rsplit("/", 1)[-1].removesuffix(".txt")
+    columns = _columns_fast(text)
+    hours_all, channels, numbers = columns if columns is not None else _columns_checked(text, source)
+    if quantization > 0:  # np.round rounds halves to even, as Python's round in the official code
+        hours_all = np.round(hours_all / quantization) * quantization
+    times = np.unique(np.concatenate([[0.0], hours_all]))  # every record has a row at t = 0
+    rows = np.searchsorted(times, hours_all)
+    shape = (len(times), len(PARAMETERS))
+    total, n = np.zeros(shape), np.zeros(shape)
+    np.add.at(total, (rows, channels), numbers)
+    np.add.at(n, (rows, channels), 1.0)
     mask = (n > 0).astype(np.float64)
     values = np.divide(total, n, out=np.zeros_like(total), where=n > 0)  # the mean of a bin's measurements
-    return Record(path.stem, times, values, mask)
+    return Record(record_id, times, values, mask)
+
+
+def _check_sets(sets: Sequence[str]) -> None:
+    if isinstance(sets, str) or not sets:
+        raise UserError(f"PhysioNet sets must be a non-empty list of folder names such as {list(SETS)}, "
+                        f"got {sets!r}")
+
+
+def set_source(root: PathArg, name: str) -> Path:
+    """Where set ``name`` is: the folder ``<data>/physionet/<name>/`` when it holds ``.txt`` files, else
+    the tarball ``<data>/physionet/<name>.tar.gz``.
+
+    Raises:
+        UserError: neither exists (naming both expected paths), or the folder holds no ``.txt`` file.
+    """
+    directory = data_root(root)
+    folder = directory / FOLDER / str(name)
+    tarball = directory / FOLDER / f"{name}.tar.gz"
+    if folder.is_dir() and any(folder.glob("*.txt")):
+        return folder
+    if tarball.is_file():
+        return tarball
+    state = "holds no .txt record files" if folder.is_dir() else "not found"
+    raise UserError(f"PhysioNet 2012 data {state}: expected {FOLDER}/{name}/<RecordID>.txt or {FOLDER}/{name}.tar.gz "
+                    f"in the data directory {directory} (set {ENV_VAR} to use another); fetch it with "
+                    f"`nodebench data fetch physionet` or {README_HINT}")
+
+
+def available_sets(root: PathArg = None) -> list[str]:
+    """The sets among :data:`ALL_SETS` present under ``<data>/physionet/`` (as folders or tarballs)."""
+    found = []
+    for name in ALL_SETS:
+        try:
+            set_source(root, name)
+        except UserError:
+            continue
+        found.append(name)
+    return found
+
+
+def read_set(source: Path) -> list[tuple[str, str]]:
+    """``(source name, text)`` of every ``<RecordID>.txt`` of a set folder or tarball, sorted by file name.
+
+    Raises:
+        UserError: the tarball cannot be read, or a file is not UTF-8 text.
+    """
+    items: list[tuple[str, str, bytes]] = []
+    try:
+        if source.is_dir():
+            items = [(p.name, str(p), p.read_bytes()) for p in source.glob("*.txt")]
+        else:
+            with tarfile.open(source, "r:*") as tar:
+                items = [(m.name.rsplit("/", 1)[-1], f"{source}:{m.name}", tar.extractfile(m).read())
+                         for m in tar if m.isfile() and m.name.endswith(".txt")]
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UserError(f"cannot read PhysioNet set {source}: {exc}; expected a folder or a .tar.gz of "
+                        "<RecordID>.txt files") from None
+    if not items:
+        raise UserError(f"PhysioNet set {source} holds no <RecordID>.txt record files")
+    texts = []
+    for _, name, data in sorted(items):
+        try:
+            texts.append((name, data.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            raise UserError(f"cannot read PhysioNet record {name}: {exc}; expected UTF-8 text") from None
+    return texts
 
 
 def record_files(root: PathArg = None, sets: Sequence[str] = SETS) -> list[Path]:
-    """The record files of ``sets`` under ``<data>/physionet/``, each set's files sorted by name.
+    """The record files of extracted ``sets`` under ``<data>/physionet/``, each set's files sorted by name.
 
     Raises:
         UserError: a set folder is missing or holds no ``.txt`` file (naming the expected paths).
     """
-    directory = data_root(root)
-    if isinstance(sets, str) or not sets:
-        raise UserError(f"PhysioNet sets must be a non-empty list of folder names such as {list(SETS)}, "
-                        f"got {sets!r}")
+    _check_sets(sets)
     files: list[Path] = []
     for name in sets:
-        folder = directory / FOLDER / str(name)
-        found = sorted(folder.glob("*.txt")) if folder.is_dir() else []
-        if not found:
-            state = "holds no .txt record files" if folder.is_dir() else "not found"
-            raise UserError(f"PhysioNet 2012 data {state}: expected {FOLDER}/{name}/<RecordID>.txt in the data "
-                            f"directory {directory} (set {ENV_VAR} to use another); nothing is downloaded, "
-                            f"{README_HINT}")
-        files.extend(found)
+        source = set_source(root, name)
+        if not source.is_dir():
+            raise UserError(f"PhysioNet set {name} is a tarball ({source}), not an extracted folder; "
+                            "use load_physionet, which reads both")
+        files.extend(sorted(source.glob("*.txt")))
     return files
 
 
 def load_physionet(root: PathArg = None, *, sets: Sequence[str] = SETS, n_records: int | None = None,
                    quantization: float = 1.0) -> list[Record]:
-    """The parsed records of ``sets`` (default set-a then set-b), at most ``n_records`` of them (the first
-    in sorted order; ``None``: all).
+    """The parsed records of ``sets`` (default set-a then set-b), each set read from its folder or its
+    tarball, at most ``n_records`` of them (the first in sorted order; ``None``: all).
 
     Raises:
-        UserError: missing folders or malformed files (see :func:`record_files`, :func:`parse_record`),
+        UserError: missing sets or malformed files (see :func:`set_source`, :func:`parse_record`),
             or a bad ``n_records``/``quantization``.
     """
     if n_records is not None and (isinstance(n_records, bool) or not isinstance(n_records, int) or n_records < 1):
         raise UserError(f"n_records must be a positive integer or None (all), got {n_records!r}")
     if isinstance(quantization, bool) or not isinstance(quantization, (int, float)) or not 0 <= quantization < 48:
         raise UserError(f"quantization must be a number of hours in [0, 48), got {quantization!r}")
-    files = record_files(root, sets)
-    if n_records is not None:
-        files = files[:n_records]
-    return [parse_record(path, float(quantization)) for path in files]
+    _check_sets(sets)
+    sources = [set_source(root, name) for name in sets]
+    records: list[Record] = []
+    for source in sources:
+        for name, text in read_set(source):
+            if n_records is not None and len(records) >= n_records:
+                return records
+            records.append(parse_record_text(text, name, float(quantization)))
+    return records
+
+
+def load_outcomes(root: PathArg = None, sets: Sequence[str] = SETS) -> dict[str, dict[str, int]]:
+    """The outcomes of ``sets`` (``<data>/physionet/Outcomes-<a|b|c>.txt``): RecordID → {SAPS-I, SOFA,
+    Length_of_stay, Survival, In-hospital_death} as ints (−1 where the challenge marks a value unknown).
+
+    Raises:
+        UserError: a file is missing or not in the challenge's format.
+    """
+    _check_sets(sets)
+    directory = data_root(root)
+    outcomes: dict[str, dict[str, int]] = {}
+    for name in sets:
+        path = directory / FOLDER / f"Outcomes-{str(name).removeprefix('set-')}.txt"
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read PhysioNet outcomes {path}: {exc}; fetch them with "
+                            "`nodebench data fetch physionet`") from None
+        if not lines or lines[0].strip() != ",".join(OUTCOME_COLUMNS):
+            raise UserError(f"{path} is not a PhysioNet 2012 outcomes file: expected the header "
+                            f"{','.join(OUTCOME_COLUMNS)!r}")
+        for lineno, line in enumerate(lines[1:], start=2):
+            if not line.strip():
+                continue
+            fields = line.strip().split(",")
+            try:
+                numbers = [int(f) for f in fields]
+            except ValueError:
+                numbers = []
+            if len(numbers) != len(OUTCOME_COLUMNS):
+                raise UserError(f"{path}:{lineno}: malformed outcomes line {line.strip()[:60]!r}; expected "
+                                f"{len(OUTCOME_COLUMNS)} integers")
+            outcomes[str(numbers[0])] = dict(zip(OUTCOME_COLUMNS[1:], numbers[1:]))
+    return outcomes
 
 
 def channel_range(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
@@ -270,5 +430,6 @@ def collate(series: Sequence[Series]) -> tuple[torch.Tensor, torch.Tensor, torch
     return grid, values, mask
 
 
-__all__ = ["NORMALISATIONS", "PARAMETERS", "Record", "SETS", "STATIC_DESCRIPTORS", "Series", "WINDOW_HOURS",
-           "channel_range", "collate", "load_physionet", "normalise", "parse_record", "record_files", "to_series"]
+__all__ = ["ALL_SETS", "NORMALISATIONS", "OUTCOME_COLUMNS", "PARAMETERS", "Record", "SETS", "STATIC_DESCRIPTORS",
+           "Series", "WINDOW_HOURS", "available_sets", "channel_range", "collate", "load_outcomes", "load_physionet",
+           "normalise", "parse_record", "parse_record_text", "read_set", "record_files", "set_source", "to_series"]

@@ -45,7 +45,7 @@ import torch  # noqa: E402
 from nodebench.harness import environment  # noqa: E402
 from nodebench.methods import get_method  # noqa: E402
 from nodebench.papers import load_papers  # noqa: E402
-from nodebench.records import write_case  # noqa: E402
+from nodebench.records import provenance_columns, write_case  # noqa: E402
 from nodebench.runner.case import Case  # noqa: E402
 from nodebench.runner.settings import case_settings  # noqa: E402
 from nodebench.tasks import get_task  # noqa: E402
@@ -58,7 +58,7 @@ OUT_OF_MEMORY = ("DefaultCPUAllocator: can't allocate memory", "CUDA out of memo
 def run_case(case: Case, out_dir: Path) -> dict:
     """Run ``case`` in this process and write its row and curves into ``out_dir``; return the row."""
     device = torch.device(case.device)
-    row = case.identity() | environment(device)
+    row = case.identity() | environment(device) | provenance_columns()
     progress = out_dir / f"{case.case_id}.progress"
     last = [0.0]
 
@@ -81,6 +81,7 @@ def run_case(case: Case, out_dir: Path) -> dict:
         method.check_task(task)
         settings = case_settings(case.hparams, method, case.seed)
         problem = task.build(seed=case.seed, device=device, hparams=settings.task_hparams)
+        row |= provenance_columns(problem.provenance)
         result = train(problem, method, device=device, iters=case.iters, budget_s=case.budget_s,
                        warmup=case.warmup, solver_options=settings.solver_options, on_iteration=report,
                        regularizer=settings.regularizer, spectral=settings.spectral,

@@ -57,6 +57,11 @@ class Problem(abc.ABC):
         lower is better. Problems that support time-to-target measurement override it."""
         raise UserError(f"{type(self).__name__} has no training monitor; {MONITOR_TASKS}")
 
+    #: Where the data came from, recorded in every row (:data:`nodebench.records.PROVENANCE`): ``dataset``,
+    #: ``n_train``, ``n_val``, ``n_test``, ``data_verified``. Tasks reading data files fill it
+    #: (:func:`nodebench.datasets.catalog.provenance`); the empty default records none.
+    provenance: Mapping[str, Any] = MappingProxyType({})
+
     #: Extra per-case tables (name → list of row dicts), stored as ``<name>.parquet`` in the run directory.
     #: Read-only empty default; a problem that fills tables assigns its own dict.
     tables: Mapping[str, list[dict]] = MappingProxyType({})

@@ -59,7 +59,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchdiffeq import odeint
 
-from nodebench.datasets.images import ImageSplits, load_images
+from nodebench.datasets.catalog import provenance
+from nodebench.datasets.images import DATASET_LABELS, ImageSplits, load_images
 from nodebench.errors import UserError
 from nodebench.harness.nfe import CallCounter
 from nodebench.tasks.base import Problem, Task, dtype_from_name, int_hparam, optional_count
@@ -258,9 +259,11 @@ class ImageTask(Task):
                                   state_channels=sizes["state_channels"], decoder_hidden=sizes["decoder_hidden"],
                                   n_classes=data.n_classes, encoder_padding=hp["encoder_padding"])
         model = model.to(device=device, dtype=dtype)
-        return ImageProblem(data, model, dtype=dtype, batch_size=int(hp["batch_size"]), lr=float(hp["lr"]),
-                            eval_batch_size=sizes["eval_batch_size"], eval_tol=float(hp["eval_tol"]),
-                            eval_max_steps=sizes["eval_max_steps"], seed=seed)
+        problem = ImageProblem(data, model, dtype=dtype, batch_size=int(hp["batch_size"]), lr=float(hp["lr"]),
+                               eval_batch_size=sizes["eval_batch_size"], eval_tol=float(hp["eval_tol"]),
+                               eval_max_steps=sizes["eval_max_steps"], seed=seed)
+        problem.provenance = provenance(DATASET_LABELS.get(self.dataset, self.dataset), len(train_x), 0, len(test_x))
+        return problem
 
 
 class ImagesDigits(ImageTask):

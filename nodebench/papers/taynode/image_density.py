@@ -65,7 +65,8 @@ from nflows.transforms.base import CompositeTransform, Transform
 
 from nodebench.cnf import ConcatConvNet
 from nodebench.datasets import Splits
-from nodebench.datasets.images import load_images
+from nodebench.datasets.catalog import provenance
+from nodebench.datasets.images import DATASET_LABELS, load_images
 from nodebench.errors import UserError
 from nodebench.tasks.base import Task, int_hparam, positive_hparam
 from nodebench.tasks.density import REFERENCE_METHOD, DensityProblem, _counting_solve, build_density_problem
@@ -246,9 +247,11 @@ class ImageDensityTask(Task):
         def dynamics(dim: int) -> ConcatConvNet:
             return ConcatConvNet(shape, (channels,) * nlayers, hp["activation"], ksize=ksize)
 
-        return build_density_problem(splits, hp, seed=seed, device=torch.device(device), dynamics=dynamics,
-                                     problem_cls=ImageDensityProblem, n_levels=self.n_levels, alpha=alpha,
-                                     eval_trace=hp["eval_trace"])
+        problem = build_density_problem(splits, hp, seed=seed, device=torch.device(device), dynamics=dynamics,
+                                        problem_cls=ImageDensityProblem, n_levels=self.n_levels, alpha=alpha,
+                                        eval_trace=hp["eval_trace"])
+        problem.provenance = provenance(DATASET_LABELS.get(self.dataset, self.dataset), len(train), 0, len(test))
+        return problem
 
 
 class CnfImageMNIST(ImageDensityTask):

@@ -44,7 +44,7 @@ by the seed, the same at every evaluation):
 - ``test_loss``: the training loss (above, at the current β) averaged over test batches;
 - ``test_nfe``: mean over test batches of the NFE of one dopri5 solve of the decoder ODE (all z0 samples
   of the batch as one state) at ``nfe_rtol``/``nfe_atol``, NFE = 2 + 6 × attempted steps (the official
-  convention; :func:`nodebench.tasks.classification.counted_dopri5`). The official code solves each
+  convention; :func:`nodebench.papers.taynode.classification.counted_dopri5`). The official code solves each
   record separately (vmap, per-record step sizes) at 1.4e-8 and averages; ours solves the batch as one
   state, so its NFE is that of the batch's hardest record and depends on the batch size (sheet §12,
   pitfall 3). The default 1e-5 follows the MNIST task; set it to the training tolerance for the
@@ -87,6 +87,7 @@ import torch
 from torch import nn
 
 from nodebench.datasets import physionet
+from nodebench.datasets.catalog import provenance
 from nodebench.datasets.physionet import Record, Series
 from nodebench.errors import UserError
 from nodebench.tasks.base import Problem, Task, data_seed, dtype_from_name, int_hparam, positive_hparam
@@ -423,12 +424,18 @@ class LatentODETask(Task):
                               dynamics_units=sizes["dynamics_units"], dynamics_layers=sizes["dynamics_layers"])
         model = model.to(device=device, dtype=dtype)
         as_series = [[physionet.to_series(r, dtype, device) for r in part] for part in (train, test)]
-        return LatentODEProblem(model, *as_series, batch_size=sizes["batch_size"], lr=float(hp["lr"]),
-                                n_samples=sizes["n_samples"], obs_std=floats["obs_std"], kl_delay=float(kl_delay),
-                                kl_rate=kl_rate, kl_epoch_iters=kl_epoch_iters,
-                                eval_batch_size=sizes["eval_batch_size"], eval_tol=floats["eval_tol"],
-                                eval_max_steps=sizes["eval_max_steps"], nfe_rtol=floats["nfe_rtol"],
-                                nfe_atol=floats["nfe_atol"], seed=seed)
+        problem = LatentODEProblem(model, *as_series, batch_size=sizes["batch_size"], lr=float(hp["lr"]),
+                                   n_samples=sizes["n_samples"], obs_std=floats["obs_std"], kl_delay=float(kl_delay),
+                                   kl_rate=kl_rate, kl_epoch_iters=kl_epoch_iters,
+                                   eval_batch_size=sizes["eval_batch_size"], eval_tol=floats["eval_tol"],
+                                   eval_max_steps=sizes["eval_max_steps"], nfe_rtol=floats["nfe_rtol"],
+                                   nfe_atol=floats["nfe_atol"], seed=seed)
+        problem.provenance = self.provenance(hp, len(train), len(test))
+        return problem
+
+    def provenance(self, hp: dict, n_train: int, n_test: int) -> dict:
+        """The problem's provenance (:func:`nodebench.datasets.catalog.provenance`); no validation split."""
+        raise NotImplementedError
 
 
 def _sets(value: Any) -> list[str]:
@@ -450,6 +457,9 @@ class LatentODEPhysioNet(LatentODETask):
         return physionet.load_physionet(sets=_sets(hp["sets"]), n_records=hp["n_records"],
                                         quantization=hp["quantization"])
 
+    def provenance(self, hp: dict, n_train: int, n_test: int) -> dict:
+        return provenance("physionet", n_train, 0, n_test, parts=_sets(hp["sets"]))
+
 
 class LatentODESynthetic(LatentODETask):
     name = "latent_ode_synthetic"
@@ -470,6 +480,9 @@ class LatentODESynthetic(LatentODETask):
             raise UserError(f"hyper-parameter noise must be a non-negative number, got {noise!r}")
         return synthetic_records(n_records, n_channels, n_obs, p_observe, float(noise),
                                  torch.Generator().manual_seed(seed))
+
+    def provenance(self, hp: dict, n_train: int, n_test: int) -> dict:
+        return provenance("synthetic irregular series (stand-in)", n_train, 0, n_test)
 
 
 LATENT_ODE_TASKS: list[type[LatentODETask]] = [LatentODEPhysioNet, LatentODESynthetic]

@@ -172,7 +172,8 @@ def test_registry_and_defaults():
     for name in ("mnist_ode", "digits_ode", "latent_ode_physionet", "latent_ode_synthetic"):
         assert TASKS[name]().paper == "taynode"
     hp = get_task("mnist_ode").hparams()
-    assert (hp["hidden"], hp["batch_size"], hp["lr"], hp["dtype"]) == (100, 100, 1e-3, "float32")
+    assert (hp["hidden"], hp["batch_size"], hp["lr"], hp["dtype"]) == (100, 100, 1e-2, "float32")
+    assert get_task("digits_ode").hparams()["lr"] == 1e-3
     assert get_task("mnist_ode").metrics == ("test_accuracy", "test_loss", "train_accuracy", "test_nfe")
     hp = get_task("latent_ode_physionet").hparams()
     assert (hp["latent_dim"], hp["rec_dim"], hp["gru_units"], hp["dynamics_units"], hp["dynamics_layers"]) == \

@@ -1,0 +1,244 @@
+"""`nodebench data` and the data gate: catalog, verification, fetch against a local HTTP server (nothing is
+downloaded from the internet), and run/reproduce refusing missing data before anything is written."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+
+import pytest
+
+from nodebench.cli import main
+from nodebench.datasets import catalog
+from nodebench.datasets.fetch import download_file, fetch
+from nodebench.errors import UserError
+from nodebench.runner.case import Case
+
+PAYLOAD = bytes(range(256)) * 64  # 16 KiB
+
+
+class RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves ``files`` (path → bytes) with HTTP Range support (unless ``ranges`` is off); records requests."""
+
+    files: dict[str, bytes] = {}
+    ranges = True
+    requests: list[tuple[str, str | None]] = []
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self.requests.append((self.path, self.headers.get("Range")))
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404, "Not Found")
+            return
+        start = 0
+        header = self.headers.get("Range")
+        if header and self.ranges:
+            start = int(header.removeprefix("bytes=").split("-")[0])
+            if start >= len(body):
+                self.send_error(416, "Range Not Satisfiable")
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        self.wfile.write(body[start:])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    RangeHandler.files, RangeHandler.ranges, RangeHandler.requests = {}, True, []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield RangeHandler, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- download_file ------------------------------------------------------------------------------------------
+
+def test_download_verifies_and_renames_atomically(server, tmp_path):
+    handler, base = server
+    handler.files["/f.bin"] = PAYLOAD
+    target = download_file(f"{base}/f.bin", tmp_path / "f.bin", sha256=sha(PAYLOAD), progress=False)
+    assert target.read_bytes() == PAYLOAD and not (tmp_path / "f.bin.part").exists()
+    assert handler.requests == [("/f.bin", None)]
+
+
+def test_download_resumes_a_partial_file_with_a_range_request(server, tmp_path):
+    handler, base = server
+    handler.files["/f.bin"] = PAYLOAD
+    (tmp_path / "f.bin.part").write_bytes(PAYLOAD[:5000])
+    download_file(f"{base}/f.bin", tmp_path / "f.bin", md5=hashlib.md5(PAYLOAD).hexdigest(), progress=False)
+    assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
+    assert handler.requests == [("/f.bin", "bytes=5000-")]
+
+
+def test_download_restarts_when_the_server_ignores_the_range(server, tmp_path):
+    handler, base = server
+    handler.files["/f.bin"], handler.ranges = PAYLOAD, False
+    (tmp_path / "f.bin.part").write_bytes(b"stale bytes")
+    download_file(f"{base}/f.bin", tmp_path / "f.bin", sha256=sha(PAYLOAD), progress=False)
+    assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
+
+
+def test_download_of_a_complete_partial_file_is_not_repeated(server, tmp_path):
+    handler, base = server
+    handler.files["/f.bin"] = PAYLOAD
+    (tmp_path / "f.bin.part").write_bytes(PAYLOAD)
+    download_file(f"{base}/f.bin", tmp_path / "f.bin", sha256=sha(PAYLOAD), progress=False)  # server answers 416
+    assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
+
+
+def test_download_with_a_wrong_checksum_deletes_it_and_says_so(server, tmp_path):
+    handler, base = server
+    handler.files["/f.bin"] = PAYLOAD
+    with pytest.raises(UserError, match="expected 0000") as err:
+        download_file(f"{base}/f.bin", tmp_path / "f.bin", sha256="0000", progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "f.bin").exists() and not (tmp_path / "f.bin.part").exists()
+
+
+def test_download_errors_are_one_line(server, tmp_path):
+    _, base = server
+    with pytest.raises(UserError, match="HTTP 404") as err:
+        download_file(f"{base}/absent", tmp_path / "x", progress=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "x").exists()
+    with pytest.raises(UserError, match="could not download http://127.0.0.1:9/"):
+        download_file("http://127.0.0.1:9/x", tmp_path / "x", progress=False, timeout=2)
+
+
+# -- a local manifest: a gzipped IDX-like set, a record set, an archive member ------------------------------
+
+def tarball(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def members_sha(members: dict[str, bytes]) -> str:
+    lines = sorted(f"{name.rsplit('/', 1)[-1]}\t{sha(data)}\n" for name, data in members.items())
+    return sha("".join(lines).encode())
+
+
+@pytest.fixture
+def local_manifest(server, tmp_path):
+    handler, base = server
+    plain = b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + b"\x01\x02\x03"
+    records = {"set-x/1.txt": b"Time,Parameter,Value\n00:00,HR,60\n", "set-x/2.txt": b"Time,Parameter,Value\n"}
+    batch = b"batch bytes"
+    handler.files |= {"/labels.gz": gzip.compress(plain), "/set-x.tar.gz": tarball(records),
+                      "/archive.tar.gz": tarball({"top/batch": batch, "top/other": b"x"})}
+    text = f"""
+[[dataset]]
+name = "toy"
+title = "toy set"
+folder = "toy"
+tasks = ["toy_task"]
+files = [
+  {{ path = "labels", form = "gz", urls = ["{base}/missing.gz", "{base}/labels.gz"], md5 = "{hashlib.md5(plain).hexdigest()}", gz_sha256 = "{sha(handler.files['/labels.gz'])}" }},
+  {{ path = "set-x", form = "tar", urls = ["{base}/set-x.tar.gz"], members = 2, members_sha256 = "{members_sha(records)}" }},
+  {{ path = "batch", form = "member", urls = ["{base}/archive.tar.gz"], sha256 = "{sha(batch)}" }},
+  {{ path = "extra", urls = ["{base}/extra"], optional = true }},
+]
+"""
+    path = tmp_path / "manifest.toml"
+    path.write_text(text)
+    return path, plain, records
+
+
+def test_fetch_downloads_every_form_and_the_copy_then_verifies(local_manifest, tmp_path):
+    manifest, plain, records = local_manifest
+    root = tmp_path / "data"
+    assert not catalog.status("toy", root, manifest=manifest).found
+    written = fetch("toy", root, manifest=manifest, progress=False)
+    assert sorted(p.name for p in written) == ["batch", "labels.gz", "set-x.tar.gz"]
+    state = catalog.status("toy", root, manifest=manifest)
+    assert state.verified, state.summary()
+    assert fetch("toy", root, manifest=manifest, progress=False) == []  # nothing left to do
+    # the extracted forms verify too: a plain IDX file and a folder of records
+    (root / "toy" / "labels.gz").unlink()
+    (root / "toy" / "labels").write_bytes(plain)
+    (root / "toy" / "set-x.tar.gz").unlink()
+    for name, data in records.items():
+        (root / "toy" / name).parent.mkdir(exist_ok=True)
+        (root / "toy" / name).write_bytes(data)
+    assert catalog.status("toy", root, manifest=manifest).verified
+    (root / "toy" / "set-x" / "2.txt").write_bytes(b"changed")
+    state = catalog.status("toy", root, manifest=manifest)
+    assert state.found and not state.verified and "set-x: members" in state.summary()
+
+
+def test_data_command_list_verify_fetch(local_manifest, tmp_path, capsys):
+    manifest, _, _ = local_manifest
+    root = tmp_path / "data"
+    flags = ["--root", str(root), "--manifest", str(manifest)]
+    assert main(["data", "list", *flags]) == 0
+    assert "toy        missing" in capsys.readouterr().out
+    assert main(["data", "verify", "toy", *flags]) == 1
+    assert main(["data", "fetch", "toy", "--no-progress", *flags]) == 0
+    assert "toy: 3 file(s) downloaded; verified" in capsys.readouterr().out
+    assert main(["data", "verify", *flags]) == 0
+    out = capsys.readouterr().out
+    assert "toy: verified" in out and "missing   " in out and "(optional)" in out
+    assert main(["data", "fetch", "nope", *flags]) == 2
+    assert capsys.readouterr().err.strip().startswith("nodebench: error: unknown data set 'nope'; known: toy")
+
+
+# -- the gate before a sweep --------------------------------------------------------------------------------
+
+def test_check_case_data_names_the_set_the_folder_and_the_fetch_command(local_manifest, tmp_path):
+    manifest, _, _ = local_manifest
+    root = tmp_path / "data"
+    cases = [Case("toy_task", "rk4"), Case("cubic_spiral", "rk4")]
+    with pytest.raises(UserError) as err:
+        catalog.check_case_data(cases, root=root, manifest=manifest)
+    message = str(err.value)
+    assert "\n" not in message and "data set toy" in message and str(root / "toy") in message
+    assert "`nodebench data fetch toy`" in message
+    fetch("toy", root, manifest=manifest, progress=False)
+    catalog.check_case_data(cases, root=root, manifest=manifest)
+    (root / "toy" / "batch").write_bytes(b"tampered")
+    with pytest.raises(UserError, match="--no-verify"):
+        catalog.check_case_data(cases, root=root, manifest=manifest)
+    catalog.check_case_data(cases, verify=False, root=root, manifest=manifest)
+
+
+def test_run_without_the_data_exits_2_with_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NODEBENCH_DATA", str(tmp_path / "empty"))
+    out = tmp_path / "run"
+    assert main(["run", "--task", "mnist_ode", "--method", "adjoint", "--iters", "300", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "data set mnist" in err and str(tmp_path / "empty" / "mnist") in err
+    assert "nodebench data fetch mnist" in err and not out.exists()
+
+
+def test_the_manifest_pins_the_published_checksums():
+    known = catalog.catalog()
+    mnist = {f.path: f for f in known["mnist"].files}
+    assert mnist["train-images-idx3-ubyte"].gz_md5 == "f68b3c2dcbeaaa9fbdd348bbdeb94873"
+    assert mnist["train-images-idx3-ubyte"].md5 == "6bbc9ace898e44ae57da46a324031adb"
+    assert mnist["t10k-labels-idx1-ubyte"].gz_md5 == "ec29112dd5afa0611ce80d1b7f02629c"
+    physionet = {f.path: f for f in known["physionet"].files}
+    assert physionet["set-a"].members == 4000 and physionet["set-a"].members_sha256
+    assert physionet["set-c"].optional and not physionet["set-c"].members_sha256
+    assert all(not f.sha256 for name in ("power", "gas", "hepmass", "miniboone", "bsds300") for f in known[name].files)
+    assert catalog.dataset_of_task("latent_ode_physionet").name == "physionet"
+    assert catalog.dataset_of_task("digits_ode") is None
