@@ -106,7 +106,7 @@ def dopri5(func: Field, y0: torch.Tensor, times: list[float], *, rtol: float, at
         if not math.isfinite(h):
             h = 0.0
         if t0 + h == t0:
-            raise RuntimeError(f"underflow in dt {h}")
+            raise RuntimeError(f"underflow in dt {h} at t = {t0} (a non-finite or exploding vector field?)")
         callback("callback_step", t0, y, h)
         t1 = t0 + h
         k = torch.empty(7, y0.numel(), dtype=dtype, device=device)
@@ -123,9 +123,17 @@ def dopri5(func: Field, y0: torch.Tensor, times: list[float], *, rtol: float, at
             t0, y, f0 = t1, y1, k[6]
         else:
             callback("callback_reject_step", t0, y, h)
-        h *= _IFACTOR if ratio == 0 else min(_IFACTOR, max(_SAFETY / ratio ** (1 / _ORDER),
-                                                           1.0 if ratio < 1 else _DFACTOR))
+        h *= _step_factor(ratio)
     return out, nfe
+
+
+def _step_factor(ratio: float) -> float:
+    """The next step over this one from the error ratio (torchdiffeq's ``_optimal_step_size``, NaN kept)."""
+    if ratio == 0:
+        return _IFACTOR
+    if math.isnan(ratio):
+        return math.nan
+    return min(_IFACTOR, max(_SAFETY / ratio ** (1 / _ORDER), 1.0 if ratio < 1 else _DFACTOR))
 
 
 def _initial_step(f, t0: float, y0: torch.Tensor, f0: torch.Tensor, direction: float, rtol: float, atol: float,
