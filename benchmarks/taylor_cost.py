@@ -15,8 +15,12 @@ seconds it is skipped at that and every higher order, and reported as skipped. T
 :func:`nodebench.taylor.cost.measure_cost` (also run by the ``taylor_cost`` analysis of
 ``nodebench reproduce taynode``); this script adds the Markdown summary.
 
-    python benchmarks/taylor_cost.py --threads 1                  # the issue's setting
+    python benchmarks/taylor_cost.py --threads 1                  # the issue's setting (JAX too when importable)
     python benchmarks/taylor_cost.py --dims 2 --orders 1 2 3 4 --rounds 3
+
+Where ``jax`` is importable (and the device is the CPU), JAX's jet on the same weights is a third column
+(:mod:`nodebench.taylor.jax_jet`: jitted, TayNODE's recursion; compile time reported apart, ``--threads 1``
+also restricts XLA to one thread); ``--methods taylor jvp`` leaves it out.
 
 Writes ``samples.parquet`` (one row per dim, K, method and round; skipped cells as rows with
 ``skipped=True``), ``summary.md`` and the figure ``cost_vs_k`` (PNG and PDF, log-y) into ``--out``.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +39,8 @@ import torch
 from nodebench.harness import environment
 from nodebench.plots import plot_taylor_cost
 from nodebench.report import markdown_table
-from nodebench.taylor.cost import METHODS, growth, measure_cost, ratio
+from nodebench.taylor import jax_jet
+from nodebench.taylor.cost import JAX, METHODS, growth, measure_cost, ratio
 
 
 def run(args) -> tuple[pd.DataFrame, dict]:
@@ -47,8 +53,8 @@ def _fmt(seconds: float) -> str:
     return "skipped" if math.isnan(seconds) else f"{seconds * 1e3:.2f}"
 
 
-def _fmt_ratio(stats) -> str:
-    return "–" if stats is None else f"{stats[0]:.1f} ({stats[1]:.1f}–{stats[2]:.1f})"
+def _fmt_ratio(stats, digits: int = 1) -> str:
+    return "–" if stats is None else f"{stats[0]:.{digits}f} ({stats[1]:.{digits}f}–{stats[2]:.{digits}f})"
 
 
 def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
@@ -85,11 +91,36 @@ def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
                              f"t ∝ K^{fits[1][0]:.2f} (or {fits[1][1]:.2f}^K), fits over K ≥ 2")
         at6 = ratio(samples, dim, 6, "forward_s")
         if at6 is not None:
-            lines.append(f"- K = 6: Taylor mode forward is {at6[0]:.1f}× faster than nested jvp (goal ≥ 10×: "
-                         f"{'met' if at6[0] >= 10 else 'NOT met'}); forward+backward "
+            lines.append(f"- K = 6: Taylor mode forward is {at6[0]:.1f}× faster than nested jvp (goal ≥ 20×: "
+                         f"{'met' if at6[0] >= 20 else 'NOT met'}); forward+backward "
                          f"{_fmt_ratio(ratio(samples, dim, 6, 'total_s'))}×")
+        if JAX in args.methods:
+            lines += ["", jax_table(samples, agreement, dim, args.orders)]
         lines.append("")
     return "\n".join(lines)
+
+
+def jax_table(samples: pd.DataFrame, agreement: dict, dim: int, orders) -> str:
+    """Taylor mode against jitted JAX jet: medians, t_taylor / t_jax (≤ 1: Taylor mode is faster) and the
+    compile time JAX needed (not in its timings)."""
+    ok = samples[(samples.dim == dim) & ~samples.skipped]
+    medians = ok.groupby(["K", "method"])[["forward_s", "total_s"]].median()
+    compile_s = ok[ok.method == JAX].groupby("K")["compile_s"].first()
+    rows = []
+    for order in orders:
+        if (order, JAX) not in medians.index or (order, "taylor") not in medians.index:
+            continue
+        cells = [order]
+        for column in ("forward_s", "total_s"):
+            cells += [_fmt(medians.loc[(order, "taylor"), column]), _fmt(medians.loc[(order, JAX), column]),
+                      _fmt_ratio(ratio(samples, dim, order, column, slow="taylor", fast=JAX), 2)]
+        cells += [f"{compile_s[order]:.2f}", f"{agreement.get((dim, order, JAX), math.nan):.1e}"]
+        rows.append(cells)
+    return "\n".join([
+        f"Taylor mode vs JAX jet (jitted), D = {dim}: ratio = t_taylor / t_jax, median of per-round ratios (IQR); "
+        "≤ 1 means Taylor mode is faster. JAX's forward+backward is one jitted value_and_grad call.", "",
+        markdown_table(["K", "taylor fwd", "jax fwd", "taylor/jax fwd", "taylor fwd+bwd", "jax fwd+bwd",
+                        "taylor/jax fwd+bwd", "jax compile [s]", "agreement"], rows)])
 
 
 def plot(samples: pd.DataFrame, out: Path, dims) -> None:
@@ -100,7 +131,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 64])
     parser.add_argument("--orders", type=int, nargs="+", default=list(range(1, 9)))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=None, choices=(*METHODS, JAX),
+                        help=f"default: {' '.join(METHODS)}, and {JAX} on the CPU when jax is importable")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=7)
@@ -113,6 +145,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+        if args.threads == 1:  # before jax is imported
+            os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    if args.methods is None:
+        args.methods = list(METHODS) + ([JAX] if args.device == "cpu" and jax_jet.available() else [])
+    elif JAX in args.methods and not (args.device == "cpu" and jax_jet.available()):
+        raise SystemExit(f"nodebench: error: method {JAX} needs jax installed and --device cpu")
     samples, agreement = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     samples.to_parquet(args.out / "samples.parquet", index=False)

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nodebench.taylor import TaylorModeError, jet, ode_derivatives, supported_ops
+from nodebench.taylor import jax_jet
+from nodebench.taylor.cost import make_field
 
 DTYPE = torch.float64
 # torch.func.jvp scripts its decompositions on first use, which warns on torch 2.13
@@ -327,3 +329,18 @@ def test_invalid_arguments():
         ode_derivatives(lambda t, z: z, torch.zeros(1), z, 2)
     with pytest.raises(ValueError, match="shape"):
         ode_derivatives(lambda t, z: z.sum(-1), torch.tensor(0.0), z, 2)
+
+
+@pytest.mark.skipif(not jax_jet.available(), reason="jax is not installed (the JAX jet column is optional)")
+def test_jax_jet_reference_agrees_with_taylor_mode():
+    """The benchmark's JAX column computes the same derivatives from the same weights."""
+    net = make_field(2, 16, torch.device("cpu"), torch.float64, 0)
+    z = torch.randn(8, 2, dtype=torch.float64)
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    try:
+        _, _, ours_k = jax_jet.JaxJet(net, 4).time_call(z)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    want = ode_derivatives(lambda t, y: net(y), torch.tensor(0.0, dtype=torch.float64), z, 4)[-1]
+    torch.testing.assert_close(ours_k, want.detach(), rtol=1e-10, atol=1e-10)

@@ -13,6 +13,10 @@ alternating which runs first, after one untimed warm-up call each; ratios are me
 Nested jvp grows about 3× per order, so once its warm-up call (forward + backward) exceeds ``cap`` seconds
 twice in a row (the first call of a new nesting depth can carry one-off costs) it is skipped at that and
 every higher order (rows with ``skipped=True``).
+
+Optional method ``"jax_jet"`` (:mod:`nodebench.taylor.jax_jet`, CPU, where ``jax`` is importable): JAX's jet
+on the same weights, jitted; its warm-up call compiles it (``compile_s`` of its rows), its forward is one
+jitted call and its forward+backward one jitted ``value_and_grad`` call (``backward_s`` is the difference).
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from torch import nn
 
 from nodebench.harness import Stopwatch
 from nodebench.taylor import ode_derivatives
+from nodebench.taylor.jax_jet import JaxJet
 
 METHODS = ("taylor", "jvp")
+JAX = "jax_jet"
 
 
 def make_field(dim: int, hidden: int, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
@@ -56,7 +62,8 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
                  cap: float = 2.0, dtype: str = "float32", device: str = "cpu", seed: int = 0,
                  log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
     """Samples (one row per dim, K, method and round: forward_s, backward_s, total_s, skipped) and the
-    agreement max|Δ|/max|d^K z| between the methods per (dim, K)."""
+    agreement max|Δ|/max|d^K z| between the methods per (dim, K) (and, keyed (dim, K, "jax_jet"), JAX jet's
+    against Taylor mode)."""
     device_, dtype_ = torch.device(device), getattr(torch, dtype)
     clock = Stopwatch(device_)
     rows, agreement = [], {}
@@ -68,8 +75,13 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
         t = torch.zeros((), device=device_, dtype=dtype_)
         active = list(methods)
         for order in orders:
-            values = {}
+            values, jax_runner, compile_s = {}, None, math.nan
             for method in list(active):  # untimed warm-up; the cap check
+                if method == JAX:
+                    jax_runner = JaxJet(net, order)
+                    compile_s = jax_runner.compile(z)
+                    values[method] = jax_runner.time_call(z)[2]
+                    continue
                 forward, backward, values[method] = one_call(net, t, z, order, method, clock)
                 if method != "taylor" and forward + backward > cap:  # a one-off first-call cost? try once more
                     forward, backward, values[method] = one_call(net, t, z, order, method, clock)
@@ -78,36 +90,45 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
                     if log:
                         log(f"dim {dim:>3} K {order}: {method} took {forward + backward:.2f} s > cap {cap:g} s; "
                             "skipped from here on")
-            if len(values) == 2:
-                a, b = values.values()
+            if "taylor" in values and "jvp" in values:
+                a, b = values["taylor"], values["jvp"]
                 agreement[(dim, order)] = float((a - b).abs().max() / b.abs().max())
+            if "taylor" in values and JAX in values:
+                a, b = values[JAX].to(values["taylor"]), values["taylor"]
+                agreement[(dim, order, JAX)] = float((a - b).abs().max() / b.abs().max())
             for method in methods:
                 if method not in active:
                     rows.append(dict(dim=dim, K=order, method=method, round=-1, forward_s=math.nan,
                                      backward_s=math.nan, skipped=True))
             for round_ in range(rounds):
                 for method in (active if round_ % 2 == 0 else active[::-1]):
-                    forward, backward, _ = one_call(net, t, z, order, method, clock)
+                    if method == JAX:
+                        forward, total, _ = jax_runner.time_call(z)
+                        backward = total - forward
+                    else:
+                        forward, backward, _ = one_call(net, t, z, order, method, clock)
                     rows.append(dict(dim=dim, K=order, method=method, round=round_, forward_s=forward,
-                                     backward_s=backward, skipped=False))
+                                     backward_s=backward, skipped=False,
+                                     compile_s=compile_s if method == JAX else math.nan))
             if log:
                 done = pd.DataFrame([r for r in rows if r["dim"] == dim and r["K"] == order and not r["skipped"]])
                 med = done.groupby("method")[["forward_s", "backward_s"]].median() if len(done) else done
                 log(f"dim {dim:>3} K {order}: " + "  ".join(
                     f"{m} {med.loc[m, 'forward_s'] * 1e3:.2f}+{med.loc[m, 'backward_s'] * 1e3:.2f} ms"
-                    for m in med.index))
+                    for m in med.index) + (f"  (jax compile {compile_s:.1f} s)" if jax_runner else ""))
     samples = pd.DataFrame(rows)
     samples["total_s"] = samples.forward_s + samples.backward_s
     return samples, agreement
 
 
-def ratio(samples: pd.DataFrame, dim: int, order: int, column: str) -> tuple[float, float, float] | None:
-    """Median and IQR over rounds of t_jvp / t_taylor."""
+def ratio(samples: pd.DataFrame, dim: int, order: int, column: str, slow: str = "jvp",
+          fast: str = "taylor") -> tuple[float, float, float] | None:
+    """Median and IQR over rounds of t_slow / t_fast (default t_jvp / t_taylor)."""
     rows = samples[(samples.dim == dim) & (samples.K == order) & ~samples.skipped]
     table = rows.pivot(index="round", columns="method", values=column)
-    if "jvp" not in table or "taylor" not in table:
+    if slow not in table or fast not in table:
         return None
-    ratios = list((table["jvp"] / table["taylor"]).dropna())
+    ratios = list((table[slow] / table[fast]).dropna())
     if not ratios:
         return None
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
@@ -149,4 +170,4 @@ def cost_table(samples: pd.DataFrame, agreement: dict | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-__all__ = ["METHODS", "cost_table", "growth", "make_field", "measure_cost", "one_call", "ratio"]
+__all__ = ["JAX", "METHODS", "cost_table", "growth", "make_field", "measure_cost", "one_call", "ratio"]

@@ -92,10 +92,22 @@ def cauchy(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], k: int, lo: i
         if total is None:
             total = xs[j] * ys[k - j]
             if w != 1.0:
-                total = total * w
+                total = scaled(total, w)
         else:
             total = torch.addcmul(total, xs[j], ys[k - j], value=w)
     return total
+
+
+def scaled(x: torch.Tensor, w: float) -> torch.Tensor:
+    """x · w through a cached 0-d tensor of x's dtype: ``x * w`` with a Python float would convert the
+    float into a tensor of x's dtype on every call (an ``aten::_to_copy`` per product)."""
+    return x * _scalar(float(w), x.dtype, x.device)
+
+
+@functools.lru_cache(maxsize=4096)
+def _scalar(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    with torch.inference_mode(False):  # a normal tensor even when first made under inference mode
+        return torch.tensor(value, dtype=dtype, device=device)
 
 
 def cauchy_square(ys: Sequence[torch.Tensor], k: int) -> torch.Tensor:
@@ -420,7 +432,8 @@ def _first_order_ode(input: TaylorTensor, primal: torch.Tensor, slope: Callable)
 def _tanh(input):
     """tanh' = 1 − tanh²."""
     def slope(i, y):
-        return 1 - y[0] * y[0] if i == 0 else -cauchy_square(y, i)
+        return torch.addcmul(_scalar(1.0, y[0].dtype, y[0].device), y[0], y[0], value=-1) if i == 0 \
+            else -cauchy_square(y, i)
 
     return _first_order_ode(input, torch.tanh(input.coeffs[0]), slope)
 
