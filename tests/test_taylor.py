@@ -13,7 +13,7 @@ from torch import nn
 
 from nodebench.taylor import TaylorModeError, jet, ode_derivatives, supported_ops
 from nodebench.taylor import jax_jet
-from nodebench.taylor.cost import make_field
+from nodebench.taylor.cost import make_field as mlp_field
 
 DTYPE = torch.float64
 # torch.func.jvp scripts its decompositions on first use, which warns on torch 2.13
@@ -334,7 +334,7 @@ def test_invalid_arguments():
 @pytest.mark.skipif(not jax_jet.available(), reason="jax is not installed (the JAX jet column is optional)")
 def test_jax_jet_reference_agrees_with_taylor_mode():
     """The benchmark's JAX column computes the same derivatives from the same weights."""
-    net = make_field(2, 16, torch.device("cpu"), torch.float64, 0)
+    net = mlp_field(2, 16, torch.device("cpu"), torch.float64, 0)
     z = torch.randn(8, 2, dtype=torch.float64)
     import jax
     jax.config.update("jax_enable_x64", True)
