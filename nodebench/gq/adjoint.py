@@ -23,7 +23,10 @@ Differences from the official code, on purpose:
 
 - ``func`` needs no ``nfe`` attribute: the forward solve counts its own evaluations;
 - ``quadrature="batched"`` evaluates each interval's node VJPs as one vmapped VJP (a nodebench variant);
-- tuple states are supported by flattening them into one vector.
+- tuple states are supported by flattening them into one vector;
+- plain ``dopri5`` solves (no ``options``, scalar tolerances), forward and backward, run on
+  :mod:`nodebench.gq.dopri5`: torchdiffeq's algorithm step for step with the per-step bookkeeping of a
+  tiny state cut down (the paper's regime); any other solver or option goes through ``torchdiffeq.odeint``.
 """
 
 from __future__ import annotations
