@@ -133,7 +133,7 @@ def ratio_stats(samples: pd.DataFrame, width: int, slow: str, fast: str) -> tupl
     if slow not in rows or fast not in rows:
         return None
     ratios = list(rows[slow] / rows[fast])
-    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
     return statistics.median(ratios), q[0], q[2]
 
 

@@ -20,7 +20,10 @@ seconds it is skipped at that and every higher order, and reported as skipped. T
 
 Where ``jax`` is importable (and the device is the CPU), JAX's jet on the same weights is a third column
 (:mod:`nodebench.taylor.jax_jet`: jitted, TayNODE's recursion; compile time reported apart, ``--threads 1``
-also restricts XLA to one thread); ``--methods taylor jvp`` leaves it out.
+also restricts XLA to one thread); ``--methods taylor jvp`` leaves it out. ``--methods taylor jax_jet
+taylor_compiled`` adds Taylor mode under ``torch.compile`` (minutes of compilation per K, reported apart):
+
+    python benchmarks/taylor_cost.py --threads 1 --dims 2 --orders 3 6 --methods taylor jax_jet taylor_compiled
 
 Writes ``samples.parquet`` (one row per dim, K, method and round; skipped cells as rows with
 ``skipped=True``), ``summary.md`` and the figure ``cost_vs_k`` (PNG and PDF, log-y) into ``--out``.
@@ -40,7 +43,7 @@ from nodebench.harness import environment
 from nodebench.plots import plot_taylor_cost
 from nodebench.report import markdown_table
 from nodebench.taylor import jax_jet
-from nodebench.taylor.cost import JAX, METHODS, growth, measure_cost, ratio
+from nodebench.taylor.cost import COMPILED, JAX, METHODS, growth, measure_cost, ratio
 
 
 def run(args) -> tuple[pd.DataFrame, dict]:
@@ -94,33 +97,39 @@ def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
             lines.append(f"- K = 6: Taylor mode forward is {at6[0]:.1f}× faster than nested jvp (goal ≥ 20×: "
                          f"{'met' if at6[0] >= 20 else 'NOT met'}); forward+backward "
                          f"{_fmt_ratio(ratio(samples, dim, 6, 'total_s'))}×")
-        if JAX in args.methods:
-            lines += ["", jax_table(samples, agreement, dim, args.orders)]
+        reference = JAX if JAX in args.methods else None
+        for ours in ("taylor", COMPILED):
+            ref = reference if ours == "taylor" else (reference or "taylor")
+            if ours in args.methods and ref in args.methods:
+                lines += ["", compare_table(samples, agreement, dim, args.orders, ours, ref)]
         lines.append("")
     return "\n".join(lines)
 
 
-def jax_table(samples: pd.DataFrame, agreement: dict, dim: int, orders) -> str:
-    """Taylor mode against jitted JAX jet: medians, t_taylor / t_jax (≤ 1: Taylor mode is faster) and the
-    compile time JAX needed (not in its timings)."""
+def compare_table(samples: pd.DataFrame, agreement: dict, dim: int, orders, ours: str, ref: str) -> str:
+    """``ours`` against ``ref`` (JAX jet, or eager Taylor mode): medians, t_ours / t_ref (≤ 1: ours is faster)
+    and the compile times, which are not in the timings."""
     ok = samples[(samples.dim == dim) & ~samples.skipped]
     medians = ok.groupby(["K", "method"])[["forward_s", "total_s"]].median()
-    compile_s = ok[ok.method == JAX].groupby("K")["compile_s"].first()
+    compile_s = ok.groupby(["K", "method"])["compile_s"].first()
     rows = []
     for order in orders:
-        if (order, JAX) not in medians.index or (order, "taylor") not in medians.index:
+        if (order, ref) not in medians.index or (order, ours) not in medians.index:
             continue
         cells = [order]
         for column in ("forward_s", "total_s"):
-            cells += [_fmt(medians.loc[(order, "taylor"), column]), _fmt(medians.loc[(order, JAX), column]),
-                      _fmt_ratio(ratio(samples, dim, order, column, slow="taylor", fast=JAX), 2)]
-        cells += [f"{compile_s[order]:.2f}", f"{agreement.get((dim, order, JAX), math.nan):.1e}"]
+            cells += [_fmt(medians.loc[(order, ours), column]), _fmt(medians.loc[(order, ref), column]),
+                      _fmt_ratio(ratio(samples, dim, order, column, slow=ours, fast=ref), 2)]
+        cells += [" / ".join("–" if math.isnan(compile_s[(order, m)]) else f"{compile_s[(order, m)]:.1f}"
+                             for m in (ours, ref))]
+        key = (dim, order, ref if ours == "taylor" else ours)
+        cells.append(f"{agreement[key]:.1e}" if key in agreement else "–")
         rows.append(cells)
     return "\n".join([
-        f"Taylor mode vs JAX jet (jitted), D = {dim}: ratio = t_taylor / t_jax, median of per-round ratios (IQR); "
-        "≤ 1 means Taylor mode is faster. JAX's forward+backward is one jitted value_and_grad call.", "",
-        markdown_table(["K", "taylor fwd", "jax fwd", "taylor/jax fwd", "taylor fwd+bwd", "jax fwd+bwd",
-                        "taylor/jax fwd+bwd", "jax compile [s]", "agreement"], rows)])
+        f"{ours} vs {ref}, D = {dim}: ratio = t_{ours} / t_{ref}, median of per-round ratios (IQR); ≤ 1 means "
+        f"{ours} is faster. JAX's forward+backward is one jitted value_and_grad call.", "",
+        markdown_table(["K", f"{ours} fwd", f"{ref} fwd", "ratio fwd", f"{ours} fwd+bwd", f"{ref} fwd+bwd",
+                        "ratio fwd+bwd", "compile [s] (ours / ref)", "agreement"], rows)])
 
 
 def plot(samples: pd.DataFrame, out: Path, dims) -> None:
@@ -131,7 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 64])
     parser.add_argument("--orders", type=int, nargs="+", default=list(range(1, 9)))
-    parser.add_argument("--methods", nargs="+", default=None, choices=(*METHODS, JAX),
+    parser.add_argument("--methods", nargs="+", default=None, choices=(*METHODS, JAX, COMPILED),
                         help=f"default: {' '.join(METHODS)}, and {JAX} on the CPU when jax is importable")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--batch", type=int, default=256)

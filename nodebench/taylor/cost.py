@@ -14,6 +14,8 @@ Nested jvp grows about 3× per order, so once its warm-up call (forward + backwa
 twice in a row (the first call of a new nesting depth can carry one-off costs) it is skipped at that and
 every higher order (rows with ``skipped=True``).
 
+Optional method ``"taylor_compiled"``: Taylor mode under ``torch.compile`` (the whole derivative function for
+one K, traced through the tape once), its first forward and backward calls compiling it (``compile_s``).
 Optional method ``"jax_jet"`` (:mod:`nodebench.taylor.jax_jet`, CPU, where ``jax`` is importable): JAX's jet
 on the same weights, jitted; its warm-up call compiles it (``compile_s`` of its rows), its forward is one
 jitted call and its forward+backward one jitted ``value_and_grad`` call (``backward_s`` is the difference).
@@ -36,6 +38,7 @@ from nodebench.taylor.jax_jet import JaxJet
 
 METHODS = ("taylor", "jvp")
 JAX = "jax_jet"
+COMPILED = "taylor_compiled"
 
 
 def make_field(dim: int, hidden: int, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
@@ -44,11 +47,20 @@ def make_field(dim: int, hidden: int, device: torch.device, dtype: torch.dtype, 
                          nn.Linear(hidden, dim)).to(device=device, dtype=dtype)
 
 
-def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, method: str, clock: Stopwatch):
-    """(forward s, backward s, d^K z) of one call."""
+def compiled_derivatives(net: nn.Module, t: torch.Tensor, order: int) -> Callable:
+    """z ↦ ode_derivatives(net, t, z, order) compiled by ``torch.compile`` (Taylor mode)."""
+    return torch.compile(lambda z_: ode_derivatives(lambda t_, y_: net(y_), t, z_, order))
+
+
+def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, method: str, clock: Stopwatch,
+             compiled: Callable | None = None):
+    """(forward s, backward s, d^K z) of one call (``compiled``: the function for ``"taylor_compiled"``)."""
     params = list(net.parameters())
     clock.start()
-    derivatives = ode_derivatives(lambda t_, z_: net(z_), t, z, order, method=method)
+    if compiled is not None:
+        derivatives = compiled(z)
+    else:
+        derivatives = ode_derivatives(lambda t_, z_: net(z_), t, z, order, method=method)
     forward, _ = clock.stop()
     clock.start()
     grads = torch.autograd.grad(derivatives[-1].pow(2).mean(), params)
@@ -75,12 +87,17 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
         t = torch.zeros((), device=device_, dtype=dtype_)
         active = list(methods)
         for order in orders:
-            values, jax_runner, compile_s = {}, None, math.nan
+            values, jax_runner, compiled, compile_times = {}, None, None, {}
             for method in list(active):  # untimed warm-up; the cap check
                 if method == JAX:
                     jax_runner = JaxJet(net, order)
-                    compile_s = jax_runner.compile(z)
+                    compile_times[method] = jax_runner.compile(z)
                     values[method] = jax_runner.time_call(z)[2]
+                    continue
+                if method == COMPILED:
+                    compiled = compiled_derivatives(net, t, order)
+                    forward, backward, values[method] = one_call(net, t, z, order, method, clock, compiled)
+                    compile_times[method] = forward + backward
                     continue
                 forward, backward, values[method] = one_call(net, t, z, order, method, clock)
                 if method != "taylor" and forward + backward > cap:  # a one-off first-call cost? try once more
@@ -93,9 +110,10 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
             if "taylor" in values and "jvp" in values:
                 a, b = values["taylor"], values["jvp"]
                 agreement[(dim, order)] = float((a - b).abs().max() / b.abs().max())
-            if "taylor" in values and JAX in values:
-                a, b = values[JAX].to(values["taylor"]), values["taylor"]
-                agreement[(dim, order, JAX)] = float((a - b).abs().max() / b.abs().max())
+            for other in (JAX, COMPILED):
+                if "taylor" in values and other in values:
+                    a, b = values[other].to(values["taylor"]), values["taylor"]
+                    agreement[(dim, order, other)] = float((a - b).abs().max() / b.abs().max())
             for method in methods:
                 if method not in active:
                     rows.append(dict(dim=dim, K=order, method=method, round=-1, forward_s=math.nan,
@@ -106,16 +124,17 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
                         forward, total, _ = jax_runner.time_call(z)
                         backward = total - forward
                     else:
-                        forward, backward, _ = one_call(net, t, z, order, method, clock)
+                        forward, backward, _ = one_call(net, t, z, order, method, clock,
+                                                        compiled if method == COMPILED else None)
                     rows.append(dict(dim=dim, K=order, method=method, round=round_, forward_s=forward,
                                      backward_s=backward, skipped=False,
-                                     compile_s=compile_s if method == JAX else math.nan))
+                                     compile_s=compile_times.get(method, math.nan)))
             if log:
                 done = pd.DataFrame([r for r in rows if r["dim"] == dim and r["K"] == order and not r["skipped"]])
                 med = done.groupby("method")[["forward_s", "backward_s"]].median() if len(done) else done
                 log(f"dim {dim:>3} K {order}: " + "  ".join(
                     f"{m} {med.loc[m, 'forward_s'] * 1e3:.2f}+{med.loc[m, 'backward_s'] * 1e3:.2f} ms"
-                    for m in med.index) + (f"  (jax compile {compile_s:.1f} s)" if jax_runner else ""))
+                    for m in med.index) + "".join(f"  ({m} compile {c:.1f} s)" for m, c in compile_times.items()))
     samples = pd.DataFrame(rows)
     samples["total_s"] = samples.forward_s + samples.backward_s
     return samples, agreement
@@ -131,7 +150,7 @@ def ratio(samples: pd.DataFrame, dim: int, order: int, column: str, slow: str = 
     ratios = list((table[slow] / table[fast]).dropna())
     if not ratios:
         return None
-    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
     return statistics.median(ratios), q[0], q[2]
 
 
@@ -170,4 +189,4 @@ def cost_table(samples: pd.DataFrame, agreement: dict | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-__all__ = ["JAX", "METHODS", "cost_table", "growth", "make_field", "measure_cost", "one_call", "ratio"]
+__all__ = ["COMPILED", "JAX", "METHODS", "compiled_derivatives", "cost_table", "growth", "make_field", "measure_cost", "one_call", "ratio"]
