@@ -17,6 +17,7 @@ seconds it is skipped at that and every higher order, and reported as skipped. T
 
     python benchmarks/taylor_cost.py --threads 1                  # the issue's setting (JAX too when importable)
     python benchmarks/taylor_cost.py --dims 2 --orders 1 2 3 4 --rounds 3
+    python benchmarks/taylor_cost.py --threads 1 --cpu-time   # on a loaded shared machine
 
 Where ``jax`` is importable (and the device is the CPU), JAX's jet on the same weights is a third column
 (:mod:`nodebench.taylor.jax_jet`: jitted, TayNODE's recursion; compile time reported apart, ``--threads 1``
@@ -49,6 +50,7 @@ from nodebench.taylor.cost import COMPILED, JAX, METHODS, growth, measure_cost, 
 def run(args) -> tuple[pd.DataFrame, dict]:
     return measure_cost(args.dims, args.orders, methods=args.methods, hidden=args.hidden, batch=args.batch,
                         rounds=args.rounds, cap=args.cap, dtype=args.dtype, device=args.device, seed=args.seed,
+                        cpu_time=args.cpu_time,
                         log=lambda line: print(line, flush=True))
 
 
@@ -66,7 +68,8 @@ def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
         f"batch {args.batch}, {args.dtype})", "",
         f"Device {env.get('gpu_model') or env.get('cpu_model')} ({args.device}), {torch.get_num_threads()} torch "
         f"thread(s), torch {env.get('version_torch')}, git `{env.get('git_sha')}`; {args.rounds} interleaved "
-        f"rounds, medians in ms; nested jvp skipped once one call exceeds {args.cap:g} s.", "",
+        f"rounds, medians in ms of {'process CPU time' if args.cpu_time else 'wall time'}; nested jvp skipped "
+        f"once one call exceeds {args.cap:g} s.", "",
         "forward = computing z', …, d^K z; backward = gradient of mean((d^K z)²) to the field's parameters; "
         "speed-up = t_jvp / t_taylor, median of per-round ratios (IQR); agreement = max |Δ| / max |d^K z| "
         "between the methods.", ""]
@@ -149,6 +152,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time the process's CPU seconds (all threads) instead of wall time: on a shared "
+                             "machine waiting for a core is then not counted (CPU only)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/taylor_cost"))
     args = parser.parse_args()
