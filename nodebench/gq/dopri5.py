@@ -16,12 +16,14 @@ the state (torchdiffeq's mixed norm for a tuple state such as the adjoint's (z, 
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
-from torchdiffeq._impl.dopri5 import _DORMAND_PRINCE_SHAMPINE_TABLEAU as _TABLEAU, DPS_C_MID
+from torchdiffeq._impl.dopri5 import _DORMAND_PRINCE_SHAMPINE_TABLEAU as _TABLEAU
+from torchdiffeq._impl.dopri5 import DPS_C_MID
 
 _ORDER = 5
 _SAFETY, _IFACTOR, _DFACTOR = 0.9, 10.0, 0.2
@@ -40,20 +42,16 @@ Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class _Tableau:
-    """The tableau's rows as tensors of one dtype and device (built once per pair)."""
-
-    _cache: dict = {}
+    """The tableau's rows as tensors of one dtype and device."""
 
     def __init__(self, dtype: torch.dtype, device: torch.device):
         self.beta = [b.to(dtype=dtype, device=device) for b in _TABLEAU.beta]
         self.c_error = _TABLEAU.c_error.to(dtype=dtype, device=device)
 
-    @classmethod
-    def get(cls, dtype: torch.dtype, device: torch.device) -> "_Tableau":
-        key = (dtype, device)
-        if key not in cls._cache:
-            cls._cache[key] = cls(dtype, device)
-        return cls._cache[key]
+
+@functools.cache
+def _tableau(dtype: torch.dtype, device: torch.device) -> _Tableau:
+    return _Tableau(dtype, device)
 
 
 def _rms(x: torch.Tensor, blocks: int) -> torch.Tensor:
@@ -75,7 +73,7 @@ def dopri5(func: Field, y0: torch.Tensor, times: list[float], *, rtol: float, at
             called as torchdiffeq calls them, with (t0, y0, dt) as 0-d float64 tensors.
     """
     dtype, device = y0.dtype, y0.device
-    tableau = _Tableau.get(dtype, device)
+    tableau = _tableau(dtype, device)
     callbacks = callbacks or {}
     direction = 1.0 if times[-1] > times[0] else -1.0
     nfe = 0
@@ -93,7 +91,8 @@ def dopri5(func: Field, y0: torch.Tensor, times: list[float], *, rtol: float, at
     out[0] = y0
     t0, y, f0 = times[0], y0, f(times[0], y0)
     h = direction * _initial_step(f, times[0], y0, f0, direction, rtol, atol, blocks)
-    stages, index = None, 1
+    stages, index = None, 1  # stages: the last accepted step's (7, n) slopes, from t_prev over ``step``
+    t_prev, y_prev, step = t0, y0, h
     while index < len(times):
         # dense output for every output time inside the last accepted step [t_prev, t0]
         while index < len(times) and stages is not None and direction * (times[index] - t0) <= 0:
