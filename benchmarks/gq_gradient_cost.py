@@ -10,6 +10,12 @@ method, synchronised (CUDA events too on a GPU), with the peak memory reset befo
 Ratios are taken per round and their median reported, with the interquartile range.
 
     python benchmarks/gq_gradient_cost.py --widths 5 20 100 500 1000 2000 3000 --rounds 7
+    GQ_OFFICIAL_PATH=/tmp/torch_gq_adjoint python benchmarks/gq_gradient_cost.py --threads 1 \
+        --widths 100 1000 3000 --methods gq gq_batched direct official --rounds 15
+
+``official`` (the paper's code, a-norcliffe/torch_gq_adjoint, a checkout of it at ``GQ_OFFICIAL_PATH``; never
+part of nodebench) runs the same field with the same tolerances and gtol; it is a column only when that
+variable is set and is left out of the default methods otherwise.
     python benchmarks/gq_gradient_cost.py --device cuda --out results/benchmarks/gq_gradient_cost-cuda
 
 Writes ``samples.parquet`` (one row per width, method and round), ``summary.md`` and the figures
@@ -19,7 +25,10 @@ Writes ``samples.parquet`` (one row per width, method and round), ``summary.md``
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import statistics
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -34,8 +43,44 @@ from nodebench.markdown import markdown_table
 from nodebench.tasks import get_task
 
 METHODS = ("gq", "gq_batched", "adjoint", "seminorm", "direct")
+OFFICIAL = "official"
 RATIOS = (("adjoint", "gq"), ("seminorm", "gq"), ("direct", "gq"), ("gq", "gq_batched"), ("adjoint", "gq_batched"),
-          ("direct", "gq_batched"))
+          ("direct", "gq_batched"), (OFFICIAL, "gq"), (OFFICIAL, "gq_batched"), (OFFICIAL, "direct"))
+
+
+def official_module():
+    """The official GQ code's package from the checkout at ``GQ_OFFICIAL_PATH``, or None when unset."""
+    path = os.environ.get("GQ_OFFICIAL_PATH")
+    if not path:
+        return None
+    if not (Path(path) / "torch_gq_adjoint").is_dir():
+        raise SystemExit(f"nodebench: error: GQ_OFFICIAL_PATH={path} has no torch_gq_adjoint package; "
+                         "point it at a checkout of a-norcliffe/torch_gq_adjoint")
+    sys.path.insert(0, path)
+    return importlib.import_module("torch_gq_adjoint")
+
+
+class _OfficialField(torch.nn.Module):
+    """The field as the official code needs it: an ``nfe`` attribute it resets and reads for its node rule."""
+
+    def __init__(self, field):
+        super().__init__()
+        self.field, self.nfe = field, 0
+
+    def forward(self, t, y):
+        self.nfe += 1
+        return self.field(t, y)
+
+
+class _OfficialSolve:
+    """``solve(func, y0, t)`` through the official ``odeint_adjoint_gq`` (dopri5, same tolerances and gtol)."""
+
+    def __init__(self, module, params, options: dict):
+        self.module, self.params, self.options, self.stats = module, tuple(params), options, {}
+
+    def __call__(self, func, y0, t):
+        return self.module.odeint_adjoint_gq(_OfficialField(func), y0, t, method="dopri5", adjoint_params=self.params,
+                                             **self.options)
 
 
 def gradient_runner(task: str, method: str, width: int, device: torch.device, options: dict):
@@ -44,7 +89,10 @@ def gradient_runner(task: str, method: str, width: int, device: torch.device, op
     counter = count_nfe(problem.field)
     problem.field = counter
     params = [p for p in problem.model.parameters() if p.requires_grad]
-    solve = get_method(method).make_solve(params, **options)
+    if method == OFFICIAL:
+        solve = _OfficialSolve(official_module(), params, options)
+    else:
+        solve = get_method(method).make_solve(params, **options)
 
     def gradient() -> None:
         counter.reset()
@@ -87,7 +135,7 @@ def ratio_stats(samples: pd.DataFrame, width: int, slow: str, fast: str) -> tupl
     if slow not in rows or fast not in rows:
         return None
     ratios = list(rows[slow] / rows[fast])
-    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
     return statistics.median(ratios), q[0], q[2]
 
 
@@ -134,7 +182,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="g1d")
     parser.add_argument("--widths", type=int, nargs="+", default=[5, 20, 100, 500, 1000, 2000, 3000])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help=f"default: {' '.join(METHODS)}, and {OFFICIAL} when GQ_OFFICIAL_PATH is set")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--tol", type=float, default=1e-3)
     parser.add_argument("--gtol", type=float, default=0.1)
@@ -142,6 +191,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/gq_gradient_cost-cpu"))
     args = parser.parse_args()
+    if args.methods is None:
+        args.methods = list(METHODS) + ([OFFICIAL] if official_module() is not None else [])
+    elif OFFICIAL in args.methods and official_module() is None:
+        raise SystemExit(f"nodebench: error: method {OFFICIAL} needs GQ_OFFICIAL_PATH (a checkout of "
+                         "a-norcliffe/torch_gq_adjoint)")
     if args.threads:
         torch.set_num_threads(args.threads)
     samples = run(args)

@@ -15,8 +15,16 @@ seconds it is skipped at that and every higher order, and reported as skipped. T
 :func:`nodebench.papers.taynode.cost.measure_cost` (also run by the ``taylor_cost`` analysis of
 ``nodebench reproduce taynode``); this script adds the Markdown summary.
 
-    python benchmarks/taylor_cost.py --threads 1                  # the issue's setting
+    python benchmarks/taylor_cost.py --threads 1                  # the issue's setting (JAX too when importable)
     python benchmarks/taylor_cost.py --dims 2 --orders 1 2 3 4 --rounds 3
+    python benchmarks/taylor_cost.py --threads 1 --cpu-time   # on a loaded shared machine
+
+Where ``jax`` is importable (and the device is the CPU), JAX's jet on the same weights is a third column
+(:mod:`nodebench.taylor.jax_jet`: jitted, TayNODE's recursion; compile time reported apart, ``--threads 1``
+also restricts XLA to one thread); ``--methods taylor jvp`` leaves it out. ``--methods taylor jax_jet
+taylor_compiled`` adds Taylor mode under ``torch.compile`` (minutes of compilation per K, reported apart):
+
+    python benchmarks/taylor_cost.py --threads 1 --dims 2 --orders 3 6 --methods taylor jax_jet taylor_compiled
 
 Writes ``samples.parquet`` (one row per dim, K, method and round; skipped cells as rows with
 ``skipped=True``), ``summary.md`` and the figure ``cost_vs_k`` (PNG and PDF, log-y) into ``--out``.
@@ -26,20 +34,23 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from nodebench.harness import environment
-from nodebench.plots import plot_taylor_cost
+from nodebench.papers.taynode.figures import plot_taylor_cost
 from nodebench.markdown import markdown_table
-from nodebench.papers.taynode.cost import METHODS, growth, measure_cost, ratio
+from nodebench.papers.taynode.cost import COMPILED, JAX, METHODS, growth, measure_cost, ratio
+from nodebench.taylor import jax_jet
 
 
 def run(args) -> tuple[pd.DataFrame, dict]:
     return measure_cost(args.dims, args.orders, methods=args.methods, hidden=args.hidden, batch=args.batch,
                         rounds=args.rounds, cap=args.cap, dtype=args.dtype, device=args.device, seed=args.seed,
+                        cpu_time=args.cpu_time,
                         log=lambda line: print(line, flush=True))
 
 
@@ -47,8 +58,8 @@ def _fmt(seconds: float) -> str:
     return "skipped" if math.isnan(seconds) else f"{seconds * 1e3:.2f}"
 
 
-def _fmt_ratio(stats) -> str:
-    return "–" if stats is None else f"{stats[0]:.1f} ({stats[1]:.1f}–{stats[2]:.1f})"
+def _fmt_ratio(stats, digits: int = 1) -> str:
+    return "–" if stats is None else f"{stats[0]:.{digits}f} ({stats[1]:.{digits}f}–{stats[2]:.{digits}f})"
 
 
 def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
@@ -57,7 +68,8 @@ def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
         f"batch {args.batch}, {args.dtype})", "",
         f"Device {env.get('gpu_model') or env.get('cpu_model')} ({args.device}), {torch.get_num_threads()} torch "
         f"thread(s), torch {env.get('version_torch')}, git `{env.get('git_sha')}`; {args.rounds} interleaved "
-        f"rounds, medians in ms; nested jvp skipped once one call exceeds {args.cap:g} s.", "",
+        f"rounds, medians in ms of {'process CPU time' if args.cpu_time else 'wall time'}; nested jvp skipped "
+        f"once one call exceeds {args.cap:g} s.", "",
         "forward = computing z', …, d^K z; backward = gradient of mean((d^K z)²) to the field's parameters; "
         "speed-up = t_jvp / t_taylor, median of per-round ratios (IQR); agreement = max |Δ| / max |d^K z| "
         "between the methods.", ""]
@@ -85,11 +97,42 @@ def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
                              f"t ∝ K^{fits[1][0]:.2f} (or {fits[1][1]:.2f}^K), fits over K ≥ 2")
         at6 = ratio(samples, dim, 6, "forward_s")
         if at6 is not None:
-            lines.append(f"- K = 6: Taylor mode forward is {at6[0]:.1f}× faster than nested jvp (goal ≥ 10×: "
-                         f"{'met' if at6[0] >= 10 else 'NOT met'}); forward+backward "
+            lines.append(f"- K = 6: Taylor mode forward is {at6[0]:.1f}× faster than nested jvp (goal ≥ 20×: "
+                         f"{'met' if at6[0] >= 20 else 'NOT met'}); forward+backward "
                          f"{_fmt_ratio(ratio(samples, dim, 6, 'total_s'))}×")
+        reference = JAX if JAX in args.methods else None
+        for ours in ("taylor", COMPILED):
+            ref = reference if ours == "taylor" else (reference or "taylor")
+            if ours in args.methods and ref in args.methods:
+                lines += ["", compare_table(samples, agreement, dim, args.orders, ours, ref)]
         lines.append("")
     return "\n".join(lines)
+
+
+def compare_table(samples: pd.DataFrame, agreement: dict, dim: int, orders, ours: str, ref: str) -> str:
+    """``ours`` against ``ref`` (JAX jet, or eager Taylor mode): medians, t_ours / t_ref (≤ 1: ours is faster)
+    and the compile times, which are not in the timings."""
+    ok = samples[(samples.dim == dim) & ~samples.skipped]
+    medians = ok.groupby(["K", "method"])[["forward_s", "total_s"]].median()
+    compile_s = ok.groupby(["K", "method"])["compile_s"].first()
+    rows = []
+    for order in orders:
+        if (order, ref) not in medians.index or (order, ours) not in medians.index:
+            continue
+        cells = [order]
+        for column in ("forward_s", "total_s"):
+            cells += [_fmt(medians.loc[(order, ours), column]), _fmt(medians.loc[(order, ref), column]),
+                      _fmt_ratio(ratio(samples, dim, order, column, slow=ours, fast=ref), 2)]
+        cells += [" / ".join("–" if math.isnan(compile_s[(order, m)]) else f"{compile_s[(order, m)]:.1f}"
+                             for m in (ours, ref))]
+        key = (dim, order, ref if ours == "taylor" else ours)
+        cells.append(f"{agreement[key]:.1e}" if key in agreement else "–")
+        rows.append(cells)
+    return "\n".join([
+        f"{ours} vs {ref}, D = {dim}: ratio = t_{ours} / t_{ref}, median of per-round ratios (IQR); ≤ 1 means "
+        f"{ours} is faster. JAX's forward+backward is one jitted value_and_grad call.", "",
+        markdown_table(["K", f"{ours} fwd", f"{ref} fwd", "ratio fwd", f"{ours} fwd+bwd", f"{ref} fwd+bwd",
+                        "ratio fwd+bwd", "compile [s] (ours / ref)", "agreement"], rows)])
 
 
 def plot(samples: pd.DataFrame, out: Path, dims) -> None:
@@ -100,7 +143,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 64])
     parser.add_argument("--orders", type=int, nargs="+", default=list(range(1, 9)))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=None, choices=(*METHODS, JAX, COMPILED),
+                        help=f"default: {' '.join(METHODS)}, and {JAX} on the CPU when jax is importable")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=7)
@@ -108,11 +152,20 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time the process's CPU seconds (all threads) instead of wall time: on a shared "
+                             "machine waiting for a core is then not counted (CPU only)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/taylor_cost"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+        if args.threads == 1:  # before jax is imported
+            os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    if args.methods is None:
+        args.methods = list(METHODS) + ([JAX] if args.device == "cpu" and jax_jet.available() else [])
+    elif JAX in args.methods and not (args.device == "cpu" and jax_jet.available()):
+        raise SystemExit(f"nodebench: error: method {JAX} needs jax installed and --device cpu")
     samples, agreement = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     samples.to_parquet(args.out / "samples.parquet", index=False)

@@ -13,6 +13,7 @@ from torch import nn
 from torchdiffeq import odeint
 
 from nodebench.gq import gauss_legendre, node_count, odeint_adjoint_gq
+from nodebench.gq import quadrature as quadrature_module
 from nodebench.harness import count_nfe
 from nodebench.methods import get_method
 
@@ -207,7 +208,8 @@ def test_bad_arguments_raise_clear_errors():
 
 
 @pytest.mark.parametrize("kind", ["python_branch", "autograd_inside"])
-def test_batched_quadrature_falls_back_to_stacked_evaluations_when_vmap_cannot_run_the_field(kind):
+def test_batched_quadrature_falls_back_to_stacked_evaluations_when_vmap_cannot_run_the_field(kind, monkeypatch):
+    monkeypatch.setattr(quadrature_module, "VMAP_MIN_PARAMETERS", 0)  # vmap is tried even for a tiny field
     class Branchy(nn.Module):
         """Data-dependent Python control flow, or an inner autograd.grad (as a CNF's divergence)."""
 
@@ -234,10 +236,26 @@ def test_batched_quadrature_falls_back_to_stacked_evaluations_when_vmap_cannot_r
     torch.testing.assert_close(grads["batched"], grads["sequential"], rtol=1e-10, atol=1e-12)
 
 
-def test_batched_quadrature_uses_vmap_where_it_can():
+def test_batched_quadrature_uses_vmap_where_it_can(monkeypatch):
+    monkeypatch.setattr(quadrature_module, "VMAP_MIN_PARAMETERS", 0)
     stats = {}
     odeint_adjoint_gq(Linear(), torch.ones(3, dtype=F64), T_GRID, quadrature="batched", stats=stats).sum().backward()
     assert stats["batching"] == "vmap"
+
+
+def test_batched_quadrature_stacks_a_small_field_on_the_cpu_and_vmaps_a_large_one():
+    """Below VMAP_MIN_PARAMETERS elements the nodes are stacked (cheaper than vmap's fixed cost); the
+    gradients are the sequential ones either way."""
+    for dim, mode in ((3, "stacked"), (260, "vmap")):  # 9 and 67 600 parameter elements
+        grads = {}
+        for quadrature in QUADRATURES:
+            field, stats = Linear(dim), {}
+            ys = odeint_adjoint_gq(field, torch.ones(dim, dtype=F64) / dim, T_GRID[:3], quadrature=quadrature,
+                                   stats=stats, rtol=1e-6, atol=1e-8)
+            ys[-1].sum().backward()
+            grads[quadrature] = field.A.grad
+        assert stats["batching"] == mode
+        torch.testing.assert_close(grads["batched"], grads["sequential"], rtol=1e-9, atol=1e-12)
 
 
 def test_gauss_legendre_rule_is_exact_to_degree_2n_minus_1_and_oriented():

@@ -12,6 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from nodebench.taylor import TaylorModeError, jet, ode_derivatives, supported_ops
+from nodebench.taylor import jax_jet
+from nodebench.papers.taynode.cost import JAX, measure_cost, ratio
+from nodebench.papers.taynode.cost import make_field as mlp_field
 
 DTYPE = torch.float64
 # torch.func.jvp scripts its decompositions on first use, which warns on torch 2.13
@@ -327,3 +330,33 @@ def test_invalid_arguments():
         ode_derivatives(lambda t, z: z, torch.zeros(1), z, 2)
     with pytest.raises(ValueError, match="shape"):
         ode_derivatives(lambda t, z: z.sum(-1), torch.tensor(0.0), z, 2)
+
+
+@pytest.mark.skipif(not jax_jet.available(), reason="jax is not installed (the JAX jet column is optional)")
+def test_jax_jet_reference_agrees_with_taylor_mode():
+    """The benchmark's JAX column computes the same derivatives from the same weights."""
+    net = mlp_field(2, 16, torch.device("cpu"), torch.float64, 0)
+    z = torch.randn(8, 2, dtype=torch.float64)
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    try:
+        _, _, ours_k = jax_jet.JaxJet(net, 4).time_call(z)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    want = ode_derivatives(lambda t, y: net(y), torch.tensor(0.0, dtype=torch.float64), z, 4)[-1]
+    torch.testing.assert_close(ours_k, want.detach(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("cpu_time", [False, True])
+def test_measure_cost_rows_agreement_and_optional_columns(cpu_time):
+    methods = ("taylor", "jvp") + ((JAX,) if cpu_time and jax_jet.available() else ())  # JAX compiles once
+    samples, agreement = measure_cost(dims=(2,), orders=(2,), methods=methods, hidden=8, batch=4, rounds=2,
+                                      cpu_time=cpu_time)
+    timed = samples[~samples.skipped]
+    assert set(timed.method) == set(methods) and len(timed) == 2 * len(methods)
+    assert (timed.forward_s > 0).all()
+    assert agreement[(2, 2)] < 1e-5
+    if JAX in methods:
+        assert agreement[(2, 2, JAX)] < 1e-5 and (timed[timed.method == JAX].compile_s > 0).all()
+    median, lo, hi = ratio(samples, 2, 2, "total_s")
+    assert 0 < lo <= median <= hi  # inclusive quartiles: no extrapolation below the smallest ratio

@@ -1,8 +1,8 @@
 """Gauss–Legendre quadrature adjoint (Norcliffe & Deisenroth 2023) as a drop-in for torchdiffeq users.
 
 >>> from nodebench.gq import odeint_adjoint_gq
->>> ys = odeint_adjoint_gq(func, y0, t, rtol=1e-3, atol=1e-3, gtol=0.1)            # the paper's method
->>> ys = odeint_adjoint_gq(func, y0, t, rtol=1e-3, atol=1e-3, quadrature="batched")  # vmapped node VJPs
+>>> ys = odeint_adjoint_gq(func, y0, t, rtol=1e-3, atol=1e-3, gtol=0.1)  # node VJPs batched per interval
+>>> ys = odeint_adjoint_gq(func, y0, t, rtol=1e-3, atol=1e-3, quadrature="sequential")  # one VJP per node
 """
 
 from nodebench.gq.adjoint import odeint_adjoint_gq

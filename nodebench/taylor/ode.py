@@ -30,6 +30,7 @@ from typing import Callable
 
 import torch
 
+from nodebench.taylor.rules import scaled
 from nodebench.taylor.series import Tape, is_taylor
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -49,10 +50,10 @@ def taylor_derivatives(func: Field, t: torch.Tensor, z: torch.Tensor, order: int
     tape.keep_only([out])
     f = out.coeffs
     for k in range(1, order):
-        z_series.coeffs.append(f[k - 1] / k)  # z_k = [f]_{k-1} / k
+        z_series.coeffs.append(f[k - 1] if k == 1 else scaled(f[k - 1], 1 / k))  # z_k = [f]_{k-1} / k
         tape.advance(k)
     # d^k z/dt^k = k! z_k = (k-1)! [f]_{k-1}
-    return [f[k - 1] if k <= 2 else f[k - 1] * math.factorial(k - 1) for k in range(1, order + 1)]
+    return [f[k - 1] if k <= 2 else scaled(f[k - 1], math.factorial(k - 1)) for k in range(1, order + 1)]
 
 
 def jvp_derivatives(func: Field, t: torch.Tensor, z: torch.Tensor, order: int) -> list[torch.Tensor]:

@@ -92,19 +92,34 @@ def cauchy(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], k: int, lo: i
         if total is None:
             total = xs[j] * ys[k - j]
             if w != 1.0:
-                total = total * w
+                total = scaled(total, w)
         else:
             total = torch.addcmul(total, xs[j], ys[k - j], value=w)
     return total
 
 
-def cauchy_square(ys: Sequence[torch.Tensor], k: int) -> torch.Tensor:
-    """[y²]_k = Σ_{j=0..k} y_j y_{k−j} from its symmetric half: 2 Σ_{j<k/2} y_j y_{k−j} (+ y_{k/2}²)."""
-    half = cauchy(ys, ys, k, 0, (k - 1) // 2, [2.0] * ((k + 1) // 2))
+def scaled(x: torch.Tensor, w: float) -> torch.Tensor:
+    """x · w through a cached 0-d tensor of x's dtype: ``x * w`` with a Python float would convert the
+    float into a tensor of x's dtype on every call (an ``aten::_to_copy`` per product)."""
+    return x * _scalar(float(w), x.dtype, x.device)
+
+
+@functools.lru_cache(maxsize=4096)
+def _scalar(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    with torch.inference_mode(False):  # a normal tensor even when first made under inference mode
+        return torch.tensor(value, dtype=dtype, device=device)
+
+
+def cauchy_square(ys: Sequence[torch.Tensor], k: int, scale: float = 1.0) -> torch.Tensor:
+    """scale · [y²]_k = scale · Σ_{j=0..k} y_j y_{k−j} from its symmetric half: 2 Σ_{j<k/2} y_j y_{k−j}
+    (+ y_{k/2}²), the scale folded into the weights."""
+    half = cauchy(ys, ys, k, 0, (k - 1) // 2, [2.0 * scale] * ((k + 1) // 2))
     if k % 2:
         return half
-    middle = ys[k // 2] * ys[k // 2]
-    return middle if half is None else half + middle
+    middle = ys[k // 2]
+    if half is None:
+        return scaled(middle * middle, scale) if scale != 1.0 else middle * middle
+    return torch.addcmul(half, middle, middle, value=scale)
 
 
 def _derivative_weights(k: int, lo: int = 1, hi: int | None = None, scale: float = 1.0) -> list[float]:
@@ -420,7 +435,8 @@ def _first_order_ode(input: TaylorTensor, primal: torch.Tensor, slope: Callable)
 def _tanh(input):
     """tanh' = 1 − tanh²."""
     def slope(i, y):
-        return 1 - y[0] * y[0] if i == 0 else -cauchy_square(y, i)
+        return torch.addcmul(_scalar(1.0, y[0].dtype, y[0].device), y[0], y[0], value=-1) if i == 0 \
+            else cauchy_square(y, i, scale=-1.0)
 
     return _first_order_ode(input, torch.tanh(input.coeffs[0]), slope)
 

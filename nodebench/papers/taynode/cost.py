@@ -13,12 +13,20 @@ alternating which runs first, after one untimed warm-up call each; ratios are me
 Nested jvp grows about 3× per order, so once its warm-up call (forward + backward) exceeds ``cap`` seconds
 twice in a row (the first call of a new nesting depth can carry one-off costs) it is skipped at that and
 every higher order (rows with ``skipped=True``).
+
+Optional method ``"taylor_compiled"``: Taylor mode under ``torch.compile`` (the whole derivative function for
+one K, traced through the tape once), its first forward and backward calls compiling it (``compile_s``, wall
+seconds). JAX's compile time is wall seconds too.
+Optional method ``"jax_jet"`` (:mod:`nodebench.taylor.jax_jet`, CPU, where ``jax`` is importable): JAX's jet
+on the same weights, jitted; its warm-up call compiles it (``compile_s`` of its rows), its forward is one
+jitted call and its forward+backward one jitted ``value_and_grad`` call (``backward_s`` is the difference).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -28,8 +36,11 @@ from torch import nn
 
 from nodebench.harness import Stopwatch
 from nodebench.taylor import ode_derivatives
+from nodebench.taylor.jax_jet import JaxJet
 
 METHODS = ("taylor", "jvp")
+JAX = "jax_jet"
+COMPILED = "taylor_compiled"
 
 
 def make_field(dim: int, hidden: int, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
@@ -38,11 +49,31 @@ def make_field(dim: int, hidden: int, device: torch.device, dtype: torch.dtype, 
                          nn.Linear(hidden, dim)).to(device=device, dtype=dtype)
 
 
-def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, method: str, clock: Stopwatch):
-    """(forward s, backward s, d^K z) of one call."""
+class CpuClock:
+    """A :class:`nodebench.harness.Stopwatch` stand-in timing the process's CPU time (all its threads) on
+    the CPU: on a machine shared with other jobs, time spent waiting for a core is not counted."""
+
+    def start(self) -> None:
+        self._t0 = time.process_time()
+
+    def stop(self) -> tuple[float, None]:
+        return time.process_time() - self._t0, None
+
+
+def compiled_derivatives(net: nn.Module, t: torch.Tensor, order: int) -> Callable:
+    """z ↦ ode_derivatives(net, t, z, order) compiled by ``torch.compile`` (Taylor mode)."""
+    return torch.compile(lambda z_: ode_derivatives(lambda t_, y_: net(y_), t, z_, order))
+
+
+def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, method: str, clock: Stopwatch,
+             compiled: Callable | None = None):
+    """(forward s, backward s, d^K z) of one call (``compiled``: the function for ``"taylor_compiled"``)."""
     params = list(net.parameters())
     clock.start()
-    derivatives = ode_derivatives(lambda t_, z_: net(z_), t, z, order, method=method)
+    if compiled is not None:
+        derivatives = compiled(z)
+    else:
+        derivatives = ode_derivatives(lambda t_, z_: net(z_), t, z, order, method=method)
     forward, _ = clock.stop()
     clock.start()
     grads = torch.autograd.grad(derivatives[-1].pow(2).mean(), params)
@@ -54,11 +85,14 @@ def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, metho
 def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(range(1, 9)), *,
                  methods: Sequence[str] = METHODS, hidden: int = 64, batch: int = 256, rounds: int = 7,
                  cap: float = 2.0, dtype: str = "float32", device: str = "cpu", seed: int = 0,
-                 log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
+                 cpu_time: bool = False, log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
     """Samples (one row per dim, K, method and round: forward_s, backward_s, total_s, skipped) and the
-    agreement max|Δ|/max|d^K z| between the methods per (dim, K)."""
+    agreement max|Δ|/max|d^K z| between the methods per (dim, K) (and, keyed (dim, K, "jax_jet"), JAX jet's
+    against Taylor mode). ``cpu_time`` (CPU only): time the process's CPU seconds instead of wall time."""
     device_, dtype_ = torch.device(device), getattr(torch, dtype)
-    clock = Stopwatch(device_)
+    if cpu_time and device_.type != "cpu":
+        raise ValueError("cpu_time needs device cpu")
+    clock = CpuClock() if cpu_time else Stopwatch(device_)
     rows, agreement = [], {}
     tiny = torch.zeros(1, 1, device=device_, dtype=dtype_)  # torch.func.jvp's first call loads its decompositions
     ode_derivatives(lambda t_, z_: torch.tanh(z_), tiny[0, 0], tiny, 2, method="jvp")
@@ -68,8 +102,18 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
         t = torch.zeros((), device=device_, dtype=dtype_)
         active = list(methods)
         for order in orders:
-            values = {}
+            values, jax_runner, compiled, compile_times = {}, None, None, {}
             for method in list(active):  # untimed warm-up; the cap check
+                if method == JAX:
+                    jax_runner = JaxJet(net, order, timer=time.process_time if cpu_time else time.perf_counter)
+                    compile_times[method] = jax_runner.compile(z)
+                    values[method] = jax_runner.time_call(z)[2]
+                    continue
+                if method == COMPILED:  # compile time in wall seconds: Inductor compiles in worker processes
+                    compiled, start = compiled_derivatives(net, t, order), time.perf_counter()
+                    values[method] = one_call(net, t, z, order, method, clock, compiled)[2]
+                    compile_times[method] = time.perf_counter() - start
+                    continue
                 forward, backward, values[method] = one_call(net, t, z, order, method, clock)
                 if method != "taylor" and forward + backward > cap:  # a one-off first-call cost? try once more
                     forward, backward, values[method] = one_call(net, t, z, order, method, clock)
@@ -78,39 +122,50 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
                     if log:
                         log(f"dim {dim:>3} K {order}: {method} took {forward + backward:.2f} s > cap {cap:g} s; "
                             "skipped from here on")
-            if len(values) == 2:
-                a, b = values.values()
+            if "taylor" in values and "jvp" in values:
+                a, b = values["taylor"], values["jvp"]
                 agreement[(dim, order)] = float((a - b).abs().max() / b.abs().max())
+            for other in (JAX, COMPILED):
+                if "taylor" in values and other in values:
+                    a, b = values[other].to(values["taylor"]), values["taylor"]
+                    agreement[(dim, order, other)] = float((a - b).abs().max() / b.abs().max())
             for method in methods:
                 if method not in active:
                     rows.append(dict(dim=dim, K=order, method=method, round=-1, forward_s=math.nan,
                                      backward_s=math.nan, skipped=True))
             for round_ in range(rounds):
                 for method in (active if round_ % 2 == 0 else active[::-1]):
-                    forward, backward, _ = one_call(net, t, z, order, method, clock)
+                    if method == JAX:
+                        forward, total, _ = jax_runner.time_call(z)
+                        backward = total - forward
+                    else:
+                        forward, backward, _ = one_call(net, t, z, order, method, clock,
+                                                        compiled if method == COMPILED else None)
                     rows.append(dict(dim=dim, K=order, method=method, round=round_, forward_s=forward,
-                                     backward_s=backward, skipped=False))
+                                     backward_s=backward, skipped=False,
+                                     compile_s=compile_times.get(method, math.nan)))
             if log:
                 done = pd.DataFrame([r for r in rows if r["dim"] == dim and r["K"] == order and not r["skipped"]])
                 med = done.groupby("method")[["forward_s", "backward_s"]].median() if len(done) else done
                 log(f"dim {dim:>3} K {order}: " + "  ".join(
                     f"{m} {med.loc[m, 'forward_s'] * 1e3:.2f}+{med.loc[m, 'backward_s'] * 1e3:.2f} ms"
-                    for m in med.index))
+                    for m in med.index) + "".join(f"  ({m} compile {c:.1f} s)" for m, c in compile_times.items()))
     samples = pd.DataFrame(rows)
     samples["total_s"] = samples.forward_s + samples.backward_s
     return samples, agreement
 
 
-def ratio(samples: pd.DataFrame, dim: int, order: int, column: str) -> tuple[float, float, float] | None:
-    """Median and IQR over rounds of t_jvp / t_taylor."""
+def ratio(samples: pd.DataFrame, dim: int, order: int, column: str, slow: str = "jvp",
+          fast: str = "taylor") -> tuple[float, float, float] | None:
+    """Median and IQR over rounds of t_slow / t_fast (default t_jvp / t_taylor)."""
     rows = samples[(samples.dim == dim) & (samples.K == order) & ~samples.skipped]
     table = rows.pivot(index="round", columns="method", values=column)
-    if "jvp" not in table or "taylor" not in table:
+    if slow not in table or fast not in table:
         return None
-    ratios = list((table["jvp"] / table["taylor"]).dropna())
+    ratios = list((table[slow] / table[fast]).dropna())
     if not ratios:
         return None
-    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
     return statistics.median(ratios), q[0], q[2]
 
 
@@ -149,4 +204,4 @@ def cost_table(samples: pd.DataFrame, agreement: dict | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-__all__ = ["METHODS", "cost_table", "growth", "make_field", "measure_cost", "one_call", "ratio"]
+__all__ = ["COMPILED", "CpuClock", "JAX", "METHODS", "compiled_derivatives", "cost_table", "growth", "make_field", "measure_cost", "one_call", "ratio"]

@@ -1,0 +1,103 @@
+"""JAX's ``jax.experimental.jet`` on the same field, the reference column of the Taylor-mode cost benchmark
+(optional: only where ``jax`` is importable; nodebench never needs it).
+
+The derivatives follow the TayNODE official code's recursion (Kelly et al., NeurIPS 2020, App. A.2,
+``sol_recursive``): with the autonomous system y = (z, t), g(y) = (f(z), 1), the series of y is grown one
+order per ``jet`` call, y_{k+1} from the k-th output coefficient of ``jet(g, y_0, (y_1, …, y_k))``. The
+whole recursion (and for the backward column, ``value_and_grad`` of mean((d^K z)²) with respect to the
+weights) is one ``jax.jit``-compiled function per K; the first call's compile time is reported apart.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def available() -> bool:
+    try:
+        import jax  # noqa: F401
+        from jax.experimental import jet  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class JaxJet:
+    """d^K z/dt^K of z' = net(z) for an ``nn.Sequential`` of ``nn.Linear`` and ``nn.Tanh`` layers, in JAX.
+
+    Args:
+        net: the PyTorch field; its weights are copied (same values, same dtype).
+        order: K.
+        timer: the clock of :meth:`time_call` (``time.process_time`` for CPU time).
+    """
+
+    def __init__(self, net: nn.Sequential, order: int, timer=time.perf_counter):
+        import jax
+        import jax.numpy as jnp
+        from jax.experimental.jet import jet
+
+        layers = []
+        for module in net:
+            if isinstance(module, nn.Linear):
+                layers.append((jnp.asarray(module.weight.detach().cpu().numpy()),
+                               jnp.asarray(module.bias.detach().cpu().numpy())))
+            elif isinstance(module, nn.Tanh):
+                layers.append("tanh")
+            else:
+                raise TypeError(f"JaxJet supports nn.Linear and nn.Tanh layers, not {type(module).__name__}")
+        self.params = [layer for layer in layers if layer != "tanh"]
+        kinds = ["tanh" if layer == "tanh" else "linear" for layer in layers]
+
+        def field(params, z):
+            weights = iter(params)
+            for kind in kinds:
+                if kind == "tanh":
+                    z = jnp.tanh(z)
+                else:
+                    w, b = next(weights)
+                    z = z @ w.T + b
+            return z
+
+        def derivatives(params, z):
+            def g(y):
+                return jnp.concatenate([field(params, y[:, :-1]), jnp.ones_like(y[:, -1:])], -1)
+
+            y0 = jnp.concatenate([z, jnp.zeros_like(z[:, :1])], -1)
+            series = [g(y0)]
+            for _ in range(1, order):
+                _, out = jet(g, (y0,), (series,))
+                series.append(out[-1])
+            return [s[:, :-1] for s in series]
+
+        self._forward = jax.jit(derivatives)
+        self._loss_and_grad = jax.jit(jax.value_and_grad(lambda p, z: jnp.mean(derivatives(p, z)[-1] ** 2)))
+        self._block = jax.block_until_ready
+        self._timer = timer
+
+    def compile(self, z: torch.Tensor) -> float:
+        """Compile both functions for ``z``'s shape (their first calls); the seconds it took."""
+        start = time.perf_counter()
+        self._block(self._forward(self.params, self._array(z)))
+        self._block(self._loss_and_grad(self.params, self._array(z)))
+        return time.perf_counter() - start
+
+    @staticmethod
+    def _array(z: torch.Tensor):
+        import jax.numpy as jnp
+        return jnp.asarray(z.detach().cpu().numpy())
+
+    def time_call(self, z: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+        """(forward s, forward+backward s, d^K z): one jitted forward call and one jitted ``value_and_grad``
+        call (which runs its own forward), the input already in JAX."""
+        array = self._array(z)
+        start = self._timer()
+        out = self._block(self._forward(self.params, array))
+        forward = self._timer() - start
+        start = self._timer()
+        self._block(self._loss_and_grad(self.params, array))
+        total = self._timer() - start
+        return forward, total, torch.from_numpy(np.array(out[-1]))

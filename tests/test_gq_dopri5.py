@@ -1,0 +1,138 @@
+"""The GQ adjoint's lean dopri5 (nodebench.gq.dopri5) against torchdiffeq's dopri5 on the same problems and
+tolerances: same algorithm, so the same steps (evaluations, step callbacks) and the same solution up to
+round-off; and the GQ gradients through it against the torchdiffeq path and closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torchdiffeq import odeint
+
+from nodebench.gq import odeint_adjoint_gq
+from nodebench.gq.dopri5 import dopri5
+
+F64 = torch.float64
+
+
+class Counting:
+    """A field counting its evaluations and torchdiffeq's step callbacks."""
+
+    def __init__(self, fn):
+        self.fn, self.nfe = fn, 0
+        self.steps = self.accepted = self.rejected = 0
+
+    def __call__(self, t, y):
+        self.nfe += 1
+        return self.fn(t, y)
+
+    def callback_step(self, t0, y0, dt):
+        self.steps += 1
+
+    def callback_accept_step(self, t0, y0, dt):
+        self.accepted += 1
+
+    def callback_reject_step(self, t0, y0, dt):
+        self.rejected += 1
+
+    def callbacks(self):
+        return {name: getattr(self, name) for name in ("callback_step", "callback_accept_step", "callback_reject_step")}
+
+
+def van_der_pol(t, y):
+    x, v = y.view(-1, 2).unbind(-1)
+    return torch.stack([v, 2.0 * (1 - x ** 2) * v - x + 0.3 * torch.sin(t)], -1).reshape(-1)
+
+
+def mlp_field(dtype):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 32), nn.Softplus(), nn.Linear(32, 4)).to(dtype)
+    return lambda t, y: net(y.view(-1, 4)).reshape(-1)
+
+
+CASES = [(van_der_pol, torch.tensor([2.0, 0.0, -1.0, 0.5])), (mlp_field(F64), torch.linspace(-1, 1, 8))]
+
+
+@pytest.mark.parametrize("fn, y0", CASES, ids=["van_der_pol", "mlp"])
+@pytest.mark.parametrize("times", [[0.0, 0.3, 1.7, 4.0], [4.0, 2.5, 2.4, 0.0]], ids=["increasing", "decreasing"])
+@pytest.mark.parametrize("tol", [1e-3, 1e-7])
+def test_matches_torchdiffeq_step_for_step(fn, y0, times, tol):
+    y0 = y0.to(F64)
+    mine, theirs = Counting(fn), Counting(fn)
+    ys, nfe = dopri5(mine, y0, times, rtol=tol, atol=tol, callbacks=mine.callbacks())
+    want = odeint(theirs, y0, torch.tensor(times, dtype=F64), rtol=tol, atol=tol, method="dopri5")
+    assert (nfe, mine.steps, mine.accepted, mine.rejected) == (theirs.nfe, theirs.steps, theirs.accepted,
+                                                               theirs.rejected)
+    if fn is van_der_pol and tol < 1e-5:
+        assert mine.rejected > 0  # the stiff-ish tight case exercises rejected steps
+    torch.testing.assert_close(ys, want, rtol=1e-9, atol=1e-12)
+
+
+def test_blocks_take_torchdiffeqs_mixed_norm_of_a_tuple_state():
+    """blocks=2 on [z; a] is torchdiffeq's default norm of the tuple (z, a): max of the two RMS norms."""
+    scale = torch.tensor([1.0, 1e-4, 1.0, 1e-4], dtype=F64)  # a tiny second block: only the max norm sees it
+
+    def fn(t, y):
+        return torch.cat([-y[:2], 3.0 * torch.cos(2 * t) * y[2:]]) * scale
+
+    def tuple_fn(t, state):
+        out = fn(t, torch.cat(state))
+        return out[:2], out[2:]
+
+    y0 = torch.tensor([1.0, 2.0, 0.5, -0.7], dtype=F64)
+    mine, theirs = Counting(fn), Counting(tuple_fn)
+    ys, nfe = dopri5(mine, y0, [0.0, 3.0], rtol=1e-6, atol=1e-8, blocks=2)
+    z, a = odeint(theirs, (y0[:2], y0[2:]), torch.tensor([0.0, 3.0], dtype=F64), rtol=1e-6, atol=1e-8)
+    assert nfe == theirs.nfe
+    torch.testing.assert_close(ys, torch.cat([z, a], -1), rtol=1e-9, atol=1e-12)
+
+
+def test_float32_state_agrees_with_torchdiffeq_to_the_tolerance():
+    y0 = torch.linspace(-1, 1, 8)
+    fn = mlp_field(torch.float32)
+    ys, _ = dopri5(fn, y0, [0.0, 0.5, 1.0], rtol=1e-5, atol=1e-5)
+    want = odeint(fn, y0, torch.tensor([0.0, 0.5, 1.0]), rtol=1e-5, atol=1e-5, method="dopri5")
+    assert ys.dtype == torch.float32
+    torch.testing.assert_close(ys, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("after", [0.0, 0.5])
+def test_non_finite_field_raises_instead_of_looping(after):
+    """NaN from the start or from t = 0.5 on: the step size becomes NaN, then an underflow error (as torchdiffeq)."""
+    def fn(t, y):
+        return -y if float(t) < after else y * math.nan
+
+    with pytest.raises(RuntimeError, match="underflow"):
+        dopri5(fn, torch.ones(2, dtype=F64), [0.0, 2.0], rtol=1e-6, atol=1e-6)
+
+
+class Decay(nn.Module):
+    """dy/dt = −k y: y(T) = y0 exp(−k T), so for L = y(T)², dL/dk = −2 T y(T)², dL/dy0 = 2 y(T) exp(−k T)."""
+
+    def __init__(self):
+        super().__init__()
+        self.k = nn.Parameter(torch.tensor(0.7, dtype=F64))
+
+    def forward(self, t, y):
+        return -self.k * y
+
+
+@pytest.mark.parametrize("quadrature", ["sequential", "batched"])
+def test_lean_and_torchdiffeq_paths_give_the_same_gradients(quadrature):
+    """Options force the torchdiffeq path (here a no-op: max_num_steps); both paths match the closed form."""
+    results = []
+    for options in ({}, {"max_num_steps": 10 ** 6}):
+        field = Decay()
+        y0 = torch.tensor([1.5], dtype=F64, requires_grad=True)
+        t = torch.tensor([0.0, 2.0], dtype=F64)
+        y_end = odeint_adjoint_gq(field, y0, t, rtol=1e-9, atol=1e-11, options=options, gtol=0.5,
+                                  quadrature=quadrature)[-1]
+        results.append(torch.autograd.grad(y_end.pow(2).sum(), [y0, field.k]))
+    y_end = 1.5 * math.exp(-0.7 * 2.0)  # k = 0.7, T = 2
+    want = (torch.tensor([2 * y_end * math.exp(-1.4)], dtype=F64), torch.tensor(-2 * 2.0 * y_end ** 2, dtype=F64))
+    for got in results:
+        torch.testing.assert_close(got[0], want[0], rtol=1e-7, atol=0)
+        torch.testing.assert_close(got[1], want[1], rtol=1e-7, atol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-8, atol=0)
