@@ -125,7 +125,7 @@ class ConcatConv2d(nn.Module):
 class ConcatConvNet(nn.Module):
     """A convolutional vector field ``f(t, z)`` on flattened images, for CNFs of image densities.
 
-    The FFJORD MNIST dynamics of Kelly et al. 2020 (paper sheet ``taynode`` §7): ``z`` of shape
+    The FFJORD MNIST dynamics of Kelly et al. 2020: ``z`` of shape
     ``(B, C·H·W)`` is reshaped to ``(B, C, H, W)``, passed through ``[ConcatConv2d → activation] ×
     len(hidden_channels)`` and a last :class:`ConcatConv2d` back to ``C`` channels, and flattened again.
     The last layer's weight and bias start at zero (so ``f ≡ 0`` and the flow is the identity at

@@ -41,7 +41,7 @@ class Registry(dict, Generic[T]):
     def register(self, name: str | None = None, obj: T | None = None) -> Any:
         """Add ``obj`` under ``name``; without ``obj``, a decorator that registers what it decorates under
         ``name`` (default: the object's ``name`` attribute, else its ``__name__``). Registering a second,
-        different object under a taken name is an error (a plug-in must not silently replace a built-in)."""
+        different object under a taken name is an error (a plug-in must not quietly replace a built-in)."""
         def add(value: T) -> T:
             key = name or getattr(value, "name", None) or value.__name__
             if key in self and self[key] is not value:

@@ -90,7 +90,7 @@ def test_numerics_do_not_import_the_harness(package):
 
 
 def test_no_reference_to_documents_outside_the_repository():
-    pattern = re.compile(r"sheet §|seed summary|snode\.md|MEASURING\.md|shared/papers|ENVIRONMENT\.md|pitfall \d")
+    pattern = re.compile(r"\blent\b|sheet §|seed summary|snode\.md|MEASURING\.md|shared/papers|ENVIRONMENT\.md|pitfall \d")
     root = PACKAGE.parent
     texts = [*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.toml"), *PACKAGE.rglob("*.md"), root / "README.md"]
     hits = [f"{p.relative_to(root)}:{i}" for p in texts for i, line in enumerate(p.read_text().splitlines(), 1)

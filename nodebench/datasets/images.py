@@ -1,10 +1,10 @@
 """Image-classification data: MNIST, CIFAR-10 and SVHN from their standard files, and sklearn's digits.
 
 These are the data sets of the image experiments of Norcliffe & Deisenroth, "Faster Training of Neural
-ODEs Using Gauß–Legendre Quadrature" (TMLR 2023; paper sheet ``gq_adjoint`` §6, "Images" row). The
+ODEs Using Gauß–Legendre Quadrature" (TMLR 2023). The
 official code (``a-norcliffe/torch_gq_adjoint``, ``datasets/datasets.py`` and ``experiments/images.py``)
 reads them with torchvision and ``ToTensor()`` only, the standard train/test splits and no
-normalisation. torchvision cannot be used here (ENVIRONMENT.md §4), so this module reads the same files
+normalisation. torchvision is not a dependency (its wheels pin a CUDA build of torch), so this module reads the same files
 itself and returns what ``ToTensor()`` would: float32 in [0, 1] (``uint8 / 255``), shape (N, C, H, W),
 with int64 labels. The loaders never download: the files must be in the data directory
 (``$NODEBENCH_DATA``, default ``<repo>/datasets``); ``nodebench data fetch mnist`` (or ``cifar10``,

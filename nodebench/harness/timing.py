@@ -3,7 +3,6 @@
 The clock is ``time.perf_counter``. On CUDA the device is synchronised before the clock starts and
 before it stops, and a pair of CUDA events brackets the same region, so both the synchronised host wall
 time (which includes Python and launch overhead) and the device time on the stream are reported.
-See shared/MEASURING.md §1–2.
 """
 
 from __future__ import annotations

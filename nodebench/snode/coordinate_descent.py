@@ -1,4 +1,4 @@
-"""SNODE's coordinate descent (Quaglino et al., ICLR 2020, §3; reconstruction in snode.md §4.4).
+"""SNODE's coordinate descent (Quaglino et al., ICLR 2020, §3; nodebench's reconstruction, ``nodebench/papers/snode/README.md``).
 
 One iteration of :class:`CoordinateDescent`:
 
@@ -12,7 +12,7 @@ One iteration of :class:`CoordinateDescent`:
 
 No ODE is solved while training (claim S7): the only calls of the dynamics are batched node evaluations.
 The coefficients are initialised by a least-squares fit to the observations (nodebench choice) inside the
-first timed iteration, so that the fit counts towards SNODE's training time (snode.md §9, pitfall 7).
+first timed iteration, so that the fit counts towards SNODE's training time.
 
 The harness measures an iteration like any method's: its "forward" phase is the coefficient block and its
 "backward" phase the weight block (and the dual update); each NFE is one batched call over all nodes.

@@ -1,7 +1,7 @@
 """Continuous spectral elements: a trajectory on [t0, t1] as E Legendre series joined without jumps.
 
 Paper: Quaglino et al., SNODE (ICLR 2020, arXiv 1906.07038), §4: the trajectory is a truncated Legendre
-series, optionally split into elements (reconstruction in ``/work/shared/papers/snode.md`` §4.2). How the
+series, optionally split into elements (nodebench's reconstruction, ``nodebench/papers/snode/README.md``). How the
 paper couples elements is UNVERIFIED; **nodebench's choice** is exact C⁰ continuity by construction:
 
 * element e ∈ {0..E−1} covers [t0 + e·h, t0 + (e+1)·h], h = (t1 − t0)/E, local τ = 2(t − t_e)/h − 1, and
@@ -116,6 +116,6 @@ class ElementBasis:
 
     def fit(self, t_obs, y_obs: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:
         """Least-squares free coefficients z (..., P, D) of observations y_obs (..., T, D) at times t_obs (T,):
-        min_z ‖M z − y‖² + ridge ‖z‖² (nodebench's initialisation of SNODE's coefficients; snode.md §4.4).
+        min_z ‖M z − y‖² + ridge ‖z‖² (nodebench's initialisation of SNODE's coefficients).
         Fewer observations than coefficients need ``ridge > 0``."""
         return least_squares(self.values(t_obs), y_obs.to(self.dtype), ridge)

@@ -2,9 +2,9 @@
 
 Paper: Quaglino, Gallieri, Masci, Koutník, "SNODE: Spectral Discretization of Neural ODEs for System
 Identification", ICLR 2020 (arXiv 1906.07038). The paper released no code, so everything here is a
-nodebench reimplementation from the paper text (see ``/work/shared/papers/snode.md``):
+nodebench reimplementation from the paper text (``nodebench/papers/snode/README.md``):
 
-* §4 of the paper (reconstruction in snode.md §4.2): on an interval [t0, t1] the state is a truncated
+* §4 of the paper: on an interval [t0, t1] the state is a truncated
   Legendre series x(t) = Σ_{k=0..p} c_k P_k(τ), τ = 2(t − t0)/(t1 − t0) − 1, with the analytic derivative
   ẋ(t) = (2/(t1 − t0)) Σ_k c_k P_k'(τ). Those formulas are standard spectral-method material.
 * nodebench choices (not taken from the paper): the least-squares initial fit of the coefficients
@@ -43,7 +43,7 @@ def _legendre_np(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 def gauss_legendre_nodes(n: int, dtype: torch.dtype = _DTYPE, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """n-point Gauss–Legendre rule on [−1, 1]: ``(nodes, weights)``, nodes ascending, end points excluded.
 
-    Exact for polynomials of degree ≤ 2n − 1 (snode.md §4.3). Nodes come from the Golub–Welsch eigenvalue
+    Exact for polynomials of degree ≤ 2n − 1. Nodes come from the Golub–Welsch eigenvalue
     problem (numpy ``leggauss``) and are polished by two Newton steps on P_n; weights are
     2 / ((1 − x²) P_n'(x)²).
     """
@@ -153,7 +153,7 @@ def least_squares(basis: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.T
 
 
 class LegendreSeries:
-    """x(t) = Σ_{k=0..degree} c_k P_k(τ(t)) on [t0, t1], τ = 2(t − t0)/(t1 − t0) − 1 (paper §4; snode.md §4.2).
+    """x(t) = Σ_{k=0..degree} c_k P_k(τ(t)) on [t0, t1], τ = 2(t − t0)/(t1 − t0) − 1 (paper §4).
 
     ``coeffs`` has shape (..., degree + 1, D): leading dims index trajectories, D is the state dimension.
     Evaluation outside [t0, t1] is allowed (polynomial extrapolation) but is not what the series is for.
@@ -196,7 +196,7 @@ class LegendreSeries:
     @classmethod
     def fit(cls, t_obs, y_obs: torch.Tensor, degree: int, t0: float | None = None, t1: float | None = None,
             ridge: float = 0.0) -> "LegendreSeries":
-        """Least-squares fit of the coefficients to observations (nodebench's initialisation of c; snode.md §4.4).
+        """Least-squares fit of the coefficients to observations (nodebench's initialisation of c).
 
         Solves min_c Σ_j ‖x(t_j; c) − y_j‖² + ridge ‖c‖² independently for every leading index and state
         dimension. ``t_obs``: shape (N,) shared by all trajectories, or (..., N) per trajectory (broadcast

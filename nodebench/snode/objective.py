@@ -1,4 +1,4 @@
-"""SNODE's relaxed objective J(z, θ) (Quaglino et al., ICLR 2020, §3; reconstruction in snode.md §4.3).
+"""SNODE's relaxed objective J(z, θ) (Quaglino et al., ICLR 2020, §3; nodebench's reconstruction, ``nodebench/papers/snode/README.md``).
 
 For N fully observed trajectories y_n(t_j) on a shared time grid, each represented by free spectral
 coefficients z_n (:class:`~nodebench.snode.elements.ElementBasis`):

@@ -1,6 +1,6 @@
 """SNODE's hyper-parameters, as a case's ``snode_*`` hyper-parameters (``--hparam snode_degree=8``).
 
-Every default is a nodebench choice: the paper's settings are not transcribed (snode.md §12). γ = 0.1
+Every default is a nodebench choice: the paper's settings were not available in usable detail. γ = 0.1
 and 10 weight steps per iteration were the best of a short search on the vehicle task
 (``nodebench/papers/snode/README.md``).
 

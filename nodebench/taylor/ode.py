@@ -1,7 +1,7 @@
 """Total time derivatives d^k z/dt^k, k = 1..K, of the solution of dz/dt = f(t, z) through (t, z): the
 quantity TayNODE's regulariser R_K = ∫ ‖d^K z/dt^K‖² dt integrates (Kelly, Bettencourt, Johnson &
 Duvenaud, "Learning Differential Equations that are Easy to Solve", NeurIPS 2020, arXiv 2007.04504,
-§3 and App. A.2; shared/papers/taynode.md §4).
+§3 and App. A.2).
 
 Time enters through the autonomous system y = (z, t), g(y) = (f(z, t), 1), so the time series is
 t + s (t_1 = 1, t_k = 0 after) and ∂f/∂t terms appear in every total derivative.

@@ -1,6 +1,5 @@
 """Image classification with a convolutional neural ODE: the image experiments of Norcliffe & Deisenroth,
-"Faster Training of Neural ODEs Using Gauß–Legendre Quadrature" (TMLR 2023, arXiv 2308.10644; paper sheet
-``gq_adjoint`` §6 "Images" row and §7), after the official code ``a-norcliffe/torch_gq_adjoint``
+"Faster Training of Neural ODEs Using Gauß–Legendre Quadrature" (TMLR 2023, arXiv 2308.10644), after the official code ``a-norcliffe/torch_gq_adjoint``
 (``experiments/images.py``, ``models/modules.py``: ``downsampling``, ``convolutions``, ``fc_layers``).
 
 **Model** (as in the official code):
@@ -13,7 +12,7 @@
 - decoder: flatten → Linear(state→50) → ReLU → Linear(50→10), on z(1).
 
 With ``width = 50`` this has 93,682 parameters for MNIST (31,610 of them in ``f``) and 117,866 for
-32-pixel images, the counts derived from the official code (sheet §7). ``problem.model`` holds encoder,
+32-pixel images, the counts derived from the official code. ``problem.model`` holds encoder,
 dynamics and decoder (all trained); ``problem.field`` is only the dynamics.
 
 **Training** (official defaults): cross-entropy on mini-batches of 32, Adam with lr 1e-3; the official
@@ -32,7 +31,7 @@ that needs more stops the run as diverged).
 
 **Data** (:mod:`nodebench.datasets.images`): MNIST, CIFAR-10 and SVHN from their standard files in the
 data directory, scaled to [0, 1] like torchvision's ``ToTensor()`` with no normalisation, standard
-train/test splits. They are never downloaded (torchvision is not usable here, sheet §10 pitfall 6);
+train/test splits. They are never downloaded (torchvision is not usable here);
 ``datasets/README.md`` says where to get them. ``images_digits`` is an offline smoke preset on
 scikit-learn's 8×8 digits, not part of the paper.
 

@@ -1,6 +1,6 @@
 """MNIST classification with a neural ODE on the raw pixels: the supervised task of Kelly, Bettencourt,
 Johnson and Duvenaud, "Learning Differential Equations that are Easy to Solve" (NeurIPS 2020, arXiv
-2007.04504; paper sheet ``shared/papers/taynode.md`` §7, "MNIST classification" column), after the
+2007.04504), after the
 official ``mnist.py`` of ``jacobjinkelly/easy-neural-ode``.
 
 **Model** (as in the official code):
@@ -33,19 +33,18 @@ task hyper-parameters.
 - ``test_accuracy`` and ``test_loss`` (mean cross-entropy) on the test split (the first ``n_test``
   images) and ``train_accuracy`` on the training split (the first ``n_train`` images), all with a
   reference dopri5 solve at rtol = atol = ``eval_tol`` (1e-5), whatever method trained the model. The
-  official script evaluates on the **training** set only (sheet §7, pitfall 4); we report both, labelled.
+  official script evaluates on the **training** set only; we report both, labelled.
 - ``test_nfe``: the mean, over test batches of ``eval_batch_size`` (1000, the official
   ``test_batch_size``), of the NFE of one dopri5 solve of the unregularised dynamics at
   ``nfe_rtol``/``nfe_atol``, counted with the official convention NFE = 2 + 6 × attempted steps
   (:func:`counted_dopri5` checks that the evaluations it counts agree). The official code measures NFE at
   its training tolerance, 1.4e-8; our default is 1e-5 (1.4e-8 is below float32 resolution and makes
   every solve very long): set both to the experiment's training tolerance to follow the official
-  protocol. NFE depends on the batch size, since dopri5's error norm covers the whole batch (sheet §12,
-  pitfall 3).
+  protocol. NFE depends on the batch size, since dopri5's error norm covers the whole batch.
 
 **Data.** ``mnist_ode`` reads the four MNIST IDX files with :func:`nodebench.datasets.images.load_mnist`
 (the official script reads MNIST through tensorflow-datasets, pixels / 255); nothing is downloaded
-(sheet §12, pitfall 9; ``datasets/README.md``). ``digits_ode`` is an offline smoke preset on
+(``datasets/README.md``). ``digits_ode`` is an offline smoke preset on
 scikit-learn's 8×8 digits (values / 16, a stratified split seeded by the run's seed), not in the paper.
 """
 
@@ -75,7 +74,7 @@ def counted_dopri5(func: Callable, y0: torch.Tensor, t: torch.Tensor, *, rtol: f
                    max_steps: int) -> tuple[torch.Tensor, int]:
     """Solve with torchdiffeq's dopri5 and return ``(ys, nfe)``, NFE = 2 + 6 × attempted steps.
 
-    The official convention (sheet §6): f(t0, y0) and the initial-step probe, then 6 evaluations per
+    The official convention: f(t0, y0) and the initial-step probe, then 6 evaluations per
     attempted step, rejected ones included. The evaluations actually made are counted too and must agree.
 
     Raises:

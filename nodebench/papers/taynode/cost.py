@@ -2,7 +2,7 @@
 (:func:`nodebench.taylor.ode_derivatives`, ``method="taylor"``) against nested ``torch.func.jvp``
 (``method="jvp"``), shared by ``benchmarks/taylor_cost.py`` and the ``taylor_cost`` analysis.
 
-The field is the paper sheet's (§10): autonomous z' = f(z), an MLP D → hidden → hidden → D with tanh. Per
+The field is TayNODE's cost benchmark setting: autonomous z' = f(z), an MLP D → hidden → hidden → D with tanh. Per
 dimension, order and method, each round times
 
 - forward: ``ode_derivatives(f, t, z, K)``, i.e. z', …, d^K z/dt^K;

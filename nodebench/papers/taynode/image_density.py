@@ -1,7 +1,7 @@
 """Image density estimation with a FFJORD CNF: the FFJORD MNIST experiment of Kelly et al. 2020.
 
 Kelly, Bettencourt, Johnson, Duvenaud, "Learning Differential Equations that are Easy to Solve" (NeurIPS
-2020, arXiv 2007.04504), official ``ffjord_mnist.py`` (paper sheet ``shared/papers/taynode.md`` §7, "FFJORD
+2020, arXiv 2007.04504), official ``ffjord_mnist.py`` ("FFJORD
 MNIST" column). One CNF block (no multiscale architecture) on the flattened image, with the
 :class:`~nodebench.cnf.ConcatConvNet` field: ConcatConv2d 3×3 with 64-64-64 hidden channels and softplus,
 then a ConcatConv2d back to the image's channels, last layer zero-initialised; Hutchinson divergence with

@@ -1,6 +1,5 @@
 """The latent ODE on PhysioNet 2012 (interpolation) of Kelly, Bettencourt, Johnson and Duvenaud, "Learning
-Differential Equations that are Easy to Solve" (NeurIPS 2020, arXiv 2007.04504; paper sheet
-``shared/papers/taynode.md`` §7, "latent ODE, PhysioNet 2012" column), after the official
+Differential Equations that are Easy to Solve" (NeurIPS 2020, arXiv 2007.04504), after the official
 ``latent_ode.py`` and ``physionet_data.py`` of ``jacobjinkelly/easy-neural-ode`` (themselves adapted from
 Rubanova, Chen and Duvenaud's latent ODE, 2019).
 
@@ -40,19 +39,18 @@ by the seed, the same at every evaluation):
 
 - ``test_mse``: masked MSE of the reconstruction on the held-out records, Σ (m·(x − μ))² / Σ m over all
   test batches, averaged over the z0 samples; ``train_mse`` the same on the training records. The
-  official script evaluates on the **training** split only (sheet §7, pitfall 4);
+  official script evaluates on the **training** split only;
 - ``test_loss``: the training loss (above, at the current β) averaged over test batches;
 - ``test_nfe``: mean over test batches of the NFE of one dopri5 solve of the decoder ODE (all z0 samples
   of the batch as one state) at ``nfe_rtol``/``nfe_atol``, NFE = 2 + 6 × attempted steps (the official
   convention; :func:`nodebench.papers.taynode.classification.counted_dopri5`). The official code solves each
   record separately (vmap, per-record step sizes) at 1.4e-8 and averages; ours solves the batch as one
-  state, so its NFE is that of the batch's hardest record and depends on the batch size (sheet §12,
-  pitfall 3). The default 1e-5 follows the MNIST task; set it to the training tolerance for the
+  state, so its NFE is that of the batch's hardest record and depends on the batch size. The default 1e-5 follows the MNIST task; set it to the training tolerance for the
   official protocol.
 
 **Data.** ``latent_ode_physionet`` reads the challenge's raw record files with
 :mod:`nodebench.datasets.physionet` (``<data>/physionet/set-a`` and ``set-b``; nothing is downloaded;
-sheet §12 pitfall 9, ``datasets/README.md``): 37 channels, 1-hour quantisation, times / 48 h. The
+``datasets/README.md``): 37 channels, 1-hour quantisation, times / 48 h. The
 records are shuffled by a generator seeded by ``data_seed`` (default: the run's seed) and split
 (1 − ``test_fraction``)/``test_fraction`` = 80/20 as in the official code. ``latent_ode_synthetic`` is an
 offline smoke preset (not in the paper): ``n_records`` synthetic records of ``n_channels`` channels, each
