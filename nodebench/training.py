@@ -6,7 +6,7 @@ optimiser step (:class:`GradientStep`). One iteration of SNODE is a coordinate-d
 the forward phase, its weight block as the backward phase. For every iteration the harness records, with
 the device synchronised at each boundary:
 
-- the step's wall time (and CUDA-event time), the forward part's wall time;
+- the step's wall time (and CUDA-event time), its process CPU time, the forward part's wall time;
 - peak memory of the forward phase and of forward + backward, both above the memory held before the
   step (one reset per step; the forward reading is taken when forward ends);
 - NFE forward and backward, attempted and accepted solver steps, from :class:`CountingField` (a
@@ -87,8 +87,8 @@ class TrainResult:
         }
 
 
-CURVE_COLUMNS = ("iteration", "elapsed_s", "time_s", "forward_s", "loss", "regularizer", "monitor", "nfe_forward",
-                 "nfe_backward", "steps_forward", "steps_backward", "accepted_forward", "accepted_backward")
+CURVE_COLUMNS = ("iteration", "elapsed_s", "time_s", "cpu_s", "forward_s", "loss", "regularizer", "monitor",
+                 "nfe_forward", "nfe_backward", "steps_forward", "steps_backward", "accepted_forward", "accepted_backward")
 
 
 class GradientStep:
@@ -190,8 +190,8 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         elapsed += step_s
         loss_value = float(loss.detach())
         counts = _counts(counter, method.adaptive)  # before the monitor, whose evaluations are not training's
-        _append(result.curves, iteration=iteration, elapsed_s=elapsed, time_s=step_s, forward_s=forward["s"],
-                loss=loss_value, regularizer=getattr(stepper, "regularizer_value", math.nan),
+        _append(result.curves, iteration=iteration, elapsed_s=elapsed, time_s=step_s, cpu_s=clock.cpu_s,
+                forward_s=forward["s"], loss=loss_value, regularizer=getattr(stepper, "regularizer_value", math.nan),
                 monitor=_monitor(problem, iteration, monitor_every), **counts)
         result.peak_mem_forward_bytes = max(result.peak_mem_forward_bytes, forward["peak"])
         result.peak_mem_bytes = max(result.peak_mem_bytes, peak)
