@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -183,7 +184,8 @@ def main() -> None:
     base = git("rev-parse", "HEAD")
     if git("status", "--porcelain", "--untracked-files=no"):
         print("note: uncommitted changes are not part of the study; it runs the committed HEAD", file=sys.stderr)
-    store = args.out / "history"
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a terminated study still removes its worktrees
+    store = args.out.resolve() / "history"
     plants = {float(f): int(n) for f, n in (p.split("=") for p in args.plant)}
     chains = {"gate-aa": (None, args.aa)} | {f"gate-plant-{f:g}": (f, n) for f, n in plants.items()}
     if not args.summary_only:
