@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from nodebench.errors import UserError
-from nodebench.harness.nfe import CountingField, ForwardsCallbacks
+from nodebench.harness.nfe import ForwardsCallbacks, StepCountingField
 
 KINDS = ("none", "speed", "rnode")
 VARIANTS = ("forward", "adjoint_only")
@@ -75,7 +75,7 @@ def rnode_cost(noise: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
 
 def _state_field(func: nn.Module, tuple_state: bool):
     """The uncounted field of the regularised state component (see the module docstring)."""
-    inner = func.field if isinstance(func, CountingField) else func
+    inner = func.field if isinstance(func, StepCountingField) else func
     if not tuple_state:
         return inner
     state_field = getattr(inner, "state_field", None)

@@ -23,7 +23,6 @@ size underflows stops it with status ``diverged``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -152,7 +151,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     """
     if iters is None and budget_s is None:
         raise ValueError("give iters or budget_s")
-    counter = count_nfe(problem.field)
+    counter = count_nfe(problem.field, adaptive=method.adaptive)
     problem.field = counter
     params = [p for p in problem.model.parameters() if p.requires_grad]
     solve = method.make_solve(params, **(solver_options or {}))
@@ -181,7 +180,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         counter.phase = "forward"
         memory.reset()
         clock.start()
-        with _solver_failure_is_divergence(result, f"iteration {iteration + 1}"):
+        with _solver_failure_is_divergence(result, lambda: f"iteration {iteration + 1}"):
             loss = stepper.step(boundary)
         step_s, event_s = clock.stop()
         peak = memory.peak_bytes()
@@ -209,7 +208,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
 
     problem.model.eval()
     counter.phase = "forward"
-    with _solver_failure_is_divergence(result, f"evaluation after {iteration} iterations"):
+    with _solver_failure_is_divergence(result, lambda: f"evaluation after {iteration} iterations"):
         result.metrics = problem.evaluate(solve) | stepper.metrics()
     result.tables = dict(problem.tables)
     bad = [k for k, v in result.metrics.items() if not math.isfinite(v)]
@@ -224,16 +223,21 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
 SOLVER_FAILURES = ("max_num_steps", "underflow in dt")
 
 
-@contextlib.contextmanager
-def _solver_failure_is_divergence(result: TrainResult, when: str):
-    """Turn torchdiffeq's step-limit and step-underflow assertions into :class:`Diverged`."""
-    try:
-        yield
-    except AssertionError as err:
-        if not any(message in str(err) for message in SOLVER_FAILURES):
-            raise
-        diverged = Diverged(f"{when}: the solver failed, the learned dynamics are too stiff ({err})")
-        diverged.result = result
+class _solver_failure_is_divergence:  # noqa: N801 - used like a function-style context manager
+    """Turn torchdiffeq's step-limit and step-underflow assertions into :class:`Diverged` (a plain class:
+    entered once per training step, it costs a fraction of a generator-based context manager)."""
+
+    def __init__(self, result: TrainResult, when: str):
+        self.result, self.when = result, when
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, err, traceback) -> bool:
+        if kind is not AssertionError or not any(message in str(err) for message in SOLVER_FAILURES):
+            return False
+        diverged = Diverged(f"{self.when()}: the solver failed, the learned dynamics are too stiff ({err})")
+        diverged.result = self.result
         raise diverged from None
 
 
