@@ -1,15 +1,17 @@
-"""The regression gate: per case and metric, the ratio of CURRENT to BASELINE and a noise-aware verdict.
+"""The regression gate: per case and metric, the change of CURRENT against BASELINE and a noise-aware verdict.
 
-A change is flagged only when it passes the metric's threshold **and** a one-sided Mann–Whitney U test
-(``scipy.stats.mannwhitneyu``) on the repeat samples says CURRENT is worse, at p ≤ α (asv's rule: a
-factor of 1.1 and p < 0.002). Per-step samples are matched by seed and iteration, which do the same work
-in both runs (the work per step varies several-fold over a run as adaptive solvers change their step
-counts), and tested with the paired form of the rank test, Wilcoxon's signed-rank test
-(``scipy.stats.wilcoxon``) on the differences; per-seed samples with Mann–Whitney U. The samples of a
-case (a configuration, over its seeds) are:
+A change is flagged only when it passes the metric's threshold, a one-sided rank test on the repeat
+samples says CURRENT is worse at p ≤ α (asv's rule: a factor of 1.1 and Mann–Whitney p < 0.002), **and**
+its 95 % confidence interval lies entirely on the worse side of no change. Per-step samples are matched
+by seed and iteration, which do the same work in both runs (the work per step varies several-fold over a
+run as adaptive solvers change their step counts), and tested with the paired form of the rank test,
+Wilcoxon's signed-rank test (``scipy.stats.wilcoxon``) on the differences; per-seed samples with
+Mann–Whitney U (``scipy.stats.mannwhitneyu``). The samples of a case (a configuration, over its seeds) are:
 
-- **time**: every timed training step of every seed (the curves' ``time_s``; warm-up excluded), so a
-  20-iteration case with 3 seeds gives 60 samples; threshold 10 %, α = 0.002;
+- **time**: the wall time of every timed training step of every seed (the curves' ``time_s``; warm-up
+  excluded), so a 20-iteration case with 3 seeds gives 60 samples; threshold 10 %, α = 0.002;
+- **cpu**: the process CPU time of every step (``cpu_s``), the same rule; on a shared CPU it leaves out
+  the time a worker waited for a core, so it is the quieter of the two;
 - **NFE**: forward + backward evaluations of every step (curves), threshold 5 %, α = 0.002; NFE is
   deterministic for a fixed seed and code, so an A/A comparison gives exactly 1.00;
 - **memory**: the peak memory of each seed (one sample per seed), threshold 5 % and at least 1 MiB,
@@ -19,18 +21,19 @@ case (a configuration, over its seeds) are:
   10 %) and an absolute one where a ratio means nothing (``test_nll``: 0.05 nats; ``test_accuracy``:
   0.02), α = 0.05.
 
-The ratio compares robust centres: the median over seeds of each seed's median (for per-seed metrics,
-simply the median over seeds), so a burst of load during one seed's process does not move it; suites
-run their cases in rounds (every configuration's seed 0, then seed 1...), so such a burst rarely hits
-more than one seed of a configuration. With one sample per seed, the one-sided exact test cannot go
-below 1/C(2n, n): 0.05 with 3 seeds, 0.004 with 5, so per-seed metrics use α = 0.05; with a single seed
-no per-seed change can be confirmed, and the verdict says ``noise``. Per-step time samples within one
-process are correlated, which makes the test over-confident; the robust ratio and its threshold are the
-guard against that, and the A/A false-alarm rate is measured (README). A case that was ``ok`` in
-BASELINE and fails in CURRENT is a regression (``failed``).
+Where the two runs pair up (the same seeds, and iterations), the change is **paired**
+(:func:`paired_effect`): the median over seeds of each seed's median ratio current ÷ baseline of matched
+samples (a difference for absolute metrics), with a two-stage bootstrap interval that resamples seeds and
+then steps within a seed. Steps of one process share its machine conditions, so the process pair (the
+seed) is the unit of independent evidence; the per-step rank test alone is over-confident, which is what
+the interval guards against. Unpaired samples fall back to the ratio of the centres: the median over seeds
+of each seed's median. With one sample per seed, the one-sided exact test cannot go below 1/C(2n, n):
+0.05 with 3 seeds, 0.004 with 5, so per-seed metrics use α = 0.05; with a single seed no per-seed change
+can be confirmed, and the verdict says ``noise``. A case that was ``ok`` in BASELINE and fails in
+CURRENT is a regression (``failed``).
 
 Verdicts: ``regression``, ``improved``, ``same`` (within the threshold), ``noise`` (beyond the threshold
-but not confirmed by the test), ``failed``, ``new`` and ``missing`` (a case in one run only).
+but not confirmed by the test and the interval), ``failed``, ``new`` and ``missing`` (a case in one run only).
 """
 
 from __future__ import annotations
