@@ -134,7 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--machine", help="machine key in the store (default $NODEBENCH_MACHINE or the host name)")
     bench.add_argument("--baseline", metavar="REV", help="gate against git revision REV run interleaved with "
                        "the current code on this machine (e.g. main, HEAD~1), not against the previous run")
-    bench.add_argument("--duet", action="store_true", help="with --baseline: run both sides of each case at once")
     _add_sweep_options(bench, device=None)
 
     compare = sub.add_parser("compare", help="gate CURRENT against BASELINE: ratios and noise-aware verdicts")
@@ -294,7 +293,7 @@ def cmd_bench(args) -> int:
 
         run = bench_ab(suite, args.baseline, store=args.out or DEFAULT_STORE, machine=args.machine, device=device,
                        threads=args.threads, timeout_s=args.timeout_s, progress=not args.no_progress,
-                       duet=args.duet, validate=_validate, log=lambda line: print(line, file=sys.stderr))
+                       validate=_validate, log=lambda line: print(line, file=sys.stderr))
         print(report(run))
         _draw_history(args.out or DEFAULT_STORE, run.run_dir.parent.parent.name, suite.name, run.run_dir.parent)
         return run.exit_code

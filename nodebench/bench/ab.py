@@ -16,9 +16,7 @@ iteration in both. The run lands in the history store as a usual run of the suit
 
 from __future__ import annotations
 
-import itertools
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -71,7 +69,7 @@ def interleaved(cases: list[Case]) -> list[tuple[Case, str]]:
 def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAULT_STORE,
              machine: str | None = None, device: str | None = None, threads: int = 1, timeout_s: float = 3600.0,
              thresholds: dict[str, float] | None = None, progress: bool = True, run_dir: str | Path | None = None,
-             duet: bool = False, validate: Callable[[list[Case]], None] | None = None, log=print) -> ABRun:
+             validate: Callable[[list[Case]], None] | None = None, log=print) -> ABRun:
     """Run ``suite`` interleaved by the baseline revision ``baseline_rev`` and the current code; gate.
 
     Args:
@@ -83,9 +81,6 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
         thresholds: gate thresholds replacing the defaults (``{"time": 0.2}``).
         progress: show a progress bar on stderr.
         run_dir: an existing A/B run folder to resume (default: a new folder in the store).
-        duet: run the two sides of each case at the same time, one worker each (duet benchmarking,
-            Bulej et al. 2020), so that both see the same load at the same moment, step by step; it needs
-            two free cores, else the sides slow each other.
         validate: checks the cases before anything runs or is written (the CLI's name and value checks).
         log: where progress lines go.
 
@@ -112,21 +107,10 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
     todo = [(case, side) for case, side in interleaved(cases) if case.case_id not in done[side]]
     log(f"bench {suite.name} A/B: {len(cases)} case(s) × 2, interleaved; baseline {baseline.sha[:12]} "
         f"({baseline_rev}), current {current_sha[:12]}; into {run_dir}")
-
-    def run(job: tuple[Case, str]) -> str:
-        case, side = job
+    for case, side in tqdm(todo, desc="A/B cases", unit="case", disable=not progress or not todo, file=sys.stderr,
+                           mininterval=1.0):
         python = baseline.command() if side == "baseline" else None
-        return run_case_process(case, dirs[side], threads=threads, timeout_s=timeout_s, python=python)
-
-    bar = tqdm(total=len(todo), desc="A/B cases", unit="case", disable=not progress or not todo, file=sys.stderr,
-               mininterval=1.0)
-    with bar, ThreadPoolExecutor(max_workers=2 if duet else 1) as pool:
-        batches = [[job] for job in todo]
-        if duet:  # the two sides of a case together (interleaved() lists them back to back)
-            batches = [list(group) for _, group in itertools.groupby(todo, key=lambda job: job[0].case_id)]
-        for batch in batches:
-            list(pool.map(run, batch))
-            bar.update(len(batch))
+        run_case_process(case, dirs[side], threads=threads, timeout_s=timeout_s, python=python)
     merge(run_dir, read_run_info(run_dir)["run_id"])
     base_records, _ = merge(base_dir, read_run_info(base_dir)["run_id"])
     if not base_records.empty:  # the installed copy is no git checkout; the commit is known here
