@@ -23,6 +23,7 @@ only adds the missing ones. ``OUT/summary.md`` and ``OUT/verdicts.csv`` hold the
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import subprocess
@@ -31,6 +32,7 @@ import tempfile
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +132,28 @@ def synthetic_power(store: Path, suite: str, factor: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summary(rows: pd.DataFrame, planted_case: str, synthetic: pd.DataFrame, suite: str, base: str) -> str:
+def pair_noise(store: Path, suite: str) -> pd.DataFrame:
+    """The spread between processes on the A/A runs: per metric, the standard deviation over (run,
+    configuration, seed) of log(current ÷ baseline) of the seed's median step, and the rounds of seeds
+    that a 95 % interval of ±10 % would need at that spread ((1.96 σ / ln 1.1)², normal approximation)."""
+    logs = {"time_s": [], "cpu_s": []}
+    for run in list_runs(store, machine="gate-aa", suite=suite).itertuples():
+        cur = load_records(run.run_dir)[1].groupby(["task", "method", "seed"])[list(logs)].median()
+        base = load_records(Path(run.run_dir) / BASELINE_DIR)[1].groupby(["task", "method", "seed"])[list(logs)].median()
+        for column in logs:
+            logs[column] += list(np.log(cur[column] / base[column]).dropna())
+    rows = []
+    for column, values in logs.items():
+        sigma = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+        rows.append({"metric": {"time_s": "wall time/iter", "cpu_s": "CPU time/iter"}[column],
+                     "process pairs": len(values), "σ of log ratio": round(sigma, 3),
+                     "seeds for ±10 % at 95 %": math.ceil((1.96 * sigma / math.log(1.1)) ** 2)
+                     if math.isfinite(sigma) else None})
+    return pd.DataFrame(rows)
+
+
+def summary(rows: pd.DataFrame, planted_case: str, synthetic: pd.DataFrame, noise: pd.DataFrame, suite: str,
+            base: str) -> str:
     """The Markdown summary: false alarms of the A/A runs, detection of each planted factor."""
     flagged = rows["verdict"].isin([REGRESSION, FAILED])
     lines = [f"# Interleaved A/B gate: false alarms and power on suite `{suite}`", "",
@@ -159,6 +182,9 @@ def summary(rows: pd.DataFrame, planted_case: str, synthetic: pd.DataFrame, suit
     if len(metric_alarms):
         lines += ["Flagged (configuration, metric) comparisons per chain:", "",
                   metric_alarms.rename("count").to_frame().to_markdown(), ""]
+    lines += ["## Noise between processes (A/A runs)", "",
+              "Each seed of a configuration is one worker process per side; the gate's unit of independent "
+              "evidence is that pair of processes.", "", noise.to_markdown(index=False), ""]
     if not synthetic.empty:
         lines += ["## Synthetic slowdowns on the A/A runs", "",
                   "Each configuration of each A/A run, its current side's step times multiplied by the factor "
@@ -202,7 +228,7 @@ def main() -> None:
     synthetic = pd.concat([synthetic_power(store, args.suite, f) for f in (1.1, 1.2, 1.5)], ignore_index=True)
     args.out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(args.out / "verdicts.csv", index=False)
-    text = summary(rows, args.planted_case, synthetic, args.suite, base)
+    text = summary(rows, args.planted_case, synthetic, pair_noise(store, args.suite), args.suite, base)
     (args.out / "summary.md").write_text(text)
     print(text)
     print(f"wrote {args.out / 'summary.md'} and {args.out / 'verdicts.csv'}")
