@@ -291,6 +291,9 @@ def cmd_bench(args) -> int:
     if args.baseline:
         from nodebench.bench.ab import bench_ab, report
 
+        if args.executor != "local" or args.jobs != 1:
+            raise UserError("--baseline runs the cases one at a time on this machine; drop --executor and --jobs")
+
         run = bench_ab(suite, args.baseline, store=args.out or DEFAULT_STORE, machine=args.machine, device=device,
                        threads=args.threads, timeout_s=args.timeout_s, progress=not args.no_progress,
                        validate=_validate, log=lambda line: print(line, file=sys.stderr))
