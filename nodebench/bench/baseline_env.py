@@ -9,7 +9,8 @@
    other dependency is shared, never reinstalled;
 3. installs the baseline package into it with ``pip install --no-deps --no-build-isolation --no-index``
    (a copy, so the worktree is removed afterwards);
-4. writes ``CACHE/<sha>/baseline.json`` last, the marker that the environment is complete.
+4. writes ``baseline.json`` last, the marker that the environment is complete, and renames the folder
+   it was built in to ``CACHE/<sha>`` (so concurrent runs never see half an environment).
 
 Later runs with the same commit reuse the environment. Workers of the baseline run as
 ``CACHE/<sha>/venv/bin/python -I -m nodebench.runner.worker ...``: isolated mode, so neither the
@@ -83,16 +84,36 @@ def _site_packages() -> list[str]:
 
 
 def prepare_baseline(rev: str, *, log=print) -> BaselineEnv:
-    """The cached environment of revision ``rev``, built on first use (see the module docstring)."""
+    """The cached environment of revision ``rev``, built on first use (see the module docstring).
+
+    It is built in a private folder beside its final place and renamed into place when complete, so two
+    runs that install the same commit at once cannot break each other's environment."""
     sha, subject = resolve(rev)
     home = cache_root() / sha
-    venv = home / "venv"
-    python = venv / "bin" / "python"
+    python = home / "venv" / "bin" / "python"
     if (home / MARKER).is_file() and python.exists():
         return BaselineEnv(sha, subject, python)
-    log(f"installing baseline {sha[:12]} ({subject}) into {venv} (once per commit)")
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
+    log(f"installing baseline {sha[:12]} ({subject}) into {home} (once per commit)")
+    home.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{sha}.", dir=home.parent))
+    try:
+        _install(sha, subject, staging)
+        shutil.rmtree(home, ignore_errors=True)  # an incomplete one, without its marker
+        try:
+            staging.rename(home)
+        except OSError:  # another run put a complete environment in place meanwhile
+            if not (home / MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return BaselineEnv(sha, subject, python)
+
+
+def _install(sha: str, subject: str, home: Path) -> None:
+    """Create the environment of commit ``sha`` in ``home`` (its shebangs and ``pyvenv.cfg`` do not name
+    ``home``'s path in a way ``python -I -m`` depends on, so the folder can be renamed afterwards)."""
+    venv = home / "venv"
+    python = venv / "bin" / "python"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                              capture_output=True, text=True, check=True).stdout.strip()
@@ -107,9 +128,7 @@ def prepare_baseline(rev: str, *, log=print) -> BaselineEnv:
         finally:
             _git("worktree", "remove", "--force", str(checkout))
     if install.returncode != 0:
-        shutil.rmtree(home, ignore_errors=True)
         last = (install.stderr or install.stdout).strip().splitlines()[-1:] or ["no output"]
         raise UserError(f"cannot install baseline {sha[:12]}: pip failed: {last[0]}")
-    (home / MARKER).write_text(json.dumps({"sha": sha, "subject": subject, "python": str(python),
-                                           "shared_site_packages": _site_packages()}, indent=1))
-    return BaselineEnv(sha, subject, python)
+    (home / MARKER).write_text(json.dumps({"sha": sha, "subject": subject, "shared_site_packages": _site_packages()},
+                                          indent=1))
