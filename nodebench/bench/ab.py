@@ -126,6 +126,6 @@ def report(run: ABRun, rules: dict | None = None) -> str:
     labels = (run.baseline.sha[:12], run.current_sha[:12])
     lines = [gate.table(run.result, rules).to_markdown(index=False, tablefmt="simple"),
              *gate.findings(run.result, *labels, rules),
-             f"{'REGRESSION' if run.regressed else 'no regression'}: current {labels[1]} against baseline "
-             f"{labels[0]}; wrote {run.run_dir / 'compare.md'}"]
+             f"gate {'FAILED' if run.regressed else 'passed'}: current {labels[1]} against baseline {labels[0]}; "
+             f"wrote {run.run_dir / 'compare.md'}"]
     return "\n".join(lines)
