@@ -38,16 +38,16 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nodebench.bench.ab import BASELINE_DIR  # noqa: E402
-from nodebench.bench.compare import FAILED, REGRESSION, compare, keyed, load_records  # noqa: E402
-from nodebench.bench.history import list_runs  # noqa: E402
+from nodebench.bench.ab import BASELINE_DIR
+from nodebench.bench.compare import FAILED, REGRESSION, compare, keyed, load_records
+from nodebench.bench.history import list_runs
 
 #: The planted code: appended to ``GradientStep.step`` of the scratch commit (nodebench/training.py).
 STEP_HEAD = '''        """Forward, ``boundary()``, backward, optimiser step; returns the loss."""
 '''
 PLANT = '''        planted_start = time.process_time()  # PLANTED SLOWDOWN (scratch commit of the gate study)
 '''
-PLANT_END = '''        if type(self.problem).__name__ == {problem!r}:  # PLANTED SLOWDOWN: repeat {extra:.0%} more CPU work
+PLANT_END = '''        if type(self.problem).__name__ == {problem!r}:  # PLANTED SLOWDOWN: {extra:.0%} more CPU work
             spent = time.process_time() - planted_start
             until = time.process_time() + {extra:.6g} * spent
             while time.process_time() < until:
@@ -139,7 +139,8 @@ def pair_noise(store: Path, suite: str) -> pd.DataFrame:
     logs = {"time_s": [], "cpu_s": []}
     for run in list_runs(store, machine="gate-aa", suite=suite).itertuples():
         cur = load_records(run.run_dir)[1].groupby(["task", "method", "seed"])[list(logs)].median()
-        base = load_records(Path(run.run_dir) / BASELINE_DIR)[1].groupby(["task", "method", "seed"])[list(logs)].median()
+        base = load_records(Path(run.run_dir) / BASELINE_DIR)[1]
+        base = base.groupby(["task", "method", "seed"])[list(logs)].median()
         for column in logs:
             logs[column] += list(np.log(cur[column] / base[column]).dropna())
     rows = []

@@ -87,7 +87,8 @@ class TrainResult:
 
 
 CURVE_COLUMNS = ("iteration", "elapsed_s", "time_s", "cpu_s", "forward_s", "loss", "regularizer", "monitor",
-                 "nfe_forward", "nfe_backward", "steps_forward", "steps_backward", "accepted_forward", "accepted_backward")
+                 "nfe_forward", "nfe_backward", "steps_forward", "steps_backward", "accepted_forward",
+                 "accepted_backward")
 
 
 class GradientStep:
@@ -180,7 +181,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         counter.phase = "forward"
         memory.reset()
         clock.start()
-        with _solver_failure_is_divergence(result, lambda: f"iteration {iteration + 1}"):
+        with _SolverFailureIsDivergence(result, lambda done=iteration: f"iteration {done + 1}"):
             loss = stepper.step(boundary)
         step_s, event_s = clock.stop()
         peak = memory.peak_bytes()
@@ -208,7 +209,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
 
     problem.model.eval()
     counter.phase = "forward"
-    with _solver_failure_is_divergence(result, lambda: f"evaluation after {iteration} iterations"):
+    with _SolverFailureIsDivergence(result, lambda: f"evaluation after {iteration} iterations"):
         result.metrics = problem.evaluate(solve) | stepper.metrics()
     result.tables = dict(problem.tables)
     bad = [k for k, v in result.metrics.items() if not math.isfinite(v)]
@@ -223,7 +224,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
 SOLVER_FAILURES = ("max_num_steps", "underflow in dt")
 
 
-class _solver_failure_is_divergence:  # noqa: N801 - used like a function-style context manager
+class _SolverFailureIsDivergence:
     """Turn torchdiffeq's step-limit and step-underflow assertions into :class:`Diverged` (a plain class:
     entered once per training step, it costs a fraction of a generator-based context manager)."""
 

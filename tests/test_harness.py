@@ -12,8 +12,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint
 
-from nodebench.harness import (CountingField, PeakMemory, StepCountingField, Stopwatch, count_nfe, environment,
-                               measure)
+from nodebench.harness import CountingField, PeakMemory, StepCountingField, Stopwatch, count_nfe, environment, measure
 from nodebench.methods import get_method
 
 F64 = torch.float64

@@ -60,7 +60,8 @@ def _git(*args: str, cwd: Path = REPO_ROOT) -> str:
     except FileNotFoundError:
         raise UserError("git is not installed; --baseline needs git to check the baseline revision out") from None
     except subprocess.CalledProcessError as err:
-        raise UserError(f"git {' '.join(args)} failed: {(err.stderr or err.stdout).strip().splitlines()[-1:]}") from None
+        last = (err.stderr or err.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise UserError(f"git {' '.join(args)} failed: {last[0]}") from None
     return done.stdout.strip()
 
 
@@ -124,7 +125,7 @@ def _install(sha: str, subject: str, home: Path) -> None:
         try:
             install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
                                       "--no-build-isolation", "--no-index", "--ignore-installed", str(checkout)],
-                                     capture_output=True, text=True)
+                                     capture_output=True, text=True, check=False)
         finally:
             _git("worktree", "remove", "--force", str(checkout))
     if install.returncode != 0:
