@@ -1,103 +1,240 @@
-"""The regression gate's false-alarm rate over A/A runs: the same code run several times on one machine.
+"""The interleaved A/B gate's false-alarm rate and power, measured with real runs on this machine.
 
-Every pair of runs in one machine's suite folder of the history store is compared with
-``nodebench.benchmarking.compare`` (each run against every later one, and each against the next, the pairs a
-nightly gate sees). Any ``regression`` or ``failed`` verdict between runs of the same code is a false alarm.
-With ``--plant F`` it also measures the gate's power: for every consecutive pair and every configuration,
-the later run's step times of that configuration are multiplied by F, and the share of these planted
-slowdowns that the gate flags is reported. Writes ``summary.md`` (per metric: comparisons, false alarms,
-rate; gated runs that would fail) into the folder, or ``--out``::
+From the committed ``HEAD`` (the *base*), in temporary git worktrees that are removed at the end:
 
-    .venv/bin/python benchmarks/gate_false_alarms.py results/history/dev-2core-cpu1/nightly --plant 1.2
+- **A/A**: ``nodebench bench --suite SUITE --baseline BASE`` run by BASE itself, ``--aa`` times; any
+  ``regression`` or ``failed`` verdict is a false alarm.
+- **Planted slowdowns**: for each ``--plant FACTOR=RUNS``, a scratch commit on top of BASE (detached, on no
+  branch) whose training step for one task (``--planted-task``, default the g1d problem) burns
+  ``FACTOR - 1`` times the step's own CPU time in a busy loop before returning, i.e. repeats work (a sleep
+  would leave the CPU time alone); that commit, as the current code, is gated against BASE ``RUNS`` times.
+  Detection: the planted configuration's verdict is ``regression``; any other flagged configuration is a
+  false alarm of that run.
+
+Runs of the chains are interleaved (A/A, then each factor, round after round), so machine drift over the
+study touches all of them alike. Every run is kept in the history store under ``OUT/history/`` (machine
+keys ``gate-aa`` and ``gate-plant-FACTOR``); rerunning with the same ``--out`` counts the finished runs and
+only adds the missing ones. ``OUT/summary.md`` and ``OUT/verdicts.csv`` hold the figures::
+
+    .venv/bin/python benchmarks/gate_false_alarms.py --aa 10 --plant 1.1=5 --plant 1.2=10 --plant 1.5=5 \\
+        --suite gate_study --out results/gate_study
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from nodebench.benchmarking.compare import FAILED, REGRESSION, RULES, compare, keyed, load_records
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nodebench.benchmarking.ab import BASELINE_DIR
+from nodebench.benchmarking.compare import FAILED, REGRESSION, compare, keyed, load_records
 from nodebench.benchmarking.history import list_runs
 
+#: The planted code: appended to ``GradientStep.step`` of the scratch commit (nodebench/training.py).
+STEP_HEAD = '''        """Forward, ``boundary()``, backward, optimiser step; returns the loss."""
+'''
+PLANT = '''        planted_start = time.process_time()  # PLANTED SLOWDOWN (scratch commit of the gate study)
+'''
+PLANT_END = '''        if type(self.problem).__name__ == {problem!r}:  # PLANTED SLOWDOWN: {extra:.0%} more CPU work
+            spent = time.process_time() - planted_start
+            until = time.process_time() + {extra:.6g} * spent
+            while time.process_time() < until:
+                pass
+        return loss
+'''
+STEP_TAIL = '''        self.optimizer.step()
+        return loss
+'''
 
-def detection(loaded: list, factor: float) -> pd.DataFrame:
-    """For each consecutive pair and configuration: the time verdict with the later run's steps × ``factor``."""
+
+def git(*args: str, cwd: Path = ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def plant_slowdown(checkout: Path, factor: float, problem: str = "G1DProblem") -> None:
+    """Edit ``checkout``'s training step so that problems of class ``problem`` cost ``factor`` × CPU time."""
+    path = checkout / "nodebench" / "training.py"
+    text = path.read_text()
+    if STEP_HEAD not in text or STEP_TAIL not in text:
+        raise SystemExit(f"cannot plant: GradientStep.step in {path} no longer has the expected shape")
+    text = text.replace(STEP_HEAD, STEP_HEAD + PLANT, 1)
+    text = text.replace(STEP_TAIL, "        self.optimizer.step()\n"
+                        + PLANT_END.format(problem=problem, extra=factor - 1.0), 1)
+    if "\nimport time\n" not in text:
+        text = text.replace("\nimport torch\n", "\nimport time\n\nimport torch\n", 1)
+    path.write_text(text)
+
+
+@contextmanager
+def worktree(sha: str, factor: float | None, problem: str):
+    """A temporary detached worktree at ``sha``; with ``factor``, a scratch commit of the planted slowdown."""
+    with tempfile.TemporaryDirectory(prefix="nodebench-gate-study-") as tmp:
+        path = Path(tmp) / "src"
+        git("worktree", "add", "--detach", str(path), sha)
+        try:
+            if factor is not None:
+                plant_slowdown(path, factor, problem)
+                git("-c", "user.name=gate study", "-c", "user.email=gate-study@localhost", "commit", "-q", "-am",
+                    f"scratch: planted ×{factor:g} slowdown in {problem} (gate study, never merged)", cwd=path)
+            yield path
+        finally:
+            git("worktree", "remove", "--force", str(path))
+
+
+def bench(checkout: Path, base: str, suite: str, store: Path, machine: str) -> int:
+    """One interleaved A/B run of ``checkout`` (the current code) against ``base``; its exit code."""
+    env = dict(os.environ, PYTHONPATH=str(checkout))
+    done = subprocess.run([sys.executable, "-m", "nodebench.cli", "bench", "--suite", suite, "--baseline", base,
+                           "--out", str(store), "--machine", machine, "--no-progress"], cwd=checkout, env=env,
+                          capture_output=True, text=True)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"bench failed with code {done.returncode}: {done.stderr.strip()[-500:]}")
+    return done.returncode
+
+
+def verdicts(store: Path, suite: str) -> pd.DataFrame:
+    """Every (run, configuration, metric) verdict of the study's runs, re-read from their files."""
     rows = []
-    for i in range(len(loaded) - 1):
-        (records, curves), keys = loaded[i + 1], keyed(loaded[i + 1][0])
-        for case, group in keys.groupby("case"):
-            slowed = curves.assign(time_s=curves["time_s"].where(~curves["case_id"].isin(group["case_id"]),
-                                                                  curves["time_s"] * factor))
-            result = compare(loaded[i], (records, slowed))
-            verdict = result[(result["case"] == case) & (result["metric"] == "time")]["verdict"].iloc[0]
-            rows.append({"baseline": i, "case": case, "verdict": verdict})
+    for run in list_runs(store, suite=suite).itertuples():
+        current, baseline = load_records(run.run_dir), load_records(Path(run.run_dir) / BASELINE_DIR)
+        result = compare(baseline, current)
+        rows.append(result.assign(machine=run.machine, run=Path(run.run_dir).name, git_sha=run.git_sha))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def synthetic_power(store: Path, suite: str, factor: float) -> pd.DataFrame:
+    """On the A/A runs: each configuration's current-side step times (wall and CPU) × ``factor``, re-gated."""
+    rows = []
+    for run in list_runs(store, machine="gate-aa", suite=suite).itertuples():
+        records, curves = load_records(run.run_dir)
+        baseline = load_records(Path(run.run_dir) / BASELINE_DIR)
+        for case, group in keyed(records).groupby("case"):
+            mask = curves["case_id"].isin(group["case_id"])
+            slowed = curves.assign(time_s=curves["time_s"].where(~mask, curves["time_s"] * factor),
+                                   cpu_s=curves["cpu_s"].where(~mask, curves["cpu_s"] * factor))
+            result = compare(baseline, (records, slowed))
+            for metric in ("time", "cpu"):
+                verdict = result[(result["case"] == case) & (result["metric"] == metric)]["verdict"].iloc[0]
+                rows.append({"factor": factor, "run": Path(run.run_dir).name, "case": case, "metric": metric,
+                             "verdict": verdict})
     return pd.DataFrame(rows)
 
 
-def pair_verdicts(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, list]:
-    """``(rows, runs, loaded)``: every (pair, configuration, metric) verdict, the runs and their records."""
-    runs = list_runs(folder.parent.parent, folder.parent.name, folder.name)
-    loaded = [load_records(path) for path in runs["run_dir"]]
-    shas = {str(sha).removesuffix("-dirty") for sha in runs["git_sha"]}
-    if len(shas) > 1:
-        raise SystemExit(f"not an A/A set: the runs come from {len(shas)} commits ({', '.join(sorted(shas))})")
-    frames = []
-    for i, j in itertools.combinations(range(len(loaded)), 2):
-        result = compare(loaded[i], loaded[j])
-        frames.append(result.assign(baseline=i, current=j, consecutive=j == i + 1))
-    return pd.concat(frames, ignore_index=True), runs, loaded
+def pair_noise(store: Path, suite: str) -> pd.DataFrame:
+    """The spread between processes on the A/A runs: per metric, the standard deviation over (run,
+    configuration, seed) of log(current ÷ baseline) of the seed's median step, and the rounds of seeds
+    that a 95 % interval of ±10 % would need at that spread ((1.96 σ / ln 1.1)², normal approximation)."""
+    logs = {"time_s": [], "cpu_s": []}
+    for run in list_runs(store, machine="gate-aa", suite=suite).itertuples():
+        cur = load_records(run.run_dir)[1].groupby(["task", "method", "seed"])[list(logs)].median()
+        base = load_records(Path(run.run_dir) / BASELINE_DIR)[1]
+        base = base.groupby(["task", "method", "seed"])[list(logs)].median()
+        for column in logs:
+            logs[column] += list(np.log(cur[column] / base[column]).dropna())
+    rows = []
+    for column, values in logs.items():
+        sigma = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+        rows.append({"metric": {"time_s": "wall time/iter", "cpu_s": "CPU time/iter"}[column],
+                     "process pairs": len(values), "σ of log ratio": round(sigma, 3),
+                     "seeds for ±10 % at 95 %": math.ceil((1.96 * sigma / math.log(1.1)) ** 2)
+                     if math.isfinite(sigma) else None})
+    return pd.DataFrame(rows)
 
 
-def summary(rows: pd.DataFrame, runs: pd.DataFrame) -> str:
-    """The Markdown summary: per metric and overall, for consecutive pairs and for all pairs."""
+def summary(rows: pd.DataFrame, planted_case: str, synthetic: pd.DataFrame, noise: pd.DataFrame, suite: str,
+            base: str) -> str:
+    """The Markdown summary: false alarms of the A/A runs, detection of each planted factor."""
     flagged = rows["verdict"].isin([REGRESSION, FAILED])
-    lines = [f"# Gate false alarms over {len(runs)} A/A runs", "",
-             f"Runs of commit `{str(runs['git_sha'].iloc[0])[:12]}` on machine `{runs['machine'].iloc[0]}`, "
-             f"suite `{runs['suite'].iloc[0]}`, {runs['date'].iloc[0]} to {runs['date'].iloc[-1]}.", ""]
+    lines = [f"# Interleaved A/B gate: false alarms and power on suite `{suite}`", "",
+             f"Every run is `nodebench bench --suite {suite} --baseline BASE`, baseline and current interleaved "
+             "case by case in rounds of seeds, alternating which goes first; BASE is the study's HEAD when the "
+             f"run was made ({', '.join(sorted({str(sha)[:12] for sha in rows['git_sha']}))} as current code; "
+             f"the planted runs' current code is a scratch commit on top of BASE). This summary: `{base[:12]}`. "
+             f"The planted slowdown burns extra CPU work in the training step of `{planted_case}` only.", ""]
     table = []
-    for metric in [*RULES, "status"]:
-        for scope, mask in (("consecutive", rows["consecutive"]), ("all pairs", rows["metric"].notna())):
-            part = rows[mask & (rows["metric"] == metric)]
-            if len(part):
-                alarms = int(flagged[part.index].sum())
-                past = int(part["verdict"].isin([REGRESSION, "noise", "improved"]).sum())
-                table.append([metric, scope, len(part), past, alarms, f"{alarms / len(part):.1%}"])
-    lines += [pd.DataFrame(table, columns=["metric", "pairs", "comparisons (configuration × pair)",
-                                           "past the threshold", "false alarms", "rate"]).to_markdown(index=False),
-              "", "*Past the threshold*: the ratio alone would have flagged it; the rank test decides.", ""]
-    for scope, mask in (("consecutive", rows["consecutive"]), ("all pairs", rows["metric"].notna())):
-        pairs = rows[mask].assign(flagged=flagged[mask]).groupby(["baseline", "current"])["flagged"].any()
-        lines.append(f"- {scope}: {int(pairs.sum())} of {len(pairs)} gated runs exit with code 1 "
-                     f"({pairs.mean():.1%}).")
-    bad = rows[flagged]
-    if len(bad):
-        lines += ["", "False alarms:", "",
-                  bad[["baseline", "current", "case", "metric", "ratio", "p"]].to_markdown(index=False)]
-    return "\n".join(lines) + "\n"
+    for machine, part in rows.groupby("machine", sort=True):
+        runs = part["run"].nunique()
+        is_planted = part["case"] == planted_case
+        other_alarm = part[~is_planted | (machine == "gate-aa")]
+        alarm_runs = other_alarm[flagged[other_alarm.index]]["run"].nunique()
+        row = {"chain": machine, "runs": runs, "runs with a false alarm": f"{alarm_runs} of {runs}"}
+        for metric in ("cpu", "time"):
+            sel = part[is_planted & (part["metric"] == metric)]
+            hits = int((sel["verdict"] == REGRESSION).sum())
+            ratios = sel["ratio"]
+            row[f"{metric}: detected"] = "—" if machine == "gate-aa" else f"{hits} of {len(sel)}"
+            row[f"{metric}: median ratio [min, max]"] = (f"{ratios.median():.3f} [{ratios.min():.3f}, "
+                                                        f"{ratios.max():.3f}]")
+        table.append(row)
+    lines += ["## Real runs", "", "Ratios are those of the planted configuration "
+              f"(`{planted_case}`): CPU time/iter and wall time/iter, current ÷ baseline.", "",
+              pd.DataFrame(table).to_markdown(index=False), ""]
+    metric_alarms = rows[flagged].groupby(["machine", "metric"]).size()
+    if len(metric_alarms):
+        lines += ["Flagged (configuration, metric) comparisons per chain:", "",
+                  metric_alarms.rename("count").to_frame().to_markdown(), ""]
+    lines += ["## Noise between processes (A/A runs)", "",
+              "Each seed of a configuration is one worker process per side; the gate's unit of independent "
+              "evidence is that pair of processes.", "", noise.to_markdown(index=False), ""]
+    if not synthetic.empty:
+        lines += ["## Synthetic slowdowns on the A/A runs", "",
+                  "Each configuration of each A/A run, its current side's step times multiplied by the factor "
+                  "and re-gated: the gate's power on this machine's real noise, for a slowdown that is "
+                  "exactly uniform.", "",
+                  synthetic.assign(detected=synthetic["verdict"] == REGRESSION)
+                  .groupby(["factor", "metric"])["detected"].agg(["sum", "count"])
+                  .rename(columns={"sum": "detected", "count": "trials"}).to_markdown(), ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="STORE/MACHINE/SUITE folder of A/A runs")
-    parser.add_argument("--out", type=Path, help="summary file (default FOLDER/summary.md)")
-    parser.add_argument("--plant", type=float, help="also measure the detection of a planted slowdown by this factor")
+    parser.add_argument("--aa", type=int, default=10, help="interleaved A/A runs (default 10)")
+    parser.add_argument("--plant", action="append", default=[], metavar="FACTOR=RUNS",
+                        help="planted slowdown factor and its number of runs, e.g. 1.2=10; repeatable")
+    parser.add_argument("--suite", default="gate_study", help="suite (default gate_study)")
+    parser.add_argument("--planted-task", default="G1DProblem", help="problem class slowed (default G1DProblem)")
+    parser.add_argument("--planted-case", default="g1d: gq", help="its configuration's label in the reports")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "gate_study")
+    parser.add_argument("--summary-only", action="store_true", help="only rewrite the summary from the store")
     args = parser.parse_args()
-    rows, runs, loaded = pair_verdicts(args.folder)
-    text = summary(rows, runs)
-    if args.plant:
-        found = detection(loaded, args.plant)
-        flagged = (found["verdict"] == REGRESSION)
-        per_case = found.assign(flagged=flagged).groupby("case")["flagged"].agg(["sum", "count"])
-        text += (f"\n## Planted slowdown × {args.plant:g}\n\nFlagged in {int(flagged.sum())} of {len(found)} "
-                 f"(configuration × consecutive pair) cases ({flagged.mean():.1%}):\n\n"
-                 + per_case.rename(columns={"sum": "flagged", "count": "pairs"}).to_markdown() + "\n")
-    out = args.out or args.folder / "summary.md"
-    out.write_text(text)
+    base = git("rev-parse", "HEAD")
+    if git("status", "--porcelain", "--untracked-files=no"):
+        print("note: uncommitted changes are not part of the study; it runs the committed HEAD", file=sys.stderr)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a terminated study still removes its worktrees
+    store = args.out.resolve() / "history"
+    plants = {float(f): int(n) for f, n in (p.split("=") for p in args.plant)}
+    chains = {"gate-aa": (None, args.aa)} | {f"gate-plant-{f:g}": (f, n) for f, n in plants.items()}
+    if not args.summary_only:
+        done = list_runs(store, suite=args.suite)["machine"].value_counts().to_dict() if store.exists() else {}
+        with ExitStack() as stack:
+            paths = {machine: stack.enter_context(worktree(base, factor, args.planted_task))
+                     for machine, (factor, _) in chains.items()}
+            for round_ in range(max(n for _, n in chains.values())):
+                for machine, (_, runs) in chains.items():
+                    if done.get(machine, 0) <= round_ < runs:
+                        code = bench(paths[machine], base, args.suite, store, machine)
+                        print(f"round {round_ + 1}: {machine}: exit {code}", flush=True)
+    rows = verdicts(store, args.suite)
+    synthetic = pd.concat([synthetic_power(store, args.suite, f) for f in (1.1, 1.2, 1.5)], ignore_index=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(args.out / "verdicts.csv", index=False)
+    text = summary(rows, args.planted_case, synthetic, pair_noise(store, args.suite), args.suite, base)
+    (args.out / "summary.md").write_text(text)
     print(text)
-    print(f"wrote {out}")
+    print(f"wrote {args.out / 'summary.md'} and {args.out / 'verdicts.csv'}")
 
 
 if __name__ == "__main__":

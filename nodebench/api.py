@@ -259,9 +259,14 @@ def history(store: str | Path | None = None, machine: str | None = None, suite: 
 
 
 def bench(suite: str, *, out: str | Path | None = None, machine: str | None = None, device: str | None = None,
-          dry_run: bool = False, **engine) -> RunResult:
-    """Run a benchmark suite into the history store and gate it against the previous run of this machine;
-    ``exit_code`` is 1 on a regression."""
+          baseline: str | None = None, dry_run: bool = False, **engine) -> RunResult:
+    """Run a benchmark suite into the history store and gate it; ``exit_code`` is 1 on a regression.
+
+    Without ``baseline`` the run is gated against the previous run of this machine. With ``baseline`` (a git
+    revision, e.g. ``"main"`` or ``"HEAD~1"``) that revision is installed into a cached environment and
+    run interleaved with the current code, case by case in rounds, and the gate compares the paired
+    samples (:func:`nodebench.benchmarking.ab.bench_ab`).
+    """
     from nodebench.benchmarking.history import DEFAULT_STORE, machine_name, new_run, previous_run
     from nodebench.benchmarking.suites import load_suite
 
@@ -271,17 +276,32 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     if dry_run:
         return RunResult(None, cases)
     store = paths.output_dir(Path(out or DEFAULT_STORE))
+    if baseline:
+        return _bench_ab(spec, baseline, store, machine, cases, engine)
     run_dir = new_run(store, machine_name(machine), spec.name, device=cases[0].device)
     records, curves = _sweep(cases, run_dir, engine, f"bench {spec.name}: {len(cases)} case(s) into {run_dir}",
                              command="bench", suite=spec.name)
     print(f"wrote {run_dir}/records.parquet, curves.parquet")
-    baseline = previous_run(store, run_dir)
-    if baseline is None:
+    previous = previous_run(store, run_dir)
+    if previous is None:
         print("first run of this suite on this machine: nothing to compare against")
         return RunResult(run_dir, cases, records, curves)
-    code = compare(baseline, run_dir, out=run_dir / "compare.md")
+    code = compare(previous, run_dir, out=run_dir / "compare.md")
     history(store, run_dir.parent.parent.name, spec.name, run_dir.parent)
     return RunResult(run_dir, cases, records, curves, exit_code=code)
+
+
+def _bench_ab(spec, baseline: str, store: Path, machine: str | None, cases: list[Case], engine: dict) -> RunResult:
+    from nodebench.benchmarking.ab import bench_ab, report as ab_report
+
+    if engine.get("executor", "local") != "local" or engine.get("jobs", 1) != 1:
+        raise UserError("--baseline runs the cases one at a time on this machine; drop --executor and --jobs")
+    run = bench_ab(spec, baseline, store=store, machine=machine, device=cases[0].device,
+                   threads=engine.get("threads", 1), timeout_s=engine.get("timeout_s", 3600.0),
+                   progress=engine.get("progress", True), log=_log)
+    print(ab_report(run))
+    history(store, run.run_dir.parent.parent.name, spec.name, run.run_dir.parent)
+    return RunResult(run.run_dir, cases, exit_code=run.exit_code)
 
 
 def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: str | None = None,

@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=nonempty_path, help="history store (default results/history)")
     bench.add_argument("--machine", help="machine key in the store (default $NODEBENCH_MACHINE or the host name)")
     bench.add_argument("--dry-run", action="store_true", help="print the cases with their settings and exit")
+    bench.add_argument("--baseline", metavar="REV", help="gate against git revision REV run interleaved with "
+                       "the current code on this machine (e.g. main, HEAD~1), not against the previous run")
     _add_sweep_options(bench, device=None)
 
     compare = sub.add_parser("compare", help="gate CURRENT against BASELINE: ratios and noise-aware verdicts")
@@ -242,7 +244,7 @@ def cmd_bench(args) -> int:
     from nodebench import api
 
     result = api.bench(args.suite, out=args.out, machine=args.machine, device=args.device, dry_run=args.dry_run,
-                       **_engine(args))
+                       baseline=args.baseline, **_engine(args))
     return _print_cases(result) if args.dry_run else result.exit_code
 
 

@@ -6,7 +6,7 @@ optimiser step (:class:`GradientStep`). One iteration of SNODE is a coordinate-d
 the forward phase, its weight block as the backward phase. For every iteration the harness records, with
 the device synchronised at each boundary:
 
-- the step's wall time (and CUDA-event time), the forward part's wall time;
+- the step's wall time (and CUDA-event time), its process CPU time, the forward part's wall time;
 - peak memory of the forward phase and of forward + backward, both above the memory held before the
   step (one reset per step; the forward reading is taken when forward ends);
 - NFE forward and backward, attempted and accepted solver steps, from :class:`CountingField` (a
@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-
 from torch import nn
 
 from nodebench.harness import PeakMemory, Stopwatch, count_nfe
@@ -92,8 +91,9 @@ class TrainResult:
         }
 
 
-CURVE_COLUMNS = ("iteration", "elapsed_s", "time_s", "forward_s", "loss", "regularizer", "monitor", "nfe_forward",
-                 "nfe_backward", "steps_forward", "steps_backward", "accepted_forward", "accepted_backward")
+CURVE_COLUMNS = ("iteration", "elapsed_s", "time_s", "cpu_s", "forward_s", "loss", "regularizer", "monitor",
+                 "nfe_forward", "nfe_backward", "steps_forward", "steps_backward", "accepted_forward",
+                 "accepted_backward")
 
 
 class GradientStep:
@@ -157,7 +157,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     """
     if iters is None and budget_s is None:
         raise ValueError("give iters or budget_s")
-    counter = count_nfe(problem.field)
+    counter = count_nfe(problem.field, adaptive=method.adaptive)
     problem.field = counter
     params = [p for p in problem.model.parameters() if p.requires_grad]
     solve = method.make_solve(params, **(solver_options or {}))
@@ -186,7 +186,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         counter.phase = "forward"
         memory.reset()
         clock.start()
-        with _solver_failure_is_divergence(result, f"iteration {iteration + 1}"):
+        with _SolverFailureIsDivergence(result, lambda done=iteration: f"iteration {done + 1}"):
             loss = stepper.step(boundary)
         step_s, event_s = clock.stop()
         peak = memory.peak_bytes()
@@ -195,8 +195,8 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         elapsed += step_s
         loss_value = float(loss.detach())
         counts = _counts(counter, method.adaptive)  # before the monitor, whose evaluations are not training's
-        _append(result.curves, iteration=iteration, elapsed_s=elapsed, time_s=step_s, forward_s=forward["s"],
-                loss=loss_value, regularizer=getattr(stepper, "regularizer_value", math.nan),
+        _append(result.curves, iteration=iteration, elapsed_s=elapsed, time_s=step_s, cpu_s=clock.cpu_s,
+                forward_s=forward["s"], loss=loss_value, regularizer=getattr(stepper, "regularizer_value", math.nan),
                 monitor=_monitor(problem, iteration, monitor_every), **counts)
         result.peak_mem_forward_bytes = max(result.peak_mem_forward_bytes, forward["peak"])
         result.peak_mem_bytes = max(result.peak_mem_bytes, peak)
@@ -215,7 +215,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     problem.model.eval()
     counter.phase = "forward"
     limit = evaluation_limit_s(elapsed + result.warmup_s)
-    with _solver_failure_is_divergence(result, f"evaluation after {iteration} iterations"), \
+    with _SolverFailureIsDivergence(result, lambda: f"evaluation after {iteration} iterations"), \
             _time_limit(problem, limit):
         result.metrics = problem.evaluate(solve) | stepper.metrics()
     result.tables = dict(problem.tables)
@@ -267,21 +267,25 @@ def _time_limit(problem: Problem, seconds: float):
         problem.field = field
 
 
-@contextlib.contextmanager
-def _solver_failure_is_divergence(result: TrainResult, when: str):
+class _SolverFailureIsDivergence:
     """Turn torchdiffeq's step-limit and step-underflow assertions, and an evaluation over its time limit,
-    into :class:`Diverged`."""
-    try:
-        yield
-    except _OverTime as err:
-        diverged = Diverged(f"{when}: {err}")
-        diverged.result = result
-        raise diverged from None
-    except AssertionError as err:
-        if not any(message in str(err) for message in SOLVER_FAILURES):
-            raise
-        diverged = Diverged(f"{when}: the solver failed, the learned dynamics are too stiff ({err})")
-        diverged.result = result
+    into :class:`Diverged` (a plain class: entered once per training step, it costs a fraction of a
+    generator-based context manager). ``when`` is called only on a failure, for the message."""
+
+    def __init__(self, result: TrainResult, when: Callable[[], str]):
+        self.result, self.when = result, when
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, err, traceback) -> bool:
+        if kind is _OverTime:
+            diverged = Diverged(f"{self.when()}: {err}")
+        elif kind is AssertionError and any(message in str(err) for message in SOLVER_FAILURES):
+            diverged = Diverged(f"{self.when()}: the solver failed, the learned dynamics are too stiff ({err})")
+        else:
+            return False
+        diverged.result = self.result
         raise diverged from None
 
 

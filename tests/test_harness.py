@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 
 import pytest
 import torch
 from torch import nn
 from torchdiffeq import odeint
 
-from nodebench.harness import CountingField, PeakMemory, Stopwatch, count_nfe, environment, measure
+from nodebench.harness import CountingField, PeakMemory, StepCountingField, Stopwatch, count_nfe, environment, measure
 from nodebench.methods import get_method
 
 F64 = torch.float64
@@ -291,3 +292,20 @@ def test_cuda_measure_reports_event_times_and_reserved_peak():
     assert all(e <= w * 1.05 + 1e-4 for e, w in zip(m.event_times_s, m.times_s))  # device time ≤ wall
     assert m.peak_mem_bytes >= 2048 * 2048 * 4
     assert m.peak_reserved_bytes is not None and m.peak_reserved_bytes >= 0
+
+
+def test_fixed_grid_counter_counts_steps_without_making_torchdiffeq_warn_each_solve():
+    """Offering a fixed-grid solver the accept callback makes torchdiffeq warn on every solve (a cost per
+    training step even when the warning is filtered out); the fixed-grid counter offers only step counts."""
+    fixed, adaptive = count_nfe(Decay(), adaptive=False), count_nfe(Decay())
+    assert type(fixed) is StepCountingField and isinstance(adaptive, CountingField)
+    y0, t = torch.ones(1, dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        odeint(fixed, y0, t, method="rk4", options={"step_size": 0.25})
+    assert not [w for w in caught if "does not support callbacks" in str(w.message)]
+    assert fixed.steps["forward"] == 4 and fixed.nfe["forward"] == 16
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        odeint(adaptive, y0, t, method="rk4", options={"step_size": 0.25})
+    assert [w for w in caught if "does not support callbacks" in str(w.message)]  # what the fixed counter avoids

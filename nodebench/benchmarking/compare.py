@@ -1,15 +1,17 @@
-"""The regression gate: per case and metric, the ratio of CURRENT to BASELINE and a noise-aware verdict.
+"""The regression gate: per case and metric, the change of CURRENT against BASELINE and a noise-aware verdict.
 
-A change is flagged only when it passes the metric's threshold **and** a one-sided Mann–Whitney U test
-(``scipy.stats.mannwhitneyu``) on the repeat samples says CURRENT is worse, at p ≤ α (asv's rule: a
-factor of 1.1 and p < 0.002). Per-step samples are matched by seed and iteration, which do the same work
-in both runs (the work per step varies several-fold over a run as adaptive solvers change their step
-counts), and tested with the paired form of the rank test, Wilcoxon's signed-rank test
-(``scipy.stats.wilcoxon``) on the differences; per-seed samples with Mann–Whitney U. The samples of a
-case (a configuration, over its seeds) are:
+A change is flagged only when it passes the metric's threshold, a one-sided rank test on the repeat
+samples says CURRENT is worse at p ≤ α (asv's rule: a factor of 1.1 and Mann–Whitney p < 0.002), **and**
+its 95 % confidence interval lies entirely on the worse side of no change. Per-step samples are matched
+by seed and iteration, which do the same work in both runs (the work per step varies several-fold over a
+run as adaptive solvers change their step counts), and tested with the paired form of the rank test,
+Wilcoxon's signed-rank test (``scipy.stats.wilcoxon``) on the differences; per-seed samples with
+Mann–Whitney U (``scipy.stats.mannwhitneyu``). The samples of a case (a configuration, over its seeds) are:
 
-- **time**: every timed training step of every seed (the curves' ``time_s``; warm-up excluded), so a
-  20-iteration case with 3 seeds gives 60 samples; threshold 10 %, α = 0.002;
+- **time**: the wall time of every timed training step of every seed (the curves' ``time_s``; warm-up
+  excluded), so a 20-iteration case with 3 seeds gives 60 samples; threshold 10 %, α = 0.002;
+- **cpu**: the process CPU time of every step (``cpu_s``), the same rule; on a shared CPU it leaves out
+  the time a worker waited for a core, so it is the quieter of the two;
 - **NFE**: forward + backward evaluations of every step (curves), threshold 5 %, α = 0.002; NFE is
   deterministic for a fixed seed and code, so an A/A comparison gives exactly 1.00;
 - **memory**: the peak memory of each seed (one sample per seed), threshold 5 % and at least 1 MiB,
@@ -19,18 +21,19 @@ case (a configuration, over its seeds) are:
   10 %) and an absolute one where a ratio means nothing (``test_nll``: 0.05 nats; ``test_accuracy``:
   0.02), α = 0.05.
 
-The ratio compares robust centres: the median over seeds of each seed's median (for per-seed metrics,
-simply the median over seeds), so a burst of load during one seed's process does not move it; suites
-run their cases in rounds (every configuration's seed 0, then seed 1...), so such a burst rarely hits
-more than one seed of a configuration. With one sample per seed, the one-sided exact test cannot go
-below 1/C(2n, n): 0.05 with 3 seeds, 0.004 with 5, so per-seed metrics use α = 0.05; with a single seed
-no per-seed change can be confirmed, and the verdict says ``noise``. Per-step time samples within one
-process are correlated, which makes the test over-confident; the robust ratio and its threshold are the
-guard against that, and the A/A false-alarm rate is measured (README). A case that was ``ok`` in
-BASELINE and fails in CURRENT is a regression (``failed``).
+Where the two runs pair up (the same seeds, and iterations), the change is **paired**
+(:func:`paired_effect`): the median over seeds of each seed's median ratio current ÷ baseline of matched
+samples (a difference for absolute metrics), with a two-stage bootstrap interval that resamples seeds and
+then steps within a seed. Steps of one process share its machine conditions, so the process pair (the
+seed) is the unit of independent evidence; the per-step rank test alone is over-confident, which is what
+the interval guards against. Unpaired samples fall back to the ratio of the centres: the median over seeds
+of each seed's median. With one sample per seed, the one-sided exact test cannot go below 1/C(2n, n):
+0.05 with 3 seeds, 0.004 with 5, so per-seed metrics use α = 0.05; with a single seed no per-seed change
+can be confirmed, and the verdict says ``noise``. A case that was ``ok`` in BASELINE and fails in
+CURRENT is a regression (``failed``).
 
 Verdicts: ``regression``, ``improved``, ``same`` (within the threshold), ``noise`` (beyond the threshold
-but not confirmed by the test), ``failed``, ``new`` and ``missing`` (a case in one run only).
+but not confirmed by the test and the interval), ``failed``, ``new`` and ``missing`` (a case in one run only).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class Rule:
 
 RULES = {rule.metric: rule for rule in (
     Rule("time", "time/iter", 0.10, 0.002, unit="ms", scale=1e3),
+    Rule("cpu", "CPU time/iter", 0.10, 0.002, unit="ms", scale=1e3),
     Rule("nfe", "NFE/iter", 0.05, 0.002),
     Rule("memory", "peak memory", 0.05, 0.05, unit="MiB", scale=2.0**-20, floor=2.0**20),
     # the test metrics' tolerances and directions come from the metric registry
@@ -145,6 +149,8 @@ def samples(records: pd.DataFrame, curves: pd.DataFrame, metric: str) -> pd.Seri
     ok, steps = ok.set_index("seed"), (steps.set_index(["seed", "iteration"]) if per_step else steps)
     if metric == "time":
         values = steps["time_s"] if per_step and "time_s" in steps else ok.get("time_per_iter_s")
+    elif metric == "cpu":
+        values = steps["cpu_s"] if per_step and "cpu_s" in steps else None
     elif metric == "nfe":
         if per_step and {"nfe_forward", "nfe_backward"} <= set(steps):
             values = steps["nfe_forward"] + steps["nfe_backward"]
@@ -178,22 +184,59 @@ def rank_test(base: pd.Series, cur: pd.Series, alternative: str) -> float:
     return float(mannwhitneyu(cur.to_numpy(), base.to_numpy(), alternative=alternative).pvalue)
 
 
+def paired_effect(base: pd.Series, cur: pd.Series, absolute: bool, *, resamples: int = 2000,
+                  level: float = 0.95) -> tuple[float, float, float]:
+    """The paired change of ``cur`` against ``base`` and its percentile-bootstrap confidence interval:
+    ``(estimate, low, high)`` as a ratio (relative metrics, from log ratios) or a difference (``absolute``).
+
+    Samples are matched by index: (seed, iteration) for per-step samples, seed for per-seed ones. The
+    estimate is the median over seeds of each seed's median paired change, so one disturbed pair of
+    processes does not move it. The interval resamples in two stages, seeds and then the matched steps
+    within each seed, because steps of one process share its machine conditions and are not independent.
+    NaNs when fewer than one matched pair exists or a ratio of non-positive values would be needed."""
+    pairs = pd.concat({"base": base, "cur": cur}, axis=1, join="inner").dropna()
+    if pairs.empty or (not absolute and ((pairs["base"] <= 0) | (pairs["cur"] <= 0)).any()):
+        return math.nan, math.nan, math.nan
+    diff = pairs["cur"] - pairs["base"] if absolute else np.log(pairs["cur"]) - np.log(pairs["base"])
+    groups = [g.to_numpy() for _, g in diff.groupby(level=0)]
+    rng = np.random.default_rng(0)
+    seed_medians = np.stack([np.median(g[rng.integers(0, len(g), (resamples, len(g)))], axis=1) for g in groups])
+    picks = rng.integers(0, len(groups), (resamples, len(groups)))
+    boot = np.median(seed_medians[picks, np.arange(resamples)[:, None]], axis=1)
+    estimate = float(np.median([np.median(g) for g in groups]))
+    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    back = (lambda x: float(x)) if absolute else (lambda x: float(np.exp(x)))
+    return back(estimate), back(low), back(high)
+
+
 def judge(base: pd.Series, cur: pd.Series, rule: Rule) -> dict:
-    """Ratio and change of the centres, the one-sided rank test and the verdict for one metric of one
-    configuration; the samples are indexed by case (seed), see :func:`centre`."""
+    """Change of the centres with its confidence interval, the one-sided rank test and the verdict for one
+    metric of one configuration; the samples are indexed by seed, or by (seed, iteration) for steps.
+
+    Where the samples pair up (the same seeds, and iterations, in both runs), the change is the paired
+    estimate of :func:`paired_effect`; otherwise the ratio (or difference) of the centres (:func:`centre`).
+    A change counts as a regression when it passes the threshold, the rank test gives p ≤ α and the
+    confidence interval lies entirely on the worse side of no change."""
     base, cur = pd.Series(base), pd.Series(cur)
     b, c = centre(base), centre(cur)
     ratio = c / b if b != 0 else (1.0 if c == 0 else math.inf)
+    estimate, low, high = paired_effect(base, cur, rule.absolute)
+    if not math.isnan(estimate):
+        ratio = estimate if not rule.absolute else ratio
+    change = estimate if rule.absolute and not math.isnan(estimate) else c - b
     sign = -1.0 if rule.higher_is_better else 1.0
-    worse_by = sign * ((c - b) if rule.absolute else (ratio - 1.0))
+    worse_by = sign * (change if rule.absolute else (ratio - 1.0))
+    no_change = 0.0 if rule.absolute else 1.0
     verdict, p = "same", math.nan
     if abs(worse_by) > rule.threshold and abs(c - b) >= rule.floor:
         worse = worse_by > 0
         alternative = "greater" if worse != rule.higher_is_better else "less"
         p = rank_test(base, cur, alternative)
-        verdict = ("regression" if worse else "improved") if p <= rule.alpha else "noise"
-    return {"baseline": b, "current": c, "ratio": ratio, "change": c - b, "p": p, "verdict": verdict,
-            "n_baseline": len(base), "n_current": len(cur)}
+        side = (low > no_change) if alternative == "greater" else (high < no_change)
+        confirmed = p <= rule.alpha and (math.isnan(low) or side)
+        verdict = ("regression" if worse else "improved") if confirmed else "noise"
+    return {"baseline": b, "current": c, "ratio": ratio, "change": change, "ci_low": low, "ci_high": high,
+            "p": p, "verdict": verdict, "n_baseline": len(base), "n_current": len(cur)}
 
 
 def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataFrame, pd.DataFrame],
@@ -226,8 +269,8 @@ def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataF
     for key, base in base_by_key.items():
         if key not in cur_by_key:
             rows.append({"case": base["case"].iloc[0], "metric": "", "verdict": "missing"})
-    columns = ["case", "metric", "baseline", "current", "ratio", "change", "p", "verdict", "n_baseline",
-               "n_current", "note"]
+    columns = ["case", "metric", "baseline", "current", "ratio", "change", "ci_low", "ci_high", "p", "verdict",
+               "n_baseline", "n_current", "note"]
     order = {metric: i for i, metric in enumerate(["status", *rules])}
     result = pd.DataFrame(rows, columns=columns)
     return result.sort_values(["case", "metric"], key=lambda col: col.map(order) if col.name == "metric" else col,
@@ -246,8 +289,18 @@ def _value(value: float, rule: Rule | None) -> str:
     return f"{scaled:.4g} {rule.unit}".strip() if rule else f"{scaled:.4g}"
 
 
+def _change(row, rule: Rule) -> str:
+    """``×1.213 [1.171, 1.254]``: the ratio (or ``+0.03 [...]``: the difference) and its 95 % interval."""
+    if rule.absolute:
+        text, low, high = f"{row.change * rule.scale:+.3g}", row.ci_low * rule.scale, row.ci_high * rule.scale
+        return text if math.isnan(low) else f"{text} [{low:+.3g}, {high:+.3g}]"
+    text = f"×{row.ratio:.3f}" if math.isfinite(row.ratio) else "×inf"
+    return text if math.isnan(row.ci_low) else f"{text} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+
+
 def table(result: pd.DataFrame, rules: dict[str, Rule] | None = None) -> pd.DataFrame:
-    """The comparison as display strings: case, metric, baseline, current, change, p, verdict."""
+    """The comparison as display strings: case, metric, baseline, current, change (with its 95 % confidence
+    interval), p, verdict."""
     rules = rules or RULES
     rows = []
     for row in result.itertuples():
@@ -255,16 +308,31 @@ def table(result: pd.DataFrame, rules: dict[str, Rule] | None = None) -> pd.Data
         if rule is None:  # status, new, missing
             rows.append([row.case, row.metric, "", "", row.note if isinstance(row.note, str) else "", "", row.verdict])
             continue
-        change = (f"{row.change * rule.scale:+.3g}" if rule.absolute else
-                  (f"×{row.ratio:.3f}" if math.isfinite(row.ratio) else "×inf"))
+        change = _change(row, rule)
         p = "" if math.isnan(row.p) else f"{row.p:.2g}"
         verdict = f"**{row.verdict}**" if row.verdict == REGRESSION else row.verdict
         rows.append([row.case, rule.label, _value(row.baseline, rule), _value(row.current, rule), change, p, verdict])
     return pd.DataFrame(rows, columns=["case", "metric", "baseline", "current", "change", "p", "verdict"])
 
 
+def findings(result: pd.DataFrame, baseline: str, current: str, rules: dict[str, Rule] | None = None) -> list[str]:
+    """One line per regression or newly failing case, with what a reviewer needs to act on it: the
+    configuration, the metric, the change with its 95 % interval, the p-value and the two revisions."""
+    rules = rules or RULES
+    lines = []
+    for row in result[result["verdict"].isin([REGRESSION, FAILED])].itertuples():
+        rule = rules.get(row.metric)
+        if rule is None:
+            what = f"now fails ({row.note})"
+        else:
+            what = (f"{rule.label} {_change(row, rule)} (95 % CI), {_value(row.baseline, rule)} → "
+                    f"{_value(row.current, rule)}, p = {row.p:.2g}")
+        lines.append(f"{row.verdict.upper()}: {row.case}: {what}; baseline {baseline} → current {current}")
+    return lines
+
+
 def markdown(result: pd.DataFrame, baseline: str, current: str, rules: dict[str, Rule] | None = None) -> str:
-    """The comparison as a Markdown document: the verdict, the rules and the table."""
+    """The comparison as a Markdown document: the verdict, each finding, the rules and the table."""
     rules = rules or RULES
     flagged = result[result["verdict"].isin([REGRESSION, FAILED])]
     headline = (f"**{len(flagged)} regression(s)** in {flagged['case'].nunique()} case(s)" if len(flagged)
@@ -274,7 +342,10 @@ def markdown(result: pd.DataFrame, baseline: str, current: str, rules: dict[str,
         f"{f' and ≥ {r.floor * r.scale:g} {r.unit}' if r.floor else ''} (α = {r.alpha:g})" for r in rules.values())
     return "\n".join([
         "# nodebench compare", "", f"Baseline: `{baseline}`", "", f"Current: `{current}`", "", headline, "",
-        "A change is a regression when the ratio of the seeds' medians passes the threshold and a one-sided rank "
-        "test on the repeat samples gives p ≤ α (Wilcoxon signed-rank on steps matched by seed and iteration; "
-        f"Mann–Whitney U on per-seed values). Thresholds: {rule_text}.", "",
+        *[f"- {line}" for line in findings(result, baseline, current, rules)], "",
+        "A change is a regression when it passes the threshold, a one-sided rank test on the repeat samples "
+        "gives p ≤ α (Wilcoxon signed-rank on steps matched by seed and iteration; Mann–Whitney U on per-seed "
+        "values) and its 95 % confidence interval lies on the worse side of no change. The change is the "
+        "median over seeds of each seed's median paired ratio (or difference), its interval a two-stage "
+        f"bootstrap over seeds and matched steps. Thresholds: {rule_text}.", "",
         table(result, rules).to_markdown(index=False), ""])

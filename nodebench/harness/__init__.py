@@ -3,7 +3,8 @@
 Public surface:
 
 - :func:`measure` and :class:`Measurement`: time and peak memory of any callable;
-- :class:`CountingField` / :func:`count_nfe`: per-phase function-evaluation and step counts;
+- :class:`CountingField` (:class:`StepCountingField` for fixed grids) / :func:`count_nfe`: per-phase
+  function-evaluation and step counts;
 - :class:`Stopwatch` and :class:`PeakMemory`: the primitives, for phase-by-phase readings;
 - :func:`environment`: the machine and package metadata stored with every record.
 """
@@ -11,7 +12,7 @@ Public surface:
 from nodebench.harness.environment import environment
 from nodebench.harness.measure import Measurement, measure
 from nodebench.harness.memory import PeakMemory
-from nodebench.harness.nfe import CountingField, count_nfe
+from nodebench.harness.nfe import CountingField, StepCountingField, count_nfe
 from nodebench.harness.timing import Stopwatch
 
-__all__ = ["CountingField", "Measurement", "PeakMemory", "Stopwatch", "count_nfe", "environment", "measure"]
+__all__ = ["CountingField", "Measurement", "PeakMemory", "Stopwatch", "StepCountingField", "count_nfe", "environment", "measure"]

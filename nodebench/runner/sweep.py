@@ -162,15 +162,17 @@ def _remove_stale_notes(cases_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def run_case_process(case: Case | dict, run_dir: str | Path, *, threads: int = 1, timeout_s: float = 3600.0) -> str:
+def run_case_process(case: Case | dict, run_dir: str | Path, *, threads: int = 1, timeout_s: float = 3600.0,
+                     python: list[str] | None = None, env: dict | None = None) -> str:
     """Run one case in a fresh worker process, wait for it, and record it in ``run_dir/cases``; return its
     status. The unit of work that cluster engines run: a pure function of the case's config, whose only
-    effect is the case's own files in the shared ``run_dir``."""
+    effect is the case's own files in the shared ``run_dir``. ``python`` (default: this interpreter) and
+    ``env`` (default: this environment) start the worker of another installation, e.g. a baseline commit's."""
     case = case if isinstance(case, Case) else Case.from_dict(case)
     cases_dir, logs_dir = Path(run_dir) / CASES, Path(run_dir) / LOGS
     cases_dir.mkdir(parents=True, exist_ok=True)
     logs_dir.mkdir(exist_ok=True)
-    job = _start(case, cases_dir, logs_dir, _worker_env(threads), threads)
+    job = _start(case, cases_dir, logs_dir, _worker_env(threads, env), threads, python)
     try:
         code = job.process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -190,8 +192,8 @@ def record_failure(case: Case, run_dir: str | Path, status: str, reason: str, st
         _record_failure(case, cases_dir, status, reason, started_at)
 
 
-def _worker_env(threads: int) -> dict:
-    return (os.environ | {var: str(threads) for var in THREAD_VARS}
+def _worker_env(threads: int, base: dict | None = None) -> dict:
+    return ((os.environ if base is None else base) | {var: str(threads) for var in THREAD_VARS}
             | {"PYTHONUNBUFFERED": "1", PARENT_PID: str(os.getpid())})
 
 
@@ -206,14 +208,15 @@ def _settle(job: _Running, cases_dir: Path, code: int | None, timeout_s: float) 
     (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
 
 
-def _start(case: Case, cases_dir: Path, logs_dir: Path, env: dict, threads: int) -> _Running:
+def _start(case: Case, cases_dir: Path, logs_dir: Path, env: dict, threads: int,
+           python: list[str] | None = None) -> _Running:
     spec = logs_dir / f"{case.case_id}.case.json"
     spec.write_text(json.dumps(case.to_dict()))
     log = logs_dir / f"{case.case_id}.log"
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     with log.open("w") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "nodebench.runner.worker", str(spec), str(cases_dir), str(threads)],
+            [*(python or [sys.executable]), "-m", "nodebench.runner.worker", str(spec), str(cases_dir), str(threads)],
             stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return _Running(case, process, time.monotonic(), started_at, log)
 

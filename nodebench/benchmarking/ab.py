@@ -1,0 +1,131 @@
+"""Interleaved A/B benchmark runs: a suite run by a baseline commit and by the current code, side by side.
+
+``bench_ab("nightly", "main")`` installs the baseline revision once into its own cached environment
+(:mod:`nodebench.benchmarking.baseline_env`) and runs every case of the suite twice, once by each side, each in
+a fresh worker process, **interleaved case by case, in rounds** (every configuration's seed 0, then seed
+1, ...) **and alternating which side goes first** (asv's ``continuous`` with interleaved rounds, pyperf's
+``compare_to``). A burst of load from other processes then hits both sides of a pair alike, or one pair
+of one round, instead of all of one side, which is what makes a gate on a shared machine quiet.
+
+The gate (:func:`nodebench.benchmarking.compare.compare`) then compares paired samples: the same case, seed and
+iteration in both. The run lands in the history store as a usual run of the suite (the current code's
+``records.parquet`` and ``curves.parquet``, so history plots continue), with the baseline's files in
+``baseline/`` and the gate's report in ``compare.md``. Rerunning an interrupted run into the same folder
+(``run_dir``) resumes it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+from tqdm import tqdm
+
+from nodebench.benchmarking import compare as gate
+from nodebench.benchmarking.baseline_env import BaselineEnv, prepare_baseline
+from nodebench.benchmarking.history import DEFAULT_STORE, machine_name, new_run
+from nodebench.benchmarking.suites import Suite, load_suite
+from nodebench.harness.environment import git_sha
+from nodebench.records import RECORDS, finished_case_ids, load_run, merge
+from nodebench.runner.case import Case
+from nodebench.runner.sweep import read_run_info, run_case_process, write_run_info
+
+BASELINE_DIR = "baseline"
+SIDES = ("baseline", "current")
+
+
+@dataclass
+class ABRun:
+    """The outcome of :func:`bench_ab`: where it was written, the two revisions and the gate's table."""
+
+    run_dir: Path
+    baseline: BaselineEnv
+    current_sha: str
+    result: pd.DataFrame
+    regressed: bool
+
+    @property
+    def exit_code(self) -> int:
+        """1 on a regression or a newly failing case, else 0 (the CLI's exit code)."""
+        return 1 if self.regressed else 0
+
+
+def interleaved(cases: list[Case]) -> list[tuple[Case, str]]:
+    """``(case, side)`` in running order: rounds of seeds; within a round, configuration by configuration,
+    both sides back to back, the first side alternating from one configuration to the next and from one
+    round to the next (so each side goes first equally often, and never twice in a row for a configuration)."""
+    rounds = sorted({case.seed for case in cases})
+    order = []
+    for r, seed in enumerate(rounds):
+        for k, case in enumerate(c for c in cases if c.seed == seed):
+            first = (r + k) % 2
+            order += [(case, SIDES[first]), (case, SIDES[1 - first])]
+    return order
+
+
+def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAULT_STORE,
+             machine: str | None = None, device: str | None = None, threads: int = 1, timeout_s: float = 3600.0,
+             thresholds: dict[str, float] | None = None, progress: bool = True, run_dir: str | Path | None = None,
+             validate: Callable[[list[Case]], None] | None = None, log=print) -> ABRun:
+    """Run ``suite`` interleaved by the baseline revision ``baseline_rev`` and the current code; gate.
+
+    Args:
+        suite: a suite name (``nodebench/benchmarking/suites/NAME.toml``) or a loaded :class:`Suite`.
+        baseline_rev: a git revision of the nodebench checkout (``HEAD``, ``main``, a sha...).
+        store, machine: the history store and its machine key (see :mod:`nodebench.benchmarking.history`).
+        device: where the cases run (default: the suite's device).
+        threads: torch threads per case; timeout_s: per-case time limit.
+        thresholds: gate thresholds replacing the defaults (``{"time": 0.2}``).
+        progress: show a progress bar on stderr.
+        run_dir: an existing A/B run folder to resume (default: a new folder in the store).
+        validate: checks the cases before anything runs or is written (the CLI's name and value checks).
+        log: where progress lines go.
+
+    Returns:
+        The :class:`ABRun`; its ``compare.md`` names each regression with its configuration, metric, ratio
+        and 95 % confidence interval, p-value and both commits.
+    """
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    rules = gate.rules_with(thresholds)
+    device = device or suite.device
+    cases = suite.cases(device)
+    if validate is not None:
+        validate(cases)
+    baseline = prepare_baseline(baseline_rev, log=log)
+    current_sha = git_sha()
+    if run_dir is None:
+        run_dir = new_run(store, machine_name(machine), suite.name, device=device, baseline_rev=baseline_rev,
+                          baseline_sha=baseline.sha, baseline_subject=baseline.subject)
+    run_dir = Path(run_dir)
+    base_dir = run_dir / BASELINE_DIR
+    write_run_info(base_dir, command="bench --baseline", role="baseline", git_sha=baseline.sha, suite=suite.name)
+    dirs = {"baseline": base_dir, "current": run_dir}
+    done = {side: finished_case_ids(folder) for side, folder in dirs.items()}
+    todo = [(case, side) for case, side in interleaved(cases) if case.case_id not in done[side]]
+    log(f"bench {suite.name} A/B: {len(cases)} case(s) × 2, interleaved; baseline {baseline.sha[:12]} "
+        f"({baseline_rev}), current {current_sha[:12]}; into {run_dir}")
+    for case, side in tqdm(todo, desc="A/B cases", unit="case", disable=not progress or not todo, file=sys.stderr,
+                           mininterval=1.0):
+        python = baseline.command() if side == "baseline" else None
+        run_case_process(case, dirs[side], threads=threads, timeout_s=timeout_s, python=python)
+    merge(run_dir, read_run_info(run_dir)["run_id"])
+    base_records, _ = merge(base_dir, read_run_info(base_dir)["run_id"])
+    if not base_records.empty:  # the installed copy is no git checkout; the commit is known here
+        base_records.assign(git_sha=baseline.sha).to_parquet(base_dir / RECORDS, index=False)
+    result = gate.compare(load_run(base_dir), load_run(run_dir), rules)
+    labels = (f"{baseline.sha[:12]} ({baseline_rev}: {baseline.subject})", f"{current_sha[:12]} (current code)")
+    (run_dir / "compare.md").write_text(gate.markdown(result, *labels, rules))
+    return ABRun(run_dir, baseline, current_sha, result, gate.regressed(result))
+
+
+def report(run: ABRun, rules: dict | None = None) -> str:
+    """The gate's table and one line per finding, as printed by ``nodebench bench --baseline``."""
+    labels = (run.baseline.sha[:12], run.current_sha[:12])
+    lines = [gate.table(run.result, rules).to_markdown(index=False, tablefmt="simple"),
+             *gate.findings(run.result, *labels, rules),
+             f"gate {'FAILED' if run.regressed else 'passed'}: current {labels[1]} against baseline {labels[0]}; "
+             f"wrote {run.run_dir / 'compare.md'}"]
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""`nodebench bench --baseline REV`: interleaved A/B runs, the paired gate statistics and their errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_bench_compare import run_cli
+
+from nodebench.benchmarking.ab import interleaved
+from nodebench.benchmarking.compare import RULES, judge, paired_effect
+from nodebench.runner.case import expand_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_AB = """
+suite = "tiny_ab"
+seeds = 2
+[[entry]]
+name = "spiral"
+paper = "do_vs_od"
+task = "cubic_spiral"
+methods = ["rk4"]
+iters = 6
+[[entry]]
+name = "g1d"
+paper = "gq_adjoint"
+task = "g1d"
+methods = ["gq"]
+hparams = { width = 50, lr = 1e-2, rtol = 1e-3, atol = 1e-3, gtol = 0.1 }
+iters = 6
+"""
+
+
+def test_interleaving_pairs_each_case_and_alternates_which_side_goes_first():
+    cases = expand_grid(tasks=["cubic_spiral", "g1d"], methods=["rk4"], seeds=range(3), iters=2)
+    cases = sorted(cases, key=lambda case: case.seed)
+    order = interleaved(cases)
+    assert len(order) == 2 * len(cases)
+    pairs = [order[i:i + 2] for i in range(0, len(order), 2)]
+    assert all(a[0] == b[0] and {a[1], b[1]} == {"baseline", "current"} for a, b in pairs)
+    firsts = [pair[0][1] for pair in pairs]
+    assert firsts.count("baseline") == firsts.count("current")
+    for task in ("cubic_spiral", "g1d"):  # each configuration alternates from round to round
+        mine = [pair[0][1] for pair in pairs if pair[0][0].task == task]
+        assert all(a != b for a, b in zip(mine, mine[1:]))
+    assert [pair[0][0].seed for pair in pairs] == [0, 0, 1, 1, 2, 2]  # rounds of seeds
+
+
+def _steps(values: dict[int, list[float]]) -> pd.Series:
+    index = pd.MultiIndex.from_tuples([(s, i) for s, v in values.items() for i in range(len(v))],
+                                      names=["seed", "iteration"])
+    return pd.Series([x for v in values.values() for x in v], index=index)
+
+
+def test_paired_ratio_and_its_interval_follow_the_matched_steps():
+    rng = np.random.default_rng(1)
+    base = {s: list(rng.uniform(0.9, 1.1, 40)) for s in range(3)}
+    cur = {s: [x * 1.2 for x in v] for s, v in base.items()}
+    estimate, low, high = paired_effect(_steps(base), _steps(cur), absolute=False)
+    assert estimate == pytest.approx(1.2) and low == pytest.approx(1.2) and high == pytest.approx(1.2)
+    noisy = {s: [x * 1.2 * f for x, f in zip(v, rng.uniform(0.95, 1.05, 40))] for s, v in base.items()}
+    estimate, low, high = paired_effect(_steps(base), _steps(noisy), absolute=False)
+    assert low < estimate < high and 1.15 < low and high < 1.25
+
+
+def test_a_change_whose_interval_reaches_no_change_is_noise_not_a_regression():
+    rng = np.random.default_rng(2)
+    base = {s: list(rng.uniform(0.9, 1.1, 40)) for s in range(3)}
+    # two seeds' processes ran 30 % slower, one 10 % faster: the rank test is confident, the interval is not
+    cur = {s: [x * f for x in v] for (s, v), f in zip(base.items(), (1.3, 1.3, 0.9))}
+    row = judge(_steps(base), _steps(cur), RULES["cpu"])
+    assert row["p"] <= RULES["cpu"].alpha and row["ci_low"] < 1.0 and row["verdict"] == "noise"
+
+
+def test_an_unknown_baseline_revision_is_one_line_with_exit_code_2(capsys, tmp_path, monkeypatch):
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    monkeypatch.setenv("NODEBENCH_CACHE", str(tmp_path / "cache"))
+    code, out, err = run_cli(capsys, "bench", "--suite", "nightly", "--baseline", "no-such-rev-42",
+                             "--out", tmp_path / "store")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "unknown git revision 'no-such-rev-42'" in lines[0], err
+    assert not (tmp_path / "store").exists() and not (tmp_path / "cache").exists()
+
+
+PLANTED_STEP = """        self.optimizer.step()
+        if type(self.problem).__name__ == "G1DProblem":  # PLANTED: 20 % more field evaluations
+            counter = self.problem.field
+            with torch.no_grad():
+                for _ in range(round(0.2 * (counter.nfe["forward"] + counter.nfe["backward"]))):
+                    counter(self.problem.t[0], self.problem.z0)
+        return loss
+"""
+
+
+@pytest.mark.slow
+def test_a_planted_20_percent_slowdown_in_a_second_commit_fails_the_gate_naming_its_configuration(tmp_path):
+    """A clone of this checkout's HEAD gets a second commit whose g1d training step repeats 20 % of its
+    field evaluations; ``bench --baseline HEAD~1`` from it exits 1 and names g1d, and only g1d. The
+    repeated work shows in the deterministic NFE count, so the verdict does not hang on the machine's
+    timing noise (the timing gate's power is measured by benchmarks/gate_false_alarms.py)."""
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("needs a git checkout and git")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--shared", str(ROOT), str(clone)], check=True)
+    (clone / "benchmarks" / "suites" / "tiny_ab.toml").write_text(TINY_AB)
+    training = clone / "nodebench" / "training.py"
+    step_tail = "        self.optimizer.step()\n        return loss\n"
+    assert step_tail in training.read_text(), "GradientStep.step changed shape; update the planted slowdown"
+    training.write_text(training.read_text().replace(step_tail, PLANTED_STEP, 1))
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    subprocess.run([*git, "commit", "-qam", "planted 20 % slowdown in g1d"], cwd=clone, check=True)
+    env = dict(os.environ, PYTHONPATH=str(clone), NODEBENCH_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-m", "nodebench.cli", "bench", "--suite", "tiny_ab", "--baseline",
+                           "HEAD~1", "--out", str(tmp_path / "store"), "--no-progress"], cwd=clone, env=env,
+                          capture_output=True, text=True)
+    findings = [line for line in done.stdout.splitlines() if line.startswith("REGRESSION:")]
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert findings and all(line.startswith("REGRESSION: g1d: gq:") for line in findings), done.stdout
+    nfe = [line for line in findings if "NFE/iter ×" in line]
+    assert nfe and 1.15 <= float(re.search(r"NFE/iter ×([0-9.]+)", nfe[0]).group(1)) <= 1.25, done.stdout
+    assert "(95 % CI)" in nfe[0] and "p = " in nfe[0]
+    baseline_sha = subprocess.run(["git", "rev-parse", "HEAD~1"], cwd=clone, capture_output=True, text=True).stdout
+    current_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout
+    assert all(f"baseline {baseline_sha[:12]} → current {current_sha[:12]}" in line for line in findings)
