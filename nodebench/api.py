@@ -92,14 +92,17 @@ def check_device(device: str) -> str:
     return str(parsed)
 
 
-def _check(cases: list[Case], engine: dict, dry_run: bool) -> None:
+def _check(cases: list[Case], engine: dict, dry_run: bool, warn: bool = False) -> None:
     """Every case's names and values, then (for a real run) its data: present, and verified against the
-    pinned checksums unless ``verify_data=False``; one-line errors before anything is written."""
+    pinned checksums unless ``verify_data=False``; one-line errors before anything is written. With
+    ``warn``, options given to a method that does not use them are reported (for options a user typed; a
+    paper or suite file sets shared options on purpose)."""
     from nodebench.datasets.catalog import check_case_data
     from nodebench.runner.settings import check_cases
 
     load_papers()
-    for warning in check_cases(cases):
+    warnings = check_cases(cases)
+    for warning in warnings if warn else ():
         _log(f"nodebench: warning: {warning}")
     verify = engine.pop("verify_data", True)
     if not dry_run:
@@ -174,7 +177,7 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
     cases = in_rounds(expand_grid(tasks=[task], methods=names, seeds=range(seeds), hparams=dict(hparams or {}),
                                   method_hparams=method_hparams, device=check_device(device), iters=iters,
                                   budget_s=budget_s))
-    _check(cases, engine, dry_run)
+    _check(cases, engine, dry_run, warn=True)
     if dry_run:
         return RunResult(None, cases)
     out = Path(out) if out is not None else Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")

@@ -90,8 +90,7 @@ def test_same_seed_same_run_different_seed_different_init():
 def test_budget_stops_training():
     budget = 0.15
     result = train(spiral(), get_method("euler"), device=CPU, budget_s=budget, warmup=0)
-    elapsed = result.curves["elapsed_s"]
-    assert result.iters >= 2
+    elapsed = [0.0] + result.curves["elapsed_s"]  # one slow step on a loaded machine may use the whole budget
     assert elapsed[-1] >= budget > elapsed[-2]  # stops at the first iteration that crosses the budget
     capped = train(spiral(), get_method("euler"), device=CPU, iters=2, budget_s=100.0, warmup=0)
     assert capped.iters == 2
