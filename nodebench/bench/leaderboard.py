@@ -45,6 +45,7 @@ import pandas as pd
 from scipy.stats import gmean
 
 from nodebench.bench.compare import RULES, load_records
+from nodebench.errors import UserError
 from nodebench.plots import headline_metric
 from nodebench.records import config_labels
 
