@@ -72,17 +72,22 @@ def output_file(path: Path, what: str = "--out") -> Path:
 
 
 def sweep_dir(path: Path, *, allow_mixed_commits: bool = False) -> Path:
-    """The output folder of a sweep: a writable folder, not in use by a live sweep, and holding no cases of
-    another git commit unless ``allow_mixed_commits``. Reads only: nothing is written or moved."""
+    """The output folder of a sweep: a writable folder, not in use by a live sweep, not a merged run whose
+    per-case files are gone (the merge would replace its records), and holding no cases of another git
+    commit unless ``allow_mixed_commits``. Reads only: nothing is written or moved."""
     from nodebench.harness.environment import git_sha
-    from nodebench.records import CASES
+    from nodebench.records import CASES, RECORDS
     from nodebench.runner.guard import check_commit, check_not_locked, read_json_object
 
     output_dir(path)
-    if path.is_dir():
-        check_not_locked(path)
-        rows = [row for row in map(read_json_object, sorted((path / CASES).glob("*.json"))) if row]
-        check_commit(rows, git_sha(), path, allow_mixed=allow_mixed_commits)
+    if not path.is_dir():
+        return path
+    check_not_locked(path)
+    if (path / RECORDS).is_file() and not (path / CASES).is_dir():
+        raise UserError(f"{str(path)!r} holds {RECORDS} but no {CASES}/ folder (a copied or published run); "
+                        "a sweep there would replace its records: give another --out")
+    rows = [row for row in map(read_json_object, sorted((path / CASES).glob("*.json"))) if row]
+    check_commit(rows, git_sha(), path, allow_mixed=allow_mixed_commits)
     return path
 
 

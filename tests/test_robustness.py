@@ -164,3 +164,23 @@ def test_the_evaluation_solve_is_capped(monkeypatch):
     with pytest.raises(training.Diverged, match="evaluation after 1 iterations: the solve ran past"):
         training.train(problem, get_method("rk4"), device=torch.device("cpu"), iters=1, warmup=0)
     assert time.monotonic() - started < 60
+
+
+def test_tensor_peak_counts_tensor_storage_exactly():
+    from nodebench.harness.memory import TensorPeak
+
+    held = torch.zeros(1000)  # held before the block: not counted
+
+    def phase():
+        a = torch.ones(256, 1024)  # 1 MiB
+        b = a * 2  # another MiB while a lives
+        del a
+        return float(b.sum()) + float(held.sum())
+
+    figures = []
+    for _ in range(3):
+        with TensorPeak("cpu") as meter:
+            phase()
+        figures.append(meter.bytes)
+    assert figures[0] >= 2 * 2**20 and len(set(figures)) == 1  # identical runs, identical figures
+    assert figures[0] < 2 * 2**20 + 4096

@@ -1,0 +1,193 @@
+"""Bad input across every command: one line on stderr (``nodebench: error: ...``), exit code 2, no
+traceback, and an existing results directory left byte for byte as it was.
+
+Each input runs in this process through :func:`nodebench.cli.main`; the results directory is a copy of a
+committed baseline run, whose cases come from another commit than this checkout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nodebench.cli import main
+
+BASELINE = Path(__file__).resolve().parents[1] / "results" / "baselines" / "gq_adjoint-quick-cpu"
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Every file and folder the bad inputs name."""
+    root = tmp_path_factory.mktemp("bad")
+    results = root / "results"
+    shutil.copytree(BASELINE, results)
+    a_file = root / "a_file.txt"
+    a_file.write_text("not a folder\n")
+    records = pd.read_parquet(results / "records.parquet")
+    for name, frame in (("no_rows", records.iloc[:0]), ("no_method", records.drop(columns=["method"])),
+                        ("no_status", records.drop(columns=["status", "seed"]))):
+        (root / name).mkdir()
+        frame.to_parquet(root / name / "records.parquet", index=False)
+    (root / "other_commit" / "cases").mkdir(parents=True)
+    (root / "other_commit" / "cases" / "0123456789abcdef.json").write_text('{"status": "ok", "git_sha": "' + "0" * 40 + '"}')
+    (root / "garbage").mkdir()
+    (root / "garbage" / "records.parquet").write_bytes(b"PAR1 this is not parquet")
+    records.iloc[:0].to_parquet(root / "no_rows.parquet", index=False)
+    (root / "bad_run_json").mkdir()
+    shutil.copy(results / "records.parquet", root / "bad_run_json" / "records.parquet")
+    (root / "bad_run_json" / "run.json").write_text('{"run_id": ')
+    t = np.linspace(0, 1, 5)
+    np.savez(root / "object.npz", t=t, y=np.array([object()] * 10, dtype=object).reshape(2, 5, 1))
+    np.savez(root / "nan.npz", t=t, y=np.full((2, 5, 1), np.nan))
+    np.savez(root / "one_trajectory.npz", t=t, y=np.zeros((1, 5, 1)))
+    np.savez(root / "unsorted.npz", t=t[::-1], y=np.zeros((2, 5, 1)))
+    (root / "truncated.npz").write_bytes((root / "object.npz").read_bytes()[:100])
+    (root / "empty.npz").write_bytes(b"")
+    (root / "pickled.npy").write_bytes(b"\x80\x04not numpy")
+    suites = root / "suites"
+    suites.mkdir()
+    (suites / "escape.toml").write_text('suite = "../../x"\n[[entry]]\nname = "a"\npaper = "do_vs_od"\n'
+                                        'task = "cubic_spiral"\nmethods = ["rk4"]\niters = 1\n')
+    (suites / "broken.toml").write_text("suite = [unclosed\n")
+    (suites / "empty.toml").write_text('suite = "empty"\n')
+    return root
+
+
+def bad_inputs(root: Path) -> dict[str, list[str]]:
+    """Name → argv; ``{root}`` stands for the fixture folder, ``{results}`` for the results copy."""
+    r, f = "{root}", "{root}/a_file.txt"
+    res = "{root}/results"
+    run = ["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "1", "--no-progress"]
+    board = ["leaderboard", res, "--out", f"{r}/board"]
+    return {
+        # output paths
+        "run --out ''": run + ["--out", ""],
+        "run --out FILE": run + ["--out", f],
+        "run --out under a file": run + ["--out", f"{f}/sub"],
+        "run --out a published run (no cases/)": run + ["--out", res],
+        "run --out a folder of another commit": run + ["--out", f"{r}/other_commit"],
+        "reproduce --out FILE": ["reproduce", "snode", "--out", f],
+        "reproduce --out under a file": ["reproduce", "snode", "--out", f"{f}/x/y"],
+        "reproduce --out ''": ["reproduce", "snode", "--out", ""],
+        "bench --out FILE": ["bench", "--suite", "nightly", "--out", f],
+        "bench --out under a file": ["bench", "--suite", "nightly", "--out", f"{f}/store"],
+        "bench --out ''": ["bench", "--suite", "nightly", "--out", ""],
+        "compare --out a folder": ["compare", res, res, "--out", r],
+        "compare --out under a file": ["compare", res, res, "--out", f"{f}/c.md"],
+        "compare --out ''": ["compare", res, res, "--out", ""],
+        "leaderboard --out FILE": ["leaderboard", res, "--out", f],
+        "leaderboard --out under a file": ["leaderboard", res, "--out", f"{f}/b"],
+        "leaderboard --out ''": ["leaderboard", res, "--out", ""],
+        "history --out FILE": ["history", "--store", r, "--out", f],
+        "history --store ''": ["history", "--store", ""],
+        "report on a file": ["report", f],
+        "report on a missing folder": ["report", f"{r}/missing"],
+        # records files
+        "report: zero rows": ["report", f"{r}/no_rows"],
+        "report: no method column": ["report", f"{r}/no_method"],
+        "report: no status, seed columns": ["report", f"{r}/no_status"],
+        "report: corrupt records": ["report", f"{r}/garbage"],
+        "report: corrupt run.json": ["report", f"{r}/bad_run_json"],
+        "compare: zero rows (folder)": ["compare", f"{r}/no_rows", res, "--out", f"{r}/c.md"],
+        "compare: zero rows (file)": ["compare", res, f"{r}/no_rows.parquet", "--out", f"{r}/c.md"],
+        "compare: no method column": ["compare", res, f"{r}/no_method", "--out", f"{r}/c.md"],
+        "compare: corrupt records": ["compare", f"{r}/garbage", res, "--out", f"{r}/c.md"],
+        "compare: missing records": ["compare", f"{r}/missing.parquet", res, "--out", f"{r}/c.md"],
+        "compare: bad threshold": ["compare", res, res, "--threshold", "time=-1"],
+        "leaderboard: zero rows": ["leaderboard", f"{r}/no_rows", "--out", f"{r}/board"],
+        "leaderboard: no status column": ["leaderboard", f"{r}/no_status", "--out", f"{r}/board"],
+        "leaderboard: corrupt records": ["leaderboard", f"{r}/garbage", "--out", f"{r}/board"],
+        "leaderboard: missing run": ["leaderboard", f"{r}/missing", "--out", f"{r}/board"],
+        "history: empty store": ["history", "--store", f"{r}/suites", "--machine", "m"],
+        # leaderboard names
+        "leaderboard --reference unknown": board + ["--reference", "NO_SUCH_METHOD"],
+        "leaderboard --reference empty": board + ["--reference", ""],
+        "leaderboard --target unknown task": board + ["--target", "NO_SUCH_TASK=1"],
+        "leaderboard --target not a number": board + ["--target", "sines=abc"],
+        "leaderboard --target no name": board + ["--target", "=1"],
+        "leaderboard --target negative": board + ["--target", "sines=-1"],
+        # suite, paper and other names
+        "bench unknown suite": ["bench", "--suite", "NO_SUCH_SUITE", "--out", f"{r}/store"],
+        "bench suite path": ["bench", "--suite", "../x", "--out", f"{r}/store"],
+        "bench suite naming a path": ["bench", "--suite", "escape", "--out", f"{r}/store"],
+        "bench malformed suite": ["bench", "--suite", "broken", "--out", f"{r}/store"],
+        "bench suite without entries": ["bench", "--suite", "empty", "--out", f"{r}/store"],
+        "history suite path": ["history", "--store", r, "--suite", "../../x", "--machine", "m"],
+        "bench machine without letters": ["bench", "--suite", "escape", "--machine", "../", "--out", f"{r}/s"],
+        "reproduce unknown paper": ["reproduce", "NO_SUCH_PAPER", "--out", f"{r}/p"],
+        "reproduce paper path": ["reproduce", "../snode", "--out", f"{r}/p"],
+        "reproduce unknown preset": ["reproduce", "snode", "--preset", "huge", "--out", f"{r}/p"],
+        "run unknown task": ["run", "--task", "NO_SUCH_TASK", "--method", "rk4", "--out", f"{r}/o"],
+        "run unknown method": ["run", "--task", "cubic_spiral", "--method", "rk5", "--out", f"{r}/o"],
+        "run empty method list": ["run", "--task", "cubic_spiral", "--method", ",", "--out", f"{r}/o"],
+        "run unknown executor": run + ["--executor", "slurm", "--out", f"{r}/o"],
+        # corrupt or invalid data files
+        "trajectories: object array": ["run", "--task", f"trajectories:{r}/object.npz", "--method", "rk4",
+                                       "--out", f"{r}/o"],
+        "trajectories: NaN": ["run", "--task", f"trajectories:{r}/nan.npz", "--method", "rk4", "--out", f"{r}/o"],
+        "trajectories: one trajectory": ["run", "--task", f"trajectories:{r}/one_trajectory.npz", "--method",
+                                         "rk4", "--out", f"{r}/o"],
+        "trajectories: times not increasing": ["run", "--task", f"trajectories:{r}/unsorted.npz", "--method",
+                                               "rk4", "--out", f"{r}/o"],
+        "trajectories: truncated": ["run", "--task", f"trajectories:{r}/truncated.npz", "--method", "rk4",
+                                    "--out", f"{r}/o"],
+        "trajectories: empty file": ["run", "--task", f"trajectories:{r}/empty.npz", "--method", "rk4",
+                                     "--out", f"{r}/o"],
+        "trajectories: missing file": ["run", "--task", f"trajectories:{r}/missing.npz", "--method", "rk4",
+                                       "--out", f"{r}/o"],
+        "density: a pickle, not .npy": ["run", "--task", f"density:{r}/pickled.npy", "--method", "rk4",
+                                        "--out", f"{r}/o"],
+    }
+
+
+INPUTS = bad_inputs(Path("."))
+
+
+@pytest.mark.parametrize("name", sorted(INPUTS))
+def test_bad_input_is_one_line_and_exit_2(name, files, capsys, monkeypatch):
+    monkeypatch.setenv("NODEBENCH_SUITES", str(files / "suites"))
+    if name.startswith("bench") and "suite" not in name and "machine" not in name:
+        monkeypatch.delenv("NODEBENCH_SUITES")  # the repository's nightly suite
+    argv = [a.replace("{root}", str(files)) for a in INPUTS[name]]
+    before = _snapshot(files / "results")
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, (name, out, err)
+    assert err.startswith("nodebench: error: ") and err.count("\n") == 1, (name, err)
+    assert "Traceback" not in out + err
+    assert _snapshot(files / "results") == before, name
+    assert not (files / "o").exists() and not (files / "board").exists() and not (files / "p").exists()
+
+
+def test_there_are_many_bad_inputs():
+    assert len(INPUTS) >= 45
+
+
+def test_a_run_folder_given_twice_counts_once(files, capsys):
+    out = files / "twice"
+    assert main(["leaderboard", str(files / "results"), str(files / "results" / "records.parquet"),
+                 str(files / "results"), "--out", str(out)]) == 0
+    assert "1 run(s)" in (out / "leaderboard.md").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_output_folder(files, capsys):
+    locked = files / "read_only"
+    locked.mkdir(exist_ok=True)
+    locked.chmod(0o555)
+    try:
+        code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--out", str(locked / "o")])
+        assert code == 2 and "not writable" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o755)
