@@ -1,0 +1,84 @@
+"""The leaderboard, a report page and the history site, opened in headless Chromium: no console errors,
+the summary figure and tables on the first screen, sorting and filtering change what is shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodebench.benchmarking import leaderboard
+
+from chromium import CHROMIUM, VISIBLE, Browser
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)")
+
+BASELINES = Path(__file__).resolve().parents[1] / "results" / "baselines"
+SCREEN = 900
+
+
+def visible(selector: str) -> str:
+    return f"{VISIBLE.format(height=10**6)}(document.querySelector({selector!r}))"
+
+
+def on_first_screen(selector: str) -> str:
+    return f"{VISIBLE.format(height=SCREEN)}(document.querySelector({selector!r}))"
+
+
+def column(table: str, index: int) -> str:
+    return f"Array.from(document.querySelectorAll('{table} > tbody > tr')).map(r => r.cells[{index}].textContent)"
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    out = tmp_path_factory.mktemp("board")
+    leaderboard.write([BASELINES / "do_vs_od-quick-cpu", BASELINES / "snode-quick-cpu"], out)
+    return out / "leaderboard.html"
+
+
+def test_leaderboard_first_screen_sorting_and_filters(board, tmp_path):
+    with Browser(height=SCREEN) as b:
+        b.open(board)
+        assert b.errors == []
+        assert b.js(on_first_screen("#summary-figure img")) and b.js("document.querySelector('#summary-figure img')"
+                                                                     ".naturalWidth") > 300
+        assert b.js(on_first_screen("#summary")) and b.js(visible("#overall"))
+        shot = b.screenshot(tmp_path / "leaderboard.png")
+        assert shot.stat().st_size > 20_000
+
+        # sorting: a click on "family" orders the rows by name, a second click reverses them
+        before = b.js(column("#summary", 0))
+        b.js("document.querySelector('#summary th').click()")
+        ascending = b.js(column("#summary", 0))
+        b.js("document.querySelector('#summary th').click()")
+        descending = b.js(column("#summary", 0))
+        assert ascending == sorted(before) and descending == sorted(before, reverse=True) and len(before) > 2
+        # sorting by a time column puts the numbers in order and ✗ / not run last
+        b.js("document.querySelector('#summary th:nth-child(2)').click()")
+        values = b.js("Array.from(document.querySelectorAll('#summary > tbody > tr')).map(r => "
+                      "r.cells[1].getAttribute('data-v'))")
+        numbers = [float(v) for v in values if v is not None]
+        assert numbers == sorted(numbers) and values[:len(numbers)] == [v for v in values if v is not None]
+
+        # filters: one task leaves one task section and one task column
+        sections = b.js("document.querySelectorAll('section[data-task]').length")
+        task = b.js("document.querySelector('section[data-task]').dataset.task")
+        b.js(f"const s = document.getElementById('filter-task'); s.value = {task!r};"
+             "s.dispatchEvent(new Event('change'))")
+        shown = b.js("Array.from(document.querySelectorAll('section[data-task]')).filter(s => "
+                     "!s.classList.contains('hidden')).length")
+        columns = b.js("Array.from(document.querySelectorAll('#summary th')).filter(th => th.offsetWidth > 0).length")
+        assert sections > 1 and shown == 1 and columns == 2
+        b.js("const p = document.getElementById('filter-paper'); p.value = 'snode';"
+             "p.dispatchEvent(new Event('change'))")  # task of do_vs_od and paper snode: nothing left
+        assert b.js("Array.from(document.querySelectorAll('section[data-task]')).filter(s => "
+                    "!s.classList.contains('hidden')).length") == 0
+        # the folded configurations open with a click
+        if b.js("document.querySelector('details') !== null"):
+            b.js("document.getElementById('filter-paper').value=''; document.getElementById('filter-task').value='';"
+                 "document.getElementById('filter-task').dispatchEvent(new Event('change'));"
+                 "document.querySelector('details summary').click()")
+            assert b.js("document.querySelector('details').open")
+        # every number has its environment as a tooltip
+        assert "CPU" in b.js("document.querySelector('#summary td[data-v]').title")
+        assert b.errors == []
