@@ -231,12 +231,18 @@ def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[st
 
 
 def history(store: str | Path | None = None, machine: str | None = None, suite: str = "nightly",
-            out: str | Path | None = None) -> Path:
-    """Plot each metric of ``suite`` over the runs of ``machine`` in the history store; returns the folder."""
+            out: str | Path | None = None, *, html: bool = False) -> Path:
+    """Plot each metric of ``suite`` over the runs of ``machine`` in the history store; returns the folder.
+    ``html``: also write the static site ``index.html`` (:mod:`nodebench.benchmarking.history_site`). Without
+    ``machine``, a store whose runs of ``suite`` all come from one other machine is read as that machine's."""
     from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name
     from nodebench.benchmarking.history_plots import history_markdown, history_table, plot_history
 
-    store, machine = Path(store or DEFAULT_STORE), machine_name(machine)
+    store = Path(store or DEFAULT_STORE)
+    machines = set(list_runs(store, suite=suite)["machine"]) if machine is None else set()
+    machine = machine_name(machine)
+    if len(machines) == 1 and machine not in machines:
+        machine = machines.pop()
     out = paths.output_dir(Path(out) if out is not None else store / machine / paths.plain_name(suite, "suite"))
     runs = list_runs(store, machine, suite)
     if runs.empty:
@@ -245,6 +251,10 @@ def history(store: str | Path | None = None, machine: str | None = None, suite: 
     figures = plot_history(table, out / "figures")
     (out / "history.md").write_text(history_markdown(table, figures, out))
     print(f"wrote {out}/history.md and {len(figures)} figure(s) in {out}/figures/")
+    if html:
+        from nodebench.benchmarking.history_site import write_site
+
+        print(f"wrote {write_site(table, runs, out)} (the history site: open it in a browser)")
     return out
 
 

@@ -20,10 +20,12 @@ th,td{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}
 th{background:#eef1f5}table.sortable th{cursor:pointer;user-select:none}
 th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{content:" ▼"}
 td.num{text-align:right;white-space:nowrap}td.miss{color:#b00;text-align:center}
+#summary th{font-size:11px;max-width:7em;overflow-wrap:anywhere}#summary td{line-height:1.1}
 td.best{background:#e6f4e6}img{max-width:100%}p.note{color:#555;font-size:12.5px;margin:.2em 0}
 .filters{background:#f6f7f9;border:1px solid #ddd;padding:4px 8px;font-size:13px;margin:.4em 0}
 .filters label{margin-right:1em}details summary{cursor:pointer;color:#246}
 .verdict-holds{color:#060}.verdict-fails{color:#b00}.hidden{display:none!important}
+figure.history{margin:0;border:1px solid #ddd;padding:4px}figcaption{font-size:12px}
 """
 
 SCRIPT = """
@@ -39,9 +41,11 @@ function sortTable(th){const table=th.closest('table');const body=table.tBodies[
     if(typeof x===typeof y){if(x<y)return asc?-1:1;if(x>y)return asc?1:-1;return 0;}
     return typeof x==='number'?-1:1;});
   rows.forEach(r=>body.appendChild(r));}
-function applyFilters(){const chosen={};
-  document.querySelectorAll('select[data-filter]').forEach(s=>{if(s.value)chosen[s.dataset.filter]=s.value;});
-  document.querySelectorAll('[data-task],[data-paper],[data-device]').forEach(el=>{
+function applyFilters(){const chosen={};const keys=[];
+  document.querySelectorAll('select[data-filter]').forEach(s=>{keys.push(s.dataset.filter);
+    if(s.value)chosen[s.dataset.filter]=s.value;});
+  if(!keys.length)return;
+  document.querySelectorAll(keys.map(k=>'[data-'+k+']').join(',')).forEach(el=>{
     let show=true;for(const k in chosen){const v=el.getAttribute('data-'+k);
       if(v!==null&&!v.split(' ').includes(chosen[k]))show=false;}
     el.classList.toggle('hidden',!show);});}

@@ -15,10 +15,14 @@ from nodebench.benchmarking.leaderboard import _fmt, family_best, target_note, t
 from nodebench.html_page import cell, document, esc, image, plain_table, select, table
 
 
-def _time_cell(row, best_time: float, attrs: str = "") -> str:
+def _time_cell(row, best_time: float, attrs: str = "", compact: bool = False) -> str:
+    """A time to target; ``compact``: the interval and seed count on a second, small line."""
     missed = math.isinf(row.time_to_target_s)
+    text = esc(time_text(row))
+    if compact and " " in text:
+        text = text.replace(" ", "<br><small>", 1) + "</small>"
     css = "num miss" if missed else ("num best" if row.time_to_target_s == best_time else "num")
-    return cell(esc(time_text(row)), value=row.time_to_target_s, css=css,
+    return cell(text, value=row.time_to_target_s, css=css,
                 title=f"{row.family} {row.settings} — {row.environment}", attrs=attrs)
 
 
@@ -34,7 +38,8 @@ def _summary_table(tasks: dict[str, pd.DataFrame], papers: dict[str, str]) -> st
         cells = [f"<td><b>{esc(family)}</b></td>"]
         for task, best in bests.items():
             attrs = f" data-task='{esc(task)}' data-paper='{esc(papers[task])}'"
-            cells.append(_time_cell(best[family], fastest[task], attrs) if family in best else cell("", attrs=attrs))
+            cells.append(_time_cell(best[family], fastest[task], attrs, compact=True) if family in best
+                         else cell("", attrs=attrs))
         rows.append(f"<tr data-device='{esc(' '.join(devices))}'>{''.join(cells)}</tr>")
     return (f"<table class='sortable' id='summary'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
@@ -87,7 +92,7 @@ def page(*, run_dirs: list[Path], tasks: dict[str, pd.DataFrame], infos: dict[st
                                             "max-height:290px") + "</div>",
         "<p class='note'>Method families × tasks: each family's best configuration, time to target [s] as the "
         "median over seeds [interval] (seeds, coverage); ✗: not reached; green: fastest; empty: not run.</p>",
-        _summary_table(tasks, papers),
+        "<div style='overflow-x:auto'>" + _summary_table(tasks, papers) + "</div>",
         "<h2>Overall</h2>", f"<p class='note'>{esc(score_note)}</p>",
         plain_table(scores_frame(scores, reference)).replace("<table", "<table id='overall'", 1),
         "<h2>Per task</h2>",
