@@ -3,6 +3,7 @@ the summary figure and tables on the first screen, sorting and filtering change 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -81,4 +82,38 @@ def test_leaderboard_first_screen_sorting_and_filters(board, tmp_path):
             assert b.js("document.querySelector('details').open")
         # every number has its environment as a tooltip
         assert "CPU" in b.js("document.querySelector('#summary td[data-v]').title")
+        assert b.errors == []
+
+
+@pytest.fixture(scope="module")
+def history_site(tmp_path_factory):
+    """The site of a store holding the first four runs of the committed history store."""
+    from nodebench import api
+
+    source = Path(__file__).resolve().parents[1] / "results" / "history"
+    runs = sorted(source.glob("*/nightly/*/records.parquet"))[:4]
+    store = tmp_path_factory.mktemp("store")
+    for records in runs:
+        shutil.copytree(records.parent, store / records.parent.relative_to(source))
+    out = api.history(store, suite="nightly", html=True)
+    return out / "index.html"
+
+
+def test_history_site_opens_with_its_graphs_links_and_filter(history_site, tmp_path):
+    with Browser(height=SCREEN) as b:
+        b.open(history_site)
+        assert b.errors == []
+        graphs = b.js("document.querySelectorAll('figure.history svg').length")
+        assert graphs > 3 and b.js(on_first_screen("figure.history svg")) and b.js(visible("#runs"))
+        assert b.js("document.querySelectorAll('#runs > tbody > tr').length") == 4
+        # each point links to an existing records file of its run
+        href = b.js("document.querySelector('figure.history a').getAttribute('href')")
+        assert href.endswith("records.parquet") and (history_site.parent / href).is_file()
+        metric = b.js("document.querySelector('#filter-metric option:nth-child(2)').value")
+        b.js(f"const s = document.getElementById('filter-metric'); s.value = {metric!r};"
+             "s.dispatchEvent(new Event('change'))")
+        shown = b.js("Array.from(document.querySelectorAll('figure.history')).filter(f => f.offsetWidth > 0)"
+                     ".map(f => f.dataset.metric)")
+        assert 0 < len(shown) < graphs and set(shown) == {metric}
+        b.screenshot(tmp_path / "history.png")
         assert b.errors == []
