@@ -3,6 +3,7 @@ the summary figure and tables on the first screen, sorting and filtering change 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -117,3 +118,32 @@ def test_history_site_opens_with_its_graphs_links_and_filter(history_site, tmp_p
         assert 0 < len(shown) < graphs and set(shown) == {metric}
         b.screenshot(tmp_path / "history.png")
         assert b.errors == []
+
+
+def test_report_page_puts_the_claims_first_and_sorts(tmp_path):
+    from nodebench.report_page import write_report_html
+
+    run = tmp_path / "run"
+    shutil.copytree(BASELINES / "taynode-quick-cpu", run)
+    # the committed baseline keeps its records and report, not its figures: draw the first one it names
+    import matplotlib.pyplot as plt
+
+    figure = run / re.search(r"!\[[^\]]*\]\(([^)]+)\)", (run / "report.md").read_text()).group(1)
+    figure.parent.mkdir(exist_ok=True)
+    plt.figure(figsize=(3, 2)).gca().plot([1, 2, 3])
+    plt.savefig(figure)
+    plt.close("all")
+    page = write_report_html(run / "report.md")
+    assert f"missing figure {figure.relative_to(run)}" not in page.read_text()
+    with Browser(height=SCREEN) as b:
+        b.open(page)
+        assert b.errors == []
+        assert b.js("document.querySelector('h2').textContent") == "Claims"
+        assert b.js(on_first_screen("table")) and b.js("document.querySelectorAll('img').length") >= 1
+        assert b.js("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        ids = "Array.from(document.querySelector('table').tBodies[0].rows).map(r => r.cells[0].textContent)"
+        before = b.js(ids)
+        b.js("document.querySelector('table th').click()")
+        b.js("document.querySelector('table th').click()")
+        assert b.js(ids) == sorted(before, reverse=True) != before
+        b.screenshot(tmp_path / "report.png")
