@@ -288,7 +288,7 @@ def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: s
                 targets: Mapping[str, float] | None = None) -> tuple[Path, Path]:
     """Rank methods per task and across tasks over ``run_dirs``: ``leaderboard.md`` and ``.html`` in ``out``.
     Targets default to a suite's declared ones, then to each task's common reachable level."""
-    from nodebench.benchmarking import leaderboard as board
+    from nodebench.benchmarking import leaderboard_page as board
     from nodebench.benchmarking.suites import available_suites, load_suite
     from nodebench.runner.sweep import read_run_info
 

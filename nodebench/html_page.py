@@ -74,7 +74,7 @@ def image(path: Path, alt: str, style: str = "") -> str:
 
 def cell(text, *, value: float | None = None, title: str = "", attrs: str = "", css: str = "") -> str:
     """A ``<td>``: ``value`` (a number, ∞ for not reached) is what sorting uses; ``title`` is its tooltip."""
-    parts = [f"<td"]
+    parts = ["<td"]
     if value is not None and not (isinstance(value, float) and math.isnan(value)):
         parts.append(f" data-v='{'Infinity' if math.isinf(value) else repr(float(value))}'")
     if css:

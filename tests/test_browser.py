@@ -8,10 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from nodebench.benchmarking import leaderboard
-
 from chromium import CHROMIUM, VISIBLE, Browser
+
+from nodebench.benchmarking import leaderboard_page
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)")
 
@@ -34,7 +33,7 @@ def column(table: str, index: int) -> str:
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
     out = tmp_path_factory.mktemp("board")
-    leaderboard.write([BASELINES / "do_vs_od-quick-cpu", BASELINES / "snode-quick-cpu"], out)
+    leaderboard_page.write([BASELINES / "do_vs_od-quick-cpu", BASELINES / "snode-quick-cpu"], out)
     return out / "leaderboard.html"
 
 

@@ -148,7 +148,8 @@ def overall(tasks: dict[str, pd.DataFrame], reference: str) -> pd.DataFrame:
             if math.isfinite(t) and t > 0 and ref is not None and math.isfinite(ref):
                 speedups.append(ref / t)
         ratios = np.array(ratios)
-        seeds = [int(n) for table in tasks.values() for n in family_best(table).loc[lambda b: b["family"] == name, "seeds"]]
+        bests = [family_best(table) for table in tasks.values()]
+        seeds = [int(n) for best in bests for n in best.loc[best["family"] == name, "seeds"]]
         rows.append({"family": name, "seeds": seeds_text(seeds), "tasks_run": int(sum(name in times.index for times in best.values())),
                      "tasks_reached": int(np.isfinite(ratios).sum()), "score": profile_score(ratios),
                      "speedup": float(gmean(speedups)) if speedups else math.nan, "speedup_tasks": len(speedups),
@@ -273,8 +274,6 @@ def environment_table(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[label for _, label in present] + ["cases"])
 
 
-DEFAULT_REFERENCE = "adjoint"
-
 
 def build(run_dirs: list[Path], targets: dict[str, float] | None = None):
     """``(records, tasks, infos)`` from ``run_dirs``: all records, and per task its table and target info.
@@ -304,43 +303,3 @@ def target_note(task: str, info: dict, declared: bool) -> str:
     rule = "declared" if declared else "the largest of the configurations' best values"
     return (f"Target: {info['column']} ≤ {_fmt(info['target'])} ({rule}). Time to target: median over seeds "
             "(olympic mean with ≥ 5) with its order-statistic interval; ✗: not reached.")
-
-
-def write(run_dirs: list[Path], out: str | Path, *, reference: str | None = None,
-          targets: dict[str, float] | None = None) -> tuple[Path, Path]:
-    """Write ``out/leaderboard.md`` (figures in ``out/figures/``) and a self-contained ``leaderboard.html``.
-    ``reference``: the method of the speed-up column, which must be in the runs (default ``adjoint``, when
-    present or not)."""
-    from nodebench.benchmarking.leaderboard_page import page
-
-    out = Path(out)
-    records, tasks, infos = build(run_dirs, targets)  # bad input is refused before anything is written
-    methods = sorted(records["method"].astype(str).unique())
-    if reference is not None and reference not in methods:
-        raise UserError(f"--reference {reference!r} is not a method of the runs; valid: {', '.join(methods)}")
-    reference = reference or DEFAULT_REFERENCE
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    scores = overall(tasks, reference)
-    profile = plot_profile(scores, out / "figures" / "performance_profile.png")
-    times = plot_times(tasks, out / "figures" / "time_to_target.png")
-    score_note = (f"Score: AlgoPerf's area under the performance profile up to r = {R_MAX:g}, in [0, 1] (a task not "
-                  f"run or not reached counts as r = ∞). Speed-up: geometric mean of t({reference}) ÷ t(family) over "
-                  "the tasks both reached.")
-    md = ["# nodebench leaderboard", "", f"{len(run_dirs)} run(s): " + ", ".join(f"`{p}`" for p in run_dirs), "",
-          f"![performance profile](figures/{profile.name})", "", "## Method families × tasks", "",
-          "Each family's best configuration: time to target [s], median over seeds with its interval; ✗: not "
-          "reached; empty: not run.", "", summary(tasks).to_markdown(index=False), "",
-          "## Overall", "", score_note, "", display_overall(scores, reference).to_markdown(index=False), ""]
-    for task, table in tasks.items():
-        md += [f"## Task `{task}`", "", target_note(task, infos[task], task in (targets or {})), "",
-               display_task(table, infos[task]).to_markdown(index=False), ""]
-    md += ["## Environment", "", "Every run that contributed a record.", "",
-           environment_table(records).to_markdown(index=False), "", "## Figures", "",
-           f"![time to target](figures/{times.name})"]
-    md_path = out / "leaderboard.md"
-    md_path.write_text("\n".join(md) + "\n")
-    html_path = out / "leaderboard.html"
-    html_path.write_text(page(run_dirs=run_dirs, tasks=tasks, infos=infos, scores=scores, reference=reference,
-                              score_note=score_note, declared=set(targets or {}),
-                              environment=environment_table(records), figures=(profile, times)))
-    return md_path, html_path

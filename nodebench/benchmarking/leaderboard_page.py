@@ -1,4 +1,4 @@
-"""The leaderboard as one self-contained HTML page: the summary first (performance profiles per method
+"""The leaderboard's outputs: ``leaderboard.md`` and ``leaderboard.html``, one self-contained HTML page: the summary first (performance profiles per method
 family and the family × task table), then the overall scores, one section per task with each family's
 best configuration (the others folded), the figures and the environment. Filters by paper, task and
 device; every table sorts by a click on its header; every number's tooltip says where it was measured.
@@ -11,7 +11,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from nodebench.benchmarking.leaderboard import _fmt, family_best, target_note, time_text
+from nodebench.benchmarking.leaderboard import (
+    R_MAX,
+    _fmt,
+    build,
+    display_overall,
+    display_task,
+    environment_table,
+    family_best,
+    overall,
+    plot_profile,
+    plot_times,
+    summary,
+    target_note,
+    time_text,
+)
+from nodebench.errors import UserError
 from nodebench.html_page import cell, document, esc, image, plain_table, select, table
 
 
@@ -110,3 +125,44 @@ def scores_frame(scores: pd.DataFrame, reference: str) -> pd.DataFrame:
                          "tasks run": scores["tasks_run"], "score (AlgoPerf, r_max 4)": scores["score"].round(3),
                          f"speed-up vs {reference}": scores["speedup"].round(3),
                          "speed-up tasks": scores["speedup_tasks"], "seeds": scores["seeds"]})
+
+
+DEFAULT_REFERENCE = "adjoint"
+
+
+def write(run_dirs: list[Path], out: str | Path, *, reference: str | None = None,
+          targets: dict[str, float] | None = None) -> tuple[Path, Path]:
+    """Write ``out/leaderboard.md`` (figures in ``out/figures/``) and a self-contained ``leaderboard.html``.
+    ``reference``: the method of the speed-up column, which must be in the runs (default ``adjoint``, when
+    present or not)."""
+    out = Path(out)
+    records, tasks, infos = build(run_dirs, targets)  # bad input is refused before anything is written
+    methods = sorted(records["method"].astype(str).unique())
+    if reference is not None and reference not in methods:
+        raise UserError(f"--reference {reference!r} is not a method of the runs; valid: {', '.join(methods)}")
+    reference = reference or DEFAULT_REFERENCE
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    scores = overall(tasks, reference)
+    profile = plot_profile(scores, out / "figures" / "performance_profile.png")
+    times = plot_times(tasks, out / "figures" / "time_to_target.png")
+    score_note = (f"Score: AlgoPerf's area under the performance profile up to r = {R_MAX:g}, in [0, 1] (a task not "
+                  f"run or not reached counts as r = ∞). Speed-up: geometric mean of t({reference}) ÷ t(family) over "
+                  "the tasks both reached.")
+    md = ["# nodebench leaderboard", "", f"{len(run_dirs)} run(s): " + ", ".join(f"`{p}`" for p in run_dirs), "",
+          f"![performance profile](figures/{profile.name})", "", "## Method families × tasks", "",
+          "Each family's best configuration: time to target [s], median over seeds with its interval; ✗: not "
+          "reached; empty: not run.", "", summary(tasks).to_markdown(index=False), "",
+          "## Overall", "", score_note, "", display_overall(scores, reference).to_markdown(index=False), ""]
+    for task, frame in tasks.items():
+        md += [f"## Task `{task}`", "", target_note(task, infos[task], task in (targets or {})), "",
+               display_task(frame, infos[task]).to_markdown(index=False), ""]
+    md += ["## Environment", "", "Every run that contributed a record.", "",
+           environment_table(records).to_markdown(index=False), "", "## Figures", "",
+           f"![time to target](figures/{times.name})"]
+    md_path = out / "leaderboard.md"
+    md_path.write_text("\n".join(md) + "\n")
+    html_path = out / "leaderboard.html"
+    html_path.write_text(page(run_dirs=run_dirs, tasks=tasks, infos=infos, scores=scores, reference=reference,
+                              score_note=score_note, declared=set(targets or {}),
+                              environment=environment_table(records), figures=(profile, times)))
+    return md_path, html_path
