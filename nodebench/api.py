@@ -244,12 +244,18 @@ def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[st
 
 
 def history(store: str | Path | None = None, machine: str | None = None, suite: str = "nightly",
-            out: str | Path | None = None) -> Path:
-    """Plot each metric of ``suite`` over the runs of ``machine`` in the history store; returns the folder."""
+            out: str | Path | None = None, *, html: bool = False) -> Path:
+    """Plot each metric of ``suite`` over the runs of ``machine`` in the history store; returns the folder.
+    ``html``: also write the static site ``index.html`` (:mod:`nodebench.benchmarking.history_site`). Without
+    ``machine``, a store whose runs of ``suite`` all come from one other machine is read as that machine's."""
     from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name
     from nodebench.benchmarking.history_plots import history_markdown, history_table, plot_history
 
-    store, machine = Path(store or DEFAULT_STORE), machine_name(machine)
+    store = Path(store or DEFAULT_STORE)
+    machines = set(list_runs(store, suite=suite)["machine"]) if machine is None else set()
+    machine = machine_name(machine)
+    if len(machines) == 1 and machine not in machines:
+        machine = machines.pop()
     out = paths.output_dir(Path(out) if out is not None else store / machine / paths.plain_name(suite, "suite"))
     runs = list_runs(store, machine, suite)
     if runs.empty:
@@ -258,6 +264,10 @@ def history(store: str | Path | None = None, machine: str | None = None, suite: 
     figures = plot_history(table, out / "figures")
     (out / "history.md").write_text(history_markdown(table, figures, out))
     print(f"wrote {out}/history.md and {len(figures)} figure(s) in {out}/figures/")
+    if html:
+        from nodebench.benchmarking.history_site import write_site
+
+        print(f"wrote {write_site(table, runs, out)} (the history site: open it in a browser)")
     return out
 
 
@@ -311,7 +321,7 @@ def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: s
                 targets: Mapping[str, float] | None = None) -> tuple[Path, Path]:
     """Rank methods per task and across tasks over ``run_dirs``: ``leaderboard.md`` and ``.html`` in ``out``.
     Targets default to a suite's declared ones, then to each task's common reachable level."""
-    from nodebench.benchmarking import leaderboard as board
+    from nodebench.benchmarking import leaderboard_page as board
     from nodebench.benchmarking.suites import available_suites, load_suite
     from nodebench.runner.sweep import read_run_info
 

@@ -58,6 +58,7 @@ from typing import Any
 
 import pandas as pd
 
+from nodebench.intervals import ratio_interval
 from nodebench.metrics import metric as metric_info
 from nodebench.records import expand_hparams
 from nodebench.registry import Registry
@@ -314,7 +315,10 @@ def ratio(records, tables, claim) -> list[tuple[str, str, str]]:
         medians = f"{base} {b:.3g}{unit}, {method} {m:.3g}{unit}"
         notes = "; ".join(x for x in (medians, f"needs {needs}", published) if x)
         ok = (low is None or value >= low) and (high is None or value <= high)
-        out.append((exp, f"{label}{where}: {value:.3g}× ({notes})", HOLDS if ok else FAILS))
+        spread = ratio_interval(*(rows.loc[rows["method"] == name, column] for name in (base, method)))
+        shown = f"{value:.3g}× [{spread.low:.3g}, {spread.high:.3g}] ({spread.seeds})" if spread.n > 1 else \
+            f"{value:.3g}× ({spread.seeds})"
+        out.append((exp, f"{label}{where}: {shown} ({notes})", HOLDS if ok else FAILS))
     return out or [("all", f"no successful run of {method} or {base}", NOT_MEASURED)]
 
 

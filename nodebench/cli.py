@@ -148,9 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     history = sub.add_parser("history", help="plot each metric over the runs in the history store")
     history.add_argument("--store", type=nonempty_path, help="history store (default results/history)")
-    history.add_argument("--machine", help="machine key (default $NODEBENCH_MACHINE or the host name)")
+    history.add_argument("--machine", help="machine key (default $NODEBENCH_MACHINE or the host name; the store's "
+                                           "only machine when it has one and this host has no runs)")
     history.add_argument("--suite", default="nightly", help="suite name (default nightly)")
     history.add_argument("--out", type=nonempty_path, help="output folder (default STORE/MACHINE/SUITE/)")
+    history.add_argument("--html", action="store_true",
+                         help="also write a static site (index.html): a graph per configuration and metric, "
+                              "regressions, environments")
 
     board = sub.add_parser("leaderboard", help="rank methods per task and across tasks: leaderboard.md and .html")
     board.add_argument("run_dirs", type=Path, nargs="*",
@@ -257,7 +261,7 @@ def cmd_compare(args) -> int:
 def cmd_history(args) -> int:
     from nodebench import api
 
-    api.history(args.store, args.machine, args.suite, args.out)
+    api.history(args.store, args.machine, args.suite, args.out, html=args.html)
     return 0
 
 

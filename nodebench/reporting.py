@@ -1,4 +1,5 @@
-"""``report.md``: what was run, what was measured, and each published claim beside our figure."""
+"""``report.md``: what was run, what was measured, and each published claim beside our figure; and the
+same as the self-contained page ``report.html`` (:mod:`nodebench.report_page`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 import pandas as pd
 
 from nodebench.claims import check_claims
+from nodebench.intervals import median_interval
 from nodebench.markdown import markdown_table
 from nodebench.metrics import headline_metric
 from nodebench.records import config_labels, expand_hparams
+from nodebench.report_page import write_report_html
 
 SUMMARY_COLUMNS = [
     ("train_wall_s", "train time [s]", "{:.3g}"),
@@ -32,12 +35,30 @@ def _fmt(value, style: str) -> str:
     return style.format(value)
 
 
+def _median_text(values, style: str) -> str:
+    """The median over seeds; with two or more, its interval [low, high] (:mod:`nodebench.intervals`)."""
+    interval = median_interval(values)
+    if interval.n < 2 or interval.low == interval.high:
+        return _fmt(interval.median if interval.n else None, style)
+    return f"{_fmt(interval.median, style)} [{_fmt(interval.low, style)}, {_fmt(interval.high, style)}]"
+
+
+def claim_seeds(verdict, records: pd.DataFrame) -> int:
+    """The fewest successful seeds behind a claim's verdict: over the methods of its experiment (its
+    scope), or of all experiments when the scope is not one experiment."""
+    ok = records[records["status"] == "ok"] if "status" in records else records
+    scoped = ok[ok["experiment"] == verdict.scope] if verdict.scope in set(ok.get("experiment", [])) else ok
+    counts = scoped.groupby(["experiment", "method"])["seed"].nunique() if len(scoped) else pd.Series(dtype=int)
+    return int(counts.min()) if len(counts) else 0
+
+
 METRICS = ("test_mse", "extrap_mse", "test_nll", "inverse_error", "test_accuracy", "test_kl", "test_logprob")
 
 
 def summary_table(records: pd.DataFrame) -> str:
     """Per method (and per value of each hyper-parameter that varies, e.g. ``gq width=500``): medians over
-    successful seeds of time, NFE, memory and the metrics."""
+    successful seeds of time, NFE, memory and the metrics, with their interval over seeds when there are
+    two or more (:func:`nodebench.intervals.median_interval`)."""
     metrics = [c for c in METRICS if c in records and records[c].notna().any()]
     header = ["method", "ok/seeds"] + [label for _, label, _ in SUMMARY_COLUMNS] + metrics
     rows = []
@@ -45,8 +66,8 @@ def summary_table(records: pd.DataFrame) -> str:
     for method, group in records.groupby(config_labels(records), sort=False):
         ok = group[group["status"] == "ok"]
         row = [method, f"{len(ok)}/{len(group)}"]
-        row += [_fmt(ok[col].median() if col in ok and len(ok) else None, style) for col, _, style in SUMMARY_COLUMNS]
-        row += [_fmt(ok[m].median() if len(ok) else None, "{:.4g}") for m in metrics]
+        row += [_median_text(ok[col] if col in ok else [], style) for col, _, style in SUMMARY_COLUMNS]
+        row += [_median_text(ok[m], "{:.4g}") for m in metrics]
         rows.append(row)
     return markdown_table(header, rows)
 
@@ -129,11 +150,15 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
             lines += ["*Smoke preset: every run lasts seconds to a minute on a CPU. The verdicts describe these "
                       "short runs (early training, before adaptive solvers' NFE grows), not converged training; "
                       "use `--preset quick` or `--preset paper` to judge the claims.*", ""]
-        lines += [ markdown_table(
-            ["id", "claim", "source", "scope", "our measurement", "verdict"],
-            [[v.claim_id, v.claim, v.source, v.scope, v.measured, f"**{v.verdict}**"] for v in verdicts]), ""]
+        seeds = [claim_seeds(v, records) for v in verdicts]
+        lines += ["Seeds: the fewest successful seeds behind the verdict; a verdict on one seed says so.", "",
+                  markdown_table(["id", "claim", "source", "scope", "our measurement", "seeds", "verdict"],
+                                 [[v.claim_id, v.claim, v.source, v.scope, v.measured, n,
+                                   f"**{v.verdict}**" + (" (1 seed)" if n == 1 else "")]
+                                  for v, n in zip(verdicts, seeds)]), ""]
     if figures:
         lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures if p.suffix == ".png"]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
+    write_report_html(path)
     return path

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +67,7 @@ def test_time_to_target_uses_the_monitor_where_recorded_and_the_common_largest_b
 def test_overall_score_and_speedup_against_the_reference():
     records, curves = _synthetic(True)
     tasks = {t: leaderboard.task_table(records[records.task == t], curves)[0] for t in ("t1", "t2")}
-    scores = leaderboard.overall(tasks, "adjoint").set_index("entrant")
+    scores = leaderboard.overall(tasks, "adjoint").set_index("family")
     assert scores.loc["adjoint", "score"] == 1.0  # fastest on every task
     assert scores.loc["a", "score"] == pytest.approx((4 - 3) / 3)  # r = 3 on both tasks
     assert scores.loc["a", "speedup"] == pytest.approx(1 / 3) and scores.loc["a", "speedup_tasks"] == 2
@@ -89,21 +87,6 @@ def test_leaderboard_of_recorded_runs_writes_markdown_and_self_contained_html(ca
     page = (tmp_path / "board" / "leaderboard.html").read_text()
     assert page.count("<img") == 2 and page.count("data:image/png;base64,") == 2
     assert not re.search(r"src=['\"](?!data:)", page)  # nothing outside the file is needed
-
-
-CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome", "headless_shell")
-                 if shutil.which(name)), None)
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium on this machine")
-def test_leaderboard_html_renders_in_headless_chromium(tmp_path):
-    md, page = leaderboard.write(RUNS[:1], tmp_path / "board")
-    shot = tmp_path / "shot.png"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,3000"]
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert "<table" in dom.stdout and "cubic_spiral" in dom.stdout
-    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
-    assert shot.is_file() and shot.stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("argv, fragment", [

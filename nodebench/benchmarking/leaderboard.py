@@ -17,11 +17,11 @@
 configuration's best is the median over seeds of the lowest quality it reached), so every configuration
 reaches it at least at its median seed, and the slowest decides how loose the target is.
 
-**Across tasks**, methods are entrants: the method id plus its regulariser settings (``reg*``), the
-task-specific settings (tolerances, widths) left out; an entrant's time on a task is its best
-configuration's. Scores follow AlgoPerf:
+**Across tasks**, methods compete as *families* (the method id: ``adjoint``, ``gq``, ``taynode``...);
+every other setting (regulariser, tolerances, widths) is a configuration of its family, and a family's
+time on a task is its best configuration's. Scores follow AlgoPerf:
 
-- performance ratio r = t / (best t on the task); a task the entrant did not run or did not reach has
+- performance ratio r = t / (best t on the task); a task the family did not run or did not reach has
   r = ∞;
 - performance profile ρ(τ) = fraction of tasks with r ≤ τ; **score** = ∫₁^4 ρ(τ) dτ / 3, in [0, 1];
 - geometric-mean **speed-up** against a reference method (default ``adjoint``; its plainest
@@ -32,9 +32,6 @@ All runs must be measured the same way: the environment table lists every contri
 
 from __future__ import annotations
 
-import base64
-import html
-import json
 import math
 from pathlib import Path
 
@@ -46,6 +43,7 @@ from scipy.stats import gmean
 
 from nodebench.benchmarking.compare import load_records
 from nodebench.errors import UserError
+from nodebench.intervals import median_interval
 from nodebench.metrics import headline_metric, higher_is_better
 from nodebench.records import config_labels
 from nodebench.target import common_level, first_reach, quality_column
@@ -69,24 +67,27 @@ def seed_aggregate(values) -> float:
     return float(np.median(values))
 
 
-def entrant(method: str, hparams: str | dict | None) -> str:
-    """The cross-task name of a configuration: the method plus its regulariser settings, if any."""
-    params = json.loads(hparams) if isinstance(hparams, str) else dict(hparams or {})
-    if params.get("reg", "none") == "none" or params.get("reg_lambda", 1.0) == 0:
-        return method
-    reg = " ".join(f"{k}={params[k]:g}" if isinstance(params[k], float) else f"{k}={params[k]}"
-                   for k in sorted(params) if k.startswith("reg"))
-    return f"{method} {reg}"
+def settings_text(config: str, method: str) -> str:
+    """A configuration's settings: its label without the method (``"reg=speed reg_lambda=0.01"``; ``"–"``)."""
+    rest = config[len(method):].strip() if config.startswith(method) else config
+    return rest or "–"
+
+
+def environment_text(row: pd.Series) -> str:
+    """One line for a tooltip: where and with what a number was measured."""
+    parts = [f"{label} {row[c]}" for c, label in ENV_COLUMNS + [("device", "device")]
+             if c in row and row[c] is not None and str(row[c]) not in ("", "nan", "None")]
+    return " · ".join(parts)
 
 
 def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None = None) -> tuple[pd.DataFrame, dict]:
-    """One task's configurations with their time to target, memory, NFE and final metric.
+    """One task's configurations with their time to target (and its interval over seeds), memory, NFE
+    and final metric; the method is the configuration's *family*, its other settings a separate column.
 
     Returns:
         ``(table, info)``: the table sorted by time to target, and ``{"target", "column", "metric"}``.
     """
-    records = records.assign(config=config_labels(records).values, entrant=[
-        entrant(m, h) for m, h in zip(records["method"], records.get("hparams", [None] * len(records)))])
+    records = records.assign(config=config_labels(records).values)
     ok = records[records["status"] == "ok"]
     steps = curves[curves["case_id"].isin(ok["case_id"])] if not curves.empty else curves
     column = quality_column(steps) if not steps.empty else "loss"
@@ -97,16 +98,23 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
     rows = []
     for config, group in records.groupby("config", sort=False):
         good = group[group["status"] == "ok"]
+        method = str(group["method"].iloc[0])
         # a failed seed, or one that never reaches the target, counts as infinitely slow
         times = [first_reach(steps[steps["case_id"] == case], target, column)[0] if case in best else math.nan
                  for case in group["case_id"]]
         times = [math.inf if math.isnan(t) else t for t in times]
         nfe = good.get("nfe_forward_per_iter", pd.Series(dtype=float)) + good.get(
             "nfe_backward_per_iter", pd.Series(dtype=float))
-        rows.append({"config": config, "entrant": group["entrant"].iloc[0], "method": group["method"].iloc[0],
+        first = group.iloc[0]
+        rows.append({"config": config, "family": method,
+                     "settings": settings_text(config, method),
+                     "paper": str(first.get("paper", "") or ""), "device": str(first.get("device", "") or ""),
                      "seeds": len(group), "ok": len(good), "reached": int(np.isfinite(times).sum()),
-                     "time_to_target_s": seed_aggregate(times), "peak_mem_bytes": good["peak_mem_bytes"].median(),
-                     "nfe_per_iter": nfe.median(), "metric": good[metric].median() if metric else math.nan})
+                     "time_to_target_s": seed_aggregate(times), "time_interval": median_interval(times),
+                     "peak_mem_bytes": good["peak_mem_bytes"].median(), "nfe_per_iter": nfe.median(),
+                     "metric": good[metric].median() if metric else math.nan,
+                     "metric_interval": median_interval(good[metric]) if metric else median_interval([]),
+                     "environment": environment_text(first)})
     table = pd.DataFrame(rows)
     higher = bool(metric and higher_is_better(metric))
     for col, ascending in (("time_to_target_s", True), ("peak_mem_bytes", True), ("nfe_per_iter", True),
@@ -116,12 +124,21 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
     return table.reset_index(drop=True), {"target": target, "column": column, "metric": metric}
 
 
+def family_best(table: pd.DataFrame) -> pd.DataFrame:
+    """Each family's best configuration on a task (the table is sorted best first), with ``others``: how
+    many more configurations of the family ran there."""
+    counts = table.groupby("family")["config"].count()
+    best = table.drop_duplicates("family").copy()
+    best["others"] = best["family"].map(counts).astype(int) - 1
+    return best.reset_index(drop=True)
+
+
 def overall(tasks: dict[str, pd.DataFrame], reference: str) -> pd.DataFrame:
-    """Per entrant: tasks run and reached, the AlgoPerf score and the geometric-mean speed-up over ``reference``."""
-    best = {task: table.groupby("entrant")["time_to_target_s"].min() for task, table in tasks.items()}
-    entrants = sorted({e for times in best.values() for e in times.index})
+    """Per method family: tasks run and reached, the AlgoPerf score and the geometric-mean speed-up over ``reference``."""
+    best = {task: table.groupby("family")["time_to_target_s"].min() for task, table in tasks.items()}
+    families = sorted({e for times in best.values() for e in times.index})
     rows = []
-    for name in entrants:
+    for name in families:
         ratios, speedups = [], []
         for task, times in best.items():
             t = times.get(name, math.inf)
@@ -131,12 +148,23 @@ def overall(tasks: dict[str, pd.DataFrame], reference: str) -> pd.DataFrame:
             if math.isfinite(t) and t > 0 and ref is not None and math.isfinite(ref):
                 speedups.append(ref / t)
         ratios = np.array(ratios)
-        rows.append({"entrant": name, "tasks_run": int(sum(name in times.index for times in best.values())),
+        bests = [family_best(table) for table in tasks.values()]
+        seeds = [int(n) for best in bests for n in best.loc[best["family"] == name, "seeds"]]
+        rows.append({"family": name, "seeds": seeds_text(seeds), "tasks_run": int(sum(name in times.index for times in best.values())),
                      "tasks_reached": int(np.isfinite(ratios).sum()), "score": profile_score(ratios),
                      "speedup": float(gmean(speedups)) if speedups else math.nan, "speedup_tasks": len(speedups),
                      "ratios": ratios})
     frame = pd.DataFrame(rows)
     return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def seeds_text(counts) -> str:
+    """``"1 seed"``, ``"3 seeds"``, ``"1–5 seeds"`` for the seed counts behind a family's numbers."""
+    counts = sorted(set(counts))
+    if not counts:
+        return "0 seeds"
+    span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    return f"{span} seed" if counts == [1] else f"{span} seeds"
 
 
 def profile_score(ratios: np.ndarray, r_max: float = R_MAX) -> float:
@@ -147,40 +175,48 @@ def profile_score(ratios: np.ndarray, r_max: float = R_MAX) -> float:
 
 def _reference_time(table: pd.DataFrame, reference: str) -> float | None:
     """The time of the reference method's plainest configuration (the shortest label) on a task."""
-    rows = table[table["entrant"] == reference]
+    rows = table[table["family"] == reference]
     if rows.empty:
         return None
     return float(rows.loc[rows["config"].str.len().idxmin(), "time_to_target_s"])
 
 
 def plot_profile(scores: pd.DataFrame, path: Path) -> Path:
-    """The performance profiles ρ(τ) for τ in [1, R_MAX]."""
+    """The performance profiles ρ(τ) of the families for τ in [1, R_MAX]; each legend entry names its seeds."""
     taus = np.linspace(1.0, R_MAX, 301)
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 3.3))
     for row in scores.itertuples():
-        ax.step(taus, [(row.ratios <= tau).mean() for tau in taus], where="post", label=row.entrant)
-    ax.set(xlabel="τ (time to target ÷ the task's best)", ylabel="ρ(τ): fraction of tasks within τ",
-           title="performance profiles", ylim=(-0.02, 1.02))
+        ax.step(taus, [(row.ratios <= tau).mean() for tau in taus], where="post",
+                label=f"{row.family} ({row.seeds})")
+    ax.set(xlabel="τ (time to target ÷ the task's best)", ylabel="ρ(τ): fraction of tasks",
+           title="performance profiles per method family (higher is better)", ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
 def plot_times(tasks: dict[str, pd.DataFrame], path: Path) -> Path:
-    """Per task, horizontal bars of time to target (not reached: no bar, labelled)."""
-    fig, axes = plt.subplots(len(tasks), 1, figsize=(7, 0.5 + sum(1.2 + 0.3 * len(t) for t in tasks.values())),
-                             squeeze=False)
-    for ax, (task, table) in zip(axes[:, 0], tasks.items()):
-        times = table["time_to_target_s"].where(np.isfinite(table["time_to_target_s"]), 0.0)
-        ax.barh(table["config"], times, color="tab:blue")
-        for y, t in enumerate(table["time_to_target_s"]):
-            ax.text(times.iloc[y], y, f" {t:.3g} s" if math.isfinite(t) else " not reached", va="center", fontsize=7)
+    """Per task, each family's best time to target as a bar with its interval over seeds and its seed count
+    (not reached: no bar, labelled)."""
+    bests = {task: family_best(table) for task, table in tasks.items()}
+    fig, axes = plt.subplots(len(bests), 1, squeeze=False,
+                             figsize=(7, 0.5 + sum(1.0 + 0.3 * len(t) for t in bests.values())))
+    for ax, (task, best) in zip(axes[:, 0], bests.items()):
+        finite = np.isfinite(best["time_to_target_s"])
+        times = best["time_to_target_s"].where(finite, 0.0)
+        low = [iv.median - iv.low if f and np.isfinite(iv.low) else 0.0 for iv, f in zip(best["time_interval"], finite)]
+        high = [iv.high - iv.median if f and np.isfinite(iv.high) else 0.0
+                for iv, f in zip(best["time_interval"], finite)]
+        ax.barh(best["family"], times, xerr=[low, high], color="tab:blue", ecolor="black", capsize=2)
+        for y, (iv, f) in enumerate(zip(best["time_interval"], finite)):
+            ax.text(times.iloc[y], y, f"  {iv.text()}" if f else f"  not reached ({iv.seeds})", va="center",
+                    fontsize=7)
         ax.invert_yaxis()
-        ax.set_title(f"{task}: time to target [s]", fontsize=9)
+        ax.set_title(f"{task}: time to target [s], best configuration per family, interval over seeds", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -189,35 +225,43 @@ def _fmt(value: float, kind: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float) and math.isinf(value):
-        return "not reached"
+        return "✗"
     if kind == "mib":
         return f"{value / 2**20:.3g}"
     return f"{value:.3g}"
 
 
-def _ranked(value: float, rank: float, kind: str = "") -> str:
-    text = _fmt(value, kind)
-    return text if text in ("–", "not reached") else f"{text} ({rank:.0f})"
+def time_text(row) -> str:
+    """A time to target with its interval and seed count, or ✗ (not reached) with its seed count."""
+    interval = row.time_interval
+    return f"✗ ({interval.seeds})" if math.isinf(row.time_to_target_s) else interval.text()
+
+
+def summary(tasks: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Method families × tasks: each family's best time to target on each task ("" where it did not run)."""
+    families = sorted({f for table in tasks.values() for f in table["family"]})
+    cells = {task: family_best(table).set_index("family") for task, table in tasks.items()}
+    rows = [[family] + [time_text(cells[task].loc[family]) if family in cells[task].index else ""
+                        for task in tasks] for family in families]
+    return pd.DataFrame(rows, columns=["family"] + list(tasks))
 
 
 def display_task(table: pd.DataFrame, info: dict) -> pd.DataFrame:
-    """A task table as display strings: each value with its rank among the task's configurations."""
-    rows = [[i + 1, r.config, f"{r.ok}/{r.seeds}", f"{r.reached}/{r.seeds}",
-             _ranked(r.time_to_target_s, r.rank_time_to_target_s),
-             _ranked(r.peak_mem_bytes, r.rank_peak_mem_bytes, "mib"),
-             _ranked(r.nfe_per_iter, r.rank_nfe_per_iter), _ranked(r.metric, r.rank_metric)]
+    """A task table as display strings, one row per configuration, families first by their best time."""
+    rows = [[i + 1, r.family, r.settings, r.device, f"{r.ok}/{r.seeds}", f"{r.reached}/{r.seeds}", time_text(r),
+             _fmt(r.peak_mem_bytes, "mib"), _fmt(r.nfe_per_iter), r.metric_interval.text("{:.4g}")]
             for i, r in enumerate(table.itertuples())]
-    return pd.DataFrame(rows, columns=["#", "method", "ok", "reached", "time to target [s]", "peak mem [MiB]",
-                                       "NFE/iter", info["metric"] or "metric"])
+    return pd.DataFrame(rows, columns=["#", "family", "settings", "device", "ok", "reached", "time to target [s]",
+                                       "peak mem [MiB]", "NFE/iter", info["metric"] or "metric"])
 
 
 def display_overall(scores: pd.DataFrame, reference: str) -> pd.DataFrame:
     """The overall scores as display strings, best first."""
-    rows = [[i + 1, r.entrant, f"{r.tasks_reached}/{r.tasks_run}", f"{r.score:.3f}",
-             f"{_fmt(r.speedup)}× ({r.speedup_tasks})" if r.speedup_tasks else "–"]
+    rows = [[i + 1, r.family, f"{r.tasks_reached}/{r.tasks_run}", f"{r.score:.3f}",
+             f"{_fmt(r.speedup)}× ({r.speedup_tasks})" if r.speedup_tasks else "–", r.seeds]
             for i, r in enumerate(scores.itertuples())]
-    return pd.DataFrame(rows, columns=["#", "method", "tasks reached/run", "score (AlgoPerf, r_max 4)",
-                                       f"speed-up vs {reference} (tasks)"])
+    return pd.DataFrame(rows, columns=["#", "family", "tasks reached/run", "score (AlgoPerf, r_max 4)",
+                                       f"speed-up vs {reference} (tasks)", "seeds"])
 
 
 def environment_table(records: pd.DataFrame) -> pd.DataFrame:
@@ -229,8 +273,6 @@ def environment_table(records: pd.DataFrame) -> pd.DataFrame:
         rows.append([str(first[c])[:12] if c == "git_sha" else first[c] for c, _ in present] + [len(group)])
     return pd.DataFrame(rows, columns=[label for _, label in present] + ["cases"])
 
-
-DEFAULT_REFERENCE = "adjoint"
 
 
 def build(run_dirs: list[Path], targets: dict[str, float] | None = None):
@@ -257,57 +299,7 @@ def build(run_dirs: list[Path], targets: dict[str, float] | None = None):
     return records, tasks, infos
 
 
-def write(run_dirs: list[Path], out: str | Path, *, reference: str | None = None,
-          targets: dict[str, float] | None = None) -> tuple[Path, Path]:
-    """Write ``out/leaderboard.md`` (figures in ``out/figures/``) and a self-contained ``leaderboard.html``.
-    ``reference``: the method of the speed-up column, which must be in the runs (default ``adjoint``, when
-    present or not)."""
-    out = Path(out)
-    records, tasks, infos = build(run_dirs, targets)  # bad input is refused before anything is written
-    methods = sorted(records["method"].astype(str).unique())
-    if reference is not None and reference not in methods:
-        raise UserError(f"--reference {reference!r} is not a method of the runs; valid: {', '.join(methods)}")
-    reference = reference or DEFAULT_REFERENCE
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    scores = overall(tasks, reference)
-    figures = [plot_profile(scores, out / "figures" / "performance_profile.png"),
-               plot_times(tasks, out / "figures" / "time_to_target.png")]
-    sections = [("Overall", display_overall(scores, reference),
-                 f"Score: AlgoPerf's area under the performance profile up to r = {R_MAX:g}, in [0, 1] (a task not "
-                 f"run or not reached counts as r = ∞). Speed-up: geometric mean of t({reference}) ÷ t(method) over "
-                 "the tasks both reached.")]
-    for task, table in tasks.items():
-        info = infos[task]
-        rule = "declared" if task in (targets or {}) else "the largest of the configurations' best values"
-        sections.append((f"Task `{task}`", display_task(table, info),
-                         f"Target: {info['column']} ≤ {_fmt(info['target'])} ({rule}). "
-                         "Values with their rank in parentheses; time to target is the median over seeds (olympic "
-                         "mean with ≥ 5 seeds)."))
-    sections.append(("Environment", environment_table(records), "Every run that contributed a record."))
-    md = ["# nodebench leaderboard", "", f"{len(run_dirs)} run(s): " + ", ".join(f"`{p}`" for p in run_dirs), ""]
-    for title, frame, note in sections:
-        md += [f"## {title}", "", note, "", frame.to_markdown(index=False), ""]
-    md += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures]
-    md_path = out / "leaderboard.md"
-    md_path.write_text("\n".join(md) + "\n")
-    html_path = out / "leaderboard.html"
-    html_path.write_text(_html(sections, figures, run_dirs))
-    return md_path, html_path
-
-
-def _html(sections, figures: list[Path], run_dirs: list[Path]) -> str:
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
-             "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f0f0f0}"
-             "img{max-width:100%;margin:1em 0}p.note{color:#555;font-size:13px}")
-    body = [f"<h1>nodebench leaderboard</h1><p class='note'>{len(run_dirs)} run(s): "
-            + ", ".join(html.escape(str(p)) for p in run_dirs) + "</p>"]
-    for title, frame, note in sections:
-        body += [f"<h2>{html.escape(title.replace('`', ''))}</h2>", f"<p class='note'>{html.escape(note)}</p>",
-                 frame.to_html(index=False, border=0)]
-    body.append("<h2>Figures</h2>")
-    for path in figures:
-        data = base64.b64encode(path.read_bytes()).decode()
-        body.append(f"<img alt='{html.escape(path.stem)}' src='data:image/png;base64,{data}'>")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>nodebench leaderboard</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+def target_note(task: str, info: dict, declared: bool) -> str:
+    rule = "declared" if declared else "the largest of the configurations' best values"
+    return (f"Target: {info['column']} ≤ {_fmt(info['target'])} ({rule}). Time to target: median over seeds "
+            "(olympic mean with ≥ 5) with its order-statistic interval; ✗: not reached.")

@@ -1,0 +1,104 @@
+"""The history store as a static site: ``index.html`` with one graph per configuration and metric over
+the runs (commits), the gate's verdicts marked, each point a link to its run's records; the list of
+regressions; and the machine and environment of every run. One self-contained file (inline SVG, CSS and
+JS), so the site opens from disk or any static host.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from nodebench.benchmarking.compare import REGRESSION, RULES, load_records
+from nodebench.html_page import cell, document, esc, plain_table, select, table
+from nodebench.records import RECORDS
+
+VERDICT_COLOURS = {REGRESSION: "#c00", "improved": "#080", "noise": "#c80"}
+WIDTH, HEIGHT, PAD = 380, 150, 34
+
+
+def _link(run_dir: str, out: Path) -> str:
+    return Path(os.path.relpath(Path(run_dir) / RECORDS, out)).as_posix()
+
+
+def graph(line: pd.DataFrame, runs: int, label: str, out: Path) -> str:
+    """An SVG line of one configuration's metric over the runs; points link to the run's records."""
+    line = line.sort_values("run")
+    values = line["value"].astype(float)
+    finite = values[values.map(math.isfinite)]
+    low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
+    span = (high - low) or (abs(high) or 1.0)
+    low, high = low - 0.1 * span, high + 0.1 * span
+
+    def xy(run, value):
+        x = PAD + (WIDTH - PAD - 8) * (run / max(runs - 1, 1))
+        return x, HEIGHT - 18 - (HEIGHT - 28) * (value - low) / (high - low)
+
+    points = [xy(r, v) for r, v in zip(line["run"], values) if math.isfinite(v)]
+    parts = [f"<svg class='graph' width='{WIDTH}' height='{HEIGHT}' role='img' aria-label='{esc(label)}'>",
+             f"<line x1='{PAD}' y1='{HEIGHT - 18}' x2='{WIDTH - 8}' y2='{HEIGHT - 18}' stroke='#999'/>",
+             f"<text x='2' y='14' font-size='10'>{esc(f'{high:.3g}')}</text>",
+             f"<text x='2' y='{HEIGHT - 20}' font-size='10'>{esc(f'{low:.3g}')}</text>",
+             f"<text x='{PAD}' y='{HEIGHT - 4}' font-size='10'>runs (commits) →</text>",
+             "<polyline fill='none' stroke='#36c' stroke-width='1.5' points='"
+             + " ".join(f"{x:.1f},{y:.1f}" for x, y in points) + "'/>"]
+    for row, value in zip(line.itertuples(), values):
+        if not math.isfinite(value):
+            continue
+        x, y = xy(row.run, value)
+        colour = VERDICT_COLOURS.get(row.verdict, "#36c")
+        radius = 5 if row.verdict == REGRESSION else 3
+        tip = f"{row.date} {row.git_sha}: {value:.4g} ({row.verdict or 'first run'})"
+        parts.append(f"<a href='{esc(_link(row.run_dir, out))}'><circle class='point verdict-{esc(row.verdict or 'first')}'"
+                     f" cx='{x:.1f}' cy='{y:.1f}' r='{radius}' fill='{colour}'><title>{esc(tip)}</title></circle></a>")
+    return "".join(parts) + "</svg>"
+
+
+def environment(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per run: date, commit, machine, CPU, cores, threads, GPU and versions (from its records)."""
+    columns = [("hostname", "host"), ("cpu_model", "CPU"), ("cpu_count", "cores"), ("num_threads", "threads"),
+               ("gpu_model", "GPU"), ("device", "device"), ("version_torch", "torch"),
+               ("version_torchdiffeq", "torchdiffeq")]
+    rows = []
+    for index, run in enumerate(runs.itertuples()):
+        records, _ = load_records(Path(run.run_dir))
+        first = records.iloc[0] if len(records) else pd.Series(dtype=object)
+        rows.append([index, str(run.date), str(run.git_sha)[:12], run.machine]
+                    + [first.get(c, "") for c, _ in columns] + [len(records)])
+    return pd.DataFrame(rows, columns=["run", "date", "git", "machine"] + [label for _, label in columns] + ["cases"])
+
+
+def write_site(history: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> Path:
+    """Write ``out/index.html`` from :func:`history_table`'s ``history`` and the store's ``runs``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine, suite = runs["machine"].iloc[0], runs["suite"].iloc[0]
+    regressions = history[history["verdict"] == REGRESSION].sort_values("run")
+    reg_rows = [f"<tr>{cell(str(r.run), value=r.run)}{cell(esc(r.date))}{cell(esc(r.git_sha))}{cell(esc(r.case))}"
+                f"{cell(esc(RULES[r.metric].label))}{cell(esc(f'{r.value:.4g}'), value=r.value, css='num')}"
+                f"{cell(f'<a href={chr(39)}{esc(_link(r.run_dir, out))}{chr(39)}>records</a>')}</tr>"
+                for r in regressions.itertuples()]
+    graphs = []
+    for (case, metric), line in history.groupby(["case", "metric"], sort=True):
+        label = RULES[metric].label
+        flagged = int((line["verdict"] == REGRESSION).sum())
+        graphs.append(f"<figure class='history' data-metric='{esc(metric)}'><figcaption><b>{esc(case)}</b> · "
+                      f"{esc(label)}{f' · {flagged} regression(s)' if flagged else ''}</figcaption>"
+                      + graph(line, len(runs), f"{case} {label}", out) + "</figure>")
+    body = [f"<h1>nodebench history: {esc(suite)} on {esc(machine)}</h1>",
+            f"<p class='note'>{len(runs)} run(s) from {esc(runs['date'].iloc[0])} to {esc(runs['date'].iloc[-1])}. "
+            "Each run is gated against the one before it; points: blue same, orange noise, green improved, "
+            "red (large) regression. Hover a point for its commit and value; click it for the run's records.</p>",
+            f"<h2>Regressions ({len(regressions)})</h2>",
+            table(["run", "date", "git", "configuration", "metric", "value", "records"], reg_rows, attrs=" id='regressions'")
+            if reg_rows else "<p id='regressions'>None.</p>",
+            "<h2>Graphs</h2><div class='filters'>" + select("metric", "metric", history["metric"]) + "</div>",
+            "<div id='graphs' style='display:flex;flex-wrap:wrap;gap:8px'>" + "".join(graphs) + "</div>",
+            "<h2>Runs</h2><p class='note'>The machine and environment of each run.</p>",
+            plain_table(environment(runs)).replace("<table", "<table id='runs'", 1)]
+    path = out / "index.html"
+    path.write_text(document(f"nodebench history: {suite}", "".join(body)))
+    return path

@@ -1,0 +1,90 @@
+"""``report.html``: a run's ``report.md`` as one self-contained page, the claims table first.
+
+The Markdown stays the source (it diffs well); the page is rendered from it: the title and preamble,
+then the ``Claims`` section (claim, published source, our measurement, seeds, verdict), then the
+experiments, analyses and figures in the report's order. Figures are inlined as data URIs, tables sort by
+a click on their header. The converter covers the Markdown the reports write: headings, pipe tables,
+images, bullet lists, paragraphs, and ``**bold**``, ``*italic*`` and ```code``` spans.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from nodebench.html_page import document, esc, image, table
+
+CLAIMS = "## Claims"
+
+
+def inline(text: str) -> str:
+    """Escaped text with the report's inline Markdown (bold, italic, code) as HTML."""
+    text = esc(text)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", text)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def markdown_html(markdown: str, base: Path) -> str:
+    """The reports' Markdown subset as HTML; images relative to ``base`` are inlined."""
+    out, lines, i = [], markdown.splitlines(), 0
+    while i < len(lines):
+        line = lines[i]
+        heading = re.match(r"(#{1,6}) (.*)", line)
+        picture = re.fullmatch(r"!\[([^\]]*)\]\(([^)]+)\)", line.strip())
+        if heading:
+            level = len(heading.group(1))
+            out.append(f"<h{level}>{inline(heading.group(2))}</h{level}>")
+            i += 1
+        elif picture:
+            path = base / picture.group(2)
+            out.append(f"<figure>{image(path, picture.group(1))}<figcaption>{esc(picture.group(1))}</figcaption>"
+                       "</figure>" if path.is_file() else f"<p>missing figure {esc(picture.group(2))}</p>")
+            i += 1
+        elif line.startswith("|"):
+            block = []
+            while i < len(lines) and lines[i].startswith("|"):
+                block.append(lines[i])
+                i += 1
+            rows = [f"<tr>{''.join(f'<td>{inline(c)}</td>' for c in _cells(r))}</tr>" for r in block[2:]]
+            out.append(table(_cells(block[0]), rows))
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith(("- ", "  ")):
+                if lines[i].startswith("- "):
+                    items.append(lines[i][2:])
+                else:
+                    items[-1] += " " + lines[i].strip()
+                i += 1
+            out.append("<ul>" + "".join(f"<li>{inline(item)}</li>" for item in items) + "</ul>")
+        elif line.strip():
+            paragraph = []
+            while i < len(lines) and lines[i].strip() and not re.match(r"#|\||- |!\[", lines[i]):
+                paragraph.append(lines[i])
+                i += 1
+            out.append(f"<p>{inline(' '.join(paragraph))}</p>")
+        else:
+            i += 1
+    return "\n".join(out)
+
+
+def claims_first(markdown: str) -> str:
+    """The report with its ``## Claims`` section moved before the first other ``## `` section."""
+    parts = re.split(r"(?m)^(?=## )", markdown)
+    preamble, sections = parts[0], parts[1:]
+    claims = [s for s in sections if s.startswith(CLAIMS + "\n")]
+    return preamble + "".join(claims + [s for s in sections if s not in claims])
+
+
+def write_report_html(report_md: Path) -> Path:
+    """Write ``report.html`` beside ``report_md``; returns its path."""
+    report_md = Path(report_md)
+    markdown = report_md.read_text()
+    title = markdown.splitlines()[0].lstrip("# ") if markdown else "nodebench report"
+    path = report_md.with_suffix(".html")
+    path.write_text(document(title, markdown_html(claims_first(markdown), report_md.parent)))
+    return path

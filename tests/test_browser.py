@@ -1,0 +1,148 @@
+"""The leaderboard, a report page and the history site, opened in headless Chromium: no console errors,
+the summary figure and tables on the first screen, sorting and filtering change what is shown."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from chromium import CHROMIUM, VISIBLE, Browser
+
+from nodebench.benchmarking import leaderboard_page
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)")
+
+BASELINES = Path(__file__).resolve().parents[1] / "results" / "baselines"
+SCREEN = 900
+
+
+def visible(selector: str) -> str:
+    return f"{VISIBLE.format(height=10**6)}(document.querySelector({selector!r}))"
+
+
+def on_first_screen(selector: str) -> str:
+    return f"{VISIBLE.format(height=SCREEN)}(document.querySelector({selector!r}))"
+
+
+def column(table: str, index: int) -> str:
+    return f"Array.from(document.querySelectorAll('{table} > tbody > tr')).map(r => r.cells[{index}].textContent)"
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    out = tmp_path_factory.mktemp("board")
+    leaderboard_page.write([BASELINES / "do_vs_od-quick-cpu", BASELINES / "snode-quick-cpu"], out)
+    return out / "leaderboard.html"
+
+
+def test_leaderboard_first_screen_sorting_and_filters(board, tmp_path):
+    with Browser(height=SCREEN) as b:
+        b.open(board)
+        assert b.errors == []
+        assert b.js(on_first_screen("#summary-figure img")) and b.js("document.querySelector('#summary-figure img')"
+                                                                     ".naturalWidth") > 300
+        assert b.js(on_first_screen("#summary")) and b.js(visible("#overall"))
+        shot = b.screenshot(tmp_path / "leaderboard.png")
+        assert shot.stat().st_size > 20_000
+
+        # sorting: a click on "family" orders the rows by name, a second click reverses them
+        before = b.js(column("#summary", 0))
+        b.js("document.querySelector('#summary th').click()")
+        ascending = b.js(column("#summary", 0))
+        b.js("document.querySelector('#summary th').click()")
+        descending = b.js(column("#summary", 0))
+        assert ascending == sorted(before) and descending == sorted(before, reverse=True) and len(before) > 2
+        # sorting by a time column puts the numbers in order and ✗ / not run last
+        b.js("document.querySelector('#summary th:nth-child(2)').click()")
+        values = b.js("Array.from(document.querySelectorAll('#summary > tbody > tr')).map(r => "
+                      "r.cells[1].getAttribute('data-v'))")
+        numbers = [float(v) for v in values if v is not None]
+        assert numbers == sorted(numbers) and values[:len(numbers)] == [v for v in values if v is not None]
+
+        # filters: one task leaves one task section and one task column
+        sections = b.js("document.querySelectorAll('section[data-task]').length")
+        task = b.js("document.querySelector('section[data-task]').dataset.task")
+        b.js(f"const s = document.getElementById('filter-task'); s.value = {task!r};"
+             "s.dispatchEvent(new Event('change'))")
+        shown = b.js("Array.from(document.querySelectorAll('section[data-task]')).filter(s => "
+                     "!s.classList.contains('hidden')).length")
+        columns = b.js("Array.from(document.querySelectorAll('#summary th')).filter(th => th.offsetWidth > 0).length")
+        assert sections > 1 and shown == 1 and columns == 2
+        b.js("const p = document.getElementById('filter-paper'); p.value = 'snode';"
+             "p.dispatchEvent(new Event('change'))")  # task of do_vs_od and paper snode: nothing left
+        assert b.js("Array.from(document.querySelectorAll('section[data-task]')).filter(s => "
+                    "!s.classList.contains('hidden')).length") == 0
+        # the folded configurations open with a click
+        if b.js("document.querySelector('details') !== null"):
+            b.js("document.getElementById('filter-paper').value=''; document.getElementById('filter-task').value='';"
+                 "document.getElementById('filter-task').dispatchEvent(new Event('change'));"
+                 "document.querySelector('details summary').click()")
+            assert b.js("document.querySelector('details').open")
+        # every number has its environment as a tooltip
+        assert "CPU" in b.js("document.querySelector('#summary td[data-v]').title")
+        assert b.errors == []
+
+
+@pytest.fixture(scope="module")
+def history_site(tmp_path_factory):
+    """The site of a store holding the first four runs of the committed history store."""
+    from nodebench import api
+
+    source = Path(__file__).resolve().parents[1] / "results" / "history"
+    runs = sorted(source.glob("*/nightly/*/records.parquet"))[:4]
+    store = tmp_path_factory.mktemp("store")
+    for records in runs:
+        shutil.copytree(records.parent, store / records.parent.relative_to(source))
+    out = api.history(store, suite="nightly", html=True)
+    return out / "index.html"
+
+
+def test_history_site_opens_with_its_graphs_links_and_filter(history_site, tmp_path):
+    with Browser(height=SCREEN) as b:
+        b.open(history_site)
+        assert b.errors == []
+        graphs = b.js("document.querySelectorAll('figure.history svg').length")
+        assert graphs > 3 and b.js(on_first_screen("figure.history svg")) and b.js(visible("#runs"))
+        assert b.js("document.querySelectorAll('#runs > tbody > tr').length") == 4
+        # each point links to an existing records file of its run
+        href = b.js("document.querySelector('figure.history a').getAttribute('href')")
+        assert href.endswith("records.parquet") and (history_site.parent / href).is_file()
+        metric = b.js("document.querySelector('#filter-metric option:nth-child(2)').value")
+        b.js(f"const s = document.getElementById('filter-metric'); s.value = {metric!r};"
+             "s.dispatchEvent(new Event('change'))")
+        shown = b.js("Array.from(document.querySelectorAll('figure.history')).filter(f => f.offsetWidth > 0)"
+                     ".map(f => f.dataset.metric)")
+        assert 0 < len(shown) < graphs and set(shown) == {metric}
+        b.screenshot(tmp_path / "history.png")
+        assert b.errors == []
+
+
+def test_report_page_puts_the_claims_first_and_sorts(tmp_path):
+    from nodebench.report_page import write_report_html
+
+    run = tmp_path / "run"
+    shutil.copytree(BASELINES / "taynode-quick-cpu", run)
+    # the committed baseline keeps its records and report, not its figures: draw the first one it names
+    import matplotlib.pyplot as plt
+
+    figure = run / re.search(r"!\[[^\]]*\]\(([^)]+)\)", (run / "report.md").read_text()).group(1)
+    figure.parent.mkdir(exist_ok=True)
+    plt.figure(figsize=(3, 2)).gca().plot([1, 2, 3])
+    plt.savefig(figure)
+    plt.close("all")
+    page = write_report_html(run / "report.md")
+    assert f"missing figure {figure.relative_to(run)}" not in page.read_text()
+    with Browser(height=SCREEN) as b:
+        b.open(page)
+        assert b.errors == []
+        assert b.js("document.querySelector('h2').textContent") == "Claims"
+        assert b.js(on_first_screen("table")) and b.js("document.querySelectorAll('img').length") >= 1
+        assert b.js("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        ids = "Array.from(document.querySelector('table').tBodies[0].rows).map(r => r.cells[0].textContent)"
+        before = b.js(ids)
+        b.js("document.querySelector('table th').click()")
+        b.js("document.querySelector('table th').click()")
+        assert b.js(ids) == sorted(before, reverse=True) != before
+        b.screenshot(tmp_path / "report.png")
