@@ -1,6 +1,6 @@
 """The known data sets: where their files are looked for, their pinned checksums, and whether a copy verifies.
 
-``datasets/manifest.toml`` describes each data set in a ``[[dataset]]`` block (MNIST, PhysioNet 2012,
+``nodebench/datasets/manifest.toml`` describes each data set in a ``[[dataset]]`` block (MNIST, PhysioNet 2012,
 CIFAR-10, SVHN) and the five MAF tabular sets in its older ``[[files]]`` list; this module reads both into
 :class:`DataSet` objects. A file (:class:`FileSpec`) is stored in one of four forms:
 
@@ -188,7 +188,7 @@ def _catalog(path: str) -> dict[str, DataSet]:
 
 
 def catalog(manifest: PathArg = None) -> dict[str, DataSet]:
-    """Every known data set by name (from ``manifest``, default ``datasets/manifest.toml``)."""
+    """Every known data set by name (from ``manifest``, default ``nodebench/datasets/manifest.toml``)."""
     return _catalog(str(Path(manifest) if manifest is not None else DEFAULT_MANIFEST))
 
 

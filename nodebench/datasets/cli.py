@@ -51,7 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = data.add_subparsers(dest="data_command", required=True, parser_class=type(data))
     common = {"--root": dict(type=Path, help=f"data directory (default ${ENV_VAR}, else <repo>/datasets)"),
-              "--manifest": dict(type=Path, help="data manifest (default datasets/manifest.toml)")}
+              "--manifest": dict(type=Path, help="data manifest (default nodebench/datasets/manifest.toml)")}
     listing = actions.add_parser("list", help="every known data set: where, found, verified, size")
     listing.add_argument("--no-verify", action="store_true", help="skip the checksums (only look for the files)")
     verify = actions.add_parser("verify", help="checksum the files of one data set, or of every one found")

@@ -108,7 +108,7 @@ def load_density(
         seed: Seeds toy sampling, sklearn dequantisation and permutation splits. The MAF splits are fixed
             by their published preprocessing and ignore it.
         root: Data directory for the MAF files (default ``$NODEBENCH_DATA``, else ``<repo>/datasets``).
-        manifest: Checksum manifest (default ``<repo>/datasets/manifest.toml``).
+        manifest: Checksum manifest (default ``nodebench/datasets/manifest.toml``).
         toy_sizes: Train/validation/test sizes of a toy data set.
 
     Raises:

@@ -9,7 +9,7 @@ itself and returns what ``ToTensor()`` would: float32 in [0, 1] (``uint8 / 255``
 with int64 labels. The loaders never download: the files must be in the data directory
 (``$NODEBENCH_DATA``, default ``<repo>/datasets``); ``nodebench data fetch mnist`` (or ``cifar10``,
 ``svhn``) downloads them from the official sources and checks them against the md5 values the sources
-publish (pinned in ``datasets/manifest.toml``), and ``nodebench data verify mnist`` checks a copy.
+publish (pinned in ``nodebench/datasets/manifest.toml``), and ``nodebench data verify mnist`` checks a copy.
 
 Files, relative to the data directory (the folders match torchvision's ``root`` layout, so a folder
 torchvision downloaded into works as is):

@@ -1,7 +1,7 @@
 """Where density data files live, their checksums, and how to fetch them.
 
 The files of the five MAF data sets (Papamakarios et al. 2017, arXiv 1705.07057) come from one archive,
-Zenodo record 1161203. ``datasets/manifest.toml`` in the repository lists each file with its path
+Zenodo record 1161203. ``nodebench/datasets/manifest.toml`` in the repository lists each file with its path
 relative to the data directory, its source URL and its sha256. An empty sha256 means "not yet pinned":
 the file is then used without verification and a warning is logged.
 """
@@ -28,8 +28,12 @@ from nodebench.errors import UserError
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATA_DIR = REPO_ROOT / "datasets"
-DEFAULT_MANIFEST = DEFAULT_DATA_DIR / "manifest.toml"
+#: Data files live in ``datasets/`` of a source checkout, else in the user's cache (an installed wheel);
+#: ``NODEBENCH_DATA`` overrides both.
+DEFAULT_DATA_DIR = (REPO_ROOT / "datasets" if (REPO_ROOT / "datasets" / "README.md").is_file()
+                    else Path.home() / ".cache" / "nodebench" / "data")
+#: The checksum manifest ships inside the package, so an installed wheel verifies its data too.
+DEFAULT_MANIFEST = Path(__file__).resolve().parent / "manifest.toml"
 ENV_VAR = "NODEBENCH_DATA"
 
 
@@ -69,7 +73,7 @@ def data_root(root: Optional[str | os.PathLike] = None) -> Path:
 
 
 def read_manifest(path: Optional[str | os.PathLike] = None) -> Manifest:
-    """Parse the manifest (default ``<repo>/datasets/manifest.toml``); :class:`UserError` if unusable."""
+    """Parse the manifest (default ``nodebench/datasets/manifest.toml``); :class:`UserError` if unusable."""
     path = Path(path) if path is not None else DEFAULT_MANIFEST
     try:
         raw = tomllib.loads(path.read_text())
