@@ -92,12 +92,15 @@ def check_device(device: str) -> str:
     return str(parsed)
 
 
-def _check(cases: list[Case]) -> None:
+def _check(cases: list[Case]) -> list[str]:
+    """Check the cases' settings; print and return the warnings (options a method ignores)."""
     from nodebench.runner.settings import check_cases
 
     load_papers()
-    for warning in check_cases(cases):
+    warnings = check_cases(cases)
+    for warning in warnings:
         _log(f"nodebench: warning: {warning}")
+    return warnings
 
 
 def describe_cases(cases: list[Case]) -> pd.DataFrame:
@@ -112,13 +115,15 @@ def describe_cases(cases: list[Case]) -> pd.DataFrame:
 
 
 def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], **info) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run ``cases`` into ``out``; ``run.json`` gets ``info`` (with the settings warnings) and the cases' settings."""
+    from nodebench.run_settings import case_settings
     from nodebench.runner.executors import check_executor
     from nodebench.runner.sweep import run_cases, write_run_info
 
     engine = dict(engine)
     check_executor(engine.get("executor", "local"), engine.get("scheduler"))
     paths.sweep_dir(out, allow_mixed_commits=engine.get("allow_mixed_commits", False))
-    write_run_info(out, **info)
+    write_run_info(out, **info, settings=case_settings(cases))
     return run_cases(cases, out, **engine)
 
 
@@ -127,6 +132,7 @@ def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=
     from nodebench.plots import plot_run
     from nodebench.records import CURVES, RECORDS, load_table
     from nodebench.reporting import write_report
+    from nodebench.runner.sweep import read_run_info
 
     figures = plot_run(records, curves, run_dir / "figures") if not records.empty else []
     sections, tables = [], {}
@@ -135,7 +141,8 @@ def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=
         figures += more
         tables = {p.stem: load_table(run_dir, p.stem) for p in run_dir.glob("*.parquet")
                   if p.name not in (RECORDS, CURVES)}
-    return write_report(run_dir, records, figures, spec=spec, tables=tables, preset=preset, sections=sections)
+    return write_report(run_dir, records, figures, spec=spec, tables=tables, preset=preset, sections=sections,
+                        info=read_run_info(run_dir))
 
 
 def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int | None = None,
@@ -164,12 +171,12 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
     cases = in_rounds(expand_grid(tasks=[task], methods=names, seeds=range(seeds), hparams=dict(hparams or {}),
                                   method_hparams=method_hparams, device=check_device(device), iters=iters,
                                   budget_s=budget_s))
-    _check(cases)
+    warnings = _check(cases)
     if dry_run:
         return RunResult(None, cases)
     out = Path(out) if out is not None else Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
     _log(f"running {len(cases)} case(s) into {out} (rerun with --out {out} to resume)")
-    records, curves = _sweep(cases, out, engine, command="run")
+    records, curves = _sweep(cases, out, engine, command="run", warnings=warnings)
     return RunResult(out, cases, records, curves, _finish(out, records, curves))
 
 
@@ -188,12 +195,13 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
 
     spec = load_paper(paper)
     cases = spec.cases(preset, check_device(device), experiments=list(experiments or []))
-    _check(cases)
+    warnings = _check(cases)
     if dry_run:
         return RunResult(None, cases)
     out = Path(out) if out is not None else Path("results") / f"{paper}-{preset}"
     _log(f"reproducing {paper} at preset {preset}: {len(cases)} case(s) into {out}")
-    records, curves = _sweep(cases, out, engine, command="reproduce", paper=paper, preset=preset, device=device)
+    records, curves = _sweep(cases, out, engine, command="reproduce", paper=paper, preset=preset, device=device,
+                             warnings=warnings)
     return RunResult(out, cases, records, curves, _finish(out, records, curves, spec=spec, preset=preset))
 
 
@@ -257,13 +265,13 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
 
     spec = load_suite(suite)
     cases = spec.cases(check_device(device or spec.device))
-    _check(cases)
+    warnings = _check(cases)
     if dry_run:
         return RunResult(None, cases)
     store = paths.output_dir(Path(out or DEFAULT_STORE))
     run_dir = new_run(store, machine_name(machine), spec.name, device=cases[0].device)
     _log(f"bench {spec.name}: {len(cases)} case(s) into {run_dir}")
-    records, curves = _sweep(cases, run_dir, engine, command="bench", suite=spec.name)
+    records, curves = _sweep(cases, run_dir, engine, command="bench", suite=spec.name, warnings=warnings)
     print(f"wrote {run_dir}/records.parquet, curves.parquet")
     baseline = previous_run(store, run_dir)
     if baseline is None:

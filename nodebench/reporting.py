@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from nodebench.claims import check_claims
+from nodebench.claims import NOT_MEASURED, check_claims
 from nodebench.markdown import markdown_table
 from nodebench.metrics import headline_metric
 from nodebench.records import config_labels, expand_hparams
+from nodebench.run_settings import settings_section
 
 SUMMARY_COLUMNS = [
     ("train_wall_s", "train time [s]", "{:.3g}"),
@@ -79,9 +80,32 @@ def environment_line(records: pd.DataFrame) -> str:
             f"{first.get('num_threads')} torch thread(s) per case) · GPU {gpu} · started {first.get('started_at')}")
 
 
+NOT_IN_RUN = "not in this preset"
+
+
+def _outside_the_run(verdicts, records: pd.DataFrame):
+    """Verdicts on experiments that did not run at all (outside the preset or the ``--experiment`` selection)
+    say so, instead of "no successful run", which is kept for experiments whose cases all failed."""
+    ran = set(records["experiment"]) if "experiment" in records else set()
+    for verdict in verdicts:
+        experiment = verdict.scope.split(",")[0].strip()
+        if verdict.verdict == NOT_MEASURED and verdict.scope != "all" and experiment not in ran:
+            verdict.measured, verdict.verdict = f"experiment {experiment} was not run", NOT_IN_RUN
+    return verdicts
+
+
+def _verdict_cell(verdict: str, preset: str) -> str:
+    """Bold for a verdict at a measuring preset; plainly labelled indicative for the smoke preset."""
+    if verdict in (NOT_MEASURED, NOT_IN_RUN):
+        return verdict
+    return f"indicative (smoke preset): {verdict}" if preset == "smoke" else f"**{verdict}**"
+
+
 def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path], *, spec=None,
-                 tables: dict[str, pd.DataFrame] | None = None, preset: str = "", sections: list[str] = ()) -> Path:
-    """Write ``run_dir/report.md`` and return its path."""
+                 tables: dict[str, pd.DataFrame] | None = None, preset: str = "", sections: list[str] = (),
+                 info: dict | None = None) -> Path:
+    """Write ``run_dir/report.md`` and return its path; ``info`` (the run's ``run.json``) gives the Settings
+    section: command, environment, preset, per-experiment limits, seeds and hyper-parameters, warnings."""
     run_dir = Path(run_dir)
     title = f"{spec.title} — nodebench reproduction" if spec else "nodebench run"
     lines = [f"# {title}", ""]
@@ -89,6 +113,7 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
         lines += [f"Paper: {spec.reference}. Preset: **{preset or '–'}**.", ""]
         if spec.notes:
             lines += [spec.notes.strip(), ""]
+    lines += settings_section(info or {})
     if records.empty:
         lines += ["No cases were recorded."]
     else:
@@ -107,7 +132,7 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
                       f"`{headline_metric(group) or 'none'}`.", "", summary_table(group) + failures_table(group), ""]
     lines += list(sections)
     if spec and spec.claims:
-        verdicts = check_claims(spec.claims, records, tables)
+        verdicts = _outside_the_run(check_claims(spec.claims, records, tables), records)
         lines += ["## Claims", ""]
         if preset == "smoke":
             lines += ["*Smoke preset: every run lasts seconds to a minute on a CPU. The verdicts describe these "
@@ -115,7 +140,8 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
                       "use `--preset quick` or `--preset paper` to judge the claims.*", ""]
         lines += [ markdown_table(
             ["id", "claim", "source", "scope", "our measurement", "verdict"],
-            [[v.claim_id, v.claim, v.source, v.scope, v.measured, f"**{v.verdict}**"] for v in verdicts]), ""]
+            [[v.claim_id, v.claim, v.source, v.scope, v.measured, _verdict_cell(v.verdict, preset)]
+             for v in verdicts]), ""]
     if figures:
         lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures if p.suffix == ".png"]
     path = run_dir / "report.md"

@@ -37,6 +37,7 @@ from nodebench.errors import UserError
 from nodebench.harness import environment
 from nodebench.harness.environment import git_sha
 from nodebench.records import CASES, merge, valid_cases, write_case
+from nodebench.run_settings import invocation
 from nodebench.runner.case import Case
 from nodebench.runner.guard import PARENT_PID, SweepLock, check_commit, read_json_object, stop_on_signals
 
@@ -66,7 +67,8 @@ def read_run_info(run_dir: str | Path) -> dict:
 
 
 def write_run_info(run_dir: str | Path, **meta) -> dict:
-    """Create or update ``run_dir/run.json``; the run id is made once and kept when a run resumes."""
+    """Create or update ``run_dir/run.json``; the run id is made once and kept when a run resumes. It holds the
+    command line and environment of the latest invocation (:func:`nodebench.run_settings.invocation`)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -77,7 +79,7 @@ def write_run_info(run_dir: str | Path, **meta) -> dict:
         print(f"nodebench: {run_dir / RUN_INFO} was corrupt: moved to {aside.name}, a new run id starts",
               file=sys.stderr)
         info = {}
-    info = {"run_id": time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]} | info | meta
+    info = {"run_id": time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]} | info | invocation() | meta
     (run_dir / RUN_INFO).write_text(json.dumps(info, indent=1))
     return info
 
