@@ -222,12 +222,15 @@ def report(run_dir: str | Path) -> Path:
 def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[str, float] | None = None,
             out: str | Path | None = None) -> int:
     """Gate ``current`` against ``baseline`` (run directories or records files): print the table, write the
-    Markdown (default ``compare.md`` beside the current records); 1 on a regression, else 0."""
+    Markdown (default ``compare-<baseline name>.md`` beside the current records, so that the gate record
+    ``compare.md`` a bench run wrote there is kept); 1 on a regression, else 0."""
     from nodebench.benchmarking import compare as gate
+    from nodebench.plots import slug
 
-    current = Path(current)
+    current, baseline_path = Path(current), Path(baseline)
+    baseline_name = slug(baseline_path.name if baseline_path.is_dir() else baseline_path.parent.name) or "baseline"
     out = paths.output_file(Path(out) if out is not None else
-                            (current if current.is_dir() else current.parent) / "compare.md")
+                            (current if current.is_dir() else current.parent) / f"compare-{baseline_name}.md")
     rules = gate.rules_with(dict(thresholds or {}))
     result = gate.compare(gate.load_records(Path(baseline)), gate.load_records(current), rules)
     print(gate.table(result, rules).to_markdown(index=False, tablefmt="simple"))
@@ -274,10 +277,11 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     records, curves = _sweep(cases, run_dir, engine, command="bench", suite=spec.name, warnings=warnings)
     print(f"wrote {run_dir}/records.parquet, curves.parquet")
     baseline = previous_run(store, run_dir)
+    code = 0
     if baseline is None:
         print("first run of this suite on this machine: nothing to compare against")
-        return RunResult(run_dir, cases, records, curves)
-    code = compare(baseline, run_dir, out=run_dir / "compare.md")
+    else:
+        code = compare(baseline, run_dir, out=run_dir / "compare.md")
     history(store, run_dir.parent.parent.name, spec.name, run_dir.parent)
     return RunResult(run_dir, cases, records, curves, exit_code=code)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from nodebench.errors import UserError
+from nodebench.errors import UserError, clip
 from nodebench.harness import environment
 from nodebench.harness.environment import git_sha
 from nodebench.records import CASES, merge, valid_cases, write_case
@@ -234,7 +234,7 @@ def _failure_of(code: int, log: Path) -> tuple[str, str]:
         why = " (the kernel's out-of-memory killer or a user)" if code == -signal.SIGKILL else ""
         return "killed", f"worker killed by {name}{why}"
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    return "error", f"worker exited with code {code}: {lines[-1] if lines else 'no output'}"[:300]
+    return "error", clip(f"worker exited with code {code}: {lines[-1] if lines else 'no output'}")
 
 
 def _record_failure(case: Case, cases_dir: Path, status: str, reason: str, started_at: str) -> None:
