@@ -80,6 +80,20 @@ def method_colors(methods) -> dict[str, str]:
     return {m: method_style(m)["color"] for m in methods}
 
 
+def shades(colour: str, n: int) -> list:
+    """``n`` shades of ``colour``, dark to light: the variants of one method (tolerances, step sizes) keep the
+    method's hue and stay distinguishable."""
+    rgb = np.array(matplotlib.colors.to_rgb(colour))
+    if n <= 1:
+        return [tuple(rgb)]
+    dark, light = 0.65 * rgb, rgb + 0.55 * (1.0 - rgb)
+    return [tuple(dark + f * (light - dark)) for f in np.linspace(0.0, 1.0, n)]
+
+
+#: Markers for the variants of one method, in order (filled, then open shapes).
+VARIANT_MARKERS = "o^sDvP*X"
+
+
 def reference_line(ax, y: float, label: str, index: int = 0, *, vertical: bool = False):
     """A horizontal (or vertical) reference line, the ``index``-th of its axes: its own colour and dash
     pattern, labelled for the legend."""
@@ -88,10 +102,11 @@ def reference_line(ax, y: float, label: str, index: int = 0, *, vertical: bool =
     return draw(y, color=colour, ls=ls, lw=1.3, label=label, zorder=1.5)
 
 
-def band(ax, x, median, low, high, label: str, **style):
-    """Median line with a shaded min–max band over seeds (a single seed: just the line)."""
-    style = {**method_style(label), **style}
-    line, = ax.plot(x, median, color=style["color"], marker=style["marker"], ls=style["ls"], ms=4, lw=1.3,
+def band(ax, x, median, low, high, label: str, *, method: str | None = None, lw: float = 1.3, **style):
+    """Median line with a shaded min–max band over seeds (a single seed: just the line), in the style of
+    ``method`` (default: the label's)."""
+    style = {**method_style(method or label), **style}
+    line, = ax.plot(x, median, color=style["color"], marker=style["marker"], ls=style["ls"], ms=4, lw=lw,
                     label=label)
     low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
     if np.any(high > low):
@@ -146,11 +161,15 @@ def _honest_scale(ax, axis: str) -> None:
     set_scale = ax.set_xscale if axis == "x" else ax.set_yscale
     if get_scale() == "log" and (low <= 0 or high / low < 10):
         set_scale("linear")
-    if axis == "y" and high > low and (high - low) <= ROUND_OFF * max(abs(low), abs(high)):
+    scale = max(abs(low), abs(high))
+    if axis == "y" and high > low and (high - low) <= ROUND_OFF * scale:
         centre = 0.5 * (low + high)
         ax.set_ylim(centre - 0.05 * abs(centre), centre + 0.05 * abs(centre))
         ax.text(0.5, 0.95, f"flat: values differ by < {ROUND_OFF:g} (relative), round-off", transform=ax.transAxes,
                 ha="center", va="top", fontsize=7, color="0.3")
+    elif axis == "y" and high > low and get_scale() == "linear" and (high - low) <= 1e-3 * scale:
+        ax.text(0.5, 0.01, f"note the scale: all values within {high - low:.2g} ({(high - low) / scale:.1e} "
+                "relative)", transform=ax.transAxes, ha="center", va="bottom", fontsize=7, color="0.3")
 
 
 def finish(fig) -> None:

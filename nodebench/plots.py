@@ -51,16 +51,18 @@ def _curve_figure(curves: pd.DataFrame, x: str, y: str, *, xlabel: str, ylabel: 
     """One curve per method: over iterations the median over seeds with a min–max band; over time (where
     seeds do not share x values) one thin line per seed in the method's style."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, rows in curves.groupby("method", sort=True):
+    groups = list(curves.groupby("method", sort=True))
+    for k, (method, rows) in enumerate(groups):
         style = method_style(method)
+        lw = 1.2 + 2.0 * (len(groups) - 1 - k) / max(len(groups) - 1, 1)  # earlier lines wider: none hidden
         if x == "iteration":
             stats = rows.groupby(x)[y].agg(["median", "min", "max"]).reset_index()
             seeds = rows["seed"].nunique()
-            band(ax, stats[x], stats["median"], stats["min"], stats["max"],
+            band(ax, stats[x], stats["median"], stats["min"], stats["max"], lw=lw, method=method,
                  label=method if seeds == 1 else f"{method} (median, min–max of {seeds} seeds)")
             continue
         for i, (_, group) in enumerate(rows.groupby("seed", sort=True)):
-            ax.plot(group[x], group[y], color=style["color"], ls=style["ls"], alpha=0.85, lw=1.2,
+            ax.plot(group[x], group[y], color=style["color"], ls=style["ls"], alpha=0.85, lw=lw,
                     marker=style["marker"], markevery=max(1, len(group) // 8), ms=4, label=None if i else method)
     if logy and (curves[y] > 0).all():
         ax.set_yscale("log")

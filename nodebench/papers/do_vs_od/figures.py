@@ -9,7 +9,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from nodebench.figure_style import REFERENCE_STYLES, band, method_style, reference_line
+from nodebench.figure_style import REFERENCE_STYLES, VARIANT_MARKERS, band, method_style, reference_line, shades
 from nodebench.plots import save_figure, slug
 
 
@@ -17,13 +17,19 @@ def plot_taylor(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Taylor test: E0 and E1 against h (log–log), one panel per method family, one line per config."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, (family, rows) in zip(axes, table.groupby("family", sort=True)):
-        for key, group in rows.groupby(["method", "tol", "step_size"], dropna=False, sort=False):
+        configs = list(rows.groupby(["method", "tol", "step_size"], dropna=False, sort=False))
+        counts = pd.Series([key[0] for key, _ in configs]).value_counts()
+        seen: dict[str, int] = {}
+        for k, (key, group) in enumerate(configs):
             method, tol, step = key
             step_text = "grid" if pd.isna(step) else f"{step:g}"
             label = f"{method} tol {tol:g}" if pd.notna(tol) else f"{method} h={step_text}"
-            style = method_style(method)
-            ax.loglog(group["h"], group["E1"], marker=style["marker"], ms=4, color=style["color"], label=f"E1 {label}")
-            ax.loglog(group["h"], group["E0"], ls=":", color=style["color"], lw=0.8)
+            variant = seen[method] = seen.get(method, -1) + 1  # the variants of one method: shades and markers
+            colour = shades(method_style(method)["color"], int(counts[method]))[variant]
+            marker = VARIANT_MARKERS[variant % len(VARIANT_MARKERS)]
+            ax.loglog(group["h"], group["E1"], marker=marker, ms=6 - 1.5 * (k % 2), mfc="none" if k % 2 else colour,
+                      color=colour, lw=2.2 - 0.8 * (k % 2), label=f"E1 {label}")
+            ax.loglog(group["h"], group["E0"], ls=":", color=colour, lw=0.8)
         h = rows["h"].to_numpy()
         colour, dash = REFERENCE_STYLES[0]
         ax.loglog(h, h**2 * rows["E1"].max() / h.max() ** 2, color=colour, ls=dash, lw=1.3, label="slope 2 (reference)")
@@ -66,7 +72,7 @@ def plot_rediscretisation(table: pd.DataFrame, out_dir: str | Path) -> list[Path
             colour = method_style(method)["color"]
             for ax, column in zip(axes, ("test_nll", "inverse_error")):
                 stats = fixed.groupby("step_size")[column].agg(["median", "min", "max"]).reset_index()
-                band(ax, stats["step_size"], stats["median"], stats["min"], stats["max"],
+                band(ax, stats["step_size"], stats["median"], stats["min"], stats["max"], method=method,
                      label=f"{method} trained, tested with RK4 at h{spread}")
                 if not ref.empty:
                     ax.axhline(float(ref[column].median()), color=colour, ls=REFERENCE_STYLES[i % 4][1], lw=1.3,
