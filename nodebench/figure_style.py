@@ -3,8 +3,9 @@
 - **Fixed method styles**: each method has one colour and marker in every figure of every report (a fixed
   table, not a per-figure colour cycle); methods of one family share a hue (fixed-step discretise-then-optimise
   solvers in blues, adjoints in oranges, Gaussian-quadrature adjoints in greens, backprop through adaptive
-  solvers in reds/purples, SNODE in black). A configuration label (``gq width=3000``) keeps its method's colour
-  and marker and gets its own line style.
+  solvers in reds/purples, SNODE in black). A configuration label (``gq width=3000``) has its method's style;
+  where one figure holds several configurations of a method (:func:`label_styles`), they get shades of the
+  method's colour and their own markers.
 - **Honest axes** (:func:`finish`, applied by :func:`nodebench.plots.save_figure`): a log scale only where the
   data span at least one decade; no offset text (``ScalarFormatter(useOffset=False)``); data that vary by less
   than :data:`ROUND_OFF` (relative) are drawn flat and annotated as round-off rather than as a trend.
@@ -63,21 +64,37 @@ def _stable_index(text: str, n: int) -> int:
 
 def method_style(label: str) -> dict:
     """Line/marker keyword arguments for a method or configuration label (``"gq width=3000"``): the method's
-    fixed colour and marker; a configuration suffix selects the line style. Unknown names get a colour and
-    marker from a hash of the name, so they are still the same in every figure."""
-    method, _, variant = str(label).partition(" ")
+    fixed colour and marker. Unknown names get a colour and marker from a hash of the name, so they are still
+    the same in every figure."""
+    method = str(label).partition(" ")[0]
     if method in METHOD_STYLES:
         colour, marker = METHOD_STYLES[method]
     else:
         colour = _FALLBACK_COLOURS[_stable_index(method, len(_FALLBACK_COLOURS))]
         marker = _FALLBACK_MARKERS[_stable_index(method, len(_FALLBACK_MARKERS))]
-    ls = _VARIANT_STYLES[_stable_index(variant, len(_VARIANT_STYLES))] if variant else "-"
-    return {"color": colour, "marker": marker, "ls": ls}
+    return {"color": colour, "marker": marker, "ls": "-"}
+
+
+def label_styles(labels) -> dict[str, dict]:
+    """Styles for the labels of one figure: :func:`method_style`, and where a method has several labels
+    (configurations), shades of its colour, distinct markers and line styles, in sorted label order."""
+    labels = sorted(dict.fromkeys(map(str, labels)))
+    by_method: dict[str, list[str]] = {}
+    for label in labels:
+        by_method.setdefault(label.partition(" ")[0], []).append(label)
+    styles = {}
+    for method, group in by_method.items():
+        base = method_style(method)
+        for i, (label, colour) in enumerate(zip(group, shades(base["color"], len(group)))):
+            variant = {"color": colour, "ls": _VARIANT_STYLES[i % len(_VARIANT_STYLES)],
+                       "marker": VARIANT_MARKERS[i % len(VARIANT_MARKERS)]}
+            styles[label] = base if len(group) == 1 else variant
+    return styles
 
 
 def method_colors(methods) -> dict[str, str]:
-    """Label → its fixed colour (:func:`method_style`)."""
-    return {m: method_style(m)["color"] for m in methods}
+    """Label → its colour (:func:`label_styles`)."""
+    return {m: s["color"] for m, s in label_styles(methods).items()}
 
 
 def shades(colour: str, n: int) -> list:
@@ -104,7 +121,7 @@ def reference_line(ax, y: float, label: str, index: int = 0, *, vertical: bool =
 
 def band(ax, x, median, low, high, label: str, *, method: str | None = None, lw: float = 1.3, **style):
     """Median line with a shaded min–max band over seeds (a single seed: just the line), in the style of
-    ``method`` (default: the label's)."""
+    ``method`` (default: the label's), overridden by ``style``."""
     style = {**method_style(method or label), **style}
     line, = ax.plot(x, median, color=style["color"], marker=style["marker"], ls=style["ls"], ms=4, lw=lw,
                     label=label)

@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from nodebench.figure_style import (band, finish, mark_not_measured, measured_memory, method_colors,
-                                    method_style, reference_line)
+from nodebench.figure_style import (band, finish, label_styles, mark_not_measured, measured_memory,
+                                    method_colors, method_style, reference_line)
 from nodebench.metrics import headline_metric
 from nodebench.records import config_labels
 from nodebench.registry import Registry
@@ -52,13 +52,14 @@ def _curve_figure(curves: pd.DataFrame, x: str, y: str, *, xlabel: str, ylabel: 
     seeds do not share x values) one thin line per seed in the method's style."""
     fig, ax = plt.subplots(figsize=(6, 4))
     groups = list(curves.groupby("method", sort=True))
+    styles = label_styles(curves["method"].unique())
     for k, (method, rows) in enumerate(groups):
-        style = method_style(method)
-        lw = 1.2 + 2.0 * (len(groups) - 1 - k) / max(len(groups) - 1, 1)  # earlier lines wider: none hidden
+        style = styles[method]
+        lw = 1.2 + 1.3 * (len(groups) - 1 - k) / max(len(groups) - 1, 1)  # earlier lines wider: none hidden
         if x == "iteration":
             stats = rows.groupby(x)[y].agg(["median", "min", "max"]).reset_index()
             seeds = rows["seed"].nunique()
-            band(ax, stats[x], stats["median"], stats["min"], stats["max"], lw=lw, method=method,
+            band(ax, stats[x], stats["median"], stats["min"], stats["max"], lw=lw, **style,
                  label=method if seeds == 1 else f"{method} (median, min–max of {seeds} seeds)")
             continue
         for i, (_, group) in enumerate(rows.groupby("seed", sort=True)):
@@ -200,7 +201,7 @@ def _bars(records: pd.DataFrame, task: str):
              for column in ("train_wall_s", "mem")}
     methods = list(stats["train_wall_s"].index)
     fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.6 * len(methods)), 4.0))
-    colours = [method_style(m)["color"] for m in methods]
+    colours = [label_styles(methods)[m]["color"] for m in methods]
     positions = np.arange(len(methods))
     labels = {"train_wall_s": ("training time [s]", "time"), "mem": ("peak memory added [MiB]", "memory")}
     for ax, (column, table) in zip(axes, stats.items()):
@@ -218,8 +219,9 @@ def _work_precision(records: pd.DataFrame, task: str, metric: str):
     (log axes only where the data span a decade: :func:`nodebench.figure_style.finish`)."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     nfe = records["nfe_forward"] + records["nfe_backward"]
+    styles = label_styles(records["method"].unique())
     for method, group in records.groupby("method"):
-        style = method_style(method)
+        style = styles[method]
         for ax, x in zip(axes, (group["train_wall_s"], nfe[group.index])):
             ax.scatter(x, group[metric], color=style["color"], marker=style["marker"], s=36, label=method)
     axes[0].set(xlabel="training time [s]", ylabel=metric, title=f"{task}: {metric} vs time")
@@ -255,9 +257,10 @@ def _scaling_summary(records: pd.DataFrame, param_col: str, column: str) -> pd.D
 def _scaling_lines(ax, records: pd.DataFrame, param_col: str, column: str, scale: float = 1.0) -> bool:
     """Median over seeds with min–max whiskers, one line per method; returns whether all values are > 0."""
     summary = _scaling_summary(records, param_col, column)
+    styles = label_styles(summary["method"].unique())
     for method, group in summary.groupby("method", sort=True):
         med, lo, hi = group["median"] * scale, group["min"] * scale, group["max"] * scale
-        style = method_style(method)
+        style = styles[method]
         ax.errorbar(group["_x"], med, yerr=[med - lo, hi - med], color=style["color"], marker=style["marker"],
                     ls=style["ls"], ms=4, capsize=3, lw=1.2, label=method)
     return bool(len(summary)) and bool((summary["min"] > 0).all())

@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from nodebench.figure_style import METHOD_STYLES, measured_memory, method_colors, method_style
+from nodebench.figure_style import METHOD_STYLES, label_styles, measured_memory, method_colors, method_style
 from nodebench.plots import _bars, save_figure, slug
 from nodebench.papers.do_vs_od.figures import plot_density_grid
 
@@ -29,9 +29,11 @@ def test_round_off_is_drawn_flat_and_annotated(tmp_path):
 def test_method_style_is_fixed_across_figures():
     assert method_colors(["rk4", "adjoint"])["rk4"] == method_colors(["adjoint", "zzz", "rk4"])["rk4"]
     assert len({c for c, _ in METHOD_STYLES.values()}) == len(METHOD_STYLES)
-    variant = method_style("gq width=3000")
-    assert (variant["color"], variant["marker"]) == (method_style("gq")["color"], method_style("gq")["marker"])
-    assert variant["ls"] != "-"
+    assert method_style("gq width=3000") == method_style("gq")
+    sweep = label_styles(["gq width=8", "gq width=64", "adjoint"])
+    assert sweep["adjoint"] == method_style("adjoint")
+    assert sweep["gq width=8"]["color"] != sweep["gq width=64"]["color"]
+    assert sweep["gq width=8"]["marker"] != sweep["gq width=64"]["marker"]
     assert method_style("my_method") == method_style("my_method")
 
 
