@@ -161,7 +161,8 @@ def _wrap_text(ax) -> None:
         title.set_text(textwrap.fill(" ".join(title.get_text().split()), _wrap_width(ax, title.get_fontsize())))
     for label, axis in ((ax.xaxis.label, "x"), (ax.yaxis.label, "y")):
         if label.get_text():
-            label.set_text(textwrap.fill(" ".join(label.get_text().split()), _wrap_width(ax, label.get_fontsize(), axis)))
+            width = _wrap_width(ax, label.get_fontsize(), axis)
+            label.set_text(textwrap.fill(" ".join(label.get_text().split()), width))
     ticks = ax.get_xticklabels()
     texts = [t.get_text() for t in ticks]
     if texts and any(texts) and ax.get_xscale() != "log" and ticks[0].get_rotation() == 0:

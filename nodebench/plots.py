@@ -2,8 +2,9 @@
 
 Every figure is drawn per task (one file per task and figure kind) in the shared style of
 :mod:`nodebench.figure_style`: one fixed colour and marker per method, spread over seeds shown, log axes only
-over a decade, memory that was not measured marked so. Loss-against-time curves use the method's own summed step time: the clock is paused for
-evaluation and logging (benchopt's convention), so the x-axis is training time only.
+over a decade, memory that was not measured marked so. Loss-against-time curves use the method's own summed
+step time: the clock is paused for evaluation and logging (benchopt's convention), so the x-axis is training
+time only.
 """
 
 from __future__ import annotations
