@@ -168,7 +168,8 @@ def _wrap_text(ax) -> None:
     if texts and any(texts) and ax.get_xscale() != "log" and ticks[0].get_rotation() == 0:
         slot = _wrap_width(ax, ticks[0].get_fontsize()) // max(len(texts), 1)
         if any(len(t) > slot for t in texts):
-            ax.set_xticks(ax.get_xticks(), [textwrap.fill(t, max(slot, 6)) for t in texts])
+            wrapped = [textwrap.fill(t, max(slot, 6), break_long_words=False, break_on_hyphens=False) for t in texts]
+            ax.set_xticks(ax.get_xticks(), wrapped)
 
 
 def _honest_scale(ax, axis: str) -> None:

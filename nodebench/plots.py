@@ -162,8 +162,10 @@ def plot_monitor(records: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFram
         part = part.assign(method=part["case_id"].map(methods), seed=part["case_id"].map(seeds))
         name = f"{exp} {config}".strip()
         fig = _monitor_figure(part, name)
-        for i, (versus, rows) in enumerate(group.groupby("versus", sort=False)):
-            reference_line(fig.axes[0], float(rows["target"].iloc[0]), f"target vs {versus}" if versus else "target", i)
+        targets = group.groupby("versus", sort=False)["target"].first()
+        for i, (target, against) in enumerate(targets.groupby(targets, sort=False)):  # one line per target level
+            names = [v for v in against.index if v]
+            reference_line(fig.axes[0], float(target), f"target vs {', '.join(names)}" if names else "target", i)
         fig.axes[0].legend(fontsize=7)
         written += save_figure(fig, Path(out_dir), f"{slug(name)}_time_to_target")[:1]
     return written
