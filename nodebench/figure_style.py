@@ -169,7 +169,11 @@ def _wrap_text(ax) -> None:
         slot = _wrap_width(ax, ticks[0].get_fontsize()) // max(len(texts), 1)
         if any(len(t) > slot for t in texts):
             wrapped = [textwrap.fill(t, max(slot, 6), break_long_words=False, break_on_hyphens=False) for t in texts]
-            ax.set_xticks(ax.get_xticks(), wrapped)
+            if any(len(line) > max(slot, 6) for text in wrapped for line in text.splitlines()):
+                wrapped = [textwrap.fill(t, 28, break_long_words=False) for t in texts]  # too long: stand them up
+                ax.set_xticks(ax.get_xticks(), wrapped, rotation=90)
+            else:
+                ax.set_xticks(ax.get_xticks(), wrapped)
 
 
 def _honest_scale(ax, axis: str) -> None:

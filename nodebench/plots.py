@@ -203,7 +203,8 @@ def _bars(records: pd.DataFrame, task: str):
     stats = {column: frame.groupby("method")[column].agg(["median", "min", "max"])
              for column in ("train_wall_s", "mem")}
     methods = list(stats["train_wall_s"].index)
-    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.6 * len(methods)), 4.0))
+    longest = max((len(str(m)) for m in methods), default=0)  # sweep labels stand up: room below the bars
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.6 * len(methods)), 4.0 + (0.05 * longest if longest > 14 else 0)))
     colours = [label_styles(methods)[m]["color"] for m in methods]
     positions = np.arange(len(methods))
     labels = {"train_wall_s": ("training time [s]", "time"), "mem": ("peak memory added [MiB]", "memory")}
@@ -211,7 +212,7 @@ def _bars(records: pd.DataFrame, task: str):
         err = [table["median"] - table["min"], table["max"] - table["median"]]
         ax.bar(positions, table["median"].fillna(0), color=colours, yerr=np.nan_to_num(err), capsize=3)
         ylabel, short = labels[column]
-        ax.set(ylabel=f"{ylabel} (median, min–max over seeds)", title=f"{task}: {short}")
+        ax.set(ylabel=ylabel, title=f"{task}: {short} (median, min–max over seeds)")
         ax.set_xticks(positions, methods, rotation=0 if len(methods) <= 5 else 90, fontsize=8)
         mark_not_measured(ax, positions[table["median"].isna().to_numpy()])
     return fig
