@@ -75,6 +75,13 @@ def _curve_figure(curves: pd.DataFrame, x: str, y: str, *, xlabel: str, ylabel: 
     return fig
 
 
+def _loss_label(curves: pd.DataFrame) -> str:
+    """The loss axis label; SNODE's training loss is its relaxed objective, not the simulation loss of the
+    other methods, so a figure holding both says so (compare the monitor figure instead)."""
+    mixed = curves["method"].astype(str).str.startswith("snode").any() and curves["method"].nunique() > 1
+    return "training loss (each method's own objective; SNODE: relaxed)" if mixed else "training loss"
+
+
 #: Figures drawn for every experiment of a run (every task for ``nodebench run``): name → function
 #: ``draw(title, records, curves) -> Figure | None`` over one experiment's successful records (``method``
 #: relabelled per configuration) and their curves (``None``: nothing to draw). Papers may register more.
@@ -86,7 +93,7 @@ def _loss_vs_time(title: str, records: pd.DataFrame, curves: pd.DataFrame):
     if curves.empty:
         return None
     return _curve_figure(curves, "elapsed_s", "loss", xlabel="training time [s] (clock paused for evaluation)",
-                         ylabel="training loss", title=f"{title}: loss vs wall time")
+                         ylabel=_loss_label(curves), title=f"{title}: loss vs wall time")
 
 
 @RUN_FIGURES.register("monitor_vs_time")
@@ -99,7 +106,7 @@ def _monitor_vs_time(title: str, records: pd.DataFrame, curves: pd.DataFrame):
 def _loss_vs_iteration(title: str, records: pd.DataFrame, curves: pd.DataFrame):
     if curves.empty:
         return None
-    return _curve_figure(curves, "iteration", "loss", xlabel="iteration", ylabel="training loss",
+    return _curve_figure(curves, "iteration", "loss", xlabel="iteration", ylabel=_loss_label(curves),
                          title=f"{title}: loss vs iteration")
 
 
