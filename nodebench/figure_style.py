@@ -132,11 +132,13 @@ def band(ax, x, median, low, high, label: str, *, method: str | None = None, lw:
 
 
 def measured_memory(records):
-    """Peak memory per record, NaN where it was not measurable: no reading, or a ``ru_maxrss`` reading (a
-    process-lifetime high-water mark, not a per-phase peak)."""
+    """Peak memory per record, NaN where it was not measurable: no reading, a ``ru_maxrss`` reading (a
+    process-lifetime high-water mark, not a per-phase peak), or a resident-set (``vmhwm``) reading of 0 — the
+    phase reused pages already resident (typical in process), which says nothing about what it allocated."""
     memory = records["peak_mem_bytes"].astype(float) if "peak_mem_bytes" in records else np.nan
     if "mem_source" in records:
-        memory = memory.where(~records["mem_source"].fillna("").isin(["", "ru_maxrss"]))
+        source = records["mem_source"].fillna("")
+        memory = memory.where(~source.isin(["", "ru_maxrss"]) & ~((source == "vmhwm") & (memory <= 0)))
     return memory
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from nodebench.claims import NOT_MEASURED, check_claims
+from nodebench.figure_style import measured_memory
 from nodebench.markdown import markdown_table
 from nodebench.metrics import headline_metric
 from nodebench.records import config_labels, expand_hparams
@@ -38,11 +39,12 @@ METRICS = ("test_mse", "extrap_mse", "test_nll", "inverse_error", "test_accuracy
 
 def summary_table(records: pd.DataFrame) -> str:
     """Per method (and per value of each hyper-parameter that varies, e.g. ``gq width=500``): medians over
-    successful seeds of time, NFE, memory and the metrics."""
+    successful seeds of time, NFE, memory ("–" where it was not measurable) and the metrics."""
     metrics = [c for c in METRICS if c in records and records[c].notna().any()]
     header = ["method", "ok/seeds"] + [label for _, label, _ in SUMMARY_COLUMNS] + metrics
     rows = []
     records = _by_method_then_hparams(records)
+    records = records.assign(peak_mem_bytes=measured_memory(records))  # "–" where not measurable, never 0
     for method, group in records.groupby(config_labels(records), sort=False):
         ok = group[group["status"] == "ok"]
         row = [method, f"{len(ok)}/{len(group)}"]
