@@ -211,7 +211,8 @@ def _bars(records: pd.DataFrame, task: str):
              for column in ("train_wall_s", "mem")}
     methods = list(stats["train_wall_s"].index)
     longest = max((len(str(m)) for m in methods), default=0)  # sweep labels stand up: room below the bars
-    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.6 * len(methods)), 4.0 + (0.05 * longest if longest > 14 else 0)))
+    height = 4.0 + (0.05 * longest if longest > 14 else 0.0)
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.6 * len(methods)), height))
     colours = [label_styles(methods)[m]["color"] for m in methods]
     positions = np.arange(len(methods))
     labels = {"train_wall_s": ("training time [s]", "time"), "mem": ("peak memory added [MiB]", "memory")}
