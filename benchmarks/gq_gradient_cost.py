@@ -38,9 +38,10 @@ from nodebench.harness import PeakMemory, Stopwatch, count_nfe, environment
 from nodebench.methods import get_method
 import matplotlib.pyplot as plt
 
+from nodebench.figure_style import measured_memory
 from nodebench.plots import method_colors, save_figure
 from nodebench.markdown import markdown_table
-from nodebench.tasks import get_task
+from nodebench.api import get_task  # registers every installed paper's tasks (g1d is the GQ paper's)
 
 METHODS = ("gq", "gq_batched", "adjoint", "seminorm", "direct")
 OFFICIAL = "official"
@@ -122,7 +123,8 @@ def run(args) -> pd.DataFrame:
                 gradient()
                 wall, event = clock.stop()
                 rows.append(dict(width=width, method=method, round=round_, time_s=wall, event_s=event,
-                                 peak_mem_bytes=memory.peak_bytes(), nfe_forward=counter.nfe["forward"],
+                                 peak_mem_bytes=memory.peak_bytes(), mem_source=memory.source,
+                                 nfe_forward=counter.nfe["forward"],
                                  nfe_backward=counter.nfe["backward"], nodes=solve.stats.get("nodes")))
         done = pd.DataFrame([r for r in rows if r["width"] == width]).groupby("method")["time_s"].median()
         print(f"width {width:>5}: " + "  ".join(f"{m} {done[m] * 1e3:.1f} ms" for m in args.methods), flush=True)
@@ -140,11 +142,12 @@ def ratio_stats(samples: pd.DataFrame, width: int, slow: str, fast: str) -> tupl
 
 
 def summary(samples: pd.DataFrame, env: dict, args) -> str:
-    med = samples.groupby(["width", "method"]).median(numeric_only=True)
+    med = samples.assign(peak_mem_bytes=measured_memory(samples)).groupby(["width", "method"]).median(numeric_only=True)
     rows = []
     for (width, method), r in med.iterrows():
         nodes = "–" if pd.isna(r.nodes) else f"{r.nodes:.0f}"
-        rows.append([width, method, f"{r.time_s * 1e3:.1f}", f"{r.peak_mem_bytes / 2**20:.1f}",
+        rows.append([width, method, f"{r.time_s * 1e3:.1f}",
+                     "not measured" if pd.isna(r.peak_mem_bytes) else f"{r.peak_mem_bytes / 2**20:.1f}",
                      f"{r.nfe_forward:.0f}/{r.nfe_backward:.0f}", nodes])
     ratio_rows = []
     for width in sorted(samples.width.unique()):
@@ -164,14 +167,18 @@ def summary(samples: pd.DataFrame, env: dict, args) -> str:
 
 
 def plot(samples: pd.DataFrame, out: Path) -> None:
+    """Time and (where measurable: not an in-process ``ru_maxrss`` reading) peak memory against width."""
+    samples = samples.assign(peak_mem_bytes=measured_memory(samples))
     med = samples.groupby(["method", "width"]).median(numeric_only=True).reset_index()
     colors = method_colors(med.method.unique())
     for column, label, name, scale in (("time_s", "gradient time [s]", "time_vs_width", 1.0),
                                        ("peak_mem_bytes", "peak memory [MiB]", "memory_vs_width", 2.0**-20)):
+        if med[column].isna().all():
+            print(f"{name}: not drawn, memory was not measurable here ({samples['mem_source'].iloc[0]})")
+            continue
         fig, ax = plt.subplots(figsize=(6, 4))
         for method, rows in med.groupby("method"):
-            values = rows[column] * scale
-            ax.plot(rows.width, values.clip(lower=1e-3), "o-", color=colors[method], label=method)
+            ax.plot(rows.width, rows[column] * scale, "o-", color=colors[method], label=method)
         ax.set(xscale="log", yscale="log", xlabel="hidden width", ylabel=label, title=name.replace("_", " "))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

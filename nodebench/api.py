@@ -92,21 +92,23 @@ def check_device(device: str) -> str:
     return str(parsed)
 
 
-def _check(cases: list[Case], engine: dict, dry_run: bool, warn: bool = False) -> None:
+def _check(cases: list[Case], engine: dict, dry_run: bool, warn: bool = False) -> list[str]:
     """Every case's names and values, then (for a real run) its data: present, and verified against the
     pinned checksums unless ``verify_data=False``; one-line errors before anything is written. With
     ``warn``, options given to a method that does not use them are reported (for options a user typed; a
-    paper or suite file sets shared options on purpose)."""
+    paper or suite file sets shared options on purpose); returns the warnings shown."""
     from nodebench.datasets.catalog import check_case_data
     from nodebench.runner.settings import check_cases
 
     load_papers()
     warnings = check_cases(cases)
-    for warning in warnings if warn else ():
+    shown = warnings if warn else []
+    for warning in shown:
         _log(f"nodebench: warning: {warning}")
     verify = engine.pop("verify_data", True)
     if not dry_run:
         check_case_data(cases, verify=verify)
+    return shown
 
 
 def describe_cases(cases: list[Case]) -> pd.DataFrame:
@@ -122,7 +124,10 @@ def describe_cases(cases: list[Case]) -> pd.DataFrame:
 
 def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], message: str,
            **info) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Check the output folder and the engine, then run the cases (announced by ``message``)."""
+    """Check the output folder and the engine, then run the cases (announced by ``message``); ``run.json``
+    gets ``info`` (with the settings warnings) and the cases' settings."""
+    from nodebench.run_settings import case_settings
+
     from nodebench.runner.executors import check_executor
     from nodebench.runner.sweep import run_cases, write_run_info
 
@@ -130,7 +135,7 @@ def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], message: str
     check_executor(engine.get("executor", "local"), engine.get("scheduler"))
     paths.sweep_dir(out, allow_mixed_commits=engine.get("allow_mixed_commits", False))
     _log(message)
-    write_run_info(out, **info)
+    write_run_info(out, **info, settings=case_settings(cases))
     return run_cases(cases, out, **engine)
 
 
@@ -139,6 +144,7 @@ def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=
     from nodebench.plots import plot_run
     from nodebench.records import CURVES, RECORDS, load_table
     from nodebench.reporting import write_report
+    from nodebench.runner.sweep import read_run_info
 
     figures = plot_run(records, curves, run_dir / "figures") if not records.empty else []
     sections, tables = [], {}
@@ -147,7 +153,8 @@ def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=
         figures += more
         tables = {p.stem: load_table(run_dir, p.stem) for p in run_dir.glob("*.parquet")
                   if p.name not in (RECORDS, CURVES)}
-    return write_report(run_dir, records, figures, spec=spec, tables=tables, preset=preset, sections=sections)
+    return write_report(run_dir, records, figures, spec=spec, tables=tables, preset=preset, sections=sections,
+                        info=read_run_info(run_dir))
 
 
 def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int | None = None,
@@ -177,12 +184,12 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
     cases = in_rounds(expand_grid(tasks=[task], methods=names, seeds=range(seeds), hparams=dict(hparams or {}),
                                   method_hparams=method_hparams, device=check_device(device), iters=iters,
                                   budget_s=budget_s))
-    _check(cases, engine, dry_run, warn=True)
+    warnings = _check(cases, engine, dry_run, warn=True)
     if dry_run:
         return RunResult(None, cases)
     out = Path(out) if out is not None else Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
     records, curves = _sweep(cases, out, engine, f"running {len(cases)} case(s) into {out} (rerun with --out {out} "
-                             "to resume)", command="run")
+                             "to resume)", command="run", warnings=warnings)
     return RunResult(out, cases, records, curves, _finish(out, records, curves))
 
 
@@ -201,12 +208,13 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
 
     spec = load_paper(paper)
     cases = spec.cases(preset, check_device(device), experiments=list(experiments or []))
-    _check(cases, engine, dry_run)
+    warnings = _check(cases, engine, dry_run)
     if dry_run:
         return RunResult(None, cases)
     out = Path(out) if out is not None else Path("results") / f"{paper}-{preset}"
     records, curves = _sweep(cases, out, engine, f"reproducing {paper} at preset {preset}: {len(cases)} case(s) into "
-                             f"{out}", command="reproduce", paper=paper, preset=preset, device=device)
+                             f"{out}", command="reproduce", paper=paper, preset=preset, device=device,
+                             warnings=warnings)
     return RunResult(out, cases, records, curves, _finish(out, records, curves, spec=spec, preset=preset))
 
 
@@ -227,12 +235,15 @@ def report(run_dir: str | Path) -> Path:
 def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[str, float] | None = None,
             out: str | Path | None = None) -> int:
     """Gate ``current`` against ``baseline`` (run directories or records files): print the table, write the
-    Markdown (default ``compare.md`` beside the current records); 1 on a regression, else 0."""
+    Markdown (default ``compare-<baseline name>.md`` beside the current records, so that the gate record
+    ``compare.md`` a bench run wrote there is kept); 1 on a regression, else 0."""
     from nodebench.benchmarking import compare as gate
+    from nodebench.plots import slug
 
-    current = Path(current)
+    current, baseline_path = Path(current), Path(baseline)
+    baseline_name = slug(baseline_path.name if baseline_path.is_dir() else baseline_path.parent.name) or "baseline"
     out = paths.output_file(Path(out) if out is not None else
-                            (current if current.is_dir() else current.parent) / "compare.md")
+                            (current if current.is_dir() else current.parent) / f"compare-{baseline_name}.md")
     rules = gate.rules_with(dict(thresholds or {}))
     result = gate.compare(gate.load_records(Path(baseline)), gate.load_records(current), rules)
     print(gate.table(result, rules).to_markdown(index=False, tablefmt="simple"))
@@ -285,7 +296,7 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
 
     spec = load_suite(suite)
     cases = spec.cases(check_device(device or spec.device))
-    _check(cases, engine, dry_run)
+    warnings = _check(cases, engine, dry_run)
     if dry_run:
         return RunResult(None, cases)
     store = paths.output_dir(Path(out or DEFAULT_STORE))
@@ -293,13 +304,14 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
         return _bench_ab(spec, baseline, store, machine, cases, engine)
     run_dir = new_run(store, machine_name(machine), spec.name, device=cases[0].device)
     records, curves = _sweep(cases, run_dir, engine, f"bench {spec.name}: {len(cases)} case(s) into {run_dir}",
-                             command="bench", suite=spec.name)
+                             command="bench", suite=spec.name, warnings=warnings)
     print(f"wrote {run_dir}/records.parquet, curves.parquet")
     previous = previous_run(store, run_dir)
+    code = 0
     if previous is None:
         print("first run of this suite on this machine: nothing to compare against")
-        return RunResult(run_dir, cases, records, curves)
-    code = compare(previous, run_dir, out=run_dir / "compare.md")
+    else:
+        code = compare(previous, run_dir, out=run_dir / "compare.md")
     history(store, run_dir.parent.parent.name, spec.name, run_dir.parent)
     return RunResult(run_dir, cases, records, curves, exit_code=code)
 

@@ -7,3 +7,21 @@ class UserError(Exception):
     The command-line interface prints ``nodebench: error: <message>`` and exits with code 2, without a
     traceback. The message must say what is wrong and what would be valid.
     """
+
+
+#: Longest failure reason kept in a record (one line of a report table).
+REASON_LIMIT = 300
+
+
+def clip(text: str, limit: int = REASON_LIMIT) -> str:
+    """``text`` on one line, cut at a word boundary with "…" when longer than ``limit`` characters."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:") + "…"
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as a short one-line failure reason: ``Type: message`` (:func:`clip`)."""
+    return clip(f"{type(err).__name__}: {err}")

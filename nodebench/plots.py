@@ -1,8 +1,10 @@
 """Comparison figures from records and curves, written as PNG and PDF.
 
-Every figure is drawn per task (one file per task and figure kind), one colour per method, one line per
-seed. Loss-against-time curves use the method's own summed step time: the clock is paused for
-evaluation and logging (benchopt's convention), so the x-axis is training time only.
+Every figure is drawn per task (one file per task and figure kind) in the shared style of
+:mod:`nodebench.figure_style`: one fixed colour and marker per method, spread over seeds shown, log axes only
+over a decade, memory that was not measured marked so. Loss-against-time curves use the method's own summed
+step time: the clock is paused for evaluation and logging (benchopt's convention), so the x-axis is training
+time only.
 """
 
 from __future__ import annotations
@@ -15,25 +17,30 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from nodebench.figure_style import (band, finish, label_styles, mark_not_measured, measured_memory,
+                                    method_colors, method_style, reference_line)
 from nodebench.metrics import headline_metric
 from nodebench.records import config_labels
 from nodebench.registry import Registry
 
-matplotlib.use("Agg")  # pyplot picks its backend lazily, so selecting it after the import still applies
+__all__ = ["method_colors", "method_style", "save_figure", "slug", "plot_run", "plot_monitor", "plot_scaling",
+           "plot_metric_by_experiment", "RUN_FIGURES"]
+
 
 def slug(text: str) -> str:
+    """A file-name-safe form of ``text``; a file-based task (``trajectories:/data/my_system.npz``) is named by
+    its file stem, never by its path."""
+    kind, sep, path = str(text).partition(":")
+    if sep and ("/" in path or "." in Path(path).name):
+        text = f"{kind}_{Path(path).stem}"
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:80]
 
 
-def method_colors(methods) -> dict[str, str]:
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return {m: cycle[i % len(cycle)] for i, m in enumerate(sorted(methods))}
-
-
 def save_figure(fig, out_dir: Path, name: str) -> list[Path]:
+    """Apply :func:`nodebench.figure_style.finish` and write ``name`` as PNG and PDF; returns both paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.{ext}" for ext in ("png", "pdf")]
-    fig.tight_layout()
+    finish(fig)
     for path in paths:
         fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -42,19 +49,37 @@ def save_figure(fig, out_dir: Path, name: str) -> list[Path]:
 
 def _curve_figure(curves: pd.DataFrame, x: str, y: str, *, xlabel: str, ylabel: str, title: str,
                   logy: bool = True, logx: bool = False):
+    """One curve per method: over iterations the median over seeds with a min–max band; over time (where
+    seeds do not share x values) one thin line per seed in the method's style."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    colors = method_colors(curves["method"].unique())
-    for (method, seed), group in curves.groupby(["method", "seed"], sort=True):
-        ax.plot(group[x], group[y], color=colors[method], alpha=0.85, lw=1.2,
-                label=method if seed == curves[curves.method == method].seed.min() else None)
+    groups = list(curves.groupby("method", sort=True))
+    styles = label_styles(curves["method"].unique())
+    for k, (method, rows) in enumerate(groups):
+        style = styles[method]
+        lw = 1.2 + 1.3 * (len(groups) - 1 - k) / max(len(groups) - 1, 1)  # earlier lines wider: none hidden
+        if x == "iteration":
+            stats = rows.groupby(x)[y].agg(["median", "min", "max"]).reset_index()
+            seeds = rows["seed"].nunique()
+            band(ax, stats[x], stats["median"], stats["min"], stats["max"], lw=lw, **style,
+                 label=method if seeds == 1 else f"{method} (median, min–max of {seeds} seeds)")
+            continue
+        for i, (_, group) in enumerate(rows.groupby("seed", sort=True)):
+            ax.plot(group[x], group[y], color=style["color"], ls=style["ls"], alpha=0.85, lw=lw,
+                    marker=style["marker"], markevery=max(1, len(group) // 8), ms=4, label=None if i else method)
     if logy and (curves[y] > 0).all():
         ax.set_yscale("log")
     if logx and (curves[x] > 0).all():
         ax.set_xscale("log")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    ax.legend()
     return fig
+
+
+def _loss_label(curves: pd.DataFrame) -> str:
+    """The loss axis label; SNODE's training loss is its relaxed objective, not the simulation loss of the
+    other methods, so a figure holding both says so (compare the monitor figure instead)."""
+    mixed = curves["method"].astype(str).str.startswith("snode").any() and curves["method"].nunique() > 1
+    return "training loss (each method's own objective; SNODE: relaxed)" if mixed else "training loss"
 
 
 #: Figures drawn for every experiment of a run (every task for ``nodebench run``): name → function
@@ -68,7 +93,7 @@ def _loss_vs_time(title: str, records: pd.DataFrame, curves: pd.DataFrame):
     if curves.empty:
         return None
     return _curve_figure(curves, "elapsed_s", "loss", xlabel="training time [s] (clock paused for evaluation)",
-                         ylabel="training loss", title=f"{title}: loss vs wall time")
+                         ylabel=_loss_label(curves), title=f"{title}: loss vs wall time")
 
 
 @RUN_FIGURES.register("monitor_vs_time")
@@ -81,7 +106,7 @@ def _monitor_vs_time(title: str, records: pd.DataFrame, curves: pd.DataFrame):
 def _loss_vs_iteration(title: str, records: pd.DataFrame, curves: pd.DataFrame):
     if curves.empty:
         return None
-    return _curve_figure(curves, "iteration", "loss", xlabel="iteration", ylabel="training loss",
+    return _curve_figure(curves, "iteration", "loss", xlabel="iteration", ylabel=_loss_label(curves),
                          title=f"{title}: loss vs iteration")
 
 
@@ -144,9 +169,10 @@ def plot_monitor(records: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFram
         part = part.assign(method=part["case_id"].map(methods), seed=part["case_id"].map(seeds))
         name = f"{exp} {config}".strip()
         fig = _monitor_figure(part, name)
-        for versus, rows in group.groupby("versus", sort=False):
-            fig.axes[0].axhline(float(rows["target"].iloc[0]), color=method_colors(part["method"].unique()).get(versus, "k"),
-                                ls="--", lw=1, label=f"target vs {versus}" if versus else "target")
+        targets = group.groupby("versus", sort=False)["target"].first()
+        for i, (target, against) in enumerate(targets.groupby(targets, sort=False)):  # one line per target level
+            names = [v for v in against.index if v]
+            reference_line(fig.axes[0], float(target), f"target vs {', '.join(names)}" if names else "target", i)
         fig.axes[0].legend(fontsize=7)
         written += save_figure(fig, Path(out_dir), f"{slug(name)}_time_to_target")[:1]
     return written
@@ -161,14 +187,14 @@ def plot_metric_by_experiment(records: pd.DataFrame, out_dir: str | Path, *, nam
         return []
     stats = ok.groupby(["experiment", "method"], sort=False)[metric].agg(["median", "min", "max"]).reset_index()
     experiments, methods = list(dict.fromkeys(stats["experiment"])), list(dict.fromkeys(stats["method"]))
-    colors, width = method_colors(methods), 0.8 / len(methods)
+    width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(experiments) * max(1, len(methods) / 3)), 4.2))
     for j, method in enumerate(methods):
         rows = stats[stats["method"] == method].set_index("experiment").reindex(experiments)
         x = np.arange(len(experiments)) + (j - (len(methods) - 1) / 2) * width
         err = [rows["median"] - rows["min"], rows["max"] - rows["median"]]
-        ax.bar(x, rows["median"], width, color=colors[method], label=method, yerr=err, capsize=2)
-    ax.set_xticks(np.arange(len(experiments)), experiments, rotation=20, fontsize=8)
+        ax.bar(x, rows["median"], width, color=method_style(method)["color"], label=method, yerr=err, capsize=2)
+    ax.set_xticks(np.arange(len(experiments)), experiments, fontsize=8)
     if (stats["median"] > 0).all():
         ax.set_yscale("log")
     ax.set(ylabel=f"{metric} (median, min–max over seeds)", title=f"{metric} per method and experiment")
@@ -178,36 +204,46 @@ def plot_metric_by_experiment(records: pd.DataFrame, out_dir: str | Path, *, nam
 
 
 def _bars(records: pd.DataFrame, task: str):
-    summary = records.groupby("method").agg(time=("train_wall_s", "median"), mem=("peak_mem_bytes", "median"))
-    longest = max((len(str(m)) for m in summary.index), default=0)  # sweep labels ("gq width=3000") need room
-    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.45 * len(summary)), 3.5 + 0.07 * longest))
-    colors = method_colors(summary.index)
-    bar_colors = [colors[m] for m in summary.index]
-    axes[0].bar(summary.index, summary["time"], color=bar_colors)
-    axes[0].set(ylabel="training time [s] (median over seeds)", title=f"{task}: time")
-    axes[1].bar(summary.index, summary["mem"] / 2**20, color=bar_colors)
-    axes[1].set(ylabel="peak memory added [MiB] (median)", title=f"{task}: memory")
-    for ax in axes:
-        ax.tick_params(axis="x", rotation=30 if len(summary) <= 8 else 90, labelsize=8 if len(summary) > 8 else 10)
-        ax.grid(alpha=0.3, axis="y")
+    """Training time and peak memory per method: median bar, min–max over seeds as whiskers; memory that was
+    not measurable (in-process CPU readings) is marked "not measured", not drawn as 0."""
+    frame = records.assign(mem=measured_memory(records) / 2**20)
+    stats = {column: frame.groupby("method")[column].agg(["median", "min", "max"])
+             for column in ("train_wall_s", "mem")}
+    methods = list(stats["train_wall_s"].index)
+    longest = max((len(str(m)) for m in methods), default=0)  # sweep labels stand up: room below the bars
+    height = 4.0 + (0.05 * longest if longest > 14 else 0.0)
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.6 * len(methods)), height))
+    colours = [label_styles(methods)[m]["color"] for m in methods]
+    positions = np.arange(len(methods))
+    labels = {"train_wall_s": ("training time [s]", "time"), "mem": ("peak memory added [MiB]", "memory")}
+    for ax, (column, table) in zip(axes, stats.items()):
+        err = [table["median"] - table["min"], table["max"] - table["median"]]
+        ax.bar(positions, table["median"].fillna(0), color=colours, yerr=np.nan_to_num(err), capsize=3)
+        ylabel, short = labels[column]
+        ax.set(ylabel=ylabel, title=f"{task}: {short} (median, min–max over seeds)")
+        ax.set_xticks(positions, methods, rotation=0 if len(methods) <= 5 else 90, fontsize=8)
+        mark_not_measured(ax, positions[table["median"].isna().to_numpy()])
     return fig
 
 
 def _work_precision(records: pd.DataFrame, task: str, metric: str):
+    """The metric against training time and against total NFE, one point per seed in the method's style
+    (log axes only where the data span a decade: :func:`nodebench.figure_style.finish`)."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-    colors = method_colors(records["method"].unique())
     nfe = records["nfe_forward"] + records["nfe_backward"]
+    styles = label_styles(records["method"].unique())
     for method, group in records.groupby("method"):
-        axes[0].scatter(group["train_wall_s"], group[metric], color=colors[method], label=method)
-        axes[1].scatter(nfe[group.index], group[metric], color=colors[method], label=method)
+        style = styles[method]
+        for ax, x in zip(axes, (group["train_wall_s"], nfe[group.index])):
+            ax.scatter(x, group[metric], color=style["color"], marker=style["marker"], s=36, label=method)
     axes[0].set(xlabel="training time [s]", ylabel=metric, title=f"{task}: {metric} vs time")
     axes[1].set(xlabel="total NFE (forward + backward)", ylabel=metric, title=f"{task}: {metric} vs NFE")
     for ax in axes:
         if (records[metric] > 0).all():
             ax.set_yscale("log")
-        ax.set_xscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if (records["train_wall_s"] > 0).all() and (nfe > 0).all():
+            ax.set_xscale("log")
+        ax.legend()
     return fig
 
 
@@ -233,11 +269,12 @@ def _scaling_summary(records: pd.DataFrame, param_col: str, column: str) -> pd.D
 def _scaling_lines(ax, records: pd.DataFrame, param_col: str, column: str, scale: float = 1.0) -> bool:
     """Median over seeds with min–max whiskers, one line per method; returns whether all values are > 0."""
     summary = _scaling_summary(records, param_col, column)
-    colors = method_colors(records["method"].unique())
+    styles = label_styles(summary["method"].unique())
     for method, group in summary.groupby("method", sort=True):
         med, lo, hi = group["median"] * scale, group["min"] * scale, group["max"] * scale
-        ax.errorbar(group["_x"], med, yerr=[med - lo, hi - med], color=colors[method], marker="o", ms=4,
-                    capsize=3, lw=1.2, label=method)
+        style = styles[method]
+        ax.errorbar(group["_x"], med, yerr=[med - lo, hi - med], color=style["color"], marker=style["marker"],
+                    ls=style["ls"], ms=4, capsize=3, lw=1.2, label=method)
     return bool(len(summary)) and bool((summary["min"] > 0).all())
 
 
@@ -250,6 +287,7 @@ def plot_scaling(records: pd.DataFrame, param: str, metric: str | None, out_dir:
     out_dir, stem = Path(out_dir), slug(name)
     param_col = param_col or f"hp_{param}"
     records = records.reset_index(drop=True)
+    records = records.assign(peak_mem_bytes=measured_memory(records))  # NaN where not measurable: no panel
     _, logx = param_axis(records[param_col])
     written: list[Path] = []
     panels = [("train_wall_s", "training time [s]", 1.0, True, "time"),
@@ -268,17 +306,17 @@ def plot_scaling(records: pd.DataFrame, param: str, metric: str | None, out_dir:
             ax.set_yscale("log")
         ax.set(xlabel=param, ylabel=f"{ylabel} (median, min–max over seeds)", title=f"{name}: {ylabel} vs {param}")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        ax.legend()
         written += save_figure(fig, out_dir, f"{stem}_scaling_{kind}")[:1]
     if metric and metric in records and records[metric].notna().any() and records["train_wall_s"].notna().any():
         fig, ax = plt.subplots(figsize=(6, 4))
-        colors = method_colors(records["method"].unique())
         x, _ = param_axis(records[param_col])
         ranks = x.rank(method="dense")
         sizes = 20 + 180 * (ranks - 1) / max(float(ranks.max()) - 1, 1)
         for method, group in records.groupby("method", sort=True):
-            ax.scatter(group["train_wall_s"], group[metric], s=sizes[group.index], color=colors[method], alpha=0.75,
-                       edgecolor="k", lw=0.4, label=method)
+            style = method_style(method)
+            ax.scatter(group["train_wall_s"], group[metric], s=sizes[group.index], color=style["color"],
+                       marker=style["marker"], alpha=0.75, edgecolor="k", lw=0.4, label=method)
         if (records["train_wall_s"] > 0).all():
             ax.set_xscale("log")
         if metric != "test_accuracy" and (records[metric].dropna() > 0).all():

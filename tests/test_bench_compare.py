@@ -64,7 +64,8 @@ def test_planted_20_percent_slowdown_is_flagged_with_exit_code_1(capsys, tmp_pat
     assert flagged[["case", "metric"]].values.tolist() == [[victim, "time"]]
     assert flagged["ratio"].iloc[0] == pytest.approx(1.2) and flagged["p"].iloc[0] <= RULES["time"].alpha
     assert set(result["verdict"]) == {"same", "regression"}  # nothing else moved
-    assert "**regression**" in (tmp_path / "slow" / "compare.md").read_text()
+    [written] = (tmp_path / "slow").glob("compare-*.md")  # named after the baseline: a gate record is kept
+    assert written.name == f"compare-{Path(AA_RUNS[0]).name}.md" and "**regression**" in written.read_text()
 
 
 def test_a_change_beyond_the_threshold_without_significance_is_noise():
@@ -150,4 +151,4 @@ def test_bad_compare_input_is_one_line_with_exit_code_2(capsys, tmp_path, argv, 
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in lines[0]
-    assert not list(base.glob("compare.md"))  # nothing written on bad input
+    assert not list(base.glob("compare*.md"))  # nothing written on bad input

@@ -64,6 +64,7 @@ def test_bench_appends_keyed_runs_and_gates_the_second_against_the_first(capsys,
     store = tmp_path / "store"
     code, out, err = run_cli(capsys, "bench", "--suite", "tiny", "--out", store, "--machine", "box 1", "--no-progress")
     assert code == 0 and "nothing to compare against" in out, err
+    assert (history.list_runs(store)["run_dir"].map(Path).iloc[0].parent / "history.md").is_file()  # first run too
     code, out, err = run_cli(capsys, "bench", "--suite", "tiny", "--out", store, "--machine", "box 1", "--no-progress")
     runs = history.list_runs(store)
     assert len(runs) == 2 and set(runs["machine"]) == {"box_1"} and set(runs["suite"]) == {"tiny"}

@@ -23,11 +23,45 @@ def code_blocks(text: str, language: str = "python") -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+#: Every ```python block of the READMEs, in order: (file, index, code). The Python API section trains (slow);
+#: the other blocks are library examples with small sizes and run in seconds.
+BLOCKS = [(path.relative_to(ROOT).as_posix(), i, code)
+          for path in [ROOT / "README.md", *sorted((ROOT / "nodebench" / "papers").glob("*/README.md"))]
+          for i, code in enumerate(code_blocks(path.read_text()))]
+API_BLOCKS = code_blocks(section("Python API"))
+
+
+def _run_block(code: str, name: str) -> None:
+    exec(compile(code, name, "exec"), {"__name__": "__readme__"})
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """One temporary working directory for all blocks: the records example reads what the API example wrote."""
+    return tmp_path_factory.mktemp("readme")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("index", range(len(code_blocks(section("Python API")))))
-def test_python_api_examples_run(index, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code_blocks(section("Python API"))[index], f"README Python API block {index}", "exec"), {})
+@pytest.mark.parametrize("index", range(len(API_BLOCKS)))
+def test_python_api_examples_run(index, workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    _run_block(API_BLOCKS[index], f"README Python API block {index}")
+
+
+@pytest.mark.parametrize("path, index, code", [b for b in BLOCKS if b[2] not in API_BLOCKS],
+                         ids=[f"{p}#{i}" for p, i, c in BLOCKS if c not in API_BLOCKS])
+def test_every_other_readme_python_block_runs(path, index, code, workdir, monkeypatch):
+    """Library examples define what they use; an example that reads a run's records needs the API example's
+    run first (slow), and is skipped with that reason when it has not run."""
+    monkeypatch.chdir(workdir)
+    if "results/api-spiral" in code and not (workdir / "results" / "api-spiral" / "records.parquet").exists():
+        pytest.skip("reads the Python API example's run (a slow test); run with the slow tests")
+    _run_block(code, f"{path} python block {index}")
+
+
+def test_every_python_block_is_collected():
+    assert len(BLOCKS) >= 8 and len(API_BLOCKS) == 2
 
 
 def test_the_records_table_is_the_schema():

@@ -55,6 +55,18 @@ def test_residual_vanishes_on_the_exact_solution(rule):
     assert float(wrong.violation(wrong.residual(z))) > 1e-3
 
 
+def test_float32_data_gives_float32_coefficients_and_objective():
+    """The fit is solved in float64 but follows the data's dtype, so a float32 field and data work as is."""
+    t = torch.linspace(0.0, 2.0, 41)
+    y = _linear_truth(t).float()
+    basis = ElementBasis(0.0, 2.0, degree=8, elements=2)
+    z = basis.fit(t, y, ridge=1e-8)
+    assert z.dtype == torch.float32
+    objective = SpectralObjective(lambda _, x: x @ A.float().T, basis, t, y, nodes_per_element=9)
+    assert objective.data_loss(z).dtype == torch.float32 and float(objective.data_loss(z)) < 1e-6
+    assert objective.residual(z).dtype == torch.float32
+
+
 def test_residual_vanishes_for_the_nonlinear_swarm():
     """True nonlinear dynamics: the residual of the fitted exact solution falls spectrally with the degree."""
     t = torch.linspace(0.0, 3.0, 601, dtype=D64)

@@ -177,7 +177,8 @@ def load_bsds300(root: PathArg = None, *, manifest: PathArg = None) -> Splits:
     try:
         import h5py
     except ImportError:
-        raise UserError("BSDS300 needs the optional package h5py; install it with `pip install h5py`") from None
+        raise UserError("BSDS300 needs the optional package h5py; install it with "
+                        "`pip install 'nodebench[bsds300]'` (or `pip install h5py`)") from None
     path = dataset_files("bsds300", root, manifest)["BSDS300/BSDS300.hdf5"]
     try:
         with h5py.File(path, "r") as handle:

@@ -24,7 +24,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from nodebench.errors import UserError
+from nodebench.errors import UserError, one_line
 from nodebench.runner.case import Case
 
 EXECUTORS = ("local", "submitit", "dask")
@@ -82,7 +82,7 @@ def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done
             try:
                 job.result()
             except Exception as err:  # noqa: BLE001 - a lost job is a recorded failure, the sweep goes on
-                record_failure(case, run_dir, "error", f"submitit job {job.job_id}: {_one_line(err)}")
+                record_failure(case, run_dir, "error", f"submitit job {job.job_id}: {one_line(err)}")
             done()
 
 
@@ -92,16 +92,12 @@ def _dask(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done, re
     try:
         client = Client(scheduler, timeout=30)
     except (OSError, TimeoutError) as err:
-        raise UserError(f"cannot reach the dask scheduler at {scheduler!r}: {_one_line(err)}") from None
+        raise UserError(f"cannot reach the dask scheduler at {scheduler!r}: {one_line(err)}") from None
     with client:
         futures = {client.submit(task, c.to_dict(), pure=False): c for c in cases}
         for future in as_completed(futures):
             try:
                 future.result()
             except Exception as err:  # noqa: BLE001 - a lost task is a recorded failure, the sweep goes on
-                record_failure(futures[future], run_dir, "error", f"dask task: {_one_line(err)}")
+                record_failure(futures[future], run_dir, "error", f"dask task: {one_line(err)}")
             done()
-
-
-def _one_line(err: BaseException) -> str:
-    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:300]

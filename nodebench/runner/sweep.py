@@ -33,10 +33,11 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from nodebench.errors import UserError
+from nodebench.errors import UserError, clip
 from nodebench.harness import environment
 from nodebench.harness.environment import git_sha
 from nodebench.records import CASES, merge, valid_cases, write_case
+from nodebench.run_settings import invocation
 from nodebench.runner.case import Case
 from nodebench.runner.guard import PARENT_PID, SweepLock, check_commit, read_json_object, stop_on_signals
 
@@ -66,7 +67,8 @@ def read_run_info(run_dir: str | Path) -> dict:
 
 
 def write_run_info(run_dir: str | Path, **meta) -> dict:
-    """Create or update ``run_dir/run.json``; the run id is made once and kept when a run resumes."""
+    """Create or update ``run_dir/run.json``; the run id is made once and kept when a run resumes. It holds the
+    command line and environment of the latest invocation (:func:`nodebench.run_settings.invocation`)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -77,7 +79,7 @@ def write_run_info(run_dir: str | Path, **meta) -> dict:
         print(f"nodebench: {run_dir / RUN_INFO} was corrupt: moved to {aside.name}, a new run id starts",
               file=sys.stderr)
         info = {}
-    info = {"run_id": time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]} | info | meta
+    info = {"run_id": time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]} | info | invocation() | meta
     (run_dir / RUN_INFO).write_text(json.dumps(info, indent=1))
     return info
 
@@ -235,7 +237,7 @@ def _failure_of(code: int, log: Path) -> tuple[str, str]:
         why = " (the kernel's out-of-memory killer or a user)" if code == -signal.SIGKILL else ""
         return "killed", f"worker killed by {name}{why}"
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    return "error", f"worker exited with code {code}: {lines[-1] if lines else 'no output'}"[:300]
+    return "error", clip(f"worker exited with code {code}: {lines[-1] if lines else 'no output'}")
 
 
 def _record_failure(case: Case, cases_dir: Path, status: str, reason: str, started_at: str) -> None:

@@ -42,6 +42,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
+from nodebench.errors import one_line  # noqa: E402
 from nodebench.harness import environment  # noqa: E402
 from nodebench.methods import get_method  # noqa: E402
 from nodebench.papers import load_papers  # noqa: E402
@@ -89,19 +90,14 @@ def run_case(case: Case, out_dir: Path) -> dict:
     except Diverged as err:
         status, reason, result = "diverged", str(err), err.result
     except (torch.cuda.OutOfMemoryError, MemoryError) as err:
-        status, reason = "oom", _one_line(err)
+        status, reason = "oom", one_line(err)
     except Exception as err:  # noqa: BLE001 - a failed case is a recorded row, and the sweep goes on
-        status, reason = ("oom" if any(text in str(err) for text in OUT_OF_MEMORY) else "error"), _one_line(err)
+        status, reason = ("oom" if any(text in str(err) for text in OUT_OF_MEMORY) else "error"), one_line(err)
         traceback.print_exc()
     row |= {"status": status, "reason": reason} | result.summary() | result.metrics
     curves = dict(result.curves)
     write_case(out_dir, case.case_id, row, curves, result.tables)
     return row
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}"[:300]
 
 
 def main(argv: list[str]) -> int:

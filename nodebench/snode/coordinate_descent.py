@@ -58,7 +58,7 @@ class CoordinateDescent:
         self.objective = SpectralObjective(p.field, basis, t, y, nodes_per_element=opts.nodes_per_element,
                                            rule=opts.quadrature)
         p.use_controls(t, p.u_train)
-        z = basis.fit(t, y, ridge=opts.ridge).to(y.dtype)
+        z = basis.fit(t, y, ridge=opts.ridge)
         self.z = z.requires_grad_(True)
         self.coef_optimizer = torch.optim.Adam([self.z], lr=opts.coef_lr)
         self.gamma = opts.gamma

@@ -116,6 +116,8 @@ class ElementBasis:
 
     def fit(self, t_obs, y_obs: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:
         """Least-squares free coefficients z (..., P, D) of observations y_obs (..., T, D) at times t_obs (T,):
-        min_z ‖M z − y‖² + ridge ‖z‖² (nodebench's initialisation of SNODE's coefficients).
-        Fewer observations than coefficients need ``ridge > 0``."""
-        return least_squares(self.values(t_obs), y_obs.to(self.dtype), ridge)
+        min_z ‖M z − y‖² + ridge ‖z‖² (nodebench's initialisation of SNODE's coefficients). Solved in the
+        basis's dtype (float64 by default, for conditioning) and returned in the observations' dtype, the one
+        :class:`~nodebench.snode.objective.SpectralObjective` and the field work in. Fewer observations than
+        coefficients need ``ridge > 0``."""
+        return least_squares(self.values(t_obs), y_obs.to(self.dtype), ridge).to(y_obs.dtype)

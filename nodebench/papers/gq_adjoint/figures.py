@@ -7,7 +7,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from nodebench.plots import method_colors, save_figure
+from nodebench.figure_style import method_style
+from nodebench.plots import save_figure
 
 
 def plot_toy_gradient(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
@@ -15,14 +16,15 @@ def plot_toy_gradient(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     gradient (``wrt``: z0, a, T), one line per method; failed solves leave gaps."""
     wrts = [w for w in ("z0", "a", "T") if w in set(table["wrt"])] or sorted(table["wrt"].unique())
     fig, axes = plt.subplots(1, len(wrts), figsize=(4.2 * len(wrts), 3.8), sharey=True, squeeze=False)
-    colors = method_colors(table["method"].unique())
     for ax, wrt in zip(axes[0], wrts):
         rows = table[table["wrt"] == wrt]
         for method, group in rows.groupby("method", sort=True):
             group = group.sort_values("T")
             # round-off can make an error exactly 0: floor it so the log axis keeps the point
             err = group["rel_error"].where(group["rel_error"].isna(), group["rel_error"].clip(lower=1e-17))
-            ax.plot(group["T"], err, color=colors[method], marker=".", ms=3, lw=1, label=method)
+            style = method_style(method)
+            ax.plot(group["T"], err, color=style["color"], marker=style["marker"], ls=style["ls"], ms=3, lw=1,
+                    label=method)
         ax.set_yscale("log")
         ax.set(xlabel="end time T", title=f"dL/d{wrt}")
         ax.grid(alpha=0.3)

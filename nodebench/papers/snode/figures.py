@@ -13,8 +13,8 @@ from nodebench.plots import save_figure
 def plot_spectral_convergence(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Max Legendre-fit error against degree per system, semi-log (a straight line: exponential convergence)."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for system, group in table.groupby("system", sort=False):
-        ax.semilogy(group["degree"], group["max_error"], "o-", label=system)
+    for marker, (system, group) in zip("osD^v<>ph", table.groupby("system", sort=False)):
+        ax.semilogy(group["degree"], group["max_error"], marker=marker, label=system)
     ax.set(xlabel="Legendre degree p (one element)", ylabel="max |fit − trajectory|",
            title="spectral convergence of the Legendre fit")
     ax.grid(alpha=0.3, which="both")

@@ -9,7 +9,8 @@ import numpy as np
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from nodebench.plots import method_colors, save_figure, slug
+from nodebench.figure_style import method_colors, method_style, reference_line
+from nodebench.plots import save_figure, slug
 
 
 def plot_taylor_cost(samples: pd.DataFrame, out_dir: str | Path, dims=None, name: str = "cost_vs_k") -> list[Path]:
@@ -58,8 +59,8 @@ def plot_pareto(table: pd.DataFrame, metric: str, out_dir: str | Path, *, name: 
         return []
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     series = [s for s in dict.fromkeys(table["series"]) if s != "λ = 0"]
-    colors = method_colors(series)
-    markers = dict(zip(sorted(table["method"].unique()), "osD^v<>"))
+    colors = dict(zip(series, plt.cm.viridis(np.linspace(0.0, 0.85, max(len(series), 1)))))  # ordered by K
+    markers = {m: method_style(m)["marker"] for m in table["method"].unique()}
     multi = table["method"].nunique() > 1
     for ax, (column, label) in zip(axes[0], panels):
         for (method, serie), rows in table.groupby(["method", "series"], sort=True):
@@ -89,15 +90,15 @@ def plot_order_matching(table: pd.DataFrame, out_dir: str | Path, *, name: str) 
     if table.empty:
         return []
     fig, ax = plt.subplots(figsize=(6, 4))
-    colors = method_colors(table["method"].unique())
     for method, rows in table.groupby("method", sort=True):
         rows = rows.sort_values("K")
         order = rows["solver_order"].iloc[0]
         label = f"{method} (order {order:g})" if pd.notna(order) else method
-        ax.plot(rows["K"], rows["relative_nfe"], "o-", color=colors[method], label=label)
+        style = method_style(method)
+        ax.plot(rows["K"], rows["relative_nfe"], marker=style["marker"], color=style["color"], label=label)
         if pd.notna(order):
-            ax.axvline(order, color=colors[method], ls=":", lw=1)
-    ax.axhline(1.0, color="k", lw=0.8, ls="--", label="λ = 0")
+            ax.axvline(order, color=style["color"], ls=":", lw=1, label=f"{method}: K = its order")
+    reference_line(ax, 1.0, "λ = 0 (no regularisation)")
     ax.set(xlabel="K (order of the regularised derivative)", ylabel="test NFE / test NFE at λ = 0",
            title=f"{name}: NFE reduction against K per solver")
     ax.grid(alpha=0.3)

@@ -1,0 +1,66 @@
+"""The shared figure rules (nodebench.figure_style) as applied by save_figure."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from nodebench.figure_style import METHOD_STYLES, label_styles, measured_memory, method_colors, method_style
+from nodebench.plots import _bars, save_figure, slug
+from nodebench.papers.do_vs_od.figures import plot_density_grid
+
+
+def test_log_axis_only_over_a_decade_and_no_offset(tmp_path):
+    fig, (narrow, wide) = plt.subplots(1, 2)
+    narrow.plot([1, 2, 3], [34.3336, 34.3337, 34.3338]), narrow.set_yscale("log")
+    wide.plot([1, 2, 3], [1e-3, 1e-1, 10.0]), wide.set_yscale("log")
+    save_figure(fig, tmp_path, "f")
+    assert narrow.get_yscale() == "linear" and wide.get_yscale() == "log"
+    assert not narrow.yaxis.get_major_formatter().get_useOffset()
+
+
+def test_round_off_is_drawn_flat_and_annotated(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [5.2856, 5.2856 + 5e-8, 5.2856 - 3e-8])
+    save_figure(fig, tmp_path, "f")
+    low, high = ax.get_ylim()
+    assert high - low > 0.1 and any("round-off" in t.get_text() for t in ax.texts)
+
+
+def test_method_style_is_fixed_across_figures():
+    assert method_colors(["rk4", "adjoint"])["rk4"] == method_colors(["adjoint", "zzz", "rk4"])["rk4"]
+    assert len({c for c, _ in METHOD_STYLES.values()}) == len(METHOD_STYLES)
+    assert method_style("gq width=3000") == method_style("gq")
+    sweep = label_styles(["gq width=8", "gq width=64", "adjoint"])
+    assert sweep["adjoint"] == method_style("adjoint")
+    assert sweep["gq width=8"]["color"] != sweep["gq width=64"]["color"]
+    assert sweep["gq width=8"]["marker"] != sweep["gq width=64"]["marker"]
+    assert method_style("my_method") == method_style("my_method")
+
+
+def test_file_task_names_use_the_file_stem():
+    assert slug("trajectories:/tmp/user/data/my_system.npz") == "trajectories_my_system"
+    assert slug("cubic_spiral") == "cubic_spiral"
+
+
+def test_unmeasurable_memory_is_marked_not_zero(tmp_path):
+    records = pd.DataFrame({"method": ["rk4", "adjoint", "gq"], "train_wall_s": [1.0, 2.0, 3.0],
+                            "peak_mem_bytes": [0.0, 2**20, 0.0], "mem_source": ["ru_maxrss", "vmhwm", "vmhwm"]})
+    memory = measured_memory(records)
+    assert np.isnan(memory[0]) and memory[1] == 2**20 and np.isnan(memory[2])
+    fig = _bars(records, "task")
+    assert any(t.get_text() == "not measured" for t in fig.axes[1].texts)
+    save_figure(fig, tmp_path, "bars")
+
+
+def test_density_image_has_axes_labels_and_colour_bar(tmp_path, monkeypatch):
+    import nodebench.papers.do_vs_od.figures as figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, out, name: drawn.append(fig) or [out / f"{name}.png"])
+    x, y = np.meshgrid(np.linspace(-1, 1, 4), np.linspace(-1, 1, 4))
+    table = pd.DataFrame({"task": "t", "method": "rk4", "seed": 0, "x": x.ravel(), "y": y.ravel(),
+                          "log_prob": -(x**2 + y**2).ravel()})
+    plot_density_grid(table, tmp_path)
+    image_ax, colour_bar = drawn[0].axes
+    assert image_ax.get_xlabel() and image_ax.get_ylabel() and len(image_ax.get_xticks()) > 0
+    assert colour_bar.get_label() == "<colorbar>"
