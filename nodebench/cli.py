@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path)
 
     bench = sub.add_parser("bench", help="run a benchmark suite, append it to the history store, gate it")
-    bench.add_argument("--suite", required=True, help="suite name (benchmarks/suites/NAME.toml), e.g. nightly")
+    bench.add_argument("--suite", required=True, help="suite name (nodebench/benchmarking/suites/NAME.toml or $NODEBENCH_SUITES), e.g. nightly")
     bench.add_argument("--out", type=nonempty_path, help="history store (default results/history)")
     bench.add_argument("--machine", help="machine key in the store (default $NODEBENCH_MACHINE or the host name)")
     bench.add_argument("--dry-run", action="store_true", help="print the cases with their settings and exit")

@@ -296,7 +296,7 @@ for _method in (
                 description="torchsde sdeint, reversible Heun (Stratonovich), backprop through the solver"),
     SDEAdjoint("sde_adjoint", "reversible_heun", adaptive=False,
                description="torchsde sdeint_adjoint, reversible Heun with its adjoint"),
-    Spectral("snode", "dopri5", adaptive=True,
+    Spectral("snode", "dopri5", adaptive=False,
              description="SNODE: Legendre spectral elements + coordinate descent, no solve while training "
                          "(Quaglino et al. 2020; full-state trajectory tasks)"),
 ):

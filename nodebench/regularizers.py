@@ -152,7 +152,7 @@ class Regularizer:
     def check_method(self, method) -> None:
         """A :class:`UserError` for a method the running cost cannot ride on (torchsde's SDE solvers, and
         SNODE, which solves no ODE while training)."""
-        if getattr(method, "kind", "") == "spectral":
+        if getattr(method, "spectral", False):
             raise UserError(f"regulariser {self.kind!r} rides on an ODE solve; method {method.name!r} trains "
                             "without one; pick a solver-based method")
         if getattr(method, "sde", False):

@@ -91,7 +91,7 @@ def history_site(tmp_path_factory):
     from nodebench import api
 
     source = Path(__file__).resolve().parents[1] / "results" / "history"
-    runs = sorted(source.glob("*/nightly/*/records.parquet"))[:4]
+    runs = sorted(source.glob("dev-2core-cpu1/nightly/*/records.parquet"))[:4]
     store = tmp_path_factory.mktemp("store")
     for records in runs:
         shutil.copytree(records.parent, store / records.parent.relative_to(source))

@@ -1,4 +1,4 @@
-"""Benchmark suites: declarative files ``benchmarks/suites/<name>.toml`` of short, fixed-budget cases.
+"""Benchmark suites: declarative files ``nodebench/benchmarking/suites/<name>.toml`` of short, fixed-budget cases.
 
 A suite file lists entries; each entry is one task with its methods, like an experiment of a paper
 package, at one fixed budget::
@@ -19,8 +19,8 @@ package, at one fixed budget::
     seeds = 3                          # optional: overrides the suite's
     target = 0.05                      # optional: the leaderboard's time-to-target value for this task
 
-The cases carry the suite's name as their ``preset``. The folder is ``benchmarks/suites/`` of the source
-checkout, or where ``NODEBENCH_SUITES`` points.
+The cases carry the suite's name as their ``preset``. The folder is ``nodebench/benchmarking/suites/`` (package
+data, shipped in the wheel), or where ``NODEBENCH_SUITES`` points.
 """
 
 from __future__ import annotations

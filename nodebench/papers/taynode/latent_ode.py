@@ -87,6 +87,7 @@ from torch import nn
 from nodebench.datasets import physionet
 from nodebench.datasets.catalog import provenance
 from nodebench.datasets.physionet import Record, Series
+from nodebench.config import Param
 from nodebench.errors import UserError
 from nodebench.tasks.base import Problem, Task, data_seed, dtype_from_name, int_hparam, positive_hparam
 from nodebench.papers.taynode.classification import counted_dopri5, haiku_init_
@@ -357,6 +358,8 @@ class LatentODETask(Task):
 
     paper = "taynode"
     metrics = ("test_mse", "test_loss", "train_mse", "test_nfe")
+    #: the KL warm-up may start at once (0 epochs of delay)
+    param_rules = {"kl_delay": Param("kl_delay", "float", low=0.0)}
     common: ClassVar[dict[str, Any]] = {
         "latent_dim": 20,
         "rec_dim": 40,
