@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nodebench.claims import NOT_MEASURED, check_claims
+from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
 from nodebench.figure_style import measured_memory
 from nodebench.intervals import median_interval
 from nodebench.markdown import markdown_table
@@ -181,7 +181,7 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
         lines += ["Seeds: the fewest successful seeds behind the verdict; a verdict on one seed says so.", "",
                   markdown_table(["id", "claim", "source", "scope", "our measurement", "seeds", "verdict"],
                                  [[v.claim_id, v.claim, v.source, v.scope, v.measured, n,
-                                   _verdict_cell(v.verdict, preset) + (" (1 seed)" if n == 1 else "")]
+                                   _verdict_cell(v.verdict, preset) + (" (1 seed)" if n == 1 and v.verdict in (HOLDS, FAILS) else "")]
                                   for v, n in zip(verdicts, seeds)]), ""]
     if figures:
         lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures if p.suffix == ".png"]
