@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from nodebench.harness import PeakMemory, Stopwatch, count_nfe
+from nodebench.harness import StepMeter, count_nfe
 from nodebench.methods import Method
 from nodebench.regularizers import RegularizedSolve, Regularizer
 from nodebench.snode.coordinate_descent import CoordinateDescent
@@ -165,45 +165,44 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         stepper = CoordinateDescent(problem, params, spectral or SnodeOptions())
     else:
         stepper = GradientStep(problem, solve if regularizer is None else regularizer.wrap(solve), params)
-    clock, memory = Stopwatch(device), PeakMemory(device)
-    result = TrainResult(mem_source=memory.source)
+    meter = StepMeter(device)
+    result = TrainResult(mem_source=meter.source)
 
-    clock.start()
+    meter.start()
     for _ in range(warmup):
         stepper.warmup()
-    result.warmup_s = clock.stop()[0]
+    result.warmup_s = meter.stop().wall_s
 
     elapsed, event_total = 0.0, 0.0
     iteration = 0
     forward = {}
 
     def boundary() -> None:
-        forward["s"], forward["peak"] = clock.lap(), memory.peak_bytes()
+        forward["s"], forward["peak"] = meter.lap()
         counter.phase = "backward"
 
     while (iters is None or iteration < iters) and (budget_s is None or elapsed < budget_s):
         counter.reset()
         counter.phase = "forward"
-        memory.reset()
-        clock.start()
-        with _SolverFailureIsDivergence(result, lambda done=iteration: f"iteration {done + 1}"):
+        meter.start()
+        try:
             loss = stepper.step(boundary)
-        step_s, event_s = clock.stop()
-        peak = memory.peak_bytes()
-        reserved = memory.peak_reserved_bytes()
+        except (AssertionError, _OverTime) as err:
+            raise _diverged(err, result, f"iteration {iteration + 1}") from None
+        step = meter.stop()
         iteration += 1
-        elapsed += step_s
+        elapsed += step.wall_s
         loss_value = float(loss.detach())
         counts = _counts(counter, method.adaptive)  # before the monitor, whose evaluations are not training's
-        _append(result.curves, iteration=iteration, elapsed_s=elapsed, time_s=step_s, cpu_s=clock.cpu_s,
+        _append(result.curves, iteration=iteration, elapsed_s=elapsed, time_s=step.wall_s, cpu_s=step.cpu_s,
                 forward_s=forward["s"], loss=loss_value, regularizer=getattr(stepper, "regularizer_value", math.nan),
                 monitor=_monitor(problem, iteration, monitor_every), **counts)
         result.peak_mem_forward_bytes = max(result.peak_mem_forward_bytes, forward["peak"])
-        result.peak_mem_bytes = max(result.peak_mem_bytes, peak)
-        if reserved is not None:
-            result.peak_reserved_bytes = max(result.peak_reserved_bytes or 0, reserved)
-        if event_s is not None:
-            event_total += event_s
+        result.peak_mem_bytes = max(result.peak_mem_bytes, step.peak_bytes)
+        if step.reserved_bytes is not None:
+            result.peak_reserved_bytes = max(result.peak_reserved_bytes or 0, step.reserved_bytes)
+        if step.event_s is not None:
+            event_total += step.event_s
             result.event_s = event_total
         if not math.isfinite(loss_value):
             err = Diverged(f"loss became {loss_value} at iteration {iteration}")
@@ -215,9 +214,11 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     problem.model.eval()
     counter.phase = "forward"
     limit = evaluation_limit_s(elapsed + result.warmup_s)
-    with _SolverFailureIsDivergence(result, lambda: f"evaluation after {iteration} iterations"), \
-            _time_limit(problem, limit):
-        result.metrics = problem.evaluate(solve) | stepper.metrics()
+    try:
+        with _time_limit(problem, limit):
+            result.metrics = problem.evaluate(solve) | stepper.metrics()
+    except (AssertionError, _OverTime) as err:
+        raise _diverged(err, result, f"evaluation after {iteration} iterations") from None
     result.tables = dict(problem.tables)
     bad = [k for k, v in result.metrics.items() if not math.isfinite(v)]
     if bad:
@@ -267,26 +268,17 @@ def _time_limit(problem: Problem, seconds: float):
         problem.field = field
 
 
-class _SolverFailureIsDivergence:
-    """Turn torchdiffeq's step-limit and step-underflow assertions, and an evaluation over its time limit,
-    into :class:`Diverged` (a plain class: entered once per training step, it costs a fraction of a
-    generator-based context manager). ``when`` is called only on a failure, for the message."""
-
-    def __init__(self, result: TrainResult, when: Callable[[], str]):
-        self.result, self.when = result, when
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, err, traceback) -> bool:
-        if kind is _OverTime:
-            diverged = Diverged(f"{self.when()}: {err}")
-        elif kind is AssertionError and any(message in str(err) for message in SOLVER_FAILURES):
-            diverged = Diverged(f"{self.when()}: the solver failed, the learned dynamics are too stiff ({err})")
-        else:
-            return False
-        diverged.result = self.result
-        raise diverged from None
+def _diverged(err: Exception, result: TrainResult, when: str) -> Exception:
+    """:class:`Diverged` (carrying ``result``) for an evaluation over its time limit or one of torchdiffeq's
+    step-limit and step-underflow assertions; ``err`` itself for any other assertion."""
+    if isinstance(err, _OverTime):
+        diverged = Diverged(f"{when}: {err}")
+    elif any(message in str(err) for message in SOLVER_FAILURES):
+        diverged = Diverged(f"{when}: the solver failed, the learned dynamics are too stiff ({err})")
+    else:
+        return err
+    diverged.result = result
+    return diverged
 
 
 def _monitor(problem: Problem, iteration: int, every: int | None) -> float:

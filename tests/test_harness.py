@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torchdiffeq import odeint
 
-from nodebench.harness import CountingField, PeakMemory, StepCountingField, Stopwatch, count_nfe, environment, measure
+from nodebench.harness import (CountingField, PeakMemory, StepCountingField, StepMeter, Stopwatch, count_nfe,
+                               environment, measure)
 from nodebench.methods import get_method
 
 F64 = torch.float64
@@ -265,6 +266,41 @@ def test_counting_field_wraps_once_and_exposes_parameters(linear_field):
     counted.reset()
     assert counted.nfe == counted.steps == counted.accepted == {"forward": 0, "backward": 0}
 
+
+
+def test_counting_field_honours_hooks_on_the_field_added_before_or_between_steps(linear_field):
+    inner = linear_field(0.5)
+    counted = count_nfe(inner)
+    t, y = torch.tensor(0.0), torch.ones(1, dtype=F64)
+    seen = []
+    handle = inner.register_forward_hook(lambda module, args, out: seen.append(out))
+    counted(t, y)
+    assert seen == []  # the call path was chosen before the hook existed: the next reset picks it up
+    counted.reset()
+    out = counted(t, y)
+    assert len(seen) == 1 and torch.equal(seen[0], out)
+    handle.remove()
+    counted.reset()
+    assert torch.equal(counted(t, y), out) and len(seen) == 1 and counted.nfe["forward"] == 1
+
+
+def test_step_meter_readings_on_cpu():
+    _cpu_meter_or_skip()
+    meter = StepMeter("cpu")
+    meter.start()
+    held = torch.ones(25_000_000)  # 100 MB, alive across both readings
+    forward_s, forward_peak = meter.lap()
+    busy_until = time.process_time() + 0.05
+    while time.process_time() < busy_until:  # CPU work, not a sleep: it shows in the CPU time
+        pass
+    reading = meter.stop()
+    assert abs(forward_peak - 100e6) <= 0.05 * 100e6 and abs(reading.peak_bytes - 100e6) <= 0.05 * 100e6
+    assert 0 < forward_s < reading.wall_s and reading.wall_s >= 0.05
+    assert 0.045 <= reading.cpu_s <= reading.wall_s + 0.01
+    assert reading.event_s is None and reading.reserved_bytes is None
+    del held
+    meter.start()  # a new step: what was freed or held before does not count
+    assert meter.stop().peak_bytes < 5e6
 
 def test_environment_metadata():
     env = environment("cpu")

@@ -44,19 +44,24 @@ class _ProcStatus:
         self.reset_hwm()
         self.hwm_bytes()
 
-    def reset_hwm(self) -> int:
-        """Reset the mark; return the resident set in bytes, the baseline of the new phase."""
+    def reset_hwm(self) -> tuple[int, float]:
+        """Reset the mark; return the resident set in bytes (the baseline of the new phase) and the
+        process's CPU time in seconds, from the same ``getrusage`` call."""
         os.write(self._clear_refs, b"5")
         rss = int(os.pread(self._statm, 256, 0).split()[1]) * self._page
-        self._use_rusage = _max_rss() <= rss + self._page * 16
-        return rss
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self._use_rusage = usage.ru_maxrss * 1024 <= rss + self._page * 16
+        return rss, usage.ru_utime + usage.ru_stime
 
-    def hwm_bytes(self) -> int:
+    def hwm_bytes(self) -> tuple[int, float]:
+        """The mark in bytes and the process's CPU time in seconds, from one ``getrusage`` call (and a read
+        of the status file where ``ru_maxrss`` holds an exited thread's mark)."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         if self._use_rusage:
-            return _max_rss()
+            return usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
         text = os.pread(self._status, 16384, 0)
         start = text.index(b"VmHWM:") + len(b"VmHWM:")
-        return int(text[start:text.index(b"kB", start)]) * 1024
+        return int(text[start:text.index(b"kB", start)]) * 1024, usage.ru_utime + usage.ru_stime
 
 
 def _max_rss() -> int:
@@ -100,7 +105,7 @@ class PeakMemory:
             self._base = torch.cuda.memory_allocated(self.device)
             self._base_reserved = torch.cuda.memory_reserved(self.device)
         elif self.source == "vmhwm":
-            self._base = self._proc.reset_hwm()
+            self._base = self._proc.reset_hwm()[0]
         else:
             self._base = _max_rss()
 
@@ -111,7 +116,7 @@ class PeakMemory:
             return torch.cuda.max_memory_allocated(self.device) - self._base
         # The resident-set mark is read in KiB and the baseline in pages: clamp the rounding below zero.
         if self.source == "vmhwm":
-            return max(0, self._proc.hwm_bytes() - self._base)
+            return max(0, self._proc.hwm_bytes()[0] - self._base)
         return max(0, _max_rss() - self._base)
 
     def peak_reserved_bytes(self) -> int | None:
