@@ -30,7 +30,7 @@ from typing import Callable
 
 import torch
 
-from nodebench.taylor.rules import scaled
+from nodebench.taylor.rules import constant, scaled
 from nodebench.taylor.series import Tape, is_taylor
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -40,7 +40,8 @@ def taylor_derivatives(func: Field, t: torch.Tensor, z: torch.Tensor, order: int
     """[z', z'', …, z^{(order)}] at (t, z) by Taylor mode (see the module docstring); ``func`` is called once."""
     tape = Tape()
     z_series = tape.leaf([z])
-    time_series = tape.leaf([t, torch.ones_like(t)] + [torch.zeros_like(t)] * max(order - 2, 0))
+    one, zero = constant(1.0, t), constant(0.0, t)  # cached: no tensor is made per call
+    time_series = tape.leaf([t, one] + [zero] * max(order - 2, 0))
     out = func(time_series, z_series)
     if not is_taylor(out):  # f depends on neither t nor z: z' is that constant, every later derivative 0
         first = torch.as_tensor(out, dtype=z.dtype, device=z.device).expand(z.shape)
