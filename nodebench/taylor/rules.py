@@ -104,7 +104,7 @@ def cauchy(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], k: int, lo: i
         total = xs[j] * ys[k - j]
     for i, j in enumerate(terms):
         if i != first:
-            total = torch.addcmul(total, xs[j], ys[k - j], value=ws[i])
+            total = total.addcmul_(xs[j], ys[k - j], value=ws[i])
     return total
 
 
@@ -137,9 +137,9 @@ def square_tail(ys: Sequence[torch.Tensor], k: int, scale: float, first: torch.T
     with ``first`` = 1 − 2σ_0. ``first`` is made once per series, so the chain starts with a plain product."""
     total = ys[k] * first
     for j in range(1, (k + 1) // 2):
-        total = torch.addcmul(total, ys[j], ys[k - j], value=2.0 * scale)
+        total = total.addcmul_(ys[j], ys[k - j], value=2.0 * scale)
     if k % 2 == 0:
-        total = torch.addcmul(total, ys[k // 2], ys[k // 2], value=scale)
+        total = total.addcmul_(ys[k // 2], ys[k // 2], value=scale)
     return total
 
 
