@@ -18,6 +18,9 @@ parameters, ``z`` and ``t``):
   costs one application of each linear operation and an O(k) Cauchy sum for each non-linear one, so
   d^K z costs O(K²) element-wise work and O(K) matrix products per operation in total (not the O(K³) of
   re-evaluating f on the series truncated at each order, nor the exponential cost of nested JVPs).
+  The tape is advanced one coefficient at a time across all operations because coefficient k of any
+  operation needs z_k, which is known only once the output's coefficient k−1 is: an all-orders pass per
+  operation would have to re-run f for every order, as the ``jet``-based recursion of the official code does.
 - ``"jvp"`` (:func:`jvp_derivatives`): the reference, nested ``torch.func.jvp`` (``torch.autograd.forward_ad``
   cannot nest). H_1(y) = g(y), H_k(y) = (g(y), tangent of jvp(H_{k−1}, (y,), (g(y),))) = (y', y'', …,
   y^{(k)}). Cost grows about 3× per order.
