@@ -434,3 +434,17 @@ def test_taylor_mode_traces_into_one_graph_for_torch_compile():
     explanation = torch._dynamo.explain(lambda z: ode_derivatives(lambda t, y: net(y), torch.tensor(0.0), z, 3))(
         torch.randn(5, 2))
     assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_input_series_take_the_primal_dtype_and_shape():
+    """A 0-d or lower-precision input coefficient is cast and broadcast like the primal (what the rules'
+    in-place sums rely on), and the series through sin, exp and a product equal the full-shape ones."""
+    from nodebench.taylor import Tape
+
+    x = torch.tensor([0.3, -1.2, 0.8])
+    leaf = Tape().leaf([x, torch.tensor(0.5, dtype=torch.float32), torch.full((1,), -0.25)])
+    assert all(c.dtype == torch.float64 and c.shape == (3,) for c in leaf.coeffs)
+    fn = lambda x: torch.sin(x) * torch.exp(x) * x  # noqa: E731
+    _, full = jet(fn, (x,), ([torch.full((3,), 0.5), torch.full((3,), -0.25)],))
+    _, short = jet(fn, (x,), ([torch.tensor(0.5, dtype=torch.float32), torch.tensor(-0.25)],))
+    assert all(a.dtype == torch.float64 and a.shape == (3,) and torch.equal(a, b) for a, b in zip(short, full))
