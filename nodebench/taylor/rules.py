@@ -150,9 +150,10 @@ def _cached_scalar(value: float, dtype: torch.dtype, device: torch.device) -> to
 
 
 def square_tail(ys: Sequence[torch.Tensor], k: int, scale: float, first: torch.Tensor) -> torch.Tensor:
-    """y_k · first + scale · (2 Σ_{1≤j<k/2} y_j y_{k−j} + y_{k/2}²) for k ≥ 1: with ``first`` = 2·scale·y_0 this
-    is scale · [y²]_k from the symmetric half of the Cauchy product; σ' = σ − σ² folds its linear term in
-    with ``first`` = 1 − 2σ_0. ``first`` is made once per series, so the chain starts with a plain product."""
+    """y_k · first + scale · (2 Σ_{1≤j<k/2} y_j y_{k−j} + [k even] y_{k/2}²) for k ≥ 1: with ``first`` =
+    2·scale·y_0 this is scale · [y²]_k from the symmetric half of the Cauchy product; σ' = σ − σ² folds its
+    linear term in with ``first`` = 1 − 2σ_0. ``first`` is made once per series, so the chain starts with a
+    plain product."""
     total = ys[k] * first
     for j in range(1, (k + 1) // 2):
         total = total.addcmul_(ys[j], ys[k - j], value=2.0 * scale)
