@@ -1,8 +1,9 @@
 """Cost of the total time derivatives d^K z/dt^K behind TayNODE's R_K (Kelly et al., NeurIPS 2020, arXiv
 2007.04504): Taylor mode (:func:`nodebench.taylor.ode_derivatives`, ``method="taylor"``) against nested
-``torch.func.jvp`` (``method="jvp"``), K = 1..8 (shared/papers/taynode.md §10, claim T4).
+``torch.func.jvp`` (``method="jvp"``), K = 1..8 (the taynode claims T4/T5, nodebench/papers/taynode/README.md).
 
-The field is §10's: autonomous z' = f(z), an MLP D → 64 → 64 → D with tanh, batch 256, for D = 2 and 64.
+The field is TayNODE's cost setting: autonomous z' = f(z), an MLP D → 64 → 64 → D with tanh, batch 256, for D = 2
+and 64.
 Per dimension, order and method, each round times
 
 - forward: ``ode_derivatives(f, t, z, K)``, i.e. z', …, d^K z/dt^K;

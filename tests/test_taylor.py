@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from nodebench.taylor import TaylorModeError, jet, ode_derivatives, supported_ops
 from nodebench.taylor import jax_jet
@@ -360,3 +361,90 @@ def test_measure_cost_rows_agreement_and_optional_columns(cpu_time):
         assert agreement[(2, 2, JAX)] < 1e-5 and (timed[timed.method == JAX].compile_s > 0).all()
     median, lo, hi = ratio(samples, 2, 2, "total_s")
     assert 0 < lo <= median <= hi  # inclusive quartiles: no extrapolation below the smallest ratio
+
+
+# --- the kernels behind each order -------------------------------------------------------------------------
+@pytest.mark.parametrize("name, fn, symbol", [
+    ("exp", torch.exp, "exp"), ("tanh", torch.tanh, "tanh"), ("sigmoid", torch.sigmoid, "sigmoid"),
+    ("sin", torch.sin, "sin"), ("log", torch.log, "log"), ("softplus", F.softplus, "softplus"),
+])
+def test_elementary_series_match_closed_form_derivatives(name, fn, symbol):
+    """Along x(s) = x + s the series of f is f's own derivatives f^{(k)}(x), here from sympy, k = 1..6."""
+    sympy = pytest.importorskip("sympy")
+    u = sympy.Symbol("u")
+    expr = {"exp": sympy.exp(u), "tanh": sympy.tanh(u), "sigmoid": 1 / (1 + sympy.exp(-u)), "sin": sympy.sin(u),
+            "log": sympy.log(u), "softplus": sympy.log(1 + sympy.exp(u))}[symbol]
+    values = [0.4, 1.3, 2.2] if name == "log" else [-1.7, -0.2, 0.3, 2.4]
+    x, order = torch.tensor(values), 6
+    _, derivatives = jet(fn, (x,), ([torch.ones_like(x)] + [torch.zeros_like(x)] * (order - 1),))
+    for k, got in enumerate(derivatives, start=1):
+        exact = sympy.lambdify(u, sympy.diff(expr, u, k), "math")
+        want = torch.tensor([float(exact(v)) for v in values])
+        assert rel_err(got, want) < 1e-12, (name, k)
+
+
+class KernelCounter(TorchDispatchMode):
+    """The ATen operations run inside the ``with`` block, by name."""
+
+    def __enter__(self):
+        self.ops = {}
+        return super().__enter__()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        self.ops[name] = self.ops.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("weights", [None, [0.25, 0.5, 0.75, 1.0], [-0.5, 2.0, -3.0, 0.125]])
+def test_cauchy_sum_against_the_plain_sum(weights):
+    """One kernel per term whether or not a term has weight 1 (then the chain starts there)."""
+    from nodebench.taylor.rules import cauchy
+
+    torch.manual_seed(4)
+    xs, ys = [torch.randn(3, 2) for _ in range(5)], [torch.randn(3, 2) for _ in range(5)]
+    ws = weights or [1.0] * 4
+    want = sum(w * xs[j] * ys[4 - j] for w, j in zip(ws, range(1, 5)))
+    with KernelCounter() as counter:
+        got = cauchy(xs, ys, 4, 1, 4, weights)
+    assert rel_err(got, want) < 1e-14 and sum(counter.ops.values()) == 4
+    assert cauchy(xs, ys, 4, 3, 2) is None
+
+
+def test_mlp_derivatives_issue_no_scalar_copies_and_one_kernel_per_cauchy_term():
+    """d^K z of a D-H-H-D tanh MLP: per order one matmul per linear layer, per tanh and order k ≥ 2 the
+    k-term Cauchy sum and the ⌊(k−1)/2⌋+1-term half of [y²]_{k−1}; no scalar tensor made per call."""
+    net = mlp_field(2, 8, torch.device("cpu"), torch.float64, 0)
+    z, order = torch.randn(5, 2), 6
+    ode_derivatives(lambda t, y: net(y), torch.tensor(0.0), z, order)  # the cached constants exist now
+    with KernelCounter() as counter:
+        ode_derivatives(lambda t, y: net(y), torch.tensor(0.0), z, order)
+    ops = counter.ops
+    assert "_to_copy" not in ops and "ones_like" not in ops and "zeros_like" not in ops and "copy_" not in ops
+    assert ops["mm"] == 3 * (order - 1) and ops["addmm"] == 3 and ops["tanh"] == 2
+    per_tanh = sum(k + ((k - 1) // 2 + 1 if k >= 2 else 0) for k in range(1, order))  # Cauchy + [y²] half
+    per_tanh += 2  # u_0 = 1 − y_0², and −2 y_0 once
+    scalings = 2 * (order - 2)  # z_k = [f]_{k−1}/k and (k−1)!·[f]_{k−1}
+    assert sum(ops.get(name, 0) for name in ("mul", "addcmul", "addcmul_")) == 2 * per_tanh + scalings
+
+
+def test_taylor_mode_traces_into_one_graph_for_torch_compile():
+    """``torch.compile(..., fullgraph=True)`` of the whole derivative function needs no graph break."""
+    net = mlp_field(2, 8, torch.device("cpu"), torch.float64, 0)
+    explanation = torch._dynamo.explain(lambda z: ode_derivatives(lambda t, y: net(y), torch.tensor(0.0), z, 3))(
+        torch.randn(5, 2))
+    assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_input_series_take_the_primal_dtype_and_shape():
+    """A 0-d or lower-precision input coefficient is cast and broadcast like the primal (what the rules'
+    in-place sums rely on), and the series through sin, exp and a product equal the full-shape ones."""
+    from nodebench.taylor import Tape
+
+    x = torch.tensor([0.3, -1.2, 0.8])
+    leaf = Tape().leaf([x, torch.tensor(0.5, dtype=torch.float32), torch.full((1,), -0.25)])
+    assert all(c.dtype == torch.float64 and c.shape == (3,) for c in leaf.coeffs)
+    fn = lambda x: torch.sin(x) * torch.exp(x) * x  # noqa: E731
+    _, full = jet(fn, (x,), ([torch.full((3,), 0.5), torch.full((3,), -0.25)],))
+    _, short = jet(fn, (x,), ([torch.tensor(0.5, dtype=torch.float32), torch.tensor(-0.25)],))
+    assert all(a.dtype == torch.float64 and a.shape == (3,) and torch.equal(a, b) for a, b in zip(short, full))

@@ -18,6 +18,9 @@ parameters, ``z`` and ``t``):
   costs one application of each linear operation and an O(k) Cauchy sum for each non-linear one, so
   d^K z costs O(K²) element-wise work and O(K) matrix products per operation in total (not the O(K³) of
   re-evaluating f on the series truncated at each order, nor the exponential cost of nested JVPs).
+  The tape is advanced one coefficient at a time across all operations because coefficient k of any
+  operation needs z_k, which is known only once the output's coefficient k−1 is: an all-orders pass per
+  operation would have to re-run f for every order, as the ``jet``-based recursion of the official code does.
 - ``"jvp"`` (:func:`jvp_derivatives`): the reference, nested ``torch.func.jvp`` (``torch.autograd.forward_ad``
   cannot nest). H_1(y) = g(y), H_k(y) = (g(y), tangent of jvp(H_{k−1}, (y,), (g(y),))) = (y', y'', …,
   y^{(k)}). Cost grows about 3× per order.
@@ -30,7 +33,7 @@ from typing import Callable
 
 import torch
 
-from nodebench.taylor.rules import scaled
+from nodebench.taylor.rules import constant, scaled
 from nodebench.taylor.series import Tape, is_taylor
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -40,7 +43,8 @@ def taylor_derivatives(func: Field, t: torch.Tensor, z: torch.Tensor, order: int
     """[z', z'', …, z^{(order)}] at (t, z) by Taylor mode (see the module docstring); ``func`` is called once."""
     tape = Tape()
     z_series = tape.leaf([z])
-    time_series = tape.leaf([t, torch.ones_like(t)] + [torch.zeros_like(t)] * max(order - 2, 0))
+    one, zero = constant(1.0, t), constant(0.0, t)  # cached: no tensor is made per call
+    time_series = tape.leaf([t, one] + [zero] * max(order - 2, 0))
     out = func(time_series, z_series)
     if not is_taylor(out):  # f depends on neither t nor z: z' is that constant, every later derivative 0
         first = torch.as_tensor(out, dtype=z.dtype, device=z.device).expand(z.shape)

@@ -96,10 +96,15 @@ class Tape:
         self.nodes: list[TaylorTensor] = []
 
     def leaf(self, coeffs: Sequence[torch.Tensor]) -> TaylorTensor:
-        """An input series from its normalised coefficients; more may be appended to ``.coeffs`` later."""
+        """An input series from its normalised coefficients; more may be appended to ``.coeffs`` later.
+        Every coefficient takes the primal's dtype and shape (broadcast), as every computed one does, so the
+        rules may accumulate Cauchy sums in place."""
         if not coeffs:
             raise ValueError("a leaf needs at least its zeroth coefficient")
-        node = TaylorTensor(self, list(coeffs))
+        primal = coeffs[0]
+        coeffs = [primal] + [c if c.dtype == primal.dtype and c.shape == primal.shape
+                             else c.to(primal.dtype).expand(primal.shape) for c in coeffs[1:]]
+        node = TaylorTensor(self, coeffs)
         self.nodes.append(node)
         return node
 

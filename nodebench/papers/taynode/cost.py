@@ -61,8 +61,10 @@ class CpuClock:
 
 
 def compiled_derivatives(net: nn.Module, t: torch.Tensor, order: int) -> Callable:
-    """z ↦ ode_derivatives(net, t, z, order) compiled by ``torch.compile`` (Taylor mode)."""
-    return torch.compile(lambda z_: ode_derivatives(lambda t_, y_: net(y_), t, z_, order))
+    """z ↦ ode_derivatives(net, t, z, order) compiled by ``torch.compile`` (Taylor mode) as one graph for
+    this K and shape: ``fullgraph=True`` makes a graph break an error instead of a silent slowdown."""
+    return torch.compile(lambda z_: ode_derivatives(lambda t_, y_: net(y_), t, z_, order), fullgraph=True,
+                         dynamic=False)
 
 
 def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, method: str, clock: Stopwatch,
