@@ -3,7 +3,9 @@
 Each worker process builds one problem and trains it through the harness (``nodebench.training.train``:
 per-step clocks, per-phase memory reset and readings, NFE and step counting, curves, the progress
 callback). From inside the progress callback it runs one **bare** training step on the same problem, same
-model, data and parameters (loss through the raw field, backward, its own Adam step; one clock around it).
+model, data and parameters (loss through the raw field, backward, its own Adam step, and freeing the step's
+autograd graph, which a bare loop does when it rebinds ``loss`` and the harness does inside its next step;
+one clock around it).
 The harness step is the time from the end of one callback to the start of the next, so it holds everything
 the harness does per iteration. Steps therefore alternate harness, bare, harness, bare..., and each pair
 shares the machine's state of that moment: drift and bursts of load hit both sides alike, and the two
@@ -55,6 +57,7 @@ def worker(task_name: str, method_name: str, steps: int, threads: int) -> dict[s
         loss.backward()
         optimizer.step()
         float(loss.detach())
+        del loss  # a bare loop frees the step's graph when it rebinds ``loss``: inside its time, as in the harness
         wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
         problem.field = counted
         pairs["bare_wall"].append(wall)
