@@ -19,6 +19,7 @@ own estimate. Target: below 2 % for steps of 4 ms and more::
 
     python benchmarks/harness_overhead.py --method euler        # 4–8 ms steps on the 2-core CPU
     python benchmarks/harness_overhead.py --method rk4          # 4 evaluations a step
+    python benchmarks/harness_overhead.py --null-meter          # the same without the step meter's readings
 """
 
 from __future__ import annotations
@@ -33,10 +34,33 @@ import numpy as np
 import torch
 
 
-def worker(task_name: str, method_name: str, steps: int, threads: int) -> dict[str, list[float]]:
+class NullMeter:
+    """A step meter that reads nothing (``--null-meter``: the harness's overhead without its meter)."""
+
+    source = "none"
+
+    def __init__(self, device):
+        from nodebench.harness import StepReading
+        self._reading = StepReading(0.0, None, 0.0, 0, None)
+
+    def start(self) -> None:
+        pass
+
+    def lap(self) -> tuple[float, int]:
+        return 0.0, 0
+
+    def stop(self):
+        return self._reading
+
+
+def worker(task_name: str, method_name: str, steps: int, threads: int, null_meter: bool) -> dict[str, list[float]]:
     """One process's pairs: harness and bare step times, wall and CPU, in seconds."""
+    from nodebench import training
     from nodebench.api import get_method, get_task
     from nodebench.training import train
+
+    if null_meter:
+        training.StepMeter = NullMeter
 
     torch.set_num_threads(threads)
     task, method = get_task(task_name), get_method(method_name)
@@ -93,21 +117,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="pairs per process (default 1000)")
     parser.add_argument("--processes", type=int, default=4, help="worker processes, one after another (default 4)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--null-meter", action="store_true",
+                        help="replace the harness's step meter by one that reads nothing (what the meter costs)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.task, args.method, args.steps, args.threads)))
+        print(json.dumps(worker(args.task, args.method, args.steps, args.threads, args.null_meter)))
         return
     runs = []
     for k in range(args.processes):
         done = subprocess.run([sys.executable, __file__, "--worker", "--task", args.task, "--method", args.method,
-                               "--steps", str(args.steps), "--threads", str(args.threads)],
+                               "--steps", str(args.steps), "--threads", str(args.threads),
+                               *(["--null-meter"] if args.null_meter else [])],
                               capture_output=True, text=True, check=True)
         runs.append({key: np.array(v) for key, v in json.loads(done.stdout.splitlines()[-1]).items()})
         print(f"process {k + 1}/{args.processes}: bare step {np.median(runs[-1]['bare_cpu']) * 1e3:.3f} ms CPU",
               file=sys.stderr, flush=True)
     bare_ms = np.median(np.concatenate([r["bare_cpu"] for r in runs])) * 1e3
-    print(f"task {args.task}, method {args.method}: {args.processes} processes × {args.steps} step-interleaved pairs "
+    print(f"task {args.task}, method {args.method}{' (null meter)' if args.null_meter else ''}: {args.processes} processes × {args.steps} step-interleaved pairs "
           f"(harness, bare, harness...), {args.threads} thread(s); bare step {bare_ms:.3f} ms CPU (median)")
     for clock in ("cpu", "wall"):
         logs = [np.log(r[f"harness_{clock}"] / r[f"bare_{clock}"]) for r in runs]

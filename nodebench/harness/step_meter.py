@@ -10,10 +10,10 @@ On the CPU both come from the same kernel readings: each boundary makes one ``ge
 ``ru_utime + ru_stime`` is the process's CPU time and whose ``ru_maxrss`` is the resident-set mark that
 the start resets (``clear_refs``). A step then costs five system calls (at the start the reset, a read of
 the resident set and one ``getrusage``; one ``getrusage`` at the lap and one at the stop) instead of seven
-with the two meters apart. Calls that read process-wide accounting cost far more inside a training loop
-than in a tight loop: measured side by side in one process on the 2-core CPU (cubic spiral, Euler, 5 ms
-steps), a ``clear_refs`` write, a read of ``/proc/self/statm`` and a ``getrusage`` call each slowed the
-step by 17–21 µs, against under 1 µs for a plain system call. The wall clock is ``time.perf_counter`` (no
+with the two meters apart. Calls that read process-wide accounting cost more inside a training loop than in
+a tight loop: measured side by side in one process on the 2-core CPU (cubic spiral, Euler, 4.5 ms
+steps, five extra calls a step), a ``clear_refs`` write, a read of ``/proc/self/statm``, ``getrusage``
+and ``time.process_time`` each slowed the step by 4–7 µs, against about 1 µs in a tight loop. The wall clock is ``time.perf_counter`` (no
 system call). On CUDA the meter is the two primitives together, whose device synchronisations dominate.
 """
 
