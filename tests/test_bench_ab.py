@@ -132,3 +132,16 @@ def test_a_planted_20_percent_slowdown_in_a_second_commit_fails_the_gate_naming_
     baseline_sha = subprocess.run(["git", "rev-parse", "HEAD~1"], cwd=clone, capture_output=True, text=True).stdout
     current_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout
     assert all(f"baseline {baseline_sha[:12]} → current {current_sha[:12]}" in line for line in findings)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity call on this OS")
+def test_pairs_run_on_one_core_and_the_affinity_is_restored():
+    from nodebench.benchmarking.ab import _one_core
+
+    before = os.sched_getaffinity(0)
+    with _one_core():
+        inside = os.sched_getaffinity(0)
+        child = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    assert inside == {min(before)} and child == str([min(before)])  # workers inherit the one core
+    assert os.sched_getaffinity(0) == before

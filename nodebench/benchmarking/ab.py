@@ -2,10 +2,18 @@
 
 ``bench_ab("nightly", "main")`` installs the baseline revision once into its own cached environment
 (:mod:`nodebench.benchmarking.baseline_env`) and runs every case of the suite twice, once by each side, each in
-a fresh worker process, **interleaved case by case, in rounds** (every configuration's seed 0, then seed
-1, ...) **and alternating which side goes first** (asv's ``continuous`` with interleaved rounds, pyperf's
-``compare_to``). A burst of load from other processes then hits both sides of a pair alike, or one pair
-of one round, instead of all of one side, which is what makes a gate on a shared machine quiet.
+a fresh worker process, **case by case, in rounds** (every configuration's seed 0, then seed 1, ...).
+
+On the CPU the two sides of a case run **at the same time, on one core**: both workers are started
+together (which one first alternates from case to case and round to round) with the same one-core
+affinity, so the kernel time-shares that core between them millisecond by millisecond. Whatever the
+machine does meanwhile (another tenant of the host, a busy sibling hyper-thread) then hits both sides
+alike. Run one after the other, the two sides of a pair were seconds apart, and on a shared virtual
+machine the speed of a step drifts by 20–40 % over seconds (``benchmarks/machine_drift.py``); the
+one-after-the-other interleaving of asv's ``continuous`` and pyperf's ``compare_to`` removes slow drift
+only. The gated CPU time of each side counts its own work only; its wall time includes the other side's
+turns, alike for both. On CUDA the sides run one after the other (alternating which goes first), since
+sharing one device would mix their memory peaks.
 
 The gate (:func:`nodebench.benchmarking.compare.compare`) then compares paired samples: the same case, seed and
 iteration in both. The run lands in the history store as a usual run of the suite (the current code's
@@ -16,12 +24,16 @@ iteration in both. The run lands in the history store as a usual run of the suit
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from nodebench.benchmarking import compare as gate
@@ -105,12 +117,24 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
     dirs = {"baseline": base_dir, "current": run_dir}
     done = {side: finished_case_ids(folder) for side, folder in dirs.items()}
     todo = [(case, side) for case, side in interleaved(cases) if case.case_id not in done[side]]
-    log(f"bench {suite.name} A/B: {len(cases)} case(s) × 2, interleaved; baseline {baseline.sha[:12]} "
-        f"({baseline_rev}), current {current_sha[:12]}; into {run_dir}")
-    for case, side in tqdm(todo, desc="A/B cases", unit="case", disable=not progress or not todo, file=sys.stderr,
-                           mininterval=1.0):
-        python = baseline.command() if side == "baseline" else None
-        run_case_process(case, dirs[side], threads=threads, timeout_s=timeout_s, python=python)
+    log(f"bench {suite.name} A/B: {len(cases)} case(s) × 2, both sides of a case together; baseline "
+        f"{baseline.sha[:12]} ({baseline_rev}), current {current_sha[:12]}; into {run_dir}")
+    pairs: dict[str, list[tuple[Case, str]]] = {}
+    for case, side in todo:
+        pairs.setdefault(case.case_id, []).append((case, side))
+    together = torch.device(device).type == "cpu"
+    with _one_core() if together else contextlib.nullcontext():
+        for pair in tqdm(pairs.values(), desc="A/B cases", unit="case", disable=not progress or not pairs, file=sys.stderr,
+                         mininterval=1.0):
+            jobs = [dict(case=case, run_dir=dirs[side], threads=threads, timeout_s=timeout_s,
+                         python=baseline.command() if side == "baseline" else None) for case, side in pair]
+            if together:
+                with ThreadPoolExecutor(max_workers=len(jobs)) as pool:  # started in the pair's order
+                    for future in [pool.submit(run_case_process, **job) for job in jobs]:
+                        future.result()
+            else:
+                for job in jobs:
+                    run_case_process(**job)
     merge(run_dir, read_run_info(run_dir)["run_id"])
     base_records, _ = merge(base_dir, read_run_info(base_dir)["run_id"])
     if not base_records.empty:  # the installed copy is no git checkout; the commit is known here
@@ -119,6 +143,21 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
     labels = (f"{baseline.sha[:12]} ({baseline_rev}: {baseline.subject})", f"{current_sha[:12]} (current code)")
     (run_dir / "compare.md").write_text(gate.markdown(result, *labels, rules))
     return ABRun(run_dir, baseline, current_sha, result, gate.regressed(result))
+
+
+@contextlib.contextmanager
+def _one_core():
+    """Within the block, this process (and the workers it starts) may run on one CPU core only: the lowest
+    of those it may use now. A no-op where the OS has no affinity call."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 def report(run: ABRun, rules: dict | None = None) -> str:
