@@ -158,8 +158,8 @@ def summary(rows: pd.DataFrame, planted_case: str, synthetic: pd.DataFrame, nois
     """The Markdown summary: false alarms of the A/A runs, detection of each planted factor."""
     flagged = rows["verdict"].isin([REGRESSION, FAILED])
     lines = [f"# Interleaved A/B gate: false alarms and power on suite `{suite}`", "",
-             f"Every run is `nodebench bench --suite {suite} --baseline BASE`, baseline and current interleaved "
-             "case by case in rounds of seeds, alternating which goes first; BASE is the study's HEAD when the "
+             f"Every run is `nodebench bench --suite {suite} --baseline BASE` as the code of its time ran it "
+             "(case by case in rounds of seeds; see `nodebench/benchmarking/ab.py`); BASE is the study's HEAD when the "
              f"run was made ({', '.join(sorted({str(sha)[:12] for sha in rows['git_sha']}))} as current code; "
              f"the planted runs' current code is a scratch commit on top of BASE). This summary: `{base[:12]}`. "
              f"The planted slowdown burns extra CPU work in the training step of `{planted_case}` only.", ""]
