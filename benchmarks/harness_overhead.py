@@ -134,7 +134,8 @@ def main() -> None:
         print(f"process {k + 1}/{args.processes}: bare step {np.median(runs[-1]['bare_cpu']) * 1e3:.3f} ms CPU",
               file=sys.stderr, flush=True)
     bare_ms = np.median(np.concatenate([r["bare_cpu"] for r in runs])) * 1e3
-    print(f"task {args.task}, method {args.method}{' (null meter)' if args.null_meter else ''}: {args.processes} processes × {args.steps} step-interleaved pairs "
+    label = f"{args.task}, method {args.method}{' (null meter)' if args.null_meter else ''}"
+    print(f"task {label}: {args.processes} processes × {args.steps} step-interleaved pairs "
           f"(harness, bare, harness...), {args.threads} thread(s); bare step {bare_ms:.3f} ms CPU (median)")
     for clock in ("cpu", "wall"):
         logs = [np.log(r[f"harness_{clock}"] / r[f"bare_{clock}"]) for r in runs]

@@ -124,8 +124,8 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
         pairs.setdefault(case.case_id, []).append((case, side))
     together = torch.device(device).type == "cpu"
     with _one_core() if together else contextlib.nullcontext():
-        for pair in tqdm(pairs.values(), desc="A/B cases", unit="case", disable=not progress or not pairs, file=sys.stderr,
-                         mininterval=1.0):
+        for pair in tqdm(pairs.values(), desc="A/B cases", unit="case", disable=not progress or not pairs,
+                         file=sys.stderr, mininterval=1.0):
             jobs = [dict(case=case, run_dir=dirs[side], threads=threads, timeout_s=timeout_s,
                          python=baseline.command() if side == "baseline" else None) for case, side in pair]
             if together:

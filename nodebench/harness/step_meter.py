@@ -13,8 +13,9 @@ the resident set and one ``getrusage``; one ``getrusage`` at the lap and one at 
 with the two meters apart. Calls that read process-wide accounting cost more inside a training loop than in
 a tight loop: measured side by side in one process on the 2-core CPU (cubic spiral, Euler, 4.5 ms
 steps, five extra calls a step), a ``clear_refs`` write, a read of ``/proc/self/statm``, ``getrusage``
-and ``time.process_time`` each slowed the step by 4–7 µs, against about 1 µs in a tight loop. The wall clock is ``time.perf_counter`` (no
-system call). On CUDA the meter is the two primitives together, whose device synchronisations dominate.
+and ``time.process_time`` each slowed the step by 4–7 µs, against about 1 µs in a tight loop. The wall
+clock is ``time.perf_counter`` (no system call). On CUDA the meter is the two primitives together, whose
+device synchronisations dominate.
 """
 
 from __future__ import annotations
