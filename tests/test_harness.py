@@ -296,7 +296,7 @@ def test_step_meter_readings_on_cpu():
     reading = meter.stop()
     assert abs(forward_peak - 100e6) <= 0.05 * 100e6 and abs(reading.peak_bytes - 100e6) <= 0.05 * 100e6
     assert 0 < forward_s < reading.wall_s and reading.wall_s >= 0.05
-    assert 0.045 <= reading.cpu_s <= reading.wall_s + 0.01
+    assert 0.045 <= reading.cpu_s <= reading.wall_s * torch.get_num_threads() + 0.01  # all threads' CPU time
     assert reading.event_s is None and reading.reserved_bytes is None
     del held
     meter.start()  # a new step: what was freed or held before does not count
