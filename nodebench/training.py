@@ -134,7 +134,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
           budget_s: float | None = None, warmup: int = 1, solver_options: dict | None = None,
           on_iteration: Callable[[int, float], None] | None = None,
           regularizer: Regularizer | None = None, spectral: SnodeOptions | None = None,
-          monitor_every: int | None = None) -> TrainResult:
+          monitor_every: int | None = None, before_step: Callable[[], None] | None = None) -> TrainResult:
     """Train ``problem`` with ``method`` and measure every iteration.
 
     Args:
@@ -151,6 +151,8 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         monitor_every: every this many iterations (and after the first), record the problem's
             method-independent training quality :meth:`Problem.monitor` in the curves' ``monitor``
             column, untimed (NaN elsewhere); time to a target is read from it.
+        before_step: called before each timed iteration, outside its clocks (an A/B pair's lockstep
+            barrier, :mod:`nodebench.runner.lockstep`).
 
     Raises:
         Diverged: on a non-finite loss (the partial result is attached as ``err.result``).
@@ -182,6 +184,8 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         counter.phase = "backward"
 
     while (iters is None or iteration < iters) and (budget_s is None or elapsed < budget_s):
+        if before_step is not None:
+            before_step()
         counter.reset()
         counter.phase = "forward"
         meter.start()

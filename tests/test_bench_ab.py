@@ -145,3 +145,16 @@ def test_pairs_run_on_one_core_and_the_affinity_is_restored():
                                capture_output=True, text=True, check=True).stdout.strip()
     assert inside == {min(before)} and child == str([min(before)])  # workers inherit the one core
     assert os.sched_getaffinity(0) == before
+
+
+def test_a_baseline_that_predates_lockstep_is_recognised(tmp_path):
+    """The A/B run hands lockstep pipes only to a baseline whose installed package has the module."""
+    from nodebench.benchmarking.baseline_env import BaselineEnv
+
+    python = tmp_path / "venv" / "bin" / "python"
+    env = BaselineEnv("0" * 40, "old", python)
+    assert not env.has_module("nodebench.runner.lockstep")
+    module = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "nodebench" / "runner" / "lockstep.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("")
+    assert env.has_module("nodebench.runner.lockstep")

@@ -8,7 +8,9 @@ On the CPU the two sides of a case run **at the same time, on one core**: both w
 together (which one first alternates from case to case and round to round) with the same one-core
 affinity, so the kernel time-shares that core between them millisecond by millisecond. Whatever the
 machine does meanwhile (another tenant of the host, a busy sibling hyper-thread) then hits both sides
-alike. Run one after the other, the two sides of a pair were seconds apart, and on a shared virtual
+alike. The two workers also step in **lockstep** (:mod:`nodebench.runner.lockstep`): a barrier before
+every timed step, so step *i* of one side shares the core with step *i* of the other, not with its
+start-up. Run one after the other, the two sides of a pair were seconds apart, and on a shared virtual
 machine the speed of a step drifts by 20–40 % over seconds (``benchmarks/machine_drift.py``); the
 one-after-the-other interleaving of asv's ``continuous`` and pyperf's ``compare_to`` removes slow drift
 only. The gated CPU time of each side counts its own work only; its wall time includes the other side's
@@ -42,6 +44,7 @@ from nodebench.benchmarking.history import DEFAULT_STORE, machine_name, new_run
 from nodebench.benchmarking.suites import Suite, load_suite
 from nodebench.harness.environment import git_sha
 from nodebench.records import RECORDS, finished_case_ids, load_run, merge
+from nodebench.runner import lockstep
 from nodebench.runner.case import Case
 from nodebench.runner.sweep import read_run_info, run_case_process, write_run_info
 
@@ -117,17 +120,24 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
     dirs = {"baseline": base_dir, "current": run_dir}
     done = {side: finished_case_ids(folder) for side, folder in dirs.items()}
     todo = [(case, side) for case, side in interleaved(cases) if case.case_id not in done[side]]
-    log(f"bench {suite.name} A/B: {len(cases)} case(s) × 2, both sides of a case together; baseline "
-        f"{baseline.sha[:12]} ({baseline_rev}), current {current_sha[:12]}; into {run_dir}")
     pairs: dict[str, list[tuple[Case, str]]] = {}
     for case, side in todo:
         pairs.setdefault(case.case_id, []).append((case, side))
     together = torch.device(device).type == "cpu"
+    in_lockstep = together and baseline.has_module(lockstep.__name__)
+    mode = ("both sides of a case together, in lockstep" if in_lockstep else
+            f"both sides of a case together, unsynchronised (baseline {baseline.sha[:12]} predates lockstep)"
+            if together else "the sides of a case one after the other")
+    log(f"bench {suite.name} A/B: {len(cases)} case(s) × 2, {mode}; baseline "
+        f"{baseline.sha[:12]} ({baseline_rev}), current {current_sha[:12]}; into {run_dir}")
     with _one_core() if together else contextlib.nullcontext():
         for pair in tqdm(pairs.values(), desc="A/B cases", unit="case", disable=not progress or not pairs,
                          file=sys.stderr, mininterval=1.0):
             jobs = [dict(case=case, run_dir=dirs[side], threads=threads, timeout_s=timeout_s,
                          python=baseline.command() if side == "baseline" else None) for case, side in pair]
+            if in_lockstep and len(jobs) == 2:
+                for job, fds in zip(jobs, lockstep.pipes()):
+                    job.update(env=os.environ | {lockstep.ENV: lockstep.env_value(fds)}, pass_fds=fds)
             if together:
                 with ThreadPoolExecutor(max_workers=len(jobs)) as pool:  # started in the pair's order
                     for future in [pool.submit(run_case_process, **job) for job in jobs]:

@@ -47,6 +47,12 @@ class BaselineEnv:
         """The interpreter command of a baseline worker (isolated mode, see the module docstring)."""
         return [str(self.python), "-I"]
 
+    def has_module(self, dotted: str) -> bool:
+        """Whether the installed baseline has module ``dotted`` (``nodebench.runner.lockstep``): what an
+        older commit cannot do is left out of the A/B run rather than failing it."""
+        relative = Path(*dotted.split(".")).with_suffix(".py")
+        return any(self.python.parents[1].glob(f"lib/python*/site-packages/{relative}"))
+
 
 def cache_root() -> Path:
     """Where baseline environments are kept: ``$NODEBENCH_CACHE/baselines`` or ``~/.cache/nodebench/baselines``."""

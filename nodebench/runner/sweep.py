@@ -165,16 +165,22 @@ def _remove_stale_notes(cases_dir: Path) -> None:
 
 
 def run_case_process(case: Case | dict, run_dir: str | Path, *, threads: int = 1, timeout_s: float = 3600.0,
-                     python: list[str] | None = None, env: dict | None = None) -> str:
+                     python: list[str] | None = None, env: dict | None = None, pass_fds: tuple[int, ...] = ()) -> str:
     """Run one case in a fresh worker process, wait for it, and record it in ``run_dir/cases``; return its
     status. The unit of work that cluster engines run: a pure function of the case's config, whose only
     effect is the case's own files in the shared ``run_dir``. ``python`` (default: this interpreter) and
-    ``env`` (default: this environment) start the worker of another installation, e.g. a baseline commit's."""
+    ``env`` (default: this environment) start the worker of another installation, e.g. a baseline commit's.
+    ``pass_fds`` are handed over to the worker: it inherits them and this process closes its copies once
+    the worker has started (or failed to start), e.g. the ends of an A/B pair's lockstep pipes."""
     case = case if isinstance(case, Case) else Case.from_dict(case)
     cases_dir, logs_dir = Path(run_dir) / CASES, Path(run_dir) / LOGS
     cases_dir.mkdir(parents=True, exist_ok=True)
     logs_dir.mkdir(exist_ok=True)
-    job = _start(case, cases_dir, logs_dir, _worker_env(threads, env), threads, python)
+    try:
+        job = _start(case, cases_dir, logs_dir, _worker_env(threads, env), threads, python, pass_fds)
+    finally:
+        for fd in pass_fds:
+            os.close(fd)
     try:
         code = job.process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -211,7 +217,7 @@ def _settle(job: _Running, cases_dir: Path, code: int | None, timeout_s: float) 
 
 
 def _start(case: Case, cases_dir: Path, logs_dir: Path, env: dict, threads: int,
-           python: list[str] | None = None) -> _Running:
+           python: list[str] | None = None, pass_fds: tuple[int, ...] = ()) -> _Running:
     spec = logs_dir / f"{case.case_id}.case.json"
     spec.write_text(json.dumps(case.to_dict()))
     log = logs_dir / f"{case.case_id}.log"
@@ -219,7 +225,7 @@ def _start(case: Case, cases_dir: Path, logs_dir: Path, env: dict, threads: int,
     with log.open("w") as handle:
         process = subprocess.Popen(
             [*(python or [sys.executable]), "-m", "nodebench.runner.worker", str(spec), str(cases_dir), str(threads)],
-            stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True, pass_fds=pass_fds)
     return _Running(case, process, time.monotonic(), started_at, log)
 
 

@@ -48,6 +48,7 @@ from nodebench.methods import get_method  # noqa: E402
 from nodebench.papers import load_papers  # noqa: E402
 from nodebench.records import provenance_columns, write_case  # noqa: E402
 from nodebench.runner.case import Case  # noqa: E402
+from nodebench.runner.lockstep import Lockstep  # noqa: E402
 from nodebench.runner.settings import case_settings  # noqa: E402
 from nodebench.tasks import get_task  # noqa: E402
 from nodebench.training import Diverged, TrainResult, train  # noqa: E402
@@ -73,6 +74,7 @@ def run_case(case: Case, out_dir: Path) -> dict:
 
     result = TrainResult()
     status, reason = "ok", ""
+    lockstep = Lockstep.from_env()
     try:
         torch.manual_seed(case.seed)
         load_papers()
@@ -86,7 +88,8 @@ def run_case(case: Case, out_dir: Path) -> dict:
         result = train(problem, method, device=device, iters=case.iters, budget_s=case.budget_s,
                        warmup=case.warmup, solver_options=settings.solver_options, on_iteration=report,
                        regularizer=settings.regularizer, spectral=settings.spectral,
-                       monitor_every=settings.monitor_every)
+                       monitor_every=settings.monitor_every,
+                       before_step=lockstep.wait if lockstep is not None else None)
     except Diverged as err:
         status, reason, result = "diverged", str(err), err.result
     except (torch.cuda.OutOfMemoryError, MemoryError) as err:
@@ -94,6 +97,10 @@ def run_case(case: Case, out_dir: Path) -> dict:
     except Exception as err:  # noqa: BLE001 - a failed case is a recorded row, and the sweep goes on
         status, reason = ("oom" if any(text in str(err) for text in OUT_OF_MEMORY) else "error"), one_line(err)
         traceback.print_exc()
+    finally:
+        if lockstep is not None:  # the partner's remaining barriers go on alone
+            lockstep.close()
+            print(f"lockstep: {lockstep.barriers} barrier(s) passed with the partner")
     row |= {"status": status, "reason": reason} | result.summary() | result.metrics
     curves = dict(result.curves)
     write_case(out_dir, case.case_id, row, curves, result.tables)
