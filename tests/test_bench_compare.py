@@ -99,12 +99,12 @@ def _records(status="ok", time=0.01, mem=8 * 2.0**20, seeds=3):
 
 
 def test_memory_growth_is_flagged_from_per_seed_samples_without_curves():
-    result = compare(_records(), _records(mem=1.2 * 8 * 2**20))
+    result = compare(_records(), _records(mem=1.6 * 8 * 2**20))  # +4.8 MiB
     memory = result[result["metric"] == "memory"].iloc[0]
     assert memory["verdict"] == "regression" and memory["n_current"] == 3
     assert regressed(result)
     assert result[result["metric"] == "time"]["verdict"].iloc[0] == "same"
-    small = compare(_records(mem=2**20), _records(mem=1.3 * 2**20))  # +30 % but only 0.3 MiB: under the floor
+    small = compare(_records(mem=4 * 2**20), _records(mem=1.8 * 4 * 2**20))  # +80 %, but 3.2 MiB: under the floor
     assert small[small["metric"] == "memory"]["verdict"].tolist() == ["same"] and not regressed(small)
 
 

@@ -4,6 +4,8 @@ analytic counts, per-phase resets, and a CUDA smoke test."""
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 
@@ -345,3 +347,42 @@ def test_fixed_grid_counter_counts_steps_without_making_torchdiffeq_warn_each_so
         warnings.simplefilter("always")
         odeint(adaptive, y0, t, method="rk4", options={"step_size": 0.25})
     assert [w for w in caught if "does not support callbacks" in str(w.message)]  # what the fixed counter avoids
+
+
+STALE_MARK_SCRIPT = """
+import torch
+from nodebench.harness.memory import _ProcStatus
+
+reader = _ProcStatus()
+assert not reader.use_rusage, "the mark inherited from the launcher (400 MB) should be seen as stale"
+
+def phase_peak_mb():  # a phase that allocates and holds 100 MB
+    base, _ = reader.reset_hwm()
+    held = torch.ones(25_000_000)
+    return (reader.hwm_bytes()[0] - base) / 1e6
+
+peaks = [phase_peak_mb()]  # below the stale mark: the status file
+big = torch.ones(150_000_000)  # 600 MB held: the resident set is now above the stale mark
+peaks += [phase_peak_mb() for _ in range(3)]
+assert reader.use_rusage, "above the stale mark, ru_maxrss is the resident set again"
+del big  # back below the stale mark
+peaks += [phase_peak_mb() for _ in range(3)]
+assert not reader.use_rusage
+print(" ".join(f"{p:.1f}" for p in peaks))
+"""
+
+#: Holds 400 MB, frees it, then runs the script: the script's process inherits a 400 MB mark at exec.
+LAUNCHER = ("import subprocess, sys; held = bytearray(b'1') * 400_000_000; del held; "
+            "sys.exit(subprocess.call([sys.executable, sys.argv[1]]))")
+
+
+def test_a_stale_inherited_mark_is_recognised_and_read_around(tmp_path):
+    """getrusage's ru_maxrss keeps the mark a process inherits from the one that started it, which no
+    reset clears; a phase's peak must still read right below it, above it, and below it again."""
+    _cpu_meter_or_skip()
+    script = tmp_path / "stale_mark.py"
+    script.write_text(STALE_MARK_SCRIPT)
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    peaks = [float(x) for x in done.stdout.split()]
+    assert len(peaks) == 7 and all(abs(p - 100) <= 5 for p in peaks), peaks

@@ -14,9 +14,11 @@ Mann–Whitney U (``scipy.stats.mannwhitneyu``). The samples of a case (a config
   the time a worker waited for a core, so it is the quieter of the two;
 - **NFE**: forward + backward evaluations of every step (curves), threshold 5 %, α = 0.002; NFE is
   deterministic for a fixed seed and code, so an A/A comparison gives exactly 1.00;
-- **memory**: the peak memory of each seed (one sample per seed), threshold 5 % and at least 1 MiB,
-  α = 0.05 (on CPU the resident-set peak of these small cases moves by up to about 1 MiB between
-  identical runs, measured over A/A runs, so smaller growth is not gated);
+- **memory**: the peak memory of each seed (one sample per seed), threshold 5 % and at least 4 MiB,
+  α = 0.05. On CPU the figure is a resident-set peak, which the allocator's arenas move in steps of a
+  MiB or more: in the nightly A/A run of 2026-12-03 one configuration's seeds spanned 0.5–4.5 MiB on one
+  side, and another's three seeds all read 1.1–1.3 MiB higher on one side (p = 0.05, the smallest
+  three seeds allow), so growth under 4 MiB is not gated;
 - **final metrics**: one sample per seed; a relative tolerance for errors (``test_mse``, ``test_kl``...:
   10 %) and an absolute one where a ratio means nothing (``test_nll``: 0.05 nats; ``test_accuracy``:
   0.02), α = 0.05.
@@ -83,7 +85,7 @@ RULES = {rule.metric: rule for rule in (
     Rule("time", "time/iter", 0.10, 0.002, unit="ms", scale=1e3),
     Rule("cpu", "CPU time/iter", 0.10, 0.002, unit="ms", scale=1e3),
     Rule("nfe", "NFE/iter", 0.05, 0.002),
-    Rule("memory", "peak memory", 0.05, 0.05, unit="MiB", scale=2.0**-20, floor=2.0**20),
+    Rule("memory", "peak memory", 0.05, 0.05, unit="MiB", scale=2.0**-20, floor=4 * 2.0**20),
     # the test metrics' tolerances and directions come from the metric registry
     *(Rule(m.name, m.name, m.gate_tolerance, 0.05, absolute=m.absolute, higher_is_better=m.higher_is_better)
       for m in METRICS.values() if m.gate_tolerance is not None),

@@ -8,20 +8,26 @@ whole step and for its forward part).
 
 On the CPU both come from the same kernel readings: each boundary makes one ``getrusage`` call, whose
 ``ru_utime + ru_stime`` is the process's CPU time and whose ``ru_maxrss`` is the resident-set mark that
-the start resets (``clear_refs``). A step then costs five system calls (at the start the reset, a read of
-the resident set and one ``getrusage``; one ``getrusage`` at the lap and one at the stop) instead of seven
-with the two meters apart. Calls that read process-wide accounting cost more inside a training loop than in
-a tight loop: measured side by side in one process on the 2-core CPU (cubic spiral, Euler, 4.5 ms
-steps, five extra calls a step), a ``clear_refs`` write, a read of ``/proc/self/statm``, ``getrusage``
-and ``time.process_time`` each slowed the step by 4–7 µs, against about 1 µs in a tight loop. The wall
-clock is ``time.perf_counter`` (no system call). On CUDA the meter is the two primitives together, whose
-device synchronisations dominate.
+the start resets (``clear_refs``); right after the reset that mark is also the resident set, the step's
+baseline (:meth:`~nodebench.harness.memory._ProcStatus.baseline` says when it is not and reads
+``/proc/self/statm`` instead). A step then costs four system calls: the reset and one ``getrusage`` at
+the start, one ``getrusage`` at the lap and one at the stop. The wall clock is ``time.perf_counter``
+(no system call).
+
+Everything the harness does between two steps runs cold: a step evicts the caches, and the first
+system call or Python frame after it costs several times its price in a tight loop. Measured with
+``benchmarks/between_steps.py`` (cubic spiral, Euler, 6 ms steps): a ``getrusage`` about 20 µs there
+against 1.2 µs in a tight loop. So the CPU path is inlined here rather than composed from
+:class:`~nodebench.harness.timing.Stopwatch` and :class:`~nodebench.harness.memory.PeakMemory`. On
+CUDA the meter is those two primitives together, whose device synchronisations dominate.
 """
 
 from __future__ import annotations
 
-import time
+import os
 from dataclasses import dataclass
+from resource import RUSAGE_SELF, getrusage
+from time import perf_counter
 
 import torch
 
@@ -66,25 +72,31 @@ class StepMeter:
         self._base = 0
 
     def start(self) -> None:
-        if self._proc is None:
+        proc = self._proc
+        if proc is None:
             self._memory.reset()
             self._clock.start()
             return
-        self._base, self._cpu0 = self._proc.reset_hwm()
-        self._t0 = time.perf_counter()
+        os.write(proc.clear_refs, b"5")  # the reset; then one reading gives the baseline and the CPU time
+        usage = getrusage(RUSAGE_SELF)
+        self._cpu0 = usage.ru_utime + usage.ru_stime
+        self._base = proc.baseline(usage.ru_maxrss * 1024)
+        self._t0 = perf_counter()
 
     def lap(self) -> tuple[float, int]:
         """Seconds (synchronised) and peak bytes since :meth:`start`, without stopping."""
         if self._proc is None:
             return self._clock.lap(), self._memory.peak_bytes()
-        wall = time.perf_counter() - self._t0
-        return wall, max(0, self._proc.hwm_bytes()[0] - self._base)
+        wall = perf_counter() - self._t0
+        mark = getrusage(RUSAGE_SELF).ru_maxrss * 1024 if self._proc.use_rusage else self._proc.vmhwm()
+        return wall, max(0, mark - self._base)
 
     def stop(self) -> StepReading:
         if self._proc is None:
             wall, event = self._clock.stop()
             return StepReading(wall, event, self._clock.cpu_s, self._memory.peak_bytes(),
                                self._memory.peak_reserved_bytes())
-        wall = time.perf_counter() - self._t0
-        hwm, cpu = self._proc.hwm_bytes()
-        return StepReading(wall, None, cpu - self._cpu0, max(0, hwm - self._base), None)
+        wall = perf_counter() - self._t0
+        usage = getrusage(RUSAGE_SELF)
+        mark = usage.ru_maxrss * 1024 if self._proc.use_rusage else self._proc.vmhwm()
+        return StepReading(wall, None, usage.ru_utime + usage.ru_stime - self._cpu0, max(0, mark - self._base), None)
