@@ -198,8 +198,8 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         counter.phase = "backward"
 
     # Between two steps the harness runs cold: a step evicts the caches, and every object touched next
-    # costs several times its warm price (measured: a 5 µs reset took 35 µs there). So the loop touches few:
-    # one tuple appended per step, counts read from dicts zeroed in place.
+    # costs several times its warm price (benchmarks/between_steps.py times the parts). So the loop touches
+    # few: one tuple appended per step, counts read from dicts zeroed in place.
     while (iters is None or iteration < iters) and (budget_s is None or elapsed < budget_s):
         if before_step is not None:
             before_step()
