@@ -305,9 +305,9 @@ def _diverged(err: Exception, result: TrainResult, when: str) -> Exception:
     return diverged
 
 
-def _monitor(problem: Problem, iteration: int, every: int | None) -> float:
-    """``problem.monitor()`` on the first and every ``every``-th iteration, NaN otherwise (and when off)."""
-    if not every or (iteration != 1 and iteration % every):
+def _monitor(problem: Problem, iteration: int, every: int) -> float:
+    """``problem.monitor()`` on the first and every ``every``-th iteration (``every`` ≥ 1), NaN otherwise."""
+    if iteration != 1 and iteration % every:
         return math.nan
     with torch.no_grad():
         return problem.monitor()
