@@ -14,7 +14,7 @@ start-up. Run one after the other, the two sides of a pair were seconds apart, a
 machine the speed of a step drifts by 20–40 % over seconds (``benchmarks/machine_drift.py``); the
 one-after-the-other interleaving of asv's ``continuous`` and pyperf's ``compare_to`` removes slow drift
 only. The gated CPU time of each side counts its own work only; its wall time includes the other side's
-turns, alike for both. On CUDA the sides run one after the other (alternating which goes first), since
+turns, so in lockstep a wall-time ratio is pulled towards 1 and CPU time is the timing to read. On CUDA the sides run one after the other (alternating which goes first), since
 sharing one device would mix their memory peaks.
 
 The gate (:func:`nodebench.benchmarking.compare.compare`) then compares paired samples: the same case, seed and
