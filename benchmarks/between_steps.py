@@ -3,7 +3,7 @@
 ``benchmarks/harness_overhead.py`` says how much the harness adds to a step; this script says where. It
 trains one problem through ``nodebench.training.train`` with the step meter wrapped in a probe that
 reads ``perf_counter`` around its calls, and from the progress callback runs one bare step on the same
-problem (as ``harness_overhead.py`` does). Per iteration it reports the median wall time of:
+problem (``bare_step.py``, as ``harness_overhead.py`` does). Per iteration it reports the median wall time of:
 
 - ``before``: from the end of the callback to the meter's start (loop test, NFE counter reset, phase);
 - ``start`` and ``stop``: the step meter's two boundary calls;
@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 import torch
+from bare_step import BareStep
 
 from nodebench import training
 from nodebench.api import get_method, get_task
@@ -61,23 +62,12 @@ def main() -> None:
     task, method = get_task(args.task), get_method(args.method)
     problem = task.build(seed=0, device=torch.device("cpu"), hparams={})
     problem.evaluate = lambda solve: {}
-    raw_field = problem.field
     params = [p for p in problem.model.parameters() if p.requires_grad]
-    solve = method.make_solve(params)
-    optimizer = torch.optim.Adam(params, lr=problem.lr)
+    bare = BareStep(problem, method.make_solve(params), params, problem.field)
 
     def callback(iteration: int, loss: float) -> None:
         marks["cb0"].append(clock())
-        counted, problem.field = problem.field, raw_field
-        start = clock()
-        loss = problem.loss(solve)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        float(loss.detach())
-        del loss
-        marks["bare"].append(clock() - start)
-        problem.field = counted
+        marks["bare"].append(bare.step()[0])
         marks["cb1"].append(clock())
 
     training.train(problem, method, device=torch.device("cpu"), iters=args.iters, warmup=2, on_iteration=callback)

@@ -2,10 +2,9 @@
 
 Each worker process builds one problem and trains it through the harness (``nodebench.training.train``:
 per-step clocks, per-phase memory reset and readings, NFE and step counting, curves, the progress
-callback). From inside the progress callback it runs one **bare** training step on the same problem, same
-model, data and parameters (loss through the raw field, backward, its own Adam step, and freeing the step's
-autograd graph, which a bare loop does when it rebinds ``loss`` and the harness does inside its next step;
-one clock around it).
+callback). From inside the progress callback it runs one **bare** training step (``bare_step.py``: the
+same problem, model, data and parameters; loss through the raw field, backward, its own Adam step; the
+previous step's graph freed when the new loss is bound, as in a bare loop and in the harness).
 The harness step is the time from the end of one callback to the start of the next, so it holds everything
 the harness does per iteration. Steps therefore alternate harness, bare, harness, bare..., and each pair
 shares the machine's state of that moment: drift and bursts of load hit both sides alike, and the two
@@ -32,6 +31,7 @@ import time
 
 import numpy as np
 import torch
+from bare_step import BareStep
 
 
 class NullMeter:
@@ -66,33 +66,20 @@ def worker(task_name: str, method_name: str, steps: int, threads: int, null_mete
     task, method = get_task(task_name), get_method(method_name)
     problem = task.build(seed=0, device=torch.device("cpu"), hparams={})
     problem.evaluate = lambda solve: {}
-    raw_field = problem.field
     params = [p for p in problem.model.parameters() if p.requires_grad]
     solve = method.make_solve(params)
-    optimizer = torch.optim.Adam(params, lr=problem.lr, weight_decay=problem.weight_decay)
+    bare = BareStep(problem, solve, params, problem.field)
     pairs = {"harness_wall": [], "harness_cpu": [], "bare_wall": [], "bare_cpu": []}
     last = {}
-
-    def bare_step() -> None:
-        counted, problem.field = problem.field, raw_field
-        start_wall, start_cpu = time.perf_counter(), time.process_time()
-        loss = problem.loss(solve)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        float(loss.detach())
-        del loss  # a bare loop frees the step's graph when it rebinds ``loss``: inside its time, as in the harness
-        wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
-        problem.field = counted
-        pairs["bare_wall"].append(wall)
-        pairs["bare_cpu"].append(cpu)
 
     def between_steps(iteration: int, loss: float) -> None:
         wall, cpu = time.perf_counter(), time.process_time()
         if last:
             pairs["harness_wall"].append(wall - last["wall"])
             pairs["harness_cpu"].append(cpu - last["cpu"])
-            bare_step()
+            bare_wall, bare_cpu = bare.step()
+            pairs["bare_wall"].append(bare_wall)
+            pairs["bare_cpu"].append(bare_cpu)
         last["wall"], last["cpu"] = time.perf_counter(), time.process_time()
 
     train(problem, method, device=torch.device("cpu"), iters=steps + 1, warmup=2, on_iteration=between_steps)
