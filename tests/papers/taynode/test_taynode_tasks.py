@@ -20,7 +20,7 @@ from nodebench.errors import UserError
 from nodebench.harness.nfe import CountingField
 from nodebench.methods import get_method
 from nodebench.tasks import TASKS, get_task
-from nodebench.papers.taynode.classification import ConcatSigmoidMLP, counted_dopri5
+from nodebench.papers.taynode.classification import ConcatSigmoidMLP, ODEClassifier, counted_dopri5
 from nodebench.papers.taynode.latent_ode import LatentGRU, TanhMLPDynamics
 from nodebench.training import train
 
@@ -234,13 +234,16 @@ def test_counted_dopri5_matches_the_callback_convention():
 
 # -- models ------------------------------------------------------------------------------------------------------
 
-def test_classifier_field_and_head_compose_as_the_official_code():
+@pytest.mark.parametrize("centred", [False, True])
+def test_classifier_field_and_head_compose_as_the_official_code(centred):
+    """centred = false is the official model; true reads σ(·) − ½ in the dynamics' input and the head."""
     F = torch.nn.functional
-    problem = get_task("digits_ode").build(seed=0, device=CPU, hparams=DIGITS)
+    problem = get_task("digits_ode").build(seed=0, device=CPU, hparams=DIGITS | {"centred": centred})
     field, head = problem.model.field, problem.model.head
+    shift = 0.5 if centred else 0.0
     assert field.lin1.in_features == 65 and field.lin1.out_features == 16 and field.lin2.out_features == 64
     z, t = torch.rand(3, 64), torch.tensor(0.7)
-    h = torch.sigmoid(F.linear(torch.cat([torch.full((3, 1), 0.7), torch.sigmoid(z)], 1), field.lin1.weight,
+    h = torch.sigmoid(F.linear(torch.cat([torch.full((3, 1), 0.7), torch.sigmoid(z) - shift], 1), field.lin1.weight,
                                field.lin1.bias))
     expected = F.linear(torch.cat([torch.full((3, 1), 0.7), h], 1), field.lin2.weight, field.lin2.bias)
     torch.testing.assert_close(field(t, z), expected)
@@ -249,7 +252,27 @@ def test_classifier_field_and_head_compose_as_the_official_code():
     std = 1 / math.sqrt(65)
     assert float(field.lin1.weight.detach().abs().max()) <= 2 * std + 1e-7
     logits = problem.model(z, lambda f, y0, tt: torch.stack([y0, y0 + f(tt[0], y0)]), field, problem.t)
-    torch.testing.assert_close(logits, head(torch.sigmoid(z + field(torch.tensor(0.0), z))))
+    torch.testing.assert_close(logits, head(torch.sigmoid(z + field(torch.tensor(0.0), z)) - shift))
+
+
+def test_centred_features_are_an_exact_reparameterisation():
+    """A centred model equals the official one whose biases absorb the shift: b' = b − ½·W·1 (pixel columns)."""
+    torch.manual_seed(1)
+    centred = ODEClassifier(6, 5, centred=True).double()
+    official = ODEClassifier(6, 5, centred=False).double()
+    official.load_state_dict(centred.state_dict())
+    with torch.no_grad():
+        official.field.lin1.bias -= 0.5 * centred.field.lin1.weight[:, 1:].sum(1)  # column 0 reads t
+        official.head.bias -= 0.5 * centred.head.weight.sum(1)
+    z, t = torch.randn(4, 6, dtype=torch.float64), torch.tensor(0.4, dtype=torch.float64)
+    torch.testing.assert_close(centred.field(t, z), official.field(t, z), rtol=1e-12, atol=1e-12)
+    ts = torch.tensor([0.0, 1.0], dtype=torch.float64)
+
+    def solve(f, y0, tt):
+        return odeint(f, y0, tt, method="dopri5", rtol=1e-10, atol=1e-10)
+
+    torch.testing.assert_close(centred(z, solve, centred.field, ts), official(z, solve, official.field, ts),
+                               rtol=1e-8, atol=1e-8)
 
 
 def test_latent_ode_loss_follows_the_official_formula():
@@ -331,10 +354,11 @@ def test_latent_dynamics_compose_as_the_official_code():
 
 def _fields():
     torch.manual_seed(0)
-    return [ConcatSigmoidMLP(5, 7).double(), TanhMLPDynamics(5, 7, 4).double()]
+    return [ConcatSigmoidMLP(5, 7).double(), TanhMLPDynamics(5, 7, 4).double(),
+            ConcatSigmoidMLP(5, 7, centred=True).double()]
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, 1, 2])
 def test_dynamics_run_under_nested_jvp(index):
     """z'' = f_z f + f_t by jvp of g(y) = (f(z, t), 1) along g, against central differences; K = 3 nests twice."""
     field = _fields()[index]
@@ -368,7 +392,7 @@ class _Recorder(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, 1, 2])
 def test_dynamics_use_only_out_of_place_torch_ops(index):
     field = _fields()[index]
     with _Recorder() as rec:
@@ -383,7 +407,7 @@ def test_dynamics_use_only_out_of_place_torch_ops(index):
 @pytest.mark.parametrize("task, bad", [
     ("digits_ode", {"hidden": 0}), ("digits_ode", {"n_train": 0}), ("digits_ode", {"eval_tol": -1.0}),
     ("digits_ode", {"batch_size": 2.5}), ("digits_ode", {"nfe_rtol": 0}), ("digits_ode", {"dtype": "half"}),
-    ("digits_ode", {"width": 3}),
+    ("digits_ode", {"width": 3}), ("digits_ode", {"centred": 1}),
     ("latent_ode_synthetic", {"normalisation": "zscore"}), ("latent_ode_synthetic", {"kl_rate": 1.5}),
     ("latent_ode_synthetic", {"test_fraction": 1.0}), ("latent_ode_synthetic", {"n_obs": 49}),
     ("latent_ode_synthetic", {"n_records": 1}), ("latent_ode_synthetic", {"obs_std": 0}),
