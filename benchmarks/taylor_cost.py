@@ -6,7 +6,8 @@ The field is TayNODE's cost setting: autonomous z' = f(z), an MLP D → 64 → 6
 and 64.
 Per dimension, order and method, each round times
 
-- forward: ``ode_derivatives(f, t, z, K)``, i.e. z', …, d^K z/dt^K;
+- forward: ``ode_derivatives(f, t, z, K)``, i.e. z', …, d^K z/dt^K, once under ``torch.no_grad()`` (what
+  JAX's jitted forward computes) and once recording the autograd graph;
 - backward: ``torch.autograd.grad(mean((d^K z)²), f.parameters())``, the R_K integrand's gradient,
 
 with :class:`nodebench.harness.Stopwatch` (synchronised on CUDA). Rounds interleave the two methods,
@@ -23,7 +24,7 @@ seconds it is skipped at that and every higher order, and reported as skipped. T
 Where ``jax`` is importable (and the device is the CPU), JAX's jet on the same weights is a third column
 (:mod:`nodebench.taylor.jax_jet`: jitted, TayNODE's recursion; compile time reported apart, ``--threads 1``
 also restricts XLA to one thread); ``--methods taylor jvp`` leaves it out. ``--methods taylor jax_jet
-taylor_compiled`` adds Taylor mode under ``torch.compile`` (minutes of compilation per K, reported apart):
+taylor_compiled`` adds :func:`nodebench.taylor.compile_derivatives` (compile time reported apart):
 
     python benchmarks/taylor_cost.py --threads 1 --dims 2 --orders 3 6 --methods taylor jax_jet taylor_compiled
 
@@ -46,6 +47,9 @@ from nodebench.papers.taynode.figures import plot_taylor_cost
 from nodebench.markdown import markdown_table
 from nodebench.papers.taynode.cost import COMPILED, JAX, METHODS, growth, measure_cost, ratio
 from nodebench.taylor import jax_jet
+
+#: the columns of the comparison tables and their labels
+COMPARED = {"unrecorded_s": "fwd", "forward_s": "fwd rec.", "total_s": "fwd+bwd"}
 
 
 def run(args) -> tuple[pd.DataFrame, dict]:
@@ -114,14 +118,14 @@ def compare_table(samples: pd.DataFrame, agreement: dict, dim: int, orders, ours
     """``ours`` against ``ref`` (JAX jet, or eager Taylor mode): medians, t_ours / t_ref (≤ 1: ours is faster)
     and the compile times, which are not in the timings."""
     ok = samples[(samples.dim == dim) & ~samples.skipped]
-    medians = ok.groupby(["K", "method"])[["forward_s", "total_s"]].median()
+    medians = ok.groupby(["K", "method"])[list(COMPARED)].median()
     compile_s = ok.groupby(["K", "method"])["compile_s"].first()
     rows = []
     for order in orders:
         if (order, ref) not in medians.index or (order, ours) not in medians.index:
             continue
         cells = [order]
-        for column in ("forward_s", "total_s"):
+        for column in COMPARED:
             cells += [_fmt(medians.loc[(order, ours), column]), _fmt(medians.loc[(order, ref), column]),
                       _fmt_ratio(ratio(samples, dim, order, column, slow=ours, fast=ref), 2)]
         cells += [" / ".join("–" if math.isnan(compile_s[(order, m)]) else f"{compile_s[(order, m)]:.1f}"
@@ -129,11 +133,15 @@ def compare_table(samples: pd.DataFrame, agreement: dict, dim: int, orders, ours
         key = (dim, order, ref if ours == "taylor" else ours)
         cells.append(f"{agreement[key]:.1e}" if key in agreement else "–")
         rows.append(cells)
+    headers = ["K"]
+    for label in COMPARED.values():
+        headers += [f"{ours} {label}", f"{ref} {label}", f"ratio {label}"]
     return "\n".join([
         f"{ours} vs {ref}, D = {dim}: ratio = t_{ours} / t_{ref}, median of per-round ratios (IQR); ≤ 1 means "
-        f"{ours} is faster. JAX's forward+backward is one jitted value_and_grad call.", "",
-        markdown_table(["K", f"{ours} fwd", f"{ref} fwd", "ratio fwd", f"{ours} fwd+bwd", f"{ref} fwd+bwd",
-                        "ratio fwd+bwd", "compile [s] (ours / ref)", "agreement"], rows)])
+        f"{ours} is faster. fwd: the derivatives alone (torch under no_grad; JAX's jitted forward, which keeps "
+        "no residuals); fwd rec.: torch's forward recording the autograd graph (JAX: the same forward); "
+        "fwd+bwd: that forward and the gradient (JAX: one jitted value_and_grad call).", "",
+        markdown_table(headers + ["compile [s] (ours / ref)", "agreement"], rows)])
 
 
 def plot(samples: pd.DataFrame, out: Path, dims) -> None:

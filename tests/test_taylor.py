@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from nodebench.taylor import TaylorModeError, jet, ode_derivatives, supported_ops
+from nodebench.taylor import TaylorModeError, compile_derivatives, jet, ode_derivatives, supported_ops
 from nodebench.taylor import jax_jet
 from nodebench.papers.taynode.cost import JAX, measure_cost, ratio
 from nodebench.papers.taynode.cost import make_field as mlp_field
@@ -434,6 +434,22 @@ def test_taylor_mode_traces_into_one_graph_for_torch_compile():
     explanation = torch._dynamo.explain(lambda z: ode_derivatives(lambda t, y: net(y), torch.tensor(0.0), z, 3))(
         torch.randn(5, 2))
     assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_compiled_derivatives_match_eager_taylor_mode_and_its_gradients():
+    """The compiled graph gives eager Taylor mode's derivatives and parameter gradients, in both grad modes."""
+    net = mlp_field(2, 8, torch.device("cpu"), torch.float64, 0)
+    t, z = torch.tensor(0.3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    field = lambda t_, y: net(y)  # noqa: E731
+    derivatives = compile_derivatives(field, 3)
+    got, want = derivatives(t, z), ode_derivatives(field, t, z, 3)
+    assert len(got) == 3 and all(rel_err(a, b) < 1e-12 for a, b in zip(got, want))
+    grads = [torch.autograd.grad(d[-1].pow(2).mean(), list(net.parameters())) for d in (got, want)]
+    assert all(rel_err(a, b) < 1e-12 for a, b in zip(*grads))
+    with torch.no_grad():
+        assert rel_err(derivatives(t, z)[-1], want[-1].detach()) < 1e-12
+    with pytest.raises(ValueError, match="order"):
+        compile_derivatives(field, 0)
 
 
 def test_input_series_take_the_primal_dtype_and_shape():

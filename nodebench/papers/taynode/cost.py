@@ -5,7 +5,9 @@
 The field is TayNODE's cost benchmark setting: autonomous z' = f(z), an MLP D → hidden → hidden → D with tanh. Per
 dimension, order and method, each round times
 
-- forward: ``ode_derivatives(f, t, z, K)``, i.e. z', …, d^K z/dt^K;
+- unrecorded forward: ``ode_derivatives(f, t, z, K)`` under ``torch.no_grad()``, i.e. z', …, d^K z/dt^K
+  alone, what JAX's jitted forward computes (``unrecorded_s``);
+- forward: the same call recording the autograd graph (``forward_s``);
 - backward: ``torch.autograd.grad(mean((d^K z)²), f.parameters())``, the R_K integrand's gradient,
 
 with :class:`nodebench.harness.Stopwatch` (synchronised on CUDA). Rounds interleave the two methods,
@@ -14,12 +16,13 @@ Nested jvp grows about 3× per order, so once its warm-up call (forward + backwa
 twice in a row (the first call of a new nesting depth can carry one-off costs) it is skipped at that and
 every higher order (rows with ``skipped=True``).
 
-Optional method ``"taylor_compiled"``: Taylor mode under ``torch.compile`` (the whole derivative function for
-one K, traced through the tape once), its first forward and backward calls compiling it (``compile_s``, wall
-seconds). JAX's compile time is wall seconds too.
+Optional method ``"taylor_compiled"``: :func:`nodebench.taylor.compile_derivatives` (the whole derivative
+function for one K under ``torch.compile``, traced through the tape once), its first calls compiling it, one
+graph per grad mode (``compile_s``, wall seconds). JAX's compile time is wall seconds too.
 Optional method ``"jax_jet"`` (:mod:`nodebench.taylor.jax_jet`, CPU, where ``jax`` is importable): JAX's jet
 on the same weights, jitted; its warm-up call compiles it (``compile_s`` of its rows), its forward is one
-jitted call and its forward+backward one jitted ``value_and_grad`` call (``backward_s`` is the difference).
+jitted call (``forward_s`` = ``unrecorded_s``) and its forward+backward one jitted ``value_and_grad`` call
+(``backward_s`` is the difference).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch
 from torch import nn
 
 from nodebench.harness import Stopwatch
-from nodebench.taylor import ode_derivatives
+from nodebench.taylor import compile_derivatives, ode_derivatives
 from nodebench.taylor.jax_jet import JaxJet
 
 METHODS = ("taylor", "jvp")
@@ -60,35 +63,37 @@ class CpuClock:
         return time.process_time() - self._t0, None
 
 
-def compiled_derivatives(net: nn.Module, t: torch.Tensor, order: int) -> Callable:
-    """z ↦ ode_derivatives(net, t, z, order) compiled by ``torch.compile`` (Taylor mode) as one graph for
-    this K and shape: ``fullgraph=True`` makes a graph break an error instead of a silent slowdown."""
-    return torch.compile(lambda z_: ode_derivatives(lambda t_, y_: net(y_), t, z_, order), fullgraph=True,
-                         dynamic=False)
-
-
 def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, method: str, clock: Stopwatch,
              compiled: Callable | None = None):
-    """(forward s, backward s, d^K z) of one call (``compiled``: the function for ``"taylor_compiled"``)."""
+    """(forward s without recording, forward s, backward s, d^K z) of one call (``compiled``: the function for
+    ``"taylor_compiled"``). The first forward runs under ``torch.no_grad()``, as JAX's jitted forward (which
+    keeps no residuals); the second records the graph that the backward then differentiates."""
     params = list(net.parameters())
+
+    def derivatives_of(z_):
+        if compiled is not None:
+            return compiled(t, z_)
+        return ode_derivatives(lambda t_, y_: net(y_), t, z_, order, method=method)
+
+    with torch.no_grad():
+        clock.start()
+        derivatives_of(z)
+        unrecorded, _ = clock.stop()
     clock.start()
-    if compiled is not None:
-        derivatives = compiled(z)
-    else:
-        derivatives = ode_derivatives(lambda t_, z_: net(z_), t, z, order, method=method)
+    derivatives = derivatives_of(z)
     forward, _ = clock.stop()
     clock.start()
     grads = torch.autograd.grad(derivatives[-1].pow(2).mean(), params)
     backward, _ = clock.stop()
     del grads
-    return forward, backward, derivatives[-1].detach()
+    return unrecorded, forward, backward, derivatives[-1].detach()
 
 
 def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(range(1, 9)), *,
                  methods: Sequence[str] = METHODS, hidden: int = 64, batch: int = 256, rounds: int = 7,
                  cap: float = 2.0, dtype: str = "float32", device: str = "cpu", seed: int = 0,
                  cpu_time: bool = False, log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
-    """Samples (one row per dim, K, method and round: forward_s, backward_s, total_s, skipped) and the
+    """Samples (one row per dim, K, method and round: unrecorded_s, forward_s, backward_s, total_s, skipped) and the
     agreement max|Δ|/max|d^K z| between the methods per (dim, K) (and, keyed (dim, K, "jax_jet"), JAX jet's
     against Taylor mode). ``cpu_time`` (CPU only): time the process's CPU seconds instead of wall time."""
     device_, dtype_ = torch.device(device), getattr(torch, dtype)
@@ -112,13 +117,14 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
                     values[method] = jax_runner.time_call(z)[2]
                     continue
                 if method == COMPILED:  # compile time in wall seconds: Inductor compiles in worker processes
-                    compiled, start = compiled_derivatives(net, t, order), time.perf_counter()
-                    values[method] = one_call(net, t, z, order, method, clock, compiled)[2]
+                    compiled = compile_derivatives(lambda t_, y_: net(y_), order)
+                    start = time.perf_counter()  # both grad modes compile: one graph each
+                    values[method] = one_call(net, t, z, order, method, clock, compiled)[3]
                     compile_times[method] = time.perf_counter() - start
                     continue
-                forward, backward, values[method] = one_call(net, t, z, order, method, clock)
+                _, forward, backward, values[method] = one_call(net, t, z, order, method, clock)
                 if method != "taylor" and forward + backward > cap:  # a one-off first-call cost? try once more
-                    forward, backward, values[method] = one_call(net, t, z, order, method, clock)
+                    _, forward, backward, values[method] = one_call(net, t, z, order, method, clock)
                 if method != "taylor" and forward + backward > cap:
                     active.remove(method)
                     if log:
@@ -134,17 +140,17 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
             for method in methods:
                 if method not in active:
                     rows.append(dict(dim=dim, K=order, method=method, round=-1, forward_s=math.nan,
-                                     backward_s=math.nan, skipped=True))
+                                     backward_s=math.nan, unrecorded_s=math.nan, skipped=True))
             for round_ in range(rounds):
                 for method in (active if round_ % 2 == 0 else active[::-1]):
-                    if method == JAX:
+                    if method == JAX:  # its forward keeps no residuals: recorded or not, the same call
                         forward, total, _ = jax_runner.time_call(z)
-                        backward = total - forward
+                        unrecorded, backward = forward, total - forward
                     else:
-                        forward, backward, _ = one_call(net, t, z, order, method, clock,
-                                                        compiled if method == COMPILED else None)
+                        unrecorded, forward, backward, _ = one_call(net, t, z, order, method, clock,
+                                                                    compiled if method == COMPILED else None)
                     rows.append(dict(dim=dim, K=order, method=method, round=round_, forward_s=forward,
-                                     backward_s=backward, skipped=False,
+                                     backward_s=backward, unrecorded_s=unrecorded, skipped=False,
                                      compile_s=compile_times.get(method, math.nan)))
             if log:
                 done = pd.DataFrame([r for r in rows if r["dim"] == dim and r["K"] == order and not r["skipped"]])
@@ -206,4 +212,5 @@ def cost_table(samples: pd.DataFrame, agreement: dict | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-__all__ = ["COMPILED", "CpuClock", "JAX", "METHODS", "compiled_derivatives", "cost_table", "growth", "make_field", "measure_cost", "one_call", "ratio"]
+__all__ = ["COMPILED", "CpuClock", "JAX", "METHODS", "cost_table", "growth", "make_field", "measure_cost", "one_call",
+           "ratio"]
