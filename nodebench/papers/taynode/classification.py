@@ -319,7 +319,8 @@ class MNISTODE(ClassificationTask):
     #: lr 1e-2, against 0.915 on x and 0.908 on σ(x) − 0.5; hence ``centred`` = true by default.
     defaults: ClassVar[dict[str, Any]] = {**ClassificationTask.defaults, "lr": 1e-2}
     description = ("MNIST, neural ODE on the 784 raw pixels (f: sigmoid, concat t, Linear 100, sigmoid, concat t, "
-                   "Linear 784; head sigmoid→Linear 10) as in Kelly et al. 2020; needs the IDX files")
+                   "Linear 784; head sigmoid→Linear 10) as in Kelly et al. 2020, input sigmoids centred (σ − ½; "
+                   "centred=false: the official model); needs the IDX files")
 
 
 class DigitsODE(ClassificationTask):
