@@ -452,6 +452,16 @@ def test_compiled_derivatives_match_eager_taylor_mode_and_its_gradients():
         compile_derivatives(field, 0)
 
 
+def test_compiled_derivatives_do_not_share_dynamos_recompile_limit():
+    """Orders 1..9 compiled in one process: more graphs than Dynamo's 8 per code object."""
+    net = nn.Linear(2, 2)
+    field = lambda t_, y: net(y)  # noqa: E731
+    z, t = torch.randn(3, 2), torch.tensor(0.0)
+    for order in range(1, 10):
+        got = compile_derivatives(field, order)(t, z)
+        torch.testing.assert_close(got[-1], ode_derivatives(field, t, z, order)[-1])
+
+
 def test_input_series_take_the_primal_dtype_and_shape():
     """A 0-d or lower-precision input coefficient is cast and broadcast like the primal (what the rules'
     in-place sums rely on), and the series through sin, exp and a product equal the full-shape ones."""

@@ -89,7 +89,9 @@ def compile_derivatives(func: Field, order: int, **options) -> Callable[[torch.T
     Python work. ``fullgraph=True`` turns an operation the compiler cannot trace into an error instead of a
     silent slowdown; ``dynamic=False`` compiles one graph per shape, dtype and grad mode (the first call of
     each compiles, seconds to a minute). ``options`` go to ``torch.compile`` and override these. Gradients
-    reach ``func``'s parameters as in eager mode.
+    reach ``func``'s parameters as in eager mode. Each returned function has a code object of its own, so
+    Dynamo's ``recompile_limit`` (8 graphs per code object) counts its shapes and grad modes only, not every
+    (func, K) compiled in the process.
 
     It pays when the same K and shapes are evaluated many times: on the CPU (TayNODE's MLP 64-64 tanh, batch
     256, float32, 1 thread) it runs about 1.5–2× faster than eager Taylor mode from K = 3
@@ -101,8 +103,11 @@ def compile_derivatives(func: Field, order: int, **options) -> Callable[[torch.T
     """
     if not (isinstance(order, int) and order >= 1):
         raise ValueError(f"order must be an integer ≥ 1, got {order!r}")
-    settings = {"fullgraph": True, "dynamic": False, **options}
-    return torch.compile(lambda t, z: taylor_derivatives(func, t, z, order), **settings)
+    def derivatives(t: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
+        return taylor_derivatives(func, t, z, order)
+
+    derivatives.__code__ = derivatives.__code__.replace()  # a copy: Dynamo keys its graph cache by code object
+    return torch.compile(derivatives, **{"fullgraph": True, "dynamic": False, **options})
 
 
 def ode_derivatives(func: Field, t: torch.Tensor | float, z: torch.Tensor, order: int, *,
