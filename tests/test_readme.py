@@ -4,6 +4,8 @@ records-column table is the records schema."""
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -33,7 +35,14 @@ API_BLOCKS = code_blocks(section("Python API"))
 
 
 def _run_block(code: str, name: str) -> None:
-    exec(compile(code, name, "exec"), {"__name__": "__readme__"})
+    """Run ``code`` as the body of a module ``__readme__``, registered in ``sys.modules`` as a script's
+    ``__main__`` is (``torch.compile`` looks up the module of the functions it traces)."""
+    module = types.ModuleType("__readme__")
+    sys.modules["__readme__"] = module
+    try:
+        exec(compile(code, name, "exec"), module.__dict__)
+    finally:
+        del sys.modules["__readme__"]
 
 
 @pytest.fixture(scope="module")
