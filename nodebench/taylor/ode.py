@@ -88,7 +88,8 @@ def compile_derivatives(func: Field, order: int, **options) -> Callable[[torch.T
     The tape runs once, while the graph is traced; calls then run the fused graph, with no per-operation
     Python work. ``fullgraph=True`` turns an operation the compiler cannot trace into an error instead of a
     silent slowdown; ``dynamic=False`` compiles one graph per shape, dtype and grad mode (the first call of
-    each compiles, seconds to a minute). ``options`` go to ``torch.compile`` and override these. Gradients
+    each compiles, seconds to a minute); t must be a 0-d tensor, as z a tensor, since a Python float would be
+    a constant of the graph. ``options`` go to ``torch.compile`` and override these. Gradients
     reach ``func``'s parameters as in eager mode. Each returned function has a code object of its own, so
     Dynamo's ``recompile_limit`` (8 graphs per code object) counts its shapes and grad modes only, not every
     (func, K) compiled in the process.
