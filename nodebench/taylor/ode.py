@@ -81,6 +81,11 @@ def jvp_derivatives(func: Field, t: torch.Tensor, z: torch.Tensor, order: int) -
 METHODS = {"taylor": taylor_derivatives, "jvp": jvp_derivatives}
 
 
+def _check_order(order: int) -> None:
+    if not (isinstance(order, int) and order >= 1):
+        raise ValueError(f"order must be an integer ≥ 1, got {order!r}")
+
+
 def compile_derivatives(func: Field, order: int, **options) -> Callable[[torch.Tensor, torch.Tensor],
                                                                       list[torch.Tensor]]:
     """``(t, z) ↦ ode_derivatives(func, t, z, order)`` (Taylor mode) compiled by ``torch.compile`` as one graph.
@@ -103,8 +108,8 @@ def compile_derivatives(func: Field, order: int, **options) -> Callable[[torch.T
         >>> derivatives = compile_derivatives(field, order=3)
         >>> dz = derivatives(torch.tensor(0.0), z)          # compiles on the first call
     """
-    if not (isinstance(order, int) and order >= 1):
-        raise ValueError(f"order must be an integer ≥ 1, got {order!r}")
+    _check_order(order)
+
     def derivatives(t: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
         return taylor_derivatives(func, t, z, order)
 
@@ -141,8 +146,7 @@ def ode_derivatives(func: Field, t: torch.Tensor | float, z: torch.Tensor, order
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    if not (isinstance(order, int) and order >= 1):
-        raise ValueError(f"order must be an integer ≥ 1, got {order!r}")
+    _check_order(order)
     if not torch.is_tensor(t):
         t = torch.tensor(float(t), dtype=z.dtype, device=z.device)
     if t.dim() != 0:
