@@ -453,13 +453,48 @@ def test_compiled_derivatives_match_eager_taylor_mode_and_its_gradients():
 
 
 def test_compiled_derivatives_do_not_share_dynamos_recompile_limit():
-    """Orders 1..9 compiled in one process: more graphs than Dynamo's 8 per code object."""
+    """Orders 1..9 compiled in one process: more graphs than Dynamo's 8 per code object (the limit is
+    Dynamo's, whatever the backend: "eager" keeps the test fast)."""
     net = nn.Linear(2, 2)
     field = lambda t_, y: net(y)  # noqa: E731
     z, t = torch.randn(3, 2), torch.tensor(0.0)
     for order in range(1, 10):
-        got = compile_derivatives(field, order)(t, z)
+        got = compile_derivatives(field, order, backend="eager")(t, z)
         torch.testing.assert_close(got[-1], ode_derivatives(field, t, z, order)[-1])
+
+
+def test_compiled_derivatives_follow_a_new_batch_size():
+    """A second shape recompiles (dynamic shapes) and still gives eager Taylor mode's derivatives."""
+    net = mlp_field(2, 8, torch.device("cpu"), torch.float64, 0)
+    field = lambda t_, y: net(y)  # noqa: E731
+    derivatives, t = compile_derivatives(field, 2), torch.tensor(0.0, dtype=torch.float64)
+    for batch in (5, 7, 9):
+        z = torch.randn(batch, 2, dtype=torch.float64)
+        with torch.no_grad():
+            got, want = derivatives(t, z), ode_derivatives(field, t, z, 2)
+        assert got[-1].shape == (batch, 2) and rel_err(got[-1], want[-1]) < 1e-12
+
+
+@pytest.mark.parametrize("options, want", [
+    ({}, {"fullgraph": True, "options": {"cpp_wrapper": True}}),
+    ({"options": {"max_autotune": True}}, {"fullgraph": True, "options": {"cpp_wrapper": True, "max_autotune": True}}),
+    ({"options": {"cpp_wrapper": False}, "dynamic": False},
+     {"fullgraph": True, "dynamic": False, "options": {"cpp_wrapper": False}}),
+    ({"mode": "max-autotune"}, {"fullgraph": True, "mode": "max-autotune"}),
+    ({"backend": "eager", "fullgraph": False}, {"fullgraph": False, "backend": "eager"}),
+])
+def test_compile_derivatives_settings_on_the_cpu(monkeypatch, options, want):
+    """On the CPU Inductor gets the C++ wrapper unless the caller's options say otherwise; a mode or another
+    backend replaces the Inductor options (torch.compile refuses a mode with options)."""
+    seen = {}
+
+    def fake_compile(fn, **settings):
+        seen.update(settings)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    compile_derivatives(lambda t, y: -y, 2, **options)(torch.tensor(0.0), torch.ones(3, 1))
+    assert seen == want
 
 
 def test_input_series_take_the_primal_dtype_and_shape():

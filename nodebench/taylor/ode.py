@@ -86,35 +86,55 @@ def _check_order(order: int) -> None:
         raise ValueError(f"order must be an integer ≥ 1, got {order!r}")
 
 
+#: Inductor settings of :func:`compile_derivatives` on the CPU: the C++ wrapper calls the graph's kernels from
+#: C++ instead of one Python call each, which is most of a small graph's call overhead (README, "Benchmarks").
+CPU_INDUCTOR_OPTIONS = {"cpp_wrapper": True}
+
+
 def compile_derivatives(func: Field, order: int, **options) -> Callable[[torch.Tensor, torch.Tensor],
                                                                       list[torch.Tensor]]:
     """``(t, z) ↦ ode_derivatives(func, t, z, order)`` (Taylor mode) compiled by ``torch.compile`` as one graph.
 
     The tape runs once, while the graph is traced; calls then run the fused graph, with no per-operation
     Python work. ``fullgraph=True`` turns an operation the compiler cannot trace into an error instead of a
-    silent slowdown; ``dynamic=False`` compiles one graph per shape, dtype and grad mode (the first call of
-    each compiles, seconds to a minute); t must be a 0-d tensor, as z a tensor, since a Python float would be
-    a constant of the graph. ``options`` go to ``torch.compile`` and override these. Gradients
-    reach ``func``'s parameters as in eager mode. Each returned function has a code object of its own, so
-    Dynamo's ``recompile_limit`` (8 graphs per code object) counts its shapes and grad modes only, not every
-    (func, K) compiled in the process.
+    silent slowdown. One graph is compiled per grad mode (the first call of each compiles, seconds to a
+    minute); a new shape recompiles, with dynamic shapes from the second shape on (``torch.compile``'s
+    default; ``dynamic=False`` compiles one static graph per shape, at ~10 µs more per call). t must be a
+    0-d tensor, as z a tensor, since a Python float would be a constant of the graph. On the CPU, Inductor
+    also gets :data:`CPU_INDUCTOR_OPTIONS` (a C++ wrapper around the kernels). ``options`` go to
+    ``torch.compile`` and override these: ``options={...}`` is merged into the CPU's Inductor options, and a
+    ``mode`` or ``backend`` replaces them.
+    Gradients reach ``func``'s parameters as in eager mode. Each device type gets a compiled function, with a
+    code object of its own, so Dynamo's ``recompile_limit`` (8 graphs per code object) counts its shapes and
+    grad modes only, not every (func, K) compiled in the process.
 
-    It pays when the same K and shapes are evaluated many times: on the CPU (TayNODE's MLP 64-64 tanh, batch
-    256, float32, 1 thread) it compiled in 6–21 s per K and then ran forward + backward 1.3–2.0× faster than
-    eager Taylor mode for K = 3–8 (``benchmarks/taylor_cost.py --methods … taylor_compiled``; figures in the
-    README's "Benchmarks").
+    It pays when the same K and shapes are evaluated many times (see the README's "Benchmarks" for the
+    figures against eager Taylor mode and JAX jet: ``benchmarks/taylor_cost.py --methods … taylor_compiled``).
 
     Example:
         >>> derivatives = compile_derivatives(field, order=3)
         >>> dz = derivatives(torch.tensor(0.0), z)          # compiles on the first call
     """
     _check_order(order)
+    compiled: dict[str, Callable] = {}
 
-    def derivatives(t: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
-        return taylor_derivatives(func, t, z, order)
+    def compile_for(device_type: str) -> Callable:
+        def derivatives(t: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
+            return taylor_derivatives(func, t, z, order)
 
-    derivatives.__code__ = derivatives.__code__.replace()  # a copy: Dynamo keys its graph cache by code object
-    return torch.compile(derivatives, **{"fullgraph": True, "dynamic": False, **options})
+        derivatives.__code__ = derivatives.__code__.replace()  # a copy: Dynamo keys its graph cache by code object
+        settings = {"fullgraph": True, **options}
+        if device_type == "cpu" and "mode" not in options and "backend" not in options:
+            settings["options"] = {**CPU_INDUCTOR_OPTIONS, **(options.get("options") or {})}
+        return torch.compile(derivatives, **settings)
+
+    def derivatives_on_device(t: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
+        kind = z.device.type
+        if kind not in compiled:
+            compiled[kind] = compile_for(kind)
+        return compiled[kind](t, z)
+
+    return derivatives_on_device
 
 
 def ode_derivatives(func: Field, t: torch.Tensor | float, z: torch.Tensor, order: int, *,
