@@ -10,8 +10,12 @@ Per dimension, order and method, each round times
   JAX's jitted forward computes) and once recording the autograd graph;
 - backward: ``torch.autograd.grad(mean((d^K z)²), f.parameters())``, the R_K integrand's gradient,
 
-with :class:`nodebench.harness.Stopwatch` (synchronised on CUDA). Rounds interleave the two methods,
-alternating which runs first, after one untimed warm-up call each; ratios are medians of per-round ratios.
+with :class:`nodebench.harness.Stopwatch` (synchronised on CUDA). Each phase is timed as a block of consecutive
+calls lasting at least ``--min-block`` seconds (20 ms; sized from one warm call per method and K; the ``number``
+column), as MEASURING.md asks of sub-millisecond micro-benchmarks: one call of a few hundred µs, timed alone
+after another method's turn, runs with cold caches and near the clock's resolution; ``--min-block 0`` times
+single calls. Rounds interleave the methods, alternating which runs first, after one untimed warm-up call
+each; ratios are medians of per-round ratios.
 Nested jvp grows about 3× per order, so once its warm-up call (forward + backward) exceeds ``--cap``
 seconds it is skipped at that and every higher order, and reported as skipped. The measurement itself is
 :func:`nodebench.papers.taynode.cost.measure_cost` (also run by the ``taylor_cost`` analysis of
@@ -55,8 +59,25 @@ COMPARED = {"unrecorded_s": "fwd", "forward_s": "fwd rec.", "total_s": "fwd+bwd"
 def run(args) -> tuple[pd.DataFrame, dict]:
     return measure_cost(args.dims, args.orders, methods=args.methods, hidden=args.hidden, batch=args.batch,
                         rounds=args.rounds, cap=args.cap, dtype=args.dtype, device=args.device, seed=args.seed,
-                        cpu_time=args.cpu_time,
+                        cpu_time=args.cpu_time, min_block=args.min_block,
                         log=lambda line: print(line, flush=True))
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds ≥ 0, got {text!r}")
+    return value
+
+
+def _numbers(samples: pd.DataFrame) -> str:
+    """The range of calls per block over the timed samples, e.g. "1–240"."""
+    timed = samples[~samples.skipped].number
+    return f"{timed.min()}–{timed.max()}" if timed.min() != timed.max() else f"{timed.min()}"
 
 
 def _fmt(seconds: float) -> str:
@@ -73,8 +94,10 @@ def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
         f"batch {args.batch}, {args.dtype})", "",
         f"Device {env.get('gpu_model') or env.get('cpu_model')} ({args.device}), {torch.get_num_threads()} torch "
         f"thread(s), torch {env.get('version_torch')}, git `{env.get('git_sha')}`; {args.rounds} interleaved "
-        f"rounds, medians in ms of {'process CPU time' if args.cpu_time else 'wall time'}; nested jvp skipped "
-        f"once one call exceeds {args.cap:g} s.", "",
+        f"rounds, medians in ms per call of {'process CPU time' if args.cpu_time else 'wall time'}; "
+        + (f"each phase timed as a block of consecutive calls lasting ≥ {args.min_block * 1e3:g} ms "
+           f"({_numbers(samples)} calls); " if args.min_block > 0 else "one call per timed phase; ")
+        + f"nested jvp skipped once one call exceeds {args.cap:g} s.", "",
         "forward = computing z', …, d^K z; backward = gradient of mean((d^K z)²) to the field's parameters; "
         "speed-up = t_jvp / t_taylor, median of per-round ratios (IQR); agreement = max |Δ| / max |d^K z| "
         "between the methods.", ""]
@@ -158,6 +181,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--cap", type=float, default=2.0, help="skip nested jvp once a call takes longer [s]")
+    parser.add_argument("--min-block", type=_seconds, default=0.02,
+                        help="time each phase as a block of consecutive calls lasting at least this long [s], "
+                             "sized from a warm call (0: one call per block)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)

@@ -363,6 +363,38 @@ def test_measure_cost_rows_agreement_and_optional_columns(cpu_time):
     assert 0 < lo <= median <= hi  # inclusive quartiles: no extrapolation below the smallest ratio
 
 
+def test_measure_cost_times_blocks_of_calls_sized_from_a_warm_call():
+    """With ``min_block`` each phase is a block of consecutive calls: enough of them that the block lasts
+    min_block at one warm call's speed, and the times are per call."""
+    samples, _ = measure_cost(dims=(2,), orders=(2,), methods=("taylor",), hidden=8, batch=4, rounds=2,
+                              min_block=0.02)
+    timed = samples[~samples.skipped]
+    assert (timed.number > 1).all() and timed.number.nunique() == 1
+    assert (timed.total_s * timed.number > 0.005).all()  # blocks of ≥ 20 ms at the warm call's speed
+    assert (timed.unrecorded_s > 0).all() and (timed.backward_s > 0).all()
+    with pytest.raises(ValueError, match="min_block"):
+        measure_cost(dims=(2,), orders=(2,), methods=("taylor",), min_block=float("nan"))
+
+
+@pytest.mark.parametrize("seconds_per_call, min_block, want", [
+    (1e-3, 0.0, 1), (1e-3, 0.02, 20), (3e-3, 0.02, 7), (0.5, 0.02, 1), (0.0, 0.02, 20_000)])
+def test_calls_per_block(seconds_per_call, min_block, want):
+    from nodebench.papers.taynode.cost import calls_per_block
+    assert calls_per_block(seconds_per_call, min_block) == want
+
+
+def test_taylor_cost_benchmark_refuses_a_bad_block_length_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "taylor_cost.py"
+    done = subprocess.run([sys.executable, str(script), "--min-block", "-1", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--min-block: expected a number of seconds ≥ 0, got '-1'" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 # --- the kernels behind each order -------------------------------------------------------------------------
 @pytest.mark.parametrize("name, fn, symbol", [
     ("exp", torch.exp, "exp"), ("tanh", torch.tanh, "tanh"), ("sigmoid", torch.sigmoid, "sigmoid"),

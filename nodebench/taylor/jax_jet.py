@@ -90,14 +90,16 @@ class JaxJet:
         import jax.numpy as jnp
         return jnp.asarray(z.detach().cpu().numpy())
 
-    def time_call(self, z: torch.Tensor) -> tuple[float, float, torch.Tensor]:
-        """(forward s, forward+backward s, d^K z): one jitted forward call and one jitted ``value_and_grad``
-        call (which runs its own forward), the input already in JAX."""
+    def time_call(self, z: torch.Tensor, number: int = 1) -> tuple[float, float, torch.Tensor]:
+        """(forward s, forward+backward s, d^K z): ``number`` jitted forward calls in a row, then ``number``
+        jitted ``value_and_grad`` calls (each runs its own forward), the input already in JAX; seconds per call."""
         array = self._array(z)
         start = self._timer()
-        out = self._block(self._forward(self.params, array))
-        forward = self._timer() - start
+        for _ in range(number):
+            out = self._block(self._forward(self.params, array))
+        forward = (self._timer() - start) / number
         start = self._timer()
-        self._block(self._loss_and_grad(self.params, array))
-        total = self._timer() - start
+        for _ in range(number):
+            self._block(self._loss_and_grad(self.params, array))
+        total = (self._timer() - start) / number
         return forward, total, torch.from_numpy(np.array(out[-1]))

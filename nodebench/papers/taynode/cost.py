@@ -10,8 +10,10 @@ dimension, order and method, each round times
 - forward: the same call recording the autograd graph (``forward_s``);
 - backward: ``torch.autograd.grad(mean((d^K z)²), f.parameters())``, the R_K integrand's gradient,
 
-with :class:`nodebench.harness.Stopwatch` (synchronised on CUDA). Rounds interleave the two methods,
-alternating which runs first, after one untimed warm-up call each; ratios are medians of per-round ratios.
+with :class:`nodebench.harness.Stopwatch` (synchronised on CUDA), per call: with ``min_block`` > 0 each phase is a
+block of consecutive calls (``number`` of them, sized from one warm call so that the block lasts ``min_block``
+seconds), otherwise one call. Rounds interleave the methods, alternating which runs first, after one untimed
+warm-up call each; ratios are medians of per-round ratios.
 Nested jvp grows about 3× per order, so once its warm-up call (forward + backward) exceeds ``cap`` seconds
 twice in a row (the first call of a new nesting depth can carry one-off costs) it is skipped at that and
 every higher order (rows with ``skipped=True``).
@@ -20,9 +22,9 @@ Optional method ``"taylor_compiled"``: :func:`nodebench.taylor.compile_derivativ
 function for one K under ``torch.compile``, traced through the tape once), its first calls compiling it, one
 graph per grad mode (``compile_s``, wall seconds). JAX's compile time is wall seconds too.
 Optional method ``"jax_jet"`` (:mod:`nodebench.taylor.jax_jet`, CPU, where ``jax`` is importable): JAX's jet
-on the same weights, jitted; its warm-up call compiles it (``compile_s`` of its rows), its forward is one
-jitted call (``forward_s`` = ``unrecorded_s``) and its forward+backward one jitted ``value_and_grad`` call
-(``backward_s`` is the difference).
+on the same weights, jitted; its warm-up call compiles it (``compile_s`` of its rows), its forward is a jitted
+call (``forward_s`` = ``unrecorded_s``) and its forward+backward a jitted ``value_and_grad`` call
+(``backward_s`` is the difference), in blocks of ``number`` calls as the others.
 """
 
 from __future__ import annotations
@@ -64,10 +66,11 @@ class CpuClock:
 
 
 def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, method: str, clock: Stopwatch,
-             compiled: Callable | None = None):
-    """(forward s without recording, forward s, backward s, d^K z) of one call (``compiled``: the function for
-    ``"taylor_compiled"``). The first forward runs under ``torch.no_grad()``, as JAX's jitted forward (which
-    keeps no residuals); the second records the graph that the backward then differentiates."""
+             compiled: Callable | None = None, number: int = 1):
+    """(forward s without recording, forward s, backward s, d^K z) per call (``compiled``: the function for
+    ``"taylor_compiled"``). Each phase is ``number`` calls in a row timed as one block: forwards under
+    ``torch.no_grad()``, as JAX's jitted forward (which keeps no residuals); forwards recording their graphs; then
+    the backward of each of those graphs."""
     params = list(net.parameters())
 
     def derivatives_of(z_):
@@ -77,25 +80,39 @@ def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, metho
 
     with torch.no_grad():
         clock.start()
-        derivatives_of(z)
+        for _ in range(number):
+            derivatives_of(z)
         unrecorded, _ = clock.stop()
     clock.start()
-    derivatives = derivatives_of(z)
+    recorded = [derivatives_of(z) for _ in range(number)]
     forward, _ = clock.stop()
     clock.start()
-    grads = torch.autograd.grad(derivatives[-1].pow(2).mean(), params)
+    for derivatives in recorded:
+        torch.autograd.grad(derivatives[-1].pow(2).mean(), params)
     backward, _ = clock.stop()
-    del grads
-    return unrecorded, forward, backward, derivatives[-1].detach()
+    return unrecorded / number, forward / number, backward / number, recorded[-1][-1].detach()
+
+
+def calls_per_block(seconds_per_call: float, min_block: float) -> int:
+    """The fewest calls whose block lasts ``min_block`` seconds at ``seconds_per_call`` (at least 1)."""
+    if min_block <= 0 or seconds_per_call >= min_block:
+        return 1
+    return math.ceil(min_block / max(seconds_per_call, 1e-6))  # a call timed at 0 counts as 1 µs
 
 
 def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(range(1, 9)), *,
                  methods: Sequence[str] = METHODS, hidden: int = 64, batch: int = 256, rounds: int = 7,
                  cap: float = 2.0, dtype: str = "float32", device: str = "cpu", seed: int = 0,
-                 cpu_time: bool = False, log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
-    """Samples (one row per dim, K, method and round: unrecorded_s, forward_s, backward_s, total_s, skipped) and the
-    agreement max|Δ|/max|d^K z| between the methods per (dim, K) (and, keyed (dim, K, "jax_jet"), JAX jet's
-    against Taylor mode). ``cpu_time`` (CPU only): time the process's CPU seconds instead of wall time."""
+                 cpu_time: bool = False, min_block: float = 0.0,
+                 log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Samples (one row per dim, K, method and round: unrecorded_s, forward_s, backward_s, total_s, seconds per
+    call; ``number``, the calls per timed block; skipped) and the agreement max|Δ|/max|d^K z| between the methods
+    per (dim, K) (and, keyed (dim, K, "jax_jet"), JAX jet's against Taylor mode). ``cpu_time`` (CPU only): time
+    the process's CPU seconds instead of wall time. ``min_block`` (seconds): time each phase as a block of
+    consecutive calls, as many as make one warm call's forward + backward last ``min_block`` (0: one call per
+    block), so that sub-millisecond calls are timed warm and above the clock's resolution."""
+    if not (min_block >= 0 and math.isfinite(min_block)):
+        raise ValueError(f"min_block must be a finite number of seconds ≥ 0, got {min_block!r}")
     device_, dtype_ = torch.device(device), getattr(torch, dtype)
     if cpu_time and device_.type != "cpu":
         raise ValueError("cpu_time needs device cpu")
@@ -109,27 +126,40 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
         t = torch.zeros((), device=device_, dtype=dtype_)
         active = list(methods)
         for order in orders:
-            values, jax_runner, compiled, compile_times = {}, None, None, {}
+            values, jax_runner, compiled, compile_times, numbers = {}, None, None, {}, {}
+
+            def timed(method: str, number: int = 1):
+                """(unrecorded s, forward s, backward s, d^K z) per call of ``method``, ``number`` calls a block."""
+                if method == JAX:  # its forward keeps no residuals: recorded or not, the same call
+                    forward, total, value = jax_runner.time_call(z, number)
+                    return forward, forward, total - forward, value
+                return one_call(net, t, z, order, method, clock, compiled if method == COMPILED else None, number)
+
             for method in list(active):  # untimed warm-up; the cap check
                 if method == JAX:
                     jax_runner = JaxJet(net, order, timer=time.process_time if cpu_time else time.perf_counter)
                     compile_times[method] = jax_runner.compile(z)
-                    values[method] = jax_runner.time_call(z)[2]
-                    continue
-                if method == COMPILED:  # compile time in wall seconds: Inductor compiles in worker processes
+                    values[method] = timed(method)[3]
+                elif method == COMPILED:  # compile time in wall seconds: Inductor compiles in worker processes
                     compiled = compile_derivatives(lambda t_, y_: net(y_), order)
                     start = time.perf_counter()  # both grad modes compile: one graph each
-                    values[method] = one_call(net, t, z, order, method, clock, compiled)[3]
+                    values[method] = timed(method)[3]
                     compile_times[method] = time.perf_counter() - start
-                    continue
-                _, forward, backward, values[method] = one_call(net, t, z, order, method, clock)
-                if method != "taylor" and forward + backward > cap:  # a one-off first-call cost? try once more
-                    _, forward, backward, values[method] = one_call(net, t, z, order, method, clock)
-                if method != "taylor" and forward + backward > cap:
-                    active.remove(method)
-                    if log:
-                        log(f"dim {dim:>3} K {order}: {method} took {forward + backward:.2f} s > cap {cap:g} s; "
-                            "skipped from here on")
+                else:
+                    _, forward, backward, values[method] = timed(method)
+                    if method != "taylor" and forward + backward > cap:  # a one-off first-call cost? try once more
+                        _, forward, backward, values[method] = timed(method)
+                    if method != "taylor" and forward + backward > cap:
+                        active.remove(method)
+                        if log:
+                            log(f"dim {dim:>3} K {order}: {method} took {forward + backward:.2f} s > cap {cap:g} s; "
+                                "skipped from here on")
+                        continue
+                    if forward + backward >= min_block:  # already a block of its own
+                        continue
+                if min_block > 0:  # one more call, warm (compiled methods: after compiling), sizes the blocks
+                    _, forward, backward, _ = timed(method)
+                    numbers[method] = calls_per_block(forward + backward, min_block)
             if "taylor" in values and "jvp" in values:
                 a, b = values["taylor"], values["jvp"]
                 agreement[(dim, order)] = float((a - b).abs().max() / b.abs().max())
@@ -140,17 +170,13 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
             for method in methods:
                 if method not in active:
                     rows.append(dict(dim=dim, K=order, method=method, round=-1, forward_s=math.nan,
-                                     backward_s=math.nan, unrecorded_s=math.nan, skipped=True))
+                                     backward_s=math.nan, unrecorded_s=math.nan, number=0, skipped=True))
             for round_ in range(rounds):
                 for method in (active if round_ % 2 == 0 else active[::-1]):
-                    if method == JAX:  # its forward keeps no residuals: recorded or not, the same call
-                        forward, total, _ = jax_runner.time_call(z)
-                        unrecorded, backward = forward, total - forward
-                    else:
-                        unrecorded, forward, backward, _ = one_call(net, t, z, order, method, clock,
-                                                                    compiled if method == COMPILED else None)
+                    number = numbers.get(method, 1)
+                    unrecorded, forward, backward, _ = timed(method, number)
                     rows.append(dict(dim=dim, K=order, method=method, round=round_, forward_s=forward,
-                                     backward_s=backward, unrecorded_s=unrecorded, skipped=False,
+                                     backward_s=backward, unrecorded_s=unrecorded, number=number, skipped=False,
                                      compile_s=compile_times.get(method, math.nan)))
             if log:
                 done = pd.DataFrame([r for r in rows if r["dim"] == dim and r["K"] == order and not r["skipped"]])
@@ -212,5 +238,5 @@ def cost_table(samples: pd.DataFrame, agreement: dict | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-__all__ = ["COMPILED", "CpuClock", "JAX", "METHODS", "cost_table", "growth", "make_field", "measure_cost", "one_call",
+__all__ = ["COMPILED", "CpuClock", "JAX", "METHODS", "calls_per_block", "cost_table", "growth", "make_field", "measure_cost", "one_call",
            "ratio"]
