@@ -12,7 +12,7 @@ Per dimension, order and method, each round times
 
 with :class:`nodebench.harness.Stopwatch` (synchronised on CUDA). Each phase is timed as a block of consecutive
 calls lasting at least ``--min-block`` seconds (20 ms; sized from one warm call per method and K; the ``number``
-column), as MEASURING.md asks of sub-millisecond micro-benchmarks: one call of a few hundred µs, timed alone
+column), the usual practice for sub-millisecond micro-benchmarks: one call of a few hundred µs, timed alone
 after another method's turn, runs with cold caches and near the clock's resolution; ``--min-block 0`` times
 single calls. Rounds interleave the methods, alternating which runs first, after one untimed warm-up call
 each; ratios are medians of per-round ratios.
