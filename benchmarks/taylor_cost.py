@@ -25,12 +25,16 @@ seconds it is skipped at that and every higher order, and reported as skipped. T
     python benchmarks/taylor_cost.py --dims 2 --orders 1 2 3 4 --rounds 3
     python benchmarks/taylor_cost.py --threads 1 --cpu-time   # on a loaded shared machine
 
-Where ``jax`` is importable (and the device is the CPU), JAX's jet on the same weights is a third column
-(:mod:`nodebench.taylor.jax_jet`: jitted, TayNODE's recursion; compile time reported apart, ``--threads 1``
-also restricts XLA to one thread); ``--methods taylor jvp`` leaves it out. ``--methods taylor jax_jet
-taylor_compiled`` adds :func:`nodebench.taylor.compile_derivatives` (compile time reported apart):
+Where ``jax`` is importable and has a device of ``--device``'s kind (its CPU, or its GPU for ``--device
+cuda``), JAX's jet on the same weights is a third column (:mod:`nodebench.taylor.jax_jet`: jitted, TayNODE's
+recursion; compile time reported apart, ``--threads 1`` also restricts XLA to one thread); ``--methods taylor
+jvp`` leaves it out. ``--methods taylor jax_jet taylor_compiled`` adds
+:func:`nodebench.taylor.compile_derivatives` (compile time reported apart), with ``torch.compile``'s
+``--compile-mode`` when given (``reduce-overhead``: CUDA graphs on a GPU):
 
     python benchmarks/taylor_cost.py --threads 1 --dims 2 --orders 3 6 --methods taylor jax_jet taylor_compiled
+    python benchmarks/taylor_cost.py --device cuda --orders 3 4 6 8 --methods taylor jax_jet taylor_compiled \
+        --compile-mode reduce-overhead --out results/benchmarks/taylor_cost-cuda-graphs
 
 Writes ``samples.parquet`` (one row per dim, K, method and round; skipped cells as rows with
 ``skipped=True``), ``summary.md`` and the figure ``cost_vs_k`` (PNG and PDF, log-y) into ``--out``.
@@ -52,6 +56,8 @@ from nodebench.markdown import markdown_table
 from nodebench.papers.taynode.cost import COMPILED, JAX, METHODS, growth, measure_cost, ratio
 from nodebench.taylor import jax_jet
 
+#: torch.compile's modes
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: the columns of the comparison tables and their labels
 COMPARED = {"unrecorded_s": "fwd", "forward_s": "fwd rec.", "total_s": "fwd+bwd"}
 
@@ -59,7 +65,7 @@ COMPARED = {"unrecorded_s": "fwd", "forward_s": "fwd rec.", "total_s": "fwd+bwd"
 def run(args) -> tuple[pd.DataFrame, dict]:
     return measure_cost(args.dims, args.orders, methods=args.methods, hidden=args.hidden, batch=args.batch,
                         rounds=args.rounds, cap=args.cap, dtype=args.dtype, device=args.device, seed=args.seed,
-                        cpu_time=args.cpu_time, min_block=args.min_block,
+                        cpu_time=args.cpu_time, min_block=args.min_block, compile_mode=args.compile_mode,
                         log=lambda line: print(line, flush=True))
 
 
@@ -97,7 +103,8 @@ def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
         f"rounds, medians in ms per call of {'process CPU time' if args.cpu_time else 'wall time'}; "
         + (f"each phase timed as a block of consecutive calls lasting ≥ {args.min_block * 1e3:g} ms "
            f"({_numbers(samples)} calls); " if args.min_block > 0 else "one call per timed phase; ")
-        + f"nested jvp skipped once one call exceeds {args.cap:g} s.", "",
+        + f"nested jvp skipped once one call exceeds {args.cap:g} s."
+        + (f" {COMPILED}: torch.compile mode `{args.compile_mode}`." if args.compile_mode else ""), "",
         "forward = computing z', …, d^K z; backward = gradient of mean((d^K z)²) to the field's parameters; "
         "speed-up = t_jvp / t_taylor, median of per-round ratios (IQR); agreement = max |Δ| / max |d^K z| "
         "between the methods.", ""]
@@ -176,7 +183,8 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 64])
     parser.add_argument("--orders", type=int, nargs="+", default=list(range(1, 9)))
     parser.add_argument("--methods", nargs="+", default=None, choices=(*METHODS, JAX, COMPILED),
-                        help=f"default: {' '.join(METHODS)}, and {JAX} on the CPU when jax is importable")
+                        help=f"default: {' '.join(METHODS)}, and {JAX} when jax is importable and has a device "
+                             "of --device's kind")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=7)
@@ -184,6 +192,8 @@ def main() -> None:
     parser.add_argument("--min-block", type=_seconds, default=0.02,
                         help="time each phase as a block of consecutive calls lasting at least this long [s], "
                              "sized from a warm call (0: one call per block)")
+    parser.add_argument("--compile-mode", default=None, choices=COMPILE_MODES,
+                        help=f"torch.compile's mode for {COMPILED} (default: compile_derivatives' settings)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -197,10 +207,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         if args.threads == 1:  # before jax is imported
             os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    device_type = torch.device(args.device).type
     if args.methods is None:
-        args.methods = list(METHODS) + ([JAX] if args.device == "cpu" and jax_jet.available() else [])
-    elif JAX in args.methods and not (args.device == "cpu" and jax_jet.available()):
-        raise SystemExit(f"nodebench: error: method {JAX} needs jax installed and --device cpu")
+        args.methods = list(METHODS) + ([JAX] if jax_jet.available(device_type) else [])
+    elif JAX in args.methods and not jax_jet.available(device_type):
+        raise SystemExit(f"nodebench: error: method {JAX} needs jax installed with a device for --device "
+                         f"{args.device} (JAX jet runs on: cpu, cuda)")
     samples, agreement = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     samples.to_parquet(args.out / "samples.parquet", index=False)

@@ -529,6 +529,44 @@ def test_compile_derivatives_settings_on_the_cpu(monkeypatch, options, want):
     assert seen == want
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_taylor_mode_and_compiled_derivatives_on_cuda_match_the_cpu(mode):
+    """Eager and compiled Taylor mode on CUDA (with CUDA graphs for ``reduce-overhead``) give the CPU's
+    derivatives and parameter gradients, on CUDA tensors."""
+    cpu = mlp_field(2, 8, torch.device("cpu"), torch.float64, 0)
+    gpu = mlp_field(2, 8, torch.device("cuda"), torch.float64, 0)
+    t, z = torch.tensor(0.3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    want = ode_derivatives(lambda t_, y: cpu(y), t, z, 3)
+    want_grads = torch.autograd.grad(want[-1].pow(2).mean(), list(cpu.parameters()))
+    compiled = compile_derivatives(lambda t_, y: gpu(y), 3, **({"mode": mode} if mode else {}))
+    for derivatives in (lambda t_, z_: ode_derivatives(lambda s, y: gpu(y), t_, z_, 3), compiled):
+        for _ in range(3):  # CUDA graphs record on a later call than the first
+            got = derivatives(t.cuda(), z.cuda())
+            grads = torch.autograd.grad(got[-1].pow(2).mean(), list(gpu.parameters()))
+            assert got[-1].is_cuda and all(g.is_cuda for g in grads)
+            assert all(rel_err(a.cpu(), b) < 1e-12 for a, b in zip(got, want))
+            assert all(rel_err(a.cpu(), b) < 1e-12 for a, b in zip(grads, want_grads))
+
+
+def test_jax_jet_runs_only_where_jax_has_the_fields_device():
+    assert not jax_jet.available("meta")
+    if jax_jet.available("cpu"):
+        with pytest.raises(RuntimeError, match="JAX jet runs on: cpu, cuda"):
+            jax_jet.JaxJet(mlp_field(2, 4, torch.device("meta"), torch.float32, 0), 2)
+
+
+@pytest.mark.skipif(not jax_jet.available("cuda"), reason="needs jax with a GPU backend and CUDA")
+def test_jax_jet_on_the_gpu_agrees_with_taylor_mode_on_cuda():
+    net = mlp_field(2, 16, torch.device("cuda"), torch.float32, 0)
+    z = torch.randn(8, 2, device="cuda")
+    runner = jax_jet.JaxJet(net, 4)
+    assert runner.device.platform == "gpu"
+    _, _, theirs = runner.time_call(z)
+    want = ode_derivatives(lambda t, y: net(y), torch.tensor(0.0, device="cuda"), z, 4)[-1]
+    assert rel_err(theirs, want.cpu()) < 1e-5
+
+
 def test_input_series_take_the_primal_dtype_and_shape():
     """A 0-d or lower-precision input coefficient is cast and broadcast like the primal (what the rules'
     in-place sums rely on), and the series through sin, exp and a product equal the full-shape ones."""

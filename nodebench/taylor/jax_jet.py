@@ -17,13 +17,24 @@ import torch
 from torch import nn
 
 
-def available() -> bool:
+#: JAX's platform for each torch device type JAX jet can run on
+PLATFORMS = {"cpu": "cpu", "cuda": "gpu"}
+
+
+def available(device_type: str = "cpu") -> bool:
+    """Whether ``jax`` (with ``jax.experimental.jet``) is importable and has a device of torch's
+    ``device_type`` (``"cpu"``, or ``"cuda"`` for JAX's GPU backend)."""
     try:
-        import jax  # noqa: F401
+        import jax
         from jax.experimental import jet  # noqa: F401
     except ImportError:
         return False
-    return True
+    if device_type not in PLATFORMS:
+        return False
+    try:
+        return bool(jax.devices(PLATFORMS[device_type]))
+    except RuntimeError:  # no backend for that platform
+        return False
 
 
 class JaxJet:
@@ -33,6 +44,9 @@ class JaxJet:
         net: the PyTorch field; its weights are copied (same values, same dtype).
         order: K.
         timer: the clock of :meth:`time_call` (``time.process_time`` for CPU time).
+
+    Weights and inputs live on JAX's device of the same kind as the field's (its first JAX GPU for a CUDA
+    field), so that both frameworks run on the same hardware.
     """
 
     def __init__(self, net: nn.Sequential, order: int, timer=time.perf_counter):
@@ -40,11 +54,15 @@ class JaxJet:
         import jax.numpy as jnp
         from jax.experimental.jet import jet
 
+        device_type = next(net.parameters()).device.type
+        if not available(device_type):
+            raise RuntimeError(f"JAX has no {PLATFORMS.get(device_type, device_type)} device for a field on "
+                               f"{device_type}; JAX jet runs on: cpu, cuda (JAX's GPU backend)")
+        self.device = jax.devices(PLATFORMS[device_type])[0]
         layers = []
         for module in net:
             if isinstance(module, nn.Linear):
-                layers.append((jnp.asarray(module.weight.detach().cpu().numpy()),
-                               jnp.asarray(module.bias.detach().cpu().numpy())))
+                layers.append((self._array(module.weight), self._array(module.bias)))
             elif isinstance(module, nn.Tanh):
                 layers.append("tanh")
             else:
@@ -59,7 +77,7 @@ class JaxJet:
                     z = jnp.tanh(z)
                 else:
                     w, b = next(weights)
-                    z = z @ w.T + b
+                    z = jnp.matmul(z, w.T, precision="highest") + b  # full float32, as torch's default
             return z
 
         def derivatives(params, z):
@@ -85,10 +103,9 @@ class JaxJet:
         self._block(self._loss_and_grad(self.params, self._array(z)))
         return time.perf_counter() - start
 
-    @staticmethod
-    def _array(z: torch.Tensor):
-        import jax.numpy as jnp
-        return jnp.asarray(z.detach().cpu().numpy())
+    def _array(self, z: torch.Tensor):
+        import jax
+        return jax.device_put(z.detach().cpu().numpy(), self.device)
 
     def time_call(self, z: torch.Tensor, number: int = 1) -> tuple[float, float, torch.Tensor]:
         """(forward s, forward+backward s, d^K z): ``number`` jitted forward calls in a row, then ``number``

@@ -20,9 +20,10 @@ every higher order (rows with ``skipped=True``).
 
 Optional method ``"taylor_compiled"``: :func:`nodebench.taylor.compile_derivatives` (the whole derivative
 function for one K under ``torch.compile``, traced through the tape once), its first calls compiling it, one
-graph per grad mode (``compile_s``, wall seconds). JAX's compile time is wall seconds too.
-Optional method ``"jax_jet"`` (:mod:`nodebench.taylor.jax_jet`, CPU, where ``jax`` is importable): JAX's jet
-on the same weights, jitted; its warm-up call compiles it (``compile_s`` of its rows), its forward is a jitted
+graph per grad mode (``compile_s``, wall seconds), with ``torch.compile``'s ``compile_mode`` when one is given
+(``"reduce-overhead"``: CUDA graphs). JAX's compile time is wall seconds too.
+Optional method ``"jax_jet"`` (:mod:`nodebench.taylor.jax_jet`, where ``jax`` is importable and has a device
+of the field's kind, CPU or GPU): JAX's jet on the same weights, jitted; its warm-up call compiles it (``compile_s`` of its rows), its forward is a jitted
 call (``forward_s`` = ``unrecorded_s``) and its forward+backward a jitted ``value_and_grad`` call
 (``backward_s`` is the difference), in blocks of ``number`` calls as the others.
 """
@@ -94,7 +95,8 @@ def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, metho
         derivatives = derivatives_of(z)
         torch.autograd.grad(derivatives[-1].pow(2).mean(), params)
     total, _ = clock.stop()
-    return unrecorded / number, forward / number, (total - forward) / number, derivatives[-1].detach()
+    # a copy: a compiled function's outputs can live in memory its next call reuses (CUDA graphs)
+    return unrecorded / number, forward / number, (total - forward) / number, derivatives[-1].detach().clone()
 
 
 def calls_per_block(seconds_per_call: float, min_block: float) -> int:
@@ -107,14 +109,15 @@ def calls_per_block(seconds_per_call: float, min_block: float) -> int:
 def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(range(1, 9)), *,
                  methods: Sequence[str] = METHODS, hidden: int = 64, batch: int = 256, rounds: int = 7,
                  cap: float = 2.0, dtype: str = "float32", device: str = "cpu", seed: int = 0,
-                 cpu_time: bool = False, min_block: float = 0.0,
+                 cpu_time: bool = False, min_block: float = 0.0, compile_mode: str | None = None,
                  log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
     """Samples (one row per dim, K, method and round: unrecorded_s, forward_s, backward_s, total_s, seconds per
     call; ``number``, the calls per timed block; skipped) and the agreement max|Δ|/max|d^K z| between the methods
     per (dim, K) (and, keyed (dim, K, "jax_jet"), JAX jet's against Taylor mode). ``cpu_time`` (CPU only): time
     the process's CPU seconds instead of wall time. ``min_block`` (seconds): time each phase as a block of
     consecutive calls, as many as make one warm call's forward + backward last ``min_block`` (0: one call per
-    block), so that sub-millisecond calls are timed warm and above the clock's resolution."""
+    block), so that sub-millisecond calls are timed warm and above the clock's resolution. ``compile_mode``:
+    ``torch.compile``'s ``mode`` for ``"taylor_compiled"`` (None: :func:`compile_derivatives`' settings)."""
     if not (min_block >= 0 and math.isfinite(min_block)):
         raise ValueError(f"min_block must be a finite number of seconds ≥ 0, got {min_block!r}")
     device_, dtype_ = torch.device(device), getattr(torch, dtype)
@@ -145,7 +148,8 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
                     compile_times[method] = jax_runner.compile(z)
                     values[method] = timed(method)[3]
                 elif method == COMPILED:  # compile time in wall seconds: Inductor compiles in worker processes
-                    compiled = compile_derivatives(lambda t_, y_: net(y_), order)
+                    compiled = compile_derivatives(lambda t_, y_: net(y_), order,
+                                                    **({"mode": compile_mode} if compile_mode else {}))
                     start = time.perf_counter()  # both grad modes compile: one graph each
                     values[method] = timed(method)[3]
                     compile_times[method] = time.perf_counter() - start
