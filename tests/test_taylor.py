@@ -559,11 +559,11 @@ def test_jax_jet_runs_only_where_jax_has_the_fields_device():
 @pytest.mark.skipif(not jax_jet.available("cuda"), reason="needs jax with a GPU backend and CUDA")
 def test_jax_jet_on_the_gpu_agrees_with_taylor_mode_on_cuda():
     net = mlp_field(2, 16, torch.device("cuda"), torch.float32, 0)
-    z = torch.randn(8, 2, device="cuda")
+    z = torch.randn(8, 2, device="cuda", dtype=torch.float32)
     runner = jax_jet.JaxJet(net, 4)
     assert runner.device.platform == "gpu"
     _, _, theirs = runner.time_call(z)
-    want = ode_derivatives(lambda t, y: net(y), torch.tensor(0.0, device="cuda"), z, 4)[-1]
+    want = ode_derivatives(lambda t, y: net(y), torch.tensor(0.0, device="cuda", dtype=torch.float32), z, 4)[-1]
     assert rel_err(theirs, want.cpu()) < 1e-5
 
 
