@@ -24,7 +24,6 @@ Writes ``samples.parquet`` (one row per width, method and round), ``summary.md``
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import statistics
@@ -34,6 +33,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from nodebench.argtypes import ScriptParser, device, positive_float, positive_int
+from nodebench.errors import UserError
 from nodebench.harness import PeakMemory, Stopwatch, count_nfe, environment
 from nodebench.methods import get_method
 import matplotlib.pyplot as plt
@@ -55,10 +56,14 @@ def official_module():
     if not path:
         return None
     if not (Path(path) / "torch_gq_adjoint").is_dir():
-        raise SystemExit(f"nodebench: error: GQ_OFFICIAL_PATH={path} has no torch_gq_adjoint package; "
-                         "point it at a checkout of a-norcliffe/torch_gq_adjoint")
+        raise UserError(f"GQ_OFFICIAL_PATH={path} has no torch_gq_adjoint package; "
+                        "point it at a checkout of a-norcliffe/torch_gq_adjoint")
     sys.path.insert(0, path)
-    return importlib.import_module("torch_gq_adjoint")
+    module = importlib.import_module("torch_gq_adjoint")
+    if not hasattr(module, "odeint_adjoint_gq"):
+        raise UserError(f"GQ_OFFICIAL_PATH={path}: its torch_gq_adjoint has no odeint_adjoint_gq; point it at the "
+                        "root of a checkout of a-norcliffe/torch_gq_adjoint")
+    return module
 
 
 class _OfficialField(torch.nn.Module):
@@ -186,23 +191,29 @@ def plot(samples: pd.DataFrame, out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="g1d")
-    parser.add_argument("--widths", type=int, nargs="+", default=[5, 20, 100, 500, 1000, 2000, 3000])
-    parser.add_argument("--methods", nargs="+", default=None,
+    parser = ScriptParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="g1d", help="a task with a hidden width (default g1d)")
+    parser.add_argument("--widths", type=positive_int, nargs="+", default=[5, 20, 100, 500, 1000, 2000, 3000])
+    parser.add_argument("--methods", nargs="+", default=None, choices=(*METHODS, OFFICIAL),
                         help=f"default: {' '.join(METHODS)}, and {OFFICIAL} when GQ_OFFICIAL_PATH is set")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--tol", type=float, default=1e-3)
-    parser.add_argument("--gtol", type=float, default=0.1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--rounds", type=positive_int, default=7)
+    parser.add_argument("--tol", type=positive_float, default=1e-3)
+    parser.add_argument("--gtol", type=positive_float, default=0.1)
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/gq_gradient_cost-cpu"))
     args = parser.parse_args()
+    try:
+        task = get_task(args.task)
+        for width in args.widths:
+            task.hparams({"width": width})
+        official = official_module()
+    except UserError as err:
+        parser.error(str(err))
     if args.methods is None:
-        args.methods = list(METHODS) + ([OFFICIAL] if official_module() is not None else [])
-    elif OFFICIAL in args.methods and official_module() is None:
-        raise SystemExit(f"nodebench: error: method {OFFICIAL} needs GQ_OFFICIAL_PATH (a checkout of "
-                         "a-norcliffe/torch_gq_adjoint)")
+        args.methods = list(METHODS) + ([OFFICIAL] if official is not None else [])
+    elif OFFICIAL in args.methods and official is None:
+        parser.error(f"method {OFFICIAL} needs GQ_OFFICIAL_PATH (a checkout of a-norcliffe/torch_gq_adjoint)")
     if args.threads:
         torch.set_num_threads(args.threads)
     samples = run(args)

@@ -42,7 +42,6 @@ Writes ``samples.parquet`` (one row per dim, K, method and round; skipped cells 
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from pathlib import Path
@@ -50,6 +49,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from nodebench.argtypes import ScriptParser, device, positive_float, positive_int, seconds
 from nodebench.harness import environment
 from nodebench.papers.taynode.figures import plot_taylor_cost
 from nodebench.markdown import markdown_table
@@ -67,17 +67,6 @@ def run(args) -> tuple[pd.DataFrame, dict]:
                         rounds=args.rounds, cap=args.cap, dtype=args.dtype, device=args.device, seed=args.seed,
                         cpu_time=args.cpu_time, min_block=args.min_block, compile_mode=args.compile_mode,
                         log=lambda line: print(line, flush=True))
-
-
-def _seconds(text: str) -> float:
-    """An argparse type: a finite number of seconds ≥ 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds ≥ 0, got {text!r}")
-    return value
 
 
 def _numbers(samples: pd.DataFrame) -> str:
@@ -179,40 +168,42 @@ def plot(samples: pd.DataFrame, out: Path, dims) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dims", type=int, nargs="+", default=[2, 64])
-    parser.add_argument("--orders", type=int, nargs="+", default=list(range(1, 9)))
+    parser = ScriptParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dims", type=positive_int, nargs="+", default=[2, 64])
+    parser.add_argument("--orders", type=positive_int, nargs="+", default=list(range(1, 9)))
     parser.add_argument("--methods", nargs="+", default=None, choices=(*METHODS, JAX, COMPILED),
                         help=f"default: {' '.join(METHODS)}, and {JAX} when jax is importable and has a device "
                              "of --device's kind")
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--cap", type=float, default=2.0, help="skip nested jvp once a call takes longer [s]")
-    parser.add_argument("--min-block", type=_seconds, default=0.02,
+    parser.add_argument("--hidden", type=positive_int, default=64)
+    parser.add_argument("--batch", type=positive_int, default=256)
+    parser.add_argument("--rounds", type=positive_int, default=7)
+    parser.add_argument("--cap", type=positive_float, default=2.0, help="skip nested jvp once a call takes longer [s]")
+    parser.add_argument("--min-block", type=seconds, default=0.02,
                         help="time each phase as a block of consecutive calls lasting at least this long [s], "
                              "sized from a warm call (0: one call per block)")
     parser.add_argument("--compile-mode", default=None, choices=COMPILE_MODES,
                         help=f"torch.compile's mode for {COMPILED} (default: compile_derivatives' settings)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cpu-time", action="store_true",
                         help="time the process's CPU seconds (all threads) instead of wall time: on a shared "
                              "machine waiting for a core is then not counted (CPU only)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/taylor_cost"))
     args = parser.parse_args()
+    device_type = torch.device(args.device).type
+    if args.cpu_time and device_type != "cpu":
+        parser.error(f"--cpu-time times the CPU; with --device {args.device} leave it out (wall time, synchronised)")
     if args.threads:
         torch.set_num_threads(args.threads)
         if args.threads == 1:  # before jax is imported
             os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-    device_type = torch.device(args.device).type
     if args.methods is None:
         args.methods = list(METHODS) + ([JAX] if jax_jet.available(device_type) else [])
     elif JAX in args.methods and not jax_jet.available(device_type):
-        raise SystemExit(f"nodebench: error: method {JAX} needs jax installed with a device for --device "
-                         f"{args.device} (JAX jet runs on: cpu, cuda)")
+        parser.error(f"method {JAX} needs jax installed with a device for --device {args.device} "
+                     "(JAX jet runs on: cpu, cuda)")
     samples, agreement = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     samples.to_parquet(args.out / "samples.parquet", index=False)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from nodebench import paths
+from nodebench.argtypes import positive_float, positive_int
 from nodebench.datasets import cli as data_cli
 from nodebench.errors import UserError
 from nodebench.paths import nonempty_path
@@ -32,26 +33,6 @@ EXAMPLES = """examples:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit code 2, no usage dump
         raise UserError(message)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
 
 
 def parse_hparam(text: str) -> tuple[str, object]:
@@ -79,9 +60,9 @@ def _threshold(text: str) -> tuple[str, float]:
 
 def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -> None:
     p.add_argument("--device", default=device, help=f"cpu, cuda or cuda:N (default {device or 'the suite device'})")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="cases run at once (default 1: clean timings)")
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per case (default 1)")
-    p.add_argument("--timeout-s", type=_positive_float, default=3600.0, help="per-case time limit (default 3600)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="cases run at once (default 1: clean timings)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads per case (default 1)")
+    p.add_argument("--timeout-s", type=positive_float, default=3600.0, help="per-case time limit (default 3600)")
     p.add_argument("--retry-failed", action="store_true",
                    help="on resume, rerun cases recorded as diverged, oom, timeout or error")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -107,10 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a grid of tasks × methods × seeds")
     run.add_argument("--task", required=True, help="a task id, or trajectories:PATH.npz / density:PATH.npy")
     run.add_argument("--method", required=True, help="comma-separated method ids, e.g. rk4,adjoint")
-    run.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 (default 1)")
+    run.add_argument("--seeds", type=positive_int, default=1, help="seeds 0..N-1 (default 1)")
     limit = run.add_mutually_exclusive_group()
-    limit.add_argument("--iters", type=_positive_int, help="training iterations per case (default 100)")
-    limit.add_argument("--budget-s", type=_positive_float, help="training-time budget per case, in seconds")
+    limit.add_argument("--iters", type=positive_int, help="training iterations per case (default 100)")
+    limit.add_argument("--budget-s", type=positive_float, help="training-time budget per case, in seconds")
     run.add_argument("--hparam", type=parse_hparam, action="append", default=[], metavar="KEY=VALUE",
                      help="task hyper-parameter or method option (rtol, atol, step_size...), repeatable; "
                           "see `nodebench list` for each task's")

@@ -318,3 +318,27 @@ def test_cuda_matches_cpu(quadrature):
     cpu = gradients(field, y0, T_GRID, gq(quadrature), WEIGHTS)
     gpu = gradients(field.cuda(), y0.cuda(), T_GRID.cuda(), gq(quadrature), WEIGHTS)
     assert_close([g.cpu() for g in gpu], cpu, rtol=1e-7, atol=1e-9)
+
+
+# --- benchmarks/gq_gradient_cost.py: bad arguments ------------------------------------------------------------
+@pytest.mark.parametrize("arguments, official_path, message", [
+    (["--task", "nope"], None, "unknown task 'nope'; valid: "),
+    (["--task", "cubic_spiral"], None, "task 'cubic_spiral' has no hyper-parameter 'width'; valid: "),
+    (["--widths", "100", "0"], None, "--widths: expected a positive integer, got '0'"),
+    (["--methods", "gq", "foo"], None, "--methods: invalid choice: 'foo'"),
+    (["--tol", "nan"], None, "--tol: expected a positive finite number, got 'nan'"),
+    (["--device", "meta"], None, "unsupported device 'meta'; valid: cpu, cuda, cuda:N"),
+    (["--methods", "official"], None, "method official needs GQ_OFFICIAL_PATH (a checkout of "),
+    ([], "missing", "has no torch_gq_adjoint package; point it at a checkout of a-norcliffe/torch_gq_adjoint"),
+    ([], "namespace", "its torch_gq_adjoint has no odeint_adjoint_gq; point it at the root of a checkout"),
+])
+def test_gq_gradient_cost_benchmark_refuses_bad_arguments_in_one_line(tmp_path, arguments, official_path, message):
+    import os
+
+    from benchmark_scripts import assert_refused_in_one_line
+
+    env = {key: value for key, value in os.environ.items() if key != "GQ_OFFICIAL_PATH"}
+    if official_path:  # "namespace": a folder torch_gq_adjoint/ without the package's code
+        (tmp_path / "official" / ("torch_gq_adjoint" if official_path == "namespace" else "other")).mkdir(parents=True)
+        env["GQ_OFFICIAL_PATH"] = str(tmp_path / "official")
+    assert_refused_in_one_line("gq_gradient_cost.py", arguments, message, tmp_path, env=env)

@@ -14,6 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from nodebench.taylor import TaylorModeError, compile_derivatives, jet, ode_derivatives, supported_ops
 from nodebench.taylor import jax_jet
+from benchmark_scripts import assert_refused_in_one_line
 from nodebench.papers.taynode.cost import JAX, measure_cost, ratio
 from nodebench.papers.taynode.cost import make_field as mlp_field
 
@@ -383,16 +384,24 @@ def test_calls_per_block(seconds_per_call, min_block, want):
     assert calls_per_block(seconds_per_call, min_block) == want
 
 
-def test_taylor_cost_benchmark_refuses_a_bad_block_length_in_one_line(tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "taylor_cost.py"
-    done = subprocess.run([sys.executable, str(script), "--min-block", "-1", "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "--min-block: expected a number of seconds ≥ 0, got '-1'" in done.stderr
-    assert not (tmp_path / "out").exists()
+BAD_TAYLOR_COST_ARGUMENTS = [
+    (["--min-block", "-1"], "--min-block: expected a number of seconds ≥ 0, got '-1'"),
+    (["--compile-mode", "fast"], "--compile-mode: invalid choice: 'fast'"),
+    (["--orders", "0"], "--orders: expected a positive integer, got '0'"),
+    (["--device", "meta"], "unsupported device 'meta'; valid: cpu, cuda, cuda:N"),
+    (["--device", "gpu0"], "unknown device 'gpu0'; valid: cpu, cuda, cuda:N"),
+    (["--cap", "nan"], "--cap: expected a positive finite number, got 'nan'"),
+]
+if not torch.cuda.is_available():
+    BAD_TAYLOR_COST_ARGUMENTS.append((["--device", "cuda"], "CUDA is not available on this machine; use cpu"))
+if not jax_jet.available("cpu"):
+    BAD_TAYLOR_COST_ARGUMENTS.append((["--methods", "jax_jet"], "method jax_jet needs jax installed with a device "
+                                                                "for --device cpu (JAX jet runs on: cpu, cuda)"))
+
+
+@pytest.mark.parametrize("arguments, message", BAD_TAYLOR_COST_ARGUMENTS)
+def test_taylor_cost_benchmark_refuses_bad_arguments_in_one_line(tmp_path, arguments, message):
+    assert_refused_in_one_line("taylor_cost.py", arguments, message, tmp_path)
 
 
 # --- the kernels behind each order -------------------------------------------------------------------------
