@@ -10,9 +10,9 @@ both (reference solver, exact trace) and their difference. The paper reports red
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from nodebench.argtypes import ScriptParser, positive_int
 from nodebench.runner.case import expand_grid
 from nodebench.runner.sweep import run_cases
 
@@ -24,12 +24,15 @@ EVAL = {"eval_size": 1000, "test_step_sizes": [0.1]}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=500)
-    parser.add_argument("--seeds", type=int, default=1)
+    parser = ScriptParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=positive_int, default=500)
+    parser.add_argument("--seeds", type=positive_int, default=1)
     parser.add_argument("--out", type=Path, default=Path("results/bench-do-vs-od"))
-    parser.add_argument("--problems", default=",".join(PROBLEMS))
+    parser.add_argument("--problems", default=",".join(PROBLEMS), help=f"comma-separated, of: {', '.join(PROBLEMS)}")
     args = parser.parse_args()
+    unknown = [task for task in args.problems.split(",") if task not in PROBLEMS]
+    if unknown:
+        parser.error(f"unknown problem {unknown[0]!r}; valid: {', '.join(PROBLEMS)}")
     cases = []
     for task in args.problems.split(","):
         cases += expand_grid(tasks=[task], methods=["rk4", "adjoint"], seeds=range(args.seeds), hparams=EVAL,

@@ -21,14 +21,15 @@ figure of the monitored quality against wall time into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
 import pandas as pd
 
 import nodebench
+from nodebench.argtypes import ScriptParser, device, positive_float, positive_int
 from nodebench.cli import parse_hparam
+from nodebench.errors import UserError
 from nodebench.markdown import markdown_table
 from nodebench.plots import plot_monitor
 from nodebench.target import time_to_target_table
@@ -94,22 +95,26 @@ def _fmt(value) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ScriptParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="vehicle")
     parser.add_argument("--methods", nargs="+", default=["snode", "direct", "adjoint"])
-    parser.add_argument("--budget-s", type=float, default=60.0, help="timed training seconds per method and seed")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--target", type=float, default=None, help="fixed target (default: the common level)")
-    parser.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--budget-s", type=positive_float, default=60.0,
+                        help="timed training seconds per method and seed")
+    parser.add_argument("--seeds", type=positive_int, default=3)
+    parser.add_argument("--target", type=positive_float, default=None,
+                        help="fixed target (default: the common level)")
+    parser.add_argument("--hparam", action="append", default=[], type=parse_hparam, metavar="KEY=VALUE",
                         help="extra hyper-parameter for every method, as on the CLI (value parsed as JSON)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per case (default 1)")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads per case (default 1)")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/snode_time_to_target-cpu"))
     args = parser.parse_args()
-    args.hparam = [parse_hparam(text) for text in args.hparam]
     if "snode" not in args.methods:
         parser.error("--methods must include snode")
-    records, curves = run(args)
+    try:  # nodebench.run checks the task, methods and hyper-parameters before it writes anything
+        records, curves = run(args)
+    except UserError as err:
+        parser.error(str(err))
     table = time_to_target_table(records, curves, target=args.target, pair_with="snode")
     args.out.mkdir(parents=True, exist_ok=True)
     records.to_parquet(args.out / "records.parquet", index=False)

@@ -5,12 +5,15 @@ node-VJP variants, including gradients with respect to the output times."""
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 from torchdiffeq import odeint
+
+from benchmark_scripts import assert_refused_in_one_line
 
 from nodebench.gq import gauss_legendre, node_count, odeint_adjoint_gq
 from nodebench.gq import quadrature as quadrature_module
@@ -333,10 +336,6 @@ def test_cuda_matches_cpu(quadrature):
     ([], "namespace", "its torch_gq_adjoint has no odeint_adjoint_gq; point it at the root of a checkout"),
 ])
 def test_gq_gradient_cost_benchmark_refuses_bad_arguments_in_one_line(tmp_path, arguments, official_path, message):
-    import os
-
-    from benchmark_scripts import assert_refused_in_one_line
-
     env = {key: value for key, value in os.environ.items() if key != "GQ_OFFICIAL_PATH"}
     if official_path:  # "namespace": a folder torch_gq_adjoint/ without the package's code
         (tmp_path / "official" / ("torch_gq_adjoint" if official_path == "namespace" else "other")).mkdir(parents=True)
