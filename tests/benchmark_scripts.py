@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import subprocess
+import runpy
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def assert_refused_in_one_line(script: str, arguments: list[str], message: str, tmp_path: Path,
-                               env: dict | None = None) -> None:
-    """``benchmarks/SCRIPT ARGUMENTS`` exits 2 with the one line ``SCRIPT: error: …MESSAGE…``, no traceback,
-    and writes nothing to its ``--out``."""
+def assert_refused_in_one_line(script: str, arguments: list[str], message: str, tmp_path: Path, capsys,
+                               monkeypatch) -> None:
+    """``benchmarks/SCRIPT ARGUMENTS``, run as ``__main__`` in this process, exits 2 with the one line
+    ``SCRIPT: error: …MESSAGE…`` on stderr (any other exception fails the test: a traceback) and writes nothing
+    to its ``--out``."""
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *arguments, "--out", str(out)],
-                          capture_output=True, text=True, env=env)
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
-    assert done.stderr.startswith(f"{script}: error: ") and message in done.stderr, done.stderr
+    monkeypatch.setattr(sys, "argv", [script, *arguments, "--out", str(out)])
+    monkeypatch.setattr(sys, "path", [str(BENCHMARKS), *sys.path])  # restored after the test, with what the script adds
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(str(BENCHMARKS / script), run_name="__main__")
+    err = capsys.readouterr().err
+    assert exited.value.code == 2, err
+    assert err.count("\n") == 1 and err.startswith(f"{script}: error: ") and message in err, err
     assert not out.exists()

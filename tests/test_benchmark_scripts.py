@@ -18,8 +18,8 @@ from benchmark_scripts import assert_refused_in_one_line
     (["--hparam", "bogus=1"], "unknown hyper-parameter 'bogus' for task 'vehicle' with method 'snode'; valid: "),
     (["--device", "gpu0"], "unknown device 'gpu0'; valid: cpu, cuda, cuda:N"),
 ])
-def test_snode_time_to_target_refuses_bad_arguments(tmp_path, arguments, message):
-    assert_refused_in_one_line("snode_time_to_target.py", arguments, message, tmp_path)
+def test_snode_time_to_target_refuses_bad_arguments(tmp_path, capsys, monkeypatch, arguments, message):
+    assert_refused_in_one_line("snode_time_to_target.py", arguments, message, tmp_path, capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -27,5 +27,5 @@ def test_snode_time_to_target_refuses_bad_arguments(tmp_path, arguments, message
     (["--iters", "0"], "--iters: expected a positive integer, got '0'"),
     (["--seeds", "two"], "--seeds: expected a positive integer, got 'two'"),
 ])
-def test_do_vs_od_cnf_refuses_bad_arguments(tmp_path, arguments, message):
-    assert_refused_in_one_line("do_vs_od_cnf.py", arguments, message, tmp_path)
+def test_do_vs_od_cnf_refuses_bad_arguments(tmp_path, capsys, monkeypatch, arguments, message):
+    assert_refused_in_one_line("do_vs_od_cnf.py", arguments, message, tmp_path, capsys, monkeypatch)

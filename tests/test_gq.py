@@ -5,7 +5,7 @@ node-VJP variants, including gradients with respect to the output times."""
 from __future__ import annotations
 
 import math
-import os
+import sys
 
 import numpy as np
 import pytest
@@ -335,9 +335,13 @@ def test_cuda_matches_cpu(quadrature):
     ([], "missing", "has no torch_gq_adjoint package; point it at a checkout of a-norcliffe/torch_gq_adjoint"),
     ([], "namespace", "its torch_gq_adjoint has no odeint_adjoint_gq; point it at the root of a checkout"),
 ])
-def test_gq_gradient_cost_benchmark_refuses_bad_arguments_in_one_line(tmp_path, arguments, official_path, message):
-    env = {key: value for key, value in os.environ.items() if key != "GQ_OFFICIAL_PATH"}
+def test_gq_gradient_cost_benchmark_refuses_bad_arguments_in_one_line(tmp_path, capsys, monkeypatch, arguments,
+                                                                       official_path, message):
+    monkeypatch.delenv("GQ_OFFICIAL_PATH", raising=False)
     if official_path:  # "namespace": a folder torch_gq_adjoint/ without the package's code
         (tmp_path / "official" / ("torch_gq_adjoint" if official_path == "namespace" else "other")).mkdir(parents=True)
-        env["GQ_OFFICIAL_PATH"] = str(tmp_path / "official")
-    assert_refused_in_one_line("gq_gradient_cost.py", arguments, message, tmp_path, env=env)
+        monkeypatch.setenv("GQ_OFFICIAL_PATH", str(tmp_path / "official"))
+    try:
+        assert_refused_in_one_line("gq_gradient_cost.py", arguments, message, tmp_path, capsys, monkeypatch)
+    finally:
+        sys.modules.pop("torch_gq_adjoint", None)  # the namespace package the script imported

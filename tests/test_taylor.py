@@ -400,8 +400,8 @@ if not jax_jet.available("cpu"):
 
 
 @pytest.mark.parametrize("arguments, message", BAD_TAYLOR_COST_ARGUMENTS)
-def test_taylor_cost_benchmark_refuses_bad_arguments_in_one_line(tmp_path, arguments, message):
-    assert_refused_in_one_line("taylor_cost.py", arguments, message, tmp_path)
+def test_taylor_cost_benchmark_refuses_bad_arguments_in_one_line(tmp_path, capsys, monkeypatch, arguments, message):
+    assert_refused_in_one_line("taylor_cost.py", arguments, message, tmp_path, capsys, monkeypatch)
 
 
 # --- the kernels behind each order -------------------------------------------------------------------------
