@@ -18,8 +18,10 @@ part of nodebench) runs the same field with the same tolerances and gtol; it is 
 variable is set and is left out of the default methods otherwise.
     python benchmarks/gq_gradient_cost.py --device cuda --out results/benchmarks/gq_gradient_cost-cuda
 
-Writes ``samples.parquet`` (one row per width, method and round), ``summary.md`` and the figures
-``time_vs_width`` and ``memory_vs_width`` (PNG and PDF) into ``--out``.
+Writes ``samples.parquet`` (one row per width, method and round; rewritten after each width, with the run's
+settings in ``settings.json``), ``summary.md`` and the figures ``time_vs_width`` and ``memory_vs_width`` (PNG and
+PDF) into ``--out``. A run stopped part-way keeps its finished widths: the same command resumes after them
+(:mod:`nodebench.benchmarking.checkpoint`); other settings with the same ``--out`` are refused.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import pandas as pd
 import torch
 
 from nodebench.argtypes import ScriptParser, device, positive_float, positive_int
+from nodebench.benchmarking.checkpoint import Checkpoint
 from nodebench.errors import UserError
 from nodebench.harness import PeakMemory, Stopwatch, count_nfe, environment
 from nodebench.methods import get_method
@@ -110,12 +113,17 @@ def gradient_runner(task: str, method: str, width: int, device: torch.device, op
     return gradient, counter, solve
 
 
-def run(args) -> pd.DataFrame:
+def run(args, checkpoint: Checkpoint) -> pd.DataFrame:
+    """The samples of every width of ``args.widths``: widths already in ``checkpoint`` are kept, the others
+    measured and added to it one width at a time."""
     device = torch.device(args.device)
     options = dict(rtol=args.tol, atol=args.tol, gtol=args.gtol)
     clock, memory = Stopwatch(device), PeakMemory(device)
-    rows = []
     for width in args.widths:
+        if (width,) in checkpoint.done():
+            print(f"width {width:>5}: already measured in {args.out}, kept", flush=True)
+            continue
+        rows = []
         runners = {m: gradient_runner(args.task, m, width, device, options) for m in args.methods}
         for gradient, _, _ in runners.values():
             gradient()  # warm-up: lazy initialisation, allocator growth
@@ -131,10 +139,12 @@ def run(args) -> pd.DataFrame:
                                  peak_mem_bytes=memory.peak_bytes(), mem_source=memory.source,
                                  nfe_forward=counter.nfe["forward"],
                                  nfe_backward=counter.nfe["backward"], nodes=solve.stats.get("nodes")))
-        done = pd.DataFrame([r for r in rows if r["width"] == width]).groupby("method")["time_s"].median()
+        checkpoint.add(samples=pd.DataFrame(rows))
+        done = pd.DataFrame(rows).groupby("method")["time_s"].median()
         print(f"width {width:>5}: " + "  ".join(f"{m} {done[m] * 1e3:.1f} ms" for m in args.methods), flush=True)
         del runners
-    return pd.DataFrame(rows)
+    samples = checkpoint.table("samples")
+    return samples[samples.width.isin(args.widths)].reset_index(drop=True)
 
 
 def ratio_stats(samples: pd.DataFrame, width: int, slow: str, fast: str) -> tuple[float, float, float] | None:
@@ -214,11 +224,15 @@ def main() -> None:
         args.methods = list(METHODS) + ([OFFICIAL] if official is not None else [])
     elif OFFICIAL in args.methods and official is None:
         parser.error(f"method {OFFICIAL} needs GQ_OFFICIAL_PATH (a checkout of a-norcliffe/torch_gq_adjoint)")
+    settings = {key: value for key, value in vars(args).items() if key not in ("widths", "out")}
+    try:
+        checkpoint = Checkpoint(args.out, settings | {"official_path": os.environ.get("GQ_OFFICIAL_PATH")},
+                                key=["width"])
+    except UserError as err:
+        parser.error(str(err))
     if args.threads:
         torch.set_num_threads(args.threads)
-    samples = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    samples.to_parquet(args.out / "samples.parquet", index=False)
+    samples = run(args, checkpoint)
     text = summary(samples, environment(torch.device(args.device)), args)
     (args.out / "summary.md").write_text(text)
     plot(samples, args.out)

@@ -37,7 +37,10 @@ jvp`` leaves it out. ``--methods taylor jax_jet taylor_compiled`` adds
         --compile-mode reduce-overhead --out results/benchmarks/taylor_cost-cuda-graphs
 
 Writes ``samples.parquet`` (one row per dim, K, method and round; skipped cells as rows with
-``skipped=True``), ``summary.md`` and the figure ``cost_vs_k`` (PNG and PDF, log-y) into ``--out``.
+``skipped=True``) and ``agreement.parquet``, both rewritten after each (dim, K) with the run's settings in
+``settings.json``, then ``summary.md`` and the figure ``cost_vs_k`` (PNG and PDF, log-y) into ``--out``. A run
+stopped part-way keeps its finished cells: the same command resumes after them
+(:mod:`nodebench.benchmarking.checkpoint`); other settings with the same ``--out`` are refused.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ import pandas as pd
 import torch
 
 from nodebench.argtypes import ScriptParser, device, positive_float, positive_int, seconds
+from nodebench.benchmarking.checkpoint import Checkpoint
+from nodebench.errors import UserError
 from nodebench.harness import environment
 from nodebench.papers.taynode.figures import plot_taylor_cost
 from nodebench.markdown import markdown_table
@@ -62,11 +67,32 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 COMPARED = {"unrecorded_s": "fwd", "forward_s": "fwd rec.", "total_s": "fwd+bwd"}
 
 
-def run(args) -> tuple[pd.DataFrame, dict]:
-    return measure_cost(args.dims, args.orders, methods=args.methods, hidden=args.hidden, batch=args.batch,
-                        rounds=args.rounds, cap=args.cap, dtype=args.dtype, device=args.device, seed=args.seed,
-                        cpu_time=args.cpu_time, min_block=args.min_block, compile_mode=args.compile_mode,
-                        log=lambda line: print(line, flush=True))
+def run(args, checkpoint: Checkpoint) -> tuple[pd.DataFrame, dict]:
+    """Samples and agreement of every (dim, K) of ``args``: cells already in ``checkpoint`` are kept, the others
+    measured and added to it one cell at a time."""
+    earlier = checkpoint.table("samples")
+    measure_cost(args.dims, args.orders, methods=args.methods, hidden=args.hidden, batch=args.batch,
+                 rounds=args.rounds, cap=args.cap, dtype=args.dtype, device=args.device, seed=args.seed,
+                 cpu_time=args.cpu_time, min_block=args.min_block, compile_mode=args.compile_mode,
+                 resume=None if earlier.empty else earlier,
+                 on_cell=lambda rows, agreement: checkpoint.add(samples=rows, agreement=agreement_rows(agreement)),
+                 log=lambda line: print(line, flush=True))
+    samples = checkpoint.table("samples")
+    samples = samples[samples.dim.isin(args.dims) & samples.K.isin(args.orders)].reset_index(drop=True)
+    return samples, agreement_dict(checkpoint.table("agreement"))
+
+
+def agreement_rows(agreement: dict) -> pd.DataFrame:
+    """:func:`measure_cost`'s agreement, keyed (dim, K) for Taylor mode against nested jvp and (dim, K, method)
+    for another method against Taylor mode, as a table (method "jvp" for the first)."""
+    return pd.DataFrame([{"dim": key[0], "K": key[1], "method": key[2] if len(key) > 2 else "jvp",
+                          "agreement": value} for key, value in agreement.items()])
+
+
+def agreement_dict(table: pd.DataFrame) -> dict:
+    """The inverse of :func:`agreement_rows`."""
+    return {(int(r.dim), int(r.K)) + (() if r.method == "jvp" else (r.method,)): float(r.agreement)
+            for r in table.itertuples()}
 
 
 def _numbers(samples: pd.DataFrame) -> str:
@@ -204,9 +230,12 @@ def main() -> None:
     elif JAX in args.methods and not jax_jet.available(device_type):
         parser.error(f"method {JAX} needs jax installed with a device for --device {args.device} "
                      "(JAX jet runs on: cpu, cuda)")
-    samples, agreement = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    samples.to_parquet(args.out / "samples.parquet", index=False)
+    settings = {key: value for key, value in vars(args).items() if key not in ("dims", "orders", "out")}
+    try:
+        checkpoint = Checkpoint(args.out, settings, key=["dim", "K"])
+    except UserError as err:
+        parser.error(str(err))
+    samples, agreement = run(args, checkpoint)
     text = summary(samples, agreement, environment(torch.device(args.device)), args)
     (args.out / "summary.md").write_text(text)
     plot(samples, args.out, args.dims)

@@ -48,7 +48,9 @@ def provenance_columns(provenance: Mapping[str, Any] | None = None) -> dict[str,
     return dict(PROVENANCE) | {k: v for k, v in (provenance or {}).items() if k in PROVENANCE}
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then renamed over it (and synced): a reader or a
+    killed writer never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     write(tmp)
     with open(tmp, "rb") as handle:
@@ -71,13 +73,13 @@ def write_case(cases_dir: Path, case_id: str, row: dict, curves: dict[str, list]
     for name, rows in (tables or {}).items():
         extra = pd.DataFrame(rows)
         extra.insert(0, "case_id", case_id)
-        _atomic_write(cases_dir / f"{case_id}.{name}.table.parquet", lambda p: extra.to_parquet(p, index=False))
+        atomic_write(cases_dir / f"{case_id}.{name}.table.parquet", lambda p: extra.to_parquet(p, index=False))
     frame = pd.DataFrame(curves)
     for key in reversed(CURVE_KEYS):
         frame.insert(0, key, row[key])
-    _atomic_write(cases_dir / f"{case_id}.curves.parquet", lambda p: frame.to_parquet(p, index=False))
+    atomic_write(cases_dir / f"{case_id}.curves.parquet", lambda p: frame.to_parquet(p, index=False))
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-    _atomic_write(cases_dir / f"{case_id}.json", lambda p: p.write_text(json.dumps(clean, default=str)))
+    atomic_write(cases_dir / f"{case_id}.json", lambda p: p.write_text(json.dumps(clean, default=str)))
 
 
 def valid_cases(run_dir: Path) -> dict[str, dict]:
@@ -141,15 +143,15 @@ def merge(run_dir: Path, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                 records[column] = default
     curve_files = [folder / f"{case_id}.curves.parquet" for case_id in valid]
     curves = pd.concat([pd.read_parquet(p) for p in curve_files], ignore_index=True) if curve_files else pd.DataFrame()
-    _atomic_write(run_dir / RECORDS, lambda p: records.to_parquet(p, index=False))
+    atomic_write(run_dir / RECORDS, lambda p: records.to_parquet(p, index=False))
     tables: dict[str, list[Path]] = {}
     for path in sorted(folder.glob("*.table.parquet")):
         if path.name.split(".")[0] in valid:
             tables.setdefault(path.name.split(".")[1], []).append(path)
     for name, paths in tables.items():
         frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-        _atomic_write(run_dir / f"{name}.parquet", lambda p: frame.to_parquet(p, index=False))
-    _atomic_write(run_dir / CURVES, lambda p: curves.to_parquet(p, index=False))
+        atomic_write(run_dir / f"{name}.parquet", lambda p: frame.to_parquet(p, index=False))
+    atomic_write(run_dir / CURVES, lambda p: curves.to_parquet(p, index=False))
     return records, curves
 
 

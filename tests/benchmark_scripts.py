@@ -11,17 +11,25 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def run_script(script: str, arguments: list[str], monkeypatch) -> None:
+    """``benchmarks/SCRIPT ARGUMENTS`` run as ``__main__`` in this process (argv and sys.path restored after
+    the test, with whatever the script adds to sys.path)."""
+    monkeypatch.setattr(sys, "argv", [script, *arguments])
+    monkeypatch.setattr(sys, "path", [str(BENCHMARKS), *sys.path])
+    runpy.run_path(str(BENCHMARKS / script), run_name="__main__")
+
+
 def assert_refused_in_one_line(script: str, arguments: list[str], message: str, tmp_path: Path, capsys,
                                monkeypatch) -> None:
     """``benchmarks/SCRIPT ARGUMENTS``, run as ``__main__`` in this process, exits 2 with the one line
-    ``SCRIPT: error: …MESSAGE…`` on stderr (any other exception fails the test: a traceback) and writes nothing
-    to its ``--out``."""
+    ``SCRIPT: error: …MESSAGE…`` on stderr (any other exception fails the test: a traceback) and neither writes
+    nor changes anything in its ``--out`` (``tmp_path / "out"``)."""
     out = tmp_path / "out"
-    monkeypatch.setattr(sys, "argv", [script, *arguments, "--out", str(out)])
-    monkeypatch.setattr(sys, "path", [str(BENCHMARKS), *sys.path])  # restored after the test, with what the script adds
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
     with pytest.raises(SystemExit) as exited:
-        runpy.run_path(str(BENCHMARKS / script), run_name="__main__")
+        run_script(script, [*arguments, "--out", str(out)], monkeypatch)
     err = capsys.readouterr().err
     assert exited.value.code == 2, err
     assert err.count("\n") == 1 and err.startswith(f"{script}: error: ") and message in err, err
-    assert not out.exists()
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+    assert out.exists() == bool(before)

@@ -23,9 +23,10 @@ function for one K under ``torch.compile``, traced through the tape once), its f
 graph per grad mode (``compile_s``, wall seconds), with ``torch.compile``'s ``compile_mode`` when one is given
 (``"reduce-overhead"``: CUDA graphs). JAX's compile time is wall seconds too.
 Optional method ``"jax_jet"`` (:mod:`nodebench.taylor.jax_jet`, where ``jax`` is importable and has a device
-of the field's kind, CPU or GPU): JAX's jet on the same weights, jitted; its warm-up call compiles it (``compile_s`` of its rows), its forward is a jitted
-call (``forward_s`` = ``unrecorded_s``) and its forward+backward a jitted ``value_and_grad`` call
-(``backward_s`` is the difference), in blocks of ``number`` calls as the others.
+of the field's kind, CPU or GPU): JAX's jet on the same weights, jitted; its warm-up call compiles it
+(``compile_s`` of its rows), its forward is a jitted call (``forward_s`` = ``unrecorded_s``) and its
+forward+backward a jitted ``value_and_grad`` call (``backward_s`` is the difference), in blocks of ``number``
+calls as the others.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
                  methods: Sequence[str] = METHODS, hidden: int = 64, batch: int = 256, rounds: int = 7,
                  cap: float = 2.0, dtype: str = "float32", device: str = "cpu", seed: int = 0,
                  cpu_time: bool = False, min_block: float = 0.0, compile_mode: str | None = None,
+                 resume: pd.DataFrame | None = None, on_cell: Callable[[pd.DataFrame, dict], None] | None = None,
                  log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
     """Samples (one row per dim, K, method and round: unrecorded_s, forward_s, backward_s, total_s, seconds per
     call; ``number``, the calls per timed block; skipped) and the agreement max|Δ|/max|d^K z| between the methods
@@ -117,7 +119,10 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
     the process's CPU seconds instead of wall time. ``min_block`` (seconds): time each phase as a block of
     consecutive calls, as many as make one warm call's forward + backward last ``min_block`` (0: one call per
     block), so that sub-millisecond calls are timed warm and above the clock's resolution. ``compile_mode``:
-    ``torch.compile``'s ``mode`` for ``"taylor_compiled"`` (None: :func:`compile_derivatives`' settings)."""
+    ``torch.compile``'s ``mode`` for ``"taylor_compiled"`` (None: :func:`compile_derivatives`' settings).
+    ``resume``: samples of an earlier run with the same settings; its (dim, K) cells are not measured again, and a
+    method it skipped stays skipped at higher orders. ``on_cell(samples, agreement)`` is called with each newly
+    measured cell's rows and agreement (what a script writes as it goes); the return value holds the new cells."""
     if not (min_block >= 0 and math.isfinite(min_block)):
         raise ValueError(f"min_block must be a finite number of seconds ≥ 0, got {min_block!r}")
     device_, dtype_ = torch.device(device), getattr(torch, dtype)
@@ -133,6 +138,13 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
         t = torch.zeros((), device=device_, dtype=dtype_)
         active = list(methods)
         for order in orders:
+            earlier = None if resume is None else resume[(resume.dim == dim) & (resume.K == order)]
+            if earlier is not None and not earlier.empty:  # measured by the run being resumed
+                active = [m for m in active if m not in set(earlier[earlier.skipped].method)]
+                if log:
+                    log(f"dim {dim:>3} K {order}: already measured, kept")
+                continue
+            cell = len(rows)
             values, jax_runner, compiled, compile_times, numbers = {}, None, None, {}, {}
 
             def timed(method: str, number: int = 1):
@@ -192,9 +204,16 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
                 log(f"dim {dim:>3} K {order}: " + "  ".join(
                     f"{m} {med.loc[m, 'forward_s'] * 1e3:.2f}+{med.loc[m, 'backward_s'] * 1e3:.2f} ms"
                     for m in med.index) + "".join(f"  ({m} compile {c:.1f} s)" for m, c in compile_times.items()))
-    samples = pd.DataFrame(rows)
-    samples["total_s"] = samples.forward_s + samples.backward_s
-    return samples, agreement
+            if on_cell:
+                on_cell(_with_totals(pd.DataFrame(rows[cell:])),
+                        {key: value for key, value in agreement.items() if key[:2] == (dim, order)})
+    return _with_totals(pd.DataFrame(rows)), agreement
+
+
+def _with_totals(samples: pd.DataFrame) -> pd.DataFrame:
+    if not samples.empty:
+        samples["total_s"] = samples.forward_s + samples.backward_s
+    return samples
 
 
 def ratio(samples: pd.DataFrame, dim: int, order: int, column: str, slow: str = "jvp",

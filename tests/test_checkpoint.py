@@ -1,0 +1,89 @@
+"""Benchmark checkpoints (:mod:`nodebench.benchmarking.checkpoint`) and the resumable cost benchmarks: tables
+written after each cell, a rerun with the same settings keeping them, one with other settings refused."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from benchmark_scripts import assert_refused_in_one_line, run_script
+from nodebench.benchmarking.checkpoint import SETTINGS, Checkpoint
+from nodebench.errors import UserError
+from nodebench.papers.taynode.cost import measure_cost
+
+
+def test_checkpoint_writes_each_cell_and_resumes_with_the_same_settings(tmp_path):
+    out = tmp_path / "run"
+    first = Checkpoint(out, {"rounds": 3, "device": "cpu"}, key=["width"])
+    assert first.done() == set() and not out.exists()  # nothing is written before a cell is done
+    first.add(samples=pd.DataFrame({"width": [5, 5], "time_s": [1.0, 2.0]}), extra=pd.DataFrame())
+    first.add(samples=pd.DataFrame({"width": [20], "time_s": [3.0]}))
+    assert json.loads((out / SETTINGS).read_text()) == {"rounds": 3, "device": "cpu"}
+    assert pd.read_parquet(out / "samples.parquet").time_s.tolist() == [1.0, 2.0, 3.0]
+    assert not (out / "extra.parquet").exists()  # an empty table is not written
+
+    again = Checkpoint(out, {"device": "cpu", "rounds": 3}, key=["width"])
+    assert again.done() == {(5,), (20,)}
+    again.add(samples=pd.DataFrame({"width": [100], "time_s": [4.0]}))
+    assert again.table("samples").width.tolist() == [5, 5, 20, 100]
+    assert again.table("missing").empty
+
+
+def test_checkpoint_refuses_other_settings_and_a_broken_settings_file(tmp_path):
+    out = tmp_path / "run"
+    Checkpoint(out, {"rounds": 3, "tol": 1e-3}, key=["width"]).add(samples=pd.DataFrame({"width": [5]}))
+    before = (out / "samples.parquet").read_bytes()
+    with pytest.raises(UserError, match=r"holds a run with other settings \(rounds, threads\); rerun with its"):
+        Checkpoint(out, {"rounds": 4, "tol": 1e-3, "threads": 1}, key=["width"])
+    assert (out / "samples.parquet").read_bytes() == before
+    (out / SETTINGS).write_text("{not json")
+    with pytest.raises(UserError, match="is not a readable settings file"):
+        Checkpoint(out, {"rounds": 3, "tol": 1e-3}, key=["width"])
+
+
+def test_measure_cost_resumes_after_the_cells_it_is_given():
+    """Cells in ``resume`` are not measured again, ``on_cell`` sees each new cell, and a method the earlier
+    run skipped (nested jvp over its cap) stays skipped at higher orders."""
+    settings = dict(dims=(2,), methods=("taylor", "jvp"), hidden=4, batch=2, rounds=1)
+    cells = []
+    first, _ = measure_cost(orders=(1, 2), on_cell=lambda rows, agreement: cells.append((rows, agreement)), **settings)
+    assert [(int(rows.K.iloc[0]), sorted(agreement)) for rows, agreement in cells] == [(1, [(2, 1)]), (2, [(2, 2)])]
+    assert pd.concat([rows for rows, _ in cells], ignore_index=True).equals(first)
+
+    more, agreement = measure_cost(orders=(1, 2, 3), resume=first, **settings)
+    assert sorted(more.K.unique()) == [3] and set(agreement) == {(2, 3)}
+
+    skipped = first.copy()
+    skipped.loc[(skipped.K == 2) & (skipped.method == "jvp"), "skipped"] = True
+    more, _ = measure_cost(orders=(1, 2, 3), resume=skipped, **settings)
+    assert more[more.method == "jvp"].skipped.all() and not more[more.method == "taylor"].skipped.any()
+
+
+def test_taylor_cost_benchmark_resumes_and_refuses_other_settings(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    common = ["--dims", "2", "--hidden", "4", "--batch", "2", "--methods", "taylor", "jvp", "--min-block", "0",
+              "--out", str(out)]
+    run_script("taylor_cost.py", ["--orders", "1", "--rounds", "1", *common], monkeypatch)
+    first = pd.read_parquet(out / "samples.parquet")
+    run_script("taylor_cost.py", ["--orders", "1", "2", "--rounds", "1", *common], monkeypatch)
+    assert "dim   2 K 1: already measured, kept" in capsys.readouterr().out
+    both = pd.read_parquet(out / "samples.parquet")
+    assert both[both.K == 1].reset_index(drop=True).equals(first) and sorted(both.K.unique()) == [1, 2]
+    assert "| 2 |" in (out / "summary.md").read_text()
+    assert_refused_in_one_line("taylor_cost.py", ["--orders", "1", "--rounds", "2", *common[:-2]],
+                               "holds a run with other settings (rounds)", out.parent, capsys, monkeypatch)
+    assert pd.read_parquet(out / "samples.parquet").equals(both)
+
+
+def test_gq_gradient_cost_benchmark_resumes_after_its_finished_widths(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GQ_OFFICIAL_PATH", raising=False)
+    out = tmp_path / "out"
+    common = ["--methods", "gq", "direct", "--rounds", "1", "--out", str(out)]
+    run_script("gq_gradient_cost.py", ["--widths", "5", *common], monkeypatch)
+    first = pd.read_parquet(out / "samples.parquet")
+    run_script("gq_gradient_cost.py", ["--widths", "5", "8", *common], monkeypatch)
+    assert "width     5: already measured" in capsys.readouterr().out
+    both = pd.read_parquet(out / "samples.parquet")
+    assert both[both.width == 5].reset_index(drop=True).equals(first) and sorted(both.width.unique()) == [5, 8]
