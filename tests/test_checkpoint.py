@@ -41,6 +41,10 @@ def test_checkpoint_refuses_other_settings_and_a_broken_settings_file(tmp_path):
     (out / SETTINGS).write_text("{not json")
     with pytest.raises(UserError, match="is not a readable settings file"):
         Checkpoint(out, {"rounds": 3, "tol": 1e-3}, key=["width"])
+    (out / SETTINGS).unlink()  # tables from a run before checkpoints: never overwritten
+    with pytest.raises(UserError, match="holds tables without settings.json"):
+        Checkpoint(out, {"rounds": 3, "tol": 1e-3}, key=["width"])
+    assert (out / "samples.parquet").read_bytes() == before
 
 
 def test_measure_cost_resumes_after_the_cells_it_is_given():

@@ -33,7 +33,8 @@ class Checkpoint:
         main: the table whose cells :meth:`done` lists.
 
     Raises:
-        UserError: ``out`` holds a run with other settings, or an unreadable ``settings.json``.
+        UserError: ``out`` holds a run with other settings, an unreadable ``settings.json``, or tables without
+            one (a run made before checkpoints, never overwritten).
 
     Example:
         >>> checkpoint = Checkpoint(out, {"rounds": 7, "device": "cpu"}, key=["width"])
@@ -49,6 +50,9 @@ class Checkpoint:
         self.tables: dict[str, pd.DataFrame] = {}
         path = self.out / SETTINGS
         if not path.exists():
+            if any(self.out.glob("*.parquet")):
+                raise UserError(f"{self.out} holds tables without {SETTINGS} (a run that cannot be resumed); "
+                                "move them away or give another --out")
             return
         try:
             saved = json.loads(path.read_text())
