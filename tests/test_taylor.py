@@ -326,8 +326,9 @@ def test_invalid_arguments():
     z = torch.randn(2, 3)
     with pytest.raises(ValueError, match="unknown method"):
         ode_derivatives(lambda t, z: z, torch.tensor(0.0), z, 2, method="jet")
-    with pytest.raises(ValueError, match="order"):
-        ode_derivatives(lambda t, z: z, torch.tensor(0.0), z, 0)
+    for order in (0, True, 2.0):
+        with pytest.raises(ValueError, match="order must be an integer ≥ 1"):
+            ode_derivatives(lambda t, z: z, torch.tensor(0.0), z, order)
     with pytest.raises(ValueError, match="0-d"):
         ode_derivatives(lambda t, z: z, torch.zeros(1), z, 2)
     with pytest.raises(ValueError, match="shape"):

@@ -82,7 +82,7 @@ METHODS = {"taylor": taylor_derivatives, "jvp": jvp_derivatives}
 
 
 def _check_order(order: int) -> None:
-    if not (isinstance(order, int) and order >= 1):
+    if not (isinstance(order, int) and not isinstance(order, bool) and order >= 1):
         raise ValueError(f"order must be an integer ≥ 1, got {order!r}")
 
 
