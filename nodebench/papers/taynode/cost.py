@@ -265,5 +265,5 @@ def cost_table(samples: pd.DataFrame, agreement: dict | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-__all__ = ["COMPILED", "CpuClock", "JAX", "METHODS", "calls_per_block", "cost_table", "growth", "make_field", "measure_cost", "one_call",
-           "ratio"]
+__all__ = ["COMPILED", "CpuClock", "JAX", "METHODS", "calls_per_block", "cost_table", "growth", "make_field",
+           "measure_cost", "one_call", "ratio"]
