@@ -28,12 +28,14 @@ seconds it is skipped at that and every higher order, and reported as skipped. T
 Where ``jax`` is importable and has a device of ``--device``'s kind (its CPU, or its GPU for ``--device
 cuda``), JAX's jet on the same weights is a third column (:mod:`nodebench.taylor.jax_jet`: jitted, TayNODE's
 recursion; compile time reported apart, ``--threads 1`` also restricts XLA to one thread); ``--methods taylor
-jvp`` leaves it out. ``--methods taylor jax_jet taylor_compiled`` adds
-:func:`nodebench.taylor.compile_derivatives` (compile time reported apart), with ``torch.compile``'s
-``--compile-mode`` when given (``reduce-overhead``: CUDA graphs on a GPU):
+jvp`` leaves it out. ``--methods … taylor_compiled`` adds :func:`nodebench.taylor.compile_derivatives` (its
+backward through the autograd engine) and ``taylor_fused`` :func:`nodebench.taylor.compile_grad_and_value`
+(forward and backward one compiled graph, as JAX's jitted ``value_and_grad``), compile times reported apart,
+with ``torch.compile``'s ``--compile-mode`` when given (``reduce-overhead``: CUDA graphs on a GPU):
 
-    python benchmarks/taylor_cost.py --threads 1 --dims 2 --orders 3 6 --methods taylor jax_jet taylor_compiled
-    python benchmarks/taylor_cost.py --device cuda --orders 3 4 6 8 --methods taylor jax_jet taylor_compiled \
+    python benchmarks/taylor_cost.py --threads 1 --dims 2 --orders 3 6 \
+        --methods taylor jax_jet taylor_compiled taylor_fused
+    python benchmarks/taylor_cost.py --device cuda --orders 3 4 6 8 --methods taylor jax_jet taylor_fused \
         --compile-mode reduce-overhead --out results/benchmarks/taylor_cost-cuda-graphs
 
 Writes ``samples.parquet`` (one row per dim, K, method and round; skipped cells as rows with
@@ -58,7 +60,7 @@ from nodebench.errors import UserError
 from nodebench.harness import environment
 from nodebench.papers.taynode.figures import plot_taylor_cost
 from nodebench.markdown import markdown_table
-from nodebench.papers.taynode.cost import COMPILED, JAX, METHODS, growth, measure_cost, ratio
+from nodebench.papers.taynode.cost import COMPILED, FUSED, JAX, METHODS, growth, measure_cost, ratio
 from nodebench.taylor import jax_jet
 
 #: torch.compile's modes
@@ -119,7 +121,8 @@ def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
         + (f"each phase timed as a block of consecutive calls lasting ≥ {args.min_block * 1e3:g} ms "
            f"({_numbers(samples)} calls); " if args.min_block > 0 else "one call per timed phase; ")
         + f"nested jvp skipped once one call exceeds {args.cap:g} s."
-        + (f" {COMPILED}: torch.compile mode `{args.compile_mode}`." if args.compile_mode else ""), "",
+        + (f" {COMPILED} and {FUSED}: torch.compile mode `{args.compile_mode}`." if args.compile_mode else ""),
+        "",
         "forward = computing z', …, d^K z; backward = gradient of mean((d^K z)²) to the field's parameters; "
         "speed-up = t_jvp / t_taylor, median of per-round ratios (IQR); agreement = max |Δ| / max |d^K z| "
         "between the methods.", ""]
@@ -151,7 +154,7 @@ def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
                          f"{'met' if at6[0] >= 20 else 'NOT met'}); forward+backward "
                          f"{_fmt_ratio(ratio(samples, dim, 6, 'total_s'))}×")
         reference = JAX if JAX in args.methods else None
-        for ours in ("taylor", COMPILED):
+        for ours in ("taylor", COMPILED, FUSED):
             ref = reference if ours == "taylor" else (reference or "taylor")
             if ours in args.methods and ref in args.methods:
                 lines += ["", compare_table(samples, agreement, dim, args.orders, ours, ref)]
@@ -197,7 +200,7 @@ def main() -> None:
     parser = ScriptParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=positive_int, nargs="+", default=[2, 64])
     parser.add_argument("--orders", type=positive_int, nargs="+", default=list(range(1, 9)))
-    parser.add_argument("--methods", nargs="+", default=None, choices=(*METHODS, JAX, COMPILED),
+    parser.add_argument("--methods", nargs="+", default=None, choices=(*METHODS, JAX, COMPILED, FUSED),
                         help=f"default: {' '.join(METHODS)}, and {JAX} when jax is importable and has a device "
                              "of --device's kind")
     parser.add_argument("--hidden", type=positive_int, default=64)
@@ -208,7 +211,8 @@ def main() -> None:
                         help="time each phase as a block of consecutive calls lasting at least this long [s], "
                              "sized from a warm call (0: one call per block)")
     parser.add_argument("--compile-mode", default=None, choices=COMPILE_MODES,
-                        help=f"torch.compile's mode for {COMPILED} (default: compile_derivatives' settings)")
+                        help=f"torch.compile's mode for {COMPILED} and {FUSED} "
+                             "(default: compile_derivatives' settings)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0)

@@ -9,9 +9,9 @@ NeurIPS 2020, arXiv 2007.04504).
 """
 
 from nodebench.taylor import rules as _rules  # noqa: F401  (registers the Taylor rules)
-from nodebench.taylor.ode import (METHODS, compile_derivatives, jvp_derivatives, ode_derivatives,
-                                  taylor_derivatives)
+from nodebench.taylor.ode import (METHODS, compile_derivatives, compile_grad_and_value, jvp_derivatives,
+                                  ode_derivatives, rk_integrand, taylor_derivatives)
 from nodebench.taylor.series import Tape, TaylorModeError, TaylorTensor, jet, supported_ops
 
-__all__ = ["METHODS", "Tape", "TaylorModeError", "TaylorTensor", "compile_derivatives", "jet", "jvp_derivatives",
-           "ode_derivatives", "supported_ops", "taylor_derivatives"]
+__all__ = ["METHODS", "Tape", "TaylorModeError", "TaylorTensor", "compile_derivatives", "compile_grad_and_value",
+           "jet", "jvp_derivatives", "ode_derivatives", "rk_integrand", "supported_ops", "taylor_derivatives"]

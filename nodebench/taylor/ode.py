@@ -32,6 +32,8 @@ import math
 from typing import Callable
 
 import torch
+from torch import nn
+from torch.func import functional_call
 
 from nodebench.taylor.rules import constant, scaled
 from nodebench.taylor.series import Tape, is_taylor
@@ -110,31 +112,97 @@ def compile_derivatives(func: Field, order: int, **options) -> Callable[[torch.T
 
     It pays when the same K and shapes are evaluated many times (see the README's "Benchmarks" for the
     figures against eager Taylor mode and JAX jet: ``benchmarks/taylor_cost.py --methods … taylor_compiled``).
+    Where only the gradient of a loss of the derivatives is needed, :func:`compile_grad_and_value` compiles
+    the backward into the same graph.
 
     Example:
         >>> derivatives = compile_derivatives(field, order=3)
         >>> dz = derivatives(torch.tensor(0.0), z)          # compiles on the first call
     """
     _check_order(order)
+
+    def derivatives(t: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
+        return taylor_derivatives(func, t, z, order)
+
+    return _compiled_per_device_type(derivatives, options)
+
+
+def rk_integrand(derivatives: list[torch.Tensor]) -> torch.Tensor:
+    """mean((d^K z)²) over the batch and the state, the R_K integrand of the official TayNODE code (Kelly et
+    al., §3: R_K = ∫ ‖d^K z/dt^K‖² dt), the default loss of :func:`compile_grad_and_value`."""
+    return derivatives[-1].pow(2).mean()
+
+
+def compile_grad_and_value(field: nn.Module, order: int, loss: Callable[[list[torch.Tensor]], torch.Tensor] =
+                           rk_integrand, **options) -> Callable[[torch.Tensor, torch.Tensor],
+                                                                tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """``(t, z) ↦ (gradients, value)`` of ``loss(ode_derivatives(field, t, z, order))`` with respect to
+    ``field``'s parameters, forward and backward compiled by ``torch.compile`` as one graph.
+
+    ``torch.func.grad_and_value`` over ``torch.func.functional_call(field, …)``, the torch counterpart of a
+    jitted ``jax.value_and_grad``: the backward is traced with the forward, so a call runs one graph, with no
+    autograd graph recorded and no autograd engine walking it (:func:`compile_derivatives` followed by
+    ``torch.autograd.grad`` runs the compiled forward, then the compiled backward through the engine). That
+    per-call work is what separates the two at small sizes; the README's "Benchmarks" has the figures
+    (``benchmarks/taylor_cost.py --methods … taylor_fused``). Compilation and ``options`` are as in
+    :func:`compile_derivatives` (``mode="reduce-overhead"`` replays the whole step as one CUDA graph); the
+    first call compiles.
+
+    Args:
+        field: the vector field ``field(t, z)``, an ``nn.Module`` (its parameters are the differentiated
+            arguments, read at each call, so an optimiser's updates are seen); Taylor-mode operations only.
+        order: K ≥ 1.
+        loss: a scalar function of ``[z', …, d^K z]``, traceable by ``torch.compile``
+            (default :func:`rk_integrand`, mean((d^K z)²)).
+
+    Returns:
+        A function of (t, z), t a 0-d tensor, returning ``({name: gradient}, loss value)`` in
+        ``torch.func.grad_and_value``'s order, the gradients keyed as ``field.named_parameters()``. With CUDA
+        graphs the returned tensors live in memory that the next call overwrites: clone what is kept.
+
+    Example:
+        >>> step = compile_grad_and_value(field, order=3)
+        >>> grads, value = step(torch.tensor(0.0), z)        # compiles on the first call
+        >>> for name, p in field.named_parameters():
+        ...     p.grad = grads[name]
+    """
+    _check_order(order)
+
+    def value_of(parameters: dict[str, torch.Tensor], t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return loss(taylor_derivatives(lambda t_, z_: functional_call(field, parameters, (t_, z_)), t, z, order))
+
+    grad_and_value = torch.func.grad_and_value(value_of)
+
+    def step(t: torch.Tensor, z: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        # detached: the results need no autograd graph of their own (else AOTAutograd would also compile a
+        # backward of the whole step, for a second derivative no one takes)
+        return grad_and_value({name: p.detach() for name, p in field.named_parameters()}, t, z)
+
+    return _compiled_per_device_type(step, options)
+
+
+def _compiled_per_device_type(fn: Callable[[torch.Tensor, torch.Tensor], object], options: dict) -> Callable:
+    """``fn(t, z)`` under ``torch.compile`` (``fullgraph=True``, ``options`` as :func:`compile_derivatives`
+    describes), compiled separately for each device type of z, each from a copy of ``fn``'s code object."""
     compiled: dict[str, Callable] = {}
 
     def compile_for(device_type: str) -> Callable:
-        def derivatives(t: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
-            return taylor_derivatives(func, t, z, order)
+        def call(t: torch.Tensor, z: torch.Tensor):
+            return fn(t, z)
 
-        derivatives.__code__ = derivatives.__code__.replace()  # a copy: Dynamo keys its graph cache by code object
+        call.__code__ = call.__code__.replace()  # a copy: Dynamo keys its graph cache by code object
         settings = {"fullgraph": True, **options}
         if device_type == "cpu" and "mode" not in options and "backend" not in options:
             settings["options"] = {**CPU_INDUCTOR_OPTIONS, **(options.get("options") or {})}
-        return torch.compile(derivatives, **settings)
+        return torch.compile(call, **settings)
 
-    def derivatives_on_device(t: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
+    def on_device(t: torch.Tensor, z: torch.Tensor):
         kind = z.device.type
         if kind not in compiled:
             compiled[kind] = compile_for(kind)
         return compiled[kind](t, z)
 
-    return derivatives_on_device
+    return on_device
 
 
 def ode_derivatives(func: Field, t: torch.Tensor | float, z: torch.Tensor, order: int, *,

@@ -100,8 +100,17 @@ def cauchy(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], k: int, lo: i
     x = xs[j]
     total = x * ys[k - j] if w == 1.0 else torch.addcmul(_scalar(0.0, x.dtype, x.device), x, ys[k - j], value=w)
     for j, w in rest:
-        total = total.addcmul_(xs[j], ys[k - j], value=w)
+        total = _add_product(total, xs[j], ys[k - j], w)
     return total
+
+
+def _add_product(total: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: float) -> torch.Tensor:
+    """total + w·x·y: in place in eager mode (no new buffer per term); out of place while ``torch.compile``
+    traces, where it fuses anyway and where the in-place form fails under ``torch.func.grad`` (its decomposition
+    to ``prims.fma`` meets functorch's wrapped tensors, torch 2.13; :func:`nodebench.taylor.compile_grad_and_value`)."""
+    if torch.compiler.is_compiling():
+        return torch.addcmul(total, x, y, value=w)
+    return total.addcmul_(x, y, value=w)
 
 
 def memoised(fn: Callable) -> Callable:
@@ -156,9 +165,9 @@ def square_tail(ys: Sequence[torch.Tensor], k: int, scale: float, first: torch.T
     plain product."""
     total = ys[k] * first
     for j in range(1, (k + 1) // 2):
-        total = total.addcmul_(ys[j], ys[k - j], value=2.0 * scale)
+        total = _add_product(total, ys[j], ys[k - j], 2.0 * scale)
     if k % 2 == 0:
-        total = total.addcmul_(ys[k // 2], ys[k // 2], value=scale)
+        total = _add_product(total, ys[k // 2], ys[k // 2], scale)
     return total
 
 

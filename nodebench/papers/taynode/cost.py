@@ -22,6 +22,11 @@ Optional method ``"taylor_compiled"``: :func:`nodebench.taylor.compile_derivativ
 function for one K under ``torch.compile``, traced through the tape once), its first calls compiling it, one
 graph per grad mode (``compile_s``, wall seconds), with ``torch.compile``'s ``compile_mode`` when one is given
 (``"reduce-overhead"``: CUDA graphs). JAX's compile time is wall seconds too.
+Optional method ``"taylor_fused"``: :func:`nodebench.taylor.compile_grad_and_value`, forward and backward
+compiled as one graph (``torch.func.grad_and_value``, the counterpart of JAX's jitted ``value_and_grad``); its
+forward (``unrecorded_s`` = ``forward_s``) is :func:`compile_derivatives` under ``torch.no_grad()``, its
+forward+backward one call of the compiled gradient (``backward_s`` is the difference), as JAX jet's; compiled
+with ``compile_mode`` too, ``compile_s`` covering both functions.
 Optional method ``"jax_jet"`` (:mod:`nodebench.taylor.jax_jet`, where ``jax`` is importable and has a device
 of the field's kind, CPU or GPU): JAX's jet on the same weights, jitted; its warm-up call compiles it
 (``compile_s`` of its rows), its forward is a jitted call (``forward_s`` = ``unrecorded_s``) and its
@@ -42,18 +47,32 @@ import torch
 from torch import nn
 
 from nodebench.harness import Stopwatch
-from nodebench.taylor import compile_derivatives, ode_derivatives
+from nodebench.taylor import compile_derivatives, compile_grad_and_value, ode_derivatives
 from nodebench.taylor.jax_jet import JaxJet
 
 METHODS = ("taylor", "jvp")
 JAX = "jax_jet"
 COMPILED = "taylor_compiled"
+FUSED = "taylor_fused"
+#: the optional methods: what they are compared with in the summaries
+OPTIONAL = (JAX, COMPILED, FUSED)
 
 
 def make_field(dim: int, hidden: int, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
                          nn.Linear(hidden, dim)).to(device=device, dtype=dtype)
+
+
+class Autonomous(nn.Module):
+    """The field f(t, z) = net(z) as a module (torchdiffeq's argument order), its parameters ``net``'s."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
 
 
 class CpuClock:
@@ -81,11 +100,7 @@ def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, metho
             return compiled(t, z_)
         return ode_derivatives(lambda t_, y_: net(y_), t, z_, order, method=method)
 
-    with torch.no_grad():
-        clock.start()
-        for _ in range(number):
-            derivatives_of(z)
-        unrecorded, _ = clock.stop()
+    unrecorded, derivatives = _unrecorded_block(derivatives_of, z, clock, number)
     clock.start()
     for _ in range(number):
         derivatives = derivatives_of(z)
@@ -98,6 +113,30 @@ def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, metho
     total, _ = clock.stop()
     # a copy: a compiled function's outputs can live in memory its next call reuses (CUDA graphs)
     return unrecorded / number, forward / number, (total - forward) / number, derivatives[-1].detach().clone()
+
+
+def fused_call(derivatives_of: Callable, step: Callable, t: torch.Tensor, z: torch.Tensor, clock: Stopwatch,
+               number: int = 1):
+    """:func:`one_call`'s tuple for ``"taylor_fused"``: ``number`` calls of the compiled derivatives
+    ``derivatives_of(t, z)`` under ``torch.no_grad()`` (the forward, recorded or not: the fused step records
+    nothing), then ``number`` calls of the compiled gradient ``step(t, z)`` (forward+backward)."""
+    forward, derivatives = _unrecorded_block(lambda z_: derivatives_of(t, z_), z, clock, number)
+    value = derivatives[-1].clone()
+    clock.start()
+    for _ in range(number):
+        step(t, z)
+    total, _ = clock.stop()
+    return forward / number, forward / number, (total - forward) / number, value
+
+
+def _unrecorded_block(derivatives_of: Callable, z: torch.Tensor, clock: Stopwatch, number: int):
+    """(seconds, last result) of ``number`` calls of ``derivatives_of(z)`` under ``torch.no_grad()``."""
+    with torch.no_grad():
+        clock.start()
+        for _ in range(number):
+            derivatives = derivatives_of(z)
+        seconds, _ = clock.stop()
+    return seconds, derivatives
 
 
 def calls_per_block(seconds_per_call: float, min_block: float) -> int:
@@ -145,24 +184,28 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
                     log(f"dim {dim:>3} K {order}: already measured, kept")
                 continue
             cell = len(rows)
-            values, jax_runner, compiled, compile_times, numbers = {}, None, None, {}, {}
+            values, jax_runner, compiled, compile_times, numbers = {}, None, {}, {}, {}
 
             def timed(method: str, number: int = 1):
                 """(unrecorded s, forward s, backward s, d^K z) per call of ``method``, ``number`` calls a block."""
                 if method == JAX:  # its forward keeps no residuals: recorded or not, the same call
                     forward, total, value = jax_runner.time_call(z, number)
                     return forward, forward, total - forward, value
-                return one_call(net, t, z, order, method, clock, compiled if method == COMPILED else None, number)
+                if method == FUSED:
+                    return fused_call(*compiled[FUSED], t, z, clock, number)
+                return one_call(net, t, z, order, method, clock, compiled.get(method), number)
 
             for method in list(active):  # untimed warm-up; the cap check
                 if method == JAX:
                     jax_runner = JaxJet(net, order, timer=time.process_time if cpu_time else time.perf_counter)
                     compile_times[method] = jax_runner.compile(z)
                     values[method] = timed(method)[3]
-                elif method == COMPILED:  # compile time in wall seconds: Inductor compiles in worker processes
-                    compiled = compile_derivatives(lambda t_, y_: net(y_), order,
-                                                    **({"mode": compile_mode} if compile_mode else {}))
-                    start = time.perf_counter()  # both grad modes compile: one graph each
+                elif method in (COMPILED, FUSED):  # compile time in wall seconds: Inductor compiles in workers
+                    settings = {"mode": compile_mode} if compile_mode else {}
+                    derivatives = compile_derivatives(lambda t_, y_: net(y_), order, **settings)
+                    compiled[method] = derivatives if method == COMPILED else (
+                        derivatives, compile_grad_and_value(Autonomous(net), order, **settings))
+                    start = time.perf_counter()  # every graph compiles: both grad modes, or forward and step
                     values[method] = timed(method)[3]
                     compile_times[method] = time.perf_counter() - start
                 else:
@@ -183,7 +226,7 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
             if "taylor" in values and "jvp" in values:
                 a, b = values["taylor"], values["jvp"]
                 agreement[(dim, order)] = float((a - b).abs().max() / b.abs().max())
-            for other in (JAX, COMPILED):
+            for other in OPTIONAL:
                 if "taylor" in values and other in values:
                     a, b = values[other].to(values["taylor"]), values["taylor"]
                     agreement[(dim, order, other)] = float((a - b).abs().max() / b.abs().max())

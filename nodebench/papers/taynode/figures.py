@@ -15,10 +15,11 @@ from nodebench.plots import save_figure, slug
 
 def plot_taylor_cost(samples: pd.DataFrame, out_dir: str | Path, dims=None, name: str = "cost_vs_k") -> list[Path]:
     """Cost of d^K z/dt^K against K (log y), one panel per state dimension, one colour per measured method
-    (Taylor mode, nested jvp, and where measured JAX jet and compiled Taylor mode): forward (solid) and forward
-    + backward (dashed), medians over rounds (``samples`` from :func:`nodebench.papers.taynode.cost.measure_cost`)."""
+    (Taylor mode, nested jvp, and where measured JAX jet and the compiled Taylor-mode methods): forward (solid)
+    and forward + backward (dashed), medians over rounds (``samples`` from
+    :func:`nodebench.papers.taynode.cost.measure_cost`)."""
     timed = samples[~samples.skipped]
-    methods = [m for m in ("taylor", "jvp", "jax_jet", "taylor_compiled") if m in set(timed.method)]
+    methods = [m for m in ("taylor", "jvp", "jax_jet", "taylor_compiled", "taylor_fused") if m in set(timed.method)]
     med = timed.groupby(["dim", "method", "K"])[["forward_s", "total_s"]].median().reset_index()
     dims = list(dims) if dims is not None else sorted(samples["dim"].unique())
     colors = method_colors(methods)
