@@ -366,6 +366,23 @@ def test_measure_cost_rows_agreement_and_optional_columns(cpu_time):
     assert 0 < lo <= median <= hi  # inclusive quartiles: no extrapolation below the smallest ratio
 
 
+def test_measure_cost_times_the_compiled_methods(monkeypatch):
+    """``taylor_compiled`` and ``taylor_fused`` rows: timed, compile time apart, derivatives agreeing with eager
+    Taylor mode; the fused forward is its unrecorded forward. Compiled on AOTAutograd's eager backend (the
+    Inductor path is tested above), which keeps the test to seconds."""
+    from nodebench.papers.taynode.cost import COMPILED, FUSED
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **settings: real_compile(fn, fullgraph=True, backend="aot_eager"))
+    methods = ("taylor", COMPILED, FUSED)
+    samples, agreement = measure_cost(dims=(2,), orders=(3,), methods=methods, hidden=8, batch=4, rounds=2)
+    timed = samples[~samples.skipped]
+    assert set(timed.method) == set(methods) and len(timed) == 2 * len(methods)
+    assert (timed.total_s > timed.forward_s).all() and (timed.forward_s > 0).all()
+    fused = timed[timed.method == FUSED]
+    assert (fused.forward_s == fused.unrecorded_s).all() and (fused.compile_s > 0).all()
+    assert agreement[(2, 3, COMPILED)] < 1e-6 and agreement[(2, 3, FUSED)] < 1e-6
+
+
 def test_measure_cost_times_blocks_of_calls_sized_from_a_warm_call():
     """With ``min_block`` each phase is a block of consecutive calls: enough of them that the block lasts
     min_block at one warm call's speed, and the times are per call."""
