@@ -570,6 +570,8 @@ def test_compiled_grad_and_value_matches_autograd_and_finite_differences():
     assert abs(float((values[0] - values[1]) / (2 * h)) / float(grads["inner.weight"][entry]) - 1) < 1e-7
     with pytest.raises(ValueError, match="order"):
         compile_grad_and_value(field, True)
+    with pytest.raises(TypeError, match="field must be an nn.Module"):
+        compile_grad_and_value(lambda t_, y: -y, 2)
 
 
 def test_compiled_grad_and_value_takes_any_loss_of_the_derivatives():

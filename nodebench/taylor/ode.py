@@ -167,6 +167,9 @@ def compile_grad_and_value(field: nn.Module, order: int, loss: Callable[[list[to
         ...     p.grad = grads[name]
     """
     _check_order(order)
+    if not isinstance(field, nn.Module):
+        raise TypeError(f"field must be an nn.Module (its parameters are what is differentiated), got "
+                        f"{type(field).__name__}; wrap a function of parameters you own in a module")
 
     def value_of(parameters: dict[str, torch.Tensor], t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return loss(taylor_derivatives(lambda t_, z_: functional_call(field, parameters, (t_, z_)), t, z, order))
