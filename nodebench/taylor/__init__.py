@@ -5,6 +5,7 @@ NeurIPS 2020, arXiv 2007.04504).
 >>> from nodebench.taylor import ode_derivatives
 >>> dz = ode_derivatives(field, t, z, order=3)                  # [z', z'', z'''], Taylor mode
 >>> ref = ode_derivatives(field, t, z, order=3, method="jvp")   # nested torch.func.jvp reference
+>>> grads, value = compile_grad_and_value(module, order=3)(t, z)  # ∇_θ mean((d³z)²), one compiled graph
 >>> y, (dy, ddy) = jet(torch.tanh, (x,), ([v, w],))             # JAX-jet-like series propagation
 """
 
