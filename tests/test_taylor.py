@@ -423,6 +423,14 @@ def test_taylor_cost_benchmark_refuses_bad_arguments_in_one_line(tmp_path, capsy
     assert_refused_in_one_line("taylor_cost.py", arguments, message, tmp_path, capsys, monkeypatch)
 
 
+def test_taylor_cost_benchmark_refuses_cpu_time_on_a_gpu(tmp_path, capsys, monkeypatch):
+    """CPU time does not time a GPU: refused before anything runs (CUDA is faked as present, so that the
+    device check lets ``--device cuda`` through on a machine without one; nothing touches CUDA)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert_refused_in_one_line("taylor_cost.py", ["--device", "cuda", "--cpu-time"],
+                               "--cpu-time times the CPU; with --device cuda leave it out", tmp_path, capsys, monkeypatch)
+
+
 # --- the kernels behind each order -------------------------------------------------------------------------
 @pytest.mark.parametrize("name, fn, symbol", [
     ("exp", torch.exp, "exp"), ("tanh", torch.tanh, "tanh"), ("sigmoid", torch.sigmoid, "sigmoid"),
