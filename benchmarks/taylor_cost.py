@@ -11,11 +11,11 @@ Per dimension, order and method, each round times
 - backward: ``torch.autograd.grad(mean((d^K z)²), f.parameters())``, the R_K integrand's gradient,
 
 with :class:`nodebench.harness.Stopwatch` (synchronised on CUDA). Each phase is timed as a block of consecutive
-calls lasting at least ``--min-block`` seconds (20 ms; sized from one warm call per method and K; the ``number``
-column), the usual practice for sub-millisecond micro-benchmarks: one call of a few hundred µs, timed alone
-after another method's turn, runs with cold caches and near the clock's resolution; ``--min-block 0`` times
-single calls. Rounds interleave the methods, alternating which runs first, after one untimed warm-up call
-each; ratios are medians of per-round ratios.
+calls lasting at least ``--min-block`` seconds (20 ms; sized from one warm call's forward without a recorded graph,
+the shortest phase, per method and K; the ``number`` column), the usual practice for sub-millisecond
+micro-benchmarks: one call of a few hundred µs, timed alone after another method's turn, runs with cold caches and
+near the clock's resolution; ``--min-block 0`` times single calls. Rounds interleave the methods, alternating which
+runs first, after one untimed warm-up call each; ratios are medians of per-round ratios.
 Nested jvp grows about 3× per order, so once its warm-up call (forward + backward) exceeds ``--cap``
 seconds it is skipped at that and every higher order, and reported as skipped. The measurement itself is
 :func:`nodebench.papers.taynode.cost.measure_cost` (also run by the ``taylor_cost`` analysis of

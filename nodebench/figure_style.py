@@ -43,6 +43,9 @@ METHOD_STYLES: dict[str, tuple[str, str]] = {
     "sde_direct": ("#e377c2", "p"),
     # spectral
     "snode": ("#000000", "8"),
+    # d^K z/dt^K (the Taylor-mode cost benchmark): eager and compiled Taylor mode, nested jvp, JAX jet
+    "taylor": ("#636363", "o"), "taylor_compiled": ("#393b79", "D"), "taylor_fused": ("#bcbd22", "*"),
+    "jvp": ("#e7969c", "v"), "jax_jet": ("#17becf", "s"),
 }
 _FALLBACK_COLOURS = ["#8c564b", "#17becf", "#bcbd22", "#7f7f7f", "#e7969c", "#393b79", "#637939", "#843c39"]
 _FALLBACK_MARKERS = "osD^v<>pPXh*"

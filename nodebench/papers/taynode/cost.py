@@ -11,9 +11,9 @@ dimension, order and method, each round times
 - backward: ``torch.autograd.grad(mean((d^K z)²), f.parameters())``, the R_K integrand's gradient,
 
 with :class:`nodebench.harness.Stopwatch` (synchronised on CUDA), per call: with ``min_block`` > 0 each phase is a
-block of consecutive calls (``number`` of them, sized from one warm call so that the block lasts ``min_block``
-seconds), otherwise one call. Rounds interleave the methods, alternating which runs first, after one untimed
-warm-up call each; ratios are medians of per-round ratios.
+block of consecutive calls (``number`` of them, sized from one warm call so that the shortest phase, the unrecorded
+forward, lasts ``min_block`` seconds), otherwise one call. Rounds interleave the methods, alternating which runs
+first, after one untimed warm-up call each; ratios are medians of per-round ratios.
 Nested jvp grows about 3× per order, so once its warm-up call (forward + backward) exceeds ``cap`` seconds
 twice in a row (the first call of a new nesting depth can carry one-off costs) it is skipped at that and
 every higher order (rows with ``skipped=True``).
@@ -156,8 +156,10 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
     call; ``number``, the calls per timed block; skipped) and the agreement max|Δ|/max|d^K z| between the methods
     per (dim, K) (and, keyed (dim, K, "jax_jet"), JAX jet's against Taylor mode). ``cpu_time`` (CPU only): time
     the process's CPU seconds instead of wall time. ``min_block`` (seconds): time each phase as a block of
-    consecutive calls, as many as make one warm call's forward + backward last ``min_block`` (0: one call per
-    block), so that sub-millisecond calls are timed warm and above the clock's resolution. ``compile_mode``:
+    consecutive calls, as many as make one warm call's unrecorded forward, the shortest phase, last
+    ``min_block`` (0: one call per block), so that sub-millisecond calls are timed warm and above the clock's
+    resolution, and a block's first call, which runs with caches another method's turn left cold, weighs the
+    same in every phase and method. ``compile_mode``:
     ``torch.compile``'s ``mode`` for ``"taylor_compiled"`` (None: :func:`compile_derivatives`' settings).
     ``resume``: samples of an earlier run with the same settings; its (dim, K) cells are not measured again, and a
     method it skipped stays skipped at higher orders. ``on_cell(samples, agreement)`` is called with each newly
@@ -209,20 +211,20 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
                     values[method] = timed(method)[3]
                     compile_times[method] = time.perf_counter() - start
                 else:
-                    _, forward, backward, values[method] = timed(method)
+                    unrecorded, forward, backward, values[method] = timed(method)
                     if method != "taylor" and forward + backward > cap:  # a one-off first-call cost? try once more
-                        _, forward, backward, values[method] = timed(method)
+                        unrecorded, forward, backward, values[method] = timed(method)
                     if method != "taylor" and forward + backward > cap:
                         active.remove(method)
                         if log:
                             log(f"dim {dim:>3} K {order}: {method} took {forward + backward:.2f} s > cap {cap:g} s; "
                                 "skipped from here on")
                         continue
-                    if forward + backward >= min_block:  # already a block of its own
+                    if unrecorded >= min_block:  # every phase already a block of its own
                         continue
                 if min_block > 0:  # one more call, warm (compiled methods: after compiling), sizes the blocks
-                    _, forward, backward, _ = timed(method)
-                    numbers[method] = calls_per_block(forward + backward, min_block)
+                    unrecorded, _, _, _ = timed(method)
+                    numbers[method] = calls_per_block(unrecorded, min_block)  # the shortest phase lasts min_block
             if "taylor" in values and "jvp" in values:
                 a, b = values["taylor"], values["jvp"]
                 agreement[(dim, order)] = float((a - b).abs().max() / b.abs().max())

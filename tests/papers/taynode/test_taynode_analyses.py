@@ -190,3 +190,22 @@ def test_experiments_file_parses_and_expands():
     assert {"mnist", "physionet"} <= {c.experiment for c in paper}
     orders = {c.hparams.get("reg_order") for c in paper if c.experiment == "digits_lambda"}
     assert {2, 3, 4, 5} <= orders
+
+
+def test_taylor_cost_figure_times_every_method_s_forward_without_a_recorded_graph(tmp_path, monkeypatch):
+    """The solid lines are the unrecorded forward (what JAX's and the fused method's forward are), one distinct
+    colour per method; samples without that column fall back to the recorded forward."""
+    from nodebench.papers.taynode import figures
+
+    methods = ["taylor", "jvp", "jax_jet", "taylor_compiled", "taylor_fused"]
+    rows = [dict(dim=2, K=k, method=m, round=r, skipped=False, forward_s=2e-3 * (i + 1), unrecorded_s=1e-3 * (i + 1),
+                 total_s=5e-3 * (i + 1)) for i, m in enumerate(methods) for k in (3, 4) for r in range(2)]
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, out, name: drawn.append(fig) or [out / f"{name}.png"])
+    for samples, column, label in ((pd.DataFrame(rows), "unrecorded_s", "forward, no graph recorded"),
+                                   (pd.DataFrame(rows).drop(columns="unrecorded_s"), "forward_s", "forward")):
+        figures.plot_taylor_cost(samples, tmp_path)
+        lines = {line.get_label(): line for line in drawn[-1].axes[0].get_lines()}
+        for i, method in enumerate(methods):
+            assert list(lines[f"{method} {label}"].get_ydata()) == pytest.approx([rows[4 * i][column] * 1e3] * 2)
+        assert len({lines[f"{m} {label}"].get_color() for m in methods}) == len(methods)
