@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--cap", type=positive_float, default=2.0, help="skip nested jvp once a call takes longer [s]")
     parser.add_argument("--min-block", type=seconds, default=0.02,
                         help="time each phase as a block of consecutive calls lasting at least this long [s], "
-                             "sized from a warm call (0: one call per block)")
+                             "sized from a warm call's unrecorded forward, the shortest phase (0: one call per block)")
     parser.add_argument("--compile-mode", default=None, choices=COMPILE_MODES,
                         help=f"torch.compile's mode for {COMPILED} and {FUSED} "
                              "(default: compile_derivatives' settings)")

@@ -14,21 +14,23 @@ import sys
 from nodebench.errors import UserError
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, convert, expected: str):
+    """``convert(text)``, or ``argparse.ArgumentTypeError("expected EXPECTED, got 'TEXT'")``."""
     try:
-        value = int(text)
+        return convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    value = _number(text, float, "a positive number")
     if not value > 0 or value == math.inf:
         raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
     return value
@@ -36,10 +38,7 @@ def positive_float(text: str) -> float:
 
 def seconds(text: str) -> float:
     """A finite number of seconds ≥ 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text, float, "a number of seconds ≥ 0")
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"expected a number of seconds ≥ 0, got {text!r}")
     return value

@@ -54,7 +54,7 @@ METHODS = ("taylor", "jvp")
 JAX = "jax_jet"
 COMPILED = "taylor_compiled"
 FUSED = "taylor_fused"
-#: the optional methods: what they are compared with in the summaries
+#: the optional methods, each checked for agreement with eager Taylor mode
 OPTIONAL = (JAX, COMPILED, FUSED)
 
 
@@ -159,8 +159,8 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
     consecutive calls, as many as make one warm call's unrecorded forward, the shortest phase, last
     ``min_block`` (0: one call per block), so that sub-millisecond calls are timed warm and above the clock's
     resolution, and a block's first call, which runs with caches another method's turn left cold, weighs the
-    same in every phase and method. ``compile_mode``:
-    ``torch.compile``'s ``mode`` for ``"taylor_compiled"`` (None: :func:`compile_derivatives`' settings).
+    same in every phase and method. ``compile_mode``: ``torch.compile``'s ``mode`` for ``"taylor_compiled"`` and
+    ``"taylor_fused"`` (None: the compiling functions' own settings).
     ``resume``: samples of an earlier run with the same settings; its (dim, K) cells are not measured again, and a
     method it skipped stays skipped at higher orders. ``on_cell(samples, agreement)`` is called with each newly
     measured cell's rows and agreement (what a script writes as it goes); the return value holds the new cells."""
@@ -310,5 +310,5 @@ def cost_table(samples: pd.DataFrame, agreement: dict | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-__all__ = ["COMPILED", "CpuClock", "JAX", "METHODS", "calls_per_block", "cost_table", "growth", "make_field",
-           "measure_cost", "one_call", "ratio"]
+__all__ = ["Autonomous", "COMPILED", "CpuClock", "FUSED", "JAX", "METHODS", "OPTIONAL", "calls_per_block",
+           "cost_table", "fused_call", "growth", "make_field", "measure_cost", "one_call", "ratio"]
