@@ -104,7 +104,8 @@ def _numbers(samples: pd.DataFrame) -> str:
 
 
 def _fmt(seconds: float) -> str:
-    return "skipped" if math.isnan(seconds) else f"{seconds * 1e3:.2f}"
+    """Milliseconds to three significant digits, so that calls of a few microseconds keep theirs."""
+    return "skipped" if math.isnan(seconds) else f"{seconds * 1e3:.3g}"
 
 
 def _fmt_ratio(stats, digits: int = 1) -> str:

@@ -437,6 +437,15 @@ def test_taylor_cost_benchmark_refuses_cpu_time_on_a_gpu(tmp_path, capsys, monke
                                tmp_path, capsys, monkeypatch)
 
 
+def test_taylor_cost_summary_keeps_three_significant_digits_of_a_millisecond():
+    """A call of a few microseconds (a tiny field against JAX's per-call cost) keeps its digits in the tables."""
+    import runpy
+    from benchmark_scripts import BENCHMARKS
+    fmt = runpy.run_path(str(BENCHMARKS / "taylor_cost.py"))["_fmt"]
+    assert [fmt(s) for s in (1.14e-5, 2.341e-4, 1.2341e-3, 0.0456)] == ["0.0114", "0.234", "1.23", "45.6"]
+    assert fmt(math.nan) == "skipped"
+
+
 # --- the kernels behind each order -------------------------------------------------------------------------
 @pytest.mark.parametrize("name, fn, symbol", [
     ("exp", torch.exp, "exp"), ("tanh", torch.tanh, "tanh"), ("sigmoid", torch.sigmoid, "sigmoid"),
