@@ -77,7 +77,7 @@ class PaperSpec:
         """Every case of this paper at ``preset`` on ``device`` (only ``experiments`` when given)."""
         if preset not in PRESETS:
             raise UserError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-        names = [exp.name for exp in self.experiments]
+        names = list(dict.fromkeys(exp.name for exp in self.experiments))  # one name may span presets
         for name in experiments or []:
             if name not in names:
                 raise UserError(f"paper {self.paper!r} has no experiment {name!r}; valid: {', '.join(names)}")
@@ -93,7 +93,12 @@ class PaperSpec:
                                  method_hparams=exp.method_hparams, device=device, paper=self.paper,
                                  experiment=exp.name, preset=preset, **settings)
         if not cases:
-            raise UserError(f"paper {self.paper!r} has no experiment at preset {preset!r}")
+            at_preset = list(dict.fromkeys(exp.name for exp in self.experiments if preset in exp.presets))
+            if experiments and at_preset:
+                raise UserError(f"paper {self.paper!r} runs no experiment {', '.join(experiments)} at preset "
+                                f"{preset!r}; at {preset}: {', '.join(at_preset)}")
+            raise UserError(f"paper {self.paper!r} has no experiment at preset {preset!r}; its presets: "
+                            f"{', '.join(self.presets())}")
         return cases
 
     def presets(self) -> list[str]:

@@ -69,6 +69,18 @@ def test_a_good_spec_builds_its_cases():
         spec.cases("smoke", "cpu", experiments=["x"])
 
 
+def test_an_experiment_missing_at_a_preset_is_named_with_those_there():
+    """taynode's ``physionet`` runs at the paper preset only; its quick-preset experiment is ``physionet_lambda``.
+    An experiment of several presets is listed once."""
+    spec = load_paper("taynode")
+    with pytest.raises(UserError, match=r"runs no experiment physionet at preset 'quick'; at quick: .*physionet_lambda"):
+        spec.cases("quick", "cpu", experiments=["physionet"])
+    with pytest.raises(UserError, match="has no experiment 'x'") as refused:
+        spec.cases("quick", "cpu", experiments=["x"])
+    valid = str(refused.value).split("valid: ")[1].split(", ")
+    assert len(valid) == len(set(valid)) and "physionet" in valid
+
+
 @pytest.mark.parametrize("edit, message", [
     (("iters = 2", "iter = 2"), r"unknown key 'iter' \(did you mean 'iters'\?\)"),
     (('task = "cubic_spiral"', 'task = "cubic_spirl"'), r"unknown task 'cubic_spirl' \(did you mean 'cubic_spiral'\?\)"),
