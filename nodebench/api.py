@@ -263,14 +263,17 @@ def history(store: str | Path | None = None, machine: str | None = None, suite: 
     from nodebench.benchmarking.history_plots import history_markdown, history_table, plot_history
 
     store = Path(store or DEFAULT_STORE)
-    machines = set(list_runs(store, suite=suite)["machine"]) if machine is None else set()
+    machines = sorted(set(list_runs(store, suite=suite)["machine"]))
+    given = machine is not None
     machine = machine_name(machine)
-    if len(machines) == 1 and machine not in machines:
-        machine = machines.pop()
+    if not given and len(machines) == 1 and machine not in machines:
+        machine = machines[0]
     out = paths.output_dir(Path(out) if out is not None else store / machine / paths.plain_name(suite, "suite"))
     runs = list_runs(store, machine, suite)
     if runs.empty:
-        raise UserError(f"no finished run of suite {suite!r} on machine {machine!r} in {str(store)!r}")
+        others = (f"; machines with one: {', '.join(machines)} (choose with --machine)" if machines else
+                  "; the store has none of this suite")
+        raise UserError(f"no finished run of suite {suite!r} on machine {machine!r} in {str(store)!r}{others}")
     table = history_table(runs)
     figures = plot_history(table, out / "figures")
     (out / "history.md").write_text(history_markdown(table, figures, out))

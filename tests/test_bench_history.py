@@ -105,3 +105,15 @@ def test_gpu_suite_declares_cuda_cases_with_valid_names():
     assert {c.device for c in suite.cases()} == {"cuda"}
     assert {c.paper for c in suite.cases()} == {"do_vs_od", "gq_adjoint", "taynode", "snode"}
     check_cases(suite.cases("cpu"))  # every task, method and hyper-parameter name is valid
+
+
+def test_history_without_machine_names_the_store_s_machines(capsys, tmp_path, monkeypatch):
+    """Two machines in the store and this one not among them: the error lists both, to choose with --machine."""
+    monkeypatch.setenv("NODEBENCH_MACHINE", "this")
+    for machine in ("a", "b"):
+        shutil.copytree(AA_RUNS[0], tmp_path / machine / "nightly" / "20260101T000000Z-aaaa",
+                        ignore=shutil.ignore_patterns("cases", "logs"))
+    code, out, err = run_cli(capsys, "history", "--store", tmp_path)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "on machine 'this'" in err and "machines with one: a, b (choose with --machine)" in err
+    assert not (tmp_path / "this").exists()
