@@ -10,18 +10,21 @@ min, median and max of each over the runs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 
+from nodebench.api import get_method, get_task
+from nodebench.argtypes import ScriptParser, positive_int
+from nodebench.errors import UserError
+from nodebench.runner.settings import check_case
+
 ONE_RUN = """
 import json, sys, torch
 from nodebench.harness.memory import PeakMemory, TensorPeak
-from nodebench.methods import get_method
+from nodebench.api import get_method, get_task
 from nodebench.runner.settings import case_settings
-from nodebench.tasks import get_task
 from nodebench.training import GradientStep
 torch.set_num_threads(1)
 torch.manual_seed(0)
@@ -42,17 +45,32 @@ print(json.dumps({"rss": rss, "tensor": tensors.bytes}))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--task", default="cubic_spiral")
+    parser = ScriptParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=positive_int, default=10)
+    parser.add_argument("--task", default="cubic_spiral", help="any task, a paper's included (nodebench list)")
     parser.add_argument("--method", default="rk4")
-    parser.add_argument("--hparams", default="{}", help="task hyper-parameters as JSON")
+    parser.add_argument("--hparams", default="{}", help="task hyper-parameters as a JSON object")
     args = parser.parse_args()
+    try:
+        hparams = json.loads(args.hparams)
+    except json.JSONDecodeError as err:
+        parser.error(f"--hparams: not JSON ({err}); give an object, e.g. '{{\"lr\": 0.01}}'")
+    if not isinstance(hparams, dict):
+        parser.error(f"--hparams: expected a JSON object, got {args.hparams!r}")
+    try:  # every name and value checked here, before a process is started
+        check_case(get_task(args.task), get_method(args.method), hparams)
+    except UserError as err:
+        parser.error(str(err))
     rows = []
-    for _ in range(args.runs):
-        out = subprocess.run([sys.executable, "-c", ONE_RUN, args.task, args.method, args.hparams],
-                             capture_output=True, text=True, check=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+    for run in range(1, args.runs + 1):
+        done = subprocess.run([sys.executable, "-c", ONE_RUN, args.task, args.method, json.dumps(hparams)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            sys.exit(f"memory_spread.py: run {run} of {args.runs} failed (exit {done.returncode}): {last}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"run {run}/{args.runs}: resident-set peak {rows[-1]['rss'] / 2**20:.3f} MiB, tensor storage "
+              f"{rows[-1]['tensor'] / 2**20:.3f} MiB", file=sys.stderr)
     for key, label in (("rss", "resident-set peak (PeakMemory)"), ("tensor", "tensor storage peak (TensorPeak)")):
         values = [r[key] / 2**20 for r in rows]
         print(f"{args.task}/{args.method} {label}: min {min(values):.3f} MiB, median "

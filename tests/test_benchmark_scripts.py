@@ -5,7 +5,7 @@ written."""
 from __future__ import annotations
 
 import pytest
-from benchmark_scripts import assert_refused_in_one_line
+from benchmark_scripts import assert_refused_in_one_line, run_script
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -29,3 +29,27 @@ def test_snode_time_to_target_refuses_bad_arguments(tmp_path, capsys, monkeypatc
 ])
 def test_do_vs_od_cnf_refuses_bad_arguments(tmp_path, capsys, monkeypatch, arguments, message):
     assert_refused_in_one_line("do_vs_od_cnf.py", arguments, message, tmp_path, capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--task", "nope"], "unknown task 'nope'; valid: cubic_spiral, "),
+    (["--method", "foo"], "unknown method 'foo'; valid: "),
+    (["--runs", "0"], "--runs: expected a positive integer, got '0'"),
+    (["--hparams", "{"], "--hparams: not JSON"),
+    (["--hparams", "[1]"], "--hparams: expected a JSON object, got '[1]'"),
+    (["--task", "digits_ode", "--hparams", '{"lr": -1}'], "lr must be a positive finite number, got -1"),
+])
+def test_memory_spread_refuses_bad_arguments_before_any_run(capsys, monkeypatch, arguments, message):
+    """memory_spread.py writes nothing; a bad name or value is refused in one line before a process starts."""
+    with pytest.raises(SystemExit) as exited:
+        run_script("memory_spread.py", arguments, monkeypatch)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_memory_spread_runs_a_paper_s_task(capsys, monkeypatch):
+    """A paper package's task (digits_ode, taynode's) is found in the fresh process too."""
+    run_script("memory_spread.py", ["--runs", "1", "--task", "digits_ode", "--method", "rk4",
+                                    "--hparams", '{"n_train": 20, "n_test": 10}'], monkeypatch)
+    out = capsys.readouterr().out
+    assert "digits_ode/rk4 tensor storage peak (TensorPeak): min" in out and "over 1 runs" in out

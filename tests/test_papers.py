@@ -73,7 +73,7 @@ def test_an_experiment_missing_at_a_preset_is_named_with_those_there():
     """taynode's ``physionet`` runs at the paper preset only; its quick-preset experiment is ``physionet_lambda``.
     An experiment of several presets is listed once."""
     spec = load_paper("taynode")
-    with pytest.raises(UserError, match=r"runs no experiment physionet at preset 'quick'; at quick: .*physionet_lambda"):
+    with pytest.raises(UserError, match=r"no experiment physionet at preset 'quick'; at quick: .*physionet_lambda"):
         spec.cases("quick", "cpu", experiments=["physionet"])
     with pytest.raises(UserError, match="has no experiment 'x'") as refused:
         spec.cases("quick", "cpu", experiments=["x"])
