@@ -20,7 +20,8 @@ variants:
   and NFE are those of the unregularised dynamics, and the R-state's adjoint is the constant λ/B, which
   puts λ·∂R/∂θ into the parameter gradient (the "Finlay trick" of the official MNIST and FFJORD
   scripts). With a backprop method the forward pass records autograd, so this variant is the ``forward``
-  one there. Its logged penalty is 0; :func:`penalty_value` evaluates R separately.
+  one there. R is then never evaluated in the forward pass, so the value logged for it (the curves'
+  ``regularizer`` column) is NaN, not measured, rather than the 0 the forward solve integrates.
 
 The derivatives are taken through the wrapped field's *inner* module, so a harness
 :class:`~nodebench.harness.CountingField` counts only the dynamics evaluations of the solve itself.
@@ -32,6 +33,7 @@ CNF's f(t, z), so R_K is computed on f as in the official FFJORD scripts).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -105,6 +107,7 @@ class RunningCostField(ForwardsCallbacks):
         self.cost = cost
         self.only_when_recording = only_when_recording
         self.parts = parts
+        self.evaluated = False  # whether any call computed the cost (not so in adjoint_only's forward solve)
 
     def forward(self, t, state):
         y = state[0] if self.parts is None else tuple(state[:self.parts])
@@ -114,6 +117,7 @@ class RunningCostField(ForwardsCallbacks):
             cost = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
         else:
             cost = self.cost(_state_field(self.field, self.parts is not None), t, z, fz)
+            self.evaluated = True
         return (f, cost) if self.parts is None else (*f, cost)
 
 
@@ -177,7 +181,8 @@ class Regularizer:
 
 class RegularizedSolve:
     """Calls the wrapped ``solve(func, y0, t)`` on the augmented state and returns the z-part; the
-    penalty λ·mean_batch r(t1) of every call since :meth:`reset` is in :attr:`penalty`."""
+    penalty λ·mean_batch r(t1) of every call since :meth:`reset` is in :attr:`penalty`, and the sum of
+    their R in :attr:`value` (NaN when a forward solve never evaluated the cost: ``adjoint_only``)."""
 
     def __init__(self, solve: Callable, regularizer: Regularizer):
         self.solve, self.regularizer = solve, regularizer
@@ -202,7 +207,7 @@ class RegularizedSolve:
         ys, rs = (out[0], out[1]) if parts is None else (tuple(out[:-1]), out[-1])
         r = rs[-1].mean()
         self.penalty = self.penalty + reg.lam * r
-        self.value += float(r.detach())
+        self.value += float(r.detach()) if augmented.evaluated else math.nan
         return ys
 
 

@@ -157,7 +157,8 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         solver_options: ``rtol``, ``atol``, ``step_size``... passed to :meth:`Method.make_solve`.
         on_iteration: called with ``(iteration, loss)`` after each timed iteration (progress reporting).
         regularizer: a running-cost regulariser (:mod:`nodebench.regularizers`); the loss is the task's plus
-            its penalty, and the curves' ``regularizer`` column is R (mean over the batch of r(t1)).
+            its penalty, and the curves' ``regularizer`` column is R (mean over the batch of r(t1); NaN where
+            the forward pass never evaluates it: ``adjoint_only`` under an adjoint method).
         spectral: SNODE's settings, for the ``snode`` method (default :class:`SnodeOptions`).
         monitor_every: every this many iterations (and after the first), record the problem's
             method-independent training quality :meth:`Problem.monitor` in the curves' ``monitor``

@@ -68,7 +68,7 @@ def test_adjoint_only_gradient_matches_the_forward_variant_and_leaves_the_forwar
     want, _ = _gradient("direct", "forward", field)
     got, solve = _gradient(method, "adjoint_only", field)
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-9)
-    assert solve.value == 0.0  # never computed forward: the penalty lives only in the backward pass
+    assert math.isnan(solve.value)  # never computed forward (the penalty lives only in the backward pass): unknown
 
     counted = count_nfe(field)
     plain = get_method(method).make_solve(list(field.parameters()), rtol=1e-6, atol=1e-8)
@@ -147,3 +147,13 @@ def test_tuple_state_without_a_state_field_is_a_clear_error():
     solve = Regularizer("speed", lam=1.0).wrap(get_method("direct").make_solve())
     with pytest.raises(UserError, match="state_field"):
         solve(Pair(), (Z0, Z0), T)
+
+
+@pytest.mark.parametrize("method, measured", [("adjoint", False), ("direct", True)])
+def test_adjoint_only_records_r_only_where_the_forward_pass_computes_it(linear_problem, method, measured):
+    """Under an adjoint, adjoint_only evaluates R only in the backward solve: its curve is NaN (not 0). With a
+    backprop method the forward pass records autograd, so R is computed and recorded."""
+    result = train(linear_problem(lr=0.05, dtype=F64, a0=0.5), get_method(method), device=torch.device("cpu"),
+                   iters=2, regularizer=Regularizer("speed", order=2, lam=1.0, variant="adjoint_only"))
+    values = result.curves["regularizer"]
+    assert all(v > 0 for v in values) if measured else all(math.isnan(v) for v in values)
