@@ -255,7 +255,10 @@ def cmd_leaderboard(args) -> int:
     if not run_dirs:
         runs = list_runs(DEFAULT_STORE, machine_name(), "nightly")
         if runs.empty:
-            raise UserError(f"no nightly run of this machine in {DEFAULT_STORE}; give run directories")
+            others = sorted(set(list_runs(DEFAULT_STORE, suite="nightly")["machine"]))
+            hint = f" (machines with one: {', '.join(others)}; set NODEBENCH_MACHINE to read one)" if others else ""
+            raise UserError(f"no nightly run of this machine ({machine_name()!r}) in {DEFAULT_STORE}{hint}; "
+                            "give run directories")
         run_dirs = [Path(runs["run_dir"].iloc[-1])]
     md, page = api.leaderboard(run_dirs, args.out, reference=args.reference, targets=dict(args.target))
     print(f"wrote {md} and {page}")

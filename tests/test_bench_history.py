@@ -107,6 +107,7 @@ def test_gpu_suite_declares_cuda_cases_with_valid_names():
     check_cases(suite.cases("cpu"))  # every task, method and hyper-parameter name is valid
 
 
+@needs_runs
 def test_history_without_machine_names_the_store_s_machines(capsys, tmp_path, monkeypatch):
     """Two machines in the store and this one not among them: the error lists both, to choose with --machine."""
     monkeypatch.setenv("NODEBENCH_MACHINE", "this")
@@ -117,3 +118,17 @@ def test_history_without_machine_names_the_store_s_machines(capsys, tmp_path, mo
     assert code == 2 and err.count("\n") == 1, err
     assert "on machine 'this'" in err and "machines with one: a, b (choose with --machine)" in err
     assert not (tmp_path / "this").exists()
+
+
+@needs_runs
+def test_leaderboard_without_runs_names_the_store_s_machines(capsys, tmp_path, monkeypatch):
+    """No run directory given and no nightly run of this machine: the error names the machines that have one."""
+    monkeypatch.setenv("NODEBENCH_MACHINE", "this")
+    monkeypatch.setattr(history, "DEFAULT_STORE", tmp_path / "store")
+    for machine in ("a", "b"):
+        shutil.copytree(AA_RUNS[0], tmp_path / "store" / machine / "nightly" / "20260101T000000Z-aaaa",
+                        ignore=shutil.ignore_patterns("cases", "logs"))
+    code, out, err = run_cli(capsys, "leaderboard", "--out", tmp_path / "board")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "no nightly run of this machine ('this')" in err and "machines with one: a, b" in err
+    assert not (tmp_path / "board").exists()
