@@ -300,6 +300,8 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     spec = load_suite(suite)
     cases = spec.cases(check_device(device or spec.device))
     warnings = _check(cases, engine, dry_run)
+    if baseline:
+        _check_ab(baseline, engine)
     if dry_run:
         return RunResult(None, cases)
     store = paths.output_dir(Path(out or DEFAULT_STORE))
@@ -319,11 +321,18 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     return RunResult(run_dir, cases, records, curves, exit_code=code)
 
 
-def _bench_ab(spec, baseline: str, store: Path, machine: str | None, cases: list[Case], engine: dict) -> RunResult:
-    from nodebench.benchmarking.ab import bench_ab, report as ab_report
+def _check_ab(baseline: str, engine: dict) -> None:
+    """A :class:`UserError` for an A/B run that cannot run: an unknown revision or a parallel engine (dry runs too)."""
+    from nodebench.benchmarking.baseline_env import resolve
 
     if engine.get("executor", "local") != "local" or engine.get("jobs", 1) != 1:
         raise UserError("--baseline runs the cases one at a time on this machine; drop --executor and --jobs")
+    resolve(baseline)
+
+
+def _bench_ab(spec, baseline: str, store: Path, machine: str | None, cases: list[Case], engine: dict) -> RunResult:
+    from nodebench.benchmarking.ab import bench_ab, report as ab_report
+
     run = bench_ab(spec, baseline, store=store, machine=machine, device=cases[0].device,
                    threads=engine.get("threads", 1), timeout_s=engine.get("timeout_s", 3600.0),
                    progress=engine.get("progress", True), log=_log)

@@ -64,7 +64,7 @@ def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads per case (default 1)")
     p.add_argument("--timeout-s", type=positive_float, default=3600.0, help="per-case time limit (default 3600)")
     p.add_argument("--retry-failed", action="store_true",
-                   help="on resume, rerun cases recorded as diverged, oom, timeout or error")
+                   help="on resume, rerun cases recorded as diverged, oom, killed, timeout or error")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--executor", default="local", choices=("local", "submitit", "dask"),
                    help="local: worker processes here (default); submitit: SLURM job arrays (submitit's local "
@@ -125,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("current", type=Path, help="run directory or records .parquet file")
     compare.add_argument("--threshold", type=_threshold, action="append", default=[], metavar="METRIC=VALUE",
                          help="replace a threshold: time=0.2 (relative), test_nll=0.1 (absolute)...; repeatable")
-    compare.add_argument("--out", type=nonempty_path, help="Markdown file (default compare.md beside CURRENT's records)")
+    compare.add_argument("--out", type=nonempty_path,
+                         help="Markdown file (default compare-BASELINE.md beside CURRENT's records, BASELINE "
+                              "named by its folder)")
 
     history = sub.add_parser("history", help="plot each metric over the runs in the history store")
     history.add_argument("--store", type=nonempty_path, help="history store (default results/history)")

@@ -42,7 +42,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("hparams", "str", "the case's hyper-parameters and method options as JSON"),
     Column("headline_metric", "str", "the task's figure of merit (the first of its metrics)"),
     # outcome
-    Column("status", "str", "ok, diverged, oom, timeout or error", True),
+    Column("status", "str", "ok, diverged, oom, killed, timeout or error", True),
     Column("reason", "str", "one line on why a case did not end ok"),
     # training cost
     Column("iters", "int", "training iterations run"),

@@ -88,6 +88,10 @@ def test_an_unknown_baseline_revision_is_one_line_with_exit_code_2(capsys, tmp_p
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "unknown git revision 'no-such-rev-42'" in lines[0], err
     assert not (tmp_path / "store").exists() and not (tmp_path / "cache").exists()
+    code, out, err = run_cli(capsys, "bench", "--suite", "nightly", "--baseline", "no-such-rev-42", "--dry-run")
+    assert code == 2 and "unknown git revision 'no-such-rev-42'" in err, err  # a dry run checks it too
+    code, out, err = run_cli(capsys, "bench", "--suite", "nightly", "--baseline", "HEAD", "--jobs", "2", "--dry-run")
+    assert code == 2 and "drop --executor and --jobs" in err, err
 
 
 PLANTED_STEP = """        self.optimizer.step()
