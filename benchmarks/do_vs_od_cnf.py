@@ -13,7 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from nodebench.argtypes import ScriptParser, positive_int
+from nodebench.errors import UserError
+from nodebench.paths import nonempty_path, sweep_dir
 from nodebench.runner.case import expand_grid
+from nodebench.runner.settings import check_cases
 from nodebench.runner.sweep import run_cases
 
 PROBLEMS = {
@@ -27,7 +30,10 @@ def main() -> None:
     parser = ScriptParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=positive_int, default=500)
     parser.add_argument("--seeds", type=positive_int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("results/bench-do-vs-od"))
+    parser.add_argument("--out", type=nonempty_path, default=Path("results/bench-do-vs-od"),
+                        help="output folder; reuse it to resume (default results/bench-do-vs-od)")
+    parser.add_argument("--allow-mixed-commits", action="store_true",
+                        help="resume a folder whose finished cases ran at another git commit")
     parser.add_argument("--problems", default=",".join(PROBLEMS), help=f"comma-separated, of: {', '.join(PROBLEMS)}")
     args = parser.parse_args()
     unknown = [task for task in args.problems.split(",") if task not in PROBLEMS]
@@ -37,7 +43,12 @@ def main() -> None:
     for task in args.problems.split(","):
         cases += expand_grid(tasks=[task], methods=["rk4", "adjoint"], seeds=range(args.seeds), hparams=EVAL,
                              method_hparams=PROBLEMS[task], iters=args.iters, experiment=task)
-    records, _ = run_cases(cases, args.out)
+    try:  # names, values and the output folder checked before anything runs or is written
+        check_cases(cases)
+        sweep_dir(args.out, allow_mixed_commits=args.allow_mixed_commits)
+    except UserError as err:
+        parser.error(str(err))
+    records, _ = run_cases(cases, args.out, allow_mixed_commits=args.allow_mixed_commits)
     ok = records[records["status"] == "ok"]
     print(f"{'problem':<28} {'t_DO [s]':>9} {'t_OD [s]':>9} {'reduction':>9} {'NLL DO':>8} {'NLL OD':>8} "
           f"{'ΔNLL':>7} {'NFE DO':>7} {'NFE OD f+b':>10}")

@@ -38,6 +38,7 @@ import torch
 from nodebench.argtypes import ScriptParser, device, positive_float, positive_int
 from nodebench.benchmarking.checkpoint import Checkpoint
 from nodebench.errors import UserError
+from nodebench.paths import nonempty_path
 from nodebench.harness import PeakMemory, Stopwatch, count_nfe, environment
 from nodebench.methods import get_method
 import matplotlib.pyplot as plt
@@ -211,7 +212,7 @@ def main() -> None:
     parser.add_argument("--gtol", type=positive_float, default=0.1)
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/gq_gradient_cost-cpu"))
+    parser.add_argument("--out", type=nonempty_path, default=Path("results/benchmarks/gq_gradient_cost-cpu"))
     args = parser.parse_args()
     try:
         task = get_task(args.task)

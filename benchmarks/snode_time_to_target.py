@@ -30,6 +30,7 @@ import nodebench
 from nodebench.argtypes import ScriptParser, device, positive_float, positive_int
 from nodebench.cli import parse_hparam
 from nodebench.errors import UserError
+from nodebench.paths import nonempty_path
 from nodebench.markdown import markdown_table
 from nodebench.plots import plot_monitor
 from nodebench.target import time_to_target_table
@@ -107,7 +108,7 @@ def main() -> None:
                         help="extra hyper-parameter for every method, as on the CLI (value parsed as JSON)")
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=positive_int, default=1, help="torch threads per case (default 1)")
-    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/snode_time_to_target-cpu"))
+    parser.add_argument("--out", type=nonempty_path, default=Path("results/benchmarks/snode_time_to_target-cpu"))
     args = parser.parse_args()
     if "snode" not in args.methods:
         parser.error("--methods must include snode")

@@ -57,6 +57,7 @@ import torch
 from nodebench.argtypes import ScriptParser, device, positive_float, positive_int, seconds
 from nodebench.benchmarking.checkpoint import Checkpoint
 from nodebench.errors import UserError
+from nodebench.paths import nonempty_path
 from nodebench.harness import environment
 from nodebench.papers.taynode.figures import plot_taylor_cost
 from nodebench.markdown import markdown_table
@@ -221,7 +222,7 @@ def main() -> None:
                         help="time the process's CPU seconds (all threads) instead of wall time: on a shared "
                              "machine waiting for a core is then not counted (CPU only)")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/taylor_cost"))
+    parser.add_argument("--out", type=nonempty_path, default=Path("results/benchmarks/taylor_cost"))
     args = parser.parse_args()
     device_type = torch.device(args.device).type
     if args.cpu_time and device_type != "cpu":

@@ -31,6 +31,25 @@ def test_do_vs_od_cnf_refuses_bad_arguments(tmp_path, capsys, monkeypatch, argum
     assert_refused_in_one_line("do_vs_od_cnf.py", arguments, message, tmp_path, capsys, monkeypatch)
 
 
+def test_do_vs_od_cnf_keeps_a_published_run_s_records(tmp_path, capsys, monkeypatch):
+    """A folder holding records but no per-case files (a copied or published run) is refused, untouched: a sweep
+    there would replace its records."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "records.parquet").write_bytes(b"published")
+    assert_refused_in_one_line("do_vs_od_cnf.py", ["--iters", "1"], "a sweep there would replace its records",
+                               tmp_path, capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("script", ["do_vs_od_cnf.py", "snode_time_to_target.py", "taylor_cost.py",
+                                    "gq_gradient_cost.py"])
+def test_benchmark_scripts_refuse_an_empty_out(capsys, monkeypatch, script):
+    """``--out ""`` would write into the current folder."""
+    with pytest.raises(SystemExit) as exited:
+        run_script(script, ["--out", ""], monkeypatch)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1 and "expected a path, got an empty string" in err, err
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--task", "nope"], "unknown task 'nope'; valid: cubic_spiral, "),
     (["--method", "foo"], "unknown method 'foo'; valid: "),
