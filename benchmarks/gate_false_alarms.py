@@ -38,9 +38,13 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nodebench.argtypes import ScriptParser, positive_int
 from nodebench.benchmarking.ab import BASELINE_DIR
 from nodebench.benchmarking.compare import FAILED, REGRESSION, compare, keyed, load_records
 from nodebench.benchmarking.history import list_runs
+from nodebench.benchmarking.suites import load_suite
+from nodebench.errors import UserError
+from nodebench.paths import nonempty_path, output_dir
 
 #: The planted code: appended to ``GradientStep.step`` of the scratch commit (nodebench/training.py).
 STEP_HEAD = '''        """Forward, ``boundary()``, backward, optimiser step; returns the loss."""
@@ -199,23 +203,51 @@ def summary(rows: pd.DataFrame, planted_case: str, synthetic: pd.DataFrame, nois
     return "\n".join(lines)
 
 
+def non_negative_int(text: str) -> int:
+    """``argparse`` type: an integer ≥ 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}")
+    return value
+
+
+def plant(text: str) -> tuple[float, int]:
+    """``argparse`` type of ``--plant FACTOR=RUNS``: a slowdown factor > 1 and a positive number of runs."""
+    factor, sep, runs = text.partition("=")
+    try:
+        value = float(factor)
+    except ValueError:
+        value = math.nan
+    if not sep or not (1 < value < math.inf):
+        raise argparse.ArgumentTypeError(f"expected FACTOR=RUNS with a factor > 1, e.g. 1.2=10, got {text!r}")
+    return value, positive_int(runs)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--aa", type=int, default=10, help="interleaved A/A runs (default 10)")
-    parser.add_argument("--plant", action="append", default=[], metavar="FACTOR=RUNS",
+    parser = ScriptParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--aa", type=non_negative_int, default=10, help="interleaved A/A runs (default 10)")
+    parser.add_argument("--plant", type=plant, action="append", default=[], metavar="FACTOR=RUNS",
                         help="planted slowdown factor and its number of runs, e.g. 1.2=10; repeatable")
     parser.add_argument("--suite", default="gate_study", help="suite (default gate_study)")
     parser.add_argument("--planted-task", default="G1DProblem", help="problem class slowed (default G1DProblem)")
     parser.add_argument("--planted-case", default="g1d: gq", help="its configuration's label in the reports")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "gate_study")
+    parser.add_argument("--out", type=nonempty_path, default=ROOT / "results" / "gate_study")
     parser.add_argument("--summary-only", action="store_true", help="only rewrite the summary from the store")
     args = parser.parse_args()
+    try:  # before any worktree is made or any file written
+        load_suite(args.suite)
+        output_dir(args.out)
+    except UserError as err:
+        parser.error(str(err))
     base = git("rev-parse", "HEAD")
-    if git("status", "--porcelain", "--untracked-files=no"):
+    if not args.summary_only and git("status", "--porcelain", "--untracked-files=no"):
         print("note: uncommitted changes are not part of the study; it runs the committed HEAD", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a terminated study still removes its worktrees
     store = args.out.resolve() / "history"
-    plants = {float(f): int(n) for f, n in (p.split("=") for p in args.plant)}
+    plants = dict(args.plant)
     chains = {"gate-aa": (None, args.aa)} | {f"gate-plant-{f:g}": (f, n) for f, n in plants.items()}
     if not args.summary_only:
         done = list_runs(store, suite=args.suite)["machine"].value_counts().to_dict() if store.exists() else {}
@@ -228,10 +260,12 @@ def main() -> None:
                         code = bench(paths[machine], base, args.suite, store, machine)
                         print(f"round {round_ + 1}: {machine}: exit {code}", flush=True)
     rows = verdicts(store, args.suite)
+    if rows.empty:
+        parser.error(f"no run of suite {args.suite!r} in {str(store)!r}; run the study (without --summary-only) "
+                     "or give the --out of one")
     synthetic = pd.concat([synthetic_power(store, args.suite, f) for f in (1.1, 1.2, 1.5)], ignore_index=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    rows.to_csv(args.out / "verdicts.csv", index=False)
     text = summary(rows, args.planted_case, synthetic, pair_noise(store, args.suite), args.suite, base)
+    rows.to_csv(args.out / "verdicts.csv", index=False)  # both written once both are made
     (args.out / "summary.md").write_text(text)
     print(text)
     print(f"wrote {args.out / 'summary.md'} and {args.out / 'verdicts.csv'}")

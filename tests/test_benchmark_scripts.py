@@ -72,3 +72,18 @@ def test_memory_spread_runs_a_paper_s_task(capsys, monkeypatch):
                                     "--hparams", '{"n_train": 20, "n_test": 10}'], monkeypatch)
     out = capsys.readouterr().out
     assert "digits_ode/rk4 tensor storage peak (TensorPeak): min" in out and "over 1 runs" in out
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--plant", "abc"], "--plant: expected FACTOR=RUNS with a factor > 1, e.g. 1.2=10, got 'abc'"),
+    (["--plant", "1.2"], "--plant: expected FACTOR=RUNS"),
+    (["--plant", "1.2=x"], "--plant: expected a positive integer, got 'x'"),
+    (["--plant", "0.9=3"], "with a factor > 1"),
+    (["--aa", "-1"], "--aa: expected an integer ≥ 0, got '-1'"),
+    (["--suite", "nosuch", "--summary-only"], "unknown suite 'nosuch'; valid suites: "),
+    (["--summary-only"], "no run of suite 'gate_study' in "),
+])
+def test_gate_false_alarms_refuses_bad_arguments_before_writing(tmp_path, capsys, monkeypatch, arguments, message):
+    """Checked before any worktree is made: a summary of an empty store used to write an empty verdicts.csv over
+    the old one, then fail with a traceback."""
+    assert_refused_in_one_line("gate_false_alarms.py", arguments, message, tmp_path, capsys, monkeypatch)
