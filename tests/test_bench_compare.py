@@ -152,3 +152,18 @@ def test_bad_compare_input_is_one_line_with_exit_code_2(capsys, tmp_path, argv, 
     for fragment in fragments:
         assert fragment in lines[0]
     assert not list(base.glob("compare*.md"))  # nothing written on bad input
+
+
+@needs_runs
+def test_a_run_holding_one_configuration_twice_for_a_seed_is_refused(capsys, tmp_path):
+    """A folder that merged runs of different --iters holds two cases of one configuration and seed: their
+    samples would pair ambiguously (a traceback before), so the comparison is refused in one line."""
+    merged = tmp_path / "merged"
+    shutil.copytree(AA_RUNS[0], merged, ignore=shutil.ignore_patterns("cases", "logs"))
+    records = pd.read_parquet(merged / "records.parquet")
+    extra = records.iloc[[0]].assign(case_id="another-case", iters=records["iters"].iloc[0] + 1)
+    pd.concat([records, extra], ignore_index=True).to_parquet(merged / "records.parquet", index=False)
+    code, out, err = run_cli(capsys, "compare", AA_RUNS[1], merged, "--out", tmp_path / "c.md")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the current run holds" in err and "2 times for seed" in err and "(iters " in err
+    assert not (tmp_path / "c.md").exists()

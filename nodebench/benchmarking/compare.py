@@ -241,6 +241,21 @@ def judge(base: pd.Series, cur: pd.Series, rule: Rule) -> dict:
             "p": p, "verdict": verdict, "n_baseline": len(base), "n_current": len(cur)}
 
 
+def _check_one_case_per_seed(records: pd.DataFrame, which: str) -> None:
+    """A :class:`UserError` when a configuration holds two cases of one seed (a folder that merged runs of
+    different iteration limits or budgets): their samples would pair with nothing definite."""
+    if "seed" not in records:
+        return
+    twice = records[records.duplicated(["key", "seed"], keep=False)]
+    if not twice.empty:
+        first = twice.iloc[0]
+        same = twice[(twice["key"] == first["key"]) & (twice["seed"] == first["seed"])]
+        limits = [column for column in ("iters", "budget_s") if column in same and same[column].nunique() > 1]
+        differ = "; ".join(f"{c} {', '.join(map(str, sorted(same[c].unique())))}" for c in limits)
+        raise UserError(f"the {which} run holds {first['case']!r} {len(same)} times for seed {first['seed']}"
+                        f"{f' ({differ})' if differ else ''}; compare runs with one case per configuration and seed")
+
+
 def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataFrame, pd.DataFrame],
             rules: dict[str, Rule] | None = None) -> pd.DataFrame:
     """One row per (configuration, metric) present in both runs, plus ``failed``/``new``/``missing`` rows.
@@ -251,6 +266,8 @@ def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataF
     """
     rules = rules or RULES
     base_rec, cur_rec = keyed(baseline[0]), keyed(current[0])
+    for records, which in ((base_rec, "baseline"), (cur_rec, "current")):
+        _check_one_case_per_seed(records, which)
     rows = []
     cur_by_key = dict(list(cur_rec.groupby("key", sort=False)))
     base_by_key = dict(list(base_rec.groupby("key", sort=False)))
