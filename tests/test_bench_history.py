@@ -35,13 +35,21 @@ def test_nightly_suite_covers_the_paper_packages_in_rounds_of_seeds():
     assert len({c.case_id for c in cases}) == len(cases)
 
 
+ENTRY = "[[entry]]\nname='a'\npaper='do_vs_od'\ntask='cubic_spiral'\nmethods=['rk4']\n"
+
+
 @pytest.mark.parametrize("text, fragment", [
-    ("suite = 'x'\n", "declares no [[entry]]"),
-    ("[[entry]]\nname='a'\npaper='p'\ntask='cubic_spiral'\nmethods=['rk4']\n", "exactly one of iters or budget_s"),
-    ("[[entry]]\nname='a'\npaper='p'\ntask='t'\nmethods=['rk4']\niters=0\n", "positive integer"),
-    ("[[entry]]\nname='a'\npaper='p'\ntask='t'\nmethods=['rk4']\niters=2\ncolour='red'\n", "colour"),
+    ("suite = 'bad'\n", "declares no [[entry]]"),
+    (ENTRY, "exactly one of iters or budget_s"),
+    (ENTRY + "iters=0\n", "positive integer"),
+    (ENTRY + "iters=2\ncolour='red'\n", "entry 1: unknown key 'colour'; valid: budget_s, "),
+    (ENTRY + "iters=2\nitres=2\n", "unknown key 'itres' (did you mean 'iters'?)"),
     ("[[entry]\n", "malformed suite file"),
-    ("[[entry]]\nname='a'\npaper='p'\ntask='t'\nmethods=['rk4']\niters=2\ntarget=nan\n", "finite number"),
+    (ENTRY + "iters=2\ntarget=nan\n", "finite number"),
+    (ENTRY.replace("['rk4']", "[]") + "iters=2\n", "entry 'a' has methods = []; give a list of one or more methods"),
+    (ENTRY.replace("do_vs_od", "nosuch") + "iters=2\n", "entry 'a': unknown paper 'nosuch'; valid: do_vs_od, "),
+    ("suite = 'other'\n" + ENTRY + "iters=2\n", "declares suite = 'other'; a suite is named by its file: use 'bad'"),
+    ("seed = 2\n" + ENTRY + "iters=2\n", "unknown key 'seed' (did you mean 'seeds'?)"),
 ])
 def test_bad_suite_files_are_one_line_errors(capsys, tmp_path, monkeypatch, text, fragment):
     (tmp_path / "bad.toml").write_text(text)

@@ -33,6 +33,7 @@ from typing import Any
 
 import tomllib
 
+from nodebench.config import check_keys, from_mapping
 from nodebench.errors import UserError
 from nodebench.paths import plain_name
 from nodebench.runner.case import Case, expand_grid, in_rounds
@@ -93,7 +94,7 @@ class Suite:
 def available_suites() -> list[str]:
     """Names of the suite files in :func:`suites_root`."""
     root = suites_root()
-    return sorted(p.stem for p in root.glob(f"*{SUITE_SUFFIX}")) if root.is_dir() else []
+    return sorted(p.stem for p in root.glob(f"*{SUITE_SUFFIX}") if p.is_file()) if root.is_dir() else []
 
 
 def load_suite(name: str) -> Suite:
@@ -102,13 +103,23 @@ def load_suite(name: str) -> Suite:
     if name not in suites:
         raise UserError(f"unknown suite {name!r}; valid suites: {', '.join(suites) or 'none in ' + str(suites_root())}")
     path = suites_root() / f"{name}{SUITE_SUFFIX}"
+    where = f"suite file {str(path)!r}"
     try:
         raw = tomllib.loads(path.read_text())
-        entries = [SuiteEntry(**entry) for entry in raw.get("entry", [])]
-        suite = Suite(name=raw.get("suite", name), description=raw.get("description", ""),
-                      device=raw.get("device", "cpu"), seeds=int(raw.get("seeds", 1)), entries=entries, path=path)
-    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as err:
-        raise UserError(f"malformed suite file {str(path)!r}: {err}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"malformed {where}: {err}") from None
+    check_keys(raw, ("suite", "description", "device", "seeds", "entry"), where)
+    entries = raw.get("entry", [])
+    if not isinstance(entries, list):
+        raise UserError(f"{where}: entry must be a list of tables ([[entry]]), got {entries!r}")
+    entries = [from_mapping(SuiteEntry, entry, f"{where}: entry {i + 1}") for i, entry in enumerate(entries)]
+    if raw.get("suite", name) != name:
+        raise UserError(f"{where} declares suite = {raw['suite']!r}; a suite is named by its file: use {name!r}")
+    try:
+        suite = Suite(name=name, description=raw.get("description", ""), device=raw.get("device", "cpu"),
+                      seeds=int(raw.get("seeds", 1)), entries=entries, path=path)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"malformed {where}: {err}") from None
     _check(suite)
     return suite
 
@@ -121,7 +132,16 @@ def _check(suite: Suite) -> None:
     names = [e.name for e in suite.entries]
     if len(set(names)) != len(names):
         raise UserError(f"{where}: entry names must be unique, got {', '.join(names)}")
+    from nodebench.papers import get_paper
+
     for entry in suite.entries:
+        if not entry.methods or not isinstance(entry.methods, list):
+            raise UserError(f"{where}: entry {entry.name!r} has methods = {entry.methods!r}; give a list of one or "
+                            "more methods")
+        try:
+            get_paper(entry.paper)
+        except UserError as err:
+            raise UserError(f"{where}: entry {entry.name!r}: {err}") from None
         if (entry.iters is None) == (entry.budget_s is None):
             raise UserError(f"{where}: entry {entry.name!r} needs exactly one of iters or budget_s")
         for key in ("seeds", "iters"):
