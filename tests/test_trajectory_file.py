@@ -89,6 +89,7 @@ BAD_FILES = {
     "t repeated": dict(t=np.array([0.0, 0.25, 0.25, 0.75, 1.0]), y=GOOD_Y),
     "a single trajectory": dict(t=GOOD_T, y=GOOD_Y[:1]),
     "non-numeric y": dict(t=GOOD_T, y=np.full((3, 5, 2), "a")),
+    "no state dimension": dict(t=GOOD_T, y=np.zeros((3, 5, 0))),
 }
 
 
@@ -126,5 +127,8 @@ def test_bad_hparams_are_user_errors(trajectory_file):
         task.build(seed=0, device=CPU, hparams={"width": 3})
     with pytest.raises(UserError, match="test_fraction"):
         task.build(seed=0, device=CPU, hparams={"test_fraction": 1.0})
+    for fraction in (0, 1, 5, -0.5):  # refused by the up-front check, before any case runs
+        with pytest.raises(UserError, match="test_fraction must lie strictly between 0 and 1"):
+            task.hparams({"test_fraction": fraction})
     with pytest.raises(UserError, match="dtype"):
         task.build(seed=0, device=CPU, hparams={"dtype": "float16"})

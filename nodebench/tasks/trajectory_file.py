@@ -48,6 +48,8 @@ def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"array 't' has shape {t.shape}; it must be 1-D with at least 2 times")
     if y.ndim != 3 or y.shape[1] != t.shape[0]:
         raise UserError(f"array 'y' has shape {y.shape}; it must be (N, T, D) with T = len(t) = {t.shape[0]}")
+    if y.shape[2] < 1:
+        raise UserError(f"array 'y' has shape {y.shape}; its state dimension D must be at least 1")
     if y.shape[0] < 2:
         raise UserError(f"array 'y' holds {y.shape[0]} trajectory; at least 2 are needed to split train/test")
     if u is not None and (u.ndim != 3 or u.shape[:2] != y.shape[:2]):
@@ -74,11 +76,14 @@ class TrajectoryFile(Task):
         self.name = f"trajectories:{path}"
         self.data = load_trajectories(self.path)
 
+    def check_hparams(self, hp):
+        fraction = hp["test_fraction"]
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
+            raise UserError(f"task {self.name}: test_fraction must lie strictly between 0 and 1, got {fraction!r}")
+
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
         fraction = float(hp["test_fraction"])
-        if not 0.0 < fraction < 1.0:
-            raise UserError(f"test_fraction must lie in (0, 1), got {fraction}")
         t, y, u = self.data["t"], self.data["y"], self.data["u"]
         n = y.shape[0]
         n_test = min(max(1, round(fraction * n)), n - 1)
