@@ -127,8 +127,9 @@ def test_bad_hparams_are_user_errors(trajectory_file):
         task.build(seed=0, device=CPU, hparams={"width": 3})
     with pytest.raises(UserError, match="test_fraction"):
         task.build(seed=0, device=CPU, hparams={"test_fraction": 1.0})
-    for fraction in (0, 1, 5, -0.5):  # refused by the up-front check, before any case runs
-        with pytest.raises(UserError, match="test_fraction must lie strictly between 0 and 1"):
+    for fraction, message in ((0, "positive finite"), (-0.5, "positive finite"), (1, "strictly between 0 and 1"),
+                              (5, "strictly between 0 and 1")):  # refused by the up-front check, before any run
+        with pytest.raises(UserError, match=f"test_fraction must .*{message}"):
             task.hparams({"test_fraction": fraction})
     with pytest.raises(UserError, match="dtype"):
         task.build(seed=0, device=CPU, hparams={"dtype": "float16"})
