@@ -227,6 +227,7 @@ def report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     records, curves = load_run(run_dir)
     paths.output_dir(run_dir, "run folder")
+    paths.writable_entries(run_dir, files=("report.md",), folders=("figures",))
     info = read_run_info(run_dir)
     spec = load_paper(info["paper"]) if info.get("paper") else None
     return _finish(run_dir, records, curves, spec=spec, preset=info.get("preset", ""))
@@ -269,6 +270,7 @@ def history(store: str | Path | None = None, machine: str | None = None, suite: 
     if not given and len(machines) == 1 and machine not in machines:
         machine = machines[0]
     out = paths.output_dir(Path(out) if out is not None else store / machine / paths.plain_name(suite, "suite"))
+    paths.writable_entries(out, files=("history.md", "index.html"), folders=("figures",))
     runs = list_runs(store, machine, suite)
     if runs.empty:
         others = (f"; machines with one: {', '.join(machines)} (choose with --machine)" if machines else
@@ -350,6 +352,8 @@ def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: s
     from nodebench.runner.sweep import read_run_info
 
     run_dirs = [Path(p) for p in run_dirs]
+    out = paths.output_dir(Path(out))
+    paths.writable_entries(out, files=("leaderboard.md", "leaderboard.html"), folders=("figures",))
     declared: dict[str, float] = {}
     for path in run_dirs:
         name = read_run_info(path if path.is_dir() else path.parent).get("suite")

@@ -71,6 +71,24 @@ def output_file(path: Path, what: str = "--out") -> Path:
     return path
 
 
+#: What a run folder holds: the files and folders a sweep, its report and its figures write there.
+RUN_FILES = ("records.parquet", "curves.parquet", "run.json", "report.md", ".lock")
+RUN_FOLDERS = ("cases", "logs", "figures")
+
+
+def writable_entries(folder: Path, *, files: tuple[str, ...] = (), folders: tuple[str, ...] = ()) -> None:
+    """A :class:`UserError` where ``folder`` already holds one of the ``files`` a command writes as a folder,
+    or one of its ``folders`` as a file: checked before any work, so nothing fails half-way through."""
+    for name in files:
+        if (folder / name).is_dir():
+            raise UserError(f"{str(folder / name)!r} is a folder where a file is written; move it away or give "
+                            "another output folder")
+    for name in folders:
+        if (folder / name).exists() and not (folder / name).is_dir():
+            raise UserError(f"{str(folder / name)!r} is a file where a folder is written; move it away or give "
+                            "another output folder")
+
+
 def sweep_dir(path: Path, *, allow_mixed_commits: bool = False) -> Path:
     """The output folder of a sweep: a writable folder, not in use by a live sweep, not a merged run whose
     per-case files are gone (the merge would replace its records), and holding no cases of another git
@@ -82,6 +100,7 @@ def sweep_dir(path: Path, *, allow_mixed_commits: bool = False) -> Path:
     output_dir(path)
     if not path.is_dir():
         return path
+    writable_entries(path, files=RUN_FILES, folders=RUN_FOLDERS)
     check_not_locked(path)
     if (path / RECORDS).is_file() and not (path / CASES).is_dir():
         raise UserError(f"{str(path)!r} holds {RECORDS} but no {CASES}/ folder (a copied or published run); "

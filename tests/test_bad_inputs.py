@@ -59,6 +59,14 @@ def files(tmp_path_factory):
     suites.mkdir()
     (suites / "escape.toml").write_text('suite = "../../x"\n[[entry]]\nname = "a"\npaper = "do_vs_od"\n'
                                         'task = "cubic_spiral"\nmethods = ["rk4"]\niters = 1\n')
+    (root / "cases_file").mkdir()
+    (root / "cases_file" / "cases").write_text("a file where a run keeps its per-case folder\n")
+    (root / "report_folder").mkdir()
+    shutil.copy(results / "records.parquet", root / "report_folder" / "records.parquet")
+    (root / "report_folder" / "report.md").mkdir()
+    (root / "board_folder" / "leaderboard.md").mkdir(parents=True)
+    (root / "history_folder").mkdir()
+    (root / "history_folder" / "figures").write_text("a file where the history's figures go\n")
     (suites / "broken.toml").write_text("suite = [unclosed\n")
     (suites / "empty.toml").write_text('suite = "empty"\n')
     return root
@@ -77,6 +85,12 @@ def bad_inputs(root: Path) -> dict[str, list[str]]:
         "run --out under a file": run + ["--out", f"{f}/sub"],
         "run --out a published run (no cases/)": run + ["--out", res],
         "run --out a folder of another commit": run + ["--out", f"{r}/other_commit"],
+        "run --out a folder whose cases/ is a file": run + ["--out", f"{r}/cases_file"],
+        "report of a folder whose report.md is a folder": ["report", f"{r}/report_folder"],
+        "leaderboard --out a folder whose leaderboard.md is a folder": ["leaderboard", res, "--out",
+                                                                        f"{r}/board_folder"],
+        "history --out a folder whose figures/ is a file": ["history", "--machine", "dev-2core-cpu1", "--out",
+                                                            f"{r}/history_folder"],
         "reproduce --out FILE": ["reproduce", "snode", "--out", f],
         "reproduce --out under a file": ["reproduce", "snode", "--out", f"{f}/x/y"],
         "reproduce --out ''": ["reproduce", "snode", "--out", ""],
