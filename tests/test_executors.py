@@ -41,6 +41,7 @@ def test_sweep_through_submitits_local_executor(tmp_path):
 @pytest.mark.parametrize("argv, fragment", [
     (["--executor", "dask"], "needs --scheduler"),
     (["--executor", "submitit", "--scheduler", "tcp://x:1"], "--scheduler applies to --executor dask only"),
+    (["--executor", "dask", "--scheduler", "notaurl"], "--scheduler 'notaurl' is not a dask scheduler address"),
     (["--executor", "ray"], "invalid choice"),
 ])
 def test_bad_engine_options_are_one_line_and_write_nothing(capsys, tmp_path, argv, fragment):

@@ -46,6 +46,14 @@ def check_executor(executor: str, scheduler: str | None) -> None:
         except ImportError:
             raise UserError(f"--executor {executor} needs {module}: pip install 'nodebench[{EXTRAS[executor]}]'"
                             ) from None
+    if executor == "dask":
+        from distributed.comm import get_address_host_port
+
+        try:  # a network address, checked before anything is written
+            get_address_host_port(scheduler)
+        except ValueError as err:
+            raise UserError(f"--scheduler {scheduler!r} is not a dask scheduler address ({err}); give "
+                            "PROTOCOL://HOST:PORT, e.g. tcp://10.0.0.1:8786") from None
 
 
 def run_remote(cases: list[Case], run_dir: Path, *, run_case: Callable[..., str],
