@@ -202,6 +202,21 @@ def test_data_command_list_verify_fetch(local_manifest, tmp_path, capsys):
     assert capsys.readouterr().err.strip().startswith("nodebench: error: unknown data set 'nope'; known: toy")
 
 
+def test_data_fetch_refuses_a_root_that_is_a_file_or_empty(local_manifest, tmp_path, capsys, monkeypatch):
+    """Checked before any request: a file as --root (a traceback before) and an empty one (the current folder)."""
+    manifest, _, _ = local_manifest
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("x")
+    fetch = ["data", "fetch", "toy", "--no-progress", "--manifest", str(manifest), "--root"]
+    assert main([*fetch, "a_file"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--root 'a_file' is a file; give a folder" in err, err
+    assert main([*fetch, ""]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--root: expected a path, got an empty string" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
 # -- the gate before a sweep --------------------------------------------------------------------------------
 
 def test_check_case_data_names_the_set_the_folder_and_the_fetch_command(local_manifest, tmp_path):

@@ -13,11 +13,11 @@ when a data set is missing or does not verify, so scripts can gate on it.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from nodebench.datasets.catalog import catalog, status
 from nodebench.datasets.fetch import TIMEOUT_S, fetch
 from nodebench.datasets.storage import ENV_VAR, data_root
+from nodebench.paths import nonempty_path, output_dir
 
 EXAMPLES = """examples:
   nodebench data list
@@ -50,8 +50,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                  description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = data.add_subparsers(dest="data_command", required=True, parser_class=type(data))
-    common = {"--root": dict(type=Path, help=f"data directory (default ${ENV_VAR}, else <repo>/datasets)"),
-              "--manifest": dict(type=Path, help="data manifest (default nodebench/datasets/manifest.toml)")}
+    common = {"--root": dict(type=nonempty_path, help=f"data directory (default ${ENV_VAR}, else <repo>/datasets)"),
+              "--manifest": dict(type=nonempty_path, help="data manifest (default nodebench/datasets/manifest.toml)")}
     listing = actions.add_parser("list", help="every known data set: where, found, verified, size")
     listing.add_argument("--no-verify", action="store_true", help="skip the checksums (only look for the files)")
     verify = actions.add_parser("verify", help="checksum the files of one data set, or of every one found")
@@ -108,6 +108,7 @@ def _verify(args) -> int:
 
 
 def _fetch(args) -> int:
+    output_dir(data_root(args.root), "--root")  # a folder the downloads can go to, checked before any request
     written = fetch(args.name, args.root, manifest=args.manifest, timeout=args.timeout_s,
                     progress=not args.no_progress, optional=args.optional)
     state = status(args.name, args.root, manifest=args.manifest)
