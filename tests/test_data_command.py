@@ -214,7 +214,7 @@ def test_data_fetch_refuses_a_root_that_is_a_file_or_empty(local_manifest, tmp_p
     assert main([*fetch, ""]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--root: expected a path, got an empty string" in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "manifest.toml"]  # nothing fetched
 
 
 # -- the gate before a sweep --------------------------------------------------------------------------------
