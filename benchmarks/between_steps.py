@@ -22,7 +22,6 @@ The probe's own ``perf_counter`` reads (about 0.1 µs each) are inside the figur
 
 from __future__ import annotations
 
-import argparse
 import resource
 import time
 
@@ -31,17 +30,21 @@ import torch
 from bare_step import BareStep
 
 from nodebench import training
+from nodebench.argtypes import ScriptParser, positive_int
 from nodebench.api import get_method, get_task
 from nodebench.harness import StepMeter
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ScriptParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="cubic_spiral")
     parser.add_argument("--method", default="euler")
-    parser.add_argument("--iters", type=int, default=1500)
-    parser.add_argument("--skip", type=int, default=100, help="first iterations left out (default 100)")
+    parser.add_argument("--iters", type=positive_int, default=1500)
+    parser.add_argument("--skip", type=positive_int, default=100, help="first iterations left out (default 100)")
     args = parser.parse_args()
+    if args.skip >= args.iters:
+        parser.error(f"--skip {args.skip} leaves no iteration of --iters {args.iters}; give --skip < --iters")
+    parser.check_case(args.task, args.method)
     torch.set_num_threads(1)
     clock = time.perf_counter
     marks: dict[str, list[float]] = {k: [] for k in ("start0", "start1", "stop0", "stop1", "cb0", "cb1", "bare")}

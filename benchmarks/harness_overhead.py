@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 
 import numpy as np
 import torch
 from bare_step import BareStep
+
+from nodebench.argtypes import ScriptParser, positive_int
 
 
 class NullMeter:
@@ -98,12 +99,13 @@ def estimate(logs: list[np.ndarray], resamples: int = 2000, seed: int = 0) -> tu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ScriptParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="cubic_spiral")
     parser.add_argument("--method", default="euler")
-    parser.add_argument("--steps", type=int, default=1000, help="pairs per process (default 1000)")
-    parser.add_argument("--processes", type=int, default=4, help="worker processes, one after another (default 4)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=positive_int, default=1000, help="pairs per process (default 1000)")
+    parser.add_argument("--processes", type=positive_int, default=4,
+                        help="worker processes, one after another (default 4)")
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--null-meter", action="store_true",
                         help="replace the harness's step meter by one that reads nothing (what the meter costs)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -111,13 +113,13 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.task, args.method, args.steps, args.threads, args.null_meter)))
         return
+    parser.check_case(args.task, args.method)
     runs = []
     for k in range(args.processes):
-        done = subprocess.run([sys.executable, __file__, "--worker", "--task", args.task, "--method", args.method,
-                               "--steps", str(args.steps), "--threads", str(args.threads),
-                               *(["--null-meter"] if args.null_meter else [])],
-                              capture_output=True, text=True, check=True)
-        runs.append({key: np.array(v) for key, v in json.loads(done.stdout.splitlines()[-1]).items()})
+        out = parser.run_worker([sys.executable, __file__, "--worker", "--task", args.task, "--method", args.method,
+                                 "--steps", str(args.steps), "--threads", str(args.threads),
+                                 *(["--null-meter"] if args.null_meter else [])])
+        runs.append({key: np.array(v) for key, v in json.loads(out.splitlines()[-1]).items()})
         print(f"process {k + 1}/{args.processes}: bare step {np.median(runs[-1]['bare_cpu']) * 1e3:.3f} ms CPU",
               file=sys.stderr, flush=True)
     bare_ms = np.median(np.concatenate([r["bare_cpu"] for r in runs])) * 1e3

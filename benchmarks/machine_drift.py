@@ -14,12 +14,13 @@ spread between processes that is absent within them would be a per-process effec
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 
 import numpy as np
 import torch
+
+from nodebench.argtypes import ScriptParser, positive_float, positive_int
 
 
 def windows(task_name: str, method_name: str, count: int, seconds: float) -> list[float]:
@@ -47,23 +48,25 @@ def windows(task_name: str, method_name: str, count: int, seconds: float) -> lis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ScriptParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="cubic_spiral")
     parser.add_argument("--method", default="euler")
-    parser.add_argument("--processes", type=int, default=4)
-    parser.add_argument("--windows", type=int, default=8)
-    parser.add_argument("--window", type=float, default=1.5, help="seconds per window (default 1.5)")
+    parser.add_argument("--processes", type=positive_int, default=4, help="at least 2 for the spread between them")
+    parser.add_argument("--windows", type=positive_int, default=8, help="at least 2 for the spread within one")
+    parser.add_argument("--window", type=positive_float, default=1.5, help="seconds per window (default 1.5)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(" ".join(f"{m:.3f}" for m in windows(args.task, args.method, args.windows, args.window)))
         return
+    if args.processes < 2 or args.windows < 2:
+        parser.error("--processes and --windows must be at least 2: the script measures the spread between them")
+    parser.check_case(args.task, args.method)
     rows = []
     for _ in range(args.processes):
-        done = subprocess.run([sys.executable, __file__, "--worker", "--task", args.task, "--method", args.method,
-                               "--windows", str(args.windows), "--window", str(args.window)],
-                              capture_output=True, text=True, check=True)
-        rows.append([float(x) for x in done.stdout.split()])
+        out = parser.run_worker([sys.executable, __file__, "--worker", "--task", args.task, "--method", args.method,
+                                 "--windows", str(args.windows), "--window", str(args.window)])
+        rows.append([float(x) for x in out.split()])
     print(f"median step CPU time (ms) of {args.task}/{args.method} per {args.window:g}-s window, 1 thread:")
     for k, row in enumerate(rows):
         print(f"process {k + 1}: " + " ".join(f"{m:6.2f}" for m in row)

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 
-from nodebench.api import get_method, get_task
 from nodebench.argtypes import ScriptParser, positive_int
-from nodebench.errors import UserError
-from nodebench.runner.settings import check_case
 
 ONE_RUN = """
 import json, sys, torch
@@ -57,18 +53,11 @@ def main() -> None:
         parser.error(f"--hparams: not JSON ({err}); give an object, e.g. '{{\"lr\": 0.01}}'")
     if not isinstance(hparams, dict):
         parser.error(f"--hparams: expected a JSON object, got {args.hparams!r}")
-    try:  # every name and value checked here, before a process is started
-        check_case(get_task(args.task), get_method(args.method), hparams)
-    except UserError as err:
-        parser.error(str(err))
+    parser.check_case(args.task, args.method, hparams)  # before a process is started
     rows = []
     for run in range(1, args.runs + 1):
-        done = subprocess.run([sys.executable, "-c", ONE_RUN, args.task, args.method, json.dumps(hparams)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            sys.exit(f"memory_spread.py: run {run} of {args.runs} failed (exit {done.returncode}): {last}")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        out = parser.run_worker([sys.executable, "-c", ONE_RUN, args.task, args.method, json.dumps(hparams)])
+        rows.append(json.loads(out.strip().splitlines()[-1]))
         print(f"run {run}/{args.runs}: resident-set peak {rows[-1]['rss'] / 2**20:.3f} MiB, tensor storage "
               f"{rows[-1]['tensor'] / 2**20:.3f} MiB", file=sys.stderr)
     for key, label in (("rss", "resident-set peak (PeakMemory)"), ("tensor", "tensor storage peak (TensorPeak)")):

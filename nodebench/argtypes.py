@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import subprocess
 import sys
 
 from nodebench.errors import UserError
@@ -60,3 +61,23 @@ class ScriptParser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+    def check_case(self, task: str, method: str, hparams: dict | None = None) -> None:
+        """Refuse, as :meth:`error`, an unknown task (a paper's included) or method, or a bad hyper-parameter:
+        what a script checks before it starts a worker process, whose own error would come too late."""
+        from nodebench.api import get_method, get_task
+        from nodebench.runner.settings import check_case
+
+        try:
+            check_case(get_task(task), get_method(method), hparams or {})
+        except UserError as err:
+            self.error(str(err))
+
+    def run_worker(self, argv: list[str]) -> str:
+        """The standard output of a worker process ``argv``; if it fails, exit 1 with one line naming its
+        exit code and the last line of its error output."""
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            sys.exit(f"{self.prog}: a worker process failed (exit {done.returncode}): {last}")
+        return done.stdout

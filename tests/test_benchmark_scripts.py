@@ -87,3 +87,34 @@ def test_gate_false_alarms_refuses_bad_arguments_before_writing(tmp_path, capsys
     """Checked before any worktree is made: a summary of an empty store used to write an empty verdicts.csv over
     the old one, then fail with a traceback."""
     assert_refused_in_one_line("gate_false_alarms.py", arguments, message, tmp_path, capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("script, arguments, message", [
+    ("harness_overhead.py", ["--task", "nope"], "unknown task 'nope'; valid: "),
+    ("harness_overhead.py", ["--processes", "0"], "--processes: expected a positive integer, got '0'"),
+    ("harness_overhead.py", ["--steps", "-3"], "--steps: expected a positive integer, got '-3'"),
+    ("machine_drift.py", ["--method", "nope"], "unknown method 'nope'"),
+    ("machine_drift.py", ["--windows", "1"], "--processes and --windows must be at least 2"),
+    ("machine_drift.py", ["--window", "nan"], "--window: expected a positive finite number, got 'nan'"),
+    ("between_steps.py", ["--task", "nope"], "unknown task 'nope'; valid: "),
+    ("between_steps.py", ["--iters", "5", "--skip", "10"], "--skip 10 leaves no iteration of --iters 5"),
+])
+def test_worker_scripts_refuse_bad_arguments_before_any_worker(capsys, monkeypatch, script, arguments, message):
+    """Scripts that start worker processes check names and numbers first: a worker's error came back as a
+    CalledProcessError traceback hiding its message, and zero counts ran to NaN results."""
+    with pytest.raises(SystemExit) as exited:
+        run_script(script, arguments, monkeypatch)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_a_failing_worker_is_reported_in_one_line(capsys):
+    """A worker that fails after the checks: exit 1, its exit code and last error line, no traceback."""
+    import sys
+
+    from nodebench.argtypes import ScriptParser
+    parser = ScriptParser(prog="script.py")
+    with pytest.raises(SystemExit) as exited:
+        parser.run_worker([sys.executable, "-c", "import sys; print('partial'); sys.exit('boom: the last line')"])
+    assert exited.value.code == "script.py: a worker process failed (exit 1): boom: the last line"
+    assert parser.run_worker([sys.executable, "-c", "print('fine')"]) == "fine\n"
