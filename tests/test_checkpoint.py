@@ -91,3 +91,21 @@ def test_gq_gradient_cost_benchmark_resumes_after_its_finished_widths(tmp_path, 
     assert "width     5: already measured" in capsys.readouterr().out
     both = pd.read_parquet(out / "samples.parquet")
     assert both[both.width == 5].reset_index(drop=True).equals(first) and sorted(both.width.unique()) == [5, 8]
+
+
+def test_a_checkpoint_refuses_what_it_cannot_resume_in_one_line(tmp_path):
+    """A file as the folder, settings that are not an object, and a truncated table: each a one-line UserError
+    before anything is measured (a FileExistsError after measuring, an AttributeError and a pyarrow error before)."""
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(UserError, match="is a file; give a folder"):
+        Checkpoint(tmp_path / "a_file", {"rounds": 3}, key=["width"])
+    (tmp_path / "listed").mkdir()
+    (tmp_path / "listed" / SETTINGS).write_text("[1, 2]")
+    with pytest.raises(UserError, match="holds list, not the settings of a run"):
+        Checkpoint(tmp_path / "listed", {"rounds": 3}, key=["width"])
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / SETTINGS).write_text(json.dumps({"rounds": 3}))
+    (tmp_path / "cut" / "samples.parquet").write_bytes(b"PAR1 cut short")
+    with pytest.raises(UserError, match=r"samples.parquet is not a readable table \(") as refused:
+        Checkpoint(tmp_path / "cut", {"rounds": 3}, key=["width"])
+    assert "\n" not in str(refused.value)

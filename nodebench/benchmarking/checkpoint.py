@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from nodebench.errors import UserError
+from nodebench.paths import output_dir
 from nodebench.records import atomic_write
 
 SETTINGS = "settings.json"
@@ -48,6 +49,7 @@ class Checkpoint:
         self.out, self.key, self.main = Path(out), list(key), main
         self.settings = json.loads(json.dumps(dict(settings), default=str))
         self.tables: dict[str, pd.DataFrame] = {}
+        output_dir(self.out)  # a folder (new or a previous run's), checked before anything is measured
         path = self.out / SETTINGS
         if not path.exists():
             if any(self.out.glob("*.parquet")):
@@ -58,11 +60,13 @@ class Checkpoint:
             saved = json.loads(path.read_text())
         except (OSError, ValueError) as err:
             raise UserError(f"{path} is not a readable settings file ({err}); give another --out") from None
+        if not isinstance(saved, dict):
+            raise UserError(f"{path} holds {type(saved).__name__}, not the settings of a run; give another --out")
         if saved != self.settings:
             changed = sorted(k for k in set(saved) | set(self.settings) if saved.get(k) != self.settings.get(k))
             raise UserError(f"{self.out} holds a run with other settings ({', '.join(changed)}); rerun with its "
                             "settings to resume it, or give another --out")
-        self.tables = {table.stem: pd.read_parquet(table) for table in sorted(self.out.glob("*.parquet"))}
+        self.tables = {table.stem: _read(table) for table in sorted(self.out.glob("*.parquet"))}
 
     def done(self) -> set[tuple]:
         """The keys of the cells already measured."""
@@ -87,3 +91,12 @@ class Checkpoint:
             table = rows if before is None or before.empty else pd.concat([before, rows], ignore_index=True)
             self.tables[name] = table
             atomic_write(self.out / f"{name}.parquet", lambda tmp, table=table: table.to_parquet(tmp, index=False))
+
+
+def _read(path: Path) -> pd.DataFrame:
+    """A saved table; an unreadable one (a truncated file) is a :class:`UserError`, not a pyarrow error."""
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+        raise UserError(f"{path} is not a readable table ({' '.join(str(err).split())[:160]}); move it away or "
+                        "give another --out") from None
