@@ -215,8 +215,7 @@ def regularizer_from_hparams(hparams: dict, seed: int = 0) -> Regularizer | None
     """The regulariser a case's ``reg*`` hyper-parameters ask for, or ``None`` (``reg = "none"`` or unset,
     or ``reg_lambda = 0``: a λ grid's zero is the unregularised baseline, with no cost computed)."""
     kind = hparams.get("reg", "none")
-    if kind == "none":
-        return None
-    regularizer = Regularizer(kind=kind, order=hparams.get("reg_order", 2), lam=hparams.get("reg_lambda", 0.0),
-                              variant=hparams.get("reg_variant", "forward"), seed=seed)
-    return regularizer if regularizer.lam > 0 else None
+    regularizer = Regularizer(kind="speed" if kind == "none" else kind, order=hparams.get("reg_order", 2),
+                              lam=hparams.get("reg_lambda", 0.0), variant=hparams.get("reg_variant", "forward"),
+                              seed=seed)  # built with reg = none too: the other reg_* values are checked all the same
+    return regularizer if kind != "none" and regularizer.lam > 0 else None

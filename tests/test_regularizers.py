@@ -157,3 +157,13 @@ def test_adjoint_only_records_r_only_where_the_forward_pass_computes_it(linear_p
                    iters=2, regularizer=Regularizer("speed", order=2, lam=1.0, variant="adjoint_only"))
     values = result.curves["regularizer"]
     assert all(v > 0 for v in values) if measured else all(math.isnan(v) for v in values)
+
+
+@pytest.mark.parametrize("bad, match", [({"reg_lambda": math.nan}, "reg_lambda"), ({"reg_order": 0}, "reg_order"),
+                                        ({"reg_variant": "both"}, "variant")])
+def test_reg_values_are_checked_without_a_regulariser_too(bad, match):
+    """reg = none (or unset) leaves the other reg_* values unused, but a bad one is still refused, not ignored."""
+    assert regularizer_from_hparams({"reg": "none", "reg_lambda": 0.0, "reg_order": 3}) is None
+    for hparams in (bad, {"reg": "none", **bad}):
+        with pytest.raises(UserError, match=match):
+            regularizer_from_hparams(hparams)
