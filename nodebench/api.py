@@ -85,7 +85,7 @@ def check_device(device: str) -> str:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
         raise UserError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N") from None
-    if parsed.type not in ("cpu", "cuda"):
+    if parsed.type not in ("cpu", "cuda") or (parsed.type == "cpu" and parsed.index is not None):
         raise UserError(f"unsupported device {device!r}; valid: cpu, cuda, cuda:N")
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {device!r} requested but CUDA is not available on this machine; use cpu")
@@ -177,6 +177,9 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
             ``verify_data`` (default True: refuse data files that do not match their pinned checksums).
     """
     names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
+    repeated = sorted({m for m in names if names.count(m) > 1})
+    if repeated:
+        raise UserError(f"methods {', '.join(names)} name {', '.join(repeated)} more than once; give each once")
     if not names:
         raise UserError("no method given; name one or more, e.g. rk4,adjoint")
     if iters is None and budget_s is None:
