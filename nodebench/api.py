@@ -134,9 +134,25 @@ def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], message: str
     engine = dict(engine)
     check_executor(engine.get("executor", "local"), engine.get("scheduler"))
     paths.sweep_dir(out, allow_mixed_commits=engine.get("allow_mixed_commits", False))
+    _check_same_kind_of_run(out, info)
     _log(message)
     write_run_info(out, **info, settings=case_settings(cases))
     return run_cases(cases, out, **engine)
+
+
+def _check_same_kind_of_run(out: Path, info: Mapping[str, Any]) -> None:
+    """A :class:`UserError` when ``out`` holds a run made otherwise (another command, paper, preset or suite):
+    resuming it would mix the two and replace its provenance in ``run.json``."""
+    from nodebench.runner.sweep import read_run_info
+
+    try:
+        existing = read_run_info(out) if out.is_dir() else {}
+    except UserError:
+        return  # a corrupt run.json is moved aside when the sweep starts
+    what = lambda i: " ".join(str(i[k]) for k in ("command", "paper", "preset", "suite") if i.get(k))  # noqa: E731
+    if any(existing.get(k) != info.get(k) for k in ("command", "paper", "preset", "suite") if k in existing):
+        raise UserError(f"{str(out)!r} holds a `nodebench {what(existing)}` run; this `nodebench {what(info)}` there "
+                        "would mix the two: give another --out")
 
 
 def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=None, preset: str = "") -> Path:

@@ -156,3 +156,15 @@ def test_run_then_report_end_to_end(tmp_path, npz_files):
     rebuilt = subprocess.run(exe + ["report", str(out)], capture_output=True, text=True, timeout=120)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "| rk4 |" in (out / "report.md").read_text()
+
+
+def test_a_reproduction_into_a_folder_of_another_kind_of_run_is_refused(tmp_path, capsys):
+    """A `nodebench run` folder resumed by `reproduce` would mix the two and replace run.json's provenance."""
+    out = tmp_path / "mixed"
+    out.mkdir()
+    (out / "run.json").write_text('{"run_id": "20260101-000000-abcdef", "command": "run"}')
+    code = main(["reproduce", "do_vs_od", "--experiment", "spiral", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "holds a `nodebench run` run; this `nodebench reproduce do_vs_od smoke` there would mix the two" in err
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"] and "reproduce" not in (out / "run.json").read_text()
