@@ -47,11 +47,14 @@ HPARAMS = {
 
 def run(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The sweep through the Python API: one case per method and seed, in rounds (seed 0 of every method,
-    then seed 1...), each in a fresh worker process with the task's and the regulariser's checks."""
+    then seed 1...), each in a fresh worker process with the task's and the regulariser's checks. Only this
+    invocation's cases are returned: ``OUT/run`` keeps (and resumes) every case run there, other tasks' too."""
     result = nodebench.run(args.task, args.methods, seeds=args.seeds, budget_s=args.budget_s,
                            hparams=dict(args.hparam), method_hparams=HPARAMS, out=args.out / "run", device=args.device,
                            threads=args.threads)
-    return result.records, result.curves
+    ids = {case.case_id for case in result.cases}
+    return (result.records[result.records["case_id"].isin(ids)].reset_index(drop=True),
+            result.curves[result.curves["case_id"].isin(ids)].reset_index(drop=True))
 
 
 def _ratios(per_seed: pd.DataFrame, column: str, base: str, method: str = "snode") -> list[float]:
