@@ -315,7 +315,8 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     run interleaved with the current code, case by case in rounds, and the gate compares the paired
     samples (:func:`nodebench.benchmarking.ab.bench_ab`).
     """
-    from nodebench.benchmarking.history import DEFAULT_STORE, machine_name, new_run, previous_run
+    from nodebench.benchmarking.compare import load_records
+    from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name, new_run, previous_run
     from nodebench.benchmarking.suites import load_suite
 
     spec = load_suite(suite)
@@ -328,6 +329,9 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     store = paths.output_dir(Path(out or DEFAULT_STORE))
     if baseline:
         return _bench_ab(spec, baseline, store, machine, cases, engine)
+    earlier = list_runs(store, machine_name(machine), spec.name)
+    if not earlier.empty:  # the run the gate will read, checked before the suite runs rather than after
+        load_records(earlier["run_dir"].iloc[-1])
     run_dir = new_run(store, machine_name(machine), spec.name, device=cases[0].device)
     records, curves = _sweep(cases, run_dir, engine, f"bench {spec.name}: {len(cases)} case(s) into {run_dir}",
                              command="bench", suite=spec.name, warnings=warnings)

@@ -140,3 +140,16 @@ def test_leaderboard_without_runs_names_the_store_s_machines(capsys, tmp_path, m
     assert code == 2 and err.count("\n") == 1, err
     assert "no nightly run of this machine ('this')" in err and "machines with one: a, b" in err
     assert not (tmp_path / "board").exists()
+
+
+def test_bench_refuses_a_corrupt_previous_run_before_running_the_suite(capsys, tmp_path, monkeypatch):
+    """The gate reads the previous run after the suite; a corrupt one is refused before, nothing run or made."""
+    (tmp_path / "tiny.toml").write_text(ENTRY + "iters=1\n")
+    monkeypatch.setenv("NODEBENCH_SUITES", str(tmp_path))
+    monkeypatch.setenv("NODEBENCH_MACHINE", "m")
+    earlier = tmp_path / "store" / "m" / "tiny" / "20260101T000000Z-aaaa"
+    earlier.mkdir(parents=True)
+    (earlier / "records.parquet").write_bytes(b"PAR1 cut short")
+    code, out, err = run_cli(capsys, "bench", "--suite", "tiny", "--out", tmp_path / "store", "--no-progress")
+    assert code == 2 and err.count("\n") == 1 and "records" in err, err
+    assert [p.name for p in earlier.parent.iterdir()] == [earlier.name]
