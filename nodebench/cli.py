@@ -47,15 +47,19 @@ def parse_hparam(text: str) -> tuple[str, object]:
     return key, value
 
 
-def _threshold(text: str) -> tuple[str, float]:
-    key, sep, raw = text.partition("=")
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not sep or not key or not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected NAME=POSITIVE_NUMBER (e.g. time=0.2), got {text!r}")
-    return key, value
+def _named_positive(example: str):
+    """``argparse`` type of ``NAME=POSITIVE_NUMBER`` (``--threshold``, ``--target``), ``example`` in its error."""
+
+    def parse(text: str) -> tuple[str, float]:
+        key, sep, raw = text.partition("=")
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not sep or not key or not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"expected NAME=POSITIVE_NUMBER (e.g. {example}), got {text!r}")
+        return key, value
+    return parse
 
 
 def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -> None:
@@ -123,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="gate CURRENT against BASELINE: ratios and noise-aware verdicts")
     compare.add_argument("baseline", type=Path, help="run directory or records .parquet file")
     compare.add_argument("current", type=Path, help="run directory or records .parquet file")
-    compare.add_argument("--threshold", type=_threshold, action="append", default=[], metavar="METRIC=VALUE",
+    compare.add_argument("--threshold", type=_named_positive("time=0.2"), action="append", default=[], metavar="METRIC=VALUE",
                          help="replace a threshold: time=0.2 (relative), test_nll=0.1 (absolute)...; repeatable")
     compare.add_argument("--out", type=nonempty_path,
                          help="Markdown file (default compare-BASELINE.md beside CURRENT's records, BASELINE "
@@ -144,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run directories or records files (default: this machine's latest nightly run)")
     board.add_argument("--out", type=nonempty_path, required=True, help="output folder")
     board.add_argument("--reference", help="method of the speed-up column, one of the runs' (default adjoint)")
-    board.add_argument("--target", type=_threshold, action="append", default=[], metavar="TASK=VALUE",
+    board.add_argument("--target", type=_named_positive("cubic_spiral=0.5"), action="append", default=[], metavar="TASK=VALUE",
                        help="time-to-target value of a task (default: a suite's declared target, else the "
                             "largest of the methods' best values); repeatable")
     return parser

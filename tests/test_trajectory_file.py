@@ -111,6 +111,8 @@ def test_missing_file_and_garbage_bytes(tmp_path):
         get_task(f"trajectories:{garbage}")
     with pytest.raises(UserError, match="names no file"):
         get_task("trajectories:")
+    with pytest.raises(UserError, match="is a folder; give an .npz file"):
+        get_task(f"trajectories:{tmp_path}")
 
 
 def test_npy_file_named_npz_is_a_user_error(tmp_path):

@@ -22,6 +22,9 @@ from nodebench.tasks.trajectory import MLPField, TrajectoryProblem
 def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
     """Read and validate a trajectories ``.npz``; any problem is a one-line :class:`UserError`."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"trajectory file {str(path)!r} is a folder; give an .npz file with arrays t (T,), "
+                        "y (N, T, D) and optional u (N, T, M)")
     if not path.is_file():
         raise UserError(f"trajectory file {str(path)!r} does not exist; expected an .npz with arrays t (T,), "
                         "y (N, T, D) and optional u (N, T, M)")
