@@ -173,6 +173,10 @@ def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=
                         info=read_run_info(run_dir))
 
 
+#: The most cases one ``run`` builds (a sweep of a million cases is a typo, not a benchmark).
+MAX_CASES = 1_000_000
+
+
 def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int | None = None,
         budget_s: float | None = None, hparams: Mapping[str, Any] | None = None,
         method_hparams: Mapping[str, Mapping[str, Any]] | None = None, out: str | Path | None = None,
@@ -200,6 +204,9 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
         raise UserError("no method given; name one or more, e.g. rk4,adjoint")
     if iters is None and budget_s is None:
         iters = 100
+    if seeds * len(names) > MAX_CASES:  # checked before the grid is built: a typo must not hang the dry run
+        raise UserError(f"{seeds} seed(s) × {len(names)} method(s) is {seeds * len(names)} cases, more than "
+                        f"{MAX_CASES}; give fewer seeds")
     cases = in_rounds(expand_grid(tasks=[task], methods=names, seeds=range(seeds), hparams=dict(hparams or {}),
                                   method_hparams=method_hparams, device=check_device(device), iters=iters,
                                   budget_s=budget_s))

@@ -87,6 +87,7 @@ def bad_inputs(root: Path) -> dict[str, list[str]]:
         "run --out a folder of another commit": run + ["--out", f"{r}/other_commit"],
         "run --out a folder whose cases/ is a file": run + ["--out", f"{r}/cases_file"],
         "run --device cpu:1": run + ["--device", "cpu:1", "--out", f"{r}/o"],
+        "run --seeds 1e11 (a hang before)": run + ["--seeds", "100000000000", "--dry-run"],
         "run --method rk4,rk4": ["run", "--task", "cubic_spiral", "--method", "rk4,rk4", "--iters", "1", "--out",
                                  f"{r}/o"],
         "report of a folder whose report.md is a folder": ["report", f"{r}/report_folder"],
