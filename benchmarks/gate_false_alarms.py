@@ -38,7 +38,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nodebench.argtypes import ScriptParser, positive_int
+from nodebench.argtypes import ScriptParser, non_negative_int, positive_float, positive_int
 from nodebench.benchmarking.ab import BASELINE_DIR
 from nodebench.benchmarking.compare import FAILED, REGRESSION, compare, keyed, load_records
 from nodebench.benchmarking.history import list_runs
@@ -203,27 +203,12 @@ def summary(rows: pd.DataFrame, planted_case: str, synthetic: pd.DataFrame, nois
     return "\n".join(lines)
 
 
-def non_negative_int(text: str) -> int:
-    """``argparse`` type: an integer ≥ 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}")
-    return value
-
-
 def plant(text: str) -> tuple[float, int]:
     """``argparse`` type of ``--plant FACTOR=RUNS``: a slowdown factor > 1 and a positive number of runs."""
     factor, sep, runs = text.partition("=")
-    try:
-        value = float(factor)
-    except ValueError:
-        value = math.nan
-    if not sep or not (1 < value < math.inf):
+    if not sep or positive_float(factor) <= 1:
         raise argparse.ArgumentTypeError(f"expected FACTOR=RUNS with a factor > 1, e.g. 1.2=10, got {text!r}")
-    return value, positive_int(runs)
+    return float(factor), positive_int(runs)
 
 
 def main() -> None:

@@ -30,6 +30,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = _number(text, int, "an integer ≥ 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = _number(text, float, "a positive number")
     if not value > 0 or value == math.inf:
