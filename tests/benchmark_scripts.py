@@ -33,3 +33,12 @@ def assert_refused_in_one_line(script: str, arguments: list[str], message: str, 
     assert err.count("\n") == 1 and err.startswith(f"{script}: error: ") and message in err, err
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
     assert out.exists() == bool(before)
+
+
+def assert_exits_2_in_one_line(script: str, arguments: list[str], message: str, capsys, monkeypatch) -> None:
+    """``benchmarks/SCRIPT ARGUMENTS`` (a script without ``--out``, or with a bad one) exits 2 with one line on
+    stderr holding ``message``."""
+    with pytest.raises(SystemExit) as exited:
+        run_script(script, arguments, monkeypatch)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1 and message in err, err

@@ -5,7 +5,7 @@ written."""
 from __future__ import annotations
 
 import pytest
-from benchmark_scripts import assert_refused_in_one_line, run_script
+from benchmark_scripts import assert_exits_2_in_one_line, assert_refused_in_one_line, run_script
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -44,26 +44,7 @@ def test_do_vs_od_cnf_keeps_a_published_run_s_records(tmp_path, capsys, monkeypa
                                     "gq_gradient_cost.py"])
 def test_benchmark_scripts_refuse_an_empty_out(capsys, monkeypatch, script):
     """``--out ""`` would write into the current folder."""
-    with pytest.raises(SystemExit) as exited:
-        run_script(script, ["--out", ""], monkeypatch)
-    err = capsys.readouterr().err
-    assert exited.value.code == 2 and err.count("\n") == 1 and "expected a path, got an empty string" in err, err
-
-
-@pytest.mark.parametrize("arguments, message", [
-    (["--task", "nope"], "unknown task 'nope'; valid: cubic_spiral, "),
-    (["--method", "foo"], "unknown method 'foo'; valid: "),
-    (["--runs", "0"], "--runs: expected a positive integer, got '0'"),
-    (["--hparams", "{"], "--hparams: not JSON"),
-    (["--hparams", "[1]"], "--hparams: expected a JSON object, got '[1]'"),
-    (["--task", "digits_ode", "--hparams", '{"lr": -1}'], "lr must be a positive finite number, got -1"),
-])
-def test_memory_spread_refuses_bad_arguments_before_any_run(capsys, monkeypatch, arguments, message):
-    """memory_spread.py writes nothing; a bad name or value is refused in one line before a process starts."""
-    with pytest.raises(SystemExit) as exited:
-        run_script("memory_spread.py", arguments, monkeypatch)
-    err = capsys.readouterr().err
-    assert exited.value.code == 2 and err.count("\n") == 1 and message in err, err
+    assert_exits_2_in_one_line(script, ["--out", ""], "expected a path, got an empty string", capsys, monkeypatch)
 
 
 def test_memory_spread_runs_a_paper_s_task(capsys, monkeypatch):
@@ -90,6 +71,12 @@ def test_gate_false_alarms_refuses_bad_arguments_before_writing(tmp_path, capsys
 
 
 @pytest.mark.parametrize("script, arguments, message", [
+    ("memory_spread.py", ["--task", "nope"], "unknown task 'nope'; valid: cubic_spiral, "),
+    ("memory_spread.py", ["--method", "foo"], "unknown method 'foo'; valid: "),
+    ("memory_spread.py", ["--runs", "0"], "--runs: expected a positive integer, got '0'"),
+    ("memory_spread.py", ["--hparams", "{"], "--hparams: not JSON"),
+    ("memory_spread.py", ["--hparams", "[1]"], "--hparams: expected a JSON object, got '[1]'"),
+    ("memory_spread.py", ["--task", "digits_ode", "--hparams", '{"lr": -1}'], "lr must be a positive finite number"),
     ("harness_overhead.py", ["--task", "nope"], "unknown task 'nope'; valid: "),
     ("harness_overhead.py", ["--processes", "0"], "--processes: expected a positive integer, got '0'"),
     ("harness_overhead.py", ["--steps", "-3"], "--steps: expected a positive integer, got '-3'"),
@@ -102,10 +89,7 @@ def test_gate_false_alarms_refuses_bad_arguments_before_writing(tmp_path, capsys
 def test_worker_scripts_refuse_bad_arguments_before_any_worker(capsys, monkeypatch, script, arguments, message):
     """Scripts that start worker processes check names and numbers first: a worker's error came back as a
     CalledProcessError traceback hiding its message, and zero counts ran to NaN results."""
-    with pytest.raises(SystemExit) as exited:
-        run_script(script, arguments, monkeypatch)
-    err = capsys.readouterr().err
-    assert exited.value.code == 2 and err.count("\n") == 1 and message in err, err
+    assert_exits_2_in_one_line(script, arguments, message, capsys, monkeypatch)
 
 
 def test_a_failing_worker_is_reported_in_one_line(capsys):
