@@ -61,7 +61,13 @@ class Browser:
         self._loop.close()
         self._proc.terminate()
         self._proc.wait(timeout=30)
-        self._profile.cleanup()
+        for _ in range(50):  # chromium's helper processes may still write into the profile for a moment
+            try:
+                self._profile.cleanup()
+                return
+            except OSError:
+                time.sleep(0.1)
+        shutil.rmtree(self._profile.name, ignore_errors=True)
 
     def _run(self, make, timeout: float = 60):
         """Run ``make()`` (a coroutine or future, created inside the driver's loop) to completion."""
