@@ -62,7 +62,8 @@ def read_run_info(run_dir: str | Path) -> dict:
         return {}
     value = read_json_object(info)
     if value is None:
-        raise UserError(f"{str(info)!r} is corrupt (not a JSON object); move it away to start a new run id")
+        raise UserError(f"{str(info)!r} is corrupt (not a JSON object); move it away or mend it (a sweep there "
+                        "then starts a new run id)")
     return value
 
 
