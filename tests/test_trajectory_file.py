@@ -107,8 +107,12 @@ def test_missing_file_and_garbage_bytes(tmp_path):
         get_task(f"trajectories:{tmp_path / 'nope.npz'}")
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(os.urandom(64) + b"\x00 not a zip archive")
-    with pytest.raises(UserError, match="not a readable .npz"):
+    with pytest.raises(UserError, match=r"not a readable .npz file \(not a zip archive\)"):
         get_task(f"trajectories:{garbage}")
+    text = tmp_path / "text.npz"
+    text.write_text("t,y\n0,1\n")  # NumPy would call it pickled data
+    with pytest.raises(UserError, match=r"not a readable .npz file \(not a zip archive\)"):
+        get_task(f"trajectories:{text}")
     with pytest.raises(UserError, match="names no file"):
         get_task("trajectories:")
     with pytest.raises(UserError, match="is a folder; give an .npz file"):

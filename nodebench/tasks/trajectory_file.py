@@ -29,6 +29,10 @@ def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"trajectory file {str(path)!r} does not exist; expected an .npz with arrays t (T,), "
                         "y (N, T, D) and optional u (N, T, M)")
     expected = "expected an .npz with arrays t (T,), y (N, T, D), optional u (N, T, M)"
+    with open(path, "rb") as handle:
+        is_npy = handle.read(6) == b"\x93NUMPY"
+    if not is_npy and not zipfile.is_zipfile(path):  # else NumPy reads it as pickled data and says so
+        raise UserError(f"{str(path)!r} is not a readable .npz file (not a zip archive); {expected}")
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
