@@ -149,10 +149,11 @@ def _check_same_kind_of_run(out: Path, info: Mapping[str, Any]) -> None:
         existing = read_run_info(out) if out.is_dir() else {}
     except UserError:
         return  # a corrupt run.json is moved aside when the sweep starts
-    what = lambda i: " ".join(str(i[k]) for k in ("command", "paper", "preset", "suite") if i.get(k))  # noqa: E731
-    if any(existing.get(k) != info.get(k) for k in ("command", "paper", "preset", "suite") if k in existing):
-        raise UserError(f"{str(out)!r} holds a `nodebench {what(existing)}` run; this `nodebench {what(info)}` there "
-                        "would mix the two: give another --out")
+    kind = ("command", "paper", "preset", "suite")
+    if any(existing.get(k) != info.get(k) for k in kind if k in existing):
+        was, now = (" ".join(str(i[k]) for k in kind if i.get(k)) for i in (existing, info))
+        raise UserError(f"{str(out)!r} holds a `nodebench {was}` run; this `nodebench {now}` there would mix the "
+                        "two: give another --out")
 
 
 def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=None, preset: str = "") -> Path:

@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="gate CURRENT against BASELINE: ratios and noise-aware verdicts")
     compare.add_argument("baseline", type=Path, help="run directory or records .parquet file")
     compare.add_argument("current", type=Path, help="run directory or records .parquet file")
-    compare.add_argument("--threshold", type=_named_positive("time=0.2"), action="append", default=[], metavar="METRIC=VALUE",
+    compare.add_argument("--threshold", type=_named_positive("time=0.2"), action="append", default=[],
+                         metavar="METRIC=VALUE",
                          help="replace a threshold: time=0.2 (relative), test_nll=0.1 (absolute)...; repeatable")
     compare.add_argument("--out", type=nonempty_path,
                          help="Markdown file (default compare-BASELINE.md beside CURRENT's records, BASELINE "
@@ -148,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run directories or records files (default: this machine's latest nightly run)")
     board.add_argument("--out", type=nonempty_path, required=True, help="output folder")
     board.add_argument("--reference", help="method of the speed-up column, one of the runs' (default adjoint)")
-    board.add_argument("--target", type=_named_positive("cubic_spiral=0.5"), action="append", default=[], metavar="TASK=VALUE",
+    board.add_argument("--target", type=_named_positive("cubic_spiral=0.5"), action="append", default=[],
+                       metavar="TASK=VALUE",
                        help="time-to-target value of a task (default: a suite's declared target, else the "
                             "largest of the methods' best values); repeatable")
     return parser

@@ -71,11 +71,6 @@ def output_file(path: Path, what: str = "--out") -> Path:
     return path
 
 
-#: What a run folder holds: the files and folders a sweep, its report and its figures write there.
-RUN_FILES = ("records.parquet", "curves.parquet", "run.json", "report.md", ".lock")
-RUN_FOLDERS = ("cases", "logs", "figures")
-
-
 def writable_entries(folder: Path, *, files: tuple[str, ...] = (), folders: tuple[str, ...] = ()) -> None:
     """A :class:`UserError` where ``folder`` already holds one of the ``files`` a command writes as a folder,
     or one of its ``folders`` as a file: checked before any work, so nothing fails half-way through."""
@@ -94,13 +89,14 @@ def sweep_dir(path: Path, *, allow_mixed_commits: bool = False) -> Path:
     per-case files are gone (the merge would replace its records), and holding no cases of another git
     commit unless ``allow_mixed_commits``. Reads only: nothing is written or moved."""
     from nodebench.harness.environment import git_sha
-    from nodebench.records import CASES, RECORDS
-    from nodebench.runner.guard import check_commit, check_not_locked, read_json_object
+    from nodebench.records import CASES, CURVES, RECORDS
+    from nodebench.runner.guard import LOCK, check_commit, check_not_locked, read_json_object
+    from nodebench.runner.sweep import LOGS, RUN_INFO
 
     output_dir(path)
     if not path.is_dir():
         return path
-    writable_entries(path, files=RUN_FILES, folders=RUN_FOLDERS)
+    writable_entries(path, files=(RECORDS, CURVES, RUN_INFO, "report.md", LOCK), folders=(CASES, LOGS, "figures"))
     check_not_locked(path)
     if (path / RECORDS).is_file() and not (path / CASES).is_dir():
         raise UserError(f"{str(path)!r} holds {RECORDS} but no {CASES}/ folder (a copied or published run); "

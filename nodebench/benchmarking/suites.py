@@ -125,6 +125,8 @@ def load_suite(name: str) -> Suite:
 
 
 def _check(suite: Suite) -> None:
+    from nodebench.papers import get_paper
+
     where = f"suite file {str(suite.path)!r}"
     plain_name(suite.name, f"{where}: suite")
     if not suite.entries:
@@ -132,8 +134,6 @@ def _check(suite: Suite) -> None:
     names = [e.name for e in suite.entries]
     if len(set(names)) != len(names):
         raise UserError(f"{where}: entry names must be unique, got {', '.join(names)}")
-    from nodebench.papers import get_paper
-
     for entry in suite.entries:
         if not entry.methods or not isinstance(entry.methods, list):
             raise UserError(f"{where}: entry {entry.name!r} has methods = {entry.methods!r}; give a list of one or "

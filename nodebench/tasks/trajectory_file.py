@@ -84,9 +84,9 @@ class TrajectoryFile(Task):
         self.data = load_trajectories(self.path)
 
     def check_hparams(self, hp):
-        fraction = hp["test_fraction"]
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
-            raise UserError(f"task {self.name}: test_fraction must lie strictly between 0 and 1, got {fraction!r}")
+        if hp["test_fraction"] >= 1:  # a positive finite number already (its Param)
+            raise UserError(f"task {self.name}: test_fraction must lie strictly between 0 and 1, "
+                            f"got {hp['test_fraction']!r}")
 
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
