@@ -3,7 +3,9 @@ Walther, "Evaluating Derivatives", 2nd ed., §13.2, Table 13.2).
 
 Notation: x_k, y_k are normalised coefficients (x^{(k)}/k!) of an input and of the output. Each rule below
 gives coefficient k ≥ 1 from x_0..x_k and y_0..y_{k−1}; coefficient 0 is always the torch function itself
-applied to the primals, so the zeroth order is bit-for-bit the ordinary forward pass.
+applied to the primals, so the zeroth order is bit-for-bit the ordinary forward pass (one exception: compiled
+float32 CPU code evaluates tanh's primal by a rational approximation within 7 ulps, as XLA does;
+:mod:`nodebench.taylor.fast_tanh`).
 
 =====================  ===================================================================================
 linear in the input    y_k = L(x_k) for reshape/view/flatten/(un)squeeze/expand/transpose/permute,
@@ -39,6 +41,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from nodebench.taylor.fast_tanh import primal_tanh
 from nodebench.taylor.series import TaylorModeError, TaylorTensor, is_taylor, op_name, register, unsupported
 
 T = torch.Tensor
@@ -510,8 +513,9 @@ def _first_order_ode(input: TaylorTensor, primal: torch.Tensor, linear: float) -
 
 @register("tanh", torch.tanh, T.tanh)
 def _tanh(input):
-    """tanh' = 1 − tanh²."""
-    return _first_order_ode(input, torch.tanh(input.coeffs[0]), linear=0.0)
+    """tanh' = 1 − tanh²; the primal by :func:`nodebench.taylor.fast_tanh.primal_tanh` (``torch.tanh`` except
+    in compiled float32 CPU code)."""
+    return _first_order_ode(input, primal_tanh(input.coeffs[0]), linear=0.0)
 
 
 @register("sigmoid", torch.sigmoid, T.sigmoid)
