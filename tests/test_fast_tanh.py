@@ -19,12 +19,16 @@ def float32_sample(low: float, high: float, stride: int) -> torch.Tensor:
 
 
 def test_rational_tanh_is_within_8_ulps_of_tanh_on_float32_and_odd():
-    x = float32_sample(2.0 ** -20, 10.0, 61)  # 3.3 million values
-    want = torch.tanh(x.double())
-    ulp = torch.from_numpy(np.spacing(want.float().numpy())).double()
-    errors = (rational_tanh(x).double() - want).abs() / ulp
-    assert errors.max() <= 8 and errors.mean() < 1.5
-    assert torch.equal(rational_tanh(-x), -rational_tanh(x))
+    """3.3 million float32 values, in chunks of a MB: arrays of tens of MB, once freed, stay resident in
+    malloc's heap and would be reused unseen by the resident-set memory tests that follow in this process."""
+    worst, total, count = 0.0, 0.0, 0
+    for x in float32_sample(2.0 ** -20, 10.0, 61).split(1 << 18):
+        want = torch.tanh(x.double())
+        ulp = torch.from_numpy(np.spacing(want.float().numpy())).double()
+        errors = (rational_tanh(x).double() - want).abs() / ulp
+        worst, total, count = max(worst, float(errors.max())), total + float(errors.sum()), count + len(x)
+        assert torch.equal(rational_tanh(-x), -rational_tanh(x))
+    assert worst <= 8 and total / count < 1.5
 
 
 def test_compiled_primal_tanh_keeps_tanhs_special_values():
