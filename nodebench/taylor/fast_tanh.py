@@ -1,8 +1,10 @@
 """The zeroth coefficient of tanh (its primal) in compiled float32 CPU code: a rational approximation that
 Inductor fuses into one vectorised loop of multiply-adds and a division, where ``torch.tanh`` compiles to a
 call of Sleef's 1-ulp ``tanhf`` that costs about four times as much per element (25 µs against 7 µs per
-256 × 64 block on one core; README, "Benchmarks"). XLA evaluates float32 tanh the same way on the CPU, so the
-comparison with JAX's ``jet`` in ``benchmarks/taylor_cost.py`` runs like against like.
+256 × 64 block on one core; README, "Benchmarks"). XLA evaluates float32 tanh the same way on the CPU (a
+rational function of the same degrees, x clamped to ±9: ``EmitFastTanh`` in ``xla/service/llvm_ir/math_ops.cc``),
+so the comparison with JAX's ``jet`` in ``benchmarks/taylor_cost.py`` runs like against like. The coefficients
+below are nodebench's own fit.
 
 tanh(x) ≈ x·P(x²)/Q(x²) on |x| ≤ 9.5 (deg P = 6, deg Q = 3), x clamped to ±9.5 beyond, where float32
 tanh is ±1. The coefficients are a near-minimax fit of the relative error (Lawson's iteratively reweighted
