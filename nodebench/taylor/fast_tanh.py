@@ -49,8 +49,6 @@ def rational_tanh(x: torch.Tensor) -> torch.Tensor:
 class _RationalTanh(torch.autograd.Function):
     """:func:`rational_tanh` with tanh's derivative 1 − y² of the returned y."""
 
-    generate_vmap_rule = True
-
     @staticmethod
     def forward(x):
         return rational_tanh(x)
