@@ -92,12 +92,14 @@ def check_device(device: str) -> str:
     return str(parsed)
 
 
-def _check(cases: list[Case], engine: dict, dry_run: bool, warn: bool = False) -> list[str]:
-    """Every case's names and values, then (for a real run) its data: present, and verified against the
-    pinned checksums unless ``verify_data=False``; one-line errors before anything is written. With
-    ``warn``, options given to a method that does not use them are reported (for options a user typed; a
-    paper or suite file sets shared options on purpose); returns the warnings shown."""
+def _check(cases: list[Case], engine: dict, warn: bool = False) -> list[str]:
+    """Every case's names and values, the engine (executor and scheduler), then the cases' data: present,
+    and verified against the pinned checksums unless ``verify_data=False``; one-line errors before anything
+    is written, the same for a dry run as for a real one. With ``warn``, options given to a method that does
+    not use them are reported (for options a user typed; a paper or suite file sets shared options on
+    purpose); returns the warnings shown."""
     from nodebench.datasets.catalog import check_case_data
+    from nodebench.runner.executors import check_executor
     from nodebench.runner.settings import check_cases
 
     load_papers()
@@ -105,9 +107,8 @@ def _check(cases: list[Case], engine: dict, dry_run: bool, warn: bool = False) -
     shown = warnings if warn else []
     for warning in shown:
         _log(f"nodebench: warning: {warning}")
-    verify = engine.pop("verify_data", True)
-    if not dry_run:
-        check_case_data(cases, verify=verify)
+    check_executor(engine.get("executor", "local"), engine.get("scheduler"))
+    check_case_data(cases, verify=engine.pop("verify_data", True))
     return shown
 
 
@@ -122,19 +123,23 @@ def describe_cases(cases: list[Case]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _check_out(out: Path, engine: Mapping[str, Any], info: Mapping[str, Any]) -> None:
+    """The output folder of a sweep (:func:`nodebench.paths.sweep_dir`), holding no run of another kind;
+    reads only, so a dry run checks it too."""
+    paths.sweep_dir(out, allow_mixed_commits=engine.get("allow_mixed_commits", False))
+    _check_same_kind_of_run(out, info)
+
+
 def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], message: str,
            **info) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Check the output folder and the engine, then run the cases (announced by ``message``); ``run.json``
-    gets ``info`` (with the settings warnings) and the cases' settings."""
+    """Check the output folder, then run the cases (announced by ``message``); ``run.json`` gets ``info``
+    (with the settings warnings) and the cases' settings."""
     from nodebench.run_settings import case_settings
 
-    from nodebench.runner.executors import check_executor
     from nodebench.runner.sweep import run_cases, write_run_info
 
     engine = dict(engine)
-    check_executor(engine.get("executor", "local"), engine.get("scheduler"))
-    paths.sweep_dir(out, allow_mixed_commits=engine.get("allow_mixed_commits", False))
-    _check_same_kind_of_run(out, info)
+    _check_out(out, engine, info)
     _log(message)
     write_run_info(out, **info, settings=case_settings(cases))
     return run_cases(cases, out, **engine)
@@ -197,12 +202,15 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
             ``scheduler``, ``allow_mixed_commits`` (:func:`nodebench.runner.sweep.run_cases`), and
             ``verify_data`` (default True: refuse data files that do not match their pinned checksums).
     """
-    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
+    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods)]
+    if not any(names):
+        raise UserError("no method given; name one or more, e.g. rk4,adjoint")
+    if "" in names:
+        raise UserError(f"methods {','.join(names)!r} hold an empty name; give names separated by single commas, "
+                        "e.g. rk4,adjoint")
     repeated = sorted({m for m in names if names.count(m) > 1})
     if repeated:
         raise UserError(f"methods {', '.join(names)} name {', '.join(repeated)} more than once; give each once")
-    if not names:
-        raise UserError("no method given; name one or more, e.g. rk4,adjoint")
     if iters is None and budget_s is None:
         iters = 100
     if seeds * len(names) > MAX_CASES:  # checked before the grid is built: a typo must not hang the dry run
@@ -211,10 +219,11 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
     cases = in_rounds(expand_grid(tasks=[task], methods=names, seeds=range(seeds), hparams=dict(hparams or {}),
                                   method_hparams=method_hparams, device=check_device(device), iters=iters,
                                   budget_s=budget_s))
-    warnings = _check(cases, engine, dry_run, warn=True)
-    if dry_run:
-        return RunResult(None, cases)
+    warnings = _check(cases, engine, warn=True)
     out = Path(out) if out is not None else Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    if dry_run:
+        _check_out(out, engine, {"command": "run"})
+        return RunResult(None, cases)
     records, curves = _sweep(cases, out, engine, f"running {len(cases)} case(s) into {out} (rerun with --out {out} "
                              "to resume)", command="run", warnings=warnings)
     return RunResult(out, cases, records, curves, _finish(out, records, curves))
@@ -235,23 +244,26 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
 
     spec = load_paper(paper)
     cases = spec.cases(preset, check_device(device), experiments=list(experiments or []))
-    warnings = _check(cases, engine, dry_run)
-    if dry_run:
-        return RunResult(None, cases)
+    warnings = _check(cases, engine)
     out = Path(out) if out is not None else Path("results") / f"{paper}-{preset}"
+    kind = {"command": "reproduce", "paper": paper, "preset": preset}
+    if dry_run:
+        _check_out(out, engine, kind)
+        return RunResult(None, cases)
     records, curves = _sweep(cases, out, engine, f"reproducing {paper} at preset {preset}: {len(cases)} case(s) into "
-                             f"{out}", command="reproduce", paper=paper, preset=preset, device=device,
-                             warnings=warnings)
+                             f"{out}", **kind, device=device, warnings=warnings)
     return RunResult(out, cases, records, curves, _finish(out, records, curves, spec=spec, preset=preset))
 
 
 def report(run_dir: str | Path) -> Path:
     """Rebuild the figures and ``report.md`` of a run directory from its records; returns the report."""
     from nodebench.experiments import load_paper
-    from nodebench.records import load_run
+    from nodebench.records import RECORDS, load_run
     from nodebench.runner.sweep import read_run_info
 
     run_dir = Path(run_dir)
+    if run_dir.name == RECORDS and run_dir.is_file():  # the run's records file names its run, as in compare
+        run_dir = run_dir.parent
     records, curves = load_run(run_dir)
     paths.output_dir(run_dir, "run folder")
     paths.writable_entries(run_dir, files=("report.md",), folders=("figures",))
@@ -329,12 +341,12 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
 
     spec = load_suite(suite)
     cases = spec.cases(check_device(device or spec.device))
-    warnings = _check(cases, engine, dry_run)
+    warnings = _check(cases, engine)
     if baseline:
         _check_ab(baseline, engine)
+    store = paths.output_dir(Path(out or DEFAULT_STORE))
     if dry_run:
         return RunResult(None, cases)
-    store = paths.output_dir(Path(out or DEFAULT_STORE))
     if baseline:
         return _bench_ab(spec, baseline, store, machine, cases, engine)
     earlier = list_runs(store, machine_name(machine), spec.name)

@@ -30,6 +30,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_int_up_to(high: int):
+    """``argparse`` type of a positive integer at most ``high``: a bound that a typo cannot pass unnoticed (a
+    million threads, 10^20 iterations) and every real use stays far below."""
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected a positive integer ≤ {high:,}, got {text!r}")
+        return value
+    return parse
+
+
 def non_negative_int(text: str) -> int:
     value = _number(text, int, "an integer ≥ 0")
     if value < 0:

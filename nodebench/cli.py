@@ -15,10 +15,14 @@ import sys
 from pathlib import Path
 
 from nodebench import paths
-from nodebench.argtypes import positive_float, positive_int
+from nodebench.argtypes import positive_float, positive_int, positive_int_up_to
 from nodebench.datasets import cli as data_cli
 from nodebench.errors import UserError
 from nodebench.paths import nonempty_path
+
+#: Upper bounds of the sweep options: far above any real use, low enough that a typo is an error, not a
+#: sweep that hangs or exhausts the machine (a million torch threads, 10^20 iterations).
+MAX_JOBS, MAX_THREADS, MAX_ITERS = 10_000, 1_024, 10**9
 
 EXAMPLES = """examples:
   nodebench list
@@ -33,6 +37,19 @@ EXAMPLES = """examples:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit code 2, no usage dump
         raise UserError(message)
+
+
+class _AppendKeyValue(argparse.Action):
+    """``action="append"`` for ``KEY=VALUE`` options whose type returns ``(key, value)``: a key given twice is an
+    error instead of the last value silently winning."""
+
+    def __call__(self, parser, namespace, pair, option_string=None):
+        pairs = list(getattr(namespace, self.dest) or [])
+        earlier = dict(pairs)
+        if pair[0] in earlier:
+            raise argparse.ArgumentError(self, f"{pair[0]} given twice ({earlier[pair[0]]!r} and {pair[1]!r}); "
+                                               "give each key once")
+        setattr(namespace, self.dest, pairs + [pair])
 
 
 def parse_hparam(text: str) -> tuple[str, object]:
@@ -64,8 +81,10 @@ def _named_positive(example: str):
 
 def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -> None:
     p.add_argument("--device", default=device, help=f"cpu, cuda or cuda:N (default {device or 'the suite device'})")
-    p.add_argument("--jobs", type=positive_int, default=1, help="cases run at once (default 1: clean timings)")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads per case (default 1)")
+    p.add_argument("--jobs", type=positive_int_up_to(MAX_JOBS), default=1,
+                   help="cases run at once (default 1: clean timings)")
+    p.add_argument("--threads", type=positive_int_up_to(MAX_THREADS), default=1,
+                   help="torch threads per case (default 1)")
     p.add_argument("--timeout-s", type=positive_float, default=3600.0, help="per-case time limit (default 3600)")
     p.add_argument("--retry-failed", action="store_true",
                    help="on resume, rerun cases recorded as diverged, oom, killed, timeout or error")
@@ -94,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", required=True, help="comma-separated method ids, e.g. rk4,adjoint")
     run.add_argument("--seeds", type=positive_int, default=1, help="seeds 0..N-1 (default 1)")
     limit = run.add_mutually_exclusive_group()
-    limit.add_argument("--iters", type=positive_int, help="training iterations per case (default 100)")
+    limit.add_argument("--iters", type=positive_int_up_to(MAX_ITERS), help="training iterations per case (default 100)")
     limit.add_argument("--budget-s", type=positive_float, help="training-time budget per case, in seconds")
-    run.add_argument("--hparam", type=parse_hparam, action="append", default=[], metavar="KEY=VALUE",
+    run.add_argument("--hparam", type=parse_hparam, action=_AppendKeyValue, default=[], metavar="KEY=VALUE",
                      help="task hyper-parameter or method option (rtol, atol, step_size...), repeatable; "
                           "see `nodebench list` for each task's")
     run.add_argument("--out", type=nonempty_path, help="output directory (default results/runs/<time>); reuse it to resume")
@@ -127,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="gate CURRENT against BASELINE: ratios and noise-aware verdicts")
     compare.add_argument("baseline", type=Path, help="run directory or records .parquet file")
     compare.add_argument("current", type=Path, help="run directory or records .parquet file")
-    compare.add_argument("--threshold", type=_named_positive("time=0.2"), action="append", default=[],
+    compare.add_argument("--threshold", type=_named_positive("time=0.2"), action=_AppendKeyValue, default=[],
                          metavar="METRIC=VALUE",
                          help="replace a threshold: time=0.2 (relative), test_nll=0.1 (absolute)...; repeatable")
     compare.add_argument("--out", type=nonempty_path,
@@ -149,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run directories or records files (default: this machine's latest nightly run)")
     board.add_argument("--out", type=nonempty_path, required=True, help="output folder")
     board.add_argument("--reference", help="method of the speed-up column, one of the runs' (default adjoint)")
-    board.add_argument("--target", type=_named_positive("cubic_spiral=0.5"), action="append", default=[],
+    board.add_argument("--target", type=_named_positive("cubic_spiral=0.5"), action=_AppendKeyValue, default=[],
                        metavar="TASK=VALUE",
                        help="time-to-target value of a task (default: a suite's declared target, else the "
                             "largest of the methods' best values); repeatable")
@@ -176,7 +195,8 @@ def _print_cases(result) -> int:
 
 
 def _wrote(result) -> int:
-    print(f"wrote {result.out}/records.parquet, curves.parquet, {result.out}/figures/ and {result.report}")
+    print(f"wrote {result.out}/records.parquet, curves.parquet, {result.out}/figures/, {result.report} and "
+          f"{result.report.with_suffix('.html')}")
     return 0
 
 
@@ -209,8 +229,6 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     from nodebench import api
 
-    if not [m for m in args.method.split(",") if m.strip()]:
-        raise UserError("--method names no method; give e.g. --method rk4,adjoint")
     result = api.run(args.task, args.method, seeds=args.seeds, iters=args.iters, budget_s=args.budget_s,
                      hparams=dict(args.hparam), out=args.out, device=args.device, dry_run=args.dry_run,
                      **_engine(args))
@@ -229,7 +247,7 @@ def cmd_report(args) -> int:
     from nodebench import api
 
     report = api.report(args.run_dir)
-    print(f"wrote {args.run_dir}/figures/ and {report}")
+    print(f"wrote {report.parent}/figures/, {report} and {report.with_suffix('.html')}")
     return 0
 
 
@@ -288,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as err:  # a path the system refuses (name too long, a read-only or virtual file system)
+        if err.filename is None:
+            raise
+        print(f"nodebench: error: {err.strerror or err}: {str(err.filename)!r}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as err:
         name, signum = getattr(err, "signal_name", "SIGINT"), getattr(err, "signum", 2)
         print(f"nodebench: interrupted by {name}; finished cases are kept, rerun with the same --out to resume",

@@ -34,6 +34,18 @@ def plain_name(value, what: str) -> str:
     return value
 
 
+#: The longest file or folder name, in bytes, of the common file systems (ext4, xfs, btrfs, APFS, NTFS).
+NAME_MAX = 255
+
+
+def _short_names(path: Path, what: str) -> None:
+    """Every name in ``path`` must be short enough to exist (checked first: ``exists()`` itself fails on one)."""
+    long = [part for part in path.parts if len(os.fsencode(part)) > NAME_MAX]
+    if long:
+        raise UserError(f"{what} {str(path)[:60]!r}… cannot be created: the name {long[0][:20]!r}… is longer "
+                        f"than {NAME_MAX} bytes")
+
+
 def _writable_parent(path: Path, what: str) -> None:
     """The nearest existing ancestor of ``path`` must be a writable folder."""
     for parent in path.absolute().parents:
@@ -49,6 +61,7 @@ def output_dir(path: Path, what: str = "--out") -> Path:
     """A folder the command will create or write into."""
     if str(path) == "":
         raise UserError(f"{what} is empty; give a folder")
+    _short_names(path, what)
     if path.exists():
         if not path.is_dir():
             raise UserError(f"{what} {str(path)!r} is a file; give a folder (new or a previous output folder)")
@@ -63,6 +76,7 @@ def output_file(path: Path, what: str = "--out") -> Path:
     """A file the command will create or replace."""
     if str(path) == "":
         raise UserError(f"{what} is empty; give a file")
+    _short_names(path, what)
     if path.is_dir():
         raise UserError(f"{what} {str(path)!r} is a folder; give a file name, e.g. {str(path / 'compare.md')!r}")
     if path.exists() and not os.access(path, os.W_OK):

@@ -166,8 +166,10 @@ def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     run_dir = Path(run_dir)
     path = run_dir / RECORDS
     if not path.is_file():
-        raise UserError(f"{str(run_dir)!r} holds no {RECORDS}; give a directory written by "
-                        "'nodebench run' or 'nodebench reproduce'")
+        problem = ("does not exist" if not run_dir.exists() else "is a file, not a run folder"
+                   if not run_dir.is_dir() else f"holds no {RECORDS}")
+        raise UserError(f"{str(run_dir)!r} {problem}; give a directory written by 'nodebench run' or "
+                        "'nodebench reproduce'")
     try:
         records = pd.read_parquet(path)
         curves = pd.read_parquet(run_dir / CURVES) if (run_dir / CURVES).is_file() else pd.DataFrame()

@@ -60,7 +60,7 @@ BAD_RUNS = [
     (["--task", "cubic_spiral", "--method", "rk4", "--hparam", "lr=0"], ["lr", "positive"]),
     (["--task", "cubic_spiral", "--method", "rk4", "--device", "tpu"], ["device", "cpu"]),
     (["--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--budget-s", "3"], ["not allowed"]),
-    (["--task", "cubic_spiral", "--method", ","], ["--method"]),
+    (["--task", "cubic_spiral", "--method", ","], ["no method given"]),
     (["--task", "cubic_spiral", "--method", "sde_direct"], ["sde_direct", "ODE task"]),
     (["--task", "cubic_spiral", "--method", "gq", "--hparam", "gtol=0"], ["gtol", "positive"]),
     (["--task", "cubic_spiral", "--method", "rk4", "--hparam", "reg=fast"], ["unknown regulariser", "speed"]),
@@ -105,7 +105,7 @@ def test_bad_reproduce_arguments(capsys, tmp_path):
 
 def test_bad_report_arguments(capsys, tmp_path):
     code, _, err = run_cli(capsys, "report", str(tmp_path / "missing"))
-    assert_one_line_error(code, err, "records.parquet")
+    assert_one_line_error(code, err, "does not exist")
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "records.parquet").write_bytes(b"PAR1 garbage")

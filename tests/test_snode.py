@@ -12,7 +12,7 @@ from nodebench.claims import check_claims
 from nodebench.errors import UserError
 from nodebench.methods import get_method
 from nodebench.runner.case import Case
-from nodebench.runner.settings import case_settings
+from nodebench.runner.settings import case_settings, check_case
 from nodebench.runner.worker import run_case
 from nodebench.snode import CoordinateDescent, ElementBasis, SnodeOptions, SpectralObjective
 from nodebench.target import time_to_target_table
@@ -252,7 +252,7 @@ def test_vector_controls_equal_scalar_calls():
 
 @pytest.mark.parametrize("hparams, method, match", [
     ({}, "snode", "fully observed"),
-    ({"snode_degree": 4}, "rk4", "apply only to method snode"),
+    ({"snode_degree": 0}, "rk4", "snode_degree"),  # checked whatever the method
     ({"snode_degree": 0}, "snode", "snode_degree"),
     ({"snode_variant": "exact"}, "snode", "snode_variant"),
     ({"snode_gamma": float("nan")}, "snode", "snode_gamma"),
@@ -267,6 +267,16 @@ def test_invalid_snode_settings(hparams, method, match):
             m.check_task(get_task("g1d"))
         else:
             case_settings(hparams, m)
+
+
+def test_snode_options_are_reported_ignored_by_other_methods():
+    """A combined run (``--method snode,rk4 --hparam snode_gamma=0.1``) gives SNODE its options and warns that
+    rk4 ignores them, as for a solver option a method does not use."""
+    hparams = {"snode_gamma": 0.1, "gtol": 0.5}
+    assert check_case(get_task("vehicle"), get_method("rk4"), hparams) == ["gtol", "snode_gamma"]
+    assert check_case(get_task("vehicle"), get_method("snode"), hparams) == ["gtol"]
+    assert case_settings(hparams, get_method("rk4")).spectral is None
+    assert case_settings(hparams, get_method("snode")).spectral.gamma == 0.1
 
 
 def test_cli_rejects_snode_and_the_monitor_on_a_task_without_trajectories(capsys, tmp_path):

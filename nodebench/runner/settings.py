@@ -40,11 +40,10 @@ class CaseSettings:
 
 def case_settings(hparams: Mapping[str, Any], method: Method, seed: int = 0) -> CaseSettings:
     """Split and validate ``hparams`` for ``method``; a bad value or an option the method cannot take is a
-    :class:`UserError`."""
+    :class:`UserError`. ``snode_*`` options are checked whatever the method, and given to a spectral one
+    only (:func:`check_case` reports them ignored by the others, as a solver option a method does not use)."""
     snode = {k: v for k, v in hparams.items() if is_snode_option(k)}
-    if snode and not method.spectral:
-        raise UserError(f"{', '.join(sorted(snode))}: snode_* options apply only to method snode, not "
-                        f"{method.name!r}; set them in method_hparams.snode")
+    spectral = SnodeOptions.from_hparams(snode) if snode or method.spectral else None
     regularizer = regularizer_from_hparams({k: v for k, v in hparams.items() if k in REGULARIZER_OPTIONS}, seed)
     if regularizer is not None:
         regularizer.check_method(method)
@@ -52,7 +51,7 @@ def case_settings(hparams: Mapping[str, Any], method: Method, seed: int = 0) -> 
     return CaseSettings(
         solver_options=solver_options({k: v for k, v in hparams.items() if k in SOLVER_OPTIONS}),
         regularizer=regularizer,
-        spectral=SnodeOptions.from_hparams(snode) if method.spectral else None,
+        spectral=spectral if method.spectral else None,
         monitor_every=training.monitor_every,
         task_hparams={k: v for k, v in hparams.items() if not is_method_key(k)},
     )
@@ -60,7 +59,7 @@ def case_settings(hparams: Mapping[str, Any], method: Method, seed: int = 0) -> 
 
 def check_case(task: Task, method: Method, hparams: Mapping[str, Any]) -> list[str]:
     """Validate one case's names and values (a problem is a one-line :class:`UserError`); returns the
-    solver options the method does not use."""
+    solver and ``snode_*`` options the method does not use."""
     method.check_task(task)
     settings = case_settings(hparams, method)
     params = task.params()
@@ -72,7 +71,8 @@ def check_case(task: Task, method: Method, hparams: Mapping[str, Any]) -> list[s
     task.hparams(settings.task_hparams)
     if settings.monitor_every and not task.full_state:
         raise UserError(f"task {task.name!r} has no training monitor; {MONITOR_TASKS}")
-    return method.ignored_options(settings.solver_options)
+    unused_snode = [] if method.spectral else sorted(k for k in hparams if is_snode_option(k))
+    return method.ignored_options(settings.solver_options) + unused_snode
 
 
 def check_cases(cases) -> list[str]:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from nodebench.errors import UserError
+from nodebench.registry import nearest
 
 PREFIX = "snode_"
 VARIANTS = ("penalty", "augmented")
@@ -94,7 +95,8 @@ class SnodeOptions:
         for key, value in hparams.items():
             name = key[len(PREFIX):]
             if not key.startswith(PREFIX) or name not in known:
-                raise UserError(f"unknown SNODE option {key!r}; valid: {', '.join(PREFIX + k for k in sorted(known))}")
+                valid = [PREFIX + k for k in sorted(known)]
+                raise UserError(f"unknown SNODE option {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
             values[name] = value
         return cls(**values)
 
