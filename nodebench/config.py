@@ -31,10 +31,13 @@ class Param:
 
     Attributes:
         name: the key.
-        kind: ``"int"``, ``"float"``, ``"bool"``, ``"str"`` or ``"any"``.
+        kind: ``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"any"``, or a non-empty list of numbers,
+            ``"ints"`` or ``"floats"`` (a tuple or list; returned as a list), its items bounded as one number
+            (``low``, ``high``, ``positive``).
         low, high: inclusive bounds (``None``: unbounded); ``positive`` demands ``> 0``.
         choices: the valid values of a ``str`` parameter (``None``: any string).
         optional: ``None`` is a valid value (e.g. "all the data").
+        empty: an empty list is a valid value of a list kind (e.g. "no step sizes").
     """
 
     name: str
@@ -44,18 +47,24 @@ class Param:
     positive: bool = False
     choices: tuple | None = None
     optional: bool = False
+    empty: bool = False
 
     def describe(self) -> str:
         """What a valid value is, in words."""
+        if self.kind in LISTS:
+            return ("null or " * self.optional + "a " + "non-empty " * (not self.empty)
+                    + f"list, each item {self._item().describe()}")
         if self.choices:
             text = "one of " + ", ".join(map(str, self.choices))
         elif self.kind in ("int", "float"):
             text = "an integer" if self.kind == "int" else "a finite number"
             if self.positive:
                 text = "a positive integer" if self.kind == "int" else "a positive finite number"
-            if self.low is not None:
+            if self.low is not None and self.high is not None:
+                text += f" from {self.low:g} to {self.high:g}"
+            elif self.low is not None:
                 text += f" >= {self.low:g}"
-            if self.high is not None:
+            elif self.high is not None:
                 text += f" <= {self.high:g}"
         else:
             text = {"bool": "true or false", "str": "a string", "any": "any value"}[self.kind]
@@ -68,6 +77,13 @@ class Param:
         bad = UserError(f"{where} {self.name} must be {self.describe()}, got {value!r}")
         if self.kind == "any":
             return value
+        if self.kind in LISTS:
+            if not isinstance(value, (list, tuple)) or not (value or self.empty):
+                raise bad
+            try:
+                return [self._item().check(item, where) for item in value]
+            except UserError:
+                raise bad from None
         if self.kind == "bool":
             if not isinstance(value, bool):
                 raise bad
@@ -89,6 +105,13 @@ class Param:
             raise bad
         return value
 
+    def _item(self) -> "Param":
+        """The parameter of one item of a list kind."""
+        return dataclasses.replace(self, kind=LISTS[self.kind], optional=False)
+
+
+#: The list kinds of :class:`Param` and the kind of their items.
+LISTS = {"ints": "int", "floats": "float"}
 
 #: Float hyper-parameters for which 0 is a valid choice whatever their default (no decay, no noise).
 NON_NEGATIVE = ("weight_decay", "noise")

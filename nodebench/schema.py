@@ -41,6 +41,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("preset", "str", "preset (or suite) the case belongs to"),
     Column("hparams", "str", "the case's hyper-parameters and method options as JSON"),
     Column("headline_metric", "str", "the task's figure of merit (the first of its metrics)"),
+    # the data (nodebench.records.PROVENANCE)
+    Column("dataset", "str", "data set or file the task read, empty for generated data"),
+    Column("n_train", "int", "training examples (trajectories, rows, images)"),
+    Column("n_val", "int", "validation examples, 0 when the task holds none out"),
+    Column("n_test", "int", "test examples"),
+    Column("data_verified", "bool", "the data files matched their pinned checksums"),
     # outcome
     Column("status", "str", "ok, diverged, oom, killed, timeout or error", True),
     Column("reason", "str", "one line on why a case did not end ok"),

@@ -166,6 +166,47 @@ def bad_inputs(root: Path) -> dict[str, list[str]]:
                                        "--out", f"{r}/o"],
         "density: a pickle, not .npy": ["run", "--task", f"density:{r}/pickled.npy", "--method", "rk4",
                                         "--out", f"{r}/o"],
+        # task hyper-parameters a task checked only when it built the problem, inside the worker (exit 0 before)
+        "run cnf activation unknown": ["run", "--task", "cnf_toy_moons", "--method", "rk4", "--hparam",
+                                       "activation=bogus", "--out", f"{r}/o"],
+        "run cnf noise unknown": ["run", "--task", "cnf_toy_moons", "--method", "rk4", "--hparam", "noise=bogus",
+                                  "--out", f"{r}/o"],
+        "run cnf hidden_dims not a list": ["run", "--task", "cnf_toy_moons", "--method", "rk4", "--hparam",
+                                           "hidden_dims=abc", "--out", f"{r}/o"],
+        "run cnf hidden_dims negative": ["run", "--task", "cnf_toy_moons", "--method", "rk4", "--hparam",
+                                         "hidden_dims=[64,-1]", "--out", f"{r}/o"],
+        "run cnf hidden_dims empty": ["run", "--task", "cnf_toy_moons", "--method", "rk4", "--hparam",
+                                      "hidden_dims=[]", "--out", f"{r}/o"],
+        "run cnf test_step_sizes zero": ["run", "--task", "cnf_toy_moons", "--method", "rk4", "--hparam",
+                                         "test_step_sizes=[0.1,0]", "--out", f"{r}/o"],
+        "run image cnf eval_trace unknown": ["run", "--task", "cnf_image_digits", "--method", "rk4", "--hparam",
+                                             "eval_trace=bogus", "--out", f"{r}/o"],
+        "run sines n_obs 1": ["run", "--task", "sines", "--method", "rk4", "--hparam", "n_obs=1", "--out", f"{r}/o"],
+        "run vehicle dt above horizon/2": ["run", "--task", "vehicle", "--method", "rk4", "--hparam", "dt=10",
+                                           "--out", f"{r}/o"],
+        "run multi_agent one agent": ["run", "--task", "multi_agent", "--method", "rk4", "--hparam", "agents=1",
+                                      "--out", f"{r}/o"],
+        "run images encoder_padding 5": ["run", "--task", "images_digits", "--method", "rk4", "--hparam",
+                                         "encoder_padding=5", "--out", f"{r}/o"],
+        # sweep options
+        "run --hparam given twice": run + ["--hparam", "lr=0.1", "--hparam", "lr=0.2", "--out", f"{r}/o"],
+        "run --method with an empty name": ["run", "--task", "cubic_spiral", "--method", "rk4,,adjoint", "--out",
+                                            f"{r}/o"],
+        "run --threads a million": run + ["--threads", "1000000", "--out", f"{r}/o"],
+        "run --iters 1e20": ["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "1" + "0" * 20,
+                             "--out", f"{r}/o"],
+        "run --out name too long": run + ["--out", f"{r}/{'a' * 300}"],
+        "compare --threshold given twice": ["compare", res, res, "--threshold", "time=0.1", "--threshold",
+                                            "time=0.2"],
+        # a dry run refuses what the run would refuse
+        "run --dry-run --out FILE": run + ["--dry-run", "--out", f],
+        "run --dry-run --executor dask without --scheduler": run + ["--dry-run", "--executor", "dask"],
+        "run --dry-run --scheduler without dask": run + ["--dry-run", "--scheduler", "tcp://localhost:8786"],
+        "run --dry-run into a published run": run + ["--dry-run", "--out", res],
+        "reproduce --dry-run --out FILE": ["reproduce", "snode", "--dry-run", "--out", f],
+        "reproduce --dry-run without its data": ["reproduce", "do_vs_od", "--preset", "paper", "--experiment",
+                                                 "tabular_power", "--dry-run"],
+        "bench --dry-run --out FILE": ["bench", "--suite", "nightly", "--dry-run", "--out", f],
     }
 
 
@@ -175,6 +216,7 @@ INPUTS = bad_inputs(Path("."))
 @pytest.mark.parametrize("name", sorted(INPUTS))
 def test_bad_input_is_one_line_and_exit_2(name, files, capsys, monkeypatch):
     monkeypatch.setenv("NODEBENCH_SUITES", str(files / "suites"))
+    monkeypatch.setenv("NODEBENCH_DATA", str(files / "cases_file"))  # no data set: a data check must refuse
     if name.startswith("bench") and "suite" not in name and "machine" not in name:
         monkeypatch.delenv("NODEBENCH_SUITES")  # the repository's nightly suite
     argv = [a.replace("{root}", str(files)) for a in INPUTS[name]]
@@ -209,3 +251,22 @@ def test_a_read_only_output_folder(files, capsys):
         assert code == 2 and "not writable" in capsys.readouterr().err
     finally:
         locked.chmod(0o755)
+
+
+def test_a_path_the_system_refuses_is_one_line(capsys, monkeypatch):
+    """An ``OSError`` naming a file (a read-only or virtual file system, a name too long) is reported as one
+    line with exit code 2; one naming no file is a bug and keeps its traceback."""
+    import errno
+
+    from nodebench import api
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", "/mnt/ro/run")
+
+    monkeypatch.setattr(api, "report", refuse)
+    assert main(["report", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err == "nodebench: error: Read-only file system: '/mnt/ro/run'\n"
+    monkeypatch.setattr(api, "report", lambda *a: (_ for _ in ()).throw(OSError("no file named")))
+    with pytest.raises(OSError):
+        main(["report", "x"])

@@ -21,6 +21,9 @@ from nodebench.tasks import get_task
     (Param("noise", "float", low=0.0), [0, 0.1], [-0.1]),
     (Param("dtype", "str", choices=("float32", "float64")), ["float64"], ["float16", 3]),
     (Param("n_train", "int", low=1, optional=True), [None, 5], [0]),
+    (Param("hidden_dims", "ints", positive=True, optional=True), [None, [64], (3, 4), [2.0]],
+     [[], [64, -1], [64, 0], [1.5], [True], [math.nan], "64", 64, [[64]]]),
+    (Param("step_sizes", "floats", positive=True, empty=True), [[], [0.1, 1]], [[0.1, 0], [math.inf], None, 0.1]),
 ])
 def test_param_accepts_and_refuses(param, good, bad):
     for value in good:
@@ -28,6 +31,13 @@ def test_param_accepts_and_refuses(param, good, bad):
     for value in bad:
         with pytest.raises(UserError, match=f"{param.name} must be"):
             param.check(value)
+
+
+def test_list_params_describe_themselves_and_convert_their_items():
+    widths = Param("hidden_dims", "ints", positive=True, optional=True)
+    assert widths.describe() == "null or a non-empty list, each item a positive integer"
+    assert widths.check((64, 32.0)) == [64, 32] and isinstance(widths.check([2.0])[0], int)
+    assert Param("s", "floats", low=0, high=1, empty=True).describe() == "a list, each item a finite number from 0 to 1"
 
 
 def test_integral_floats_become_ints():

@@ -257,3 +257,62 @@ def test_the_manifest_pins_the_published_checksums():
     assert all(not f.sha256 for name in ("power", "gas", "hepmass", "miniboone", "bsds300") for f in known[name].files)
     assert catalog.dataset_of_task("latent_ode_physionet").name == "physionet"
     assert catalog.dataset_of_task("digits_ode") is None
+
+
+# -- bad manifests, roots and names -------------------------------------------------------------------------
+
+NOT_HEX = "g" * 32
+GOOD_ENTRY = {"name": '"tiny"', "folder": '"tiny"', "files": f'[{{ path = "a.bin", sha256 = "{"0" * 64}" }}]'}
+
+
+def manifest_text(changes: dict) -> str:
+    """One [[dataset]] entry: GOOD_ENTRY with keys replaced (a value None drops the key)."""
+    entry = {k: v for k, v in (GOOD_ENTRY | changes).items() if v is not None}
+    return "[[dataset]]\n" + "".join(f"{k} = {v}\n" for k, v in entry.items())
+
+
+BAD_MANIFESTS = {
+    "no folder": ({"folder": None}, "entry 1 lacks required key 'folder' (required: name, folder, files)"),
+    "name misspelt": ({"name": None, "nmae": '"tiny"'},
+                      ("entry 1 has unknown key 'nmae' (did you mean 'name'?); valid: name, folder, files, title, "
+                       "tasks, note, archives")),
+    "bad sha256": ({"files": '[{ path = "a.bin", sha256 = "xyz" }]'}, "file 1: sha256 'xyz' is not 64 hex digits"),
+    "bad md5": ({"files": f'[{{ path = "a.bin", md5 = "{NOT_HEX}" }}]'}, f"md5 '{NOT_HEX}' is not 32 hex digits"),
+    "file without a path": ({"files": '[{ urls = ["http://x"] }]'}, "file 1 lacks required key 'path'"),
+    "unknown form": ({"files": '[{ path = "a", form = "zip" }]'}, "form 'zip' is unknown (valid: plain, gz, tar"),
+    "folder escapes": ({"folder": '"../../escape"'}, "folder '../../escape' must be a relative path inside"),
+    "files not a list": ({"files": '"a.bin"'}, "files is not a list of tables"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_MANIFESTS))
+def test_malformed_manifest_is_one_line_naming_the_entry_and_the_valid_keys(case, tmp_path, capsys):
+    """A missing or misspelt key was reported as the bare KeyError text (``...: 'folder'``); a bad checksum
+    and a folder outside the data directory were accepted."""
+    changes, message = BAD_MANIFESTS[case]
+    path = tmp_path / "manifest.toml"
+    path.write_text(manifest_text(changes))
+    assert main(["data", "list", "--manifest", str(path), "--root", str(tmp_path / "data")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1, captured
+    assert f"malformed data manifest {path}: [[dataset]] " in captured.err and message in captured.err, captured.err
+
+
+def test_data_list_and_verify_refuse_a_root_that_is_a_file(tmp_path, capsys, monkeypatch):
+    (tmp_path / "a_file").write_text("x")
+    for command in (["list"], ["verify"], ["verify", "mnist"]):
+        assert main(["data", *command, "--root", str(tmp_path / "a_file")]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1, captured
+        assert f"--root '{tmp_path / 'a_file'}' is a file; give a folder" in captured.err
+    monkeypatch.setenv("NODEBENCH_DATA", str(tmp_path / "a_file"))
+    assert main(["data", "list"]) == 2
+    assert "$NODEBENCH_DATA" in capsys.readouterr().err
+
+
+def test_data_verify_of_an_empty_name_is_an_unknown_data_set(local_manifest, tmp_path, capsys):
+    """``data verify ''`` verified every data set found (exit 1, "no data set found") instead."""
+    manifest, _, _ = local_manifest
+    assert main(["data", "verify", "", "--root", str(tmp_path / "data"), "--manifest", str(manifest)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.strip() == "nodebench: error: unknown data set ''; known: toy"

@@ -309,3 +309,23 @@ def test_user_npy_errors(tmp_path, content, message):
     with pytest.raises(UserError, match=message) as info:
         load_density(str(path), seed=0)
     assert "\n" not in str(info.value)
+
+
+def test_file_splits_check_the_standardized_values_in_the_model_dtype(tmp_path, rng):
+    from nodebench.datasets import file_splits, read_npy_file
+
+    data = rng.normal(size=(40, 2))
+    splits, offset = file_splits(data * 10.0, seed=0, standardize=True, dtype="float32", what="x.npy")
+    check_splits(splits, 32, 4, 4, 2)
+    both = np.vstack([splits.train, splits.val])
+    np.testing.assert_allclose(both.std(axis=0), 1.0)
+    raw, zero = file_splits(data * 10.0, seed=0, standardize=False, dtype="float32", what="x.npy")
+    assert zero == 0.0 and offset == pytest.approx(np.log(np.vstack([raw.train, raw.val]).std(axis=0)).sum())
+    raw, _ = file_splits(data * 1e100, seed=0, standardize=False, dtype="float64", what="x.npy")
+    assert np.abs(raw.train).max() > 1e99
+    with pytest.raises(UserError, match=r"x.npy holds values beyond the range of float32, .*3.4e\+38"):
+        file_splits(data * 1e100, seed=0, standardize=False, dtype="float32", what="x.npy")
+    with pytest.raises(UserError, match="x.npy holds values too large to standardize"):
+        file_splits(data * 1e300, seed=0, standardize=True, dtype="float64", what="x.npy")
+    with pytest.raises(UserError, match="is a folder"):
+        read_npy_file(tmp_path)

@@ -120,6 +120,7 @@ def test_sklearn_task_trains_and_evaluates():
     problem = build("cnf_sklearn_iris", **SMALL_TAB)
     result = train(problem, get_method("rk4"), device=CPU, iters=2, solver_options={"step_size": 0.5})
     assert result.curves["nfe_forward"] == [8, 8]  # T = 1, h = 0.5
+    assert problem.provenance["dataset"] == "sklearn:iris" and problem.provenance["n_test"] > 0
     for key in METRICS:
         assert math.isfinite(result.metrics[key]), key
     check_table(result, [0.5, 0.25])
@@ -165,6 +166,8 @@ def test_density_file_nll_in_data_units(tmp_path):
     a = get_task(f"density:{tmp_path / 'a.npy'}").build(seed=1, device=CPU, hparams=hp)
     b = get_task(f"density:{tmp_path / 'b.npy'}").build(seed=1, device=CPU, hparams=hp)
     assert a.train_trace == "hutchinson"
+    assert a.provenance == {"dataset": str(tmp_path / "a.npy"), "n_train": 160, "n_val": 20, "n_test": 20,
+                            "data_verified": False}  # the file and its 80/10/10 split, on every row
     nll_a, nll_b = a.evaluate(solve)["test_nll"], b.evaluate(solve)["test_nll"]
     assert nll_b - nll_a == pytest.approx(3 * math.log(10.0), rel=1e-4)
     # a file task trains through the harness
@@ -231,3 +234,45 @@ def test_test_nfe_is_a_dopri5_solve_at_nfe_tol_and_grows_as_it_tightens():
         nfes.append(problem.evaluate(get_method("rk4").make_solve(step_size=0.25))["test_nfe"])
     assert all((n - 2) % 6 == 0 for n in nfes)  # 2 + 6 × attempted steps
     assert nfes[1] > nfes[0]
+
+
+def test_density_file_values_are_checked_as_the_model_sees_them(tmp_path, capsys):
+    """Files finite in float64 failed at run time ("diverged"): now the standardized, cast values are checked."""
+    data = np.random.default_rng(0).normal(size=(50, 2))
+    np.save(tmp_path / "huge.npy", data * 1e300)
+    np.save(tmp_path / "big.npy", data * 1e100)
+    huge, big = get_task(f"density:{tmp_path / 'huge.npy'}"), get_task(f"density:{tmp_path / 'big.npy'}")
+    with pytest.raises(UserError, match="too large to standardize"):
+        huge.hparams({})
+    with pytest.raises(UserError, match="beyond the range of float32.*dtype=float64"):
+        huge.hparams({"standardize": False})
+    huge.hparams({"standardize": False, "dtype": "float64"})
+    big.hparams({})  # z-scored before the cast: finite in float32
+    with pytest.raises(UserError, match="beyond the range of float32"):
+        big.hparams({"standardize": False})
+    from nodebench.cli import main
+
+    out = tmp_path / "run"
+    for extra in (["--dry-run"], ["--out", str(out)]):
+        assert main(["run", "--task", f"density:{tmp_path / 'huge.npy'}", "--method", "rk4", "--iters", "2",
+                     *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "too large to standardize" in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name, task", [("moons", "cnf_toy_moons"), ("power", "cnf_power"),
+                                        ("sklearn:wine", "cnf_sklearn_wine")])
+def test_density_file_named_data_set_points_to_its_task(name, task):
+    """``density:moons`` was refused with a list of names that claimed ``moons`` was valid."""
+    with pytest.raises(UserError, match=f"density:PATH takes an existing N×D .npy file.*--task {task}$") as info:
+        get_task(f"density:{name}")
+    assert "one of" not in str(info.value) and task in TASKS
+
+
+def test_density_file_folder_and_unknown_name(tmp_path):
+    with pytest.raises(UserError, match="is a folder; give an N×D .npy file"):
+        get_task(f"density:{tmp_path}")
+    with pytest.raises(UserError, match="not found: nope; .*tasks of their own") as info:
+        get_task("density:nope")
+    assert "power, gas" not in str(info.value)

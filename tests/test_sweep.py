@@ -110,7 +110,7 @@ def test_worker_records_diverged_and_error_in_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_records_ok_diverged_and_timeout(tmp_path):
+def test_sweep_records_ok_diverged_and_timeout(tmp_path, capsys):
     out = tmp_path / "run"
     ok = Case(task="cubic_spiral", method="euler", iters=2, hparams=SPIRAL_FAST, paper="pp", experiment="ee")
     bad = Case(task=f"trajectories:{diverging_file(tmp_path)}", method="euler", iters=3)
@@ -145,8 +145,11 @@ def test_sweep_records_ok_diverged_and_timeout(tmp_path):
     assert slow.case_id not in set(curves["case_id"])
     assert row["started_at"] and (out / "logs" / f"{slow.case_id}.case.json").is_file()
 
-    # a plain resume keeps the timeout row; retry_failed reruns the failed cases only
+    # a plain resume keeps the timeout row, and says that nothing is left to run; retry_failed reruns the
+    # failed cases only
+    capsys.readouterr()
     records, _ = run_cases([ok, bad, slow], out, timeout_s=0.5, progress=False)
+    assert "resuming: 3 of 3 case(s) finished before, 0 to run" in capsys.readouterr().err
     assert records.set_index("case_id").loc[slow.case_id, "status"] == "timeout"
     records, _ = run_cases([ok, bad, slow], out, timeout_s=300, progress=False, retry_failed=True)
     status = dict(zip(records["case_id"], records["status"]))

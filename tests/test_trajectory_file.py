@@ -43,6 +43,9 @@ def test_split_is_seeded(trajectory_file):
     assert len(all_trajectories) == 6  # a partition: no trajectory lost or duplicated
     assert not torch.equal(a.y_test, c.y_test)  # seeds 0 and 1 hold out different trajectories
     assert {tuple(x.flatten().tolist()) for x in torch.cat([c.y_train, c.y_test])} == all_trajectories
+    # the file and its split are recorded on every row (records' provenance columns)
+    assert a.provenance == {"dataset": str(trajectory_file()), "n_train": len(a.y_train), "n_val": 0,
+                            "n_test": len(a.y_test), "data_verified": False}
 
 
 def test_controls_are_fed_to_the_field(trajectory_file, trajectories):
@@ -139,3 +142,35 @@ def test_bad_hparams_are_user_errors(trajectory_file):
             task.hparams({"test_fraction": fraction})
     with pytest.raises(UserError, match="dtype"):
         task.build(seed=0, device=CPU, hparams={"dtype": "float16"})
+
+
+DTYPE_CASES = {  # valid in float64, not once cast to the float32 default
+    "y beyond float32": ({"t": GOOD_T, "y": GOOD_Y * 1e300}, "'y' .* beyond the range of float32"),
+    "u beyond float32": ({"t": GOOD_T, "y": GOOD_Y, "u": np.full((3, 5, 1), 1e300)},
+                         "'u' .* beyond the range of float32"),
+    "t closer than float32 resolution": ({"t": GOOD_T * 1e-320, "y": GOOD_Y},
+                                         "'t' .* not strictly increasing once cast to float32"),
+}
+
+
+@pytest.mark.parametrize("case", list(DTYPE_CASES))
+def test_values_are_checked_as_the_model_sees_them_in_its_dtype(case, trajectory_file):
+    """A file valid in float64 but not in float32 failed only at run time (a diverged row, an assertion)."""
+    arrays, message = DTYPE_CASES[case]
+    task = get_task(f"trajectories:{trajectory_file(**arrays)}")
+    with pytest.raises(UserError, match=message) as info:
+        task.hparams({})
+    assert "\n" not in str(info.value) and "dtype=float64" in str(info.value)
+    assert task.hparams({"dtype": "float64"})["dtype"] == "float64"
+
+
+def test_a_file_invalid_in_the_model_dtype_is_refused_up_front(trajectory_file, tmp_path, capsys):
+    from nodebench.cli import main
+
+    task = f"trajectories:{trajectory_file(t=GOOD_T, y=GOOD_Y * 1e300)}"
+    out = tmp_path / "run"
+    for extra in (["--dry-run"], ["--out", str(out)]):
+        assert main(["run", "--task", task, "--method", "rk4", "--iters", "2", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "beyond the range of float32" in err, err
+    assert not out.exists()

@@ -3,7 +3,15 @@
 See :func:`load_density` for the single entry point.
 """
 
-from nodebench.datasets.density import SKLEARN_NAMES, load_density, load_npy, load_sklearn, load_toy
+from nodebench.datasets.density import (
+    SKLEARN_NAMES,
+    file_splits,
+    load_density,
+    load_npy,
+    load_sklearn,
+    load_toy,
+    read_npy_file,
+)
 from nodebench.datasets.splits import Splits
 from nodebench.datasets.storage import data_root, download, read_manifest, verify_checksum
 from nodebench.datasets.tabular import (
@@ -24,6 +32,7 @@ __all__ = [
     "Splits",
     "data_root",
     "download",
+    "file_splits",
     "load_bsds300",
     "load_density",
     "load_gas",
@@ -35,6 +44,7 @@ __all__ = [
     "load_sklearn",
     "load_toy",
     "read_manifest",
+    "read_npy_file",
     "sample_toy",
     "verify_checksum",
 ]

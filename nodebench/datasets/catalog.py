@@ -24,15 +24,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import tarfile
 import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Optional
 
 from nodebench.datasets.storage import DEFAULT_MANIFEST, ENV_VAR, data_root
 from nodebench.errors import UserError
+from nodebench.registry import nearest
 
 PathArg = Optional[str | os.PathLike]
 FORMS = ("plain", "gz", "tar", "member")
@@ -139,30 +141,92 @@ class DataStatus:
 
 # -- the manifest -----------------------------------------------------------------------------------------------
 
+TOP_KEYS = ("dataset", "files", "archives", "maf_note")
+DATASET_KEYS = (("name", "folder", "files"), ("title", "tasks", "note", "archives"))
+FILE_KEYS = (("path",), ("form", "urls", "url", "md5", "sha256", "gz_md5", "gz_sha256", "members_sha256", "members",
+                         "optional", "alternatives"))
+MAF_FILE_KEYS = (("dataset", "path", "url", "sha256"), ())
+#: Hex digits of each checksum field (an empty value means "not pinned").
+DIGEST_LENGTHS = {"md5": 32, "gz_md5": 32, "sha256": 64, "gz_sha256": 64, "members_sha256": 64}
+HEX = re.compile(r"[0-9a-fA-F]*")
+
+
+def _table(raw, keys: tuple[tuple[str, ...], tuple[str, ...]], where: str) -> dict:
+    """``raw`` if it is a table with every required key of ``keys`` (required, optional) and no other key."""
+    required, optional = keys
+    if not isinstance(raw, dict):
+        raise TypeError(f"{where} is not a table")
+    valid = required + optional
+    unknown = [key for key in raw if key not in valid]  # first: a misspelt key is also a missing one
+    if unknown:
+        raise ValueError(f"{where} has unknown key {unknown[0]!r}{nearest(unknown[0], valid)}; "
+                         f"valid: {', '.join(valid)}")
+    missing = [key for key in required if key not in raw]
+    if missing:
+        raise ValueError(f"{where} lacks required key {missing[0]!r} (required: {', '.join(required)})")
+    return raw
+
+
+def _digest(raw: dict, key: str, where: str) -> str:
+    """The checksum ``raw[key]``: empty, or as many hex digits as :data:`DIGEST_LENGTHS` says."""
+    value = str(raw.get(key, ""))
+    length = DIGEST_LENGTHS[key]
+    if value and (len(value) != length or not HEX.fullmatch(value)):
+        raise ValueError(f"{where}: {key} {value!r} is not {length} hex digits (leave it empty when not pinned)")
+    return value
+
+
+def _relative(value, what: str) -> str:
+    """``value`` as a path that stays inside the data directory (relative, no ``..``)."""
+    path = PurePosixPath(str(value))
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{what} {str(value)!r} must be a relative path inside the data directory (no '..')")
+    return str(value)
+
+
 def _strings(value) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(str(v) for v in value or ())
 
 
-def _file_spec(raw: dict) -> FileSpec:
+def _file_spec(raw, where: str) -> FileSpec:
+    raw = _table(raw, FILE_KEYS, where)
     form = str(raw.get("form", "plain"))
     if form not in FORMS:
-        raise KeyError(f"form {form!r} (valid: {', '.join(FORMS)})")
+        raise ValueError(f"{where}: form {form!r} is unknown (valid: {', '.join(FORMS)})")
     members = raw.get("members")
-    return FileSpec(path=str(raw["path"]), form=form, urls=_strings(raw.get("urls", raw.get("url", ()))),
-                    md5=str(raw.get("md5", "")), sha256=str(raw.get("sha256", "")),
-                    gz_md5=str(raw.get("gz_md5", "")), gz_sha256=str(raw.get("gz_sha256", "")),
-                    members_sha256=str(raw.get("members_sha256", "")),
+    digests = {key: _digest(raw, key, where) for key in DIGEST_LENGTHS}
+    alternatives = tuple(_relative(a, f"{where}: alternative") for a in _strings(raw.get("alternatives", ())))
+    return FileSpec(path=_relative(raw["path"], f"{where}: path"), form=form,
+                    urls=_strings(raw.get("urls", raw.get("url", ()))), **digests,
                     members=None if members is None else int(members), optional=bool(raw.get("optional", False)),
-                    alternatives=_strings(raw.get("alternatives", ())))
+                    alternatives=alternatives)
+
+
+def _dataset(raw, number: int) -> DataSet:
+    """The ``number``-th (from 1) ``[[dataset]]`` block."""
+    raw = _table(raw, DATASET_KEYS, f"[[dataset]] entry {number}")
+    where = f"[[dataset]] entry {number} ({raw['name']})"
+    if not isinstance(raw["files"], list):
+        raise TypeError(f"{where}: files is not a list of tables")
+    archives = {str(url): {key: _digest(sums, key, f"{where}, archive {url}")
+                           for key in _table(sums, ((), ("md5", "sha256")), f"{where}, archive {url}")}
+                for url, sums in raw.get("archives", {}).items()}
+    files = tuple(_file_spec(f, f"{where}, file {i}") for i, f in enumerate(raw["files"], 1))
+    return DataSet(str(raw["name"]), str(raw.get("title", raw["name"])), _relative(raw["folder"], f"{where}: folder"),
+                   files, _strings(raw.get("tasks", ())), str(raw.get("note", "")), archives)
 
 
 def _maf_sets(raw: dict) -> list[DataSet]:
     """The MAF sets of the manifest's ``[[files]]`` list (paths relative to the data directory itself)."""
-    archives = {str(url): {"sha256": str(sha)} for url, sha in raw.get("archives", {}).items()}
+    archives = {str(url): {"sha256": _digest({"sha256": sha}, "sha256", f"[archives] {url}")}
+                for url, sha in raw.get("archives", {}).items()}
     names: dict[str, list[FileSpec]] = {}
-    for entry in raw.get("files", []):
+    for number, entry in enumerate(raw.get("files", []), 1):
+        where = f"[[files]] entry {number}"
+        entry = _table(entry, MAF_FILE_KEYS, where)
         names.setdefault(str(entry["dataset"]), []).append(FileSpec(
-            path=str(entry["path"]), form="member", urls=(str(entry["url"]),), sha256=str(entry["sha256"])))
+            path=_relative(entry["path"], f"{where}: path"), form="member", urls=(str(entry["url"]),),
+            sha256=_digest(entry, "sha256", where)))
     note = str(raw.get("maf_note", ""))
     return [DataSet(name, f"MAF tabular set {name} (Papamakarios et al. 2017)", "", tuple(files),
                     (f"cnf_{name}",), note, archives) for name, files in names.items()]
@@ -171,18 +235,14 @@ def _maf_sets(raw: dict) -> list[DataSet]:
 @functools.lru_cache(maxsize=8)
 def _catalog(path: str) -> dict[str, DataSet]:
     try:
-        raw = tomllib.loads(Path(path).read_text())
-        sets = []
-        for entry in raw.get("dataset", []):
-            archives = {str(url): {k: str(v) for k, v in sums.items()}
-                        for url, sums in entry.get("archives", {}).items()}
-            sets.append(DataSet(str(entry["name"]), str(entry.get("title", entry["name"])), str(entry["folder"]),
-                                tuple(_file_spec(f) for f in entry["files"]), _strings(entry.get("tasks", ())),
-                                str(entry.get("note", "")), archives))
+        raw = _table(tomllib.loads(Path(path).read_text()), ((), TOP_KEYS), "the top level")
+        sets = [_dataset(entry, number) for number, entry in enumerate(raw.get("dataset", []), 1)]
         sets += _maf_sets(raw)
     except FileNotFoundError:
         raise UserError(f"data manifest not found at {path}") from None
-    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, OSError) as exc:
+    except IsADirectoryError:
+        raise UserError(f"data manifest {path} is a folder; give a .toml file") from None
+    except (tomllib.TOMLDecodeError, TypeError, ValueError, AttributeError, OSError) as exc:
         raise UserError(f"malformed data manifest {path}: {exc}") from None
     return {s.name: s for s in sets}
 

@@ -13,10 +13,13 @@ when a data set is missing or does not verify, so scripts can gate on it.
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from nodebench.datasets.catalog import catalog, status
 from nodebench.datasets.fetch import TIMEOUT_S, fetch
 from nodebench.datasets.storage import ENV_VAR, data_root
+from nodebench.errors import UserError
 from nodebench.paths import nonempty_path, output_dir
 
 EXAMPLES = """examples:
@@ -76,9 +79,20 @@ def run(args) -> int:
     return _fetch(args)
 
 
+def _data_dir(args) -> Path:
+    """The data directory to read; a file there is a :class:`UserError` (a missing folder holds no data)."""
+    directory = data_root(args.root)
+    if directory.exists() and not directory.is_dir():
+        source = ("--root" if args.root is not None else f"${ENV_VAR}" if os.environ.get(ENV_VAR)
+                  else "the default data directory")
+        raise UserError(f"{source} {str(directory)!r} is a file; give a folder")
+    return directory
+
+
 def _list(args) -> int:
-    print(f"data directory: {data_root(args.root)}")
-    for name, dataset in catalog(args.manifest).items():
+    directory, known = _data_dir(args), catalog(args.manifest)  # both checked before anything is printed
+    print(f"data directory: {directory}")
+    for name, dataset in known.items():
         state = status(name, args.root, verify=not args.no_verify, manifest=args.manifest)
         size = _size(state.size) if state.size else "-"
         word = "verified" if state.verified else "found" if state.found else "missing"
@@ -90,10 +104,11 @@ def _list(args) -> int:
 
 
 def _verify(args) -> int:
-    names = [args.name] if args.name else [n for n in catalog(args.manifest)
-                                           if status(n, args.root, verify=False, manifest=args.manifest).found]
+    directory = _data_dir(args)
+    names = [args.name] if args.name is not None else [  # a named one, even '', is looked up (unknown: UserError)
+        n for n in catalog(args.manifest) if status(n, args.root, verify=False, manifest=args.manifest).found]
     if not names:
-        print(f"no data set found in {data_root(args.root)}")
+        print(f"no data set found in {directory}")
         return 1
     failed = 0
     for name in names:

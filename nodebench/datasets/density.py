@@ -54,19 +54,18 @@ def load_sklearn(name: str, *, seed: int) -> Splits:
     return standardize(Splits(*(part + resolution * rng.uniform(size=part.shape) for part in parts)))
 
 
-def load_npy(path: str | os.PathLike, *, seed: int) -> Splits:
-    """A user's ``.npy`` file holding a finite real ``(N, D)`` array, split 80/10/10 by a seeded permutation.
-
-    The values are used as they are (no normalisation). ``N`` must be at least 10 so that every split is
-    non-empty.
+def read_npy_file(path: str | os.PathLike) -> np.ndarray:
+    """A user's ``.npy`` file holding a finite real ``(N, D)`` array with ``N ≥ 10``, as stored.
 
     Raises:
-        UserError: The file is missing, is not a ``.npy`` array, is not 2-D and numeric, has too few rows,
-            or contains NaN or infinity.
+        UserError: The file is missing or a folder, is not a ``.npy`` array, is not 2-D and numeric, has too
+            few rows, or contains NaN or infinity.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"data file {str(path)!r} is a folder; give an N×D .npy file")
     if not path.is_file():
-        raise UserError(f"data file not found: {path}; give an existing .npy file or one of: {_valid_names()}")
+        raise UserError(f"data file not found: {path}; give an existing N×D .npy file")
     data = read_npy(path)
     if data.dtype.kind not in "biuf":
         raise UserError(f"{path} holds {data.dtype} data; expected a real N×D array")
@@ -76,7 +75,55 @@ def load_npy(path: str | os.PathLike, *, seed: int) -> Splits:
         raise UserError(f"{path} holds an array of shape {data.shape}; need at least 10 rows and 1 column")
     if not np.isfinite(data).all():
         raise UserError(f"{path} contains NaN or infinite values; all entries must be finite")
-    return split_permuted(data.astype(np.float64), np.random.default_rng(seed))
+    return data
+
+
+def load_npy(path: str | os.PathLike, *, seed: int) -> Splits:
+    """A user's ``.npy`` file (:func:`read_npy_file`), split 80/10/10 by a seeded permutation.
+
+    The values are used as they are (no normalisation). ``N`` must be at least 10 so that every split is
+    non-empty.
+    """
+    return split_permuted(read_npy_file(path).astype(np.float64), np.random.default_rng(seed))
+
+
+def _zscore(splits: Splits, what: str) -> tuple[Splits, float]:
+    """Z-score with train+validation statistics (constant columns only centred); returns ``Σ log σ_j`` too."""
+    both = np.vstack([splits.train, splits.val])
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+        mean, std = both.mean(axis=0), both.std(axis=0)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise UserError(f"{what} holds values too large to standardize (their mean or variance overflows "
+                        "float64); rescale the data")
+    std = np.where(std > 0, std, 1.0)
+    parts = ((part - mean) / std for part in (splits.train, splits.val, splits.test))
+    return Splits(*parts), float(np.log(std).sum())
+
+
+def file_splits(data: np.ndarray, *, seed: int, standardize: bool, dtype: str, what: str) -> tuple[Splits, float]:
+    """A ``density:PATH`` file's array (:func:`read_npy_file`) as the model sees it, checked.
+
+    Rows are split 80/10/10 by a permutation seeded by ``seed``; with ``standardize`` every column is
+    z-scored with train+validation statistics. The values must stay finite once cast to ``dtype``
+    (``float32`` or ``float64``), the model's dtype.
+
+    Returns:
+        The splits (float64) and the NLL offset ``Σ log σ_j`` back to the file's units (0 without
+        ``standardize``).
+
+    Raises:
+        UserError: A value overflows the standardisation or ``dtype``; ``what`` names the file.
+    """
+    splits, offset = split_permuted(data.astype(np.float64), np.random.default_rng(seed)), 0.0
+    if standardize:
+        splits, offset = _zscore(splits, what)
+    with np.errstate(over="ignore"):  # overflow to inf is what the check looks for
+        finite = all(np.isfinite(part.astype(dtype)).all() for part in (splits.train, splits.val, splits.test))
+    if not finite:
+        remedy = "rescale the data" + ("" if dtype == "float64" else " or use --hparam dtype=float64")
+        raise UserError(f"{what} holds values beyond the range of {dtype}, the model's dtype (magnitude at most "
+                        f"{np.finfo(dtype).max:.3g}){' after standardization' if standardize else ''}; {remedy}")
+    return splits, offset
 
 
 def load_toy(name: str, *, seed: int, sizes: tuple[int, int, int] = DEFAULT_TOY_SIZES) -> Splits:

@@ -22,6 +22,11 @@ class Splits:
         """The number of features ``D``."""
         return self.train.shape[1]
 
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        """The rows of the training, validation and test arrays."""
+        return len(self.train), len(self.val), len(self.test)
+
 
 def split_tail(data: np.ndarray) -> Splits:
     """Split as the MAF loaders do: the last 10% is the test set, the last 10% of the rest validation.

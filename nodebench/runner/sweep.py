@@ -124,6 +124,10 @@ def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, ret
     _remove_stale_notes(cases_dir)
     done = {case_id for case_id, row in finished.items() if not retry_failed or row.get("status") == "ok"}
     todo = list({c.case_id: c for c in cases if c.case_id not in done}.values())
+    total = len({c.case_id for c in cases})
+    if len(todo) < total:
+        print(f"resuming: {total - len(todo)} of {total} case(s) finished before, {len(todo)} to run",
+              file=sys.stderr, flush=True)
     if executor != "local":
         from nodebench.runner.executors import run_remote
 

@@ -69,9 +69,11 @@ from torch import nn
 from torchdiffeq import odeint
 
 from nodebench import solvers
-from nodebench.cnf import CNF, AugmentedDynamics, ConcatSquashMLP
-from nodebench.datasets import MAF_NAMES, SKLEARN_NAMES, TOY_NAMES, Splits, load_density, load_npy
+from nodebench.cnf import ACTIVATIONS, CNF, NOISES, TRACES, AugmentedDynamics, ConcatSquashMLP
+from nodebench.datasets import (MAF_NAMES, SKLEARN_NAMES, TOY_NAMES, Splits, file_splits, load_density,
+                                 read_npy_file)
 from nodebench.config import Param
+from nodebench.datasets.catalog import provenance
 from nodebench.errors import UserError
 from nodebench.harness.nfe import CallCounter
 from nodebench.tasks.base import Problem, Task, dtype_from_name, positive_hparam
@@ -299,13 +301,11 @@ class DensityProblem(Problem):
 
 
 def _hidden_dims(hp: Mapping[str, Any], dim: int) -> tuple[int, ...]:
+    """The hidden widths: ``hidden_dims``, or FFJORD's tabular rule ``hdim_factor``·D repeated ``nhidden``
+    times (each checked positive by :meth:`DensityTask.params`)."""
     if hp["hidden_dims"] is not None:
-        dims = tuple(int(h) for h in hp["hidden_dims"])
-    else:
-        dims = (int(hp["hdim_factor"]) * dim,) * int(hp["nhidden"])
-    if not dims or any(h < 1 for h in dims):
-        raise UserError(f"hidden layer widths must be positive integers, got {dims}")
-    return dims
+        return tuple(hp["hidden_dims"])
+    return (hp["hdim_factor"] * dim,) * hp["nhidden"]
 
 
 def build_density_problem(splits: Splits, hp: Mapping[str, Any], *, seed: int, device: torch.device,
@@ -341,6 +341,13 @@ def build_density_problem(splits: Splits, hp: Mapping[str, Any], *, seed: int, d
     return problem
 
 
+#: The typed rules of the hyper-parameters every CNF task shares (:meth:`nodebench.tasks.base.Task.params`).
+CNF_PARAM_RULES = {"activation": Param("activation", "str", choices=tuple(ACTIVATIONS)),
+                   "noise": Param("noise", "str", choices=NOISES),
+                   "trace": Param("trace", "str", choices=TRACES),
+                   "test_step_sizes": Param("test_step_sizes", "floats", positive=True, empty=True)}
+
+
 class DensityTask(Task):
     """A CNF density-estimation task on one data set (see the module docstring for metrics and defaults).
 
@@ -352,9 +359,9 @@ class DensityTask(Task):
     metrics = ("test_nll", "test_nll_train_solver", "inverse_error", "inverse_error_frob",
                "inverse_error_reference", "inverse_error_frob_reference", "t1", "reference_nfe", "test_nfe")
     defaults = COMMON_DEFAULTS
-    param_rules = {"hidden_dims": Param("hidden_dims", "any", optional=True),
-                   "density_grid": Param("density_grid", "int", low=0),
-                   "trace": Param("trace", "str", choices=("exact", "hutchinson", "auto"))}
+    param_rules = CNF_PARAM_RULES | {"hidden_dims": Param("hidden_dims", "ints", positive=True, optional=True),
+                                     "density_grid": Param("density_grid", "int", low=0),
+                                     "trace": Param("trace", "str", choices=(*TRACES, "auto"))}
     dataset: str = ""
 
     def splits(self, hp: Mapping[str, Any], seed: int) -> Splits:
@@ -362,7 +369,10 @@ class DensityTask(Task):
 
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
-        return build_density_problem(self.splits(hp, seed), hp, seed=seed, device=torch.device(device))
+        splits = self.splits(hp, seed)
+        problem = build_density_problem(splits, hp, seed=seed, device=torch.device(device))
+        problem.provenance = provenance(self.dataset, *splits.sizes)
+        return problem
 
 
 class ToyDensityTask(DensityTask):
@@ -404,7 +414,8 @@ DENSITY_TASKS: list[type[DensityTask]] = [*TOY_TASKS, *MAF_TASKS, *SKLEARN_TASKS
 
 
 class DensityFile(DensityTask):
-    """Bring your own density data: ``--task density:PATH.npy`` with a finite real ``(N, D)`` array, N ≥ 10.
+    """Bring your own density data: ``--task density:PATH.npy`` with a finite real ``(N, D)`` array, N ≥ 10,
+    finite still as the model sees it (standardized, cast to ``dtype``).
 
     Rows are split 80/10/10 by a seeded permutation. With ``standardize`` (default) every column is z-scored
     with train+validation statistics for training, and the reported NLLs add back ``Σ log σ_j``, so they are
@@ -418,20 +429,32 @@ class DensityFile(DensityTask):
         self.path = Path(path)
         self.name = f"density:{path}"
         self.dataset = str(path)
-        load_npy(self.path, seed=0)  # validate now, so a bad file fails before any case runs
+        if not self.path.exists():
+            raise UserError(self._not_found())
+        self.data = read_npy_file(self.path)  # validate now, so a bad file fails before any case runs
+
+    def _not_found(self) -> str:
+        """Why ``density:NAME`` found no file, and how to run a named data set (a task of its own)."""
+        task = {cls.dataset.lower(): cls.name for cls in DENSITY_TASKS}.get(self.dataset.lower())
+        named = (f"the named data set {self.dataset!r} runs as --task {task}" if task else
+                 "named data sets run as tasks of their own (cnf_toy_moons, cnf_power, ...: see `nodebench list`)")
+        return f"data file not found: {self.dataset}; density:PATH takes an existing N×D .npy file, and {named}"
+
+    def check_hparams(self, hp):
+        super().check_hparams(hp)
+        self._splits(hp, seed=0)  # the values as the model sees them, checked before any case runs
+
+    def _splits(self, hp, seed: int) -> tuple[Splits, float]:
+        return file_splits(self.data, seed=seed, standardize=bool(hp["standardize"]), dtype=hp["dtype"],
+                           what=str(self.path))
 
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
-        splits = load_npy(self.path, seed=seed)
-        offset = 0.0
-        if hp["standardize"]:
-            both = np.vstack([splits.train, splits.val])
-            mean, std = both.mean(axis=0), both.std(axis=0)
-            std = np.where(std > 0, std, 1.0)
-            splits = Splits(*((part - mean) / std for part in (splits.train, splits.val, splits.test)))
-            offset = float(np.log(std).sum())
-        return build_density_problem(splits, hp, seed=seed, device=torch.device(device), nll_offset=offset)
+        splits, offset = self._splits(hp, seed)
+        problem = build_density_problem(splits, hp, seed=seed, device=torch.device(device), nll_offset=offset)
+        problem.provenance = provenance(str(self.path), *splits.sizes)
+        return problem
 
 
-__all__ = ["DENSITY_TASKS", "DensityFile", "DensityProblem", "DensityTask", "SklearnDensityTask", "ToyDensityTask",
-           "build_density_problem", "inverse_errors"]
+__all__ = ["CNF_PARAM_RULES", "DENSITY_TASKS", "DensityFile", "DensityProblem", "DensityTask", "SklearnDensityTask",
+           "ToyDensityTask", "build_density_problem", "inverse_errors"]

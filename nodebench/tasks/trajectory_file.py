@@ -1,9 +1,10 @@
 """Bring your own system-identification data: ``--task trajectories:PATH.npz``.
 
 The file holds ``t`` (T,) strictly increasing, ``y`` (N, T, D) and optionally controls ``u`` (N, T, M),
-all finite. Trajectories are split into train and test sets by a seeded permutation (``test_fraction``,
-at least one of each); the model is an MLP field ``f(x, u)``; ``test_mse`` is measured by simulating the
-learned model from the test initial conditions (see :mod:`nodebench.tasks.trajectory`).
+all finite, and all still so once cast to the model's ``dtype`` (float32 by default). Trajectories are
+split into train and test sets by a seeded permutation (``test_fraction``, at least one of each); the model
+is an MLP field ``f(x, u)``; ``test_mse`` is measured by simulating the learned model from the test initial
+conditions (see :mod:`nodebench.tasks.trajectory`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nodebench.datasets.catalog import provenance
 from nodebench.errors import UserError
 from nodebench.tasks.base import Task, dtype_from_name
 from nodebench.tasks.trajectory import MLPField, TrajectoryProblem
@@ -69,6 +71,25 @@ def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
     return {"t": t, "y": y, "u": u}
 
 
+def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
+    with np.errstate(over="ignore"):  # overflow to inf is what the check looks for
+        return array.astype(dtype)
+
+
+def check_in_dtype(data: dict[str, np.ndarray], path: Path, dtype: str) -> None:
+    """Refuse arrays that :func:`load_trajectories` accepted but the model would not see as valid: cast to
+    ``dtype`` (``float32`` or ``float64``), values beyond its range become inf and times closer than its
+    resolution become equal. Any problem is a one-line :class:`UserError`."""
+    remedy = "rescale the data" + ("" if dtype == "float64" else " or use --hparam dtype=float64")
+    for name in ("t", "y", "u"):
+        if data[name] is not None and not np.all(np.isfinite(_cast(data[name], dtype))):
+            raise UserError(f"array {name!r} in {str(path)!r} has values beyond the range of {dtype}, the model's "
+                            f"dtype (magnitude at most {np.finfo(dtype).max:.3g}); {remedy}")
+    if np.any(np.diff(_cast(data["t"], dtype)) <= 0):
+        raise UserError(f"array 't' in {str(path)!r} is not strictly increasing once cast to {dtype}, the model's "
+                        f"dtype: some times are closer than its resolution; {remedy}")
+
+
 class TrajectoryFile(Task):
     """Trajectories from a user's .npz file (see module docstring)."""
 
@@ -87,6 +108,7 @@ class TrajectoryFile(Task):
         if hp["test_fraction"] >= 1:  # a positive finite number already (its Param)
             raise UserError(f"task {self.name}: test_fraction must lie strictly between 0 and 1, "
                             f"got {hp['test_fraction']!r}")
+        check_in_dtype(self.data, self.path, hp["dtype"])
 
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
@@ -101,6 +123,9 @@ class TrajectoryFile(Task):
         torch.manual_seed(seed)
         field = MLPField(y.shape[2], int(hp["hidden"]), control_dim=0 if u is None else u.shape[2]).to(**move)
         batch = hp["batch_size"]
-        return TrajectoryProblem(field, as_tensor(t), as_tensor(y[train]), as_tensor(y[test]),
-                                 None if u is None else as_tensor(u[train]), None if u is None else as_tensor(u[test]),
-                                 batch_size=None if batch is None else int(batch), seed=seed, lr=float(hp["lr"]))
+        problem = TrajectoryProblem(field, as_tensor(t), as_tensor(y[train]), as_tensor(y[test]),
+                                    None if u is None else as_tensor(u[train]),
+                                    None if u is None else as_tensor(u[test]),
+                                    batch_size=None if batch is None else int(batch), seed=seed, lr=float(hp["lr"]))
+        problem.provenance = provenance(str(self.path), len(train), 0, len(test))
+        return problem

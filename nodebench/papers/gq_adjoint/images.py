@@ -60,6 +60,7 @@ from torchdiffeq import odeint
 
 from nodebench.datasets.catalog import provenance
 from nodebench.datasets.images import DATASET_LABELS, ImageSplits, load_images
+from nodebench.config import Param
 from nodebench.errors import UserError
 from nodebench.harness.nfe import CallCounter
 from nodebench.tasks.base import Problem, Task, dtype_from_name, int_hparam, optional_count
@@ -233,6 +234,7 @@ class ImageTask(Task):
     paper = "gq_adjoint"
     metrics = ("test_accuracy", "test_loss", "reference_nfe")
     defaults = DEFAULTS
+    param_rules = {"encoder_padding": Param("encoder_padding", "int", low=0, high=1, optional=True)}
     dataset: str = ""
 
     def load(self, seed: int) -> ImageSplits:

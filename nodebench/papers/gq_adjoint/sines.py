@@ -51,9 +51,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from nodebench.errors import UserError
+from nodebench.config import Param
 from nodebench.papers.gq_adjoint.anode import reference_solve
-from nodebench.tasks.base import Problem, Task, data_seed, dtype_from_name, int_hparam
+from nodebench.tasks.base import Problem, Task, data_seed, dtype_from_name
 
 T_END = 2 * math.pi
 
@@ -138,21 +138,14 @@ class Sines(Task):
                    "(Norcliffe & Deisenroth §6)")
     defaults: ClassVar[dict[str, Any]] = {"width": 100, "n_train": 15, "n_test": 5, "n_obs": 10, "irregular": False,
                                           "lr": 1e-3, "dtype": "float32", "data_seed": None}
+    param_rules = {"n_obs": Param("n_obs", "int", low=2)}
 
     def build(self, *, seed, device, hparams):
-        hp = self.hparams(hparams)
-        dtype = dtype_from_name(hp["dtype"])
-        width = int_hparam(hp, "width", 1)
-        n_train = int_hparam(hp, "n_train", 1)
-        n_test = int_hparam(hp, "n_test", 1)
-        n_obs = int_hparam(hp, "n_obs", 2)
-        irregular = hp["irregular"]
-        if not isinstance(irregular, bool):
-            raise UserError(f"hyper-parameter irregular must be true or false, got {irregular!r}")
+        hp = self.hparams(hparams)  # typed and bounded: counts ≥ 1, n_obs ≥ 2, irregular a bool
         generator = torch.Generator().manual_seed(data_seed(hp, seed))
-        move = {"device": torch.device(device), "dtype": dtype}
-        splits = [CurveSet(*(a.to(**move) for a in sine_curves(n, n_obs, irregular, generator)))
-                  for n in (n_train, n_test)]
+        move = {"device": torch.device(device), "dtype": dtype_from_name(hp["dtype"])}
+        splits = [CurveSet(*(a.to(**move) for a in sine_curves(n, hp["n_obs"], hp["irregular"], generator)))
+                  for n in (hp["n_train"], hp["n_test"])]
         torch.manual_seed(seed)
-        field = SONODEField(width).to(**move)
+        field = SONODEField(hp["width"]).to(**move)
         return SinesProblem(field, *splits, lr=float(hp["lr"]))

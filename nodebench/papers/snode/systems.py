@@ -40,8 +40,9 @@ import math
 import torch
 from torchdiffeq import odeint
 
+from nodebench.config import Param
 from nodebench.errors import UserError
-from nodebench.tasks.base import Task, data_seed, dtype_from_name, int_hparam, positive_hparam
+from nodebench.tasks.base import Task, data_seed, dtype_from_name
 from nodebench.tasks.trajectory import MLPField, PiecewiseLinearControls, TrajectoryProblem
 
 TRUTH_SOLVER = dict(method="dopri5", rtol=1e-9, atol=1e-11)
@@ -117,26 +118,25 @@ class _IdentificationTask(Task):
               hp) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``n`` clean trajectories (n, T, D) at times ``t`` and their inputs (n, T, M) or None, float64."""
 
+    def check_hparams(self, hp):
+        if round(hp["horizon"] / hp["dt"]) < 2:
+            raise UserError(f"task {self.name}: horizon / dt = {hp['horizon'] / hp['dt']:g} gives fewer than 3 "
+                            "observation times; give dt <= horizon / 2")
+
     def build(self, *, seed, device, hparams):
-        hp = self.hparams(hparams)
-        n_train, n_test = int_hparam(hp, "n_train", 1), int_hparam(hp, "n_test", 1)
-        horizon, dt = positive_hparam(hp, "horizon"), positive_hparam(hp, "dt")
-        noise = float(hp["noise"])
-        if not (math.isfinite(noise) and noise >= 0):
-            raise UserError(f"hyper-parameter noise must be a finite number >= 0, got {hp['noise']!r}")
-        steps = round(horizon / dt)
-        if steps < 2:
-            raise UserError(f"horizon / dt = {horizon / dt:g} gives fewer than 3 observation times")
+        hp = self.hparams(hparams)  # typed and bounded: counts ≥ 1, horizon and dt > 0, noise ≥ 0
+        n_train, n_test, noise, dt = hp["n_train"], hp["n_test"], hp["noise"], hp["dt"]
+        steps = round(hp["horizon"] / dt)
         t = torch.linspace(0.0, steps * dt, steps + 1, dtype=torch.float64)
         generator = torch.Generator().manual_seed(data_seed(hp, seed))
         y, u = self._draw(n_train + n_test, t, generator, hp)
         y_train = y[:n_train] + noise * torch.randn(y[:n_train].shape, generator=generator, dtype=torch.float64)
         move = dict(device=device, dtype=dtype_from_name(hp["dtype"]))
         torch.manual_seed(seed)
-        field = MLPField(y.shape[-1], int_hparam(hp, "hidden", 1), control_dim=0 if u is None else u.shape[-1])
+        field = MLPField(y.shape[-1], hp["hidden"], control_dim=0 if u is None else u.shape[-1])
         split = (None, None) if u is None else (u[:n_train].to(**move), u[n_train:].to(**move))
         return TrajectoryProblem(field.to(**move), t.to(**move), y_train.to(**move), y[n_train:].to(**move), *split,
-                                 seed=seed, lr=positive_hparam(hp, "lr"))
+                                 seed=seed, lr=hp["lr"])
 
 
 class Vehicle(_IdentificationTask):
@@ -153,9 +153,10 @@ class MultiAgent(_IdentificationTask):
     description = ("interacting point agents in the plane (4 states per agent), noisy full-state "
                    "trajectories (SNODE stand-in, not the paper's system)")
     defaults = _IdentificationTask.defaults | {"agents": 6}
+    param_rules = {"agents": Param("agents", "int", low=2)}
 
     def _draw(self, n, t, generator, hp):
-        return swarm_data(n, int_hparam(hp, "agents", 2), t, generator), None
+        return swarm_data(n, hp["agents"], t, generator), None
 
 
 SYSTEM_TASKS = (Vehicle, MultiAgent)

@@ -63,13 +63,15 @@ import torch
 from nflows.flows.base import Flow
 from nflows.transforms.base import CompositeTransform, Transform
 
-from nodebench.cnf import ConcatConvNet
+from nodebench.cnf import TRACES, ConcatConvNet
+from nodebench.config import Param
 from nodebench.datasets import Splits
 from nodebench.datasets.catalog import provenance
 from nodebench.datasets.images import DATASET_LABELS, load_images
 from nodebench.errors import UserError
 from nodebench.tasks.base import Task, int_hparam, positive_hparam
-from nodebench.tasks.density import REFERENCE_METHOD, DensityProblem, _counting_solve, build_density_problem
+from nodebench.tasks.density import (CNF_PARAM_RULES, REFERENCE_METHOD, DensityProblem, _counting_solve,
+                                     build_density_problem)
 
 LOGIT_ALPHA = 1e-5
 
@@ -218,6 +220,7 @@ class ImageDensityTask(Task):
     paper = "taynode"
     metrics = ("test_bpd", "test_nll", "test_bpd_train_solver", "test_nfe", "reference_nfe", "t1")
     defaults = IMAGE_DENSITY_DEFAULTS
+    param_rules = CNF_PARAM_RULES | {"eval_trace": Param("eval_trace", "str", choices=TRACES)}
     dataset: str = ""
     n_levels: int = 256
 
