@@ -303,6 +303,9 @@ def history(store: str | Path | None = None, machine: str | None = None, suite: 
     from nodebench.benchmarking.history_plots import history_markdown, history_table, plot_history
 
     store = Path(store or DEFAULT_STORE)
+    if not store.exists():
+        raise UserError(f"history store not found: {str(store)!r}; `nodebench bench` writes one (default "
+                        f"{DEFAULT_STORE}), or give --store")
     machines = sorted(set(list_runs(store, suite=suite)["machine"]))
     given = machine is not None
     machine = machine_name(machine)

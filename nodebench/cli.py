@@ -16,13 +16,15 @@ from pathlib import Path
 
 from nodebench import paths
 from nodebench.argtypes import positive_float, positive_int, positive_int_up_to
+from nodebench.benchmarking.arguments import revision, store_key
+from nodebench.config import MAX_ITERS
 from nodebench.datasets import cli as data_cli
 from nodebench.errors import UserError
 from nodebench.paths import nonempty_path
 
-#: Upper bounds of the sweep options: far above any real use, low enough that a typo is an error, not a
-#: sweep that hangs or exhausts the machine (a million torch threads, 10^20 iterations).
-MAX_JOBS, MAX_THREADS, MAX_ITERS = 10_000, 1_024, 10**9
+#: Upper bounds of the engine options: far above any real use, low enough that a typo is an error, not a
+#: sweep that exhausts the machine (a million torch threads); iterations: :data:`nodebench.config.MAX_ITERS`.
+MAX_JOBS, MAX_THREADS = 10_000, 1_024
 
 EXAMPLES = """examples:
   nodebench list
@@ -137,10 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a benchmark suite, append it to the history store, gate it")
     bench.add_argument("--suite", required=True, help="suite name (nodebench/benchmarking/suites/NAME.toml or $NODEBENCH_SUITES), e.g. nightly")
     bench.add_argument("--out", type=nonempty_path, help="history store (default results/history)")
-    bench.add_argument("--machine", help="machine key in the store (default $NODEBENCH_MACHINE or the host name)")
+    bench.add_argument("--machine", type=store_key("ci-cpu"),
+                       help="machine key in the store (default $NODEBENCH_MACHINE or the host name)")
     bench.add_argument("--dry-run", action="store_true", help="print the cases with their settings and exit")
-    bench.add_argument("--baseline", metavar="REV", help="gate against git revision REV run interleaved with "
-                       "the current code on this machine (e.g. main, HEAD~1), not against the previous run")
+    bench.add_argument("--baseline", metavar="REV", type=revision,
+                       help="gate against git revision REV run interleaved with the current code on this machine "
+                            "(e.g. main, HEAD~1), not against the previous run")
     _add_sweep_options(bench, device=None)
 
     compare = sub.add_parser("compare", help="gate CURRENT against BASELINE: ratios and noise-aware verdicts")
@@ -155,9 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     history = sub.add_parser("history", help="plot each metric over the runs in the history store")
     history.add_argument("--store", type=nonempty_path, help="history store (default results/history)")
-    history.add_argument("--machine", help="machine key (default $NODEBENCH_MACHINE or the host name; the store's "
-                                           "only machine when it has one and this host has no runs)")
-    history.add_argument("--suite", default="nightly", help="suite name (default nightly)")
+    history.add_argument("--machine", type=store_key("ci-cpu"),
+                         help="machine key (default $NODEBENCH_MACHINE or the host name; the store's "
+                              "only machine when it has one and this host has no runs)")
+    history.add_argument("--suite", type=store_key("nightly"), default="nightly", help="suite name (default nightly)")
     history.add_argument("--out", type=nonempty_path, help="output folder (default STORE/MACHINE/SUITE/)")
     history.add_argument("--html", action="store_true",
                          help="also write a static site (index.html): a graph per configuration and metric, "

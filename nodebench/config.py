@@ -113,6 +113,12 @@ class Param:
 #: The list kinds of :class:`Param` and the kind of their items.
 LISTS = {"ints": "int", "floats": "float"}
 
+#: The most training iterations a case may ask for: far above any real use, low enough that a typo (10^20) is
+#: an error, not a sweep that runs until its time limit.
+MAX_ITERS = 10**9
+#: A case's training limits (:class:`nodebench.runner.case.Case`): iterations or seconds of training time.
+CASE_LIMITS = (Param("iters", "int", low=1, high=MAX_ITERS), Param("budget_s", "float", positive=True))
+
 #: Float hyper-parameters for which 0 is a valid choice whatever their default (no decay, no noise).
 NON_NEGATIVE = ("weight_decay", "noise")
 #: Counts for which ``None`` means "all" (the whole data set, a full batch) whatever their default.

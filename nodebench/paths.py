@@ -25,12 +25,13 @@ def nonempty_path(text: str) -> Path:
     return Path(text)
 
 
-def plain_name(value, what: str) -> str:
-    """``value`` if it is a plain identifier (letters, digits, ``_ . -``, not starting with a dot), the only
-    names that may become a path component."""
-    if not isinstance(value, str) or not PLAIN_NAME.fullmatch(value) or value in (".", ".."):
-        raise UserError(f"{what} {value!r} is not a plain name; use letters, digits, '_', '.' and '-' only "
-                        "(e.g. nightly)")
+def plain_name(value, what: str, example: str = "nightly") -> str:
+    """``value`` if it is a plain identifier (letters, digits, ``_ . -``, starting with a letter or digit), the
+    only names that may become a path component: an empty name or a path (``a/b``, ``../x``) is refused, never
+    rewritten."""
+    if not isinstance(value, str) or not PLAIN_NAME.fullmatch(value):
+        raise UserError(f"{what} {value!r} is not a plain name; use letters, digits, '_', '.' and '-', starting "
+                        f"with a letter or digit (e.g. {example})")
     return value
 
 

@@ -94,6 +94,24 @@ def test_an_unknown_baseline_revision_is_one_line_with_exit_code_2(capsys, tmp_p
     assert code == 2 and "drop --executor and --jobs" in err, err
 
 
+def test_an_empty_baseline_revision_is_refused_not_read_as_no_baseline(capsys, tmp_path):
+    """``--baseline ''`` ran the sequential gate against the previous run, silently."""
+    code, out, err = run_cli(capsys, "bench", "--suite", "nightly", "--baseline", "", "--dry-run")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "argument --baseline: expected a git revision" in lines[0], err
+    assert "cases; nothing was run" not in out
+
+
+def test_a_bad_machine_name_is_refused_before_the_baseline_is_installed(tmp_path, monkeypatch):
+    from nodebench.benchmarking import ab
+    from nodebench.errors import UserError
+
+    monkeypatch.setattr(ab, "prepare_baseline", lambda *args, **kwargs: pytest.fail("the baseline was installed"))
+    with pytest.raises(UserError, match="machine name '../escape' is not a plain name"):
+        ab.bench_ab("gate_study", "HEAD", machine="../escape", store=tmp_path / "store")
+    assert not (tmp_path / "store").exists()
+
+
 PLANTED_STEP = """        self.optimizer.step()
         if type(self.problem).__name__ == "G1DProblem":  # PLANTED: 20 % more field evaluations
             counter = self.problem.field

@@ -118,6 +118,50 @@ def test_a_newly_failing_case_is_a_regression_and_new_or_missing_cases_are_liste
     assert sorted(result["verdict"]) == ["missing", "new"] and not regressed(result)
 
 
+def _curves(records: pd.DataFrame, time=0.01) -> pd.DataFrame:
+    """Three timed steps per ok case of ``records``."""
+    ok = records[records["status"] == "ok"]
+    return pd.DataFrame([{"case_id": c, "iteration": i, "time_s": time * (1 + 0.01 * i), "cpu_s": time,
+                          "nfe_forward": 10.0, "nfe_backward": 0.0} for c in ok["case_id"] for i in range(3)])
+
+
+def test_a_metric_the_current_run_lost_is_missing_and_fails_the_gate():
+    """A NaN final metric, NaN step times and absent curves were dropped silently ("no regression")."""
+    base, _ = _records()
+    base_curves = _curves(base)
+    nan_metric = base.assign(test_mse=np.nan)
+    result = compare((base, base_curves), (nan_metric, _curves(nan_metric)))
+    [row] = result[result["verdict"] == "missing"].itertuples()
+    assert row.metric == "test_mse" and row.baseline == 0.5 and "seeds 0, 1, 2" in row.note
+    assert regressed(result)
+    nan_steps = _curves(base).assign(time_s=np.nan, cpu_s=np.nan)
+    result = compare((base, base_curves), (base, nan_steps))
+    assert sorted(result.loc[result["verdict"] == "missing", "metric"]) == ["cpu", "time"] and regressed(result)
+    result = compare((base, base_curves), (base, pd.DataFrame()))  # curves.parquet gone
+    missing = result[result["verdict"] == "missing"]
+    assert sorted(missing["metric"]) == ["cpu", "curves"] and regressed(result)
+    assert "no per-step curves in the current run" in missing.loc[missing["metric"] == "curves", "note"].iloc[0]
+    one_seed = base.assign(test_mse=[0.5, np.nan, 0.5])  # one seed ok without its metric is enough
+    assert regressed(compare((base, base_curves), (one_seed, base_curves)))
+    assert not regressed(compare((base, base_curves), (base, base_curves)))
+    failed = compare((base, base_curves), _records(status="error"))  # a failed case: failed, not also missing
+    assert failed["verdict"].tolist() == ["failed"]
+
+
+def test_a_lost_metric_is_shown_and_named_by_the_cli(capsys, tmp_path):
+    base, current = tmp_path / "base", tmp_path / "current"
+    for folder, mse in ((base, 0.5), (current, np.nan)):
+        folder.mkdir()
+        records, _ = _records()
+        records.assign(test_mse=mse).to_parquet(folder / "records.parquet")
+        _curves(records).to_parquet(folder / "curves.parquet")
+    code, out, err = run_cli(capsys, "compare", base, current)
+    assert code == 1 and "REGRESSION" in out, out + err
+    assert "not measured (no value or NaN) in the current run for seeds 0, 1, 2" in out
+    text = (current / "compare-base.md").read_text()
+    assert "- MISSING: e: m: test_mse not measured" in text
+
+
 def test_threshold_overrides_are_checked():
     assert rules_with({"time": 0.25})["time"].threshold == 0.25
     with pytest.raises(Exception, match="unknown metric 'speed'"):
@@ -130,6 +174,8 @@ BAD = [
     (["compare", "BASE", "BASE", "--threshold", "time=nan"], ["POSITIVE"]),
     (["compare", "BASE", "BASE", "--threshold", "time=-1"], ["POSITIVE"]),
     (["compare", "BASE", "BASE", "--threshold", "wallclock=0.1"], ["unknown metric", "time"]),
+    (["compare", "BASE", "BASE", "--threshold", "memory=0.05", "--threshold", "memory=0.1"],
+     ["argument --threshold: memory given twice"]),
     (["compare", "GARBAGE", "BASE"], ["cannot read"]),
     (["compare", "EMPTYDIR", "BASE"], ["holds no records.parquet"]),
 ]

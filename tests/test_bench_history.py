@@ -41,7 +41,8 @@ ENTRY = "[[entry]]\nname='a'\npaper='do_vs_od'\ntask='cubic_spiral'\nmethods=['r
 @pytest.mark.parametrize("text, fragment", [
     ("suite = 'bad'\n", "declares no [[entry]]"),
     (ENTRY, "exactly one of iters or budget_s"),
-    (ENTRY + "iters=0\n", "positive integer"),
+    (ENTRY + "iters=0\n", "iters must be an integer from 1 to 1e+09, got 0"),
+    (ENTRY + "iters=100000000000000000000\n", "iters must be an integer from 1 to 1e+09"),  # a typo, not a run
     (ENTRY + "iters=2\ncolour='red'\n", "entry 1: unknown key 'colour'; valid: budget_s, "),
     (ENTRY + "iters=2\nitres=2\n", "unknown key 'itres' (did you mean 'iters'?)"),
     ("[[entry]\n", "malformed suite file"),
@@ -50,6 +51,20 @@ ENTRY = "[[entry]]\nname='a'\npaper='do_vs_od'\ntask='cubic_spiral'\nmethods=['r
     (ENTRY.replace("do_vs_od", "nosuch") + "iters=2\n", "entry 'a': unknown paper 'nosuch'; valid: do_vs_od, "),
     ("suite = 'other'\n" + ENTRY + "iters=2\n", "declares suite = 'other'; a suite is named by its file: use 'bad'"),
     ("seed = 2\n" + ENTRY + "iters=2\n", "unknown key 'seed' (did you mean 'seeds'?)"),
+    # values that were taken: run for 0 iterations, replaced by a default, truncated or read as 1
+    (ENTRY + "budget_s=-5\n", "bad.toml': entry 'a': budget_s must be a positive finite number, got -5"),
+    (ENTRY + "budget_s=0\n", "entry 'a': budget_s must be a positive finite number, got 0"),
+    (ENTRY + "iters=true\n", "entry 'a': iters must be an integer from 1 to 1e+09, got True"),
+    ("seeds = 2.7\n" + ENTRY + "iters=2\n", "bad.toml': seeds must be an integer >= 1, got 2.7"),
+    ("seeds = true\n" + ENTRY + "iters=2\n", "bad.toml': seeds must be an integer >= 1, got True"),
+    ("seeds = 'two'\n" + ENTRY + "iters=2\n", "bad.toml': seeds must be an integer >= 1, got 'two'"),
+    (ENTRY + "iters=2\nmethod_hparams = { nosuch = { rtol = 1e-3 } }\n",
+     "entry 'a' has method_hparams.nosuch, but 'nosuch' is not one of its methods; valid: rk4"),
+    # a bad task, method, hyper-parameter or device names the file and the entry
+    (ENTRY.replace("cubic_spiral", "nosuch") + "iters=2\n", "bad.toml': entry 'a': unknown task 'nosuch'; valid: "),
+    (ENTRY.replace("'rk4'", "'nosuch'") + "iters=2\n", "bad.toml': entry 'a': unknown method 'nosuch'; valid: "),
+    (ENTRY + "iters=2\nhparams = { lr = 'fast' }\n", "bad.toml': entry 'a': task cubic_spiral: hyper-parameter lr"),
+    ("device = 'tpu'\n" + ENTRY + "iters=2\n", "bad.toml': device = 'tpu'; valid: cpu, cuda, cuda:N"),
 ])
 def test_bad_suite_files_are_one_line_errors(capsys, tmp_path, monkeypatch, text, fragment):
     (tmp_path / "bad.toml").write_text(text)
@@ -70,12 +85,12 @@ def test_bench_appends_keyed_runs_and_gates_the_second_against_the_first(capsys,
     (tmp_path / "tiny.toml").write_text(TINY)
     monkeypatch.setenv("NODEBENCH_SUITES", str(tmp_path))
     store = tmp_path / "store"
-    code, out, err = run_cli(capsys, "bench", "--suite", "tiny", "--out", store, "--machine", "box 1", "--no-progress")
+    code, out, err = run_cli(capsys, "bench", "--suite", "tiny", "--out", store, "--machine", "box-1", "--no-progress")
     assert code == 0 and "nothing to compare against" in out, err
     assert (history.list_runs(store)["run_dir"].map(Path).iloc[0].parent / "history.md").is_file()  # first run too
-    code, out, err = run_cli(capsys, "bench", "--suite", "tiny", "--out", store, "--machine", "box 1", "--no-progress")
+    code, out, err = run_cli(capsys, "bench", "--suite", "tiny", "--out", store, "--machine", "box-1", "--no-progress")
     runs = history.list_runs(store)
-    assert len(runs) == 2 and set(runs["machine"]) == {"box_1"} and set(runs["suite"]) == {"tiny"}
+    assert len(runs) == 2 and set(runs["machine"]) == {"box-1"} and set(runs["suite"]) == {"tiny"}
     first, second = (Path(p) for p in runs["run_dir"])
     assert second.name.endswith(history.git_sha()[:12]) and history.previous_run(store, second) == first
     assert code == 0, out  # two steps a side can never confirm a time change at p <= 0.002
@@ -99,6 +114,61 @@ def test_history_marks_a_planted_regression_on_its_run(capsys, tmp_path):
     code, out, err = run_cli(capsys, "history", "--store", store, "--machine", "m", "--out", tmp_path / "h")
     assert code == 0, err
     assert "g1d: gq (time/iter)" in (tmp_path / "h" / "history.md").read_text()
+
+
+PLAIN_NAME = "is not a plain name; use letters, digits, '_', '.' and '-', starting with a letter or digit"
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    # empty and path-like names were read as "any suite", walked out of the store, or rewritten (a/b -> a_b)
+    (["history", "--store", "STORE", "--suite", ""], f"argument --suite: name '' {PLAIN_NAME}"),
+    (["history", "--store", "STORE", "--suite", "../m/tiny"], f"argument --suite: name '../m/tiny' {PLAIN_NAME}"),
+    (["history", "--store", "STORE", "--machine", "../m"], f"argument --machine: name '../m' {PLAIN_NAME}"),
+    (["bench", "--suite", "tiny", "--out", "STORE", "--machine", ""], f"argument --machine: name '' {PLAIN_NAME}"),
+    (["bench", "--suite", "tiny", "--out", "STORE", "--machine", "../../escape"], "name '../../escape' is not a plain name"),
+    (["bench", "--suite", "tiny", "--out", "STORE", "--machine", "a/b"], "name 'a/b' is not a plain name"),
+    (["bench", "--suite", "tiny", "--out", "STORE", "--machine", "box 1"], "name 'box 1' is not a plain name"),
+    (["bench", "--suite", "tiny", "--out", "STORE", "--machine", "a/b", "--dry-run"], "name 'a/b' is not a plain name"),
+    # a store that is not there was "the store has none of this suite"
+    (["history", "--store", "MISSING"], "history store not found: "),
+    (["history", "--store", "FILE"], "is a file; give the folder that `nodebench bench --out` writes"),
+])
+def test_empty_and_path_like_store_names_and_a_missing_store_are_one_line_errors(capsys, tmp_path, monkeypatch,
+                                                                                  argv, fragment):
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "tiny.toml").write_text(ENTRY + "iters=1\n")
+    monkeypatch.setenv("NODEBENCH_SUITES", str(tmp_path / "suites"))
+    store = tmp_path / "store"
+    (store / "m" / "tiny").mkdir(parents=True)
+    (tmp_path / "file").write_text("not a store")
+    places = {"STORE": store, "MISSING": tmp_path / "missing", "FILE": tmp_path / "file"}
+    code, out, err = run_cli(capsys, *[places.get(a, a) for a in argv])
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and fragment in lines[0], err
+    assert sorted(p.relative_to(store).as_posix() for p in store.rglob("*")) == ["m", "m/tiny"]  # nothing written
+    assert {p.name for p in tmp_path.iterdir()} == {"suites", "store", "file"}
+
+
+def test_machine_and_suite_names_given_to_the_store_are_checked_not_rewritten(tmp_path, monkeypatch):
+    from nodebench.errors import UserError
+
+    with pytest.raises(UserError, match="machine name 'a/b' is not a plain name"):
+        history.machine_name("a/b")
+    with pytest.raises(UserError, match="machine name '' is not a plain name"):
+        history.machine_name("")
+    monkeypatch.setenv("NODEBENCH_MACHINE", "../x")
+    with pytest.raises(UserError, match="NODEBENCH_MACHINE '../x' is not a plain name"):
+        history.machine_name()
+    monkeypatch.delenv("NODEBENCH_MACHINE")
+    monkeypatch.setattr(history.platform, "node", lambda: "build host.local")
+    assert history.machine_name() == "build_host.local"  # a host name is not chosen: it is made path-safe
+    for kwargs in ({"suite": ""}, {"suite": "../m/tiny"}, {"machine": "../m"}):
+        with pytest.raises(UserError, match="is not a plain name"):
+            history.list_runs(tmp_path, **kwargs)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="is a file"):
+        history.list_runs(tmp_path / "file")
+    assert history.list_runs(tmp_path / "missing").empty  # not made yet: the first bench run makes it
 
 
 def test_history_of_an_empty_store_is_a_one_line_error(capsys, tmp_path):

@@ -89,9 +89,50 @@ def test_leaderboard_of_recorded_runs_writes_markdown_and_self_contained_html(ca
     assert not re.search(r"src=['\"](?!data:)", page)  # nothing outside the file is needed
 
 
+def _write_run(folder: Path, records: pd.DataFrame, curves: pd.DataFrame) -> Path:
+    folder.mkdir(parents=True)
+    records.to_parquet(folder / "records.parquet", index=False)
+    if not curves.empty:
+        curves.to_parquet(folder / "curves.parquet", index=False)
+    return folder
+
+
+def _failed_task(task: str, statuses: list[str]) -> pd.DataFrame:
+    """A task whose every case failed: no curves, no measurements (as a worker records a failure)."""
+    return pd.DataFrame([{"case_id": f"{task}-{i}", "run_id": "f", "task": task, "method": "adjoint", "seed": i,
+                          "hparams": "{}", "status": status} for i, status in enumerate(statuses)])
+
+
+def test_a_task_without_a_successful_case_is_listed_with_its_failures_and_not_scored(capsys, tmp_path):
+    """A task whose cases all failed (oom, diverged...) was a traceback; it is listed, the others are ranked."""
+    records, curves = _synthetic(True)
+    good = _write_run(tmp_path / "good", records, curves)
+    failed = _write_run(tmp_path / "failed", _failed_task("t3", ["oom", "diverged", "oom"]), pd.DataFrame())
+    code = main(["leaderboard", str(good), str(failed), "--out", str(tmp_path / "board")])
+    assert code == 0, capsys.readouterr().err
+    md = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "## Task `t3`" in md and "| 0/3 (diverged, oom ×2) |" in md and "✗ diverged, oom ×2 (3 seeds)" in md
+    assert "Not scored, no case finished ok (statuses in the task's table): t3." in md
+    overall = md.split("## Overall")[1].split("## Task")[0]
+    assert re.search(r"\| adjoint +\| 2/2 +\| +1 +\|", overall), overall  # t3 does not lower the scores
+    assert "0/3 (diverged, oom ×2)" in (tmp_path / "board" / "leaderboard.html").read_text()
+
+
+def test_runs_without_any_successful_case_are_refused_in_one_line(capsys, tmp_path):
+    run = _write_run(tmp_path / "failed", pd.concat([_failed_task("t3", ["oom"]), _failed_task("t4", ["timeout"])]),
+                     pd.DataFrame())
+    code = main(["leaderboard", str(run), "--out", str(tmp_path / "board")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert "nothing to rank: no case in the runs finished ok (t3: oom; t4: timeout)" in lines[0]
+    assert not (tmp_path / "board").exists()
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["leaderboard", "no/such/run", "--out", "OUT"], "does not exist"),
     (["leaderboard", str(RUNS[0]), "--out", "OUT", "--target", "cubic_spiral=zero"], "POSITIVE_NUMBER"),
+    (["leaderboard", str(RUNS[0]), "--out", "OUT", "--target", "cubic_spiral=0.5", "--target", "cubic_spiral=0.7"],
+     "argument --target: cubic_spiral given twice"),
 ])
 def test_bad_leaderboard_input_is_one_line(capsys, tmp_path, argv, fragment):
     code = main([tmp_path.joinpath("out").as_posix() if a == "OUT" else a for a in argv])

@@ -4,6 +4,7 @@ routed to their block, and an unknown key names the nearest valid one."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -83,3 +84,13 @@ def test_bad_values_exit_2_with_one_line_before_anything_is_written(hparam, tmp_
     err = capsys.readouterr().err
     assert err.startswith("nodebench: error:") and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("limits, match", [({"iters": 10**20}, "iters must be an integer from 1 to 1e+09"),
+                                           ({"budget_s": -1.0}, "budget_s must be a positive finite number")])
+def test_case_limits_are_checked_whatever_the_entry_point(limits, match):
+    """The CLI caps --iters in its parser; the Python API, paper and suite files reach the same check."""
+    import nodebench
+
+    with pytest.raises(UserError, match=re.escape(match)):
+        nodebench.run("g1d", "rk4", dry_run=True, **limits)

@@ -104,6 +104,7 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
         and 95 % confidence interval, p-value and both commits.
     """
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    machine = machine_name(machine)  # a bad name refused before the baseline is installed
     rules = gate.rules_with(thresholds)
     device = device or suite.device
     cases = suite.cases(device)
@@ -112,7 +113,7 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
     baseline = prepare_baseline(baseline_rev, log=log)
     current_sha = git_sha()
     if run_dir is None:
-        run_dir = new_run(store, machine_name(machine), suite.name, device=device, baseline_rev=baseline_rev,
+        run_dir = new_run(store, machine, suite.name, device=device, baseline_rev=baseline_rev,
                           baseline_sha=baseline.sha, baseline_subject=baseline.subject)
     run_dir = Path(run_dir)
     base_dir = run_dir / BASELINE_DIR

@@ -32,10 +32,13 @@ the interval guards against. Unpaired samples fall back to the ratio of the cent
 of each seed's median. With one sample per seed, the one-sided exact test cannot go below 1/C(2n, n):
 0.05 with 3 seeds, 0.004 with 5, so per-seed metrics use α = 0.05; with a single seed no per-seed change
 can be confirmed, and the verdict says ``noise``. A case that was ``ok`` in BASELINE and fails in
-CURRENT is a regression (``failed``).
+CURRENT is a regression (``failed``). So is a lost measurement: a metric that BASELINE measured for a
+seed and CURRENT, with that seed ``ok``, did not (no value, NaN, no column), and per-step curves that
+BASELINE has for a case and CURRENT has not (``missing``, on the metric's or the ``curves`` row).
 
 Verdicts: ``regression``, ``improved``, ``same`` (within the threshold), ``noise`` (beyond the threshold
-but not confirmed by the test and the interval), ``failed``, ``new`` and ``missing`` (a case in one run only).
+but not confirmed by the test and the interval), ``failed``, ``new`` and ``missing`` (a case in one run
+only: listed, not gated; or a metric or the curves lost by CURRENT: gated as above).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from nodebench.metrics import METRICS
 from nodebench.records import CURVES, RECORDS, config_labels, load_run
 from nodebench.schema import check_records
 
-REGRESSION, FAILED = "regression", "failed"
+REGRESSION, FAILED, MISSING = "regression", "failed", "missing"
 CASE_KEYS = ("experiment", "task", "method", "hparams")
 
 
@@ -241,6 +244,25 @@ def judge(base: pd.Series, cur: pd.Series, rule: Rule) -> dict:
             "p": p, "verdict": verdict, "n_baseline": len(base), "n_current": len(cur)}
 
 
+def measured_seeds(values: pd.Series) -> set:
+    """The seeds that have at least one sample in ``values`` (indexed by seed, or by (seed, iteration))."""
+    return set(values.index.get_level_values(0)) if len(values) else set()
+
+
+def seeds_with_curves(records: pd.DataFrame, curves: pd.DataFrame) -> set:
+    """The seeds of ``records``' ok cases that have rows in ``curves``."""
+    if curves.empty or "case_id" not in curves:
+        return set()
+    ok = records[records["status"] == "ok"]
+    return set(ok.loc[ok["case_id"].isin(curves["case_id"]), "seed"])
+
+
+def seeds_text(seeds) -> str:
+    """``"seed 0"``, ``"seeds 0, 2"``."""
+    seeds = sorted(seeds)
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
 def _check_one_case_per_seed(records: pd.DataFrame, which: str) -> None:
     """A :class:`UserError` when a configuration holds two cases of one seed (a folder that merged runs of
     different iteration limits or budgets): their samples would pair with nothing definite."""
@@ -281,24 +303,41 @@ def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataF
         if cur_failed > (base["status"] != "ok").sum():
             reasons = "; ".join(sorted(set(cur.loc[cur["status"] != "ok", "status"])))
             rows.append({"case": case, "metric": "status", "verdict": FAILED, "note": reasons})
+        ok_seeds = set(cur.loc[cur["status"] == "ok", "seed"])
+        no_curves = (seeds_with_curves(base, baseline[1]) & ok_seeds) - seeds_with_curves(cur, current[1])
+        if no_curves:
+            rows.append({"case": case, "metric": "curves", "verdict": MISSING,
+                         "note": f"no per-step curves in the current run for {seeds_text(no_curves)}"})
         for metric, rule in rules.items():
             b, c = samples(base, baseline[1], metric), samples(cur, current[1], metric)
-            if len(b) and len(c):
+            lost = (measured_seeds(b) & ok_seeds) - measured_seeds(c)
+            if lost:
+                rows.append({"case": case, "metric": metric, "baseline": centre(b), "verdict": MISSING,
+                             "n_baseline": len(b), "n_current": len(c),
+                             "note": f"not measured (no value or NaN) in the current run for {seeds_text(lost)}"})
+            elif len(b) and len(c):
                 rows.append({"case": case, "metric": metric} | judge(b, c, rule))
     for key, base in base_by_key.items():
         if key not in cur_by_key:
             rows.append({"case": base["case"].iloc[0], "metric": "", "verdict": "missing"})
     columns = ["case", "metric", "baseline", "current", "ratio", "change", "ci_low", "ci_high", "p", "verdict",
                "n_baseline", "n_current", "note"]
-    order = {metric: i for i, metric in enumerate(["status", *rules])}
+    order = {metric: i for i, metric in enumerate(["status", "curves", *rules])}
     result = pd.DataFrame(rows, columns=columns)
     return result.sort_values(["case", "metric"], key=lambda col: col.map(order) if col.name == "metric" else col,
                               kind="stable", ignore_index=True)
 
 
+def failing(result: pd.DataFrame) -> pd.Series:
+    """The rows that fail the gate: regressions, newly failing cases, and metrics or curves the current run
+    lost (``missing`` on a metric's row; a case missing from the current run is listed, not gated)."""
+    lost = (result["verdict"] == MISSING) & (result["metric"].fillna("") != "")
+    return result["verdict"].isin([REGRESSION, FAILED]) | lost
+
+
 def regressed(result: pd.DataFrame) -> bool:
-    """Whether the comparison holds a regression or a newly failing case (the gate's exit code 1)."""
-    return bool(result["verdict"].isin([REGRESSION, FAILED]).any())
+    """Whether the comparison holds a failing row (:func:`failing`; the gate's exit code 1)."""
+    return bool(failing(result).any())
 
 
 def _value(value: float, rule: Rule | None) -> str:
@@ -324,8 +363,9 @@ def table(result: pd.DataFrame, rules: dict[str, Rule] | None = None) -> pd.Data
     rows = []
     for row in result.itertuples():
         rule = rules.get(row.metric)
-        if rule is None:  # status, new, missing
-            rows.append([row.case, row.metric, "", "", row.note if isinstance(row.note, str) else "", "", row.verdict])
+        if rule is None or row.verdict == MISSING:  # status, curves, new, missing
+            rows.append([row.case, rule.label if rule else row.metric, _value(row.baseline, rule), "",
+                         row.note if isinstance(row.note, str) else "", "", row.verdict])
             continue
         change = _change(row, rule)
         p = "" if math.isnan(row.p) else f"{row.p:.2g}"
@@ -339,9 +379,11 @@ def findings(result: pd.DataFrame, baseline: str, current: str, rules: dict[str,
     configuration, the metric, the change with its 95 % interval, the p-value and the two revisions."""
     rules = rules or RULES
     lines = []
-    for row in result[result["verdict"].isin([REGRESSION, FAILED])].itertuples():
+    for row in result[failing(result)].itertuples():
         rule = rules.get(row.metric)
-        if rule is None:
+        if row.verdict == MISSING:
+            what = f"{rule.label if rule else row.metric} {row.note}"
+        elif rule is None:
             what = f"now fails ({row.note})"
         else:
             what = (f"{rule.label} {_change(row, rule)} (95 % CI), {_value(row.baseline, rule)} → "
@@ -353,7 +395,7 @@ def findings(result: pd.DataFrame, baseline: str, current: str, rules: dict[str,
 def markdown(result: pd.DataFrame, baseline: str, current: str, rules: dict[str, Rule] | None = None) -> str:
     """The comparison as a Markdown document: the verdict, each finding, the rules and the table."""
     rules = rules or RULES
-    flagged = result[result["verdict"].isin([REGRESSION, FAILED])]
+    flagged = result[failing(result)]
     headline = (f"**{len(flagged)} regression(s)** in {flagged['case'].nunique()} case(s)" if len(flagged)
                 else "No regression.")
     rule_text = "; ".join(

@@ -6,7 +6,9 @@ Layout under the store root (default ``results/history/``)::
 
 Each run writes only its own folder, so several machines can share one store on a shared filesystem
 without locking, and histories from different machines never mix. The machine name defaults to the host
-name; set ``--machine`` or ``NODEBENCH_MACHINE`` where host names change between jobs (CI, containers).
+name (made path-safe); set ``--machine`` or ``NODEBENCH_MACHINE`` where host names change between jobs (CI,
+containers). A machine or suite name given must be a plain name as it is: an empty one, a path (``a/b``,
+``../x``) or a character the store cannot keep is refused, never rewritten.
 """
 
 from __future__ import annotations
@@ -29,8 +31,13 @@ DEFAULT_STORE = Path("results") / "history"
 
 
 def machine_name(name: str | None = None) -> str:
-    """The store's machine key: ``name``, else ``$NODEBENCH_MACHINE``, else the host name; made path-safe."""
-    raw = name or os.environ.get("NODEBENCH_MACHINE") or platform.node() or "unknown"
+    """The store's machine key: ``name``, else ``$NODEBENCH_MACHINE`` (both a plain name as given:
+    :func:`~nodebench.paths.plain_name`), else the host name made path-safe."""
+    if name is not None:
+        return plain_name(name, "machine name", "ci-cpu")
+    if os.environ.get("NODEBENCH_MACHINE"):
+        return plain_name(os.environ["NODEBENCH_MACHINE"], "NODEBENCH_MACHINE", "ci-cpu")
+    raw = platform.node() or "unknown"
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", raw).strip("._")
     if not safe:
         raise UserError(f"machine name {raw!r} has no letters or digits; give e.g. --machine ci-cpu")
@@ -52,7 +59,13 @@ def new_run(store: str | Path, machine: str, suite: str, **meta) -> Path:
 
 def list_runs(store: str | Path, machine: str | None = None, suite: str | None = None) -> pd.DataFrame:
     """Finished runs in the store (those with records), oldest first: columns ``machine, suite, date,
-    git_sha, run_dir``."""
+    git_sha, run_dir``. ``machine`` and ``suite`` select (None: all) and must be plain names; a store that is
+    a file is a :class:`UserError` (one that does not exist yet has no runs)."""
+    if Path(store).is_file():
+        raise UserError(f"history store {str(store)!r} is a file; give the folder that `nodebench bench --out` writes")
+    for value, what, example in ((machine, "machine name", "ci-cpu"), (suite, "suite name", "nightly")):
+        if value is not None:
+            plain_name(value, what, example)
     rows = []
     for records in sorted(Path(store).glob(f"{machine or '*'}/{suite or '*'}/*/{RECORDS}")):
         run_dir = records.parent

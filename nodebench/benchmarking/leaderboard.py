@@ -27,12 +27,18 @@ time on a task is its best configuration's. Scores follow AlgoPerf:
 - geometric-mean **speed-up** against a reference method (default ``adjoint``; its plainest
   configuration) over the tasks both reached.
 
+A task where no case finished ``ok`` (all diverged, ran out of memory, timed out or failed) is listed
+with its configurations' failure statuses but not scored: no family reached anything there, so it would
+only lower every score alike. With no successful case in any task there is nothing to rank, and the
+leaderboard is refused (:class:`~nodebench.errors.UserError`).
+
 All runs must be measured the same way: the environment table lists every contributing run.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -80,12 +86,20 @@ def environment_text(row: pd.Series) -> str:
     return " · ".join(parts)
 
 
+def failure_text(statuses) -> str:
+    """The statuses of the failed seeds with their counts, ``"oom ×2, timeout"``; ``""`` when every seed is ok."""
+    counts = Counter(str(s) for s in statuses if s != "ok")
+    return ", ".join(f"{status} ×{n}" if n > 1 else status for status, n in sorted(counts.items()))
+
+
 def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None = None) -> tuple[pd.DataFrame, dict]:
-    """One task's configurations with their time to target (and its interval over seeds), memory, NFE
-    and final metric; the method is the configuration's *family*, its other settings a separate column.
+    """One task's configurations with their time to target (and its interval over seeds), memory, NFE,
+    final metric and the statuses of failed seeds; the method is the configuration's *family*, its other
+    settings a separate column. A task without an ``ok`` case gets a row per configuration all the same.
 
     Returns:
-        ``(table, info)``: the table sorted by time to target, and ``{"target", "column", "metric"}``.
+        ``(table, info)``: the table sorted by time to target, and ``{"target", "column", "metric", "ok"}``
+        (``ok``: how many cases of the task finished ok).
     """
     records = records.assign(config=config_labels(records).values)
     ok = records[records["status"] == "ok"]
@@ -93,7 +107,8 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
     column = quality_column(steps) if not steps.empty else "loss"
     best = {case: group[column].min() for case, group in steps.groupby("case_id")} if not steps.empty else {}
     if target is None:
-        target = common_level(ok.assign(best=ok["case_id"].map(best)).groupby("config")["best"].median())
+        best_of_case = ok["case_id"].map(best).astype(float)  # no ok case: an empty column of strings otherwise
+        target = common_level(ok.assign(best=best_of_case).groupby("config")["best"].median())
     metric = headline_metric(ok) if not ok.empty else None
     rows = []
     for config, group in records.groupby("config", sort=False):
@@ -109,9 +124,11 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
         rows.append({"config": config, "family": method,
                      "settings": settings_text(config, method),
                      "paper": str(first.get("paper", "") or ""), "device": str(first.get("device", "") or ""),
-                     "seeds": len(group), "ok": len(good), "reached": int(np.isfinite(times).sum()),
+                     "seeds": len(group), "ok": len(good), "failures": failure_text(group["status"]),
+                     "reached": int(np.isfinite(times).sum()),
                      "time_to_target_s": seed_aggregate(times), "time_interval": median_interval(times),
-                     "peak_mem_bytes": good["peak_mem_bytes"].median(), "nfe_per_iter": nfe.median(),
+                     "peak_mem_bytes": good.get("peak_mem_bytes", pd.Series(dtype=float)).median(),
+                     "nfe_per_iter": nfe.median(),
                      "metric": good[metric].median() if metric else math.nan,
                      "metric_interval": median_interval(good[metric]) if metric else median_interval([]),
                      "environment": environment_text(first)})
@@ -121,7 +138,12 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
                            ("metric", not higher)):
         table[f"rank_{col}"] = table[col].rank(method="min", ascending=ascending, na_option="bottom")
     table = table.sort_values(["time_to_target_s", "metric"], ascending=[True, not higher], kind="stable")
-    return table.reset_index(drop=True), {"target": target, "column": column, "metric": metric}
+    return table.reset_index(drop=True), {"target": target, "column": column, "metric": metric, "ok": len(ok)}
+
+
+def scored(tasks: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The tasks that enter the overall scores: those with at least one case that finished ok."""
+    return {task: table for task, table in tasks.items() if table["ok"].sum() > 0}
 
 
 def family_best(table: pd.DataFrame) -> pd.DataFrame:
@@ -232,9 +254,17 @@ def _fmt(value: float, kind: str = "") -> str:
 
 
 def time_text(row) -> str:
-    """A time to target with its interval and seed count, or ✗ (not reached) with its seed count."""
+    """A time to target with its interval and seed count, or ✗ (not reached) with its seed count, and the
+    failure statuses where no seed finished ok (``"✗ oom (3 seeds)"``)."""
     interval = row.time_interval
-    return f"✗ ({interval.seeds})" if math.isinf(row.time_to_target_s) else interval.text()
+    if not math.isinf(row.time_to_target_s):
+        return interval.text()
+    return f"✗ {row.failures} ({interval.seeds})" if row.ok == 0 and row.failures else f"✗ ({interval.seeds})"
+
+
+def ok_text(row) -> str:
+    """Seeds that finished ok out of all, with the failed ones' statuses: ``"1/3 (oom ×2)"``."""
+    return f"{row.ok}/{row.seeds}" + (f" ({row.failures})" if row.failures else "")
 
 
 def summary(tasks: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -248,7 +278,7 @@ def summary(tasks: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def display_task(table: pd.DataFrame, info: dict) -> pd.DataFrame:
     """A task table as display strings, one row per configuration, families first by their best time."""
-    rows = [[i + 1, r.family, r.settings, r.device, f"{r.ok}/{r.seeds}", f"{r.reached}/{r.seeds}", time_text(r),
+    rows = [[i + 1, r.family, r.settings, r.device, ok_text(r), f"{r.reached}/{r.seeds}", time_text(r),
              _fmt(r.peak_mem_bytes, "mib"), _fmt(r.nfe_per_iter), r.metric_interval.text("{:.4g}")]
             for i, r in enumerate(table.itertuples())]
     return pd.DataFrame(rows, columns=["#", "family", "settings", "device", "ok", "reached", "time to target [s]",
@@ -296,10 +326,24 @@ def build(run_dirs: list[Path], targets: dict[str, float] | None = None):
     tasks, infos = {}, {}
     for task, group in records.groupby("task", sort=True):
         tasks[task], infos[task] = task_table(group, curves, (targets or {}).get(task))
+    if not scored(tasks):
+        failed = "; ".join(f"{task}: {failure_text(group['status'])}" for task, group in records.groupby("task"))
+        raise UserError(f"nothing to rank: no case in the runs finished ok ({failed}); give runs with at least "
+                        "one successful case (each failure's reason is in its run's records and report)")
     return records, tasks, infos
 
 
+def unscored_note(tasks: dict[str, pd.DataFrame]) -> str:
+    """The sentence naming the tasks left out of the overall scores, ``""`` when none is."""
+    left_out = [task for task in tasks if task not in scored(tasks)]
+    return (f" Not scored, no case finished ok (statuses in the task's table): {', '.join(left_out)}."
+            if left_out else "")
+
+
 def target_note(task: str, info: dict, declared: bool) -> str:
+    """The sentence above a task's table: its target and how times are aggregated."""
+    if not info["ok"]:
+        return "No case of this task finished ok (their statuses in the ok column): no time to target, not scored."
     rule = "declared" if declared else "the largest of the configurations' best values"
     return (f"Target: {info['column']} ≤ {_fmt(info['target'])} ({rule}). Time to target: median over seeds "
             "(olympic mean with ≥ 5) with its order-statistic interval; ✗: not reached.")

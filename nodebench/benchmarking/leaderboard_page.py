@@ -19,12 +19,15 @@ from nodebench.benchmarking.leaderboard import (
     display_task,
     environment_table,
     family_best,
+    ok_text,
     overall,
     plot_profile,
     plot_times,
+    scored,
     summary,
     target_note,
     time_text,
+    unscored_note,
 )
 from nodebench.errors import UserError
 from nodebench.html_page import cell, document, esc, image, plain_table, select, table
@@ -63,7 +66,7 @@ def _summary_table(tasks: dict[str, pd.DataFrame], papers: dict[str, str]) -> st
 def _config_row(row, fastest: float, rank: int, others: str = "") -> str:
     return (f"<tr data-device='{esc(row.device)}'>" + cell(str(rank), value=rank, css="num")
             + cell(f"<b>{esc(row.family)}</b>") + cell(esc(row.settings)) + cell(esc(row.device))
-            + cell(f"{row.ok}/{row.seeds}") + cell(f"{row.reached}/{row.seeds}") + _time_cell(row, fastest)
+            + cell(esc(ok_text(row))) + cell(f"{row.reached}/{row.seeds}") + _time_cell(row, fastest)
             + cell(esc(_fmt(row.peak_mem_bytes, "mib")), value=row.peak_mem_bytes, css="num", title=row.environment)
             + cell(esc(_fmt(row.nfe_per_iter)), value=row.nfe_per_iter, css="num", title=row.environment)
             + cell(esc(row.metric_interval.text("{:.4g}")), value=row.metric, css="num", title=row.environment)
@@ -142,12 +145,12 @@ def write(run_dirs: list[Path], out: str | Path, *, reference: str | None = None
         raise UserError(f"--reference {reference!r} is not a method of the runs; valid: {', '.join(methods)}")
     reference = reference or DEFAULT_REFERENCE
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    scores = overall(tasks, reference)
+    scores = overall(scored(tasks), reference)
     profile = plot_profile(scores, out / "figures" / "performance_profile.png")
     times = plot_times(tasks, out / "figures" / "time_to_target.png")
     score_note = (f"Score: AlgoPerf's area under the performance profile up to r = {R_MAX:g}, in [0, 1] (a task not "
                   f"run or not reached counts as r = ∞). Speed-up: geometric mean of t({reference}) ÷ t(family) over "
-                  "the tasks both reached.")
+                  "the tasks both reached." + unscored_note(tasks))
     md = ["# nodebench leaderboard", "", f"{len(run_dirs)} run(s): " + ", ".join(f"`{p}`" for p in run_dirs), "",
           f"![performance profile](figures/{profile.name})", "", "## Method families × tasks", "",
           "Each family's best configuration: time to target [s], median over seeds with its interval; ✗: not "

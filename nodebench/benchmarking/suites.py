@@ -21,24 +21,30 @@ package, at one fixed budget::
 
 The cases carry the suite's name as their ``preset``. The folder is ``nodebench/benchmarking/suites/`` (package
 data, shipped in the wheel), or where ``NODEBENCH_SUITES`` points.
+
+Loading checks every field (counts are positive integers, ``budget_s`` a positive number, ``target`` a
+finite one; TOML's ``true``/``false`` is no number), ``method_hparams`` names only methods of its entry,
+and every case's task, method and hyper-parameters are valid; an error names the file, the entry and the
+field.
 """
 
 from __future__ import annotations
 
-import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from nodebench.config import check_keys, from_mapping
+from nodebench.config import CASE_LIMITS, Param, check_keys, from_mapping
 from nodebench.errors import UserError
 from nodebench.paths import plain_name
 from nodebench.runner.case import Case, expand_grid, in_rounds
 
 SUITE_SUFFIX = ".toml"
+DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
 
 
 def suites_root() -> Path:
@@ -75,16 +81,17 @@ class Suite:
     entries: list[SuiteEntry]
     path: Path | None = None
 
+    def entry_cases(self, entry: SuiteEntry, device: str | None = None) -> list[Case]:
+        """The cases of one entry, on ``device`` (default: the suite's), seed by seed."""
+        return expand_grid(tasks=[entry.task], methods=entry.methods, seeds=range(entry.seeds or self.seeds),
+                           hparams=entry.hparams, method_hparams=entry.method_hparams,
+                           device=device or self.device, iters=entry.iters, budget_s=entry.budget_s,
+                           paper=entry.paper, experiment=entry.name, preset=self.name)
+
     def cases(self, device: str | None = None) -> list[Case]:
         """Every case of the suite, on ``device`` (default: the suite's), in rounds
         (:func:`~nodebench.runner.case.in_rounds`)."""
-        cases: list[Case] = []
-        for entry in self.entries:
-            cases += expand_grid(tasks=[entry.task], methods=entry.methods, seeds=range(entry.seeds or self.seeds),
-                                 hparams=entry.hparams, method_hparams=entry.method_hparams,
-                                 device=device or self.device, iters=entry.iters, budget_s=entry.budget_s,
-                                 paper=entry.paper, experiment=entry.name, preset=self.name)
-        return in_rounds(cases)
+        return in_rounds([case for entry in self.entries for case in self.entry_cases(entry, device)])
 
     def targets(self) -> dict[str, float]:
         """Task → the time-to-target value declared by an entry (tasks without one are left out)."""
@@ -115,42 +122,64 @@ def load_suite(name: str) -> Suite:
     entries = [from_mapping(SuiteEntry, entry, f"{where}: entry {i + 1}") for i, entry in enumerate(entries)]
     if raw.get("suite", name) != name:
         raise UserError(f"{where} declares suite = {raw['suite']!r}; a suite is named by its file: use {name!r}")
-    try:
-        suite = Suite(name=name, description=raw.get("description", ""), device=raw.get("device", "cpu"),
-                      seeds=int(raw.get("seeds", 1)), entries=entries, path=path)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"malformed {where}: {err}") from None
+    suite = Suite(name=name, description=raw.get("description", ""), device=raw.get("device", "cpu"),
+                  seeds=raw.get("seeds", 1), entries=entries, path=path)
     _check(suite)
     return suite
 
 
-def _check(suite: Suite) -> None:
-    from nodebench.papers import get_paper
+#: The numbers of a suite and of its entries (an entry's: where given).
+SUITE_SEEDS = Param("seeds", "int", low=1)
+ENTRY_NUMBERS = (Param("seeds", "int", low=1), *CASE_LIMITS, Param("target", "float"))
 
+
+def _check(suite: Suite) -> None:
+    """The suite's own fields, then each entry's (:func:`_check_entry`); the first problem is a :class:`UserError`."""
     where = f"suite file {str(suite.path)!r}"
     plain_name(suite.name, f"{where}: suite")
+    SUITE_SEEDS.check(suite.seeds, f"{where}:")
+    if not (isinstance(suite.device, str) and DEVICE.fullmatch(suite.device)):
+        raise UserError(f"{where}: device = {suite.device!r}; valid: cpu, cuda, cuda:N")
     if not suite.entries:
         raise UserError(f"{where} declares no [[entry]]")
     names = [e.name for e in suite.entries]
     if len(set(names)) != len(names):
-        raise UserError(f"{where}: entry names must be unique, got {', '.join(names)}")
+        raise UserError(f"{where}: entry names must be unique, got {', '.join(map(str, names))}")
     for entry in suite.entries:
-        if not entry.methods or not isinstance(entry.methods, list):
-            raise UserError(f"{where}: entry {entry.name!r} has methods = {entry.methods!r}; give a list of one or "
-                            "more methods")
-        try:
-            get_paper(entry.paper)
-        except UserError as err:
-            raise UserError(f"{where}: entry {entry.name!r}: {err}") from None
-        if (entry.iters is None) == (entry.budget_s is None):
-            raise UserError(f"{where}: entry {entry.name!r} needs exactly one of iters or budget_s")
-        for key in ("seeds", "iters"):
-            value = getattr(entry, key)
-            if value is not None and not (isinstance(value, int) and value >= 1):
-                raise UserError(f"{where}: entry {entry.name!r} has {key} = {value!r}; expected a positive integer")
-        for key in ("budget_s", "target"):
-            value = getattr(entry, key)
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
-                raise UserError(f"{where}: entry {entry.name!r} has {key} = {value!r}; expected a finite number")
-    if suite.seeds < 1:
-        raise UserError(f"{where}: seeds must be a positive integer, got {suite.seeds}")
+        _check_entry(suite, entry, f"{where}: entry {entry.name!r}")
+
+
+def _check_entry(suite: Suite, entry: SuiteEntry, where: str) -> None:
+    """One entry's fields, then its cases' task, methods and hyper-parameters (:func:`check_cases`)."""
+    from nodebench.papers import get_paper
+    from nodebench.runner.settings import check_cases
+
+    if not entry.methods or not isinstance(entry.methods, list) or not all(isinstance(m, str) for m in entry.methods):
+        raise UserError(f"{where} has methods = {entry.methods!r}; give a list of one or more methods")
+    if (entry.iters is None) == (entry.budget_s is None):
+        raise UserError(f"{where} needs exactly one of iters or budget_s")
+    for param in ENTRY_NUMBERS:
+        if getattr(entry, param.name) is not None:
+            param.check(getattr(entry, param.name), f"{where}:")
+    _check_hparams(entry, where)
+    try:
+        get_paper(entry.paper)
+        check_cases(suite.entry_cases(entry))
+    except UserError as err:
+        raise UserError(f"{where}: {err}") from None
+
+
+def _check_hparams(entry: SuiteEntry, where: str) -> None:
+    """``hparams`` is a table; ``method_hparams`` a table of tables, one per method of the entry."""
+    if not isinstance(entry.hparams, dict):
+        raise UserError(f"{where} has hparams = {entry.hparams!r}; expected a table, e.g. {{ lr = 0.1 }}")
+    if not isinstance(entry.method_hparams, dict):
+        raise UserError(f"{where} has method_hparams = {entry.method_hparams!r}; expected a table of tables, "
+                        "e.g. method_hparams.adjoint = { rtol = 1e-5 }")
+    for method, options in entry.method_hparams.items():
+        if method not in entry.methods:
+            raise UserError(f"{where} has method_hparams.{method}, but {method!r} is not one of its methods; "
+                            f"valid: {', '.join(entry.methods)}")
+        if not isinstance(options, dict):
+            raise UserError(f"{where} has method_hparams.{method} = {options!r}; expected a table, e.g. "
+                            "{ rtol = 1e-5 }")

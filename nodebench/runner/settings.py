@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from nodebench.config import TrainingOptions
+from nodebench.config import CASE_LIMITS, TrainingOptions
 from nodebench.errors import UserError
 from nodebench.methods import SOLVER_OPTIONS, Method, get_method, solver_options
 from nodebench.registry import nearest
@@ -76,11 +76,14 @@ def check_case(task: Task, method: Method, hparams: Mapping[str, Any]) -> list[s
 
 
 def check_cases(cases) -> list[str]:
-    """Check every case's task, method and hyper-parameters before anything runs or is written; returns
-    one warning per method given solver options it does not use."""
+    """Check every case's limits (iters, budget_s), task, method and hyper-parameters before anything runs or
+    is written; returns one warning per method given options it does not use."""
     tasks: dict[str, Task] = {}
     ignored: dict[str, set[str]] = {}
     for case in cases:
+        for limit in CASE_LIMITS:
+            if getattr(case, limit.name) is not None:
+                limit.check(getattr(case, limit.name), "case")
         task = tasks.setdefault(case.task, get_task(case.task))
         ignored.setdefault(case.method, set()).update(check_case(task, get_method(case.method), case.hparams))
     return [f"method {name} does not use {', '.join(sorted(keys))}; ignored" for name, keys in ignored.items() if keys]
