@@ -91,8 +91,13 @@ def test_write_case_merge_and_load_run(tmp_path):
     pd.testing.assert_frame_equal(loaded, records)
     pd.testing.assert_frame_equal(loaded_curves, curves)
     assert sorted(pd.read_parquet(tmp_path / "extra.parquet")["x"]) == [0, 1]
-    with pytest.raises(UserError, match="records.parquet"):
-        load_run(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="'nowhere' does not exist"):
+        load_run("nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no records.parquet"):
+        load_run(tmp_path / "empty")
+    with pytest.raises(UserError, match="is a file, not a run folder"):
+        load_run(tmp_path / "extra.parquet")
 
 
 def test_worker_records_diverged_and_error_in_process(tmp_path):
@@ -141,6 +146,7 @@ def test_sweep_records_ok_diverged_and_timeout(tmp_path, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in (out / "cases").glob("*.json") if p.name in before} == before
     row = records.set_index("case_id").loc[slow.case_id]
     assert row["status"] == "timeout" and "0.5 s" in row["reason"]
+    assert row["num_threads"] == 1  # the worker's, not the parent's (torch's default: every core)
     assert len(records) == 3 and records["run_id"].nunique() == 1
     assert slow.case_id not in set(curves["case_id"])
     assert row["started_at"] and (out / "logs" / f"{slow.case_id}.case.json").is_file()

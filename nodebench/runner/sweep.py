@@ -53,6 +53,7 @@ class _Running:
     started: float
     started_at: str
     log: Path
+    threads: int
 
 
 def read_run_info(run_dir: str | Path) -> dict:
@@ -202,7 +203,7 @@ def record_failure(case: Case, run_dir: str | Path, status: str, reason: str, st
     cases_dir = Path(run_dir) / CASES
     if not (cases_dir / f"{case.case_id}.json").is_file():
         started_at = started_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        _record_failure(case, cases_dir, status, reason, started_at)
+        _record_failure(case, cases_dir, status, reason, started_at, threads=None)
 
 
 def _worker_env(threads: int, base: dict | None = None) -> dict:
@@ -215,9 +216,9 @@ def _settle(job: _Running, cases_dir: Path, code: int | None, timeout_s: float) 
     if code is None:
         _kill(job.process)
         _record_failure(job.case, cases_dir, "timeout", f"exceeded the {timeout_s:g} s case time limit",
-                        job.started_at)
+                        job.started_at, job.threads)
     elif not (cases_dir / f"{job.case.case_id}.json").is_file():
-        _record_failure(job.case, cases_dir, *_failure_of(code, job.log), job.started_at)
+        _record_failure(job.case, cases_dir, *_failure_of(code, job.log), job.started_at, job.threads)
     (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
 
 
@@ -231,7 +232,7 @@ def _start(case: Case, cases_dir: Path, logs_dir: Path, env: dict, threads: int,
         process = subprocess.Popen(
             [*(python or [sys.executable]), "-m", "nodebench.runner.worker", str(spec), str(cases_dir), str(threads)],
             stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True, pass_fds=pass_fds)
-    return _Running(case, process, time.monotonic(), started_at, log)
+    return _Running(case, process, time.monotonic(), started_at, log, threads)
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -251,10 +252,13 @@ def _failure_of(code: int, log: Path) -> tuple[str, str]:
     return "error", clip(f"worker exited with code {code}: {lines[-1] if lines else 'no output'}")
 
 
-def _record_failure(case: Case, cases_dir: Path, status: str, reason: str, started_at: str) -> None:
+def _record_failure(case: Case, cases_dir: Path, status: str, reason: str, started_at: str,
+                    threads: int | None) -> None:
     """Row for a worker that wrote none; the environment is read here, in the parent, for the case's device
-    (the parent sees the same machine), and ``started_at`` is when the worker was started."""
-    row = case.identity() | environment(case.device) | {"status": status, "reason": reason, "started_at": started_at}
+    (the parent sees the same machine), except the worker's torch ``threads`` (``None``: unknown, a cluster
+    job), and ``started_at`` is when the worker was started."""
+    row = case.identity() | environment(case.device) | {"num_threads": threads, "status": status, "reason": reason,
+                                                         "started_at": started_at}
     write_case(cases_dir, case.case_id, row, {})
 
 
