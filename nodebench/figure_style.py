@@ -10,7 +10,8 @@
   data span at least one decade; no offset text (``ScalarFormatter(useOffset=False)``); data that vary by less
   than :data:`ROUND_OFF` (relative) are drawn flat and annotated as round-off rather than as a trend.
 - **Readable text**: long titles, axis labels and category tick labels are wrapped to the axes' width; the
-  layout is constrained, so nothing is cut off.
+  layout is constrained, so nothing is cut off. A legend of more than :data:`LEGEND_INSIDE` entries (a sweep
+  of many configurations) moves below the axes, and the figure grows to hold it, so the axes keep their size.
 - **Reference lines** (:func:`reference_line`) differ from data and from each other in style and colour, and
   are labelled in the legend. **Spread over seeds** is drawn as a min–max band (:func:`band`).
 - **Memory that was not measured** (:func:`measured_memory`) is a gap with the words "not measured", never 0.
@@ -29,6 +30,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 #: Relative spread below which plotted values count as round-off (drawn flat, annotated).
 ROUND_OFF = 1e-6
+#: The most legend entries drawn inside the axes; a longer legend goes below them (:func:`finish`).
+LEGEND_INSIDE = 10
 
 #: method → (colour, marker): one entry per registered method, grouped by family hue.
 METHOD_STYLES: dict[str, tuple[str, str]] = {
@@ -212,8 +215,26 @@ def finish(fig) -> None:
             if isinstance(formatter, matplotlib.ticker.ScalarFormatter):
                 formatter.set_useOffset(False)
         _wrap_text(ax)
+    _long_legend_below(fig)
     if fig._suptitle is not None:
         fig._suptitle.set_text(textwrap.fill(fig._suptitle.get_text(), int(fig.get_size_inches()[0] * 72 / 6)))
+
+
+def _long_legend_below(fig) -> None:
+    """Legends of more than :data:`LEGEND_INSIDE` entries become one figure legend below the axes (their
+    entries merged by label), the figure made taller by its rows: inside, they leave the axes no room."""
+    long = [ax for ax in fig.axes if ax.get_legend() is not None and len(ax.get_legend().texts) > LEGEND_INSIDE]
+    if not long:
+        return
+    entries = {}
+    for ax in long:
+        entries |= {label: handle for handle, label in zip(*ax.get_legend_handles_labels()) if label not in entries}
+        ax.get_legend().remove()
+    ncol = 2 if max(map(len, entries)) <= 45 else 1
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(width, height + 0.17 * -(-len(entries) // ncol) + 0.3)
+    fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncol=ncol, fontsize=7,
+               frameon=False)
 
 
 apply()

@@ -64,3 +64,26 @@ def test_density_image_has_axes_labels_and_colour_bar(tmp_path, monkeypatch):
     image_ax, colour_bar = drawn[0].axes
     assert image_ax.get_xlabel() and image_ax.get_ylabel() and len(image_ax.get_xticks()) > 0
     assert colour_bar.get_label() == "<colorbar>"
+
+
+def test_a_long_legend_goes_below_the_axes_which_keep_their_size(tmp_path):
+    """33 configurations (taynode's digits_lambda sweep) in the axes' legend collapsed the axes to nothing
+    (matplotlib: "constrained_layout not applied"); the legend now goes below and the figure grows."""
+    import warnings
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k in range(33):
+        ax.plot([0, 1], [k, k + 1], label=f"adjoint reg=speed reg_lambda={k} reg_order=2 reg_variant=adjoint_only")
+    ax.legend()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the collapse is a UserWarning at draw time
+        save_figure(fig, tmp_path, "long")
+    assert ax.get_legend() is None and len(fig.legends) == 1 and len(fig.legends[0].texts) == 33
+    assert fig.get_size_inches()[1] > 4 + 0.17 * 33
+    assert ax.get_position().height > 0.2  # the axes keep a real share of the taller figure
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k in range(3):
+        ax.plot([0, 1], [k, k], label=f"m{k}")
+    ax.legend()
+    save_figure(fig, tmp_path, "short")
+    assert ax.get_legend() is not None and not fig.legends and tuple(fig.get_size_inches()) == (6, 4)
