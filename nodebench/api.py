@@ -17,6 +17,7 @@ Bad input raises :class:`nodebench.errors.UserError` (one line, before anything 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from nodebench import paths
+from nodebench import api_checks, paths
+from nodebench.config import Param
 from nodebench.errors import UserError
 from nodebench.papers import load_papers
 from nodebench.runner.case import Case, expand_grid, in_rounds
@@ -103,6 +105,7 @@ def _check(cases: list[Case], engine: dict, warn: bool = False) -> list[str]:
     from nodebench.runner.settings import check_cases
 
     load_papers()
+    api_checks.check_engine(engine)
     warnings = check_cases(cases)
     shown = warnings if warn else []
     for warning in shown:
@@ -202,7 +205,10 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
             ``scheduler``, ``allow_mixed_commits`` (:func:`nodebench.runner.sweep.run_cases`), and
             ``verify_data`` (default True: refuse data files that do not match their pinned checksums).
     """
-    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods)]
+    if not isinstance(task, str):
+        raise UserError(f"task must be a task id (a string), got {task!r}")
+    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else api_checks.names(methods,
+                                                                                                     "methods"))]
     if not any(names):
         raise UserError("no method given; name one or more, e.g. rk4,adjoint")
     if "" in names:
@@ -213,14 +219,17 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
         raise UserError(f"methods {', '.join(names)} name {', '.join(repeated)} more than once; give each once")
     if iters is None and budget_s is None:
         iters = 100
+    seeds = Param("seeds", "int", low=1).check(seeds, "run:")
+    hparams = api_checks.table(hparams, "hparams")
+    method_hparams = api_checks.method_tables(method_hparams, names)
     if seeds * len(names) > MAX_CASES:  # checked before the grid is built: a typo must not hang the dry run
         raise UserError(f"{seeds} seed(s) × {len(names)} method(s) is {seeds * len(names)} cases, more than "
                         f"{MAX_CASES}; give fewer seeds")
-    cases = in_rounds(expand_grid(tasks=[task], methods=names, seeds=range(seeds), hparams=dict(hparams or {}),
+    cases = in_rounds(expand_grid(tasks=[task], methods=names, seeds=range(seeds), hparams=hparams,
                                   method_hparams=method_hparams, device=check_device(device), iters=iters,
                                   budget_s=budget_s))
     warnings = _check(cases, engine, warn=True)
-    out = Path(out) if out is not None else Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    out = api_checks.path(out, "out") if out is not None else Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
     if dry_run:
         _check_out(out, engine, {"command": "run"})
         return RunResult(None, cases)
@@ -243,9 +252,9 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
     from nodebench.experiments import load_paper
 
     spec = load_paper(paper)
-    cases = spec.cases(preset, check_device(device), experiments=list(experiments or []))
+    cases = spec.cases(preset, check_device(device), experiments=api_checks.names(experiments or [], "experiments"))
     warnings = _check(cases, engine)
-    out = Path(out) if out is not None else Path("results") / f"{paper}-{preset}"
+    out = api_checks.path(out, "out") if out is not None else Path("results") / f"{paper}-{preset}"
     kind = {"command": "reproduce", "paper": paper, "preset": preset}
     if dry_run:
         _check_out(out, engine, kind)
@@ -261,7 +270,7 @@ def report(run_dir: str | Path) -> Path:
     from nodebench.records import RECORDS, load_run
     from nodebench.runner.sweep import read_run_info
 
-    run_dir = Path(run_dir)
+    run_dir = api_checks.path(run_dir, "run_dir")
     if run_dir.name == RECORDS and run_dir.is_file():  # the run's records file names its run, as in compare
         run_dir = run_dir.parent
     records, curves = load_run(run_dir)
@@ -280,11 +289,11 @@ def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[st
     from nodebench.benchmarking import compare as gate
     from nodebench.plots import slug
 
-    current, baseline_path = Path(current), Path(baseline)
+    current, baseline_path = api_checks.path(current, "current"), api_checks.path(baseline, "baseline")
     baseline_name = slug(baseline_path.name if baseline_path.is_dir() else baseline_path.parent.name) or "baseline"
-    out = paths.output_file(Path(out) if out is not None else
+    out = paths.output_file(api_checks.path(out, "out") if out is not None else
                             (current if current.is_dir() else current.parent) / f"compare-{baseline_name}.md")
-    rules = gate.rules_with(dict(thresholds or {}))
+    rules = gate.rules_with(api_checks.positive_numbers(thresholds, "thresholds"))
     result = gate.compare(gate.load_records(Path(baseline)), gate.load_records(current), rules)
     print(gate.table(result, rules).to_markdown(index=False, tablefmt="simple"))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -397,12 +406,19 @@ def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: s
     from nodebench.benchmarking.suites import available_suites, load_suite
     from nodebench.runner.sweep import read_run_info
 
-    run_dirs = [Path(p) for p in run_dirs]
-    out = paths.output_dir(Path(out))
+    if isinstance(run_dirs, (str, os.PathLike)):
+        run_dirs = [run_dirs]  # one run, not the characters of its path
+    if not isinstance(run_dirs, (list, tuple)):
+        raise UserError(f"run_dirs must be a list of run folders or records files, got {run_dirs!r}")
+    run_dirs = [api_checks.path(p, "a run_dirs entry") for p in run_dirs]
+    if not run_dirs:
+        raise UserError("run_dirs names no run; give one or more run folders or records files")
+    out = paths.output_dir(api_checks.path(out, "out"))
     paths.writable_entries(out, files=("leaderboard.md", "leaderboard.html"), folders=("figures",))
     declared: dict[str, float] = {}
     for path in run_dirs:
         name = read_run_info(path if path.is_dir() else path.parent).get("suite")
         if name in available_suites():
             declared |= load_suite(name).targets()
-    return board.write(run_dirs, out, reference=reference, targets=declared | dict(targets or {}))
+    return board.write(run_dirs, out, reference=reference,
+                       targets=declared | api_checks.positive_numbers(targets, "targets"))

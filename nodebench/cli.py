@@ -15,16 +15,13 @@ import sys
 from pathlib import Path
 
 from nodebench import paths
+from nodebench.api_checks import MAX_JOBS, MAX_THREADS
 from nodebench.argtypes import positive_float, positive_int, positive_int_up_to
 from nodebench.benchmarking.arguments import revision, store_key
 from nodebench.config import MAX_ITERS
 from nodebench.datasets import cli as data_cli
 from nodebench.errors import UserError
 from nodebench.paths import nonempty_path
-
-#: Upper bounds of the engine options: far above any real use, low enough that a typo is an error, not a
-#: sweep that exhausts the machine (a million torch threads); iterations: :data:`nodebench.config.MAX_ITERS`.
-MAX_JOBS, MAX_THREADS = 10_000, 1_024
 
 EXAMPLES = """examples:
   nodebench list

@@ -1,0 +1,79 @@
+"""The Python API's argument checks: what the CLI's parser guarantees for a command line, checked again for a
+caller of :mod:`nodebench.api`, so that a wrong type or value is one :class:`~nodebench.errors.UserError` line
+before anything runs, never a ``TypeError`` from deep inside or a sweep that hangs (``jobs=0``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nodebench.config import Param
+from nodebench.errors import UserError
+from nodebench.registry import nearest
+
+#: Upper bounds of the engine options: far above any real use, low enough that a typo is an error, not a
+#: sweep that exhausts the machine (a million torch threads).
+MAX_JOBS, MAX_THREADS = 10_000, 1_024
+
+#: The engine options of :func:`nodebench.api.run`, ``reproduce`` and ``bench`` (``**engine``), typed.
+ENGINE = {param.name: param for param in (
+    Param("jobs", "int", low=1, high=MAX_JOBS), Param("threads", "int", low=1, high=MAX_THREADS),
+    Param("timeout_s", "float", positive=True), Param("progress", "bool"), Param("retry_failed", "bool"),
+    Param("executor", "str", choices=("local", "submitit", "dask")), Param("scheduler", "str", optional=True),
+    Param("allow_mixed_commits", "bool"), Param("verify_data", "bool"))}
+
+
+def check_engine(engine: Mapping[str, Any]) -> None:
+    """Every engine option known and valid (``jobs=0`` would wait forever for a free slot)."""
+    for key, value in engine.items():
+        if key not in ENGINE:
+            raise UserError(f"unknown engine option {key!r}{nearest(key, ENGINE)}; valid: {', '.join(ENGINE)}")
+        ENGINE[key].check(value, "engine option")
+
+
+def names(value, what: str) -> list[str]:
+    """``value`` as a list of names: one string, or a list or tuple of strings (a string is one name, never
+    its characters)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise UserError(f"{what} must be a string or a list of strings, got {value!r}")
+    return list(items)
+
+
+def table(value, what: str) -> dict[str, Any]:
+    """``value`` as a dict with string keys (``None``: empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise UserError(f"{what} must be a mapping of names to values, e.g. {{'lr': 0.1}}, got {value!r}")
+    return dict(value)
+
+
+def method_tables(value, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``method_hparams``: a mapping from some of ``methods`` to mappings of options."""
+    tables = table(value, "method_hparams")
+    for method, options in tables.items():
+        if method not in methods:
+            raise UserError(f"method_hparams names {method!r}{nearest(method, methods)}, which is not among the "
+                            f"methods {', '.join(methods)}")
+        tables[method] = table(options, f"method_hparams[{method!r}]")
+    return tables
+
+
+def path(value, what: str) -> Path:
+    """``value`` (a string or path-like, not empty) as a :class:`~pathlib.Path`."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise UserError(f"{what} must be a non-empty path, got {value!r}")
+    return Path(value)
+
+
+def positive_numbers(value, what: str) -> dict[str, float]:
+    """A mapping of names to positive finite numbers (``thresholds``, ``targets``)."""
+    return {key: Param(key, "float", positive=True).check(item, what) for key, item in table(value, what).items()}
+
+
+__all__ = ["ENGINE", "MAX_JOBS", "MAX_THREADS", "check_engine", "method_tables", "names", "path",
+           "positive_numbers", "table"]

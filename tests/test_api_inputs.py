@@ -1,0 +1,68 @@
+"""Bad arguments to the Python API (:mod:`nodebench.api`): one :class:`UserError` line before anything runs,
+never a ``TypeError`` from deep inside, a run into the current folder, or a sweep that waits forever."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+import nodebench
+from nodebench.errors import UserError
+
+RUN = Path(__file__).resolve().parents[1] / "results" / "baselines" / "gq_adjoint-quick-cpu"
+
+
+def _dry(**kwargs):
+    return lambda tmp: nodebench.run(kwargs.pop("task", "g1d"), kwargs.pop("methods", "rk4"), dry_run=True, **kwargs)
+
+
+CASES = {
+    "jobs=0 (waited forever for a free slot)": (_dry(jobs=0), "jobs must be an integer from 1 to 10000, got 0"),
+    "threads=0": (_dry(threads=0), "threads must be an integer from 1 to 1024"),
+    "timeout_s=-1": (_dry(timeout_s=-1), "timeout_s must be a positive finite number"),
+    "a misspelt engine option": (_dry(jbos=2), "unknown engine option 'jbos' (did you mean 'jobs'?)"),
+    "jobs as a string": (_dry(jobs="2"), "jobs must be an integer"),
+    "seeds=0 (an empty run before)": (_dry(seeds=0), "seeds must be an integer >= 1, got 0"),
+    "seeds=True": (_dry(seeds=True), "seeds must be an integer >= 1, got True"),
+    "a misspelt method in method_hparams": (_dry(methods=["rk4", "adjoint"],
+                                                 method_hparams={"adjiont": {"rtol": 1e-5}}),
+                                            "method_hparams names 'adjiont' (did you mean 'adjoint'?)"),
+    "methods a number": (_dry(methods=5), "methods must be a string or a list of strings"),
+    "task a list": (_dry(task=["g1d"]), "task must be a task id"),
+    "hparams a string": (_dry(hparams="lr=0.1"), "hparams must be a mapping"),
+    "hparams a list (iterated by letter before)": (_dry(hparams=["lr"]), "hparams must be a mapping"),
+    "method_hparams values not tables": (_dry(methods="adjoint", method_hparams={"adjoint": 1e-5}),
+                                         "method_hparams['adjoint'] must be a mapping"),
+    "out empty (ran into the current folder)": (lambda tmp: nodebench.run("g1d", "rk4", iters=1, out=""),
+                                                "out must be a non-empty path"),
+    "report a number": (lambda tmp: nodebench.report(5), "run_dir must be a non-empty path"),
+    "compare a number": (lambda tmp: nodebench.compare(5, RUN), "baseline must be a non-empty path"),
+    "thresholds a list": (lambda tmp: nodebench.compare(RUN, RUN, thresholds=["time"], out=tmp / "c.md"),
+                          "thresholds must be a mapping"),
+    "a threshold True": (lambda tmp: nodebench.compare(RUN, RUN, thresholds={"time": True}, out=tmp / "c.md"),
+                         "thresholds time must be a positive finite number"),
+    "leaderboard of no run": (lambda tmp: nodebench.leaderboard([], tmp / "b"), "run_dirs names no run"),
+    "leaderboard into ''": (lambda tmp: nodebench.leaderboard([RUN], ""), "out must be a non-empty path"),
+    "a target NaN": (lambda tmp: nodebench.leaderboard([RUN], tmp / "b", targets={"g1d": math.nan}),
+                     "targets g1d must be a positive finite number"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_api_argument_is_one_user_error(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    call, message = CASES[name]
+    with pytest.raises(UserError, match=None) as err:
+        call(tmp_path)
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even into the current folder
+
+
+def test_one_name_is_one_name_not_its_letters(tmp_path):
+    """A string where a list is expected is one item: one experiment, one run folder."""
+    cases = nodebench.reproduce("do_vs_od", experiments="spiral", dry_run=True).cases
+    assert cases and {case.experiment for case in cases} == {"spiral"}
+    md, _ = nodebench.leaderboard(RUN, tmp_path / "board")
+    assert "1 run(s)" in md.read_text()
