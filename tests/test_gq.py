@@ -208,6 +208,11 @@ def test_bad_arguments_raise_clear_errors():
         odeint_adjoint_gq(Constant(), y0, t, gtol=0)
     with pytest.raises(ValueError, match="1-D"):
         odeint_adjoint_gq(Constant(), y0, torch.tensor([0.0]))
+    for gtol in (math.inf, math.nan, "0.1", True):  # inf overflowed, a string failed, in the backward pass
+        with pytest.raises(ValueError, match="gtol must be a positive finite number"):
+            odeint_adjoint_gq(Constant(), y0, t, gtol=gtol)
+    with pytest.raises(ValueError, match=r"t must not repeat a time: t\[0\] = t\[1\] = 0"):
+        odeint_adjoint_gq(Constant(), y0, torch.tensor([0.0, 0.0, 1.0]))  # failed in the backward pass before
 
 
 @pytest.mark.parametrize("kind", ["python_branch", "autograd_inside"])

@@ -186,3 +186,19 @@ def test_continuous_elements():
     assert abs(float((w * torch.sin(tq)).sum()) - (1 - math.cos(6.0)) / 6) < 1e-12
     tq, w = basis.quadrature(10, "lobatto")
     assert abs(float((w * torch.sin(tq)).sum()) - (1 - math.cos(6.0)) / 6) < 1e-12
+
+
+def test_element_basis_refuses_invalid_values():
+    """NaN observations ended in a PyTorch internal assert; a float degree was truncated, an infinite end
+    or a NaN ridge accepted."""
+    t = torch.linspace(0, 1, 9, dtype=D64)
+    y = torch.stack([t, t ** 2], dim=-1)
+    basis = ElementBasis(0.0, 1.0, degree=3, elements=2)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        basis.fit(t, torch.where(t > 0.5, math.nan, 1.0).unsqueeze(-1).expand(9, 2))
+    with pytest.raises(ValueError, match="ridge must be a finite number"):
+        basis.fit(t, y, ridge=math.nan)
+    for degree, elements, t1 in ((2.5, 2, 1.0), (3, True, 1.0), (3, 2, math.inf)):
+        with pytest.raises(ValueError, match="need"):
+            ElementBasis(0.0, t1, degree=degree, elements=elements)
+    assert torch.allclose(ElementBasis(0.0, 1.0, np.int64(3), 2).fit(t, y), basis.fit(t, y))  # NumPy ints are ints

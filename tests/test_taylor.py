@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -334,6 +335,11 @@ def test_invalid_arguments():
         ode_derivatives(lambda t, z: z, torch.zeros(1), z, 2)
     with pytest.raises(ValueError, match="shape"):
         ode_derivatives(lambda t, z: z.sum(-1), torch.tensor(0.0), z, 2)
+    # a NumPy integer is an integer (its message had read "must be an integer ≥ 1, got np.int64(2)")
+    assert len(ode_derivatives(lambda t, z: z, torch.tensor(0.0), z, np.int64(2))) == 2
+    # a float time would be a constant of the compiled graph: refused before Dynamo traces anything
+    with pytest.raises(ValueError, match="t must be a 0-d tensor"):
+        compile_derivatives(lambda t, z: z, 2)(0.0, z)
 
 
 @pytest.mark.skipif(not jax_jet.available(), reason="jax is not installed (the JAX jet column is optional)")

@@ -31,6 +31,8 @@ Differences from the official code, on purpose:
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Sequence
 
 import torch
@@ -214,12 +216,16 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
         adjoint_params = tuple(func.parameters())
     if quadrature not in NODE_VJPS:
         raise ValueError(f"unknown quadrature {quadrature!r}; valid: {', '.join(NODE_VJPS)}")
-    if not gtol > 0:
-        raise ValueError(f"gtol must be positive, got {gtol!r}")
+    if isinstance(gtol, bool) or not isinstance(gtol, numbers.Real) or not 0 < gtol < math.inf:
+        raise ValueError(f"gtol must be a positive finite number, got {gtol!r}")
     if not (isinstance(max_nodes, int) and max_nodes >= 1):
         raise ValueError(f"max_nodes must be a positive integer, got {max_nodes!r}")
     if not (torch.is_tensor(t) and t.dim() == 1 and len(t) >= 2):
         raise ValueError("t must be a 1-D tensor of at least two times")
+    repeated = (t[1:] == t[:-1]).nonzero()
+    if len(repeated):  # a zero-length interval has no quadrature rule (torchdiffeq refuses it too)
+        i = int(repeated[0])
+        raise ValueError(f"t must not repeat a time: t[{i}] = t[{i + 1}] = {float(t[i]):g}")
     is_tuple = isinstance(y0, tuple)
     parts = y0 if is_tuple else (y0,)
     field = _FlatField(func, [p.shape for p in parts], is_tuple)

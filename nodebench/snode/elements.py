@@ -18,6 +18,9 @@ plain Legendre series (:class:`~nodebench.snode.legendre.LegendreSeries`).
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
 from nodebench.snode.legendre import (
@@ -43,10 +46,11 @@ class ElementBasis:
 
     def __init__(self, t0: float, t1: float, degree: int, elements: int = 1, *, dtype=torch.float64,
                  device=None):
-        if degree < 1 or elements < 1:
-            raise ValueError(f"need degree >= 1 and elements >= 1, got {degree}, {elements}")
-        if not t1 > t0:
-            raise ValueError(f"need t1 > t0, got [{t0}, {t1}]")
+        counts = (degree, elements)
+        if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in counts):
+            raise ValueError(f"need integers degree >= 1 and elements >= 1, got {degree!r}, {elements!r}")
+        if not (math.isfinite(t0) and math.isfinite(t1) and t1 > t0):
+            raise ValueError(f"need finite t1 > t0, got [{t0}, {t1}]")
         self.t0, self.t1 = float(t0), float(t1)
         self.degree, self.elements = int(degree), int(elements)
         self.dtype, self.device = dtype, device
@@ -120,4 +124,8 @@ class ElementBasis:
         basis's dtype (float64 by default, for conditioning) and returned in the observations' dtype, the one
         :class:`~nodebench.snode.objective.SpectralObjective` and the field work in. Fewer observations than
         coefficients need ``ridge > 0``."""
+        if not (math.isfinite(ridge) and ridge >= 0):
+            raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+        if not torch.isfinite(y_obs).all():
+            raise ValueError("y_obs holds NaN or infinite values; the least-squares fit needs finite observations")
         return least_squares(self.values(t_obs), y_obs.to(self.dtype), ridge).to(y_obs.dtype)

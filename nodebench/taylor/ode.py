@@ -29,6 +29,7 @@ parameters, ``z`` and ``t``):
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable
 
 import torch
@@ -84,7 +85,7 @@ METHODS = {"taylor": taylor_derivatives, "jvp": jvp_derivatives}
 
 
 def _check_order(order: int) -> None:
-    if not (isinstance(order, int) and not isinstance(order, bool) and order >= 1):
+    if not (isinstance(order, numbers.Integral) and not isinstance(order, bool) and order >= 1):
         raise ValueError(f"order must be an integer ≥ 1, got {order!r}")
 
 
@@ -201,6 +202,9 @@ def _compiled_per_device_type(fn: Callable[[torch.Tensor, torch.Tensor], object]
         return torch.compile(call, **settings)
 
     def on_device(t: torch.Tensor, z: torch.Tensor):
+        if not (torch.is_tensor(t) and t.dim() == 0 and torch.is_tensor(z)):
+            raise ValueError(f"t must be a 0-d tensor and z a tensor (a Python float would be a constant of the "
+                             f"compiled graph), got t={t!r} of type {type(t).__name__}, z of type {type(z).__name__}")
         kind = z.device.type
         if kind not in compiled:
             compiled[kind] = compile_for(kind)
