@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import Callable, Optional, Sequence, Tuple
 
 import torch
@@ -81,6 +82,8 @@ class ConcatSquashMLP(nn.Module):
         super().__init__()
         _check_choice("activation", activation, tuple(ACTIVATIONS))
         widths = (dim, *hidden_dims, dim)
+        if not all(isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1 for w in widths):
+            raise UserError(f"dim and hidden_dims must be positive integers, got {dim!r} and {tuple(hidden_dims)!r}")
         self.layers = nn.ModuleList(ConcatSquashLinear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.activation = ACTIVATIONS[activation]()
 
@@ -267,8 +270,10 @@ class CNF(Transform):
         augment: Optional[Callable[[Optional[torch.Tensor]], nn.Module]] = None,
     ):
         super().__init__()
-        if not t1 > 0:
-            raise UserError(f"CNF end time t1 must be positive, got {t1}")
+        if isinstance(t1, bool) or not isinstance(t1, numbers.Real) or not 0 < t1 < math.inf:
+            raise UserError(f"CNF end time t1 must be a positive finite number, got {t1!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise UserError(f"generator must be a torch.Generator or None, got {generator!r}")
         self.dynamics = dynamics
         self.trace = trace
         self.noise = noise

@@ -1,6 +1,7 @@
 """Tests for nodebench.cnf: invertibility, log-determinants, trace estimators, solvers, nflows composition."""
 
 import functools
+import math
 
 import pytest
 import torch
@@ -64,8 +65,14 @@ def test_invalid_choices_raise_user_error():
         make_cnf(trace="hutch")
     with pytest.raises(UserError, match="gaussian, rademacher"):
         make_cnf(noise="uniform")
-    with pytest.raises(UserError, match="positive"):
-        make_cnf(t1=0.0)
+    for t1 in (0.0, math.inf, "1"):  # an infinite end was accepted, a string failed in a comparison
+        with pytest.raises(UserError, match="t1 must be a positive finite number"):
+            make_cnf(t1=t1)
+    with pytest.raises(UserError, match="generator must be a torch.Generator"):
+        make_cnf(generator="x")
+    for dim, hidden in ((0, (4,)), (2, (4, 0)), (2, (2.5,))):
+        with pytest.raises(UserError, match="positive integers"):
+            ConcatSquashMLP(dim, hidden)
 
 
 def test_round_trip_float64():
