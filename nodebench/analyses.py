@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from nodebench import plots
+from nodebench.claims import Field, check_fields, fields_of
 from nodebench.markdown import fmt4, fmt_value, markdown_table
 from nodebench.metrics import headline_metric
 from nodebench.records import CURVES, expand_hparams, load_table
@@ -44,21 +45,29 @@ AnalysisFn = Callable[[dict, Path, pd.DataFrame], "tuple[str, list[Path]]"]
 
 @dataclass(frozen=True)
 class Analysis:
-    """A registered analysis: its function ``fn(spec, run_dir, records) -> (section, figures)`` and the
-    parameters its ``[[analysis]]`` block may set."""
+    """A registered analysis: its function ``fn(spec, run_dir, records) -> (section, figures)``, the
+    parameters its ``[[analysis]]`` block may set (names) and their declarations (:class:`nodebench.claims.Field`:
+    type, range, required), checked when the paper is loaded."""
 
     name: str
     fn: AnalysisFn
     params: tuple[str, ...] = ()
+    fields: tuple[Field, ...] = ()
+
+    def validate(self, block: dict, at: str) -> None:
+        """Refuse a block's missing, mistyped or out-of-range parameters (before any case runs)."""
+        check_fields(block, self.fields, at)
 
 
 ANALYSES: Registry[Analysis] = Registry("analysis kind")
 
 
-def register_analysis(name: str, params: tuple[str, ...] = ()) -> Callable[[AnalysisFn], AnalysisFn]:
-    """Decorator registering ``fn`` as analysis kind ``name`` accepting ``params``."""
+def register_analysis(name: str, params=()) -> Callable[[AnalysisFn], AnalysisFn]:
+    """Decorator registering ``fn`` as analysis kind ``name`` accepting ``params``: names (any value,
+    optional) or :class:`nodebench.claims.Field` declarations (typed, ranged, possibly required)."""
     def add(fn: AnalysisFn) -> AnalysisFn:
-        ANALYSES.register(name, Analysis(name, fn, tuple(params)))
+        fields = fields_of(params)
+        ANALYSES.register(name, Analysis(name, fn, tuple(f.name for f in fields), fields))
         return fn
     return add
 
@@ -111,7 +120,8 @@ def scaling_table(records: pd.DataFrame, param_col: str, metric: str | None,
     return header, rows
 
 
-@register_analysis("scaling", params=("param", "metric", "reference", "experiments"))
+@register_analysis("scaling", params=(Field("param", "str", required=True), Field("metric", "str"),
+                                      Field("reference", "str"), Field("experiments", "strs")))
 def scaling(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     param, reference = spec["param"], spec.get("reference", "adjoint")
     title = f"## Scaling with {param}"
@@ -145,7 +155,8 @@ def scaling(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]
     return "\n".join(lines), figures
 
 
-@register_analysis("time_to_target", params=("experiments", "reference", "pair_with", "target"))
+@register_analysis("time_to_target", params=(Field("experiments", "strs"), Field("reference", "str"),
+                                             Field("pair_with", "str"), Field("target", "float", positive=True)))
 def time_to_target(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     """Time to the common target of the monitored training quality (:mod:`nodebench.target`) per experiment
     (``experiments``, default all) and setting, against ``reference`` (default "direct"); ``target`` fixes
@@ -192,7 +203,9 @@ def run_analyses(spec, run_dir: Path, records: pd.DataFrame, *, preset: str) -> 
     for declared in spec.analyses:
         if preset not in declared.get("presets", []):
             continue
-        section, figs = ANALYSES.lookup(declared["kind"]).fn(declared, Path(run_dir), records)
+        analysis = ANALYSES.lookup(declared["kind"])
+        analysis.validate(declared, f"analysis {analysis.name!r}")  # the loader did; a hand-made spec may not
+        section, figs = analysis.fn(declared, Path(run_dir), records)
         sections.append(section)
         figures += figs
     return sections, figures

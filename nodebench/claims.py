@@ -51,6 +51,7 @@ when the paper is loaded, before any case runs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ from typing import Any
 
 import pandas as pd
 
+from nodebench.config import LISTS, Param
+from nodebench.errors import UserError
 from nodebench.intervals import ratio_interval
 from nodebench.metrics import metric as metric_info
 from nodebench.records import expand_hparams
@@ -70,24 +73,118 @@ CheckFn = Callable[[pd.DataFrame, dict, dict], "list[tuple[str, str, str]]"]
 
 
 @dataclass(frozen=True)
+class Field(Param):
+    """A declared parameter of a claim check or an analysis kind: a :class:`nodebench.config.Param` that also
+    knows the kinds ``"strs"`` (a non-empty list of distinct strings) and ``"table"`` (a TOML table), and
+    whether a block must set it (``required``). For a number list kind, ``choices`` are strings also valid as
+    items (``step_sizes = ["grid", 0.1]``). Names with a meaning across the project are checked by the loader
+    (:mod:`nodebench.experiments`): ``method``/``baseline``/``methods`` (methods), ``metric`` (a metric),
+    ``task`` (a task), ``experiments`` (the paper's experiments)."""
+
+    required: bool = False
+
+    def describe(self) -> str:
+        if self.kind == "table":
+            text = "a table (name = value)"
+        elif self.kind == "strs":
+            text = "a non-empty list of distinct strings"
+        elif self.kind in LISTS and self.choices:
+            item = dataclasses.replace(self._item(), choices=None).describe()
+            return (f"a {'non-empty ' * (not self.empty)}list, each item {item} or "
+                    + " or ".join(repr(c) for c in self.choices))
+        else:
+            return super().describe()
+        return text + (" or null" if self.optional else "")
+
+    def check(self, value: Any, where: str = "parameter") -> Any:
+        if value is None and self.optional:
+            return None
+        bad = UserError(f"{where} {self.name} must be {self.describe()}, got {value!r}")
+        if self.kind == "table":
+            if not isinstance(value, dict):
+                raise bad
+            return value
+        if self.kind == "strs":
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value) \
+                    or len(set(value)) != len(value):
+                raise bad
+            return value
+        if self.kind in LISTS and self.choices:
+            if not isinstance(value, list) or not (value or self.empty):
+                raise bad
+            item = dataclasses.replace(self, kind=LISTS[self.kind], choices=None, optional=False)
+            try:
+                return [v if isinstance(v, str) and v in self.choices else Param.check(item, v, where) for v in value]
+            except UserError:
+                raise bad from None
+        return super().check(value, where)
+
+
+def fields_of(params) -> tuple[Field, ...]:
+    """Declared parameters as :class:`Field`: a plain name is an optional parameter of any value."""
+    return tuple(p if isinstance(p, Field) else Field(p.name, p.kind, p.low, p.high, p.positive, p.choices,
+                                                       p.optional, p.empty) if isinstance(p, Param)
+                 else Field(p, "any") for p in params)
+
+
+def check_fields(block: dict, fields: tuple[Field, ...], at: str, one_of: tuple[tuple[str, ...], ...] = ()) -> None:
+    """Check a ``[[claim]]``/``[[analysis]]`` block's values against its declared ``fields``: each given
+    value's type and range, each required one present, at least one of each group in ``one_of``, and
+    ``min`` ≤ ``max`` when both are given. A problem is a one-line :class:`UserError` naming the parameter."""
+    for f in fields:
+        if f.name not in block:
+            if f.required:
+                raise UserError(f"{at}: needs {f.name!r} ({f.describe()})")
+            continue
+        f.check(block[f.name], f"{at}:")
+    for group in one_of:
+        if not any(name in block for name in group):
+            raise UserError(f"{at}: needs {' or '.join(repr(n) for n in group)}")
+    low, high = block.get("min"), block.get("max")
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low > high:
+        raise UserError(f"{at}: min {low!r} is above max {high!r}; no value could hold")
+
+
+@dataclass(frozen=True)
 class Check:
-    """A registered claim check: ``fn(records, tables, claim) -> [(scope, measured, verdict)]`` and the
-    parameters a claim using it may set."""
+    """A registered claim check: ``fn(records, tables, claim) -> [(scope, measured, verdict)]``, the
+    parameters a claim using it may set (names) and their declarations (:class:`Field`: type, range,
+    required), and groups of parameters of which a claim must set at least one (``one_of``)."""
 
     name: str
     fn: CheckFn
     params: tuple[str, ...] = ()
+    fields: tuple[Field, ...] = ()
+    one_of: tuple[tuple[str, ...], ...] = ()
+
+    def validate(self, claim: dict, at: str) -> None:
+        """Refuse a claim's missing, mistyped or out-of-range parameters (before any case runs)."""
+        check_fields(claim, self.fields, at, self.one_of)
 
 
 CHECKS: Registry[Check] = Registry("claim check")
 
 
-def register_check(name: str, params: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
-    """Decorator registering ``fn`` as claim check ``name`` accepting ``params``."""
+def register_check(name: str, params=(), one_of: tuple[tuple[str, ...], ...] = ()) -> Callable[[CheckFn], CheckFn]:
+    """Decorator registering ``fn`` as claim check ``name`` accepting ``params``: names (any value,
+    optional) or :class:`Field` declarations (typed, ranged, possibly required); ``one_of``: groups of
+    parameters of which a claim must give at least one."""
     def add(fn: CheckFn) -> CheckFn:
-        CHECKS.register(name, Check(name, fn, tuple(params)))
+        fields = fields_of(params)
+        CHECKS.register(name, Check(name, fn, tuple(f.name for f in fields), fields, tuple(one_of)))
         return fn
     return add
+
+
+# Declarations shared by the checks below.
+METHOD = Field("method", "str", required=True)
+BASELINE = Field("baseline", "str", required=True)
+EXPERIMENTS = Field("experiments", "strs")
+BOUND = {name: Field(name, "float") for name in ("min", "max")}
+TOLS = (Field("abs_tol", "float", low=0.0), Field("rel_tol", "float", low=0.0))
+COLUMN = Field("column", "str")
+PUBLISHED = Field("published", "float", positive=True)
+HPARAMS = Field("hparams", "table")
 
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured at this preset"
@@ -120,7 +217,8 @@ def experiments_of(records: pd.DataFrame, claim: dict) -> list[str]:
     return sorted(records["experiment"].unique()) if not records.empty else []
 
 
-@register_check("time_reduction", params=('baseline', 'experiments', 'max', 'method', 'min'))
+@register_check("time_reduction", params=(BASELINE, EXPERIMENTS, BOUND["max"], METHOD,
+                                           Field("min", "float", required=True)))
 def time_reduction(records, tables, claim) -> list[tuple[str, str, str]]:
     out = []
     method, base = claim["method"], claim["baseline"]
@@ -137,7 +235,8 @@ def time_reduction(records, tables, claim) -> list[tuple[str, str, str]]:
     return out
 
 
-@register_check("wins", params=('baseline', 'experiments', 'fraction', 'method'))
+@register_check("wins", params=(BASELINE, EXPERIMENTS, Field("fraction", "float", low=0.0, high=1.0, required=True),
+                                 METHOD))
 def wins(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base = claim["method"], claim["baseline"]
     measured = []
@@ -153,7 +252,7 @@ def wins(records, tables, claim) -> list[tuple[str, str, str]]:
     return [("all", text, HOLDS if fraction >= claim["fraction"] else FAILS)]
 
 
-@register_check("metric_parity", params=('abs_tol', 'baseline', 'experiments', 'method', 'metric', 'rel_tol'))
+@register_check("metric_parity", params=(*TOLS, BASELINE, EXPERIMENTS, METHOD, Field("metric", "str", required=True)))
 def metric_parity(records, tables, claim) -> list[tuple[str, str, str]]:
     out = []
     method, base, metric = claim["method"], claim["baseline"], claim["metric"]
@@ -168,7 +267,9 @@ def metric_parity(records, tables, claim) -> list[tuple[str, str, str]]:
     return out
 
 
-@register_check("table_threshold", params=('agg', 'column', 'experiments', 'max', 'min', 'table', 'where'))
+@register_check("table_threshold", params=(Field("agg", "str"), Field("column", "str", required=True), EXPERIMENTS,
+                                            BOUND["max"], BOUND["min"], Field("table", "str", required=True),
+                                            Field("where", "table")), one_of=(("min", "max"),))
 def table_threshold(records, tables, claim) -> list[tuple[str, str, str]]:
     table = records if claim["table"] == "records" else tables.get(claim["table"], pd.DataFrame())
     if table.empty:
@@ -286,7 +387,7 @@ def _unit(column: str) -> str:
     return " s" if column.endswith("_s") else ""
 
 
-@register_check("ratio", params=('baseline', 'column', 'experiments', 'hparams', 'max', 'method', 'min', 'published'))
+@register_check("ratio", params=(BASELINE, COLUMN, EXPERIMENTS, HPARAMS, BOUND["max"], METHOD, BOUND["min"], PUBLISHED))
 def ratio(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base, column = claim["method"], claim["baseline"], claim.get("column", "train_wall_s")
     label = f"{base}/{method}" + ("" if column == "train_wall_s" else f" {column}")
@@ -322,7 +423,8 @@ def ratio(records, tables, claim) -> list[tuple[str, str, str]]:
     return out or [("all", f"no successful run of {method} or {base}", NOT_MEASURED)]
 
 
-@register_check("ratio_trend", params=('baseline', 'column', 'experiments', 'hparams', 'method', 'param', 'published'))
+@register_check("ratio_trend", params=(BASELINE, COLUMN, EXPERIMENTS, HPARAMS, METHOD,
+                                        Field("param", "str", required=True), PUBLISHED))
 def ratio_trend(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base, param = claim["method"], claim["baseline"], claim["param"]
     column = claim.get("column", "train_wall_s")
@@ -416,8 +518,9 @@ def _per_method(records: pd.DataFrame, claim: dict, out: list):
             yield (exp if named else f"{exp}, {method}"), exp_rows[exp_rows["method"] == method]
 
 
-@register_check("hparam_ratio", params=('abs_tol', 'at', 'by', 'column', 'experiments', 'max', 'method', 'metric',
-                                        'min', 'published', 'reference', 'rel_tol'))
+@register_check("hparam_ratio", params=(*TOLS, Field("at", "table"), Field("by", "str"), COLUMN, EXPERIMENTS,
+                                         BOUND["max"], Field("method", "str"), Field("metric", "str"), BOUND["min"],
+                                         PUBLISHED, Field("reference", "table")))
 def hparam_ratio(records, tables, claim) -> list[tuple[str, str, str]]:
     column = claim.get("column", "test_nfe")
     low, high = _bounds(claim)
@@ -463,8 +566,9 @@ def _setting_text(row: pd.Series, names: list[str]) -> str:
     return ", ".join(f"{n[3:]} {_show(row[n])}" for n in names if not _unset(row[n])) or "default"
 
 
-@register_check("tradeoff", params=('abs_tol', 'column', 'experiments', 'method', 'metric', 'min', 'published',
-                                    'reference', 'rel_tol', 'where'))
+@register_check("tradeoff", params=(*TOLS, COLUMN, EXPERIMENTS, Field("method", "str"),
+                                     Field("metric", "str", required=True), BOUND["min"], PUBLISHED,
+                                     Field("reference", "table"), Field("where", "table")))
 def tradeoff(records, tables, claim) -> list[tuple[str, str, str]]:
     column, metric = claim.get("column", "test_nfe"), claim["metric"]
     low = claim.get("min", 1.0)
@@ -513,7 +617,7 @@ def tradeoff(records, tables, claim) -> list[tuple[str, str, str]]:
     return out or [("all", "no experiment measured", NOT_MEASURED)]
 
 
-@register_check("time_to_target", params=('baseline', 'experiments', 'method', 'min', 'published'))
+@register_check("time_to_target", params=(BASELINE, EXPERIMENTS, METHOD, BOUND["min"], PUBLISHED))
 def time_to_target(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base = claim["method"], claim["baseline"]
     table = tables.get("time_to_target", pd.DataFrame())
@@ -552,7 +656,9 @@ def check_claims(claims: list[dict[str, Any]], records: pd.DataFrame,
         if check is None:
             results = [("all", claim.get("why_not_measured", "no automatic check"), NOT_MEASURED)]
         else:
-            results = CHECKS.lookup(check).fn(ok, tables or {}, claim)
+            found = CHECKS.lookup(check)
+            found.validate(claim, f"claim {claim.get('id')!r}")  # the loader did; a hand-made claim may not
+            results = found.fn(ok, tables or {}, claim)
         verdicts += [Verdict(claim["id"], claim["text"], claim.get("source", ""), scope, measured, verdict)
                      for scope, measured, verdict in results]
     return verdicts

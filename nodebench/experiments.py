@@ -31,6 +31,7 @@ analysis kinds and their parameters, claim checks and their parameters, and clai
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +39,9 @@ from typing import Any
 
 from nodebench.analyses import ANALYSES
 from nodebench.analyses import COMMON_KEYS as ANALYSIS_KEYS
-from nodebench.claims import CHECKS
+from nodebench.claims import CHECKS, Field
 from nodebench.claims import COMMON_KEYS as CLAIM_KEYS
-from nodebench.config import check_keys, from_mapping
+from nodebench.config import CASE_LIMITS, MAX_ITERS, Param, check_keys, from_mapping
 from nodebench.errors import UserError
 from nodebench.methods import METHODS
 from nodebench.paths import plain_name
@@ -49,6 +50,22 @@ from nodebench.runner.case import Case, expand_grid
 PRESETS = ("smoke", "quick", "paper")
 #: What a preset of an experiment may set.
 PRESET_KEYS = ("iters", "budget_s", "seeds", "warmup", "hparams", "methods", "grid")
+#: The typed values of an experiment and of its presets (``iters``, ``budget_s``: :data:`nodebench.config.CASE_LIMITS`).
+SEEDS = Param("seeds", "int", low=1)
+WARMUP = Param("warmup", "int", low=0, high=MAX_ITERS)  # untimed warm-up passes; 0: none
+METHOD_LIST = Field("methods", "strs")
+TABLE = {name: Field(name, "table") for name in ("hparams", "method_hparams", "presets", "grid")}
+TEXT = {name: Field(name, "str") for name in ("name", "task", "description", "notes", "kind", "check", "source",
+                                              "published_text", "why_not_measured", "note")}
+#: Parameters of a claim or an analysis whose string value names a method (checked against the registry).
+METHOD_PARAMS = ("method", "baseline", "reference", "pair_with")
+
+
+def max_cases() -> int:
+    """The most cases a paper preset may build: :data:`nodebench.api.MAX_CASES`, as ``run``'s grid."""
+    from nodebench.api import MAX_CASES
+
+    return MAX_CASES
 
 
 @dataclass
@@ -82,13 +99,19 @@ class PaperSpec:
             if name not in names:
                 raise UserError(f"paper {self.paper!r} has no experiment {name!r}; valid: {', '.join(names)}")
         cases: list[Case] = []
+        total, limit = 0, max_cases()
         for exp in self.experiments:
             if preset not in exp.presets or (experiments and exp.name not in experiments):
                 continue
             settings = dict(exp.presets[preset])
-            seeds = int(settings.pop("seeds", 1))
+            at = f"experiment {exp.name!r}, preset {preset}:"
+            seeds = SEEDS.check(settings.pop("seeds", 1), at)
             hparams = exp.hparams | settings.pop("hparams", {})
             methods = settings.pop("methods", exp.methods)
+            total += _count_cases(exp, preset, at)  # before the grid is built: a typo must not hang the loader
+            if total > limit:
+                raise UserError(f"paper {self.paper!r} builds {total} cases at preset {preset!r}, more than {limit}; "
+                                "give fewer seeds, methods or grid values")
             cases += expand_grid(tasks=[exp.task], methods=methods, seeds=range(seeds), hparams=hparams,
                                  method_hparams=exp.method_hparams, device=device, paper=self.paper,
                                  experiment=exp.name, preset=preset, **settings)
@@ -119,9 +142,12 @@ def load_paper(name: str) -> PaperSpec:
 
 def load_spec_file(path: str | Path) -> PaperSpec:
     """The validated spec in an ``experiments.toml`` file (for a paper under development)."""
+    from nodebench.papers import load_papers
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no experiment file at {str(path)!r}")
+    load_papers()  # the analysis kinds, claim checks and metrics that installed papers register
     return parse_spec(path.read_text(), where=str(path))
 
 
@@ -135,30 +161,127 @@ def parse_spec(text: str, where: str) -> PaperSpec:
     for key in ("paper", "title", "reference"):
         if not isinstance(raw.get(key), str):
             raise UserError(f"{where}: needs a string {key!r}")
-    experiments = [from_mapping(Experiment, exp, f"{where}: experiment {exp.get('name', i)!r}")
-                   for i, exp in enumerate(raw.get("experiment", []))]
-    for name in (raw["paper"], *(exp.name for exp in experiments)):
-        plain_name(name, f"{where}: name")  # names become folder and file names
+    TEXT["notes"].check(raw.get("notes", ""), f"{where}:")
+    experiments = [_experiment(block, f"{where}: experiment {block.get('name', i)!r}")
+                   for i, block in enumerate(_blocks(raw, "experiment", where))]
+    plain_name(raw["paper"], f"{where}: name")  # names become folder and file names
     spec = PaperSpec(paper=raw["paper"], title=raw["title"], reference=raw["reference"], experiments=experiments,
-                     claims=raw.get("claim", []), analyses=raw.get("analysis", []), notes=raw.get("notes", ""),
-                     path=where)
+                     claims=_blocks(raw, "claim", where), analyses=_blocks(raw, "analysis", where),
+                     notes=raw.get("notes", ""), path=where)
     _check_experiments(spec, where)
     _check_analyses(spec, where)
     _check_claims(spec, where)
     return spec
 
 
+def _count_cases(exp: Experiment, preset: str, at: str) -> int:
+    """The number of cases ``exp`` builds at ``preset`` (seeds × methods × grid settings), refused above
+    :func:`max_cases` before any case is built."""
+    settings = exp.presets[preset]
+    seeds, methods = SEEDS.check(settings.get("seeds", 1), at), settings.get("methods", exp.methods)
+    sizes = [len(values) for values in (settings.get("grid") or {}).values()]
+    count = seeds * len(methods) * math.prod(sizes)
+    if count > max_cases():
+        grid = f" × {' × '.join(map(str, sizes))} grid setting(s)" if sizes else ""
+        raise UserError(f"{at} {seeds} seed(s) × {len(methods)} method(s){grid} = {count} cases, more than "
+                        f"{max_cases()}; give fewer seeds, methods or grid values")
+    return count
+
+
+def _blocks(raw: dict, key: str, where: str) -> list[dict]:
+    """The ``[[key]]`` blocks of a file: an array of tables, each a table."""
+    value = raw.get(key, [])
+    if isinstance(value, dict):
+        raise UserError(f"{where}: [{key}] is a single table; write each {key} as [[{key}]] (an array of tables)")
+    if not isinstance(value, list) or not all(isinstance(block, dict) for block in value):
+        raise UserError(f"{where}: {key} must be [[{key}]] blocks (an array of tables), got {value!r}")
+    return value
+
+
+def _experiment(block: dict, at: str) -> Experiment:
+    """One ``[[experiment]]`` block, its keys and the types of its values checked."""
+    exp = from_mapping(Experiment, block, at)
+    plain_name(exp.name, f"{at}: name")  # names become folder and file names
+    for name in ("task", "description"):
+        TEXT[name].check(getattr(exp, name), f"{at}:")
+    METHOD_LIST.check(exp.methods, f"{at}:")
+    for name in ("hparams", "method_hparams", "presets"):
+        TABLE[name].check(getattr(exp, name), f"{at}:")
+    for method, options in exp.method_hparams.items():
+        TABLE["hparams"].check(options, f"{at}: method_hparams.{method}:")
+    for preset, settings in exp.presets.items():
+        if not isinstance(settings, dict):
+            raise UserError(f"{at}: presets.{preset} must be a table of preset settings "
+                            f"({', '.join(PRESET_KEYS)}), got {settings!r}")
+    return exp
+
+
+def _check_preset(exp: Experiment, preset: str, settings: dict, at: str) -> None:
+    """A preset's settings: keys, types and ranges (``seeds``, ``warmup`` and the limits normalised in place)."""
+    if preset not in PRESETS:
+        raise UserError(f"{at}: unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    at = f"{at}, preset {preset}"
+    check_keys(settings, PRESET_KEYS, at)
+    for limit in CASE_LIMITS:
+        if settings.get(limit.name) is not None:
+            settings[limit.name] = limit.check(settings[limit.name], f"{at}:")
+    settings["seeds"] = SEEDS.check(settings.get("seeds", 1), f"{at}:")
+    if "warmup" in settings:
+        settings["warmup"] = WARMUP.check(settings["warmup"], f"{at}:")
+    for name in ("hparams", "grid"):
+        if name in settings:
+            TABLE[name].check(settings[name], f"{at}:")
+    for name, values in settings.get("grid", {}).items():
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{at}: grid.{name} must be a non-empty list of values, got {values!r}")
+    if "methods" in settings:
+        METHOD_LIST.check(settings["methods"], f"{at}:")
+        for method in settings["methods"]:
+            _method(method, f"{at}: methods")
+    _count_cases(exp, preset, f"{at}:")
+
+
+def _method(name: str, at: str) -> None:
+    try:
+        METHODS.lookup(name)
+    except UserError as err:
+        raise UserError(f"{at}: {err}") from None
+
+
 def _check_experiments(spec: PaperSpec, where: str) -> None:
-    from nodebench.runner.settings import check_cases
+    from nodebench.runner.settings import check_case, check_cases
+    from nodebench.tasks import get_task
 
     for exp in spec.experiments:
         at = f"{where}: experiment {exp.name!r}"
-        for method in [*exp.methods, *exp.method_hparams]:
-            METHODS.lookup(method)
+        for method in exp.methods:
+            _method(method, f"{at}: methods")
+        for method in exp.method_hparams:
+            _method(method, f"{at}: method_hparams")
+        if not exp.presets:
+            raise UserError(f"{at}: presets: runs at no preset; give presets.smoke, presets.quick or presets.paper")
         for preset, settings in exp.presets.items():
-            if preset not in PRESETS:
-                raise UserError(f"{at}: unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
-            check_keys(settings, PRESET_KEYS, f"{at}, preset {preset}")
+            _check_preset(exp, preset, settings, at)
+        run = {m for settings in exp.presets.values() for m in settings.get("methods", exp.methods)} | set(exp.methods)
+        for method in exp.method_hparams:
+            if method not in run:
+                raise UserError(f"{at}: method_hparams.{method} is for a method this experiment never runs; "
+                                f"it runs: {', '.join(sorted(run))}")
+        try:
+            task = get_task(exp.task)
+        except UserError as err:
+            raise UserError(f"{at}: task: {err}") from None
+        preset = ""
+        try:
+            # the experiment's (and each preset's) hyper-parameters on their own, so that a value every method
+            # overrides (method_hparams) is still refused rather than silently unused
+            for preset, settings in {"": {}, **exp.presets}.items():
+                hparams = exp.hparams | settings.get("hparams", {})
+                for method in settings.get("methods", exp.methods):
+                    check_case(task, METHODS.lookup(method), hparams)
+        except UserError as err:
+            raise UserError(f"{at}{f', preset {preset}' if preset else ''}: hparams: {err}") from None
+        for preset in exp.presets:
             try:
                 cases = spec.cases(preset, "cpu", experiments=[exp.name])
                 check_cases(cases)
@@ -166,12 +289,44 @@ def _check_experiments(spec: PaperSpec, where: str) -> None:
                 raise UserError(f"{at}, preset {preset}: {err}") from None
 
 
+def _check_block(spec: PaperSpec, block: dict, fields, at: str) -> None:
+    """What every claim and analysis block shares: the project-wide meaning of some parameter names."""
+    from nodebench.metrics import METRICS
+    from nodebench.tasks import get_task
+
+    for name in METHOD_PARAMS:
+        if isinstance(block.get(name), str) and block[name] not in METHODS:
+            raise UserError(f"{at}: {name} {block[name]!r} is not a method; valid: {', '.join(METHODS)}")
+    for method in block.get("methods", []) if any(f.name == "methods" for f in fields) else []:
+        if method not in METHODS:
+            raise UserError(f"{at}: methods: {method!r} is not a method; valid: {', '.join(METHODS)}")
+    if isinstance(block.get("metric"), str) and block["metric"] not in METRICS:
+        raise UserError(f"{at}: metric {block['metric']!r} is not a metric; valid: {', '.join(sorted(METRICS))}")
+    if isinstance(block.get("task"), str):
+        try:
+            get_task(block["task"])
+        except UserError as err:
+            raise UserError(f"{at}: task: {err}") from None
+    _check_experiment_names(spec, block, at)
+
+
 def _check_analyses(spec: PaperSpec, where: str) -> None:
-    for declared in spec.analyses:
-        analysis = ANALYSES.lookup(declared.get("kind"))
-        check_keys(declared, (*ANALYSIS_KEYS, *analysis.params), f"{where}: analysis {analysis.name!r}")
-        _check_presets(declared.get("presets", []), f"{where}: analysis {analysis.name!r}")
-        _check_experiment_names(spec, declared, f"{where}: analysis {analysis.name!r}")
+    for i, declared in enumerate(spec.analyses):
+        at = f"{where}: analysis {declared.get('kind', i)!r}"
+        if "kind" not in declared:
+            raise UserError(f"{at}: needs a 'kind'; valid: {', '.join(sorted(ANALYSES))}")
+        TEXT["kind"].check(declared["kind"], f"{at}:")
+        try:
+            analysis = ANALYSES.lookup(declared["kind"])
+        except UserError as err:
+            raise UserError(f"{at}: kind: {err}") from None
+        check_keys(declared, (*ANALYSIS_KEYS, *analysis.params), at)
+        if "presets" in declared:
+            Field("presets", "strs").check(declared["presets"], f"{at}:")
+        TEXT["description"].check(declared.get("description", ""), f"{at}:")
+        analysis.validate(declared, at)
+        _check_presets(declared.get("presets", []), at)
+        _check_block(spec, declared, analysis.fields, at)
 
 
 def _check_claims(spec: PaperSpec, where: str) -> None:
@@ -182,15 +337,20 @@ def _check_claims(spec: PaperSpec, where: str) -> None:
             if not isinstance(claim.get(key), str):
                 raise UserError(f"{at}: needs a string {key!r}")
         ids.append(claim["id"])
+        for key in ("source", "published_text", "why_not_measured", "note"):
+            if key in claim:
+                TEXT[key].check(claim[key], f"{at}:")
         if claim.get("check") is None:
             check_keys(claim, CLAIM_KEYS, at)
             continue
-        check = CHECKS.lookup(claim["check"])
+        TEXT["check"].check(claim["check"], f"{at}:")
+        try:
+            check = CHECKS.lookup(claim["check"])
+        except UserError as err:
+            raise UserError(f"{at}: check: {err}") from None
         check_keys(claim, (*CLAIM_KEYS, *check.params), at)
-        for key in ("method", "baseline"):
-            if key in claim and claim[key] not in METHODS:
-                raise UserError(f"{at}: {key} {claim[key]!r} is not a method; valid: {', '.join(METHODS)}")
-        _check_experiment_names(spec, claim, at)
+        check.validate(claim, at)
+        _check_block(spec, claim, check.fields, at)
     duplicated = sorted({i for i in ids if ids.count(i) > 1})
     if duplicated:
         raise UserError(f"{where}: claim ids must be unique; repeated: {', '.join(duplicated)}")

@@ -79,3 +79,35 @@ def test_table_threshold_on_a_nan_value_is_not_measured():
     table = pd.DataFrame({"K": [6], "speedup": [float("nan")]})
     out = table_threshold(pd.DataFrame(), {"cost": table}, {"table": "cost", "column": "speedup", "min": 10})
     assert out[0][2] == NOT_MEASURED and "NaN" in out[0][1]
+
+
+def test_a_check_declares_typed_and_required_parameters():
+    """A plug-in's check declares its parameters with ``Field``: missing, mistyped and out-of-range values are
+    one-line errors from ``Check.validate`` (what the loader calls); a plain name still accepts any value."""
+    import pytest
+
+    from nodebench.claims import Check, Field, fields_of
+    from nodebench.errors import UserError
+
+    fields = fields_of((Field("method", "str", required=True), Field("share", "float", low=0.0, high=1.0), "free"))
+    check = Check("declared", lambda records, tables, claim: [], tuple(f.name for f in fields), fields)
+    assert check.params == ("method", "share", "free")
+    check.validate({"method": "rk4", "share": 0.5, "free": [object()]}, "f.toml: claim 'X'")
+    for claim, message in [({}, r"^f.toml: claim 'X': needs 'method' \(a string\)$"),
+                           ({"method": 5}, r"claim 'X': method must be a string, got 5"),
+                           ({"method": "rk4", "share": 2}, r"share must be a finite number from 0 to 1, got 2"),
+                           ({"method": "rk4", "share": True}, r"share must be a finite number from 0 to 1, got True")]:
+        with pytest.raises(UserError, match=message):
+            check.validate(claim, "f.toml: claim 'X'")
+
+
+def test_every_builtin_check_declares_what_it_reads():
+    """The built-in checks that read a parameter unconditionally declare it required, so a claim without it is
+    refused at load rather than a KeyError after the run."""
+    from nodebench.claims import CHECKS
+
+    required = {name: {f.name for f in check.fields if f.required} for name, check in CHECKS.items()}
+    assert required["time_reduction"] == {"method", "baseline", "min"}
+    assert required["metric_parity"] == {"method", "baseline", "metric"}
+    assert required["ratio_trend"] == {"method", "baseline", "param"}
+    assert CHECKS.lookup("table_threshold").one_of == (("min", "max"),)

@@ -131,3 +131,121 @@ def test_an_installed_third_party_paper_registers_through_its_entry_point(tmp_pa
     listed = subprocess.run([sys.executable, "-m", "nodebench.cli", "list"], env=env, cwd=tmp_path,
                             capture_output=True, text=True, check=True).stdout
     assert "example_paper" in listed
+
+
+def refused(text: str, message: str) -> str:
+    """The one-line error loading ``text`` as ``good.toml``: it names the file and matches ``message``."""
+    with pytest.raises(UserError, match=message) as err:
+        parse_spec(text, "good.toml")
+    assert "\n" not in str(err.value) and str(err.value).startswith("good.toml: "), str(err.value)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("value", ["2.5", "true", "'3'", "0", "-1", "inf", "nan", "[1]"])
+def test_preset_seeds_must_be_a_positive_integer_never_coerced(value):
+    refused(GOOD.replace("seeds = 2 }", f"seeds = {value} }}"),
+            r"experiment 'e', preset smoke: seeds must be an integer >= 1, got ")
+
+
+def test_a_huge_preset_grid_is_refused_before_any_case_is_built():
+    """10^9 seeds (or a grid as large) used to hang the loader building cases; the count is checked first."""
+    refused(GOOD.replace("seeds = 2 }", "seeds = 1000000000 }"), r"preset smoke: 1000000000 seed\(s\) × 1 method\(s\) "
+            r"= 1000000000 cases, more than 1000000")
+    refused(GOOD.replace("seeds = 2 }", "seeds = 10000, grid = { hidden = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "
+                         "lr = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1] }, warmup = 0 }"),
+            r"10000 seed\(s\) × 1 method\(s\) × 10 × 11 grid setting\(s\) = 1100000 cases, more than 1000000")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("seeds = 2 }", "seeds = 2, warmup = -1 }"), r"preset smoke: warmup must be an integer from 0 to 1e\+09, got -1"),
+    (("seeds = 2 }", "seeds = 2, warmup = 2.5 }"), r"preset smoke: warmup must be an integer from 0 to 1e\+09, got 2.5"),
+    (('methods = ["rk4"]', "methods = []"), r"experiment 'e': methods must be a non-empty list of distinct strings, got \[\]"),
+    (('methods = ["rk4"]', 'methods = ["rk4", "rk4"]'), r"experiment 'e': methods must be a non-empty list of distinct"),
+    (('methods = ["rk4"]', 'methods = "rk4"'), r"experiment 'e': methods must be a non-empty list of distinct"),
+    (("seeds = 2 }", "seeds = 2, methods = [] }"), r"preset smoke: methods must be a non-empty list of distinct"),
+    (("seeds = 2 }", 'seeds = 2, methods = ["rk5"] }'), r"preset smoke: methods: unknown method 'rk5'"),
+    (('task = "cubic_spiral"', 'task = "cubic_spiral"\ndescription = 5'), r"experiment 'e': description must be a string"),
+    (('reference = "R"', 'reference = "R"\nnotes = 5'), r"good.toml: notes must be a string, got 5"),
+])
+def test_preset_and_experiment_values_are_typed(edit, message):
+    refused(GOOD.replace(*edit), message)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("presets.smoke = { iters = 2, seeds = 2 }", "presets.smoke = 5"),
+     r"experiment 'e': presets.smoke must be a table of preset settings \(iters, .*\), got 5"),
+    (("presets.smoke = { iters = 2, seeds = 2 }", "presets = 5"), r"experiment 'e': presets must be a table"),
+    (('methods = ["rk4"]', 'methods = ["rk4"]\nmethod_hparams = 5'), r"experiment 'e': method_hparams must be a table"),
+    (("[[experiment]]", "[experiment]"), r"\[experiment\] is a single table; write each experiment as \[\[experiment\]\]"),
+    (('methods = ["rk4"]', 'methods = ["rk4"]\nhparams = [1]'), r"experiment 'e': hparams must be a table \(name = value\), got \[1\]"),
+    (("seeds = 2 }", "seeds = 2, grid = { hidden = 5 } }"), r"preset smoke: grid.hidden must be a non-empty list of values, got 5"),
+    (("seeds = 2 }", "seeds = 2, hparams = 5 }"), r"preset smoke: hparams must be a table"),
+])
+def test_malformed_tables_are_one_line_errors_not_tracebacks(edit, message):
+    text = refused(GOOD.replace(*edit), message)
+    assert "unsupported operand" not in text and "not iterable" not in text
+
+
+def test_experiment_hparams_are_checked_even_when_every_method_overrides_them():
+    text = GOOD.replace('methods = ["rk4"]', 'methods = ["rk4"]\nhparams = { lr = -1 }\nmethod_hparams.rk4 = { lr = 0.1 }')
+    refused(text, r"experiment 'e': hparams: .*lr must be a positive finite number, got -1")
+    refused(GOOD.replace("seeds = 2 }", "seeds = 2, hparams = { lr = -1 } }")
+            .replace('methods = ["rk4"]', 'methods = ["rk4"]\nmethod_hparams.rk4 = { lr = 0.1 }'),
+            r"experiment 'e', preset smoke: hparams: .*lr must be a positive finite number, got -1")
+    refused(GOOD.replace('methods = ["rk4"]', 'methods = ["rk4"]\nmethod_hparams.euler = { step_size = 0.1 }'),
+            r"method_hparams.euler is for a method this experiment never runs")
+
+
+CLAIM = GOOD.split("[[claim]]")[0] + """[[claim]]
+id = "C2"
+text = "t"
+"""
+
+
+@pytest.mark.parametrize("claim, message", [
+    ('check = "time_reduction"\nbaseline = "rk4"\nmin = 0.1', r"claim 'C2': needs 'method' \(a string\)"),
+    ('check = "time_reduction"\nmethod = "rk4"\nmin = 0.1', r"claim 'C2': needs 'baseline'"),
+    ('check = "time_reduction"\nmethod = "rk4"\nbaseline = "rk4"', r"claim 'C2': needs 'min' \(a finite number\)"),
+    ('check = "time_reduction"\nmethod = "rk4"\nbaseline = "rk4"\nmin = "x"', r"claim 'C2': min must be a finite number, got 'x'"),
+    ('check = "time_reduction"\nmethod = "rk4"\nbaseline = "rk4"\nmin = nan', r"claim 'C2': min must be a finite number, got nan"),
+    ('check = "time_reduction"\nmethod = "rk4"\nbaseline = "rk4"\nmin = 0.9\nmax = 0.1', r"claim 'C2': min 0.9 is above max 0.1"),
+    ('check = "wins"\nmethod = "rk4"\nbaseline = "rk4"\nfraction = 2', r"claim 'C2': fraction must be a finite number from 0 to 1"),
+    ('check = "metric_parity"\nmethod = "rk4"\nbaseline = "rk4"\nmetric = "test_mze"', r"claim 'C2': metric 'test_mze' is not a metric"),
+    ('check = "metric_parity"\nmethod = "rk4"\nbaseline = "rk4"\nmetric = "test_mse"\nrel_tol = -1', r"rel_tol must be a finite number >= 0"),
+    ('check = "table_threshold"\ntable = "records"\ncolumn = "test_mse"', r"claim 'C2': needs 'min' or 'max'"),
+    ('check = "ratio"\nmethod = "rk4"\nbaseline = "rk4"\nexperiments = "e"', r"experiments must be a non-empty list of distinct strings, got 'e'"),
+    ('check = "ratio"\nmethod = "rk4"\nbaseline = "rk4"\nhparams = 5', r"claim 'C2': hparams must be a table"),
+    ('check = "ratio_trend"\nmethod = "rk4"\nbaseline = "rk4"', r"claim 'C2': needs 'param'"),
+    ('check = 5', r"claim 'C2': check must be a string, got 5"),
+    ('check = "vibes"', r"claim 'C2': check: unknown claim check 'vibes'"),
+])
+def test_claim_parameters_are_checked_at_load_not_after_the_run(claim, message):
+    refused(CLAIM + claim + "\n", message)
+
+
+ANALYSIS = GOOD.split("[[claim]]")[0] + """[[analysis]]
+presets = ["smoke"]
+"""
+
+
+@pytest.mark.parametrize("analysis, message", [
+    ('kind = "scaling"', r"analysis 'scaling': needs 'param' \(a string\)"),
+    ('kind = "scaling"\nparam = "hidden"\nexperiments = ["x"]', r"analysis 'scaling': unknown experiment 'x'"),
+    ('kind = "taylor"\ntask = "cubic_spiro"', r"analysis 'taylor': task: unknown task 'cubic_spiro'"),
+    ('kind = "taylor"\ntolerances = [-1]', r"analysis 'taylor': tolerances must be a non-empty list, each item a positive"),
+    ('kind = "taylor"\nstep_sizes = ["grd"]', r"analysis 'taylor': step_sizes must be .* or 'grid', got \['grd'\]"),
+    ('kind = "taylor"\nmethods = ["rk5"]', r"analysis 'taylor': methods: 'rk5' is not a method"),
+    ('kind = "time_to_target"\nreference = "drect"', r"analysis 'time_to_target': reference 'drect' is not a method"),
+    ('kind = "time_to_target"\npresets = "smoke"', r"presets must be a non-empty list of distinct strings, got 'smoke'"),
+    ('kind = "scalling"', r"analysis 'scalling': kind: unknown analysis kind 'scalling'"),
+])
+def test_analysis_parameters_are_checked_at_load(analysis, message):
+    load_papers()  # the paper analysis kinds (taylor)
+    text = ANALYSIS.replace('presets = ["smoke"]\n', "") if "presets =" in analysis else ANALYSIS
+    refused(text + analysis + "\n", message)
+
+
+def test_a_spec_file_knows_the_installed_papers_kinds(tmp_path):
+    """``load_spec_file`` registers the installed papers' analysis kinds first: ``taylor`` is checked, not unknown."""
+    (tmp_path / "experiments.toml").write_text(ANALYSIS + 'kind = "taylor"\ntolerances = [1e-3]\nstep_sizes = ["grid", 0.1]\n')
+    assert load_spec_file(tmp_path / "experiments.toml").analyses[0]["kind"] == "taylor"

@@ -17,15 +17,19 @@ from typing import Any
 import pandas as pd
 
 from nodebench.analyses import case_table, register_analysis, stored_table
+from nodebench.claims import Field
 from nodebench.markdown import fmt3, markdown_table
 from nodebench.papers.do_vs_od import figures as paper_figures
 from nodebench.papers.do_vs_od import gradients
 
-PARAMS = ("task", "methods", "tolerances", "step_sizes", "seed", "hparams")
+#: The gradient studies' parameters (step size "grid": the data grid, DO only).
+PARAMS = (Field("task", "str"), Field("methods", "strs"), Field("tolerances", "floats", positive=True),
+          Field("step_sizes", "floats", positive=True, choices=("grid",)), Field("seed", "int", low=0),
+          Field("hparams", "table"))
 
 
 def _gradient_args(spec: dict[str, Any]) -> dict[str, Any]:
-    args = {k: spec[k] for k in PARAMS if k in spec}
+    args = {p.name: spec[p.name] for p in PARAMS if p.name in spec}
     args["task_name"] = args.pop("task", "cubic_spiral")
     if "step_sizes" in args:
         args["step_sizes"] = [None if s == "grid" else s for s in args["step_sizes"]]

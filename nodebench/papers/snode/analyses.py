@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from nodebench.analyses import register_analysis, stored_table
+from nodebench.claims import Field
 from nodebench.markdown import markdown_table
 from nodebench.papers.snode import figures as paper_figures
 from nodebench.papers.snode.systems import swarm_data, vehicle_data
@@ -51,7 +52,7 @@ def spectral_rate_table(table: pd.DataFrame, floor: float = 1e-11) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-@register_analysis("spectral_convergence", params=("degrees",))
+@register_analysis("spectral_convergence", params=(Field("degrees", "ints", low=1),))
 def spectral_convergence(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     degrees = spec.get("degrees", list(range(2, 31, 2)))
     table = stored_table(run_dir, "spectral_convergence", lambda: spectral_convergence_table(degrees))

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from nodebench.analyses import column_median, register_analysis, stored_table
+from nodebench.claims import Field
 from nodebench.markdown import fmt4, fmt_ms, fmt_times, fmt_value, markdown_table
 from nodebench.metrics import headline_metric, higher_is_better
 from nodebench.papers.taynode import figures as paper_figures
@@ -102,7 +103,7 @@ def _experiments_of(spec, records: pd.DataFrame) -> pd.DataFrame:
     return records
 
 
-@register_analysis("pareto", params=("experiments", "metric"))
+@register_analysis("pareto", params=(Field("experiments", "strs"), Field("metric", "str")))
 def pareto(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     title = "## NFE against the task metric over λ and K (Pareto front)"
     records = _experiments_of(spec, records)
@@ -165,7 +166,8 @@ def order_matching_table(records: pd.DataFrame, orders: dict[str, float] | None 
     return table
 
 
-@register_analysis("order_matching", params=("experiments", "column", "orders"))
+@register_analysis("order_matching", params=(Field("experiments", "strs"), Field("column", "str"),
+                                             Field("orders", "table")))
 def order_matching(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     title = "## K against the solver's order"
     records = _experiments_of(spec, records)
@@ -199,9 +201,13 @@ def order_matching(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
 
 
 COST_SETTINGS = ("dims", "orders", "hidden", "batch", "rounds", "cap", "dtype", "device", "seed")
+COST_FIELDS = (Field("dims", "ints", low=1), Field("orders", "ints", low=1),
+               *(Field(name, "int", low=1) for name in ("hidden", "batch", "rounds")),
+               Field("cap", "float", positive=True), Field("dtype", "str", choices=("float32", "float64")),
+               Field("device", "str"), Field("seed", "int", low=0))
 
 
-@register_analysis("taylor_cost", params=COST_SETTINGS)
+@register_analysis("taylor_cost", params=COST_FIELDS)
 def taylor_cost(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     """The derivative-cost measurement (:func:`nodebench.papers.taynode.cost.measure_cost`), stored as
     ``taylor_cost_samples.parquet`` (raw rounds) and ``taylor_cost.parquet`` (one row per dim and K)."""

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, experiments_of, register_check
+from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, Field, experiments_of, register_check
 from nodebench.papers.taynode.analyses import order_matching_table
 
-@register_check("order_matching", params=("column", "fraction", "orders", "tolerance", "experiments"))
+@register_check("order_matching", params=(Field("column", "str"), Field("fraction", "float", low=0.0, high=1.0),
+                                          Field("orders", "table"), Field("tolerance", "float", low=0.0),
+                                          Field("experiments", "strs")))
 def order_matching(records, tables, claim) -> list[tuple[str, str, str]]:
 
     column = claim.get("column", "test_nfe")
