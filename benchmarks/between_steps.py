@@ -17,7 +17,8 @@ evicts the caches, so the first system calls and Python frames after it cost sev
     python benchmarks/between_steps.py                 # cubic spiral, Euler, 1500 iterations
     python benchmarks/between_steps.py --method rk4 --iters 800
 
-The probe's own ``perf_counter`` reads (about 0.1 µs each) are inside the figures.
+The probe's own ``perf_counter`` reads (about 0.1 µs each) are inside the figures. ``--method`` is a method
+with a solver step: ``snode`` (coordinate descent, no solve while training) is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 import numpy as np
 import torch
 from bare_step import BareStep
+from script_checks import check_stepped_method
 
 from nodebench import training
 from nodebench.argtypes import ScriptParser, positive_int
@@ -45,6 +47,7 @@ def main() -> None:
     if args.skip >= args.iters:
         parser.error(f"--skip {args.skip} leaves no iteration of --iters {args.iters}; give --skip < --iters")
     parser.check_case(args.task, args.method)
+    check_stepped_method(parser, args.method)
     torch.set_num_threads(1)
     clock = time.perf_counter
     marks: dict[str, list[float]] = {k: [] for k in ("start0", "start1", "stop0", "stop1", "cb0", "cb1", "bare")}

@@ -4,6 +4,8 @@ Runs ``rk4`` (DO: classic RK4, fixed step) and ``adjoint`` (OD: dopri5 + continu
 toy and an offline tabular set through the harness (each case in its own process, one at a time, one
 thread), then prints per problem the median training time, the reduction 1 − t_DO/t_OD, test NLL of
 both (reference solver, exact trace) and their difference. The paper reports reductions of 39–97 %.
+The cases run in ``--out``, which keeps (and resumes) every case run there; the table holds only this
+invocation's cases, so a rerun with other ``--iters``, ``--seeds`` or ``--problems`` is not pooled with it.
 
     python benchmarks/do_vs_od_cnf.py --iters 500 --seeds 1 --out results/bench-do-vs-od
 """
@@ -11,6 +13,8 @@ both (reference solver, exact trace) and their difference. The paper reports red
 from __future__ import annotations
 
 from pathlib import Path
+
+from script_checks import refuse_repeats
 
 from nodebench.argtypes import ScriptParser, positive_int
 from nodebench.errors import UserError
@@ -36,11 +40,13 @@ def main() -> None:
                         help="resume a folder whose finished cases ran at another git commit")
     parser.add_argument("--problems", default=",".join(PROBLEMS), help=f"comma-separated, of: {', '.join(PROBLEMS)}")
     args = parser.parse_args()
-    unknown = [task for task in args.problems.split(",") if task not in PROBLEMS]
+    problems = args.problems.split(",")
+    unknown = [task for task in problems if task not in PROBLEMS]
     if unknown:
         parser.error(f"unknown problem {unknown[0]!r}; valid: {', '.join(PROBLEMS)}")
+    refuse_repeats(parser, problems=problems)
     cases = []
-    for task in args.problems.split(","):
+    for task in problems:
         cases += expand_grid(tasks=[task], methods=["rk4", "adjoint"], seeds=range(args.seeds), hparams=EVAL,
                              method_hparams=PROBLEMS[task], iters=args.iters, experiment=task)
     try:  # names, values and the output folder checked before anything runs or is written
@@ -49,6 +55,7 @@ def main() -> None:
     except UserError as err:
         parser.error(str(err))
     records, _ = run_cases(cases, args.out, allow_mixed_commits=args.allow_mixed_commits)
+    records = records[records["case_id"].isin({case.case_id for case in cases})]  # not earlier runs' cases
     ok = records[records["status"] == "ok"]
     print(f"{'problem':<28} {'t_DO [s]':>9} {'t_OD [s]':>9} {'reduction':>9} {'NLL DO':>8} {'NLL OD':>8} "
           f"{'ΔNLL':>7} {'NFE DO':>7} {'NFE OD f+b':>10}")

@@ -45,6 +45,7 @@ from nodebench.benchmarking.history import list_runs
 from nodebench.benchmarking.suites import load_suite
 from nodebench.errors import UserError
 from nodebench.paths import nonempty_path, output_dir
+from script_checks import refuse_repeats
 
 #: The planted code: appended to ``GradientStep.step`` of the scratch commit (nodebench/training.py).
 STEP_HEAD = '''        """Forward, ``boundary()``, backward, optimiser step; returns the loss."""
@@ -215,13 +216,15 @@ def main() -> None:
     parser = ScriptParser(description=__doc__.splitlines()[0])
     parser.add_argument("--aa", type=non_negative_int, default=10, help="interleaved A/A runs (default 10)")
     parser.add_argument("--plant", type=plant, action="append", default=[], metavar="FACTOR=RUNS",
-                        help="planted slowdown factor and its number of runs, e.g. 1.2=10; repeatable")
+                        help="planted slowdown factor and its number of runs, e.g. 1.2=10; repeatable, "
+                             "one factor once")
     parser.add_argument("--suite", default="gate_study", help="suite (default gate_study)")
     parser.add_argument("--planted-task", default="G1DProblem", help="problem class slowed (default G1DProblem)")
     parser.add_argument("--planted-case", default="g1d: gq", help="its configuration's label in the reports")
     parser.add_argument("--out", type=nonempty_path, default=ROOT / "results" / "gate_study")
     parser.add_argument("--summary-only", action="store_true", help="only rewrite the summary from the store")
     args = parser.parse_args()
+    refuse_repeats(parser, plant=[factor for factor, _ in args.plant])  # one chain per factor
     try:  # before any worktree is made or any file written
         load_suite(args.suite)
         output_dir(args.out)

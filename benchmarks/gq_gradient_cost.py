@@ -21,7 +21,8 @@ variable is set and is left out of the default methods otherwise.
 Writes ``samples.parquet`` (one row per width, method and round; rewritten after each width, with the run's
 settings in ``settings.json``), ``summary.md`` and the figures ``time_vs_width`` and ``memory_vs_width`` (PNG and
 PDF) into ``--out``. A run stopped part-way keeps its finished widths: the same command resumes after them
-(:mod:`nodebench.benchmarking.checkpoint`); other settings with the same ``--out`` are refused.
+(:mod:`nodebench.benchmarking.checkpoint`); other settings with the same ``--out`` are refused. A width or
+method given twice is refused; ``--threads`` is at most 1,024, as on the CLI.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from nodebench.argtypes import ScriptParser, device, positive_float, positive_int
+from nodebench.argtypes import ScriptParser, device, positive_float, positive_int, positive_int_up_to
 from nodebench.benchmarking.checkpoint import Checkpoint
+from nodebench.api_checks import MAX_THREADS
 from nodebench.errors import UserError
 from nodebench.paths import nonempty_path
 from nodebench.harness import PeakMemory, Stopwatch, count_nfe, environment
@@ -47,6 +49,7 @@ from nodebench.figure_style import measured_memory
 from nodebench.plots import method_colors, save_figure
 from nodebench.markdown import markdown_table
 from nodebench.api import get_task  # registers every installed paper's tasks (g1d is the GQ paper's)
+from script_checks import refuse_repeats
 
 METHODS = ("gq", "gq_batched", "adjoint", "seminorm", "direct")
 OFFICIAL = "official"
@@ -211,9 +214,11 @@ def main() -> None:
     parser.add_argument("--tol", type=positive_float, default=1e-3)
     parser.add_argument("--gtol", type=positive_float, default=0.1)
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int_up_to(MAX_THREADS), default=None,
+                        help="torch threads (default: torch's)")
     parser.add_argument("--out", type=nonempty_path, default=Path("results/benchmarks/gq_gradient_cost-cpu"))
     args = parser.parse_args()
+    refuse_repeats(parser, widths=args.widths, methods=args.methods or [])
     try:
         task = get_task(args.task)
         for width in args.widths:

@@ -19,6 +19,9 @@ own estimate. Target: below 2 % for steps of 4 ms and more::
     python benchmarks/harness_overhead.py --method euler        # 4–8 ms steps on the 2-core CPU
     python benchmarks/harness_overhead.py --method rk4          # 4 evaluations a step
     python benchmarks/harness_overhead.py --null-meter          # the same without the step meter's readings
+
+``--method`` is a method with a solver step (not ``snode``, which trains by coordinate descent: a bare solver
+step is no baseline for it); ``--threads`` is at most 1,024, as on the CLI.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ import time
 import numpy as np
 import torch
 from bare_step import BareStep
+from script_checks import check_stepped_method
 
-from nodebench.argtypes import ScriptParser, positive_int
+from nodebench.argtypes import ScriptParser, positive_int, positive_int_up_to
+from nodebench.api_checks import MAX_THREADS
 
 
 class NullMeter:
@@ -105,7 +110,7 @@ def main() -> None:
     parser.add_argument("--steps", type=positive_int, default=1000, help="pairs per process (default 1000)")
     parser.add_argument("--processes", type=positive_int, default=4,
                         help="worker processes, one after another (default 4)")
-    parser.add_argument("--threads", type=positive_int, default=1)
+    parser.add_argument("--threads", type=positive_int_up_to(MAX_THREADS), default=1)
     parser.add_argument("--null-meter", action="store_true",
                         help="replace the harness's step meter by one that reads nothing (what the meter costs)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -114,6 +119,7 @@ def main() -> None:
         print(json.dumps(worker(args.task, args.method, args.steps, args.threads, args.null_meter)))
         return
     parser.check_case(args.task, args.method)
+    check_stepped_method(parser, args.method)
     runs = []
     for k in range(args.processes):
         out = parser.run_worker([sys.executable, __file__, "--worker", "--task", args.task, "--method", args.method,

@@ -15,6 +15,10 @@ ranges over seeds.
     python benchmarks/snode_time_to_target.py --methods snode rk4 --hparam n_train=4 --budget-s 10
     python benchmarks/snode_time_to_target.py --device cuda --out results/benchmarks/snode_time_to_target-cuda
 
+``--hparam KEY=VALUE`` applies to every method and overrides the script's per-method settings
+(:data:`HPARAMS`: SNODE's ``snode_gamma`` 0.1, the adaptive methods' tolerances, the monitor intervals); a bad
+value is refused before anything runs. Each method and each ``--hparam`` key may be given once.
+
 Writes ``records.parquet``, ``curves.parquet``, ``time_to_target.parquet``, ``summary.md`` and the
 figure of the monitored quality against wall time into ``--out``.
 """
@@ -26,8 +30,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from script_checks import refuse_repeats
+
 import nodebench
-from nodebench.argtypes import ScriptParser, device, positive_float, positive_int
+from nodebench.argtypes import ScriptParser, device, positive_float, positive_int, positive_int_up_to
+from nodebench.api_checks import MAX_THREADS
 from nodebench.cli import parse_hparam
 from nodebench.errors import UserError
 from nodebench.paths import nonempty_path
@@ -48,9 +55,13 @@ HPARAMS = {
 def run(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The sweep through the Python API: one case per method and seed, in rounds (seed 0 of every method,
     then seed 1...), each in a fresh worker process with the task's and the regulariser's checks. Only this
-    invocation's cases are returned: ``OUT/run`` keeps (and resumes) every case run there, other tasks' too."""
+    invocation's cases are returned: ``OUT/run`` keeps (and resumes) every case run there, other tasks' too.
+    The user's ``--hparam`` values override :data:`HPARAMS`."""
+    hparams = dict(args.hparam)
+    method_hparams = {method: {key: value for key, value in HPARAMS[method].items() if key not in hparams}
+                      for method in args.methods if method in HPARAMS}
     result = nodebench.run(args.task, args.methods, seeds=args.seeds, budget_s=args.budget_s,
-                           hparams=dict(args.hparam), method_hparams=HPARAMS, out=args.out / "run", device=args.device,
+                           hparams=hparams, method_hparams=method_hparams, out=args.out / "run", device=args.device,
                            threads=args.threads)
     ids = {case.case_id for case in result.cases}
     return (result.records[result.records["case_id"].isin(ids)].reset_index(drop=True),
@@ -108,11 +119,14 @@ def main() -> None:
     parser.add_argument("--target", type=positive_float, default=None,
                         help="fixed target (default: the common level)")
     parser.add_argument("--hparam", action="append", default=[], type=parse_hparam, metavar="KEY=VALUE",
-                        help="extra hyper-parameter for every method, as on the CLI (value parsed as JSON)")
+                        help="extra hyper-parameter for every method, as on the CLI (value parsed as JSON); "
+                             "overrides the script's per-method settings")
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads per case (default 1)")
+    parser.add_argument("--threads", type=positive_int_up_to(MAX_THREADS), default=1,
+                        help="torch threads per case (default 1)")
     parser.add_argument("--out", type=nonempty_path, default=Path("results/benchmarks/snode_time_to_target-cpu"))
     args = parser.parse_args()
+    refuse_repeats(parser, methods=args.methods, hparam=[key for key, _ in args.hparam])
     if "snode" not in args.methods:
         parser.error("--methods must include snode")
     try:  # nodebench.run checks the task, methods and hyper-parameters before it writes anything

@@ -31,7 +31,10 @@ recursion; compile time reported apart, ``--threads 1`` also restricts XLA to on
 jvp`` leaves it out. ``--methods … taylor_compiled`` adds :func:`nodebench.taylor.compile_derivatives` (its
 backward through the autograd engine) and ``taylor_fused`` :func:`nodebench.taylor.compile_grad_and_value`
 (forward and backward one compiled graph, as JAX's jitted ``value_and_grad``), compile times reported apart,
-with ``torch.compile``'s ``--compile-mode`` when given (``reduce-overhead``: CUDA graphs on a GPU):
+with ``torch.compile``'s ``--compile-mode`` when given (``reduce-overhead``: CUDA graphs on a GPU). These
+three are reported against eager Taylor mode (their tables compare them with it, or JAX jet with it), so
+``--methods`` must then include ``taylor`` (refused otherwise, before anything runs: a summary without it had
+no column to show them in):
 
     python benchmarks/taylor_cost.py --threads 1 --dims 2 --orders 3 6 \
         --methods taylor jax_jet taylor_compiled taylor_fused
@@ -42,7 +45,10 @@ Writes ``samples.parquet`` (one row per dim, K, method and round; skipped cells 
 ``skipped=True``) and ``agreement.parquet``, both rewritten after each (dim, K) with the run's settings in
 ``settings.json``, then ``summary.md`` and the figure ``cost_vs_k`` (PNG and PDF, log-y) into ``--out``. A run
 stopped part-way keeps its finished cells: the same command resumes after them
-(:mod:`nodebench.benchmarking.checkpoint`); other settings with the same ``--out`` are refused.
+(:mod:`nodebench.benchmarking.checkpoint`); other settings with the same ``--out`` are refused. A value
+given twice to ``--dims``, ``--orders`` or ``--methods`` is refused; ``--dims``, ``--hidden`` and ``--batch``
+are at most 65,536 and ``--threads`` at most 1,024 (as on the CLI); a field that still does not fit in memory
+is reported in one line (exit 2), keeping the cells finished before it.
 """
 
 from __future__ import annotations
@@ -54,8 +60,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from nodebench.argtypes import ScriptParser, device, positive_float, positive_int, seconds
+from nodebench.argtypes import ScriptParser, device, positive_float, positive_int, positive_int_up_to, seconds
 from nodebench.benchmarking.checkpoint import Checkpoint
+from nodebench.api_checks import MAX_THREADS
 from nodebench.errors import UserError
 from nodebench.paths import nonempty_path
 from nodebench.harness import environment
@@ -68,6 +75,8 @@ from nodebench.taylor import jax_jet
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: the columns of the comparison tables and their labels
 COMPARED = {"unrecorded_s": "fwd", "forward_s": "fwd rec.", "total_s": "fwd+bwd"}
+#: the largest --dims, --hidden and --batch: far above TayNODE's setting, below what fails to allocate
+MAX_SIZE = 65_536
 
 
 def run(args, checkpoint: Checkpoint) -> tuple[pd.DataFrame, dict]:
@@ -200,13 +209,13 @@ def plot(samples: pd.DataFrame, out: Path, dims) -> None:
 
 def main() -> None:
     parser = ScriptParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dims", type=positive_int, nargs="+", default=[2, 64])
+    parser.add_argument("--dims", type=positive_int_up_to(MAX_SIZE), nargs="+", default=[2, 64])
     parser.add_argument("--orders", type=positive_int, nargs="+", default=list(range(1, 9)))
     parser.add_argument("--methods", nargs="+", default=None, choices=(*METHODS, JAX, COMPILED, FUSED),
                         help=f"default: {' '.join(METHODS)}, and {JAX} when jax is importable and has a device "
                              "of --device's kind")
-    parser.add_argument("--hidden", type=positive_int, default=64)
-    parser.add_argument("--batch", type=positive_int, default=256)
+    parser.add_argument("--hidden", type=positive_int_up_to(MAX_SIZE), default=64)
+    parser.add_argument("--batch", type=positive_int_up_to(MAX_SIZE), default=256)
     parser.add_argument("--rounds", type=positive_int, default=7)
     parser.add_argument("--cap", type=positive_float, default=2.0, help="skip nested jvp once a call takes longer [s]")
     parser.add_argument("--min-block", type=seconds, default=0.02,
@@ -221,9 +230,17 @@ def main() -> None:
     parser.add_argument("--cpu-time", action="store_true",
                         help="time the process's CPU seconds (all threads) instead of wall time: on a shared "
                              "machine waiting for a core is then not counted (CPU only)")
-    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int_up_to(MAX_THREADS), default=None,
+                        help="torch threads (default: torch's)")
     parser.add_argument("--out", type=nonempty_path, default=Path("results/benchmarks/taylor_cost"))
     args = parser.parse_args()
+    # a sibling module, imported here so that this module loads without benchmarks/ on sys.path
+    from script_checks import refuse_repeats
+
+    refuse_repeats(parser, dims=args.dims, orders=args.orders, methods=args.methods or [])
+    compared = [method for method in args.methods or [] if method in (JAX, COMPILED, FUSED)]
+    if compared and "taylor" not in args.methods:
+        parser.error(f"--methods {compared[0]} is reported against taylor (eager Taylor mode): add taylor")
     device_type = torch.device(args.device).type
     if args.cpu_time and device_type != "cpu":
         parser.error(f"--cpu-time times the CPU; with --device {args.device} leave it out (wall time, synchronised)")
@@ -241,7 +258,13 @@ def main() -> None:
         checkpoint = Checkpoint(args.out, settings, key=["dim", "K"])
     except UserError as err:
         parser.error(str(err))
-    samples, agreement = run(args, checkpoint)
+    try:
+        samples, agreement = run(args, checkpoint)
+    except RuntimeError as err:  # torch.OutOfMemoryError among them: the cells finished so far are kept
+        if "alloc" not in str(err) and "out of memory" not in str(err):
+            raise
+        parser.error(f"the field (--dims {max(args.dims)}, --hidden {args.hidden}, --batch {args.batch}) does not "
+                     f"fit in {args.device}'s memory ({str(err).splitlines()[0]}); give smaller sizes")
     text = summary(samples, agreement, environment(torch.device(args.device)), args)
     (args.out / "summary.md").write_text(text)
     plot(samples, args.out, args.dims)

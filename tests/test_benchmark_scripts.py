@@ -102,3 +102,106 @@ def test_a_failing_worker_is_reported_in_one_line(capsys):
         parser.run_worker([sys.executable, "-c", "import sys; print('partial'); sys.exit('boom: the last line')"])
     assert exited.value.code == "script.py: a worker process failed (exit 1): boom: the last line"
     assert parser.run_worker([sys.executable, "-c", "print('fine')"]) == "fine\n"
+
+
+@pytest.mark.parametrize("script, arguments, message", [
+    ("taylor_cost.py", ["--methods", "taylor", "taylor"], "--methods repeats 'taylor'; give each value once"),
+    ("taylor_cost.py", ["--dims", "2", "2"], "--dims repeats 2; give each value once"),
+    ("taylor_cost.py", ["--orders", "1", "2", "1"], "--orders repeats 1; give each value once"),
+    ("gq_gradient_cost.py", ["--methods", "gq", "gq"], "--methods repeats 'gq'; give each value once"),
+    ("gq_gradient_cost.py", ["--widths", "5", "5"], "--widths repeats 5; give each value once"),
+    ("snode_time_to_target.py", ["--methods", "snode", "snode"], "--methods repeats 'snode'"),
+    ("snode_time_to_target.py", ["--hparam", "n_train=4", "--hparam", "n_train=5"], "--hparam repeats 'n_train'"),
+    ("do_vs_od_cnf.py", ["--problems", "cnf_toy_8gaussians,cnf_toy_8gaussians"],
+     "--problems repeats 'cnf_toy_8gaussians'"),
+    ("gate_false_alarms.py", ["--plant", "1.2=3", "--plant", "1.2=4"], "--plant repeats 1.2; give each value once"),
+])
+def test_list_options_refuse_a_repeated_value_before_measuring(tmp_path, capsys, monkeypatch, script, arguments,
+                                                               message):
+    """A method or size given twice was measured twice under one key: pandas' "Index contains duplicate entries"
+    after measuring, and a checkpoint that refused the corrected rerun."""
+    assert_refused_in_one_line(script, arguments, message, tmp_path, capsys, monkeypatch)
+
+
+THREADS = "--threads: expected a positive integer ≤ 1,024, got '100000'"
+
+
+@pytest.mark.parametrize("script, arguments, message", [
+    ("taylor_cost.py", ["--threads", "100000"], THREADS),
+    ("gq_gradient_cost.py", ["--threads", "100000"], THREADS),
+    ("snode_time_to_target.py", ["--threads", "100000"], THREADS),
+    ("taylor_cost.py", ["--hidden", "1000000000000"], "--hidden: expected a positive integer ≤ 65,536"),
+    ("taylor_cost.py", ["--batch", "65537"], "--batch: expected a positive integer ≤ 65,536, got '65537'"),
+    ("taylor_cost.py", ["--dims", "2", "100000"], "--dims: expected a positive integer ≤ 65,536, got '100000'"),
+    ("taylor_cost.py", ["--methods", "jax_jet"], "--methods jax_jet is reported against taylor"),
+    ("taylor_cost.py", ["--methods", "jvp", "taylor_compiled"], "--methods taylor_compiled is reported against taylor"),
+    ("snode_time_to_target.py", ["--methods", "snode", "--hparam", "snode_gamma=-1"],
+     "snode_gamma must be a finite number > 0, got -1"),
+])
+def test_cost_scripts_refuse_out_of_range_settings(tmp_path, capsys, monkeypatch, script, arguments, message):
+    """--threads 100000 segfaulted, --hidden 10^12 failed in the allocator with a traceback, --methods jax_jet alone
+    wrote a summary of dashes, and --hparam snode_gamma=-1 ran silently with the script's own 0.1."""
+    assert_refused_in_one_line(script, arguments, message, tmp_path, capsys, monkeypatch)
+
+
+def test_harness_overhead_caps_threads(capsys, monkeypatch):
+    assert_exits_2_in_one_line("harness_overhead.py", ["--threads", "100000"], THREADS, capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("script", ["between_steps.py", "harness_overhead.py"])
+def test_step_scripts_refuse_a_method_without_a_solver_step(capsys, monkeypatch, script):
+    """SNODE trains by coordinate descent: against a bare solver step its ratio means nothing."""
+    assert_exits_2_in_one_line(script, ["--method", "snode", "--task", "vehicle"],
+                               "method 'snode' has no solver step to compare with a bare step; valid: ", capsys,
+                               monkeypatch)
+
+
+def test_taylor_cost_reports_a_failed_allocation_in_one_line(tmp_path, capsys, monkeypatch):
+    """A field too large for the memory (within the bounds) is one line, exit 2, nothing written."""
+    from nodebench.papers.taynode import cost
+
+    def measure_cost(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+                           "you tried to allocate 17179869184 bytes.\nmore")
+    monkeypatch.setattr(cost, "measure_cost", measure_cost)
+    assert_refused_in_one_line("taylor_cost.py", ["--methods", "taylor", "--hidden", "65536"],
+                               "does not fit in cpu's memory", tmp_path, capsys, monkeypatch)
+
+
+def test_snode_time_to_target_hparam_overrides_the_script_s_settings(tmp_path, capsys, monkeypatch):
+    """A user's --hparam replaces the script's per-method value (snode_gamma 0.1, rtol 1e-4) for every method."""
+    import nodebench
+    from nodebench.errors import UserError
+
+    real_run, seen = nodebench.run, {}
+
+    def dry_run(*args, **kwargs):
+        seen["cases"] = real_run(*args, **kwargs, dry_run=True).cases
+        raise UserError("stopped after the dry run")
+    monkeypatch.setattr(nodebench, "run", dry_run)
+    with pytest.raises(SystemExit) as exited:  # after the warnings that snode takes no rtol, direct no snode_gamma
+        run_script("snode_time_to_target.py", ["--methods", "snode", "direct", "--hparam", "snode_gamma=0.2",
+                                               "--hparam", "rtol=1e-5", "--out", str(tmp_path / "out")], monkeypatch)
+    assert exited.value.code == 2 and "stopped after the dry run" in capsys.readouterr().err
+    hparams = {case.method: case.hparams for case in seen["cases"]}
+    assert hparams["snode"]["snode_gamma"] == 0.2 and hparams["snode"]["snode_weight_steps"] == 10
+    assert hparams["direct"]["rtol"] == 1e-5 and hparams["direct"]["atol"] == 1e-6
+
+
+def test_do_vs_od_cnf_reports_only_this_run_s_cases(tmp_path, capsys, monkeypatch):
+    """--out keeps an earlier run's cases (other --iters): its table used to pool them with this run's."""
+    import pandas as pd
+
+    from nodebench.runner import sweep
+
+    def run_cases(cases, out, **kwargs):
+        rows = [{"case_id": case.case_id, "task": case.task, "method": case.method, "seed": case.seed,
+                 "status": "ok", "reason": "", "train_wall_s": 1.0 if case.method == "rk4" else 2.0, "test_nll": 1.0,
+                 "nfe_forward_per_iter": 4.0, "nfe_backward_per_iter": 0.0} for case in cases]
+        earlier = [{**row, "case_id": f"earlier-{row['case_id']}", "train_wall_s": 100.0} for row in rows]
+        return pd.DataFrame(rows + earlier), pd.DataFrame()
+    monkeypatch.setattr(sweep, "run_cases", run_cases)
+    run_script("do_vs_od_cnf.py", ["--problems", "cnf_toy_8gaussians", "--iters", "2", "--out",
+                                   str(tmp_path / "out")], monkeypatch)
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("cnf_toy_8gaussians"))
+    assert line.split()[1:4] == ["1.0", "2.0", "50.0%"], line
