@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import torch
+from script_checks import check_stepped_method
 
 from nodebench.argtypes import ScriptParser, positive_float, positive_int
 
@@ -62,6 +63,7 @@ def main() -> None:
     if args.processes < 2 or args.windows < 2:
         parser.error("--processes and --windows must be at least 2: the script measures the spread between them")
     parser.check_case(args.task, args.method)
+    check_stepped_method(parser, args.method)
     rows = []
     for _ in range(args.processes):
         out = parser.run_worker([sys.executable, __file__, "--worker", "--task", args.task, "--method", args.method,

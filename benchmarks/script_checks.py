@@ -41,5 +41,5 @@ def check_stepped_method(parser: ScriptParser, method: str) -> None:
     except UserError:
         return  # an unknown name: the script's check_case names it
     if spectral:
-        parser.error(f"method {method!r} has no solver step to compare with a bare step; "
+        parser.error(f"method {method!r} has no solver step to time (it trains by coordinate descent); "
                      f"valid: {', '.join(stepped_methods())}")

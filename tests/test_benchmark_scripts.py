@@ -148,12 +148,12 @@ def test_harness_overhead_caps_threads(capsys, monkeypatch):
     assert_exits_2_in_one_line("harness_overhead.py", ["--threads", "100000"], THREADS, capsys, monkeypatch)
 
 
-@pytest.mark.parametrize("script", ["between_steps.py", "harness_overhead.py"])
+@pytest.mark.parametrize("script", ["between_steps.py", "harness_overhead.py", "machine_drift.py"])
 def test_step_scripts_refuse_a_method_without_a_solver_step(capsys, monkeypatch, script):
-    """SNODE trains by coordinate descent: against a bare solver step its ratio means nothing."""
+    """SNODE trains by coordinate descent: its step time against a bare solver step, or over time, means nothing."""
     assert_exits_2_in_one_line(script, ["--method", "snode", "--task", "vehicle"],
-                               "method 'snode' has no solver step to compare with a bare step; valid: ", capsys,
-                               monkeypatch)
+                               "method 'snode' has no solver step to time (it trains by coordinate descent); valid: ",
+                               capsys, monkeypatch)
 
 
 def test_taylor_cost_reports_a_failed_allocation_in_one_line(tmp_path, capsys, monkeypatch):
