@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from nodebench import api_checks, paths
-from nodebench.config import Param
+from nodebench.config import MAX_CASES, Param
 from nodebench.errors import UserError
 from nodebench.papers import load_papers
 from nodebench.runner.case import Case, expand_grid, in_rounds
@@ -183,7 +183,6 @@ def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=
 
 
 #: The most cases one ``run`` builds (a sweep of a million cases is a typo, not a benchmark).
-MAX_CASES = 1_000_000
 
 
 def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int | None = None,

@@ -132,13 +132,13 @@ def check_fields(block: dict, fields: tuple[Field, ...], at: str, one_of: tuple[
     value's type and range, each required one present, at least one of each group in ``one_of``, and
     ``min`` ≤ ``max`` when both are given. A problem is a one-line :class:`UserError` naming the parameter."""
     for f in fields:
-        if f.name not in block:
+        if block.get(f.name) is None:  # not given (a claim built in Python may spell that None)
             if f.required:
                 raise UserError(f"{at}: needs {f.name!r} ({f.describe()})")
             continue
         f.check(block[f.name], f"{at}:")
     for group in one_of:
-        if not any(name in block for name in group):
+        if all(block.get(name) is None for name in group):
             raise UserError(f"{at}: needs {' or '.join(repr(n) for n in group)}")
     low, high = block.get("min"), block.get("max")
     if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low > high:

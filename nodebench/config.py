@@ -116,6 +116,9 @@ LISTS = {"ints": "int", "floats": "float"}
 #: The most training iterations a case may ask for: far above any real use, low enough that a typo (10^20) is
 #: an error, not a sweep that runs until its time limit.
 MAX_ITERS = 10**9
+#: The most cases one sweep may build (seeds × methods × grid): a typo (``seeds = 1e9``) must not hang the
+#: dry run that builds them.
+MAX_CASES = 1_000_000
 #: A case's training limits (:class:`nodebench.runner.case.Case`): iterations or seconds of training time.
 CASE_LIMITS = (Param("iters", "int", low=1, high=MAX_ITERS), Param("budget_s", "float", positive=True))
 

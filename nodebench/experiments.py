@@ -41,7 +41,7 @@ from nodebench.analyses import ANALYSES
 from nodebench.analyses import COMMON_KEYS as ANALYSIS_KEYS
 from nodebench.claims import CHECKS, Field
 from nodebench.claims import COMMON_KEYS as CLAIM_KEYS
-from nodebench.config import CASE_LIMITS, MAX_ITERS, Param, check_keys, from_mapping
+from nodebench.config import CASE_LIMITS, MAX_CASES, MAX_ITERS, Param, check_keys, from_mapping
 from nodebench.errors import UserError
 from nodebench.methods import METHODS
 from nodebench.paths import plain_name
@@ -59,13 +59,6 @@ TEXT = {name: Field(name, "str") for name in ("name", "task", "description", "no
                                               "published_text", "why_not_measured", "note")}
 #: Parameters of a claim or an analysis whose string value names a method (checked against the registry).
 METHOD_PARAMS = ("method", "baseline", "reference", "pair_with")
-
-
-def max_cases() -> int:
-    """The most cases a paper preset may build: :data:`nodebench.api.MAX_CASES`, as ``run``'s grid."""
-    from nodebench.api import MAX_CASES
-
-    return MAX_CASES
 
 
 @dataclass
@@ -99,7 +92,7 @@ class PaperSpec:
             if name not in names:
                 raise UserError(f"paper {self.paper!r} has no experiment {name!r}; valid: {', '.join(names)}")
         cases: list[Case] = []
-        total, limit = 0, max_cases()
+        total, limit = 0, MAX_CASES
         for exp in self.experiments:
             if preset not in exp.presets or (experiments and exp.name not in experiments):
                 continue
@@ -181,10 +174,10 @@ def _count_cases(exp: Experiment, preset: str, at: str) -> int:
     seeds, methods = SEEDS.check(settings.get("seeds", 1), at), settings.get("methods", exp.methods)
     sizes = [len(values) for values in (settings.get("grid") or {}).values()]
     count = seeds * len(methods) * math.prod(sizes)
-    if count > max_cases():
+    if count > MAX_CASES:
         grid = f" × {' × '.join(map(str, sizes))} grid setting(s)" if sizes else ""
         raise UserError(f"{at} {seeds} seed(s) × {len(methods)} method(s){grid} = {count} cases, more than "
-                        f"{max_cases()}; give fewer seeds, methods or grid values")
+                        f"{MAX_CASES}; give fewer seeds, methods or grid values")
     return count
 
 

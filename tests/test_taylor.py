@@ -425,8 +425,9 @@ BAD_TAYLOR_COST_ARGUMENTS = [
 if not torch.cuda.is_available():
     BAD_TAYLOR_COST_ARGUMENTS.append((["--device", "cuda"], "CUDA is not available on this machine; use cpu"))
 if not jax_jet.available("cpu"):
-    BAD_TAYLOR_COST_ARGUMENTS.append((["--methods", "jax_jet"], "method jax_jet needs jax installed with a device "
-                                                                "for --device cpu (JAX jet runs on: cpu, cuda)"))
+    BAD_TAYLOR_COST_ARGUMENTS.append((["--methods", "taylor", "jax_jet"],
+                                      "method jax_jet needs jax installed with a device for --device cpu (JAX jet "
+                                      "runs on: cpu, cuda)"))
 
 
 @pytest.mark.parametrize("arguments, message", BAD_TAYLOR_COST_ARGUMENTS)
