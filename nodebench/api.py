@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from nodebench import api_checks, paths
-from nodebench.config import MAX_CASES, Param
+from nodebench.config import MAX_CASES, SEEDS
 from nodebench.errors import UserError
 from nodebench.papers import load_papers
 from nodebench.runner.case import Case, expand_grid, in_rounds
@@ -218,7 +218,7 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
         raise UserError(f"methods {', '.join(names)} name {', '.join(repeated)} more than once; give each once")
     if iters is None and budget_s is None:
         iters = 100
-    seeds = Param("seeds", "int", low=1).check(seeds, "run:")
+    seeds = SEEDS.check(seeds, "run:")
     hparams = api_checks.table(hparams, "hparams")
     method_hparams = api_checks.method_tables(method_hparams, names)
     if seeds * len(names) > MAX_CASES:  # checked before the grid is built: a typo must not hang the dry run

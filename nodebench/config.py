@@ -121,6 +121,8 @@ MAX_ITERS = 10**9
 MAX_CASES = 1_000_000
 #: A case's training limits (:class:`nodebench.runner.case.Case`): iterations or seconds of training time.
 CASE_LIMITS = (Param("iters", "int", low=1, high=MAX_ITERS), Param("budget_s", "float", positive=True))
+#: How many seeds a sweep, a paper preset or a suite runs (seeds 0..N−1).
+SEEDS = Param("seeds", "int", low=1)
 
 #: Float hyper-parameters for which 0 is a valid choice whatever their default (no decay, no noise).
 NON_NEGATIVE = ("weight_decay", "noise")

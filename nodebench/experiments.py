@@ -41,7 +41,7 @@ from nodebench.analyses import ANALYSES
 from nodebench.analyses import COMMON_KEYS as ANALYSIS_KEYS
 from nodebench.claims import CHECKS, Field
 from nodebench.claims import COMMON_KEYS as CLAIM_KEYS
-from nodebench.config import CASE_LIMITS, MAX_CASES, MAX_ITERS, Param, check_keys, from_mapping
+from nodebench.config import CASE_LIMITS, MAX_CASES, MAX_ITERS, SEEDS, Param, check_keys, from_mapping
 from nodebench.errors import UserError
 from nodebench.methods import METHODS
 from nodebench.paths import plain_name
@@ -50,8 +50,8 @@ from nodebench.runner.case import Case, expand_grid
 PRESETS = ("smoke", "quick", "paper")
 #: What a preset of an experiment may set.
 PRESET_KEYS = ("iters", "budget_s", "seeds", "warmup", "hparams", "methods", "grid")
-#: The typed values of an experiment and of its presets (``iters``, ``budget_s``: :data:`nodebench.config.CASE_LIMITS`).
-SEEDS = Param("seeds", "int", low=1)
+#: The typed values of an experiment and of its presets (``seeds``, ``iters``, ``budget_s``: ``SEEDS`` and
+#: ``CASE_LIMITS`` of :mod:`nodebench.config`).
 WARMUP = Param("warmup", "int", low=0, high=MAX_ITERS)  # untimed warm-up passes; 0: none
 METHOD_LIST = Field("methods", "strs")
 TABLE = {name: Field(name, "table") for name in ("hparams", "method_hparams", "presets", "grid")}

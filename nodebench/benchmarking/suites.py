@@ -38,7 +38,7 @@ from typing import Any
 
 import tomllib
 
-from nodebench.config import CASE_LIMITS, Param, check_keys, from_mapping
+from nodebench.config import CASE_LIMITS, SEEDS, Param, check_keys, from_mapping
 from nodebench.errors import UserError
 from nodebench.paths import plain_name
 from nodebench.runner.case import Case, expand_grid, in_rounds
@@ -129,15 +129,14 @@ def load_suite(name: str) -> Suite:
 
 
 #: The numbers of a suite and of its entries (an entry's: where given).
-SUITE_SEEDS = Param("seeds", "int", low=1)
-ENTRY_NUMBERS = (Param("seeds", "int", low=1), *CASE_LIMITS, Param("target", "float"))
+ENTRY_NUMBERS = (SEEDS, *CASE_LIMITS, Param("target", "float"))
 
 
 def _check(suite: Suite) -> None:
     """The suite's own fields, then each entry's (:func:`_check_entry`); the first problem is a :class:`UserError`."""
     where = f"suite file {str(suite.path)!r}"
     plain_name(suite.name, f"{where}: suite")
-    SUITE_SEEDS.check(suite.seeds, f"{where}:")
+    SEEDS.check(suite.seeds, f"{where}:")
     if not (isinstance(suite.device, str) and DEVICE.fullmatch(suite.device)):
         raise UserError(f"{where}: device = {suite.device!r}; valid: cpu, cuda, cuda:N")
     if not suite.entries:
