@@ -30,7 +30,8 @@ from pathlib import Path
 import pandas as pd
 
 from nodebench import plots
-from nodebench.claims import Field, check_fields, fields_of
+from nodebench.claims import check_fields, fields_of
+from nodebench.config import Param
 from nodebench.markdown import fmt4, fmt_value, markdown_table
 from nodebench.metrics import headline_metric
 from nodebench.records import CURVES, expand_hparams, load_table
@@ -46,13 +47,13 @@ AnalysisFn = Callable[[dict, Path, pd.DataFrame], "tuple[str, list[Path]]"]
 @dataclass(frozen=True)
 class Analysis:
     """A registered analysis: its function ``fn(spec, run_dir, records) -> (section, figures)``, the
-    parameters its ``[[analysis]]`` block may set (names) and their declarations (:class:`nodebench.claims.Field`:
+    parameters its ``[[analysis]]`` block may set (names) and their declarations (:class:`nodebench.config.Param`:
     type, range, required), checked when the paper is loaded."""
 
     name: str
     fn: AnalysisFn
     params: tuple[str, ...] = ()
-    fields: tuple[Field, ...] = ()
+    fields: tuple[Param, ...] = ()
 
     def validate(self, block: dict, at: str) -> None:
         """Refuse a block's missing, mistyped or out-of-range parameters (before any case runs)."""
@@ -64,7 +65,7 @@ ANALYSES: Registry[Analysis] = Registry("analysis kind")
 
 def register_analysis(name: str, params=()) -> Callable[[AnalysisFn], AnalysisFn]:
     """Decorator registering ``fn`` as analysis kind ``name`` accepting ``params``: names (any value,
-    optional) or :class:`nodebench.claims.Field` declarations (typed, ranged, possibly required)."""
+    optional) or :class:`nodebench.config.Param` declarations (typed, ranged, possibly required)."""
     def add(fn: AnalysisFn) -> AnalysisFn:
         fields = fields_of(params)
         ANALYSES.register(name, Analysis(name, fn, tuple(f.name for f in fields), fields))
@@ -120,8 +121,8 @@ def scaling_table(records: pd.DataFrame, param_col: str, metric: str | None,
     return header, rows
 
 
-@register_analysis("scaling", params=(Field("param", "str", required=True), Field("metric", "str"),
-                                      Field("reference", "str"), Field("experiments", "strs")))
+@register_analysis("scaling", params=(Param("param", "str", required=True), Param("metric", "str"),
+                                      Param("reference", "str"), Param("experiments", "strs")))
 def scaling(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     param, reference = spec["param"], spec.get("reference", "adjoint")
     title = f"## Scaling with {param}"
@@ -155,8 +156,8 @@ def scaling(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]
     return "\n".join(lines), figures
 
 
-@register_analysis("time_to_target", params=(Field("experiments", "strs"), Field("reference", "str"),
-                                             Field("pair_with", "str"), Field("target", "float", positive=True)))
+@register_analysis("time_to_target", params=(Param("experiments", "strs"), Param("reference", "str"),
+                                             Param("pair_with", "str"), Param("target", "float", positive=True)))
 def time_to_target(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     """Time to the common target of the monitored training quality (:mod:`nodebench.target`) per experiment
     (``experiments``, default all) and setting, against ``reference`` (default "direct"); ``target`` fixes

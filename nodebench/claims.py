@@ -51,7 +51,6 @@ when the paper is loaded, before any case runs.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,7 +58,7 @@ from typing import Any
 
 import pandas as pd
 
-from nodebench.config import LISTS, Param
+from nodebench.config import Param
 from nodebench.errors import UserError
 from nodebench.intervals import ratio_interval
 from nodebench.metrics import metric as metric_info
@@ -72,62 +71,15 @@ COMMON_KEYS = ("id", "text", "source", "check", "published_text", "why_not_measu
 CheckFn = Callable[[pd.DataFrame, dict, dict], "list[tuple[str, str, str]]"]
 
 
-@dataclass(frozen=True)
-class Field(Param):
-    """A declared parameter of a claim check or an analysis kind: a :class:`nodebench.config.Param` that also
-    knows the kinds ``"strs"`` (a non-empty list of distinct strings) and ``"table"`` (a TOML table), and
-    whether a block must set it (``required``). For a number list kind, ``choices`` are strings also valid as
-    items (``step_sizes = ["grid", 0.1]``). Names with a meaning across the project are checked by the loader
-    (:mod:`nodebench.experiments`): ``method``/``baseline``/``methods`` (methods), ``metric`` (a metric),
-    ``task`` (a task), ``experiments`` (the paper's experiments)."""
-
-    required: bool = False
-
-    def describe(self) -> str:
-        if self.kind == "table":
-            text = "a table (name = value)"
-        elif self.kind == "strs":
-            text = "a non-empty list of distinct strings"
-        elif self.kind in LISTS and self.choices:
-            item = dataclasses.replace(self._item(), choices=None).describe()
-            return (f"a {'non-empty ' * (not self.empty)}list, each item {item} or "
-                    + " or ".join(repr(c) for c in self.choices))
-        else:
-            return super().describe()
-        return text + (" or null" if self.optional else "")
-
-    def check(self, value: Any, where: str = "parameter") -> Any:
-        if value is None and self.optional:
-            return None
-        bad = UserError(f"{where} {self.name} must be {self.describe()}, got {value!r}")
-        if self.kind == "table":
-            if not isinstance(value, dict):
-                raise bad
-            return value
-        if self.kind == "strs":
-            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value) \
-                    or len(set(value)) != len(value):
-                raise bad
-            return value
-        if self.kind in LISTS and self.choices:
-            if not isinstance(value, list) or not (value or self.empty):
-                raise bad
-            item = dataclasses.replace(self, kind=LISTS[self.kind], choices=None, optional=False)
-            try:
-                return [v if isinstance(v, str) and v in self.choices else Param.check(item, v, where) for v in value]
-            except UserError:
-                raise bad from None
-        return super().check(value, where)
+def fields_of(params) -> tuple[Param, ...]:
+    """Declared parameters as :class:`~nodebench.config.Param`: a plain name is an optional parameter of any
+    value. Names with a meaning across the project are checked by the loader (:mod:`nodebench.experiments`):
+    ``method``/``baseline``/``methods`` (methods), ``metric`` (a metric), ``task`` (a task), ``experiments``
+    (the paper's experiments)."""
+    return tuple(p if isinstance(p, Param) else Param(p, "any") for p in params)
 
 
-def fields_of(params) -> tuple[Field, ...]:
-    """Declared parameters as :class:`Field`: a plain name is an optional parameter of any value."""
-    return tuple(p if isinstance(p, Field) else Field(p.name, p.kind, p.low, p.high, p.positive, p.choices,
-                                                       p.optional, p.empty) if isinstance(p, Param)
-                 else Field(p, "any") for p in params)
-
-
-def check_fields(block: dict, fields: tuple[Field, ...], at: str, one_of: tuple[tuple[str, ...], ...] = ()) -> None:
+def check_fields(block: dict, fields: tuple[Param, ...], at: str, one_of: tuple[tuple[str, ...], ...] = ()) -> None:
     """Check a ``[[claim]]``/``[[analysis]]`` block's values against its declared ``fields``: each given
     value's type and range, each required one present, at least one of each group in ``one_of``, and
     ``min`` ≤ ``max`` when both are given. A problem is a one-line :class:`UserError` naming the parameter."""
@@ -148,13 +100,13 @@ def check_fields(block: dict, fields: tuple[Field, ...], at: str, one_of: tuple[
 @dataclass(frozen=True)
 class Check:
     """A registered claim check: ``fn(records, tables, claim) -> [(scope, measured, verdict)]``, the
-    parameters a claim using it may set (names) and their declarations (:class:`Field`: type, range,
+    parameters a claim using it may set (names) and their declarations (:class:`~nodebench.config.Param`: type, range,
     required), and groups of parameters of which a claim must set at least one (``one_of``)."""
 
     name: str
     fn: CheckFn
     params: tuple[str, ...] = ()
-    fields: tuple[Field, ...] = ()
+    fields: tuple[Param, ...] = ()
     one_of: tuple[tuple[str, ...], ...] = ()
 
     def validate(self, claim: dict, at: str) -> None:
@@ -167,7 +119,7 @@ CHECKS: Registry[Check] = Registry("claim check")
 
 def register_check(name: str, params=(), one_of: tuple[tuple[str, ...], ...] = ()) -> Callable[[CheckFn], CheckFn]:
     """Decorator registering ``fn`` as claim check ``name`` accepting ``params``: names (any value,
-    optional) or :class:`Field` declarations (typed, ranged, possibly required); ``one_of``: groups of
+    optional) or :class:`~nodebench.config.Param` declarations (typed, ranged, possibly required); ``one_of``: groups of
     parameters of which a claim must give at least one."""
     def add(fn: CheckFn) -> CheckFn:
         fields = fields_of(params)
@@ -177,14 +129,14 @@ def register_check(name: str, params=(), one_of: tuple[tuple[str, ...], ...] = (
 
 
 # Declarations shared by the checks below.
-METHOD = Field("method", "str", required=True)
-BASELINE = Field("baseline", "str", required=True)
-EXPERIMENTS = Field("experiments", "strs")
-BOUND = {name: Field(name, "float") for name in ("min", "max")}
-TOLS = (Field("abs_tol", "float", low=0.0), Field("rel_tol", "float", low=0.0))
-COLUMN = Field("column", "str")
-PUBLISHED = Field("published", "float", positive=True)
-HPARAMS = Field("hparams", "table")
+METHOD = Param("method", "str", required=True)
+BASELINE = Param("baseline", "str", required=True)
+EXPERIMENTS = Param("experiments", "strs")
+BOUND = {name: Param(name, "float") for name in ("min", "max")}
+TOLS = (Param("abs_tol", "float", low=0.0), Param("rel_tol", "float", low=0.0))
+COLUMN = Param("column", "str")
+PUBLISHED = Param("published", "float", positive=True)
+HPARAMS = Param("hparams", "table")
 
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured at this preset"
@@ -218,7 +170,7 @@ def experiments_of(records: pd.DataFrame, claim: dict) -> list[str]:
 
 
 @register_check("time_reduction", params=(BASELINE, EXPERIMENTS, BOUND["max"], METHOD,
-                                           Field("min", "float", required=True)))
+                                           Param("min", "float", required=True)))
 def time_reduction(records, tables, claim) -> list[tuple[str, str, str]]:
     out = []
     method, base = claim["method"], claim["baseline"]
@@ -235,7 +187,7 @@ def time_reduction(records, tables, claim) -> list[tuple[str, str, str]]:
     return out
 
 
-@register_check("wins", params=(BASELINE, EXPERIMENTS, Field("fraction", "float", low=0.0, high=1.0, required=True),
+@register_check("wins", params=(BASELINE, EXPERIMENTS, Param("fraction", "float", low=0.0, high=1.0, required=True),
                                  METHOD))
 def wins(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base = claim["method"], claim["baseline"]
@@ -252,7 +204,7 @@ def wins(records, tables, claim) -> list[tuple[str, str, str]]:
     return [("all", text, HOLDS if fraction >= claim["fraction"] else FAILS)]
 
 
-@register_check("metric_parity", params=(*TOLS, BASELINE, EXPERIMENTS, METHOD, Field("metric", "str", required=True)))
+@register_check("metric_parity", params=(*TOLS, BASELINE, EXPERIMENTS, METHOD, Param("metric", "str", required=True)))
 def metric_parity(records, tables, claim) -> list[tuple[str, str, str]]:
     out = []
     method, base, metric = claim["method"], claim["baseline"], claim["metric"]
@@ -267,9 +219,9 @@ def metric_parity(records, tables, claim) -> list[tuple[str, str, str]]:
     return out
 
 
-@register_check("table_threshold", params=(Field("agg", "str"), Field("column", "str", required=True), EXPERIMENTS,
-                                            BOUND["max"], BOUND["min"], Field("table", "str", required=True),
-                                            Field("where", "table")), one_of=(("min", "max"),))
+@register_check("table_threshold", params=(Param("agg", "str"), Param("column", "str", required=True), EXPERIMENTS,
+                                            BOUND["max"], BOUND["min"], Param("table", "str", required=True),
+                                            Param("where", "table")), one_of=(("min", "max"),))
 def table_threshold(records, tables, claim) -> list[tuple[str, str, str]]:
     table = records if claim["table"] == "records" else tables.get(claim["table"], pd.DataFrame())
     if table.empty:
@@ -424,7 +376,7 @@ def ratio(records, tables, claim) -> list[tuple[str, str, str]]:
 
 
 @register_check("ratio_trend", params=(BASELINE, COLUMN, EXPERIMENTS, HPARAMS, METHOD,
-                                        Field("param", "str", required=True), PUBLISHED))
+                                        Param("param", "str", required=True), PUBLISHED))
 def ratio_trend(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base, param = claim["method"], claim["baseline"], claim["param"]
     column = claim.get("column", "train_wall_s")
@@ -518,9 +470,9 @@ def _per_method(records: pd.DataFrame, claim: dict, out: list):
             yield (exp if named else f"{exp}, {method}"), exp_rows[exp_rows["method"] == method]
 
 
-@register_check("hparam_ratio", params=(*TOLS, Field("at", "table"), Field("by", "str"), COLUMN, EXPERIMENTS,
-                                         BOUND["max"], Field("method", "str"), Field("metric", "str"), BOUND["min"],
-                                         PUBLISHED, Field("reference", "table")))
+@register_check("hparam_ratio", params=(*TOLS, Param("at", "table"), Param("by", "str"), COLUMN, EXPERIMENTS,
+                                         BOUND["max"], Param("method", "str"), Param("metric", "str"), BOUND["min"],
+                                         PUBLISHED, Param("reference", "table")))
 def hparam_ratio(records, tables, claim) -> list[tuple[str, str, str]]:
     column = claim.get("column", "test_nfe")
     low, high = _bounds(claim)
@@ -566,9 +518,9 @@ def _setting_text(row: pd.Series, names: list[str]) -> str:
     return ", ".join(f"{n[3:]} {_show(row[n])}" for n in names if not _unset(row[n])) or "default"
 
 
-@register_check("tradeoff", params=(*TOLS, COLUMN, EXPERIMENTS, Field("method", "str"),
-                                     Field("metric", "str", required=True), BOUND["min"], PUBLISHED,
-                                     Field("reference", "table"), Field("where", "table")))
+@register_check("tradeoff", params=(*TOLS, COLUMN, EXPERIMENTS, Param("method", "str"),
+                                     Param("metric", "str", required=True), BOUND["min"], PUBLISHED,
+                                     Param("reference", "table"), Param("where", "table")))
 def tradeoff(records, tables, claim) -> list[tuple[str, str, str]]:
     column, metric = claim.get("column", "test_nfe"), claim["metric"]
     low = claim.get("min", 1.0)

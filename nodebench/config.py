@@ -31,13 +31,16 @@ class Param:
 
     Attributes:
         name: the key.
-        kind: ``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"any"``, or a non-empty list of numbers,
-            ``"ints"`` or ``"floats"`` (a tuple or list; returned as a list), its items bounded as one number
-            (``low``, ``high``, ``positive``).
+        kind: ``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"any"``, ``"table"`` (a mapping, e.g. a TOML
+            table), ``"strs"`` (a non-empty list of distinct strings), or a list of numbers, ``"ints"`` or
+            ``"floats"`` (a tuple or list; returned as a list), its items bounded as one number (``low``,
+            ``high``, ``positive``).
         low, high: inclusive bounds (``None``: unbounded); ``positive`` demands ``> 0``.
-        choices: the valid values of a ``str`` parameter (``None``: any string).
+        choices: the valid values of a ``str`` parameter (``None``: any string); for a number list, strings
+            also valid as items (``step_sizes = ["grid", 0.1]``).
         optional: ``None`` is a valid value (e.g. "all the data").
-        empty: an empty list is a valid value of a list kind (e.g. "no step sizes").
+        empty: an empty list is a valid value of a number list kind (e.g. "no step sizes").
+        required: a block (a ``[[claim]]``, an ``[[analysis]]``) must set it.
     """
 
     name: str
@@ -48,12 +51,13 @@ class Param:
     choices: tuple | None = None
     optional: bool = False
     empty: bool = False
+    required: bool = False
 
     def describe(self) -> str:
         """What a valid value is, in words."""
         if self.kind in LISTS:
-            return ("null or " * self.optional + "a " + "non-empty " * (not self.empty)
-                    + f"list, each item {self._item().describe()}")
+            items = self._item().describe() + "".join(f" or {c!r}" for c in self.choices or ())
+            return "null or " * self.optional + "a " + "non-empty " * (not self.empty) + f"list, each item {items}"
         if self.choices:
             text = "one of " + ", ".join(map(str, self.choices))
         elif self.kind in ("int", "float"):
@@ -67,7 +71,8 @@ class Param:
             elif self.high is not None:
                 text += f" <= {self.high:g}"
         else:
-            text = {"bool": "true or false", "str": "a string", "any": "any value"}[self.kind]
+            text = {"bool": "true or false", "str": "a string", "any": "any value", "table": "a table (name = value)",
+                    "strs": "a non-empty list of distinct strings"}[self.kind]
         return text + (" or null" if self.optional else "")
 
     def check(self, value: Any, where: str = "hyper-parameter") -> Any:
@@ -77,11 +82,21 @@ class Param:
         bad = UserError(f"{where} {self.name} must be {self.describe()}, got {value!r}")
         if self.kind == "any":
             return value
+        if self.kind == "table":
+            if not isinstance(value, Mapping):
+                raise bad
+            return value
+        if self.kind == "strs":
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value) \
+                    or len(set(value)) != len(value):
+                raise bad
+            return value
         if self.kind in LISTS:
             if not isinstance(value, (list, tuple)) or not (value or self.empty):
                 raise bad
+            item, words = self._item(), self.choices or ()
             try:
-                return [self._item().check(item, where) for item in value]
+                return [v if isinstance(v, str) and v in words else item.check(v, where) for v in value]
             except UserError:
                 raise bad from None
         if self.kind == "bool":
@@ -106,8 +121,8 @@ class Param:
         return value
 
     def _item(self) -> "Param":
-        """The parameter of one item of a list kind."""
-        return dataclasses.replace(self, kind=LISTS[self.kind], optional=False)
+        """The parameter of one item of a number list kind."""
+        return dataclasses.replace(self, kind=LISTS[self.kind], choices=None, optional=False)
 
 
 #: The list kinds of :class:`Param` and the kind of their items.

@@ -39,7 +39,7 @@ from typing import Any
 
 from nodebench.analyses import ANALYSES
 from nodebench.analyses import COMMON_KEYS as ANALYSIS_KEYS
-from nodebench.claims import CHECKS, Field
+from nodebench.claims import CHECKS
 from nodebench.claims import COMMON_KEYS as CLAIM_KEYS
 from nodebench.config import CASE_LIMITS, MAX_CASES, MAX_ITERS, SEEDS, Param, check_keys, from_mapping
 from nodebench.errors import UserError
@@ -53,9 +53,9 @@ PRESET_KEYS = ("iters", "budget_s", "seeds", "warmup", "hparams", "methods", "gr
 #: The typed values of an experiment and of its presets (``seeds``, ``iters``, ``budget_s``: ``SEEDS`` and
 #: ``CASE_LIMITS`` of :mod:`nodebench.config`).
 WARMUP = Param("warmup", "int", low=0, high=MAX_ITERS)  # untimed warm-up passes; 0: none
-METHOD_LIST = Field("methods", "strs")
-TABLE = {name: Field(name, "table") for name in ("hparams", "method_hparams", "presets", "grid")}
-TEXT = {name: Field(name, "str") for name in ("name", "task", "description", "notes", "kind", "check", "source",
+METHOD_LIST = Param("methods", "strs")
+TABLE = {name: Param(name, "table") for name in ("hparams", "method_hparams", "presets", "grid")}
+TEXT = {name: Param(name, "str") for name in ("name", "task", "description", "notes", "kind", "check", "source",
                                               "published_text", "why_not_measured", "note")}
 #: Parameters of a claim or an analysis whose string value names a method (checked against the registry).
 METHOD_PARAMS = ("method", "baseline", "reference", "pair_with")
@@ -315,7 +315,7 @@ def _check_analyses(spec: PaperSpec, where: str) -> None:
             raise UserError(f"{at}: kind: {err}") from None
         check_keys(declared, (*ANALYSIS_KEYS, *analysis.params), at)
         if "presets" in declared:
-            Field("presets", "strs").check(declared["presets"], f"{at}:")
+            Param("presets", "strs").check(declared["presets"], f"{at}:")
         TEXT["description"].check(declared.get("description", ""), f"{at}:")
         analysis.validate(declared, at)
         _check_presets(declared.get("presets", []), at)

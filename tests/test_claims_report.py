@@ -82,14 +82,15 @@ def test_table_threshold_on_a_nan_value_is_not_measured():
 
 
 def test_a_check_declares_typed_and_required_parameters():
-    """A plug-in's check declares its parameters with ``Field``: missing, mistyped and out-of-range values are
+    """A plug-in's check declares its parameters with ``Param``: missing, mistyped and out-of-range values are
     one-line errors from ``Check.validate`` (what the loader calls); a plain name still accepts any value."""
     import pytest
 
-    from nodebench.claims import Check, Field, fields_of
+    from nodebench.claims import Check, fields_of
+    from nodebench.config import Param
     from nodebench.errors import UserError
 
-    fields = fields_of((Field("method", "str", required=True), Field("share", "float", low=0.0, high=1.0), "free"))
+    fields = fields_of((Param("method", "str", required=True), Param("share", "float", low=0.0, high=1.0), "free"))
     check = Check("declared", lambda records, tables, claim: [], tuple(f.name for f in fields), fields)
     assert check.params == ("method", "share", "free")
     check.validate({"method": "rk4", "share": 0.5, "free": [object()]}, "f.toml: claim 'X'")

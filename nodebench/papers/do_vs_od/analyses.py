@@ -17,15 +17,15 @@ from typing import Any
 import pandas as pd
 
 from nodebench.analyses import case_table, register_analysis, stored_table
-from nodebench.claims import Field
+from nodebench.config import Param
 from nodebench.markdown import fmt3, markdown_table
 from nodebench.papers.do_vs_od import figures as paper_figures
 from nodebench.papers.do_vs_od import gradients
 
 #: The gradient studies' parameters (step size "grid": the data grid, DO only).
-PARAMS = (Field("task", "str"), Field("methods", "strs"), Field("tolerances", "floats", positive=True),
-          Field("step_sizes", "floats", positive=True, choices=("grid",)), Field("seed", "int", low=0),
-          Field("hparams", "table"))
+PARAMS = (Param("task", "str"), Param("methods", "strs"), Param("tolerances", "floats", positive=True),
+          Param("step_sizes", "floats", positive=True, choices=("grid",)), Param("seed", "int", low=0),
+          Param("hparams", "table"))
 
 
 def _gradient_args(spec: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from nodebench.analyses import register_analysis, stored_table
-from nodebench.claims import Field
+from nodebench.config import Param
 from nodebench.markdown import markdown_table
 from nodebench.methods import get_method
 from nodebench.papers.gq_adjoint import figures as paper_figures
@@ -89,10 +89,10 @@ def toy_gradient_table(methods=TOY_METHODS, T_values=(19.0, 24.0, 29.0), *, z0: 
 
 
 @register_analysis("toy_gradient", params=(
-    Field("methods", "strs"), *(Field(name, "float", positive=True) for name in ("rtol", "atol", "gtol")),
-    Field("dtype", "str", choices=("float32", "float64")), Field("z0", "float"), Field("a", "float"),
-    Field("T_values", "floats", positive=True), Field("T_start", "float", positive=True),
-    Field("T_stop", "float", positive=True), Field("T_step", "float", positive=True)))
+    Param("methods", "strs"), *(Param(name, "float", positive=True) for name in ("rtol", "atol", "gtol")),
+    Param("dtype", "str", choices=("float32", "float64")), Param("z0", "float"), Param("a", "float"),
+    Param("T_values", "floats", positive=True), Param("T_start", "float", positive=True),
+    Param("T_stop", "float", positive=True), Param("T_step", "float", positive=True)))
 def toy_gradient(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     methods = list(spec.get("methods", TOY_METHODS))
     settings = {k: spec[k] for k in ("z0", "a", "rtol", "atol", "gtol", "dtype") if k in spec}

@@ -16,11 +16,12 @@ import pandas as pd
 import torch
 
 from nodebench.analyses import register_analysis, stored_table
-from nodebench.claims import Field
+from nodebench.config import Param
 from nodebench.markdown import markdown_table
 from nodebench.papers.snode import figures as paper_figures
 from nodebench.papers.snode.systems import swarm_data, vehicle_data
 from nodebench.snode import LegendreSeries
+
 
 def spectral_convergence_table(degrees=range(2, 31, 2), horizon: float = 5.0, seed: int = 0) -> pd.DataFrame:
     """Max error of a least-squares Legendre fit (one element on [0, ``horizon``], 501 clean samples) against
@@ -52,7 +53,7 @@ def spectral_rate_table(table: pd.DataFrame, floor: float = 1e-11) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-@register_analysis("spectral_convergence", params=(Field("degrees", "ints", low=1),))
+@register_analysis("spectral_convergence", params=(Param("degrees", "ints", low=1),))
 def spectral_convergence(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     degrees = spec.get("degrees", list(range(2, 31, 2)))
     table = stored_table(run_dir, "spectral_convergence", lambda: spectral_convergence_table(degrees))

@@ -22,12 +22,12 @@ import pandas as pd
 import torch
 
 from nodebench.analyses import column_median, register_analysis, stored_table
-from nodebench.claims import Field
+from nodebench.config import Param
 from nodebench.markdown import fmt4, fmt_ms, fmt_times, fmt_value, markdown_table
 from nodebench.metrics import headline_metric, higher_is_better
 from nodebench.papers.taynode import figures as paper_figures
-from nodebench.records import expand_hparams
 from nodebench.papers.taynode.cost import cost_table, measure_cost
+from nodebench.records import expand_hparams
 
 #: Order of each training method's adaptive solver (the order of its propagated solution: its error estimate's
 #: leading term involves d^p z/dt^p, so K = p is "K matching the order").
@@ -103,7 +103,7 @@ def _experiments_of(spec, records: pd.DataFrame) -> pd.DataFrame:
     return records
 
 
-@register_analysis("pareto", params=(Field("experiments", "strs"), Field("metric", "str")))
+@register_analysis("pareto", params=(Param("experiments", "strs"), Param("metric", "str")))
 def pareto(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     title = "## NFE against the task metric over λ and K (Pareto front)"
     records = _experiments_of(spec, records)
@@ -166,8 +166,8 @@ def order_matching_table(records: pd.DataFrame, orders: dict[str, float] | None 
     return table
 
 
-@register_analysis("order_matching", params=(Field("experiments", "strs"), Field("column", "str"),
-                                             Field("orders", "table")))
+@register_analysis("order_matching", params=(Param("experiments", "strs"), Param("column", "str"),
+                                             Param("orders", "table")))
 def order_matching(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     title = "## K against the solver's order"
     records = _experiments_of(spec, records)
@@ -201,10 +201,10 @@ def order_matching(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
 
 
 COST_SETTINGS = ("dims", "orders", "hidden", "batch", "rounds", "cap", "dtype", "device", "seed")
-COST_FIELDS = (Field("dims", "ints", low=1), Field("orders", "ints", low=1),
-               *(Field(name, "int", low=1) for name in ("hidden", "batch", "rounds")),
-               Field("cap", "float", positive=True), Field("dtype", "str", choices=("float32", "float64")),
-               Field("device", "str"), Field("seed", "int", low=0))
+COST_FIELDS = (Param("dims", "ints", low=1), Param("orders", "ints", low=1),
+               *(Param(name, "int", low=1) for name in ("hidden", "batch", "rounds")),
+               Param("cap", "float", positive=True), Param("dtype", "str", choices=("float32", "float64")),
+               Param("device", "str"), Param("seed", "int", low=0))
 
 
 @register_analysis("taylor_cost", params=COST_FIELDS)

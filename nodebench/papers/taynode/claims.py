@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, Field, experiments_of, register_check
+from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, experiments_of, register_check
+from nodebench.config import Param
 from nodebench.papers.taynode.analyses import order_matching_table
 
-@register_check("order_matching", params=(Field("column", "str"), Field("fraction", "float", low=0.0, high=1.0),
-                                          Field("orders", "table"), Field("tolerance", "float", low=0.0),
-                                          Field("experiments", "strs")))
+
+@register_check("order_matching", params=(Param("column", "str"), Param("fraction", "float", low=0.0, high=1.0),
+                                          Param("orders", "table"), Param("tolerance", "float", low=0.0),
+                                          Param("experiments", "strs")))
 def order_matching(records, tables, claim) -> list[tuple[str, str, str]]:
 
     column = claim.get("column", "test_nfe")
