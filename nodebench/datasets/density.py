@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import numpy as np
 from sklearn import datasets as skdatasets
 
-from nodebench.datasets.splits import Splits, split_permuted, standardize
+from nodebench.datasets.splits import Splits, cast_to_model_dtype, split_permuted, standardize
 from nodebench.datasets.storage import read_npy
 from nodebench.datasets.tabular import MAF_NAMES, load_maf
 from nodebench.datasets.toy import TOY_NAMES, sample_toy
@@ -117,12 +117,8 @@ def file_splits(data: np.ndarray, *, seed: int, standardize: bool, dtype: str, w
     splits, offset = split_permuted(data.astype(np.float64), np.random.default_rng(seed)), 0.0
     if standardize:
         splits, offset = _zscore(splits, what)
-    with np.errstate(over="ignore"):  # overflow to inf is what the check looks for
-        finite = all(np.isfinite(part.astype(dtype)).all() for part in (splits.train, splits.val, splits.test))
-    if not finite:
-        remedy = "rescale the data" + ("" if dtype == "float64" else " or use --hparam dtype=float64")
-        raise UserError(f"{what} holds values beyond the range of {dtype}, the model's dtype (magnitude at most "
-                        f"{np.finfo(dtype).max:.3g}){' after standardization' if standardize else ''}; {remedy}")
+    for part in (splits.train, splits.val, splits.test):
+        cast_to_model_dtype(part, dtype, what, " after standardization" if standardize else "")
     return splits, offset
 
 

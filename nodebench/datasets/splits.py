@@ -1,4 +1,5 @@
-"""Train/validation/test splits and the normalisation helpers shared by the density loaders."""
+"""Train/validation/test splits, the normalisation helpers shared by the density loaders, and the check that a
+user's array survives the cast to the model's dtype (density and trajectory files)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,23 @@ def require_finite(splits: Splits, what: str) -> Splits:
         if not np.isfinite(array).all():
             raise UserError(f"{what}: the {part} split contains NaN or infinite values; the data file is malformed")
     return splits
+
+
+def dtype_remedy(dtype: str) -> str:
+    """What a user can do about data the model's ``dtype`` cannot hold."""
+    return "rescale the data" + ("" if dtype == "float64" else " or use --hparam dtype=float64")
+
+
+def cast_to_model_dtype(array: np.ndarray, dtype: str, what: str, when: str = "") -> np.ndarray:
+    """``array`` cast to the model's ``dtype`` (``float32`` or ``float64``).
+
+    Raises:
+        UserError: A value overflows ``dtype`` (becomes infinite); the line names ``what``, the largest
+            magnitude ``dtype`` holds, ``when`` (e.g. " after standardization") and the remedy.
+    """
+    with np.errstate(over="ignore"):  # overflow to inf is what the check looks for
+        cast = array.astype(dtype)
+    if not np.isfinite(cast).all():
+        raise UserError(f"{what} holds values beyond the range of {dtype}, the model's dtype (magnitude at most "
+                        f"{np.finfo(dtype).max:.3g}){when}; {dtype_remedy(dtype)}")
+    return cast

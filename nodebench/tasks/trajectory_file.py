@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from nodebench.datasets.catalog import provenance
+from nodebench.datasets.splits import cast_to_model_dtype, dtype_remedy
 from nodebench.errors import UserError
 from nodebench.tasks.base import Task, dtype_from_name
 from nodebench.tasks.trajectory import MLPField, TrajectoryProblem
@@ -71,23 +72,15 @@ def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
     return {"t": t, "y": y, "u": u}
 
 
-def _cast(array: np.ndarray, dtype: str) -> np.ndarray:
-    with np.errstate(over="ignore"):  # overflow to inf is what the check looks for
-        return array.astype(dtype)
-
-
 def check_in_dtype(data: dict[str, np.ndarray], path: Path, dtype: str) -> None:
     """Refuse arrays that :func:`load_trajectories` accepted but the model would not see as valid: cast to
     ``dtype`` (``float32`` or ``float64``), values beyond its range become inf and times closer than its
     resolution become equal. Any problem is a one-line :class:`UserError`."""
-    remedy = "rescale the data" + ("" if dtype == "float64" else " or use --hparam dtype=float64")
-    for name in ("t", "y", "u"):
-        if data[name] is not None and not np.all(np.isfinite(_cast(data[name], dtype))):
-            raise UserError(f"array {name!r} in {str(path)!r} has values beyond the range of {dtype}, the model's "
-                            f"dtype (magnitude at most {np.finfo(dtype).max:.3g}); {remedy}")
-    if np.any(np.diff(_cast(data["t"], dtype)) <= 0):
+    cast = {name: cast_to_model_dtype(data[name], dtype, f"array {name!r} in {str(path)!r}")
+            for name in ("t", "y", "u") if data[name] is not None}
+    if np.any(np.diff(cast["t"]) <= 0):
         raise UserError(f"array 't' in {str(path)!r} is not strictly increasing once cast to {dtype}, the model's "
-                        f"dtype: some times are closer than its resolution; {remedy}")
+                        f"dtype: some times are closer than its resolution; {dtype_remedy(dtype)}")
 
 
 class TrajectoryFile(Task):
