@@ -32,6 +32,7 @@ import pandas as pd
 from nodebench import plots
 from nodebench.claims import check_fields, fields_of
 from nodebench.config import Param
+from nodebench.errors import UserError
 from nodebench.markdown import fmt4, fmt_value, markdown_table
 from nodebench.metrics import headline_metric
 from nodebench.records import CURVES, expand_hparams, load_table
@@ -48,27 +49,34 @@ AnalysisFn = Callable[[dict, Path, pd.DataFrame], "tuple[str, list[Path]]"]
 class Analysis:
     """A registered analysis: its function ``fn(spec, run_dir, records) -> (section, figures)``, the
     parameters its ``[[analysis]]`` block may set (names) and their declarations (:class:`nodebench.config.Param`:
-    type, range, required), checked when the paper is loaded."""
+    type, range, required), and ``rules``: a function of the block returning what is wrong across its
+    parameters (``T_start`` above ``T_stop``), or ``None``; all checked when the paper is loaded."""
 
     name: str
     fn: AnalysisFn
     params: tuple[str, ...] = ()
     fields: tuple[Param, ...] = ()
+    rules: Callable[[dict], str | None] | None = None
 
     def validate(self, block: dict, at: str) -> None:
-        """Refuse a block's missing, mistyped or out-of-range parameters (before any case runs)."""
+        """Refuse a block's missing, mistyped, out-of-range or inconsistent parameters (before any case runs)."""
         check_fields(block, self.fields, at)
+        problem = self.rules(block) if self.rules else None
+        if problem:
+            raise UserError(f"{at}: {problem}")
 
 
 ANALYSES: Registry[Analysis] = Registry("analysis kind")
 
 
-def register_analysis(name: str, params=()) -> Callable[[AnalysisFn], AnalysisFn]:
+def register_analysis(name: str, params=(), rules: Callable[[dict], str | None] | None = None
+                      ) -> Callable[[AnalysisFn], AnalysisFn]:
     """Decorator registering ``fn`` as analysis kind ``name`` accepting ``params``: names (any value,
-    optional) or :class:`nodebench.config.Param` declarations (typed, ranged, possibly required)."""
+    optional) or :class:`nodebench.config.Param` declarations (typed, ranged, possibly required); ``rules``:
+    the block's cross-parameter check (see :class:`Analysis`)."""
     def add(fn: AnalysisFn) -> AnalysisFn:
         fields = fields_of(params)
-        ANALYSES.register(name, Analysis(name, fn, tuple(f.name for f in fields), fields))
+        ANALYSES.register(name, Analysis(name, fn, tuple(f.name for f in fields), fields, rules))
         return fn
     return add
 

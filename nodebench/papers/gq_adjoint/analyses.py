@@ -6,7 +6,8 @@
   ``T_start``:``T_stop`` (inclusive) step ``T_step`` (default 19.0:29.0 step 0.5; the paper: 19.00:29.04 step
   0.02). Stores ``toy_gradient.parquet`` (method, T, wrt ∈ {z0, a, T}, value, analytic, rel_error, status; a
   failed solve is a row with NaN values and its error as status), draws the relative error against T and
-  reports its median and max per method and wrt.
+  reports its median and max per method and wrt. :func:`toy_rules` refuses a block that cannot run when the
+  paper loads.
 """
 
 from __future__ import annotations
@@ -46,14 +47,51 @@ def toy_analytic(z0: float, a: float, T: float) -> dict[str, float]:
     return {"z0": 2 * z0 * growth, "a": 2 * T * z0**2 * growth, "T": 2 * a * z0**2 * growth}
 
 
+#: The most end times one toy study solves (the paper's grid has 503).
+MAX_TOY_T = 10_000
+#: The largest exponent 2·a·T of the analytic gradients, which are finite in float64 up to about e^709.
+MAX_TOY_EXPONENT = 700.0
+TOY_RANGE = ("T_start", "T_stop", "T_step")
+
+
+def _toy_grid(spec: dict[str, Any]) -> tuple[float, float, float, int]:
+    """``T_start``, ``T_stop``, ``T_step`` (defaults 19, 29, 0.5) and the number of end times they give."""
+    start, stop = float(spec.get("T_start", 19.0)), float(spec.get("T_stop", 29.0))
+    step = float(spec.get("T_step", 0.5))
+    return start, stop, step, math.floor((stop - start) / step + 1e-9) + 1
+
+
 def toy_T_values(spec: dict[str, Any]) -> list[float]:
     """The end times of the toy study: ``T_values``, else ``T_start``…``T_stop`` (inclusive) by ``T_step``."""
     if "T_values" in spec:
         return [float(T) for T in spec["T_values"]]
-    start, stop = float(spec.get("T_start", 19.0)), float(spec.get("T_stop", 29.0))
-    step = float(spec.get("T_step", 0.5))
-    count = math.floor((stop - start) / step + 1e-9) + 1
+    start, _, step, count = _toy_grid(spec)
     return [round(start + i * step, 10) for i in range(count)]
+
+
+def toy_rules(spec: dict[str, Any]) -> str | None:
+    """What makes a ``toy_gradient`` block unusable, or ``None``: ``T_values`` given with a range, an empty or
+    oversized range, ``z0`` or ``a`` zero (the relative error to a zero gradient is undefined), or analytic
+    gradients that overflow float64."""
+    if "T_values" in spec and any(key in spec for key in TOY_RANGE):
+        return "give T_values or T_start/T_stop/T_step, not both"
+    if "T_values" in spec:
+        largest = max(spec["T_values"])
+    else:
+        start, stop, _, count = _toy_grid(spec)
+        if start > stop:
+            return f"T_start {start:g} is above T_stop {stop:g}"
+        if count > MAX_TOY_T:
+            return f"T_start..T_stop by T_step gives {count:,} end times; at most {MAX_TOY_T:,} (raise T_step)"
+        largest = stop
+    z0, a = float(spec.get("z0", 10.0)), float(spec.get("a", 0.2))
+    if z0 == 0 or a == 0:
+        return f"z0 and a must be non-zero (got z0 = {z0:g}, a = {a:g}): the relative error to a zero gradient " \
+               "is undefined"
+    if 2 * abs(a) * largest > MAX_TOY_EXPONENT:
+        return f"the analytic gradients e^(2·a·T) overflow float64 at T = {largest:g} with a = {a:g}; need " \
+               f"2·|a|·T ≤ {MAX_TOY_EXPONENT:g}"
+    return None
 
 
 def toy_gradient_table(methods=TOY_METHODS, T_values=(19.0, 24.0, 29.0), *, z0: float = 10.0, a: float = 0.2,
@@ -92,7 +130,7 @@ def toy_gradient_table(methods=TOY_METHODS, T_values=(19.0, 24.0, 29.0), *, z0: 
     Param("methods", "strs"), *(Param(name, "float", positive=True) for name in ("rtol", "atol", "gtol")),
     Param("dtype", "str", choices=("float32", "float64")), Param("z0", "float"), Param("a", "float"),
     Param("T_values", "floats", positive=True), Param("T_start", "float", positive=True),
-    Param("T_stop", "float", positive=True), Param("T_step", "float", positive=True)))
+    Param("T_stop", "float", positive=True), Param("T_step", "float", positive=True)), rules=toy_rules)
 def toy_gradient(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     methods = list(spec.get("methods", TOY_METHODS))
     settings = {k: spec[k] for k in ("z0", "a", "rtol", "atol", "gtol", "dtype") if k in spec}

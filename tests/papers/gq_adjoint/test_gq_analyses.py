@@ -39,6 +39,24 @@ def test_toy_T_grid():
     assert analyses.toy_T_values({"T_values": [20, 25]}) == [20.0, 25.0]
 
 
+@pytest.mark.parametrize("block, message", [
+    ({"T_start": 29.0, "T_stop": 19.0}, r"T_start 29 is above T_stop 19"),
+    ({"T_values": [20.0], "T_step": 0.1}, r"give T_values or T_start/T_stop/T_step, not both"),
+    ({"T_start": 1.0, "T_stop": 100.0, "T_step": 1e-4}, r"T_start..T_stop by T_step gives 990,001 end times; at most 10,000"),
+    ({"z0": 0.0}, r"z0 and a must be non-zero"),
+    ({"a": 0.0, "T_values": [20.0]}, r"z0 and a must be non-zero"),
+    ({"a": 20.0}, r"the analytic gradients e\^\(2·a·T\) overflow float64 at T = 29 with a = 20"),
+])
+def test_toy_gradient_blocks_that_cannot_run_are_refused_before_anything_runs(block, message):
+    """Each of these used to fail only after the cases ran: an empty T grid (a report of NaN), a grid of a
+    million solves, a ZeroDivisionError or an OverflowError in the analytic gradients."""
+    from nodebench.errors import UserError
+    with pytest.raises(UserError, match=r"^analysis 'toy_gradient': " + message):
+        ANALYSES["toy_gradient"].validate({"kind": "toy_gradient", **block}, "analysis 'toy_gradient'")
+    ANALYSES["toy_gradient"].validate({"kind": "toy_gradient", "T_start": 19.0, "T_stop": 29.04, "T_step": 0.02},
+                                      "analysis 'toy_gradient'")
+
+
 def test_toy_gradient_direct_and_gq_are_accurate_and_failures_are_rows(tmp_path, monkeypatch):
     spec = {"kind": "toy_gradient", "methods": ["direct", "gq"], "T_values": [19.0, 29.0]}
     section, figures = ANALYSES["toy_gradient"].fn(spec, tmp_path, pd.DataFrame())
