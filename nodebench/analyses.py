@@ -123,7 +123,8 @@ def scaling_table(records: pd.DataFrame, param_col: str, metric: str | None,
             rows.append([fmt_value(value), method, f"{len(good)}/{len(runs)}", fmt4(t),
                          fmt4(column_median(good, "time_per_iter_s") * 1e3),
                          "–" if math.isnan(speedup) else f"{speedup:.3g}×",
-                         fmt4(column_median(good, "peak_mem_bytes") / 2**20), fmt4(column_median(good, "nfe_forward_per_iter")),
+                         fmt4(column_median(good, "peak_mem_bytes") / 2**20),
+                         fmt4(column_median(good, "nfe_forward_per_iter")),
                          fmt4(column_median(good, "nfe_backward_per_iter")),
                          "–" if metric is None else fmt4(column_median(good, metric))])
     return header, rows

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from nodebench.analyses import ANALYSES, scaling
-from nodebench.papers.gq_adjoint import analyses
 from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
+from nodebench.papers.gq_adjoint import analyses
 from nodebench.records import expand_hparams
 
 Z0, A = 10.0, 0.2
@@ -42,7 +42,8 @@ def test_toy_T_grid():
 @pytest.mark.parametrize("block, message", [
     ({"T_start": 29.0, "T_stop": 19.0}, r"T_start 29 is above T_stop 19"),
     ({"T_values": [20.0], "T_step": 0.1}, r"give T_values or T_start/T_stop/T_step, not both"),
-    ({"T_start": 1.0, "T_stop": 100.0, "T_step": 1e-4}, r"T_start..T_stop by T_step gives 990,001 end times; at most 10,000"),
+    ({"T_start": 1.0, "T_stop": 100.0, "T_step": 1e-4},
+     r"T_start..T_stop by T_step gives 990,001 end times; at most 10,000"),
     ({"z0": 0.0}, r"z0 and a must be non-zero"),
     ({"a": 0.0, "T_values": [20.0]}, r"z0 and a must be non-zero"),
     ({"a": 20.0}, r"the analytic gradients e\^\(2·a·T\) overflow float64 at T = 29 with a = 20"),
@@ -199,8 +200,7 @@ def test_ratio_claim_selector_on_an_experiment_that_does_not_vary_the_hparam():
 
 def test_config_labels_name_the_varying_hparams_and_skip_unset_ones():
     from nodebench.records import config_labels
-    rows = pd.DataFrame([{"method": "adjoint", "hparams": json.dumps({"reg": "none", "steps": [1, 2]})},
-                         {"method": "adjoint", "hparams": json.dumps({"reg": "speed", "reg_order": 2, "steps": [1, 2]})},
-                         {"method": "adjoint", "hparams": json.dumps({"reg": "speed", "reg_order": 3, "steps": [1, 2]})}])
+    hparams = [{"reg": "none"}, {"reg": "speed", "reg_order": 2}, {"reg": "speed", "reg_order": 3}]
+    rows = pd.DataFrame([{"method": "adjoint", "hparams": json.dumps({**h, "steps": [1, 2]})} for h in hparams])
     assert list(config_labels(rows)) == ["adjoint reg=none", "adjoint reg=speed reg_order=2",
                                          "adjoint reg=speed reg_order=3"]
