@@ -344,9 +344,22 @@ def _check_claims(spec: PaperSpec, where: str) -> None:
         check_keys(claim, (*CLAIM_KEYS, *check.params), at)
         check.validate(claim, at)
         _check_block(spec, claim, check.fields, at)
+        _check_claim_methods(spec, claim, at)
     duplicated = sorted({i for i in ids if ids.count(i) > 1})
     if duplicated:
         raise UserError(f"{where}: claim ids must be unique; repeated: {', '.join(duplicated)}")
+
+
+def _check_claim_methods(spec: PaperSpec, claim: dict, at: str) -> None:
+    """A claim's ``method``/``baseline`` (...) must be run by one of its experiments (at any preset): a claim
+    on a method nothing runs could only ever be "not measured"."""
+    scope = claim.get("experiments") or [exp.name for exp in spec.experiments]
+    run = {method for exp in spec.experiments if exp.name in scope
+           for method in (*exp.methods, *(m for preset in exp.presets.values() for m in preset.get("methods", ())))}
+    for key in METHOD_PARAMS:
+        if isinstance(claim.get(key), str) and claim[key] not in run:
+            where = f"experiment(s) {', '.join(scope)}" if claim.get("experiments") else "the paper's experiments"
+            raise UserError(f"{at}: {key} {claim[key]!r} is not run by {where}; they run: {', '.join(sorted(run))}")
 
 
 def _check_presets(presets: list[str], at: str) -> None:

@@ -217,10 +217,22 @@ text = "t"
     ('check = "ratio"\nmethod = "rk4"\nbaseline = "rk4"\nhparams = 5', r"claim 'C2': hparams must be a table"),
     ('check = "ratio_trend"\nmethod = "rk4"\nbaseline = "rk4"', r"claim 'C2': needs 'param'"),
     ('check = 5', r"claim 'C2': check must be a string, got 5"),
+    ('check = "ratio"\nmethod = "euler"\nbaseline = "rk4"',
+     r"claim 'C2': method 'euler' is not run by the paper's experiments; they run: rk4$"),
+    ('check = "ratio"\nmethod = "rk4"\nbaseline = "euler"\nexperiments = ["e"]',
+     r"claim 'C2': baseline 'euler' is not run by experiment\(s\) e; they run: rk4$"),
     ('check = "vibes"', r"claim 'C2': check: unknown claim check 'vibes'"),
 ])
 def test_claim_parameters_are_checked_at_load_not_after_the_run(claim, message):
     refused(CLAIM + claim + "\n", message)
+
+
+def test_a_method_one_preset_adds_counts_as_run_by_the_experiment():
+    """A claim on a method only the paper preset runs (``presets.paper.methods``) is valid."""
+    text = CLAIM.replace("presets.smoke = { iters = 2, seeds = 2 }",
+                         'presets.smoke = { iters = 2, seeds = 2 }\npresets.paper = { iters = 2, methods = ["euler"] }')
+    spec = parse_spec(text + 'check = "ratio"\nmethod = "euler"\nbaseline = "rk4"\n', "good.toml")
+    assert spec.claims[-1]["method"] == "euler"
 
 
 ANALYSIS = GOOD.split("[[claim]]")[0] + """[[analysis]]
