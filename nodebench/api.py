@@ -228,6 +228,9 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
                                   method_hparams=method_hparams, device=check_device(device), iters=iters,
                                   budget_s=budget_s))
     warnings = _check(cases, engine, warn=True)
+    if method_hparams:  # a value every method overrides is checked too, not silently unused
+        from nodebench.runner.settings import check_shared_hparams
+        check_shared_hparams(task, names, hparams)
     out = api_checks.path(out, "out") if out is not None else Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
     if dry_run:
         _check_out(out, engine, {"command": "run"})

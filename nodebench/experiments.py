@@ -242,7 +242,7 @@ def _method(name: str, at: str) -> None:
 
 
 def _check_experiments(spec: PaperSpec, where: str) -> None:
-    from nodebench.runner.settings import check_case, check_cases
+    from nodebench.runner.settings import check_cases, check_shared_hparams
     from nodebench.tasks import get_task
 
     for exp in spec.experiments:
@@ -261,19 +261,15 @@ def _check_experiments(spec: PaperSpec, where: str) -> None:
                 raise UserError(f"{at}: method_hparams.{method} is for a method this experiment never runs; "
                                 f"it runs: {', '.join(sorted(run))}")
         try:
-            task = get_task(exp.task)
+            get_task(exp.task)
         except UserError as err:
             raise UserError(f"{at}: task: {err}") from None
-        preset = ""
-        try:
-            # the experiment's (and each preset's) hyper-parameters on their own, so that a value every method
-            # overrides (method_hparams) is still refused rather than silently unused
-            for preset, settings in {"": {}, **exp.presets}.items():
-                hparams = exp.hparams | settings.get("hparams", {})
-                for method in settings.get("methods", exp.methods):
-                    check_case(task, METHODS.lookup(method), hparams)
-        except UserError as err:
-            raise UserError(f"{at}{f', preset {preset}' if preset else ''}: hparams: {err}") from None
+        for preset, settings in {"": {}, **exp.presets}.items():  # the experiment's, then each preset's
+            try:
+                check_shared_hparams(exp.task, settings.get("methods", exp.methods),
+                                     exp.hparams | settings.get("hparams", {}))
+            except UserError as err:
+                raise UserError(f"{at}{f', preset {preset}' if preset else ''}: {err}") from None
         for preset in exp.presets:
             try:
                 cases = spec.cases(preset, "cpu", experiments=[exp.name])

@@ -29,6 +29,9 @@ CASES = {
     "a misspelt method in method_hparams": (_dry(methods=["rk4", "adjoint"],
                                                  method_hparams={"adjiont": {"rtol": 1e-5}}),
                                             "method_hparams names 'adjiont' (did you mean 'adjoint'?)"),
+    "hparams every method overrides (silently unused before)": (
+        _dry(hparams={"lr": -1}, method_hparams={"rk4": {"lr": 0.1}}),
+        "hparams: task g1d: hyper-parameter lr must be a positive finite number, got -1"),
     "methods a number": (_dry(methods=5), "methods must be a string or a list of strings"),
     "task a list": (_dry(task=["g1d"]), "task must be a task id"),
     "hparams a string": (_dry(hparams="lr=0.1"), "hparams must be a mapping"),

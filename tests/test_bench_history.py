@@ -64,6 +64,9 @@ ENTRY = "[[entry]]\nname='a'\npaper='do_vs_od'\ntask='cubic_spiral'\nmethods=['r
     (ENTRY.replace("cubic_spiral", "nosuch") + "iters=2\n", "bad.toml': entry 'a': unknown task 'nosuch'; valid: "),
     (ENTRY.replace("'rk4'", "'nosuch'") + "iters=2\n", "bad.toml': entry 'a': unknown method 'nosuch'; valid: "),
     (ENTRY + "iters=2\nhparams = { lr = 'fast' }\n", "bad.toml': entry 'a': task cubic_spiral: hyper-parameter lr"),
+    # a shared value every method overrides was silently unused
+    (ENTRY + "iters=2\nhparams = { lr = -1 }\nmethod_hparams.rk4 = { lr = 0.1 }\n",
+     "bad.toml': entry 'a': hparams: task cubic_spiral: hyper-parameter lr must be a positive finite number, got -1"),
     ("device = 'tpu'\n" + ENTRY + "iters=2\n", "bad.toml': device = 'tpu'; valid: cpu, cuda, cuda:N"),
 ])
 def test_bad_suite_files_are_one_line_errors(capsys, tmp_path, monkeypatch, text, fragment):

@@ -151,7 +151,7 @@ def _check(suite: Suite) -> None:
 def _check_entry(suite: Suite, entry: SuiteEntry, where: str) -> None:
     """One entry's fields, then its cases' task, methods and hyper-parameters (:func:`check_cases`)."""
     from nodebench.papers import get_paper
-    from nodebench.runner.settings import check_cases
+    from nodebench.runner.settings import check_cases, check_shared_hparams
 
     if not entry.methods or not isinstance(entry.methods, list) or not all(isinstance(m, str) for m in entry.methods):
         raise UserError(f"{where} has methods = {entry.methods!r}; give a list of one or more methods")
@@ -163,6 +163,8 @@ def _check_entry(suite: Suite, entry: SuiteEntry, where: str) -> None:
     _check_hparams(entry, where)
     try:
         get_paper(entry.paper)
+        if entry.method_hparams:
+            check_shared_hparams(entry.task, entry.methods, entry.hparams)
         check_cases(suite.entry_cases(entry))
     except UserError as err:
         raise UserError(f"{where}: {err}") from None

@@ -75,6 +75,18 @@ def check_case(task: Task, method: Method, hparams: Mapping[str, Any]) -> list[s
     return method.ignored_options(settings.solver_options) + unused_snode
 
 
+def check_shared_hparams(task: str, methods, hparams: Mapping[str, Any]) -> None:
+    """``hparams`` shared by ``methods`` checked on their own, once per method, so that a value every method
+    overrides (``method_hparams``) is still refused rather than silently unused. A problem is a one-line
+    :class:`UserError` prefixed ``hparams:``; an unknown task or method is refused as such."""
+    task_, methods_ = get_task(task), [get_method(m) for m in methods]
+    try:
+        for method in methods_:
+            check_case(task_, method, hparams)
+    except UserError as err:
+        raise UserError(f"hparams: {err}") from None
+
+
 def check_cases(cases) -> list[str]:
     """Check every case's limits (iters, budget_s), task, method and hyper-parameters before anything runs or
     is written; returns one warning per method given options it does not use."""
