@@ -296,12 +296,14 @@ def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[st
     out = paths.output_file(api_checks.path(out, "out") if out is not None else
                             (current if current.is_dir() else current.parent) / f"compare-{baseline_name}.md")
     rules = gate.rules_with(api_checks.positive_numbers(thresholds, "thresholds"))
-    result = gate.compare(gate.load_records(Path(baseline)), gate.load_records(current), rules)
+    base_run, current_run = gate.load_records(baseline_path), gate.load_records(current)
+    result = gate.compare(base_run, current_run, rules)
+    labels = gate.run_label(base_run[0], baseline_path), gate.run_label(current_run[0], current)
     print(gate.table(result, rules).to_markdown(index=False, tablefmt="simple"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(gate.markdown(result, str(baseline), str(current), rules))
+    out.write_text(gate.markdown(result, *labels, rules))
     failed = gate.regressed(result)
-    print(f"{'REGRESSION' if failed else 'no regression'} against {baseline}; wrote {out}")
+    print(f"{'REGRESSION' if failed else 'no regression'} against {labels[0]}; wrote {out}")
     return 1 if failed else 0
 
 

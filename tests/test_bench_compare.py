@@ -48,6 +48,9 @@ def test_aa_comparison_of_recorded_runs_reports_no_regression(capsys, tmp_path):
     assert "no regression" in out
     text = (tmp_path / "aa.md").read_text()
     assert "No regression." in text and "| case" in text
+    for run in AA_RUNS[:2]:  # each run is named with the commit it ran, not only its folder
+        sha = pd.read_parquet(Path(run) / "records.parquet")["git_sha"].iloc[0][:12]
+        assert f"`{run}` (commit {sha})" in text, text[:400]
     result = compare(load_records(AA_RUNS[0]), load_records(AA_RUNS[1]))
     nfe = result[result["metric"] == "nfe"]
     assert len(nfe) == 6 and (nfe["ratio"] == 1.0).all()  # NFE is deterministic for a fixed seed and code

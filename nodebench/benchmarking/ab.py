@@ -151,7 +151,7 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
     if not base_records.empty:  # the installed copy is no git checkout; the commit is known here
         base_records.assign(git_sha=baseline.sha).to_parquet(base_dir / RECORDS, index=False)
     result = gate.compare(load_run(base_dir), load_run(run_dir), rules)
-    labels = (f"{baseline.sha[:12]} ({baseline_rev}: {baseline.subject})", f"{current_sha[:12]} (current code)")
+    labels = (f"`{baseline.sha[:12]}` ({baseline_rev}: {baseline.subject})", f"`{current_sha[:12]}` (current code)")
     (run_dir / "compare.md").write_text(gate.markdown(result, *labels, rules))
     return ABRun(run_dir, baseline, current_sha, result, gate.regressed(result))
 

@@ -128,6 +128,15 @@ def load_records(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return records, curves
 
 
+def run_label(records: pd.DataFrame, path: str | Path) -> str:
+    """``path`` with the commit(s) its records ran (``git_sha``), so that a gate report says what code it
+    compared: ```results/a` (commit 1a2b3c4d5e6f)``, ``… (commits 1a2b…, 9f8e…)`` for a mixed run."""
+    shas = sorted({str(s)[:12] for s in records.get("git_sha", pd.Series(dtype=str)).dropna() if str(s)})
+    if not shas:
+        return f"`{path}` (commit not recorded)"
+    return f"`{path}` (commit{'s' * (len(shas) > 1)} {', '.join(shas)})"
+
+
 def keyed(records: pd.DataFrame) -> pd.DataFrame:
     """``records`` with a ``key`` column naming the configuration (seed left out) and a readable ``case``."""
     records = records.copy()
@@ -402,7 +411,7 @@ def markdown(result: pd.DataFrame, baseline: str, current: str, rules: dict[str,
         f"{r.label} {'±' + format(r.threshold, 'g') if r.absolute else format(r.threshold * 100, 'g') + ' %'}"
         f"{f' and ≥ {r.floor * r.scale:g} {r.unit}' if r.floor else ''} (α = {r.alpha:g})" for r in rules.values())
     return "\n".join([
-        "# nodebench compare", "", f"Baseline: `{baseline}`", "", f"Current: `{current}`", "", headline, "",
+        "# nodebench compare", "", f"Baseline: {baseline}", "", f"Current: {current}", "", headline, "",
         *[f"- {line}" for line in findings(result, baseline, current, rules)], "",
         "A change is a regression when it passes the threshold, a one-sided rank test on the repeat samples "
         "gives p ≤ α (Wilcoxon signed-rank on steps matched by seed and iteration; Mann–Whitney U on per-seed "
