@@ -299,23 +299,30 @@ def _check_block(spec: PaperSpec, block: dict, fields, at: str) -> None:
     _check_experiment_names(spec, block, at)
 
 
+def _check_registered(spec: PaperSpec, block: dict, key: str, registry, common_keys: tuple[str, ...], at: str) -> None:
+    """A ``[[claim]]``/``[[analysis]]`` block naming a registered check or analysis kind by ``key``: the name,
+    the block's keys (``common_keys`` and the entry's parameters), their values (``entry.validate``) and the
+    names with a project-wide meaning (:func:`_check_block`)."""
+    TEXT[key].check(block[key], f"{at}:")
+    try:
+        entry = registry.lookup(block[key])
+    except UserError as err:
+        raise UserError(f"{at}: {key}: {err}") from None
+    check_keys(block, (*common_keys, *entry.params), at)
+    entry.validate(block, at)
+    _check_block(spec, block, entry.fields, at)
+
+
 def _check_analyses(spec: PaperSpec, where: str) -> None:
     for i, declared in enumerate(spec.analyses):
         at = f"{where}: analysis {declared.get('kind', i)!r}"
         if "kind" not in declared:
             raise UserError(f"{at}: needs a 'kind'; valid: {', '.join(sorted(ANALYSES))}")
-        TEXT["kind"].check(declared["kind"], f"{at}:")
-        try:
-            analysis = ANALYSES.lookup(declared["kind"])
-        except UserError as err:
-            raise UserError(f"{at}: kind: {err}") from None
-        check_keys(declared, (*ANALYSIS_KEYS, *analysis.params), at)
+        _check_registered(spec, declared, "kind", ANALYSES, ANALYSIS_KEYS, at)
         if "presets" in declared:
             Param("presets", "strs").check(declared["presets"], f"{at}:")
         TEXT["description"].check(declared.get("description", ""), f"{at}:")
-        analysis.validate(declared, at)
         _check_presets(declared.get("presets", []), at)
-        _check_block(spec, declared, analysis.fields, at)
 
 
 def _check_claims(spec: PaperSpec, where: str) -> None:
@@ -332,14 +339,7 @@ def _check_claims(spec: PaperSpec, where: str) -> None:
         if claim.get("check") is None:
             check_keys(claim, CLAIM_KEYS, at)
             continue
-        TEXT["check"].check(claim["check"], f"{at}:")
-        try:
-            check = CHECKS.lookup(claim["check"])
-        except UserError as err:
-            raise UserError(f"{at}: check: {err}") from None
-        check_keys(claim, (*CLAIM_KEYS, *check.params), at)
-        check.validate(claim, at)
-        _check_block(spec, claim, check.fields, at)
+        _check_registered(spec, claim, "check", CHECKS, CLAIM_KEYS, at)
         _check_claim_methods(spec, claim, at)
     duplicated = sorted({i for i in ids if ids.count(i) > 1})
     if duplicated:
