@@ -13,7 +13,11 @@ Checks:
   the fraction is at least ``fraction``.
 - ``metric_parity``: per experiment, the median ``metric`` of ``method`` is no worse than the
   baseline's by more than ``rel_tol`` (relative) or ``abs_tol`` (absolute), in the metric's direction
-  (:mod:`nodebench.metrics`).
+  (:mod:`nodebench.metrics`), on the rows selected by ``hparams`` (as ``ratio``'s).
+
+Every check compares one configuration per method: where a method ran several in one experiment (a grid
+of widths) and the claim does not select one (``hparams``), the verdict is "not measured" and names the
+varied hyper-parameters, rather than a median that pools configurations as if they were seeds.
 - ``table_threshold``: a value read from an extra table (``table``, ``column``, rows selected by
   ``where`` and, for per-case tables, ``experiments``; ``table = "records"`` reads the successful
   records) is compared with ``max`` or ``min``, per experiment;
@@ -163,6 +167,20 @@ def _median(records: pd.DataFrame, experiment: str, method: str, column: str) ->
     return float(rows[column].median())
 
 
+def _pooled(rows: pd.DataFrame, methods, hint: str = "") -> str | None:
+    """Why ``rows`` are not the seeds of one configuration per method, or ``None``: a median over one method's
+    rows that differ in a hyper-parameter (``width`` 5 and 20 in one experiment) would pool configurations as
+    if they were seeds. The reason names the varied hyper-parameters and their values, then ``hint``."""
+    for name in methods:
+        own = expand_hparams(rows[rows["method"] == name].drop(
+            columns=[c for c in rows if str(c).startswith("hp_")]))
+        varied = [c for c in own if str(c).startswith("hp_") and own[c].map(repr).nunique() > 1]
+        if varied:
+            values = "; ".join(_values_text(own, c, c[3:]) for c in varied)
+            return f"{name} ran several configurations here ({values}), not one to compare{hint}"
+    return None
+
+
 def experiments_of(records: pd.DataFrame, claim: dict) -> list[str]:
     if claim.get("experiments"):
         return list(claim["experiments"])
@@ -175,6 +193,10 @@ def time_reduction(records, tables, claim) -> list[tuple[str, str, str]]:
     out = []
     method, base = claim["method"], claim["baseline"]
     for exp in experiments_of(records, claim):
+        pooled = _pooled(records[records["experiment"] == exp], (method, base))
+        if pooled:
+            out.append((exp, pooled, NOT_MEASURED))
+            continue
         t_m, t_b = _median(records, exp, method, "train_wall_s"), _median(records, exp, base, "train_wall_s")
         if t_m is None or t_b is None:
             out.append((exp, f"{method} or {base} has no successful run", NOT_MEASURED))
@@ -191,30 +213,44 @@ def time_reduction(records, tables, claim) -> list[tuple[str, str, str]]:
                                  METHOD))
 def wins(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base = claim["method"], claim["baseline"]
-    measured = []
+    measured, pooled = [], []
     for exp in experiments_of(records, claim):
+        if _pooled(records[records["experiment"] == exp], (method, base)):
+            pooled.append(exp)
+            continue
         t_m, t_b = _median(records, exp, method, "train_wall_s"), _median(records, exp, base, "train_wall_s")
         if t_m is not None and t_b is not None:
             measured.append((exp, t_m < t_b))
     if not measured:
-        return [("all", "no experiment ran both methods", NOT_MEASURED)]
+        why = f"; {', '.join(pooled)} ran several configurations of a method" if pooled else ""
+        return [("all", f"no experiment ran both methods in one configuration{why}", NOT_MEASURED)]
     won = [exp for exp, faster in measured if faster]
     fraction = len(won) / len(measured)
-    text = f"{method} faster in {len(won)} of {len(measured)} experiments measured ({', '.join(won) or 'none'})"
+    text = f"{method} faster in {len(won)} of {len(measured)} experiments measured ({', '.join(won) or 'none'})" + (
+        f"; left out, several configurations of a method: {', '.join(pooled)}" if pooled else "")
     return [("all", text, HOLDS if fraction >= claim["fraction"] else FAILS)]
 
 
-@register_check("metric_parity", params=(*TOLS, BASELINE, EXPERIMENTS, METHOD, Param("metric", "str", required=True)))
+@register_check("metric_parity", params=(*TOLS, BASELINE, EXPERIMENTS, HPARAMS, METHOD,
+                                         Param("metric", "str", required=True)))
 def metric_parity(records, tables, claim) -> list[tuple[str, str, str]]:
     out = []
     method, base, metric = claim["method"], claim["baseline"], claim["metric"]
+    records = expand_hparams(records)
     for exp in experiments_of(records, claim):
-        m, b = _median(records, exp, method, metric), _median(records, exp, base, metric)
+        rows, chosen, problem = _select(records[records["experiment"] == exp], dict(claim.get("hparams", {})),
+                                        (method, base))
+        where = f" at {', '.join(chosen)}" if chosen else ""
+        problem = problem or _pooled(rows, (method, base), "; select one with hparams")
+        if problem:
+            out.append((exp, f"{metric}{where}: {problem}", NOT_MEASURED))
+            continue
+        m, b = _median(rows, exp, method, metric), _median(rows, exp, base, metric)
         if m is None or b is None:
-            out.append((exp, f"{metric} missing for {method} or {base}", NOT_MEASURED))
+            out.append((exp, f"{metric}{where} missing for {method} or {base}", NOT_MEASURED))
             continue
         allowed = claim.get("abs_tol", 0.0) + claim.get("rel_tol", 0.0) * abs(b)
-        text = f"{metric}: {method} {m:.4g} vs {base} {b:.4g} (allowed excess {allowed:.3g})"
+        text = f"{metric}{where}: {method} {m:.4g} vs {base} {b:.4g} (allowed excess {allowed:.3g})"
         out.append((exp, text, HOLDS if metric_info(metric).worse_by(m, b) <= allowed else FAILS))
     return out
 
@@ -352,6 +388,7 @@ def ratio(records, tables, claim) -> list[tuple[str, str, str]]:
         rows, chosen, problem = _select(exp_rows, filters, (method, base))
         where = f" at {', '.join(chosen)}" if chosen else ""
         published = _published(claim)
+        problem = problem or _pooled(rows, (method, base), "; select one with hparams")
         if problem is None:
             b, m, value = _ratio(rows, method, base, column)
             if value is None:
@@ -400,7 +437,13 @@ def ratio_trend(records, tables, claim) -> list[tuple[str, str, str]]:
         if problem is not None:
             out.append((exp, f"{label}{where}: {problem}", NOT_MEASURED))
             continue
-        ratios = {v: _ratio(rows[_equals(rows[param_col], v)], method, base, column)[2] for v in (both[0], both[-1])}
+        ends = {v: rows[_equals(rows[param_col], v)] for v in (both[0], both[-1])}
+        pooled = next(filter(None, (_pooled(part, (method, base), "; fix the others with hparams")
+                                    for part in ends.values())), None)
+        if pooled:
+            out.append((exp, f"{label}{where}: {pooled}", NOT_MEASURED))
+            continue
+        ratios = {v: _ratio(part, method, base, column)[2] for v, part in ends.items()}
         small, large = ratios[both[0]], ratios[both[-1]]
         if small is None or large is None:
             out.append((exp, f"{label}{where}: {column} missing at {param} {_show(both[0])} or {_show(both[-1])}",
@@ -488,7 +531,8 @@ def hparam_ratio(records, tables, claim) -> list[tuple[str, str, str]]:
             at, at_text, problem = _select_hparams(group, dict(claim.get("at", {})))
             ref, ref_text, problem_ref = _select_hparams(group, dict(claim.get("reference", {})))
             label = f"{column} ({', '.join(ref_text)}) / ({', '.join(at_text)})"
-            problem = problem or problem_ref
+            problem = problem or problem_ref or next(filter(None, (
+                _pooled(part, part["method"].unique(), "; narrow 'at'/'reference'") for part in (at, ref))), None)
             a, r = _col_median(at, column), _col_median(ref, column)
             if problem is None and (a is None or r is None or a == 0):
                 problem = f"{column} missing"

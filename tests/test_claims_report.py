@@ -47,6 +47,33 @@ def test_wins_and_metric_parity():
     assert {v for v, _ in out.values()} == {NOT_MEASURED}
 
 
+GRID = records_of([  # one seed of each method at two widths: four configurations, not two methods × two seeds
+    {"experiment": "e", "method": m, "hparams": f'{{"width": {w}}}', "train_wall_s": t, "test_nll": nll}
+    for m, w, t, nll in [("gq", 5, 1.0, 2.0), ("gq", 20, 9.0, 1.0), ("direct", 5, 2.0, 2.0), ("direct", 20, 3.0, 1.1)]])
+
+
+def test_no_check_pools_configurations_as_if_they_were_seeds():
+    """At width 20 gq is 3× slower than direct; pooling widths 5 and 20 as two seeds said gq is faster."""
+    pair = {"method": "gq", "baseline": "direct"}
+    claims = [{"check": "ratio"} | pair, {"check": "time_reduction", "min": 0.1} | pair,
+              {"check": "metric_parity", "metric": "test_nll", "abs_tol": 0.5} | pair]
+    for claim in claims:
+        verdict, measured = verdicts(claim, GRID)["e"]
+        assert verdict == NOT_MEASURED and "gq ran several configurations here (width 5, 20)" in measured, measured
+    assert verdicts({"check": "wins", "fraction": 0.5} | pair, GRID)["all"][0] == NOT_MEASURED
+    verdict, measured = verdicts({"check": "ratio", "hparams": {"width": "max"}} | pair, GRID)["e"]
+    assert verdict == FAILS and "at width 20: 0.333×" in measured, measured
+    verdict, measured = verdicts({"check": "metric_parity", "metric": "test_nll", "abs_tol": 0.05,
+                                  "hparams": {"width": 20}} | pair, GRID)["e"]
+    assert verdict == HOLDS and "test_nll at width 20: gq 1 vs direct 1.1" in measured, measured
+    two_rates = pd.concat([GRID.assign(hparams=GRID["hparams"].str.replace("}", f', "lr": {lr}}}'))
+                           for lr in (0.1, 0.01)], ignore_index=True)
+    verdict, measured = verdicts({"check": "ratio_trend", "param": "width"} | pair, two_rates)["e"]
+    assert verdict == NOT_MEASURED and "gq ran several configurations here (lr 0.01, 0.1)" in measured, measured
+    assert verdicts({"check": "ratio_trend", "param": "width", "hparams": {"lr": 0.1}} | pair,
+                    two_rates)["e"][0] == FAILS  # 2× at width 5 → 0.33× at width 20
+
+
 def test_table_threshold_selects_rows_and_experiments():
     table = pd.DataFrame({"case_id": ["c0", "c0", "c2", "c2"], "step_size": [0.1, 0.25, 0.1, 0.25],
                           "inverse_error": [1e-5, 5e-3, 2e-3, 9e-3]})
