@@ -95,12 +95,26 @@ def failures_table(records: pd.DataFrame) -> str:
         ["task", "method", "seed", "status", "reason"], rows)
 
 
+def _distinct(records: pd.DataFrame, column: str, most: int = 4) -> str:
+    """The distinct values of ``column`` in first-seen order, "a, b"; beyond ``most``, the count with the first
+    and last ("19 values: a … z"); "not recorded" when the column is absent or empty."""
+    values = [str(v) for v in dict.fromkeys(records[column]) if pd.notna(v) and str(v)] if column in records else []
+    if not values:
+        return "not recorded"
+    return ", ".join(values) if len(values) <= most else f"{len(values)} values: {values[0]} … {values[-1]}"
+
+
 def environment_line(records: pd.DataFrame) -> str:
-    first = records.iloc[0]
-    gpu = first.get("gpu_model") or "none"
-    return (f"git `{first.get('git_sha')}` · torch {first.get('version_torch')} · torchdiffeq "
-            f"{first.get('version_torchdiffeq')} · CPU {first.get('cpu_model')} ({first.get('cpu_count')} cores, "
-            f"{first.get('num_threads')} torch thread(s) per case) · GPU {gpu} · started {first.get('started_at')}")
+    """Where and with what the cases ran, over every record (a run resumed or extended at several commits,
+    or on several machines, says so): commits, versions, CPU, threads, GPU and the span of start times."""
+    started = records["started_at"].dropna().astype(str) if "started_at" in records else pd.Series(dtype=str)
+    span = "not recorded" if started.empty else (
+        started.min() if started.min() == started.max() else f"{started.min()} to {started.max()}")
+    gpus = _distinct(records, "gpu_model")
+    return (f"git {_distinct(records, 'git_sha')} · torch {_distinct(records, 'version_torch')} · torchdiffeq "
+            f"{_distinct(records, 'version_torchdiffeq')} · CPU {_distinct(records, 'cpu_model')} "
+            f"({_distinct(records, 'cpu_count')} cores, {_distinct(records, 'num_threads')} torch thread(s) per case)"
+            f" · GPU {'none' if gpus == 'not recorded' else gpus} · started {span}")
 
 
 def data_line(records: pd.DataFrame) -> str:

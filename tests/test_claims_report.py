@@ -139,3 +139,17 @@ def test_every_builtin_check_declares_what_it_reads():
     assert required["metric_parity"] == {"method", "baseline", "metric"}
     assert required["ratio_trend"] == {"method", "baseline", "param"}
     assert CHECKS.lookup("table_threshold").one_of == (("min", "max"),)
+
+
+def test_environment_line_covers_every_record_not_the_first():
+    """A run resumed at several commits named only its first row's commit and start time."""
+    from nodebench.reporting import environment_line
+    rows = records_of([{"experiment": "e", "method": "rk4", "git_sha": sha, "started_at": at, "num_threads": 1,
+                        "cpu_model": "Xeon", "gpu_model": ""}
+                       for sha, at in [("bbb", "2026-12-03T12:22:06"), ("aaa", "2026-12-03T12:15:48"),
+                                       ("bbb", "2026-12-03T12:30:00")]])
+    line = environment_line(rows)
+    assert "git bbb, aaa" in line and "started 2026-12-03T12:15:48 to 2026-12-03T12:30:00" in line, line
+    assert "GPU none" in line and "1 torch thread(s)" in line and "torch not recorded" in line, line
+    many = rows.loc[[0] * 6].assign(git_sha=[f"c{i}" for i in range(6)])
+    assert "git 6 values: c0 … c5" in environment_line(many)
