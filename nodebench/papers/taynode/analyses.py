@@ -218,7 +218,7 @@ def taylor_cost(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[P
     def compute() -> pd.DataFrame:
         samples, found = measure_cost(**settings)
         agreement.update(found)
-        return samples
+        return samples.assign(threads=torch.get_num_threads())  # the measurement's, not a later report's
 
     samples = stored_table(run_dir, "taylor_cost_samples", compute)
     table = stored_table(run_dir, "taylor_cost", lambda: cost_table(samples, agreement))
@@ -228,10 +228,12 @@ def taylor_cost(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[P
              fmt_times(r.speedup_forward), fmt_times(r.speedup_total), "–" if pd.isna(r.agreement) else f"{r.agreement:.1e}"]
             for r in table.itertuples()]
     rounds = int(samples["round"].max()) + 1 if len(samples) else 0
+    threads = (f"{', '.join(map(str, sorted(samples['threads'].unique())))} torch thread(s)"
+               if "threads" in samples else "torch threads not recorded")
     section = "\n".join([
         "## Cost of d^K z/dt^K: Taylor mode against nested jvp", "",
         (f"z' = f(z), f an MLP D → {spec.get('hidden', 64)} → {spec.get('hidden', 64)} → D with tanh, batch "
-         f"{spec.get('batch', 256)}, {spec.get('dtype', 'float32')}, {torch.get_num_threads()} torch thread(s); "
+         f"{spec.get('batch', 256)}, {spec.get('dtype', 'float32')}, {threads}; "
          f"medians of {rounds} interleaved rounds in ms. forward = z', …, d^K z; backward = gradient of "
          "mean((d^K z)²) to the parameters; speed-up = t_jvp / t_taylor (median of per-round ratios); nested jvp "
          f"is skipped once one call exceeds {spec.get('cap', 2.0):g} s; agreement = max |Δ| / max |d^K z|."), "",

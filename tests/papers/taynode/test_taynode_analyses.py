@@ -102,8 +102,15 @@ def test_taylor_cost_analysis(tmp_path):
     assert table["speedup_forward"].notna().all() and (table["agreement"] < 1e-3).all()
     assert (tmp_path / "taylor_cost_samples.parquet").is_file() and "speed-up fwd" in section
     assert figures[0].name == "taylor_cost_vs_k.png"
-    again, _ = ANALYSES["taylor_cost"].fn(spec, tmp_path, pd.DataFrame())  # stored: not measured again
-    assert again == section
+    import torch
+    measured_with = torch.get_num_threads()
+    assert f"{measured_with} torch thread(s)" in section
+    torch.set_num_threads(measured_with + 1)  # a report rebuilt later, in a process with another thread count
+    try:
+        again, _ = ANALYSES["taylor_cost"].fn(spec, tmp_path, pd.DataFrame())  # stored: not measured again
+    finally:
+        torch.set_num_threads(measured_with)
+    assert again == section  # names the measurement's threads, not the report process's
     verdict = check_claims([{"id": "T4", "text": "t", "check": "table_threshold", "table": "taylor_cost",
                              "column": "speedup_forward", "where": {"K": 3}, "agg": "min", "min": 0.0}],
                            pd.DataFrame(columns=["status"]), {"taylor_cost": table})
