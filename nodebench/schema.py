@@ -78,6 +78,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("cpu_count", "int", "CPU cores"),
     Column("gpu_model", "str", "GPU model, empty on a CPU"),
     Column("cuda_version", "str", "CUDA version, empty on a CPU"),
+    Column("gpu_driver_version", "str", "NVIDIA driver version (nvidia-smi), empty on a CPU"),
+    Column("gpu_sm_clock_mhz", "int", "GPU SM clock read before training [MHz], empty on a CPU"),
+    Column("gpu_mem_clock_mhz", "int", "GPU memory clock read before training [MHz], empty on a CPU"),
+    Column("gpu_throttle_reasons", "str",
+           "active GPU clock throttle reasons read before training (nvidia-smi's bit mask; 0x0000000000000000: none), "
+           "empty on a CPU"),
     Column("num_threads", "int", "torch threads"),
     Column("hostname", "str", "machine"),
     Column("started_at", "str", "UTC start time of the case"),

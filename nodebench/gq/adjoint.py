@@ -46,10 +46,12 @@ from nodebench.callbacks import STEP_CALLBACKS
 
 class _FlatField:
     """``f`` on a flat state vector: unflattens to the user's shapes (tensor or tuple), counts calls, and
-    forwards the user's torchdiffeq step callbacks (their ``_adjoint`` variants for the backward solve)."""
+    forwards the user's torchdiffeq step callbacks (their ``_adjoint`` variants for the backward solve).
+    The user's field is kept as ``field``, where :func:`nodebench.gq.quadrature.evaluation_counter` finds
+    the harness's counter."""
 
-    def __init__(self, func, shapes: Sequence[torch.Size], is_tuple: bool):
-        self.func, self.shapes, self.is_tuple = func, list(shapes), is_tuple
+    def __init__(self, field, shapes: Sequence[torch.Size], is_tuple: bool):
+        self.field, self.shapes, self.is_tuple = field, list(shapes), is_tuple
         self.sizes = [s.numel() for s in self.shapes]
         self.calls = 0
 
@@ -60,7 +62,7 @@ class _FlatField:
 
     def __call__(self, t, y):
         self.calls += 1
-        out = self.func(t, self.unflatten(y))
+        out = self.field(t, self.unflatten(y))
         if self.is_tuple:
             return torch.cat([o.reshape(-1) for o in out])
         return out.reshape(-1)
@@ -68,7 +70,7 @@ class _FlatField:
     def callbacks(self, suffix: str = "") -> dict[str, Any]:
         found = {}
         for name in STEP_CALLBACKS:
-            callback = getattr(self.func, name + suffix, None)
+            callback = getattr(self.field, name + suffix, None)
             if callback is not None:
                 found[name] = callback
         return found
@@ -198,7 +200,8 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
         quadrature: ``"batched"`` (the default: one VJP per interval, the nodes evaluated by
             ``torch.func.vmap``, or one by one where ``func`` cannot run under vmap or is small on the CPU;
             the same sums, measured never slower beyond noise and up to 1.3× faster at width 2000) or
-            ``"sequential"`` (the paper's official code: one VJP per node).
+            ``"sequential"`` (the paper's official code: one VJP per node). Both make the harness's counter
+            record one evaluation per node, so they report the same backward NFE.
         max_nodes: cap on the nodes per interval (64 in the official code).
         stats: optional dict, filled by each backward pass with ``nfe_forward``, ``nodes`` (total),
             ``intervals``, and for ``quadrature="batched"`` ``batching`` (``"vmap"`` or ``"stacked"``).

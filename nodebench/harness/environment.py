@@ -1,4 +1,6 @@
-"""Environment metadata stored on every record row: code version, packages, hardware, threads."""
+"""Environment metadata stored on every record row: code version, packages, hardware, threads, and on a CUDA
+device the GPU model, driver, clocks and throttle reasons (what the GPU ran under, the measuring guide's
+environment record)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,12 @@ from pathlib import Path
 import torch
 
 PACKAGES = ("torch", "torchdiffeq", "torchsde", "nflows", "numpy", "pandas")
+#: Record column → ``nvidia-smi --query-gpu`` field, read for a CUDA device.
+NVIDIA_SMI_FIELDS = {"gpu_driver_version": "driver_version", "gpu_sm_clock_mhz": "clocks.sm",
+                     "gpu_mem_clock_mhz": "clocks.mem", "gpu_throttle_reasons": "clocks_throttle_reasons.active"}
+_CLOCKS = ("gpu_sm_clock_mhz", "gpu_mem_clock_mhz")
+#: Seconds nvidia-smi may take before its values are given up as unknown.
+NVIDIA_SMI_TIMEOUT_S = 5
 
 
 @lru_cache(maxsize=1)
@@ -38,8 +46,42 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _nvidia_smi_id(index: int) -> str:
+    """nvidia-smi's ``--id`` for torch's CUDA device ``index``: torch numbers only the devices listed in
+    ``CUDA_VISIBLE_DEVICES`` (indices or UUIDs, both accepted by ``--id``), in that order."""
+    visible = [entry.strip() for entry in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if entry.strip()]
+    return visible[index] if index < len(visible) else str(index)
+
+
+def gpu_state(index: int) -> dict[str, object]:
+    """The NVIDIA driver version, the SM and memory clocks now [MHz] and the active clock throttle reasons
+    (nvidia-smi's bit mask, ``0x0000000000000000`` when none) of CUDA device ``index``, from ``nvidia-smi``.
+    A value nvidia-smi does not give (``[N/A]``), or all of them when it is missing, fails or runs past
+    :data:`NVIDIA_SMI_TIMEOUT_S`, is None."""
+    state: dict[str, object] = dict.fromkeys(NVIDIA_SMI_FIELDS)
+    command = ["nvidia-smi", f"--id={_nvidia_smi_id(index)}", "--query-gpu=" + ",".join(NVIDIA_SMI_FIELDS.values()),
+               "--format=csv,noheader"]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=NVIDIA_SMI_TIMEOUT_S,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return state
+    lines = out.splitlines()
+    values = [value.strip() for value in lines[0].split(",")] if lines else []
+    if len(values) != len(state):
+        return state
+    for key, value in zip(state, values):
+        if key in _CLOCKS:
+            value = value.removesuffix("MHz").strip()
+            state[key] = int(value) if value.isdigit() else None
+        else:
+            state[key] = value if value and not value.startswith("[") else None
+    return state
+
+
 def environment(device: torch.device | str = "cpu") -> dict[str, object]:
-    """Metadata for one record row: git sha, package versions, CPU/GPU model, threads, start time."""
+    """Metadata for one record row: git sha, package versions, CPU/GPU model, threads, start time, and on a
+    CUDA device its driver, clocks and throttle reasons (:func:`gpu_state`; None on other devices)."""
     device = torch.device(device)
     env: dict[str, object] = {
         "git_sha": git_sha(),
@@ -52,6 +94,10 @@ def environment(device: torch.device | str = "cpu") -> dict[str, object]:
         "cuda_version": torch.version.cuda if device.type == "cuda" else None,
         "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if device.type == "cuda":
+        env |= gpu_state(torch.cuda.current_device() if device.index is None else device.index)
+    else:
+        env |= dict.fromkeys(NVIDIA_SMI_FIELDS)
     for name in PACKAGES:
         try:
             env[f"version_{name}"] = metadata.version(name)

@@ -1,0 +1,101 @@
+"""The environment record's GPU driver, clocks and throttle reasons, read from nvidia-smi for a CUDA device
+only, with a fake nvidia-smi first on PATH (no GPU needed)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import stat
+
+import pytest
+import torch
+
+from nodebench.harness.environment import NVIDIA_SMI_FIELDS, environment, gpu_state
+from nodebench.schema import SCHEMA, check_row
+
+environment_module = importlib.import_module("nodebench.harness.environment")  # the package exports the function
+
+H200 = "570.86.15, 1980 MHz, 3201 MHz, 0x0000000000000004\n"
+
+
+@pytest.fixture
+def fake_smi(tmp_path, monkeypatch):
+    """Put an ``nvidia-smi`` printing the given output (and exiting with the given code) first on PATH;
+    return the file where it writes its arguments."""
+    calls = tmp_path / "calls"
+
+    def install(output: str, code: int = 0):
+        (tmp_path / "out").write_text(output)
+        script = tmp_path / "nvidia-smi"
+        script.write_text(f'#!/bin/sh\necho "$@" >> {calls}\ncat {tmp_path / "out"}\nexit {code}\n')
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+        monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        return calls
+    return install
+
+
+def test_the_gpu_columns_are_in_the_schema():
+    for key in NVIDIA_SMI_FIELDS:
+        assert key in SCHEMA, key
+
+
+def test_a_cpu_record_has_the_gpu_values_empty_and_runs_no_nvidia_smi(fake_smi):
+    calls = fake_smi(H200)
+    env = environment("cpu")
+    assert {key: env[key] for key in NVIDIA_SMI_FIELDS} == dict.fromkeys(NVIDIA_SMI_FIELDS)
+    assert not calls.exists()
+
+
+def test_nvidia_smi_output_fills_the_driver_clocks_and_throttle_reasons(fake_smi):
+    calls = fake_smi(H200)
+    state = gpu_state(1)
+    assert state == {"gpu_driver_version": "570.86.15", "gpu_sm_clock_mhz": 1980, "gpu_mem_clock_mhz": 3201,
+                     "gpu_throttle_reasons": "0x0000000000000004"}
+    assert calls.read_text().split() == ["--id=1", "--query-gpu=driver_version,clocks.sm,clocks.mem,"
+                                         "clocks_throttle_reasons.active", "--format=csv,noheader"]
+    check_row({"case_id": "c", "paper": "", "experiment": "", "task": "", "method": "", "seed": 0, "device": "cuda",
+               "preset": "", "hparams": "", "status": "ok"} | state)  # the schema's types
+
+
+def test_a_cuda_record_reads_its_own_device(fake_smi, monkeypatch):
+    calls = fake_smi(H200)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200")  # no GPU needed
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    env = environment("cuda:2")
+    assert env["gpu_sm_clock_mhz"] == 1980 and env["gpu_driver_version"] == "570.86.15"
+    environment("cuda")
+    assert [line.split()[0] for line in calls.read_text().splitlines()] == ["--id=2", "--id=0"]
+
+
+def test_the_device_index_is_mapped_through_cuda_visible_devices(fake_smi, monkeypatch):
+    calls = fake_smi(H200)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3, GPU-8a1b")
+    gpu_state(0)
+    gpu_state(1)
+    assert [line.split()[0] for line in calls.read_text().splitlines()] == ["--id=3", "--id=GPU-8a1b"]
+
+
+def test_values_nvidia_smi_does_not_give_are_empty(fake_smi):
+    fake_smi("[N/A], [N/A], 1593 MHz, [Not Supported]\n")
+    assert gpu_state(0) == {"gpu_driver_version": None, "gpu_sm_clock_mhz": None, "gpu_mem_clock_mhz": 1593,
+                            "gpu_throttle_reasons": None}
+
+
+@pytest.mark.parametrize("output, code", [("", 0), ("No devices were found\n", 6), ("garbage\n", 0),
+                                          (H200, 9)])
+def test_a_failing_nvidia_smi_gives_empty_values(fake_smi, output, code):
+    fake_smi(output, code)
+    assert gpu_state(0) == dict.fromkeys(NVIDIA_SMI_FIELDS)
+
+
+def test_a_missing_nvidia_smi_gives_empty_values(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert gpu_state(0) == dict.fromkeys(NVIDIA_SMI_FIELDS)
+
+
+def test_a_hanging_nvidia_smi_gives_empty_values(tmp_path, monkeypatch, fake_smi):
+    fake_smi(H200)
+    (tmp_path / "nvidia-smi").write_text("#!/bin/sh\nexec sleep 5\n")
+    monkeypatch.setattr(environment_module, "NVIDIA_SMI_TIMEOUT_S", 0.2)
+    assert gpu_state(0) == dict.fromkeys(NVIDIA_SMI_FIELDS)
