@@ -299,6 +299,8 @@ def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[st
     base_run, current_run = gate.load_records(baseline_path), gate.load_records(current)
     result = gate.compare(base_run, current_run, rules)
     labels = gate.run_label(base_run[0], baseline_path), gate.run_label(current_run[0], current)
+    if gate.warning(result):
+        print(gate.warning(result))
     print(gate.table(result, rules).to_markdown(index=False, tablefmt="simple"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(gate.markdown(result, *labels, rules))

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nodebench.benchmarking.compare import RULES, compare, judge, load_records, regressed, rules_with
+from nodebench.benchmarking.compare import (RULES, compare, judge, load_records, markdown, regressed, rules_with, table,
+                                            warning)
 from nodebench.benchmarking.history import list_runs
 from nodebench.cli import main
 
@@ -216,3 +217,66 @@ def test_a_run_holding_one_configuration_twice_for_a_seed_is_refused(capsys, tmp
     assert code == 2 and err.count("\n") == 1, err
     assert "the current run holds" in err and "2 times for seed" in err and "(iters " in err
     assert not (tmp_path / "c.md").exists()
+
+
+def _nfe_plant(delta: float):
+    """The standard records and curves, and a copy whose NFE is ``delta`` higher on one step of seed 1."""
+    records, _ = _records()
+    curves = _curves(records)
+    planted = curves.copy()
+    planted.loc[(planted["case_id"] == "c1") & (planted["iteration"] == 2), "nfe_forward"] += delta
+    return (records, curves), (records, planted)
+
+
+@pytest.mark.parametrize("delta, verdict", [(1, "regression"), (-1, "improved"), (0, "same")])
+def test_nfe_is_gated_exactly_per_matched_step(delta, verdict):
+    """NFE is deterministic for a fixed seed: one evaluation more on one step of one seed is a regression
+    (it read "same" under the 5 % threshold and the rank test before), one fewer an improvement."""
+    base, current = _nfe_plant(delta)
+    result = compare(base, current)
+    [row] = result[result["metric"] == "nfe"].itertuples()
+    assert row.verdict == verdict and row.change == delta and row.ratio == (90 + delta) / 90
+    assert np.isnan(row.p) and np.isnan(row.ci_low)  # no test, no interval
+    assert regressed(result) == (delta > 0)
+    shown = table(result).set_index("metric").loc["NFE/iter"]
+    assert shown["p"] == "" and shown["change"].startswith(f"×{(90 + delta) / 90:.5g} exact")
+    if delta:
+        assert f"{'1 more, 0' if delta > 0 else '0 more, 1'} fewer of 9 matched steps" in shown["change"]
+
+
+def test_nfe_per_seed_values_are_gated_exactly_without_curves():
+    base, _ = _records()
+    one_more = base.assign(nfe_forward_per_iter=[10.0, 10.0, 10.5])
+    [row] = compare((base, pd.DataFrame()), (one_more, pd.DataFrame())).query("metric == 'nfe'").itertuples()
+    assert row.verdict == "regression" and "1 more, 0 fewer of 3 matched seeds" in row.note
+    with pytest.raises(Exception, match="nfe is gated exactly"):
+        rules_with({"nfe": 0.05})
+
+
+def _on(records: pd.DataFrame, device="cpu", hostname="laptop", cpu_model="EPYC") -> pd.DataFrame:
+    return records.assign(device=device, hostname=hostname, cpu_model=cpu_model, gpu_model="")
+
+
+def test_a_cpu_case_and_a_cuda_case_are_listed_apart_not_compared():
+    base, _ = _records()
+    result = compare((_on(base), pd.DataFrame()), (_on(base, "cuda", "laptop"), pd.DataFrame()))
+    assert result[["case", "verdict"]].values.tolist() == [["e: m [cpu]", "missing"], ["e: m [cuda]", "new"]]
+    assert not regressed(result) and warning(result) == ""  # one machine
+    same = compare((_on(base), pd.DataFrame()), (_on(base), pd.DataFrame()))
+    assert set(same["case"]) == {"e: m"} and set(same["verdict"]) == {"same"}
+
+
+def test_runs_from_different_machines_start_with_a_warning(capsys, tmp_path):
+    base, current = tmp_path / "base", tmp_path / "current"
+    for folder, host, cpu in ((base, "laptop", "EPYC"), (current, "gpu-node-7", "Xeon")):
+        folder.mkdir()
+        records, _ = _records()
+        _on(records, hostname=host, cpu_model=cpu).to_parquet(folder / "records.parquet")
+    line = ("WARNING: time and memory are compared across different machines: baseline laptop (cpu_model EPYC), "
+            "current gpu-node-7 (cpu_model Xeon)")
+    code, out, err = run_cli(capsys, "compare", base, current)
+    assert code == 0, out + err
+    assert out.startswith(line + "\n"), out[:300]
+    assert (current / "compare-base.md").read_text().startswith(f"**{line}**\n")
+    result = compare(load_records(base), load_records(current))
+    assert warning(result) == line and markdown(result, "a", "b").startswith(f"**{line}**")

@@ -1,10 +1,22 @@
 """The regression gate: per case and metric, the change of CURRENT against BASELINE and a noise-aware verdict.
 
-A change is flagged only when it passes the metric's threshold, a one-sided rank test on the repeat
-samples says CURRENT is worse at p ≤ α (asv's rule: a factor of 1.1 and Mann–Whitney p < 0.002), **and**
-its 95 % confidence interval lies entirely on the worse side of no change. Per-step samples are matched
-by seed and iteration, which do the same work in both runs (the work per step varies several-fold over a
-run as adaptive solvers change their step counts), and tested with the paired form of the rank test,
+Counts are gated exactly and times only with statistics. NFE (forward + backward evaluations per step) is
+deterministic for a fixed seed and code on one machine, so samples matched by seed and iteration (by seed
+where there are no per-step samples) are compared exactly: more evaluations on any matched sample is a
+``regression``, fewer an ``improved``, no difference ``same``; no threshold, no test (:func:`judge_exact`).
+The change shown is the ratio of the matched totals. Runs on different machines may differ in NFE too
+(another floating-point path can make an adaptive solver take other steps).
+
+A case is a configuration (experiment, task, method, hyper-parameters) on one device: a CPU case and a
+CUDA case are listed apart (``new``/``missing``), never compared. Histories from different machines never
+mix: when the two runs name different machines (hostname, CPU or GPU model, where both record it), the
+report starts with a one-line warning naming both (:func:`machine_warning`).
+
+For the other metrics, a change is flagged only when it passes the metric's threshold, a one-sided rank
+test on the repeat samples says CURRENT is worse at p ≤ α (asv's rule: a factor of 1.1 and Mann–Whitney
+p < 0.002), **and** its 95 % confidence interval lies entirely on the worse side of no change. Per-step
+samples are matched by seed and iteration, which do the same work in both runs (the work per step varies
+several-fold over a run as adaptive solvers change their step counts), and tested with the paired form of the rank test,
 Wilcoxon's signed-rank test (``scipy.stats.wilcoxon``) on the differences; per-seed samples with
 Mann–Whitney U (``scipy.stats.mannwhitneyu``). The samples of a case (a configuration, over its seeds) are:
 
@@ -12,8 +24,9 @@ Mann–Whitney U (``scipy.stats.mannwhitneyu``). The samples of a case (a config
   excluded), so a 20-iteration case with 3 seeds gives 60 samples; threshold 10 %, α = 0.002;
 - **cpu**: the process CPU time of every step (``cpu_s``), the same rule; on a shared CPU it leaves out
   the time a worker waited for a core, so it is the quieter of the two;
-- **NFE**: forward + backward evaluations of every step (curves), threshold 5 %, α = 0.002; NFE is
-  deterministic for a fixed seed and code, so an A/A comparison gives exactly 1.00;
+- **NFE**: forward + backward evaluations of every step (curves; per seed, the records' means per
+  iteration, where either run has no curves), compared exactly (above), so an A/A comparison gives
+  exactly 1.00;
 - **memory**: the peak memory of each seed (one sample per seed), threshold 5 % and at least 4 MiB,
   α = 0.05. On CPU the figure is a resident-set peak, which the allocator's arenas move in steps of a
   MiB or more: in the nightly A/A run of 2026-12-03 one configuration's seeds spanned 0.5–4.5 MiB on one
@@ -37,8 +50,9 @@ seed and CURRENT, with that seed ``ok``, did not (no value, NaN, no column), and
 BASELINE has for a case and CURRENT has not (``missing``, on the metric's or the ``curves`` row).
 
 Verdicts: ``regression``, ``improved``, ``same`` (within the threshold), ``noise`` (beyond the threshold
-but not confirmed by the test and the interval), ``failed``, ``new`` and ``missing`` (a case in one run
-only: listed, not gated; or a metric or the curves lost by CURRENT: gated as above).
+but not confirmed by the test and the interval; for NFE, different counts of runs with no seed in
+common), ``failed``, ``new`` and ``missing`` (a case in one run only: listed, not gated; or a metric or
+the curves lost by CURRENT: gated as above).
 """
 
 from __future__ import annotations
@@ -57,7 +71,9 @@ from nodebench.records import CURVES, RECORDS, config_labels, load_run
 from nodebench.schema import check_records
 
 REGRESSION, FAILED, MISSING = "regression", "failed", "missing"
-CASE_KEYS = ("experiment", "task", "method", "hparams")
+CASE_KEYS = ("experiment", "task", "method", "hparams", "device")
+#: The environment columns that name a machine; two runs that differ in one are on different machines.
+MACHINE_KEYS = ("hostname", "cpu_model", "gpu_model")
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,8 @@ class Rule:
         alpha: the rank test's significance level.
         higher_is_better: accuracy-like metrics.
         floor: the smallest absolute change (in the metric's raw units) that can count.
+        exact: a deterministic count (NFE), compared sample by sample with no threshold and no test
+            (:func:`judge_exact`); ``threshold`` and ``alpha`` are unused.
     """
 
     metric: str
@@ -82,12 +100,13 @@ class Rule:
     unit: str = ""
     scale: float = 1.0
     floor: float = 0.0
+    exact: bool = False
 
 
 RULES = {rule.metric: rule for rule in (
     Rule("time", "time/iter", 0.10, 0.002, unit="ms", scale=1e3),
     Rule("cpu", "CPU time/iter", 0.10, 0.002, unit="ms", scale=1e3),
-    Rule("nfe", "NFE/iter", 0.05, 0.002),
+    Rule("nfe", "NFE/iter", 0.0, 0.0, exact=True),
     Rule("memory", "peak memory", 0.05, 0.05, unit="MiB", scale=2.0**-20, floor=4 * 2.0**20),
     # the test metrics' tolerances and directions come from the metric registry
     *(Rule(m.name, m.name, m.gate_tolerance, 0.05, absolute=m.absolute, higher_is_better=m.higher_is_better)
@@ -96,11 +115,16 @@ RULES = {rule.metric: rule for rule in (
 
 
 def rules_with(thresholds: dict[str, float] | None = None) -> dict[str, Rule]:
-    """The default rules with some thresholds replaced (``{"time": 0.2}``); unknown metrics are refused."""
+    """The default rules with some thresholds replaced (``{"time": 0.2}``); unknown metrics, and exactly
+    gated ones (NFE), are refused."""
     rules = dict(RULES)
     for metric, value in (thresholds or {}).items():
+        if metric in rules and rules[metric].exact:
+            raise UserError(f"{metric} is gated exactly (any change of a deterministic count counts) and takes "
+                            f"no --threshold")
         if metric not in rules:
-            raise UserError(f"unknown metric {metric!r} in --threshold; valid: {', '.join(rules)}")
+            valid = ", ".join(m for m, rule in rules.items() if not rule.exact)
+            raise UserError(f"unknown metric {metric!r} in --threshold; valid: {valid}")
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise UserError(f"threshold for {metric} must be a positive finite number, got {value!r}")
         rules[metric] = replace(rules[metric], threshold=float(value))
@@ -137,8 +161,10 @@ def run_label(records: pd.DataFrame, path: str | Path) -> str:
     return f"`{path}` (commit{'s' * (len(shas) > 1)} {', '.join(shas)})"
 
 
-def keyed(records: pd.DataFrame) -> pd.DataFrame:
-    """``records`` with a ``key`` column naming the configuration (seed left out) and a readable ``case``."""
+def keyed(records: pd.DataFrame, show_device: bool = False) -> pd.DataFrame:
+    """``records`` with a ``key`` column naming the configuration (seed left out; the device in: a CPU and a
+    CUDA case are different configurations) and a readable ``case``, ending in `` [cuda]`` with
+    ``show_device``."""
     records = records.copy()
     for column in CASE_KEYS:
         if column not in records:
@@ -149,7 +175,7 @@ def keyed(records: pd.DataFrame) -> pd.DataFrame:
     for experiment, group in records.groupby(["experiment", "task"], sort=False):
         name = experiment[0] or experiment[1]
         labels[group.index] = [f"{name}: {label}" for label in config_labels(group)]
-    records["case"] = labels
+    records["case"] = labels + (" [" + records["device"] + "]" if show_device else "")
     return records
 
 
@@ -230,8 +256,11 @@ def judge(base: pd.Series, cur: pd.Series, rule: Rule) -> dict:
     Where the samples pair up (the same seeds, and iterations, in both runs), the change is the paired
     estimate of :func:`paired_effect`; otherwise the ratio (or difference) of the centres (:func:`centre`).
     A change counts as a regression when it passes the threshold, the rank test gives p ≤ α and the
-    confidence interval lies entirely on the worse side of no change."""
+    confidence interval lies entirely on the worse side of no change. An ``exact`` rule is
+    :func:`judge_exact`'s."""
     base, cur = pd.Series(base), pd.Series(cur)
+    if rule.exact:
+        return judge_exact(base, cur)
     b, c = centre(base), centre(cur)
     ratio = c / b if b != 0 else (1.0 if c == 0 else math.inf)
     estimate, low, high = paired_effect(base, cur, rule.absolute)
@@ -251,6 +280,31 @@ def judge(base: pd.Series, cur: pd.Series, rule: Rule) -> dict:
         verdict = ("regression" if worse else "improved") if confirmed else "noise"
     return {"baseline": b, "current": c, "ratio": ratio, "change": change, "ci_low": low, "ci_high": high,
             "p": p, "verdict": verdict, "n_baseline": len(base), "n_current": len(cur)}
+
+
+def judge_exact(base: pd.Series, cur: pd.Series) -> dict:
+    """The verdict on a deterministic count (NFE): for a fixed seed, code and machine an adaptive solver
+    takes the same steps, so matched samples ((seed, iteration) for steps, seed for per-seed values) are
+    compared exactly, with no threshold and no test: a regression when any matched sample is larger, else
+    improved when one is smaller, else the same. ``ratio`` and ``change`` are those of the matched totals;
+    ``note`` counts the samples that differ. Samples that match nothing (no seed in common) are not
+    evidence of a change: their centres are compared, and a difference is ``noise``."""
+    b, c = centre(base), centre(cur)
+    pairs = pd.concat({"base": base, "cur": cur}, axis=1, join="inner").dropna()
+    row = {"baseline": b, "current": c, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan,
+           "n_baseline": len(base), "n_current": len(cur)}
+    if pairs.empty:
+        return row | {"ratio": c / b if b else (1.0 if c == b else math.inf), "change": c - b,
+                      "verdict": "same" if c == b else "noise",
+                      "note": "no seed in common: counts of different seeds are not compared exactly"}
+    diff = pairs["cur"] - pairs["base"]
+    more, fewer = int((diff > 0).sum()), int((diff < 0).sum())
+    total_b, total_c = float(pairs["base"].sum()), float(pairs["cur"].sum())
+    unit = "steps" if pairs.index.nlevels == 2 else "seeds"
+    return row | {"ratio": total_c / total_b if total_b else (1.0 if total_c == total_b else math.inf),
+                  "change": total_c - total_b,
+                  "verdict": "regression" if more else "improved" if fewer else "same",
+                  "note": f"{more} more, {fewer} fewer of {len(pairs)} matched {unit}" if more or fewer else ""}
 
 
 def measured_seeds(values: pd.Series) -> set:
@@ -290,13 +344,17 @@ def _check_one_case_per_seed(records: pd.DataFrame, which: str) -> None:
 def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataFrame, pd.DataFrame],
             rules: dict[str, Rule] | None = None) -> pd.DataFrame:
     """One row per (configuration, metric) present in both runs, plus ``failed``/``new``/``missing`` rows.
+    A configuration run on another device is another configuration (``new``/``missing``; the case names
+    end in the device then). When the runs come from different machines, ``result.attrs["warning"]`` says
+    so (:func:`machine_warning`; :func:`warning` reads it).
 
     Args:
         baseline, current: ``(records, curves)`` pairs (see :func:`load_records`).
         rules: the gate's rules (default :data:`RULES`).
     """
     rules = rules or RULES
-    base_rec, cur_rec = keyed(baseline[0]), keyed(current[0])
+    devices = {str(d) for records, _ in (baseline, current) for d in records.get("device", pd.Series([""])).fillna("")}
+    base_rec, cur_rec = (keyed(records, show_device=len(devices) > 1) for records, _ in (baseline, current))
     for records, which in ((base_rec, "baseline"), (cur_rec, "current")):
         _check_one_case_per_seed(records, which)
     rows = []
@@ -319,6 +377,8 @@ def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataF
                          "note": f"no per-step curves in the current run for {seeds_text(no_curves)}"})
         for metric, rule in rules.items():
             b, c = samples(base, baseline[1], metric), samples(cur, current[1], metric)
+            if rule.exact and len(b) and len(c) and b.index.nlevels != c.index.nlevels:  # steps on one side only
+                b, c = samples(base, pd.DataFrame(), metric), samples(cur, pd.DataFrame(), metric)
             lost = (measured_seeds(b) & ok_seeds) - measured_seeds(c)
             if lost:
                 rows.append({"case": case, "metric": metric, "baseline": centre(b), "verdict": MISSING,
@@ -333,8 +393,37 @@ def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataF
                "n_baseline", "n_current", "note"]
     order = {metric: i for i, metric in enumerate(["status", "curves", *rules])}
     result = pd.DataFrame(rows, columns=columns)
-    return result.sort_values(["case", "metric"], key=lambda col: col.map(order) if col.name == "metric" else col,
-                              kind="stable", ignore_index=True)
+    result = result.sort_values(["case", "metric"], key=lambda col: col.map(order) if col.name == "metric" else col,
+                                kind="stable", ignore_index=True)
+    result.attrs["warning"] = machine_warning(baseline[0], current[0])
+    return result
+
+
+def recorded(records: pd.DataFrame, column: str) -> str:
+    """The values of ``column`` in ``records``, sorted and joined by `` + `` (an empty one read as ``none``)."""
+    return " + ".join(v or "none" for v in sorted({str(v) for v in records[column].fillna("")}))
+
+
+def machine_warning(base: pd.DataFrame, cur: pd.DataFrame) -> str:
+    """One line naming both machines when the two runs' records differ in hostname, CPU or GPU model
+    (compared where both record it), else ``""``: their times and memory reflect the machines as much as
+    the code, and even NFE may differ (another floating-point path can take other adaptive steps).
+    Histories from different machines never mix; pytest-benchmark likewise warns when machine info differs."""
+    differ = [k for k in MACHINE_KEYS if k in base and k in cur and recorded(base, k) != recorded(cur, k)]
+    if not differ:
+        return ""
+
+    def name(records: pd.DataFrame) -> str:  # the hostname, then the other columns that differ
+        details = "; ".join(f"{k} {recorded(records, k)}" for k in differ if k != "hostname")
+        host = recorded(records, "hostname") if "hostname" in records else "unnamed"
+        return f"{host}{f' ({details})' if details else ''}"
+    return (f"WARNING: time and memory are compared across different machines: baseline {name(base)}, "
+            f"current {name(cur)}")
+
+
+def warning(result: pd.DataFrame) -> str:
+    """The comparison's warning line (:func:`machine_warning`), ``""`` when there is none."""
+    return result.attrs.get("warning", "")
 
 
 def failing(result: pd.DataFrame) -> pd.Series:
@@ -357,7 +446,12 @@ def _value(value: float, rule: Rule | None) -> str:
 
 
 def _change(row, rule: Rule) -> str:
-    """``×1.213 [1.171, 1.254]``: the ratio (or ``+0.03 [...]``: the difference) and its 95 % interval."""
+    """``×1.213 [1.171, 1.254]``: the ratio (or ``+0.03 [...]``: the difference) and its 95 % interval;
+    for an exact rule the ratio of the matched totals and which samples differ: ``×1.0002 exact (+1: 1 more,
+    0 fewer of 60 matched steps)``."""
+    if rule.exact:
+        differ = f" ({row.change:+g}: {row.note})" if isinstance(row.note, str) and row.note else ""
+        return f"×{row.ratio:.5g} exact{differ}"
     if rule.absolute:
         text, low, high = f"{row.change * rule.scale:+.3g}", row.ci_low * rule.scale, row.ci_high * rule.scale
         return text if math.isnan(low) else f"{text} [{low:+.3g}, {high:+.3g}]"
@@ -395,27 +489,35 @@ def findings(result: pd.DataFrame, baseline: str, current: str, rules: dict[str,
         elif rule is None:
             what = f"now fails ({row.note})"
         else:
-            what = (f"{rule.label} {_change(row, rule)} (95 % CI), {_value(row.baseline, rule)} → "
-                    f"{_value(row.current, rule)}, p = {row.p:.2g}")
+            statistics = "" if rule.exact else f", p = {row.p:.2g}"
+            what = (f"{rule.label} {_change(row, rule)}{'' if rule.exact else ' (95 % CI)'}, "
+                    f"{_value(row.baseline, rule)} → {_value(row.current, rule)}{statistics}")
         lines.append(f"{row.verdict.upper()}: {row.case}: {what}; baseline {baseline} → current {current}")
     return lines
 
 
 def markdown(result: pd.DataFrame, baseline: str, current: str, rules: dict[str, Rule] | None = None) -> str:
-    """The comparison as a Markdown document: the verdict, each finding, the rules and the table."""
+    """The comparison as a Markdown document: the machine warning (:func:`warning`) when there is one, the
+    verdict, each finding, the rules and the table."""
     rules = rules or RULES
     flagged = result[failing(result)]
     headline = (f"**{len(flagged)} regression(s)** in {flagged['case'].nunique()} case(s)" if len(flagged)
                 else "No regression.")
     rule_text = "; ".join(
         f"{r.label} {'±' + format(r.threshold, 'g') if r.absolute else format(r.threshold * 100, 'g') + ' %'}"
-        f"{f' and ≥ {r.floor * r.scale:g} {r.unit}' if r.floor else ''} (α = {r.alpha:g})" for r in rules.values())
+        f"{f' and ≥ {r.floor * r.scale:g} {r.unit}' if r.floor else ''} (α = {r.alpha:g})"
+        for r in rules.values() if not r.exact)
+    exact = ", ".join(r.label for r in rules.values() if r.exact)
     return "\n".join([
+        *([f"**{warning(result)}**", ""] if warning(result) else []),
         "# nodebench compare", "", f"Baseline: {baseline}", "", f"Current: {current}", "", headline, "",
         *[f"- {line}" for line in findings(result, baseline, current, rules)], "",
         "A change is a regression when it passes the threshold, a one-sided rank test on the repeat samples "
         "gives p ≤ α (Wilcoxon signed-rank on steps matched by seed and iteration; Mann–Whitney U on per-seed "
         "values) and its 95 % confidence interval lies on the worse side of no change. The change is the "
         "median over seeds of each seed's median paired ratio (or difference), its interval a two-stage "
-        f"bootstrap over seeds and matched steps. Thresholds: {rule_text}.", "",
+        f"bootstrap over seeds and matched steps. Thresholds: {rule_text}."
+        + (f" {exact}: a deterministic count for a fixed seed, code and machine, compared exactly: more on any "
+           "step (or seed) matched by seed and iteration is a regression, fewer an improvement; no threshold, "
+           "no test." if exact else ""), "",
         table(result, rules).to_markdown(index=False), ""])
