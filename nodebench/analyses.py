@@ -37,7 +37,7 @@ from nodebench.markdown import fmt4, fmt_value, markdown_table
 from nodebench.metrics import headline_metric
 from nodebench.records import CURVES, expand_hparams, load_table
 from nodebench.registry import Registry
-from nodebench.target import time_to_target_table
+from nodebench.target import reached_text, seed_aggregate, time_to_target_table
 
 #: Keys every ``[[analysis]]`` block may have besides its kind's parameters.
 COMMON_KEYS = ("kind", "presets", "description")
@@ -184,24 +184,27 @@ def time_to_target(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
     lines = ["## Time to a common target", "",
              ("The target is a training simulation MSE (the `monitor` column, measured untimed every "
               f"`monitor_every` iterations with the reference solver) that the compared methods all reach: {rule}. "
-              "Time is the summed step time until the first monitored iteration at or below it. Speed-up = "
+              "Time is the summed step time until the first monitored iteration at or below it; over seeds, the "
+              "median (the olympic mean with 5 or more seeds), a seed that never reaches the target or failed "
+              "counting as infinitely slow (\"not reached\": that time is infinite). Speed-up = "
               f"time({reference}) / time(method) at the same target."), ""]
     if table.empty:
         return "\n".join(lines + ["No monitored curves in this run.", ""]), []
-    header = ["experiment", "setting", "pair", "method", "reached", "target", "time to target [s]", "iterations",
+    header = ["experiment", "setting", "pair", "method", "seeds", "target", "time to target [s]", "iterations",
               f"speed-up vs {reference}", "best monitor"]
     rows = []
     for (exp, config, versus), group in table.groupby(["experiment", "config", "versus"], sort=False):
-        ref = group.loc[group["method"] == reference, "time_to_target_s"].median()
+        ref = seed_aggregate(group.loc[group["method"] == reference, "time_to_target_s"])
         for method, runs in group.groupby("method", sort=False):
-            t = runs["time_to_target_s"].median()
+            t = seed_aggregate(runs["time_to_target_s"])
             rows.append([exp, config or "–", f"{pair_with} vs {versus}" if versus else "all", method,
-                         f"{int(runs['reached'].sum())}/{len(runs)}",
-                         f"{runs['target'].iloc[0]:.3g}", fmt4(t), fmt4(runs["iters_to_target"].median()),
-                         "–" if math.isnan(t) or math.isnan(ref) else f"{ref / t:.3g}×",
+                         reached_text(runs["time_to_target_s"]), f"{runs['target'].iloc[0]:.3g}",
+                         *(fmt4(v) if math.isfinite(v) else "not reached"
+                           for v in (t, seed_aggregate(runs["iters_to_target"]))),
+                         f"{ref / t:.3g}×" if math.isfinite(t) and math.isfinite(ref) else "–",
                          f"{runs['best_monitor'].median():.3g}"])
     lines += [markdown_table(header, rows), ""]
-    figures = plots.plot_monitor(records, curves, table, run_dir / "figures")
+    figures = plots.plot_monitor(records, curves, table[table["status"] == "ok"], run_dir / "figures")
     figures += plots.plot_metric_by_experiment(records, run_dir / "figures", name="test_mse_by_regime")
     return "\n".join(lines), figures
 

@@ -21,10 +21,12 @@ varied hyper-parameters, rather than a median that pools configurations as if th
 - ``table_threshold``: a value read from an extra table (``table``, ``column``, rows selected by
   ``where`` and, for per-case tables, ``experiments``; ``table = "records"`` reads the successful
   records) is compared with ``max`` or ``min``, per experiment;
-- ``time_to_target``: per experiment and setting, ratio = median over seeds of the baseline's time to the
-  target / the method's, from the ``time_to_target`` table (:mod:`nodebench.target`; with pairwise
-  targets, the pair's); holds when at least ``min`` (default 1). Not measured where either method has no
-  case reaching the target.
+- ``time_to_target``: per experiment and setting, ratio = the baseline's time to the target / the
+  method's, each over seeds by :func:`nodebench.target.seed_aggregate` (the median, or the olympic mean
+  with ≥ 5 seeds; a seed that never reaches the target or failed counts as ∞), from the ``time_to_target``
+  table (:mod:`nodebench.target`; with pairwise targets, the pair's); holds when at least ``min`` (default
+  1). Fails when the method's time is ∞ ("not reached") and the baseline's finite; not measured when both
+  are ∞ or either has no row.
 - ``ratio``: per experiment, ratio = median(baseline ``column``)/median(method ``column``) over seeds
   (``column`` default ``train_wall_s``, so above 1 means ``method`` is faster), on the rows selected by
   ``hparams`` (name → value; the value ``"max"``/``"min"`` means the largest/smallest value of that
@@ -68,6 +70,7 @@ from nodebench.intervals import ratio_interval
 from nodebench.metrics import metric as metric_info
 from nodebench.records import expand_hparams
 from nodebench.registry import Registry
+from nodebench.target import reached_text, seed_aggregate
 
 #: Keys every ``[[claim]]`` may have besides its check's parameters.
 COMMON_KEYS = ("id", "text", "source", "check", "published_text", "why_not_measured", "note")
@@ -626,18 +629,23 @@ def time_to_target(records, tables, claim) -> list[tuple[str, str, str]]:
     out = []
     for (exp, config), rows in table.groupby(["experiment", "config"], sort=False):
         scope = f"{exp} {config}".strip()
-        times = {m: rows.loc[rows["method"] == m, "time_to_target_s"].dropna() for m in (method, base)}
+        times = {m: rows.loc[rows["method"] == m, "time_to_target_s"] for m in (method, base)}
         target = float(rows["target"].iloc[0])
         missing = [m for m, t in times.items() if t.empty]
         if missing:
-            out.append((scope, f"{', '.join(missing)} never reached the target {target:.3g}", NOT_MEASURED))
+            out.append((scope, f"no time_to_target rows for {', '.join(missing)}", NOT_MEASURED))
             continue
-        t_method, t_base = float(times[method].median()), float(times[base].median())
+        t_method, t_base = seed_aggregate(times[method]), seed_aggregate(times[base])
+        shown = [f"{t:.3g} s" if math.isfinite(t) else "not reached" for t in (t_base, t_method)]
+        seeds = f"{base} {reached_text(times[base])}, {method} {reached_text(times[method])}"
+        text = f"{base}/{method} time to target {target:.3g}: {shown[0]} / {shown[1]}"
+        if math.isinf(t_base) and math.isinf(t_method):
+            out.append((scope, f"{text} ({seeds})", NOT_MEASURED))
+            continue
         value = t_base / t_method if t_method > 0 else math.inf
         low = claim.get("min", 1.0)
         published = _published(claim)
-        text = (f"{base}/{method} time to target {target:.3g}: {t_base:.3g} s / {t_method:.3g} s = {value:.3g}× "
-                f"(needs ≥ {low:g}" + (f"; {published}" if published else "") + ")")
+        text += f" = {value:.3g}× ({seeds}; needs ≥ {low:g}" + (f"; {published}" if published else "") + ")"
         out.append((scope, text, HOLDS if value >= low else FAILS))
     return out or [("all", f"no time_to_target rows for {method} or {base}", NOT_MEASURED)]
 

@@ -12,7 +12,11 @@ tasks the simulation MSE on the training trajectories, by the same reference sol
   rows of that pair carry ``versus = m`` (so a slow third method does not lower the bar of the others).
 * A case's **time to target** is the summed timed step time (``elapsed_s``) at the first monitored
   iteration whose value is at or below the target; NaN ("not reached") otherwise. Its resolution is
-  ``monitor_every`` iterations.
+  ``monitor_every`` iterations. A case that did not finish ok has a row too, not reached.
+* **Over seeds** (:func:`seed_aggregate`, the one rule of reports, claims and the leaderboard): a seed that
+  never reaches the target, or failed, counts as infinitely slow; the time is the median over seeds, or
+  with 5 or more seeds MLPerf's olympic mean (drop the fastest and the slowest, average the rest). A time
+  of ∞ is "not reached".
 """
 
 from __future__ import annotations
@@ -20,17 +24,78 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 
+from nodebench.intervals import BOOTSTRAP_SAMPLES, LEVEL, Interval, median_interval
 from nodebench.runner.settings import is_method_key
 
-COLUMNS = ["experiment", "config", "versus", "method", "seed", "case_id", "target", "best_monitor",
+COLUMNS = ["experiment", "config", "versus", "method", "seed", "case_id", "status", "target", "best_monitor",
            "time_to_target_s", "iters_to_target", "reached"]
+OLYMPIC_MIN_SEEDS = 5
+QUALITY_COLUMNS = ("monitor", "task_loss", "loss")
 
 
 def quality_column(curves: pd.DataFrame) -> str:
-    """The training-quality column of ``curves``: ``monitor`` where it has values, else ``loss``."""
-    return "monitor" if "monitor" in curves and curves["monitor"].notna().any() else "loss"
+    """The training-quality column of ``curves``: ``monitor`` where it has values, else ``task_loss`` (the
+    training loss without a regulariser's penalty λ·R) where it has values, else ``loss``."""
+    return next(c for c in QUALITY_COLUMNS if c == "loss" or (c in curves and curves[c].notna().any()))
+
+
+def quality_values(curves: pd.DataFrame) -> tuple[str, pd.Series]:
+    """The training-quality column of ``curves`` (:func:`quality_column`) and its values per step. Read from
+    ``task_loss``, a step without one (a run recorded before that column existed) takes its ``loss``, so
+    older runs are read as before rather than as never reaching the target; the name then says so."""
+    column = quality_column(curves)
+    if column != "task_loss" or curves["task_loss"].notna().all():
+        return column, curves[column]
+    return "task_loss (loss where not recorded)", curves["task_loss"].fillna(curves["loss"])
+
+
+def seed_times(times) -> np.ndarray:
+    """Times to target over seeds, sorted, a seed that never reached the target or failed (NaN) as ∞."""
+    times = np.asarray(times, dtype=float)
+    return np.sort(np.where(np.isnan(times), math.inf, times))
+
+
+def seed_statistic(n: int) -> str:
+    """The name of the statistic of :func:`seed_aggregate` over ``n`` seeds."""
+    return "olympic mean" if n >= OLYMPIC_MIN_SEEDS else "median"
+
+
+def _olympic(sorted_times: np.ndarray) -> np.ndarray:
+    """The olympic mean of each row of sorted times: the fastest and the slowest dropped, the rest averaged."""
+    return sorted_times[..., 1:-1].mean(axis=-1)
+
+
+def seed_aggregate(times) -> float:
+    """The time to target over seeds (NaN: not reached, counted as ∞): the median, or with ≥ 5 seeds the
+    olympic mean, so one non-reaching seed of five may be the dropped one and two make it ∞ (the measuring
+    guide's §8, leaderboard scoring); NaN without seeds."""
+    times = seed_times(times)
+    if len(times) == 0:
+        return math.nan
+    return float(_olympic(times) if len(times) >= OLYMPIC_MIN_SEEDS else np.median(times))
+
+
+def reached_text(times) -> str:
+    """How many seeds reached the target (a finite time): ``"reached in 1 of 3 seeds"``."""
+    times = seed_times(times)
+    return f"reached in {int(np.isfinite(times).sum())} of {len(times)} seed{'' if len(times) == 1 else 's'}"
+
+
+def seed_interval(times, level: float = LEVEL, seed: int = 0) -> Interval:
+    """:func:`seed_aggregate` with its interval over seeds, held in the interval's ``median`` field: the
+    median's order-statistic interval (:func:`~nodebench.intervals.median_interval`), or for the olympic
+    mean a percentile bootstrap (seeds resampled, a fixed generator; ``coverage`` is the nominal level)."""
+    times = seed_times(times)
+    if len(times) < OLYMPIC_MIN_SEEDS:
+        return median_interval(times, level)
+    rng = np.random.default_rng(seed)
+    means = _olympic(np.sort(rng.choice(times, (BOOTSTRAP_SAMPLES, len(times))), axis=1))
+    low = np.quantile(means, (1 - level) / 2, method="lower")  # order statistics: no ∞ − ∞ interpolation
+    high = np.quantile(means, (1 + level) / 2, method="higher")
+    return Interval(seed_aggregate(times), float(low), float(high), len(times), level)
 
 
 def common_level(best: pd.Series) -> float:
@@ -51,7 +116,8 @@ def first_reach(curve: pd.DataFrame, target: float, column: str = "monitor") -> 
 
 def time_to_target_table(records: pd.DataFrame, curves: pd.DataFrame, *, target: float | None = None,
                          pair_with: str | None = None, group_by: str = "experiment") -> pd.DataFrame:
-    """One row per successful case with monitored curves (see the module docstring for the rules).
+    """One row per successful case with monitored curves, and per case that did not finish ok (not reached;
+    its curves are not read); see the module docstring for the rules.
 
     Args:
         records: a run's records (``case_id``, ``method``, ``seed``, ``status``, ``hparams``...).
@@ -64,14 +130,16 @@ def time_to_target_table(records: pd.DataFrame, curves: pd.DataFrame, *, target:
     """
     if curves.empty or "monitor" not in curves or records.empty:
         return pd.DataFrame(columns=COLUMNS)
-    ok = records[records["status"] == "ok"] if "status" in records else records
+    status = records["status"] if "status" in records else pd.Series("ok", index=records.index)
     monitored = curves.dropna(subset=["monitor"])
-    ok = ok[ok["case_id"].isin(set(monitored["case_id"]))]
-    if ok.empty:
+    ok = (status == "ok") & records["case_id"].isin(set(monitored["case_id"]))
+    if not ok.any():
         return pd.DataFrame(columns=COLUMNS)
-    ok = ok.assign(config=ok["hparams"].map(_task_config) if "hparams" in ok else "")
+    monitored = monitored[monitored["case_id"].isin(set(records.loc[ok, "case_id"]))]
+    kept = records[ok | (status != "ok")]
+    kept = kept.assign(status=status, config=kept["hparams"].map(_task_config) if "hparams" in kept else "")
     rows = []
-    for (group, config), cases in ok.groupby([group_by, "config"], sort=False):
+    for (group, config), cases in kept.groupby([group_by, "config"], sort=False):
         best = {cid: float(c["monitor"].min()) for cid, c in monitored[monitored["case_id"].isin(cases["case_id"])]
                 .groupby("case_id")}
         cases = cases.assign(best=cases["case_id"].map(best))
@@ -85,8 +153,8 @@ def time_to_target_table(records: pd.DataFrame, curves: pd.DataFrame, *, target:
             for case in compared.itertuples():
                 elapsed, iteration = first_reach(monitored[monitored["case_id"] == case.case_id], level)
                 rows.append({"experiment": group, "config": config, "versus": versus, "method": case.method,
-                             "seed": case.seed, "case_id": case.case_id, "target": level, "best_monitor": case.best,
-                             "time_to_target_s": elapsed, "iters_to_target": iteration,
+                             "seed": case.seed, "case_id": case.case_id, "status": case.status, "target": level,
+                             "best_monitor": case.best, "time_to_target_s": elapsed, "iters_to_target": iteration,
                              "reached": not math.isnan(elapsed)})
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -153,3 +153,24 @@ def test_environment_line_covers_every_record_not_the_first():
     assert "GPU none" in line and "1 torch thread(s)" in line and "torch not recorded" in line, line
     many = rows.loc[[0] * 6].assign(git_sha=[f"c{i}" for i in range(6)])
     assert "git 6 values: c0 … c5" in environment_line(many)
+
+
+def ttt_table(fast, direct):
+    """A ``time_to_target`` table (as :func:`nodebench.target.time_to_target_table` writes it) of one
+    experiment: per method, one time per seed, NaN where the seed never reached the target or failed."""
+    rows = [{"experiment": "e", "config": "", "versus": "", "method": method, "seed": seed, "target": 0.5,
+             "time_to_target_s": t, "reached": t == t} for method, times in (("fast", fast), ("direct", direct))
+            for seed, t in enumerate(times)]
+    return {"time_to_target": pd.DataFrame(rows)}
+
+
+def test_time_to_target_claim_counts_seeds_that_never_reach_the_target():
+    nan = float("nan")
+    claim = {"check": "time_to_target", "method": "fast", "baseline": "direct", "min": 2.0}
+    verdict, text = verdicts(claim, tables=ttt_table([1.0, nan, nan], [5.0, 5.0, 5.0]))["e"]
+    assert verdict == FAILS, text  # held as 5 s / 1 s = 5x, from the one seed of three that reached the target
+    assert "5 s / not reached" in text and "fast reached in 1 of 3 seeds" in text
+    verdict, text = verdicts(claim, tables=ttt_table([1.0, 1.0, nan], [5.0, nan, 5.0]))["e"]
+    assert verdict == HOLDS and "5 s / 1 s = 5×" in text and "direct reached in 2 of 3 seeds" in text
+    verdict, text = verdicts(claim, tables=ttt_table([1.0, nan, nan], [nan, nan, 5.0]))["e"]
+    assert verdict == NOT_MEASURED and "not reached / not reached" in text

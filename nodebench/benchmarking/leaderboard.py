@@ -1,14 +1,18 @@
 """The leaderboard: training methods ranked per task and scored across tasks, from recorded runs.
 
-**Per task**, every configuration (a method with its hyper-parameters) gets:
+**Per task**, every configuration (a method with its hyper-parameters, on one device of one machine: the
+hardware is part of a fair comparison, so seeds from a CPU and a GPU, or from two machines, are never
+pooled) gets:
 
 - **time to target**: the training time (the curves' ``elapsed_s``: synchronised step time, the clock
   paused for evaluation) at the first iteration whose training quality reaches the task's target. The
   quality is the curves' ``monitor`` column (a method-independent measure, e.g. simulation MSE on the
-  training data) where the task's curves have one with values, else the training ``loss``. Aggregated
-  over seeds by the median, or with 5 or more seeds by MLPerf's olympic mean (drop the fastest and the
-  slowest, average the rest); a seed that never reaches the target counts as infinitely slow, so with
-  two or more such seeds the configuration has "not reached".
+  training data) where the task's curves have one with values, else the training loss without a
+  regulariser's penalty (``task_loss``), else the training ``loss``. Aggregated over seeds by the median,
+  or with 5 or more seeds by MLPerf's olympic mean (drop the fastest and the slowest, average the rest):
+  :func:`~nodebench.target.seed_aggregate`; a seed that never reaches the target, or failed, counts as
+  infinitely slow, so with two or more such seeds of five the configuration has "not reached". The
+  statistic that ranks is the one shown, by name, with its interval over seeds.
 - **peak memory** (median over seeds), **NFE per iteration** (forward + backward, median) and the
   **final metric** (the task's headline metric, median).
 
@@ -32,7 +36,8 @@ with its configurations' failure statuses but not scored: no family reached anyt
 only lower every score alike. With no successful case in any task there is nothing to rank, and the
 leaderboard is refused (:class:`~nodebench.errors.UserError`).
 
-All runs must be measured the same way: the environment table lists every contributing run.
+All runs must be measured the same way: the environment table lists every contributing run, and a
+leaderboard over records from several machines says so at the top.
 """
 
 from __future__ import annotations
@@ -52,25 +57,22 @@ from nodebench.errors import UserError
 from nodebench.intervals import median_interval
 from nodebench.metrics import headline_metric, higher_is_better
 from nodebench.records import config_labels
-from nodebench.target import common_level, first_reach, quality_column
+from nodebench.target import (
+    common_level,
+    first_reach,
+    quality_values,
+    seed_aggregate,
+    seed_interval,
+    seed_statistic,
+    seed_times,
+)
 
 matplotlib.use("Agg")
 
 R_MAX = 4.0
-OLYMPIC_MIN_SEEDS = 5
 ENV_COLUMNS = [("run_id", "run"), ("hostname", "machine"), ("git_sha", "git"), ("started_at", "started"),
                ("cpu_model", "CPU"), ("cpu_count", "cores"), ("num_threads", "threads"), ("gpu_model", "GPU"),
                ("version_torch", "torch"), ("version_torchdiffeq", "torchdiffeq")]
-
-
-def seed_aggregate(values) -> float:
-    """The median, or with ≥ 5 values the olympic mean (drop the best and the worst, average the rest)."""
-    values = np.sort(np.asarray(values, dtype=float))
-    if len(values) == 0:
-        return math.nan
-    if len(values) >= OLYMPIC_MIN_SEEDS:
-        return float(np.mean(values[1:-1]))
-    return float(np.median(values))
 
 
 def settings_text(config: str, method: str) -> str:
@@ -79,10 +81,38 @@ def settings_text(config: str, method: str) -> str:
     return rest or "–"
 
 
+def _text(value) -> str:
+    """A record's text field, ``""`` where it is missing."""
+    return "" if value is None or str(value) in ("", "nan", "None") else str(value)
+
+
+def machine_text(row: pd.Series) -> str:
+    """The hardware a case ran on: the GPU model on a GPU device, else the CPU model; the host name where the
+    record has no model; ``""`` where it has none of them."""
+    gpu = _text(row.get("device")) not in ("", "cpu")
+    return (_text(row.get("gpu_model")) if gpu else _text(row.get("cpu_model"))) or _text(row.get("hostname"))
+
+
+def hardware_text(row) -> str:
+    """A configuration row's device and machine, ``"cuda · NVIDIA H200"``; ``""`` where neither is known."""
+    return " · ".join(part for part in (row.device, row.machine) if part)
+
+
+def machines_note(tasks: dict[str, pd.DataFrame]) -> str:
+    """The line at the top of a leaderboard over records from several machines (devices or hardware),
+    naming them, since a fair comparison fixes the hardware (the measuring guide's §8); ``""`` when all
+    records come from one."""
+    machines = sorted({hardware_text(row) or "unknown" for table in tasks.values() for row in table.itertuples()})
+    if len(machines) < 2:
+        return ""
+    return (f"Records from {len(machines)} machines ({'; '.join(machines)}): a fair comparison fixes the hardware, "
+            "so each configuration is listed per device and machine, and times from different machines are not "
+            "comparable.")
+
+
 def environment_text(row: pd.Series) -> str:
     """One line for a tooltip: where and with what a number was measured."""
-    parts = [f"{label} {row[c]}" for c, label in ENV_COLUMNS + [("device", "device")]
-             if c in row and row[c] is not None and str(row[c]) not in ("", "nan", "None")]
+    parts = [f"{label} {row[c]}" for c, label in ENV_COLUMNS + [("device", "device")] if c in row and _text(row[c])]
     return " · ".join(parts)
 
 
@@ -93,40 +123,46 @@ def failure_text(statuses) -> str:
 
 
 def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None = None) -> tuple[pd.DataFrame, dict]:
-    """One task's configurations with their time to target (and its interval over seeds), memory, NFE,
-    final metric and the statuses of failed seeds; the method is the configuration's *family*, its other
-    settings a separate column. A task without an ``ok`` case gets a row per configuration all the same.
+    """One task's configurations with their time to target (its statistic's name, and its interval over
+    seeds), memory, NFE, final metric and the statuses of failed seeds; the method is the configuration's
+    *family*, its other settings a separate column. A configuration is a label on one device of one machine
+    (:func:`machine_text`): seeds on other hardware are another row. A task without an ``ok`` case gets a
+    row per configuration all the same.
 
     Returns:
         ``(table, info)``: the table sorted by time to target, and ``{"target", "column", "metric", "ok"}``
         (``ok``: how many cases of the task finished ok).
     """
-    records = records.assign(config=config_labels(records).values)
+    records = records.assign(config=config_labels(records).values,
+                             device=[_text(d) for d in records.get("device", pd.Series("", index=records.index))],
+                             machine=records.apply(machine_text, axis=1) if len(records) else "")
     ok = records[records["status"] == "ok"]
     steps = curves[curves["case_id"].isin(ok["case_id"])] if not curves.empty else curves
-    column = quality_column(steps) if not steps.empty else "loss"
-    best = {case: group[column].min() for case, group in steps.groupby("case_id")} if not steps.empty else {}
+    column = "loss"
+    if not steps.empty:
+        column, values = quality_values(steps)
+        steps = steps.assign(quality=values)
+    best = {case: group["quality"].min() for case, group in steps.groupby("case_id")} if not steps.empty else {}
     if target is None:
         best_of_case = ok["case_id"].map(best).astype(float)  # no ok case: an empty column of strings otherwise
         target = common_level(ok.assign(best=best_of_case).groupby("config")["best"].median())
     metric = headline_metric(ok) if not ok.empty else None
     rows = []
-    for config, group in records.groupby("config", sort=False):
+    for (config, device, machine), group in records.groupby(["config", "device", "machine"], sort=False):
         good = group[group["status"] == "ok"]
         method = str(group["method"].iloc[0])
         # a failed seed, or one that never reaches the target, counts as infinitely slow
-        times = [first_reach(steps[steps["case_id"] == case], target, column)[0] if case in best else math.nan
-                 for case in group["case_id"]]
-        times = [math.inf if math.isnan(t) else t for t in times]
+        times = seed_times([first_reach(steps[steps["case_id"] == case], target, "quality")[0] if case in best
+                            else math.nan for case in group["case_id"]])
         nfe = good.get("nfe_forward_per_iter", pd.Series(dtype=float)) + good.get(
             "nfe_backward_per_iter", pd.Series(dtype=float))
         first = group.iloc[0]
         rows.append({"config": config, "family": method,
                      "settings": settings_text(config, method),
-                     "paper": str(first.get("paper", "") or ""), "device": str(first.get("device", "") or ""),
+                     "paper": str(first.get("paper", "") or ""), "device": device, "machine": machine,
                      "seeds": len(group), "ok": len(good), "failures": failure_text(group["status"]),
-                     "reached": int(np.isfinite(times).sum()),
-                     "time_to_target_s": seed_aggregate(times), "time_interval": median_interval(times),
+                     "reached": int(np.isfinite(times).sum()), "statistic": seed_statistic(len(times)),
+                     "time_to_target_s": seed_aggregate(times), "time_interval": seed_interval(times),
                      "peak_mem_bytes": good.get("peak_mem_bytes", pd.Series(dtype=float)).median(),
                      "nfe_per_iter": nfe.median(),
                      "metric": good[metric].median() if metric else math.nan,
@@ -220,23 +256,26 @@ def plot_profile(scores: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_times(tasks: dict[str, pd.DataFrame], path: Path) -> Path:
-    """Per task, each family's best time to target as a bar with its interval over seeds and its seed count
-    (not reached: no bar, labelled)."""
+    """Per task, each family's best time to target (the statistic that ranks it) as a bar with its interval
+    over seeds, labelled with the statistic's name and seed count (not reached: no bar, labelled)."""
     bests = {task: family_best(table) for task, table in tasks.items()}
     fig, axes = plt.subplots(len(bests), 1, squeeze=False,
                              figsize=(7, 0.5 + sum(1.0 + 0.3 * len(t) for t in bests.values())))
     for ax, (task, best) in zip(axes[:, 0], bests.items()):
         finite = np.isfinite(best["time_to_target_s"])
         times = best["time_to_target_s"].where(finite, 0.0)
-        low = [iv.median - iv.low if f and np.isfinite(iv.low) else 0.0 for iv, f in zip(best["time_interval"], finite)]
-        high = [iv.high - iv.median if f and np.isfinite(iv.high) else 0.0
-                for iv, f in zip(best["time_interval"], finite)]
-        ax.barh(best["family"], times, xerr=[low, high], color="tab:blue", ecolor="black", capsize=2)
-        for y, (iv, f) in enumerate(zip(best["time_interval"], finite)):
-            ax.text(times.iloc[y], y, f"  {iv.text()}" if f else f"  not reached ({iv.seeds})", va="center",
-                    fontsize=7)
+        low = [t - iv.low if f and np.isfinite(iv.low) else 0.0
+               for t, iv, f in zip(times, best["time_interval"], finite)]
+        high = [iv.high - t if f and np.isfinite(iv.high) else 0.0
+                for t, iv, f in zip(times, best["time_interval"], finite)]
+        labels = [f"{r.family} ({hardware_text(r)})" if hardware_text(r) else r.family for r in best.itertuples()]
+        ax.barh(labels, times, xerr=[low, high], color="tab:blue", ecolor="black", capsize=2)
+        for y, row in enumerate(best.itertuples()):
+            ax.text(times.iloc[y], y, f"  {time_text(row)}" if finite.iloc[y]
+                    else f"  not reached ({row.time_interval.seeds})", va="center", fontsize=7)
         ax.invert_yaxis()
-        ax.set_title(f"{task}: time to target [s], best configuration per family, interval over seeds", fontsize=8)
+        ax.set_title(f"{task}: time to target [s] (median, or olympic mean with ≥ 5 seeds), best configuration "
+                     "per family, interval over seeds", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -254,11 +293,14 @@ def _fmt(value: float, kind: str = "") -> str:
 
 
 def time_text(row) -> str:
-    """A time to target with its interval and seed count, or ✗ (not reached) with its seed count, and the
-    failure statuses where no seed finished ok (``"✗ oom (3 seeds)"``)."""
+    """A time to target with its interval, the statistic's name and the seed count (``"4 [1, 10] (olympic
+    mean, 5 seeds, 95%)"``; one seed's time is no statistic: ``"2 (1 seed)"``), or ✗ (not reached) with its
+    seed count, and the failure statuses where no seed finished ok (``"✗ oom (3 seeds)"``)."""
     interval = row.time_interval
     if not math.isinf(row.time_to_target_s):
-        return interval.text()
+        if interval.n == 1:
+            return interval.text()
+        return interval.text().replace(" (", f" ({row.statistic}, ", 1)  # the text's one "(" opens its seeds
     return f"✗ {row.failures} ({interval.seeds})" if row.ok == 0 and row.failures else f"✗ ({interval.seeds})"
 
 
@@ -278,11 +320,11 @@ def summary(tasks: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def display_task(table: pd.DataFrame, info: dict) -> pd.DataFrame:
     """A task table as display strings, one row per configuration, families first by their best time."""
-    rows = [[i + 1, r.family, r.settings, r.device, ok_text(r), f"{r.reached}/{r.seeds}", time_text(r),
+    rows = [[i + 1, r.family, r.settings, r.device, r.machine, ok_text(r), f"{r.reached}/{r.seeds}", time_text(r),
              _fmt(r.peak_mem_bytes, "mib"), _fmt(r.nfe_per_iter), r.metric_interval.text("{:.4g}")]
             for i, r in enumerate(table.itertuples())]
-    return pd.DataFrame(rows, columns=["#", "family", "settings", "device", "ok", "reached", "time to target [s]",
-                                       "peak mem [MiB]", "NFE/iter", info["metric"] or "metric"])
+    return pd.DataFrame(rows, columns=["#", "family", "settings", "device", "machine", "ok", "reached",
+                                       "time to target [s]", "peak mem [MiB]", "NFE/iter", info["metric"] or "metric"])
 
 
 def display_overall(scores: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -346,4 +388,5 @@ def target_note(task: str, info: dict, declared: bool) -> str:
         return "No case of this task finished ok (their statuses in the ok column): no time to target, not scored."
     rule = "declared" if declared else "the largest of the configurations' best values"
     return (f"Target: {info['column']} ≤ {_fmt(info['target'])} ({rule}). Time to target: median over seeds "
-            "(olympic mean with ≥ 5) with its order-statistic interval; ✗: not reached.")
+            "(olympic mean with ≥ 5), named in each cell, with its interval (order statistics for the median, a "
+            "bootstrap for the olympic mean); ✗: not reached.")

@@ -19,6 +19,7 @@ from nodebench.benchmarking.leaderboard import (
     display_task,
     environment_table,
     family_best,
+    machines_note,
     ok_text,
     overall,
     plot_profile,
@@ -66,6 +67,7 @@ def _summary_table(tasks: dict[str, pd.DataFrame], papers: dict[str, str]) -> st
 def _config_row(row, fastest: float, rank: int, others: str = "") -> str:
     return (f"<tr data-device='{esc(row.device)}'>" + cell(str(rank), value=rank, css="num")
             + cell(f"<b>{esc(row.family)}</b>") + cell(esc(row.settings)) + cell(esc(row.device))
+            + cell(esc(row.machine))
             + cell(esc(ok_text(row))) + cell(f"{row.reached}/{row.seeds}") + _time_cell(row, fastest)
             + cell(esc(_fmt(row.peak_mem_bytes, "mib")), value=row.peak_mem_bytes, css="num", title=row.environment)
             + cell(esc(_fmt(row.nfe_per_iter)), value=row.nfe_per_iter, css="num", title=row.environment)
@@ -75,7 +77,8 @@ def _config_row(row, fastest: float, rank: int, others: str = "") -> str:
 
 def _task_section(task: str, frame: pd.DataFrame, info: dict, declared: bool, paper: str) -> str:
     fastest = frame["time_to_target_s"].min()
-    header = ["#", "family", "best settings", "device", "ok", "reached", "time to target [s]", "peak mem [MiB]",
+    header = ["#", "family", "best settings", "device", "machine", "ok", "reached", "time to target [s]",
+              "peak mem [MiB]",
               "NFE/iter", info["metric"] or "metric", "other settings"]
     rows = []
     for rank, best in enumerate(family_best(frame).itertuples(), start=1):
@@ -99,17 +102,20 @@ def page(*, run_dirs: list[Path], tasks: dict[str, pd.DataFrame], infos: dict[st
     """The whole page as a string."""
     papers = {task: " ".join(sorted({p for p in frame["paper"] if p})) for task, frame in tasks.items()}
     devices = {d for frame in tasks.values() for d in frame["device"]}
+    machines = machines_note(tasks)
     profile, times = figures
     body = [
         "<h1>nodebench leaderboard</h1>",
         f"<p class='note'>{len(run_dirs)} run(s): {esc(', '.join(map(str, run_dirs)))}. Hover a number for the "
         "configuration and environment it was measured in; click a column header to sort.</p>",
+        *([f"<p class='note'><b>{esc(machines)}</b></p>"] if machines else []),
         "<div class='filters'>" + select("paper", "paper", {p for ps in papers.values() for p in ps.split()})
         + select("task", "task", tasks) + select("device", "device", devices) + "</div>",
         "<div id='summary-figure'>" + image(profile, "performance profiles per method family",
                                             "max-height:290px") + "</div>",
         "<p class='note'>Method families × tasks: each family's best configuration, time to target [s] as the "
-        "median over seeds [interval] (seeds, coverage); ✗: not reached; green: fastest; empty: not run.</p>",
+        "median over seeds, or the olympic mean with ≥ 5 seeds [interval] (statistic, seeds, coverage); ✗: not "
+        "reached; green: fastest; empty: not run.</p>",
         "<div style='overflow-x:auto'>" + _summary_table(tasks, papers) + "</div>",
         "<h2>Overall</h2>", f"<p class='note'>{esc(score_note)}</p>",
         plain_table(scores_frame(scores, reference)).replace("<table", "<table id='overall'", 1),
@@ -151,10 +157,12 @@ def write(run_dirs: list[Path], out: str | Path, *, reference: str | None = None
     score_note = (f"Score: AlgoPerf's area under the performance profile up to r = {R_MAX:g}, in [0, 1] (a task not "
                   f"run or not reached counts as r = ∞). Speed-up: geometric mean of t({reference}) ÷ t(family) over "
                   "the tasks both reached." + unscored_note(tasks))
+    machines = machines_note(tasks)
     md = ["# nodebench leaderboard", "", f"{len(run_dirs)} run(s): " + ", ".join(f"`{p}`" for p in run_dirs), "",
+          *([f"**{machines}**", ""] if machines else []),
           f"![performance profile](figures/{profile.name})", "", "## Method families × tasks", "",
-          "Each family's best configuration: time to target [s], median over seeds with its interval; ✗: not "
-          "reached; empty: not run.", "", summary(tasks).to_markdown(index=False), "",
+          "Each family's best configuration: time to target [s], median over seeds (olympic mean with ≥ 5) with "
+          "its interval; ✗: not reached; empty: not run.", "", summary(tasks).to_markdown(index=False), "",
           "## Overall", "", score_note, "", display_overall(scores, reference).to_markdown(index=False), ""]
     for task, frame in tasks.items():
         md += [f"## Task `{task}`", "", target_note(task, infos[task], task in (targets or {})), "",

@@ -1,0 +1,94 @@
+"""The leaderboard shows the statistic that ranks (median, or olympic mean from 5 seeds) by name with its
+interval, and never pools seeds from different devices or machines; on hand-made records and curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.axes
+import pandas as pd
+
+from nodebench.benchmarking import leaderboard, leaderboard_page
+
+
+def board(configs):
+    """Records and curves of task ``toy``: per configuration (family, seconds to reach the quality 0.1 per
+    seed, device, CPU model, GPU model), one case per seed; the quality falls from 1.0 to 0.1."""
+    rows, curves = [], []
+    for family, times, device, cpu, gpu in configs:
+        for seed, t in enumerate(times):
+            case = f"{family}-{device}-{cpu}-{seed}"
+            rows.append({"case_id": case, "run_id": "r", "task": "toy", "method": family, "seed": seed,
+                         "status": "ok", "device": device, "cpu_model": cpu, "gpu_model": gpu, "hostname": "h",
+                         "hparams": json.dumps({"lr": 0.01}), "test_mse": 0.1, "peak_mem_bytes": 1.0,
+                         "nfe_forward_per_iter": 10.0, "nfe_backward_per_iter": 0.0})
+            curves += [{"case_id": case, "iteration": 1, "elapsed_s": t / 2, "monitor": 1.0, "loss": 1.0},
+                       {"case_id": case, "iteration": 2, "elapsed_s": t, "monitor": 0.1, "loss": 0.1}]
+    return pd.DataFrame(rows), pd.DataFrame(curves)
+
+
+CPU = "Xeon"
+SPREAD = [("famA", [1, 1, 1, 10, 10], "cpu", CPU, None), ("famB", [3, 3, 3, 3, 3], "cpu", CPU, None),
+          ("famD", [2, 2, 9], "cpu", CPU, None), ("famE", [7], "cpu", CPU, None)]
+
+
+def test_the_time_shown_is_the_time_that_ranks_with_its_name():
+    table, _ = leaderboard.task_table(*board(SPREAD), target=0.5)
+    shown = {row.family: leaderboard.time_text(row) for row in table.itertuples()}
+    assert table["family"].tolist() == ["famD", "famB", "famA", "famE"]  # 2 < 3 < 4 < 7
+    assert shown["famA"].startswith("4 [") and "(olympic mean, 5 seeds, 95%)" in shown["famA"]  # was "1 [1, 10]"
+    assert shown["famB"] == "3 (olympic mean, 5 seeds)"
+    assert shown["famD"] == "2 [2, 9] (median, 3 seeds, 75%)"
+    assert shown["famE"] == "7 (1 seed)"  # one seed's time is no statistic
+
+
+def test_the_plot_draws_the_ranked_statistic_with_its_interval(monkeypatch, tmp_path):
+    drawn, labels = [], []
+    barh, text = matplotlib.axes.Axes.barh, matplotlib.axes.Axes.text
+    monkeypatch.setattr(matplotlib.axes.Axes, "barh", lambda ax, y, width, **kw: drawn.append(
+        (list(y), list(width), kw["xerr"])) or barh(ax, y, width, **kw))
+    monkeypatch.setattr(matplotlib.axes.Axes, "text",
+                        lambda ax, x, y, s, **kw: labels.append(s) or text(ax, x, y, s, **kw))
+    table, _ = leaderboard.task_table(*board(SPREAD), target=0.5)
+    leaderboard.plot_times({"toy": table}, tmp_path / "times.png")
+    (families, widths, (low, high)), = drawn
+    a = families.index("famA (cpu · Xeon)")
+    interval = table.set_index("family").loc["famA", "time_interval"]
+    assert widths[a] == 4.0 and (4.0 - low[a], 4.0 + high[a]) == (interval.low, interval.high)
+    assert any("olympic mean, 5 seeds" in s for s in labels)
+
+
+MIXED = [("famC", [2, 2, 2], "cpu", CPU, None), ("famC", [0.2, 0.2], "cuda", CPU, "H200"),
+         ("famB", [3, 3, 3], "cpu", CPU, None)]
+
+
+def test_seeds_from_a_cpu_and_a_gpu_are_separate_configurations():
+    table, _ = leaderboard.task_table(*board(MIXED), target=0.5)
+    rows = {(r.family, r.device, r.machine): (r.seeds, r.time_to_target_s) for r in table.itertuples()}
+    assert rows == {("famC", "cuda", "H200"): (2, 0.2), ("famC", "cpu", CPU): (3, 2.0), ("famB", "cpu", CPU): (3, 3.0)}
+    assert "2 machines (cpu · Xeon; cuda · H200)" in leaderboard.machines_note({"toy": table})
+
+
+def test_seeds_from_two_cpu_models_are_separate_configurations():
+    table, _ = leaderboard.task_table(*board([("famC", [2, 2], "cpu", "Xeon", None),
+                                              ("famC", [4, 4], "cpu", "EPYC", None)]), target=0.5)
+    assert sorted(table["machine"]) == ["EPYC", "Xeon"] and table["seeds"].tolist() == [2, 2]
+
+
+def _write_run(folder: Path, records: pd.DataFrame, curves: pd.DataFrame) -> Path:
+    folder.mkdir(parents=True)
+    records.to_parquet(folder / "records.parquet", index=False)
+    curves.to_parquet(folder / "curves.parquet", index=False)
+    return folder
+
+
+def test_a_leaderboard_over_several_machines_says_so_at_the_top(tmp_path):
+    mixed = _write_run(tmp_path / "mixed", *board(MIXED))
+    md, html = leaderboard_page.write([mixed], tmp_path / "board", targets={"toy": 0.5})
+    head = md.read_text().split("## Method families")[0]
+    assert "Records from 2 machines (cpu · Xeon; cuda · H200)" in head
+    assert "Records from 2 machines" in html.read_text()
+    one = _write_run(tmp_path / "one", *board(SPREAD))
+    md, _ = leaderboard_page.write([one], tmp_path / "board1")
+    assert "machines" not in md.read_text().split("## Method families")[0]
