@@ -205,3 +205,21 @@ def test_do_vs_od_cnf_reports_only_this_run_s_cases(tmp_path, capsys, monkeypatc
                                    str(tmp_path / "out")], monkeypatch)
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("cnf_toy_8gaussians"))
     assert line.split()[1:4] == ["1.0", "2.0", "50.0%"], line
+
+
+def test_snode_time_to_target_summary_counts_a_seed_that_never_reached_the_target(tmp_path, capsys, monkeypatch):
+    """The committed run: dopri5 reached the target in 2 of 3 seeds. The summary's per-seed ratios over the
+    seeds where both reached it read 14.8×; under the rule of reports, claims and the leaderboard (the third
+    seed infinitely slow, then the median) it is 6.81×."""
+    import shutil
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "results" / "baselines" / "snode_time_to_target-cpu", out)
+    run_script("snode_time_to_target.py", ["--summary-only", "--out", str(out)], monkeypatch)
+    text = (out / "summary.md").read_text()
+    assert "| direct | 0.0111 | 6.81× (60.1 s / 8.82 s; direct reached in 2 of 3 seeds, snode reached in 3 of 3" \
+        in text, text
+    assert "| adjoint | 0.492 | 122× (59.3 s / 0.488 s; adjoint reached in 2 of 3 seeds" in text, text
+    assert_refused_in_one_line("snode_time_to_target.py", ["--summary-only"], "--summary-only: no records.parquet",
+                               tmp_path, capsys, monkeypatch)
