@@ -53,6 +53,7 @@ from nodebench.config import Param
 from nodebench.errors import UserError
 from nodebench.gq import odeint_adjoint_gq
 from nodebench.registry import Registry
+from nodebench.sde import StepReportingBrownian
 
 #: The typed solver options (:mod:`nodebench.config`).
 SOLVER_PARAMS = {p.name: p for p in (
@@ -213,17 +214,24 @@ class GaussQuadrature(Method):
 
 @dataclass(frozen=True)
 class SDEBackprop(Method):
-    """torchsde ``sdeint`` with an explicit Brownian interval, backprop through the solver."""
+    """torchsde ``sdeint`` with an explicit Brownian interval, backprop through the solver.
+
+    torchsde calls no step callbacks; where the SDE has ``callback_step`` (the harness's counter inside a
+    :class:`~nodebench.sde.StratonovichSDE`), each solver step is reported to it through the Brownian motion
+    (:class:`~nodebench.sde.StepReportingBrownian`), in the forward solve and in an adjoint's backward solve.
+    """
 
     sde: ClassVar[bool] = True
 
-    def _brownian(self, y0, t, entropy: int, dt: float):
+    def _brownian(self, sde, y0, t, entropy: int, dt: float):
         import torchsde
 
         # An explicit Brownian interval over the solve's span avoids torchsde's hidden per-call cost with
         # float32 times (a tiny last step that rebuilds the Brownian tree).
-        return torchsde.BrownianInterval(t0=float(t[0]), t1=float(t[-1]), size=y0.shape, dtype=y0.dtype,
-                                         device=y0.device, entropy=entropy, dt=dt)
+        bm = torchsde.BrownianInterval(t0=float(t[0]), t1=float(t[-1]), size=y0.shape, dtype=y0.dtype,
+                                       device=y0.device, entropy=entropy, dt=dt)
+        callback = getattr(sde, "callback_step", None)
+        return bm if callback is None else StepReportingBrownian(bm, callback)
 
     def _solve_fn(self, params, options, stats):
         import torchsde
@@ -231,7 +239,8 @@ class SDEBackprop(Method):
         dt = options.get("step_size") or SDE_DEFAULT_DT
 
         def solve(sde, y0, t, *, entropy: int):
-            return torchsde.sdeint(sde, y0, t, bm=self._brownian(y0, t, entropy, dt), method=self.solver, dt=dt)
+            return torchsde.sdeint(sde, y0, t, bm=self._brownian(sde, y0, t, entropy, dt), method=self.solver,
+                                   dt=dt)
         return solve
 
 
@@ -247,7 +256,7 @@ class SDEAdjoint(SDEBackprop):
         dt = options.get("step_size") or SDE_DEFAULT_DT
 
         def solve(sde, y0, t, *, entropy: int):
-            return torchsde.sdeint_adjoint(sde, y0, t, bm=self._brownian(y0, t, entropy, dt), method=self.solver,
+            return torchsde.sdeint_adjoint(sde, y0, t, bm=self._brownian(sde, y0, t, entropy, dt), method=self.solver,
                                            dt=dt, adjoint_params=params, adjoint_method=f"adjoint_{self.solver}")
         return solve
 

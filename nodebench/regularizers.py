@@ -182,7 +182,8 @@ class Regularizer:
 class RegularizedSolve:
     """Calls the wrapped ``solve(func, y0, t)`` on the augmented state and returns the z-part; the
     penalty λ·mean_batch r(t1) of every call since :meth:`reset` is in :attr:`penalty`, and the sum of
-    their R in :attr:`value` (NaN when a forward solve never evaluated the cost: ``adjoint_only``)."""
+    their R in :attr:`value` (NaN when a forward solve never evaluated the cost: ``adjoint_only``).
+    :meth:`regularized` adds the penalty to a task loss and keeps that task loss in :attr:`task_loss`."""
 
     def __init__(self, solve: Callable, regularizer: Regularizer):
         self.solve, self.regularizer = solve, regularizer
@@ -193,6 +194,14 @@ class RegularizedSolve:
     def reset(self) -> None:
         self.penalty: torch.Tensor | float = 0.0
         self.value: float = 0.0
+        self.task_loss: torch.Tensor | float = math.nan
+
+    def regularized(self, task_loss: torch.Tensor) -> torch.Tensor:
+        """``task_loss`` (computed through this solve since :meth:`reset`) plus the penalty; ``task_loss`` is
+        kept, detached, in :attr:`task_loss`: the quality without the penalty, for comparisons at matched
+        accuracy."""
+        self.task_loss = task_loss.detach()
+        return task_loss + self.penalty
 
     def __call__(self, func, y0, t, **kwargs):
         z0 = y0[0] if isinstance(y0, tuple) else y0

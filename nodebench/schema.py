@@ -60,6 +60,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("peak_mem_forward_bytes", "float", "peak memory the forward pass adds [bytes]"),
     Column("peak_mem_bytes", "float", "peak memory a step adds [bytes]"),
     Column("peak_reserved_bytes", "float", "peak memory reserved by the CUDA allocator [bytes]"),
+    Column("alloc_peak_forward_bytes", "float", "peak tensor bytes the forward pass allocates, from an untimed "
+           "pass after the warm-up (CPU: profiler allocation events; CUDA: allocator) [bytes]"),
+    Column("alloc_peak_bytes", "float", "the same for forward + backward, up to the end of backward [bytes]"),
+    Column("alloc_peak_optimizer_bytes", "float", "the same for the optimiser step alone [bytes]"),
     Column("mem_source", "str", "how memory was measured (cuda allocator, CPU high-water mark)"),
     Column("nfe_forward", "int", "field evaluations in forward passes, summed"),
     Column("nfe_backward", "int", "field evaluations in backward passes (adjoint solves), summed"),
@@ -70,6 +74,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("accepted_forward", "int", "accepted adaptive steps in forward passes"),
     Column("accepted_backward", "int", "accepted adaptive steps in backward passes"),
     Column("final_loss", "float", "training loss of the last iteration"),
+    Column("final_task_loss", "float", "task loss of the last iteration, without a regulariser's λ·R"),
     # environment
     Column("git_sha", "str", "commit of the code that ran"),
     Column("python_version", "str", "Python version"),

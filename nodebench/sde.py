@@ -156,11 +156,13 @@ class WongZakaiField(ForwardsCallbacks):
         return f + g * self.noise(t)
 
 
-class StratonovichSDE(nn.Module):
+class StratonovichSDE(ForwardsCallbacks):
     """torchsde's view of a drift–diffusion field: dZ = f dt + g ∘ dW, diagonal noise, Stratonovich.
 
     ``f_and_g`` makes one field call (what reversible Heun and its adjoint use); ``f`` and ``g`` also make
-    one call each. The field is a registered submodule, so ``parameters()`` are its parameters.
+    one call each. The field is a registered submodule, so ``parameters()`` are its parameters. The step
+    callbacks are forwarded to the field, so a counting wrapper inside hears the steps that a
+    :class:`StepReportingBrownian` reports.
     """
 
     noise_type = "diagonal"
@@ -181,6 +183,37 @@ class StratonovichSDE(nn.Module):
 
     def forward(self, t, y):
         return self.f_and_g(t, y)
+
+
+class StepReportingBrownian:
+    """A torchsde Brownian motion ``bm`` that reports every increment W(tb) − W(ta) it is asked for as a
+    solver step, ``callback_step(ta, None, tb − ta)`` (torchdiffeq's signature; the state is unknown here).
+
+    torchsde calls no step callbacks, but each step of its fixed-step solvers draws exactly one increment
+    over the step (reversible Heun and its adjoint included, the adjoint through torchsde's
+    ``ReverseBrownian`` around this object), so the reports count the steps of the forward solve and of the
+    adjoint's backward solve. A point value W(ta) (``tb`` is ``None``) is no step. ``shape``, ``dtype``,
+    ``device`` and ``levy_area_approximation`` are ``bm``'s.
+    """
+
+    def __init__(self, bm, callback_step):
+        self.bm, self.callback_step = bm, callback_step
+
+    def __call__(self, ta, tb=None, return_U=False, return_A=False):
+        if tb is not None:
+            self.callback_step(ta, None, tb - ta)
+        return self.bm(ta, tb, return_U=return_U, return_A=return_A)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(bm={self.bm!r})"
+
+    def size(self):
+        return self.bm.shape
+
+    shape = property(lambda self: self.bm.shape)
+    dtype = property(lambda self: self.bm.dtype)
+    device = property(lambda self: self.bm.device)
+    levy_area_approximation = property(lambda self: self.bm.levy_area_approximation)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,5 +239,5 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) ->
     return -0.5 * ((x - mean) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)
 
 
-__all__ = ["DriftDiffusion", "KarhunenLoeveNoise", "StratonovichSDE", "WongZakaiField",
+__all__ = ["DriftDiffusion", "KarhunenLoeveNoise", "StepReportingBrownian", "StratonovichSDE", "WongZakaiField",
            "fit_gaussian", "gaussian_kl", "gaussian_log_prob", "kl_brownian_variance"]

@@ -4,18 +4,29 @@ One iteration of a solver-based method is: forward (the task's loss through the 
 optimiser step (:class:`GradientStep`). One iteration of SNODE is a coordinate-descent round
 (:class:`~nodebench.snode.coordinate_descent.CoordinateDescent`): its coefficient block is measured as
 the forward phase, its weight block as the backward phase. For every iteration the harness records, with
-the device synchronised at each boundary:
+the device synchronised before the step and at its end:
 
-- the step's wall time (and CUDA-event time), its process CPU time, the forward part's wall time;
-- peak memory of the forward phase and of forward + backward, both above the memory held before the
-  step (one reset per step; the forward reading is taken when forward ends);
+- the step's wall time (and CUDA-event time), its process CPU time, the forward part's wall time (its
+  CUDA-event time on CUDA, where the step synchronises once, at its end);
+- peak memory of the forward phase (CPU; read when forward ends) and of the whole step, both above the
+  memory held before the step (one reset per step; CPU: the resident-set mark, CUDA: allocated bytes);
 - NFE forward and backward, attempted and accepted solver steps, from :class:`CountingField` (a
-  fixed-step solver accepts every step it makes).
+  fixed-step solver accepts every step it makes; torchsde's solvers report their steps through the
+  Brownian motion, :class:`~nodebench.sde.StepReportingBrownian`);
+- the loss, and the task loss without a regulariser's penalty λ·R (``task_loss``, the loss itself when no
+  regulariser is active), so that qualities are compared at matched accuracy, not at matched penalised loss.
 
-Warm-up iterations run forward and backward but no optimiser step, so they leave the parameters and the
-optimiser state untouched; their time is reported apart. Evaluation runs after training, untimed, and so
-does the optional per-iteration monitor (``monitor_every``): a method-independent training quality, e.g.
-the simulation MSE on the training trajectories, that time-to-target figures are read from.
+Warm-up iterations run forward, backward and an optimiser step that is then undone (parameters copied
+back, Adam's moments and step count zeroed in place), so the optimiser's state is allocated before the
+first timed step while parameters and optimiser state stay as they were; their time is reported apart.
+After the warm-up, untimed passes of their own measure the allocated-bytes peak
+(:class:`~nodebench.harness.memory.AllocatedPeak`) of the forward alone, of forward + backward up to the
+end of ``loss.backward()`` and of the optimiser step (``alloc_peak_*``; solver-based methods only), then
+set back everything they touched (parameters, optimiser state, the model's buffers, random generators,
+the problem's batch order), so the training that follows is the same as without them. Evaluation runs
+after training, untimed, and so does the optional per-iteration monitor (``monitor_every``): a
+method-independent training quality, e.g. the simulation MSE on the training trajectories, that
+time-to-target figures are read from.
 Training stops after ``iters`` iterations or once the summed step time passes ``budget_s``. A non-finite
 loss, a non-finite metric, or a solve (training or evaluation) that exceeds its step limit or whose step
 size underflows stops it with status ``diverged``; so does an evaluation that runs longer than
@@ -36,6 +47,7 @@ import torch
 from torch import nn
 
 from nodebench.harness import StepMeter, count_nfe
+from nodebench.harness.memory import AllocatedPeak
 from nodebench.methods import Method
 from nodebench.regularizers import RegularizedSolve, Regularizer
 from nodebench.snode.coordinate_descent import CoordinateDescent
@@ -61,6 +73,9 @@ class TrainResult:
     peak_mem_forward_bytes: int = 0
     peak_mem_bytes: int = 0
     peak_reserved_bytes: int | None = None
+    alloc_peak_forward_bytes: int | None = None
+    alloc_peak_bytes: int | None = None
+    alloc_peak_optimizer_bytes: int | None = None
     mem_source: str = ""
     event_s: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -89,6 +104,9 @@ class TrainResult:
             "peak_mem_forward_bytes": self.peak_mem_forward_bytes,
             "peak_mem_bytes": self.peak_mem_bytes,
             "peak_reserved_bytes": self.peak_reserved_bytes,
+            "alloc_peak_forward_bytes": self.alloc_peak_forward_bytes,
+            "alloc_peak_bytes": self.alloc_peak_bytes,
+            "alloc_peak_optimizer_bytes": self.alloc_peak_optimizer_bytes,
             "mem_source": self.mem_source,
             "nfe_forward": sum(c["nfe_forward"]),
             "nfe_backward": sum(c["nfe_backward"]),
@@ -99,23 +117,24 @@ class TrainResult:
             "accepted_forward": sum(c["accepted_forward"]),
             "accepted_backward": sum(c["accepted_backward"]),
             "final_loss": c["loss"][-1] if steps else math.nan,
+            "final_task_loss": c["task_loss"][-1] if steps else math.nan,
         }
 
 
-CURVE_COLUMNS = ("iteration", "elapsed_s", "time_s", "cpu_s", "forward_s", "loss", "regularizer", "monitor",
-                 "nfe_forward", "nfe_backward", "steps_forward", "steps_backward", "accepted_forward",
+CURVE_COLUMNS = ("iteration", "elapsed_s", "time_s", "cpu_s", "forward_s", "loss", "task_loss", "regularizer",
+                 "monitor", "nfe_forward", "nfe_backward", "steps_forward", "steps_backward", "accepted_forward",
                  "accepted_backward")
 
 
 class GradientStep:
     """One iteration of a solver-based method: the task loss through ``solve``, backward, an Adam step.
 
-    Warm-up passes run forward and backward without the optimiser step, leaving parameters and optimiser
-    state untouched.
+    Warm-up passes run forward, backward and an undone optimiser step (:meth:`_undone_step`), leaving
+    parameters and optimiser state as they were.
     """
 
     def __init__(self, problem: Problem, solve, params: list[torch.Tensor]):
-        self.problem, self.solve = problem, solve
+        self.problem, self.solve, self.params = problem, solve, params
         self.optimizer = torch.optim.Adam(params, lr=problem.lr, weight_decay=problem.weight_decay)
 
     @property
@@ -126,7 +145,38 @@ class GradientStep:
     def warmup(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         _loss(self.problem, self.solve).backward()
+        self._undone_step()  # the gradients stay allocated, as after a timed step
+
+    def measure_memory(self, device: torch.device) -> tuple[int, int, int]:
+        """Allocated-bytes peaks of the forward alone, of forward + backward (up to the end of
+        ``loss.backward()``) and of the optimiser step, each above what was held when it began, from untimed
+        passes that leave parameters and optimiser state as they were (their random draws and the problem's
+        batch order are the caller's to set back). Forward + backward starts without gradients, so its peak
+        includes their bytes; the gradients stay allocated after it, as after a timed step."""
         self.optimizer.zero_grad(set_to_none=True)
+        with AllocatedPeak(device) as forward:
+            _loss(self.problem, self.solve)
+        with AllocatedPeak(device) as both:
+            _loss(self.problem, self.solve).backward()
+        if not self.optimizer.state:  # no warm-up: a first step allocates Adam's state, not what a step adds
+            self._undone_step()
+        optimizer = AllocatedPeak(device)
+        self._undone_step(optimizer)
+        return forward.bytes, both.bytes, optimizer.bytes
+
+    def _undone_step(self, meter=contextlib.nullcontext()) -> None:
+        """``optimizer.step()`` (within ``meter``), then undone: the parameters copied back and Adam's state
+        zeroed in place, which is a fresh Adam's state (zero moments, step 0) with its tensors already
+        allocated, so the first timed step does not allocate them (warm-up absorbs lazy initialisation)."""
+        saved = [p.detach().clone() for p in self.params]
+        with meter:
+            self.optimizer.step()
+        with torch.no_grad():
+            for param, value in zip(self.params, saved):
+                param.copy_(value)
+            for state in self.optimizer.state.values():
+                for value in state.values():
+                    value.zero_()
 
     def step(self, boundary: Callable[[], None]) -> torch.Tensor:
         """Forward, ``boundary()``, backward, optimiser step; returns the loss."""
@@ -153,12 +203,13 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         method: the gradient strategy.
         device: where the problem lives.
         iters: iteration limit; ``budget_s``: limit on summed step time. At least one must be given.
-        warmup: untimed forward+backward passes without optimiser steps.
+        warmup: untimed forward+backward passes, each with an optimiser step that is undone.
         solver_options: ``rtol``, ``atol``, ``step_size``... passed to :meth:`Method.make_solve`.
         on_iteration: called with ``(iteration, loss)`` after each timed iteration (progress reporting).
         regularizer: a running-cost regulariser (:mod:`nodebench.regularizers`); the loss is the task's plus
-            its penalty, and the curves' ``regularizer`` column is R (mean over the batch of r(t1); NaN where
-            the forward pass never evaluates it: ``adjoint_only`` under an adjoint method).
+            its penalty, the curves' ``task_loss`` column the task's alone, and their ``regularizer`` column R
+            (mean over the batch of r(t1); NaN where the forward pass never evaluates it: ``adjoint_only``
+            under an adjoint method).
         spectral: SNODE's settings, for the ``snode`` method (default :class:`SnodeOptions`).
         monitor_every: every this many iterations (and after the first), record the problem's
             method-independent training quality :meth:`Problem.monitor` in the curves' ``monitor``
@@ -186,16 +237,21 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     for _ in range(warmup):
         stepper.warmup()
     result.warmup_s = meter.stop().wall_s
+    if isinstance(stepper, GradientStep):
+        with _set_back(problem, stepper.solve, device):
+            result.alloc_peak_forward_bytes, result.alloc_peak_bytes, result.alloc_peak_optimizer_bytes = \
+                stepper.measure_memory(device)
+    if device.type == "cuda":  # the timed steps read no forward peak on CUDA (StepMeter)
+        result.peak_mem_forward_bytes = result.alloc_peak_forward_bytes
 
     elapsed, event_total = 0.0, 0.0
     iteration = 0
-    forward = {}
     nfe, steps = counter.nfe, counter.steps  # zeroed in place by every reset
     accepted = counter.accepted if method.adaptive else steps  # on a fixed grid every attempted step is accepted
     regularized = regularizer is not None and not method.spectral  # SNODE's steps take no regulariser
 
     def boundary() -> None:
-        forward["s"], forward["peak"] = meter.lap()
+        meter.lap()
         counter.phase = "backward"
 
     # Between two steps the harness runs cold: a step evicts the caches, and every object touched next
@@ -215,13 +271,15 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         iteration += 1
         elapsed += step.wall_s
         loss_value = float(loss.detach())
+        task_loss = float(stepper.solve.task_loss) if regularized else loss_value  # the loss without λ·R
         counts = (nfe["forward"], nfe["backward"], steps["forward"], steps["backward"], accepted["forward"],
                   accepted["backward"])  # before the monitor, whose evaluations are not training's
-        result.rows.append((iteration, elapsed, step.wall_s, step.cpu_s, forward["s"], loss_value,
+        result.rows.append((iteration, elapsed, step.wall_s, step.cpu_s, step.forward_s, loss_value, task_loss,
                             stepper.regularizer_value if regularized else math.nan,
                             _monitor(problem, iteration, monitor_every) if monitor_every else math.nan, *counts))
-        if forward["peak"] > result.peak_mem_forward_bytes:
-            result.peak_mem_forward_bytes = forward["peak"]
+        forward_peak = step.forward_peak_bytes
+        if forward_peak is not None and forward_peak > result.peak_mem_forward_bytes:
+            result.peak_mem_forward_bytes = forward_peak
         if step.peak_bytes > result.peak_mem_bytes:
             result.peak_mem_bytes = step.peak_bytes
         if step.reserved_bytes is not None:
@@ -306,6 +364,46 @@ def _diverged(err: Exception, result: TrainResult, when: str) -> Exception:
     return diverged
 
 
+@contextlib.contextmanager
+def _set_back(problem: Problem, solve, device: torch.device):
+    """On leaving the block, the global random generators (CPU, and ``device`` on CUDA), every
+    ``torch.Generator`` held by ``problem`` or ``solve`` (in their attributes, or their attributes', a few
+    levels deep), the buffers of ``problem.model`` (BatchNorm's running statistics) and the attributes of
+    ``problem`` (a batch cursor and order) are as they were on entering it."""
+    generators = [(generator, generator.get_state()) for generator in _generators([problem, solve])]
+    buffers = [(buffer, buffer.clone()) for buffer in problem.model.buffers()]
+    attributes = dict(vars(problem))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        yield
+    for generator, state in generators:
+        generator.set_state(state)
+    with torch.no_grad():
+        for buffer, value in buffers:
+            buffer.copy_(value)
+    vars(problem).update(attributes)
+
+
+def _generators(objects: list, depth: int = 4) -> list[torch.Generator]:
+    """The ``torch.Generator`` objects among ``objects``, their attributes and containers' items, ``depth`` deep."""
+    found, seen = [], set()
+    for _ in range(depth):
+        inner = []
+        for obj in objects:
+            if id(obj) in seen or isinstance(obj, (torch.Tensor, str, bytes, int, float)):
+                continue
+            seen.add(id(obj))
+            if isinstance(obj, torch.Generator):
+                found.append(obj)
+            elif isinstance(obj, dict):
+                inner += obj.values()
+            elif isinstance(obj, (list, tuple)):
+                inner += obj
+            elif hasattr(obj, "__dict__"):
+                inner += vars(obj).values()
+        objects = inner
+    return found
+
+
 def _monitor(problem: Problem, iteration: int, every: int) -> float:
     """``problem.monitor()`` on the first and every ``every``-th iteration (``every`` ≥ 1), NaN otherwise."""
     if iteration != 1 and iteration % every:
@@ -315,8 +413,9 @@ def _monitor(problem: Problem, iteration: int, every: int) -> float:
 
 
 def _loss(problem: Problem, solve) -> torch.Tensor:
-    """The task loss through ``solve``, plus a regularised solve's penalty."""
+    """The task loss through ``solve``, plus a regularised solve's penalty (the task loss alone is then kept
+    in ``solve.task_loss``)."""
     if isinstance(solve, RegularizedSolve):
         solve.reset()
-        return problem.loss(solve) + solve.penalty
+        return solve.regularized(problem.loss(solve))
     return problem.loss(solve)

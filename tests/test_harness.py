@@ -107,11 +107,11 @@ def test_stopwatch_lap_and_stop_on_cpu():
     clock = Stopwatch("cpu")
     clock.start()
     time.sleep(0.02)
-    lap = clock.lap()
+    clock.lap()
     time.sleep(0.02)
     wall, event = clock.stop()
     assert event is None
-    assert 0.02 <= lap < wall
+    assert 0.02 <= clock.lap_s < wall
     assert 0.04 <= wall < 0.04 + 0.05
 
 
@@ -164,6 +164,19 @@ def test_peak_memory_meter_phases():
     assert abs(meter.peak_bytes() - 150e6) <= 0.05 * 150e6
     meter.reset()  # the same meter, a new phase: the freed 150 MB peak is gone
     assert meter.peak_bytes() < 5e6
+
+
+def test_allocated_peak_sees_allocations_in_pages_the_allocator_kept():
+    from nodebench.harness.memory import AllocatedPeak
+
+    meter = _cpu_meter_or_skip()
+    _allocate(100_000_000)()  # the pages may stay mapped, and then a resident-set mark cannot see a reuse
+    meter.reset()
+    with AllocatedPeak("cpu") as allocated:
+        _allocate(100_000_000)()
+        held = torch.ones(1_000_000)  # 4 MB still held at the end does not lower the peak
+    assert abs(allocated.bytes - 100e6) <= 0.01 * 100e6, allocated.bytes
+    del held
 
 
 # ---------------------------------------------------------------------------------------------- NFE
@@ -291,11 +304,12 @@ def test_step_meter_readings_on_cpu():
     meter = StepMeter("cpu")
     meter.start()
     held = torch.ones(25_000_000)  # 100 MB, alive across both readings
-    forward_s, forward_peak = meter.lap()
+    meter.lap()
     busy_until = time.process_time() + 0.05
     while time.process_time() < busy_until:  # CPU work, not a sleep: it shows in the CPU time
         pass
     reading = meter.stop()
+    forward_s, forward_peak = reading.forward_s, reading.forward_peak_bytes
     assert abs(forward_peak - 100e6) <= 0.05 * 100e6 and abs(reading.peak_bytes - 100e6) <= 0.05 * 100e6
     assert 0 < forward_s < reading.wall_s and reading.wall_s >= 0.05
     assert 0.045 <= reading.cpu_s <= reading.wall_s * torch.get_num_threads() + 0.01  # all threads' CPU time
@@ -314,6 +328,60 @@ def test_environment_metadata():
 
 
 # --------------------------------------------------------------------------------------------- CUDA
+
+
+def test_cuda_step_meter_synchronises_once_inside_the_clock_on_the_case_device_stream(monkeypatch):
+    """torch.cuda replaced by recorders (no GPU needed): the calls between the clock's two readings."""
+    import nodebench.harness.timing as timing
+
+    log = []
+    streams = {}
+
+    class Stream:
+        def __init__(self, device):
+            self.device = device
+
+    def current_stream(device=None):
+        return streams.setdefault(str(device), Stream(str(device)))
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            self.stream = None
+
+        def record(self, stream=None):
+            self.stream = stream
+            log.append(("record", stream.device if stream is not None else "current device"))
+
+        def elapsed_time(self, other):
+            return 2.0 if other is not None else 0.0
+
+    def recorder(name, value=0):
+        return lambda device=None: (log.append((name, str(device))), value)[1]
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", current_stream)
+    for name in ("synchronize", "reset_peak_memory_stats", "memory_allocated", "memory_reserved",
+                 "max_memory_allocated", "max_memory_reserved"):
+        monkeypatch.setattr(torch.cuda, name, recorder(name))
+    real_clock = time.perf_counter
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: (log.append(("clock", "")), real_clock())[1])
+
+    meter = StepMeter("cuda:1")
+    for _ in range(2):
+        log.clear()
+        meter.start()
+        log.append(("forward", ""))
+        meter.lap()
+        log.append(("backward", ""))
+        reading = meter.stop()
+        clocks = [i for i, call in enumerate(log) if call[0] == "clock"]
+        inside = log[clocks[0] + 1:clocks[-1]]  # from the clock's start to its stop
+        assert [call for call in inside if call[0] == "synchronize"] == [("synchronize", "cuda:1")]
+        assert inside[-1] == ("synchronize", "cuda:1")  # the one synchronisation ends the step
+        assert not [call for call in inside if "memory" in call[0]]  # memory is read outside the clock
+        assert ("record", "cuda:1") in inside and ("record", "current device") not in log
+        assert [call for call in log if call[0] == "record"] == [("record", "cuda:1")] * 3  # start, lap, stop
+        assert reading.event_s == reading.forward_s == 0.002 and reading.forward_peak_bytes is None
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

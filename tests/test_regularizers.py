@@ -109,6 +109,19 @@ def test_training_adds_the_penalty_and_records_it(linear_problem):
     assert reg.curves["loss"][0] == pytest.approx(plain.curves["loss"][0] + 10.0 * reg.curves["regularizer"][0])
 
 
+def test_the_task_loss_is_recorded_without_the_penalty(linear_problem):
+    plain = train(linear_problem(lr=0.05, dtype=F64, a0=0.5), get_method("rk4"), device=torch.device("cpu"), iters=3)
+    reg = train(linear_problem(lr=0.05, dtype=F64, a0=0.5), get_method("rk4"), device=torch.device("cpu"), iters=3,
+                regularizer=Regularizer("speed", order=2, lam=10.0))
+    c = reg.curves
+    assert c["task_loss"][0] == plain.curves["loss"][0]  # same parameters at iteration 1: the same task loss
+    for loss, task_loss, r in zip(c["loss"], c["task_loss"], c["regularizer"]):
+        assert task_loss == pytest.approx(loss - 10.0 * r, rel=1e-12) and task_loss < loss
+    assert reg.summary()["final_task_loss"] == c["task_loss"][-1] < reg.summary()["final_loss"]
+    assert plain.curves["task_loss"] == plain.curves["loss"]  # no regulariser: the loss is the task loss
+    assert plain.summary()["final_task_loss"] == plain.summary()["final_loss"]
+
+
 def test_hyperparameters_and_validation():
     assert regularizer_from_hparams({}) is None and regularizer_from_hparams({"reg": "none"}) is None
     assert regularizer_from_hparams({"reg": "speed", "reg_lambda": 0.0}) is None  # λ = 0: the baseline

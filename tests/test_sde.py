@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from nodebench.methods import get_method
 from nodebench.sde import (
     DriftDiffusion,
     KarhunenLoeveNoise,
+    StepReportingBrownian,
     StratonovichSDE,
     WongZakaiField,
     fit_gaussian,
@@ -327,3 +329,49 @@ def test_ou_trains_with_each_method(method):
     assert all(n > 0 for n in c["nfe_backward"]) == (m.family == "OD")
     if not m.sde:  # torchdiffeq's step callbacks reach the counter through the Wong–Zakai wrapper
         assert all(s > 0 for s in c["steps_forward"]) and all(s > 0 for s in c["steps_backward"])
+
+
+def test_step_reporting_brownian_reports_each_increment_and_changes_no_path():
+    y0 = torch.ones(3, 1, dtype=torch.float64)
+    t = torch.linspace(0, 1, 5, dtype=torch.float64)
+    sde = StratonovichSDE(count_nfe(linear_sde(-0.5, 0.3, multiplicative=True), adaptive=False))
+
+    def brownian():
+        return torchsde.BrownianInterval(0.0, 1.0, size=y0.shape, dtype=torch.float64, entropy=3, dt=0.125)
+
+    bm = StepReportingBrownian(brownian(), sde.callback_step)
+    assert (bm.shape, bm.dtype, bm.levy_area_approximation) == (y0.shape, torch.float64, "none")
+    ys = torchsde.sdeint(sde, y0, t, bm=bm, method="reversible_heun", dt=0.125)
+    assert sde.field.steps["forward"] == 8  # 1 / 0.125 steps, one increment each
+    assert torch.equal(ys, torchsde.sdeint(sde, y0, t, bm=brownian(), method="reversible_heun", dt=0.125))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchsde: point values are slower than increments
+        bm(torch.tensor(0.5))  # a point value W(t) is no step
+    assert sde.field.steps["forward"] == 8
+
+
+@pytest.mark.parametrize("method", ["sde_direct", "sde_adjoint"])
+def test_sde_methods_record_the_solver_steps(method, monkeypatch):
+    """Steps per phase against an independent count: calls of torchsde's reversible Heun step (the forward
+    solve) and of its adjoint's step (the backward solve) during each training iteration."""
+    from torchsde._core.methods import reversible_heun
+
+    calls = {"forward": 0, "backward": 0}
+    for solver, phase in ((reversible_heun.ReversibleHeun, "forward"),
+                          (reversible_heun.AdjointReversibleHeun, "backward")):
+        def step(self, *args, _step=solver.step, _phase=phase, **kwargs):
+            calls[_phase] += 1
+            return _step(self, *args, **kwargs)
+        monkeypatch.setattr(solver, "step", step)
+    per_iteration = []
+    problem = get_task("ou_sde").build(seed=0, device=CPU, hparams=SMALL)
+    result = train(problem, get_method(method), device=CPU, iters=2, solver_options={"step_size": 0.05},
+                   before_step=lambda: calls.update(forward=0, backward=0),
+                   on_iteration=lambda iteration, loss: per_iteration.append(dict(calls)))
+    c = result.curves
+    assert all(n["forward"] > 0 for n in per_iteration)
+    assert all((n["backward"] > 0) == (method == "sde_adjoint") for n in per_iteration)
+    assert c["steps_forward"] == [n["forward"] for n in per_iteration]
+    assert c["steps_backward"] == [n["backward"] for n in per_iteration]
+    # a fixed-step solver accepts every step it makes
+    assert c["accepted_forward"] == c["steps_forward"] and c["accepted_backward"] == c["steps_backward"]

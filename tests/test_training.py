@@ -12,7 +12,8 @@ import torch
 
 from nodebench.methods import get_method
 from nodebench.tasks import get_task
-from nodebench.training import CURVE_COLUMNS, Diverged, train
+from nodebench.tasks.base import Problem
+from nodebench.training import CURVE_COLUMNS, Diverged, GradientStep, train
 
 CPU = torch.device("cpu")
 
@@ -56,6 +57,7 @@ def test_spiral_rk4_curves_nfe_and_summary():
     assert s["train_wall_s"] == pytest.approx(c["elapsed_s"][-1])
     assert s["time_per_iter_s"] == sorted(c["time_s"])[1]
     assert s["final_loss"] == c["loss"][-1]
+    assert c["task_loss"] == c["loss"] and s["final_task_loss"] == s["final_loss"]  # no regulariser
     assert s["peak_mem_bytes"] >= s["peak_mem_forward_bytes"] >= 0
     assert set(result.metrics) == {"test_mse", "extrap_mse", "train_mse"}
     assert all(math.isfinite(v) and v >= 0 for v in result.metrics.values())
@@ -127,7 +129,7 @@ def test_solver_step_underflow_during_training_is_divergence_other_assertions_ar
 
     def failing_loss(solve):
         calls.append(1)
-        if len(calls) == 3:  # warm-up, iteration 1, then the solver gives up in iteration 2
+        if len(calls) == 5:  # warm-up, the two memory passes, iteration 1, then the solver gives up in iteration 2
             raise AssertionError("underflow in dt 0.0")
         return loss(solve)
     problem.loss = failing_loss
@@ -159,3 +161,95 @@ def test_train_on_cuda_smoke():
     assert result.peak_mem_bytes > 0 and result.peak_reserved_bytes is not None
     assert result.curves["nfe_forward"] == [116, 116]
     assert math.isfinite(result.metrics["test_mse"])
+
+
+class _MlpField(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.BatchNorm1d(32), torch.nn.Tanh(),
+                                       torch.nn.Linear(32, 2))
+
+    def forward(self, t, y):
+        return self.net(y)
+
+
+class _DrawingProblem(Problem):
+    """Mini-batches from its own generator, noise from the global one, a loss that depends on a batch counter,
+    BatchNorm's running statistics: an untimed pass that drew from any of them, updated the statistics or left
+    a step applied would change the training after it."""
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.model = self.field = _MlpField()
+        self.lr = 0.05
+        self.t = torch.linspace(0.0, 1.0, 6)
+        self.y = torch.randn(64, 2)
+        self._generator = torch.Generator().manual_seed(1)
+        self._batches = 0
+
+    def loss(self, solve):
+        self._batches += 1
+        y0 = self.y[torch.randperm(64, generator=self._generator)[:16]] + 0.1 * torch.randn(16, 2)
+        return torch.mean((solve(self.field, y0, self.t)[-1] - 0.01 * self._batches * y0) ** 2)
+
+    def evaluate(self, solve):
+        return {}
+
+
+def _final(problem, **kwargs):
+    result = train(problem, get_method("euler"), device=CPU, iters=3, **kwargs)
+    return result, [value.clone() for value in problem.model.state_dict().values()]  # buffers too
+
+
+def test_memory_passes_and_undone_warmup_steps_leave_the_training_bit_identical(monkeypatch):
+    result, params = _final(_DrawingProblem(), warmup=2)
+    assert result.alloc_peak_bytes > 0
+    with monkeypatch.context() as m:  # the loop as it was: warm-up without optimiser steps, no memory passes
+        m.setattr(GradientStep, "_undone_step", lambda self, meter=None: None)
+        m.setattr(GradientStep, "measure_memory", lambda self, device: (None, None, None))
+        plain, plain_params = _final(_DrawingProblem(), warmup=2)
+    assert plain.alloc_peak_bytes is None
+    assert result.curves["loss"] == plain.curves["loss"]
+    assert all(torch.equal(a, b) for a, b in zip(params, plain_params))
+
+
+def test_the_optimiser_state_exists_before_the_first_timed_step(monkeypatch):
+    seen = []
+    step = GradientStep.step
+
+    def spy(self, boundary):
+        seen.append(sorted(len(state) for state in self.optimizer.state.values()))
+        return step(self, boundary)
+
+    monkeypatch.setattr(GradientStep, "step", spy)
+    problem = _DrawingProblem()
+    _final(problem, warmup=1)
+    n_params = len([p for p in problem.model.parameters() if p.requires_grad])
+    assert seen == [[3] * n_params] * 3  # Adam's step, exp_avg and exp_avg_sq for every parameter, already at step 1
+
+
+def test_allocated_peaks_per_phase_do_not_depend_on_pages_kept_from_an_earlier_run():
+    first = train(spiral(), get_method("euler"), device=CPU, iters=2, warmup=1).summary()
+    second = train(spiral(), get_method("euler"), device=CPU, iters=2, warmup=1).summary()
+    keys = ("alloc_peak_forward_bytes", "alloc_peak_bytes", "alloc_peak_optimizer_bytes")
+    assert [first[k] for k in keys] == [second[k] for k in keys]  # the same work, the same bytes
+    # backprop through Euler keeps the forward's graph until backward, which adds the gradients' bytes
+    assert first["alloc_peak_bytes"] > first["alloc_peak_forward_bytes"] > 0
+    assert first["alloc_peak_optimizer_bytes"] > 0
+
+
+def test_the_first_timed_step_allocates_what_the_later_ones_do(monkeypatch):
+    from nodebench.harness.memory import TensorPeak
+
+    peaks = []
+    step = GradientStep.step
+
+    def measured(self, boundary):
+        with TensorPeak("cpu") as peak:
+            loss = step(self, boundary)
+        peaks.append(peak.bytes)
+        return loss
+
+    monkeypatch.setattr(GradientStep, "step", measured)
+    _final(_DrawingProblem(), warmup=1)
+    assert peaks[0] == peaks[1] == peaks[2] > 0  # no lazy optimiser state, no gradients missing at the start

@@ -15,6 +15,13 @@ bytes of tensor storage a phase allocates, from the allocation and free events o
 c10 allocation with its size, on any device): it does not depend on which pages the kernel maps, so
 identical runs give identical figures (``benchmarks/memory_spread.py``). It slows the phase down (the
 profiler records every operator), so it is for untimed measurements, beside the timed meter.
+
+The resident-set mark also misses what a phase allocates in pages the allocator kept from an earlier
+phase: a step that allocates 400 MiB of tensors can read 0 when the previous step left those pages
+mapped. :class:`AllocatedPeak` is the allocated-bytes peak of a phase on any device ("report allocated
+peak memory per phase"): the CUDA allocator's ``max_memory_allocated`` on CUDA, :class:`TensorPeak` on the
+CPU; the training loop reads it in an untimed pass of its own ("measure memory in loops separate from the
+latency loop").
 """
 
 from __future__ import annotations
@@ -185,6 +192,36 @@ class TensorPeak:
 
     def _on_device(self, device: torch.device) -> bool:
         return device.type == self.device.type and (self.device.index is None or device.index == self.device.index)
+
+
+class AllocatedPeak:
+    """Peak bytes of tensor storage allocated within a ``with`` block above what was held when it began, on
+    ``device``; ``bytes`` after the block. On CUDA the caching allocator's counts (reset, then
+    ``max_memory_allocated`` minus the ``memory_allocated`` at the start, the device synchronised at both
+    ends); elsewhere :class:`TensorPeak`, which slows the block down: untimed use only."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.bytes: int | None = None
+        self._tensors = None if self.device.type == "cuda" else TensorPeak(self.device)
+        self._base = 0
+
+    def __enter__(self) -> "AllocatedPeak":
+        if self._tensors is not None:
+            self._tensors.__enter__()
+            return self
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self._base = torch.cuda.memory_allocated(self.device)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._tensors is not None:
+            self._tensors.__exit__(*exc)
+            self.bytes = self._tensors.bytes
+            return
+        torch.cuda.synchronize(self.device)
+        self.bytes = torch.cuda.max_memory_allocated(self.device) - self._base
 
 
 def _allocations(nodes):

@@ -4,7 +4,7 @@ A step is measured from :meth:`StepMeter.start` to :meth:`StepMeter.stop`, with 
 where its forward part ends. The readings are those of :class:`~nodebench.harness.timing.Stopwatch`
 (synchronised wall time, CUDA-event time, the process's CPU time) and of
 :class:`~nodebench.harness.memory.PeakMemory` (peak memory above the memory held at the start, for the
-whole step and for its forward part).
+whole step and, on the CPU, for its forward part).
 
 On the CPU both come from the same kernel readings: each boundary makes one ``getrusage`` call, whose
 ``ru_utime + ru_stime`` is the process's CPU time and whose ``ru_maxrss`` is the resident-set mark that
@@ -20,7 +20,10 @@ system call or Python frame after it costs several times its price in a tight lo
 and a few Python operations, took 28 µs there, while a ``getrusage`` takes 0.9 µs in a tight loop. So
 the CPU path is inlined here rather than composed from :class:`~nodebench.harness.timing.Stopwatch` and
 :class:`~nodebench.harness.memory.PeakMemory`. On CUDA the meter is those two primitives together, whose
-device synchronisations dominate.
+device synchronisations dominate. Inside a CUDA step's clock there is one synchronisation, at its end
+("synchronise once per step"): the lap records a CUDA event on the case's device's stream and reads no
+memory (memory is measured outside the latency loop), so a CUDA step's forward time is the events' device
+time and its forward peak is not read (``None``); the memory is reset and read outside the clock.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ class StepReading:
     Attributes:
         wall_s: wall time (synchronised on CUDA); event_s: CUDA-event time, None on CPU;
         cpu_s: the process's CPU time, all its threads; peak_bytes: peak memory added by the step;
-        reserved_bytes: the same for CUDA's reserved memory, None on CPU.
+        reserved_bytes: the same for CUDA's reserved memory, None on CPU; forward_s: time from the start
+        to the lap (wall time on CPU, CUDA-event time on CUDA); forward_peak_bytes: peak memory added up
+        to the lap, None where not read (CUDA).
     """
 
     wall_s: float
@@ -51,6 +56,8 @@ class StepReading:
     cpu_s: float
     peak_bytes: int
     reserved_bytes: int | None
+    forward_s: float = 0.0
+    forward_peak_bytes: int | None = None
 
 
 class StepMeter:
@@ -69,8 +76,8 @@ class StepMeter:
             self.source = self._memory.source
         else:
             self.source = "vmhwm"
-        self._t0 = self._cpu0 = 0.0
-        self._base = 0
+        self._t0 = self._cpu0 = self._lap_s = 0.0
+        self._base = self._lap_peak = 0
 
     def start(self) -> None:
         proc = self._proc
@@ -84,20 +91,25 @@ class StepMeter:
         self._base = proc.baseline(usage.ru_maxrss * 1024)
         self._t0 = perf_counter()
 
-    def lap(self) -> tuple[float, int]:
-        """Seconds (synchronised) and peak bytes since :meth:`start`, without stopping."""
+    def lap(self) -> None:
+        """Mark the end of the step's forward part; its readings come with :meth:`stop`'s."""
         if self._proc is None:
-            return self._clock.lap(), self._memory.peak_bytes()
-        wall = perf_counter() - self._t0
+            self._clock.lap()
+            if not self._memory.cuda:  # a CPU without a resettable mark
+                self._lap_peak = self._memory.peak_bytes()
+            return
+        self._lap_s = perf_counter() - self._t0
         mark = getrusage(RUSAGE_SELF).ru_maxrss * 1024 if self._proc.use_rusage else self._proc.vmhwm()
-        return wall, max(0, mark - self._base)
+        self._lap_peak = max(0, mark - self._base)
 
     def stop(self) -> StepReading:
         if self._proc is None:
             wall, event = self._clock.stop()
-            return StepReading(wall, event, self._clock.cpu_s, self._memory.peak_bytes(),
-                               self._memory.peak_reserved_bytes())
+            memory = self._memory
+            return StepReading(wall, event, self._clock.cpu_s, memory.peak_bytes(), memory.peak_reserved_bytes(),
+                               self._clock.lap_s, None if memory.cuda else self._lap_peak)
         wall = perf_counter() - self._t0
         usage = getrusage(RUSAGE_SELF)
         mark = usage.ru_maxrss * 1024 if self._proc.use_rusage else self._proc.vmhwm()
-        return StepReading(wall, None, usage.ru_utime + usage.ru_stime - self._cpu0, max(0, mark - self._base), None)
+        return StepReading(wall, None, usage.ru_utime + usage.ru_stime - self._cpu0, max(0, mark - self._base), None,
+                           self._lap_s, self._lap_peak)
