@@ -112,6 +112,22 @@ def test_memory_growth_is_flagged_from_per_seed_samples_without_curves():
     assert small[small["metric"] == "memory"]["verdict"].tolist() == ["same"] and not regressed(small)
 
 
+def test_allocated_memory_growth_under_the_resident_set_floor_is_flagged():
+    """A step that allocates 1 MiB more (+25 %) stays under the resident-set floor of 4 MiB, but the allocated
+    peak is deterministic: it is gated from 256 KiB. Runs without the column are not compared on it."""
+    def allocating(nbytes):
+        records, curves = _records()
+        return records.assign(alloc_peak_bytes=nbytes), curves
+
+    result = compare(allocating(4 * 2.0**20), allocating(5 * 2.0**20))
+    verdicts = dict(zip(result["metric"], result["verdict"]))
+    assert verdicts["allocated"] == "regression" and verdicts["memory"] == "same" and regressed(result)
+    small = compare(allocating(4 * 2.0**20), allocating(4 * 2.0**20 + 2.0**17))  # +128 KiB: under the floor
+    assert dict(zip(small["metric"], small["verdict"]))["allocated"] == "same"
+    older = compare(_records(), allocating(5 * 2.0**20))
+    assert "allocated" not in set(older["metric"]) and not regressed(older)
+
+
 def test_a_newly_failing_case_is_a_regression_and_new_or_missing_cases_are_listed():
     result = compare(_records(), _records(status="error"))
     assert result[result["metric"] == "status"]["verdict"].tolist() == ["failed"]

@@ -32,6 +32,10 @@ Mann–Whitney U (``scipy.stats.mannwhitneyu``). The samples of a case (a config
   MiB or more: in the nightly A/A run of 2026-12-03 one configuration's seeds spanned 0.5–4.5 MiB on one
   side, and another's three seeds all read 1.1–1.3 MiB higher on one side (p = 0.05, the smallest
   three seeds allow), so growth under 4 MiB is not gated;
+- **allocated**: the allocated-bytes peak of forward + backward of each seed (``alloc_peak_bytes``, from
+  an untimed pass: tensor storage on CPU, the allocator on CUDA), which does not move with the pages an
+  allocator keeps: identical runs give identical figures, so the floor is 256 KiB; threshold 5 %, α = 0.05
+  (three seeds a side to confirm). Runs recorded before the column existed are not compared on it;
 - **final metrics**: one sample per seed; a relative tolerance for errors (``test_mse``, ``test_kl``...:
   10 %) and an absolute one where a ratio means nothing (``test_nll``: 0.05 nats; ``test_accuracy``:
   0.02), α = 0.05.
@@ -81,7 +85,7 @@ class Rule:
     """How one metric is gated.
 
     Attributes:
-        metric: ``time``, ``memory``, ``nfe`` or a metric column (``test_mse``...).
+        metric: ``time``, ``cpu``, ``nfe``, ``memory``, ``allocated`` or a metric column (``test_mse``...).
         label, unit, scale: how values are shown (value × scale, in unit).
         threshold: the change that counts: relative (0.1 = 10 %) or, when ``absolute``, in the metric's units.
         alpha: the rank test's significance level.
@@ -108,6 +112,8 @@ RULES = {rule.metric: rule for rule in (
     Rule("cpu", "CPU time/iter", 0.10, 0.002, unit="ms", scale=1e3),
     Rule("nfe", "NFE/iter", 0.0, 0.0, exact=True),
     Rule("memory", "peak memory", 0.05, 0.05, unit="MiB", scale=2.0**-20, floor=4 * 2.0**20),
+    # allocated bytes (alloc_peak_bytes) do not depend on which pages the allocator keeps: a finer floor
+    Rule("allocated", "allocated peak", 0.05, 0.05, unit="MiB", scale=2.0**-20, floor=2.0**18),
     # the test metrics' tolerances and directions come from the metric registry
     *(Rule(m.name, m.name, m.gate_tolerance, 0.05, absolute=m.absolute, higher_is_better=m.higher_is_better)
       for m in METRICS.values() if m.gate_tolerance is not None),
@@ -199,7 +205,7 @@ def samples(records: pd.DataFrame, curves: pd.DataFrame, metric: str) -> pd.Seri
         else:
             values = None
     else:
-        values = ok.get("peak_mem_bytes" if metric == "memory" else metric)
+        values = ok.get({"memory": "peak_mem_bytes", "allocated": "alloc_peak_bytes"}.get(metric, metric))
     if values is None:
         return pd.Series(dtype=float)
     values = pd.to_numeric(values, errors="coerce").astype(float)
