@@ -25,6 +25,9 @@ SUMMARY_COLUMNS = [
     ("nfe_backward_per_iter", "NFE bwd/iter", "{:.1f}"),
     ("peak_mem_bytes", "peak mem [MiB]", "mib"),
 ]
+#: Shown where a run recorded it (runs before the column existed did not): the allocated-bytes peak of
+#: forward + backward from an untimed pass, which does not depend on the pages an allocator keeps.
+ALLOCATED = ("alloc_peak_bytes", "allocated fwd+bwd [MiB]", "mib")
 
 
 def _fmt(value, style: str) -> str:
@@ -59,17 +62,20 @@ METRICS = ("test_mse", "extrap_mse", "test_nll", "inverse_error", "test_accuracy
 
 def summary_table(records: pd.DataFrame) -> str:
     """Per method (and per value of each hyper-parameter that varies, e.g. ``gq width=500``): medians over
-    successful seeds of time, NFE, memory ("–" where it was not measurable) and the metrics, with their
+    successful seeds of time, NFE, memory ("–" where it was not measurable; the allocated peak where
+    recorded) and the metrics, with their
     interval over seeds when there are two or more (:func:`nodebench.intervals.median_interval`)."""
     metrics = [c for c in METRICS if c in records and records[c].notna().any()]
-    header = ["method", "ok/seeds"] + [label for _, label, _ in SUMMARY_COLUMNS] + metrics
+    columns = SUMMARY_COLUMNS + ([ALLOCATED] if ALLOCATED[0] in records and records[ALLOCATED[0]].notna().any()
+                                 else [])
+    header = ["method", "ok/seeds"] + [label for _, label, _ in columns] + metrics
     rows = []
     records = _by_method_then_hparams(records)
     records = records.assign(peak_mem_bytes=measured_memory(records))  # "–" where not measurable, never 0
     for method, group in records.groupby(config_labels(records), sort=False):
         ok = group[group["status"] == "ok"]
         row = [method, f"{len(ok)}/{len(group)}"]
-        row += [_median_text(ok[col] if col in ok else [], style) for col, _, style in SUMMARY_COLUMNS]
+        row += [_median_text(ok[col] if col in ok else [], style) for col, _, style in columns]
         row += [_median_text(ok[m], "{:.4g}") for m in metrics]
         rows.append(row)
     return markdown_table(header, rows)

@@ -174,3 +174,10 @@ def test_time_to_target_claim_counts_seeds_that_never_reach_the_target():
     assert verdict == HOLDS and "5 s / 1 s = 5×" in text and "direct reached in 2 of 3 seeds" in text
     verdict, text = verdicts(claim, tables=ttt_table([1.0, nan, nan], [nan, nan, 5.0]))["e"]
     assert verdict == NOT_MEASURED and "not reached / not reached" in text
+
+
+def test_the_summary_shows_the_allocated_peak_where_a_run_recorded_it():
+    from nodebench.reporting import summary_table
+    assert "allocated" not in summary_table(RECORDS)  # a run from before the column: no empty column
+    table = summary_table(RECORDS.assign(alloc_peak_bytes=3 * 2**20))
+    assert "allocated fwd+bwd [MiB]" in table and "| 3 |" in table, table
