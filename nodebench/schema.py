@@ -61,7 +61,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("peak_mem_bytes", "float", "peak memory a step adds [bytes]"),
     Column("peak_reserved_bytes", "float", "peak memory reserved by the CUDA allocator [bytes]"),
     Column("alloc_peak_forward_bytes", "float", "peak tensor bytes the forward pass allocates, from an untimed "
-           "pass after the warm-up (CPU: profiler allocation events; CUDA: allocator) [bytes]"),
+           "pass after the timed steps (CPU: profiler allocation events; CUDA: allocator) [bytes]"),
     Column("alloc_peak_bytes", "float", "the same for forward + backward, up to the end of backward [bytes]"),
     Column("alloc_peak_optimizer_bytes", "float", "the same for the optimiser step alone [bytes]"),
     Column("mem_source", "str", "how memory was measured (cuda allocator, CPU high-water mark)"),

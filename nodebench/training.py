@@ -19,11 +19,13 @@ the device synchronised before the step and at its end:
 Warm-up iterations run forward, backward and an optimiser step that is then undone (parameters copied
 back, Adam's moments and step count zeroed in place), so the optimiser's state is allocated before the
 first timed step while parameters and optimiser state stay as they were; their time is reported apart.
-After the warm-up, untimed passes of their own measure the allocated-bytes peak
+After the timed steps, untimed passes of their own measure the allocated-bytes peak
 (:class:`~nodebench.harness.memory.AllocatedPeak`) of the forward alone, of forward + backward up to the
 end of ``loss.backward()`` and of the optimiser step (``alloc_peak_*``; solver-based methods only), then
 set back everything they touched (parameters, optimiser state, the model's buffers, random generators,
-the problem's batch order), so the training that follows is the same as without them. Evaluation runs
+the problem's batch order), so the evaluation that follows is the same as without them (after, not
+before, the timed steps: the profiler's pass leaves the CPU allocator holding pages that later
+allocations reuse, hiding their growth from the resident-set meter). Evaluation runs
 after training, untimed, and so does the optional per-iteration monitor (``monitor_every``): a
 method-independent training quality, e.g. the simulation MSE on the training trajectories, that
 time-to-target figures are read from.
@@ -237,12 +239,6 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     for _ in range(warmup):
         stepper.warmup()
     result.warmup_s = meter.stop().wall_s
-    if isinstance(stepper, GradientStep):
-        with _set_back(problem, stepper.solve, device):
-            result.alloc_peak_forward_bytes, result.alloc_peak_bytes, result.alloc_peak_optimizer_bytes = \
-                stepper.measure_memory(device)
-    if device.type == "cuda":  # the timed steps read no forward peak on CUDA (StepMeter)
-        result.peak_mem_forward_bytes = result.alloc_peak_forward_bytes
 
     elapsed, event_total = 0.0, 0.0
     iteration = 0
@@ -294,6 +290,14 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         if on_iteration is not None:
             on_iteration(iteration, loss_value)
 
+    # after the timed steps: the profiler's pass leaves the CPU allocator holding pages that later
+    # allocations reuse, which would hide the timed steps' growth from the resident-set meter
+    if isinstance(stepper, GradientStep):
+        with _set_back(problem, stepper.solve, device):
+            result.alloc_peak_forward_bytes, result.alloc_peak_bytes, result.alloc_peak_optimizer_bytes = \
+                stepper.measure_memory(device)
+    if device.type == "cuda":  # the timed steps read no forward peak on CUDA (StepMeter)
+        result.peak_mem_forward_bytes = result.alloc_peak_forward_bytes
     problem.model.eval()
     counter.phase = "forward"
     limit = evaluation_limit_s(elapsed + result.warmup_s)
