@@ -153,8 +153,7 @@ def test_a_planted_20_percent_slowdown_in_a_second_commit_fails_the_gate_naming_
     assert "exact" in nfe[0] and "p = " not in nfe[0]  # NFE is gated exactly: no interval, no test
     baseline_sha = subprocess.run(["git", "rev-parse", "HEAD~1"], cwd=clone, capture_output=True, text=True).stdout
     current_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout
-    assert all(f"baseline `{baseline_sha[:12]}` (" in line and f"→ current `{current_sha[:12]}` (current code)" in line
-               for line in findings)
+    assert all(f"baseline {baseline_sha[:12]} → current {current_sha[:12]}" in line for line in findings)
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity call on this OS")
