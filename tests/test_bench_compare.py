@@ -269,6 +269,19 @@ def test_nfe_per_seed_values_are_gated_exactly_without_curves():
         rules_with({"nfe": 0.05})
 
 
+def test_test_nfe_is_gated_exactly_per_seed():
+    """The evaluation's NFE is as deterministic as training's: one more evaluation on one seed is a regression
+    (a 1 % change that no threshold-and-test rule would flag), fewer an improvement."""
+    base, _ = _records()
+    base = base.assign(test_nfe=[100.0, 104.0, 98.0])
+    for values, verdict in (([100.0, 105.0, 98.0], "regression"), ([100.0, 104.0, 96.0], "improved"),
+                            ([100.0, 104.0, 98.0], "same")):
+        [row] = compare((base, pd.DataFrame()), (base.assign(test_nfe=values), pd.DataFrame())).query(
+            "metric == 'test_nfe'").itertuples()
+        assert row.verdict == verdict, (values, row)
+    assert "test_nfe" not in set(compare(_records(), _records())["metric"])  # not recorded: not compared
+
+
 def _on(records: pd.DataFrame, device="cpu", hostname="laptop", cpu_model="EPYC") -> pd.DataFrame:
     return records.assign(device=device, hostname=hostname, cpu_model=cpu_model, gpu_model="")
 

@@ -27,6 +27,8 @@ Mann–Whitney U (``scipy.stats.mannwhitneyu``). The samples of a case (a config
 - **NFE**: forward + backward evaluations of every step (curves; per seed, the records' means per
   iteration, where either run has no curves), compared exactly (above), so an A/A comparison gives
   exactly 1.00;
+- **test NFE** (``test_nfe``, the evaluations of a test solve at the training tolerance): one value per seed,
+  compared exactly as NFE;
 - **memory**: the peak memory of each seed (one sample per seed), threshold 5 % and at least 4 MiB,
   α = 0.05. On CPU the figure is a resident-set peak, which the allocator's arenas move in steps of a
   MiB or more: in the nightly A/A run of 2026-12-03 one configuration's seeds spanned 0.5–4.5 MiB on one
@@ -111,6 +113,7 @@ RULES = {rule.metric: rule for rule in (
     Rule("time", "time/iter", 0.10, 0.002, unit="ms", scale=1e3),
     Rule("cpu", "CPU time/iter", 0.10, 0.002, unit="ms", scale=1e3),
     Rule("nfe", "NFE/iter", 0.0, 0.0, exact=True),
+    Rule("test_nfe", "test NFE", 0.0, 0.0, exact=True),  # the evaluation's solve: as deterministic
     Rule("memory", "peak memory", 0.05, 0.05, unit="MiB", scale=2.0**-20, floor=4 * 2.0**20),
     # allocated bytes (alloc_peak_bytes) do not depend on which pages the allocator keeps: a finer floor
     Rule("allocated", "allocated peak", 0.05, 0.05, unit="MiB", scale=2.0**-20, floor=2.0**18),
