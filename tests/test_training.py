@@ -176,7 +176,7 @@ class _MlpField(torch.nn.Module):
 class _DrawingProblem(Problem):
     """Mini-batches from its own generator, noise from the global one, a loss that depends on a batch counter,
     BatchNorm's running statistics: an untimed pass that drew from any of them, updated the statistics or left
-    a step applied would change the training after it."""
+    a step applied would change what comes after it (the evaluation reads all of them)."""
 
     def __init__(self):
         torch.manual_seed(0)
@@ -193,7 +193,8 @@ class _DrawingProblem(Problem):
         return torch.mean((solve(self.field, y0, self.t)[-1] - 0.01 * self._batches * y0) ** 2)
 
     def evaluate(self, solve):
-        return {}
+        with torch.no_grad():
+            return {"test_mse": float(self.loss(solve))}
 
 
 def _final(problem, **kwargs):
@@ -201,7 +202,7 @@ def _final(problem, **kwargs):
     return result, [value.clone() for value in problem.model.state_dict().values()]  # buffers too
 
 
-def test_memory_passes_and_undone_warmup_steps_leave_the_training_bit_identical(monkeypatch):
+def test_memory_passes_and_undone_warmup_steps_leave_training_and_evaluation_bit_identical(monkeypatch):
     result, params = _final(_DrawingProblem(), warmup=2)
     assert result.alloc_peak_bytes > 0
     with monkeypatch.context() as m:  # the loop as it was: warm-up without optimiser steps, no memory passes
@@ -210,6 +211,7 @@ def test_memory_passes_and_undone_warmup_steps_leave_the_training_bit_identical(
         plain, plain_params = _final(_DrawingProblem(), warmup=2)
     assert plain.alloc_peak_bytes is None
     assert result.curves["loss"] == plain.curves["loss"]
+    assert result.metrics == plain.metrics  # the passes run between the timed steps and the evaluation
     assert all(torch.equal(a, b) for a, b in zip(params, plain_params))
 
 
