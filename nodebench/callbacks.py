@@ -4,11 +4,16 @@ torchdiffeq calls ``callback_step``, ``callback_accept_step`` and ``callback_rej
 ``_adjoint`` variants in ``odeint_adjoint``'s backward solve) as attributes of the vector field. A module
 that wraps a field — a regulariser's augmented state, the Wong–Zakai ODE, the harness's evaluation
 counter — must forward them to the field it wraps, so that whoever listens inside still hears every step.
+The evaluation counter is found through such wrappers (:func:`evaluation_counter`), and a numerical method
+that evaluates the field at n stacked points in one call says so (:func:`stacked_evaluations`).
 The numerics (:mod:`nodebench.gq`, :mod:`nodebench.sde`, :mod:`nodebench.regularizers`) use this module; the
 harness (:mod:`nodebench.harness.nfe`) builds its counters on it.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 from torch import nn
 
@@ -33,3 +38,35 @@ def unwrap(func: nn.Module) -> nn.Module:
     """The field inside an evaluation-counting wrapper (one that sets ``counts_evaluations``), else ``func``:
     derivatives taken through it are not counted as the solve's own evaluations."""
     return func.field if getattr(func, "counts_evaluations", False) else func
+
+
+def evaluation_counter(field) -> object | None:
+    """The evaluation counter (a wrapper that sets ``counts_evaluations`` and keeps per-phase counts
+    ``nfe[phase]``, as :mod:`nodebench.harness.nfe`'s do) that ``field`` is or wraps, following each
+    wrapper's ``field`` attribute; None if there is none."""
+    seen = set()
+    while field is not None and id(field) not in seen:
+        if getattr(field, "counts_evaluations", False):
+            return field
+        seen.add(id(field))
+        field = getattr(field, "field", None)
+    return None
+
+
+@contextmanager
+def stacked_evaluations(field, n: int) -> Iterator[None]:
+    """Inside the block, each evaluation ``field``'s counter records is one at ``n`` stacked points (one
+    ``torch.func.vmap`` call) and counts ``n``: NFE counts field evaluations, as if made one point at a time.
+    If the block raises, the counts are put back as they were, so a failed attempt counts nothing."""
+    counter = evaluation_counter(field)
+    if counter is None:
+        yield
+        return
+    nfe, phase = counter.nfe, counter.phase
+    before = nfe[phase]
+    try:
+        yield
+    except BaseException:
+        nfe[phase] = before
+        raise
+    nfe[phase] = before + (nfe[phase] - before) * n

@@ -47,7 +47,7 @@ from nodebench.callbacks import STEP_CALLBACKS
 class _FlatField:
     """``f`` on a flat state vector: unflattens to the user's shapes (tensor or tuple), counts calls, and
     forwards the user's torchdiffeq step callbacks (their ``_adjoint`` variants for the backward solve).
-    The user's field is kept as ``field``, where :func:`nodebench.gq.quadrature.evaluation_counter` finds
+    The user's field is kept as ``field``, where :func:`nodebench.callbacks.evaluation_counter` finds
     the harness's counter."""
 
     def __init__(self, field, shapes: Sequence[torch.Size], is_tuple: bool):

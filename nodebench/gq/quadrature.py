@@ -28,6 +28,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from nodebench.callbacks import stacked_evaluations
+
 #: The official code caps the node count per interval at 64 (exact up to degree 127).
 MAX_NODES = 64
 #: Below this many parameter elements, :func:`node_vjps_batched` on the CPU evaluates the nodes one by one
@@ -80,39 +82,6 @@ def node_vjps_sequential(field: Field, params: Sequence[torch.Tensor], taus: tor
     return total
 
 
-def evaluation_counter(field) -> object | None:
-    """The harness's evaluation counter (an object with ``counts_evaluations`` set and per-phase counts
-    ``nfe[phase]``) that ``field`` is or wraps, following each wrapper's ``field`` attribute (where
-    nodebench's wrappers keep the field they wrap); None if there is none."""
-    seen = set()
-    while field is not None and id(field) not in seen:
-        if getattr(field, "counts_evaluations", False):
-            return field
-        seen.add(id(field))
-        field = getattr(field, "field", None)
-    return None
-
-
-def _vmap_counted(field: Field, taus: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
-    """``torch.func.vmap(field)(taus, zs)``, counted as evaluations at n = ``len(taus)`` points: vmap runs
-    ``field`` once for all points, so each evaluation its counter records becomes n (NFE counts field
-    evaluations; one at n stacked points is n, as the sequential variant counts them). No extra evaluation
-    is made. If vmap raises, the counts are put back as they were: the failed attempt counts nothing, and
-    the stacked evaluation that replaces it counts its own."""
-    counter = evaluation_counter(field)
-    if counter is None:
-        return torch.func.vmap(field)(taus, zs)
-    nfe, phase = counter.nfe, counter.phase
-    before = nfe[phase]
-    try:
-        f = torch.func.vmap(field)(taus, zs)
-    except BaseException:
-        nfe[phase] = before
-        raise
-    nfe[phase] = before + (nfe[phase] - before) * len(taus)
-    return f
-
-
 def node_vjps_batched(field: Field, params: Sequence[torch.Tensor], taus: torch.Tensor, zs: torch.Tensor,
                       adjoints: torch.Tensor, weights: torch.Tensor, stats: dict | None = None) -> Grads:
     """The same sum as :func:`node_vjps_sequential` from one VJP over all nodes.
@@ -123,7 +92,7 @@ def node_vjps_batched(field: Field, params: Sequence[torch.Tensor], taus: torch.
     is evaluated node by node instead, and the stacked outputs still get a single VJP.
     ``stats["batching"]`` records which happened: ``"vmap"`` or ``"stacked"``. Either way the harness's
     evaluation counter records n evaluations per interval, as for :func:`node_vjps_sequential`
-    (:func:`_vmap_counted`).
+    (:func:`nodebench.callbacks.stacked_evaluations`).
     """
     cotangent = adjoints * weights.reshape(-1, *([1] * (adjoints.dim() - 1)))
     small = zs.device.type == "cpu" and sum(p.numel() for p in params) < VMAP_MIN_PARAMETERS
@@ -131,7 +100,9 @@ def node_vjps_batched(field: Field, params: Sequence[torch.Tensor], taus: torch.
         f, mode = None, "stacked"
         if not small:
             try:
-                f, mode = _vmap_counted(field, taus, zs), "vmap"
+                with stacked_evaluations(field, len(taus)):
+                    f = torch.func.vmap(field)(taus, zs)
+                mode = "vmap"
             except (RuntimeError, ValueError):
                 pass
         if f is None:

@@ -10,7 +10,8 @@ and adaptive solvers) and ``callback_accept_step`` for accepted adaptive steps; 
 variants are called by ``odeint_adjoint``'s backward solve. Rejected steps are attempted minus accepted.
 torchsde calls no step callback: the SDE methods wrap the Brownian motion so that each increment their
 fixed-step solver draws reports one step (:class:`nodebench.sde.StepReportingBrownian`), every one accepted.
-An evaluation at n stacked points counts n (the GQ adjoint's batched quadrature, :mod:`nodebench.gq`).
+An evaluation at n stacked points counts n (the GQ adjoint's batched quadrature, :mod:`nodebench.gq`, declares
+it with :func:`nodebench.callbacks.stacked_evaluations`).
 Known conventions (torchdiffeq FAQ): dopri5 makes 2 evaluations before its first
 step (f(t0, y0), reused as the first stage, and one to select the initial step size), then 6 per
 attempted step, rejected ones included (FSAL); fixed-step RK4 makes 4 per step.
