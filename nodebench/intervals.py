@@ -27,9 +27,10 @@ BOOTSTRAP_SAMPLES = 2000
 
 @dataclass(frozen=True)
 class Interval:
-    """A median over ``n`` seeds with its interval [``low``, ``high``] of coverage ``coverage``."""
+    """A statistic over ``n`` seeds, ``value`` (a median, a ratio of medians, or the olympic mean of
+    :func:`nodebench.target.seed_interval`), with its interval [``low``, ``high``] of coverage ``coverage``."""
 
-    median: float
+    value: float
     low: float
     high: float
     n: int
@@ -44,7 +45,7 @@ class Interval:
         """``"1.2 [0.9, 1.5] (3 seeds, 75%)"``; ``"1.2 (1 seed)"``; ``"–"`` without values."""
         if self.n == 0:
             return "–"
-        value = _value(self.median, fmt)
+        value = _value(self.value, fmt)
         if self.n == 1 or self.low == self.high:
             return f"{value} ({self.seeds})"
         return (f"{value} [{_value(self.low, fmt)}, {_value(self.high, fmt)}] "

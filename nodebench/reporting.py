@@ -44,8 +44,8 @@ def _median_text(values, style: str) -> str:
     """The median over seeds; with two or more, its interval [low, high] (:mod:`nodebench.intervals`)."""
     interval = median_interval(values)
     if interval.n < 2 or interval.low == interval.high:
-        return _fmt(interval.median if interval.n else None, style)
-    return f"{_fmt(interval.median, style)} [{_fmt(interval.low, style)}, {_fmt(interval.high, style)}]"
+        return _fmt(interval.value if interval.n else None, style)
+    return f"{_fmt(interval.value, style)} [{_fmt(interval.low, style)}, {_fmt(interval.high, style)}]"
 
 
 def claim_seeds(verdict, records: pd.DataFrame) -> int:

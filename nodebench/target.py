@@ -85,7 +85,7 @@ def reached_text(times) -> str:
 
 
 def seed_interval(times, level: float = LEVEL, seed: int = 0) -> Interval:
-    """:func:`seed_aggregate` with its interval over seeds, held in the interval's ``median`` field: the
+    """:func:`seed_aggregate` (the interval's ``value``) with its interval over seeds: the
     median's order-statistic interval (:func:`~nodebench.intervals.median_interval`), or for the olympic
     mean a percentile bootstrap (seeds resampled, a fixed generator; ``coverage`` is the nominal level)."""
     times = seed_times(times)
