@@ -21,7 +21,8 @@ back, Adam's moments and step count zeroed in place), so the optimiser's state i
 first timed step while parameters and optimiser state stay as they were; their time is reported apart.
 After the timed steps, untimed passes of their own measure the allocated-bytes peak
 (:class:`~nodebench.harness.memory.AllocatedPeak`) of the forward alone, of forward + backward up to the
-end of ``loss.backward()`` and of the optimiser step (``alloc_peak_*``; solver-based methods only), then
+end of ``loss.backward()`` and of the optimiser step (``alloc_peak_*``; SNODE: its coefficient block and its
+whole iteration, :class:`SpectralStep`), then
 set back everything they touched (parameters, optimiser state, the model's buffers, random generators,
 the problem's batch order), so the evaluation that follows is the same as without them (after, not
 before, the timed steps: the profiler's pass leaves the CPU allocator holding pages that later
@@ -55,6 +56,7 @@ from nodebench.regularizers import RegularizedSolve, Regularizer
 from nodebench.snode.coordinate_descent import CoordinateDescent
 from nodebench.snode.options import SnodeOptions
 from nodebench.tasks import Problem
+from nodebench.undo import restored
 
 
 class Diverged(RuntimeError):
@@ -167,18 +169,12 @@ class GradientStep:
         return forward.bytes, both.bytes, optimizer.bytes
 
     def _undone_step(self, meter=contextlib.nullcontext()) -> None:
-        """``optimizer.step()`` (within ``meter``), then undone: the parameters copied back and Adam's state
-        zeroed in place, which is a fresh Adam's state (zero moments, step 0) with its tensors already
-        allocated, so the first timed step does not allocate them (warm-up absorbs lazy initialisation)."""
-        saved = [p.detach().clone() for p in self.params]
-        with meter:
+        """``optimizer.step()`` (within ``meter``), then undone (:func:`nodebench.undo.restored`): the
+        parameters and Adam's state as they were, a first step's lazily created state zeroed in place (a
+        fresh Adam's state with its tensors already allocated), so the first timed step does not allocate
+        them (warm-up absorbs lazy initialisation)."""
+        with restored(self.params, [self.optimizer]), meter:
             self.optimizer.step()
-        with torch.no_grad():
-            for param, value in zip(self.params, saved):
-                param.copy_(value)
-            for state in self.optimizer.state.values():
-                for value in state.values():
-                    value.zero_()
 
     def step(self, boundary: Callable[[], None]) -> torch.Tensor:
         """Forward, ``boundary()``, backward, optimiser step; returns the loss."""
@@ -191,6 +187,39 @@ class GradientStep:
 
     def metrics(self) -> dict[str, float]:
         return {}
+
+
+class SpectralStep(CoordinateDescent):
+    """One iteration of SNODE (:class:`~nodebench.snode.coordinate_descent.CoordinateDescent`), with the
+    harness's warm-up and memory passes. Its optimiser steps belong to its blocks, so it has no optimiser
+    phase of its own (``alloc_peak_optimizer_bytes`` is None)."""
+
+    def warmup(self) -> None:
+        """The coordinate descent's warm-up, then an undone Adam step on θ that allocates the weight
+        optimiser's state (the coefficient optimiser is built with z in the first timed iteration's setup,
+        which SNODE's training time includes on purpose)."""
+        super().warmup()
+        for param in self.params:
+            param.grad = torch.zeros_like(param)
+        with restored(self.params, [self.weight_optimizer]):
+            self.weight_optimizer.step()
+
+    def measure_memory(self, device: torch.device) -> tuple[int | None, int | None, None]:
+        """Allocated-bytes peaks of the coefficient block (SNODE's forward phase) and of a whole iteration,
+        each above what was held when it began, from untimed passes that leave the training state as it was
+        (:meth:`~nodebench.snode.coordinate_descent.CoordinateDescent.kept`); Nones before any iteration."""
+        if self.objective is None:
+            return None, None, None
+        peaks = []
+        for iteration in (self.coefficient_block, lambda: self.step(lambda: None)):
+            # each pass starts without gradients: on the CPU the profiler does not see the free of a
+            # gradient allocated before it started, and would count the replaced one's bytes as still held
+            for tensor in (self.z, *self.params):
+                tensor.grad = None
+            with self.kept(), AllocatedPeak(device) as peak:
+                iteration()
+            peaks.append(peak.bytes)
+        return peaks[0], peaks[1], None
 
 
 def train(problem: Problem, method: Method, *, device: torch.device, iters: int | None = None,
@@ -229,7 +258,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     params = [p for p in problem.model.parameters() if p.requires_grad]
     solve = method.make_solve(params, **(solver_options or {}))
     if method.spectral:
-        stepper = CoordinateDescent(problem, params, spectral or SnodeOptions())
+        stepper = SpectralStep(problem, params, spectral or SnodeOptions())
     else:
         stepper = GradientStep(problem, solve if regularizer is None else regularizer.wrap(solve), params)
     meter = StepMeter(device)
@@ -292,10 +321,9 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
 
     # after the timed steps: the profiler's pass leaves the CPU allocator holding pages that later
     # allocations reuse, which would hide the timed steps' growth from the resident-set meter
-    if isinstance(stepper, GradientStep):
-        with _set_back(problem, stepper.solve, device):
-            result.alloc_peak_forward_bytes, result.alloc_peak_bytes, result.alloc_peak_optimizer_bytes = \
-                stepper.measure_memory(device)
+    with _set_back(problem, solve if method.spectral else stepper.solve, device):
+        result.alloc_peak_forward_bytes, result.alloc_peak_bytes, result.alloc_peak_optimizer_bytes = \
+            stepper.measure_memory(device)
     if device.type == "cuda":  # the timed steps read no forward peak on CUDA (StepMeter)
         result.peak_mem_forward_bytes = result.alloc_peak_forward_bytes
     problem.model.eval()

@@ -340,3 +340,49 @@ def test_time_to_target_rules_and_claim():
     verdict = check_claims([{"id": "S1", "text": "t", "check": "time_to_target", "method": "snode",
                              "baseline": "adjoint", "min": 10}], records3, {"time_to_target": pairs})[0]
     assert "adjoint/snode" in verdict.measured and "9 s / 0.2 s" in verdict.measured
+
+
+def _snode_run(warmup=1, **hp):
+    from nodebench.training import SpectralStep
+
+    problem = _problem()
+    method = get_method("snode")
+    settings = case_settings({"snode_variant": "augmented", "snode_coef_steps": 2, "snode_weight_steps": 2,
+                              "snode_dual_every": 1, "snode_gamma_growth": 1.5, **hp}, method)
+    seen = []
+    step = SpectralStep.step
+
+    def spy(self, boundary):
+        seen.append(len(self.weight_optimizer.state))
+        return step(self, boundary)
+
+    SpectralStep.step = spy
+    try:
+        result = train(problem, method, device=CPU, iters=4, warmup=warmup, spectral=settings.spectral)
+    finally:
+        SpectralStep.step = step
+    return result, [p.detach().clone() for p in problem.model.parameters()], seen
+
+
+def test_snode_allocated_peaks_and_the_passes_leave_training_and_evaluation_bit_identical(monkeypatch):
+    from nodebench.training import SpectralStep
+
+    result, params, seen = _snode_run()
+    # the coefficient block's peak is the iteration's: the weight block's regression on fixed slopes needs less
+    assert result.alloc_peak_bytes == result.alloc_peak_forward_bytes > 0
+    assert result.alloc_peak_optimizer_bytes is None  # SNODE's Adam steps belong to its blocks
+    assert seen[:4] == [len(params)] * 4  # the weight optimiser's state exists before the first timed iteration
+    monkeypatch.setattr(SpectralStep, "measure_memory", lambda self, device: (None, None, None))
+    plain, plain_params, _ = _snode_run()
+    assert plain.alloc_peak_bytes is None
+    assert result.curves["loss"] == plain.curves["loss"]
+    assert result.metrics == plain.metrics  # λ, γ, the dual ascent's state and the last metrics set back
+    assert all(torch.equal(a, b) for a, b in zip(params, plain_params))
+
+
+def test_snode_warmup_leaves_no_trace():
+    warm, warm_params, _ = _snode_run(warmup=2)
+    cold, cold_params, seen = _snode_run(warmup=0)
+    assert seen[0] == 0  # without warm-up the first iteration allocates the weight optimiser's state
+    assert warm.curves["loss"] == cold.curves["loss"] and warm.metrics == cold.metrics
+    assert all(torch.equal(a, b) for a, b in zip(warm_params, cold_params))

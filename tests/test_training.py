@@ -261,3 +261,22 @@ def test_the_first_timed_step_allocates_what_the_later_ones_do(monkeypatch):
     monkeypatch.setattr(GradientStep, "warmup", profiled_warmup)
     _final(_DrawingProblem(), warmup=1)
     assert peaks[0] == peaks[1] == peaks[2] > 0  # no lazy optimiser state, no gradients missing at the start
+
+
+def test_restored_puts_back_parameters_and_existing_optimiser_state_and_zeroes_new_state_in_place():
+    from nodebench.undo import restored
+
+    a, b = torch.nn.Parameter(torch.tensor([1.0, -2.0])), torch.nn.Parameter(torch.tensor([3.0]))
+    optimizer = torch.optim.Adam([a, b], lr=0.1)
+    a.grad = torch.tensor([0.5, 0.5])
+    optimizer.step()  # state for a only: b has no gradient yet
+    before = {k: v.clone() for k, v in optimizer.state[a].items()}
+    held, a_before = optimizer.state[a]["exp_avg"], a.detach().clone()
+    b.grad = torch.tensor([1.0])
+    with restored([a, b], [optimizer]):
+        optimizer.step()
+        assert not torch.equal(a.detach(), a_before) and not torch.equal(b.detach(), torch.tensor([3.0]))
+    assert torch.equal(a.detach(), a_before) and torch.equal(b.detach(), torch.tensor([3.0]))
+    assert all(torch.equal(optimizer.state[a][k], v) for k, v in before.items())  # trained state put back
+    assert optimizer.state[a]["exp_avg"] is held  # in place: no new tensors
+    assert all(float(v.abs().sum()) == 0 for v in optimizer.state[b].values())  # created in the block: zeroed

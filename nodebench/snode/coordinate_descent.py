@@ -20,14 +20,16 @@ The harness measures an iteration like any method's: its "forward" phase is the 
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
 from nodebench.snode.elements import ElementBasis
 from nodebench.snode.objective import SpectralObjective
 from nodebench.snode.options import SnodeOptions
+from nodebench.undo import restored
 
 
 class CoordinateDescent:
@@ -81,17 +83,32 @@ class CoordinateDescent:
         was at the last coefficient step (before that step's update)."""
         if self.objective is None:
             self.setup()
-        objective, opts = self.objective, self.options
-        for _ in range(opts.coef_steps):
+        j = self.coefficient_block()
+        boundary()
+        self.weight_block()
+        self.gamma = min(self.gamma * self.options.gamma_growth, self.options.gamma_max or math.inf)
+        return j
+
+    def coefficient_block(self) -> torch.Tensor:
+        """``coef_steps`` Adam steps on z with θ fixed (only ∂J/∂z is computed); returns J before the last."""
+        objective = self.objective
+        for _ in range(self.options.coef_steps):
             r = objective.residual(self.z)
             data = objective.data_loss(self.z)
             j = data + objective.penalty(r, self.gamma, self.multipliers)
             (grad,) = torch.autograd.grad(j, [self.z])
             self.z.grad = grad
             self.coef_optimizer.step()
-        boundary()
+        self.last = {"snode_fit_mse": float(data.detach()), "snode_violation": float(objective.violation(r.detach())),
+                     "snode_gamma": self.gamma}
+        return j.detach()
+
+    def weight_block(self) -> None:
+        """``weight_steps`` Adam steps on θ with z fixed, batched over every trajectory and node, then the
+        augmented variant's dual update."""
+        objective = self.objective
         states, slopes = (v.detach() for v in objective.nodes(self.z))
-        for _ in range(opts.weight_steps):
+        for _ in range(self.options.weight_steps):
             self.weight_optimizer.zero_grad(set_to_none=True)
             objective.penalty(objective.residual_given(states, slopes), self.gamma, self.multipliers).backward()
             self.weight_optimizer.step()
@@ -101,10 +118,18 @@ class CoordinateDescent:
                 lagrangian = float(objective.data_loss(self.z) + objective.penalty(r_new, self.gamma, self.multipliers))
                 self.multipliers = self.dual.update(self.multipliers, r_new, float(objective.violation(r_new)),
                                                     lagrangian, self.gamma)
-        self.last = {"snode_fit_mse": float(data.detach()), "snode_violation": float(objective.violation(r.detach())),
-                     "snode_gamma": self.gamma}
-        self.gamma = min(self.gamma * opts.gamma_growth, opts.gamma_max or math.inf)
-        return j.detach()
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[None]:
+        """On leaving the block, the training state is as it was on entering it: z, θ and both Adam states
+        (in place, :func:`nodebench.undo.restored`), γ, λ, the dual ascent's bookkeeping and the last
+        metrics. The harness's untimed memory passes run iterations inside it."""
+        attributes, dual = dict(vars(self)), dict(vars(self.dual)) if self.dual is not None else None
+        with restored([self.z, *self.params], [self.coef_optimizer, self.weight_optimizer]):
+            yield
+        vars(self).update(attributes)
+        if dual is not None:
+            vars(self.dual).update(dual)
 
     def metrics(self) -> dict[str, float]:
         """The last iteration's data loss on the series, its ODE violation R and the γ it used."""
