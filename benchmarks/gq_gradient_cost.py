@@ -7,7 +7,11 @@ at rtol = atol = 1e-3 and gtol 0.1 as in the official notebook. One gradient is 
 no optimiser step, so all methods see identical parameters. Rounds interleave the methods (rotating the
 order every round) so that machine noise hits all of them alike; each round times one gradient per
 method, synchronised (CUDA events too on a GPU), with the peak memory reset before it and read after.
-Ratios are taken per round and their median reported, with the interquartile range.
+Ratios are taken per round and their median reported, with the interquartile range. After the rounds, one
+untimed gradient per method measures its allocated-bytes peak above what was held before it
+(:class:`~nodebench.harness.memory.AllocatedPeak`: the profiler's allocation events on the CPU, the caching
+allocator's count on CUDA), a figure that does not depend on which pages the process already holds: the
+CPU's resident-set peak of an in-process gradient often reads 0 ("not measured").
 
     python benchmarks/gq_gradient_cost.py --widths 5 20 100 500 1000 2000 3000 --rounds 7
     GQ_OFFICIAL_PATH=/tmp/torch_gq_adjoint python benchmarks/gq_gradient_cost.py --threads 1 \
@@ -19,8 +23,9 @@ variable is set and is left out of the default methods otherwise.
     python benchmarks/gq_gradient_cost.py --device cuda --out results/benchmarks/gq_gradient_cost-cuda
 
 Writes ``samples.parquet`` (one row per width, method and round; rewritten after each width, with the run's
-settings in ``settings.json``), ``summary.md`` and the figures ``time_vs_width`` and ``memory_vs_width`` (PNG and
-PDF) into ``--out``. A run stopped part-way keeps its finished widths: the same command resumes after them
+settings in ``settings.json``; ``alloc_peak_bytes`` the same in every round of a method), ``summary.md`` and the
+figures ``time_vs_width``, ``memory_vs_width`` and ``allocated_vs_width`` (PNG and PDF) into ``--out``. A run
+stopped part-way keeps its finished widths: the same command resumes after them
 (:mod:`nodebench.benchmarking.checkpoint`); other settings with the same ``--out`` are refused. A width or
 method given twice is refused; ``--threads`` is at most 1,024, as on the CLI.
 """
@@ -42,6 +47,7 @@ from nodebench.api_checks import MAX_THREADS
 from nodebench.errors import UserError
 from nodebench.paths import nonempty_path
 from nodebench.harness import PeakMemory, Stopwatch, count_nfe, environment
+from nodebench.harness.memory import AllocatedPeak
 from nodebench.methods import get_method
 import matplotlib.pyplot as plt
 
@@ -143,6 +149,12 @@ def run(args, checkpoint: Checkpoint) -> pd.DataFrame:
                                  peak_mem_bytes=memory.peak_bytes(), mem_source=memory.source,
                                  nfe_forward=counter.nfe["forward"],
                                  nfe_backward=counter.nfe["backward"], nodes=solve.stats.get("nodes")))
+        allocated = {}
+        for method, (gradient, _, _) in runners.items():  # after the timed rounds: the pass is slow on the CPU
+            with AllocatedPeak(device) as peak:
+                gradient()
+            allocated[method] = peak.bytes
+        rows = [row | {"alloc_peak_bytes": allocated[row["method"]]} for row in rows]
         checkpoint.add(samples=pd.DataFrame(rows))
         done = pd.DataFrame(rows).groupby("method")["time_s"].median()
         print(f"width {width:>5}: " + "  ".join(f"{m} {done[m] * 1e3:.1f} ms" for m in args.methods), flush=True)
@@ -161,12 +173,16 @@ def ratio_stats(samples: pd.DataFrame, width: int, slow: str, fast: str) -> tupl
 
 
 def summary(samples: pd.DataFrame, env: dict, args) -> str:
-    med = samples.assign(peak_mem_bytes=measured_memory(samples)).groupby(["width", "method"]).median(numeric_only=True)
+    samples = samples.assign(peak_mem_bytes=measured_memory(samples))
+    if "alloc_peak_bytes" not in samples:  # a run recorded before the allocated-bytes pass
+        samples = samples.assign(alloc_peak_bytes=float("nan"))
+    med = samples.groupby(["width", "method"]).median(numeric_only=True)
     rows = []
     for (width, method), r in med.iterrows():
         nodes = "–" if pd.isna(r.nodes) else f"{r.nodes:.0f}"
         rows.append([width, method, f"{r.time_s * 1e3:.1f}",
                      "not measured" if pd.isna(r.peak_mem_bytes) else f"{r.peak_mem_bytes / 2**20:.1f}",
+                     "–" if pd.isna(r.alloc_peak_bytes) else f"{r.alloc_peak_bytes / 2**20:.2f}",
                      f"{r.nfe_forward:.0f}/{r.nfe_backward:.0f}", nodes])
     ratio_rows = []
     for width in sorted(samples.width.unique()):
@@ -180,20 +196,25 @@ def summary(samples: pd.DataFrame, env: dict, args) -> str:
         f"Device {env.get('gpu_model') or env.get('cpu_model')} ({args.device}), {torch.get_num_threads()} torch "
         f"thread(s), torch {env.get('version_torch')}, git `{env.get('git_sha')}`; {args.rounds} interleaved rounds.",
         "", "Median over rounds of one gradient (forward + backward):", "",
-        markdown_table(["width", "method", "time [ms]", "peak mem [MiB]", "NFE fwd/bwd", "GQ nodes"], rows), "",
+        markdown_table(["width", "method", "time [ms]", "peak mem [MiB]", "allocated [MiB]", "NFE fwd/bwd",
+                        "GQ nodes"], rows), "",
+        "peak mem: the timed gradients' peak (CUDA: allocated bytes; CPU: the resident set, not measured where it "
+        "read 0); allocated: one untimed gradient's allocated-bytes peak above what was held before it.", "",
         "Speed-up ratios t(slow)/t(fast), median of per-round ratios (IQR):", "",
         markdown_table(["width"] + [f"{s}/{f}" for s, f in RATIOS], ratio_rows), ""])
 
 
 def plot(samples: pd.DataFrame, out: Path) -> None:
-    """Time and (where measurable: not an in-process ``ru_maxrss`` reading) peak memory against width."""
+    """Time, peak memory (where measurable: not an in-process ``ru_maxrss`` reading or a resident set of 0) and
+    the allocated peak against width."""
     samples = samples.assign(peak_mem_bytes=measured_memory(samples))
     med = samples.groupby(["method", "width"]).median(numeric_only=True).reset_index()
     colors = method_colors(med.method.unique())
     for column, label, name, scale in (("time_s", "gradient time [s]", "time_vs_width", 1.0),
-                                       ("peak_mem_bytes", "peak memory [MiB]", "memory_vs_width", 2.0**-20)):
-        if med[column].isna().all():
-            print(f"{name}: not drawn, memory was not measurable here ({samples['mem_source'].iloc[0]})")
+                                       ("peak_mem_bytes", "peak memory [MiB]", "memory_vs_width", 2.0**-20),
+                                       ("alloc_peak_bytes", "allocated peak [MiB]", "allocated_vs_width", 2.0**-20)):
+        if column not in med or med[column].isna().all():
+            print(f"{name}: not drawn, not measured in this run")
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
         for method, rows in med.groupby("method"):

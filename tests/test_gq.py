@@ -5,7 +5,10 @@ node-VJP variants, including gradients with respect to the output times."""
 from __future__ import annotations
 
 import math
+import runpy
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint
 
-from benchmark_scripts import assert_refused_in_one_line
+from benchmark_scripts import assert_refused_in_one_line, run_script
 
 from nodebench.gq import gauss_legendre, node_count, odeint_adjoint_gq
 from nodebench.gq import quadrature as quadrature_module
@@ -350,3 +353,26 @@ def test_gq_gradient_cost_benchmark_refuses_bad_arguments_in_one_line(tmp_path, 
         assert_refused_in_one_line("gq_gradient_cost.py", arguments, message, tmp_path, capsys, monkeypatch)
     finally:
         sys.modules.pop("torch_gq_adjoint", None)  # the namespace package the script imported
+
+
+def test_gq_gradient_cost_benchmark_records_each_method_s_allocated_peak(tmp_path, capsys, monkeypatch):
+    """One untimed gradient per method and width: its allocated-bytes peak, where the CPU's resident set of an
+    in-process gradient often reads 0; drawn and tabled, and a run recorded before the column still summarised."""
+    import pandas as pd
+
+    monkeypatch.delenv("GQ_OFFICIAL_PATH", raising=False)
+    out = tmp_path / "out"
+    run_script("gq_gradient_cost.py", ["--widths", "5", "40", "--methods", "gq", "adjoint", "direct", "--rounds", "2",
+                                       "--out", str(out)], monkeypatch)
+    samples = pd.read_parquet(out / "samples.parquet")
+    per_case = samples.groupby(["width", "method"])["alloc_peak_bytes"]
+    assert (per_case.nunique() == 1).all() and (per_case.first() > 0).all()
+    # the adjoint's backward solve carries parameter-sized adjoints through every step; GQ's holds one sum
+    assert per_case.first()[(40, "adjoint")] > per_case.first()[(40, "gq")]
+    assert "| allocated [MiB] |" in (out / "summary.md").read_text()
+    assert (out / "allocated_vs_width.png").is_file()
+    module = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "gq_gradient_cost.py"))
+    args = SimpleNamespace(task="g1d", tol=1e-3, gtol=0.1, device="cpu", rounds=2)
+    old = module["summary"](samples.drop(columns="alloc_peak_bytes"), {}, args)
+    assert "| 40 | gq | " in old and all(line.split("|")[5].strip() == "–" for line in old.splitlines()
+                                          if line.startswith("| 40 | "))
