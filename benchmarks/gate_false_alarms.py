@@ -45,6 +45,8 @@ from nodebench.benchmarking.history import list_runs
 from nodebench.benchmarking.suites import load_suite
 from nodebench.errors import UserError
 from nodebench.paths import nonempty_path, output_dir
+from nodebench.registry import unknown
+from nodebench.tasks import Problem
 from script_checks import refuse_repeats
 
 #: The planted code: appended to ``GradientStep.step`` of the scratch commit (nodebench/training.py).
@@ -204,6 +206,17 @@ def summary(rows: pd.DataFrame, planted_case: str, synthetic: pd.DataFrame, nois
     return "\n".join(lines)
 
 
+def problem_classes() -> list[str]:
+    """The names of the installed tasks' problem classes, the values ``--planted-task`` may take (a name no
+    problem has would plant a slowdown that never runs)."""
+    found, todo = set(), [Problem]
+    while todo:
+        subclasses = todo.pop().__subclasses__()
+        found |= {cls.__name__ for cls in subclasses}
+        todo += subclasses
+    return sorted(found)
+
+
 def plant(text: str) -> tuple[float, int]:
     """``argparse`` type of ``--plant FACTOR=RUNS``: a slowdown factor > 1 and a positive number of runs."""
     factor, sep, runs = text.partition("=")
@@ -226,7 +239,9 @@ def main() -> None:
     args = parser.parse_args()
     refuse_repeats(parser, plant=[factor for factor, _ in args.plant])  # one chain per factor
     try:  # before any worktree is made or any file written
-        load_suite(args.suite)
+        load_suite(args.suite)  # imports the installed papers, and so their problem classes
+        if args.planted_task not in problem_classes():
+            raise unknown("problem class", args.planted_task, problem_classes())
         output_dir(args.out)
     except UserError as err:
         parser.error(str(err))

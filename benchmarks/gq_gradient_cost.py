@@ -27,7 +27,7 @@ settings in ``settings.json``; ``alloc_peak_bytes`` the same in every round of a
 figures ``time_vs_width``, ``memory_vs_width`` and ``allocated_vs_width`` (PNG and PDF) into ``--out``. A run
 stopped part-way keeps its finished widths: the same command resumes after them
 (:mod:`nodebench.benchmarking.checkpoint`); other settings with the same ``--out`` are refused. A width or
-method given twice is refused; ``--threads`` is at most 1,024, as on the CLI.
+method given twice is refused; ``--threads`` is at most 1,024, as on the CLI, and ``--widths`` at most 16,384.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ from script_checks import refuse_repeats
 
 METHODS = ("gq", "gq_batched", "adjoint", "seminorm", "direct")
 OFFICIAL = "official"
+#: The largest --widths: far above the paper's 3000, below what fails to allocate (a width × width layer of 1 GiB)
+MAX_WIDTH = 16_384
 RATIOS = (("adjoint", "gq"), ("seminorm", "gq"), ("direct", "gq"), ("gq", "gq_batched"), ("adjoint", "gq_batched"),
           ("direct", "gq_batched"), (OFFICIAL, "gq"), (OFFICIAL, "gq_batched"), (OFFICIAL, "direct"))
 
@@ -228,7 +230,8 @@ def plot(samples: pd.DataFrame, out: Path) -> None:
 def main() -> None:
     parser = ScriptParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="g1d", help="a task with a hidden width (default g1d)")
-    parser.add_argument("--widths", type=positive_int, nargs="+", default=[5, 20, 100, 500, 1000, 2000, 3000])
+    parser.add_argument("--widths", type=positive_int_up_to(MAX_WIDTH), nargs="+",
+                        default=[5, 20, 100, 500, 1000, 2000, 3000])
     parser.add_argument("--methods", nargs="+", default=None, choices=(*METHODS, OFFICIAL),
                         help=f"default: {' '.join(METHODS)}, and {OFFICIAL} when GQ_OFFICIAL_PATH is set")
     parser.add_argument("--rounds", type=positive_int, default=7)

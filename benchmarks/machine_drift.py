@@ -25,7 +25,8 @@ from nodebench.argtypes import ScriptParser, positive_float, positive_int
 
 
 def windows(task_name: str, method_name: str, count: int, seconds: float) -> list[float]:
-    """Median step CPU time (ms) in each of ``count`` consecutive windows of ``seconds``."""
+    """Median step CPU time (ms) in each of ``count`` consecutive windows of ``seconds``, each holding at least
+    one step (a window shorter than a step had no median: NaN)."""
     from nodebench.api import get_method, get_task
 
     torch.set_num_threads(1)
@@ -36,7 +37,7 @@ def windows(task_name: str, method_name: str, count: int, seconds: float) -> lis
     medians = []
     for _ in range(count):
         steps, end = [], time.perf_counter() + seconds
-        while time.perf_counter() < end:
+        while not steps or time.perf_counter() < end:
             start = time.process_time()
             loss = problem.loss(solve)
             optimizer.zero_grad(set_to_none=True)

@@ -151,15 +151,14 @@ def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], message: str
 def _check_same_kind_of_run(out: Path, info: Mapping[str, Any]) -> None:
     """A :class:`UserError` when ``out`` holds a run made otherwise (another command, paper, preset or suite):
     resuming it would mix the two and replace its provenance in ``run.json``."""
-    from nodebench.runner.sweep import read_run_info
+    from nodebench.runner.sweep import RUN_KINDS, read_run_info
 
     try:
         existing = read_run_info(out) if out.is_dir() else {}
     except UserError:
         return  # a corrupt run.json is moved aside when the sweep starts
-    kind = ("command", "paper", "preset", "suite")
-    if any(existing.get(k) != info.get(k) for k in kind if k in existing):
-        was, now = (" ".join(str(i[k]) for k in kind if i.get(k)) for i in (existing, info))
+    if any(existing.get(k) != info.get(k) for k in RUN_KINDS if k in existing):
+        was, now = (" ".join(str(i[k]) for k in RUN_KINDS if i.get(k)) for i in (existing, info))
         raise UserError(f"{str(out)!r} holds a `nodebench {was}` run; this `nodebench {now}` there would mix the "
                         "two: give another --out")
 
@@ -317,7 +316,7 @@ def history(store: str | Path | None = None, machine: str | None = None, suite: 
     from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name
     from nodebench.benchmarking.history_plots import history_markdown, history_table, plot_history
 
-    store = Path(store or DEFAULT_STORE)
+    store = api_checks.path(store, "store") if store is not None else Path(DEFAULT_STORE)
     if not store.exists():
         raise UserError(f"history store not found: {str(store)!r}; `nodebench bench` writes one (default "
                         f"{DEFAULT_STORE}), or give --store")
@@ -326,7 +325,8 @@ def history(store: str | Path | None = None, machine: str | None = None, suite: 
     machine = machine_name(machine)
     if not given and len(machines) == 1 and machine not in machines:
         machine = machines[0]
-    out = paths.output_dir(Path(out) if out is not None else store / machine / paths.plain_name(suite, "suite"))
+    out = paths.output_dir(api_checks.path(out, "out") if out is not None else
+                           store / machine / paths.plain_name(suite, "suite"))
     paths.writable_entries(out, files=("history.md", "index.html"), folders=("figures",))
     runs = list_runs(store, machine, suite)
     if runs.empty:
@@ -360,17 +360,18 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     spec = load_suite(suite)
     cases = spec.cases(check_device(device or spec.device))
     warnings = _check(cases, engine)
-    if baseline:
+    if baseline is not None:  # an empty revision is refused, not read as "no baseline"
         _check_ab(baseline, engine)
-    store = paths.output_dir(Path(out or DEFAULT_STORE))
+    store = paths.output_dir(api_checks.path(out, "out") if out is not None else Path(DEFAULT_STORE))
+    key = machine_name(machine)  # a plain name, checked for a dry run too
     if dry_run:
         return RunResult(None, cases)
-    if baseline:
+    if baseline is not None:
         return _bench_ab(spec, baseline, store, machine, cases, engine)
-    earlier = list_runs(store, machine_name(machine), spec.name)
+    earlier = list_runs(store, key, spec.name)
     if not earlier.empty:  # the run the gate will read, checked before the suite runs rather than after
         load_records(earlier["run_dir"].iloc[-1])
-    run_dir = new_run(store, machine_name(machine), spec.name, device=cases[0].device)
+    run_dir = new_run(store, key, spec.name, device=cases[0].device)
     records, curves = _sweep(cases, run_dir, engine, f"bench {spec.name}: {len(cases)} case(s) into {run_dir}",
                              command="bench", suite=spec.name, warnings=warnings)
     print(f"wrote {run_dir}/records.parquet, curves.parquet")

@@ -5,8 +5,12 @@ class UserError(Exception):
     """Bad input from the user: an unknown name, an invalid value, a missing or malformed file.
 
     The command-line interface prints ``nodebench: error: <message>`` and exits with code 2, without a
-    traceback. The message must say what is wrong and what would be valid.
+    traceback. The message must say what is wrong and what would be valid. It is kept on one line: the line
+    breaks of a library's message quoted in it (``tarfile``'s, one line per compression tried) become spaces.
     """
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(" ".join(str(message).split()))
 
 
 #: Longest failure reason kept in a record (one line of a report table).

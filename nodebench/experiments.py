@@ -127,7 +127,8 @@ def load_paper(name: str) -> PaperSpec:
     from nodebench.papers import get_paper
 
     paper = get_paper(name)
-    spec = parse_spec(paper.spec_file.read_text(), where=f"{paper.module}/experiments.toml")
+    where = f"{paper.module}/experiments.toml"
+    spec = parse_spec(_spec_text(paper.spec_file, where), where=where)
     if spec.paper != name:
         raise UserError(f"{spec.path}: declares paper = {spec.paper!r}, but it is installed as {name!r}")
     return spec
@@ -141,7 +142,16 @@ def load_spec_file(path: str | Path) -> PaperSpec:
     if not path.is_file():
         raise UserError(f"no experiment file at {str(path)!r}")
     load_papers()  # the analysis kinds, claim checks and metrics that installed papers register
-    return parse_spec(path.read_text(), where=str(path))
+    return parse_spec(_spec_text(path, str(path)), where=str(path))
+
+
+def _spec_text(path: Path, where: str) -> str:
+    """The text of an ``experiments.toml``; a file that is not UTF-8 (TOML's encoding) is a one-line
+    :class:`UserError`, as a malformed one is."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"malformed experiment file {where!r}: {err}") from None
 
 
 def parse_spec(text: str, where: str) -> PaperSpec:

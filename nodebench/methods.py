@@ -64,6 +64,9 @@ SOLVER_PARAMS = {p.name: p for p in (
 )}
 SOLVER_OPTIONS = tuple(SOLVER_PARAMS)
 SDE_DEFAULT_DT = 0.01
+#: The most steps a fixed-step solve may take over its time span: far above any real use, low enough that a typo
+#: (``step_size=1e-300``) is refused rather than overflowing the solver's time grid.
+MAX_FIXED_STEPS = 10**6
 ADAPTIVE_OPTIONS = ("rtol", "atol")
 ADJOINT_OPTIONS = ("adjoint_rtol", "adjoint_atol")
 
@@ -76,6 +79,19 @@ def solver_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: SOLVER_PARAMS[k].check(v, "solver option") for k, v in options.items()}
 
 
+def check_step_size(step_size: float, span: float, where: str, *, name: str = "step_size",
+                    longest: bool = True) -> None:
+    """A :class:`UserError` when a fixed step ``step_size`` (the option ``name``) does not fit a time span of
+    length ``span`` (``where`` names it): more than :data:`MAX_FIXED_STEPS` steps or, with ``longest``, a step
+    longer than the span (the solver takes one step of the span instead; ``step_size=1e300`` fails in its time
+    grid)."""
+    span = abs(span)
+    shortest = span / MAX_FIXED_STEPS
+    if step_size < shortest or (longest and step_size > span):
+        raise UserError(f"{name} {step_size:g} does not fit {where} (length {span:g}): give a {name} from "
+                        f"{shortest:.3g} ({MAX_FIXED_STEPS:,} steps) to {span:g} (one step)")
+
+
 @dataclass(frozen=True)
 class Solve:
     """``solve(func, y0, t, **kw) -> ys`` built by :meth:`Method.make_solve`; it knows its method, so a
@@ -85,8 +101,15 @@ class Solve:
     fn: Callable[..., torch.Tensor]
     #: Filled by GQ methods after each backward pass: ``nfe_forward``, ``nodes``, ``intervals``.
     stats: dict = field(default_factory=dict)
+    #: The fixed step the solve was given, checked against its first call's time span (:func:`check_step_size`).
+    step_size: float | None = None
+    _span_checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __call__(self, func, y0, t, **kwargs) -> torch.Tensor:
+        if self.step_size is not None and not self._span_checked:
+            # once: reading the span synchronises a GPU, and the first call is the harness's untimed warm-up
+            object.__setattr__(self, "_span_checked", True)
+            check_step_size(self.step_size, float(t[-1] - t[0]), "this solve's time span", longest=False)
         return self.fn(func, y0, t, **kwargs)
 
 
@@ -140,7 +163,8 @@ class Method(abc.ABC):
         """
         options = solver_options(options)
         stats: dict = {}
-        return Solve(self, self._solve_fn(tuple(params) or None, options, stats), stats)
+        step = options.get("step_size") if "step_size" in self.accepts else None
+        return Solve(self, self._solve_fn(tuple(params) or None, options, stats), stats, step)
 
     @staticmethod
     def _tolerances(options: Mapping[str, Any]) -> dict[str, float]:

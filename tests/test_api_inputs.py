@@ -50,6 +50,16 @@ CASES = {
     "leaderboard into ''": (lambda tmp: nodebench.leaderboard([RUN], ""), "out must be a non-empty path"),
     "a target NaN": (lambda tmp: nodebench.leaderboard([RUN], tmp / "b", targets={"g1d": math.nan}),
                      "targets g1d must be a positive finite number"),
+    # a TypeError from deep inside before, or a value taken for another: '' for the default store, for no baseline
+    "get_task of a list": (lambda tmp: nodebench.get_task(["g1d"]), "unknown task ['g1d']"),
+    "history store a number": (lambda tmp: nodebench.history(store=5), "store must be a non-empty path, got 5"),
+    "history store ''": (lambda tmp: nodebench.history(store=""), "store must be a non-empty path, got ''"),
+    "history out a number": (lambda tmp: nodebench.history(RUN, out=5), "out must be a non-empty path, got 5"),
+    "bench out ''": (lambda tmp: nodebench.bench("nightly", out="", dry_run=True), "out must be a non-empty path"),
+    "bench baseline ''": (lambda tmp: nodebench.bench("nightly", baseline="", out=tmp / "s", dry_run=True),
+                          "unknown git revision ''"),
+    "bench machine a path (dry run)": (lambda tmp: nodebench.bench("nightly", machine="../x", dry_run=True),
+                                       "machine name '../x' is not a plain name"),
 }
 
 

@@ -47,7 +47,11 @@ ENTRY = "[[entry]]\nname='a'\npaper='do_vs_od'\ntask='cubic_spiral'\nmethods=['r
     (ENTRY + "iters=2\nitres=2\n", "unknown key 'itres' (did you mean 'iters'?)"),
     ("[[entry]\n", "malformed suite file"),
     (ENTRY + "iters=2\ntarget=nan\n", "finite number"),
-    (ENTRY.replace("['rk4']", "[]") + "iters=2\n", "entry 'a' has methods = []; give a list of one or more methods"),
+    (ENTRY.replace("['rk4']", "[]") + "iters=2\n", "entry 'a': methods must be a non-empty list of distinct strings"),
+    # taken before: the same cases twice, a path as the records' experiment, a loader building 10^9 cases
+    (ENTRY.replace("['rk4']", "['rk4', 'rk4']") + "iters=2\n", "distinct strings, got ['rk4', 'rk4']"),
+    (ENTRY.replace("'a'", "'../a'") + "iters=2\n", "entry '../a': name '../a' is not a plain name"),
+    (ENTRY + "iters=2\nseeds=1000000000\n", "entry 'a': 1000000000 seed(s) × 1 method(s) = 1000000000 cases, more"),
     (ENTRY.replace("do_vs_od", "nosuch") + "iters=2\n", "entry 'a': unknown paper 'nosuch'; valid: do_vs_od, "),
     ("suite = 'other'\n" + ENTRY + "iters=2\n", "declares suite = 'other'; a suite is named by its file: use 'bad'"),
     ("seed = 2\n" + ENTRY + "iters=2\n", "unknown key 'seed' (did you mean 'seeds'?)"),

@@ -63,6 +63,7 @@ def test_memory_spread_runs_a_paper_s_task(capsys, monkeypatch):
     (["--aa", "-1"], "--aa: expected an integer ≥ 0, got '-1'"),
     (["--suite", "nosuch", "--summary-only"], "unknown suite 'nosuch'; valid suites: "),
     (["--summary-only"], "no run of suite 'gate_study' in "),
+    (["--planted-task", "G1DProblme"], "unknown problem class 'G1DProblme' (did you mean 'G1DProblem'?); valid: "),
 ])
 def test_gate_false_alarms_refuses_bad_arguments_before_writing(tmp_path, capsys, monkeypatch, arguments, message):
     """Checked before any worktree is made: a summary of an empty store used to write an empty verdicts.csv over
@@ -129,6 +130,7 @@ THREADS = "--threads: expected a positive integer ≤ 1,024, got '100000'"
 @pytest.mark.parametrize("script, arguments, message", [
     ("taylor_cost.py", ["--threads", "100000"], THREADS),
     ("gq_gradient_cost.py", ["--threads", "100000"], THREADS),
+    ("gq_gradient_cost.py", ["--widths", "5", "1000000000000"], "--widths: expected a positive integer ≤ 16,384"),
     ("snode_time_to_target.py", ["--threads", "100000"], THREADS),
     ("taylor_cost.py", ["--hidden", "1000000000000"], "--hidden: expected a positive integer ≤ 65,536"),
     ("taylor_cost.py", ["--batch", "65537"], "--batch: expected a positive integer ≤ 65,536, got '65537'"),
@@ -223,3 +225,22 @@ def test_snode_time_to_target_summary_counts_a_seed_that_never_reached_the_targe
     assert "| adjoint | 0.492 | 122× (59.3 s / 0.488 s; adjoint reached in 2 of 3 seeds" in text, text
     assert_refused_in_one_line("snode_time_to_target.py", ["--summary-only"], "--summary-only: no records.parquet",
                                tmp_path, capsys, monkeypatch)
+
+
+def test_machine_drift_times_at_least_one_step_per_window(monkeypatch):
+    """A window shorter than a step (--window 1e-300) held no step: its median was NaN, printed with exit 0."""
+    import math
+    import runpy
+    import sys
+
+    import torch
+    from benchmark_scripts import BENCHMARKS
+
+    monkeypatch.setattr(sys, "path", [str(BENCHMARKS), *sys.path])
+    windows = runpy.run_path(str(BENCHMARKS / "machine_drift.py"))["windows"]
+    threads = torch.get_num_threads()
+    try:
+        medians = windows("cubic_spiral", "euler", 2, 1e-300)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(medians) == 2 and all(math.isfinite(m) and m > 0 for m in medians), medians

@@ -38,7 +38,7 @@ from typing import Any
 
 import tomllib
 
-from nodebench.config import CASE_LIMITS, SEEDS, Param, check_keys, from_mapping
+from nodebench.config import CASE_LIMITS, MAX_CASES, SEEDS, Param, check_keys, from_mapping
 from nodebench.errors import UserError
 from nodebench.paths import plain_name
 from nodebench.runner.case import Case, expand_grid, in_rounds
@@ -150,16 +150,21 @@ def _check(suite: Suite) -> None:
 
 def _check_entry(suite: Suite, entry: SuiteEntry, where: str) -> None:
     """One entry's fields, then its cases' task, methods and hyper-parameters (:func:`check_cases`)."""
+    from nodebench.experiments import METHOD_LIST
     from nodebench.papers import get_paper
     from nodebench.runner.settings import check_cases, check_shared_hparams
 
-    if not entry.methods or not isinstance(entry.methods, list) or not all(isinstance(m, str) for m in entry.methods):
-        raise UserError(f"{where} has methods = {entry.methods!r}; give a list of one or more methods")
+    plain_name(entry.name, f"{where}: name")  # the records' experiment, as a paper's experiment name
+    METHOD_LIST.check(entry.methods, f"{where}:")
     if (entry.iters is None) == (entry.budget_s is None):
         raise UserError(f"{where} needs exactly one of iters or budget_s")
     for param in ENTRY_NUMBERS:
         if getattr(entry, param.name) is not None:
             param.check(getattr(entry, param.name), f"{where}:")
+    seeds = entry.seeds or suite.seeds
+    if seeds * len(entry.methods) > MAX_CASES:  # before the cases are built: a typo must not hang the loader
+        raise UserError(f"{where}: {seeds} seed(s) × {len(entry.methods)} method(s) = {seeds * len(entry.methods)} "
+                        f"cases, more than {MAX_CASES}; give fewer seeds")
     _check_hparams(entry, where)
     try:
         get_paper(entry.paper)

@@ -78,6 +78,6 @@ def load_papers() -> dict[str, Paper]:
 def get_paper(name: str) -> Paper:
     """The paper ``name``; an unknown name is a :class:`UserError` listing the valid ones."""
     papers = load_papers()
-    if name not in papers:
+    if not isinstance(name, str) or name not in papers:  # a list is no name (and no dict key)
         raise unknown("paper", name, sorted(papers))
     return papers[name]

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from nodebench.config import CASE_LIMITS, TrainingOptions
 from nodebench.errors import UserError
-from nodebench.methods import SOLVER_OPTIONS, Method, get_method, solver_options
+from nodebench.methods import SOLVER_OPTIONS, Method, check_step_size, get_method, solver_options
 from nodebench.registry import nearest
 from nodebench.regularizers import REGULARIZER_OPTIONS, Regularizer, regularizer_from_hparams
 from nodebench.snode.options import SnodeOptions, is_snode_option
@@ -68,7 +68,10 @@ def check_case(task: Task, method: Method, hparams: Mapping[str, Any]) -> list[s
             valid = sorted([*params, *METHOD_KEYS])
             raise UserError(f"unknown hyper-parameter {key!r}{nearest(key, valid)} for task {task.name!r} with "
                             f"method {method.name!r}; valid: {', '.join(valid)}")
-    task.hparams(settings.task_hparams)
+    span = task.time_span(task.hparams(settings.task_hparams))
+    step = settings.solver_options.get("step_size")
+    if step is not None and span is not None and "step_size" in method.accepts:
+        check_step_size(step, span, f"the time span of task {task.name!r}")
     if settings.monitor_every and not task.full_state:
         raise UserError(f"task {task.name!r} has no training monitor; {MONITOR_TASKS}")
     unused_snode = [] if method.spectral else sorted(k for k in hparams if is_snode_option(k))

@@ -43,6 +43,8 @@ from nodebench.runner.guard import PARENT_PID, SweepLock, check_commit, read_jso
 
 LOGS = "logs"
 RUN_INFO = "run.json"
+#: The keys of ``run.json`` that name what made the run (commands read them back): strings where present.
+RUN_KINDS = ("command", "paper", "preset", "suite")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -62,9 +64,9 @@ def read_run_info(run_dir: str | Path) -> dict:
     if not info.is_file():
         return {}
     value = read_json_object(info)
-    if value is None:
-        raise UserError(f"{str(info)!r} is corrupt (not a JSON object); move it away or mend it (a sweep there "
-                        "then starts a new run id)")
+    if value is None or not all(isinstance(value.get(key, ""), str) for key in RUN_KINDS):
+        raise UserError(f"{str(info)!r} is corrupt (not a JSON object whose {', '.join(RUN_KINDS)} are strings); "
+                        "move it away or mend it (a sweep there then starts a new run id)")
     return value
 
 

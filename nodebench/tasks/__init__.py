@@ -37,7 +37,7 @@ def get_task(name: str) -> Task:
         if not path:
             raise UserError(f"task {name!r} names no file; use {prefix}:PATH")
         return FILE_TASKS[prefix](path)
-    if name in TASKS:
+    if isinstance(name, str) and name in TASKS:  # a list is no name (and no dict key)
         return TASKS[name]()
     raise unknown("task", name, [*TASKS, *(f"{p}:PATH" for p in FILE_TASKS)])
 

@@ -112,6 +112,12 @@ class Task(abc.ABC):
     def check_hparams(self, hp: Mapping[str, Any]) -> None:
         """Rules that tie several hyper-parameters together; a violation is a :class:`UserError`."""
 
+    def time_span(self, hp: Mapping[str, Any]) -> float | None:
+        """The length of the interval the training solves integrate over, for checked hyper-parameters ``hp``,
+        or ``None`` where only the data tell it. A fixed ``step_size`` is checked against it before anything
+        runs (:func:`nodebench.methods.check_step_size`), else against each solve's span when it runs."""
+        return None
+
     @abc.abstractmethod
     def build(self, *, seed: int, device: torch.device, hparams: Mapping[str, Any]) -> Problem:
         """A fresh problem: data, model initialised from ``seed``, on ``device``."""

@@ -76,6 +76,7 @@ from nodebench.config import Param
 from nodebench.datasets.catalog import provenance
 from nodebench.errors import UserError
 from nodebench.harness.nfe import CallCounter
+from nodebench.methods import check_step_size
 from nodebench.tasks.base import Problem, Task, dtype_from_name, positive_hparam
 
 REFERENCE_METHOD = "dopri5"
@@ -366,6 +367,13 @@ class DensityTask(Task):
 
     def splits(self, hp: Mapping[str, Any], seed: int) -> Splits:
         return load_density(self.dataset, seed=seed)
+
+    def check_hparams(self, hp):
+        for step in hp["test_step_sizes"]:
+            check_step_size(step, hp["t1"], f"the time span of task {self.name}", name="test_step_sizes entry")
+
+    def time_span(self, hp):
+        return hp["t1"]
 
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)

@@ -49,6 +49,9 @@ class CubicSpiral(Task):
             raise UserError(f"task {self.name}: extrap_t_end ({hp['extrap_t_end']:g}) must be at least t_end "
                             f"({hp['t_end']:g})")
 
+    def time_span(self, hp):
+        return hp["t_end"]
+
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
         dtype = dtype_from_name(hp["dtype"])

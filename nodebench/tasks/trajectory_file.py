@@ -103,6 +103,9 @@ class TrajectoryFile(Task):
                             f"got {hp['test_fraction']!r}")
         check_in_dtype(self.data, self.path, hp["dtype"])
 
+    def time_span(self, hp):
+        return float(self.data["t"][-1] - self.data["t"][0])
+
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
         fraction = float(hp["test_fraction"])

@@ -143,6 +143,9 @@ class G1D(Task):
     description = "ANODE 1-D toy: -1→1, 1→-1, 3 augmented zeros, Softplus MLP width w (Norcliffe & Deisenroth §6)"
     defaults: ClassVar[dict[str, Any]] = {"width": 20, "augment": 3, "t_end": 1.0, "lr": 1e-2, "dtype": "float32"}
 
+    def time_span(self, hp):
+        return hp["t_end"]
+
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
         dtype = dtype_from_name(hp["dtype"])
@@ -258,6 +261,9 @@ class NestedSpheres(Task):
                    "linear head (Norcliffe & Deisenroth §6)")
     defaults: ClassVar[dict[str, Any]] = {"width": 20, "augment": 3, "n_train": 1000, "n_test": 50, "batch_size": 200,
                                           "t_end": 1.0, "lr": 1e-2, "dtype": "float32", "data_seed": None}
+
+    def time_span(self, hp):
+        return hp["t_end"]
 
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)

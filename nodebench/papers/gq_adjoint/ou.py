@@ -56,6 +56,7 @@ import torch
 from torch import nn
 
 from nodebench.errors import UserError
+from nodebench.methods import check_step_size
 from nodebench.sde import (
     DriftDiffusion,
     KarhunenLoeveNoise,
@@ -254,9 +255,14 @@ class OrnsteinUhlenbeck(Task):
             int_hparam(hp, key, low)
         for key in ("t_end", "data_dt", "eval_dt"):
             positive_hparam(hp, key)
+        for key in ("data_dt", "eval_dt"):  # the data's and the evaluation's fixed SDE steps
+            check_step_size(hp[key], hp["t_end"], f"the time span of task {self.name}", name=key)
         if hp["kl_direction"] not in KL_DIRECTIONS:
             raise UserError(f"kl_direction must be one of {', '.join(KL_DIRECTIONS)}, got {hp['kl_direction']!r}")
         return hp
+
+    def time_span(self, hp):
+        return hp["t_end"]
 
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)

@@ -140,6 +140,9 @@ class Sines(Task):
                                           "lr": 1e-3, "dtype": "float32", "data_seed": None}
     param_rules = {"n_obs": Param("n_obs", "int", low=2)}
 
+    def time_span(self, hp):
+        return T_END
+
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)  # typed and bounded: counts ≥ 1, n_obs ≥ 2, irregular a bool
         generator = torch.Generator().manual_seed(data_seed(hp, seed))

@@ -123,6 +123,9 @@ class _IdentificationTask(Task):
             raise UserError(f"task {self.name}: horizon / dt = {hp['horizon'] / hp['dt']:g} gives fewer than 3 "
                             "observation times; give dt <= horizon / 2")
 
+    def time_span(self, hp):
+        return round(hp["horizon"] / hp["dt"]) * hp["dt"]  # the observation grid's end, as in build
+
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)  # typed and bounded: counts ≥ 1, horizon and dt > 0, noise ≥ 0
         n_train, n_test, noise, dt = hp["n_train"], hp["n_test"], hp["noise"], hp["dt"]

@@ -283,6 +283,9 @@ class ClassificationTask(Task):
     def load(self, seed: int) -> ImageSplits:
         return load_images(self.dataset, seed=seed)
 
+    def time_span(self, hp):
+        return T_SPAN[1] - T_SPAN[0]
+
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
         device = torch.device(device)

@@ -230,6 +230,9 @@ class ImageDensityTask(Task):
         scale = self.n_levels - 1  # the loaders return levels / (L − 1)
         return (raw.train_x.double() * scale).round(), (raw.test_x.double() * scale).round()
 
+    def time_span(self, hp):
+        return hp["t1"]
+
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
         channels, nlayers = int_hparam(hp, "channels", 1), int_hparam(hp, "nlayers", 1)
