@@ -161,13 +161,14 @@ def _monitor_figure(curves: pd.DataFrame, name: str):
 
 def plot_monitor(records: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Per experiment and setting of a time-to-target ``table`` (:mod:`nodebench.target`): the monitored
-    quality of every case against wall time, with the common target drawn."""
+    quality of every case against wall time, with the common target drawn. A group outside any experiment
+    (``nodebench run``'s cases) is named by its task."""
     written: list[Path] = []
-    methods, seeds = (dict(zip(records["case_id"], records[c])) for c in ("method", "seed"))
+    methods, seeds, tasks = (dict(zip(records["case_id"], records[c])) for c in ("method", "seed", "task"))
     for (exp, config), group in table.groupby(["experiment", "config"], sort=False):
         part = curves[curves["case_id"].isin(group["case_id"])].dropna(subset=["monitor"])
         part = part.assign(method=part["case_id"].map(methods), seed=part["case_id"].map(seeds))
-        name = f"{exp} {config}".strip()
+        name = f"{exp or tasks[group['case_id'].iloc[0]]} {config}".strip()
         fig = _monitor_figure(part, name)
         targets = group.groupby("versus", sort=False)["target"].first()
         for i, (target, against) in enumerate(targets.groupby(targets, sort=False)):  # one line per target level

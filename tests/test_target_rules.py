@@ -93,3 +93,15 @@ def test_the_leaderboard_reads_the_task_loss_and_says_so():
     table, info = leaderboard.task_table(records, older)  # b ran before task_loss was recorded: its loss is used
     assert info["column"] == "task_loss (loss where not recorded)", info
     assert dict(zip(table["family"], table["reached"])) == {"a": 2, "b": 2}, table  # not "never reached"
+
+
+def test_a_time_to_target_figure_outside_any_experiment_is_named_by_its_task(tmp_path):
+    """``nodebench run`` cases have no experiment: the figure was written as ``_time_to_target.png``, untitled."""
+    from nodebench.plots import plot_monitor
+
+    records = pd.DataFrame({"case_id": ["a", "b"], "method": ["snode", "rk4"], "seed": [0, 0], "task": "vehicle",
+                            "experiment": "", "status": "ok", "hparams": "{}"})
+    curves = pd.DataFrame({"case_id": ["a", "a", "b", "b"], "iteration": [1, 2, 1, 2],
+                           "elapsed_s": [0.1, 0.2, 0.1, 0.4], "monitor": [1.0, 0.1, 1.0, 0.2]})
+    written = plot_monitor(records, curves, time_to_target_table(records, curves), tmp_path)
+    assert [p.name for p in written] == ["vehicle_time_to_target.png"]
