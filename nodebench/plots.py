@@ -164,11 +164,12 @@ def plot_monitor(records: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFram
     quality of every case against wall time, with the common target drawn. A group outside any experiment
     (``nodebench run``'s cases) is named by its task."""
     written: list[Path] = []
-    methods, seeds, tasks = (dict(zip(records["case_id"], records[c])) for c in ("method", "seed", "task"))
+    methods, seeds = (dict(zip(records["case_id"], records[c])) for c in ("method", "seed"))
+    tasks = dict(zip(records["case_id"], records["task"])) if "task" in records else {}
     for (exp, config), group in table.groupby(["experiment", "config"], sort=False):
         part = curves[curves["case_id"].isin(group["case_id"])].dropna(subset=["monitor"])
         part = part.assign(method=part["case_id"].map(methods), seed=part["case_id"].map(seeds))
-        name = f"{exp or tasks[group['case_id'].iloc[0]]} {config}".strip()
+        name = f"{exp or tasks.get(group['case_id'].iloc[0], '')} {config}".strip()
         fig = _monitor_figure(part, name)
         targets = group.groupby("versus", sort=False)["target"].first()
         for i, (target, against) in enumerate(targets.groupby(targets, sort=False)):  # one line per target level
