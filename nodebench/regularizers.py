@@ -222,8 +222,12 @@ class RegularizedSolve:
 
 def regularizer_from_hparams(hparams: dict, seed: int = 0) -> Regularizer | None:
     """The regulariser a case's ``reg*`` hyper-parameters ask for, or ``None`` (``reg = "none"`` or unset,
-    or ``reg_lambda = 0``: a λ grid's zero is the unregularised baseline, with no cost computed)."""
+    or ``reg_lambda = 0``: a λ grid's zero is the unregularised baseline, with no cost computed). A positive
+    ``reg_lambda`` without ``reg`` is a :class:`UserError`: the user meant a regulariser and would get none."""
     kind = hparams.get("reg", "none")
+    if kind == "none" and isinstance(hparams.get("reg_lambda"), (int, float)) and hparams["reg_lambda"] > 0:
+        raise UserError(f"reg_lambda {hparams['reg_lambda']:g} has no effect without a regulariser: set reg to "
+                        f"{' or '.join(KINDS[1:])}, or leave reg_lambda out")
     regularizer = Regularizer(kind="speed" if kind == "none" else kind, order=hparams.get("reg_order", 2),
                               lam=hparams.get("reg_lambda", 0.0), variant=hparams.get("reg_variant", "forward"),
                               seed=seed)  # built with reg = none too: the other reg_* values are checked all the same

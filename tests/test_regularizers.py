@@ -180,3 +180,12 @@ def test_reg_values_are_checked_without_a_regulariser_too(bad, match):
     for hparams in (bad, {"reg": "none", **bad}):
         with pytest.raises(UserError, match=match):
             regularizer_from_hparams(hparams)
+
+
+@pytest.mark.parametrize("hparams", [{"reg_lambda": 1.0}, {"reg": "none", "reg_lambda": 0.5}])
+def test_a_positive_lambda_without_a_regulariser_is_refused(hparams):
+    """It trained without one, silently: the user meant a regulariser."""
+    with pytest.raises(UserError, match=r"reg_lambda .* has no effect without a regulariser: set reg to speed or "
+                                        r"rnode"):
+        regularizer_from_hparams(hparams)
+    assert regularizer_from_hparams({"reg": "none", "reg_lambda": 0.0}) is None  # a λ grid's unregularised zero
