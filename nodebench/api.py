@@ -193,8 +193,8 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
     Args:
         task: a task id, or ``trajectories:PATH.npz`` / ``density:PATH.npy``.
         methods: method ids (a list, or a comma-separated string).
-        iters, budget_s: stop each case after this many iterations or this much training time (default 100
-            iterations).
+        iters, budget_s: stop each case after this many iterations or this much training time, whichever
+            comes first when both are given (default 100 iterations; the CLI takes one of the two).
         hparams: task hyper-parameters and method options, e.g. ``{"lr": 0.1, "rtol": 1e-5}``.
         method_hparams: per-method options, e.g. ``{"adjoint": {"rtol": 1e-5}}``.
         out: the run directory (default ``results/runs/<time>``); an existing one is resumed.
