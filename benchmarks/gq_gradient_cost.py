@@ -51,7 +51,7 @@ from nodebench.harness.memory import AllocatedPeak
 from nodebench.methods import get_method
 import matplotlib.pyplot as plt
 
-from nodebench.figure_style import measured_memory
+from nodebench.records import measured_memory
 from nodebench.plots import method_colors, save_figure
 from nodebench.markdown import markdown_table
 from nodebench.api import get_task  # registers every installed paper's tasks (g1d is the GQ paper's)

@@ -68,7 +68,7 @@ from nodebench.config import Param
 from nodebench.errors import UserError
 from nodebench.intervals import ratio_interval
 from nodebench.metrics import metric as metric_info
-from nodebench.records import expand_hparams
+from nodebench.records import expand_hparams, measured_memory
 from nodebench.registry import Registry
 from nodebench.target import reached_text, seed_aggregate
 
@@ -395,11 +395,17 @@ def ratio(records, tables, claim) -> list[tuple[str, str, str]]:
         if problem is None:
             b, m, value = _ratio(rows, method, base, column)
             if value is None:
-                missing = method if m is None else base
+                missing = method if m in (None, 0.0) else base
                 own = exp_rows[exp_rows["method"] == missing]
                 measured = "; ".join(_values_text(own, _hp_column(own, name), name) for name in filters)
-                problem = f"no successful {missing} run{where}" + (f" ({missing} measured at {measured})"
-                                                                  if filters and not own.empty else "")
+                ran = rows.loc[rows["method"] == missing, column] if column in rows else pd.Series(dtype=float)
+                if len(ran) and ran.isna().all():  # it ran, but the column holds no reading
+                    problem = f"{column} not measured for {missing}{where}"
+                elif len(ran):
+                    problem = f"{missing}'s median {column} is 0{where}: no ratio"
+                else:
+                    problem = f"no successful {missing} run{where}" + (f" ({missing} measured at {measured})"
+                                                                      if filters and not own.empty else "")
         if problem is not None:
             out.append((exp, f"{label}{where}: {problem}" + (f" ({published})" if published else ""), NOT_MEASURED))
             continue
@@ -655,6 +661,8 @@ def check_claims(claims: list[dict[str, Any]], records: pd.DataFrame,
     """Verdicts for every claim; a claim whose check is not computable here is reported as such."""
     verdicts = []
     ok = _ok(records)
+    if "peak_mem_bytes" in ok:  # a resident set that read 0 is not measured, as in the report, never a 0
+        ok = ok.assign(peak_mem_bytes=measured_memory(ok))
     for claim in claims:
         check = claim.get("check")
         if check is None:

@@ -14,7 +14,8 @@
   of many configurations) moves below the axes, and the figure grows to hold it, so the axes keep their size.
 - **Reference lines** (:func:`reference_line`) differ from data and from each other in style and colour, and
   are labelled in the legend. **Spread over seeds** is drawn as a min–max band (:func:`band`).
-- **Memory that was not measured** (:func:`measured_memory`) is a gap with the words "not measured", never 0.
+- **Memory that was not measured** (:func:`nodebench.records.measured_memory`) is a gap with the words
+  "not measured", never 0.
 """
 
 from __future__ import annotations
@@ -135,17 +136,6 @@ def band(ax, x, median, low, high, label: str, *, method: str | None = None, lw:
     if np.any(high > low):
         ax.fill_between(x, low, high, color=style["color"], alpha=0.18, lw=0)
     return line
-
-
-def measured_memory(records):
-    """Peak memory per record, NaN where it was not measurable: no reading, a ``ru_maxrss`` reading (a
-    process-lifetime high-water mark, not a per-phase peak), or a resident-set (``vmhwm``) reading of 0 — the
-    phase reused pages already resident (typical in process), which says nothing about what it allocated."""
-    memory = records["peak_mem_bytes"].astype(float) if "peak_mem_bytes" in records else np.nan
-    if "mem_source" in records:
-        source = records["mem_source"].fillna("")
-        memory = memory.where(~source.isin(["", "ru_maxrss"]) & ~((source == "vmhwm") & (memory <= 0)))
-    return memory
 
 
 def mark_not_measured(ax, positions, *, y: float | None = None) -> None:

@@ -17,10 +17,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from nodebench.figure_style import (band, finish, label_styles, mark_not_measured, measured_memory,
+from nodebench.figure_style import (band, finish, label_styles, mark_not_measured,
                                     method_colors, method_style, reference_line)
 from nodebench.metrics import headline_metric
-from nodebench.records import config_labels
+from nodebench.records import config_labels, measured_memory
 from nodebench.registry import Registry
 
 __all__ = ["method_colors", "method_style", "save_figure", "slug", "plot_run", "plot_monitor", "plot_scaling",

@@ -211,3 +211,15 @@ def config_labels(records: pd.DataFrame) -> pd.Series:
             parts.append(f"{column[3:]}={value:g}" if isinstance(value, float) else f"{column[3:]}={value}")
         return " ".join(parts)
     return expanded.apply(label, axis=1) if len(expanded) else expanded["method"].astype(str)
+
+
+def measured_memory(records):
+    """Peak memory per record, NaN where it was not measurable: no reading, a ``ru_maxrss`` reading (a
+    process-lifetime high-water mark, not a per-phase peak), or a resident-set (``vmhwm``) reading of 0 — the
+    phase reused pages already resident (typical in process), which says nothing about what it allocated.
+    Reports, figures, claim checks and the leaderboard all read peak memory through it."""
+    memory = records["peak_mem_bytes"].astype(float) if "peak_mem_bytes" in records else math.nan
+    if "mem_source" in records:
+        source = records["mem_source"].fillna("")
+        memory = memory.where(~source.isin(["", "ru_maxrss"]) & ~((source == "vmhwm") & (memory <= 0)))
+    return memory

@@ -9,11 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
-from nodebench.figure_style import measured_memory
 from nodebench.intervals import median_interval
 from nodebench.markdown import markdown_table
 from nodebench.metrics import headline_metric
-from nodebench.records import config_labels, expand_hparams
+from nodebench.records import config_labels, expand_hparams, measured_memory
 from nodebench.report_page import write_report_html
 from nodebench.run_settings import settings_section
 

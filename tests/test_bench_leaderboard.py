@@ -140,3 +140,14 @@ def test_bad_leaderboard_input_is_one_line(capsys, tmp_path, argv, fragment):
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and fragment in lines[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_resident_set_of_zero_is_unmeasured_memory_not_the_smallest():
+    """A phase that reused resident pages reads 0 bytes; it ranked first on memory."""
+    records, curves = _synthetic(True)
+    records = records.assign(mem_source="vmhwm")
+    records.loc[records.method == "a", "peak_mem_bytes"] = 0.0
+    table, _ = leaderboard.task_table(records[records.task == "t1"], curves)
+    memory = table.set_index("config")
+    assert math.isnan(memory.loc["a", "peak_mem_bytes"]) and memory.loc["adjoint", "peak_mem_bytes"] == 2.0**20
+    assert memory.loc["adjoint", "rank_peak_mem_bytes"] < memory.loc["a", "rank_peak_mem_bytes"]

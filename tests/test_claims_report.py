@@ -181,3 +181,26 @@ def test_the_summary_shows_the_allocated_peak_where_a_run_recorded_it():
     assert "allocated" not in summary_table(RECORDS)  # a run from before the column: no empty column
     table = summary_table(RECORDS.assign(alloc_peak_bytes=3 * 2**20))
     assert "allocated fwd+bwd [MiB]" in table and "| 3 |" in table, table
+
+
+def test_a_memory_claim_reads_a_resident_set_of_zero_as_not_measured():
+    """The report shows it as "–"; the claim check read it as 0 bytes, so adjoint/gq read 0× and failed."""
+    claim = {"id": "M", "text": "memory", "check": "ratio", "method": "gq", "baseline": "adjoint",
+             "column": "peak_mem_bytes", "min": 0.1}
+    rows = [{"experiment": "e", "method": "gq", "peak_mem_bytes": 5e6, "mem_source": "vmhwm"},
+            {"experiment": "e", "method": "adjoint", "peak_mem_bytes": 0.0, "mem_source": "vmhwm"}]
+    (verdict,) = check_claims([claim], records_of(rows))
+    assert verdict.verdict == NOT_MEASURED and "peak_mem_bytes not measured for adjoint" in verdict.measured
+    rows[1]["peak_mem_bytes"] = 3e7
+    (verdict,) = check_claims([claim], records_of(rows))
+    assert verdict.verdict == HOLDS and "6×" in verdict.measured
+
+
+def test_a_ratio_over_a_zero_median_names_it():
+    claim = {"id": "Z", "text": "nfe", "check": "ratio", "method": "direct", "baseline": "adjoint",
+             "column": "nfe_backward_per_iter"}
+    rows = [{"experiment": "e", "method": "direct", "nfe_backward_per_iter": 0.0},
+            {"experiment": "e", "method": "adjoint", "nfe_backward_per_iter": 30.0}]
+    (verdict,) = check_claims([claim], records_of(rows))
+    assert verdict.verdict == NOT_MEASURED
+    assert "direct's median nfe_backward_per_iter is 0: no ratio" in verdict.measured

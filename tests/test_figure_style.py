@@ -4,7 +4,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from nodebench.figure_style import METHOD_STYLES, label_styles, measured_memory, method_colors, method_style
+from nodebench.figure_style import METHOD_STYLES, label_styles, method_colors, method_style
+from nodebench.records import measured_memory
 from nodebench.plots import _bars, save_figure, slug
 from nodebench.papers.do_vs_od.figures import plot_density_grid
 

@@ -56,7 +56,7 @@ from nodebench.benchmarking.compare import load_records
 from nodebench.errors import UserError
 from nodebench.intervals import median_interval
 from nodebench.metrics import headline_metric, higher_is_better
-from nodebench.records import config_labels
+from nodebench.records import config_labels, measured_memory
 from nodebench.target import (
     common_level,
     first_reach,
@@ -163,7 +163,7 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
                      "seeds": len(group), "ok": len(good), "failures": failure_text(group["status"]),
                      "reached": int(np.isfinite(times).sum()), "statistic": seed_statistic(len(times)),
                      "time_to_target_s": seed_aggregate(times), "time_interval": seed_interval(times),
-                     "peak_mem_bytes": good.get("peak_mem_bytes", pd.Series(dtype=float)).median(),
+                     "peak_mem_bytes": pd.Series(measured_memory(good), dtype=float).median(),  # 0: unmeasured
                      "nfe_per_iter": nfe.median(),
                      "metric": good[metric].median() if metric else math.nan,
                      "metric_interval": median_interval(good[metric]) if metric else median_interval([]),
