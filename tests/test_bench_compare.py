@@ -309,3 +309,12 @@ def test_runs_from_different_machines_start_with_a_warning(capsys, tmp_path):
     assert (current / "compare-base.md").read_text().startswith(f"**{line}**\n")
     result = compare(load_records(base), load_records(current))
     assert warning(result) == line and markdown(result, "a", "b").startswith(f"**{line}**")
+
+
+def test_a_resident_set_of_zero_is_not_compared_as_zero_bytes():
+    """A baseline whose seeds reused resident pages read 0 B: against 20 MiB that was a 'regression'."""
+    zero, grown = _records(mem=0.0), _records(mem=20 * 2.0**20)
+    zero, grown = (records.assign(mem_source="vmhwm") for records in (zero[0], grown[0]))
+    memory = compare((zero, pd.DataFrame()), (grown, pd.DataFrame()))
+    verdicts = memory.loc[memory["metric"] == "memory", "verdict"].tolist()
+    assert "regression" not in verdicts and not regressed(memory)

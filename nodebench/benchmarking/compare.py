@@ -33,7 +33,8 @@ Mann–Whitney U (``scipy.stats.mannwhitneyu``). The samples of a case (a config
   α = 0.05. On CPU the figure is a resident-set peak, which the allocator's arenas move in steps of a
   MiB or more: in the nightly A/A run of 2026-12-03 one configuration's seeds spanned 0.5–4.5 MiB on one
   side, and another's three seeds all read 1.1–1.3 MiB higher on one side (p = 0.05, the smallest
-  three seeds allow), so growth under 4 MiB is not gated;
+  three seeds allow), so growth under 4 MiB is not gated; a seed whose resident set read 0 (its step
+  reused resident pages) has no reading, as in reports (:func:`nodebench.records.measured_memory`);
 - **allocated**: the allocated-bytes peak of forward + backward of each seed (``alloc_peak_bytes``, from
   an untimed pass: tensor storage on CPU, the allocator on CUDA), which does not move with the pages an
   allocator keeps: identical runs give identical figures, so the floor is 256 KiB; threshold 5 %, α = 0.05
@@ -73,7 +74,7 @@ from scipy.stats import mannwhitneyu, wilcoxon
 
 from nodebench.errors import UserError
 from nodebench.metrics import METRICS
-from nodebench.records import CURVES, RECORDS, config_labels, load_run
+from nodebench.records import CURVES, RECORDS, config_labels, load_run, measured_memory
 from nodebench.schema import check_records
 
 REGRESSION, FAILED, MISSING = "regression", "failed", "missing"
@@ -207,8 +208,10 @@ def samples(records: pd.DataFrame, curves: pd.DataFrame, metric: str) -> pd.Seri
             values = ok["nfe_forward_per_iter"] + ok["nfe_backward_per_iter"]
         else:
             values = None
+    elif metric == "memory":  # a resident set that read 0 is not measured (records.measured_memory), not 0 bytes
+        values = measured_memory(ok) if "peak_mem_bytes" in ok else None
     else:
-        values = ok.get({"memory": "peak_mem_bytes", "allocated": "alloc_peak_bytes"}.get(metric, metric))
+        values = ok.get({"allocated": "alloc_peak_bytes"}.get(metric, metric))
     if values is None:
         return pd.Series(dtype=float)
     values = pd.to_numeric(values, errors="coerce").astype(float)
