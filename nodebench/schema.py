@@ -62,8 +62,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("peak_reserved_bytes", "float", "peak memory reserved by the CUDA allocator [bytes]"),
     Column("alloc_peak_forward_bytes", "float", "peak tensor bytes the forward pass allocates, from an untimed "
            "pass after the timed steps (CPU: profiler allocation events; CUDA: allocator) [bytes]"),
-    Column("alloc_peak_bytes", "float", "the same for forward + backward, up to the end of backward [bytes]"),
-    Column("alloc_peak_optimizer_bytes", "float", "the same for the optimiser step alone [bytes]"),
+    Column("alloc_peak_bytes", "float", "the same for forward + backward, up to the end of backward (SNODE: "
+           "forward is its coefficient block, forward + backward a whole iteration) [bytes]"),
+    Column("alloc_peak_optimizer_bytes", "float", "the same for the optimiser step alone (empty for SNODE, whose "
+           "Adam steps belong to its blocks) [bytes]"),
     Column("mem_source", "str", "how memory was measured (cuda allocator, CPU high-water mark)"),
     Column("nfe_forward", "int", "field evaluations in forward passes, summed"),
     Column("nfe_backward", "int", "field evaluations in backward passes (adjoint solves), summed"),
