@@ -115,7 +115,8 @@ class Task(abc.ABC):
     def time_span(self, hp: Mapping[str, Any]) -> float | None:
         """The length of the interval the training solves integrate over, for checked hyper-parameters ``hp``,
         or ``None`` where only the data tell it. A fixed ``step_size`` is checked against it before anything
-        runs (:func:`nodebench.methods.check_step_size`), else against each solve's span when it runs."""
+        runs (:func:`nodebench.methods.check_step_size`); every solve also checks the span of its first call
+        (:class:`nodebench.methods.Solve`), which is what catches a bad step where this returns ``None``."""
         return None
 
     @abc.abstractmethod
