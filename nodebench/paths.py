@@ -73,17 +73,17 @@ def output_dir(path: Path, what: str = "--out") -> Path:
     return path
 
 
-def output_file(path: Path, what: str = "--out", suffix: str = ".md") -> Path:
-    """A file the command will create or replace, named ``*<suffix>``: a run's records, ``run.json`` or another
-    file of another kind is never written over."""
+def output_file(path: Path, what: str = "--out") -> Path:
+    """A Markdown file the command will create or replace, named ``*.md``: a run's records, ``run.json`` or
+    another file of another kind is never written over."""
     if str(path) == "":
         raise UserError(f"{what} is empty; give a file")
     _short_names(path, what)
     if path.is_dir():
         raise UserError(f"{what} {str(path)!r} is a folder; give a file name, e.g. {str(path / 'compare.md')!r}")
-    if path.suffix != suffix:
-        raise UserError(f"{what} {str(path)!r} does not end in {suffix}: the command writes a {suffix} file, never "
-                        f"over a file of another kind (records, run.json); give e.g. {str(path.with_suffix(suffix))!r}")
+    if path.suffix != ".md":
+        raise UserError(f"{what} {str(path)!r} does not end in .md: the command writes a .md file, never "
+                        f"over a file of another kind (records, run.json); give e.g. {str(path.with_suffix('.md'))!r}")
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{what} {str(path)!r} is not writable")
     _writable_parent(path, what)

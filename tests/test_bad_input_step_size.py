@@ -20,9 +20,9 @@ from nodebench.methods import get_method
     ("cubic_spiral", "rk4", "step_size=1e300", "step_size 1e+300 does not fit the time span of task 'cubic_spiral'"),
     ("g1d", "midpoint", "step_size=1e-300", "step_size 1e-300 does not fit the time span of task 'g1d' (length 1)"),
     ("ou_sde", "sde_direct", "step_size=1e-9", "step_size 1e-09 does not fit the time span of task 'ou_sde'"),
-    ("ou_sde", "gq", "data_dt=1e-300", "data_dt 1e-300 does not fit the time span of task ou_sde (length 10)"),
+    ("ou_sde", "gq", "data_dt=1e-300", "data_dt 1e-300 does not fit the time span of task 'ou_sde' (length 10)"),
     ("cnf_toy_moons", "rk4", "test_step_sizes=[0.1,1e-300]", "test_step_sizes entry 1e-300 does not fit the time span "
-                                                            "of task cnf_toy_moons (length 0.5)"),
+                                                            "of task 'cnf_toy_moons' (length 0.5)"),
     ("trajectories", "euler", "step_size=3", "step_size 3 does not fit the time span of task 'trajectories:"),
 ])
 def test_a_step_that_does_not_fit_the_span_is_refused_before_running(task, method, hparam, message, tmp_path, capsys):

@@ -370,7 +370,7 @@ class DensityTask(Task):
 
     def check_hparams(self, hp):
         for step in hp["test_step_sizes"]:
-            check_step_size(step, hp["t1"], f"the time span of task {self.name}", name="test_step_sizes entry")
+            check_step_size(step, hp["t1"], f"the time span of task {self.name!r}", name="test_step_sizes entry")
 
     def time_span(self, hp):
         return hp["t1"]

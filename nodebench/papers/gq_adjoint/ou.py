@@ -256,7 +256,7 @@ class OrnsteinUhlenbeck(Task):
         for key in ("t_end", "data_dt", "eval_dt"):
             positive_hparam(hp, key)
         for key in ("data_dt", "eval_dt"):  # the data's and the evaluation's fixed SDE steps
-            check_step_size(hp[key], hp["t_end"], f"the time span of task {self.name}", name=key)
+            check_step_size(hp[key], hp["t_end"], f"the time span of task {self.name!r}", name=key)
         if hp["kl_direction"] not in KL_DIRECTIONS:
             raise UserError(f"kl_direction must be one of {', '.join(KL_DIRECTIONS)}, got {hp['kl_direction']!r}")
         return hp
