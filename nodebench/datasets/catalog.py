@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
-from nodebench.datasets.storage import DEFAULT_MANIFEST, ENV_VAR, data_root
+from nodebench.datasets.storage import DEFAULT_MANIFEST, ENV_VAR, data_root, folder_note
 from nodebench.errors import UserError
 from nodebench.registry import nearest
 
@@ -280,7 +280,12 @@ def _txt_members(path: Path) -> Iterator[tuple[str, bytes]]:
     """``(name, bytes)`` of the ``.txt`` files of a record folder or of its tarball, names without folders."""
     if path.is_dir():
         for item in sorted(path.glob("*.txt")):
-            yield item.name, item.read_bytes()
+            try:
+                data = item.read_bytes()
+            except OSError as exc:
+                raise UserError(f"cannot read record file {item}: {exc.strerror or exc}; expected "
+                                f"{path} to hold readable <RecordID>.txt files") from None
+            yield item.name, data
         return
     try:
         with tarfile.open(path, "r:*") as tar:
@@ -313,7 +318,7 @@ def _candidates(spec: FileSpec, where: Path) -> Iterable[tuple[Path, str]]:
 def locate(spec: FileSpec, where: Path) -> tuple[Path, str] | None:
     """Where the file is, and its kind; None when absent."""
     for path, kind in _candidates(spec, where):
-        if (path.is_dir() and any(path.glob("*.txt"))) if kind == "dir" else path.is_file():
+        if (path.is_dir() and any(p.is_file() for p in path.glob("*.txt"))) if kind == "dir" else path.is_file():
             return path, kind
     return None
 
@@ -330,7 +335,8 @@ def check_file(spec: FileSpec, where: Path, verify: bool = True) -> FileStatus:
     """Locate ``spec`` under ``where`` and (``verify``) compare its checksum with the pinned one."""
     hit = locate(spec, where)
     if hit is None:
-        return FileStatus(spec, "missing", None, "not found")
+        files = [path for path, kind in _candidates(spec, where) if kind != "dir"]
+        return FileStatus(spec, "missing", None, "not found" + folder_note(files))
     path, kind = hit
     size = sum(p.stat().st_size for p in path.glob("*.txt")) if kind == "dir" else path.stat().st_size
     algorithm, expected = _expected(spec, kind)
@@ -401,7 +407,7 @@ def check_case_data(cases, verify: bool = True, root: PathArg = None, manifest: 
         state = status(dataset.name, root, verify=verify, manifest=manifest)
         fetch = f"`nodebench data fetch {dataset.name}`"
         if not state.found:
-            missing = ", ".join(f.spec.path for f in state.missing)
+            missing = ", ".join(f.spec.path + f.detail.removeprefix("not found") for f in state.missing)
             raise UserError(f"task {case.task} needs data set {dataset.name}, not found in {state.where} "
                             f"(missing {missing}; set {ENV_VAR} to another data folder or run {fetch})")
         if verify and not state.verified:

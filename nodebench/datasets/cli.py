@@ -13,13 +13,11 @@ when a data set is missing or does not verify, so scripts can gate on it.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from nodebench.datasets.catalog import catalog, status
 from nodebench.datasets.fetch import TIMEOUT_S, fetch
 from nodebench.datasets.storage import ENV_VAR, data_root
-from nodebench.errors import UserError
 from nodebench.paths import nonempty_path, output_dir
 
 EXAMPLES = """examples:
@@ -81,12 +79,7 @@ def run(args) -> int:
 
 def _data_dir(args) -> Path:
     """The data directory to read; a file there is a :class:`UserError` (a missing folder holds no data)."""
-    directory = data_root(args.root)
-    if directory.exists() and not directory.is_dir():
-        source = ("--root" if args.root is not None else f"${ENV_VAR}" if os.environ.get(ENV_VAR)
-                  else "the default data directory")
-        raise UserError(f"{source} {str(directory)!r} is a file; give a folder")
-    return directory
+    return data_root(args.root)
 
 
 def _list(args) -> int:

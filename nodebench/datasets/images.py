@@ -4,8 +4,8 @@ These are the data sets of the image experiments of Norcliffe & Deisenroth, "Fas
 ODEs Using Gauß–Legendre Quadrature" (TMLR 2023). The
 official code (``a-norcliffe/torch_gq_adjoint``, ``datasets/datasets.py`` and ``experiments/images.py``)
 reads them with torchvision and ``ToTensor()`` only, the standard train/test splits and no
-normalisation. torchvision is not a dependency (its wheels pin a CUDA build of torch), so this module reads the same files
-itself and returns what ``ToTensor()`` would: float32 in [0, 1] (``uint8 / 255``), shape (N, C, H, W),
+normalisation. torchvision is not a dependency (its wheels pin a CUDA build of torch), so this module reads the same
+files itself and returns what ``ToTensor()`` would: float32 in [0, 1] (``uint8 / 255``), shape (N, C, H, W),
 with int64 labels. The loaders never download: the files must be in the data directory
 (``$NODEBENCH_DATA``, default ``<repo>/datasets``); ``nodebench data fetch mnist`` (or ``cifar10``,
 ``svhn``) downloads them from the official sources and checks them against the md5 values the sources
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nodebench.datasets.storage import ENV_VAR, data_root
+from nodebench.datasets.storage import ENV_VAR, data_root, folder_note
 from nodebench.errors import UserError
 
 PathArg = str | os.PathLike | None
@@ -102,7 +102,9 @@ def _labels(labels: np.ndarray, what: str, n_classes: int = 10) -> torch.Tensor:
 
 
 def _missing(dataset: str, directory: Path, paths: list[str]) -> UserError:
-    return UserError(f"{dataset} data not found: expected {', '.join(paths)} in the data directory {directory} "
+    folders = [f"{directory / p.removesuffix('[.gz]')}{suffix}" for p in paths for suffix in ("", ".gz")]
+    return UserError(f"{dataset} data not found: expected {', '.join(paths)} in the data directory {directory}"
+                     f"{folder_note(folders)} "
                      f"(set {ENV_VAR} to use another); fetch it with `nodebench data fetch "
                      f"{dataset.lower().replace('-', '')}` or {README_HINT}")
 

@@ -31,7 +31,7 @@ This module follows it where stated and departs from it where stated:
   min)``, with min and max over the observed values of the records it is given (the task passes its
   **training split**). Rubanova et al. compute ``(x − min)/max`` with min and max over all records, train
   and test (``mode="official"`` reproduces it). Outliers stay in both: pH up to 735, Urine up to
-  19990, Temp down to −17.8, so those channels' typical values are squashed near one end of [0, 1].
+  11000, Temp down to −17.8 (sets A and B), so those channels' typical values are squashed near one end of [0, 1].
   Unobserved entries stay 0.
 - **Time scale (as the codes on the full data).** :func:`to_series` divides times by 48 h, so the
   challenge window maps onto [0, 1]; the codes divide by the largest time of their union grid, which is
@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nodebench.datasets.storage import ENV_VAR, data_root
+from nodebench.datasets.storage import ENV_VAR, data_root, folder_note
 from nodebench.errors import UserError
 
 PathArg = str | os.PathLike | None
@@ -240,8 +240,8 @@ def set_source(root: PathArg, name: str) -> Path:
         return tarball
     state = "holds no .txt record files" if folder.is_dir() else "not found"
     raise UserError(f"PhysioNet 2012 data {state}: expected {FOLDER}/{name}/<RecordID>.txt or {FOLDER}/{name}.tar.gz "
-                    f"in the data directory {directory} (set {ENV_VAR} to use another); fetch it with "
-                    f"`nodebench data fetch physionet` or {README_HINT}")
+                    f"in the data directory {directory}{folder_note([tarball])} (set {ENV_VAR} to use another); "
+                    f"fetch it with `nodebench data fetch physionet` or {README_HINT}")
 
 
 def available_sets(root: PathArg = None) -> list[str]:
@@ -325,12 +325,34 @@ def load_physionet(root: PathArg = None, *, sets: Sequence[str] = SETS, n_record
     return records
 
 
+def _record_ids(source: Path) -> set[str]:
+    """The RecordIDs (file names without ``.txt``) of a set folder or tarball, without parsing the records."""
+    try:
+        if source.is_dir():
+            names = [p.name for p in source.glob("*.txt")]
+        else:
+            with tarfile.open(source, "r:*") as tar:
+                names = [m.name.rsplit("/", 1)[-1] for m in tar if m.isfile() and m.name.endswith(".txt")]
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UserError(f"cannot read PhysioNet set {source}: {exc}; expected a folder or a .tar.gz of "
+                        "<RecordID>.txt files") from None
+    return {name.removesuffix(".txt") for name in names}
+
+
+def _ids(ids: Sequence[str]) -> str:
+    return ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+
+
 def load_outcomes(root: PathArg = None, sets: Sequence[str] = SETS) -> dict[str, dict[str, int]]:
     """The outcomes of ``sets`` (``<data>/physionet/Outcomes-<a|b|c>.txt``): RecordID → {SAPS-I, SOFA,
     Length_of_stay, Survival, In-hospital_death} as ints (−1 where the challenge marks a value unknown).
 
+    Where a set's records are present (folder or tarball), its outcomes file must hold exactly one line
+    per record file, so that every record joins to one outcome.
+
     Raises:
-        UserError: a file is missing or not in the challenge's format.
+        UserError: a file is missing or not in the challenge's format, a RecordID appears twice, or the
+            outcomes do not match the set's record files.
     """
     _check_sets(sets)
     directory = data_root(root)
@@ -345,6 +367,7 @@ def load_outcomes(root: PathArg = None, sets: Sequence[str] = SETS) -> dict[str,
         if not lines or lines[0].strip() != ",".join(OUTCOME_COLUMNS):
             raise UserError(f"{path} is not a PhysioNet 2012 outcomes file: expected the header "
                             f"{','.join(OUTCOME_COLUMNS)!r}")
+        listed: set[str] = set()
         for lineno, line in enumerate(lines[1:], start=2):
             if not line.strip():
                 continue
@@ -356,7 +379,24 @@ def load_outcomes(root: PathArg = None, sets: Sequence[str] = SETS) -> dict[str,
             if len(numbers) != len(OUTCOME_COLUMNS):
                 raise UserError(f"{path}:{lineno}: malformed outcomes line {line.strip()[:60]!r}; expected "
                                 f"{len(OUTCOME_COLUMNS)} integers")
-            outcomes[str(numbers[0])] = dict(zip(OUTCOME_COLUMNS[1:], numbers[1:]))
+            record_id = str(numbers[0])
+            if record_id in outcomes:
+                raise UserError(f"{path}:{lineno}: RecordID {record_id} has a second outcomes line; expected "
+                                "one line per record")
+            outcomes[record_id] = dict(zip(OUTCOME_COLUMNS[1:], numbers[1:]))
+            listed.add(record_id)
+        try:
+            source = set_source(root, name)
+        except UserError:
+            continue  # no records of this set here: nothing to join
+        records = _record_ids(source)
+        unmatched, orphans = sorted(records - listed), sorted(listed - records)
+        if unmatched or orphans:
+            what = "; ".join(
+                ([f"no line for record(s) {_ids(unmatched)}"] if unmatched else [])
+                + ([f"lines for record(s) {_ids(orphans)} that {source} does not hold"] if orphans else []))
+            raise UserError(f"{path} does not match the {len(records)} record files of {name}: {what}; expected "
+                            "exactly one outcomes line per <RecordID>.txt")
     return outcomes
 
 

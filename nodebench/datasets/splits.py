@@ -54,14 +54,20 @@ def standardize(splits: Splits) -> Splits:
     """
     both = np.vstack([splits.train, splits.val])
     mean, std = both.mean(axis=0), both.std(axis=0)
-    return Splits(*((part - mean) / std for part in (splits.train, splits.val, splits.test)))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant column's NaN: require_finite refuses it
+        return Splits(*((part - mean) / std for part in (splits.train, splits.val, splits.test)))
 
 
 def require_finite(splits: Splits, what: str) -> Splits:
-    """Raise :class:`UserError` if any split of ``what`` holds NaN or infinity."""
+    """Raise :class:`UserError` if any split of ``what`` is empty or holds NaN or infinity."""
     for part, array in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+        if len(array) == 0:
+            raise UserError(f"{what}: the {part} split is empty ({'/'.join(map(str, splits.sizes))} train/val/test "
+                            "rows); the data file holds too few rows")
         if not np.isfinite(array).all():
-            raise UserError(f"{what}: the {part} split contains NaN or infinite values; the data file is malformed")
+            raise UserError(f"{what}: the {part} split contains NaN or infinite values; the data file holds NaN or "
+                            "infinity, or a constant column (z-scoring divides it by 0); expected finite values in "
+                            "non-constant columns")
     return splits
 
 

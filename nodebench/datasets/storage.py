@@ -64,12 +64,27 @@ class Manifest:
 
 
 def data_root(root: Optional[str | os.PathLike] = None) -> Path:
-    """The data directory: ``root`` if given, else ``$NODEBENCH_DATA``, else ``<repo>/datasets``."""
+    """The data directory: ``root`` if given, else ``$NODEBENCH_DATA``, else ``<repo>/datasets``.
+
+    Raises:
+        UserError: that path exists but is not a folder (a missing folder just holds no data).
+    """
     if root is not None:
-        return Path(root)
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR])
-    return DEFAULT_DATA_DIR
+        directory, source = Path(root), "--root"
+    elif os.environ.get(ENV_VAR):
+        directory, source = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
+    else:
+        directory, source = DEFAULT_DATA_DIR, "the default data directory"
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"{source} {str(directory)!r} is a file; give a folder")
+    return directory
+
+
+def folder_note(paths) -> str:
+    """`` (<path> is a folder, not a file)`` for the first of ``paths`` that is a folder where a file is
+    expected, else ``""``: said beside "not found", which alone would send the user looking for nothing."""
+    folder = next((Path(p) for p in paths if Path(p).is_dir()), None)
+    return f" ({folder} is a folder, not a file)" if folder is not None else ""
 
 
 def read_manifest(path: Optional[str | os.PathLike] = None) -> Manifest:
@@ -136,7 +151,7 @@ def dataset_files(
         path = directory / entry.path
         if not path.is_file():
             raise UserError(
-                f"{dataset} data file not found: expected {path}; fetch it with "
+                f"{dataset} data file not found: expected {path}{folder_note([path])}; fetch it with "
                 f"`python -c \"from nodebench.datasets import download; download('{dataset}')\"` "
                 f"or set {ENV_VAR} to a folder holding {entry.path}"
             )

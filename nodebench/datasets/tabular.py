@@ -31,9 +31,10 @@ TRUST_ENV = "NODEBENCH_TRUST_UNVERIFIED"
 
 def _read_npy(path: Path, columns: Optional[int] = None) -> np.ndarray:
     data = read_npy(path)
-    if data.ndim != 2 or data.dtype.kind not in "biuf" or (columns and data.shape[1] != columns):
+    if data.ndim != 2 or data.dtype.kind not in "biuf" or (columns and data.shape[1] != columns) or not len(data):
         want = f"(N, {columns})" if columns else "(N, D)"
-        raise UserError(f"{path} holds a {data.dtype} array of shape {data.shape}; expected a real {want} array")
+        raise UserError(f"{path} holds a {data.dtype} array of shape {data.shape}; expected a real {want} array "
+                        "with N > 0 rows")
     return data.astype(np.float64)
 
 
@@ -113,6 +114,11 @@ def _read_hepmass_csv(path: Path) -> np.ndarray:
         raise UserError(f"{path} is not a numeric HEPMASS CSV: {exc}") from None
     if data.ndim != 2 or data.shape[1] < 3:
         raise UserError(f"{path} must have a label column and at least two feature columns")
+    bad = np.argwhere(~np.isfinite(data))
+    if len(bad):  # also in rows and columns dropped below (a NaN label would silently drop its row)
+        row, column = bad[0]
+        raise UserError(f"{path} holds {len(bad)} NaN or infinite value(s), the first in data row {row + 1}, column "
+                        f"{column + 1}; expected finite numbers")
     return data
 
 
