@@ -14,7 +14,6 @@ from nodebench.datasets import (
     SKLEARN_NAMES,
     TOY_NAMES,
     data_root,
-    download,
     load_density,
     load_gas,
     load_hepmass,
@@ -22,6 +21,8 @@ from nodebench.datasets import (
     load_power,
     sample_toy,
 )
+from nodebench.datasets import fetch as fetch_module
+from nodebench.datasets.fetch import fetch
 from nodebench.datasets import storage
 from nodebench.errors import UserError
 
@@ -189,7 +190,7 @@ def test_missing_maf_file_names_expected_path(tmp_path, name):
     message = str(info.value)
     if name == "bsds300" and "h5py" in message:
         return  # h5py is checked before the file
-    assert str(tmp_path) in message and "NODEBENCH_DATA" in message and "download" in message
+    assert str(tmp_path) in message and "NODEBENCH_DATA" in message and f"`nodebench data fetch {name}`" in message
     assert "\n" not in message
 
 
@@ -215,11 +216,11 @@ def test_repository_manifest_lists_every_maf_file():
     assert set(manifest.archives) == {"https://zenodo.org/record/1161203/files/data.tar.gz"}
 
 
-def test_download_extracts_from_present_archive(tmp_path, rng, monkeypatch):
+def test_fetch_extracts_from_present_archive(tmp_path, rng, monkeypatch):
     def no_network(*args, **kwargs):
-        raise AssertionError("download must not fetch when the archive is present")
+        raise AssertionError("fetch must not download when the archive is present")
 
-    monkeypatch.setattr(storage.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(fetch_module, "_open", no_network)
     payload = io.BytesIO()
     np.save(payload, rng.normal(size=(100, 5)))
     with tarfile.open(tmp_path / "data.tar.gz", "w:gz") as tar:
@@ -228,7 +229,7 @@ def test_download_extracts_from_present_archive(tmp_path, rng, monkeypatch):
         payload.seek(0)
         tar.addfile(info, payload)
     manifest = write_manifest(tmp_path / "m.toml", [("miniboone", "miniboone/data.npy", "")])
-    assert download("miniboone", tmp_path, manifest=manifest) == [tmp_path / "miniboone" / "data.npy"]
+    assert fetch("miniboone", tmp_path, manifest=manifest, progress=False) == [tmp_path / "miniboone" / "data.npy"]
     check_splits(load_miniboone(tmp_path, manifest=manifest), 81, 9, 10, 5)
 
 

@@ -13,7 +13,7 @@ from nodebench.datasets.density import (
     read_npy_file,
 )
 from nodebench.datasets.splits import Splits
-from nodebench.datasets.storage import data_root, download, read_manifest, verify_checksum
+from nodebench.datasets.storage import data_root, read_manifest, verify_checksum
 from nodebench.datasets.tabular import (
     MAF_NAMES,
     load_bsds300,
@@ -31,7 +31,6 @@ __all__ = [
     "TOY_NAMES",
     "Splits",
     "data_root",
-    "download",
     "file_splits",
     "load_bsds300",
     "load_density",

@@ -1,4 +1,4 @@
-"""Where density data files live, their checksums, and how to fetch them.
+"""Where density data files live and their checksums (`nodebench data fetch NAME` fetches them).
 
 The files of the five MAF data sets (Papamakarios et al. 2017, arXiv 1705.07057) come from one archive,
 Zenodo record 1161203. ``nodebench/datasets/manifest.toml`` in the repository lists each file with its path
@@ -11,15 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import tarfile
 import tomllib
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
-from urllib.parse import urlparse
 
 import numpy as np
 
@@ -152,74 +147,9 @@ def dataset_files(
         if not path.is_file():
             raise UserError(
                 f"{dataset} data file not found: expected {path}{folder_note([path])}; fetch it with "
-                f"`python -c \"from nodebench.datasets import download; download('{dataset}')\"` "
+                f"`nodebench data fetch {dataset}` "
                 f"or set {ENV_VAR} to a folder holding {entry.path}"
             )
         verify_checksum(path, entry.sha256)
         found[entry.path] = path
     return found
-
-
-def download(
-    dataset: str, root: Optional[str | os.PathLike] = None, *, manifest: Optional[str | os.PathLike] = None
-) -> list[Path]:
-    """Fetch the archive holding ``dataset`` (once) and extract that data set's files into the data directory.
-
-    The archive is kept next to the data (``<root>/data.tar.gz``) so other data sets extract without a
-    second download. Archive members are matched by their path suffix (the Zenodo archive nests everything
-    under ``data/``).
-
-    Returns:
-        The extracted file paths.
-    """
-    directory = data_root(root)
-    parsed = read_manifest(manifest)
-    entries = parsed.files_of(dataset)
-    extracted = []
-    for url in sorted({e.url for e in entries}):
-        archive = directory / Path(urlparse(url).path).name
-        if not archive.is_file():
-            _fetch(url, archive)
-        verify_checksum(archive, parsed.archives.get(url, ""))
-        wanted = [e for e in entries if e.url == url]
-        extracted += _extract(archive, wanted, directory)
-    for entry in entries:
-        verify_checksum(directory / entry.path, entry.sha256)
-    return extracted
-
-
-def _fetch(url: str, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    log.info("downloading %s to %s", url, target)
-    try:
-        with urllib.request.urlopen(url) as response, open(partial, "wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
-    except (urllib.error.URLError, OSError) as exc:
-        partial.unlink(missing_ok=True)
-        raise UserError(f"could not download {url}: {exc}") from None
-    partial.replace(target)
-
-
-def _extract(archive: Path, entries: list[ManifestFile], directory: Path) -> list[Path]:
-    pending = {e.path: e for e in entries}
-    written = []
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                match = next((p for p in pending if member.name == p or member.name.endswith("/" + p)), None)
-                if match is None or not member.isfile():
-                    continue
-                target = directory / match
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as source, open(target, "wb") as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
-                written.append(target)
-                del pending[match]
-                if not pending:
-                    break
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise UserError(f"could not read archive {archive}: {exc}; delete it and download again") from None
-    if pending:
-        raise UserError(f"archive {archive} lacks {', '.join(sorted(pending))}")
-    return written
