@@ -22,6 +22,7 @@ from nodebench.datasets import (
     sample_toy,
 )
 from nodebench.datasets import fetch as fetch_module
+from nodebench.datasets.catalog import status
 from nodebench.datasets.fetch import fetch
 from nodebench.datasets import storage
 from nodebench.errors import UserError
@@ -330,3 +331,11 @@ def test_file_splits_check_the_standardized_values_in_the_model_dtype(tmp_path, 
         file_splits(data * 1e300, seed=0, standardize=True, dtype="float64", what="x.npy")
     with pytest.raises(UserError, match="is a folder"):
         read_npy_file(tmp_path)
+
+
+def test_an_unpinned_maf_file_is_reported_without_naming_a_checksum_the_manifest_has_no_field_for(tmp_path, rng):
+    (tmp_path / "power").mkdir()
+    np.save(tmp_path / "power" / "data.npy", rng.normal(size=(10, 3)))
+    manifest = write_manifest(tmp_path / "m.toml", [("power", "power/data.npy", "")])
+    (state,) = status("power", tmp_path, manifest=manifest).files
+    assert (state.state, state.detail) == ("unpinned", "no sha256 checksum pinned")

@@ -328,7 +328,7 @@ def _expected(spec: FileSpec, kind: str) -> tuple[str, str]:
     if kind in ("dir", "tar"):
         return "members", spec.members_sha256
     sha, md5 = (spec.gz_sha256, spec.gz_md5) if kind == "gz" else (spec.sha256, spec.md5)
-    return ("sha256", sha) if sha else ("md5", md5)
+    return ("md5", md5) if md5 and not sha else ("sha256", sha)
 
 
 def check_file(spec: FileSpec, where: Path, verify: bool = True) -> FileStatus:
