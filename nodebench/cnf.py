@@ -24,6 +24,7 @@ from torch import nn
 from torchdiffeq import odeint
 
 from nodebench.errors import UserError
+from nodebench.solvers import check_solver_arguments
 
 SolveFn = Callable[[nn.Module, Tuple[torch.Tensor, ...], torch.Tensor], Tuple[torch.Tensor, ...]]
 """``solve(func, y0, t) -> ys`` with torchdiffeq's ``odeint`` call convention (``ys`` stacked over ``t``)."""
@@ -237,7 +238,8 @@ class CNF(Transform):
         noise: Hutchinson probe distribution, ``"gaussian"`` or ``"rademacher"``. One probe per sample is
             drawn once per solve, never per function evaluation (drawing per evaluation makes the field
             discontinuous and inflates adaptive-step NFE).
-        method, rtol, atol, options: Passed to ``torchdiffeq.odeint`` by the default solver.
+        method, rtol, atol, options: Passed to ``torchdiffeq.odeint`` by the default solver; an unknown method
+            or option, or a negative or NaN tolerance, is a ValueError or TypeError here.
         train_t1: Make ``T`` trainable, parametrised as ``T = s²`` as in FFJORD's ``train_T``.
         solve: Optional ``solve(func, y0, t) -> ys`` with ``odeint``'s call convention, replacing the
             default solver (e.g. ``odeint_adjoint`` or fixed-step RK4). Reassign :attr:`solve` to
@@ -274,12 +276,11 @@ class CNF(Transform):
             raise UserError(f"CNF end time t1 must be a positive finite number, got {t1!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise UserError(f"generator must be a torch.Generator or None, got {generator!r}")
+        options = check_solver_arguments("", method, rtol, atol, options)  # at construction, not at the first solve
         self.dynamics = dynamics
         self.trace = trace
         self.noise = noise
-        self._default_solve = functools.partial(
-            odeint, method=method, rtol=rtol, atol=atol, options=dict(options) if options else None
-        )
+        self._default_solve = functools.partial(odeint, method=method, rtol=rtol, atol=atol, options=options or None)
         self.solve = solve
         if train_t1:
             self.sqrt_t1 = nn.Parameter(torch.tensor(math.sqrt(t1)))
@@ -340,8 +341,10 @@ class CNF(Transform):
     def _integrate(self, z: torch.Tensor, context: Optional[torch.Tensor], reverse: bool):
         if context is not None:
             raise NotImplementedError("CNF does not take a context")
-        if z.dim() != 2:
-            raise ValueError(f"CNF expects inputs of shape (batch, features), got {tuple(z.shape)}")
+        if z.dim() != 2 or z.shape[0] == 0:
+            raise ValueError(f"CNF expects inputs of shape (batch, features), batch ≥ 1, got {tuple(z.shape)}")
+        if not z.is_floating_point():
+            raise TypeError(f"CNF expects floating-point inputs, got {z.dtype}")
         t1 = self.t1.to(dtype=z.dtype, device=z.device)
         t = torch.stack([torch.zeros_like(t1), t1])
         if reverse:

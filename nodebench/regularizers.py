@@ -149,8 +149,12 @@ class Regularizer:
             raise UserError(f"unknown regulariser variant {self.variant!r}; valid: {', '.join(VARIANTS)}")
         if isinstance(self.order, bool) or not isinstance(self.order, int) or self.order < 1:
             raise UserError(f"reg_order must be an integer ≥ 1, got {self.order!r}")
-        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not self.lam >= 0:
-            raise UserError(f"reg_lambda must be a number ≥ 0, got {self.lam!r}")
+        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not 0 <= self.lam < math.inf:
+            raise UserError(f"reg_lambda must be a finite number ≥ 0, got {self.lam!r}")
+        from nodebench.taylor.ode import METHODS
+
+        if self.derivative_method not in METHODS:
+            raise UserError(f"unknown derivative_method {self.derivative_method!r}; valid: {', '.join(METHODS)}")
         self._generator = torch.Generator().manual_seed(self.seed)
 
     def check_method(self, method) -> None:

@@ -73,10 +73,12 @@ class KarhunenLoeveNoise:
     def __init__(self, t0: float, t1: float, ncosines: int = 10, *, dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None):
         t0, t1 = float(t0), float(t1)
-        if not t1 > t0:
-            raise ValueError(f"need t1 > t0, got t0={t0}, t1={t1}")
+        if not (math.isfinite(t0) and math.isfinite(t1) and t1 > t0):
+            raise ValueError(f"need finite t1 > t0, got t0={t0}, t1={t1}")
         if not (isinstance(ncosines, int) and ncosines >= 0):
             raise ValueError(f"ncosines must be a non-negative integer, got {ncosines!r}")
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
         self.t0, self.t1, self.c = t0, t1, t1 - t0
         self.ncosines = ncosines
         self.dtype = dtype

@@ -259,3 +259,23 @@ def test_field_independent_of_state(trace):
     z, ld = CNF(Drift(), trace=trace, seed=0)(x)
     torch.testing.assert_close(z, x + 0.5)
     torch.testing.assert_close(ld, torch.zeros_like(ld))
+
+
+def test_bad_solver_arguments_and_inputs_are_clear_errors():
+    """Refused at construction (before: a negative rtol ran, an unknown option was a warning and an unknown method
+    failed at the first forward), and inputs without a batch or of integers (before: "underflow in dt", a deep
+    TypeError about t)."""
+    from nodebench.cnf import CNF, ConcatSquashMLP
+
+    dynamics = ConcatSquashMLP(2, hidden_dims=(4,))
+    with pytest.raises(ValueError, match="rtol must be a finite number ≥ 0, got -1"):
+        CNF(dynamics, rtol=-1.0)
+    with pytest.raises(ValueError, match="unknown method 'rk5'; valid: .*dopri5"):
+        CNF(dynamics, method="rk5")
+    with pytest.raises(ValueError, match=r"unknown options \['step'\] for method 'rk4'; valid: .*step_size"):
+        CNF(dynamics, method="rk4", options=dict(step=0.1))
+    cnf = CNF(dynamics, method="rk4", options=dict(step_size=0.25))
+    with pytest.raises(ValueError, match=r"batch ≥ 1, got \(0, 2\)"):
+        cnf(torch.zeros(0, 2))
+    with pytest.raises(TypeError, match="floating-point inputs, got torch.int64"):
+        cnf(torch.zeros(3, 2, dtype=torch.long))

@@ -131,7 +131,8 @@ def test_hyperparameters_and_validation():
     assert settings.solver_options == {"rtol": 1e-3} and settings.regularizer.kind == "rnode"
     assert settings.task_hparams == {"width": 5} and settings.spectral is None
     for bad, match in [({"reg": "fast"}, "unknown regulariser"), ({"reg": "speed", "reg_order": 0}, "reg_order"),
-                       ({"reg": "speed", "reg_order": 2.5}, "reg_order"), ({"reg": "speed", "reg_lambda": -1}, "reg_lambda"),
+                       ({"reg": "speed", "reg_order": 2.5}, "reg_order"),
+                       ({"reg": "speed", "reg_lambda": -1}, "reg_lambda"),
                        ({"reg": "speed", "reg_variant": "both"}, "variant")]:
         with pytest.raises(UserError, match=match):
             regularizer_from_hparams(bad)
@@ -189,3 +190,12 @@ def test_a_positive_lambda_without_a_regulariser_is_refused(hparams):
                                         r"rnode"):
         regularizer_from_hparams(hparams)
     assert regularizer_from_hparams({"reg": "none", "reg_lambda": 0.0}) is None  # a λ grid's unregularised zero
+
+
+def test_an_infinite_weight_and_an_unknown_derivative_method_are_refused_at_construction():
+    """Accepted before: λ = inf made every loss inf or NaN; a misspelt derivative method failed only at the first
+    solve, inside the running cost."""
+    with pytest.raises(UserError, match="reg_lambda must be a finite number ≥ 0, got inf"):
+        Regularizer("speed", lam=math.inf)
+    with pytest.raises(UserError, match="unknown derivative_method 'taylr'; valid: taylor, jvp"):
+        Regularizer("speed", lam=1.0, derivative_method="taylr")

@@ -375,3 +375,13 @@ def test_sde_methods_record_the_solver_steps(method, monkeypatch):
     assert c["steps_backward"] == [n["backward"] for n in per_iteration]
     # a fixed-step solver accepts every step it makes
     assert c["accepted_forward"] == c["steps_forward"] and c["accepted_backward"] == c["steps_backward"]
+
+
+def test_karhunen_loeve_noise_refuses_an_infinite_span_and_an_integer_dtype():
+    """Accepted before: c = inf made every ξ(t) NaN or 0; an integer dtype failed only at resample, in the RNG."""
+    from nodebench.sde import KarhunenLoeveNoise
+
+    with pytest.raises(ValueError, match="need finite t1 > t0, got t0=0.0, t1=inf"):
+        KarhunenLoeveNoise(0.0, math.inf)
+    with pytest.raises(TypeError, match="dtype must be a floating-point torch.dtype, got torch.int64"):
+        KarhunenLoeveNoise(0.0, 1.0, dtype=torch.long)

@@ -698,3 +698,30 @@ def test_input_series_take_the_primal_dtype_and_shape():
     _, full = jet(fn, (x,), ([torch.full((3,), 0.5), torch.full((3,), -0.25)],))
     _, short = jet(fn, (x,), ([torch.tensor(0.5, dtype=torch.float32), torch.tensor(-0.25)],))
     assert all(a.dtype == torch.float64 and a.shape == (3,) and torch.equal(a, b) for a, b in zip(short, full))
+
+
+@pytest.mark.parametrize("method", ["taylor", "jvp"])
+def test_bad_state_time_and_output_are_clear_errors(method):
+    """A ValueError or TypeError naming the argument, from both methods alike (before: a deep PyTorch error from
+    jvp or from ``expand``, integer derivatives computed silently, a wrong-shaped z' returned by jvp at K = 1)."""
+    z = torch.randn(2, 3)
+    for bad_z, message in ((torch.ones(2, 3, dtype=torch.long), "z must be a floating-point tensor"),
+                           ((z, z), "z must be a tensor .*tuple states are not supported"),
+                           ([1.0, 2.0], "z must be a tensor")):
+        with pytest.raises(TypeError, match=message):
+            ode_derivatives(lambda t, z: -z, torch.tensor(0.0), bad_z, 2, method=method)
+    with pytest.raises(TypeError, match="t must be a 0-d tensor or a real number, got 'a'"):
+        ode_derivatives(lambda t, z: -z, "a", z, 2, method=method)
+    for order in (1, 3):
+        with pytest.raises(ValueError, match=r"func returned shape \(2, 1\) for a state of shape \(2, 3\)"):
+            ode_derivatives(lambda t, z: z[:, :1], torch.tensor(0.0), z, order, method=method)
+        with pytest.raises(ValueError, match=r"func returned shape \(3,\) for a state of shape \(2, 3\)"):
+            ode_derivatives(lambda t, z: torch.ones(3), torch.tensor(0.0), z, order, method=method)
+
+
+def test_jet_refuses_series_of_another_shape_and_non_tensor_primals():
+    x = torch.randn(5)
+    with pytest.raises(ValueError, match=r"series\[0\]\[0\] must be a tensor of primals\[0\]'s shape \(5,\)"):
+        jet(torch.sin, (x,), ([torch.ones(3)],))
+    with pytest.raises(TypeError, match=r"primals\[0\] must be a tensor, got float"):
+        jet(torch.sin, (1.0,), ([torch.ones(())],))

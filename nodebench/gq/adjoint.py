@@ -23,7 +23,8 @@ Differences from the official code, on purpose:
 
 - ``func`` needs no ``nfe`` attribute: the forward solve counts its own evaluations;
 - ``quadrature="batched"`` evaluates each interval's node VJPs as one vmapped VJP (a nodebench variant);
-- tuple states are supported by flattening them into one vector;
+- tuple states are supported by flattening them into one vector, whose error norm is the RMS norm of that
+  vector where torchdiffeq takes the largest of the components' RMS norms (step sizes can differ);
 - plain ``dopri5`` solves (no ``options``, scalar tolerances), forward and backward, run on
   :mod:`nodebench.gq.dopri5`: torchdiffeq's algorithm step for step with the per-step bookkeeping of a
   tiny state cut down (the paper's regime); any other solver or option goes through ``torchdiffeq.odeint``.
@@ -33,15 +34,18 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 from torchdiffeq import odeint
+from torchdiffeq._impl.odeint import SOLVERS
 
 from nodebench.gq.dopri5 import dopri5
 from nodebench.gq.quadrature import MAX_NODES, NODE_VJPS, add_grads, gauss_legendre, node_count
 from nodebench.callbacks import STEP_CALLBACKS
+from nodebench.solvers import check_solver_arguments, solver_option_names
 
 
 class _FlatField:
@@ -63,9 +67,27 @@ class _FlatField:
     def __call__(self, t, y):
         self.calls += 1
         out = self.field(t, self.unflatten(y))
+        if self.calls == 1:  # once per solve, on the forward solve's first evaluation
+            self._check_output(out)
         if self.is_tuple:
             return torch.cat([o.reshape(-1) for o in out])
         return out.reshape(-1)
+
+    def _check_output(self, out) -> None:
+        """A ValueError or TypeError unless ``out`` has the state's structure and shapes (dy/dt is y's shape)."""
+        shapes = [tuple(s) for s in self.shapes]
+        if self.is_tuple:
+            if not (isinstance(out, (tuple, list)) and all(torch.is_tensor(o) for o in out)):
+                raise TypeError(f"func must return a tuple of {len(shapes)} tensors for a tuple state, got "
+                                f"{type(out).__name__}")
+            got = [tuple(o.shape) for o in out]
+        else:
+            if not torch.is_tensor(out):
+                raise TypeError(f"func must return a tensor (dy/dt, of y's shape), got {type(out).__name__}")
+            got, shapes = tuple(out.shape), shapes[0]
+        if got != shapes:
+            raise ValueError(f"func returned shape {got} for a state of shape {shapes}: it must return dy/dt, "
+                             "of the state's shape")
 
     def callbacks(self, suffix: str = "") -> dict[str, Any]:
         found = {}
@@ -189,13 +211,16 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
     Args:
         func: the vector field ``f(t, y)``, any callable; an ``nn.Module`` unless ``adjoint_params`` is
             given. It needs no ``nfe`` attribute.
-        y0: initial state, a tensor or a tuple of tensors (as torchdiffeq).
-        t: strictly monotone 1-D output times, ``t[0]`` being the start.
-        rtol, atol, method, options: the forward solve, as in ``torchdiffeq.odeint``.
+        y0: initial state, a float32 or float64 tensor of any shape, or a tuple of them (as torchdiffeq).
+        t: strictly monotone (increasing or decreasing) finite 1-D floating output times, ``t[0]`` being
+            the start.
+        rtol, atol, method, options: the forward solve, as in ``torchdiffeq.odeint``; the tolerances are
+            numbers ≥ 0 (or 0-d tensors), not per-element or per-component ones.
         gtol: C in n_i = min(⌈C · NFE_fwd · |Δ_i| / |t_N − t_0|⌉, ``max_nodes``). Larger means **more**
             nodes, the opposite direction to rtol/atol.
         adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options: the backward [z, a] solve (default:
-            the forward's).
+            the forward's). ``adjoint_options=dict(norm="seminorm")`` is accepted and changes nothing: the
+            backward state holds no parameter block for torchdiffeq's seminorm to leave out.
         adjoint_params: the tensors to return gradients for (default ``tuple(func.parameters())``).
         quadrature: ``"batched"`` (the default: one VJP per interval, the nodes evaluated by
             ``torch.func.vmap``, or one by one where ``func`` cannot run under vmap or is small on the CPU;
@@ -208,6 +233,12 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
 
     Returns:
         The solution at ``t``: shape ``(len(t), *y0.shape)``, or a tuple of such for a tuple ``y0``.
+
+    Raises:
+        ValueError, TypeError: before any solve, for a bad argument (``t`` not 1-D, not floating, with a
+            NaN, a repeated time or a change of direction; a negative or NaN tolerance; an unknown method or
+            solver option; a ``y0`` that is not float32/float64), naming it and what is valid; at the first
+            evaluation, for a ``func`` whose output does not have the state's structure and shapes.
 
     Example:
         >>> ys = odeint_adjoint_gq(field, y0, torch.linspace(0, 1, 10), rtol=1e-3, atol=1e-3, gtol=0.1)
@@ -223,24 +254,71 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
         raise ValueError(f"gtol must be a positive finite number, got {gtol!r}")
     if not (isinstance(max_nodes, int) and max_nodes >= 1):
         raise ValueError(f"max_nodes must be a positive integer, got {max_nodes!r}")
-    if not (torch.is_tensor(t) and t.dim() == 1 and len(t) >= 2):
-        raise ValueError("t must be a 1-D tensor of at least two times")
-    repeated = (t[1:] == t[:-1]).nonzero()
-    if len(repeated):  # a zero-length interval has no quadrature rule (torchdiffeq refuses it too)
-        i = int(repeated[0])
-        raise ValueError(f"t must not repeat a time: t[{i}] = t[{i + 1}] = {float(t[i]):g}")
+    if stats is not None and not isinstance(stats, MutableMapping):
+        raise TypeError(f"stats must be a dict (filled by each backward pass) or None, got {type(stats).__name__}")
+    _check_times(t)
+    _check_state(y0)
+    method = "dopri5" if method is None else method
+    adjoint_method = method if adjoint_method is None else adjoint_method
+    if not isinstance(adjoint_method, str):
+        raise ValueError(f"unknown adjoint_method {adjoint_method!r}; valid: {', '.join(SOLVERS)}")
+    options = check_solver_arguments("", method, rtol, atol, options)
+    adjoint_rtol = rtol if adjoint_rtol is None else adjoint_rtol
+    adjoint_atol = atol if adjoint_atol is None else adjoint_atol
+    if adjoint_options is None:  # the forward's, as in torchdiffeq's odeint_adjoint, less its norm (of y, not (z, a))
+        known = solver_option_names(adjoint_method) if adjoint_method in SOLVERS else ()
+        adjoint_options = {k: v for k, v in options.items() if k != "norm" and k in known}
+    elif isinstance(adjoint_options, Mapping) and adjoint_options.get("norm") == "seminorm":
+        # torchdiffeq leaves the parameter block out of the error norm; the backward state (z, a) holds none
+        adjoint_options = {k: v for k, v in adjoint_options.items() if k != "norm"}
+    adjoint_options = check_solver_arguments("adjoint_", adjoint_method, adjoint_rtol, adjoint_atol, adjoint_options)
     is_tuple = isinstance(y0, tuple)
     parts = y0 if is_tuple else (y0,)
     field = _FlatField(func, [p.shape for p in parts], is_tuple)
     flat_y0 = torch.cat([p.reshape(-1) for p in parts])
-    settings = dict(rtol=rtol, atol=atol, method=method, options=dict(options or {}), gtol=float(gtol),
-                    adjoint_rtol=rtol if adjoint_rtol is None else adjoint_rtol,
-                    adjoint_atol=atol if adjoint_atol is None else adjoint_atol,
-                    adjoint_method=method if adjoint_method is None else adjoint_method,
-                    adjoint_options=dict(options or {}) if adjoint_options is None else dict(adjoint_options),
-                    quadrature=quadrature, max_nodes=max_nodes, stats=stats)
+    settings = dict(rtol=rtol, atol=atol, method=method, options=options, gtol=float(gtol),
+                    adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
+                    adjoint_options=adjoint_options, quadrature=quadrature, max_nodes=max_nodes, stats=stats)
     params = [p for p in adjoint_params if torch.is_tensor(p) and p.requires_grad]
     ys = _GQAdjoint.apply(field, settings, flat_y0, t, *params)
     if not is_tuple:
         return ys.reshape(len(t), *y0.shape)
     return tuple(p.reshape(len(t), *s) for p, s in zip(torch.split(ys, field.sizes, dim=-1), field.shapes))
+
+
+def _check_times(t) -> None:
+    """A ValueError or TypeError unless ``t`` is a 1-D floating tensor of at least two finite, strictly monotone
+    times (torchdiffeq's rule; a repeated time would also leave an interval without a quadrature rule)."""
+    if not (torch.is_tensor(t) and t.dim() == 1 and len(t) >= 2):
+        got = f"shape {tuple(t.shape)}" if torch.is_tensor(t) else type(t).__name__
+        raise ValueError(f"t must be a 1-D tensor of at least two times, got {got}")
+    if not t.is_floating_point():
+        raise TypeError(f"t must be a floating-point tensor (as in torchdiffeq), got {t.dtype}")
+    values = t.detach().tolist()  # one host read, as the forward solve's own
+    for i, value in enumerate(values):
+        if not math.isfinite(value):
+            raise ValueError(f"t must be finite, got t[{i}] = {value}")
+    direction = values[1] > values[0]
+    for i in range(len(values) - 1):
+        if values[i] == values[i + 1]:  # a zero-length interval has no quadrature rule (torchdiffeq refuses it too)
+            raise ValueError(f"t must not repeat a time: t[{i}] = t[{i + 1}] = {values[i]:g}")
+        if (values[i + 1] > values[i]) != direction:
+            raise ValueError(f"t must be strictly increasing or strictly decreasing, got t[{i - 1}..{i + 1}] = "
+                             f"{values[i - 1]:g}, {values[i]:g}, {values[i + 1]:g}")
+
+
+#: The state dtypes a solve runs in: float16 and bfloat16 are too coarse for the step-size control.
+STATE_DTYPES = (torch.float32, torch.float64)
+
+
+def _check_state(y0) -> None:
+    """A TypeError or ValueError unless ``y0`` is a float32/float64 tensor, or a tuple of them, with elements."""
+    parts = y0 if isinstance(y0, tuple) else (y0,)
+    if not (isinstance(y0, (torch.Tensor, tuple)) and parts and all(torch.is_tensor(p) for p in parts)):
+        raise TypeError(f"y0 must be a tensor or a tuple of tensors (as in torchdiffeq), got {type(y0).__name__}")
+    for p in parts:
+        if p.dtype not in STATE_DTYPES:
+            why = " (too coarse for the solver's step-size control)" if p.is_floating_point() else ""
+            raise TypeError(f"y0 must be float32 or float64, got {p.dtype}{why}; cast the state and the field")
+    if sum(p.numel() for p in parts) == 0:
+        raise ValueError(f"y0 has no elements (shape {[tuple(p.shape) for p in parts]}): nothing to solve")

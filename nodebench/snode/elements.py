@@ -126,6 +126,24 @@ class ElementBasis:
         coefficients need ``ridge > 0``."""
         if not (math.isfinite(ridge) and ridge >= 0):
             raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+        self.check_observations(t_obs, y_obs)
         if not torch.isfinite(y_obs).all():
             raise ValueError("y_obs holds NaN or infinite values; the least-squares fit needs finite observations")
         return least_squares(self.values(t_obs), y_obs.to(self.dtype), ridge).to(y_obs.dtype)
+
+    def check_observations(self, t_obs, y_obs: torch.Tensor, *, dims: str = "(..., T, D)") -> None:
+        """A ValueError or TypeError unless ``t_obs`` holds T finite times in [t0, t1] (1-D) and ``y_obs`` is a
+        floating tensor of shape ``dims`` with those T observations (one host read of ``t_obs``)."""
+        if not (torch.is_tensor(y_obs) and y_obs.is_floating_point()):
+            got = y_obs.dtype if torch.is_tensor(y_obs) else type(y_obs).__name__
+            raise TypeError(f"y_obs must be a floating-point tensor of shape {dims}, got {got}")
+        if y_obs.dim() < 2 or (dims.startswith("(N") and y_obs.dim() != 3):
+            raise ValueError(f"y_obs must have shape {dims}, got {tuple(y_obs.shape)}")
+        t = torch.as_tensor(t_obs, dtype=torch.float64).detach().cpu()
+        if t.dim() != 1 or len(t) != y_obs.shape[-2]:
+            raise ValueError(f"t_obs must be 1-D with one time per observation: y_obs {tuple(y_obs.shape)} has "
+                             f"{y_obs.shape[-2]}, t_obs has shape {tuple(t.shape)}")
+        slack = 1e-6 * (self.t1 - self.t0)  # rounding of times stored in float32
+        if not (torch.isfinite(t).all() and t.min() >= self.t0 - slack and t.max() <= self.t1 + slack):
+            raise ValueError(f"t_obs must be finite times inside the basis's horizon [{self.t0:g}, {self.t1:g}], got "
+                             f"values from {float(t.min()):g} to {float(t.max()):g}")

@@ -17,6 +17,8 @@ All functions work in torch, default to float64, and broadcast over leading (tra
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -206,11 +208,15 @@ class LegendreSeries:
         """
         if y_obs.dim() < 2:
             raise ValueError(f"y_obs must have shape (..., N, D), got {tuple(y_obs.shape)}")
+        if isinstance(degree, bool) or not isinstance(degree, numbers.Integral) or degree < 0:
+            raise ValueError(f"degree must be an integer >= 0, got {degree!r}")
         dtype = y_obs.dtype if y_obs.is_floating_point() else _DTYPE
         y_obs = y_obs.to(dtype)
         t_obs = _as_points(t_obs, dtype, y_obs.device)
         if t_obs.shape[-1] != y_obs.shape[-2]:
             raise ValueError(f"t_obs has {t_obs.shape[-1]} times but y_obs has {y_obs.shape[-2]} observations")
+        if not (torch.isfinite(t_obs).all() and torch.isfinite(y_obs).all()):
+            raise ValueError("t_obs and y_obs must be finite; the least-squares fit got NaN or infinite values")
         t0 = float(t_obs.min()) if t0 is None else float(t0)
         t1 = float(t_obs.max()) if t1 is None else float(t1)
         if not t1 > t0:

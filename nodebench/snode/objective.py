@@ -1,4 +1,5 @@
-"""SNODE's relaxed objective J(z, θ) (Quaglino et al., ICLR 2020, §3; nodebench's reconstruction, ``nodebench/papers/snode/README.md``).
+"""SNODE's relaxed objective J(z, θ) (Quaglino et al., ICLR 2020, §3; nodebench's reconstruction,
+``nodebench/papers/snode/README.md``).
 
 For N fully observed trajectories y_n(t_j) on a shared time grid, each represented by free spectral
 coefficients z_n (:class:`~nodebench.snode.elements.ElementBasis`):
@@ -19,6 +20,8 @@ field must broadcast over those leading dimensions (nodebench's MLP fields do).
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from nodebench.snode.elements import ElementBasis
@@ -36,6 +39,7 @@ class SpectralObjective:
 
     def __init__(self, field, basis: ElementBasis, t_obs: torch.Tensor, y_obs: torch.Tensor, *,
                  nodes_per_element: int, rule: str = "legendre"):
+        basis.check_observations(t_obs, y_obs, dims="(N, T, D)")
         dtype = y_obs.dtype
         self.field, self.basis, self.y_obs = field, basis, y_obs
         self.obs_map = basis.values(t_obs).to(dtype)
@@ -49,20 +53,33 @@ class SpectralObjective:
         """Nodes per trajectory (E·Q)."""
         return self.t_nodes.shape[0]
 
+    def _check_z(self, z: torch.Tensor) -> torch.Tensor:
+        n, _, d = self.y_obs.shape
+        if tuple(z.shape) != (n, self.basis.n_free, d):
+            raise ValueError(f"z must have shape (N, P, D) = {(n, self.basis.n_free, d)}, got {tuple(z.shape)}")
+        return z
+
+    def _field(self, states: torch.Tensor) -> torch.Tensor:
+        f = self.field(self.t_nodes, states)
+        if f.shape != states.shape:  # it would broadcast against the slopes into a wrong residual
+            raise ValueError(f"field returned shape {tuple(f.shape)} for node states of shape {tuple(states.shape)}: "
+                             "it must return dx/dt, of the states' shape")
+        return f
+
     def data_loss(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.mean((self.obs_map @ z - self.y_obs) ** 2)
+        return torch.mean((self.obs_map @ self._check_z(z) - self.y_obs) ** 2)
 
     def residual(self, z: torch.Tensor) -> torch.Tensor:
         """r (N, E·Q, D) = ẋ − f at every node (one batched field call)."""
-        return self.node_slopes @ z - self.field(self.t_nodes, self.node_values @ z)
+        return self.node_slopes @ self._check_z(z) - self._field(self.node_values @ z)
 
     def residual_given(self, states: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
         """r for fixed node states and slopes (the weight step, where z is constant)."""
-        return slopes - self.field(self.t_nodes, states)
+        return slopes - self._field(states)
 
     def nodes(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Node states and slopes (N, E·Q, D) each."""
-        return self.node_values @ z, self.node_slopes @ z
+        return self.node_values @ self._check_z(z), self.node_slopes @ z
 
     def violation(self, r: torch.Tensor) -> torch.Tensor:
         """R = Σ_q w_q mean_{n,d} r²."""
@@ -74,6 +91,8 @@ class SpectralObjective:
 
     def penalty(self, r: torch.Tensor, gamma: float, multipliers: torch.Tensor | None) -> torch.Tensor:
         """γR, plus the multiplier term Σ w mean(λ·r) when ``multipliers`` is given (augmented variant)."""
+        if isinstance(gamma, numbers.Real) and not gamma >= 0:  # a tensor γ is not read (no host sync)
+            raise ValueError(f"gamma must be a number >= 0, got {gamma!r}")
         value = gamma * self.violation(r)
         if multipliers is not None:
             value = value + self.weighted_mean(multipliers * r)

@@ -50,10 +50,11 @@ def taylor_derivatives(func: Field, t: torch.Tensor, z: torch.Tensor, order: int
     time_series = tape.leaf([t, one] + [zero] * max(order - 2, 0))
     out = func(time_series, z_series)
     if not is_taylor(out):  # f depends on neither t nor z: z' is that constant, every later derivative 0
+        if torch.is_tensor(out):
+            _check_output_shape(out, z)
         first = torch.as_tensor(out, dtype=z.dtype, device=z.device).expand(z.shape)
         return [first] + [torch.zeros_like(z) for _ in range(order - 1)]
-    if tuple(out.shape) != tuple(z.shape):
-        raise ValueError(f"func returned shape {tuple(out.shape)} for a state of shape {tuple(z.shape)}")
+    _check_output_shape(out, z)
     tape.keep_only([out])
     f = out.coeffs
     for k in range(1, order):
@@ -63,22 +64,29 @@ def taylor_derivatives(func: Field, t: torch.Tensor, z: torch.Tensor, order: int
     return [f[k - 1] if k <= 2 else scaled(f[k - 1], math.factorial(k - 1)) for k in range(1, order + 1)]
 
 
+def _check_output_shape(out, z: torch.Tensor) -> None:
+    """A ValueError unless ``func``'s output ``out`` has the state's shape (dz/dt is z's shape)."""
+    if tuple(out.shape) != tuple(z.shape):
+        raise ValueError(f"func returned shape {tuple(out.shape)} for a state of shape {tuple(z.shape)}: it must "
+                         "return dz/dt, of z's shape")
+
+
 def jvp_derivatives(func: Field, t: torch.Tensor, z: torch.Tensor, order: int) -> list[torch.Tensor]:
     """[z', …, z^{(order)}] at (t, z) by nested ``torch.func.jvp`` (the reference; exponential in order)."""
 
-    def nest(k: int):
-        if k == 1:
-            return lambda z_, t_: (func(t_, z_), torch.ones_like(t_))
-        inner = nest(k - 1)
-
+    def nest(k: int, outer: bool = False):
         def derivatives(z_, t_):
             velocity = (func(t_, z_), torch.ones_like(t_))
-            _, tangents = torch.func.jvp(inner, (z_, t_), velocity)
+            if outer:  # on plain tensors, before any jvp: a wrong shape fails there with a deep message
+                _check_output_shape(velocity[0], z_)
+            if k == 1:
+                return velocity
+            _, tangents = torch.func.jvp(nest(k - 1), (z_, t_), velocity)
             return velocity + tuple(tangents)
 
         return derivatives
 
-    return list(nest(order)(z, t)[0::2])
+    return list(nest(order, outer=True)(z, t)[0::2])
 
 
 METHODS = {"taylor": taylor_derivatives, "jvp": jvp_derivatives}
@@ -234,6 +242,8 @@ def ode_derivatives(func: Field, t: torch.Tensor | float, z: torch.Tensor, order
     Raises:
         TaylorModeError: ``func`` uses an operation without a Taylor rule (``method="taylor"``), named in
             the message.
+        ValueError, TypeError: a bad ``method`` or ``order``, a ``z`` that is not a floating tensor, a ``t``
+            that is not a 0-d tensor or a real number, or a ``func`` whose output is not of z's shape.
 
     Example:
         >>> dz = ode_derivatives(field, torch.tensor(0.0), z, order=3)
@@ -243,7 +253,13 @@ def ode_derivatives(func: Field, t: torch.Tensor | float, z: torch.Tensor, order
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     _check_order(order)
+    if not torch.is_tensor(z):
+        raise TypeError(f"z must be a tensor (one state: tuple states are not supported), got {type(z).__name__}")
+    if not z.is_floating_point():
+        raise TypeError(f"z must be a floating-point tensor, got {z.dtype}")
     if not torch.is_tensor(t):
+        if isinstance(t, bool) or not isinstance(t, numbers.Real):
+            raise TypeError(f"t must be a 0-d tensor or a real number, got {t!r}")
         t = torch.tensor(float(t), dtype=z.dtype, device=z.device)
     if t.dim() != 0:
         raise ValueError(f"t must be a 0-d tensor, got shape {tuple(t.shape)}")

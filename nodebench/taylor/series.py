@@ -261,6 +261,13 @@ def to_derivatives(coeffs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return [c * math.factorial(k) for k, c in enumerate(coeffs, start=1)]
 
 
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
+
+
 def jet(fn: Callable, primals: Sequence[torch.Tensor], series: Sequence[Sequence[torch.Tensor]]):
     """Push truncated Taylor series through ``fn``, in the derivative convention of JAX's ``jet``.
 
@@ -268,7 +275,8 @@ def jet(fn: Callable, primals: Sequence[torch.Tensor], series: Sequence[Sequence
         fn: any function of tensors built from supported torch operations, returning a tensor or a
             tuple of tensors.
         primals: the inputs x_i(0).
-        series: for each input, ``[x_i'(0), x_i''(0), …, x_i^{(K)}(0)]``, all of the same length K.
+        series: for each input, ``[x_i'(0), x_i''(0), …, x_i^{(K)}(0)]``, all of the same length K, each a
+            tensor of x_i's shape (or one that broadcasts to it).
 
     Returns:
         ``(primal_out, series_out)``: ``fn(*primals)`` and ``[y'(0), …, y^{(K)}(0)]`` for y(s) =
@@ -284,6 +292,14 @@ def jet(fn: Callable, primals: Sequence[torch.Tensor], series: Sequence[Sequence
     if len(orders) > 1:
         raise ValueError(f"all series must have the same length, got {sorted(orders)}")
     order = orders.pop() if orders else 0
+    for i, (primal, terms) in enumerate(zip(primals, series)):
+        if not torch.is_tensor(primal):
+            raise TypeError(f"primals[{i}] must be a tensor, got {type(primal).__name__}")
+        for k, term in enumerate(terms):
+            if not (torch.is_tensor(term) and _broadcasts_to(term.shape, primal.shape)):
+                got = f"shape {tuple(term.shape)}" if torch.is_tensor(term) else type(term).__name__
+                raise ValueError(f"series[{i}][{k}] must be a tensor of primals[{i}]'s shape {tuple(primal.shape)} "
+                                 f"(or one that broadcasts to it), got {got}")
     tape = Tape()
     leaves = [tape.leaf([p] + to_normalised(s)) for p, s in zip(primals, series)]
     out = fn(*leaves)

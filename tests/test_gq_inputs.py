@@ -1,0 +1,107 @@
+"""Bad arguments to :func:`nodebench.gq.odeint_adjoint_gq`: a ValueError or TypeError naming the argument, before
+any solve, where torchdiffeq's conventions are broken; never a silent wrong answer, a hang or a deep error."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from nodebench.gq import odeint_adjoint_gq
+
+F64 = torch.float64
+
+
+class Field(nn.Module):
+    """dy/dt = tanh(y Aᵀ) + w sin(t) y; raises after ``limit`` evaluations, so a solve that would loop fails."""
+
+    def __init__(self, limit: int = 5000):
+        super().__init__()
+        self.A = nn.Parameter(torch.tensor([[-0.5, 0.3], [0.2, -0.4]], dtype=F64))
+        self.w = nn.Parameter(torch.tensor(0.3, dtype=F64))
+        self.calls, self.limit = 0, limit
+
+    def forward(self, t, y):
+        self.calls += 1
+        if self.calls > self.limit:
+            raise RuntimeError("the solve kept evaluating the field (a hang)")
+        return torch.tanh(y @ self.A.T) + self.w * torch.sin(t) * y
+
+
+Y0 = torch.tensor([[1.0, -0.5], [0.3, 0.8]], dtype=F64)
+T = torch.tensor([0.0, 0.5, 1.0], dtype=F64)
+
+
+def solve(**kwargs):
+    args = dict(func=Field(), y0=Y0, t=T)
+    args.update({k: kwargs.pop(k) for k in list(kwargs) if k in args})
+    ys = odeint_adjoint_gq(args["func"], args["y0"], args["t"], **kwargs)
+    (ys[0] if isinstance(ys, tuple) else ys).sum().backward()
+
+
+BAD = {
+    # silently wrong before: the outputs after the turn were dense output of the wrong steps
+    "t not monotone": (dict(t=torch.tensor([0.0, 1.0, 0.5], dtype=F64)), ValueError,
+                       r"t must be strictly increasing or strictly decreasing, got t\[0\.\.2\] = 0, 1, 0.5"),
+    # looped for ever before
+    "t with NaN": (dict(t=torch.tensor([0.0, math.nan, 1.0], dtype=F64)), ValueError, r"t must be finite, got t\[1\]"),
+    "t infinite": (dict(t=torch.tensor([0.0, math.inf], dtype=F64)), ValueError, r"t must be finite, got t\[1\] = inf"),
+    # every parameter gradient was silently 0 before: the quadrature nodes were cast to integers
+    "t of integers": (dict(t=torch.tensor([0, 1, 2])), TypeError, "t must be a floating-point tensor"),
+    "t a list": (dict(t=[0.0, 1.0]), ValueError, "t must be a 1-D tensor of at least two times, got list"),
+    # ran with a negative tolerance, or failed in the solver with "underflow in dt"
+    "rtol negative": (dict(rtol=-1e-3), ValueError, "rtol must be a finite number ≥ 0, got -0.001"),
+    "atol NaN": (dict(atol=math.nan), ValueError, "atol must be a finite number ≥ 0, got nan"),
+    "adjoint_rtol negative": (dict(adjoint_rtol=-1.0), ValueError, "adjoint_rtol must be a finite number ≥ 0"),
+    "rtol a string": (dict(rtol="1e-3"), TypeError, "rtol must be a number ≥ 0"),
+    "per-element rtol": (dict(rtol=torch.full((2, 2), 1e-6, dtype=F64)), TypeError,
+                         r"per-element or per-component tolerances are not taken here, got a tensor of shape \(2, 2\)"),
+    "rtol and atol both 0": (dict(rtol=0.0, atol=0.0), ValueError, "rtol and atol are both 0"),
+    # a warning from torchdiffeq, or a failure only in the backward pass, before
+    "unknown option": (dict(options=dict(step=0.1)), ValueError, r"unknown options \['step'\] for method 'dopri5'"),
+    "unknown adjoint option": (dict(adjoint_options=dict(first=0.1)), ValueError,
+                               r"unknown adjoint_options \[.first.\]"),
+    "unknown adjoint method": (dict(adjoint_method="rk5"), ValueError, "unknown adjoint_method 'rk5'; valid: .*dopri5"),
+    "options a list": (dict(options=["step_size"]), TypeError, "options must be a dict"),
+    "stats a list": (dict(stats=[]), TypeError, "stats must be a dict"),
+    # deep PyTorch errors before
+    "y0 float16": (dict(y0=Y0.half()), TypeError, "y0 must be float32 or float64, got torch.float16"),
+    "y0 of integers": (dict(y0=torch.ones(2, 2, dtype=torch.long)), TypeError, "y0 must be float32 or float64"),
+    "y0 a list": (dict(y0=[Y0, Y0]), TypeError, "y0 must be a tensor or a tuple of tensors"),
+    "y0 empty": (dict(y0=torch.ones(0, 2, dtype=F64)), ValueError, "y0 has no elements"),
+    "func of the wrong shape": (dict(func=lambda t, y: y[..., :1], adjoint_params=()), ValueError,
+                                r"func returned shape \(2, 1\) for a state of shape \(2, 2\)"),
+    "func returning None": (dict(func=lambda t, y: None, adjoint_params=()), TypeError, "func must return a tensor"),
+    "func of the wrong tuple": (dict(y0=(Y0, Y0[:, :1]), func=lambda t, s: (s[0], s[0]), adjoint_params=()),
+                                ValueError, r"func returned shape \[\(2, 2\), \(2, 2\)\] for a state of shape"),
+}
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_argument_is_a_clear_error(name):
+    kwargs, error, message = BAD[name]
+    with pytest.raises(error, match=message):
+        solve(**kwargs)
+
+
+def test_adjoint_seminorm_is_accepted_as_torchdiffeqs_and_changes_nothing():
+    """torchdiffeq's ``adjoint_options=dict(norm="seminorm")`` (a TypeError inside the solver before): the
+    backward state holds no parameter block, so the gradients are the default norm's."""
+    grads = []
+    for adjoint_options in (None, dict(norm="seminorm")):
+        field = Field()
+        odeint_adjoint_gq(field, Y0, T, adjoint_options=adjoint_options).sum().backward()
+        grads.append(torch.cat([p.grad.reshape(-1) for p in field.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+
+
+def test_forward_options_pass_to_the_adjoint_without_their_norm_and_only_where_valid():
+    """As torchdiffeq's odeint_adjoint: an rk4 ``step_size`` is not given to a dopri5 backward solve, and the
+    forward's ``norm`` (of y) is not used on the backward state (z, a)."""
+    field = Field()
+    ys = odeint_adjoint_gq(field, Y0, T, method="rk4", options=dict(step_size=0.01, norm=lambda y: y.abs().max()),
+                           adjoint_method="dopri5", rtol=1e-9, atol=1e-10)
+    ys.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in field.parameters())
