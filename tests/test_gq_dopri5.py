@@ -136,3 +136,92 @@ def test_lean_and_torchdiffeq_paths_give_the_same_gradients(quadrature):
         torch.testing.assert_close(got[0], want[0], rtol=1e-7, atol=0)
         torch.testing.assert_close(got[1], want[1], rtol=1e-7, atol=0)
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-8, atol=0)
+
+
+def test_unequal_blocks_take_torchdiffeqs_mixed_norm_of_a_tuple_state():
+    """blocks=(3, 1): the max of the RMS norms of parts of sizes 3 and 1, as torchdiffeq's norm of that tuple."""
+    scale = torch.tensor([1e-4, 1e-4, 1e-4, 1.0], dtype=F64)  # the part of size 1 sets the step: ½ its flat RMS
+
+    def fn(t, y):
+        return torch.cat([-y[:3], 3.0 * torch.cos(2 * t) * y[3:]]) * scale
+
+    def tuple_fn(t, state):
+        out = fn(t, torch.cat(state))
+        return out[:3], out[3:]
+
+    y0 = torch.tensor([1.0, 2.0, 0.5, -0.7], dtype=F64)
+    mine, theirs = Counting(fn), Counting(tuple_fn)
+    ys, nfe = dopri5(mine, y0, [0.0, 3.0], rtol=1e-6, atol=1e-8, blocks=(3, 1))
+    x, v = odeint(theirs, (y0[:3], y0[3:]), torch.tensor([0.0, 3.0], dtype=F64), rtol=1e-6, atol=1e-8)
+    assert nfe == theirs.nfe
+    _, flat_nfe = dopri5(fn, y0, [0.0, 3.0], rtol=1e-6, atol=1e-8)
+    assert flat_nfe != nfe  # the flat RMS norm takes other steps: the test can tell the norms apart
+    torch.testing.assert_close(ys, torch.cat([x, v], -1), rtol=1e-9, atol=1e-12)
+
+
+class TupleOscillator(nn.Module):
+    """(x, v) of unequal sizes with a slow part that only a per-part norm sees (torchdiffeq's mixed norm)."""
+
+    def __init__(self):
+        super().__init__()
+        self.omega = nn.Parameter(torch.tensor(2.0, dtype=F64))
+
+    def forward(self, t, state):
+        x, v = state
+        return -self.omega * x, 1e-4 * torch.cos(self.omega * t) * v
+
+
+TUPLE_Y0 = (torch.tensor([1.0, 2.0, 0.5], dtype=F64), torch.tensor([-0.7], dtype=F64))
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+def test_a_tuple_states_forward_takes_torchdiffeqs_steps(method):
+    """The forward solve of a tuple state takes torchdiffeq's steps, lean dopri5 or torchdiffeq's solver alike."""
+    times = torch.tensor([0.0, 1.0, 3.0], dtype=F64)
+    mine, theirs = Counting(TupleOscillator()), Counting(TupleOscillator())
+    got = odeint_adjoint_gq(mine, TUPLE_Y0, times, rtol=1e-6, atol=1e-8, method=method, adjoint_params=())
+    want = odeint(theirs, TUPLE_Y0, times, rtol=1e-6, atol=1e-8, method=method)
+    assert mine.nfe == theirs.nfe
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12)
+
+
+def test_a_user_norm_sees_the_state_in_its_own_shapes():
+    """options=dict(norm=...) gets the state as torchdiffeq passes it: the tuple of parts, each of its shape."""
+    shapes, calls = [], []
+
+    def norm(state):
+        shapes.append(tuple(tuple(part.shape) for part in state))
+        return max(part.abs().max() for part in state)
+
+    def their_norm(state):
+        calls.append(1)
+        return max(part.abs().max() for part in state)
+
+    times = torch.tensor([0.0, 2.0], dtype=F64)
+    mine, theirs = Counting(TupleOscillator()), Counting(TupleOscillator())
+    got = odeint_adjoint_gq(mine, TUPLE_Y0, times, rtol=1e-6, atol=1e-8, options=dict(norm=norm),
+                           adjoint_params=())
+    want = odeint(theirs, TUPLE_Y0, times, rtol=1e-6, atol=1e-8, options=dict(norm=their_norm))
+    assert set(shapes) == {((3,), (1,))} and mine.nfe == theirs.nfe
+    torch.testing.assert_close(got[1], want[1], rtol=1e-9, atol=1e-12)
+
+
+def test_a_tuple_states_backward_norm_is_the_same_lean_or_through_torchdiffeq():
+    """The lean backward's blocks (each part of z, then of a) and the norm given to torchdiffeq's dopri5 on
+    (z, a) agree: the same evaluations and the same gradients (the forced path: an option the lean solver
+    does not take, set to its default)."""
+    times = torch.tensor([0.0, 1.0, 3.0], dtype=F64)
+    results = []
+    for adjoint_options in (None, dict(max_num_steps=2 ** 31 - 1)):
+        field = Counting(TupleOscillator())
+        y0 = tuple(p.clone().requires_grad_(True) for p in TUPLE_Y0)
+        xs, vs = odeint_adjoint_gq(field, y0, times, rtol=1e-7, atol=1e-9, adjoint_options=adjoint_options,
+                                   adjoint_params=tuple(field.fn.parameters()))
+        forward = field.nfe
+        (xs[-1].sum() + 1e3 * vs[-1].sum()).backward()
+        results.append((field.nfe - forward, y0[0].grad, y0[1].grad, field.fn.omega.grad))
+    (lean_nfe, *lean), (torchdiffeq_nfe, *through) = results
+    assert lean_nfe == torchdiffeq_nfe
+    for a, b in zip(lean, through):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

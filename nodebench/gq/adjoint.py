@@ -23,8 +23,9 @@ Differences from the official code, on purpose:
 
 - ``func`` needs no ``nfe`` attribute: the forward solve counts its own evaluations;
 - ``quadrature="batched"`` evaluates each interval's node VJPs as one vmapped VJP (a nodebench variant);
-- tuple states are supported by flattening them into one vector, whose error norm is the RMS norm of that
-  vector where torchdiffeq takes the largest of the components' RMS norms (step sizes can differ);
+- tuple states are supported by flattening them into one vector; the error norms stay torchdiffeq's (the
+  forward's the largest of the parts' RMS norms, or the user's ``norm`` applied to the parts; the backward's
+  the larger of that norm of z and of a);
 - plain ``dopri5`` solves (no ``options``, scalar tolerances), forward and backward, run on
   :mod:`nodebench.gq.dopri5`: torchdiffeq's algorithm step for step with the per-step bookkeeping of a
   tiny state cut down (the paper's regime); any other solver or option goes through ``torchdiffeq.odeint``.
@@ -40,6 +41,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 from torchdiffeq import odeint
+from torchdiffeq._impl.misc import _mixed_norm
 from torchdiffeq._impl.odeint import SOLVERS
 
 from nodebench.gq.dopri5 import dopri5
@@ -63,6 +65,20 @@ class _FlatField:
         if not self.is_tuple:
             return y.reshape(self.shapes[0])
         return tuple(p.reshape(s) for p, s in zip(torch.split(y, self.sizes, dim=-1), self.shapes))
+
+    @property
+    def blocks(self) -> int | tuple[int, ...]:
+        """The lean solver's norm blocks of the flat state (torchdiffeq's mixed norm over a tuple's parts)."""
+        return tuple(self.sizes) if self.is_tuple else 1
+
+    def norm(self, user_norm=None):
+        """The forward error norm on the flat state that torchdiffeq takes on the user's state: ``user_norm``
+        of the state in its own shapes, or for a tuple the largest of its parts' RMS norms; None where
+        torchdiffeq's default, the RMS norm of the flat state, is that already."""
+        if user_norm is None and not self.is_tuple:
+            return None
+        norm = _mixed_norm if user_norm is None else user_norm
+        return lambda y: norm(self.unflatten(y))
 
     def __call__(self, t, y):
         self.calls += 1
@@ -141,12 +157,12 @@ class _GQAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, field: _FlatField, settings: dict, y0: torch.Tensor, t: torch.Tensor, *params):
         if _lean(settings["method"], settings["options"], settings["rtol"], settings["atol"]):
-            ys, _ = dopri5(field, y0, t.tolist(), rtol=settings["rtol"], atol=settings["atol"],
+            ys, _ = dopri5(field, y0, t.tolist(), rtol=settings["rtol"], atol=settings["atol"], blocks=field.blocks,
                            callbacks=field.callbacks())
         else:
             forward_field = _WithCallbacks(field, field.callbacks())
             ys = odeint(forward_field, y0, t, rtol=settings["rtol"], atol=settings["atol"],
-                        method=settings["method"], options=settings["options"])
+                        method=settings["method"], options=_with_norm(settings["options"], settings["norm"]))
         ctx.field, ctx.settings, ctx.nfe_forward = field, settings, field.calls
         ctx.save_for_backward(ys, t, *params)
         return ys
@@ -162,6 +178,8 @@ class _GQAdjoint(torch.autograd.Function):
         callbacks = field.callbacks("_adjoint")
         if not lean:
             dynamics = _WithCallbacks(dynamics, callbacks)
+            adjoint_options = _with_norm(s["adjoint_options"], s["adjoint_norm"])
+        blocks = 2 * field.blocks  # [z; a]: two equal blocks, or each part of z and then of a
         t_detached = t.detach()
         span = float(t_detached[-1] - t_detached[0])
         grad_params: list[torch.Tensor | None] = [None] * len(wanted)
@@ -175,11 +193,11 @@ class _GQAdjoint(torch.autograd.Function):
             grid = torch.cat([t_detached[i:i + 1], taus.flip(0), t_detached[i - 1:i]])
             if lean:
                 states, _ = dopri5(dynamics.flat, torch.cat([ys[i], a]), grid.tolist(), rtol=s["adjoint_rtol"],
-                                   atol=s["adjoint_atol"], blocks=2, callbacks=callbacks)
+                                   atol=s["adjoint_atol"], blocks=blocks, callbacks=callbacks)
                 zs, adjoints = states[:, :len(a)], states[:, len(a):]
             else:
                 zs, adjoints = odeint(dynamics, (ys[i], a), grid, rtol=s["adjoint_rtol"], atol=s["adjoint_atol"],
-                                      method=s["adjoint_method"], options=s["adjoint_options"])
+                                      method=s["adjoint_method"], options=adjoint_options)
             if wanted:
                 sums = node_vjps(field, wanted, taus.flip(0), zs[1:-1], adjoints[1:-1], weights.flip(0), s["stats"])
                 grad_params = add_grads(grad_params, sums)
@@ -276,14 +294,30 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
     parts = y0 if is_tuple else (y0,)
     field = _FlatField(func, [p.shape for p in parts], is_tuple)
     flat_y0 = torch.cat([p.reshape(-1) for p in parts])
+    norm = field.norm(options.get("norm"))
     settings = dict(rtol=rtol, atol=atol, method=method, options=options, gtol=float(gtol),
                     adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
-                    adjoint_options=adjoint_options, quadrature=quadrature, max_nodes=max_nodes, stats=stats)
+                    adjoint_options=adjoint_options, quadrature=quadrature, max_nodes=max_nodes, stats=stats,
+                    norm=norm, adjoint_norm=None if "norm" in adjoint_options else _adjoint_norm(norm))
     params = [p for p in adjoint_params if torch.is_tensor(p) and p.requires_grad]
     ys = _GQAdjoint.apply(field, settings, flat_y0, t, *params)
     if not is_tuple:
         return ys.reshape(len(t), *y0.shape)
     return tuple(p.reshape(len(t), *s) for p, s in zip(torch.split(ys, field.sizes, dim=-1), field.shapes))
+
+
+def _with_norm(options: dict, norm) -> dict:
+    """``options`` with ``norm`` as its norm, where ``norm`` is given."""
+    return options if norm is None else {**options, "norm": norm}
+
+
+def _adjoint_norm(state_norm):
+    """torchdiffeq's default adjoint norm on the backward state (z, a), given the forward's norm of a flat
+    state: the larger of it on z and on a (its seminorm: GQ's backward state holds no parameter block). None
+    where the forward's is the RMS norm, whose such norm on (z, a) is torchdiffeq's default of the tuple."""
+    if state_norm is None:
+        return None
+    return lambda state: torch.maximum(torch.as_tensor(state_norm(state[0])), torch.as_tensor(state_norm(state[1])))
 
 
 def _check_times(t) -> None:

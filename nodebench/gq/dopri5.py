@@ -11,7 +11,8 @@ step control runs on Python floats (one ``.item()`` per step), the stages are on
 computed in Python. Only plain ``dopri5`` is covered (no ``options``); anything else goes to torchdiffeq.
 
 The error norm is the RMS norm, or with ``blocks = b`` the maximum of the RMS norms of b equal blocks of
-the state (torchdiffeq's mixed norm for a tuple state such as the adjoint's (z, a)).
+the state, or with ``blocks = (n_1, …)`` that of blocks of those sizes: torchdiffeq's mixed norm of a tuple
+state such as the adjoint's (z, a) or a user's (x, v).
 """
 
 from __future__ import annotations
@@ -54,12 +55,18 @@ def _tableau(dtype: torch.dtype, device: torch.device) -> _Tableau:
     return _Tableau(dtype, device)
 
 
-def _rms(x: torch.Tensor, blocks: int) -> torch.Tensor:
-    return x.reshape(blocks, -1).square().mean(1).sqrt().max()
+Blocks = int | tuple[int, ...]
+"""b equal blocks of the state, or blocks of the sizes given (module docstring)."""
+
+
+def _rms(x: torch.Tensor, blocks: Blocks) -> torch.Tensor:
+    if isinstance(blocks, int):
+        return x.reshape(blocks, -1).square().mean(1).sqrt().max()
+    return torch.stack([part.square().mean() for part in x.split(blocks)]).max().sqrt()
 
 
 @torch.no_grad()
-def dopri5(func: Field, y0: torch.Tensor, times: list[float], *, rtol: float, atol: float, blocks: int = 1,
+def dopri5(func: Field, y0: torch.Tensor, times: list[float], *, rtol: float, atol: float, blocks: Blocks = 1,
            callbacks: dict | None = None) -> tuple[torch.Tensor, int]:
     """Solve dy/dt = func(t, y) from ``times[0]`` and return (y at ``times``, (len(times), n); evaluations).
 
@@ -68,7 +75,8 @@ def dopri5(func: Field, y0: torch.Tensor, times: list[float], *, rtol: float, at
         y0: the flat initial state, (n,).
         times: strictly monotone output times (increasing or decreasing), Python floats.
         rtol, atol: tolerances of the error test ‖err / (atol + rtol · max(|y0|, |y1|))‖ ≤ 1.
-        blocks: the number of equal blocks of the state the mixed RMS norm takes the maximum over.
+        blocks: the blocks of the state the mixed RMS norm takes the maximum over: their number (equal
+            blocks) or their sizes.
         callbacks: torchdiffeq's ``callback_step``, ``callback_accept_step`` and ``callback_reject_step``,
             called as torchdiffeq calls them, with (t0, y0, dt) as 0-d float64 tensors.
     """
@@ -136,7 +144,7 @@ def _step_factor(ratio: float) -> float:
 
 
 def _initial_step(f, t0: float, y0: torch.Tensor, f0: torch.Tensor, direction: float, rtol: float, atol: float,
-                  blocks: int) -> float:
+                  blocks: Blocks) -> float:
     """|h| of the first step (Hairer, Nørsett & Wanner §II.4; torchdiffeq's ``_select_initial_step``)."""
     scale = y0.abs().mul_(rtol).add_(atol)
     d0, d1 = _rms(y0 / scale, blocks).item(), _rms(f0 / scale, blocks).item()
