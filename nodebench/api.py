@@ -139,13 +139,12 @@ def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], message: str
     (with the settings warnings) and the cases' settings."""
     from nodebench.run_settings import case_settings
 
-    from nodebench.runner.sweep import run_cases, write_run_info
+    from nodebench.runner.sweep import run_cases
 
     engine = dict(engine)
     _check_out(out, engine, info)
     _log(message)
-    write_run_info(out, **info, settings=case_settings(cases))
-    return run_cases(cases, out, **engine)
+    return run_cases(cases, out, info=info | {"settings": case_settings(cases)}, **engine)
 
 
 def _check_same_kind_of_run(out: Path, info: Mapping[str, Any]) -> None:

@@ -60,8 +60,8 @@ def test_a_run_json_naming_a_paper_by_a_list_is_corrupt(run_dir, capsys):
     info = json.loads((run_dir / "run.json").read_text())
     (run_dir / "run.json").write_text(json.dumps(info | {"paper": ["gq_adjoint"]}))
     before = _digests(run_dir)
-    _one_line_exit_2(["report", str(run_dir)], "run.json' is corrupt (not a JSON object whose command, paper, preset, "
-                                               "suite are strings)", capsys)
+    _one_line_exit_2(["report", str(run_dir)], "run.json' is corrupt (not a JSON object whose run_id, command, paper, "
+                                               "preset, suite are strings)", capsys)
     assert _digests(run_dir) == before
 
 

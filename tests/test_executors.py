@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
 import pytest
 
 from nodebench.cli import main
 from nodebench.records import load_run
-from nodebench.runner.case import expand_grid
+from nodebench.runner.case import Case, expand_grid
 from nodebench.runner.executors import check_executor
 from nodebench.runner.sweep import run_cases
 
@@ -36,6 +45,55 @@ def test_sweep_through_submitits_local_executor(tmp_path):
     run_cases(CASES, tmp_path / "submitit", executor="submitit", jobs=2, progress=False)
     assert_recorded(tmp_path / "submitit")
     assert list((tmp_path / "submitit" / "submitit").glob("*_result.pkl"))  # the jobs really went through submitit
+
+
+def _processes_naming(text: str) -> list[int]:
+    """PIDs of the live processes whose command line names ``text`` (zombies excluded)."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if text in (proc / "cmdline").read_bytes().decode(errors="replace") and state not in ("Z", "X"):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc to find the sweep's jobs")
+def test_a_terminated_submitit_sweep_stops_its_jobs(tmp_path):
+    """SIGTERM stops a sweep on submitit's local executor as it stops a local one: none of its jobs or
+    workers goes on computing (and writing into the run folder) a few seconds later."""
+    pytest.importorskip("submitit")
+    out = tmp_path / "run"
+    long_case = Case(task="cubic_spiral", method="euler", iters=10**6)
+    script = textwrap.dedent("""
+        import json, signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the jobs must not inherit an ignored SIGINT
+        from nodebench.runner.case import Case
+        from nodebench.runner.sweep import run_cases
+        run_cases([Case.from_dict(json.loads(sys.argv[1]))], sys.argv[2], executor="submitit", progress=False)
+    """)
+    sweep = subprocess.Popen([sys.executable, "-c", script, json.dumps(long_case.to_dict()), str(out)],
+                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "cases" / f"{long_case.case_id}.progress").is_file():  # the worker is training
+            assert sweep.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        sweep.send_signal(signal.SIGTERM)
+        sweep.wait(timeout=30)
+        deadline = time.monotonic() + 5
+        while _processes_naming(str(out)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _processes_naming(str(out)), "a submitit job or its worker outlived the sweep by 5 s"
+    finally:
+        for pid in _processes_naming(str(out)):
+            os.kill(pid, signal.SIGKILL)
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+        sweep.wait()
 
 
 @pytest.mark.parametrize("argv, fragment", [

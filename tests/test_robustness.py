@@ -18,7 +18,7 @@ import torch
 from nodebench.cli import main
 from nodebench.errors import UserError
 from nodebench.records import CASES, REJECTED, merge, valid_cases, write_case
-from nodebench.runner import sweep
+from nodebench.runner import guard, sweep
 from nodebench.runner.case import Case
 from nodebench.runner.guard import LOCK, PARENT_PID, SweepLock
 from nodebench.runner.sweep import read_run_info, run_cases, write_run_info
@@ -89,8 +89,9 @@ def test_resume_reruns_corrupt_cases_and_ignores_copies(tmp_path, capsys):
     records, curves = merge(tmp_path, "r")
     assert list(records["case_id"]) == [good] and list(curves["case_id"]) == [good]
 
+    (tmp_path / ".records.parquet.tmp123").write_bytes(b"PAR1")  # a merge killed outright
     run_cases([cases[0]], tmp_path, progress=False)  # nothing to run: the good case is kept
-    assert not (folder / f"{good}.progress").exists()
+    assert not (folder / f"{good}.progress").exists() and not (tmp_path / ".records.parquet.tmp123").exists()
 
 
 def test_a_directory_of_another_commit_is_refused_unless_asked(tmp_path, capsys):
@@ -121,6 +122,68 @@ def test_a_corrupt_run_json(tmp_path, capsys):
     info = write_run_info(tmp_path, command="run")  # a sweep moves it aside and starts a new run id
     assert info["run_id"] != "x" and "was corrupt" in capsys.readouterr().err
     assert len(list(tmp_path.glob("run.json.corrupt-*"))) == 1
+
+
+@pytest.mark.parametrize("run_id", [None, 5, {"a": [1]}], ids=["null", "number", "object"])
+def test_a_run_json_whose_run_id_is_not_a_string_is_corrupt(tmp_path, capsys, run_id):
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": run_id, "command": "run"}))
+    with pytest.raises(UserError, match="run.json.*corrupt"):
+        read_run_info(tmp_path)
+    info = write_run_info(tmp_path, command="run")  # moved aside, never copied into the records' run_id column
+    assert isinstance(info["run_id"], str) and "was corrupt" in capsys.readouterr().err
+
+
+def test_an_interrupted_write_of_run_json_keeps_the_previous_one(tmp_path, monkeypatch):
+    run_id = write_run_info(tmp_path, command="run")["run_id"]
+
+    def interrupted(path, text, *args, **kwargs):  # the signal arrives half-way through the write
+        with open(path, "w") as handle:
+            handle.write(text[: len(text) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_run_info(tmp_path, command="run")
+    monkeypatch.undo()
+    assert read_run_info(tmp_path)["run_id"] == run_id
+
+
+def test_a_sweep_refused_by_the_lock_leaves_run_json_as_it_was(tmp_path, monkeypatch, capsys):
+    """Two sweeps started at once both pass the read-only check of the folder; the one that then finds the
+    lock taken must not have written over the holder's run.json (its command, settings, run id)."""
+    out = tmp_path / "run"
+    holder = _holder(out)
+    try:
+        (out / "run.json").write_text(json.dumps({"run_id": "holder", "command": "run"}))
+        monkeypatch.setattr(guard, "check_not_locked", lambda run_dir: None)  # checked before the holder locked
+        code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "1", "--out", str(out)])
+        assert code == 2 and f"in use by another sweep (PID {holder.pid})" in capsys.readouterr().err
+        assert json.loads((out / "run.json").read_text()) == {"run_id": "holder", "command": "run"}
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_retried_failure_gets_the_row_of_its_new_attempt(tmp_path):
+    """--retry-failed reruns a failed case whose old row is still there: a worker that then dies without a
+    row is recorded as that death, not left with the old attempt's status and reason."""
+    case = Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL)
+    write_case(tmp_path / CASES, case.case_id, case.identity() | {"status": "timeout", "reason": "earlier"}, {})
+    crash = [sys.executable, "-c", "import sys; print('worker crashed'); sys.exit(3)"]
+    assert sweep.run_case_process(case, tmp_path, python=crash) == "error"
+    row = valid_cases(tmp_path)[case.case_id]
+    assert row["reason"] == "worker exited with code 3: worker crashed"
+
+
+def test_a_row_written_before_the_time_limit_is_kept(tmp_path):
+    """A worker that wrote its row and then outlives the case time limit (exiting takes torch a while) is
+    killed, and its row is kept rather than replaced by a timeout."""
+    case = Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL)
+    row = tmp_path / CASES / f"{case.case_id}.json"
+    code = f"import json, sys, time; open({str(row)!r}, 'w').write(json.dumps({{'status': 'ok'}})); time.sleep(60)"
+    t0 = time.monotonic()
+    assert sweep.run_case_process(case, tmp_path, timeout_s=2, python=[sys.executable, "-c", code]) == "ok"
+    assert time.monotonic() - t0 < 30
 
 
 def test_failure_statuses(tmp_path, monkeypatch):

@@ -9,7 +9,8 @@ an ``error`` row with the engine's message.
 - ``submitit``: ``submitit.AutoExecutor`` submits one job array per sweep to SLURM (``jobs`` is the array's
   ``slurm_array_parallelism``; the time limit is 1.5 × the case time limit, as benchopt does) and, where
   there is no SLURM, runs the same tasks with submitit's local executor, ``jobs`` at a time. Its pickles
-  and logs go to ``RUN_DIR/submitit/``.
+  and logs go to ``RUN_DIR/submitit/``. An interrupted sweep cancels its jobs (``scancel``; the local
+  executor's jobs are stopped with SIGINT, which kills their workers).
 - ``dask``: the tasks are submitted to the dask.distributed scheduler at ``scheduler`` (``tcp://host:8786``;
   start workers with ``--nthreads 1`` for clean timings); ``dask_jobqueue`` can provide one on a cluster.
 """
@@ -86,12 +87,17 @@ def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done
     for start in range(0, len(cases), batch):
         chunk = cases[start:start + batch]
         submitted = pool.map_array(task, [c.to_dict() for c in chunk])
-        for case, job in zip(chunk, submitted):
-            try:
-                job.result()
-            except Exception as err:  # noqa: BLE001 - a lost job is a recorded failure, the sweep goes on
-                record_failure(case, run_dir, "error", f"submitit job {job.job_id}: {one_line(err)}")
-            done()
+        try:
+            for case, job in zip(chunk, submitted):
+                try:
+                    job.result()
+                except Exception as err:  # noqa: BLE001 - a lost job is a recorded failure, the sweep goes on
+                    record_failure(case, run_dir, "error", f"submitit job {job.job_id}: {one_line(err)}")
+                done()
+        except BaseException:  # interrupted: no job keeps computing and writing after the sweep
+            for job in submitted:
+                job.cancel(check=False)
+            raise
 
 
 def _dask(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done, record_failure) -> None:

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from nodebench.errors import UserError, clip
 from nodebench.harness import environment
 from nodebench.harness.environment import git_sha
-from nodebench.records import CASES, merge, valid_cases, write_case
+from nodebench.records import CASES, atomic_write, merge, valid_cases, write_case
 from nodebench.run_settings import invocation
 from nodebench.runner.case import Case
 from nodebench.runner.guard import PARENT_PID, SweepLock, check_commit, read_json_object, stop_on_signals
@@ -56,6 +56,7 @@ class _Running:
     started_at: str
     log: Path
     threads: int
+    previous_row: tuple[int, int] | None  # the row left by an earlier attempt (a failure being retried)
 
 
 def read_run_info(run_dir: str | Path) -> dict:
@@ -64,9 +65,9 @@ def read_run_info(run_dir: str | Path) -> dict:
     if not info.is_file():
         return {}
     value = read_json_object(info)
-    if value is None or not all(isinstance(value.get(key, ""), str) for key in RUN_KINDS):
-        raise UserError(f"{str(info)!r} is corrupt (not a JSON object whose {', '.join(RUN_KINDS)} are strings); "
-                        "move it away or mend it (a sweep there then starts a new run id)")
+    if value is None or not all(isinstance(value.get(key, ""), str) for key in ("run_id", *RUN_KINDS)):
+        raise UserError(f"{str(info)!r} is corrupt (not a JSON object whose run_id, {', '.join(RUN_KINDS)} are "
+                        "strings); move it away or mend it (a sweep there then starts a new run id)")
     return value
 
 
@@ -84,13 +85,14 @@ def write_run_info(run_dir: str | Path, **meta) -> dict:
               file=sys.stderr)
         info = {}
     info = {"run_id": time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]} | info | invocation() | meta
-    (run_dir / RUN_INFO).write_text(json.dumps(info, indent=1))
+    atomic_write(run_dir / RUN_INFO, lambda path: path.write_text(json.dumps(info, indent=1)))
     return info
 
 
 def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_s: float = 3600.0,
               threads: int = 1, progress: bool = True, retry_failed: bool = False, executor: str = "local",
-              scheduler: str | None = None, allow_mixed_commits: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+              scheduler: str | None = None, allow_mixed_commits: bool = False,
+              info: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the cases not yet finished in ``run_dir`` and merge all results there.
 
     Args:
@@ -105,6 +107,8 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
             local executor without SLURM) or ``dask`` (a dask.distributed scheduler at ``scheduler``).
             ``run_dir`` must be on storage that the cluster's workers share.
         allow_mixed_commits: add cases to a directory holding cases of another git commit.
+        info: entries for ``run.json`` (:func:`write_run_info`), written once the sweep holds the directory's
+            lock, so a sweep refused there changes nothing.
 
     Returns:
         ``(records, curves)`` DataFrames of every case in ``run_dir``.
@@ -113,18 +117,18 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
     with SweepLock(run_dir), stop_on_signals():
         return _run_locked(cases, run_dir, jobs=jobs, timeout_s=timeout_s, threads=threads, progress=progress,
                            retry_failed=retry_failed, executor=executor, scheduler=scheduler,
-                           allow_mixed_commits=allow_mixed_commits)
+                           allow_mixed_commits=allow_mixed_commits, info=info or {})
 
 
 def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, retry_failed, executor, scheduler,
-                allow_mixed_commits) -> tuple[pd.DataFrame, pd.DataFrame]:
+                allow_mixed_commits, info) -> tuple[pd.DataFrame, pd.DataFrame]:
     cases_dir, logs_dir = run_dir / CASES, run_dir / LOGS
     finished = valid_cases(run_dir)
     check_commit(list(finished.values()), git_sha(), run_dir, allow_mixed=allow_mixed_commits)
-    run_id = write_run_info(run_dir)["run_id"]
+    run_id = write_run_info(run_dir, **info)["run_id"]
     cases_dir.mkdir(parents=True, exist_ok=True)
     logs_dir.mkdir(exist_ok=True)
-    _remove_stale_notes(cases_dir)
+    _remove_stale_notes(run_dir)
     done = {case_id for case_id, row in finished.items() if not retry_failed or row.get("status") == "ok"}
     todo = list({c.case_id: c for c in cases if c.case_id not in done}.values())
     total = len({c.case_id for c in cases})
@@ -165,11 +169,13 @@ def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, ret
     return merge(run_dir, run_id)
 
 
-def _remove_stale_notes(cases_dir: Path) -> None:
-    """Progress notes and temporary files left by a sweep that was killed outright."""
-    for pattern in ("*.progress", "*.progress-tmp", ".*.tmp[0-9]*"):
-        for path in cases_dir.glob(pattern):
-            path.unlink(missing_ok=True)
+def _remove_stale_notes(run_dir: Path) -> None:
+    """Progress notes and temporary files left by a sweep that was killed outright: its workers' in
+    ``cases/``, its merge's in the run folder."""
+    cases_dir, temporary = run_dir / CASES, ".*.tmp[0-9]*"  # records.atomic_write's temporary names
+    for path in [*cases_dir.glob("*.progress"), *cases_dir.glob("*.progress-tmp"), *cases_dir.glob(temporary),
+                 *run_dir.glob(temporary)]:
+        path.unlink(missing_ok=True)
 
 
 def run_case_process(case: Case | dict, run_dir: str | Path, *, threads: int = 1, timeout_s: float = 3600.0,
@@ -214,14 +220,25 @@ def _worker_env(threads: int, base: dict | None = None) -> dict:
 
 
 def _settle(job: _Running, cases_dir: Path, code: int | None, timeout_s: float) -> None:
-    """After a worker ended (``code``) or ran out of time (``None``): record what it did not."""
+    """After a worker ended (``code``) or ran out of time (``None``): record what it did not. A row the worker
+    wrote is kept (even if it then ran out of time while exiting); a row of an earlier attempt is replaced."""
     if code is None:
         _kill(job.process)
-        _record_failure(job.case, cases_dir, "timeout", f"exceeded the {timeout_s:g} s case time limit",
-                        job.started_at, job.threads)
-    elif not (cases_dir / f"{job.case.case_id}.json").is_file():
-        _record_failure(job.case, cases_dir, *_failure_of(code, job.log), job.started_at, job.threads)
+    if _row_stamp(cases_dir / f"{job.case.case_id}.json") == job.previous_row:  # the worker wrote no row
+        timeout = ("timeout", f"exceeded the {timeout_s:g} s case time limit")
+        status, reason = timeout if code is None else _failure_of(code, job.log)
+        _record_failure(job.case, cases_dir, status, reason, job.started_at, job.threads)
     (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
+
+
+def _row_stamp(row: Path) -> tuple[int, int] | None:
+    """The inode and modification time of a case's row file (None without one): a row written anew (atomically,
+    so under a new inode) changes it."""
+    try:
+        stat = row.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def _start(case: Case, cases_dir: Path, logs_dir: Path, env: dict, threads: int,
@@ -229,12 +246,13 @@ def _start(case: Case, cases_dir: Path, logs_dir: Path, env: dict, threads: int,
     spec = logs_dir / f"{case.case_id}.case.json"
     spec.write_text(json.dumps(case.to_dict()))
     log = logs_dir / f"{case.case_id}.log"
+    previous_row = _row_stamp(cases_dir / f"{case.case_id}.json")
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     with log.open("w") as handle:
         process = subprocess.Popen(
             [*(python or [sys.executable]), "-m", "nodebench.runner.worker", str(spec), str(cases_dir), str(threads)],
             stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True, pass_fds=pass_fds)
-    return _Running(case, process, time.monotonic(), started_at, log, threads)
+    return _Running(case, process, time.monotonic(), started_at, log, threads, previous_row)
 
 
 def _kill(process: subprocess.Popen) -> None:
