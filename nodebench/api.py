@@ -17,6 +17,7 @@ Bad input raises :class:`nodebench.errors.UserError` (one line, before anything 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -126,11 +127,37 @@ def describe_cases(cases: list[Case]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _check_out(out: Path, engine: Mapping[str, Any], info: Mapping[str, Any]) -> None:
-    """The output folder of a sweep (:func:`nodebench.paths.sweep_dir`), holding no run of another kind;
-    reads only, so a dry run checks it too."""
+def _check_out(out: Path, engine: Mapping[str, Any], info: Mapping[str, Any], cases: list[Case]) -> None:
+    """The output folder of a sweep (:func:`nodebench.paths.sweep_dir`), holding no run of another kind and
+    no case that ``cases`` would be pooled with; reads only, so a dry run checks it too."""
     paths.sweep_dir(out, allow_mixed_commits=engine.get("allow_mixed_commits", False))
     _check_same_kind_of_run(out, info)
+    _check_same_limits(out, cases)
+
+
+def _check_same_limits(out: Path, cases: list[Case]) -> None:
+    """A :class:`UserError` when ``out`` holds a case with the same task, method, seed and hyper-parameters as
+    one of ``cases`` but another case id: another iteration or time limit (or warm-up, or data file). Its row
+    would be pooled with this command's in every report and figure, which cannot tell them apart."""
+    from nodebench.records import CASES
+
+    def key(row: Mapping[str, Any]) -> tuple:
+        return tuple(str(row.get(k)) for k in ("paper", "experiment", "task", "method", "seed", "device", "preset",
+                                               "hparams"))
+
+    planned = {key(case.identity()): case for case in cases}
+    for path in sorted((out / CASES).glob("*.json")) if (out / CASES).is_dir() else []:
+        try:
+            row = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # a broken row is set aside when the sweep starts
+        case = planned.get(key(row)) if isinstance(row, dict) else None
+        if case is not None and row.get("case_id") != case.case_id:
+            limit = (f"{case.iters} iterations" if case.iters is not None else
+                     f"a {case.budget_s:g} s budget" if case.budget_s is not None else "no limit")
+            raise UserError(f"{str(out)!r} holds case {case.task}/{case.method}/s{case.seed} run with another limit "
+                            f"(iterations, time budget or warm-up) or data file than this command's ({limit}): "
+                            "the report would pool the two; give another --out")
 
 
 def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], message: str,
@@ -142,7 +169,7 @@ def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], message: str
     from nodebench.runner.sweep import run_cases
 
     engine = dict(engine)
-    _check_out(out, engine, info)
+    _check_out(out, engine, info, cases)
     _log(message)
     return run_cases(cases, out, info=info | {"settings": case_settings(cases)}, **engine)
 
@@ -231,7 +258,7 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
         check_shared_hparams(task, names, hparams)
     out = api_checks.path(out, "out") if out is not None else Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
     if dry_run:
-        _check_out(out, engine, {"command": "run"})
+        _check_out(out, engine, {"command": "run"}, cases)
         return RunResult(None, cases)
     records, curves = _sweep(cases, out, engine, f"running {len(cases)} case(s) into {out} (rerun with --out {out} "
                              "to resume)", command="run", warnings=warnings)
@@ -257,7 +284,7 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
     out = api_checks.path(out, "out") if out is not None else Path("results") / f"{paper}-{preset}"
     kind = {"command": "reproduce", "paper": paper, "preset": preset}
     if dry_run:
-        _check_out(out, engine, kind)
+        _check_out(out, engine, kind, cases)
         return RunResult(None, cases)
     records, curves = _sweep(cases, out, engine, f"reproducing {paper} at preset {preset}: {len(cases)} case(s) into "
                              f"{out}", **kind, device=device, warnings=warnings)

@@ -247,3 +247,29 @@ def test_tensor_peak_counts_tensor_storage_exactly():
         figures.append(meter.bytes)
     assert figures[0] >= 2 * 2**20 and len(set(figures)) == 1  # identical runs, identical figures
     assert figures[0] < 2 * 2**20 + 4096
+
+
+def _run_argv(out: Path, *extra: str) -> list[str]:
+    return ["run", "--task", "cubic_spiral", "--method", "euler", "--hparam", "n_points=6", "--hparam", "hidden=4",
+            "--out", str(out), "--no-progress", *extra]
+
+
+@pytest.mark.parametrize("limit", [["--iters", "3"], ["--budget-s", "5"]], ids=["iters", "budget"])
+@pytest.mark.parametrize("dry", [True, False], ids=["dry-run", "run"])
+def test_a_case_run_with_another_limit_is_not_pooled_with_this_commands(tmp_path, capsys, limit, dry):
+    """Resuming with another --iters/--budget-s would add rows the report pools with the old ones (same task,
+    method, seed and hyper-parameters): refused before anything runs or is written."""
+    out = tmp_path / "run"
+    _finished(out, Case("cubic_spiral", "euler", 0, hparams=dict(SPIRAL), iters=2))
+    before = sorted(p.name for p in out.rglob("*"))
+    code = main(_run_argv(out, *limit, *(["--dry-run"] if dry else [])))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "holds case cubic_spiral/euler/s0 run with another limit" in err and "give another --out" in err
+    assert sorted(p.name for p in out.rglob("*")) == before
+
+
+def test_the_same_limit_with_more_seeds_and_methods_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    _finished(out, Case("cubic_spiral", "euler", 0, hparams=dict(SPIRAL), iters=2))
+    assert main(_run_argv(out, "--iters", "2", "--seeds", "2", "--method", "euler,rk4", "--dry-run")) == 0
