@@ -92,11 +92,15 @@ def table(header: list[str], rows: list[str], *, sortable: bool = True, attrs: s
 
 
 def plain_table(frame, *, sortable: bool = True) -> str:
-    """A DataFrame of display strings as a table (numbers sort numerically)."""
+    """A DataFrame of display strings as a table (numbers sort numerically; a missing value, None or NaN, is
+    "–", never Python's "None" or "nan")."""
     rows = []
     for values in frame.itertuples(index=False):
         cells = []
         for v in values:
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                cells.append(cell("–"))
+                continue
             number = v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
             cells.append(cell(esc(v), value=number, css="num" if number is not None else ""))
         rows.append(f"<tr>{''.join(cells)}</tr>")

@@ -47,11 +47,22 @@ def _median_text(values, style: str) -> str:
     return f"{_fmt(interval.value, style)} [{_fmt(interval.low, style)}, {_fmt(interval.high, style)}]"
 
 
+def scope_experiment(scope: str, experiments) -> str | None:
+    """The experiment a verdict's scope names: the scope itself, or its start before a setting
+    (``"vehicle_high n_train=32"``, ``"digits_lambda, reg_order 2"``); ``None`` for ``"all"`` or a scope
+    naming none of ``experiments``."""
+    named = [e for e in map(str, experiments) if scope == e or scope.startswith((f"{e} ", f"{e},"))]
+    return max(named, key=len) if named and scope != "all" else None
+
+
 def claim_seeds(verdict, records: pd.DataFrame) -> int:
-    """The fewest successful seeds behind a claim's verdict: over the methods of its experiment (its
-    scope), or of all experiments when the scope is not one experiment."""
+    """The fewest successful seeds behind a claim's verdict: over the methods of the experiment its scope
+    names (0 where it has no successful case, or did not run), else of all experiments (scope "all")."""
+    if verdict.verdict == NOT_IN_RUN:
+        return 0
     ok = records[records["status"] == "ok"] if "status" in records else records
-    scoped = ok[ok["experiment"] == verdict.scope] if verdict.scope in set(ok.get("experiment", [])) else ok
+    experiment = scope_experiment(verdict.scope, set(records.get("experiment", [])))
+    scoped = ok if experiment is None else ok[ok["experiment"] == experiment]
     counts = scoped.groupby(["experiment", "method"])["seed"].nunique() if len(scoped) else pd.Series(dtype=int)
     return int(counts.min()) if len(counts) else 0
 
@@ -200,7 +211,8 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
         lines += ["Seeds: the fewest successful seeds behind the verdict; a verdict on one seed says so.", "",
                   markdown_table(["id", "claim", "source", "scope", "our measurement", "seeds", "verdict"],
                                  [[v.claim_id, v.claim, v.source, v.scope, v.measured, n,
-                                   _verdict_cell(v.verdict, preset) + (" (1 seed)" if n == 1 and v.verdict in (HOLDS, FAILS) else "")]
+                                   _verdict_cell(v.verdict, preset)
+                                   + (" (1 seed)" if n == 1 and v.verdict in (HOLDS, FAILS) else "")]
                                   for v, n in zip(verdicts, seeds)]), ""]
     if figures:
         lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures if p.suffix == ".png"]

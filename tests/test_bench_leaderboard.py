@@ -151,3 +151,14 @@ def test_a_resident_set_of_zero_is_unmeasured_memory_not_the_smallest():
     memory = table.set_index("config")
     assert math.isnan(memory.loc["a", "peak_mem_bytes"]) and memory.loc["adjoint", "peak_mem_bytes"] == 2.0**20
     assert memory.loc["adjoint", "rank_peak_mem_bytes"] < memory.loc["a", "rank_peak_mem_bytes"]
+
+
+def test_html_tables_show_a_missing_value_as_a_dash_not_none_or_nan():
+    """The leaderboard's overall table printed "nan" for a family with no speed-up, and its environment table
+    (and the history site's) "None" for a CPU run's GPU, where the Markdown shows "–" and nothing."""
+    from nodebench.html_page import plain_table
+
+    html = plain_table(pd.DataFrame({"family": ["sde_adjoint"], "speed-up": [math.nan], "GPU": [None],
+                                     "score": [0.5]}))
+    assert ">nan<" not in html and ">None<" not in html and html.count(">–</td>") == 2
+    assert "data-v='0.5'" in html

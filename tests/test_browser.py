@@ -146,3 +146,24 @@ def test_report_page_puts_the_claims_first_and_sorts(tmp_path):
         b.js("document.querySelector('table th').click()")
         assert b.js(ids) == sorted(before, reverse=True) != before
         b.screenshot(tmp_path / "report.png")
+
+
+NO_VALUE = ("Array.from(document.querySelectorAll('td')).map(c => c.textContent.trim())"
+            ".filter(t => ['nan', 'None', 'undefined', 'NaN'].includes(t))")
+
+
+def test_pages_show_no_python_none_or_nan_and_every_history_point_links_and_hovers(board, history_site):
+    """Gaps of the tests above: a missing value read "nan"/"None" in the leaderboard's and the history site's
+    tables; every point of every history graph (not only the first) links to a records file that exists and
+    has a hover title with its commit and value."""
+    with Browser(height=SCREEN) as b:
+        b.open(board)
+        assert b.js(NO_VALUE) == [] and b.errors == []
+        b.open(history_site)
+        assert b.js(NO_VALUE) == [] and b.errors == []
+        points = b.js("Array.from(document.querySelectorAll('figure.history a')).map(a => [a.getAttribute('href'),"
+                      " (a.querySelector('circle > title') || {}).textContent || ''])")
+        assert len(points) > 20
+        assert all((history_site.parent / href).is_file() for href, _ in points)
+        assert all(re.search(r"\b[0-9a-f]{7,}: [-0-9.e+]+ \(", tip) for _, tip in points), points[:3]
+        assert b.errors == []

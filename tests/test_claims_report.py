@@ -204,3 +204,73 @@ def test_a_ratio_over_a_zero_median_names_it():
     (verdict,) = check_claims([claim], records_of(rows))
     assert verdict.verdict == NOT_MEASURED
     assert "direct's median nfe_backward_per_iter is 0: no ratio" in verdict.measured
+
+
+def test_an_experiment_whose_cases_all_failed_keeps_its_claim_row():
+    """The checks saw the successful records only, so an experiment where every case failed had no row at all
+    in the claims table (rather than "no successful run")."""
+    rows = records_of([{"experiment": "e", "method": m, "train_wall_s": t, "test_mse": 1.0, "status": s}
+                       for m, t, s in (("rk4", 1.0, "ok"), ("adjoint", 2.0, "ok"))]
+                      + [{"experiment": "x", "method": m, "train_wall_s": 1.0, "status": s}
+                         for m, s in (("rk4", "diverged"), ("adjoint", "oom"))])
+    pair = {"method": "rk4", "baseline": "adjoint"}
+    for claim in ({"check": "time_reduction", "min": 0.3}, {"check": "ratio"},
+                  {"check": "metric_parity", "metric": "test_mse", "abs_tol": 0.1}):
+        out = verdicts(claim | pair, rows)
+        assert set(out) == {"e", "x"}, (claim, out)
+        assert out["e"][0] == HOLDS and out["x"][0] == NOT_MEASURED, (claim, out)
+    # a table check names each experiment the claim lists, as the record checks do (not just those in its table)
+    table = {"check": "table_threshold", "table": "records", "column": "train_wall_s", "max": 5.0,
+             "experiments": ["e", "z"]}
+    assert {scope: verdict for scope, (verdict, _) in verdicts(table, rows).items()} == {"e": HOLDS, "z": NOT_MEASURED}
+
+
+def test_a_figure_at_its_threshold_holds_whatever_the_rounding():
+    """3.3 s / 1.1 s is 3× and 0.9164 − 0.8964 is 2 accuracy points, but in floating point 2.9999999999999996
+    and 0.020000000000000018: "3× (needs ≥ 3)" and "within 2 points" read "does not hold"."""
+    ratio = records_of([{"experiment": "e", "method": "rk4", "train_wall_s": 1.1},
+                        {"experiment": "e", "method": "adjoint", "train_wall_s": 3.3}])
+    assert verdicts({"check": "ratio", "method": "rk4", "baseline": "adjoint", "min": 3.0}, ratio)["e"][0] == HOLDS
+    assert verdicts({"check": "ratio", "method": "rk4", "baseline": "adjoint", "min": 3.01}, ratio)["e"][0] == FAILS
+    accuracy = records_of([{"experiment": "e", "method": "gq", "test_accuracy": 0.8964},
+                           {"experiment": "e", "method": "direct", "test_accuracy": 0.9164}])
+    parity = {"check": "metric_parity", "method": "gq", "baseline": "direct", "metric": "test_accuracy"}
+    assert verdicts(parity | {"abs_tol": 0.02}, accuracy)["e"][0] == HOLDS
+    assert verdicts(parity | {"abs_tol": 0.0199}, accuracy)["e"][0] == FAILS
+    value = records_of([{"experiment": "e", "method": "rk4", "x": 0.1 + 0.2}])
+    assert verdicts({"check": "table_threshold", "table": "records", "column": "x", "max": 0.3}, value)["e"][0] == HOLDS
+    tradeoff = records_of([{"experiment": "e", "method": "adjoint", "hparams": h, "test_nfe": n, "test_accuracy": a}
+                           for h, n, a in (('{"reg": "none"}', 30.0, 0.9164),
+                                           ('{"reg": "speed", "reg_lambda": 1.0}', 15.0, 0.8964))])
+    claim = {"check": "tradeoff", "where": {"reg": "speed"}, "reference": {"reg": "none"}, "metric": "test_accuracy",
+             "abs_tol": 0.02, "min": 2.0}
+    verdict, text = verdicts(claim, tradeoff)["e"]
+    assert verdict == HOLDS and "2× at " in text, text
+
+
+def test_a_reduction_or_a_ratio_over_a_zero_median_is_not_measured():
+    rows = records_of([{"experiment": "e", "method": "rk4", "train_wall_s": 1.0},
+                       {"experiment": "e", "method": "adjoint", "train_wall_s": 0.0}])
+    verdict, text = verdicts({"check": "time_reduction", "method": "rk4", "baseline": "adjoint", "min": 0.3},
+                             rows)["e"]  # was a ZeroDivisionError that stopped the whole report
+    assert verdict == NOT_MEASURED and "adjoint's median train_wall_s is 0" in text
+    rows = records_of([{"experiment": "e", "method": "adjoint", "hparams": h, "test_nfe": n}
+                       for h, n in (('{"reg": "none"}', 20.0), ('{"reg": "speed", "reg_lambda": 1.0}', 0.0))])
+    verdict, text = verdicts({"check": "hparam_ratio", "at": {"reg": "speed", "reg_lambda": "max"},
+                              "reference": {"reg": "none"}}, rows)["e"]
+    assert verdict == NOT_MEASURED and "is 0: no ratio" in text, text  # was "test_nfe missing"
+
+
+def test_the_seeds_column_counts_the_experiment_the_scope_names():
+    """A scope with a setting ("a, reg_order 2", "a n_train=4") counted the seeds of every experiment, and an
+    experiment that did not run showed the run's seeds instead of none."""
+    from nodebench.claims import Verdict
+    from nodebench.reporting import NOT_IN_RUN, claim_seeds
+
+    rows = records_of([{"experiment": "a", "method": m, "seed": s} for m in ("rk4", "adjoint") for s in range(3)]
+                      + [{"experiment": "b", "method": "rk4", "seed": 0}])
+    def seeds(scope, verdict=HOLDS):
+        return claim_seeds(Verdict("X", "claim", "", scope, "", verdict), rows)
+    assert seeds("a") == 3 and seeds("b") == 1 and seeds("all") == 1
+    assert seeds("a, reg_order 2") == 3 and seeds("a n_train=4 noise=0.01") == 3
+    assert seeds("zzz", NOT_IN_RUN) == 0
