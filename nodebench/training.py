@@ -18,7 +18,9 @@ the device synchronised before the step and at its end:
 
 Warm-up iterations run forward, backward and an optimiser step that is then undone (parameters copied
 back, Adam's moments and step count zeroed in place), so the optimiser's state is allocated before the
-first timed step while parameters and optimiser state stay as they were; their time is reported apart.
+first timed step while parameters and optimiser state stay as they were; the problem's attributes (batch cursor
+and order, counters), the random generators and the model's buffers are set back too, so the timed iterations
+see the batches they would without warm-up; their time is reported apart.
 After the timed steps, untimed passes of their own measure the allocated-bytes peak
 (:class:`~nodebench.harness.memory.AllocatedPeak`) of the forward alone, of forward + backward up to the
 end of ``loss.backward()`` and of the optimiser step (``alloc_peak_*``; SNODE: its coefficient block and its
@@ -74,7 +76,7 @@ class TrainResult:
 
     rows: list[tuple] = field(default_factory=list)
     warmup_s: float = 0.0
-    peak_mem_forward_bytes: int = 0
+    peak_mem_forward_bytes: int | None = 0
     peak_mem_bytes: int = 0
     peak_reserved_bytes: int | None = None
     alloc_peak_forward_bytes: int | None = None
@@ -263,11 +265,17 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         stepper = GradientStep(problem, solve if regularizer is None else regularizer.wrap(solve), params)
     meter = StepMeter(device)
     result = TrainResult(mem_source=meter.source)
+    if device.type == "cuda":  # no timed CUDA step reads it: unknown until the untimed forward pass below
+        result.peak_mem_forward_bytes = None
 
-    meter.start()
-    for _ in range(warmup):
-        stepper.warmup()
-    result.warmup_s = meter.stop().wall_s
+    # the warm-up leaves no trace in the training: the problem's batch cursor and order, iteration counters (a
+    # KL schedule), random generators and the model's buffers are set back, as the memory passes' are
+    set_back = _set_back(problem, solve if method.spectral else stepper.solve, device)
+    with set_back if warmup else contextlib.nullcontext():
+        meter.start()
+        for _ in range(warmup):
+            stepper.warmup()
+        result.warmup_s = meter.stop().wall_s
 
     elapsed, event_total = 0.0, 0.0
     iteration = 0

@@ -310,6 +310,19 @@ def test_counting_field_wraps_once_and_exposes_parameters(linear_field):
     assert counted.nfe == counted.steps == counted.accepted == {"forward": 0, "backward": 0}
 
 
+def test_a_fixed_grid_counter_rewrapped_for_an_adaptive_solver_counts_accepted_steps():
+    """A problem trained first with a fixed-step method keeps its fixed-grid counter as its field: a second
+    training with an adaptive method must still count accepted steps (they read 0 with the old counter)."""
+    fixed = count_nfe(DrivenPendulum(), adaptive=False)
+    assert type(fixed) is StepCountingField and count_nfe(fixed, adaptive=False) is fixed
+    counted = count_nfe(fixed, adaptive=True)
+    assert isinstance(counted, CountingField) and counted.field is fixed.field
+    odeint(counted, torch.tensor([1.0, 0.0], dtype=F64), torch.tensor([0.0, 1.0], dtype=F64), rtol=1e-3,
+           atol=1e-3, method="dopri5")
+    assert 0 < counted.accepted["forward"] <= counted.steps["forward"]
+    assert counted.nfe["forward"] == 2 + 6 * counted.steps["forward"]
+
+
 
 def test_counting_field_honours_hooks_on_the_field_added_before_or_between_steps(linear_field):
     inner = linear_field(0.5)

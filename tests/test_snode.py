@@ -225,6 +225,26 @@ def test_snode_through_the_harness_counts_and_monitors():
     assert result.metrics["snode_gamma"] == 0.1  # the default γ, no continuation
 
 
+def test_a_penalty_iteration_reads_no_tensor_on_the_host(monkeypatch):
+    """After its setup a penalty iteration makes no host read of a tensor value (on a GPU, a synchronisation
+    inside the timed step): its last metrics are kept as tensors and read only by ``metrics()``."""
+    problem = _problem(hidden=8)
+    cd = CoordinateDescent(problem, list(problem.model.parameters()), SnodeOptions(weight_steps=2))
+    cd.step(lambda: None)  # the setup (basis, fit) reads times and sizes once, in the first iteration
+    reads = []
+    for name in ("__float__", "__bool__", "tolist"):
+        def read(self, *args, _name=name, _original=getattr(torch.Tensor, name)):
+            reads.append(_name)
+            return _original(self, *args)
+        monkeypatch.setattr(torch.Tensor, name, read)
+    cd.step(lambda: None)
+    monkeypatch.undo()
+    assert reads == []
+    metrics = cd.metrics()
+    assert set(metrics) == {"snode_fit_mse", "snode_violation", "snode_gamma"}
+    assert all(type(value) is float and math.isfinite(value) for value in metrics.values())
+
+
 def test_snode_on_a_trajectory_file_with_controls(tmp_path):
     t = np.linspace(0, 2, 21)
     u = np.random.default_rng(0).normal(size=(6, 21, 1))

@@ -163,6 +163,37 @@ def test_train_on_cuda_smoke():
     assert math.isfinite(result.metrics["test_mse"])
 
 
+def test_a_diverged_cuda_run_records_its_forward_peak_as_unknown_not_zero(monkeypatch, linear_problem):
+    """torch.cuda replaced by stand-ins (no GPU needed; the tensors stay on the CPU). A CUDA step reads no
+    forward peak, so a run that diverges before the untimed memory passes has none: None, not 0 bytes."""
+    allocated = {"now": 1000, "max": 5000}
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            pass
+
+        def record(self, stream=None):
+            pass
+
+        def elapsed_time(self, other):
+            return 1.0
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
+    for name, value in (("synchronize", None), ("reset_peak_memory_stats", None), ("memory_reserved", 0),
+                        ("max_memory_reserved", 0), ("memory_allocated", allocated["now"]),
+                        ("max_memory_allocated", allocated["max"])):
+        monkeypatch.setattr(torch.cuda, name, lambda device=None, _value=value: _value)
+    problem = linear_problem(lr=1e4, dtype=torch.float32)  # diverges at iteration 2 (see above)
+    with pytest.raises(Diverged, match="iteration 2") as info:
+        train(problem, get_method("rk4"), device=torch.device("cuda"), iters=10, warmup=0)
+    summary = info.value.result.summary()
+    assert summary["mem_source"] == "cuda_allocated"
+    assert summary["peak_mem_bytes"] == 4000  # the allocator's peak above what the step started with
+    assert summary["peak_mem_forward_bytes"] is None and summary["alloc_peak_forward_bytes"] is None
+    assert summary["train_event_s"] == pytest.approx(0.002)  # two steps of 1 ms on the device's events
+
+
 class _MlpField(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -213,6 +244,17 @@ def test_memory_passes_and_undone_warmup_steps_leave_training_and_evaluation_bit
     assert result.curves["loss"] == plain.curves["loss"]
     assert result.metrics == plain.metrics  # the passes run between the timed steps and the evaluation
     assert all(torch.equal(a, b) for a, b in zip(params, plain_params))
+
+
+def test_warmup_leaves_no_trace_in_a_mini_batch_training():
+    """Warm-up passes draw mini-batches, noise and a batch counter and update BatchNorm's statistics: all set
+    back, so the timed iterations see what they would without warm-up (they saw the batches after it)."""
+    warm, warm_params = _final(_DrawingProblem(), warmup=2)
+    cold, cold_params = _final(_DrawingProblem(), warmup=0)
+    assert warm.warmup_s > 0
+    assert warm.curves["loss"] == cold.curves["loss"]
+    assert warm.metrics == cold.metrics
+    assert all(torch.equal(a, b) for a, b in zip(warm_params, cold_params))
 
 
 def test_the_optimiser_state_exists_before_the_first_timed_step(monkeypatch):

@@ -140,7 +140,10 @@ class CallCounter:
 
 def count_nfe(field: nn.Module, adaptive: bool = True) -> StepCountingField:
     """Wrap ``field`` in a :class:`CountingField`, or a :class:`StepCountingField` for fixed-grid solvers
-    (``adaptive=False``); a field that already counts is returned unchanged."""
-    if isinstance(field, StepCountingField):
+    (``adaptive=False``); a field that already counts is returned unchanged, except a fixed-grid counter asked
+    for an adaptive solver, whose inner field is wrapped anew (it would leave the accepted steps at zero)."""
+    if isinstance(field, CountingField) or (isinstance(field, StepCountingField) and not adaptive):
         return field
+    if isinstance(field, StepCountingField):
+        field = field.field
     return CountingField(field) if adaptive else StepCountingField(field)

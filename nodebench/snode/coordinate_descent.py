@@ -49,7 +49,7 @@ class CoordinateDescent:
         self.z: torch.Tensor | None = None
         self.gamma = options.gamma
         self.multipliers: torch.Tensor | None = None
-        self.last: dict[str, float] = {}
+        self.last: dict[str, torch.Tensor | float] = {}  # read as floats by metrics()
 
     def setup(self) -> None:
         """Build the basis and quadrature, fit the coefficients to the observations, reset γ and λ."""
@@ -99,7 +99,9 @@ class CoordinateDescent:
             (grad,) = torch.autograd.grad(j, [self.z])
             self.z.grad = grad
             self.coef_optimizer.step()
-        self.last = {"snode_fit_mse": float(data.detach()), "snode_violation": float(objective.violation(r.detach())),
+        # kept as tensors, read by metrics() after training: a host read here would synchronise a GPU inside the
+        # timed step, which the method itself never does (the weight block neither, in the penalty variant)
+        self.last = {"snode_fit_mse": data.detach(), "snode_violation": objective.violation(r.detach()),
                      "snode_gamma": self.gamma}
         return j.detach()
 
@@ -133,7 +135,7 @@ class CoordinateDescent:
 
     def metrics(self) -> dict[str, float]:
         """The last iteration's data loss on the series, its ODE violation R and the γ it used."""
-        return dict(self.last)
+        return {name: float(value) for name, value in self.last.items()}
 
 
 class DualAscent:
