@@ -19,9 +19,9 @@ from nodebench.api_checks import MAX_JOBS, MAX_THREADS
 from nodebench.argtypes import positive_float, positive_int, positive_int_up_to
 from nodebench.benchmarking.arguments import revision, store_key
 from nodebench.config import MAX_ITERS
-from nodebench.datasets import cli as data_cli
 from nodebench.errors import UserError
 from nodebench.paths import nonempty_path
+from nodebench.runner.guard import stop_on_signals
 
 EXAMPLES = """examples:
   nodebench list
@@ -100,6 +100,8 @@ def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from nodebench.datasets import cli as data_cli  # seconds (scikit-learn): imported under main's signal handling
+
     parser = _Parser(prog="nodebench", description="Benchmark and reproduce methods that make neural ODEs "
                      "cheaper to train.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -293,15 +295,24 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from nodebench.datasets import cli as data_cli
+
+    return data_cli.run(args)
+
+
 COMMANDS = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce, "report": cmd_report,
             "bench": cmd_bench, "compare": cmd_compare, "history": cmd_history,
-            "leaderboard": cmd_leaderboard, "data": data_cli.run}
+            "leaderboard": cmd_leaderboard, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; SIGTERM and SIGHUP stop it as Ctrl-C does, from start-up to the last report file
+    (:func:`~nodebench.runner.guard.stop_on_signals`): one line, exit code 128 + the signal's number."""
     try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        with stop_on_signals():
+            args = build_parser().parse_args(argv)
+            return COMMANDS[args.command](args)
     except UserError as err:
         print(f"nodebench: error: {err}", file=sys.stderr)
         return 2

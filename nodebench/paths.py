@@ -116,6 +116,9 @@ def sweep_dir(path: Path, *, allow_mixed_commits: bool = False) -> Path:
     if not path.is_dir():
         return path
     writable_entries(path, files=(RECORDS, CURVES, RUN_INFO, "report.md", LOCK), folders=(CASES, LOGS, "figures"))
+    for name in (CASES, LOGS):  # the workers write there: a read-only one would fail every case
+        if (path / name).is_dir():
+            output_dir(path / name, "--out's folder")
     check_not_locked(path)
     if (path / RECORDS).is_file() and not (path / CASES).is_dir():
         raise UserError(f"{str(path)!r} holds {RECORDS} but no {CASES}/ folder (a copied or published run); "

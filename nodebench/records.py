@@ -66,10 +66,13 @@ def atomic_write(path: Path, write) -> None:
 def write_case(cases_dir: Path, case_id: str, row: dict, curves: dict[str, list],
                tables: dict[str, list[dict]] | None = None) -> None:
     """Write one finished case atomically: its extra tables and curves first, then its row, so a row
-    implies the rest. ``tables`` maps a name to tidy rows, merged into ``<name>.parquet``. The row is
-    checked against the records schema (:mod:`nodebench.schema`)."""
+    implies the rest. An earlier row of the case (a failure being retried) is removed before anything is
+    written, so a write cut short leaves no row (the case runs again), never the old row with the new
+    curves. ``tables`` maps a name to tidy rows, merged into ``<name>.parquet``. The row is checked against
+    the records schema (:mod:`nodebench.schema`)."""
     check_row(row)
     cases_dir.mkdir(parents=True, exist_ok=True)
+    (cases_dir / f"{case_id}.json").unlink(missing_ok=True)
     for name, rows in (tables or {}).items():
         extra = pd.DataFrame(rows)
         extra.insert(0, "case_id", case_id)

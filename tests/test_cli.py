@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from nodebench.cli import main
+from nodebench.records import load_run
 
 
 def run_cli(capsys, *argv):
@@ -168,3 +169,38 @@ def test_a_reproduction_into_a_folder_of_another_kind_of_run_is_refused(tmp_path
     assert code == 2 and err.count("\n") == 1, err
     assert "holds a `nodebench run` run; this `nodebench reproduce do_vs_od smoke` there would mix the two" in err
     assert sorted(p.name for p in out.iterdir()) == ["run.json"] and "reproduce" not in (out / "run.json").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["_check", "_finish"], ids=["start-up", "reporting"])
+def test_sigterm_outside_the_sweep_is_one_line_and_keeps_the_records(tmp_path, phase):
+    """SIGTERM while the command starts up (checking the cases) or after its sweep (figures and report)
+    stops it as during the sweep: one line, exit code 128 + 15, and the merged records stay readable."""
+    out = tmp_path / "run"
+    script = ("import sys, time\nfrom nodebench import api\nfrom nodebench.cli import main\n"
+              "def hold(*args, **kwargs):\n    print('holding', flush=True)\n    time.sleep(60)\n"
+              "setattr(api, sys.argv[1], hold)\nsys.exit(main(sys.argv[2:]))\n")
+    argv = ["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--hparam", "n_points=6",
+            "--hparam", "hidden=4", "--no-progress", "--out", str(out)]
+    process = subprocess.Popen([sys.executable, "-c", script, phase, *argv], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "holding"
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    lines = [line for line in err.splitlines() if line.startswith("nodebench:") or "Traceback" in line]
+    assert process.returncode == 128 + 15 and len(lines) == 1, err
+    assert lines[0].startswith("nodebench: interrupted by SIGTERM")
+    if phase == "_finish":
+        records, _ = load_run(out)
+        assert list(records["status"]) == ["ok"]
+
+
+def test_the_command_line_module_imports_no_heavy_library():
+    """``import nodebench.cli`` (what the ``nodebench`` script does before ``main``) stays light, so that
+    main's signal handling covers the seconds that torch and scikit-learn take to import."""
+    code = "import sys, nodebench.cli; print(sorted({'torch', 'sklearn', 'pandas'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

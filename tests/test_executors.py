@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -14,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from nodebench.cli import main
-from nodebench.records import load_run
+from nodebench.records import load_run, write_case
+from nodebench.runner import sweep
 from nodebench.runner.case import Case, expand_grid
-from nodebench.runner.executors import check_executor
-from nodebench.runner.sweep import run_cases
+from nodebench.runner.executors import check_executor, run_remote
+from nodebench.runner.sweep import record_failure, run_case_process, run_cases
 
 CASES = expand_grid(tasks=["cubic_spiral"], methods=["rk4"], seeds=range(2), iters=2)
 
@@ -115,3 +117,60 @@ def test_a_missing_engine_names_the_extra_to_install(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "submitit", None)  # as if not installed
     with pytest.raises(Exception, match=r"pip install 'nodebench\[slurm\]'"):
         check_executor("submitit", None)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc to find the sweep's workers")
+def test_an_interrupted_dask_sweep_kills_the_workers_of_its_running_tasks(tmp_path):
+    """Cancelling a dask future does not stop its running task: the task itself kills its worker once its
+    sweep is interrupted (a stand-in worker that sleeps here)."""
+    distributed = pytest.importorskip("distributed")
+    started = tmp_path / "worker.pid"
+    sleeper = [sys.executable, "-c", f"import os, time; open({str(started)!r}, 'w').write(str(os.getpid())); "
+                                     "time.sleep(60)"]
+
+    def interrupt_once_started(signum, frame):
+        if started.is_file() and started.read_text():
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt_once_started)
+    try:
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                      dashboard_address=None) as cluster:
+            signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)
+            with pytest.raises(KeyboardInterrupt):
+                run_remote(CASES[:1], tmp_path, run_case=functools.partial(run_case_process, python=sleeper),
+                           record_failure=record_failure, executor="dask", scheduler=cluster.scheduler_address,
+                           jobs=1, threads=1, timeout_s=60, progress=False)
+            deadline = time.monotonic() + 2
+            while _processes_naming(str(started)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _processes_naming(str(started)), "a dask task's worker outlived its interrupted sweep by 2 s"
+            assert not list((tmp_path / "cases").glob("*.json"))  # the stopped case is not recorded: it reruns
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        for pid in _processes_naming(str(started)):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("wrote_row", [False, True], ids=["lost-before-its-row", "lost-after-its-row"])
+def test_a_retried_case_whose_dask_task_is_lost(tmp_path, monkeypatch, wrote_row):
+    """With retry_failed, a task the engine loses replaces the old attempt's failure row with the loss, and
+    keeps a row that its own attempt wrote before it was lost (the local runner's rule)."""
+    distributed = pytest.importorskip("distributed")
+    case = CASES[0]
+    write_case(tmp_path / "cases", case.case_id, case.identity() | {"status": "timeout", "reason": "earlier"}, {})
+
+    def lost(case_dict, run_dir, **engine):
+        if wrote_row:
+            write_case(Path(run_dir) / "cases", case.case_id, case.identity() | {"status": "ok", "reason": ""}, {})
+        raise RuntimeError("worker lost")
+
+    monkeypatch.setattr(sweep, "run_case_process", lost)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                  dashboard_address=None) as cluster:
+        records, _ = run_cases([case], tmp_path, retry_failed=True, executor="dask",
+                               scheduler=cluster.scheduler_address, progress=False)
+    row = records.set_index("case_id").loc[case.case_id]
+    assert (row["status"], "worker lost" in row["reason"]) == (("ok", False) if wrote_row else ("error", True))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from nodebench import records
 from nodebench.cli import main
 from nodebench.errors import UserError
 from nodebench.records import CASES, REJECTED, merge, valid_cases, write_case
@@ -92,6 +93,22 @@ def test_resume_reruns_corrupt_cases_and_ignores_copies(tmp_path, capsys):
     (tmp_path / ".records.parquet.tmp123").write_bytes(b"PAR1")  # a merge killed outright
     run_cases([cases[0]], tmp_path, progress=False)  # nothing to run: the good case is kept
     assert not (folder / f"{good}.progress").exists() and not (tmp_path / ".records.parquet.tmp123").exists()
+
+
+@pytest.mark.parametrize("folder", [CASES, "logs"])
+def test_a_read_only_cases_or_logs_folder_is_refused_before_any_worker_runs(tmp_path, capsys, monkeypatch, folder):
+    """The workers write into ``cases/`` and ``logs/``: one that is not writable inside a writable --out is
+    refused at the start (one line, exit 2, nothing written), not found by the first worker. Root may write
+    anywhere, so the folder is made to look read-only."""
+    out = tmp_path / "run"
+    (out / folder).mkdir(parents=True)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and not (
+        Path(path) == out / folder and mode & os.W_OK))
+    code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--hparam", "n_points=6",
+                 "--no-progress", "--out", str(out)])
+    assert code == 2 and f"--out's folder {str(out / folder)!r} is not writable" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == [folder]
 
 
 def test_a_directory_of_another_commit_is_refused_unless_asked(tmp_path, capsys):
@@ -173,6 +190,25 @@ def test_a_retried_failure_gets_the_row_of_its_new_attempt(tmp_path):
     assert sweep.run_case_process(case, tmp_path, python=crash) == "error"
     row = valid_cases(tmp_path)[case.case_id]
     assert row["reason"] == "worker exited with code 3: worker crashed"
+
+
+def test_a_rewrite_cut_short_never_pairs_the_old_row_with_the_new_curves(tmp_path, monkeypatch):
+    """A retried worker killed between writing its curves and its row leaves no row (the case runs again),
+    not the old attempt's row, which would be merged with the new attempt's curves."""
+    case = Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL)
+    write_case(tmp_path / CASES, case.case_id, case.identity() | {"status": "timeout", "reason": "earlier"}, {})
+    write = records.atomic_write
+
+    def killed_before_the_row(path, writer):
+        if path.suffix == ".json":
+            raise KeyboardInterrupt
+        write(path, writer)
+
+    monkeypatch.setattr(records, "atomic_write", killed_before_the_row)
+    with pytest.raises(KeyboardInterrupt):
+        write_case(tmp_path / CASES, case.case_id, case.identity() | {"status": "ok", "reason": ""},
+                   {"iteration": [1], "loss": [0.5]})
+    assert case.case_id not in valid_cases(tmp_path)
 
 
 def test_a_row_written_before_the_time_limit_is_kept(tmp_path):

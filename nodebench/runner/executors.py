@@ -13,6 +13,8 @@ an ``error`` row with the engine's message.
   executor's jobs are stopped with SIGINT, which kills their workers).
 - ``dask``: the tasks are submitted to the dask.distributed scheduler at ``scheduler`` (``tcp://host:8786``;
   start workers with ``--nthreads 1`` for clean timings); ``dask_jobqueue`` can provide one on a cluster.
+  A task whose future is cancelled (an interrupted sweep cancels them; the scheduler does when a sweep's
+  client vanishes) kills its worker at once: it looks ten times a second.
 """
 
 from __future__ import annotations
@@ -108,10 +110,25 @@ def _dask(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done, re
     except (OSError, TimeoutError) as err:
         raise UserError(f"cannot reach the dask scheduler at {scheduler!r}: {one_line(err)}") from None
     with client:
+        task = functools.partial(task, stopped=_dask_task_cancelled)
         futures = {client.submit(task, c.to_dict(), pure=False): c for c in cases}
-        for future in as_completed(futures):
-            try:
-                future.result()
-            except Exception as err:  # noqa: BLE001 - a lost task is a recorded failure, the sweep goes on
-                record_failure(futures[future], run_dir, "error", f"dask task: {one_line(err)}")
-            done()
+        try:
+            for future in as_completed(futures):
+                try:
+                    future.result()
+                except Exception as err:  # noqa: BLE001 - a lost task is a recorded failure, the sweep goes on
+                    record_failure(futures[future], run_dir, "error", f"dask task: {one_line(err)}")
+                done()
+        except BaseException:  # interrupted: the running tasks see it and kill their workers
+            client.cancel(list(futures))
+            raise
+
+
+def _dask_task_cancelled() -> bool:
+    """In a dask task: whether it was cancelled, by its sweep or by the scheduler when the sweep's client went
+    away (a sweep killed outright). Cancelling a future does not stop a running task; this lets it stop."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    state = worker.state.tasks.get(worker.get_current_task())
+    return state is None or state.state == "cancelled"

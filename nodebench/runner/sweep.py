@@ -29,6 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 from tqdm import tqdm
@@ -138,8 +139,9 @@ def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, ret
     if executor != "local":
         from nodebench.runner.executors import run_remote
 
-        run_remote(todo, run_dir, run_case=run_case_process, record_failure=record_failure, executor=executor,
-                   scheduler=scheduler, jobs=jobs, threads=threads, timeout_s=timeout_s, progress=progress)
+        run_remote(todo, run_dir, run_case=run_case_process, record_failure=_failure_recorder(todo, cases_dir),
+                   executor=executor, scheduler=scheduler, jobs=jobs, threads=threads, timeout_s=timeout_s,
+                   progress=progress)
         return merge(run_dir, run_id)
     env = _worker_env(threads)
     bar = tqdm(total=len(todo), desc="cases", unit="case", disable=not progress or not todo, file=sys.stderr,
@@ -179,13 +181,17 @@ def _remove_stale_notes(run_dir: Path) -> None:
 
 
 def run_case_process(case: Case | dict, run_dir: str | Path, *, threads: int = 1, timeout_s: float = 3600.0,
-                     python: list[str] | None = None, env: dict | None = None, pass_fds: tuple[int, ...] = ()) -> str:
+                     python: list[str] | None = None, env: dict | None = None, pass_fds: tuple[int, ...] = (),
+                     stopped: Callable[[], bool] | None = None) -> str:
     """Run one case in a fresh worker process, wait for it, and record it in ``run_dir/cases``; return its
     status. The unit of work that cluster engines run: a pure function of the case's config, whose only
     effect is the case's own files in the shared ``run_dir``. ``python`` (default: this interpreter) and
     ``env`` (default: this environment) start the worker of another installation, e.g. a baseline commit's.
     ``pass_fds`` are handed over to the worker: it inherits them and this process closes its copies once
-    the worker has started (or failed to start), e.g. the ends of an A/B pair's lockstep pipes."""
+    the worker has started (or failed to start), e.g. the ends of an A/B pair's lockstep pipes.
+    ``stopped()``, asked ten times a second while the worker runs, says when the sweep that wants the case
+    is gone (a cluster engine's task cancelled): the worker is then killed, nothing is recorded, and
+    :class:`CaseStopped` is raised."""
     case = case if isinstance(case, Case) else Case.from_dict(case)
     cases_dir, logs_dir = Path(run_dir) / CASES, Path(run_dir) / LOGS
     cases_dir.mkdir(parents=True, exist_ok=True)
@@ -196,22 +202,52 @@ def run_case_process(case: Case | dict, run_dir: str | Path, *, threads: int = 1
         for fd in pass_fds:
             os.close(fd)
     try:
-        code = job.process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        code = None
-    except BaseException:  # interrupted: no orphan keeps computing
+        code = _wait(job.process, timeout_s, stopped)
+    except BaseException:  # interrupted or stopped: no orphan keeps computing
         _kill(job.process)
+        (cases_dir / f"{case.case_id}.progress").unlink(missing_ok=True)
         raise
     _settle(job, cases_dir, code, timeout_s)
     return json.loads((cases_dir / f"{case.case_id}.json").read_text()).get("status", "error")
 
 
-def record_failure(case: Case, run_dir: str | Path, status: str, reason: str, started_at: str = "") -> None:
-    """Record ``case`` as failed in ``run_dir`` (when a cluster engine lost its task), unless it has a row."""
+class CaseStopped(Exception):
+    """A case whose worker :func:`run_case_process` killed because its sweep is gone."""
+
+
+def _wait(process: subprocess.Popen, timeout_s: float, stopped: Callable[[], bool] | None) -> int | None:
+    """The worker's exit code, or None when it is still running after ``timeout_s``; :class:`CaseStopped` as
+    soon as ``stopped()`` says so."""
+    if stopped is None:
+        try:
+            return process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+    deadline = time.monotonic() + timeout_s
+    while (code := process.poll()) is None and time.monotonic() < deadline:
+        if stopped():
+            raise CaseStopped("the sweep that wanted the case is gone; its worker was killed")
+        time.sleep(0.1)
+    return code
+
+
+def record_failure(case: Case, run_dir: str | Path, status: str, reason: str, started_at: str = "",
+                   previous_row: tuple[int, int] | None = None) -> None:
+    """Record ``case`` as failed in ``run_dir`` (when a cluster engine lost its task) unless its attempt wrote
+    a row; the row of an earlier attempt (``previous_row``: its :func:`_row_stamp` before this one) is replaced."""
     cases_dir = Path(run_dir) / CASES
-    if not (cases_dir / f"{case.case_id}.json").is_file():
+    if not _wrote_row(cases_dir, case, previous_row):
         started_at = started_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         _record_failure(case, cases_dir, status, reason, started_at, threads=None)
+
+
+def _failure_recorder(cases: list[Case], cases_dir: Path) -> Callable[..., None]:
+    """:func:`record_failure` for a cluster engine about to run ``cases``, which knows the rows they have now."""
+    previous = {case.case_id: _row_stamp(cases_dir / f"{case.case_id}.json") for case in cases}
+
+    def record(case: Case, run_dir: str | Path, status: str, reason: str) -> None:
+        record_failure(case, run_dir, status, reason, previous_row=previous[case.case_id])
+    return record
 
 
 def _worker_env(threads: int, base: dict | None = None) -> dict:
@@ -224,11 +260,18 @@ def _settle(job: _Running, cases_dir: Path, code: int | None, timeout_s: float) 
     wrote is kept (even if it then ran out of time while exiting); a row of an earlier attempt is replaced."""
     if code is None:
         _kill(job.process)
-    if _row_stamp(cases_dir / f"{job.case.case_id}.json") == job.previous_row:  # the worker wrote no row
+    if not _wrote_row(cases_dir, job.case, job.previous_row):
         timeout = ("timeout", f"exceeded the {timeout_s:g} s case time limit")
         status, reason = timeout if code is None else _failure_of(code, job.log)
         _record_failure(job.case, cases_dir, status, reason, job.started_at, job.threads)
     (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
+
+
+def _wrote_row(cases_dir: Path, case: Case, previous_row: tuple[int, int] | None) -> bool:
+    """Whether an attempt at ``case`` wrote its row: there is one, and not the one it found (``previous_row``).
+    No row at all means that the attempt died: a row being replaced is removed before the new one is written
+    (:func:`~nodebench.records.write_case`)."""
+    return _row_stamp(cases_dir / f"{case.case_id}.json") not in (None, previous_row)
 
 
 def _row_stamp(row: Path) -> tuple[int, int] | None:
