@@ -162,3 +162,15 @@ def test_html_tables_show_a_missing_value_as_a_dash_not_none_or_nan():
                                      "score": [0.5]}))
     assert ">nan<" not in html and ">None<" not in html and html.count(">–</td>") == 2
     assert "data-v='0.5'" in html
+
+
+def test_tied_families_share_their_rank():
+    """Equal scores, or an equal time to target and metric, read as a tie (1, 2, 2, 4), never as an order."""
+    from nodebench.benchmarking.leaderboard import TASK_ORDER, display_overall, shared_ranks
+
+    scores = pd.DataFrame({"family": ["a", "b", "c", "d"], "tasks_reached": 1, "tasks_run": 1,
+                           "score": [0.9, 0.5, 0.5, 0.2], "speedup": 1.0, "speedup_tasks": 1, "seeds": "1 seed"})
+    assert list(display_overall(scores, "a")["#"]) == [1, 2, 2, 4]
+    task = pd.DataFrame({"time_to_target_s": [1.0, 2.0, 2.0, 2.0, math.inf, math.inf],
+                         "metric": [0.9, 0.8, 0.8, 0.7, math.nan, math.nan]})
+    assert shared_ranks(task, TASK_ORDER) == [1, 2, 2, 4, 5, 5]

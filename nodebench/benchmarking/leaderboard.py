@@ -75,6 +75,10 @@ ENV_COLUMNS = [("run_id", "run"), ("hostname", "machine"), ("git_sha", "git"), (
                ("version_torch", "torch"), ("version_torchdiffeq", "torchdiffeq")]
 
 
+TASK_ORDER = ["time_to_target_s", "metric"]
+"""What a task's table is sorted by: the time to target, then the metric (:func:`task_table`)."""
+
+
 def settings_text(config: str, method: str) -> str:
     """A configuration's settings: its label without the method (``"reg=speed reg_lambda=0.01"``; ``"–"``)."""
     rest = config[len(method):].strip() if config.startswith(method) else config
@@ -173,7 +177,7 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
     for col, ascending in (("time_to_target_s", True), ("peak_mem_bytes", True), ("nfe_per_iter", True),
                            ("metric", not higher)):
         table[f"rank_{col}"] = table[col].rank(method="min", ascending=ascending, na_option="bottom")
-    table = table.sort_values(["time_to_target_s", "metric"], ascending=[True, not higher], kind="stable")
+    table = table.sort_values(TASK_ORDER, ascending=[True, not higher], kind="stable")
     return table.reset_index(drop=True), {"target": target, "column": column, "metric": metric, "ok": len(ok)}
 
 
@@ -214,6 +218,17 @@ def overall(tasks: dict[str, pd.DataFrame], reference: str) -> pd.DataFrame:
                      "ratios": ratios})
     frame = pd.DataFrame(rows)
     return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def shared_ranks(frame: pd.DataFrame, columns: list[str]) -> list[int]:
+    """The ranks of ``frame``'s rows, sorted best first: rows equal in every column of ``columns`` share the
+    rank of the first of them and the next rank skips (1, 2, 2, 4), so a tie never reads as an order."""
+    ranks, previous = [], None
+    for position, key in enumerate(frame[columns].itertuples(index=False, name=None), start=1):
+        key = tuple(None if isinstance(v, float) and math.isnan(v) else v for v in key)  # NaN ties NaN
+        ranks.append(ranks[-1] if key == previous else position)
+        previous = key
+    return ranks
 
 
 def seeds_text(counts) -> str:
@@ -320,18 +335,18 @@ def summary(tasks: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def display_task(table: pd.DataFrame, info: dict) -> pd.DataFrame:
     """A task table as display strings, one row per configuration, families first by their best time."""
-    rows = [[i + 1, r.family, r.settings, r.device, r.machine, ok_text(r), f"{r.reached}/{r.seeds}", time_text(r),
+    rows = [[rank, r.family, r.settings, r.device, r.machine, ok_text(r), f"{r.reached}/{r.seeds}", time_text(r),
              _fmt(r.peak_mem_bytes, "mib"), _fmt(r.nfe_per_iter), r.metric_interval.text("{:.4g}")]
-            for i, r in enumerate(table.itertuples())]
+            for rank, r in zip(shared_ranks(table, TASK_ORDER), table.itertuples())]
     return pd.DataFrame(rows, columns=["#", "family", "settings", "device", "machine", "ok", "reached",
                                        "time to target [s]", "peak mem [MiB]", "NFE/iter", info["metric"] or "metric"])
 
 
 def display_overall(scores: pd.DataFrame, reference: str) -> pd.DataFrame:
     """The overall scores as display strings, best first."""
-    rows = [[i + 1, r.family, f"{r.tasks_reached}/{r.tasks_run}", f"{r.score:.3f}",
+    rows = [[rank, r.family, f"{r.tasks_reached}/{r.tasks_run}", f"{r.score:.3f}",
              f"{_fmt(r.speedup)}× ({r.speedup_tasks})" if r.speedup_tasks else "–", r.seeds]
-            for i, r in enumerate(scores.itertuples())]
+            for rank, r in zip(shared_ranks(scores, ["score"]), scores.itertuples())]
     return pd.DataFrame(rows, columns=["#", "family", "tasks reached/run", "score (AlgoPerf, r_max 4)",
                                        f"speed-up vs {reference} (tasks)", "seeds"])
 

@@ -13,6 +13,7 @@ import pandas as pd
 
 from nodebench.benchmarking.leaderboard import (
     R_MAX,
+    TASK_ORDER,
     _fmt,
     build,
     display_overall,
@@ -25,6 +26,7 @@ from nodebench.benchmarking.leaderboard import (
     plot_profile,
     plot_times,
     scored,
+    shared_ranks,
     summary,
     target_note,
     time_text,
@@ -81,7 +83,8 @@ def _task_section(task: str, frame: pd.DataFrame, info: dict, declared: bool, pa
               "peak mem [MiB]",
               "NFE/iter", info["metric"] or "metric", "other settings"]
     rows = []
-    for rank, best in enumerate(family_best(frame).itertuples(), start=1):
+    bests = family_best(frame)
+    for rank, best in zip(shared_ranks(bests, TASK_ORDER), bests.itertuples()):
         rest = frame[(frame["family"] == best.family) & (frame["config"] != best.config)]
         folded = ""
         if len(rest):
