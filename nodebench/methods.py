@@ -14,7 +14,7 @@ seminorm      ``odeint_adjoint`` with ``adjoint_options=dict(norm="seminorm")`` 
 gq            :func:`nodebench.gq.odeint_adjoint_gq`, dopri5: Gauss–Legendre quadrature adjoint, one
               parameter VJP per node (Norcliffe & Deisenroth 2023, the paper's algorithm)
 gq_batched    the same with each interval's node VJPs evaluated as one vectorised VJP (nodebench variant)
-rk4           Disc-Opt: backprop through fixed-step **classic** RK4 (Onken & Ruthotto 2020, §DO)
+rk4           Disc-Opt: backprop through fixed-step **classic** RK4 (Onken & Ruthotto 2020)
 rk4_38        backprop through torchdiffeq's fixed-step ``rk4``, the **3/8 rule**
 euler         backprop through fixed-step forward Euler
 midpoint      backprop through fixed-step explicit midpoint

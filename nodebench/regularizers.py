@@ -1,13 +1,16 @@
 """Solver-cost regularisers as running costs of the ODE solve: TayNODE's R_K and RNODE.
 
 - **R_K** (Kelly, Bettencourt, Johnson, Duvenaud, "Learning Differential Equations that are Easy to
-  Solve", NeurIPS 2020, §3): R_K(θ) = ∫_{t0}^{t1} mean over state dimensions of ‖d^K z/dt^K‖² dt, the
-  K-th *total* time derivative of the solution (not divided by K!), from Taylor-mode AD
-  (:func:`nodebench.taylor.ode_derivatives`). The official code integrates the mean over dimensions,
-  per example, and averages over the batch; so do we.
-- **RNODE** (Finlay, Jacobsen, Nurbekyan, Oberman, "How to train your neural ODE", ICLR 2020): kinetic
-  energy ½·mean(f²) plus the Jacobian Frobenius estimate mean((εᵀ∂f/∂z)²), ε Gaussian and fixed within
-  a solve (both weighted by the same λ, as in RNODE's MNIST script).
+  Solve", NeurIPS 2020, §3): R_K(θ) = ∫_{t0}^{t1} ‖d^K z/dt^K‖²₂ dt, the K-th *total* time derivative of
+  the solution (not divided by K!), from Taylor-mode AD (:func:`nodebench.taylor.ode_derivatives`). The
+  official code integrates the mean over state dimensions instead of the squared norm (the sum), per
+  example, and averages over the batch; so do we.
+- **RNODE** (Finlay, Jacobsen, Nurbekyan, Oberman, "How to train your neural ODE: the world of Jacobian and
+  kinetic regularization", ICML 2020): kinetic energy ½·mean(f²) plus the Jacobian Frobenius estimate
+  mean((εᵀ∂f/∂z)²), ε Gaussian and fixed within a solve (both weighted by the same λ, as in RNODE's MNIST
+  script).
+  The ½ and the means over dimensions follow the released code ``cfinlay/ffjord-rnode`` rather than the
+  paper's squared norms; the Frobenius term is a Hutchinson estimate from a VJP, as there.
 
 The cost c(t, z) is integrated as one extra state per example, r' = c, next to z; the training loss
 becomes task loss + λ · mean over the batch of r(t1) (summed over the solves of one iteration). Two
@@ -55,7 +58,8 @@ def _batch_mean(x: torch.Tensor) -> torch.Tensor:
 
 
 def speed_cost(order: int, derivative_method: str = "taylor") -> Callable:
-    """c(t, z) = mean over dimensions of (d^K z/dt^K)², K = ``order``, per example."""
+    """c(t, z) = mean over dimensions of (d^K z/dt^K)², K = ``order``, per example: the R_K integrand (Kelly et
+    al., NeurIPS 2020, §3), mean rather than sum over dimensions as in their official code."""
     from nodebench.taylor import ode_derivatives
 
     def cost(func, t, z, f):
@@ -64,7 +68,8 @@ def speed_cost(order: int, derivative_method: str = "taylor") -> Callable:
 
 
 def rnode_cost(noise: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
-    """c(t, z) = ½·mean(f²) + mean((εᵀ∂f/∂z)²), ε = ``noise(z)`` fixed within a solve (RNODE, §3)."""
+    """c(t, z) = ½·mean(f²) + mean((εᵀ∂f/∂z)²), ε = ``noise(z)`` fixed within a solve: RNODE's kinetic and
+    Jacobian-Frobenius running costs (Finlay et al., ICML 2020), scaled as in ``cfinlay/ffjord-rnode``."""
     def cost(func, t, z, f):
         with torch.enable_grad():
             z_ = z if z.requires_grad else z.detach().requires_grad_(True)

@@ -1,8 +1,8 @@
 """SDEs in nodebench: Wong–Zakai training of a Stratonovich SDE as an ODE, and the torchsde view.
 
 Norcliffe & Deisenroth, "Faster Training of Neural ODEs Using Gauß–Legendre Quadrature" (TMLR 2023,
-arXiv 2308.10644), train neural SDEs with ODE methods (§ on SDEs; official code ``models/neural_de.py``,
-class ``make_sde_func``) and transfer the parameters to an SDE solver for evaluation.
+arXiv 2308.10644), train neural SDEs with ODE methods (the paper's Wong–Zakai SDE section; official code
+``models/neural_de.py``, class ``make_sde_func``) and transfer the parameters to an SDE solver for evaluation.
 
 **The model.** A *drift–diffusion field* is an ``nn.Module`` whose ``forward(t, z)`` returns the tuple
 ``(f, g)``: the drift f(t, z) and the diagonal diffusion g(t, z), both of z's shape. It stands for the

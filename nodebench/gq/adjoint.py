@@ -224,7 +224,9 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
                       adjoint_options: dict | None = None, adjoint_params: Sequence[torch.Tensor] | None = None,
                       quadrature: str = "batched", max_nodes: int = MAX_NODES, stats: dict | None = None):
     """Solve ``dy/dt = func(t, y)`` like ``torchdiffeq.odeint_adjoint``, with the parameter gradient
-    computed by Gauss–Legendre quadrature of aᵀ∂f/∂θ over each output interval.
+    computed by Gauss–Legendre quadrature of aᵀ∂f/∂θ over each output interval: the GQ adjoint of Norcliffe &
+    Deisenroth (TMLR 2023, §3; module docstring for where nodebench departs from the official code), on the
+    adjoint equations of Chen et al. (NeurIPS 2018, appendix B).
 
     Args:
         func: the vector field ``f(t, y)``, any callable; an ``nn.Module`` unless ``adjoint_params`` is

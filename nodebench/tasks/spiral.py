@@ -1,4 +1,4 @@
-"""The cubic spiral of Chen et al. (2018), as used by Onken & Ruthotto (arXiv 2005.13420, §time series).
+"""The cubic spiral of Chen et al. (2018), as used by Onken & Ruthotto (arXiv 2005.13420, time-series experiment).
 
 Ground truth: du/dt = ((u³)ᵀA)ᵀ with A = [[-0.1, 2.0], [-2.0, -0.1]] and u(0) = (2, 0), solved with
 dopri5 at rtol 1e-10 / atol 1e-12 and observed, noise-free, at 30 equispaced times on [0, 1.5].
@@ -39,7 +39,7 @@ class CubicSpiral(Task):
     paper = "do_vs_od"
     full_state = True
     metrics = ("test_mse", "extrap_mse", "train_mse")
-    description = "Chen et al.'s cubic spiral, 30 points on [0, 1.5], MLP 2-50-2 on u³ (Onken & Ruthotto §TS)"
+    description = "Chen et al.'s cubic spiral, 30 points on [0, 1.5], MLP 2-50-2 on u³ (Onken & Ruthotto, time series)"
     defaults = {"n_points": 30, "t_end": 1.5, "hidden": 50, "lr": 0.1, "dtype": "float64",
                 "extrap_t_end": 6.0, "extrap_points": 120}
     param_rules = {"n_points": Param("n_points", "int", low=2), "extrap_points": Param("extrap_points", "int", low=2)}

@@ -1,11 +1,12 @@
 """Analyses of the Disc-Opt vs Opt-Disc paper (Onken & Ruthotto 2020, arXiv 2005.13420).
 
-- ``taylor`` (§3, the Taylor test of gradient consistency): :func:`gradients.gradient_taylor_table`, E0/E1
-  against h and their fitted slopes, stored as ``taylor.parquet`` and ``taylor_slopes.parquet``;
+- ``taylor`` (the Taylor test of gradient consistency, after the official ``checkDerivative*.jl`` scripts):
+  :func:`gradients.gradient_taylor_table`, E0/E1 against h and their fitted slopes, stored as ``taylor.parquet`` and
+  ``taylor_slopes.parquet``;
 - ``gradient_error``: :func:`gradients.gradient_error_vs_reference`, each method's gradient against
   backprop through dopri5 at 1e-12;
-- ``rediscretisation`` (§4, CNFs): figures of the per-case ``rediscretisation`` table the density tasks write
-  (test NLL and inverse error against the RK4 test step size);
+- ``rediscretisation`` (the paper's CNF experiments: DO models re-discretised at test time): figures of the per-case
+  ``rediscretisation`` table the density tasks write (test NLL and inverse error against the RK4 test step size);
 - ``density``: the learned 2-D densities from the per-case ``density_grid`` table.
 """
 

@@ -137,10 +137,14 @@ class G1DProblem(Problem):
 
 
 class G1D(Task):
+    """The g1d task: ANODE's 1-D toy (Dupont et al. 2019) as run by Norcliffe & Deisenroth (TMLR 2023; official
+    ``experiments/g1d.py``), with :class:`G1DProblem` (see the module docstring)."""
+
     name = "g1d"
     paper = "gq_adjoint"
     metrics = ("test_mse", "train_mse")
-    description = "ANODE 1-D toy: -1→1, 1→-1, 3 augmented zeros, Softplus MLP width w (Norcliffe & Deisenroth §6)"
+    description = ("ANODE 1-D toy: -1→1, 1→-1, 3 augmented zeros, Softplus MLP width w (Norcliffe & Deisenroth 2023, "
+                   "official code)")
     defaults: ClassVar[dict[str, Any]] = {"width": 20, "augment": 3, "t_end": 1.0, "lr": 1e-2, "dtype": "float32"}
 
     def time_span(self, hp):
@@ -254,11 +258,14 @@ class NestedSpheresProblem(Problem):
 
 
 class NestedSpheres(Task):
+    """The nested-spheres task: ANODE's 2-D classification toy (Dupont et al. 2019) as run by Norcliffe &
+    Deisenroth (TMLR 2023; official ``experiments/nested_spheres.py``), with :class:`NestedSpheresProblem`."""
+
     name = "nested_spheres"
     paper = "gq_adjoint"
     metrics = ("test_accuracy", "test_loss", "train_accuracy")
     description = ("ANODE nested spheres: r<0.4 vs 0.7<r<0.9 in 2-D, 3 augmented zeros, MLP over [z, t] width w, "
-                   "linear head (Norcliffe & Deisenroth §6)")
+                   "linear head (Norcliffe & Deisenroth 2023, official code)")
     defaults: ClassVar[dict[str, Any]] = {"width": 20, "augment": 3, "n_train": 1000, "n_test": 50, "batch_size": 200,
                                           "t_end": 1.0, "lr": 1e-2, "dtype": "float32", "data_seed": None}
 

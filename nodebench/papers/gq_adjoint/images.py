@@ -271,6 +271,8 @@ class ImageTask(Task):
 
 
 class ImagesDigits(ImageTask):
+    """Offline smoke preset of the image task on sklearn's 8×8 digits; not an experiment of the paper."""
+
     name = "images_digits"
     dataset = "digits"
     description = ("offline smoke preset: the GQ image model on sklearn's 8×8 digits (encoder padding 1, "
@@ -278,6 +280,8 @@ class ImagesDigits(ImageTask):
 
 
 class ImagesMNIST(ImageTask):
+    """MNIST image classification of Norcliffe & Deisenroth (TMLR 2023; official ``experiments/images.py``)."""
+
     name = "images_mnist"
     dataset = "mnist"
     description = ("MNIST, conv neural ODE (state 10×11×11, f conv 10-w-w-10) as in Norcliffe & Deisenroth's "
@@ -285,6 +289,8 @@ class ImagesMNIST(ImageTask):
 
 
 class ImagesCIFAR10(ImageTask):
+    """CIFAR-10 image classification of Norcliffe & Deisenroth (TMLR 2023; official ``experiments/images.py``)."""
+
     name = "images_cifar10"
     dataset = "cifar10"
     description = ("CIFAR-10, conv neural ODE (state 10×13×13, f conv 10-w-w-10) as in Norcliffe & "
@@ -292,6 +298,8 @@ class ImagesCIFAR10(ImageTask):
 
 
 class ImagesSVHN(ImageTask):
+    """SVHN image classification of Norcliffe & Deisenroth (TMLR 2023; official ``experiments/images.py``)."""
+
     name = "images_svhn"
     dataset = "svhn"
     description = ("SVHN, conv neural ODE (state 10×13×13, f conv 10-w-w-10) as in Norcliffe & Deisenroth's "

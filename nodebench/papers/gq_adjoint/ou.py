@@ -237,6 +237,10 @@ class OUProblem(Problem):
 
 
 class OrnsteinUhlenbeck(Task):
+    """The OU SDE task of Norcliffe & Deisenroth (TMLR 2023, the Wong–Zakai SDE experiment; official
+    ``experiments/ornstein_uhlenbeck.py``): trained as an ODE or SDE by the method, evaluated as an SDE
+    (:class:`OUProblem`, module docstring)."""
+
     name = "ou_sde"
     paper = "gq_adjoint"
     dynamics = "sde"

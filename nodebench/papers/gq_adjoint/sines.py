@@ -5,7 +5,8 @@ Norcliffe et al. 2020).
 Follows the official code (``a-norcliffe/torch_gq_adjoint``: ``experiments/sines.py``, data from
 ``datasets/make_sine_data.py`` and ``datasets/datasets.py``, the model ``mlp_sonode`` in
 ``models/modules.py``, the time batching in ``models/neural_de.py``); settings are
-the official code's. The paper sweeps the width w over 5, 20, 200, 1000, 2000 (§7).
+the official code's. The official plotting scripts behind the paper's figures sweep the width w over
+5, 20, 200, 1000, 2000.
 
 **Data.** x(t) = A sin t + B cos t with (B, A) ~ U(−1, 1)², observed on [0, 2π] at ``n_obs`` times
 (10 by default; the paper also uses 50); ``n_train`` = 15 training and ``n_test`` = 5 test curves.
@@ -131,11 +132,14 @@ class SinesProblem(Problem):
 
 
 class Sines(Task):
+    """The sines task of Norcliffe & Deisenroth (TMLR 2023; official ``experiments/sines.py``): a SONODE fitted
+    to sine curves, with :class:`SinesProblem` (see the module docstring)."""
+
     name = "sines"
     paper = "gq_adjoint"
     metrics = ("test_mse", "train_mse")
     description = ("x = A sin t + B cos t on [0, 2π], 15 curves, SONODE with a Softplus MLP of width w "
-                   "(Norcliffe & Deisenroth §6)")
+                   "(Norcliffe & Deisenroth 2023, official code)")
     defaults: ClassVar[dict[str, Any]] = {"width": 100, "n_train": 15, "n_test": 5, "n_obs": 10, "irregular": False,
                                           "lr": 1e-3, "dtype": "float32", "data_seed": None}
     param_rules = {"n_obs": Param("n_obs", "int", low=2)}

@@ -1,8 +1,9 @@
 """Analyses of the SNODE paper (Quaglino, Gallieri, Masci, Koutník, ICLR 2020, arXiv 1906.07038).
 
-- ``spectral_convergence`` (§3, claim S6: "the approximation error decreases exponentially with the Legendre
-  order"): max error of a one-element least-squares Legendre fit of one clean trajectory of each system against
-  the degree (``degrees``), and its semi-log slope (``spectral_rate.parquet``).
+- ``spectral_convergence`` (claim S6, from the paper's introduction: "the approximation error decreases exponentially
+  with the Legendre order"; the representation is §4): max error of a one-element least-squares Legendre fit of one
+  clean trajectory of each system against the degree (``degrees``), and its semi-log slope
+  (``spectral_rate.parquet``).
 
 Time to a common target, the paper's headline comparison, is the framework's ``time_to_target`` analysis.
 """

@@ -1,4 +1,4 @@
-"""Figures of the SNODE paper (Quaglino et al. 2020): spectral convergence of the Legendre fit (§3)."""
+"""Figures of the SNODE paper (Quaglino et al. 2020): spectral convergence of the Legendre fit (introduction, §4)."""
 
 from __future__ import annotations
 

@@ -143,6 +143,9 @@ class _IdentificationTask(Task):
 
 
 class Vehicle(_IdentificationTask):
+    """Stand-in for SNODE's vehicle experiment (Quaglino et al., ICLR 2020, §5): a nodebench 6-state
+    bicycle model, not the paper's system."""
+
     name = "vehicle"
     description = ("6-state planar vehicle with steering/throttle inputs, noisy full-state trajectories "
                    "(SNODE stand-in, not the paper's system)")
@@ -152,6 +155,9 @@ class Vehicle(_IdentificationTask):
 
 
 class MultiAgent(_IdentificationTask):
+    """Stand-in for SNODE's multi-agent experiment (Quaglino et al., ICLR 2020, §5): nodebench's interacting
+    point agents, not the paper's system."""
+
     name = "multi_agent"
     description = ("interacting point agents in the plane (4 states per agent), noisy full-state "
                    "trajectories (SNODE stand-in, not the paper's system)")

@@ -1,16 +1,17 @@
 """Analyses of the TayNODE paper (Kelly, Bettencourt, Johnson, Duvenaud, "Learning Differential Equations that are
 Easy to Solve", NeurIPS 2020).
 
-- ``pareto`` (§6, Figures 3–5): from the records of ``experiments`` (default all), per experiment and method, test
-  NFE and training forward NFE per iteration against the task metric (``metric``, default the headline one) over
-  λ, one series per K of R_K, RNODE and λ = 0, with the (test NFE, metric) Pareto front; stores
-  ``pareto.parquet`` (:func:`pareto_table`);
-- ``order_matching`` (§6.3, "matching K to the solver's order"): test NFE relative to the same solver's λ = 0 run
-  against K, per solver, with the solver's order (``orders``, default :data:`SOLVER_ORDERS`) marked; stores
-  ``order_matching.parquet``;
-- ``taylor_cost`` (§4, Taylor-mode AD): :func:`nodebench.papers.taynode.cost.measure_cost` (``dims``, ``orders``,
-  ``rounds``, ``cap``, ``batch``, ``hidden``, ``dtype``, ``device``, ``seed``), Taylor mode against nested jvp;
-  stores ``taylor_cost_samples.parquet`` and ``taylor_cost.parquet`` (one row per dim and K, with the speed-ups).
+- ``pareto`` (the paper's speed–accuracy trade-off over λ; figure numbers not confirmed): from the records of
+  ``experiments`` (default all), per experiment and method, test NFE and training forward NFE per iteration against
+  the task metric (``metric``, default the headline one) over λ, one series per K of R_K, RNODE and λ = 0, with the
+  (test NFE, metric) Pareto front; stores ``pareto.parquet`` (:func:`pareto_table`);
+- ``order_matching`` (claim T6, "matching K to the solver's order", unconfirmed against the paper text): test NFE
+  relative to the same solver's λ = 0 run against K, per solver, with the solver's order (``orders``, default
+  :data:`SOLVER_ORDERS`) marked; stores ``order_matching.parquet``;
+- ``taylor_cost`` (Taylor-mode AD, the paper's App. A.2 recursion; Griewank & Walther, ch. 13):
+  :func:`nodebench.papers.taynode.cost.measure_cost` (``dims``, ``orders``, ``rounds``, ``cap``, ``batch``,
+  ``hidden``, ``dtype``, ``device``, ``seed``), Taylor mode against nested jvp; stores ``taylor_cost_samples.parquet``
+  and ``taylor_cost.parquet`` (one row per dim and K, with the speed-ups).
 """
 
 from __future__ import annotations

@@ -1,12 +1,11 @@
 """Claim checks of the TayNODE paper (Kelly et al. 2020).
 
-- ``order_matching`` (§6.3): per experiment, per solver (``orders``: method → order, default
-  :data:`nodebench.papers.taynode.analyses.SOLVER_ORDERS`) with a λ = 0 run and at least two K of R_K: the K that
-  minimises ``column`` (default ``test_nfe``) relative to λ = 0; the solver matches when K = its order is
-  within ``tolerance`` (relative, default 0) of the best, is a reduction (below 1), and the values over K
-  differ by more than ``tolerance`` (a flat curve has no peak, so it does not match). Holds when at least
-  ``fraction`` (default 1) of the solvers measured match; a solver whose order was not among the K run is
-  listed as not measured.
+- ``order_matching`` (claim T6; the paper's section is not confirmed): per experiment, per solver (``orders``: method
+  → order, default :data:`nodebench.papers.taynode.analyses.SOLVER_ORDERS`) with a λ = 0 run and at least two K of
+  R_K: the K that minimises ``column`` (default ``test_nfe``) relative to λ = 0; the solver matches when K = its order
+  is within ``tolerance`` (relative, default 0) of the best, is a reduction (below 1), and the values over K differ by
+  more than ``tolerance`` (a flat curve has no peak, so it does not match). Holds when at least ``fraction`` (default
+  1) of the solvers measured match; a solver whose order was not among the K run is listed as not measured.
 """
 
 from __future__ import annotations

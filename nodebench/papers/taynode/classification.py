@@ -313,6 +313,10 @@ class ClassificationTask(Task):
 
 
 class MNISTODE(ClassificationTask):
+    """MNIST classification of Kelly et al. (NeurIPS 2020; official ``mnist.py``); departs from it in the
+    centred input features (``centred``, default true) and Adam at lr 1e-2 instead of the official SGD with
+    momentum (comments below, module docstring)."""
+
     name = "mnist_ode"
     dataset = "mnist"
     #: lr 1e-2: with the official (uncentred) features, after 300 iterations of batch 100 (adjoint) test
@@ -328,6 +332,8 @@ class MNISTODE(ClassificationTask):
 
 
 class DigitsODE(ClassificationTask):
+    """Offline smoke preset of :class:`MNISTODE` on sklearn's 8×8 digits; not an experiment of the paper."""
+
     name = "digits_ode"
     dataset = "digits"
     description = ("offline smoke preset: the TayNODE MNIST model on sklearn's 8×8 digits flattened to 64 dims, "

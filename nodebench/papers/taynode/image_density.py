@@ -261,6 +261,9 @@ class ImageDensityTask(Task):
 
 
 class CnfImageMNIST(ImageDensityTask):
+    """FFJORD MNIST density estimation of Kelly et al. (NeurIPS 2020; official ``ffjord_mnist.py``), FFJORD
+    after Grathwohl et al. (ICLR 2019)."""
+
     name = "cnf_image_mnist"
     dataset = "mnist"
     n_levels = 256
@@ -269,6 +272,8 @@ class CnfImageMNIST(ImageDensityTask):
 
 
 class CnfImageDigits(ImageDensityTask):
+    """Offline stand-in for :class:`CnfImageMNIST` on sklearn's 8×8 digits; not an experiment of the paper."""
+
     name = "cnf_image_digits"
     dataset = "digits"
     n_levels = 17

@@ -448,6 +448,8 @@ def _sets(value: Any) -> list[str]:
 
 
 class LatentODEPhysioNet(LatentODETask):
+    """The latent ODE on PhysioNet 2012 of Kelly et al. (NeurIPS 2020; official ``latent_ode.py``)."""
+
     name = "latent_ode_physionet"
     description = ("latent ODE (GRU encoder, 20-dim decoder ODE, tanh MLP 4×50) on PhysioNet 2012, 37 channels, "
                    "1-h bins, as in Kelly et al. 2020; needs the challenge's set-a/set-b record files")
@@ -463,6 +465,9 @@ class LatentODEPhysioNet(LatentODETask):
 
 
 class LatentODESynthetic(LatentODETask):
+    """Offline smoke preset of the latent ODE on synthetic series (:func:`synthetic_records`); not in the
+    paper."""
+
     name = "latent_ode_synthetic"
     description = ("offline smoke preset: the TayNODE latent ODE on synthetic irregular, partly observed "
                    "multichannel damped sinusoids (not in the paper)")
