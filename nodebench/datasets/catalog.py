@@ -414,8 +414,49 @@ def check_case_data(cases, verify: bool = True, root: PathArg = None, manifest: 
             raise UserError(f"task {case.task} needs data set {dataset.name}, found in {state.where} but "
                             f"{state.summary()[len('found, '):]}; run {fetch} to replace it, or pass --no-verify "
                             "to use it as it is")
+        if not verify:
+            try:
+                check_structure(state)
+            except UserError as exc:
+                raise UserError(f"task {case.task} needs data set {dataset.name}, but {exc} (checked with "
+                                f"--no-verify, which skips the checksums); run {fetch} to replace it") from None
+
+
+def check_structure(state: DataStatus) -> None:
+    """Check the *structure* of every file of ``state`` that was found, cheaply and without checksums: what
+    the loaders would find wrong in its headers before reading the data (an IDX header against the file's
+    length, a ``.gz`` stream decompressed and counted, a PhysioNet tarball's member list, a ``.npy`` header
+    against its length, a pickle's framing, a MATLAB or HDF5 header). The checks are the loaders' own
+    (:mod:`~nodebench.datasets.images`, :mod:`~nodebench.datasets.physionet`,
+    :mod:`~nodebench.datasets.tabular`). ``nodebench run --no-verify`` calls it before a sweep, so that a
+    corrupt file stops the command instead of failing every case.
+
+    Raises:
+        UserError: one line naming the first malformed file and what is wrong with it.
+    """
+    from nodebench.datasets import images, physionet, tabular
+
+    found = {f.spec.path: f.found for f in state.files if f.found is not None}
+    name = state.dataset.name
+    if name == "mnist":
+        by_name = {path: found[path] for path in images.MNIST_FILES.values() if path in found}
+        images.check_mnist_files(by_name)
+        return
+    for relative, path in found.items():
+        if name == "physionet":
+            if path.name.startswith("Outcomes-"):
+                physionet.check_outcomes(path)
+            else:
+                physionet.check_set(path)
+        elif name == "cifar10":
+            images.check_cifar_batch(path)
+        elif name == "svhn":
+            images.check_svhn_mat(path)
+        elif not state.dataset.folder:  # the MAF sets: paths relative to the data directory
+            tabular.check_maf_file(relative, path)
 
 
 __all__ = ["DataSet", "DataStatus", "FileSpec", "FileStatus", "catalog", "check_case_data", "check_file",
+           "check_structure",
            "data_verified", "dataset_of_task", "file_digest", "get_dataset", "locate", "members_digest", "provenance",
            "status"]

@@ -67,6 +67,8 @@ SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 
 #: IDX dtype codes (third byte of the magic number) and the big-endian NumPy dtypes they denote.
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+#: The longest IDX header: the magic number and up to 255 dimensions.
+IDX_MAX_HEADER = 4 + 4 * 255
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,36 @@ def _missing(dataset: str, directory: Path, paths: list[str]) -> UserError:
 
 # -- MNIST: IDX files ---------------------------------------------------------------------------------------
 
+def idx_header(head: bytes, length: int, path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
+    """The dtype, dimensions and header length of an IDX file of ``length`` bytes whose first bytes are ``head``
+    (at least the whole header, or the whole file when shorter); the checks of :func:`read_idx`.
+
+    Raises:
+        UserError: A wrong magic number, a truncated header, or a length the dimensions do not imply.
+    """
+    if length < 4:
+        raise UserError(f"{path} is not an IDX file: {length} bytes, shorter than the 4-byte magic number")
+    if head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES:
+        raise UserError(f"{path} is not an IDX file: magic number 0x{head[:4].hex()}, expected 0x0000TTNN with "
+                        f"a dtype code TT in {{{', '.join(f'{k:02x}' for k in IDX_DTYPES)}}}")
+    dtype, ndim = np.dtype(IDX_DTYPES[head[2]]), head[3]
+    header = 4 + 4 * ndim
+    if length < header:
+        raise UserError(f"{path} is a truncated IDX file: the header declares {ndim} dimensions "
+                        f"({header} bytes) but the file has {length} bytes")
+    dims = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + math.prod(dims) * dtype.itemsize
+    if length != expected:
+        state = "truncated" if length < expected else "too long"
+        raise UserError(f"{path} is {state}: IDX header declares shape {dims} of {dtype.str[1:]} "
+                        f"({expected} bytes with the header), the file has {length} bytes")
+    return dtype, dims, header
+
+
+def _idx_unreadable(path: Path, exc: BaseException) -> UserError:
+    return UserError(f"cannot read {path}: {exc}; expected an IDX file, plain or gzipped")
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (plain, or gzipped when the name ends in ``.gz``) into an array of its shape.
 
@@ -129,24 +161,33 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         else:
             raw = path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise UserError(f"cannot read {path}: {exc}; expected an IDX file, plain or gzipped") from None
-    if len(raw) < 4:
-        raise UserError(f"{path} is not an IDX file: {len(raw)} bytes, shorter than the 4-byte magic number")
-    if raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
-        raise UserError(f"{path} is not an IDX file: magic number 0x{raw[:4].hex()}, expected 0x0000TTNN with "
-                        f"a dtype code TT in {{{', '.join(f'{k:02x}' for k in IDX_DTYPES)}}}")
-    dtype, ndim = np.dtype(IDX_DTYPES[raw[2]]), raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise UserError(f"{path} is a truncated IDX file: the header declares {ndim} dimensions "
-                        f"({header} bytes) but the file has {len(raw)} bytes")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + math.prod(dims) * dtype.itemsize
-    if len(raw) != expected:
-        state = "truncated" if len(raw) < expected else "too long"
-        raise UserError(f"{path} is {state}: IDX header declares shape {dims} of {dtype.str[1:]} "
-                        f"({expected} bytes with the header), the file has {len(raw)} bytes")
+        raise _idx_unreadable(path, exc) from None
+    dtype, dims, header = idx_header(raw, len(raw), path)
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def check_idx(path: str | os.PathLike) -> tuple[np.dtype, tuple[int, ...]]:
+    """The dtype and shape of an IDX file, checked as :func:`read_idx` checks it but without keeping its data:
+    a plain file's header against its size, a ``.gz`` file decompressed in chunks (which also checks the gzip
+    stream's CRC and length) and counted.
+
+    Raises:
+        UserError: as :func:`read_idx`.
+    """
+    path = Path(path)
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                head = handle.read(IDX_MAX_HEADER)
+                length = len(head) + sum(len(chunk) for chunk in iter(lambda: handle.read(1 << 20), b""))
+        else:
+            with open(path, "rb") as handle:
+                head = handle.read(IDX_MAX_HEADER)
+            length = path.stat().st_size
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise _idx_unreadable(path, exc) from None
+    dtype, dims, _ = idx_header(head, length, path)
+    return dtype.newbyteorder("="), dims
 
 
 def _find_mnist_file(directory: Path, name: str) -> Path | None:
@@ -158,18 +199,39 @@ def _find_mnist_file(directory: Path, name: str) -> Path | None:
     return None
 
 
+def _check_mnist_pair(images_path: Path, images: tuple[np.dtype, tuple[int, ...]], labels_path: Path,
+                      labels: tuple[np.dtype, tuple[int, ...]]) -> None:
+    """The dtypes and shapes of an images file and its labels file: ubyte (N, rows, cols) and ubyte (N,)."""
+    (images_dtype, images_shape), (labels_dtype, labels_shape) = images, labels
+    if images_dtype != np.uint8 or len(images_shape) != 3:
+        raise UserError(f"{images_path}: expected IDX ubyte images of shape (N, rows, cols), "
+                        f"got {images_dtype} of shape {images_shape}")
+    if labels_dtype != np.uint8 or len(labels_shape) != 1:
+        raise UserError(f"{labels_path}: expected IDX ubyte labels of shape (N,), "
+                        f"got {labels_dtype} of shape {labels_shape}")
+    if images_shape[0] != labels_shape[0]:
+        raise UserError(f"{images_path} holds {images_shape[0]} images but {labels_path} holds {labels_shape[0]} "
+                        "labels; expected one label per image")
+
+
 def _mnist_part(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise UserError(f"{images_path}: expected IDX ubyte images of shape (N, rows, cols), "
-                        f"got {images.dtype} of shape {images.shape}")
-    if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise UserError(f"{labels_path}: expected IDX ubyte labels of shape (N,), "
-                        f"got {labels.dtype} of shape {labels.shape}")
-    if len(images) != len(labels):
-        raise UserError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; "
-                        "expected one label per image")
+    _check_mnist_pair(images_path, (images.dtype, images.shape), labels_path, (labels.dtype, labels.shape))
     return _to_float(images[:, None]), _labels(labels, str(labels_path))
+
+
+def check_mnist_files(paths: dict[str, Path]) -> None:
+    """Check the structure of MNIST's IDX files (``paths``: file name as in :data:`MNIST_FILES` → where it is,
+    plain or ``.gz``) as :func:`load_mnist` would, without loading the images; absent names are skipped.
+
+    Raises:
+        UserError: a malformed file (see :func:`read_idx`), or images and labels that do not pair up.
+    """
+    shapes = {name: check_idx(path) for name, path in paths.items()}
+    for images, labels in (("train_images", "train_labels"), ("test_images", "test_labels")):
+        names = MNIST_FILES[images], MNIST_FILES[labels]
+        if all(name in shapes for name in names):
+            _check_mnist_pair(paths[names[0]], shapes[names[0]], paths[names[1]], shapes[names[1]])
 
 
 def load_mnist(root: PathArg = None) -> ImageSplits:
@@ -247,6 +309,37 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
+def check_pickle_frame(path: str | os.PathLike, what: str) -> None:
+    """Cheap structure check of a pickle file without unpickling it: it must start as a pickle does (the
+    ``PROTO`` opcode of protocol 2 or later, or a protocol 0/1 dict, list or tuple opening) and end with the
+    ``STOP`` opcode, which a truncated pickle lacks.
+
+    Raises:
+        UserError: the file cannot be read or is not framed as a pickle (``what`` says what was expected).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+            handle.seek(0, os.SEEK_END)
+            if handle.tell():
+                handle.seek(-1, os.SEEK_END)
+            tail = handle.read(1)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc}; expected {what}") from None
+    starts = (head[:1] == b"\x80" and len(head) == 2 and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL) or head[:1] in (
+        b"(", b"}", b"]", b")")
+    if not starts:
+        raise UserError(f"{path} is not a pickle: it starts with 0x{head.hex() or ' (empty file)'}; expected {what}")
+    if tail != b".":
+        raise UserError(f"{path} is a truncated pickle: it does not end with the STOP opcode; expected {what}")
+
+
+def check_cifar_batch(path: str | os.PathLike) -> None:
+    """Cheap structure check of a CIFAR batch (see :func:`check_pickle_frame`), without unpickling it."""
+    check_pickle_frame(path, "a CIFAR-10 python-version batch (a pickled dict of NumPy arrays)")
+
+
 def load_cifar10(root: PathArg = None) -> ImageSplits:
     """CIFAR-10 from ``<data>/cifar10/cifar-10-batches-py/`` (``data_batch_1..5``, ``test_batch``).
 
@@ -287,16 +380,46 @@ def read_svhn_mat(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if "X" not in mat or "y" not in mat:
         raise UserError(f"{path}: expected variables X and y, found {', '.join(sorted(mat)) or 'none'}")
     x, y = np.asarray(mat["X"]), np.asarray(mat["y"])
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
-        raise UserError(f"{path}: expected X of uint8 and shape (32, 32, 3, N), got {x.dtype} {x.shape}")
-    n = x.shape[3]
-    if y.size != n:
-        raise UserError(f"{path}: X holds {n} images but y holds {y.size} labels; expected y of shape (N, 1)")
+    _check_svhn_shapes(path, x.dtype, x.shape, y.size)
     labels = y.reshape(-1).astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() > 10):
         raise UserError(f"{path}: expected labels 0..10 (10 meaning the digit 0), found {labels.min()}..{labels.max()}")
     labels[labels == 10] = 0
     return np.transpose(x, (3, 2, 0, 1)), labels  # (H, W, C, N) -> (N, C, H, W)
+
+
+def _check_svhn_shapes(path: Path, x_dtype, x_shape: tuple[int, ...], y_size: int) -> None:
+    if x_dtype != np.uint8 or len(x_shape) != 4 or tuple(x_shape[:3]) != (32, 32, 3):
+        raise UserError(f"{path}: expected X of uint8 and shape (32, 32, 3, N), got {x_dtype} {tuple(x_shape)}")
+    if y_size != x_shape[3]:
+        raise UserError(f"{path}: X holds {x_shape[3]} images but y holds {y_size} labels; expected y of shape "
+                        "(N, 1)")
+
+
+def check_svhn_mat(path: str | os.PathLike) -> None:
+    """Cheap structure check of an SVHN file: the MATLAB v5 header and the names, classes and shapes of ``X``
+    and ``y`` from the variables' own headers (:func:`scipy.io.whosmat`), without reading their data.
+
+    Raises:
+        UserError: as :func:`read_svhn_mat` for a file that is not MATLAB v5 or lacks ``X``/``y``.
+    """
+    import scipy.io
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            major, _ = scipy.io.matlab.matfile_version(handle)
+        if major != 1:
+            raise NotImplementedError("a MATLAB v7.3 (HDF5) file")
+        found = {name: (shape, cls) for name, shape, cls in scipy.io.whosmat(path)}
+    except NotImplementedError as exc:
+        raise UserError(f"cannot read {path}: {exc}; expected the MATLAB v5 file from the SVHN site") from None
+    except (scipy.io.matlab.MatReadError, OSError, EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise UserError(f"cannot read {path}: {exc}; expected an SVHN MATLAB file with X and y") from None
+    if "X" not in found or "y" not in found:
+        raise UserError(f"{path}: expected variables X and y, found {', '.join(sorted(found)) or 'none'}")
+    (x_shape, x_class), (y_shape, _) = found["X"], found["y"]
+    _check_svhn_shapes(path, np.dtype(np.uint8) if x_class == "uint8" else x_class, x_shape, math.prod(y_shape))
 
 
 def load_svhn(root: PathArg = None) -> ImageSplits:
@@ -349,4 +472,5 @@ def load_images(name: str, root: PathArg = None, *, seed: int = 0) -> ImageSplit
 
 
 __all__ = ["DATASET_LABELS", "IMAGE_NAMES", "ImageSplits", "load_cifar10", "load_digits", "load_images", "load_mnist",
-           "load_svhn", "read_cifar_batch", "read_idx", "read_svhn_mat"]
+           "load_svhn", "read_cifar_batch", "read_idx", "read_svhn_mat", "check_cifar_batch", "check_idx",
+           "check_mnist_files", "check_pickle_frame", "check_svhn_mat", "idx_header"]

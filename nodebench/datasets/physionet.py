@@ -339,6 +339,35 @@ def _record_ids(source: Path) -> set[str]:
     return {name.removesuffix(".txt") for name in names}
 
 
+def check_set(source: Path) -> None:
+    """Cheap structure check of a set folder or tarball: its member list is readable (a tarball's headers, not
+    its records) and names at least one ``<RecordID>.txt``.
+
+    Raises:
+        UserError: the tarball is not a readable tar (gzipped or not), or the set holds no record file.
+    """
+    if not _record_ids(source):
+        raise UserError(f"PhysioNet set {source} holds no <RecordID>.txt record files; expected a folder or a "
+                        ".tar.gz of them")
+
+
+def _outcomes_header(lines: Sequence[str], path: Path) -> None:
+    if not lines or lines[0].strip() != ",".join(OUTCOME_COLUMNS):
+        raise UserError(f"{path} is not a PhysioNet 2012 outcomes file: expected the header "
+                        f"{','.join(OUTCOME_COLUMNS)!r}")
+
+
+def check_outcomes(path: Path) -> None:
+    """Cheap structure check of an outcomes file: UTF-8 text whose first line is the challenge's header."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read PhysioNet outcomes {path}: {exc}; fetch them with "
+                        "`nodebench data fetch physionet`") from None
+    _outcomes_header([first] if first else [], path)
+
+
 def _ids(ids: Sequence[str]) -> str:
     return ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
 
@@ -364,9 +393,7 @@ def load_outcomes(root: PathArg = None, sets: Sequence[str] = SETS) -> dict[str,
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read PhysioNet outcomes {path}: {exc}; fetch them with "
                             "`nodebench data fetch physionet`") from None
-        if not lines or lines[0].strip() != ",".join(OUTCOME_COLUMNS):
-            raise UserError(f"{path} is not a PhysioNet 2012 outcomes file: expected the header "
-                            f"{','.join(OUTCOME_COLUMNS)!r}")
+        _outcomes_header(lines, path)
         listed: set[str] = set()
         for lineno, line in enumerate(lines[1:], start=2):
             if not line.strip():
@@ -471,5 +498,6 @@ def collate(series: Sequence[Series]) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 __all__ = ["ALL_SETS", "NORMALISATIONS", "OUTCOME_COLUMNS", "PARAMETERS", "Record", "SETS", "STATIC_DESCRIPTORS",
-           "Series", "WINDOW_HOURS", "available_sets", "channel_range", "collate", "load_outcomes", "load_physionet",
+           "Series", "WINDOW_HOURS", "available_sets", "channel_range", "check_outcomes",
+           "check_set", "collate", "load_outcomes", "load_physionet",
            "normalise", "parse_record", "parse_record_text", "read_set", "record_files", "set_source", "to_series"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -98,15 +99,55 @@ def read_manifest(path: Optional[str | os.PathLike] = None) -> Manifest:
     return Manifest(files, archives)
 
 
+def _npy_magic(path: Path, handle) -> None:
+    if handle.read(6) != b"\x93NUMPY":
+        raise UserError(f"{path} is not a .npy file (no NumPy header); write arrays with numpy.save")
+
+
 def read_npy(path: Path) -> np.ndarray:
     """Read a ``.npy`` array without unpickling; :class:`UserError` if the file is not one."""
     with open(path, "rb") as handle:
-        if handle.read(6) != b"\x93NUMPY":
-            raise UserError(f"{path} is not a .npy file (no NumPy header); write arrays with numpy.save")
+        _npy_magic(path, handle)
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise UserError(f"{path} is not a readable .npy array: {exc}") from None
+
+
+def npy_header(path: Path) -> tuple[np.dtype, tuple[int, ...]]:
+    """The dtype and shape a ``.npy`` file declares (``numpy.lib.format``'s header parser), checked against the
+    file's length, without reading the array.
+
+    Raises:
+        UserError: no NumPy header, an unreadable header, an object array (which would need unpickling), or a
+            length that is not the header's plus the declared array's.
+    """
+    from numpy.lib import format as npy_format
+
+    try:
+        with open(path, "rb") as handle:
+            _npy_magic(path, handle)
+            handle.seek(0)
+            version = npy_format.read_magic(handle)
+            readers = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
+            if version in readers:
+                shape, _, dtype = readers[version](handle)
+                offset = handle.tell()
+            else:  # a newer header format: numpy's own reader, mapping the array rather than reading it
+                mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+                shape, dtype, offset = mapped.shape, mapped.dtype, mapped.offset
+        size = path.stat().st_size
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"{path} is not a readable .npy array: {exc}") from None
+    if dtype.hasobject:
+        raise UserError(f"{path} holds an object array, which cannot be read without unpickling; expected a "
+                        "numeric array written with numpy.save")
+    expected = offset + math.prod(shape) * dtype.itemsize
+    if size != expected:
+        state = "truncated" if size < expected else "too long"
+        raise UserError(f"{path} is {state}: its .npy header declares a {dtype} array of shape {shape} "
+                        f"({expected} bytes with the header), the file has {size} bytes")
+    return dtype, tuple(shape)
 
 
 def sha256_of(path: Path) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from nodebench.datasets.splits import Splits, require_finite, split_tail, standardize
-from nodebench.datasets.storage import dataset_files, read_manifest, read_npy
+from nodebench.datasets.storage import dataset_files, npy_header, read_manifest, read_npy
 from nodebench.errors import UserError
 
 PathArg = Optional[str | os.PathLike]
@@ -29,13 +29,65 @@ PathArg = Optional[str | os.PathLike]
 TRUST_ENV = "NODEBENCH_TRUST_UNVERIFIED"
 
 
+def _check_npy_shape(path: Path, dtype: np.dtype, shape: tuple[int, ...], columns: Optional[int] = None) -> None:
+    if len(shape) != 2 or dtype.kind not in "biuf" or (columns and shape[1] != columns) or not shape[0]:
+        want = f"(N, {columns})" if columns else "(N, D)"
+        raise UserError(f"{path} holds a {dtype} array of shape {shape}; expected a real {want} array "
+                        "with N > 0 rows")
+
+
 def _read_npy(path: Path, columns: Optional[int] = None) -> np.ndarray:
     data = read_npy(path)
-    if data.ndim != 2 or data.dtype.kind not in "biuf" or (columns and data.shape[1] != columns) or not len(data):
-        want = f"(N, {columns})" if columns else "(N, D)"
-        raise UserError(f"{path} holds a {data.dtype} array of shape {data.shape}; expected a real {want} array "
-                        "with N > 0 rows")
+    _check_npy_shape(path, data.dtype, data.shape, columns)
     return data.astype(np.float64)
+
+
+#: The ``.npy`` files of the MAF sets and the number of columns each must have (None: any).
+NPY_COLUMNS = {"power/data.npy": 8, "miniboone/data.npy": None}
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def check_maf_file(relative: str, path: Path) -> None:
+    """Cheap structure check of a MAF data file (``relative`` as in the data manifest) without loading it: a
+    ``.npy`` file's header against its length and the shape its loader needs, the GAS pickle's framing, a
+    HEPMASS CSV's first line, BSDS300's HDF5 signature.
+
+    Raises:
+        UserError: one line naming the file, what is wrong and what was expected.
+    """
+    from nodebench.datasets.images import check_pickle_frame
+
+    if relative.endswith(".npy"):
+        dtype, shape = npy_header(path)
+        _check_npy_shape(path, dtype, shape, NPY_COLUMNS.get(relative))
+    elif relative.endswith(".pickle"):
+        check_pickle_frame(path, "a pickled pandas DataFrame (the MAF GAS file)")
+    elif relative.endswith(".csv"):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                first = handle.readline()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path} is not a readable HEPMASS CSV: {exc}") from None
+        if first.count(",") < 2:
+            raise UserError(f"{path} is not a HEPMASS CSV: its first line {first.strip()[:60]!r} has "
+                            f"{first.count(',') + 1 if first.strip() else 0} comma-separated fields; expected a "
+                            "label column and at least two feature columns")
+    elif relative.endswith(".hdf5"):
+        try:  # the signature is at offset 0, or 512, 1024, 2048, ... after a user block
+            with open(path, "rb") as handle:
+                size, offsets, found = path.stat().st_size, [0], False
+                while offsets[-1] * 2 < size:
+                    offsets.append(max(512, offsets[-1] * 2))
+                for offset in offsets:
+                    handle.seek(offset)
+                    if handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                        found = True
+                        break
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc}; expected an HDF5 file") from None
+        if not found:
+            raise UserError(f"{path} is not an HDF5 file (no HDF5 signature); expected the MAF BSDS300 file with "
+                            "train, validation and test arrays")
 
 
 def _count_of_smallest(column: np.ndarray) -> int:
