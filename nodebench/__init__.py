@@ -12,7 +12,7 @@ Library code is imported from its module: ``from nodebench.gq import odeint_adjo
 __version__ = "0.1.0"
 
 API = ("run", "reproduce", "report", "bench", "compare", "history", "leaderboard", "get_task", "get_method",
-       "list_papers", "describe_cases", "RunResult")
+       "list_tasks", "list_methods", "list_papers", "describe_cases", "RunResult")
 __all__ = [*API, "__version__"]
 
 

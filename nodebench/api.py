@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from nodebench import api_checks, paths
-from nodebench.config import MAX_CASES, SEEDS
+from nodebench.config import CASE_LIMITS, MAX_CASES, SEEDS
 from nodebench.errors import UserError
 from nodebench.papers import load_papers
 from nodebench.runner.case import Case, expand_grid, in_rounds
@@ -39,7 +39,7 @@ class RunResult:
     """What :func:`run`, :func:`reproduce` and :func:`bench` return.
 
     Attributes:
-        out: the run directory.
+        out: the run directory (``None`` for a dry run).
         cases: the cases of the sweep (all of them, finished before or now).
         records, curves: the merged records (one row per case) and per-iteration curves; empty for a dry run.
         report: ``report.md`` (``None`` for a dry run and for a bench run).
@@ -71,6 +71,23 @@ def get_method(name: str):
     from nodebench.methods import get_method as lookup
 
     return lookup(name)
+
+
+def list_tasks() -> dict[str, Any]:
+    """Task id → its task class (``description``, ``defaults``), any installed paper's included: what
+    ``nodebench list`` shows (``nodebench.tasks.TASKS`` alone lacks the papers' tasks until one is loaded)."""
+    from nodebench.tasks import TASKS
+
+    load_papers()
+    return dict(sorted(TASKS.items()))
+
+
+def list_methods() -> dict[str, Any]:
+    """Method id → its training method (``family``, ``description``, ``make_solve``)."""
+    from nodebench.methods import METHODS
+
+    load_papers()
+    return dict(METHODS)
 
 
 def list_papers() -> dict[str, Any]:
@@ -243,6 +260,10 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
         raise UserError(f"methods {', '.join(names)} name {', '.join(repeated)} more than once; give each once")
     if iters is None and budget_s is None:
         iters = 100
+    # as Python numbers: a NumPy iters=np.int64(2) would hash to another case id than 2 (refused on resume)
+    iters, budget_s = (None if value is None else limit.check(value, "case")
+                       for limit, value in zip(CASE_LIMITS, (iters, budget_s)))
+    dry_run = api_checks.flag(dry_run, "dry_run")
     seeds = SEEDS.check(seeds, "run:")
     hparams = api_checks.table(hparams, "hparams")
     method_hparams = api_checks.method_tables(method_hparams, names)
@@ -278,6 +299,7 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
     """
     from nodebench.experiments import load_paper
 
+    dry_run = api_checks.flag(dry_run, "dry_run")
     spec = load_paper(paper)
     cases = spec.cases(preset, check_device(device), experiments=api_checks.names(experiments or [], "experiments"))
     warnings = _check(cases, engine)
@@ -342,6 +364,7 @@ def history(store: str | Path | None = None, machine: str | None = None, suite: 
     from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name
     from nodebench.benchmarking.history_plots import history_markdown, history_table, plot_history
 
+    html = api_checks.flag(html, "html")
     store = api_checks.path(store, "store") if store is not None else Path(DEFAULT_STORE)
     if not store.exists():
         raise UserError(f"history store not found: {str(store)!r}; `nodebench bench` writes one (default "
@@ -383,6 +406,7 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name, new_run, previous_run
     from nodebench.benchmarking.suites import load_suite
 
+    dry_run = api_checks.flag(dry_run, "dry_run")
     spec = load_suite(suite)
     cases = spec.cases(check_device(device or spec.device))
     warnings = _check(cases, engine)

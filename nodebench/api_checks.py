@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nodebench.config import Param
 from nodebench.errors import UserError
 from nodebench.registry import nearest
@@ -44,12 +46,27 @@ def names(value, what: str) -> list[str]:
 
 
 def table(value, what: str) -> dict[str, Any]:
-    """``value`` as a dict with string keys (``None``: empty)."""
+    """``value`` as a dict with string keys (``None``: empty), NumPy scalar values as Python numbers (a value
+    from ``np.logspace`` is a number, and the case id hashes the value's JSON)."""
     if value is None:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
         raise UserError(f"{what} must be a mapping of names to values, e.g. {{'lr': 0.1}}, got {value!r}")
-    return dict(value)
+    return {key: plain(item) for key, item in value.items()}
+
+
+def plain(value):
+    """``value`` with NumPy scalars (also in a list or tuple) as the Python numbers, strings or bools they hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(item) for item in value)
+    return value
+
+
+def flag(value, what: str) -> bool:
+    """``value``, a bool (``dry_run="no"`` would be true)."""
+    return Param(what, "bool").check(plain(value), "argument")
 
 
 def method_tables(value, methods: list[str]) -> dict[str, dict[str, Any]]:
@@ -75,5 +92,5 @@ def positive_numbers(value, what: str) -> dict[str, float]:
     return {key: Param(key, "float", positive=True).check(item, what) for key, item in table(value, what).items()}
 
 
-__all__ = ["ENGINE", "MAX_JOBS", "MAX_THREADS", "check_engine", "method_tables", "names", "path",
+__all__ = ["ENGINE", "MAX_JOBS", "MAX_THREADS", "check_engine", "flag", "method_tables", "names", "path", "plain",
            "positive_numbers", "table"]
