@@ -70,23 +70,31 @@ def test_matches_torchdiffeq_step_for_step(fn, y0, times, tol):
     torch.testing.assert_close(ys, want, rtol=1e-9, atol=1e-12)
 
 
-def test_blocks_take_torchdiffeqs_mixed_norm_of_a_tuple_state():
-    """blocks=2 on [z; a] is torchdiffeq's default norm of the tuple (z, a): max of the two RMS norms."""
-    scale = torch.tensor([1.0, 1e-4, 1.0, 1e-4], dtype=F64)  # a tiny second block: only the max norm sees it
+@pytest.mark.parametrize("blocks, split, scale", [
+    (2, 2, [1.0, 1e-4, 1.0, 1e-4]),  # [z; a]: a tiny second half that only the max norm sees
+    ((3, 1), 3, [1e-4, 1e-4, 1e-4, 1.0]),  # parts of sizes 3 and 1: the size-1 part sets the step
+], ids=["equal", "unequal"])
+def test_blocks_take_torchdiffeqs_mixed_norm_of_a_tuple_state(blocks, split, scale):
+    """``blocks`` is torchdiffeq's default norm of the tuple of those parts: the max of their RMS norms, which
+    takes other steps than the RMS norm of the flat state."""
+    scale = torch.tensor(scale, dtype=F64)
 
     def fn(t, y):
-        return torch.cat([-y[:2], 3.0 * torch.cos(2 * t) * y[2:]]) * scale
+        return torch.cat([-y[:split], 3.0 * torch.cos(2 * t) * y[split:]]) * scale
 
     def tuple_fn(t, state):
         out = fn(t, torch.cat(state))
-        return out[:2], out[2:]
+        return out[:split], out[split:]
 
     y0 = torch.tensor([1.0, 2.0, 0.5, -0.7], dtype=F64)
     mine, theirs = Counting(fn), Counting(tuple_fn)
-    ys, nfe = dopri5(mine, y0, [0.0, 3.0], rtol=1e-6, atol=1e-8, blocks=2)
-    z, a = odeint(theirs, (y0[:2], y0[2:]), torch.tensor([0.0, 3.0], dtype=F64), rtol=1e-6, atol=1e-8)
+    ys, nfe = dopri5(mine, y0, [0.0, 3.0], rtol=1e-6, atol=1e-8, blocks=blocks)
+    first, second = odeint(theirs, (y0[:split], y0[split:]), torch.tensor([0.0, 3.0], dtype=F64), rtol=1e-6,
+                           atol=1e-8)
     assert nfe == theirs.nfe
-    torch.testing.assert_close(ys, torch.cat([z, a], -1), rtol=1e-9, atol=1e-12)
+    _, flat_nfe = dopri5(fn, y0, [0.0, 3.0], rtol=1e-6, atol=1e-8)
+    assert flat_nfe != nfe  # the test can tell the norms apart
+    torch.testing.assert_close(ys, torch.cat([first, second], -1), rtol=1e-9, atol=1e-12)
 
 
 def test_float32_state_agrees_with_torchdiffeq_to_the_tolerance():
@@ -136,27 +144,6 @@ def test_lean_and_torchdiffeq_paths_give_the_same_gradients(quadrature):
         torch.testing.assert_close(got[0], want[0], rtol=1e-7, atol=0)
         torch.testing.assert_close(got[1], want[1], rtol=1e-7, atol=0)
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-8, atol=0)
-
-
-def test_unequal_blocks_take_torchdiffeqs_mixed_norm_of_a_tuple_state():
-    """blocks=(3, 1): the max of the RMS norms of parts of sizes 3 and 1, as torchdiffeq's norm of that tuple."""
-    scale = torch.tensor([1e-4, 1e-4, 1e-4, 1.0], dtype=F64)  # the part of size 1 sets the step: ½ its flat RMS
-
-    def fn(t, y):
-        return torch.cat([-y[:3], 3.0 * torch.cos(2 * t) * y[3:]]) * scale
-
-    def tuple_fn(t, state):
-        out = fn(t, torch.cat(state))
-        return out[:3], out[3:]
-
-    y0 = torch.tensor([1.0, 2.0, 0.5, -0.7], dtype=F64)
-    mine, theirs = Counting(fn), Counting(tuple_fn)
-    ys, nfe = dopri5(mine, y0, [0.0, 3.0], rtol=1e-6, atol=1e-8, blocks=(3, 1))
-    x, v = odeint(theirs, (y0[:3], y0[3:]), torch.tensor([0.0, 3.0], dtype=F64), rtol=1e-6, atol=1e-8)
-    assert nfe == theirs.nfe
-    _, flat_nfe = dopri5(fn, y0, [0.0, 3.0], rtol=1e-6, atol=1e-8)
-    assert flat_nfe != nfe  # the flat RMS norm takes other steps: the test can tell the norms apart
-    torch.testing.assert_close(ys, torch.cat([x, v], -1), rtol=1e-9, atol=1e-12)
 
 
 class TupleOscillator(nn.Module):
