@@ -11,7 +11,9 @@
   than :data:`ROUND_OFF` (relative) are drawn flat and annotated as round-off rather than as a trend.
 - **Readable text**: long titles, axis labels and category tick labels are wrapped to the axes' width; the
   layout is constrained, so nothing is cut off. A legend of more than :data:`LEGEND_INSIDE` entries (a sweep
-  of many configurations) moves below the axes, and the figure grows to hold it, so the axes keep their size.
+  of many configurations), or one that would cover much of its axes (long configuration labels:
+  :data:`LEGEND_MAX_WIDTH`, :data:`LEGEND_MAX_AREA`), moves below the axes, and the figure grows to hold it,
+  so the axes keep their size.
 - **Reference lines** (:func:`reference_line`) differ from data and from each other in style and colour, and
   are labelled in the legend. **Spread over seeds** is drawn as a min–max band (:func:`band`).
 - **Memory that was not measured** (:func:`nodebench.records.measured_memory`) is a gap with the words
@@ -33,6 +35,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROUND_OFF = 1e-6
 #: The most legend entries drawn inside the axes; a longer legend goes below them (:func:`finish`).
 LEGEND_INSIDE = 10
+#: The largest share of its axes' width, and of their area, that a legend may take inside them; a wider or
+#: larger one (long configuration labels) goes below them (:func:`finish`).
+LEGEND_MAX_WIDTH, LEGEND_MAX_AREA = 0.6, 0.35
 
 #: method → (colour, marker): one entry per registered method, grouped by family hue.
 METHOD_STYLES: dict[str, tuple[str, str]] = {
@@ -161,6 +166,8 @@ def _wrap_text(ax) -> None:
         if label.get_text():
             width = _wrap_width(ax, label.get_fontsize(), axis)
             label.set_text(textwrap.fill(" ".join(label.get_text().split()), width))
+    if isinstance(ax.xaxis.get_major_formatter(), matplotlib.ticker.ScalarFormatter):
+        return  # numbers: their ticks are spaced (RoomyLocator), never wrapped or frozen
     ticks = ax.get_xticklabels()
     texts = [t.get_text() for t in ticks]
     if texts and any(texts) and ax.get_xscale() != "log" and ticks[0].get_rotation() == 0:
@@ -193,6 +200,31 @@ def _honest_scale(ax, axis: str) -> None:
                 "relative)", transform=ax.transAxes, ha="center", va="bottom", fontsize=7, color="0.3")
 
 
+class RoomyLocator(matplotlib.ticker.AutoLocator):
+    """matplotlib's default tick locator, with as many ticks as have room for their labels side by side.
+    The default leaves each tick about five characters, so long numbers (``30.025``, ``120000``) on a narrow
+    axes run into each other; this one counts the labels' characters when the ticks are placed (at draw
+    time, after the layout) and takes fewer ticks where they need it."""
+
+    def tick_values(self, vmin, vmax):
+        self._nbins = "auto"
+        locs = super().tick_values(vmin, vmax)
+        if self.axis is None:
+            return locs
+        chars = max(map(len, self.axis.get_major_formatter().format_ticks(locs)), default=0)
+        room = int(3 * self.axis.get_tick_space() / (0.6 * chars + 1.2))  # "auto": 3 font sizes per tick
+        if room < len(locs) - 1:
+            self._nbins = max(room, 1)
+            locs = super().tick_values(vmin, vmax)
+        return locs
+
+
+def _spaced_x_ticks(ax) -> None:
+    """Give a linear numeric x-axis with the default locator a :class:`RoomyLocator`."""
+    if ax.get_xscale() == "linear" and type(ax.xaxis.get_major_locator()) is matplotlib.ticker.AutoLocator:
+        ax.xaxis.set_major_locator(RoomyLocator())
+
+
 def finish(fig) -> None:
     """Apply the honest-axes and readable-text rules to every axes of ``fig`` (colour-bar axes excepted)."""
     for ax in fig.axes:
@@ -205,15 +237,29 @@ def finish(fig) -> None:
             if isinstance(formatter, matplotlib.ticker.ScalarFormatter):
                 formatter.set_useOffset(False)
         _wrap_text(ax)
+        _spaced_x_ticks(ax)
     _long_legend_below(fig)
     if fig._suptitle is not None:
         fig._suptitle.set_text(textwrap.fill(fig._suptitle.get_text(), int(fig.get_size_inches()[0] * 72 / 6)))
 
 
+def _crowds_its_axes(ax) -> bool:
+    """Whether ``ax``'s legend has more than :data:`LEGEND_INSIDE` entries or takes more than
+    :data:`LEGEND_MAX_WIDTH` of the axes' width or :data:`LEGEND_MAX_AREA` of their area (measured as drawn)."""
+    legend = ax.get_legend()
+    if legend is None:
+        return False
+    if len(legend.texts) > LEGEND_INSIDE:
+        return True
+    box, axes = legend.get_window_extent(), ax.get_window_extent()
+    too_wide = box.width > LEGEND_MAX_WIDTH * axes.width
+    return too_wide or box.width * box.height > LEGEND_MAX_AREA * axes.width * axes.height
+
+
 def _long_legend_below(fig) -> None:
-    """Legends of more than :data:`LEGEND_INSIDE` entries become one figure legend below the axes (their
+    """Legends that crowd their axes (:func:`_crowds_its_axes`) become one figure legend below the axes (their
     entries merged by label), the figure made taller by its rows: inside, they leave the axes no room."""
-    long = [ax for ax in fig.axes if ax.get_legend() is not None and len(ax.get_legend().texts) > LEGEND_INSIDE]
+    long = [ax for ax in fig.axes if _crowds_its_axes(ax)]
     if not long:
         return
     entries = {}
