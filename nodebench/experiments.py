@@ -31,6 +31,7 @@ analysis kinds and their parameters, claim checks and their parameters, and clai
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -108,6 +109,7 @@ class PaperSpec:
             cases += expand_grid(tasks=[exp.task], methods=methods, seeds=range(seeds), hparams=hparams,
                                  method_hparams=exp.method_hparams, device=device, paper=self.paper,
                                  experiment=exp.name, preset=preset, **settings)
+        _refuse_duplicates(cases)
         if not cases:
             at_preset = list(dict.fromkeys(exp.name for exp in self.experiments if preset in exp.presets))
             if experiments and at_preset:
@@ -120,6 +122,19 @@ class PaperSpec:
     def presets(self) -> list[str]:
         """The presets at which at least one experiment runs, in :data:`PRESETS` order."""
         return [p for p in PRESETS if any(p in exp.presets for exp in self.experiments)]
+
+
+def _refuse_duplicates(cases: list[Case]) -> None:
+    """Two ``[[experiment]]`` blocks of one name building the same case (same method, seed and settings at a
+    preset) is a :class:`UserError`: the sweep would run it once, the dry run list it twice."""
+    seen: set[str] = set()
+    for case in cases:
+        key = json.dumps(case.to_dict(), sort_keys=True, default=str)
+        if key in seen:
+            settings = " ".join(f"{k}={v}" for k, v in sorted(case.hparams.items())) or "no hyper-parameters"
+            raise UserError(f"builds case {case.method}/s{case.seed} ({settings}) twice: the [[experiment]] blocks "
+                            f"named {case.experiment!r} overlap at preset {case.preset!r}; give each case once")
+        seen.add(key)
 
 
 def load_paper(name: str) -> PaperSpec:
@@ -252,7 +267,8 @@ def _method(name: str, at: str) -> None:
 
 
 def _check_experiments(spec: PaperSpec, where: str) -> None:
-    from nodebench.runner.settings import check_cases, check_shared_hparams
+    from nodebench.methods import get_method
+    from nodebench.runner.settings import check_cases, check_shared_hparams, unused_options
     from nodebench.tasks import get_task
 
     for exp in spec.experiments:
@@ -266,10 +282,14 @@ def _check_experiments(spec: PaperSpec, where: str) -> None:
         for preset, settings in exp.presets.items():
             _check_preset(exp, preset, settings, at)
         run = {m for settings in exp.presets.values() for m in settings.get("methods", exp.methods)} | set(exp.methods)
-        for method in exp.method_hparams:
+        for method, options in exp.method_hparams.items():
             if method not in run:
                 raise UserError(f"{at}: method_hparams.{method} is for a method this experiment never runs; "
                                 f"it runs: {', '.join(sorted(run))}")
+            unused = unused_options(get_method(method), options)  # shared hparams may hold them on purpose; not these
+            if unused:
+                raise UserError(f"{at}: method_hparams.{method}: method {method} does not use {', '.join(unused)}; "
+                                f"its solver options: {', '.join(get_method(method).accepts) or 'none'}")
         try:
             get_task(exp.task)
         except UserError as err:
@@ -329,10 +349,11 @@ def _check_analyses(spec: PaperSpec, where: str) -> None:
         if "kind" not in declared:
             raise UserError(f"{at}: needs a 'kind'; valid: {', '.join(sorted(ANALYSES))}")
         _check_registered(spec, declared, "kind", ANALYSES, ANALYSIS_KEYS, at)
-        if "presets" in declared:
-            Param("presets", "strs").check(declared["presets"], f"{at}:")
+        if "presets" not in declared:  # an analysis runs only at the presets it lists: it would never run
+            raise UserError(f"{at}: needs 'presets', the presets it runs at (a list of {', '.join(PRESETS)})")
+        Param("presets", "strs").check(declared["presets"], f"{at}:")
         TEXT["description"].check(declared.get("description", ""), f"{at}:")
-        _check_presets(declared.get("presets", []), at)
+        _check_presets(declared["presets"], at)
 
 
 def _check_claims(spec: PaperSpec, where: str) -> None:

@@ -196,6 +196,22 @@ def test_experiment_hparams_are_checked_even_when_every_method_overrides_them():
             r"method_hparams.euler is for a method this experiment never runs")
 
 
+@pytest.mark.parametrize("edit, message", [
+    # an option given to one method that it does not use was accepted, then silently ignored
+    (('methods = ["rk4"]', 'methods = ["rk4"]\nmethod_hparams.rk4 = { rtol = 1e-3 }'),
+     r"experiment 'e': method_hparams.rk4: method rk4 does not use rtol; its solver options: step_size$"),
+    (('methods = ["rk4"]', 'methods = ["rk4"]\nmethod_hparams.rk4 = { snode_order = 4 }'),
+     r"method_hparams.rk4: method rk4 does not use snode_order"),
+    # two blocks of one experiment building the same case: listed twice by --dry-run, run once
+    (("[[claim]]", '[[experiment]]\nname = "e"\ntask = "cubic_spiral"\nmethods = ["rk4"]\n'
+                   "presets.smoke = { iters = 2 }\n\n[[claim]]"),
+     r"experiment 'e', preset smoke: builds case rk4/s0 \(no hyper-parameters\) twice: the \[\[experiment\]\] blocks "
+     r"named 'e' overlap at preset 'smoke'; give each case once$"),
+])
+def test_settings_a_spec_would_silently_ignore_or_repeat_are_refused(edit, message):
+    refused(GOOD.replace(*edit), message)
+
+
 CLAIM = GOOD.split("[[claim]]")[0] + """[[claim]]
 id = "C2"
 text = "t"
@@ -255,6 +271,11 @@ def test_analysis_parameters_are_checked_at_load(analysis, message):
     load_papers()  # the paper analysis kinds (taylor)
     text = ANALYSIS.replace('presets = ["smoke"]\n', "") if "presets =" in analysis else ANALYSIS
     refused(text + analysis + "\n", message)
+
+
+def test_an_analysis_without_presets_is_refused_not_silently_skipped():
+    refused(ANALYSIS.replace('presets = ["smoke"]\n', "") + 'kind = "scaling"\nparam = "hidden"\n',
+            r"analysis 'scaling': needs 'presets', the presets it runs at \(a list of smoke, quick, paper\)$")
 
 
 def test_a_spec_file_knows_the_installed_papers_kinds(tmp_path):

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import importlib
 import re
+import traceback
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from importlib.resources import files
+from pathlib import Path
 
 from nodebench.errors import UserError
 from nodebench.registry import unknown
@@ -43,8 +45,17 @@ class Paper:
 
     @property
     def spec_file(self):
-        """The package's ``experiments.toml`` (a :class:`importlib.resources.abc.Traversable`)."""
-        return files(self.module).joinpath(SPEC_FILE)
+        """The package's ``experiments.toml`` (a :class:`importlib.resources.abc.Traversable`); a module that
+        is no package, or a package that does not ship the file, is a one-line :class:`UserError`."""
+        ship = (f"ship {SPEC_FILE} inside the package as package data (pyproject.toml: "
+                f"[tool.setuptools.package-data] {self.module.split('.')[0]} = [\"{SPEC_FILE}\"])")
+        try:
+            spec = files(self.module).joinpath(SPEC_FILE)
+        except TypeError:  # the entry point names a plain module, which holds no data files
+            raise UserError(f"paper {self.name!r}: {self.module!r} is a module, not a package; {ship}") from None
+        if not spec.is_file():
+            raise UserError(f"paper {self.name!r}: package {self.module!r} has no {SPEC_FILE}; {ship}")
+        return spec
 
     @property
     def readme(self):
@@ -55,23 +66,55 @@ _PAPERS: dict[str, Paper] = {}
 
 
 def _plugin_modules() -> dict[str, str]:
+    """Paper id → module of every built-in paper and installed plug-in. An id that is no identifier, or one
+    that two packages declare (a plug-in named like a built-in paper included), is a :class:`UserError`:
+    one of them would otherwise be silently shadowed."""
     found = {name: f"{__name__}.{name}" for name in BUILTIN}
     for point in entry_points(group=ENTRY_POINT_GROUP):
         if not NAME.match(point.name):
             raise UserError(f"paper plug-in {point.name!r} ({point.value}): a paper id must be a plain identifier")
-        found.setdefault(point.name, point.module)
+        if found.get(point.name, point.module) != point.module:
+            dist = f" of {point.dist.name!r}" if getattr(point, "dist", None) else ""
+            raise UserError(f"paper id {point.name!r} is declared twice: by {found[point.name]!r} and by the plug-in "
+                            f"entry point {point.value!r}{dist}; give the plug-in another name in its "
+                            f"[project.entry-points.\"{ENTRY_POINT_GROUP}\"]")
+        found[point.name] = point.module
     return found
 
 
+def _import(name: str, module: str) -> None:
+    """Import a paper's package; whatever it raises (a missing module, a syntax error, a name its registration
+    takes twice) is one :class:`UserError` naming the plug-in and, for an error of its code, the line."""
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise UserError(f"paper plug-in {name!r} cannot be imported from {module!r}: {err}") from None
+    except Exception as err:  # a plug-in's bug must read as one line, not as a traceback of nodebench's
+        reason = err.msg if isinstance(err, SyntaxError) else " ".join(str(err).split())
+        raise UserError(f"paper plug-in {name!r} cannot be imported from {module!r}: {type(err).__name__}: "
+                        f"{reason}{_where(err)}") from None
+
+
+def _where(err: Exception) -> str:
+    """`` (at FILE:LINE)``: where ``err`` arose, in the plug-in's code rather than in nodebench's when it called
+    nodebench (a name registered twice), or an empty string."""
+    if isinstance(err, SyntaxError):
+        return f" (at {err.filename}:{err.lineno})"
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith("<")]
+    framework = Path(__file__).resolve().parents[1]
+    theirs = [f for f in frames if not Path(f.filename).resolve().is_relative_to(framework)] or frames
+    return f" (at {theirs[-1].filename}:{theirs[-1].lineno})" if theirs else ""
+
+
 def load_papers() -> dict[str, Paper]:
-    """Import every built-in paper and every installed plug-in (once); name → :class:`Paper`."""
+    """Import every built-in paper and every installed plug-in (once); name → :class:`Paper`. A failure leaves
+    none recorded, so that the next call raises it again rather than return the papers imported before it."""
     if not _PAPERS:
+        papers = {}
         for name, module in _plugin_modules().items():
-            try:
-                importlib.import_module(module)
-            except ImportError as err:
-                raise UserError(f"paper plug-in {name!r} cannot be imported from {module!r}: {err}") from None
-            _PAPERS[name] = Paper(name, module)
+            _import(name, module)
+            papers[name] = Paper(name, module)
+        _PAPERS.update(papers)
     return dict(_PAPERS)
 
 

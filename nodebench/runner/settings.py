@@ -74,8 +74,14 @@ def check_case(task: Task, method: Method, hparams: Mapping[str, Any]) -> list[s
         check_step_size(step, span, f"the time span of task {task.name!r}")
     if settings.monitor_every and not task.full_state:
         raise UserError(f"task {task.name!r} has no training monitor; {MONITOR_TASKS}")
+    return unused_options(method, hparams)
+
+
+def unused_options(method: Method, hparams: Mapping[str, Any]) -> list[str]:
+    """The solver options (``rtol`` for fixed-step RK4) and ``snode_*`` options in ``hparams`` that ``method``
+    does not use."""
     unused_snode = [] if method.spectral else sorted(k for k in hparams if is_snode_option(k))
-    return method.ignored_options(settings.solver_options) + unused_snode
+    return method.ignored_options({k: v for k, v in hparams.items() if k in SOLVER_OPTIONS}) + unused_snode
 
 
 def check_shared_hparams(task: str, methods, hparams: Mapping[str, Any]) -> None:
