@@ -346,13 +346,16 @@ def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[st
     base_run, current_run = gate.load_records(baseline_path), gate.load_records(current)
     result = gate.compare(base_run, current_run, rules)
     labels = gate.run_label(base_run[0], baseline_path), gate.run_label(current_run[0], current)
-    if gate.warning(result):
-        print(gate.warning(result))
-    print(gate.table(result, rules).to_markdown(index=False, tablefmt="simple"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(gate.markdown(result, *labels, rules))
     failed = gate.regressed(result)
-    print(f"{'REGRESSION' if failed else 'no regression'} against {labels[0]}; wrote {out}")
+    try:  # the verdict is the exit code, also when the reader of the table left early (`| head`)
+        if gate.warning(result):
+            print(gate.warning(result))
+        print(gate.table(result, rules).to_markdown(index=False, tablefmt="simple"))
+        print(f"{'REGRESSION' if failed else 'no regression'} against {labels[0]}; wrote {out}", flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
     return 1 if failed else 0
 
 
@@ -416,11 +419,10 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     key = machine_name(machine)  # a plain name, checked for a dry run too
     if dry_run:
         return RunResult(None, cases)
+    for earlier in list_runs(store, key, spec.name)["run_dir"]:  # what the gate and the history redraw will read,
+        load_records(earlier)                                     # checked before the suite runs, not after
     if baseline is not None:
         return _bench_ab(spec, baseline, store, machine, cases, engine)
-    earlier = list_runs(store, key, spec.name)
-    if not earlier.empty:  # the run the gate will read, checked before the suite runs rather than after
-        load_records(earlier["run_dir"].iloc[-1])
     run_dir = new_run(store, key, spec.name, device=cases[0].device)
     records, curves = _sweep(cases, run_dir, engine, f"bench {spec.name}: {len(cases)} case(s) into {run_dir}",
                              command="bench", suite=spec.name, warnings=warnings)

@@ -184,6 +184,9 @@ def test_a_lost_metric_is_shown_and_named_by_the_cli(capsys, tmp_path):
 
 def test_threshold_overrides_are_checked():
     assert rules_with({"time": 0.25})["time"].threshold == 0.25
+    assert rules_with({"time": 1})["time"].threshold == 1 and rules_with({"test_nll": 2})["test_nll"].threshold == 2
+    with pytest.raises(Exception, match="fraction of the baseline"):
+        rules_with({"memory": 5})
     with pytest.raises(Exception, match="unknown metric 'speed'"):
         rules_with({"speed": 0.1})
 
@@ -194,6 +197,9 @@ BAD = [
     (["compare", "BASE", "BASE", "--threshold", "time=nan"], ["POSITIVE"]),
     (["compare", "BASE", "BASE", "--threshold", "time=-1"], ["POSITIVE"]),
     (["compare", "BASE", "BASE", "--threshold", "wallclock=0.1"], ["unknown metric", "time"]),
+    # time=10 meant 10 % and gated only an elevenfold slowdown; an absolute threshold may exceed 1
+    (["compare", "BASE", "BASE", "--threshold", "time=10"],
+     ["threshold for time is a fraction", "at most 1", "got 10"]),
     (["compare", "BASE", "BASE", "--threshold", "memory=0.05", "--threshold", "memory=0.1"],
      ["argument --threshold: memory given twice"]),
     (["compare", "GARBAGE", "BASE"], ["cannot read"]),
@@ -318,3 +324,50 @@ def test_a_resident_set_of_zero_is_not_compared_as_zero_bytes():
     memory = compare((zero, pd.DataFrame()), (grown, pd.DataFrame()))
     verdicts = memory.loc[memory["metric"] == "memory", "verdict"].tolist()
     assert "regression" not in verdicts and not regressed(memory)
+
+
+def _step_samples(factors: dict[int, float], rng) -> tuple[pd.Series, pd.Series]:
+    """Per-step samples of the seeds in ``factors`` (40 steps each), and the same steps times each seed's factor."""
+    index = pd.MultiIndex.from_product([list(factors), range(40)], names=["seed", "iteration"])
+    base = pd.Series(rng.uniform(0.9, 1.1, len(index)), index=index)
+    return base, base * np.repeat(list(factors.values()), 40)
+
+
+def test_a_step_time_change_of_one_pair_of_processes_is_noise_not_a_regression():
+    """With one seed the interval rested on one pair of processes: seed 0 alone of the committed sequential
+    A/A nights read 2 of 11 nights as time regressions (×1.28 [1.23, 1.44], p < 0.002)."""
+    rng = np.random.default_rng(3)
+    one = judge(*_step_samples({0: 1.3}, rng), RULES["time"])
+    assert one["p"] <= RULES["time"].alpha and one["ci_low"] > 1.2 and one["verdict"] == "noise"
+    three = judge(*_step_samples({0: 1.3, 1: 1.3, 2: 1.3}, rng), RULES["time"])
+    assert three["verdict"] == "regression"  # a planted 30 % on three seeds is still caught
+
+
+def test_runs_with_other_thread_counts_or_torch_versions_start_with_a_warning():
+    """A step on 4 threads, or on another torch, was compared with the baseline without a word."""
+    base, _ = _records()
+    base = _on(base).assign(num_threads=1, version_torch="2.13.0")
+    result = compare((base, pd.DataFrame()), (base.assign(num_threads=4, version_torch="2.14.0"), pd.DataFrame()))
+    line = ("WARNING: time and memory are compared across different settings: num_threads baseline 1, current 4; "
+            "version_torch baseline 2.13.0, current 2.14.0")
+    assert warning(result) == line and markdown(result, "a", "b").startswith(f"**{line}**\n")
+    both = compare((base, pd.DataFrame()), (_on(base, hostname="other").assign(num_threads=4), pd.DataFrame()))
+    assert [w[:40] for w in warning(both).splitlines()] == [
+        "WARNING: time and memory are compared ac"] * 2 and markdown(both, "a", "b").count("**WARNING") == 2
+    assert warning(compare((base, pd.DataFrame()), (base, pd.DataFrame()))) == ""
+
+
+@needs_runs
+def test_the_gate_s_exit_code_survives_a_reader_that_leaves_early(tmp_path):
+    """`nodebench compare A B | head -1` exited 0 on a regression: the closed pipe ended the command as a success."""
+    import subprocess
+    import sys
+
+    plant_slowdown(Path(AA_RUNS[0]), tmp_path / "slow", 1.3)
+    command = [sys.executable, "-m", "nodebench.cli", "compare", AA_RUNS[0], tmp_path / "slow",
+               "--out", tmp_path / "g.md"]
+    child = subprocess.Popen([str(a) for a in command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()  # the reader is gone before the first line
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 1, err
+    assert "Traceback" not in err and "**regression**" in (tmp_path / "g.md").read_text()

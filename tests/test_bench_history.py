@@ -230,3 +230,25 @@ def test_bench_refuses_a_corrupt_previous_run_before_running_the_suite(capsys, t
     code, out, err = run_cli(capsys, "bench", "--suite", "tiny", "--out", tmp_path / "store", "--no-progress")
     assert code == 2 and err.count("\n") == 1 and "records" in err, err
     assert [p.name for p in earlier.parent.iterdir()] == [earlier.name]
+
+
+@needs_runs
+@pytest.mark.parametrize("ab", [False, True])
+def test_bench_refuses_a_corrupt_older_run_before_running_the_suite(capsys, tmp_path, monkeypatch, ab):
+    """Only the latest run was checked: a corrupt older one ran the whole suite (with --baseline, both sides),
+    then failed the history redraw with exit code 2 and no verdict, every night."""
+    (tmp_path / "tiny.toml").write_text(ENTRY + "iters=1\n")
+    monkeypatch.setenv("NODEBENCH_SUITES", str(tmp_path))
+    monkeypatch.setenv("NODEBENCH_MACHINE", "m")
+    monkeypatch.setenv("NODEBENCH_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "store" / "m" / "tiny"
+    older, latest = folder / "20260101T000000Z-aaaa", folder / "20260102T000000Z-bbbb"
+    shutil.copytree(AA_RUNS[0], latest, ignore=shutil.ignore_patterns("cases", "logs"))
+    older.mkdir()
+    (older / "run.json").write_text('{"date": "2026-01-01T00:00:00+00:00"}')  # before the latest run's
+    (older / "records.parquet").write_bytes(b"PAR1 cut short")
+    argv = ["bench", "--suite", "tiny", "--out", tmp_path / "store", "--no-progress"] + ["--baseline", "HEAD"] * ab
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and older.name in err, err
+    assert sorted(p.name for p in folder.iterdir()) == [older.name, latest.name]
+    assert not (tmp_path / "cache").exists()  # no baseline installed either

@@ -51,10 +51,12 @@ seed) is the unit of independent evidence; the per-step rank test alone is over-
 the interval guards against. Unpaired samples fall back to the ratio of the centres: the median over seeds
 of each seed's median. With one sample per seed, the one-sided exact test cannot go below 1/C(2n, n):
 0.05 with 3 seeds, 0.004 with 5, so per-seed metrics use α = 0.05; with a single seed no per-seed change
-can be confirmed, and the verdict says ``noise``. A case that was ``ok`` in BASELINE and fails in
-CURRENT is a regression (``failed``). So is a lost measurement: a metric that BASELINE measured for a
-seed and CURRENT, with that seed ``ok``, did not (no value, NaN, no column), and per-step curves that
-BASELINE has for a case and CURRENT has not (``missing``, on the metric's or the ``curves`` row).
+can be confirmed, and the verdict says ``noise``. Nor can a per-step change with fewer than two seeds
+matched in both runs: the interval then rests on the steps of one pair of processes only. A case that was
+``ok`` in BASELINE and fails in CURRENT is a regression (``failed``). So is a lost measurement: a metric
+that BASELINE measured for a seed and CURRENT, with that seed ``ok``, did not (no value, NaN, no column),
+and per-step curves that BASELINE has for a case and CURRENT has not (``missing``, on the metric's or the
+``curves`` row).
 
 Verdicts: ``regression``, ``improved``, ``same`` (within the threshold), ``noise`` (beyond the threshold
 but not confirmed by the test and the interval; for NFE, different counts of runs with no seed in
@@ -81,6 +83,8 @@ REGRESSION, FAILED, MISSING = "regression", "failed", "missing"
 CASE_KEYS = ("experiment", "task", "method", "hparams", "device")
 #: The environment columns that name a machine; two runs that differ in one are on different machines.
 MACHINE_KEYS = ("hostname", "cpu_model", "gpu_model")
+#: The environment columns that change what a time means on one machine: torch threads per case, torch itself.
+SETTING_KEYS = ("num_threads", "version_torch")
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,9 @@ def rules_with(thresholds: dict[str, float] | None = None) -> dict[str, Rule]:
             raise UserError(f"unknown metric {metric!r} in --threshold; valid: {valid}")
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise UserError(f"threshold for {metric} must be a positive finite number, got {value!r}")
+        if not rules[metric].absolute and value > 1:  # time=10 meant 10 %, but reads ×11: a gate that never fires
+            raise UserError(f"threshold for {metric} is a fraction of the baseline (0.1 = 10 %), at most 1 "
+                            f"(100 %, ×2); got {value:g}")
         rules[metric] = replace(rules[metric], threshold=float(value))
     return rules
 
@@ -268,8 +275,11 @@ def judge(base: pd.Series, cur: pd.Series, rule: Rule) -> dict:
     Where the samples pair up (the same seeds, and iterations, in both runs), the change is the paired
     estimate of :func:`paired_effect`; otherwise the ratio (or difference) of the centres (:func:`centre`).
     A change counts as a regression when it passes the threshold, the rank test gives p ≤ α and the
-    confidence interval lies entirely on the worse side of no change. An ``exact`` rule is
-    :func:`judge_exact`'s."""
+    confidence interval lies entirely on the worse side of no change. Per-step samples (indexed by seed and
+    iteration) need that interval from two or more seeds matched in both runs: the steps of one process share
+    its machine conditions, so one pair of processes cannot tell a code change from the machine's drift (with
+    one seed, sequential A/A runs of the nightly suite read 2 of 11 nights as regressions); otherwise the
+    verdict is ``noise``. An ``exact`` rule is :func:`judge_exact`'s."""
     base, cur = pd.Series(base), pd.Series(cur)
     if rule.exact:
         return judge_exact(base, cur)
@@ -288,7 +298,10 @@ def judge(base: pd.Series, cur: pd.Series, rule: Rule) -> dict:
         alternative = "greater" if worse != rule.higher_is_better else "less"
         p = rank_test(base, cur, alternative)
         side = (low > no_change) if alternative == "greater" else (high < no_change)
-        confirmed = p <= rule.alpha and (math.isnan(low) or side)
+        if base.index.nlevels == 2:  # steps: the interval must rest on two process pairs or more
+            confirmed = p <= rule.alpha and side and len(measured_seeds(base) & measured_seeds(cur)) >= 2
+        else:
+            confirmed = p <= rule.alpha and (math.isnan(low) or side)
         verdict = ("regression" if worse else "improved") if confirmed else "noise"
     return {"baseline": b, "current": c, "ratio": ratio, "change": change, "ci_low": low, "ci_high": high,
             "p": p, "verdict": verdict, "n_baseline": len(base), "n_current": len(cur)}
@@ -407,7 +420,8 @@ def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataF
     result = pd.DataFrame(rows, columns=columns)
     result = result.sort_values(["case", "metric"], key=lambda col: col.map(order) if col.name == "metric" else col,
                                 kind="stable", ignore_index=True)
-    result.attrs["warning"] = machine_warning(baseline[0], current[0])
+    lines = (machine_warning(baseline[0], current[0]), settings_warning(baseline[0], current[0]))
+    result.attrs["warning"] = "\n".join(line for line in lines if line)
     return result
 
 
@@ -433,8 +447,20 @@ def machine_warning(base: pd.DataFrame, cur: pd.DataFrame) -> str:
             f"current {name(cur)}")
 
 
+def settings_warning(base: pd.DataFrame, cur: pd.DataFrame) -> str:
+    """One line naming the torch thread counts or torch versions when the two runs' records differ in them
+    (compared where both record them), else ``""``: a step on 4 threads, or on another torch, is another
+    measurement, whatever the code did."""
+    differ = [k for k in SETTING_KEYS if k in base and k in cur and recorded(base, k) != recorded(cur, k)]
+    if not differ:
+        return ""
+    return ("WARNING: time and memory are compared across different settings: "
+            + "; ".join(f"{k} baseline {recorded(base, k)}, current {recorded(cur, k)}" for k in differ))
+
+
 def warning(result: pd.DataFrame) -> str:
-    """The comparison's warning line (:func:`machine_warning`), ``""`` when there is none."""
+    """The comparison's warning lines (:func:`machine_warning`, :func:`settings_warning`), ``""`` when there
+    is none."""
     return result.attrs.get("warning", "")
 
 
@@ -509,8 +535,8 @@ def findings(result: pd.DataFrame, baseline: str, current: str, rules: dict[str,
 
 
 def markdown(result: pd.DataFrame, baseline: str, current: str, rules: dict[str, Rule] | None = None) -> str:
-    """The comparison as a Markdown document: the machine warning (:func:`warning`) when there is one, the
-    verdict, each finding, the rules and the table."""
+    """The comparison as a Markdown document: the machine and settings warnings (:func:`warning`) when there
+    are any, the verdict, each finding, the rules and the table."""
     rules = rules or RULES
     flagged = result[failing(result)]
     headline = (f"**{len(flagged)} regression(s)** in {flagged['case'].nunique()} case(s)" if len(flagged)
@@ -521,7 +547,7 @@ def markdown(result: pd.DataFrame, baseline: str, current: str, rules: dict[str,
         for r in rules.values() if not r.exact)
     exact = ", ".join(r.label for r in rules.values() if r.exact)
     return "\n".join([
-        *([f"**{warning(result)}**", ""] if warning(result) else []),
+        *([*(f"**{line}**" for line in warning(result).splitlines()), ""] if warning(result) else []),
         "# nodebench compare", "", f"Baseline: {baseline}", "", f"Current: {current}", "", headline, "",
         *[f"- {line}" for line in findings(result, baseline, current, rules)], "",
         "A change is a regression when it passes the threshold, a one-sided rank test on the repeat samples "
