@@ -32,7 +32,7 @@ import pandas as pd
 from nodebench import plots
 from nodebench.claims import check_fields, fields_of
 from nodebench.config import Param
-from nodebench.errors import UserError
+from nodebench.errors import UserError, raised_by
 from nodebench.markdown import fmt4, fmt_value, markdown_table
 from nodebench.metrics import headline_metric
 from nodebench.records import CURVES, expand_hparams, load_table
@@ -218,7 +218,8 @@ def run_analyses(spec, run_dir: Path, records: pd.DataFrame, *, preset: str) -> 
             continue
         analysis = ANALYSES.lookup(declared["kind"])
         analysis.validate(declared, f"analysis {analysis.name!r}")  # the loader did; a hand-made spec may not
-        section, figs = analysis.fn(declared, Path(run_dir), records)
+        with raised_by(f"analysis {analysis.name!r}", analysis.fn):
+            section, figs = analysis.fn(declared, Path(run_dir), records)
         sections.append(section)
         figures += figs
     return sections, figures

@@ -65,7 +65,7 @@ from typing import Any
 import pandas as pd
 
 from nodebench.config import Param
-from nodebench.errors import UserError
+from nodebench.errors import UserError, raised_by
 from nodebench.intervals import ratio_interval
 from nodebench.metrics import metric as metric_info
 from nodebench.records import expand_hparams, measured_memory
@@ -717,7 +717,8 @@ def check_claims(claims: list[dict[str, Any]], records: pd.DataFrame,
         else:
             found = CHECKS.lookup(check)
             found.validate(claim, f"claim {claim.get('id')!r}")  # the loader did; a hand-made claim may not
-            results = _every_experiment(found.fn(ok, tables or {}, claim), claim.get("experiments") or failed)
+            with raised_by(f"claim check {check!r} (claim {claim.get('id')!r})", found.fn):
+                results = _every_experiment(found.fn(ok, tables or {}, claim), claim.get("experiments") or failed)
         verdicts += [Verdict(claim["id"], claim["text"], claim.get("source", ""), scope, measured, verdict)
                      for scope, measured, verdict in results]
     return verdicts

@@ -209,14 +209,18 @@ def cmd_list(args) -> int:
     from nodebench.methods import METHODS
     from nodebench.tasks import FILE_TASKS, TASKS
 
+    papers = list_papers()  # a broken plug-in stops the listing before its first line
+    width = max(map(len, papers), default=0)
+    experiments = max((len(e.name) for spec in papers.values() for e in spec.experiments), default=0)
     print("papers (nodebench reproduce PAPER --preset smoke|quick|paper):")
-    for name, spec in list_papers().items():
-        print(f"  {name:<12} {spec.title} (presets: {', '.join(spec.presets())})")
+    for name, spec in papers.items():
+        print(f"  {name:<{width}} {spec.title} (presets: {', '.join(spec.presets())})")
         for exp in dict.fromkeys(e.name for e in spec.experiments):
             blocks = [e for e in spec.experiments if e.name == exp]
             methods = list(dict.fromkeys(m for e in blocks for m in e.methods))
             presets = list(dict.fromkeys(p for e in blocks for p in e.presets))
-            print(f"    - {exp:<22} task {blocks[0].task}; methods {', '.join(methods)}; presets {', '.join(presets)}")
+            print(f"    - {exp:<{experiments}} task {blocks[0].task}; methods {', '.join(methods)}; "
+                  f"presets {', '.join(presets)}")
     print("tasks (--task; --hparam KEY=VALUE sets a hyper-parameter):")
     for name, cls in sorted(TASKS.items()):
         print(f"  {name:<26} {cls.description}")

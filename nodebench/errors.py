@@ -1,5 +1,11 @@
 """Errors that nodebench reports to the user as one line and exit code 2."""
 
+from __future__ import annotations
+
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
 
 class UserError(Exception):
     """Bad input from the user: an unknown name, an invalid value, a missing or malformed file.
@@ -29,3 +35,33 @@ def clip(text: str, limit: int = REASON_LIMIT) -> str:
 def one_line(err: BaseException) -> str:
     """An exception as a short one-line failure reason: ``Type: message`` (:func:`clip`)."""
     return clip(f"{type(err).__name__}: {err}")
+
+
+def where_raised(err: BaseException, origin: str | None) -> str:
+    """`` (at FILE:LINE)``: where ``err`` arose in the code nodebench called, the file ``origin`` or, where it
+    is a package's ``__init__.py``, that package: its deepest line there, rather than in nodebench or in a
+    library that code called (else the deepest line of all; an empty string without a traceback)."""
+    if isinstance(err, SyntaxError):
+        return f" (at {err.filename}:{err.lineno})"
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith("<")]
+    if origin:
+        home = Path(origin).resolve()
+        home = home.parent if home.name == "__init__.py" else home
+        frames = [f for f in frames if Path(f.filename).resolve().is_relative_to(home)] or frames
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+
+
+@contextmanager
+def raised_by(what: str, fn):
+    """Run a paper's own function ``fn`` at report time (a claim check, an analysis): whatever it raises
+    becomes one :class:`UserError` naming ``what``, the error and where in ``fn``'s module it arose. The
+    run's records are written before the report, so nothing is lost: fix the code and rebuild the report
+    with ``nodebench report RUN_DIR``."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as err:
+        where = where_raised(err, getattr(getattr(fn, "__code__", None), "co_filename", None))
+        raise UserError(f"{what} raised {one_line(err)}{where}; the run's records are kept: fix it and rebuild "
+                        "the report with `nodebench report RUN_DIR`") from None

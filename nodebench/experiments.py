@@ -85,7 +85,9 @@ class PaperSpec:
     path: str = ""
 
     def cases(self, preset: str, device: str, experiments: list[str] | None = None) -> list[Case]:
-        """Every case of this paper at ``preset`` on ``device`` (only ``experiments`` when given)."""
+        """Every case of this paper at ``preset`` on ``device`` (only ``experiments`` when given: names, or one
+        name)."""
+        experiments = [experiments] if isinstance(experiments, str) else experiments
         if preset not in PRESETS:
             raise UserError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
         names = list(dict.fromkeys(exp.name for exp in self.experiments))  # one name may span presets

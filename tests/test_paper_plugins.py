@@ -102,3 +102,50 @@ def test_the_example_papers_check_gives_its_verdicts():
         CHECKS.clear()
         CHECKS.update(before)
     assert verdicts == [[HOLDS], [FAILS], [NOT_MEASURED]]
+
+
+def test_a_check_or_analysis_that_raises_at_report_time_is_one_line_naming_it(install, monkeypatch, tmp_path):
+    """A paper's claim check or analysis with a bug ended `nodebench reproduce`/`report` in a traceback; now one
+    line names the check (or analysis), the error and its line in the paper's module, and says the records are
+    kept (they are written before the report)."""
+    from nodebench.analyses import ANALYSES, Analysis, run_analyses
+    from nodebench.claims import Check
+
+    install([], {"nbtest_buggy/__init__.py": "def check(records, tables, claim):\n"
+                                             "    return records['no_such_column']\n\n\n"
+                                             "def analysis(block, run_dir, records):\n"
+                                             "    return 1 / 0\n"})
+    buggy = importlib.import_module("nbtest_buggy")
+    monkeypatch.setitem(CHECKS, "nbtest_check", Check("nbtest_check", buggy.check))
+    monkeypatch.setitem(ANALYSES, "nbtest_analysis", Analysis("nbtest_analysis", buggy.analysis))
+    records = pd.DataFrame({"status": ["ok"], "experiment": ["e"], "method": ["rk4"]})
+    claim = {"id": "C1", "text": "t", "check": "nbtest_check"}
+    with pytest.raises(UserError, match=r"^claim check 'nbtest_check' \(claim 'C1'\) raised KeyError: 'no_such_column' "
+                                        r"\(at .*nbtest_buggy.__init__\.py:2\); the run's records are kept"):
+        check_claims([claim], records)
+    spec = type("Spec", (), {"analyses": [{"kind": "nbtest_analysis", "presets": ["smoke"]}]})()
+    with pytest.raises(UserError, match=r"^analysis 'nbtest_analysis' raised ZeroDivisionError: division by zero "
+                                        r"\(at .*nbtest_buggy.__init__\.py:6\); .*`nodebench report RUN_DIR`$"):
+        run_analyses(spec, tmp_path, records, preset="smoke")
+
+
+def test_list_aligns_long_paper_and_experiment_names(monkeypatch, capsys):
+    """`nodebench list` padded paper ids to 12 characters and experiment names to 22: a longer one
+    (example_paper) pushed its title out of the column."""
+    from nodebench import api, cli
+
+    spec = load_paper("snode")
+    long = type(spec.experiments[0])(**{**vars(spec.experiments[0]), "name": "an_experiment_named_at_length"})
+    monkeypatch.setattr(api, "list_papers", lambda: {"snode": spec, "a_plugin_with_a_long_id": spec.__class__(
+        **{**vars(spec), "experiments": [*spec.experiments, long]})})
+    assert cli.main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    titles = [line.index(spec.title) for line in lines if spec.title in line]
+    tasks = [line.index(" task ") for line in lines if line.startswith("    - ")]
+    assert len(titles) == 2 and len(set(titles)) == 1 and len(set(tasks)) == 1
+
+
+def test_cases_take_one_experiment_name_as_a_string():
+    """``cases(..., experiments="spiral")`` split the name into letters: "no experiment 's'"."""
+    spec = load_paper("do_vs_od")
+    assert {c.experiment for c in spec.cases("smoke", "cpu", experiments="spiral")} == {"spiral"}

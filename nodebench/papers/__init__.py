@@ -19,14 +19,13 @@ entry point in the group ``nodebench.papers`` (name → importable module holdin
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
-import traceback
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from importlib.resources import files
-from pathlib import Path
 
-from nodebench.errors import UserError
+from nodebench.errors import UserError, where_raised
 from nodebench.registry import unknown
 
 BUILTIN = ("do_vs_od", "gq_adjoint", "snode", "taynode")
@@ -92,18 +91,15 @@ def _import(name: str, module: str) -> None:
     except Exception as err:  # a plug-in's bug must read as one line, not as a traceback of nodebench's
         reason = err.msg if isinstance(err, SyntaxError) else " ".join(str(err).split())
         raise UserError(f"paper plug-in {name!r} cannot be imported from {module!r}: {type(err).__name__}: "
-                        f"{reason}{_where(err)}") from None
+                        f"{reason}{where_raised(err, _origin(module))}") from None
 
 
-def _where(err: Exception) -> str:
-    """`` (at FILE:LINE)``: where ``err`` arose, in the plug-in's code rather than in nodebench's when it called
-    nodebench (a name registered twice), or an empty string."""
-    if isinstance(err, SyntaxError):
-        return f" (at {err.filename}:{err.lineno})"
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith("<")]
-    framework = Path(__file__).resolve().parents[1]
-    theirs = [f for f in frames if not Path(f.filename).resolve().is_relative_to(framework)] or frames
-    return f" (at {theirs[-1].filename}:{theirs[-1].lineno})" if theirs else ""
+def _origin(module: str) -> str | None:
+    """The file ``module`` is imported from (a package's ``__init__.py``), ``None`` where it cannot be found."""
+    try:
+        return importlib.util.find_spec(module).origin
+    except (ImportError, ValueError, AttributeError):
+        return None
 
 
 def load_papers() -> dict[str, Paper]:
