@@ -317,12 +317,14 @@ def test_file_splits_check_the_standardized_values_in_the_model_dtype(tmp_path, 
     from nodebench.datasets import file_splits, read_npy_file
 
     data = rng.normal(size=(40, 2))
-    splits, offset = file_splits(data * 10.0, seed=0, standardize=True, dtype="float32", what="x.npy")
+    splits, back = file_splits(data * 10.0, seed=0, standardize=True, dtype="float32", what="x.npy")
     check_splits(splits, 32, 4, 4, 2)
     both = np.vstack([splits.train, splits.val])
     np.testing.assert_allclose(both.std(axis=0), 1.0)
-    raw, zero = file_splits(data * 10.0, seed=0, standardize=False, dtype="float32", what="x.npy")
-    assert zero == 0.0 and offset == pytest.approx(np.log(np.vstack([raw.train, raw.val]).std(axis=0)).sum())
+    raw, identity = file_splits(data * 10.0, seed=0, standardize=False, dtype="float32", what="x.npy")
+    assert identity.nll_offset == 0.0 and np.array_equal(identity.to_data(raw.test), raw.test)
+    assert back.nll_offset == pytest.approx(np.log(np.vstack([raw.train, raw.val]).std(axis=0)).sum())
+    np.testing.assert_allclose(back.to_data(splits.test), raw.test)  # the map back to the file's units
     raw, _ = file_splits(data * 1e100, seed=0, standardize=False, dtype="float64", what="x.npy")
     assert np.abs(raw.train).max() > 1e99
     with pytest.raises(UserError, match=r"x.npy holds values beyond the range of float32, .*3.4e\+38"):

@@ -276,3 +276,33 @@ def test_density_file_folder_and_unknown_name(tmp_path):
     with pytest.raises(UserError, match="not found: nope; .*tasks of their own") as info:
         get_task("density:nope")
     assert "power, gas" not in str(info.value)
+
+
+def test_density_file_grid_is_in_the_file_s_units(tmp_path):
+    """The ``density_grid`` of a z-scored 2-D file had its points in the standardized space but its log-density
+    in the file's units, so it integrated to ∏σ⁻¹ (0.01 here) over a box away from the data."""
+    data = np.random.default_rng(0).normal(size=(400, 2)) * 10.0 + np.array([50.0, -20.0])
+    np.save(tmp_path / "scaled.npy", data)
+    problem = get_task(f"density:{tmp_path / 'scaled.npy'}").build(
+        seed=0, device=CPU, hparams={"hidden_dims": [8], "eval_size": 40, "test_step_sizes": [0.5],
+                                     "density_grid": 40, "dtype": "float64"})
+    problem.evaluate(get_method("rk4").make_solve(step_size=0.5))
+    grid = problem.tables["density_grid"]
+    xs, ys = sorted({row["x"] for row in grid}), sorted({row["y"] for row in grid})
+    assert xs[0] < 30 and xs[-1] > 70 and ys[0] < -40 and ys[-1] > 0  # covers the data, in its units
+    mass = sum(math.exp(row["log_prob"]) for row in grid) * (xs[1] - xs[0]) * (ys[1] - ys[0])
+    assert 0.9 < mass < 1.02, mass
+
+
+def test_density_file_with_a_constant_column_is_refused(tmp_path, capsys):
+    """A zero-variance column was only centred and trained: a finite but meaningless NLL (a point mass has none)."""
+    data = np.random.default_rng(0).normal(size=(50, 3))
+    data[:, 1] = 5.0
+    np.save(tmp_path / "const.npy", data)
+    with pytest.raises(UserError, match=r"1 constant column\(s\) \(zero variance\): 2, counting from 1"):
+        get_task(f"density:{tmp_path / 'const.npy'}")
+    from nodebench.cli import main
+
+    assert main(["run", "--task", f"density:{tmp_path / 'const.npy'}", "--method", "rk4", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "constant column" in err, err

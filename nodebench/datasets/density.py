@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import numpy as np
 from sklearn import datasets as skdatasets
 
-from nodebench.datasets.splits import Splits, cast_to_model_dtype, split_permuted, standardize
+from nodebench.datasets.splits import Splits, Standardization, cast_to_model_dtype, split_permuted, standardize
 from nodebench.datasets.storage import read_npy
 from nodebench.datasets.tabular import MAF_NAMES, load_maf
 from nodebench.datasets.toy import TOY_NAMES, sample_toy
@@ -59,7 +59,9 @@ def read_npy_file(path: str | os.PathLike) -> np.ndarray:
 
     Raises:
         UserError: The file is missing or a folder, is not a ``.npy`` array, is not 2-D and numeric, has too
-            few rows, or contains NaN or infinity.
+            few rows, contains NaN or infinity, or has a constant column: its density is a point mass, so the
+            likelihood is unbounded and a reported NLL means nothing (:func:`load_sklearn` drops such columns;
+            the MAF preprocessing removes features with repeated values, :func:`~.tabular.load_hepmass`).
     """
     path = Path(path)
     if path.is_dir():
@@ -75,6 +77,11 @@ def read_npy_file(path: str | os.PathLike) -> np.ndarray:
         raise UserError(f"{path} holds an array of shape {data.shape}; need at least 10 rows and 1 column")
     if not np.isfinite(data).all():
         raise UserError(f"{path} contains NaN or infinite values; all entries must be finite")
+    constant = np.flatnonzero(data.min(axis=0) == data.max(axis=0))
+    if len(constant):
+        listed = ", ".join(str(i + 1) for i in constant[:10]) + (", ..." if len(constant) > 10 else "")
+        raise UserError(f"{path} has {len(constant)} constant column(s) (zero variance): {listed}, counting from 1; "
+                        "a constant feature has no density (its NLL is unbounded): drop it")
     return data
 
 
@@ -87,8 +94,8 @@ def load_npy(path: str | os.PathLike, *, seed: int) -> Splits:
     return split_permuted(read_npy_file(path).astype(np.float64), np.random.default_rng(seed))
 
 
-def _zscore(splits: Splits, what: str) -> tuple[Splits, float]:
-    """Z-score with train+validation statistics (constant columns only centred); returns ``Σ log σ_j`` too."""
+def _zscore(splits: Splits, what: str) -> tuple[Splits, Standardization]:
+    """Z-score with train+validation statistics (columns constant there only centred); returns the map back."""
     both = np.vstack([splits.train, splits.val])
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
         mean, std = both.mean(axis=0), both.std(axis=0)
@@ -97,10 +104,11 @@ def _zscore(splits: Splits, what: str) -> tuple[Splits, float]:
                         "float64); rescale the data")
     std = np.where(std > 0, std, 1.0)
     parts = ((part - mean) / std for part in (splits.train, splits.val, splits.test))
-    return Splits(*parts), float(np.log(std).sum())
+    return Splits(*parts), Standardization(mean, std)
 
 
-def file_splits(data: np.ndarray, *, seed: int, standardize: bool, dtype: str, what: str) -> tuple[Splits, float]:
+def file_splits(data: np.ndarray, *, seed: int, standardize: bool, dtype: str,
+                what: str) -> tuple[Splits, Standardization]:
     """A ``density:PATH`` file's array (:func:`read_npy_file`) as the model sees it, checked.
 
     Rows are split 80/10/10 by a permutation seeded by ``seed``; with ``standardize`` every column is
@@ -108,18 +116,19 @@ def file_splits(data: np.ndarray, *, seed: int, standardize: bool, dtype: str, w
     (``float32`` or ``float64``), the model's dtype.
 
     Returns:
-        The splits (float64) and the NLL offset ``Σ log σ_j`` back to the file's units (0 without
-        ``standardize``).
+        The splits (float64) and the map back to the file's units (the identity without ``standardize``),
+        whose ``nll_offset`` ``Σ log σ_j`` turns an NLL of the splits into one in the file's units.
 
     Raises:
         UserError: A value overflows the standardisation or ``dtype``; ``what`` names the file.
     """
-    splits, offset = split_permuted(data.astype(np.float64), np.random.default_rng(seed)), 0.0
+    splits = split_permuted(data.astype(np.float64), np.random.default_rng(seed))
+    back = Standardization(np.zeros(data.shape[1]), np.ones(data.shape[1]))
     if standardize:
-        splits, offset = _zscore(splits, what)
+        splits, back = _zscore(splits, what)
     for part in (splits.train, splits.val, splits.test):
         cast_to_model_dtype(part, dtype, what, " after standardization" if standardize else "")
-    return splits, offset
+    return splits, back
 
 
 def load_toy(name: str, *, seed: int, sizes: tuple[int, int, int] = DEFAULT_TOY_SIZES) -> Splits:

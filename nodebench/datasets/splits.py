@@ -4,6 +4,7 @@ user's array survives the cast to the model's dtype (density and trajectory file
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,6 +28,22 @@ class Splits:
     def sizes(self) -> tuple[int, int, int]:
         """The rows of the training, validation and test arrays."""
         return len(self.train), len(self.val), len(self.test)
+
+
+class Standardization(NamedTuple):
+    """The per-column affine map back to the data's units: ``x_data = x_model · scale + shift``."""
+
+    shift: np.ndarray
+    scale: np.ndarray
+
+    @property
+    def nll_offset(self) -> float:
+        """``Σ log scale_j``: added to an NLL of the model's values, it is the NLL in the data's units."""
+        return float(np.log(self.scale).sum())
+
+    def to_data(self, x: np.ndarray) -> np.ndarray:
+        """Points ``(N, D)`` of the model's space in the data's units."""
+        return x * self.scale + self.shift
 
 
 def split_tail(data: np.ndarray) -> Splits:

@@ -72,6 +72,7 @@ from nodebench import solvers
 from nodebench.cnf import ACTIVATIONS, CNF, NOISES, TRACES, AugmentedDynamics, ConcatSquashMLP
 from nodebench.datasets import (MAF_NAMES, SKLEARN_NAMES, TOY_NAMES, Splits, file_splits, load_density,
                                  read_npy_file)
+from nodebench.datasets.splits import Standardization
 from nodebench.config import Param
 from nodebench.datasets.catalog import provenance
 from nodebench.errors import UserError
@@ -155,14 +156,15 @@ class DensityProblem(Problem):
         test_batch_size: evaluation batch size; the inverse error uses the first test batch.
         test_step_sizes: classic-RK4 step sizes of the ``rediscretisation`` table.
         density_grid: for 2-D data, points per side of the ``density_grid`` table (0: no table).
-        nll_offset: added to every reported NLL (``Σ log σ_j`` when the data were standardised by the task,
-            so that NLLs are in the units of the user's data); the training loss does not include it.
+        standardization: when the task z-scored the data, the map back to the user's units: every reported NLL
+            gets its ``nll_offset`` ``Σ log σ_j`` added and the ``density_grid`` table's points and log-density
+            are in those units; the training loss does not include it.
     """
 
     def __init__(self, data: Splits, dynamics: nn.Module, *, t1: float, train_t1: bool, trace: str, noise: str,
                  batch_size: int, lr: float, weight_decay: float, seed: int, eval_tol: float, eval_size: int,
                  test_batch_size: int, test_step_sizes: Sequence[float], density_grid: int = 0,
-                 nll_offset: float = 0.0, nfe_tol: float = 1e-5):
+                 standardization: Standardization | None = None, nfe_tol: float = 1e-5):
         self.data = data
         self.dim = data.train.shape[1]
         self.augmented = AugmentedDynamics(dynamics)
@@ -182,7 +184,8 @@ class DensityProblem(Problem):
         self.test_step_sizes = [float(h) for h in test_step_sizes]
         if any(not h > 0 for h in self.test_step_sizes):
             raise UserError(f"test_step_sizes must be positive, got {list(test_step_sizes)}")
-        self.nll_offset = float(nll_offset)
+        self.standardization = standardization
+        self.nll_offset = 0.0 if standardization is None else standardization.nll_offset
         self.density_grid = int(density_grid) if self.dim == 2 else 0
         self.tables = {}
         self._generator = torch.Generator().manual_seed(seed)
@@ -244,7 +247,8 @@ class DensityProblem(Problem):
         return inverse_errors(x, x_hat)
 
     def _density_grid(self, solve: Callable) -> list[dict]:
-        """Learned log-density on a square grid covering the test data, with ``solve`` and the exact trace."""
+        """Learned log-density on a square grid covering the test data, with ``solve`` and the exact trace, both
+        in the user's units (the grid is square in the model's standardized space)."""
         test = self.data.test
         lo, hi = float(test.min()) - 0.5, float(test.max()) + 0.5
         axis = torch.linspace(lo, hi, self.density_grid, dtype=test.dtype, device=test.device)
@@ -252,8 +256,11 @@ class DensityProblem(Problem):
         points = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
         self.cnf.solve = solve
         logp = torch.cat([self.flow.log_prob(x) for x in torch.split(points, self.test_batch_size)])
+        coordinates = points.double().cpu().numpy()
+        if self.standardization is not None:
+            coordinates = self.standardization.to_data(coordinates)
         return [{"x": float(a), "y": float(b), "log_prob": float(v) - self.nll_offset}
-                for (a, b), v in zip(points.tolist(), logp.tolist())]
+                for (a, b), v in zip(coordinates.tolist(), logp.tolist())]
 
     @torch.no_grad()
     def evaluate(self, solve: Callable) -> dict[str, float]:
@@ -310,7 +317,8 @@ def _hidden_dims(hp: Mapping[str, Any], dim: int) -> tuple[int, ...]:
 
 
 def build_density_problem(splits: Splits, hp: Mapping[str, Any], *, seed: int, device: torch.device,
-                          nll_offset: float = 0.0, dynamics: Callable[[int], nn.Module] | None = None,
+                          standardization: Standardization | None = None,
+                          dynamics: Callable[[int], nn.Module] | None = None,
                           problem_cls: type[DensityProblem] | None = None, **problem_kwargs) -> DensityProblem:
     """Move ``splits`` to ``device`` in ``hp["dtype"]``, initialise the CNF from ``seed``, wrap it in a problem.
 
@@ -336,8 +344,8 @@ def build_density_problem(splits: Splits, hp: Mapping[str, Any], *, seed: int, d
         batch_size=int(hp["batch_size"]), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]), seed=seed,
         eval_tol=positive_hparam(hp, "eval_tol"), nfe_tol=positive_hparam(hp, "nfe_tol"),
         eval_size=int(hp["eval_size"]), test_batch_size=int(hp["test_batch_size"]),
-        test_step_sizes=hp.get("test_step_sizes", ()), density_grid=hp.get("density_grid", 0), nll_offset=nll_offset,
-        **problem_kwargs)
+        test_step_sizes=hp.get("test_step_sizes", ()), density_grid=hp.get("density_grid", 0),
+        standardization=standardization, **problem_kwargs)
     problem.cnf.to(**move)
     return problem
 
@@ -422,8 +430,8 @@ DENSITY_TASKS: list[type[DensityTask]] = [*TOY_TASKS, *MAF_TASKS, *SKLEARN_TASKS
 
 
 class DensityFile(DensityTask):
-    """Bring your own density data: ``--task density:PATH.npy`` with a finite real ``(N, D)`` array, N ≥ 10,
-    finite still as the model sees it (standardized, cast to ``dtype``).
+    """Bring your own density data: ``--task density:PATH.npy`` with a finite real ``(N, D)`` array, N ≥ 10, no
+    constant column, finite still as the model sees it (standardized, cast to ``dtype``).
 
     Rows are split 80/10/10 by a seeded permutation. With ``standardize`` (default) every column is z-scored
     with train+validation statistics for training, and the reported NLLs add back ``Σ log σ_j``, so they are
@@ -452,14 +460,14 @@ class DensityFile(DensityTask):
         super().check_hparams(hp)
         self._splits(hp, seed=0)  # the values as the model sees them, checked before any case runs
 
-    def _splits(self, hp, seed: int) -> tuple[Splits, float]:
+    def _splits(self, hp, seed: int) -> tuple[Splits, Standardization]:
         return file_splits(self.data, seed=seed, standardize=bool(hp["standardize"]), dtype=hp["dtype"],
                            what=str(self.path))
 
     def build(self, *, seed, device, hparams):
         hp = self.hparams(hparams)
-        splits, offset = self._splits(hp, seed)
-        problem = build_density_problem(splits, hp, seed=seed, device=torch.device(device), nll_offset=offset)
+        splits, back = self._splits(hp, seed)
+        problem = build_density_problem(splits, hp, seed=seed, device=torch.device(device), standardization=back)
         problem.provenance = provenance(str(self.path), *splits.sizes)
         return problem
 
