@@ -217,6 +217,12 @@ def problem_classes() -> list[str]:
     return sorted(found)
 
 
+def case_labels(suite) -> list[str]:
+    """The configurations of ``suite`` as the gate's reports label them (``g1d: gq``), the values
+    ``--planted-case`` may take."""
+    return sorted(set(keyed(pd.DataFrame([case.identity() for case in suite.cases()]))["case"]))
+
+
 def plant(text: str) -> tuple[float, int]:
     """``argparse`` type of ``--plant FACTOR=RUNS``: a slowdown factor > 1 and a positive number of runs."""
     factor, sep, runs = text.partition("=")
@@ -239,9 +245,12 @@ def main() -> None:
     args = parser.parse_args()
     refuse_repeats(parser, plant=[factor for factor, _ in args.plant])  # one chain per factor
     try:  # before any worktree is made or any file written
-        load_suite(args.suite)  # imports the installed papers, and so their problem classes
+        suite = load_suite(args.suite)  # imports the installed papers, and so their problem classes
         if args.planted_task not in problem_classes():
             raise unknown("problem class", args.planted_task, problem_classes())
+        if args.planted_case not in case_labels(suite):  # else the summary reads "detected 0 of 0"
+            raise unknown(f"configuration of suite {args.suite!r} (--planted-case)", args.planted_case,
+                          case_labels(suite))
         output_dir(args.out)
     except UserError as err:
         parser.error(str(err))

@@ -64,6 +64,10 @@ def test_memory_spread_runs_a_paper_s_task(capsys, monkeypatch):
     (["--suite", "nosuch", "--summary-only"], "unknown suite 'nosuch'; valid suites: "),
     (["--summary-only"], "no run of suite 'gate_study' in "),
     (["--planted-task", "G1DProblme"], "unknown problem class 'G1DProblme' (did you mean 'G1DProblem'?); valid: "),
+    # a label the suite lacks started the whole study, whose summary then read "detected 0 of 0"
+    (["--planted-case", "g1d:gq"], "unknown configuration of suite 'gate_study' (--planted-case) 'g1d:gq' "
+                                   "(did you mean 'g1d: gq'?); valid: g1d: gq, spiral: rk4"),
+    (["--planted-case", ""], "(--planted-case) ''"),
 ])
 def test_gate_false_alarms_refuses_bad_arguments_before_writing(tmp_path, capsys, monkeypatch, arguments, message):
     """Checked before any worktree is made: a summary of an empty store used to write an empty verdicts.csv over
