@@ -31,6 +31,7 @@ from nodebench import api_checks, paths
 from nodebench.config import CASE_LIMITS, MAX_CASES, SEEDS
 from nodebench.errors import UserError
 from nodebench.papers import load_papers
+from nodebench.records import atomic_write
 from nodebench.runner.case import Case, expand_grid, in_rounds
 
 
@@ -56,6 +57,16 @@ class RunResult:
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def _say(text: str) -> None:
+    """Print ``text`` on stdout. A reader that left early (`| head`) ends the output, not the command: stdout
+    then goes to the null device (nothing left to flush at exit), so a suite runs on, its history is redrawn
+    and the exit code stays the gate's verdict."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def get_task(name: str):
@@ -347,15 +358,13 @@ def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[st
     result = gate.compare(base_run, current_run, rules)
     labels = gate.run_label(base_run[0], baseline_path), gate.run_label(current_run[0], current)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(gate.markdown(result, *labels, rules))
+    text = gate.markdown(result, *labels, rules)
+    atomic_write(out, lambda tmp: tmp.write_text(text))
     failed = gate.regressed(result)
-    try:  # the verdict is the exit code, also when the reader of the table left early (`| head`)
-        if gate.warning(result):
-            print(gate.warning(result))
-        print(gate.table(result, rules).to_markdown(index=False, tablefmt="simple"))
-        print(f"{'REGRESSION' if failed else 'no regression'} against {labels[0]}; wrote {out}", flush=True)
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+    if gate.warning(result):
+        _say(gate.warning(result))
+    _say(gate.table(result, rules).to_markdown(index=False, tablefmt="simple"))
+    _say(f"{'REGRESSION' if failed else 'no regression'} against {labels[0]}; wrote {out}")
     return 1 if failed else 0
 
 
@@ -387,12 +396,13 @@ def history(store: str | Path | None = None, machine: str | None = None, suite: 
         raise UserError(f"no finished run of suite {suite!r} on machine {machine!r} in {str(store)!r}{others}")
     table = history_table(runs)
     figures = plot_history(table, out / "figures")
-    (out / "history.md").write_text(history_markdown(table, figures, out))
-    print(f"wrote {out}/history.md and {len(figures)} figure(s) in {out}/figures/")
+    text = history_markdown(table, figures, out)
+    atomic_write(out / "history.md", lambda tmp: tmp.write_text(text))
+    _say(f"wrote {out}/history.md and {len(figures)} figure(s) in {out}/figures/")
     if html:
         from nodebench.benchmarking.history_site import write_site
 
-        print(f"wrote {write_site(table, runs, out)} (the history site: open it in a browser)")
+        _say(f"wrote {write_site(table, runs, out)} (the history site: open it in a browser)")
     return out
 
 
@@ -426,11 +436,11 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     run_dir = new_run(store, key, spec.name, device=cases[0].device)
     records, curves = _sweep(cases, run_dir, engine, f"bench {spec.name}: {len(cases)} case(s) into {run_dir}",
                              command="bench", suite=spec.name, warnings=warnings)
-    print(f"wrote {run_dir}/records.parquet, curves.parquet")
+    _say(f"wrote {run_dir}/records.parquet, curves.parquet")
     previous = previous_run(store, run_dir)
     code = 0
     if previous is None:
-        print("first run of this suite on this machine: nothing to compare against")
+        _say("first run of this suite on this machine: nothing to compare against")
     else:
         code = compare(previous, run_dir, out=run_dir / "compare.md")
     history(store, run_dir.parent.parent.name, spec.name, run_dir.parent)
@@ -452,7 +462,7 @@ def _bench_ab(spec, baseline: str, store: Path, machine: str | None, cases: list
     run = bench_ab(spec, baseline, store=store, machine=machine, device=cases[0].device,
                    threads=engine.get("threads", 1), timeout_s=engine.get("timeout_s", 3600.0),
                    progress=engine.get("progress", True), log=_log)
-    print(ab_report(run))
+    _say(ab_report(run))
     history(store, run.run_dir.parent.parent.name, spec.name, run.run_dir.parent)
     return RunResult(run.run_dir, cases, exit_code=run.exit_code)
 

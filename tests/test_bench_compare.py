@@ -371,3 +371,23 @@ def test_the_gate_s_exit_code_survives_a_reader_that_leaves_early(tmp_path):
     err = child.stderr.read().decode()
     assert child.wait(timeout=120) == 1, err
     assert "Traceback" not in err and "**regression**" in (tmp_path / "g.md").read_text()
+
+
+def test_configurations_trained_for_other_iteration_counts_start_with_a_warning(capsys, tmp_path):
+    """A configuration run for 20 iterations in one run and 40 in the other was gated silently: its final
+    metrics compared training lengths, not code."""
+    base, _ = _records()
+    base = base.assign(iters=20)
+    longer = base.assign(iters=40)
+    longer.loc[longer["seed"] == 2, "status"] = "diverged"  # a failed seed's count is not a training length
+    line = "WARNING: final metrics are compared across different iteration counts (iters): e: m baseline 20, current 40"
+    result = compare((base, pd.DataFrame()), (longer, pd.DataFrame()))
+    assert warning(result) == line and markdown(result, "a", "b").startswith(f"**{line}**\n")
+    assert warning(compare((base, pd.DataFrame()), (base.assign(iters=[20, 20, 7]).assign(
+        status=["ok", "ok", "diverged"]), pd.DataFrame()))) == ""
+    assert warning(compare(_records(), (longer, pd.DataFrame()))) == ""  # not recorded in one run: not compared
+    for name, records in (("base", base), ("current", longer)):
+        (tmp_path / name).mkdir()
+        records.to_parquet(tmp_path / name / "records.parquet")
+    code, out, err = run_cli(capsys, "compare", tmp_path / "base", tmp_path / "current")
+    assert out.startswith(line + "\n"), out[:300]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from test_bench_compare import AA_RUNS, needs_runs, plant_slowdown, run_cli
@@ -252,3 +253,68 @@ def test_bench_refuses_a_corrupt_older_run_before_running_the_suite(capsys, tmp_
     assert code == 2 and err.count("\n") == 1 and older.name in err, err
     assert sorted(p.name for p in folder.iterdir()) == [older.name, latest.name]
     assert not (tmp_path / "cache").exists()  # no baseline installed either
+
+
+def test_runs_with_and_without_a_run_json_date_are_listed_in_time_order(tmp_path):
+    """A run whose run.json has no date was dated by its folder name's stamp (`20260102T000000Z`), which sorts
+    after every ISO date (`2026-01-03T...`): the gate and the history read it as the newest run."""
+    import json
+
+    import pandas as pd
+
+    folder = tmp_path / "store" / "m" / "s"
+    for name, date in (("20260101T000000Z-aaaa", "2026-01-01T00:00:00+00:00"), ("20260102T000000Z-bbbb", None),
+                       ("20260103T000000Z-cccc", "2026-01-03T01:00:00+01:00")):
+        (folder / name).mkdir(parents=True)
+        pd.DataFrame({"case_id": ["c"], "task": ["t"], "method": ["m"], "seed": [0], "status": ["ok"]}).to_parquet(
+            folder / name / "records.parquet")
+        if date:
+            (folder / name / "run.json").write_text(json.dumps({"date": date}))
+    runs = history.list_runs(tmp_path / "store")
+    assert [Path(p).name[:9] for p in runs["run_dir"]] == ["20260101T", "20260102T", "20260103T"]
+    assert runs["date"].iloc[1] == "2026-01-02T00:00:00+00:00"  # read like the others
+
+
+@pytest.mark.parametrize("ab", [False, True])
+def test_bench_goes_on_and_keeps_its_verdict_when_the_reader_of_stdout_leaves(tmp_path, monkeypatch, ab):
+    """`nodebench bench ... | head -1`: the first line printed to the closed pipe ended the command with exit code
+    0 (the gate's regression lost) and the history was not redrawn. The sweep itself is faked here."""
+    import io
+    import os
+    import sys
+
+    import pandas as pd
+    from test_bench_compare import _records
+
+    from nodebench import api
+    from nodebench.benchmarking import ab as ab_module
+    from nodebench.cli import main
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    monkeypatch.setenv("NODEBENCH_SUITES", str(tmp_path))
+    store = tmp_path / "store"
+    earlier = store / "m" / "tiny" / "20260101T000000Z-aaaa"
+    earlier.mkdir(parents=True)
+    _records()[0].to_parquet(earlier / "records.parquet")
+
+    def tonight(run_dir):  # the current run: 4.8 MiB more memory per seed, a regression
+        records = _records(mem=1.6 * 8 * 2**20)[0]
+        records.to_parquet(Path(run_dir) / "records.parquet")
+        return records
+
+    monkeypatch.setattr(api, "_sweep", lambda cases, out, *args, **info: (tonight(out), pd.DataFrame()))
+    def bench_ab(*args, store, **kwargs):
+        run_dir = history.new_run(store, "m", "tiny")
+        tonight(run_dir)
+        return SimpleNamespace(run_dir=run_dir, exit_code=1)
+
+    monkeypatch.setattr(ab_module, "bench_ab", bench_ab)
+    monkeypatch.setattr(ab_module, "report", lambda run: "gate FAILED")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    monkeypatch.setattr(sys, "stdout", open(write, "w", buffering=1))  # each line written at once
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # the CLI closes its stderr after a broken pipe
+    code = main(["bench", "--suite", "tiny", "--out", str(store), "--machine", "m", "--no-progress"]
+                + ["--baseline", "HEAD"] * ab)
+    assert code == 1
+    assert "e: m (peak memory)" in (store / "m" / "tiny" / "history.md").read_text()  # the history was redrawn

@@ -167,3 +167,22 @@ def test_pages_show_no_python_none_or_nan_and_every_history_point_links_and_hove
         assert all((history_site.parent / href).is_file() for href, _ in points)
         assert all(re.search(r"\b[0-9a-f]{7,}: [-0-9.e+]+ \(", tip) for _, tip in points), points[:3]
         assert b.errors == []
+
+
+def test_a_leaderboard_of_runs_recorded_without_optional_columns_shows_no_nan(tmp_path):
+    """A run whose records lack the optional `paper` and `git_sha` columns (valid records), beside one that has
+    them: the paper filter offered "nan", the environment table's commit read "nan", and counts read "2.0"."""
+    from test_leaderboard_fairness import MIXED, board as records_of
+
+    run = tmp_path / "bare"
+    run.mkdir()
+    for frame, name in zip(records_of(MIXED), ("records", "curves")):
+        frame.to_parquet(run / f"{name}.parquet", index=False)
+    _, page = leaderboard_page.write([run, BASELINES / "do_vs_od-quick-cpu"], tmp_path / "board",
+                                     targets={"toy": 0.5})
+    with Browser(height=SCREEN) as b:
+        b.open(page)
+        options = b.js("Array.from(document.querySelectorAll('select option')).map(o => o.value)")
+        assert "nan" not in options and b.js(NO_VALUE) == [] and b.errors == []
+        tips = b.js("Array.from(document.querySelectorAll('td[title]')).map(c => c.title)")
+        assert tips and not any(re.search(r"(cores|threads) \d+\.0\b", tip) for tip in tips), tips[:2]

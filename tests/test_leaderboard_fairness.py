@@ -4,6 +4,7 @@ interval, and never pools seeds from different devices or machines; on hand-made
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import matplotlib.axes
@@ -92,3 +93,23 @@ def test_a_leaderboard_over_several_machines_says_so_at_the_top(tmp_path):
     one = _write_run(tmp_path / "one", *board(SPREAD))
     md, _ = leaderboard_page.write([one], tmp_path / "board1")
     assert "machines" not in md.read_text().split("## Method families")[0]
+
+
+def test_overall_scores_compare_times_on_one_hardware_only(tmp_path):
+    """A family's best time across devices entered the scores: famB's 3 s on the CPU was scored against famC's
+    0.2 s on a GPU (r = 15, score 0) instead of famC's 2 s on the same CPU (r = 1.5)."""
+    table, _ = leaderboard.task_table(*board(MIXED), target=0.5)
+    scores = leaderboard.overall({"toy": table}, "famC")
+    rows = {(r.hardware, r.family): round(r.score, 4) for r in scores.itertuples()}
+    assert rows == {("cpu · Xeon", "famC"): 1.0, ("cpu · Xeon", "famB"): round(2.5 / 3, 4),
+                    ("cuda · H200", "famC"): 1.0}
+    assert leaderboard.score_ranks(scores) == [1, 2, 1]  # ranked within each hardware
+    shown = leaderboard.display_overall(scores, "famC")
+    assert shown[["#", "family", "hardware"]].values.tolist() == [
+        [1, "famC", "cpu · Xeon"], [2, "famB", "cpu · Xeon"], [1, "famC", "cuda · H200"]]
+    md, html = leaderboard_page.write([_write_run(tmp_path / "mixed", *board(MIXED))], tmp_path / "board",
+                                      targets={"toy": 0.5})
+    assert re.search(r"\| +2 \| famB +\| 1/1 +\| +0\.833 \|.*\| cpu · Xeon +\|", md.read_text())
+    assert "<td>cuda · H200</td>" in html.read_text()
+    one = leaderboard.overall({"toy": leaderboard.task_table(*board(SPREAD), target=0.5)[0]}, "famA")
+    assert "hardware" not in leaderboard.display_overall(one, "famA")  # one hardware: no column for it

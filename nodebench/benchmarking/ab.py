@@ -43,7 +43,7 @@ from nodebench.benchmarking.baseline_env import BaselineEnv, prepare_baseline
 from nodebench.benchmarking.history import DEFAULT_STORE, machine_name, new_run
 from nodebench.benchmarking.suites import Suite, load_suite
 from nodebench.harness.environment import git_sha
-from nodebench.records import RECORDS, finished_case_ids, load_run, merge
+from nodebench.records import RECORDS, atomic_write, finished_case_ids, load_run, merge
 from nodebench.runner import lockstep
 from nodebench.runner.case import Case
 from nodebench.runner.sweep import read_run_info, run_case_process, write_run_info
@@ -149,10 +149,12 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
     merge(run_dir, read_run_info(run_dir)["run_id"])
     base_records, _ = merge(base_dir, read_run_info(base_dir)["run_id"])
     if not base_records.empty:  # the installed copy is no git checkout; the commit is known here
-        base_records.assign(git_sha=baseline.sha).to_parquet(base_dir / RECORDS, index=False)
+        stamped = base_records.assign(git_sha=baseline.sha)
+        atomic_write(base_dir / RECORDS, lambda tmp: stamped.to_parquet(tmp, index=False))
     result = gate.compare(load_run(base_dir), load_run(run_dir), rules)
     labels = (f"`{baseline.sha[:12]}` ({baseline_rev}: {baseline.subject})", f"`{current_sha[:12]}` (current code)")
-    (run_dir / "compare.md").write_text(gate.markdown(result, *labels, rules))
+    text = gate.markdown(result, *labels, rules)
+    atomic_write(run_dir / "compare.md", lambda tmp: tmp.write_text(text))
     return ABRun(run_dir, baseline, current_sha, result, gate.regressed(result))
 
 

@@ -10,7 +10,9 @@ The change shown is the ratio of the matched totals. Runs on different machines 
 A case is a configuration (experiment, task, method, hyper-parameters) on one device: a CPU case and a
 CUDA case are listed apart (``new``/``missing``), never compared. Histories from different machines never
 mix: when the two runs name different machines (hostname, CPU or GPU model, where both record it), the
-report starts with a one-line warning naming both (:func:`machine_warning`).
+report starts with a one-line warning naming both (:func:`machine_warning`); likewise for other torch
+settings (:func:`settings_warning`) and for configurations trained for other iteration counts
+(:func:`iters_warning`), whose final metrics then compare training lengths as much as code.
 
 For the other metrics, a change is flagged only when it passes the metric's threshold, a one-sided rank
 test on the repeat samples says CURRENT is worse at p ≤ α (asv's rule: a factor of 1.1 and Mann–Whitney
@@ -420,7 +422,8 @@ def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataF
     result = pd.DataFrame(rows, columns=columns)
     result = result.sort_values(["case", "metric"], key=lambda col: col.map(order) if col.name == "metric" else col,
                                 kind="stable", ignore_index=True)
-    lines = (machine_warning(baseline[0], current[0]), settings_warning(baseline[0], current[0]))
+    lines = (machine_warning(baseline[0], current[0]), settings_warning(baseline[0], current[0]),
+             iters_warning(base_rec, cur_rec))
     result.attrs["warning"] = "\n".join(line for line in lines if line)
     return result
 
@@ -458,9 +461,27 @@ def settings_warning(base: pd.DataFrame, cur: pd.DataFrame) -> str:
             + "; ".join(f"{k} baseline {recorded(base, k)}, current {recorded(cur, k)}" for k in differ))
 
 
+def iters_warning(base: pd.DataFrame, cur: pd.DataFrame) -> str:
+    """One line naming each configuration (of :func:`keyed` records) whose ``ok`` cases ran other iteration
+    counts in the two runs (``iters``, compared where both record it), else ``""``: its per-seed values (final
+    test metrics, memory, test NFE) then come from other training lengths, whatever the code did. Per-step
+    samples are matched by iteration, so they compare like with like."""
+    def counts(records: pd.DataFrame) -> dict[str, tuple[str, str]]:  # key: (case, "20" or "20 + 31")
+        ok = records[records["status"] == "ok"] if "iters" in records else records.iloc[:0]
+        iters = pd.to_numeric(ok.get("iters", pd.Series(dtype=float)), errors="coerce")
+        return {key: (ok.loc[group.index[0], "case"], " + ".join(map(str, sorted({int(n) for n in group.dropna()}))))
+                for key, group in iters.groupby(ok["key"], sort=False) if group.notna().any()}
+    base_counts, cur_counts = counts(base), counts(cur)
+    differ = sorted(f"{case} baseline {n}, current {cur_counts[key][1]}" for key, (case, n) in base_counts.items()
+                    if key in cur_counts and cur_counts[key][1] != n)
+    if not differ:
+        return ""
+    return "WARNING: final metrics are compared across different iteration counts (iters): " + "; ".join(differ)
+
+
 def warning(result: pd.DataFrame) -> str:
-    """The comparison's warning lines (:func:`machine_warning`, :func:`settings_warning`), ``""`` when there
-    is none."""
+    """The comparison's warning lines (:func:`machine_warning`, :func:`settings_warning`,
+    :func:`iters_warning`), ``""`` when there is none."""
     return result.attrs.get("warning", "")
 
 

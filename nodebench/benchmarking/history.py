@@ -58,9 +58,10 @@ def new_run(store: str | Path, machine: str, suite: str, **meta) -> Path:
 
 
 def list_runs(store: str | Path, machine: str | None = None, suite: str | None = None) -> pd.DataFrame:
-    """Finished runs in the store (those with records), oldest first: columns ``machine, suite, date,
-    git_sha, run_dir``. ``machine`` and ``suite`` select (None: all) and must be plain names; a store that is
-    a file is a :class:`UserError` (one that does not exist yet has no runs)."""
+    """Finished runs in the store (those with records), oldest first by their UTC start (``run.json``'s date,
+    else the folder name's: :func:`folder_date`): columns ``machine, suite, date, git_sha, run_dir``.
+    ``machine`` and ``suite`` select (None: all) and must be plain names; a store that is a file is a
+    :class:`UserError` (one that does not exist yet has no runs)."""
     if Path(store).is_file():
         raise UserError(f"history store {str(store)!r} is a file; give the folder that `nodebench bench --out` writes")
     for value, what, example in ((machine, "machine name", "ci-cpu"), (suite, "suite name", "nightly")):
@@ -71,10 +72,24 @@ def list_runs(store: str | Path, machine: str | None = None, suite: str | None =
         run_dir = records.parent
         info = read_run_info(run_dir)
         rows.append({"machine": run_dir.parent.parent.name, "suite": run_dir.parent.name,
-                     "date": info.get("date", run_dir.name.split("-")[0]),
+                     "date": info.get("date") or folder_date(run_dir),
                      "git_sha": info.get("git_sha", run_dir.name.partition("-")[2]), "run_dir": run_dir})
     frame = pd.DataFrame(rows, columns=["machine", "suite", "date", "git_sha", "run_dir"])
-    return frame.sort_values(["date", "run_dir"], kind="stable").reset_index(drop=True)
+    when = pd.to_datetime(frame["date"], utc=True, errors="coerce", format="ISO8601")  # one clock: run.json's
+    return frame.assign(when=when).sort_values(["when", "run_dir"], kind="stable").drop(columns="when").reset_index(
+        drop=True)
+
+
+def folder_date(run_dir: Path) -> str:
+    """The UTC start in a run folder's name (``20260102T030405Z-sha``) written as ``run.json`` writes its date
+    (``2026-01-02T03:04:05+00:00``), so that runs with and without a ``run.json`` date sort and read alike; the
+    name's first part as it is where it is no such time."""
+    stamp = run_dir.name.split("-")[0]
+    try:
+        when = _dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=_dt.timezone.utc)
+    except ValueError:
+        return stamp
+    return when.isoformat(timespec="seconds")
 
 
 def previous_run(store: str | Path, run_dir: Path) -> Path | None:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from nodebench.benchmarking.compare import REGRESSION, RULES, load_records
 from nodebench.html_page import cell, document, esc, plain_table, select, table
-from nodebench.records import RECORDS
+from nodebench.records import RECORDS, atomic_write
 
 VERDICT_COLOURS = {REGRESSION: "#c00", "improved": "#080", "noise": "#c80"}
 WIDTH, HEIGHT, PAD = 380, 150, 34
@@ -100,5 +100,6 @@ def write_site(history: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> Pa
             "<h2>Runs</h2><p class='note'>The machine and environment of each run.</p>",
             plain_table(environment(runs)).replace("<table", "<table id='runs'", 1)]
     path = out / "index.html"
-    path.write_text(document(f"nodebench history: {suite}", "".join(body)))
+    text = document(f"nodebench history: {suite}", "".join(body))
+    atomic_write(path, lambda tmp: tmp.write_text(text))
     return path

@@ -23,7 +23,8 @@ reaches it at least at its median seed, and the slowest decides how loose the ta
 
 **Across tasks**, methods compete as *families* (the method id: ``adjoint``, ``gq``, ``taynode``...);
 every other setting (regulariser, tolerances, widths) is a configuration of its family, and a family's
-time on a task is its best configuration's. Scores follow AlgoPerf:
+time on a task is its best configuration's **on one hardware** (device and machine): records from several
+get one ranking per hardware, never a CPU time against a GPU time. Scores follow AlgoPerf:
 
 - performance ratio r = t / (best t on the task); a task the family did not run or did not reach has
   r = ∞;
@@ -85,9 +86,14 @@ def settings_text(config: str, method: str) -> str:
     return rest or "–"
 
 
+def _count(value):
+    """``value``, or the count a missing value elsewhere in its column made a float (``2``, not ``2.0``)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _text(value) -> str:
-    """A record's text field, ``""`` where it is missing."""
-    return "" if value is None or str(value) in ("", "nan", "None") else str(value)
+    """A record's field as text (:func:`_count`), ``""`` where it is missing."""
+    return "" if value is None or str(value) in ("", "nan", "None") else str(_count(value))
 
 
 def machine_text(row: pd.Series) -> str:
@@ -110,13 +116,14 @@ def machines_note(tasks: dict[str, pd.DataFrame]) -> str:
     if len(machines) < 2:
         return ""
     return (f"Records from {len(machines)} machines ({'; '.join(machines)}): a fair comparison fixes the hardware, "
-            "so each configuration is listed per device and machine, and times from different machines are not "
-            "comparable.")
+            "so each configuration is listed per device and machine, times from different machines are not "
+            "comparable, and the overall scores rank the families per device and machine.")
 
 
 def environment_text(row: pd.Series) -> str:
     """One line for a tooltip: where and with what a number was measured."""
-    parts = [f"{label} {row[c]}" for c, label in ENV_COLUMNS + [("device", "device")] if c in row and _text(row[c])]
+    parts = [f"{label} {_text(row[c])}" for c, label in ENV_COLUMNS + [("device", "device")]
+             if c in row and _text(row[c])]
     return " · ".join(parts)
 
 
@@ -163,7 +170,7 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
         first = group.iloc[0]
         rows.append({"config": config, "family": method,
                      "settings": settings_text(config, method),
-                     "paper": str(first.get("paper", "") or ""), "device": device, "machine": machine,
+                     "paper": _text(first.get("paper")), "device": device, "machine": machine,
                      "seeds": len(group), "ok": len(good), "failures": failure_text(group["status"]),
                      "reached": int(np.isfinite(times).sum()), "statistic": seed_statistic(len(times)),
                      "time_to_target_s": seed_aggregate(times), "time_interval": seed_interval(times),
@@ -196,7 +203,21 @@ def family_best(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def overall(tasks: dict[str, pd.DataFrame], reference: str) -> pd.DataFrame:
-    """Per method family: tasks run and reached, the AlgoPerf score and the geometric-mean speed-up over ``reference``."""
+    """Per hardware (a device and machine, :func:`hardware_text`, in column ``hardware``) and method family:
+    tasks run and reached, the AlgoPerf score and the geometric-mean speed-up over ``reference``, each from
+    that hardware's configurations only (a time is never compared with one from other hardware); best first
+    within each hardware."""
+    frames = []
+    for hardware in sorted({hardware_text(row) for table in tasks.values() for row in table.itertuples()}):
+        mine = {task: table[[hardware_text(row) == hardware for row in table.itertuples()]]
+                for task, table in tasks.items()}
+        frames.append(_scores({task: table for task, table in mine.items() if len(table)}, reference)
+                      .assign(hardware=hardware))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _scores(tasks: dict[str, pd.DataFrame], reference: str) -> pd.DataFrame:
+    """:func:`overall` on the tasks' configurations of one hardware."""
     best = {task: table.groupby("family")["time_to_target_s"].min() for task, table in tasks.items()}
     families = sorted({e for times in best.values() for e in times.index})
     rows = []
@@ -212,12 +233,24 @@ def overall(tasks: dict[str, pd.DataFrame], reference: str) -> pd.DataFrame:
         ratios = np.array(ratios)
         bests = [family_best(table) for table in tasks.values()]
         seeds = [int(n) for best in bests for n in best.loc[best["family"] == name, "seeds"]]
-        rows.append({"family": name, "seeds": seeds_text(seeds), "tasks_run": int(sum(name in times.index for times in best.values())),
+        rows.append({"family": name, "seeds": seeds_text(seeds),
+                     "tasks_run": int(sum(name in times.index for times in best.values())),
                      "tasks_reached": int(np.isfinite(ratios).sum()), "score": profile_score(ratios),
                      "speedup": float(gmean(speedups)) if speedups else math.nan, "speedup_tasks": len(speedups),
                      "ratios": ratios})
     frame = pd.DataFrame(rows)
     return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def score_ranks(scores: pd.DataFrame) -> list[int]:
+    """The shared ranks (:func:`shared_ranks`) of :func:`overall`'s rows by score, counted within each hardware."""
+    groups = scores.groupby("hardware", sort=False) if "hardware" in scores else [("", scores)]
+    return [rank for _, group in groups for rank in shared_ranks(group, ["score"])]
+
+
+def several_hardware(scores: pd.DataFrame) -> bool:
+    """Whether :func:`overall`'s scores come from more than one hardware (then each row names its own)."""
+    return "hardware" in scores and scores["hardware"].nunique() > 1
 
 
 def shared_ranks(frame: pd.DataFrame, columns: list[str]) -> list[int]:
@@ -259,8 +292,9 @@ def plot_profile(scores: pd.DataFrame, path: Path) -> Path:
     taus = np.linspace(1.0, R_MAX, 301)
     fig, ax = plt.subplots(figsize=(7.5, 3.3))
     for row in scores.itertuples():
+        on = f" on {row.hardware or 'unknown hardware'}" if several_hardware(scores) else ""
         ax.step(taus, [(row.ratios <= tau).mean() for tau in taus], where="post",
-                label=f"{row.family} ({row.seeds})")
+                label=f"{row.family}{on} ({row.seeds})")
     ax.set(xlabel="τ (time to target ÷ the task's best)", ylabel="ρ(τ): fraction of tasks",
            title="performance profiles per method family (higher is better)", ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
@@ -343,12 +377,14 @@ def display_task(table: pd.DataFrame, info: dict) -> pd.DataFrame:
 
 
 def display_overall(scores: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """The overall scores as display strings, best first."""
+    """The overall scores as display strings, best first (within each hardware, named in a last column where
+    there are several)."""
     rows = [[rank, r.family, f"{r.tasks_reached}/{r.tasks_run}", f"{r.score:.3f}",
              f"{_fmt(r.speedup)}× ({r.speedup_tasks})" if r.speedup_tasks else "–", r.seeds]
-            for rank, r in zip(shared_ranks(scores, ["score"]), scores.itertuples())]
-    return pd.DataFrame(rows, columns=["#", "family", "tasks reached/run", "score (AlgoPerf, r_max 4)",
-                                       f"speed-up vs {reference} (tasks)", "seeds"])
+            for rank, r in zip(score_ranks(scores), scores.itertuples())]
+    frame = pd.DataFrame(rows, columns=["#", "family", "tasks reached/run", "score (AlgoPerf, r_max 4)",
+                                        f"speed-up vs {reference} (tasks)", "seeds"])
+    return frame.assign(hardware=scores["hardware"].replace("", "unknown")) if several_hardware(scores) else frame
 
 
 def environment_table(records: pd.DataFrame) -> pd.DataFrame:
@@ -357,8 +393,9 @@ def environment_table(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for run_id, group in records.groupby("run_id", sort=True):
         first = group.sort_values("started_at").iloc[0] if "started_at" in group else group.iloc[0]
-        rows.append([str(first[c])[:12] if c == "git_sha" else first[c] for c, _ in present] + [len(group)])
-    return pd.DataFrame(rows, columns=[label for _, label in present] + ["cases"])
+        rows.append([(_text(first[c])[:12] or None) if c == "git_sha" else _count(first[c]) for c, _ in present]
+                    + [len(group)])
+    return pd.DataFrame(rows, columns=[label for _, label in present] + ["cases"], dtype=object)  # 2, not 2.0
 
 
 

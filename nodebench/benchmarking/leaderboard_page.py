@@ -26,6 +26,7 @@ from nodebench.benchmarking.leaderboard import (
     plot_profile,
     plot_times,
     scored,
+    several_hardware,
     shared_ranks,
     summary,
     target_note,
@@ -34,6 +35,7 @@ from nodebench.benchmarking.leaderboard import (
 )
 from nodebench.errors import UserError
 from nodebench.html_page import cell, document, esc, image, plain_table, select, table
+from nodebench.records import atomic_write
 
 
 def _time_cell(row, best_time: float, attrs: str = "", compact: bool = False) -> str:
@@ -132,11 +134,13 @@ def page(*, run_dirs: list[Path], tasks: dict[str, pd.DataFrame], infos: dict[st
 
 
 def scores_frame(scores: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """The overall scores with numbers kept numeric, so that they sort as numbers."""
-    return pd.DataFrame({"family": scores["family"], "tasks reached": scores["tasks_reached"],
-                         "tasks run": scores["tasks_run"], "score (AlgoPerf, r_max 4)": scores["score"].round(3),
-                         f"speed-up vs {reference}": scores["speedup"].round(3),
-                         "speed-up tasks": scores["speedup_tasks"], "seeds": scores["seeds"]})
+    """The overall scores with numbers kept numeric, so that they sort as numbers; the hardware of each row
+    where there are several (each ranked on its own)."""
+    frame = pd.DataFrame({"family": scores["family"], "tasks reached": scores["tasks_reached"],
+                          "tasks run": scores["tasks_run"], "score (AlgoPerf, r_max 4)": scores["score"].round(3),
+                          f"speed-up vs {reference}": scores["speedup"].round(3),
+                          "speed-up tasks": scores["speedup_tasks"], "seeds": scores["seeds"]})
+    return frame.assign(hardware=scores["hardware"].replace("", "unknown")) if several_hardware(scores) else frame
 
 
 DEFAULT_REFERENCE = "adjoint"
@@ -174,9 +178,10 @@ def write(run_dirs: list[Path], out: str | Path, *, reference: str | None = None
            environment_table(records).to_markdown(index=False), "", "## Figures", "",
            f"![time to target](figures/{times.name})"]
     md_path = out / "leaderboard.md"
-    md_path.write_text("\n".join(md) + "\n")
+    atomic_write(md_path, lambda tmp: tmp.write_text("\n".join(md) + "\n"))
     html_path = out / "leaderboard.html"
-    html_path.write_text(page(run_dirs=run_dirs, tasks=tasks, infos=infos, scores=scores, reference=reference,
-                              score_note=score_note, declared=set(targets or {}),
-                              environment=environment_table(records), figures=(profile, times)))
+    html = page(run_dirs=run_dirs, tasks=tasks, infos=infos, scores=scores, reference=reference,
+                score_note=score_note, declared=set(targets or {}), environment=environment_table(records),
+                figures=(profile, times))
+    atomic_write(html_path, lambda tmp: tmp.write_text(html))
     return md_path, html_path
