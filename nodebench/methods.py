@@ -257,12 +257,22 @@ class SDEBackprop(Method):
         callback = getattr(sde, "callback_step", None)
         return bm if callback is None else StepReportingBrownian(bm, callback)
 
+    def _check_call(self, sde, entropy) -> None:
+        """A :class:`UserError` when the solve is not given a torchsde SDE and a Brownian ``entropy``: an ODE
+        problem trained with an SDE method outside the runner (``nodebench.training.train``), which
+        :meth:`check_task` refuses earlier for a task."""
+        if entropy is None or getattr(sde, "sde_type", None) is None or getattr(sde, "noise_type", None) is None:
+            raise UserError(f"method {self.name!r} integrates an SDE: its solve takes a torchsde SDE (with sde_type "
+                            f"and noise_type) and entropy=, got {type(sde).__name__} and entropy={entropy!r}; "
+                            "use it on an SDE task (ou_sde) or pick an ODE method")
+
     def _solve_fn(self, params, options, stats):
         import torchsde
 
         dt = options.get("step_size") or SDE_DEFAULT_DT
 
-        def solve(sde, y0, t, *, entropy: int):
+        def solve(sde, y0, t, *, entropy: int | None = None):
+            self._check_call(sde, entropy)
             return torchsde.sdeint(sde, y0, t, bm=self._brownian(sde, y0, t, entropy, dt), method=self.solver,
                                    dt=dt)
         return solve
@@ -279,7 +289,8 @@ class SDEAdjoint(SDEBackprop):
 
         dt = options.get("step_size") or SDE_DEFAULT_DT
 
-        def solve(sde, y0, t, *, entropy: int):
+        def solve(sde, y0, t, *, entropy: int | None = None):
+            self._check_call(sde, entropy)
             return torchsde.sdeint_adjoint(sde, y0, t, bm=self._brownian(sde, y0, t, entropy, dt), method=self.solver,
                                            dt=dt, adjoint_params=params, adjoint_method=f"adjoint_{self.solver}")
         return solve

@@ -49,6 +49,7 @@ metrics of SDE tasks (a Gaussian fitted to the sample paths at each time).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -75,8 +76,10 @@ class KarhunenLoeveNoise:
         t0, t1 = float(t0), float(t1)
         if not (math.isfinite(t0) and math.isfinite(t1) and t1 > t0):
             raise ValueError(f"need finite t1 > t0, got t0={t0}, t1={t1}")
-        if not (isinstance(ncosines, int) and ncosines >= 0):
+        if isinstance(ncosines, bool) or not (isinstance(ncosines, numbers.Integral) and ncosines >= 0):
+            # a bool is no count (True was taken as K = 1); a numpy integer is one
             raise ValueError(f"ncosines must be a non-negative integer, got {ncosines!r}")
+        ncosines = int(ncosines)
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
         self.t0, self.t1, self.c = t0, t1, t1 - t0
@@ -142,7 +145,7 @@ class WongZakaiField(ForwardsCallbacks):
     Args:
         field: a drift–diffusion field (possibly wrapped, e.g. in the harness's ``CountingField``); it is
             registered as a submodule, so this module's ``parameters()`` are the field's.
-        noise: a :class:`KarhunenLoeveNoise` with a drawn path of z's shape.
+        noise: a :class:`KarhunenLoeveNoise` with a drawn path of z's shape (another shape is a ValueError).
 
     torchdiffeq's step callbacks are forwarded to ``field`` (:class:`~nodebench.harness.nfe.ForwardsCallbacks`),
     so a counting wrapper inside still sees every solver step.
@@ -155,7 +158,14 @@ class WongZakaiField(ForwardsCallbacks):
 
     def forward(self, t, z):
         f, g = self.field(t, z)
-        return f + g * self.noise(t)
+        xi = self.noise(t)
+        if xi.shape != z.shape:
+            # g * ξ would broadcast: a path of shape (1,) or (d,) drives every trajectory (or every row) with the
+            # same Brownian motion, silently, instead of the independent diagonal noise W of z's shape (paper,
+            # Wong–Zakai section: η_n has z's shape). Static shapes, so this also holds under torch.func.vmap.
+            raise ValueError(f"the Wong–Zakai noise path has shape {tuple(xi.shape)}, the state {tuple(z.shape)}: "
+                             "draw the path with noise.resample(y0.shape, generator)")
+        return f + g * xi
 
 
 class StratonovichSDE(ForwardsCallbacks):

@@ -385,3 +385,114 @@ def test_karhunen_loeve_noise_refuses_an_infinite_span_and_an_integer_dtype():
         KarhunenLoeveNoise(0.0, math.inf)
     with pytest.raises(TypeError, match="dtype must be a floating-point torch.dtype, got torch.int64"):
         KarhunenLoeveNoise(0.0, 1.0, dtype=torch.long)
+
+
+# ------------------------------------------------------------------------------------------------
+# Audit of the Wong–Zakai side (each test failed before its fix)
+
+
+def test_ou_task_accepts_zero_cosines_the_official_ablation():
+    """ncosines = 0 (ξ ≡ 0: the deterministic ODE) is in the official OU ablation {0, 1, 5, 10, 25, 50} and
+    allowed by the task's own check and KarhunenLoeveNoise, but the typed default (10) refused it (≥ 1)."""
+    task = get_task("ou_sde")
+    assert task.hparams({"ncosines": 0})["ncosines"] == 0
+    with pytest.raises(UserError, match="ncosines must be an integer >= 0, got -1"):
+        task.hparams({"ncosines": -1})
+    problem = task.build(seed=0, device=CPU, hparams={**SMALL, "ncosines": 0})
+    pred = problem.simulate_train(get_method("gq").make_solve(list(problem.model.parameters())), problem.x0_train)
+    assert float(pred.std(dim=1).max()) < 1e-5  # no noise: the paths of an initial condition agree (round-off)
+
+
+def test_wong_zakai_field_refuses_a_noise_path_of_another_shape():
+    """A path of shape (1,) or (d,) broadcast in g ⊙ ξ and drove every trajectory with the same Brownian
+    motion, silently (measured: 4 × 2 identical trajectories)."""
+    field = linear_sde(-0.5, 0.3, multiplicative=False)
+    y0 = torch.ones(4, 2, dtype=torch.float64)
+    for shape in ((1,), (2,), (4, 1)):
+        noise = KarhunenLoeveNoise(0.0, 1.0, 5, dtype=torch.float64).resample(shape, generator(0))
+        with pytest.raises(ValueError, match=r"noise path has shape .* the state \(4, 2\).*resample\(y0.shape"):
+            odeint(WongZakaiField(field, noise), y0, torch.linspace(0, 1, 3, dtype=torch.float64))
+    noise = KarhunenLoeveNoise(0.0, 1.0, 5, dtype=torch.float64).resample(y0.shape, generator(0))
+    ys = odeint(WongZakaiField(field, noise), y0, torch.linspace(0, 1, 3, dtype=torch.float64))
+    assert len(set(ys[-1].reshape(-1).tolist())) == 8  # independent noise per component
+
+
+def test_karhunen_loeve_noise_counts_cosines_by_integers_only():
+    """A bool was taken as K = 1 (True) and a numpy integer was refused."""
+    with pytest.raises(ValueError, match="ncosines must be a non-negative integer, got True"):
+        KarhunenLoeveNoise(0.0, 1.0, True)
+    noise = KarhunenLoeveNoise(0.0, 1.0, np.int64(3))
+    assert noise.ncosines == 3 and type(noise.ncosines) is int and noise.omegas.shape == (3,)
+
+
+@pytest.mark.parametrize("name", ["sde_direct", "sde_adjoint"])
+def test_sde_method_solve_refuses_an_ode_field(name):
+    """An ODE problem trained with an SDE method through ``nodebench.training.train`` (no task, so no
+    ``check_task``) failed with a TypeError on the missing ``entropy`` keyword."""
+    solve = get_method(name).make_solve()
+    y0, t = torch.ones(3, 1, dtype=torch.float64), torch.linspace(0, 1, 3, dtype=torch.float64)
+    with pytest.raises(UserError, match=f"method '{name}' integrates an SDE.*use it on an SDE task"):
+        solve(Linear(-0.5), y0, t)
+    with pytest.raises(UserError, match="got Linear and entropy=3"):
+        solve(Linear(-0.5), y0, t, entropy=3)
+    with pytest.raises(UserError, match="entropy=None"):
+        solve(StratonovichSDE(linear_sde(-0.5, 0.3, False)), y0, t)
+    assert solve(StratonovichSDE(linear_sde(-0.5, 0.3, False)), y0, t, entropy=3).shape == (3, 3, 1)
+
+
+def test_brownian_covariance_of_the_kl_expansion_tends_to_min():
+    """Cov(W_K(s), W_K(t)) = Σ_{n≤K} 2c sin(ω_n s̃) sin(ω_n t̃)/ω_n² → min(s, t) − t0 (not only the variance),
+    and the sampled paths of :meth:`KarhunenLoeveNoise.integral` have it."""
+    t0, t1 = 0.5, 2.5
+    c = t1 - t0
+
+    def cov(a, b, k):
+        return sum(2 * c * math.sin((n - 0.5) * math.pi * (a - t0) / c) * math.sin((n - 0.5) * math.pi * (b - t0) / c)
+                   / ((n - 0.5) * math.pi) ** 2 for n in range(1, k + 1))
+
+    pairs = [(0.7, 2.2), (1.3, 1.1), (2.5, 0.9), (2.5, 2.5)]
+    errors = [max(abs(cov(a, b, k) - (min(a, b) - t0)) for a, b in pairs) for k in (5, 50, 500)]
+    assert errors[2] < 2e-3 and errors[2] < errors[1] / 5 < errors[0] / 25, errors  # O(1/K)
+    noise = KarhunenLoeveNoise(t0, t1, 5, dtype=torch.float64).resample((40_000,), generator(8))
+    for a, b in pairs:
+        wa, wb = (noise.integral(torch.tensor(x, dtype=torch.float64)) for x in (a, b))
+        assert float((wa * wb).mean()) == pytest.approx(cov(a, b, 5), abs=0.03)
+
+
+class TrueOU(nn.Module):
+    """The data's drift and diffusion as a drift–diffusion field."""
+
+    def forward(self, t, z):
+        from nodebench.papers.gq_adjoint.ou import OUSDE
+
+        return OUSDE().f_and_g(t, z)
+
+
+def test_ou_problem_with_the_true_field_reproduces_the_closed_form_law():
+    """The task's two simulation paths, fed the true OU drift and diffusion: the Wong–Zakai ODE (training,
+    K = 50 cosines) and the transferred Stratonovich SDE (evaluation, torchsde reversible Heun), both against
+    the closed-form mean and variance (:func:`ou_moments`; μ = φ = 0 gives x0 e^{−θt}, σ²(1 − e^{−2θt})/(2θ))."""
+    t = torch.linspace(0, 10, 6, dtype=torch.float64)
+    x0 = torch.tensor([-2.0, 1.0], dtype=torch.float64)
+    mean, var = ou_moments(x0, t, mu=0.0, phi=0.0)
+    assert mean.shape == var.shape == (2, 6)  # the documented shape (the variance was (1, T))
+    np.testing.assert_allclose(mean.numpy(), (x0[:, None] * torch.exp(-0.1 * t)).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(var.numpy(), (0.36 / 0.2 * (1 - torch.exp(-0.2 * t))).expand(2, -1).numpy(),
+                               rtol=1e-12, atol=1e-15)
+    paths = 400
+    problem = get_task("ou_sde").build(seed=2, device=CPU, hparams={
+        "n_train": 3, "n_test": 3, "paths": paths, "n_times": 6, "batch_size": 3, "ncosines": 50,
+        "dtype": "float64", "eval_dt": 0.05})
+    problem.field = TrueOU()
+    with torch.no_grad():
+        runs = {"sde": (problem.x0_test, problem.simulate_sde(problem.x0_test, problem.eval_entropy)),
+                "wong_zakai": (problem.x0_train, problem.simulate_train(
+                    get_method("direct").make_solve(rtol=1e-6, atol=1e-6), problem.x0_train))}
+    for name, (x0, samples) in runs.items():
+        mean, var = ou_moments(x0, problem.t)
+        z = (samples[..., 1:].mean(1) - mean[:, 1:]) / (var[:, 1:] / paths).sqrt()
+        assert float(z.abs().max()) < 4, name
+        ratio = samples[..., 1:].var(1) / var[:, 1:]
+        # sampling sd of one ratio √(2/400) = 0.07; of the mean of the 15, 0.018
+        assert 0.7 < float(ratio.min()) and float(ratio.max()) < 1.3, (name, ratio)
+        assert float(ratio.mean()) == pytest.approx(1.0, abs=0.07), (name, ratio)

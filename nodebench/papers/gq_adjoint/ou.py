@@ -55,6 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nodebench.config import Param
 from nodebench.errors import UserError
 from nodebench.methods import check_step_size
 from nodebench.sde import (
@@ -111,7 +112,7 @@ def ou_moments(x0: torch.Tensor, t: torch.Tensor, **params) -> tuple[torch.Tenso
         return torch.exp(a * s) * (q ** 2 / a - 2 * phi * q / a ** 2 + 2 * phi ** 2 / a ** 3)
 
     var = torch.exp(-a * t) * (antiderivative(t) - antiderivative(torch.zeros_like(t)))
-    return mean, var
+    return mean, var.expand_as(mean)  # the variance does not depend on x0; the documented (len(x0), len(t))
 
 
 def simulate_ou(x0: torch.Tensor, paths: int, t: torch.Tensor, *, entropy: int, dt: float = 1e-3,
@@ -251,6 +252,9 @@ class OrnsteinUhlenbeck(Task):
         "n_train": 200, "n_test": 20, "paths": 45, "n_times": 101, "t_end": 10.0, "width": 5, "lr": 1e-3,
         "ncosines": 10, "dtype": "float32", "batch_size": 40, "data_dt": 1e-2, "eval_dt": 0.01,
         "kl_direction": "pred||true"}
+    #: ``ncosines = 0`` (ξ ≡ 0, the deterministic ODE) is allowed: the official OU ablation sweeps ncosines over
+    #: {0, 1, 5, 10, 25, 50}; typed by its default alone it would have to be ≥ 1.
+    param_rules: ClassVar[Mapping[str, Param]] = {"ncosines": Param("ncosines", "int", low=0)}
 
     def hparams(self, overrides=None):
         hp = super().hparams(overrides)
