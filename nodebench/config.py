@@ -141,7 +141,9 @@ SEEDS = Param("seeds", "int", low=1)
 
 #: Float hyper-parameters for which 0 is a valid choice whatever their default (no decay, no noise).
 NON_NEGATIVE = ("weight_decay", "noise")
-#: Counts for which ``None`` means "all" (the whole data set, a full batch) whatever their default.
+#: Counts for which ``None`` means "all" (the whole data set, a full batch) where a task's default is ``None``;
+#: a given count is then at least 1. A task whose default is a number and that also takes ``None`` says so in
+#: its ``param_rules`` (most cannot: ``int(None)`` inside the run).
 OPTIONAL_COUNTS = ("batch_size", "n_train", "n_val", "n_test", "n_records", "test_batch_size", "eval_size")
 
 
@@ -153,7 +155,7 @@ def infer_param(name: str, default: Any) -> Param:
     if isinstance(default, bool):
         return Param(name, "bool")
     if isinstance(default, numbers.Integral):
-        return Param(name, "int", low=1 if default >= 1 else 0, optional=name in OPTIONAL_COUNTS)
+        return Param(name, "int", low=1 if default >= 1 else 0)
     if isinstance(default, numbers.Real):
         if name in NON_NEGATIVE:
             return Param(name, "float", low=0.0)

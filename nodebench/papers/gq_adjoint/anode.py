@@ -57,6 +57,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchdiffeq import odeint
 
+from nodebench.config import Param
 from nodebench.tasks.base import Problem, Task, data_seed, dtype_from_name, int_hparam, positive_hparam
 from nodebench.tasks.trajectory import REFERENCE_SOLVER
 
@@ -268,6 +269,8 @@ class NestedSpheres(Task):
                    "linear head (Norcliffe & Deisenroth 2023, official code)")
     defaults: ClassVar[dict[str, Any]] = {"width": 20, "augment": 3, "n_train": 1000, "n_test": 50, "batch_size": 200,
                                           "t_end": 1.0, "lr": 1e-2, "dtype": "float32", "data_seed": None}
+    #: ``batch_size = null`` trains on the full batch of both classes (2 × n_train)
+    param_rules: ClassVar[dict[str, Param]] = {"batch_size": Param("batch_size", "int", low=1, optional=True)}
 
     def time_span(self, hp):
         return hp["t_end"]

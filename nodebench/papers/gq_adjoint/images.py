@@ -1,5 +1,6 @@
 """Image classification with a convolutional neural ODE: the image experiments of Norcliffe & Deisenroth,
-"Faster Training of Neural ODEs Using Gauß–Legendre Quadrature" (TMLR 2023, arXiv 2308.10644), after the official code ``a-norcliffe/torch_gq_adjoint``
+"Faster Training of Neural ODEs Using Gauß–Legendre Quadrature" (TMLR 2023, arXiv 2308.10644), after the
+official code ``a-norcliffe/torch_gq_adjoint``
 (``experiments/images.py``, ``models/modules.py``: ``downsampling``, ``convolutions``, ``fc_layers``).
 
 **Model** (as in the official code):

@@ -45,7 +45,8 @@ by the seed, the same at every evaluation):
   of the batch as one state) at ``nfe_rtol``/``nfe_atol``, NFE = 2 + 6 × attempted steps (the official
   convention; :func:`nodebench.papers.taynode.classification.counted_dopri5`). The official code solves each
   record separately (vmap, per-record step sizes) at 1.4e-8 and averages; ours solves the batch as one
-  state, so its NFE is that of the batch's hardest record and depends on the batch size. The default 1e-5 follows the MNIST task; set it to the training tolerance for the
+  state, so its NFE is that of the batch's hardest record and depends on the batch size.
+  The default 1e-5 follows the MNIST task; set it to the training tolerance for the
   official protocol.
 
 **Data.** ``latent_ode_physionet`` reads the challenge's raw record files with
@@ -455,6 +456,8 @@ class LatentODEPhysioNet(LatentODETask):
                    "1-h bins, as in Kelly et al. 2020; needs the challenge's set-a/set-b record files")
     defaults: ClassVar[dict[str, Any]] = {**LatentODETask.common, "n_records": None, "quantization": 1.0,
                                           "sets": "set-a,set-b"}
+    #: bin width in hours; 0 keeps the records' minutes (:func:`nodebench.datasets.physionet.parse_record`)
+    param_rules = {**LatentODETask.param_rules, "quantization": Param("quantization", "float", low=0.0)}
 
     def records(self, hp: dict, seed: int) -> list[Record]:
         return physionet.load_physionet(sets=_sets(hp["sets"]), n_records=hp["n_records"],
@@ -473,6 +476,9 @@ class LatentODESynthetic(LatentODETask):
                    "multichannel damped sinusoids (not in the paper)")
     defaults: ClassVar[dict[str, Any]] = {**LatentODETask.common, "n_records": 400, "n_channels": 37, "n_obs": 16,
                                           "p_observe": 0.3, "noise": 0.05}
+    #: checked up front, before any case runs: at least one training and one test record; whole hours 1…48
+    param_rules = {**LatentODETask.param_rules, "n_records": Param("n_records", "int", low=2),
+                   "n_obs": Param("n_obs", "int", low=1, high=48)}
 
     def records(self, hp: dict, seed: int) -> list[Record]:
         n_records = int_hparam(hp, "n_records", 2)

@@ -1,0 +1,73 @@
+"""Counts that a task's ``build`` would refuse are refused before any case runs: one line, exit code 2, nothing
+written. ``null`` (all the data, a full batch) is a valid count only where the task's default is ``null`` or its
+``param_rules`` say so (``nested_spheres``' full batch); the shared rule used to admit it for every count named
+``batch_size``, ``n_train``, … whatever the default, and ``images_*``, the density and OU tasks then crashed
+inside the run (``int(None)``: an error row, exit code 0)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nodebench.cli import main
+from nodebench.errors import UserError
+from nodebench.papers import load_papers
+from nodebench.tasks import get_task
+
+load_papers()
+
+CASES = [
+    ("images_digits", "batch_size=null", "batch_size must be an integer >= 1"),
+    ("cnf_sklearn_iris", "batch_size=null", "batch_size must be an integer >= 1"),
+    ("ou_sde", "n_train=null", "n_train must be an integer >= 1"),
+    ("digits_ode", "batch_size=null", "batch_size must be an integer >= 1"),
+    ("latent_ode_synthetic", "batch_size=null", "batch_size must be an integer >= 1"),
+    ("latent_ode_physionet", "batch_size=null", "batch_size must be an integer >= 1"),
+    ("latent_ode_synthetic", "n_records=1", "n_records must be an integer >= 2"),
+    ("latent_ode_synthetic", "n_records=null", "n_records must be an integer >= 2"),
+    ("latent_ode_synthetic", "n_obs=49", "n_obs must be an integer from 1 to 48"),
+]
+
+
+@pytest.mark.parametrize("task, hparam, message", CASES)
+def test_checked_with_the_hyper_parameters(task, hparam, message):
+    key, _, value = hparam.partition("=")
+    with pytest.raises(UserError, match=message):
+        get_task(task).hparams({key: None if value == "null" else int(value)})
+
+
+@pytest.mark.parametrize("task, hparam, message", CASES)
+def test_cli_refuses_before_any_case_runs(task, hparam, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--task", task, "--method", "direct", "--iters", "1", "--no-progress", "--no-verify",
+                 "--out", str(out), "--hparam", hparam]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def _numeric_counts():
+    from nodebench.config import OPTIONAL_COUNTS
+    from nodebench.tasks import TASKS
+
+    return [(name, key) for name, cls in sorted(TASKS.items()) for key, default in cls.defaults.items()
+            if key in OPTIONAL_COUNTS and isinstance(default, int) and key not in (cls.param_rules or {})]
+
+
+@pytest.mark.parametrize("task, key", _numeric_counts())
+def test_null_is_refused_for_every_count_whose_default_is_a_number(task, key):
+    with pytest.raises(UserError, match=f"{key} must be an integer"):
+        get_task(task).hparams({key: None})
+
+
+def test_a_task_that_declares_null_takes_it():
+    """``nested_spheres`` reads ``batch_size = null`` as the full batch (both classes: 2 × n_train)."""
+    problem = get_task("nested_spheres").build(seed=0, device="cpu", hparams={"batch_size": None, "n_train": 8,
+                                                                            "n_test": 4, "width": 4})
+    assert problem.batch_size == 16
+
+
+def test_physionet_quantization_zero_keeps_the_minutes():
+    """The loader documents ``quantization = 0`` as no binning; the task refused it ("a positive number")."""
+    assert get_task("latent_ode_physionet").hparams({"quantization": 0.0})["quantization"] == 0.0
+    with pytest.raises(UserError, match="quantization"):
+        get_task("latent_ode_physionet").hparams({"quantization": -1.0})
