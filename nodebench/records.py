@@ -50,12 +50,17 @@ def provenance_columns(provenance: Mapping[str, Any] | None = None) -> dict[str,
 
 def atomic_write(path: Path, write) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, then renamed over it (and synced): a reader or a
-    killed writer never sees half a file."""
+    killed writer never sees half a file. A write that raises (Ctrl-C included) leaves ``path`` as it was and
+    removes its temporary file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

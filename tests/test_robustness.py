@@ -309,3 +309,17 @@ def test_the_same_limit_with_more_seeds_and_methods_resumes(tmp_path, capsys):
     out = tmp_path / "run"
     _finished(out, Case("cubic_spiral", "euler", 0, hparams=dict(SPIRAL), iters=2))
     assert main(_run_argv(out, "--iters", "2", "--seeds", "2", "--method", "euler,rk4", "--dry-run")) == 0
+
+
+def test_an_interrupted_atomic_write_keeps_the_file_and_leaves_no_temporary(tmp_path):
+    """Ctrl-C during a write kept the old file but left ``.NAME.tmpPID`` beside it, one per interruption."""
+    target = tmp_path / "compare.md"
+    target.write_text("old\n")
+
+    def interrupted(tmp):
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        records.atomic_write(target, interrupted)
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["compare.md"]
