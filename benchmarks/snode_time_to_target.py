@@ -2,9 +2,9 @@
 the 6-state vehicle stand-in (Quaglino et al., ICLR 2020, claims S1–S3).
 
 Every method trains the same model (the task's MLP field, same initial weights per seed) on the same data
-for the same wall-clock budget of timed steps, in one process. Seeds are rounds; the method order rotates
-every round so machine noise hits all methods alike; each case is a worker process of the harness
-(:func:`nodebench.run`), with the task's and method's checks. The training quality is the simulation MSE on the
+for the same wall-clock budget of timed steps. Seeds are rounds; the method order rotates every round so
+machine noise hits all methods alike; each case is a worker process of the harness (:func:`nodebench.run`),
+with the task's and method's checks. The training quality is the simulation MSE on the
 training trajectories (the harness's untimed ``monitor``), the same quantity for every method; the target
 is the best level every method reaches (:mod:`nodebench.target`) unless ``--target`` fixes it. The time to
 target of each method over seeds follows the product's one rule (:func:`nodebench.target.seed_aggregate`: a
