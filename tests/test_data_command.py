@@ -26,6 +26,7 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
     files: dict[str, bytes] = {}
     ranges = True
+    cut: int | None = None  # send only this many bytes of the body, then drop the connection
     requests: list[tuple[str, str | None]] = []
 
     def do_GET(self):  # noqa: N802 - http.server's naming
@@ -47,6 +48,11 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
+        if self.cut is not None:
+            self.wfile.write(body[start:start + self.cut])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(body[start:])
 
     def log_message(self, *args):
@@ -55,7 +61,7 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    RangeHandler.files, RangeHandler.ranges, RangeHandler.requests = {}, True, []
+    RangeHandler.files, RangeHandler.ranges, RangeHandler.requests, RangeHandler.cut = {}, True, [], None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -316,3 +322,60 @@ def test_data_verify_of_an_empty_name_is_an_unknown_data_set(local_manifest, tmp
     assert main(["data", "verify", "", "--root", str(tmp_path / "data"), "--manifest", str(manifest)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.strip() == "nodebench: error: unknown data set ''; known: toy"
+
+
+# -- interrupted transfers, shadowing copies, remedies --------------------------------------------------------
+
+@pytest.mark.parametrize("pinned", [True, False])
+def test_a_transfer_cut_short_is_kept_for_a_resume_and_never_installed(server, tmp_path, pinned):
+    """urllib returns b"" when the connection drops before Content-Length: the partial file was checked as
+    complete, so a pinned file was deleted as "the source has changed" and an unpinned one installed."""
+    handler, base = server
+    handler.files["/f.bin"], handler.cut = PAYLOAD, 5000
+    checksum = {"sha256": sha(PAYLOAD)} if pinned else {}
+    with pytest.raises(UserError, match="closed after 5000 of 16384 bytes; rerun the same command to resume "
+                                        "[(]5000 bytes kept") as err:
+        download_file(f"{base}/f.bin", tmp_path / "f.bin", progress=False, **checksum)
+    assert "\n" not in str(err.value) and not (tmp_path / "f.bin").exists()
+    assert (tmp_path / "f.bin.part").read_bytes() == PAYLOAD[:5000]
+    handler.cut = None
+    download_file(f"{base}/f.bin", tmp_path / "f.bin", progress=False, **checksum)
+    assert (tmp_path / "f.bin").read_bytes() == PAYLOAD and handler.requests[-1] == ("/f.bin", "bytes=5000-")
+
+
+def test_a_failed_connection_does_not_claim_bytes_were_kept(tmp_path):
+    with pytest.raises(UserError, match="nothing was kept; check the network and rerun the command"):
+        download_file("http://127.0.0.1:9/x", tmp_path / "x", progress=False, timeout=2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_moves_aside_a_mismatching_copy_that_would_shadow_the_fetched_one(local_manifest, tmp_path, capsys):
+    """A truncated plain ``labels`` beside the fetched ``labels.gz`` is found first: fetch downloaded the .gz
+    and then failed ("still does not verify") on every run."""
+    manifest, plain, _ = local_manifest
+    root, flags = tmp_path / "data", ["--root", str(tmp_path / "data"), "--manifest", str(manifest)]
+    (root / "toy").mkdir(parents=True)
+    (root / "toy" / "labels").write_bytes(plain[:-1])
+    assert main(["data", "fetch", "toy", "--no-progress", *flags]) == 0
+    assert "labels.mismatch" in capsys.readouterr().err
+    assert (root / "toy" / "labels.mismatch").read_bytes() == plain[:-1]  # kept, not deleted
+    assert catalog.status("toy", root, manifest=manifest).verified
+
+
+def test_data_verify_says_which_file_fails_and_what_to_do(local_manifest, tmp_path, capsys):
+    manifest, _, _ = local_manifest
+    root, flags = tmp_path / "data", ["--root", str(tmp_path / "data"), "--manifest", str(manifest)]
+    fetch("toy", root, manifest=manifest, progress=False)
+    (root / "toy" / "batch").write_bytes(b"batch bytez")  # one byte changed
+    assert main(["data", "verify", "toy", *flags]) == 1
+    out = capsys.readouterr().out
+    assert f"mismatch  {root / 'toy' / 'batch'}: sha256 " in out
+    assert "to fix: `nodebench data fetch toy` downloads the missing files and those that do not match" in out
+
+
+def test_an_unknown_data_set_name_gets_a_suggestion(local_manifest, tmp_path, capsys):
+    manifest, _, _ = local_manifest
+    assert main(["data", "fetch", "tyo", "--root", str(tmp_path / "data"), "--manifest", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert err == "nodebench: error: unknown data set 'tyo' (did you mean 'toy'?); known: toy\n"
+    assert not (tmp_path / "data").exists()

@@ -256,7 +256,7 @@ def get_dataset(name: str, manifest: PathArg = None) -> DataSet:
     """The data set ``name``; an unknown name is a :class:`UserError` listing the known ones."""
     known = catalog(manifest)
     if name not in known:
-        raise UserError(f"unknown data set {name!r}; known: {', '.join(known)}")
+        raise UserError(f"unknown data set {name!r}{nearest(name, known)}; known: {', '.join(known)}")
     return known[name]
 
 

@@ -111,8 +111,20 @@ def _verify(args) -> int:
             where = item.found if item.found is not None else state.where / item.spec.path
             optional = " (optional)" if item.spec.optional else ""
             print(f"  {item.state:<9} {where}{optional}: {item.detail}")
+        if not state.verified:
+            print(f"  {_remedy(name, state)}")
         failed += not state.verified
     return 1 if failed else 0
+
+
+def _remedy(name: str, state) -> str:
+    """What to do about a data set that does not verify: fetch what is missing or mismatched, else (only
+    unpinned checksums) use it with --no-verify."""
+    states = {f.state for f in state.files if not (f.spec.optional and f.state == "missing")}
+    if states & {"missing", "mismatch"}:
+        return (f"to fix: `nodebench data fetch {name}` downloads the missing files and those that do not "
+                "match again (a mismatching copy in another form is kept as <file>.mismatch)")
+    return f"no checksum pinned for some files: `nodebench run --no-verify` uses {name} as it is"
 
 
 def _fetch(args) -> int:

@@ -4,9 +4,11 @@
 partial ``.part`` left by an interrupted download with an HTTP ``Range`` request (a server that ignores
 the range restarts the file from zero), checks the result against the pinned checksum, and only then
 renames it onto the target (atomic on one file system), so a target path never holds a partial or
-unverified file. Network errors, timeouts, HTTP errors and checksum mismatches are one-line
-:class:`~nodebench.errors.UserError` s. :func:`fetch` does this for every file of a data set that is
-missing or does not verify (see :mod:`nodebench.datasets.catalog` for the forms a file is stored in).
+unverified file; a connection that closes before the announced ``Content-Length`` is a failed download
+(the partial file is kept for a resume), not a complete one. Network errors, timeouts, HTTP errors and
+checksum mismatches are one-line :class:`~nodebench.errors.UserError` s. :func:`fetch` does this for
+every file of a data set that is missing or does not verify (see :mod:`nodebench.datasets.catalog` for
+the forms a file is stored in).
 """
 
 from __future__ import annotations
@@ -67,18 +69,24 @@ def download_file(url: str, target: Path, *, md5: str = "", sha256: str = "", ti
                 offset = offset if resumed else 0
                 length = response.headers.get("Content-Length")
                 total = offset + int(length) if length and length.isdigit() else None
+                received = offset
                 with open(part, "ab" if resumed else "wb") as out, tqdm(
                         total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
                         desc=target.name, disable=not progress, file=sys.stderr, leave=False) as bar:
                     for chunk in iter(lambda: response.read(CHUNK), b""):
                         out.write(chunk)
                         bar.update(len(chunk))
+                        received += len(chunk)
+                if total is not None and received < total:  # urllib returns b"" when the connection drops
+                    raise ConnectionError(f"the connection closed after {received} of {total} bytes")
     except urllib.error.HTTPError as exc:
         raise UserError(f"could not download {url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise UserError(f"could not download {url}: {reason}; rerun the same command to resume "
-                        f"({part.stat().st_size if part.is_file() else 0} bytes kept in {part})") from None
+        kept = part.stat().st_size if part.is_file() else 0
+        then = (f"rerun the same command to resume ({kept} bytes kept in {part})" if kept else
+                "nothing was kept; check the network and rerun the command")
+        raise UserError(f"could not download {url}: {reason}; {then}") from None
     algorithm, expected = ("sha256", sha256) if sha256 else ("md5", md5)
     if expected:
         actual = file_digest(part, algorithm)
@@ -155,10 +163,18 @@ def _fetch_members(dataset: DataSet, specs: list[FileSpec], directory: Path, *, 
     return written
 
 
+def _aside(path: Path) -> Path:
+    """A free name beside ``path`` for a copy that does not verify: ``<path>.mismatch``, ``.mismatch-2``, …"""
+    candidates = (path.with_name(f"{path.name}.mismatch{'' if i == 1 else f'-{i}'}") for i in range(1, 1000))
+    return next(p for p in candidates if not p.exists())
+
+
 def fetch(name: str, root: PathArg = None, *, manifest: PathArg = None, timeout: float = TIMEOUT_S,
           progress: bool = True, optional: bool = False) -> list[Path]:
     """Download every file of data set ``name`` that is missing or does not verify under the data
-    directory; ``optional`` files (PhysioNet's set C) only when asked. Returns the paths written.
+    directory; ``optional`` files (PhysioNet's set C) only when asked. Returns the paths written. A copy
+    that does not verify and would still be found before the fetched file (a corrupt plain MNIST file beside
+    the downloaded ``.gz``, a record folder beside the tarball) is renamed to ``<name>.mismatch``, kept.
 
     Raises:
         UserError: a download failed or did not verify (see :func:`download_file`), or a file that is
@@ -185,6 +201,11 @@ def fetch(name: str, root: PathArg = None, *, manifest: PathArg = None, timeout:
         written += _fetch_members(dataset, specs, where, timeout=timeout, progress=progress)
     for spec in todo:
         state = check_file(spec, where)
+        if state.state == "mismatch" and state.found not in written:  # another form shadows the fetched file
+            aside = _aside(state.found)
+            os.replace(state.found, aside)
+            print(f"{state.found} did not verify ({state.detail}); moved it to {aside}", file=sys.stderr)
+            state = check_file(spec, where)
         if state.state == "mismatch":
             raise UserError(f"{spec.path} in {where} still does not verify after the fetch: {state.detail}")
     return written
