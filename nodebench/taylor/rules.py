@@ -15,7 +15,8 @@ bilinear               mul, matmul, F.linear, conv1d/2d/3d: y_k = Σ_{j=0..k} B(
                        product; one term if an argument is constant, which is the usual case for weights)
 div                    y_k = (a_k − Σ_{j=1..k} b_j y_{k−j}) / b_0
 pow (scalar a)         y_k = Σ_{j=1..k} ((a+1)j − k) x_j y_{k−j} / (k x_0); integer a ≥ 2 by repeated mul,
-                       which needs no x_0 ≠ 0; tensor or series exponents as exp(b·log x)
+                       which needs no x_0 ≠ 0; the same recurrence for a constant tensor a (any
+                       sign of x_0 where torch defines x**a); a series exponent as exp(b·log x)
 exp                    y_k = Σ_{j=1..k} (j/k) x_j y_{k−j}
 log                    y_k = (x_k − Σ_{j=1..k−1} (j/k) y_j x_{k−j}) / x_0
 sin, cos               s_k = Σ (j/k) x_j c_{k−j},  c_k = −Σ (j/k) x_j s_{k−j} (joint recurrence)
@@ -445,6 +446,7 @@ def _pow_scalar(x: TaylorTensor, a: float) -> TaylorTensor | torch.Tensor:
             n >>= 1
             if n:
                 power = _mul(power, power)
+        result.coeffs[0] = torch.pow(x.coeffs[0], a)  # a fresh node: its primal is torch's own, bit for bit
         return result
     x0 = x.coeffs[0]
 
@@ -454,16 +456,35 @@ def _pow_scalar(x: TaylorTensor, a: float) -> TaylorTensor | torch.Tensor:
     return new_series(torch.pow(x0, a), rule, (x,))
 
 
+def _pow_tensor(x: TaylorTensor, a: torch.Tensor) -> TaylorTensor:
+    """x**a for a constant tensor exponent (element-wise a, possibly a parameter): the scalar recurrence
+    x y' = a x' y with tensor weights ((a+1)j − k)/k, and the primal torch.pow itself. Like the scalar rule it
+    needs x_0 ≠ 0, but it takes a negative base where torch does (integer a); exp(a·log x) gave NaN there."""
+    x0 = x.coeffs[0]
+
+    def rule(k, y):
+        total = None
+        for j in range(1, k + 1):
+            term = ((a + 1) * j - k) / k * x.coeffs[j] * y[k - j]
+            total = term if total is None else total + term
+        return total / x0
+
+    return new_series(torch.pow(x0, a), rule, (x,))
+
+
 @register("pow", torch.pow, T.pow, T.__pow__)
 def _pow(input, exponent):
-    """x**a for a scalar a (recurrence), a series or tensor exponent as exp(b·log x)."""
+    """x**a for a scalar a (recurrence), a constant tensor a (:func:`_pow_tensor`), a series exponent as
+    exp(b·log x)."""
     if isinstance(exponent, torch.Tensor) and exponent.numel() == 1 and not exponent.requires_grad:
         exponent = exponent.item()
     if not is_taylor(input):  # constant ** series
         log_base = torch.log(torch.as_tensor(input, dtype=exponent.dtype, device=exponent.device))
         return _exp(_mul(exponent, log_base))
-    if is_taylor(exponent) or isinstance(exponent, torch.Tensor):
+    if is_taylor(exponent):
         return _exp(_mul(exponent, _log(input)))
+    if isinstance(exponent, torch.Tensor):
+        return _pow_tensor(input, exponent)
     return _pow_scalar(input, exponent)
 
 
