@@ -160,7 +160,7 @@ def scaling(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]
         if not ok.empty:
             figures += plots.plot_scaling(ok, param, metric, run_dir / "figures", name=str(experiment),
                                           param_col=param_col)
-    if len(lines) == 5:
+    if len(lines) == 4:
         lines += [f"No experiment of this run has more than one value of `{param}`.", ""]
     return "\n".join(lines), figures
 
@@ -210,12 +210,16 @@ def time_to_target(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
 
 
 def run_analyses(spec, run_dir: Path, records: pd.DataFrame, *, preset: str) -> tuple[list[str], list[Path]]:
-    """Run the paper's analyses declared for ``preset``; returns report sections and figure paths."""
+    """Run the paper's analyses declared for ``preset``, but not one whose ``experiments`` are all outside the
+    run (its section would only say that no case was recorded); returns report sections and figure paths."""
     sections: list[str] = []
     figures: list[Path] = []
     for declared in spec.analyses:
         if preset not in declared.get("presets", []):
             continue
+        ran = set(records["experiment"]) if "experiment" in records else set()
+        if declared.get("experiments") and ran and not ran & set(declared["experiments"]):
+            continue  # none of its experiments is in this run (the preset's other --experiment selection)
         analysis = ANALYSES.lookup(declared["kind"])
         analysis.validate(declared, f"analysis {analysis.name!r}")  # the loader did; a hand-made spec may not
         with raised_by(f"analysis {analysis.name!r}", analysis.fn):

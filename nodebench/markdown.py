@@ -6,9 +6,11 @@ import pandas as pd
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A GitHub-flavoured Markdown table; ``|`` inside cells is escaped."""
+    """A GitHub-flavoured Markdown table; ``|`` inside cells is escaped, and a line break inside a cell (a
+    multi-line failure reason) becomes " ⏎ ", since a row must stay on one line."""
     def cells(values) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in values) + " |"
+        return "| " + " | ".join(" ⏎ ".join(part.strip() for part in str(c).replace("|", "\\|").splitlines())
+                                 for c in values) + " |"
 
     return "\n".join([cells(header), "|" + "---|" * len(header)] + [cells(row) for row in rows])
 

@@ -4,7 +4,7 @@ The Markdown stays the source (it diffs well); the page is rendered from it: the
 then the ``Claims`` section (claim, published source, our measurement, seeds, verdict), then the
 experiments, analyses and figures in the report's order. Figures are inlined as data URIs, tables sort by
 a click on their header. The converter covers the Markdown the reports write: headings, pipe tables,
-images, bullet lists, paragraphs, and ``**bold**``, ``*italic*`` and ```code``` spans.
+images, bullet lists, block quotes, paragraphs, and ``**bold**``, ``*italic*`` and ```code``` spans.
 """
 
 from __future__ import annotations
@@ -26,19 +26,31 @@ def inline(text: str) -> str:
 
 
 def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
+    """The cells of a table row; ``\\|`` is a ``|`` inside a cell (:func:`nodebench.markdown.markdown_table`)."""
+    row = line.strip().removeprefix("|")
+    row = row[:-1] if row.endswith("|") and not row.endswith("\\|") else row
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", row)]
+
+
+def _anchor(text: str, seen: dict[str, int]) -> str:
+    """A heading's id as GitHub makes it for ``report.md`` (lower case, punctuation dropped, spaces to ``-``),
+    with ``-1``, ``-2``, ... on repeats, so that every heading of the page has its own."""
+    slug = re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+    count = seen.get(slug, 0)
+    seen[slug] = count + 1
+    return f"{slug}-{count}" if count else slug
 
 
 def markdown_html(markdown: str, base: Path) -> str:
     """The reports' Markdown subset as HTML; images relative to ``base`` are inlined."""
-    out, lines, i = [], markdown.splitlines(), 0
+    out, lines, i, seen = [], markdown.splitlines(), 0, {}
     while i < len(lines):
         line = lines[i]
         heading = re.match(r"(#{1,6}) (.*)", line)
         picture = re.fullmatch(r"!\[([^\]]*)\]\(([^)]+)\)", line.strip())
         if heading:
             level = len(heading.group(1))
-            out.append(f"<h{level}>{inline(heading.group(2))}</h{level}>")
+            out.append(f"<h{level} id='{esc(_anchor(heading.group(2), seen))}'>{inline(heading.group(2))}</h{level}>")
             i += 1
         elif picture:
             path = base / picture.group(2)
@@ -52,6 +64,12 @@ def markdown_html(markdown: str, base: Path) -> str:
                 i += 1
             rows = [f"<tr>{''.join(f'<td>{inline(c)}</td>' for c in _cells(r))}</tr>" for r in block[2:]]
             out.append(table(_cells(block[0]), rows))
+        elif line.startswith(">"):
+            quote = []
+            while i < len(lines) and lines[i].startswith(">"):
+                quote.append(lines[i][1:].strip())
+                i += 1
+            out.append(f"<blockquote><p>{inline(' '.join(quote))}</p></blockquote>")
         elif line.startswith("- "):
             items = []
             while i < len(lines) and lines[i].startswith(("- ", "  ")):
@@ -63,7 +81,7 @@ def markdown_html(markdown: str, base: Path) -> str:
             out.append("<ul>" + "".join(f"<li>{inline(item)}</li>" for item in items) + "</ul>")
         elif line.strip():
             paragraph = []
-            while i < len(lines) and lines[i].strip() and not re.match(r"#|\||- |!\[", lines[i]):
+            while i < len(lines) and lines[i].strip() and not re.match(r"#|\||- |!\[|>", lines[i]):
                 paragraph.append(lines[i])
                 i += 1
             out.append(f"<p>{inline(' '.join(paragraph))}</p>")

@@ -182,7 +182,10 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
         lines += [f"Paper: {spec.reference}. Preset: **{preset or '–'}**.", ""]
         if spec.notes:
             lines += [spec.notes.strip(), ""]
-    lines += settings_section(info or {})
+    shown = dict(info or {})
+    if spec and preset != "smoke" and shown.get("preset") == preset:
+        shown.pop("preset")  # the paper line above says it (smoke's line carries its caveat: kept)
+    lines += settings_section(shown)
     if records.empty:
         lines += ["No cases were recorded."]
     else:

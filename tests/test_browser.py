@@ -186,3 +186,30 @@ def test_a_leaderboard_of_runs_recorded_without_optional_columns_shows_no_nan(tm
         assert "nan" not in options and b.js(NO_VALUE) == [] and b.errors == []
         tips = b.js("Array.from(document.querySelectorAll('td[title]')).map(c => c.title)")
         assert tips and not any(re.search(r"(cores|threads) \d+\.0\b", tip) for tip in tips), tips[:2]
+
+
+def test_report_pages_keep_escaped_pipes_in_their_cells_quote_warnings_and_anchor_every_heading(tmp_path):
+    """The committed do_vs_od report has a column "\\|J−J_ref\\|": the page split its header there, so the header
+    had two cells more than the rows; a settings warning ("> **Warning:** ...") showed as a paragraph with a
+    literal ">"; and headings had no id to link to (the taynode report repeats some, each needs its own)."""
+    from nodebench.report_page import write_report_html
+
+    pages = []
+    for name in ("do_vs_od-quick-cpu", "taynode-quick-cpu"):
+        run = tmp_path / name
+        run.mkdir()
+        text = (BASELINES / name / "report.md").read_text()
+        (run / "report.md").write_text(text + "\n> **Warning:** rtol | atol are loose\n")
+        pages.append(write_report_html(run / "report.md"))
+    with Browser(height=SCREEN) as b:
+        for page in pages:
+            b.open(page)
+            ragged = b.js("Array.from(document.querySelectorAll('table')).filter(t => Array.from(t.tBodies[0].rows)"
+                          ".some(r => r.cells.length !== t.tHead.rows[0].cells.length)).length")
+            quote = b.js("Array.from(document.querySelectorAll('blockquote')).map(q => q.textContent)")
+            ids = b.js("Array.from(document.querySelectorAll('h1, h2, h3')).map(h => h.id)")
+            assert ragged == 0 and quote == ["Warning: rtol | atol are loose"], (page, ragged, quote)
+            assert all(ids) and len(set(ids)) == len(ids) and "claims" in ids, ids
+            assert b.js("document.querySelector('#claims').textContent") == "Claims" and b.errors == []
+            headers = b.js("Array.from(document.querySelectorAll('th')).map(h => h.textContent)")
+            assert ("|J−J_ref|" in headers) == (page == pages[0])

@@ -274,3 +274,54 @@ def test_the_seeds_column_counts_the_experiment_the_scope_names():
     assert seeds("a") == 3 and seeds("b") == 1 and seeds("all") == 1
     assert seeds("a, reg_order 2") == 3 and seeds("a n_train=4 noise=0.01") == 3
     assert seeds("zzz", NOT_IN_RUN) == 0
+
+
+def test_a_cell_with_a_pipe_or_a_line_break_keeps_its_row_and_the_preset_is_said_once(tmp_path):
+    """A reason with a line break split its table row over several lines (a standard renderer then shows the
+    rest as new rows); the HTML page split a cell at an escaped ``\\|``; and a paper run's report said
+    "Preset: **quick**." twice, in the paper line and again in the settings."""
+    from html.parser import HTMLParser
+
+    records = RECORDS.assign(reason=["", "", "", "", "RuntimeError: a | b\n  File x.py\nValueError"])
+    path = write_report(tmp_path, records, [], spec=load_paper("do_vs_od"), preset="quick",
+                        info={"preset": "quick", "command_line": "nodebench reproduce do_vs_od"})
+    text = path.read_text()
+    assert "| t | adjoint | 0 | error | RuntimeError: a \\| b ⏎ File x.py ⏎ ValueError |" in text
+    assert text.count("Preset: **quick**") == 1
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.cells = [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.rows[-1].append("")
+
+        def handle_data(self, data):
+            if self.rows and self.rows[-1]:
+                self.rows[-1][-1] += data
+
+    page = Rows()
+    page.feed(path.with_suffix(".html").read_text())
+    failed = [[c.strip() for c in r] for r in page.rows if r[-1].startswith("RuntimeError")]
+    assert failed == [["t", "adjoint", "0", "error", "RuntimeError: a | b ⏎ File x.py ⏎ ValueError"]]
+
+
+def test_an_analysis_section_says_why_it_is_empty_and_one_for_experiments_outside_the_run_is_left_out(tmp_path):
+    """The real-data taynode quick report repeated the Pareto and order sections of the synthetic experiments
+    (declared for the same preset) to say "No case of the selected experiments was recorded"; and a scaling
+    section where no experiment varied its parameter ended after its description, with no table and no word."""
+    from types import SimpleNamespace
+
+    from nodebench.analyses import run_analyses
+
+    records = RECORDS.assign(hparams='{"width": 8}', peak_mem_bytes=1.0)
+    spec = SimpleNamespace(analyses=[{"kind": "scaling", "presets": ["quick"], "param": "width"},
+                                     {"kind": "scaling", "presets": ["quick"], "param": "width",
+                                      "experiments": ["not_run"]}])
+    sections, figures = run_analyses(spec, tmp_path, records, preset="quick")
+    assert len(sections) == 1 and figures == []
+    assert sections[0].rstrip().endswith("No experiment of this run has more than one value of `width`.")
