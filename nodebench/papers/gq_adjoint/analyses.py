@@ -152,7 +152,7 @@ def toy_gradient(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[
         (f"z0 = {spec.get('z0', 10.0):g}, a = {spec.get('a', 0.2):g}, t = [0, T] with T learnable, "
          f"{len(T.unique())} end times T ∈ [{T.min():g}, {T.max():g}]; rtol {spec.get('rtol', 1e-6):g}, "
          f"atol {spec.get('atol', 1e-7):g}, gtol {spec.get('gtol', 0.4):g}, {spec.get('dtype', 'float64')}. "
-         "Relative error |g − g*|/|g*| of each method's backward pass against the analytic gradients "
+         "Relative error `|g − g*|/|g*|` of each method's backward pass against the analytic gradients "
          "dL/dz0 = 2·z0·e^{2aT}, dL/da = 2T·z0²·e^{2aT}, dL/dT = 2a·z0²·e^{2aT}. The paper also runs MALI and "
          "ACA (TorchDiffEqPack), which nodebench does not have."), "",
         markdown_table(["method", "gradient", "median rel. error", "max rel. error", "ok/T values"], rows) + note, ""])
