@@ -136,6 +136,10 @@ def _check(cases: list[Case], engine: dict, warn: bool = False) -> list[str]:
     load_papers()
     api_checks.check_engine(engine)
     warnings = check_cases(cases)
+    budget_s, timeout_s = max((c.budget_s or 0.0 for c in cases), default=0.0), engine.get("timeout_s", 3600.0)
+    if budget_s >= timeout_s:  # the training alone would outlast the case's wall-clock limit
+        raise UserError(f"a training budget of {budget_s:g} s is not below the case time limit of {timeout_s:g} s "
+                        "(--timeout-s): every such case would be killed as timeout; give a longer limit")
     shown = warnings if warn else []
     for warning in shown:
         _log(f"nodebench: warning: {warning}")

@@ -298,7 +298,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         meter.start()
         try:
             loss = stepper.step(boundary)
-        except (AssertionError, _OverTime) as err:
+        except (AssertionError, RuntimeError) as err:  # a solver's failure (_OverTime is a RuntimeError)
             raise _diverged(err, result, f"iteration {iteration + 1}") from None
         step = meter.stop()
         iteration += 1
@@ -340,7 +340,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     try:
         with _time_limit(problem, limit):
             result.metrics = problem.evaluate(solve) | stepper.metrics()
-    except (AssertionError, _OverTime) as err:
+    except (AssertionError, RuntimeError) as err:
         raise _diverged(err, result, f"evaluation after {iteration} iterations") from None
     result.tables = dict(problem.tables)
     bad = [k for k, v in result.metrics.items() if not math.isfinite(v)]
@@ -351,7 +351,8 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     return result
 
 
-#: torchdiffeq's assertion messages when the dynamics have become too stiff to solve.
+#: torchdiffeq's assertion messages when the dynamics have become too stiff to solve (the GQ adjoint's lean
+#: dopri5, :mod:`nodebench.gq.dopri5`, raises a RuntimeError with the same "underflow in dt").
 SOLVER_FAILURES = ("max_num_steps", "underflow in dt")
 #: the evaluation may take at least this long, and at least EVALUATION_FACTOR × the training time.
 EVALUATION_MIN_S, EVALUATION_FACTOR = 60.0, 10.0
@@ -392,8 +393,9 @@ def _time_limit(problem: Problem, seconds: float):
 
 
 def _diverged(err: Exception, result: TrainResult, when: str) -> Exception:
-    """:class:`Diverged` (carrying ``result``) for an evaluation over its time limit or one of torchdiffeq's
-    step-limit and step-underflow assertions; ``err`` itself for any other assertion."""
+    """:class:`Diverged` (carrying ``result``) for an evaluation over its time limit or a solver's step-limit
+    or step-underflow failure (:data:`SOLVER_FAILURES`, an AssertionError or a RuntimeError); ``err`` itself
+    for any other error (an out-of-memory error stays one)."""
     if isinstance(err, _OverTime):
         diverged = Diverged(f"{when}: {err}")
     elif any(message in str(err) for message in SOLVER_FAILURES):

@@ -61,6 +61,10 @@ BAD_RUNS = [
     (["--task", "cubic_spiral", "--method", "rk4", "--hparam", "lr=0"], ["lr", "positive"]),
     (["--task", "cubic_spiral", "--method", "rk4", "--device", "tpu"], ["device", "cpu"]),
     (["--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--budget-s", "3"], ["not allowed"]),
+    # a budget the case time limit cuts short would only record timeouts (small values: a regression fails fast)
+    (["--task", "cubic_spiral", "--method", "rk4", "--budget-s", "1", "--timeout-s", "1"],
+     ["budget of 1 s", "--timeout-s"]),
+    (["--task", "cubic_spiral", "--method", "rk4", "--budget-s", "2", "--timeout-s", "1"], ["time limit of 1 s"]),
     (["--task", "cubic_spiral", "--method", ","], ["no method given"]),
     (["--task", "cubic_spiral", "--method", "sde_direct"], ["sde_direct", "ODE task"]),
     (["--task", "cubic_spiral", "--method", "gq", "--hparam", "gtol=0"], ["gtol", "positive"]),

@@ -142,6 +142,18 @@ def test_solver_step_underflow_during_training_is_divergence_other_assertions_ar
         train(problem, get_method("direct"), device=CPU, iters=5)
 
 
+def test_the_gq_adjoints_step_underflow_is_divergence_not_an_error(linear_problem):
+    # a ≈ 1e4 after Adam's first step: the GQ adjoint's lean dopri5 (nodebench.gq.dopri5) raises a RuntimeError
+    # "underflow in dt", not torchdiffeq's AssertionError; it is divergence all the same, never an `error` row
+    with pytest.raises(Diverged, match="iteration 2: the solver failed.*underflow in dt") as info:
+        train(linear_problem(lr=1e4, dtype=torch.float64), get_method("gq"), device=CPU, iters=5, warmup=0)
+    assert info.value.result.iters == 1
+    problem = linear_problem(lr=0.1)
+    problem.loss = lambda solve: (_ for _ in ()).throw(RuntimeError("a bug"))
+    with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError stays one (an `error` row)
+        train(problem, get_method("direct"), device=CPU, iters=5, warmup=0)
+
+
 def test_non_finite_metric_raises_diverged_after_training(linear_problem):
     problem = linear_problem(lr=0.1)
     problem.evaluate_result = {"test_mse": float("nan")}
