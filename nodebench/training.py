@@ -251,7 +251,8 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
             barrier, :mod:`nodebench.runner.lockstep`).
 
     Raises:
-        Diverged: on a non-finite loss (the partial result is attached as ``err.result``).
+        Diverged: on a non-finite loss or metric or a solver's failure. It, and any other error of a training
+            step or of the evaluation, carries the partial result as ``err.result``.
     """
     if iters is None and budget_s is None:
         raise ValueError("give iters or budget_s")
@@ -298,7 +299,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
         meter.start()
         try:
             loss = stepper.step(boundary)
-        except (AssertionError, RuntimeError) as err:  # a solver's failure (_OverTime is a RuntimeError)
+        except Exception as err:  # a solver's failure is divergence; any error keeps the training done so far
             raise _diverged(err, result, f"iteration {iteration + 1}") from None
         step = meter.stop()
         iteration += 1
@@ -340,7 +341,7 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     try:
         with _time_limit(problem, limit):
             result.metrics = problem.evaluate(solve) | stepper.metrics()
-    except (AssertionError, RuntimeError) as err:
+    except Exception as err:
         raise _diverged(err, result, f"evaluation after {iteration} iterations") from None
     result.tables = dict(problem.tables)
     bad = [k for k, v in result.metrics.items() if not math.isfinite(v)]
@@ -393,17 +394,16 @@ def _time_limit(problem: Problem, seconds: float):
 
 
 def _diverged(err: Exception, result: TrainResult, when: str) -> Exception:
-    """:class:`Diverged` (carrying ``result``) for an evaluation over its time limit or a solver's step-limit
-    or step-underflow failure (:data:`SOLVER_FAILURES`, an AssertionError or a RuntimeError); ``err`` itself
-    for any other error (an out-of-memory error stays one)."""
+    """:class:`Diverged` for an evaluation over its time limit or a solver's step-limit or step-underflow
+    failure (:data:`SOLVER_FAILURES`, an AssertionError or a RuntimeError); ``err`` itself for any other error
+    (an out-of-memory error stays one). Either carries the training done so far as ``.result``, so that a
+    failed case's row keeps its iterations and curves."""
     if isinstance(err, _OverTime):
-        diverged = Diverged(f"{when}: {err}")
-    elif any(message in str(err) for message in SOLVER_FAILURES):
-        diverged = Diverged(f"{when}: the solver failed, the learned dynamics are too stiff ({err})")
-    else:
-        return err
-    diverged.result = result
-    return diverged
+        err = Diverged(f"{when}: {err}")
+    elif isinstance(err, (AssertionError, RuntimeError)) and any(m in str(err) for m in SOLVER_FAILURES):
+        err = Diverged(f"{when}: the solver failed, the learned dynamics are too stiff ({err})")
+    err.result = result
+    return err
 
 
 @contextlib.contextmanager

@@ -111,6 +111,22 @@ def test_worker_records_diverged_and_error_in_process(tmp_path):
     assert finished_case_ids(tmp_path) == {diverged["case_id"], error["case_id"]}
 
 
+def test_an_error_after_training_keeps_the_iterations_and_curves(tmp_path, monkeypatch):
+    """An evaluation that raises (a bug, not divergence) gave an ``error`` row with 0 iterations, 0 s of
+    training and no curves, although 3 iterations had run; the row now keeps what was trained."""
+    import pandas as pd
+
+    from nodebench.tasks.trajectory import TrajectoryProblem
+
+    monkeypatch.setattr(TrajectoryProblem, "evaluate", lambda self, solve: (_ for _ in ()).throw(ValueError("a bug")))
+    out = tmp_path / "cases"
+    out.mkdir()  # the sweep makes it before any worker
+    row = run_case(Case(task="cubic_spiral", method="rk4", iters=3, hparams={"extrap_t_end": 2.0}), out)
+    assert row["status"] == "error" and row["reason"] == "ValueError: a bug"
+    assert row["iters"] == 3 and row["train_wall_s"] > 0
+    assert len(pd.read_parquet(out / f"{row['case_id']}.curves.parquet")) == 3
+
+
 # -------------------------------------------------------------------------------------------- sweep
 
 

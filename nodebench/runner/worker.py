@@ -92,11 +92,14 @@ def run_case(case: Case, out_dir: Path) -> dict:
                        before_step=lockstep.wait if lockstep is not None else None)
     except Diverged as err:
         status, reason, result = "diverged", str(err), err.result
-    except (torch.cuda.OutOfMemoryError, MemoryError) as err:
-        status, reason = "oom", one_line(err)
     except Exception as err:  # noqa: BLE001 - a failed case is a recorded row, and the sweep goes on
-        status, reason = ("oom" if any(text in str(err) for text in OUT_OF_MEMORY) else "error"), one_line(err)
-        traceback.print_exc()
+        typed_oom = isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError))
+        oom = typed_oom or any(text in str(err) for text in OUT_OF_MEMORY)
+        status, reason = ("oom" if oom else "error"), one_line(err)
+        if isinstance(getattr(err, "result", None), TrainResult):  # the training done before it failed
+            result = err.result
+        if not typed_oom:
+            traceback.print_exc()
     finally:
         if lockstep is not None:  # the partner's remaining barriers go on alone
             lockstep.close()
