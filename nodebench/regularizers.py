@@ -13,8 +13,10 @@
   paper's squared norms; the Frobenius term is a Hutchinson estimate from a VJP, as there.
 
 The cost c(t, z) is integrated as one extra state per example, r' = c, next to z; the training loss
-becomes task loss + λ · mean over the batch of r(t1) (summed over the solves of one iteration). Two
-variants:
+becomes task loss + λ · mean over the batch of R (summed over the solves of one iteration), R = r(t1) over
+the solve's interval [t0, t1]. A solve backwards in time (t1 < t0, a CNF's inverse) ends at r(t1) = −∫ c dt,
+so there R = −r(t1): the integral over the interval traversed (the paper's §3 integral, t0 < t1), never a
+negative penalty that would reward fast dynamics. Two variants:
 
 - ``forward``: the augmented state is solved in the forward pass with the training method, so with an
   adaptive solver the R-state is inside the forward error control (the official latent-ODE script);
@@ -48,6 +50,10 @@ from nodebench.callbacks import ForwardsCallbacks, unwrap
 
 KINDS = ("none", "speed", "rnode")
 VARIANTS = ("forward", "adjoint_only")
+#: The largest K accepted: d^K z/dt^K = (K−1)!·[f]_{K−1} (:func:`nodebench.taylor.ode_derivatives`) and 35! is
+#: beyond float32's range, so from K = 36 every float32 R_K is inf or NaN (the official code takes K ≤ 6; the
+#: Taylor tape's cost grows as K², so a mistyped K of 10⁶ would otherwise run without end).
+MAX_ORDER = 35
 #: Case hyper-parameters read by :func:`regularizer_from_hparams` (the harness splits them off).
 REGULARIZER_OPTIONS = ("reg", "reg_order", "reg_lambda", "reg_variant")
 
@@ -152,8 +158,8 @@ class Regularizer:
             raise UserError(f"unknown regulariser {self.kind!r}; valid: {', '.join(KINDS)}")
         if self.variant not in VARIANTS:
             raise UserError(f"unknown regulariser variant {self.variant!r}; valid: {', '.join(VARIANTS)}")
-        if isinstance(self.order, bool) or not isinstance(self.order, int) or self.order < 1:
-            raise UserError(f"reg_order must be an integer ≥ 1, got {self.order!r}")
+        if isinstance(self.order, bool) or not isinstance(self.order, int) or not 1 <= self.order <= MAX_ORDER:
+            raise UserError(f"reg_order must be an integer from 1 to {MAX_ORDER}, got {self.order!r}")
         if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not 0 <= self.lam < math.inf:
             raise UserError(f"reg_lambda must be a finite number ≥ 0, got {self.lam!r}")
         from nodebench.taylor.ode import METHODS
@@ -223,7 +229,7 @@ class RegularizedSolve:
         r0 = torch.zeros(z0.shape[0], dtype=z0.dtype, device=z0.device)
         out = self.solve(augmented, (y0, r0) if parts is None else (*y0, r0), t, **kwargs)
         ys, rs = (out[0], out[1]) if parts is None else (tuple(out[:-1]), out[-1])
-        r = rs[-1].mean()
+        r = rs[-1].mean() * (t[-1] - t[0]).sign()  # backwards in time r(t1) = −R; no host read of t
         self.penalty = self.penalty + reg.lam * r
         self.value += float(r.detach()) if augmented.evaluated else math.nan
         return ys

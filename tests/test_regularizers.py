@@ -36,7 +36,7 @@ def exact_speed_penalty(field, z0, order, t1=1.0, n=4001):
     ak = torch.linalg.matrix_power(field.A, order)
     values = torch.stack([((z0 @ torch.linalg.matrix_exp(field.A * s).T @ ak.T) ** 2).mean(dim=1).mean() for s in ts])
     h = t1 / (n - 1)
-    return h / 3 * (values[0].detach() + values[-1] + 4 * values[1:-1:2].sum() + 2 * values[2:-1:2].sum())
+    return h / 3 * (values[0] + values[-1] + 4 * values[1:-1:2].sum() + 2 * values[2:-1:2].sum())
 
 
 Z0 = torch.tensor([[1.0, 0.5], [-0.2, 0.8]], dtype=F64)
@@ -199,3 +199,40 @@ def test_an_infinite_weight_and_an_unknown_derivative_method_are_refused_at_cons
         Regularizer("speed", lam=math.inf)
     with pytest.raises(UserError, match="unknown derivative_method 'taylr'; valid: taylor, jvp"):
         Regularizer("speed", lam=1.0, derivative_method="taylr")
+
+
+@pytest.mark.parametrize("kind", ["speed", "rnode"])
+@pytest.mark.parametrize("method", ["direct", "adjoint"])
+def test_a_solve_backwards_in_time_is_penalised_by_the_same_positive_integral(method, kind):
+    """R = ∫ c dt over the interval traversed (Kelly et al. §3). A solve from t = 1 back to 0 ends at
+    r(0) = −∫₀¹ c dt: its R was negative before, a penalty that rewarded fast dynamics. It is now the R of the
+    same trajectory solved forwards, and for R_2 its gradient is that of the closed form, z(t) = expm(A(t − 1)) z(1)."""
+    field = Linear()
+    params = list(field.parameters())
+    z1 = odeint(field, Z0, T, **TIGHT)[-1].detach()
+    values = []
+    for t, y0 in ((T, Z0), (T.flip(0), z1)):
+        solve = Regularizer(kind, order=2, lam=1.0, seed=4).wrap(get_method(method).make_solve(params, **TIGHT))
+        solve(field, y0, t)
+        values.append(solve.value)
+    assert values[0] > 0 and values[1] == pytest.approx(values[0], rel=1e-7)
+    if kind == "speed":
+        got = torch.autograd.grad(solve.penalty, params)[0]
+        want = torch.autograd.grad(exact_speed_penalty(field, z1 @ torch.linalg.matrix_exp(-field.A).T, 2), params)[0]
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-10)
+
+
+def test_an_order_past_float32s_factorials_is_one_line_at_the_command_line(capsys, tmp_path):
+    """d^K z = (K−1)!·[f]_{K−1} is inf in float32 from K = 36, and a huge K ran without end (reg_order=1000000
+    on digits_ode had not finished its first iteration after two minutes)."""
+    from nodebench.cli import main
+
+    assert Regularizer("speed", order=35, lam=1.0).order == 35
+    with pytest.raises(UserError, match="reg_order must be an integer from 1 to 35, got 36"):
+        regularizer_from_hparams({"reg": "speed", "reg_order": 36, "reg_lambda": 1.0})
+    out = tmp_path / "out"
+    code = main(["run", "--task", "digits_ode", "--method", "adjoint", "--hparam", "reg=speed", "--hparam",
+                 "reg_order=1000000", "--hparam", "reg_lambda=1", "--iters", "1", "--out", str(out)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and lines == ["nodebench: error: reg_order must be an integer from 1 to 35, got 1000000"]
+    assert not out.exists()
