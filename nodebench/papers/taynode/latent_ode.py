@@ -19,8 +19,9 @@ Rubanova, Chen and Duvenaud's latent ODE, 2019).
   (the official ``GenDynamics`` with ``gen_layers = 3``, which builds layers + 1 = 4 blocks); plain
   out-of-place ops (``torch.tanh``, ``nn.Linear``), so ``torch.func.jvp`` and a ``__torch_function__``
   Taylor mode can trace it;
-- the decoder ODE is solved from t = 0 over the batch's union time grid; a Linear(latent_dim → 37)
-  maps z(t) to the data;
+- the decoder ODE is solved over the batch's union time grid, from its first time: t = 0, where every
+  record has values (PhysioNet's 00:00 entries; the synthetic records' first observation); a
+  Linear(latent_dim → 37) maps z(t) to the data;
 - initialisation: N(0, 0.1²) weights and zero biases for encoder, rec→gen and output layer; the ODE MLP
   keeps Haiku's default (truncated normal, std 1/√fan_in; zero bias), as in the official code.
 
