@@ -49,7 +49,9 @@ def test_types_are_inferred_from_defaults():
     assert infer_param("hidden", 50) == Param("hidden", "int", low=1)
     assert infer_param("augment", 0).low == 0
     assert infer_param("t_end", 1.5).positive and infer_param("weight_decay", 1e-5).low == 0.0
-    assert infer_param("batch_size", 100).optional and infer_param("data_seed", None).optional
+    # null ("all the data") only where the default is null: a task with a number there cannot take it
+    assert not infer_param("batch_size", 100).optional and infer_param("data_seed", None).optional
+    assert infer_param("n_records", None) == Param("n_records", "int", low=1, optional=True)
     assert infer_param("dtype", "float32").choices == ("float32", "float64")
 
 
