@@ -236,3 +236,15 @@ def test_an_order_past_float32s_factorials_is_one_line_at_the_command_line(capsy
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and lines == ["nodebench: error: reg_order must be an integer from 1 to 35, got 1000000"]
     assert not out.exists()
+
+
+def test_an_order_given_to_rnode_is_reported_as_ignored():
+    """RNODE (kinetic + Jacobian Frobenius) has no order K: ``reg_order`` with ``reg = rnode`` was silently
+    unused; it is reported as the other options a case does not use are."""
+    from nodebench.runner.case import Case
+    from nodebench.runner.settings import check_cases
+
+    hparams = {"reg": "rnode", "reg_lambda": 1.0, "extrap_t_end": 2.0}
+    assert check_cases([Case(task="cubic_spiral", method="rk4", iters=1, hparams=hparams | {"reg_order": 3})]) == [
+        "method rk4 does not use reg_order; ignored"]
+    assert check_cases([Case(task="cubic_spiral", method="rk4", iters=1, hparams=hparams)]) == []

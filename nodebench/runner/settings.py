@@ -78,10 +78,12 @@ def check_case(task: Task, method: Method, hparams: Mapping[str, Any]) -> list[s
 
 
 def unused_options(method: Method, hparams: Mapping[str, Any]) -> list[str]:
-    """The solver options (``rtol`` for fixed-step RK4) and ``snode_*`` options in ``hparams`` that ``method``
-    does not use."""
+    """The solver options (``rtol`` for fixed-step RK4), ``snode_*`` options and ``reg_order`` (RNODE has no
+    order K) in ``hparams`` that the case of ``method`` does not use."""
     unused_snode = [] if method.spectral else sorted(k for k in hparams if is_snode_option(k))
-    return method.ignored_options({k: v for k, v in hparams.items() if k in SOLVER_OPTIONS}) + unused_snode
+    unused_order = ["reg_order"] if hparams.get("reg") == "rnode" and "reg_order" in hparams else []
+    return (method.ignored_options({k: v for k, v in hparams.items() if k in SOLVER_OPTIONS}) + unused_snode
+            + unused_order)
 
 
 def check_shared_hparams(task: str, methods, hparams: Mapping[str, Any]) -> None:
