@@ -253,6 +253,12 @@ def several_hardware(scores: pd.DataFrame) -> bool:
     return "hardware" in scores and scores["hardware"].nunique() > 1
 
 
+def with_hardware(frame: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (a display of :func:`overall`'s rows) with a last column naming each row's hardware where the
+    scores come from several (:func:`several_hardware`), else as it is."""
+    return frame.assign(hardware=scores["hardware"].replace("", "unknown")) if several_hardware(scores) else frame
+
+
 def shared_ranks(frame: pd.DataFrame, columns: list[str]) -> list[int]:
     """The ranks of ``frame``'s rows, sorted best first: rows equal in every column of ``columns`` share the
     rank of the first of them and the next rank skips (1, 2, 2, 4), so a tie never reads as an order."""
@@ -384,7 +390,7 @@ def display_overall(scores: pd.DataFrame, reference: str) -> pd.DataFrame:
             for rank, r in zip(score_ranks(scores), scores.itertuples())]
     frame = pd.DataFrame(rows, columns=["#", "family", "tasks reached/run", "score (AlgoPerf, r_max 4)",
                                         f"speed-up vs {reference} (tasks)", "seeds"])
-    return frame.assign(hardware=scores["hardware"].replace("", "unknown")) if several_hardware(scores) else frame
+    return with_hardware(frame, scores)
 
 
 def environment_table(records: pd.DataFrame) -> pd.DataFrame:

@@ -26,12 +26,12 @@ from nodebench.benchmarking.leaderboard import (
     plot_profile,
     plot_times,
     scored,
-    several_hardware,
     shared_ranks,
     summary,
     target_note,
     time_text,
     unscored_note,
+    with_hardware,
 )
 from nodebench.errors import UserError
 from nodebench.html_page import cell, document, esc, image, plain_table, select, table
@@ -140,7 +140,7 @@ def scores_frame(scores: pd.DataFrame, reference: str) -> pd.DataFrame:
                           "tasks run": scores["tasks_run"], "score (AlgoPerf, r_max 4)": scores["score"].round(3),
                           f"speed-up vs {reference}": scores["speedup"].round(3),
                           "speed-up tasks": scores["speedup_tasks"], "seeds": scores["seeds"]})
-    return frame.assign(hardware=scores["hardware"].replace("", "unknown")) if several_hardware(scores) else frame
+    return with_hardware(frame, scores)
 
 
 DEFAULT_REFERENCE = "adjoint"
