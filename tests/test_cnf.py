@@ -139,7 +139,16 @@ def test_noise_drawn_once_per_solve_from_own_generator(monkeypatch):
     cnf.dynamics = Counting(cnf.dynamics)
     draws = []
     original = cnf._draw_noise
-    monkeypatch.setattr(cnf, "_draw_noise", lambda like: draws.append(1) or original(like))
+
+    def draw_once(like):
+        # Fail at the second draw: a probe redrawn per evaluation makes the adaptive solve chase noise and
+        # shrink its steps without end, so counting the draws after the solve would hang instead of failing.
+        if draws:
+            pytest.fail("the Hutchinson probe was drawn again within one solve")
+        draws.append(1)
+        return original(like)
+
+    monkeypatch.setattr(cnf, "_draw_noise", draw_once)
     global_state = torch.get_rng_state()
     cnf.solve = lambda func, y0, t: odeint_adjoint(func, y0, t, rtol=1e-6, atol=1e-6, method="dopri5")
     _, ld = cnf(data(8))
