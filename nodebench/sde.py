@@ -69,6 +69,11 @@ class KarhunenLoeveNoise:
     The coefficients are drawn by :meth:`resample` and fixed until the next call, so all evaluations of
     one solve see the same path. ``noise(t)`` takes a 0-d tensor ``t`` (also under ``torch.func.vmap``)
     and returns a tensor of the shape given to :meth:`resample`.
+
+    Outside [t0, t1] the expansion is no Brownian motion: cos(ω_n s) is even about s = 1, so the path mirrors
+    there, W_K(t1 + u) = W_K(t1 − u), and returns to 0 at t1 + c. ``noise(t)`` does not check ``t`` (an adaptive
+    solver's last step may evaluate the field a little past t1, and a check would cost a host sync per
+    evaluation on a GPU): build the noise on the solve's own span, as the paper's transfer does.
     """
 
     def __init__(self, t0: float, t1: float, ncosines: int = 10, *, dtype: torch.dtype = torch.float32,

@@ -135,6 +135,18 @@ def test_truncated_kl_brownian_variance():
     assert kl_brownian_variance(1.2, t0, t1, 0) == 0.0
 
 
+def test_kl_path_mirrors_past_its_interval():
+    """What KarhunenLoeveNoise's docstring warns of: past t1 the path is W_K(t1 + u) = W_K(t1 − u), back to 0
+    at t1 + c, not Brownian motion (so the noise must be built on the solve's own span)."""
+    t0, t1 = 0.5, 2.5
+    noise = KarhunenLoeveNoise(t0, t1, 7, dtype=torch.float64).resample((4,), generator(3))
+    path = lambda t: noise.integral(torch.tensor(t, dtype=torch.float64))  # noqa: E731
+    for u in (0.2, 1.1):
+        torch.testing.assert_close(path(t1 + u), path(t1 - u), rtol=0, atol=1e-12)
+    torch.testing.assert_close(path(t1 + (t1 - t0)), torch.zeros(4, dtype=torch.float64), rtol=0, atol=1e-12)
+    assert path(t1).abs().min() > 1e-3  # a real path, not zero everywhere
+
+
 # ------------------------------------------------------------------------------------------------
 # Wong–Zakai ODE ≈ Stratonovich SDE
 
