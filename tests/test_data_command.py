@@ -7,13 +7,16 @@ import gzip
 import hashlib
 import http.server
 import io
+import os
 import tarfile
 import threading
+from pathlib import Path
 
 import pytest
 
 from nodebench.cli import main
 from nodebench.datasets import catalog
+from nodebench.datasets import fetch as fetch_module
 from nodebench.datasets.fetch import download_file, fetch
 from nodebench.errors import UserError
 from nodebench.runner.case import Case
@@ -27,10 +30,16 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
     ranges = True
     cut: int | None = None  # send only this many bytes of the body, then drop the connection
+    range_from: int | None = None  # answer a range request with a 206 from this byte, whatever was asked
+    raw: bytes | None = None  # answer with these bytes (status line, headers and body), then drop the connection
     requests: list[tuple[str, str | None]] = []
 
     def do_GET(self):  # noqa: N802 - http.server's naming
         self.requests.append((self.path, self.headers.get("Range")))
+        if self.raw is not None:
+            self.wfile.write(self.raw)
+            self.close_connection = True
+            return
         body = self.files.get(self.path)
         if body is None:
             self.send_error(404, "Not Found")
@@ -38,9 +47,12 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         start = 0
         header = self.headers.get("Range")
         if header and self.ranges:
-            start = int(header.removeprefix("bytes=").split("-")[0])
+            start = int(header.removeprefix("bytes=").split("-")[0]) if self.range_from is None else self.range_from
             if start >= len(body):
-                self.send_error(416, "Range Not Satisfiable")
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
@@ -62,6 +74,7 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     RangeHandler.files, RangeHandler.ranges, RangeHandler.requests, RangeHandler.cut = {}, True, [], None
+    RangeHandler.range_from, RangeHandler.raw = None, None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -107,6 +120,30 @@ def test_download_of_a_complete_partial_file_is_not_repeated(server, tmp_path):
     (tmp_path / "f.bin.part").write_bytes(PAYLOAD)
     download_file(f"{base}/f.bin", tmp_path / "f.bin", sha256=sha(PAYLOAD), progress=False)  # server answers 416
     assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
+    assert handler.requests == [("/f.bin", f"bytes={len(PAYLOAD)}-")]
+
+
+def test_a_partial_file_longer_than_the_file_is_downloaded_again(server, tmp_path):
+    """A 416 was taken for "the partial file is complete" whatever its length: a stale, longer ``.part`` was
+    installed as the file when no checksum is pinned (16391 bytes for a 16384-byte file)."""
+    handler, base = server
+    handler.files["/f.bin"] = PAYLOAD
+    (tmp_path / "f.bin.part").write_bytes(PAYLOAD + b"garbage")
+    download_file(f"{base}/f.bin", tmp_path / "f.bin", progress=False)
+    assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
+    assert handler.requests == [("/f.bin", f"bytes={len(PAYLOAD) + 7}-"), ("/f.bin", None)]
+
+
+@pytest.mark.parametrize("start", [0, 1000])
+def test_a_resumed_reply_that_starts_elsewhere_is_not_appended(server, tmp_path, start):
+    """A 206 whose Content-Range does not start where the ``.part`` ends was appended to it: an unpinned file
+    was installed corrupt (21384 bytes for 16384 when the server sent the whole file as a 206)."""
+    handler, base = server
+    handler.files["/f.bin"], handler.range_from = PAYLOAD, start
+    (tmp_path / "f.bin.part").write_bytes(PAYLOAD[:5000])
+    download_file(f"{base}/f.bin", tmp_path / "f.bin", progress=False)
+    assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
+    assert handler.requests == [("/f.bin", "bytes=5000-"), ("/f.bin", None)]
 
 
 def test_download_with_a_wrong_checksum_deletes_it_and_says_so(server, tmp_path):
@@ -125,6 +162,25 @@ def test_download_errors_are_one_line(server, tmp_path):
     assert "\n" not in str(err.value) and not (tmp_path / "x").exists()
     with pytest.raises(UserError, match="could not download http://127.0.0.1:9/"):
         download_file("http://127.0.0.1:9/x", tmp_path / "x", progress=False, timeout=2)
+
+
+def test_a_reply_cut_inside_a_chunk_is_a_failed_download(server, tmp_path):
+    """http.client's IncompleteRead (a chunked reply cut short, e.g. by a proxy) escaped as a traceback."""
+    handler, base = server
+    handler.raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nhello"
+    with pytest.raises(UserError, match=r"could not download .*/f.bin: a malformed reply \(IncompleteRead") as err:
+        download_file(f"{base}/f.bin", tmp_path / "f.bin", progress=False)
+    assert "\n" not in str(err.value) and list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_at_the_target_path_is_refused_before_downloading(server, tmp_path):
+    """The file was downloaded, then failed to be renamed onto the folder ("Is a directory: 'f.bin.part'")."""
+    handler, base = server
+    handler.files["/f.bin"] = PAYLOAD
+    (tmp_path / "f.bin").mkdir()
+    with pytest.raises(UserError, match="f.bin is a folder where the downloaded file is to go; move it away"):
+        download_file(f"{base}/f.bin", tmp_path / "f.bin", progress=False)
+    assert handler.requests == [] and not (tmp_path / "f.bin.part").exists()
 
 
 # -- a local manifest: a gzipped IDX-like set, a record set, an archive member ------------------------------
@@ -221,6 +277,114 @@ def test_data_fetch_refuses_a_root_that_is_a_file_or_empty(local_manifest, tmp_p
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--root: expected a path, got an empty string" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "manifest.toml"]  # nothing fetched
+
+
+def test_a_failed_fetch_names_every_source_and_removes_only_the_folders_it_created(local_manifest, tmp_path,
+                                                                                     capsys):
+    """Only the last source's error was shown, and the data set's folder was left behind, empty."""
+    manifest, _, _ = local_manifest
+    handler = RangeHandler
+    handler.files.pop("/labels.gz")
+    root = tmp_path / "data"
+    flags = ["data", "fetch", "toy", "--no-progress", "--root", str(root), "--manifest", str(manifest)]
+    assert main(flags) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not download labels.gz from any of its 2 sources (" in err, err
+    assert "/missing.gz: HTTP 404 Not Found, " in err and "/labels.gz: HTTP 404 Not Found)" in err, err
+    assert not root.exists()
+    (root / "mine").mkdir(parents=True)  # folders that were there stay, empty or not
+    assert main(flags) == 2
+    assert sorted(p.name for p in root.iterdir()) == ["mine"]
+    capsys.readouterr()
+    handler.files["/labels.gz"], handler.cut = PAYLOAD, 100  # a folder holding a partial download stays
+    assert main(flags) == 2
+    assert "rerun the same command to resume (100 bytes kept" in capsys.readouterr().err
+    assert [p.name for p in (root / "toy").iterdir()] == ["labels.gz.part"]
+
+
+def test_a_fetch_interrupted_before_any_byte_leaves_nothing_behind(local_manifest, tmp_path, monkeypatch):
+    """Ctrl-C during the first read left an empty ``labels.gz.part`` and the folders it had created."""
+    manifest, _, _ = local_manifest
+    real_open = fetch_module._open
+
+    def interrupt(size):
+        raise KeyboardInterrupt
+
+    def open_then_interrupt(url, offset, timeout):
+        response = real_open(url, offset, timeout)
+        response.read = interrupt
+        return response
+
+    monkeypatch.setattr(fetch_module, "_open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fetch("toy", tmp_path / "data", manifest=manifest, progress=False)
+    assert not (tmp_path / "data").exists()
+
+
+def test_an_archive_member_without_a_url_is_one_line(tmp_path, capsys):
+    """A ``member`` file without urls raised IndexError (a traceback)."""
+    manifest = tmp_path / "manifest.toml"
+    manifest.write_text('[[dataset]]\nname = "toy"\nfolder = "toy"\nfiles = [{ path = "x", form = "member" }]\n')
+    assert main(["data", "fetch", "toy", "--root", str(tmp_path / "data"), "--manifest", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert err == ("nodebench: error: no download URL for x in the data manifest; add urls to its entry, or put "
+                   "the file in place yourself\n")
+    assert not (tmp_path / "data").exists()
+
+
+# -- a data folder that cannot be written (simulated: the tests run as root, who may write anywhere) ----------
+
+def test_a_read_only_data_folder_is_named_with_its_source_before_any_request(local_manifest, tmp_path, capsys,
+                                                                            monkeypatch):
+    """It was called --root when $NODEBENCH_DATA chose it, and a read-only folder holding a verified copy failed
+    `data fetch` (exit 2) though there was nothing to write."""
+    manifest, _, _ = local_manifest
+    root = tmp_path / "data"
+    fetch("toy", root, manifest=manifest, progress=False)
+    requests = len(RangeHandler.requests)
+    monkeypatch.setenv("NODEBENCH_DATA", str(root))
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: not str(path).startswith(str(root)))
+    flags = ["data", "fetch", "toy", "--no-progress", "--manifest", str(manifest)]
+    assert main(flags) == 0
+    assert "toy: 0 file(s) downloaded; verified" in capsys.readouterr().out
+    (root / "toy" / "batch").write_bytes(b"mine")
+    assert main(flags) == 2
+    err = capsys.readouterr().err
+    assert err == f"nodebench: error: the data folder ($NODEBENCH_DATA) '{root / 'toy'}' is not writable\n"
+    assert (root / "toy" / "batch").read_bytes() == b"mine" and len(RangeHandler.requests) == requests
+
+
+def test_a_data_folder_that_refuses_writes_is_one_line_and_loses_nothing(local_manifest, tmp_path, capsys,
+                                                                        monkeypatch):
+    """Permission denied on the ``.part`` was reported as a network failure ("check the network"); on an
+    extracted archive member as an unreadable archive ("delete it and fetch again")."""
+    manifest, _, _ = local_manifest
+    root = tmp_path / "data"
+    (root / "toy").mkdir(parents=True)
+    (root / "toy" / "labels.gz.part").write_bytes(b"\x1f\x8b")
+    (root / "toy" / "batch").write_bytes(b"mine")
+    before = {p: p.read_bytes() for p in (root / "toy").iterdir()}
+
+    denied = {"labels.gz.part"}
+
+    def read_only(path, mode="r", *args, **kwargs):
+        if Path(path).name in denied and any(c in mode for c in "wax+"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(fetch_module, "open", read_only, raising=False)
+    flags = ["data", "fetch", "toy", "--no-progress", "--root", str(root), "--manifest", str(manifest)]
+    assert main(flags) == 2
+    err = capsys.readouterr().err
+    assert err == (f"nodebench: error: cannot write {root / 'toy' / 'labels.gz.part'}: Permission denied; make the "
+                   "data folder writable (or free space) or choose another with --root or $NODEBENCH_DATA, then "
+                   f"rerun the same command to resume (2 bytes kept in {root / 'toy' / 'labels.gz.part'})\n")
+    assert {p: p.read_bytes() for p in (root / "toy").iterdir()} == before
+    denied = {"batch.part"}  # the downloads go through; writing the archive member fails
+    assert main(flags) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot write {root / 'toy' / 'batch.part'}: Permission denied; " in err, err
+    assert (root / "toy" / "batch").read_bytes() == b"mine"
 
 
 # -- the gate before a sweep --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 from nodebench.datasets.catalog import catalog, status
 from nodebench.datasets.fetch import TIMEOUT_S, fetch
 from nodebench.datasets.storage import ENV_VAR, data_root
-from nodebench.paths import nonempty_path, output_dir
+from nodebench.paths import nonempty_path
 
 EXAMPLES = """examples:
   nodebench data list
@@ -128,7 +128,6 @@ def _remedy(name: str, state) -> str:
 
 
 def _fetch(args) -> int:
-    output_dir(data_root(args.root), "--root")  # a folder the downloads can go to, checked before any request
     written = fetch(args.name, args.root, manifest=args.manifest, timeout=args.timeout_s,
                     progress=not args.no_progress, optional=args.optional)
     state = status(args.name, args.root, manifest=args.manifest)

@@ -65,6 +65,12 @@ def data_root(root: Optional[str | os.PathLike] = None) -> Path:
     Raises:
         UserError: that path exists but is not a folder (a missing folder just holds no data).
     """
+    return data_root_and_source(root)[0]
+
+
+def data_root_and_source(root: Optional[str | os.PathLike] = None) -> tuple[Path, str]:
+    """The data directory (:func:`data_root`) and what chose it, for messages: ``--root``, ``$NODEBENCH_DATA``
+    or ``the default data directory``."""
     if root is not None:
         directory, source = Path(root), "--root"
     elif os.environ.get(ENV_VAR):
@@ -73,7 +79,7 @@ def data_root(root: Optional[str | os.PathLike] = None) -> Path:
         directory, source = DEFAULT_DATA_DIR, "the default data directory"
     if directory.exists() and not directory.is_dir():
         raise UserError(f"{source} {str(directory)!r} is a file; give a folder")
-    return directory
+    return directory, source
 
 
 def folder_note(paths) -> str:
