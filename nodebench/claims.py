@@ -660,7 +660,8 @@ def time_to_target(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base = claim["method"], claim["baseline"]
     table = tables.get("time_to_target", pd.DataFrame())
     if table.empty:
-        return [("all", "no time_to_target table in this run (no monitored curves)", NOT_MEASURED)]
+        return [("all", "no time_to_target table in this run: its analysis did not run at this preset (none of "
+                 "its experiments ran) or found no monitored curves", NOT_MEASURED)]
     if claim.get("experiments"):
         table = table[table["experiment"].isin(claim["experiments"])]
     if (table["versus"] != "").any():  # pairwise targets: the rows of this pair
