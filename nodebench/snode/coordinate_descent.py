@@ -1,4 +1,5 @@
-"""SNODE's coordinate descent (Quaglino et al., ICLR 2020, §3; nodebench's reconstruction, ``nodebench/papers/snode/README.md``).
+"""SNODE's coordinate descent (Quaglino et al., ICLR 2020, §3; nodebench's reconstruction,
+``nodebench/papers/snode/README.md``, iteration (M14) and multiplier update (M13) there).
 
 One iteration of :class:`CoordinateDescent`:
 
@@ -33,7 +34,8 @@ from nodebench.undo import restored
 
 
 class CoordinateDescent:
-    """Train ``problem``'s field by SNODE on all its training trajectories.
+    """Train ``problem``'s field by SNODE on all its training trajectories: iterations (M14) of paper §3's
+    coordinate descent, started from the fit (M6).
 
     Args:
         problem: a full-state trajectory problem: ``t`` (T,), ``y_train`` (N, T, D), ``u_train`` (N, T, M) or
@@ -52,7 +54,8 @@ class CoordinateDescent:
         self.last: dict[str, torch.Tensor | float] = {}  # read as floats by metrics()
 
     def setup(self) -> None:
-        """Build the basis and quadrature, fit the coefficients to the observations, reset γ and λ."""
+        """Build the basis (M2)–(M5) and quadrature (M7), fit the coefficients to the observations (M6), reset
+        γ and λ (λ = 0)."""
         p, opts = self.problem, self.options
         t, y = p.t, p.y_train
         basis = ElementBasis(float(t[0]), float(t[-1]), opts.degree, opts.elements_for(t.shape[0]),
@@ -79,7 +82,7 @@ class CoordinateDescent:
         self.objective = None
 
     def step(self, boundary: Callable[[], None]) -> torch.Tensor:
-        """One coordinate-descent iteration; calls ``boundary()`` between the two blocks; returns J as it
+        """One coordinate-descent iteration (M14); calls ``boundary()`` between the two blocks; returns J as it
         was at the last coefficient step (before that step's update)."""
         if self.objective is None:
             self.setup()
@@ -90,7 +93,8 @@ class CoordinateDescent:
         return j
 
     def coefficient_block(self) -> torch.Tensor:
-        """``coef_steps`` Adam steps on z with θ fixed (only ∂J/∂z is computed); returns J before the last."""
+        """(M14) step 1: ``coef_steps`` Adam steps on z with θ fixed, minimising J (M11) or J_A (M12) (only ∂J/∂z
+        is computed); returns J before the last."""
         objective = self.objective
         for _ in range(self.options.coef_steps):
             r = objective.residual(self.z)
@@ -106,8 +110,8 @@ class CoordinateDescent:
         return j.detach()
 
     def weight_block(self) -> None:
-        """``weight_steps`` Adam steps on θ with z fixed, batched over every trajectory and node, then the
-        augmented variant's dual update."""
+        """(M14) step 2: ``weight_steps`` Adam steps on θ with z fixed, minimising γR (+ ⟨λ, r⟩), batched over
+        every trajectory and node; then the augmented variant's dual update (M13)."""
         objective = self.objective
         states, slopes = (v.detach() for v in objective.nodes(self.z))
         for _ in range(self.options.weight_steps):
@@ -134,12 +138,12 @@ class CoordinateDescent:
             vars(self.dual).update(dual)
 
     def metrics(self) -> dict[str, float]:
-        """The last iteration's data loss on the series, its ODE violation R and the γ it used."""
+        """The last iteration's data loss L (M8) on the series, its ODE violation R (M10) and the γ it used."""
         return {name: float(value) for name, value in self.last.items()}
 
 
 class DualAscent:
-    """The safeguarded multiplier update of the augmented variant (method of multipliers, Hestenes 1969,
+    """The safeguarded multiplier update (M13) of the augmented variant (method of multipliers, Hestenes 1969,
     Powell 1969; safeguards after Nocedal & Wright, Numerical Optimization, Algorithm 17.4).
 
     With J_A = L + γR + ⟨λ, r⟩, where ⟨a, b⟩ = Σ_q w_q mean_{n,d} a·b and R = ⟨r, r⟩, the stationarity of
@@ -163,7 +167,7 @@ class DualAscent:
         self.trial: tuple[torch.Tensor, float] | None = None  # (λ before the step, R before the step)
 
     def update(self, multipliers, r, violation: float, lagrangian: float, gamma: float) -> torch.Tensor:
-        """λ after iteration ``self.iteration + 1`` (``r``, R and J_A at its end)."""
+        """λ after iteration ``self.iteration + 1`` (``r``, R and J_A at its end), by the guarded rule (M13)."""
         self.iteration += 1
         if self.iteration % self.every:
             return multipliers

@@ -1,8 +1,9 @@
 """Continuous spectral elements: a trajectory on [t0, t1] as E Legendre series joined without jumps.
 
 Paper: Quaglino et al., SNODE (ICLR 2020, arXiv 1906.07038), §4: the trajectory is a truncated Legendre
-series, optionally split into elements (nodebench's reconstruction, ``nodebench/papers/snode/README.md``). How the
-paper couples elements is UNVERIFIED; **nodebench's choice** is exact C⁰ continuity by construction:
+series, optionally split into elements (nodebench's reconstruction, ``nodebench/papers/snode/README.md``, whose
+equation labels (M1)–(M14) the docstrings here cite). How the paper couples elements is UNVERIFIED;
+**nodebench's choice** is exact C⁰ continuity by construction (M5):
 
 * element e ∈ {0..E−1} covers [t0 + e·h, t0 + (e+1)·h], h = (t1 − t0)/E, local τ = 2(t − t_e)/h − 1, and
   carries x_e(τ) = Σ_{k=0..p} c_{e,k} P_k(τ);
@@ -35,7 +36,8 @@ QUADRATURE_RULES = {"legendre": gauss_legendre_nodes, "lobatto": gauss_lobatto_n
 
 
 class ElementBasis:
-    """E equal C⁰-continuous Legendre elements of degree p on [t0, t1] (see the module docstring).
+    """E equal C⁰-continuous Legendre elements of degree p on [t0, t1]: the trajectory (M2), (M3) of paper §4,
+    with nodebench's continuity (M5) and quadrature (M7) (see the module docstring).
 
     Args:
         t0, t1: the horizon.
@@ -63,6 +65,7 @@ class ElementBasis:
 
     @property
     def width(self) -> float:
+        """h = (t1 − t0)/E, the width of every element (M2)."""
         return (self.t1 - self.t0) / self.elements
 
     def _coefficient_map(self) -> torch.Tensor:
@@ -78,21 +81,32 @@ class ElementBasis:
             g[e + 1, 0] = g[e, 0] + g[e, 1:].sum(0) - (signs[:, None] * g[e + 1, 1:]).sum(0)
         return g
 
-    def locate(self, t) -> tuple[torch.Tensor, torch.Tensor]:
-        """Element index and local τ of times ``t`` (T,); t1 belongs to the last element."""
+    def locate(self, t, element=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Element index and local τ of times ``t`` (T,). Without ``element`` each time goes to the element
+        that contains it, a time on a boundary (t1 included) to the later one; the state is continuous there,
+        so this is right for :meth:`values`, but the slope jumps. ``element`` (T,) names each time's element
+        instead (a quadrature node at the end of its element, Gauss–Lobatto's τ = 1: :meth:`node_elements`)."""
         t = torch.as_tensor(t, dtype=self.dtype, device=self.device).reshape(-1)
-        idx = torch.floor((t - self.t0) / self.width).long().clamp(0, self.elements - 1)
+        if element is None:
+            idx = torch.floor((t - self.t0) / self.width).long().clamp(0, self.elements - 1)
+        else:
+            idx = torch.as_tensor(element, device=self.device).reshape(-1).long()
+            if idx.shape != t.shape or not bool(((idx >= 0) & (idx < self.elements)).all()):
+                raise ValueError(f"element must give one index in 0..{self.elements - 1} per time ({t.numel()} "
+                                 f"times), got {idx.tolist()}")
         tau = 2.0 * (t - (self.t0 + idx.to(self.dtype) * self.width)) / self.width - 1.0
         return idx, tau
 
-    def values(self, t) -> torch.Tensor:
-        """M (T, P) with x(t) = M @ z."""
-        idx, tau = self.locate(t)
+    def values(self, t, element=None) -> torch.Tensor:
+        """M (T, P) with x(t) = M @ z: x_e(τ) = Σ_k c_{e,k} P_k(τ) ((M2), paper §4); ``element`` as in
+        :meth:`locate`."""
+        idx, tau = self.locate(t, element)
         return self._assemble(legendre_basis(tau, self.degree), idx)
 
-    def slopes(self, t) -> torch.Tensor:
-        """M' (T, P) with ẋ(t) = M' @ z (chain-rule factor 2/h included)."""
-        idx, tau = self.locate(t)
+    def slopes(self, t, element=None) -> torch.Tensor:
+        """M' (T, P) with ẋ(t) = M' @ z: ẋ = (2/h) Σ_k c_{e,k} P_k'(τ) ((M3), paper §4).
+        The slope is the one of ``element`` (:meth:`locate`), which matters at a boundary, where it jumps."""
+        idx, tau = self.locate(t, element)
         return (2.0 / self.width) * self._assemble(legendre_basis_derivative(tau, self.degree), idx)
 
     def _assemble(self, basis: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -104,12 +118,12 @@ class ElementBasis:
         return out
 
     def coefficients(self, z: torch.Tensor) -> torch.Tensor:
-        """Per-element Legendre coefficients (..., E, p + 1, D) of free coefficients z (..., P, D)."""
+        """Per-element Legendre coefficients c_{e,k} (..., E, p + 1, D) of free coefficients z (..., P, D), (M5)."""
         return torch.einsum("ekp,...pd->...ekd", self.coefficient_map, z)
 
     def quadrature(self, nodes_per_element: int, rule: str = "legendre") -> tuple[torch.Tensor, torch.Tensor]:
-        """Node times (E·Q,) and weights (E·Q,) of a composite Gauss rule; the weights sum to 1, so
-        Σ_q w_q g(t_q) approximates the time average (1/(t1 − t0)) ∫ g dt."""
+        """Node times (E·Q,) and weights (E·Q,) of a composite Gauss rule (M7), element by element; the weights
+        sum to 1, so Σ_q w_q g(t_q) approximates the time average (1/(t1 − t0)) ∫ g dt."""
         if rule not in QUADRATURE_RULES:
             raise ValueError(f"unknown quadrature rule {rule!r}; valid: {', '.join(QUADRATURE_RULES)}")
         tau, w = QUADRATURE_RULES[rule](nodes_per_element, dtype=self.dtype, device=self.device)
@@ -118,9 +132,14 @@ class ElementBasis:
         weights = (w / (2.0 * self.elements)).expand(self.elements, -1)
         return times.reshape(-1), weights.reshape(-1)
 
+    def node_elements(self, nodes_per_element: int) -> torch.Tensor:
+        """The element (E·Q,) of each node of :meth:`quadrature`, which lists them element by element: give it to
+        :meth:`values` and :meth:`slopes`, so that a node on a boundary takes its own element's slope."""
+        return torch.arange(self.elements, device=self.device).repeat_interleave(nodes_per_element)
+
     def fit(self, t_obs, y_obs: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:
         """Least-squares free coefficients z (..., P, D) of observations y_obs (..., T, D) at times t_obs (T,):
-        min_z ‖M z − y‖² + ridge ‖z‖² (nodebench's initialisation of SNODE's coefficients). Solved in the
+        min_z ‖M z − y‖² + ridge ‖z‖² (nodebench's initialisation of SNODE's coefficients, (M6)). Solved in the
         basis's dtype (float64 by default, for conditioning) and returned in the observations' dtype, the one
         :class:`~nodebench.snode.objective.SpectralObjective` and the field work in. Fewer observations than
         coefficients need ``ridge > 0``."""

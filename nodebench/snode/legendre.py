@@ -2,11 +2,13 @@
 
 Paper: Quaglino, Gallieri, Masci, Koutník, "SNODE: Spectral Discretization of Neural ODEs for System
 Identification", ICLR 2020 (arXiv 1906.07038). The paper released no code, so everything here is a
-nodebench reimplementation from the paper text (``nodebench/papers/snode/README.md``):
+nodebench reimplementation from the paper text (``nodebench/papers/snode/README.md``, section "The method, as
+implemented", whose equation labels (M1)–(M14) the docstrings here cite):
 
 * §4 of the paper: on an interval [t0, t1] the state is a truncated
-  Legendre series x(t) = Σ_{k=0..p} c_k P_k(τ), τ = 2(t − t0)/(t1 − t0) − 1, with the analytic derivative
-  ẋ(t) = (2/(t1 − t0)) Σ_k c_k P_k'(τ). Those formulas are standard spectral-method material.
+  Legendre series x(t) = Σ_{k=0..p} c_k P_k(τ), τ = 2(t − t0)/(t1 − t0) − 1 (M2), with the analytic derivative
+  ẋ(t) = (2/(t1 − t0)) Σ_k c_k P_k'(τ) (M3), by the recurrences (M4). Those formulas are standard
+  spectral-method material.
 * nodebench choices (not taken from the paper): the least-squares initial fit of the coefficients
   (``LegendreSeries.fit``, optional ridge) and offering both Gauss–Legendre and Gauss–Lobatto rules (which
   rule and how many nodes the paper uses is UNVERIFIED). Several elements joined continuously are in
@@ -43,7 +45,8 @@ def _legendre_np(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gauss_legendre_nodes(n: int, dtype: torch.dtype = _DTYPE, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """n-point Gauss–Legendre rule on [−1, 1]: ``(nodes, weights)``, nodes ascending, end points excluded.
+    """n-point Gauss–Legendre rule on [−1, 1]: ``(nodes, weights)``, nodes ascending, end points excluded: the
+    τ_i, ω_i of SNODE's quadrature (M7) (nodebench's default rule; the paper's is not known to us).
 
     Exact for polynomials of degree ≤ 2n − 1. Nodes come from the Golub–Welsch eigenvalue
     problem (numpy ``leggauss``) and are polished by two Newton steps on P_n; weights are
@@ -61,7 +64,8 @@ def gauss_legendre_nodes(n: int, dtype: torch.dtype = _DTYPE, device=None) -> tu
 
 
 def gauss_lobatto_nodes(n: int, dtype: torch.dtype = _DTYPE, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """n-point Gauss–Lobatto(–Legendre) rule on [−1, 1]: ``(nodes, weights)``, nodes ascending.
+    """n-point Gauss–Lobatto(–Legendre) rule on [−1, 1]: ``(nodes, weights)``, nodes ascending: the τ_i, ω_i of
+    SNODE's quadrature (M7) with ``snode_quadrature=lobatto`` (a nodebench option).
 
     The nodes are ±1 and the n − 2 roots of P'_{n−1}; the weights are 2 / (n(n − 1) P_{n−1}(x)²). Exact for
     polynomials of degree ≤ 2n − 3. Interior nodes: companion-matrix roots of P'_{n−1} (numpy), polished by
@@ -94,7 +98,7 @@ def _as_points(tau, dtype, device) -> torch.Tensor:
 
 
 def legendre_basis(tau, degree: int) -> torch.Tensor:
-    """P_0..P_degree at points ``tau`` via (k+1)P_{k+1} = (2k+1)τP_k − kP_{k−1}.
+    """P_0..P_degree at points ``tau`` via (k+1)P_{k+1} = (2k+1)τP_k − kP_{k−1} (M4; the basis of (M2), paper §4).
 
     ``tau`` has shape (..., T) (a 0-d value counts as T = 1); returns shape (..., T, degree + 1). Float
     tensors keep their dtype; anything else becomes float64. Differentiable in ``tau``.
@@ -112,7 +116,7 @@ def legendre_basis(tau, degree: int) -> torch.Tensor:
 
 
 def legendre_basis_derivative(tau, degree: int) -> torch.Tensor:
-    """dP_k/dτ for k = 0..degree at ``tau``, shape (..., T, degree + 1).
+    """dP_k/dτ for k = 0..degree at ``tau``, shape (..., T, degree + 1) (M4; the basis of (M3), paper §4).
 
     Uses P'_0 = 0, P'_1 = 1, P'_{k+1} = P'_{k−1} + (2k+1)P_k, which (unlike (1 − τ²)P_k' = k(P_{k−1} − τP_k))
     has no 0/0 at τ = ±1; there it gives P_k'(1) = k(k+1)/2 and P_k'(−1) = (−1)^{k+1} k(k+1)/2.
@@ -128,8 +132,9 @@ def legendre_basis_derivative(tau, degree: int) -> torch.Tensor:
 
 
 def least_squares(basis: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.Tensor:
-    """Solve min_c ‖basis c − y‖² + ridge ‖c‖², batched; ridge enters as extra rows √ridge·I (no normal
-    equations, so conditioning is that of the Legendre Vandermonde matrix, not its square)."""
+    """Solve min_c ‖basis c − y‖² + ridge ‖c‖², batched (the initial fit (M6), a nodebench choice); ridge enters
+    as extra rows √ridge·I (no normal equations, so conditioning is that of the Legendre Vandermonde matrix,
+    not its square)."""
     n_obs, n_coef = basis.shape[-2], basis.shape[-1]
     if ridge < 0:
         raise ValueError(f"ridge must be >= 0, got {ridge}")
@@ -155,7 +160,7 @@ def least_squares(basis: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.T
 
 
 class LegendreSeries:
-    """x(t) = Σ_{k=0..degree} c_k P_k(τ(t)) on [t0, t1], τ = 2(t − t0)/(t1 − t0) − 1 (paper §4).
+    """x(t) = Σ_{k=0..degree} c_k P_k(τ(t)) on [t0, t1], τ = 2(t − t0)/(t1 − t0) − 1 (paper §4; (M2) with E = 1).
 
     ``coeffs`` has shape (..., degree + 1, D): leading dims index trajectories, D is the state dimension.
     Evaluation outside [t0, t1] is allowed (polynomial extrapolation) but is not what the series is for.
@@ -172,10 +177,12 @@ class LegendreSeries:
 
     @property
     def degree(self) -> int:
+        """p, the highest Legendre degree of the series."""
         return self.coeffs.shape[-2] - 1
 
     @property
     def dim(self) -> int:
+        """D, the state dimension."""
         return self.coeffs.shape[-1]
 
     @property
@@ -184,21 +191,22 @@ class LegendreSeries:
         return 2.0 / (self.t1 - self.t0)
 
     def to_tau(self, t) -> torch.Tensor:
+        """τ = 2(t − t0)/(t1 − t0) − 1 of times ``t`` (M2)."""
         t = _as_points(t, self.coeffs.dtype, self.coeffs.device)
         return self.scale * (t - self.t0) - 1.0
 
     def __call__(self, t) -> torch.Tensor:
-        """x(t) for times ``t`` of shape (T,): returns (..., T, D)."""
+        """x(t) (M2) for times ``t`` of shape (T,): returns (..., T, D)."""
         return legendre_basis(self.to_tau(t), self.degree) @ self.coeffs
 
     def derivative(self, t) -> torch.Tensor:
-        """dx/dt = (2/(t1 − t0)) Σ_k c_k P_k'(τ) for times ``t`` of shape (T,): returns (..., T, D)."""
+        """dx/dt = (2/(t1 − t0)) Σ_k c_k P_k'(τ) (M3) for times ``t`` of shape (T,): returns (..., T, D)."""
         return self.scale * (legendre_basis_derivative(self.to_tau(t), self.degree) @ self.coeffs)
 
     @classmethod
     def fit(cls, t_obs, y_obs: torch.Tensor, degree: int, t0: float | None = None, t1: float | None = None,
             ridge: float = 0.0) -> "LegendreSeries":
-        """Least-squares fit of the coefficients to observations (nodebench's initialisation of c).
+        """Least-squares fit of the coefficients to observations (nodebench's initialisation of c, (M6)).
 
         Solves min_c Σ_j ‖x(t_j; c) − y_j‖² + ridge ‖c‖² independently for every leading index and state
         dimension. ``t_obs``: shape (N,) shared by all trajectories, or (..., N) per trajectory (broadcast

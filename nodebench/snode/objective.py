@@ -1,5 +1,5 @@
 """SNODE's relaxed objective J(z, θ) (Quaglino et al., ICLR 2020, §3; nodebench's reconstruction,
-``nodebench/papers/snode/README.md``).
+``nodebench/papers/snode/README.md``, equations (M8)–(M12) there).
 
 For N fully observed trajectories y_n(t_j) on a shared time grid, each represented by free spectral
 coefficients z_n (:class:`~nodebench.snode.elements.ElementBasis`):
@@ -28,7 +28,7 @@ from nodebench.snode.elements import ElementBasis
 
 
 class SpectralObjective:
-    """The matrices and terms of J for one set of trajectories.
+    """The matrices and terms of J (M8)–(M12), paper §3, for one set of trajectories.
 
     Args:
         field: ``f(t, x)``, called as ``field(t_nodes, x_nodes)``.
@@ -44,8 +44,9 @@ class SpectralObjective:
         self.field, self.basis, self.y_obs = field, basis, y_obs
         self.obs_map = basis.values(t_obs).to(dtype)
         t_nodes, weights = basis.quadrature(nodes_per_element, rule)
-        self.node_values = basis.values(t_nodes).to(dtype)
-        self.node_slopes = basis.slopes(t_nodes).to(dtype)
+        element = basis.node_elements(nodes_per_element)  # a Gauss–Lobatto end node takes its own element's slope
+        self.node_values = basis.values(t_nodes, element).to(dtype)
+        self.node_slopes = basis.slopes(t_nodes, element).to(dtype)
         self.t_nodes, self.weights = t_nodes.to(dtype), weights.to(dtype)
 
     @property
@@ -67,14 +68,15 @@ class SpectralObjective:
         return f
 
     def data_loss(self, z: torch.Tensor) -> torch.Tensor:
+        """L = mean over n, j, d of (x_n(t_j; z) − y_n(t_j))² (M8)."""
         return torch.mean((self.obs_map @ self._check_z(z) - self.y_obs) ** 2)
 
     def residual(self, z: torch.Tensor) -> torch.Tensor:
-        """r (N, E·Q, D) = ẋ − f at every node (one batched field call)."""
+        """r (N, E·Q, D) = ẋ − f at every node (M9) (one batched field call)."""
         return self.node_slopes @ self._check_z(z) - self._field(self.node_values @ z)
 
     def residual_given(self, states: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
-        """r for fixed node states and slopes (the weight step, where z is constant)."""
+        """r (M9) for fixed node states and slopes (the weight block of (M14), where z is constant)."""
         return slopes - self._field(states)
 
     def nodes(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,15 +84,17 @@ class SpectralObjective:
         return self.node_values @ self._check_z(z), self.node_slopes @ z
 
     def violation(self, r: torch.Tensor) -> torch.Tensor:
-        """R = Σ_q w_q mean_{n,d} r²."""
+        """R = Σ_q w_q mean_{n,d} r² (M10)."""
         return self.weighted_mean(r * r)
 
     def weighted_mean(self, values: torch.Tensor) -> torch.Tensor:
-        """Σ_q w_q mean over trajectories and dimensions of ``values`` (N, E·Q, D)."""
+        """Σ_q w_q mean over trajectories and dimensions of ``values`` (N, E·Q, D): ⟨1, values⟩ in the inner
+        product of (M12)."""
         return torch.einsum("q,nqd->", self.weights, values) / (values.shape[0] * values.shape[2])
 
     def penalty(self, r: torch.Tensor, gamma: float, multipliers: torch.Tensor | None) -> torch.Tensor:
-        """γR, plus the multiplier term Σ w mean(λ·r) when ``multipliers`` is given (augmented variant)."""
+        """γR (M11), plus the multiplier term ⟨λ, r⟩ = Σ w mean(λ·r) when ``multipliers`` is given (augmented
+        variant, (M12))."""
         if isinstance(gamma, numbers.Real) and not gamma >= 0:  # a tensor γ is not read (no host sync)
             raise ValueError(f"gamma must be a number >= 0, got {gamma!r}")
         value = gamma * self.violation(r)

@@ -8,15 +8,15 @@ and 10 weight steps per iteration were the best of a short search on the vehicle
 key                 default   meaning
 =================== ========= ==========================================================================
 snode_degree        6         Legendre degree p of every element
-snode_elements      auto      number of elements E; auto = max(1, round((T − 1)/p)) for T observation
-                              times, so each element spans about p observation intervals
-snode_nodes         p + 1     quadrature nodes per element
+snode_elements      null      number of elements E; null (auto) = max(1, round((T − 1)/p)) for T
+                              observation times, so each element spans about p observation intervals
+snode_nodes         null      quadrature nodes per element; null = p + 1
 snode_quadrature    legendre  ``legendre`` (Gauss–Legendre) or ``lobatto`` (Gauss–Lobatto)
 snode_variant       penalty   ``penalty`` (J = L + γR) or ``augmented`` (augmented Lagrangian, multipliers
                               updated by guarded dual ascent, see snode_dual_*)
 snode_gamma         0.1       the penalty weight γ at the start
 snode_gamma_growth  1.0       γ ← min(γ·growth, gamma_max) after every iteration (continuation)
-snode_gamma_max     none      upper limit of the continuation (none: no limit)
+snode_gamma_max     null      upper limit of the continuation (null: no limit)
 snode_coef_steps    1         Adam steps on the coefficients per iteration (θ fixed)
 snode_weight_steps  10        Adam steps on the weights θ per iteration (coefficients fixed); their
                               learning rate is the task's ``lr``
@@ -27,6 +27,12 @@ snode_dual_every    10        augmented variant: iterations per outer iteration 
 snode_dual_tolerance 0.01     augmented variant: λ is updated once J_A fell by less than this fraction
                               over an outer iteration (the sub-problem is approximately solved)
 =================== ========= ==========================================================================
+
+Valid values (anything else is a one-line :class:`~nodebench.errors.UserError`, exit status 2 on the command
+line): the counts (degree, elements, nodes, coef_steps, weight_steps, dual_every) are integers from 1 to
+``MAX_COUNT`` = 10⁶ (nodes ≥ 2 for ``lobatto``, whose rule holds both end points); elements, nodes and
+gamma_max also take null (``--hparam snode_elements=null``), their default; gamma and coef_lr are finite and
+> 0; gamma_growth ≥ 1; gamma_max ≥ gamma; ridge ≥ 0; 0 ≤ dual_tolerance < 1.
 """
 
 from __future__ import annotations
@@ -40,13 +46,16 @@ from nodebench.errors import UserError
 from nodebench.registry import nearest
 
 PREFIX = "snode_"
+#: Largest count option (degree, elements, nodes, steps): beyond it the basis's sizes overflow or the steps never end.
+MAX_COUNT = 10**6
 VARIANTS = ("penalty", "augmented")
 RULES = ("legendre", "lobatto")
 
 
 @dataclass(frozen=True)
 class SnodeOptions:
-    """Validated SNODE settings (see the module docstring for each field)."""
+    """Validated SNODE settings (see the module docstring for each field; the equations they enter, (M2)–(M14),
+    are in ``nodebench/papers/snode/README.md``)."""
 
     degree: int = 6
     elements: int | None = None
@@ -68,15 +77,15 @@ class SnodeOptions:
         _integer("coef_steps", self.coef_steps, 1)
         _integer("weight_steps", self.weight_steps, 1)
         if self.elements is not None:
-            _integer("elements", self.elements, 1)
+            _integer("elements", self.elements, 1, null="auto")
         if self.nodes is not None:
-            _integer("nodes", self.nodes, 2 if self.quadrature == "lobatto" else 1)
+            _integer("nodes", self.nodes, 2 if self.quadrature == "lobatto" else 1, null="p + 1")
         _choice("quadrature", self.quadrature, RULES)
         _choice("variant", self.variant, VARIANTS)
         _number("gamma", self.gamma, minimum=0.0, strict=True)
         _number("gamma_growth", self.gamma_growth, minimum=1.0, strict=False)
         if self.gamma_max is not None:
-            _number("gamma_max", self.gamma_max, minimum=self.gamma, strict=False)
+            _number("gamma_max", self.gamma_max, minimum=self.gamma, strict=False, null="no limit")
         _number("coef_lr", self.coef_lr, minimum=0.0, strict=True)
         _number("ridge", self.ridge, minimum=0.0, strict=False)
         _integer("dual_every", self.dual_every, 1)
@@ -101,29 +110,34 @@ class SnodeOptions:
         return cls(**values)
 
     def elements_for(self, n_times: int) -> int:
-        """E for ``n_times`` observation times (``elements`` if set, else about p intervals per element)."""
+        """E of (M2) for ``n_times`` observation times (``elements`` if set, else about p intervals per element)."""
         return self.elements if self.elements is not None else max(1, round((n_times - 1) / self.degree))
 
     @property
     def nodes_per_element(self) -> int:
+        """Q of (M7): ``nodes`` if set, else p + 1."""
         return self.nodes if self.nodes is not None else self.degree + 1
 
 
 def is_snode_option(key: str) -> bool:
+    """Whether the hyper-parameter ``key`` is one of SNODE's (``snode_*``)."""
     return key.startswith(PREFIX)
 
 
-def _integer(name: str, value, minimum: int) -> None:
+def _integer(name: str, value, minimum: int, null: str | None = None) -> None:
     if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-            or value != int(value) or value < minimum):
-        raise UserError(f"SNODE option {PREFIX}{name} must be an integer >= {minimum}, got {value!r}")
+            or value != int(value) or not minimum <= value <= MAX_COUNT):
+        alternative = f" or null ({null})" if null else ""
+        raise UserError(f"SNODE option {PREFIX}{name} must be an integer from {minimum} to {MAX_COUNT}"
+                        f"{alternative}, got {value!r}")
 
 
-def _number(name: str, value, *, minimum: float, strict: bool) -> None:
+def _number(name: str, value, *, minimum: float, strict: bool, null: str | None = None) -> None:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < minimum or (strict and value == minimum):
         bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise UserError(f"SNODE option {PREFIX}{name} must be a finite number {bound}, got {value!r}")
+        alternative = f" or null ({null})" if null else ""
+        raise UserError(f"SNODE option {PREFIX}{name} must be a finite number {bound}{alternative}, got {value!r}")
 
 
 def _choice(name: str, value, valid: tuple[str, ...]) -> None:
