@@ -3,9 +3,10 @@
 An analysis is declared as ``[[analysis]]`` with a ``kind`` registered in :data:`ANALYSES`, the
 ``presets`` it runs at, and its parameters (each kind declares which it accepts, so a misspelled one is
 refused when the paper is loaded). It may write ``<name>.parquet`` tables into the run directory
-(computed once with :func:`stored_table`: ``nodebench report`` and resumed runs read the stored table),
-draws its figures, and returns a Markdown section for the report. Claims can then check its tables
-(``table_threshold`` in :mod:`nodebench.claims`).
+(declared as its ``tables``; computed once with :func:`stored_table`: ``nodebench report`` and resumed runs
+read the stored table), draws its figures, and returns a Markdown section for the report. Claims can then
+check its tables (``table_threshold`` in :mod:`nodebench.claims`), but only those of analyses that ran for this
+report: a table left from an earlier build, whose analysis is now skipped, is stale.
 
 The framework registers the generic kinds below; paper packages (:mod:`nodebench.papers`) register their
 own with :func:`register_analysis`.
@@ -33,9 +34,9 @@ from nodebench import plots
 from nodebench.claims import check_fields, fields_of
 from nodebench.config import Param
 from nodebench.errors import UserError, raised_by
-from nodebench.markdown import fmt4, fmt_value, markdown_table
+from nodebench.markdown import fmt4, fmt_times, fmt_value, markdown_table
 from nodebench.metrics import headline_metric
-from nodebench.records import CURVES, expand_hparams, load_table
+from nodebench.records import CURVES, RECORDS, expand_hparams, load_table
 from nodebench.registry import Registry
 from nodebench.target import reached_text, seed_aggregate, time_to_target_table
 
@@ -50,13 +51,15 @@ class Analysis:
     """A registered analysis: its function ``fn(spec, run_dir, records) -> (section, figures)``, the
     parameters its ``[[analysis]]`` block may set (names) and their declarations (:class:`nodebench.config.Param`:
     type, range, required), and ``rules``: a function of the block returning what is wrong across its
-    parameters (``T_start`` above ``T_stop``), or ``None``; all checked when the paper is loaded."""
+    parameters (``T_start`` above ``T_stop``), or ``None``; all checked when the paper is loaded. ``tables``:
+    the names of the ``<name>.parquet`` tables it writes into the run directory."""
 
     name: str
     fn: AnalysisFn
     params: tuple[str, ...] = ()
     fields: tuple[Param, ...] = ()
     rules: Callable[[dict], str | None] | None = None
+    tables: tuple[str, ...] = ()
 
     def validate(self, block: dict, at: str) -> None:
         """Refuse a block's missing, mistyped, out-of-range or inconsistent parameters (before any case runs)."""
@@ -69,14 +72,14 @@ class Analysis:
 ANALYSES: Registry[Analysis] = Registry("analysis kind")
 
 
-def register_analysis(name: str, params=(), rules: Callable[[dict], str | None] | None = None
-                      ) -> Callable[[AnalysisFn], AnalysisFn]:
+def register_analysis(name: str, params=(), rules: Callable[[dict], str | None] | None = None,
+                      tables: tuple[str, ...] = ()) -> Callable[[AnalysisFn], AnalysisFn]:
     """Decorator registering ``fn`` as analysis kind ``name`` accepting ``params``: names (any value,
     optional) or :class:`nodebench.config.Param` declarations (typed, ranged, possibly required); ``rules``:
-    the block's cross-parameter check (see :class:`Analysis`)."""
+    the block's cross-parameter check; ``tables``: the tables it writes (see :class:`Analysis`)."""
     def add(fn: AnalysisFn) -> AnalysisFn:
         fields = fields_of(params)
-        ANALYSES.register(name, Analysis(name, fn, tuple(f.name for f in fields), fields, rules))
+        ANALYSES.register(name, Analysis(name, fn, tuple(f.name for f in fields), fields, rules, tuple(tables)))
         return fn
     return add
 
@@ -122,7 +125,7 @@ def scaling_table(records: pd.DataFrame, param_col: str, metric: str | None,
             speedup = t_ref / t if t > 0 and not math.isnan(t_ref) else math.nan
             rows.append([fmt_value(value), method, f"{len(good)}/{len(runs)}", fmt4(t),
                          fmt4(column_median(good, "time_per_iter_s") * 1e3),
-                         "–" if math.isnan(speedup) else f"{speedup:.3g}×",
+                         fmt_times(speedup),
                          fmt4(column_median(good, "peak_mem_bytes") / 2**20),
                          fmt4(column_median(good, "nfe_forward_per_iter")),
                          fmt4(column_median(good, "nfe_backward_per_iter")),
@@ -166,7 +169,8 @@ def scaling(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]
 
 
 @register_analysis("time_to_target", params=(Param("experiments", "strs"), Param("reference", "str"),
-                                             Param("pair_with", "str"), Param("target", "float", positive=True)))
+                                             Param("pair_with", "str"), Param("target", "float", positive=True)),
+                   tables=("time_to_target",))
 def time_to_target(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     """Time to the common target of the monitored training quality (:mod:`nodebench.target`) per experiment
     (``experiments``, default all) and setting, against ``reference`` (default "direct"); ``target`` fixes
@@ -209,11 +213,16 @@ def time_to_target(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
     return "\n".join(lines), figures
 
 
-def run_analyses(spec, run_dir: Path, records: pd.DataFrame, *, preset: str) -> tuple[list[str], list[Path]]:
+def run_analyses(spec, run_dir: Path, records: pd.DataFrame, *,
+                 preset: str) -> tuple[list[str], list[Path], dict[str, pd.DataFrame]]:
     """Run the paper's analyses declared for ``preset``, but not one whose ``experiments`` are all outside the
-    run (its section would only say that no case was recorded); returns report sections and figure paths."""
+    run (its section would only say that no case was recorded); returns report sections, figure paths and
+    the run's tables for the claims: each ``<name>.parquet`` of ``run_dir`` but the records and curves, less
+    the tables of analyses that did not run now (left from an earlier build of another set of records, they
+    would judge claims on experiments this run does not have)."""
     sections: list[str] = []
     figures: list[Path] = []
+    fresh: set[str] = set()
     for declared in spec.analyses:
         if preset not in declared.get("presets", []):
             continue
@@ -226,4 +235,8 @@ def run_analyses(spec, run_dir: Path, records: pd.DataFrame, *, preset: str) -> 
             section, figs = analysis.fn(declared, Path(run_dir), records)
         sections.append(section)
         figures += figs
-    return sections, figures
+        fresh.update(analysis.tables)
+    stale = {name for analysis in ANALYSES.values() for name in analysis.tables} - fresh
+    tables = {path.stem: load_table(run_dir, path.stem) for path in sorted(Path(run_dir).glob("*.parquet"))
+              if path.name not in (RECORDS, CURVES) and path.stem not in stale}
+    return sections, figures, tables

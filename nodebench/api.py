@@ -221,22 +221,20 @@ def _check_same_kind_of_run(out: Path, info: Mapping[str, Any]) -> None:
                         "two: give another --out")
 
 
-def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=None, preset: str = "") -> Path:
+def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=None, preset: str = "",
+            link_figures: bool = False) -> Path:
     from nodebench.analyses import run_analyses
     from nodebench.plots import plot_run
-    from nodebench.records import CURVES, RECORDS, load_table
     from nodebench.reporting import write_report
     from nodebench.runner.sweep import read_run_info
 
     figures = plot_run(records, curves, run_dir / "figures") if not records.empty else []
     sections, tables = [], {}
     if spec is not None:
-        sections, more = run_analyses(spec, run_dir, records, preset=preset)
+        sections, more, tables = run_analyses(spec, run_dir, records, preset=preset)
         figures += more
-        tables = {p.stem: load_table(run_dir, p.stem) for p in run_dir.glob("*.parquet")
-                  if p.name not in (RECORDS, CURVES)}
     return write_report(run_dir, records, figures, spec=spec, tables=tables, preset=preset, sections=sections,
-                        info=read_run_info(run_dir))
+                        info=read_run_info(run_dir), link_figures=link_figures)
 
 
 #: The most cases one ``run`` builds (a sweep of a million cases is a typo, not a benchmark).
@@ -303,18 +301,20 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
 
 def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = None,
               experiments: Iterable[str] | None = None, device: str = "cpu", dry_run: bool = False,
-              **engine) -> RunResult:
+              link_figures: bool = False, **engine) -> RunResult:
     """Run a paper package at ``preset`` (``smoke``, ``quick`` or ``paper``) and write its report: every
     claim beside our figure, with a verdict.
 
     Args:
         experiments: only these experiments of the paper (default all at the preset).
         dry_run: only build and check the cases; nothing runs or is written.
+        link_figures: ``report.html`` references ``figures/*.png`` instead of inlining them (a small page that
+            needs its ``figures/`` folder beside it).
         **engine: as :func:`run`.
     """
     from nodebench.experiments import load_paper
 
-    dry_run = api_checks.flag(dry_run, "dry_run")
+    dry_run, link_figures = api_checks.flag(dry_run, "dry_run"), api_checks.flag(link_figures, "link_figures")
     spec = load_paper(paper)
     cases = spec.cases(preset, check_device(device), experiments=api_checks.names(experiments or [], "experiments"))
     warnings = _check(cases, engine)
@@ -325,16 +325,18 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
         return RunResult(None, cases)
     records, curves = _sweep(cases, out, engine, f"reproducing {paper} at preset {preset}: {len(cases)} case(s) into "
                              f"{out}", **kind, device=device, warnings=warnings)
-    return RunResult(out, cases, records, curves, _finish(out, records, curves, spec=spec, preset=preset))
+    return RunResult(out, cases, records, curves, _finish(out, records, curves, spec=spec, preset=preset,
+                                                          link_figures=link_figures))
 
 
-def report(run_dir: str | Path) -> Path:
-    """Rebuild the figures and ``report.md`` of a run directory from its records; returns the report."""
+def report(run_dir: str | Path, *, link_figures: bool = False) -> Path:
+    """Rebuild the figures, ``report.md`` and ``report.html`` of a run directory from its records; returns the
+    report. ``link_figures``: the page references ``figures/*.png`` instead of inlining them."""
     from nodebench.experiments import load_paper
     from nodebench.records import RECORDS, load_run
     from nodebench.runner.sweep import read_run_info
 
-    run_dir = api_checks.path(run_dir, "run_dir")
+    run_dir, link_figures = api_checks.path(run_dir, "run_dir"), api_checks.flag(link_figures, "link_figures")
     if run_dir.name == RECORDS and run_dir.is_file():  # the run's records file names its run, as in compare
         run_dir = run_dir.parent
     records, curves = load_run(run_dir)
@@ -342,7 +344,7 @@ def report(run_dir: str | Path) -> Path:
     paths.writable_entries(run_dir, files=("report.md",), folders=("figures",))
     info = read_run_info(run_dir)
     spec = load_paper(info["paper"]) if info.get("paper") else None
-    return _finish(run_dir, records, curves, spec=spec, preset=info.get("preset", ""))
+    return _finish(run_dir, records, curves, spec=spec, preset=info.get("preset", ""), link_figures=link_figures)
 
 
 def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[str, float] | None = None,
@@ -425,7 +427,7 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
 
     dry_run = api_checks.flag(dry_run, "dry_run")
     spec = load_suite(suite)
-    cases = spec.cases(check_device(device or spec.device))
+    cases = spec.cases(check_device(spec.device if device is None else device))  # '' is refused, not the default
     warnings = _check(cases, engine)
     if baseline is not None:  # an empty revision is refused, not read as "no baseline"
         _check_ab(baseline, engine)

@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -33,7 +34,16 @@ EXAMPLES = """examples:
 """
 
 
+#: What reads as a (bad) number, not an option, after an option that takes a value: ``--budget-s -1e3`` and
+#: ``--iters -inf`` get the option's own one-line error; argparse's pattern admits only ``-1`` and ``-1.5``.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
+
     def error(self, message: str):  # one line, exit code 2, no usage dump
         raise UserError(message)
 
@@ -119,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hparam", type=parse_hparam, action=_AppendKeyValue, default=[], metavar="KEY=VALUE",
                      help="task hyper-parameter or method option (rtol, atol, step_size...), repeatable; "
                           "see `nodebench list` for each task's")
-    run.add_argument("--out", type=nonempty_path, help="output directory (default results/runs/<time>); reuse it to resume")
+    run.add_argument("--out", type=nonempty_path,
+                     help="output directory (default results/runs/<time>); reuse it to resume")
     run.add_argument("--dry-run", action="store_true", help="print the cases with their settings and exit")
     _add_sweep_options(run)
 
@@ -133,10 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_options(rep)
 
     report = sub.add_parser("report", help="rebuild figures and report.md from a run directory")
-    report.add_argument("run_dir", type=Path)
+    report.add_argument("run_dir", type=nonempty_path, help="run directory or its records.parquet")
+    for parser_of_report in (rep, report):
+        parser_of_report.add_argument("--link-figures", action="store_true",
+                                      help="report.html references figures/*.png instead of inlining them "
+                                           "(a page ~60x smaller that needs its figures/ folder)")
 
     bench = sub.add_parser("bench", help="run a benchmark suite, append it to the history store, gate it")
-    bench.add_argument("--suite", required=True, help="suite name (nodebench/benchmarking/suites/NAME.toml or $NODEBENCH_SUITES), e.g. nightly")
+    bench.add_argument("--suite", required=True,
+                       help="suite name (nodebench/benchmarking/suites/NAME.toml or $NODEBENCH_SUITES), e.g. nightly")
     bench.add_argument("--out", type=nonempty_path, help="history store (default results/history)")
     bench.add_argument("--machine", type=store_key("ci-cpu"),
                        help="machine key in the store (default $NODEBENCH_MACHINE or the host name)")
@@ -147,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_options(bench, device=None)
 
     compare = sub.add_parser("compare", help="gate CURRENT against BASELINE: ratios and noise-aware verdicts")
-    compare.add_argument("baseline", type=Path, help="run directory or records .parquet file")
-    compare.add_argument("current", type=Path, help="run directory or records .parquet file")
+    compare.add_argument("baseline", type=nonempty_path, help="run directory or records .parquet file")
+    compare.add_argument("current", type=nonempty_path, help="run directory or records .parquet file")
     compare.add_argument("--threshold", type=_named_positive("time=0.2"), action=_AppendKeyValue, default=[],
                          metavar="METRIC=VALUE",
                          help="replace a threshold: time=0.2 (relative), test_nll=0.1 (absolute)...; repeatable")
@@ -168,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "regressions, environments")
 
     board = sub.add_parser("leaderboard", help="rank methods per task and across tasks: leaderboard.md and .html")
-    board.add_argument("run_dirs", type=Path, nargs="*",
+    board.add_argument("run_dirs", type=nonempty_path, nargs="*",
                        help="run directories or records files (default: this machine's latest nightly run)")
     board.add_argument("--out", type=nonempty_path, required=True, help="output folder")
     board.add_argument("--reference", help="method of the speed-up column, one of the runs' (default adjoint)")
@@ -247,14 +263,14 @@ def cmd_reproduce(args) -> int:
     from nodebench import api
 
     result = api.reproduce(args.paper, args.preset, out=args.out, experiments=args.experiment, device=args.device,
-                           dry_run=args.dry_run, **_engine(args))
+                           dry_run=args.dry_run, link_figures=args.link_figures, **_engine(args))
     return _print_cases(result) if args.dry_run else _wrote(result)
 
 
 def cmd_report(args) -> int:
     from nodebench import api
 
-    report = api.report(args.run_dir)
+    report = api.report(args.run_dir, link_figures=args.link_figures)
     print(f"wrote {report.parent}/figures/, {report} and {report.with_suffix('.html')}")
     return 0
 

@@ -46,6 +46,7 @@ from nodebench.config import CASE_LIMITS, MAX_CASES, MAX_ITERS, SEEDS, Param, ch
 from nodebench.errors import UserError
 from nodebench.methods import METHODS
 from nodebench.paths import plain_name
+from nodebench.registry import nearest
 from nodebench.runner.case import Case, expand_grid
 
 PRESETS = ("smoke", "quick", "paper")
@@ -89,11 +90,12 @@ class PaperSpec:
         name)."""
         experiments = [experiments] if isinstance(experiments, str) else experiments
         if preset not in PRESETS:
-            raise UserError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+            raise UserError(f"unknown preset {preset!r}{nearest(preset, PRESETS)}; valid presets: {', '.join(PRESETS)}")
         names = list(dict.fromkeys(exp.name for exp in self.experiments))  # one name may span presets
         for name in experiments or []:
             if name not in names:
-                raise UserError(f"paper {self.paper!r} has no experiment {name!r}; valid: {', '.join(names)}")
+                raise UserError(f"paper {self.paper!r} has no experiment {name!r}{nearest(name, names)}; valid: "
+                                f"{', '.join(names)}")
         cases: list[Case] = []
         total, limit = 0, MAX_CASES
         for exp in self.experiments:

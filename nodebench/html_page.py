@@ -1,8 +1,10 @@
-"""Self-contained HTML pages (leaderboard, reports, history site): one file, inline CSS and JS, no CDN.
+"""Self-contained HTML pages (leaderboard, reports, history site): one file, inline CSS and JS, no CDN (a
+report page may link its figures instead of inlining them).
 
 The script makes every ``table.sortable`` sortable by a click on its header (numbers by their ``data-v``
-value, ✗/not reached last) and applies the page's filters: a ``select[data-filter=KEY]`` hides every
-element whose ``data-KEY`` attribute (a space-separated list) does not contain the chosen value.
+value, their text, or as the infinity a text starting ``∞`` / ``−∞`` is; ✗/not reached last) and applies the
+page's filters: a ``select[data-filter=KEY]`` hides every element whose ``data-KEY`` attribute (a
+space-separated list) does not contain the chosen value.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import urllib.parse
 from pathlib import Path
 
 STYLE = """
@@ -30,7 +33,8 @@ figure.history{margin:0;border:1px solid #ddd;padding:4px}figcaption{font-size:1
 
 SCRIPT = """
 function cellValue(td){const v=td.getAttribute('data-v');if(v!==null)return parseFloat(v);
-  const t=td.textContent.trim();const n=parseFloat(t);return isNaN(n)?t.toLowerCase():n;}
+  const t=td.textContent.trim();if(/^−?∞/.test(t))return t[0]==='∞'?Infinity:-Infinity;
+  const n=parseFloat(t);return isNaN(n)?t.toLowerCase():n;}
 function sortTable(th){const table=th.closest('table');const body=table.tBodies[0];
   const index=Array.prototype.indexOf.call(th.parentNode.children,th);
   const asc=th.getAttribute('aria-sort')!=='ascending';
@@ -65,11 +69,15 @@ def document(title: str, body: str) -> str:
             f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>{body}</body></html>\n")
 
 
-def image(path: Path, alt: str, style: str = "") -> str:
-    """``path`` (a PNG or SVG) inline as a data URI."""
-    kind = "svg+xml" if path.suffix == ".svg" else "png"
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f"<img alt='{esc(alt)}' style='{esc(style)}' src='data:image/{kind};base64,{data}'>"
+def image(path: Path, alt: str, style: str = "", *, relative_to: Path | None = None) -> str:
+    """``path`` (a PNG or SVG) inline as a data URI; given ``relative_to`` (the page's folder), referenced by
+    its path from there instead, which keeps the page small but needs the file beside it."""
+    if relative_to is not None:
+        source = urllib.parse.quote(Path(path).relative_to(relative_to).as_posix())
+    else:
+        kind = "svg+xml" if path.suffix == ".svg" else "png"
+        source = f"data:image/{kind};base64,{base64.b64encode(Path(path).read_bytes()).decode()}"
+    return f"<img alt='{esc(alt)}' style='{esc(style)}' src='{esc(source)}'>"
 
 
 def cell(text, *, value: float | None = None, title: str = "", attrs: str = "", css: str = "") -> str:

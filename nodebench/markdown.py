@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
+
+#: What an infinite value reads in a table (a metric that overflowed); the report page sorts it as a number.
+INFINITE = {1: "∞", -1: "−∞"}
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -15,14 +20,22 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([cells(header), "|" + "---|" * len(header)] + [cells(row) for row in rows])
 
 
+def fmt_number(value: float, spec: str) -> str:
+    """``value`` in format ``spec`` (``".3g"``); ``–`` for a missing value, ``∞`` / ``−∞`` for an infinite one
+    (Python's ``inf`` sorted as text on the report page, after every number either way)."""
+    if pd.isna(value):
+        return "–"
+    return INFINITE[1 if value > 0 else -1] if math.isinf(value) else format(value, spec)
+
+
 def fmt3(value: float) -> str:
-    """Three significant digits; ``–`` for a missing value."""
-    return "–" if pd.isna(value) else f"{value:.3g}"
+    """Three significant digits (:func:`fmt_number`)."""
+    return fmt_number(value, ".3g")
 
 
 def fmt4(value: float) -> str:
-    """Four significant digits; ``–`` for a missing value."""
-    return "–" if pd.isna(value) else f"{value:.4g}"
+    """Four significant digits (:func:`fmt_number`)."""
+    return fmt_number(value, ".4g")
 
 
 def fmt_value(value) -> str:
@@ -32,9 +45,9 @@ def fmt_value(value) -> str:
 
 def fmt_ms(seconds: float) -> str:
     """Seconds shown in milliseconds, three significant digits."""
-    return "–" if pd.isna(seconds) else f"{seconds * 1e3:.3g}"
+    return "–" if pd.isna(seconds) else fmt3(seconds * 1e3)
 
 
 def fmt_times(value: float) -> str:
     """A ratio as ``1.23×``."""
-    return "–" if pd.isna(value) else f"{value:.3g}×"
+    return "–" if pd.isna(value) else f"{fmt3(value)}×"

@@ -20,9 +20,11 @@ T = TypeVar("T")
 
 
 def nearest(name: str, valid: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the valid name closest to ``name``, or an empty string."""
-    match = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    """`` (did you mean 'x'?)`` for the valid name closest to ``name`` ignoring case (``MNIST``: ``mnist``), or an
+    empty string."""
+    by_folded = {str(option).casefold(): option for option in valid}
+    match = difflib.get_close_matches(str(name).casefold(), list(by_folded), n=1, cutoff=0.6)
+    return f" (did you mean {by_folded[match[0]]!r}?)" if match else ""
 
 
 def unknown(kind: str, name: str, valid: Iterable[str]) -> UserError:

@@ -2,8 +2,10 @@
 
 The Markdown stays the source (it diffs well); the page is rendered from it: the title and preamble,
 then the ``Claims`` section (claim, published source, our measurement, seeds, verdict), then the
-experiments, analyses and figures in the report's order. Figures are inlined as data URIs, tables sort by
-a click on their header. The converter covers the Markdown the reports write: headings, pipe tables,
+experiments, analyses and figures in the report's order. Figures are inlined as data URIs (one file to
+move or send), or, with ``link_figures``, referenced by their path from the page (``figures/NAME.png``, as
+in ``report.md``: a page some 60× smaller that needs its ``figures/`` folder beside it). Tables sort by a
+click on their header. The converter covers the Markdown the reports write: headings, pipe tables,
 images, bullet lists, block quotes, paragraphs, and ``**bold**``, ``*italic*`` and ```code``` spans.
 """
 
@@ -41,8 +43,9 @@ def _anchor(text: str, seen: dict[str, int]) -> str:
     return f"{slug}-{count}" if count else slug
 
 
-def markdown_html(markdown: str, base: Path) -> str:
-    """The reports' Markdown subset as HTML; images relative to ``base`` are inlined."""
+def markdown_html(markdown: str, base: Path, *, link_figures: bool = False) -> str:
+    """The reports' Markdown subset as HTML; images relative to ``base`` are inlined, or linked from a page in
+    ``base`` with ``link_figures``."""
     out, lines, i, seen = [], markdown.splitlines(), 0, {}
     while i < len(lines):
         line = lines[i]
@@ -53,9 +56,10 @@ def markdown_html(markdown: str, base: Path) -> str:
             out.append(f"<h{level} id='{esc(_anchor(heading.group(2), seen))}'>{inline(heading.group(2))}</h{level}>")
             i += 1
         elif picture:
-            path = base / picture.group(2)
-            out.append(f"<figure>{image(path, picture.group(1))}<figcaption>{esc(picture.group(1))}</figcaption>"
-                       "</figure>" if path.is_file() else f"<p>missing figure {esc(picture.group(2))}</p>")
+            path, caption = base / picture.group(2), picture.group(1)
+            out.append(f"<figure>{image(path, caption, relative_to=base if link_figures else None)}"
+                       f"<figcaption>{esc(caption)}</figcaption></figure>" if path.is_file()
+                       else f"<p>missing figure {esc(picture.group(2))}</p>")
             i += 1
         elif line.startswith("|"):
             block = []
@@ -98,11 +102,13 @@ def claims_first(markdown: str) -> str:
     return preamble + "".join(claims + [s for s in sections if s not in claims])
 
 
-def write_report_html(report_md: Path) -> Path:
-    """Write ``report.html`` beside ``report_md``; returns its path."""
+def write_report_html(report_md: Path, *, link_figures: bool = False) -> Path:
+    """Write ``report.html`` beside ``report_md`` (figures inlined, or linked with ``link_figures``); returns
+    its path."""
     report_md = Path(report_md)
     markdown = report_md.read_text()
     title = markdown.splitlines()[0].lstrip("# ") if markdown else "nodebench report"
     path = report_md.with_suffix(".html")
-    path.write_text(document(title, markdown_html(claims_first(markdown), report_md.parent)))
+    body = markdown_html(claims_first(markdown), report_md.parent, link_figures=link_figures)
+    path.write_text(document(title, body))
     return path

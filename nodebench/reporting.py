@@ -10,18 +10,18 @@ import pandas as pd
 
 from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
 from nodebench.intervals import median_interval
-from nodebench.markdown import markdown_table
+from nodebench.markdown import INFINITE, fmt3, fmt_number, markdown_table
 from nodebench.metrics import headline_metric
 from nodebench.records import config_labels, expand_hparams, measured_memory
 from nodebench.report_page import write_report_html
 from nodebench.run_settings import settings_section
 
 SUMMARY_COLUMNS = [
-    ("train_wall_s", "train time [s]", "{:.3g}"),
+    ("train_wall_s", "train time [s]", ".3g"),
     ("time_per_iter_s", "time/iter [ms]", "ms"),
-    ("iters", "iters", "{:.0f}"),
-    ("nfe_forward_per_iter", "NFE fwd/iter", "{:.1f}"),
-    ("nfe_backward_per_iter", "NFE bwd/iter", "{:.1f}"),
+    ("iters", "iters", ".0f"),
+    ("nfe_forward_per_iter", "NFE fwd/iter", ".1f"),
+    ("nfe_backward_per_iter", "NFE bwd/iter", ".1f"),
     ("peak_mem_bytes", "peak mem [MiB]", "mib"),
 ]
 #: Shown where a run recorded it (runs before the column existed did not): the allocated-bytes peak of
@@ -30,13 +30,11 @@ ALLOCATED = ("alloc_peak_bytes", "allocated fwd+bwd [MiB]", "mib")
 
 
 def _fmt(value, style: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """``value`` in ``style``: a format spec, or "ms" (seconds as milliseconds) or "mib" (bytes as MiB)."""
+    if pd.isna(value):
         return "–"
-    if style == "ms":
-        return f"{value * 1e3:.3g}"
-    if style == "mib":
-        return f"{value / 2**20:.3g}"
-    return style.format(value)
+    scale = {"ms": 1e3, "mib": 2**-20}.get(style)
+    return fmt_number(value, style) if scale is None else fmt3(value * scale)
 
 
 def _median_text(values, style: str) -> str:
@@ -86,9 +84,13 @@ def summary_table(records: pd.DataFrame) -> str:
         ok = group[group["status"] == "ok"]
         row = [method, f"{len(ok)}/{len(group)}"]
         row += [_median_text(ok[col] if col in ok else [], style) for col, _, style in columns]
-        row += [_median_text(ok[m], "{:.4g}") for m in metrics]
+        row += [_median_text(ok[m], ".4g") for m in metrics]
         rows.append(row)
-    return markdown_table(header, rows)
+    table = markdown_table(header, rows)
+    if any(INFINITE[1] in cell for row in rows for cell in row[2:]):
+        table += ("\n\n∞: an infinite value (a metric that overflowed), not a missing one (–); a median of ∞ means "
+                  "half the seeds or more.")
+    return table
 
 
 def _by_method_then_hparams(records: pd.DataFrame) -> pd.DataFrame:
@@ -172,9 +174,10 @@ def _verdict_cell(verdict: str, preset: str) -> str:
 
 def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path], *, spec=None,
                  tables: dict[str, pd.DataFrame] | None = None, preset: str = "", sections: list[str] = (),
-                 info: dict | None = None) -> Path:
-    """Write ``run_dir/report.md`` and return its path; ``info`` (the run's ``run.json``) gives the Settings
-    section: command, environment, preset, per-experiment limits, seeds and hyper-parameters, warnings."""
+                 info: dict | None = None, link_figures: bool = False) -> Path:
+    """Write ``run_dir/report.md`` and ``report.html`` (figures inlined, or linked with ``link_figures``) and
+    return the report's path; ``info`` (the run's ``run.json``) gives the Settings section: command,
+    environment, preset, per-experiment limits, seeds and hyper-parameters, warnings."""
     run_dir = Path(run_dir)
     title = f"{spec.title} — nodebench reproduction" if spec else "nodebench run"
     lines = [f"# {title}", ""]
@@ -221,5 +224,5 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
         lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures if p.suffix == ".png"]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
-    write_report_html(path)
+    write_report_html(path, link_figures=link_figures)
     return path

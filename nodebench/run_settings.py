@@ -19,7 +19,7 @@ def invocation() -> dict:
     """The command line (as a shell would re-run it) and the environment of this process."""
     env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(RECORDED_ENV_PREFIXES)}
     argv = list(sys.argv)
-    if argv and argv[0].endswith(("/nodebench", "nodebench/__main__.py")):
+    if argv and argv[0].endswith(("/nodebench", "nodebench/cli.py")):  # the script, or python -m nodebench.cli
         argv[0] = "nodebench"
     return {"argv": argv, "command_line": shlex.join(argv), "cwd": os.getcwd(),
             "environment": {"python": sys.version.split()[0], "executable": sys.executable,

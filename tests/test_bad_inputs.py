@@ -267,6 +267,6 @@ def test_a_path_the_system_refuses_is_one_line(capsys, monkeypatch):
     assert main(["report", "x"]) == 2
     err = capsys.readouterr().err
     assert err == "nodebench: error: Read-only file system: '/mnt/ro/run'\n"
-    monkeypatch.setattr(api, "report", lambda *a: (_ for _ in ()).throw(OSError("no file named")))
+    monkeypatch.setattr(api, "report", lambda *a, **k: (_ for _ in ()).throw(OSError("no file named")))
     with pytest.raises(OSError):
         main(["report", "x"])

@@ -213,3 +213,53 @@ def test_report_pages_keep_escaped_pipes_in_their_cells_quote_warnings_and_ancho
             assert b.js("document.querySelector('#claims').textContent") == "Claims" and b.errors == []
             headers = b.js("Array.from(document.querySelectorAll('th')).map(h => h.textContent)")
             assert ("|J−J_ref|" in headers) == (page == pages[0])
+
+
+def test_a_report_page_inlines_its_figures_or_links_them_and_both_load(tmp_path):
+    """report.html inlined every figure (1.46 MB for the committed do_vs_od quick run, 19 figures; 23 kB
+    without them): with link_figures it references them by their path from the page, as report.md does, and
+    a name that needs escaping in a URL ("a b#1.png") still loads."""
+    from nodebench.report_page import write_report_html
+    import matplotlib.pyplot as plt
+
+    run = tmp_path / "run"
+    run.mkdir()
+    report = (BASELINES / "do_vs_od-quick-cpu" / "report.md").read_text() + "\n![odd name](figures/a b#1.png)\n"
+    (run / "report.md").write_text(report)
+    names = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    (run / "figures").mkdir()
+    plt.figure(figsize=(3, 2)).gca().plot([1, 2, 3])
+    for name in names:
+        plt.savefig(run / name)
+    plt.close("all")
+    inlined = write_report_html(run / "report.md").read_text()
+    linked = write_report_html(run / "report.md", link_figures=True).read_text()
+    assert "data:image" in inlined and "data:image" not in linked and "missing figure" not in linked
+    assert len(linked) < len(inlined) - sum((run / name).stat().st_size for name in names)
+    with Browser(height=SCREEN) as b:
+        for text in (inlined, linked):
+            (run / "report.html").write_text(text)
+            b.open(run / "report.html")
+            sizes = b.js("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+            assert len(sizes) == len(names) > 10 and min(sizes) > 0 and b.errors == [], sizes
+
+
+def test_a_report_page_sorts_infinite_metrics_as_numbers(tmp_path):
+    """A summary cell read "inf" / "-inf" and sorted as text: after every number, ascending or descending."""
+    from test_claims_report import INFINITE_METRIC
+
+    from nodebench.reporting import write_report
+
+    page = write_report(tmp_path, INFINITE_METRIC, []).with_suffix(".html")
+    with Browser(height=SCREEN) as b:
+        b.open(page)
+        header = "Array.from(document.querySelectorAll('table th')).find(th => th.textContent === 'test_mse')"
+        cells = "Array.from(document.querySelector('table').tBodies[0].rows).map(r => r.cells[r.cells.length - 1]" \
+                ".textContent)"
+        b.js(f"{header}.click()")
+        ascending = b.js(cells)
+        b.js(f"{header}.click()")
+        descending = b.js(cells)
+        assert ascending[:2] == ["−∞", "1.5 [1, 2]"] and ascending[-1] == "–", ascending
+        assert set(ascending[2:4]) == {"∞", "∞ [0.5, ∞]"} and b.errors == []
+        assert set(descending[:2]) == {"∞", "∞ [0.5, ∞]"} and descending[2:] == ["1.5 [1, 2]", "−∞", "–"], descending

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
@@ -322,6 +324,65 @@ def test_an_analysis_section_says_why_it_is_empty_and_one_for_experiments_outsid
     spec = SimpleNamespace(analyses=[{"kind": "scaling", "presets": ["quick"], "param": "width"},
                                      {"kind": "scaling", "presets": ["quick"], "param": "width",
                                       "experiments": ["not_run"]}])
-    sections, figures = run_analyses(spec, tmp_path, records, preset="quick")
+    sections, figures, _ = run_analyses(spec, tmp_path, records, preset="quick")
     assert len(sections) == 1 and figures == []
     assert sections[0].rstrip().endswith("No experiment of this run has more than one value of `width`.")
+
+
+INFINITE_METRIC = records_of([{"experiment": "e", "method": m, "seed": s, "train_wall_s": 1.0, "test_mse": v,
+                               "status": "ok" if m != "failed" else "diverged", "reason": ""}
+                              for m, values in (("finite", (1.0, 2.0)), ("overflowed", (float("inf"),) * 2),
+                                                ("negative", (-float("inf"),) * 2), ("one_seed", (0.5, float("inf"))),
+                                                ("failed", (1.0,)))
+                              for s, v in enumerate(values)])
+
+
+def test_an_infinite_metric_reads_as_infinity_with_a_note_not_as_python_inf():
+    """An overflowed metric read "inf" ("-inf"), sorted as text on the page, after every number either way."""
+    from nodebench.markdown import fmt3, fmt_times
+    from nodebench.reporting import summary_table
+
+    table = summary_table(INFINITE_METRIC)
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[-1].strip(" |") for line in table.splitlines()}
+    assert rows["finite"] == "1.5 [1, 2]" and rows["overflowed"] == "∞" and rows["negative"] == "−∞"
+    assert rows["one_seed"] == "∞ [0.5, ∞]" and rows["failed"] == "–" and not re.search(r"\binf\b", table)
+    assert "∞: an infinite value (a metric that overflowed)" in table
+    assert "∞: an infinite" not in summary_table(RECORDS)
+    assert (fmt3(float("inf")), fmt3(-float("inf")), fmt_times(float("inf")), fmt3(None)) == ("∞", "−∞", "∞×", "–")
+
+
+def test_a_table_left_by_an_analysis_that_no_longer_runs_judges_no_claim(tmp_path):
+    """A time_to_target.parquet from an earlier build of the run, whose experiments its records no longer hold
+    (the analysis is skipped): the claims read it and held "17.5×" on experiments that were not in the run.
+    Tables of analyses that ran, and per-case tables (not written by an analysis), are still read."""
+    from types import SimpleNamespace
+
+    from nodebench.analyses import run_analyses
+
+    ttt_table([1.0], [5.0])["time_to_target"].to_parquet(tmp_path / "time_to_target.parquet")
+    pd.DataFrame({"case_id": ["c0"], "test_nll": [1.0]}).to_parquet(tmp_path / "rediscretisation.parquet")
+    claim = {"id": "X", "text": "faster", "check": "time_to_target", "method": "fast", "baseline": "direct",
+             "min": 2.0}
+    skipped = SimpleNamespace(analyses=[{"kind": "time_to_target", "presets": ["quick"], "experiments": ["e"]}])
+    sections, _, tables = run_analyses(skipped, tmp_path, RECORDS, preset="quick")
+    assert sections == [] and sorted(tables) == ["rediscretisation"]
+    (verdict,) = check_claims([claim], RECORDS, tables)
+    assert verdict.verdict == NOT_MEASURED, verdict.measured
+    ran = SimpleNamespace(analyses=[{"kind": "time_to_target", "presets": ["quick"], "experiments": ["fast"]}])
+    assert sorted(run_analyses(ran, tmp_path, RECORDS, preset="quick")[2]) == ["rediscretisation", "time_to_target"]
+
+
+def test_every_table_of_the_committed_runs_is_declared_by_the_analysis_that_writes_it():
+    """Only declared tables are left out when their analysis does not run: one written but not declared would
+    still be read stale. Per-case tables are merged from cases/ (nodebench.records.merge), not analyses'."""
+    from pathlib import Path
+
+    from nodebench.analyses import ANALYSES
+
+    for paper in ("snode", "do_vs_od", "gq_adjoint", "taynode"):
+        load_paper(paper)
+    declared = {name for analysis in ANALYSES.values() for name in analysis.tables}
+    baselines = Path(__file__).resolve().parents[1] / "results" / "baselines"
+    runs = [path.parent for path in baselines.glob("*/run.json") if '"paper"' in path.read_text()]  # reproduce
+    written = {p.stem for run in runs for p in run.glob("*.parquet")} - {"records", "curves", "rediscretisation"}
+    assert written and written <= declared, written - declared

@@ -84,6 +84,58 @@ def test_bad_run_arguments(capsys, tmp_path, argv, fragments):
     assert not out.exists()
 
 
+RUN = ["run", "--task", "cubic_spiral", "--method", "rk4", "--dry-run"]
+REPRODUCE = ["reproduce", "do_vs_od", "--dry-run"]
+BENCH = ["bench", "--suite", "nightly", "--dry-run"]
+INT_OPTIONS = {"--seeds", "--iters", "--jobs", "--threads"}
+#: Bad numbers: zero, negative, not finite, overflowing, not numbers (``-inf`` and ``-1e400`` too, which
+#: argparse would take for options); and 1.5 for an integer option.
+BAD_NUMBERS = ["0", "-1", "-inf", "-1e400", "nan", "inf", "1e400", "ten", ""]
+NUMBER_OPTIONS = [(RUN, "--seeds"), (RUN, "--iters"), (RUN, "--budget-s")] + [
+    (command, option) for command in (RUN, REPRODUCE, BENCH) for option in ("--jobs", "--threads", "--timeout-s")] + [
+    (["data", "fetch", "mnist"], "--timeout-s")]
+BAD_VALUES = [(command + [option, value], [f"argument {option}", "positive", f"got {value!r}"])
+              for command, option in NUMBER_OPTIONS for value in BAD_NUMBERS + ["1.5"] * (option in INT_OPTIONS)] + [
+    (["compare", "a", "b", "--threshold", value], ["argument --threshold", "NAME=POSITIVE_NUMBER", "time=0.2"])
+    for value in ["time=0", "time=-1", "time=-inf", "time=nan", "time=inf", "time=1e400", "time=x", "=0.2", "time", ""]
+] + [
+    (["leaderboard", "a", "--out", "lb", "--target", value], ["argument --target", "NAME=POSITIVE_NUMBER"])
+    for value in ["cubic_spiral=0", "cubic_spiral=nan", "cubic_spiral=1e400", "cubic_spiral", ""]
+] + [  # unknown names, with the nearest valid one where there is one (case aside)
+    (["run", "--task", "cubic_spirl", "--method", "rk4", "--dry-run"], ["unknown task", "did you mean 'cubic_spiral'"]),
+    (["run", "--task", "", "--method", "rk4", "--dry-run"], ["unknown task ''", "cubic_spiral"]),
+    (["run", "--task", "cubic_spiral", "--method", "adjont", "--dry-run"], ["did you mean 'adjoint'"]),
+    (RUN + ["--hparam", "LR=0.1"], ["unknown hyper-parameter 'LR'", "did you mean 'lr'"]),
+    (RUN + ["--executor", "lokal"], ["argument --executor", "'lokal'", "'local', 'submitit', 'dask'"]),
+    (["reproduce", "DO_VS_OD", "--dry-run"], ["unknown paper", "did you mean 'do_vs_od'"]),
+    (REPRODUCE + ["--preset", "smok"], ["unknown preset 'smok'", "did you mean 'smoke'", "quick"]),
+    (REPRODUCE + ["--preset", ""], ["unknown preset ''", "smoke, quick, paper"]),
+    (REPRODUCE + ["--experiment", "spirall"], ["no experiment 'spirall'", "did you mean 'spiral'"]),
+    (["bench", "--suite", "nightlyy", "--dry-run"], ["unknown suite 'nightlyy'", "did you mean 'nightly'"]),
+    (["bench", "--suite", "", "--dry-run"], ["unknown suite ''", "nightly"]),
+    (BENCH + ["--machine", "../x"], ["argument --machine", "not a plain name"]),
+    (BENCH + ["--baseline", " "], ["argument --baseline", "git revision"]),
+    (["history", "--suite", ""], ["argument --suite", "not a plain name"]),
+    (["data", "verify", "MNIST"], ["unknown data set 'MNIST'", "did you mean 'mnist'"]),
+    (["data", "fetch", ""], ["unknown data set ''", "mnist"]),
+] + [(command + ["--device", device], ["unknown device", "valid: cpu, cuda, cuda:N"])
+     for command in (RUN, REPRODUCE, BENCH) for device in ("", "tpu", "CPU")
+] + [(argv, ["expected a path, got an empty string"]) for argv in (  # '' would be the current folder
+    RUN + ["--out", ""], REPRODUCE + ["--out", ""], BENCH + ["--out", ""], ["report", ""], ["compare", "", "b"],
+    ["compare", "a", ""], ["compare", "a", "b", "--out", ""], ["history", "--store", ""], ["history", "--out", ""],
+    ["leaderboard", "", "--out", "lb"], ["leaderboard", "a", "--out", ""], ["data", "list", "--root", ""],
+    ["data", "list", "--manifest", ""])]
+
+
+@pytest.mark.parametrize("argv,fragments", BAD_VALUES, ids=[" ".join(map(repr, a)) for a, _ in BAD_VALUES])
+def test_every_bad_value_is_one_line_and_writes_nothing(capsys, tmp_path, monkeypatch, argv, fragments):
+    """Every numeric, choice, name and path option of every command, given a value it cannot take."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, *fragments)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is absent")
 def test_cuda_requested_without_cuda(capsys, tmp_path):
     code, _, err = run_cli(capsys, "run", "--task", "cubic_spiral", "--method", "rk4", "--device", "cuda",
@@ -208,3 +260,13 @@ def test_the_command_line_module_imports_no_heavy_library():
     code = "import sys, nodebench.cli; print(sorted({'torch', 'sklearn', 'pandas'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("program", ["/venv/bin/nodebench", "/src/nodebench/cli.py"])
+def test_the_recorded_command_line_names_the_command_as_typed(monkeypatch, program):
+    """run.json's command line (the report's "Command:") reads ``nodebench run ...`` whether the console script or
+    ``python -m nodebench.cli`` started it."""
+    from nodebench.run_settings import invocation
+
+    monkeypatch.setattr(sys, "argv", [program, "run", "--task", "cubic_spiral"])
+    assert invocation()["command_line"] == "nodebench run --task cubic_spiral"

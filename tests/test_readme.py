@@ -3,13 +3,17 @@ records-column table is the records schema."""
 
 from __future__ import annotations
 
+import argparse
 import re
+import shlex
 import sys
 import types
 from pathlib import Path
 
 import pytest
 
+from nodebench import cli
+from nodebench.datasets import cli as data_cli
 from nodebench.schema import markdown
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -76,3 +80,52 @@ def test_every_python_block_is_collected():
 def test_the_records_table_is_the_schema():
     table = README.split("<!-- schema:start -->\n")[1].split("\n<!-- schema:end -->")[0]
     assert table == markdown()
+
+
+def nodebench_command_lines(text: str) -> list[list[str]]:
+    """The arguments of every ``nodebench ...`` command in shell ``text``: continued lines joined, comments,
+    leading ``VAR=value`` assignments and the other commands of a ``&&`` chain left out."""
+    commands = []
+    for line in text.replace("\\\n", " ").splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split, lexer.commenters = True, "#"
+        words: list[str] = []
+        for token in [*lexer, ";"]:
+            if token not in ("&&", "||", ";", "|", "&"):
+                words.append(token)
+                continue
+            while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+                words.pop(0)
+            if words and words[0].rsplit("/", 1)[-1] == "nodebench":
+                commands.append(words[1:])
+            words = []
+    return commands
+
+
+#: Every ``nodebench`` command of the READMEs' bash blocks and of the ``--help`` examples: (where, arguments).
+COMMANDS = [(path.relative_to(ROOT).as_posix(), argv)
+            for path in [ROOT / "README.md", ROOT / "reproduce" / "README.md",
+                         *sorted((ROOT / "nodebench" / "papers").glob("*/README.md"))]
+            for block in code_blocks(path.read_text(), "bash") for argv in nodebench_command_lines(block)] + [
+    ("--help", argv) for examples in (cli.EXAMPLES, data_cli.EXAMPLES) for argv in nodebench_command_lines(examples)]
+
+
+@pytest.mark.parametrize("where, argv", COMMANDS, ids=[f"{w}: {' '.join(a)}" for w, a in COMMANDS])
+def test_every_documented_command_line_parses(where, argv):
+    """Each option spelled as the parser spells it, each value of the option's type (names are checked by the
+    commands themselves)."""
+    cli.build_parser().parse_args(argv)
+
+
+def test_the_readme_documents_every_option_of_every_command():
+    """Every option a ``--help`` lists appears in the README: in a table, the text or an example."""
+    def options(parser: argparse.ArgumentParser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from options(sub)
+            yield from (flag for flag in action.option_strings if flag not in ("-h", "--help"))
+
+    assert len(COMMANDS) >= 40
+    undocumented = {flag for flag in options(cli.build_parser()) if not re.search(rf"{flag}(?![\w-])", README)}
+    assert sorted(undocumented) == []

@@ -41,6 +41,7 @@ import tomllib
 from nodebench.config import CASE_LIMITS, MAX_CASES, SEEDS, Param, check_keys, from_mapping
 from nodebench.errors import UserError
 from nodebench.paths import plain_name
+from nodebench.registry import nearest
 from nodebench.runner.case import Case, expand_grid, in_rounds
 
 SUITE_SUFFIX = ".toml"
@@ -108,7 +109,8 @@ def load_suite(name: str) -> Suite:
     """Parse ``<suites_root>/<name>.toml``; an unknown suite or a malformed file is a :class:`UserError`."""
     suites = available_suites()
     if name not in suites:
-        raise UserError(f"unknown suite {name!r}; valid suites: {', '.join(suites) or 'none in ' + str(suites_root())}")
+        raise UserError(f"unknown suite {name!r}{nearest(name, suites)}; valid suites: "
+                        f"{', '.join(suites) or 'none in ' + str(suites_root())}")
     path = suites_root() / f"{name}{SUITE_SUFFIX}"
     where = f"suite file {str(path)!r}"
     try:

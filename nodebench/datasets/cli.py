@@ -48,7 +48,7 @@ def _seconds(text: str) -> float:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``data`` (with ``list``, ``verify`` and ``fetch``) to the ``nodebench`` sub-command parsers."""
     data = subparsers.add_parser("data", help="list, verify or fetch the data sets (MNIST, PhysioNet, ...)",
-                                 description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                                 description=__doc__.split("\n\n")[0].replace("``", ""), epilog=EXAMPLES,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = data.add_subparsers(dest="data_command", required=True, parser_class=type(data))
     common = {"--root": dict(type=nonempty_path, help=f"data directory (default ${ENV_VAR}, else <repo>/datasets)"),

@@ -41,7 +41,7 @@ def _step_text(row) -> str:
     return "data grid" if pd.isna(row.step_size) and row.family == "DO" else fmt3(row.step_size)
 
 
-@register_analysis("taylor", params=PARAMS)
+@register_analysis("taylor", params=PARAMS, tables=("taylor", "taylor_slopes"))
 def taylor(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     table = stored_table(run_dir, "taylor", lambda: gradients.gradient_taylor_table(**_gradient_args(spec)))
     slopes = stored_table(run_dir, "taylor_slopes", lambda: gradients.taylor_summary(table))
@@ -56,7 +56,7 @@ def taylor(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]
     return section, paper_figures.plot_taylor(table, run_dir / "figures")
 
 
-@register_analysis("gradient_error", params=PARAMS)
+@register_analysis("gradient_error", params=PARAMS, tables=("gradient_error",))
 def gradient_error(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     table = stored_table(run_dir, "gradient_error", lambda: gradients.gradient_error_vs_reference(**_gradient_args(spec)))
     rows = [[r.method, r.family, fmt3(r.tol), _step_text(r), f"{r.grad_rel_error:.2g}", f"{r.loss_error:.2g}",

@@ -130,7 +130,8 @@ def toy_gradient_table(methods=TOY_METHODS, T_values=(19.0, 24.0, 29.0), *, z0: 
     Param("methods", "strs"), *(Param(name, "float", positive=True) for name in ("rtol", "atol", "gtol")),
     Param("dtype", "str", choices=("float32", "float64")), Param("z0", "float"), Param("a", "float"),
     Param("T_values", "floats", positive=True), Param("T_start", "float", positive=True),
-    Param("T_stop", "float", positive=True), Param("T_step", "float", positive=True)), rules=toy_rules)
+    Param("T_stop", "float", positive=True), Param("T_step", "float", positive=True)), rules=toy_rules,
+    tables=("toy_gradient",))
 def toy_gradient(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     methods = list(spec.get("methods", TOY_METHODS))
     settings = {k: spec[k] for k in ("z0", "a", "rtol", "atol", "gtol", "dtype") if k in spec}

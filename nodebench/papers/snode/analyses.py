@@ -54,7 +54,8 @@ def spectral_rate_table(table: pd.DataFrame, floor: float = 1e-11) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-@register_analysis("spectral_convergence", params=(Param("degrees", "ints", low=1),))
+@register_analysis("spectral_convergence", params=(Param("degrees", "ints", low=1),),
+                   tables=("spectral_convergence", "spectral_rate"))
 def spectral_convergence(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     degrees = spec.get("degrees", list(range(2, 31, 2)))
     table = stored_table(run_dir, "spectral_convergence", lambda: spectral_convergence_table(degrees))

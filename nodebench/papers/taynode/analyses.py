@@ -104,7 +104,7 @@ def _experiments_of(spec, records: pd.DataFrame) -> pd.DataFrame:
     return records
 
 
-@register_analysis("pareto", params=(Param("experiments", "strs"), Param("metric", "str")))
+@register_analysis("pareto", params=(Param("experiments", "strs"), Param("metric", "str")), tables=("pareto",))
 def pareto(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     title = "## NFE against the task metric over λ and K (Pareto front)"
     records = _experiments_of(spec, records)
@@ -168,7 +168,7 @@ def order_matching_table(records: pd.DataFrame, orders: dict[str, float] | None 
 
 
 @register_analysis("order_matching", params=(Param("experiments", "strs"), Param("column", "str"),
-                                             Param("orders", "table")))
+                                             Param("orders", "table")), tables=("order_matching",))
 def order_matching(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     title = "## K against the solver's order"
     records = _experiments_of(spec, records)
@@ -208,7 +208,7 @@ COST_FIELDS = (Param("dims", "ints", low=1), Param("orders", "ints", low=1),
                Param("device", "str"), Param("seed", "int", low=0))
 
 
-@register_analysis("taylor_cost", params=COST_FIELDS)
+@register_analysis("taylor_cost", params=COST_FIELDS, tables=("taylor_cost_samples", "taylor_cost"))
 def taylor_cost(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     """The derivative-cost measurement (:func:`nodebench.papers.taynode.cost.measure_cost`), stored as
     ``taylor_cost_samples.parquet`` (raw rounds) and ``taylor_cost.parquet`` (one row per dim and K)."""
