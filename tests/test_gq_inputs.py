@@ -73,6 +73,24 @@ BAD = {
     "y0 empty": (dict(y0=torch.ones(0, 2, dtype=F64)), ValueError, "y0 has no elements"),
     "func of the wrong shape": (dict(func=lambda t, y: y[..., :1], adjoint_params=()), ValueError,
                                 r"func returned shape \(2, 1\) for a state of shape \(2, 2\)"),
+    # a TypeError for an unexpected keyword before, not saying what is supported
+    "event_fn": (dict(event_fn=lambda t, y: y.sum()), ValueError,
+                 "event_fn is not supported by odeint_adjoint_gq: .* solve events with torchdiffeq's odeint_event"),
+    # "'str' object is not callable" inside the forward solve before
+    "forward norm a string": (dict(options=dict(norm="seminorm")), TypeError,
+                              "options\\['norm'\\] must be a callable of the state, got 'seminorm'"),
+    "adjoint norm a number": (dict(adjoint_options=dict(norm=3)), TypeError,
+                              "adjoint_options\\['norm'\\] must be a callable of the state, or \"seminorm\", got 3"),
+    # "element 0 of tensors does not require grad" from the backward pass before
+    "adjoint_params not tensors": (dict(adjoint_params=[1.0]), TypeError,
+                                   r"adjoint_params must be tensors .*, got float at index 0"),
+    # the forward's first_step was silently dropped for the rk4 backward solve before (torchdiffeq refuses it)
+    "options with another adjoint_method": (dict(options=dict(first_step=0.01), adjoint_method="rk4"), ValueError,
+                                            r"adjoint_method 'rk4' differs from method 'dopri5', so options "
+                                            r"\['first_step'\] are not carried over .* pass adjoint_options too"),
+    "jump_t not times": (dict(options=dict(jump_t="0.5")), TypeError,
+                         r"options\['jump_t'\] must be times \(a tensor or a list of numbers\), got '0.5'"),
+    "max_nodes True": (dict(max_nodes=True), ValueError, "max_nodes must be a positive integer, got True"),
     "func returning None": (dict(func=lambda t, y: None, adjoint_params=()), TypeError, "func must return a tensor"),
     "func of the wrong tuple": (dict(y0=(Y0, Y0[:, :1]), func=lambda t, s: (s[0], s[0]), adjoint_params=()),
                                 ValueError, r"func returned shape \[\(2, 2\), \(2, 2\)\] for a state of shape"),
@@ -97,11 +115,22 @@ def test_adjoint_seminorm_is_accepted_as_torchdiffeqs_and_changes_nothing():
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
 
 
-def test_forward_options_pass_to_the_adjoint_without_their_norm_and_only_where_valid():
-    """As torchdiffeq's odeint_adjoint: an rk4 ``step_size`` is not given to a dopri5 backward solve, and the
-    forward's ``norm`` (of y) is not used on the backward state (z, a)."""
+def test_forward_options_pass_to_a_backward_solve_of_the_same_method_only():
+    """As torchdiffeq's odeint_adjoint: the forward's options go to a backward solve of the same method, its
+    ``norm`` applied to z and to a apart (torchdiffeq's default adjoint norm), never to the pair; another
+    ``adjoint_method`` takes ``adjoint_options`` (refused without them, in BAD above)."""
+    seen = []
+
+    def norm(y):
+        seen.append(tuple(y.shape))
+        return y.abs().max()
+
     field = Field()
-    ys = odeint_adjoint_gq(field, Y0, T, method="rk4", options=dict(step_size=0.01, norm=lambda y: y.abs().max()),
-                           adjoint_method="dopri5", rtol=1e-9, atol=1e-10)
+    ys = odeint_adjoint_gq(field, Y0, T, options=dict(first_step=0.01, norm=norm))
+    forward_norms = len(seen)
     ys.sum().backward()
+    assert 0 < forward_norms < len(seen) and set(seen) == {tuple(Y0.shape)}
+    field = Field()
+    odeint_adjoint_gq(field, Y0, T, method="rk4", options=dict(step_size=0.01), adjoint_method="dopri5",
+                      adjoint_options={}, rtol=1e-9, atol=1e-10).sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in field.parameters())

@@ -12,12 +12,14 @@ forward NFE. Backward, interval by interval from t_N down to t_0:
    nodes τ_k come from the adaptive solver's dense output without stopping at them (the official code's
    "look-back");
 3. add Σ_k w'_k · a(τ_k)ᵀ ∂f/∂θ(τ_k, z(τ_k)) to dL/dθ (:mod:`nodebench.gq.quadrature`), with
-   n_i = min(⌈C · NFE_fwd · |Δ_i| / |t_N − t_0|⌉, 64) nodes and C = ``gtol``.
+   n_i = min(⌈C · NFE_fwd · |Δ_i| / |t_N − t_0|⌉, 64) nodes and C = ``gtol``; where ``options`` name times
+   at which f jumps or has a kink (torchdiffeq's ``jump_t``, ``step_t``), one such rule per piece between
+   them, as the rule is exact only for a smooth integrand (a nodebench addition).
 
 Time gradients are closed-form and need no quadrature: ∂L/∂t_i = (∂L/∂y_i)ᵀ f(t_i, y_i) for i ≥ 1, and
 ∂L/∂t_0 = −a(t_0⁺)ᵀ f(t_0, y_0), the adjoint before the jump ∂L/∂y_0 (the flow map's derivative in its
 start time). This differs from the official code, which integrates aᵀ∂f/∂t at the nodes; both are exact
-in the limit, ours is two evaluations per output time.
+in the limit, ours is one evaluation per output time.
 
 Differences from the official code, on purpose:
 
@@ -40,14 +42,16 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torchdiffeq import odeint
 from torchdiffeq._impl.misc import _mixed_norm
 from torchdiffeq._impl.odeint import SOLVERS
 
 from nodebench.gq.dopri5 import dopri5
-from nodebench.gq.quadrature import MAX_NODES, NODE_VJPS, add_grads, gauss_legendre, node_count
+from nodebench.gq.quadrature import (MAX_NODES, NODE_VJPS, add_grads, gauss_legendre, node_count,
+                                     piecewise_gauss_legendre)
 from nodebench.callbacks import STEP_CALLBACKS
-from nodebench.solvers import check_solver_arguments, solver_option_names
+from nodebench.solvers import check_solver_arguments
 
 
 class _FlatField:
@@ -168,6 +172,7 @@ class _GQAdjoint(torch.autograd.Function):
         return ys
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_ys):
         ys, t, *params = ctx.saved_tensors
         field, s = ctx.field, ctx.settings
@@ -180,16 +185,26 @@ class _GQAdjoint(torch.autograd.Function):
             dynamics = _WithCallbacks(dynamics, callbacks)
             adjoint_options = _with_norm(s["adjoint_options"], s["adjoint_norm"])
         blocks = 2 * field.blocks  # [z; a]: two equal blocks, or each part of z and then of a
-        t_detached = t.detach()
+        # the times on the state's device, the nodes placed in the finer of the two dtypes and evaluated in the
+        # state's (torchdiffeq evaluates the field at times of the state's dtype)
+        t_detached = t.detach().to(device=ys.device, dtype=torch.promote_types(t.dtype, ys.dtype))
         span = float(t_detached[-1] - t_detached[0])
         grad_params: list[torch.Tensor | None] = [None] * len(wanted)
         nodes_total = 0
         a = grad_ys[-1]
+
+        def nodes_for(length: float) -> int:
+            return node_count(s["gtol"], ctx.nfe_forward, length, span, s["max_nodes"])
+
         for i in range(len(t) - 1, 0, -1):
             if i < len(t) - 1:
                 a = a + grad_ys[i]
-            n = node_count(s["gtol"], ctx.nfe_forward, float(t_detached[i] - t_detached[i - 1]), span, s["max_nodes"])
-            taus, weights = gauss_legendre(n, t_detached[i - 1], t_detached[i])
+            if s["breaks"]:
+                taus, weights = piecewise_gauss_legendre(t_detached[i - 1], t_detached[i], s["breaks"], nodes_for)
+                n = len(taus)
+            else:
+                n = nodes_for(float(t_detached[i] - t_detached[i - 1]))
+                taus, weights = gauss_legendre(n, t_detached[i - 1], t_detached[i])
             grid = torch.cat([t_detached[i:i + 1], taus.flip(0), t_detached[i - 1:i]])
             if lean:
                 states, _ = dopri5(dynamics.flat, torch.cat([ys[i], a]), grid.tolist(), rtol=s["adjoint_rtol"],
@@ -199,17 +214,19 @@ class _GQAdjoint(torch.autograd.Function):
                 zs, adjoints = odeint(dynamics, (ys[i], a), grid, rtol=s["adjoint_rtol"], atol=s["adjoint_atol"],
                                       method=s["adjoint_method"], options=adjoint_options)
             if wanted:
-                sums = node_vjps(field, wanted, taus.flip(0), zs[1:-1], adjoints[1:-1], weights.flip(0), s["stats"])
+                sums = node_vjps(field, wanted, taus.flip(0).to(ys.dtype), zs[1:-1], adjoints[1:-1],
+                                 weights.flip(0).to(ys.dtype), s["stats"])
                 grad_params = add_grads(grad_params, sums)
             nodes_total += n
             a = adjoints[-1]
         grad_t = None
         if ctx.needs_input_grad[3]:
-            grad_t = torch.zeros_like(t)
-            with torch.no_grad():
-                for i in range(1, len(t)):
-                    grad_t[i] = torch.dot(grad_ys[i], field(t_detached[i], ys[i]))
-                grad_t[0] = -torch.dot(a, field(t_detached[0], ys[0]))
+            times = t_detached.to(ys.dtype)
+            grad_t = torch.zeros_like(times)
+            for i in range(1, len(t)):
+                grad_t[i] = torch.dot(grad_ys[i], field(times[i], ys[i]))
+            grad_t[0] = -torch.dot(a, field(times[0], ys[0]))
+            grad_t = grad_t.to(t)
         if s["stats"] is not None:
             s["stats"].update(nfe_forward=ctx.nfe_forward, nodes=nodes_total, intervals=len(t) - 1)
         grad_y0 = a + grad_ys[0]
@@ -219,7 +236,7 @@ class _GQAdjoint(torch.autograd.Function):
 
 
 def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, method: str = "dopri5",
-                      options: dict | None = None, gtol: float = 0.1, adjoint_rtol: float | None = None,
+                      options: dict | None = None, event_fn=None, gtol: float = 0.1, adjoint_rtol: float | None = None,
                       adjoint_atol: float | None = None, adjoint_method: str | None = None,
                       adjoint_options: dict | None = None, adjoint_params: Sequence[torch.Tensor] | None = None,
                       quadrature: str = "batched", max_nodes: int = MAX_NODES, stats: dict | None = None):
@@ -233,15 +250,23 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
             given. It needs no ``nfe`` attribute.
         y0: initial state, a float32 or float64 tensor of any shape, or a tuple of them (as torchdiffeq).
         t: strictly monotone (increasing or decreasing) finite 1-D floating output times, ``t[0]`` being
-            the start.
-        rtol, atol, method, options: the forward solve, as in ``torchdiffeq.odeint``; the tolerances are
-            numbers ≥ 0 (or 0-d tensors), not per-element or per-component ones.
+            the start; of any floating dtype (the field is called with times of the state's dtype, as in
+            torchdiffeq, and the quadrature nodes are placed in the finer of the two).
+        rtol, atol, method, options: the forward solve, as in ``torchdiffeq.odeint``: any of its methods and
+            that method's options (``step_size``, ``first_step``, ``step_t``, ``jump_t``, a callable ``norm``
+            of the state, ...); an unknown one is refused naming the valid ones. The tolerances are numbers
+            ≥ 0 (or 0-d tensors), not per-element or per-component ones.
+        event_fn: only None: event handling is not supported (the quadrature needs fixed output times).
         gtol: C in n_i = min(⌈C · NFE_fwd · |Δ_i| / |t_N − t_0|⌉, ``max_nodes``). Larger means **more**
             nodes, the opposite direction to rtol/atol.
         adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options: the backward [z, a] solve (default:
-            the forward's). ``adjoint_options=dict(norm="seminorm")`` is accepted and changes nothing: the
-            backward state holds no parameter block for torchdiffeq's seminorm to leave out.
-        adjoint_params: the tensors to return gradients for (default ``tuple(func.parameters())``).
+            the forward's; as in torchdiffeq, ``options`` are not carried over to a different
+            ``adjoint_method``, which then needs ``adjoint_options``). ``adjoint_options=dict(norm="seminorm")``
+            is accepted and changes nothing: the backward state holds no parameter block for torchdiffeq's
+            seminorm to leave out. A callable adjoint ``norm`` is given the pair (z, a) of flat tensors, not
+            torchdiffeq's (t, y, adj_y, *adj_params); by default the forward's norm is taken of z and of a.
+        adjoint_params: the tensors to return gradients for (default ``tuple(func.parameters())``); those
+            that require no gradient are left out, and a tensor listed twice counts once.
         quadrature: ``"batched"`` (the default: one VJP per interval, the nodes evaluated by
             ``torch.func.vmap``, or one by one where ``func`` cannot run under vmap or is small on the CPU;
             the same sums, measured never slower beyond noise and up to 1.3× faster at width 2000) or
@@ -253,26 +278,31 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
 
     Returns:
         The solution at ``t``: shape ``(len(t), *y0.shape)``, or a tuple of such for a tuple ``y0``.
+        Backpropagating through it gives first-order gradients for ``y0``, for ``t`` where it requires grad
+        (closed-form, module docstring) and for ``adjoint_params``; differentiating those gradients again
+        raises, as with torchdiffeq's ``odeint_adjoint``.
 
     Raises:
         ValueError, TypeError: before any solve, for a bad argument (``t`` not 1-D, not floating, with a
             NaN, a repeated time or a change of direction; a negative or NaN tolerance; an unknown method or
-            solver option; a ``y0`` that is not float32/float64), naming it and what is valid; at the first
+            solver option, or one not carried over to another ``adjoint_method``; a ``norm`` that is not
+            callable; an ``event_fn``; an ``adjoint_params`` entry that is not a tensor; a ``y0`` that is not
+            float32/float64), naming it and what is valid; at the first
             evaluation, for a ``func`` whose output does not have the state's structure and shapes.
 
     Example:
         >>> ys = odeint_adjoint_gq(field, y0, torch.linspace(0, 1, 10), rtol=1e-3, atol=1e-3, gtol=0.1)
         >>> ys[-1].pow(2).sum().backward()   # gradients for y0, t (if it requires grad), field.parameters()
     """
-    if adjoint_params is None:
-        if not isinstance(func, nn.Module):
-            raise ValueError("func must be an nn.Module when adjoint_params is not given")
-        adjoint_params = tuple(func.parameters())
+    if event_fn is not None:
+        raise ValueError("event_fn is not supported by odeint_adjoint_gq: the quadrature needs the output times t "
+                         "fixed; solve events with torchdiffeq's odeint_event or odeint_adjoint")
+    params = _adjoint_tensors(func, adjoint_params)
     if quadrature not in NODE_VJPS:
         raise ValueError(f"unknown quadrature {quadrature!r}; valid: {', '.join(NODE_VJPS)}")
     if isinstance(gtol, bool) or not isinstance(gtol, numbers.Real) or not 0 < gtol < math.inf:
         raise ValueError(f"gtol must be a positive finite number, got {gtol!r}")
-    if not (isinstance(max_nodes, int) and max_nodes >= 1):
+    if isinstance(max_nodes, bool) or not (isinstance(max_nodes, int) and max_nodes >= 1):
         raise ValueError(f"max_nodes must be a positive integer, got {max_nodes!r}")
     if stats is not None and not isinstance(stats, MutableMapping):
         raise TypeError(f"stats must be a dict (filled by each backward pass) or None, got {type(stats).__name__}")
@@ -280,18 +310,15 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
     _check_state(y0)
     method = "dopri5" if method is None else method
     adjoint_method = method if adjoint_method is None else adjoint_method
-    if not isinstance(adjoint_method, str):
+    if not (isinstance(adjoint_method, str) and adjoint_method in SOLVERS):
         raise ValueError(f"unknown adjoint_method {adjoint_method!r}; valid: {', '.join(SOLVERS)}")
     options = check_solver_arguments("", method, rtol, atol, options)
     adjoint_rtol = rtol if adjoint_rtol is None else adjoint_rtol
     adjoint_atol = atol if adjoint_atol is None else adjoint_atol
-    if adjoint_options is None:  # the forward's, as in torchdiffeq's odeint_adjoint, less its norm (of y, not (z, a))
-        known = solver_option_names(adjoint_method) if adjoint_method in SOLVERS else ()
-        adjoint_options = {k: v for k, v in options.items() if k != "norm" and k in known}
-    elif isinstance(adjoint_options, Mapping) and adjoint_options.get("norm") == "seminorm":
-        # torchdiffeq leaves the parameter block out of the error norm; the backward state (z, a) holds none
-        adjoint_options = {k: v for k, v in adjoint_options.items() if k != "norm"}
-    adjoint_options = check_solver_arguments("adjoint_", adjoint_method, adjoint_rtol, adjoint_atol, adjoint_options)
+    adjoint_options = check_solver_arguments("adjoint_", adjoint_method, adjoint_rtol, adjoint_atol,
+                                             _adjoint_options(method, options, adjoint_method, adjoint_options))
+    _check_norms(options, adjoint_options)
+    options, adjoint_options = _times_as_tensors("", options), _times_as_tensors("adjoint_", adjoint_options)
     is_tuple = isinstance(y0, tuple)
     parts = y0 if is_tuple else (y0,)
     field = _FlatField(func, [p.shape for p in parts], is_tuple)
@@ -300,12 +327,84 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
     settings = dict(rtol=rtol, atol=atol, method=method, options=options, gtol=float(gtol),
                     adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
                     adjoint_options=adjoint_options, quadrature=quadrature, max_nodes=max_nodes, stats=stats,
-                    norm=norm, adjoint_norm=None if "norm" in adjoint_options else _adjoint_norm(norm))
-    params = [p for p in adjoint_params if torch.is_tensor(p) and p.requires_grad]
+                    breaks=_breaks(options), norm=norm,
+                    adjoint_norm=None if "norm" in adjoint_options else _adjoint_norm(norm))
     ys = _GQAdjoint.apply(field, settings, flat_y0, t, *params)
     if not is_tuple:
         return ys.reshape(len(t), *y0.shape)
     return tuple(p.reshape(len(t), *s) for p, s in zip(torch.split(ys, field.sizes, dim=-1), field.shapes))
+
+
+def _adjoint_tensors(func, adjoint_params) -> list[torch.Tensor]:
+    """The tensors to differentiate, as torchdiffeq's ``odeint_adjoint`` takes them: ``adjoint_params`` (default
+    ``func.parameters()``, which needs ``func`` to be an ``nn.Module``) less those that require no gradient; a
+    tensor listed twice is kept once (its gradient would otherwise be added twice). A ValueError or TypeError
+    for a plain callable without ``adjoint_params`` or an entry that is not a tensor."""
+    if adjoint_params is None:
+        if not isinstance(func, nn.Module):
+            raise ValueError("func must be an nn.Module when adjoint_params is not given (adjoint_params=() for a "
+                             "field without parameters)")
+        adjoint_params = func.parameters()
+    if torch.is_tensor(adjoint_params):
+        adjoint_params = (adjoint_params,)
+    tensors = list(adjoint_params)
+    for i, p in enumerate(tensors):
+        if not torch.is_tensor(p):
+            raise TypeError(f"adjoint_params must be tensors (the ones to differentiate), got {type(p).__name__} "
+                            f"at index {i}")
+    return list({id(p): p for p in tensors if p.requires_grad}.values())
+
+
+def _adjoint_options(method: str, options: dict, adjoint_method, adjoint_options):
+    """The backward solve's options before their check: ``adjoint_options``, or where it is None the forward's
+    less its ``norm`` (of y, not of the backward state), as in torchdiffeq's ``odeint_adjoint``, which likewise
+    refuses to carry options over to a different ``adjoint_method``; ``norm="seminorm"`` dropped (torchdiffeq
+    leaves the parameter block out of the error norm, and GQ's backward state (z, a) holds none)."""
+    if adjoint_options is None:
+        carried = {k: v for k, v in options.items() if k != "norm"}
+        if carried and adjoint_method != method:
+            raise ValueError(f"adjoint_method {adjoint_method!r} differs from method {method!r}, so options "
+                             f"{sorted(carried)} are not carried over to the backward solve (as in torchdiffeq); "
+                             f"pass adjoint_options too (adjoint_options={{}} for none)")
+        return carried
+    if isinstance(adjoint_options, Mapping) and adjoint_options.get("norm") == "seminorm":
+        return {k: v for k, v in adjoint_options.items() if k != "norm"}
+    return adjoint_options
+
+
+def _check_norms(options: dict, adjoint_options: dict) -> None:
+    """A TypeError unless a ``norm`` given in ``options`` or ``adjoint_options`` is callable (``"seminorm"``, the
+    one name torchdiffeq takes, is an adjoint option and is already resolved by :func:`_adjoint_options`)."""
+    for prefix, given in (("", options), ("adjoint_", adjoint_options)):
+        norm = given.get("norm")
+        if norm is not None and not callable(norm):
+            valid = 'a callable of the state, or "seminorm"' if prefix else "a callable of the state"
+            raise TypeError(f"{prefix}options['norm'] must be {valid}, got {norm!r}")
+
+
+#: torchdiffeq's options of times where f jumps (``jump_t``) or has a kink (``step_t``).
+TIME_OPTIONS = ("jump_t", "step_t")
+
+
+def _times_as_tensors(prefix: str, options: dict) -> dict:
+    """``options`` with its :data:`TIME_OPTIONS` as 1-D float64 tensors, or a TypeError naming one that holds
+    no times. torchdiffeq negates them for a solve in decreasing time only if they are tensors: a list was
+    left pointing at −t, so GQ's backward solve, which runs against the forward's direction, missed the jump."""
+    converted = dict(options)
+    for name in TIME_OPTIONS:
+        if name in options:
+            try:
+                converted[name] = torch.as_tensor(options[name], dtype=torch.float64).reshape(-1)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"{prefix}options[{name!r}] must be times (a tensor or a list of numbers), "
+                                f"got {options[name]!r}") from None
+    return converted
+
+
+def _breaks(options: dict) -> list[float]:
+    """The times where the user tells torchdiffeq that f jumps or has a kink: the quadrature cuts its rule
+    there (:func:`nodebench.gq.quadrature.piecewise_gauss_legendre`)."""
+    return sorted({x for name in TIME_OPTIONS if name in options for x in options[name].tolist()})
 
 
 def _with_norm(options: dict, norm) -> dict:
