@@ -124,6 +124,27 @@ def test_history_marks_a_planted_regression_on_its_run(capsys, tmp_path):
     assert "g1d: gq (time/iter)" in (tmp_path / "h" / "history.md").read_text()
 
 
+def test_a_run_s_values_are_drawn_whatever_the_run_before_it_measured(tmp_path):
+    """A run's values came from the gate against the run before, which compares only what both measured: the
+    run after one whose cases all ran out of memory, and a configuration's first run after it joined the
+    suite, had no point in the history (its line started a run late, relative to the wrong first run)."""
+    import pandas as pd
+    from test_bench_compare import _records
+
+    failed = _records()[0].assign(status="oom", time_per_iter_s=float("nan"), peak_mem_bytes=float("nan"))
+    recovered = _records(time=0.02)[0]
+    added = _records(time=0.5)[0].assign(method="m2", case_id=lambda r: "n" + r["case_id"])  # joins the suite
+    joined = pd.concat([_records(time=0.03)[0], added])
+    for index, records in enumerate([failed, recovered, joined]):
+        folder = tmp_path / "m" / "s" / f"2026010{index + 1}T000000Z-aaaa"
+        folder.mkdir(parents=True)
+        records.to_parquet(folder / "records.parquet", index=False)
+    table = history_table(history.list_runs(tmp_path, "m", "s"))
+    time = table[table["metric"] == "time"]
+    assert time[["run", "case", "value", "verdict"]].values.tolist() == [
+        [1, "e: m", 0.02, ""], [2, "e: m", 0.03, "noise"], [2, "e: m2", 0.5, ""]]
+
+
 PLAIN_NAME = "is not a plain name; use letters, digits, '_', '.' and '-', starting with a letter or digit"
 
 
@@ -133,7 +154,8 @@ PLAIN_NAME = "is not a plain name; use letters, digits, '_', '.' and '-', starti
     (["history", "--store", "STORE", "--suite", "../m/tiny"], f"argument --suite: name '../m/tiny' {PLAIN_NAME}"),
     (["history", "--store", "STORE", "--machine", "../m"], f"argument --machine: name '../m' {PLAIN_NAME}"),
     (["bench", "--suite", "tiny", "--out", "STORE", "--machine", ""], f"argument --machine: name '' {PLAIN_NAME}"),
-    (["bench", "--suite", "tiny", "--out", "STORE", "--machine", "../../escape"], "name '../../escape' is not a plain name"),
+    (["bench", "--suite", "tiny", "--out", "STORE", "--machine", "../../escape"],
+     "name '../../escape' is not a plain name"),
     (["bench", "--suite", "tiny", "--out", "STORE", "--machine", "a/b"], "name 'a/b' is not a plain name"),
     (["bench", "--suite", "tiny", "--out", "STORE", "--machine", "box 1"], "name 'box 1' is not a plain name"),
     (["bench", "--suite", "tiny", "--out", "STORE", "--machine", "a/b", "--dry-run"], "name 'a/b' is not a plain name"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import matplotlib.figure
 import pandas as pd
 import pytest
 from test_bench_compare import _records
@@ -23,13 +24,20 @@ REAL_TO_PARQUET = pd.DataFrame.to_parquet
 
 
 def interrupt_writes(monkeypatch):
-    """From now on every text or Parquet write writes a few bytes of its file, then the process is 'killed'."""
+    """From now on every text, Parquet or figure write writes a few bytes of its file, then the process is
+    'killed'."""
     def cut(path):
         Path(path).write_bytes(b"PAR1 cut")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Path, "write_text", lambda self, *args, **kwargs: cut(self))
     monkeypatch.setattr(pd.DataFrame, "to_parquet", lambda self, path, *args, **kwargs: cut(path))
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, path, *args, **kwargs: cut(path))
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (its path inside, its bytes)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -106,3 +114,23 @@ def test_an_interrupted_ab_run_keeps_the_baseline_records_and_the_earlier_gate_r
         ab.bench_ab("gate_study", "HEAD", run_dir=run_dir, progress=False, log=lambda line: None)
     assert len(pd.read_parquet(run_dir / ab.BASELINE_DIR / "records.parquet")) == 3
     assert (run_dir / "compare.md").read_text() == OLD
+
+
+def test_interrupted_figures_keep_the_earlier_ones(store, tmp_path, monkeypatch):
+    """The history's and the leaderboard's PNGs were written in place: a redraw killed mid-write left a broken
+    figure (a few bytes) where the last whole one was."""
+    history_out, board_out = tmp_path / "history", tmp_path / "board"
+    api.history(store, "m", "s", history_out)
+    run = tmp_path / "run"
+    run.mkdir()
+    for frame, name in zip(board(SPREAD), ("records", "curves")):
+        frame.to_parquet(run / f"{name}.parquet", index=False)
+    leaderboard_page.write([run], board_out)
+    earlier = {out: files(out) for out in (history_out, board_out)}
+    assert all(any(name.endswith(".png") for name in found) for found in earlier.values())
+    interrupt_writes(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        api.history(store, "m", "s", history_out)
+    with pytest.raises(KeyboardInterrupt):
+        leaderboard_page.write([run], board_out)
+    assert {out: files(out) for out in (history_out, board_out)} == earlier  # whole, and no temporary file left

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nodebench.benchmarking import leaderboard
+from nodebench.benchmarking import leaderboard, leaderboard_page
 from nodebench.cli import main
 
 BASELINES = Path(__file__).resolve().parents[1] / "results" / "baselines"
@@ -174,3 +174,14 @@ def test_tied_families_share_their_rank():
     task = pd.DataFrame({"time_to_target_s": [1.0, 2.0, 2.0, 2.0, math.inf, math.inf],
                          "metric": [0.9, 0.8, 0.8, 0.7, math.nan, math.nan]})
     assert shared_ranks(task, TASK_ORDER) == [1, 2, 2, 4, 5, 5]
+
+
+def test_the_markdown_environment_shows_a_missing_value_as_blank_not_nan(tmp_path):
+    """A CPU case's GPU read "nan" in leaderboard.md's environment table (the HTML showed "–") where other cases
+    of the records have one (a string column then holds NaN)."""
+    from test_leaderboard_fairness import MIXED, board
+
+    run = _write_run(tmp_path / "mixed", *board(MIXED))  # its first case ran on the CPU
+    md, _ = leaderboard_page.write([run], tmp_path / "board", targets={"toy": 0.5})
+    environment = md.read_text().split("## Environment")[1].split("## Figures")[0]
+    assert "| GPU " in environment and "nan" not in environment, environment

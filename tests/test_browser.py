@@ -119,6 +119,32 @@ def test_history_site_opens_with_its_graphs_links_and_filter(history_site, tmp_p
         assert b.errors == []
 
 
+def test_the_history_site_s_metric_filter_filters_the_regressions_table_too(tmp_path):
+    """Choosing a metric hid the other metrics' graphs but left every regression listed: a memory regression
+    still read under "time/iter" chosen."""
+    from test_bench_compare import _records
+
+    from nodebench import api
+
+    tonight = _records(mem=1.6 * 8 * 2**20)[0]  # +4.8 MiB a seed: a memory regression
+    runs = [_records()[0], tonight, tonight.assign(nfe_forward_per_iter=12.0)]  # then 2 NFE more: an NFE one
+    for index, records in enumerate(runs):
+        folder = tmp_path / "store" / "m" / "s" / f"2026010{index + 1}T000000Z-aaaa"
+        folder.mkdir(parents=True)
+        records.to_parquet(folder / "records.parquet", index=False)
+    site = api.history(tmp_path / "store", "m", "s", tmp_path / "site", html=True) / "index.html"
+    listed = ("Array.from(document.querySelectorAll('#regressions > tbody > tr')).filter(r => r.offsetHeight > 0)"
+              ".map(r => r.cells[4].textContent)")
+    with Browser(height=SCREEN) as b:
+        b.open(site)
+        assert sorted(b.js(listed)) == ["NFE/iter", "peak memory"]
+        for metric, shown in (("memory", ["peak memory"]), ("nfe", ["NFE/iter"]), ("time", []), ("", None)):
+            b.js(f"{{ const s = document.getElementById('filter-metric'); s.value = {metric!r};"
+                 "s.dispatchEvent(new Event('change')) }")
+            assert sorted(b.js(listed)) == (shown if shown is not None else ["NFE/iter", "peak memory"]), metric
+        assert b.errors == []
+
+
 def test_report_page_puts_the_claims_first_and_sorts(tmp_path):
     from nodebench.report_page import write_report_html
 

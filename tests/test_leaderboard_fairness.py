@@ -113,3 +113,51 @@ def test_overall_scores_compare_times_on_one_hardware_only(tmp_path):
     assert "<td>cuda · H200</td>" in html.read_text()
     one = leaderboard.overall({"toy": leaderboard.task_table(*board(SPREAD), target=0.5)[0]}, "famA")
     assert "hardware" not in leaderboard.display_overall(one, "famA")  # one hardware: no column for it
+
+
+def test_the_family_task_table_the_fastest_marks_and_the_time_plot_are_per_hardware(monkeypatch, tmp_path):
+    """The summary showed each family's best configuration pooled across hardware: famC's 0.2 s on a GPU beside
+    famB's 3 s on the CPU, famC's 2 s on that CPU hidden, and the GPU time marked fastest; the time plot and
+    the task table's ranks and fastest mark pooled them alike."""
+    table, info = leaderboard.task_table(*board(MIXED), target=0.5)
+    tasks = {"toy": table}
+    assert leaderboard.summary(tasks).values.tolist() == [
+        ["famB", "cpu · Xeon", "3 (median, 3 seeds)"], ["famC", "cpu · Xeon", "2 (median, 3 seeds)"],
+        ["famC", "cuda · H200", "0.2 (median, 2 seeds)"]]
+    assert leaderboard.display_task(table, info)[["#", "family", "device"]].values.tolist() == [
+        [1, "famC", "cpu"], [2, "famB", "cpu"], [1, "famC", "cuda"]]  # ranked within each hardware
+    drawn = []
+    barh = matplotlib.axes.Axes.barh
+    monkeypatch.setattr(matplotlib.axes.Axes, "barh", lambda ax, y, width, **kw: drawn.append(
+        dict(zip(y, width))) or barh(ax, y, width, **kw))
+    md, html = leaderboard_page.write([_write_run(tmp_path / "mixed", *board(MIXED))], tmp_path / "board",
+                                      targets={"toy": 0.5})
+    assert drawn == [{"famC (cpu · Xeon)": 2.0, "famB (cpu · Xeon)": 3.0, "famC (cuda · H200)": 0.2}]
+    summary = md.read_text().split("## Method families × tasks")[1].split("## Overall")[0]
+    assert re.search(r"\| famC +\| cpu · Xeon +\| 2 \(median, 3 seeds\) +\|", summary), summary
+    page = html.read_text()
+    rows = re.findall(r"<tr data-device='(\w+)'><td><b>(\w+)</b></td><td>([^<]*)</td><td data-v='([\d.]+)' "
+                      r"class='([^']*)'", page.split("id='summary'")[1].split("</table>")[0])
+    assert rows == [("cpu", "famB", "cpu · Xeon", "3.0", "num"), ("cpu", "famC", "cpu · Xeon", "2.0", "num best"),
+                    ("cuda", "famC", "cuda · H200", "0.2", "num best")]  # the fastest on each hardware
+    section = page.split("id='task-toy'")[1].split("</table>")[0]
+    assert re.findall(r"<td data-v='([\d.]+)' class='num best'", section) == ["2.0", "0.2"]
+    assert "more</summary>" not in section  # famC's CPU and GPU rows are two bests, neither folded under the other
+
+
+def test_a_task_whose_every_case_failed_on_one_hardware_is_not_scored_there():
+    """Task t2 ran out of memory on every GPU case: it entered the GPU's scores as r = ∞ for every family,
+    halving them all (famA 0.5 where it was the fastest on every task it could run), while a task failed on
+    every hardware is left out of the scores."""
+    both = [("famA", [2, 2, 2], "cpu", CPU, None), ("famB", [3, 3, 3], "cpu", CPU, None),
+            ("famA", [1, 1], "cuda", CPU, "H200"), ("famB", [1.5, 1.5], "cuda", CPU, "H200")]
+    records, curves = board(both)
+    oom = records.assign(task="t2", case_id="t2-" + records["case_id"])
+    oom.loc[oom["device"] == "cuda", "status"] = "oom"
+    records, curves = pd.concat([records, oom]), pd.concat([curves, curves.assign(case_id="t2-" + curves["case_id"])])
+    tasks = {t: leaderboard.task_table(records[records["task"] == t], curves, target=0.5)[0] for t in ("toy", "t2")}
+    scores = leaderboard.overall(tasks, "famA")
+    rows = {(r.hardware, r.family): (r.tasks_run, round(r.score, 4)) for r in scores.itertuples()}
+    assert rows == {("cpu · Xeon", "famA"): (2, 1.0), ("cpu · Xeon", "famB"): (2, round(2.5 / 3, 4)),
+                    ("cuda · H200", "famA"): (1, 1.0), ("cuda · H200", "famB"): (1, round(2.5 / 3, 4))}
+    assert leaderboard.unscored_note(tasks) == " Not scored on cuda · H200, no case finished ok there: t2."

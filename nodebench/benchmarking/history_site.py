@@ -1,7 +1,7 @@
 """The history store as a static site: ``index.html`` with one graph per configuration and metric over
 the runs (commits), the gate's verdicts marked, each point a link to its run's records; the list of
-regressions; and the machine and environment of every run. One self-contained file (inline SVG, CSS and
-JS), so the site opens from disk or any static host.
+regressions; and the machine and environment of every run. A filter by metric shows one metric's graphs and
+regressions. One self-contained file (inline SVG, CSS and JS), so the site opens from disk or any static host.
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ def graph(line: pd.DataFrame, runs: int, label: str, out: Path) -> str:
         colour = VERDICT_COLOURS.get(row.verdict, "#36c")
         radius = 5 if row.verdict == REGRESSION else 3
         tip = f"{row.date} {row.git_sha}: {value:.4g} ({row.verdict or 'first run'})"
-        parts.append(f"<a href='{esc(_link(row.run_dir, out))}'><circle class='point verdict-{esc(row.verdict or 'first')}'"
-                     f" cx='{x:.1f}' cy='{y:.1f}' r='{radius}' fill='{colour}'><title>{esc(tip)}</title></circle></a>")
+        parts.append(f"<a href='{esc(_link(row.run_dir, out))}'>"
+                     f"<circle class='point verdict-{esc(row.verdict or 'first')}' cx='{x:.1f}' cy='{y:.1f}'"
+                     f" r='{radius}' fill='{colour}'><title>{esc(tip)}</title></circle></a>")
     return "".join(parts) + "</svg>"
 
 
@@ -77,7 +78,8 @@ def write_site(history: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> Pa
     out.mkdir(parents=True, exist_ok=True)
     machine, suite = runs["machine"].iloc[0], runs["suite"].iloc[0]
     regressions = history[history["verdict"] == REGRESSION].sort_values("run")
-    reg_rows = [f"<tr>{cell(str(r.run), value=r.run)}{cell(esc(r.date))}{cell(esc(r.git_sha))}{cell(esc(r.case))}"
+    reg_rows = [f"<tr data-metric='{esc(r.metric)}'>{cell(str(r.run), value=r.run)}{cell(esc(r.date))}"
+                f"{cell(esc(r.git_sha))}{cell(esc(r.case))}"
                 f"{cell(esc(RULES[r.metric].label))}{cell(esc(f'{r.value:.4g}'), value=r.value, css='num')}"
                 f"{cell(f'<a href={chr(39)}{esc(_link(r.run_dir, out))}{chr(39)}>records</a>')}</tr>"
                 for r in regressions.itertuples()]
@@ -92,10 +94,12 @@ def write_site(history: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> Pa
             f"<p class='note'>{len(runs)} run(s) from {esc(runs['date'].iloc[0])} to {esc(runs['date'].iloc[-1])}. "
             "Each run is gated against the one before it; points: blue same, orange noise, green improved, "
             "red (large) regression. Hover a point for its commit and value; click it for the run's records.</p>",
+            "<div class='filters'>" + select("metric", "metric", history["metric"]) + "</div>",
             f"<h2>Regressions ({len(regressions)})</h2>",
-            table(["run", "date", "git", "configuration", "metric", "value", "records"], reg_rows, attrs=" id='regressions'")
+            table(["run", "date", "git", "configuration", "metric", "value", "records"], reg_rows,
+                  attrs=" id='regressions'")
             if reg_rows else "<p id='regressions'>None.</p>",
-            "<h2>Graphs</h2><div class='filters'>" + select("metric", "metric", history["metric"]) + "</div>",
+            "<h2>Graphs</h2>",
             "<div id='graphs' style='display:flex;flex-wrap:wrap;gap:8px'>" + "".join(graphs) + "</div>",
             "<h2>Runs</h2><p class='note'>The machine and environment of each run.</p>",
             plain_table(environment(runs)).replace("<table", "<table id='runs'", 1)]

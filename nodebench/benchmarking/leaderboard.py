@@ -24,7 +24,9 @@ reaches it at least at its median seed, and the slowest decides how loose the ta
 **Across tasks**, methods compete as *families* (the method id: ``adjoint``, ``gq``, ``taynode``...);
 every other setting (regulariser, tolerances, widths) is a configuration of its family, and a family's
 time on a task is its best configuration's **on one hardware** (device and machine): records from several
-get one ranking per hardware, never a CPU time against a GPU time. Scores follow AlgoPerf:
+get one ranking per hardware, never a CPU time against a GPU time (so do the family × task table, its fastest
+marks, each task's ranks and the time-to-target figure: a row, mark or bar per family and hardware). Scores
+follow AlgoPerf:
 
 - performance ratio r = t / (best t on the task); a task the family did not run or did not reach has
   r = ∞;
@@ -34,7 +36,8 @@ get one ranking per hardware, never a CPU time against a GPU time. Scores follow
 
 A task where no case finished ``ok`` (all diverged, ran out of memory, timed out or failed) is listed
 with its configurations' failure statuses but not scored: no family reached anything there, so it would
-only lower every score alike. With no successful case in any task there is nothing to rank, and the
+only lower every score alike; likewise a task where no case finished ``ok`` on one hardware is left out of
+that hardware's scores. With no successful case in any task there is nothing to rank, and the
 leaderboard is refused (:class:`~nodebench.errors.UserError`).
 
 All runs must be measured the same way: the environment table lists every contributing run, and a
@@ -57,7 +60,7 @@ from nodebench.benchmarking.compare import load_records
 from nodebench.errors import UserError
 from nodebench.intervals import median_interval
 from nodebench.metrics import headline_metric, higher_is_better
-from nodebench.records import config_labels, measured_memory
+from nodebench.records import atomic_write, config_labels, measured_memory
 from nodebench.target import (
     common_level,
     first_reach,
@@ -103,21 +106,27 @@ def machine_text(row: pd.Series) -> str:
     return (_text(row.get("gpu_model")) if gpu else _text(row.get("cpu_model"))) or _text(row.get("hostname"))
 
 
-def hardware_text(row) -> str:
-    """A configuration row's device and machine, ``"cuda · NVIDIA H200"``; ``""`` where neither is known."""
-    return " · ".join(part for part in (row.device, row.machine) if part)
+def hardware_text(device: str, machine: str) -> str:
+    """A configuration's device and machine, ``"cuda · NVIDIA H200"``; ``""`` where neither is known."""
+    return " · ".join(part for part in (device, machine) if part)
+
+
+def hardware_names(tasks: dict[str, pd.DataFrame]) -> list[str]:
+    """The hardware (:func:`hardware_text`) of the tasks' configurations, sorted."""
+    return sorted({hardware for table in tasks.values() for hardware in table["hardware"]})
 
 
 def machines_note(tasks: dict[str, pd.DataFrame]) -> str:
     """The line at the top of a leaderboard over records from several machines (devices or hardware),
     naming them, since a fair comparison fixes the hardware (the measuring guide's §8); ``""`` when all
     records come from one."""
-    machines = sorted({hardware_text(row) or "unknown" for table in tasks.values() for row in table.itertuples()})
+    machines = [hardware or "unknown" for hardware in hardware_names(tasks)]
     if len(machines) < 2:
         return ""
     return (f"Records from {len(machines)} machines ({'; '.join(machines)}): a fair comparison fixes the hardware, "
             "so each configuration is listed per device and machine, times from different machines are not "
-            "comparable, and the overall scores rank the families per device and machine.")
+            "comparable, and the family × task table, the fastest marks, the ranks and the overall scores are "
+            "per device and machine.")
 
 
 def environment_text(row: pd.Series) -> str:
@@ -137,11 +146,13 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
     """One task's configurations with their time to target (its statistic's name, and its interval over
     seeds), memory, NFE, final metric and the statuses of failed seeds; the method is the configuration's
     *family*, its other settings a separate column. A configuration is a label on one device of one machine
-    (:func:`machine_text`): seeds on other hardware are another row. A task without an ``ok`` case gets a
-    row per configuration all the same.
+    (:func:`machine_text`; both in column ``hardware``, :func:`hardware_text`): seeds on other hardware are
+    another row, ranked among their own hardware only. A task without an ``ok`` case gets a row per
+    configuration all the same.
 
     Returns:
-        ``(table, info)``: the table sorted by time to target, and ``{"target", "column", "metric", "ok"}``
+        ``(table, info)``: the table grouped by hardware (sorted by name; one group without several), each
+        group sorted by time to target, and ``{"target", "column", "metric", "ok"}``
         (``ok``: how many cases of the task finished ok).
     """
     records = records.assign(config=config_labels(records).values,
@@ -171,6 +182,7 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
         rows.append({"config": config, "family": method,
                      "settings": settings_text(config, method),
                      "paper": _text(first.get("paper")), "device": device, "machine": machine,
+                     "hardware": hardware_text(device, machine),
                      "seeds": len(group), "ok": len(good), "failures": failure_text(group["status"]),
                      "reached": int(np.isfinite(times).sum()), "statistic": seed_statistic(len(times)),
                      "time_to_target_s": seed_aggregate(times), "time_interval": seed_interval(times),
@@ -183,8 +195,9 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
     higher = bool(metric and higher_is_better(metric))
     for col, ascending in (("time_to_target_s", True), ("peak_mem_bytes", True), ("nfe_per_iter", True),
                            ("metric", not higher)):
-        table[f"rank_{col}"] = table[col].rank(method="min", ascending=ascending, na_option="bottom")
-    table = table.sort_values(TASK_ORDER, ascending=[True, not higher], kind="stable")
+        table[f"rank_{col}"] = table.groupby("hardware")[col].rank(method="min", ascending=ascending,
+                                                                   na_option="bottom")
+    table = table.sort_values(["hardware"] + TASK_ORDER, ascending=[True, True, not higher], kind="stable")
     return table.reset_index(drop=True), {"target": target, "column": column, "metric": metric, "ok": len(ok)}
 
 
@@ -194,26 +207,34 @@ def scored(tasks: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 
 
 def family_best(table: pd.DataFrame) -> pd.DataFrame:
-    """Each family's best configuration on a task (the table is sorted best first), with ``others``: how
-    many more configurations of the family ran there."""
-    counts = table.groupby("family")["config"].count()
-    best = table.drop_duplicates("family").copy()
-    best["others"] = best["family"].map(counts).astype(int) - 1
+    """Each family's best configuration on a task **per hardware** (:func:`task_table`'s order: grouped by
+    hardware, best first), with ``others``: how many more configurations of the family ran there on that
+    hardware."""
+    counts = table.groupby(["hardware", "family"])["config"].count()
+    best = table.drop_duplicates(["hardware", "family"]).copy()
+    best["others"] = [int(counts[(r.hardware, r.family)]) - 1 for r in best.itertuples()]
     return best.reset_index(drop=True)
+
+
+def fastest_times(table: pd.DataFrame) -> pd.Series:
+    """A task's fastest time to target on each hardware (the one marked fastest), by hardware."""
+    return table.groupby("hardware")["time_to_target_s"].min()
+
+
+def hardware_tasks(tasks: dict[str, pd.DataFrame], hardware: str) -> dict[str, pd.DataFrame]:
+    """The tasks' configurations on one hardware, in the tasks that hardware scores: those with a case that
+    finished ok there (:func:`scored`; a task whose every case failed on it would lower its scores alike)."""
+    return scored({task: table[table["hardware"] == hardware] for task, table in tasks.items()})
 
 
 def overall(tasks: dict[str, pd.DataFrame], reference: str) -> pd.DataFrame:
     """Per hardware (a device and machine, :func:`hardware_text`, in column ``hardware``) and method family:
     tasks run and reached, the AlgoPerf score and the geometric-mean speed-up over ``reference``, each from
-    that hardware's configurations only (a time is never compared with one from other hardware); best first
-    within each hardware."""
-    frames = []
-    for hardware in sorted({hardware_text(row) for table in tasks.values() for row in table.itertuples()}):
-        mine = {task: table[[hardware_text(row) == hardware for row in table.itertuples()]]
-                for task, table in tasks.items()}
-        frames.append(_scores({task: table for task, table in mine.items() if len(table)}, reference)
-                      .assign(hardware=hardware))
-    return pd.concat(frames, ignore_index=True)
+    that hardware's configurations only (a time is never compared with one from other hardware) in the tasks
+    it scores (:func:`hardware_tasks`); best first within each hardware."""
+    mine = {hardware: hardware_tasks(tasks, hardware) for hardware in hardware_names(tasks)}
+    return pd.concat([_scores(scored_tasks, reference).assign(hardware=hardware)
+                      for hardware, scored_tasks in mine.items() if scored_tasks], ignore_index=True)
 
 
 def _scores(tasks: dict[str, pd.DataFrame], reference: str) -> pd.DataFrame:
@@ -242,15 +263,26 @@ def _scores(tasks: dict[str, pd.DataFrame], reference: str) -> pd.DataFrame:
     return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def hardware_ranks(frame: pd.DataFrame, columns: list[str]) -> list[int]:
+    """The shared ranks (:func:`shared_ranks`) of ``frame``'s rows (sorted best first within each hardware),
+    counted within each hardware (column ``hardware``; all one where there is none)."""
+    if "hardware" not in frame:
+        return shared_ranks(frame, columns)
+    ranks = pd.Series(0, index=frame.index)
+    for _, group in frame.groupby("hardware", sort=False):
+        ranks[group.index] = shared_ranks(group, columns)
+    return ranks.tolist()
+
+
 def score_ranks(scores: pd.DataFrame) -> list[int]:
-    """The shared ranks (:func:`shared_ranks`) of :func:`overall`'s rows by score, counted within each hardware."""
-    groups = scores.groupby("hardware", sort=False) if "hardware" in scores else [("", scores)]
-    return [rank for _, group in groups for rank in shared_ranks(group, ["score"])]
+    """The shared ranks of :func:`overall`'s rows by score, counted within each hardware."""
+    return hardware_ranks(scores, ["score"])
 
 
-def several_hardware(scores: pd.DataFrame) -> bool:
-    """Whether :func:`overall`'s scores come from more than one hardware (then each row names its own)."""
-    return "hardware" in scores and scores["hardware"].nunique() > 1
+def several_hardware(frame: pd.DataFrame) -> bool:
+    """Whether the rows of ``frame`` (:func:`overall`'s scores, a task table) come from more than one hardware
+    (then each row names its own)."""
+    return "hardware" in frame and frame["hardware"].nunique() > 1
 
 
 def with_hardware(frame: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
@@ -305,14 +337,15 @@ def plot_profile(scores: pd.DataFrame, path: Path) -> Path:
            title="performance profiles per method family (higher is better)", ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
     plt.close(fig)
     return path
 
 
 def plot_times(tasks: dict[str, pd.DataFrame], path: Path) -> Path:
-    """Per task, each family's best time to target (the statistic that ranks it) as a bar with its interval
-    over seeds, labelled with the statistic's name and seed count (not reached: no bar, labelled)."""
+    """Per task, each family's best time to target on each hardware (the statistic that ranks it; grouped by
+    hardware) as a bar with its interval over seeds, labelled with the statistic's name and seed count (not
+    reached: no bar, labelled)."""
     bests = {task: family_best(table) for task, table in tasks.items()}
     fig, axes = plt.subplots(len(bests), 1, squeeze=False,
                              figsize=(7, 0.5 + sum(1.0 + 0.3 * len(t) for t in bests.values())))
@@ -323,16 +356,16 @@ def plot_times(tasks: dict[str, pd.DataFrame], path: Path) -> Path:
                for t, iv, f in zip(times, best["time_interval"], finite)]
         high = [iv.high - t if f and np.isfinite(iv.high) else 0.0
                 for t, iv, f in zip(times, best["time_interval"], finite)]
-        labels = [f"{r.family} ({hardware_text(r)})" if hardware_text(r) else r.family for r in best.itertuples()]
+        labels = [f"{r.family} ({r.hardware})" if r.hardware else r.family for r in best.itertuples()]
         ax.barh(labels, times, xerr=[low, high], color="tab:blue", ecolor="black", capsize=2)
         for y, row in enumerate(best.itertuples()):
             ax.text(times.iloc[y], y, f"  {time_text(row)}" if finite.iloc[y]
                     else f"  not reached ({row.time_interval.seeds})", va="center", fontsize=7)
         ax.invert_yaxis()
         ax.set_title(f"{task}: time to target [s] (median, or olympic mean with ≥ 5 seeds), best configuration "
-                     "per family, interval over seeds", fontsize=8)
+                     "per family and hardware, interval over seeds", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
     plt.close(fig)
     return path
 
@@ -364,20 +397,34 @@ def ok_text(row) -> str:
     return f"{row.ok}/{row.seeds}" + (f" ({row.failures})" if row.failures else "")
 
 
+def summary_rows(tasks: dict[str, pd.DataFrame]) -> list[tuple[str, str]]:
+    """The rows of the family × task table: ``(hardware, family)`` for every family that ran on a hardware,
+    grouped by hardware (a family's times on two hardware are two rows, never one best of both)."""
+    return sorted({(r.hardware, r.family) for table in tasks.values() for r in table.itertuples()})
+
+
+def summary_cells(tasks: dict[str, pd.DataFrame]) -> dict[str, dict[tuple[str, str], tuple]]:
+    """Per task, each :func:`summary_rows` key's best configuration (:func:`family_best`)."""
+    return {task: {(r.hardware, r.family): r for r in family_best(table).itertuples()}
+            for task, table in tasks.items()}
+
+
 def summary(tasks: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Method families × tasks: each family's best time to target on each task ("" where it did not run)."""
-    families = sorted({f for table in tasks.values() for f in table["family"]})
-    cells = {task: family_best(table).set_index("family") for task, table in tasks.items()}
-    rows = [[family] + [time_text(cells[task].loc[family]) if family in cells[task].index else ""
-                        for task in tasks] for family in families]
-    return pd.DataFrame(rows, columns=["family"] + list(tasks))
+    """Method families × tasks: each family's best time to target on each task ("" where it did not run), per
+    hardware (named in a second column where there are several)."""
+    cells = summary_cells(tasks)
+    rows = [[family, hardware or "unknown"] + [time_text(cells[task][(hardware, family)])
+                                               if (hardware, family) in cells[task] else "" for task in tasks]
+            for hardware, family in summary_rows(tasks)]
+    frame = pd.DataFrame(rows, columns=["family", "hardware"] + list(tasks))
+    return frame if len(hardware_names(tasks)) > 1 else frame.drop(columns="hardware")
 
 
 def display_task(table: pd.DataFrame, info: dict) -> pd.DataFrame:
-    """A task table as display strings, one row per configuration, families first by their best time."""
+    """A task table as display strings, one row per configuration, best first and ranked within each hardware."""
     rows = [[rank, r.family, r.settings, r.device, r.machine, ok_text(r), f"{r.reached}/{r.seeds}", time_text(r),
              _fmt(r.peak_mem_bytes, "mib"), _fmt(r.nfe_per_iter), r.metric_interval.text("{:.4g}")]
-            for rank, r in zip(shared_ranks(table, TASK_ORDER), table.itertuples())]
+            for rank, r in zip(hardware_ranks(table, TASK_ORDER), table.itertuples())]
     return pd.DataFrame(rows, columns=["#", "family", "settings", "device", "machine", "ok", "reached",
                                        "time to target [s]", "peak mem [MiB]", "NFE/iter", info["metric"] or "metric"])
 
@@ -399,8 +446,8 @@ def environment_table(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for run_id, group in records.groupby("run_id", sort=True):
         first = group.sort_values("started_at").iloc[0] if "started_at" in group else group.iloc[0]
-        rows.append([(_text(first[c])[:12] or None) if c == "git_sha" else _count(first[c]) for c, _ in present]
-                    + [len(group)])
+        rows.append([None if not _text(first[c]) else _text(first[c])[:12] if c == "git_sha" else _count(first[c])
+                     for c, _ in present] + [len(group)])  # None: blank in Markdown, "–" in HTML, never "nan"
     return pd.DataFrame(rows, columns=[label for _, label in present] + ["cases"], dtype=object)  # 2, not 2.0
 
 
@@ -434,10 +481,18 @@ def build(run_dirs: list[Path], targets: dict[str, float] | None = None):
 
 
 def unscored_note(tasks: dict[str, pd.DataFrame]) -> str:
-    """The sentence naming the tasks left out of the overall scores, ``""`` when none is."""
+    """The sentences naming the tasks left out of the overall scores (:func:`scored`), and where there are
+    several hardware, those left out of one hardware's (:func:`hardware_tasks`); ``""`` when none is."""
+    notes = []
     left_out = [task for task in tasks if task not in scored(tasks)]
-    return (f" Not scored, no case finished ok (statuses in the task's table): {', '.join(left_out)}."
-            if left_out else "")
+    if left_out:
+        notes.append(f" Not scored, no case finished ok (statuses in the task's table): {', '.join(left_out)}.")
+    for hardware in hardware_names(tasks) if len(hardware_names(tasks)) > 1 else []:
+        failed = [task for task, table in scored(tasks).items() if (table["hardware"] == hardware).any()
+                  and task not in hardware_tasks(tasks, hardware)]
+        if failed:
+            notes.append(f" Not scored on {hardware or 'unknown'}, no case finished ok there: {', '.join(failed)}.")
+    return "".join(notes)
 
 
 def target_note(task: str, info: dict, declared: bool) -> str:

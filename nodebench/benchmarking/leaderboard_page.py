@@ -1,7 +1,8 @@
-"""The leaderboard's outputs: ``leaderboard.md`` and ``leaderboard.html``, one self-contained HTML page: the summary first (performance profiles per method
-family and the family × task table), then the overall scores, one section per task with each family's
-best configuration (the others folded), the figures and the environment. Filters by paper, task and
-device; every table sorts by a click on its header; every number's tooltip says where it was measured.
+"""The leaderboard's outputs: ``leaderboard.md`` and ``leaderboard.html``, one self-contained HTML page: the
+summary first (performance profiles per method family and the family × task table), then the overall scores,
+one section per task with each family's best configuration per hardware (the others folded), the figures and
+the environment. Filters by paper, task and device; every table sorts by a click on its header; every number's
+tooltip says where it was measured.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from nodebench.benchmarking.leaderboard import (
     display_task,
     environment_table,
     family_best,
+    fastest_times,
+    hardware_names,
+    hardware_ranks,
     machines_note,
     ok_text,
     overall,
     plot_profile,
     plot_times,
-    scored,
-    shared_ranks,
     summary,
+    summary_cells,
+    summary_rows,
     target_note,
     time_text,
     unscored_note,
@@ -50,20 +54,23 @@ def _time_cell(row, best_time: float, attrs: str = "", compact: bool = False) ->
 
 
 def _summary_table(tasks: dict[str, pd.DataFrame], papers: dict[str, str]) -> str:
-    bests = {task: {row.family: row for row in family_best(table).itertuples()} for task, table in tasks.items()}
-    fastest = {task: table["time_to_target_s"].min() for task, table in tasks.items()}
-    families = sorted({f for best in bests.values() for f in best})
-    head = "<th>family</th>" + "".join(
+    """The family × task table: a row per family and hardware (:func:`summary_rows`), the fastest time of each
+    task on each hardware marked."""
+    bests = summary_cells(tasks)
+    fastest = {task: fastest_times(table) for task, table in tasks.items()}
+    several = len(hardware_names(tasks)) > 1
+    head = "<th>family</th>" + ("<th>hardware</th>" if several else "") + "".join(
         f"<th data-task='{esc(t)}' data-paper='{esc(papers[t])}'>{esc(t)}</th>" for t in tasks)
     rows = []
-    for family in families:
-        devices = sorted({best[family].device for best in bests.values() if family in best})
-        cells = [f"<td><b>{esc(family)}</b></td>"]
+    for hardware, family in summary_rows(tasks):
+        key = (hardware, family)
+        device = next(best[key].device for best in bests.values() if key in best)
+        cells = [f"<td><b>{esc(family)}</b></td>"] + ([cell(esc(hardware or "unknown"))] if several else [])
         for task, best in bests.items():
             attrs = f" data-task='{esc(task)}' data-paper='{esc(papers[task])}'"
-            cells.append(_time_cell(best[family], fastest[task], attrs, compact=True) if family in best
+            cells.append(_time_cell(best[key], fastest[task][hardware], attrs, compact=True) if key in best
                          else cell("", attrs=attrs))
-        rows.append(f"<tr data-device='{esc(' '.join(devices))}'>{''.join(cells)}</tr>")
+        rows.append(f"<tr data-device='{esc(device)}'>{''.join(cells)}</tr>")
     return (f"<table class='sortable' id='summary'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
@@ -80,20 +87,23 @@ def _config_row(row, fastest: float, rank: int, others: str = "") -> str:
 
 
 def _task_section(task: str, frame: pd.DataFrame, info: dict, declared: bool, paper: str) -> str:
-    fastest = frame["time_to_target_s"].min()
+    """A task's table: each family's best configuration per hardware, ranked and marked fastest within its
+    hardware, the family's other configurations on that hardware folded."""
+    fastest = fastest_times(frame)
     header = ["#", "family", "best settings", "device", "machine", "ok", "reached", "time to target [s]",
               "peak mem [MiB]",
               "NFE/iter", info["metric"] or "metric", "other settings"]
     rows = []
     bests = family_best(frame)
-    for rank, best in zip(shared_ranks(bests, TASK_ORDER), bests.itertuples()):
-        rest = frame[(frame["family"] == best.family) & (frame["config"] != best.config)]
+    for rank, best in zip(hardware_ranks(bests, TASK_ORDER), bests.itertuples()):
+        rest = frame[(frame["family"] == best.family) & (frame["hardware"] == best.hardware)
+                     & (frame["config"] != best.config)]
         folded = ""
         if len(rest):
-            inner = [_config_row(r, fastest, i, None) for i, r in enumerate(rest.itertuples(), start=2)]
+            inner = [_config_row(r, fastest[r.hardware], i, None) for i, r in enumerate(rest.itertuples(), start=2)]
             folded = (f"<details><summary>{len(rest)} more</summary>"
                       + table(header[:-1], inner, sortable=False) + "</details>")
-        rows.append(_config_row(best, fastest, rank, folded))
+        rows.append(_config_row(best, fastest[best.hardware], rank, folded))
     devices = " ".join(sorted(set(frame["device"])))
     return (f"<section data-task='{esc(task)}' data-paper='{esc(paper)}' data-device='{esc(devices)}'>"
             f"<h3>Task {esc(task)} <small>({esc(paper)})</small></h3>"
@@ -118,9 +128,9 @@ def page(*, run_dirs: list[Path], tasks: dict[str, pd.DataFrame], infos: dict[st
         + select("task", "task", tasks) + select("device", "device", devices) + "</div>",
         "<div id='summary-figure'>" + image(profile, "performance profiles per method family",
                                             "max-height:290px") + "</div>",
-        "<p class='note'>Method families × tasks: each family's best configuration, time to target [s] as the "
-        "median over seeds, or the olympic mean with ≥ 5 seeds [interval] (statistic, seeds, coverage); ✗: not "
-        "reached; green: fastest; empty: not run.</p>",
+        "<p class='note'>Method families × tasks: each family's best configuration on each hardware, time to "
+        "target [s] as the median over seeds, or the olympic mean with ≥ 5 seeds [interval] (statistic, seeds, "
+        "coverage); ✗: not reached; green: fastest on its hardware; empty: not run.</p>",
         "<div style='overflow-x:auto'>" + _summary_table(tasks, papers) + "</div>",
         "<h2>Overall</h2>", f"<p class='note'>{esc(score_note)}</p>",
         plain_table(scores_frame(scores, reference)).replace("<table", "<table id='overall'", 1),
@@ -158,7 +168,7 @@ def write(run_dirs: list[Path], out: str | Path, *, reference: str | None = None
         raise UserError(f"--reference {reference!r} is not a method of the runs; valid: {', '.join(methods)}")
     reference = reference or DEFAULT_REFERENCE
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    scores = overall(scored(tasks), reference)
+    scores = overall(tasks, reference)
     profile = plot_profile(scores, out / "figures" / "performance_profile.png")
     times = plot_times(tasks, out / "figures" / "time_to_target.png")
     score_note = (f"Score: AlgoPerf's area under the performance profile up to r = {R_MAX:g}, in [0, 1] (a task not "
@@ -168,8 +178,9 @@ def write(run_dirs: list[Path], out: str | Path, *, reference: str | None = None
     md = ["# nodebench leaderboard", "", f"{len(run_dirs)} run(s): " + ", ".join(f"`{p}`" for p in run_dirs), "",
           *([f"**{machines}**", ""] if machines else []),
           f"![performance profile](figures/{profile.name})", "", "## Method families × tasks", "",
-          "Each family's best configuration: time to target [s], median over seeds (olympic mean with ≥ 5) with "
-          "its interval; ✗: not reached; empty: not run.", "", summary(tasks).to_markdown(index=False), "",
+          "Each family's best configuration on each hardware: time to target [s], median over seeds (olympic "
+          "mean with ≥ 5) with its interval; ✗: not reached; empty: not run.", "",
+          summary(tasks).to_markdown(index=False), "",
           "## Overall", "", score_note, "", display_overall(scores, reference).to_markdown(index=False), ""]
     for task, frame in tasks.items():
         md += [f"## Task `{task}`", "", target_note(task, infos[task], task in (targets or {})), "",
