@@ -55,6 +55,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_float_up_to(high: float):
+    """``argparse`` type of a positive number at most ``high`` (as :func:`positive_int_up_to`)."""
+    def parse(text: str) -> float:
+        value = positive_float(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected a positive number ≤ {high:g}, got {text!r}")
+        return value
+    return parse
+
+
 def seconds(text: str) -> float:
     """A finite number of seconds ≥ 0."""
     value = _number(text, float, "a number of seconds ≥ 0")

@@ -326,13 +326,25 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce, "repor
             "leaderboard": cmd_leaderboard, "data": cmd_data}
 
 
+#: What an interrupted command leaves, and what to do (files are written whole, so none is half-written).
+AFTER_INTERRUPT = {
+    "run": "finished cases are kept, rerun with the same --out to resume",
+    "reproduce": "finished cases are kept, rerun with the same --out to resume",
+    "bench": "the unfinished run is neither gated nor in the history; rerun the command",
+    "data": "a partial download is kept as FILE.part; rerun the same command to resume",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; SIGTERM and SIGHUP stop it as Ctrl-C does, from start-up to the last report file
-    (:func:`~nodebench.runner.guard.stop_on_signals`): one line, exit code 128 + the signal's number."""
+    (:func:`~nodebench.runner.guard.stop_on_signals`): one line saying what was kept
+    (:data:`AFTER_INTERRUPT`), exit code 128 + the signal's number."""
+    command = None
     try:
         with stop_on_signals():
             args = build_parser().parse_args(argv)
-            return COMMANDS[args.command](args)
+            command = args.command
+            return COMMANDS[command](args)
     except UserError as err:
         print(f"nodebench: error: {err}", file=sys.stderr)
         return 2
@@ -346,8 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as err:
         name, signum = getattr(err, "signal_name", "SIGINT"), getattr(err, "signum", 2)
-        print(f"nodebench: interrupted by {name}; finished cases are kept, rerun with the same --out to resume",
-              file=sys.stderr)
+        after = AFTER_INTERRUPT.get(command, "what it wrote before is intact; rerun the command")
+        print(f"nodebench: interrupted by {name}; {after}", file=sys.stderr)
         return 128 + signum
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from nodebench import cli
 from nodebench.cli import main
 from nodebench.records import load_run
 
@@ -118,6 +119,8 @@ BAD_VALUES = [(command + [option, value], [f"argument {option}", "positive", f"g
     (["history", "--suite", ""], ["argument --suite", "not a plain name"]),
     (["data", "verify", "MNIST"], ["unknown data set 'MNIST'", "did you mean 'mnist'"]),
     (["data", "fetch", ""], ["unknown data set ''", "mnist"]),
+    # a socket timeout beyond ~9e9 s overflowed time_t: a traceback once the network was up
+    (["data", "fetch", "mnist", "--timeout-s", "1e10"], ["argument --timeout-s", "≤ 86400", "got '1e10'"]),
 ] + [(command + ["--device", device], ["unknown device", "valid: cpu, cuda, cuda:N"])
      for command in (RUN, REPRODUCE, BENCH) for device in ("", "tpu", "CPU")
 ] + [(argv, ["expected a path, got an empty string"]) for argv in (  # '' would be the current folder
@@ -252,6 +255,24 @@ def test_sigterm_outside_the_sweep_is_one_line_and_keeps_the_records(tmp_path, p
     if phase == "_finish":
         records, _ = load_run(out)
         assert list(records["status"]) == ["ok"]
+
+
+@pytest.mark.parametrize("argv,after", [
+    (["run", "--task", "cubic_spiral", "--method", "rk4"],
+     "finished cases are kept, rerun with the same --out to resume"),
+    (["data", "fetch", "mnist"], "a partial download is kept as FILE.part; rerun the same command to resume"),
+    (["bench", "--suite", "nightly"], "the unfinished run is neither gated nor in the history; rerun the command"),
+    (["history"], "what it wrote before is intact; rerun the command"),
+])
+def test_an_interrupted_command_says_what_it_kept(monkeypatch, capsys, argv, after):
+    """Ctrl-C told every command "finished cases are kept, rerun with the same --out to resume", also
+    ``data fetch`` (no --out; a partial download resumes) and ``bench`` (a new run; nothing resumes)."""
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, argv[0], interrupted)
+    assert main(argv) == 130
+    assert capsys.readouterr().err == f"nodebench: interrupted by SIGINT; {after}\n"
 
 
 def test_the_command_line_module_imports_no_heavy_library():

@@ -543,3 +543,11 @@ def test_an_unknown_data_set_name_gets_a_suggestion(local_manifest, tmp_path, ca
     err = capsys.readouterr().err
     assert err == "nodebench: error: unknown data set 'tyo' (did you mean 'toy'?); known: toy\n"
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), 1e10, True, "60"])
+def test_fetch_refuses_a_timeout_a_socket_cannot_take(tmp_path, timeout):
+    """``fetch(timeout=1e10)`` overflowed the platform's time_t inside ``socket.settimeout`` (a traceback)."""
+    with pytest.raises(UserError, match=r"timeout must be a number of seconds in \(0, 86400\]"):
+        fetch("mnist", tmp_path, timeout=timeout)
+    assert not any(tmp_path.iterdir())

@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nodebench.argtypes import positive_float_up_to
 from nodebench.datasets.catalog import catalog, status
-from nodebench.datasets.fetch import TIMEOUT_S, fetch
+from nodebench.datasets.fetch import MAX_TIMEOUT_S, TIMEOUT_S, fetch
 from nodebench.datasets.storage import ENV_VAR, data_root
 from nodebench.paths import nonempty_path
 
@@ -35,16 +36,6 @@ def _size(n: int) -> str:
     return ""
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``data`` (with ``list``, ``verify`` and ``fetch``) to the ``nodebench`` sub-command parsers."""
     data = subparsers.add_parser("data", help="list, verify or fetch the data sets (MNIST, PhysioNet, ...)",
@@ -60,7 +51,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     get = actions.add_parser("fetch", help="download a data set from its official source, verified")
     get.add_argument("name", help="data set, e.g. mnist or physionet")
     get.add_argument("--optional", action="store_true", help="also the optional files (PhysioNet's set C)")
-    get.add_argument("--timeout-s", type=_seconds, default=TIMEOUT_S, help=f"network timeout (default {TIMEOUT_S:g})")
+    get.add_argument("--timeout-s", type=positive_float_up_to(MAX_TIMEOUT_S), default=TIMEOUT_S,
+                     help=f"network timeout in seconds, at most {MAX_TIMEOUT_S:g} (default {TIMEOUT_S:g})")
     get.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     for parser in (listing, verify, get):
         for flag, options in common.items():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import numbers
 import os
 import re
 import sys
@@ -39,6 +40,8 @@ from nodebench.paths import output_dir
 
 CHUNK = 1 << 16
 TIMEOUT_S = 60.0
+#: The longest network timeout taken: a day (a socket timeout beyond ~9e9 s overflows the platform's time_t).
+MAX_TIMEOUT_S = 86400.0
 USER_AGENT = "nodebench-data-fetch"
 #: Errors of the local file system that carry no file name (raised by a write).
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -295,6 +298,8 @@ def fetch(name: str, root: PathArg = None, *, manifest: PathArg = None, timeout:
         UserError: a download failed or did not verify (see :func:`download_file`), the data folder cannot
             be written, or a file that is present does not verify after the fetch.
     """
+    if isinstance(timeout, bool) or not (isinstance(timeout, numbers.Real) and 0 < timeout <= MAX_TIMEOUT_S):
+        raise UserError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], got {timeout!r}")
     dataset = get_dataset(name, manifest)
     directory, source = data_root_and_source(root)
     where = directory / dataset.folder if dataset.folder else directory
@@ -345,4 +350,4 @@ def _move_aside_shadowing_copies(todo: list[FileSpec], where: Path, written: lis
             raise UserError(f"{spec.path} in {where} still does not verify after the fetch: {state.detail}")
 
 
-__all__ = ["TIMEOUT_S", "DownloadError", "download_file", "fetch"]
+__all__ = ["MAX_TIMEOUT_S", "TIMEOUT_S", "DownloadError", "download_file", "fetch"]
