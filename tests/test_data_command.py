@@ -551,3 +551,26 @@ def test_fetch_refuses_a_timeout_a_socket_cannot_take(tmp_path, timeout):
     with pytest.raises(UserError, match=r"timeout must be a number of seconds in \(0, 86400\]"):
         fetch("mnist", tmp_path, timeout=timeout)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_wrong_archive_left_in_place_is_moved_aside_and_fetched_again(server, tmp_path, capsys):
+    """An archive that fails its pinned checksum (a stale or cut copy) was extracted as it was, so the member
+    never verified ("still does not verify after the fetch") on every rerun; it is kept aside and refetched."""
+    handler, base = server
+    batch, stale = b"batch bytes", tarball({"top/batch": b"old bytes"})
+    handler.files |= {"/archive.tar.gz": tarball({"top/batch": batch})}
+    manifest = tmp_path / "manifest.toml"
+    manifest.write_text(f"""
+[[dataset]]
+name = "toy"
+folder = "toy"
+archives = {{ "{base}/archive.tar.gz" = {{ sha256 = "{sha(handler.files['/archive.tar.gz'])}" }} }}
+files = [{{ path = "batch", form = "member", urls = ["{base}/archive.tar.gz"], sha256 = "{sha(batch)}" }}]
+""")
+    folder = tmp_path / "data" / "toy"
+    folder.mkdir(parents=True)
+    (folder / "archive.tar.gz").write_bytes(stale)
+    assert [p.name for p in fetch("toy", tmp_path / "data", manifest=manifest, progress=False)] == ["batch"]
+    assert (folder / "batch").read_bytes() == batch
+    assert (folder / "archive.tar.gz.mismatch").read_bytes() == stale  # kept, never deleted
+    assert f"moved it to {folder / 'archive.tar.gz.mismatch'}" in capsys.readouterr().err

@@ -172,15 +172,21 @@ def download_file(url: str, target: Path, *, md5: str = "", sha256: str = "", ti
             reason = getattr(exc, "reason", exc) if isinstance(exc, OSError) else f"a malformed reply ({exc!r})"
             raise DownloadError(url, reason, _kept(part) or "nothing was kept; check the network and rerun the "
                                 "command") from None
-        algorithm, expected = ("sha256", sha256) if sha256 else ("md5", md5)
-        if expected:
-            actual = file_digest(part, algorithm)
-            if actual != expected.lower():
-                part.unlink()
-                raise DownloadError(url, f"the file has {algorithm} {actual}, expected {expected}", "it was "
-                                    "deleted: rerun the command, and if it fails again the source has changed")
+        mismatch = _checksum_mismatch(part, md5=md5, sha256=sha256)
+        if mismatch:
+            part.unlink()
+            raise DownloadError(url, f"the file {mismatch}", "it was deleted: rerun the command, and if it fails "
+                                "again the source has changed")
         os.replace(part, target)
     return target
+
+
+def _checksum_mismatch(path: Path, *, md5: str = "", sha256: str = "") -> str:
+    """How ``path`` differs from its pinned ``sha256`` (else ``md5``): "has sha256 …, expected …"; "" where it
+    matches or nothing is pinned."""
+    algorithm, expected = ("sha256", sha256) if sha256 else ("md5", md5)
+    actual = file_digest(path, algorithm) if expected else ""
+    return f"has {algorithm} {actual}, expected {expected}" if actual != expected.lower() else ""
 
 
 def _urls(spec: FileSpec) -> tuple[str, ...]:
@@ -243,6 +249,11 @@ def _fetch_members(dataset: DataSet, specs: list[FileSpec], directory: Path, *, 
     url = _urls(specs[0])[0]
     sums = dataset.archives.get(url, {})
     archive = directory / Path(urlparse(url).path).name
+    mismatch = _checksum_mismatch(archive, **sums) if archive.is_file() else ""
+    if mismatch:  # a corrupt or other archive left there would be extracted again and again: kept aside, refetched
+        aside = _aside(archive)
+        os.replace(archive, aside)
+        print(f"{archive} {mismatch}; moved it to {aside}", file=sys.stderr)
     if not archive.is_file():
         _download_any(specs[0], archive, md5=sums.get("md5", ""), sha256=sums.get("sha256", ""), timeout=timeout,
                       progress=progress)
