@@ -64,9 +64,11 @@ def _processes_naming(text: str) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc to find the sweep's jobs")
-def test_a_terminated_submitit_sweep_stops_its_jobs(tmp_path):
-    """SIGTERM stops a sweep on submitit's local executor as it stops a local one: none of its jobs or
-    workers goes on computing (and writing into the run folder) a few seconds later."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["terminated", "killed"])
+def test_a_stopped_submitit_sweep_stops_its_jobs(tmp_path, signum):
+    """SIGTERM stops a sweep on submitit's local executor as it stops a local one, and a sweep killed outright
+    (SIGKILL: it cancels nothing) takes its jobs along too: none of its jobs or workers goes on computing (and
+    writing into the run folder) a few seconds later."""
     pytest.importorskip("submitit")
     out = tmp_path / "run"
     long_case = Case(task="cubic_spiral", method="euler", iters=10**6)
@@ -84,7 +86,7 @@ def test_a_terminated_submitit_sweep_stops_its_jobs(tmp_path):
         while not (out / "cases" / f"{long_case.case_id}.progress").is_file():  # the worker is training
             assert sweep.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
-        sweep.send_signal(signal.SIGTERM)
+        sweep.send_signal(signum)
         sweep.wait(timeout=30)
         deadline = time.monotonic() + 5
         while _processes_naming(str(out)) and time.monotonic() < deadline:
@@ -102,6 +104,8 @@ def test_a_terminated_submitit_sweep_stops_its_jobs(tmp_path):
     (["--executor", "dask"], "needs --scheduler"),
     (["--executor", "submitit", "--scheduler", "tcp://x:1"], "--scheduler applies to --executor dask only"),
     (["--executor", "dask", "--scheduler", "notaurl"], "--scheduler 'notaurl' is not a dask scheduler address"),
+    (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:99999"], "port 99999 is not a TCP port (1 to 65535)"),
+    (["--executor", "dask", "--scheduler", "tcp://nosuchhost.invalid:8786"], "host 'nosuchhost.invalid' is not known"),
     (["--executor", "ray"], "invalid choice"),
 ])
 def test_bad_engine_options_are_one_line_and_write_nothing(capsys, tmp_path, argv, fragment):
@@ -134,8 +138,8 @@ def test_an_interrupted_dask_sweep_kills_the_workers_of_its_running_tasks(tmp_pa
             raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGALRM, interrupt_once_started)
-    try:
-        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+    try:  # worker processes: a task asks the scheduler through its worker's own client, as on a cluster
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                       dashboard_address=None) as cluster:
             signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)
             with pytest.raises(KeyboardInterrupt):
@@ -174,3 +178,103 @@ def test_a_retried_case_whose_dask_task_is_lost(tmp_path, monkeypatch, wrote_row
                                scheduler=cluster.scheduler_address, progress=False)
     row = records.set_index("case_id").loc[case.case_id]
     assert (row["status"], "worker lost" in row["reason"]) == (("ok", False) if wrote_row else ("error", True))
+
+
+def _fake_slurm(tmp_path, monkeypatch, sbatch: str) -> None:
+    """Put a SLURM whose ``sbatch`` runs the shell line ``sbatch`` first on PATH (submitit picks SLURM when
+    ``srun`` is there)."""
+    bin_dir = tmp_path / "slurm-bin"
+    bin_dir.mkdir()
+    for name, line in {"srun": "exit 0", "sbatch": sbatch}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{line}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def _one_error_line(capsys) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "case(s) into" not in line]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_job_array_that_slurm_refuses_is_one_line(capsys, tmp_path, monkeypatch):
+    """An invalid partition or time limit makes sbatch refuse the array: that was a FailedJobError traceback
+    (exit 1); it is sbatch's message in one line, exit 2."""
+    submitit = pytest.importorskip("submitit")
+    _fake_slurm(tmp_path, monkeypatch, "echo 'sbatch: error: invalid partition name specified' >&2; exit 1")
+    assert submitit.AutoExecutor(folder=tmp_path / "probe").cluster == "slurm"
+    code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--out", str(tmp_path / "run"),
+                 "--executor", "submitit", "--no-progress"])
+    line = _one_error_line(capsys)
+    assert code == 2 and "SLURM refused" in line and "invalid partition name specified" in line, line
+
+
+def test_a_tls_scheduler_without_tls_settings_is_one_line(capsys, tmp_path):
+    """``tls://`` without dask's TLS settings was a TypeError traceback (exit 1); now one line, exit 2."""
+    pytest.importorskip("distributed")
+    code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--out", str(tmp_path / "run"),
+                 "--executor", "dask", "--scheduler", "tls://127.0.0.1:1", "--no-progress"])
+    line = _one_error_line(capsys)
+    assert code == 2 and "cannot reach the dask scheduler at 'tls://127.0.0.1:1'" in line and "TLS" in line, line
+
+
+def test_submitits_local_executor_starts_a_job_as_soon_as_one_ends(tmp_path):
+    """With ``jobs=2``, a third case starts when the second one ends, not when the slower first one does (the
+    cases were run in batches of ``jobs``, each waiting for its slowest). Stand-in workers: the first one waits
+    (up to a minute) for the third one to start."""
+    pytest.importorskip("submitit")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    sleeper = [sys.executable, "-c", textwrap.dedent(f"""
+        import json, pathlib, sys, time
+        marks, seed = pathlib.Path({str(marks)!r}), json.loads(open(sys.argv[3]).read())["seed"]
+        (marks / f"{{seed}}.start").write_text(str(time.time()))
+        deadline = time.time() + 60
+        while seed == 0 and not (marks / "2.start").is_file() and time.time() < deadline:
+            time.sleep(0.1)
+        (marks / f"{{seed}}.end").write_text(str(time.time()))
+    """)]
+    cases = expand_grid(tasks=["cubic_spiral"], methods=["rk4"], seeds=range(3), iters=2)
+    run_remote(cases, tmp_path, run_case=functools.partial(run_case_process, python=sleeper),
+               record_failure=record_failure, executor="submitit", scheduler=None, jobs=2, threads=1,
+               timeout_s=120, progress=False)
+    mark = {name.name: float(name.read_text()) for name in marks.iterdir()}
+    assert mark["2.start"] < mark["0.end"], "the third case waited for the first one"
+    assert len(list((tmp_path / "cases").glob("*.json"))) == 3  # every case has its row
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc to find the sweep's workers")
+def test_a_killed_dask_sweep_takes_its_workers_along(tmp_path):
+    """A sweep killed outright cancels nothing: the scheduler drops its tasks when its client vanishes, and
+    each running task, seeing that, kills its worker."""
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "run"
+    long_case = Case(task="cubic_spiral", method="euler", iters=10**6)
+    script = textwrap.dedent("""
+        import json, sys
+        from nodebench.runner.case import Case
+        from nodebench.runner.sweep import run_cases
+        run_cases([Case.from_dict(json.loads(sys.argv[1]))], sys.argv[2], executor="dask", scheduler=sys.argv[3],
+                  progress=False)
+    """)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        sweep = subprocess.Popen([sys.executable, "-c", script, json.dumps(long_case.to_dict()), str(out),
+                                  cluster.scheduler_address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while not (out / "cases" / f"{long_case.case_id}.progress").is_file():  # the worker is training
+                assert sweep.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+            sweep.kill()
+            sweep.wait()
+            deadline = time.monotonic() + 3
+            while _processes_naming(str(out)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not _processes_naming(str(out)), "a dask task's worker outlived its killed sweep by 3 s"
+        finally:
+            for pid in _processes_naming(str(out)):
+                os.kill(pid, signal.SIGKILL)
+            if sweep.poll() is None:
+                sweep.kill()
+                sweep.wait()

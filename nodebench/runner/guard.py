@@ -61,7 +61,8 @@ def stop_on_signals(signals=(signal.SIGTERM, signal.SIGHUP)):
             signal.signal(s, old)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie not yet reaped counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -116,7 +117,7 @@ def holder_text(lock_path: Path) -> str:
         pid = int(lock_path.read_text().strip())
     except (OSError, ValueError):
         return "PID unknown"
-    return f"PID {pid}" if _pid_alive(pid) else f"PID {pid}, no longer running"
+    return f"PID {pid}" if pid_alive(pid) else f"PID {pid}, no longer running"
 
 
 def check_not_locked(run_dir: str | Path) -> None:

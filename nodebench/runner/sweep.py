@@ -47,6 +47,8 @@ RUN_INFO = "run.json"
 #: The keys of ``run.json`` that name what made the run (commands read them back): strings where present.
 RUN_KINDS = ("command", "paper", "preset", "suite")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: How often a remote case asks whether its sweep is gone (a dask task asks the scheduler).
+STOPPED_EVERY_S = 0.5
 
 
 @dataclass
@@ -189,7 +191,7 @@ def run_case_process(case: Case | dict, run_dir: str | Path, *, threads: int = 1
     ``env`` (default: this environment) start the worker of another installation, e.g. a baseline commit's.
     ``pass_fds`` are handed over to the worker: it inherits them and this process closes its copies once
     the worker has started (or failed to start), e.g. the ends of an A/B pair's lockstep pipes.
-    ``stopped()``, asked ten times a second while the worker runs, says when the sweep that wants the case
+    ``stopped()``, asked twice a second while the worker runs, says when the sweep that wants the case
     is gone (a cluster engine's task cancelled): the worker is then killed, nothing is recorded, and
     :class:`CaseStopped` is raised."""
     case = case if isinstance(case, Case) else Case.from_dict(case)
@@ -217,16 +219,19 @@ class CaseStopped(Exception):
 
 def _wait(process: subprocess.Popen, timeout_s: float, stopped: Callable[[], bool] | None) -> int | None:
     """The worker's exit code, or None when it is still running after ``timeout_s``; :class:`CaseStopped` as
-    soon as ``stopped()`` says so."""
+    soon as ``stopped()`` says so (asked every :data:`STOPPED_EVERY_S`: it may ask a cluster's scheduler)."""
     if stopped is None:
         try:
             return process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return None
-    deadline = time.monotonic() + timeout_s
-    while (code := process.poll()) is None and time.monotonic() < deadline:
-        if stopped():
-            raise CaseStopped("the sweep that wanted the case is gone; its worker was killed")
+    next_ask = time.monotonic()
+    deadline = next_ask + timeout_s
+    while (code := process.poll()) is None and (now := time.monotonic()) < deadline:
+        if now >= next_ask:
+            if stopped():
+                raise CaseStopped("the sweep that wanted the case is gone; its worker was killed")
+            next_ask = now + STOPPED_EVERY_S
         time.sleep(0.1)
     return code
 
