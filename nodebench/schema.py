@@ -78,11 +78,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("final_loss", "float", "training loss of the last iteration"),
     Column("final_task_loss", "float", "task loss of the last iteration, without a regulariser's λ·R"),
     # environment
-    Column("git_sha", "str", "commit of the code that ran"),
+    Column("git_sha", "str", "commit of the code that ran (-dirty: with uncommitted changes; unknown: not a checkout)"),
     Column("python_version", "str", "Python version"),
     Column("version_torch", "str", "torch version (likewise version_<package> for the other dependencies)"),
     Column("cpu_model", "str", "CPU model"),
-    Column("cpu_count", "int", "CPU cores"),
+    Column("cpu_count", "int", "CPUs the process may use (its affinity mask)"),
     Column("gpu_model", "str", "GPU model, empty on a CPU"),
     Column("cuda_version", "str", "CUDA version, empty on a CPU"),
     Column("gpu_driver_version", "str", "NVIDIA driver version (nvidia-smi), empty on a CPU"),

@@ -72,12 +72,16 @@ class TrainResult:
     Attributes:
         rows: one tuple per timed iteration, its values in :data:`CURVE_COLUMNS` order (one list append a
             step: every object the harness touches between two steps costs time, see :func:`train`).
+        warmup_s: wall time of the warm-up iterations (0 without any).
+        peak_mem_forward_bytes, peak_mem_bytes: the largest peak a timed step's forward part, and a whole
+            step, added [bytes]; None where none was read (not measured, never 0): before the first timed
+            step, and for the forward part on CUDA until the untimed forward pass gives it.
     """
 
     rows: list[tuple] = field(default_factory=list)
     warmup_s: float = 0.0
-    peak_mem_forward_bytes: int | None = 0
-    peak_mem_bytes: int = 0
+    peak_mem_forward_bytes: int | None = None
+    peak_mem_bytes: int | None = None
     peak_reserved_bytes: int | None = None
     alloc_peak_forward_bytes: int | None = None
     alloc_peak_bytes: int | None = None
@@ -265,18 +269,17 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     else:
         stepper = GradientStep(problem, solve if regularizer is None else regularizer.wrap(solve), params)
     meter = StepMeter(device)
-    result = TrainResult(mem_source=meter.source)
-    if device.type == "cuda":  # no timed CUDA step reads it: unknown until the untimed forward pass below
-        result.peak_mem_forward_bytes = None
+    result = TrainResult(mem_source=meter.source)  # its peaks stay None (not measured) until a step reads them
 
     # the warm-up leaves no trace in the training: the problem's batch cursor and order, iteration counters (a
-    # KL schedule), random generators and the model's buffers are set back, as the memory passes' are
-    set_back = _set_back(problem, solve if method.spectral else stepper.solve, device)
-    with set_back if warmup else contextlib.nullcontext():
-        meter.start()
-        for _ in range(warmup):
-            stepper.warmup()
-        result.warmup_s = meter.stop().wall_s
+    # KL schedule), random generators and the model's buffers are set back, as the memory passes' are; without
+    # warm-up iterations nothing is timed and warmup_s stays 0
+    if warmup:
+        with _set_back(problem, solve if method.spectral else stepper.solve, device):
+            meter.start()
+            for _ in range(warmup):
+                stepper.warmup()
+            result.warmup_s = meter.stop().wall_s
 
     elapsed, event_total = 0.0, 0.0
     iteration = 0
@@ -312,9 +315,10 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
                             stepper.regularizer_value if regularized else math.nan,
                             _monitor(problem, iteration, monitor_every) if monitor_every else math.nan, *counts))
         forward_peak = step.forward_peak_bytes
-        if forward_peak is not None and forward_peak > result.peak_mem_forward_bytes:
+        if forward_peak is not None and (result.peak_mem_forward_bytes is None
+                                         or forward_peak > result.peak_mem_forward_bytes):
             result.peak_mem_forward_bytes = forward_peak
-        if step.peak_bytes > result.peak_mem_bytes:
+        if result.peak_mem_bytes is None or step.peak_bytes > result.peak_mem_bytes:
             result.peak_mem_bytes = step.peak_bytes
         if step.reserved_bytes is not None:
             result.peak_reserved_bytes = max(result.peak_reserved_bytes or 0, step.reserved_bytes)

@@ -3,9 +3,13 @@ only, with a fake nvidia-smi first on PATH (no GPU needed)."""
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import os
+import shutil
 import stat
+import subprocess
 
 import pytest
 import torch
@@ -99,3 +103,26 @@ def test_a_hanging_nvidia_smi_gives_empty_values(tmp_path, monkeypatch, fake_smi
     (tmp_path / "nvidia-smi").write_text("#!/bin/sh\nexec sleep 5\n")
     monkeypatch.setattr(environment_module, "NVIDIA_SMI_TIMEOUT_S", 0.2)
     assert gpu_state(0) == dict.fromkeys(NVIDIA_SMI_FIELDS)
+
+
+def test_cpu_count_is_the_cpus_the_process_may_use_not_the_machines(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # a cluster node, of which taskset or SLURM left one CPU
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert environment("cpu")["cpu_count"] == 1
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # no affinity masks (macOS): the machine's
+    assert environment("cpu")["cpu_count"] == 64
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_an_installed_copy_inside_another_repository_records_no_commit_not_that_repositorys(tmp_path):
+    # a project's repository holding a virtual environment into which nodebench was installed (not a checkout)
+    run = functools.partial(subprocess.run, cwd=tmp_path, check=True, capture_output=True)
+    run(["git", "init", "-q"])
+    run(["git", "-c", "user.name=n", "-c", "user.email=n@b", "commit", "-q", "--allow-empty", "-m", "project"])
+    copy = tmp_path / "venv" / "lib" / "site-packages" / "nodebench" / "harness" / "environment.py"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(environment_module.__file__, copy)
+    spec = importlib.util.spec_from_file_location("installed_environment", copy)
+    installed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(installed)
+    assert installed.git_sha() == "unknown"  # was the project's commit, recorded as the code that ran

@@ -91,7 +91,7 @@ def test_warmup_calls_are_excluded_from_timed_calls():
 
     calls.clear()
     m = measure(first_call_slow, warmup=0, repeats=3)  # the same function, first call timed this time
-    assert m.times_s[0] >= 0.25 and m.warmup_s < 0.01
+    assert m.times_s[0] >= 0.25 and m.warmup_s == 0  # no warm-up call: nothing timed, not a clock's jitter
 
     calls.clear()
     m = measure(first_call_slow, warmup=2, repeats=1)

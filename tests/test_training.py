@@ -79,7 +79,7 @@ def test_warmup_leaves_the_parameters_untouched():
     without = train(spiral(), get_method("euler"), device=CPU, iters=2, warmup=0)
     assert with_warmup.curves["loss"] == without.curves["loss"]
     assert with_warmup.metrics == without.metrics
-    assert with_warmup.warmup_s > 0 and without.warmup_s < with_warmup.warmup_s
+    assert with_warmup.warmup_s > 0 and without.warmup_s == 0  # no warm-up iteration: nothing timed
 
 
 def test_same_seed_same_run_different_seed_different_init():
@@ -113,6 +113,23 @@ def test_non_finite_loss_raises_diverged_with_the_partial_result(linear_problem)
     assert math.isfinite(partial.curves["loss"][0])
     assert not math.isfinite(partial.curves["loss"][1])
     assert partial.metrics == {}
+
+
+def test_a_run_that_fails_before_its_first_timed_step_records_its_peaks_as_unknown_not_zero(linear_problem):
+    problem = linear_problem(lr=0.1)
+    problem.loss = lambda solve: torch.zeros(()).fill_(math.nan).requires_grad_()  # diverges at iteration 1
+    with pytest.raises(Diverged, match="iteration 1") as info:
+        train(problem, get_method("euler"), device=CPU, iters=3, warmup=0)
+    summary = info.value.result.summary()
+    assert summary["iters"] == 1  # the diverging step itself was measured: its peaks are readings
+    assert summary["peak_mem_bytes"] is not None and summary["peak_mem_forward_bytes"] is not None
+
+    problem.loss = lambda solve: (_ for _ in ()).throw(RuntimeError("broken loss"))  # no step completes
+    with pytest.raises(RuntimeError, match="broken loss") as info:
+        train(problem, get_method("euler"), device=CPU, iters=3, warmup=0)
+    summary = info.value.result.summary()
+    assert summary["iters"] == 0
+    assert summary["peak_mem_bytes"] is None and summary["peak_mem_forward_bytes"] is None  # was 0: a fake reading
 
 
 def test_same_problem_with_a_sane_lr_trains(linear_problem):

@@ -25,15 +25,20 @@ NVIDIA_SMI_TIMEOUT_S = 5
 
 @lru_cache(maxsize=1)
 def git_sha() -> str:
-    """The commit of the nodebench checkout, with ``-dirty`` when it has uncommitted changes."""
+    """The commit of the nodebench checkout, with ``-dirty`` when it has uncommitted changes; ``unknown`` when
+    nodebench does not run from a checkout of its own (an installed copy, whose folder may lie inside another
+    project's repository: that repository's commit is not the code that ran)."""
     root = Path(__file__).resolve().parents[2]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        top, sha = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=root, capture_output=True,
+                                  text=True, check=True).stdout.splitlines()
+        if Path(top).resolve() != root:
+            return "unknown"
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
+    except (OSError, ValueError, subprocess.CalledProcessError):
         return "unknown"
-    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    return sha.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def _cpu_model() -> str:
@@ -44,6 +49,15 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def usable_cpus() -> int | None:
+    """The CPUs this process may run on: its affinity mask (what ``taskset``, a SLURM allocation or a container's
+    cpuset leaves it), else all the machine's (``os.cpu_count``, None if unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity masks (macOS, Windows)
+        return os.cpu_count()
 
 
 def _nvidia_smi_id(index: int) -> str:
@@ -80,15 +94,16 @@ def gpu_state(index: int) -> dict[str, object]:
 
 
 def environment(device: torch.device | str = "cpu") -> dict[str, object]:
-    """Metadata for one record row: git sha, package versions, CPU/GPU model, threads, start time, and on a
-    CUDA device its driver, clocks and throttle reasons (:func:`gpu_state`; None on other devices)."""
+    """Metadata for one record row: git sha, package versions, CPU/GPU model, the CPUs the process may use
+    (:func:`usable_cpus`), threads, start time, and on a CUDA device its driver, clocks and throttle reasons
+    (:func:`gpu_state`; None on other devices)."""
     device = torch.device(device)
     env: dict[str, object] = {
         "git_sha": git_sha(),
         "hostname": platform.node(),
         "python_version": platform.python_version(),
         "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
+        "cpu_count": usable_cpus(),
         "num_threads": torch.get_num_threads(),
         "gpu_model": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "cuda_version": torch.version.cuda if device.type == "cuda" else None,

@@ -25,7 +25,7 @@ class Measurement:
             (allocated tensor memory on CUDA; resident set on CPU).
         peak_reserved_bytes: the same for the CUDA caching allocator's reserved memory; None on CPU.
         mem_source: how memory was read (``cuda_allocated``, ``vmhwm`` or ``ru_maxrss``).
-        warmup_s: total time of the warm-up calls.
+        warmup_s: total time of the warm-up calls (0 without any).
         nfe: function evaluations per timed call, by phase, when a counting field was given.
     """
 
@@ -70,10 +70,12 @@ def measure(
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     clock = Stopwatch(device)
     memory = PeakMemory(device)
-    clock.start()
-    for _ in range(warmup):
-        fn()
-    warmup_s = clock.stop()[0]
+    warmup_s = 0.0  # no warm-up call, nothing timed
+    if warmup:
+        clock.start()
+        for _ in range(warmup):
+            fn()
+        warmup_s = clock.stop()[0]
     if counter is not None:
         counter.reset()
     times, events, peak, peak_reserved = [], [], 0, None
