@@ -198,13 +198,14 @@ def time_to_target(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
               f"speed-up vs {reference}", "best monitor"]
     rows = []
     for (exp, config, versus), group in table.groupby(["experiment", "config", "versus"], sort=False):
-        ref = seed_aggregate(group.loc[group["method"] == reference, "time_to_target_s"])
+        reference_rows = group[group["method"] == reference]
+        ref = seed_aggregate(reference_rows["time_to_target_s"], reference_rows["seed"])
         for method, runs in group.groupby("method", sort=False):
-            t = seed_aggregate(runs["time_to_target_s"])
+            t = seed_aggregate(runs["time_to_target_s"], runs["seed"])  # a seed's repeats pooled
             rows.append([exp, config or "–", f"{pair_with} vs {versus}" if versus else "all", method,
-                         reached_text(runs["time_to_target_s"]), f"{runs['target'].iloc[0]:.3g}",
+                         reached_text(runs["time_to_target_s"], runs["seed"]), f"{runs['target'].iloc[0]:.3g}",
                          *(fmt4(v) if math.isfinite(v) else "not reached"
-                           for v in (t, seed_aggregate(runs["iters_to_target"]))),
+                           for v in (t, seed_aggregate(runs["iters_to_target"], runs["seed"]))),
                          f"{ref / t:.3g}×" if math.isfinite(t) and math.isfinite(ref) else "–",
                          f"{runs['best_monitor'].median():.3g}"])
     lines += [markdown_table(header, rows), ""]

@@ -20,7 +20,7 @@ import pandas as pd
 from nodebench.figure_style import (band, finish, label_styles, mark_not_measured,
                                     method_colors, method_style, reference_line)
 from nodebench.metrics import headline_metric
-from nodebench.records import config_labels, measured_memory
+from nodebench.records import atomic_write, config_labels, measured_memory
 from nodebench.registry import Registry
 
 __all__ = ["method_colors", "method_style", "save_figure", "slug", "plot_run", "plot_monitor", "plot_scaling",
@@ -37,13 +37,17 @@ def slug(text: str) -> str:
 
 
 def save_figure(fig, out_dir: Path, name: str) -> list[Path]:
-    """Apply :func:`nodebench.figure_style.finish` and write ``name`` as PNG and PDF; returns both paths."""
+    """Apply :func:`nodebench.figure_style.finish` and write ``name`` as PNG and PDF; returns both paths. Each
+    file is written whole or not at all (:func:`~nodebench.records.atomic_write`): a killed redraw keeps the
+    last one."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.{ext}" for ext in ("png", "pdf")]
     finish(fig)
-    for path in paths:
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        for path in paths:
+            atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:], dpi=120))
+    finally:
+        plt.close(fig)
     return paths
 
 

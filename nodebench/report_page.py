@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from nodebench.html_page import document, esc, image, table
+from nodebench.records import atomic_write
 
 CLAIMS = "## Claims"
 
@@ -103,12 +104,13 @@ def claims_first(markdown: str) -> str:
 
 
 def write_report_html(report_md: Path, *, link_figures: bool = False) -> Path:
-    """Write ``report.html`` beside ``report_md`` (figures inlined, or linked with ``link_figures``); returns
-    its path."""
+    """Write ``report.html`` beside ``report_md`` (figures inlined, or linked with ``link_figures``), whole or not
+    at all (:func:`~nodebench.records.atomic_write`); returns its path."""
     report_md = Path(report_md)
     markdown = report_md.read_text()
     title = markdown.splitlines()[0].lstrip("# ") if markdown else "nodebench report"
     path = report_md.with_suffix(".html")
     body = markdown_html(claims_first(markdown), report_md.parent, link_figures=link_figures)
-    path.write_text(document(title, body))
+    page = document(title, body)
+    atomic_write(path, lambda tmp: tmp.write_text(page))
     return path

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
-from nodebench.intervals import median_interval
+from nodebench.intervals import median_interval, ok_count_text
 from nodebench.markdown import INFINITE, fmt3, fmt_number, markdown_table
 from nodebench.metrics import headline_metric
-from nodebench.records import config_labels, expand_hparams, measured_memory
+from nodebench.records import atomic_write, config_labels, expand_hparams, measured_memory
 from nodebench.report_page import write_report_html
 from nodebench.run_settings import settings_section
 
@@ -37,9 +37,10 @@ def _fmt(value, style: str) -> str:
     return fmt_number(value, style) if scale is None else fmt3(value * scale)
 
 
-def _median_text(values, style: str) -> str:
-    """The median over seeds; with two or more, its interval [low, high] (:mod:`nodebench.intervals`)."""
-    interval = median_interval(values)
+def _median_text(values, style: str, seeds=None) -> str:
+    """The median over seeds; with two or more, its interval [low, high] (:mod:`nodebench.intervals`; with the
+    cases' ``seeds``, a seed's repeats pooled first)."""
+    interval = median_interval(values, seeds=seeds)
     if interval.n < 2 or interval.low == interval.high:
         return _fmt(interval.value if interval.n else None, style)
     return f"{_fmt(interval.value, style)} [{_fmt(interval.low, style)}, {_fmt(interval.high, style)}]"
@@ -72,7 +73,9 @@ def summary_table(records: pd.DataFrame) -> str:
     """Per method (and per value of each hyper-parameter that varies, e.g. ``gq width=500``): medians over
     successful seeds of time, NFE, memory ("–" where it was not measurable; the allocated peak where
     recorded) and the metrics, with their
-    interval over seeds when there are two or more (:func:`nodebench.intervals.median_interval`)."""
+    interval over seeds when there are two or more (:func:`nodebench.intervals.median_interval`). Seeds are
+    distinct seeds: a seed run twice (a folder holding two runs of one case) is pooled, and ``ok/seeds`` says
+    ``"2/2 runs of 1 seed"``."""
     metrics = [c for c in METRICS if c in records and records[c].notna().any()]
     columns = SUMMARY_COLUMNS + ([ALLOCATED] if ALLOCATED[0] in records and records[ALLOCATED[0]].notna().any()
                                  else [])
@@ -82,9 +85,9 @@ def summary_table(records: pd.DataFrame) -> str:
     records = records.assign(peak_mem_bytes=measured_memory(records))  # "–" where not measurable, never 0
     for method, group in records.groupby(config_labels(records), sort=False):
         ok = group[group["status"] == "ok"]
-        row = [method, f"{len(ok)}/{len(group)}"]
-        row += [_median_text(ok[col] if col in ok else [], style) for col, _, style in columns]
-        row += [_median_text(ok[m], ".4g") for m in metrics]
+        row = [method, ok_count_text(len(ok), len(group), group["seed"].nunique())]
+        row += [_median_text(ok[col], style, ok["seed"]) if col in ok else "–" for col, _, style in columns]
+        row += [_median_text(ok[m], ".4g", ok["seed"]) for m in metrics]
         rows.append(row)
     table = markdown_table(header, rows)
     if any(INFINITE[1] in cell for row in rows for cell in row[2:]):
@@ -175,9 +178,9 @@ def _verdict_cell(verdict: str, preset: str) -> str:
 def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path], *, spec=None,
                  tables: dict[str, pd.DataFrame] | None = None, preset: str = "", sections: list[str] = (),
                  info: dict | None = None, link_figures: bool = False) -> Path:
-    """Write ``run_dir/report.md`` and ``report.html`` (figures inlined, or linked with ``link_figures``) and
-    return the report's path; ``info`` (the run's ``run.json``) gives the Settings section: command,
-    environment, preset, per-experiment limits, seeds and hyper-parameters, warnings."""
+    """Write ``run_dir/report.md`` and ``report.html`` (figures inlined, or linked with ``link_figures``; each
+    whole or not at all) and return the report's path; ``info`` (the run's ``run.json``) gives the Settings
+    section: command, environment, preset, per-experiment limits, seeds and hyper-parameters, warnings."""
     run_dir = Path(run_dir)
     title = f"{spec.title} — nodebench reproduction" if spec else "nodebench run"
     lines = [f"# {title}", ""]
@@ -223,6 +226,7 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
     if figures:
         lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures if p.suffix == ".png"]
     path = run_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))  # whole or not at all: a kill keeps the last report
     write_report_html(path, link_figures=link_figures)
     return path

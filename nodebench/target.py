@@ -16,18 +16,21 @@ tasks the simulation MSE on the training trajectories, by the same reference sol
 * **Over seeds** (:func:`seed_aggregate`, the one rule of reports, claims and the leaderboard): a seed that
   never reaches the target, or failed, counts as infinitely slow; the time is the median over seeds, or
   with 5 or more seeds MLPerf's olympic mean (drop the fastest and the slowest, average the rest). A time
-  of ∞ is "not reached".
+  of ∞ is "not reached". Given the cases' seeds (``seeds=``), repeats of one seed (the same case in two
+  experiments or runs) are one seed: their times are pooled by their median first, a repeat that did not
+  reach counting as ∞ (:mod:`nodebench.intervals` says why).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from nodebench.intervals import BOOTSTRAP_SAMPLES, LEVEL, Interval, median_interval
+from nodebench.intervals import BOOTSTRAP_SAMPLES, LEVEL, Interval, median_interval, per_seed
 from nodebench.runner.settings import is_method_key
 
 COLUMNS = ["experiment", "config", "versus", "method", "seed", "case_id", "status", "target", "best_monitor",
@@ -52,10 +55,11 @@ def quality_values(curves: pd.DataFrame) -> tuple[str, pd.Series]:
     return "task_loss (loss where not recorded)", curves["task_loss"].fillna(curves["loss"])
 
 
-def seed_times(times) -> np.ndarray:
-    """Times to target over seeds, sorted, a seed that never reached the target or failed (NaN) as ∞."""
-    times = np.asarray(times, dtype=float)
-    return np.sort(np.where(np.isnan(times), math.inf, times))
+def seed_times(times, seeds=None) -> np.ndarray:
+    """Times to target over seeds, sorted, a seed that never reached the target or failed (NaN) as ∞; with
+    the cases' ``seeds``, one time per distinct seed (its repeats' median: :func:`~nodebench.intervals.per_seed`)."""
+    times = np.asarray(times, dtype=float).ravel()
+    return np.sort(per_seed(np.where(np.isnan(times), math.inf, times), seeds)[0])
 
 
 def seed_statistic(n: int) -> str:
@@ -68,34 +72,42 @@ def _olympic(sorted_times: np.ndarray) -> np.ndarray:
     return sorted_times[..., 1:-1].mean(axis=-1)
 
 
-def seed_aggregate(times) -> float:
+def seed_aggregate(times, seeds=None) -> float:
     """The time to target over seeds (NaN: not reached, counted as ∞): the median, or with ≥ 5 seeds the
     olympic mean, so one non-reaching seed of five may be the dropped one and two make it ∞ (the measuring
-    guide's §8, leaderboard scoring); NaN without seeds."""
-    times = seed_times(times)
+    guide's §8, leaderboard scoring); NaN without seeds. With the cases' ``seeds``, over distinct seeds
+    (:func:`seed_times`)."""
+    times = seed_times(times, seeds)
     if len(times) == 0:
         return math.nan
     return float(_olympic(times) if len(times) >= OLYMPIC_MIN_SEEDS else np.median(times))
 
 
-def reached_text(times) -> str:
-    """How many seeds reached the target (a finite time): ``"reached in 1 of 3 seeds"``."""
-    times = seed_times(times)
-    return f"reached in {int(np.isfinite(times).sum())} of {len(times)} seed{'' if len(times) == 1 else 's'}"
+def reached_text(times, seeds=None) -> str:
+    """How many seeds reached the target (a finite time): ``"reached in 1 of 3 seeds"``; with the cases'
+    ``seeds``, of the distinct seeds (:func:`seed_times`), naming the runs where a seed repeats
+    (``"reached in 1 of 1 seed (2 runs)"``)."""
+    pooled = seed_times(times, seeds)
+    runs = len(np.asarray(times, dtype=float).ravel())
+    return (f"reached in {int(np.isfinite(pooled).sum())} of {len(pooled)} seed{'' if len(pooled) == 1 else 's'}"
+            + (f" ({runs} runs)" if runs > len(pooled) else ""))
 
 
-def seed_interval(times, level: float = LEVEL, seed: int = 0) -> Interval:
+def seed_interval(times, level: float = LEVEL, rng_seed: int = 0, *, seeds=None) -> Interval:
     """:func:`seed_aggregate` (the interval's ``value``) with its interval over seeds: the
     median's order-statistic interval (:func:`~nodebench.intervals.median_interval`), or for the olympic
-    mean a percentile bootstrap (seeds resampled, a fixed generator; ``coverage`` is the nominal level)."""
-    times = seed_times(times)
+    mean a percentile bootstrap (seeds resampled, a generator seeded by ``rng_seed``; ``coverage`` is the
+    nominal level). With the cases' ``seeds``, over distinct seeds (:func:`seed_times`), ``runs`` counting the
+    cases."""
+    runs = len(np.asarray(times, dtype=float).ravel())
+    times = seed_times(times, seeds)
     if len(times) < OLYMPIC_MIN_SEEDS:
-        return median_interval(times, level)
-    rng = np.random.default_rng(seed)
+        return replace(median_interval(times, level), runs=runs)
+    rng = np.random.default_rng(rng_seed)
     means = _olympic(np.sort(rng.choice(times, (BOOTSTRAP_SAMPLES, len(times))), axis=1))
     low = np.quantile(means, (1 - level) / 2, method="lower")  # order statistics: no ∞ − ∞ interpolation
     high = np.quantile(means, (1 + level) / 2, method="higher")
-    return Interval(seed_aggregate(times), float(low), float(high), len(times), level)
+    return Interval(seed_aggregate(times), float(low), float(high), len(times), level, runs)
 
 
 def common_level(best: pd.Series) -> float:

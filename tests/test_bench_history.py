@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from test_bench_compare import AA_RUNS, needs_runs, plant_slowdown, run_cli
 
@@ -340,3 +342,39 @@ def test_bench_goes_on_and_keeps_its_verdict_when_the_reader_of_stdout_leaves(tm
                 + ["--baseline", "HEAD"] * ab)
     assert code == 1
     assert "e: m (peak memory)" in (store / "m" / "tiny" / "history.md").read_text()  # the history was redrawn
+
+
+def _store_of(tmp_path, runs) -> Path:
+    """A store ``m/s`` holding one run folder per records frame, a day apart."""
+    for index, records in enumerate(runs):
+        folder = tmp_path / "store" / "m" / "s" / f"2026010{index + 1}T000000Z-aaaa"
+        folder.mkdir(parents=True)
+        records.to_parquet(folder / "records.parquet", index=False)
+    return tmp_path / "store"
+
+
+def test_history_says_a_run_fails_its_gate_for_a_newly_failing_case_or_a_lost_measurement(capsys, tmp_path):
+    """history.md counted only regressions: a run whose case went out of memory read "0 regressions" while its
+    compare.md (and exit code) said it failed; so did one whose memory was no longer measured."""
+    from test_bench_compare import _records
+
+    from nodebench.benchmarking.compare import compare, regressed
+
+    partly = _records()[0]
+    partly.loc[partly["seed"] == 2, ["status", "time_per_iter_s"]] = ["oom", float("nan")]
+    unmeasured = _records()[0].assign(peak_mem_bytes=float("nan"))
+    runs = [_records()[0], _records()[0].assign(status="oom", time_per_iter_s=float("nan")), _records()[0],
+            partly, _records()[0], unmeasured]
+    store = _store_of(tmp_path, runs)
+    assert [regressed(compare((a, pd.DataFrame()), (b, pd.DataFrame()))) for a, b in zip(runs, runs[1:])] == [
+        True, False, True, False, True]  # what the gate decides
+    code, out, err = run_cli(capsys, "history", "--store", store, "--machine", "m", "--suite", "s",
+                             "--out", tmp_path / "h")
+    assert code == 0, err
+    rows = {int(cells[0]): cells[3:] for line in (tmp_path / "h" / "history.md").read_text().splitlines()
+            if re.match(r"\| +\d", line) for cells in [[c.strip() for c in line.strip("|").split("|")]]}
+    assert rows[0][:4] == ["–", "0", "0", "0"]
+    assert rows[1] == ["fails", "0", "1", "0", "e: m (now fails: oom)"]  # was "0 regressions", nothing named
+    assert rows[2][:4] == rows[4][:4] == ["passes", "0", "0", "0"]
+    assert rows[3] == ["fails", "0", "1", "0", "e: m (now fails: oom)"]  # one seed of three
+    assert rows[5] == ["fails", "0", "0", "1", "e: m (peak memory not measured)"]

@@ -134,3 +134,33 @@ def test_interrupted_figures_keep_the_earlier_ones(store, tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         leaderboard_page.write([run], board_out)
     assert {out: files(out) for out in (history_out, board_out)} == earlier  # whole, and no temporary file left
+
+
+def test_an_interrupted_report_keeps_its_earlier_figures_and_pages(tmp_path, monkeypatch):
+    """A report's figures (``plots.save_figure``: PNG and PDF), ``report.md`` and ``report.html`` were written in
+    place: a run killed while redrawing its report left a broken figure or page where the last whole one was."""
+    import matplotlib.pyplot as plt
+    from test_claims_report import RECORDS as CASES
+
+    from nodebench.plots import save_figure
+    from nodebench.report_page import write_report_html
+    from nodebench.reporting import write_report
+
+    def figure():
+        fig = plt.figure(figsize=(2, 2))
+        fig.gca().plot([1, 2, 3])
+        return fig
+
+    records = CASES.assign(reason="")
+    figures = save_figure(figure(), tmp_path / "figures", "curve")
+    write_report(tmp_path, records, figures)
+    earlier = files(tmp_path)
+    assert {"figures/curve.png", "figures/curve.pdf", "report.md", "report.html"} <= set(earlier)
+    interrupt_writes(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        save_figure(figure(), tmp_path / "figures", "curve")
+    with pytest.raises(KeyboardInterrupt):
+        write_report(tmp_path, records, figures)
+    with pytest.raises(KeyboardInterrupt):
+        write_report_html(tmp_path / "report.md")
+    assert files(tmp_path) == earlier  # whole, and no temporary file left

@@ -133,6 +133,11 @@ def test_runs_without_any_successful_case_are_refused_in_one_line(capsys, tmp_pa
     (["leaderboard", str(RUNS[0]), "--out", "OUT", "--target", "cubic_spiral=zero"], "POSITIVE_NUMBER"),
     (["leaderboard", str(RUNS[0]), "--out", "OUT", "--target", "cubic_spiral=0.5", "--target", "cubic_spiral=0.7"],
      "argument --target: cubic_spiral given twice"),
+    # a misspelt name had no suggestion
+    (["leaderboard", str(RUNS[0]), "--out", "OUT", "--reference", "adjont"],
+     "--reference 'adjont' is not a method of the runs (did you mean 'adjoint'?); valid: "),
+    (["leaderboard", str(RUNS[0]), "--out", "OUT", "--target", "cubic_spirl=0.1"],
+     "target for task(s) cubic_spirl (did you mean 'cubic_spiral'?) not in the runs; tasks in the runs: "),
 ])
 def test_bad_leaderboard_input_is_one_line(capsys, tmp_path, argv, fragment):
     code = main([tmp_path.joinpath("out").as_posix() if a == "OUT" else a for a in argv])

@@ -145,6 +145,37 @@ def test_the_history_site_s_metric_filter_filters_the_regressions_table_too(tmp_
         assert b.errors == []
 
 
+def test_the_history_site_lists_newly_failing_cases_and_lost_measurements_and_each_run_s_gate(tmp_path):
+    """The site listed regressions only: a run whose case went out of memory, which fails the gate, showed no
+    failure anywhere. Its failures are listed (a failed case under every metric filter, a lost measurement
+    under its metric's) and each run's gate decision is in the runs table."""
+    from test_bench_compare import _records
+
+    from nodebench import api
+
+    runs = [_records()[0], _records()[0].assign(status="oom", time_per_iter_s=float("nan")), _records()[0],
+            _records()[0].assign(peak_mem_bytes=float("nan"))]
+    for index, records in enumerate(runs):
+        folder = tmp_path / "store" / "m" / "s" / f"2026010{index + 1}T000000Z-aaaa"
+        folder.mkdir(parents=True)
+        records.to_parquet(folder / "records.parquet", index=False)
+    site = api.history(tmp_path / "store", "m", "s", tmp_path / "site", html=True) / "index.html"
+    listed = ("Array.from(document.querySelectorAll('#failures > tbody > tr')).filter(r => r.offsetHeight > 0)"
+              ".map(r => r.cells[0].textContent + ' ' + r.cells[3].textContent)")
+    with Browser(height=SCREEN) as b:
+        b.open(site)
+        assert b.js(listed) == ["1 e: m (now fails: oom)", "3 e: m (peak memory not measured)"]
+        assert b.js(column("#runs", 4)) == ["–", "fails", "passes", "fails"]
+        for metric, shown in (("time", ["1 e: m (now fails: oom)"]),
+                              ("memory", ["1 e: m (now fails: oom)", "3 e: m (peak memory not measured)"])):
+            b.js(f"{{ const s = document.getElementById('filter-metric'); s.value = {metric!r};"
+                 "s.dispatchEvent(new Event('change')) }")
+            assert b.js(listed) == shown, metric
+        assert b.js("Array.from(document.querySelectorAll('#filter-metric option')).map(o => o.value)").count(
+            "status") == 0  # the filter offers gated metrics only
+        assert b.errors == []
+
+
 def test_report_page_puts_the_claims_first_and_sorts(tmp_path):
     from nodebench.report_page import write_report_html
 

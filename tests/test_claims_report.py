@@ -23,7 +23,7 @@ RECORDS = records_of([
     {"experiment": "fast", "method": "adjoint", "train_wall_s": 10.0, "test_nll": 2.95},
     {"experiment": "slow", "method": "rk4", "train_wall_s": 8.0, "test_nll": 3.50},
     {"experiment": "slow", "method": "adjoint", "train_wall_s": 10.0, "test_nll": 3.00},
-    {"experiment": "slow", "method": "adjoint", "train_wall_s": 99.0, "test_nll": 0.0, "status": "error"},
+    {"experiment": "slow", "method": "adjoint", "train_wall_s": 99.0, "test_nll": 0.0, "status": "error", "seed": 1},
 ])
 
 
@@ -288,7 +288,7 @@ def test_a_cell_with_a_pipe_or_a_line_break_keeps_its_row_and_the_preset_is_said
     path = write_report(tmp_path, records, [], spec=load_paper("do_vs_od"), preset="quick",
                         info={"preset": "quick", "command_line": "nodebench reproduce do_vs_od"})
     text = path.read_text()
-    assert "| t | adjoint | 0 | error | RuntimeError: a \\| b ⏎ File x.py ⏎ ValueError |" in text
+    assert "| t | adjoint | 1 | error | RuntimeError: a \\| b ⏎ File x.py ⏎ ValueError |" in text
     assert text.count("Preset: **quick**") == 1
 
     class Rows(HTMLParser):
@@ -309,7 +309,7 @@ def test_a_cell_with_a_pipe_or_a_line_break_keeps_its_row_and_the_preset_is_said
     page = Rows()
     page.feed(path.with_suffix(".html").read_text())
     failed = [[c.strip() for c in r] for r in page.rows if r[-1].startswith("RuntimeError")]
-    assert failed == [["t", "adjoint", "0", "error", "RuntimeError: a | b ⏎ File x.py ⏎ ValueError"]]
+    assert failed == [["t", "adjoint", "1", "error", "RuntimeError: a | b ⏎ File x.py ⏎ ValueError"]]
 
 
 def test_an_analysis_section_says_why_it_is_empty_and_one_for_experiments_outside_the_run_is_left_out(tmp_path):
@@ -386,3 +386,11 @@ def test_every_table_of_the_committed_runs_is_declared_by_the_analysis_that_writ
     runs = [path.parent for path in baselines.glob("*/run.json") if '"paper"' in path.read_text()]  # reproduce
     written = {p.stem for run in runs for p in run.glob("*.parquet")} - {"records", "curves", "rediscretisation"}
     assert written and written <= declared, written - declared
+
+
+def test_the_summary_counts_a_seed_run_twice_as_one_seed():
+    """A folder with two runs of one case (seed 0 twice, 1 s and 3 s) read ok/seeds "2/2" and a median [1, 3]."""
+    from nodebench.reporting import summary_table
+    twice = records_of([{"experiment": "e", "method": "rk4", "train_wall_s": t, "test_nll": 1.0} for t in (1.0, 3.0)])
+    row = next(line for line in summary_table(twice).splitlines() if line.startswith("| rk4"))
+    assert "| 2/2 runs of 1 seed | 2 |" in row and "[" not in row, row

@@ -161,3 +161,37 @@ def test_a_task_whose_every_case_failed_on_one_hardware_is_not_scored_there():
     assert rows == {("cpu · Xeon", "famA"): (2, 1.0), ("cpu · Xeon", "famB"): (2, round(2.5 / 3, 4)),
                     ("cuda · H200", "famA"): (1, 1.0), ("cuda · H200", "famB"): (1, round(2.5 / 3, 4))}
     assert leaderboard.unscored_note(tasks) == " Not scored on cuda · H200, no case finished ok there: t2."
+
+
+def test_repeats_of_one_seed_are_one_seed_not_two():
+    """g1d width=3000 ran in two experiments with seed 0 and read "median, 2 seeds, 50%": its two runs of one
+    seed are pooled (their median) and counted as one seed, with the runs named."""
+    records, curves = board([("famA", [1, 3], "cpu", CPU, None), ("famB", [5, 5, 6], "cpu", CPU, None)])
+    records["seed"] = records["seed"].where(records["method"] != "famA", 0)  # famA: seed 0 twice
+    table, _ = leaderboard.task_table(records, curves, target=0.5)
+    rows = {row.family: row for row in table.itertuples()}
+    assert leaderboard.time_text(rows["famA"]) == "2 (2 runs of 1 seed)"  # was "2 [1, 3] (median, 2 seeds, 50%)"
+    assert leaderboard.ok_text(rows["famA"]) == "2/2 runs of 1 seed" and rows["famA"].reached == 1
+    assert rows["famA"].metric_interval.text() == "0.1 (2 runs of 1 seed)"
+    assert leaderboard.time_text(rows["famB"]) == "5 [5, 6] (median, 3 seeds, 75%)"  # distinct seeds: as before
+    assert leaderboard.ok_text(rows["famB"]) == "3/3"
+    assert leaderboard.overall({"toy": table}, "famB").set_index("family").loc["famA", "seeds"] == "1 seed"
+
+
+def test_families_with_equal_profiles_stay_visible_and_the_legend_says_they_tie(monkeypatch, tmp_path):
+    """Two families equal on every task drew the same line in the same width, the later over the earlier, so one
+    family disappeared from the performance profile. Each line now differs in width, and the legend names the tie."""
+    drawn = []
+    step = matplotlib.axes.Axes.step
+    monkeypatch.setattr(matplotlib.axes.Axes, "step", lambda ax, x, y, *args, **kw: drawn.append(
+        (list(y), kw)) or step(ax, x, y, *args, **kw))
+    table, _ = leaderboard.task_table(*board([("famA", [2, 2], "cpu", CPU, None), ("famB", [2, 2], "cpu", CPU, None),
+                                              ("famC", [5, 5], "cpu", CPU, None)]), target=0.5)
+    scores = leaderboard.overall({"toy": table}, "famA")
+    leaderboard.plot_profile(scores, tmp_path / "profile.png")
+    labels = [kw["label"] for _, kw in drawn]
+    assert labels == ["famA (2 seeds)", "famB (2 seeds, same profile as famA)", "famC (2 seeds)"]
+    assert drawn[0][0] == drawn[1][0]  # the same profile...
+    under, over = (drawn[0][1], drawn[1][1])
+    assert under["lw"] > over["lw"] and under["color"] != over["color"]  # ...drawn wider beneath, another colour
+    assert under["markevery"] != over["markevery"]  # markers at other τ

@@ -105,3 +105,27 @@ def test_a_time_to_target_figure_outside_any_experiment_is_named_by_its_task(tmp
                            "elapsed_s": [0.1, 0.2, 0.1, 0.4], "monitor": [1.0, 0.1, 1.0, 0.2]})
     written = plot_monitor(records, curves, time_to_target_table(records, curves), tmp_path)
     assert [p.name for p in written] == ["vehicle_time_to_target.png"]
+
+
+def test_repeats_of_one_seed_are_pooled_before_the_statistic_over_seeds():
+    """Two runs of seed 0 and one of seed 1 are two seeds: seed 0's runs (1 s and 3 s) pooled by their median."""
+    seeds = [0, 0, 1]
+    assert seed_aggregate([1.0, 3.0, 10.0], seeds) == 6.0  # the median of 2 and 10, not of 1, 3 and 10
+    interval = seed_interval([1.0, 3.0, 10.0], seeds=seeds)
+    assert (interval.low, interval.high, interval.n) == (2.0, 10.0, 2) and interval.seeds == "3 runs of 2 seeds"
+    assert reached_text([1.0, math.nan, 10.0], seeds) == "reached in 1 of 2 seeds (3 runs)"  # seed 0: 1 s and ∞
+    assert seed_interval([1.0, 3.0, 10.0]).seeds == "3 seeds"  # without seeds: each value is a seed
+
+
+def test_the_report_analysis_counts_distinct_seeds(tmp_path):
+    """A run folder holding two runs of one case (two iteration limits) read "reached in 2 of 4 seeds": fast's
+    seed 0 ran twice; its runs are one seed, so fast is reached in 1 of 3 seeds (4 runs), median ∞ as before."""
+    records, curves = survivor_run()
+    again = {"fast0": "fast0b"}
+    records = pd.concat([records, records[records["case_id"] == "fast0"].replace(again)], ignore_index=True)
+    curves = pd.concat([curves, curves[curves["case_id"] == "fast0"].replace(again)], ignore_index=True)
+    curves.to_parquet(tmp_path / "curves.parquet", index=False)
+    text, _ = time_to_target_analysis({"reference": "direct", "target": 0.5}, tmp_path, records)
+    rows = {line.split("|")[4].strip(): [c.strip() for c in line.split("|")[1:-1]]
+            for line in text.splitlines() if line.startswith("| e ")}
+    assert rows["fast"][4:7] == ["reached in 1 of 3 seeds (4 runs)", "0.5", "not reached"]  # median of 1, ∞, ∞

@@ -1,8 +1,10 @@
 """History plots: each gated metric over the runs of one machine and suite, with regressions marked.
 
 Every run is gated against the run before it (:mod:`nodebench.benchmarking.compare`); a point where that gate
-found a regression is drawn as a red cross. Values are medians of the run's repeat samples (the gate's
-centre), each run's from its own records, whatever the run before it measured; shown
+found a regression is drawn as a red cross. The gate also fails a run for a case that newly failed (oom,
+diverged, error...) or a measurement it lost, which have no value to draw: ``history.md`` counts and names them
+beside the regressions, and says whether each run passed its gate. Values are medians of the run's repeat
+samples (the gate's centre), each run's from its own records, whatever the run before it measured; shown
 relative to the case's first run for ratio-gated metrics and as raw values for absolute-gated ones
 (``test_nll``, ``test_accuracy``).
 """
@@ -15,7 +17,18 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from nodebench.benchmarking.compare import REGRESSION, RULES, centre, compare, keyed, load_records, samples
+from nodebench.benchmarking.compare import (
+    FAILED,
+    MISSING,
+    REGRESSION,
+    RULES,
+    centre,
+    compare,
+    failing,
+    keyed,
+    load_records,
+    samples,
+)
 from nodebench.records import atomic_write
 
 matplotlib.use("Agg")
@@ -32,9 +45,18 @@ def run_values(loaded: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["case", "metric", "value"])
 
 
+GATE_NOTE = ("Each run is gated against the run before it: it fails for a regression, a case that newly failed "
+             "(oom, diverged, error...) or a measurement it lost.")
+HISTORY_COLUMNS = ["case", "metric", "value", "verdict", "fails", "note", "run", "date", "git_sha", "run_dir"]
+
+
 def history_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per run, configuration and metric: the run's value (:func:`run_values`) and the verdict against the
-    previous run ("" where the gate gave none: the first run, a configuration or metric new in this run).
+    """Per run, configuration and metric: the run's value (:func:`run_values`), the verdict against the
+    previous run ("" where the gate gave none: the first run, a configuration or metric new in this run),
+    whether that row fails the gate (``fails``: :func:`~nodebench.benchmarking.compare.failing`) and the
+    gate's note. A failing row without a value (a case that newly failed, ``metric`` ``status``, with its
+    statuses in ``note``; a lost measurement or lost curves) is a row too, its value NaN, so the history
+    fails a run where its gate did.
 
     Args:
         runs: rows of :func:`nodebench.benchmarking.history.list_runs` for one machine and suite, oldest first.
@@ -42,15 +64,33 @@ def history_table(runs: pd.DataFrame) -> pd.DataFrame:
     frames, previous = [], None
     for index, run in enumerate(runs.itertuples()):
         loaded = load_records(run.run_dir)
-        result = run_values(loaded).assign(verdict="")
+        result = run_values(loaded).assign(verdict="", fails=False, note="")
         if previous is not None:
-            verdicts = compare(previous, loaded)[["case", "metric", "verdict"]]
-            result = result.drop(columns="verdict").merge(verdicts, on=["case", "metric"], how="left")
-            result["verdict"] = result["verdict"].fillna("")
+            gate = compare(previous, loaded)
+            gate = gate.assign(fails=failing(gate), note=gate["note"].fillna(""))
+            merged = result[["case", "metric", "value"]].merge(gate[["case", "metric", "verdict", "fails", "note"]],
+                                                                on=["case", "metric"], how="outer", indicator=True)
+            result = merged[(merged.pop("_merge") != "right_only") | merged["fails"].fillna(False).astype(bool)]
+            result = result.fillna({"verdict": "", "note": "", "fails": False}).astype({"fails": bool})
         frames.append(result.assign(run=index, date=run.date, git_sha=str(run.git_sha)[:7], run_dir=str(run.run_dir)))
         previous = loaded
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["case", "metric", "value", "verdict", "run", "date", "git_sha", "run_dir"])
+    return pd.concat(frames, ignore_index=True)[HISTORY_COLUMNS] if frames else pd.DataFrame(columns=HISTORY_COLUMNS)
+
+
+def drawn(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`history_table` with a value to draw (a gated metric's); a failing row without one
+    (a newly failed case, a lost measurement) is listed by :func:`gate_failure_text`, not drawn."""
+    return table[table["metric"].isin(list(RULES)) & table["value"].notna()]
+
+
+def gate_failure_text(row) -> str:
+    """A failing row of :func:`history_table` for a list: ``"e: m (time/iter)"`` (a regression), ``"e: m (now
+    fails: oom)"``, ``"e: m (peak memory not measured)"``, ``"e: m (curves missing)"``."""
+    if row.verdict == FAILED:
+        return f"{row.case} (now fails: {row.note})"
+    if row.verdict == MISSING:
+        return f"{row.case} ({RULES[row.metric].label + ' not measured' if row.metric in RULES else 'curves missing'})"
+    return f"{row.case} ({RULES[row.metric].label})"
 
 
 def plot_history(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
@@ -59,6 +99,7 @@ def plot_history(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
+    table = drawn(table)
     ticks = table.drop_duplicates("run").sort_values("run")
     labels = [f"{str(d)[:16].replace('T', ' ')}\n{sha}" for d, sha in zip(ticks["date"], ticks["git_sha"])]
     for metric, group in table.groupby("metric", sort=False):
@@ -83,14 +124,25 @@ def plot_history(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def history_markdown(table: pd.DataFrame, figures: list[Path], out_dir: Path) -> str:
-    """``history.md``: the runs with their regression counts, then the figures."""
+def run_gates(table: pd.DataFrame) -> pd.DataFrame:
+    """Per run of :func:`history_table`: its gate's decision (``fails`` as ``nodebench compare`` of that run
+    against the one before, or ``passes``; ``–`` for the first run, gated against nothing), its regressions,
+    newly failing cases and lost measurements (counts), and which (:func:`gate_failure_text`)."""
     rows = []
     for run, group in table.groupby("run", sort=True):
-        flagged = group[group["verdict"] == REGRESSION]
-        rows.append([run, group["date"].iloc[0], group["git_sha"].iloc[0], len(flagged),
-                     ", ".join(f"{c} ({RULES[m].label})" for c, m in zip(flagged["case"], flagged["metric"]))])
-    runs = pd.DataFrame(rows, columns=["run", "date", "git", "regressions", "which"])
-    lines = ["# nodebench history", "", runs.to_markdown(index=False), ""]
+        flagged = group[group["fails"]]
+        counts = [int((flagged["verdict"] == verdict).sum()) for verdict in (REGRESSION, FAILED, MISSING)]
+        rows.append([run, group["date"].iloc[0], group["git_sha"].iloc[0],
+                     "–" if run == 0 else "fails" if len(flagged) else "passes", *counts,
+                     ", ".join(gate_failure_text(row) for row in flagged.itertuples())])
+    return pd.DataFrame(rows, columns=["run", "date", "git", "gate", "regressions", "newly failing cases",
+                                       "lost measurements", "which"])
+
+
+def history_markdown(table: pd.DataFrame, figures: list[Path], out_dir: Path) -> str:
+    """``history.md``: the runs with their gates' decisions and failures (:func:`run_gates`), then the figures."""
+    runs = run_gates(table)
+    lines = ["# nodebench history", "", GATE_NOTE, "",
+             runs.to_markdown(index=False), ""]
     lines += [f"![{p.stem}]({p.relative_to(out_dir)})" for p in figures]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,9 @@
 """The history store as a static site: ``index.html`` with one graph per configuration and metric over
 the runs (commits), the gate's verdicts marked, each point a link to its run's records; the list of
-regressions; and the machine and environment of every run. A filter by metric shows one metric's graphs and
-regressions. One self-contained file (inline SVG, CSS and JS), so the site opens from disk or any static host.
+regressions; the list of cases that newly failed and measurements lost (which fail the gate too, with no
+value to draw); and the machine, environment and gate decision of every run. A filter by metric shows one
+metric's graphs, regressions and lost measurements. One self-contained file (inline SVG, CSS and JS), so the
+site opens from disk or any static host.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from nodebench.benchmarking.compare import REGRESSION, RULES, load_records
+from nodebench.benchmarking.history_plots import GATE_NOTE, drawn, gate_failure_text, run_gates
 from nodebench.html_page import cell, document, esc, plain_table, select, table
 from nodebench.records import RECORDS, atomic_write
 
@@ -58,18 +61,27 @@ def graph(line: pd.DataFrame, runs: int, label: str, out: Path) -> str:
     return "".join(parts) + "</svg>"
 
 
-def environment(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per run: date, commit, machine, CPU, cores, threads, GPU and versions (from its records)."""
+def metric_attr(metric: str) -> str:
+    """The ``data-metric`` attribute of a failure's row where it concerns one gated metric (a lost measurement),
+    so the metric filter shows it with that metric; none for a failed case or lost curves (every metric's)."""
+    return f" data-metric='{esc(metric)}'" if metric in RULES else ""
+
+
+def environment(runs: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
+    """Per run: date, commit, machine, its gate's decision (:func:`run_gates`; "–" for a run with no gated
+    row), CPU, cores, threads, GPU and versions (from its records)."""
     columns = [("hostname", "host"), ("cpu_model", "CPU"), ("cpu_count", "cores"), ("num_threads", "threads"),
                ("gpu_model", "GPU"), ("device", "device"), ("version_torch", "torch"),
                ("version_torchdiffeq", "torchdiffeq")]
+    gate = dict(zip(gates["run"], gates["gate"]))
     rows = []
     for index, run in enumerate(runs.itertuples()):
         records, _ = load_records(Path(run.run_dir))
         first = records.iloc[0] if len(records) else pd.Series(dtype=object)
-        rows.append([index, str(run.date), str(run.git_sha)[:12], run.machine]
+        rows.append([index, str(run.date), str(run.git_sha)[:12], run.machine, gate.get(index, "–")]
                     + [first.get(c, "") for c, _ in columns] + [len(records)])
-    return pd.DataFrame(rows, columns=["run", "date", "git", "machine"] + [label for _, label in columns] + ["cases"])
+    return pd.DataFrame(rows, columns=["run", "date", "git", "machine", "gate"] + [label for _, label in columns]
+                        + ["cases"])
 
 
 def write_site(history: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> Path:
@@ -78,13 +90,18 @@ def write_site(history: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> Pa
     out.mkdir(parents=True, exist_ok=True)
     machine, suite = runs["machine"].iloc[0], runs["suite"].iloc[0]
     regressions = history[history["verdict"] == REGRESSION].sort_values("run")
+    failures = history[history["fails"] & (history["verdict"] != REGRESSION)].sort_values("run")
+    fail_rows = [f"<tr{metric_attr(r.metric)}>{cell(str(r.run), value=r.run)}{cell(esc(r.date))}"
+                 f"{cell(esc(r.git_sha))}{cell(esc(gate_failure_text(r)))}"
+                 f"{cell(f'<a href={chr(39)}{esc(_link(r.run_dir, out))}{chr(39)}>records</a>')}</tr>"
+                 for r in failures.itertuples()]
     reg_rows = [f"<tr data-metric='{esc(r.metric)}'>{cell(str(r.run), value=r.run)}{cell(esc(r.date))}"
                 f"{cell(esc(r.git_sha))}{cell(esc(r.case))}"
                 f"{cell(esc(RULES[r.metric].label))}{cell(esc(f'{r.value:.4g}'), value=r.value, css='num')}"
                 f"{cell(f'<a href={chr(39)}{esc(_link(r.run_dir, out))}{chr(39)}>records</a>')}</tr>"
                 for r in regressions.itertuples()]
     graphs = []
-    for (case, metric), line in history.groupby(["case", "metric"], sort=True):
+    for (case, metric), line in drawn(history).groupby(["case", "metric"], sort=True):
         label = RULES[metric].label
         flagged = int((line["verdict"] == REGRESSION).sum())
         graphs.append(f"<figure class='history' data-metric='{esc(metric)}'><figcaption><b>{esc(case)}</b> · "
@@ -94,15 +111,19 @@ def write_site(history: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> Pa
             f"<p class='note'>{len(runs)} run(s) from {esc(runs['date'].iloc[0])} to {esc(runs['date'].iloc[-1])}. "
             "Each run is gated against the one before it; points: blue same, orange noise, green improved, "
             "red (large) regression. Hover a point for its commit and value; click it for the run's records.</p>",
-            "<div class='filters'>" + select("metric", "metric", history["metric"]) + "</div>",
+            "<div class='filters'>" + select("metric", "metric", drawn(history)["metric"]) + "</div>",
             f"<h2>Regressions ({len(regressions)})</h2>",
             table(["run", "date", "git", "configuration", "metric", "value", "records"], reg_rows,
                   attrs=" id='regressions'")
             if reg_rows else "<p id='regressions'>None.</p>",
+            f"<h2>Newly failing cases and lost measurements ({len(failures)})</h2>",
+            f"<p class='note'>{esc(GATE_NOTE)} A case that newly failed has no value to draw.</p>",
+            table(["run", "date", "git", "what", "records"], fail_rows, attrs=" id='failures'")
+            if fail_rows else "<p id='failures'>None.</p>",
             "<h2>Graphs</h2>",
             "<div id='graphs' style='display:flex;flex-wrap:wrap;gap:8px'>" + "".join(graphs) + "</div>",
-            "<h2>Runs</h2><p class='note'>The machine and environment of each run.</p>",
-            plain_table(environment(runs)).replace("<table", "<table id='runs'", 1)]
+            "<h2>Runs</h2><p class='note'>The machine and environment of each run, and its gate's decision.</p>",
+            plain_table(environment(runs, run_gates(history))).replace("<table", "<table id='runs'", 1)]
     path = out / "index.html"
     text = document(f"nodebench history: {suite}", "".join(body))
     atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -13,6 +13,9 @@ pooled) gets:
   :func:`~nodebench.target.seed_aggregate`; a seed that never reaches the target, or failed, counts as
   infinitely slow, so with two or more such seeds of five the configuration has "not reached". The
   statistic that ranks is the one shown, by name, with its interval over seeds.
+- **Seeds are distinct seeds**: a configuration run twice with one seed (in two experiments of a run, or in
+  two runs) has one seed with two runs, whose values are pooled by their median before the statistic over
+  seeds (:mod:`nodebench.intervals` says why); it reads "2 runs of 1 seed", never "2 seeds".
 - **peak memory** (median over seeds), **NFE per iteration** (forward + backward, median) and the
   **final metric** (the task's headline metric, median).
 
@@ -58,9 +61,11 @@ from scipy.stats import gmean
 
 from nodebench.benchmarking.compare import load_records
 from nodebench.errors import UserError
-from nodebench.intervals import median_interval
+from nodebench.figure_style import label_styles
+from nodebench.intervals import median_interval, ok_count_text
 from nodebench.metrics import headline_metric, higher_is_better
 from nodebench.records import atomic_write, config_labels, measured_memory
+from nodebench.registry import nearest
 from nodebench.target import (
     common_level,
     first_reach,
@@ -167,29 +172,34 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
     best = {case: group["quality"].min() for case, group in steps.groupby("case_id")} if not steps.empty else {}
     if target is None:
         best_of_case = ok["case_id"].map(best).astype(float)  # no ok case: an empty column of strings otherwise
-        target = common_level(ok.assign(best=best_of_case).groupby("config")["best"].median())
+        per_seed_best = ok.assign(best=best_of_case).groupby(["config", "seed"])["best"].median()  # repeats pooled
+        target = common_level(per_seed_best.groupby(level="config").median())
     metric = headline_metric(ok) if not ok.empty else None
     rows = []
     for (config, device, machine), group in records.groupby(["config", "device", "machine"], sort=False):
         good = group[group["status"] == "ok"]
         method = str(group["method"].iloc[0])
         # a failed seed, or one that never reaches the target, counts as infinitely slow
-        times = seed_times([first_reach(steps[steps["case_id"] == case], target, "quality")[0] if case in best
-                            else math.nan for case in group["case_id"]])
-        nfe = good.get("nfe_forward_per_iter", pd.Series(dtype=float)) + good.get(
-            "nfe_backward_per_iter", pd.Series(dtype=float))
+        raw = [first_reach(steps[steps["case_id"] == case], target, "quality")[0] if case in best
+               else math.nan for case in group["case_id"]]
+        times = seed_times(raw, group["seed"])  # one per distinct seed
+        unrecorded = pd.Series(math.nan, index=good.index)
+        memory = pd.Series(measured_memory(good), index=good.index, dtype=float)  # NaN where unmeasured, never 0
+        nfe = good.get("nfe_forward_per_iter", unrecorded) + good.get("nfe_backward_per_iter", unrecorded)
+        metric_interval = median_interval(good[metric], seeds=good["seed"]) if metric else median_interval([])
         first = group.iloc[0]
         rows.append({"config": config, "family": method,
                      "settings": settings_text(config, method),
                      "paper": _text(first.get("paper")), "device": device, "machine": machine,
                      "hardware": hardware_text(device, machine),
-                     "seeds": len(group), "ok": len(good), "failures": failure_text(group["status"]),
+                     "seeds": group["seed"].nunique(), "runs": len(group), "ok": len(good),
+                     "failures": failure_text(group["status"]),
                      "reached": int(np.isfinite(times).sum()), "statistic": seed_statistic(len(times)),
-                     "time_to_target_s": seed_aggregate(times), "time_interval": seed_interval(times),
-                     "peak_mem_bytes": pd.Series(measured_memory(good), dtype=float).median(),  # 0: unmeasured
-                     "nfe_per_iter": nfe.median(),
-                     "metric": good[metric].median() if metric else math.nan,
-                     "metric_interval": median_interval(good[metric]) if metric else median_interval([]),
+                     "time_to_target_s": seed_aggregate(times),
+                     "time_interval": seed_interval(raw, seeds=group["seed"]),
+                     "peak_mem_bytes": median_interval(memory, seeds=good["seed"]).value,
+                     "nfe_per_iter": median_interval(nfe, seeds=good["seed"]).value,
+                     "metric": metric_interval.value, "metric_interval": metric_interval,
                      "environment": environment_text(first)})
     table = pd.DataFrame(rows)
     higher = bool(metric and higher_is_better(metric))
@@ -325,14 +335,33 @@ def _reference_time(table: pd.DataFrame, reference: str) -> float | None:
     return float(rows.loc[rows["config"].str.len().idxmin(), "time_to_target_s"])
 
 
-def plot_profile(scores: pd.DataFrame, path: Path) -> Path:
-    """The performance profiles ρ(τ) of the families for τ in [1, R_MAX]; each legend entry names its seeds."""
-    taus = np.linspace(1.0, R_MAX, 301)
-    fig, ax = plt.subplots(figsize=(7.5, 3.3))
+def profile_labels(scores: pd.DataFrame) -> list[str]:
+    """The legend entry of each row of :func:`overall`'s scores: its family (and hardware, where there are
+    several), its seeds, and where an earlier family on the same hardware has the same ratio on every task
+    (its line then lies exactly under this one), ``"same profile as gq"``."""
+    labels, seen = [], {}
     for row in scores.itertuples():
         on = f" on {row.hardware or 'unknown hardware'}" if several_hardware(scores) else ""
-        ax.step(taus, [(row.ratios <= tau).mean() for tau in taus], where="post",
-                label=f"{row.family}{on} ({row.seeds})")
+        key = (row.hardware, tuple(np.asarray(row.ratios, dtype=float)))
+        tie = f", same profile as {seen[key]}" if key in seen else ""
+        seen.setdefault(key, row.family)
+        labels.append(f"{row.family}{on} ({row.seeds}{tie})")
+    return labels
+
+
+def plot_profile(scores: pd.DataFrame, path: Path) -> Path:
+    """The performance profiles ρ(τ) of the families for τ in [1, R_MAX]; each legend entry names its seeds
+    and the family whose profile it repeats (:func:`profile_labels`). Each line has its family's colour and
+    marker (:func:`~nodebench.figure_style.label_styles`), earlier lines are wider and markers sit at
+    staggered τ, so a line drawn over an equal one leaves the one beneath visible."""
+    taus = np.linspace(1.0, R_MAX, 301)
+    fig, ax = plt.subplots(figsize=(7.5, 3.3))
+    keys = [f"{row.family} {row.hardware}" for row in scores.itertuples()]
+    styles = label_styles(keys)
+    last = max(len(scores) - 1, 1)
+    for k, (row, key, label) in enumerate(zip(scores.itertuples(), keys, profile_labels(scores))):
+        ax.step(taus, [(row.ratios <= tau).mean() for tau in taus], where="post", label=label, **styles[key],
+                lw=1.0 + 2.5 * (len(scores) - 1 - k) / last, ms=4, markevery=(3 + 7 * k % 30, 30))
     ax.set(xlabel="τ (time to target ÷ the task's best)", ylabel="ρ(τ): fraction of tasks",
            title="performance profiles per method family (higher is better)", ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
@@ -393,8 +422,9 @@ def time_text(row) -> str:
 
 
 def ok_text(row) -> str:
-    """Seeds that finished ok out of all, with the failed ones' statuses: ``"1/3 (oom ×2)"``."""
-    return f"{row.ok}/{row.seeds}" + (f" ({row.failures})" if row.failures else "")
+    """Seeds that finished ok out of all, with the failed ones' statuses: ``"1/3 (oom ×2)"``; where a seed ran
+    more than once, runs out of runs and the seed count: ``"2/2 runs of 1 seed"``."""
+    return ok_count_text(row.ok, row.runs, row.seeds) + (f" ({row.failures})" if row.failures else "")
 
 
 def summary_rows(tasks: dict[str, pd.DataFrame]) -> list[tuple[str, str]]:
@@ -466,10 +496,11 @@ def build(run_dirs: list[Path], targets: dict[str, float] | None = None):
             curve_frames.append(curves.assign(case_id=f"{index}:" + curves["case_id"].astype(str)))
     records = pd.concat(frames, ignore_index=True)
     curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else pd.DataFrame()
-    unknown = sorted(set(targets or {}) - set(records["task"].astype(str)))
+    known = sorted(records["task"].astype(str).unique())
+    unknown = sorted(set(targets or {}) - set(known))
     if unknown:
-        raise UserError(f"target for task(s) {', '.join(unknown)} not in the runs; tasks in the runs: "
-                        f"{', '.join(sorted(records['task'].astype(str).unique()))}")
+        named = ", ".join(f"{task}{nearest(task, known)}" for task in unknown)
+        raise UserError(f"target for task(s) {named} not in the runs; tasks in the runs: {', '.join(known)}")
     tasks, infos = {}, {}
     for task, group in records.groupby("task", sort=True):
         tasks[task], infos[task] = task_table(group, curves, (targets or {}).get(task))

@@ -40,6 +40,7 @@ from nodebench.benchmarking.leaderboard import (
 from nodebench.errors import UserError
 from nodebench.html_page import cell, document, esc, image, plain_table, select, table
 from nodebench.records import atomic_write
+from nodebench.registry import nearest
 
 
 def _time_cell(row, best_time: float, attrs: str = "", compact: bool = False) -> str:
@@ -165,7 +166,8 @@ def write(run_dirs: list[Path], out: str | Path, *, reference: str | None = None
     records, tasks, infos = build(run_dirs, targets)  # bad input is refused before anything is written
     methods = sorted(records["method"].astype(str).unique())
     if reference is not None and reference not in methods:
-        raise UserError(f"--reference {reference!r} is not a method of the runs; valid: {', '.join(methods)}")
+        raise UserError(f"--reference {reference!r} is not a method of the runs{nearest(reference, methods)}; "
+                        f"valid: {', '.join(methods)}")
     reference = reference or DEFAULT_REFERENCE
     (out / "figures").mkdir(parents=True, exist_ok=True)
     scores = overall(tasks, reference)
