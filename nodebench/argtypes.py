@@ -30,15 +30,20 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_int_up_to(high: int):
-    """``argparse`` type of a positive integer at most ``high``: a bound that a typo cannot pass unnoticed (a
-    million threads, 10^20 iterations) and every real use stays far below."""
-    def parse(text: str) -> int:
-        value = positive_int(text)
+def _up_to(parse, high: int, expected: str):
+    """``parse`` (an ``argparse`` type) with a bound ``high`` that a typo cannot pass unnoticed (a million
+    threads, 10^20 iterations, a timeout of 300 years) and every real use stays far below."""
+    def bounded(text: str):
+        value = parse(text)
         if value > high:
-            raise argparse.ArgumentTypeError(f"expected a positive integer ≤ {high:,}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {expected} ≤ {high:,}, got {text!r}")
         return value
-    return parse
+    return bounded
+
+
+def positive_int_up_to(high: int):
+    """``argparse`` type of a positive integer at most ``high``."""
+    return _up_to(positive_int, high, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
@@ -55,14 +60,9 @@ def positive_float(text: str) -> float:
     return value
 
 
-def positive_float_up_to(high: float):
-    """``argparse`` type of a positive number at most ``high`` (as :func:`positive_int_up_to`)."""
-    def parse(text: str) -> float:
-        value = positive_float(text)
-        if value > high:
-            raise argparse.ArgumentTypeError(f"expected a positive number ≤ {high:g}, got {text!r}")
-        return value
-    return parse
+def positive_float_up_to(high: int):
+    """``argparse`` type of a positive finite number at most ``high``."""
+    return _up_to(positive_float, high, "a positive number")
 
 
 def seconds(text: str) -> float:

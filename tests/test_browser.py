@@ -119,20 +119,25 @@ def test_history_site_opens_with_its_graphs_links_and_filter(history_site, tmp_p
         assert b.errors == []
 
 
+def _history_site(tmp_path, runs) -> Path:
+    """The history site of a store holding ``runs`` (records frames, oldest first) of machine m, suite s."""
+    from nodebench import api
+
+    for index, records in enumerate(runs):
+        folder = tmp_path / "store" / "m" / "s" / f"2026010{index + 1}T000000Z-aaaa"
+        folder.mkdir(parents=True)
+        records.to_parquet(folder / "records.parquet", index=False)
+    return api.history(tmp_path / "store", "m", "s", tmp_path / "site", html=True) / "index.html"
+
+
 def test_the_history_site_s_metric_filter_filters_the_regressions_table_too(tmp_path):
     """Choosing a metric hid the other metrics' graphs but left every regression listed: a memory regression
     still read under "time/iter" chosen."""
     from test_bench_compare import _records
 
-    from nodebench import api
-
     tonight = _records(mem=1.6 * 8 * 2**20)[0]  # +4.8 MiB a seed: a memory regression
     runs = [_records()[0], tonight, tonight.assign(nfe_forward_per_iter=12.0)]  # then 2 NFE more: an NFE one
-    for index, records in enumerate(runs):
-        folder = tmp_path / "store" / "m" / "s" / f"2026010{index + 1}T000000Z-aaaa"
-        folder.mkdir(parents=True)
-        records.to_parquet(folder / "records.parquet", index=False)
-    site = api.history(tmp_path / "store", "m", "s", tmp_path / "site", html=True) / "index.html"
+    site = _history_site(tmp_path, runs)
     listed = ("Array.from(document.querySelectorAll('#regressions > tbody > tr')).filter(r => r.offsetHeight > 0)"
               ".map(r => r.cells[4].textContent)")
     with Browser(height=SCREEN) as b:
@@ -151,15 +156,9 @@ def test_the_history_site_lists_newly_failing_cases_and_lost_measurements_and_ea
     under its metric's) and each run's gate decision is in the runs table."""
     from test_bench_compare import _records
 
-    from nodebench import api
-
     runs = [_records()[0], _records()[0].assign(status="oom", time_per_iter_s=float("nan")), _records()[0],
             _records()[0].assign(peak_mem_bytes=float("nan"))]
-    for index, records in enumerate(runs):
-        folder = tmp_path / "store" / "m" / "s" / f"2026010{index + 1}T000000Z-aaaa"
-        folder.mkdir(parents=True)
-        records.to_parquet(folder / "records.parquet", index=False)
-    site = api.history(tmp_path / "store", "m", "s", tmp_path / "site", html=True) / "index.html"
+    site = _history_site(tmp_path, runs)
     listed = ("Array.from(document.querySelectorAll('#failures > tbody > tr')).filter(r => r.offsetHeight > 0)"
               ".map(r => r.cells[0].textContent + ' ' + r.cells[3].textContent)")
     with Browser(height=SCREEN) as b:

@@ -120,7 +120,7 @@ BAD_VALUES = [(command + [option, value], [f"argument {option}", "positive", f"g
     (["data", "verify", "MNIST"], ["unknown data set 'MNIST'", "did you mean 'mnist'"]),
     (["data", "fetch", ""], ["unknown data set ''", "mnist"]),
     # a socket timeout beyond ~9e9 s overflowed time_t: a traceback once the network was up
-    (["data", "fetch", "mnist", "--timeout-s", "1e10"], ["argument --timeout-s", "≤ 86400", "got '1e10'"]),
+    (["data", "fetch", "mnist", "--timeout-s", "1e10"], ["argument --timeout-s", "≤ 86,400", "got '1e10'"]),
 ] + [(command + ["--device", device], ["unknown device", "valid: cpu, cuda, cuda:N"])
      for command in (RUN, REPRODUCE, BENCH) for device in ("", "tpu", "CPU")
 ] + [(argv, ["expected a path, got an empty string"]) for argv in (  # '' would be the current folder

@@ -41,7 +41,7 @@ from nodebench.paths import output_dir
 CHUNK = 1 << 16
 TIMEOUT_S = 60.0
 #: The longest network timeout taken: a day (a socket timeout beyond ~9e9 s overflows the platform's time_t).
-MAX_TIMEOUT_S = 86400.0
+MAX_TIMEOUT_S = 86_400
 USER_AGENT = "nodebench-data-fetch"
 #: Errors of the local file system that carry no file name (raised by a write).
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
