@@ -2,11 +2,11 @@
 arXiv 2308.10644).
 
 The method itself is library code (:func:`nodebench.gq.odeint_adjoint_gq`, :mod:`nodebench.sde`); this package
-registers the paper's tasks (``g1d``, ``nested_spheres``, ``sines``, ``images_*``, ``ou_sde``) and the
-``toy_gradient`` analysis.
+registers the paper's tasks (``g1d``, ``nested_spheres``, ``sines``, ``images_*``, ``ou_sde``), the
+``toy_gradient`` analysis and its claim check ``toy_gradient_parity``.
 """
 
-from nodebench.papers.gq_adjoint import analyses  # noqa: F401  (registers the analysis)
+from nodebench.papers.gq_adjoint import analyses, claims  # noqa: F401  (register the analysis and the check)
 from nodebench.papers.gq_adjoint.anode import G1D, NestedSpheres
 from nodebench.papers.gq_adjoint.images import IMAGE_TASKS
 from nodebench.papers.gq_adjoint.ou import OrnsteinUhlenbeck
