@@ -36,7 +36,9 @@ varied hyper-parameters, rather than a median that pools configurations as if th
   measured, when either method has no successful row there;
 - ``ratio_trend``: per experiment, the same ratio at the smallest and at the largest value of ``param``
   where both methods have successful rows (after the ``hparams`` filter); holds when the ratio at the
-  largest value is at least the ratio at the smallest ("especially for large models").
+  largest value is at least the ratio at the smallest ("especially for large models"). With
+  ``monotone = true``, the ratio at every such value, in order; holds when it never falls from one value to
+  the next ("grows with the horizon": a rise then a fall does not).
 - ``hparam_ratio``: per experiment (and per value of hyper-parameter ``by``, e.g. "reg_order", if given),
   ratio = median ``column`` (default ``test_nfe``) at the ``reference`` hyper-parameters / median at the
   ``at`` hyper-parameters, for ``method`` (default: each method of the experiment). Both are name → value
@@ -48,7 +50,8 @@ varied hyper-parameters, rather than a median that pools configurations as if th
 - ``tradeoff``: per experiment and method, among the runs matching ``where`` (e.g. every R_K setting), the
   best ratio ``column``(reference)/``column``(setting) of the settings whose ``metric`` is within
   ``abs_tol``/``rel_tol`` of the reference's ("fewer NFE while nearly as accurate"); holds when it is at
-  least ``min``. Settings are told apart by their hyper-parameters; medians over seeds;
+  least ``min``. Settings are told apart by their hyper-parameters; medians over seeds. A ``reference`` that
+  matches several settings (RNODE over λ) gets one verdict per setting, never a median pooling them;
 
 Paper packages register checks of their own with :func:`register_check` (e.g. TayNODE's
 ``order_matching``). Each check declares the parameters it reads, so a misspelled parameter is refused
@@ -452,7 +455,7 @@ def ratio(records, tables, claim) -> list[tuple[str, str, str]]:
     return out or [("all", f"no successful run of {method} or {base}", NOT_MEASURED)]
 
 
-@register_check("ratio_trend", params=(BASELINE, COLUMN, EXPERIMENTS, HPARAMS, METHOD,
+@register_check("ratio_trend", params=(BASELINE, COLUMN, EXPERIMENTS, HPARAMS, METHOD, Param("monotone", "bool"),
                                         Param("param", "str", required=True), PUBLISHED))
 def ratio_trend(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base, param = claim["method"], claim["baseline"], claim["param"]
@@ -477,22 +480,24 @@ def ratio_trend(records, tables, claim) -> list[tuple[str, str, str]]:
         if problem is not None:
             out.append((exp, f"{label}{where}: {problem}", NOT_MEASURED))
             continue
-        ends = {v: rows[_equals(rows[param_col], v)] for v in (both[0], both[-1])}
+        values = both if claim.get("monotone") else [both[0], both[-1]]
+        parts = {v: rows[_equals(rows[param_col], v)] for v in values}
         pooled = next(filter(None, (_pooled(part, (method, base), "; fix the others with hparams")
-                                    for part in ends.values())), None)
+                                    for part in parts.values())), None)
         if pooled:
             out.append((exp, f"{label}{where}: {pooled}", NOT_MEASURED))
             continue
-        ratios = {v: _ratio(part, method, base, column)[2] for v, part in ends.items()}
-        small, large = ratios[both[0]], ratios[both[-1]]
-        if small is None or large is None:
-            out.append((exp, f"{label}{where}: {column} missing at {param} {_show(both[0])} or {_show(both[-1])}",
-                        NOT_MEASURED))
+        ratios = [_ratio(part, method, base, column)[2] for part in parts.values()]
+        if None in ratios:
+            out.append((exp, f"{label}{where}: {column} missing at {param} "
+                        f"{' or '.join(_show(v) for v, r in zip(values, ratios) if r is None)}", NOT_MEASURED))
             continue
+        needs = "no fall from one value to the next" if claim.get("monotone") else "the second ≥ the first"
         published = _published(claim)
-        text = (f"{label}{where}: {small:.3g}× at {param} {_show(both[0])} → {large:.3g}× at {param} {_show(both[-1])}"
-                f" (needs the second ≥ the first" + (f"; {published}" if published else "") + ")")
-        out.append((exp, text, HOLDS if at_least(large, small) else FAILS))
+        text = (f"{label}{where}: " + " → ".join(f"{r:.3g}× at {param} {_show(v)}" for v, r in zip(values, ratios))
+                + f" (needs {needs}" + (f"; {published}" if published else "") + ")")
+        rises = all(at_least(later, earlier) for earlier, later in zip(ratios, ratios[1:]))
+        out.append((exp, text, HOLDS if rises else FAILS))
     return out or [("all", f"no successful run of {method} or {base}", NOT_MEASURED)]
 
 
@@ -604,54 +609,72 @@ def _setting_text(row: pd.Series, names: list[str]) -> str:
     return ", ".join(f"{n[3:]} {_show(row[n])}" for n in names if not _unset(row[n])) or "default"
 
 
+def _varied(rows: pd.DataFrame) -> list[str]:
+    """The hyper-parameter columns whose value differs among ``rows``."""
+    return [c for c in rows if str(c).startswith("hp_") and rows[c].map(str).nunique() > 1]
+
+
+def _settings(rows: pd.DataFrame, names: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """``rows`` split into the settings the hyper-parameter columns ``names`` tell apart (the seeds of one
+    setting stay together), each named by its values."""
+    keys = rows[names].map(str).agg("|".join, axis=1) if names else pd.Series("", index=rows.index)
+    return [(_setting_text(group.iloc[0], names), group) for _, group in rows.groupby(keys, sort=False)]
+
+
+def _best_tradeoff(ref: pd.DataFrame, ref_text: str, cand: pd.DataFrame, claim: dict) -> tuple[str, str]:
+    """(measured, verdict) of :func:`tradeoff` against one reference setting ``ref``: the best ``column``
+    reduction among the candidate settings whose ``metric`` is within the allowed loss of the reference's."""
+    column, metric = claim.get("column", "test_nfe"), claim["metric"]
+    low = claim.get("min", 1.0)
+    r, mr = _col_median(ref, column), _col_median(ref, metric)
+    if r is None or mr is None:
+        return f"reference {ref_text}: {column} or {metric} missing at the reference", NOT_MEASURED
+    names = _varied(cand) or [c for c in cand if c.startswith("hp_reg")]
+    allowed = claim.get("abs_tol", 0.0) + claim.get("rel_tol", 0.0) * abs(mr)
+    best, best_any = None, None
+    for setting, group in _settings(cand, names):
+        c, mc = _col_median(group, column), _col_median(group, metric)
+        if c is None or mc is None or c == 0:
+            continue
+        entry = (r / c, mc, setting)
+        if best_any is None or entry[0] > best_any[0]:
+            best_any = entry
+        if no_worse(metric, mc, mr, allowed) and (best is None or entry[0] > best[0]):
+            best = entry
+    if best_any is None:
+        return f"{column} or {metric} missing for every candidate", NOT_MEASURED
+    published = _published(claim)
+    ref_part = f"reference ({ref_text}): {column} {r:.4g}, {metric} {mr:.4g}"
+    if best is None:
+        text = (f"no setting within the allowed {metric} loss {allowed:.3g}; largest {column} reduction "
+                f"{best_any[0]:.3g}× at {best_any[2]} with {metric} {best_any[1]:.4g}")
+        ok = False
+    else:
+        text = (f"best {column} reduction within the allowed {metric} loss {allowed:.3g}: {best[0]:.3g}× at "
+                f"{best[2]} ({metric} {best[1]:.4g})")
+        ok = at_least(best[0], low)
+    text += f"; {ref_part}; needs ≥ {low:g}" + (f"; {published}" if published else "")
+    return text, HOLDS if ok else FAILS
+
+
 @register_check("tradeoff", params=(*TOLS, COLUMN, EXPERIMENTS, Param("method", "str"),
                                      Param("metric", "str", required=True), BOUND["min"], PUBLISHED,
                                      Param("reference", "table"), Param("where", "table")))
 def tradeoff(records, tables, claim) -> list[tuple[str, str, str]]:
-    column, metric = claim.get("column", "test_nfe"), claim["metric"]
-    low = claim.get("min", 1.0)
     out = []
     for scope, rows in _per_method(records, claim, out):
         ref, ref_text, problem = _select_hparams(rows, dict(claim.get("reference", {})))
         cand, _, problem_c = _select_hparams(rows, dict(claim.get("where", {})))
-        problem = problem or problem_c
-        r, mr = _col_median(ref, column), _col_median(ref, metric)
-        if problem is None and (r is None or mr is None):
-            problem = f"{column} or {metric} missing at the reference"
-        if problem is None and cand.empty:
-            problem = "no candidate setting"
+        problem = problem or problem_c or ("no candidate setting" if cand.empty else None)
         if problem is not None:
             out.append((scope, f"reference {', '.join(ref_text)}: {problem}", NOT_MEASURED))
             continue
-        names = [c for c in cand if c.startswith("hp_") and cand[c].map(str).nunique() > 1] or \
-            [c for c in cand if c.startswith("hp_reg")]
-        keys = cand[names].map(str).agg("|".join, axis=1) if names else pd.Series("", index=cand.index)
-        allowed = claim.get("abs_tol", 0.0) + claim.get("rel_tol", 0.0) * abs(mr)
-        best, best_any = None, None
-        for _, group in cand.groupby(keys, sort=False):
-            c, mc = _col_median(group, column), _col_median(group, metric)
-            if c is None or mc is None or c == 0:
-                continue
-            entry = (r / c, mc, _setting_text(group.iloc[0], names))
-            if best_any is None or entry[0] > best_any[0]:
-                best_any = entry
-            if no_worse(metric, mc, mr, allowed) and (best is None or entry[0] > best[0]):
-                best = entry
-        if best_any is None:
-            out.append((scope, f"{column} or {metric} missing for every candidate", NOT_MEASURED))
-            continue
-        published = _published(claim)
-        ref_part = f"reference ({', '.join(ref_text)}): {column} {r:.4g}, {metric} {mr:.4g}"
-        if best is None:
-            text = (f"no setting within the allowed {metric} loss {allowed:.3g}; largest {column} reduction "
-                    f"{best_any[0]:.3g}× at {best_any[2]} with {metric} {best_any[1]:.4g}")
-            ok = False
-        else:
-            text = (f"best {column} reduction within the allowed {metric} loss {allowed:.3g}: {best[0]:.3g}× at "
-                    f"{best[2]} ({metric} {best[1]:.4g})")
-            ok = at_least(best[0], low)
-        text += f"; {ref_part}; needs ≥ {low:g}" + (f"; {published}" if published else "")
-        out.append((scope, text, HOLDS if ok else FAILS))
+        varied = _varied(ref)  # a reference swept over λ (RNODE): one verdict per setting, never their median
+        in_order = ref.sort_values(varied, key=lambda values: values.map(lambda v: _number(v) or 0.0))
+        for setting, rows_at in _settings(in_order, varied):
+            text = ", ".join(ref_text + ([setting] if varied else []))
+            scope_at = f"{scope}, against {setting}" if varied else scope
+            out.append((scope_at, *_best_tradeoff(rows_at, text, cand, claim)))
     return out or [("all", "no experiment measured", NOT_MEASURED)]
 
 

@@ -76,6 +76,18 @@ def test_no_check_pools_configurations_as_if_they_were_seeds():
                     two_rates)["e"][0] == FAILS  # 2× at width 5 → 0.33× at width 20
 
 
+def test_ratio_trend_monotone_needs_a_rise_at_every_step():
+    """gq/direct 1× at width 5, 4× at 20, 2× at 80: the endpoints rise (the default reading) but the ratio fell
+    after width 20, so with ``monotone`` it does not grow with the width; every step is shown."""
+    rows = records_of([{"experiment": "e", "method": m, "hparams": f'{{"width": {w}}}', "train_wall_s": t}
+                       for w, slow in ((5, 1.0), (20, 4.0), (80, 2.0)) for m, t in (("gq", 1.0), ("direct", slow))])
+    claim = {"check": "ratio_trend", "method": "gq", "baseline": "direct", "param": "width"}
+    assert verdicts(claim, rows)["e"] == (HOLDS, "direct/gq: 1× at width 5 → 2× at width 80 (needs the second ≥ "
+                                                 "the first)")
+    verdict, measured = verdicts(claim | {"monotone": True}, rows)["e"]
+    assert verdict == FAILS and "1× at width 5 → 4× at width 20 → 2× at width 80 (needs no fall" in measured
+
+
 def test_table_threshold_selects_rows_and_experiments():
     table = pd.DataFrame({"case_id": ["c0", "c0", "c2", "c2"], "step_size": [0.1, 0.25, 0.1, 0.25],
                           "inverse_error": [1e-5, 5e-3, 2e-3, 9e-3]})

@@ -21,7 +21,6 @@ from nodebench.papers.taynode.analyses import order_matching_table
                                           Param("orders", "table"), Param("tolerance", "float", low=0.0),
                                           Param("experiments", "strs")))
 def order_matching(records, tables, claim) -> list[tuple[str, str, str]]:
-
     column = claim.get("column", "test_nfe")
     tolerance, fraction = claim.get("tolerance", 0.0), claim.get("fraction", 1.0)
     out = []
@@ -52,7 +51,7 @@ def order_matching(records, tables, claim) -> list[tuple[str, str, str]]:
             matched += hit
             parts.append(text + f", K {int(order)} {value:.3g}×" + (" ✓" if hit else "")
                          + (" (no peak: flat over K)" if flat else ""))
-        summary = "; ".join(parts) + (f" (relative test NFE vs λ = 0; tolerance {tolerance:g})")
+        summary = "; ".join(parts) + f" (relative {column} vs λ = 0; tolerance {tolerance:g})"
         if measured == 0:
             out.append((exp, summary, NOT_MEASURED))
         else:

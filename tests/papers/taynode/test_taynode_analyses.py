@@ -13,6 +13,7 @@ from nodebench.analyses import ANALYSES
 from nodebench.claims import CHECKS
 from nodebench.papers.taynode import analyses
 from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
+from nodebench.experiments import load_paper
 from nodebench.papers.taynode.figures import pareto_front
 
 
@@ -134,6 +135,38 @@ def test_tradeoff_check():
     rnode = TRADEOFF | {"reference": {"reg": "rnode"}, "abs_tol": 0.01, "min": 1.0}
     (v,) = check_claims([rnode], records)
     assert v.verdict == HOLDS and "30" in v.measured
+
+
+def test_tradeoff_against_a_reference_swept_over_lambda():
+    """RNODE ran at λ 1 (30 NFE, 0.88) and λ 10 (12 NFE, 0.895): their medians, 21 NFE at 0.8875, are no run, and
+    read "holds" (1.17×) where no R_K setting as accurate as RNODE at λ 10 has fewer than its 12 NFE."""
+    swept = _row("digits_lambda", "adjoint", {"reg": "rnode", "reg_lambda": 10.0}, nfe=12, acc=0.895)
+    records = pd.concat([lambda_records(), pd.DataFrame([swept])])
+    rnode = TRADEOFF | {"reference": {"reg": "rnode"}, "abs_tol": 0.01, "min": 1.0}
+    out = {v.scope: (v.verdict, v.measured) for v in check_claims([rnode], records)}
+    assert set(out) == {"digits_lambda, against reg_lambda 1", "digits_lambda, against reg_lambda 10"}
+    assert out["digits_lambda, against reg_lambda 1"][0] == HOLDS
+    verdict, measured = out["digits_lambda, against reg_lambda 10"]
+    assert verdict == FAILS and "reference (reg rnode, reg_lambda 10): test_nfe 12" in measured, measured
+
+
+def test_t6_reads_the_order_p_solvers_own_nfe():
+    """Test NFE are a dopri5 solve for every model, whatever solver trained it, so they cannot show heun's or
+    bosh3's NFE peaking at K = their order; T6 reads each solver's own (training forward) NFE."""
+    spec_claims = {c["id"]: c for c in load_paper("taynode").claims}
+    records = order_records({"adaptive_heun": 2, "bosh3": 3, "direct": 5})
+    records["nfe_forward_per_iter"] = records["test_nfe"]  # each solver's own NFE peaks at K = its order
+    records["test_nfe"] = 14.0  # dopri5's, flat over K
+    (v,) = check_claims([spec_claims["T6"]], records)
+    assert v.verdict == HOLDS and "relative nfe_forward_per_iter" in v.measured, v.measured
+
+
+def test_every_rnode_run_is_compared_with_r_k():
+    """The real-data preset runs RNODE on MNIST (mnist_lambda), but only digits_lambda's RNODE had a T7 claim."""
+    spec = load_paper("taynode")
+    with_rnode = {exp.name for exp in spec.experiments if exp.hparams.get("reg") == "rnode"}
+    compared = {name for c in spec.claims if c.get("reference") == {"reg": "rnode"} for name in c["experiments"]}
+    assert with_rnode and compared == with_rnode
 
 
 def test_hparam_ratio_check():
