@@ -308,10 +308,13 @@ def table_threshold(records, tables, claim) -> list[tuple[str, str, str]]:
     out = []
     groups = table.groupby("experiment") if "experiment" in table else [("all", table)]
     for exp, rows in groups:
-        value = float(rows[claim["column"]].agg(claim.get("agg", "median")))
-        if math.isnan(value):
-            out.append((str(exp), f"{claim['column']} not measured (NaN)", NOT_MEASURED))
+        values = rows[claim["column"]]
+        missing = int(values.isna().sum())
+        if missing:  # pandas would aggregate the other rows: the claim would hold on whichever were measured
+            out.append((str(exp), f"{claim['column']} not measured (NaN) in {missing} of {len(values)} row(s)",
+                        NOT_MEASURED))
             continue
+        value = float(values.agg(claim.get("agg", "median")))
         if "max" in claim:
             ok, bound = at_most(value, claim["max"]), f"≤ {claim['max']:g}"
         else:

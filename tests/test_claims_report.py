@@ -122,6 +122,18 @@ def test_table_threshold_on_a_nan_value_is_not_measured():
     assert out[0][2] == NOT_MEASURED and "NaN" in out[0][1]
 
 
+def test_table_threshold_with_some_rows_not_measured_is_not_measured():
+    """The aggregate skipped NaN rows, so "the smallest E1 slope ≥ 1.9" held on the one grid that was measured
+    while the other's slope could not be fitted (the Taylor analysis gives NaN below 3 usable points)."""
+    import pandas as pd
+
+    from nodebench.claims import NOT_MEASURED, table_threshold
+    table = pd.DataFrame({"grid": ["data", "0.05"], "E1_slope": [2.0, float("nan")]})
+    out = table_threshold(pd.DataFrame(), {"slopes": table},
+                          {"table": "slopes", "column": "E1_slope", "agg": "min", "min": 1.9})
+    assert out == [("all", "E1_slope not measured (NaN) in 1 of 2 row(s)", NOT_MEASURED)]
+
+
 def test_a_check_declares_typed_and_required_parameters():
     """A plug-in's check declares its parameters with ``Param``: missing, mistyped and out-of-range values are
     one-line errors from ``Check.validate`` (what the loader calls); a plain name still accepts any value."""
