@@ -111,29 +111,37 @@ def check_fields(block: dict, fields: tuple[Param, ...], at: str, one_of: tuple[
 class Check:
     """A registered claim check: ``fn(records, tables, claim) -> [(scope, measured, verdict)]``, the
     parameters a claim using it may set (names) and their declarations (:class:`~nodebench.config.Param`: type, range,
-    required), and groups of parameters of which a claim must set at least one (``one_of``)."""
+    required), groups of parameters of which a claim must set at least one (``one_of``), and the analysis
+    tables it reads whatever the claim says (``tables``; a claim's own ``table`` parameter names one too)."""
 
     name: str
     fn: CheckFn
     params: tuple[str, ...] = ()
     fields: tuple[Param, ...] = ()
     one_of: tuple[tuple[str, ...], ...] = ()
+    tables: tuple[str, ...] = ()
 
     def validate(self, claim: dict, at: str) -> None:
         """Refuse a claim's missing, mistyped or out-of-range parameters (before any case runs)."""
         check_fields(claim, self.fields, at, self.one_of)
 
+    def tables_read(self, claim: dict) -> tuple[str, ...]:
+        """The analysis tables (not the records) the check reads for ``claim``."""
+        named = (claim["table"],) if claim.get("table") else self.tables
+        return tuple(name for name in named if name != "records")
+
 
 CHECKS: Registry[Check] = Registry("claim check")
 
 
-def register_check(name: str, params=(), one_of: tuple[tuple[str, ...], ...] = ()) -> Callable[[CheckFn], CheckFn]:
+def register_check(name: str, params=(), one_of: tuple[tuple[str, ...], ...] = (),
+                   tables: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
     """Decorator registering ``fn`` as claim check ``name`` accepting ``params``: names (any value,
     optional) or :class:`~nodebench.config.Param` declarations (typed, ranged, possibly required); ``one_of``: groups of
-    parameters of which a claim must give at least one."""
+    parameters of which a claim must give at least one; ``tables``: the analysis tables it always reads."""
     def add(fn: CheckFn) -> CheckFn:
         fields = fields_of(params)
-        CHECKS.register(name, Check(name, fn, tuple(f.name for f in fields), fields, tuple(one_of)))
+        CHECKS.register(name, Check(name, fn, tuple(f.name for f in fields), fields, tuple(one_of), tuple(tables)))
         return fn
     return add
 
@@ -681,7 +689,8 @@ def tradeoff(records, tables, claim) -> list[tuple[str, str, str]]:
     return out or [("all", "no experiment measured", NOT_MEASURED)]
 
 
-@register_check("time_to_target", params=(BASELINE, EXPERIMENTS, METHOD, BOUND["min"], PUBLISHED))
+@register_check("time_to_target", params=(BASELINE, EXPERIMENTS, METHOD, BOUND["min"], PUBLISHED),
+                tables=("time_to_target",))
 def time_to_target(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base = claim["method"], claim["baseline"]
     table = tables.get("time_to_target", pd.DataFrame())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
+from nodebench.claims import CHECKS, FAILS, HOLDS, NOT_MEASURED, check_claims
 from nodebench.intervals import median_interval, ok_count_text
 from nodebench.markdown import INFINITE, fmt3, fmt_number, markdown_table
 from nodebench.metrics import headline_metric
@@ -157,6 +157,15 @@ def data_line(records: pd.DataFrame) -> str:
 NOT_IN_RUN = "not in this preset"
 
 
+def _unseeded(claim: dict, tables: dict[str, pd.DataFrame]) -> bool:
+    """Whether ``claim`` is judged on analysis tables alone, none of which has a ``seed`` or ``case_id`` column
+    (S6's Legendre fit, T4's Taylor-mode timings): a seed count would describe runs the verdict does not use."""
+    if claim.get("check") is None:
+        return False
+    read = CHECKS.lookup(claim["check"]).tables_read(claim)
+    return bool(read) and all(name in tables and not {"seed", "case_id"} & set(tables[name].columns) for name in read)
+
+
 def _outside_the_run(verdicts, records: pd.DataFrame):
     """Verdicts on experiments that did not run at all (outside the preset or the ``--experiment`` selection)
     say so, instead of "no successful run", which is kept for experiments whose cases all failed."""
@@ -216,8 +225,10 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
             lines += ["*Smoke preset: every run lasts seconds to a minute on a CPU. The verdicts describe these "
                       "short runs (early training, before adaptive solvers' NFE grows), not converged training; "
                       "use `--preset quick` or `--preset paper` to judge the claims.*", ""]
-        seeds = [claim_seeds(v, records) for v in verdicts]
-        lines += ["Seeds: the fewest successful seeds behind the verdict; a verdict on one seed says so.", "",
+        claims = {claim["id"]: claim for claim in spec.claims}
+        seeds = ["–" if _unseeded(claims[v.claim_id], tables or {}) else claim_seeds(v, records) for v in verdicts]
+        lines += ["Seeds: the fewest successful seeds behind the verdict; a verdict on one seed says so; – where it "
+                  "rests on analysis tables that no seed varies (a deterministic fit, a timing sweep).", "",
                   markdown_table(["id", "claim", "source", "scope", "our measurement", "seeds", "verdict"],
                                  [[v.claim_id, v.claim, v.source, v.scope, v.measured, n,
                                    _verdict_cell(v.verdict, preset)

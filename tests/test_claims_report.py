@@ -418,3 +418,22 @@ def test_the_summary_counts_a_seed_run_twice_as_one_seed():
     twice = records_of([{"experiment": "e", "method": "rk4", "train_wall_s": t, "test_nll": 1.0} for t in (1.0, 3.0)])
     row = next(line for line in summary_table(twice).splitlines() if line.startswith("| rk4"))
     assert "| 2/2 runs of 1 seed | 2 |" in row and "[" not in row, row
+
+
+def test_a_claim_on_an_analysis_table_no_seed_varies_shows_no_seed_count(tmp_path):
+    """S6 (the Legendre fit's convergence rate) and T4 (Taylor-mode timings) read tables computed without
+    seeds, yet showed the runs' seed count and "holds (1 seed)"; a table of seeded cases keeps its count."""
+    import dataclasses
+
+    import pandas as pd
+
+    claim = {"id": "C", "text": "fast", "source": "s", "check": "table_threshold", "table": "fit", "column": "rate",
+             "min": 0.1}
+    spec = dataclasses.replace(load_paper("do_vs_od"), claims=[claim])
+    unseeded = {"fit": pd.DataFrame({"degree": [2, 4], "rate": [0.3, 0.3]})}
+    records = RECORDS.assign(reason="")
+    text = write_report(tmp_path, records, [], spec=spec, tables=unseeded, preset="quick").read_text()
+    assert "| C | fast | s | all | rate = 0.3 (needs ≥ 0.1) | – | **holds** |" in text
+    seeded = {"fit": unseeded["fit"].assign(seed=[0, 1])}
+    text = write_report(tmp_path, records, [], spec=spec, tables=seeded, preset="quick").read_text()
+    assert "| C | fast | s | all | rate = 0.3 (needs ≥ 0.1) | 1 | **holds** (1 seed) |" in text

@@ -26,7 +26,8 @@ def _failed_text(table: pd.DataFrame, method: str) -> str | None:
         ", ".join(f"{T:g}" for T in failed[:5]) + (", …" if len(failed) > 5 else "") + ")"
 
 
-@register_check("toy_gradient_parity", params=(BASELINE, Param("factor", "float", positive=True), METHOD))
+@register_check("toy_gradient_parity", params=(BASELINE, Param("factor", "float", positive=True), METHOD),
+                tables=("toy_gradient",))
 def toy_gradient_parity(records, tables, claim) -> list[tuple[str, str, str]]:
     method, base, factor = claim["method"], claim["baseline"], claim.get("factor", 1.0)
     table = tables.get("toy_gradient", pd.DataFrame())
