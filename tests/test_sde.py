@@ -288,11 +288,9 @@ def test_ou_data_follow_the_exact_law_and_the_seed():
 
 def test_wong_zakai_gradients_agree_across_ode_methods():
     """The noise path is fixed within a solve, so adjoint and GQ gradients equal backprop's."""
-    problem = get_task("ou_sde").build(seed=0, device=CPU, hparams={**SMALL, "dtype": "float64"})
-    state = problem._generator.get_state()
     grads = {}
-    for name in ("direct", "adjoint", "gq"):
-        problem._generator.set_state(state)
+    for name in ("direct", "adjoint", "gq"):  # a fresh build each: the same data, weights, batch and noise path
+        problem = get_task("ou_sde").build(seed=0, device=CPU, hparams={**SMALL, "dtype": "float64"})
         params = list(problem.model.parameters())
         solve = get_method(name).make_solve(params, rtol=1e-9, atol=1e-9)
         problem.model.zero_grad()
@@ -311,11 +309,9 @@ def test_sde_adjoint_gradients_equal_backprop():
     shifts the forward step grid against the output times, the backward pass (restarted at every output
     time) does not retrace it, and the gradients differ: measured 5.5e-4 relative (norm) with the task's
     defaults in float32 (dt = 0.01, outputs every 0.1), 3e-7 in float64."""
-    problem = get_task("ou_sde").build(seed=1, device=CPU, hparams={**SMALL, "n_times": 9, "dtype": "float64"})
-    state = problem._generator.get_state()
     grads, losses = {}, {}
-    for name in ("sde_direct", "sde_adjoint"):
-        problem._generator.set_state(state)
+    for name in ("sde_direct", "sde_adjoint"):  # a fresh build each: the same data, weights, batch and entropy
+        problem = get_task("ou_sde").build(seed=1, device=CPU, hparams={**SMALL, "n_times": 9, "dtype": "float64"})
         params = list(problem.model.parameters())
         problem.model.zero_grad()
         loss = problem.loss(get_method(name).make_solve(params, step_size=0.0625))

@@ -3,7 +3,8 @@ Gauß–Legendre Quadrature" (TMLR 2023, arXiv 2308.10644), after Dupont et al. 
 
 Both follow the paper's official code (``a-norcliffe/torch_gq_adjoint``, experiment files
 ``experiments/g1d.py`` and ``experiments/nested_spheres.py``, data from ``datasets/datasets.py`` and
-``datasets/make_nested_spheres_data.py``, modules from ``models/modules.py``); the settings are the official experiment files'.
+``datasets/make_nested_spheres_data.py``, modules from ``models/modules.py``); the settings are the official
+experiment files'.
 The hidden width ``width`` is the swept hyper-parameter (5 … 3000 in the paper's runs).
 
 **g1d** (``g1d``): map x = −1 to 1 and x = 1 to −1 (two points, full batch). The state is x augmented
@@ -58,6 +59,7 @@ from torch.nn import functional as F
 from torchdiffeq import odeint
 
 from nodebench.config import Param
+from nodebench.papers.gq_adjoint.batching import EpochBatches
 from nodebench.tasks.base import Problem, Task, data_seed, dtype_from_name, int_hparam, positive_hparam
 from nodebench.tasks.trajectory import REFERENCE_SOLVER
 
@@ -218,12 +220,10 @@ class NestedSpheresProblem(Problem):
         self.x_train, self.y_train, self.x_test, self.y_test = x_train, y_train, x_test, y_test
         self.augment = augment
         self.t = t
-        self.batch_size = max(1, min(int(batch_size), len(x_train)))
         self.lr = lr
         self.seed = seed
-        self._generator = torch.Generator().manual_seed(seed)
-        self._order = torch.empty(0, dtype=torch.long)
-        self._cursor = 0
+        self._batches = EpochBatches(len(x_train), batch_size, torch.Generator().manual_seed(seed))
+        self.batch_size = self._batches.batch_size
 
     def logits(self, solve: Callable, x: torch.Tensor) -> torch.Tensor:
         """The head applied to z(T) from z(0) = [x, 0…0], (N, 2)."""
@@ -231,12 +231,7 @@ class NestedSpheresProblem(Problem):
 
     def next_batch(self) -> torch.Tensor:
         """Indices of the next mini-batch: consecutive slices of a per-epoch permutation."""
-        n = len(self.x_train)
-        if self._cursor + self.batch_size > len(self._order):
-            self._order = torch.randperm(n, generator=self._generator)
-            self._cursor = 0
-        idx = self._order[self._cursor:self._cursor + self.batch_size]
-        self._cursor += self.batch_size
+        idx, self._batches = self._batches.next()
         return idx.to(self.x_train.device)
 
     def loss(self, solve: Callable) -> torch.Tensor:

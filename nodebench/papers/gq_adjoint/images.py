@@ -42,8 +42,14 @@ scikit-learn's 8×8 digits, not part of the paper.
   28 pixels get padding 1 in both encoder convolutions (state 10×4×4 for digits); ``None`` means this
   automatic rule, 0 or 1 force it;
 - ``n_train``/``n_test`` keep the first images of each split (``None``: all);
-- ``eval_batch_size`` is 500 for every data set (the official SVHN runs validate in batches of 16, which
-  only changes memory, since BatchNorm is in eval mode);
+- evaluation runs BatchNorm in eval mode (running statistics). The official trainer never switches the
+  model to eval mode, so its validation normalises each validation batch by that batch's own statistics
+  (500 images; 16 for SVHN), and its accuracies depend on that batch size;
+- ``eval_batch_size`` is 500 for every data set (the official SVHN runs validate in batches of 16); with
+  BatchNorm in eval mode it only changes memory;
+- a last partial training batch is dropped every epoch (the official ``DataLoader`` keeps it); the paper
+  preset runs ⌈15 · N / 32⌉ iterations, 15 epochs' worth of images (the official runs take 15 · ⌈N / 32⌉
+  steps: the same for MNIST, 7 more for CIFAR-10, 10 more for SVHN);
 - the state stays an image (B, 10, H, W) instead of the official flattened vector; the solvers see the
   same numbers.
 """
@@ -64,6 +70,7 @@ from nodebench.datasets.images import DATASET_LABELS, ImageSplits, load_images
 from nodebench.config import Param
 from nodebench.errors import UserError
 from nodebench.harness.nfe import CallCounter
+from nodebench.papers.gq_adjoint.batching import EpochBatches
 from nodebench.tasks.base import Problem, Task, dtype_from_name, int_hparam, optional_count
 
 REFERENCE_METHOD = "dopri5"
@@ -178,17 +185,11 @@ class ImageProblem(Problem):
         self.eval_tol, self.eval_max_steps = float(eval_tol), int(eval_max_steps)
         device = data.train_x.device
         self.t = torch.tensor(T_SPAN, dtype=dtype, device=device)
-        self._generator = torch.Generator().manual_seed(seed)
-        self._order = torch.empty(0, dtype=torch.long)
-        self._cursor = 0
+        self._batches = EpochBatches(len(data.train_x), self.batch_size, torch.Generator().manual_seed(seed))
 
     def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        n = len(self.data.train_x)
-        if self._cursor + self.batch_size > len(self._order):
-            self._order = torch.randperm(n, generator=self._generator)
-            self._cursor = 0
-        idx = self._order[self._cursor:self._cursor + self.batch_size].to(self.data.train_x.device)
-        self._cursor += self.batch_size
+        idx, self._batches = self._batches.next()
+        idx = idx.to(self.data.train_x.device)
         return self.data.train_x[idx].to(self.dtype), self.data.train_y[idx]
 
     def _loss(self, solve: Callable, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,11 @@ the Brownian interval's queries, not the drift), so 0.01 is the default.
 Softplus, Linear(w→w), Softplus, Linear(w→1), w = ``width`` = 5, PyTorch's default initialisation from the
 seed; the diffusion output is unconstrained, as in the official code. 1-D state.
 
-**Training.** One iteration draws ``batch_size`` = 40 initial conditions (a local generator), starts
-their 45 paths each (1800 trajectories) at X_0 and solves with the method's ``solve``:
+**Training.** One iteration is one mini-batch of ``batch_size`` = 40 initial conditions, taken epoch by
+epoch from a fresh permutation of the training set (:class:`~nodebench.papers.gq_adjoint.batching.EpochBatches`,
+drawn from the problem's generator), as the official shuffled ``DataLoader``: 5 iterations per epoch, so the
+official 100 epochs are 500 iterations. It starts their 45 paths each (1800 trajectories) at X_0 and solves
+with the method's ``solve``:
 
 - an ODE method (``not solve.method.sde``) trains the Wong–Zakai ODE dz/dt = f + g ⊙ ξ(t), with a fresh
   Karhunen–Loève path ξ of ``ncosines`` = 10 cosines on [0, t_end] per iteration, drawn from the problem's
@@ -58,6 +61,7 @@ from torch import nn
 from nodebench.config import Param
 from nodebench.errors import UserError
 from nodebench.methods import check_step_size
+from nodebench.papers.gq_adjoint.batching import EpochBatches
 from nodebench.sde import (
     DriftDiffusion,
     KarhunenLoeveNoise,
@@ -167,9 +171,9 @@ class OUProblem(Problem):
         t: observation times (T,).
         x0_train, x0_test: initial conditions (N,).
         y_train, y_test: sample paths (N, paths, T).
-        batch_size: initial conditions per iteration.
+        batch_size: initial conditions per iteration (one mini-batch of a per-epoch permutation).
         ncosines: cosines of the Wong–Zakai noise (ODE methods).
-        seed: seeds the local generator for mini-batches, Wong–Zakai paths and torchsde entropies.
+        seed: seeds the local generator for the batch order, Wong–Zakai paths and torchsde entropies.
         eval_entropy: Brownian entropy of the evaluation simulation.
     """
 
@@ -186,6 +190,7 @@ class OUProblem(Problem):
         self.eval_dt = eval_dt
         self.kl_direction = kl_direction
         self._generator = torch.Generator().manual_seed(seed)
+        self._batches = EpochBatches(len(x0_train), batch_size, self._generator)
 
     @property
     def paths(self) -> int:
@@ -225,8 +230,8 @@ class OUProblem(Problem):
         return self._to_samples(ys, len(x0))
 
     def loss(self, solve) -> torch.Tensor:
-        n = len(self.x0_train)
-        idx = torch.randperm(n, generator=self._generator)[: min(self.batch_size, n)].to(self.x0_train.device)
+        idx, self._batches = self._batches.next()
+        idx = idx.to(self.x0_train.device)
         pred = self.simulate_train(solve, self.x0_train[idx])
         return sample_kl(pred, self.y_train[idx], self.kl_direction)
 

@@ -5,7 +5,9 @@ usable detail in the paper's text (§5), so both systems here are **nodebench st
 result table says so. Both are fully observed (SNODE's setting), simulated with dopri5 (rtol 1e-9,
 atol 1e-11) and observed every ``dt`` on [0, ``horizon``]; training observations carry Gaussian noise of
 standard deviation ``noise``, test trajectories are clean. A regime is a choice of hyper-parameters: the
-paper packages' *high-data* regime uses many trajectories, the *low-data* regime few.
+paper packages' *high-data* regime uses many trajectories, the *low-data* regime few. The ``n_train``
+training and ``n_test`` test trajectories are drawn in one batch from one generator, so the test set
+changes with ``n_train``: the two regimes of a system are tested on different trajectories.
 
 **vehicle**: a planar dynamic bicycle, 6 states s = (p_x, p_y, ψ, v_x, v_y, r) (position, heading, body
 velocities, yaw rate) and 2 inputs u = (δ, a) (steering angle, throttle acceleration), in scaled units:
