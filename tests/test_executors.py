@@ -62,6 +62,27 @@ def _processes_naming(text: str) -> list[int]:
     return pids
 
 
+def _wait_until_training(sweep: subprocess.Popen, out: Path, case: Case) -> None:
+    """Until the sweep's worker trains ``case`` (its progress note is there), the sweep still running."""
+    deadline = time.monotonic() + 120
+    while not (out / "cases" / f"{case.case_id}.progress").is_file():
+        assert sweep.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def _none_left(out: Path, within_s: float) -> bool:
+    """Whether every process naming ``out`` (a job, a worker) is gone within ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while _processes_naming(str(out)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not _processes_naming(str(out))
+
+
+def _kill_leftovers(out: Path) -> None:
+    for pid in _processes_naming(str(out)):
+        os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc to find the sweep's jobs")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["terminated", "killed"])
@@ -82,19 +103,12 @@ def test_a_stopped_submitit_sweep_stops_its_jobs(tmp_path, signum):
     sweep = subprocess.Popen([sys.executable, "-c", script, json.dumps(long_case.to_dict()), str(out)],
                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while not (out / "cases" / f"{long_case.case_id}.progress").is_file():  # the worker is training
-            assert sweep.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+        _wait_until_training(sweep, out, long_case)
         sweep.send_signal(signum)
         sweep.wait(timeout=30)
-        deadline = time.monotonic() + 5
-        while _processes_naming(str(out)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _processes_naming(str(out)), "a submitit job or its worker outlived the sweep by 5 s"
+        assert _none_left(out, within_s=5), "a submitit job or its worker outlived the sweep by 5 s"
     finally:
-        for pid in _processes_naming(str(out)):
-            os.kill(pid, signal.SIGKILL)
+        _kill_leftovers(out)
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
         sweep.wait()
@@ -146,16 +160,12 @@ def test_an_interrupted_dask_sweep_kills_the_workers_of_its_running_tasks(tmp_pa
                 run_remote(CASES[:1], tmp_path, run_case=functools.partial(run_case_process, python=sleeper),
                            record_failure=record_failure, executor="dask", scheduler=cluster.scheduler_address,
                            jobs=1, threads=1, timeout_s=60, progress=False)
-            deadline = time.monotonic() + 2
-            while _processes_naming(str(started)) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert not _processes_naming(str(started)), "a dask task's worker outlived its interrupted sweep by 2 s"
+            assert _none_left(started, within_s=2), "a dask task's worker outlived its interrupted sweep by 2 s"
             assert not list((tmp_path / "cases").glob("*.json"))  # the stopped case is not recorded: it reruns
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        for pid in _processes_naming(str(started)):
-            os.kill(pid, signal.SIGKILL)
+        _kill_leftovers(started)
 
 
 @pytest.mark.parametrize("wrote_row", [False, True], ids=["lost-before-its-row", "lost-after-its-row"])
@@ -262,19 +272,12 @@ def test_a_killed_dask_sweep_takes_its_workers_along(tmp_path):
         sweep = subprocess.Popen([sys.executable, "-c", script, json.dumps(long_case.to_dict()), str(out),
                                   cluster.scheduler_address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 120
-            while not (out / "cases" / f"{long_case.case_id}.progress").is_file():  # the worker is training
-                assert sweep.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+            _wait_until_training(sweep, out, long_case)
             sweep.kill()
             sweep.wait()
-            deadline = time.monotonic() + 3
-            while _processes_naming(str(out)) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert not _processes_naming(str(out)), "a dask task's worker outlived its killed sweep by 3 s"
+            assert _none_left(out, within_s=3), "a dask task's worker outlived its killed sweep by 3 s"
         finally:
-            for pid in _processes_naming(str(out)):
-                os.kill(pid, signal.SIGKILL)
+            _kill_leftovers(out)
             if sweep.poll() is None:
                 sweep.kill()
                 sweep.wait()
