@@ -24,3 +24,8 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     raise AttributeError(f"module 'nodebench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # the lazily loaded API too: tab completion in a notebook and ``dir(nodebench)`` list ``nodebench.run``
+    return sorted({*globals(), *API})

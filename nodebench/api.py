@@ -42,9 +42,10 @@ class RunResult:
     Attributes:
         out: the run directory (``None`` for a dry run).
         cases: the cases of the sweep (all of them, finished before or now).
-        records, curves: the merged records (one row per case) and per-iteration curves; empty for a dry run.
-        report: ``report.md`` (``None`` for a dry run and for a bench run).
-        exit_code: 0, or 1 when a bench run's gate found a regression.
+        records, curves: the merged records (one row per case; for an A/B bench, the current code's) and
+            per-iteration curves; empty for a dry run.
+        report: ``report.md`` (``None`` for a dry run and for a bench run, whose gate writes ``compare.md``).
+        exit_code: 0, or 1 when a bench run's gate found a regression (the CLI's exit code).
     """
 
     out: Path | None
@@ -134,7 +135,7 @@ def _check(cases: list[Case], engine: dict, warn: bool = False) -> list[str]:
     from nodebench.runner.settings import check_cases
 
     load_papers()
-    api_checks.check_engine(engine)
+    engine.update(api_checks.check_engine(engine))
     warnings = check_cases(cases)
     budget_s, timeout_s = max((c.budget_s or 0.0 for c in cases), default=0.0), engine.get("timeout_s", 3600.0)
     if budget_s >= timeout_s:  # the training alone would outlast the case's wall-clock limit
@@ -149,7 +150,12 @@ def _check(cases: list[Case], engine: dict, warn: bool = False) -> list[str]:
 
 
 def describe_cases(cases: list[Case]) -> pd.DataFrame:
-    """One row per case with its settings: what ``--dry-run`` prints."""
+    """One row per case with its settings: what ``--dry-run`` prints. ``cases``: a :class:`RunResult`'s
+    ``cases`` (a list of :class:`~nodebench.runner.case.Case`)."""
+    if not isinstance(cases, (list, tuple)) or not all(isinstance(case, Case) for case in cases):
+        hint = "; pass its .cases" if isinstance(cases, RunResult) else ""
+        raise UserError(f"cases must be a list of cases, e.g. nodebench.run(..., dry_run=True).cases, got "
+                        f"{type(cases).__name__}{hint}")
     rows = []
     for case in cases:
         limit = f"{case.iters} iters" if case.iters else f"{case.budget_s:g} s" if case.budget_s else "100 iters"
@@ -237,9 +243,6 @@ def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=
                         info=read_run_info(run_dir), link_figures=link_figures)
 
 
-#: The most cases one ``run`` builds (a sweep of a million cases is a typo, not a benchmark).
-
-
 def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int | None = None,
         budget_s: float | None = None, hparams: Mapping[str, Any] | None = None,
         method_hparams: Mapping[str, Mapping[str, Any]] | None = None, out: str | Path | None = None,
@@ -247,17 +250,22 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
     """Train ``task`` with each of ``methods`` for ``seeds`` seeds and write records, figures and a report.
 
     Args:
-        task: a task id, or ``trajectories:PATH.npz`` / ``density:PATH.npy``.
-        methods: method ids (a list, or a comma-separated string).
+        task: a task id, or ``trajectories:PATH.npz`` / ``density:PATH.npy`` (:func:`list_tasks`).
+        methods: method ids (a list, or a comma-separated string; :func:`list_methods`).
+        seeds: run seeds 0..seeds-1 of each method.
         iters, budget_s: stop each case after this many iterations or this much training time, whichever
             comes first when both are given (default 100 iterations; the CLI takes one of the two).
         hparams: task hyper-parameters and method options, e.g. ``{"lr": 0.1, "rtol": 1e-5}``.
         method_hparams: per-method options, e.g. ``{"adjoint": {"rtol": 1e-5}}``.
         out: the run directory (default ``results/runs/<time>``); an existing one is resumed.
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
         dry_run: only build and check the cases (returned in ``cases``); nothing runs or is written.
         **engine: ``jobs``, ``threads``, ``timeout_s``, ``progress``, ``retry_failed``, ``executor``,
             ``scheduler``, ``allow_mixed_commits`` (:func:`nodebench.runner.sweep.run_cases`), and
             ``verify_data`` (default True: refuse data files that do not match their pinned checksums).
+
+    Returns:
+        A :class:`RunResult`: ``out``, ``cases``, ``records`` (one row per case), ``curves`` and ``report``.
     """
     if not isinstance(task, str):
         raise UserError(f"task must be a task id (a string), got {task!r}")
@@ -306,17 +314,25 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
     claim beside our figure, with a verdict.
 
     Args:
-        experiments: only these experiments of the paper (default all at the preset).
+        paper: a paper id (:func:`list_papers`).
+        out: the run directory (default ``results/<paper>-<preset>``); an existing one is resumed.
+        experiments: only these experiments of the paper (a name or a list; default ``None`` or ``[]``: all at
+            the preset).
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
         dry_run: only build and check the cases; nothing runs or is written.
         link_figures: ``report.html`` references ``figures/*.png`` instead of inlining them (a small page that
             needs its ``figures/`` folder beside it).
         **engine: as :func:`run`.
+
+    Returns:
+        A :class:`RunResult`, as :func:`run`'s; ``report`` holds every claim with its verdict.
     """
     from nodebench.experiments import load_paper
 
     dry_run, link_figures = api_checks.flag(dry_run, "dry_run"), api_checks.flag(link_figures, "link_figures")
     spec = load_paper(paper)
-    cases = spec.cases(preset, check_device(device), experiments=api_checks.names(experiments or [], "experiments"))
+    experiments = [] if experiments is None else api_checks.names(experiments, "experiments")  # '' names none
+    cases = spec.cases(preset, check_device(device), experiments=experiments)
     warnings = _check(cases, engine)
     out = api_checks.path(out, "out") if out is not None else Path("results") / f"{paper}-{preset}"
     kind = {"command": "reproduce", "paper": paper, "preset": preset}
@@ -351,7 +367,9 @@ def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[st
             out: str | Path | None = None) -> int:
     """Gate ``current`` against ``baseline`` (run directories or records files): print the table, write the
     Markdown (default ``compare-<baseline name>.md`` beside the current records, so that the gate record
-    ``compare.md`` a bench run wrote there is kept); 1 on a regression, else 0."""
+    ``compare.md`` a bench run wrote there is kept); 1 on a regression, else 0. ``thresholds``: metric →
+    threshold replacing the default, as ``--threshold``: ``{"time": 0.2}`` (relative), ``{"test_nll": 0.1}``
+    (absolute)."""
     from nodebench.benchmarking import compare as gate
     from nodebench.plots import slug
 
@@ -420,6 +438,17 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     revision, e.g. ``"main"`` or ``"HEAD~1"``) that revision is installed into a cached environment and
     run interleaved with the current code, case by case in rounds, and the gate compares the paired
     samples (:func:`nodebench.benchmarking.ab.bench_ab`).
+
+    Args:
+        suite: a suite name (``nodebench/benchmarking/suites/NAME.toml``), e.g. ``"nightly"``.
+        out: the history store (default ``results/history``).
+        machine: the store's machine key (a plain name; default ``$NODEBENCH_MACHINE``, else the host name).
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (default the suite's).
+        dry_run: only build and check the cases; nothing runs or is written.
+        **engine: as :func:`run` (with ``baseline``: ``threads``, ``timeout_s`` and ``progress`` only).
+
+    Returns:
+        A :class:`RunResult` (``report`` is ``None``: the gate writes ``compare.md`` in ``out``).
     """
     from nodebench.benchmarking.compare import load_records
     from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name, new_run, previous_run
@@ -464,19 +493,22 @@ def _check_ab(baseline: str, engine: dict) -> None:
 
 def _bench_ab(spec, baseline: str, store: Path, machine: str | None, cases: list[Case], engine: dict) -> RunResult:
     from nodebench.benchmarking.ab import bench_ab, report as ab_report
+    from nodebench.records import load_run
 
     run = bench_ab(spec, baseline, store=store, machine=machine, device=cases[0].device,
                    threads=engine.get("threads", 1), timeout_s=engine.get("timeout_s", 3600.0),
                    progress=engine.get("progress", True), log=_log)
     _say(ab_report(run))
     history(store, run.run_dir.parent.parent.name, spec.name, run.run_dir.parent)
-    return RunResult(run.run_dir, cases, exit_code=run.exit_code)
+    return RunResult(run.run_dir, cases, *load_run(run.run_dir), exit_code=run.exit_code)  # the current code's
 
 
 def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: str | None = None,
                 targets: Mapping[str, float] | None = None) -> tuple[Path, Path]:
-    """Rank methods per task and across tasks over ``run_dirs``: ``leaderboard.md`` and ``.html`` in ``out``.
-    Targets default to a suite's declared ones, then to each task's common reachable level."""
+    """Rank methods per task and across tasks over ``run_dirs`` (run folders or records files; a run named twice
+    counts once): returns ``leaderboard.md`` and ``leaderboard.html`` in ``out``. ``reference``: the method of the
+    speed-up column (default ``adjoint``). ``targets``: task → its time-to-target value, as ``--target``;
+    they default to a suite's declared ones, then to each task's common reachable level."""
     from nodebench.benchmarking import leaderboard_page as board
     from nodebench.benchmarking.suites import available_suites, load_suite
     from nodebench.runner.sweep import read_run_info
@@ -485,7 +517,7 @@ def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: s
         run_dirs = [run_dirs]  # one run, not the characters of its path
     if not isinstance(run_dirs, (list, tuple)):
         raise UserError(f"run_dirs must be a list of run folders or records files, got {run_dirs!r}")
-    run_dirs = [api_checks.path(p, "a run_dirs entry") for p in run_dirs]
+    run_dirs = paths.unique_paths([api_checks.path(p, "a run_dirs entry") for p in run_dirs])  # one run counted once
     if not run_dirs:
         raise UserError("run_dirs names no run; give one or more run folders or records files")
     out = paths.output_dir(api_checks.path(out, "out"))

@@ -28,12 +28,14 @@ ENGINE = {param.name: param for param in (
     Param("allow_mixed_commits", "bool"), Param("verify_data", "bool"))}
 
 
-def check_engine(engine: Mapping[str, Any]) -> None:
-    """Every engine option known and valid (``jobs=0`` would wait forever for a free slot)."""
-    for key, value in engine.items():
+def check_engine(engine: Mapping[str, Any]) -> dict[str, Any]:
+    """``engine`` with every option known and valid (``jobs=0`` would wait forever for a free slot), as the
+    Python values the sweep takes: ``threads=1.0`` or ``np.int64(1)`` is 1 (a worker refused ``"1.0"`` threads,
+    and its failure record a float), ``progress=np.False_`` is False."""
+    for key in engine:
         if key not in ENGINE:
             raise UserError(f"unknown engine option {key!r}{nearest(key, ENGINE)}; valid: {', '.join(ENGINE)}")
-        ENGINE[key].check(value, "engine option")
+    return {key: ENGINE[key].check(plain(value), "engine option") for key, value in engine.items()}
 
 
 def names(value, what: str) -> list[str]:

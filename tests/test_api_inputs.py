@@ -60,6 +60,12 @@ CASES = {
                           "unknown git revision ''"),
     "bench machine a path (dry run)": (lambda tmp: nodebench.bench("nightly", machine="../x", dry_run=True),
                                        "machine name '../x' is not a plain name"),
+    "experiments '' (every experiment ran before)": (
+        lambda tmp: nodebench.reproduce("do_vs_od", experiments="", dry_run=True),
+        "paper 'do_vs_od' has no experiment ''"),
+    "describe_cases of a RunResult (a TypeError before)": (
+        lambda tmp: nodebench.describe_cases(nodebench.run("g1d", "rk4", dry_run=True)),
+        "cases must be a list of cases, e.g. nodebench.run(..., dry_run=True).cases, got RunResult; pass its .cases"),
 }
 
 
@@ -79,3 +85,9 @@ def test_one_name_is_one_name_not_its_letters(tmp_path):
     assert cases and {case.experiment for case in cases} == {"spiral"}
     md, _ = nodebench.leaderboard(RUN, tmp_path / "board")
     assert "1 run(s)" in md.read_text()
+
+
+def test_a_run_named_twice_counts_once_in_the_leaderboard(tmp_path):
+    """As on the command line: the same run as a folder, again, and as its records file was '3 runs of 1 seed'."""
+    md, _ = nodebench.leaderboard([RUN, str(RUN), RUN / "records.parquet"], tmp_path / "board")
+    assert "1 run(s)" in md.read_text() and "3 runs of" not in md.read_text()

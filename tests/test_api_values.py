@@ -3,11 +3,18 @@ case, hence the same case id, as the Python number), a flag is a bool, and the l
 
 from __future__ import annotations
 
+import shutil
+import types
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 import nodebench
 from nodebench.errors import UserError
+
+RUN = Path(__file__).resolve().parents[1] / "results" / "baselines" / "gq_adjoint-quick-cpu"
 
 SMALL = {"n_points": 6, "hidden": 4}
 
@@ -60,3 +67,48 @@ def test_list_tasks_and_methods_include_the_papers():
     tasks, methods = nodebench.list_tasks(), nodebench.list_methods()
     assert {"cubic_spiral", "g1d"} <= set(tasks) and tasks["cubic_spiral"].defaults["hidden"] > 0
     assert {"rk4", "adjoint", "gq", "snode"} <= set(methods) and methods["gq"].family == "OD"
+
+
+class _Sweep(Exception):
+    """Raised by a stand-in for the sweep, with the options it was given."""
+
+
+def test_engine_options_reach_the_sweep_as_python_values(tmp_path, monkeypatch):
+    """threads=1.0 passed the check but not the worker (int('1.0')), whose failure record then stopped the run
+    with 'record column num_threads must be int' in a half-written run folder; progress=np.False_ was refused."""
+    from nodebench.runner import sweep
+
+    def stand_in(cases, out, **engine):
+        raise _Sweep(engine)
+
+    monkeypatch.setattr(sweep, "run_cases", stand_in)
+    with pytest.raises(_Sweep) as given:
+        nodebench.run("cubic_spiral", "rk4", iters=2, hparams=SMALL, out=tmp_path / "run", jobs=2.0,
+                      threads=np.int64(1), timeout_s=np.float32(60), progress=np.False_, retry_failed=np.True_)
+    engine = given.value.args[0]
+    assert {key: (type(engine[key]), engine[key]) for key in ("jobs", "threads", "timeout_s", "progress",
+                                                             "retry_failed")} == {
+        "jobs": (int, 2), "threads": (int, 1), "timeout_s": (float, 60.0), "progress": (bool, False),
+        "retry_failed": (bool, True)}
+
+
+def test_an_ab_bench_returns_the_current_codes_records(tmp_path, monkeypatch):
+    """RunResult.records and curves were empty after bench(..., baseline=REV), unlike after any other run."""
+    from nodebench import api
+    from nodebench.benchmarking import ab
+
+    run_dir = tmp_path / "store" / "m" / "nightly" / "run"
+    run_dir.mkdir(parents=True)
+    for name in ("records.parquet", "curves.parquet"):
+        shutil.copy(RUN / name, run_dir / name)
+    monkeypatch.setattr(ab, "bench_ab", lambda *args, **kwargs: types.SimpleNamespace(run_dir=run_dir, exit_code=0))
+    monkeypatch.setattr(ab, "report", lambda run: "gate passed")
+    monkeypatch.setattr(api, "history", lambda *args, **kwargs: None)
+    result = nodebench.bench("nightly", baseline="HEAD", out=tmp_path / "store", machine="m")
+    assert result.out == run_dir and result.exit_code == 0
+    assert len(result.records) == len(pd.read_parquet(RUN / "records.parquet")) > 0 and not result.curves.empty
+
+
+def test_dir_lists_the_api():
+    """dir(nodebench), hence a notebook's tab completion, listed none of the lazily loaded API before."""
+    assert set(nodebench.__all__) <= set(dir(nodebench))
