@@ -49,9 +49,9 @@ from nodebench.paths import nonempty_path
 from nodebench.harness import PeakMemory, Stopwatch, count_nfe, environment
 from nodebench.harness.memory import AllocatedPeak
 from nodebench.methods import get_method
-import matplotlib.pyplot as plt
 
 from nodebench.records import measured_memory
+from nodebench.figure_style import styled, subplots
 from nodebench.plots import method_colors, save_figure
 from nodebench.markdown import markdown_table
 from nodebench.api import get_task  # registers every installed paper's tasks (g1d is the GQ paper's)
@@ -206,6 +206,7 @@ def summary(samples: pd.DataFrame, env: dict, args) -> str:
         markdown_table(["width"] + [f"{s}/{f}" for s, f in RATIOS], ratio_rows), ""])
 
 
+@styled()
 def plot(samples: pd.DataFrame, out: Path) -> None:
     """Time, peak memory (where measurable: not an in-process ``ru_maxrss`` reading or a resident set of 0) and
     the allocated peak against width."""
@@ -218,7 +219,7 @@ def plot(samples: pd.DataFrame, out: Path) -> None:
         if column not in med or med[column].isna().all():
             print(f"{name}: not drawn, not measured in this run")
             continue
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = subplots(figsize=(6, 4))
         for method, rows in med.groupby("method"):
             ax.plot(rows.width, rows[column] * scale, "o-", color=colors[method], label=method)
         ax.set(xscale="log", yscale="log", xlabel="hidden width", ylabel=label, title=name.replace("_", " "))

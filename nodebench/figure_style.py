@@ -27,9 +27,8 @@ import zlib
 
 import matplotlib
 import numpy as np
-
-matplotlib.use("Agg")  # pyplot picks its backend lazily, so selecting it after the import still applies
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 #: Relative spread below which plotted values count as round-off (drawn flat, annotated).
 ROUND_OFF = 1e-6
@@ -64,10 +63,24 @@ REFERENCE_STYLES = [("0.15", (0, (6, 3))), ("#b8860b", (0, (1, 2))), ("#8b008b",
                     ("0.55", (0, (3, 1, 1, 1)))]
 
 
-def apply() -> None:
-    """Set the matplotlib defaults every nodebench figure uses (idempotent)."""
-    plt.rcParams.update({"axes.formatter.useoffset": False, "figure.constrained_layout.use": True,
-                         "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 8, "axes.titlesize": 10})
+#: The matplotlib settings of every nodebench figure, in force only while nodebench draws (:func:`styled`).
+STYLE = {"axes.formatter.useoffset": False, "figure.constrained_layout.use": True, "axes.grid": True,
+         "grid.alpha": 0.3, "legend.fontsize": 8, "axes.titlesize": 10}
+
+
+def styled():
+    """:data:`STYLE` in force for a ``with`` block or a decorated function (``@styled()``), and the user's
+    matplotlib settings as they were afterwards: nodebench never changes the global backend or rcParams. Wrap
+    the whole drawing, saving included (tick lines are made as the figure is drawn)."""
+    return matplotlib.rc_context(STYLE)
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
+    """A figure and its axes like ``pyplot.subplots``, but not registered with pyplot (nothing pops up, nothing
+    to close) and drawn by Agg whatever the user's backend; call it under :func:`styled`."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _stable_index(text: str, n: int) -> int:
@@ -271,6 +284,3 @@ def _long_legend_below(fig) -> None:
     fig.set_size_inches(width, height + 0.17 * -(-len(entries) // ncol) + 0.3)
     fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncol=ncol, fontsize=7,
                frameon=False)
-
-
-apply()

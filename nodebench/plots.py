@@ -13,12 +13,11 @@ import re
 from pathlib import Path
 
 import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from nodebench.figure_style import (band, finish, label_styles, mark_not_measured,
-                                    method_colors, method_style, reference_line)
+from nodebench.figure_style import (band, finish, label_styles, mark_not_measured, method_colors, method_style,
+                                    reference_line, styled, subplots)
 from nodebench.metrics import headline_metric
 from nodebench.records import atomic_write, config_labels, measured_memory
 from nodebench.registry import Registry
@@ -36,6 +35,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:80]
 
 
+@styled()
 def save_figure(fig, out_dir: Path, name: str) -> list[Path]:
     """Apply :func:`nodebench.figure_style.finish` and write ``name`` as PNG and PDF; returns both paths. Each
     file is written whole or not at all (:func:`~nodebench.records.atomic_write`): a killed redraw keeps the
@@ -43,11 +43,8 @@ def save_figure(fig, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.{ext}" for ext in ("png", "pdf")]
     finish(fig)
-    try:
-        for path in paths:
-            atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:], dpi=120))
-    finally:
-        plt.close(fig)
+    for path in paths:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:], dpi=120))
     return paths
 
 
@@ -55,7 +52,7 @@ def _curve_figure(curves: pd.DataFrame, x: str, y: str, *, xlabel: str, ylabel: 
                   logy: bool = True, logx: bool = False):
     """One curve per method: over iterations the median over seeds with a min–max band; over time (where
     seeds do not share x values) one thin line per seed in the method's style."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     groups = list(curves.groupby("method", sort=True))
     styles = label_styles(curves["method"].unique())
     for k, (method, rows) in enumerate(groups):
@@ -135,6 +132,7 @@ def _work_precision_figure(title: str, records: pd.DataFrame, curves: pd.DataFra
     return None if metric is None else _work_precision(records, title, metric)
 
 
+@styled()
 def plot_run(records: pd.DataFrame, curves: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Draw every :data:`RUN_FIGURES` kind for every experiment of a run (every task for ``nodebench
     run``) into ``out_dir``; returns the written PNG paths. Within an experiment, configurations that
@@ -163,6 +161,7 @@ def _monitor_figure(curves: pd.DataFrame, name: str):
                          ylabel="training simulation MSE (monitor)", title=f"{name}: monitor vs wall time", logx=True)
 
 
+@styled()
 def plot_monitor(records: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Per experiment and setting of a time-to-target ``table`` (:mod:`nodebench.target`): the monitored
     quality of every case against wall time, with the common target drawn. A group outside any experiment
@@ -184,6 +183,7 @@ def plot_monitor(records: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFram
     return written
 
 
+@styled()
 def plot_metric_by_experiment(records: pd.DataFrame, out_dir: str | Path, *, name: str,
                               metric: str = "test_mse") -> list[Path]:
     """Grouped bars: the median ``metric`` of each method in each experiment (e.g. data regimes), log scale,
@@ -194,7 +194,7 @@ def plot_metric_by_experiment(records: pd.DataFrame, out_dir: str | Path, *, nam
     stats = ok.groupby(["experiment", "method"], sort=False)[metric].agg(["median", "min", "max"]).reset_index()
     experiments, methods = list(dict.fromkeys(stats["experiment"])), list(dict.fromkeys(stats["method"]))
     width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(experiments) * max(1, len(methods) / 3)), 4.2))
+    fig, ax = subplots(figsize=(max(6.0, 1.2 * len(experiments) * max(1, len(methods) / 3)), 4.2))
     for j, method in enumerate(methods):
         rows = stats[stats["method"] == method].set_index("experiment").reindex(experiments)
         x = np.arange(len(experiments)) + (j - (len(methods) - 1) / 2) * width
@@ -218,7 +218,7 @@ def _bars(records: pd.DataFrame, task: str):
     methods = list(stats["train_wall_s"].index)
     longest = max((len(str(m)) for m in methods), default=0)  # sweep labels stand up: room below the bars
     height = 4.0 + (0.05 * longest if longest > 14 else 0.0)
-    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.6 * len(methods)), height))
+    fig, axes = subplots(1, 2, figsize=(max(8.0, 0.6 * len(methods)), height))
     colours = [label_styles(methods)[m]["color"] for m in methods]
     positions = np.arange(len(methods))
     labels = {"train_wall_s": ("training time [s]", "time"), "mem": ("peak memory added [MiB]", "memory")}
@@ -235,7 +235,7 @@ def _bars(records: pd.DataFrame, task: str):
 def _work_precision(records: pd.DataFrame, task: str, metric: str):
     """The metric against training time and against total NFE, one point per seed in the method's style
     (log axes only where the data span a decade: :func:`nodebench.figure_style.finish`)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    fig, axes = subplots(1, 2, figsize=(9, 3.8))
     nfe = records["nfe_forward"] + records["nfe_backward"]
     styles = label_styles(records["method"].unique())
     for method, group in records.groupby("method"):
@@ -284,6 +284,7 @@ def _scaling_lines(ax, records: pd.DataFrame, param_col: str, column: str, scale
     return bool(len(summary)) and bool((summary["min"] > 0).all())
 
 
+@styled()
 def plot_scaling(records: pd.DataFrame, param: str, metric: str | None, out_dir: str | Path, *,
                  name: str, param_col: str | None = None) -> list[Path]:
     """Scaling figures of one experiment's successful records against hyper-parameter ``param`` (the
@@ -303,7 +304,7 @@ def plot_scaling(records: pd.DataFrame, param: str, metric: str | None, out_dir:
     for column, ylabel, scale, logy, kind in panels:
         if column is None or column not in records or records[column].isna().all():
             continue
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = subplots(figsize=(6, 4))
         positive = _scaling_lines(ax, records, param_col, column, scale)
         if logx:
             ax.set_xscale("log")
@@ -315,7 +316,7 @@ def plot_scaling(records: pd.DataFrame, param: str, metric: str | None, out_dir:
         ax.legend()
         written += save_figure(fig, out_dir, f"{stem}_scaling_{kind}")[:1]
     if metric and metric in records and records[metric].notna().any() and records["train_wall_s"].notna().any():
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = subplots(figsize=(6, 4))
         x, _ = param_axis(records[param_col])
         ranks = x.rank(method="dense")
         sizes = 20 + 180 * (ranks - 1) / max(float(ranks.max()) - 1, 1)

@@ -1,17 +1,28 @@
 """The shared figure rules (nodebench.figure_style) as applied by save_figure."""
 
-import matplotlib.pyplot as plt
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
+import pytest
 
-from nodebench.figure_style import METHOD_STYLES, label_styles, method_colors, method_style
+from nodebench.figure_style import METHOD_STYLES, label_styles, method_colors, method_style, styled, subplots
 from nodebench.records import measured_memory
 from nodebench.plots import _bars, save_figure, slug
 from nodebench.papers.do_vs_od.figures import plot_density_grid
 
 
+@pytest.fixture(autouse=True)
+def _nodebench_style():
+    """The figures of these tests are drawn as nodebench draws its own: with its style in force."""
+    with styled():
+        yield
+
+
 def test_log_axis_only_over_a_decade_and_no_offset(tmp_path):
-    fig, (narrow, wide) = plt.subplots(1, 2)
+    fig, (narrow, wide) = subplots(1, 2)
     narrow.plot([1, 2, 3], [34.3336, 34.3337, 34.3338]), narrow.set_yscale("log")
     wide.plot([1, 2, 3], [1e-3, 1e-1, 10.0]), wide.set_yscale("log")
     save_figure(fig, tmp_path, "f")
@@ -20,7 +31,7 @@ def test_log_axis_only_over_a_decade_and_no_offset(tmp_path):
 
 
 def test_round_off_is_drawn_flat_and_annotated(tmp_path):
-    fig, ax = plt.subplots()
+    fig, ax = subplots()
     ax.plot([1, 2, 3], [5.2856, 5.2856 + 5e-8, 5.2856 - 3e-8])
     save_figure(fig, tmp_path, "f")
     low, high = ax.get_ylim()
@@ -72,7 +83,7 @@ def test_a_long_legend_goes_below_the_axes_which_keep_their_size(tmp_path):
     (matplotlib: "constrained_layout not applied"); the legend now goes below and the figure grows."""
     import warnings
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for k in range(33):
         ax.plot([0, 1], [k, k + 1], label=f"adjoint reg=speed reg_lambda={k} reg_order=2 reg_variant=adjoint_only")
     ax.legend()
@@ -82,7 +93,7 @@ def test_a_long_legend_goes_below_the_axes_which_keep_their_size(tmp_path):
     assert ax.get_legend() is None and len(fig.legends) == 1 and len(fig.legends[0].texts) == 33
     assert fig.get_size_inches()[1] > 4 + 0.17 * 33
     assert ax.get_position().height > 0.2  # the axes keep a real share of the taller figure
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for k in range(3):
         ax.plot([0, 1], [k, k], label=f"m{k}")
     ax.legend()
@@ -96,7 +107,7 @@ def test_a_legend_of_long_labels_goes_below_even_when_short(tmp_path):
     legend had fewer than LEGEND_INSIDE entries; a legend that would cover much of its axes goes below."""
     import warnings
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    fig, axes = subplots(1, 2, figsize=(9, 3.8))
     for ax in axes:
         for k in range(6):
             ax.scatter([k + 1.0], [k + 2.0], label=f"adjoint reg=speed reg_lambda={10 ** k} reg_order=3 "
@@ -110,9 +121,7 @@ def test_a_legend_of_long_labels_goes_below_even_when_short(tmp_path):
 
 
 def _label_boxes(ax):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    renderer = FigureCanvasAgg(ax.figure).get_renderer()  # save_figure closed the figure
+    renderer = ax.figure.canvas.get_renderer()
     ax.figure.draw(renderer)
     return sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()),
                   key=lambda box: box.x0)
@@ -122,7 +131,7 @@ def test_long_numeric_tick_labels_never_run_into_each_other(tmp_path):
     """Training times of 30.000–30.190 s and NFE up to 118000 on a half-width axes printed
     "30.00030.02530.050…" and "100000120000140000"; the ticks are now spaced for their labels (after the
     layout), and numeric ticks are never frozen by the label wrapping meant for category labels."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    fig, axes = subplots(1, 2, figsize=(9, 3.8))
     axes[0].scatter([30.004, 30.19], [1.0, 2.0])
     axes[1].scatter([20000, 118000], [1.0, 2.0])
     axes[1].set_xscale("log")  # finish() makes it linear: under a decade
@@ -131,9 +140,46 @@ def test_long_numeric_tick_labels_never_run_into_each_other(tmp_path):
         boxes = _label_boxes(ax)
         assert len(boxes) >= 3
         assert all(left.x1 < right.x0 for left, right in zip(boxes, boxes[1:]))
-    plain, styled = (plt.subplots(figsize=(6, 4)) for _ in range(2))  # short numbers: matplotlib's ticks
+    plain, styled = (subplots(figsize=(6, 4)) for _ in range(2))  # short numbers: matplotlib's ticks
     for fig, ax in (plain, styled):
         ax.plot([0, 30], [0, 1])
     save_figure(styled[0], tmp_path, "short_ticks")
     plain[0].savefig(tmp_path / "plain.png")
     assert len(plain[1].get_xticks()) >= 7 and list(styled[1].get_xticks()) == list(plain[1].get_xticks())
+
+
+_USER_SCRIPT = """
+import json, sys
+import matplotlib
+from matplotlib.figure import Figure
+import pandas as pd
+matplotlib.use("svg")  # a user's own backend and settings, chosen before nodebench is imported
+matplotlib.rcParams.update({"axes.grid": False, "legend.fontsize": 11.0})
+user = dict(matplotlib.rcParams)
+import nodebench
+import nodebench.benchmarking.history_plots, nodebench.benchmarking.leaderboard
+from nodebench.plots import plot_metric_by_experiment
+nodebench.list_tasks()
+drawn, savefig = [], Figure.savefig
+Figure.savefig = lambda fig, *args, **kwargs: drawn.append(fig) or savefig(fig, *args, **kwargs)
+records = pd.DataFrame({"experiment": ["small", "small", "large"], "method": ["rk4", "adjoint", "rk4"],
+                        "status": "ok", "test_mse": [0.1, 0.2, 0.3]})
+plot_metric_by_experiment(records, sys.argv[1], name="bars")
+ax = drawn[0].axes[0]
+print(json.dumps({"changed": sorted(k for k, v in matplotlib.rcParams.items() if user[k] != v),
+                  "grid": [(line.get_visible(), line.get_alpha()) for line in ax.xaxis.get_gridlines()],
+                  "title_fontsize": ax.title.get_fontsize(),
+                  "layout": type(drawn[0].get_layout_engine()).__name__}))
+"""
+
+
+def test_nodebench_leaves_the_users_matplotlib_backend_and_settings_alone(tmp_path):
+    """Importing nodebench's figure code selected the Agg backend and set its rcParams globally: a notebook's
+    own inline plots stopped showing and took nodebench's style. Its style now holds only while it draws."""
+    result = subprocess.run([sys.executable, "-c", _USER_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    drawn = json.loads(result.stdout.strip().splitlines()[-1])
+    assert drawn["changed"] == []  # the backend ("svg") and every rcParam as the user set them
+    assert drawn["grid"] and all(line == [True, 0.3] for line in drawn["grid"])  # nodebench's style, as before
+    assert drawn["title_fontsize"] == 10.0 and drawn["layout"] == "ConstrainedLayoutEngine"

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from nodebench.benchmarking.compare import (
@@ -29,9 +27,8 @@ from nodebench.benchmarking.compare import (
     load_records,
     samples,
 )
+from nodebench.figure_style import styled, subplots
 from nodebench.records import atomic_write
-
-matplotlib.use("Agg")
 
 
 def run_values(loaded: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
@@ -93,6 +90,7 @@ def gate_failure_text(row) -> str:
     return f"{row.case} ({RULES[row.metric].label})"
 
 
+@styled()
 def plot_history(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """One PNG per metric in ``out_dir``: every configuration's value over the runs; returns the paths. Each is
     written whole or not at all (:func:`~nodebench.records.atomic_write`): a killed redraw keeps the last one."""
@@ -104,7 +102,7 @@ def plot_history(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     labels = [f"{str(d)[:16].replace('T', ' ')}\n{sha}" for d, sha in zip(ticks["date"], ticks["git_sha"])]
     for metric, group in table.groupby("metric", sort=False):
         rule = RULES[metric]
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(ticks) + 3), 4.2))
+        fig, ax = subplots(figsize=(max(6.0, 0.6 * len(ticks) + 3), 4.2))
         for case, line in group.groupby("case", sort=True):
             line = line.sort_values("run")
             first = line["value"].iloc[0]
@@ -119,7 +117,6 @@ def plot_history(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
         path = out_dir / f"history_{metric}.png"
         atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
-        plt.close(fig)
         paths.append(path)
     return paths
 

@@ -53,15 +53,13 @@ import math
 from collections import Counter
 from pathlib import Path
 
-import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy.stats import gmean
 
 from nodebench.benchmarking.compare import load_records
 from nodebench.errors import UserError
-from nodebench.figure_style import label_styles
+from nodebench.figure_style import label_styles, styled, subplots
 from nodebench.intervals import median_interval, ok_count_text
 from nodebench.metrics import headline_metric, higher_is_better
 from nodebench.records import atomic_write, config_labels, measured_memory
@@ -75,8 +73,6 @@ from nodebench.target import (
     seed_statistic,
     seed_times,
 )
-
-matplotlib.use("Agg")
 
 R_MAX = 4.0
 ENV_COLUMNS = [("run_id", "run"), ("hostname", "machine"), ("git_sha", "git"), ("started_at", "started"),
@@ -349,13 +345,14 @@ def profile_labels(scores: pd.DataFrame) -> list[str]:
     return labels
 
 
+@styled()
 def plot_profile(scores: pd.DataFrame, path: Path) -> Path:
     """The performance profiles ρ(τ) of the families for τ in [1, R_MAX]; each legend entry names its seeds
     and the family whose profile it repeats (:func:`profile_labels`). Each line has its family's colour and
     marker (:func:`~nodebench.figure_style.label_styles`), earlier lines are wider and markers sit at
     staggered τ, so a line drawn over an equal one leaves the one beneath visible."""
     taus = np.linspace(1.0, R_MAX, 301)
-    fig, ax = plt.subplots(figsize=(7.5, 3.3))
+    fig, ax = subplots(figsize=(7.5, 3.3))
     keys = [f"{row.family} {row.hardware}" for row in scores.itertuples()]
     styles = label_styles(keys)
     last = max(len(scores) - 1, 1)
@@ -367,17 +364,17 @@ def plot_profile(scores: pd.DataFrame, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
-    plt.close(fig)
     return path
 
 
+@styled()
 def plot_times(tasks: dict[str, pd.DataFrame], path: Path) -> Path:
     """Per task, each family's best time to target on each hardware (the statistic that ranks it; grouped by
     hardware) as a bar with its interval over seeds, labelled with the statistic's name and seed count (not
     reached: no bar, labelled)."""
     bests = {task: family_best(table) for task, table in tasks.items()}
-    fig, axes = plt.subplots(len(bests), 1, squeeze=False,
-                             figsize=(7, 0.5 + sum(1.0 + 0.3 * len(t) for t in bests.values())))
+    fig, axes = subplots(len(bests), 1, squeeze=False,
+                         figsize=(7, 0.5 + sum(1.0 + 0.3 * len(t) for t in bests.values())))
     for ax, (task, best) in zip(axes[:, 0], bests.items()):
         finite = np.isfinite(best["time_to_target_s"])
         times = best["time_to_target_s"].where(finite, 0.0)
@@ -395,7 +392,6 @@ def plot_times(tasks: dict[str, pd.DataFrame], path: Path) -> Path:
                      "per family and hardware, interval over seeds", fontsize=8)
         ax.tick_params(labelsize=7)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
-    plt.close(fig)
     return path
 
 

@@ -6,16 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import matplotlib.pyplot as plt
 import pandas as pd
 
-from nodebench.figure_style import REFERENCE_STYLES, VARIANT_MARKERS, band, method_style, reference_line, shades
+from nodebench.figure_style import (REFERENCE_STYLES, VARIANT_MARKERS, band, method_style, reference_line, shades,
+                                    styled, subplots)
 from nodebench.plots import save_figure, slug
 
 
+@styled()
 def plot_taylor(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Taylor test: E0 and E1 against h (log–log), one panel per method family, one line per config."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, (family, rows) in zip(axes, table.groupby("family", sort=True)):
         configs = list(rows.groupby(["method", "tol", "step_size"], dropna=False, sort=False))
         counts = pd.Series([key[0] for key, _ in configs]).value_counts()
@@ -40,9 +41,10 @@ def plot_taylor(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     return save_figure(fig, Path(out_dir), "taylor_test")[:1]
 
 
+@styled()
 def plot_gradient_error(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Relative gradient error against a tight reference, per tolerance (OD) and step size (DO)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     od = table[table["family"] == "OD"]
     for method, rows in od.groupby("method"):
         style = method_style(method)
@@ -58,12 +60,13 @@ def plot_gradient_error(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     return save_figure(fig, Path(out_dir), "gradient_error")[:1]
 
 
+@styled()
 def plot_rediscretisation(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Test NLL and inverse error against the RK4 test step size, per task and method; the reference
     solver's value is a horizontal line."""
     written = []
     for task, rows in table.groupby("task", sort=True):
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        fig, axes = subplots(1, 2, figsize=(10, 4))
         seeds = rows["seed"].nunique()
         spread = f" (median, min–max of {seeds} seeds)" if seeds > 1 else ""
         for i, (method, group) in enumerate(rows.groupby("method", sort=True)):
@@ -87,13 +90,14 @@ def plot_rediscretisation(table: pd.DataFrame, out_dir: str | Path) -> list[Path
     return written
 
 
+@styled()
 def plot_density_grid(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Learned 2-D densities, one panel per method (first seed), one figure per task."""
     written = []
     for task, rows in table.groupby("task", sort=True):
         first_seed = rows[rows["seed"] == rows["seed"].min()]
         methods = sorted(first_seed["method"].unique())
-        fig, axes = plt.subplots(1, len(methods), figsize=(4 * len(methods), 4), squeeze=False)
+        fig, axes = subplots(1, len(methods), figsize=(4 * len(methods), 4), squeeze=False)
         for ax, method in zip(axes[0], methods):
             grid = first_seed[first_seed["method"] == method].pivot(index="y", columns="x", values="log_prob")
             image = ax.imshow(np.exp(grid.to_numpy()), origin="lower", cmap="magma", interpolation="nearest",

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
-from nodebench.figure_style import method_style
+from nodebench.figure_style import method_style, styled, subplots
 from nodebench.plots import save_figure
 
 
+@styled()
 def plot_toy_gradient(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Toy problem (GQ paper): relative gradient error against the end time T, log y, one panel per
     gradient (``wrt``: z0, a, T), one line per method; failed solves leave gaps."""
     wrts = [w for w in ("z0", "a", "T") if w in set(table["wrt"])] or sorted(table["wrt"].unique())
-    fig, axes = plt.subplots(1, len(wrts), figsize=(4.2 * len(wrts), 3.8), sharey=True, squeeze=False)
+    fig, axes = subplots(1, len(wrts), figsize=(4.2 * len(wrts), 3.8), sharey=True, squeeze=False)
     for ax, wrt in zip(axes[0], wrts):
         rows = table[table["wrt"] == wrt]
         for method, group in rows.groupby("method", sort=True):

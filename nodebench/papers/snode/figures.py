@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
+from nodebench.figure_style import styled, subplots
 from nodebench.plots import save_figure
 
 
+@styled()
 def plot_spectral_convergence(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Max Legendre-fit error against degree per system, semi-log (a straight line: exponential convergence)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for marker, (system, group) in zip("osD^v<>ph", table.groupby("system", sort=False)):
         ax.semilogy(group["degree"], group["max_error"], marker=marker, label=system)
     ax.set(xlabel="Legendre degree p (one element)", ylabel="max |fit − trajectory|",

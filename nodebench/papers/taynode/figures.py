@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import matplotlib.pyplot as plt
+import matplotlib
 import pandas as pd
 
-from nodebench.figure_style import method_colors, method_style, reference_line
+from nodebench.figure_style import method_colors, method_style, reference_line, styled, subplots
 from nodebench.plots import save_figure, slug
 
 
+@styled()
 def plot_taylor_cost(samples: pd.DataFrame, out_dir: str | Path, dims=None, name: str = "cost_vs_k") -> list[Path]:
     """Cost of d^K z/dt^K against K (log y), one panel per state dimension, one colour per measured method
     (Taylor mode, nested jvp, and where measured JAX jet and the compiled Taylor-mode methods): forward (solid)
@@ -27,7 +28,7 @@ def plot_taylor_cost(samples: pd.DataFrame, out_dir: str | Path, dims=None, name
     med = timed.groupby(["dim", "method", "K"])[[forward, "total_s"]].median().reset_index()
     dims = list(dims) if dims is not None else sorted(samples["dim"].unique())
     colors = method_colors(methods)
-    fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False)
+    fig, axes = subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False)
     for ax, dim in zip(axes[0], dims):
         for method in methods:
             rows = med[(med.dim == dim) & (med.method == method)]
@@ -54,6 +55,7 @@ def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
     return front
 
 
+@styled()
 def plot_pareto(table: pd.DataFrame, metric: str, out_dir: str | Path, *, name: str) -> list[Path]:
     """NFE against the task metric over λ, one panel per NFE measure (test NFE; training forward NFE per
     iteration), one series per K (and RNODE), the λ = 0 baseline as a black star, each method's Pareto front
@@ -63,9 +65,10 @@ def plot_pareto(table: pd.DataFrame, metric: str, out_dir: str | Path, *, name: 
     panels = [p for p in panels if p[0] in table and table[p[0]].notna().any()]
     if table.empty or not panels or metric not in table:
         return []
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     series = [s for s in dict.fromkeys(table["series"]) if s != "λ = 0"]
-    colors = dict(zip(series, plt.cm.viridis(np.linspace(0.0, 0.85, max(len(series), 1)))))  # ordered by K
+    viridis = matplotlib.colormaps["viridis"]
+    colors = dict(zip(series, viridis(np.linspace(0.0, 0.85, max(len(series), 1)))))  # ordered by K
     markers = {m: method_style(m)["marker"] for m in table["method"].unique()}
     multi = table["method"].nunique() > 1
     for ax, (column, label) in zip(axes[0], panels):
@@ -90,12 +93,13 @@ def plot_pareto(table: pd.DataFrame, metric: str, out_dir: str | Path, *, name: 
     return save_figure(fig, Path(out_dir), f"{slug(name)}_pareto")[:1]
 
 
+@styled()
 def plot_order_matching(table: pd.DataFrame, out_dir: str | Path, *, name: str) -> list[Path]:
     """Test NFE relative to the same solver's λ = 0 run against K, one line per solver; a dotted vertical
     line at each solver's order (where K matches it)."""
     if table.empty:
         return []
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for method, rows in table.groupby("method", sort=True):
         rows = rows.sort_values("K")
         order = rows["solver_order"].iloc[0]
