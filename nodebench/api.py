@@ -17,6 +17,7 @@ Bad input raises :class:`nodebench.errors.UserError` (one line, before anything 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -257,7 +258,8 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
             comes first when both are given (default 100 iterations; the CLI takes one of the two).
         hparams: task hyper-parameters and method options, e.g. ``{"lr": 0.1, "rtol": 1e-5}``.
         method_hparams: per-method options, e.g. ``{"adjoint": {"rtol": 1e-5}}``.
-        out: the run directory (default ``results/runs/<time>``); an existing one is resumed.
+        out: the run directory (default a new ``results/runs/<time>``, ``<time>-2`` where that exists); an
+            existing one given here is resumed.
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         dry_run: only build and check the cases (returned in ``cases``); nothing runs or is written.
         **engine: ``jobs``, ``threads``, ``timeout_s``, ``progress``, ``retry_failed``, ``executor``,
@@ -298,13 +300,21 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
     if method_hparams:  # a value every method overrides is checked too, not silently unused
         from nodebench.runner.settings import check_shared_hparams
         check_shared_hparams(task, names, hparams)
-    out = api_checks.path(out, "out") if out is not None else Path("results") / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    out = api_checks.path(out, "out") if out is not None else _new_run_dir()
     if dry_run:
         _check_out(out, engine, {"command": "run"}, cases)
         return RunResult(None, cases)
     records, curves = _sweep(cases, out, engine, f"running {len(cases)} case(s) into {out} (rerun with --out {out} "
                              "to resume)", command="run", warnings=warnings)
     return RunResult(out, cases, records, curves, _finish(out, records, curves))
+
+
+def _new_run_dir(root: Path = Path("results") / "runs") -> Path:
+    """``root/<time>``, or ``<time>-2``, ``-3``, … where that exists: a run given no ``out`` is a new run, never
+    a resume of another one started in the same second (a script's second ``run`` merged the first's cases)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return next(path for path in (root / (stamp if i == 1 else f"{stamp}-{i}") for i in itertools.count(1))
+                if not path.exists())
 
 
 def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = None,

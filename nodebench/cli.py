@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="task hyper-parameter or method option (rtol, atol, step_size...), repeatable; "
                           "see `nodebench list` for each task's")
     run.add_argument("--out", type=nonempty_path,
-                     help="output directory (default results/runs/<time>); reuse it to resume")
+                     help="output directory (default a new results/runs/<time>); reuse it to resume")
     run.add_argument("--dry-run", action="store_true", help="print the cases with their settings and exit")
     _add_sweep_options(run)
 

@@ -112,3 +112,17 @@ def test_an_ab_bench_returns_the_current_codes_records(tmp_path, monkeypatch):
 def test_dir_lists_the_api():
     """dir(nodebench), hence a notebook's tab completion, listed none of the lazily loaded API before."""
     assert set(nodebench.__all__) <= set(dir(nodebench))
+
+
+def test_runs_without_out_started_in_one_second_get_their_own_folders(tmp_path, monkeypatch):
+    """The default folder was results/runs/<time to the second>: a script's second run in the same second
+    resumed into the first's folder and returned both runs' cases as its records."""
+    import nodebench.api as api_module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(api_module.time, "strftime", lambda fmt, *args: "20261205-120000")
+    hparams = {"n_points": 6, "hidden": 4}
+    first = api_module.run("cubic_spiral", "rk4", iters=1, hparams=hparams, progress=False)
+    second = api_module.run("cubic_spiral", "euler", iters=1, hparams=hparams, progress=False)
+    assert (first.out.name, second.out.name) == ("20261205-120000", "20261205-120000-2")
+    assert list(first.records["method"]) == ["rk4"] and list(second.records["method"]) == ["euler"]
