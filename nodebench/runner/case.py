@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
+from nodebench.runner.typed_hparams import typed_hparams
+
 
 @dataclass(frozen=True)
 class Case:
@@ -71,13 +73,16 @@ def expand_grid(*, tasks: Iterable[str], methods: Iterable[str], seeds: Iterable
         grid: hyper-parameter name → list of values; the Cartesian product is taken.
         method_hparams: per-method fixed hyper-parameters (e.g. tolerances only the adaptive methods use).
         **common: other :class:`Case` fields shared by all cases (``device``, ``iters``, ``hparams``...).
+
+    Each case's numbers are in their declared types (:func:`~nodebench.runner.typed_hparams.typed_hparams`):
+    ``hidden=8.0`` is the case ``hidden=8``, with its case id.
     """
     grid = dict(grid or {})
     base = dict(common.pop("hparams", {}) or {})
     names = list(grid)
     cases = []
     for task, method, values in itertools.product(tasks, methods, itertools.product(*grid.values())):
-        hparams = base | dict((method_hparams or {}).get(method, {})) | dict(zip(names, values))
+        hparams = typed_hparams(task, base | dict((method_hparams or {}).get(method, {})) | dict(zip(names, values)))
         for seed in seeds:
             cases.append(Case(task=task, method=method, seed=seed, hparams=hparams, **common))
     return cases
