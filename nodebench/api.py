@@ -176,13 +176,13 @@ def _check_out(out: Path, engine: Mapping[str, Any], info: Mapping[str, Any], ca
 
 def _check_same_limits(out: Path, cases: list[Case]) -> None:
     """A :class:`UserError` when ``out`` holds a case with the same task, method, seed and hyper-parameters as
-    one of ``cases`` but another case id: another iteration or time limit (or warm-up, or data file). Its row
-    would be pooled with this command's in every report and figure, which cannot tell them apart."""
+    one of ``cases`` but another case id: another iteration or time limit (or warm-up, or data file), or another
+    device (``cuda`` and ``cuda:0`` included). Its row would be pooled with this command's in every report and
+    figure, which cannot tell them apart."""
     from nodebench.records import CASES
 
     def key(row: Mapping[str, Any]) -> tuple:
-        return tuple(str(row.get(k)) for k in ("paper", "experiment", "task", "method", "seed", "device", "preset",
-                                               "hparams"))
+        return tuple(str(row.get(k)) for k in ("paper", "experiment", "task", "method", "seed", "preset", "hparams"))
 
     planned = {key(case.identity()): case for case in cases}
     for path in sorted((out / CASES).glob("*.json")) if (out / CASES).is_dir() else []:
@@ -191,6 +191,10 @@ def _check_same_limits(out: Path, cases: list[Case]) -> None:
         except (OSError, ValueError):
             continue  # a broken row is set aside when the sweep starts
         case = planned.get(key(row)) if isinstance(row, dict) else None
+        if case is not None and row.get("device") != case.device:
+            raise UserError(f"{str(out)!r} holds case {case.task}/{case.method}/s{case.seed} run on device "
+                            f"{row.get('device')!r}, this command's is {case.device!r}: the report would pool the two; "
+                            "give another --out")
         if case is not None and row.get("case_id") != case.case_id:
             limit = (f"{case.iters} iterations" if case.iters is not None else
                      f"a {case.budget_s:g} s budget" if case.budget_s is not None else "no limit")

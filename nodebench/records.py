@@ -6,8 +6,8 @@ fsync, then renamed), so a killed sweep or a lost machine never leaves a half-wr
 a finished one. :func:`merge` then gathers them into the two Parquet files, again atomically.
 
 Before a case counts as finished, :func:`valid_cases` checks it: its row must be a JSON object naming its
-own case id and its curves file must be readable Parquet. A truncated, empty or corrupt row, a row whose
-curves file was deleted, and a copy of a row under another name are moved to ``RUN_DIR/cases/rejected/``
+own case id and its curves file and extra tables must be readable Parquet. A truncated, empty or corrupt row, a
+row whose curves file was deleted, and a copy of a row under another name are moved to ``RUN_DIR/cases/rejected/``
 (nothing is deleted), said in one line each, and the case runs again.
 """
 
@@ -25,6 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from nodebench.errors import UserError
@@ -86,15 +87,19 @@ def write_case(cases_dir: Path, case_id: str, row: dict, curves: dict[str, list]
     for key in reversed(CURVE_KEYS):
         frame.insert(0, key, row[key])
     atomic_write(cases_dir / f"{case_id}.curves.parquet", lambda p: frame.to_parquet(p, index=False))
-    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-    atomic_write(cases_dir / f"{case_id}.json", lambda p: p.write_text(json.dumps(clean, default=str)))
+    atomic_write(cases_dir / f"{case_id}.json", lambda p: p.write_text(json.dumps(_json_row(row), default=str)))
+
+
+def _json_row(row: dict) -> dict:
+    """``row`` as JSON values: a NumPy scalar as the Python number it holds (``default=str`` would store
+    ``np.float32(0.5)`` as the string ``"0.5"``, and the metric's column would become text), NaN as null."""
+    plain = {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in plain.items()}
 
 
 def valid_cases(run_dir: Path) -> dict[str, dict]:
     """The rows of the valid cases in ``run_dir/cases`` by case id; every invalid one is moved to
     ``cases/rejected/`` with one line on stderr (see the module docstring)."""
-    import pyarrow.parquet as pq
-
     folder = Path(run_dir) / CASES
     rows = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -108,16 +113,29 @@ def valid_cases(run_dir: Path) -> dict[str, dict]:
         elif not CASE_ID.fullmatch(case_id) or row.get("case_id") != case_id:
             why = f"names case {row.get('case_id')!r}, not its file name (a copy?); not merged"
         else:
-            try:
-                pq.read_metadata(folder / f"{case_id}.curves.parquet")
+            why = _unreadable_parquet(folder, case_id)
+            if why is None:
                 rows[case_id] = row
                 continue
-            except FileNotFoundError:
-                why = "has no curves file (deleted?)"
-            except Exception:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
-                why = "has an unreadable curves file"
         _reject(folder, case_id, why)
     return rows
+
+
+def _unreadable_parquet(folder: Path, case_id: str) -> str | None:
+    """What is wrong with the Parquet files of a case that :func:`merge` reads (its curves and its extra tables),
+    or None when each is readable Parquet."""
+    import pyarrow.parquet as pq
+
+    tables = sorted(folder.glob(f"{glob.escape(case_id)}.*.table.parquet"))
+    for path in [folder / f"{case_id}.curves.parquet", *tables]:
+        what = "curves file" if path.name.endswith(".curves.parquet") else f"{path.name.split('.')[1]} table"
+        try:
+            pq.read_metadata(path)
+        except FileNotFoundError:
+            return f"has no {what} (deleted?)"
+        except Exception:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+            return f"has an unreadable {what}"
+    return None
 
 
 def _reject(folder: Path, case_id: str, why: str) -> None:
@@ -143,24 +161,31 @@ def merge(run_dir: Path, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     run_dir = Path(run_dir)
     folder = run_dir / CASES
     valid = valid_cases(run_dir)
-    records = pd.DataFrame(list(valid.values()))
+    # the rows a sweep writes for a worker it lost lack the provenance columns: they get the defaults (else
+    # data_verified is NaN there, and no bool column to filter with)
+    records = pd.DataFrame([row | {k: v for k, v in PROVENANCE.items() if k not in row} for row in valid.values()])
     if not records.empty:
         records.insert(0, "run_id", run_id)
-        for column, default in PROVENANCE.items():  # rows written by a sweep that lost its worker lack them
-            if column not in records:
-                records[column] = default
-    curve_files = [folder / f"{case_id}.curves.parquet" for case_id in valid]
-    curves = pd.concat([pd.read_parquet(p) for p in curve_files], ignore_index=True) if curve_files else pd.DataFrame()
+    curves = _concat([folder / f"{case_id}.curves.parquet" for case_id in valid])
     atomic_write(run_dir / RECORDS, lambda p: records.to_parquet(p, index=False))
     tables: dict[str, list[Path]] = {}
     for path in sorted(folder.glob("*.table.parquet")):
         if path.name.split(".")[0] in valid:
             tables.setdefault(path.name.split(".")[1], []).append(path)
     for name, paths in tables.items():
-        frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+        frame = _concat(paths)
         atomic_write(run_dir / f"{name}.parquet", lambda p: frame.to_parquet(p, index=False))
     atomic_write(run_dir / CURVES, lambda p: curves.to_parquet(p, index=False))
     return records, curves
+
+
+def _concat(paths: list[Path]) -> pd.DataFrame:
+    """The Parquet files at ``paths`` as one table. The empty ones (a failed case's curves) are left out while
+    another has rows: their columns have no type, and concatenated they turned integer columns (``iteration``,
+    ``nfe_forward``) into floats whenever a case had failed."""
+    frames = [pd.read_parquet(path) for path in paths]
+    frames = [frame for frame in frames if len(frame)] or frames[:1]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def load_table(run_dir: str | Path, name: str) -> pd.DataFrame:

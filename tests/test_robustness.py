@@ -3,6 +3,7 @@ worker's parent check and the evaluation's time limit."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -68,6 +70,23 @@ def test_a_stale_lock_file_of_a_dead_process_is_taken_over(tmp_path):
         assert (tmp_path / LOCK).read_text() == str(os.getpid())
 
 
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.ENOSYS], ids=["ENOLCK", "ENOSYS"])
+def test_a_file_system_without_locks_runs_the_sweep_unlocked_with_a_warning(tmp_path, capsys, monkeypatch, code):
+    """NFS without its lock daemon, Lustre mounted without flock: flock fails there, and every sweep with an
+    --out on it stopped with a traceback. It runs, and says once that a second sweep is not refused."""
+    def no_locks(handle, operation):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(guard.fcntl, "flock", no_locks)
+    (tmp_path / LOCK).write_text("")
+    guard.check_not_locked(tmp_path)
+    with SweepLock(tmp_path):
+        assert (tmp_path / LOCK).read_text() == str(os.getpid())
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "without file locks" in err and "not refused" in err
+    assert (tmp_path / LOCK).read_text() == ""
+
+
 def test_resume_reruns_corrupt_cases_and_ignores_copies(tmp_path, capsys):
     cases = [Case(task="cubic_spiral", method="rk4", seed=s, iters=1) for s in range(5)]
     for case in cases:
@@ -93,6 +112,43 @@ def test_resume_reruns_corrupt_cases_and_ignores_copies(tmp_path, capsys):
     (tmp_path / ".records.parquet.tmp123").write_bytes(b"PAR1")  # a merge killed outright
     run_cases([cases[0]], tmp_path, progress=False)  # nothing to run: the good case is kept
     assert not (folder / f"{good}.progress").exists() and not (tmp_path / ".records.parquet.tmp123").exists()
+
+
+def test_a_case_with_an_unreadable_table_runs_again_and_the_merge_goes_on(tmp_path, capsys):
+    """A case's extra tables are merged like its curves: a corrupt one set the case aside, not crashed every
+    merge of the folder (and so every resume) with pyarrow's traceback."""
+    cases = [Case(task="cubic_spiral", method="rk4", seed=s, iters=1) for s in range(2)]
+    for case in cases:
+        row, curves = case.identity() | {"status": "ok", "reason": ""}, {"iteration": [1], "loss": [1.0]}
+        write_case(tmp_path / CASES, case.case_id, row, curves, {"extra": [{"x": case.seed}]})
+    good, corrupt = (c.case_id for c in cases)
+    (tmp_path / CASES / f"{corrupt}.extra.table.parquet").write_bytes(b"PAR1 not parquet")
+    merged, _ = merge(tmp_path, "r")
+    assert list(merged["case_id"]) == [good] and list(records.load_table(tmp_path, "extra")["x"]) == [0]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cases/{corrupt}.json has an unreadable extra table" in err
+    assert "runs again" in err and not list((tmp_path / CASES).glob(f"{corrupt}.*"))
+
+
+def test_merged_columns_keep_their_types_when_a_case_failed(tmp_path):
+    """A worker the sweep lost (its row written by the sweep, without curves) beside a finished case: the
+    curves' integer columns stay integers, ``data_verified`` stays a bool column one can filter with, NumPy
+    metrics stay numbers, and the files read back equal what the sweep returned."""
+    done, lost = (Case(task="cubic_spiral", method="rk4", seed=s, iters=2) for s in range(2))
+    provenance = {"dataset": "power", "n_train": 5, "n_val": 1, "n_test": 2, "data_verified": True}
+    row = done.identity() | provenance | {"status": "ok", "reason": "", "test_mse": np.float32(0.5),
+                                          "nfe_forward": np.int64(12)}
+    write_case(tmp_path / CASES, done.case_id, row, {"iteration": [1, 2], "nfe_forward": [6, 6], "loss": [1.0, 0.5]})
+    sweep._record_failure(lost, tmp_path / CASES, "killed", "worker killed by SIGKILL", "2025-01-01T00:00:00", 1)
+    merged, curves = merge(tmp_path, "r")
+    assert str(curves["iteration"].dtype) == "int64" and str(curves["nfe_forward"].dtype) == "int64"
+    assert str(merged["data_verified"].dtype) == "bool"
+    assert list(merged.loc[merged["data_verified"], "case_id"]) == [done.case_id]
+    assert sorted(merged["dataset"]) == ["", "power"]
+    assert str(merged["test_mse"].dtype) == "float64" and merged["nfe_forward"].max() == 12
+    loaded, loaded_curves = records.load_run(tmp_path)
+    pd.testing.assert_frame_equal(loaded, merged)
+    pd.testing.assert_frame_equal(loaded_curves, curves)
 
 
 @pytest.mark.parametrize("folder", [CASES, "logs"])
@@ -303,6 +359,20 @@ def test_a_case_run_with_another_limit_is_not_pooled_with_this_commands(tmp_path
     assert code == 2 and err.count("\n") == 1, err
     assert "holds case cubic_spiral/euler/s0 run with another limit" in err and "give another --out" in err
     assert sorted(p.name for p in out.rglob("*")) == before
+
+
+@pytest.mark.parametrize("earlier, now", [("cpu", "cuda"), ("cuda", "cuda:0")])
+def test_a_case_run_on_another_device_is_not_pooled_with_this_commands(tmp_path, earlier, now):
+    """Resuming a folder with another --device (or the same GPU named otherwise) added rows under new case ids
+    that every report pooled with the old ones: no report, figure or claim tells the devices apart."""
+    from nodebench.api import _check_same_limits
+
+    out = tmp_path / "run"
+    _finished(out, Case("cubic_spiral", "euler", 0, device=earlier, hparams=dict(SPIRAL), iters=2))
+    with pytest.raises(UserError, match=f"cubic_spiral/euler/s0 run on device '{earlier}', this command's is '{now}'"):
+        _check_same_limits(out, [Case("cubic_spiral", "euler", s, device=now, hparams=dict(SPIRAL), iters=2)
+                                 for s in range(2)])
+    _check_same_limits(out, [Case("cubic_spiral", "euler", 0, device=earlier, hparams=dict(SPIRAL), iters=2)])
 
 
 def test_the_same_limit_with_more_seeds_and_methods_resumes(tmp_path, capsys):

@@ -3,7 +3,8 @@ the workers, and data files that take part in a case's identity.
 
 * :class:`SweepLock` — an advisory ``fcntl.flock`` on ``RUN_DIR/.lock`` held for the whole sweep; the file
   holds the holder's PID so that a second sweep can name it. The kernel drops the lock when its holder
-  dies, so the lock of a dead sweep is simply taken over.
+  dies, so the lock of a dead sweep is simply taken over. On a file system without file locks (NFS without
+  its lock daemon, Lustre mounted without ``flock``) the sweep goes on unlocked, with a one-line warning.
 * :func:`check_commit` — a directory's finished cases all come from one git commit unless mixing is asked
   for (``--allow-mixed-commits``): results of two code versions in one records file cannot be told apart.
 * :func:`stop_on_signals` — SIGTERM (sent by SLURM and ``kill``) and SIGHUP (a closed terminal) stop a
@@ -23,6 +24,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 from nodebench.errors import UserError
@@ -30,6 +32,8 @@ from nodebench.errors import UserError
 LOCK = ".lock"
 #: the environment variable through which a sweep tells its workers its PID.
 PARENT_PID = "NODEBENCH_PARENT_PID"
+#: What ``flock`` raises on a file system that has no file locks.
+NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
 DATA_PREFIXES = ("trajectories:", "density:")
 
 
@@ -78,18 +82,24 @@ class SweepLock:
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK
         self.handle = None
+        self.locked = False  # stays False on a file system without file locks
 
     def acquire(self) -> "SweepLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.locked = True
         except OSError as err:
-            handle.close()
-            if err.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            raise UserError(f"{str(self.path.parent)!r} is in use by another sweep ({holder_text(self.path)}); "
-                            "wait for it to end or give another --out") from None
+            if err.errno in NO_LOCKS:
+                print(f"nodebench: warning: {str(self.path.parent)!r} is on a file system without file locks "
+                      f"({err.strerror}): a second sweep started there is not refused", file=sys.stderr)
+            else:
+                handle.close()
+                if err.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                raise UserError(f"{str(self.path.parent)!r} is in use by another sweep ({holder_text(self.path)}); "
+                                "wait for it to end or give another --out") from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -101,9 +111,10 @@ class SweepLock:
         if self.handle is not None:
             self.handle.seek(0)
             self.handle.truncate()
-            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            if self.locked:
+                fcntl.flock(self.handle, fcntl.LOCK_UN)
             self.handle.close()
-            self.handle = None
+            self.handle, self.locked = None, False
 
     def __enter__(self) -> "SweepLock":
         return self.acquire()
@@ -129,6 +140,8 @@ def check_not_locked(run_dir: str | Path) -> None:
         try:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError as err:
+            if err.errno in NO_LOCKS:  # nothing to probe; the sweep says so when it takes the folder
+                return
             if err.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             raise UserError(f"{str(Path(run_dir))!r} is in use by another sweep ({holder_text(path)}); "
