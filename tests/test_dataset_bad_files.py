@@ -4,13 +4,17 @@ the Python API."""
 
 from __future__ import annotations
 
+import gzip
+import io
+import tarfile
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from nodebench.cli import main
 from nodebench.datasets import load_hepmass, load_miniboone, load_power
-from nodebench.datasets import physionet
+from nodebench.datasets import catalog, physionet
 from nodebench.datasets.images import load_mnist
 from nodebench.errors import UserError
 
@@ -88,6 +92,50 @@ def test_a_folder_named_like_a_record_file_is_one_line(tmp_path, capsys):
     assert main(["data", "verify", "physionet", "--root", str(tmp_path)]) == 2
     err = _one_line(capsys)
     assert str(folder / "132599.txt") in err and "expected" in err and "<RecordID>.txt" in err
+
+
+# -- PhysioNet tarballs -----------------------------------------------------------------------------------------
+
+def _set_a_tar(ids=("132539", "132540", "132541")) -> bytes:
+    """An uncompressed tar of ``set-a/<RecordID>.txt`` records, as the challenge's set-a.tar.gz holds them."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for rid in ids:
+            data = RECORD.format(rid=rid).encode()
+            info = tarfile.TarInfo(f"set-a/{rid}.txt")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _damaged_tar_header() -> bytes:
+    raw = bytearray(_set_a_tar())
+    raw[raw.index(b"set-a/132540.txt")] ^= 0xFF  # the second member's header no longer matches its checksum
+    return gzip.compress(bytes(raw))  # a sound gzip stream around a damaged tar
+
+
+def _damaged_gzip_payload() -> bytes:
+    data = bytearray(gzip.compress(_set_a_tar(), compresslevel=0))  # stored blocks: the tar's bytes appear as is
+    data[data.index(b"set-a/132540.txt")] ^= 0xFF  # a flipped byte that only the gzip CRC reveals
+    return bytes(data)
+
+
+@pytest.mark.parametrize("damage", [_damaged_tar_header, _damaged_gzip_payload])
+def test_a_damaged_set_tarball_is_refused_not_read_short(tmp_path, damage):
+    """tarfile ends its listing silently at a damaged header after the first member, and the gzip CRC is never
+    reached: the loader returned 1 of the 3 records, and the --no-verify structure check passed."""
+    tarball = tmp_path / "physionet" / "set-a.tar.gz"
+    tarball.parent.mkdir()
+    tarball.write_bytes(gzip.compress(_set_a_tar()))
+    assert [r.record_id for r in physionet.load_physionet(tmp_path, sets=["set-a"])] == ["132539", "132540", "132541"]
+    tarball.write_bytes(damage())
+    for read in (lambda: physionet.load_physionet(tmp_path, sets=["set-a"]), lambda: physionet.check_set(tarball)):
+        with pytest.raises(UserError, match=r"cannot read PhysioNet set .*set-a\.tar\.gz: .*expected a folder or a "
+                                            r"\.tar\.gz of <RecordID>\.txt files") as err:
+            read()
+        assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match=r"cannot read archive .*set-a\.tar\.gz: .*delete it and fetch it again"):
+        catalog.members_digest(tarball)
 
 
 # -- PhysioNet outcomes join ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import scipy.io
 import torch
 
 from nodebench.datasets.images import (
+    check_idx,
     load_cifar10,
     load_digits,
     load_images,
@@ -22,6 +23,7 @@ from nodebench.datasets.images import (
     load_svhn,
     read_cifar_batch,
     read_idx,
+    read_svhn_mat,
 )
 from nodebench.errors import UserError
 from nodebench.methods import get_method
@@ -167,6 +169,20 @@ def test_corrupt_gzip_and_inconsistent_mnist_are_user_errors(tmp_path):
         load_mnist(tmp_path)
 
 
+def test_damaged_compressed_data_in_a_gz_is_a_user_error(tmp_path):
+    """zlib.error is no OSError: a .gz whose deflate data is damaged (a flipped bit on disk or in transit) escaped
+    read_idx and check_idx, a traceback from `nodebench run` instead of one line."""
+    fake_mnist(tmp_path, gz=(False, False, True, False))
+    path = tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz"
+    data = bytearray(gzip.compress(gzip.decompress(path.read_bytes())))  # a 10-byte header: no file name
+    data[10] = 0x07  # the first deflate block: final, of the reserved type 3
+    path.write_bytes(data)
+    for read in (read_idx, check_idx, lambda _: load_mnist(tmp_path)):
+        with pytest.raises(UserError, match="invalid block type; expected an IDX file, plain or gzipped") as err:
+            read(path)
+        assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("loader, names", [
     (load_mnist, ["mnist/train-images-idx3-ubyte[.gz]", "mnist/t10k-labels-idx1-ubyte[.gz]"]),
     (load_cifar10, ["cifar10/cifar-10-batches-py/data_batch_1", "cifar10/cifar-10-batches-py/test_batch"]),
@@ -243,6 +259,12 @@ def test_cifar_unpickler_refuses_code_and_bad_contents(tmp_path):
     (tmp_path / "junk").write_bytes(b"not a pickle at all")
     with pytest.raises(UserError, match="cannot read CIFAR batch"):
         read_cifar_batch(tmp_path / "junk")
+    # a tampered codec name in the _codecs.encode call that protocol 2 pickles bytes with: a LookupError escaped
+    raw = pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0]}, protocol=2)
+    assert raw.count(b"latin1") >= 1
+    (tmp_path / "codec").write_bytes(raw.replace(b"latin1", b"latWn1"))
+    with pytest.raises(UserError, match="cannot read CIFAR batch .*unknown encoding: latWn1"):
+        read_cifar_batch(tmp_path / "codec")
 
 
 # -- SVHN ----------------------------------------------------------------------------------------------------
@@ -275,6 +297,21 @@ def test_svhn_malformed_is_a_user_error(tmp_path):
     (tmp_path / "svhn" / "test_32x32.mat").write_bytes(b"garbage" * 40)
     with pytest.raises(UserError, match="cannot read"):
         load_svhn(tmp_path)
+
+
+def test_svhn_damaged_inside_a_variable_is_a_user_error(tmp_path):
+    """scipy's MATLAB reader fails on a damaged variable with errors such as UnboundLocalError or ZeroDivisionError,
+    which escaped read_svhn_mat as a traceback."""
+    fake_svhn(tmp_path)
+    path = tmp_path / "svhn" / "train_32x32.mat"
+    data = bytearray(path.read_bytes())
+    # MATLAB v5 (uncompressed): a 128-byte header, X's miMATRIX tag (8 bytes), then its array-flags subelement
+    # (an 8-byte tag, then 8 bytes whose first, byte 144, is the array class: 9 = uint8); 79 is no class
+    assert data[136:144] == b"\x06\x00\x00\x00\x08\x00\x00\x00" and data[144] == 9
+    data[144] = 79
+    path.write_bytes(data)
+    with pytest.raises(UserError, match="cannot read .*UnboundLocalError.*expected an SVHN MATLAB file with X and y"):
+        read_svhn_mat(path)
 
 
 # -- digits --------------------------------------------------------------------------------------------------

@@ -140,6 +140,14 @@ def _truncated_gzip(folder: Path) -> Path:
     return path
 
 
+def _damaged_deflate(folder: Path) -> Path:  # zlib.error, which is no OSError: it was a traceback
+    path = folder / "train-labels-idx1-ubyte.gz"
+    data = bytearray(gzip.compress(_idx(np.arange(6) % 10)))
+    data[10] = 0x07  # the first deflate block after the 10-byte gzip header: final, of the reserved type 3
+    path.write_bytes(data)
+    return path
+
+
 def _labels_disagree(folder: Path) -> Path:
     path = folder / "t10k-labels-idx1-ubyte.gz"
     path.write_bytes(gzip.compress(_idx(np.arange(4) % 10)))
@@ -150,6 +158,16 @@ def _physionet_not_tar(root: Path) -> Path:
     folder = _physionet(root)
     (folder / "set-a.tar.gz").write_bytes(gzip.compress(b"not a tar archive, only text " * 40))
     return folder / "set-a.tar.gz"
+
+
+def _physionet_damaged_tar(root: Path) -> Path:  # the set was read short, without an error
+    folder = _physionet(root)
+    path = folder / "set-a.tar.gz"
+    _tarball(path, {f"{rid}.txt": RECORD.format(rid=rid) for rid in (132539, 132540)})
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[raw.index(b"set-a/132540.txt")] ^= 0xFF  # the second member's header fails its checksum
+    path.write_bytes(gzip.compress(bytes(raw)))
+    return path
 
 
 def _physionet_bad_outcomes(root: Path) -> Path:
@@ -215,8 +233,10 @@ BAD = {
     "mnist dims disagree with length": (*_mnist_case(_dims_disagree), "is too long: IDX header declares shape"),
     "mnist not gzip": (*_mnist_case(_not_gzip), "expected an IDX file, plain or gzipped"),
     "mnist truncated gzip": (*_mnist_case(_truncated_gzip), "expected an IDX file, plain or gzipped"),
+    "mnist damaged deflate data": (*_mnist_case(_damaged_deflate), "expected an IDX file, plain or gzipped"),
     "mnist labels disagree": (*_mnist_case(_labels_disagree), "holds 3 images but"),
     "physionet not a tar": ("latent_ode_physionet", _physionet_not_tar, "cannot read PhysioNet set"),
+    "physionet damaged tar": ("latent_ode_physionet", _physionet_damaged_tar, "cannot read PhysioNet set"),
     "physionet bad outcomes": ("latent_ode_physionet", _physionet_bad_outcomes, "is not a PhysioNet 2012 outcomes"),
     "power not an array": ("cnf_power", _power_not_array, "is not a .npy file"),
     "power truncated npy": ("cnf_power", _power_truncated, "is truncated: its .npy header declares"),

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
-from nodebench.datasets.storage import DEFAULT_MANIFEST, ENV_VAR, data_root, folder_note
+from nodebench.datasets.storage import DEFAULT_MANIFEST, ENV_VAR, data_root, folder_note, read_tar_files
 from nodebench.errors import UserError
 from nodebench.registry import nearest
 
@@ -288,12 +288,12 @@ def _txt_members(path: Path) -> Iterator[tuple[str, bytes]]:
             yield item.name, data
         return
     try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar:
-                if member.isfile() and member.name.endswith(".txt"):
-                    yield member.name.rsplit("/", 1)[-1], tar.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError) as exc:
+        files = read_tar_files(path)
+    except (tarfile.TarError, OSError) as exc:
         raise UserError(f"cannot read archive {path}: {exc}; delete it and fetch it again") from None
+    for name, data in files:
+        if name.endswith(".txt"):
+            yield name.rsplit("/", 1)[-1], data
 
 
 def members_digest(path: Path) -> tuple[str, int]:

@@ -35,6 +35,7 @@ import gzip
 import math
 import os
 import pickle
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,11 @@ def idx_header(head: bytes, length: int, path: Path) -> tuple[np.dtype, tuple[in
     return dtype, dims, header
 
 
+#: What reading a plain or gzipped file can raise: OSError (``gzip.BadGzipFile`` among them), EOFError (a
+#: truncated gzip stream) and zlib.error (damaged compressed data, which is no OSError).
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
 def _idx_unreadable(path: Path, exc: BaseException) -> UserError:
     return UserError(f"cannot read {path}: {exc}; expected an IDX file, plain or gzipped")
 
@@ -160,7 +166,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
                 raw = handle.read()
         else:
             raw = path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except _READ_ERRORS as exc:
         raise _idx_unreadable(path, exc) from None
     dtype, dims, header = idx_header(raw, len(raw), path)
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
@@ -184,7 +190,7 @@ def check_idx(path: str | os.PathLike) -> tuple[np.dtype, tuple[int, ...]]:
             with open(path, "rb") as handle:
                 head = handle.read(IDX_MAX_HEADER)
             length = path.stat().st_size
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except _READ_ERRORS as exc:
         raise _idx_unreadable(path, exc) from None
     dtype, dims, _ = idx_header(head, length, path)
     return dtype.newbyteorder("="), dims
@@ -256,8 +262,8 @@ def load_mnist(root: PathArg = None) -> ImageSplits:
 # -- CIFAR-10: python pickles -------------------------------------------------------------------------------
 
 #: What unpickling a corrupt or foreign file can raise; all of them mean "not a CIFAR batch".
-_CORRUPT_PICKLE = (pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-                   KeyError, ImportError)
+_CORRUPT_PICKLE = (pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError, AttributeError, LookupError,
+                   ImportError)  # LookupError: also an unknown codec named by a tampered ``_codecs.encode`` call
 _NUMPY_CORE = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
 
 
@@ -375,8 +381,9 @@ def read_svhn_mat(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         mat = scipy.io.loadmat(path, variable_names=("X", "y"))
     except NotImplementedError as exc:  # MATLAB v7.3 (HDF5) files
         raise UserError(f"cannot read {path}: {exc}; expected the MATLAB v5 file from the SVHN site") from None
-    except (scipy.io.matlab.MatReadError, OSError, EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
-        raise UserError(f"cannot read {path}: {exc}; expected an SVHN MATLAB file with X and y") from None
+    except Exception as exc:  # scipy's reader fails on a damaged file in many ways (ZeroDivisionError, NameError…)
+        raise UserError(f"cannot read {path}: {type(exc).__name__}: {exc}; expected an SVHN MATLAB file with X "
+                        "and y") from None
     if "X" not in mat or "y" not in mat:
         raise UserError(f"{path}: expected variables X and y, found {', '.join(sorted(mat)) or 'none'}")
     x, y = np.asarray(mat["X"]), np.asarray(mat["y"])

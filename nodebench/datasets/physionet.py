@@ -14,9 +14,10 @@ This module follows it where stated and departs from it where stated:
   ODE does not use them.
 - **Lines.** A record file starts with ``Time,Parameter,Value``; each further line is one measurement,
   ``HH:MM`` since ICU admission (at most 48:00), e.g. ``00:51,HR,84``.
-- **Parameters (as both codes).** The descriptors ``RecordID``, ``Age``, ``Gender``, ``Height`` and
+- **Parameters (as Kelly et al.).** The descriptors ``RecordID``, ``Age``, ``Gender``, ``Height`` and
   ``ICUType`` are dropped; the 37 time series of :data:`PARAMETERS` are kept in that fixed order (the
-  codes' 41-name list without its four static entries). ``Weight`` is a descriptor and a time series:
+  codes' 41-name list without its four static entries, which Kelly et al. remove; Rubanova et al.'s own
+  code keeps them as four more channels observed at t = 0). ``Weight`` is a descriptor and a time series:
   its ``00:00`` value is kept as an observation at t = 0, **including the challenge's −1 "unknown"
   marker**, which neither code filters (326 of the 4000 set-A records carry it).
 - **Time (as Kelly et al.).** Times are quantised to ``quantization`` hours, 1 h by default as in Kelly
@@ -33,9 +34,9 @@ This module follows it where stated and departs from it where stated:
   and test (``mode="official"`` reproduces it). Outliers stay in both: pH up to 735, Urine up to
   11000, Temp down to −17.8 (sets A and B), so those channels' typical values are squashed near one end of [0, 1].
   Unobserved entries stay 0.
-- **Time scale (as the codes on the full data).** :func:`to_series` divides times by 48 h, so the
-  challenge window maps onto [0, 1]; the codes divide by the largest time of their union grid, which is
-  48 h for the full data set.
+- **Time scale (as Kelly et al. on the full data).** :func:`to_series` divides times by 48 h, so the
+  challenge window maps onto [0, 1]; Kelly et al. divide by the largest time of their training set's union
+  grid, which is 48 h for the full data set (Rubanova et al. by the largest time of each batch).
 
 **Parsing** is bulk (one split of the file, one conversion per column); a file that is not clean is
 re-read line by line so that a malformed line becomes a one-line :class:`~nodebench.errors.UserError`
@@ -57,7 +58,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nodebench.datasets.storage import ENV_VAR, data_root, folder_note
+from nodebench.datasets.storage import ENV_VAR, data_root, folder_note, read_tar_files
 from nodebench.errors import UserError
 
 PathArg = str | os.PathLike | None
@@ -267,10 +268,9 @@ def read_set(source: Path) -> list[tuple[str, str]]:
         if source.is_dir():
             items = [(p.name, str(p), p.read_bytes()) for p in source.glob("*.txt")]
         else:
-            with tarfile.open(source, "r:*") as tar:
-                items = [(m.name.rsplit("/", 1)[-1], f"{source}:{m.name}", tar.extractfile(m).read())
-                         for m in tar if m.isfile() and m.name.endswith(".txt")]
-    except (tarfile.TarError, OSError, EOFError) as exc:
+            items = [(name.rsplit("/", 1)[-1], f"{source}:{name}", data)
+                     for name, data in read_tar_files(source) if name.endswith(".txt")]
+    except (tarfile.TarError, OSError) as exc:
         raise UserError(f"cannot read PhysioNet set {source}: {exc}; expected a folder or a .tar.gz of "
                         "<RecordID>.txt files") from None
     if not items:
@@ -331,9 +331,8 @@ def _record_ids(source: Path) -> set[str]:
         if source.is_dir():
             names = [p.name for p in source.glob("*.txt")]
         else:
-            with tarfile.open(source, "r:*") as tar:
-                names = [m.name.rsplit("/", 1)[-1] for m in tar if m.isfile() and m.name.endswith(".txt")]
-    except (tarfile.TarError, OSError, EOFError) as exc:
+            names = [name.rsplit("/", 1)[-1] for name, _ in read_tar_files(source) if name.endswith(".txt")]
+    except (tarfile.TarError, OSError) as exc:
         raise UserError(f"cannot read PhysioNet set {source}: {exc}; expected a folder or a .tar.gz of "
                         "<RecordID>.txt files") from None
     return {name.removesuffix(".txt") for name in names}

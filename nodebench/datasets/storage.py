@@ -8,11 +8,15 @@ the file is then used without verification and a warning is logged.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import logging
 import math
 import os
+import tarfile
 import tomllib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -154,6 +158,35 @@ def npy_header(path: Path) -> tuple[np.dtype, tuple[int, ...]]:
         raise UserError(f"{path} is {state}: its .npy header declares a {dtype} array of shape {shape} "
                         f"({expected} bytes with the header), the file has {size} bytes")
     return dtype, tuple(shape)
+
+
+def read_tar_files(path: Path) -> list[tuple[str, bytes]]:
+    """``(member name, bytes)`` of every regular file of the tar archive ``path`` (gzipped or plain), in archive
+    order, read whole so that a damaged archive is an error rather than a shorter list.
+
+    :mod:`tarfile` alone ends its listing silently at the first unreadable header after the first member, and
+    never reaches the gzip CRC when the caller stops reading: a single flipped byte in a ``.tar.gz`` then yields
+    the members before it, with no error. Here the gzip stream is decompressed and CRC-checked first, and what
+    follows the last member must be the zero blocks that end a tar.
+
+    Raises:
+        tarfile.ReadError: corrupt or truncated gzip data, a damaged tar header or a missing end-of-archive block.
+        OSError: the file cannot be read.
+    """
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise tarfile.ReadError(f"corrupt gzip data ({exc})") from None
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+        files = [(member.name, tar.extractfile(member).read()) for member in tar if member.isfile()]
+        end = tar.offset
+    rest = raw[end:]
+    if len(rest) < tarfile.BLOCKSIZE or rest.strip(b"\0"):
+        raise tarfile.ReadError(f"damaged or truncated tar after its first {len(files)} file(s): byte {end} does not "
+                                "start a readable header or the zero blocks that end an archive")
+    return files
 
 
 def sha256_of(path: Path) -> str:
