@@ -2,10 +2,12 @@
 
 Runs ``rk4`` (DO: classic RK4, fixed step) and ``adjoint`` (OD: dopri5 + continuous adjoint) on a 2-D
 toy and an offline tabular set through the harness (each case in its own process, one at a time, one
-thread), then prints per problem the median training time, the reduction 1 − t_DO/t_OD, test NLL of
-both (reference solver, exact trace) and their difference. The paper reports reductions of 39–97 %.
-The cases run in ``--out``, which keeps (and resumes) every case run there; the table holds only this
-invocation's cases, so a rerun with other ``--iters``, ``--seeds`` or ``--problems`` is not pooled with it.
+thread; DO and OD interleaved in rounds, seed 0 of every configuration then seed 1 and so on, so that the
+machine's drift or a burst of load hits both methods alike), then prints per problem the median training
+time, the reduction 1 − t_DO/t_OD, test NLL of both (reference solver, exact trace) and their difference.
+The paper reports reductions of 39–97 %. The cases run in ``--out``, which keeps (and resumes) every case
+run there; the table holds only this invocation's cases, so a rerun with other ``--iters``, ``--seeds`` or
+``--problems`` is not pooled with it.
 
     python benchmarks/do_vs_od_cnf.py --iters 500 --seeds 1 --out results/bench-do-vs-od
 """
@@ -19,7 +21,7 @@ from script_checks import refuse_repeats
 from nodebench.argtypes import ScriptParser, positive_int
 from nodebench.errors import UserError
 from nodebench.paths import nonempty_path, sweep_dir
-from nodebench.runner.case import expand_grid
+from nodebench.runner.case import expand_grid, in_rounds
 from nodebench.runner.settings import check_cases
 from nodebench.runner.sweep import run_cases
 
@@ -49,6 +51,7 @@ def main() -> None:
     for task in problems:
         cases += expand_grid(tasks=[task], methods=["rk4", "adjoint"], seeds=range(args.seeds), hparams=EVAL,
                              method_hparams=PROBLEMS[task], iters=args.iters, experiment=task)
+    cases = in_rounds(cases)
     try:  # names, values and the output folder checked before anything runs or is written
         check_cases(cases)
         sweep_dir(args.out, allow_mixed_commits=args.allow_mixed_commits)

@@ -40,6 +40,11 @@ def _check_choice(kind: str, value: str, valid: Sequence[str]) -> str:
     return value
 
 
+def _counts(values: Sequence) -> bool:
+    """Every value is a positive integer (a bool or an integral float is not: a width, a channel count, a size)."""
+    return all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values)
+
+
 class ConcatSquashLinear(nn.Module):
     """FFJORD's time-conditioned linear layer.
 
@@ -83,7 +88,7 @@ class ConcatSquashMLP(nn.Module):
         super().__init__()
         _check_choice("activation", activation, tuple(ACTIVATIONS))
         widths = (dim, *hidden_dims, dim)
-        if not all(isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1 for w in widths):
+        if not _counts(widths):
             raise UserError(f"dim and hidden_dims must be positive integers, got {dim!r} and {tuple(hidden_dims)!r}")
         self.layers = nn.ModuleList(ConcatSquashLinear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.activation = ACTIVATIONS[activation]()
@@ -113,8 +118,8 @@ class ConcatConv2d(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, ksize: int = 3):
         super().__init__()
-        if ksize < 1 or ksize % 2 == 0:
-            raise UserError(f"ConcatConv2d kernel size must be a positive odd integer, got {ksize}")
+        if not _counts([ksize]) or ksize % 2 == 0:
+            raise UserError(f"ConcatConv2d kernel size must be a positive odd integer, got {ksize!r}")
         self.conv = nn.Conv2d(c_in + 1, c_out, ksize, padding=ksize // 2)
 
     def forward(self, t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -148,12 +153,12 @@ class ConcatConvNet(nn.Module):
                  activation: str = "softplus", ksize: int = 3):
         super().__init__()
         _check_choice("activation", activation, tuple(ACTIVATIONS))
-        if len(shape) != 3 or any(int(s) < 1 for s in shape):
+        if len(shape) != 3 or not _counts(shape):
             raise UserError(f"ConcatConvNet shape must be (C, H, W) of positive integers, got {tuple(shape)}")
+        if not _counts(hidden_channels):
+            raise UserError(f"ConcatConvNet hidden_channels must be positive integers, got {tuple(hidden_channels)}")
         self.shape = tuple(int(s) for s in shape)
         widths = (self.shape[0], *(int(c) for c in hidden_channels), self.shape[0])
-        if any(c < 1 for c in widths):
-            raise UserError(f"ConcatConvNet channels must be positive, got {tuple(hidden_channels)}")
         self.layers = nn.ModuleList(ConcatConv2d(a, b, ksize) for a, b in zip(widths[:-1], widths[1:]))
         self.activation = ACTIVATIONS[activation]()
         with torch.no_grad():
@@ -194,9 +199,19 @@ class AugmentedDynamics(nn.Module):
         return self.dynamics
 
     def forward(self, t: torch.Tensor, state: Tuple[torch.Tensor, torch.Tensor]):
-        """Return ``(dz/dt, dΔ/dt)``; differentiable when gradients are enabled by the caller."""
-        z = state[0]
-        create_graph = torch.is_grad_enabled()
+        """Return ``(dz/dt, dΔ/dt)``; differentiable when gradients are enabled by the caller.
+
+        The trace needs autograd even when the caller's does not record: under ``torch.no_grad`` it runs in an
+        ``enable_grad`` block, under ``torch.inference_mode`` (whose tensors autograd cannot record) outside
+        inference mode on plain copies of ``t`` and ``z``; either way the results carry no graph.
+        """
+        if torch.is_inference_mode_enabled():
+            with torch.inference_mode(False):
+                t = t.clone() if torch.is_tensor(t) else t
+                return self._evaluate(t, state[0].clone(), create_graph=False)
+        return self._evaluate(t, state[0], create_graph=torch.is_grad_enabled())
+
+    def _evaluate(self, t: torch.Tensor, z: torch.Tensor, create_graph: bool):
         with torch.enable_grad():
             if not (create_graph and z.requires_grad):
                 z = z.detach().requires_grad_(True)
@@ -331,16 +346,18 @@ class CNF(Transform):
         return self.sqrt_t1**2
 
     def forward(self, inputs: torch.Tensor, context: Optional[torch.Tensor] = None):
-        """Map data ``x`` (``(B, D)``) to ``z = z(t1)``; return ``(z, log|det ∂z/∂x|)``."""
-        return self._integrate(inputs, context, reverse=False)
+        """Map data ``x`` (``(B, D)``) to ``z = z(t1)``; return ``(z, log|det ∂z/∂x|)``.
+
+        ``context`` is ignored, as nflows's unconditional transforms (permutations, ActNorm...) ignore it: the
+        field ``f(t, z)`` takes none, and the CNF can be a block of a conditional flow.
+        """
+        return self._integrate(inputs, reverse=False)
 
     def inverse(self, inputs: torch.Tensor, context: Optional[torch.Tensor] = None):
-        """Map ``z`` (``(B, D)``) back to ``x = z(0)``; return ``(x, log|det ∂x/∂z|)``."""
-        return self._integrate(inputs, context, reverse=True)
+        """Map ``z`` (``(B, D)``) back to ``x = z(0)``; return ``(x, log|det ∂x/∂z|)``; ``context`` is ignored."""
+        return self._integrate(inputs, reverse=True)
 
-    def _integrate(self, z: torch.Tensor, context: Optional[torch.Tensor], reverse: bool):
-        if context is not None:
-            raise NotImplementedError("CNF does not take a context")
+    def _integrate(self, z: torch.Tensor, reverse: bool):
         if z.dim() != 2 or z.shape[0] == 0:
             raise ValueError(f"CNF expects inputs of shape (batch, features), batch ≥ 1, got {tuple(z.shape)}")
         if not z.is_floating_point():

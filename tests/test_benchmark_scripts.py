@@ -213,6 +213,25 @@ def test_do_vs_od_cnf_reports_only_this_run_s_cases(tmp_path, capsys, monkeypatc
     assert line.split()[1:4] == ["1.0", "2.0", "50.0%"], line
 
 
+def test_do_vs_od_cnf_interleaves_the_methods(tmp_path, monkeypatch):
+    """All DO seeds of a problem ran before all its OD seeds, so a drift of the machine between them went into
+    the time reduction; the cases now run in rounds (seed 0 of every configuration, then seed 1)."""
+    import pandas as pd
+
+    from nodebench.runner import sweep
+
+    seen = []
+
+    def run_cases(cases, out, **kwargs):
+        seen.extend(cases)
+        return pd.DataFrame(columns=["case_id", "task", "method", "seed", "status"]), pd.DataFrame()
+    monkeypatch.setattr(sweep, "run_cases", run_cases)
+    run_script("do_vs_od_cnf.py", ["--problems", "cnf_toy_8gaussians", "--iters", "2", "--seeds", "2", "--out",
+                                   str(tmp_path / "out")], monkeypatch)
+    assert [case.seed for case in seen] == [0, 0, 1, 1]
+    assert {case.method for case in seen[:2]} == {case.method for case in seen[2:]} == {"rk4", "adjoint"}
+
+
 def test_snode_time_to_target_summary_counts_a_seed_that_never_reached_the_target(tmp_path, capsys, monkeypatch):
     """The committed run: dopri5 reached the target in 2 of 3 seeds. The summary's per-seed ratios over the
     seeds where both reached it read 14.8×; under the rule of reports, claims and the leaderboard (the third

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from nflows.distributions.normal import StandardNormal
+from nflows.distributions.normal import ConditionalDiagonalNormal, StandardNormal
 from nflows.flows.base import Flow
 from nflows.transforms.autoregressive import MaskedAffineAutoregressiveTransform
 from nflows.transforms.base import CompositeTransform
@@ -13,7 +13,7 @@ from nflows.transforms.permutations import ReversePermutation
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from nodebench.cnf import CNF, AugmentedDynamics, ConcatSquashLinear, ConcatSquashMLP
+from nodebench.cnf import CNF, AugmentedDynamics, ConcatConvNet, ConcatSquashLinear, ConcatSquashMLP
 from nodebench.errors import UserError
 
 TIGHT = dict(rtol=1e-10, atol=1e-10)
@@ -75,6 +75,20 @@ def test_invalid_choices_raise_user_error():
             ConcatSquashMLP(dim, hidden)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"shape": (1, 4.7, 4)}, r"shape must be \(C, H, W\) of positive integers, got \(1, 4.7, 4\)"),
+    ({"hidden_channels": (2.5,)}, r"hidden_channels must be positive integers, got \(2.5,\)"),
+    ({"hidden_channels": (True,)}, r"hidden_channels must be positive integers, got \(True,\)"),
+    ({"ksize": "3"}, "kernel size must be a positive odd integer, got '3'"),
+    ({"ksize": True}, "kernel size must be a positive odd integer, got True"),
+])
+def test_conv_net_sizes_must_be_positive_integers(kwargs, message):
+    """A fractional size was truncated (shape (1, 4.7, 4) built a 4×4 field, 2.5 channels 2), True passed as one
+    channel or a 1×1 kernel, a string kernel size failed in a comparison (TypeError)."""
+    with pytest.raises(UserError, match=message):
+        ConcatConvNet(**({"shape": (1, 4, 4)} | kwargs))
+
+
 def test_round_trip_float64():
     cnf = make_cnf(**TIGHT)
     x = data(16)
@@ -119,6 +133,47 @@ def test_composes_with_nflows():
     with torch.no_grad():
         samples = flow.sample(5)
     assert samples.shape == (5, dim) and torch.isfinite(samples).all()
+
+
+def test_is_a_block_of_a_conditional_flow():
+    """nflows's unconditional transforms ignore ``context``; the CNF raised NotImplementedError ("CNF does not take
+    a context"), so no conditional flow could hold one."""
+    dim, features = 2, 3
+    torch.manual_seed(0)
+    cnf = CNF(ConcatSquashMLP(dim, (8,)), method="rk4", options={"step_size": 0.25})
+    maf = MaskedAffineAutoregressiveTransform(features=dim, hidden_features=8, context_features=features)
+    base = ConditionalDiagonalNormal([dim], context_encoder=nn.Linear(features, 2 * dim))
+    flow = Flow(CompositeTransform([cnf, maf]), base)
+    x, context = data(16, dim, torch.float32), data(16, features, torch.float32, seed=2)
+    z, logdet = cnf(x)
+    z_c, logdet_c = cnf(x, context=context)
+    assert torch.equal(z_c, z) and torch.equal(logdet_c, logdet)  # the CNF does not depend on the context
+    u, logdet_maf = maf(z, context=context)
+    log_prob = flow.log_prob(x, context=context)
+    torch.testing.assert_close(log_prob, base.log_prob(u, context=context) + logdet + logdet_maf)
+    (-log_prob.mean()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in cnf.parameters())
+    with torch.no_grad():
+        samples = flow.sample(5, context=context[:4])
+    assert samples.shape == (4, 5, dim) and torch.isfinite(samples).all()
+
+
+@pytest.mark.parametrize("trace", ["exact", "hutchinson"])
+def test_log_prob_and_inverse_under_inference_mode(trace):
+    """Under ``torch.inference_mode`` the trace's autograd failed: "element 0 of tensors does not require grad"."""
+    cnf = make_cnf(trace=trace, seed=4, solve=rk4(0.25))
+    flow = Flow(cnf, StandardNormal([3]))
+    x = data(8)
+    with torch.no_grad():
+        expected = flow.log_prob(x)
+        x_back = cnf.inverse(cnf(x)[0])
+    cnf.generator.manual_seed(4)
+    with torch.inference_mode():
+        got = flow.log_prob(x)
+        got_back = cnf.inverse(cnf(x)[0])
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    for a, b in zip(got_back, x_back):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("noise", ["gaussian", "rademacher"])

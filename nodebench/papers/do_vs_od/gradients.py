@@ -46,6 +46,18 @@ def _as_list(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
     return params
 
 
+def _like_params(name: str, tensors: Iterable[torch.Tensor], params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``tensors`` as a list, or a ValueError unless it holds one tensor per parameter, of its shape (``zip`` would
+    drop extra tensors and broadcasting would pair wrong shapes in ``∇Jᵀdθ`` without an error)."""
+    tensors = list(tensors)
+    shapes = [tuple(t.shape) for t in tensors]
+    expected = [tuple(p.shape) for p in params]
+    if shapes != expected:
+        raise ValueError(f"{name} must have one tensor per parameter, of the same shape: expected shapes {expected}, "
+                         f"got {shapes}")
+    return tensors
+
+
 def random_direction(params: Sequence[torch.Tensor], seed: int = 0, normalize: bool = True) -> list[torch.Tensor]:
     """A standard-normal direction shaped like ``params``, from a CPU generator seeded with ``seed``.
 
@@ -85,9 +97,8 @@ def taylor_test(loss_fn: LossFn, params: Iterable[torch.Tensor], *, direction: S
     params = _as_list(params)
     if direction is None:
         direction = random_direction(params, seed)
+    direction = _like_params("direction", direction, params)
     direction = [d.to(device=p.device, dtype=p.dtype) for d, p in zip(direction, params)]
-    if len(direction) != len(params) or any(d.shape != p.shape for d, p in zip(direction, params)):
-        raise ValueError("direction must have one tensor per parameter, of the same shape")
 
     if gradient is None:
         loss = loss_fn(params)
@@ -95,6 +106,7 @@ def taylor_test(loss_fn: LossFn, params: Iterable[torch.Tensor], *, direction: S
         gradient = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
         j0 = float(loss.detach())
     else:
+        gradient = _like_params("gradient", gradient, params)
         with torch.no_grad():
             j0 = float(loss_fn(params))
     dj = float(sum((g.detach().double() * d.double()).sum() for g, d in zip(gradient, direction)))
@@ -257,7 +269,7 @@ def taylor_summary(table: pd.DataFrame, **kwargs) -> pd.DataFrame:
 
 
 def _loss_and_grad(problem: Problem, method: Method, opts: Mapping) -> tuple[float, list[torch.Tensor], dict]:
-    counter = count_nfe(problem.field)
+    counter = count_nfe(problem.field, adaptive=method.adaptive)
     problem.field = counter
     params = _params(problem)
     solve = method.make_solve(params, **opts)

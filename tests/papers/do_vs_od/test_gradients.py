@@ -96,6 +96,21 @@ def test_direction_is_seeded_unit_norm():
         taylor_test(lambda ps: ps[0].sum(), [params[0].requires_grad_()], direction=[torch.zeros(2)])
 
 
+def test_direction_and_gradient_must_match_the_parameters():
+    """A direction with an extra tensor was cut by ``zip`` and a gradient of the wrong shape broadcast into
+    ``∇Jᵀdθ``: both gave a table, the second with a wrong E1."""
+    theta = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+
+    def loss(ps):
+        return (ps[0] ** 2).sum()
+    with pytest.raises(ValueError, match=r"direction must have one tensor per parameter.*got \[\(3,\), \(5,\)\]"):
+        taylor_test(loss, [theta], direction=[torch.ones(3), torch.ones(5)])
+    with pytest.raises(ValueError, match=r"gradient must have one tensor per parameter.*got \[\(1,\)\]"):
+        taylor_test(loss, [theta], gradient=[torch.ones(1, dtype=torch.float64)])
+    df = taylor_test(loss, [theta], direction=(d for d in [torch.ones(3)]), hs=[0.5])  # any iterable
+    assert df["E1"].tolist() == [0.75]
+
+
 def test_spiral_do_consistent_od_loose_tolerance_not():
     table = gradient_taylor_table("cubic_spiral", ["rk4", "adjoint"], [1e-2], [None], seed=0)
     assert set(table.columns) >= {"method", "family", "tol", "step_size", "h", "E0", "E1"}
