@@ -383,7 +383,9 @@ def test_measure_cost_times_the_compiled_methods(monkeypatch):
     samples, agreement = measure_cost(dims=(2,), orders=(3,), methods=methods, hidden=8, batch=4, rounds=2)
     timed = samples[~samples.skipped]
     assert set(timed.method) == set(methods) and len(timed) == 2 * len(methods)
-    assert (timed.total_s > timed.forward_s).all() and (timed.forward_s > 0).all()
+    # backward_s is the difference of two one-call timings: on a loaded machine a stalled forward call makes it
+    # negative (measured: a 13 ms forward against a 1.8 ms forward + backward), so only its presence is checked
+    assert (timed.forward_s > 0).all() and timed.backward_s.notna().all()
     fused = timed[timed.method == FUSED]
     assert (fused.forward_s == fused.unrecorded_s).all() and (fused.compile_s > 0).all()
     assert agreement[(2, 3, COMPILED)] < 1e-6 and agreement[(2, 3, FUSED)] < 1e-6
@@ -525,6 +527,29 @@ def test_taylor_mode_traces_into_one_graph_for_torch_compile():
     explanation = torch._dynamo.explain(lambda z: ode_derivatives(lambda t, y: net(y), torch.tensor(0.0), z, 3))(
         torch.randn(5, 2))
     assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_every_activation_traces_into_one_compiled_graph():
+    """softplus (the FFJORD activation) with elements on both sides of its threshold, σ, tanh, sin, cos, exp, log,
+    sqrt, division and pow in a concat-t field: ``compile_derivatives`` traces it with ``fullgraph=True`` and gives
+    eager Taylor mode's derivatives. softplus used to branch on its data (whether any element was past the
+    threshold), which Dynamo refuses ("Could not guard on data-dependent expression"). Dynamo's limits do not
+    depend on the backend: "eager" keeps the test fast."""
+    linear = nn.Linear(3, 4)
+    z, t = torch.randn(5, 2, generator=torch.Generator().manual_seed(1)), torch.tensor(0.3)
+
+    def field(t_, y):
+        h = 2.0 * linear(torch.cat([y, t_.expand(y.shape[0], 1)], 1))
+        h = F.softplus(h, beta=2.0, threshold=1.0) + torch.sigmoid(h) * torch.sin(t_) + torch.exp(-h * h) / (
+            2.0 + torch.cos(h))
+        h = torch.tanh(h) + torch.sqrt(1.0 + h ** 2) + torch.log(2.0 + h.pow(3.0) ** 2)
+        return h[:, :2] * h[:, 2:] - y
+
+    past = 2.0 * 2.0 * linear(torch.cat([z, t.expand(5, 1)], 1)) > 1.0
+    assert past.any() and not past.all()  # both of softplus's branches
+    got = compile_derivatives(field, 4, backend="eager")(t, z)
+    want = ode_derivatives(field, t, z, 4)
+    assert all(rel_err(a, b) < 1e-12 for a, b in zip(got, want, strict=True))
 
 
 def test_compiled_derivatives_match_eager_taylor_mode_and_its_gradients():

@@ -46,6 +46,8 @@ CASES = {
     "pow_negative_base_integer": ({"pow", "square"}, lambda x: x ** 3 + x ** -2 + torch.pow(x, 4.0)
                                   + torch.square(x) + x ** torch.tensor(3), [t(-1.3, -0.4, 0.7, 2.0)]),
     "pow_tensor_exponent_negative_base": ({"pow"}, lambda x: x ** t(2.0, 3.0, -1.0, 2.0), [t(-1.3, -0.4, 0.7, 2.0)]),
+    "pow_one_element_tensor_exponent": ({"pow"}, lambda x: x ** torch.tensor([[2.0]], dtype=F64)
+                                        + torch.pow(x, torch.tensor([3.0], dtype=F64)), [t(-1.3, 0.0, 2.0)]),
     "pow_series_and_constant_base": ({"pow"}, lambda x, y: x ** y + 2.0 ** y + t(1.5, 3.0) ** y,
                                      [t(0.3, 2.0), t(-0.8, 0.6)]),
     "sin_cos": ({"sin", "cos"}, lambda x: torch.sin(x) * torch.cos(2 * x), [t(-50.0, 0.0, 1.3)]),
@@ -72,6 +74,8 @@ CASES = {
         [r(2, 2), r(2, 2, seed=1)]),
     "where_broadcast": ({"where"}, lambda x, y: torch.where(COND, x * x, y) + torch.where(COND, 2.0, x.exp()),
                         [r(3), r(2, 3, seed=1)]),
+    "where_method": ({"where"}, lambda x, y: x.where(COND, y * y) + (2.0 * y).where(COND, x)
+                     + torch.ones(3, dtype=F64).where(COND, x), [r(3), r(2, 3, seed=1)]),
     "shapes": ({"reshape/view", "flatten", "unsqueeze", "squeeze", "expand", "transpose/permute", "clone/contiguous",
                 "expand_as/view_as/to"},
                lambda x: (x.permute(2, 0, 1).movedim(0, 1).transpose(0, 2).reshape(-1).view(3, 4).t()

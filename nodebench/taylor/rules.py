@@ -264,7 +264,7 @@ for _func in (torch.cat, torch.concat, torch.concatenate):
 register("stack", torch.stack)(_cat_like(torch.stack))
 
 
-@register("where", torch.where, T.where)
+@register("where", torch.where)
 def _where(condition, input, other):
     if is_taylor(condition):
         raise TaylorModeError("torch.where: the condition cannot be a series")
@@ -276,6 +276,12 @@ def _where(condition, input, other):
                            other.coeffs[k] if is_taylor(other) else 0.0)
 
     return new_series(primal, rule, series)
+
+
+@register("where", T.where)
+def _where_method(input, condition, other):
+    """``x.where(condition, y)``: torch.where(condition, x, y), the method taking the condition second."""
+    return _where(condition, input, other)
 
 
 # --- add, sub --------------------------------------------------------------------------------------------
@@ -472,12 +478,20 @@ def _pow_tensor(x: TaylorTensor, a: torch.Tensor) -> TaylorTensor:
     return new_series(torch.pow(x0, a), rule, (x,))
 
 
+def _as_scalar_exponent(base: torch.Tensor, exponent: torch.Tensor) -> bool:
+    """Whether x**a may take the scalar rule for the tensor ``a``: one element, no gradient, and the result's dtype
+    that of x (a 0-d float64 ``a`` makes a 0-d float32 x's power float64)."""
+    return exponent.numel() == 1 and not exponent.requires_grad and torch.result_type(base, exponent) == base.dtype
+
+
 @register("pow", torch.pow, T.pow, T.__pow__)
 def _pow(input, exponent):
-    """x**a for a scalar a (recurrence), a constant tensor a (:func:`_pow_tensor`), a series exponent as
-    exp(b·log x)."""
-    if isinstance(exponent, torch.Tensor) and exponent.numel() == 1 and not exponent.requires_grad:
-        exponent = exponent.item()
+    """x**a for a scalar a (recurrence; a one-element constant tensor a is taken as its scalar, the result
+    broadcast to torch's shape), a constant tensor a (:func:`_pow_tensor`), a series exponent as exp(b·log x)."""
+    if isinstance(exponent, torch.Tensor) and _as_scalar_exponent(_primal(input), exponent):
+        shape = torch.broadcast_shapes(input.shape, exponent.shape)  # x ** torch.tensor([[2.0]]) is (1, 3) for x (3,)
+        power = _pow_scalar(input, exponent.item())
+        return power if shape == input.shape else torch.broadcast_to(power, shape)
     if not is_taylor(input):  # constant ** series
         log_base = torch.log(torch.as_tensor(input, dtype=exponent.dtype, device=exponent.device))
         return _exp(_mul(exponent, log_base))
@@ -555,7 +569,8 @@ def _softplus(input, beta=1.0, threshold=20.0):
     p, q = [p0], [torch.addcmul(p0, p0, p0, value=-1)]  # p = σ(βx), q = p(1 − p)
     first = torch.add(_scalar(1.0, p0.dtype, p0.device), p0, alpha=-2.0)
     linear = beta * x[0] > threshold
-    any_linear = bool(linear.any())
+    # eager mode skips the torch.where where no element is linear; a compiled graph cannot branch on the data
+    any_linear = torch.compiler.is_compiling() or bool(linear.any())
 
     def rule(k, _):
         while len(p) < k:
