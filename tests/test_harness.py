@@ -249,7 +249,7 @@ def test_dopri5_nfe_is_two_plus_six_per_attempted_step(tol):
 
 @pytest.mark.parametrize("method, per_step", [("rk4", 4), ("rk4_38", 4), ("euler", 1), ("midpoint", 2)])
 def test_fixed_step_nfe(method, per_step):
-    field = CountingField(Decay())
+    field = count_nfe(Decay(), adaptive=False)
     y0 = torch.ones(1, dtype=F64, requires_grad=True)
     t = torch.linspace(0, 1, 9, dtype=F64)
     solve = get_method(method).make_solve()
@@ -293,7 +293,7 @@ def test_adjoint_backward_nfe_is_counted_under_backward(method, linear_field):
 
 
 def test_measure_reports_nfe_per_timed_call():
-    field = CountingField(Decay())
+    field = count_nfe(Decay(), adaptive=False)
     y0, t = torch.ones(1, dtype=F64), torch.linspace(0, 1, 9, dtype=F64)
     m = measure(lambda: odeint(field, y0, t, method="rk4"), warmup=2, repeats=3, counter=field)
     assert m.nfe == {"forward": 32, "backward": 0}  # warm-up calls not counted, counts per call
@@ -458,6 +458,32 @@ def test_fixed_grid_counter_counts_steps_without_making_torchdiffeq_warn_each_so
         warnings.simplefilter("always")
         odeint(adaptive, y0, t, method="rk4", options={"step_size": 0.25})
     assert [w for w in caught if "does not support callbacks" in str(w.message)]  # what the fixed counter avoids
+
+
+USER_WARNINGS_SCRIPT = """
+import warnings, torch, torchdiffeq
+before = list(warnings.filters)
+import nodebench
+from nodebench.harness import count_nfe
+nodebench.list_papers()
+print(list(warnings.filters) == before)
+class Decay(torch.nn.Module):
+    def forward(self, t, y):
+        return -y
+field = count_nfe(Decay())  # a user's own mistake: an accept callback for rk4
+with warnings.catch_warnings(record=True) as caught:
+    torchdiffeq.odeint(field, torch.ones(1, dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64),
+                       method="rk4", options={"step_size": 0.5})
+print(any("does not support callbacks" in str(w.message) for w in caught))
+"""
+
+
+def test_importing_nodebench_leaves_the_users_warning_filters_alone():
+    """nodebench.harness added a process-wide filter at import that hid torchdiffeq's callback warning from
+    the user's own solves too; each solver now gets a counter whose callbacks it supports instead."""
+    done = subprocess.run([sys.executable, "-c", USER_WARNINGS_SCRIPT], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]
 
 
 STALE_MARK_SCRIPT = """

@@ -19,8 +19,6 @@ attempted step, rejected ones included (FSAL); fixed-step RK4 makes 4 per step.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 from torch.nn.modules import module as _module
@@ -33,8 +31,6 @@ PHASES = ("forward", "backward")
 #: Attributes of a counting field that are plain values, set without nn.Module's bookkeeping.
 _PLAIN_ATTRIBUTES = frozenset({"phase", "nfe", "steps", "accepted"})
 
-# torchdiffeq warns, on every solve, that fixed-grid solvers ignore accept/reject callbacks; we know.
-warnings.filterwarnings("ignore", message=r"Solver '.*' does not support callbacks")
 
 
 class StepCountingField(nn.Module):

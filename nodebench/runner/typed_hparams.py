@@ -50,6 +50,6 @@ def _typed(value: Any, kind: str) -> Any:
         return [_typed(v, LISTS[kind]) for v in value] if isinstance(value, (list, tuple)) else value
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         return value
-    if kind == "int":
-        return int(value) if value == int(value) else value
+    if kind == "int":  # beyond 2**53 a float is no exact count: left as typed, for the checks' message
+        return int(value) if value == int(value) and abs(value) <= 2**53 else value
     return float(value)
