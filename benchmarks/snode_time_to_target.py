@@ -12,7 +12,8 @@ seed that never reaches the target, or failed, counts as infinitely slow; the me
 5 seeds), and the benchmark reports their ratio baseline/snode with how many seeds of each reached it. Per
 seed it takes the ratios test MSE(baseline)/test MSE(snode) and time-per-iteration(baseline)/time-per-iteration
 (snode), and reports their medians and ranges over seeds. ``--summary-only`` rewrites ``summary.md`` from the
-records in ``--out`` (give the run's own options) without training.
+records in ``--out`` (give the run's own options: other methods, seed counts or tasks than its records hold are
+refused) without training.
 
     python benchmarks/snode_time_to_target.py --budget-s 60 --seeds 3 --threads 1
     python benchmarks/snode_time_to_target.py --methods snode rk4 --hparam n_train=4 --budget-s 10
@@ -127,6 +128,20 @@ def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def check_run_options(parser: ScriptParser, records: pd.DataFrame, args) -> None:
+    """Refuse ``--summary-only`` options other than the run's where its records hold them (methods, seeds, task): the
+    summary's rows come from ``--methods`` and its header from ``--seeds`` and ``--task``, so another value wrote a
+    summary without a method's row, or with another seed count or task, over the run's own."""
+    held = {"methods": sorted(records["method"].unique()), "seeds": records["seed"].nunique(),
+            "task": records["task"].iloc[0] if "task" in records else args.task}
+    given = {"methods": sorted(args.methods), "seeds": args.seeds, "task": args.task}
+    wrong = [name for name in held if held[name] != given[name]]
+    if wrong:
+        parser.error(f"--summary-only: the records in {args.out} hold " + ", ".join(
+            f"--{name} {' '.join(held[name]) if name == 'methods' else held[name]}" for name in wrong)
+            + "; give the run's own options")
+
+
 def main() -> None:
     parser = ScriptParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="vehicle")
@@ -153,6 +168,7 @@ def main() -> None:
         if not (args.out / "records.parquet").is_file():
             parser.error(f"--summary-only: no records.parquet in {args.out}")
         records, curves = (pd.read_parquet(args.out / name) for name in ("records.parquet", "curves.parquet"))
+        check_run_options(parser, records, args)
     else:
         try:  # nodebench.run checks the task, methods and hyper-parameters before it writes anything
             records, curves = run(args)

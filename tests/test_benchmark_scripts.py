@@ -267,3 +267,36 @@ def test_machine_drift_times_at_least_one_step_per_window(monkeypatch):
     finally:
         torch.set_num_threads(threads)
     assert len(medians) == 2 and all(math.isfinite(m) and m > 0 for m in medians), medians
+
+
+def test_every_committed_baseline_names_its_command_and_commit():
+    """results/baselines/README.md has a row per folder saying what produced it: a command and the commit it ran
+    at (four folders had no row, and three rows no commit, though their records or summaries name one)."""
+    import re
+    from pathlib import Path
+
+    baselines = Path(__file__).resolve().parents[1] / "results" / "baselines"
+    rows = dict(re.findall(r"^\| `([^`/]+)/` \| (.+)$", (baselines / "README.md").read_text(), re.MULTILINE))
+    folders = sorted(path.name for path in baselines.iterdir() if path.is_dir())
+    assert [name for name in folders if name not in rows] == []
+    assert [name for name in folders if not re.search(r"\b[0-9a-f]{7,40}\b", rows[name])] == []
+    command = r"`[^`]*(nodebench |benchmarks/)|preset's|^the same |`[^`]+/`'s command"  # or the row above's
+    assert [name for name in folders if not re.search(command, rows[name])] == []
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--methods", "snode", "direct"], "hold --methods adjoint direct snode; give the run's own options"),
+    (["--seeds", "2"], "hold --seeds 3; give the run's own options"),
+])
+def test_snode_time_to_target_summary_only_refuses_options_other_than_the_run_s(tmp_path, capsys, monkeypatch,
+                                                                                  arguments, message):
+    """--summary-only takes the summary's rows from --methods and its header from --seeds: on the committed run
+    (3 seeds of snode, direct, adjoint) --methods snode direct wrote a summary without the adjoint's row, and
+    --seeds 2 one that said 2 seeds, each over the run's own summary, with exit code 0."""
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "results" / "baselines" / "snode_time_to_target-cpu",
+                    tmp_path / "out")
+    assert_refused_in_one_line("snode_time_to_target.py", ["--summary-only", *arguments], message, tmp_path, capsys,
+                               monkeypatch)

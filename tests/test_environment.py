@@ -126,3 +126,11 @@ def test_an_installed_copy_inside_another_repository_records_no_commit_not_that_
     installed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(installed)
     assert installed.git_sha() == "unknown"  # was the project's commit, recorded as the code that ran
+
+
+def test_the_record_names_the_nodebench_version_that_ran():
+    """An installed copy records no commit (``git_sha`` unknown, above): its records named the versions of torch
+    and the other dependencies but not of the nodebench that produced them."""
+    import nodebench
+
+    assert environment("cpu")["version_nodebench"] == nodebench.__version__

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 
-PACKAGES = ("torch", "torchdiffeq", "torchsde", "nflows", "numpy", "pandas")
+#: Packages whose versions a record holds: nodebench itself (an installed copy has no commit to record) and its
+#: numerical dependencies.
+PACKAGES = ("nodebench", "torch", "torchdiffeq", "torchsde", "nflows", "numpy", "pandas")
 #: Record column → ``nvidia-smi --query-gpu`` field, read for a CUDA device.
 NVIDIA_SMI_FIELDS = {"gpu_driver_version": "driver_version", "gpu_sm_clock_mhz": "clocks.sm",
                      "gpu_mem_clock_mhz": "clocks.mem", "gpu_throttle_reasons": "clocks_throttle_reasons.active"}
