@@ -180,3 +180,24 @@ def test_a_baseline_that_predates_lockstep_is_recognised(tmp_path):
     module.parent.mkdir(parents=True)
     module.write_text("")
     assert env.has_module("nodebench.runner.lockstep")
+
+
+def test_a_resume_with_another_baseline_commit_or_into_a_folder_that_is_no_ab_run_is_refused(tmp_path, monkeypatch):
+    """``bench_ab(..., run_dir=FOLDER)`` resumed with whatever commit the revision named now (a branch that moved
+    since: the baseline side then held two commits, all stamped with the newer), and into a folder that was no A/B
+    run it ran every case and then failed on the missing run id. Both are refused before the baseline installs."""
+    from nodebench.benchmarking import ab
+    from nodebench.benchmarking.baseline_env import resolve
+    from nodebench.errors import UserError
+    from nodebench.runner.sweep import write_run_info
+
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("needs a git checkout and git")
+    monkeypatch.setattr(ab, "prepare_baseline", lambda *a, **k: pytest.fail("installed the baseline"))
+    with pytest.raises(UserError, match="is no A/B run to resume"):
+        ab.bench_ab("gate_study", "HEAD", run_dir=tmp_path / "elsewhere", progress=False, log=lambda line: None)
+    moved = tmp_path / "moved"
+    write_run_info(moved, command="bench", baseline_rev="HEAD", baseline_sha="0" * 40)
+    head = resolve("HEAD")[0][:12]
+    with pytest.raises(UserError, match=f"ran baseline 000000000000, but 'HEAD' is now {head}"):
+        ab.bench_ab("gate_study", "HEAD", run_dir=moved, progress=False, log=lambda line: None)

@@ -391,3 +391,80 @@ def test_configurations_trained_for_other_iteration_counts_start_with_a_warning(
         records.to_parquet(tmp_path / name / "records.parquet")
     code, out, err = run_cli(capsys, "compare", tmp_path / "base", tmp_path / "current")
     assert out.startswith(line + "\n"), out[:300]
+
+
+def test_a_seed_that_newly_fails_is_a_regression_even_where_another_seed_failed_before():
+    """The gate compared counts of failed cases: seed 0 failing before and seed 1 diverging now read "same"."""
+    base, current = _records()[0], _records()[0]
+    base.loc[base["seed"] == 0, "status"] = "error"
+    current.loc[current["seed"] == 1, "status"] = "diverged"
+    result = compare((base, pd.DataFrame()), (current, pd.DataFrame()))
+    assert result.loc[result["metric"] == "status", ["verdict", "note"]].values.tolist() == [["failed", "diverged"]]
+    assert regressed(result)
+    assert not regressed(compare((base, pd.DataFrame()), (base, pd.DataFrame())))  # the same seed failing: no news
+
+
+def test_a_resident_set_that_read_zero_in_the_current_run_is_not_a_lost_measurement():
+    """An A/A `bench --suite gate_study` failed its gate: one g1d seed's resident set read 0 B (the step reused
+    resident pages) in the second run, and the gate called its memory "not measured", a lost measurement."""
+    base = _records()[0].assign(mem_source="vmhwm")
+    zero = base.assign(peak_mem_bytes=[0.0, base["peak_mem_bytes"].iloc[1], base["peak_mem_bytes"].iloc[2]])
+    result = compare((base, pd.DataFrame()), (zero, pd.DataFrame()))
+    [row] = result[result["metric"] == "memory"].itertuples()
+    assert row.verdict == "same" and row.n_current == 2 and not regressed(result)
+    lost = base.assign(peak_mem_bytes=[np.nan, *base["peak_mem_bytes"].iloc[1:]])  # no reading at all: lost
+    assert compare((base, pd.DataFrame()), (lost, pd.DataFrame())).query("metric == 'memory'")["verdict"].tolist() == [
+        "missing"]
+
+
+def test_step_times_on_one_side_only_are_compared_per_seed():
+    """A baseline without curves against a current run with them: 60 steps were rank-tested against 3 per-seed
+    medians as if independent (p = 0.0019), and a drift of all three processes by 30 % read as a regression
+    with no interval. Both sides are compared per seed then: 3 seeds cannot confirm a time change at α = 0.002."""
+    base = _records()[0]
+    slower = base.assign(time_per_iter_s=0.013)
+    steps = pd.DataFrame([{"case_id": c, "iteration": i, "time_s": 0.013 * (1 + 0.01 * np.sin(i + s))}
+                          for s, c in enumerate(slower["case_id"]) for i in range(20)])
+    result = compare((base, pd.DataFrame()), (slower, steps))
+    [row] = result[result["metric"] == "time"].itertuples()
+    assert (row.n_baseline, row.n_current) == (3, 3) and row.verdict == "noise", row
+    assert not regressed(result)
+
+
+BAD_RUNS = [  # (what the current run's records and curves hold, the error's fragments)
+    ({"seed": [0, np.nan, 2]}, None, ["column seed holds nan (row 1)", "whole numbers"]),
+    ({"seed": [0, 1.5, 2]}, None, ["column seed holds 1.5"]),
+    ({"status": [None, "ok", "ok"]}, None, ["column status holds", "(row 0)", "ok, diverged, oom"]),
+    ({"hparams": ["{}", "lr=0.1", "{}"]}, None, ["column hparams holds 'lr=0.1' (row 1)", "JSON object"]),
+    ({}, "iteration", ["curves have no iteration column", "case_id and iteration"]),
+    ({}, "case_id", ["curves have no case_id column"]),
+]
+
+
+@pytest.mark.parametrize("columns, dropped, fragments", BAD_RUNS)
+def test_records_the_gate_cannot_pair_are_one_line_with_exit_code_2(capsys, tmp_path, columns, dropped, fragments):
+    """Each of these ended `nodebench compare` in a traceback (a null status, curves without their keys, hparams
+    that are no JSON) or compared nothing and passed (a NaN seed)."""
+    base, current = tmp_path / "base", tmp_path / "current"
+    records = _records()[0]
+    for folder, frame in ((base, records), (current, records.assign(**columns))):
+        folder.mkdir()
+        frame.to_parquet(folder / "records.parquet")
+        curves = _curves(records)
+        curves.drop(columns=[dropped] if dropped and folder == current else []).to_parquet(folder / "curves.parquet")
+    code, out, err = run_cli(capsys, "compare", base, current)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("nodebench: error: "), err
+    assert str(current) in lines[0] and all(fragment in lines[0] for fragment in fragments), lines[0]
+    assert not list(current.glob("compare*.md"))
+
+
+def test_seeds_written_as_text_pair_with_integer_seeds_and_records_without_hparams_are_read(tmp_path):
+    records = _records()[0]
+    base, current = tmp_path / "base.parquet", tmp_path / "other" / "records.parquet"
+    current.parent.mkdir()
+    records.to_parquet(base)
+    records.assign(seed=records["seed"].astype(str)).drop(columns="hparams").to_parquet(current)
+    result = compare(load_records(base), load_records(current))
+    nfe = result.query("metric == 'nfe'")
+    assert nfe["verdict"].tolist() == ["same"] and nfe["note"].tolist() == [""]  # paired seed by seed

@@ -94,7 +94,7 @@ def test_an_interrupted_ab_run_keeps_the_baseline_records_and_the_earlier_gate_r
     """The A/B run rewrote the baseline's merged records (stamped with its commit) in place: a kill there lost
     the baseline side of a finished run."""
     run_dir = tmp_path / "run"
-    write_run_info(run_dir, command="bench")
+    write_run_info(run_dir, command="bench", baseline_sha="b" * 40)
     (run_dir / "compare.md").write_text(OLD)
 
     def merge(folder, run_id):  # the workers are not started here: each side merges three finished cases
@@ -108,6 +108,7 @@ def test_an_interrupted_ab_run_keeps_the_baseline_records_and_the_earlier_gate_r
 
     env = SimpleNamespace(sha="b" * 40, subject="base", has_module=lambda name: True, command=lambda: None)
     monkeypatch.setattr(ab, "prepare_baseline", lambda *args, **kwargs: env)
+    monkeypatch.setattr(ab, "resolve", lambda rev: (env.sha, env.subject))  # the run resumed is of this baseline
     monkeypatch.setattr(ab, "run_case_process", lambda **job: None)
     monkeypatch.setattr(ab, "merge", merge)
     with pytest.raises(KeyboardInterrupt):

@@ -14,8 +14,9 @@ start-up. Run one after the other, the two sides of a pair were seconds apart, a
 machine the speed of a step drifts by 20–40 % over seconds (``benchmarks/machine_drift.py``); the
 one-after-the-other interleaving of asv's ``continuous`` and pyperf's ``compare_to`` removes slow drift
 only. The gated CPU time of each side counts its own work only; its wall time includes the other side's
-turns, so in lockstep a wall-time ratio is pulled towards 1 and CPU time is the timing to read. On CUDA the sides run one after the other (alternating which goes first), since
-sharing one device would mix their memory peaks.
+turns, so in lockstep a wall-time ratio is pulled towards 1 and CPU time is the timing to read. On CUDA the
+sides run one after the other (alternating which goes first), since sharing one device would mix their memory
+peaks.
 
 The gate (:func:`nodebench.benchmarking.compare.compare`) then compares paired samples: the same case, seed and
 iteration in both. The run lands in the history store as a usual run of the suite (the current code's
@@ -39,13 +40,15 @@ import torch
 from tqdm import tqdm
 
 from nodebench.benchmarking import compare as gate
-from nodebench.benchmarking.baseline_env import BaselineEnv, prepare_baseline
+from nodebench.benchmarking.baseline_env import BaselineEnv, prepare_baseline, resolve
 from nodebench.benchmarking.history import DEFAULT_STORE, machine_name, new_run
 from nodebench.benchmarking.suites import Suite, load_suite
+from nodebench.errors import UserError
 from nodebench.harness.environment import git_sha
-from nodebench.records import RECORDS, atomic_write, finished_case_ids, load_run, merge
+from nodebench.records import RECORDS, atomic_write, finished_case_ids, load_run, merge, valid_cases
 from nodebench.runner import lockstep
 from nodebench.runner.case import Case
+from nodebench.runner.guard import check_commit
 from nodebench.runner.sweep import read_run_info, run_case_process, write_run_info
 
 BASELINE_DIR = "baseline"
@@ -110,12 +113,14 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
     cases = suite.cases(device)
     if validate is not None:
         validate(cases)
-    baseline = prepare_baseline(baseline_rev, log=log)
     current_sha = git_sha()
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        _check_resume(run_dir, baseline_rev, current_sha)  # before the baseline is installed
+    baseline = prepare_baseline(baseline_rev, log=log)
     if run_dir is None:
         run_dir = new_run(store, machine, suite.name, device=device, baseline_rev=baseline_rev,
                           baseline_sha=baseline.sha, baseline_subject=baseline.subject)
-    run_dir = Path(run_dir)
     base_dir = run_dir / BASELINE_DIR
     write_run_info(base_dir, command="bench --baseline", role="baseline", git_sha=baseline.sha, suite=suite.name)
     dirs = {"baseline": base_dir, "current": run_dir}
@@ -156,6 +161,22 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
     text = gate.markdown(result, *labels, rules)
     atomic_write(run_dir / "compare.md", lambda tmp: tmp.write_text(text))
     return ABRun(run_dir, baseline, current_sha, result, gate.regressed(result))
+
+
+def _check_resume(run_dir: Path, baseline_rev: str, current_sha: str) -> None:
+    """A :class:`UserError` unless ``run_dir`` is an A/B run that this resume continues with the same two
+    commits: one whose ``baseline_rev`` now names another commit (a branch that moved), or whose finished cases
+    ran other current code, would pair the cases of three commits under two names."""
+    info = read_run_info(run_dir)
+    started = info.get("baseline_sha")
+    if not started:
+        raise UserError(f"{str(run_dir)!r} is no A/B run to resume (its run.json names no baseline commit); leave "
+                        "run_dir out to start a new run in the history store")
+    sha = resolve(baseline_rev)[0]
+    if sha != started:
+        raise UserError(f"{str(run_dir)!r} ran baseline {started[:12]}, but {baseline_rev!r} is now {sha[:12]}; "
+                        f"resume with baseline_rev={started[:12]!r}, or start a new run")
+    check_commit(list(valid_cases(run_dir).values()), current_sha, run_dir, allow_mixed=False)
 
 
 @contextlib.contextmanager

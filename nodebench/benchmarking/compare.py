@@ -51,11 +51,13 @@ samples (a difference for absolute metrics), with a two-stage bootstrap interval
 then steps within a seed. Steps of one process share its machine conditions, so the process pair (the
 seed) is the unit of independent evidence; the per-step rank test alone is over-confident, which is what
 the interval guards against. Unpaired samples fall back to the ratio of the centres: the median over seeds
-of each seed's median. With one sample per seed, the one-sided exact test cannot go below 1/C(2n, n):
+of each seed's median. Where one run has per-step samples of a metric and the other has none (no curves),
+both are compared per seed (``time_per_iter_s``...): steps of three processes are no independent samples
+against three per-seed values. With one sample per seed, the one-sided exact test cannot go below 1/C(2n, n):
 0.05 with 3 seeds, 0.004 with 5, so per-seed metrics use α = 0.05; with a single seed no per-seed change
 can be confirmed, and the verdict says ``noise``. Nor can a per-step change with fewer than two seeds
 matched in both runs: the interval then rests on the steps of one pair of processes only. A case that was
-``ok`` in BASELINE and fails in CURRENT is a regression (``failed``). So is a lost measurement: a metric
+``ok`` in BASELINE and fails in CURRENT is a regression (``failed``), seed by seed. So is a lost measurement: a metric
 that BASELINE measured for a seed and CURRENT, with that seed ``ok``, did not (no value, NaN, no column),
 and per-step curves that BASELINE has for a case and CURRENT has not (``missing``, on the metric's or the
 ``curves`` row).
@@ -76,6 +78,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu, wilcoxon
 
+from nodebench.benchmarking.gate_input import check_gate_input
 from nodebench.errors import UserError
 from nodebench.metrics import METRICS
 from nodebench.records import CURVES, RECORDS, config_labels, load_run, measured_memory
@@ -166,7 +169,8 @@ def load_records(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
             raise UserError(f"cannot read {str(path)!r} as records: {' '.join(str(err).split())[:200]}") from None
     check_records(records, str(path))
-    if not curves.empty and "case_id" in records:
+    records, curves = check_gate_input(records, curves, str(path))
+    if not curves.empty:
         curves = curves[curves["case_id"].isin(records["case_id"])]
     return records, curves
 
@@ -189,6 +193,7 @@ def keyed(records: pd.DataFrame, show_device: bool = False) -> pd.DataFrame:
         if column not in records:
             records[column] = ""
     records[list(CASE_KEYS)] = records[list(CASE_KEYS)].fillna("").astype(str)
+    records["hparams"] = records["hparams"].replace("", "{}")  # none set, as an empty JSON object
     records["key"] = records[list(CASE_KEYS)].agg("\x1f".join, axis=1)
     labels = pd.Series(index=records.index, dtype=object)
     for experiment, group in records.groupby(["experiment", "task"], sort=False):
@@ -339,6 +344,16 @@ def measured_seeds(values: pd.Series) -> set:
     return set(values.index.get_level_values(0)) if len(values) else set()
 
 
+def zero_resident_sets(records: pd.DataFrame, metric: str) -> set:
+    """For ``memory``, the seeds of ``records``' ok cases whose resident set read 0 (the step reused resident
+    pages): measured, with no figure to compare (:func:`nodebench.records.measured_memory`), so not lost."""
+    if metric != "memory" or not {"peak_mem_bytes", "mem_source"} <= set(records):
+        return set()
+    ok = records[records["status"] == "ok"]
+    return set(ok.loc[(ok["mem_source"] == "vmhwm") & (pd.to_numeric(ok["peak_mem_bytes"], errors="coerce") <= 0),
+                      "seed"])
+
+
 def seeds_with_curves(records: pd.DataFrame, curves: pd.DataFrame) -> set:
     """The seeds of ``records``' ok cases that have rows in ``curves``."""
     if curves.empty or "case_id" not in curves:
@@ -393,10 +408,10 @@ def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataF
         if base is None:
             rows.append({"case": case, "metric": "", "verdict": "new"})
             continue
-        cur_failed = (cur["status"] != "ok").sum()
-        if cur_failed > (base["status"] != "ok").sum():
-            reasons = "; ".join(sorted(set(cur.loc[cur["status"] != "ok", "status"])))
-            rows.append({"case": case, "metric": "status", "verdict": FAILED, "note": reasons})
+        newly_failed = cur[(cur["status"] != "ok") & ~cur["seed"].isin(base.loc[base["status"] != "ok", "seed"])]
+        if len(newly_failed):  # seed by seed: seed 1 failing where seed 0 failed before is still a new failure
+            rows.append({"case": case, "metric": "status", "verdict": FAILED,
+                         "note": "; ".join(sorted(set(newly_failed["status"])))})
         ok_seeds = set(cur.loc[cur["status"] == "ok", "seed"])
         no_curves = (seeds_with_curves(base, baseline[1]) & ok_seeds) - seeds_with_curves(cur, current[1])
         if no_curves:
@@ -404,9 +419,9 @@ def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataF
                          "note": f"no per-step curves in the current run for {seeds_text(no_curves)}"})
         for metric, rule in rules.items():
             b, c = samples(base, baseline[1], metric), samples(cur, current[1], metric)
-            if rule.exact and len(b) and len(c) and b.index.nlevels != c.index.nlevels:  # steps on one side only
+            if len(b) and len(c) and b.index.nlevels != c.index.nlevels:  # steps on one side only: per seed
                 b, c = samples(base, pd.DataFrame(), metric), samples(cur, pd.DataFrame(), metric)
-            lost = (measured_seeds(b) & ok_seeds) - measured_seeds(c)
+            lost = (measured_seeds(b) & ok_seeds) - measured_seeds(c) - zero_resident_sets(cur, metric)
             if lost:
                 rows.append({"case": case, "metric": metric, "baseline": centre(b), "verdict": MISSING,
                              "n_baseline": len(b), "n_current": len(c),
