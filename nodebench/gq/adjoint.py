@@ -258,7 +258,15 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
             ≥ 0 (or 0-d tensors), not per-element or per-component ones.
         event_fn: only None: event handling is not supported (the quadrature needs fixed output times).
         gtol: C in n_i = min(⌈C · NFE_fwd · |Δ_i| / |t_N − t_0|⌉, ``max_nodes``). Larger means **more**
-            nodes, the opposite direction to rtol/atol.
+            nodes, the opposite direction to rtol/atol. *Accuracy*: the parameter gradient is the n_i-node
+            Gauss–Legendre sum of aᵀ∂f/∂θ at the backward solve's (z, a), so its error is the solve's, which
+            follows the tolerances, plus the rule's, which does not: where the integrand varies on a time
+            scale 1/ω, about c_n · (ωΔ_i)^{2n} relative, c_n = (n!)⁴ / ((2n+1)·((2n)!)³), i.e. 1/24 for one
+            node (the midpoint rule), 2.3e-4 for two, 5.0e-7 for three. With N equal intervals each gets
+            ⌈C · NFE_fwd / N⌉ nodes: once N ≥ C · NFE_fwd that is one, and the gradient error stalls however
+            small rtol is (a 29-interval spiral at C = 0.1: 1.3e-4 from rtol 1e-6 to 1e-9). For a gradient as
+            accurate as the solve give every interval n ≥ 2 nodes: C ≥ n · N / NFE_fwd (``stats`` holds
+            ``nodes``, ``intervals`` and ``nfe_forward``) and ``max_nodes`` ≥ n.
         adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options: the backward [z, a] solve (default:
             the forward's; as in torchdiffeq, ``options`` are not carried over to a different
             ``adjoint_method``, which then needs ``adjoint_options``). ``adjoint_options=dict(norm="seminorm")``
