@@ -448,9 +448,9 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
           baseline: str | None = None, dry_run: bool = False, **engine) -> RunResult:
     """Run a benchmark suite into the history store and gate it; ``exit_code`` is 1 on a regression.
 
-    Without ``baseline`` the run is gated against the previous run of this machine. With ``baseline`` (a git
-    revision, e.g. ``"main"`` or ``"HEAD~1"``) that revision is installed into a cached environment and
-    run interleaved with the current code, case by case in rounds, and the gate compares the paired
+    Without ``baseline`` the run is gated against the previous run of this machine and device. With
+    ``baseline`` (a git revision, e.g. ``"main"`` or ``"HEAD~1"``) that revision is installed into a cached
+    environment and run interleaved with the current code, case by case in rounds, and the gate compares the paired
     samples (:func:`nodebench.benchmarking.ab.bench_ab`).
 
     Args:

@@ -378,3 +378,34 @@ def test_history_says_a_run_fails_its_gate_for_a_newly_failing_case_or_a_lost_me
     assert rows[2][:4] == rows[4][:4] == ["passes", "0", "0", "0"]
     assert rows[3] == ["fails", "0", "1", "0", "e: m (now fails: oom)"]  # one seed of three
     assert rows[5] == ["fails", "0", "0", "1", "e: m (peak memory not measured)"]
+
+
+def _copy_run(source, run_dir: Path, device: str) -> None:
+    """Copy a run to ``run_dir``, dated by its folder name and marked as run on ``device`` (run.json, records)."""
+    if not run_dir.exists():
+        shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("cases", "logs"))
+    history.write_run_info(run_dir, **history.read_run_info(run_dir) | {"device": device,
+                                                                        "date": history.folder_date(run_dir)})
+    records = pd.read_parquet(run_dir / "records.parquet")
+    records.assign(device=device).to_parquet(run_dir / "records.parquet", index=False)
+
+
+@needs_runs
+def test_a_run_is_gated_against_the_previous_run_on_its_own_device(tmp_path):
+    """A nightly run after one on another device was gated against it: every configuration was new, and a
+    slowdown passed having been compared with nothing. Now it is gated against the last run on its device."""
+    store = tmp_path / "store"
+    folder = store / "m" / "nightly"
+    first, on_cuda, slowed = (folder / f"2026010{i}T000000Z-{name}" for i, name in ((1, "aaaa"), (2, "cuda"),
+                                                                                     (3, "bbbb")))
+    _copy_run(AA_RUNS[1], first, "cpu")
+    _copy_run(AA_RUNS[0], on_cuda, "cuda")
+    plant_slowdown(Path(AA_RUNS[1]), slowed, 1.3)
+    _copy_run(None, slowed, "cpu")
+    assert history.previous_run(store, slowed) == first and history.previous_run(store, on_cuda) is None
+    runs = history.list_runs(store, "m", "nightly")
+    table = history_table(runs)
+    flagged = table[table["verdict"] == "regression"]
+    assert flagged[["run", "case", "metric"]].values.tolist() == [[2, "g1d: gq", "time"]]
+    assert (table.loc[table["run"] == 1, "verdict"] == "").all()  # the first run on cuda: nothing to gate against
+    assert runs["device"].tolist() == ["cpu", "cuda", "cpu"]

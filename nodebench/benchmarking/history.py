@@ -59,7 +59,8 @@ def new_run(store: str | Path, machine: str, suite: str, **meta) -> Path:
 
 def list_runs(store: str | Path, machine: str | None = None, suite: str | None = None) -> pd.DataFrame:
     """Finished runs in the store (those with records), oldest first by their UTC start (``run.json``'s date,
-    else the folder name's: :func:`folder_date`): columns ``machine, suite, date, git_sha, run_dir``.
+    else the folder name's: :func:`folder_date`): columns ``machine, suite, date, git_sha, device, run_dir``
+    (``device``: the one ``run.json`` names, ``""`` for a run that names none).
     ``machine`` and ``suite`` select (None: all) and must be plain names; a store that is a file is a
     :class:`UserError` (one that does not exist yet has no runs)."""
     if Path(store).is_file():
@@ -73,8 +74,9 @@ def list_runs(store: str | Path, machine: str | None = None, suite: str | None =
         info = read_run_info(run_dir)
         rows.append({"machine": run_dir.parent.parent.name, "suite": run_dir.parent.name,
                      "date": info.get("date") or folder_date(run_dir),
-                     "git_sha": info.get("git_sha", run_dir.name.partition("-")[2]), "run_dir": run_dir})
-    frame = pd.DataFrame(rows, columns=["machine", "suite", "date", "git_sha", "run_dir"])
+                     "git_sha": info.get("git_sha", run_dir.name.partition("-")[2]),
+                     "device": str(info.get("device") or ""), "run_dir": run_dir})
+    frame = pd.DataFrame(rows, columns=["machine", "suite", "date", "git_sha", "device", "run_dir"])
     when = pd.to_datetime(frame["date"], utc=True, errors="coerce", format="ISO8601")  # one clock: run.json's
     return frame.assign(when=when).sort_values(["when", "run_dir"], kind="stable").drop(columns="when").reset_index(
         drop=True)
@@ -93,8 +95,17 @@ def folder_date(run_dir: Path) -> str:
 
 
 def previous_run(store: str | Path, run_dir: Path) -> Path | None:
-    """The latest finished run of the same machine and suite before ``run_dir``, or None."""
+    """The latest finished run of the same machine, suite and device before ``run_dir``, or None. A run on
+    another device is no baseline: every configuration would be new, and the gate would pass having compared
+    nothing (a run naming no device, from before ``run.json`` named it, is taken as on any device)."""
     run_dir = Path(run_dir)
     runs = list_runs(store, run_dir.parent.parent.name, run_dir.parent.name)
-    earlier = [Path(p) for p in runs["run_dir"] if Path(p).name < run_dir.name]
+    device = str(read_run_info(run_dir).get("device") or "")
+    earlier = [Path(row.run_dir) for row in runs.itertuples()
+               if Path(row.run_dir).name < run_dir.name and same_device(row.device, device)]
     return earlier[-1] if earlier else None
+
+
+def same_device(a: str, b: str) -> bool:
+    """Whether runs on devices ``a`` and ``b`` gate against each other (``""``: a run that names no device)."""
+    return a == b or "" in (a, b)

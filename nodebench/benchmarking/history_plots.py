@@ -1,7 +1,7 @@
 """History plots: each gated metric over the runs of one machine and suite, with regressions marked.
 
-Every run is gated against the run before it (:mod:`nodebench.benchmarking.compare`); a point where that gate
-found a regression is drawn as a red cross. The gate also fails a run for a case that newly failed (oom,
+Every run is gated against the run before it on its device (:mod:`nodebench.benchmarking.compare`); a point
+where that gate found a regression is drawn as a red cross. The gate also fails a run for a case that newly failed (oom,
 diverged, error...) or a measurement it lost, which have no value to draw: ``history.md`` counts and names them
 beside the regressions, and says whether each run passed its gate. Values are medians of the run's repeat
 samples (the gate's centre), each run's from its own records, whatever the run before it measured; shown
@@ -27,6 +27,7 @@ from nodebench.benchmarking.compare import (
     load_records,
     samples,
 )
+from nodebench.benchmarking.history import same_device
 from nodebench.figure_style import styled, subplots
 from nodebench.records import atomic_write
 
@@ -42,8 +43,8 @@ def run_values(loaded: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["case", "metric", "value"])
 
 
-GATE_NOTE = ("Each run is gated against the run before it: it fails for a regression, a case that newly failed "
-             "(oom, diverged, error...) or a measurement it lost.")
+GATE_NOTE = ("Each run is gated against the run before it on its device: it fails for a regression, a case that "
+             "newly failed (oom, diverged, error...) or a measurement it lost.")
 HISTORY_COLUMNS = ["case", "metric", "value", "verdict", "fails", "note", "run", "date", "git_sha", "run_dir"]
 
 
@@ -58,10 +59,12 @@ def history_table(runs: pd.DataFrame) -> pd.DataFrame:
     Args:
         runs: rows of :func:`nodebench.benchmarking.history.list_runs` for one machine and suite, oldest first.
     """
-    frames, previous = [], None
+    frames, latest = [], {}  # device → the latest run on it: each run is gated against the one before it there
     for index, run in enumerate(runs.itertuples()):
         loaded = load_records(run.run_dir)
         result = run_values(loaded).assign(verdict="", fails=False, note="")
+        device = getattr(run, "device", "")
+        previous = next((latest[d] for d in reversed(list(latest)) if same_device(d, device)), None)
         if previous is not None:
             gate = compare(previous, loaded)
             gate = gate.assign(fails=failing(gate), note=gate["note"].fillna(""))
@@ -70,7 +73,8 @@ def history_table(runs: pd.DataFrame) -> pd.DataFrame:
             result = merged[(merged.pop("_merge") != "right_only") | merged["fails"].fillna(False).astype(bool)]
             result = result.fillna({"verdict": "", "note": "", "fails": False}).astype({"fails": bool})
         frames.append(result.assign(run=index, date=run.date, git_sha=str(run.git_sha)[:7], run_dir=str(run.run_dir)))
-        previous = loaded
+        latest.pop(device, None)
+        latest[device] = loaded
     return pd.concat(frames, ignore_index=True)[HISTORY_COLUMNS] if frames else pd.DataFrame(columns=HISTORY_COLUMNS)
 
 
