@@ -177,11 +177,13 @@ def order_matching(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
     if table.empty:
         return f"{title}\n\nNo R_K run of the selected experiments finished.\n", []
     table.to_parquet(run_dir / "order_matching.parquet", index=False)
+    measure = paper_figures.nfe_label(column)
     lines = [title, "",
-             ("Test NFE of each solver's R_K runs relative to the same solver's λ = 0 run (below 1: fewer NFE), "
-              "against K. The solver order p is that of the propagated solution (adaptive_heun 2, bosh3 3, "
-              "dopri5 5): its error estimate's leading term involves d^p z/dt^p, so K = p is \"K matching the "
-              "order\". Test NFE are always counted with dopri5 on the unregularised dynamics."), ""]
+             (f"{measure[0].upper() + measure[1:]} of each solver's R_K runs relative to the same solver's λ = 0 "
+              "run (below 1: fewer NFE), against K. The solver order p is that of the propagated solution "
+              "(adaptive_heun 2, bosh3 3, dopri5 5): its error estimate's leading term involves d^p z/dt^p, so "
+              "K = p is \"K matching the order\". Test NFE are always counted with dopri5 on the unregularised "
+              "dynamics; the training NFE are each solver's own."), ""]
     figures: list[Path] = []
     for experiment, rows in table.groupby("experiment", sort=False):
         body, verdicts = [], []
@@ -197,7 +199,7 @@ def order_matching(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
         lines += [f"### {experiment}", "", markdown_table(
             ["solver", "order", "K", "λ", column, f"{column} at λ = 0", "relative", "best K"], body), "",
             "; ".join(verdicts) + ".", ""]
-        figures += paper_figures.plot_order_matching(rows, run_dir / "figures", name=str(experiment))
+        figures += paper_figures.plot_order_matching(rows, run_dir / "figures", name=str(experiment), column=column)
     return "\n".join(lines), figures
 
 
@@ -226,7 +228,8 @@ def taylor_cost(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[P
     body = [[int(r.dim), int(r.K), fmt_ms(r.taylor_forward_s), fmt_ms(r.taylor_backward_s),
              "skipped" if r.jvp_skipped else fmt_ms(r.jvp_forward_s),
              "skipped" if r.jvp_skipped else fmt_ms(r.jvp_backward_s),
-             fmt_times(r.speedup_forward), fmt_times(r.speedup_total), "–" if pd.isna(r.agreement) else f"{r.agreement:.1e}"]
+             fmt_times(r.speedup_forward), fmt_times(r.speedup_total),
+             "–" if pd.isna(r.agreement) else f"{r.agreement:.1e}"]
             for r in table.itertuples()]
     rounds = int(samples["round"].max()) + 1 if len(samples) else 0
     threads = (f"{', '.join(map(str, sorted(samples['threads'].unique())))} torch thread(s)"

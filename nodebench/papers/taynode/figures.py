@@ -93,10 +93,21 @@ def plot_pareto(table: pd.DataFrame, metric: str, out_dir: str | Path, *, name: 
     return save_figure(fig, Path(out_dir), f"{slug(name)}_pareto")[:1]
 
 
+#: Words for the NFE columns an analysis may compare (:func:`nfe_label`).
+NFE_LABELS = {"test_nfe": "test NFE", "nfe_forward_per_iter": "training forward NFE per iteration",
+              "nfe_backward_per_iter": "training backward NFE per iteration"}
+
+
+def nfe_label(column: str) -> str:
+    """The words for an NFE ``column`` of the records (the column's name where there are none)."""
+    return NFE_LABELS.get(column, column)
+
+
 @styled()
-def plot_order_matching(table: pd.DataFrame, out_dir: str | Path, *, name: str) -> list[Path]:
-    """Test NFE relative to the same solver's λ = 0 run against K, one line per solver; a dotted vertical
-    line at each solver's order (where K matches it)."""
+def plot_order_matching(table: pd.DataFrame, out_dir: str | Path, *, name: str,
+                        column: str = "test_nfe") -> list[Path]:
+    """``column`` (test NFE by default) relative to the same solver's λ = 0 run against K, one line per
+    solver; a dotted vertical line at each solver's order (where K matches it)."""
     if table.empty:
         return []
     fig, ax = subplots(figsize=(6, 4))
@@ -109,7 +120,8 @@ def plot_order_matching(table: pd.DataFrame, out_dir: str | Path, *, name: str) 
         if pd.notna(order):
             ax.axvline(order, color=style["color"], ls=":", lw=1, label=f"{method}: K = its order")
     reference_line(ax, 1.0, "λ = 0 (no regularisation)")
-    ax.set(xlabel="K (order of the regularised derivative)", ylabel="test NFE / test NFE at λ = 0",
+    measure = nfe_label(column)
+    ax.set(xlabel="K (order of the regularised derivative)", ylabel=f"{measure} / {measure} at λ = 0",
            title=f"{name}: NFE reduction against K per solver")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

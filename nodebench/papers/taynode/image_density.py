@@ -44,7 +44,9 @@ levels, so bits/dim is bounded by log₂ 17 ≈ 4.09 for a uniform model and is 
 - ``test_nll``: the same in nats per image of ``x ∈ [0, 1]^D`` (the headline the generic analyses pick);
 - ``test_bpd_train_solver``: bits/dim with the training method's own solve;
 - ``test_nfe``: evaluations of a dopri5 forward solve of the first test batch at ``rtol = atol = nfe_tol``
-  with the training trace estimator (2 + 6 × attempted steps), as the density tasks;
+  with the training trace estimator (2 + 6 × attempted steps), as the density tasks. The batch is one
+  state (dopri5's RMS error norm over the whole batch sets the steps); the official script solves each
+  image on its own under ``jax.vmap`` and averages their NFE over all test batches;
 - ``reference_nfe``: evaluations per reference solve of the first test batch;
 - ``t1``: the end time.
 
@@ -229,6 +231,10 @@ class ImageDensityTask(Task):
         raw = load_images(self.dataset, seed=seed)
         scale = self.n_levels - 1  # the loaders return levels / (L − 1)
         return (raw.train_x.double() * scale).round(), (raw.test_x.double() * scale).round()
+
+    def check_hparams(self, hp):
+        if not hp["alpha"] < 0.5:
+            raise UserError(f"hyper-parameter alpha (the logit transform's) must lie in (0, 0.5), got {hp['alpha']!r}")
 
     def time_span(self, hp):
         return hp["t1"]

@@ -19,8 +19,8 @@ Rubanova, Chen and Duvenaud's latent ODE, 2019).
   (the official ``GenDynamics`` with ``gen_layers = 3``, which builds layers + 1 = 4 blocks); plain
   out-of-place ops (``torch.tanh``, ``nn.Linear``), so ``torch.func.jvp`` and a ``__torch_function__``
   Taylor mode can trace it;
-- the decoder ODE is solved over the batch's union time grid, from its first time: t = 0, where every
-  record has values (PhysioNet's 00:00 entries; the synthetic records' first observation); a
+- the decoder ODE is solved over the batch's union time grid, from its first time: t = 0, a row every
+  record has (the parsers start each record with one, observed or not, as the official code); a
   Linear(latent_dim → 37) maps z(t) to the data;
 - initialisation: N(0, 0.1²) weights and zero biases for encoder, rec→gen and output layer; the ODE MLP
   keeps Haiku's default (truncated normal, std 1/√fan_in; zero bias), as in the official code.
@@ -39,14 +39,17 @@ training split (``kl_epoch_iters`` iterations per epoch; None: ⌊n_train / batc
 by the seed, the same at every evaluation):
 
 - ``test_mse``: masked MSE of the reconstruction on the held-out records, Σ (m·(x − μ))² / Σ m over all
-  test batches, averaged over the z0 samples; ``train_mse`` the same on the training records. The
-  official script evaluates on the **training** split only;
+  test batches, averaged over the z0 samples (observed entries only: padding and unobserved entries have
+  m = 0); ``train_mse`` the same on the training records. The official script evaluates on the
+  **training** split only, and averages per-batch ratios (each batch's Σ (m·(x − μ))² / Σ m) where we
+  pool the sums, which weights every observation equally;
 - ``test_loss``: the training loss (above, at the current β) averaged over test batches;
 - ``test_nfe``: mean over test batches of the NFE of one dopri5 solve of the decoder ODE (all z0 samples
   of the batch as one state) at ``nfe_rtol``/``nfe_atol``, NFE = 2 + 6 × attempted steps (the official
   convention; :func:`nodebench.papers.taynode.classification.counted_dopri5`). The official code solves each
   record separately (vmap, per-record step sizes) at 1.4e-8 and averages; ours solves the batch as one
-  state, so its NFE is that of the batch's hardest record and depends on the batch size.
+  state, whose steps follow the RMS error norm over the whole batch (neither the hardest record's NFE nor
+  the per-record mean), so it depends on the batch size.
   The default 1e-5 follows the MNIST task; set it to the training tolerance for the
   official protocol.
 
@@ -345,14 +348,19 @@ def synthetic_records(n_records: int, n_channels: int, n_obs: int, p_observe: fl
 
 # -- tasks -----------------------------------------------------------------------------------------------------
 
-def _fraction(hp: dict, key: str, closed_right: bool = False) -> float:
-    value = hp[key]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value and (
-        value <= 1 if closed_right else value < 1)
-    if not ok:
-        interval = "(0, 1]" if closed_right else "(0, 1)"
-        raise UserError(f"hyper-parameter {key} must be a number in {interval}, got {value!r}")
-    return float(value)
+def _n_train(n_records: int, test_fraction: float) -> int:
+    """Training records of the 80/20-style split (the official ``int(n · train_frac)``); at least one of each."""
+    n_train = int(n_records * (1 - test_fraction))
+    if n_train < 1 or n_train >= n_records:
+        raise UserError(f"{n_records} record(s) cannot be split with test_fraction {test_fraction}: "
+                        "need at least one training and one test record")
+    return n_train
+
+
+def _check_fraction(hp: dict, key: str) -> None:
+    """``hp[key]`` (already a number > 0) must be below 1."""
+    if not hp[key] < 1:
+        raise UserError(f"hyper-parameter {key} must be a number in (0, 1), got {hp[key]!r}")
 
 
 class LatentODETask(Task):
@@ -360,8 +368,12 @@ class LatentODETask(Task):
 
     paper = "taynode"
     metrics = ("test_mse", "test_loss", "train_mse", "test_nfe")
-    #: the KL warm-up may start at once (0 epochs of delay)
-    param_rules = {"kl_delay": Param("kl_delay", "float", low=0.0)}
+    #: checked up front, before any case runs (with :meth:`check_hparams`): the KL warm-up may start at once (0
+    #: epochs of delay), its rate is in (0, 1], an epoch is at least one iteration
+    param_rules = {"kl_delay": Param("kl_delay", "float", low=0.0),
+                   "kl_rate": Param("kl_rate", "float", positive=True, high=1.0),
+                   "kl_epoch_iters": Param("kl_epoch_iters", "int", low=1, optional=True),
+                   "normalisation": Param("normalisation", "str", choices=physionet.NORMALISATIONS)}
     common: ClassVar[dict[str, Any]] = {
         "latent_dim": 20,
         "rec_dim": 40,
@@ -387,6 +399,9 @@ class LatentODETask(Task):
         "data_seed": None,
     }
 
+    def check_hparams(self, hp):
+        _check_fraction(hp, "test_fraction")
+
     def records(self, hp: dict, seed: int) -> list[Record]:
         """The raw records (before the split and the normalisation)."""
         raise NotImplementedError
@@ -399,21 +414,9 @@ class LatentODETask(Task):
                                                           "dynamics_units", "dynamics_layers", "n_samples",
                                                           "batch_size", "eval_batch_size", "eval_max_steps")}
         floats = {key: positive_hparam(hp, key) for key in ("obs_std", "eval_tol", "nfe_rtol", "nfe_atol")}
-        kl_rate = _fraction(hp, "kl_rate", closed_right=True)
-        kl_delay = hp["kl_delay"]
-        if isinstance(kl_delay, bool) or not isinstance(kl_delay, (int, float)) or not math.isfinite(kl_delay):
-            raise UserError(f"hyper-parameter kl_delay must be a number of epochs, got {kl_delay!r}")
-        kl_epoch_iters = None if hp["kl_epoch_iters"] is None else int_hparam(hp, "kl_epoch_iters", 1)
-        test_fraction = _fraction(hp, "test_fraction")
-        if hp["normalisation"] not in physionet.NORMALISATIONS:
-            raise UserError(f"hyper-parameter normalisation must be one of {', '.join(physionet.NORMALISATIONS)}, "
-                            f"got {hp['normalisation']!r}")
         split_seed = data_seed(hp, seed)
         records = self.records(hp, split_seed)
-        n_train = int(len(records) * (1 - test_fraction))
-        if n_train < 1 or n_train >= len(records):
-            raise UserError(f"{len(records)} record(s) cannot be split with test_fraction {test_fraction}: "
-                            "need at least one training and one test record")
+        n_train = _n_train(len(records), hp["test_fraction"])
         order = torch.randperm(len(records), generator=torch.Generator().manual_seed(split_seed)).tolist()
         train = [records[i] for i in order[:n_train]]
         test = [records[i] for i in order[n_train:]]
@@ -428,8 +431,9 @@ class LatentODETask(Task):
         model = model.to(device=device, dtype=dtype)
         as_series = [[physionet.to_series(r, dtype, device) for r in part] for part in (train, test)]
         problem = LatentODEProblem(model, *as_series, batch_size=sizes["batch_size"], lr=float(hp["lr"]),
-                                   n_samples=sizes["n_samples"], obs_std=floats["obs_std"], kl_delay=float(kl_delay),
-                                   kl_rate=kl_rate, kl_epoch_iters=kl_epoch_iters,
+                                   n_samples=sizes["n_samples"], obs_std=floats["obs_std"],
+                                   kl_delay=float(hp["kl_delay"]), kl_rate=float(hp["kl_rate"]),
+                                   kl_epoch_iters=hp["kl_epoch_iters"],
                                    eval_batch_size=sizes["eval_batch_size"], eval_tol=floats["eval_tol"],
                                    eval_max_steps=sizes["eval_max_steps"], nfe_rtol=floats["nfe_rtol"],
                                    nfe_atol=floats["nfe_atol"], seed=seed)
@@ -457,8 +461,17 @@ class LatentODEPhysioNet(LatentODETask):
                    "1-h bins, as in Kelly et al. 2020; needs the challenge's set-a/set-b record files")
     defaults: ClassVar[dict[str, Any]] = {**LatentODETask.common, "n_records": None, "quantization": 1.0,
                                           "sets": "set-a,set-b"}
-    #: bin width in hours; 0 keeps the records' minutes (:func:`nodebench.datasets.physionet.parse_record`)
-    param_rules = {**LatentODETask.param_rules, "quantization": Param("quantization", "float", low=0.0)}
+    #: bin width in hours; 0 keeps the records' minutes (:func:`nodebench.datasets.physionet.parse_record`);
+    #: ``sets`` a comma-separated string or a list of set folders (checked by :meth:`check_hparams`)
+    param_rules = {**LatentODETask.param_rules, "quantization": Param("quantization", "float", low=0.0),
+                   "sets": Param("sets", "any")}
+
+    def check_hparams(self, hp):
+        super().check_hparams(hp)
+        _sets(hp["sets"])
+        if not hp["quantization"] < physionet.WINDOW_HOURS:
+            raise UserError(f"hyper-parameter quantization must be a number of hours in [0, 48), "
+                            f"got {hp['quantization']!r}")
 
     def records(self, hp: dict, seed: int) -> list[Record]:
         return physionet.load_physionet(sets=_sets(hp["sets"]), n_records=hp["n_records"],
@@ -477,21 +490,18 @@ class LatentODESynthetic(LatentODETask):
                    "multichannel damped sinusoids (not in the paper)")
     defaults: ClassVar[dict[str, Any]] = {**LatentODETask.common, "n_records": 400, "n_channels": 37, "n_obs": 16,
                                           "p_observe": 0.3, "noise": 0.05}
-    #: checked up front, before any case runs: at least one training and one test record; whole hours 1…48
+    #: checked up front, before any case runs: at least one training and one test record (with
+    #: ``test_fraction``, :meth:`check_hparams`); whole hours 1…48; an observation probability in (0, 1]
     param_rules = {**LatentODETask.param_rules, "n_records": Param("n_records", "int", low=2),
-                   "n_obs": Param("n_obs", "int", low=1, high=48)}
+                   "n_obs": Param("n_obs", "int", low=1, high=48),
+                   "p_observe": Param("p_observe", "float", positive=True, high=1.0)}
+
+    def check_hparams(self, hp):
+        super().check_hparams(hp)
+        _n_train(hp["n_records"], hp["test_fraction"])
 
     def records(self, hp: dict, seed: int) -> list[Record]:
-        n_records = int_hparam(hp, "n_records", 2)
-        n_channels = int_hparam(hp, "n_channels", 1)
-        n_obs = int_hparam(hp, "n_obs", 1)
-        if n_obs > 48:
-            raise UserError(f"hyper-parameter n_obs must be at most 48 (whole hours 1…48), got {n_obs}")
-        p_observe = _fraction(hp, "p_observe", closed_right=True)
-        noise = hp["noise"]
-        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < math.inf:
-            raise UserError(f"hyper-parameter noise must be a non-negative number, got {noise!r}")
-        return synthetic_records(n_records, n_channels, n_obs, p_observe, float(noise),
+        return synthetic_records(hp["n_records"], hp["n_channels"], hp["n_obs"], hp["p_observe"], hp["noise"],
                                  torch.Generator().manual_seed(seed))
 
     def provenance(self, hp: dict, n_train: int, n_test: int) -> dict:

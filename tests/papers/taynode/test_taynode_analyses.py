@@ -95,6 +95,20 @@ def test_order_matching_analysis(tmp_path):
     assert [p.name for p in figures] == ["digits_order_order_matching.png"]
 
 
+def test_order_matching_analysis_names_the_column_it_compares(tmp_path, monkeypatch):
+    """T6 is judged on each solver's training forward NFE; an analysis run on that column said "Test NFE" in its
+    text and its figure's axis."""
+    labels = []
+    monkeypatch.setattr(analyses.paper_figures, "save_figure", lambda fig, out, name: labels.append(
+        fig.axes[0].get_ylabel()) or [])
+    records = order_records({"adaptive_heun": 2, "bosh3": 3, "direct": 5})
+    section, _ = ANALYSES["order_matching"].fn({"column": "nfe_forward_per_iter"}, tmp_path, records)
+    assert section.split("\n")[2].startswith("Training forward NFE per iteration of each solver's R_K runs")
+    assert labels == ["training forward NFE per iteration / training forward NFE per iteration at λ = 0"]
+    ANALYSES["order_matching"].fn({}, tmp_path, records)
+    assert labels[1] == "test NFE / test NFE at λ = 0"
+
+
 def test_taylor_cost_analysis(tmp_path):
     spec = {"dims": [2], "orders": [1, 2, 3], "rounds": 1, "batch": 4, "hidden": 8, "cap": 5.0}
     section, figures = ANALYSES["taylor_cost"].fn(spec, tmp_path, pd.DataFrame())

@@ -423,6 +423,21 @@ def test_bad_hparams_are_user_errors(tmp_path, monkeypatch, task, bad):
         get_task(task).build(seed=0, device=CPU, hparams=(SYNTH if task == "latent_ode_synthetic" else {}) | bad)
 
 
+@pytest.mark.parametrize("task, bad", [
+    ("latent_ode_synthetic", {"normalisation": "zscore"}), ("latent_ode_synthetic", {"kl_rate": 1.5}),
+    ("latent_ode_synthetic", {"test_fraction": 1.0}), ("latent_ode_synthetic", {"kl_epoch_iters": 0}),
+    ("latent_ode_synthetic", {"p_observe": 1.5}), ("latent_ode_synthetic", {"test_fraction": 0.9, "n_records": 2}),
+    ("latent_ode_physionet", {"sets": ""}), ("latent_ode_physionet", {"quantization": 48}),
+    ("cnf_image_digits", {"alpha": 0.5}),
+])
+def test_bad_hparams_are_rejected_before_any_case_runs(task, bad):
+    """``Task.hparams`` is what the CLI checks up front (exit 2, nothing written); a value only ``build`` rejected
+    became an ``error`` row of a sweep that had already started."""
+    with pytest.raises(UserError, match=next(iter(bad))):
+        get_task(task).hparams(bad)
+    get_task(task).hparams({"sets": ["set-a", "set-b"]} if task == "latent_ode_physionet" else {})
+
+
 def _idx(array: np.ndarray) -> bytes:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     return header + array.astype(np.uint8).tobytes()
