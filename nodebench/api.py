@@ -387,6 +387,7 @@ def compare(baseline: str | Path, current: str | Path, *, thresholds: Mapping[st
     from nodebench.benchmarking import compare as gate
     from nodebench.plots import slug
 
+    load_papers()  # the metrics a paper package registers are gated too
     current, baseline_path = api_checks.path(current, "current"), api_checks.path(baseline, "baseline")
     baseline_name = slug(baseline_path.name if baseline_path.is_dir() else baseline_path.parent.name) or "baseline"
     out = paths.output_file(api_checks.path(out, "out") if out is not None else
@@ -414,6 +415,7 @@ def history(store: str | Path | None = None, machine: str | None = None, suite: 
     from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name
     from nodebench.benchmarking.history_plots import history_markdown, history_table, plot_history
 
+    load_papers()  # the metrics a paper package registers are gated too
     html = api_checks.flag(html, "html")
     store = api_checks.path(store, "store") if store is not None else Path(DEFAULT_STORE)
     if not store.exists():

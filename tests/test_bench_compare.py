@@ -468,3 +468,17 @@ def test_seeds_written_as_text_pair_with_integer_seeds_and_records_without_hpara
     result = compare(load_records(base), load_records(current))
     nfe = result.query("metric == 'nfe'")
     assert nfe["verdict"].tolist() == ["same"] and nfe["note"].tolist() == [""]  # paired seed by seed
+
+
+def test_a_metric_a_paper_registers_after_import_is_gated(monkeypatch):
+    """RULES was built when the gate was imported, so a metric a paper package registered afterwards (the metric
+    registry's documented way) was never gated: a 0.2 drop of its AUC passed."""
+    from nodebench.metrics import METRICS, Metric
+
+    monkeypatch.setitem(METRICS, "test_auc", Metric("test_auc", "max", gate_tolerance=0.02, absolute=True))
+    before, _ = _records()
+    after = before.assign(test_auc=0.7)
+    result = compare((before.assign(test_auc=0.9), pd.DataFrame()), (after, pd.DataFrame()))
+    auc = result[result["metric"] == "test_auc"]
+    assert auc["verdict"].tolist() == ["regression"] and regressed(result)
+    assert RULES["test_auc"].higher_is_better and "test_auc" in rules_with({"test_auc": 0.5})

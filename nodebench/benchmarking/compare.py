@@ -71,6 +71,7 @@ the curves lost by CURRENT: gated as above).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -119,7 +120,7 @@ class Rule:
     exact: bool = False
 
 
-RULES = {rule.metric: rule for rule in (
+COST_RULES = (
     Rule("time", "time/iter", 0.10, 0.002, unit="ms", scale=1e3),
     Rule("cpu", "CPU time/iter", 0.10, 0.002, unit="ms", scale=1e3),
     Rule("nfe", "NFE/iter", 0.0, 0.0, exact=True),
@@ -127,10 +128,30 @@ RULES = {rule.metric: rule for rule in (
     Rule("memory", "peak memory", 0.05, 0.05, unit="MiB", scale=2.0**-20, floor=4 * 2.0**20),
     # allocated bytes (alloc_peak_bytes) do not depend on which pages the allocator keeps: a finer floor
     Rule("allocated", "allocated peak", 0.05, 0.05, unit="MiB", scale=2.0**-20, floor=2.0**18),
-    # the test metrics' tolerances and directions come from the metric registry
-    *(Rule(m.name, m.name, m.gate_tolerance, 0.05, absolute=m.absolute, higher_is_better=m.higher_is_better)
-      for m in METRICS.values() if m.gate_tolerance is not None),
-)}
+)
+
+
+class GateRules(Mapping):
+    """The gate's rules by metric: :data:`COST_RULES`, then one per registered metric with a gate tolerance,
+    its tolerance and direction from the metric registry (:mod:`nodebench.metrics`). Read at each use, so a
+    metric a paper package registers after this module was imported is gated too."""
+
+    def _rules(self) -> dict[str, Rule]:
+        metrics = (Rule(m.name, m.name, m.gate_tolerance, 0.05, absolute=m.absolute,
+                        higher_is_better=m.higher_is_better) for m in METRICS.values() if m.gate_tolerance is not None)
+        return {rule.metric: rule for rule in (*COST_RULES, *metrics)}
+
+    def __getitem__(self, metric: str) -> Rule:
+        return self._rules()[metric]
+
+    def __iter__(self):
+        return iter(self._rules())
+
+    def __len__(self) -> int:
+        return len(self._rules())
+
+
+RULES = GateRules()
 
 
 def rules_with(thresholds: dict[str, float] | None = None) -> dict[str, Rule]:
@@ -394,7 +415,7 @@ def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataF
         baseline, current: ``(records, curves)`` pairs (see :func:`load_records`).
         rules: the gate's rules (default :data:`RULES`).
     """
-    rules = rules or RULES
+    rules = rules or dict(RULES)
     devices = {str(d) for records, _ in (baseline, current) for d in records.get("device", pd.Series([""])).fillna("")}
     base_rec, cur_rec = (keyed(records, show_device=len(devices) > 1) for records, _ in (baseline, current))
     for records, which in ((base_rec, "baseline"), (cur_rec, "current")):
@@ -536,7 +557,7 @@ def _change(row, rule: Rule) -> str:
 def table(result: pd.DataFrame, rules: dict[str, Rule] | None = None) -> pd.DataFrame:
     """The comparison as display strings: case, metric, baseline, current, change (with its 95 % confidence
     interval), p, verdict."""
-    rules = rules or RULES
+    rules = rules or dict(RULES)
     rows = []
     for row in result.itertuples():
         rule = rules.get(row.metric)
@@ -554,7 +575,7 @@ def table(result: pd.DataFrame, rules: dict[str, Rule] | None = None) -> pd.Data
 def findings(result: pd.DataFrame, baseline: str, current: str, rules: dict[str, Rule] | None = None) -> list[str]:
     """One line per regression or newly failing case, with what a reviewer needs to act on it: the
     configuration, the metric, the change with its 95 % interval, the p-value and the two revisions."""
-    rules = rules or RULES
+    rules = rules or dict(RULES)
     lines = []
     for row in result[failing(result)].itertuples():
         rule = rules.get(row.metric)
@@ -573,7 +594,7 @@ def findings(result: pd.DataFrame, baseline: str, current: str, rules: dict[str,
 def markdown(result: pd.DataFrame, baseline: str, current: str, rules: dict[str, Rule] | None = None) -> str:
     """The comparison as a Markdown document: the machine and settings warnings (:func:`warning`) when there
     are any, the verdict, each finding, the rules and the table."""
-    rules = rules or RULES
+    rules = rules or dict(RULES)
     flagged = result[failing(result)]
     headline = (f"**{len(flagged)} regression(s)** in {flagged['case'].nunique()} case(s)" if len(flagged)
                 else "No regression.")
