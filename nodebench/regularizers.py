@@ -198,7 +198,10 @@ class RegularizedSolve:
     """Calls the wrapped ``solve(func, y0, t)`` on the augmented state and returns the z-part; the
     penalty λ·mean_batch r(t1) of every call since :meth:`reset` is in :attr:`penalty`, and the sum of
     their R in :attr:`value` (NaN when a forward solve never evaluated the cost: ``adjoint_only``).
-    :meth:`regularized` adds the penalty to a task loss and keeps that task loss in :attr:`task_loss`."""
+    :meth:`regularized` adds the penalty to a task loss and keeps that task loss in :attr:`task_loss`.
+
+    A solve reads nothing back to the host: R is summed on the device and :attr:`value` reads it when asked
+    (the harness asks after the step's clock has stopped), so a GPU step is not synchronised mid-forward."""
 
     def __init__(self, solve: Callable, regularizer: Regularizer):
         self.solve, self.regularizer = solve, regularizer
@@ -208,8 +211,13 @@ class RegularizedSolve:
 
     def reset(self) -> None:
         self.penalty: torch.Tensor | float = 0.0
-        self.value: float = 0.0
+        self._r: torch.Tensor | float = 0.0  # Σ R since the reset, detached; NaN once a solve never evaluated it
         self.task_loss: torch.Tensor | float = math.nan
+
+    @property
+    def value(self) -> float:
+        """R summed over the solves since :meth:`reset` (NaN when one never evaluated the cost); a host read."""
+        return float(self._r)
 
     def regularized(self, task_loss: torch.Tensor) -> torch.Tensor:
         """``task_loss`` (computed through this solve since :meth:`reset`) plus the penalty; ``task_loss`` is
@@ -231,7 +239,7 @@ class RegularizedSolve:
         ys, rs = (out[0], out[1]) if parts is None else (tuple(out[:-1]), out[-1])
         r = rs[-1].mean() * (t[-1] - t[0]).sign()  # backwards in time r(t1) = −R; no host read of t
         self.penalty = self.penalty + reg.lam * r
-        self.value += float(r.detach()) if augmented.evaluated else math.nan
+        self._r = self._r + r.detach() if augmented.evaluated else math.nan
         return ys
 
 

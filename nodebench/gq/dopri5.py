@@ -8,7 +8,13 @@ time, step size and error ratio as 0-d tensors so that nothing synchronises with
 about a hundred small tensor operations (dtype moves, ``abs``, ``reshape``, wrappers) per step. Here the
 step control runs on Python floats (one ``.item()`` per step), the stages are one ``addmv`` each over a
 (7, n) stage matrix, and the dense output at an output time is one ``addmv`` with interpolation weights
-computed in Python. Only plain ``dopri5`` is covered (no ``options``); anything else goes to torchdiffeq.
+from the powers of the step fraction. Only plain ``dopri5`` is covered (no ``options``); anything else goes to
+torchdiffeq.
+
+On a GPU the ``.item()`` of each step (and three for the initial step size) are the only synchronisations:
+the times the field is called with and the dense output's powers are filled on the device from Python
+floats (``torch.scalar_tensor``, ``torch.full``), never copied from the host, since a copy from pageable host
+memory synchronises the stream as a host read does.
 
 The error norm is the RMS norm, or with ``blocks = b`` the maximum of the RMS norms of b equal blocks of
 the state, or with ``blocks = (n_1, …)`` that of blocks of those sizes: torchdiffeq's mixed norm of a tuple
@@ -34,10 +40,10 @@ _MID = DPS_C_MID.numpy()
 _UNIT0, _UNIT6 = np.eye(7)[0], np.eye(7)[6]
 # Dense output: with S = Σ c_sol_j k_j, M = Σ mid_j k_j, torchdiffeq's quartic through y0, y1 = y0 + h S,
 # y_mid = y0 + h M, f0 = k_0 and f1 = k_6 is y(x) = y0 + h Σ_j w_j(x) k_j with w(x) = Σ_p x^p W[p−1].
-_W = np.stack([_UNIT0,
-               _UNIT6 - 4 * _UNIT0 - 5 * _C_SOL + 16 * _MID,
-               5 * _UNIT0 - 3 * _UNIT6 + 14 * _C_SOL - 32 * _MID,
-               2 * _UNIT6 - 2 * _UNIT0 - 8 * _C_SOL + 16 * _MID])
+_W = torch.from_numpy(np.stack([_UNIT0,
+                                _UNIT6 - 4 * _UNIT0 - 5 * _C_SOL + 16 * _MID,
+                                5 * _UNIT0 - 3 * _UNIT6 + 14 * _C_SOL - 32 * _MID,
+                                2 * _UNIT6 - 2 * _UNIT0 - 8 * _C_SOL + 16 * _MID]))
 
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -48,6 +54,7 @@ class _Tableau:
     def __init__(self, dtype: torch.dtype, device: torch.device):
         self.beta = [b.to(dtype=dtype, device=device) for b in _TABLEAU.beta]
         self.c_error = _TABLEAU.c_error.to(dtype=dtype, device=device)
+        self.dense_t = _W.T.to(device=device)  # (7, 4), float64: the stage weights w(x) = dense_t @ [x, …, x⁴]
 
 
 @functools.cache
@@ -89,7 +96,7 @@ def dopri5(func: Field, y0: torch.Tensor, times: list[float], *, rtol: float, at
     def f(t: float, y: torch.Tensor) -> torch.Tensor:
         nonlocal nfe
         nfe += 1
-        return func(torch.tensor(t, dtype=dtype, device=device), y)
+        return func(torch.scalar_tensor(t, dtype=dtype, device=device), y)  # filled on the device, no copy
 
     def callback(name: str, t: float, y: torch.Tensor, dt: float) -> None:
         if name in callbacks:
@@ -105,7 +112,8 @@ def dopri5(func: Field, y0: torch.Tensor, times: list[float], *, rtol: float, at
         # dense output for every output time inside the last accepted step [t_prev, t0]
         while index < len(times) and stages is not None and direction * (times[index] - t0) <= 0:
             x = (times[index] - t_prev) / (t0 - t_prev)
-            weights = torch.as_tensor(x * (x * (x * (x * _W[3] + _W[2]) + _W[1]) + _W[0]), dtype=dtype, device=device)
+            powers = torch.full((4,), x, dtype=torch.float64, device=device).cumprod_(0)  # x, x², x³, x⁴
+            weights = torch.mv(tableau.dense_t, powers).to(dtype)
             torch.addmv(y_prev, stages.T, weights, alpha=step, out=out[index])
             index += 1
         if index == len(times):

@@ -47,6 +47,11 @@ the test initial conditions × paths, with a Brownian motion fixed by the seed (
 - ``test_logprob``: mean log-density of the true test samples under the Gaussian fitted to the predicted
   samples of their initial condition and time (the official validation metric, ``sample_logp``; higher is
   better), also without the initial time (the official code's t = 0 term is log N(x0; x0, 1e-9²) ≈ 19.8).
+
+**Devices.** The data, the batch order and the Wong–Zakai paths come from CPU generators, the same on CPU and
+CUDA for a seed; torchsde draws a Brownian motion from a generator on the state's device, so the SDE methods'
+training noise and the evaluation's Brownian motion differ between a CPU and a CUDA run of one seed (the
+metrics of the two differ by that sampling noise).
 """
 
 from __future__ import annotations
@@ -182,6 +187,7 @@ class OUProblem(Problem):
         self.model = field
         self.field = field
         self.t = t
+        self.span = (float(t[0]), float(t[-1]))  # read once: a host read inside the timed loss would sync a GPU
         self.x0_train, self.y_train, self.x0_test, self.y_test = x0_train, y_train, x0_test, y_test
         self.batch_size = batch_size
         self.ncosines = ncosines
@@ -213,7 +219,7 @@ class OUProblem(Problem):
         if method is not None and method.sde:
             ys = solve(StratonovichSDE(self.field), y0, self.t, entropy=self._entropy())
         else:
-            noise = KarhunenLoeveNoise(float(self.t[0]), float(self.t[-1]), self.ncosines, dtype=y0.dtype,
+            noise = KarhunenLoeveNoise(*self.span, self.ncosines, dtype=y0.dtype,
                                        device=y0.device).resample(y0.shape, self._generator)
             ys = solve(WongZakaiField(self.field, noise), y0, self.t)
         return self._to_samples(ys, len(x0))
@@ -223,7 +229,7 @@ class OUProblem(Problem):
         import torchsde
 
         y0 = self._initial_states(x0)
-        bm = torchsde.BrownianInterval(t0=float(self.t[0]), t1=float(self.t[-1]), size=y0.shape, dtype=y0.dtype,
+        bm = torchsde.BrownianInterval(t0=self.span[0], t1=self.span[1], size=y0.shape, dtype=y0.dtype,
                                        device=y0.device, entropy=entropy, dt=self.eval_dt)
         ys = torchsde.sdeint(StratonovichSDE(self.field), y0, self.t, bm=bm, method="reversible_heun",
                              dt=self.eval_dt)
