@@ -24,6 +24,7 @@ own with :func:`register_analysis`.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +34,10 @@ import pandas as pd
 from nodebench import plots
 from nodebench.claims import check_fields, fields_of
 from nodebench.config import Param
-from nodebench.errors import UserError, raised_by
+from nodebench.errors import UserError, clip
 from nodebench.markdown import fmt4, fmt_times, fmt_value, markdown_table
 from nodebench.metrics import headline_metric
+from nodebench.paper_code import REPORT_LOG, PaperCodeFailed, call
 from nodebench.records import CURVES, RECORDS, expand_hparams, load_table
 from nodebench.registry import Registry
 from nodebench.target import reached_text, seed_aggregate, time_to_target_table
@@ -64,9 +66,28 @@ class Analysis:
     def validate(self, block: dict, at: str) -> None:
         """Refuse a block's missing, mistyped, out-of-range or inconsistent parameters (before any case runs)."""
         check_fields(block, self.fields, at)
-        problem = self.rules(block) if self.rules else None
+        problem = call(f"{at}: rules", self.rules, block, returns=_rules_result) if self.rules else None
         if problem:
             raise UserError(f"{at}: {problem}")
+
+
+def _rules_result(problem) -> str | None:
+    return None if problem is None or isinstance(problem, str) else f"{problem!r}, not what is wrong (a string) or None"
+
+
+def _analysis_result(result, run_dir: Path) -> str | None:
+    """What is wrong with an analysis's result, which must be its section and the figures it drew into
+    ``run_dir/figures`` (:func:`nodebench.plots.save_figure`), or ``None``."""
+    if not isinstance(result, (tuple, list)) or len(result) != 2 or not isinstance(result[0], str):
+        return f"{type(result).__name__} {clip(repr(result), 80)}, not (section, figures): a Markdown string and a list"
+    figures = result[1]
+    if not isinstance(figures, (list, tuple)) or not all(isinstance(p, (str, os.PathLike)) for p in figures):
+        return f"figures that are not a list of paths: {clip(repr(figures), 80)}"
+    home = (Path(run_dir) / "figures").resolve()
+    outside = [str(p) for p in map(Path, figures) if p.resolve().parent != home or not p.is_file()]
+    if outside:
+        return f"figure {outside[0]!r}, not a file it wrote into {str(home)!r} (nodebench.plots.save_figure)"
+    return None
 
 
 ANALYSES: Registry[Analysis] = Registry("analysis kind")
@@ -231,11 +252,16 @@ def run_analyses(spec, run_dir: Path, records: pd.DataFrame, *,
         if declared.get("experiments") and ran and not ran & set(declared["experiments"]):
             continue  # none of its experiments is in this run (the preset's other --experiment selection)
         analysis = ANALYSES.lookup(declared["kind"])
-        analysis.validate(declared, f"analysis {analysis.name!r}")  # the loader did; a hand-made spec may not
-        with raised_by(f"analysis {analysis.name!r}", analysis.fn):
-            section, figs = analysis.fn(declared, Path(run_dir), records)
+        try:
+            analysis.validate(declared, f"analysis {analysis.name!r}")  # the loader did; a hand-made spec may not
+            section, figs = call(f"analysis {analysis.name!r}", analysis.fn, declared, Path(run_dir), records,
+                                 returns=lambda result: _analysis_result(result, run_dir))
+        except PaperCodeFailed as err:  # its section says so; its tables are not read
+            sections.append(f"## Analysis `{analysis.name}`: not computed\n\n{err}; the traceback is in "
+                            f"`{REPORT_LOG}`.\n")
+            continue
         sections.append(section)
-        figures += figs
+        figures += map(Path, figs)
         fresh.update(analysis.tables)
     stale = {name for analysis in ANALYSES.values() for name in analysis.tables} - fresh
     tables = {path.stem: load_table(run_dir, path.stem) for path in sorted(Path(run_dir).glob("*.parquet"))

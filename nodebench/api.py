@@ -235,17 +235,19 @@ def _check_same_kind_of_run(out: Path, info: Mapping[str, Any]) -> None:
 def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=None, preset: str = "",
             link_figures: bool = False) -> Path:
     from nodebench.analyses import run_analyses
+    from nodebench.paper_code import collecting
     from nodebench.plots import plot_run
     from nodebench.reporting import write_report
     from nodebench.runner.sweep import read_run_info
 
-    figures = plot_run(records, curves, run_dir / "figures") if not records.empty else []
-    sections, tables = [], {}
-    if spec is not None:
-        sections, more, tables = run_analyses(spec, run_dir, records, preset=preset)
-        figures += more
-    return write_report(run_dir, records, figures, spec=spec, tables=tables, preset=preset, sections=sections,
-                        info=read_run_info(run_dir), link_figures=link_figures)
+    with collecting(run_dir):  # a paper's analysis, check or figure that fails is left out, the rest written
+        figures = plot_run(records, curves, run_dir / "figures") if not records.empty else []
+        sections, tables = [], {}
+        if spec is not None:
+            sections, more, tables = run_analyses(spec, run_dir, records, preset=preset)
+            figures += more
+        return write_report(run_dir, records, figures, spec=spec, tables=tables, preset=preset, sections=sections,
+                            info=read_run_info(run_dir), link_figures=link_figures)
 
 
 def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int | None = None,

@@ -68,9 +68,10 @@ from typing import Any
 import pandas as pd
 
 from nodebench.config import Param
-from nodebench.errors import UserError, raised_by
+from nodebench.errors import UserError, clip
 from nodebench.intervals import ratio_interval
 from nodebench.metrics import metric as metric_info
+from nodebench.paper_code import REPORT_LOG, PaperCodeFailed, call
 from nodebench.records import expand_hparams, measured_memory
 from nodebench.registry import Registry
 from nodebench.target import reached_text, seed_aggregate
@@ -158,6 +159,8 @@ HPARAMS = Param("hparams", "table")
 
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured at this preset"
+#: The verdict of a claim whose check failed while the report was built (:mod:`nodebench.paper_code`).
+NOT_CHECKED = "not checked: its check failed"
 
 
 @dataclass
@@ -729,11 +732,28 @@ def _every_experiment(results: list[tuple[str, str, str]], experiments) -> list[
     """``results`` of a check reporting per experiment, with a "not measured" row for each of ``experiments``
     (the claim's, else the run's experiments without a successful case) that it left out: the checks see the
     successful records only, so an experiment whose cases all failed had no row in the claims table, nor had
-    an experiment a claim names but its table lacks."""
-    if all(scope == "all" for scope, _, _ in results):
+    an experiment a claim names but its table lacks. A check that gave no row at all (a run whose cases all
+    failed) gets one, rather than vanish from the table."""
+    if results and all(scope == "all" for scope, _, _ in results):
         return results
     covered = {scope.split(",")[0].split(" ")[0] for scope, _, _ in results}
-    return results + [(str(exp), "no successful run", NOT_MEASURED) for exp in experiments if str(exp) not in covered]
+    results = results + [(str(exp), "no successful run", NOT_MEASURED) for exp in experiments
+                         if str(exp) not in covered]
+    return results or [("all", "no verdict: the check found nothing to judge", NOT_MEASURED)]
+
+
+def _check_result(rows) -> str | None:
+    """What is wrong with a check's result, which must be a list of ``(scope, measured, verdict)`` rows: two
+    strings and :data:`HOLDS`, :data:`FAILS` or :data:`NOT_MEASURED`; ``None`` when nothing is."""
+    if not isinstance(rows, list):
+        return f"{type(rows).__name__} {clip(repr(rows), 80)}, not a list of (scope, measured, verdict) rows"
+    verdicts = (HOLDS, FAILS, NOT_MEASURED)
+    for row in rows:
+        if (not isinstance(row, (tuple, list)) or len(row) != 3 or not all(isinstance(v, str) for v in row[:2])
+                or row[2] not in verdicts):
+            return (f"the row {clip(repr(row), 80)}, not (scope, measured, verdict): two strings and one of "
+                    f"{', '.join(map(repr, verdicts))}")
+    return None
 
 
 def check_claims(claims: list[dict[str, Any]], records: pd.DataFrame,
@@ -753,8 +773,12 @@ def check_claims(claims: list[dict[str, Any]], records: pd.DataFrame,
         else:
             found = CHECKS.lookup(check)
             found.validate(claim, f"claim {claim.get('id')!r}")  # the loader did; a hand-made claim may not
-            with raised_by(f"claim check {check!r} (claim {claim.get('id')!r})", found.fn):
-                results = _every_experiment(found.fn(ok, tables or {}, claim), claim.get("experiments") or failed)
+            try:
+                results = call(f"claim check {check!r} (claim {claim.get('id')!r})", found.fn, ok, tables or {},
+                               claim, returns=_check_result)
+            except PaperCodeFailed as err:
+                results = [("all", f"{err}; the traceback is in {REPORT_LOG}", NOT_CHECKED)]
+            results = _every_experiment(results, claim.get("experiments") or failed)
         verdicts += [Verdict(claim["id"], claim["text"], claim.get("source", ""), scope, measured, verdict)
                      for scope, measured, verdict in results]
     return verdicts

@@ -53,6 +53,11 @@ class Param:
     empty: bool = False
     required: bool = False
 
+    def __post_init__(self):
+        if self.kind not in KINDS:  # a plug-in's declaration: refused where it is written, not at every check
+            raise ValueError(f"Param {self.name!r}: unknown kind {self.kind!r}{nearest(self.kind, KINDS)}; "
+                             f"valid: {', '.join(KINDS)}")
+
     def describe(self) -> str:
         """What a valid value is, in words."""
         if self.kind in LISTS:
@@ -127,6 +132,8 @@ class Param:
 
 #: The list kinds of :class:`Param` and the kind of their items.
 LISTS = {"ints": "int", "floats": "float"}
+#: Every kind of :class:`Param`.
+KINDS = ("int", "float", "bool", "str", "any", "table", "strs", *LISTS)
 
 #: The most training iterations a case may ask for: far above any real use, low enough that a typo (10^20) is
 #: an error, not a sweep that runs until its time limit.

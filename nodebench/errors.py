@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -49,19 +48,3 @@ def where_raised(err: BaseException, origin: str | None) -> str:
         home = home.parent if home.name == "__init__.py" else home
         frames = [f for f in frames if Path(f.filename).resolve().is_relative_to(home)] or frames
     return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-
-
-@contextmanager
-def raised_by(what: str, fn):
-    """Run a paper's own function ``fn`` at report time (a claim check, an analysis): whatever it raises
-    becomes one :class:`UserError` naming ``what``, the error and where in ``fn``'s module it arose. The
-    run's records are written before the report, so nothing is lost: fix the code and rebuild the report
-    with ``nodebench report RUN_DIR``."""
-    try:
-        yield
-    except UserError:
-        raise
-    except Exception as err:
-        where = where_raised(err, getattr(getattr(fn, "__code__", None), "co_filename", None))
-        raise UserError(f"{what} raised {one_line(err)}{where}; the run's records are kept: fix it and rebuild "
-                        "the report with `nodebench report RUN_DIR`") from None

@@ -403,4 +403,4 @@ def _check_experiment_names(spec: PaperSpec, block: dict, at: str) -> None:
     names = [exp.name for exp in spec.experiments]
     for name in block.get("experiments", []):
         if name not in names:
-            raise UserError(f"{at}: unknown experiment {name!r}; valid: {', '.join(names)}")
+            raise UserError(f"{at}: unknown experiment {name!r}{nearest(name, names)}; valid: {', '.join(names)}")

@@ -15,10 +15,12 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from nodebench.figure_style import (band, finish, label_styles, mark_not_measured, method_colors, method_style,
                                     reference_line, styled, subplots)
 from nodebench.metrics import headline_metric
+from nodebench.paper_code import PaperCodeFailed, call
 from nodebench.records import atomic_write, config_labels, measured_memory
 from nodebench.registry import Registry
 
@@ -149,10 +151,18 @@ def plot_run(records: pd.DataFrame, curves: pd.DataFrame, out_dir: str | Path) -
         if not group_curves.empty:
             group_curves = group_curves.assign(method=group_curves["case_id"].map(label_of))
         for kind, draw in RUN_FIGURES.items():
-            fig = draw(str(name), group, group_curves)
+            try:  # a paper's figure that fails is left out, the others drawn (nodebench.paper_code)
+                fig = call(f"run figure {kind!r} ({name})", draw, str(name), group, group_curves, returns=_figure)
+            except PaperCodeFailed:
+                continue
             if fig is not None:
                 written += save_figure(fig, out_dir, f"{slug(str(name))}_{kind}")[:1]
     return written
+
+
+def _figure(fig) -> str | None:
+    """What is wrong with a run figure's result (a matplotlib Figure, or None: nothing to draw)."""
+    return None if fig is None or isinstance(fig, Figure) else f"{type(fig).__name__}, not a matplotlib Figure or None"
 
 
 def _monitor_figure(curves: pd.DataFrame, name: str):

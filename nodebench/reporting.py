@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nodebench.claims import CHECKS, FAILS, HOLDS, NOT_MEASURED, check_claims
+from nodebench.claims import CHECKS, FAILS, HOLDS, NOT_CHECKED, NOT_MEASURED, check_claims
 from nodebench.intervals import median_interval, ok_count_text
 from nodebench.markdown import INFINITE, fmt3, fmt_number, markdown_table
 from nodebench.metrics import headline_metric
@@ -179,7 +179,7 @@ def _outside_the_run(verdicts, records: pd.DataFrame):
 
 def _verdict_cell(verdict: str, preset: str) -> str:
     """Bold for a verdict at a measuring preset; plainly labelled indicative for the smoke preset."""
-    if verdict in (NOT_MEASURED, NOT_IN_RUN):
+    if verdict in (NOT_MEASURED, NOT_IN_RUN, NOT_CHECKED):
         return verdict
     return f"indicative (smoke preset): {verdict}" if preset == "smoke" else f"**{verdict}**"
 

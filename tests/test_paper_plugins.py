@@ -5,6 +5,7 @@ check gives its verdicts."""
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -13,19 +14,38 @@ import pandas as pd
 import pytest
 
 from nodebench import papers
-from nodebench.claims import CHECKS, FAILS, HOLDS, NOT_MEASURED, check_claims
+from nodebench.claims import CHECKS, FAILS, HOLDS, NOT_CHECKED, NOT_MEASURED, check_claims
 from nodebench.errors import UserError
 from nodebench.experiments import load_paper, parse_spec
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "reproduce" / "example_paper"
 
 
+def _undone(monkeypatch, registry):
+    """``registry.register`` whose additions ``monkeypatch`` removes after the test."""
+    register = type(registry).register.__get__(registry)
+
+    def register_(name=None, obj=None):
+        def add(value):
+            key = name or getattr(value, "name", None) or value.__name__
+            if key not in registry:
+                monkeypatch.setitem(registry, key, value)  # undone after the test
+            return register(key, value)
+        return add if obj is None else add(obj)
+    return register_
+
+
 @pytest.fixture
 def install(tmp_path, monkeypatch):
     """``install([("id", "module")], {"module/__init__.py": "source"})``: plug-ins declared by entry points,
-    their files on the import path; nothing loaded before is reused or kept."""
+    their files on the import path; nothing loaded before is reused or kept, nor anything they register."""
+    from nodebench.analyses import ANALYSES
+    from nodebench.plots import RUN_FIGURES
+
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(papers, "_PAPERS", {})
+    for registry in (ANALYSES, CHECKS, RUN_FIGURES):
+        monkeypatch.setattr(registry, "register", _undone(monkeypatch, registry))
 
     def install_(points: list[tuple[str, str]], sources: dict[str, str]) -> None:
         for name, text in sources.items():
@@ -51,6 +71,17 @@ def test_a_plugin_that_raises_on_import_is_one_line_naming_it(install, source, m
     with pytest.raises(UserError, match=r"^paper plug-in 'broken' cannot be imported from " + message) as err:
         papers.load_papers()
     assert "\n" not in str(err.value)
+
+
+def test_a_parameter_of_an_unknown_kind_is_refused_where_the_plugin_declares_it(install):
+    """``Param("min", "flaot")`` was accepted, then every load of a claim setting ``min`` was a KeyError traceback."""
+    install([("kinds", "nbtest_kind")], {"nbtest_kind/__init__.py": (
+        "from nodebench.claims import register_check\nfrom nodebench.config import Param\n\n\n"
+        "@register_check('nbtest_kind', params=(Param('min', 'flaot'),))\ndef check(records, tables, claim): ...\n")})
+    with pytest.raises(UserError, match=r"^paper plug-in 'kinds' cannot be imported from 'nbtest_kind': ValueError: "
+                                        r"Param 'min': unknown kind 'flaot' \(did you mean 'float'\?\); valid: int, "
+                                        r".* \(at .*nbtest_kind.__init__\.py:5\)$"):
+        papers.load_papers()
 
 
 def test_a_failed_load_fails_again_rather_than_return_the_papers_before_it(install):
@@ -104,29 +135,153 @@ def test_the_example_papers_check_gives_its_verdicts():
     assert verdicts == [[HOLDS], [FAILS], [NOT_MEASURED]]
 
 
-def test_a_check_or_analysis_that_raises_at_report_time_is_one_line_naming_it(install, monkeypatch, tmp_path):
-    """A paper's claim check or analysis with a bug ended `nodebench reproduce`/`report` in a traceback; now one
-    line names the check (or analysis), the error and its line in the paper's module, and says the records are
-    kept (they are written before the report)."""
-    from nodebench.analyses import ANALYSES, Analysis, run_analyses
-    from nodebench.claims import Check
+BUGGY = '''\
+from nodebench.analyses import register_analysis
+from nodebench.claims import HOLDS, register_check
+from nodebench.plots import RUN_FIGURES
 
-    install([], {"nbtest_buggy/__init__.py": "def check(records, tables, claim):\n"
-                                             "    return records['no_such_column']\n\n\n"
-                                             "def analysis(block, run_dir, records):\n"
-                                             "    return 1 / 0\n"})
-    buggy = importlib.import_module("nbtest_buggy")
-    monkeypatch.setitem(CHECKS, "nbtest_check", Check("nbtest_check", buggy.check))
-    monkeypatch.setitem(ANALYSES, "nbtest_analysis", Analysis("nbtest_analysis", buggy.analysis))
+
+@register_analysis("nbtest_analysis")
+def analysis(block, run_dir, records):
+    return 1 / 0
+
+
+@register_check("nbtest_check")
+def check(records, tables, claim):
+    return records["no_such_column"]
+
+
+@register_check("nbtest_verdict")
+def verdict(records, tables, claim):
+    return [("all", "1 vs 2", True)]
+
+
+@RUN_FIGURES.register("nbtest_figure")
+def figure(title, records, curves):
+    raise KeyError("figure bug")
+'''
+
+BUGGY_SPEC = """\
+paper = "buggy"
+title = "Buggy"
+reference = "none"
+
+[[experiment]]
+name = "e"
+task = "cubic_spiral"
+methods = ["rk4"]
+presets.smoke = { iters = 2 }
+
+[[analysis]]
+kind = "scaling"
+presets = ["smoke"]
+param = "lr"
+
+[[analysis]]
+kind = "nbtest_analysis"
+presets = ["smoke"]
+
+[[claim]]
+id = "C1"
+text = "raises"
+check = "nbtest_check"
+
+[[claim]]
+id = "C2"
+text = "gives a verdict that is none"
+check = "nbtest_verdict"
+
+[[claim]]
+id = "C3"
+text = "no check"
+why_not_measured = "not automated"
+"""
+
+
+def test_a_paper_function_that_fails_at_report_time_is_left_out_and_the_rest_written(install, tmp_path):
+    """A paper's analysis, claim check or run figure that raised (or returned a verdict that is none) stopped
+    the report: nothing written (a run figure: a traceback; a verdict ``True``: shown as the verdict "True").
+    Now each is one line naming the paper, the function and its line, the rest of the report is written, the
+    tracebacks are kept in ``logs/report.log`` and the command ends with one line naming them all."""
+    from nodebench.api import _finish
+
+    install([("buggy", "nbtest_buggy")], {"nbtest_buggy/__init__.py": BUGGY,
+                                          "nbtest_buggy/experiments.toml": BUGGY_SPEC})
+    papers.load_papers()
+    records = pd.DataFrame({"status": "ok", "experiment": "e", "task": "cubic_spiral", "method": "rk4", "seed": [0],
+                            "case_id": ["c0"], "train_wall_s": [1.0], "nfe_forward_per_iter": [4.0]})
+    run_dir = tmp_path / "run"
+    (run_dir / "figures").mkdir(parents=True)
+    with pytest.raises(UserError) as err:
+        _finish(run_dir, records, pd.DataFrame(), spec=load_paper("buggy"), preset="smoke")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"the report of {str(run_dir)!r} is written without")
+    for failure in (r"run figure 'nbtest_figure' \(e\) raised KeyError: 'figure bug' \(at .*buggy.__init__\.py:23\)",
+                    r"analysis 'nbtest_analysis' raised ZeroDivisionError: division by zero \(at .*:8\)",
+                    r"claim check 'nbtest_check' \(claim 'C1'\) raised KeyError: 'no_such_column'",
+                    r"claim check 'nbtest_verdict' \(claim 'C2'\) returned the row \('all', '1 vs 2', True\)"):
+        assert re.search("paper 'buggy': " + failure, message), (failure, message)
+    report = (run_dir / "report.md").read_text()
+    assert "## Scaling with lr" in report and "## Analysis `nbtest_analysis`: not computed" in report
+    rows = {line.split(" | ")[0]: line for line in report.splitlines() if line.startswith("| C")}
+    assert NOT_CHECKED in rows["| C1"] and NOT_CHECKED in rows["| C2"] and "not automated" in rows["| C3"]
+    log = (run_dir / "logs" / "report.log").read_text()
+    assert 'raise KeyError("figure bug")' in log and "return 1 / 0" in log and "Traceback" in log
+
+
+def test_a_paper_function_that_fails_outside_a_report_is_one_line_at_once(install):
+    """Called from Python (no report being built), a failing check is one line naming it, raised at once."""
+    install([("buggy", "nbtest_buggy")], {"nbtest_buggy/__init__.py": BUGGY,
+                                          "nbtest_buggy/experiments.toml": BUGGY_SPEC})
+    papers.load_papers()
     records = pd.DataFrame({"status": ["ok"], "experiment": ["e"], "method": ["rk4"]})
-    claim = {"id": "C1", "text": "t", "check": "nbtest_check"}
-    with pytest.raises(UserError, match=r"^claim check 'nbtest_check' \(claim 'C1'\) raised KeyError: 'no_such_column' "
-                                        r"\(at .*nbtest_buggy.__init__\.py:2\); the run's records are kept"):
-        check_claims([claim], records)
-    spec = type("Spec", (), {"analyses": [{"kind": "nbtest_analysis", "presets": ["smoke"]}]})()
-    with pytest.raises(UserError, match=r"^analysis 'nbtest_analysis' raised ZeroDivisionError: division by zero "
-                                        r"\(at .*nbtest_buggy.__init__\.py:6\); .*`nodebench report RUN_DIR`$"):
+    with pytest.raises(UserError, match=r"^paper 'buggy': claim check 'nbtest_check' \(claim 'C1'\) raised "
+                                        r"KeyError: 'no_such_column' \(at .*nbtest_buggy.__init__\.py:13\)$"):
+        check_claims([{"id": "C1", "text": "t", "check": "nbtest_check"}], records)
+
+
+@pytest.mark.parametrize("returned, message", [
+    ('"## Section"', r"returned str '## Section', not \(section, figures\)"),
+    ('"## S", run_dir / "figures" / "a.png"', r"returned figures that are not a list of paths: PosixPath\("),
+    ('"## S", [run_dir / "elsewhere.png"]', r"returned figure '.*elsewhere\.png', not a file it wrote into"),
+])
+def test_an_analysis_returning_what_its_contract_does_not_allow_is_named(install, tmp_path, returned, message):
+    """A bare section, a single path or a figure outside ``figures/`` was a traceback naming nodebench's own
+    line (``TypeError: 'PosixPath' object is not iterable``) or a broken image link in the report."""
+    from nodebench.analyses import run_analyses
+
+    install([], {"nbtest_shape/__init__.py": "from nodebench.analyses import register_analysis\n\n\n"
+                                             "@register_analysis('nbtest_shape')\n"
+                                             f"def shape(block, run_dir, records):\n    return {returned}\n"})
+    importlib.import_module("nbtest_shape")
+    spec = type("Spec", (), {"analyses": [{"kind": "nbtest_shape", "presets": ["smoke"]}]})()
+    records = pd.DataFrame({"status": ["ok"], "experiment": ["e"], "method": ["rk4"]})
+    with pytest.raises(UserError, match=r"^analysis 'nbtest_shape' " + message + r".* \(defined at .*:4\)$"):
         run_analyses(spec, tmp_path, records, preset="smoke")
+
+
+def test_an_analysis_rules_function_that_raises_is_one_line_at_load(install):
+    """``rules`` that raised (a key the block may lack) was a traceback when the paper was loaded."""
+    install([], {"nbtest_rules/__init__.py": "from nodebench.analyses import register_analysis\n\n\n"
+                                             "@register_analysis('nbtest_rules', params=('t',),\n"
+                                             "                   rules=lambda block: block['t'] > 1)\n"
+                                             "def rules(block, run_dir, records): ...\n"})
+    importlib.import_module("nbtest_rules")
+    text = 'paper = "p"\ntitle = "t"\nreference = "r"\n[[analysis]]\nkind = "nbtest_rules"\npresets = ["smoke"]\n'
+    with pytest.raises(UserError, match=r"^p\.toml: analysis 'nbtest_rules': rules raised KeyError: 't' "
+                                        r"\(at .*nbtest_rules.__init__\.py:5\)$"):
+        parse_spec(text, "p.toml")
+    with pytest.raises(UserError, match=r"rules returned True, not what is wrong \(a string\) or None"):
+        parse_spec(text.replace('presets', 't = 2\npresets'), "p.toml")
+
+
+def test_a_claim_whose_check_gives_no_row_stays_in_the_report():
+    """A check with nothing to judge (every case of the run failed; a plug-in's check returning ``[]``) made
+    its claim vanish from the claims table."""
+    spec = load_paper("do_vs_od")
+    failed = pd.DataFrame({"status": "failed", "experiment": "spiral", "method": ["rk4", "adjoint"], "seed": 0})
+    for records in (failed, failed.iloc[:0]):
+        assert {v.claim_id for v in check_claims(spec.claims, records)} == {c["id"] for c in spec.claims}
 
 
 def test_list_aligns_long_paper_and_experiment_names(monkeypatch, capsys):

@@ -4,6 +4,7 @@ are one-line errors before any case runs; a third-party paper registers through 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -114,13 +115,23 @@ def test_an_unknown_paper_names_the_valid_ones():
     assert set(BUILTIN) <= set(load_papers())
 
 
+def _tree(folder: Path) -> dict[str, int]:
+    """Every path under ``folder`` with its modification time (a file or folder written changes it)."""
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in [folder, *folder.rglob("*")]}
+
+
 @pytest.mark.slow
 def test_an_installed_third_party_paper_registers_through_its_entry_point(tmp_path):
     """``pip install reproduce/example_paper`` (into a target folder) makes ``example_paper`` a paper of
     ``nodebench list`` and of the Python API, with its own claim check."""
-    target = tmp_path / "site"
+    target, source = tmp_path / "site", tmp_path / "example_paper"
+    # built from a copy: setuptools writes build/ and *.egg-info into the folder it builds, and a stale
+    # build/lib there would be installed as well
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    before = _tree(EXAMPLE)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(EXAMPLE)], check=True, capture_output=True)
+                    "--target", str(target), str(source)], check=True, capture_output=True)
+    assert _tree(EXAMPLE) == before, "the install wrote into the checkout"
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(target), str(ROOT)])}
     code = ("import nodebench; spec = nodebench.list_papers()['example_paper']; "
             "from nodebench.claims import CHECKS; print(spec.title, 'fewer_evaluations' in CHECKS, "
@@ -238,6 +249,8 @@ text = "t"
     ('check = "ratio"\nmethod = "rk4"\nbaseline = "euler"\nexperiments = ["e"]',
      r"claim 'C2': baseline 'euler' is not run by experiment\(s\) e; they run: rk4$"),
     ('check = "vibes"', r"claim 'C2': check: unknown claim check 'vibes'"),
+    ('check = "ratio"\nmethod = "rk4"\nbaseline = "rk4"\nexperiments = ["ee"]',
+     r"claim 'C2': unknown experiment 'ee' \(did you mean 'e'\?\); valid: e$"),
 ])
 def test_claim_parameters_are_checked_at_load_not_after_the_run(claim, message):
     refused(CLAIM + claim + "\n", message)

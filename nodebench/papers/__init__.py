@@ -60,6 +60,11 @@ class Paper:
     def readme(self):
         return files(self.module).joinpath(README_FILE)
 
+    @property
+    def origin(self) -> str | None:
+        """The file the paper's package is imported from (its ``__init__.py``)."""
+        return _origin(self.module)
+
 
 _PAPERS: dict[str, Paper] = {}
 
@@ -112,6 +117,12 @@ def load_papers() -> dict[str, Paper]:
             papers[name] = Paper(name, module)
         _PAPERS.update(papers)
     return dict(_PAPERS)
+
+
+def paper_of_module(module: str) -> Paper | None:
+    """The imported paper whose package holds ``module`` (a function's ``__module__``), else ``None``."""
+    return next((paper for paper in _PAPERS.values()
+                 if module == paper.module or module.startswith(f"{paper.module}.")), None)
 
 
 def get_paper(name: str) -> Paper:
