@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,7 @@ from nodebench.cli import main
 from nodebench.records import load_run, write_case
 from nodebench.runner import sweep
 from nodebench.runner.case import Case, expand_grid
-from nodebench.runner.executors import check_executor, run_remote
+from nodebench.runner.executors import check_executor, open_engine, run_remote
 from nodebench.runner.sweep import record_failure, run_case_process, run_cases
 
 CASES = expand_grid(tasks=["cubic_spiral"], methods=["rk4"], seeds=range(2), iters=2)
@@ -156,10 +157,10 @@ def test_an_interrupted_dask_sweep_kills_the_workers_of_its_running_tasks(tmp_pa
         with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                       dashboard_address=None) as cluster:
             signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)
-            with pytest.raises(KeyboardInterrupt):
-                run_remote(CASES[:1], tmp_path, run_case=functools.partial(run_case_process, python=sleeper),
-                           record_failure=record_failure, executor="dask", scheduler=cluster.scheduler_address,
-                           jobs=1, threads=1, timeout_s=60, progress=False)
+            with pytest.raises(KeyboardInterrupt), open_engine("dask", cluster.scheduler_address) as engine:
+                run_remote(CASES[:1], tmp_path, engine=engine, run_case=functools.partial(run_case_process,
+                           python=sleeper), record_failure=record_failure, jobs=1, threads=1, timeout_s=60,
+                           progress=False)
             assert _none_left(started, within_s=2), "a dask task's worker outlived its interrupted sweep by 2 s"
             assert not list((tmp_path / "cases").glob("*.json"))  # the stopped case is not recorded: it reruns
     finally:
@@ -190,12 +191,12 @@ def test_a_retried_case_whose_dask_task_is_lost(tmp_path, monkeypatch, wrote_row
     assert (row["status"], "worker lost" in row["reason"]) == (("ok", False) if wrote_row else ("error", True))
 
 
-def _fake_slurm(tmp_path, monkeypatch, sbatch: str) -> None:
-    """Put a SLURM whose ``sbatch`` runs the shell line ``sbatch`` first on PATH (submitit picks SLURM when
-    ``srun`` is there)."""
+def _fake_slurm(tmp_path, monkeypatch, sbatch: str, **commands: str) -> None:
+    """Put a SLURM whose ``sbatch`` (and each of ``commands``) runs the given shell line first on PATH (submitit
+    picks SLURM when ``srun`` is there)."""
     bin_dir = tmp_path / "slurm-bin"
     bin_dir.mkdir()
-    for name, line in {"srun": "exit 0", "sbatch": sbatch}.items():
+    for name, line in {"srun": "exit 0", "sbatch": sbatch, **commands}.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{line}\n")
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -245,9 +246,9 @@ def test_submitits_local_executor_starts_a_job_as_soon_as_one_ends(tmp_path):
         (marks / f"{{seed}}.end").write_text(str(time.time()))
     """)]
     cases = expand_grid(tasks=["cubic_spiral"], methods=["rk4"], seeds=range(3), iters=2)
-    run_remote(cases, tmp_path, run_case=functools.partial(run_case_process, python=sleeper),
-               record_failure=record_failure, executor="submitit", scheduler=None, jobs=2, threads=1,
-               timeout_s=120, progress=False)
+    with open_engine("submitit", None) as engine:
+        run_remote(cases, tmp_path, engine=engine, run_case=functools.partial(run_case_process, python=sleeper),
+                   record_failure=record_failure, jobs=2, threads=1, timeout_s=120, progress=False)
     mark = {name.name: float(name.read_text()) for name in marks.iterdir()}
     assert mark["2.start"] < mark["0.end"], "the third case waited for the first one"
     assert len(list((tmp_path / "cases").glob("*.json"))) == 3  # every case has its row
@@ -281,3 +282,69 @@ def test_a_killed_dask_sweep_takes_its_workers_along(tmp_path):
             if sweep.poll() is None:
                 sweep.kill()
                 sweep.wait()
+
+
+def test_an_unreachable_dask_scheduler_is_one_line_and_writes_nothing(capsys, tmp_path):
+    """A valid address where no scheduler listens (a closed port) failed only after the 30 s connect timeout and
+    after run.json, cases/ and logs/ were written into --out; the sweep now connects first (within dask's
+    connect timeout, 1 s here): one line, exit 2, no run folder."""
+    pytest.importorskip("distributed")
+    import dask
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "run"
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--out", str(out),
+                     "--executor", "dask", "--scheduler", f"tcp://127.0.0.1:{port}", "--no-progress"])
+    line = _one_error_line(capsys)
+    assert code == 2 and f"cannot reach the dask scheduler at 'tcp://127.0.0.1:{port}'" in line, line
+    assert not out.exists(), sorted(path.name for path in out.iterdir())
+
+
+def test_dask_tasks_watch_for_cancellation_without_asking_the_scheduler(tmp_path):
+    """A running task looked twice a second whether it was cancelled by asking the scheduler
+    (``Client.processing``): one request per running task every half second, a load on the scheduler that
+    grows with the cluster. It reads its worker's own state now: the scheduler gets no such request."""
+    distributed = pytest.importorskip("distributed")
+    sleeper = [sys.executable, "-c", "import time; time.sleep(1)"]
+    cases = expand_grid(tasks=["cubic_spiral"], methods=["rk4"], seeds=range(4), iters=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
+                                  dashboard_address=None) as cluster:
+        handlers, asked = cluster.scheduler.handlers, []
+        processing = handlers["processing"]
+        handlers["processing"] = lambda *args, **kwargs: asked.append(1) or processing(*args, **kwargs)
+        with open_engine("dask", cluster.scheduler_address) as engine:
+            run_remote(cases, tmp_path, engine=engine, run_case=functools.partial(run_case_process, python=sleeper),
+                       record_failure=record_failure, jobs=2, threads=1, timeout_s=60, progress=False)
+    assert len(list((tmp_path / "cases").glob("*.json"))) == 4  # the cases ran
+    assert not asked, f"the tasks asked the scheduler {len(asked)} times whether they were cancelled"
+
+
+def test_an_interrupted_slurm_sweep_cancels_its_array_with_one_scancel(capsys, tmp_path, monkeypatch):
+    """submitit cancels job by job: an interrupted sweep ran one ``scancel`` per case (a large array's worth of
+    calls to SLURM's controller, which a second signal cuts short). It is one ``scancel`` of the array now, whose
+    id the sweep printed when it submitted it (what to run after a ``kill -9``, which nothing can catch)."""
+    submitit = pytest.importorskip("submitit")
+    calls = tmp_path / "scancel.calls"
+    _fake_slurm(tmp_path, monkeypatch, "echo 'Submitted batch job 4242'", sacct="exit 0",
+                scancel=f'echo "$@" >> {calls}')
+    assert submitit.AutoExecutor(folder=tmp_path / "probe").cluster == "slurm"
+    cases = expand_grid(tasks=["cubic_spiral"], methods=["rk4"], seeds=range(3), iters=2)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(KeyboardInterrupt), open_engine("submitit", None) as engine:
+            run_remote(cases, tmp_path, engine=engine, run_case=run_case_process, record_failure=record_failure,
+                       jobs=3, threads=1, timeout_s=60, progress=False)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert calls.read_text().splitlines() == ["4242"]
+    assert "submitted 3 case(s) to SLURM as job 4242; if this sweep is killed outright, stop them with: scancel 4242" \
+        in capsys.readouterr().err

@@ -9,16 +9,21 @@ an ``error`` row with the engine's message.
 - ``submitit``: ``submitit.AutoExecutor`` submits one job array per sweep to SLURM (``jobs`` is the array's
   ``slurm_array_parallelism``; the time limit is 1.5 × the case time limit, as benchopt does) and, where
   there is no SLURM, runs the same tasks with submitit's local executor, ``jobs`` at a time (a new job starts
-  as soon as one ends). Its pickles and logs go to ``RUN_DIR/submitit/``. An interrupted sweep cancels its
-  jobs (``scancel``; the local executor's jobs are stopped with SIGINT, which kills their workers); a local
-  job whose sweep was killed outright kills its worker (it looks twice a second). A job array that SLURM
-  refuses (an invalid partition or time limit) stops the sweep with sbatch's message.
+  as soon as one ends). Its pickles and logs go to ``RUN_DIR/submitit/``. The sweep prints the id of each
+  SLURM array it submits. An interrupted sweep (SIGINT, SIGTERM, SIGHUP) cancels its jobs: one ``scancel``
+  of its arrays (submitit cancels job by job, one ``scancel`` each), and the local executor's jobs are
+  stopped with SIGINT, which kills their workers; a local job whose sweep was killed outright kills its
+  worker (it looks twice a second). SLURM jobs cannot see a sweep on another machine die: after a
+  ``kill -9``, ``scancel`` the printed array id. A job array that SLURM refuses (an invalid partition or
+  time limit) stops the sweep with sbatch's message.
 - ``dask``: the tasks are submitted to the dask.distributed scheduler at ``scheduler`` (``tcp://host:8786``;
   start workers with ``--nthreads 1`` for clean timings); ``dask_jobqueue`` can provide one on a cluster.
-  A task whose future is cancelled (an interrupted sweep cancels them; the scheduler does when a sweep's
-  client vanishes) kills its worker: twice a second it asks the scheduler, through the public
-  ``Client.processing``, whether its worker is still processing it (dask has no public flag for a running
-  task's cancellation, and cancelling a future does not stop a running task).
+  The sweep connects before it writes anything (within dask's ``distributed.comm.timeouts.connect``, 30 s by
+  default), so an unreachable scheduler leaves no run folder. A task whose future is cancelled (an interrupted
+  sweep cancels them; the scheduler does when a sweep's client vanishes) kills its worker: twice a second it
+  looks whether its dask worker's state has it ``cancelled`` (dask's worker state machine: the state of an
+  executing task that the scheduler released). Cancelling a future does not stop a running task, and the
+  check asks the scheduler nothing, however many tasks run.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ import io
 import math
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from tqdm import tqdm
 
@@ -64,8 +70,8 @@ def check_executor(executor: str, scheduler: str | None) -> None:
 
 
 def _check_scheduler_address(scheduler: str) -> None:
-    """A dask scheduler address whose port is a port and whose host this machine can resolve (connecting is
-    left to the sweep: a scheduler may still be starting)."""
+    """A dask scheduler address whose port is a port and whose host this machine can resolve (a dry run checks
+    this too; connecting is left to :func:`open_engine`: a scheduler may not be started yet)."""
     from distributed.comm import get_address_host_port
 
     try:  # a network address, checked before anything is written
@@ -82,27 +88,46 @@ def _check_scheduler_address(scheduler: str) -> None:
                         "name or IP address of the scheduler's machine") from None
 
 
-def run_remote(cases: list[Case], run_dir: Path, *, run_case: Callable[..., str],
-               record_failure: Callable[..., None], executor: str, scheduler: str | None, jobs: int, threads: int,
-               timeout_s: float, progress: bool) -> None:
-    """Run ``cases`` on ``executor``, each case's files landing in ``run_dir``; returns when all have ended.
+@contextlib.contextmanager
+def open_engine(executor: str, scheduler: str | None) -> Iterator[Callable[..., None] | None]:
+    """The engine for :func:`run_remote` (``None`` for ``local``), checked, and for dask connected to the
+    scheduler within dask's ``distributed.comm.timeouts.connect`` (30 s by default): a sweep opens it before it
+    writes anything, so an unreachable scheduler is one :class:`UserError` and leaves no run folder."""
+    check_executor(executor, scheduler)
+    if executor == "local":
+        yield None
+    elif executor == "submitit":
+        yield _submitit
+    else:
+        from distributed import Client
+
+        try:
+            client = Client(scheduler)
+        except (OSError, TimeoutError, TypeError, ValueError) as err:  # TypeError: tls:// without dask's TLS config
+            raise UserError(f"cannot reach the dask scheduler at {scheduler!r}: {one_line(err)}") from None
+        with client:
+            yield functools.partial(_dask, client)
+
+
+def run_remote(cases: list[Case], run_dir: Path, *, engine: Callable[..., None], run_case: Callable[..., str],
+               record_failure: Callable[..., None], jobs: int, threads: int, timeout_s: float,
+               progress: bool) -> None:
+    """Run ``cases`` on ``engine`` (from :func:`open_engine`), each case's files landing in ``run_dir``; returns
+    when all have ended.
 
     ``run_case(case_dict, run_dir=..., threads=..., timeout_s=...)`` runs one case remotely (the sweep's
     :func:`~nodebench.runner.sweep.run_case_process`); ``record_failure(case, run_dir, status, reason)``
     records a lost job. The sweep passes both, so this module does not import it back."""
-    check_executor(executor, scheduler)
     task = functools.partial(run_case, run_dir=str(Path(run_dir).resolve()), threads=threads, timeout_s=timeout_s)
-    bar = tqdm(total=len(cases), desc=f"cases ({executor})", unit="case", disable=not progress or not cases,
-               file=sys.stderr)
+    bar = tqdm(total=len(cases), desc="cases", unit="case", disable=not progress or not cases, file=sys.stderr)
     try:
-        engine = _submitit if executor == "submitit" else _dask
-        engine(cases, run_dir, task, jobs=jobs, threads=threads, timeout_s=timeout_s, scheduler=scheduler,
-               done=lambda: bar.update(1), record_failure=record_failure)
+        engine(cases, run_dir, task, jobs=jobs, threads=threads, timeout_s=timeout_s, done=lambda: bar.update(1),
+               record_failure=record_failure)
     finally:
         bar.close()
 
 
-def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done, record_failure) -> None:
+def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, done, record_failure) -> None:
     import submitit
 
     pool = submitit.AutoExecutor(folder=Path(run_dir) / "submitit")
@@ -126,21 +151,42 @@ def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done
                 done()
             time.sleep(1 if running else 0)  # as submitit's own Job.wait: a done() may stat shared files
     except BaseException:  # interrupted: no job keeps computing and writing after the sweep
-        for job in running:
-            job.cancel(check=False)
+        _cancel(pool.cluster, list(running))
         raise
 
 
 def _submit_array(pool, task, cases: list[Case]) -> dict:
-    """``{job: case}`` for ``cases`` submitted as one job array. sbatch's refusal (an invalid partition or time
-    limit), which submitit prints as well, is a one-line :class:`UserError`."""
+    """``{job: case}`` for ``cases`` submitted as one job array, whose SLURM id is printed (``scancel ID`` stops
+    it when the sweep cannot). sbatch's refusal (an invalid partition or time limit), which submitit prints as
+    well, is a one-line :class:`UserError`."""
     from submitit.core.utils import FailedJobError, FailedSubmissionError
 
     try:
         with contextlib.redirect_stderr(io.StringIO()):
-            return dict(zip(pool.map_array(task, [case.to_dict() for case in cases]), cases))
+            jobs = dict(zip(pool.map_array(task, [case.to_dict() for case in cases]), cases))
     except (FailedJobError, FailedSubmissionError) as err:
         raise UserError(f"SLURM refused the sweep's job array: {one_line(err)}") from None
+    if pool.cluster == "slurm":
+        array = " ".join(_arrays(jobs))
+        print(f"nodebench: submitted {len(jobs)} case(s) to SLURM as job {array}; if this sweep is killed "
+              f"outright, stop them with: scancel {array}", file=sys.stderr, flush=True)
+    return jobs
+
+
+def _arrays(jobs) -> list[str]:
+    """The SLURM array ids of ``jobs`` (a task of array ``A`` is job ``A_i``)."""
+    return sorted({str(job.job_id).split("_")[0] for job in jobs})
+
+
+def _cancel(cluster: str, jobs: list) -> None:
+    """Cancel an interrupted sweep's ``jobs``. On SLURM one ``scancel`` of their arrays, at once: submitit's
+    ``Job.cancel`` runs one ``scancel`` per job, a minute or more of calls to SLURM's controller for a large
+    array, which a second signal may cut short. The local executor's jobs are stopped one by one (SIGINT)."""
+    if cluster != "slurm":
+        for job in jobs:
+            job.cancel(check=False)
+    elif jobs:
+        subprocess.call(["scancel", *_arrays(jobs)])
 
 
 def _process_gone(pid: int) -> bool:
@@ -149,34 +195,31 @@ def _process_gone(pid: int) -> bool:
     return not pid_alive(pid)
 
 
-def _dask(cases, run_dir, task, *, jobs, threads, timeout_s, scheduler, done, record_failure) -> None:
-    from distributed import Client, as_completed
+def _dask(client, cases, run_dir, task, *, jobs, threads, timeout_s, done, record_failure) -> None:
+    from distributed import as_completed
 
+    task = functools.partial(task, stopped=_dask_task_cancelled)
+    futures = {client.submit(task, c.to_dict(), pure=False): c for c in cases}
     try:
-        client = Client(scheduler, timeout=30)
-    except (OSError, TimeoutError, TypeError, ValueError) as err:  # TypeError: tls:// without dask's TLS config
-        raise UserError(f"cannot reach the dask scheduler at {scheduler!r}: {one_line(err)}") from None
-    with client:
-        task = functools.partial(task, stopped=_dask_task_cancelled)
-        futures = {client.submit(task, c.to_dict(), pure=False): c for c in cases}
-        try:
-            for future in as_completed(futures):
-                try:
-                    future.result()
-                except Exception as err:  # noqa: BLE001 - a lost task is a recorded failure, the sweep goes on
-                    record_failure(futures[future], run_dir, "error", f"dask task: {one_line(err)}")
-                done()
-        except BaseException:  # interrupted: the running tasks see it and kill their workers
-            client.cancel(list(futures))
-            raise
+        for future in as_completed(futures):
+            try:
+                future.result()
+            except Exception as err:  # noqa: BLE001 - a lost task is a recorded failure, the sweep goes on
+                record_failure(futures[future], run_dir, "error", f"dask task: {one_line(err)}")
+            done()
+    except BaseException:  # interrupted: the running tasks see it and kill their workers
+        client.cancel(list(futures))
+        raise
 
 
 def _dask_task_cancelled() -> bool:
     """In a dask task: whether it was cancelled, by its sweep or by the scheduler when the sweep's client went
-    away (a sweep killed outright), i.e. whether the scheduler no longer has this worker processing it.
-    Cancelling a future does not stop a running task; this lets it stop."""
-    from distributed import get_client, get_worker
+    away (a sweep killed outright). The scheduler then tells the worker to release the task, and the worker's
+    state machine puts the still-executing task in state ``cancelled``; reading that state is free, where asking
+    the scheduler (``Client.processing``) cost it a request per running task every half second. Cancelling a
+    future does not stop a running task; this lets it stop."""
+    from distributed import get_worker
 
     worker = get_worker()
-    processing = get_client().processing([worker.address]).get(worker.address, ())
-    return worker.get_current_task() not in processing
+    state = worker.state.tasks.get(worker.get_current_task())
+    return state is None or state.state == "cancelled"

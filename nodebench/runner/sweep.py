@@ -40,6 +40,7 @@ from nodebench.harness.environment import git_sha
 from nodebench.records import CASES, atomic_write, merge, valid_cases, write_case
 from nodebench.run_settings import invocation
 from nodebench.runner.case import Case
+from nodebench.runner.executors import open_engine, run_remote
 from nodebench.runner.guard import PARENT_PID, SweepLock, check_commit, read_json_object, stop_on_signals
 
 LOGS = "logs"
@@ -47,7 +48,7 @@ RUN_INFO = "run.json"
 #: The keys of ``run.json`` that name what made the run (commands read them back): strings where present.
 RUN_KINDS = ("command", "paper", "preset", "suite")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-#: How often a remote case asks whether its sweep is gone (a dask task asks the scheduler).
+#: How often a remote case looks whether its sweep is gone.
 STOPPED_EVERY_S = 0.5
 
 
@@ -108,7 +109,8 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
         retry_failed: rerun cases recorded as ``diverged``, ``oom``, ``killed``, ``timeout`` or ``error``.
         executor: ``local`` (worker processes on this machine), ``submitit`` (SLURM job arrays, or submitit's
             local executor without SLURM) or ``dask`` (a dask.distributed scheduler at ``scheduler``).
-            ``run_dir`` must be on storage that the cluster's workers share.
+            ``run_dir`` must be on storage that the cluster's workers share. The engine is checked and its
+            scheduler connected to before anything is written (:func:`~nodebench.runner.executors.open_engine`).
         allow_mixed_commits: add cases to a directory holding cases of another git commit.
         info: entries for ``run.json`` (:func:`write_run_info`), written once the sweep holds the directory's
             lock, so a sweep refused there changes nothing.
@@ -117,13 +119,13 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
         ``(records, curves)`` DataFrames of every case in ``run_dir``.
     """
     run_dir = Path(run_dir)
-    with SweepLock(run_dir), stop_on_signals():
+    with open_engine(executor, scheduler) as engine, SweepLock(run_dir), stop_on_signals():
         return _run_locked(cases, run_dir, jobs=jobs, timeout_s=timeout_s, threads=threads, progress=progress,
-                           retry_failed=retry_failed, executor=executor, scheduler=scheduler,
-                           allow_mixed_commits=allow_mixed_commits, info=info or {})
+                           retry_failed=retry_failed, engine=engine, allow_mixed_commits=allow_mixed_commits,
+                           info=info or {})
 
 
-def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, retry_failed, executor, scheduler,
+def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, retry_failed, engine,
                 allow_mixed_commits, info) -> tuple[pd.DataFrame, pd.DataFrame]:
     cases_dir, logs_dir = run_dir / CASES, run_dir / LOGS
     finished = valid_cases(run_dir)
@@ -138,11 +140,9 @@ def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, ret
     if len(todo) < total:
         print(f"resuming: {total - len(todo)} of {total} case(s) finished before, {len(todo)} to run",
               file=sys.stderr, flush=True)
-    if executor != "local":
-        from nodebench.runner.executors import run_remote
-
-        run_remote(todo, run_dir, run_case=run_case_process, record_failure=_failure_recorder(todo, cases_dir),
-                   executor=executor, scheduler=scheduler, jobs=jobs, threads=threads, timeout_s=timeout_s,
+    if engine is not None:  # a cluster engine, connected before anything was written
+        run_remote(todo, run_dir, engine=engine, run_case=run_case_process,
+                   record_failure=_failure_recorder(todo, cases_dir), jobs=jobs, threads=threads, timeout_s=timeout_s,
                    progress=progress)
         return merge(run_dir, run_id)
     env = _worker_env(threads)
@@ -219,7 +219,7 @@ class CaseStopped(Exception):
 
 def _wait(process: subprocess.Popen, timeout_s: float, stopped: Callable[[], bool] | None) -> int | None:
     """The worker's exit code, or None when it is still running after ``timeout_s``; :class:`CaseStopped` as
-    soon as ``stopped()`` says so (asked every :data:`STOPPED_EVERY_S`: it may ask a cluster's scheduler)."""
+    soon as ``stopped()`` says so (asked every :data:`STOPPED_EVERY_S`)."""
     if stopped is None:
         try:
             return process.wait(timeout=timeout_s)
