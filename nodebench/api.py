@@ -110,19 +110,14 @@ def list_papers() -> dict[str, Any]:
     return {name: load_paper(name) for name in sorted(load_papers())}
 
 
-def check_device(device: str) -> str:
-    """``device`` normalised (``cpu``, ``cuda``, ``cuda:N``); unknown or unavailable is a UserError."""
-    import torch
+def _device(device: str, engine: Mapping[str, Any]) -> str:
+    """``device`` normalised, and available on this machine where the engine runs the cases here
+    (:func:`nodebench.devices.check_device`)."""
+    from nodebench.devices import check_device
+    from nodebench.runner.executors import EXECUTORS, runs_here
 
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UserError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N") from None
-    if parsed.type not in ("cpu", "cuda") or (parsed.type == "cpu" and parsed.index is not None):
-        raise UserError(f"unsupported device {device!r}; valid: cpu, cuda, cuda:N")
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} requested but CUDA is not available on this machine; use cpu")
-    return str(parsed)
+    executor = engine.get("executor", "local")
+    return check_device(device, here=executor not in EXECUTORS or runs_here(executor))
 
 
 def _check(cases: list[Case], engine: dict, warn: bool = False) -> list[str]:
@@ -300,7 +295,7 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
         raise UserError(f"{seeds} seed(s) × {len(names)} method(s) is {seeds * len(names)} cases, more than "
                         f"{MAX_CASES}; give fewer seeds")
     cases = in_rounds(expand_grid(tasks=[task], methods=names, seeds=range(seeds), hparams=hparams,
-                                  method_hparams=method_hparams, device=check_device(device), iters=iters,
+                                  method_hparams=method_hparams, device=_device(device, engine), iters=iters,
                                   budget_s=budget_s))
     warnings = _check(cases, engine, warn=True)
     if method_hparams:  # a value every method overrides is checked too, not silently unused
@@ -348,7 +343,7 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
     dry_run, link_figures = api_checks.flag(dry_run, "dry_run"), api_checks.flag(link_figures, "link_figures")
     spec = load_paper(paper)
     experiments = [] if experiments is None else api_checks.names(experiments, "experiments")  # '' names none
-    cases = spec.cases(preset, check_device(device), experiments=experiments)
+    cases = spec.cases(preset, _device(device, engine), experiments=experiments)
     warnings = _check(cases, engine)
     out = api_checks.path(out, "out") if out is not None else Path("results") / f"{paper}-{preset}"
     kind = {"command": "reproduce", "paper": paper, "preset": preset}
@@ -474,7 +469,7 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
 
     dry_run = api_checks.flag(dry_run, "dry_run")
     spec = load_suite(suite)
-    cases = spec.cases(check_device(spec.device if device is None else device))  # '' is refused, not the default
+    cases = spec.cases(_device(spec.device if device is None else device, engine))  # '' is refused, not the default
     warnings = _check(cases, engine)
     if baseline is not None:  # an empty revision is refused, not read as "no baseline"
         _check_ab(baseline, engine)

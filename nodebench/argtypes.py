@@ -74,8 +74,8 @@ def seconds(text: str) -> float:
 
 
 def device(text: str) -> str:
-    """``cpu``, ``cuda`` or ``cuda:N``, available on this machine (:func:`nodebench.api.check_device`)."""
-    from nodebench.api import check_device
+    """``cpu``, ``cuda`` or ``cuda:N``, available on this machine (:func:`nodebench.devices.check_device`)."""
+    from nodebench.devices import check_device
 
     try:
         return check_device(text)

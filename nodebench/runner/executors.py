@@ -88,6 +88,17 @@ def _check_scheduler_address(scheduler: str) -> None:
                         "name or IP address of the scheduler's machine") from None
 
 
+def runs_here(executor: str) -> bool:
+    """Whether a sweep on ``executor`` runs its cases on this machine: ``local``, and ``submitit`` where it finds
+    no SLURM (its local executor). SLURM nodes and dask workers check their own devices (a login node needs no
+    GPU to submit a CUDA sweep)."""
+    if executor == "submitit":
+        import submitit
+
+        return submitit.AutoExecutor.which() != "slurm"
+    return executor == "local"
+
+
 @contextlib.contextmanager
 def open_engine(executor: str, scheduler: str | None) -> Iterator[Callable[..., None] | None]:
     """The engine for :func:`run_remote` (``None`` for ``local``), checked, and for dask connected to the
@@ -133,6 +144,9 @@ def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, done, record_fa
     pool = submitit.AutoExecutor(folder=Path(run_dir) / "submitit")
     pool.update_parameters(timeout_min=math.ceil(1.5 * timeout_s / 60), cpus_per_task=threads,
                            slurm_array_parallelism=jobs, name="nodebench")
+    gpus = gpus_needed(cases)
+    if gpus and pool.cluster == "slurm":  # each job asks for the GPUs its case's device names
+        pool.update_parameters(gpus_per_node=gpus)
     if pool.cluster == "local":  # its jobs are this machine's processes: they can see the sweep die
         task = functools.partial(task, stopped=functools.partial(_process_gone, os.getpid()))
     window = len(cases) if pool.cluster == "slurm" else jobs  # the local executor has no concurrency cap
@@ -153,6 +167,13 @@ def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, done, record_fa
     except BaseException:  # interrupted: no job keeps computing and writing after the sweep
         _cancel(pool.cluster, list(running))
         raise
+
+
+def gpus_needed(cases: list[Case]) -> int:
+    """The GPUs a node must have for every case of ``cases``: N + 1 for ``cuda:N``, 1 for ``cuda``, 0 on CPU."""
+    indices = [int(index or 0) for case in cases for kind, _, index in [case.device.partition(":")]
+               if kind == "cuda"]
+    return max(indices) + 1 if indices else 0
 
 
 def _submit_array(pool, task, cases: list[Case]) -> dict:

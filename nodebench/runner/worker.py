@@ -36,13 +36,15 @@ if __name__ == "__main__":
     _die_with_parent()
 
 import json  # noqa: E402 - after the parent-death signal
+import platform  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from nodebench.errors import one_line  # noqa: E402
+from nodebench.devices import unavailable  # noqa: E402
+from nodebench.errors import UserError, one_line  # noqa: E402
 from nodebench.harness import environment  # noqa: E402
 from nodebench.methods import get_method  # noqa: E402
 from nodebench.papers import load_papers  # noqa: E402
@@ -60,7 +62,8 @@ OUT_OF_MEMORY = ("DefaultCPUAllocator: can't allocate memory", "CUDA out of memo
 def run_case(case: Case, out_dir: Path) -> dict:
     """Run ``case`` in this process and write its row and curves into ``out_dir``; return the row."""
     device = torch.device(case.device)
-    row = case.identity() | environment(device) | provenance_columns()
+    missing = unavailable(device)  # a SLURM node or dask worker without the device: a failed case that says so
+    row = case.identity() | environment(torch.device("cpu") if missing else device) | provenance_columns()
     progress = out_dir / f"{case.case_id}.progress"
     last = [0.0]
 
@@ -76,6 +79,8 @@ def run_case(case: Case, out_dir: Path) -> dict:
     status, reason = "ok", ""
     lockstep = Lockstep.from_env()
     try:
+        if missing:
+            raise UserError(f"{missing} ({platform.node()})")
         torch.manual_seed(case.seed)
         load_papers()
         task = get_task(case.task)
