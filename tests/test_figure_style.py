@@ -1,6 +1,7 @@
 """The shared figure rules (nodebench.figure_style) as applied by save_figure."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -46,7 +47,18 @@ def test_method_style_is_fixed_across_figures():
     assert sweep["adjoint"] == method_style("adjoint")
     assert sweep["gq width=8"]["color"] != sweep["gq width=64"]["color"]
     assert sweep["gq width=8"]["marker"] != sweep["gq width=64"]["marker"]
-    assert method_style("my_method") == method_style("my_method")
+
+
+def test_an_unknown_method_has_the_same_style_in_every_process():
+    """A plug-in's method gets a colour and marker from its name, the same in every figure of every run: not
+    from Python's ``hash``, which is salted per process (the assertion here compared a call with itself)."""
+    names = ["my_method", "plugin_a", "plugin_b", "x", "another_method"]
+    code = ("import json; from nodebench.figure_style import method_style; "
+            f"print(json.dumps([method_style(n) for n in {names!r}]))")
+    runs = [subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                             stdout=subprocess.PIPE, text=True) for seed in ("1", "2")]
+    styles = [json.loads(run.communicate(timeout=120)[0]) for run in runs]
+    assert styles[0] == styles[1] == [method_style(n) for n in names]
 
 
 def test_file_task_names_use_the_file_stem():
