@@ -208,8 +208,7 @@ def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], message: str
 
     engine = dict(engine)
     _check_out(out, engine, info, cases)
-    _log(message)
-    return run_cases(cases, out, info=info | {"settings": case_settings(cases)}, **engine)
+    return run_cases(cases, out, info=info | {"settings": case_settings(cases)}, announce=message, **engine)
 
 
 def _check_same_kind_of_run(out: Path, info: Mapping[str, Any]) -> None:

@@ -298,8 +298,10 @@ def test_an_unreachable_dask_scheduler_is_one_line_and_writes_nothing(capsys, tm
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--out", str(out),
                      "--executor", "dask", "--scheduler", f"tcp://127.0.0.1:{port}", "--no-progress"])
-    line = _one_error_line(capsys)
-    assert code == 2 and f"cannot reach the dask scheduler at 'tcp://127.0.0.1:{port}'" in line, line
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines  # and no "running 1 case(s) into …": nothing ran
+    assert code == 2 and f"cannot reach the dask scheduler at 'tcp://127.0.0.1:{port}'" in lines[0], lines
     assert not out.exists(), sorted(path.name for path in out.iterdir())
 
 

@@ -96,7 +96,7 @@ def write_run_info(run_dir: str | Path, **meta) -> dict:
 def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_s: float = 3600.0,
               threads: int = 1, progress: bool = True, retry_failed: bool = False, executor: str = "local",
               scheduler: str | None = None, allow_mixed_commits: bool = False,
-              info: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+              info: dict | None = None, announce: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the cases not yet finished in ``run_dir`` and merge all results there.
 
     Args:
@@ -114,12 +114,16 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
         allow_mixed_commits: add cases to a directory holding cases of another git commit.
         info: entries for ``run.json`` (:func:`write_run_info`), written once the sweep holds the directory's
             lock, so a sweep refused there changes nothing.
+        announce: a line for stderr once the engine is open and the directory is the sweep's (a sweep refused
+            before, by an unreachable scheduler or a folder in use, does not claim to be running).
 
     Returns:
         ``(records, curves)`` DataFrames of every case in ``run_dir``.
     """
     run_dir = Path(run_dir)
     with open_engine(executor, scheduler) as engine, SweepLock(run_dir), stop_on_signals():
+        if announce:
+            print(announce, file=sys.stderr, flush=True)
         return _run_locked(cases, run_dir, jobs=jobs, timeout_s=timeout_s, threads=threads, progress=progress,
                            retry_failed=retry_failed, engine=engine, allow_mixed_commits=allow_mixed_commits,
                            info=info or {})
