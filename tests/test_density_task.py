@@ -306,3 +306,31 @@ def test_density_file_with_a_constant_column_is_refused(tmp_path, capsys):
     assert main(["run", "--task", f"density:{tmp_path / 'const.npy'}", "--method", "rk4", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "constant column" in err, err
+
+
+def test_density_file_column_constant_where_the_model_is_fitted_is_refused(tmp_path, capsys):
+    """A column varying only in the test rows was only centred: the model trained on a point mass (its loss has
+    no lower bound) and was scored on rows off it."""
+    from nodebench.cli import main
+
+    data = np.random.default_rng(0).normal(size=(50, 3))
+    data[:, 2] = 0.0
+    data[np.random.default_rng(0).permutation(50)[7], 2] = 1.0  # a test row of seed 0's 80/10/10 split
+    np.save(tmp_path / "rare.npy", data)
+    task = get_task(f"density:{tmp_path / 'rare.npy'}")  # the file as a whole has no constant column
+    message = r"seed 0's split have 1 constant column\(s\) \(zero variance\): 3, counting from 1"
+    for standardize in (True, False):
+        with pytest.raises(UserError, match=message):
+            task.hparams({"standardize": standardize})
+    assert main(["run", "--task", f"density:{tmp_path / 'rare.npy'}", "--method", "rk4", "--out",
+                 str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "differ only in test rows" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_density_file_of_booleans_is_refused(tmp_path):
+    """Booleans (two point masses, unbounded like a constant column) were accepted as a density to fit."""
+    np.save(tmp_path / "flags.npy", np.random.default_rng(0).normal(size=(50, 2)) > 0)
+    with pytest.raises(UserError, match=r"holds bool data; expected a real \(integer or float\) N×D array"):
+        get_task(f"density:{tmp_path / 'flags.npy'}")

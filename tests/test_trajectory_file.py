@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +94,9 @@ BAD_FILES = {
     "a single trajectory": dict(t=GOOD_T, y=GOOD_Y[:1]),
     "non-numeric y": dict(t=GOOD_T, y=np.full((3, 5, 2), "a")),
     "no state dimension": dict(t=GOOD_T, y=np.zeros((3, 5, 0))),
+    "timedelta times": dict(t=np.arange(5).astype("timedelta64[s]"), y=GOOD_Y),  # NumPy calls it an integer
+    "boolean y": dict(t=GOOD_T, y=GOOD_Y > 0),
+    "object y": dict(t=GOOD_T, y=np.array([{"a": 1}] * 3, dtype=object)),
 }
 
 
@@ -120,6 +124,49 @@ def test_missing_file_and_garbage_bytes(tmp_path):
         get_task("trajectories:")
     with pytest.raises(UserError, match="is a folder; give an .npz file"):
         get_task(f"trajectories:{tmp_path}")
+
+
+def test_unsigned_times_out_of_order_are_named_as_such(trajectory_file):
+    """np.diff wraps around for unsigned integers: [0, 2, 1, ...] passed as increasing, then failed later as
+    "times closer than float32's resolution"."""
+    path = trajectory_file(t=np.array([0, 2, 1, 3, 4], dtype=np.uint8), y=GOOD_Y)
+    with pytest.raises(UserError, match=r"array 't' in .* must be strictly increasing$"):
+        get_task(f"trajectories:{path}")
+    ok = get_task(f"trajectories:{trajectory_file('ok.npz', t=np.array([0, 2, 3, 7, 9], dtype=np.uint8), y=GOOD_Y)}")
+    assert ok.time_span(ok.hparams({})) == 9.0
+
+
+def test_other_arrays_in_the_file_are_ignored_unread(trajectory_file):
+    """An extra object array (metadata a user keeps beside the data) refused the whole file, and every extra
+    array was read into memory."""
+    path = trajectory_file(t=GOOD_T, y=GOOD_Y, notes=np.array([{"system": "pendulum"}], dtype=object),
+                           labels=np.array(["a", "b", "c"]))
+    task = get_task(f"trajectories:{path}")
+    assert sorted(k for k, v in task.data.items() if v is not None) == ["t", "y"]
+    problem = task.build(seed=0, device=CPU, hparams=SMALL)
+    assert problem.y_train.shape[1:] == (5, 2)
+
+
+class _TouchesOnUnpickling:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+@pytest.mark.parametrize("where", ["y", "extra"])
+def test_a_pickled_array_is_never_unpickled(where, tmp_path):
+    marker = tmp_path / "unpickled"
+    evil = np.empty(1, dtype=object)
+    evil[0] = _TouchesOnUnpickling(marker)
+    arrays = {"t": GOOD_T, "y": evil} if where == "y" else {"t": GOOD_T, "y": GOOD_Y, "extra": evil}
+    np.savez(tmp_path / "evil.npz", **arrays)
+    try:
+        get_task(f"trajectories:{tmp_path / 'evil.npz'}")
+    except UserError as err:
+        assert where == "y" and "object array" in str(err)
+    assert not marker.exists()
 
 
 def test_npy_file_named_npz_is_a_user_error(tmp_path):

@@ -69,20 +69,27 @@ def read_npy_file(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise UserError(f"data file not found: {path}; give an existing N×D .npy file")
     data = read_npy(path)
-    if data.dtype.kind not in "biuf":
-        raise UserError(f"{path} holds {data.dtype} data; expected a real N×D array")
+    if data.dtype.kind not in "iuf":  # booleans are two point masses, as unbounded as a constant column
+        raise UserError(f"{path} holds {data.dtype} data; expected a real (integer or float) N×D array")
     if data.ndim != 2:
         raise UserError(f"{path} holds an array of shape {data.shape}; expected 2-D (N samples × D features)")
     if data.shape[0] < 10 or data.shape[1] < 1:
         raise UserError(f"{path} holds an array of shape {data.shape}; need at least 10 rows and 1 column")
     if not np.isfinite(data).all():
         raise UserError(f"{path} contains NaN or infinite values; all entries must be finite")
-    constant = np.flatnonzero(data.min(axis=0) == data.max(axis=0))
-    if len(constant):
-        listed = ", ".join(str(i + 1) for i in constant[:10]) + (", ..." if len(constant) > 10 else "")
-        raise UserError(f"{path} has {len(constant)} constant column(s) (zero variance): {listed}, counting from 1; "
-                        "a constant feature has no density (its NLL is unbounded): drop it")
+    constant = _constant_columns(data)
+    if constant:
+        raise UserError(f"{path} has {constant}; a constant feature has no density (its NLL is unbounded): drop it")
     return data
+
+
+def _constant_columns(data: np.ndarray) -> str:
+    """The columns of ``data`` holding a single value, as a phrase for an error (empty when there are none)."""
+    constant = np.flatnonzero(data.min(axis=0) == data.max(axis=0))
+    if not len(constant):
+        return ""
+    listed = ", ".join(str(i + 1) for i in constant[:10]) + (", ..." if len(constant) > 10 else "")
+    return f"{len(constant)} constant column(s) (zero variance): {listed}, counting from 1"
 
 
 def load_npy(path: str | os.PathLike, *, seed: int) -> Splits:
@@ -120,9 +127,15 @@ def file_splits(data: np.ndarray, *, seed: int, standardize: bool, dtype: str,
         whose ``nll_offset`` ``Σ log σ_j`` turns an NLL of the splits into one in the file's units.
 
     Raises:
-        UserError: A value overflows the standardisation or ``dtype``; ``what`` names the file.
+        UserError: A column is constant in the train and validation rows (only test rows differ), or a value
+            overflows the standardisation or ``dtype``; ``what`` names the file.
     """
     splits = split_permuted(data.astype(np.float64), np.random.default_rng(seed))
+    constant = _constant_columns(np.vstack([splits.train, splits.val]))
+    if constant:  # the model would fit a point mass (unbounded likelihood) that only the test rows contradict
+        raise UserError(f"{what}: the train and validation rows of seed {seed}'s split have {constant} (the values "
+                        "differ only in test rows); a feature with a single value where the model is fitted has no "
+                        "density: drop it")
     back = Standardization(np.zeros(data.shape[1]), np.ones(data.shape[1]))
     if standardize:
         splits, back = _zscore(splits, what)

@@ -1,7 +1,9 @@
 """Bring your own system-identification data: ``--task trajectories:PATH.npz``.
 
 The file holds ``t`` (T,) strictly increasing, ``y`` (N, T, D) and optionally controls ``u`` (N, T, M),
-all finite, and all still so once cast to the model's ``dtype`` (float32 by default). Trajectories are
+all finite and of an integer or float dtype, and all still so once cast to the model's ``dtype`` (float32 by
+default); other arrays in the file are ignored, unread. Missing values are not supported (NaN is refused, and
+``np.savez`` drops a masked array's mask). Trajectories are
 split into train and test sets by a seeded permutation (``test_fraction``, at least one of each); the model
 is an MLP field ``f(x, u)``; ``test_mse`` is measured by simulating the learned model from the test initial
 conditions (see :mod:`nodebench.tasks.trajectory`).
@@ -20,6 +22,16 @@ from nodebench.datasets.splits import cast_to_model_dtype, dtype_remedy
 from nodebench.errors import UserError
 from nodebench.tasks.base import Task, dtype_from_name
 from nodebench.tasks.trajectory import MLPField, TrajectoryProblem
+
+
+def _read_member(data: np.lib.npyio.NpzFile, name: str, path: Path, expected: str) -> np.ndarray:
+    """Array ``name`` of an open ``.npz``; an object array (it needs unpickling) or a corrupt member is a
+    one-line :class:`UserError`. Only ``t``, ``y`` and ``u`` are read: other arrays are ignored, unread."""
+    try:
+        return np.asarray(data[name])
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+        raise UserError(f"array {name!r} in {str(path)!r} is unreadable or an object array "
+                        f"({' '.join(str(err).split())}); {expected}") from None
 
 
 def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
@@ -42,17 +54,13 @@ def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"{str(path)!r} is not a readable .npz file ({err}); {expected}") from None
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise UserError(f"{str(path)!r} holds a single array (an .npy), not an .npz archive; {expected}")
-    try:
-        with data:
-            arrays = {k: np.asarray(data[k]) for k in data.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:  # object arrays need unpickling: refused
-        raise UserError(f"{str(path)!r} holds an unreadable or object array ({' '.join(str(err).split())}); "
-                        f"{expected}") from None
-    if "t" not in arrays or "y" not in arrays:
-        raise UserError(f"{str(path)!r} holds arrays {sorted(arrays)}; it needs 't' (T,) and 'y' (N, T, D)")
+    with data:
+        if "t" not in data.files or "y" not in data.files:
+            raise UserError(f"{str(path)!r} holds arrays {sorted(data.files)}; it needs 't' (T,) and 'y' (N, T, D)")
+        arrays = {name: _read_member(data, name, path, expected) for name in ("t", "y", "u") if name in data.files}
     t, y, u = arrays["t"], arrays["y"], arrays.get("u")
     for name, arr in (("t", t), ("y", y), ("u", u)):
-        if arr is not None and not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        if arr is not None and arr.dtype.kind not in "iuf":  # not bool, complex, datetime64 or timedelta64
             raise UserError(f"array {name!r} in {str(path)!r} has dtype {arr.dtype}; it must be real (int or float)")
     if t.ndim != 1 or t.shape[0] < 2:
         raise UserError(f"array 't' has shape {t.shape}; it must be 1-D with at least 2 times")
@@ -67,7 +75,7 @@ def load_trajectories(path: str | Path) -> dict[str, np.ndarray]:
     for name, arr in (("t", t), ("y", y), ("u", u)):
         if arr is not None and not np.all(np.isfinite(arr)):
             raise UserError(f"array {name!r} in {str(path)!r} contains NaN or inf values; all must be finite")
-    if np.any(np.diff(t) <= 0):
+    if np.any(t[1:] <= t[:-1]):  # not np.diff, which wraps around for unsigned integers
         raise UserError(f"array 't' in {str(path)!r} must be strictly increasing")
     return {"t": t, "y": y, "u": u}
 
