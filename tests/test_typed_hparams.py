@@ -69,3 +69,17 @@ def test_a_resume_typed_the_other_way_runs_nothing_again(tmp_path, capsys):
     again = pd.read_parquet(out / "records.parquet")
     assert len(again) == 1
     pd.testing.assert_frame_equal(again, first)
+
+
+def test_planning_a_sweep_reads_a_data_file_once_per_check_not_per_case(tmp_path, monkeypatch):
+    """Planning 6 cases of one trajectory file read it 8 times (the checks built the task per case, and typing the
+    hyper-parameters per grid point): an 80 MB file cost half a second per read before anything ran."""
+    import numpy as np
+
+    path = tmp_path / "x.npz"
+    np.savez(path, t=np.linspace(0, 1, 10), y=np.random.default_rng(0).random((8, 10, 2)))
+    reads, load = [], np.load
+    monkeypatch.setattr(np, "load", lambda *args, **kwargs: reads.append(args[0]) or load(*args, **kwargs))
+    cases = nodebench.run(f"trajectories:{path}", "rk4,euler", seeds=3, iters=2, dry_run=True,
+                          out=tmp_path / "out").cases
+    assert len(cases) == 6 and len(reads) <= 2, reads

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
-from nodebench.runner.typed_hparams import typed_hparams
+from nodebench.runner.typed_hparams import number_kinds, typed_hparams
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,12 @@ def expand_grid(*, tasks: Iterable[str], methods: Iterable[str], seeds: Iterable
     grid = dict(grid or {})
     base = dict(common.pop("hparams", {}) or {})
     names = list(grid)
+    tasks = list(tasks)
+    kinds = {task: number_kinds(task) for task in tasks}
     cases = []
     for task, method, values in itertools.product(tasks, methods, itertools.product(*grid.values())):
-        hparams = typed_hparams(task, base | dict((method_hparams or {}).get(method, {})) | dict(zip(names, values)))
+        given = base | dict((method_hparams or {}).get(method, {})) | dict(zip(names, values))
+        hparams = typed_hparams(kinds[task], given)
         for seed in seeds:
             cases.append(Case(task=task, method=method, seed=seed, hparams=hparams, **common))
     return cases

@@ -107,6 +107,8 @@ def check_cases(cases) -> list[str]:
         for limit in CASE_LIMITS:
             if getattr(case, limit.name) is not None:
                 limit.check(getattr(case, limit.name), "case")
-        task = tasks.setdefault(case.task, get_task(case.task))
+        if case.task not in tasks:  # built once per task: a data file's task reads its file
+            tasks[case.task] = get_task(case.task)
+        task = tasks[case.task]
         ignored.setdefault(case.method, set()).update(check_case(task, get_method(case.method), case.hparams))
     return [f"method {name} does not use {', '.join(sorted(keys))}; ignored" for name, keys in ignored.items() if keys]

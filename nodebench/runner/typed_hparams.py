@@ -38,10 +38,12 @@ def number_kinds(task: str) -> dict[str, str]:
     return {p.name: p.kind for p in params if p.kind in ("int", "float", *LISTS)} | REGULARIZER_KINDS | snode
 
 
-def typed_hparams(task: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
+def typed_hparams(task: str | Mapping[str, str], hparams: Mapping[str, Any]) -> dict[str, Any]:
     """``hparams`` with each number converted to its key's declared type (``hidden=8.0`` → ``8``, ``lr=1`` →
-    ``1.0``, a NumPy scalar → a Python number); keys and values this cannot type are returned as given."""
-    kinds = number_kinds(task)
+    ``1.0``, a NumPy scalar → a Python number); keys and values this cannot type are returned as given.
+    ``task``: a task id, or its :func:`number_kinds` (computed once for many grid points: a data file's task
+    reads its file)."""
+    kinds = number_kinds(task) if isinstance(task, str) else task
     return {key: _typed(value, kinds[key]) if key in kinds else value for key, value in hparams.items()}
 
 
