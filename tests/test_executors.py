@@ -93,7 +93,8 @@ def test_a_stopped_submitit_sweep_stops_its_jobs(tmp_path, signum):
     writing into the run folder) a few seconds later."""
     pytest.importorskip("submitit")
     out = tmp_path / "run"
-    long_case = Case(task="cubic_spiral", method="euler", iters=10**6)
+    # bounded in time as well: a sweep left behind by a killed test run ends by itself
+    long_case = Case(task="cubic_spiral", method="euler", iters=10**6, budget_s=120)
     script = textwrap.dedent("""
         import json, signal, sys
         signal.signal(signal.SIGINT, signal.default_int_handler)  # the jobs must not inherit an ignored SIGINT
@@ -261,7 +262,8 @@ def test_a_killed_dask_sweep_takes_its_workers_along(tmp_path):
     each running task, seeing that, kills its worker."""
     distributed = pytest.importorskip("distributed")
     out = tmp_path / "run"
-    long_case = Case(task="cubic_spiral", method="euler", iters=10**6)
+    # bounded in time as well: a sweep left behind by a killed test run ends by itself
+    long_case = Case(task="cubic_spiral", method="euler", iters=10**6, budget_s=120)
     script = textwrap.dedent("""
         import json, sys
         from nodebench.runner.case import Case

@@ -261,7 +261,8 @@ def test_workers_die_with_their_sweep(tmp_path, signum):
     and keeps its finished cases; a killed one takes it along (parent-death signal). Either way no
     worker is alive 2 s after the signal."""
     out = tmp_path / "run"
-    long_case = Case(task="cubic_spiral", method="euler", iters=10**6, hparams=SPIRAL_FAST)
+    # bounded in time as well: a sweep left behind by a killed test run ends by itself
+    long_case = Case(task="cubic_spiral", method="euler", iters=10**6, hparams=SPIRAL_FAST, budget_s=120)
     # A shell that starts the test run in the background sets SIGINT to "ignore", and children inherit it;
     # the sweep under test must see Ctrl-C, so it restores Python's default handler first.
     script = textwrap.dedent("""
