@@ -4,6 +4,7 @@ run; a device the machine at hand lacks is one line before anything runs, or a f
 from __future__ import annotations
 
 import signal
+import sys
 
 import pytest
 import torch
@@ -93,3 +94,10 @@ def test_slurm_jobs_of_a_cuda_sweep_ask_for_their_gpus(tmp_path, monkeypatch):
         lines = script.read_text().splitlines()
         gpu_lines = [line for line in lines if "gpu" in line]
         assert gpu_lines == ([expected] if expected else []), gpu_lines
+
+
+def test_submitit_missing_is_its_install_hint_not_a_traceback(monkeypatch):
+    """Choosing where the device is checked imported submitit before the executor check named the extra."""
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as if not installed: `import submitit` raises
+    with pytest.raises(UserError, match=r"--executor submitit needs submitit: pip install 'nodebench\[slurm\]'"):
+        _dry("cpu", executor="submitit")

@@ -93,8 +93,10 @@ def runs_here(executor: str) -> bool:
     no SLURM (its local executor). SLURM nodes and dask workers check their own devices (a login node needs no
     GPU to submit a CUDA sweep)."""
     if executor == "submitit":
-        import submitit
-
+        try:
+            import submitit
+        except ImportError:  # refused with its install hint by check_executor
+            return True
         return submitit.AutoExecutor.which() != "slurm"
     return executor == "local"
 
