@@ -44,5 +44,5 @@ def check_device(device: str, here: bool = True) -> str:
     parsed = parse_device(device)
     problem = unavailable(parsed) if here else None
     if problem:
-        raise UserError(f"{problem}; use cpu" if "not available" in problem else problem)
+        raise UserError(problem if torch.cuda.is_available() else f"{problem}; use cpu")
     return str(parsed)

@@ -42,6 +42,7 @@ from typing import Callable, Iterator
 
 from tqdm import tqdm
 
+from nodebench.devices import parse_device
 from nodebench.errors import UserError, one_line
 from nodebench.runner.case import Case
 from nodebench.runner.guard import pid_alive
@@ -173,8 +174,8 @@ def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, done, record_fa
 
 def gpus_needed(cases: list[Case]) -> int:
     """The GPUs a node must have for every case of ``cases``: N + 1 for ``cuda:N``, 1 for ``cuda``, 0 on CPU."""
-    indices = [int(index or 0) for case in cases for kind, _, index in [case.device.partition(":")]
-               if kind == "cuda"]
+    indices = [device.index or 0 for device in map(parse_device, (case.device for case in cases))
+               if device.type == "cuda"]
     return max(indices) + 1 if indices else 0
 
 
