@@ -76,6 +76,8 @@ for _metric in (
     Metric("inverse_error", "min", gate_tolerance=0.10, description="mean ‖f⁻¹(f(x)) − x‖ of a flow"),
     Metric("inverse_error_frob", "min", description="‖F⁻¹(F(X)) − X‖_F / n of a flow"),
     Metric("test_nfe", "min", "evaluations", description="NFE of a test solve at the training tolerance"),
+    Metric("test_nfe_train_solver", "min", "evaluations",
+           description="NFE of a test solve with the training method's own solver and tolerances"),
     Metric("reference_nfe", "min", "evaluations", description="NFE of the reference solve used for test metrics"),
     Metric("t1", "min", description="learned end time of a CNF block"),
     Metric("train_wall_s", "min", "s", description="summed timed step time"),

@@ -5,7 +5,8 @@ Easy to Solve", NeurIPS 2020).
   ``experiments`` (default all), per experiment and method, test NFE and training forward NFE per iteration against
   the task metric (``metric``, default the headline one) over λ, one series per K of R_K, RNODE and λ = 0, with the
   (test NFE, metric) Pareto front; stores ``pareto.parquet`` (:func:`pareto_table`);
-- ``order_matching`` (claim T6, "matching K to the solver's order", unconfirmed against the paper text): test NFE
+- ``order_matching`` (claim T6, "matching K to the solver's order", unconfirmed against the paper text): an NFE
+  ``column`` (default ``test_nfe``; the T6 specs compare ``test_nfe_train_solver``, each solver's own)
   relative to the same solver's λ = 0 run against K, per solver, with the solver's order (``orders``, default
   :data:`SOLVER_ORDERS`) marked; stores ``order_matching.parquet``;
 - ``taylor_cost`` (Taylor-mode AD, the paper's App. A.2 recursion; Griewank & Walther, ch. 13):
@@ -182,8 +183,9 @@ def order_matching(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
              (f"{measure[0].upper() + measure[1:]} of each solver's R_K runs relative to the same solver's λ = 0 "
               "run (below 1: fewer NFE), against K. The solver order p is that of the propagated solution "
               "(adaptive_heun 2, bosh3 3, dopri5 5): its error estimate's leading term involves d^p z/dt^p, so "
-              "K = p is \"K matching the order\". Test NFE are always counted with dopri5 on the unregularised "
-              "dynamics; the training NFE are each solver's own."), ""]
+              "K = p is \"K matching the order\". ``test_nfe`` is counted with dopri5 for every model, "
+              "``test_nfe_train_solver`` with each model's training solver and tolerances (both on the "
+              "unregularised dynamics), the training NFE with each solver's own."), ""]
     figures: list[Path] = []
     for experiment, rows in table.groupby("experiment", sort=False):
         body, verdicts = [], []

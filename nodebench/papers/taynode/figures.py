@@ -94,7 +94,8 @@ def plot_pareto(table: pd.DataFrame, metric: str, out_dir: str | Path, *, name: 
 
 
 #: Words for the NFE columns an analysis may compare (:func:`nfe_label`).
-NFE_LABELS = {"test_nfe": "test NFE", "nfe_forward_per_iter": "training forward NFE per iteration",
+NFE_LABELS = {"test_nfe": "test NFE", "test_nfe_train_solver": "test NFE with the training solver",
+              "nfe_forward_per_iter": "training forward NFE per iteration",
               "nfe_backward_per_iter": "training backward NFE per iteration"}
 
 

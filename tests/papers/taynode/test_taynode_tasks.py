@@ -174,7 +174,8 @@ def test_registry_and_defaults():
     hp = get_task("mnist_ode").hparams()
     assert (hp["hidden"], hp["batch_size"], hp["lr"], hp["dtype"]) == (100, 100, 1e-2, "float32")
     assert get_task("digits_ode").hparams()["lr"] == 1e-3
-    assert get_task("mnist_ode").metrics == ("test_accuracy", "test_loss", "train_accuracy", "test_nfe")
+    assert get_task("mnist_ode").metrics == ("test_accuracy", "test_loss", "train_accuracy", "test_nfe",
+                                             "test_nfe_train_solver")
     hp = get_task("latent_ode_physionet").hparams()
     assert (hp["latent_dim"], hp["rec_dim"], hp["gru_units"], hp["dynamics_units"], hp["dynamics_layers"]) == \
         (20, 40, 50, 50, 4)
@@ -220,6 +221,32 @@ def test_test_nfe_is_two_plus_six_steps_of_a_separate_dopri5_solve(single_thread
         odeint(counted, y0, t, method="dopri5", rtol=1e-4, atol=1e-6)
     steps = counted.steps["forward"]
     assert steps >= 1 and counted.nfe["forward"] == 2 + 6 * steps == metrics["test_nfe"]
+
+
+@pytest.mark.parametrize("method, solver", [("bosh3", "bosh3"), ("adaptive_heun", "adaptive_heun"),
+                                            ("rk4", "rk4"), ("direct", "dopri5")])
+def test_test_nfe_train_solver_counts_the_training_solver_on_each_test_batch(single_thread, method, solver):
+    """The order-matching claim (T6) compares each solver's own test NFE: the evaluations of the training
+    method's solver at its tolerances (or step), per test batch, averaged; dopri5's equals ``test_nfe``."""
+    hp = DIGITS | {"n_test": 50, "eval_batch_size": 20, "nfe_rtol": 1e-4, "nfe_atol": 1e-4}
+    problem = get_task("digits_ode").build(seed=2, device=CPU, hparams=hp)
+    options = {"rtol": 1e-4, "atol": 1e-4} | ({"step_size": 0.3} if method == "rk4" else {})
+    metrics = problem.evaluate(get_method(method).make_solve(**options))
+    nfes = []
+    with torch.no_grad():
+        for x in problem.test_x.float().split(20):  # batches of 20, 20 and 10
+            nfes.append(0)
+
+            def counted(t, y):
+                nfes[-1] += 1
+                return problem.field(t, y)
+            extra = {"options": {"step_size": 0.3}} if method == "rk4" else {"rtol": 1e-4, "atol": 1e-4}
+            odeint(counted, x, problem.t, method=solver, **extra)
+    assert len(nfes) == 3 and metrics["test_nfe_train_solver"] == pytest.approx(sum(nfes) / 3)
+    if method == "rk4":  # 4 evaluations per step, ⌈1 / 0.3⌉ = 4 steps
+        assert nfes == [16, 16, 16]
+    if method == "direct":
+        assert metrics["test_nfe_train_solver"] == metrics["test_nfe"]
 
 
 def test_counted_dopri5_matches_the_callback_convention():
