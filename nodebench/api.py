@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import pandas as pd
 from nodebench import api_checks, paths
 from nodebench.config import CASE_LIMITS, MAX_CASES, SEEDS
 from nodebench.errors import UserError
-from nodebench.papers import load_papers
+from nodebench.papers import check_loaded, load_papers
 from nodebench.records import atomic_write
 from nodebench.runner.case import Case, expand_grid, in_rounds
 
@@ -104,10 +105,21 @@ def list_methods() -> dict[str, Any]:
 
 
 def list_papers() -> dict[str, Any]:
-    """Paper id → its validated :class:`~nodebench.experiments.PaperSpec`, for every installed paper."""
+    """Paper id → its validated :class:`~nodebench.experiments.PaperSpec`, for every installed paper. A plug-in
+    that cannot be loaded, its ``experiments.toml`` included, is left out with one warning line on stderr
+    (:func:`nodebench.papers.broken_papers` says why)."""
     from nodebench.experiments import load_paper
+    from nodebench.papers import BUILTIN, left_out
 
-    return {name: load_paper(name) for name in sorted(load_papers())}
+    specs = {}
+    for name in sorted(load_papers()):
+        try:
+            specs[name] = load_paper(name)
+        except UserError as err:
+            if name in BUILTIN:
+                raise
+            left_out(name, str(err))
+    return specs
 
 
 def _device(device: str, engine: Mapping[str, Any]) -> str:
@@ -366,6 +378,7 @@ def report(run_dir: str | Path, *, link_figures: bool = False) -> Path:
     if run_dir.name == RECORDS and run_dir.is_file():  # the run's records file names its run, as in compare
         run_dir = run_dir.parent
     records, curves = load_run(run_dir)
+    check_loaded(records.get("paper", ()), repr(str(run_dir)))
     paths.output_dir(run_dir, "run folder")
     paths.writable_entries(run_dir, files=("report.md",), folders=("figures",))
     info = read_run_info(run_dir)
@@ -465,6 +478,7 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     from nodebench.benchmarking.compare import load_records
     from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name, new_run, previous_run
     from nodebench.benchmarking.suites import load_suite
+    from nodebench.runner.executors import SubmissionRefused
 
     dry_run = api_checks.flag(dry_run, "dry_run")
     spec = load_suite(suite)
@@ -481,8 +495,12 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     if baseline is not None:
         return _bench_ab(spec, baseline, store, machine, cases, engine)
     run_dir = new_run(store, key, spec.name, device=cases[0].device)
-    records, curves = _sweep(cases, run_dir, engine, f"bench {spec.name}: {len(cases)} case(s) into {run_dir}",
-                             command="bench", suite=spec.name, warnings=warnings)
+    try:
+        records, curves = _sweep(cases, run_dir, engine, f"bench {spec.name}: {len(cases)} case(s) into {run_dir}",
+                                 command="bench", suite=spec.name, warnings=warnings)
+    except SubmissionRefused as err:  # the run folder was made for this sweep alone, and nothing ran in it
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise SubmissionRefused(err.reason, "nothing ran, no run is added to the history store") from None
     _say(f"wrote {run_dir}/records.parquet, curves.parquet")
     previous = previous_run(store, run_dir)
     code = 0

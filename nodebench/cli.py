@@ -223,12 +223,16 @@ def _wrote(result) -> int:
 def cmd_list(args) -> int:
     from nodebench.api import list_papers
     from nodebench.methods import METHODS
+    from nodebench.papers import broken_papers
     from nodebench.tasks import FILE_TASKS, TASKS
 
-    papers = list_papers()  # a broken plug-in stops the listing before its first line
-    width = max(map(len, papers), default=0)
+    papers = list_papers()
+    broken = broken_papers()  # a plug-in that cannot be loaded is listed as such, the others as usual
+    width = max(map(len, [*papers, *broken]), default=0)
     experiments = max((len(e.name) for spec in papers.values() for e in spec.experiments), default=0)
     print("papers (nodebench reproduce PAPER --preset smoke|quick|paper):")
+    for name, reason in sorted(broken.items()):
+        print(f"  {name:<{width}} BROKEN, not loaded: {reason}")
     for name, spec in papers.items():
         print(f"  {name:<{width}} {spec.title} (presets: {', '.join(spec.presets())})")
         for exp in dict.fromkeys(e.name for e in spec.experiments):

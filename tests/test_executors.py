@@ -209,16 +209,52 @@ def _one_error_line(capsys) -> str:
     return lines[0]
 
 
-def test_a_job_array_that_slurm_refuses_is_one_line(capsys, tmp_path, monkeypatch):
+def _tree(folder: Path) -> dict[str, bytes | None] | None:
+    """Each path below ``folder`` with its bytes (a folder: ``None``); ``None`` where ``folder`` does not exist."""
+    if not folder.exists():
+        return None
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_job_array_that_slurm_refuses_is_one_line_and_leaves_the_folder_as_it_was(capsys, tmp_path, monkeypatch,
+                                                                                     existing):
     """An invalid partition or time limit makes sbatch refuse the array: that was a FailedJobError traceback
-    (exit 1); it is sbatch's message in one line, exit 2."""
+    (exit 1); it is sbatch's message in one line, exit 2. Nothing ran, yet the refused sweep left run.json
+    (an existing run's replaced by this command's), cases/, logs/ and submitit/ behind: a new folder is now
+    removed, an existing run left byte for byte as it was."""
     submitit = pytest.importorskip("submitit")
     _fake_slurm(tmp_path, monkeypatch, "echo 'sbatch: error: invalid partition name specified' >&2; exit 1")
     assert submitit.AutoExecutor(folder=tmp_path / "probe").cluster == "slurm"
-    code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--out", str(tmp_path / "run"),
+    out = tmp_path / "run"
+    if existing:
+        (out / "notes").mkdir(parents=True)
+        (out / "notes" / "mine.txt").write_text("kept")
+        (out / "run.json").write_text('{"run_id": "20240101-000000-abcdef", "command": "run"}')
+    before = _tree(out)
+    code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--out", str(out),
                  "--executor", "submitit", "--no-progress"])
     line = _one_error_line(capsys)
     assert code == 2 and "SLURM refused" in line and "invalid partition name specified" in line, line
+    assert _tree(out) == before
+    assert line.endswith("left as it was" if existing else "not created"), line
+
+
+def test_a_bench_whose_job_array_slurm_refuses_adds_no_run_to_the_history(capsys, tmp_path, monkeypatch):
+    """``bench`` makes its history run folder before the sweep: a refused array left it behind, holding a
+    ``run.json`` (and the sweep's folders), with an error line saying the folder was "left as it was"."""
+    pytest.importorskip("submitit")
+    _fake_slurm(tmp_path, monkeypatch, "echo 'sbatch: error: invalid partition name specified' >&2; exit 1")
+    (tmp_path / "tiny.toml").write_text('suite = "tiny"\nseeds = 1\n[[entry]]\nname = "spiral"\npaper = "do_vs_od"\n'
+                                        'task = "cubic_spiral"\nmethods = ["rk4"]\niters = 2\ntarget = 0.5\n')
+    monkeypatch.setenv("NODEBENCH_SUITES", str(tmp_path))
+    store = tmp_path / "store"
+    code = main(["bench", "--suite", "tiny", "--out", str(store), "--machine", "m", "--executor", "submitit",
+                 "--no-progress"])
+    line = _one_error_line(capsys)
+    assert code == 2 and "invalid partition name specified" in line, line
+    assert line.endswith("nothing ran, no run is added to the history store"), line
+    assert not list((store / "m" / "tiny").iterdir())
 
 
 def test_a_tls_scheduler_without_tls_settings_is_one_line(capsys, tmp_path):

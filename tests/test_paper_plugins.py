@@ -1,6 +1,6 @@
 """Loading third-party paper plug-ins: whatever a broken plug-in does (raises on import, takes a paper id twice,
-ships no ``experiments.toml``) is one line naming it, every time it is asked; the example plug-in's own claim
-check gives its verdicts."""
+ships no ``experiments.toml``) is one line naming it, every time it is asked, and costs nothing that does not need
+it; the example plug-in's own claim check gives its verdicts."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def install(tmp_path, monkeypatch):
 
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(papers, "_PAPERS", {})
+    monkeypatch.setattr(papers, "_BROKEN", {}, raising=False)
     for registry in (ANALYSES, CHECKS, RUN_FIGURES):
         monkeypatch.setattr(registry, "register", _undone(monkeypatch, registry))
 
@@ -69,7 +70,7 @@ def install(tmp_path, monkeypatch):
 def test_a_plugin_that_raises_on_import_is_one_line_naming_it(install, source, message):
     install([("broken", "nbtest_a")], {"nbtest_a/__init__.py": source})
     with pytest.raises(UserError, match=r"^paper plug-in 'broken' cannot be imported from " + message) as err:
-        papers.load_papers()
+        papers.get_paper("broken")
     assert "\n" not in str(err.value)
 
 
@@ -81,15 +82,72 @@ def test_a_parameter_of_an_unknown_kind_is_refused_where_the_plugin_declares_it(
     with pytest.raises(UserError, match=r"^paper plug-in 'kinds' cannot be imported from 'nbtest_kind': ValueError: "
                                         r"Param 'min': unknown kind 'flaot' \(did you mean 'float'\?\); valid: int, "
                                         r".* \(at .*nbtest_kind.__init__\.py:5\)$"):
-        papers.load_papers()
+        papers.get_paper("kinds")
 
 
-def test_a_failed_load_fails_again_rather_than_return_the_papers_before_it(install):
-    """The first call used to record the papers imported before the broken one; the second returned those."""
+def test_a_broken_plugin_fails_every_time_it_is_asked_for(install):
+    """Asked for again, a plug-in that failed to load fails again, with the same line."""
     install([("fine", "nbtest_fine"), ("broken", "nbtest_missing")], {"nbtest_fine/__init__.py": ""})
     for _ in range(2):
         with pytest.raises(UserError, match="paper plug-in 'broken' cannot be imported"):
-            papers.load_papers()
+            papers.get_paper("broken")
+    assert "fine" in papers.load_papers() and "broken" not in papers.load_papers()
+
+
+BROKEN_PLUGINS = {
+    "import": ({"nbtest_e/__init__.py": 'raise ValueError("boom")\n'},
+               r"paper plug-in 'broken' cannot be imported from 'nbtest_e': ValueError: boom \(at .*:1\)"),
+    "spec": ({"nbtest_e/__init__.py": "",
+              "nbtest_e/experiments.toml": 'paper = "other"\ntitle = "t"\nreference = "r"\n'},
+             r"declares paper = 'other', but it is installed as 'broken'"),
+}
+
+
+@pytest.mark.parametrize("kind", BROKEN_PLUGINS)
+def test_a_broken_plugin_costs_only_the_commands_that_need_it(install, capsys, kind):
+    """One installed plug-in whose import raised made every command exit 2 (`run` of a built-in task, `reproduce`
+    of another paper, `list`). Now those work with one warning naming it; `reproduce` of it is exit 2 saying why,
+    and `list` shows it as broken."""
+    from nodebench import cli
+
+    files, why = BROKEN_PLUGINS[kind]
+    install([("broken", "nbtest_e")], files)
+    assert cli.main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--dry-run"]) == 0
+    assert cli.main(["reproduce", "snode", "--preset", "smoke", "--dry-run"]) == 0
+    err = capsys.readouterr().err.splitlines()  # a spec is read only by what needs it
+    assert err == [] if kind == "spec" else len(err) == 1 and re.match(r"^nodebench: warning: " + why, err[0])
+    assert cli.main(["list"]) == 0
+    listed = capsys.readouterr()
+    assert re.search(r"^  broken +BROKEN, not loaded: .*" + why, listed.out, re.M) and "  snode " in listed.out
+    assert len(listed.err.splitlines()) == (kind == "spec")  # said once
+    assert cli.main(["reproduce", "broken", "--dry-run"]) == 2
+    assert re.search(r"^nodebench: error: .*" + why, capsys.readouterr().err, re.M)
+
+
+def test_records_of_a_broken_plugin_are_refused_where_they_are_read(install, tmp_path, capsys):
+    """A report, gate or leaderboard of records of a paper whose plug-in failed to load would read them without
+    its metrics (their direction, their gate tolerance): a metric it registers silently ungated or ranked the
+    wrong way. Such records are refused naming the paper and why; records of other papers are read as usual."""
+    from nodebench import cli
+
+    install([("broken", "nbtest_e")], BROKEN_PLUGINS["import"][0])
+    runs = {}
+    for paper in ("broken", "snode"):
+        runs[paper] = tmp_path / paper
+        runs[paper].mkdir()
+        pd.DataFrame({"case_id": ["c0", "c1"], "paper": paper, "experiment": "e", "task": "cubic_spiral",
+                      "method": ["rk4", "adjoint"], "seed": 0, "hparams": "{}", "status": "ok",
+                      "test_mse": [0.1, 0.2], "train_wall_s": 1.0, "nfe_forward": 8.0,
+                      "nfe_backward": 8.0}).to_parquet(runs[paper] / "records.parquet")
+    good, bad = str(runs["snode"]), str(runs["broken"])
+    board = str(tmp_path / "board")
+    assert [cli.main(["report", good]), cli.main(["compare", good, good]),
+            cli.main(["leaderboard", good, "--out", board])] == [0, 0, 0]
+    capsys.readouterr()
+    for argv in (["report", bad], ["compare", good, bad], ["leaderboard", good, bad, "--out", board]):
+        assert cli.main(argv) == 2, argv
+        assert re.search(rf"^nodebench: error: '{re.escape(bad)}.*' holds records of paper 'broken', which is not "
+                         r"loaded: paper plug-in 'broken' cannot be imported", capsys.readouterr().err, re.M), argv
 
 
 @pytest.mark.parametrize("points, message", [
@@ -99,8 +157,10 @@ def test_a_failed_load_fails_again_rather_than_return_the_papers_before_it(insta
 def test_a_paper_id_declared_twice_is_refused_not_shadowed(install, points, message):
     """The second declaration of an id (a plug-in named like a built-in paper) used to be silently ignored."""
     install(points, {"nbtest_b/__init__.py": "", "nbtest_c/__init__.py": ""})
+    name = points[0][0]
     with pytest.raises(UserError, match=r"^paper id " + message):
-        papers.load_papers()
+        papers.get_paper(name)
+    assert name not in papers.load_papers() and not {"nbtest_b", "nbtest_c"} & set(sys.modules)
 
 
 @pytest.mark.parametrize("files, message", [

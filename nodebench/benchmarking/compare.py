@@ -82,6 +82,7 @@ from scipy.stats import mannwhitneyu, wilcoxon
 from nodebench.benchmarking.gate_input import check_gate_input
 from nodebench.errors import UserError
 from nodebench.metrics import METRICS
+from nodebench.papers import check_loaded
 from nodebench.records import CURVES, RECORDS, config_labels, load_run, measured_memory
 from nodebench.schema import check_records
 
@@ -190,6 +191,7 @@ def load_records(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
             raise UserError(f"cannot read {str(path)!r} as records: {' '.join(str(err).split())[:200]}") from None
     check_records(records, str(path))
+    check_loaded(records.get("paper", ()), repr(str(path)))
     records, curves = check_gate_input(records, curves, str(path))
     if not curves.empty:
         curves = curves[curves["case_id"].isin(records["case_id"])]

@@ -179,6 +179,15 @@ def gpus_needed(cases: list[Case]) -> int:
     return max(indices) + 1 if indices else 0
 
 
+class SubmissionRefused(UserError):
+    """SLURM's ``sbatch`` refused a sweep's job array: nothing of it runs (the sweep undoes what it wrote).
+    ``reason`` is the refusal alone, for callers that say in their own words what they undid."""
+
+    def __init__(self, reason: str, undone: str = ""):
+        super().__init__(f"SLURM refused the sweep's job array: {reason}" + (f"; {undone}" if undone else ""))
+        self.reason = reason
+
+
 def _submit_array(pool, task, cases: list[Case]) -> dict:
     """``{job: case}`` for ``cases`` submitted as one job array, whose SLURM id is printed (``scancel ID`` stops
     it when the sweep cannot). sbatch's refusal (an invalid partition or time limit), which submitit prints as
@@ -189,7 +198,7 @@ def _submit_array(pool, task, cases: list[Case]) -> dict:
         with contextlib.redirect_stderr(io.StringIO()):
             jobs = dict(zip(pool.map_array(task, [case.to_dict() for case in cases]), cases))
     except (FailedJobError, FailedSubmissionError) as err:
-        raise UserError(f"SLURM refused the sweep's job array: {one_line(err)}") from None
+        raise SubmissionRefused(one_line(err)) from None
     if pool.cluster == "slurm":
         array = " ".join(_arrays(jobs))
         print(f"nodebench: submitted {len(jobs)} case(s) to SLURM as job {array}; if this sweep is killed "

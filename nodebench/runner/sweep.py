@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,7 +41,7 @@ from nodebench.harness.environment import git_sha
 from nodebench.records import CASES, atomic_write, merge, valid_cases, write_case
 from nodebench.run_settings import invocation
 from nodebench.runner.case import Case
-from nodebench.runner.executors import open_engine, run_remote
+from nodebench.runner.executors import SubmissionRefused, open_engine, run_remote
 from nodebench.runner.guard import PARENT_PID, SweepLock, check_commit, read_json_object, stop_on_signals
 
 LOGS = "logs"
@@ -121,12 +122,42 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
         ``(records, curves)`` DataFrames of every case in ``run_dir``.
     """
     run_dir = Path(run_dir)
-    with open_engine(executor, scheduler) as engine, SweepLock(run_dir), stop_on_signals():
-        if announce:
-            print(announce, file=sys.stderr, flush=True)
-        return _run_locked(cases, run_dir, jobs=jobs, timeout_s=timeout_s, threads=threads, progress=progress,
-                           retry_failed=retry_failed, engine=engine, allow_mixed_commits=allow_mixed_commits,
-                           info=info or {})
+    with open_engine(executor, scheduler) as engine:
+        before = _contents(run_dir)
+        with SweepLock(run_dir), stop_on_signals():
+            if announce:
+                print(announce, file=sys.stderr, flush=True)
+            try:
+                return _run_locked(cases, run_dir, jobs=jobs, timeout_s=timeout_s, threads=threads,
+                                   progress=progress, retry_failed=retry_failed, engine=engine,
+                                   allow_mixed_commits=allow_mixed_commits, info=info or {})
+            except SubmissionRefused as err:  # no case ran: the folder is put back as it was
+                _put_back(run_dir, before)
+                kept = "left as it was" if before is not None else "not created"
+                raise SubmissionRefused(err.reason, f"nothing ran, {str(run_dir)!r} is {kept}") from None
+
+
+def _contents(run_dir: Path) -> dict[Path, bytes | None] | None:
+    """What ``run_dir`` holds (each path below it; ``run.json`` with its bytes), ``None`` where it does not exist:
+    what :func:`_put_back` restores."""
+    if not run_dir.is_dir():
+        return None
+    info = run_dir / RUN_INFO
+    return {path: info.read_bytes() if path == info else None for path in run_dir.rglob("*")}
+
+
+def _put_back(run_dir: Path, before: dict[Path, bytes | None] | None) -> None:
+    """Undo a sweep that started nothing: remove ``run_dir`` if it did not exist (``before`` is ``None``), else
+    what the sweep added there, and put its earlier ``run.json`` back."""
+    if before is None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for path in sorted(run_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):  # a folder after its files
+        if path not in before:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    info = run_dir / RUN_INFO
+    if before.get(info) is not None and info.read_bytes() != before[info]:
+        atomic_write(info, lambda tmp: tmp.write_bytes(before[info]))
 
 
 def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, retry_failed, engine,
