@@ -69,3 +69,14 @@ def test_a_paper_file_that_is_not_utf8_is_one_user_error(tmp_path):
     (tmp_path / "experiments.toml").write_bytes(b"paper = '\xff'\n")
     with pytest.raises(UserError, match=r"malformed experiment file .*: 'utf-8' codec can't decode byte 0xff"):
         load_spec_file(tmp_path / "experiments.toml")
+
+
+@pytest.mark.parametrize("command", [["list"], ["verify"], ["fetch", "mnist"]])
+def test_a_manifest_without_data_sets_is_one_line(command, tmp_path, capsys, monkeypatch):
+    """An empty manifest listed nothing (exit 0), blamed the data folder ("no data set found in ...", exit 1) or
+    gave "unknown data set 'mnist'; known: " with an empty list."""
+    (tmp_path / "empty.toml").write_text("# nothing yet\n")
+    monkeypatch.setenv("NODEBENCH_DATA", str(tmp_path / "data"))
+    _one_line_exit_2(["data", *command, "--manifest", str(tmp_path / "empty.toml")],
+                     f"data manifest {tmp_path / 'empty.toml'} declares no data set", capsys)
+    assert not (tmp_path / "data").exists()

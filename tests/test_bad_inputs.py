@@ -40,7 +40,8 @@ def files(tmp_path_factory):
         (root / name).mkdir()
         frame.to_parquet(root / name / "records.parquet", index=False)
     (root / "other_commit" / "cases").mkdir(parents=True)
-    (root / "other_commit" / "cases" / "0123456789abcdef.json").write_text('{"status": "ok", "git_sha": "' + "0" * 40 + '"}')
+    (root / "other_commit" / "cases" / "0123456789abcdef.json").write_text('{"status": "ok", "git_sha": "'
+                                                                           + "0" * 40 + '"}')
     (root / "garbage").mkdir()
     (root / "garbage" / "records.parquet").write_bytes(b"PAR1 this is not parquet")
     records.iloc[:0].to_parquet(root / "no_rows.parquet", index=False)
@@ -188,6 +189,17 @@ def bad_inputs(root: Path) -> dict[str, list[str]]:
                                       "--out", f"{r}/o"],
         "run images encoder_padding 5": ["run", "--task", "images_digits", "--method", "rk4", "--hparam",
                                          "encoder_padding=5", "--out", f"{r}/o"],
+        # accepted up front before, then a case that failed or crashed (an error row, exit code 0)
+        "run cnf density_grid 1 (no density to draw)": ["run", "--task", "cnf_toy_moons", "--method", "rk4",
+                                                        "--hparam", "density_grid=1", "--out", f"{r}/o"],
+        "run cnf density_grid 1e9 (memory, after training)": ["run", "--task", "cnf_toy_moons", "--method", "rk4",
+                                                              "--hparam", "density_grid=1e9", "--out", f"{r}/o"],
+        "run image cnf ksize even": ["run", "--task", "cnf_image_digits", "--method", "rk4", "--hparam", "ksize=2",
+                                     "--out", f"{r}/o"],
+        "run vehicle dt 1e-300 (overflow)": ["run", "--task", "vehicle", "--method", "rk4", "--hparam", "dt=1e-300",
+                                             "--out", f"{r}/o"],
+        "run multi_agent horizon 1e6 (memory)": ["run", "--task", "multi_agent", "--method", "rk4", "--hparam",
+                                                 "horizon=1e6", "--out", f"{r}/o"],
         # sweep options
         "run --hparam given twice": run + ["--hparam", "lr=0.1", "--hparam", "lr=0.2", "--out", f"{r}/o"],
         "run --method with an empty name": ["run", "--task", "cubic_spiral", "--method", "rk4,,adjoint", "--out",

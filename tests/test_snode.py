@@ -189,6 +189,21 @@ def test_dual_ascent_keeps_a_step_only_if_the_violation_falls():
     assert torch.equal(dual.update(lam2, r, 1.0, 5.0, gamma=0.5), lam2 + r) and dual.accepted == 1
 
 
+def test_dual_ascent_reads_a_relative_decrease_of_a_negative_lagrangian():
+    """J_A = L + γR + ⟨λ, r⟩ can be negative. The stall test compared J_A with (1 − tol)·J_A_before, which for a
+    negative J_A lies above it: a 5 % decrease (−10 → −10.5) counted as progress and a 5 % rise (−10 → −9.5) as
+    no stall either, so λ was updated only after J_A rose by more than the tolerance."""
+    from nodebench.snode.coordinate_descent import DualAscent
+
+    lam0, r = torch.zeros(3), torch.ones(3)
+    for before, after, stalled in ((-10.0, -10.5, True), (-10.0, -9.5, True), (-10.0, -12.0, False),
+                                   (10.0, 9.5, True), (10.0, 8.0, False)):
+        dual = DualAscent(SnodeOptions(variant="augmented", dual_every=1, dual_tolerance=0.1))
+        assert torch.equal(dual.update(lam0, r, 1.0, before, gamma=0.5), lam0)
+        expected = r if stalled else lam0  # a full step λ + 2γr once J_A fell by less than 10 % of |J_A|
+        assert torch.equal(dual.update(lam0, r, 1.0, after, gamma=0.5), expected), (before, after)
+
+
 @pytest.mark.parametrize("task, extra", [("vehicle", {}), ("multi_agent", {"agents": 3})])
 def test_both_variants_decrease_j_and_the_violation(task, extra):
     """Float64, 30 iterations, a dual step considered every 3 (so that the augmented variant takes several):
@@ -302,6 +317,21 @@ def test_snode_options_are_reported_ignored_by_other_methods():
     assert case_settings(hparams, get_method("snode")).spectral.gamma == 0.1
 
 
+def test_snode_options_its_other_options_leave_without_effect_are_reported_ignored():
+    """``snode_dual_*`` act only in the augmented variant and ``snode_gamma_max`` only with a continuation; set
+    without them they were silently ignored (a user tuning the dual ascent of the default penalty variant saw no
+    sign that it never ran). They are now warned about, as options another method does not use."""
+    from nodebench.runner.settings import check_cases
+
+    vehicle, snode = get_task("vehicle"), get_method("snode")
+    inert = {"snode_dual_every": 3, "snode_dual_tolerance": 0.1, "snode_gamma_max": 1.0}
+    assert check_case(vehicle, snode, inert) == sorted(inert)
+    assert check_case(vehicle, snode, inert | {"snode_variant": "augmented"}) == ["snode_gamma_max"]
+    assert check_case(vehicle, snode, inert | {"snode_variant": "augmented", "snode_gamma_growth": 1.01}) == []
+    case = Case(task="vehicle", method="snode", iters=1, hparams={"snode_dual_every": 3})
+    assert check_cases([case]) == ["method snode does not use snode_dual_every; ignored"]
+
+
 def test_cli_rejects_snode_and_the_monitor_on_a_task_without_trajectories(capsys, tmp_path):
     from nodebench.cli import main
 
@@ -348,6 +378,10 @@ def test_vehicle_dynamics_straight_line_and_swarm_symmetry():
     s = torch.tensor([[1.0, 0.5, -1.0, -0.5, 0.0, 0.0, 0.0, 0.0]], dtype=D64)
     acc = swarm_dynamics(s)[0, 4:].reshape(2, 2)
     assert torch.allclose(acc[0], -acc[1])
+    # the documented formula, in closed form: at rest at (±0.1, 0), both interaction terms pull the agents together
+    s = torch.tensor([[0.1, 0.0, -0.1, 0.0, 0.0, 0.0, 0.0, 0.0]], dtype=D64)
+    pull = -0.5 * 0.1 + (1.0 * -0.2 + 0.5 * -0.2 / (0.2 ** 2 + 0.1)) / 2  # −k_t p + (k_a d + k_r d/(d² + ε))/A
+    assert torch.allclose(swarm_dynamics(s)[0, 4:], torch.tensor([pull, 0.0, -pull, 0.0], dtype=D64))
 
 
 def test_system_tasks_build():

@@ -39,6 +39,12 @@ def _bad_snode_inputs():
         "z of the wrong shape": (lambda: objective().data_loss(z[:, :5]), r"z must have shape \(N, P, D\)"),
         "series of NaN observations": (lambda: LegendreSeries.fit(t, y[0] * math.nan, degree=3), "must be finite"),
         "series of a fractional degree": (lambda: LegendreSeries.fit(t, y[0], degree=2.5), "degree must be an integer"),
+        # a NaN ridge was silently dropped (an unridged fit), an infinite one an MKL error and a torch INTERNAL ASSERT
+        "series with a NaN ridge": (lambda: LegendreSeries.fit(t, y[0], degree=3, ridge=math.nan),
+                                    "ridge must be a finite number >= 0, got nan"),
+        "series with an infinite ridge": (lambda: LegendreSeries.fit(t, y[0], degree=3, ridge=math.inf),
+                                          "ridge must be a finite number >= 0, got inf"),
+        "elements with a NaN ridge": (lambda: basis.fit(t, y, ridge=math.nan), "ridge must be a finite number >= 0"),
     }
 
 

@@ -6,6 +6,8 @@ inside the run (``int(None)``: an error row, exit code 0)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from nodebench.cli import main
@@ -71,3 +73,44 @@ def test_physionet_quantization_zero_keeps_the_minutes():
     assert get_task("latent_ode_physionet").hparams({"quantization": 0.0})["quantization"] == 0.0
     with pytest.raises(UserError, match="quantization"):
         get_task("latent_ode_physionet").hparams({"quantization": -1.0})
+
+
+#: Values ``Task.hparams`` admitted whose case then failed (an error row, exit code 0): a one-point density grid
+#: (no density to draw) or one too large to evaluate after training, an even kernel (``ConcatConv2d`` refused it
+#: inside the case), an observation grid of 5 / 1e-300 intervals (an overflow; 5 / 1e-320 is inf) or of 10⁷
+#: (a 77 GB allocation).
+LATE = [
+    ("cnf_toy_moons", {"density_grid": 1}, "density_grid must be 0 (no grid) or an integer from 2 to 1000, got 1"),
+    ("cnf_toy_moons", {"density_grid": 10**9}, "density_grid must be an integer from 0 to 1000, got 1000000000"),
+    ("cnf_image_digits", {"ksize": 2}, "ksize must be a positive odd integer, got 2"),
+    ("vehicle", {"dt": 1e-300}, "horizon / dt = 5e+300 observation intervals; give dt from horizon / 1,000,000"),
+    ("vehicle", {"dt": 1e-320}, "horizon / dt = inf observation intervals"),
+    ("multi_agent", {"horizon": 1e6}, "horizon / dt = 1e+07 observation intervals; give dt from horizon / "),
+]
+
+
+@pytest.mark.parametrize("task, hparams, message", LATE)
+def test_the_api_refuses_what_a_case_would_fail_on(task, hparams, message, tmp_path):
+    import nodebench
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        nodebench.run(task, ["rk4"], iters=1, hparams=hparams, out=tmp_path / "run", dry_run=True)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("task, hparams", [("cnf_toy_moons", {"density_grid": 0}),
+                                           ("cnf_toy_moons", {"density_grid": 2}), ("cnf_image_digits", {"ksize": 1}),
+                                           ("vehicle", {"dt": 2.5}), ("vehicle", {"dt": 5e-6})])
+def test_the_bounds_themselves_are_valid(task, hparams):
+    assert get_task(task).hparams(hparams).items() >= hparams.items()
+
+
+@pytest.mark.parametrize("hparams", [{"kl_delay": 1e6}, {"kl_rate": 1e-300}])
+def test_a_kl_warm_up_past_the_float_range_starts_at_beta_zero(hparams):
+    """β = max(0, 1 − kl_rate^(epoch − kl_delay)): kl_rate^(−10⁶) overflowed Python's float (OverflowError in
+    ``build``, an error row); past the float range the power is far above 1, so β is 0."""
+    import torch
+
+    problem = get_task("latent_ode_synthetic").build(seed=0, device=torch.device("cpu"),
+                                                     hparams={**hparams, "n_records": 8})
+    assert problem.kl_coef == 0.0 and problem.beta(10**7) == 1.0

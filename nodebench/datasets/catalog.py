@@ -244,6 +244,8 @@ def _catalog(path: str) -> dict[str, DataSet]:
         raise UserError(f"data manifest {path} is a folder; give a .toml file") from None
     except (tomllib.TOMLDecodeError, TypeError, ValueError, AttributeError, OSError) as exc:
         raise UserError(f"malformed data manifest {path}: {exc}") from None
+    if not sets:  # else `data list` lists nothing, `fetch` knows no name and `verify` blames the data folder
+        raise UserError(f"data manifest {path} declares no data set; give one with [[dataset]] or [[files]] entries")
     return {s.name: s for s in sets}
 
 

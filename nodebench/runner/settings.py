@@ -14,7 +14,7 @@ from nodebench.errors import UserError
 from nodebench.methods import SOLVER_OPTIONS, Method, check_step_size, get_method, solver_options
 from nodebench.registry import nearest
 from nodebench.regularizers import REGULARIZER_OPTIONS, Regularizer, regularizer_from_hparams
-from nodebench.snode.options import SnodeOptions, is_snode_option
+from nodebench.snode.options import SnodeOptions, inert_options, is_snode_option
 from nodebench.tasks import get_task
 from nodebench.tasks.base import MONITOR_TASKS, Task
 
@@ -59,7 +59,8 @@ def case_settings(hparams: Mapping[str, Any], method: Method, seed: int = 0) -> 
 
 def check_case(task: Task, method: Method, hparams: Mapping[str, Any]) -> list[str]:
     """Validate one case's names and values (a problem is a one-line :class:`UserError`); returns the
-    solver and ``snode_*`` options the method does not use."""
+    solver and ``snode_*`` options the method does not use (SNODE's too, where its other options leave them
+    without effect: :func:`~nodebench.snode.options.inert_options`)."""
     method.check_task(task)
     settings = case_settings(hparams, method)
     params = task.params()
@@ -74,7 +75,7 @@ def check_case(task: Task, method: Method, hparams: Mapping[str, Any]) -> list[s
         check_step_size(step, span, f"the time span of task {task.name!r}")
     if settings.monitor_every and not task.full_state:
         raise UserError(f"task {task.name!r} has no training monitor; {MONITOR_TASKS}")
-    return unused_options(method, hparams)
+    return unused_options(method, hparams) + (inert_options(hparams) if method.spectral else [])
 
 
 def unused_options(method: Method, hparams: Mapping[str, Any]) -> list[str]:

@@ -171,7 +171,10 @@ class DualAscent:
         self.iteration += 1
         if self.iteration % self.every:
             return multipliers
-        stalled = lagrangian >= (1.0 - self.tolerance) * self.previous_lagrangian
+        # a relative decrease below the tolerance, of |J_A|: J_A = L + γR + ⟨λ, r⟩ can be negative, where
+        # (1 − tol)·J_A would lie above J_A and count any decrease, even a small rise, as progress
+        previous = self.previous_lagrangian
+        stalled = math.isfinite(previous) and lagrangian >= previous - self.tolerance * abs(previous)
         self.previous_lagrangian = lagrangian
         if self.trial is not None:
             before, violation_before = self.trial

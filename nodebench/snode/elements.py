@@ -143,8 +143,6 @@ class ElementBasis:
         basis's dtype (float64 by default, for conditioning) and returned in the observations' dtype, the one
         :class:`~nodebench.snode.objective.SpectralObjective` and the field work in. Fewer observations than
         coefficients need ``ridge > 0``."""
-        if not (math.isfinite(ridge) and ridge >= 0):
-            raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
         self.check_observations(t_obs, y_obs)
         if not torch.isfinite(y_obs).all():
             raise ValueError("y_obs holds NaN or infinite values; the least-squares fit needs finite observations")

@@ -19,6 +19,7 @@ All functions work in torch, default to float64, and broadcast over leading (tra
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -136,8 +137,8 @@ def least_squares(basis: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.T
     as extra rows √ridge·I (no normal equations, so conditioning is that of the Legendre Vandermonde matrix,
     not its square)."""
     n_obs, n_coef = basis.shape[-2], basis.shape[-1]
-    if ridge < 0:
-        raise ValueError(f"ridge must be >= 0, got {ridge}")
+    if not (isinstance(ridge, numbers.Real) and math.isfinite(ridge) and ridge >= 0):
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
     if ridge > 0:
         eye = (ridge ** 0.5) * torch.eye(n_coef, dtype=basis.dtype, device=basis.device)
         basis = torch.cat([basis, eye.expand(*basis.shape[:-2], n_coef, n_coef)], dim=-2)

@@ -32,7 +32,9 @@ Valid values (anything else is a one-line :class:`~nodebench.errors.UserError`, 
 line): the counts (degree, elements, nodes, coef_steps, weight_steps, dual_every) are integers from 1 to
 ``MAX_COUNT`` = 10⁶ (nodes ≥ 2 for ``lobatto``, whose rule holds both end points); elements, nodes and
 gamma_max also take null (``--hparam snode_elements=null``), their default; gamma and coef_lr are finite and
-> 0; gamma_growth ≥ 1; gamma_max ≥ gamma; ridge ≥ 0; 0 ≤ dual_tolerance < 1.
+> 0; gamma_growth ≥ 1; gamma_max ≥ gamma; ridge ≥ 0; 0 ≤ dual_tolerance < 1. The dual_* options outside the
+augmented variant and gamma_max without a continuation (gamma_growth 1) have no effect: the harness warns that
+they are ignored (:func:`inert_options`).
 """
 
 from __future__ import annotations
@@ -122,6 +124,18 @@ class SnodeOptions:
 def is_snode_option(key: str) -> bool:
     """Whether the hyper-parameter ``key`` is one of SNODE's (``snode_*``)."""
     return key.startswith(PREFIX)
+
+
+def inert_options(hparams: Mapping[str, Any]) -> list[str]:
+    """The ``snode_*`` keys of a case's ``hparams`` that the others leave without effect: the dual ascent's
+    (``snode_dual_*``, (M13)) outside the augmented variant, and ``snode_gamma_max`` without a continuation
+    (``snode_gamma_growth`` 1, (M14) step 3). The harness warns that they are ignored, as for another method's
+    options. Raises :class:`UserError` on an invalid option."""
+    options = SnodeOptions.from_hparams({k: v for k, v in hparams.items() if is_snode_option(k)})
+    inert = [f"{PREFIX}dual_every", f"{PREFIX}dual_tolerance"] if options.variant != "augmented" else []
+    if options.gamma_growth == 1:
+        inert.append(f"{PREFIX}gamma_max")
+    return sorted(key for key in inert if key in hparams)
 
 
 def _integer(name: str, value, minimum: int, null: str | None = None) -> None:

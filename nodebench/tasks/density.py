@@ -355,6 +355,9 @@ CNF_PARAM_RULES = {"activation": Param("activation", "str", choices=tuple(ACTIVA
                    "noise": Param("noise", "str", choices=NOISES),
                    "trace": Param("trace", "str", choices=TRACES),
                    "test_step_sizes": Param("test_step_sizes", "floats", positive=True, empty=True)}
+#: The most points per side of the ``density_grid`` table: its side² log-density solves (a 1000 × 1000 grid is
+#: 10⁶) run after training, so a typo beyond it would fail (memory) only once the case had trained.
+MAX_DENSITY_GRID = 1000
 
 
 class DensityTask(Task):
@@ -369,7 +372,7 @@ class DensityTask(Task):
                "inverse_error_reference", "inverse_error_frob_reference", "t1", "reference_nfe", "test_nfe")
     defaults = COMMON_DEFAULTS
     param_rules = CNF_PARAM_RULES | {"hidden_dims": Param("hidden_dims", "ints", positive=True, optional=True),
-                                     "density_grid": Param("density_grid", "int", low=0),
+                                     "density_grid": Param("density_grid", "int", low=0, high=MAX_DENSITY_GRID),
                                      "trace": Param("trace", "str", choices=(*TRACES, "auto"))}
     dataset: str = ""
 
@@ -379,6 +382,9 @@ class DensityTask(Task):
     def check_hparams(self, hp):
         for step in hp["test_step_sizes"]:
             check_step_size(step, hp["t1"], f"the time span of task {self.name!r}", name="test_step_sizes entry")
+        if hp["density_grid"] == 1:  # a grid of one point draws no density: the plots of the learned 2-D densities
+            raise UserError(f"task {self.name}: hyper-parameter density_grid must be 0 (no grid) or an integer from "
+                            f"2 to {MAX_DENSITY_GRID}, got 1")
 
     def time_span(self, hp):
         return hp["t1"]

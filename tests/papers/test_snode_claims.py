@@ -47,3 +47,19 @@ def test_s4_needs_the_ratio_to_grow_at_every_horizon():
     assert rise_then_fall.verdict == FAILS, rise_then_fall.measured
     assert "1.9× at horizon 2.5 → 3× at horizon 5 → 4× at horizon 10 → 3.7×" in rise_then_fall.measured
     assert check_claims([s4], _horizon_records([19, 30, 40, 40, 45]))[0].verdict == HOLDS
+
+
+def test_s7_fails_on_a_solver_step_in_either_block():
+    """S7 ("no ODE solve per iteration") read only ``steps_forward``, SNODE's coefficient block: a solver called in
+    the weight block (the harness's backward phase, ``steps_backward``) left every S7 verdict at "holds"."""
+    claims = [c for c in load_paper("snode").claims if c["id"].startswith("S7")]
+
+    def verdicts(forward: int, backward: int) -> set[str]:
+        records = pd.DataFrame([{"case_id": "a", "experiment": "vehicle_high", "method": "snode", "seed": 0,
+                                 "status": "ok", "task": "vehicle", "hparams": "{}", "steps_forward": forward,
+                                 "steps_backward": backward}])
+        return {v.verdict for v in check_claims(claims, records)}
+
+    assert verdicts(0, 0) == {HOLDS}
+    assert verdicts(0, 5) == {HOLDS, FAILS}
+    assert verdicts(5, 0) == {FAILS, HOLDS}

@@ -66,8 +66,8 @@ def spectral_convergence(spec, run_dir: Path, records: pd.DataFrame) -> tuple[st
              ("Max error of a one-element least-squares Legendre fit of one clean trajectory (501 samples on "
               "[0, 5], error on 1001 points) against the degree, and the slope of −log10(error) against the degree "
               "(a straight semi-log line, high R²: exponential convergence). The rate depends on the trajectory's "
-              "smoothness: the vehicle's inputs are piecewise linear between samples, which sets a floor; close "
-              "encounters of the multi-agent system (repulsion with ε = 0.1) make its trajectory nearly singular, "
-              "which slows convergence."), "",
+              "smoothness: the vehicle's inputs are piecewise linear between samples, which sets a floor; the "
+              "multi-agent system's short-range pull between agents (the k_r term, ε = 0.1) makes close encounters "
+              "sharp, which slows convergence."), "",
              markdown_table(["system", "decades per degree", "R² of the semi-log line", "degrees used"], rows), ""]
     return "\n".join(lines), paper_figures.plot_spectral_convergence(table, run_dir / "figures")

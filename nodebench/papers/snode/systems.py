@@ -25,9 +25,10 @@ are δ(t) = 0.3 sin(ω₁t + φ₁) + 0.1 sin(ω₂t + φ₂), a(t) = 0.3 + 0.5 
 truth and the model alike).
 
 **multi_agent**: ``agents`` point agents in the plane (4·agents states: positions then velocities) with
-a tether to the origin, pairwise attraction, short-range repulsion and damping:
+a tether to the origin, damping and a pairwise attraction, linear (k_a) plus a short-range pull (k_r) that
+is strongest at distance √ε:
 
-    ṗ_i = v_i,   v̇_i = −k_t p_i + (1/A) Σ_j [k_a (p_j − p_i) − k_r (p_i − p_j)/(‖p_i − p_j‖² + ε)] − c v_i
+    ṗ_i = v_i,   v̇_i = −k_t p_i + (1/A) Σ_j [k_a (p_j − p_i) + k_r (p_j − p_i)/(‖p_j − p_i‖² + ε)] − c v_i
 
 with k_t = 0.5, k_a = 1, k_r = 0.5, ε = 0.1, c = 0.3, A agents; p(0) ~ N(0, I), v(0) ~ N(0, 0.25 I).
 
@@ -44,12 +45,13 @@ from torchdiffeq import odeint
 
 from nodebench.config import Param
 from nodebench.errors import UserError
+from nodebench.methods import MAX_FIXED_STEPS
 from nodebench.tasks.base import Task, data_seed, dtype_from_name
 from nodebench.tasks.trajectory import MLPField, PiecewiseLinearControls, TrajectoryProblem
 
 TRUTH_SOLVER = dict(method="dopri5", rtol=1e-9, atol=1e-11)
 VEHICLE = dict(m=1.0, inertia=1.2, l_f=1.0, l_r=1.2, c_f=4.0, c_r=4.0, drag=0.15)
-SWARM = dict(tether=0.5, attraction=1.0, repulsion=0.5, eps=0.1, damping=0.3)
+SWARM = dict(tether=0.5, attraction=1.0, pull=0.5, eps=0.1, damping=0.3)  # pull: k_r, the short-range term
 
 
 def vehicle_dynamics(s: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -77,7 +79,7 @@ def swarm_dynamics(s: torch.Tensor) -> torch.Tensor:
     v = s[..., 2 * agents:].reshape(*s.shape[:-1], agents, 2)
     diff = p[..., None, :, :] - p[..., :, None, :]  # diff[i, j] = p_j − p_i
     dist2 = (diff ** 2).sum(-1, keepdim=True)
-    interaction = (q["attraction"] * diff + q["repulsion"] * diff / (dist2 + q["eps"])).sum(-2) / agents
+    interaction = (q["attraction"] * diff + q["pull"] * diff / (dist2 + q["eps"])).sum(-2) / agents
     acc = -q["tether"] * p + interaction - q["damping"] * v
     return torch.cat([v.flatten(-2), acc.flatten(-2)], dim=-1)
 
@@ -121,9 +123,10 @@ class _IdentificationTask(Task):
         """``n`` clean trajectories (n, T, D) at times ``t`` and their inputs (n, T, M) or None, float64."""
 
     def check_hparams(self, hp):
-        if round(hp["horizon"] / hp["dt"]) < 2:
-            raise UserError(f"task {self.name}: horizon / dt = {hp['horizon'] / hp['dt']:g} gives fewer than 3 "
-                            "observation times; give dt <= horizon / 2")
+        steps = hp["horizon"] / hp["dt"]  # observation intervals of build's grid, checked before it is allocated
+        if not 1.5 <= steps <= MAX_FIXED_STEPS:  # round(steps) from 2 to MAX_FIXED_STEPS; 5 / 1e-320 is inf
+            raise UserError(f"task {self.name}: horizon / dt = {steps:g} observation intervals; give dt from "
+                            f"horizon / {MAX_FIXED_STEPS:,} to horizon / 2 (3 to {MAX_FIXED_STEPS + 1:,} times)")
 
     def time_span(self, hp):
         return round(hp["horizon"] / hp["dt"]) * hp["dt"]  # the observation grid's end, as in build

@@ -235,6 +235,9 @@ class ImageDensityTask(Task):
     def check_hparams(self, hp):
         if not hp["alpha"] < 0.5:
             raise UserError(f"hyper-parameter alpha (the logit transform's) must lie in (0, 0.5), got {hp['alpha']!r}")
+        if hp["ksize"] % 2 == 0:  # the ConcatConv2d layers pad ksize // 2 to keep the image size: odd kernels only
+            raise UserError(f"task {self.name}: hyper-parameter ksize must be a positive odd integer, "
+                            f"got {hp['ksize']!r}")
 
     def time_span(self, hp):
         return hp["t1"]

@@ -230,8 +230,12 @@ class LatentODEProblem(Problem):
         self._cursor = 0
 
     def beta(self, epoch: int) -> float:
-        """The KL weight at ``epoch`` (0-based): max(0, 1 − kl_rate^(epoch − kl_delay))."""
-        return max(0.0, 1.0 - self.kl_rate ** (epoch - self.kl_delay))
+        """The KL weight at ``epoch`` (0-based): max(0, 1 − kl_rate^(epoch − kl_delay)) (module docstring, Loss).
+        A power past the float range (a long ``kl_delay``, a small ``kl_rate``) is far above 1: β = 0."""
+        try:
+            return max(0.0, 1.0 - self.kl_rate ** (epoch - self.kl_delay))
+        except OverflowError:
+            return 0.0
 
     def next_batch(self) -> list[Series]:
         """The next mini-batch: consecutive slices of a per-epoch permutation (local generator)."""
