@@ -422,8 +422,12 @@ def _bounds(claim: dict) -> tuple[float | None, float | None]:
     return (1.0 if low is None and high is None else low), high
 
 
-def _unit(column: str) -> str:
-    return " s" if column.endswith("_s") else ""
+def _quantity(value: float, column: str) -> str:
+    """A median of ``column`` with its unit, three significant digits: seconds for ``*_s``, MiB for ``*_bytes``
+    (a byte count read "1.12e+07" with no unit), else the bare number."""
+    if column.endswith("_bytes"):
+        return f"{value / 2**20:.3g} MiB"
+    return f"{value:.3g}" + (" s" if column.endswith("_s") else "")
 
 
 @register_check("ratio", params=(BASELINE, COLUMN, EXPERIMENTS, HPARAMS, BOUND["max"], METHOD, BOUND["min"], PUBLISHED))
@@ -457,9 +461,8 @@ def ratio(records, tables, claim) -> list[tuple[str, str, str]]:
         if problem is not None:
             out.append((exp, f"{label}{where}: {problem}" + (f" ({published})" if published else ""), NOT_MEASURED))
             continue
-        unit = _unit(column)
         needs = " and ".join(f"{op} {bound:g}" for op, bound in (("≥", low), ("≤", high)) if bound is not None)
-        medians = f"{base} {b:.3g}{unit}, {method} {m:.3g}{unit}"
+        medians = f"{base} {_quantity(b, column)}, {method} {_quantity(m, column)}"
         notes = "; ".join(x for x in (medians, f"needs {needs}", published) if x)
         ok = within(value, low, high)
         spread = ratio_interval(*(rows.loc[rows["method"] == name, column] for name in (base, method)))

@@ -16,7 +16,8 @@ import urllib.parse
 from pathlib import Path
 
 STYLE = """
-body{font-family:system-ui,sans-serif;max-width:1280px;margin:1em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,sans-serif;max-width:1280px;margin:1em auto;padding:0 1em;color:#222;
+  overflow-wrap:break-word}
 h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.2em;margin-top:1.4em}h3{font-size:1.05em}
 table{border-collapse:collapse;font-size:12.5px;margin:.4em 0}
 th,td{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}
@@ -29,6 +30,7 @@ td.best{background:#e6f4e6}img{max-width:100%}p.note{color:#555;font-size:12.5px
 .filters label{margin-right:1em}details summary{cursor:pointer;color:#246}
 .verdict-holds{color:#060}.verdict-fails{color:#b00}.hidden{display:none!important}
 figure.history{margin:0;border:1px solid #ddd;padding:4px}figcaption{font-size:12px}
+div.scroll{overflow-x:auto;max-width:100%}
 """
 
 SCRIPT = """
@@ -65,7 +67,8 @@ def esc(value) -> str:
 
 def document(title: str, body: str) -> str:
     """A complete page: ``title`` and ``body`` with the inline style and script."""
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{esc(title)}</title>"
             f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>{body}</body></html>\n")
 
 
@@ -93,10 +96,13 @@ def cell(text, *, value: float | None = None, title: str = "", attrs: str = "", 
 
 
 def table(header: list[str], rows: list[str], *, sortable: bool = True, attrs: str = "") -> str:
-    """A table from its header labels and already rendered ``<tr>`` rows."""
+    """A table from its header labels and already rendered ``<tr>`` rows, in a box that scrolls sideways where
+    the table is wider than the window (the page itself keeps the window's width: text stays readable on a
+    narrow screen)."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     kind = " class='sortable'" if sortable else ""
-    return f"<table{kind}{attrs}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (f"<div class='scroll'><table{kind}{attrs}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+            "</table></div>")
 
 
 def plain_table(frame, *, sortable: bool = True) -> str:

@@ -294,6 +294,23 @@ def _scaling_lines(ax, records: pd.DataFrame, param_col: str, column: str, scale
     return bool(len(summary)) and bool((summary["min"] > 0).all())
 
 
+#: The most swept values a scaling figure marks one by one on its log axis (more would crowd it: decades then).
+MAX_TICKS = 12
+
+
+def log_tick_labels(values: list[float]) -> list[str]:
+    """Labels of ticks at ``values`` (sorted, positive) on a log axis: each value with ``g``, but one closer than
+    a tenth of the axis's span to the next labelled one (from the largest down) is left blank, so that widths
+    2000 and 3000 do not print over each other ("20003000")."""
+    gap = np.log10(values[-1] / values[0]) / 10
+    labels, kept = [], None
+    for value in reversed(values):
+        shown = kept is None or np.log10(kept / value) >= gap
+        labels.append(f"{value:g}" if shown else "")
+        kept = value if shown else kept
+    return labels[::-1]
+
+
 @styled()
 def plot_scaling(records: pd.DataFrame, param: str, metric: str | None, out_dir: str | Path, *,
                  name: str, param_col: str | None = None) -> list[Path]:
@@ -318,7 +335,10 @@ def plot_scaling(records: pd.DataFrame, param: str, metric: str | None, out_dir:
         positive = _scaling_lines(ax, records, param_col, column, scale)
         if logx:
             ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # label the decades only
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            values = sorted(param_axis(records[param_col])[0].unique())
+            if len(values) <= MAX_TICKS:  # each value swept marked: horizons 2.5 … 40 read "10¹" only
+                ax.set_xticks(values, log_tick_labels(values))
         if positive and logy:
             ax.set_yscale("log")
         ax.set(xlabel=param, ylabel=f"{ylabel} (median, min–max over seeds)", title=f"{name}: {ylabel} vs {param}")

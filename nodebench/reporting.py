@@ -56,8 +56,10 @@ def scope_experiment(scope: str, experiments) -> str | None:
 
 def claim_seeds(verdict, records: pd.DataFrame) -> int:
     """The fewest successful seeds behind a claim's verdict: over the methods of the experiment its scope
-    names (0 where it has no successful case, or did not run), else of all experiments (scope "all")."""
-    if verdict.verdict == NOT_IN_RUN:
+    names (0 where it has no successful case, or did not run), else of all experiments (scope "all"); 0 for a
+    row with no verdict (not measured, not in the run, its check failed), which no seed is behind (a method with
+    no successful seed left out of the count showed the others', "1" beside "adjoint has no successful run")."""
+    if verdict.verdict not in (HOLDS, FAILS):
         return 0
     ok = records[records["status"] == "ok"] if "status" in records else records
     experiment = scope_experiment(verdict.scope, set(records.get("experiment", [])))

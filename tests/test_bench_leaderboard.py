@@ -190,3 +190,17 @@ def test_the_markdown_environment_shows_a_missing_value_as_blank_not_nan(tmp_pat
     md, _ = leaderboard_page.write([run], tmp_path / "board", targets={"toy": 0.5})
     environment = md.read_text().split("## Environment")[1].split("## Figures")[0]
     assert "| GPU " in environment and "nan" not in environment, environment
+
+
+def test_the_html_overall_table_ranks_and_rounds_as_the_markdown_does():
+    """leaderboard.html's overall table read a speed-up of 21.976 where leaderboard.md says 22×, and had no rank
+    column (the Markdown's "#", ties shared)."""
+    from nodebench.benchmarking.leaderboard import display_overall
+
+    scores = pd.DataFrame({"family": ["a", "b", "c"], "tasks_reached": 1, "tasks_run": 1, "score": [0.9, 0.5, 0.5],
+                           "speedup": [21.976, 5.4249, math.nan], "speedup_tasks": [2, 2, 0], "seeds": "1 seed"})
+    page, md = leaderboard_page.scores_frame(scores, "a"), display_overall(scores, "a")
+    assert list(page["#"]) == list(md["#"]) == [1, 2, 2]
+    shown = page["speed-up vs a"].tolist()
+    assert shown[:2] == [22.0, 5.42] and math.isnan(shown[2])
+    assert [f"{v:g}×" for v in shown[:2]] == [text.split(" ")[0] for text in md["speed-up vs a (tasks)"][:2]]

@@ -150,6 +150,27 @@ def test_the_history_site_s_metric_filter_filters_the_regressions_table_too(tmp_
         assert b.errors == []
 
 
+def test_the_history_site_shows_times_in_ms_and_memory_in_mib_as_the_gate_does(tmp_path):
+    """The site drew and listed the records' raw values with no unit: a peak memory read "1.354e+07" (bytes) and a
+    time/iter "0.01" (seconds), where `nodebench compare` and history.md say "12.93 MiB" and "10 ms"."""
+    from test_bench_compare import _records
+
+    site = _history_site(tmp_path, [_records()[0], _records(mem=1.6 * 8 * 2**20)[0]])  # a memory regression
+    graph = "document.querySelector('figure.history[data-metric={}]')"
+    with Browser(height=SCREEN) as b:
+        b.open(site)
+        assert b.js("document.querySelector('#regressions > tbody > tr').cells[5].textContent") == "12.93 MiB"
+        for metric, caption, tip in (("memory", "peak memory [MiB]", ": 12.93 MiB (regression)"),
+                                     ("time", "time/iter [ms]", ": 10 ms (same)")):
+            assert caption in b.js(graph.format(metric) + ".querySelector('figcaption').textContent"), metric
+            tips = b.js(f"Array.from({graph.format(metric)}.querySelectorAll('title')).map(t => t.textContent)")
+            assert tips[-1].endswith(tip), tips
+            axis = b.js(f"Array.from({graph.format(metric)}.querySelectorAll('text')).slice(0, 2)"
+                        ".map(t => parseFloat(t.textContent))")
+            assert all(5 < value < 20 for value in axis), (metric, axis)  # 8 to 13 MiB, 10 ms: not bytes, seconds
+        assert b.errors == []
+
+
 def test_the_history_site_lists_newly_failing_cases_and_lost_measurements_and_each_run_s_gate(tmp_path):
     """The site listed regressions only: a run whose case went out of memory, which fails the gate, showed no
     failure anywhere. Its failures are listed (a failed case under every metric filter, a lost measurement
@@ -221,8 +242,31 @@ def test_pages_show_no_python_none_or_nan_and_every_history_point_links_and_hove
                       " (a.querySelector('circle > title') || {}).textContent || ''])")
         assert len(points) > 20
         assert all((history_site.parent / href).is_file() for href, _ in points)
-        assert all(re.search(r"\b[0-9a-f]{7,}: [-0-9.e+]+ \(", tip) for _, tip in points), points[:3]
+        assert all(re.search(r"\b[0-9a-f]{7,}: [-0-9.e+]+( ms| MiB)? \(", tip) for _, tip in points), points[:3]
         assert b.errors == []
+
+
+def test_pages_keep_the_window_s_width_on_a_narrow_screen(board, history_site, tmp_path):
+    """At 420 px every page scrolled sideways as a whole (the report's claims table is some 730 px wide, the
+    leaderboard's task tables 880 px, the history site's runs table 980 px): a wide table scrolls in its own box,
+    the rest of the page keeps the window's width, and a phone is told so (viewport meta)."""
+    from nodebench.report_page import write_report_html
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.md").write_text((BASELINES / "do_vs_od-quick-cpu" / "report.md").read_text())
+    report = write_report_html(run / "report.md", link_figures=True)
+    width = 420
+    with Browser(width=width, height=SCREEN) as b:
+        for page in (report, board, history_site):
+            b.open(page)
+            assert b.js("document.documentElement.scrollWidth") <= width, page
+            boxes = b.js("Array.from(document.querySelectorAll('table')).filter(t => t.offsetWidth > "
+                         f"{width}).map(t => [t.parentElement.scrollWidth > t.parentElement.clientWidth, "
+                         "getComputedStyle(t.parentElement).overflowX])")
+            assert boxes and all(box == [True, "auto"] for box in boxes), (page, boxes)
+            assert b.js("document.querySelector('meta[name=viewport]').content").startswith("width=device-width")
+            assert b.errors == []
 
 
 def test_a_leaderboard_of_runs_recorded_without_optional_columns_shows_no_nan(tmp_path):

@@ -222,6 +222,21 @@ def test_a_memory_claim_reads_a_resident_set_of_zero_as_not_measured():
     assert verdict.verdict == HOLDS and "6×" in verdict.measured
 
 
+def test_a_memory_ratio_shows_its_medians_in_mib_with_the_unit():
+    """The snode and gq_adjoint reports read "(rk4 1.12e+07, snode 2.35e+07; needs ≥ 1)": bytes, with no unit,
+    beside "direct 0.0562 s" for times."""
+    claim = {"id": "M", "text": "memory", "check": "ratio", "method": "gq", "baseline": "adjoint",
+             "column": "peak_mem_bytes", "min": 0.1}
+    rows = [{"experiment": "e", "method": "gq", "peak_mem_bytes": 5 * 2**20},
+            {"experiment": "e", "method": "adjoint", "peak_mem_bytes": 30 * 2**20}]
+    (verdict,) = check_claims([claim], records_of(rows))
+    assert "(adjoint 30 MiB, gq 5 MiB; needs ≥ 0.1)" in verdict.measured, verdict.measured
+    claim |= {"column": "time_per_iter_s"}
+    rows = [row | {"time_per_iter_s": t} for row, t in zip(rows, (0.5, 2.0))]
+    (verdict,) = check_claims([claim], records_of(rows))
+    assert "(adjoint 2 s, gq 0.5 s; needs ≥ 0.1)" in verdict.measured, verdict.measured
+
+
 def test_a_ratio_over_a_zero_median_names_it():
     claim = {"id": "Z", "text": "nfe", "check": "ratio", "method": "direct", "baseline": "adjoint",
              "column": "nfe_backward_per_iter"}
@@ -437,3 +452,18 @@ def test_a_claim_on_an_analysis_table_no_seed_varies_shows_no_seed_count(tmp_pat
     seeded = {"fit": unseeded["fit"].assign(seed=[0, 1])}
     text = write_report(tmp_path, records, [], spec=spec, tables=seeded, preset="quick").read_text()
     assert "| C | fast | s | all | rate = 0.3 (needs ≥ 0.1) | 1 | **holds** (1 seed) |" in text
+
+
+def test_a_claim_row_with_no_verdict_counts_no_seed(tmp_path):
+    """adjoint's only seed diverged: the row read "rk4 or adjoint has no successful run | 1 | not measured", the 1
+    being rk4's seed, the only method left among the successful records; a claim with no check read 1 too."""
+    import dataclasses
+
+    claims = [{"id": "D", "text": "faster", "source": "s", "check": "time_reduction", "method": "rk4",
+               "baseline": "adjoint", "min": 0.3}, {"id": "N", "text": "tables", "source": "s"}]
+    spec = dataclasses.replace(load_paper("do_vs_od"), claims=claims)
+    rows = records_of([{"experiment": "e", "method": "rk4", "train_wall_s": 1.0},
+                       {"experiment": "e", "method": "adjoint", "train_wall_s": 2.0, "status": "diverged"}])
+    text = write_report(tmp_path, rows.assign(reason=""), [], spec=spec, preset="quick").read_text()
+    rows = [line for line in text.splitlines() if line.startswith(("| D |", "| N |"))]
+    assert len(rows) == 2 and all(row.endswith("| 0 | not measured at this preset |") for row in rows), rows

@@ -90,6 +90,24 @@ def test_density_image_has_axes_labels_and_colour_bar(tmp_path, monkeypatch):
     assert colour_bar.get_label() == "<colorbar>"
 
 
+def test_a_scaling_figure_labels_each_swept_value_on_its_log_axis(tmp_path, monkeypatch):
+    """snode's horizon sweep (2.5, 5, 10, 20, 40) on a log axis read "10¹" alone: which horizon each point is was
+    left to guess."""
+    import nodebench.plots as plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, out, name: drawn.append(fig) or [out / f"{name}.png"])
+    horizons = [2.5, 5.0, 10.0, 20.0, 40.0]
+    records = pd.DataFrame({"method": "rk4", "seed": 0, "hp_horizon": horizons, "train_wall_s": horizons,
+                            "status": "ok"})
+    plots.plot_scaling(records, "horizon", None, tmp_path, name="sweep")
+    axis = drawn[0].axes[0]
+    assert axis.get_xscale() == "log" and list(axis.get_xticks()) == horizons
+    assert [label.get_text() for label in axis.get_xticklabels()] == ["2.5", "5", "10", "20", "40"]
+    widths = [5, 20, 100, 500, 1000, 2000, 3000]  # 2000 and 3000 printed over each other: one is left blank
+    assert plots.log_tick_labels(widths) == ["5", "20", "100", "500", "1000", "", "3000"]
+
+
 def test_a_long_legend_goes_below_the_axes_which_keep_their_size(tmp_path):
     """33 configurations (taynode's digits_lambda sweep) in the axes' legend collapsed the axes to nothing
     (matplotlib: "constrained_layout not applied"); the legend now goes below and the figure grows."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nodebench.benchmarking.compare import REGRESSION, RULES, load_records
+from nodebench.benchmarking.compare import REGRESSION, RULES, Rule, _value, load_records
 from nodebench.benchmarking.history_plots import GATE_NOTE, drawn, gate_failure_text, run_gates
 from nodebench.html_page import cell, document, esc, plain_table, select, table
 from nodebench.records import RECORDS, atomic_write
@@ -27,10 +27,17 @@ def _link(run_dir: str, out: Path) -> str:
     return Path(os.path.relpath(Path(run_dir) / RECORDS, out)).as_posix()
 
 
-def graph(line: pd.DataFrame, runs: int, label: str, out: Path) -> str:
-    """An SVG line of one configuration's metric over the runs; points link to the run's records."""
+def shown_label(rule: Rule) -> str:
+    """A metric's name with the unit its values are shown in (``"time/iter [ms]"``, ``"NFE/iter"``)."""
+    return f"{rule.label} [{rule.unit}]" if rule.unit else rule.label
+
+
+def graph(line: pd.DataFrame, runs: int, label: str, out: Path, rule: Rule) -> str:
+    """An SVG line of one configuration's metric over the runs, in the unit the gate shows it in (``rule``'s
+    scale: milliseconds, MiB, as ``nodebench compare`` and ``history.md``, never raw seconds or bytes); points
+    link to the run's records."""
     line = line.sort_values("run")
-    values = line["value"].astype(float)
+    values = line["value"].astype(float) * rule.scale
     finite = values[values.map(math.isfinite)]
     low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
     span = (high - low) or (abs(high) or 1.0)
@@ -54,7 +61,7 @@ def graph(line: pd.DataFrame, runs: int, label: str, out: Path) -> str:
         x, y = xy(row.run, value)
         colour = VERDICT_COLOURS.get(row.verdict, "#36c")
         radius = 5 if row.verdict == REGRESSION else 3
-        tip = f"{row.date} {row.git_sha}: {value:.4g} ({row.verdict or 'first run'})"
+        tip = f"{row.date} {row.git_sha}: {_value(row.value, rule)} ({row.verdict or 'first run'})"
         parts.append(f"<a href='{esc(_link(row.run_dir, out))}'>"
                      f"<circle class='point verdict-{esc(row.verdict or 'first')}' cx='{x:.1f}' cy='{y:.1f}'"
                      f" r='{radius}' fill='{colour}'><title>{esc(tip)}</title></circle></a>")
@@ -97,16 +104,17 @@ def write_site(history: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> Pa
                  for r in failures.itertuples()]
     reg_rows = [f"<tr data-metric='{esc(r.metric)}'>{cell(str(r.run), value=r.run)}{cell(esc(r.date))}"
                 f"{cell(esc(r.git_sha))}{cell(esc(r.case))}"
-                f"{cell(esc(RULES[r.metric].label))}{cell(esc(f'{r.value:.4g}'), value=r.value, css='num')}"
+                f"{cell(esc(RULES[r.metric].label))}"
+                f"{cell(esc(_value(r.value, RULES[r.metric])), value=r.value, css='num')}"
                 f"{cell(f'<a href={chr(39)}{esc(_link(r.run_dir, out))}{chr(39)}>records</a>')}</tr>"
                 for r in regressions.itertuples()]
     graphs = []
     for (case, metric), line in drawn(history).groupby(["case", "metric"], sort=True):
-        label = RULES[metric].label
+        label = shown_label(RULES[metric])
         flagged = int((line["verdict"] == REGRESSION).sum())
         graphs.append(f"<figure class='history' data-metric='{esc(metric)}'><figcaption><b>{esc(case)}</b> · "
                       f"{esc(label)}{f' · {flagged} regression(s)' if flagged else ''}</figcaption>"
-                      + graph(line, len(runs), f"{case} {label}", out) + "</figure>")
+                      + graph(line, len(runs), f"{case} {label}", out, RULES[metric]) + "</figure>")
     body = [f"<h1>nodebench history: {esc(suite)} on {esc(machine)}</h1>",
             f"<p class='note'>{len(runs)} run(s) from {esc(runs['date'].iloc[0])} to {esc(runs['date'].iloc[-1])}. "
             "Each run is gated against the one before it; points: blue same, orange noise, green improved, "

@@ -29,6 +29,7 @@ from nodebench.benchmarking.leaderboard import (
     overall,
     plot_profile,
     plot_times,
+    score_ranks,
     summary,
     summary_cells,
     summary_rows,
@@ -132,7 +133,7 @@ def page(*, run_dirs: list[Path], tasks: dict[str, pd.DataFrame], infos: dict[st
         "<p class='note'>Method families × tasks: each family's best configuration on each hardware, time to "
         "target [s] as the median over seeds, or the olympic mean with ≥ 5 seeds [interval] (statistic, seeds, "
         "coverage); ✗: not reached; green: fastest on its hardware; empty: not run.</p>",
-        "<div style='overflow-x:auto'>" + _summary_table(tasks, papers) + "</div>",
+        "<div class='scroll'>" + _summary_table(tasks, papers) + "</div>",
         "<h2>Overall</h2>", f"<p class='note'>{esc(score_note)}</p>",
         plain_table(scores_frame(scores, reference)).replace("<table", "<table id='overall'", 1),
         "<h2>Per task</h2>",
@@ -145,11 +146,14 @@ def page(*, run_dirs: list[Path], tasks: dict[str, pd.DataFrame], infos: dict[st
 
 
 def scores_frame(scores: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """The overall scores with numbers kept numeric, so that they sort as numbers; the hardware of each row
+    """The overall scores with numbers kept numeric, so that they sort as numbers, ranked and rounded as
+    ``leaderboard.md`` shows them (:func:`display_overall`: the shared rank, the score to three decimals, the
+    speed-up to three significant digits; it read 21.976 beside the Markdown's 22×); the hardware of each row
     where there are several (each ranked on its own)."""
-    frame = pd.DataFrame({"family": scores["family"], "tasks reached": scores["tasks_reached"],
+    frame = pd.DataFrame({"#": score_ranks(scores), "family": scores["family"],
+                          "tasks reached": scores["tasks_reached"],
                           "tasks run": scores["tasks_run"], "score (AlgoPerf, r_max 4)": scores["score"].round(3),
-                          f"speed-up vs {reference}": scores["speedup"].round(3),
+                          f"speed-up vs {reference}": scores["speedup"].map(lambda v: float(f"{v:.3g}")),
                           "speed-up tasks": scores["speedup_tasks"], "seeds": scores["seeds"]})
     return with_hardware(frame, scores)
 
