@@ -183,8 +183,8 @@ def order_matching(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
              (f"{measure[0].upper() + measure[1:]} of each solver's R_K runs relative to the same solver's λ = 0 "
               "run (below 1: fewer NFE), against K. The solver order p is that of the propagated solution "
               "(adaptive_heun 2, bosh3 3, dopri5 5): its error estimate's leading term involves d^p z/dt^p, so "
-              "K = p is \"K matching the order\". ``test_nfe`` is counted with dopri5 for every model, "
-              "``test_nfe_train_solver`` with each model's training solver and tolerances (both on the "
+              "K = p is \"K matching the order\". `test_nfe` is counted with dopri5 for every model, "
+              "`test_nfe_train_solver` with each model's training solver and tolerances (both on the "
               "unregularised dynamics), the training NFE with each solver's own."), ""]
     figures: list[Path] = []
     for experiment, rows in table.groupby("experiment", sort=False):
