@@ -290,9 +290,7 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
     if "" in names:
         raise UserError(f"methods {','.join(names)!r} hold an empty name; give names separated by single commas, "
                         "e.g. rk4,adjoint")
-    repeated = sorted({m for m in names if names.count(m) > 1})
-    if repeated:
-        raise UserError(f"methods {', '.join(names)} name {', '.join(repeated)} more than once; give each once")
+    api_checks.distinct(names, "methods")
     if iters is None and budget_s is None:
         iters = 100
     # as Python numbers: a NumPy iters=np.int64(2) would hash to another case id than 2 (refused on resume)
@@ -354,6 +352,7 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
     dry_run, link_figures = api_checks.flag(dry_run, "dry_run"), api_checks.flag(link_figures, "link_figures")
     spec = load_paper(paper)
     experiments = [] if experiments is None else api_checks.names(experiments, "experiments")  # '' names none
+    api_checks.distinct(experiments, "experiments")
     cases = spec.cases(preset, _device(device, engine), experiments=experiments)
     warnings = _check(cases, engine)
     out = api_checks.path(out, "out") if out is not None else Path("results") / f"{paper}-{preset}"

@@ -19,11 +19,15 @@ from nodebench.registry import nearest
 #: Upper bounds of the engine options: far above any real use, low enough that a typo is an error, not a
 #: sweep that exhausts the machine (a million torch threads).
 MAX_JOBS, MAX_THREADS = 10_000, 1_024
+#: The longest per-case time limit, a year: a submitit job asks SLURM for 1.5× it in whole minutes, and
+#: ``--timeout-s 1.7e308`` made that infinite (an ``OverflowError`` traceback after the run folder was written).
+MAX_CASE_TIMEOUT_S = 365 * 24 * 3600
 
 #: The engine options of :func:`nodebench.api.run`, ``reproduce`` and ``bench`` (``**engine``), typed.
 ENGINE = {param.name: param for param in (
     Param("jobs", "int", low=1, high=MAX_JOBS), Param("threads", "int", low=1, high=MAX_THREADS),
-    Param("timeout_s", "float", positive=True), Param("progress", "bool"), Param("retry_failed", "bool"),
+    Param("timeout_s", "float", positive=True, high=MAX_CASE_TIMEOUT_S), Param("progress", "bool"),
+    Param("retry_failed", "bool"),
     Param("executor", "str", choices=("local", "submitit", "dask")), Param("scheduler", "str", optional=True),
     Param("allow_mixed_commits", "bool"), Param("verify_data", "bool"))}
 
@@ -45,6 +49,14 @@ def names(value, what: str) -> list[str]:
     if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
         raise UserError(f"{what} must be a string or a list of strings, got {value!r}")
     return list(items)
+
+
+def distinct(items: list[str], what: str) -> None:
+    """A :class:`UserError` when ``items`` names one twice: the sweep would run it once (``--method rk4,rk4``,
+    ``--experiment X --experiment X``), so a repeat is refused rather than silently dropped."""
+    repeated = sorted({item for item in items if items.count(item) > 1})
+    if repeated:
+        raise UserError(f"{what} {', '.join(items)} name {', '.join(repeated)} more than once; give each once")
 
 
 def table(value, what: str) -> dict[str, Any]:
@@ -94,5 +106,5 @@ def positive_numbers(value, what: str) -> dict[str, float]:
     return {key: Param(key, "float", positive=True).check(item, what) for key, item in table(value, what).items()}
 
 
-__all__ = ["ENGINE", "MAX_JOBS", "MAX_THREADS", "check_engine", "flag", "method_tables", "names", "path", "plain",
-           "positive_numbers", "table"]
+__all__ = ["ENGINE", "MAX_CASE_TIMEOUT_S", "MAX_JOBS", "MAX_THREADS", "check_engine", "distinct", "flag",
+           "method_tables", "names", "path", "plain", "positive_numbers", "table"]

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from nodebench import paths
-from nodebench.api_checks import MAX_JOBS, MAX_THREADS
-from nodebench.argtypes import positive_float, positive_int, positive_int_up_to
+from nodebench.api_checks import MAX_CASE_TIMEOUT_S, MAX_JOBS, MAX_THREADS
+from nodebench.argtypes import positive_float, positive_float_up_to, positive_int, positive_int_up_to
 from nodebench.benchmarking.arguments import revision, store_key
 from nodebench.config import MAX_ITERS
 from nodebench.errors import UserError
@@ -94,7 +94,8 @@ def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -
                    help="cases run at once (default 1: clean timings)")
     p.add_argument("--threads", type=positive_int_up_to(MAX_THREADS), default=1,
                    help="torch threads per case (default 1)")
-    p.add_argument("--timeout-s", type=positive_float, default=3600.0, help="per-case time limit (default 3600)")
+    p.add_argument("--timeout-s", type=positive_float_up_to(MAX_CASE_TIMEOUT_S), default=3600.0,
+                   help="per-case time limit (default 3600)")
     p.add_argument("--retry-failed", action="store_true",
                    help="on resume, rerun cases recorded as diverged, oom, killed, timeout or error")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -35,7 +35,8 @@ class Param:
             table), ``"strs"`` (a non-empty list of distinct strings), or a list of numbers, ``"ints"`` or
             ``"floats"`` (a tuple or list; returned as a list), its items bounded as one number (``low``,
             ``high``, ``positive``).
-        low, high: inclusive bounds (``None``: unbounded); ``positive`` demands ``> 0``.
+        low, high: inclusive bounds (``None``: unbounded, but an integer is at most :data:`MAX_INT`);
+            ``positive`` demands ``> 0``.
         choices: the valid values of a ``str`` parameter (``None``: any string); for a number list, strings
             also valid as items (``step_sizes = ["grid", 0.1]``).
         optional: ``None`` is a valid value (e.g. "all the data").
@@ -69,12 +70,14 @@ class Param:
             text = "an integer" if self.kind == "int" else "a finite number"
             if self.positive:
                 text = "a positive integer" if self.kind == "int" else "a positive finite number"
-            if self.low is not None and self.high is not None:
-                text += f" from {self.low:g} to {self.high:g}"
-            elif self.low is not None:
-                text += f" >= {self.low:g}"
-            elif self.high is not None:
-                text += f" <= {self.high:g}"
+            low, high = (None if x is None else "2**63 - 1" if x == MAX_INT else f"{x:g}"
+                         for x in (self.low, self.high))
+            if low is not None and high is not None:
+                text += f" from {low} to {high}"
+            elif low is not None:
+                text += f" >= {low}"
+            elif high is not None:
+                text += f" <= {high}"
         else:
             text = {"bool": "true or false", "str": "a string", "any": "any value", "table": "a table (name = value)",
                     "strs": "a non-empty list of distinct strings"}[self.kind]
@@ -103,7 +106,8 @@ class Param:
             try:
                 return [v if isinstance(v, str) and v in words else item.check(v, where) for v in value]
             except UserError:
-                raise bad from None
+                past = item.kind == "int" and any(_past_int64(v) for v in value) and self.high is None
+                raise (self._past_int64_error(value, where) if past else bad) from None
         if self.kind == "bool":
             if not isinstance(value, bool):
                 raise bad
@@ -114,6 +118,7 @@ class Param:
             return value
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise bad
+        given = value
         if self.kind == "int":
             if value != int(value):
                 raise bad
@@ -123,7 +128,14 @@ class Param:
         if (self.positive and not value > 0) or (self.low is not None and value < self.low) \
                 or (self.high is not None and value > self.high):
             raise bad
+        if self.kind == "int" and _past_int64(value):  # torch reads a size or a seed as an int64: it overflowed there
+            raise self._past_int64_error(given, where)
         return value
+
+    def _past_int64_error(self, value: Any, where: str) -> UserError:
+        """The error of a whole number above :data:`MAX_INT`, naming that bound."""
+        return UserError(f"{where} {self.name} must be {dataclasses.replace(self, high=MAX_INT).describe()}, "
+                         f"got {value!r}")
 
     def _item(self) -> "Param":
         """The parameter of one item of a number list kind."""
@@ -134,6 +146,16 @@ class Param:
 LISTS = {"ints": "int", "floats": "float"}
 #: Every kind of :class:`Param`.
 KINDS = ("int", "float", "bool", "str", "any", "table", "strs", *LISTS)
+
+#: The largest integer any integer :class:`Param` takes (when its own ``high`` is not lower): int64's, the type
+#: torch reads a size or a seed as (``hidden = 1e30`` failed inside the case, "Overflow when unpacking long long").
+MAX_INT = 2**63 - 1
+
+
+def _past_int64(value: Any) -> bool:
+    """Whether ``value`` is a finite number above :data:`MAX_INT`."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > MAX_INT
+
 
 #: The most training iterations a case may ask for: far above any real use, low enough that a typo (10^20) is
 #: an error, not a sweep that runs until its time limit.

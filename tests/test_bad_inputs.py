@@ -208,6 +208,17 @@ def bad_inputs(root: Path) -> dict[str, list[str]]:
         "run --iters 1e20": ["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "1" + "0" * 20,
                              "--out", f"{r}/o"],
         "run --out name too long": run + ["--out", f"{r}/{'a' * 300}"],
+        # refused before a dry run lists the cases (the run itself failed late, ran once or until its limit)
+        "run --timeout-s 1.7e308 --executor submitit (an OverflowError traceback)": run + [
+            "--timeout-s", "1.7e308", "--executor", "submitit", "--dry-run", "--out", f"{r}/o"],
+        "reproduce --experiment given twice (ran once)": ["reproduce", "gq_adjoint", "--experiment", "g1d_widths",
+                                                           "--experiment", "g1d_widths", "--dry-run"],
+        "run hidden 1e30 (int64 overflow in the case)": run + ["--hparam", "hidden=1e30", "--dry-run"],
+        "run n_points 1e30 (int64 overflow in the case)": run + ["--hparam", "n_points=1e30", "--dry-run"],
+        "run data_seed 2**64 (int64 overflow in the case)": ["run", "--task", "vehicle", "--method", "rk4",
+                                                              "--hparam", f"data_seed={2**64}", "--dry-run"],
+        "run latent n_records 1e12 (drew records until the time limit)": [
+            "run", "--task", "latent_ode_synthetic", "--method", "direct", "--hparam", "n_records=1e12", "--dry-run"],
         "compare --threshold given twice": ["compare", res, res, "--threshold", "time=0.1", "--threshold",
                                             "time=0.2"],
         # a dry run refuses what the run would refuse
@@ -282,3 +293,34 @@ def test_a_path_the_system_refuses_is_one_line(capsys, monkeypatch):
     monkeypatch.setattr(api, "report", lambda *a, **k: (_ for _ in ()).throw(OSError("no file named")))
     with pytest.raises(OSError):
         main(["report", "x"])
+
+
+@pytest.mark.parametrize("call, message", [
+    (dict(timeout_s=1.7e308), "engine option timeout_s must be a positive finite number <= 3.1536e+07, got 1.7e+308"),
+    (dict(hparams={"hidden": 2**63}), "hidden must be an integer from 1 to 2**63 - 1, got 9223372036854775808"),
+])
+def test_the_api_refuses_values_past_their_range(call, message, tmp_path):
+    import nodebench
+    from nodebench.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        nodebench.run("cubic_spiral", "rk4", iters=1, out=tmp_path / "o", dry_run=True, **call)
+    assert message in str(err.value)
+
+
+def test_an_experiment_named_twice_is_refused_as_a_method_is(tmp_path):
+    """``experiments=[X, X]`` ran X once, as if the second were not there; ``methods=[m, m]`` is refused."""
+    import nodebench
+    from nodebench.errors import UserError
+
+    with pytest.raises(UserError, match="experiments g1d_widths, g1d_widths name g1d_widths more than once"):
+        nodebench.reproduce("gq_adjoint", experiments=["g1d_widths", "g1d_widths"], out=tmp_path / "p", dry_run=True)
+    with pytest.raises(UserError, match="methods rk4, rk4 name rk4 more than once"):
+        nodebench.run("cubic_spiral", ["rk4", "rk4"], out=tmp_path / "o", dry_run=True)
+    assert len(nodebench.reproduce("gq_adjoint", experiments=["g1d_widths"], out=tmp_path / "p", dry_run=True).cases)
+
+
+@pytest.mark.parametrize("timeout_s", ["31536000", "0.5"])
+def test_the_timeout_bounds_themselves_are_valid(timeout_s, tmp_path, capsys):
+    assert main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "1", "--timeout-s", timeout_s,
+                 "--dry-run", "--out", str(tmp_path / "o")]) == 0

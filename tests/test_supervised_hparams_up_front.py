@@ -24,8 +24,8 @@ CASES = [
     ("digits_ode", "batch_size=null", "batch_size must be an integer >= 1"),
     ("latent_ode_synthetic", "batch_size=null", "batch_size must be an integer >= 1"),
     ("latent_ode_physionet", "batch_size=null", "batch_size must be an integer >= 1"),
-    ("latent_ode_synthetic", "n_records=1", "n_records must be an integer >= 2"),
-    ("latent_ode_synthetic", "n_records=null", "n_records must be an integer >= 2"),
+    ("latent_ode_synthetic", "n_records=1", "n_records must be an integer from 2 to 100000"),
+    ("latent_ode_synthetic", "n_records=null", "n_records must be an integer from 2 to 100000"),
     ("latent_ode_synthetic", "n_obs=49", "n_obs must be an integer from 1 to 48"),
 ]
 
@@ -61,6 +61,37 @@ def test_null_is_refused_for_every_count_whose_default_is_a_number(task, key):
         get_task(task).hparams({key: None})
 
 
+def _integer_hparams():
+    from nodebench.tasks import TASKS
+
+    return [(name, key) for name, cls in sorted(TASKS.items()) for key, param in cls().params().items()
+            if param.kind == "int" and (param.high is None or param.high >= 2**63)]
+
+
+@pytest.mark.parametrize("task, key", _integer_hparams())
+def test_every_integer_hparam_stops_at_int64(task, key):
+    """Whole numbers are torch sizes and seeds, read as int64: ``hidden = 1e30`` passed the check and failed inside
+    the case ("Overflow when unpacking long long", an error row, exit code 0)."""
+    with pytest.raises(UserError, match=re.escape(f"{key} must be an integer from ") + r"\d+ to 2\*\*63 - 1"
+                       + r"( or null)?" + re.escape(f", got {2**63}")):
+        get_task(task).hparams({key: 2**63})
+
+
+def test_a_list_of_widths_stops_at_int64():
+    """An item past the bound names it, not "a positive integer" (which 2**63 is)."""
+    with pytest.raises(UserError, match=re.escape(f"each item a positive integer <= 2**63 - 1, got [64, {2**63}]")):
+        get_task("cnf_toy_moons").hparams({"hidden_dims": [64, 2**63]})
+
+
+def test_the_largest_data_seed_builds():
+    """2**63 - 1, the bound, seeds torch's generator (``data_seed = 2**64`` failed there, an error row)."""
+    import torch
+
+    problem = get_task("vehicle").build(seed=0, device=torch.device("cpu"),
+                                        hparams={"data_seed": 2**63 - 1, "n_train": 2, "n_test": 1})
+    assert problem is not None
+
+
 def test_a_task_that_declares_null_takes_it():
     """``nested_spheres`` reads ``batch_size = null`` as the full batch (both classes: 2 × n_train)."""
     problem = get_task("nested_spheres").build(seed=0, device="cpu", hparams={"batch_size": None, "n_train": 8,
@@ -86,6 +117,7 @@ LATE = [
     ("vehicle", {"dt": 1e-300}, "horizon / dt = 5e+300 observation intervals; give dt from horizon / 1,000,000"),
     ("vehicle", {"dt": 1e-320}, "horizon / dt = inf observation intervals"),
     ("multi_agent", {"horizon": 1e6}, "horizon / dt = 1e+07 observation intervals; give dt from horizon / "),
+    ("latent_ode_synthetic", {"n_records": 10**12}, "n_records must be an integer from 2 to 100000, got 1000000000000"),
 ]
 
 
@@ -100,7 +132,9 @@ def test_the_api_refuses_what_a_case_would_fail_on(task, hparams, message, tmp_p
 
 @pytest.mark.parametrize("task, hparams", [("cnf_toy_moons", {"density_grid": 0}),
                                            ("cnf_toy_moons", {"density_grid": 2}), ("cnf_image_digits", {"ksize": 1}),
-                                           ("vehicle", {"dt": 2.5}), ("vehicle", {"dt": 5e-6})])
+                                           ("vehicle", {"dt": 2.5}), ("vehicle", {"dt": 5e-6}),
+                                           ("latent_ode_synthetic", {"n_records": 100_000}),
+                                           ("vehicle", {"data_seed": 2**63 - 1})])
 def test_the_bounds_themselves_are_valid(task, hparams):
     assert get_task(task).hparams(hparams).items() >= hparams.items()
 

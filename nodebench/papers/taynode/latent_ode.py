@@ -485,6 +485,12 @@ class LatentODEPhysioNet(LatentODETask):
         return provenance("physionet", n_train, 0, n_test, parts=_sets(hp["sets"]))
 
 
+#: The most records ``latent_ode_synthetic`` generates: 8× PhysioNet 2012's 12,000, low enough that a typo
+#: (``n_records = 1e12``) is an error, not a case that draws one record after another until its time limit
+#: (10,000 records took 1.5 s on a shared 2-core machine).
+MAX_RECORDS = 100_000
+
+
 class LatentODESynthetic(LatentODETask):
     """Offline smoke preset of the latent ODE on synthetic series (:func:`synthetic_records`); not in the
     paper."""
@@ -496,7 +502,7 @@ class LatentODESynthetic(LatentODETask):
                                           "p_observe": 0.3, "noise": 0.05}
     #: checked up front, before any case runs: at least one training and one test record (with
     #: ``test_fraction``, :meth:`check_hparams`); whole hours 1…48; an observation probability in (0, 1]
-    param_rules = {**LatentODETask.param_rules, "n_records": Param("n_records", "int", low=2),
+    param_rules = {**LatentODETask.param_rules, "n_records": Param("n_records", "int", low=2, high=MAX_RECORDS),
                    "n_obs": Param("n_obs", "int", low=1, high=48),
                    "p_observe": Param("p_observe", "float", positive=True, high=1.0)}
 
