@@ -59,11 +59,18 @@ def case_settings(cases) -> list[dict]:
 
 
 def settings_section(info: dict) -> list[str]:
-    """The report's "Settings" section from a run's ``run.json`` (empty when it holds none)."""
+    """The report's "Settings" section from a run's ``run.json`` (empty when it holds none): the latest command,
+    the earlier ones that put cases into the folder (``earlier``) and the settings of each."""
     lines = []
+    prior = info.get("earlier")
+    earlier = [e for e in (prior if isinstance(prior, list) else []) if isinstance(e, dict) and e.get("command_line")]
     if info.get("command_line"):
         lines += ["## Settings", "", f"Command: `{info['command_line']}`" + (
             f" (in `{info['cwd']}`)" if info.get("cwd") else ""), ""]
+        if earlier:
+            lines += ["Earlier commands on this folder, whose cases the tables include too:", "",
+                      *[f"- `{e['command_line']}`" + (f" (in `{e['cwd']}`)" if e.get("cwd") else "") for e in earlier],
+                      ""]
         env = info.get("environment", {})
         variables = " ".join(f"{k}={v}" for k, v in env.get("variables", {}).items())
         lines += [f"Python {env.get('python', '?')} on {env.get('platform', '?')}"
@@ -72,7 +79,8 @@ def settings_section(info: dict) -> list[str]:
         lines += [f"Preset: **{info.get('preset') or info.get('suite')}**" + (
             " — a smoke test of the pipeline, not a measurement to judge the paper by."
             if info.get("preset") == "smoke" else "."), ""]
-    settings = info.get("settings") or []
+    settings = [s for e in earlier for s in e.get("settings") or []] + (info.get("settings") or [])
+    settings = [s for i, s in enumerate(settings) if s not in settings[:i]]
     if settings:
         if not lines:
             lines += ["## Settings", ""]

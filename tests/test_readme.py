@@ -102,12 +102,31 @@ def nodebench_command_lines(text: str) -> list[list[str]]:
     return commands
 
 
+#: The user's manuals: the README, the plug-in and data guides, the papers' READMEs.
+DOCS = [ROOT / "README.md", ROOT / "reproduce" / "README.md", ROOT / "datasets" / "README.md",
+        *sorted((ROOT / "nodebench" / "papers").glob("*/README.md"))]
 #: Every ``nodebench`` command of the READMEs' bash blocks and of the ``--help`` examples: (where, arguments).
 COMMANDS = [(path.relative_to(ROOT).as_posix(), argv)
-            for path in [ROOT / "README.md", ROOT / "reproduce" / "README.md",
-                         *sorted((ROOT / "nodebench" / "papers").glob("*/README.md"))]
+            for path in DOCS
             for block in code_blocks(path.read_text(), "bash") for argv in nodebench_command_lines(block)] + [
     ("--help", argv) for examples in (cli.EXAMPLES, data_cli.EXAMPLES) for argv in nodebench_command_lines(examples)]
+
+
+SUBCOMMANDS = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+#: Every ``nodebench ...`` command written inline in the READMEs' prose (`` `nodebench report DIR` ``), with its
+#: place-holders; a bare command name (`` `nodebench run` ``) and a synopsis (``[NAME]``, ``a | b``) left out.
+INLINE = [(path.relative_to(ROOT).as_posix(), argv)
+          for path in DOCS
+          for span in re.findall(r"`([^`\n]*)`", re.sub(r"```.*?```", "", path.read_text(), flags=re.S))
+          if re.search(r"(^|[ /])nodebench [a-z]", span) and not re.search(r"[\[|…]", span)
+          for argv in nodebench_command_lines(span)
+          if argv and argv[0] in SUBCOMMANDS and len(argv) > (2 if argv[0] == "data" else 1)]
+
+
+@pytest.mark.parametrize("where, argv", INLINE, ids=[f"{w}: {' '.join(a)}" for w, a in INLINE])
+def test_every_inline_command_line_parses(where, argv):
+    """A command quoted in the text is copied as often as one in a block: its required options are there too."""
+    cli.build_parser().parse_args(argv)
 
 
 @pytest.mark.parametrize("where, argv", COMMANDS, ids=[f"{w}: {' '.join(a)}" for w, a in COMMANDS])
@@ -115,6 +134,22 @@ def test_every_documented_command_line_parses(where, argv):
     """Each option spelled as the parser spells it, each value of the option's type (names are checked by the
     commands themselves)."""
     cli.build_parser().parse_args(argv)
+
+
+#: Every ``benchmarks/NAME.py`` command of the READMEs' bash blocks: (where, script, its ``--options``).
+SCRIPT_COMMANDS = [(path.relative_to(ROOT).as_posix(), match[1], re.findall(r"(?<![\w-])--[a-z][\w-]*", match[2]))
+                   for path in DOCS for block in code_blocks(path.read_text(), "bash")
+                   for line in block.replace("\\\n", " ").splitlines()
+                   for match in [re.search(r"(benchmarks/\w+\.py)([^#]*)", line)] if match]
+
+
+@pytest.mark.parametrize("where, script, flags", SCRIPT_COMMANDS,
+                         ids=[f"{w}: {s} {' '.join(f)}" for w, s, f in SCRIPT_COMMANDS])
+def test_every_documented_benchmark_command_names_the_scripts_own_options(where, script, flags):
+    """A benchmark script exists and declares each option its documented command gives (read from its source:
+    the scripts import torch, and their parsers live in ``main``)."""
+    source = (ROOT / script).read_text()
+    assert [flag for flag in flags if f'"{flag}"' not in source] == []
 
 
 def test_the_readme_documents_every_option_of_every_command():
@@ -129,3 +164,22 @@ def test_the_readme_documents_every_option_of_every_command():
     assert len(COMMANDS) >= 40
     undocumented = {flag for flag in options(cli.build_parser()) if not re.search(rf"{flag}(?![\w-])", README)}
     assert sorted(undocumented) == []
+
+
+def test_a_method_registered_by_a_script_is_refused_before_anything_runs(tmp_path):
+    """README, "Your own method or task": the worker process of each case never imports the user's script, so a
+    method registered there is one line up front, not a sweep whose every case fails as an unknown method."""
+    import nodebench
+    from nodebench.errors import UserError
+    from nodebench.methods import METHODS
+
+    script = ("from nodebench.methods import METHODS, Backprop\n"
+              "METHODS.register(obj=Backprop('heun3_script', 'heun3', adaptive=False, description='Heun 3'))\n")
+    exec(compile(script, "my_script.py", "exec"), {"__name__": "__main__"})
+    try:
+        with pytest.raises(UserError, match=r"method 'heun3_script' is registered by your script .*paper plug-in"):
+            nodebench.run("cubic_spiral", ["heun3_script"], iters=1, out=tmp_path / "run", dry_run=True)
+        assert not (tmp_path / "run").exists()
+    finally:
+        METHODS.pop("heun3_script", None)
+        METHODS.origins.pop("heun3_script", None)

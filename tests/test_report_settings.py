@@ -1,5 +1,6 @@
 """Reports and records describe themselves: settings section, verdict labels, clipped reasons, extras."""
 
+import json
 import sys
 
 import pandas as pd
@@ -46,3 +47,32 @@ def test_bsds300_without_h5py_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(UserError, match=r"nodebench\[bsds300\]"):
         load_bsds300(tmp_path)
+
+
+def test_a_resume_that_adds_methods_keeps_the_earlier_command_in_the_settings(tmp_path, monkeypatch):
+    """A resume may add methods or seeds to a folder (README, "Stopping and resuming"); the report's tables hold
+    every case there, so its Settings section names every command that put cases in, not only the latest."""
+    from nodebench.runner.sweep import read_run_info, write_run_info
+
+    def invoke(method: str) -> None:
+        argv = ["nodebench", "run", "--task", "cubic_spiral", "--method", method, "--out", str(tmp_path)]
+        monkeypatch.setattr(sys, "argv", argv)
+        write_run_info(tmp_path, command="run", settings=case_settings([Case("cubic_spiral", method, iters=20)]))
+
+    invoke("rk4")
+    invoke("rk4")  # the same command again: nothing earlier to name
+    assert "earlier" not in read_run_info(tmp_path)
+    invoke("adjoint")
+    lines = "\n".join(settings_section(read_run_info(tmp_path)))
+    assert "Command: `nodebench run --task cubic_spiral --method adjoint" in lines
+    assert "- `nodebench run --task cubic_spiral --method rk4" in lines
+    assert "| cubic_spiral | cubic_spiral | rk4 | 0 | 20 iterations |" in lines
+    assert "| cubic_spiral | cubic_spiral | adjoint | 0 | 20 iterations |" in lines
+    invoke("rk4")  # back to the first command: each command is named once
+    lines = "\n".join(settings_section(read_run_info(tmp_path)))
+    assert lines.count("--method rk4") == 1 and lines.count("--method adjoint") == 1
+    info = read_run_info(tmp_path) | {"earlier": 7}  # a hand-edited run.json: no earlier commands, no crash
+    (tmp_path / "run.json").write_text(json.dumps(info))
+    assert "Earlier commands" not in "\n".join(settings_section(read_run_info(tmp_path)))
+    invoke("adjoint")
+    assert [e["command_line"].split("--method ")[1].split()[0] for e in read_run_info(tmp_path)["earlier"]] == ["rk4"]

@@ -11,11 +11,11 @@ from typing import Any, Mapping
 
 from nodebench.config import CASE_LIMITS, TrainingOptions
 from nodebench.errors import UserError
-from nodebench.methods import SOLVER_OPTIONS, Method, check_step_size, get_method, solver_options
+from nodebench.methods import METHODS, SOLVER_OPTIONS, Method, check_step_size, get_method, solver_options
 from nodebench.registry import nearest
 from nodebench.regularizers import REGULARIZER_OPTIONS, Regularizer, regularizer_from_hparams
 from nodebench.snode.options import SnodeOptions, inert_options, is_snode_option
-from nodebench.tasks import get_task
+from nodebench.tasks import TASKS, get_task
 from nodebench.tasks.base import MONITOR_TASKS, Task
 
 #: Keys that configure how a method trains rather than what it trains on.
@@ -111,5 +111,7 @@ def check_cases(cases) -> list[str]:
         if case.task not in tasks:  # built once per task: a data file's task reads its file
             tasks[case.task] = get_task(case.task)
         task = tasks[case.task]
+        TASKS.check_known_to_workers(case.task)
+        METHODS.check_known_to_workers(case.method)
         ignored.setdefault(case.method, set()).update(check_case(task, get_method(case.method), case.hparams))
     return [f"method {name} does not use {', '.join(sorted(keys))}; ignored" for name, keys in ignored.items() if keys]

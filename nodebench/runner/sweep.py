@@ -46,6 +46,8 @@ from nodebench.runner.guard import PARENT_PID, SweepLock, check_commit, read_jso
 
 LOGS = "logs"
 RUN_INFO = "run.json"
+#: What ``run.json`` keeps of an earlier invocation on the same folder (:func:`write_run_info`).
+EARLIER_KEYS = ("command_line", "cwd", "settings")
 #: The keys of ``run.json`` that name what made the run (commands read them back): strings where present.
 RUN_KINDS = ("command", "paper", "preset", "suite")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -78,7 +80,9 @@ def read_run_info(run_dir: str | Path) -> dict:
 
 def write_run_info(run_dir: str | Path, **meta) -> dict:
     """Create or update ``run_dir/run.json``; the run id is made once and kept when a run resumes. It holds the
-    command line and environment of the latest invocation (:func:`nodebench.run_settings.invocation`)."""
+    command line and environment of the latest invocation (:func:`nodebench.run_settings.invocation`) and, under
+    ``earlier``, the command line, folder and settings of each earlier one that differed (a resume that added
+    methods or seeds), whose cases the folder's records hold too."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -89,7 +93,16 @@ def write_run_info(run_dir: str | Path, **meta) -> dict:
         print(f"nodebench: {run_dir / RUN_INFO} was corrupt: moved to {aside.name}, a new run id starts",
               file=sys.stderr)
         info = {}
-    info = {"run_id": time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]} | info | invocation() | meta
+    current = invocation() | meta
+    prior = info.pop("earlier", [])
+    earlier = [entry for entry in [*(prior if isinstance(prior, list) else []),
+                                   {key: info[key] for key in EARLIER_KEYS if key in info}]
+               if isinstance(entry, dict) and entry.get("command_line")
+               and entry != {key: current.get(key) for key in entry}]
+    earlier = [entry for i, entry in enumerate(earlier) if entry not in earlier[:i]]
+    info = {"run_id": time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]} | info | current
+    if earlier:
+        info["earlier"] = earlier
     atomic_write(run_dir / RUN_INFO, lambda path: path.write_text(json.dumps(info, indent=1)))
     return info
 
