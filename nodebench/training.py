@@ -369,7 +369,8 @@ def evaluation_limit_s(training_s: float) -> float:
 
 
 class _OverTime(RuntimeError):
-    """Raised inside a solve past the evaluation's limit: the learned dynamics are too stiff to evaluate."""
+    """Raised inside a solve past the evaluation's limit: the learned dynamics are too stiff to evaluate, or the
+    evaluation is long for so short a training (a large test set after a few iterations)."""
 
 
 class _Deadline(nn.Module):
@@ -381,8 +382,10 @@ class _Deadline(nn.Module):
 
     def forward(self, t, y):
         if time.monotonic() > self.deadline:
-            raise _OverTime(f"the solve ran past the evaluation's {self.seconds:g} s limit, the learned dynamics "
-                            "are too stiff")
+            raise _OverTime(f"the solve ran past the evaluation's {self.seconds:g} s limit (the larger of "
+                            f"{EVALUATION_MIN_S:g} s and {EVALUATION_FACTOR:g} × the training time): the learned "
+                            "dynamics are too stiff, or the test set is large for so short a training (train longer, "
+                            "or evaluate fewer examples: --hparam n_test=N where the task has it)")
         return self.field(t, y)
 
 

@@ -316,8 +316,9 @@ def test_the_evaluation_solve_is_capped(monkeypatch):
     monkeypatch.setattr(training, "EVALUATION_FACTOR", 0.0)
     problem = get_task("cubic_spiral").build(seed=0, device=torch.device("cpu"), hparams=SPIRAL)
     started = time.monotonic()
-    with pytest.raises(training.Diverged, match="evaluation after 1 iterations: the solve ran past"):
+    with pytest.raises(training.Diverged, match="evaluation after 1 iterations: the solve ran past") as err:
         training.train(problem, get_method("rk4"), device=torch.device("cpu"), iters=1, warmup=0)
+    assert "0.01 s and 0 × the training time" in str(err.value) and "--hparam n_test=N" in str(err.value)
     assert time.monotonic() - started < 60
 
 
