@@ -348,7 +348,8 @@ def test_cli_rejects_snode_and_the_monitor_on_a_task_without_trajectories(capsys
 @pytest.mark.parametrize("option, message", [
     # a count too large for a tensor size was a training-time TypeError or overflow row; "none" for a default
     # named no alternative
-    ("snode_degree=1e30", "snode_degree must be an integer from 1 to 1000000, got 1e+30"),
+    ("snode_degree=1e30", "snode_degree must be an integer from 1 to 9999, got 1e+30"),
+    ("snode_nodes=30000", "snode_nodes must be an integer from 1 to 10000 or null (p + 1), got 30000"),
     ("snode_elements=1000000000000", "snode_elements must be an integer from 1 to 1000000 or null (auto)"),
     ("snode_elements=none", "snode_elements must be an integer from 1 to 1000000 or null (auto), got 'none'"),
     ("snode_gamma_max=none", "snode_gamma_max must be a finite number >= 0.1 or null (no limit), got 'none'"),

@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 import torch
 
 from nodebench.snode.elements import ElementBasis
+from nodebench.snode.memory import check_memory
 from nodebench.snode.objective import SpectralObjective
 from nodebench.snode.options import SnodeOptions
 from nodebench.undo import restored
@@ -55,11 +56,14 @@ class CoordinateDescent:
 
     def setup(self) -> None:
         """Build the basis (M2)–(M5) and quadrature (M7), fit the coefficients to the observations (M6), reset
-        γ and λ (λ = 0)."""
+        γ and λ (λ = 0). First refuses (:class:`~nodebench.snode.memory.SnodeMemoryError`) a basis whose dense
+        matrices would not fit in the device's memory (:func:`~nodebench.snode.memory.check_memory`)."""
         p, opts = self.problem, self.options
         t, y = p.t, p.y_train
-        basis = ElementBasis(float(t[0]), float(t[-1]), opts.degree, opts.elements_for(t.shape[0]),
-                             dtype=torch.float64, device=y.device)
+        elements = opts.elements_for(t.shape[0])
+        check_memory(t.shape[0], y.shape[0] * y.shape[-1], opts.degree, elements, opts.nodes_per_element,
+                     y.element_size(), y.device)
+        basis = ElementBasis(float(t[0]), float(t[-1]), opts.degree, elements, dtype=torch.float64, device=y.device)
         self.objective = SpectralObjective(p.field, basis, t, y, nodes_per_element=opts.nodes_per_element,
                                            rule=opts.quadrature)
         p.use_controls(t, p.u_train)

@@ -107,7 +107,8 @@ class ElementBasis:
         """M' (T, P) with ẋ(t) = M' @ z: ẋ = (2/h) Σ_k c_{e,k} P_k'(τ) ((M3), paper §4).
         The slope is the one of ``element`` (:meth:`locate`), which matters at a boundary, where it jumps."""
         idx, tau = self.locate(t, element)
-        return (2.0 / self.width) * self._assemble(legendre_basis_derivative(tau, self.degree), idx)
+        # scaled in place: one (T, P) matrix at a time (nodebench.snode.memory counts on it)
+        return self._assemble(legendre_basis_derivative(tau, self.degree), idx).mul_(2.0 / self.width)
 
     def _assemble(self, basis: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Rows basis[t] @ G[idx[t]], element by element (memory O(T·P), not O(T·(p+1)·P))."""

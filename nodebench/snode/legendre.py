@@ -23,10 +23,11 @@ import math
 import numbers
 
 import numpy as np
+import scipy.linalg
 import torch
 
 __all__ = ["LegendreSeries", "gauss_legendre_nodes", "gauss_lobatto_nodes", "least_squares", "legendre_basis",
-           "legendre_basis_derivative"]
+           "legendre_basis_derivative", "minimum_norm_lstsq", "svd_lstsq"]
 
 _DTYPE = torch.float64
 
@@ -45,17 +46,27 @@ def _legendre_np(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return p, d
 
 
+def _jacobi_nodes(off_diagonal: np.ndarray) -> np.ndarray:
+    """The ascending roots of an orthogonal polynomial whose three-term recurrence has zero diagonal and these
+    off-diagonal coefficients: the eigenvalues of its symmetric tridiagonal Jacobi matrix (Golub & Welsch,
+    Math. Comp. 23, 1969), by LAPACK's tridiagonal solver: O(n²) time and O(n) memory, where a dense companion
+    matrix (numpy's ``leggauss``, ``legroots``) takes O(n³) time and 8n² bytes (7 GiB and hours for
+    ``snode_nodes=30000``)."""
+    return scipy.linalg.eigh_tridiagonal(np.zeros(len(off_diagonal) + 1), off_diagonal, eigvals_only=True)
+
+
 def gauss_legendre_nodes(n: int, dtype: torch.dtype = _DTYPE, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """n-point Gauss–Legendre rule on [−1, 1]: ``(nodes, weights)``, nodes ascending, end points excluded: the
     τ_i, ω_i of SNODE's quadrature (M7) (nodebench's default rule; the paper's is not known to us).
 
     Exact for polynomials of degree ≤ 2n − 1. Nodes come from the Golub–Welsch eigenvalue
-    problem (numpy ``leggauss``) and are polished by two Newton steps on P_n; weights are
+    problem (:func:`_jacobi_nodes`) and are polished by two Newton steps on P_n; weights are
     2 / ((1 − x²) P_n'(x)²).
     """
     if n < 1:
         raise ValueError(f"gauss_legendre_nodes needs n >= 1, got {n}")
-    x, _ = np.polynomial.legendre.leggauss(n)
+    k = np.arange(1, n)
+    x = _jacobi_nodes(k / np.sqrt(4.0 * k * k - 1.0))
     for _ in range(2):
         p, d = _legendre_np(x, n)
         x = x - p / d
@@ -69,8 +80,9 @@ def gauss_lobatto_nodes(n: int, dtype: torch.dtype = _DTYPE, device=None) -> tup
     SNODE's quadrature (M7) with ``snode_quadrature=lobatto`` (a nodebench option).
 
     The nodes are ±1 and the n − 2 roots of P'_{n−1}; the weights are 2 / (n(n − 1) P_{n−1}(x)²). Exact for
-    polynomials of degree ≤ 2n − 3. Interior nodes: companion-matrix roots of P'_{n−1} (numpy), polished by
-    Newton steps using (1 − x²)P''_{n−1} = 2xP'_{n−1} − (n−1)n P_{n−1}.
+    polynomials of degree ≤ 2n − 3. Interior nodes: the roots of P'_{n−1}, which are those of the Jacobi
+    polynomial P^{(1,1)}_{n−2} (:func:`_jacobi_nodes`), polished by Newton steps using
+    (1 − x²)P''_{n−1} = 2xP'_{n−1} − (n−1)n P_{n−1}.
     """
     if n < 2:
         raise ValueError(f"gauss_lobatto_nodes needs n >= 2, got {n}")
@@ -78,9 +90,8 @@ def gauss_lobatto_nodes(n: int, dtype: torch.dtype = _DTYPE, device=None) -> tup
     if n == 2:
         interior = np.zeros(0)
     else:
-        coef = np.zeros(m + 1)
-        coef[m] = 1.0
-        interior = np.sort(np.real(np.polynomial.legendre.legroots(np.polynomial.legendre.legder(coef))))
+        k = np.arange(1, n - 2)
+        interior = _jacobi_nodes(np.sqrt(k * (k + 2.0) / ((2.0 * k + 1.0) * (2.0 * k + 3.0))))
         for _ in range(3):
             p, d = _legendre_np(interior, m)
             dd = (2 * interior * d - m * (m + 1) * p) / (1 - interior ** 2)
@@ -135,7 +146,8 @@ def legendre_basis_derivative(tau, degree: int) -> torch.Tensor:
 def least_squares(basis: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.Tensor:
     """Solve min_c ‖basis c − y‖² + ridge ‖c‖², batched (the initial fit (M6), a nodebench choice); ridge enters
     as extra rows √ridge·I (no normal equations, so conditioning is that of the Legendre Vandermonde matrix,
-    not its square)."""
+    not its square). Without ridge the basis may be rank-deficient (an element holding no observations): the
+    answer is then the minimum-norm solution on every device (:func:`minimum_norm_lstsq`)."""
     n_obs, n_coef = basis.shape[-2], basis.shape[-1]
     if not (isinstance(ridge, numbers.Real) and math.isfinite(ridge) and ridge >= 0):
         raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
@@ -145,19 +157,34 @@ def least_squares(basis: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.T
         y = torch.cat([y, y.new_zeros(*y.shape[:-2], n_coef, y.shape[-1])], dim=-2)
     elif n_obs < n_coef:
         raise ValueError(f"{n_obs} observations cannot determine {n_coef} coefficients without ridge > 0")
-    driver = "gels" if basis.device.type != "cpu" else "gelsd"
     if basis.dim() == 2 and y.dim() > 2:
         # One basis shared by every trajectory: fold the trajectories into columns, so the basis is not
         # copied per trajectory (memory O(T·P + T·N·D) instead of O(N·T·P)).
         lead, dim = y.shape[:-2], y.shape[-1]
         folded = y.movedim(-2, 0).reshape(y.shape[-2], -1)
-        solution = torch.linalg.lstsq(basis, folded, driver=driver).solution
-        return solution.reshape(n_coef, *lead, dim).movedim(0, -2)
+        return minimum_norm_lstsq(basis, folded).reshape(n_coef, *lead, dim).movedim(0, -2)
     batch = torch.broadcast_shapes(basis.shape[:-2], y.shape[:-2])
-    basis = basis.expand(*batch, *basis.shape[-2:])
-    y = y.expand(*batch, *y.shape[-2:])
-    # QR-based solve (full column rank is guaranteed by the checks above for distinct observation times).
-    return torch.linalg.lstsq(basis, y, driver=driver).solution
+    return minimum_norm_lstsq(basis.expand(*batch, *basis.shape[-2:]), y.expand(*batch, *y.shape[-2:]))
+
+
+def minimum_norm_lstsq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The minimum-norm least-squares solution x of a x ≈ b (batched), whatever the rank of a: LAPACK's
+    ``gelsd`` (``torch.linalg.lstsq``) on the CPU, :func:`svd_lstsq` elsewhere, where torch offers only
+    ``gels``, a QR solve that assumes full column rank and returns NaN or wrong coefficients for a
+    rank-deficient a."""
+    if a.device.type == "cpu":
+        return torch.linalg.lstsq(a, b, driver="gelsd").solution
+    return svd_lstsq(a, b)
+
+
+def svd_lstsq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """x = V Σ⁺ Uᴴ b from the thin SVD a = U Σ Vᴴ (batched), singular values at most rcond·σ_max dropped,
+    rcond = eps·max(m, n): the rank threshold ``gelsd`` uses under ``torch.linalg.lstsq``'s default, so the
+    same minimum-norm solution up to round-off, at the price of an SVD instead of a QR factorisation."""
+    u, s, vh = torch.linalg.svd(a, full_matrices=False)
+    kept = s > torch.finfo(a.dtype).eps * max(a.shape[-2:]) * s[..., :1]
+    inverse = torch.where(kept, 1.0 / torch.where(kept, s, torch.ones_like(s)), torch.zeros_like(s))
+    return vh.mH @ (inverse[..., None] * (u.mH @ b))
 
 
 class LegendreSeries:

@@ -29,12 +29,16 @@ snode_dual_tolerance 0.01     augmented variant: λ is updated once J_A fell by 
 =================== ========= ==========================================================================
 
 Valid values (anything else is a one-line :class:`~nodebench.errors.UserError`, exit status 2 on the command
-line): the counts (degree, elements, nodes, coef_steps, weight_steps, dual_every) are integers from 1 to
-``MAX_COUNT`` = 10⁶ (nodes ≥ 2 for ``lobatto``, whose rule holds both end points); elements, nodes and
-gamma_max also take null (``--hparam snode_elements=null``), their default; gamma and coef_lr are finite and
-> 0; gamma_growth ≥ 1; gamma_max ≥ gamma; ridge ≥ 0; 0 ≤ dual_tolerance < 1. The dual_* options outside the
-augmented variant and gamma_max without a continuation (gamma_growth 1) have no effect: the harness warns that
-they are ignored (:func:`inert_options`).
+line): the counts (elements, coef_steps, weight_steps, dual_every) are integers from 1 to ``MAX_COUNT`` = 10⁶,
+nodes from 1 to ``MAX_NODES`` = 10⁴ (from 2 for ``lobatto``, whose rule holds both end points) and degree from
+1 to 9999 (its default rule has p + 1 nodes); elements, nodes and gamma_max also take null
+(``--hparam snode_elements=null``), their default; gamma and coef_lr are finite and > 0; gamma_growth ≥ 1;
+gamma_max ≥ gamma; ridge ≥ 0; 0 ≤ dual_tolerance < 1. The dual_* options outside the augmented variant and
+gamma_max without a continuation (gamma_growth 1) have no effect: the harness warns that they are ignored
+(:func:`inert_options`). Counts within these limits can still ask for more memory than the device has free
+(the dense maps grow with the square of the number of observation times, and with the nodes): such a case is
+refused when it starts, before any map is built, and recorded as ``oom`` with the estimate and the options to
+lower (:func:`nodebench.snode.memory.check_memory`).
 """
 
 from __future__ import annotations
@@ -48,8 +52,11 @@ from nodebench.errors import UserError
 from nodebench.registry import nearest
 
 PREFIX = "snode_"
-#: Largest count option (degree, elements, nodes, steps): beyond it the basis's sizes overflow or the steps never end.
+#: Largest count option (elements, steps; degree and nodes: MAX_NODES): beyond it sizes overflow or steps never end.
 MAX_COUNT = 10**6
+#: Most quadrature nodes per element (snode_nodes, and degree + 1, its default): building a Q-node Gauss rule takes
+#: O(Q²) time (5 s for 10⁴ nodes on a 2-core CPU, 39 s for 3·10⁴), and 10⁴ nodes integrate degree 19999 exactly.
+MAX_NODES = 10**4
 VARIANTS = ("penalty", "augmented")
 RULES = ("legendre", "lobatto")
 
@@ -75,13 +82,13 @@ class SnodeOptions:
     dual_tolerance: float = 0.01
 
     def __post_init__(self):
-        _integer("degree", self.degree, 1)
+        _integer("degree", self.degree, 1, maximum=MAX_NODES - 1)  # its default rule has p + 1 nodes
         _integer("coef_steps", self.coef_steps, 1)
         _integer("weight_steps", self.weight_steps, 1)
         if self.elements is not None:
             _integer("elements", self.elements, 1, null="auto")
         if self.nodes is not None:
-            _integer("nodes", self.nodes, 2 if self.quadrature == "lobatto" else 1, null="p + 1")
+            _integer("nodes", self.nodes, 2 if self.quadrature == "lobatto" else 1, null="p + 1", maximum=MAX_NODES)
         _choice("quadrature", self.quadrature, RULES)
         _choice("variant", self.variant, VARIANTS)
         _number("gamma", self.gamma, minimum=0.0, strict=True)
@@ -138,11 +145,11 @@ def inert_options(hparams: Mapping[str, Any]) -> list[str]:
     return sorted(key for key in inert if key in hparams)
 
 
-def _integer(name: str, value, minimum: int, null: str | None = None) -> None:
+def _integer(name: str, value, minimum: int, null: str | None = None, maximum: int = MAX_COUNT) -> None:
     if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-            or value != int(value) or not minimum <= value <= MAX_COUNT):
+            or value != int(value) or not minimum <= value <= maximum):
         alternative = f" or null ({null})" if null else ""
-        raise UserError(f"SNODE option {PREFIX}{name} must be an integer from {minimum} to {MAX_COUNT}"
+        raise UserError(f"SNODE option {PREFIX}{name} must be an integer from {minimum} to {maximum}"
                         f"{alternative}, got {value!r}")
 
 
