@@ -157,6 +157,8 @@ def data_line(records: pd.DataFrame) -> str:
 
 
 NOT_IN_RUN = "not in this preset"
+#: an experiment of the preset that a ``--experiment`` selection left out
+NOT_SELECTED = "not run (not selected)"
 
 
 def _unseeded(claim: dict, tables: dict[str, pd.DataFrame]) -> bool:
@@ -168,20 +170,26 @@ def _unseeded(claim: dict, tables: dict[str, pd.DataFrame]) -> bool:
     return bool(read) and all(name in tables and not {"seed", "case_id"} & set(tables[name].columns) for name in read)
 
 
-def _outside_the_run(verdicts, records: pd.DataFrame):
-    """Verdicts on experiments that did not run at all (outside the preset or the ``--experiment`` selection)
-    say so, instead of "no successful run", which is kept for experiments whose cases all failed."""
+def _outside_the_run(verdicts, records: pd.DataFrame, at_preset: set[str] = frozenset(), preset: str = ""):
+    """Verdicts on experiments that did not run at all say so, instead of "no successful run", which is kept for
+    experiments whose cases all failed: :data:`NOT_SELECTED` for an experiment of the preset (``at_preset``)
+    that an ``--experiment`` selection left out, :data:`NOT_IN_RUN` for one the preset does not run."""
     ran = set(records["experiment"]) if "experiment" in records else set()
     for verdict in verdicts:
         experiment = verdict.scope.split(",")[0].strip()
         if verdict.verdict == NOT_MEASURED and verdict.scope != "all" and experiment not in ran:
-            verdict.measured, verdict.verdict = f"experiment {experiment} was not run", NOT_IN_RUN
+            if experiment in at_preset:
+                verdict.measured = (f"experiment {experiment} was not run: it is in preset {preset}, but not in "
+                                    "the --experiment selection")
+                verdict.verdict = NOT_SELECTED
+            else:
+                verdict.measured, verdict.verdict = f"experiment {experiment} was not run", NOT_IN_RUN
     return verdicts
 
 
 def _verdict_cell(verdict: str, preset: str) -> str:
     """Bold for a verdict at a measuring preset; plainly labelled indicative for the smoke preset."""
-    if verdict in (NOT_MEASURED, NOT_IN_RUN, NOT_CHECKED):
+    if verdict in (NOT_MEASURED, NOT_IN_RUN, NOT_SELECTED, NOT_CHECKED):
         return verdict
     return f"indicative (smoke preset): {verdict}" if preset == "smoke" else f"**{verdict}**"
 
@@ -221,7 +229,8 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
                       f"`{headline_metric(group) or 'none'}`.", "", summary_table(group) + failures_table(group), ""]
     lines += list(sections)
     if spec and spec.claims:
-        verdicts = _outside_the_run(check_claims(spec.claims, records, tables), records)
+        at_preset = {exp.name for exp in spec.experiments if preset in exp.presets}
+        verdicts = _outside_the_run(check_claims(spec.claims, records, tables), records, at_preset, preset)
         lines += ["## Claims", ""]
         if preset == "smoke":
             lines += ["*Smoke preset: every run lasts seconds to a minute on a CPU. The verdicts describe these "

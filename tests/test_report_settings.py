@@ -8,7 +8,7 @@ import pytest
 
 from nodebench.claims import NOT_MEASURED, Verdict
 from nodebench.errors import UserError, clip
-from nodebench.reporting import NOT_IN_RUN, _outside_the_run, _verdict_cell
+from nodebench.reporting import NOT_IN_RUN, NOT_SELECTED, _outside_the_run, _verdict_cell
 from nodebench.run_settings import case_settings, invocation, settings_section
 from nodebench.runner.case import Case
 
@@ -32,6 +32,24 @@ def test_smoke_verdicts_are_indicative_and_unrun_experiments_say_so():
                                    Verdict("c", "", "", "other, rk4", "no successful run", NOT_MEASURED)], records)
     assert ran.verdict == NOT_MEASURED and ran.measured == "no successful run"
     assert unrun.verdict == NOT_IN_RUN
+
+
+def test_an_experiment_of_the_preset_left_out_by_the_selection_is_not_called_outside_the_preset(tmp_path):
+    """``reproduce --experiment A``: a claim on experiment B of the same preset read "not in this preset"."""
+    from nodebench.experiments import load_paper
+    from nodebench.reporting import write_report
+
+    spec = load_paper("do_vs_od")
+    at_smoke = {exp.name for exp in spec.experiments if "smoke" in exp.presets}
+    records = pd.DataFrame({"experiment": ["spiral"], "task": ["cubic_spiral"], "method": ["rk4"], "seed": [0],
+                            "status": ["error"], "reason": ["x"], "hparams": ["{}"]})
+    rows = {}
+    for line in write_report(tmp_path, records, [], spec=spec, preset="smoke").read_text().splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) > 6 and "was not run" in cells[5]:
+            rows.setdefault(cells[4], set()).add(cells[-2])
+    assert at_smoke - {"spiral"} and at_smoke - {"spiral"} <= set(rows)
+    assert all(verdicts == ({NOT_SELECTED} if scope in at_smoke else {NOT_IN_RUN}) for scope, verdicts in rows.items())
 
 
 def test_failure_reasons_are_cut_at_a_word_boundary():
