@@ -243,9 +243,50 @@ def test_second_derivatives_raise_instead_of_being_silently_wrong():
     y0 = torch.tensor([2.0], dtype=F64, requires_grad=True)
     ys = odeint_adjoint_gq(lambda t, y: a * y, y0, torch.tensor([0.0, 1.0], dtype=F64), adjoint_params=(a,))
     cotangent = torch.ones_like(ys, requires_grad=True)
-    (vjp,) = torch.autograd.grad(ys, y0, cotangent, create_graph=True)
-    with pytest.raises(RuntimeError, match="differentiate twice"):
+    with pytest.raises(RuntimeError, match="first-order gradients only: its backward pass cannot be differentiated"):
+        (vjp,) = torch.autograd.grad(ys, y0, cotangent, create_graph=True)
         vjp.sum().backward()
+
+
+def test_a_gradient_with_another_term_is_not_differentiated_again_into_a_wrong_hessian():
+    """L = y(1) + a³ with y' = a y, y(0) = 1: d²L/da² = e^a + 6a. The ODE's part of dL/da had no graph, so its
+    derivative was silently dropped (6a = 4.2 instead of e^a + 6a = 6.2, as torchdiffeq's odeint_adjoint still
+    does); now create_graph=True is refused saying why."""
+    a = torch.tensor(0.7, dtype=F64, requires_grad=True)
+    ys = odeint_adjoint_gq(lambda t, y: a * y, torch.tensor([1.0], dtype=F64), torch.tensor([0.0, 1.0], dtype=F64),
+                           adjoint_params=(a,), **TIGHT)
+    with pytest.raises(RuntimeError, match="first-order gradients only.*torchdiffeq.odeint for second derivatives"):
+        (grad,) = torch.autograd.grad(ys[-1].sum() + a**3, a, create_graph=True)
+        torch.autograd.grad(grad, a)
+
+
+@pytest.mark.parametrize("t0", [0.3, -1.0])
+def test_a_single_output_time_returns_y0_with_torchdiffeqs_gradients(t0):
+    """torchdiffeq's odeint_adjoint takes t of one time and returns y0 (grad_y0 = the cotangent, zero for t and the
+    parameters); a ValueError 'at least two times' before."""
+    from torchdiffeq import odeint_adjoint
+    got = []
+    for solve in (odeint_adjoint_gq, odeint_adjoint):
+        field = Cubic()
+        y0 = torch.tensor([[1.0, -0.5], [0.3, 0.8]], dtype=F64, requires_grad=True)
+        t = torch.tensor([t0], dtype=F64, requires_grad=True)
+        ys = solve(field, y0, t)
+        assert ys.shape == (1, 2, 2)
+        got.append((ys, *torch.autograd.grad(ys.pow(2).sum(), [y0, t, *field.parameters()])))
+    for mine, theirs in zip(*got):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+
+
+def test_a_parameter_the_field_does_not_use_gets_a_zero_gradient_from_autograd_grad():
+    """torchdiffeq's odeint_adjoint returns zeros; torch.autograd.grad raised 'appears to not have been used in the
+    graph' for it before (the backward returned None)."""
+    a = torch.tensor(0.7, dtype=F64, requires_grad=True)
+    unused = torch.tensor(1.0, dtype=F64, requires_grad=True)
+    ys = odeint_adjoint_gq(lambda t, y: a * y, torch.tensor([2.0], dtype=F64), torch.tensor([0.0, 1.5], dtype=F64),
+                           adjoint_params=(a, unused), **TIGHT)
+    grad_a, grad_unused = torch.autograd.grad(ys[-1].sum(), [a, unused])
+    assert float(grad_a) == pytest.approx(2.0 * 1.5 * math.exp(0.7 * 1.5), rel=1e-8)
+    assert grad_unused.item() == 0.0
 
 
 @pytest.mark.parametrize("quadrature", QUADRATURES)
@@ -276,7 +317,7 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="gtol"):
         odeint_adjoint_gq(Constant(), y0, t, gtol=0)
     with pytest.raises(ValueError, match="1-D"):
-        odeint_adjoint_gq(Constant(), y0, torch.tensor([0.0]))
+        odeint_adjoint_gq(Constant(), y0, torch.tensor(0.0))
     for gtol in (math.inf, math.nan, "0.1", True):  # inf overflowed, a string failed, in the backward pass
         with pytest.raises(ValueError, match="gtol must be a positive finite number"):
             odeint_adjoint_gq(Constant(), y0, t, gtol=gtol)

@@ -47,10 +47,11 @@ BAD = {
                        r"t must be strictly increasing or strictly decreasing, got t\[0\.\.2\] = 0, 1, 0.5"),
     # looped for ever before
     "t with NaN": (dict(t=torch.tensor([0.0, math.nan, 1.0], dtype=F64)), ValueError, r"t must be finite, got t\[1\]"),
+    "t empty": (dict(t=torch.tensor([], dtype=F64)), ValueError, r"t must be a 1-D tensor of at least one time"),
     "t infinite": (dict(t=torch.tensor([0.0, math.inf], dtype=F64)), ValueError, r"t must be finite, got t\[1\] = inf"),
     # every parameter gradient was silently 0 before: the quadrature nodes were cast to integers
     "t of integers": (dict(t=torch.tensor([0, 1, 2])), TypeError, "t must be a floating-point tensor"),
-    "t a list": (dict(t=[0.0, 1.0]), ValueError, "t must be a 1-D tensor of at least two times, got list"),
+    "t a list": (dict(t=[0.0, 1.0]), ValueError, "t must be a 1-D tensor of at least one time, got list"),
     # ran with a negative tolerance, or failed in the solver with "underflow in dt"
     "rtol negative": (dict(rtol=-1e-3), ValueError, "rtol must be a finite number ≥ 0, got -0.001"),
     "atol NaN": (dict(atol=math.nan), ValueError, "atol must be a finite number ≥ 0, got nan"),

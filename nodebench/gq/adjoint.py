@@ -42,7 +42,6 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 from torchdiffeq import odeint
 from torchdiffeq._impl.misc import _mixed_norm
 from torchdiffeq._impl.odeint import SOLVERS
@@ -157,10 +156,20 @@ def _lean(method: str, options: dict, rtol, atol) -> bool:
     return method == "dopri5" and not options and all(isinstance(tol, (int, float)) for tol in (rtol, atol))
 
 
+#: The error of a backward pass asked for a graph of its gradients: they are first-order only. torchdiffeq's
+#: ``odeint_adjoint`` raises at the second differentiation only where the cotangent required grad, and otherwise
+#: gave a generic error or, where the gradient also had another term, a silently incomplete second derivative.
+_FIRST_ORDER = ("odeint_adjoint_gq gives first-order gradients only: its backward pass cannot be differentiated twice "
+                "(create_graph=True, double backward, Hessian-vector products); backpropagate through "
+                "torchdiffeq.odeint for second derivatives")
+
+
 class _GQAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, field: _FlatField, settings: dict, y0: torch.Tensor, t: torch.Tensor, *params):
-        if _lean(settings["method"], settings["options"], settings["rtol"], settings["atol"]):
+        if len(t) == 1:  # the solution at t[0] is y0 (torchdiffeq's answer; nothing to solve)
+            ys = y0.unsqueeze(0).clone()
+        elif _lean(settings["method"], settings["options"], settings["rtol"], settings["atol"]):
             ys, _ = dopri5(field, y0, t.tolist(), rtol=settings["rtol"], atol=settings["atol"], blocks=field.blocks,
                            callbacks=field.callbacks())
         else:
@@ -172,8 +181,9 @@ class _GQAdjoint(torch.autograd.Function):
         return ys
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_ys):
+        if torch.is_grad_enabled():  # create_graph=True: the caller means to differentiate these gradients again
+            raise RuntimeError(_FIRST_ORDER)
         ys, t, *params = ctx.saved_tensors
         field, s = ctx.field, ctx.settings
         wanted = [p for p, need in zip(params, ctx.needs_input_grad[4:]) if need]
@@ -191,14 +201,13 @@ class _GQAdjoint(torch.autograd.Function):
         span = float(t_detached[-1] - t_detached[0])
         grad_params: list[torch.Tensor | None] = [None] * len(wanted)
         nodes_total = 0
-        a = grad_ys[-1]
+        a = torch.zeros_like(grad_ys[0])  # the adjoint after t[-1]
 
         def nodes_for(length: float) -> int:
             return node_count(s["gtol"], ctx.nfe_forward, length, span, s["max_nodes"])
 
         for i in range(len(t) - 1, 0, -1):
-            if i < len(t) - 1:
-                a = a + grad_ys[i]
+            a = a + grad_ys[i]
             if s["breaks"]:
                 taus, weights = piecewise_gauss_legendre(t_detached[i - 1], t_detached[i], s["breaks"], nodes_for)
                 n = len(taus)
@@ -225,12 +234,14 @@ class _GQAdjoint(torch.autograd.Function):
             grad_t = torch.zeros_like(times)
             for i in range(1, len(t)):
                 grad_t[i] = torch.dot(grad_ys[i], field(times[i], ys[i]))
-            grad_t[0] = -torch.dot(a, field(times[0], ys[0]))
+            if len(t) > 1:  # y(t_0) = y0 whatever t_0 for a single time
+                grad_t[0] = -torch.dot(a, field(times[0], ys[0]))
             grad_t = grad_t.to(t)
         if s["stats"] is not None:
             s["stats"].update(nfe_forward=ctx.nfe_forward, nodes=nodes_total, intervals=len(t) - 1)
         grad_y0 = a + grad_ys[0]
-        it = iter(grad_params)
+        # zeros, as torchdiffeq, for a parameter f does not use or a single time (None fails torch.autograd.grad)
+        it = iter(torch.zeros_like(p) if g is None else g for p, g in zip(wanted, grad_params))
         grads = [next(it) if need else None for need in ctx.needs_input_grad[4:]]
         return (None, None, grad_y0, grad_t, *grads)
 
@@ -250,8 +261,9 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
             given. It needs no ``nfe`` attribute.
         y0: initial state, a float32 or float64 tensor of any shape, or a tuple of them (as torchdiffeq).
         t: strictly monotone (increasing or decreasing) finite 1-D floating output times, ``t[0]`` being
-            the start; of any floating dtype (the field is called with times of the state's dtype, as in
-            torchdiffeq, and the quadrature nodes are placed in the finer of the two).
+            the start (a single time returns ``y0``, as torchdiffeq); of any floating dtype (the field is
+            called with times of the state's dtype, as in torchdiffeq, and the quadrature nodes are placed in
+            the finer of the two).
         rtol, atol, method, options: the forward solve, as in ``torchdiffeq.odeint``: any of its methods and
             that method's options (``step_size``, ``first_step``, ``step_t``, ``jump_t``, a callable ``norm``
             of the state, ...); an unknown one is refused naming the valid ones. The tolerances are numbers
@@ -287,12 +299,14 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
     Returns:
         The solution at ``t``: shape ``(len(t), *y0.shape)``, or a tuple of such for a tuple ``y0``.
         Backpropagating through it gives first-order gradients for ``y0``, for ``t`` where it requires grad
-        (closed-form, module docstring) and for ``adjoint_params``; differentiating those gradients again
-        raises, as with torchdiffeq's ``odeint_adjoint``.
+        (closed-form, module docstring) and for ``adjoint_params`` (zeros for one ``func`` does not use, as
+        torchdiffeq). A backward pass with ``create_graph=True`` raises a RuntimeError: the gradients cannot be
+        differentiated again (torchdiffeq's ``odeint_adjoint`` can return a silently incomplete second
+        derivative there).
 
     Raises:
-        ValueError, TypeError: before any solve, for a bad argument (``t`` not 1-D, not floating, with a
-            NaN, a repeated time or a change of direction; a negative or NaN tolerance; an unknown method or
+        ValueError, TypeError: before any solve, for a bad argument (``t`` not 1-D or empty, not floating,
+            with a NaN, a repeated time or a change of direction; a negative or NaN tolerance; an unknown method or
             solver option, or one not carried over to another ``adjoint_method``; a ``norm`` that is not
             callable; an ``event_fn``; an ``adjoint_params`` entry that is not a tensor; a ``y0`` that is not
             float32/float64), naming it and what is valid; at the first
@@ -430,18 +444,18 @@ def _adjoint_norm(state_norm):
 
 
 def _check_times(t) -> None:
-    """A ValueError or TypeError unless ``t`` is a 1-D floating tensor of at least two finite, strictly monotone
-    times (torchdiffeq's rule; a repeated time would also leave an interval without a quadrature rule)."""
-    if not (torch.is_tensor(t) and t.dim() == 1 and len(t) >= 2):
+    """A ValueError or TypeError unless ``t`` is a 1-D floating tensor of finite, strictly monotone times, at least
+    one (torchdiffeq's rule; a repeated time would also leave an interval without a quadrature rule)."""
+    if not (torch.is_tensor(t) and t.dim() == 1 and len(t) >= 1):
         got = f"shape {tuple(t.shape)}" if torch.is_tensor(t) else type(t).__name__
-        raise ValueError(f"t must be a 1-D tensor of at least two times, got {got}")
+        raise ValueError(f"t must be a 1-D tensor of at least one time, got {got}")
     if not t.is_floating_point():
         raise TypeError(f"t must be a floating-point tensor (as in torchdiffeq), got {t.dtype}")
     values = t.detach().tolist()  # one host read, as the forward solve's own
     for i, value in enumerate(values):
         if not math.isfinite(value):
             raise ValueError(f"t must be finite, got t[{i}] = {value}")
-    direction = values[1] > values[0]
+    direction = len(values) < 2 or values[1] > values[0]
     for i in range(len(values) - 1):
         if values[i] == values[i + 1]:  # a zero-length interval has no quadrature rule (torchdiffeq refuses it too)
             raise ValueError(f"t must not repeat a time: t[{i}] = t[{i + 1}] = {values[i]:g}")
