@@ -293,6 +293,10 @@ def test_failure_statuses(tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "train", out_of_memory)
     row = worker.run_case(Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL), tmp_path)
     assert row["status"] == "oom" and "DefaultCPUAllocator" in row["reason"]
+    monkeypatch.undo()  # a size below the hparams' 2**63 - 1 bound whose bytes are past it: an error row before
+    row = worker.run_case(Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL | {"hidden": 2**61}),
+                          tmp_path)
+    assert row["status"] == "oom" and "Storage size calculation overflowed" in row["reason"], row["reason"]
 
 
 def test_a_worker_whose_sweep_is_gone_exits_before_its_imports(tmp_path):

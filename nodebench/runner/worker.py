@@ -56,7 +56,8 @@ from nodebench.tasks import get_task  # noqa: E402
 from nodebench.training import Diverged, TrainResult, train  # noqa: E402
 
 #: what torch's allocators say when memory runs out (as RuntimeError on the CPU).
-OUT_OF_MEMORY = ("DefaultCPUAllocator: can't allocate memory", "CUDA out of memory")
+OUT_OF_MEMORY = ("DefaultCPUAllocator: can't allocate memory", "CUDA out of memory",
+                 "Storage size calculation overflowed")  # a tensor past 2**63 bytes (hidden=2**62): none could hold it
 
 
 def run_case(case: Case, out_dir: Path) -> dict:
