@@ -178,13 +178,10 @@ def minimum_norm_lstsq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def svd_lstsq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """x = V Σ⁺ Uᴴ b from the thin SVD a = U Σ Vᴴ (batched), singular values at most rcond·σ_max dropped,
-    rcond = eps·max(m, n): the rank threshold ``gelsd`` uses under ``torch.linalg.lstsq``'s default, so the
-    same minimum-norm solution up to round-off, at the price of an SVD instead of a QR factorisation."""
-    u, s, vh = torch.linalg.svd(a, full_matrices=False)
-    kept = s > torch.finfo(a.dtype).eps * max(a.shape[-2:]) * s[..., :1]
-    inverse = torch.where(kept, 1.0 / torch.where(kept, s, torch.ones_like(s)), torch.zeros_like(s))
-    return vh.mH @ (inverse[..., None] * (u.mH @ b))
+    """x = a⁺ b with torch's SVD pseudo-inverse (batched), singular values at most eps·max(m, n)·σ_max dropped:
+    the rank threshold ``gelsd`` uses under ``torch.linalg.lstsq``'s default, so the same minimum-norm solution
+    up to round-off, at the price of an SVD instead of a QR factorisation."""
+    return torch.linalg.pinv(a) @ b
 
 
 class LegendreSeries:
