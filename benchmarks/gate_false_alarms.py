@@ -23,6 +23,7 @@ only adds the missing ones. ``OUT/summary.md`` and ``OUT/verdicts.csv`` hold the
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import signal
@@ -40,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from nodebench.argtypes import ScriptParser, non_negative_int, positive_float, positive_int
 from nodebench.benchmarking.ab import BASELINE_DIR
-from nodebench.benchmarking.compare import FAILED, REGRESSION, compare, keyed, load_records
+from nodebench.benchmarking.compare import FAILED, REGRESSION, RULES, compare, keyed, load_records
 from nodebench.benchmarking.history import list_runs
 from nodebench.benchmarking.suites import load_suite
 from nodebench.errors import UserError
@@ -139,6 +140,40 @@ def synthetic_power(store: Path, suite: str, factor: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def swap_seeds(baseline: tuple, current: tuple, seeds: list) -> tuple[tuple, tuple]:
+    """The two ``(records, curves)`` runs with the cases of ``seeds`` (and their curves) exchanged between them."""
+    (base, base_curves), (cur, cur_curves) = baseline, current
+    moved_base, moved_cur = base["seed"].isin(seeds), cur["seed"].isin(seeds)
+
+    def steps(curves: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+        return curves[curves["case_id"].isin(records["case_id"])] if not curves.empty else curves
+    new_base, new_cur = pd.concat([base[~moved_base], cur[moved_cur]]), pd.concat([cur[~moved_cur], base[moved_base]])
+    return ((new_base, pd.concat([steps(base_curves, base[~moved_base]), steps(cur_curves, cur[moved_cur])])),
+            (new_cur, pd.concat([steps(cur_curves, cur[~moved_cur]), steps(base_curves, base[moved_base])])))
+
+
+def swap_null(store: Path, suite: str) -> pd.DataFrame:
+    """The gate's family-wise false-alarm rate under the permutation null, per A/A run: every pattern of its
+    seeds' sides swapped (2^3 with three seeds) is re-gated. A seed is one process pair, the unit of independent
+    evidence, so an identical-code run is exchangeable seed by seed. Per configuration the share of patterns it
+    is flagged in; per run one minus the product of the configurations' shares not flagged (each configuration's
+    pattern drawn independently). Also the comparisons a run makes and the largest p of a flagged swap, against
+    which a Holm–Bonferroni correction would set α / comparisons."""
+    rows = []
+    for run in list_runs(store, machine="gate-aa", suite=suite).itertuples():
+        baseline, current = load_records(Path(run.run_dir) / BASELINE_DIR), load_records(run.run_dir)
+        seeds = sorted(set(baseline[0]["seed"]) & set(current[0]["seed"]))
+        results = [compare(*swap_seeds(baseline, current, [s for s, swap in zip(seeds, pattern) if swap]))
+                   for pattern in itertools.product((False, True), repeat=len(seeds))]
+        flagged = pd.concat([result[result["verdict"] == REGRESSION].assign(pattern=k)
+                             for k, result in enumerate(results)])
+        share = flagged.groupby("case")["pattern"].nunique() / len(results)
+        rows.append({"run": Path(run.run_dir).name, "comparisons": int(results[0]["metric"].isin(RULES).sum()),
+                     "family-wise false alarms": float(1 - (1 - share).prod()),
+                     "largest p flagged": float(flagged["p"].max()) if len(flagged) else math.nan})
+    return pd.DataFrame(rows)
+
+
 def pair_noise(store: Path, suite: str) -> pd.DataFrame:
     """The spread between processes on the A/A runs: per metric, the standard deviation over (run,
     configuration, seed) of log(current ÷ baseline) of the seed's median step, and the rounds of seeds
@@ -161,7 +196,7 @@ def pair_noise(store: Path, suite: str) -> pd.DataFrame:
 
 
 def summary(rows: pd.DataFrame, planted_case: str, synthetic: pd.DataFrame, noise: pd.DataFrame, suite: str,
-            base: str) -> str:
+            base: str, null: pd.DataFrame) -> str:
     """The Markdown summary: false alarms of the A/A runs, detection of each planted factor."""
     flagged = rows["verdict"].isin([REGRESSION, FAILED])
     lines = [f"# Interleaved A/B gate: false alarms and power on suite `{suite}`", "",
@@ -195,6 +230,13 @@ def summary(rows: pd.DataFrame, planted_case: str, synthetic: pd.DataFrame, nois
     lines += ["## Noise between processes (A/A runs)", "",
               "Each seed of a configuration is one worker process per side; the gate's unit of independent "
               "evidence is that pair of processes.", "", noise.to_markdown(index=False), ""]
+    if not null.empty:
+        lines += ["## Permutation null (A/A runs, sides swapped seed by seed)", "",
+                  "Every pattern of an A/A run's seeds swapped between the sides, re-gated: the family-wise "
+                  "false-alarm rate of a run's comparisons under the null (`swap_null`). A Holm–Bonferroni "
+                  "correction would test the smallest p at α ÷ comparisons; the largest p of a flagged swap "
+                  "says whether it would matter.",
+                  "", null.to_markdown(index=False), ""]
     if not synthetic.empty:
         lines += ["## Synthetic slowdowns on the A/A runs", "",
                   "Each configuration of each A/A run, its current side's step times multiplied by the factor "
@@ -276,7 +318,8 @@ def main() -> None:
         parser.error(f"no run of suite {args.suite!r} in {str(store)!r}; run the study (without --summary-only) "
                      "or give the --out of one")
     synthetic = pd.concat([synthetic_power(store, args.suite, f) for f in (1.1, 1.2, 1.5)], ignore_index=True)
-    text = summary(rows, args.planted_case, synthetic, pair_noise(store, args.suite), args.suite, base)
+    text = summary(rows, args.planted_case, synthetic, pair_noise(store, args.suite), args.suite, base,
+                   swap_null(store, args.suite))
     rows.to_csv(args.out / "verdicts.csv", index=False)  # both written once both are made
     (args.out / "summary.md").write_text(text)
     print(text)

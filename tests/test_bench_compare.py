@@ -482,3 +482,28 @@ def test_a_metric_a_paper_registers_after_import_is_gated(monkeypatch):
     auc = result[result["metric"] == "test_auc"]
     assert auc["verdict"].tolist() == ["regression"] and regressed(result)
     assert RULES["test_auc"].higher_is_better and "test_auc" in rules_with({"test_auc": 0.5})
+
+
+def _timed_runs(factor: float) -> tuple[tuple[pd.DataFrame, pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]]:
+    """Three seeds of 20 timed steps, and the same run with every step (wall and CPU) ``factor`` × slower."""
+    records = _records()[0]
+    steps = pd.DataFrame([{"case_id": c, "iteration": i, "time_s": 0.01 * (1 + 0.01 * np.sin(i + s)),
+                           "cpu_s": 0.01 * (1 + 0.01 * np.cos(i + s)), "nfe_forward": 10.0, "nfe_backward": 0.0}
+                          for s, c in enumerate(records["case_id"]) for i in range(20)])
+    slower = steps.assign(time_s=steps["time_s"] * factor, cpu_s=steps["cpu_s"] * factor)
+    return (records, steps), (records.assign(time_per_iter_s=records["time_per_iter_s"] * factor), slower)
+
+
+def test_a_change_and_the_same_runs_swapped_get_mirrored_verdicts():
+    """The band is symmetric in log ratio: ×1.105 is a regression, and the same two runs swapped (×1/1.105 = ×0.905)
+    an improvement. An improvement needed a ratio below 0.9 before, so the reverse of a flagged slowdown read same."""
+    fast, slow = _timed_runs(1.105)
+    forward, backward = compare(fast, slow), compare(slow, fast)
+    for metric in ("time", "cpu"):
+        ahead = forward.set_index("metric").loc[metric]
+        behind = backward.set_index("metric").loc[metric]
+        assert ahead["verdict"] == "regression" and behind["verdict"] == "improved", (ahead, behind)
+        assert ahead["ratio"] * behind["ratio"] == pytest.approx(1.0)
+    inside = compare(*_timed_runs(1.095))  # within the band both ways
+    assert set(inside.query("metric in ['time', 'cpu']")["verdict"]) == {"same"}
+    assert set(compare(*_timed_runs(1.095)[::-1]).query("metric in ['time', 'cpu']")["verdict"]) == {"same"}

@@ -4,8 +4,13 @@ written."""
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
-from benchmark_scripts import assert_exits_2_in_one_line, assert_refused_in_one_line, run_script
+from benchmark_scripts import BENCHMARKS, assert_exits_2_in_one_line, assert_refused_in_one_line, run_script
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -300,3 +305,31 @@ def test_snode_time_to_target_summary_only_refuses_options_other_than_the_run_s(
                     tmp_path / "out")
     assert_refused_in_one_line("snode_time_to_target.py", ["--summary-only", *arguments], message, tmp_path, capsys,
                                monkeypatch)
+
+
+def _one_aa_run(study: str, index: int, store: Path) -> bool:
+    """Copy the ``index``-th committed A/A run of ``results/STUDY`` into the history store ``store``."""
+    runs = sorted((BENCHMARKS.parent / "results" / study / "history" / "gate-aa" / "gate_study").glob("2*"))
+    if len(runs) <= index:
+        return False
+    shutil.copytree(runs[index], store / "gate-aa" / "gate_study" / runs[index].name,
+                    ignore=shutil.ignore_patterns("cases", "logs"))
+    return True
+
+
+def test_the_permutation_null_counts_a_false_alarm_that_a_holm_correction_would_keep(tmp_path, monkeypatch):
+    """Re-gating every pattern of seeds swapped between the sides of an A/A run: a run of sides one after the other
+    flags spiral RK4 in exactly one pattern of 8 (all three process pairs slow on one side), with a p far below
+    α ÷ comparisons, so Holm–Bonferroni would keep it; a lockstep run flags none."""
+    monkeypatch.setattr(sys, "path", [str(BENCHMARKS), *sys.path])
+    from gate_false_alarms import swap_null
+
+    from nodebench.benchmarking.compare import RULES
+    if not (_one_aa_run("gate_study_quiet", 1, tmp_path / "quiet") and _one_aa_run("gate_study_lockstep", 0,
+                                                                                    tmp_path / "lockstep")):
+        pytest.skip("the committed gate studies are not in results/")
+    [quiet] = swap_null(tmp_path / "quiet", "gate_study").to_dict("records")
+    assert quiet["comparisons"] == 11 and quiet["family-wise false alarms"] == 1 / 8
+    assert quiet["largest p flagged"] < RULES["time"].alpha / quiet["comparisons"]
+    [lockstep] = swap_null(tmp_path / "lockstep", "gate_study").to_dict("records")
+    assert lockstep["family-wise false alarms"] == 0 and np.isnan(lockstep["largest p flagged"])

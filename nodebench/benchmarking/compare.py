@@ -14,7 +14,9 @@ report starts with a one-line warning naming both (:func:`machine_warning`); lik
 settings (:func:`settings_warning`) and for configurations trained for other iteration counts
 (:func:`iters_warning`), whose final metrics then compare training lengths as much as code.
 
-For the other metrics, a change is flagged only when it passes the metric's threshold, a one-sided rank
+For the other metrics, a change is flagged only when it passes the metric's threshold (a relative one
+symmetric in log ratio: 10 % is a ratio above 1.1 on the worse side, below 1/1.1 = 0.909 on the better one,
+so the two runs swapped give the reverse verdict; :func:`band`), a one-sided rank
 test on the repeat samples says CURRENT is worse at p ≤ α (asv's rule: a factor of 1.1 and Mann–Whitney
 p < 0.002), **and** its 95 % confidence interval lies entirely on the worse side of no change. Per-step
 samples are matched by seed and iteration, which do the same work in both runs (the work per step varies
@@ -101,7 +103,8 @@ class Rule:
     Attributes:
         metric: ``time``, ``cpu``, ``nfe``, ``memory``, ``allocated`` or a metric column (``test_mse``...).
         label, unit, scale: how values are shown (value × scale, in unit).
-        threshold: the change that counts: relative (0.1 = 10 %) or, when ``absolute``, in the metric's units.
+        threshold: the change that counts: relative (0.1: a ratio beyond 1.1 or below 1/1.1, :func:`band`) or,
+            when ``absolute``, in the metric's units.
         alpha: the rank test's significance level.
         higher_is_better: accuracy-like metrics.
         floor: the smallest absolute change (in the metric's raw units) that can count.
@@ -298,14 +301,23 @@ def paired_effect(base: pd.Series, cur: pd.Series, absolute: bool, *, resamples:
     return back(estimate), back(low), back(high)
 
 
+def band(rule: Rule) -> float:
+    """The change that passes ``rule``'s threshold: the threshold itself for an absolute rule, else in log ratio,
+    ``log(1 + threshold)``, so that a ratio counts beyond ``1 + threshold`` on the worse side and below
+    ``1 / (1 + threshold)`` on the better one: a change and its exact reverse (the two runs swapped) are judged
+    alike (asv's factor of 1.1 likewise reads an improvement below 1/1.1)."""
+    return rule.threshold if rule.absolute else math.log1p(rule.threshold)
+
+
 def judge(base: pd.Series, cur: pd.Series, rule: Rule) -> dict:
     """Change of the centres with its confidence interval, the one-sided rank test and the verdict for one
     metric of one configuration; the samples are indexed by seed, or by (seed, iteration) for steps.
 
     Where the samples pair up (the same seeds, and iterations, in both runs), the change is the paired
     estimate of :func:`paired_effect`; otherwise the ratio (or difference) of the centres (:func:`centre`).
-    A change counts as a regression when it passes the threshold, the rank test gives p ≤ α and the
-    confidence interval lies entirely on the worse side of no change. Per-step samples (indexed by seed and
+    A change counts as a regression when it passes the threshold (:func:`band`: symmetric in log ratio), the
+    rank test gives p ≤ α and the confidence interval lies entirely on the worse side of no change (improved,
+    the same on the better side). Per-step samples (indexed by seed and
     iteration) need that interval from two or more seeds matched in both runs: the steps of one process share
     its machine conditions, so one pair of processes cannot tell a code change from the machine's drift (with
     one seed, sequential A/A runs of the nightly suite read 2 of 11 nights as regressions); otherwise the
@@ -320,10 +332,10 @@ def judge(base: pd.Series, cur: pd.Series, rule: Rule) -> dict:
         ratio = estimate if not rule.absolute else ratio
     change = estimate if rule.absolute and not math.isnan(estimate) else c - b
     sign = -1.0 if rule.higher_is_better else 1.0
-    worse_by = sign * (change if rule.absolute else (ratio - 1.0))
+    worse_by = sign * (change if rule.absolute else (math.log(ratio) if ratio > 0 else -math.inf))
     no_change = 0.0 if rule.absolute else 1.0
     verdict, p = "same", math.nan
-    if abs(worse_by) > rule.threshold and abs(c - b) >= rule.floor:
+    if abs(worse_by) > band(rule) and abs(c - b) >= rule.floor:
         worse = worse_by > 0
         alternative = "greater" if worse != rule.higher_is_better else "less"
         p = rank_test(base, cur, alternative)
@@ -613,7 +625,8 @@ def markdown(result: pd.DataFrame, baseline: str, current: str, rules: dict[str,
         "gives p ≤ α (Wilcoxon signed-rank on steps matched by seed and iteration; Mann–Whitney U on per-seed "
         "values) and its 95 % confidence interval lies on the worse side of no change. The change is the "
         "median over seeds of each seed's median paired ratio (or difference), its interval a two-stage "
-        f"bootstrap over seeds and matched steps. Thresholds: {rule_text}."
+        "bootstrap over seeds and matched steps. A relative threshold is symmetric in log ratio (10 %: above "
+        f"×1.1 worse, below ×1/1.1 = ×0.909 better). Thresholds: {rule_text}."
         + (f" {exact}: a deterministic count for a fixed seed, code and machine, compared exactly: more on any "
            "step (or seed) matched by seed and iteration is a regression, fewer an improvement; no threshold, "
            "no test." if exact else ""), "",
