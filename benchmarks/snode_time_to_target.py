@@ -118,7 +118,8 @@ def summary(records: pd.DataFrame, table: pd.DataFrame, env: dict, args) -> str:
         f"({env.get('gpu_model') or env.get('cpu_model', 'machine not recorded')}), torch "
         f"{env.get('version_torch', 'not recorded')}, threads {env.get('num_threads', 'not recorded')}, "
         f"git {str(env.get('git_sha', 'not recorded'))[:12]}. The target of each pair is the training simulation "
-        "MSE both methods reach (the larger of their best values, median over seeds). Ratios above 1 favour "
+        "MSE both methods reach (the larger of their levels, each the lowest at which the method's time over "
+        "seeds is finite). Ratios above 1 favour "
         "SNODE.", "",
         markdown_table(header, rows), "",
         markdown_table(list(methods.columns), [[_fmt(v) for v in r] for r in methods.itertuples(index=False)]), ""])

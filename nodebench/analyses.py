@@ -204,8 +204,9 @@ def time_to_target(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
     pair_with = spec.get("pair_with")
     table = time_to_target_table(records, curves, target=spec.get("target"), pair_with=pair_with)
     table.to_parquet(Path(run_dir) / "time_to_target.parquet", index=False)
-    rule = (f"for each pair of {pair_with} and another method, the larger of the two methods' best values"
-            if pair_with else "the largest of the methods' best values") + " (median over seeds)"
+    rule = (f"for each pair of {pair_with} and another method, the larger of the two methods' levels"
+            if pair_with else "the largest of the methods' levels") + (
+        ", a method's level being the lowest value at which its median (or olympic mean) over seeds is finite")
     lines = ["## Time to a common target", "",
              ("The target is a training simulation MSE (the `monitor` column, measured untimed every "
               f"`monitor_every` iterations with the reference solver) that the compared methods all reach: {rule}. "

@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--target", type=_named_positive("cubic_spiral=0.5"), action=_AppendKeyValue, default=[],
                        metavar="TASK=VALUE",
                        help="time-to-target value of a task (default: a suite's declared target, else the "
-                            "largest of the methods' best values); repeatable")
+                            "largest of the configurations' reachable levels, the lowest value each reaches "
+                            "over its seeds); repeatable")
     return parser
 
 

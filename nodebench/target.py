@@ -6,10 +6,11 @@ method-independent quality every ``monitor_every`` iterations (:meth:`Problem.mo
 tasks the simulation MSE on the training trajectories, by the same reference solver for every method).
 
 * The **target** of a group of cases (one experiment at one setting) is ``target`` when given, else the
-  largest over methods of the method's best monitored value (median over seeds): the best quality that
-  every method reaches, i.e. "a comparable value of the loss". With ``pair_with`` (a method), the target
-  is set per pair instead: for each other method m, the larger of the two methods' best values, and the
-  rows of that pair carry ``versus = m`` (so a slow third method does not lower the bar of the others).
+  largest over methods of the method's reachable level (:func:`reachable_level`: the lowest monitored value
+  at which its time over seeds is finite): the best quality that every method reaches, i.e. "a comparable
+  value of the loss". With ``pair_with`` (a method), the target is set per pair instead: for each other
+  method m, the larger of the two methods' levels, and the rows of that pair carry ``versus = m`` (so a
+  slow third method does not lower the bar of the others).
 * A case's **time to target** is the summed timed step time (``elapsed_s``) at the first monitored
   iteration whose value is at or below the target; NaN ("not reached") otherwise. Its resolution is
   ``monitor_every`` iterations. A case that did not finish ok has a row too, not reached.
@@ -110,9 +111,32 @@ def seed_interval(times, level: float = LEVEL, rng_seed: int = 0, *, seeds=None)
     return Interval(seed_aggregate(times), float(low), float(high), len(times), level, runs)
 
 
+def seeds_needed(n: int) -> int:
+    """How many of ``n`` seeds must reach a target for :func:`seed_aggregate` to be finite: all but one from 5
+    seeds (the olympic mean drops one ∞), else more than half (the median of an even count averages the two
+    middle values, so both must be finite)."""
+    return n - 1 if n >= OLYMPIC_MIN_SEEDS else n // 2 + 1
+
+
+def reachable_level(bests, seeds=None) -> float:
+    """The lowest target at which a member's time over seeds (:func:`seed_aggregate`) is finite, from its
+    cases' best values (NaN: failed or never monitored, never reaching): the :func:`seeds_needed`-th lowest
+    seed best, each seed's repeats (given ``seeds``) pooled as their times are, by the median. A plain median
+    of the bests would not do: with 4 seeds, or 5 under the olympic mean, the member setting the target
+    would not reach it (the measuring guide's §8, leaderboard scoring). NaN when too few seeds have a value."""
+    values = np.asarray(bests, dtype=float).ravel()
+    values = pd.Series(np.where(np.isnan(values), math.inf, values))
+    if seeds is not None:  # a seed's median time is finite once more than half its repeats reach
+        values = values.groupby(np.asarray(seeds).ravel()).agg(lambda v: np.sort(v)[len(v) // 2])
+    ordered = np.sort(values.to_numpy())
+    if len(ordered) == 0 or not math.isfinite(level := ordered[seeds_needed(len(ordered)) - 1]):
+        return math.nan
+    return float(level)
+
+
 def common_level(best: pd.Series) -> float:
-    """The common target of a group: the largest of its members' best values (each a median over seeds),
-    i.e. the best quality every member reaches; NaN when none has a value."""
+    """The common target of a group: the largest of its members' reachable levels (:func:`reachable_level`),
+    i.e. the best quality every member reaches over its seeds; NaN when none has a value."""
     return float(best.max()) if best.notna().any() else math.nan
 
 
@@ -161,7 +185,9 @@ def time_to_target_table(records: pd.DataFrame, curves: pd.DataFrame, *, target:
             comparisons = [(other, cases[cases["method"].isin([pair_with, other])])
                            for other in dict.fromkeys(cases["method"]) if other != pair_with]
         for versus, compared in comparisons:
-            level = target if target is not None else common_level(compared.groupby("method")["best"].median())
+            level = target if target is not None else common_level(pd.Series(
+                {method: reachable_level(rows["best"], rows["seed"]) for method, rows in compared.groupby("method")},
+                dtype=float))
             for case in compared.itertuples():
                 elapsed, iteration = first_reach(monitored[monitored["case_id"] == case.case_id], level)
                 rows.append({"experiment": group, "config": config, "versus": versus, "method": case.method,

@@ -204,3 +204,79 @@ def test_the_html_overall_table_ranks_and_rounds_as_the_markdown_does():
     shown = page["speed-up vs a"].tolist()
     assert shown[:2] == [22.0, 5.42] and math.isnan(shown[2])
     assert [f"{v:g}×" for v in shown[:2]] == [text.split(" ")[0] for text in md["speed-up vs a (tasks)"][:2]]
+
+
+def _workloads(tasks: dict[str, dict[str, list]]):
+    """Records and curves on one CPU: per task and family, one case per seed that reaches the quality 0.1 at
+    the given time (the quality 1.0 at half of it), or never (``None``: it stays at 1.0)."""
+    rows, curves = [], []
+    for task, families in tasks.items():
+        for family, times in families.items():
+            for seed, t in enumerate(times):
+                case = f"{task}-{family}-{seed}"
+                rows.append({"case_id": case, "run_id": "r", "task": task, "method": family, "seed": seed,
+                             "status": "ok", "device": "cpu", "cpu_model": "Xeon", "hostname": "h", "hparams": "{}",
+                             "test_mse": 0.1})
+                curves += [{"case_id": case, "iteration": 1, "elapsed_s": (t or 10.0) / 2, "monitor": 1.0},
+                           {"case_id": case, "iteration": 2, "elapsed_s": t or 10.0, "monitor": 1.0 if t is None
+                            else 0.1}]
+    return pd.DataFrame(rows), pd.DataFrame(curves)
+
+
+def test_scores_of_three_families_on_two_tasks_match_a_hand_computation():
+    """t1: adjoint 2 (median), b 4, c ∞ (olympic mean of five seeds, two never reach, although its other seeds
+    are the fastest of all); t2: adjoint 3 (olympic mean, the one seed that never reaches is dropped), b 3 (a
+    tie), c 7 (olympic mean of 5..9). Ratios adjoint (1, 1), b (2, 1), c (∞, 7/3); score = Σ (4 − r)⁺ / 2 / 3."""
+    records, curves = _workloads({
+        "t1": {"adjoint": [2, 2, 2], "b": [4, 4, 4], "c": [1, 1, 1, None, None]},
+        "t2": {"adjoint": [1, 2, 3, 4, None], "b": [3, 3, 3], "c": [5, 6, 7, 8, 9]}})
+    tasks = {t: leaderboard.task_table(records[records.task == t], curves, target=0.5)[0] for t in ("t1", "t2")}
+    times = {t: dict(zip(table["family"], table["time_to_target_s"])) for t, table in tasks.items()}
+    assert times == {"t1": {"adjoint": 2.0, "b": 4.0, "c": math.inf}, "t2": {"adjoint": 3.0, "b": 3.0, "c": 7.0}}
+    assert leaderboard.display_task(tasks["t2"], {"metric": "test_mse"})["#"].tolist() == [1, 1, 3]  # a tie
+    scores = leaderboard.overall(tasks, "adjoint").set_index("family")
+    assert scores["score"].to_dict() == pytest.approx({"adjoint": 1.0, "b": (2 + 3) / 6, "c": (0 + 4 - 7 / 3) / 6})
+    assert scores["ratios"]["c"].tolist() == [math.inf, pytest.approx(7 / 3)]
+    assert scores["tasks_reached"].to_dict() == {"adjoint": 2, "b": 2, "c": 1}
+    assert scores["speedup"].to_dict() == pytest.approx({"adjoint": 1.0, "b": 0.5 ** 0.5, "c": 3 / 7})
+    assert scores["speedup_tasks"].to_dict() == {"adjoint": 2, "b": 2, "c": 1}
+
+
+@pytest.mark.parametrize("bests, target, reached", [([0.1, 0.2, 0.3, 0.4], 0.3, 3),
+                                                    ([0.1, 0.2, 0.3, 0.4, 0.5], 0.4, 4)])
+def test_the_configuration_that_sets_the_default_target_reaches_it(bests, target, reached):
+    """The target was the largest median of the configurations' best values, which the configuration setting
+    it did not reach by its own statistic: with 4 seeds (median of 0.1..0.4 = 0.25: 2 seeds reach, the median
+    time is ∞) or 5 (0.3: 3 reach, the olympic mean with two ∞ is ∞), it read ✗ on its own target."""
+    records, curves = _workloads({"toy": {"slow": [1.0] * len(bests), "fast": [2.0] * len(bests)}})
+    curves.loc[(curves.iteration == 2) & curves.case_id.str.contains("slow"), "monitor"] = bests
+    table, info = leaderboard.task_table(records, curves)
+    assert info["target"] == target
+    times = dict(zip(table["family"], table["time_to_target_s"]))
+    assert times == {"slow": 1.0, "fast": 2.0}, times
+    assert dict(zip(table["family"], table["reached"])) == {"slow": reached, "fast": len(bests)}
+
+
+@pytest.mark.parametrize("elapsed, shown", [(math.nan, "elapsed_s nan"), (-1.0, "elapsed_s -1.0")])
+def test_a_nan_or_negative_training_time_is_refused_in_one_line(capsys, tmp_path, elapsed, shown):
+    """A NaN time read as "never reached" (✗) and a negative one ranked first; both are a damaged curves file."""
+    records, curves = _workloads({"toy": {"adjoint": [2, 2], "gq": [1, 1]}})
+    curves.loc[curves.case_id == "toy-gq-1", "elapsed_s"] = elapsed
+    run = _write_run(tmp_path / "run", records, curves)
+    code = main(["leaderboard", str(run), "--out", str(tmp_path / "board")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert f"case toy-gq-1 (status ok) has {shown} at iteration 1 of its curves" in lines[0]
+    assert "a finite number of seconds ≥ 0" in lines[0] and not (tmp_path / "board").exists()
+
+
+def test_records_without_curves_are_refused_in_one_line(capsys, tmp_path):
+    """Records without their curves.parquet gave a leaderboard of ✗ everywhere, "Target: loss ≤ –" and every
+    family tied at score 0."""
+    records, _ = _workloads({"toy": {"adjoint": [2, 2], "gq": [1, 1]}})
+    run = _write_run(tmp_path / "run", records, pd.DataFrame())
+    code = main(["leaderboard", str(run), "--out", str(tmp_path / "board")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert "nothing to rank: no successful case has a training curve with a quality value" in lines[0]
+    assert not (tmp_path / "board").exists()

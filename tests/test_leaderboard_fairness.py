@@ -195,3 +195,15 @@ def test_families_with_equal_profiles_stay_visible_and_the_legend_says_they_tie(
     under, over = (drawn[0][1], drawn[1][1])
     assert under["lw"] > over["lw"] and under["color"] != over["color"]  # ...drawn wider beneath, another colour
     assert under["markevery"] != over["markevery"]  # markers at other τ
+
+
+def test_hosts_and_commits_pooled_on_one_hardware_are_named_at_the_top():
+    """Two hosts with the same CPU model, at two commits, were compared as one machine with no word above
+    the tables (only the environment table at the bottom listed them)."""
+    records, curves = board([("famA", [1, 1], "cpu", CPU, None), ("famB", [2, 2], "cpu", CPU, None)])
+    records = records.assign(hostname=["h1", "h1", "h2", "h2"], git_sha=["a" * 40] * 2 + ["b" * 40] * 2)
+    note = leaderboard.machines_note({"toy": leaderboard.task_table(records, curves, target=0.5)[0]})
+    assert "several hosts of one hardware (cpu · Xeon: h1, h2)" in note
+    assert f"2 commits ({'a' * 12}, {'b' * 12})" in note and "2 machines" not in note
+    one = records.assign(hostname="h1", git_sha="a" * 40)
+    assert leaderboard.machines_note({"toy": leaderboard.task_table(one, curves, target=0.5)[0]}) == ""

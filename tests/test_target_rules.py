@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nodebench import target
 from nodebench.analyses import time_to_target as time_to_target_analysis
 from nodebench.benchmarking import leaderboard
 from nodebench.target import quality_column, reached_text, seed_aggregate, seed_interval, time_to_target_table
@@ -129,3 +130,33 @@ def test_the_report_analysis_counts_distinct_seeds(tmp_path):
     rows = {line.split("|")[4].strip(): [c.strip() for c in line.split("|")[1:-1]]
             for line in text.splitlines() if line.startswith("| e ")}
     assert rows["fast"][4:7] == ["reached in 1 of 3 seeds (4 runs)", "0.5", "not reached"]  # median of 1, ∞, ∞
+
+
+def test_a_members_reachable_level_is_where_its_time_over_seeds_turns_finite():
+    """The k-th lowest seed best: k = 2 of 3 and 3 of 4 (the median), 4 of 5 (the olympic mean drops one ∞);
+    a failed seed (NaN) never reaches; a seed's two repeats both must (their median time)."""
+    assert target.reachable_level([0.3, 0.1, 0.2]) == 0.2
+    assert target.reachable_level([0.1, 0.2, 0.3, 0.4]) == 0.3
+    assert target.reachable_level([0.5, 0.4, 0.3, 0.2, 0.1]) == 0.4
+    assert target.reachable_level([0.1, math.nan, 0.2, 0.3, 0.4]) == 0.4
+    assert math.isnan(target.reachable_level([0.1, math.nan, math.nan, 0.3, 0.4]))
+    assert target.reachable_level([0.1, 0.5, 0.2], seeds=[0, 0, 1]) == 0.5
+    assert math.isnan(target.reachable_level([]))
+
+
+def test_the_slower_method_of_a_pair_reaches_the_pairs_target_with_five_seeds():
+    """With the paper preset's 5 seeds, the pair's target was the slower method's median best (0.3 of 0.1..0.5),
+    which only 3 of its seeds reach: its olympic mean was ∞, so a claim "snode ≥ 10× faster than direct" held
+    with ∞×. The target is now its reachable level 0.4 (4 seeds reach, the 5th is the dropped one)."""
+    records, curves = [], []
+    for method, bests, time in (("snode", [0.05] * 5, 1.0), ("direct", [0.1, 0.2, 0.3, 0.4, 0.5], 5.0)):
+        for seed, best in enumerate(bests):
+            case = f"{method}{seed}"
+            records.append({"case_id": case, "experiment": "e", "method": method, "seed": seed, "status": "ok",
+                            "hparams": json.dumps({}), "test_mse": best})
+            curves += [{"case_id": case, "iteration": 5, "elapsed_s": time / 2, "monitor": 1.0},
+                       {"case_id": case, "iteration": 10, "elapsed_s": time, "monitor": best}]
+    table = time_to_target_table(pd.DataFrame(records), pd.DataFrame(curves), pair_with="snode")
+    assert table["target"].unique().tolist() == [0.4]
+    times = {m: seed_aggregate(rows["time_to_target_s"], rows["seed"]) for m, rows in table.groupby("method")}
+    assert times == {"direct": 5.0, "snode": 1.0}

@@ -20,9 +20,10 @@ pooled) gets:
   **final metric** (the task's headline metric, median).
 
 **The target** of a task is common to all its configurations: the value declared by a suite entry
-(``target = ...``) when there is one, else the *largest of the configurations' best values* (each
-configuration's best is the median over seeds of the lowest quality it reached), so every configuration
-reaches it at least at its median seed, and the slowest decides how loose the target is.
+(``target = ...``) when there is one, else the *largest of the configurations' reachable levels* (each
+configuration's is the lowest quality at which its time over seeds is finite, a failed seed never reaching:
+:func:`~nodebench.target.reachable_level`), so every configuration reaches it by the statistic that ranks
+it, and the slowest decides how loose the target is.
 
 **Across tasks**, methods compete as *families* (the method id: ``adjoint``, ``gq``, ``taynode``...);
 every other setting (regulariser, tolerances, widths) is a configuration of its family, and a family's
@@ -65,9 +66,11 @@ from nodebench.metrics import headline_metric, higher_is_better
 from nodebench.records import atomic_write, config_labels, measured_memory
 from nodebench.registry import nearest
 from nodebench.target import (
+    QUALITY_COLUMNS,
     common_level,
     first_reach,
     quality_values,
+    reachable_level,
     seed_aggregate,
     seed_interval,
     seed_statistic,
@@ -119,15 +122,35 @@ def hardware_names(tasks: dict[str, pd.DataFrame]) -> list[str]:
 
 def machines_note(tasks: dict[str, pd.DataFrame]) -> str:
     """The line at the top of a leaderboard over records from several machines (devices or hardware),
-    naming them, since a fair comparison fixes the hardware (the measuring guide's §8); ``""`` when all
-    records come from one."""
+    naming them, since a fair comparison fixes the hardware (the measuring guide's §8), and over records from
+    several hosts of one hardware (pooled: same model) or from several commits, naming those, since their
+    times may differ by host or code; ``""`` when all records come from one of each."""
+    notes = []
     machines = [hardware or "unknown" for hardware in hardware_names(tasks)]
-    if len(machines) < 2:
-        return ""
-    return (f"Records from {len(machines)} machines ({'; '.join(machines)}): a fair comparison fixes the hardware, "
-            "so each configuration is listed per device and machine, times from different machines are not "
-            "comparable, and the family × task table, the fastest marks, the ranks and the overall scores are "
-            "per device and machine.")
+    if len(machines) > 1:
+        notes.append(f"Records from {len(machines)} machines ({'; '.join(machines)}): a fair comparison fixes the "
+                     "hardware, so each configuration is listed per device and machine, times from different "
+                     "machines are not comparable, and the family × task table, the fastest marks, the ranks and the "
+                     "overall scores are per device and machine.")
+    rows = pd.concat(list(tasks.values()), ignore_index=True)
+    pooled = {hardware or "unknown": sorted({h for hosts in group["hosts"] for h in hosts})
+              for hardware, group in rows.groupby("hardware")}
+    pooled = {hardware: hosts for hardware, hosts in pooled.items() if len(hosts) > 1}
+    if pooled:
+        named = "; ".join(f"{hardware}: {', '.join(hosts)}" for hardware, hosts in pooled.items())
+        notes.append(f"Records from several hosts of one hardware ({named}) are compared and their seeds pooled "
+                     "as one machine: check in the environment table that they ran alike (cores, threads).")
+    commits = sorted({c for shas in rows["commits"] for c in shas})
+    if len(commits) > 1:
+        notes.append(f"Records from {len(commits)} commits ({', '.join(commits)}): times measured on different code "
+                     "are compared; the environment table gives each run's.")
+    return " ".join(notes)
+
+
+def _texts(group: pd.DataFrame, column: str, width: int | None = None) -> tuple[str, ...]:
+    """The distinct non-empty values of ``column`` in ``group`` (:func:`_text`, cut to ``width``), sorted."""
+    values = group[column] if column in group else ()
+    return tuple(sorted({_text(v)[:width] for v in values} - {""}))
 
 
 def environment_text(row: pd.Series) -> str:
@@ -153,8 +176,8 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
 
     Returns:
         ``(table, info)``: the table grouped by hardware (sorted by name; one group without several), each
-        group sorted by time to target, and ``{"target", "column", "metric", "ok"}``
-        (``ok``: how many cases of the task finished ok).
+        group sorted by time to target, and ``{"target", "column", "metric", "ok", "monitored"}``
+        (``ok``: how many cases of the task finished ok; ``monitored``: how many of those have a quality value).
     """
     records = records.assign(config=config_labels(records).values,
                              device=[_text(d) for d in records.get("device", pd.Series("", index=records.index))],
@@ -166,10 +189,9 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
         column, values = quality_values(steps)
         steps = steps.assign(quality=values)
     best = {case: group["quality"].min() for case, group in steps.groupby("case_id")} if not steps.empty else {}
-    if target is None:
-        best_of_case = ok["case_id"].map(best).astype(float)  # no ok case: an empty column of strings otherwise
-        per_seed_best = ok.assign(best=best_of_case).groupby(["config", "seed"])["best"].median()  # repeats pooled
-        target = common_level(per_seed_best.groupby(level="config").median())
+    if target is None:  # the level every row (configuration on its hardware) reaches over its seeds
+        target = common_level(pd.Series([reachable_level(group["case_id"].map(best), group["seed"]) for _, group
+                                         in records.groupby(["config", "device", "machine"])], dtype=float))
     metric = headline_metric(ok) if not ok.empty else None
     rows = []
     for (config, device, machine), group in records.groupby(["config", "device", "machine"], sort=False):
@@ -196,7 +218,8 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
                      "peak_mem_bytes": median_interval(memory, seeds=good["seed"]).value,
                      "nfe_per_iter": median_interval(nfe, seeds=good["seed"]).value,
                      "metric": metric_interval.value, "metric_interval": metric_interval,
-                     "environment": environment_text(first)})
+                     "environment": environment_text(first), "hosts": _texts(group, "hostname"),
+                     "commits": _texts(group, "git_sha", 12)})
     table = pd.DataFrame(rows)
     higher = bool(metric and higher_is_better(metric))
     for col, ascending in (("time_to_target_s", True), ("peak_mem_bytes", True), ("nfe_per_iter", True),
@@ -204,7 +227,9 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
         table[f"rank_{col}"] = table.groupby("hardware")[col].rank(method="min", ascending=ascending,
                                                                    na_option="bottom")
     table = table.sort_values(["hardware"] + TASK_ORDER, ascending=[True, True, not higher], kind="stable")
-    return table.reset_index(drop=True), {"target": target, "column": column, "metric": metric, "ok": len(ok)}
+    monitored = sum(not math.isnan(value) for value in best.values())
+    return table.reset_index(drop=True), {"target": target, "column": column, "metric": metric, "ok": len(ok),
+                                          "monitored": monitored}
 
 
 def scored(tasks: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -485,6 +510,7 @@ def build(run_dirs: list[Path], targets: dict[str, float] | None = None):
     frames, curve_frames = [], []
     for index, path in enumerate(run_dirs):
         records, curves = load_records(path)
+        check_times(records, curves, str(path))
         records = records.assign(case_id=f"{index}:" + records["case_id"].astype(str),
                                  run_id=records["run_id"] if "run_id" in records else str(path))
         frames.append(records)
@@ -504,7 +530,31 @@ def build(run_dirs: list[Path], targets: dict[str, float] | None = None):
         failed = "; ".join(f"{task}: {failure_text(group['status'])}" for task, group in records.groupby("task"))
         raise UserError(f"nothing to rank: no case in the runs finished ok ({failed}); give runs with at least "
                         "one successful case (each failure's reason is in its run's records and report)")
+    if not any(infos[task]["monitored"] for task in scored(tasks)):
+        columns = f"{', '.join(QUALITY_COLUMNS[:-1])} or {QUALITY_COLUMNS[-1]}"
+        raise UserError(f"nothing to rank: no successful case has a training curve with a quality value (its {columns} "
+                        "column in curves.parquet), so no time to target can be measured; give run folders, or "
+                        "records files with the curves.parquet nodebench wrote beside them")
     return records, tasks, infos
+
+
+def check_times(records: pd.DataFrame, curves: pd.DataFrame, where: str) -> None:
+    """A :class:`UserError` naming the first step of a successful case whose training time (the curves'
+    ``elapsed_s``) is missing, NaN, infinite or negative: read as it is, such a case would silently count as
+    never reaching the target, or rank first with a negative time."""
+    done = curves[curves["case_id"].isin(records.loc[records["status"] == "ok", "case_id"])] if len(curves) else curves
+    if done.empty:
+        return
+    if "elapsed_s" not in done:
+        raise UserError(f"{where!r}: its curves have no elapsed_s column (the training time of each step); give the "
+                        "curves.parquet nodebench wrote beside the records")
+    elapsed = pd.to_numeric(done["elapsed_s"], errors="coerce").astype(float)
+    bad = done[~(np.isfinite(elapsed) & (elapsed >= 0))]
+    if len(bad):
+        step = bad.iloc[0]
+        raise UserError(f"{where!r}: case {step['case_id']} (status ok) has elapsed_s {step['elapsed_s']} at "
+                        f"iteration {step['iteration']} of its curves; a training time is a finite number of "
+                        "seconds ≥ 0 (the run's curves.parquet is damaged: rerun that case)")
 
 
 def unscored_note(tasks: dict[str, pd.DataFrame]) -> str:
@@ -526,7 +576,7 @@ def target_note(task: str, info: dict, declared: bool) -> str:
     """The sentence above a task's table: its target and how times are aggregated."""
     if not info["ok"]:
         return "No case of this task finished ok (their statuses in the ok column): no time to target, not scored."
-    rule = "declared" if declared else "the largest of the configurations' best values"
+    rule = "declared" if declared else "the largest of the configurations' reachable levels"
     return (f"Target: {info['column']} ≤ {_fmt(info['target'])} ({rule}). Time to target: median over seeds "
             "(olympic mean with ≥ 5), named in each cell, with its interval (order statistics for the median, a "
             "bootstrap for the olympic mean); ✗: not reached.")
