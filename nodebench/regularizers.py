@@ -58,6 +58,20 @@ MAX_ORDER = 35
 REGULARIZER_OPTIONS = ("reg", "reg_order", "reg_lambda", "reg_variant")
 
 
+def _check_settings(kind, order, lam, variant, names: tuple[str, str, str, str], kinds: tuple[str, ...]) -> None:
+    """A :class:`UserError` naming the bad value by ``names`` (the setting as the caller wrote it: a
+    :class:`Regularizer` argument, or a case's ``reg*`` hyper-parameter, :data:`REGULARIZER_OPTIONS`)."""
+    kind_name, order_name, lam_name, variant_name = names
+    if kind not in kinds:
+        raise UserError(f"unknown regulariser {kind!r} ({kind_name}); valid: {', '.join(kinds)}")
+    if variant not in VARIANTS:
+        raise UserError(f"unknown regulariser variant {variant!r} ({variant_name}); valid: {', '.join(VARIANTS)}")
+    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_ORDER:
+        raise UserError(f"{order_name} must be an integer from 1 to {MAX_ORDER}, got {order!r}")
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0 <= lam < math.inf:
+        raise UserError(f"{lam_name} must be a finite number ≥ 0, got {lam!r}")
+
+
 def _batch_mean(x: torch.Tensor) -> torch.Tensor:
     """Mean over every dimension but the first (the batch)."""
     return x.reshape(x.shape[0], -1).mean(dim=1)
@@ -154,14 +168,8 @@ class Regularizer:
     _generator: torch.Generator = field(init=False, repr=False)
 
     def __post_init__(self):
-        if self.kind not in KINDS[1:]:
-            raise UserError(f"unknown regulariser {self.kind!r}; valid: {', '.join(KINDS)}")
-        if self.variant not in VARIANTS:
-            raise UserError(f"unknown regulariser variant {self.variant!r}; valid: {', '.join(VARIANTS)}")
-        if isinstance(self.order, bool) or not isinstance(self.order, int) or not 1 <= self.order <= MAX_ORDER:
-            raise UserError(f"reg_order must be an integer from 1 to {MAX_ORDER}, got {self.order!r}")
-        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not 0 <= self.lam < math.inf:
-            raise UserError(f"reg_lambda must be a finite number ≥ 0, got {self.lam!r}")
+        _check_settings(self.kind, self.order, self.lam, self.variant, names=("kind", "order", "lam", "variant"),
+                        kinds=KINDS[1:])
         from nodebench.taylor.ode import METHODS
 
         if self.derivative_method not in METHODS:
@@ -251,7 +259,10 @@ def regularizer_from_hparams(hparams: dict, seed: int = 0) -> Regularizer | None
     if kind == "none" and isinstance(hparams.get("reg_lambda"), (int, float)) and hparams["reg_lambda"] > 0:
         raise UserError(f"reg_lambda {hparams['reg_lambda']:g} has no effect without a regulariser: set reg to "
                         f"{' or '.join(KINDS[1:])}, or leave reg_lambda out")
-    regularizer = Regularizer(kind="speed" if kind == "none" else kind, order=hparams.get("reg_order", 2),
-                              lam=hparams.get("reg_lambda", 0.0), variant=hparams.get("reg_variant", "forward"),
-                              seed=seed)  # built with reg = none too: the other reg_* values are checked all the same
+    order, lam = hparams.get("reg_order", 2), hparams.get("reg_lambda", 0.0)
+    variant = hparams.get("reg_variant", "forward")
+    # checked with reg = none too: the other reg_* values are refused all the same, by their hyper-parameter names
+    _check_settings(kind, order, lam, variant, names=REGULARIZER_OPTIONS, kinds=KINDS)
+    regularizer = Regularizer(kind="speed" if kind == "none" else kind, order=order, lam=lam, variant=variant,
+                              seed=seed)
     return regularizer if kind != "none" and regularizer.lam > 0 else None

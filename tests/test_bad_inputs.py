@@ -324,3 +324,22 @@ def test_an_experiment_named_twice_is_refused_as_a_method_is(tmp_path):
 def test_the_timeout_bounds_themselves_are_valid(timeout_s, tmp_path, capsys):
     assert main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "1", "--timeout-s", timeout_s,
                  "--dry-run", "--out", str(tmp_path / "o")]) == 0
+
+
+@pytest.mark.parametrize("task, method, key, value", [("g1d", "gq", "t_end", 1e300), ("nested_spheres", "adjoint",
+                                                       "t_end", 1e300), ("g1d", "gq", "lr", 1e300),
+                                                      ("ou_sde", "gq", "lr", 1e39)])
+def test_a_value_beyond_the_models_dtype_is_refused_before_running(task, method, key, value, tmp_path, capsys):
+    """In float32, t_end = 1e300 made the time grid infinite and lr = 1e300 failed in Adam's update: an error row
+    each ("t must be finite", "value cannot be converted to type float without overflow"), after the data were
+    built. A value float64 holds is a legal number: lr = 1e300 on a float64 task runs (and diverges, a row)."""
+    out = tmp_path / "out"
+    code = main(["run", "--task", task, "--method", method, "--hparam", f"{key}={value}", "--iters", "1",
+                 "--no-progress", "--out", str(out)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and lines == [f"nodebench: error: task {task}: hyper-parameter {key} {value:g} is beyond the "
+                                   "range of float32, the model's dtype (magnitude at most 3.4e+38); give a smaller "
+                                   f"{key} or --hparam dtype=float64"]
+    assert not out.exists()
+    assert main(["run", "--task", task, "--method", method, "--hparam", f"{key}={value}", "--hparam",
+                 "dtype=float64", "--dry-run", "--out", str(out)]) == 0

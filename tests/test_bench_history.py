@@ -409,3 +409,25 @@ def test_a_run_is_gated_against_the_previous_run_on_its_own_device(tmp_path):
     assert flagged[["run", "case", "metric"]].values.tolist() == [[2, "g1d: gq", "time"]]
     assert (table.loc[table["run"] == 1, "verdict"] == "").all()  # the first run on cuda: nothing to gate against
     assert runs["device"].tolist() == ["cpu", "cuda", "cpu"]
+
+
+def test_the_site_s_record_links_resolve_after_the_site_is_moved(capsys, tmp_path):
+    """The links went from the page up into the store (../store/m/s/RUN/records.parquet): a site written with
+    --out elsewhere and then moved or published had none that resolved. The records are copied into the site."""
+    from test_bench_compare import _records
+
+    for index, time in enumerate([0.02, 0.03]):
+        folder = tmp_path / "store" / "m" / "s" / f"2026010{index + 1}T000000Z-aaaa"
+        folder.mkdir(parents=True)
+        _records(time=time)[0].to_parquet(folder / "records.parquet", index=False)
+    code, out, err = run_cli(capsys, "history", "--store", tmp_path / "store", "--machine", "m", "--suite", "s",
+                             "--html", "--out", tmp_path / "site")
+    assert code == 0, err
+    moved = tmp_path / "elsewhere" / "site"
+    moved.parent.mkdir()
+    shutil.move(tmp_path / "site", moved)
+    shutil.rmtree(tmp_path / "store")  # published without the store
+    links = set(re.findall(r"href='([^']+)'", (moved / "index.html").read_text()))
+    assert len(links) == 2  # one per run
+    for link in links:
+        assert (moved / link).resolve().is_relative_to(moved) and pd.read_parquet(moved / link)["status"].size

@@ -195,10 +195,31 @@ def test_a_positive_lambda_without_a_regulariser_is_refused(hparams):
 def test_an_infinite_weight_and_an_unknown_derivative_method_are_refused_at_construction():
     """Accepted before: λ = inf made every loss inf or NaN; a misspelt derivative method failed only at the first
     solve, inside the running cost."""
-    with pytest.raises(UserError, match="reg_lambda must be a finite number ≥ 0, got inf"):
+    with pytest.raises(UserError, match="^lam must be a finite number ≥ 0, got inf"):
         Regularizer("speed", lam=math.inf)
     with pytest.raises(UserError, match="unknown derivative_method 'taylr'; valid: taylor, jvp"):
         Regularizer("speed", lam=1.0, derivative_method="taylr")
+
+
+@pytest.mark.parametrize("kwargs, library, hparams, cli", [
+    ({"lam": -1}, "lam must be a finite number ≥ 0, got -1", {"reg_lambda": -1.0},
+     "reg_lambda must be a finite number ≥ 0, got -1.0"),
+    ({"order": 0}, "order must be an integer from 1 to 35, got 0", {"reg_order": 0},
+     "reg_order must be an integer from 1 to 35, got 0"),
+    ({"variant": "both"}, "unknown regulariser variant 'both' (variant); valid: forward, adjoint_only",
+     {"reg_variant": "both"}, "unknown regulariser variant 'both' (reg_variant); valid: forward, adjoint_only"),
+    ({"kind": "none"}, "unknown regulariser 'none' (kind); valid: speed, rnode", {"reg": "fast"},
+     "unknown regulariser 'fast' (reg); valid: none, speed, rnode"),
+])
+def test_a_bad_value_is_named_as_its_caller_wrote_it(kwargs, library, hparams, cli):
+    """The library class names its own arguments (lam, order...); it named the command line's reg_lambda, which
+    a library user never wrote. A case's hyper-parameters keep their reg_* names."""
+    with pytest.raises(UserError) as err:
+        Regularizer(**{"kind": "speed", "lam": 1.0, **kwargs})
+    assert str(err.value) == library
+    with pytest.raises(UserError) as err:
+        regularizer_from_hparams({"reg": "speed", "reg_lambda": 1.0, **hparams})
+    assert str(err.value) == cli
 
 
 @pytest.mark.parametrize("kind", ["speed", "rnode"])

@@ -2,14 +2,14 @@
 the runs (commits), the gate's verdicts marked, each point a link to its run's records; the list of
 regressions; the list of cases that newly failed and measurements lost (which fail the gate too, with no
 value to draw); and the machine, environment and gate decision of every run. A filter by metric shows one
-metric's graphs, regressions and lost measurements. One self-contained file (inline SVG, CSS and JS), so the
-site opens from disk or any static host.
+metric's graphs, regressions and lost measurements. One self-contained page (inline SVG, CSS and JS) and the
+records it links to, copied beside it, so the site opens from disk or any static host, wherever it is moved.
 """
 
 from __future__ import annotations
 
 import math
-import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -23,8 +23,14 @@ VERDICT_COLOURS = {REGRESSION: "#c00", "improved": "#080", "noise": "#c80"}
 WIDTH, HEIGHT, PAD = 380, 150, 34
 
 
+#: The folder of the site that holds each run's records, one subfolder per run (named as the run's folder).
+SITE_RECORDS = "records"
+
+
 def _link(run_dir: str, out: Path) -> str:
-    return Path(os.path.relpath(Path(run_dir) / RECORDS, out)).as_posix()
+    """The page-relative link to a run's records: their copy inside the site (:func:`write_site`), so that a
+    site written elsewhere than the store (``--out``) and moved or published later keeps its links."""
+    return f"{SITE_RECORDS}/{Path(run_dir).name}/{RECORDS}"
 
 
 def shown_label(rule: Rule) -> str:
@@ -95,6 +101,10 @@ def write_site(history: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> Pa
     """Write ``out/index.html`` from :func:`history_table`'s ``history`` and the store's ``runs``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for run_dir in runs["run_dir"]:  # the records every link points to, copied next to the page
+        copy = out / _link(run_dir, out)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(copy, lambda tmp, source=Path(run_dir) / RECORDS: shutil.copyfile(source, tmp))
     machine, suite = runs["machine"].iloc[0], runs["suite"].iloc[0]
     regressions = history[history["verdict"] == REGRESSION].sort_values("run")
     failures = history[history["fails"] & (history["verdict"] != REGRESSION)].sort_values("run")

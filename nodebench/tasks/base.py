@@ -106,6 +106,7 @@ class Task(abc.ABC):
                 raise UserError(f"task {self.name!r} has no hyper-parameter {key!r}{nearest(key, params)}; "
                                 f"valid: {', '.join(sorted(params)) or 'none'}")
             merged[key] = params[key].check(value, f"task {self.name}: hyper-parameter")
+        _check_dtype_range(merged, params, self.name)
         self.check_hparams(merged)
         return merged
 
@@ -134,6 +135,21 @@ def dtype_from_name(name: str) -> torch.dtype:
 
 
 # -- hyper-parameter checks shared by the tasks ------------------------------------------------------------
+
+def _check_dtype_range(hp: Mapping[str, Any], params: Mapping[str, Param], task: str) -> None:
+    """A :class:`UserError` for a float hyper-parameter beyond the range of the task's ``dtype``, which its
+    tensors are made in: in float32, ``t_end = 1e300`` made the time grid infinite ("t must be finite") and
+    ``lr = 1e300`` failed in Adam's update ("value cannot be converted to type float without overflow"), each
+    an error row after the data were built. A large value that fits (``lr = 1e30``) runs: it diverges."""
+    if hp.get("dtype") not in ("float32", "float64"):
+        return
+    largest = torch.finfo(dtype_from_name(hp["dtype"])).max
+    for key, value in hp.items():
+        if params[key].kind == "float" and value is not None and abs(value) > largest:
+            raise UserError(f"task {task}: hyper-parameter {key} {value:g} is beyond the range of {hp['dtype']}, "
+                            f"the model's dtype (magnitude at most {largest:.3g}); give a smaller {key}"
+                            + (" or --hparam dtype=float64" if hp["dtype"] != "float64" else ""))
+
 
 def int_hparam(hp: Mapping[str, Any], key: str, minimum: int) -> int:
     """``hp[key]`` as an int ≥ ``minimum``; a bool, a non-integral number or a smaller value is a UserError."""
