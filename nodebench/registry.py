@@ -10,10 +10,11 @@ figures to these registries when they are imported; the framework never imports 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from nodebench.errors import UserError
@@ -35,6 +36,24 @@ def unknown(kind: str, name: str, valid: Iterable[str]) -> UserError:
     return UserError(f"unknown {kind} {name!r}{nearest(name, valid)}; valid: {', '.join(valid) or 'none'}")
 
 
+#: How many plug-in imports are under way (:func:`importing_plugins`): what is registered meanwhile, each worker
+#: process registers too, since it imports the same plug-ins.
+_PLUGIN_IMPORTS = 0
+
+
+@contextlib.contextmanager
+def importing_plugins() -> Iterator[None]:
+    """Within the block, registrations count as made by a paper plug-in's import (:func:`nodebench.papers.load_papers`
+    wraps each plug-in's import in it), so that a helper module a plug-in imports from outside its own package
+    is known to the workers as well."""
+    global _PLUGIN_IMPORTS
+    _PLUGIN_IMPORTS += 1
+    try:
+        yield
+    finally:
+        _PLUGIN_IMPORTS -= 1
+
+
 class Registry(dict, Generic[T]):
     """A name → object mapping of one ``kind`` (``"task"``, ``"method"``...), filled by :meth:`register`."""
 
@@ -43,6 +62,8 @@ class Registry(dict, Generic[T]):
         self.kind = kind
         #: name → the module that registered it (for a class or function, the module defining it).
         self.origins: dict[str, str] = {}
+        #: the names registered while a paper plug-in was imported (:func:`importing_plugins`).
+        self.by_plugins: set[str] = set()
 
     def register(self, name: str | None = None, obj: T | None = None) -> Any:
         """Add ``obj`` under ``name``; without ``obj``, a decorator that registers what it decorates under
@@ -56,17 +77,25 @@ class Registry(dict, Generic[T]):
                 raise ValueError(f"{self.kind} {key!r} is registered twice")
             self[key] = value
             self.origins[key] = value.__module__ if inspect.isclass(value) or inspect.isfunction(value) else caller
+            if _PLUGIN_IMPORTS:
+                self.by_plugins.add(key)
             return value
         return add if obj is None else add(obj)
 
-    def check_known_to_workers(self, name: str) -> None:
-        """A one-line :class:`UserError` where ``name`` was registered by the running script or notebook
-        (``__main__``): each case runs in a fresh worker process, which imports nodebench and the installed
-        paper plug-ins, never the script, so every case of it would fail as unknown."""
-        if self.origins.get(name) == "__main__":
-            raise UserError(f"{self.kind} {name!r} is registered by your script (__main__), which the worker process "
-                            f"of each case does not import; register it in a paper plug-in (README: \"Your own "
-                            f"method or task\")")
+    def check_known_to_workers(self, name: str, in_plugin: Callable[[str], object] = lambda module: None) -> None:
+        """A one-line :class:`UserError` where ``name`` was registered by code a worker process does not import:
+        each case runs in a fresh worker, which imports nodebench and the installed paper plug-ins, never the
+        running script or notebook (``__main__``) nor a module of the user's that no plug-in imports, so every case
+        of it would fail as unknown. Known to the workers: what nodebench registers, what was registered while a
+        plug-in was imported, and what a module inside a loaded plug-in's package registered (``in_plugin(module)``
+        true: :func:`nodebench.papers.paper_of_module`)."""
+        origin = self.origins.get(name)
+        if origin is None or origin == "nodebench" or origin.startswith("nodebench.") or name in self.by_plugins \
+                or in_plugin(origin):
+            return
+        who = "your script (__main__)" if origin == "__main__" else f"module {origin!r}, which no paper plug-in imports"
+        raise UserError(f"{self.kind} {name!r} is registered by {who}; the worker process of each case does not "
+                        f"import it: register it in a paper plug-in (README: \"Your own method or task\")")
 
     def lookup(self, name: str) -> T:
         """The object registered as ``name``; an unknown name is a :class:`UserError`."""

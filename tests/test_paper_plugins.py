@@ -139,6 +139,9 @@ def test_records_of_a_broken_plugin_are_refused_where_they_are_read(install, tmp
                       "method": ["rk4", "adjoint"], "seed": 0, "hparams": "{}", "status": "ok",
                       "test_mse": [0.1, 0.2], "train_wall_s": 1.0, "nfe_forward": 8.0,
                       "nfe_backward": 8.0}).to_parquet(runs[paper] / "records.parquet")
+        pd.DataFrame({"case_id": ["c0", "c1"], "task": "cubic_spiral", "method": ["rk4", "adjoint"], "seed": 0,
+                      "iteration": 1, "elapsed_s": [0.5, 0.7], "loss": [0.3, 0.4], "nfe_forward": 8.0,
+                      "nfe_backward": 8.0}).to_parquet(runs[paper] / "curves.parquet")
     good, bad = str(runs["snode"]), str(runs["broken"])
     board = str(tmp_path / "board")
     assert [cli.main(["report", good]), cli.main(["compare", good, good]),

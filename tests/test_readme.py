@@ -183,3 +183,37 @@ def test_a_method_registered_by_a_script_is_refused_before_anything_runs(tmp_pat
     finally:
         METHODS.pop("heun3_script", None)
         METHODS.origins.pop("heun3_script", None)
+
+
+def test_a_method_registered_by_a_module_no_plugin_imports_is_refused_naming_the_module(tmp_path, monkeypatch):
+    """The same for a module of the user's that no paper plug-in imports: the workers never import it either, so it
+    is refused up front naming the module (it used to reach the run, every case an ``unknown method`` error row);
+    what a plug-in's import registers, from any module, the workers register too and is accepted."""
+    import nodebench
+    from nodebench.errors import UserError
+    from nodebench.methods import METHODS
+    from nodebench.registry import importing_plugins
+
+    (tmp_path / "my_methods.py").write_text(
+        "from nodebench.methods import METHODS, Backprop\n"
+        "METHODS.register(obj=Backprop('heun3_module', 'heun3', adaptive=False, description='Heun 3'))\n")
+    (tmp_path / "plugin_helper.py").write_text(
+        "from nodebench.methods import METHODS, Backprop\n"
+        "METHODS.register(obj=Backprop('heun3_helper', 'heun3', adaptive=False, description='Heun 3'))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        import my_methods  # noqa: F401
+        with importing_plugins():
+            import plugin_helper  # noqa: F401
+        with pytest.raises(UserError, match=r"^method 'heun3_module' is registered by module 'my_methods', which no "
+                                            r"paper plug-in imports; .*register it in a paper plug-in"):
+            nodebench.run("cubic_spiral", ["heun3_module"], iters=1, out=tmp_path / "run", dry_run=True)
+        assert not (tmp_path / "run").exists()
+        nodebench.run("cubic_spiral", ["heun3_helper"], iters=1, out=tmp_path / "ok", dry_run=True)
+    finally:
+        for name in ("heun3_module", "heun3_helper"):
+            METHODS.pop(name, None)
+            METHODS.origins.pop(name, None)
+            METHODS.by_plugins.discard(name)
+        for module in ("my_methods", "plugin_helper"):
+            sys.modules.pop(module, None)

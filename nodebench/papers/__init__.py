@@ -30,7 +30,7 @@ from importlib.metadata import entry_points
 from importlib.resources import files
 
 from nodebench.errors import UserError, where_raised
-from nodebench.registry import unknown
+from nodebench.registry import importing_plugins, unknown
 
 BUILTIN = ("do_vs_od", "gq_adjoint", "snode", "taynode")
 ENTRY_POINT_GROUP = "nodebench.papers"
@@ -126,7 +126,8 @@ def load_papers() -> dict[str, Paper]:
         papers = {}
         for name, module in modules.items():
             try:
-                _import(name, module)
+                with importing_plugins():
+                    _import(name, module)
             except UserError as err:
                 if name in BUILTIN:
                     raise

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from nodebench.config import CASE_LIMITS, TrainingOptions
 from nodebench.errors import UserError
 from nodebench.methods import METHODS, SOLVER_OPTIONS, Method, check_step_size, get_method, solver_options
+from nodebench.papers import paper_of_module
 from nodebench.registry import nearest
 from nodebench.regularizers import REGULARIZER_OPTIONS, Regularizer, regularizer_from_hparams
 from nodebench.snode.options import SnodeOptions, inert_options, is_snode_option
@@ -111,7 +112,7 @@ def check_cases(cases) -> list[str]:
         if case.task not in tasks:  # built once per task: a data file's task reads its file
             tasks[case.task] = get_task(case.task)
         task = tasks[case.task]
-        TASKS.check_known_to_workers(case.task)
-        METHODS.check_known_to_workers(case.method)
+        TASKS.check_known_to_workers(case.task, paper_of_module)
+        METHODS.check_known_to_workers(case.method, paper_of_module)
         ignored.setdefault(case.method, set()).update(check_case(task, get_method(case.method), case.hparams))
     return [f"method {name} does not use {', '.join(sorted(keys))}; ignored" for name, keys in ignored.items() if keys]
