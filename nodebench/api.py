@@ -42,7 +42,8 @@ class RunResult:
     """What :func:`run`, :func:`reproduce` and :func:`bench` return.
 
     Attributes:
-        out: the run directory (``None`` for a dry run).
+        out: the run directory (for a dry run of :func:`run` or :func:`reproduce`: the one it would use,
+            whose finished cases a run skips; ``None`` for a dry run of :func:`bench`: a new folder).
         cases: the cases of the sweep (all of them, finished before or now).
         records, curves: the merged records (one row per case; for an A/B bench, the current code's) and
             per-iteration curves; empty for a dry run.
@@ -198,6 +199,7 @@ def _check_same_limits(out: Path, cases: list[Case]) -> None:
         except (OSError, ValueError):
             continue  # a broken row is set aside when the sweep starts
         case = planned.get(key(row)) if isinstance(row, dict) else None
+        _check_ignored_in_row(out, row, planned, key)
         if case is not None and row.get("device") != case.device:
             raise UserError(f"{str(out)!r} holds case {case.task}/{case.method}/s{case.seed} run on device "
                             f"{row.get('device')!r}, this command's is {case.device!r}: the report would pool the two; "
@@ -208,6 +210,27 @@ def _check_same_limits(out: Path, cases: list[Case]) -> None:
             raise UserError(f"{str(out)!r} holds case {case.task}/{case.method}/s{case.seed} run with another limit "
                             f"(iterations, time budget or warm-up) or data file than this command's ({limit}): "
                             "the report would pool the two; give another --out")
+
+
+def _check_ignored_in_row(out: Path, row: Any, planned: Mapping[tuple, Case], key) -> None:
+    """A :class:`UserError` when ``row``, written before ``nodebench run`` left out the options a method ignores
+    (:func:`~nodebench.runner.settings.without_ignored`), is one of the ``planned`` cases but for such options: its
+    case id differs, so the sweep would run the case again beside it and the report show the two apart."""
+    from nodebench.methods import METHODS
+    from nodebench.runner.settings import ignored_options
+
+    try:
+        hparams = json.loads(row.get("hparams") or "{}")
+        ignored = ignored_options(METHODS[row["method"]], hparams)
+    except (AttributeError, KeyError, TypeError, ValueError, UserError):
+        return  # not a row of a known method with readable options: the sweep's own checks see to it
+    case = planned.get(key(row | {"hparams": json.dumps({k: v for k, v in hparams.items() if k not in ignored},
+                                                       sort_keys=True)})) if ignored else None
+    if case is not None:
+        raise UserError(f"{str(out)!r} holds case {case.task}/{case.method}/s{case.seed} recorded with "
+                        f"{', '.join(ignored)}, which method {case.method} does not use (an earlier nodebench kept "
+                        "such options in a case's settings and id): this command would run it again beside that "
+                        "row; give another --out")
 
 
 def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], message: str,
@@ -268,7 +291,8 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
         seeds: run seeds 0..seeds-1 of each method.
         iters, budget_s: stop each case after this many iterations or this much training time, whichever
             comes first when both are given (default 100 iterations; the CLI takes one of the two).
-        hparams: task hyper-parameters and method options, e.g. ``{"lr": 0.1, "rtol": 1e-5}``.
+        hparams: task hyper-parameters and method options, e.g. ``{"lr": 0.1, "rtol": 1e-5}``; an option a
+            method does not use is warned about and left out of its cases (rk4's ``rtol``: the case of no ``rtol``).
         method_hparams: per-method options, e.g. ``{"adjoint": {"rtol": 1e-5}}``.
         out: the run directory (default a new ``results/runs/<time>``, ``<time>-2`` where that exists); an
             existing one given here is resumed.
@@ -307,13 +331,14 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
                                   method_hparams=method_hparams, device=_device(device, engine), iters=iters,
                                   budget_s=budget_s))
     warnings = _check(cases, engine, warn=True)
+    from nodebench.runner.settings import check_shared_hparams, without_ignored
+    cases = [without_ignored(case) for case in cases]  # rk4 given gtol is rk4's case: its id, its record
     if method_hparams:  # a value every method overrides is checked too, not silently unused
-        from nodebench.runner.settings import check_shared_hparams
         check_shared_hparams(task, names, hparams)
     out = api_checks.path(out, "out") if out is not None else _new_run_dir()
     if dry_run:
         _check_out(out, engine, {"command": "run"}, cases)
-        return RunResult(None, cases)
+        return RunResult(out, cases)
     records, curves = _sweep(cases, out, engine, f"running {len(cases)} case(s) into {out} (rerun with --out {out} "
                              "to resume)", command="run", warnings=warnings)
     return RunResult(out, cases, records, curves, _finish(out, records, curves))
@@ -359,7 +384,7 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
     kind = {"command": "reproduce", "paper": paper, "preset": preset}
     if dry_run:
         _check_out(out, engine, kind, cases)
-        return RunResult(None, cases)
+        return RunResult(out, cases)
     records, curves = _sweep(cases, out, engine, f"reproducing {paper} at preset {preset}: {len(cases)} case(s) into "
                              f"{out}", **kind, device=device, warnings=warnings)
     return RunResult(out, cases, records, curves, _finish(out, records, curves, spec=spec, preset=preset,

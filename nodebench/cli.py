@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -207,19 +208,48 @@ def _engine(args) -> dict:
                 allow_mixed_commits=args.allow_mixed_commits, verify_data=not args.no_verify)
 
 
-def _print_cases(result) -> int:
+def _print_cases(result, retry_failed: bool = False) -> int:
     from nodebench.api import describe_cases
 
     table = describe_cases(result.cases)
     print(table.to_markdown(index=False, tablefmt="simple"))
-    print(f"{len(result.cases)} case(s); nothing was run (--dry-run)")
+    where = "" if result.out is None else f" into {result.out}{_finished_before(result, retry_failed)}"
+    print(f"{len(result.cases)} case(s){where}; nothing was run (--dry-run)")
     return 0
+
+
+def _finished_before(result, retry_failed: bool) -> str:
+    """``: 1 finished before (skipped), 3 to run`` for the cases of ``result`` whose rows its folder holds (the
+    ``ok`` ones with ``retry_failed``); empty when none. Reads only: a broken row counts as to run."""
+    from nodebench.records import CASES
+    from nodebench.runner.guard import read_json_object
+
+    ids = {case.case_id for case in result.cases}
+    rows = [read_json_object(result.out / CASES / f"{case_id}.json") or {} for case_id in ids]
+    done = sum(row.get("status") == "ok" or (not retry_failed and "status" in row) for row in rows)
+    return f": {done} finished before (skipped), {len(ids) - done} to run" if done else ""
 
 
 def _wrote(result) -> int:
     print(f"wrote {result.out}/records.parquet, curves.parquet, {result.out}/figures/, {result.report} and "
           f"{result.report.with_suffix('.html')}")
+    print(_statuses(result))
     return 0
+
+
+#: The order of the statuses in a run's summary line (those of :mod:`nodebench.runner.sweep`); others follow.
+STATUS_ORDER = ("ok", "diverged", "oom", "timeout", "killed", "error")
+
+
+def _statuses(result) -> str:
+    """``4 case(s): 3 ok, 1 diverged`` and, where a case failed, where its reason and its worker's output are."""
+    counts = result.records["status"].value_counts() if "status" in result.records else {}
+    names = [*(s for s in STATUS_ORDER if s in counts), *sorted(set(counts.keys()) - set(STATUS_ORDER))]
+    line = f"{len(result.records)} case(s): " + ", ".join(f"{counts[s]} {s}" for s in names)
+    if set(names) - {"ok"}:
+        line += (f"; the reasons: the failed-cases tables of {result.report} (the records' reason column), "
+                 f"each worker's output: {result.out}/logs/CASE_ID.log")
+    return line
 
 
 def cmd_list(args) -> int:
@@ -262,7 +292,7 @@ def cmd_run(args) -> int:
     result = api.run(args.task, args.method, seeds=args.seeds, iters=args.iters, budget_s=args.budget_s,
                      hparams=dict(args.hparam), out=args.out, device=args.device, dry_run=args.dry_run,
                      **_engine(args))
-    return _print_cases(result) if args.dry_run else _wrote(result)
+    return _print_cases(result, args.retry_failed) if args.dry_run else _wrote(result)
 
 
 def cmd_reproduce(args) -> int:
@@ -270,7 +300,7 @@ def cmd_reproduce(args) -> int:
 
     result = api.reproduce(args.paper, args.preset, out=args.out, experiments=args.experiment, device=args.device,
                            dry_run=args.dry_run, link_figures=args.link_figures, **_engine(args))
-    return _print_cases(result) if args.dry_run else _wrote(result)
+    return _print_cases(result, args.retry_failed) if args.dry_run else _wrote(result)
 
 
 def cmd_report(args) -> int:
@@ -344,8 +374,9 @@ AFTER_INTERRUPT = {
 def main(argv: list[str] | None = None) -> int:
     """Run one command; SIGTERM and SIGHUP stop it as Ctrl-C does, from start-up to the last report file
     (:func:`~nodebench.runner.guard.stop_on_signals`): one line saying what was kept
-    (:data:`AFTER_INTERRUPT`), exit code 128 + the signal's number."""
-    command = None
+    (:data:`AFTER_INTERRUPT`; for ``run`` and ``reproduce``, how many cases finished and the command that resumes
+    them), exit code 128 + the signal's number."""
+    command = args = None
     try:
         with stop_on_signals():
             args = build_parser().parse_args(argv)
@@ -365,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         name, signum = getattr(err, "signal_name", "SIGINT"), getattr(err, "signum", 2)
         after = AFTER_INTERRUPT.get(command, "what it wrote before is intact; rerun the command")
+        if command in ("run", "reproduce") and hasattr(err, "kept"):  # the sweep's count, and its folder
+            done, total, out = err.kept
+            again = ["nodebench", *(sys.argv[1:] if argv is None else map(str, argv))]
+            again += [] if args.out is not None else ["--out", str(out)]
+            after = f"{done} of {total} case(s) finished, kept in {out}; resume with: {shlex.join(again)}"
         print(f"nodebench: interrupted by {name}; {after}", file=sys.stderr)
         return 128 + signum
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -273,6 +274,66 @@ def test_an_interrupted_command_says_what_it_kept(monkeypatch, capsys, argv, aft
     monkeypatch.setitem(cli.COMMANDS, argv[0], interrupted)
     assert main(argv) == 130
     assert capsys.readouterr().err == f"nodebench: interrupted by SIGINT; {after}\n"
+
+
+def test_an_interrupted_run_says_how_many_cases_it_kept_and_the_command_that_resumes_it(monkeypatch, capsys,
+                                                                                           tmp_path):
+    """Ctrl-C said "rerun with the same --out to resume", also to a run given no --out (a new results/runs/<time>
+    that the same command would not find again): now the count of finished cases, their folder, and the command."""
+    from nodebench.records import CASES
+    from nodebench.runner import sweep
+
+    def interrupted(cases, run_dir, **kwargs):  # the first case finished, then Ctrl-C
+        (run_dir / CASES / f"{cases[0].case_id}.json").write_text('{"status": "ok"}')
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sweep, "_run_locked", lambda cases, run_dir, **kwargs: (
+        (run_dir / CASES).mkdir(parents=True), interrupted(cases, run_dir)))
+    argv = ["run", "--task", "cubic_spiral", "--method", "rk4,euler", "--iters", "1", "--no-progress"]
+    assert main(argv) == 130
+    (out,) = (tmp_path / "results" / "runs").iterdir()
+    out = out.relative_to(tmp_path)
+    assert capsys.readouterr().err.splitlines()[-1] == (f"nodebench: interrupted by SIGINT; 1 of 2 case(s) finished, "
+                                                        f"kept in {out}; resume with: nodebench {' '.join(argv)} "
+                                                        f"--out {out}")
+
+
+@pytest.mark.parametrize("statuses,line", [
+    (["ok", "ok"], "2 case(s): 2 ok"),
+    (["timeout", "ok", "diverged", "ok"], "4 case(s): 2 ok, 1 diverged, 1 timeout; the reasons: the failed-cases "
+     "tables of R/report.md (the records' reason column), each worker's output: R/logs/CASE_ID.log"),
+])
+def test_a_finished_run_ends_with_its_statuses_and_where_failures_are_explained(monkeypatch, capsys, statuses,
+                                                                               line):
+    """The last lines named the files only: a run whose cases diverged or timed out looked like a success."""
+    from pathlib import Path
+
+    from nodebench import api
+
+    result = api.RunResult(Path("R"), [], pd.DataFrame({"status": statuses}), report=Path("R/report.md"))
+    monkeypatch.setattr(api, "run", lambda *args, **kwargs: result)
+    assert main(["run", "--task", "cubic_spiral", "--method", "rk4"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == line
+
+
+def test_a_dry_run_says_where_its_cases_go_and_which_finished_before(capsys, tmp_path):
+    """--dry-run said "N case(s); nothing was run": neither the folder nor what a resume there would skip."""
+    import nodebench
+
+    out = tmp_path / "run"
+    argv = ["run", "--task", "cubic_spiral", "--method", "rk4,euler", "--iters", "1", "--out", str(out), "--dry-run"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"2 case(s) into {out}; nothing was run (--dry-run)"
+    case = nodebench.run("cubic_spiral", "rk4,euler", iters=1, dry_run=True).cases[0]
+    (out / "cases").mkdir(parents=True)
+    (out / "cases" / f"{case.case_id}.json").write_text(json.dumps(case.identity() | {"status": "diverged"}))
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (f"2 case(s) into {out}: 1 finished before (skipped), 1 to "
+                                                        "run; nothing was run (--dry-run)")
+    assert main(argv + ["--retry-failed"]) == 0  # the failed case runs again
+    assert capsys.readouterr().out.splitlines()[-1] == f"2 case(s) into {out}; nothing was run (--dry-run)"
+    assert sorted(p.name for p in out.rglob("*")) == sorted(["cases", f"{case.case_id}.json"])  # nothing written
 
 
 def test_the_command_line_module_imports_no_heavy_library():

@@ -293,3 +293,18 @@ def test_workers_die_with_their_sweep(tmp_path, signum):
             if _alive(pid):
                 os.killpg(pid, signal.SIGKILL)
         sweep.wait()
+
+
+@pytest.mark.slow
+def test_progress_into_a_log_is_a_line_per_case_without_redraws(tmp_path, capsys):
+    """stderr that is not a terminal (``nodebench run ... 2> log``) got the bar's carriage-return redraws, a
+    garbled log with each case's status nowhere: now a plain line per finished case, with its status and time,
+    and the time left while cases remain."""
+    cases = [Case(task="cubic_spiral", method="euler", iters=1, seed=s, hparams=SPIRAL_FAST) for s in range(2)]
+    run_cases(cases, tmp_path / "run", timeout_s=300, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("[")]
+    assert len(lines) == 2, err
+    assert lines[0].startswith("[1/2] cubic_spiral/euler/s0: ok in ") and lines[0].endswith(" left"), lines
+    assert lines[1].startswith("[2/2] cubic_spiral/euler/s1: ok in ") and lines[1].endswith(" s"), lines

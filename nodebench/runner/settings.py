@@ -6,7 +6,7 @@ solver options, a regulariser, SNODE's options, the harness's training settings,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from nodebench.config import CASE_LIMITS, TrainingOptions
@@ -15,6 +15,7 @@ from nodebench.methods import METHODS, SOLVER_OPTIONS, Method, check_step_size, 
 from nodebench.papers import paper_of_module
 from nodebench.registry import nearest
 from nodebench.regularizers import REGULARIZER_OPTIONS, Regularizer, regularizer_from_hparams
+from nodebench.runner.case import Case
 from nodebench.snode.options import SnodeOptions, inert_options, is_snode_option
 from nodebench.tasks import TASKS, get_task
 from nodebench.tasks.base import MONITOR_TASKS, Task
@@ -76,7 +77,25 @@ def check_case(task: Task, method: Method, hparams: Mapping[str, Any]) -> list[s
         check_step_size(step, span, f"the time span of task {task.name!r}")
     if settings.monitor_every and not task.full_state:
         raise UserError(f"task {task.name!r} has no training monitor; {MONITOR_TASKS}")
+    return ignored_options(method, hparams)
+
+
+def ignored_options(method: Method, hparams: Mapping[str, Any]) -> list[str]:
+    """The keys of ``hparams`` that leave a case of ``method`` unchanged: :func:`unused_options`, and for a
+    spectral method SNODE's without effect (:func:`~nodebench.snode.options.inert_options`: the dual update (M13)
+    outside the augmented variant, the continuation's limit without growth, (M14) of
+    ``nodebench/papers/snode/README.md``, Quaglino et al. §3). Raises :class:`UserError` on an invalid ``snode_*``
+    option."""
     return unused_options(method, hparams) + (inert_options(hparams) if method.spectral else [])
+
+
+def without_ignored(case: Case) -> Case:
+    """``case`` without the options its method ignores (:func:`ignored_options`), so that its id, its recorded
+    ``hparams`` and every comparison keyed on them name what runs: ``--method rk4,gq --hparam gtol=0.1`` gives
+    rk4 the case of ``--method rk4``. For options a user typed (``nodebench run``); a paper's or suite's shared
+    options stay in its cases' settings, whose ids its committed records hold."""
+    ignored = ignored_options(get_method(case.method), case.hparams)
+    return replace(case, hparams={k: v for k, v in case.hparams.items() if k not in ignored}) if ignored else case
 
 
 def unused_options(method: Method, hparams: Mapping[str, Any]) -> list[str]:

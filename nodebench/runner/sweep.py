@@ -53,6 +53,8 @@ RUN_KINDS = ("command", "paper", "preset", "suite")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: How often a remote case looks whether its sweep is gone.
 STOPPED_EVERY_S = 0.5
+#: How often a sweep whose stderr is not a terminal (a log file) names its running cases and their progress.
+ALIVE_EVERY_S = 60.0
 
 
 @dataclass
@@ -119,7 +121,7 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
         jobs: cases run at once.
         timeout_s: per-case wall-clock limit, process start-up included.
         threads: torch threads per case (also exported as OMP/MKL/OpenBLAS thread counts).
-        progress: show a progress bar on stderr.
+        progress: show progress on stderr (below).
         retry_failed: rerun cases recorded as ``diverged``, ``oom``, ``killed``, ``timeout`` or ``error``.
         executor: ``local`` (worker processes on this machine), ``submitit`` (SLURM job arrays, or submitit's
             local executor without SLURM) or ``dask`` (a dask.distributed scheduler at ``scheduler``).
@@ -130,6 +132,11 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
             lock, so a sweep refused there changes nothing.
         announce: a line for stderr once the engine is open and the directory is the sweep's (a sweep refused
             before, by an unreachable scheduler or a folder in use, does not claim to be running).
+
+    Progress goes to stderr: a line per finished case (``[n/N] task/method/sSEED: status in T s, about T left``)
+    and, on a terminal, a bar naming each running case's iteration and loss; elsewhere (a log file) that is a
+    plain ``still running`` line every :data:`ALIVE_EVERY_S` instead. A sweep stopped by a signal re-raises its
+    :class:`KeyboardInterrupt` with ``kept``: (cases of ``cases`` finished in ``run_dir``, their number, ``run_dir``).
 
     Returns:
         ``(records, curves)`` DataFrames of every case in ``run_dir``.
@@ -148,6 +155,10 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
                 _put_back(run_dir, before)
                 kept = "left as it was" if before is not None else "not created"
                 raise SubmissionRefused(err.reason, f"nothing ran, {str(run_dir)!r} is {kept}") from None
+            except KeyboardInterrupt as err:  # what the command's last line says was kept
+                ids = {case.case_id for case in cases}
+                err.kept = (sum((run_dir / CASES / f"{i}.json").is_file() for i in ids), len(ids), run_dir)
+                raise
 
 
 def _contents(run_dir: Path) -> dict[Path, bytes | None] | None:
@@ -194,10 +205,11 @@ def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, ret
                    progress=progress)
         return merge(run_dir, run_id)
     env = _worker_env(threads)
-    bar = tqdm(total=len(todo), desc="cases", unit="case", disable=not progress or not todo, file=sys.stderr,
-               mininterval=1.0)
+    tty = sys.stderr.isatty()  # a log file gets plain lines, no carriage-return redraws
+    bar = tqdm(total=len(todo), desc="cases", unit="case", disable=not progress or not todo or not tty,
+               file=sys.stderr, mininterval=1.0)
     running: list[_Running] = []
-    postfix, shown = "", 0.0
+    postfix, shown, started, count = "", time.monotonic(), time.monotonic(), len(todo)
     try:
         while todo or running:
             while todo and len(running) < jobs:
@@ -207,12 +219,20 @@ def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, ret
                 code = job.process.poll()
                 if code is None and time.monotonic() - job.started <= timeout_s:
                     continue
-                _settle(job, cases_dir, code, timeout_s)
+                status = _settle(job, cases_dir, code, timeout_s)
                 running.remove(job)
                 bar.update(1)
-            if running and time.monotonic() - shown > 1.0 and _postfix(running, cases_dir) != postfix:
+                if progress:
+                    done = count - len(todo) - len(running)
+                    tqdm.write(_case_line(job, status, done, count, time.monotonic() - started), file=sys.stderr)
+            if not running or not progress:
+                continue
+            if tty and time.monotonic() - shown > 1.0 and _postfix(running, cases_dir) != postfix:
                 postfix, shown = _postfix(running, cases_dir), time.monotonic()
                 bar.set_postfix_str(postfix)  # redraws, at most once a second
+            elif not tty and time.monotonic() - shown > ALIVE_EVERY_S:  # a sign of life in a log, once a minute
+                shown = time.monotonic()
+                print(f"  still running: {_postfix(running, cases_dir)}", file=sys.stderr, flush=True)
     finally:
         for job in running:  # interrupted: no orphan keeps computing and writing
             _kill(job.process)
@@ -257,8 +277,7 @@ def run_case_process(case: Case | dict, run_dir: str | Path, *, threads: int = 1
         _kill(job.process)
         (cases_dir / f"{case.case_id}.progress").unlink(missing_ok=True)
         raise
-    _settle(job, cases_dir, code, timeout_s)
-    return json.loads((cases_dir / f"{case.case_id}.json").read_text()).get("status", "error")
+    return _settle(job, cases_dir, code, timeout_s)
 
 
 class CaseStopped(Exception):
@@ -308,9 +327,10 @@ def _worker_env(threads: int, base: dict | None = None) -> dict:
             | {"PYTHONUNBUFFERED": "1", PARENT_PID: str(os.getpid())})
 
 
-def _settle(job: _Running, cases_dir: Path, code: int | None, timeout_s: float) -> None:
-    """After a worker ended (``code``) or ran out of time (``None``): record what it did not. A row the worker
-    wrote is kept (even if it then ran out of time while exiting); a row of an earlier attempt is replaced."""
+def _settle(job: _Running, cases_dir: Path, code: int | None, timeout_s: float) -> str:
+    """After a worker ended (``code``) or ran out of time (``None``): record what it did not, and return the
+    case's status. A row the worker wrote is kept (even if it then ran out of time while exiting); a row of an
+    earlier attempt is replaced."""
     if code is None:
         _kill(job.process)
     if not _wrote_row(cases_dir, job.case, job.previous_row):
@@ -318,6 +338,17 @@ def _settle(job: _Running, cases_dir: Path, code: int | None, timeout_s: float) 
         status, reason = timeout if code is None else _failure_of(code, job.log)
         _record_failure(job.case, cases_dir, status, reason, job.started_at, job.threads)
     (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
+    row = read_json_object(cases_dir / f"{job.case.case_id}.json") or {}
+    return str(row.get("status", "error"))
+
+
+def _case_line(job: _Running, status: str, done: int, count: int, elapsed_s: float) -> str:
+    """The line of a finished case: ``[2/4] task/method/sSEED: STATUS in 12.3 s`` and, while cases remain, the
+    time left at the mean pace so far (``elapsed_s`` since the sweep started, over ``done`` cases)."""
+    case = job.case
+    line = f"[{done}/{count}] {case.task}/{case.method}/s{case.seed}: {status} in " \
+           f"{time.monotonic() - job.started:.1f} s"
+    return line + (f", about {tqdm.format_interval(elapsed_s / done * (count - done))} left" if done < count else "")
 
 
 def _wrote_row(cases_dir: Path, case: Case, previous_row: tuple[int, int] | None) -> bool:
