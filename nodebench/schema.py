@@ -66,6 +66,9 @@ COLUMNS: tuple[Column, ...] = (
            "forward is its coefficient block, forward + backward a whole iteration) [bytes]"),
     Column("alloc_peak_optimizer_bytes", "float", "the same for the optimiser step alone (empty for SNODE, whose "
            "Adam steps belong to its blocks) [bytes]"),
+    Column("mem_growth_bytes", "float", "memory held at the start of the last timed step minus at the first, a leak "
+           "check (CUDA: allocated bytes; CPU: resident set, which moves by MiBs without a leak; empty under two "
+           "steps) [bytes]"),
     Column("mem_source", "str", "how memory was measured (cuda allocator, CPU high-water mark)"),
     Column("nfe_forward", "int", "field evaluations in forward passes, summed"),
     Column("nfe_backward", "int", "field evaluations in backward passes (adjoint solves), summed"),

@@ -10,6 +10,8 @@ the device synchronised before the step and at its end:
   CUDA-event time on CUDA, where the step synchronises once, at its end);
 - peak memory of the forward phase (CPU; read when forward ends) and of the whole step, both above the
   memory held before the step (one reset per step; CPU: the resident-set mark, CUDA: allocated bytes);
+- the memory held when each step begins, whose growth from the first timed step to the last is a leak check
+  (``mem_growth_bytes``: the same step repeated should hold the same memory);
 - NFE forward and backward, attempted and accepted solver steps, from :class:`CountingField` (a
   fixed-step solver accepts every step it makes; torchsde's solvers report their steps through the
   Brownian motion, :class:`~nodebench.sde.StepReportingBrownian`);
@@ -34,9 +36,11 @@ method-independent training quality, e.g. the simulation MSE on the training tra
 time-to-target figures are read from.
 Training stops after ``iters`` iterations or once the summed step time passes ``budget_s``. A non-finite
 loss, a non-finite metric, or a solve (training or evaluation) that exceeds its step limit or whose step
-size underflows stops it with status ``diverged``; so does an evaluation that runs longer than
+size underflows stops it with status ``diverged``, in warm-up too; so does an evaluation that runs longer than
 :func:`evaluation_limit_s` (the stiff dynamics of a diverged model can otherwise keep its evaluation
-solving for minutes before the step limit).
+solving for minutes before the step limit), or a memory pass (the first solves with the last update's
+parameters) that makes more than :data:`MEMORY_PASS_FACTOR` × the evaluations of the costliest timed step (at
+least :data:`MEMORY_PASS_MIN_NFE`; the CPU's pass records every operation, so its memory grows with them).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from nodebench.harness import StepMeter, count_nfe
+from nodebench.harness import StepCountingField, StepMeter, count_nfe
 from nodebench.harness.memory import AllocatedPeak
 from nodebench.methods import Method
 from nodebench.regularizers import RegularizedSolve, Regularizer
@@ -76,6 +80,8 @@ class TrainResult:
         peak_mem_forward_bytes, peak_mem_bytes: the largest peak a timed step's forward part, and a whole
             step, added [bytes]; None where none was read (not measured, never 0): before the first timed
             step, and for the forward part on CUDA until the untimed forward pass gives it.
+        mem_growth_bytes: memory held at the start of the last timed step minus at the first (the measuring
+            guide's leak check: the same step repeated, what it holds watched) [bytes]; None under two steps.
     """
 
     rows: list[tuple] = field(default_factory=list)
@@ -86,6 +92,7 @@ class TrainResult:
     alloc_peak_forward_bytes: int | None = None
     alloc_peak_bytes: int | None = None
     alloc_peak_optimizer_bytes: int | None = None
+    mem_growth_bytes: int | None = None
     mem_source: str = ""
     event_s: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -117,6 +124,7 @@ class TrainResult:
             "alloc_peak_forward_bytes": self.alloc_peak_forward_bytes,
             "alloc_peak_bytes": self.alloc_peak_bytes,
             "alloc_peak_optimizer_bytes": self.alloc_peak_optimizer_bytes,
+            "mem_growth_bytes": self.mem_growth_bytes,
             "mem_source": self.mem_source,
             "nfe_forward": sum(c["nfe_forward"]),
             "nfe_backward": sum(c["nfe_backward"]),
@@ -275,14 +283,18 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
     # KL schedule), random generators and the model's buffers are set back, as the memory passes' are; without
     # warm-up iterations nothing is timed and warmup_s stays 0
     if warmup:
-        with _set_back(problem, solve if method.spectral else stepper.solve, device):
-            meter.start()
-            for _ in range(warmup):
-                stepper.warmup()
-            result.warmup_s = meter.stop().wall_s
+        try:
+            with _set_back(problem, solve if method.spectral else stepper.solve, device):
+                meter.start()
+                for _ in range(warmup):
+                    stepper.warmup()
+                result.warmup_s = meter.stop().wall_s
+        except Exception as err:  # a solver's failure is divergence, as in a timed step
+            raise _diverged(err, result, "warm-up") from None
 
     elapsed, event_total = 0.0, 0.0
     iteration = 0
+    held_first = None  # memory held when the first timed step began
     nfe, steps = counter.nfe, counter.steps  # zeroed in place by every reset
     accepted = counter.accepted if method.adaptive else steps  # on a fixed grid every attempted step is accepted
     regularized = regularizer is not None and not method.spectral  # SNODE's steps take no regulariser
@@ -322,6 +334,11 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
             result.peak_mem_bytes = step.peak_bytes
         if step.reserved_bytes is not None:
             result.peak_reserved_bytes = max(result.peak_reserved_bytes or 0, step.reserved_bytes)
+        if step.held_bytes is not None:
+            if held_first is None:
+                held_first = step.held_bytes
+            else:
+                result.mem_growth_bytes = step.held_bytes - held_first
         if step.event_s is not None:
             event_total += step.event_s
             result.event_s = event_total
@@ -333,17 +350,32 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
             on_iteration(iteration, loss_value)
 
     # after the timed steps: the profiler's pass leaves the CPU allocator holding pages that later
-    # allocations reuse, which would hide the timed steps' growth from the resident-set meter
-    with _set_back(problem, solve if method.spectral else stepper.solve, device):
-        result.alloc_peak_forward_bytes, result.alloc_peak_bytes, result.alloc_peak_optimizer_bytes = \
-            stepper.measure_memory(device)
+    # allocations reuse, which would hide the timed steps' growth from the resident-set meter. Its solves are the
+    # first with the last update's parameters: capped (in evaluations, which the CPU profiler's memory grows with)
+    # and classified as the evaluation's are, keeping the curves
+    curves = result.curves
+    costliest = max(map(sum, zip(curves["nfe_forward"], curves["nfe_backward"])), default=0)
+    cap = max(MEMORY_PASS_MIN_NFE, MEMORY_PASS_FACTOR * costliest)
+    over = (f"the untimed memory pass's limit of {cap} evaluations (the larger of {MEMORY_PASS_MIN_NFE} and "
+            f"{MEMORY_PASS_FACTOR} × the most a timed step made): the dynamics after the last update are too stiff")
+    try:
+        with _set_back(problem, solve if method.spectral else stepper.solve, device), \
+                _limited(counter, lambda: nfe["forward"] + nfe["backward"] > cap, over):
+            result.alloc_peak_forward_bytes, result.alloc_peak_bytes, result.alloc_peak_optimizer_bytes = \
+                stepper.measure_memory(device)
+    except Exception as err:
+        raise _diverged(err, result, f"memory pass after {iteration} iterations") from None
     if device.type == "cuda":  # the timed steps read no forward peak on CUDA (StepMeter)
         result.peak_mem_forward_bytes = result.alloc_peak_forward_bytes
     problem.model.eval()
     counter.phase = "forward"
     limit = evaluation_limit_s(elapsed + result.warmup_s)
+    over = (f"the evaluation's {limit:g} s limit (the larger of {EVALUATION_MIN_S:g} s and {EVALUATION_FACTOR:g} × "
+            "the training time): the learned dynamics are too stiff, or the test set is large for so short a training "
+            "(train longer, or evaluate fewer examples: --hparam n_test=N where the task has it)")
+    deadline = time.monotonic() + limit
     try:
-        with _time_limit(problem, limit):
+        with _limited(counter, lambda: time.monotonic() > deadline, over):
             result.metrics = problem.evaluate(solve) | stepper.metrics()
     except Exception as err:
         raise _diverged(err, result, f"evaluation after {iteration} iterations") from None
@@ -361,6 +393,9 @@ def train(problem: Problem, method: Method, *, device: torch.device, iters: int 
 SOLVER_FAILURES = ("max_num_steps", "underflow in dt")
 #: the evaluation may take at least this long, and at least EVALUATION_FACTOR × the training time.
 EVALUATION_MIN_S, EVALUATION_FACTOR = 60.0, 10.0
+#: the untimed memory passes (about twice a step's evaluations) may make at least MEMORY_PASS_MIN_NFE evaluations,
+#: and at least MEMORY_PASS_FACTOR × the most a timed step made (forward and backward).
+MEMORY_PASS_MIN_NFE, MEMORY_PASS_FACTOR = 2000, 10
 
 
 def evaluation_limit_s(training_s: float) -> float:
@@ -369,35 +404,43 @@ def evaluation_limit_s(training_s: float) -> float:
 
 
 class _OverTime(RuntimeError):
-    """Raised inside a solve past the evaluation's limit: the learned dynamics are too stiff to evaluate, or the
-    evaluation is long for so short a training (a large test set after a few iterations)."""
+    """Raised inside a solve past its limit: the learned dynamics are too stiff to solve, or an evaluation is long
+    for so short a training (a large test set after a few iterations)."""
 
 
-class _Deadline(nn.Module):
-    """``field`` that raises :class:`_OverTime` once ``deadline`` (``time.monotonic``) has passed."""
+class _Limited(nn.Module):
+    """``field`` that raises :class:`_OverTime` ("the solve ran past ``limit``") once ``passed()`` is true; its
+    other attributes (a tuple state's ``state_field``...) are the field's."""
 
-    def __init__(self, field: nn.Module, deadline: float, seconds: float):
+    def __init__(self, field: nn.Module, passed: Callable[[], bool], limit: str):
         super().__init__()
-        self.field, self.deadline, self.seconds = field, deadline, seconds
+        self.field, self.passed, self.limit = field, passed, limit
 
     def forward(self, t, y):
-        if time.monotonic() > self.deadline:
-            raise _OverTime(f"the solve ran past the evaluation's {self.seconds:g} s limit (the larger of "
-                            f"{EVALUATION_MIN_S:g} s and {EVALUATION_FACTOR:g} × the training time): the learned "
-                            "dynamics are too stiff, or the test set is large for so short a training (train longer, "
-                            "or evaluate fewer examples: --hparam n_test=N where the task has it)")
+        if self.passed():
+            raise _OverTime(f"the solve ran past {self.limit}")
         return self.field(t, y)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["field"], name)
 
 
 @contextlib.contextmanager
-def _time_limit(problem: Problem, seconds: float):
-    """Within the block, every evaluation of ``problem.field`` checks the wall-clock limit."""
-    field = problem.field
-    problem.field = _Deadline(field, time.monotonic() + seconds, seconds)
+def _limited(counter: StepCountingField, passed: Callable[[], bool], limit: str):
+    """Within the block, every evaluation of the field ``counter`` counts (through the counter, or uncounted as a
+    regulariser's derivatives are) first asks ``passed()`` whether the limit that ``limit`` describes has passed.
+    The counts start from zero."""
+    field = counter.field
+    counter.field = _Limited(field, passed, limit)
+    counter.reset()  # which also makes the counter call the new field
     try:
         yield
     finally:
-        problem.field = field
+        counter.field = field
+        counter.reset()
 
 
 def _diverged(err: Exception, result: TrainResult, when: str) -> Exception:

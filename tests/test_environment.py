@@ -134,3 +134,23 @@ def test_the_record_names_the_nodebench_version_that_ran():
     import nodebench
 
     assert environment("cpu")["version_nodebench"] == nodebench.__version__
+
+
+#: Declared dependencies that only store, draw or print results: no number in a record depends on their version.
+NOT_NUMERICAL = {"pyarrow", "matplotlib", "tqdm", "tabulate"}
+
+
+def test_every_dependency_that_makes_a_cases_numbers_has_its_version_recorded():
+    """scikit-learn draws the toy data sets and splits digits, scipy builds SNODE's Legendre basis: a record named
+    neither version, so a data set that changed with scikit-learn could not be told from a regression."""
+    import re
+    import tomllib
+    from importlib import metadata
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    declared = {re.match(r"[A-Za-z0-9_.-]+", requirement)[0].lower() for requirement in project["dependencies"]}
+    env = environment("cpu")
+    assert sorted(name for name in declared - NOT_NUMERICAL if f"version_{name}" not in env) == []
+    assert env["version_scikit-learn"] == metadata.version("scikit-learn")
+    assert env["version_scipy"] == metadata.version("scipy")

@@ -19,6 +19,7 @@ from torchdiffeq import odeint
 from nodebench.harness import (CountingField, PeakMemory, StepCountingField, StepMeter, Stopwatch, count_nfe,
                                environment, measure)
 from nodebench.methods import get_method
+from nodebench.tasks.base import Problem
 
 F64 = torch.float64
 
@@ -237,6 +238,113 @@ def test_allocated_peak_sees_allocations_in_pages_the_allocator_kept():
         held = torch.ones(1_000_000)  # 4 MB still held at the end does not lower the peak
     assert abs(allocated.bytes - 100e6) <= 0.01 * 100e6, allocated.bytes
     del held
+
+
+class _BackwardAllocates(torch.autograd.Function):
+    """The identity, whose backward allocates ``n_bytes`` (every page touched) and frees them."""
+
+    @staticmethod
+    def forward(ctx, x, n_bytes):
+        ctx.n_bytes = n_bytes
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        _allocate(ctx.n_bytes)()
+        return grad, None
+
+
+class _Scale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(-0.5, dtype=F64))
+
+    def forward(self, t, z):
+        return self.a * z
+
+
+class _PhaseProblem(Problem):
+    """dz/dt = a z, whose loss allocates ``forward_bytes`` (freed before it returns) and whose backward
+    ``backward_bytes``."""
+
+    def __init__(self, forward_bytes: int, backward_bytes: int):
+        self.model = self.field = _Scale()
+        self.lr, self.forward_bytes, self.backward_bytes = 0.01, forward_bytes, backward_bytes
+
+    def loss(self, solve):
+        _allocate(self.forward_bytes)()
+        z = solve(self.field, torch.ones(4, dtype=F64), torch.linspace(0, 1, 3, dtype=F64))[-1]
+        return _BackwardAllocates.apply(z, self.backward_bytes).pow(2).mean()
+
+    def evaluate(self, solve):
+        return {"mse": 0.0}
+
+
+@in_fresh_process
+def test_in_training_a_phase_sees_its_own_allocation_only():
+    """100 MB allocated in the forward phase only, then in the backward phase only: the forward figures see the
+    first and not the second; the whole step's see both (resident set within 5 MB, tensor bytes within 1 MB)."""
+    from nodebench.training import train
+
+    for forward, backward in ((100_000_000, 0), (0, 100_000_000)):
+        s = train(_PhaseProblem(forward, backward), get_method("euler"), device=torch.device("cpu"), iters=3,
+                  warmup=1).summary()
+        assert s["mem_source"] == "vmhwm"
+        assert abs(s["peak_mem_forward_bytes"] - forward) <= 5e6 and abs(s["peak_mem_bytes"] - 1e8) <= 5e6, s
+        assert abs(s["alloc_peak_forward_bytes"] - forward) <= 1e6 and abs(s["alloc_peak_bytes"] - 1e8) <= 1e6, s
+
+
+class _LeakingProblem(_PhaseProblem):
+    """Keeps ``leak_bytes`` of every loss it computes (as a list of results kept across steps would)."""
+
+    def __init__(self, leak_bytes: int):
+        super().__init__(0, 0)
+        self.leak_bytes, self.kept = leak_bytes, []
+
+    def loss(self, solve):
+        self.kept.append(torch.ones(self.leak_bytes // 4))
+        return super().loss(solve)
+
+
+@in_fresh_process
+def test_a_leak_shows_as_memory_growth_between_the_first_and_the_last_step():
+    """The leak check: 40 MB kept by every step grow the memory held from the first timed step's start to the third's
+    by 80 MB (within 5 MB of resident-set noise); without the leak it does not grow."""
+    from nodebench.training import train
+
+    for leak in (40_000_000, 0):
+        s = train(_LeakingProblem(leak), get_method("euler"), device=torch.device("cpu"), iters=3, warmup=1).summary()
+        assert abs(s["mem_growth_bytes"] - 2 * leak) <= 5e6, s["mem_growth_bytes"]
+    one = train(_LeakingProblem(0), get_method("euler"), device=torch.device("cpu"), iters=1, warmup=0).summary()
+    assert one["mem_growth_bytes"] is None  # one step: nothing to compare, not a reading of 0
+
+
+def test_cuda_held_memory_is_the_allocated_bytes_at_the_reset(monkeypatch):
+    """torch.cuda replaced (no GPU needed): what a CUDA step holds when it begins is the allocator's count, read
+    after a synchronisation."""
+    log, allocated = [], iter([1000, 5000])
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: log.append("synchronize"))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: log.append("reset"))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: (log.append("read"), next(allocated))[1])
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
+    meter = PeakMemory("cuda:0")
+    for expected in (1000, 5000):
+        log.clear()
+        meter.reset()
+        assert meter.held_bytes == expected and log == ["synchronize", "reset", "read"]
+
+
+def test_a_failed_block_gives_no_tensor_peak_and_parses_no_events():
+    """A block that raises (a memory pass stopped at its cap) has no figure: its events, possibly millions, are
+    not parsed (that took longer than the stopped pass itself)."""
+    from nodebench.harness.memory import AllocatedPeak, TensorPeak
+
+    for meter in (TensorPeak("cpu"), AllocatedPeak("cpu")):
+        with pytest.raises(RuntimeError, match="the solver gave up"):
+            with meter:
+                torch.ones(250_000).mul_(2)
+                raise RuntimeError("the solver gave up")
+        assert meter.bytes is None
 
 
 # ---------------------------------------------------------------------------------------------- NFE

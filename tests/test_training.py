@@ -98,6 +98,44 @@ def test_budget_stops_training():
     assert capped.iters == 2
 
 
+def test_only_the_steps_are_timed_not_warm_up_monitor_memory_passes_or_evaluation(monkeypatch, linear_problem):
+    """A clock that moves only when the work moves it: each forward takes 0.25 s, the monitor 10 s, the evaluation
+    100 s. The curves hold the steps alone (the loss-against-time curve pauses for the monitor), warm-up apart."""
+    import nodebench.harness.step_meter as step_meter
+    import nodebench.harness.timing as timing
+
+    class Clock:
+        now = 1000.0
+
+        def perf_counter(self):
+            return self.now
+
+        def process_time(self):
+            return 0.0
+
+    clock = Clock()
+    monkeypatch.setattr(step_meter, "perf_counter", clock.perf_counter)
+    monkeypatch.setattr(timing, "time", clock)  # where the system gives no resettable VmHWM
+
+    class Clocked(linear_problem):
+        def loss(self, solve):
+            clock.now += 0.25
+            return super().loss(solve)
+
+        def monitor(self):
+            clock.now += 10.0
+            return 1.0
+
+        def evaluate(self, solve):
+            clock.now += 100.0
+            return {"test_mse": 0.0}
+
+    result = train(Clocked(lr=0.01), get_method("euler"), device=CPU, iters=3, warmup=2, monitor_every=1)
+    c = result.curves
+    assert c["time_s"] == c["forward_s"] == [0.25] * 3 and c["elapsed_s"] == [0.25, 0.5, 0.75]
+    assert c["monitor"] == [1.0] * 3 and result.warmup_s == 0.5 and result.summary()["train_wall_s"] == 0.75
+
+
 def test_needs_a_stopping_rule():
     with pytest.raises(ValueError):
         train(spiral(), get_method("euler"), device=CPU)
@@ -169,6 +207,43 @@ def test_the_gq_adjoints_step_underflow_is_divergence_not_an_error(linear_proble
     problem.loss = lambda solve: (_ for _ in ()).throw(RuntimeError("a bug"))
     with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError stays one (an `error` row)
         train(problem, get_method("direct"), device=CPU, iters=5, warmup=0)
+
+
+def test_a_solver_failure_in_warm_up_is_divergence_as_in_a_timed_step(linear_problem):
+    """A model too stiff to solve fails at its first solve, which is warm-up's: the `diverged` row the first timed
+    iteration gives without warm-up, not an `error` row (the solver's AssertionError escaped)."""
+    for warmup, when in ((0, "iteration 1"), (1, "warm-up")):
+        problem = linear_problem(lr=0.1, dtype=torch.float64, a0=1e300)  # dz/dt = 1e300 z: dopri5's dt underflows
+        with pytest.raises(Diverged, match=f"^{when}: the solver failed.*underflow in dt") as info:
+            train(problem, get_method("direct"), device=CPU, iters=2, warmup=warmup)
+        assert info.value.result.iters == 0
+
+
+def test_a_memory_pass_made_stiff_by_the_last_update_is_capped_and_keeps_the_curves(linear_problem):
+    """The untimed memory passes make the first solves with the last update's parameters: dynamics that update made
+    too stiff are `diverged` at the pass's cap on evaluations, the timed iterations kept (the pass solved on, its
+    profiler's memory growing by hundreds of MB a second, until the case's time limit or the out-of-memory killer
+    ended it: a `timeout` or `killed` row without its iterations)."""
+    import signal
+
+    def backstop(signum, frame):
+        raise TimeoutError("the memory pass was not stopped within 5 s")
+
+    previous = signal.signal(signal.SIGALRM, backstop)
+    signal.alarm(5)
+    try:
+        # a = 2 in the timed step; Adam's first step moves a by lr, to about -1e8: dz/dt = -1e8 z then needs some
+        # 1e7 explicit dopri5 steps
+        problem = linear_problem(lr=1e8, dtype=torch.float64, a0=2.0)
+        with pytest.raises(Diverged, match="^memory pass after 1 iterations: the solve ran past the untimed memory "
+                                           r"pass's limit of \d+ evaluations \(") as info:
+            train(problem, get_method("direct"), device=CPU, iters=1, warmup=1)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    result = info.value.result
+    assert result.iters == 1 and math.isfinite(result.curves["loss"][0]) and result.warmup_s > 0
+    assert result.alloc_peak_bytes is None and result.metrics == {}  # not measured (not 0), not evaluated
 
 
 def test_non_finite_metric_raises_diverged_after_training(linear_problem):

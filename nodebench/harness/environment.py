@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 #: Packages whose versions a record holds: nodebench itself (an installed copy has no commit to record) and its
-#: numerical dependencies.
-PACKAGES = ("nodebench", "torch", "torchdiffeq", "torchsde", "nflows", "numpy", "pandas")
+#: numerical dependencies (scikit-learn draws the toy data sets and splits digits, scipy builds SNODE's basis).
+PACKAGES = ("nodebench", "torch", "torchdiffeq", "torchsde", "nflows", "numpy", "pandas", "scikit-learn", "scipy")
 #: Record column → ``nvidia-smi --query-gpu`` field, read for a CUDA device.
 NVIDIA_SMI_FIELDS = {"gpu_driver_version": "driver_version", "gpu_sm_clock_mhz": "clocks.sm",
                      "gpu_mem_clock_mhz": "clocks.mem", "gpu_throttle_reasons": "clocks_throttle_reasons.active"}

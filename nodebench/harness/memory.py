@@ -156,6 +156,12 @@ class PeakMemory:
             return max(0, self._proc.hwm_bytes()[0] - self._base)
         return max(0, _max_rss() - self._base)
 
+    @property
+    def held_bytes(self) -> int | None:
+        """Memory held at the last :meth:`reset` (allocated tensor memory on CUDA, resident set with ``vmhwm``);
+        None from ``ru_maxrss``, which reads a mark, not what is held."""
+        return None if self.source == "ru_maxrss" else self._base
+
     def peak_reserved_bytes(self) -> int | None:
         """Peak of the CUDA caching allocator's reserved memory added since the reset; None on CPU."""
         if not self.cuda:
@@ -185,6 +191,8 @@ class TensorPeak:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self._profile.__exit__(*exc)
+        if exc[0] is not None:  # the block failed: no figure, and no parse of its (possibly millions of) events
+            return
         events = sorted(_allocations(self._profile.kineto_results.experimental_event_tree()),
                         key=lambda node: node.start_time_ns)
         sizes = [node.extra_fields.alloc_size for node in events if self._on_device(node.extra_fields.device)]

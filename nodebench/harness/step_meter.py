@@ -48,7 +48,8 @@ class StepReading:
         cpu_s: the process's CPU time, all its threads; peak_bytes: peak memory added by the step;
         reserved_bytes: the same for CUDA's reserved memory, None on CPU; forward_s: time from the start
         to the lap (wall time on CPU, CUDA-event time on CUDA); forward_peak_bytes: peak memory added up
-        to the lap, None where not read (CUDA).
+        to the lap, None where not read (CUDA); held_bytes: memory held when the step began (CUDA: allocated
+        bytes; CPU: resident set; None where only a mark is read, :attr:`PeakMemory.held_bytes`).
     """
 
     wall_s: float
@@ -58,6 +59,7 @@ class StepReading:
     reserved_bytes: int | None
     forward_s: float = 0.0
     forward_peak_bytes: int | None = None
+    held_bytes: int | None = None
 
 
 class StepMeter:
@@ -107,9 +109,9 @@ class StepMeter:
             wall, event = self._clock.stop()
             memory = self._memory
             return StepReading(wall, event, self._clock.cpu_s, memory.peak_bytes(), memory.peak_reserved_bytes(),
-                               self._clock.lap_s, None if memory.cuda else self._lap_peak)
+                               self._clock.lap_s, None if memory.cuda else self._lap_peak, memory.held_bytes)
         wall = perf_counter() - self._t0
         usage = getrusage(RUSAGE_SELF)
         mark = usage.ru_maxrss * 1024 if self._proc.use_rusage else self._proc.vmhwm()
         return StepReading(wall, None, usage.ru_utime + usage.ru_stime - self._cpu0, max(0, mark - self._base), None,
-                           self._lap_s, self._lap_peak)
+                           self._lap_s, self._lap_peak, self._base)
