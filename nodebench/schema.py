@@ -70,8 +70,11 @@ COLUMNS: tuple[Column, ...] = (
            "check (CUDA: allocated bytes; CPU: resident set, which moves by MiBs without a leak; empty under two "
            "steps) [bytes]"),
     Column("mem_source", "str", "how memory was measured (cuda allocator, CPU high-water mark)"),
-    Column("nfe_forward", "int", "field evaluations in forward passes, summed"),
-    Column("nfe_backward", "int", "field evaluations in backward passes (adjoint solves), summed"),
+    Column("nfe_forward", "int", "field evaluations in forward passes, summed: one per call at one time on the "
+           "batch, n for n stacked times (gq_batched); SNODE: one per batched call at all its nodes (N trajectories "
+           "× E·Q nodes), not comparable with a solver's"),
+    Column("nfe_backward", "int", "field evaluations in backward passes (adjoint solves), summed, counted as "
+           "`nfe_forward`"),
     Column("nfe_forward_per_iter", "float", "mean field evaluations per forward pass"),
     Column("nfe_backward_per_iter", "float", "mean field evaluations per backward pass"),
     Column("steps_forward", "int", "attempted solver steps in forward passes"),

@@ -40,7 +40,7 @@ size underflows stops it with status ``diverged``, in warm-up too; so does an ev
 :func:`evaluation_limit_s` (the stiff dynamics of a diverged model can otherwise keep its evaluation
 solving for minutes before the step limit), or a memory pass (the first solves with the last update's
 parameters) that makes more than :data:`MEMORY_PASS_FACTOR` × the evaluations of the costliest timed step (at
-least :data:`MEMORY_PASS_MIN_NFE`; the CPU's pass records every operation, so its memory grows with them).
+least :data:`MEMORY_PASS_MIN_NFE`; the CPU's pass records every allocation, so its memory grows with them).
 """
 
 from __future__ import annotations

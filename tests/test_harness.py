@@ -334,6 +334,46 @@ def test_cuda_held_memory_is_the_allocated_bytes_at_the_reset(monkeypatch):
         assert meter.held_bytes == expected and log == ["synchronize", "reset", "read"]
 
 
+def test_cuda_reserved_peak_is_read_after_a_synchronisation(monkeypatch):
+    """torch.cuda replaced (no GPU needed): the reserved peak, read on its own, first waits for the queued work
+    (which may still reserve memory), as the allocated peak does."""
+    log = []
+    for name in ("synchronize", "reset_peak_memory_stats", "memory_allocated", "memory_reserved",
+                 "max_memory_allocated", "max_memory_reserved"):
+        monkeypatch.setattr(torch.cuda, name, lambda device=None, _name=name: (log.append((_name, str(device))), 0)[1])
+    meter = PeakMemory("cuda:1")
+    meter.reset()
+    log.clear()
+    assert meter.peak_reserved_bytes() == 0
+    assert log == [("synchronize", "cuda:1"), ("max_memory_reserved", "cuda:1")]
+
+
+def test_tensor_peak_records_allocations_only_not_every_operator(monkeypatch):
+    """The CPU memory pass's profiler keeps its allocation events and no operator or autograd-node event (those
+    made it hold about 4.4 KB per allocation instead of 1.6 KB, and run twice as long), with the same figure."""
+    from torch._C._profiler import _EventType
+
+    from nodebench.harness.memory import TensorPeak, _allocations
+
+    kept = []
+    for module in (torch._C._autograd, torch.autograd.profiler):  # the profiler context imports its own name
+        real = module._disable_profiler
+        monkeypatch.setattr(module, "_disable_profiler", lambda _real=real: kept.append(_real()) or kept[-1])
+
+    def all_events(nodes):
+        for node in nodes:
+            yield node
+            yield from all_events(node.children)
+
+    weight = torch.ones(256, 256, requires_grad=True)  # 256 KiB, held before the block
+    with TensorPeak("cpu") as meter:
+        torch.tanh(weight @ weight).sum().backward()  # the product, tanh's output and the gradient: 3 × 256 KiB
+    events = list(all_events(kept[-1].experimental_event_tree()))
+    assert len(list(_allocations(kept[-1].experimental_event_tree()))) >= 6  # at least 3 allocations, 3 frees
+    assert {node.tag for node in events} == {_EventType.Allocation}
+    assert 3 * 2**18 <= meter.bytes < 4 * 2**18
+
+
 def test_a_failed_block_gives_no_tensor_peak_and_parses_no_events():
     """A block that raises (a memory pass stopped at its cap) has no figure: its events, possibly millions, are
     not parsed (that took longer than the stopped pass itself)."""

@@ -5,6 +5,7 @@ jvp of the scalar function, and the error for unsupported operations. All in flo
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -389,6 +390,39 @@ def test_measure_cost_times_the_compiled_methods(monkeypatch):
     fused = timed[timed.method == FUSED]
     assert (fused.forward_s == fused.unrecorded_s).all() and (fused.compile_s > 0).all()
     assert agreement[(2, 3, COMPILED)] < 1e-6 and agreement[(2, 3, FUSED)] < 1e-6
+
+
+def test_measure_cost_synchronises_before_every_clock_reading_of_a_cuda_run_the_compile_time_included(monkeypatch):
+    """torch.cuda replaced by recorders (no GPU needed; the tensors stay on the CPU, the clocks are a CUDA run's,
+    the compiler is a stand-in): every wall-clock reading directly follows a synchronisation, the two that bracket
+    a compiled method's first calls (``compile_s``) included, so no queued kernel lands inside or outside them."""
+    from nodebench.harness import Stopwatch
+    from nodebench.papers.taynode import cost
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            pass
+
+        def record(self, stream=None):
+            pass
+
+        def elapsed_time(self, other):
+            return 1.0
+
+    log = []
+    real_clock = time.perf_counter
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: log.append("synchronize"))
+    monkeypatch.setattr(time, "perf_counter", lambda: (log.append("clock"), real_clock())[1])
+    monkeypatch.setattr(cost, "Stopwatch", lambda device: Stopwatch("cuda:0"))
+    monkeypatch.setattr(cost, "compile_derivatives", lambda f, order, **settings: (
+        log.append("compiled"), lambda t, z: ode_derivatives(f, t, z, order))[1])
+    samples, _ = measure_cost(dims=(2,), orders=(2,), methods=("taylor", cost.COMPILED), hidden=8, batch=4, rounds=1)
+    assert (samples[samples.method == cost.COMPILED].compile_s > 0).all()
+    first_calls = log[log.index("compiled"):]
+    assert first_calls.count("clock") >= 4  # the compile time's two readings and the timed calls' inside them
+    assert [log[i - 1] for i, call in enumerate(log) if call == "clock"] == ["synchronize"] * log.count("clock")
 
 
 def test_measure_cost_times_blocks_of_calls_sized_from_a_warm_call(monkeypatch):

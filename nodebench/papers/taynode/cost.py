@@ -20,8 +20,9 @@ every higher order (rows with ``skipped=True``).
 
 Optional method ``"taylor_compiled"``: :func:`nodebench.taylor.compile_derivatives` (the whole derivative
 function for one K under ``torch.compile``, traced through the tape once), its first calls compiling it, one
-graph per grad mode (``compile_s``, wall seconds), with ``torch.compile``'s ``compile_mode`` when one is given
-(``"reduce-overhead"``: CUDA graphs). JAX's compile time is wall seconds too.
+graph per grad mode (``compile_s``, wall seconds of a :class:`~nodebench.harness.Stopwatch`, synchronised on CUDA
+at both ends), with ``torch.compile``'s ``compile_mode`` when one is given (``"reduce-overhead"``: CUDA graphs).
+JAX's compile time is wall seconds too.
 Optional method ``"taylor_fused"``: :func:`nodebench.taylor.compile_grad_and_value`, forward and backward
 compiled as one graph (``torch.func.grad_and_value``, the counterpart of JAX's jitted ``value_and_grad``); its
 forward (``unrecorded_s`` = ``forward_s``) is :func:`compile_derivatives` under ``torch.no_grad()``, its
@@ -170,6 +171,7 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
     if cpu_time and device_.type != "cpu":
         raise ValueError("cpu_time needs device cpu")
     clock = CpuClock() if cpu_time else Stopwatch(device_)
+    compile_clock = Stopwatch(device_)  # wall seconds, synchronised on CUDA, whatever ``clock`` is
     rows, agreement = [], {}
     tiny = torch.zeros(1, 1, device=device_, dtype=dtype_)  # torch.func.jvp's first call loads its decompositions
     ode_derivatives(lambda t_, z_: torch.tanh(z_), tiny[0, 0], tiny, 2, method="jvp")
@@ -207,9 +209,9 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
                     derivatives = compile_derivatives(lambda t_, y_: net(y_), order, **settings)
                     compiled[method] = derivatives if method == COMPILED else (
                         derivatives, compile_grad_and_value(Autonomous(net), order, **settings))
-                    start = time.perf_counter()  # every graph compiles: both grad modes, or forward and step
+                    compile_clock.start()  # every graph compiles: both grad modes, or forward and step
                     values[method] = timed(method)[3]
-                    compile_times[method] = time.perf_counter() - start
+                    compile_times[method] = compile_clock.stop()[0]
                 else:
                     unrecorded, forward, backward, values[method] = timed(method)
                     if method != "taylor" and forward + backward > cap:  # a one-off first-call cost? try once more
