@@ -201,3 +201,39 @@ def test_a_resume_with_another_baseline_commit_or_into_a_folder_that_is_no_ab_ru
     head = resolve("HEAD")[0][:12]
     with pytest.raises(UserError, match=f"ran baseline 000000000000, but 'HEAD' is now {head}"):
         ab.bench_ab("gate_study", "HEAD", run_dir=moved, progress=False, log=lambda line: None)
+
+
+def test_ab_progress_into_a_log_is_a_line_per_pair_without_redraws(tmp_path, capsys, monkeypatch):
+    """``bench --baseline`` logging to a file (stderr no terminal) drew tqdm's carriage-return redraws and named
+    no finished case; it prints the sweep's line per case now, with both sides' statuses and the pair's time. The
+    current code stands in for the baseline's install."""
+    from nodebench.benchmarking import ab
+    from nodebench.benchmarking.baseline_env import BaselineEnv
+    from nodebench.benchmarking.suites import Suite, SuiteEntry
+
+    monkeypatch.setattr(ab, "prepare_baseline", lambda *a, **k: BaselineEnv("0" * 40, "stand-in", Path(sys.executable)))
+    entry = SuiteEntry("spiral", "", "cubic_spiral", ["euler"], hparams={"extrap_t_end": 2.0, "extrap_points": 20},
+                       iters=1)
+    ab.bench_ab(Suite("tiny", "", "cpu", 1, [entry]), "HEAD", store=tmp_path, machine="test", timeout_s=300,
+                log=lambda line: None)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("[")]
+    assert len(lines) == 1 and re.fullmatch(r"\[1/1\] cubic_spiral/euler/s0: baseline ok, current ok in [0-9.]+ s",
+                                            lines[0]), err
+
+
+def test_the_ab_report_starts_with_the_warnings_of_compare_md(tmp_path):
+    """``bench --baseline`` printed the gate's table and findings without the machine and settings warnings that
+    its ``compare.md`` starts with (as ``nodebench compare`` prints them)."""
+    from test_bench_compare import _on, _records
+
+    from nodebench.benchmarking.ab import ABRun, report
+    from nodebench.benchmarking.baseline_env import BaselineEnv
+    from nodebench.benchmarking.compare import compare, warning
+
+    base = _on(_records()[0]).assign(num_threads=1)
+    result = compare((base, pd.DataFrame()), (_on(base, hostname="other").assign(num_threads=4), pd.DataFrame()))
+    run = ABRun(tmp_path, BaselineEnv("a" * 40, "base", Path(sys.executable)), "b" * 40, result, False)
+    warnings = warning(result).splitlines()
+    assert len(warnings) == 2 and report(run).splitlines()[:2] == warnings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nodebench.benchmarking import compare as compare_module
 from nodebench.benchmarking.compare import (RULES, compare, judge, load_records, markdown, regressed, rules_with, table,
                                             warning)
 from nodebench.benchmarking.history import list_runs
@@ -507,3 +509,66 @@ def test_a_change_and_the_same_runs_swapped_get_mirrored_verdicts():
     inside = compare(*_timed_runs(1.095))  # within the band both ways
     assert set(inside.query("metric in ['time', 'cpu']")["verdict"]) == {"same"}
     assert set(compare(*_timed_runs(1.095)[::-1]).query("metric in ['time', 'cpu']")["verdict"]) == {"same"}
+
+
+def _without_gtol(records: pd.DataFrame, method: str) -> pd.DataFrame:
+    """``records`` with ``gtol`` left out of ``method``'s hparams, as ``nodebench run`` now records a method that
+    ignores it (runner.settings.without_ignored)."""
+    stripped = records["hparams"].map(lambda h: json.dumps({k: v for k, v in json.loads(h).items() if k != "gtol"},
+                                                           sort_keys=True))
+    return records.assign(hparams=stripped.where(records["method"] == method, records["hparams"]))
+
+
+@needs_runs
+def test_a_case_recorded_with_an_option_its_method_ignores_is_compared_with_the_case_without_it():
+    """adjoint ignores gq's gtol: a run recorded with it (before nodebench run left it out, or from a suite) listed
+    the case as missing and its twin recorded without it as new, never comparing them."""
+    (base, base_curves), (cur, cur_curves) = load_records(AA_RUNS[0]), load_records(AA_RUNS[1])
+    assert '"gtol": 0.1' in base.loc[(base["experiment"] == "g1d") & (base["method"] == "adjoint"), "hparams"].iloc[0]
+    for baseline, current in (((base, base_curves), (_without_gtol(cur, "adjoint"), cur_curves)),
+                              ((_without_gtol(base, "adjoint"), base_curves), (cur, cur_curves))):
+        result = compare(baseline, current)
+        assert not result["verdict"].isin(["new", "missing"]).any(), result[result["verdict"].isin(["new", "missing"])]
+        assert {"time", "nfe"} <= set(result.loc[result["case"] == "g1d: adjoint", "metric"])
+    changed = _without_gtol(cur, "gq")  # an option the method uses still makes another configuration
+    assert set(compare((base, base_curves), (changed, cur_curves))["verdict"]) >= {"new", "missing"}
+
+
+@needs_runs
+def test_committed_nightly_runs_compare_with_the_same_verdicts_ignoring_options_the_method_ignores(monkeypatch):
+    """Keying cases without ignored options merges no two configurations of the committed history."""
+    runs = [load_records(run) for run in AA_RUNS[:3]]
+    now = [compare(a, b) for a, b in zip(runs, runs[1:])]
+    monkeypatch.setattr(compare_module, "effective_hparams", lambda records: records["hparams"])  # the old keys
+    before = [compare(a, b) for a, b in zip(runs, runs[1:])]
+    for old, new in zip(before, now):
+        assert not new["verdict"].isin(["new", "missing"]).any()
+        pd.testing.assert_frame_equal(old[["case", "metric", "verdict"]], new[["case", "metric", "verdict"]])
+
+
+@pytest.mark.parametrize("column", ["cuda_version", "gpu_driver_version", "python_version", "version_torchdiffeq",
+                                    "version_scikit-learn"])
+def test_runs_with_other_cuda_driver_python_or_library_versions_start_with_a_warning(column):
+    """Only thread counts and torch's version were named: runs on another CUDA toolkit or NVIDIA driver, Python,
+    solver library or data library (all recorded on every row) were compared without a word."""
+    base = _on(_records()[0], device="cuda").assign(**{column: "1.0"})
+    result = compare((base, pd.DataFrame()), (base.assign(**{column: "2.0"}), pd.DataFrame()))
+    assert warning(result) == f"WARNING: time and memory are compared across different settings: {column} baseline " \
+                              "1.0, current 2.0"
+
+
+@pytest.mark.parametrize("column, metric", [("nfe_forward", "nfe"), ("time_s", "time")])
+def test_a_step_the_current_run_lost_is_missing_and_fails_the_gate(column, metric):
+    """A step whose NFE (or time) was NaN in the current run, measured in the baseline, was left out of the
+    matching: the other steps matched and the gate passed. It is a lost measurement now, as a lost seed is; a
+    step the current run did not take at all (fewer iterations) is no loss."""
+    records, _ = _records()
+    curves = _curves(records)
+    lost = curves.copy()
+    lost.loc[(lost["case_id"] == "c1") & (lost["iteration"] == 2), column] = np.nan
+    result = compare((records, curves), (records, lost))
+    [row] = result[result["verdict"] == "missing"].itertuples()
+    assert row.metric == metric and row.note == "not measured (no value or NaN) in the current run for 1 step of seed 1"
+    assert regressed(result)
+    shorter = curves[~((curves["case_id"] == "c1") & (curves["iteration"] == 2))]
+    assert not regressed(compare((records, curves), (records, shorter)))

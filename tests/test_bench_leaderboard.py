@@ -280,3 +280,43 @@ def test_records_without_curves_are_refused_in_one_line(capsys, tmp_path):
     assert code == 2 and len(lines) == 1, lines
     assert "nothing to rank: no successful case has a training curve with a quality value" in lines[0]
     assert not (tmp_path / "board").exists()
+
+
+def _task_section(md: str, task: str) -> str:
+    return md.split(f"## Task `{task}`")[1].split("## ")[0]
+
+
+def test_runs_with_and_without_the_monitor_are_compared_on_the_quality_all_have(capsys, tmp_path):
+    """adjoint's run recorded no monitor: its cases read ✗ (not reached) beside a's monitor target, unexplained."""
+    records, curves = _synthetic(True)
+    with_monitor = _write_run(tmp_path / "a", records[records.method == "a"], curves[curves.method == "a"])
+    without = _write_run(tmp_path / "b", records[records.method == "adjoint"],
+                         curves[curves.method == "adjoint"].drop(columns="monitor"))
+    assert main(["leaderboard", str(with_monitor), str(without), "--out", str(tmp_path / "board")]) == 0
+    task = _task_section((tmp_path / "board" / "leaderboard.md").read_text(), "t1")
+    assert "Target: loss ≤ 6 (" in task  # the loss every run recorded: 10 × the monitor here
+    assert "Not every run recorded monitor (none for adjoint), so all are compared on loss." in task
+    assert re.search(r"\| adjoint +\|.*\| 2/2 +\| 2 \(median, 2 seeds\) +\|", task), task
+    assert re.search(r"\| a +\|.*\| 2/2 +\| 6 \(median, 2 seeds\) +\|", task), task
+
+
+def test_a_task_without_curves_is_named_and_left_out_of_the_scores(capsys, tmp_path):
+    """t2's run kept no curves: it was scored with every family ✗ and "Target: loss ≤ –"."""
+    records, curves = _synthetic(True)
+    run = _write_run(tmp_path / "run", records, curves[curves.task == "t1"])
+    assert main(["leaderboard", str(run), "--out", str(tmp_path / "board")]) == 0
+    md = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert ("Not scored, no successful case has a training curve with a quality value (monitor, task_loss, loss): "
+            "t2.") in md
+    overall = md.split("## Overall")[1].split("## Task")[0]
+    assert re.search(r"\| adjoint +\| 1/1 +\| +1 +\|", overall), overall  # t2 does not lower the scores
+    task = _task_section(md, "t2")
+    assert "not scored" in task and "≤ –" not in task and "✗" not in task and "– no curve (2 seeds)" in task
+
+
+def test_options_a_method_ignores_do_not_split_its_configuration():
+    """adjoint ignores gq's gtol: a seed recorded with it and one without were two configurations."""
+    records, curves = _synthetic(True)
+    records.loc[(records.method == "adjoint") & (records.seed == 0), "hparams"] = '{"gtol": 0.1}'
+    table, _ = leaderboard.task_table(records[records.task == "t1"], curves)
+    assert table["config"].tolist() == ["adjoint", "a"] and table["seeds"].tolist() == [2, 2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -388,3 +389,31 @@ def test_an_interrupted_slurm_sweep_cancels_its_array_with_one_scancel(capsys, t
     assert calls.read_text().splitlines() == ["4242"]
     assert "submitted 3 case(s) to SLURM as job 4242; if this sweep is killed outright, stop them with: scancel 4242" \
         in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("executor", ["submitit", "dask"])
+def test_remote_progress_into_a_log_is_a_line_per_case_without_redraws(tmp_path, capsys, executor):
+    """A cluster sweep logging to a file (stderr no terminal) drew tqdm's carriage-return redraws and named no
+    finished case; it prints the local sweep's line per case now, with its status and the time its task took.
+    Stand-in workers that exit at once (no row: recorded as ``error``)."""
+    pytest.importorskip({"submitit": "submitit", "dask": "distributed"}[executor])
+    quick = [sys.executable, "-c", "pass"]
+    run = functools.partial(run_remote, CASES, tmp_path, run_case=functools.partial(run_case_process, python=quick),
+                            record_failure=record_failure, jobs=1, threads=1, timeout_s=60, progress=True)
+    if executor == "submitit":
+        with open_engine("submitit", None) as engine:
+            run(engine=engine)
+    else:
+        import distributed
+
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                      dashboard_address=None) as cluster, \
+                open_engine("dask", cluster.scheduler_address) as engine:
+            run(engine=engine)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [re.fullmatch(r"\[(\d)/2\] cubic_spiral/rk4/s(\d): error in [0-9.]+ s(, about \S+ left)?", line)
+             for line in err.splitlines() if line.startswith("[")]
+    assert len(lines) == 2 and all(lines), err
+    assert [(m[1], m[3] is not None) for m in lines] == [("1", True), ("2", False)], err  # time left while some run
+    assert {m[2] for m in lines} == {"0", "1"}, err

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +37,6 @@ from typing import Callable
 
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from nodebench.benchmarking import compare as gate
 from nodebench.benchmarking.baseline_env import BaselineEnv, prepare_baseline, resolve
@@ -49,6 +48,7 @@ from nodebench.records import RECORDS, atomic_write, finished_case_ids, load_run
 from nodebench.runner import lockstep
 from nodebench.runner.case import Case
 from nodebench.runner.guard import check_commit
+from nodebench.runner.progress import Progress
 from nodebench.runner.sweep import read_run_info, run_case_process, write_run_info
 
 BASELINE_DIR = "baseline"
@@ -97,7 +97,9 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
         device: where the cases run (default: the suite's device).
         threads: torch threads per case; timeout_s: per-case time limit.
         thresholds: gate thresholds replacing the defaults (``{"time": 0.2}``).
-        progress: show a progress bar on stderr.
+        progress: show progress on stderr as a sweep does (:class:`~nodebench.runner.progress.Progress`): a
+            line per finished pair, ``[n/N] task/method/sSEED: baseline ok, current ok in T s, about T left``,
+            and a bar only where stderr is a terminal.
         run_dir: an existing A/B run folder to resume (default: a new folder in the store).
         validate: checks the cases before anything runs or is written (the CLI's name and value checks).
         log: where progress lines go.
@@ -136,9 +138,10 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
             if together else "the sides of a case one after the other")
     log(f"bench {suite.name} A/B: {len(cases)} case(s) × 2, {mode}; baseline "
         f"{baseline.sha[:12]} ({baseline_rev}), current {current_sha[:12]}; into {run_dir}")
-    with _one_core() if together else contextlib.nullcontext():
-        for pair in tqdm(pairs.values(), desc="A/B cases", unit="case", disable=not progress or not pairs,
-                         file=sys.stderr, mininterval=1.0):
+    with _one_core() if together else contextlib.nullcontext(), \
+            Progress(len(pairs), enabled=progress, desc="A/B cases") as shown:
+        for pair in pairs.values():
+            started = time.monotonic()
             jobs = [dict(case=case, run_dir=dirs[side], threads=threads, timeout_s=timeout_s,
                          python=baseline.command() if side == "baseline" else None) for case, side in pair]
             if in_lockstep and len(jobs) == 2:
@@ -146,11 +149,11 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
                     job.update(env=os.environ | {lockstep.ENV: lockstep.env_value(fds)}, pass_fds=fds)
             if together:
                 with ThreadPoolExecutor(max_workers=len(jobs)) as pool:  # started in the pair's order
-                    for future in [pool.submit(run_case_process, **job) for job in jobs]:
-                        future.result()
+                    statuses = [future.result() for future in [pool.submit(run_case_process, **job) for job in jobs]]
             else:
-                for job in jobs:
-                    run_case_process(**job)
+                statuses = [run_case_process(**job) for job in jobs]
+            shown.finished(pair[0][0], ", ".join(f"{side} {status}" for (_, side), status in zip(pair, statuses)),
+                           time.monotonic() - started)
     merge(run_dir, read_run_info(run_dir)["run_id"])
     base_records, _ = merge(base_dir, read_run_info(base_dir)["run_id"])
     if not base_records.empty:  # the installed copy is no git checkout; the commit is known here
@@ -195,9 +198,12 @@ def _one_core():
 
 
 def report(run: ABRun, rules: dict | None = None) -> str:
-    """The gate's table and one line per finding, as printed by ``nodebench bench --baseline``."""
+    """What ``nodebench bench --baseline`` prints: the machine, settings and iteration-count warnings of
+    ``compare.md`` (:func:`~nodebench.benchmarking.compare.warning`) when there are any, the gate's table and one
+    line per finding."""
     labels = (run.baseline.sha[:12], run.current_sha[:12])
-    lines = [gate.table(run.result, rules).to_markdown(index=False, tablefmt="simple"),
+    lines = [*gate.warning(run.result).splitlines(),
+             gate.table(run.result, rules).to_markdown(index=False, tablefmt="simple"),
              *gate.findings(run.result, *labels, rules),
              f"gate {'FAILED' if run.regressed else 'passed'}: current {labels[1]} against baseline {labels[0]}; "
              f"wrote {run.run_dir / 'compare.md'}"]

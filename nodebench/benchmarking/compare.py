@@ -7,12 +7,13 @@ where there are no per-step samples) are compared exactly: more evaluations on a
 The change shown is the ratio of the matched totals. Runs on different machines may differ in NFE too
 (another floating-point path can make an adaptive solver take other steps).
 
-A case is a configuration (experiment, task, method, hyper-parameters) on one device: a CPU case and a
+A case is a configuration (experiment, task, method, hyper-parameters but those the method ignores:
+:func:`effective_hparams`) on one device: a CPU case and a
 CUDA case are listed apart (``new``/``missing``), never compared. Histories from different machines never
 mix: when the two runs name different machines (hostname, CPU or GPU model, where both record it), the
-report starts with a one-line warning naming both (:func:`machine_warning`); likewise for other torch
-settings (:func:`settings_warning`) and for configurations trained for other iteration counts
-(:func:`iters_warning`), whose final metrics then compare training lengths as much as code.
+report starts with a one-line warning naming both (:func:`machine_warning`); likewise for other settings:
+threads, Python, CUDA, driver or library versions (:func:`settings_warning`) and for configurations trained for
+other iteration counts (:func:`iters_warning`), whose final metrics then compare training lengths as much as code.
 
 For the other metrics, a change is flagged only when it passes the metric's threshold (a relative one
 symmetric in log ratio: 10 % is a ratio above 1.1 on the worse side, below 1/1.1 = 0.909 on the better one,
@@ -60,9 +61,9 @@ against three per-seed values. With one sample per seed, the one-sided exact tes
 can be confirmed, and the verdict says ``noise``. Nor can a per-step change with fewer than two seeds
 matched in both runs: the interval then rests on the steps of one pair of processes only. A case that was
 ``ok`` in BASELINE and fails in CURRENT is a regression (``failed``), seed by seed. So is a lost measurement: a metric
-that BASELINE measured for a seed and CURRENT, with that seed ``ok``, did not (no value, NaN, no column),
-and per-step curves that BASELINE has for a case and CURRENT has not (``missing``, on the metric's or the
-``curves`` row).
+that BASELINE measured for a seed and CURRENT, with that seed ``ok``, did not (no value, NaN, no column), a
+step that CURRENT recorded with a NaN where BASELINE has a value (:func:`unmeasured_steps`), and per-step curves
+that BASELINE has for a case and CURRENT has not (``missing``, on the metric's or the ``curves`` row).
 
 Verdicts: ``regression``, ``improved``, ``same`` (within the threshold), ``noise`` (beyond the threshold
 but not confirmed by the test and the interval; for NFE, different counts of runs with no seed in
@@ -72,6 +73,7 @@ the curves lost by CURRENT: gated as above).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -83,17 +85,23 @@ from scipy.stats import mannwhitneyu, wilcoxon
 
 from nodebench.benchmarking.gate_input import check_gate_input
 from nodebench.errors import UserError
+from nodebench.methods import get_method
 from nodebench.metrics import METRICS
 from nodebench.papers import check_loaded
 from nodebench.records import CURVES, RECORDS, config_labels, load_run, measured_memory
+from nodebench.runner.settings import ignored_options
 from nodebench.schema import check_records
 
 REGRESSION, FAILED, MISSING = "regression", "failed", "missing"
 CASE_KEYS = ("experiment", "task", "method", "hparams", "device")
 #: The environment columns that name a machine; two runs that differ in one are on different machines.
 MACHINE_KEYS = ("hostname", "cpu_model", "gpu_model")
-#: The environment columns that change what a time means on one machine: torch threads per case, torch itself.
-SETTING_KEYS = ("num_threads", "version_torch")
+#: The environment columns that change what is measured on one machine (nodebench.harness.environment records
+#: them): torch threads per case, the interpreter, the CUDA toolkit and NVIDIA driver (kernels, launch costs), and
+#: the numerical dependencies: torch (its wheel's cuDNN with it), the solvers, the data sets' and bases' libraries.
+SETTING_KEYS = ("num_threads", "python_version", "cuda_version", "gpu_driver_version", "version_torch",
+                "version_torchdiffeq", "version_torchsde", "version_nflows", "version_numpy", "version_scikit-learn",
+                "version_scipy")
 
 
 @dataclass(frozen=True)
@@ -210,17 +218,36 @@ def run_label(records: pd.DataFrame, path: str | Path) -> str:
     return f"`{path}` (commit{'s' * (len(shas) > 1)} {', '.join(shas)})"
 
 
+def effective_hparams(records: pd.DataFrame) -> pd.Series:
+    """Each record's ``hparams`` (JSON) without the options its method ignores
+    (:func:`~nodebench.runner.settings.ignored_options`: ``gtol`` for ``rk4``), as ``nodebench run`` records a case
+    (:func:`~nodebench.runner.settings.without_ignored`): a run recorded before it left them out, and a paper
+    preset's or suite's case, which keeps its shared options, then name the configuration that ran. An unknown
+    method, an invalid option or hparams that are no JSON object keep all their options."""
+    def effective(method, hparams: str) -> str:
+        try:
+            values = json.loads(hparams)
+            ignored = ignored_options(get_method(str(method)), values) if isinstance(values, dict) else []
+        except (ValueError, UserError):
+            return hparams
+        return json.dumps({k: v for k, v in values.items() if k not in ignored}, sort_keys=True) if ignored else hparams
+    pairs = {pair: effective(*pair) for pair in set(zip(records["method"], records["hparams"]))}
+    return pd.Series([pairs[pair] for pair in zip(records["method"], records["hparams"])], index=records.index,
+                     dtype=object)
+
+
 def keyed(records: pd.DataFrame, show_device: bool = False) -> pd.DataFrame:
     """``records`` with a ``key`` column naming the configuration (seed left out; the device in: a CPU and a
-    CUDA case are different configurations) and a readable ``case``, ending in `` [cuda]`` with
-    ``show_device``."""
+    CUDA case are different configurations; options its method ignores left out: :func:`effective_hparams`) and
+    a readable ``case`` (from the hyper-parameters as recorded, so committed case names stay), ending in
+    `` [cuda]`` with ``show_device``."""
     records = records.copy()
     for column in CASE_KEYS:
         if column not in records:
             records[column] = ""
     records[list(CASE_KEYS)] = records[list(CASE_KEYS)].fillna("").astype(str)
     records["hparams"] = records["hparams"].replace("", "{}")  # none set, as an empty JSON object
-    records["key"] = records[list(CASE_KEYS)].agg("\x1f".join, axis=1)
+    records["key"] = records[list(CASE_KEYS)].assign(hparams=effective_hparams(records)).agg("\x1f".join, axis=1)
     labels = pd.Series(index=records.index, dtype=object)
     for experiment, group in records.groupby(["experiment", "task"], sort=False):
         name = experiment[0] or experiment[1]
@@ -229,9 +256,10 @@ def keyed(records: pd.DataFrame, show_device: bool = False) -> pd.DataFrame:
     return records
 
 
-def samples(records: pd.DataFrame, curves: pd.DataFrame, metric: str) -> pd.Series:
-    """The repeat samples of one configuration's ``metric`` (see the module docstring), finite values only,
-    indexed by (seed, iteration) for per-step samples and by seed for per-seed ones."""
+def samples(records: pd.DataFrame, curves: pd.DataFrame, metric: str, finite: bool = True) -> pd.Series:
+    """The repeat samples of one configuration's ``metric`` (see the module docstring), finite values only (with
+    ``finite=False`` NaN and infinities too: what was recorded but not measured), indexed by (seed, iteration) for
+    per-step samples and by seed for per-seed ones."""
     ok = records[records["status"] == "ok"]
     steps = curves[curves["case_id"].isin(ok["case_id"])] if not curves.empty and "case_id" in ok else curves.iloc[:0]
     per_step = len(steps) > 0
@@ -255,7 +283,7 @@ def samples(records: pd.DataFrame, curves: pd.DataFrame, metric: str) -> pd.Seri
     if values is None:
         return pd.Series(dtype=float)
     values = pd.to_numeric(values, errors="coerce").astype(float)
-    return values[np.isfinite(values)]
+    return values[np.isfinite(values)] if finite else values
 
 
 def centre(values: pd.Series) -> float:
@@ -374,6 +402,17 @@ def judge_exact(base: pd.Series, cur: pd.Series) -> dict:
                   "note": f"{more} more, {fewer} fewer of {len(pairs)} matched {unit}" if more or fewer else ""}
 
 
+def unmeasured_steps(base: pd.Series, current: pd.Series) -> pd.MultiIndex:
+    """The steps (seed, iteration) that ``base`` measured and whose value the current run recorded as NaN or
+    infinite (``current``: its per-step samples with ``finite=False``, :func:`samples`): lost measurements, which
+    the exact matching of :func:`judge_exact` and the paired statistics would otherwise skip. Empty for per-seed
+    samples, whose lost seeds :func:`measured_seeds` finds."""
+    if base.index.nlevels != 2 or current.index.nlevels != 2:
+        return pd.MultiIndex.from_tuples([], names=["seed", "iteration"])
+    lost = current.index[~np.isfinite(current.to_numpy())]
+    return lost[lost.isin(base.index)].unique()
+
+
 def measured_seeds(values: pd.Series) -> set:
     """The seeds that have at least one sample in ``values`` (indexed by seed, or by (seed, iteration))."""
     return set(values.index.get_level_values(0)) if len(values) else set()
@@ -453,14 +492,19 @@ def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataF
             rows.append({"case": case, "metric": "curves", "verdict": MISSING,
                          "note": f"no per-step curves in the current run for {seeds_text(no_curves)}"})
         for metric, rule in rules.items():
-            b, c = samples(base, baseline[1], metric), samples(cur, current[1], metric)
+            steps = (baseline[1], current[1])
+            b, c = samples(base, steps[0], metric), samples(cur, steps[1], metric)
             if len(b) and len(c) and b.index.nlevels != c.index.nlevels:  # steps on one side only: per seed
-                b, c = samples(base, pd.DataFrame(), metric), samples(cur, pd.DataFrame(), metric)
+                steps = (pd.DataFrame(), pd.DataFrame())
+                b, c = samples(base, steps[0], metric), samples(cur, steps[1], metric)
             lost = (measured_seeds(b) & ok_seeds) - measured_seeds(c) - zero_resident_sets(cur, metric)
-            if lost:
+            lost_steps = unmeasured_steps(b, samples(cur, steps[1], metric, finite=False))
+            if lost or len(lost_steps):
+                what = (seeds_text(lost) if lost else f"{len(lost_steps)} step{'s' * (len(lost_steps) > 1)} of "
+                        f"{seeds_text(set(lost_steps.get_level_values(0)))}")
                 rows.append({"case": case, "metric": metric, "baseline": centre(b), "verdict": MISSING,
                              "n_baseline": len(b), "n_current": len(c),
-                             "note": f"not measured (no value or NaN) in the current run for {seeds_text(lost)}"})
+                             "note": f"not measured (no value or NaN) in the current run for {what}"})
             elif len(b) and len(c):
                 rows.append({"case": case, "metric": metric} | judge(b, c, rule))
     for key, base in base_by_key.items():
@@ -501,9 +545,9 @@ def machine_warning(base: pd.DataFrame, cur: pd.DataFrame) -> str:
 
 
 def settings_warning(base: pd.DataFrame, cur: pd.DataFrame) -> str:
-    """One line naming the torch thread counts or torch versions when the two runs' records differ in them
-    (compared where both record them), else ``""``: a step on 4 threads, or on another torch, is another
-    measurement, whatever the code did."""
+    """One line naming the settings of :data:`SETTING_KEYS` (torch threads, Python, CUDA, NVIDIA driver and library
+    versions) in which the two runs' records differ (compared where both record them), else ``""``: a step on 4
+    threads, on another CUDA or torch, is another measurement, whatever the code did."""
     differ = [k for k in SETTING_KEYS if k in base and k in cur and recorded(base, k) != recorded(cur, k)]
     if not differ:
         return ""

@@ -7,12 +7,12 @@ pooled) gets:
 - **time to target**: the training time (the curves' ``elapsed_s``: synchronised step time, the clock
   paused for evaluation) at the first iteration whose training quality reaches the task's target. The
   quality is the curves' ``monitor`` column (a method-independent measure, e.g. simulation MSE on the
-  training data) where the task's curves have one with values, else the training loss without a
-  regulariser's penalty (``task_loss``), else the training ``loss``. Aggregated over seeds by the median,
-  or with 5 or more seeds by MLPerf's olympic mean (drop the fastest and the slowest, average the rest):
-  :func:`~nodebench.target.seed_aggregate`; a seed that never reaches the target, or failed, counts as
-  infinitely slow, so with two or more such seeds of five the configuration has "not reached". The
-  statistic that ranks is the one shown, by name, with its interval over seeds.
+  training data) where every successful case of the task has one with values (:func:`task_quality`), else
+  the training loss without a regulariser's penalty (``task_loss``), else the training ``loss``. Aggregated
+  over seeds by the median, or with 5 or more seeds by MLPerf's olympic mean (drop the fastest and the
+  slowest, average the rest): :func:`~nodebench.target.seed_aggregate`; a seed that never reaches the
+  target, or failed, counts as infinitely slow, so with two or more such seeds of five the configuration has
+  "not reached". The statistic that ranks is the one shown, by name, with its interval over seeds.
 - **Seeds are distinct seeds**: a configuration run twice with one seed (in two experiments of a run, or in
   two runs) has one seed with two runs, whose values are pooled by their median before the statistic over
   seeds (:mod:`nodebench.intervals` says why); it reads "2 runs of 1 seed", never "2 seeds".
@@ -26,8 +26,9 @@ configuration's is the lowest quality at which its time over seeds is finite, a 
 it, and the slowest decides how loose the target is.
 
 **Across tasks**, methods compete as *families* (the method id: ``adjoint``, ``gq``, ``taynode``...);
-every other setting (regulariser, tolerances, widths) is a configuration of its family, and a family's
-time on a task is its best configuration's **on one hardware** (device and machine): records from several
+every other setting (regulariser, tolerances, widths; not an option the method ignores, such as gq's ``gtol``
+given to ``rk4``: :func:`~nodebench.benchmarking.compare.effective_hparams`) is a configuration of its family,
+and a family's time on a task is its best configuration's **on one hardware** (device and machine): records from several
 get one ranking per hardware, never a CPU time against a GPU time (so do the family × task table, its fastest
 marks, each task's ranks and the time-to-target figure: a row, mark or bar per family and hardware). Scores
 follow AlgoPerf:
@@ -41,8 +42,9 @@ follow AlgoPerf:
 A task where no case finished ``ok`` (all diverged, ran out of memory, timed out or failed) is listed
 with its configurations' failure statuses but not scored: no family reached anything there, so it would
 only lower every score alike; likewise a task where no case finished ``ok`` on one hardware is left out of
-that hardware's scores. With no successful case in any task there is nothing to rank, and the
-leaderboard is refused (:class:`~nodebench.errors.UserError`).
+that hardware's scores. So is a task whose successful cases have no curves with a quality value: no time to
+target was measured there (:func:`unscored_reason`). With no successful case in any task there is nothing
+to rank, and the leaderboard is refused (:class:`~nodebench.errors.UserError`).
 
 All runs must be measured the same way: the environment table lists every contributing run, and a
 leaderboard over records from several machines says so at the top.
@@ -58,7 +60,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import gmean
 
-from nodebench.benchmarking.compare import load_records
+from nodebench.benchmarking.compare import effective_hparams, load_records
 from nodebench.errors import UserError
 from nodebench.figure_style import label_styles, styled, subplots
 from nodebench.intervals import median_interval, ok_count_text
@@ -83,6 +85,8 @@ ENV_COLUMNS = [("run_id", "run"), ("hostname", "machine"), ("git_sha", "git"), (
                ("version_torch", "torch"), ("version_torchdiffeq", "torchdiffeq")]
 
 
+NO_OK = "no case finished ok"
+"""Why a task whose every case failed is not scored (:func:`unscored_reason`)."""
 TASK_ORDER = ["time_to_target_s", "metric"]
 """What a task's table is sorted by: the time to target, then the metric (:func:`task_table`)."""
 
@@ -179,16 +183,18 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
         group sorted by time to target, and ``{"target", "column", "metric", "ok", "monitored"}``
         (``ok``: how many cases of the task finished ok; ``monitored``: how many of those have a quality value).
     """
+    records = records.assign(hparams=effective_hparams(records))  # the options its method ignores left out
     records = records.assign(config=config_labels(records).values,
                              device=[_text(d) for d in records.get("device", pd.Series("", index=records.index))],
                              machine=records.apply(machine_text, axis=1) if len(records) else "")
     ok = records[records["status"] == "ok"]
     steps = curves[curves["case_id"].isin(ok["case_id"])] if not curves.empty else curves
-    column = "loss"
+    column, unmonitored = "loss", []
     if not steps.empty:
-        column, values = quality_values(steps)
+        column, values, unmonitored = task_quality(steps)
         steps = steps.assign(quality=values)
     best = {case: group["quality"].min() for case, group in steps.groupby("case_id")} if not steps.empty else {}
+    measured = ok["case_id"].map(best).notna()  # a successful case whose curves have a quality value
     if target is None:  # the level every row (configuration on its hardware) reaches over its seeds
         target = common_level(pd.Series([reachable_level(group["case_id"].map(best), group["seed"]) for _, group
                                          in records.groupby(["config", "device", "machine"])], dtype=float))
@@ -211,6 +217,7 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
                      "paper": _text(first.get("paper")), "device": device, "machine": machine,
                      "hardware": hardware_text(device, machine),
                      "seeds": group["seed"].nunique(), "runs": len(group), "ok": len(good),
+                     "measured": int(measured[good.index].sum()),
                      "failures": failure_text(group["status"]),
                      "reached": int(np.isfinite(times).sum()), "statistic": seed_statistic(len(times)),
                      "time_to_target_s": seed_aggregate(times),
@@ -227,14 +234,36 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
         table[f"rank_{col}"] = table.groupby("hardware")[col].rank(method="min", ascending=ascending,
                                                                    na_option="bottom")
     table = table.sort_values(["hardware"] + TASK_ORDER, ascending=[True, True, not higher], kind="stable")
-    monitored = sum(not math.isnan(value) for value in best.values())
-    return table.reset_index(drop=True), {"target": target, "column": column, "metric": metric, "ok": len(ok),
-                                          "monitored": monitored}
+    unmeasured = table[table["measured"] < table["ok"]]
+    return table.reset_index(drop=True), {
+        "target": target, "column": column, "metric": metric, "ok": len(ok), "monitored": int(measured.sum()),
+        "unmonitored": sorted(set(records.loc[records["case_id"].isin(unmonitored), "config"])),
+        "unmeasured": [f"{row.config} ({row.ok - row.measured} of {row.ok})" for row in unmeasured.itertuples()]}
+
+
+def task_quality(steps: pd.DataFrame) -> tuple[str, pd.Series, list]:
+    """A task's training-quality column and its values (:func:`~nodebench.target.quality_values`) on the steps
+    of its successful cases, chosen from what all of them have: ``monitor`` only where every case with curves
+    recorded it (runs with and without ``monitor_every``), since a case without it could never reach a
+    monitor target; and the cases that lack it, so that the note above the task's table names them."""
+    has = steps.groupby("case_id")["monitor"].agg(lambda v: v.notna().any()) if "monitor" in steps else None
+    lacking = sorted(has.index[~has]) if has is not None and has.any() else []
+    column, values = quality_values(steps.drop(columns="monitor") if lacking else steps)
+    return column, values, lacking
 
 
 def scored(tasks: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The tasks that enter the overall scores: those with at least one case that finished ok."""
-    return {task: table for task, table in tasks.items() if table["ok"].sum() > 0}
+    """The tasks that enter the overall scores: those with a case that finished ok and whose curves have a
+    quality value (``measured``), so that a time to target was measured; a task with none would only lower
+    every score alike (:func:`unscored_reason`)."""
+    return {task: table for task, table in tasks.items() if table["measured"].sum() > 0}
+
+
+def unscored_reason(table: pd.DataFrame) -> str:
+    """Why a task (or its configurations on one hardware) is not scored (:func:`scored`)."""
+    if table["ok"].sum() == 0:
+        return NO_OK
+    return f"no successful case has a training curve with a quality value ({', '.join(QUALITY_COLUMNS)})"
 
 
 def family_best(table: pd.DataFrame) -> pd.DataFrame:
@@ -410,7 +439,7 @@ def plot_times(tasks: dict[str, pd.DataFrame], path: Path) -> Path:
         labels = [f"{r.family} ({r.hardware})" if r.hardware else r.family for r in best.itertuples()]
         ax.barh(labels, times, xerr=[low, high], color="tab:blue", ecolor="black", capsize=2)
         for y, row in enumerate(best.itertuples()):
-            ax.text(times.iloc[y], y, f"  {time_text(row)}" if finite.iloc[y]
+            ax.text(times.iloc[y], y, f"  {time_text(row)}" if finite.iloc[y] or (row.ok and not row.measured)
                     else f"  not reached ({row.time_interval.seeds})", va="center", fontsize=7)
         ax.invert_yaxis()
         ax.set_title(f"{task}: time to target [s] (median, or olympic mean with ≥ 5 seeds), best configuration "
@@ -433,8 +462,11 @@ def _fmt(value: float, kind: str = "") -> str:
 def time_text(row) -> str:
     """A time to target with its interval, the statistic's name and the seed count (``"4 [1, 10] (olympic
     mean, 5 seeds, 95%)"``; one seed's time is no statistic: ``"2 (1 seed)"``), or ✗ (not reached) with its
-    seed count, and the failure statuses where no seed finished ok (``"✗ oom (3 seeds)"``)."""
+    seed count, and the failure statuses where no seed finished ok (``"✗ oom (3 seeds)"``); ``"– no curve (2
+    seeds)"`` where seeds finished ok but none has a curve with a quality value (nothing measured, nothing missed)."""
     interval = row.time_interval
+    if row.ok and not row.measured:
+        return f"– no curve ({interval.seeds})"
     if not math.isinf(row.time_to_target_s):
         if interval.n == 1:
             return interval.text()
@@ -526,11 +558,11 @@ def build(run_dirs: list[Path], targets: dict[str, float] | None = None):
     tasks, infos = {}, {}
     for task, group in records.groupby("task", sort=True):
         tasks[task], infos[task] = task_table(group, curves, (targets or {}).get(task))
-    if not scored(tasks):
+    if not (records["status"] == "ok").any():
         failed = "; ".join(f"{task}: {failure_text(group['status'])}" for task, group in records.groupby("task"))
         raise UserError(f"nothing to rank: no case in the runs finished ok ({failed}); give runs with at least "
                         "one successful case (each failure's reason is in its run's records and report)")
-    if not any(infos[task]["monitored"] for task in scored(tasks)):
+    if not scored(tasks):
         columns = f"{', '.join(QUALITY_COLUMNS[:-1])} or {QUALITY_COLUMNS[-1]}"
         raise UserError(f"nothing to rank: no successful case has a training curve with a quality value (its {columns} "
                         "column in curves.parquet), so no time to target can be measured; give run folders, or "
@@ -558,17 +590,23 @@ def check_times(records: pd.DataFrame, curves: pd.DataFrame, where: str) -> None
 
 
 def unscored_note(tasks: dict[str, pd.DataFrame]) -> str:
-    """The sentences naming the tasks left out of the overall scores (:func:`scored`), and where there are
-    several hardware, those left out of one hardware's (:func:`hardware_tasks`); ``""`` when none is."""
-    notes = []
-    left_out = [task for task in tasks if task not in scored(tasks)]
-    if left_out:
-        notes.append(f" Not scored, no case finished ok (statuses in the task's table): {', '.join(left_out)}.")
+    """The sentences naming the tasks left out of the overall scores (:func:`scored`) and why
+    (:func:`unscored_reason`), and where there are several hardware, those left out of one hardware's
+    (:func:`hardware_tasks`); ``""`` when none is."""
+    def by_reason(tables: dict[str, pd.DataFrame]) -> dict[str, str]:  # reason → the tasks it names
+        named: dict[str, list[str]] = {}
+        for task, table in tables.items():
+            named.setdefault(unscored_reason(table), []).append(task)
+        return {reason: ", ".join(names) for reason, names in named.items()}
+    hint = {NO_OK: " (statuses in the task's table)"}
+    notes = [f" Not scored, {reason}{hint.get(reason, '')}: {names}."
+             for reason, names in by_reason({t: tasks[t] for t in tasks if t not in scored(tasks)}).items()]
     for hardware in hardware_names(tasks) if len(hardware_names(tasks)) > 1 else []:
-        failed = [task for task, table in scored(tasks).items() if (table["hardware"] == hardware).any()
-                  and task not in hardware_tasks(tasks, hardware)]
-        if failed:
-            notes.append(f" Not scored on {hardware or 'unknown'}, no case finished ok there: {', '.join(failed)}.")
+        mine = {task: table[table["hardware"] == hardware] for task, table in scored(tasks).items()}
+        left_out = {task: table for task, table in mine.items()
+                    if len(table) and task not in hardware_tasks(tasks, hardware)}
+        notes += [f" Not scored on {hardware or 'unknown'}, {reason} there: {names}."
+                  for reason, names in by_reason(left_out).items()]
     return "".join(notes)
 
 
@@ -576,7 +614,17 @@ def target_note(task: str, info: dict, declared: bool) -> str:
     """The sentence above a task's table: its target and how times are aggregated."""
     if not info["ok"]:
         return "No case of this task finished ok (their statuses in the ok column): no time to target, not scored."
+    if not info["monitored"]:
+        return ("No successful case of this task has a training curve with a quality value "
+                f"({', '.join(QUALITY_COLUMNS)} in curves.parquet): no time to target, not scored.")
     rule = "declared" if declared else "the largest of the configurations' reachable levels"
-    return (f"Target: {info['column']} ≤ {_fmt(info['target'])} ({rule}). Time to target: median over seeds "
-            "(olympic mean with ≥ 5), named in each cell, with its interval (order statistics for the median, a "
-            "bootstrap for the olympic mean); ✗: not reached.")
+    notes = [f"Target: {info['column']} ≤ {_fmt(info['target'])} ({rule}). Time to target: median over seeds "
+             "(olympic mean with ≥ 5), named in each cell, with its interval (order statistics for the median, a "
+             "bootstrap for the olympic mean); ✗: not reached."]
+    if info["unmonitored"]:
+        notes.append(f"Not every run recorded {QUALITY_COLUMNS[0]} (none for {', '.join(info['unmonitored'])}), so "
+                     f"all are compared on {info['column']}.")
+    if info["unmeasured"]:
+        notes.append(f"No training curve with a quality value for ok cases of {', '.join(info['unmeasured'])}: "
+                     "counted as not reached.")
+    return " ".join(notes)

@@ -132,7 +132,7 @@ def page(*, run_dirs: list[Path], tasks: dict[str, pd.DataFrame], infos: dict[st
                                             "max-height:290px") + "</div>",
         "<p class='note'>Method families × tasks: each family's best configuration on each hardware, time to "
         "target [s] as the median over seeds, or the olympic mean with ≥ 5 seeds [interval] (statistic, seeds, "
-        "coverage); ✗: not reached; green: fastest on its hardware; empty: not run.</p>",
+        "coverage); ✗: not reached; – no curve: not measured; green: fastest on its hardware; empty: not run.</p>",
         "<div class='scroll'>" + _summary_table(tasks, papers) + "</div>",
         "<h2>Overall</h2>", f"<p class='note'>{esc(score_note)}</p>",
         plain_table(scores_frame(scores, reference)).replace("<table", "<table id='overall'", 1),
@@ -185,7 +185,7 @@ def write(run_dirs: list[Path], out: str | Path, *, reference: str | None = None
           *([f"**{machines}**", ""] if machines else []),
           f"![performance profile](figures/{profile.name})", "", "## Method families × tasks", "",
           "Each family's best configuration on each hardware: time to target [s], median over seeds (olympic "
-          "mean with ≥ 5) with its interval; ✗: not reached; empty: not run.", "",
+          "mean with ≥ 5) with its interval; ✗: not reached; – no curve: not measured; empty: not run.", "",
           summary(tasks).to_markdown(index=False), "",
           "## Overall", "", score_note, "", display_overall(scores, reference).to_markdown(index=False), ""]
     for task, frame in tasks.items():

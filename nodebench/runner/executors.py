@@ -24,6 +24,9 @@ an ``error`` row with the engine's message.
   looks whether its dask worker's state has it ``cancelled`` (dask's worker state machine: the state of an
   executing task that the scheduler released). Cancelling a future does not stop a running task, and the
   check asks the scheduler nothing, however many tasks run.
+
+Progress is the local sweep's (:class:`~nodebench.runner.progress.Progress`): a line on stderr per finished case,
+with its status and how long its task ran on its node, and a bar only where stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -40,12 +43,12 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from tqdm import tqdm
-
 from nodebench.devices import parse_device
 from nodebench.errors import UserError, one_line
+from nodebench.records import CASES
 from nodebench.runner.case import Case
-from nodebench.runner.guard import pid_alive
+from nodebench.runner.guard import pid_alive, read_json_object
+from nodebench.runner.progress import Progress
 
 EXECUTORS = ("local", "submitit", "dask")
 EXTRAS = {"submitit": "slurm", "dask": "dask"}
@@ -131,14 +134,26 @@ def run_remote(cases: list[Case], run_dir: Path, *, engine: Callable[..., None],
 
     ``run_case(case_dict, run_dir=..., threads=..., timeout_s=...)`` runs one case remotely (the sweep's
     :func:`~nodebench.runner.sweep.run_case_process`); ``record_failure(case, run_dir, status, reason)``
-    records a lost job. The sweep passes both, so this module does not import it back."""
-    task = functools.partial(run_case, run_dir=str(Path(run_dir).resolve()), threads=threads, timeout_s=timeout_s)
-    bar = tqdm(total=len(cases), desc="cases", unit="case", disable=not progress or not cases, file=sys.stderr)
-    try:
-        engine(cases, run_dir, task, jobs=jobs, threads=threads, timeout_s=timeout_s, done=lambda: bar.update(1),
+    records a lost job. The sweep passes both, so this module does not import it back. ``progress``: a line per
+    finished case on stderr (:class:`~nodebench.runner.progress.Progress`)."""
+    task = functools.partial(_timed, functools.partial(run_case, run_dir=str(Path(run_dir).resolve()),
+                                                       threads=threads, timeout_s=timeout_s))
+    with Progress(len(cases), enabled=progress) as shown:
+        def done(case: Case, outcome: tuple[str, float] | None) -> None:
+            if outcome is None:  # a job the engine lost: what record_failure left (or the attempt's own row)
+                row = read_json_object(Path(run_dir) / CASES / f"{case.case_id}.json") or {}
+                outcome = (str(row.get("status", "error")), None)
+            shown.finished(case, *outcome)
+
+        engine(cases, run_dir, task, jobs=jobs, threads=threads, timeout_s=timeout_s, done=done,
                record_failure=record_failure)
-    finally:
-        bar.close()
+
+
+def _timed(run_case: Callable[..., str], *args, **kwargs) -> tuple[str, float]:
+    """A remote task: ``run_case(*args, **kwargs)``'s status and the seconds it took on its node."""
+    started = time.monotonic()
+    status = run_case(*args, **kwargs)
+    return status, time.monotonic() - started
 
 
 def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, done, record_failure) -> None:
@@ -160,12 +175,12 @@ def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, done, record_fa
                 chunk, waiting = waiting[:free], waiting[free:]
                 running |= _submit_array(pool, task, chunk)
             for job in [job for job in running if job.done()]:
-                case = running.pop(job)
+                case, outcome = running.pop(job), None
                 try:
-                    job.result()
+                    outcome = job.result()
                 except Exception as err:  # noqa: BLE001 - a lost job is a recorded failure, the sweep goes on
                     record_failure(case, run_dir, "error", f"submitit job {job.job_id}: {one_line(err)}")
-                done()
+                done(case, outcome)
             time.sleep(1 if running else 0)  # as submitit's own Job.wait: a done() may stat shared files
     except BaseException:  # interrupted: no job keeps computing and writing after the sweep
         _cancel(pool.cluster, list(running))
@@ -235,11 +250,12 @@ def _dask(client, cases, run_dir, task, *, jobs, threads, timeout_s, done, recor
     futures = {client.submit(task, c.to_dict(), pure=False): c for c in cases}
     try:
         for future in as_completed(futures):
+            outcome = None
             try:
-                future.result()
+                outcome = future.result()
             except Exception as err:  # noqa: BLE001 - a lost task is a recorded failure, the sweep goes on
                 record_failure(futures[future], run_dir, "error", f"dask task: {one_line(err)}")
-            done()
+            done(futures[future], outcome)
     except BaseException:  # interrupted: the running tasks see it and kill their workers
         client.cancel(list(futures))
         raise

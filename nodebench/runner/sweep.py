@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-from tqdm import tqdm
 
 from nodebench.errors import UserError, clip
 from nodebench.harness import environment
@@ -43,6 +42,7 @@ from nodebench.run_settings import invocation
 from nodebench.runner.case import Case
 from nodebench.runner.executors import SubmissionRefused, open_engine, run_remote
 from nodebench.runner.guard import PARENT_PID, SweepLock, check_commit, read_json_object, stop_on_signals
+from nodebench.runner.progress import Progress, running_notes
 
 LOGS = "logs"
 RUN_INFO = "run.json"
@@ -53,8 +53,6 @@ RUN_KINDS = ("command", "paper", "preset", "suite")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: How often a remote case looks whether its sweep is gone.
 STOPPED_EVERY_S = 0.5
-#: How often a sweep whose stderr is not a terminal (a log file) names its running cases and their progress.
-ALIVE_EVERY_S = 60.0
 
 
 @dataclass
@@ -133,10 +131,11 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
         announce: a line for stderr once the engine is open and the directory is the sweep's (a sweep refused
             before, by an unreachable scheduler or a folder in use, does not claim to be running).
 
-    Progress goes to stderr: a line per finished case (``[n/N] task/method/sSEED: status in T s, about T left``)
-    and, on a terminal, a bar naming each running case's iteration and loss; elsewhere (a log file) that is a
-    plain ``still running`` line every :data:`ALIVE_EVERY_S` instead. A sweep stopped by a signal re-raises its
-    :class:`KeyboardInterrupt` with ``kept``: (cases of ``cases`` finished in ``run_dir``, their number, ``run_dir``).
+    Progress goes to stderr (:class:`~nodebench.runner.progress.Progress`): a line per finished case (``[n/N]
+    task/method/sSEED: status in T s, about T left``) and, on a terminal, a bar naming each running case's
+    iteration and loss; elsewhere (a log file) a plain ``still running`` line once a minute instead. A sweep
+    stopped by a signal re-raises its :class:`KeyboardInterrupt` with ``kept``: (cases of ``cases`` finished in
+    ``run_dir``, their number, ``run_dir``).
 
     Returns:
         ``(records, curves)`` DataFrames of every case in ``run_dir``.
@@ -205,11 +204,8 @@ def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, ret
                    progress=progress)
         return merge(run_dir, run_id)
     env = _worker_env(threads)
-    tty = sys.stderr.isatty()  # a log file gets plain lines, no carriage-return redraws
-    bar = tqdm(total=len(todo), desc="cases", unit="case", disable=not progress or not todo or not tty,
-               file=sys.stderr, mininterval=1.0)
+    shown = Progress(len(todo), enabled=progress)
     running: list[_Running] = []
-    postfix, shown, started, count = "", time.monotonic(), time.monotonic(), len(todo)
     try:
         while todo or running:
             while todo and len(running) < jobs:
@@ -221,23 +217,14 @@ def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, ret
                     continue
                 status = _settle(job, cases_dir, code, timeout_s)
                 running.remove(job)
-                bar.update(1)
-                if progress:
-                    done = count - len(todo) - len(running)
-                    tqdm.write(_case_line(job, status, done, count, time.monotonic() - started), file=sys.stderr)
-            if not running or not progress:
-                continue
-            if tty and time.monotonic() - shown > 1.0 and _postfix(running, cases_dir) != postfix:
-                postfix, shown = _postfix(running, cases_dir), time.monotonic()
-                bar.set_postfix_str(postfix)  # redraws, at most once a second
-            elif not tty and time.monotonic() - shown > ALIVE_EVERY_S:  # a sign of life in a log, once a minute
-                shown = time.monotonic()
-                print(f"  still running: {_postfix(running, cases_dir)}", file=sys.stderr, flush=True)
+                shown.finished(job.case, status, time.monotonic() - job.started)
+            if running:
+                shown.running(lambda: running_notes([job.case for job in running], cases_dir))
     finally:
         for job in running:  # interrupted: no orphan keeps computing and writing
             _kill(job.process)
             (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
-        bar.close()
+        shown.close()
     return merge(run_dir, run_id)
 
 
@@ -342,15 +329,6 @@ def _settle(job: _Running, cases_dir: Path, code: int | None, timeout_s: float) 
     return str(row.get("status", "error"))
 
 
-def _case_line(job: _Running, status: str, done: int, count: int, elapsed_s: float) -> str:
-    """The line of a finished case: ``[2/4] task/method/sSEED: STATUS in 12.3 s`` and, while cases remain, the
-    time left at the mean pace so far (``elapsed_s`` since the sweep started, over ``done`` cases)."""
-    case = job.case
-    line = f"[{done}/{count}] {case.task}/{case.method}/s{case.seed}: {status} in " \
-           f"{time.monotonic() - job.started:.1f} s"
-    return line + (f", about {tqdm.format_interval(elapsed_s / done * (count - done))} left" if done < count else "")
-
-
 def _wrote_row(cases_dir: Path, case: Case, previous_row: tuple[int, int] | None) -> bool:
     """Whether an attempt at ``case`` wrote its row: there is one, and not the one it found (``previous_row``).
     No row at all means that the attempt died: a row being replaced is removed before the new one is written
@@ -408,11 +386,3 @@ def _record_failure(case: Case, cases_dir: Path, status: str, reason: str, start
                                                          "started_at": started_at}
     write_case(cases_dir, case.case_id, row, {})
 
-
-def _postfix(running: list[_Running], cases_dir: Path) -> str:
-    parts = []
-    for job in running:
-        note = cases_dir / f"{job.case.case_id}.progress"
-        status = note.read_text() if note.is_file() else "starting"
-        parts.append(f"{job.case.task}/{job.case.method}/s{job.case.seed}: {status}")
-    return "; ".join(parts)
