@@ -18,6 +18,7 @@ from nodebench.taylor import (TaylorModeError, compile_derivatives, compile_grad
                               rk_integrand, supported_ops)
 from nodebench.taylor import jax_jet
 from benchmark_scripts import assert_refused_in_one_line
+from cuda_stand_ins import SilentEvent
 from nodebench.papers.taynode.cost import JAX, Autonomous, calls_per_block, measure_cost, ratio
 from nodebench.papers.taynode.cost import make_field as mlp_field
 
@@ -399,19 +400,9 @@ def test_measure_cost_synchronises_before_every_clock_reading_of_a_cuda_run_the_
     from nodebench.harness import Stopwatch
     from nodebench.papers.taynode import cost
 
-    class Event:
-        def __init__(self, enable_timing=False):
-            pass
-
-        def record(self, stream=None):
-            pass
-
-        def elapsed_time(self, other):
-            return 1.0
-
     log = []
     real_clock = time.perf_counter
-    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "Event", SilentEvent)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: log.append("synchronize"))
     monkeypatch.setattr(time, "perf_counter", lambda: (log.append("clock"), real_clock())[1])

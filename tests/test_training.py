@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from cuda_stand_ins import SilentEvent
 
 from nodebench.methods import get_method
 from nodebench.tasks import get_task
@@ -272,17 +273,7 @@ def test_a_diverged_cuda_run_records_its_forward_peak_as_unknown_not_zero(monkey
     forward peak, so a run that diverges before the untimed memory passes has none: None, not 0 bytes."""
     allocated = {"now": 1000, "max": 5000}
 
-    class Event:
-        def __init__(self, enable_timing=False):
-            pass
-
-        def record(self, stream=None):
-            pass
-
-        def elapsed_time(self, other):
-            return 1.0
-
-    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "Event", SilentEvent)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
     for name, value in (("synchronize", None), ("reset_peak_memory_stats", None), ("memory_reserved", 0),
                         ("max_memory_reserved", 0), ("memory_allocated", allocated["now"]),
