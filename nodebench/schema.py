@@ -91,6 +91,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("cpu_count", "int", "CPUs the process may use (its affinity mask)"),
     Column("gpu_model", "str", "GPU model, empty on a CPU"),
     Column("cuda_version", "str", "CUDA version, empty on a CPU"),
+    Column("cudnn_version", "str", "cuDNN version (torch's integer form, e.g. 91002), empty on a CPU"),
     Column("gpu_driver_version", "str", "NVIDIA driver version (nvidia-smi), empty on a CPU"),
     Column("gpu_sm_clock_mhz", "int", "GPU SM clock read before training [MHz], empty on a CPU"),
     Column("gpu_mem_clock_mhz", "int", "GPU memory clock read before training [MHz], empty on a CPU"),

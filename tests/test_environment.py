@@ -66,8 +66,11 @@ def test_a_cuda_record_reads_its_own_device(fake_smi, monkeypatch):
     calls = fake_smi(H200)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200")  # no GPU needed
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.backends.cudnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91002)
     env = environment("cuda:2")
     assert env["gpu_sm_clock_mhz"] == 1980 and env["gpu_driver_version"] == "570.86.15"
+    assert env["cudnn_version"] == "91002" and environment("cpu")["cudnn_version"] is None
     environment("cuda")
     assert [line.split()[0] for line in calls.read_text().splitlines()] == ["--id=2", "--id=0"]
 

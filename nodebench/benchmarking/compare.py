@@ -97,11 +97,11 @@ CASE_KEYS = ("experiment", "task", "method", "hparams", "device")
 #: The environment columns that name a machine; two runs that differ in one are on different machines.
 MACHINE_KEYS = ("hostname", "cpu_model", "gpu_model")
 #: The environment columns that change what is measured on one machine (nodebench.harness.environment records
-#: them): torch threads per case, the interpreter, the CUDA toolkit and NVIDIA driver (kernels, launch costs), and
-#: the numerical dependencies: torch (its wheel's cuDNN with it), the solvers, the data sets' and bases' libraries.
-SETTING_KEYS = ("num_threads", "python_version", "cuda_version", "gpu_driver_version", "version_torch",
-                "version_torchdiffeq", "version_torchsde", "version_nflows", "version_numpy", "version_scikit-learn",
-                "version_scipy")
+#: them): torch threads per case, the interpreter, the CUDA toolkit, cuDNN and NVIDIA driver (kernels, launch
+#: costs), and the numerical dependencies: torch, the solvers, the data sets' and bases' libraries.
+SETTING_KEYS = ("num_threads", "python_version", "cuda_version", "cudnn_version", "gpu_driver_version",
+                "version_torch", "version_torchdiffeq", "version_torchsde", "version_nflows", "version_numpy",
+                "version_scikit-learn", "version_scipy")
 
 
 @dataclass(frozen=True)

@@ -95,10 +95,17 @@ def gpu_state(index: int) -> dict[str, object]:
     return state
 
 
+def _cudnn_version() -> str | None:
+    """cuDNN's version (torch's integer, e.g. ``91002``), which picks the convolution kernels of the image tasks on
+    CUDA; None where torch has no cuDNN."""
+    version = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return None if version is None else str(version)
+
+
 def environment(device: torch.device | str = "cpu") -> dict[str, object]:
     """Metadata for one record row: git sha, package versions, CPU/GPU model, the CPUs the process may use
     (:func:`usable_cpus`), threads, start time, and on a CUDA device its driver, clocks and throttle reasons
-    (:func:`gpu_state`; None on other devices)."""
+    (:func:`gpu_state`) and CUDA and cuDNN versions (None on other devices)."""
     device = torch.device(device)
     env: dict[str, object] = {
         "git_sha": git_sha(),
@@ -109,6 +116,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, object]:
         "num_threads": torch.get_num_threads(),
         "gpu_model": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "cuda_version": torch.version.cuda if device.type == "cuda" else None,
+        "cudnn_version": _cudnn_version() if device.type == "cuda" else None,
         "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     if device.type == "cuda":
