@@ -308,3 +308,15 @@ def test_progress_into_a_log_is_a_line_per_case_without_redraws(tmp_path, capsys
     assert len(lines) == 2, err
     assert lines[0].startswith("[1/2] cubic_spiral/euler/s0: ok in ") and lines[0].endswith(" left"), lines
     assert lines[1].startswith("[2/2] cubic_spiral/euler/s1: ok in ") and lines[1].endswith(" s"), lines
+
+
+def test_a_papers_progress_line_names_the_experiment_of_its_case():
+    """A paper's sweep runs one method on one task in several experiments (snode's smoke preset: vehicle/snode/s0 in
+    three), so its progress line names the experiment first; a case of ``nodebench run`` has none."""
+    from nodebench.runner.case import Case
+    from nodebench.runner.progress import case_line
+
+    paper_case = Case("vehicle", "snode", experiment="vehicle_horizon", paper="snode")
+    assert case_line(paper_case, "ok", 5.9, 7, 10, 70.0) == "[7/10] vehicle_horizon/vehicle/snode/s0: ok in 5.9 s, " \
+                                                            "about 00:30 left"
+    assert case_line(Case("vehicle", "snode", seed=2), "oom", None, 1, 1, 1.0) == "[1/1] vehicle/snode/s2: oom"

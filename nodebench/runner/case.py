@@ -50,6 +50,11 @@ class Case:
         blob = json.dumps(self.to_dict() | data_fingerprint(self.task), sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
+    @property
+    def name(self) -> str:
+        """``experiment/task/method/sSEED`` (no experiment for ``nodebench run``), as progress lines name it."""
+        return "/".join(filter(None, (self.experiment, self.task, self.method, f"s{self.seed}")))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"hparams": dict(self.hparams)}
 

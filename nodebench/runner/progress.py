@@ -1,9 +1,10 @@
 """A sweep's progress on stderr, for a person at a terminal and for a log file alike.
 
 Every finished case is one line (:func:`case_line`): ``[2/4] task/method/sSEED: STATUS in 12.3 s, about 00:45
-left``. On a terminal a tqdm bar below the lines names what runs, redrawn at most once a second; where stderr is
-no terminal (``2> log``) its carriage-return redraws would garble the file, so there is no bar, and a plain
-``still running:`` line every :data:`ALIVE_EVERY_S` is the sign of life instead. The local sweep
+left``, the case named by :attr:`~nodebench.runner.case.Case.name` (a paper's experiment first). On a terminal
+a tqdm bar below the lines names what runs, redrawn at most once a second; where stderr is no terminal
+(``2> log``) its carriage-return redraws would garble the file, so there is no bar, and a plain ``still
+running:`` line every :data:`ALIVE_EVERY_S` is the sign of life instead. The local sweep
 (:mod:`nodebench.runner.sweep`), the cluster engines (:mod:`nodebench.runner.executors`) and the A/B bench
 (:mod:`nodebench.benchmarking.ab`) all report through :class:`Progress`.
 """
@@ -24,17 +25,17 @@ ALIVE_EVERY_S = 60.0
 
 
 def case_line(case: Case, status: str, seconds: float | None, done: int, count: int, elapsed_s: float) -> str:
-    """The line of a finished case: ``[2/4] task/method/sSEED: STATUS in 12.3 s`` (``seconds`` it took; left out
+    """The line of a finished case: ``[2/4] NAME: STATUS in 12.3 s`` (``seconds`` it took; left out
     when unknown, a job its engine lost) and, while cases remain, the time left at the mean pace so far
     (``elapsed_s`` since the sweep started, over ``done`` cases)."""
-    line = f"[{done}/{count}] {case.task}/{case.method}/s{case.seed}: {status}"
+    line = f"[{done}/{count}] {case.name}: {status}"
     line += f" in {seconds:.1f} s" if seconds is not None else ""
     return line + (f", about {tqdm.format_interval(elapsed_s / done * (count - done))} left" if done < count else "")
 
 
 def running_notes(cases: list[Case], cases_dir: Path) -> str:
     """What ``cases`` are doing, from their workers' progress notes in ``cases_dir`` (``starting`` without one):
-    ``task/method/sSEED: iter 3/20 loss 0.12; ...``."""
+    ``NAME: iter 3/20 loss 0.12; ...``."""
     parts = []
     for case in cases:
         note = cases_dir / f"{case.case_id}.progress"
@@ -42,7 +43,7 @@ def running_notes(cases: list[Case], cases_dir: Path) -> str:
             status = note.read_text()
         except OSError:  # not written yet, or removed as the case ended
             status = "starting"
-        parts.append(f"{case.task}/{case.method}/s{case.seed}: {status}")
+        parts.append(f"{case.name}: {status}")
     return "; ".join(parts)
 
 
