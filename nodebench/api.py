@@ -149,7 +149,7 @@ def _check(cases: list[Case], engine: dict, warn: bool = False) -> list[str]:
     budget_s, timeout_s = max((c.budget_s or 0.0 for c in cases), default=0.0), engine.get("timeout_s", 3600.0)
     if budget_s >= timeout_s:  # the training alone would outlast the case's wall-clock limit
         raise UserError(f"a training budget of {budget_s:g} s is not below the case time limit of {timeout_s:g} s "
-                        "(--timeout-s): every such case would be killed as timeout; give a longer limit")
+                        "(timeout_s, --timeout-s): every such case would be killed as timeout; give a longer limit")
     shown = warnings if warn else []
     for warning in shown:
         _log(f"nodebench: warning: {warning}")
@@ -453,7 +453,7 @@ def history(store: str | Path | None = None, machine: str | None = None, suite: 
     store = api_checks.path(store, "store") if store is not None else Path(DEFAULT_STORE)
     if not store.exists():
         raise UserError(f"history store not found: {str(store)!r}; `nodebench bench` writes one (default "
-                        f"{DEFAULT_STORE}), or give --store")
+                        f"{DEFAULT_STORE}), or give store (--store)")
     machines = sorted(set(list_runs(store, suite=suite)["machine"]))
     given = machine is not None
     machine = machine_name(machine)

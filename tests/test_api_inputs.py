@@ -46,6 +46,15 @@ CASES = {
                           "thresholds must be a mapping"),
     "a threshold True": (lambda tmp: nodebench.compare(RUN, RUN, thresholds={"time": True}, out=tmp / "c.md"),
                          "thresholds time must be a positive finite number"),
+    # the Python argument named, not only the command line's option
+    "a misspelt threshold metric": (lambda tmp: nodebench.compare(RUN, RUN, thresholds={"tme": 0.1}, out=tmp / "c.md"),
+                                    "unknown metric 'tme' in thresholds (--threshold)"),
+    "an exactly gated metric given a threshold": (
+        lambda tmp: nodebench.compare(RUN, RUN, thresholds={"nfe": 0.1}, out=tmp / "c.md"),
+        "takes no threshold (thresholds, --threshold)"),
+    "a budget over timeout_s": (_dry(budget_s=120, timeout_s=60), "case time limit of 60 s (timeout_s, --timeout-s)"),
+    "a history store that is not there": (lambda tmp: nodebench.history(store=tmp / "none"),
+                                          "or give store (--store)"),
     "leaderboard of no run": (lambda tmp: nodebench.leaderboard([], tmp / "b"), "run_dirs names no run"),
     "leaderboard into ''": (lambda tmp: nodebench.leaderboard([RUN], ""), "out must be a non-empty path"),
     "a target NaN": (lambda tmp: nodebench.leaderboard([RUN], tmp / "b", targets={"g1d": math.nan}),

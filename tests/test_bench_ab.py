@@ -219,8 +219,8 @@ def test_ab_progress_into_a_log_is_a_line_per_pair_without_redraws(tmp_path, cap
     err = capsys.readouterr().err
     assert "\r" not in err
     lines = [line for line in err.splitlines() if line.startswith("[")]
-    assert len(lines) == 1 and re.fullmatch(r"\[1/1\] spiral/cubic_spiral/euler/s0: baseline ok, current ok in [0-9.]+ s",
-                                            lines[0]), err
+    assert len(lines) == 1 and re.fullmatch(
+        r"\[1/1\] spiral/cubic_spiral/euler/s0: baseline ok, current ok in [0-9.]+ s", lines[0]), err
 
 
 def test_the_ab_report_starts_with_the_warnings_of_compare_md(tmp_path):

@@ -320,3 +320,14 @@ def test_options_a_method_ignores_do_not_split_its_configuration():
     records.loc[(records.method == "adjoint") & (records.seed == 0), "hparams"] = '{"gtol": 0.1}'
     table, _ = leaderboard.task_table(records[records.task == "t1"], curves)
     assert table["config"].tolist() == ["adjoint", "a"] and table["seeds"].tolist() == [2, 2]
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_records_without_hparams_are_ranked(capsys, tmp_path, drop):
+    """hparams is an optional records column: a run without it, or with a null in it, is ranked, not a
+    traceback from the options a method ignores (compare.effective_hparams)."""
+    records, curves = _synthetic(True)
+    records = records.drop(columns="hparams") if drop else records.assign(hparams=[None] + ["{}"] * (len(records) - 1))
+    run = _write_run(tmp_path / "run", records, curves)
+    assert main(["leaderboard", str(run), "--out", str(tmp_path / "board")]) == 0
+    assert (tmp_path / "board" / "leaderboard.md").is_file()

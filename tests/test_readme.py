@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Every ```python block of the READMEs, in order: (file, index, code). The Python API section trains (slow);
 #: the other blocks are library examples with small sizes and run in seconds.
 BLOCKS = [(path.relative_to(ROOT).as_posix(), i, code)
-          for path in [ROOT / "README.md", *sorted((ROOT / "nodebench" / "papers").glob("*/README.md"))]
+          for path in [ROOT / "README.md", ROOT / "reproduce" / "README.md",
+                       *sorted((ROOT / "nodebench" / "papers").glob("*/README.md"))]
           for i, code in enumerate(code_blocks(path.read_text()))]
 API_BLOCKS = code_blocks(section("Python API"))
 
@@ -47,6 +48,25 @@ def _run_block(code: str, name: str) -> None:
         exec(compile(code, name, "exec"), module.__dict__)
     finally:
         del sys.modules["__readme__"]
+
+
+@pytest.fixture
+def registries():
+    """What a block registers (reproduce/README.md's check and analysis examples) is removed after it: each block
+    runs as in a session of its own, and later tests see the installed papers' registries only."""
+    from nodebench.analyses import ANALYSES
+    from nodebench.claims import CHECKS
+    from nodebench.methods import METHODS
+    from nodebench.metrics import METRICS
+    from nodebench.plots import RUN_FIGURES
+    from nodebench.tasks import FILE_TASKS, TASKS
+
+    saved = [(registry, dict(registry), dict(registry.origins), set(registry.by_plugins))
+             for registry in (ANALYSES, CHECKS, METHODS, METRICS, RUN_FIGURES, FILE_TASKS, TASKS)]
+    yield
+    for registry, entries, origins, by_plugins in saved:
+        registry.clear(), registry.origins.clear(), registry.by_plugins.clear()
+        registry.update(entries), registry.origins.update(origins), registry.by_plugins.update(by_plugins)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +84,7 @@ def test_python_api_examples_run(index, workdir, monkeypatch):
 
 @pytest.mark.parametrize("path, index, code", [b for b in BLOCKS if b[2] not in API_BLOCKS],
                          ids=[f"{p}#{i}" for p, i, c in BLOCKS if c not in API_BLOCKS])
-def test_every_other_readme_python_block_runs(path, index, code, workdir, monkeypatch):
+def test_every_other_readme_python_block_runs(path, index, code, workdir, monkeypatch, registries):
     """Library examples define what they use; an example that reads a run's records needs the API example's
     run first (slow), and is skipped with that reason when it has not run."""
     monkeypatch.chdir(workdir)
@@ -75,6 +95,21 @@ def test_every_other_readme_python_block_runs(path, index, code, workdir, monkey
 
 def test_every_python_block_is_collected():
     assert len(BLOCKS) >= 8 and len(API_BLOCKS) == 2
+    assert sum(path == "reproduce/README.md" for path, _, _ in BLOCKS) == 2  # the plug-in guide's, run too
+
+
+def test_the_readme_says_what_a_dry_run_returns(tmp_path):
+    """README, "Python API": the fields a dry run's ``RunResult`` leaves ``None`` are those ``run`` leaves
+    ``None`` (it said ``out`` was, where a dry run returns the folder it would use, for ``describe_cases`` and a
+    resume check)."""
+    import nodebench
+
+    sentence = re.search(r"A dry run .*?\. ", " ".join(section("Python API").split()))[0]
+    said_none = re.findall(r"`(\w+)`(?: and `(\w+)`)? (?:is|are) `None`", sentence)
+    result = nodebench.run("g1d", "rk4", iters=1, out=tmp_path / "run", dry_run=True)
+    assert {name for pair in said_none for name in pair if name} == {
+        name for name in ("out", "report", "records", "curves") if getattr(result, name) is None}
+    assert result.out == tmp_path / "run" and not result.out.exists()
 
 
 def test_the_records_table_is_the_schema():

@@ -173,10 +173,10 @@ def rules_with(thresholds: dict[str, float] | None = None) -> dict[str, Rule]:
     for metric, value in (thresholds or {}).items():
         if metric in rules and rules[metric].exact:
             raise UserError(f"{metric} is gated exactly (any change of a deterministic count counts) and takes "
-                            f"no --threshold")
+                            f"no threshold (thresholds, --threshold)")
         if metric not in rules:
             valid = ", ".join(m for m, rule in rules.items() if not rule.exact)
-            raise UserError(f"unknown metric {metric!r} in --threshold; valid: {valid}")
+            raise UserError(f"unknown metric {metric!r} in thresholds (--threshold); valid: {valid}")
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise UserError(f"threshold for {metric} must be a positive finite number, got {value!r}")
         if not rules[metric].absolute and value > 1:  # time=10 meant 10 %, but reads ×11: a gate that never fires
@@ -223,17 +223,18 @@ def effective_hparams(records: pd.DataFrame) -> pd.Series:
     (:func:`~nodebench.runner.settings.ignored_options`: ``gtol`` for ``rk4``), as ``nodebench run`` records a case
     (:func:`~nodebench.runner.settings.without_ignored`): a run recorded before it left them out, and a paper
     preset's or suite's case, which keeps its shared options, then name the configuration that ran. An unknown
-    method, an invalid option or hparams that are no JSON object keep all their options."""
-    def effective(method, hparams: str) -> str:
+    method, an invalid option or hparams that are no JSON object keep all their options; a record without
+    hparams (no column, or a null: the column is optional in the records schema) has None."""
+    def effective(method, hparams: str | None) -> str | None:
         try:
-            values = json.loads(hparams)
+            values = json.loads(hparams) if hparams is not None else None
             ignored = ignored_options(get_method(str(method)), values) if isinstance(values, dict) else []
         except (ValueError, UserError):
             return hparams
         return json.dumps({k: v for k, v in values.items() if k not in ignored}, sort_keys=True) if ignored else hparams
-    pairs = {pair: effective(*pair) for pair in set(zip(records["method"], records["hparams"]))}
-    return pd.Series([pairs[pair] for pair in zip(records["method"], records["hparams"])], index=records.index,
-                     dtype=object)
+    texts = [h if isinstance(h, str) else None for h in records.get("hparams", pd.Series(None, index=records.index))]
+    pairs = {pair: effective(*pair) for pair in set(zip(records["method"], texts))}
+    return pd.Series([pairs[pair] for pair in zip(records["method"], texts)], index=records.index, dtype=object)
 
 
 def keyed(records: pd.DataFrame, show_device: bool = False) -> pd.DataFrame:
