@@ -208,12 +208,16 @@ def _engine(args) -> dict:
                 allow_mixed_commits=args.allow_mixed_commits, verify_data=not args.no_verify)
 
 
-def _print_cases(result, retry_failed: bool = False) -> int:
+def _print_cases(result, retry_failed: bool = False, *, fresh: bool = False) -> int:
+    """The dry run's cases, and where they would go: ``fresh``, a new folder named by the time (``run`` without
+    ``--out``), which the next run does not reuse."""
     from nodebench.api import describe_cases
 
     table = describe_cases(result.cases)
     print(table.to_markdown(index=False, tablefmt="simple"))
-    where = "" if result.out is None else f" into {result.out}{_finished_before(result, retry_failed)}"
+    where = "" if result.out is None else (
+        f" into a new folder such as {result.out} (each run without --out makes its own; give --out to resume)"
+        if fresh else f" into {result.out}{_finished_before(result, retry_failed)}")
     print(f"{len(result.cases)} case(s){where}; nothing was run (--dry-run)")
     return 0
 
@@ -292,7 +296,7 @@ def cmd_run(args) -> int:
     result = api.run(args.task, args.method, seeds=args.seeds, iters=args.iters, budget_s=args.budget_s,
                      hparams=dict(args.hparam), out=args.out, device=args.device, dry_run=args.dry_run,
                      **_engine(args))
-    return _print_cases(result, args.retry_failed) if args.dry_run else _wrote(result)
+    return _print_cases(result, args.retry_failed, fresh=args.out is None) if args.dry_run else _wrote(result)
 
 
 def cmd_reproduce(args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -334,6 +335,17 @@ def test_a_dry_run_says_where_its_cases_go_and_which_finished_before(capsys, tmp
     assert main(argv + ["--retry-failed"]) == 0  # the failed case runs again
     assert capsys.readouterr().out.splitlines()[-1] == f"2 case(s) into {out}; nothing was run (--dry-run)"
     assert sorted(p.name for p in out.rglob("*")) == sorted(["cases", f"{case.case_id}.json"])  # nothing written
+
+
+def test_a_dry_run_without_out_says_its_folder_is_a_new_one(capsys, tmp_path, monkeypatch):
+    """Without --out each run makes a folder named by its time: the dry run names one such folder and says a later
+    run will not use it, rather than name a folder as if the run would go (and resume) there."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "1", "--dry-run"]) == 0
+    assert re.fullmatch(r"1 case\(s\) into a new folder such as results/runs/[0-9-]+ \(each run without --out makes "
+                        r"its own; give --out to resume\); nothing was run \(--dry-run\)",
+                        capsys.readouterr().out.splitlines()[-1])
+    assert not (tmp_path / "results").exists()
 
 
 def test_the_command_line_module_imports_no_heavy_library():
