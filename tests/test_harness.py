@@ -374,6 +374,29 @@ def test_tensor_peak_records_allocations_only_not_every_operator(monkeypatch):
     assert 3 * 2**18 <= meter.bytes < 4 * 2**18
 
 
+def test_a_torch_whose_private_profiler_api_differs_falls_back_to_the_public_profiler(monkeypatch):
+    """The lean allocation profiler is built from torch 2.13's private API; nodebench only requires torch >= 2.13,
+    so where that API differs (here its config refuses the arguments) the public profiler gives the same figure
+    instead of every case's memory pass failing."""
+    from torch._C import _profiler
+
+    from nodebench.harness.memory import TensorPeak
+
+    def changed(*args, **kwargs):
+        raise TypeError("ProfilerConfig(): incompatible constructor arguments")
+
+    weight = torch.ones(256, 256, requires_grad=True)
+    readings = []
+    for patch in (False, True):
+        if patch:
+            monkeypatch.setattr(_profiler, "ProfilerConfig", changed)
+        with TensorPeak("cpu") as meter:
+            torch.tanh(weight @ weight).sum().backward()
+        readings.append((meter.bytes, meter._public is not None))
+    assert readings[0][1] is False and readings[1][1] is True
+    assert readings[0][0] == readings[1][0] and 3 * 2**18 <= readings[1][0] < 4 * 2**18
+
+
 def test_a_failed_block_gives_no_tensor_peak_and_parses_no_events():
     """A block that raises (a memory pass stopped at its cap) has no figure: its events, possibly millions, are
     not parsed (that took longer than the stopped pass itself)."""

@@ -18,8 +18,9 @@ memory events only: its operator and autograd-node events (``RecordScope.FUNCTIO
 not recorded, as no reading uses them, which does not change the allocation events. Each event still costs the
 profiler about 1.6 KB when it stops (about 4.4 KB with every operator recorded: the untimed pass of 84,087
 allocation events of ``cubic_spiral`` with the adjoint, 3 iterations, peaked 150 MB above its start instead of
-440 MB, in 0.94 s instead of 2.16 s). It slows the phase down, so it is for untimed measurements, beside the
-timed meter.
+440 MB, in 0.94 s instead of 2.16 s). That start goes through torch 2.13's private profiler API; a torch whose
+API differs gets the public profiler, with every operator recorded and the same figure. It slows the phase
+down, so it is for untimed measurements, beside the timed meter.
 
 The resident-set mark also misses what a phase allocates in pages the allocator kept from an earlier
 phase: a step that allocates 400 MiB of tensors can read 0 when the previous step left those pages
@@ -184,28 +185,41 @@ class TensorPeak:
     def __init__(self, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
         self.bytes: int | None = None
+        self._public = None  # the public profiler, where this torch's private API differs from 2.13's
 
     def __enter__(self) -> "TensorPeak":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        try:
+            self._start_allocations_only()
+        except (ImportError, AttributeError, TypeError):  # another torch: the public profiler, the same events
+            self._public = torch.autograd.profiler.profile(profile_memory=True, use_device=(
+                "cuda" if self.device.type == "cuda" else None))
+            self._public.__enter__()
+        return self
+
+    def _start_allocations_only(self) -> None:
+        """Start what ``torch.autograd.profiler.profile(profile_memory=True)`` starts, with only the user's
+        ``record_function`` scopes recorded (an empty set would record every scope), through torch 2.13's private
+        API: see the module docstring."""
         from torch._C._autograd import _enable_profiler, _prepare_profiler
         from torch._C._profiler import ProfilerActivity, ProfilerConfig, ProfilerState, RecordScope, _ExperimentalConfig
 
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        # what torch.autograd.profiler.profile(profile_memory=True) starts, with only the user's record_function
-        # scopes recorded (an empty set would record every scope): see the module docstring
         config = ProfilerConfig(ProfilerState.KINETO, False, True, False, False, False,  # shapes, memory, stack,
                                 _ExperimentalConfig())  # flops, modules
         activities = {ProfilerActivity.CPU} | ({ProfilerActivity.CUDA} if self.device.type == "cuda" else set())
         _prepare_profiler(config, activities)
         _enable_profiler(config, activities, {RecordScope.USER_SCOPE})
-        return self
 
     def __exit__(self, *exc) -> None:
-        from torch._C._autograd import _disable_profiler
-
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        results = _disable_profiler()
+        if self._public is not None:
+            self._public.__exit__(*exc)
+            results = self._public.kineto_results
+        else:
+            from torch._C._autograd import _disable_profiler
+            results = _disable_profiler()
         if exc[0] is not None:  # the block failed: no figure, and no parse of its (possibly millions of) events
             return
         events = sorted(_allocations(results.experimental_event_tree()), key=lambda node: node.start_time_ns)
