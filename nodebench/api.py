@@ -203,13 +203,13 @@ def _check_same_limits(out: Path, cases: list[Case]) -> None:
         if case is not None and row.get("device") != case.device:
             raise UserError(f"{str(out)!r} holds case {case.task}/{case.method}/s{case.seed} run on device "
                             f"{row.get('device')!r}, this command's is {case.device!r}: the report would pool the two; "
-                            "give another --out")
+                            "give another out (--out)")
         if case is not None and row.get("case_id") != case.case_id:
             limit = (f"{case.iters} iterations" if case.iters is not None else
                      f"a {case.budget_s:g} s budget" if case.budget_s is not None else "no limit")
             raise UserError(f"{str(out)!r} holds case {case.task}/{case.method}/s{case.seed} run with another limit "
                             f"(iterations, time budget or warm-up) or data file than this command's ({limit}): "
-                            "the report would pool the two; give another --out")
+                            "the report would pool the two; give another out (--out)")
 
 
 def _check_ignored_in_row(out: Path, row: Any, planned: Mapping[tuple, Case], key) -> None:
@@ -230,7 +230,7 @@ def _check_ignored_in_row(out: Path, row: Any, planned: Mapping[tuple, Case], ke
         raise UserError(f"{str(out)!r} holds case {case.task}/{case.method}/s{case.seed} recorded with "
                         f"{', '.join(ignored)}, which method {case.method} does not use (an earlier nodebench kept "
                         "such options in a case's settings and id): this command would run it again beside that "
-                        "row; give another --out")
+                        "row; give another out (--out)")
 
 
 def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], message: str,
@@ -258,7 +258,7 @@ def _check_same_kind_of_run(out: Path, info: Mapping[str, Any]) -> None:
     if any(existing.get(k) != info.get(k) for k in RUN_KINDS if k in existing):
         was, now = (" ".join(str(i[k]) for k in RUN_KINDS if i.get(k)) for i in (existing, info))
         raise UserError(f"{str(out)!r} holds a `nodebench {was}` run; this `nodebench {now}` there would mix the "
-                        "two: give another --out")
+                        "two: give another out (--out)")
 
 
 def _finish(run_dir: Path, records: pd.DataFrame, curves: pd.DataFrame, *, spec=None, preset: str = "",
@@ -339,8 +339,8 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
     if dry_run:
         _check_out(out, engine, {"command": "run"}, cases)
         return RunResult(out, cases)
-    records, curves = _sweep(cases, out, engine, f"running {len(cases)} case(s) into {out} (rerun with --out {out} "
-                             "to resume)", command="run", warnings=warnings)
+    records, curves = _sweep(cases, out, engine, f"running {len(cases)} case(s) into {out} (rerun with "
+                             f"out={str(out)!r} (--out {out}) to resume)", command="run", warnings=warnings)
     return RunResult(out, cases, records, curves, _finish(out, records, curves))
 
 
@@ -541,7 +541,8 @@ def _check_ab(baseline: str, engine: dict) -> None:
     from nodebench.benchmarking.baseline_env import resolve
 
     if engine.get("executor", "local") != "local" or engine.get("jobs", 1) != 1:
-        raise UserError("--baseline runs the cases one at a time on this machine; drop --executor and --jobs")
+        raise UserError("baseline (--baseline) runs the cases one at a time on this machine; drop executor and jobs "
+                        "(--executor, --jobs)")
     resolve(baseline)
 
 
@@ -557,16 +558,20 @@ def _bench_ab(spec, baseline: str, store: Path, machine: str | None, cases: list
     return RunResult(run.run_dir, cases, *load_run(run.run_dir), exit_code=run.exit_code)  # the current code's
 
 
-def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: str | None = None,
-                targets: Mapping[str, float] | None = None) -> tuple[Path, Path]:
+def leaderboard(run_dirs: Iterable[str | Path] | None = None, out: str | Path | None = None, *,
+                reference: str | None = None, targets: Mapping[str, float] | None = None) -> tuple[Path, Path]:
     """Rank methods per task and across tasks over ``run_dirs`` (run folders or records files; a run named twice
-    counts once): returns ``leaderboard.md`` and ``leaderboard.html`` in ``out``. ``reference``: the method of the
-    speed-up column (default ``adjoint``). ``targets``: task → its time-to-target value, as ``--target``;
-    they default to a suite's declared ones, then to each task's common reachable level."""
+    counts once; default: this machine's latest nightly run in the history store, as ``nodebench leaderboard``
+    without run folders): returns ``leaderboard.md`` and ``leaderboard.html`` in ``out`` (required).
+    ``reference``: the method of the speed-up column (default ``adjoint``). ``targets``: task → its time-to-target
+    value, as ``--target``; they default to a suite's declared ones, then to each task's common reachable level."""
     from nodebench.benchmarking import leaderboard_page as board
     from nodebench.benchmarking.suites import available_suites, load_suite
     from nodebench.runner.sweep import read_run_info
 
+    out = paths.output_dir(api_checks.path(out, "out"))  # before the history store is read
+    if run_dirs is None:
+        run_dirs = [_latest_nightly()]
     if isinstance(run_dirs, (str, os.PathLike)):
         run_dirs = [run_dirs]  # one run, not the characters of its path
     if not isinstance(run_dirs, (list, tuple)):
@@ -574,7 +579,6 @@ def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: s
     run_dirs = paths.unique_paths([api_checks.path(p, "a run_dirs entry") for p in run_dirs])  # one run counted once
     if not run_dirs:
         raise UserError("run_dirs names no run; give one or more run folders or records files")
-    out = paths.output_dir(api_checks.path(out, "out"))
     paths.writable_entries(out, files=("leaderboard.md", "leaderboard.html"), folders=("figures",))
     declared: dict[str, float] = {}
     for path in run_dirs:
@@ -583,3 +587,16 @@ def leaderboard(run_dirs: Iterable[str | Path], out: str | Path, *, reference: s
             declared |= load_suite(name).targets()
     return board.write(run_dirs, out, reference=reference,
                        targets=declared | api_checks.positive_numbers(targets, "targets"))
+
+
+def _latest_nightly() -> Path:
+    """This machine's latest nightly run in the history store: :func:`leaderboard`'s default."""
+    from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name
+
+    runs = list_runs(DEFAULT_STORE, machine_name(), "nightly")
+    if runs.empty:
+        others = sorted(set(list_runs(DEFAULT_STORE, suite="nightly")["machine"]))
+        hint = f" (machines with one: {', '.join(others)}; set NODEBENCH_MACHINE to read one)" if others else ""
+        raise UserError(f"no nightly run of this machine ({machine_name()!r}) in {DEFAULT_STORE}{hint}; "
+                        "give run folders (run_dirs)")
+    return Path(runs["run_dir"].iloc[-1])

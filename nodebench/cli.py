@@ -14,9 +14,7 @@ import os
 import re
 import shlex
 import sys
-from pathlib import Path
 
-from nodebench import paths
 from nodebench.api_checks import MAX_CASE_TIMEOUT_S, MAX_JOBS, MAX_THREADS
 from nodebench.argtypes import positive_float, positive_float_up_to, positive_int, positive_int_up_to
 from nodebench.benchmarking.arguments import revision, store_key
@@ -338,19 +336,9 @@ def cmd_history(args) -> int:
 
 def cmd_leaderboard(args) -> int:
     from nodebench import api
-    from nodebench.benchmarking.history import DEFAULT_STORE, list_runs, machine_name
 
-    paths.output_dir(args.out)
-    run_dirs = paths.unique_paths(list(args.run_dirs))
-    if not run_dirs:
-        runs = list_runs(DEFAULT_STORE, machine_name(), "nightly")
-        if runs.empty:
-            others = sorted(set(list_runs(DEFAULT_STORE, suite="nightly")["machine"]))
-            hint = f" (machines with one: {', '.join(others)}; set NODEBENCH_MACHINE to read one)" if others else ""
-            raise UserError(f"no nightly run of this machine ({machine_name()!r}) in {DEFAULT_STORE}{hint}; "
-                            "give run directories")
-        run_dirs = [Path(runs["run_dir"].iloc[-1])]
-    md, page = api.leaderboard(run_dirs, args.out, reference=args.reference, targets=dict(args.target))
+    md, page = api.leaderboard(list(args.run_dirs) or None, args.out, reference=args.reference,
+                               targets=dict(args.target))
     print(f"wrote {md} and {page}")
     return 0
 

@@ -53,6 +53,12 @@ CASES = {
         lambda tmp: nodebench.compare(RUN, RUN, thresholds={"nfe": 0.1}, out=tmp / "c.md"),
         "takes no threshold (thresholds, --threshold)"),
     "a budget over timeout_s": (_dry(budget_s=120, timeout_s=60), "case time limit of 60 s (timeout_s, --timeout-s)"),
+    "a dask executor without a scheduler": (lambda tmp: nodebench.run("g1d", "rk4", executor="dask", dry_run=True),
+                                            "executor 'dask' (--executor dask) needs scheduler (--scheduler ADDRESS)"),
+    "an A/B bench given jobs": (lambda tmp: nodebench.bench("nightly", baseline="HEAD", jobs=2, dry_run=True),
+                                "drop executor and jobs (--executor, --jobs)"),
+    "a misspelt leaderboard reference": (lambda tmp: nodebench.leaderboard([RUN], tmp / "b", reference="adjont"),
+                                         "reference (--reference) 'adjont' is not a method of the runs"),
     "a history store that is not there": (lambda tmp: nodebench.history(store=tmp / "none"),
                                           "or give store (--store)"),
     "leaderboard of no run": (lambda tmp: nodebench.leaderboard([], tmp / "b"), "run_dirs names no run"),
@@ -100,3 +106,34 @@ def test_a_run_named_twice_counts_once_in_the_leaderboard(tmp_path):
     """As on the command line: the same run as a folder, again, and as its records file was '3 runs of 1 seed'."""
     md, _ = nodebench.leaderboard([RUN, str(RUN), RUN / "records.parquet"], tmp_path / "board")
     assert "1 run(s)" in md.read_text() and "3 runs of" not in md.read_text()
+
+
+def test_a_python_run_announces_how_to_resume_in_python_and_on_the_command_line(tmp_path, monkeypatch):
+    """``nodebench.run`` said "rerun with --out X to resume", a flag a Python caller has no use for."""
+    from nodebench.runner import sweep
+
+    def announced(cases, out, *, announce, **engine):
+        raise RuntimeError(announce)
+
+    monkeypatch.setattr(sweep, "run_cases", announced)
+    with pytest.raises(RuntimeError) as err:
+        nodebench.run("g1d", "rk4", iters=1, out=tmp_path / "r")
+    assert f"(rerun with out={str(tmp_path / 'r')!r} (--out {tmp_path / 'r'}) to resume)" in str(err.value)
+
+
+def test_the_leaderboard_without_run_folders_ranks_this_machines_latest_nightly_run(tmp_path, monkeypatch):
+    """As ``nodebench leaderboard --out DIR``: ``nodebench.leaderboard(out=...)`` required run_dirs (a TypeError);
+    both rank this machine's latest nightly run of the history store now, and name run_dirs when there is none."""
+    import shutil
+
+    from nodebench.benchmarking import history
+
+    monkeypatch.setenv("NODEBENCH_MACHINE", "this")
+    monkeypatch.setattr(history, "DEFAULT_STORE", tmp_path / "store")
+    with pytest.raises(UserError, match=r"no nightly run of this machine \('this'\).*give run folders \(run_dirs\)"):
+        nodebench.leaderboard(out=tmp_path / "none")
+    for stamp in ("20260101T000000Z-aaaa", "20260102T000000Z-bbbb"):
+        shutil.copytree(RUN, tmp_path / "store" / "this" / "nightly" / stamp, ignore=shutil.ignore_patterns("logs"))
+    md, _ = nodebench.leaderboard(out=tmp_path / "board")
+    latest, _ = nodebench.leaderboard([tmp_path / "store" / "this" / "nightly" / stamp], tmp_path / "explicit")
+    assert "1 run(s)" in md.read_text() and md.read_text() == latest.read_text()

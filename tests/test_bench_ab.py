@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,7 @@ from test_bench_compare import run_cli
 from nodebench.benchmarking.ab import interleaved
 from nodebench.benchmarking.compare import RULES, judge, paired_effect
 from nodebench.runner.case import expand_grid
+from nodebench.runner.sweep import run_case_process
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_AB = """
@@ -91,7 +95,7 @@ def test_an_unknown_baseline_revision_is_one_line_with_exit_code_2(capsys, tmp_p
     code, out, err = run_cli(capsys, "bench", "--suite", "nightly", "--baseline", "no-such-rev-42", "--dry-run")
     assert code == 2 and "unknown git revision 'no-such-rev-42'" in err, err  # a dry run checks it too
     code, out, err = run_cli(capsys, "bench", "--suite", "nightly", "--baseline", "HEAD", "--jobs", "2", "--dry-run")
-    assert code == 2 and "drop --executor and --jobs" in err, err
+    assert code == 2 and "drop executor and jobs (--executor, --jobs)" in err, err
 
 
 def test_an_empty_baseline_revision_is_refused_not_read_as_no_baseline(capsys, tmp_path):
@@ -221,6 +225,58 @@ def test_ab_progress_into_a_log_is_a_line_per_pair_without_redraws(tmp_path, cap
     lines = [line for line in err.splitlines() if line.startswith("[")]
     assert len(lines) == 1 and re.fullmatch(
         r"\[1/1\] spiral/cubic_spiral/euler/s0: baseline ok, current ok in [0-9.]+ s", lines[0]), err
+
+
+def test_ab_progress_into_a_log_names_the_running_sides_while_a_pair_runs(tmp_path, capsys, monkeypatch):
+    """``bench --baseline`` logging to a file said nothing while a pair ran (its threads' ``result()`` blocked;
+    the sweep prints a ``still running:`` line every ALIVE_EVERY_S): a long case was silent until it ended. It
+    names each running side's progress note now. Stand-in workers of both sides write a note and sleep."""
+    from nodebench.benchmarking import ab
+    from nodebench.benchmarking.baseline_env import BaselineEnv
+    from nodebench.benchmarking.suites import Suite, SuiteEntry
+    from nodebench.runner import progress
+
+    monkeypatch.setattr(progress, "ALIVE_EVERY_S", 0.2)
+    monkeypatch.setattr(ab, "prepare_baseline", lambda *a, **k: BaselineEnv("0" * 40, "stand-in", Path(sys.executable)))
+    slow = [sys.executable, "-c", textwrap.dedent("""
+        import pathlib, sys, time
+        case_id = pathlib.Path(sys.argv[3]).name.removesuffix(".case.json")
+        (pathlib.Path(sys.argv[4]) / f"{case_id}.progress").write_text("iter 1/1 loss 0.5")
+        time.sleep(2)
+    """)]
+    monkeypatch.setattr(ab, "run_case_process", lambda **job: run_case_process(**job | {"python": slow}))
+    entry = SuiteEntry("spiral", "", "cubic_spiral", ["euler"], iters=1)
+    ab.bench_ab(Suite("tiny", "", "cpu", 1, [entry]), "HEAD", store=tmp_path, machine="test", timeout_s=300,
+                log=lambda line: None)
+    alive = [line for line in capsys.readouterr().err.splitlines() if "still running" in line]
+    name = "spiral/cubic_spiral/euler/s0: iter 1/1 loss 0\\.5"
+    assert any(re.fullmatch(f"  still running: (baseline|current) {name}; (baseline|current) {name}", line)
+               for line in alive), alive
+
+
+def test_an_interrupted_ab_pair_stops_its_workers_at_once(tmp_path, monkeypatch):
+    """Ctrl-C during a CPU pair was raised while the pair's threads waited on their workers, which run in sessions
+    of their own: the bench then waited for both workers to end (up to the case time limit). The interrupt stops
+    them now. Stand-in workers that would sleep 30 s; the interrupt comes after one."""
+    from nodebench.benchmarking import ab
+    from nodebench.benchmarking.baseline_env import BaselineEnv
+    from nodebench.benchmarking.suites import Suite, SuiteEntry
+
+    monkeypatch.setattr(ab, "prepare_baseline", lambda *a, **k: BaselineEnv("0" * 40, "stand-in", Path(sys.executable)))
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+    monkeypatch.setattr(ab, "run_case_process", lambda **job: run_case_process(**job | {"python": sleeper}))
+    entry = SuiteEntry("spiral", "", "cubic_spiral", ["euler"], iters=1)
+    previous = signal.signal(signal.SIGALRM, lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    started = time.monotonic()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        with pytest.raises(KeyboardInterrupt):
+            ab.bench_ab(Suite("tiny", "", "cpu", 1, [entry]), "HEAD", store=tmp_path, machine="test", timeout_s=300,
+                        progress=False, log=lambda line: None)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 15, "the interrupted bench waited for its workers"
 
 
 def test_the_ab_report_starts_with_the_warnings_of_compare_md(tmp_path):

@@ -135,7 +135,7 @@ def test_runs_without_any_successful_case_are_refused_in_one_line(capsys, tmp_pa
      "argument --target: cubic_spiral given twice"),
     # a misspelt name had no suggestion
     (["leaderboard", str(RUNS[0]), "--out", "OUT", "--reference", "adjont"],
-     "--reference 'adjont' is not a method of the runs (did you mean 'adjoint'?); valid: "),
+     "reference (--reference) 'adjont' is not a method of the runs (did you mean 'adjoint'?); valid: "),
     (["leaderboard", str(RUNS[0]), "--out", "OUT", "--target", "cubic_spirl=0.1"],
      "target for task(s) cubic_spirl (did you mean 'cubic_spiral'?) not in the runs; tasks in the runs: "),
 ])

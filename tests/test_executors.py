@@ -118,7 +118,7 @@ def test_a_stopped_submitit_sweep_stops_its_jobs(tmp_path, signum):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["--executor", "dask"], "needs --scheduler"),
+    (["--executor", "dask"], "executor 'dask' (--executor dask) needs scheduler (--scheduler ADDRESS)"),
     (["--executor", "submitit", "--scheduler", "tcp://x:1"], "--scheduler applies to --executor dask only"),
     (["--executor", "dask", "--scheduler", "notaurl"], "--scheduler 'notaurl' is not a dask scheduler address"),
     (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:99999"], "port 99999 is not a TCP port (1 to 65535)"),
@@ -417,3 +417,36 @@ def test_remote_progress_into_a_log_is_a_line_per_case_without_redraws(tmp_path,
     assert len(lines) == 2 and all(lines), err
     assert [(m[1], m[3] is not None) for m in lines] == [("1", True), ("2", False)], err  # time left while some run
     assert {m[2] for m in lines} == {"0", "1"}, err
+
+
+@pytest.mark.parametrize("executor", ["submitit", "dask"])
+def test_remote_progress_into_a_log_names_the_running_cases_while_they_run(tmp_path, capsys, monkeypatch, executor):
+    """A cluster sweep logging to a file said nothing while its cases ran (the local sweep prints a ``still
+    running:`` line every ALIVE_EVERY_S): a long case was silent until it ended. It names the cases whose workers
+    run, from their progress notes, and how many wait. Stand-in workers write a note and sleep, one at a time."""
+    pytest.importorskip({"submitit": "submitit", "dask": "distributed"}[executor])
+    from nodebench.runner import progress
+
+    monkeypatch.setattr(progress, "ALIVE_EVERY_S", 0.2)
+    slow = [sys.executable, "-c", textwrap.dedent("""
+        import pathlib, sys, time
+        case_id = pathlib.Path(sys.argv[3]).name.removesuffix(".case.json")
+        (pathlib.Path(sys.argv[4]) / f"{case_id}.progress").write_text("iter 1/2 loss 0.5")
+        time.sleep(2)
+    """)]
+    run = functools.partial(run_remote, CASES, tmp_path, run_case=functools.partial(run_case_process, python=slow),
+                            record_failure=record_failure, jobs=1, threads=1, timeout_s=60, progress=True)
+    if executor == "submitit":
+        with open_engine("submitit", None) as engine:
+            run(engine=engine)
+    else:
+        import distributed
+
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                      dashboard_address=None) as cluster, \
+                open_engine("dask", cluster.scheduler_address) as engine:
+            run(engine=engine)
+    alive = [line for line in capsys.readouterr().err.splitlines() if "still running" in line]
+    assert any(re.fullmatch(r"  still running: cubic_spiral/rk4/s[01]: iter 1/2 loss 0\.5; 1 case\(s\) queued or "
+                            r"starting", line) for line in alive), alive
+    assert all(line.startswith("  still running: ") for line in alive), alive

@@ -48,7 +48,8 @@ def test_a_second_sweep_on_a_locked_directory_is_refused_naming_the_holder(tmp_p
     out = tmp_path / "run"
     holder = _holder(out)
     try:
-        with pytest.raises(UserError, match=f"in use by another sweep \\(PID {holder.pid}\\)"):
+        with pytest.raises(UserError, match=f"in use by another sweep \\(PID {holder.pid}\\).*"
+                                            r"give another out \(--out\)"):
             SweepLock(out).acquire()
         before = sorted(p.name for p in out.iterdir())
         code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "1", "--out", str(out)])
@@ -170,7 +171,8 @@ def test_a_read_only_cases_or_logs_folder_is_refused_before_any_worker_runs(tmp_
 def test_a_directory_of_another_commit_is_refused_unless_asked(tmp_path, capsys):
     case = Case(task="cubic_spiral", method="rk4", iters=1)
     _finished(tmp_path, case, git_sha="0" * 40)
-    with pytest.raises(UserError, match="holds cases of commit 000000000000.*--allow-mixed-commits"):
+    with pytest.raises(UserError, match=r"holds cases of commit 000000000000.*give another out \(--out\), or "
+                                        r"allow_mixed_commits=True \(--allow-mixed-commits\)"):
         run_cases([case], tmp_path, progress=False)
     code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "1", "--out", str(tmp_path)])
     assert code == 2 and "--allow-mixed-commits" in capsys.readouterr().err
@@ -362,7 +364,7 @@ def test_a_case_run_with_another_limit_is_not_pooled_with_this_commands(tmp_path
     code = main(_run_argv(out, *limit, *(["--dry-run"] if dry else [])))
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
-    assert "holds case cubic_spiral/euler/s0 run with another limit" in err and "give another --out" in err
+    assert "holds case cubic_spiral/euler/s0 run with another limit" in err and "give another out (--out)" in err
     assert sorted(p.name for p in out.rglob("*")) == before
 
 

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -44,11 +45,11 @@ from nodebench.benchmarking.history import DEFAULT_STORE, machine_name, new_run
 from nodebench.benchmarking.suites import Suite, load_suite
 from nodebench.errors import UserError
 from nodebench.harness.environment import git_sha
-from nodebench.records import RECORDS, atomic_write, finished_case_ids, load_run, merge, valid_cases
+from nodebench.records import CASES, RECORDS, atomic_write, finished_case_ids, load_run, merge, valid_cases
 from nodebench.runner import lockstep
 from nodebench.runner.case import Case
 from nodebench.runner.guard import check_commit
-from nodebench.runner.progress import Progress
+from nodebench.runner.progress import Progress, running_notes
 from nodebench.runner.sweep import read_run_info, run_case_process, write_run_info
 
 BASELINE_DIR = "baseline"
@@ -99,7 +100,8 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
         thresholds: gate thresholds replacing the defaults (``{"time": 0.2}``).
         progress: show progress on stderr as a sweep does (:class:`~nodebench.runner.progress.Progress`): a
             line per finished pair, ``[n/N] task/method/sSEED: baseline ok, current ok in T s, about T left``,
-            and a bar only where stderr is a terminal.
+            and a bar only where stderr is a terminal; in a log, a ``still running:`` line once a minute names the
+            running sides' iteration and loss.
         run_dir: an existing A/B run folder to resume (default: a new folder in the store).
         validate: checks the cases before anything runs or is written (the CLI's name and value checks).
         log: where progress lines go.
@@ -147,11 +149,7 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
             if in_lockstep and len(jobs) == 2:
                 for job, fds in zip(jobs, lockstep.pipes()):
                     job.update(env=os.environ | {lockstep.ENV: lockstep.env_value(fds)}, pass_fds=fds)
-            if together:
-                with ThreadPoolExecutor(max_workers=len(jobs)) as pool:  # started in the pair's order
-                    statuses = [future.result() for future in [pool.submit(run_case_process, **job) for job in jobs]]
-            else:
-                statuses = [run_case_process(**job) for job in jobs]
+            statuses = _run_pair(pair, jobs, dirs, together, shown)
             shown.finished(pair[0][0], ", ".join(f"{side} {status}" for (_, side), status in zip(pair, statuses)),
                            time.monotonic() - started)
     merge(run_dir, read_run_info(run_dir)["run_id"])
@@ -164,6 +162,27 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
     text = gate.markdown(result, *labels, rules)
     atomic_write(run_dir / "compare.md", lambda tmp: tmp.write_text(text))
     return ABRun(run_dir, baseline, current_sha, result, gate.regressed(result))
+
+
+def _run_pair(pair: list[tuple[Case, str]], jobs: list[dict], dirs: dict[str, Path], together: bool,
+              shown: Progress) -> list[str]:
+    """The statuses of a pair's ``jobs`` (:func:`run_case_process`'s arguments), run at the same time when
+    ``together``, else one after the other, each in its own thread (started in the pair's order). This thread
+    waits for them, showing the running sides' progress notes (:meth:`Progress.running`), and an interrupt here
+    stops their workers (``stopped``) before it is raised."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=len(jobs) if together else 1) as pool:
+        futures = [pool.submit(run_case_process, **job, stopped=stop.is_set) for job in jobs]
+        try:
+            while wait(futures, timeout=1.0).not_done:
+                shown.running(lambda: "; ".join(f"{side} {running_notes([case], dirs[side] / CASES)}"
+                                                for (case, side), future in zip(pair, futures) if future.running()))
+        except BaseException:  # interrupted: no worker keeps computing after the bench
+            stop.set()
+            for future in futures:
+                future.cancel()
+            raise
+    return [future.result() for future in futures]
 
 
 def _check_resume(run_dir: Path, baseline_rev: str, current_sha: str) -> None:

@@ -170,8 +170,8 @@ def write(run_dirs: list[Path], out: str | Path, *, reference: str | None = None
     records, tasks, infos = build(run_dirs, targets)  # bad input is refused before anything is written
     methods = sorted(records["method"].astype(str).unique())
     if reference is not None and reference not in methods:
-        raise UserError(f"--reference {reference!r} is not a method of the runs{nearest(reference, methods)}; "
-                        f"valid: {', '.join(methods)}")
+        raise UserError(f"reference (--reference) {reference!r} is not a method of the runs"
+                        f"{nearest(reference, methods)}; valid: {', '.join(methods)}")
     reference = reference or DEFAULT_REFERENCE
     (out / "figures").mkdir(parents=True, exist_ok=True)
     scores = overall(tasks, reference)

@@ -26,7 +26,9 @@ an ``error`` row with the engine's message.
   check asks the scheduler nothing, however many tasks run.
 
 Progress is the local sweep's (:class:`~nodebench.runner.progress.Progress`): a line on stderr per finished case,
-with its status and how long its task ran on its node, and a bar only where stderr is a terminal.
+with its status and how long its task ran on its node, and a bar only where stderr is a terminal; in a log, a
+``still running:`` line once a minute names the cases whose workers run (from their progress notes in the shared
+run folder) and how many are queued or starting.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import functools
 import io
 import math
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -48,10 +51,12 @@ from nodebench.errors import UserError, one_line
 from nodebench.records import CASES
 from nodebench.runner.case import Case
 from nodebench.runner.guard import pid_alive, read_json_object
-from nodebench.runner.progress import Progress
+from nodebench.runner.progress import Progress, running_notes
 
 EXECUTORS = ("local", "submitit", "dask")
 EXTRAS = {"submitit": "slurm", "dask": "dask"}
+#: How often a sweep on a cluster engine looks at its jobs (as submitit's own ``Job.wait``) and shows their progress.
+POLL_S = 1.0
 
 
 def check_executor(executor: str, scheduler: str | None) -> None:
@@ -59,7 +64,8 @@ def check_executor(executor: str, scheduler: str | None) -> None:
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     if executor == "dask" and not scheduler:
-        raise UserError("--executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.1:8786)")
+        raise UserError("executor 'dask' (--executor dask) needs scheduler (--scheduler ADDRESS), e.g. "
+                        "tcp://10.0.0.1:8786")
     if executor != "dask" and scheduler:
         raise UserError(f"--scheduler applies to --executor dask only, not {executor!r}")
     module = {"submitit": "submitit", "dask": "distributed"}.get(executor)
@@ -135,7 +141,7 @@ def run_remote(cases: list[Case], run_dir: Path, *, engine: Callable[..., None],
     ``run_case(case_dict, run_dir=..., threads=..., timeout_s=...)`` runs one case remotely (the sweep's
     :func:`~nodebench.runner.sweep.run_case_process`); ``record_failure(case, run_dir, status, reason)``
     records a lost job. The sweep passes both, so this module does not import it back. ``progress``: a line per
-    finished case on stderr (:class:`~nodebench.runner.progress.Progress`)."""
+    finished case on stderr (:class:`~nodebench.runner.progress.Progress`), and the running cases while they run."""
     task = functools.partial(_timed, functools.partial(run_case, run_dir=str(Path(run_dir).resolve()),
                                                        threads=threads, timeout_s=timeout_s))
     with Progress(len(cases), enabled=progress) as shown:
@@ -145,8 +151,21 @@ def run_remote(cases: list[Case], run_dir: Path, *, engine: Callable[..., None],
                 outcome = (str(row.get("status", "error")), None)
             shown.finished(case, *outcome)
 
-        engine(cases, run_dir, task, jobs=jobs, threads=threads, timeout_s=timeout_s, done=done,
+        def running(pending: list[Case]) -> None:
+            shown.running(lambda: _in_flight(pending, Path(run_dir) / CASES))
+
+        engine(cases, run_dir, task, jobs=jobs, threads=threads, timeout_s=timeout_s, done=done, running=running,
                record_failure=record_failure)
+
+
+def _in_flight(cases: list[Case], cases_dir: Path) -> str:
+    """What a cluster engine's unfinished ``cases`` are doing: those whose workers left a progress note
+    (:func:`~nodebench.runner.progress.running_notes`), then how many are queued or starting (a SLURM array or
+    a dask scheduler may hold thousands)."""
+    started = [case for case in cases if (cases_dir / f"{case.case_id}.progress").exists()]
+    waiting = len(cases) - len(started)
+    return "; ".join([running_notes(started, cases_dir)] * bool(started)
+                     + [f"{waiting} case(s) queued or starting"] * bool(waiting))
 
 
 def _timed(run_case: Callable[..., str], *args, **kwargs) -> tuple[str, float]:
@@ -156,7 +175,7 @@ def _timed(run_case: Callable[..., str], *args, **kwargs) -> tuple[str, float]:
     return status, time.monotonic() - started
 
 
-def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, done, record_failure) -> None:
+def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, done, running, record_failure) -> None:
     import submitit
 
     pool = submitit.AutoExecutor(folder=Path(run_dir) / "submitit")
@@ -168,22 +187,24 @@ def _submitit(cases, run_dir, task, *, jobs, threads, timeout_s, done, record_fa
     if pool.cluster == "local":  # its jobs are this machine's processes: they can see the sweep die
         task = functools.partial(task, stopped=functools.partial(_process_gone, os.getpid()))
     window = len(cases) if pool.cluster == "slurm" else jobs  # the local executor has no concurrency cap
-    waiting, running = list(cases), {}
+    waiting, submitted = list(cases), {}
     try:
-        while waiting or running:
-            if waiting and (free := window - len(running)):
+        while waiting or submitted:
+            if waiting and (free := window - len(submitted)):
                 chunk, waiting = waiting[:free], waiting[free:]
-                running |= _submit_array(pool, task, chunk)
-            for job in [job for job in running if job.done()]:
-                case, outcome = running.pop(job), None
+                submitted |= _submit_array(pool, task, chunk)
+            for job in [job for job in submitted if job.done()]:
+                case, outcome = submitted.pop(job), None
                 try:
                     outcome = job.result()
                 except Exception as err:  # noqa: BLE001 - a lost job is a recorded failure, the sweep goes on
                     record_failure(case, run_dir, "error", f"submitit job {job.job_id}: {one_line(err)}")
                 done(case, outcome)
-            time.sleep(1 if running else 0)  # as submitit's own Job.wait: a done() may stat shared files
+            if submitted:
+                running([*submitted.values(), *waiting])
+                time.sleep(POLL_S)  # as submitit's own Job.wait: a done() may stat shared files
     except BaseException:  # interrupted: no job keeps computing and writing after the sweep
-        _cancel(pool.cluster, list(running))
+        _cancel(pool.cluster, list(submitted))
         raise
 
 
@@ -243,13 +264,20 @@ def _process_gone(pid: int) -> bool:
     return not pid_alive(pid)
 
 
-def _dask(client, cases, run_dir, task, *, jobs, threads, timeout_s, done, record_failure) -> None:
-    from distributed import as_completed
-
+def _dask(client, cases, run_dir, task, *, jobs, threads, timeout_s, done, running, record_failure) -> None:
     task = functools.partial(task, stopped=_dask_task_cancelled)
     futures = {client.submit(task, c.to_dict(), pure=False): c for c in cases}
+    pending, ended = dict(futures), queue.SimpleQueue()
+    for future in futures:  # called however a task ends: done, failed or cancelled
+        future.add_done_callback(ended.put)
     try:
-        for future in as_completed(futures):
+        while pending:
+            try:
+                future = ended.get(timeout=POLL_S)
+            except queue.Empty:  # none ended: the running cases' progress
+                running(list(pending.values()))
+                continue
+            del pending[future]
             outcome = None
             try:
                 outcome = future.result()

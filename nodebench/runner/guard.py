@@ -99,7 +99,7 @@ class SweepLock:
                 if err.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 raise UserError(f"{str(self.path.parent)!r} is in use by another sweep ({holder_text(self.path)}); "
-                                "wait for it to end or give another --out") from None
+                                "wait for it to end or give another out (--out)") from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -145,7 +145,7 @@ def check_not_locked(run_dir: str | Path) -> None:
             if err.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             raise UserError(f"{str(Path(run_dir))!r} is in use by another sweep ({holder_text(path)}); "
-                            "wait for it to end or give another --out") from None
+                            "wait for it to end or give another out (--out)") from None
         fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -162,7 +162,8 @@ def check_commit(rows: list[dict], current_sha: str, run_dir: Path, *, allow_mix
     others = sorted({commit_of(r.get("git_sha")) for r in rows} - {current, ""})
     if others and current:
         raise UserError(f"{str(run_dir)!r} holds cases of commit {others[0][:12]}, this checkout is "
-                        f"{current[:12]}; give another --out, or pass --allow-mixed-commits to mix them")
+                        f"{current[:12]}; give another out (--out), or allow_mixed_commits=True "
+                        "(--allow-mixed-commits) to mix them")
 
 
 @functools.lru_cache(maxsize=64)
