@@ -391,6 +391,21 @@ def test_an_interrupted_slurm_sweep_cancels_its_array_with_one_scancel(capsys, t
         in capsys.readouterr().err
 
 
+def _on_local_engine(executor: str, run) -> None:
+    """``run(engine=...)`` on ``executor``'s local engine: submitit's local executor, or an in-process dask cluster
+    of one worker thread."""
+    if executor == "submitit":
+        with open_engine("submitit", None) as engine:
+            run(engine=engine)
+        return
+    import distributed
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                  dashboard_address=None) as cluster, \
+            open_engine("dask", cluster.scheduler_address) as engine:
+        run(engine=engine)
+
+
 @pytest.mark.parametrize("executor", ["submitit", "dask"])
 def test_remote_progress_into_a_log_is_a_line_per_case_without_redraws(tmp_path, capsys, executor):
     """A cluster sweep logging to a file (stderr no terminal) drew tqdm's carriage-return redraws and named no
@@ -400,16 +415,7 @@ def test_remote_progress_into_a_log_is_a_line_per_case_without_redraws(tmp_path,
     quick = [sys.executable, "-c", "pass"]
     run = functools.partial(run_remote, CASES, tmp_path, run_case=functools.partial(run_case_process, python=quick),
                             record_failure=record_failure, jobs=1, threads=1, timeout_s=60, progress=True)
-    if executor == "submitit":
-        with open_engine("submitit", None) as engine:
-            run(engine=engine)
-    else:
-        import distributed
-
-        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
-                                      dashboard_address=None) as cluster, \
-                open_engine("dask", cluster.scheduler_address) as engine:
-            run(engine=engine)
+    _on_local_engine(executor, run)
     err = capsys.readouterr().err
     assert "\r" not in err
     lines = [re.fullmatch(r"\[(\d)/2\] cubic_spiral/rk4/s(\d): error in [0-9.]+ s(, about \S+ left)?", line)
@@ -436,16 +442,7 @@ def test_remote_progress_into_a_log_names_the_running_cases_while_they_run(tmp_p
     """)]
     run = functools.partial(run_remote, CASES, tmp_path, run_case=functools.partial(run_case_process, python=slow),
                             record_failure=record_failure, jobs=1, threads=1, timeout_s=60, progress=True)
-    if executor == "submitit":
-        with open_engine("submitit", None) as engine:
-            run(engine=engine)
-    else:
-        import distributed
-
-        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
-                                      dashboard_address=None) as cluster, \
-                open_engine("dask", cluster.scheduler_address) as engine:
-            run(engine=engine)
+    _on_local_engine(executor, run)
     alive = [line for line in capsys.readouterr().err.splitlines() if "still running" in line]
     assert any(re.fullmatch(r"  still running: cubic_spiral/rk4/s[01]: iter 1/2 loss 0\.5; 1 case\(s\) queued or "
                             r"starting", line) for line in alive), alive
