@@ -99,7 +99,7 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
         threads: torch threads per case; timeout_s: per-case time limit.
         thresholds: gate thresholds replacing the defaults (``{"time": 0.2}``).
         progress: show progress on stderr as a sweep does (:class:`~nodebench.runner.progress.Progress`): a
-            line per finished pair, ``[n/N] task/method/sSEED: baseline ok, current ok in T s, about T left``,
+            line per finished pair, ``[n/N] NAME: baseline ok, current ok in T s, about T left``,
             and a bar only where stderr is a terminal; in a log, a ``still running:`` line once a minute names the
             running sides' iteration and loss.
         run_dir: an existing A/B run folder to resume (default: a new folder in the store).

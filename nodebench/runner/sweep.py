@@ -132,7 +132,7 @@ def run_cases(cases: list[Case], run_dir: str | Path, *, jobs: int = 1, timeout_
             before, by an unreachable scheduler or a folder in use, does not claim to be running).
 
     Progress goes to stderr (:class:`~nodebench.runner.progress.Progress`): a line per finished case (``[n/N]
-    task/method/sSEED: status in T s, about T left``) and, on a terminal, a bar naming each running case's
+    NAME: status in T s, about T left``) and, on a terminal, a bar naming each running case's
     iteration and loss; elsewhere (a log file) a plain ``still running`` line once a minute instead. A sweep
     stopped by a signal re-raises its :class:`KeyboardInterrupt` with ``kept``: (cases of ``cases`` finished in
     ``run_dir``, their number, ``run_dir``).
