@@ -279,6 +279,64 @@ def test_an_interrupted_ab_pair_stops_its_workers_at_once(tmp_path, monkeypatch)
     assert time.monotonic() - started < 15, "the interrupted bench waited for its workers"
 
 
+def _pair(tmp_path):
+    """A pair of one stand-in case (``_run_pair``'s ``pair`` and ``dirs``)."""
+    [case] = expand_grid(tasks=["cubic_spiral"], methods=["euler"], seeds=[0], iters=1)
+    return [(case, "baseline"), (case, "current")], {"baseline": tmp_path / "baseline", "current": tmp_path}
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["cpu-together", "cuda-one-after-the-other"])
+def test_a_side_whose_worker_cannot_start_stops_its_pair_at_once(tmp_path, together):
+    """A side whose worker could not start (its interpreter gone, a full disk) raised only after the other side's
+    whole case had run: the bench waited for both threads (up to the case time limit) before saying why it
+    stopped. The error comes at once now, and the other side's worker is stopped. The other side: a stand-in
+    worker that would sleep 20 s."""
+    from nodebench.benchmarking import ab
+    from nodebench.runner.progress import Progress
+
+    pair, dirs = _pair(tmp_path)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(20)"]
+    jobs = [dict(case=pair[0][0], run_dir=dirs["baseline"], python=[str(tmp_path / "no-such-python")]),
+            dict(case=pair[1][0], run_dir=dirs["current"], python=sleeper)]
+    started = time.monotonic()
+    with pytest.raises(FileNotFoundError, match="no-such-python"):
+        ab._run_pair(pair, jobs, dirs, together, Progress(1, enabled=False))
+    assert time.monotonic() - started < 10, "the pair waited for the other side's case"
+    assert not list((tmp_path / "cases").glob("*.json")), "the stopped side recorded a row"
+
+
+def test_an_interrupt_between_the_starts_of_a_pair_stops_the_started_side(tmp_path, monkeypatch):
+    """An interrupt between the submissions of a pair's two sides came before the wait that stops the workers: the
+    started side ran to its end (in lockstep, blocked at its first barrier until the case time limit, its partner's
+    pipe ends held open here), and the bench waited for it. It is stopped now, and the pipe ends of the side that
+    never started are closed. The first side: a stand-in worker that would sleep 20 s."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nodebench.benchmarking import ab
+    from nodebench.runner import lockstep
+    from nodebench.runner.progress import Progress
+
+    class InterruptedAtTheSecondStart(ThreadPoolExecutor):
+        def submit(self, *args, **kwargs):
+            if getattr(self, "started_one", False):
+                raise KeyboardInterrupt
+            self.started_one = True
+            return super().submit(*args, **kwargs)
+
+    monkeypatch.setattr(ab, "ThreadPoolExecutor", InterruptedAtTheSecondStart)
+    pair, dirs = _pair(tmp_path)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(20)"]
+    pipes = lockstep.pipes()
+    jobs = [dict(case=case, run_dir=dirs[side], python=sleeper, pass_fds=fds) for (case, side), fds in zip(pair, pipes)]
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        ab._run_pair(pair, jobs, dirs, True, Progress(1, enabled=False))
+    assert time.monotonic() - started < 10, "the interrupted pair waited for its started side"
+    for fd in pipes[1]:
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed: no descriptor leaks from an interrupted pair
+
+
 def test_the_ab_report_starts_with_the_warnings_of_compare_md(tmp_path):
     """``bench --baseline`` printed the gate's table and findings without the machine and settings warnings that
     its ``compare.md`` starts with (as ``nodebench compare`` prints them)."""

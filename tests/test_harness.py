@@ -100,10 +100,12 @@ def test_matmul_loop_agrees_with_a_bare_perf_counter_loop(single_thread):
     assert min(references) > 5e-3, "the workload is too small to time meaningfully"
     ok = abs(statistics.median(ratios) - 1) < 0.04
     q1, _, q3 = statistics.quantiles(references, n=4)
-    if not ok and (q3 - q1) / statistics.median(references) > 0.15:
-        # the bare loop alone varies by more than 15 % (every core busy): percent-level timing cannot be
-        # checked here, and a wider tolerance would make the test meaningless
-        pytest.skip(f"machine too noisy: bare loop times {sorted(references)}")
+    r1, _, r3 = statistics.quantiles(ratios, n=4)
+    if not ok and ((q3 - q1) / statistics.median(references) > 0.15 or r3 - r1 > 0.15):
+        # the bare loop alone, or the pairs' ratios, vary by more than 15 % (the cores busy with other work: a CI
+        # run beside two reproductions read ratios 0.55-1.40, the bare loop's quartiles within 15 %): percent-level
+        # timing cannot be checked here, and a wider tolerance would make the test meaningless
+        pytest.skip(f"machine too noisy: bare loop times {sorted(references)}, ratios {sorted(ratios)}")
     assert ok, f"harness / perf_counter ratios: {sorted(ratios)}"
 
 
@@ -239,6 +241,32 @@ def test_allocated_peak_sees_allocations_in_pages_the_allocator_kept():
     assert abs(allocated.bytes - 100e6) <= 0.01 * 100e6, allocated.bytes
     del held
 
+
+
+def test_allocated_peak_does_not_depend_on_when_the_cyclic_collector_runs():
+    """Tensors held only by reference cycles (Taylor mode's series) freed by an automatic collection within the block,
+    whose moment any Python object allocated before decides, moved an unchanged case from 1.71 to 0.65 MB."""
+    import gc
+
+    from nodebench.harness.memory import AllocatedPeak
+
+    def peak(threshold: int) -> int:
+        thresholds = gc.get_threshold()
+        gc.set_threshold(threshold)  # 1: collect at almost every allocation of a container
+        try:
+            with AllocatedPeak("cpu") as allocated:
+                for _ in range(4):
+                    node = {"tensor": torch.ones(2**16)}  # 256 KiB that only the cycle holds once node is gone
+                    node["self"] = node
+                    del node
+                    [{} for _ in range(10)]
+        finally:
+            gc.set_threshold(*thresholds)
+        return allocated.bytes
+
+    assert gc.isenabled()
+    assert peak(1) == peak(10**6) == 4 * 2**18
+    assert gc.isenabled()  # collection resumes after the block
 
 class _BackwardAllocates(torch.autograd.Function):
     """The identity, whose backward allocates ``n_bytes`` (every page touched) and frees them."""

@@ -28,10 +28,11 @@ iteration in both. The run lands in the history store as a usual run of the suit
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -168,19 +169,25 @@ def _run_pair(pair: list[tuple[Case, str]], jobs: list[dict], dirs: dict[str, Pa
               shown: Progress) -> list[str]:
     """The statuses of a pair's ``jobs`` (:func:`run_case_process`'s arguments), run at the same time when
     ``together``, else one after the other, each in its own thread (started in the pair's order). This thread
-    waits for them, showing the running sides' progress notes (:meth:`Progress.running`), and an interrupt here
-    stops their workers (``stopped``) before it is raised."""
-    stop = threading.Event()
+    waits for them, showing the running sides' progress notes (:meth:`Progress.running`). An interrupt here, also
+    between two starts, or a side that raises (its worker could not start) stops the other side's worker
+    (``stopped``) before it is raised; a side that never started has its lockstep pipe ends closed here."""
+    stop, futures = threading.Event(), []
     with ThreadPoolExecutor(max_workers=len(jobs) if together else 1) as pool:
-        futures = [pool.submit(run_case_process, **job, stopped=stop.is_set) for job in jobs]
         try:
-            while wait(futures, timeout=1.0).not_done:
+            for job in jobs:  # one at a time: an interrupt between two submissions stops the first
+                futures.append(pool.submit(run_case_process, **job, stopped=stop.is_set))
+            while (state := wait(futures, timeout=1.0, return_when=FIRST_EXCEPTION)).not_done:
+                for future in state.done:  # a side that raised: its error now, not after the other side's case
+                    future.result()
                 shown.running(lambda: "; ".join(f"{side} {running_notes([case], dirs[side] / CASES)}"
                                                 for (case, side), future in zip(pair, futures) if future.running()))
-        except BaseException:  # interrupted: no worker keeps computing after the bench
+        except BaseException:  # interrupted or failed: no worker keeps computing after the bench
             stop.set()
-            for future in futures:
-                future.cancel()
+            for job, future in itertools.zip_longest(jobs, futures):
+                if future is None or future.cancel():  # never started: its pipe ends are still this process's
+                    for fd in job.get("pass_fds", ()):
+                        os.close(fd)
             raise
     return [future.result() for future in futures]
 
