@@ -242,7 +242,6 @@ def test_allocated_peak_sees_allocations_in_pages_the_allocator_kept():
     del held
 
 
-
 def test_allocated_peak_does_not_depend_on_when_the_cyclic_collector_runs():
     """Tensors held only by reference cycles (Taylor mode's series) freed by an automatic collection within the block,
     whose moment any Python object allocated before decides, moved an unchanged case from 1.71 to 0.65 MB."""
@@ -267,6 +266,7 @@ def test_allocated_peak_does_not_depend_on_when_the_cyclic_collector_runs():
     assert gc.isenabled()
     assert peak(1) == peak(10**6) == 4 * 2**18
     assert gc.isenabled()  # collection resumes after the block
+
 
 class _BackwardAllocates(torch.autograd.Function):
     """The identity, whose backward allocates ``n_bytes`` (every page touched) and frees them."""
@@ -552,7 +552,6 @@ def test_a_fixed_grid_counter_rewrapped_for_an_adaptive_solver_counts_accepted_s
            atol=1e-3, method="dopri5")
     assert 0 < counted.accepted["forward"] <= counted.steps["forward"]
     assert counted.nfe["forward"] == 2 + 6 * counted.steps["forward"]
-
 
 
 def test_counting_field_honours_hooks_on_the_field_added_before_or_between_steps(linear_field):
