@@ -73,11 +73,30 @@ def check_tolerance(name: str, value) -> float:
     return number
 
 
-def check_solver_arguments(prefix: str, method, rtol, atol, options) -> dict:
+def check_component_tolerance(name: str, value):
+    """``value`` as :func:`check_tolerance` takes it, or a 1-D floating tensor of per-component tolerances (the
+    caller's flat state's components) that requires no gradient (as in torchdiffeq) and holds finite numbers ≥ 0,
+    returned as it is; else a TypeError or ValueError naming the first bad component."""
+    if not (torch.is_tensor(value) and value.dim() == 1):
+        if not (torch.is_tensor(value) or isinstance(value, numbers.Real)) or isinstance(value, bool):
+            raise TypeError(f"{name} must be a number ≥ 0 or a tensor of per-component ones, got {value!r}")
+        return check_tolerance(name, value)
+    if not value.is_floating_point() or value.requires_grad:
+        raise TypeError(f"{name} must be floating and require no gradient (as in torchdiffeq), got {value.dtype}"
+                        f"{' requiring grad' * value.requires_grad}")
+    bad = (~torch.isfinite(value) | (value < 0)).nonzero()
+    if len(bad):
+        raise ValueError(f"{name} must hold finite numbers ≥ 0, got {value[bad[0, 0]].item()} at component "
+                         f"{bad[0, 0].item()} of the flattened state")
+    return value
+
+
+def check_solver_arguments(prefix: str, method, rtol, atol, options, per_component: bool = False) -> dict:
     """``options`` as a new dict, or a ValueError or TypeError naming the argument, after checking the method
     name (one of torchdiffeq's ``SOLVERS``), its options (the keyword parameters of the solver's constructors,
     where torchdiffeq only warns about others) and the tolerances (finite numbers ≥ 0, not both 0 for an
-    adaptive method). ``prefix`` (``"adjoint_"``) names the arguments in messages."""
+    adaptive method; with ``per_component``, also 1-D tensors over the caller's flat state, not both 0 at any
+    component: :func:`check_component_tolerance`). ``prefix`` (``"adjoint_"``) names the arguments in messages."""
     if not (isinstance(method, str) and method in SOLVERS):
         raise ValueError(f"unknown {prefix}method {method!r}; valid: {', '.join(SOLVERS)}")
     if options is None:
@@ -89,8 +108,12 @@ def check_solver_arguments(prefix: str, method, rtol, atol, options) -> dict:
     unknown = sorted(set(options) - valid)
     if unknown:
         raise ValueError(f"unknown {prefix}options {unknown} for method {method!r}; valid: {', '.join(sorted(valid))}")
-    rtol, atol = check_tolerance(f"{prefix}rtol", rtol), check_tolerance(f"{prefix}atol", atol)
-    if rtol == 0 and atol == 0 and issubclass(SOLVERS[method], AdaptiveStepsizeODESolver):
-        raise ValueError(f"{prefix}rtol and {prefix}atol are both 0: the adaptive {method!r} error test could "
-                         "never pass; give a positive tolerance")
+    check = check_component_tolerance if per_component else check_tolerance
+    rtol, atol = check(f"{prefix}rtol", rtol), check(f"{prefix}atol", atol)
+    both_zero = (rtol == 0) & (atol == 0)
+    if torch.is_tensor(both_zero):  # per component: a component tested against 0 fails every step
+        both_zero = bool(both_zero.any())
+    if both_zero and issubclass(SOLVERS[method], AdaptiveStepsizeODESolver):
+        raise ValueError(f"{prefix}rtol and {prefix}atol are both 0{' at a component' * per_component}: the "
+                         f"adaptive {method!r} error test could never pass; give a positive tolerance")
     return options

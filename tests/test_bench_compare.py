@@ -243,6 +243,24 @@ def test_a_run_holding_one_configuration_twice_for_a_seed_is_refused(capsys, tmp
     assert not (tmp_path / "c.md").exists()
 
 
+def test_cases_differing_only_in_options_their_method_ignores_are_refused_naming_the_options(capsys, tmp_path):
+    """rk4 ignores gq's gtol, so rk4 cases recorded with gtol=0.1 and gtol=0.2 (runs built by hand, or recorded
+    before nodebench run left ignored options out) are one configuration measured twice: the refusal said only
+    "holds ... 2 times for seed 0"; it names the options, says the method ignores them and what to do."""
+    base, current = tmp_path / "base", tmp_path / "current"
+    records = _records(seeds=1)[0].assign(method="rk4")
+    twice = pd.concat([records.assign(case_id=f"c-{gtol}", hparams=json.dumps({"gtol": gtol})) for gtol in (0.1, 0.2)],
+                      ignore_index=True)
+    for folder, frame in ((base, records), (current, twice)):
+        folder.mkdir()
+        frame.to_parquet(folder / "records.parquet")
+    code, out, err = run_cli(capsys, "compare", base, current, "--out", tmp_path / "c.md")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "2 times for seed 0" in lines[0] and "differ only in options rk4 ignores (gtol 0.1, 0.2)" in lines[0]
+    assert "keep one of them" in lines[0] and not (tmp_path / "c.md").exists()
+
+
 def _nfe_plant(delta: float):
     """The standard records and curves, and a copy whose NFE is ``delta`` higher on one step of seed 1."""
     records, _ = _records()

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torchdiffeq import odeint
 
 from nodebench.gq import odeint_adjoint_gq
 
@@ -57,8 +58,21 @@ BAD = {
     "atol NaN": (dict(atol=math.nan), ValueError, "atol must be a finite number ≥ 0, got nan"),
     "adjoint_rtol negative": (dict(adjoint_rtol=-1.0), ValueError, "adjoint_rtol must be a finite number ≥ 0"),
     "rtol a string": (dict(rtol="1e-3"), TypeError, "rtol must be a number ≥ 0"),
-    "per-element rtol": (dict(rtol=torch.full((2, 2), 1e-6, dtype=F64)), TypeError,
-                         r"per-element or per-component tolerances are not taken here, got a tensor of shape \(2, 2\)"),
+    # per-component tolerances (torchdiffeq's) were all refused before; these are refused naming the valid shapes
+    "rtol of the wrong shape": (dict(rtol=torch.full((3,), 1e-6, dtype=F64)), ValueError,
+                                r"rtol has shape \(3,\), which does not broadcast to the state's shape \(2, 2\)"),
+    "rtol a list for a tensor y0": (dict(rtol=[1e-6, 1e-6]), TypeError,
+                                    r"rtol must be a number or a tensor broadcastable to y0's shape \(2, 2\)"),
+    "atol per part of a tensor y0": (dict(y0=(Y0,), func=lambda t, s: s, adjoint_params=(), atol=(1e-6, 1e-6)),
+                                     TypeError, r"atol must be a number, or for a tuple y0 of 1 parts a tuple of as "
+                                     r"many .*got 2 entries"),
+    "rtol negative at a component": (dict(rtol=torch.tensor([1e-6, -1.0], dtype=F64)), ValueError,
+                                     "rtol must hold finite numbers ≥ 0, got -1.0 at component 1"),
+    "rtol and atol 0 at a component": (dict(rtol=torch.zeros(2, dtype=F64), atol=torch.tensor([1e-6, 0], dtype=F64)),
+                                       ValueError, "rtol and atol are both 0 at a component"),
+    "adjoint_rtol of torchdiffeq's form, wrong size": (
+        dict(adjoint_rtol=(0.0, torch.ones(3, dtype=F64), 1e-6, 0.0, 0.0)), ValueError,
+        r"adjoint_rtol\[1\] has shape \(3,\), which does not broadcast to the state's shape \(4,\)"),
     "rtol and atol both 0": (dict(rtol=0.0, atol=0.0), ValueError, "rtol and atol are both 0"),
     # a warning from torchdiffeq, or a failure only in the backward pass, before
     "unknown option": (dict(options=dict(step=0.1)), ValueError, r"unknown options \['step'\] for method 'dopri5'"),
@@ -135,3 +149,47 @@ def test_forward_options_pass_to_a_backward_solve_of_the_same_method_only():
     odeint_adjoint_gq(field, Y0, T, method="rk4", options=dict(step_size=0.01), adjoint_method="dopri5",
                       adjoint_options={}, rtol=1e-9, atol=1e-10).sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in field.parameters())
+
+
+RTOL = torch.tensor([[1e-10, 1e-9], [1e-3, 1e-10]], dtype=F64)  # one loose component
+ATOL = torch.tensor([1e-12, 1e-3], dtype=F64)  # broadcast over the rows of y0
+
+
+def _gradients(solve, tuple_state: bool = False) -> torch.Tensor:
+    """dL/dy0 (and du0) and dL/dθ of L = Σ y(t)² (+ Σ u(t)) for ``solve(func, y0, field)``."""
+    field, y0 = Field(), Y0.clone().requires_grad_(True)
+    u0 = torch.tensor([0.5], dtype=F64, requires_grad=True)
+    if tuple_state:
+        ys, us = solve(lambda t, s: (field(t, s[0]), -field.w * s[1]), (y0, u0), field)
+        (ys.pow(2).sum() + us.sum()).backward()
+    else:
+        solve(field, y0, field).pow(2).sum().backward()
+    return torch.cat([y0.grad.reshape(-1), *([u0.grad] if tuple_state else []),
+                      *(p.grad.reshape(-1) for p in field.parameters())])
+
+
+def test_per_component_tolerances_give_the_gradients_of_backpropagation_through_odeint():
+    """torchdiffeq's per-component rtol/atol (a tensor broadcastable to y0; for a tuple y0 one entry per part) were
+    refused: the forward solve takes the steps of odeint's with them, and the gradients match backpropagation through
+    that solve. The backward takes them for z and a (by default, a tuple y0 given per part, or torchdiffeq's
+    odeint_adjoint form over (t, y, adj_y, *params))."""
+    direct = _gradients(lambda f, y0, _: odeint(f, y0, T, rtol=RTOL, atol=ATOL))
+    gq = _gradients(lambda f, y0, field: odeint_adjoint_gq(f, y0, T, rtol=RTOL, atol=ATOL, gtol=5.0))
+    torch.testing.assert_close(gq, direct, rtol=1e-7, atol=1e-8)
+    counted = {}
+    for name, tolerances in (("per component", dict(rtol=RTOL, atol=ATOL)), ("tightest", dict(rtol=1e-10, atol=1e-12))):
+        field, stats = Field(), {}
+        ys = odeint_adjoint_gq(field, Y0, T, stats=stats, **tolerances)
+        ys.sum().backward()
+        counted[name] = stats["nfe_forward"]
+        if name == "per component":
+            torch.testing.assert_close(ys, odeint(Field(), Y0, T, **tolerances), rtol=0, atol=1e-14)
+    assert counted["per component"] < counted["tightest"], counted  # the loose component is taken, not the tightest
+    flat_atol = ATOL.expand(2, 2).reshape(-1)  # torchdiffeq's tuple form: each part's tolerance flat
+    direct = _gradients(lambda f, s, _: odeint(f, s, T, rtol=(RTOL.reshape(-1), 1e-10), atol=(flat_atol, 1e-12)), True)
+    for adjoint in (dict(), dict(adjoint_rtol=(0.0, 1e-10, 1e-10, 0.0, 0.0),
+                                 adjoint_atol=[0.0, 1e-12, torch.full((5,), 1e-12, dtype=F64), 0.0, 0.0])):
+        gq = _gradients(lambda f, s, field: odeint_adjoint_gq(f, s, T, rtol=(RTOL, 1e-10), atol=(ATOL, 1e-12),
+                                                              gtol=5.0, adjoint_params=tuple(field.parameters()),
+                                                              **adjoint), True)
+        torch.testing.assert_close(gq, direct, rtol=1e-7, atol=1e-8)

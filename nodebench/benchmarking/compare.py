@@ -445,7 +445,9 @@ def seeds_text(seeds) -> str:
 
 def _check_one_case_per_seed(records: pd.DataFrame, which: str) -> None:
     """A :class:`UserError` when a configuration holds two cases of one seed (a folder that merged runs of
-    different iteration limits or budgets): their samples would pair with nothing definite."""
+    different iteration limits or budgets, or cases that differ only in options their method ignores,
+    :func:`effective_hparams`: one configuration measured twice): their samples would pair with nothing
+    definite, and averaging them would hide a repeat. The message names what the cases differ in."""
     if "seed" not in records:
         return
     twice = records[records.duplicated(["key", "seed"], keep=False)]
@@ -454,8 +456,25 @@ def _check_one_case_per_seed(records: pd.DataFrame, which: str) -> None:
         same = twice[(twice["key"] == first["key"]) & (twice["seed"] == first["seed"])]
         limits = [column for column in ("iters", "budget_s") if column in same and same[column].nunique() > 1]
         differ = "; ".join(f"{c} {', '.join(map(str, sorted(same[c].unique())))}" for c in limits)
+        ignored = _ignored_differences(same)
+        why = (f": their hparams differ only in options {first['method']} ignores ({ignored}), so they are one "
+               f"configuration measured {len(same)} times; keep one of them (nodebench run records a case without "
+               f"the options its method ignores)" if ignored else "")
         raise UserError(f"the {which} run holds {first['case']!r} {len(same)} times for seed {first['seed']}"
-                        f"{f' ({differ})' if differ else ''}; compare runs with one case per configuration and seed")
+                        f"{f' ({differ})' if differ else ''}{why}; compare runs with one case per configuration "
+                        f"and seed")
+
+
+def _ignored_differences(same: pd.DataFrame) -> str:
+    """The options in which the recorded ``hparams`` of one configuration's cases differ, with their values
+    (``gtol 0.1, 0.2``; ``unset`` where a case lacks one), ``""`` where they agree; cases of one :func:`keyed`
+    configuration differ only in options their method ignores."""
+    options = [json.loads(h) for h in same["hparams"]]
+    names = sorted({name for hparams in options for name in hparams})
+    shown = {name: [json.dumps(hparams[name]) if name in hparams else "unset" for hparams in options]
+             for name in names}
+    return "; ".join(f"{name} {', '.join(sorted(set(values)))}" for name, values in shown.items()
+                     if len(set(values)) > 1)
 
 
 def compare(baseline: tuple[pd.DataFrame, pd.DataFrame], current: tuple[pd.DataFrame, pd.DataFrame],

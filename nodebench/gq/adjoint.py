@@ -220,8 +220,9 @@ class _GQAdjoint(torch.autograd.Function):
                                    atol=s["adjoint_atol"], blocks=blocks, callbacks=callbacks)
                 zs, adjoints = states[:, :len(a)], states[:, len(a):]
             else:
-                zs, adjoints = odeint(dynamics, (ys[i], a), grid, rtol=s["adjoint_rtol"], atol=s["adjoint_atol"],
-                                      method=s["adjoint_method"], options=adjoint_options)
+                zs, adjoints = odeint(dynamics, (ys[i], a), grid, rtol=_pair(s["adjoint_rtol"]),
+                                      atol=_pair(s["adjoint_atol"]), method=s["adjoint_method"],
+                                      options=adjoint_options)
             if wanted:
                 sums = node_vjps(field, wanted, taus.flip(0).to(ys.dtype), zs[1:-1], adjoints[1:-1],
                                  weights.flip(0).to(ys.dtype), s["stats"])
@@ -267,7 +268,9 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
         rtol, atol, method, options: the forward solve, as in ``torchdiffeq.odeint``: any of its methods and
             that method's options (``step_size``, ``first_step``, ``step_t``, ``jump_t``, a callable ``norm``
             of the state, ...); an unknown one is refused naming the valid ones. The tolerances are numbers
-            ≥ 0 (or 0-d tensors), not per-element or per-component ones.
+            ≥ 0 (or 0-d tensors) or, as in torchdiffeq, per-component ones: a tensor broadcastable to ``y0``'s
+            shape, or for a tuple ``y0`` one entry per part (a number or a tensor broadcastable to the part's
+            shape, or flat of its size); they run through ``torchdiffeq.odeint`` (the lean dopri5 takes scalars).
         event_fn: only None: event handling is not supported (the quadrature needs fixed output times).
         gtol: C in n_i = min(⌈C · NFE_fwd · |Δ_i| / |t_N − t_0|⌉, ``max_nodes``). Larger means **more**
             nodes, the opposite direction to rtol/atol. *Accuracy*: the parameter gradient is the n_i-node
@@ -281,7 +284,15 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
             ``nodes``, ``intervals`` and ``nfe_forward``) and ``max_nodes`` ≥ n.
         adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options: the backward [z, a] solve (default:
             the forward's; as in torchdiffeq, ``options`` are not carried over to a different
-            ``adjoint_method``, which then needs ``adjoint_options``). ``adjoint_options=dict(norm="seminorm")``
+            ``adjoint_method``, which then needs ``adjoint_options``). A per-component tolerance (the forward's
+            forms) applies to z, whose components are the forward's, and to a component by component:
+            a_j = ∂L/∂z_j (Norcliffe & Deisenroth §3, the system of step 2 above), the same component though on
+            the loss's scale, not z_j's. No parameter block is solved: the parameter gradient's accuracy is the
+            node count's (``gtol``), not a tolerance's. torchdiffeq's ``odeint_adjoint`` form, one entry per
+            block of its backward state (t, y, adj_y, *adjoint_params), is taken too: z gets y's entry, a
+            adj_y's (each a number or a tensor of the flat state's size), the t and parameter entries unused; for
+            a tuple ``y0`` of as many parts as that form has entries, the forward's form is read.
+            ``adjoint_options=dict(norm="seminorm")``
             is accepted and changes nothing: the backward state holds no parameter block for torchdiffeq's
             seminorm to leave out. A callable adjoint ``norm`` is given the pair (z, a) of flat tensors, not
             torchdiffeq's (t, y, adj_y, *adj_params); by default the forward's norm is taken of z and of a.
@@ -334,15 +345,18 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
     adjoint_method = method if adjoint_method is None else adjoint_method
     if not (isinstance(adjoint_method, str) and adjoint_method in SOLVERS):
         raise ValueError(f"unknown adjoint_method {adjoint_method!r}; valid: {', '.join(SOLVERS)}")
-    options = check_solver_arguments("", method, rtol, atol, options)
-    adjoint_rtol = rtol if adjoint_rtol is None else adjoint_rtol
-    adjoint_atol = atol if adjoint_atol is None else adjoint_atol
-    adjoint_options = check_solver_arguments("adjoint_", adjoint_method, adjoint_rtol, adjoint_atol,
-                                             _adjoint_options(method, options, adjoint_method, adjoint_options))
-    _check_norms(options, adjoint_options)
-    options, adjoint_options = _times_as_tensors("", options), _times_as_tensors("adjoint_", adjoint_options)
     is_tuple = isinstance(y0, tuple)
     parts = y0 if is_tuple else (y0,)
+    rtol, atol = (_flat_tolerance(name, tol, parts, is_tuple) for name, tol in (("rtol", rtol), ("atol", atol)))
+    options = check_solver_arguments("", method, rtol, atol, options, per_component=True)
+    adjoint_rtol, adjoint_atol = (_adjoint_tolerance(f"adjoint_{name}", tol, forward, parts, is_tuple, len(params))
+                                  for name, tol, forward in (("rtol", adjoint_rtol, rtol),
+                                                             ("atol", adjoint_atol, atol)))
+    adjoint_options = check_solver_arguments("adjoint_", adjoint_method, adjoint_rtol, adjoint_atol,
+                                             _adjoint_options(method, options, adjoint_method, adjoint_options),
+                                             per_component=True)
+    _check_norms(options, adjoint_options)
+    options, adjoint_options = _times_as_tensors("", options), _times_as_tensors("adjoint_", adjoint_options)
     field = _FlatField(func, [p.shape for p in parts], is_tuple)
     flat_y0 = torch.cat([p.reshape(-1) for p in parts])
     norm = field.norm(options.get("norm"))
@@ -375,6 +389,73 @@ def _adjoint_tensors(func, adjoint_params) -> list[torch.Tensor]:
             raise TypeError(f"adjoint_params must be tensors (the ones to differentiate), got {type(p).__name__} "
                             f"at index {i}")
     return list({id(p): p for p in tensors if p.requires_grad}.values())
+
+
+def _is_scalar(tol) -> bool:
+    """Whether ``tol`` is one tolerance for every component: not a tensor of one dimension or more, nor a sequence
+    (other values are refused as such by :func:`nodebench.solvers.check_tolerance`)."""
+    return not (isinstance(tol, (tuple, list)) or (torch.is_tensor(tol) and tol.dim() > 0))
+
+
+def _flat_tolerance(name: str, tol, parts: Sequence[torch.Tensor], is_tuple: bool):
+    """``tol`` as torchdiffeq's ``odeint`` takes it, on the flat state: a number or 0-d tensor as it is; for a
+    tensor state a tensor broadcastable to its shape, for a tuple state one entry per part (each a number or a
+    tensor broadcastable to the part's shape, or torchdiffeq's flat one of its size), as one 1-D tensor of the
+    state's dtype and device. A TypeError or ValueError naming what is valid otherwise (values: checked after)."""
+    if _is_scalar(tol):
+        return tol
+    if not is_tuple:
+        if not torch.is_tensor(tol):
+            raise TypeError(f"{name} must be a number or a tensor broadcastable to y0's shape {tuple(parts[0].shape)} "
+                            f"(per-component tolerances, as in torchdiffeq), got {type(tol).__name__}")
+        return _part_tolerance(name, tol, parts[0])
+    if not (isinstance(tol, (tuple, list)) and len(tol) == len(parts)):
+        got = f"{len(tol)} entries" if isinstance(tol, (tuple, list)) else f"a tensor of shape {tuple(tol.shape)}"
+        raise TypeError(f"{name} must be a number, or for a tuple y0 of {len(parts)} parts a tuple of as many (each "
+                        f"a number or a tensor broadcastable to its part's shape), as in torchdiffeq; got {got}")
+    return torch.cat([_part_tolerance(f"{name}[{i}]", entry, part) for i, (entry, part) in enumerate(zip(tol, parts))])
+
+
+def _part_tolerance(name: str, tol, part: torch.Tensor) -> torch.Tensor:
+    """One part's tolerance ``tol`` (a number, or a tensor broadcastable to ``part``'s shape or of its size,
+    torchdiffeq's flat form) as a 1-D tensor over the part's components, of its dtype and device."""
+    if not (torch.is_tensor(tol) or isinstance(tol, numbers.Real)) or isinstance(tol, bool):
+        raise TypeError(f"{name} must be a number or a tensor, got {type(tol).__name__}")
+    tol = torch.as_tensor(tol)
+    if tol.dim() == 1 and tol.numel() == part.numel():  # torchdiffeq's flat form of a tuple state's part
+        flat = tol
+    else:
+        try:
+            flat = tol.broadcast_to(part.shape).reshape(-1)
+        except RuntimeError:
+            raise ValueError(f"{name} has shape {tuple(tol.shape)}, which does not broadcast to the state's shape "
+                             f"{tuple(part.shape)}: give a number or a tensor broadcastable to it "
+                             f"(per-component tolerances, as in torchdiffeq)") from None
+    return flat.to(dtype=part.dtype, device=part.device)  # one requiring grad is refused by check_solver_arguments
+
+
+def _adjoint_tolerance(name: str, tol, forward, parts: Sequence[torch.Tensor], is_tuple: bool, n_params: int):
+    """The backward [z; a] solve's tolerance: a number for both blocks, or a 1-D tensor over [z; a]. ``None`` takes
+    the forward's (a per-component one for z and, component by component, for a); a value of the forward's forms
+    (:func:`_flat_tolerance`) likewise; torchdiffeq's ``odeint_adjoint`` form, one entry per block of its backward
+    state (t, y, adj_y, *params), gives z y's entry and a adj_y's, its t and parameter entries unused (GQ's state
+    holds neither block). For a tuple y0 of as many parts as that form has entries, the forward's form is read."""
+    if tol is None:
+        tol = forward
+    elif (isinstance(tol, (tuple, list)) and len(tol) == 3 + n_params
+          and not (is_tuple and len(tol) == len(parts))):
+        state = torch.cat([p.reshape(-1) for p in parts])  # torchdiffeq's y and adj_y: the flat state
+        z, a = (_part_tolerance(f"{name}[{i}]", tol[i], state) for i in (1, 2))
+        return torch.cat([z, a])
+    else:
+        tol = _flat_tolerance(name, tol, parts, is_tuple)
+    return tol if _is_scalar(tol) else torch.cat([tol, tol])
+
+
+def _pair(tol):
+    """A backward tolerance (:func:`_adjoint_tolerance`) as torchdiffeq's ``odeint`` takes it for the tuple
+    state (z, a): a number as it is, a 1-D tensor over [z; a] as one row per block."""
+    return tol if _is_scalar(tol) else tol.view(2, -1)
 
 
 def _adjoint_options(method: str, options: dict, adjoint_method, adjoint_options):
