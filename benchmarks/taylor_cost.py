@@ -16,6 +16,10 @@ the shortest phase, per method and K; the ``number`` column), the usual practice
 micro-benchmarks: one call of a few hundred µs, timed alone after another method's turn, runs with cold caches and
 near the clock's resolution; ``--min-block 0`` times single calls. Rounds interleave the methods, alternating which
 runs first, after one untimed warm-up call each; ratios are medians of per-round ratios.
+The backward is not timed alone: it is the forward+backward block less the forward block, two blocks timed
+apart, so on a busy machine a round's can be negative; the tables show forward and forward+backward (both timed)
+and the backward only where it stands out of that noise, else "within noise"
+(:func:`nodebench.papers.taynode.cost.backward_median`).
 Nested jvp grows about 3× per order, so once its warm-up call (forward + backward) exceeds ``--cap``
 seconds it is skipped at that and every higher order, and reported as skipped. The measurement itself is
 :func:`nodebench.papers.taynode.cost.measure_cost` (also run by the ``taylor_cost`` analysis of
@@ -68,7 +72,8 @@ from nodebench.paths import nonempty_path
 from nodebench.harness import environment
 from nodebench.papers.taynode.figures import plot_taylor_cost
 from nodebench.markdown import markdown_table
-from nodebench.papers.taynode.cost import COMPILED, FUSED, JAX, METHODS, growth, measure_cost, ratio
+from nodebench.papers.taynode.cost import (COMPILED, FUSED, JAX, METHODS, WITHIN_NOISE, cost_table, growth,
+                                           measure_cost, ratio, timing_cells)
 from nodebench.taylor import jax_jet
 
 #: torch.compile's modes
@@ -134,26 +139,26 @@ def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
         + f"nested jvp skipped once one call exceeds {args.cap:g} s."
         + (f" {COMPILED} and {FUSED}: torch.compile mode `{args.compile_mode}`." if args.compile_mode else ""),
         "",
-        "forward = computing z', …, d^K z; backward = gradient of mean((d^K z)²) to the field's parameters; "
+        "fwd = computing z', …, d^K z; fwd+bwd = that and the gradient of mean((d^K z)²) to the field's "
+        "parameters, both timed; bwd = fwd+bwd − fwd per round, two blocks timed apart, shown where it stands out "
+        f"of their timing noise (its lower quartile over rounds > 0), else \"{WITHIN_NOISE}\"; "
         "speed-up = t_jvp / t_taylor, median of per-round ratios (IQR); agreement = max |Δ| / max |d^K z| "
         "between the methods.", ""]
-    medians = samples[~samples.skipped].groupby(["dim", "K", "method"])[["forward_s", "backward_s"]].median()
+    table = {(r.dim, r.K): r for r in cost_table(samples).itertuples()}
     for dim in args.dims:
         rows = []
         for order in args.orders:
             cells = [order]
             for method in METHODS:
-                for column in ("forward_s", "backward_s"):
-                    key = (dim, order, method)
-                    cells.append(_fmt(medians.loc[key, column]) if key in medians.index
-                                 else "skipped" if method in args.methods else "–")
+                cells += (timing_cells(table[dim, order], method, _fmt)
+                          if (dim, order) in table and method in args.methods else ["–"] * 3)
             cells += [_fmt_ratio(ratio(samples, dim, order, "forward_s")),
                       _fmt_ratio(ratio(samples, dim, order, "total_s"))]
             cells.append(f"{agreement[(dim, order)]:.1e}" if (dim, order) in agreement else "–")
             rows.append(cells)
         lines += [f"## D = {dim}", "", markdown_table(
-            ["K", "taylor fwd", "taylor bwd", "jvp fwd", "jvp bwd", "speed-up fwd", "speed-up fwd+bwd",
-             "agreement"], rows), ""]
+            ["K", "taylor fwd", "taylor fwd+bwd", "taylor bwd", "jvp fwd", "jvp fwd+bwd", "jvp bwd",
+             "speed-up fwd", "speed-up fwd+bwd", "agreement"], rows), ""]
         for method in METHODS:
             fits = [growth(samples, dim, method, c) for c in ("forward_s", "total_s")]
             if all(f is not None for f in fits):

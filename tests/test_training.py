@@ -377,6 +377,16 @@ def test_allocated_peaks_per_phase_do_not_depend_on_pages_kept_from_an_earlier_r
     assert first["alloc_peak_optimizer_bytes"] > 0
 
 
+def test_a_regularised_forward_plus_backward_allocates_at_least_its_forward():
+    from nodebench.regularizers import Regularizer
+
+    # R_K's penalty holds the autograd graph of the pass that made it; were it freed within the next pass, forward +
+    # backward (the same forward, then a backward adding the gradients) would read below the forward alone
+    result = train(spiral(), get_method("euler"), device=CPU, iters=1, warmup=0,
+                   regularizer=Regularizer("speed", order=2, lam=0.1)).summary()
+    assert result["alloc_peak_bytes"] > result["alloc_peak_forward_bytes"] > 0
+
+
 def test_the_first_timed_step_allocates_what_the_later_ones_do(monkeypatch):
     from nodebench.harness.memory import TensorPeak
 

@@ -16,7 +16,10 @@ bilinear               mul, matmul, F.linear, conv1d/2d/3d: y_k = Σ_{j=0..k} B(
 div                    y_k = (a_k − Σ_{j=1..k} b_j y_{k−j}) / b_0
 pow (scalar a)         y_k = Σ_{j=1..k} ((a+1)j − k) x_j y_{k−j} / (k x_0); integer a ≥ 2 by repeated mul,
                        which needs no x_0 ≠ 0; the same recurrence for a constant tensor a (any
-                       sign of x_0 where torch defines x**a); a series exponent as exp(b·log x)
+                       sign of x_0 where torch defines x**a); a series exponent as exp(b·log x).
+                       At x_0 = 0 any other a (sqrt, rsqrt, x**0.5, x**2.5, …) gives NaN (or ±inf)
+                       coefficients, as JAX's jet: x**a is not analytic there (undefined below 0, its
+                       k-th derivative infinite for k > a), so no finite series exists
 exp                    y_k = Σ_{j=1..k} (j/k) x_j y_{k−j}
 log                    y_k = (x_k − Σ_{j=1..k−1} (j/k) y_j x_{k−j}) / x_0
 sin, cos               s_k = Σ (j/k) x_j c_{k−j},  c_k = −Σ (j/k) x_j s_{k−j} (joint recurrence)
@@ -440,6 +443,11 @@ def _log(input):
 
 
 def _pow_scalar(x: TaylorTensor, a: float) -> TaylorTensor | torch.Tensor:
+    """x**a for a Python scalar a (Griewank & Walther, Table 13.2): x y' = a x' y, i.e. y_k = Σ_{j=1..k}
+    ((a+1)j − k) x_j y_{k−j} / (k x_0); a = 0 and 1 exactly, an integer a ≥ 2 by repeated :func:`_mul`. The
+    recurrence divides by x_0: where x_0 = 0 (a non-integer a, or a < 0) the coefficients are NaN or ±inf, as in
+    JAX's jet, the series of x**a not existing there (see the module docstring); they are left so rather than
+    checked, which would read every x_0 back to the host."""
     if a == 0:
         return torch.pow(x.coeffs[0], 0)
     if a == 1:

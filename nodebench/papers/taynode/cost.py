@@ -14,6 +14,14 @@ with :class:`nodebench.harness.Stopwatch` (synchronised on CUDA), per call: with
 block of consecutive calls (``number`` of them, sized from one warm call so that the shortest phase, the unrecorded
 forward, lasts ``min_block`` seconds), otherwise one call. Rounds interleave the methods, alternating which runs
 first, after one untimed warm-up call each; ratios are medians of per-round ratios.
+No method's backward is timed on its own: ``backward_s`` is, per round, the forward+backward block's time less
+the forward block's (``total_s`` = ``forward_s`` + ``backward_s`` is the forward+backward block as timed), two
+blocks timed apart, so the timing noise of both lands in it and on a busy machine a round's can be negative
+(a forward block stalled longer than the backward takes). The samples keep it as measured; the tables
+(:func:`cost_table`, :func:`backward_median`) show forward and forward+backward, both timed, and the backward
+only where it stands out of that noise (the lower quartile of its rounds above 0: in about three rounds in
+four or more, forward+backward took longer than forward), otherwise "within noise" (:data:`WITHIN_NOISE`), never a
+negative time. The speed-ups and the figure use only the timed columns.
 Nested jvp grows about 3× per order, so once its warm-up call (forward + backward) exceeds ``cap`` seconds
 twice in a row (the first call of a new nesting depth can carry one-off costs) it is skipped at that and
 every higher order (rows with ``skipped=True``).
@@ -26,7 +34,7 @@ JAX's compile time is wall seconds too.
 Optional method ``"taylor_fused"``: :func:`nodebench.taylor.compile_grad_and_value`, forward and backward
 compiled as one graph (``torch.func.grad_and_value``, the counterpart of JAX's jitted ``value_and_grad``); its
 forward (``unrecorded_s`` = ``forward_s``) is :func:`compile_derivatives` under ``torch.no_grad()``, its
-forward+backward one call of the compiled gradient (``backward_s`` is the difference), as JAX jet's; compiled
+forward+backward one call of the compiled gradient (``backward_s`` the difference), as JAX jet's; compiled
 with ``compile_mode`` too, ``compile_s`` covering both functions.
 Optional method ``"jax_jet"`` (:mod:`nodebench.taylor.jax_jet`, where ``jax`` is importable and has a device
 of the field's kind, CPU or GPU): JAX's jet on the same weights, jitted; its warm-up call compiles it
@@ -57,6 +65,8 @@ COMPILED = "taylor_compiled"
 FUSED = "taylor_fused"
 #: the optional methods, each checked for agreement with eager Taylor mode
 OPTIONAL = (JAX, COMPILED, FUSED)
+#: a table's backward cell where the difference of the two timed blocks is within their noise (:func:`backward_median`)
+WITHIN_NOISE = "within noise"
 
 
 def make_field(dim: int, hidden: int, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
@@ -93,7 +103,8 @@ def one_call(net: nn.Module, t: torch.Tensor, z: torch.Tensor, order: int, metho
     ``"taylor_compiled"``). Each phase is ``number`` calls in a row timed as one block: forwards under
     ``torch.no_grad()``, as JAX's jitted forward (which keeps no residuals); forwards recording their graph, each
     dropped before the next; forwards each followed by the backward of its graph, as in training. The backward
-    is the last block's time less the recorded forward's, as JAX's is."""
+    is the last block's time less the recorded forward's, as JAX's is, so noise can make it negative (see the
+    module docstring)."""
     params = list(net.parameters())
 
     def derivatives_of(z_):
@@ -246,10 +257,11 @@ def measure_cost(dims: Sequence[int] = (2, 64), orders: Sequence[int] = tuple(ra
                                      backward_s=backward, unrecorded_s=unrecorded, number=number, skipped=False,
                                      compile_s=compile_times.get(method, math.nan)))
             if log:
-                done = pd.DataFrame([r for r in rows if r["dim"] == dim and r["K"] == order and not r["skipped"]])
-                med = done.groupby("method")[["forward_s", "backward_s"]].median() if len(done) else done
-                log(f"dim {dim:>3} K {order}: " + "  ".join(
-                    f"{m} {med.loc[m, 'forward_s'] * 1e3:.2f}+{med.loc[m, 'backward_s'] * 1e3:.2f} ms"
+                done = _with_totals(pd.DataFrame([r for r in rows if r["dim"] == dim and r["K"] == order
+                                                  and not r["skipped"]]))
+                med = done.groupby("method")[["forward_s", "total_s"]].median() if len(done) else done
+                log(f"dim {dim:>3} K {order}: " + "  ".join(  # the timed blocks, not their noisy difference
+                    f"{m} fwd {med.loc[m, 'forward_s'] * 1e3:.2f} fwd+bwd {med.loc[m, 'total_s'] * 1e3:.2f} ms"
                     for m in med.index) + "".join(f"  ({m} compile {c:.1f} s)" for m, c in compile_times.items()))
             if on_cell:
                 on_cell(_with_totals(pd.DataFrame(rows[cell:])),
@@ -261,6 +273,13 @@ def _with_totals(samples: pd.DataFrame) -> pd.DataFrame:
     if not samples.empty:
         samples["total_s"] = samples.forward_s + samples.backward_s
     return samples
+
+
+def timing_cells(row, method: str, fmt: Callable[[float], str]) -> list[str]:
+    """The forward, forward+backward and backward cells of ``method`` in a :func:`cost_table` row (a named tuple),
+    ``fmt`` turning seconds into text; the backward :data:`WITHIN_NOISE` where it is."""
+    backward = WITHIN_NOISE if getattr(row, f"{method}_backward_noise") else fmt(getattr(row, f"{method}_backward_s"))
+    return [fmt(getattr(row, f"{method}_forward_s")), fmt(getattr(row, f"{method}_total_s")), backward]
 
 
 def ratio(samples: pd.DataFrame, dim: int, order: int, column: str, slow: str = "jvp",
@@ -289,19 +308,35 @@ def growth(samples: pd.DataFrame, dim: int, method: str, column: str) -> tuple[f
     return float(power), float(factor)
 
 
+def backward_median(samples: pd.DataFrame, dim: int, order: int, method: str) -> tuple[float, bool]:
+    """(median over rounds of ``backward_s``, whether it is within noise) of ``method`` at (dim, K); (NaN, False)
+    where not measured (skipped). ``backward_s`` is the difference of two blocks timed apart (module docstring):
+    within noise, and then NaN, unless its lower quartile over rounds is above 0, so that no table shows a
+    negative time or one that noise alone could have made."""
+    rows = samples[(samples.dim == dim) & (samples.K == order) & (samples.method == method) & ~samples.skipped]
+    differences = list(rows.backward_s.dropna())
+    if not differences:
+        return math.nan, False
+    low = statistics.quantiles(differences, n=4, method="inclusive")[0] if len(differences) > 1 else differences[0]
+    return (statistics.median(differences), False) if low > 0 else (math.nan, True)
+
+
 def cost_table(samples: pd.DataFrame, agreement: dict | None = None) -> pd.DataFrame:
-    """One row per (dim, K): median forward/backward seconds of each method (NaN where skipped), the speed-ups
-    t_jvp/t_taylor (median of per-round ratios; forward and forward+backward) and the agreement."""
+    """One row per (dim, K): median forward and forward+backward seconds of each method (``{method}_forward_s``,
+    ``{method}_total_s``: the timed blocks; NaN where skipped), its backward (``{method}_backward_s``,
+    :func:`backward_median`: NaN where skipped or within noise, ``{method}_backward_noise`` telling which), the
+    speed-ups t_jvp/t_taylor (median of per-round ratios; forward and forward+backward) and the agreement."""
     agreement = agreement or {}
     ok = samples[~samples.skipped]
-    medians = ok.groupby(["dim", "K", "method"])[["forward_s", "backward_s"]].median()
+    medians = ok.groupby(["dim", "K", "method"])[["forward_s", "total_s"]].median()
     rows = []
     for (dim, order), _ in samples.groupby(["dim", "K"], sort=True):
         row = {"dim": int(dim), "K": int(order)}
         for method in METHODS:
-            for column in ("forward_s", "backward_s"):
+            for column in ("forward_s", "total_s"):
                 key = (dim, order, method)
                 row[f"{method}_{column}"] = float(medians.loc[key, column]) if key in medians.index else math.nan
+            row[f"{method}_backward_s"], row[f"{method}_backward_noise"] = backward_median(samples, dim, order, method)
         for name, column in (("speedup_forward", "forward_s"), ("speedup_total", "total_s")):
             stats = ratio(samples, dim, order, column)
             row[name] = math.nan if stats is None else stats[0]
@@ -312,5 +347,6 @@ def cost_table(samples: pd.DataFrame, agreement: dict | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-__all__ = ["Autonomous", "COMPILED", "CpuClock", "FUSED", "JAX", "METHODS", "OPTIONAL", "calls_per_block",
-           "cost_table", "fused_call", "growth", "make_field", "measure_cost", "one_call", "ratio"]
+__all__ = ["Autonomous", "COMPILED", "CpuClock", "FUSED", "JAX", "METHODS", "OPTIONAL", "WITHIN_NOISE",
+           "backward_median", "calls_per_block", "cost_table", "fused_call", "growth", "make_field", "measure_cost",
+           "one_call", "ratio", "timing_cells"]
