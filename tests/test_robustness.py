@@ -400,3 +400,47 @@ def test_an_interrupted_atomic_write_keeps_the_file_and_leaves_no_temporary(tmp_
     with pytest.raises(KeyboardInterrupt):
         records.atomic_write(target, interrupted)
     assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["compare.md"]
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open descriptors in /proc")
+def test_a_case_folder_that_cannot_be_made_closes_the_handed_pipe_ends(tmp_path):
+    """run_case_process made its folders before the block that closes ``pass_fds`` (an A/B pair's lockstep pipe
+    ends): an out folder under a file failed with both ends left open in the bench process, which never closed
+    them (the side had started, so its future could not be cancelled)."""
+    (tmp_path / "file").write_text("")
+    case = Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL)
+    before = _open_fds()
+    with pytest.raises(OSError):
+        sweep.run_case_process(case, tmp_path / "file" / "run", pass_fds=os.pipe())
+    assert _open_fds() == before
+
+
+@pytest.mark.parametrize("entry", ["sweep", "run_case_process"])
+def test_an_interrupt_before_a_started_worker_is_registered_kills_it(tmp_path, monkeypatch, entry):
+    """A KeyboardInterrupt between a worker's start and its entry in the sweep's list of running jobs left that
+    worker running (and writing into the run folder) after the sweep had returned."""
+    started = []
+
+    def interrupted(case, process, *args):
+        started.append(process)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "_Running", interrupted)
+    case = Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            if entry == "sweep":
+                run_cases([case], tmp_path, progress=False)
+            else:
+                sweep.run_case_process(case, tmp_path, python=sleeper)
+        assert len(started) == 1 and started[0].poll() is not None, "the worker outlived the interrupt"
+    finally:
+        for process in started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

@@ -320,3 +320,39 @@ def test_a_papers_progress_line_names_the_experiment_of_its_case():
     assert case_line(paper_case, "ok", 5.9, 7, 10, 70.0) == "[7/10] vehicle_horizon/vehicle/snode/s0: ok in 5.9 s, " \
                                                             "about 00:30 left"
     assert case_line(Case("vehicle", "snode", seed=2), "oom", None, 1, 1, 1.0) == "[1/1] vehicle/snode/s2: oom"
+
+
+def test_progress_names_the_cases_of_a_sweep_apart_by_the_settings_they_differ_in(capsys, tmp_path):
+    """The name of a case in a progress line left out its hyper-parameters, so the cases of a swept one
+    (taynode's smoke preset: digits_lambda/digits_ode/adjoint/s0 for each of six λ) had one name: the lines
+    of a sweep now add what tells its cases apart, and only that (not what the method already says)."""
+    from nodebench.runner.progress import Progress, case_names, running_notes
+
+    cases = expand_grid(tasks=["cubic_spiral"], methods=["rk4", "adjoint"], seeds=[0, 1],
+                        grid={"lr": [0.1, 0.01], "hidden": [4]}, method_hparams={"adjoint": {"rtol": 1e-5}})
+    names = case_names(cases)
+    assert len(set(names.values())) == len(cases) == 8
+    assert names[cases[0].case_id] == "cubic_spiral/rk4/lr=0.1/s0"
+    assert sorted(names.values())[:2] == ["cubic_spiral/adjoint/lr=0.01/s0", "cubic_spiral/adjoint/lr=0.01/s1"]
+    same = [Case("vehicle", "snode", experiment="vehicle_horizon"), Case("vehicle", "snode", experiment="other")]
+    assert list(case_names(same).values()) == [case.name for case in same]  # nothing to tell apart: nothing added
+    iters = [Case("vehicle", "snode", iters=10), Case("vehicle", "snode", iters=20)]
+    assert list(case_names(iters).values()) == ["vehicle/snode/iters=10/s0", "vehicle/snode/iters=20/s0"]
+    shown = Progress(2, cases=cases)  # stderr is no terminal here: plain lines
+    for case in cases[:2]:
+        shown.finished(case, "ok", 1.0)
+    notes = running_notes(cases[2:4], tmp_path, shown.name)
+    shown.close()
+    assert [line.split(":")[0] for line in capsys.readouterr().err.splitlines()] == [
+        "[1/2] cubic_spiral/rk4/lr=0.1/s0", "[2/2] cubic_spiral/rk4/lr=0.1/s1"]
+    assert notes == "cubic_spiral/rk4/lr=0.01/s0: starting; cubic_spiral/rk4/lr=0.01/s1: starting"
+
+
+@pytest.mark.slow
+def test_the_progress_lines_of_a_small_sweep_are_distinct(tmp_path, capsys):
+    """Two values of one option, one seed: each case's line names its value (it named both cubic_spiral/euler/s0)."""
+    cases = expand_grid(tasks=["cubic_spiral"], methods=["euler"], seeds=[0], grid={"lr": [0.1, 0.01]},
+                        hparams=SPIRAL_FAST, iters=1)
+    run_cases(cases, tmp_path / "run", timeout_s=300, progress=True)
+    lines = sorted(line.split(": ")[0][6:] for line in capsys.readouterr().err.splitlines() if line.startswith("["))
+    assert lines == ["cubic_spiral/euler/lr=0.01/s0", "cubic_spiral/euler/lr=0.1/s0"], lines

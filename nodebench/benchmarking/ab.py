@@ -142,7 +142,7 @@ def bench_ab(suite: str | Suite, baseline_rev: str, *, store: str | Path = DEFAU
     log(f"bench {suite.name} A/B: {len(cases)} case(s) × 2, {mode}; baseline "
         f"{baseline.sha[:12]} ({baseline_rev}), current {current_sha[:12]}; into {run_dir}")
     with _one_core() if together else contextlib.nullcontext(), \
-            Progress(len(pairs), enabled=progress, desc="A/B cases") as shown:
+            Progress(len(pairs), enabled=progress, desc="A/B cases", cases=cases) as shown:
         for pair in pairs.values():
             started = time.monotonic()
             jobs = [dict(case=case, run_dir=dirs[side], threads=threads, timeout_s=timeout_s,
@@ -180,7 +180,7 @@ def _run_pair(pair: list[tuple[Case, str]], jobs: list[dict], dirs: dict[str, Pa
             while (state := wait(futures, timeout=1.0, return_when=FIRST_EXCEPTION)).not_done:
                 for future in state.done:  # a side that raised: its error now, not after the other side's case
                     future.result()
-                shown.running(lambda: "; ".join(f"{side} {running_notes([case], dirs[side] / CASES)}"
+                shown.running(lambda: "; ".join(f"{side} {running_notes([case], dirs[side] / CASES, shown.name)}"
                                                 for (case, side), future in zip(pair, futures) if future.running()))
         except BaseException:  # interrupted or failed: no worker keeps computing after the bench
             stop.set()

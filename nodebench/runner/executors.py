@@ -134,17 +134,18 @@ def open_engine(executor: str, scheduler: str | None) -> Iterator[Callable[..., 
 
 def run_remote(cases: list[Case], run_dir: Path, *, engine: Callable[..., None], run_case: Callable[..., str],
                record_failure: Callable[..., None], jobs: int, threads: int, timeout_s: float,
-               progress: bool) -> None:
+               progress: bool, sweep: list[Case] | None = None) -> None:
     """Run ``cases`` on ``engine`` (from :func:`open_engine`), each case's files landing in ``run_dir``; returns
     when all have ended.
 
     ``run_case(case_dict, run_dir=..., threads=..., timeout_s=...)`` runs one case remotely (the sweep's
     :func:`~nodebench.runner.sweep.run_case_process`); ``record_failure(case, run_dir, status, reason)``
     records a lost job. The sweep passes both, so this module does not import it back. ``progress``: a line per
-    finished case on stderr (:class:`~nodebench.runner.progress.Progress`), and the running cases while they run."""
+    finished case on stderr (:class:`~nodebench.runner.progress.Progress`), and the running cases while they run,
+    each named uniquely among ``sweep`` (the sweep's cases, those finished before included; default ``cases``)."""
     task = functools.partial(_timed, functools.partial(run_case, run_dir=str(Path(run_dir).resolve()),
                                                        threads=threads, timeout_s=timeout_s))
-    with Progress(len(cases), enabled=progress) as shown:
+    with Progress(len(cases), enabled=progress, cases=cases if sweep is None else sweep) as shown:
         def done(case: Case, outcome: tuple[str, float] | None) -> None:
             if outcome is None:  # a job the engine lost: what record_failure left (or the attempt's own row)
                 row = read_json_object(Path(run_dir) / CASES / f"{case.case_id}.json") or {}
@@ -152,19 +153,19 @@ def run_remote(cases: list[Case], run_dir: Path, *, engine: Callable[..., None],
             shown.finished(case, *outcome)
 
         def running(pending: list[Case]) -> None:
-            shown.running(lambda: _in_flight(pending, Path(run_dir) / CASES))
+            shown.running(lambda: _in_flight(pending, Path(run_dir) / CASES, shown.name))
 
         engine(cases, run_dir, task, jobs=jobs, threads=threads, timeout_s=timeout_s, done=done, running=running,
                record_failure=record_failure)
 
 
-def _in_flight(cases: list[Case], cases_dir: Path) -> str:
+def _in_flight(cases: list[Case], cases_dir: Path, name: Callable[[Case], str]) -> str:
     """What a cluster engine's unfinished ``cases`` are doing: those whose workers left a progress note
     (:func:`~nodebench.runner.progress.running_notes`), then how many are queued or starting (a SLURM array or
-    a dask scheduler may hold thousands)."""
+    a dask scheduler may hold thousands), each case named by ``name``."""
     started = [case for case in cases if (cases_dir / f"{case.case_id}.progress").exists()]
     waiting = len(cases) - len(started)
-    return "; ".join([running_notes(started, cases_dir)] * bool(started)
+    return "; ".join([running_notes(started, cases_dir, name)] * bool(started)
                      + [f"{waiting} case(s) queued or starting"] * bool(waiting))
 
 

@@ -1,7 +1,8 @@
 """A sweep's progress on stderr, for a person at a terminal and for a log file alike.
 
 Every finished case is one line (:func:`case_line`): ``[2/4] task/method/sSEED: STATUS in 12.3 s, about 00:45
-left``, the case named by :attr:`~nodebench.runner.case.Case.name` (a paper's experiment first). On a terminal
+left``, the case named by :attr:`~nodebench.runner.case.Case.name` (a paper's experiment first) and, where cases of
+the sweep share that name, the settings that tell them apart (:func:`case_names`). On a terminal
 a tqdm bar below the lines names what runs, redrawn at most once a second; where stderr is no terminal
 (``2> log``) its carriage-return redraws would garble the file, so there is no bar, and a plain ``still
 running:`` line every :data:`ALIVE_EVERY_S` is the sign of life instead. The local sweep
@@ -11,10 +12,12 @@ running:`` line every :data:`ALIVE_EVERY_S` is the sign of life instead. The loc
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from operator import attrgetter
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 from tqdm import tqdm
 
@@ -24,18 +27,62 @@ from nodebench.runner.case import Case
 ALIVE_EVERY_S = 60.0
 
 
-def case_line(case: Case, status: str, seconds: float | None, done: int, count: int, elapsed_s: float) -> str:
+#: The fields of a case that its :attr:`~nodebench.runner.case.Case.name` leaves out, besides its hyper-parameters.
+UNNAMED_FIELDS = ("iters", "budget_s", "warmup", "device", "paper", "preset")
+
+
+def case_names(cases: Iterable[Case]) -> dict[str, str]:
+    """Each case's name in the progress lines, by case id, unique among ``cases`` (a sweep's): its
+    :attr:`~nodebench.runner.case.Case.name` and, where cases share that name (a swept hyper-parameter), the
+    settings that tell them apart, before the seed::
+
+        digits_lambda/digits_ode/adjoint/reg_lambda=100.0,reg_order=2/s0
+
+    To keep lines short the settings are few, chosen greedily: each time the one (hyper-parameter, or case field
+    such as ``iters``) whose values split the cases most. One that a case lacks (an option of other methods) is
+    left out of its name."""
+    by_name: dict[str, dict[str, Case]] = {}
+    for case in cases:
+        by_name.setdefault(case.name, {})[case.case_id] = case
+    names = {}
+    for name, group in by_name.items():
+        settings = {case_id: _settings(case) for case_id, case in group.items()}
+        keys = sorted({key for values in settings.values() for key in values})
+        chosen: list[str] = []
+        while len({_values(s, chosen) for s in settings.values()}) < len(settings) and len(chosen) < len(keys):
+            chosen.append(max((key for key in keys if key not in chosen),
+                              key=lambda k: len({_values(s, [*chosen, k]) for s in settings.values()})))
+        head, _, seed = name.rpartition("/")
+        for case_id, values in settings.items():
+            shown = ",".join(f"{key}={values[key]}" for key in sorted(chosen) if key in values)
+            names[case_id] = "/".join(filter(None, (head, shown, seed)))
+    return names
+
+
+def _settings(case: Case) -> dict[str, str]:
+    """What :func:`case_names` may add to a case's name: its hyper-parameters and unnamed fields, as text."""
+    fields: dict[str, Any] = {key: getattr(case, key) for key in UNNAMED_FIELDS} | dict(case.hparams)
+    return {key: value if isinstance(value, str) else json.dumps(value, default=str) for key, value in fields.items()}
+
+
+def _values(settings: dict[str, str], keys: list[str]) -> tuple:
+    return tuple((key in settings, settings.get(key)) for key in keys)
+
+
+def case_line(case: Case, status: str, seconds: float | None, done: int, count: int, elapsed_s: float,
+              name: str | None = None) -> str:
     """The line of a finished case: ``[2/4] NAME: STATUS in 12.3 s`` (``seconds`` it took; left out
     when unknown, a job its engine lost) and, while cases remain, the time left at the mean pace so far
-    (``elapsed_s`` since the sweep started, over ``done`` cases)."""
-    line = f"[{done}/{count}] {case.name}: {status}"
+    (``elapsed_s`` since the sweep started, over ``done`` cases). ``name``: the case's name in its sweep
+    (:func:`case_names`; default :attr:`~nodebench.runner.case.Case.name`)."""
+    line = f"[{done}/{count}] {name or case.name}: {status}"
     line += f" in {seconds:.1f} s" if seconds is not None else ""
     return line + (f", about {tqdm.format_interval(elapsed_s / done * (count - done))} left" if done < count else "")
 
 
-def running_notes(cases: list[Case], cases_dir: Path) -> str:
+def running_notes(cases: list[Case], cases_dir: Path, name: Callable[[Case], str] = attrgetter("name")) -> str:
     """What ``cases`` are doing, from their workers' progress notes in ``cases_dir`` (``starting`` without one):
-    ``NAME: iter 3/20 loss 0.12; ...``."""
+    ``NAME: iter 3/20 loss 0.12; ...``, each case named by ``name`` (a sweep's :meth:`Progress.name`)."""
     parts = []
     for case in cases:
         note = cases_dir / f"{case.case_id}.progress"
@@ -43,16 +90,18 @@ def running_notes(cases: list[Case], cases_dir: Path) -> str:
             status = note.read_text()
         except OSError:  # not written yet, or removed as the case ended
             status = "starting"
-        parts.append(f"{case.name}: {status}")
+        parts.append(f"{name(case)}: {status}")
     return "; ".join(parts)
 
 
 class Progress:
-    """The progress of ``total`` cases on stderr (module docstring); ``enabled=False`` prints nothing. A context
-    manager that closes its bar."""
+    """The progress of ``total`` cases on stderr (module docstring); ``enabled=False`` prints nothing. ``cases``:
+    the sweep's, among which each line names its case uniquely (:func:`case_names`; all of them, those finished
+    before included, so that a resume names a case as the first run did). A context manager that closes its bar."""
 
-    def __init__(self, total: int, *, enabled: bool = True, desc: str = "cases"):
+    def __init__(self, total: int, *, enabled: bool = True, desc: str = "cases", cases: Iterable[Case] = ()):
         self.enabled, self.tty = enabled and total > 0, sys.stderr.isatty()
+        self.names = case_names(cases) if self.enabled else {}
         self.total, self.done, self.started = total, 0, time.monotonic()
         self.shown, self.postfix = self.started, ""
         self.bar = tqdm(total=total, desc=desc, unit="case", disable=not self.enabled or not self.tty,
@@ -64,7 +113,12 @@ class Progress:
         self.bar.update(1)
         if self.enabled:
             elapsed = time.monotonic() - self.started
-            tqdm.write(case_line(case, status, seconds, self.done, self.total, elapsed), file=sys.stderr)
+            tqdm.write(case_line(case, status, seconds, self.done, self.total, elapsed, self.name(case)),
+                       file=sys.stderr)
+
+    def name(self, case: Case) -> str:
+        """How the lines name ``case``: unique among the sweep's cases (:func:`case_names`)."""
+        return self.names.get(case.case_id) or case.name
 
     def running(self, describe: Callable[[], str]) -> None:
         """Called while cases run: on a terminal the bar names ``describe()`` (redrawn at most once a second, when

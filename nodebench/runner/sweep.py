@@ -201,15 +201,15 @@ def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, ret
     if engine is not None:  # a cluster engine, connected before anything was written
         run_remote(todo, run_dir, engine=engine, run_case=run_case_process,
                    record_failure=_failure_recorder(todo, cases_dir), jobs=jobs, threads=threads, timeout_s=timeout_s,
-                   progress=progress)
+                   progress=progress, sweep=cases)
         return merge(run_dir, run_id)
     env = _worker_env(threads)
-    shown = Progress(len(todo), enabled=progress)
+    shown = Progress(len(todo), enabled=progress, cases=cases)
     running: list[_Running] = []
     try:
         while todo or running:
             while todo and len(running) < jobs:
-                running.append(_start(todo.pop(0), cases_dir, logs_dir, env, threads))
+                _start(todo.pop(0), cases_dir, logs_dir, env, threads, register=running.append)
             time.sleep(0.05)
             for job in list(running):
                 code = job.process.poll()
@@ -219,7 +219,7 @@ def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, ret
                 running.remove(job)
                 shown.finished(job.case, status, time.monotonic() - job.started)
             if running:
-                shown.running(lambda: running_notes([job.case for job in running], cases_dir))
+                shown.running(lambda: running_notes([job.case for job in running], cases_dir, shown.name))
     finally:
         for job in running:  # interrupted: no orphan keeps computing and writing
             _kill(job.process)
@@ -251,20 +251,23 @@ def run_case_process(case: Case | dict, run_dir: str | Path, *, threads: int = 1
     :class:`CaseStopped` is raised."""
     case = case if isinstance(case, Case) else Case.from_dict(case)
     cases_dir, logs_dir = Path(run_dir) / CASES, Path(run_dir) / LOGS
-    cases_dir.mkdir(parents=True, exist_ok=True)
-    logs_dir.mkdir(exist_ok=True)
+    started: list[_Running] = []
     try:
-        job = _start(case, cases_dir, logs_dir, _worker_env(threads, env), threads, python, pass_fds)
-    finally:
-        for fd in pass_fds:
-            os.close(fd)
-    try:
-        code = _wait(job.process, timeout_s, stopped)
+        try:  # a folder that cannot be made (its parent a file) fails the case with the pipe ends closed too
+            cases_dir.mkdir(parents=True, exist_ok=True)
+            logs_dir.mkdir(exist_ok=True)
+            _start(case, cases_dir, logs_dir, _worker_env(threads, env), threads, python, pass_fds,
+                   register=started.append)
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
+        code = _wait(started[0].process, timeout_s, stopped)
     except BaseException:  # interrupted or stopped: no orphan keeps computing
-        _kill(job.process)
-        (cases_dir / f"{case.case_id}.progress").unlink(missing_ok=True)
+        for job in started:
+            _kill(job.process)
+            (cases_dir / f"{case.case_id}.progress").unlink(missing_ok=True)
         raise
-    return _settle(job, cases_dir, code, timeout_s)
+    return _settle(started[0], cases_dir, code, timeout_s)
 
 
 class CaseStopped(Exception):
@@ -347,17 +350,28 @@ def _row_stamp(row: Path) -> tuple[int, int] | None:
 
 
 def _start(case: Case, cases_dir: Path, logs_dir: Path, env: dict, threads: int,
-           python: list[str] | None = None, pass_fds: tuple[int, ...] = ()) -> _Running:
+           python: list[str] | None = None, pass_fds: tuple[int, ...] = (), *,
+           register: Callable[[_Running], None]) -> None:
+    """Start the worker of ``case`` and hand its job to ``register`` (the caller's list of what it must stop). An
+    exception (an interrupt) that arrives after the worker started and before ``register`` returned kills the
+    worker before it propagates: no worker runs that its sweep does not know of."""
     spec = logs_dir / f"{case.case_id}.case.json"
     spec.write_text(json.dumps(case.to_dict()))
     log = logs_dir / f"{case.case_id}.log"
     previous_row = _row_stamp(cases_dir / f"{case.case_id}.json")
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    with log.open("w") as handle:
-        process = subprocess.Popen(
-            [*(python or [sys.executable]), "-m", "nodebench.runner.worker", str(spec), str(cases_dir), str(threads)],
-            stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True, pass_fds=pass_fds)
-    return _Running(case, process, time.monotonic(), started_at, log, threads, previous_row)
+    process = None
+    try:
+        with log.open("w") as handle:
+            process = subprocess.Popen(
+                [*(python or [sys.executable]), "-m", "nodebench.runner.worker", str(spec), str(cases_dir),
+                 str(threads)], stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                pass_fds=pass_fds)
+        register(_Running(case, process, time.monotonic(), started_at, log, threads, previous_row))
+    except BaseException:
+        if process is not None:
+            _kill(process)
+        raise
 
 
 def _kill(process: subprocess.Popen) -> None:
