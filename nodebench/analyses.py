@@ -35,10 +35,10 @@ from nodebench import plots
 from nodebench.claims import check_fields, fields_of
 from nodebench.config import Param
 from nodebench.errors import UserError, clip
-from nodebench.markdown import fmt4, fmt_times, fmt_value, markdown_table
+from nodebench.markdown import fmt4, fmt_mib, fmt_times, fmt_value, markdown_table
 from nodebench.metrics import headline_metric
 from nodebench.paper_code import REPORT_LOG, PaperCodeFailed, call
-from nodebench.records import CURVES, RECORDS, expand_hparams, load_table
+from nodebench.records import CURVES, RECORDS, expand_hparams, load_table, measured_memory
 from nodebench.registry import Registry
 from nodebench.target import reached_text, seed_aggregate, time_to_target_table
 
@@ -130,10 +130,12 @@ def column_median(rows: pd.DataFrame, column: str) -> float:
 def scaling_table(records: pd.DataFrame, param_col: str, metric: str | None,
                   reference: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows (param value × method) of the scaling table of one experiment's records (all
-    statuses; medians over the successful seeds)."""
+    statuses; medians over the successful seeds; peak memory "–" where it was not measurable, as in the report's
+    summary: :func:`~nodebench.records.measured_memory`)."""
     header = [param_col.removeprefix("hp_"), "method", "ok/runs", "train time [s]", "time/iter [ms]",
               f"speed-up vs {reference}", "peak mem [MiB]", "NFE fwd/iter", "NFE bwd/iter", metric or "metric"]
     ok = records[records["status"] == "ok"] if "status" in records else records
+    ok = ok.assign(peak_mem_bytes=measured_memory(ok))  # a resident set that read 0 is not measured, not 0 bytes
     x, _ = plots.param_axis(records[param_col])
     rows = []
     for value in sorted(records[param_col].unique(), key=lambda v: x[records[param_col] == v].iloc[0]):
@@ -147,7 +149,7 @@ def scaling_table(records: pd.DataFrame, param_col: str, metric: str | None,
             rows.append([fmt_value(value), method, f"{len(good)}/{len(runs)}", fmt4(t),
                          fmt4(column_median(good, "time_per_iter_s") * 1e3),
                          fmt_times(speedup),
-                         fmt4(column_median(good, "peak_mem_bytes") / 2**20),
+                         fmt_mib(column_median(good, "peak_mem_bytes")),
                          fmt4(column_median(good, "nfe_forward_per_iter")),
                          fmt4(column_median(good, "nfe_backward_per_iter")),
                          "–" if metric is None else fmt4(column_median(good, metric))])

@@ -70,6 +70,7 @@ import pandas as pd
 from nodebench.config import Param
 from nodebench.errors import UserError, clip
 from nodebench.intervals import ratio_interval
+from nodebench.markdown import fmt_mib
 from nodebench.metrics import metric as metric_info
 from nodebench.paper_code import REPORT_LOG, PaperCodeFailed, call
 from nodebench.records import expand_hparams, measured_memory
@@ -426,7 +427,7 @@ def _quantity(value: float, column: str) -> str:
     """A median of ``column`` with its unit, three significant digits: seconds for ``*_s``, MiB for ``*_bytes``
     (a byte count read "1.12e+07" with no unit), else the bare number."""
     if column.endswith("_bytes"):
-        return f"{value / 2**20:.3g} MiB"
+        return f"{fmt_mib(value)} MiB"
     return f"{value:.3g}" + (" s" if column.endswith("_s") else "")
 
 

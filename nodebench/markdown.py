@@ -48,6 +48,13 @@ def fmt_ms(seconds: float) -> str:
     return "–" if pd.isna(seconds) else fmt3(seconds * 1e3)
 
 
+def fmt_mib(nbytes: float) -> str:
+    """A memory figure in bytes shown in MiB, three significant digits: ``–`` where it was not measured (NaN or
+    ``None``: :func:`nodebench.records.measured_memory`), ``0`` for a measured 0. Every table of memory figures
+    (the report's summary, the scaling analysis, the leaderboard, claim details) shows them through it."""
+    return "–" if pd.isna(nbytes) else fmt3(nbytes / 2**20)
+
+
 def fmt_times(value: float) -> str:
     """A ratio as ``1.23×``."""
     return "–" if pd.isna(value) else f"{fmt3(value)}×"

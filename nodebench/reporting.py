@@ -10,7 +10,7 @@ import pandas as pd
 
 from nodebench.claims import CHECKS, FAILS, HOLDS, NOT_CHECKED, NOT_MEASURED, check_claims
 from nodebench.intervals import median_interval, ok_count_text
-from nodebench.markdown import INFINITE, fmt3, fmt_number, markdown_table
+from nodebench.markdown import INFINITE, fmt_mib, fmt_ms, fmt_number, markdown_table
 from nodebench.metrics import headline_metric
 from nodebench.records import atomic_write, config_labels, expand_hparams, measured_memory
 from nodebench.report_page import write_report_html
@@ -30,11 +30,10 @@ ALLOCATED = ("alloc_peak_bytes", "allocated fwd+bwd [MiB]", "mib")
 
 
 def _fmt(value, style: str) -> str:
-    """``value`` in ``style``: a format spec, or "ms" (seconds as milliseconds) or "mib" (bytes as MiB)."""
-    if pd.isna(value):
-        return "–"
-    scale = {"ms": 1e3, "mib": 2**-20}.get(style)
-    return fmt_number(value, style) if scale is None else fmt3(value * scale)
+    """``value`` in ``style``: a format spec, or "ms" (seconds as milliseconds, :func:`~nodebench.markdown.fmt_ms`)
+    or "mib" (bytes as MiB, :func:`~nodebench.markdown.fmt_mib`); "–" where it is missing."""
+    styled = {"ms": fmt_ms, "mib": fmt_mib}.get(style)
+    return fmt_number(value, style) if styled is None else styled(value)
 
 
 def _median_text(values, style: str, seeds=None) -> str:

@@ -339,7 +339,34 @@ def test_a_value_beyond_the_models_dtype_is_refused_before_running(task, method,
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and lines == [f"nodebench: error: task {task}: hyper-parameter {key} {value:g} is beyond the "
                                    "range of float32, the model's dtype (magnitude at most 3.4e+38); give a smaller "
-                                   f"{key} or --hparam dtype=float64"]
+                                   f"{key} or dtype float64 (--hparam dtype=float64)"]
     assert not out.exists()
     assert main(["run", "--task", task, "--method", method, "--hparam", f"{key}={value}", "--hparam",
                  "dtype=float64", "--dry-run", "--out", str(out)]) == 0
+
+
+@pytest.mark.parametrize("task, method, key, kind", [
+    ("cnf_sklearn_breast_cancer", "adjoint", "eval_tol", "hyper-parameter"), ("g1d", "gq", "lr", "hyper-parameter"),
+    ("g1d", "adjoint", "rtol", "solver option"), ("g1d", "adjoint", "adjoint_atol", "solver option"),
+    ("g1d", "gq", "gtol", "solver option")])
+def test_a_positive_value_that_is_0_in_the_models_dtype_is_refused(task, method, key, kind, tmp_path, capsys):
+    """In float32, eval_tol = 1e-300 or rtol = 1e-300 was 0 (dopri5 stopped, "underflow in dt", or read rtol as
+    0) and lr = 1e-300 an update of 0, silently: a value that must be positive is refused below float32's smallest
+    normal number. float64 holds it."""
+    out = tmp_path / "out"
+    code = main(["run", "--task", task, "--method", method, "--hparam", f"{key}=1e-300", "--iters", "1",
+                 "--no-progress", "--out", str(out)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and lines == [f"nodebench: error: task {task}: {kind} {key} 1e-300 is below 1.18e-38, the "
+                                   "smallest normal number of float32, the model's dtype (there it is 0 or a "
+                                   f"subnormal); give {key} >= 1.18e-38 or dtype float64 (--hparam "
+                                   "dtype=float64)"]
+    assert not out.exists()
+    assert main(["run", "--task", task, "--method", method, "--hparam", f"{key}=1e-300", "--hparam",
+                 "dtype=float64", "--dry-run", "--out", str(out)]) == 0
+
+
+def test_a_value_that_may_be_0_may_round_to_0_in_the_models_dtype(tmp_path):
+    """weight_decay = 0 is no decay: 1e-300, 0 in float32, means the same and runs."""
+    assert main(["run", "--task", "cnf_sklearn_breast_cancer", "--method", "adjoint", "--hparam",
+                 "weight_decay=1e-300", "--dry-run", "--out", str(tmp_path / "out")]) == 0

@@ -13,6 +13,9 @@ from nodebench.benchmarking.checkpoint import SETTINGS, Checkpoint
 from nodebench.errors import UserError
 from nodebench.papers.taynode.cost import measure_cost
 
+#: How a checkpoint's refusal ends: the Python argument beside the scripts' flag.
+GIVE = r"give another out \(--out\)$"
+
 
 def test_checkpoint_writes_each_cell_and_resumes_with_the_same_settings(tmp_path):
     out = tmp_path / "run"
@@ -35,14 +38,16 @@ def test_checkpoint_refuses_other_settings_and_a_broken_settings_file(tmp_path):
     out = tmp_path / "run"
     Checkpoint(out, {"rounds": 3, "tol": 1e-3}, key=["width"]).add(samples=pd.DataFrame({"width": [5]}))
     before = (out / "samples.parquet").read_bytes()
-    with pytest.raises(UserError, match=r"holds a run with other settings \(rounds, threads\); rerun with its"):
+    with pytest.raises(UserError, match=r"other settings \(rounds, threads\); rerun with its settings to resume it, or "
+                                          + GIVE):
         Checkpoint(out, {"rounds": 4, "tol": 1e-3, "threads": 1}, key=["width"])
     assert (out / "samples.parquet").read_bytes() == before
     (out / SETTINGS).write_text("{not json")
-    with pytest.raises(UserError, match="is not a readable settings file"):
+    with pytest.raises(UserError, match=r"is not a readable settings file \(.*\); " + GIVE):
         Checkpoint(out, {"rounds": 3, "tol": 1e-3}, key=["width"])
     (out / SETTINGS).unlink()  # tables from a run before checkpoints: never overwritten
-    with pytest.raises(UserError, match="holds tables without settings.json"):
+    with pytest.raises(UserError, match=r"without settings.json \(a run that cannot be resumed\); move them away or "
+                                          + GIVE):
         Checkpoint(out, {"rounds": 3, "tol": 1e-3}, key=["width"])
     assert (out / "samples.parquet").read_bytes() == before
 
@@ -95,17 +100,28 @@ def test_gq_gradient_cost_benchmark_resumes_after_its_finished_widths(tmp_path, 
 
 def test_a_checkpoint_refuses_what_it_cannot_resume_in_one_line(tmp_path):
     """A file as the folder, settings that are not an object, and a truncated table: each a one-line UserError
-    before anything is measured (a FileExistsError after measuring, an AttributeError and a pyarrow error before)."""
+    before anything is measured (a FileExistsError after measuring, an AttributeError and a pyarrow error before),
+    naming the argument ``out`` beside the scripts' flag (it named ``--out`` only, a flag a Python caller has not)."""
     (tmp_path / "a_file").write_text("x")
-    with pytest.raises(UserError, match="is a file; give a folder"):
+    with pytest.raises(UserError, match=r"^out \(--out\) '.*a_file' is a file; give a folder"):
         Checkpoint(tmp_path / "a_file", {"rounds": 3}, key=["width"])
     (tmp_path / "listed").mkdir()
     (tmp_path / "listed" / SETTINGS).write_text("[1, 2]")
-    with pytest.raises(UserError, match="holds list, not the settings of a run"):
+    with pytest.raises(UserError, match="holds list, not the settings of a run; " + GIVE):
         Checkpoint(tmp_path / "listed", {"rounds": 3}, key=["width"])
     (tmp_path / "cut").mkdir()
     (tmp_path / "cut" / SETTINGS).write_text(json.dumps({"rounds": 3}))
     (tmp_path / "cut" / "samples.parquet").write_bytes(b"PAR1 cut short")
-    with pytest.raises(UserError, match=r"samples.parquet is not a readable table \(") as refused:
+    with pytest.raises(UserError, match=r"samples.parquet is not a readable table \(.*\); move it away or " + GIVE) \
+            as refused:
         Checkpoint(tmp_path / "cut", {"rounds": 3}, key=["width"])
     assert "\n" not in str(refused.value)
+
+
+def test_a_benchmark_script_refuses_an_out_it_cannot_resume_naming_the_flag(tmp_path, capsys, monkeypatch):
+    """The checkpoint's refusals reach a script's command line as its one error line, naming ``--out``."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "samples.parquet").write_bytes(b"an older run's table")
+    assert_refused_in_one_line("taylor_cost.py", ["--orders", "1", "--rounds", "1"], "holds tables without "
+                               "settings.json (a run that cannot be resumed); move them away or give another out "
+                               "(--out)", tmp_path, capsys, monkeypatch)

@@ -99,5 +99,6 @@ def test_slurm_jobs_of_a_cuda_sweep_ask_for_their_gpus(tmp_path, monkeypatch):
 def test_submitit_missing_is_its_install_hint_not_a_traceback(monkeypatch):
     """Choosing where the device is checked imported submitit before the executor check named the extra."""
     monkeypatch.setitem(sys.modules, "submitit", None)  # as if not installed: `import submitit` raises
-    with pytest.raises(UserError, match=r"--executor submitit needs submitit: pip install 'nodebench\[slurm\]'"):
+    with pytest.raises(UserError, match=r"executor 'submitit' \(--executor submitit\) needs submitit: pip install "
+                                        r"'nodebench\[slurm\]'"):
         _dry("cpu", executor="submitit")

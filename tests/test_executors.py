@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from nodebench.cli import main
+from nodebench.errors import UserError
 from nodebench.records import load_run, write_case
 from nodebench.runner import sweep
 from nodebench.runner.case import Case, expand_grid
@@ -119,10 +120,14 @@ def test_a_stopped_submitit_sweep_stops_its_jobs(tmp_path, signum):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["--executor", "dask"], "executor 'dask' (--executor dask) needs scheduler (--scheduler ADDRESS)"),
-    (["--executor", "submitit", "--scheduler", "tcp://x:1"], "--scheduler applies to --executor dask only"),
-    (["--executor", "dask", "--scheduler", "notaurl"], "--scheduler 'notaurl' is not a dask scheduler address"),
-    (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:99999"], "port 99999 is not a TCP port (1 to 65535)"),
-    (["--executor", "dask", "--scheduler", "tcp://nosuchhost.invalid:8786"], "host 'nosuchhost.invalid' is not known"),
+    (["--executor", "submitit", "--scheduler", "tcp://x:1"],
+     "scheduler (--scheduler) applies to executor 'dask' (--executor dask) only, not 'submitit'"),
+    (["--executor", "dask", "--scheduler", "notaurl"],
+     "scheduler (--scheduler) 'notaurl' is not a dask scheduler address"),
+    (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:99999"],
+     "scheduler (--scheduler) 'tcp://127.0.0.1:99999': port 99999 is not a TCP port (1 to 65535)"),
+    (["--executor", "dask", "--scheduler", "tcp://nosuchhost.invalid:8786"],
+     "scheduler (--scheduler) 'tcp://nosuchhost.invalid:8786': host 'nosuchhost.invalid' is not known"),
     (["--executor", "ray"], "invalid choice"),
 ])
 def test_bad_engine_options_are_one_line_and_write_nothing(capsys, tmp_path, argv, fragment):
@@ -136,7 +141,8 @@ def test_bad_engine_options_are_one_line_and_write_nothing(capsys, tmp_path, arg
 
 def test_a_missing_engine_names_the_extra_to_install(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "submitit", None)  # as if not installed
-    with pytest.raises(Exception, match=r"pip install 'nodebench\[slurm\]'"):
+    with pytest.raises(UserError, match=r"^executor 'submitit' \(--executor submitit\) needs submitit: pip install "
+                                        r"'nodebench\[slurm\]'$"):
         check_executor("submitit", None)
 
 

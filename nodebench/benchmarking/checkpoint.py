@@ -49,23 +49,23 @@ class Checkpoint:
         self.out, self.key, self.main = Path(out), list(key), main
         self.settings = json.loads(json.dumps(dict(settings), default=str))
         self.tables: dict[str, pd.DataFrame] = {}
-        output_dir(self.out)  # a folder (new or a previous run's), checked before anything is measured
+        output_dir(self.out, "out (--out)")  # a folder (new or a previous run's), checked before anything is measured
         path = self.out / SETTINGS
         if not path.exists():
             if any(self.out.glob("*.parquet")):
                 raise UserError(f"{self.out} holds tables without {SETTINGS} (a run that cannot be resumed); "
-                                "move them away or give another --out")
+                                "move them away or give another out (--out)")
             return
         try:
             saved = json.loads(path.read_text())
         except (OSError, ValueError) as err:
-            raise UserError(f"{path} is not a readable settings file ({err}); give another --out") from None
+            raise UserError(f"{path} is not a readable settings file ({err}); give another out (--out)") from None
         if not isinstance(saved, dict):
-            raise UserError(f"{path} holds {type(saved).__name__}, not the settings of a run; give another --out")
+            raise UserError(f"{path} holds {type(saved).__name__}, not the settings of a run; give another out (--out)")
         if saved != self.settings:
             changed = sorted(k for k in set(saved) | set(self.settings) if saved.get(k) != self.settings.get(k))
             raise UserError(f"{self.out} holds a run with other settings ({', '.join(changed)}); rerun with its "
-                            "settings to resume it, or give another --out")
+                            "settings to resume it, or give another out (--out)")
         self.tables = {table.stem: _read(table) for table in sorted(self.out.glob("*.parquet"))}
 
     def done(self) -> set[tuple]:
@@ -99,4 +99,4 @@ def _read(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
         raise UserError(f"{path} is not a readable table ({' '.join(str(err).split())[:160]}); move it away or "
-                        "give another --out") from None
+                        "give another out (--out)") from None

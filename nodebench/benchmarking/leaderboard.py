@@ -64,6 +64,7 @@ from nodebench.benchmarking.compare import effective_hparams, load_records
 from nodebench.errors import UserError
 from nodebench.figure_style import label_styles, styled, subplots
 from nodebench.intervals import median_interval, ok_count_text
+from nodebench.markdown import fmt_mib
 from nodebench.metrics import headline_metric, higher_is_better
 from nodebench.records import atomic_write, config_labels, measured_memory
 from nodebench.registry import nearest
@@ -455,7 +456,7 @@ def _fmt(value: float, kind: str = "") -> str:
     if isinstance(value, float) and math.isinf(value):
         return "✗"
     if kind == "mib":
-        return f"{value / 2**20:.3g}"
+        return fmt_mib(value)
     return f"{value:.3g}"
 
 

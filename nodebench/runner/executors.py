@@ -67,14 +67,14 @@ def check_executor(executor: str, scheduler: str | None) -> None:
         raise UserError("executor 'dask' (--executor dask) needs scheduler (--scheduler ADDRESS), e.g. "
                         "tcp://10.0.0.1:8786")
     if executor != "dask" and scheduler:
-        raise UserError(f"--scheduler applies to --executor dask only, not {executor!r}")
+        raise UserError(f"scheduler (--scheduler) applies to executor 'dask' (--executor dask) only, not {executor!r}")
     module = {"submitit": "submitit", "dask": "distributed"}.get(executor)
     if module:
         try:
             __import__(module)
         except ImportError:
-            raise UserError(f"--executor {executor} needs {module}: pip install 'nodebench[{EXTRAS[executor]}]'"
-                            ) from None
+            raise UserError(f"executor {executor!r} (--executor {executor}) needs {module}: pip install "
+                            f"'nodebench[{EXTRAS[executor]}]'") from None
     if executor == "dask":
         _check_scheduler_address(scheduler)
 
@@ -87,14 +87,14 @@ def _check_scheduler_address(scheduler: str) -> None:
     try:  # a network address, checked before anything is written
         host, port = get_address_host_port(scheduler)
     except ValueError as err:
-        raise UserError(f"--scheduler {scheduler!r} is not a dask scheduler address ({err}); give "
+        raise UserError(f"scheduler (--scheduler) {scheduler!r} is not a dask scheduler address ({err}); give "
                         "PROTOCOL://HOST:PORT, e.g. tcp://10.0.0.1:8786") from None
     if not 0 < port < 65536:
-        raise UserError(f"--scheduler {scheduler!r}: port {port} is not a TCP port (1 to 65535)")
+        raise UserError(f"scheduler (--scheduler) {scheduler!r}: port {port} is not a TCP port (1 to 65535)")
     try:
         socket.getaddrinfo(host, port)
     except (socket.gaierror, UnicodeError) as err:
-        raise UserError(f"--scheduler {scheduler!r}: host {host!r} is not known here ({err}); give a host "
+        raise UserError(f"scheduler (--scheduler) {scheduler!r}: host {host!r} is not known here ({err}); give a host "
                         "name or IP address of the scheduler's machine") from None
 
 

@@ -11,14 +11,15 @@ from typing import Any, Mapping
 
 from nodebench.config import CASE_LIMITS, TrainingOptions
 from nodebench.errors import UserError
-from nodebench.methods import METHODS, SOLVER_OPTIONS, Method, check_step_size, get_method, solver_options
+from nodebench.methods import (METHODS, SOLVER_OPTIONS, SOLVER_PARAMS, Method, check_step_size, get_method,
+                               solver_options)
 from nodebench.papers import paper_of_module
 from nodebench.registry import nearest
 from nodebench.regularizers import REGULARIZER_OPTIONS, Regularizer, regularizer_from_hparams
 from nodebench.runner.case import Case
 from nodebench.snode.options import SnodeOptions, inert_options, is_snode_option
 from nodebench.tasks import TASKS, get_task
-from nodebench.tasks.base import MONITOR_TASKS, Task
+from nodebench.tasks.base import MONITOR_TASKS, Task, check_dtype_range
 
 #: Keys that configure how a method trains rather than what it trains on.
 METHOD_KEYS = frozenset(SOLVER_OPTIONS) | frozenset(REGULARIZER_OPTIONS) | frozenset(TrainingOptions.keys())
@@ -71,10 +72,12 @@ def check_case(task: Task, method: Method, hparams: Mapping[str, Any]) -> list[s
             valid = sorted([*params, *METHOD_KEYS])
             raise UserError(f"unknown hyper-parameter {key!r}{nearest(key, valid)} for task {task.name!r} with "
                             f"method {method.name!r}; valid: {', '.join(valid)}")
-    span = task.time_span(task.hparams(settings.task_hparams))
+    hp = task.hparams(settings.task_hparams)
+    span = task.time_span(hp)
     step = settings.solver_options.get("step_size")
     if step is not None and span is not None and "step_size" in method.accepts:
         check_step_size(step, span, f"the time span of task {task.name!r}")
+    check_dtype_range(settings.solver_options, SOLVER_PARAMS, hp.get("dtype"), f"task {task.name}: solver option")
     if settings.monitor_every and not task.full_state:
         raise UserError(f"task {task.name!r} has no training monitor; {MONITOR_TASKS}")
     return ignored_options(method, hparams)

@@ -106,8 +106,8 @@ class Task(abc.ABC):
                 raise UserError(f"task {self.name!r} has no hyper-parameter {key!r}{nearest(key, params)}; "
                                 f"valid: {', '.join(sorted(params)) or 'none'}")
             merged[key] = params[key].check(value, f"task {self.name}: hyper-parameter")
-        _check_dtype_range(merged, params, self.name)
         self.check_hparams(merged)
+        check_dtype_range(merged, params, merged.get("dtype"), f"task {self.name}: hyper-parameter")
         return merged
 
     def check_hparams(self, hp: Mapping[str, Any]) -> None:
@@ -136,19 +136,30 @@ def dtype_from_name(name: str) -> torch.dtype:
 
 # -- hyper-parameter checks shared by the tasks ------------------------------------------------------------
 
-def _check_dtype_range(hp: Mapping[str, Any], params: Mapping[str, Param], task: str) -> None:
-    """A :class:`UserError` for a float hyper-parameter beyond the range of the task's ``dtype``, which its
-    tensors are made in: in float32, ``t_end = 1e300`` made the time grid infinite ("t must be finite") and
-    ``lr = 1e300`` failed in Adam's update ("value cannot be converted to type float without overflow"), each
-    an error row after the data were built. A large value that fits (``lr = 1e30``) runs: it diverges."""
-    if hp.get("dtype") not in ("float32", "float64"):
+def check_dtype_range(values: Mapping[str, Any], params: Mapping[str, Param], dtype: Any, where: str) -> None:
+    """A :class:`UserError` for a float value of ``values`` (typed by ``params``; ``where`` names them, e.g.
+    ``"task g1d: hyper-parameter"``) that the model's ``dtype`` cannot hold: beyond its range, or, for a value
+    that must be positive, below its smallest normal number (0 or a subnormal in it). In float32,
+    ``t_end = 1e300`` made the time grid infinite ("t must be finite") and ``lr = 1e300`` failed in Adam's update
+    ("value cannot be converted to type float without overflow"), each an error row after the data were built;
+    ``eval_tol = 1e-300`` or ``rtol = 1e-300`` became 0, another tolerance (dopri5 stopped, "underflow in dt",
+    or read ``rtol = 0``), and ``lr = 1e-300`` an update of 0. A large value that fits (``lr = 1e30``) runs: it
+    diverges; a value that may be 0 (``weight_decay``) may also be one that rounds to 0. A ``dtype`` other than
+    float32 or float64 (a task without one) checks nothing."""
+    if dtype not in ("float32", "float64"):
         return
-    largest = torch.finfo(dtype_from_name(hp["dtype"])).max
-    for key, value in hp.items():
-        if params[key].kind == "float" and value is not None and abs(value) > largest:
-            raise UserError(f"task {task}: hyper-parameter {key} {value:g} is beyond the range of {hp['dtype']}, "
-                            f"the model's dtype (magnitude at most {largest:.3g}); give a smaller {key}"
-                            + (" or --hparam dtype=float64" if hp["dtype"] != "float64" else ""))
+    info = torch.finfo(dtype_from_name(dtype))
+    wider = " or dtype float64 (--hparam dtype=float64)" if dtype != "float64" else ""
+    for key, value in values.items():
+        if params[key].kind != "float" or value is None:
+            continue
+        if abs(value) > info.max:
+            raise UserError(f"{where} {key} {value:g} is beyond the range of {dtype}, the model's dtype (magnitude "
+                            f"at most {info.max:.3g}); give a smaller {key}{wider}")
+        if params[key].positive and value < info.tiny:
+            raise UserError(f"{where} {key} {value:g} is below {info.tiny:.3g}, the smallest normal number of "
+                            f"{dtype}, the model's dtype (there it is 0 or a subnormal); give {key} >= "
+                            f"{info.tiny:.3g}{wider}")
 
 
 def int_hparam(hp: Mapping[str, Any], key: str, minimum: int) -> int:

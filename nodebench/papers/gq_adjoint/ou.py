@@ -267,8 +267,7 @@ class OrnsteinUhlenbeck(Task):
     #: {0, 1, 5, 10, 25, 50}; typed by its default alone it would have to be ≥ 1.
     param_rules: ClassVar[Mapping[str, Param]] = {"ncosines": Param("ncosines", "int", low=0)}
 
-    def hparams(self, overrides=None):
-        hp = super().hparams(overrides)
+    def check_hparams(self, hp):
         for key, low in (("n_train", 1), ("n_test", 1), ("paths", 2), ("n_times", 2), ("width", 1),
                          ("ncosines", 0), ("batch_size", 1)):
             int_hparam(hp, key, low)
@@ -278,7 +277,6 @@ class OrnsteinUhlenbeck(Task):
             check_step_size(hp[key], hp["t_end"], f"the time span of task {self.name!r}", name=key)
         if hp["kl_direction"] not in KL_DIRECTIONS:
             raise UserError(f"kl_direction must be one of {', '.join(KL_DIRECTIONS)}, got {hp['kl_direction']!r}")
-        return hp
 
     def time_span(self, hp):
         return hp["t_end"]
