@@ -24,7 +24,7 @@ from torch import nn
 from torchdiffeq import odeint
 
 from nodebench.errors import UserError
-from nodebench.solvers import check_solver_arguments
+from nodebench.solvers import check_solver_arguments, check_tolerance
 
 SolveFn = Callable[[nn.Module, Tuple[torch.Tensor, ...], torch.Tensor], Tuple[torch.Tensor, ...]]
 """``solve(func, y0, t) -> ys`` with torchdiffeq's ``odeint`` call convention (``ys`` stacked over ``t``)."""
@@ -38,6 +38,21 @@ def _check_choice(kind: str, value: str, valid: Sequence[str]) -> str:
     if value not in valid:
         raise UserError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
     return value
+
+
+def _state_tolerance(name: str, tol):
+    """A tolerance of the default solver for the state ``(z, Δ)`` as :func:`~nodebench.solvers.check_solver_arguments`
+    checks it: a number (or 0-d tensor) as it is, or, as torchdiffeq's ``odeint`` takes a tuple state's tolerances,
+    a pair of them (z's, Δ's), each checked here, as one tensor of the two; a TypeError saying what is taken
+    otherwise (a per-feature tensor would need the batch size, which changes from call to call)."""
+    if isinstance(tol, (tuple, list)) and len(tol) == 2:
+        return torch.tensor([check_tolerance(f"{name}[{i}]", entry) for i, entry in enumerate(tol)],
+                            dtype=torch.float64)
+    if not ((isinstance(tol, numbers.Real) and not isinstance(tol, bool)) or (torch.is_tensor(tol) and tol.dim() == 0)):
+        got = f"a tensor of shape {tuple(tol.shape)}" if torch.is_tensor(tol) else repr(tol)
+        raise TypeError(f"{name} must be a number ≥ 0, or a pair of them (z's, the log-density's) as torchdiffeq "
+                        f"takes a tuple state's tolerances; got {got}")
+    return tol
 
 
 def _counts(values: Sequence) -> bool:
@@ -254,7 +269,8 @@ class CNF(Transform):
             drawn once per solve, never per function evaluation (drawing per evaluation makes the field
             discontinuous and inflates adaptive-step NFE).
         method, rtol, atol, options: Passed to ``torchdiffeq.odeint`` by the default solver; an unknown method
-            or option, or a negative or NaN tolerance, is a ValueError or TypeError here.
+            or option, or a negative or NaN tolerance, is a ValueError or TypeError here. A tolerance is a number,
+            or a pair ``(z's, the log-density's)``, as torchdiffeq takes one per part of the tuple state.
         train_t1: Make ``T`` trainable, parametrised as ``T = s²`` as in FFJORD's ``train_T``.
         solve: Optional ``solve(func, y0, t) -> ys`` with ``odeint``'s call convention, replacing the
             default solver (e.g. ``odeint_adjoint`` or fixed-step RK4). Reassign :attr:`solve` to
@@ -291,7 +307,8 @@ class CNF(Transform):
             raise UserError(f"CNF end time t1 must be a positive finite number, got {t1!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise UserError(f"generator must be a torch.Generator or None, got {generator!r}")
-        options = check_solver_arguments("", method, rtol, atol, options)  # at construction, not at the first solve
+        options = check_solver_arguments("", method, _state_tolerance("rtol", rtol), _state_tolerance("atol", atol),
+                                         options, per_component=True)  # at construction, not at the first solve
         self.dynamics = dynamics
         self.trace = trace
         self.noise = noise

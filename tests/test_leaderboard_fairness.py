@@ -178,6 +178,25 @@ def test_repeats_of_one_seed_are_one_seed_not_two():
     assert leaderboard.overall({"toy": table}, "famB").set_index("family").loc["famA", "seeds"] == "1 seed"
 
 
+
+def test_repeats_from_options_the_method_ignores_are_named_above_the_task():
+    """rk4 cases of seed 0 recorded with gq's gtol 0.1 and 0.2 (which rk4 ignores) are one configuration: the
+    leaderboard pooled them as "2 runs of 1 seed" without saying the runs came from those options, so they read as
+    repeats of distinct settings. The note above the task names the configuration and the options; true repeats
+    (same recorded hparams) and distinct seeds are not named."""
+    records, curves = board([("rk4", [1, 3], "cpu", CPU, None), ("famB", [5, 5, 5], "cpu", CPU, None)])
+    records["seed"] = records["seed"].where(records["method"] != "rk4", 0)
+    records.loc[records["method"] == "rk4", "hparams"] = [json.dumps({"lr": 0.01, "gtol": g}) for g in (0.1, 0.2)]
+    records.loc[records["case_id"].str.startswith("famB-") & (records["seed"] == 2), "seed"] = 1  # famB: true repeat
+    table, info = leaderboard.task_table(records, curves, target=0.5)
+    assert leaderboard.ok_text(table.set_index("family").loc["rk4"]) == "2/2 runs of 1 seed"  # one configuration
+    note = leaderboard.target_note("toy", info, declared=False)
+    assert note.endswith("differ only in options their method ignores, so one configuration measured more than "
+                         "once (pooled as that seed's runs), not runs of distinct settings: rk4 (gtol 0.1, 0.2).")
+    assert info["repeats"] == ["rk4 (gtol 0.1, 0.2)"]  # famB's runs of seed 1 are recorded alike: not named
+    _, info = leaderboard.task_table(*board(SPREAD), target=0.5)
+    assert info["repeats"] == [] and "ignores" not in leaderboard.target_note("toy", info, declared=False)
+
 def test_families_with_equal_profiles_stay_visible_and_the_legend_says_they_tie(monkeypatch, tmp_path):
     """Two families equal on every task drew the same line in the same width, the later over the earlier, so one
     family disappeared from the performance profile. Each line now differs in width, and the legend names the tie."""

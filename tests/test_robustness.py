@@ -420,6 +420,36 @@ def test_a_case_folder_that_cannot_be_made_closes_the_handed_pipe_ends(tmp_path)
 
 
 @pytest.mark.parametrize("entry", ["sweep", "run_case_process"])
+def test_a_ctrl_c_inside_popen_after_the_fork_leaves_no_worker_running(tmp_path, monkeypatch, entry):
+    """A SIGINT that lands inside ``subprocess.Popen`` once the worker has forked (Popen then raises without
+    returning it) left that worker, in its own session, running after the sweep had stopped."""
+    spawned, popen = [], subprocess.Popen
+
+    def interrupted_popen(args, **kwargs):
+        process = popen(args, **kwargs)
+        if "nodebench.runner.worker" in args:
+            spawned.append(process)
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C after the fork, before Popen returns
+        return process
+
+    monkeypatch.setattr(subprocess, "Popen", interrupted_popen)
+    case = Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            if entry == "sweep":
+                run_cases([case], tmp_path, progress=False)
+            else:
+                sweep.run_case_process(case, tmp_path, python=sleeper)
+        assert len(spawned) == 1 and spawned[0].poll() is not None, "the worker outlived the interrupt"
+    finally:
+        for process in spawned:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.mark.parametrize("entry", ["sweep", "run_case_process"])
 def test_an_interrupt_before_a_started_worker_is_registered_kills_it(tmp_path, monkeypatch, entry):
     """A KeyboardInterrupt between a worker's start and its entry in the sweep's list of running jobs left that
     worker running (and writing into the run folder) after the sweep had returned."""

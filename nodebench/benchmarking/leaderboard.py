@@ -15,7 +15,9 @@ pooled) gets:
   "not reached". The statistic that ranks is the one shown, by name, with its interval over seeds.
 - **Seeds are distinct seeds**: a configuration run twice with one seed (in two experiments of a run, or in
   two runs) has one seed with two runs, whose values are pooled by their median before the statistic over
-  seeds (:mod:`nodebench.intervals` says why); it reads "2 runs of 1 seed", never "2 seeds".
+  seeds (:mod:`nodebench.intervals` says why); it reads "2 runs of 1 seed", never "2 seeds". Where those runs
+  differ in options their method ignores (gq's ``gtol`` given to ``rk4``, below), the note above the task's table
+  names them: they are one configuration measured twice, not runs of two settings (:func:`ignored_repeats`).
 - **peak memory** (median over seeds), **NFE per iteration** (forward + backward, median) and the
   **final metric** (the task's headline metric, median).
 
@@ -60,7 +62,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import gmean
 
-from nodebench.benchmarking.compare import effective_hparams, load_records
+from nodebench.benchmarking.compare import _ignored_differences, effective_hparams, load_records
 from nodebench.errors import UserError
 from nodebench.figure_style import label_styles, styled, subplots
 from nodebench.intervals import median_interval, ok_count_text
@@ -181,10 +183,12 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
 
     Returns:
         ``(table, info)``: the table grouped by hardware (sorted by name; one group without several), each
-        group sorted by time to target, and ``{"target", "column", "metric", "ok", "monitored"}``
-        (``ok``: how many cases of the task finished ok; ``monitored``: how many of those have a quality value).
+        group sorted by time to target, and ``{"target", "column", "metric", "ok", "monitored", "repeats"}``
+        (``ok``: how many cases of the task finished ok; ``monitored``: how many of those have a quality value;
+        ``repeats``: the configurations whose runs of one seed differ in options their method ignores, with
+        those options, :func:`ignored_repeats`).
     """
-    records = records.assign(hparams=effective_hparams(records))  # the options its method ignores left out
+    records = records.assign(recorded=records.get("hparams"), hparams=effective_hparams(records))
     records = records.assign(config=config_labels(records).values,
                              device=[_text(d) for d in records.get("device", pd.Series("", index=records.index))],
                              machine=records.apply(machine_text, axis=1) if len(records) else "")
@@ -227,7 +231,7 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
                      "nfe_per_iter": median_interval(nfe, seeds=good["seed"]).value,
                      "metric": metric_interval.value, "metric_interval": metric_interval,
                      "environment": environment_text(first), "hosts": _texts(group, "hostname"),
-                     "commits": _texts(group, "git_sha", 12)})
+                     "commits": _texts(group, "git_sha", 12), "ignored": ignored_repeats(group)})
     table = pd.DataFrame(rows)
     higher = bool(metric and higher_is_better(metric))
     for col, ascending in (("time_to_target_s", True), ("peak_mem_bytes", True), ("nfe_per_iter", True),
@@ -239,7 +243,19 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
     return table.reset_index(drop=True), {
         "target": target, "column": column, "metric": metric, "ok": len(ok), "monitored": int(measured.sum()),
         "unmonitored": sorted(set(records.loc[records["case_id"].isin(unmonitored), "config"])),
-        "unmeasured": [f"{row.config} ({row.ok - row.measured} of {row.ok})" for row in unmeasured.itertuples()]}
+        "unmeasured": [f"{row.config} ({row.ok - row.measured} of {row.ok})" for row in unmeasured.itertuples()],
+        "repeats": sorted({f"{row.config} ({row.ignored})" for row in table.itertuples() if row.ignored})}
+
+
+def ignored_repeats(group: pd.DataFrame) -> str:
+    """The options in which one configuration's runs of one seed differ (their ``recorded`` hparams; ``gtol
+    0.1, 0.2``, :func:`~nodebench.benchmarking.compare._ignored_differences`), ``""`` where none do: options its
+    method ignores (:func:`effective_hparams`), so the runs pooled as that seed's repeats are one setting measured
+    again, not runs of distinct settings."""
+    twice = group[group.duplicated("seed", keep=False)]
+    found = {_ignored_differences(same.assign(hparams=same["recorded"].fillna("{}")))
+             for _, same in twice.groupby("seed") if same["recorded"].nunique(dropna=False) > 1}
+    return "; ".join(sorted(found - {""}))
 
 
 def task_quality(steps: pd.DataFrame) -> tuple[str, pd.Series, list]:
@@ -612,12 +628,17 @@ def unscored_note(tasks: dict[str, pd.DataFrame]) -> str:
 
 
 def target_note(task: str, info: dict, declared: bool) -> str:
-    """The sentence above a task's table: its target and how times are aggregated."""
+    """The sentences above a task's table: its target and how times are aggregated, and the configurations whose
+    runs of one seed differ only in options their method ignores (:func:`ignored_repeats`)."""
+    repeats = ([f"Runs of one seed that differ only in options their method ignores, so one configuration measured "
+                f"more than once (pooled as that seed's runs), not runs of distinct settings: "
+                f"{'; '.join(info['repeats'])}."] if info["repeats"] else [])
     if not info["ok"]:
-        return "No case of this task finished ok (their statuses in the ok column): no time to target, not scored."
+        return " ".join(["No case of this task finished ok (their statuses in the ok column): no time to target, "
+                         "not scored.", *repeats])
     if not info["monitored"]:
-        return ("No successful case of this task has a training curve with a quality value "
-                f"({', '.join(QUALITY_COLUMNS)} in curves.parquet): no time to target, not scored.")
+        return " ".join(["No successful case of this task has a training curve with a quality value "
+                         f"({', '.join(QUALITY_COLUMNS)} in curves.parquet): no time to target, not scored.", *repeats])
     rule = "declared" if declared else "the largest of the configurations' reachable levels"
     notes = [f"Target: {info['column']} ≤ {_fmt(info['target'])} ({rule}). Time to target: median over seeds "
              "(olympic mean with ≥ 5), named in each cell, with its interval (order statistics for the median, a "
@@ -628,4 +649,4 @@ def target_note(task: str, info: dict, declared: bool) -> str:
     if info["unmeasured"]:
         notes.append(f"No training curve with a quality value for ok cases of {', '.join(info['unmeasured'])}: "
                      "counted as not reached.")
-    return " ".join(notes)
+    return " ".join(notes + repeats)

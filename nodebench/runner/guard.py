@@ -9,6 +9,8 @@ the workers, and data files that take part in a case's identity.
   for (``--allow-mixed-commits``): results of two code versions in one records file cannot be told apart.
 * :func:`stop_on_signals` — SIGTERM (sent by SLURM and ``kill``) and SIGHUP (a closed terminal) stop a
   sweep like Ctrl-C: the sweep kills its workers at once and keeps its finished cases.
+* :func:`deferred_signals` — Ctrl-C, SIGTERM and SIGHUP held over the few lines that start a worker and
+  register it, then delivered: an interrupt never lands between the two, leaving a worker its sweep cannot stop.
 * :func:`data_fingerprint` — the SHA-256 of the data file behind ``trajectories:PATH`` and
   ``density:PATH``, part of the case id, so replacing the file reruns its cases instead of keeping the
   old results.
@@ -63,6 +65,29 @@ def stop_on_signals(signals=(signal.SIGTERM, signal.SIGHUP)):
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+@contextlib.contextmanager
+def deferred_signals(signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
+    """Within the block, ``signals`` are held; afterwards the previous handlers come back and the first signal
+    held is delivered to its handler (a Ctrl-C raises KeyboardInterrupt there, :func:`stop_on_signals`'s
+    handler :class:`Interrupted`). For a block that must not be cut in two, e.g. ``subprocess.Popen`` (whose
+    child exists once it has forked, before it returns) and the registration of the child. A signal whose
+    handler Python did not install, or outside the main thread, is not held."""
+    held: list[int] = []
+    signals = [s for s in signals if signal.getsignal(s) is not None]
+    try:
+        previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in signals}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+        if held:
+            signal.raise_signal(held[0])
 
 
 def pid_alive(pid: int) -> bool:

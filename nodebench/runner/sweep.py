@@ -41,7 +41,8 @@ from nodebench.records import CASES, atomic_write, merge, valid_cases, write_cas
 from nodebench.run_settings import invocation
 from nodebench.runner.case import Case
 from nodebench.runner.executors import SubmissionRefused, open_engine, run_remote
-from nodebench.runner.guard import PARENT_PID, SweepLock, check_commit, read_json_object, stop_on_signals
+from nodebench.runner.guard import (PARENT_PID, SweepLock, check_commit, deferred_signals, read_json_object,
+                                    stop_on_signals)
 from nodebench.runner.progress import Progress, running_notes
 
 LOGS = "logs"
@@ -353,25 +354,28 @@ def _start(case: Case, cases_dir: Path, logs_dir: Path, env: dict, threads: int,
            python: list[str] | None = None, pass_fds: tuple[int, ...] = (), *,
            register: Callable[[_Running], None]) -> None:
     """Start the worker of ``case`` and hand its job to ``register`` (the caller's list of what it must stop). An
-    exception (an interrupt) that arrives after the worker started and before ``register`` returned kills the
-    worker before it propagates: no worker runs that its sweep does not know of."""
+    interrupt (Ctrl-C, SIGTERM, SIGHUP) that arrives meanwhile, even inside ``Popen`` after the fork, is held
+    until ``register`` returned (:func:`~nodebench.runner.guard.deferred_signals`), and an exception raised after
+    the worker started and before ``register`` returned kills the worker before it propagates: no worker runs
+    that its sweep does not know of."""
     spec = logs_dir / f"{case.case_id}.case.json"
     spec.write_text(json.dumps(case.to_dict()))
     log = logs_dir / f"{case.case_id}.log"
     previous_row = _row_stamp(cases_dir / f"{case.case_id}.json")
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     process = None
-    try:
-        with log.open("w") as handle:
-            process = subprocess.Popen(
-                [*(python or [sys.executable]), "-m", "nodebench.runner.worker", str(spec), str(cases_dir),
-                 str(threads)], stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                pass_fds=pass_fds)
-        register(_Running(case, process, time.monotonic(), started_at, log, threads, previous_row))
-    except BaseException:
-        if process is not None:
-            _kill(process)
-        raise
+    with deferred_signals():
+        try:
+            with log.open("w") as handle:
+                process = subprocess.Popen(
+                    [*(python or [sys.executable]), "-m", "nodebench.runner.worker", str(spec), str(cases_dir),
+                     str(threads)], stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                    pass_fds=pass_fds)
+            register(_Running(case, process, time.monotonic(), started_at, log, threads, previous_row))
+        except BaseException:
+            if process is not None:
+                _kill(process)
+            raise
 
 
 def _kill(process: subprocess.Popen) -> None:
