@@ -15,7 +15,7 @@ from nodebench.errors import REASON_LIMIT
 from nodebench.harness.memory import AllocatedPeak
 from nodebench.runner.case import Case
 from nodebench.runner.worker import run_case
-from nodebench.snode import CoordinateDescent, ElementBasis, SnodeOptions
+from nodebench.snode import CoordinateDescent, ElementBasis, SnodeOptions, SpectralObjective
 from nodebench.snode import legendre
 
 D64 = torch.float64
@@ -82,16 +82,17 @@ def _problem(n_times: int, n_traj: int = 4, dim: int = 3):
     return problem, list(field.parameters())
 
 
-@pytest.mark.parametrize("nodes", [None, 60])  # the fit's temporaries dominate, or the node maps do
-def test_memory_estimate_matches_the_allocated_peak_of_the_set_up(nodes):
+@pytest.mark.parametrize("nodes, ridge", [(None, 1e-8), (60, 1e-8), (None, 0.0)])  # fit by elements, node maps, dense
+def test_memory_estimate_matches_the_allocated_peak_of_the_set_up(nodes, ridge):
     from nodebench.snode.memory import matrix_bytes
 
     problem, params = _problem(301)
-    options = SnodeOptions(nodes=nodes)
+    options = SnodeOptions(nodes=nodes, ridge=ridge)
     descent = CoordinateDescent(problem, params, options)
     with AllocatedPeak(CPU) as peak:
         descent.setup()
-    parts = matrix_bytes(301, 4 * 3, options.degree, options.elements_for(301), options.nodes_per_element, 4)
+    parts = matrix_bytes(301, 4 * 3, options.degree, options.elements_for(301), options.nodes_per_element, 4,
+                         ridge=ridge)
     assert 0.9 * peak.bytes <= sum(parts.values()) <= 1.2 * peak.bytes, (peak.bytes, parts)
 
 
@@ -101,30 +102,51 @@ def test_a_basis_over_the_memory_limit_is_refused_before_any_matrix_is_built(mon
     limit = 2**20
     monkeypatch.setattr(memory, "device_memory", lambda device: (limit, "a 1 MiB test limit"))
     problem, params = _problem(301)
-    descent = CoordinateDescent(problem, params, SnodeOptions(nodes=60))
-    with AllocatedPeak(CPU) as peak, pytest.raises(MemoryError, match="snode_nodes") as info:
+    descent = CoordinateDescent(problem, params, SnodeOptions(nodes=60, ridge=0.0))
+    with AllocatedPeak(CPU) as peak, pytest.raises(MemoryError, match="snode_elements") as info:
         descent.setup()
     assert peak.bytes < limit and descent.objective is None
     message = str(info.value)
     assert "\n" not in message and "of a 1 MiB test limit (largest" in message
-    assert "largest: node maps" in message and "E = 50)" in message and "T = 301" in message
+    assert "largest: least-squares fit" in message and "(E = 50)" in message and "T = 301" in message
+    assert "; set snode_ridge > 0 (the fit is dense without it), or lower snode_elements (E = 50)" in message
     assert len(f"SnodeMemoryError: {message}") <= REASON_LIMIT - 25  # room for longer names and counts
 
 
+def test_a_refusal_names_the_options_that_shrink_its_largest_part(monkeypatch):
+    """Many nodes on few elements: the matrix-free node maps' construction is the largest part, and Q, not T, is
+    what to lower; a fit with ridge, linear in T, never suggests the ridge."""
+    from nodebench.snode import memory
+
+    monkeypatch.setattr(memory, "device_memory", lambda device: (2**20, "a 1 MiB test limit"))
+    with pytest.raises(memory.SnodeMemoryError) as info:
+        memory.check_memory(11, 4, 6, 10, 10**4, 4, CPU, ridge=1e-8)
+    message = str(info.value)
+    assert "(largest: node maps' construction, " in message
+    assert message.endswith("GiB); lower snode_nodes (Q = 10000) or snode_elements (E = 10)")
+    with pytest.raises(memory.SnodeMemoryError) as info:
+        memory.check_memory(3001, 4, 6, 500, 7, 4, CPU, ridge=1e-8)
+    message = str(info.value)
+    assert "(largest: least-squares fit, " in message and "snode_ridge" not in message
+    assert message.endswith("GiB); lower snode_elements (E = 500), snode_degree (p = 6) or T = 3001 observation times")
+
+
 def test_an_absurd_element_count_is_an_oom_row_that_says_what_to_lower(tmp_path):
-    """``--hparam snode_elements=1000000`` asks for hundreds of terabytes (E² entries): a recorded ``oom`` case
-    whose reason gives the estimate and the options to lower, not the allocator's failure on the first map."""
+    """``--hparam snode_elements=1000000 --hparam snode_ridge=0`` asks for hundreds of terabytes (a dense fit,
+    E² entries): a recorded ``oom`` case whose reason gives the estimate and the options to lower, not the
+    allocator's failure on the first map."""
     t = np.linspace(0.0, 10.0, 101)
     y = np.cumsum(np.ones((2, 101, 1)), axis=1) * 0.01
     np.savez(tmp_path / "data.npz", t=t, y=y)
     case = Case(task=f"trajectories:{tmp_path / 'data.npz'}", method="snode", iters=1,
-                hparams={"snode_elements": 10**6})
+                hparams={"snode_elements": 10**6, "snode_ridge": 0.0})
     (tmp_path / "out").mkdir()
     row = run_case(case, tmp_path / "out")
     assert row["status"] == "oom"
     assert row["reason"].startswith("SnodeMemoryError: SNODE's matrices need ~")
-    assert "largest: temporaries of the fit" in row["reason"] and "snode_elements (E = 1000000)" in row["reason"]
-    assert row["reason"].endswith("(E·Q + T)·(1 + E·p)")
+    assert "largest: least-squares fit" in row["reason"] and "snode_elements (E = 1000000)" in row["reason"]
+    assert row["reason"].endswith("or T = 101 observation times")
+    assert "; set snode_ridge > 0 (the fit is dense without it), or lower snode_elements (E = 1000000)" in row["reason"]
 
 
 @pytest.mark.parametrize("groups, files, expected", [
@@ -171,3 +193,174 @@ def test_a_large_quadrature_rule_takes_linear_memory_and_stays_exact(rule):
     assert bool((x[1:] > x[:-1]).all()) and x.shape == w.shape == (n,)
     for power, exact in ((0, 2.0), (2, 2 / 3), (40, 2 / 41)):
         torch.testing.assert_close(float((w * x ** power).sum()), exact, rtol=1e-12, atol=0)
+
+
+def _dense_reference(basis, t, element=None, slope=False):
+    """M (T, P) straight from (M2)/(M3) and the continuity recurrence (M5), one element and coefficient at a time:
+    the dense matrices SNODE trained with before its maps were matrix-free, as an independent oracle."""
+    p, n_elem = basis.degree, basis.elements
+    g = torch.zeros(n_elem, p + 1, basis.n_free, dtype=D64)
+    g[0, 0, 0] = 1.0
+    for e in range(n_elem):
+        for k in range(1, p + 1):
+            g[e, k, 1 + e * p + k - 1] = 1.0
+        if e:
+            signs = torch.tensor([(-1.0) ** k for k in range(1, p + 1)], dtype=D64)
+            g[e, 0] = g[e - 1, 0] + g[e - 1, 1:].sum(0) - (signs[:, None] * g[e, 1:]).sum(0)
+    idx, tau = basis.locate(t, element)
+    local = legendre.legendre_basis_derivative(tau, p) * (2 / basis.width) if slope else legendre.legendre_basis(tau, p)
+    return torch.stack([local[i] @ g[int(idx[i])] for i in range(len(idx))])
+
+
+def _mlp(dim):
+    with torch.random.fork_rng():  # the same weights on every call, the global generator left as it was
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(dim, 8), torch.nn.Tanh(), torch.nn.Linear(8, dim)).double()
+    return net, lambda t, x: net(x)
+
+
+@pytest.mark.parametrize("elements, degree, nodes, n_times, rule", [
+    (1, 5, 6, 11, "legendre"), (1, 3, 5, 4, "lobatto"), (4, 3, 4, 13, "legendre"), (7, 2, 3, 40, "lobatto"),
+    (12, 6, 9, 61, "legendre"),
+])
+def test_matrix_free_maps_equal_the_dense_matrices(elements, degree, nodes, n_times, rule):
+    """States, slopes and observation values of the matrix-free maps (ElementMap), the objective J and its
+    gradients in z and θ equal those of the dense matrices to round-off, for random z (float64)."""
+    gen = torch.Generator().manual_seed(elements * 100 + degree)
+    basis = ElementBasis(0.5, 2.5, degree, elements)
+    t = torch.cat([torch.tensor([0.5, 2.5], dtype=D64), 0.5 + 2 * torch.rand(n_times - 2, generator=gen, dtype=D64)])
+    t[2:2 + min(elements - 1, n_times - 2)] = 0.5 + basis.width * torch.arange(1, min(elements, n_times - 1))
+    y = torch.randn(3, n_times, 2, generator=gen, dtype=D64)
+    net, field = _mlp(2)
+    objective = SpectralObjective(field, basis, t, y, nodes_per_element=nodes, rule=rule)
+    tq, w = basis.quadrature(nodes, rule)
+    element = basis.node_elements(nodes)
+    m, v = _dense_reference(basis, t), _dense_reference(basis, tq, element)
+    s = _dense_reference(basis, tq, element, slope=True)
+    z = torch.randn(3, basis.n_free, 2, generator=gen, dtype=D64, requires_grad=True)
+    states, slopes = objective.nodes(z)
+    scale = float(s.abs().max() * z.detach().abs().max())
+    torch.testing.assert_close(objective.obs_map @ z, m @ z, rtol=1e-12, atol=1e-13 * scale)
+    torch.testing.assert_close(states, v @ z, rtol=1e-12, atol=1e-13 * scale)
+    torch.testing.assert_close(slopes, s @ z, rtol=1e-12, atol=1e-13 * scale)
+    lam = torch.randn(3, elements * nodes, 2, generator=gen, dtype=D64)
+    j = objective.data_loss(z) + objective.penalty(objective.residual(z), 0.7, lam)
+    r = s @ z - field(tq, v @ z)
+    j_dense = (((m @ z - y) ** 2).mean() + (0.7 * (w[:, None] * r * r) + w[:, None] * lam * r).sum() / 6)
+    grads = torch.autograd.grad(j, [z, *net.parameters()])
+    grads_dense = torch.autograd.grad(j_dense, [z, *net.parameters()])
+    torch.testing.assert_close(j, j_dense, rtol=1e-12, atol=0)
+    for grad, grad_dense in zip(grads, grads_dense):
+        torch.testing.assert_close(grad, grad_dense, rtol=1e-11, atol=1e-12 * float(grad_dense.abs().max()))
+
+
+def test_training_follows_the_dense_loss_curve(monkeypatch):
+    """A whole SNODE run (fit, 12 iterations of both blocks, the augmented variant's dual updates) with the
+    matrix-free maps gives the loss curve and weights of the same run on the dense matrices, to round-off."""
+    from nodebench.snode import coordinate_descent
+
+    class DenseObjective(SpectralObjective):
+        def __init__(self, field, basis, t_obs, y_obs, *, nodes_per_element, rule):
+            super().__init__(field, basis, t_obs, y_obs, nodes_per_element=nodes_per_element, rule=rule)
+            element = basis.node_elements(nodes_per_element)
+            self.obs_map = _dense_reference(basis, t_obs)
+            self.dense_nodes = (_dense_reference(basis, self.t_nodes, element),
+                                _dense_reference(basis, self.t_nodes, element, True))
+
+        def nodes(self, z):
+            return self.dense_nodes[0] @ z, self.dense_nodes[1] @ z
+
+    def run():
+        net, field = _mlp(2)
+        t = torch.linspace(0.0, 3.0, 31, dtype=D64)
+        y = torch.stack([torch.sin(2 * t), torch.cos(t)], -1)[None] * torch.tensor([1.0, 0.6], dtype=D64)[:, None, None]
+        problem = types.SimpleNamespace(t=t, y_train=y, u_train=None, use_controls=lambda t, u: None, field=field,
+                                        lr=1e-2, weight_decay=0.0)
+        options = SnodeOptions(degree=4, nodes=5, variant="augmented", dual_every=2, dual_tolerance=0.5,
+                               weight_steps=3)
+        descent = CoordinateDescent(problem, list(net.parameters()), options)
+        losses = [float(descent.step(lambda: None)) for _ in range(12)]
+        return losses, descent.z.detach(), [q.detach() for q in net.parameters()], descent.dual.accepted
+
+    losses, z, weights, accepted = run()
+    monkeypatch.setattr(coordinate_descent, "SpectralObjective", DenseObjective)
+    dense_losses, dense_z, dense_weights, dense_accepted = run()
+    assert accepted == dense_accepted >= 1 and len(set(losses)) == len(losses)  # dual steps taken, J moving
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(dense_losses), rtol=1e-10, atol=0)
+    torch.testing.assert_close(z, dense_z, rtol=1e-10, atol=1e-12)
+    for weight, dense_weight in zip(weights, dense_weights):
+        torch.testing.assert_close(weight, dense_weight, rtol=1e-10, atol=1e-12)
+
+
+def test_training_maps_take_memory_linear_in_t_not_a_dense_matrix():
+    """The objective's maps and a gradient of J over 2001 observations (E = 333, 7 nodes each: dense node maps
+    and observation map of 2331 and 2001 rows by P = 1999) take less than one dense T × P float32 matrix."""
+    problem, params = _problem(2001, n_traj=2, dim=2)
+    options = SnodeOptions()
+    basis = ElementBasis(0.0, 10.0, options.degree, options.elements_for(2001))
+    z = torch.zeros(2, basis.n_free, 2, requires_grad=True)
+    with AllocatedPeak(CPU) as peak:
+        objective = SpectralObjective(problem.field, basis, problem.t, problem.y_train,
+                                      nodes_per_element=options.nodes_per_element)
+        j = objective.data_loss(z) + objective.penalty(objective.residual(z), 0.1, None)
+        torch.autograd.grad(j, [z, *params])
+    assert peak.bytes < 4 * 2001 * basis.n_free, peak.bytes
+
+
+@pytest.mark.parametrize("elements, degree, n_times, ridge, gap", [
+    (1, 5, 11, 1e-8, False), (4, 3, 13, 1e-8, False), (7, 2, 40, 1e-3, False), (12, 6, 61, 1e-8, False),
+    (6, 3, 40, 1e-8, True),  # elements 2 and 3 hold no observation: only the ridge determines their coefficients
+])
+def test_the_fit_by_elements_equals_the_dense_solve(elements, degree, n_times, ridge, gap):
+    """The fit (M6) with ridge, element by element, gives the stacked dense system's solution (the same
+    objective to round-off, z to the system's condition number times the unit round-off), for times anywhere
+    in the horizon, on element boundaries and at its ends, several trajectories, float64 and float32."""
+    gen = torch.Generator().manual_seed(elements * 10 + degree)
+    basis = ElementBasis(0.5, 2.5, degree, elements)
+    t = 0.5 + 2 * torch.rand(n_times, generator=gen, dtype=D64)
+    t[:3] = torch.tensor([0.5, 2.5, 0.5 + basis.width], dtype=D64)
+    if gap:
+        t = t[(t < 0.5 + 2 * basis.width) | (t >= 0.5 + 4 * basis.width)]
+    y = torch.randn(3, len(t), 2, generator=gen, dtype=D64)
+    m = basis.values(t)
+    stacked = torch.cat([m, ridge ** 0.5 * torch.eye(basis.n_free, dtype=D64)])
+    condition = float(torch.linalg.cond(stacked))
+    expected = legendre.least_squares(m, y, ridge)
+    z = basis.fit(t, y, ridge)
+
+    def objective(z):
+        return float(((m @ z - y) ** 2).sum() + ridge * (z ** 2).sum())
+
+    assert objective(z) == pytest.approx(objective(expected), rel=1e-12)
+    torch.testing.assert_close(z, expected, rtol=0, atol=100 * condition * 2.2e-16 * float(expected.abs().max()))
+    z32 = basis.fit(t.float(), y.float(), ridge)  # solved in float64, returned in float32
+    assert z32.dtype == torch.float32
+    torch.testing.assert_close(z32, basis.fit(t.float().double(), y.float().double(), ridge).float())
+
+
+def test_the_fit_with_ridge_takes_memory_linear_in_t_not_a_dense_matrix():
+    """2001 observations of 4 series, E = 333: the fit element by element takes less than a quarter of one dense
+    T × P float64 matrix (the dense solve held three: the map, its stack on the ridge's rows, the solver's copy)."""
+    options = SnodeOptions()
+    basis = ElementBasis(0.0, 10.0, options.degree, options.elements_for(2001))
+    t = torch.linspace(0.0, 10.0, 2001, dtype=D64)
+    y = torch.stack([torch.sin(t), torch.cos(3 * t)], -1).expand(2, -1, -1)
+    with AllocatedPeak(CPU) as peak:
+        z = basis.fit(t, y, ridge=1e-8)
+    assert peak.bytes < 2 * 2001 * basis.n_free, peak.bytes
+    assert float(((basis.value_map(t) @ z - y) ** 2).mean()) < 1e-12
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_fit_by_elements_and_the_maps_on_cuda_equal_the_cpu_ones():
+    cuda = torch.device("cuda")
+    basis, t, y = _gap_data()
+    cuda_basis, cuda_t, cuda_y = _gap_data(cuda)
+    z = basis.fit(t, y, ridge=1e-6)
+    cuda_z = cuda_basis.fit(cuda_t, cuda_y, ridge=1e-6)
+    torch.testing.assert_close(cuda_z.cpu(), z, rtol=0, atol=1e-10)
+    tq, _ = basis.quadrature(5)
+    element = basis.node_elements(5)
+    for cpu_map, cuda_map in ((basis.value_map(t), cuda_basis.value_map(cuda_t)),
+                              (basis.slope_map(tq, element), cuda_basis.slope_map(tq.to(cuda), element.to(cuda)))):
+        torch.testing.assert_close((cuda_map @ cuda_z).cpu(), cpu_map @ z, rtol=1e-12, atol=1e-12)

@@ -11,10 +11,11 @@ solve while training. The harness method is ``snode``; the formulas and every no
 >>> basis = ElementBasis(0.0, 10.0, degree=6, elements=8)      # C0-continuous elements
 >>> z = basis.fit(t_obs, y_obs, ridge=1e-8)                     # free coefficients (..., P, D)
 >>> x_nodes = basis.values(t_nodes) @ z                         # every quantity is linear in z
+>>> x_nodes = basis.value_map(t_nodes) @ z                      # the same without the dense matrix
 """
 
 from nodebench.snode.coordinate_descent import CoordinateDescent
-from nodebench.snode.elements import ElementBasis
+from nodebench.snode.elements import ElementBasis, ElementMap
 from nodebench.snode.legendre import (
     LegendreSeries,
     gauss_legendre_nodes,
@@ -25,5 +26,5 @@ from nodebench.snode.legendre import (
 from nodebench.snode.objective import SpectralObjective
 from nodebench.snode.options import SnodeOptions
 
-__all__ = ["CoordinateDescent", "ElementBasis", "LegendreSeries", "SnodeOptions", "SpectralObjective",
+__all__ = ["CoordinateDescent", "ElementBasis", "ElementMap", "LegendreSeries", "SnodeOptions", "SpectralObjective",
            "gauss_legendre_nodes", "gauss_lobatto_nodes", "legendre_basis", "legendre_basis_derivative"]

@@ -56,13 +56,13 @@ class CoordinateDescent:
 
     def setup(self) -> None:
         """Build the basis (M2)–(M5) and quadrature (M7), fit the coefficients to the observations (M6), reset
-        γ and λ (λ = 0). First refuses (:class:`~nodebench.snode.memory.SnodeMemoryError`) a basis whose dense
-        matrices would not fit in the device's memory (:func:`~nodebench.snode.memory.check_memory`)."""
+        γ and λ (λ = 0). First refuses (:class:`~nodebench.snode.memory.SnodeMemoryError`) a basis whose maps and
+        fit would not fit in the device's memory (:func:`~nodebench.snode.memory.check_memory`)."""
         p, opts = self.problem, self.options
         t, y = p.t, p.y_train
         elements = opts.elements_for(t.shape[0])
         check_memory(t.shape[0], y.shape[0] * y.shape[-1], opts.degree, elements, opts.nodes_per_element,
-                     y.element_size(), y.device)
+                     y.element_size(), y.device, ridge=opts.ridge)
         basis = ElementBasis(float(t[0]), float(t[-1]), opts.degree, elements, dtype=torch.float64, device=y.device)
         self.objective = SpectralObjective(p.field, basis, t, y, nodes_per_element=opts.nodes_per_element,
                                            rule=opts.quadrature)

@@ -12,9 +12,12 @@ equation labels (M1)–(M14) the docstrings here cite). How the paper couples el
   P_k(−1) = (−1)^k: c_{e+1,0} = c_{e,0} + Σ_{k≥1} c_{e,k} − Σ_{k≥1} (−1)^k c_{e+1,k}.
 
 Every quantity SNODE needs is therefore *linear* in the free coefficients z ∈ R^{P×D}: the states and the
-slopes ẋ = (2/h) Σ_k c_{e,k} P_k'(τ) at any fixed set of times are matrix products ``M @ z`` with
-matrices computed once (:meth:`ElementBasis.values`, :meth:`ElementBasis.slopes`). With E = 1 this is a
-plain Legendre series (:class:`~nodebench.snode.legendre.LegendreSeries`).
+slopes ẋ = (2/h) Σ_k c_{e,k} P_k'(τ) at any fixed set of times are products ``M @ z``. Their (T × P) matrices
+(:meth:`ElementBasis.values`, :meth:`ElementBasis.slopes`) grow with E·T; :class:`ElementMap`
+(:meth:`ElementBasis.value_map`, :meth:`ElementBasis.slope_map`) applies the same maps without them, in
+O(T·p) memory and time per state column: z → c by the cumulative sum of (M5) (:meth:`ElementBasis.coefficients`),
+then each time's (p + 1) basis values against its element's c. With E = 1 this is a plain Legendre series
+(:class:`~nodebench.snode.legendre.LegendreSeries`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numbers
 import torch
 
 from nodebench.snode.legendre import (
+    check_ridge,
     gauss_legendre_nodes,
     gauss_lobatto_nodes,
     least_squares,
@@ -56,7 +60,8 @@ class ElementBasis:
         self.t0, self.t1 = float(t0), float(t1)
         self.degree, self.elements = int(degree), int(elements)
         self.dtype, self.device = dtype, device
-        self.coefficient_map = self._coefficient_map()
+        #: (−1)^k for k = 1..p: P_k(−1), the start of an element (M5)
+        self.signs = torch.tensor([(-1.0) ** k for k in range(1, degree + 1)], dtype=dtype, device=device)
 
     @property
     def n_free(self) -> int:
@@ -68,18 +73,11 @@ class ElementBasis:
         """h = (t1 − t0)/E, the width of every element (M2)."""
         return (self.t1 - self.t0) / self.elements
 
-    def _coefficient_map(self) -> torch.Tensor:
-        """G of shape (E, p + 1, P) with c_{e,k} = Σ_j G[e, k, j] z_j (continuity eliminates c_{e,0}, e ≥ 1)."""
-        p, n_elem = self.degree, self.elements
-        g = torch.zeros(n_elem, p + 1, self.n_free, dtype=self.dtype, device=self.device)
-        g[0, 0, 0] = 1.0
-        for e in range(n_elem):
-            for k in range(1, p + 1):
-                g[e, k, 1 + e * p + (k - 1)] = 1.0
-        signs = torch.tensor([(-1.0) ** k for k in range(1, p + 1)], dtype=self.dtype, device=self.device)
-        for e in range(n_elem - 1):
-            g[e + 1, 0] = g[e, 0] + g[e, 1:].sum(0) - (signs[:, None] * g[e + 1, 1:]).sum(0)
-        return g
+    @property
+    def coefficient_map(self) -> torch.Tensor:
+        """G of shape (E, p + 1, P) with c_{e,k} = Σ_j G[e, k, j] z_j (M5), dense (E·(p + 1)·P entries, built on
+        each use: only the dense matrices of :meth:`values` and :meth:`slopes` need it)."""
+        return self.coefficients(torch.eye(self.n_free, dtype=self.dtype, device=self.device))
 
     def locate(self, t, element=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Element index and local τ of times ``t`` (T,). Without ``element`` each time goes to the element
@@ -97,30 +95,38 @@ class ElementBasis:
         tau = 2.0 * (t - (self.t0 + idx.to(self.dtype) * self.width)) / self.width - 1.0
         return idx, tau
 
-    def values(self, t, element=None) -> torch.Tensor:
-        """M (T, P) with x(t) = M @ z: x_e(τ) = Σ_k c_{e,k} P_k(τ) ((M2), paper §4); ``element`` as in
-        :meth:`locate`."""
+    def value_map(self, t, element=None) -> "ElementMap":
+        """x(t) = M z ((M2), paper §4) as an :class:`ElementMap`, without M; ``element`` as in :meth:`locate`."""
         idx, tau = self.locate(t, element)
-        return self._assemble(legendre_basis(tau, self.degree), idx)
+        return ElementMap(self, legendre_basis(tau, self.degree), idx)
 
-    def slopes(self, t, element=None) -> torch.Tensor:
-        """M' (T, P) with ẋ(t) = M' @ z: ẋ = (2/h) Σ_k c_{e,k} P_k'(τ) ((M3), paper §4).
+    def slope_map(self, t, element=None) -> "ElementMap":
+        """ẋ(t) = M' z, ẋ = (2/h) Σ_k c_{e,k} P_k'(τ) ((M3), paper §4), as an :class:`ElementMap`, without M'.
         The slope is the one of ``element`` (:meth:`locate`), which matters at a boundary, where it jumps."""
         idx, tau = self.locate(t, element)
-        # scaled in place: one (T, P) matrix at a time (nodebench.snode.memory counts on it)
-        return self._assemble(legendre_basis_derivative(tau, self.degree), idx).mul_(2.0 / self.width)
+        return ElementMap(self, legendre_basis_derivative(tau, self.degree).mul_(2.0 / self.width), idx)
 
-    def _assemble(self, basis: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Rows basis[t] @ G[idx[t]], element by element (memory O(T·P), not O(T·(p+1)·P))."""
-        out = basis.new_zeros(basis.shape[0], self.n_free)
-        for e in torch.unique(idx).tolist():
-            rows = idx == e
-            out[rows] = basis[rows] @ self.coefficient_map[e]
-        return out
+    def values(self, t, element=None) -> torch.Tensor:
+        """The dense M (T, P) of :meth:`value_map`: x(t) = M @ z (M2)."""
+        return self.value_map(t, element).dense()
+
+    def slopes(self, t, element=None) -> torch.Tensor:
+        """The dense M' (T, P) of :meth:`slope_map`: ẋ(t) = M' @ z (M3)."""
+        return self.slope_map(t, element).dense()
 
     def coefficients(self, z: torch.Tensor) -> torch.Tensor:
-        """Per-element Legendre coefficients c_{e,k} (..., E, p + 1, D) of free coefficients z (..., P, D), (M5)."""
-        return torch.einsum("ekp,...pd->...ekd", self.coefficient_map, z)
+        """Per-element Legendre coefficients c_{e,k} (..., E, p + 1, D) of free coefficients z (..., P, D) by the
+        continuity (M5): c_{e,k} (k ≥ 1) are z's, and c_{e,0} = c_{0,0} + Σ_{j<e} (Σ_{k≥1} c_{j,k} −
+        Σ_{k≥1} (−1)^k c_{j+1,k}), a cumulative sum over the earlier elements: O(E·p) per column, differentiable
+        (its transpose, a reverse cumulative sum, is autograd's)."""
+        if z.dim() < 2 or z.shape[-2] != self.n_free:
+            raise ValueError(f"z must have shape (..., P, D) with P = {self.n_free}, got {tuple(z.shape)}")
+        free = z[..., 1:, :].unflatten(-2, (self.elements, self.degree))  # c_{e,k}, k ≥ 1: (..., E, p, D)
+        signs = self.signs.to(free.dtype)  # on the device: no host copy inside a training step
+        steps = free[..., :-1, :, :].sum(-2) - torch.einsum("k,...ekd->...ed", signs, free[..., 1:, :, :])
+        first = z[..., :1, :]
+        constants = first + torch.cat([torch.zeros_like(first), steps.cumsum(-2)], dim=-2)  # c_{e,0}: (..., E, D)
+        return torch.cat([constants.unsqueeze(-2), free], dim=-2)
 
     def quadrature(self, nodes_per_element: int, rule: str = "legendre") -> tuple[torch.Tensor, torch.Tensor]:
         """Node times (E·Q,) and weights (E·Q,) of a composite Gauss rule (M7), element by element; the weights
@@ -142,12 +148,61 @@ class ElementBasis:
         """Least-squares free coefficients z (..., P, D) of observations y_obs (..., T, D) at times t_obs (T,):
         min_z ‖M z − y‖² + ridge ‖z‖² (nodebench's initialisation of SNODE's coefficients, (M6)). Solved in the
         basis's dtype (float64 by default, for conditioning) and returned in the observations' dtype, the one
-        :class:`~nodebench.snode.objective.SpectralObjective` and the field work in. Fewer observations than
-        coefficients need ``ridge > 0``."""
+        :class:`~nodebench.snode.objective.SpectralObjective` and the field work in. With ``ridge > 0`` element
+        by element (:meth:`_fit_by_elements`, memory O((T + E·p)·(p + K)) for K = N·D columns), without it on
+        the dense M (:func:`~nodebench.snode.legendre.least_squares`, the minimum-norm solution where M is
+        rank-deficient). Fewer observations than coefficients need ``ridge > 0``."""
         self.check_observations(t_obs, y_obs)
         if not torch.isfinite(y_obs).all():
             raise ValueError("y_obs holds NaN or infinite values; the least-squares fit needs finite observations")
-        return least_squares(self.values(t_obs), y_obs.to(self.dtype), ridge).to(y_obs.dtype)
+        check_ridge(ridge)
+        y = y_obs.to(self.dtype)
+        if ridge == 0:
+            return least_squares(self.values(t_obs), y, ridge).to(y_obs.dtype)
+        folded = y.movedim(-2, 0).reshape(y.shape[-2], -1)  # every trajectory and dimension a column
+        z = self._fit_by_elements(t_obs, folded, ridge)
+        return z.reshape(self.n_free, *y.shape[:-2], y.shape[-1]).movedim(0, -2).to(y_obs.dtype)
+
+    def _fit_by_elements(self, t_obs, y: torch.Tensor, ridge: float) -> torch.Tensor:
+        """z (P, K) minimising ‖M z − y‖² + ridge ‖z‖² (M6) for y (T, K), ridge > 0, by orthogonal
+        transformations element by element, never forming M: in the unknowns f_e = (c_{e,1..p}) and v_e, the
+        state where element e starts (c_{e,0} = v_e − Σ_k (−1)^k f_{e,k}), the continuity (M5) is the chain
+        v_{e+1} = v_e + Σ_k (1 − (−1)^k) f_{e,k}, and z = (v_0 − Σ_k (−1)^k f_{0,k}, f_0, …, f_{E−1}). From
+        the last element back, a QR factorisation of the element's rows (its observations, the ridge's, and
+        the next element's remaining cost as one row in v_{e+1}) leaves that cost as one row in v_e; then v_0
+        and, element after element, f_e and v_{e+1} follow by back substitution. A square-root (information)
+        form of dynamic programming over the chain, as stable as one QR of the stacked system
+        :func:`~nodebench.snode.legendre.least_squares` solves, in O(E·(T/E + p)·p·(p + K)) time."""
+        p, n_elem, width = self.degree, self.elements, y.shape[1]
+        idx, tau = self.locate(t_obs)
+        signs = self.signs
+        steps = 1.0 - signs  # v_{e+1} − v_e = steps · f_e
+        local = legendre_basis(tau, p)
+        rows = torch.cat([local[:, 1:] - signs, local[:, :1], y], dim=1)  # [f_e | v_e | y] per observation
+        order = torch.argsort(idx, stable=True)
+        observed = torch.split(rows[order], torch.bincount(idx, minlength=n_elem).tolist())
+        root = ridge ** 0.5
+        ridge_rows = torch.cat([root * torch.eye(p, dtype=self.dtype, device=self.device),
+                                rows.new_zeros(p, 1 + width)], dim=1)
+        first = torch.cat([-root * signs, rows.new_tensor([root]), rows.new_zeros(width)])[None]  # ridge on z_0
+        tail = rows.new_zeros(1, p + 1 + width)  # the remaining cost after the last element: none
+        triangles = [None] * n_elem
+        for e in reversed(range(n_elem)):
+            stack = [observed[e], ridge_rows, tail] + ([first] if e == 0 else [])
+            r = torch.linalg.qr(torch.cat(stack), mode="r").R[:p + 1]
+            triangles[e] = r
+            tail = torch.cat([r[p, p] * steps, r[p, p:]])[None]  # r_vv (v_e + steps · f_e) ≈ g_v, in element e − 1
+        r = torch.stack(triangles)  # (E, p + 1, p + 1 + K)
+        # f_e = const_e − lin_e v_e, from the triangle's f rows
+        solved = torch.linalg.solve_triangular(r[:, :p, :p], torch.cat([r[:, :p, p + 1:], r[:, :p, p:p + 1]], -1),
+                                               upper=True)
+        const, lin = solved[..., :width], solved[..., width:]
+        start = r[0, p, p + 1:] / r[0, p, p]
+        v, free = start, []
+        for e in range(n_elem):
+            free.append(const[e] - lin[e] * v)
+            v = v + steps @ free[-1]
+        return torch.cat([(start - signs @ free[0])[None], *free])
 
     def check_observations(self, t_obs, y_obs: torch.Tensor, *, dims: str = "(..., T, D)") -> None:
         """A ValueError or TypeError unless ``t_obs`` holds T finite times in [t0, t1] (1-D) and ``y_obs`` is a
@@ -165,3 +220,55 @@ class ElementBasis:
         if not (torch.isfinite(t).all() and t.min() >= self.t0 - slack and t.max() <= self.t1 + slack):
             raise ValueError(f"t_obs must be finite times inside the basis's horizon [{self.t0:g}, {self.t1:g}], got "
                              f"values from {float(t.min()):g} to {float(t.max()):g}")
+
+
+class ElementMap:
+    """The linear map z (..., P, D) ↦ X (..., T, D) of an :class:`ElementBasis` at T fixed times (values (M2)
+    or slopes (M3), paper §4), applied as ``map @ z`` without its dense (T × P) matrix: the per-element
+    coefficients c (:meth:`ElementBasis.coefficients`, a cumulative sum for (M5)), then X[t] = Σ_k B[t, k]
+    c[element[t], k], one batched product where the times come element by element, Q to each (quadrature
+    nodes, :meth:`ElementBasis.node_elements`), else a gather. Memory and time O(T·p) per column, where the
+    matrix takes T·(1 + E·p); autograd gives the transpose.
+
+    Args:
+        basis: the element basis.
+        local: B (T, p + 1), each time's Legendre values (or scaled derivatives) at its local τ.
+        element: (T,) each time's element.
+    """
+
+    def __init__(self, basis: ElementBasis, local: torch.Tensor, element: torch.Tensor):
+        self.basis, self.local, self.element = basis, local, element
+        n_elem, per_element = basis.elements, len(element) // basis.elements
+        blocks = torch.arange(n_elem, device=element.device).repeat_interleave(per_element)
+        self.per_element = per_element if per_element * n_elem == len(element) and torch.equal(element, blocks) \
+            else None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(T, P), the dense matrix's."""
+        return self.local.shape[0], self.basis.n_free
+
+    def to(self, dtype: torch.dtype) -> "ElementMap":
+        """The same map with its basis values in ``dtype`` (the data's, which z has)."""
+        return ElementMap(self.basis, self.local.to(dtype), self.element)
+
+    def __matmul__(self, z: torch.Tensor) -> torch.Tensor:
+        """M @ z (..., T, D) for z (..., P, D)."""
+        return self.apply(self.basis.coefficients(z))
+
+    def apply(self, c: torch.Tensor) -> torch.Tensor:
+        """M @ z (..., T, D) from z's coefficients c = ``basis.coefficients(z)`` (..., E, p + 1, D), which maps
+        of the same z can share."""
+        if self.per_element is not None:
+            return (self.local.view(self.basis.elements, self.per_element, -1) @ c).flatten(-3, -2)
+        return torch.einsum("tk,...tkd->...td", self.local, c[..., self.element, :, :])
+
+    def dense(self) -> torch.Tensor:
+        """The matrix M (T, P): rows B[t] @ G[element[t]] (:attr:`ElementBasis.coefficient_map`), element by
+        element (memory O(T·P + E·(p + 1)·P), not O(T·(p + 1)·P)), in the basis values' dtype."""
+        g = self.basis.coefficient_map.to(self.local.dtype)
+        out = self.local.new_zeros(self.shape)
+        for e in torch.unique(self.element).tolist():
+            rows = self.element == e
+            out[rows] = self.local[rows] @ g[e]
+        return out

@@ -26,8 +26,8 @@ import numpy as np
 import scipy.linalg
 import torch
 
-__all__ = ["LegendreSeries", "gauss_legendre_nodes", "gauss_lobatto_nodes", "least_squares", "legendre_basis",
-           "legendre_basis_derivative", "minimum_norm_lstsq", "svd_lstsq"]
+__all__ = ["LegendreSeries", "check_ridge", "gauss_legendre_nodes", "gauss_lobatto_nodes", "least_squares",
+           "legendre_basis", "legendre_basis_derivative", "minimum_norm_lstsq", "svd_lstsq"]
 
 _DTYPE = torch.float64
 
@@ -149,8 +149,7 @@ def least_squares(basis: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.T
     not its square). Without ridge the basis may be rank-deficient (an element holding no observations): the
     answer is then the minimum-norm solution on every device (:func:`minimum_norm_lstsq`)."""
     n_obs, n_coef = basis.shape[-2], basis.shape[-1]
-    if not (isinstance(ridge, numbers.Real) and math.isfinite(ridge) and ridge >= 0):
-        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+    check_ridge(ridge)
     if ridge > 0:
         eye = (ridge ** 0.5) * torch.eye(n_coef, dtype=basis.dtype, device=basis.device)
         basis = torch.cat([basis, eye.expand(*basis.shape[:-2], n_coef, n_coef)], dim=-2)
@@ -165,6 +164,12 @@ def least_squares(basis: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.T
         return minimum_norm_lstsq(basis, folded).reshape(n_coef, *lead, dim).movedim(0, -2)
     batch = torch.broadcast_shapes(basis.shape[:-2], y.shape[:-2])
     return minimum_norm_lstsq(basis.expand(*batch, *basis.shape[-2:]), y.expand(*batch, *y.shape[-2:]))
+
+
+def check_ridge(ridge) -> None:
+    """A ValueError unless ``ridge`` (of the fit (M6)) is a finite number >= 0."""
+    if not (isinstance(ridge, numbers.Real) and math.isfinite(ridge) and ridge >= 0):
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
 
 
 def minimum_norm_lstsq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

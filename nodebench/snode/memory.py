@@ -1,19 +1,21 @@
-"""The memory SNODE's dense matrices take, estimated and checked before any is built.
+"""The memory SNODE's matrices take, estimated and checked before any is built.
 
 Paper: Quaglino et al., SNODE (ICLR 2020, arXiv 1906.07038), §4 and §3; nodebench's reconstruction is in
-``nodebench/papers/snode/README.md`` (equations (M5)–(M7) there). Every quantity SNODE needs is a product of a
-dense matrix and the free coefficients (:mod:`nodebench.snode.elements`), P = 1 + E·p of them per state
-dimension:
+``nodebench/papers/snode/README.md`` (equations (M5)–(M7) there). Every quantity SNODE needs is linear in the
+free coefficients, P = 1 + E·p of them per state dimension (:mod:`nodebench.snode.elements`):
 
-* the continuity map G (M5): E × (p + 1) × P, float64;
-* the observation map (T × P) and the node maps of states and slopes (2 × (E·Q) × P), in the data's dtype;
-* the least-squares fit (M6), while it runs: the observation map again in float64, stacked on the ridge's
-  P × P rows, and the solver's working copy of that stack.
+* while training, the observation map and the node maps of states and slopes are matrix-free
+  (:class:`~nodebench.snode.elements.ElementMap`): each time's p + 1 basis values and its element, in the data's
+  dtype, (T + 2·E·Q)·(p + 1) values in all;
+* the least-squares fit (M6), while it runs, in float64: with ``snode_ridge`` > 0 (the default) element by
+  element (:meth:`~nodebench.snode.elements.ElementBasis.fit`), O(T·(p + N·D) + E·p·(p + N·D)); without ridge
+  on the dense observation map: the continuity map G (E × (p + 1) × P) and the map (T × P) while it is
+  assembled, then the map and the solver's copy of it.
 
-With the default E ≈ (T − 1)/p all of them grow with the square of the number of observation times T, and the
-node maps with Q too: a trajectory of 10⁴ observations needs about 1 GB per matrix. :func:`check_memory`
-refuses a fit whose matrices would not fit in the memory available on the device (:func:`device_memory`)
-before the first is allocated.
+So with ridge everything grows linearly with the number of observation times T. Without it, and the default
+E ≈ (T − 1)/p, the fit grows with T² (a trajectory of 10⁴ observations needs about 2 GB for it).
+:func:`check_memory` refuses a case whose matrices would not fit in the memory available on the device
+(:func:`device_memory`) before the first is allocated.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import torch
 
 FLOAT64 = 8  # bytes of the basis's float64 entries
+INDEX = 8  # bytes of an int64 element index
 
 
 class SnodeMemoryError(MemoryError):
@@ -32,22 +35,31 @@ class SnodeMemoryError(MemoryError):
 
 
 def matrix_bytes(n_times: int, n_series: int, degree: int, elements: int, nodes_per_element: int,
-                 itemsize: int) -> dict[str, int]:
-    """Bytes of SNODE's dense matrices at the peak of its set-up, for T = ``n_times`` observation times of
-    ``n_series`` = N·D scalar series in a dtype of ``itemsize`` bytes, E elements of degree p and Q nodes each
-    (see the module docstring): the ``continuity map``, ``node maps`` and ``observation map`` held while
-    training, and the temporaries of the set-up: the larger of the least-squares fit's (data included) and
-    of a node map's float64 construction, named after the one it is."""
+                 itemsize: int, *, ridge: float) -> dict[str, int]:
+    """Bytes of SNODE's matrices at the peak of its set-up, for T = ``n_times`` observation times of
+    ``n_series`` = N·D scalar series in a dtype of ``itemsize`` bytes, E elements of degree p, Q nodes each and
+    the fit's ``ridge`` (see the module docstring): the matrix-free ``observation map`` and ``node maps`` held
+    while training (basis values and int64 element indices) and the ``least-squares fit``'s float64
+    temporaries. Without ridge the fit is dense: the larger of its assembly (the continuity map and the
+    observation map) and its solve (that map, the solver's copy and the data); with ridge it goes element by
+    element: the data twice (as given, folded into columns), each observation's basis values and row
+    [basis | data] twice (built, sorted by element), each element's triangle twice (listed, stacked), the
+    triangular solve's right-hand sides and solutions, the coefficients per element and z. The fit's part is
+    named ``node maps' construction`` where their float64 temporaries, which come and go before it, are larger."""
     n_free = 1 + elements * degree
     n_nodes = elements * nodes_per_element
-    fit = FLOAT64 * ((3 * n_times + 2 * n_free) * n_free + 3 * (n_times + n_free) * n_series)
-    # a node map is built in float64, then copied to the data's dtype (no copy where that is float64)
-    build = FLOAT64 * n_nodes * n_free if itemsize != FLOAT64 else 0
+    if ridge == 0:
+        assembly = (elements * (degree + 4) + n_times) * n_free  # G, its cumulative sum's (E, P) temporaries, M
+        fit = max(assembly, 2 * n_times * n_free + 3 * n_times * n_series)
+    else:
+        width = degree + 1 + n_series  # a row [f_e | v_e | y] or a triangle's
+        fit = (2 * n_times * (n_series + degree + 1 + width) + 2 * elements * (degree + 1) * width
+               + 3 * elements * degree * (n_series + 1) + n_free * n_series)
+    build = (3 * degree + 2) * n_nodes  # a node map's float64 basis values and their columns
     return {
-        "continuity map": FLOAT64 * elements * (degree + 1) * n_free,
-        "node maps": 2 * itemsize * n_nodes * n_free,
-        "observation map": itemsize * n_times * n_free,
-        "temporaries of the fit" if fit >= build else "temporaries of the node maps": max(fit, build),
+        "observation map": (itemsize * (degree + 1) + INDEX) * n_times,
+        "node maps": 2 * (itemsize * (degree + 1) + INDEX) * n_nodes,
+        "least-squares fit" if fit >= build else "node maps' construction": FLOAT64 * max(fit, build),
     }
 
 
@@ -112,18 +124,21 @@ def _cgroup_room(root: Path = Path("/sys/fs/cgroup"), groups: Path = Path("/proc
 
 
 def check_memory(n_times: int, n_series: int, degree: int, elements: int, nodes_per_element: int,
-                 itemsize: int, device: torch.device) -> int:
+                 itemsize: int, device: torch.device, *, ridge: float) -> int:
     """The estimated bytes of SNODE's matrices (:func:`matrix_bytes`, summed); :class:`SnodeMemoryError` with
-    the estimate, its largest part and what to lower where it exceeds :func:`device_memory` (one line, short
-    enough for a record's failure reason)."""
-    parts = matrix_bytes(n_times, n_series, degree, elements, nodes_per_element, itemsize)
+    the estimate, its largest part and the options that shrink that part where it exceeds :func:`device_memory`
+    (one line, short enough for a record's failure reason)."""
+    parts = matrix_bytes(n_times, n_series, degree, elements, nodes_per_element, itemsize, ridge=ridge)
     total = sum(parts.values())
     available, what = device_memory(device)
     if total > available:
         name, size = max(parts.items(), key=lambda item: item[1])
-        raise SnodeMemoryError(
-            f"SNODE's matrices need ~{total / 2**30:.3g} GiB, over the {available / 2**30:.3g} GiB of {what} "
-            f"(largest: {name}, {size / 2**30:.3g} GiB); lower snode_nodes (Q = {nodes_per_element}), snode_elements "
-            f"(E = {elements}) or snode_degree (p = {degree}), or T = {n_times} observation times: they grow as "
-            f"(E·Q + T)·(1 + E·p)")
+        advice = f"lower snode_elements (E = {elements}), snode_degree (p = {degree}) or T = {n_times} observation " \
+                 "times"
+        if name.startswith("node maps"):
+            advice = f"lower snode_nodes (Q = {nodes_per_element}) or snode_elements (E = {elements})"
+        elif name == "least-squares fit" and ridge == 0:
+            advice = f"set snode_ridge > 0 (the fit is dense without it), or {advice}"
+        raise SnodeMemoryError(f"SNODE's matrices need ~{total / 2**30:.3g} GiB, over the {available / 2**30:.3g} GiB "
+                               f"of {what} (largest: {name}, {size / 2**30:.3g} GiB); {advice}")
     return total

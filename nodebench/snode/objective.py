@@ -28,7 +28,8 @@ from nodebench.snode.elements import ElementBasis
 
 
 class SpectralObjective:
-    """The matrices and terms of J (M8)–(M12), paper §3, for one set of trajectories.
+    """The maps (:class:`~nodebench.snode.elements.ElementMap`) and terms of J (M8)–(M12), paper §3, for one set
+    of trajectories.
 
     Args:
         field: ``f(t, x)``, called as ``field(t_nodes, x_nodes)``.
@@ -42,11 +43,12 @@ class SpectralObjective:
         basis.check_observations(t_obs, y_obs, dims="(N, T, D)")
         dtype = y_obs.dtype
         self.field, self.basis, self.y_obs = field, basis, y_obs
-        self.obs_map = basis.values(t_obs).to(dtype)
+        # matrix-free maps (ElementMap): memory O((T + E·Q)·p), where dense ones take (T + 2·E·Q)·(1 + E·p)
+        self.obs_map = basis.value_map(t_obs).to(dtype)
         t_nodes, weights = basis.quadrature(nodes_per_element, rule)
         element = basis.node_elements(nodes_per_element)  # a Gauss–Lobatto end node takes its own element's slope
-        self.node_values = basis.values(t_nodes, element).to(dtype)
-        self.node_slopes = basis.slopes(t_nodes, element).to(dtype)
+        self.node_values = basis.value_map(t_nodes, element).to(dtype)
+        self.node_slopes = basis.slope_map(t_nodes, element).to(dtype)
         self.t_nodes, self.weights = t_nodes.to(dtype), weights.to(dtype)
 
     @property
@@ -73,15 +75,16 @@ class SpectralObjective:
 
     def residual(self, z: torch.Tensor) -> torch.Tensor:
         """r (N, E·Q, D) = ẋ − f at every node (M9) (one batched field call)."""
-        return self.node_slopes @ self._check_z(z) - self._field(self.node_values @ z)
+        return self.residual_given(*self.nodes(z))
 
     def residual_given(self, states: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
         """r (M9) for fixed node states and slopes (the weight block of (M14), where z is constant)."""
         return slopes - self._field(states)
 
     def nodes(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Node states and slopes (N, E·Q, D) each."""
-        return self.node_values @ self._check_z(z), self.node_slopes @ z
+        """Node states and slopes (N, E·Q, D) each (the coefficients of (M5) computed once for both)."""
+        c = self.basis.coefficients(self._check_z(z))
+        return self.node_values.apply(c), self.node_slopes.apply(c)
 
     def violation(self, r: torch.Tensor) -> torch.Tensor:
         """R = Σ_q w_q mean_{n,d} r² (M10)."""

@@ -22,7 +22,7 @@ snode_weight_steps  10        Adam steps on the weights θ per iteration (coeffi
                               learning rate is the task's ``lr``
 snode_coef_lr       0.01      Adam learning rate of the coefficient steps
 snode_ridge         1e-8      ridge of the initial least-squares fit (needed when an element has
-                              fewer observations than coefficients)
+                              fewer observations than coefficients); 0 makes the fit dense, T × (1 + E·p)
 snode_dual_every    10        augmented variant: iterations per outer iteration (λ held fixed)
 snode_dual_tolerance 0.01     augmented variant: λ is updated once J_A fell by less than this fraction
                               over an outer iteration (the sub-problem is approximately solved)
@@ -36,7 +36,7 @@ nodes from 1 to ``MAX_NODES`` = 10⁴ (from 2 for ``lobatto``, whose rule holds 
 gamma_max ≥ gamma; ridge ≥ 0; 0 ≤ dual_tolerance < 1. The dual_* options outside the augmented variant and
 gamma_max without a continuation (gamma_growth 1) have no effect: the harness warns that they are ignored
 (:func:`inert_options`). Counts within these limits can still ask for more memory than the device has free
-(the dense maps grow with the square of the number of observation times, and with the nodes): such a case is
+(the maps grow with the number of observation times and of nodes, a fit without ridge with its square): such a case is
 refused when it starts, before any map is built, and recorded as ``oom`` with the estimate and the options to
 lower (:func:`nodebench.snode.memory.check_memory`).
 """
