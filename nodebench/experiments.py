@@ -323,8 +323,9 @@ def _check_block(spec: PaperSpec, block: dict, fields, at: str) -> None:
     for method in block.get("methods", []) if any(f.name == "methods" for f in fields) else []:
         if method not in METHODS:
             raise UserError(f"{at}: methods: {method!r} is not a method; valid: {', '.join(METHODS)}")
-    if isinstance(block.get("metric"), str) and block["metric"] not in METRICS:
-        raise UserError(f"{at}: metric {block['metric']!r} is not a metric; valid: {', '.join(sorted(METRICS))}")
+    for name in ("metric", "choose_metric"):
+        if isinstance(block.get(name), str) and block[name] not in METRICS:
+            raise UserError(f"{at}: {name} {block[name]!r} is not a metric; valid: {', '.join(sorted(METRICS))}")
     if isinstance(block.get("task"), str):
         try:
             get_task(block["task"])

@@ -4,6 +4,9 @@ hparam_ratio / tradeoff / order_matching claim checks, and the experiments file.
 from __future__ import annotations
 
 import json
+import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +16,8 @@ from nodebench.analyses import ANALYSES
 from nodebench.claims import CHECKS
 from nodebench.papers.taynode import analyses
 from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
-from nodebench.experiments import load_paper
+from nodebench.errors import UserError
+from nodebench.experiments import load_paper, parse_spec
 from nodebench.papers.taynode.figures import pareto_front
 
 
@@ -78,6 +82,7 @@ def test_pareto_table_and_analysis(tmp_path):
     (tmp_path / "figures").mkdir()
     section, figures = ANALYSES["pareto"].fn({"experiments": ["digits_lambda"]}, tmp_path, records)
     assert "digits_lambda" in section and "2.22×" in section
+    assert "2.5× (adjoint, K = 2, λ 100; Δtest_accuracy -0.05), the best of 5 settings read on the figures" in section
     assert (tmp_path / "pareto.parquet").is_file()
     assert [p.name for p in figures] == ["digits_lambda_pareto.png"]
     empty, none = ANALYSES["pareto"].fn({"experiments": ["nothing"]}, tmp_path, records)
@@ -286,3 +291,60 @@ def test_taylor_cost_figure_times_every_method_s_forward_without_a_recorded_grap
         for i, method in enumerate(methods):
             assert list(lines[f"{method} {label}"].get_ydata()) == pytest.approx([rows[4 * i][column] * 1e3] * 2)
         assert len({lines[f"{m} {label}"].get_color() for m in methods}) == len(methods)
+
+
+def _noise_records(seeds: int, settings: int = 30, noise: float = 0.2) -> pd.DataFrame:
+    """λ = 0 at 40 test NFE and accuracy 0.9, and ``settings`` R_K settings with the same true figures: their
+    differences are per-seed noise (log-normal NFE, ±0.5 point accuracy), so any reduction above 1 is the winner's
+    curse."""
+    rng = np.random.default_rng(0)
+    base = [_row("digits_lambda", "adjoint", {"reg": "none", "reg_lambda": 0.0}, nfe=40.0, acc=0.9, seed=seed)
+            for seed in range(seeds)]
+    return pd.DataFrame(base + [
+        _row("digits_lambda", "adjoint", {"reg": "speed", "reg_order": 2, "reg_lambda": float(i + 1)},
+             nfe=40.0 * math.exp(noise * rng.standard_normal()), acc=0.9 + 0.005 * rng.standard_normal(), seed=seed)
+        for i in range(settings) for seed in range(seeds)])
+
+
+def _figure(pattern: str, text: str) -> float:
+    found = re.search(pattern, text)
+    assert found, text
+    return float(found.group(1))
+
+
+def test_tradeoff_best_of_pure_noise_is_not_a_reduction_once_cross_fitted():
+    """30 settings whose test NFE differ from λ = 0's only by noise: the best of them, picked and read on the same
+    four seeds, clears 1.2× (the verdict held); picked on two seeds and read on the other two (both ways) it does
+    not."""
+    (v,) = check_claims([TRADEOFF | {"min": 1.2}], _noise_records(seeds=4))
+    in_sample = _figure(r"instead: ([\d.]+)× at .*the best of 30 settings", v.measured)
+    held_out = _figure(r"cross-fitted over 4 seeds \(.*\): ([\d.]+)×", v.measured)
+    assert in_sample >= 1.2 > held_out and v.verdict == FAILS, v.measured
+
+
+def test_tradeoff_with_one_seed_picks_on_training_figures_or_says_best_of_n():
+    """One seed: a setting whose test NFE is lucky (20) but whose training NFE and accuracy are the worst is not the
+    one picked on ``choose_column`` / ``choose_metric``; without them the figure is labelled the best of N."""
+    records = _noise_records(seeds=1, settings=3, noise=0.0)
+    records["train_accuracy"] = records["test_accuracy"]
+    lucky = records["hparams"].str.contains('"reg_lambda": 2.0')
+    records.loc[lucky, "test_nfe"] = 20.0  # nfe_forward_per_iter stays 38: its training solves were not cheaper
+    records.loc[~lucky & (records["hparams"].str.contains('"reg_lambda": 3.0')), "nfe_forward_per_iter"] = 30.0
+    (v,) = check_claims([TRADEOFF], records)
+    assert v.verdict == HOLDS and "2× at reg_lambda 2 (" in v.measured, v.measured
+    assert "the best of 3 settings picked on the figures it reports (one seed" in v.measured, v.measured
+    chosen = TRADEOFF | {"choose_column": "nfe_forward_per_iter", "choose_metric": "train_accuracy"}
+    (v,) = check_claims([chosen], records)
+    assert v.verdict == FAILS and "picked on nfe_forward_per_iter and train_accuracy: 1× at reg_lambda 3" in \
+        v.measured and "instead: 2× at reg_lambda 2" in v.measured, v.measured
+    (v,) = check_claims([chosen | {"choose_metric": "train_mse"}], records)  # not recorded: says so, best of N
+    assert v.verdict == HOLDS and "train_mse not recorded; one seed" in v.measured, v.measured
+
+
+def test_a_misspelt_choose_metric_is_refused_when_the_paper_loads():
+    """``choose_metric`` is read in its direction (higher accuracy is better): an unknown name would be read as a
+    lower-is-better column, so the loader refuses it as it does ``metric``."""
+    text = (Path(analyses.__file__).parent / "experiments.toml").read_text()
+    assert 'choose_metric = "train_accuracy"' in text
+    with pytest.raises(UserError, match=r"claim 'T1a': choose_metric 'train_acc' is not a metric; valid: .*train_mse"):
+        parse_spec(text.replace('choose_metric = "train_accuracy"', 'choose_metric = "train_acc"', 1), "taynode")
