@@ -142,6 +142,16 @@ def pareto(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]
     return "\n".join(lines), figures
 
 
+def missing_column(records: pd.DataFrame, column: str) -> str:
+    """``""`` where ``records`` hold ``column``, else why the order study cannot be read from them: records
+    written before the column was (``test_nfe_train_solver`` came after the first committed quick runs) count
+    other NFE, which would read as the same study."""
+    if column in records:
+        return ""
+    return (f"these records hold no `{column}` (written before it was recorded); rerun the experiment to measure "
+            "it")
+
+
 def order_matching_table(records: pd.DataFrame, orders: dict[str, float] | None = None,
                          column: str = "test_nfe") -> pd.DataFrame:
     """Per (experiment, method, K) of R_K runs: the median ``column`` relative to the same experiment and
@@ -176,6 +186,8 @@ def order_matching(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, lis
     title = "## K against the solver's order"
     records = _experiments_of(spec, records)
     column = spec.get("column", "test_nfe")
+    if not records.empty and (why := missing_column(records, column)):
+        return f"{title}\n\nNot measured: {why}.\n", []
     table = order_matching_table(records, spec.get("orders"), column) if not records.empty else pd.DataFrame()
     if table.empty:
         return f"{title}\n\nNo R_K run of the selected experiments finished.\n", []

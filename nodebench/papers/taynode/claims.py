@@ -14,7 +14,7 @@ import pandas as pd
 
 from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, experiments_of, register_check
 from nodebench.config import Param
-from nodebench.papers.taynode.analyses import order_matching_table
+from nodebench.papers.taynode.analyses import missing_column, order_matching_table
 
 
 @register_check("order_matching", params=(Param("column", "str"), Param("fraction", "float", low=0.0, high=1.0),
@@ -26,6 +26,9 @@ def order_matching(records, tables, claim) -> list[tuple[str, str, str]]:
     out = []
     for exp in experiments_of(records, claim):
         exp_rows = records[records["experiment"] == exp] if not records.empty else records
+        if not exp_rows.empty and (why := missing_column(exp_rows, column)):
+            out.append((exp, why, NOT_MEASURED))
+            continue
         table = order_matching_table(exp_rows, claim.get("orders"), column) if not exp_rows.empty else pd.DataFrame()
         if table.empty:
             out.append((exp, "no R_K run finished", NOT_MEASURED))

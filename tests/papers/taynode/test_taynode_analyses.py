@@ -114,6 +114,20 @@ def test_order_matching_analysis_names_the_column_it_compares(tmp_path, monkeypa
     assert labels[1] == "test NFE / test NFE at λ = 0"
 
 
+def test_records_without_the_compared_column_say_so_rather_than_missing_runs(tmp_path):
+    """Records written before ``test_nfe_train_solver`` was (the first committed quick runs) gave a table of dashes
+    ending "best K = None" and a claim reading "needs λ = 0 and two K", as if runs were missing."""
+    records = order_records({"adaptive_heun": 2, "bosh3": 3, "direct": 5})
+    claim = {"id": "T6", "text": "t", "check": "order_matching", "experiments": ["digits_order"],
+             "column": "test_nfe_train_solver"}
+    (v,) = check_claims([claim], records)
+    assert v.verdict == NOT_MEASURED
+    assert v.scope == "digits_order" and v.measured.startswith("these records hold no `test_nfe_train_solver` (written")
+    section, figures = ANALYSES["order_matching"].fn({"column": "test_nfe_train_solver"}, tmp_path, records)
+    assert "Not measured: these records hold no `test_nfe_train_solver`" in section and "None" not in section
+    assert figures == []
+
+
 def test_taylor_cost_analysis(tmp_path):
     spec = {"dims": [2], "orders": [1, 2, 3], "rounds": 1, "batch": 4, "hidden": 8, "cap": 5.0}
     section, figures = ANALYSES["taylor_cost"].fn(spec, tmp_path, pd.DataFrame())
