@@ -60,6 +60,21 @@ def test_aa_comparison_of_recorded_runs_reports_no_regression(capsys, tmp_path):
 
 
 @needs_runs
+def test_a_run_of_uncommitted_changes_is_not_named_as_its_commit(capsys, tmp_path):
+    """Records of a checkout with uncommitted changes (``git_sha`` ``…-dirty``) are named so in ``compare.md``: the
+    gate must not say that the code it compared was that commit's."""
+    shutil.copytree(AA_RUNS[0], tmp_path / "edited", ignore=shutil.ignore_patterns("cases", "logs"))
+    records = pd.read_parquet(tmp_path / "edited" / "records.parquet")
+    sha = records["git_sha"].iloc[0]
+    records.assign(git_sha=f"{sha}-dirty").to_parquet(tmp_path / "edited" / "records.parquet", index=False)
+    code, out, err = run_cli(capsys, "compare", AA_RUNS[0], tmp_path / "edited", "--out", tmp_path / "gate.md")
+    assert code == 0, out + err
+    text = (tmp_path / "gate.md").read_text()
+    assert f"`{tmp_path / 'edited'}` (commit {sha[:12]}-dirty)" in text, text[:400]
+    assert f"`{AA_RUNS[0]}` (commit {sha[:12]})" in text and f"`{AA_RUNS[0]}` (commit {sha[:12]})" in out
+
+
+@needs_runs
 def test_planted_20_percent_slowdown_is_flagged_with_exit_code_1(capsys, tmp_path):
     victim = plant_slowdown(Path(AA_RUNS[0]), tmp_path / "slow", 1.2)
     code, out, err = run_cli(capsys, "compare", AA_RUNS[0], tmp_path / "slow")

@@ -79,6 +79,7 @@ BAD = {
     "unknown adjoint option": (dict(adjoint_options=dict(first=0.1)), ValueError,
                                r"unknown adjoint_options \[.first.\]"),
     "unknown adjoint method": (dict(adjoint_method="rk5"), ValueError, "unknown adjoint_method 'rk5'; valid: .*dopri5"),
+    "unknown method": (dict(method="dopri7"), ValueError, "unknown method 'dopri7'; valid: .*dopri5"),  # not adjoint_
     "options a list": (dict(options=["step_size"]), TypeError, "options must be a dict"),
     "stats a list": (dict(stats=[]), TypeError, "stats must be a dict"),
     # deep PyTorch errors before

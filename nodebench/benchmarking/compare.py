@@ -211,8 +211,10 @@ def load_records(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def run_label(records: pd.DataFrame, path: str | Path) -> str:
     """``path`` with the commit(s) its records ran (``git_sha``), so that a gate report says what code it
-    compared: ```results/a` (commit 1a2b3c4d5e6f)``, ``… (commits 1a2b…, 9f8e…)`` for a mixed run."""
-    shas = sorted({str(s)[:12] for s in records.get("git_sha", pd.Series(dtype=str)).dropna() if str(s)})
+    compared: ```results/a` (commit 1a2b3c4d5e6f)``, ``… (commits 1a2b…, 9f8e…)`` for a mixed run, and
+    ``1a2b3c4d5e6f-dirty`` for records of a checkout with uncommitted changes (not that commit's code)."""
+    shas = sorted({str(s)[:12] + "-dirty" * str(s).endswith("-dirty")
+                   for s in records.get("git_sha", pd.Series(dtype=str)).dropna() if str(s)})
     if not shas:
         return f"`{path}` (commit not recorded)"
     return f"`{path}` (commit{'s' * (len(shas) > 1)} {', '.join(shas)})"

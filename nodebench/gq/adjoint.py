@@ -342,9 +342,10 @@ def odeint_adjoint_gq(func, y0, t, *, rtol: float = 1e-7, atol: float = 1e-9, me
     _check_times(t)
     _check_state(y0)
     method = "dopri5" if method is None else method
+    given = "method" if adjoint_method is None else "adjoint_method"  # the argument the value came from
     adjoint_method = method if adjoint_method is None else adjoint_method
     if not (isinstance(adjoint_method, str) and adjoint_method in SOLVERS):
-        raise ValueError(f"unknown adjoint_method {adjoint_method!r}; valid: {', '.join(SOLVERS)}")
+        raise ValueError(f"unknown {given} {adjoint_method!r}; valid: {', '.join(SOLVERS)}")
     is_tuple = isinstance(y0, tuple)
     parts = y0 if is_tuple else (y0,)
     rtol, atol = (_flat_tolerance(name, tol, parts, is_tuple) for name, tol in (("rtol", rtol), ("atol", atol)))
