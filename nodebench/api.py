@@ -403,7 +403,7 @@ def report(run_dir: str | Path, *, link_figures: bool = False) -> Path:
         run_dir = run_dir.parent
     records, curves = load_run(run_dir)
     check_loaded(records.get("paper", ()), repr(str(run_dir)))
-    paths.output_dir(run_dir, "run folder")
+    paths.output_dir(run_dir, "run_dir")  # the argument's name on the command line too
     paths.writable_entries(run_dir, files=("report.md",), folders=("figures",))
     info = read_run_info(run_dir)
     spec = load_paper(info["paper"]) if info.get("paper") else None

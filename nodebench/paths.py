@@ -58,8 +58,9 @@ def _writable_parent(path: Path, what: str) -> None:
             return
 
 
-def output_dir(path: Path, what: str = "--out") -> Path:
-    """A folder the command will create or write into."""
+def output_dir(path: Path, what: str = "out (--out)") -> Path:
+    """A folder the command will create or write into; ``what`` names it in messages, as the Python argument beside
+    the command's flag (:mod:`nodebench.api` and the command line raise the same messages)."""
     if str(path) == "":
         raise UserError(f"{what} is empty; give a folder")
     _short_names(path, what)
@@ -73,7 +74,7 @@ def output_dir(path: Path, what: str = "--out") -> Path:
     return path
 
 
-def output_file(path: Path, what: str = "--out") -> Path:
+def output_file(path: Path, what: str = "out (--out)") -> Path:
     """A Markdown file the command will create or replace, named ``*.md``: a run's records, ``run.json`` or
     another file of another kind is never written over."""
     if str(path) == "":
@@ -118,7 +119,7 @@ def sweep_dir(path: Path, *, allow_mixed_commits: bool = False) -> Path:
     writable_entries(path, files=(RECORDS, CURVES, RUN_INFO, "report.md", LOCK), folders=(CASES, LOGS, "figures"))
     for name in (CASES, LOGS):  # the workers write there: a read-only one would fail every case
         if (path / name).is_dir():
-            output_dir(path / name, "--out's folder")
+            output_dir(path / name, "the folder in out (--out)")
     check_not_locked(path)
     if (path / RECORDS).is_file() and not (path / CASES).is_dir():
         raise UserError(f"{str(path)!r} holds {RECORDS} but no {CASES}/ folder (a copied or published run); "

@@ -59,8 +59,11 @@ def solver_option_names(method: str) -> frozenset[str]:
 
 
 def check_tolerance(name: str, value) -> float:
-    """``value`` as a float, or a TypeError or ValueError unless it is a finite number ≥ 0 (or a 0-d tensor)."""
+    """``value`` as a float, or a TypeError or ValueError unless it is a finite number ≥ 0 (or a 0-d floating tensor
+    that requires no gradient: torchdiffeq asserts that at the first solve)."""
     if torch.is_tensor(value) and value.dim() == 0 and value.is_floating_point():
+        if value.requires_grad:
+            raise TypeError(f"{name} must require no gradient (as in torchdiffeq), got a 0-d tensor requiring grad")
         number = float(value)
     elif isinstance(value, numbers.Real) and not isinstance(value, bool):
         number = float(value)

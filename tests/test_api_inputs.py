@@ -103,6 +103,37 @@ def test_bad_api_argument_is_one_user_error(name, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # nothing written, not even into the current folder
 
 
+@pytest.mark.parametrize("call", ["run", "reproduce", "bench", "compare", "history", "leaderboard"])
+def test_an_out_folder_error_names_the_python_argument(call, tmp_path, monkeypatch):
+    """A Python call's out-folder error named only the command line's flag ("--out '…' is a file"), not ``out``."""
+    monkeypatch.chdir(tmp_path)
+    given = tmp_path / "a_file"
+    given.write_text("kept")
+    calls = {"run": lambda: nodebench.run("g1d", "rk4", out=given, dry_run=True),
+             "reproduce": lambda: nodebench.reproduce("do_vs_od", out=given, dry_run=True),
+             "bench": lambda: nodebench.bench("nightly", out=given, dry_run=True),
+             "compare": lambda: nodebench.compare(RUN, RUN, out=given),
+             "history": lambda: nodebench.history(tmp_path, out=given),
+             "leaderboard": lambda: nodebench.leaderboard([RUN], given)}
+    with pytest.raises(UserError) as err:
+        calls[call]()
+    assert str(err.value).startswith(f"out (--out) {str(given)!r} "), str(err.value)
+    assert list(tmp_path.iterdir()) == [given] and given.read_text() == "kept"
+
+
+def test_a_read_only_run_folder_is_named_as_the_argument_of_report(tmp_path, monkeypatch):
+    """``nodebench.report`` called its run_dir "run folder", neither the Python nor the command line's name."""
+    import os
+    import shutil
+
+    run = shutil.copytree(RUN, tmp_path / "run")
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and not (
+        Path(path) == run and mode & os.W_OK))
+    with pytest.raises(UserError, match=rf"^run_dir {str(run)!r} is not writable$"):
+        nodebench.report(run)
+
+
 def test_one_name_is_one_name_not_its_letters(tmp_path):
     """A string where a list is expected is one item: one experiment, one run folder."""
     cases = nodebench.reproduce("do_vs_od", experiments="spiral", dry_run=True).cases

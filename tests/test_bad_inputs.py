@@ -366,6 +366,24 @@ def test_a_positive_value_that_is_0_in_the_models_dtype_is_refused(task, method,
                  "dtype=float64", "--dry-run", "--out", str(out)]) == 0
 
 
+@pytest.mark.parametrize("key, value, problem", [
+    ("snode_gamma", 1e-300, "is below 1.18e-38, the smallest normal number of float32, the model's dtype (there it "
+                            "is 0 or a subnormal); give snode_gamma >= 1.18e-38"),
+    ("snode_coef_lr", 1e-300, "is below 1.18e-38"),
+    ("snode_gamma_growth", 1e300, "is beyond the range of float32, the model's dtype (magnitude at most 3.4e+38); "
+                                  "give a smaller snode_gamma_growth")])
+def test_an_snode_option_the_models_dtype_cannot_hold_is_refused(key, value, problem, tmp_path, capsys):
+    """In float32, snode_gamma = 1e-300 was γ = 0 (no collocation penalty) and snode_coef_lr = 1e-300 a
+    coefficient step of 0: the case ran and was recorded ok. float64 holds them."""
+    out, args = tmp_path / "out", ["run", "--task", "cubic_spiral", "--method", "snode", "--hparam", f"{key}={value}"]
+    code = main([*args, "--hparam", "dtype=float32", "--iters", "1", "--no-progress", "--out", str(out)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"nodebench: error: task cubic_spiral: SNODE option {key} {value:g} {problem}")
+    assert not out.exists()
+    assert main([*args, "--dry-run", "--out", str(out)]) == 0  # cubic_spiral's default dtype, float64
+
+
 def test_a_value_that_may_be_0_may_round_to_0_in_the_models_dtype(tmp_path):
     """weight_decay = 0 is no decay: 1e-300, 0 in float32, means the same and runs."""
     assert main(["run", "--task", "cnf_sklearn_breast_cancer", "--method", "adjoint", "--hparam",

@@ -185,6 +185,16 @@ def test_a_metric_the_current_run_lost_is_missing_and_fails_the_gate():
     assert failed["verdict"].tolist() == ["failed"]
 
 
+def test_a_lost_metric_reads_not_measured_and_a_row_of_no_metric_has_no_values():
+    """The current cell of a metric the current run lost was empty; the other tables show – for not measured."""
+    base, _ = _records()
+    curves = _curves(base)
+    lost = table(compare((base, curves), (base.assign(test_mse=np.nan), curves)))
+    assert lost.loc[lost["metric"] == "test_mse", ["baseline", "current"]].values.tolist() == [["0.5", "–"]]
+    failed = table(compare((base, curves), _records(status="error")))
+    assert failed[["metric", "baseline", "current"]].values.tolist() == [["status", "", ""]]
+
+
 def test_a_lost_metric_is_shown_and_named_by_the_cli(capsys, tmp_path):
     base, current = tmp_path / "base", tmp_path / "current"
     for folder, mse in ((base, 0.5), (current, np.nan)):

@@ -351,6 +351,9 @@ def test_bad_solver_arguments_and_inputs_are_clear_errors():
     dynamics = ConcatSquashMLP(2, hidden_dims=(4,))
     with pytest.raises(ValueError, match="rtol must be a finite number ≥ 0, got -1"):
         CNF(dynamics, rtol=-1.0)
+    for tol in (torch.tensor(1e-6, requires_grad=True), (1e-6, torch.tensor(1e-6, requires_grad=True))):
+        with pytest.raises(TypeError, match=r"atol(\[1\])? must require no gradient \(as in torchdiffeq\)"):
+            CNF(dynamics, atol=tol)  # torchdiffeq's bare AssertionError at the first forward before (0-d tensor)
     with pytest.raises(ValueError, match="unknown method 'rk5'; valid: .*dopri5"):
         CNF(dynamics, method="rk5")
     with pytest.raises(ValueError, match=r"unknown options \['step'\] for method 'rk4'; valid: .*step_size"):

@@ -58,6 +58,9 @@ BAD = {
     "atol NaN": (dict(atol=math.nan), ValueError, "atol must be a finite number ≥ 0, got nan"),
     "adjoint_rtol negative": (dict(adjoint_rtol=-1.0), ValueError, "adjoint_rtol must be a finite number ≥ 0"),
     "rtol a string": (dict(rtol="1e-3"), TypeError, "rtol must be a number ≥ 0"),
+    # torchdiffeq's bare "rtol cannot require gradient" AssertionError at the first solve before
+    "rtol a 0-d tensor requiring grad": (dict(rtol=torch.tensor(1e-6, dtype=F64, requires_grad=True)), TypeError,
+                                         r"rtol must require no gradient \(as in torchdiffeq\), got a 0-d tensor"),
     # per-component tolerances (torchdiffeq's) were all refused before; these are refused naming the valid shapes
     "rtol of the wrong shape": (dict(rtol=torch.full((3,), 1e-6, dtype=F64)), ValueError,
                                 r"rtol has shape \(3,\), which does not broadcast to the state's shape \(2, 2\)"),

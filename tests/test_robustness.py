@@ -164,7 +164,7 @@ def test_a_read_only_cases_or_logs_folder_is_refused_before_any_worker_runs(tmp_
         Path(path) == out / folder and mode & os.W_OK))
     code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "2", "--hparam", "n_points=6",
                  "--no-progress", "--out", str(out)])
-    assert code == 2 and f"--out's folder {str(out / folder)!r} is not writable" in capsys.readouterr().err
+    assert code == 2 and f"the folder in out (--out) {str(out / folder)!r} is not writable" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == [folder]
 
 
@@ -471,6 +471,47 @@ def test_an_interrupt_before_a_started_worker_is_registered_kills_it(tmp_path, m
         assert len(started) == 1 and started[0].poll() is not None, "the worker outlived the interrupt"
     finally:
         for process in started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.mark.parametrize("entry", ["sweep", "run_case_process"])
+def test_a_second_ctrl_c_while_the_workers_are_killed_leaves_none_running(tmp_path, monkeypatch, entry):
+    """A second Ctrl-C landing while an interrupted sweep killed its workers stopped the kill loop: the workers
+    not yet killed (each in its own session) went on computing and writing into the run folder."""
+    spawned, popen, kill = [], subprocess.Popen, sweep._kill
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    def sleeping_worker(args, **kwargs):
+        if "nodebench.runner.worker" not in args:  # git, for the run's commit
+            return popen(args, **kwargs)
+        spawned.append(popen(sleeper, **kwargs))
+        return spawned[-1]
+
+    def first_kill_interrupted(process):
+        if not hasattr(first_kill_interrupted, "done"):
+            first_kill_interrupted.done = True
+            signal.raise_signal(signal.SIGINT)  # the second Ctrl-C, as the first worker is being killed
+        kill(process)
+
+    def first_ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "Popen", sleeping_worker)
+    monkeypatch.setattr(sweep, "_kill", first_kill_interrupted)
+    monkeypatch.setattr(sweep.Progress, "running", first_ctrl_c)  # once the workers run
+    cases = [Case(task="cubic_spiral", method="rk4", iters=1, seed=seed, hparams=SPIRAL) for seed in (0, 1)]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            if entry == "sweep":
+                run_cases(cases, tmp_path, jobs=2, progress=False)
+            else:
+                sweep.run_case_process(cases[0], tmp_path, stopped=first_ctrl_c)
+        assert len(spawned) == (2 if entry == "sweep" else 1), spawned
+        assert all(process.poll() is not None for process in spawned), "a worker outlived the interrupts"
+    finally:
+        for process in spawned:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()

@@ -636,13 +636,14 @@ def _change(row, rule: Rule) -> str:
 
 def table(result: pd.DataFrame, rules: dict[str, Rule] | None = None) -> pd.DataFrame:
     """The comparison as display strings: case, metric, baseline, current, change (with its 95 % confidence
-    interval), p, verdict."""
+    interval), p, verdict. A metric the current run lost reads ``–`` there (not measured, as in the other
+    tables: :func:`nodebench.markdown.fmt_number`); a row of no metric (status, curves, new, missing) has no values."""
     rules = rules or dict(RULES)
     rows = []
     for row in result.itertuples():
         rule = rules.get(row.metric)
         if rule is None or row.verdict == MISSING:  # status, curves, new, missing
-            rows.append([row.case, rule.label if rule else row.metric, _value(row.baseline, rule), "",
+            rows.append([row.case, rule.label if rule else row.metric, _value(row.baseline, rule), "–" if rule else "",
                          row.note if isinstance(row.note, str) else "", "", row.verdict])
             continue
         change = _change(row, rule)

@@ -6,10 +6,10 @@ solver options, a regulariser, SNODE's options, the harness's training settings,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
-from nodebench.config import CASE_LIMITS, TrainingOptions
+from nodebench.config import CASE_LIMITS, Param, TrainingOptions
 from nodebench.errors import UserError
 from nodebench.methods import (METHODS, SOLVER_OPTIONS, SOLVER_PARAMS, Method, check_step_size, get_method,
                                solver_options)
@@ -17,12 +17,16 @@ from nodebench.papers import paper_of_module
 from nodebench.registry import nearest
 from nodebench.regularizers import REGULARIZER_OPTIONS, Regularizer, regularizer_from_hparams
 from nodebench.runner.case import Case
-from nodebench.snode.options import SnodeOptions, inert_options, is_snode_option
+from nodebench.snode.options import PREFIX, SnodeOptions, inert_options, is_snode_option
 from nodebench.tasks import TASKS, get_task
 from nodebench.tasks.base import MONITOR_TASKS, Task, check_dtype_range
 
 #: Keys that configure how a method trains rather than what it trains on.
 METHOD_KEYS = frozenset(SOLVER_OPTIONS) | frozenset(REGULARIZER_OPTIONS) | frozenset(TrainingOptions.keys())
+#: SNODE's float options (:class:`SnodeOptions`) as :func:`check_dtype_range` types them: γ and the coefficients'
+#: learning rate are > 0; the others may be 0 or are bounded by those (gamma_growth ≥ 1, gamma_max ≥ gamma).
+SNODE_FLOAT_PARAMS = {PREFIX + f.name: Param(PREFIX + f.name, "float", positive=f.name in ("gamma", "coef_lr"))
+                      for f in fields(SnodeOptions) if "float" in str(f.type)}
 
 
 def is_method_key(key: str) -> bool:
@@ -78,6 +82,9 @@ def check_case(task: Task, method: Method, hparams: Mapping[str, Any]) -> list[s
     if step is not None and span is not None and "step_size" in method.accepts:
         check_step_size(step, span, f"the time span of task {task.name!r}")
     check_dtype_range(settings.solver_options, SOLVER_PARAMS, hp.get("dtype"), f"task {task.name}: solver option")
+    if method.spectral:  # in float32, snode_gamma = 1e-300 was γ = 0 (no penalty) and snode_coef_lr = 1e-300 no step
+        check_dtype_range({k: v for k, v in hparams.items() if k in SNODE_FLOAT_PARAMS}, SNODE_FLOAT_PARAMS,
+                          hp.get("dtype"), f"task {task.name}: SNODE option")
     if settings.monitor_every and not task.full_state:
         raise UserError(f"task {task.name!r} has no training monitor; {MONITOR_TASKS}")
     return ignored_options(method, hparams)

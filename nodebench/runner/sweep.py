@@ -222,10 +222,11 @@ def _run_locked(cases, run_dir: Path, *, jobs, timeout_s, threads, progress, ret
             if running:
                 shown.running(lambda: running_notes([job.case for job in running], cases_dir, shown.name))
     finally:
-        for job in running:  # interrupted: no orphan keeps computing and writing
-            _kill(job.process)
-            (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
-        shown.close()
+        with deferred_signals():  # interrupted: no orphan keeps computing and writing, even on a second Ctrl-C
+            for job in running:
+                _kill(job.process)
+                (cases_dir / f"{job.case.case_id}.progress").unlink(missing_ok=True)
+            shown.close()
     return merge(run_dir, run_id)
 
 
@@ -263,10 +264,11 @@ def run_case_process(case: Case | dict, run_dir: str | Path, *, threads: int = 1
             for fd in pass_fds:
                 os.close(fd)
         code = _wait(started[0].process, timeout_s, stopped)
-    except BaseException:  # interrupted or stopped: no orphan keeps computing
-        for job in started:
-            _kill(job.process)
-            (cases_dir / f"{case.case_id}.progress").unlink(missing_ok=True)
+    except BaseException:  # interrupted or stopped: no orphan keeps computing, even on a second Ctrl-C
+        with deferred_signals():
+            for job in started:
+                _kill(job.process)
+                (cases_dir / f"{case.case_id}.progress").unlink(missing_ok=True)
         raise
     return _settle(started[0], cases_dir, code, timeout_s)
 

@@ -136,10 +136,12 @@ def dtype_from_name(name: str) -> torch.dtype:
 
 # -- hyper-parameter checks shared by the tasks ------------------------------------------------------------
 
-def check_dtype_range(values: Mapping[str, Any], params: Mapping[str, Param], dtype: Any, where: str) -> None:
+def check_dtype_range(values: Mapping[str, Any], params: Mapping[str, Param], dtype: Any, where: str,
+                      set_dtype: str = "--hparam dtype=float64") -> None:
     """A :class:`UserError` for a float value of ``values`` (typed by ``params``; ``where`` names them, e.g.
-    ``"task g1d: hyper-parameter"``) that the model's ``dtype`` cannot hold: beyond its range, or, for a value
-    that must be positive, below its smallest normal number (0 or a subnormal in it). In float32,
+    ``"task g1d: hyper-parameter"``; ``set_dtype`` says how to ask for float64) that the model's ``dtype`` cannot
+    hold: beyond its range, or, for a value that must be positive, below its smallest normal number (0 or a
+    subnormal in it). In float32,
     ``t_end = 1e300`` made the time grid infinite ("t must be finite") and ``lr = 1e300`` failed in Adam's update
     ("value cannot be converted to type float without overflow"), each an error row after the data were built;
     ``eval_tol = 1e-300`` or ``rtol = 1e-300`` became 0, another tolerance (dopri5 stopped, "underflow in dt",
@@ -149,7 +151,7 @@ def check_dtype_range(values: Mapping[str, Any], params: Mapping[str, Param], dt
     if dtype not in ("float32", "float64"):
         return
     info = torch.finfo(dtype_from_name(dtype))
-    wider = " or dtype float64 (--hparam dtype=float64)" if dtype != "float64" else ""
+    wider = f" or dtype float64 ({set_dtype})" if dtype != "float64" else ""
     for key, value in values.items():
         if params[key].kind != "float" or value is None:
             continue

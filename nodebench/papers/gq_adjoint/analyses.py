@@ -23,9 +23,11 @@ from torch import nn
 
 from nodebench.analyses import register_analysis, stored_table
 from nodebench.config import Param
+from nodebench.errors import UserError
 from nodebench.markdown import markdown_table
 from nodebench.methods import get_method
 from nodebench.papers.gq_adjoint import figures as paper_figures
+from nodebench.tasks.base import check_dtype_range
 
 TOY_METHODS = ("gq", "gq_batched", "adjoint", "seminorm", "direct")
 TOY_WRT = ("z0", "a", "T")
@@ -62,6 +64,14 @@ def _toy_grid(spec: dict[str, Any]) -> tuple[float, float, float, int]:
     return start, stop, step, math.floor((stop - start) / step + 1e-9) + 1
 
 
+#: The ``toy_gradient`` block's parameters.
+TOY_PARAMS = {p.name: p for p in (
+    Param("methods", "strs"), *(Param(name, "float", positive=True) for name in ("rtol", "atol", "gtol")),
+    Param("dtype", "str", choices=("float32", "float64")), Param("z0", "float"), Param("a", "float"),
+    Param("T_values", "floats", positive=True), Param("T_start", "float", positive=True),
+    Param("T_stop", "float", positive=True), Param("T_step", "float", positive=True))}
+
+
 def toy_T_values(spec: dict[str, Any]) -> list[float]:
     """The end times of the toy study: ``T_values``, else ``T_start``…``T_stop`` (inclusive) by ``T_step``."""
     if "T_values" in spec:
@@ -72,8 +82,9 @@ def toy_T_values(spec: dict[str, Any]) -> list[float]:
 
 def toy_rules(spec: dict[str, Any]) -> str | None:
     """What makes a ``toy_gradient`` block unusable, or ``None``: ``T_values`` given with a range, an empty or
-    oversized range, ``z0`` or ``a`` zero (the relative error to a zero gradient is undefined), or analytic
-    gradients that overflow float64."""
+    oversized range, ``z0`` or ``a`` zero (the relative error to a zero gradient is undefined), analytic
+    gradients that overflow float64, or a value ``dtype`` cannot hold (:func:`~nodebench.tasks.base.check_dtype_range`:
+    ``rtol = 1e-300`` is 0 in float32)."""
     if "T_values" in spec and any(key in spec for key in TOY_RANGE):
         return "give T_values or T_start/T_stop/T_step, not both"
     if "T_values" in spec:
@@ -92,6 +103,11 @@ def toy_rules(spec: dict[str, Any]) -> str | None:
     if 2 * abs(a) * largest > MAX_TOY_EXPONENT:
         return f"the analytic gradients e^(2·a·T) overflow float64 at T = {largest:g} with a = {a:g}; need " \
                f"2·|a|·T ≤ {MAX_TOY_EXPONENT:g}"
+    try:  # in float32, rtol = 1e-300 was 0 (another tolerance), z0 = 1e300 inf
+        check_dtype_range({k: v for k, v in spec.items() if k in TOY_PARAMS}, TOY_PARAMS, spec.get("dtype", "float64"),
+                          "parameter", set_dtype='dtype = "float64"')
+    except UserError as err:
+        return str(err)
     return None
 
 
@@ -127,12 +143,7 @@ def toy_gradient_table(methods=TOY_METHODS, T_values=(19.0, 24.0, 29.0), *, z0: 
     return pd.DataFrame(rows)
 
 
-@register_analysis("toy_gradient", params=(
-    Param("methods", "strs"), *(Param(name, "float", positive=True) for name in ("rtol", "atol", "gtol")),
-    Param("dtype", "str", choices=("float32", "float64")), Param("z0", "float"), Param("a", "float"),
-    Param("T_values", "floats", positive=True), Param("T_start", "float", positive=True),
-    Param("T_stop", "float", positive=True), Param("T_step", "float", positive=True)), rules=toy_rules,
-    tables=("toy_gradient",))
+@register_analysis("toy_gradient", params=tuple(TOY_PARAMS.values()), rules=toy_rules, tables=("toy_gradient",))
 def toy_gradient(spec, run_dir: Path, records: pd.DataFrame) -> tuple[str, list[Path]]:
     methods = list(spec.get("methods", TOY_METHODS))
     settings = {k: spec[k] for k in ("z0", "a", "rtol", "atol", "gtol", "dtype") if k in spec}
