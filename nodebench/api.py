@@ -540,9 +540,11 @@ def _check_ab(baseline: str, engine: dict) -> None:
     """A :class:`UserError` for an A/B run that cannot run: an unknown revision or a parallel engine (dry runs too)."""
     from nodebench.benchmarking.baseline_env import resolve
 
-    if engine.get("executor", "local") != "local" or engine.get("jobs", 1) != 1:
-        raise UserError("baseline (--baseline) runs the cases one at a time on this machine; drop executor and jobs "
-                        "(--executor, --jobs)")
+    alone = {"executor": "local", "scheduler": None, "jobs": 1}  # only what was given is named: a default is no fault
+    given = [f"{name} {engine[name]!r} (--{name} {engine[name]})" for name, value in alone.items()
+             if engine.get(name, value) != value]
+    if given:
+        raise UserError(f"baseline (--baseline) runs the cases one at a time on this machine; drop {', '.join(given)}")
     resolve(baseline)
 
 

@@ -272,7 +272,7 @@ def _method(name: str, at: str) -> None:
 
 def _check_experiments(spec: PaperSpec, where: str) -> None:
     from nodebench.methods import get_method
-    from nodebench.runner.settings import check_cases, check_shared_hparams, unused_options
+    from nodebench.runner.settings import check_cases, check_shared_hparams, ignored_by, unused_options
     from nodebench.tasks import get_task
 
     for exp in spec.experiments:
@@ -291,9 +291,10 @@ def _check_experiments(spec: PaperSpec, where: str) -> None:
                 raise UserError(f"{at}: method_hparams.{method} is for a method this experiment never runs; "
                                 f"it runs: {', '.join(sorted(run))}")
             unused = unused_options(get_method(method), options)  # shared hparams may hold them on purpose; not these
-            if unused:
-                raise UserError(f"{at}: method_hparams.{method}: method {method} does not use {', '.join(unused)}; "
-                                f"its solver options: {', '.join(get_method(method).accepts) or 'none'}")
+            for who, keys in ignored_by(get_method(method), options, unused).items():
+                valid = (f"its solver options: {', '.join(get_method(method).accepts) or 'none'}"
+                         if who.startswith("method") else "reg_order is the order K of reg = speed only")
+                raise UserError(f"{at}: method_hparams.{method}: {who} does not use {', '.join(keys)}; {valid}")
         try:
             get_task(exp.task)
         except UserError as err:

@@ -65,7 +65,7 @@ CASES = {
     "a scheduler's port past 65535": (_dry(executor="dask", scheduler="tcp://127.0.0.1:99999"),
                                       "scheduler (--scheduler) 'tcp://127.0.0.1:99999': port 99999 is not a TCP port"),
     "an A/B bench given jobs": (lambda tmp: nodebench.bench("nightly", baseline="HEAD", jobs=2, dry_run=True),
-                                "drop executor and jobs (--executor, --jobs)"),
+                                "one at a time on this machine; drop jobs 2 (--jobs 2)"),
     "a misspelt leaderboard reference": (lambda tmp: nodebench.leaderboard([RUN], tmp / "b", reference="adjont"),
                                          "reference (--reference) 'adjont' is not a method of the runs"),
     "a history store that is not there": (lambda tmp: nodebench.history(store=tmp / "none"),

@@ -94,8 +94,12 @@ def test_an_unknown_baseline_revision_is_one_line_with_exit_code_2(capsys, tmp_p
     assert not (tmp_path / "store").exists() and not (tmp_path / "cache").exists()
     code, out, err = run_cli(capsys, "bench", "--suite", "nightly", "--baseline", "no-such-rev-42", "--dry-run")
     assert code == 2 and "unknown git revision 'no-such-rev-42'" in err, err  # a dry run checks it too
+    # only what was given is named ("drop executor and jobs (--executor, --jobs)" for --jobs alone)
     code, out, err = run_cli(capsys, "bench", "--suite", "nightly", "--baseline", "HEAD", "--jobs", "2", "--dry-run")
-    assert code == 2 and "drop executor and jobs (--executor, --jobs)" in err, err
+    assert code == 2 and err.strip().endswith("machine; drop jobs 2 (--jobs 2)"), err
+    code, out, err = run_cli(capsys, "bench", "--suite", "nightly", "--baseline", "HEAD", "--executor", "submitit",
+                             "--dry-run")
+    assert code == 2 and err.strip().endswith("machine; drop executor 'submitit' (--executor submitit)"), err
 
 
 def test_an_empty_baseline_revision_is_refused_not_read_as_no_baseline(capsys, tmp_path):

@@ -425,6 +425,25 @@ def test_a_torch_whose_private_profiler_api_differs_falls_back_to_the_public_pro
     assert readings[0][0] == readings[1][0] and 3 * 2**18 <= readings[1][0] < 4 * 2**18
 
 
+def test_what_else_the_profiler_start_writes_to_stderr_still_shows_and_its_error_is_raised(monkeypatch, capfd):
+    """Only kineto's trace-point lines are kept from descriptor 2 around the profiler's start and stop: a warning
+    written there meanwhile is shown after, a failing start raises its own error, and descriptor 2 is restored."""
+    import os
+
+    from nodebench.harness.memory import TensorPeak
+
+    def failing(*args):
+        os.write(2, b"USDT:2026-01-01 00:00:00 1:1 SyncActivityProfilerHandler.cpp:52] profiler_start\n"
+                    b"kineto: a real warning\n")
+        raise RuntimeError("the profiler could not start")
+
+    monkeypatch.setattr(torch._C._autograd, "_enable_profiler", failing)
+    with pytest.raises(RuntimeError, match="the profiler could not start"):
+        TensorPeak("cpu").__enter__()
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "kineto: a real warning\nafter\n"
+
+
 def test_a_failed_block_gives_no_tensor_peak_and_parses_no_events():
     """A block that raises (a memory pass stopped at its cap) has no figure: its events, possibly millions, are
     not parsed (that took longer than the stopped pass itself)."""

@@ -213,6 +213,9 @@ def test_experiment_hparams_are_checked_even_when_every_method_overrides_them():
      r"experiment 'e': method_hparams.rk4: method rk4 does not use rtol; its solver options: step_size$"),
     (('methods = ["rk4"]', 'methods = ["rk4"]\nmethod_hparams.rk4 = { snode_order = 4 }'),
      r"method_hparams.rk4: method rk4 does not use snode_order"),
+    (('methods = ["rk4"]', 'methods = ["rk4"]\nmethod_hparams.rk4 = { reg = "rnode", reg_order = 3 }'),
+     r"method_hparams.rk4: regulariser reg=rnode does not use reg_order; reg_order is the order K of reg = speed "
+     r"only$"),
     # two blocks of one experiment building the same case: listed twice by --dry-run, run once
     (("[[claim]]", '[[experiment]]\nname = "e"\ntask = "cubic_spiral"\nmethods = ["rk4"]\n'
                    "presets.smoke = { iters = 2 }\n\n[[claim]]"),

@@ -261,11 +261,25 @@ def test_an_order_past_float32s_factorials_is_one_line_at_the_command_line(capsy
 
 def test_an_order_given_to_rnode_is_reported_as_ignored():
     """RNODE (kinetic + Jacobian Frobenius) has no order K: ``reg_order`` with ``reg = rnode`` was silently
-    unused; it is reported as the other options a case does not use are."""
+    unused; it is reported as the other options a case does not use are, as the regulariser's, not the method's."""
     from nodebench.runner.case import Case
     from nodebench.runner.settings import check_cases
 
     hparams = {"reg": "rnode", "reg_lambda": 1.0, "extrap_t_end": 2.0}
     assert check_cases([Case(task="cubic_spiral", method="rk4", iters=1, hparams=hparams | {"reg_order": 3})]) == [
-        "method rk4 does not use reg_order; ignored"]
+        "regulariser reg=rnode does not use reg_order; ignored"]
     assert check_cases([Case(task="cubic_spiral", method="rk4", iters=1, hparams=hparams)]) == []
+
+
+def test_the_warning_for_an_ignored_order_names_the_regulariser_not_the_method(capsys, tmp_path):
+    """``--method adjoint --hparam reg=rnode --hparam reg_order=3`` warned "method adjoint does not use reg_order":
+    the adjoint was blamed for what RNODE ignores. A solver option the method ignores is still the method's."""
+    from nodebench.cli import main
+
+    code = main(["run", "--task", "digits_ode", "--method", "adjoint,rk4", "--hparam", "reg=rnode", "--hparam",
+                 "reg_order=3", "--hparam", "gtol=0.1", "--iters", "1", "--dry-run", "--out", str(tmp_path / "r")])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert code == 0 and sorted(warnings) == [
+        "nodebench: warning: method adjoint does not use gtol; ignored",
+        "nodebench: warning: method rk4 does not use gtol; ignored",
+        "nodebench: warning: regulariser reg=rnode does not use reg_order; ignored"], warnings

@@ -75,6 +75,15 @@ def test_spiral_adjoint_counts_forward_and_backward_solves():
     assert c["accepted_forward"][0] <= c["steps_forward"][0]
 
 
+def test_the_cpu_memory_pass_writes_nothing_to_stderr(capfd):
+    """The CPU memory pass's profiler (kineto) wrote ``USDT:... profiler_start`` and ``profiler_stop`` to file
+    descriptor 2 at every phase: into every case log, and onto the terminal of a script calling train."""
+    result = train(spiral(), get_method("euler"), device=CPU, iters=1, warmup=0)
+    assert result.summary()["peak_mem_bytes"] >= 0
+    err = capfd.readouterr().err
+    assert "profiler_start" not in err and "profiler_stop" not in err and "USDT" not in err, err
+
+
 def test_warmup_leaves_the_parameters_untouched():
     with_warmup = train(spiral(), get_method("euler"), device=CPU, iters=2, warmup=2)
     without = train(spiral(), get_method("euler"), device=CPU, iters=2, warmup=0)

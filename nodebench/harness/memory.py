@@ -20,7 +20,9 @@ profiler about 1.6 KB when it stops (about 4.4 KB with every operator recorded: 
 allocation events of ``cubic_spiral`` with the adjoint, 3 iterations, peaked 150 MB above its start instead of
 440 MB, in 0.94 s instead of 2.16 s). That start goes through torch 2.13's private profiler API; a torch whose
 API differs gets the public profiler, with every operator recorded and the same figure. It slows the phase
-down, so it is for untimed measurements, beside the timed meter.
+down, so it is for untimed measurements, beside the timed meter. Its start and stop write kineto's trace-point
+lines (``USDT:... profiler_start``, ``profiler_stop``) to file descriptor 2, whatever the log level set in
+Python; :func:`_without_trace_point_lines` keeps them out of case logs and the terminal.
 
 The resident-set mark also misses what a phase allocates in pages the allocator kept from an earlier
 phase: a step that allocates 400 MiB of tensors can read 0 when the previous step left those pages
@@ -32,12 +34,16 @@ latency loop").
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import itertools
 import math
 import os
+import re
 import resource
+import sys
+import tempfile
 
 import torch
 
@@ -178,6 +184,44 @@ class PeakMemory:
         return torch.cuda.max_memory_reserved(self.device) - self._base_reserved
 
 
+#: A line kineto writes at every profiler start and stop (its ``USDT`` log level, above ``ERROR``, so that
+#: ``KINETO_LOG_LEVEL`` hides it only with kineto's errors, and only where set before torch's first profile).
+_TRACE_POINT_LINE = re.compile(rb"^USDT:[^\n]*\] profiler_(start|stop)\n?", re.MULTILINE)
+
+
+@contextlib.contextmanager
+def _without_trace_point_lines():
+    """File descriptor 2 goes to a temporary file for the block; then all it received but kineto's trace-point
+    lines (:data:`_TRACE_POINT_LINE`) is written to the restored descriptor, in order, whether the block raised
+    or not: kineto's warnings and errors, and what another thread wrote meanwhile, are delayed, not lost."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (a closed stderr): nothing to keep the lines from
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as caught:
+            _flush_stderr()
+            os.dup2(caught.fileno(), 2)
+            try:
+                yield
+            finally:
+                _flush_stderr()
+                os.dup2(saved, 2)
+                caught.seek(0)
+                kept = _TRACE_POINT_LINE.sub(b"", caught.read())
+                if kept:
+                    os.write(2, kept)
+    finally:
+        os.close(saved)
+
+
+def _flush_stderr() -> None:
+    """Python's buffered stderr written out, so that what it holds lands before descriptor 2 is switched."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stderr.flush()
+
+
 class TensorPeak:
     """Peak bytes of tensor storage allocated within a ``with`` block above what was held when it began,
     on ``device`` (``cpu``, ``cuda``...), counted from the profiler's allocation events; ``bytes`` after
@@ -192,11 +236,13 @@ class TensorPeak:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         try:
-            self._start_allocations_only()
+            with _without_trace_point_lines():
+                self._start_allocations_only()
         except (ImportError, AttributeError, TypeError):  # another torch: the public profiler, the same events
             self._public = torch.autograd.profiler.profile(profile_memory=True, use_device=(
                 "cuda" if self.device.type == "cuda" else None))
-            self._public.__enter__()
+            with _without_trace_point_lines():
+                self._public.__enter__()
         return self
 
     def _start_allocations_only(self) -> None:
@@ -215,12 +261,13 @@ class TensorPeak:
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        if self._public is not None:
-            self._public.__exit__(*exc)
-            results = self._public.kineto_results
-        else:
-            from torch._C._autograd import _disable_profiler
-            results = _disable_profiler()
+        with _without_trace_point_lines():
+            if self._public is not None:
+                self._public.__exit__(*exc)
+                results = self._public.kineto_results
+            else:
+                from torch._C._autograd import _disable_profiler
+                results = _disable_profiler()
         if exc[0] is not None:  # the block failed: no figure, and no parse of its (possibly millions of) events
             return
         events = sorted(_allocations(results.experimental_event_tree()), key=lambda node: node.start_time_ns)

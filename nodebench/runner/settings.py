@@ -109,12 +109,26 @@ def without_ignored(case: Case) -> Case:
 
 
 def unused_options(method: Method, hparams: Mapping[str, Any]) -> list[str]:
-    """The solver options (``rtol`` for fixed-step RK4), ``snode_*`` options and ``reg_order`` (RNODE has no
-    order K) in ``hparams`` that the case of ``method`` does not use."""
+    """The solver options (``rtol`` for fixed-step RK4) and ``snode_*`` options in ``hparams`` that the case of
+    ``method`` does not use, and those its regulariser does not use (:func:`unused_by_regularizer`)."""
     unused_snode = [] if method.spectral else sorted(k for k in hparams if is_snode_option(k))
-    unused_order = ["reg_order"] if hparams.get("reg") == "rnode" and "reg_order" in hparams else []
     return (method.ignored_options({k: v for k, v in hparams.items() if k in SOLVER_OPTIONS}) + unused_snode
-            + unused_order)
+            + unused_by_regularizer(hparams))
+
+
+def unused_by_regularizer(hparams: Mapping[str, Any]) -> list[str]:
+    """The ``reg_*`` options in ``hparams`` that its regulariser does not use, whatever the method: ``reg_order``
+    for ``reg = rnode`` (RNODE's kinetic and Jacobian costs have no order K; Finlay et al. 2020, §3)."""
+    return ["reg_order"] if hparams.get("reg") == "rnode" and "reg_order" in hparams else []
+
+
+def ignored_by(method: Method, hparams: Mapping[str, Any], ignored: list[str]) -> dict[str, list[str]]:
+    """``ignored`` (options of ``hparams`` a case of ``method`` ignores: :func:`ignored_options`) by what ignores
+    them, as a warning names it: ``"regulariser reg=rnode"`` for its regulariser's, ``"method NAME"`` for the
+    others."""
+    by_regularizer = unused_by_regularizer(hparams)
+    return {who: keys for who, keys in ((f"method {method.name}", [k for k in ignored if k not in by_regularizer]),
+                                        (f"regulariser reg={hparams.get('reg')}", by_regularizer)) if keys}
 
 
 def check_shared_hparams(task: str, methods, hparams: Mapping[str, Any]) -> None:
@@ -131,7 +145,7 @@ def check_shared_hparams(task: str, methods, hparams: Mapping[str, Any]) -> None
 
 def check_cases(cases) -> list[str]:
     """Check every case's limits (iters, budget_s), task, method and hyper-parameters before anything runs or
-    is written; returns one warning per method given options it does not use."""
+    is written; returns one warning per method, or regulariser, given options it does not use (:func:`ignored_by`)."""
     tasks: dict[str, Task] = {}
     ignored: dict[str, set[str]] = {}
     for case in cases:
@@ -143,5 +157,7 @@ def check_cases(cases) -> list[str]:
         task = tasks[case.task]
         TASKS.check_known_to_workers(case.task, paper_of_module)
         METHODS.check_known_to_workers(case.method, paper_of_module)
-        ignored.setdefault(case.method, set()).update(check_case(task, get_method(case.method), case.hparams))
-    return [f"method {name} does not use {', '.join(sorted(keys))}; ignored" for name, keys in ignored.items() if keys]
+        method = get_method(case.method)
+        for who, keys in ignored_by(method, case.hparams, check_case(task, method, case.hparams)).items():
+            ignored.setdefault(who, set()).update(keys)
+    return [f"{who} does not use {', '.join(sorted(keys))}; ignored" for who, keys in ignored.items()]
