@@ -26,7 +26,9 @@ Writes ``samples.parquet`` (one row per width, method and round; rewritten after
 settings in ``settings.json``; ``alloc_peak_bytes`` the same in every round of a method), ``summary.md`` and the
 figures ``time_vs_width``, ``memory_vs_width`` and ``allocated_vs_width`` (PNG and PDF) into ``--out``. A run
 stopped part-way keeps its finished widths: the same command resumes after them
-(:mod:`nodebench.benchmarking.checkpoint`); other settings with the same ``--out`` are refused. A width or
+(:mod:`nodebench.benchmarking.checkpoint`); other settings with the same ``--out`` are refused, and so is
+a run measured in another environment (commit, CPU or GPU model, threads, versions) or one that recorded none
+(unless ``--assume-same-environment``); ``summary.md`` names the environment recorded there. A width or
 method given twice is refused; ``--threads`` is at most 1,024, as on the CLI, and ``--widths`` at most 16,384.
 """
 
@@ -175,13 +177,14 @@ def ratio_stats(samples: pd.DataFrame, width: int, slow: str, fast: str) -> tupl
 
 
 def summary(samples: pd.DataFrame, env: dict, args) -> str:
+    """The Markdown summary of ``samples``, measured in ``env`` (:attr:`Checkpoint.environment`)."""
     samples = samples.assign(peak_mem_bytes=measured_memory(samples))
     if "alloc_peak_bytes" not in samples:  # a run recorded before the allocated-bytes pass
         samples = samples.assign(alloc_peak_bytes=float("nan"))
     med = samples.groupby(["width", "method"]).median(numeric_only=True)
     rows = []
     for (width, method), r in med.iterrows():
-        nodes = "–" if pd.isna(r.nodes) else f"{r.nodes:.0f}"
+        nodes = "–" if pd.isna(r.get("nodes")) else f"{r.nodes:.0f}"  # none without a GQ method
         rows.append([width, method, f"{r.time_s * 1e3:.1f}",
                      "not measured" if pd.isna(r.peak_mem_bytes) else f"{r.peak_mem_bytes / 2**20:.1f}",
                      "–" if pd.isna(r.alloc_peak_bytes) else f"{r.alloc_peak_bytes / 2**20:.2f}",
@@ -195,7 +198,7 @@ def summary(samples: pd.DataFrame, env: dict, args) -> str:
         ratio_rows.append([width] + cells)
     return "\n".join([
         f"# GQ gradient cost: task {args.task}, dopri5 rtol = atol = {args.tol:g}, gtol {args.gtol:g}", "",
-        f"Device {env.get('gpu_model') or env.get('cpu_model')} ({args.device}), {torch.get_num_threads()} torch "
+        f"Device {env.get('gpu_model') or env.get('cpu_model')} ({args.device}), {env.get('num_threads')} torch "
         f"thread(s), torch {env.get('version_torch')}, git `{env.get('git_sha')}`; {args.rounds} interleaved rounds.",
         "", "Median over rounds of one gradient (forward + backward):", "",
         markdown_table(["width", "method", "time [ms]", "peak mem [MiB]", "allocated [MiB]", "NFE fwd/bwd",
@@ -242,6 +245,9 @@ def main() -> None:
     parser.add_argument("--threads", type=positive_int_up_to(MAX_THREADS), default=None,
                         help="torch threads (default: torch's)")
     parser.add_argument("--out", type=nonempty_path, default=Path("results/benchmarks/gq_gradient_cost-cpu"))
+    parser.add_argument("--assume-same-environment", action="store_true",
+                        help="resume an --out that recorded no environment (written before it was recorded) as "
+                             "measured on this machine at this commit")
     args = parser.parse_args()
     refuse_repeats(parser, widths=args.widths, methods=args.methods or [])
     try:
@@ -255,16 +261,18 @@ def main() -> None:
         args.methods = list(METHODS) + ([OFFICIAL] if official is not None else [])
     elif OFFICIAL in args.methods and official is None:
         parser.error(f"method {OFFICIAL} needs GQ_OFFICIAL_PATH (a checkout of a-norcliffe/torch_gq_adjoint)")
-    settings = {key: value for key, value in vars(args).items() if key not in ("widths", "out")}
+    if args.threads:  # before the environment is recorded: it holds the threads
+        torch.set_num_threads(args.threads)
+    settings = {key: value for key, value in vars(args).items()
+                if key not in ("widths", "out", "assume_same_environment")}
     try:
         checkpoint = Checkpoint(args.out, settings | {"official_path": os.environ.get("GQ_OFFICIAL_PATH")},
-                                key=["width"])
+                                key=["width"], environment=environment(torch.device(args.device)),
+                                assume_same_environment=args.assume_same_environment)
     except UserError as err:
         parser.error(str(err))
-    if args.threads:
-        torch.set_num_threads(args.threads)
     samples = run(args, checkpoint)
-    text = summary(samples, environment(torch.device(args.device)), args)
+    text = summary(samples, checkpoint.environment, args)
     (args.out / "summary.md").write_text(text)
     plot(samples, args.out)
     print(text)

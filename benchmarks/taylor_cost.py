@@ -49,7 +49,9 @@ Writes ``samples.parquet`` (one row per dim, K, method and round; skipped cells 
 ``skipped=True``) and ``agreement.parquet``, both rewritten after each (dim, K) with the run's settings in
 ``settings.json``, then ``summary.md`` and the figure ``cost_vs_k`` (PNG and PDF, log-y) into ``--out``. A run
 stopped part-way keeps its finished cells: the same command resumes after them
-(:mod:`nodebench.benchmarking.checkpoint`); other settings with the same ``--out`` are refused. A value
+(:mod:`nodebench.benchmarking.checkpoint`); other settings with the same ``--out`` are refused, and so is
+a run measured in another environment (commit, CPU or GPU model, threads, versions) or one that recorded none
+(unless ``--assume-same-environment``); ``summary.md`` names the environment recorded there. A value
 given twice to ``--dims``, ``--orders`` or ``--methods`` is refused; ``--dims``, ``--hidden`` and ``--batch``
 are at most 65,536 and ``--threads`` at most 1,024 (as on the CLI); a field that still does not fit in memory
 is reported in one line (exit 2), keeping the cells finished before it.
@@ -128,10 +130,11 @@ def _fmt_ratio(stats, digits: int = 1) -> str:
 
 
 def summary(samples: pd.DataFrame, agreement: dict, env: dict, args) -> str:
+    """The Markdown summary of ``samples``, measured in ``env`` (:attr:`Checkpoint.environment`)."""
     lines = [
         f"# Cost of d^K z/dt^K: Taylor mode vs nested jvp (MLP D-{args.hidden}-{args.hidden}-D tanh, "
         f"batch {args.batch}, {args.dtype})", "",
-        f"Device {env.get('gpu_model') or env.get('cpu_model')} ({args.device}), {torch.get_num_threads()} torch "
+        f"Device {env.get('gpu_model') or env.get('cpu_model')} ({args.device}), {env.get('num_threads')} torch "
         f"thread(s), torch {env.get('version_torch')}, git `{env.get('git_sha')}`; {args.rounds} interleaved "
         f"rounds, medians in ms per call of {'process CPU time' if args.cpu_time else 'wall time'}; "
         + (f"each phase timed as a block of consecutive calls lasting ≥ {args.min_block * 1e3:g} ms "
@@ -238,6 +241,9 @@ def main() -> None:
     parser.add_argument("--threads", type=positive_int_up_to(MAX_THREADS), default=None,
                         help="torch threads (default: torch's)")
     parser.add_argument("--out", type=nonempty_path, default=Path("results/benchmarks/taylor_cost"))
+    parser.add_argument("--assume-same-environment", action="store_true",
+                        help="resume an --out that recorded no environment (written before it was recorded) as "
+                             "measured on this machine at this commit")
     args = parser.parse_args()
     # a sibling module, imported here so that this module loads without benchmarks/ on sys.path
     from script_checks import refuse_repeats
@@ -258,9 +264,12 @@ def main() -> None:
     elif JAX in args.methods and not jax_jet.available(device_type):
         parser.error(f"method {JAX} needs jax installed with a device for --device {args.device} "
                      "(JAX jet runs on: cpu, cuda)")
-    settings = {key: value for key, value in vars(args).items() if key not in ("dims", "orders", "out")}
+    settings = {key: value for key, value in vars(args).items()
+                if key not in ("dims", "orders", "out", "assume_same_environment")}
     try:
-        checkpoint = Checkpoint(args.out, settings, key=["dim", "K"])
+        checkpoint = Checkpoint(args.out, settings, key=["dim", "K"],
+                                environment=environment(torch.device(args.device)),
+                                assume_same_environment=args.assume_same_environment)
     except UserError as err:
         parser.error(str(err))
     try:
@@ -270,7 +279,7 @@ def main() -> None:
             raise
         parser.error(f"the field (--dims {max(args.dims)}, --hidden {args.hidden}, --batch {args.batch}) does not "
                      f"fit in {args.device}'s memory ({str(err).splitlines()[0]}); give smaller sizes")
-    text = summary(samples, agreement, environment(torch.device(args.device)), args)
+    text = summary(samples, agreement, checkpoint.environment, args)
     (args.out / "summary.md").write_text(text)
     plot(samples, args.out, args.dims)
     print(text)

@@ -49,6 +49,14 @@ def provenance_columns(provenance: Mapping[str, Any] | None = None) -> dict[str,
     return dict(PROVENANCE) | {k: v for k, v in (provenance or {}).items() if k in PROVENANCE}
 
 
+def short_commit(sha: object) -> str:
+    """A record's ``git_sha`` (:func:`nodebench.harness.environment.git_sha`) cut to 12 characters for a label,
+    keeping its ``-dirty`` suffix (``1a2b3c4d5e6f-dirty``: uncommitted changes, not that commit's code);
+    ``""`` for none."""
+    text = "" if sha is None else str(sha)
+    return text[:12] + "-dirty" * text.endswith("-dirty")
+
+
 def atomic_write(path: Path, write) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, then renamed over it (and synced): a reader or a
     killed writer never sees half a file. A write that raises (Ctrl-C included) leaves ``path`` as it was and

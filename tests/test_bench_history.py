@@ -14,6 +14,7 @@ from test_bench_compare import AA_RUNS, needs_runs, plant_slowdown, run_cli
 from nodebench.benchmarking import history
 from nodebench.benchmarking.history_plots import history_table, plot_history
 from nodebench.benchmarking.suites import load_suite
+from nodebench.records import short_commit
 
 TINY = """
 suite = "tiny"
@@ -102,7 +103,7 @@ def test_bench_appends_keyed_runs_and_gates_the_second_against_the_first(capsys,
     runs = history.list_runs(store)
     assert len(runs) == 2 and set(runs["machine"]) == {"box-1"} and set(runs["suite"]) == {"tiny"}
     first, second = (Path(p) for p in runs["run_dir"])
-    assert second.name.endswith(history.git_sha()[:12]) and history.previous_run(store, second) == first
+    assert second.name.endswith(short_commit(history.git_sha())) and history.previous_run(store, second) == first
     assert code == 0, out  # two steps a side can never confirm a time change at p <= 0.002
     assert (second / "compare.md").is_file() and (second.parent / "history.md").is_file()
     assert (second.parent / "figures" / "history_time.png").is_file()

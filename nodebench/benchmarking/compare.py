@@ -88,7 +88,7 @@ from nodebench.errors import UserError
 from nodebench.methods import get_method
 from nodebench.metrics import METRICS
 from nodebench.papers import check_loaded
-from nodebench.records import CURVES, RECORDS, config_labels, load_run, measured_memory
+from nodebench.records import CURVES, RECORDS, config_labels, load_run, measured_memory, short_commit
 from nodebench.runner.settings import ignored_options
 from nodebench.schema import check_records
 
@@ -213,8 +213,7 @@ def run_label(records: pd.DataFrame, path: str | Path) -> str:
     """``path`` with the commit(s) its records ran (``git_sha``), so that a gate report says what code it
     compared: ```results/a` (commit 1a2b3c4d5e6f)``, ``… (commits 1a2b…, 9f8e…)`` for a mixed run, and
     ``1a2b3c4d5e6f-dirty`` for records of a checkout with uncommitted changes (not that commit's code)."""
-    shas = sorted({str(s)[:12] + "-dirty" * str(s).endswith("-dirty")
-                   for s in records.get("git_sha", pd.Series(dtype=str)).dropna() if str(s)})
+    shas = sorted({short_commit(s) for s in records.get("git_sha", pd.Series(dtype=str)).dropna() if str(s)})
     if not shas:
         return f"`{path}` (commit not recorded)"
     return f"`{path}` (commit{'s' * (len(shas) > 1)} {', '.join(shas)})"

@@ -24,7 +24,7 @@ import pandas as pd
 from nodebench.errors import UserError
 from nodebench.harness.environment import git_sha
 from nodebench.paths import plain_name
-from nodebench.records import RECORDS
+from nodebench.records import RECORDS, short_commit
 from nodebench.runner.sweep import read_run_info, write_run_info
 
 DEFAULT_STORE = Path("results") / "history"
@@ -49,7 +49,7 @@ def new_run(store: str | Path, machine: str, suite: str, **meta) -> Path:
     now = _dt.datetime.now(_dt.timezone.utc)
     sha = git_sha()
     folder = Path(store) / plain_name(machine, "machine") / plain_name(suite, "suite")
-    run_dir = folder / f"{now:%Y%m%dT%H%M%SZ}-{sha[:12]}"
+    run_dir = folder / f"{now:%Y%m%dT%H%M%SZ}-{short_commit(sha)}"
     if run_dir.exists():
         raise UserError(f"{str(run_dir)!r} exists already; wait a second and rerun")
     write_run_info(run_dir, command="bench", suite=suite, machine=machine, git_sha=sha,

@@ -29,7 +29,7 @@ from nodebench.benchmarking.compare import (
 )
 from nodebench.benchmarking.history import same_device
 from nodebench.figure_style import styled, subplots
-from nodebench.records import atomic_write
+from nodebench.records import atomic_write, short_commit
 
 
 def run_values(loaded: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
@@ -72,7 +72,8 @@ def history_table(runs: pd.DataFrame) -> pd.DataFrame:
                                                                 on=["case", "metric"], how="outer", indicator=True)
             result = merged[(merged.pop("_merge") != "right_only") | merged["fails"].fillna(False).astype(bool)]
             result = result.fillna({"verdict": "", "note": "", "fails": False}).astype({"fails": bool})
-        frames.append(result.assign(run=index, date=run.date, git_sha=str(run.git_sha)[:7], run_dir=str(run.run_dir)))
+        frames.append(result.assign(run=index, date=run.date, git_sha=short_commit(run.git_sha),
+                                    run_dir=str(run.run_dir)))
         latest.pop(device, None)
         latest[device] = loaded
     return pd.concat(frames, ignore_index=True)[HISTORY_COLUMNS] if frames else pd.DataFrame(columns=HISTORY_COLUMNS)

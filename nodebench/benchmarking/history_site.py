@@ -17,7 +17,7 @@ import pandas as pd
 from nodebench.benchmarking.compare import REGRESSION, RULES, Rule, _value, load_records
 from nodebench.benchmarking.history_plots import GATE_NOTE, drawn, gate_failure_text, run_gates
 from nodebench.html_page import cell, document, esc, plain_table, select, table
-from nodebench.records import RECORDS, atomic_write
+from nodebench.records import RECORDS, atomic_write, short_commit
 
 VERDICT_COLOURS = {REGRESSION: "#c00", "improved": "#080", "noise": "#c80"}
 WIDTH, HEIGHT, PAD = 380, 150, 34
@@ -91,7 +91,7 @@ def environment(runs: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
     for index, run in enumerate(runs.itertuples()):
         records, _ = load_records(Path(run.run_dir))
         first = records.iloc[0] if len(records) else pd.Series(dtype=object)
-        rows.append([index, str(run.date), str(run.git_sha)[:12], run.machine, gate.get(index, "–")]
+        rows.append([index, str(run.date), short_commit(run.git_sha), run.machine, gate.get(index, "–")]
                     + [first.get(c, "") for c, _ in columns] + [len(records)])
     return pd.DataFrame(rows, columns=["run", "date", "git", "machine", "gate"] + [label for _, label in columns]
                         + ["cases"])

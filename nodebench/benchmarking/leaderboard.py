@@ -68,7 +68,7 @@ from nodebench.figure_style import label_styles, styled, subplots
 from nodebench.intervals import median_interval, ok_count_text
 from nodebench.markdown import fmt_mib
 from nodebench.metrics import headline_metric, higher_is_better
-from nodebench.records import atomic_write, config_labels, measured_memory
+from nodebench.records import atomic_write, config_labels, measured_memory, short_commit
 from nodebench.registry import nearest
 from nodebench.target import (
     QUALITY_COLUMNS,
@@ -154,10 +154,10 @@ def machines_note(tasks: dict[str, pd.DataFrame]) -> str:
     return " ".join(notes)
 
 
-def _texts(group: pd.DataFrame, column: str, width: int | None = None) -> tuple[str, ...]:
-    """The distinct non-empty values of ``column`` in ``group`` (:func:`_text`, cut to ``width``), sorted."""
+def _texts(group: pd.DataFrame, column: str, form=str) -> tuple[str, ...]:
+    """The distinct non-empty values of ``column`` in ``group`` (:func:`_text`, then ``form``), sorted."""
     values = group[column] if column in group else ()
-    return tuple(sorted({_text(v)[:width] for v in values} - {""}))
+    return tuple(sorted({form(_text(v)) for v in values} - {""}))
 
 
 def environment_text(row: pd.Series) -> str:
@@ -231,7 +231,7 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
                      "nfe_per_iter": median_interval(nfe, seeds=good["seed"]).value,
                      "metric": metric_interval.value, "metric_interval": metric_interval,
                      "environment": environment_text(first), "hosts": _texts(group, "hostname"),
-                     "commits": _texts(group, "git_sha", 12), "ignored": ignored_repeats(group)})
+                     "commits": _texts(group, "git_sha", short_commit), "ignored": ignored_repeats(group)})
     table = pd.DataFrame(rows)
     higher = bool(metric and higher_is_better(metric))
     for col, ascending in (("time_to_target_s", True), ("peak_mem_bytes", True), ("nfe_per_iter", True),
@@ -546,7 +546,7 @@ def environment_table(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for run_id, group in records.groupby("run_id", sort=True):
         first = group.sort_values("started_at").iloc[0] if "started_at" in group else group.iloc[0]
-        rows.append([None if not _text(first[c]) else _text(first[c])[:12] if c == "git_sha" else _count(first[c])
+        rows.append([None if not _text(first[c]) else short_commit(first[c]) if c == "git_sha" else _count(first[c])
                      for c, _ in present] + [len(group)])  # None: blank in Markdown, "–" in HTML, never "nan"
     return pd.DataFrame(rows, columns=[label for _, label in present] + ["cases"], dtype=object)  # 2, not 2.0
 
