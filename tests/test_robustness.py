@@ -419,6 +419,18 @@ def test_a_case_folder_that_cannot_be_made_closes_the_handed_pipe_ends(tmp_path)
     assert _open_fds() == before
 
 
+#: A stand-in worker that outlives any test unless something kills it.
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def _kill_left(processes) -> None:
+    """Kill what a failed interrupt test left running (each worker in its own session)."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 @pytest.mark.parametrize("entry", ["sweep", "run_case_process"])
 def test_a_ctrl_c_inside_popen_after_the_fork_leaves_no_worker_running(tmp_path, monkeypatch, entry):
     """A SIGINT that lands inside ``subprocess.Popen`` once the worker has forked (Popen then raises without
@@ -434,19 +446,15 @@ def test_a_ctrl_c_inside_popen_after_the_fork_leaves_no_worker_running(tmp_path,
 
     monkeypatch.setattr(subprocess, "Popen", interrupted_popen)
     case = Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL)
-    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
     try:
         with pytest.raises(KeyboardInterrupt):
             if entry == "sweep":
                 run_cases([case], tmp_path, progress=False)
             else:
-                sweep.run_case_process(case, tmp_path, python=sleeper)
+                sweep.run_case_process(case, tmp_path, python=SLEEPER)
         assert len(spawned) == 1 and spawned[0].poll() is not None, "the worker outlived the interrupt"
     finally:
-        for process in spawned:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        _kill_left(spawned)
 
 
 @pytest.mark.parametrize("entry", ["sweep", "run_case_process"])
@@ -461,19 +469,15 @@ def test_an_interrupt_before_a_started_worker_is_registered_kills_it(tmp_path, m
 
     monkeypatch.setattr(sweep, "_Running", interrupted)
     case = Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL)
-    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
     try:
         with pytest.raises(KeyboardInterrupt):
             if entry == "sweep":
                 run_cases([case], tmp_path, progress=False)
             else:
-                sweep.run_case_process(case, tmp_path, python=sleeper)
+                sweep.run_case_process(case, tmp_path, python=SLEEPER)
         assert len(started) == 1 and started[0].poll() is not None, "the worker outlived the interrupt"
     finally:
-        for process in started:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        _kill_left(started)
 
 
 @pytest.mark.parametrize("entry", ["sweep", "run_case_process"])
@@ -481,12 +485,11 @@ def test_a_second_ctrl_c_while_the_workers_are_killed_leaves_none_running(tmp_pa
     """A second Ctrl-C landing while an interrupted sweep killed its workers stopped the kill loop: the workers
     not yet killed (each in its own session) went on computing and writing into the run folder."""
     spawned, popen, kill = [], subprocess.Popen, sweep._kill
-    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
 
     def sleeping_worker(args, **kwargs):
         if "nodebench.runner.worker" not in args:  # git, for the run's commit
             return popen(args, **kwargs)
-        spawned.append(popen(sleeper, **kwargs))
+        spawned.append(popen(SLEEPER, **kwargs))
         return spawned[-1]
 
     def first_kill_interrupted(process):
@@ -511,7 +514,4 @@ def test_a_second_ctrl_c_while_the_workers_are_killed_leaves_none_running(tmp_pa
         assert len(spawned) == (2 if entry == "sweep" else 1), spawned
         assert all(process.poll() is not None for process in spawned), "a worker outlived the interrupts"
     finally:
-        for process in spawned:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        _kill_left(spawned)

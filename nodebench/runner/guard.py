@@ -48,13 +48,9 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def stop_on_signals(signals=(signal.SIGTERM, signal.SIGHUP)):
-    """Within the block, ``signals`` raise :class:`Interrupted` (a KeyboardInterrupt) in the main thread, so
-    the sweep's clean-up runs; the previous handlers come back afterwards. Outside the main thread (where
-    Python cannot install handlers) the block runs unguarded."""
-    def handler(signum, frame):
-        raise Interrupted(signum)
-
+def _handled_by(signals, handler):
+    """Within the block, ``handler`` takes ``signals`` in the main thread; the previous handlers come back
+    afterwards. Outside the main thread (where Python cannot install handlers) the block runs unguarded."""
     try:
         previous = {s: signal.signal(s, handler) for s in signals}
     except ValueError:  # not the main thread
@@ -68,6 +64,18 @@ def stop_on_signals(signals=(signal.SIGTERM, signal.SIGHUP)):
 
 
 @contextlib.contextmanager
+def stop_on_signals(signals=(signal.SIGTERM, signal.SIGHUP)):
+    """Within the block, ``signals`` raise :class:`Interrupted` (a KeyboardInterrupt) in the main thread, so
+    the sweep's clean-up runs; the previous handlers come back afterwards. Outside the main thread (where
+    Python cannot install handlers) the block runs unguarded."""
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    with _handled_by(signals, handler):
+        yield
+
+
+@contextlib.contextmanager
 def deferred_signals(signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
     """Within the block, ``signals`` are held; afterwards the previous handlers come back and the first signal
     held is delivered to its handler (a Ctrl-C raises KeyboardInterrupt there, :func:`stop_on_signals`'s
@@ -75,17 +83,11 @@ def deferred_signals(signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
     child exists once it has forked, before it returns) and the registration of the child. A signal whose
     handler Python did not install, or outside the main thread, is not held."""
     held: list[int] = []
-    signals = [s for s in signals if signal.getsignal(s) is not None]
     try:
-        previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in signals}
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
+        with _handled_by([s for s in signals if signal.getsignal(s) is not None],
+                         lambda signum, frame: held.append(signum)):
+            yield
     finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
         if held:
             signal.raise_signal(held[0])
 
