@@ -336,6 +336,21 @@ def test_tradeoff_best_of_pure_noise_is_not_a_reduction_once_cross_fitted():
     assert in_sample >= 1.2 > held_out and v.verdict == FAILS, v.measured
 
 
+def test_a_cross_fitted_verdict_reads_the_geometric_mean_it_reports():
+    """The cross-fitted figure is the geometric mean of the two held-out reductions, and the verdict compares it
+    with ``min``: held-out 2.5× and 1.82× read 2.13× against ≥ 2 but failed, each half having had to reach 2."""
+    records = pd.DataFrame([_row("digits_lambda", "adjoint", hp, nfe=nfe, acc=0.9, seed=seed) for hp, nfes in (
+        ({"reg": "none", "reg_lambda": 0.0}, (40.0, 40.0)),
+        ({"reg": "speed", "reg_order": 2, "reg_lambda": 1.0}, (16.0, 22.0))) for seed, nfe in enumerate(nfes)])
+    (v,) = check_claims([TRADEOFF], records)
+    assert _figure(r"cross-fitted over 2 seeds \(.*\): ([\d.]+)×", v.measured) == 2.13, v.measured
+    assert v.verdict == HOLDS, v.measured
+    (v,) = check_claims([TRADEOFF | {"min": 2.2}], records)  # the mean below min: does not hold
+    assert v.verdict == FAILS, v.measured
+    (v,) = check_claims([TRADEOFF], records.assign(test_accuracy=[0.9, 0.9, 0.9, 0.87]))  # 0.03 lost on seed 1
+    assert v.verdict == FAILS and "beyond the allowed loss" in v.measured, v.measured
+
+
 def test_tradeoff_with_one_seed_picks_on_training_figures_or_says_best_of_n():
     """One seed: a setting whose test NFE is lucky (20) but whose training NFE and accuracy are the worst is not the
     one picked on ``choose_column`` / ``choose_metric``; without them the figure is labelled the best of N."""
