@@ -76,7 +76,7 @@ import pandas as pd
 from nodebench.config import Param
 from nodebench.errors import UserError, clip
 from nodebench.intervals import ratio_interval
-from nodebench.markdown import fmt_mib
+from nodebench.markdown import fmt_mib, seeds_text
 from nodebench.metrics import metric as metric_info
 from nodebench.paper_code import REPORT_LOG, PaperCodeFailed, call
 from nodebench.records import expand_hparams, measured_memory
@@ -687,10 +687,6 @@ def _reported(ref: pd.DataFrame, rows: pd.DataFrame, setting: str, claim: dict) 
     return text, within_loss, value
 
 
-def _seeds_text(seeds: list) -> str:
-    return "seed" + ("s " if len(seeds) > 1 else " ") + ", ".join(map(str, seeds))
-
-
 def _cross_fitted(ref: pd.DataFrame, settings: list[tuple[str, pd.DataFrame]], seeds: list, choose: tuple[str, str],
                   claim: dict) -> tuple[str, bool]:
     """(text, holds) of :func:`tradeoff` cross-fitted over ``seeds`` (those of the reference and the candidates):
@@ -703,7 +699,7 @@ def _cross_fitted(ref: pd.DataFrame, settings: list[tuple[str, pd.DataFrame]], s
         pick = _tradeoff_pick(ref[ref["seed"].isin(chosen_on)],
                               [(s, rows[rows["seed"].isin(chosen_on)]) for s, rows in settings], *choose, claim)
         if pick is None or pick["best"] is None:
-            parts.append(f"no setting within the allowed loss on {_seeds_text(chosen_on)}")
+            parts.append(f"no setting within the allowed loss on {seeds_text(chosen_on)}")
             holds = False
             continue
         setting = pick["best"][2]
@@ -711,7 +707,7 @@ def _cross_fitted(ref: pd.DataFrame, settings: list[tuple[str, pd.DataFrame]], s
         text, within, value = _reported(ref[ref["seed"].isin(held)], rows[rows["seed"].isin(held)], setting, claim)
         holds = holds and within  # the reductions are judged by their geometric mean, below
         values += [] if value is None else [value]
-        parts.append(f"{text}, picked on {_seeds_text(chosen_on)}, read on {_seeds_text(held)}")
+        parts.append(f"{text}, picked on {seeds_text(chosen_on)}, read on {seeds_text(held)}")
     if len(values) < 2:
         return "cross-fitted over seeds: " + "; ".join(parts), False
     mean = math.exp(sum(math.log(v) for v in values) / len(values))

@@ -58,3 +58,9 @@ def fmt_mib(nbytes: float) -> str:
 def fmt_times(value: float) -> str:
     """A ratio as ``1.23×``."""
     return "–" if pd.isna(value) else f"{fmt3(value)}×"
+
+
+def seeds_text(seeds) -> str:
+    """``"seed 0"``, ``"seeds 0, 2"``: the seeds in ascending order."""
+    seeds = sorted(seeds)
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"

@@ -220,6 +220,14 @@ def load_run(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return records, curves
 
 
+def hparams_dict(hparams) -> dict:
+    """One record's ``hparams`` cell as a dict: its JSON object, ``{}`` where none is set (no value, a null or
+    ``""``, as :func:`~nodebench.benchmarking.gate_input.check_gate_input` accepts)."""
+    if isinstance(hparams, dict):
+        return dict(hparams)
+    return json.loads(hparams) if isinstance(hparams, str) and hparams else {}
+
+
 #: the columns every records file written by nodebench has, and that every reader needs.
 def expand_hparams(records: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``records`` with one ``hp_<name>`` column per hyper-parameter in its ``hparams`` JSON
@@ -228,8 +236,7 @@ def expand_hparams(records: pd.DataFrame) -> pd.DataFrame:
     records = records.copy()
     if records.empty or "hparams" not in records:
         return records
-    parsed = [json.loads(h) if isinstance(h, str) else (dict(h) if isinstance(h, dict) else {})
-              for h in records["hparams"]]
+    parsed = [hparams_dict(h) for h in records["hparams"]]
     names = sorted({name for row in parsed for name in row})
     for name in names:
         records[f"hp_{name}"] = [row.get(name) for row in parsed]

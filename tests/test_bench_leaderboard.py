@@ -322,12 +322,26 @@ def test_options_a_method_ignores_do_not_split_its_configuration():
     assert table["config"].tolist() == ["adjoint", "a"] and table["seeds"].tolist() == [2, 2]
 
 
-@pytest.mark.parametrize("drop", [True, False])
-def test_records_without_hparams_are_ranked(capsys, tmp_path, drop):
-    """hparams is an optional records column: a run without it, or with a null in it, is ranked, not a
-    traceback from the options a method ignores (compare.effective_hparams)."""
+@pytest.mark.parametrize("drop, empty", [(True, None), (False, None), (False, "")])
+def test_records_without_hparams_are_ranked(capsys, tmp_path, drop, empty):
+    """hparams is an optional records column: a run without it, or with a null or "" in it (none set, as the gate
+    accepts), is ranked, not a traceback from the options a method ignores (compare.effective_hparams) or from
+    reading the hparams (records.hparams_dict)."""
     records, curves = _synthetic(True)
-    records = records.drop(columns="hparams") if drop else records.assign(hparams=[None] + ["{}"] * (len(records) - 1))
+    records = records.drop(columns="hparams") if drop else records.assign(hparams=[empty] + ["{}"] * (len(records) - 1))
     run = _write_run(tmp_path / "run", records, curves)
     assert main(["leaderboard", str(run), "--out", str(tmp_path / "board")]) == 0
     assert (tmp_path / "board" / "leaderboard.md").is_file()
+
+
+def test_repeats_differing_in_an_ignored_option_from_an_empty_hparams_are_named():
+    """A seed recorded once with ``""`` (no option set) and once with gq's gtol, which adjoint ignores: one
+    configuration measured twice, named (compare.ignored_differences reads ``""`` as no option set)."""
+    records, curves = _synthetic(True)
+    records.loc[records.method == "adjoint", "hparams"] = ""
+    again = records[(records.method == "adjoint") & (records.seed == 0)].assign(hparams='{"gtol": 0.1}')
+    records = pd.concat([records, again.assign(case_id=again["case_id"] + "-again")], ignore_index=True)
+    curves = pd.concat([curves, curves[curves.case_id.isin(again["case_id"])].assign(
+        case_id=lambda c: c["case_id"] + "-again")], ignore_index=True)
+    table, _ = leaderboard.task_table(records[records.task == "t1"], curves)
+    assert table.set_index("config").loc["adjoint", "ignored"] == "gtol 0.1, unset"

@@ -390,6 +390,17 @@ def test_an_infinite_metric_reads_as_infinity_with_a_note_not_as_python_inf():
     assert (fmt3(float("inf")), fmt3(-float("inf")), fmt_times(float("inf")), fmt3(None)) == ("∞", "−∞", "∞×", "–")
 
 
+def test_the_claims_and_the_gate_list_seeds_with_one_helper():
+    """A cross-fitted claim's "picked on seeds 0, 2" and the gate's notes list seeds alike, in ascending order, from
+    one helper (nodebench.markdown.seeds_text), not two near-copies."""
+    from nodebench import claims
+    from nodebench.benchmarking import compare
+    from nodebench.markdown import seeds_text
+
+    assert claims.seeds_text is compare.seeds_text is seeds_text
+    assert (seeds_text([3]), seeds_text({2, 0})) == ("seed 3", "seeds 0, 2")
+
+
 def test_a_table_left_by_an_analysis_that_no_longer_runs_judges_no_claim(tmp_path):
     """A time_to_target.parquet from an earlier build of the run, whose experiments its records no longer hold
     (the analysis is skipped): the claims read it and held "17.5×" on experiments that were not in the run.

@@ -85,10 +85,11 @@ from scipy.stats import mannwhitneyu, wilcoxon
 
 from nodebench.benchmarking.gate_input import check_gate_input
 from nodebench.errors import UserError
+from nodebench.markdown import seeds_text
 from nodebench.methods import get_method
 from nodebench.metrics import METRICS
 from nodebench.papers import check_loaded
-from nodebench.records import CURVES, RECORDS, config_labels, load_run, measured_memory, short_commit
+from nodebench.records import CURVES, RECORDS, config_labels, hparams_dict, load_run, measured_memory, short_commit
 from nodebench.runner.settings import ignored_options
 from nodebench.schema import check_records
 
@@ -438,12 +439,6 @@ def seeds_with_curves(records: pd.DataFrame, curves: pd.DataFrame) -> set:
     return set(ok.loc[ok["case_id"].isin(curves["case_id"]), "seed"])
 
 
-def seeds_text(seeds) -> str:
-    """``"seed 0"``, ``"seeds 0, 2"``."""
-    seeds = sorted(seeds)
-    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-
-
 def _check_one_case_per_seed(records: pd.DataFrame, which: str) -> None:
     """A :class:`UserError` when a configuration holds two cases of one seed (a folder that merged runs of
     different iteration limits or budgets, or cases that differ only in options their method ignores,
@@ -457,7 +452,7 @@ def _check_one_case_per_seed(records: pd.DataFrame, which: str) -> None:
         same = twice[(twice["key"] == first["key"]) & (twice["seed"] == first["seed"])]
         limits = [column for column in ("iters", "budget_s") if column in same and same[column].nunique() > 1]
         differ = "; ".join(f"{c} {', '.join(map(str, sorted(same[c].unique())))}" for c in limits)
-        ignored = _ignored_differences(same)
+        ignored = ignored_differences(same)
         why = (f": their hparams differ only in options {first['method']} ignores ({ignored}), so they are one "
                f"configuration measured {len(same)} times; keep one of them (nodebench run records a case without "
                f"the options its method ignores)" if ignored else "")
@@ -466,11 +461,11 @@ def _check_one_case_per_seed(records: pd.DataFrame, which: str) -> None:
                         f"and seed")
 
 
-def _ignored_differences(same: pd.DataFrame) -> str:
+def ignored_differences(same: pd.DataFrame) -> str:
     """The options in which the recorded ``hparams`` of one configuration's cases differ, with their values
     (``gtol 0.1, 0.2``; ``unset`` where a case lacks one), ``""`` where they agree; cases of one :func:`keyed`
     configuration differ only in options their method ignores."""
-    options = [json.loads(h) for h in same["hparams"]]
+    options = [hparams_dict(h) for h in same["hparams"]]
     names = sorted({name for hparams in options for name in hparams})
     shown = {name: [json.dumps(hparams[name]) if name in hparams else "unset" for hparams in options]
              for name in names}

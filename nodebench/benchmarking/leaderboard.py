@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import gmean
 
-from nodebench.benchmarking.compare import _ignored_differences, effective_hparams, load_records
+from nodebench.benchmarking.compare import effective_hparams, ignored_differences, load_records
 from nodebench.errors import UserError
 from nodebench.figure_style import label_styles, styled, subplots
 from nodebench.intervals import median_interval, ok_count_text
@@ -249,11 +249,11 @@ def task_table(records: pd.DataFrame, curves: pd.DataFrame, target: float | None
 
 def ignored_repeats(group: pd.DataFrame) -> str:
     """The options in which one configuration's runs of one seed differ (their ``recorded`` hparams; ``gtol
-    0.1, 0.2``, :func:`~nodebench.benchmarking.compare._ignored_differences`), ``""`` where none do: options its
+    0.1, 0.2``, :func:`~nodebench.benchmarking.compare.ignored_differences`), ``""`` where none do: options its
     method ignores (:func:`effective_hparams`), so the runs pooled as that seed's repeats are one setting measured
     again, not runs of distinct settings."""
     twice = group[group.duplicated("seed", keep=False)]
-    found = {_ignored_differences(same.assign(hparams=same["recorded"].fillna("{}")))
+    found = {ignored_differences(same.assign(hparams=same["recorded"]))
              for _, same in twice.groupby("seed") if same["recorded"].nunique(dropna=False) > 1}
     return "; ".join(sorted(found - {""}))
 
