@@ -423,6 +423,15 @@ def test_a_case_folder_that_cannot_be_made_closes_the_handed_pipe_ends(tmp_path)
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt for the test, as in an interactive session: a shell that starts the test run
+    in the background sets SIGINT to "ignore", where ``signal.raise_signal(SIGINT)`` would do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _kill_left(processes) -> None:
     """Kill what a failed interrupt test left running (each worker in its own session)."""
     for process in processes:
@@ -432,7 +441,7 @@ def _kill_left(processes) -> None:
 
 
 @pytest.mark.parametrize("entry", ["sweep", "run_case_process"])
-def test_a_ctrl_c_inside_popen_after_the_fork_leaves_no_worker_running(tmp_path, monkeypatch, entry):
+def test_a_ctrl_c_inside_popen_after_the_fork_leaves_no_worker_running(tmp_path, monkeypatch, entry, ctrl_c_raises):
     """A SIGINT that lands inside ``subprocess.Popen`` once the worker has forked (Popen then raises without
     returning it) left that worker, in its own session, running after the sweep had stopped."""
     spawned, popen = [], subprocess.Popen
@@ -481,7 +490,7 @@ def test_an_interrupt_before_a_started_worker_is_registered_kills_it(tmp_path, m
 
 
 @pytest.mark.parametrize("entry", ["sweep", "run_case_process"])
-def test_a_second_ctrl_c_while_the_workers_are_killed_leaves_none_running(tmp_path, monkeypatch, entry):
+def test_a_second_ctrl_c_while_the_workers_are_killed_leaves_none_running(tmp_path, monkeypatch, entry, ctrl_c_raises):
     """A second Ctrl-C landing while an interrupted sweep killed its workers stopped the kill loop: the workers
     not yet killed (each in its own session) went on computing and writing into the run folder."""
     spawned, popen, kill = [], subprocess.Popen, sweep._kill

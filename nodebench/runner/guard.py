@@ -81,10 +81,11 @@ def deferred_signals(signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
     held is delivered to its handler (a Ctrl-C raises KeyboardInterrupt there, :func:`stop_on_signals`'s
     handler :class:`Interrupted`). For a block that must not be cut in two, e.g. ``subprocess.Popen`` (whose
     child exists once it has forked, before it returns) and the registration of the child. A signal whose
-    handler Python did not install, or outside the main thread, is not held."""
+    handler Python did not install, one the process ignores (a shell's background job ignores SIGINT), or
+    outside the main thread, is not held."""
     held: list[int] = []
     try:
-        with _handled_by([s for s in signals if signal.getsignal(s) is not None],
+        with _handled_by([s for s in signals if signal.getsignal(s) not in (None, signal.SIG_IGN)],
                          lambda signum, frame: held.append(signum)):
             yield
     finally:
