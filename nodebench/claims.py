@@ -57,7 +57,9 @@ varied hyper-parameters, rather than a median that pools configurations as if th
   more, cross-fitted over seeds (picked on every other seed, read on the rest, both ways; the geometric mean of
   the two held-out reductions, each setting's metric within the allowed loss on its held-out seeds); with one
   seed, the reported figures of the setting picked on ``choose_column`` and ``choose_metric`` (training-side
-  figures such as ``nfe_forward_per_iter`` and ``train_accuracy``) where the claim names them;
+  figures such as ``nfe_forward_per_iter`` and ``train_accuracy``) where the claim names them. Not measured where
+  the setting picked on one half has no figures on the other (its runs there failed). ``column`` and
+  ``choose_column`` must name a records column (:func:`record_columns`), or the paper is refused when it loads;
 
 Paper packages register checks of their own with :func:`register_check` (e.g. TayNODE's
 ``order_matching``). Each check declares the parameters it reads, so a misspelled parameter is refused
@@ -77,10 +79,12 @@ from nodebench.config import Param
 from nodebench.errors import UserError, clip
 from nodebench.intervals import ratio_interval
 from nodebench.markdown import fmt_mib, seeds_text
+from nodebench.metrics import METRICS
 from nodebench.metrics import metric as metric_info
 from nodebench.paper_code import REPORT_LOG, PaperCodeFailed, call
 from nodebench.records import expand_hparams, measured_memory
-from nodebench.registry import Registry
+from nodebench.registry import Registry, nearest
+from nodebench.schema import COLUMNS as RECORD_SCHEMA
 from nodebench.target import reached_text, seed_aggregate
 
 #: Keys every ``[[claim]]`` may have besides its check's parameters.
@@ -120,7 +124,8 @@ class Check:
     """A registered claim check: ``fn(records, tables, claim) -> [(scope, measured, verdict)]``, the
     parameters a claim using it may set (names) and their declarations (:class:`~nodebench.config.Param`: type, range,
     required), groups of parameters of which a claim must set at least one (``one_of``), and the analysis
-    tables it reads whatever the claim says (``tables``; a claim's own ``table`` parameter names one too)."""
+    tables it reads whatever the claim says (``tables``; a claim's own ``table`` parameter names one too), and the
+    parameters that name a records column (``columns``: the check reads them from the records, never a table)."""
 
     name: str
     fn: CheckFn
@@ -128,10 +133,17 @@ class Check:
     fields: tuple[Param, ...] = ()
     one_of: tuple[tuple[str, ...], ...] = ()
     tables: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
 
     def validate(self, claim: dict, at: str) -> None:
-        """Refuse a claim's missing, mistyped or out-of-range parameters (before any case runs)."""
+        """Refuse a claim's missing, mistyped or out-of-range parameters, and a ``columns`` parameter naming no
+        column a records file can hold (:func:`record_columns`), before any case runs."""
         check_fields(claim, self.fields, at, self.one_of)
+        valid = record_columns()
+        for name in self.columns:
+            if isinstance(claim.get(name), str) and claim[name] not in valid:
+                raise UserError(f"{at}: {name} {claim[name]!r} is not a records column{nearest(claim[name], valid)}; "
+                                f"valid: {', '.join(valid)}")
 
     def tables_read(self, claim: dict) -> tuple[str, ...]:
         """The analysis tables (not the records) the check reads for ``claim``."""
@@ -142,14 +154,24 @@ class Check:
 CHECKS: Registry[Check] = Registry("claim check")
 
 
+def record_columns() -> list[str]:
+    """The numeric columns a records file can hold, known before any case runs: the schema's
+    (:data:`nodebench.schema.COLUMNS`) and the registered metrics (:data:`nodebench.metrics.METRICS`, with those
+    paper packages register for their tasks). Columns only a run reveals (SNODE's ``snode_*``, a task's
+    unregistered extras) are not among them."""
+    return sorted({c.name for c in RECORD_SCHEMA if c.kind in ("int", "float")} | set(METRICS))
+
+
 def register_check(name: str, params=(), one_of: tuple[tuple[str, ...], ...] = (),
-                   tables: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
+                   tables: tuple[str, ...] = (), columns: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
     """Decorator registering ``fn`` as claim check ``name`` accepting ``params``: names (any value,
     optional) or :class:`~nodebench.config.Param` declarations (typed, ranged, possibly required); ``one_of``: groups of
-    parameters of which a claim must give at least one; ``tables``: the analysis tables it always reads."""
+    parameters of which a claim must give at least one; ``tables``: the analysis tables it always reads;
+    ``columns``: the parameters naming a records column (:func:`record_columns`)."""
     def add(fn: CheckFn) -> CheckFn:
         fields = fields_of(params)
-        CHECKS.register(name, Check(name, fn, tuple(f.name for f in fields), fields, tuple(one_of), tuple(tables)))
+        CHECKS.register(name, Check(name, fn, tuple(f.name for f in fields), fields, tuple(one_of), tuple(tables),
+                                    tuple(columns)))
         return fn
     return add
 
@@ -651,24 +673,25 @@ def _tradeoff_pick(ref: pd.DataFrame, settings: list[tuple[str, pd.DataFrame]], 
     medians of ``column`` and ``metric``: the largest reduction median(ref)/median(setting) among the settings whose
     metric is within the allowed loss of the reference's (ties: the better metric, then the first). A dict with the
     reference's medians (``ref``), the allowed loss, ``best`` and ``any`` (the largest reduction whatever the
-    metric) as (reduction, metric, name) or None, and ``n`` the settings compared; None where the reference lacks
-    either median."""
+    metric) as (reduction, metric, name, position in ``settings``) or None, and ``n`` the settings compared; None
+    where the reference lacks either median. The position, not the name, tells the setting's rows: two settings may
+    display alike (reg_lambda 0.1 and 0.1000001 both read "0.1")."""
     r, mr = _col_median(ref, column), _col_median(ref, metric)
     if r is None or mr is None:
         return None
     allowed = claim.get("abs_tol", 0.0) + claim.get("rel_tol", 0.0) * abs(mr)
     pick = {"ref": (r, mr), "allowed": allowed, "best": None, "any": None, "n": 0}
     best_key = any_key = None
-    for setting, group in settings:
+    for i, (setting, group) in enumerate(settings):
         c, mc = _col_median(group, column), _col_median(group, metric)
         if c is None or mc is None or c == 0:
             continue
         pick["n"] += 1
         key = (r / c, -metric_info(metric).worse_by(mc, mr))
         if any_key is None or key > any_key:
-            any_key, pick["any"] = key, (r / c, mc, setting)
+            any_key, pick["any"] = key, (r / c, mc, setting, i)
         if no_worse(metric, mc, mr, allowed) and (best_key is None or key > best_key):
-            best_key, pick["best"] = key, (r / c, mc, setting)
+            best_key, pick["best"] = key, (r / c, mc, setting, i)
     return pick
 
 
@@ -680,7 +703,7 @@ def _reported(ref: pd.DataFrame, rows: pd.DataFrame, setting: str, claim: dict) 
     pick = _tradeoff_pick(ref, [(setting, rows)], column, metric, claim)
     if pick is None or pick["any"] is None:
         return f"{setting}: {column} or {metric} not measured there", False, None
-    value, mc, _ = pick["any"]
+    value, mc = pick["any"][:2]
     within_loss = pick["best"] is not None
     text = (f"{value:.3g}× at {setting} ({metric} {mc:.4g} vs {pick['ref'][1]:.4g}, "
             f"{'within' if within_loss else 'beyond'} the allowed loss {pick['allowed']:.3g})")
@@ -688,12 +711,14 @@ def _reported(ref: pd.DataFrame, rows: pd.DataFrame, setting: str, claim: dict) 
 
 
 def _cross_fitted(ref: pd.DataFrame, settings: list[tuple[str, pd.DataFrame]], seeds: list, choose: tuple[str, str],
-                  claim: dict) -> tuple[str, bool]:
-    """(text, holds) of :func:`tradeoff` cross-fitted over ``seeds`` (those of the reference and the candidates):
+                  claim: dict) -> tuple[str, str]:
+    """(text, verdict) of :func:`tradeoff` cross-fitted over ``seeds`` (those of the reference and the candidates):
     the setting is picked on every other seed (on ``choose``: a column and a metric), its reduction and metric are
     read on the remaining seeds, then the halves swap; the figure is the geometric mean of the two held-out
-    reductions. Holds when that is at least ``min`` and the held-out metric is within the allowed loss both ways."""
-    parts, values, holds = [], [], True
+    reductions. Holds when that is at least ``min`` and the held-out metric is within the allowed loss both ways;
+    not measured where a half read nothing (the picked setting has no figures on the held-out seeds) and no other
+    half already fails."""
+    parts, values, holds, unmeasured = [], [], True, False
     halves = (seeds[0::2], seeds[1::2])
     for chosen_on, held in (halves, halves[::-1]):
         pick = _tradeoff_pick(ref[ref["seed"].isin(chosen_on)],
@@ -702,18 +727,18 @@ def _cross_fitted(ref: pd.DataFrame, settings: list[tuple[str, pd.DataFrame]], s
             parts.append(f"no setting within the allowed loss on {seeds_text(chosen_on)}")
             holds = False
             continue
-        setting = pick["best"][2]
-        rows = dict(settings)[setting]
+        setting, rows = settings[pick["best"][3]]
         text, within, value = _reported(ref[ref["seed"].isin(held)], rows[rows["seed"].isin(held)], setting, claim)
-        holds = holds and within  # the reductions are judged by their geometric mean, below
+        unmeasured = unmeasured or value is None
+        holds = holds and (within or value is None)  # the reductions are judged by their geometric mean, below
         values += [] if value is None else [value]
         parts.append(f"{text}, picked on {seeds_text(chosen_on)}, read on {seeds_text(held)}")
     if len(values) < 2:
-        return "cross-fitted over seeds: " + "; ".join(parts), False
+        return "cross-fitted over seeds: " + "; ".join(parts), NOT_MEASURED if holds and unmeasured else FAILS
     mean = math.exp(sum(math.log(v) for v in values) / len(values))
     return (f"cross-fitted over {len(seeds)} seeds (the setting picked on half of them, its figures read on the "
             f"other half, both ways): {mean:.3g}× (geometric mean of {'; '.join(parts)})"), \
-        holds and at_least(mean, claim.get("min", 1.0))
+        HOLDS if holds and at_least(mean, claim.get("min", 1.0)) else FAILS
 
 
 def _best_tradeoff(ref: pd.DataFrame, ref_text: str, cand: pd.DataFrame, claim: dict) -> tuple[str, str]:
@@ -747,27 +772,28 @@ def _best_tradeoff(ref: pd.DataFrame, ref_text: str, cand: pd.DataFrame, claim: 
     missing = [c for c in dict.fromkeys(choose) if any(c not in rows or rows[c].isna().all() for rows in (ref, cand))]
     seeds = sorted(set(ref["seed"].dropna()) & set(cand["seed"].dropna())) if "seed" in ref and "seed" in cand else []
     if len(seeds) >= 2:
-        text, ok = _cross_fitted(ref, settings, seeds, (column, metric) if missing else choose, claim)
+        text, verdict = _cross_fitted(ref, settings, seeds, (column, metric) if missing else choose, claim)
     elif choose != (column, metric) and not missing:
         pick = _tradeoff_pick(ref, settings, *choose, claim)
         if pick["best"] is None:
-            text, ok = f"no setting within the allowed {choose[1]} loss {pick['allowed']:.3g}", False
+            text, verdict = f"no setting within the allowed {choose[1]} loss {pick['allowed']:.3g}", FAILS
         else:
-            text, within, value = _reported(ref, dict(settings)[pick["best"][2]], pick["best"][2], claim)
-            ok = within and at_least(value, low)
+            text, within, value = _reported(ref, settings[pick["best"][3]][1], pick["best"][2], claim)
+            verdict = HOLDS if within and at_least(value, low) else FAILS
             text = f"{column} reduction of the setting picked on {choose[0]} and {choose[1]}: {text}"
     else:
         note = f"{', '.join(missing)} not recorded; " if missing and choose != (column, metric) else ""
         text = (f"best {column} reduction within the allowed {metric} loss {allowed:.3g}: {in_sample} ({note}one seed "
                 f"and no other figure to pick on: noise alone can raise a best of {n})")
         return text + tail, HOLDS if at_least(best[0], low) else FAILS
-    return f"{text}; picked on the reported figures instead: {in_sample}" + tail, HOLDS if ok else FAILS
+    return f"{text}; picked on the reported figures instead: {in_sample}" + tail, verdict
 
 
 @register_check("tradeoff", params=(*TOLS, COLUMN, EXPERIMENTS, Param("method", "str"),
                                      Param("metric", "str", required=True), BOUND["min"], PUBLISHED,
                                      Param("reference", "table"), Param("where", "table"),
-                                     Param("choose_column", "str"), Param("choose_metric", "str")))
+                                     Param("choose_column", "str"), Param("choose_metric", "str")),
+                columns=("column", "choose_column"))
 def tradeoff(records, tables, claim) -> list[tuple[str, str, str]]:
     out = []
     for scope, rows in _per_method(records, claim, out):

@@ -377,3 +377,51 @@ def test_a_misspelt_choose_metric_is_refused_when_the_paper_loads():
     assert 'choose_metric = "train_accuracy"' in text
     with pytest.raises(UserError, match=r"claim 'T1a': choose_metric 'train_acc' is not a metric; valid: .*train_mse"):
         parse_spec(text.replace('choose_metric = "train_accuracy"', 'choose_metric = "train_acc"', 1), "taynode")
+
+
+@pytest.mark.parametrize("key, value, fixed", [("choose_column", "nfe_forward_per_itr", "nfe_forward_per_iter"),
+                                               ("column", "tets_nfe", "test_nfe")])
+def test_a_misspelt_tradeoff_column_is_refused_when_the_paper_loads(key, value, fixed):
+    """``column`` and ``choose_column`` are read from the records: a name no records column has would fall back to
+    the test figures (or read "missing") with no note, so the loader refuses it, naming the nearest column."""
+    text = (Path(analyses.__file__).parent / "experiments.toml").read_text()
+    line = f'{key} = "{fixed}"'
+    assert line in text
+    with pytest.raises(UserError, match=rf"claim 'T1a': {key} '{value}' is not a records column "
+                                        rf"\(did you mean '{fixed}'\?\); valid: .*train_wall_s"):
+        parse_spec(text.replace(line, f'{key} = "{value}"', 1), "taynode")
+
+
+def test_tradeoff_reads_the_rows_of_the_picked_setting_even_where_two_display_alike():
+    """reg_lambda 0.1 (10 NFE, accurate) and 0.1000001 (40 NFE, 0.5 accuracy) both display as "0.1": the setting
+    picked on each half is the accurate one, and its held-out figures are its own, not the other's."""
+    hp = {"reg": "speed", "reg_order": 2}
+    records = pd.DataFrame([_row("digits_lambda", "adjoint", hparams, nfe=nfe, acc=acc, seed=seed)
+                            for hparams, nfe, acc in (({"reg": "none", "reg_lambda": 0.0}, 40.0, 0.9),
+                                                      (hp | {"reg_lambda": 0.1}, 10.0, 0.9),
+                                                      (hp | {"reg_lambda": 0.1000001}, 40.0, 0.5))
+                            for seed in range(2)])
+    (v,) = check_claims([TRADEOFF], records)
+    assert v.verdict == HOLDS and _figure(r"cross-fitted over 2 seeds \(.*\): ([\d.]+)×", v.measured) == 4, \
+        v.measured
+    one_seed = records[records["seed"] == 0].assign(train_accuracy=records["test_accuracy"])
+    (v,) = check_claims([TRADEOFF | {"choose_column": "nfe_forward_per_iter", "choose_metric": "train_accuracy"}],
+                        one_seed)
+    assert v.verdict == HOLDS and "train_accuracy: 4× at reg_lambda 0.1 (" in v.measured, v.measured
+
+
+def test_a_held_out_half_without_the_picked_settings_figures_is_not_measured():
+    """λ = 1 is picked on seed 0, but its run on seed 1 diverged: nothing was measured there, so the verdict is
+    "not measured", not "does not hold" (the other half, read on seed 0, is within the allowed loss)."""
+    hp = {"reg": "speed", "reg_order": 2}
+    records = pd.DataFrame([_row("digits_lambda", "adjoint", hparams, nfe=nfe, acc=0.9, seed=seed,
+                                 status="diverged" if hparams.get("reg_lambda") == 1.0 and seed == 1 else "ok")
+                            for hparams, nfe in (({"reg": "none", "reg_lambda": 0.0}, 40.0),
+                                                 (hp | {"reg_lambda": 1.0}, 10.0), (hp | {"reg_lambda": 2.0}, 30.0))
+                            for seed in range(2)])
+    (v,) = check_claims([TRADEOFF | {"min": 1.0}], records)
+    assert v.verdict == NOT_MEASURED and "reg_lambda 1: test_nfe or test_accuracy not measured there, picked on " \
+        "seed 0, read on seed 1" in v.measured, v.measured
+    (v,) = check_claims([TRADEOFF | {"min": 1.0}], records.assign(  # λ = 2, picked on seed 1, too inaccurate on 0
+        test_accuracy=[0.9, 0.9, 0.9, 0.9, 0.8, 0.9]))
+    assert v.verdict == FAILS and "beyond the allowed loss" in v.measured, v.measured
