@@ -103,7 +103,8 @@ def _add_sweep_options(p: argparse.ArgumentParser, device: str | None = "cpu") -
                         "executor without SLURM); dask: a dask.distributed scheduler (--scheduler)")
     p.add_argument("--scheduler", metavar="ADDR", help="dask scheduler address, e.g. tcp://10.0.0.1:8786")
     p.add_argument("--allow-mixed-commits", action="store_true",
-                   help="add cases to an output directory holding cases of another git commit")
+                   help="add cases to an output directory holding cases of another git commit, or of this one "
+                        "with uncommitted changes where this checkout has none or the reverse")
     p.add_argument("--trust-unverified", action="store_true",
                    help="unpickle data files whose sha256 the data manifest does not pin (your own copies)")
     p.add_argument("--no-verify", action="store_true", help="run on data files that do not match their checksums")

@@ -125,7 +125,7 @@ def sweep_dir(path: Path, *, allow_mixed_commits: bool = False) -> Path:
         raise UserError(f"{str(path)!r} holds {RECORDS} but no {CASES}/ folder (a copied or published run); "
                         "a sweep there would replace its records: give another out (--out)")
     rows = [row for row in map(read_json_object, sorted((path / CASES).glob("*.json"))) if row]
-    check_commit(rows, git_sha(), path, allow_mixed=allow_mixed_commits)
+    check_commit(rows, git_sha(), path, allow_mixed=allow_mixed_commits, warn=False)  # the run warns as it adds
     return path
 
 

@@ -347,8 +347,7 @@ def test_a_value_beyond_the_models_dtype_is_refused_before_running(task, method,
 
 @pytest.mark.parametrize("task, method, key, kind", [
     ("cnf_sklearn_breast_cancer", "adjoint", "eval_tol", "hyper-parameter"), ("g1d", "gq", "lr", "hyper-parameter"),
-    ("g1d", "adjoint", "rtol", "solver option"), ("g1d", "adjoint", "adjoint_atol", "solver option"),
-    ("g1d", "gq", "gtol", "solver option")])
+    ("g1d", "adjoint", "rtol", "solver option"), ("g1d", "adjoint", "adjoint_atol", "solver option")])
 def test_a_positive_value_that_is_0_in_the_models_dtype_is_refused(task, method, key, kind, tmp_path, capsys):
     """In float32, eval_tol = 1e-300 or rtol = 1e-300 was 0 (dopri5 stopped, "underflow in dt", or read rtol as
     0) and lr = 1e-300 an update of 0, silently: a value that must be positive is refused below float32's smallest
@@ -382,6 +381,22 @@ def test_an_snode_option_the_models_dtype_cannot_hold_is_refused(key, value, pro
     assert lines[0].startswith(f"nodebench: error: task cubic_spiral: SNODE option {key} {value:g} {problem}")
     assert not out.exists()
     assert main([*args, "--dry-run", "--out", str(out)]) == 0  # cubic_spiral's default dtype, float64
+
+
+@pytest.mark.parametrize("task, method, key, value, ignored", [
+    ("g1d", "rk4", "rtol", 1e-300, "method rk4 does not use rtol"),
+    ("cubic_spiral", "snode", "rtol", 1e-300, "method snode does not use rtol"),
+    ("cubic_spiral", "snode", "snode_gamma_max", 1e300, "method snode does not use snode_gamma_max"),
+    ("g1d", "gq", "gtol", 1e-300, None), ("g1d", "gq", "gtol", 1e300, None)])
+def test_an_option_that_never_becomes_a_tensor_of_the_models_dtype_is_not_checked_against_it(
+        task, method, key, value, ignored, tmp_path, capsys):
+    """An option the method ignores (rtol for rk4 or snode; gamma_max without a continuation) was refused for a
+    value float32 cannot hold, though it is only warned about as ignored; gtol, the GQ node count's factor, is a
+    Python float (1e-300: one node per interval; 1e300: the most), yet was refused as 0 in float32."""
+    code = main(["run", "--task", task, "--method", method, "--hparam", f"{key}={value}", "--hparam",
+                 "dtype=float32", "--dry-run", "--out", str(tmp_path / "out")])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 0 and warnings == ([f"nodebench: warning: {ignored}; ignored"] if ignored else []), warnings
 
 
 def test_a_value_that_may_be_0_may_round_to_0_in_the_models_dtype(tmp_path):

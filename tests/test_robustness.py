@@ -20,7 +20,7 @@ import torch
 from nodebench import records
 from nodebench.cli import main
 from nodebench.errors import UserError
-from nodebench.records import CASES, REJECTED, merge, valid_cases, write_case
+from nodebench.records import CASES, REJECTED, merge, short_commit, valid_cases, write_case
 from nodebench.runner import guard, sweep
 from nodebench.runner.case import Case
 from nodebench.runner.guard import LOCK, PARENT_PID, SweepLock
@@ -178,6 +178,50 @@ def test_a_directory_of_another_commit_is_refused_unless_asked(tmp_path, capsys)
     assert code == 2 and "--allow-mixed-commits" in capsys.readouterr().err
     records, _ = run_cases([case], tmp_path, progress=False, allow_mixed_commits=True)
     assert len(records) == 1
+
+
+def _at_commit(monkeypatch, sha: str) -> None:
+    """This checkout's ``git_sha`` is ``sha``, for the folder's check (:func:`nodebench.paths.sweep_dir`) and the
+    sweep's."""
+    for module in (sys.modules["nodebench.harness.environment"], sweep):
+        monkeypatch.setattr(module, "git_sha", lambda: sha)
+
+
+@pytest.mark.parametrize("recorded, current", [("a" * 40, "a" * 40 + "-dirty"), ("a" * 40 + "-dirty", "a" * 40)])
+def test_a_directory_of_the_same_commit_with_uncommitted_changes_or_without_is_refused(recorded, current, tmp_path,
+                                                                                      capsys, monkeypatch):
+    """``SHA-dirty`` and ``SHA`` counted as one commit: a resumed run mixed a clean commit's cases with those of
+    uncommitted changes, silently. Refused as another commit is (the cost checkpoint's policy), unless asked."""
+    _at_commit(monkeypatch, current)
+    case = Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL)
+    _finished(tmp_path, case, git_sha=recorded)
+    before = sorted(path.name for path in (tmp_path / CASES).iterdir())
+    code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--iters", "1", "--hparam", "n_points=6",
+                 "--hparam", "hidden=4", "--no-progress", "--out", str(tmp_path)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and lines == [f"nodebench: error: {str(tmp_path)!r} holds cases of commit "
+                                   f"{short_commit(recorded)}, this checkout is {short_commit(current)} (-dirty: with "
+                                   "uncommitted changes); give another out (--out), or allow_mixed_commits=True "
+                                   "(--allow-mixed-commits) to mix them"], lines
+    assert sorted(path.name for path in (tmp_path / CASES).iterdir()) == before
+    records, _ = run_cases([case], tmp_path, progress=False, allow_mixed_commits=True)
+    assert len(records) == 1 and "warning" not in capsys.readouterr().err
+
+
+def test_a_directory_of_the_same_uncommitted_changes_resumes_with_a_warning(tmp_path, capsys, monkeypatch):
+    """Uncommitted changes cannot be compared: a checkout with them resumes a run of the same ``SHA-dirty``, and
+    says that whether the changes are the same is not checked (once, though the folder is checked twice)."""
+    from nodebench.paths import sweep_dir
+
+    _at_commit(monkeypatch, "a" * 40 + "-dirty")
+    case = Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL)
+    _finished(tmp_path, case, git_sha="a" * 40 + "-dirty")
+    assert sweep_dir(tmp_path) == tmp_path  # the check before a run warns not: the run does, as it adds cases
+    records, _ = run_cases([case], tmp_path, progress=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nodebench:")]
+    assert len(records) == 1 and lines == [f"nodebench: warning: {str(tmp_path)!r} holds cases run with uncommitted "
+                                           f"changes to commit {'a' * 12}, as this checkout has; whether they are the "
+                                           "same changes is not checked"], lines
 
 
 def test_the_case_id_follows_the_data_file_content(tmp_path):

@@ -348,6 +348,17 @@ def test_progress_names_the_cases_of_a_sweep_apart_by_the_settings_they_differ_i
     assert notes == "cubic_spiral/rk4/lr=0.01/s0: starting; cubic_spiral/rk4/lr=0.01/s1: starting"
 
 
+def test_progress_names_a_configuration_alike_for_every_seed_of_an_irregular_grid():
+    """The settings in a name were chosen among the cases of one seed, so where seed 1 had one lr of seed 0's two
+    its case lost the lr (g1d/adjoint/lr=0.1/s0 but g1d/adjoint/s1): they are now chosen over the seeds."""
+    from nodebench.runner.progress import case_names
+
+    cases = [Case("g1d", "adjoint", seed=0, hparams={"lr": 0.1}), Case("g1d", "adjoint", seed=0, hparams={"lr": 0.2}),
+             Case("g1d", "adjoint", seed=1, hparams={"lr": 0.1}), Case("g1d", "rk4", seed=1)]
+    assert list(case_names(cases).values()) == ["g1d/adjoint/lr=0.1/s0", "g1d/adjoint/lr=0.2/s0",
+                                                "g1d/adjoint/lr=0.1/s1", "g1d/rk4/s1"]
+
+
 @pytest.mark.slow
 def test_the_progress_lines_of_a_small_sweep_are_distinct(tmp_path, capsys):
     """Two values of one option, one seed: each case's line names its value (it named both cubic_spiral/euler/s0)."""

@@ -5,8 +5,9 @@ the workers, and data files that take part in a case's identity.
   holds the holder's PID so that a second sweep can name it. The kernel drops the lock when its holder
   dies, so the lock of a dead sweep is simply taken over. On a file system without file locks (NFS without
   its lock daemon, Lustre mounted without ``flock``) the sweep goes on unlocked, with a one-line warning.
-* :func:`check_commit` — a directory's finished cases all come from one git commit unless mixing is asked
-  for (``--allow-mixed-commits``): results of two code versions in one records file cannot be told apart.
+* :func:`check_commit` — a directory's finished cases all come from one git commit, with uncommitted changes
+  or without alike, unless mixing is asked for (``--allow-mixed-commits``): results of two code versions in one
+  records file cannot be told apart. Cases of the same commit with uncommitted changes resume with a warning.
 * :func:`stop_on_signals` — SIGTERM (sent by SLURM and ``kill``) and SIGHUP (a closed terminal) stop a
   sweep like Ctrl-C: the sweep kills its workers at once and keeps its finished cases.
 * :func:`deferred_signals` — Ctrl-C, SIGTERM and SIGHUP held over the few lines that start a worker and
@@ -30,6 +31,7 @@ import sys
 from pathlib import Path
 
 from nodebench.errors import UserError
+from nodebench.records import short_commit
 
 LOCK = ".lock"
 #: the environment variable through which a sweep tells its workers its PID.
@@ -177,21 +179,26 @@ def check_not_locked(run_dir: str | Path) -> None:
         fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def commit_of(sha: str) -> str:
-    """The commit part of a ``git_sha`` value (``abc123-dirty`` → ``abc123``)."""
-    return str(sha or "").removesuffix("-dirty")
-
-
-def check_commit(rows: list[dict], current_sha: str, run_dir: Path, *, allow_mixed: bool) -> None:
-    """Refuse to add cases of ``current_sha`` to a directory whose cases come from another commit."""
-    if allow_mixed:
+def check_commit(rows: list[dict], current_sha: str, run_dir: Path, *, allow_mixed: bool,
+                 warn: bool = True) -> None:
+    """Refuse to add cases of ``current_sha`` (:func:`~nodebench.harness.environment.git_sha`) to a directory
+    whose cases come from another commit, or from the same commit with uncommitted changes where this checkout
+    has none or the reverse (``SHA-dirty`` against ``SHA``): results of two code versions in one records file
+    cannot be told apart. Cases of the same ``SHA-dirty`` are added, with a warning (``warn``) that whether the
+    changes are the same is not checked, as :mod:`nodebench.benchmarking.checkpoint` resumes a measurement."""
+    current = str(current_sha or "")
+    if allow_mixed or not current:
         return
-    current = commit_of(current_sha)
-    others = sorted({commit_of(r.get("git_sha")) for r in rows} - {current, ""})
-    if others and current:
-        raise UserError(f"{str(run_dir)!r} holds cases of commit {others[0][:12]}, this checkout is "
-                        f"{current[:12]}; give another out (--out), or allow_mixed_commits=True "
+    others = sorted({str(row.get("git_sha") or "") for row in rows} - {current, ""})
+    if others:
+        dirty = " (-dirty: with uncommitted changes)" if "-dirty" in others[0] + current else ""
+        raise UserError(f"{str(run_dir)!r} holds cases of commit {short_commit(others[0])}, this checkout is "
+                        f"{short_commit(current)}{dirty}; give another out (--out), or allow_mixed_commits=True "
                         "(--allow-mixed-commits) to mix them")
+    if warn and rows and current.endswith("-dirty"):
+        print(f"nodebench: warning: {str(run_dir)!r} holds cases run with uncommitted changes to commit "
+              f"{short_commit(current).removesuffix('-dirty')}, as this checkout has; whether they are the same "
+              "changes is not checked", file=sys.stderr, flush=True)
 
 
 @functools.lru_cache(maxsize=64)

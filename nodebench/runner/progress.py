@@ -38,24 +38,26 @@ def case_names(cases: Iterable[Case]) -> dict[str, str]:
 
         digits_lambda/digits_ode/adjoint/reg_lambda=100.0,reg_order=2/s0
 
-    To keep lines short the settings are few, chosen greedily: each time the one (hyper-parameter, or case field
-    such as ``iters``) whose values split the cases most. One that a case lacks (an option of other methods) is
-    left out of its name."""
-    by_name: dict[str, dict[str, Case]] = {}
+    The settings are chosen among the configurations that share the name with the seed left out, so that one
+    configuration reads the same for every seed, even where a seed lacks part of the grid. To keep lines short
+    they are few, chosen greedily: each time the one (hyper-parameter, or case field such as ``iters``) whose
+    values split the configurations most. One that a case lacks (an option of other methods) is left out of its
+    name."""
+    by_head: dict[str, dict[str, Case]] = {}
     for case in cases:
-        by_name.setdefault(case.name, {})[case.case_id] = case
+        by_head.setdefault(case.name.rpartition("/")[0], {})[case.case_id] = case
     names = {}
-    for name, group in by_name.items():
+    for head, group in by_head.items():
         settings = {case_id: _settings(case) for case_id, case in group.items()}
-        keys = sorted({key for values in settings.values() for key in values})
+        configs = [dict(config) for config in {tuple(sorted(values.items())) for values in settings.values()}]
+        keys = sorted({key for values in configs for key in values})
         chosen: list[str] = []
-        while len({_values(s, chosen) for s in settings.values()}) < len(settings) and len(chosen) < len(keys):
+        while len({_values(c, chosen) for c in configs}) < len(configs) and len(chosen) < len(keys):
             chosen.append(max((key for key in keys if key not in chosen),
-                              key=lambda k: len({_values(s, [*chosen, k]) for s in settings.values()})))
-        head, _, seed = name.rpartition("/")
+                              key=lambda k: len({_values(c, [*chosen, k]) for c in configs})))
         for case_id, values in settings.items():
             shown = ",".join(f"{key}={values[key]}" for key in sorted(chosen) if key in values)
-            names[case_id] = "/".join(filter(None, (head, shown, seed)))
+            names[case_id] = "/".join(filter(None, (head, shown, f"s{group[case_id].seed}")))
     return names
 
 
