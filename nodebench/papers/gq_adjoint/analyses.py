@@ -103,9 +103,9 @@ def toy_rules(spec: dict[str, Any]) -> str | None:
     if 2 * abs(a) * largest > MAX_TOY_EXPONENT:
         return f"the analytic gradients e^(2·a·T) overflow float64 at T = {largest:g} with a = {a:g}; need " \
                f"2·|a|·T ≤ {MAX_TOY_EXPONENT:g}"
-    try:  # in float32, rtol = 1e-300 was 0 (another tolerance), z0 = 1e300 inf
-        check_dtype_range({k: v for k, v in spec.items() if k in TOY_PARAMS}, TOY_PARAMS, spec.get("dtype", "float64"),
-                          "parameter", set_dtype='dtype = "float64"')
+    try:  # in float32, rtol = 1e-300 was 0 (another tolerance), z0 = 1e300 inf; gtol is a node count's Python float
+        check_dtype_range({k: v for k, v in spec.items() if k in TOY_PARAMS and k != "gtol"}, TOY_PARAMS,
+                          spec.get("dtype", "float64"), "parameter", set_dtype='dtype = "float64"')
     except UserError as err:
         return str(err)
     return None
