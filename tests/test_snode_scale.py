@@ -16,6 +16,7 @@ from nodebench.harness.memory import AllocatedPeak
 from nodebench.runner.case import Case
 from nodebench.runner.worker import run_case
 from nodebench.snode import CoordinateDescent, ElementBasis, SnodeOptions, SpectralObjective
+from nodebench.snode import elements as elements_module
 from nodebench.snode import legendre
 
 D64 = torch.float64
@@ -82,17 +83,20 @@ def _problem(n_times: int, n_traj: int = 4, dim: int = 3):
     return problem, list(field.parameters())
 
 
-@pytest.mark.parametrize("nodes, ridge", [(None, 1e-8), (60, 1e-8), (None, 0.0)])  # fit by elements, node maps, dense
-def test_memory_estimate_matches_the_allocated_peak_of_the_set_up(nodes, ridge):
+@pytest.mark.parametrize("nodes, ridge, n_times", [
+    (None, 1e-8, 301), (60, 1e-8, 301), (None, 0.0, 301),  # fit by elements, node maps, dense fit
+    (None, 1e-8, 61), (30, 1e-8, 61),  # small maps, which hold their dense matrices
+])
+def test_memory_estimate_matches_the_allocated_peak_of_the_set_up(nodes, ridge, n_times):
     from nodebench.snode.memory import matrix_bytes
 
-    problem, params = _problem(301)
+    problem, params = _problem(n_times)
     options = SnodeOptions(nodes=nodes, ridge=ridge)
     descent = CoordinateDescent(problem, params, options)
     with AllocatedPeak(CPU) as peak:
         descent.setup()
-    parts = matrix_bytes(301, 4 * 3, options.degree, options.elements_for(301), options.nodes_per_element, 4,
-                         ridge=ridge)
+    parts = matrix_bytes(n_times, 4 * 3, options.degree, options.elements_for(n_times), options.nodes_per_element,
+                         4, ridge=ridge)
     assert 0.9 * peak.bytes <= sum(parts.values()) <= 1.2 * peak.bytes, (peak.bytes, parts)
 
 
@@ -119,6 +123,7 @@ def test_a_refusal_names_the_options_that_shrink_its_largest_part(monkeypatch):
     from nodebench.snode import memory
 
     monkeypatch.setattr(memory, "device_memory", lambda device: (2**20, "a 1 MiB test limit"))
+    monkeypatch.setattr(memory, "DENSE_COLUMNS", 0)  # P = 61 maps would hold their matrices: "node maps" largest
     with pytest.raises(memory.SnodeMemoryError) as info:
         memory.check_memory(11, 4, 6, 10, 10**4, 4, CPU, ridge=1e-8)
     message = str(info.value)
@@ -223,9 +228,13 @@ def _mlp(dim):
     (1, 5, 6, 11, "legendre"), (1, 3, 5, 4, "lobatto"), (4, 3, 4, 13, "legendre"), (7, 2, 3, 40, "lobatto"),
     (12, 6, 9, 61, "legendre"),
 ])
-def test_matrix_free_maps_equal_the_dense_matrices(elements, degree, nodes, n_times, rule):
-    """States, slopes and observation values of the matrix-free maps (ElementMap), the objective J and its
-    gradients in z and θ equal those of the dense matrices to round-off, for random z (float64)."""
+@pytest.mark.parametrize("dense_columns", [0, 10**9])  # both of ElementMap's branches: matrix-free, dense
+def test_matrix_free_maps_equal_the_dense_matrices(elements, degree, nodes, n_times, rule, dense_columns,
+                                                   monkeypatch):
+    """States, slopes and observation values of the maps (ElementMap, matrix-free or holding a small map's
+    matrix), the objective J and its gradients in z and θ equal those of the dense matrices to round-off, for
+    random z (float64)."""
+    monkeypatch.setattr(elements_module, "DENSE_COLUMNS", dense_columns)
     gen = torch.Generator().manual_seed(elements * 100 + degree)
     basis = ElementBasis(0.5, 2.5, degree, elements)
     t = torch.cat([torch.tensor([0.5, 2.5], dtype=D64), 0.5 + 2 * torch.rand(n_times - 2, generator=gen, dtype=D64)])
@@ -233,6 +242,8 @@ def test_matrix_free_maps_equal_the_dense_matrices(elements, degree, nodes, n_ti
     y = torch.randn(3, n_times, 2, generator=gen, dtype=D64)
     net, field = _mlp(2)
     objective = SpectralObjective(field, basis, t, y, nodes_per_element=nodes, rule=rule)
+    assert all((m.matrix is not None) == (dense_columns > 0)
+               for m in (objective.obs_map, objective.node_values, objective.node_slopes))
     tq, w = basis.quadrature(nodes, rule)
     element = basis.node_elements(nodes)
     m, v = _dense_reference(basis, t), _dense_reference(basis, tq, element)
@@ -254,10 +265,56 @@ def test_matrix_free_maps_equal_the_dense_matrices(elements, degree, nodes, n_ti
         torch.testing.assert_close(grad, grad_dense, rtol=1e-11, atol=1e-12 * float(grad_dense.abs().max()))
 
 
+def test_a_small_map_is_one_dense_product_and_a_large_one_stays_matrix_free():
+    """At the paper's sizes (P ≤ DENSE_COLUMNS: vehicle at horizon 10 has P = 103) a map holds its dense matrix,
+    equal to the oracle's, and applies it as one product, without the matrix-free steps' cumulative sum (M5),
+    1.5× slower there (the objective's maps, one core); past the threshold it holds none (memory O(T·p), not O(T·P))."""
+    from torch.profiler import profile
+
+    t = torch.linspace(0.0, 10.0, 101, dtype=D64)
+    small = ElementBasis(0.0, 10.0, 6, 17)
+    large = ElementBasis(0.0, 10.0, 6, elements_module.DENSE_COLUMNS // 6 + 1)
+    assert small.n_free <= elements_module.DENSE_COLUMNS < large.n_free
+    small_map = small.value_map(t)
+    torch.testing.assert_close(small_map.matrix, _dense_reference(small, t), rtol=0, atol=1e-12)
+    assert small_map.to(torch.float32).matrix.dtype == torch.float32
+    assert large.value_map(t).matrix is None
+    z = torch.randn(4, small.n_free, 3, dtype=D64, requires_grad=True)
+    with profile() as prof:
+        torch.autograd.grad((small_map @ z).sum(), [z])
+    names = {event.key for event in prof.key_averages()}
+    assert "aten::cumsum" not in names and "aten::matmul" in names, sorted(names)
+    with pytest.raises(ValueError, match="P = 103"):
+        small_map @ z[:, 1:]
+
+
+def test_matrix_free_products_batch_over_elements_and_add_gathered_gradients(monkeypatch):
+    """Matrix-free (P > DENSE_COLUMNS): node maps take one batched product with a batch per element, not per
+    element and trajectory (a broadcast bmm of N·E tiny products, 2.1× slower at T = 2001), and a gathered map's
+    gradient is an index_add, not an indexing's accumulating index_put (2× slower at T = 2001)."""
+    from torch.profiler import profile
+
+    monkeypatch.setattr(elements_module, "DENSE_COLUMNS", 0)
+    basis = ElementBasis(0.0, 10.0, 3, 8)
+    tq, _ = basis.quadrature(4)
+    node_map = basis.value_map(tq, basis.node_elements(4))
+    obs_map = basis.value_map(torch.linspace(0.0, 10.0, 30, dtype=D64))
+    z = torch.randn(5, basis.n_free, 2, dtype=D64, requires_grad=True)
+    with profile(record_shapes=True) as prof:
+        torch.autograd.grad((node_map @ z).sum() + (obs_map @ z).sum(), [z])
+    events = prof.key_averages(group_by_input_shape=True)
+    batches = {event.input_shapes[0][0] for event in events if event.key == "aten::bmm"}
+    assert basis.elements in batches and 5 * basis.elements not in batches, batches
+    names = {event.key for event in events}
+    assert "aten::index_add_" in names and "aten::_index_put_impl_" not in names, sorted(names)
+
+
 def test_training_follows_the_dense_loss_curve(monkeypatch):
     """A whole SNODE run (fit, 12 iterations of both blocks, the augmented variant's dual updates) with the
     matrix-free maps gives the loss curve and weights of the same run on the dense matrices, to round-off."""
     from nodebench.snode import coordinate_descent
+
+    monkeypatch.setattr(elements_module, "DENSE_COLUMNS", 0)  # P = 33 would hold the dense matrices
 
     class DenseObjective(SpectralObjective):
         def __init__(self, field, basis, t_obs, y_obs, *, nodes_per_element, rule):

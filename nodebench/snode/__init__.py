@@ -11,7 +11,7 @@ solve while training. The harness method is ``snode``; the formulas and every no
 >>> basis = ElementBasis(0.0, 10.0, degree=6, elements=8)      # C0-continuous elements
 >>> z = basis.fit(t_obs, y_obs, ridge=1e-8)                     # free coefficients (..., P, D)
 >>> x_nodes = basis.values(t_nodes) @ z                         # every quantity is linear in z
->>> x_nodes = basis.value_map(t_nodes) @ z                      # the same without the dense matrix
+>>> x_nodes = basis.value_map(t_nodes) @ z                      # the same, matrix-free for P > 128
 """
 
 from nodebench.snode.coordinate_descent import CoordinateDescent

@@ -22,6 +22,7 @@ then each time's (p + 1) basis values against its element's c. With E = 1 this i
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 
@@ -37,6 +38,12 @@ from nodebench.snode.legendre import (
 )
 
 QUADRATURE_RULES = {"legendre": gauss_legendre_nodes, "lobatto": gauss_lobatto_nodes}
+#: Most free coefficients P = 1 + E·p for which an :class:`ElementMap` holds its dense (T × P) matrix and applies it
+#: as one product: there the products and their gradients cost less than the matrix-free steps' dozen small
+#: operations (the objective's three maps, forward and backward, on one CPU core with N·D = 192 columns, p = 6:
+#: dense 1.5× faster at P = 103, even at P = 205, 2.3× slower at P = 403). The matrix takes T·P ≤ 128·T entries,
+#: so memory stays linear in T.
+DENSE_COLUMNS = 128
 
 
 class ElementBasis:
@@ -114,14 +121,18 @@ class ElementBasis:
         """The dense M' (T, P) of :meth:`slope_map`: ẋ(t) = M' @ z (M3)."""
         return self.slope_map(t, element).dense()
 
+    def check_free(self, z: torch.Tensor) -> torch.Tensor:
+        """``z`` itself; a ValueError unless it has shape (..., P, D), free coefficients of this basis."""
+        if z.dim() < 2 or z.shape[-2] != self.n_free:
+            raise ValueError(f"z must have shape (..., P, D) with P = {self.n_free}, got {tuple(z.shape)}")
+        return z
+
     def coefficients(self, z: torch.Tensor) -> torch.Tensor:
         """Per-element Legendre coefficients c_{e,k} (..., E, p + 1, D) of free coefficients z (..., P, D) by the
         continuity (M5): c_{e,k} (k ≥ 1) are z's, and c_{e,0} = c_{0,0} + Σ_{j<e} (Σ_{k≥1} c_{j,k} −
         Σ_{k≥1} (−1)^k c_{j+1,k}), a cumulative sum over the earlier elements: O(E·p) per column, differentiable
         (its transpose, a reverse cumulative sum, is autograd's)."""
-        if z.dim() < 2 or z.shape[-2] != self.n_free:
-            raise ValueError(f"z must have shape (..., P, D) with P = {self.n_free}, got {tuple(z.shape)}")
-        free = z[..., 1:, :].unflatten(-2, (self.elements, self.degree))  # c_{e,k}, k ≥ 1: (..., E, p, D)
+        free = self.check_free(z)[..., 1:, :].unflatten(-2, (self.elements, self.degree))  # c_{e,k}, k ≥ 1
         signs = self.signs.to(free.dtype)  # on the device: no host copy inside a training step
         steps = free[..., :-1, :, :].sum(-2) - torch.einsum("k,...ekd->...ed", signs, free[..., 1:, :, :])
         first = z[..., :1, :]
@@ -228,7 +239,9 @@ class ElementMap:
     coefficients c (:meth:`ElementBasis.coefficients`, a cumulative sum for (M5)), then X[t] = Σ_k B[t, k]
     c[element[t], k], one batched product where the times come element by element, Q to each (quadrature
     nodes, :meth:`ElementBasis.node_elements`), else a gather. Memory and time O(T·p) per column, where the
-    matrix takes T·(1 + E·p); autograd gives the transpose.
+    matrix takes T·(1 + E·p); autograd gives the transpose. A small map (P ≤ :data:`DENSE_COLUMNS`) instead holds
+    its dense matrix (:attr:`matrix`, :meth:`dense`) and applies it as one product, faster there and still
+    O(T) in memory.
 
     Args:
         basis: the element basis.
@@ -242,6 +255,8 @@ class ElementMap:
         blocks = torch.arange(n_elem, device=element.device).repeat_interleave(per_element)
         self.per_element = per_element if per_element * n_elem == len(element) and torch.equal(element, blocks) \
             else None
+        self.matrix = None  # not held yet: dense() builds it
+        self.matrix = self.dense() if basis.n_free <= DENSE_COLUMNS else None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -250,22 +265,31 @@ class ElementMap:
 
     def to(self, dtype: torch.dtype) -> "ElementMap":
         """The same map with its basis values in ``dtype`` (the data's, which z has)."""
-        return ElementMap(self.basis, self.local.to(dtype), self.element)
+        other = copy.copy(self)
+        other.local = self.local.to(dtype)
+        other.matrix = None if self.matrix is None else self.matrix.to(dtype)
+        return other
 
     def __matmul__(self, z: torch.Tensor) -> torch.Tensor:
         """M @ z (..., T, D) for z (..., P, D)."""
+        if self.matrix is not None:
+            return self.matrix @ self.basis.check_free(z)
         return self.apply(self.basis.coefficients(z))
 
     def apply(self, c: torch.Tensor) -> torch.Tensor:
         """M @ z (..., T, D) from z's coefficients c = ``basis.coefficients(z)`` (..., E, p + 1, D), which maps
-        of the same z can share."""
-        if self.per_element is not None:
-            return (self.local.view(self.basis.elements, self.per_element, -1) @ c).flatten(-3, -2)
-        return torch.einsum("tk,...tkd->...td", self.local, c[..., self.element, :, :])
+        of the same z can share; matrix-free, whatever the map's size (``map @ z`` uses :attr:`matrix` if held)."""
+        if self.per_element is not None:  # one product per element over all columns, not one per element and z
+            blocks = self.local.view(self.basis.elements, self.per_element, -1)
+            return torch.einsum("eqk,...ekd->...eqd", blocks, c).flatten(-3, -2)
+        # index_select, whose gradient is an index_add (an indexing's, an accumulating index_put, is slower)
+        return (c.index_select(-3, self.element) * self.local[:, :, None]).sum(-2)
 
     def dense(self) -> torch.Tensor:
         """The matrix M (T, P): rows B[t] @ G[element[t]] (:attr:`ElementBasis.coefficient_map`), element by
         element (memory O(T·P + E·(p + 1)·P), not O(T·(p + 1)·P)), in the basis values' dtype."""
+        if self.matrix is not None:
+            return self.matrix
         g = self.basis.coefficient_map.to(self.local.dtype)
         out = self.local.new_zeros(self.shape)
         for e in torch.unique(self.element).tolist():

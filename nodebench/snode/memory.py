@@ -6,7 +6,9 @@ free coefficients, P = 1 + E·p of them per state dimension (:mod:`nodebench.sno
 
 * while training, the observation map and the node maps of states and slopes are matrix-free
   (:class:`~nodebench.snode.elements.ElementMap`): each time's p + 1 basis values and its element, in the data's
-  dtype, (T + 2·E·Q)·(p + 1) values in all;
+  dtype, (T + 2·E·Q)·(p + 1) values in all; small maps (P ≤ ``DENSE_COLUMNS``) also hold their dense matrices,
+  (T + 2·E·Q)·P values, each built in float64 (:meth:`~nodebench.snode.elements.ElementMap.dense`) and then
+  copied into the data's dtype;
 * the least-squares fit (M6), while it runs, in float64: with ``snode_ridge`` > 0 (the default) element by
   element (:meth:`~nodebench.snode.elements.ElementBasis.fit`), O(T·(p + N·D) + E·p·(p + N·D)); without ridge
   on the dense observation map: the continuity map G (E × (p + 1) × P) and the map (T × P) while it is
@@ -24,6 +26,8 @@ import os
 from pathlib import Path
 
 import torch
+
+from nodebench.snode.elements import DENSE_COLUMNS
 
 FLOAT64 = 8  # bytes of the basis's float64 entries
 INDEX = 8  # bytes of an int64 element index
@@ -48,6 +52,7 @@ def matrix_bytes(n_times: int, n_series: int, degree: int, elements: int, nodes_
     named ``node maps' construction`` where their float64 temporaries, which come and go before it, are larger."""
     n_free = 1 + elements * degree
     n_nodes = elements * nodes_per_element
+    dense = n_free <= DENSE_COLUMNS  # small maps also hold their (rows × P) matrix, built in float64
     if ridge == 0:
         assembly = (elements * (degree + 4) + n_times) * n_free  # G, its cumulative sum's (E, P) temporaries, M
         fit = max(assembly, 2 * n_times * n_free + 3 * n_times * n_series)
@@ -56,9 +61,14 @@ def matrix_bytes(n_times: int, n_series: int, degree: int, elements: int, nodes_
         fit = (2 * n_times * (n_series + degree + 1 + width) + 2 * elements * (degree + 1) * width
                + 3 * elements * degree * (n_series + 1) + n_free * n_series)
     build = (3 * degree + 2) * n_nodes  # a node map's float64 basis values and their columns
+    row = itemsize * (degree + 1) + INDEX
+    if dense:
+        row += itemsize * n_free
+        # the largest map's float64 matrix and basis values while its copy in the data's dtype is made
+        build = max(build, max(n_times, n_nodes) * (n_free + degree + 1))
     return {
-        "observation map": (itemsize * (degree + 1) + INDEX) * n_times,
-        "node maps": 2 * (itemsize * (degree + 1) + INDEX) * n_nodes,
+        "observation map": row * n_times,
+        "node maps": 2 * row * n_nodes,
         "least-squares fit" if fit >= build else "node maps' construction": FLOAT64 * max(fit, build),
     }
 

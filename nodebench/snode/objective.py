@@ -43,7 +43,8 @@ class SpectralObjective:
         basis.check_observations(t_obs, y_obs, dims="(N, T, D)")
         dtype = y_obs.dtype
         self.field, self.basis, self.y_obs = field, basis, y_obs
-        # matrix-free maps (ElementMap): memory O((T + E·Q)·p), where dense ones take (T + 2·E·Q)·(1 + E·p)
+        # matrix-free maps (ElementMap): memory O((T + E·Q)·p), where dense ones take (T + 2·E·Q)·(1 + E·p); only
+        # small ones (P ≤ DENSE_COLUMNS) hold the dense matrix
         self.obs_map = basis.value_map(t_obs).to(dtype)
         t_nodes, weights = basis.quadrature(nodes_per_element, rule)
         element = basis.node_elements(nodes_per_element)  # a Gauss–Lobatto end node takes its own element's slope
@@ -82,8 +83,12 @@ class SpectralObjective:
         return slopes - self._field(states)
 
     def nodes(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Node states and slopes (N, E·Q, D) each (the coefficients of (M5) computed once for both)."""
-        c = self.basis.coefficients(self._check_z(z))
+        """Node states and slopes (N, E·Q, D) each (the coefficients of (M5) computed once for both, unless the
+        maps are small enough to hold their dense matrices: :data:`~nodebench.snode.elements.DENSE_COLUMNS`)."""
+        z = self._check_z(z)
+        if self.node_values.matrix is not None:
+            return self.node_values @ z, self.node_slopes @ z
+        c = self.basis.coefficients(z)
         return self.node_values.apply(c), self.node_slopes.apply(c)
 
     def violation(self, r: torch.Tensor) -> torch.Tensor:
