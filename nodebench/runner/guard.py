@@ -31,7 +31,6 @@ import sys
 from pathlib import Path
 
 from nodebench.errors import UserError
-from nodebench.records import short_commit
 
 LOCK = ".lock"
 #: the environment variable through which a sweep tells its workers its PID.
@@ -186,6 +185,8 @@ def check_commit(rows: list[dict], current_sha: str, run_dir: Path, *, allow_mix
     has none or the reverse (``SHA-dirty`` against ``SHA``): results of two code versions in one records file
     cannot be told apart. Cases of the same ``SHA-dirty`` are added, with a warning (``warn``) that whether the
     changes are the same is not checked, as :mod:`nodebench.benchmarking.checkpoint` resumes a measurement."""
+    from nodebench.records import short_commit  # here, not at the top: records imports pandas, the CLI stays light
+
     current = str(current_sha or "")
     if allow_mixed or not current:
         return
