@@ -476,6 +476,21 @@ def ctrl_c_raises():
     signal.signal(signal.SIGINT, previous)
 
 
+def _assert_one_worker_killed(entry: str, tmp_path, started: list) -> None:
+    """Start one rk4 case through ``entry`` (the local sweep, or ``run_case_process`` with the sleeping stand-in),
+    whose start the test has rigged to be interrupted, and check that the one worker ``started`` holds was killed."""
+    case = Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            if entry == "sweep":
+                run_cases([case], tmp_path, progress=False)
+            else:
+                sweep.run_case_process(case, tmp_path, python=SLEEPER)
+        assert len(started) == 1 and started[0].poll() is not None, "the worker outlived the interrupt"
+    finally:
+        _kill_left(started)
+
+
 def _kill_left(processes) -> None:
     """Kill what a failed interrupt test left running (each worker in its own session)."""
     for process in processes:
@@ -498,16 +513,7 @@ def test_a_ctrl_c_inside_popen_after_the_fork_leaves_no_worker_running(tmp_path,
         return process
 
     monkeypatch.setattr(subprocess, "Popen", interrupted_popen)
-    case = Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            if entry == "sweep":
-                run_cases([case], tmp_path, progress=False)
-            else:
-                sweep.run_case_process(case, tmp_path, python=SLEEPER)
-        assert len(spawned) == 1 and spawned[0].poll() is not None, "the worker outlived the interrupt"
-    finally:
-        _kill_left(spawned)
+    _assert_one_worker_killed(entry, tmp_path, spawned)
 
 
 @pytest.mark.parametrize("entry", ["sweep", "run_case_process"])
@@ -521,16 +527,7 @@ def test_an_interrupt_before_a_started_worker_is_registered_kills_it(tmp_path, m
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sweep, "_Running", interrupted)
-    case = Case(task="cubic_spiral", method="rk4", iters=1, hparams=SPIRAL)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            if entry == "sweep":
-                run_cases([case], tmp_path, progress=False)
-            else:
-                sweep.run_case_process(case, tmp_path, python=SLEEPER)
-        assert len(started) == 1 and started[0].poll() is not None, "the worker outlived the interrupt"
-    finally:
-        _kill_left(started)
+    _assert_one_worker_killed(entry, tmp_path, started)
 
 
 @pytest.mark.parametrize("entry", ["sweep", "run_case_process"])
