@@ -135,7 +135,7 @@ def environment_line(records: pd.DataFrame) -> str:
     gpus = _distinct(records, "gpu_model")
     return (f"git {_distinct(records, 'git_sha')} · torch {_distinct(records, 'version_torch')} · torchdiffeq "
             f"{_distinct(records, 'version_torchdiffeq')} · CPU {_distinct(records, 'cpu_model')} "
-            f"({_distinct(records, 'cpu_count')} cores, {_distinct(records, 'num_threads')} torch thread(s) per case)"
+            f"({_distinct(records, 'cpu_count')} core(s), {_distinct(records, 'num_threads')} torch thread(s) per case)"
             f" · GPU {'none' if gpus == 'not recorded' else gpus} · started {span}")
 
 
@@ -215,8 +215,10 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
     else:
         lines += [f"Environment: {environment_line(records)}", "", f"Data: {data_line(records)}", "",
                   "Times are the sum of synchronised per-iteration step times (warm-up excluded, clock paused "
-                  "for evaluation); memory is the peak added above what was held before each step; medians over "
-                  "successful seeds.", ""]
+                  "for evaluation); peak mem is the resident-set peak added above what was held before each step "
+                  "(– where the resident set did not grow: the step reused pages already resident, which says "
+                  "nothing of what it allocated; the allocated fwd+bwd column, where recorded, the allocator's "
+                  "peak in an untimed pass, shows that); medians over successful seeds.", ""]
         if spec:
             order = {exp.name: i for i, exp in enumerate(spec.experiments)}
             methods = {m: i for exp in reversed(spec.experiments) for i, m in enumerate(exp.methods)}

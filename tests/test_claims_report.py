@@ -171,12 +171,13 @@ def test_environment_line_covers_every_record_not_the_first():
     """A run resumed at several commits named only its first row's commit and start time."""
     from nodebench.reporting import environment_line
     rows = records_of([{"experiment": "e", "method": "rk4", "git_sha": sha, "started_at": at, "num_threads": 1,
-                        "cpu_model": "Xeon", "gpu_model": ""}
+                        "cpu_model": "Xeon", "gpu_model": "", "cpu_count": 1}
                        for sha, at in [("bbb", "2026-12-03T12:22:06"), ("aaa", "2026-12-03T12:15:48"),
                                        ("bbb", "2026-12-03T12:30:00")]])
     line = environment_line(rows)
     assert "git bbb, aaa" in line and "started 2026-12-03T12:15:48 to 2026-12-03T12:30:00" in line, line
     assert "GPU none" in line and "1 torch thread(s)" in line and "torch not recorded" in line, line
+    assert "(1 core(s), " in line, line  # was "(1 cores, " on a machine (or affinity) of one core
     many = rows.loc[[0] * 6].assign(git_sha=[f"c{i}" for i in range(6)])
     assert "git 6 values: c0 … c5" in environment_line(many)
 

@@ -12,7 +12,7 @@ import pytest
 from nodebench.analyses import scaling_table
 from nodebench.benchmarking import leaderboard
 from nodebench.markdown import fmt_mib
-from nodebench.reporting import summary_table
+from nodebench.reporting import summary_table, write_report
 
 
 @pytest.mark.parametrize("nbytes, shown", [(math.nan, "–"), (None, "–"), (0, "0"), (0.0, "0"), (3 * 2**19, "1.5")])
@@ -37,3 +37,16 @@ def test_the_summary_and_the_scaling_table_show_the_same_memory_figures():
     header, rows = scaling_table(records, "hp_width", None, "rk4")
     column = header.index("peak mem [MiB]")
     assert {row[1]: row[column] for row in rows} == expected
+
+
+def test_the_report_says_what_a_dash_in_peak_memory_means(tmp_path):
+    """A report whose peak-memory cells read "–" for a resident set of 0 (common on CPU: a step reused pages
+    already resident) says why, and names the column that does measure it; it used to say only "memory is the
+    peak added above what was held before each step", which a "–" beside a measured figure contradicts."""
+    records = pd.DataFrame({
+        "case_id": ["a"], "experiment": "e", "task": "g1d", "method": ["rk4"], "seed": 0, "status": "ok",
+        "train_wall_s": 1.0, "time_per_iter_s": 0.01, "iters": 10, "nfe_forward_per_iter": 1.0,
+        "nfe_backward_per_iter": 1.0, "peak_mem_bytes": [0.0], "mem_source": ["vmhwm"], "alloc_peak_bytes": [2.0**20]})
+    text = write_report(tmp_path, records, []).read_text()
+    assert "| rk4 |" in text and "| – |" in text, text
+    assert "– where the resident set did not grow" in text and "allocated fwd+bwd column" in text, text
