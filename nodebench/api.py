@@ -217,7 +217,7 @@ def _check_ignored_in_row(out: Path, row: Any, planned: Mapping[tuple, Case], ke
     (:func:`~nodebench.runner.settings.without_ignored`), is one of the ``planned`` cases but for such options: its
     case id differs, so the sweep would run the case again beside it and the report show the two apart."""
     from nodebench.methods import METHODS
-    from nodebench.runner.settings import ignored_options
+    from nodebench.runner.settings import ignored_by, ignored_options
 
     try:
         hparams = json.loads(row.get("hparams") or "{}")
@@ -227,10 +227,12 @@ def _check_ignored_in_row(out: Path, row: Any, planned: Mapping[tuple, Case], ke
     case = planned.get(key(row | {"hparams": json.dumps({k: v for k, v in hparams.items() if k not in ignored},
                                                        sort_keys=True)})) if ignored else None
     if case is not None:
+        who = "; ".join(f"{by} does not use {', '.join(keys)}"
+                        for by, keys in ignored_by(METHODS[row["method"]], hparams, ignored).items())
         raise UserError(f"{str(out)!r} holds case {case.task}/{case.method}/s{case.seed} recorded with "
-                        f"{', '.join(ignored)}, which method {case.method} does not use (an earlier nodebench kept "
-                        "such options in a case's settings and id): this command would run it again beside that "
-                        "row; give another out (--out)")
+                        f"{', '.join(ignored)}, which change nothing in its run{f' ({who})' if who else ''} (an "
+                        "earlier nodebench kept such options in a case's settings and id): this command would run "
+                        "it again beside that row; give another out (--out)")
 
 
 def _sweep(cases: list[Case], out: Path, engine: Mapping[str, Any], message: str,

@@ -272,7 +272,7 @@ def _method(name: str, at: str) -> None:
 
 def _check_experiments(spec: PaperSpec, where: str) -> None:
     from nodebench.methods import get_method
-    from nodebench.runner.settings import check_cases, check_shared_hparams, ignored_by, unused_options
+    from nodebench.runner.settings import check_cases, check_shared_hparams, unused_by_regularizer, unused_options
     from nodebench.tasks import get_task
 
     for exp in spec.experiments:
@@ -291,10 +291,10 @@ def _check_experiments(spec: PaperSpec, where: str) -> None:
                 raise UserError(f"{at}: method_hparams.{method} is for a method this experiment never runs; "
                                 f"it runs: {', '.join(sorted(run))}")
             unused = unused_options(get_method(method), options)  # shared hparams may hold them on purpose; not these
-            for who, keys in ignored_by(get_method(method), options, unused).items():
-                valid = (f"its solver options: {', '.join(get_method(method).accepts) or 'none'}"
-                         if who.startswith("method") else "reg_order is the order K of reg = speed only")
-                raise UserError(f"{at}: method_hparams.{method}: {who} does not use {', '.join(keys)}; {valid}")
+            keys = [k for k in unused if k not in unused_by_regularizer(options)]  # the regulariser's: per case
+            if keys:
+                raise UserError(f"{at}: method_hparams.{method}: method {method} does not use {', '.join(keys)}; its "
+                                f"solver options: {', '.join(get_method(method).accepts) or 'none'}")
         try:
             get_task(exp.task)
         except UserError as err:
@@ -311,6 +311,22 @@ def _check_experiments(spec: PaperSpec, where: str) -> None:
                 check_cases(cases)
             except (UserError, TypeError, ValueError) as err:
                 raise UserError(f"{at}, preset {preset}: {err}") from None
+            for case in cases:
+                _refuse_unused_method_hparams(exp.method_hparams.get(case.method, {}), case, at)
+
+
+def _refuse_unused_method_hparams(options: dict, case, at: str) -> None:
+    """A :class:`UserError` for a ``reg*`` option of ``method_hparams`` (``options``) that the regulariser of
+    ``case`` does not use (:func:`~nodebench.runner.settings.regularizer_warnings`), judged with the case's other
+    options (``reg``, λ); the experiment's shared hparams may hold such options on purpose, not these."""
+    from nodebench.runner.settings import regularizer_warnings
+
+    for who, keys in regularizer_warnings(case.hparams).items():
+        keys = [k for k in keys if k in options]
+        valid = ("reg_order is the order K of reg = speed only" if who.endswith("rnode") else
+                 "reg_order and reg_variant configure a regulariser of reg_lambda > 0")
+        if keys:
+            raise UserError(f"{at}: method_hparams.{case.method}: {who} does not use {', '.join(keys)}; {valid}")
 
 
 def _check_block(spec: PaperSpec, block: dict, fields, at: str) -> None:

@@ -53,7 +53,8 @@ def test_resume_of_a_folder_holding_an_ignored_option(tmp_path, capsys):
     assert main(command) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 2  # the warning, then the one-line refusal
-    assert "holds case g1d/rk4/s0 recorded with gtol, which method rk4 does not use" in err.strip().splitlines()[-1]
+    assert ("holds case g1d/rk4/s0 recorded with gtol, which change nothing in its run (method rk4 does not use "
+            "gtol)") in err.strip().splitlines()[-1]
     assert sorted(path.name for path in out.rglob("*")) == before
     clean = tmp_path / "clean"  # a case that held no ignored option resumes as it was
     _row(clean, Case(task="g1d", method="rk4", iters=2))
@@ -66,3 +67,17 @@ def test_resume_of_a_folder_holding_an_ignored_option(tmp_path, capsys):
 def test_paper_presets_keep_their_shared_options(preset):
     adjoint = [case for case in load_paper("gq_adjoint").cases(preset, "cpu") if case.method == "adjoint"]
     assert adjoint and all("gtol" in case.hparams for case in adjoint)  # set for gq and shared on purpose
+
+
+def test_resume_of_a_folder_holding_a_regulariser_option_without_a_regulariser(tmp_path, capsys):
+    """A row recorded with ``reg_order`` and no regulariser (an earlier nodebench kept it in the id) is refused
+    naming what leaves the option unused, not "which method rk4 does not use"."""
+    out = tmp_path / "run"
+    _row(out, Case(task="cubic_spiral", method="rk4", hparams={"reg_order": 3}, iters=2))
+    before = sorted(path.name for path in out.rglob("*"))
+    assert main(["run", "--task", "cubic_spiral", "--method", "rk4", "--hparam", "reg_order=3", "--iters", "2",
+                 "--out", str(out), "--dry-run"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ("holds case cubic_spiral/rk4/s0 recorded with reg_order, which change nothing in its run (no regulariser "
+            "(reg unset) does not use reg_order)") in last, last
+    assert sorted(path.name for path in out.rglob("*")) == before

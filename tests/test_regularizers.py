@@ -277,9 +277,52 @@ def test_the_warning_for_an_ignored_order_names_the_regulariser_not_the_method(c
     from nodebench.cli import main
 
     code = main(["run", "--task", "digits_ode", "--method", "adjoint,rk4", "--hparam", "reg=rnode", "--hparam",
-                 "reg_order=3", "--hparam", "gtol=0.1", "--iters", "1", "--dry-run", "--out", str(tmp_path / "r")])
+                 "reg_order=3", "--hparam", "reg_lambda=1", "--hparam", "gtol=0.1", "--iters", "1", "--dry-run",
+                 "--out", str(tmp_path / "r")])
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert code == 0 and sorted(warnings) == [
         "nodebench: warning: method adjoint does not use gtol; ignored",
         "nodebench: warning: method rk4 does not use gtol; ignored",
         "nodebench: warning: regulariser reg=rnode does not use reg_order; ignored"], warnings
+
+
+@pytest.mark.parametrize("typed, warning", [
+    (["reg_order=3"], "no regulariser (reg unset) does not use reg_order; ignored"),
+    (["reg=none", "reg_variant=forward"], "no regulariser (reg=none) does not use reg_variant; ignored"),
+    (["reg=speed", "reg_order=3"], "no regulariser (reg=speed without reg_lambda: λ = 0) does not use reg, reg_order; "
+                                   "ignored"),
+    (["reg=speed", "reg_lambda=0", "reg_variant=forward"], None),  # λ = 0 stated: the unregularised baseline
+], ids=["order-without-reg", "variant-with-reg-none", "reg-without-lambda", "explicit-lambda-0"])
+def test_regulariser_options_of_an_unregularised_case_are_left_out_of_its_id(typed, warning, capsys, tmp_path):
+    """With no regulariser (``reg`` unset or none, or λ = 0: regularizer_from_hparams), the ``reg*`` options change
+    nothing, yet they stayed in the case id and recorded hparams without a warning: ``--method direct --hparam
+    reg_order=3`` on a TayNODE task was another case than ``--method direct``. A stated λ = 0 is not warned about
+    (a λ grid's baseline)."""
+    import nodebench
+    from nodebench.cli import main
+
+    args = [arg for hparam in typed for arg in ("--hparam", hparam)]
+    code = main(["run", "--task", "digits_ode", "--method", "direct", *args, "--iters", "1", "--dry-run", "--out",
+                 str(tmp_path / "r")])
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if "warning" in line]
+    assert code == 0 and warnings == ([f"nodebench: warning: {warning}"] if warning else []), warnings
+    assert captured.out.splitlines()[2].split()[-1] == "–", captured.out  # the case's hparams column: none
+    plain = nodebench.run("digits_ode", "direct", iters=1, dry_run=True, out=tmp_path / "r").cases
+    values = {k: int(v) if v.isdigit() else v for k, v in (h.split("=") for h in typed)}
+    typed_cases = nodebench.run("digits_ode", "direct", iters=1, dry_run=True, out=tmp_path / "r", hparams=values).cases
+    assert [c.case_id for c in typed_cases] == [c.case_id for c in plain] and typed_cases[0].hparams == {}
+
+
+def test_a_lambda_grids_zero_is_the_unregularised_case_without_a_warning():
+    """A spec's ``grid = { reg_lambda = [0, 1] }`` with ``reg = speed, reg_order = 3``: at λ = 0 every ``reg*``
+    option is unused (the unregularised run) but none is warned about, as every λ grid with a 0 would be; at λ = 1
+    every option is used."""
+    from nodebench.runner.case import Case
+    from nodebench.runner.settings import check_cases, unused_by_regularizer
+
+    hparams = {"reg": "speed", "reg_order": 3, "reg_variant": "forward"}
+    cases = [Case(task="cubic_spiral", method="rk4", iters=1, hparams=hparams | {"reg_lambda": lam}) for lam in (0, 1)]
+    assert check_cases(cases) == []
+    assert [unused_by_regularizer(case.hparams) for case in cases] == [
+        ["reg", "reg_order", "reg_lambda", "reg_variant"], []]

@@ -6,6 +6,7 @@ solver options, a regulariser, SNODE's options, the harness's training settings,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
@@ -15,7 +16,7 @@ from nodebench.methods import (METHODS, SOLVER_OPTIONS, SOLVER_PARAMS, Method, c
                                solver_options)
 from nodebench.papers import paper_of_module
 from nodebench.registry import nearest
-from nodebench.regularizers import REGULARIZER_OPTIONS, Regularizer, regularizer_from_hparams
+from nodebench.regularizers import KINDS, REGULARIZER_OPTIONS, Regularizer, regularizer_from_hparams
 from nodebench.runner.case import Case
 from nodebench.snode.options import PREFIX, SnodeOptions, inert_options, is_snode_option
 from nodebench.tasks import TASKS, get_task
@@ -121,18 +122,56 @@ def unused_options(method: Method, hparams: Mapping[str, Any]) -> list[str]:
 
 
 def unused_by_regularizer(hparams: Mapping[str, Any]) -> list[str]:
-    """The ``reg_*`` options in ``hparams`` that its regulariser does not use, whatever the method: ``reg_order``
-    for ``reg = rnode`` (RNODE's kinetic and Jacobian costs have no order K; Finlay et al. 2020, §3)."""
-    return ["reg_order"] if hparams.get("reg") == "rnode" and "reg_order" in hparams else []
+    """The ``reg*`` options in ``hparams`` that leave the case unchanged, whatever the method
+    (:func:`regularizer_warnings` says which of them a warning names)."""
+    return _regularizer_unused(hparams)[0]
+
+
+def regularizer_warnings(hparams: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Those of :func:`unused_by_regularizer` a warning names, by what leaves them unused."""
+    return _regularizer_unused(hparams)[1]
+
+
+def _regularizer_unused(hparams: Mapping[str, Any]) -> tuple[list[str], dict[str, list[str]]]:
+    """The rule of :func:`unused_by_regularizer` and :func:`regularizer_warnings`, in one place.
+
+    - ``reg_order`` with ``reg = rnode``: RNODE's kinetic and Jacobian costs have no order K (Finlay et al.
+      2020, §3); warned.
+    - No regulariser runs (``reg`` none or unset, or λ = 0: :func:`~nodebench.regularizers.regularizer_from_hparams`,
+      Kelly et al. 2020, §3: the loss is the task loss alone): every ``reg*`` option given, so the case is the
+      unregularised run, with that run's id (``--grid reg_lambda=0,1,10 --hparam reg=speed --hparam reg_order=3``
+      gives at λ = 0 the case of no ``reg*`` option). Warned: ``reg_order`` and ``reg_variant`` without a
+      regulariser named, and ``reg`` with its options when no ``reg_lambda`` is given (the default λ = 0: the user
+      named a regulariser and forgot its weight). Not warned: ``reg = none`` and ``reg_lambda = 0`` (they state
+      the default), and a regulariser's options at an explicit λ = 0, a λ grid's unregularised baseline: a warning
+      on every ordinary λ grid would be noise.
+
+    Invalid values give no unused option: :func:`case_settings` refuses them."""
+    kind, lam = hparams.get("reg", "none"), hparams.get("reg_lambda")
+    if kind not in KINDS or lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float))
+                                                 or not 0 <= lam < math.inf):
+        return [], {}
+    order = ["reg_order"] if kind == "rnode" and "reg_order" in hparams else []
+    warned = {"regulariser reg=rnode": order} if order else {}
+    if kind != "none" and lam is not None and lam > 0:
+        return order, warned
+    given = [k for k in REGULARIZER_OPTIONS if k in hparams]
+    if kind == "none":
+        who, keys = f"no regulariser ({'reg=none' if 'reg' in hparams else 'reg unset'})", ["reg_order", "reg_variant"]
+    else:
+        who, keys = f"no regulariser (reg={kind} without reg_lambda: λ = 0)", [] if lam is not None else given
+    keys = [k for k in given if k in keys and k not in order]
+    return given, warned | ({who: keys} if keys else {})
 
 
 def ignored_by(method: Method, hparams: Mapping[str, Any], ignored: list[str]) -> dict[str, list[str]]:
     """``ignored`` (options of ``hparams`` a case of ``method`` ignores: :func:`ignored_options`) by what ignores
-    them, as a warning names it: ``"regulariser reg=rnode"`` for its regulariser's, ``"method NAME"`` for the
+    them, as a warning names it: the regulariser's (:func:`regularizer_warnings`: ``"regulariser reg=rnode"``,
+    ``"no regulariser (reg unset)"``...; those it leaves unnamed are in no group), ``"method NAME"`` for the
     others."""
     by_regularizer = unused_by_regularizer(hparams)
     return {who: keys for who, keys in ((f"method {method.name}", [k for k in ignored if k not in by_regularizer]),
-                                        (f"regulariser reg={hparams.get('reg')}", by_regularizer)) if keys}
+                                        *regularizer_warnings(hparams).items()) if keys}
 
 
 def check_shared_hparams(task: str, methods, hparams: Mapping[str, Any]) -> None:
