@@ -86,8 +86,12 @@ def _problem(n_times: int, n_traj: int = 4, dim: int = 3):
 @pytest.mark.parametrize("nodes, ridge, n_times", [
     (None, 1e-8, 301), (60, 1e-8, 301), (None, 0.0, 301),  # fit by elements, node maps, dense fit
     (None, 1e-8, 61), (30, 1e-8, 61),  # small maps, which hold their dense matrices
+    (None, 0.0, 61), (None, 0.0, 13),  # a small dense fit: LAPACK gelsd's workspace outweighs the matrix
 ])
 def test_memory_estimate_matches_the_allocated_peak_of_the_set_up(nodes, ridge, n_times):
+    """The estimate is within 0.9 and 1.5 times the measured peak (over by up to a third where the node maps'
+    construction dominates: it is counted beside both maps, though the second is built while only the first is
+    held)."""
     from nodebench.snode.memory import matrix_bytes
 
     problem, params = _problem(n_times)
@@ -97,7 +101,7 @@ def test_memory_estimate_matches_the_allocated_peak_of_the_set_up(nodes, ridge, 
         descent.setup()
     parts = matrix_bytes(n_times, 4 * 3, options.degree, options.elements_for(n_times), options.nodes_per_element,
                          4, ridge=ridge)
-    assert 0.9 * peak.bytes <= sum(parts.values()) <= 1.2 * peak.bytes, (peak.bytes, parts)
+    assert 0.9 * peak.bytes <= sum(parts.values()) <= 1.5 * peak.bytes, (peak.bytes, parts)
 
 
 def test_a_basis_over_the_memory_limit_is_refused_before_any_matrix_is_built(monkeypatch):
@@ -118,8 +122,8 @@ def test_a_basis_over_the_memory_limit_is_refused_before_any_matrix_is_built(mon
 
 
 def test_a_refusal_names_the_options_that_shrink_its_largest_part(monkeypatch):
-    """Many nodes on few elements: the matrix-free node maps' construction is the largest part, and Q, not T, is
-    what to lower; a fit with ridge, linear in T, never suggests the ridge."""
+    """Many nodes on few elements: the matrix-free node maps are the largest part, and Q, not T, is what to lower;
+    a fit with ridge, linear in T, never suggests the ridge."""
     from nodebench.snode import memory
 
     monkeypatch.setattr(memory, "device_memory", lambda device: (2**20, "a 1 MiB test limit"))
@@ -127,7 +131,7 @@ def test_a_refusal_names_the_options_that_shrink_its_largest_part(monkeypatch):
     with pytest.raises(memory.SnodeMemoryError) as info:
         memory.check_memory(11, 4, 6, 10, 10**4, 4, CPU, ridge=1e-8)
     message = str(info.value)
-    assert "(largest: node maps' construction, " in message
+    assert "(largest: node maps, " in message
     assert message.endswith("GiB); lower snode_nodes (Q = 10000) or snode_elements (E = 10)")
     with pytest.raises(memory.SnodeMemoryError) as info:
         memory.check_memory(3001, 4, 6, 500, 7, 4, CPU, ridge=1e-8)
@@ -288,10 +292,11 @@ def test_a_small_map_is_one_dense_product_and_a_large_one_stays_matrix_free():
         small_map @ z[:, 1:]
 
 
-def test_matrix_free_products_batch_over_elements_and_add_gathered_gradients(monkeypatch):
-    """Matrix-free (P > DENSE_COLUMNS): node maps take one batched product with a batch per element, not per
-    element and trajectory (a broadcast bmm of N·E tiny products, 2.1× slower at T = 2001), and a gathered map's
-    gradient is an index_add, not an indexing's accumulating index_put (2× slower at T = 2001)."""
+def test_a_matrix_free_map_is_one_sparse_product_whose_gradient_uses_the_held_transpose(monkeypatch):
+    """Matrix-free (P > DENSE_COLUMNS): a map, gathered (observations) or element by element (nodes), is one sparse
+    CSR product over all trajectories and dimensions (the objective's maps 1.5× faster than with the batched einsum
+    and index_select gather at T = 2001, the observation map alone 2.5×); its gradient is the product with the held
+    Sᵀ, without autograd's sort and conversion of S on every backward (1.2× the whole)."""
     from torch.profiler import profile
 
     monkeypatch.setattr(elements_module, "DENSE_COLUMNS", 0)
@@ -300,13 +305,51 @@ def test_matrix_free_products_batch_over_elements_and_add_gathered_gradients(mon
     node_map = basis.value_map(tq, basis.node_elements(4))
     obs_map = basis.value_map(torch.linspace(0.0, 10.0, 30, dtype=D64))
     z = torch.randn(5, basis.n_free, 2, dtype=D64, requires_grad=True)
-    with profile(record_shapes=True) as prof:
+    with profile() as prof:
         torch.autograd.grad((node_map @ z).sum() + (obs_map @ z).sum(), [z])
-    events = prof.key_averages(group_by_input_shape=True)
-    batches = {event.input_shapes[0][0] for event in events if event.key == "aten::bmm"}
-    assert basis.elements in batches and 5 * basis.elements not in batches, batches
-    names = {event.key for event in events}
-    assert "aten::index_add_" in names and "aten::_index_put_impl_" not in names, sorted(names)
+    counts = {event.key: event.count for event in prof.key_averages()}
+    assert counts.get("_SparseProduct") == counts.get("_SparseProductBackward") == 2, sorted(counts)
+    slow = {"aten::index_select", "aten::index_add_", "aten::sort", "aten::_to_sparse_csr", "aten::_to_sparse_csc"}
+    assert not slow & set(counts), sorted(counts)
+
+
+@pytest.mark.parametrize("slope, nodes, batch", [(False, False, ()), (True, True, (3,)), (False, True, (2, 3))])
+def test_the_sparse_products_gradient_is_the_dense_matrix_transposed(slope, nodes, batch, monkeypatch):
+    """The CSR path's gradient in z, for any upstream gradient g, is Mᵀ g of the dense oracle to 1e-12 in float64
+    (times on element boundaries and at the ends, Gauss–Lobatto nodes at τ = ±1 taking their own element's slope,
+    no, one and two batch dimensions); in float32 (the map's ``to``) the same to float32 round-off; and building the
+    map raises none of torch's sparse-CSR warnings (shown on every call here, not once per process)."""
+    import warnings
+
+    monkeypatch.setattr(elements_module, "DENSE_COLUMNS", 0)
+    gen = torch.Generator().manual_seed(len(batch))
+    basis = ElementBasis(0.5, 2.5, 4, 6)
+    if nodes:  # Gauss–Lobatto: a node on each boundary of every element
+        t, _ = basis.quadrature(5, "lobatto")
+        element = basis.node_elements(5)
+    else:  # every boundary, both ends, random times
+        boundaries = 0.5 + basis.width * torch.arange(7, dtype=D64)
+        t, element = torch.cat([boundaries, 0.5 + 2 * torch.rand(20, generator=gen, dtype=D64)]), None
+    warn_always = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            the_map = (basis.slope_map if slope else basis.value_map)(t, element)
+            single = the_map.to(torch.float32)
+    finally:
+        torch.set_warn_always(warn_always)
+    assert the_map.matrix is None
+    m = _dense_reference(basis, t, element, slope)
+    z = torch.randn(*batch, basis.n_free, 2, generator=gen, dtype=D64, requires_grad=True)
+    g = torch.randn(*batch, len(t), 2, generator=gen, dtype=D64)
+    (grad,) = torch.autograd.grad((the_map @ z * g).sum(), [z])
+    expected = m.T @ g
+    torch.testing.assert_close(grad, expected, rtol=0, atol=1e-12 * float(expected.abs().max()))
+    z32 = z.detach().float().requires_grad_(True)
+    (grad32,) = torch.autograd.grad((single @ z32 * g.float()).sum(), [z32])
+    assert grad32.dtype == torch.float32
+    torch.testing.assert_close(grad32, expected.float(), rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
 
 
 def test_training_follows_the_dense_loss_curve(monkeypatch):
@@ -409,7 +452,9 @@ def test_the_fit_with_ridge_takes_memory_linear_in_t_not_a_dense_matrix():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_the_fit_by_elements_and_the_maps_on_cuda_equal_the_cpu_ones():
+@pytest.mark.parametrize("dense_columns", [0, 10**9])  # both of ElementMap's branches: sparse CSR, dense
+def test_the_fit_by_elements_and_the_maps_on_cuda_equal_the_cpu_ones(dense_columns, monkeypatch):
+    monkeypatch.setattr(elements_module, "DENSE_COLUMNS", dense_columns)
     cuda = torch.device("cuda")
     basis, t, y = _gap_data()
     cuda_basis, cuda_t, cuda_y = _gap_data(cuda)
@@ -420,4 +465,11 @@ def test_the_fit_by_elements_and_the_maps_on_cuda_equal_the_cpu_ones():
     element = basis.node_elements(5)
     for cpu_map, cuda_map in ((basis.value_map(t), cuda_basis.value_map(cuda_t)),
                               (basis.slope_map(tq, element), cuda_basis.slope_map(tq.to(cuda), element.to(cuda)))):
+        assert (cuda_map.matrix is None) == (dense_columns == 0)
         torch.testing.assert_close((cuda_map @ cuda_z).cpu(), cpu_map @ z, rtol=1e-12, atol=1e-12)
+        for dtype in (D64, torch.float32):  # the gradient (the held transpose's product), also in the map's `to`
+            z_in, cuda_z_in = (w.detach().to(dtype).requires_grad_(True) for w in (z, cuda_z))
+            (grad,) = torch.autograd.grad((cpu_map.to(dtype) @ z_in).pow(2).sum(), [z_in])
+            (cuda_grad,) = torch.autograd.grad((cuda_map.to(dtype) @ cuda_z_in).pow(2).sum(), [cuda_z_in])
+            tolerance = {"rtol": 1e-12, "atol": 1e-11} if dtype == D64 else {}
+            torch.testing.assert_close(cuda_grad.cpu(), grad, **tolerance)

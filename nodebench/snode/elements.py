@@ -16,8 +16,8 @@ slopes ẋ = (2/h) Σ_k c_{e,k} P_k'(τ) at any fixed set of times are products 
 (:meth:`ElementBasis.values`, :meth:`ElementBasis.slopes`) grow with E·T; :class:`ElementMap`
 (:meth:`ElementBasis.value_map`, :meth:`ElementBasis.slope_map`) applies the same maps without them, in
 O(T·p) memory and time per state column: z → c by the cumulative sum of (M5) (:meth:`ElementBasis.coefficients`),
-then each time's (p + 1) basis values against its element's c. With E = 1 this is a plain Legendre series
-(:class:`~nodebench.snode.legendre.LegendreSeries`).
+then each time's (p + 1) basis values against its element's c, one sparse (CSR) product. With E = 1 this is a
+plain Legendre series (:class:`~nodebench.snode.legendre.LegendreSeries`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import warnings
 
 import torch
 
@@ -39,10 +40,11 @@ from nodebench.snode.legendre import (
 
 QUADRATURE_RULES = {"legendre": gauss_legendre_nodes, "lobatto": gauss_lobatto_nodes}
 #: Most free coefficients P = 1 + E·p for which an :class:`ElementMap` holds its dense (T × P) matrix and applies it
-#: as one product: there the products and their gradients cost less than the matrix-free steps' dozen small
-#: operations (the objective's three maps, forward and backward, on one CPU core with N·D = 192 columns, p = 6:
-#: dense 1.5× faster at P = 103, even at P = 205, 2.3× slower at P = 403). The matrix takes T·P ≤ 128·T entries,
-#: so memory stays linear in T.
+#: as one product: there the products and their gradients cost less than the sparse product after the cumulative
+#: sum (M5) (the objective's three maps, forward and backward, on one CPU core with N·D = 192 float32 columns,
+#: p = 6, T ≈ P: dense 2.4× faster at P = 61, 1.6× at P = 103, 1.1× at P = 145, even at P = 169; the sparse
+#: product 1.2× faster at P = 199, 2.8× at P = 403). The matrix takes T·P ≤ 128·T entries, so memory stays linear
+#: in T.
 DENSE_COLUMNS = 128
 
 
@@ -237,11 +239,11 @@ class ElementMap:
     """The linear map z (..., P, D) ↦ X (..., T, D) of an :class:`ElementBasis` at T fixed times (values (M2)
     or slopes (M3), paper §4), applied as ``map @ z`` without its dense (T × P) matrix: the per-element
     coefficients c (:meth:`ElementBasis.coefficients`, a cumulative sum for (M5)), then X[t] = Σ_k B[t, k]
-    c[element[t], k], one batched product where the times come element by element, Q to each (quadrature
-    nodes, :meth:`ElementBasis.node_elements`), else a gather. Memory and time O(T·p) per column, where the
-    matrix takes T·(1 + E·p); autograd gives the transpose. A small map (P ≤ :data:`DENSE_COLUMNS`) instead holds
-    its dense matrix (:attr:`matrix`, :meth:`dense`) and applies it as one product, faster there and still
-    O(T) in memory.
+    c[element[t], k], one product of a sparse CSR matrix S (T × E·(p + 1), each time's p + 1 basis values in its
+    element's columns) with c, every trajectory and dimension a column. Memory and time O(T·p) per column, where
+    the dense matrix takes T·(1 + E·p); the gradient is the product with Sᵀ, held as a second CSR matrix
+    (:class:`_SparseProduct`). A small map (P ≤ :data:`DENSE_COLUMNS`) also holds its dense matrix
+    (:attr:`matrix`, :meth:`dense`) and applies it as one product, faster there and still O(T) in memory.
 
     Args:
         basis: the element basis.
@@ -250,23 +252,32 @@ class ElementMap:
     """
 
     def __init__(self, basis: ElementBasis, local: torch.Tensor, element: torch.Tensor):
-        self.basis, self.local, self.element = basis, local, element
-        n_elem, per_element = basis.elements, len(element) // basis.elements
-        blocks = torch.arange(n_elem, device=element.device).repeat_interleave(per_element)
-        self.per_element = per_element if per_element * n_elem == len(element) and torch.equal(element, blocks) \
-            else None
+        self.basis = basis
+        n_times, width = local.shape
+        device = element.device
+        columns = (element[:, None] * width + torch.arange(width, device=device)).reshape(-1)  # S's, time by time
+        shape = (n_times, basis.elements * width)
+        self.sparse = _csr(torch.arange(0, columns.numel() + 1, width, device=device), columns, local.reshape(-1),
+                           shape)
+        # Sᵀ, for the gradient: S's entries column by column, times ascending in each (entry i is time i // width's)
+        order = torch.argsort(columns, stable=True)
+        values = local.reshape(-1)[order]
+        counts = torch.bincount(columns, minlength=shape[1])
+        self.sparse_transpose = _csr(torch.cat([counts.new_zeros(1), counts.cumsum(0)]),
+                                     order.div_(width, rounding_mode="floor"), values, shape[::-1])
         self.matrix = None  # not held yet: dense() builds it
         self.matrix = self.dense() if basis.n_free <= DENSE_COLUMNS else None
 
     @property
     def shape(self) -> tuple[int, int]:
         """(T, P), the dense matrix's."""
-        return self.local.shape[0], self.basis.n_free
+        return self.sparse.shape[0], self.basis.n_free
 
     def to(self, dtype: torch.dtype) -> "ElementMap":
         """The same map with its basis values in ``dtype`` (the data's, which z has)."""
         other = copy.copy(self)
-        other.local = self.local.to(dtype)
+        other.sparse, other.sparse_transpose = (_csr(m.crow_indices(), m.col_indices(), m.values().to(dtype), m.shape)
+                                                for m in (self.sparse, self.sparse_transpose))  # indices shared
         other.matrix = None if self.matrix is None else self.matrix.to(dtype)
         return other
 
@@ -279,20 +290,46 @@ class ElementMap:
     def apply(self, c: torch.Tensor) -> torch.Tensor:
         """M @ z (..., T, D) from z's coefficients c = ``basis.coefficients(z)`` (..., E, p + 1, D), which maps
         of the same z can share; matrix-free, whatever the map's size (``map @ z`` uses :attr:`matrix` if held)."""
-        if self.per_element is not None:  # one product per element over all columns, not one per element and z
-            blocks = self.local.view(self.basis.elements, self.per_element, -1)
-            return torch.einsum("eqk,...ekd->...eqd", blocks, c).flatten(-3, -2)
-        # index_select, whose gradient is an index_add (an indexing's, an accumulating index_put, is slower)
-        return (c.index_select(-3, self.element) * self.local[:, :, None]).sum(-2)
+        stacked = c.flatten(-3, -2)  # (..., E·(p + 1), D): S's columns
+        folded = stacked.movedim(-2, 0).reshape(stacked.shape[-2], -1)  # every trajectory and dimension a column
+        x = _SparseProduct.apply(folded, self.sparse, self.sparse_transpose)
+        return x.view(x.shape[0], *stacked.shape[:-2], stacked.shape[-1]).movedim(0, -2)
 
     def dense(self) -> torch.Tensor:
-        """The matrix M (T, P): rows B[t] @ G[element[t]] (:attr:`ElementBasis.coefficient_map`), element by
-        element (memory O(T·P + E·(p + 1)·P), not O(T·(p + 1)·P)), in the basis values' dtype."""
+        """The matrix M (T, P): rows B[t] @ G[element[t]] (:attr:`ElementBasis.coefficient_map`), B and the
+        elements read from S, element by element (memory O(T·P + E·(p + 1)·P), not O(T·(p + 1)·P), nor the
+        product S G's second T × P block), in the basis values' dtype."""
         if self.matrix is not None:
             return self.matrix
-        g = self.basis.coefficient_map.to(self.local.dtype)
-        out = self.local.new_zeros(self.shape)
-        for e in torch.unique(self.element).tolist():
-            rows = self.element == e
-            out[rows] = self.local[rows] @ g[e]
+        width = self.basis.degree + 1
+        local, element = self.sparse.values().view(-1, width), self.sparse.col_indices()[::width] // width
+        g = self.basis.coefficient_map.to(local.dtype)
+        out = local.new_zeros(self.shape)
+        for e in torch.unique(element).tolist():
+            rows = element == e
+            out[rows] = local[rows] @ g[e]
         return out
+
+
+def _csr(starts: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:
+    """``torch.sparse_csr_tensor`` without invariant checks (the indices are built right here) and without torch's
+    warning, on every new CSR tensor, that sparse CSR support is in beta: an :class:`ElementMap` only builds them
+    and multiplies them with dense matrices, which the tests check against the dense oracle."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+        return torch.sparse_csr_tensor(starts, columns, values, shape, check_invariants=False)
+
+
+class _SparseProduct(torch.autograd.Function):
+    """S @ w for a sparse CSR S and a dense w, with the gradient Sᵀ @ grad from a held CSR Sᵀ (autograd's
+    gradient of ``S @ w`` transposes S into CSR on every backward: a sort and a conversion, 1.2× slower
+    overall at T = 201 and 2001). Like ``S @ w`` it differentiates w only."""
+
+    @staticmethod
+    def forward(ctx, w: torch.Tensor, sparse: torch.Tensor, sparse_transpose: torch.Tensor) -> torch.Tensor:
+        ctx.sparse_transpose = sparse_transpose
+        return sparse @ w
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return ctx.sparse_transpose @ grad, None, None

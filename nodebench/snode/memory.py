@@ -5,14 +5,16 @@ Paper: Quaglino et al., SNODE (ICLR 2020, arXiv 1906.07038), §4 and §3; nodebe
 free coefficients, P = 1 + E·p of them per state dimension (:mod:`nodebench.snode.elements`):
 
 * while training, the observation map and the node maps of states and slopes are matrix-free
-  (:class:`~nodebench.snode.elements.ElementMap`): each time's p + 1 basis values and its element, in the data's
-  dtype, (T + 2·E·Q)·(p + 1) values in all; small maps (P ≤ ``DENSE_COLUMNS``) also hold their dense matrices,
+  (:class:`~nodebench.snode.elements.ElementMap`): a sparse matrix S and its transpose, each time's p + 1 basis
+  values in the data's dtype and their int64 columns in each, 2·(T + 2·E·Q)·(p + 1) values and as many indices in
+  all; small maps (P ≤ ``DENSE_COLUMNS``) also hold their dense matrices,
   (T + 2·E·Q)·P values, each built in float64 (:meth:`~nodebench.snode.elements.ElementMap.dense`) and then
   copied into the data's dtype;
 * the least-squares fit (M6), while it runs, in float64: with ``snode_ridge`` > 0 (the default) element by
   element (:meth:`~nodebench.snode.elements.ElementBasis.fit`), O(T·(p + N·D) + E·p·(p + N·D)); without ridge
   on the dense observation map: the continuity map G (E × (p + 1) × P) and the map (T × P) while it is
-  assembled, then the map and the solver's copy of it.
+  assembled, then the map, the solver's copy of it and LAPACK gelsd's workspace, O(P·(N·D + log P)), which
+  outweighs the map at small T (1.8 times it at T = 61, N·D = 12).
 
 So with ridge everything grows linearly with the number of observation times T. Without it, and the default
 E ≈ (T − 1)/p, the fit grows with T² (a trajectory of 10⁴ observations needs about 2 GB for it).
@@ -22,6 +24,7 @@ E ≈ (T − 1)/p, the fit grows with T² (a trajectory of 10⁴ observations ne
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -43,34 +46,53 @@ def matrix_bytes(n_times: int, n_series: int, degree: int, elements: int, nodes_
     """Bytes of SNODE's matrices at the peak of its set-up, for T = ``n_times`` observation times of
     ``n_series`` = N·D scalar series in a dtype of ``itemsize`` bytes, E elements of degree p, Q nodes each and
     the fit's ``ridge`` (see the module docstring): the matrix-free ``observation map`` and ``node maps`` held
-    while training (basis values and int64 element indices) and the ``least-squares fit``'s float64
-    temporaries. Without ridge the fit is dense: the larger of its assembly (the continuity map and the
-    observation map) and its solve (that map, the solver's copy and the data); with ridge it goes element by
-    element: the data twice (as given, folded into columns), each observation's basis values and row
-    [basis | data] twice (built, sorted by element), each element's triangle twice (listed, stacked), the
-    triangular solve's right-hand sides and solutions, the coefficients per element and z. The fit's part is
-    named ``node maps' construction`` where their float64 temporaries, which come and go before it, are larger."""
+    while training (the sparse S and Sᵀ: p + 1 values and int64 column indices per time each, and their row
+    starts; the nodes' times and weights) and the ``least-squares fit``'s float64 temporaries. Without ridge
+    the fit (M6) is dense: the larger of its assembly (the continuity map G, its cumulative sum's temporaries,
+    the observation map's S and Sᵀ, and M) and its solve (M, the solver's copy, the data three times: as given,
+    folded into columns, the solver's copy; and LAPACK gelsd's workspace, :func:`_gelsd_workspace`, larger than
+    M at small T); with ridge it goes element by element: the data twice (as given, folded into columns), each
+    observation's basis values and row [basis | data] twice (built, sorted by element), each element's triangle
+    twice (listed, stacked), the triangular solve's right-hand sides and solutions, the coefficients per element
+    and z. The fit's part is named ``node maps' construction`` where their float64 temporaries, which come and
+    go before it, are larger (counted beside both node maps, though the second is built while only the first
+    is held: up to a third over the peak where they dominate)."""
     n_free = 1 + elements * degree
     n_nodes = elements * nodes_per_element
     dense = n_free <= DENSE_COLUMNS  # small maps also hold their (rows × P) matrix, built in float64
+    map_entries = 4 * (degree + 1)  # a map's float64 S and Sᵀ per time: values and column indices
     if ridge == 0:
-        assembly = (elements * (degree + 4) + n_times) * n_free  # G, its cumulative sum's (E, P) temporaries, M
-        fit = max(assembly, 2 * n_times * n_free + 3 * n_times * n_series)
+        assembly = (elements * (degree + 4) + n_times) * n_free + map_entries * n_times
+        fit = max(assembly, 2 * n_times * n_free + 3 * n_times * n_series
+                  + _gelsd_workspace(n_times, n_free, n_series))
     else:
         width = degree + 1 + n_series  # a row [f_e | v_e | y] or a triangle's
         fit = (2 * n_times * (n_series + degree + 1 + width) + 2 * elements * (degree + 1) * width
                + 3 * elements * degree * (n_series + 1) + n_free * n_series)
-    build = (3 * degree + 2) * n_nodes  # a node map's float64 basis values and their columns
-    row = itemsize * (degree + 1) + INDEX
+    build = (map_entries + degree + 5) * n_nodes  # a node map's S, Sᵀ and the sort of S's columns, in float64
+    row = 2 * (itemsize + INDEX) * (degree + 1) + INDEX  # S's and Sᵀ's entries, S's row start
     if dense:
         row += itemsize * n_free
         # the largest map's float64 matrix and basis values while its copy in the data's dtype is made
         build = max(build, max(n_times, n_nodes) * (n_free + degree + 1))
+    starts = INDEX * elements * (degree + 1)  # Sᵀ's row starts, one per column of S
     return {
-        "observation map": row * n_times,
-        "node maps": 2 * row * n_nodes,
+        "observation map": row * n_times + starts,
+        "node maps": 2 * (row * n_nodes + starts) + 2 * itemsize * n_nodes,  # two maps; the node times, weights
         "least-squares fit" if fit >= build else "node maps' construction": FLOAT64 * max(fit, build),
     }
+
+
+def _gelsd_workspace(n_rows: int, n_columns: int, n_rhs: int) -> int:
+    """Float64 entries of the minimum workspace of LAPACK's dgelsd (the CPU solve of a fit without ridge,
+    :func:`~nodebench.snode.legendre.minimum_norm_lstsq`) for an n_rows × n_columns system with n_rhs right-hand
+    sides, as its documentation gives it (SMLSIZ = 25, n = min(n_rows, n_columns), NLVL levels of its
+    divide and conquer): 12n + 2n·SMLSIZ + 8n·NLVL + n·n_rhs + (SMLSIZ + 1)² doubles, n singular values and
+    3n·NLVL + 11n int32 (two to an entry). O(n·(n_rhs + log n)), beside the T·P of the matrix: at T = 61 it
+    is 1.8 times the matrix for N·D = 12."""
+    n = min(n_rows, n_columns)
+    levels = max(0, int(math.log2(n / 26)) + 1)  # Fortran's INT truncates towards zero, as int() does
+    return 12 * n + 50 * n + 8 * n * levels + n * n_rhs + 26 ** 2 + n + (3 * n * levels + 11 * n + 1) // 2
 
 
 def device_memory(device: torch.device) -> tuple[int, str]:
