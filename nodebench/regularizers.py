@@ -89,13 +89,17 @@ def speed_cost(order: int, derivative_method: str = "taylor") -> Callable:
 
 def rnode_cost(noise: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
     """c(t, z) = ½·mean(f²) + mean((εᵀ∂f/∂z)²), ε = ``noise(z)`` fixed within a solve: RNODE's kinetic and
-    Jacobian-Frobenius running costs (Finlay et al., ICML 2020), scaled as in ``cfinlay/ffjord-rnode``."""
+    Jacobian-Frobenius running costs (Finlay et al., ICML 2020), scaled as in ``cfinlay/ffjord-rnode``.
+
+    Outside autograd (an adjoint's forward solve) z is taken detached, as :class:`nodebench.cnf.AugmentedDynamics`
+    does: a state that requires grad there (from a y0 that does) has no graph to ∂f/∂z."""
     def cost(func, t, z, f):
+        recording = torch.is_grad_enabled()
         with torch.enable_grad():
-            z_ = z if z.requires_grad else z.detach().requires_grad_(True)
+            z_ = z if recording and z.requires_grad else z.detach().requires_grad_(True)
             f_ = func(t, z_)
             eps = noise(z)
-            (vjp,) = torch.autograd.grad(f_, z_, eps, create_graph=True)
+            (vjp,) = torch.autograd.grad(f_, z_, eps, create_graph=recording)
         return 0.5 * _batch_mean(f ** 2) + _batch_mean(vjp ** 2)
     return cost
 

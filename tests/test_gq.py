@@ -154,9 +154,11 @@ def test_float32_gradients(quadrature):
     assert_close(got, want, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("times", ["increasing", "decreasing"])
 @pytest.mark.parametrize("quadrature", QUADRATURES)
-def test_tuple_states(quadrature):
-    """A tuple state (x, v) gives the same gradients as the stacked state."""
+def test_tuple_states(quadrature, times):
+    """A tuple state (x, v) gives the closed-form gradients of the stacked state, the output times' included,
+    forwards and backwards in time."""
     osc = Oscillator()
 
     class TupleField(nn.Module):
@@ -168,16 +170,20 @@ def test_tuple_states(quadrature):
             x, v = state
             return v, -self.osc.omega ** 2 * x
 
+    t = (T_GRID if times == "increasing" else T_GRID.flip(0)).clone().requires_grad_(True)
     x0 = torch.tensor([1.0, -0.3], dtype=F64, requires_grad=True)
     v0 = torch.tensor([0.5, 0.8], dtype=F64, requires_grad=True)
-    xs, vs = odeint_adjoint_gq(TupleField(), (x0, v0), T_GRID, quadrature=quadrature, **TIGHT)
+    xs, vs = odeint_adjoint_gq(TupleField(), (x0, v0), t, quadrature=quadrature, **TIGHT)
     assert xs.shape == vs.shape == (len(T_GRID), 2)
-    (xs[-1] ** 2 + vs[2]).sum().backward()
+    (xs[-1] ** 2 + vs[2] + 0.5 * xs[1] * vs[1]).sum().backward()
     y0 = torch.stack([x0, v0], dim=-1).detach().requires_grad_(True)
-    ref = osc.exact(T_GRID, y0)
-    grads = torch.autograd.grad((ref[-1, :, 0] ** 2 + ref[2, :, 1]).sum(), [y0, osc.omega])
+    s = t.detach().clone().requires_grad_(True)
+    ref = osc.exact(s, y0)
+    loss = (ref[-1, :, 0] ** 2 + ref[2, :, 1] + 0.5 * ref[1, :, 0] * ref[1, :, 1]).sum()
+    grads = torch.autograd.grad(loss, [y0, s, osc.omega])
     torch.testing.assert_close(torch.stack([x0.grad, v0.grad], -1), grads[0], rtol=1e-7, atol=1e-9)
-    torch.testing.assert_close(osc.omega.grad, grads[1], rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(t.grad, grads[1], rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(osc.omega.grad, grads[2], rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("quadrature", QUADRATURES)

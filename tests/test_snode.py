@@ -107,6 +107,36 @@ def test_objective_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(j, (z, *theta), atol=1e-6)
 
 
+@pytest.mark.parametrize("dense_columns", [0, 10**9])  # ElementMap's branches: matrix-free, dense
+@pytest.mark.parametrize("rule", ["legendre", "lobatto"])
+def test_float32_objective_gradients_match_float64(dense_columns, rule, monkeypatch):
+    """J's gradients in z and θ in float32 (the tasks' training dtype: data, field and z in float32) are the
+    float64 ones to float32 round-off, on both branches of the maps (matrix-free and dense) and both rules."""
+    from nodebench.snode import elements as elements_module
+
+    monkeypatch.setattr(elements_module, "DENSE_COLUMNS", dense_columns)
+    torch.manual_seed(0)
+    field = _Field().double()
+    t = torch.linspace(0.0, 1.0, 21, dtype=D64)
+    y = _linear_truth(t)
+    basis = ElementBasis(0.0, 1.0, degree=4, elements=3)
+    z = basis.fit(t, y) + 0.1 * torch.randn(2, basis.n_free, 2, dtype=D64)
+    lam = torch.randn(2, 3 * 5, 2, dtype=D64)
+    grads = {}
+    for dtype in (torch.float32, D64):
+        f = _Field().to(dtype)
+        f.load_state_dict(field.state_dict())
+        objective = SpectralObjective(f, basis, t, y.to(dtype), nodes_per_element=5, rule=rule)
+        assert (objective.node_values.matrix is None) == (dense_columns == 0)
+        zd = z.to(dtype).requires_grad_(True)
+        j = objective.data_loss(zd) + objective.penalty(objective.residual(zd), 0.7, lam.to(dtype))
+        grads[dtype] = torch.autograd.grad(j, [zd, *f.parameters()])
+    for g32, g64 in zip(grads[torch.float32], grads[D64], strict=True):
+        assert g32.dtype == torch.float32 and float(g64.abs().max()) > 1e-3
+        error = float((g32.double() - g64).abs().max() / g64.abs().max())
+        assert error < 2e-6, error  # measured ≤ 2.0e-7
+
+
 def _problem(task="cubic_spiral", **hp):
     return get_task(task).build(seed=0, device=CPU, hparams=hp)
 

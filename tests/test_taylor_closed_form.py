@@ -1,5 +1,6 @@
 """Taylor mode to order 9 against known series, the gradients of d^K z/dt^K against closed forms, and the
-operations with a Taylor rule that no other test runs, against nested ``torch.func.jvp``. All float64.
+operations with a Taylor rule that no other test runs, against nested ``torch.func.jvp``. In float64 (and float32
+for the gradients with respect to time, state and parameter).
 
 tests/test_taylor.py checks the elementary rules to order 6 (sympy) and 4–5 (nested jvp), and gradients
 against finite differences and method against method; the Cauchy sums of tanh, σ, softplus and x·x only
@@ -80,25 +81,33 @@ def test_gradients_of_the_linear_field_derivatives_match_the_closed_form():
         torch.testing.assert_close(g, w, rtol=1e-11, atol=1e-12)
 
 
-def test_gradients_with_respect_to_time_state_and_parameter_match_the_closed_form():
-    """z' = sin(ω t) z: with s = sin ωt, c = cos ωt, z'' = (ω c + s²) z and z''' = (−ω² s + 3 ω s c + s³) z."""
-    omega = torch.tensor(1.7, dtype=F64, requires_grad=True)
-    t = torch.tensor(0.6, dtype=F64, requires_grad=True)
-    z = torch.tensor([[0.5, -1.5], [2.0, 0.25]], dtype=F64, requires_grad=True)
-    d1, d2, d3 = ode_derivatives(lambda t_, y: torch.sin(omega * t_) * y, t, z, 3)
-    s, c = torch.sin(omega * t), torch.cos(omega * t)
-    exact = [s * z, (omega * c + s ** 2) * z, (-omega ** 2 * s + 3 * omega * s * c + s ** 3) * z]
-    for got, want in zip((d1, d2, d3), exact, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
+@pytest.mark.parametrize("dtype, tol", [(F64, 1e-12), (torch.float32, 2e-6)], ids=["float64", "float32"])
+def test_gradients_with_respect_to_time_state_and_parameter_match_the_closed_form(dtype, tol):
+    """z' = sin(ω t) z: with s = sin ωt, c = cos ωt, z'' = (ω c + s²) z and z''' = (−ω² s + 3 ω s c + s³) z;
+    in float32 (R_K's training dtype) against the float64 closed form."""
+    omega = torch.tensor(1.7, dtype=dtype, requires_grad=True)
+    t = torch.tensor(0.6, dtype=dtype, requires_grad=True)
+    z = torch.tensor([[0.5, -1.5], [2.0, 0.25]], dtype=dtype, requires_grad=True)
+    derivatives = ode_derivatives(lambda t_, y: torch.sin(omega * t_) * y, t, z, 3)
+
+    def closed_form(omega, t, z):
+        s, c = torch.sin(omega * t), torch.cos(omega * t)
+        return [s * z, (omega * c + s ** 2) * z, (-omega ** 2 * s + 3 * omega * s * c + s ** 3) * z]
+
+    inputs = [x.detach().double().requires_grad_(True) for x in (omega, t, z)]
+    exact = closed_form(*inputs)
+    for got, want in zip(derivatives, exact, strict=True):
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), want.detach(), rtol=tol / 10, atol=tol / 10)
 
     def loss(ds):
         return ds[2].pow(2).mean() + (ds[1] * ds[0]).sum()
 
-    got = torch.autograd.grad(loss([d1, d2, d3]), [omega, t, z])
-    want = torch.autograd.grad(loss(exact), [omega, t, z])
+    got = torch.autograd.grad(loss(derivatives), [omega, t, z])
+    want = torch.autograd.grad(loss(exact), inputs)
     for g, w in zip(got, want, strict=True):
-        assert float(w.abs().max()) > 1e-2
-        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+        assert float(w.abs().max()) > 1e-2 and g.dtype == dtype
+        torch.testing.assert_close(g.double(), w, rtol=tol, atol=tol)
 
 
 W3 = torch.tensor([[0.5, -1.0, 0.3], [0.2, 0.1, -0.7]], dtype=F64)
