@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import nodebench.papers.gq_adjoint
 from nodebench.claims import FAILS, HOLDS, NOT_MEASURED, check_claims
 from nodebench.experiments import load_paper
 from nodebench.papers.gq_adjoint.analyses import TOY_WRT
@@ -83,3 +85,19 @@ def test_toy_gradient_claim_fails_on_a_failed_gq_solve_and_needs_both_methods():
     assert verdict == NOT_MEASURED and "adjoint returned no dL/dz0, dL/da, dL/dT" in text
     assert verdicts("G4a", tables={"toy_gradient": toy_table({"gq": 3e-6})})[0][1] == NOT_MEASURED
     assert verdicts("G4a", tables={})[0][1] == NOT_MEASURED
+
+
+def test_unread_paper_values_are_not_measured_and_the_readme_says_where_the_text_was_looked_for():
+    """G7 (the paper's table and figure values) stays not measured, and its reason sends the reader to the README
+    section "Published figures", which must exist and give every copy of the text it cites ([S1], …) an address."""
+    readme = (Path(nodebench.papers.gq_adjoint.__file__).parent / "README.md").read_text()
+    why = CLAIMS["G7"]["why_not_measured"]
+    assert verdicts("G7") == [("all", NOT_MEASURED, why)]
+    named = re.search(r'"([^"]+)"\)$', why)
+    assert named, f"G7's reason names no README section: {why!r}"
+    section = named.group(1)
+    body = re.search(rf"^## {section}\n(.*?)^## ", readme, re.S | re.M)
+    assert body, f"README.md has no section {section!r}"
+    cited = set(re.findall(r"\[S\d+\]", body.group(1)))
+    rows = {ref for ref in cited if re.search(rf"^\| {re.escape(ref)} \|.*\]\(https?://", body.group(1), re.M)}
+    assert cited and rows == cited
