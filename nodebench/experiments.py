@@ -313,6 +313,25 @@ def _check_experiments(spec: PaperSpec, where: str) -> None:
                 raise UserError(f"{at}, preset {preset}: {err}") from None
             for case in cases:
                 _refuse_unused_method_hparams(exp.method_hparams.get(case.method, {}), case, at)
+            _refuse_repeated_runs(cases, f"{at}, preset {preset}")
+
+
+def _refuse_repeated_runs(cases, at: str) -> None:
+    """A :class:`UserError` where two of a preset's cases are one run: the same case but for options that change
+    nothing in it (:func:`~nodebench.runner.settings.ignored_options`), as a grid crossing ``reg_order`` with a
+    ``reg_lambda`` of 0 makes (no regulariser runs at λ = 0, Kelly et al. 2020, §3). The sweep would spend the run
+    twice, and ``nodebench compare`` refuses a configuration measured twice for one seed."""
+    from nodebench.runner.settings import without_ignored
+
+    seen = {}
+    for case in cases:
+        other = seen.setdefault(without_ignored(case).case_id, case)
+        if other is not case:
+            differ = sorted(k for k in {*case.hparams, *other.hparams} if case.hparams.get(k) != other.hparams.get(k))
+            values = "; ".join(f"{k} {other.hparams.get(k, 'unset')}, {case.hparams.get(k, 'unset')}" for k in differ)
+            raise UserError(f"{at}: two cases of {case.task}/{case.method}/s{case.seed} are one run: they differ "
+                            f"only in options that change nothing in it ({values}); declare that run once (the "
+                            "unregularised baseline, reg_lambda = 0, as an experiment of its own)")
 
 
 def _refuse_unused_method_hparams(options: dict, case, at: str) -> None:

@@ -298,3 +298,16 @@ def test_a_spec_file_knows_the_installed_papers_kinds(tmp_path):
     """``load_spec_file`` registers the installed papers' analysis kinds first: ``taylor`` is checked, not unknown."""
     (tmp_path / "experiments.toml").write_text(ANALYSIS + 'kind = "taylor"\ntolerances = [1e-3]\nstep_sizes = ["grid", 0.1]\n')
     assert load_spec_file(tmp_path / "experiments.toml").analyses[0]["kind"] == "taylor"
+
+
+def test_a_grid_that_repeats_a_run_is_refused_at_load():
+    """A grid crossing reg_order with a reg_lambda of 0 makes one unregularised run per order: the same run
+    twice (no regulariser at λ = 0), which the sweep spent twice and `nodebench compare` then refused as one
+    configuration measured twice. The spec is refused when it loads, naming the options; λ > 0 only is fine."""
+    grid = ('presets.smoke = { iters = 2, seeds = 2 }',
+            'hparams = { reg = "speed" }\npresets.smoke = { iters = 2, seeds = 1, grid = { reg_order = [2, 3], '
+            'reg_lambda = [0.0, 1.0] } }')
+    message = refused(GOOD.replace(*grid), "two cases of cubic_spiral/rk4/s0 are one run")
+    assert "reg_order 2, 3" in message and "preset smoke" in message, message
+    spec = parse_spec(GOOD.replace(*grid).replace("[0.0, 1.0]", "[0.5, 1.0]"), "good.toml")
+    assert len(spec.cases("smoke", "cpu")) == 4

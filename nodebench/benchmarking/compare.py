@@ -453,9 +453,9 @@ def _check_one_case_per_seed(records: pd.DataFrame, which: str) -> None:
         limits = [column for column in ("iters", "budget_s") if column in same and same[column].nunique() > 1]
         differ = "; ".join(f"{c} {', '.join(map(str, sorted(same[c].unique())))}" for c in limits)
         ignored = ignored_differences(same)
-        why = (f": their hparams differ only in options {first['method']} ignores ({ignored}), so they are one "
-               f"configuration measured {len(same)} times; keep one of them (nodebench run records a case without "
-               f"the options its method ignores)" if ignored else "")
+        why = (f": their hparams differ only in options that change nothing in a run of {first['method']} "
+               f"({ignored}), so they are one configuration measured {len(same)} times; keep one of them (nodebench "
+               f"run records a case without such options)" if ignored else "")
         raise UserError(f"the {which} run holds {first['case']!r} {len(same)} times for seed {first['seed']}"
                         f"{f' ({differ})' if differ else ''}{why}; compare runs with one case per configuration "
                         f"and seed")

@@ -139,10 +139,10 @@ def _regularizer_unused(hparams: Mapping[str, Any]) -> tuple[list[str], dict[str
       2020, §3); warned.
     - No regulariser runs (``reg`` none or unset, or λ = 0: :func:`~nodebench.regularizers.regularizer_from_hparams`,
       Kelly et al. 2020, §3: the loss is the task loss alone): every ``reg*`` option given, so the case is the
-      unregularised run, with that run's id (``--grid reg_lambda=0,1,10 --hparam reg=speed --hparam reg_order=3``
-      gives at λ = 0 the case of no ``reg*`` option). Warned: ``reg_order`` and ``reg_variant`` without a
-      regulariser named, and ``reg`` with its options when no ``reg_lambda`` is given (the default λ = 0: the user
-      named a regulariser and forgot its weight). Not warned: ``reg = none`` and ``reg_lambda = 0`` (they state
+      unregularised run, with that run's id (a spec's ``grid = { reg_lambda = [0, 1, 10] }`` with ``reg = "speed"``
+      and ``reg_order = 3`` has at λ = 0 the run of no ``reg*`` option). Warned: ``reg_order`` and ``reg_variant``
+      without a regulariser named, and ``reg`` with its options when no ``reg_lambda`` is given (the default λ = 0:
+      the user named a regulariser and forgot its weight). Not warned: ``reg = none`` and ``reg_lambda = 0`` (they state
       the default), and a regulariser's options at an explicit λ = 0, a λ grid's unregularised baseline: a warning
       on every ordinary λ grid would be noise.
 
