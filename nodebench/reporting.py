@@ -193,6 +193,20 @@ def _verdict_cell(verdict: str, preset: str) -> str:
     return f"indicative (smoke preset): {verdict}" if preset == "smoke" else f"**{verdict}**"
 
 
+def memory_note(records: pd.DataFrame) -> str:
+    """What the peak mem column of ``records`` measures, by how each was read (``mem_source``,
+    :class:`~nodebench.harness.memory.PeakMemory`): on CUDA the allocator's peak, on the CPU the resident set's,
+    whose "–" (:func:`~nodebench.records.measured_memory`) needs saying."""
+    sources = set(records["mem_source"].dropna()) if "mem_source" in records else set()
+    cuda = "the CUDA allocator's peak added above what it held before each step"
+    cpu = ("the resident-set peak added above what was held before each step (– where the resident set did not grow: "
+           "the step reused pages already resident, which says nothing of what it allocated; the allocated fwd+bwd "
+           "column, where recorded, the allocator's peak in an untimed pass, shows that)")
+    if sources == {"cuda_allocated"}:
+        return f"peak mem is {cuda}"
+    return f"peak mem is{f', on CUDA, {cuda}; on the CPU,' if 'cuda_allocated' in sources else ''} {cpu}"
+
+
 def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path], *, spec=None,
                  tables: dict[str, pd.DataFrame] | None = None, preset: str = "", sections: list[str] = (),
                  info: dict | None = None, link_figures: bool = False) -> Path:
@@ -215,10 +229,7 @@ def write_report(run_dir: str | Path, records: pd.DataFrame, figures: list[Path]
     else:
         lines += [f"Environment: {environment_line(records)}", "", f"Data: {data_line(records)}", "",
                   "Times are the sum of synchronised per-iteration step times (warm-up excluded, clock paused "
-                  "for evaluation); peak mem is the resident-set peak added above what was held before each step "
-                  "(– where the resident set did not grow: the step reused pages already resident, which says "
-                  "nothing of what it allocated; the allocated fwd+bwd column, where recorded, the allocator's "
-                  "peak in an untimed pass, shows that); medians over successful seeds.", ""]
+                  f"for evaluation); {memory_note(records)}; medians over successful seeds.", ""]
         if spec:
             order = {exp.name: i for i, exp in enumerate(spec.experiments)}
             methods = {m: i for exp in reversed(spec.experiments) for i, m in enumerate(exp.methods)}

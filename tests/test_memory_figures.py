@@ -50,3 +50,18 @@ def test_the_report_says_what_a_dash_in_peak_memory_means(tmp_path):
     text = write_report(tmp_path, records, []).read_text()
     assert "| rk4 |" in text and "| – |" in text, text
     assert "– where the resident set did not grow" in text and "allocated fwd+bwd column" in text, text
+
+
+@pytest.mark.parametrize("sources, cuda, cpu", [
+    (["cuda_allocated"], True, False), (["vmhwm"], False, True), (["cuda_allocated", "vmhwm"], True, True)])
+def test_the_report_says_how_the_peak_memory_was_read(sources, cuda, cpu, tmp_path):
+    """On CUDA the peak is the allocator's (``mem_source`` cuda_allocated), never a resident set: a CUDA run's
+    report said its peak mem was "the resident-set peak" and explained a "–" that CUDA never gives; a run on both
+    devices says which is which."""
+    records = pd.DataFrame({
+        "case_id": [f"c{i}" for i in range(len(sources))], "experiment": "e", "task": "g1d", "method": "rk4",
+        "seed": 0, "status": "ok", "train_wall_s": 1.0, "time_per_iter_s": 0.01, "iters": 10,
+        "nfe_forward_per_iter": 1.0, "nfe_backward_per_iter": 1.0, "peak_mem_bytes": 2.0**20, "mem_source": sources})
+    text = write_report(tmp_path, records, []).read_text()
+    assert ("CUDA allocator's peak" in text) == cuda and ("resident-set peak" in text) == cpu, text
+    assert ("on CUDA, the CUDA allocator's" in text and "on the CPU, the resident-set" in text) == (cuda and cpu)

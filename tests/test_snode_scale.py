@@ -352,6 +352,34 @@ def test_the_sparse_products_gradient_is_the_dense_matrix_transposed(slope, node
     torch.testing.assert_close(grad32, expected.float(), rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
 
 
+@pytest.mark.parametrize("dense_columns", [0, 10**9])  # both of ElementMap's branches: sparse CSR, dense
+def test_a_deep_copied_objective_is_independent_and_gives_the_same_loss_and_gradient(dense_columns, monkeypatch):
+    """``copy.deepcopy`` of an objective (a trainer's snapshot) copies its maps: torch refuses to deep-copy a
+    sparse CSR tensor ("Cannot access storage of SparseCsrTensorImpl"), which the matrix-free maps hold; the copy
+    gives the same J and gradient, and its maps' tensors share no memory with the original's."""
+    import copy
+
+    monkeypatch.setattr(elements_module, "DENSE_COLUMNS", dense_columns)
+    problem, _ = _problem(31)
+    basis = ElementBasis(0.0, 10.0, degree=3, elements=10)
+    objective = SpectralObjective(problem.field, basis, problem.t, problem.y_train, nodes_per_element=4)
+    assert (objective.obs_map.matrix is None) == (dense_columns == 0)
+    copied = copy.deepcopy(objective)
+    z = basis.fit(problem.t, problem.y_train, ridge=1e-8).requires_grad_(True)
+
+    def loss_and_gradient(obj):
+        j = obj.data_loss(z) + obj.penalty(obj.residual(z), 0.5, None)
+        return (j, *torch.autograd.grad(j, [z]))
+    torch.testing.assert_close(loss_and_gradient(copied), loss_and_gradient(objective), rtol=0, atol=0)
+    maps = copied.node_slopes, objective.node_slopes
+    assert maps[0].basis is not maps[1].basis and (maps[0].matrix is None) == (maps[1].matrix is None)
+    for name in ("sparse", "sparse_transpose"):
+        parts = [(getattr(m, name).crow_indices(), getattr(m, name).col_indices(), getattr(m, name).values())
+                 for m in maps]
+        for mine, theirs in zip(*parts, strict=True):
+            assert torch.equal(mine, theirs) and mine.data_ptr() != theirs.data_ptr()
+
+
 def test_training_follows_the_dense_loss_curve(monkeypatch):
     """A whole SNODE run (fit, 12 iterations of both blocks, the augmented variant's dual updates) with the
     matrix-free maps gives the loss curve and weights of the same run on the dense matrices, to round-off."""

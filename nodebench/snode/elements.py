@@ -275,10 +275,26 @@ class ElementMap:
 
     def to(self, dtype: torch.dtype) -> "ElementMap":
         """The same map with its basis values in ``dtype`` (the data's, which z has)."""
-        other = copy.copy(self)
-        other.sparse, other.sparse_transpose = (_csr(m.crow_indices(), m.col_indices(), m.values().to(dtype), m.shape)
-                                                for m in (self.sparse, self.sparse_transpose))  # indices shared
+        other = self._rebuilt(lambda indices: indices, lambda values: values.to(dtype))  # indices shared
         other.matrix = None if self.matrix is None else self.matrix.to(dtype)
+        return other
+
+    def __deepcopy__(self, memo: dict) -> "ElementMap":
+        """A copy that shares no tensor with this map (``copy.deepcopy``, which torch refuses for a sparse CSR
+        tensor: S and Sᵀ are rebuilt from copies of their indices and values)."""
+        def deep(value):
+            return copy.deepcopy(value, memo)
+        other = memo[id(self)] = self._rebuilt(deep, deep)
+        other.basis, other.matrix = deep(self.basis), deep(self.matrix)
+        return other
+
+    def _rebuilt(self, indices, values) -> "ElementMap":
+        """A shallow copy whose S and Sᵀ are rebuilt from ``indices`` of their index tensors and ``values`` of
+        their values."""
+        other = copy.copy(self)
+        other.sparse, other.sparse_transpose = (
+            _csr(indices(m.crow_indices()), indices(m.col_indices()), values(m.values()), m.shape)
+            for m in (self.sparse, self.sparse_transpose))
         return other
 
     def __matmul__(self, z: torch.Tensor) -> torch.Tensor:
