@@ -33,6 +33,12 @@ step exactly on the output times ``t``; SDE methods: 0.01) and ``gtol``, the qua
 GQ methods (default 0.1; larger means more nodes). ``nodebench run`` warns about an option a method
 does not use (:meth:`Method.ignored_options`).
 
+Trained output times (``t`` requiring grad): given ``step_size``, a fixed-step method (``rk4``, ``rk4_38``,
+``euler``, ``midpoint``) returns an output time between grid points by torchdiffeq's linear interpolation, so its
+gradient is the interpolant's (first order in the step), and one exactly on a grid point none: torchdiffeq 0.2.5's
+``FixedGridODESolver._linear_interp`` returns the step's end value there, and t0's gradient takes its share. To
+train output times use an adaptive method, or a fixed-step one without ``step_size`` (its grid is then ``t``).
+
 ODE methods work on SDE tasks too: the task then trains its Wong–Zakai ODE
 (:mod:`nodebench.sde`). SDE methods need an SDE task (``Task.dynamics == "sde"``). ``snode`` takes its
 own ``snode_*`` options (:mod:`nodebench.snode.options`) and needs a full-state trajectory task
@@ -109,7 +115,8 @@ class Solve:
         if self.step_size is not None and not self._span_checked:
             # once: reading the span synchronises a GPU, and the first call is the harness's untimed warm-up
             object.__setattr__(self, "_span_checked", True)
-            check_step_size(self.step_size, float(t[-1] - t[0]), "this solve's time span", longest=False)
+            # detached: output times that are trained (t requiring grad) would make torch warn about the host read
+            check_step_size(self.step_size, float((t[-1] - t[0]).detach()), "this solve's time span", longest=False)
         return self.fn(func, y0, t, **kwargs)
 
 

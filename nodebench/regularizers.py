@@ -121,8 +121,8 @@ class RunningCostField(ForwardsCallbacks):
     ``y`` or, for a tuple state, its first component.
 
     Args:
-        field: the vector field (possibly the harness's counting wrapper; its step callbacks are
-            forwarded). The cost differentiates its inner module, uncounted.
+        field: the vector field, a module (possibly the harness's counting wrapper; its step callbacks are
+            forwarded) or a plain function. The cost differentiates its inner module, uncounted.
         cost: ``cost(func, t, z, f) -> (B,)``.
         only_when_recording: evaluate the cost only while autograd records (the ``adjoint_only``
             variant); otherwise return zeros.
@@ -246,8 +246,11 @@ class RegularizedSolve:
         parts = len(y0) if isinstance(y0, tuple) else None
         augmented = RunningCostField(func, reg.running_cost(), only_when_recording=reg.variant == "adjoint_only",
                                      parts=parts)
+        # A field that is a plain function (torchdiffeq takes any callable) reaches the solver as one, so that an
+        # adjoint asks for adjoint_params as it does without the regulariser, rather than finding none in the module.
+        augmented_func = augmented if isinstance(func, nn.Module) else augmented.forward
         r0 = torch.zeros(z0.shape[0], dtype=z0.dtype, device=z0.device)
-        out = self.solve(augmented, (y0, r0) if parts is None else (*y0, r0), t, **kwargs)
+        out = self.solve(augmented_func, (y0, r0) if parts is None else (*y0, r0), t, **kwargs)
         ys, rs = (out[0], out[1]) if parts is None else (tuple(out[:-1]), out[-1])
         r = rs[-1].mean() * (t[-1] - t[0]).sign()  # backwards in time r(t1) = −R; no host read of t
         self.penalty = self.penalty + reg.lam * r

@@ -13,7 +13,8 @@ each method and variant are checked against autograd through these formulas. Bef
 was checked against a closed form (autonomous field) and its gradient only variant against variant
 (tests/test_regularizers.py), which a cost that does not reach the parameters passes. The gradient with respect to
 z0 is checked too, with z0 requiring grad (RNODE's cost raised in an adjoint's forward solve then), on a tensor
-state solved forwards and on a CNF's (z, log-det) state solved backwards in time (a CNF's inverse, R = −r(t1)).
+state solved forwards and on a CNF's (z, log-det) state solved backwards in time (a CNF's inverse, R = −r(t1)), and
+with a field that is a plain function rather than a module.
 """
 
 from __future__ import annotations
@@ -84,8 +85,35 @@ CASES = [("direct", "forward"), ("adjoint", "forward"), ("adjoint", "adjoint_onl
 @pytest.mark.parametrize("kind, order", [("speed", 2), ("speed", 3), ("rnode", None)], ids=["R2", "R3", "rnode"])
 @pytest.mark.parametrize("method, variant", CASES, ids=[f"{m}-{v}" for m, v in CASES])
 def test_penalty_gradient_matches_the_closed_form(method, variant, kind, order, state):
-    field = Forced()
-    params = list(field.parameters())
+    check_gradients(method, variant, kind, order, state, plain_function=False)
+
+
+FUNCTION_CASES = [("direct", "forward"), ("adjoint", "forward"), ("gq", "adjoint_only")]
+
+
+@pytest.mark.parametrize("kind, order", [("speed", 2), ("rnode", None)], ids=["R2", "rnode"])
+@pytest.mark.parametrize("method, variant", FUNCTION_CASES, ids=[f"{m}-{v}" for m, v in FUNCTION_CASES])
+def test_penalty_gradient_of_a_plain_function_field(method, variant, kind, order):
+    """A field that is a plain function closing over its parameters, as torchdiffeq accepts (the adjoints given
+    them as params): before, torchdiffeq's callback lookup on the regulariser's wrapper raised KeyError 'field'."""
+    check_gradients(method, variant, kind, order, "tensor-forward", plain_function=True)
+
+
+@pytest.mark.parametrize("method", ["adjoint", "gq"])
+def test_plain_function_field_without_adjoint_params_is_refused_as_without_a_regulariser(method):
+    """An adjoint cannot find a plain function's parameters: it must ask for them (torchdiffeq's ValueError), not
+    take the regulariser's wrapper module, which holds none, and return no parameter gradient."""
+    module = Forced()
+    regularized = Regularizer("speed", lam=LAM).wrap(get_method(method).make_solve(**TIGHT))
+    for solve in (get_method(method).make_solve(**TIGHT), regularized):
+        with pytest.raises(ValueError, match="adjoint_params"):
+            solve(lambda t, z: module(t, z), Z0, T)
+
+
+def check_gradients(method, variant, kind, order, state, plain_function):
+    module = Forced()
+    field = (lambda t, z: module(t, z)) if plain_function else module
+    params = list(module.parameters())
     reg = Regularizer(kind, order=order or 2, lam=LAM, variant=variant, seed=SEED)
     solve = reg.wrap(get_method(method).make_solve(params, **TIGHT))
     z0 = Z0.clone().requires_grad_(True)
@@ -95,8 +123,8 @@ def test_penalty_gradient_matches_the_closed_form(method, variant, kind, order, 
         t = T.flip(0)
         ys, _ = solve(AugmentedDynamics(field), (z0, torch.zeros(len(Z0), dtype=F64)), t)
     got = torch.autograd.grad((ys ** 2).sum() + solve.penalty, [z0, *params])
-    penalty = closed_form_penalty(field, kind, order, z0, t)
-    want = torch.autograd.grad((closed_form_ys(field, z0, t) ** 2).sum() + penalty, [z0, *params], retain_graph=True)
+    penalty = closed_form_penalty(module, kind, order, z0, t)
+    want = torch.autograd.grad((closed_form_ys(module, z0, t) ** 2).sum() + penalty, [z0, *params], retain_graph=True)
     if variant == "forward":
         assert float(solve.penalty.detach()) == pytest.approx(float(penalty.detach()), rel=1e-8)
     want_penalty_only = torch.autograd.grad(penalty, [z0, *params])
