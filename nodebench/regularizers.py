@@ -263,8 +263,9 @@ def regularizer_from_hparams(hparams: dict, seed: int = 0) -> Regularizer | None
     or ``reg_lambda = 0``: a λ grid's zero is the unregularised baseline, with no cost computed). A positive
     ``reg_lambda`` without ``reg`` is a :class:`UserError`: the user meant a regulariser and would get none."""
     kind = hparams.get("reg", "none")
-    if kind == "none" and isinstance(hparams.get("reg_lambda"), (int, float)) and hparams["reg_lambda"] > 0:
-        raise UserError(f"reg_lambda {hparams['reg_lambda']:g} has no effect without a regulariser: set reg to "
+    lam = hparams.get("reg_lambda")
+    if kind == "none" and isinstance(lam, (int, float)) and not isinstance(lam, bool) and lam > 0:
+        raise UserError(f"reg_lambda {lam:g} has no effect without a regulariser: set reg to "
                         f"{' or '.join(KINDS[1:])}, or leave reg_lambda out")
     order, lam = hparams.get("reg_order", 2), hparams.get("reg_lambda", 0.0)
     variant = hparams.get("reg_variant", "forward")

@@ -326,3 +326,15 @@ def test_a_lambda_grids_zero_is_the_unregularised_case_without_a_warning():
     assert check_cases(cases) == []
     assert [unused_by_regularizer(case.hparams) for case in cases] == [
         ["reg", "reg_order", "reg_lambda", "reg_variant"], []]
+
+
+def test_a_boolean_lambda_is_refused_as_no_number_not_as_a_lambda_of_1(capsys, tmp_path):
+    """``--hparam reg_lambda=true`` without ``reg`` read "reg_lambda 1 has no effect without a regulariser": a bool
+    passed the number check as 1. It is refused as what it is: not a finite number."""
+    from nodebench.cli import main
+
+    code = main(["run", "--task", "cubic_spiral", "--method", "rk4", "--hparam", "reg_lambda=true", "--iters", "1",
+                 "--dry-run", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "nodebench: error: reg_lambda must be a finite number ≥ 0, got True", err
+    assert not (tmp_path / "r").exists()
