@@ -48,7 +48,11 @@ class RunResult:
         records, curves: the merged records (one row per case; for an A/B bench, the current code's) and
             per-iteration curves; empty for a dry run.
         report: ``report.md`` (``None`` for a dry run and for a bench run, whose gate writes ``compare.md``).
-        exit_code: 0, or 1 when a bench run's gate found a regression (the CLI's exit code).
+        missing_data: for a dry run, the one line naming every data set the cases need that is missing or
+            unusable (what a real run refuses with, before writing anything), else ``""``.
+        exit_code: 0, 1 when a bench run's gate found a regression, or 2 for a dry run with ``missing_data``
+            (the CLI's exit code: a dry run says whether the real run would start, as ``nodebench data verify``
+            exits non-zero for a data set that is missing).
     """
 
     out: Path | None
@@ -56,6 +60,7 @@ class RunResult:
     records: pd.DataFrame = field(default_factory=pd.DataFrame)
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)
     report: Path | None = None
+    missing_data: str = ""
     exit_code: int = 0
 
 
@@ -134,12 +139,10 @@ def _device(device: str, engine: Mapping[str, Any]) -> str:
 
 
 def _check(cases: list[Case], engine: dict, warn: bool = False) -> list[str]:
-    """Every case's names and values, the engine (executor and scheduler), then the cases' data: present,
-    and verified against the pinned checksums unless ``verify_data=False``; one-line errors before anything
-    is written, the same for a dry run as for a real one. With ``warn``, options given to a method that does
-    not use them are reported (for options a user typed; a paper or suite file sets shared options on
-    purpose); returns the warnings shown."""
-    from nodebench.datasets.catalog import check_case_data
+    """Every case's names and values and the engine (executor and scheduler); one-line errors before anything
+    is written, the same for a dry run as for a real one (the cases' data: :func:`_check_data`). With ``warn``,
+    options given to a method that does not use them are reported (for options a user typed; a paper or suite
+    file sets shared options on purpose); returns the warnings shown."""
     from nodebench.runner.executors import check_executor
     from nodebench.runner.settings import check_cases
 
@@ -154,8 +157,28 @@ def _check(cases: list[Case], engine: dict, warn: bool = False) -> list[str]:
     for warning in shown:
         _log(f"nodebench: warning: {warning}")
     check_executor(engine.get("executor", "local"), engine.get("scheduler"))
-    check_case_data(cases, verify=engine.pop("verify_data", True))
     return shown
+
+
+def _check_data(cases: list[Case], engine: dict, dry_run: bool) -> str:
+    """The cases' data: present, and verified against the pinned checksums unless ``verify_data=False``
+    (:func:`~nodebench.datasets.catalog.check_case_data`, every data set at once). A real run is refused with
+    the one line naming them all; a dry run gets that line back (``""`` when all is there), so that it still
+    lists the cases a user would run once the data is fetched."""
+    from nodebench.datasets.catalog import DataUnavailable, check_case_data
+
+    try:
+        check_case_data(cases, verify=engine.pop("verify_data", True))
+    except DataUnavailable as err:
+        if not dry_run:
+            raise
+        return str(err)
+    return ""
+
+
+def _dry_run(out: Path | None, cases: list[Case], missing_data: str) -> RunResult:
+    """A dry run's result: exit code 2 where ``missing_data`` names data the real run would refuse to start without."""
+    return RunResult(out, cases, missing_data=missing_data, exit_code=2 if missing_data else 0)
 
 
 def describe_cases(cases: list[Case]) -> pd.DataFrame:
@@ -299,7 +322,9 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
         out: the run directory (default a new ``results/runs/<time>``, ``<time>-2`` where that exists); an
             existing one given here is resumed.
         device: ``cpu``, ``cuda`` or ``cuda:N``.
-        dry_run: only build and check the cases (returned in ``cases``); nothing runs or is written.
+        dry_run: only build and check the cases (returned in ``cases``); nothing runs or is written. Data the
+            cases need that is missing or unusable does not raise: it is named, every data set at once, in the
+            result's ``missing_data`` (``exit_code`` 2).
         **engine: ``jobs``, ``threads``, ``timeout_s``, ``progress``, ``retry_failed``, ``executor``,
             ``scheduler``, ``allow_mixed_commits`` (:func:`nodebench.runner.sweep.run_cases`), and
             ``verify_data`` (default True: refuse data files that do not match their pinned checksums).
@@ -333,6 +358,7 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
                                   method_hparams=method_hparams, device=_device(device, engine), iters=iters,
                                   budget_s=budget_s))
     warnings = _check(cases, engine, warn=True)
+    missing_data = _check_data(cases, engine, dry_run)
     from nodebench.runner.settings import check_shared_hparams, without_ignored
     cases = [without_ignored(case) for case in cases]  # rk4 given gtol is rk4's case: its id, its record
     if method_hparams:  # a value every method overrides is checked too, not silently unused
@@ -340,7 +366,7 @@ def run(task: str, methods: str | Iterable[str], *, seeds: int = 1, iters: int |
     out = api_checks.path(out, "out") if out is not None else _new_run_dir()
     if dry_run:
         _check_out(out, engine, {"command": "run"}, cases)
-        return RunResult(out, cases)
+        return _dry_run(out, cases, missing_data)
     records, curves = _sweep(cases, out, engine, f"running {len(cases)} case(s) into {out} (rerun with "
                              f"out={str(out)!r} (--out {out}) to resume)", command="run", warnings=warnings)
     return RunResult(out, cases, records, curves, _finish(out, records, curves))
@@ -366,7 +392,7 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
         experiments: only these experiments of the paper (a name or a list; default ``None`` or ``[]``: all at
             the preset).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
-        dry_run: only build and check the cases; nothing runs or is written.
+        dry_run: only build and check the cases; nothing runs or is written (missing data: as :func:`run`'s).
         link_figures: ``report.html`` references ``figures/*.png`` instead of inlining them (a small page that
             needs its ``figures/`` folder beside it).
         **engine: as :func:`run`.
@@ -382,11 +408,12 @@ def reproduce(paper: str, preset: str = "smoke", *, out: str | Path | None = Non
     api_checks.distinct(experiments, "experiments")
     cases = spec.cases(preset, _device(device, engine), experiments=experiments)
     warnings = _check(cases, engine)
+    missing_data = _check_data(cases, engine, dry_run)
     out = api_checks.path(out, "out") if out is not None else Path("results") / f"{paper}-{preset}"
     kind = {"command": "reproduce", "paper": paper, "preset": preset}
     if dry_run:
         _check_out(out, engine, kind, cases)
-        return RunResult(out, cases)
+        return _dry_run(out, cases, missing_data)
     records, curves = _sweep(cases, out, engine, f"reproducing {paper} at preset {preset}: {len(cases)} case(s) into "
                              f"{out}", **kind, device=device, warnings=warnings)
     return RunResult(out, cases, records, curves, _finish(out, records, curves, spec=spec, preset=preset,
@@ -495,7 +522,7 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
         out: the history store (default ``results/history``).
         machine: the store's machine key (a plain name; default ``$NODEBENCH_MACHINE``, else the host name).
         device: ``cpu``, ``cuda`` or ``cuda:N`` (default the suite's).
-        dry_run: only build and check the cases; nothing runs or is written.
+        dry_run: only build and check the cases; nothing runs or is written (missing data: as :func:`run`'s).
         **engine: as :func:`run` (with ``baseline``: ``threads``, ``timeout_s`` and ``progress`` only).
 
     Returns:
@@ -510,12 +537,13 @@ def bench(suite: str, *, out: str | Path | None = None, machine: str | None = No
     spec = load_suite(suite)
     cases = spec.cases(_device(spec.device if device is None else device, engine))  # '' is refused, not the default
     warnings = _check(cases, engine)
+    missing_data = _check_data(cases, engine, dry_run)
     if baseline is not None:  # an empty revision is refused, not read as "no baseline"
         _check_ab(baseline, engine)
     store = paths.output_dir(api_checks.path(out, "out") if out is not None else Path(DEFAULT_STORE))
     key = machine_name(machine)  # a plain name, checked for a dry run too
     if dry_run:
-        return RunResult(None, cases)
+        return _dry_run(None, cases, missing_data)
     for earlier in list_runs(store, key, spec.name)["run_dir"]:  # what the gate and the history redraw will read,
         load_records(earlier)                                     # checked before the suite runs, not after
     if baseline is not None:

@@ -209,7 +209,8 @@ def _engine(args) -> dict:
 
 def _print_cases(result, retry_failed: bool = False, *, fresh: bool = False) -> int:
     """The dry run's cases, and where they would go: ``fresh``, a new folder named by the time (``run`` without
-    ``--out``), which the next run does not reuse."""
+    ``--out``), which the next run does not reuse. Data the cases need that is missing or unusable follows as
+    one error line naming every such data set and how to fetch it, exit code 2: the real run would refuse."""
     from nodebench.api import describe_cases
 
     table = describe_cases(result.cases)
@@ -217,8 +218,10 @@ def _print_cases(result, retry_failed: bool = False, *, fresh: bool = False) -> 
     where = "" if result.out is None else (
         f" into a new folder such as {result.out} (each run without --out makes its own; give --out to resume)"
         if fresh else f" into {result.out}{_finished_before(result, retry_failed)}")
-    print(f"{len(result.cases)} case(s){where}; nothing was run (--dry-run)")
-    return 0
+    print(f"{len(result.cases)} case(s){where}; nothing was run (--dry-run)", flush=True)
+    if result.missing_data:
+        print(f"nodebench: error: {result.missing_data}", file=sys.stderr)
+    return result.exit_code
 
 
 def _finished_before(result, retry_failed: bool) -> str:

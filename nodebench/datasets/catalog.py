@@ -393,35 +393,61 @@ def provenance(dataset: str, n_train: int, n_val: int, n_test: int, *, parts: It
 
 # -- the gate before a sweep ---------------------------------------------------------------------------------
 
+class DataUnavailable(UserError):
+    """The data sets a sweep's cases need that are missing or unusable, all named on one line (``problems``: one
+    phrase per data set). :func:`nodebench.run`/``reproduce``/``bench`` raise it before anything is written;
+    their dry runs return its line beside the cases they list (:attr:`nodebench.api.RunResult.missing_data`)."""
+
+    def __init__(self, problems: list[str], any_missing: bool) -> None:
+        elsewhere = f"set {ENV_VAR} to another data folder" if any_missing else ""
+        if len(problems) == 1:
+            super().__init__(problems[0] + (f"; or {elsewhere}" if elsewhere else ""))
+        else:
+            super().__init__(f"{len(problems)} data sets the cases need are missing or unusable"
+                             f"{f' (or {elsewhere})' if elsewhere else ''}: "
+                             + ". ".join(f"({i}) {p}" for i, p in enumerate(problems, 1)))
+
+
 def check_case_data(cases, verify: bool = True, root: PathArg = None, manifest: PathArg = None) -> None:
-    """Refuse a sweep whose cases need data that is absent (or, with ``verify``, not verified).
+    """Refuse a sweep whose cases need data that is absent (or, with ``verify``, not verified; without it,
+    malformed: :func:`check_structure`).
+
+    Every data set the cases need is checked, and all that fail are named at once, so that a user fetches
+    them in one go rather than learning of them one rerun at a time.
 
     Raises:
-        UserError: one line naming the data set, the folder it was looked for in and the
-            ``nodebench data fetch`` command.
+        DataUnavailable: one line naming, for each such data set, the tasks and cases that need it, the folder
+            it was looked for in and what is wrong, and the ``nodebench data fetch`` command.
     """
-    seen = set()
+    needs: dict[str, list[str]] = {}
     for case in cases:
         dataset = dataset_of_task(case.task, manifest)
-        if dataset is None or dataset.name in seen:
-            continue
-        seen.add(dataset.name)
-        state = status(dataset.name, root, verify=verify, manifest=manifest)
-        fetch = f"`nodebench data fetch {dataset.name}`"
-        if not state.found:
-            missing = ", ".join(f.spec.path + f.detail.removeprefix("not found") for f in state.missing)
-            raise UserError(f"task {case.task} needs data set {dataset.name}, not found in {state.where} "
-                            f"(missing {missing}; set {ENV_VAR} to another data folder or run {fetch})")
-        if verify and not state.verified:
-            raise UserError(f"task {case.task} needs data set {dataset.name}, found in {state.where} but "
-                            f"{state.summary()[len('found, '):]}; run {fetch} to replace it, or pass --no-verify "
-                            "to use it as it is")
-        if not verify:
-            try:
-                check_structure(state)
-            except UserError as exc:
-                raise UserError(f"task {case.task} needs data set {dataset.name}, but {exc} (checked with "
-                                f"--no-verify, which skips the checksums); run {fetch} to replace it") from None
+        if dataset is not None:
+            needs.setdefault(dataset.name, []).append(case.task)
+    states = {name: status(name, root, verify=verify, manifest=manifest) for name in needs}
+    problems = [problem for name, state in states.items() if (problem := _data_problem(state, needs[name], verify))]
+    if problems:
+        raise DataUnavailable(problems, any_missing=not all(state.found for state in states.values()))
+
+
+def _data_problem(state: DataStatus, tasks: list[str], verify: bool) -> str:
+    """What stops the cases of ``tasks`` (one entry per case) from using data set ``state``, or ``""``."""
+    name, fetch = state.dataset.name, f"`nodebench data fetch {state.dataset.name}`"
+    distinct = list(dict.fromkeys(tasks))
+    who = (f"task{'s' if len(distinct) > 1 else ''} {', '.join(distinct)} "
+           f"({len(tasks)} case{'s' if len(tasks) > 1 else ''}) need{'' if len(distinct) > 1 else 's'} data set {name}")
+    if not state.found:
+        missing = ", ".join(f.spec.path + f.detail.removeprefix("not found") for f in state.missing)
+        return f"{who}, not found in {state.where} (missing {missing}); run {fetch}"
+    if verify and not state.verified:
+        return (f"{who}, found in {state.where} but {state.summary()[len('found, '):]}; run {fetch} to replace it, "
+                "or pass --no-verify to use it as it is")
+    if not verify:
+        try:
+            check_structure(state)
+        except UserError as exc:
+            return f"{who}, but {exc} (checked with --no-verify, which skips the checksums); run {fetch} to replace it"
+    return ""
 
 
 def check_structure(state: DataStatus) -> None:
@@ -458,7 +484,8 @@ def check_structure(state: DataStatus) -> None:
             tabular.check_maf_file(relative, path)
 
 
-__all__ = ["DataSet", "DataStatus", "FileSpec", "FileStatus", "catalog", "check_case_data", "check_file",
+__all__ = ["DataSet", "DataStatus", "DataUnavailable", "FileSpec", "FileStatus", "catalog", "check_case_data",
+           "check_file",
            "check_structure",
            "data_verified", "dataset_of_task", "file_digest", "get_dataset", "locate", "members_digest", "provenance",
            "status"]
