@@ -57,6 +57,7 @@ from torchdiffeq import odeint, odeint_adjoint
 from nodebench import solvers
 from nodebench.config import Param
 from nodebench.errors import UserError
+from nodebench.callbacks import solver_field
 from nodebench.gq import odeint_adjoint_gq
 from nodebench.registry import Registry
 from nodebench.sde import StepReportingBrownian
@@ -117,7 +118,9 @@ class Solve:
             object.__setattr__(self, "_span_checked", True)
             # detached: output times that are trained (t requiring grad) would make torch warn about the host read
             check_step_size(self.step_size, float((t[-1] - t[0]).detach()), "this solve's time span", longest=False)
-        return self.fn(func, y0, t, **kwargs)
+        # a wrapper around a plain function (WongZakaiField(f, noise)) goes as a plain callable: without params, an
+        # adjoint asks for them rather than taking the wrapper's parameters(), which are none of f's
+        return self.fn(solver_field(func), y0, t, **kwargs)
 
 
 @dataclass(frozen=True)

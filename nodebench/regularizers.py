@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from nodebench.errors import UserError
-from nodebench.callbacks import ForwardsCallbacks, unwrap
+from nodebench.callbacks import ForwardsCallbacks, solver_field, unwrap
 
 KINDS = ("none", "speed", "rnode")
 VARIANTS = ("forward", "adjoint_only")
@@ -248,9 +248,8 @@ class RegularizedSolve:
                                      parts=parts)
         # A field that is a plain function (torchdiffeq takes any callable) reaches the solver as one, so that an
         # adjoint asks for adjoint_params as it does without the regulariser, rather than finding none in the module.
-        augmented_func = augmented if isinstance(func, nn.Module) else augmented.forward
         r0 = torch.zeros(z0.shape[0], dtype=z0.dtype, device=z0.device)
-        out = self.solve(augmented_func, (y0, r0) if parts is None else (*y0, r0), t, **kwargs)
+        out = self.solve(solver_field(augmented), (y0, r0) if parts is None else (*y0, r0), t, **kwargs)
         ys, rs = (out[0], out[1]) if parts is None else (tuple(out[:-1]), out[-1])
         r = rs[-1].mean() * (t[-1] - t[0]).sign()  # backwards in time r(t1) = −R; no host read of t
         self.penalty = self.penalty + reg.lam * r

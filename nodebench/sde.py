@@ -5,7 +5,8 @@ arXiv 2308.10644), train neural SDEs with ODE methods (the paper's Wong–Zakai 
 ``models/neural_de.py``, class ``make_sde_func``) and transfer the parameters to an SDE solver for evaluation.
 
 **The model.** A *drift–diffusion field* is an ``nn.Module`` whose ``forward(t, z)`` returns the tuple
-``(f, g)``: the drift f(t, z) and the diagonal diffusion g(t, z), both of z's shape. It stands for the
+``(f, g)``, or a plain function ``(t, z) -> (f, g)``: the drift f(t, z) and the diagonal diffusion g(t, z), both
+of z's shape. It stands for the
 Stratonovich SDE with diagonal noise
 
     dZ = f(t, Z) dt + g(t, Z) ∘ dW,   W a Brownian motion of Z's shape.
@@ -50,7 +51,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -133,9 +134,19 @@ def kl_brownian_variance(t: float, t0: float, t1: float, ncosines: int) -> float
 
 
 class DriftDiffusion(nn.Module):
-    """A drift–diffusion field from two modules: ``forward(t, z) = (drift(t, z), diffusion(t, z))``."""
+    """A drift–diffusion field from two modules: ``forward(t, z) = (drift(t, z), diffusion(t, z))``; their
+    parameters are its ``parameters()``.
+
+    A plain function is refused (TypeError): its parameters would not be this module's, and an adjoint without
+    ``adjoint_params`` would return no gradient for them. Plain functions make a plain-function field,
+    ``lambda t, z: (drift(t, z), diffusion(t, z))``, which :class:`WongZakaiField` and :class:`StratonovichSDE` take.
+    """
 
     def __init__(self, drift: nn.Module, diffusion: nn.Module):
+        for name, part in (("drift", drift), ("diffusion", diffusion)):
+            if not isinstance(part, nn.Module):
+                raise TypeError(f"DriftDiffusion takes modules, got {type(part).__name__} as {name}; for plain "
+                                "functions use the field lambda t, z: (drift(t, z), diffusion(t, z)) instead")
         super().__init__()
         self.drift = drift
         self.diffusion = diffusion
@@ -148,15 +159,19 @@ class WongZakaiField(ForwardsCallbacks):
     """The Wong–Zakai ODE field ``forward(t, z) = f + g ⊙ ξ(t)`` with ``(f, g) = field(t, z)``.
 
     Args:
-        field: a drift–diffusion field (possibly wrapped, e.g. in the harness's ``CountingField``); it is
-            registered as a submodule, so this module's ``parameters()`` are the field's.
+        field: a drift–diffusion field (possibly wrapped, e.g. in the harness's ``CountingField``), registered
+            as a submodule, so this module's ``parameters()`` are the field's; or a plain function
+            ``(t, z) -> (f, g)``, whose parameters this module does not hold.
         noise: a :class:`KarhunenLoeveNoise` with a drawn path of z's shape (another shape is a ValueError).
 
-    torchdiffeq's step callbacks are forwarded to ``field`` (:class:`~nodebench.harness.nfe.ForwardsCallbacks`),
-    so a counting wrapper inside still sees every solver step.
+    torchdiffeq's step callbacks are forwarded to ``field`` (:class:`~nodebench.callbacks.ForwardsCallbacks`),
+    so a counting wrapper inside still sees every solver step. A method's solve
+    (:meth:`nodebench.methods.Method.make_solve`) hands this field around a plain function to its solver as a plain
+    callable (:func:`~nodebench.callbacks.solver_field`), so its adjoint needs the parameters (``params``), as
+    for the function itself; given to torchdiffeq's ``odeint_adjoint`` directly, pass ``adjoint_params``.
     """
 
-    def __init__(self, field: nn.Module, noise: KarhunenLoeveNoise):
+    def __init__(self, field: nn.Module | Callable, noise: KarhunenLoeveNoise):
         super().__init__()
         self.field = field
         self.noise = noise
@@ -180,12 +195,16 @@ class StratonovichSDE(ForwardsCallbacks):
     one call each. The field is a registered submodule, so ``parameters()`` are its parameters. The step
     callbacks are forwarded to the field, so a counting wrapper inside hears the steps that a
     :class:`StepReportingBrownian` reports.
+
+    The field may be a plain function ``(t, z) -> (f, g)``: as for :class:`WongZakaiField`, a method's solve hands
+    it to torchsde as no module, so ``sde_adjoint`` needs the parameters (``params``); torchsde's
+    ``sdeint_adjoint`` called directly needs ``adjoint_params``.
     """
 
     noise_type = "diagonal"
     sde_type = "stratonovich"
 
-    def __init__(self, field: nn.Module):
+    def __init__(self, field: nn.Module | Callable):
         super().__init__()
         self.field = field
 

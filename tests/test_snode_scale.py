@@ -104,6 +104,45 @@ def test_memory_estimate_matches_the_allocated_peak_of_the_set_up(nodes, ridge, 
     assert 0.9 * peak.bytes <= sum(parts.values()) <= 1.5 * peak.bytes, (peak.bytes, parts)
 
 
+def _svd_fit_peak(monkeypatch, n_times: int, options: SnodeOptions) -> int:
+    """The allocated peak of the set-up with the non-CPU path's solve (svd_lstsq, the device decision patched),
+    run on the CPU."""
+    monkeypatch.setattr(legendre, "minimum_norm_lstsq", legendre.svd_lstsq)
+    problem, params = _problem(n_times)
+    descent = CoordinateDescent(problem, params, options)
+    with AllocatedPeak(CPU) as peak:
+        descent.setup()
+    return peak.bytes
+
+
+@pytest.mark.parametrize("n_times, elements", [(301, None), (61, None), (13, None), (301, 10)])
+def test_memory_estimate_off_the_cpu_matches_the_allocated_peak_of_the_svd_fit(monkeypatch, n_times, elements):
+    """A dense fit off the CPU takes the SVD pseudo-inverse, about twice the CPU solve's temporaries (before, the
+    CPU's estimate was 0.56 times this peak at T = 301): within 0.9 and 1.5 times it, as on the CPU; the SVD
+    library's own workspace, which the CPU does not show, is allowed for."""
+    from nodebench.snode.memory import matrix_bytes
+
+    options = SnodeOptions(ridge=0.0, elements=elements)
+    peak = _svd_fit_peak(monkeypatch, n_times, options)
+    parts = matrix_bytes(n_times, 4 * 3, options.degree, options.elements_for(n_times), options.nodes_per_element,
+                         4, ridge=0.0, device_type="cuda")
+    assert 0.9 * peak <= sum(parts.values()) <= 1.5 * peak, (peak, parts)
+
+
+def test_a_dense_fit_is_checked_against_the_solve_its_device_takes(monkeypatch):
+    """With room for the CPU's gelsd fit but not for the SVD's, the CPU case passes and a CUDA one is refused
+    (before, every device was checked with the CPU's estimate)."""
+    from nodebench.snode import memory
+
+    options = SnodeOptions(ridge=0.0)
+    peak = _svd_fit_peak(monkeypatch, 301, options)
+    monkeypatch.setattr(memory, "device_memory", lambda device: (peak, "the SVD fit's measured peak"))
+    args = (301, 4 * 3, options.degree, options.elements_for(301), options.nodes_per_element, 4)
+    assert memory.check_memory(*args, CPU, ridge=0.0) < peak
+    with pytest.raises(MemoryError, match="largest: least-squares fit.*set snode_ridge > 0"):
+        memory.check_memory(*args, torch.device("cuda"), ridge=0.0)
+
+
 def test_a_basis_over_the_memory_limit_is_refused_before_any_matrix_is_built(monkeypatch):
     from nodebench.snode import memory
 

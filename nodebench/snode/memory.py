@@ -14,7 +14,10 @@ free coefficients, P = 1 + E·p of them per state dimension (:mod:`nodebench.sno
   element (:meth:`~nodebench.snode.elements.ElementBasis.fit`), O(T·(p + N·D) + E·p·(p + N·D)); without ridge
   on the dense observation map: the continuity map G (E × (p + 1) × P) and the map (T × P) while it is
   assembled, then the map, the solver's copy of it and LAPACK gelsd's workspace, O(P·(N·D + log P)), which
-  outweighs the map at small T (1.8 times it at T = 61, N·D = 12).
+  outweighs the map at small T (1.8 times it at T = 61, N·D = 12). Off the CPU the dense fit takes the SVD
+  pseudo-inverse instead (:func:`~nodebench.snode.legendre.svd_lstsq`): the map, then the SVD's copy of it, U and
+  Vᴴ, then U, Vᴴ, Vᴴ scaled and the pseudo-inverse (2·T·P + 2·P², about twice the CPU solve's temporaries), and
+  the SVD library's workspace, which the CPU cannot show and is allowed one more T × P matrix.
 
 So with ridge everything grows linearly with the number of observation times T. Without it, and the default
 E ≈ (T − 1)/p, the fit grows with T² (a trajectory of 10⁴ observations needs about 2 GB for it).
@@ -42,7 +45,7 @@ class SnodeMemoryError(MemoryError):
 
 
 def matrix_bytes(n_times: int, n_series: int, degree: int, elements: int, nodes_per_element: int,
-                 itemsize: int, *, ridge: float) -> dict[str, int]:
+                 itemsize: int, *, ridge: float, device_type: str = "cpu") -> dict[str, int]:
     """Bytes of SNODE's matrices at the peak of its set-up, for T = ``n_times`` observation times of
     ``n_series`` = N·D scalar series in a dtype of ``itemsize`` bytes, E elements of degree p, Q nodes each and
     the fit's ``ridge`` (see the module docstring): the matrix-free ``observation map`` and ``node maps`` held
@@ -51,20 +54,25 @@ def matrix_bytes(n_times: int, n_series: int, degree: int, elements: int, nodes_
     the fit (M6) is dense: the larger of its assembly (the continuity map G, its cumulative sum's temporaries,
     the observation map's S and Sᵀ, and M) and its solve (M, the solver's copy, the data three times: as given,
     folded into columns, the solver's copy; and LAPACK gelsd's workspace, :func:`_gelsd_workspace`, larger than
-    M at small T); with ridge it goes element by element: the data twice (as given, folded into columns), each
-    observation's basis values and row [basis | data] twice (built, sorted by element), each element's triangle
-    twice (listed, stacked), the triangular solve's right-hand sides and solutions, the coefficients per element
-    and z. The fit's part is named ``node maps' construction`` where their float64 temporaries, which come and
-    go before it, are larger (counted beside both node maps, though the second is built while only the first
-    is held: up to a third over the peak where they dominate)."""
+    M at small T), on a device of another ``device_type`` than ``"cpu"`` the SVD pseudo-inverse's (M; the larger
+    of the SVD's copy of M, U and Vᴴ and of U, Vᴴ, Vᴴ scaled and the pseudo-inverse; the SVD library's workspace,
+    taken as one more T × P; the data three times); with ridge it goes element by element: the data twice (as
+    given, folded into columns), each observation's basis values and row [basis | data] twice (built, sorted by
+    element), each element's triangle twice (listed, stacked), the triangular solve's right-hand sides and
+    solutions, the coefficients per element and z. The fit's part is named ``node maps' construction`` where
+    their float64 temporaries, which come and go before it, are larger (counted beside both node maps, though
+    the second is built while only the first is held: up to a third over the peak where they dominate)."""
     n_free = 1 + elements * degree
     n_nodes = elements * nodes_per_element
     dense = n_free <= DENSE_COLUMNS  # small maps also hold their (rows × P) matrix, built in float64
     map_entries = 4 * (degree + 1)  # a map's float64 S and Sᵀ per time: values and column indices
     if ridge == 0:
         assembly = (elements * (degree + 4) + n_times) * n_free + map_entries * n_times
-        fit = max(assembly, 2 * n_times * n_free + 3 * n_times * n_series
-                  + _gelsd_workspace(n_times, n_free, n_series))
+        if device_type == "cpu":  # minimum_norm_lstsq: LAPACK gelsd on the CPU, svd_lstsq elsewhere
+            solve = 2 * n_times * n_free + _gelsd_workspace(n_times, n_free, n_series)
+        else:
+            solve = 4 * n_times * n_free + 2 * n_free ** 2
+        fit = max(assembly, solve + 3 * n_times * n_series)
     else:
         width = degree + 1 + n_series  # a row [f_e | v_e | y] or a triangle's
         fit = (2 * n_times * (n_series + degree + 1 + width) + 2 * elements * (degree + 1) * width
@@ -160,7 +168,8 @@ def check_memory(n_times: int, n_series: int, degree: int, elements: int, nodes_
     """The estimated bytes of SNODE's matrices (:func:`matrix_bytes`, summed); :class:`SnodeMemoryError` with
     the estimate, its largest part and the options that shrink that part where it exceeds :func:`device_memory`
     (one line, short enough for a record's failure reason)."""
-    parts = matrix_bytes(n_times, n_series, degree, elements, nodes_per_element, itemsize, ridge=ridge)
+    parts = matrix_bytes(n_times, n_series, degree, elements, nodes_per_element, itemsize, ridge=ridge,
+                         device_type=device.type)
     total = sum(parts.values())
     available, what = device_memory(device)
     if total > available:
