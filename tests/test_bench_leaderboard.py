@@ -345,3 +345,26 @@ def test_repeats_differing_in_an_ignored_option_from_an_empty_hparams_are_named(
         case_id=lambda c: c["case_id"] + "-again")], ignore_index=True)
     table, _ = leaderboard.task_table(records[records.task == "t1"], curves)
     assert table.set_index("config").loc["adjoint", "ignored"] == "gtol 0.1, unset"
+
+
+def test_records_that_kept_options_changing_nothing_pool_with_the_unregularised_configuration():
+    """Older records kept reg* options where no regulariser ran ({"reg": "none", "reg_lambda": 0.0}; a
+    ``nodebench run`` case with reg_order but no reg): the leaderboard pools them with the run that has none, as one
+    configuration, and keeps the regularised one apart, with no empty label and no "reg=none" left in it."""
+    from nodebench.benchmarking.compare import effective_hparams
+
+    kept = ['{"reg": "none", "reg_lambda": 0.0}', '{}', '{"reg_order": 3}']
+    regularised = '{"reg": "speed", "reg_lambda": 0.1, "reg_order": 2}'
+    rows, curves = [], []
+    for i, (hparams, seed) in enumerate([*((h, 0) for h in kept), (regularised, 0), (regularised, 1)]):
+        rows.append({"case_id": f"c{i}", "run_id": "r", "task": "t", "method": "direct", "seed": seed,
+                     "hparams": hparams, "status": "ok", "peak_mem_bytes": 2.0**20, "nfe_forward_per_iter": 8.0,
+                     "nfe_backward_per_iter": 4.0, "test_mse": 0.3})
+        curves += [{"case_id": f"c{i}", "task": "t", "method": "direct", "seed": seed, "iteration": it,
+                    "elapsed_s": it + 1.0, "loss": 10 * loss, "monitor": loss}
+                   for it, loss in enumerate([1.0, 0.5, 0.3])]
+    records = pd.DataFrame(rows)
+    assert list(effective_hparams(records)) == ["{}", "{}", "{}", regularised, regularised]
+    table, info = leaderboard.task_table(records, pd.DataFrame(curves))
+    assert dict(zip(table["config"], table["runs"])) == {"direct": 3, "direct reg=speed reg_lambda=0.1 reg_order=2": 2}
+    assert info["repeats"] == ['direct (reg "none", unset; reg_lambda 0.0, unset; reg_order 3, unset)']
