@@ -320,7 +320,11 @@ def _refuse_repeated_runs(cases, at: str) -> None:
     """A :class:`UserError` where two of a preset's cases are one run: the same case but for options that change
     nothing in it (:func:`~nodebench.runner.settings.ignored_options`), as a grid crossing ``reg_order`` with a
     ``reg_lambda`` of 0 makes (no regulariser runs at λ = 0, Kelly et al. 2020, §3). The sweep would spend the run
-    twice, and ``nodebench compare`` refuses a configuration measured twice for one seed."""
+    twice, and ``nodebench compare`` refuses a configuration measured twice for one seed. The advice fits the
+    options: a grid over another method's solver option (``gtol`` crossed with ``gq`` and ``adjoint``), over an
+    SNODE option inert in some variants, or over ``reg_order`` with RNODE (which has no order) repeats a run too,
+    and has no unregularised baseline to declare."""
+    from nodebench.regularizers import REGULARIZER_OPTIONS, regularizer_from_hparams
     from nodebench.runner.settings import without_ignored
 
     seen = {}
@@ -329,9 +333,12 @@ def _refuse_repeated_runs(cases, at: str) -> None:
         if other is not case:
             differ = sorted(k for k in {*case.hparams, *other.hparams} if case.hparams.get(k) != other.hparams.get(k))
             values = "; ".join(f"{k} {other.hparams.get(k, 'unset')}, {case.hparams.get(k, 'unset')}" for k in differ)
+            once = ("the unregularised baseline, reg_lambda = 0, as an experiment of its own"
+                    if regularizer_from_hparams(case.hparams) is None and set(differ) <= set(REGULARIZER_OPTIONS) else
+                    f"the {case.method} cases that ignore {', '.join(differ)} in an experiment of their own, "
+                    f"without {'it' if len(differ) == 1 else 'them'} in their grid")
             raise UserError(f"{at}: two cases of {case.task}/{case.method}/s{case.seed} are one run: they differ "
-                            f"only in options that change nothing in it ({values}); declare that run once (the "
-                            "unregularised baseline, reg_lambda = 0, as an experiment of its own)")
+                            f"only in options that change nothing in it ({values}); declare that run once ({once})")
 
 
 def _refuse_unused_method_hparams(options: dict, case, at: str) -> None:

@@ -311,3 +311,19 @@ def test_a_grid_that_repeats_a_run_is_refused_at_load():
     assert "reg_order 2, 3" in message and "preset smoke" in message, message
     spec = parse_spec(GOOD.replace(*grid).replace("[0.0, 1.0]", "[0.5, 1.0]"), "good.toml")
     assert len(spec.cases("smoke", "cpu")) == 4
+
+
+@pytest.mark.parametrize("methods, grid, ignored", [
+    ('["gq", "adjoint"]', "gtol = [0.1, 0.5]", "gtol 0.1, 0.5"),  # a GQ tolerance sweep beside the adjoint
+    ('["rk4", "direct"]', "rtol = [1e-3, 1e-6]", "rtol 0.001, 1e-06"),
+    ('["rk4"]', 'reg = ["speed", "rnode"], reg_order = [2, 3], reg_lambda = [1.0]', "reg_order 2, 3"),  # RNODE's
+])
+def test_a_repeated_run_that_is_no_unregularised_baseline_is_not_advised_as_one(methods, grid, ignored):
+    """A grid over an option some of its methods (or RNODE) ignore repeats their run too; the refusal advised
+    declaring "the unregularised baseline, reg_lambda = 0" as its own experiment, where no regulariser is involved
+    or one runs. It names the cases to move instead."""
+    text = GOOD.replace('methods = ["rk4"]', f"methods = {methods}").replace(
+        "presets.smoke = { iters = 2, seeds = 2 }", f"presets.smoke = {{ iters = 2, seeds = 1, grid = {{ {grid} }} }}")
+    message = refused(text, "are one run")
+    assert f"({ignored}); declare that run once (the " in message and "cases that ignore" in message, message
+    assert "reg_lambda = 0" not in message and "unregularised" not in message, message
