@@ -485,7 +485,5 @@ def check_structure(state: DataStatus) -> None:
 
 
 __all__ = ["DataSet", "DataStatus", "DataUnavailable", "FileSpec", "FileStatus", "catalog", "check_case_data",
-           "check_file",
-           "check_structure",
-           "data_verified", "dataset_of_task", "file_digest", "get_dataset", "locate", "members_digest", "provenance",
-           "status"]
+           "check_file", "check_structure", "data_verified", "dataset_of_task", "file_digest", "get_dataset", "locate",
+           "members_digest", "provenance", "status"]
